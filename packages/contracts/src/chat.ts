@@ -1,0 +1,224 @@
+import { z } from 'zod';
+
+/**
+ * The OpenAI Chat Completions request, as callers send it. Unknown top-level fields are refused
+ * (like OpenAI does) rather than silently dropped; provider-specific extras are never forwarded
+ * blindly (no `api_base`, no headers from tenants).
+ */
+const TextPart = z.object({ type: z.literal('text'), text: z.string() });
+const ImagePart = z.object({
+  type: z.literal('image_url'),
+  image_url: z.object({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }),
+});
+const AudioPart = z.object({
+  type: z.literal('input_audio'),
+  input_audio: z.object({ data: z.string(), format: z.string() }),
+});
+const FilePart = z.object({
+  type: z.literal('file'),
+  file: z.object({ file_data: z.string().optional(), file_id: z.string().optional(), filename: z.string().optional() }),
+});
+const RefusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() });
+export const ContentPart = z.discriminatedUnion('type', [TextPart, ImagePart, AudioPart, FilePart, RefusalPart]);
+export type ContentPart = z.infer<typeof ContentPart>;
+
+export const ToolCall = z.object({
+  id: z.string(),
+  type: z.literal('function'),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+export type ToolCall = z.infer<typeof ToolCall>;
+
+const Content = z.union([z.string(), z.array(ContentPart)]);
+
+export const ChatMessage = z.discriminatedUnion('role', [
+  z.object({ role: z.literal('system'), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal('developer'), content: Content, name: z.string().optional() }),
+  z.object({ role: z.literal('user'), content: Content, name: z.string().optional() }),
+  z.object({
+    role: z.literal('assistant'),
+    content: Content.nullable().optional(),
+    name: z.string().optional(),
+    refusal: z.string().nullable().optional(),
+    tool_calls: z.array(ToolCall).optional(),
+  }),
+  z.object({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
+]);
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
+export const Tool = z.object({
+  type: z.literal('function'),
+  function: z.object({
+    name: z.string().min(1).max(64),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+});
+export type Tool = z.infer<typeof Tool>;
+
+export const ToolChoice = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) }),
+]);
+export type ToolChoice = z.infer<typeof ToolChoice>;
+
+export const ResponseFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    json_schema: z.object({
+      name: z.string(),
+      description: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullable().optional(),
+    }),
+  }),
+]);
+export type ResponseFormat = z.infer<typeof ResponseFormat>;
+
+export const ChatRequest = z.strictObject({
+  model: z.string().min(1).max(256),
+  messages: z.array(ChatMessage).min(1, 'messages must contain at least one message').max(4096),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z
+    .object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .nullable()
+    .optional(),
+  max_tokens: z.number().int().positive().nullable().optional(),
+  max_completion_tokens: z.number().int().positive().nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  n: z.number().int().min(1).max(1).nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullable().optional(),
+  seed: z.number().int().nullable().optional(),
+  presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+  frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+  logprobs: z.boolean().nullable().optional(),
+  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+  logit_bias: z.record(z.string(), z.number()).nullable().optional(),
+  tools: z.array(Tool).max(128).optional(),
+  tool_choice: ToolChoice.optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  response_format: ResponseFormat.optional(),
+  reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+  user: z.string().max(256).optional(),
+  safety_identifier: z.string().max(256).optional(),
+  metadata: z.record(z.string(), z.string()).nullable().optional(),
+  store: z.boolean().nullable().optional(),
+  service_tier: z.string().nullable().optional(),
+});
+export type ChatRequest = z.infer<typeof ChatRequest>;
+
+/** Normalized token usage, the same for every provider (see providers.md §0.1). */
+export const Usage = z.object({
+  /** All input tokens, cached ones included. */
+  inputTokens: z.number().int().nonnegative(),
+  /** Input tokens read from a provider cache (subset of inputTokens). */
+  cachedInputTokens: z.number().int().nonnegative(),
+  /** Input tokens written to a provider cache (Anthropic; subset of inputTokens). */
+  cacheWriteTokens: z.number().int().nonnegative(),
+  /** All output tokens, reasoning/thinking included. */
+  outputTokens: z.number().int().nonnegative(),
+  /** Reasoning / thinking tokens (subset of outputTokens). */
+  reasoningTokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof Usage>;
+
+export const zeroUsage = (): Usage => ({
+  inputTokens: 0,
+  cachedInputTokens: 0,
+  cacheWriteTokens: 0,
+  outputTokens: 0,
+  reasoningTokens: 0,
+});
+
+export const FinishReason = z.enum(['stop', 'length', 'tool_calls', 'content_filter', 'function_call']);
+export type FinishReason = z.infer<typeof FinishReason>;
+
+/** What every adapter's parse of a complete response (or an assembled stream) yields. */
+export const Completion = z.object({
+  /** Upstream response id (never shown to callers as ours). */
+  upstreamId: z.string().optional(),
+  /** The model the provider says served the call. */
+  model: z.string(),
+  content: z.string().nullable(),
+  refusal: z.string().nullable().optional(),
+  reasoning: z.string().optional(),
+  toolCalls: z.array(ToolCall),
+  finishReason: FinishReason,
+  usage: Usage,
+});
+export type Completion = z.infer<typeof Completion>;
+
+/** OpenAI's usage object, derived from the normalized one. */
+export function toOpenAIUsage(u: Usage) {
+  return {
+    prompt_tokens: u.inputTokens,
+    completion_tokens: u.outputTokens,
+    total_tokens: u.inputTokens + u.outputTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedInputTokens, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: u.reasoningTokens,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
+  };
+}
+export type OpenAIUsage = ReturnType<typeof toOpenAIUsage>;
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: {
+      role: 'assistant';
+      content: string | null;
+      refusal: string | null;
+      tool_calls?: ToolCall[];
+      annotations: unknown[];
+    };
+    logprobs: null;
+    finish_reason: FinishReason;
+  }>;
+  usage: OpenAIUsage;
+  system_fingerprint: string | null;
+  service_tier: string | null;
+}
+
+/** The normalized response format: one shape whatever provider served the call. */
+export function toChatCompletion(id: string, model: string, created: number, c: Completion): ChatCompletion {
+  return {
+    id,
+    object: 'chat.completion',
+    created,
+    model,
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: c.content,
+          refusal: c.refusal ?? null,
+          ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
+          annotations: [],
+        },
+        logprobs: null,
+        finish_reason: c.finishReason,
+      },
+    ],
+    usage: toOpenAIUsage(c.usage),
+    system_fingerprint: null,
+    service_tier: 'default',
+  };
+}
+
+/** The max output tokens a request asks for, whichever field it used. */
+export function requestedMaxTokens(r: ChatRequest): number | undefined {
+  return r.max_completion_tokens ?? r.max_tokens ?? undefined;
+}

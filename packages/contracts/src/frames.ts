@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { SerializedError } from './errors.ts';
+
+/**
+ * Server frames of the WebSocket protocol v1, also the entries of each job's Redis Stream.
+ * `seq` is per job, starts at 1 and has no gaps (the stream entry id is `0-<seq>`), so a client
+ * resuming after `seq = n` receives n+1… exactly once.
+ */
+const base = { v: z.literal(1), job: z.string(), seq: z.number().int().positive() };
+
+export const ToolCallDelta = z.object({
+  index: z.number().int().nonnegative(),
+  id: z.string().optional(),
+  type: z.literal('function').optional(),
+  function: z.object({ name: z.string().optional(), arguments: z.string().optional() }).optional(),
+});
+export type ToolCallDelta = z.infer<typeof ToolCallDelta>;
+
+export const StatusState = z.enum(['queued', 'running', 'retrying', 'fallback']);
+
+export const Frame = z.discriminatedUnion('type', [
+  z.object({ ...base, type: z.literal('accepted'), model: z.string(), created: z.number() }),
+  z.object({
+    ...base,
+    type: z.literal('status'),
+    state: StatusState,
+    provider: z.string().optional(),
+    model: z.string().optional(),
+    attempt: z.number().optional(),
+    reason: z.string().optional(),
+  }),
+  z.object({
+    ...base,
+    type: z.literal('delta'),
+    text: z.string().optional(),
+    reasoning: z.string().optional(),
+    tool_calls: z.array(ToolCallDelta).optional(),
+  }),
+  z.object({ ...base, type: z.literal('reset'), reason: z.string(), hop: z.number(), attempt: z.number() }),
+  z.object({ ...base, type: z.literal('usage'), usage: z.record(z.string(), z.unknown()) }),
+  /** `result` has the same shape as the HTTP chat.completion response. */
+  z.object({ ...base, type: z.literal('done'), result: z.record(z.string(), z.unknown()) }),
+  z.object({ ...base, type: z.literal('error'), status: z.number(), error: SerializedError }),
+]);
+export type Frame = z.infer<typeof Frame>;
+export type FrameType = Frame['type'];
+export type FrameOf<T extends FrameType> = Extract<Frame, { type: T }>;
+/** A frame before the stream writer has assigned its job and sequence number. */
+export type FrameBody = Frame extends infer F ? (F extends Frame ? Omit<F, 'v' | 'job' | 'seq'> : never) : never;
+
+export const isTerminal = (f: Pick<Frame, 'type'>): boolean => f.type === 'done' || f.type === 'error';

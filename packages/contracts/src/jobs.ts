@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import { ChatRequest } from './chat.ts';
+
+/** One candidate of a route plan: which provider pool, and the model id that provider knows. */
+export const RouteCandidate = z.object({ provider: z.string(), model: z.string() });
+export type RouteCandidate = z.infer<typeof RouteCandidate>;
+
+/**
+ * The payload of the one BullMQ job per request. Never carries provider keys (Redis is readable
+ * and written to AOF). `id` is the request id; the BullMQ job id is `id` for hop 0 and
+ * `<id>-h<hop>` for fallback hops.
+ */
+export const JobData = z.object({
+  v: z.literal(1),
+  id: z.string(),
+  account: z.string(),
+  key: z.string(),
+  request: ChatRequest,
+  /** What the caller asked for (`openai/gpt-4o-mini`, `gpt-4o-mini`, an alias): shown back in responses. */
+  requestedModel: z.string(),
+  plan: z.array(RouteCandidate).min(1),
+  hop: z.number().int().nonnegative(),
+  /** Emit delta frames (streaming callers and async jobs). Non-streaming calls need only the done frame. */
+  deltas: z.boolean(),
+  /** Epoch ms. */
+  created: z.number(),
+  /** Epoch ms after which the request is failed rather than retried. */
+  deadline: z.number(),
+  /** Errors of earlier hops, so the final error can name every attempt. */
+  attempts: z
+    .array(z.object({ provider: z.string(), model: z.string(), code: z.string(), message: z.string() }))
+    .default([]),
+});
+export type JobData = z.infer<typeof JobData>;
+
+export const jobIdForHop = (requestId: string, hop: number): string => (hop === 0 ? requestId : `${requestId}-h${hop}`);
+
+export const JobState = z.enum(['queued', 'running', 'retrying', 'fallback', 'completed', 'failed', 'cancelled']);
+export type JobState = z.infer<typeof JobState>;

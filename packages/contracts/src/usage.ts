@@ -1,0 +1,32 @@
+import { z } from 'zod';
+
+/**
+ * One provider call's token usage, emitted by the worker on the usage stream and settled by
+ * billing exactly once (unique `id`). Every provider call that produced tokens is recorded,
+ * retries and fallbacks included.
+ */
+export const UsageEvent = z.object({
+  v: z.literal(1),
+  /** Stable: `<requestId>.h<hop>.a<attempt>`; settling the same id twice is a no-op. */
+  id: z.string(),
+  requestId: z.string(),
+  account: z.string(),
+  key: z.string(),
+  provider: z.string(),
+  model: z.string(),
+  hop: z.number().int().nonnegative(),
+  attempt: z.number().int().nonnegative(),
+  inputTokens: z.number().int().nonnegative(),
+  cachedInputTokens: z.number().int().nonnegative(),
+  cacheWriteTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  reasoningTokens: z.number().int().nonnegative(),
+  /** success: the caller got this answer; failed: the call broke after producing tokens; cancelled: caller went away. */
+  outcome: z.enum(['success', 'failed', 'cancelled']),
+  /** Epoch ms when the provider call ended. */
+  at: z.number(),
+});
+export type UsageEvent = z.infer<typeof UsageEvent>;
+
+export const usageEventId = (requestId: string, hop: number, attempt: number): string =>
+  `${requestId}.h${hop}.a${attempt}`;

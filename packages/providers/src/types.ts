@@ -1,0 +1,113 @@
+import type { ChatRequest, Completion, FinishReason, Usage } from '@switchyard/contracts/chat';
+import type { GatewayError } from '@switchyard/contracts/errors';
+import type { ToolCallDelta } from '@switchyard/contracts/frames';
+
+/** Which wire protocol a provider speaks. */
+export type ProviderKind = 'openai' | 'anthropic' | 'gemini' | 'openai-compatible';
+
+/** A configured provider instance (one per pool). Keys live only in worker processes. */
+export interface ProviderConfig {
+  /** Pool / queue name: `openai`, `anthropic`, `gemini`, `llama`, `groq`, … */
+  id: string;
+  kind: ProviderKind;
+  /** Follows the official SDK's convention (providers.md "Base URL conventions"). */
+  baseUrl: string;
+  /** One or more keys; the pool rotates across them. May be empty for keyless local servers. */
+  apiKeys: string[];
+  /** Extra static headers (e.g. OpenRouter's HTTP-Referer). Never from tenants. */
+  headers?: Record<string, string>;
+  timeouts?: Partial<Timeouts>;
+}
+
+export interface Timeouts {
+  connectMs: number;
+  /** Until response headers / first byte. */
+  firstByteMs: number;
+  /** Longest silence between two chunks of a stream. */
+  idleMs: number;
+  /** Whole call. */
+  totalMs: number;
+}
+
+/** An HTTP request to send upstream. `body` is already serialized. */
+export interface UpstreamRequest {
+  method: 'POST' | 'GET';
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+/** Typed events parsed out of a provider stream, the same for every provider. */
+export type StreamEvent =
+  | { type: 'start'; upstreamId?: string; model?: string }
+  | { type: 'text'; text: string }
+  | { type: 'reasoning'; text: string }
+  | { type: 'tool_call'; delta: ToolCallDelta }
+  /** Usage so far. Adapters normalize cumulative vs incremental, so the last one seen is the total. */
+  | { type: 'usage'; usage: Usage }
+  | { type: 'finish'; reason: FinishReason }
+  /** Terminal: an in-band error after the 200 status. */
+  | { type: 'error'; error: GatewayError }
+  /** Terminal success marker ([DONE], message_stop, or the end of a Gemini stream that had a finishReason). */
+  | { type: 'end' };
+
+/** Incremental SSE→event parser. Bounded memory: a line over the limit yields an error event. */
+export interface StreamParser {
+  /** Feed raw bytes decoded as UTF-8 text; returns the events completed by this chunk. */
+  push(chunk: string): StreamEvent[];
+  /** The upstream body ended. Yields `end`, or an `error` event when the terminal event never came. */
+  finish(): StreamEvent[];
+}
+
+/** Rate-limit state read from response headers (or an error body), in one common shape. */
+export interface RateLimitInfo {
+  limitRequests?: number;
+  remainingRequests?: number;
+  /** ms until the request budget is full again. */
+  resetRequestsMs?: number;
+  limitTokens?: number;
+  remainingTokens?: number;
+  resetTokensMs?: number;
+  limitInputTokens?: number;
+  remainingInputTokens?: number;
+  resetInputTokensMs?: number;
+  limitOutputTokens?: number;
+  remainingOutputTokens?: number;
+  resetOutputTokensMs?: number;
+  /** From retry-after-ms / retry-after / Gemini RetryInfo. */
+  retryAfterMs?: number;
+}
+
+export interface DiscoveredModel {
+  /** The id the provider knows (no provider prefix). */
+  id: string;
+  displayName?: string;
+  created?: number;
+  contextWindow?: number;
+  maxOutputTokens?: number;
+  ownedBy?: string;
+}
+
+export interface BuildOptions {
+  /** The provider's model id (route candidate's model). */
+  model: string;
+  stream: boolean;
+  config: ProviderConfig;
+  apiKey: string | undefined;
+}
+
+/**
+ * A provider adapter: translation + HTTP shapes only (no Redis, no database).
+ * One folder per provider exports one object of this type.
+ */
+export interface ProviderAdapter {
+  kind: ProviderKind;
+  buildRequest(req: ChatRequest, opts: BuildOptions): UpstreamRequest;
+  parseResponse(body: unknown): Completion;
+  createStreamParser(opts: { model: string; maxLineBytes?: number }): StreamParser;
+  /** Classify a non-2xx answer (or a transport failure when status is 0). */
+  classifyError(status: number, headers: Headers, bodyText: string): GatewayError;
+  readRateLimits(headers: Headers, bodyText?: string): RateLimitInfo;
+  listModelsRequest(config: ProviderConfig, apiKey: string | undefined, pageToken?: string): UpstreamRequest;
+  parseModels(body: unknown): { models: DiscoveredModel[]; nextPageToken?: string };
+}
