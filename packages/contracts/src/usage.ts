@@ -23,6 +23,9 @@ export const UsageEvent = z.object({
   reasoningTokens: z.number().int().nonnegative(),
   /** success: the caller got this answer; failed: the call broke after producing tokens; cancelled: caller went away. */
   outcome: z.enum(['success', 'failed', 'cancelled']),
+  /** The request's last event (success or final failure): billing releases its admission hold. A request that
+   *  ends without tokens still emits one final event with zero tokens. */
+  final: z.boolean(),
   /** Epoch ms when the provider call ended. */
   at: z.number(),
 });

@@ -1,0 +1,151 @@
+import { z } from 'zod';
+
+/**
+ * Known models: list prices (USD per million tokens, as exact decimal strings), context windows
+ * and capabilities. Public list prices as published by each provider, taken on PRICES_TAKEN_AT.
+ * Overridable by configuration; discovery merges in models the providers report.
+ */
+export const PRICES_TAKEN_AT = '2026-11-01';
+
+export const Capability = z.enum(['tools', 'vision', 'json_schema', 'reasoning', 'streaming']);
+export type Capability = z.infer<typeof Capability>;
+
+/** Decimal string with up to 6 fractional digits: USD per 1M tokens. */
+const Usd = z.string().regex(/^\d+(\.\d{1,6})?$/, 'a decimal USD amount like "0.15"');
+
+export const ModelPrice = z.object({
+  inputPerM: Usd,
+  cachedInputPerM: Usd.optional(),
+  cacheWritePerM: Usd.optional(),
+  outputPerM: Usd,
+});
+export type ModelPrice = z.infer<typeof ModelPrice>;
+
+export const CatalogModel = z.object({
+  provider: z.string(),
+  /** The provider's own model id. */
+  id: z.string(),
+  aliases: z.array(z.string()).default([]),
+  contextWindow: z.number().int().positive(),
+  maxOutputTokens: z.number().int().positive(),
+  capabilities: z.array(Capability),
+  price: ModelPrice.optional(),
+  /** Model list `created` (unix seconds). */
+  created: z.number().int().optional(),
+});
+export type CatalogModel = z.infer<typeof CatalogModel>;
+
+const all: Capability[] = ['tools', 'vision', 'json_schema', 'streaming'];
+const m = (
+  provider: string,
+  id: string,
+  contextWindow: number,
+  maxOutputTokens: number,
+  capabilities: Capability[],
+  price: ModelPrice,
+  aliases: string[] = [],
+): CatalogModel => ({ provider, id, aliases, contextWindow, maxOutputTokens, capabilities, price });
+
+export const BUILTIN_MODELS: CatalogModel[] = [
+  // OpenAI
+  m('openai', 'gpt-4o-mini', 128_000, 16_384, all, { inputPerM: '0.15', cachedInputPerM: '0.075', outputPerM: '0.60' }),
+  m('openai', 'gpt-4o', 128_000, 16_384, all, { inputPerM: '2.50', cachedInputPerM: '1.25', outputPerM: '10.00' }),
+  m('openai', 'gpt-4.1', 1_047_576, 32_768, all, { inputPerM: '2.00', cachedInputPerM: '0.50', outputPerM: '8.00' }),
+  m('openai', 'gpt-4.1-mini', 1_047_576, 32_768, all, {
+    inputPerM: '0.40',
+    cachedInputPerM: '0.10',
+    outputPerM: '1.60',
+  }),
+  m('openai', 'gpt-4.1-nano', 1_047_576, 32_768, all, {
+    inputPerM: '0.10',
+    cachedInputPerM: '0.025',
+    outputPerM: '0.40',
+  }),
+  m('openai', 'gpt-5', 400_000, 128_000, [...all, 'reasoning'], {
+    inputPerM: '1.25',
+    cachedInputPerM: '0.125',
+    outputPerM: '10.00',
+  }),
+  m('openai', 'gpt-5-mini', 400_000, 128_000, [...all, 'reasoning'], {
+    inputPerM: '0.25',
+    cachedInputPerM: '0.025',
+    outputPerM: '2.00',
+  }),
+  m('openai', 'gpt-5-nano', 400_000, 128_000, [...all, 'reasoning'], {
+    inputPerM: '0.05',
+    cachedInputPerM: '0.005',
+    outputPerM: '0.40',
+  }),
+  m('openai', 'o4-mini', 200_000, 100_000, [...all, 'reasoning'], {
+    inputPerM: '1.10',
+    cachedInputPerM: '0.275',
+    outputPerM: '4.40',
+  }),
+  m('openai', 'o3', 200_000, 100_000, [...all, 'reasoning'], { inputPerM: '2.00', cachedInputPerM: '0.50', outputPerM: '8.00' }),
+  // Anthropic (cache reads 0.1×, 5-minute cache writes 1.25× input)
+  m(
+    'anthropic',
+    'claude-sonnet-4-5',
+    200_000,
+    64_000,
+    [...all, 'reasoning'],
+    { inputPerM: '3.00', cachedInputPerM: '0.30', cacheWritePerM: '3.75', outputPerM: '15.00' },
+    ['claude-sonnet'],
+  ),
+  m(
+    'anthropic',
+    'claude-haiku-4-5',
+    200_000,
+    64_000,
+    [...all, 'reasoning'],
+    { inputPerM: '1.00', cachedInputPerM: '0.10', cacheWritePerM: '1.25', outputPerM: '5.00' },
+    ['claude-haiku'],
+  ),
+  m(
+    'anthropic',
+    'claude-opus-4-5',
+    200_000,
+    64_000,
+    [...all, 'reasoning'],
+    { inputPerM: '5.00', cachedInputPerM: '0.50', cacheWritePerM: '6.25', outputPerM: '25.00' },
+    ['claude-opus'],
+  ),
+  m('anthropic', 'claude-3-5-haiku-latest', 200_000, 8_192, all, {
+    inputPerM: '0.80',
+    cachedInputPerM: '0.08',
+    cacheWritePerM: '1.00',
+    outputPerM: '4.00',
+  }),
+  // Google Gemini (prices for prompts ≤ 200k tokens)
+  m(
+    'gemini',
+    'gemini-2.5-flash',
+    1_048_576,
+    65_536,
+    [...all, 'reasoning'],
+    { inputPerM: '0.30', cachedInputPerM: '0.03', outputPerM: '2.50' },
+    ['gemini-flash'],
+  ),
+  m(
+    'gemini',
+    'gemini-2.5-pro',
+    1_048_576,
+    65_536,
+    [...all, 'reasoning'],
+    { inputPerM: '1.25', cachedInputPerM: '0.125', outputPerM: '10.00' },
+    ['gemini-pro'],
+  ),
+  m('gemini', 'gemini-2.5-flash-lite', 1_048_576, 65_536, all, {
+    inputPerM: '0.10',
+    cachedInputPerM: '0.01',
+    outputPerM: '0.40',
+  }),
+  m('gemini', 'gemini-2.0-flash', 1_048_576, 8_192, all, {
+    inputPerM: '0.10',
+    cachedInputPerM: '0.025',
+    outputPerM: '0.40',
+  }),
+  // Self-hosted Llama (Ollama / vLLM): zero by default, priced by configuration.
+  m('llama', 'llama3.2', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], { inputPerM: '0', outputPerM: '0' }),
+  m('llama', 'llama3.1:8b', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], { inputPerM: '0', outputPerM: '0' }),
+];

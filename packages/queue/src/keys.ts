@@ -1,0 +1,39 @@
+/**
+ * Every Redis key and channel name, in one place. Per-job keys share a hash tag (`{<id>}`) so they
+ * live in one Cluster slot. `prefix` isolates deployments (and test files) sharing one Redis.
+ */
+export interface Keys {
+  prefix: string;
+  /** BullMQ queue name of a provider pool (BullMQ adds its own `<prefix>:` in front). */
+  queue(provider: string): string;
+  /** Per-job stream of frames; entry id `0-<seq>`, field `f` = JSON frame. */
+  frames(jobId: string): string;
+  /** Per-job meta hash: account, state, model, created, … */
+  meta(jobId: string): string;
+  /** Per-job pub/sub channel for live frames. */
+  live(jobId: string): string;
+  /** Usage events stream (field `e` = JSON UsageEvent), read by billing with a consumer group. */
+  usage: string;
+  usageGroup: string;
+  /** Discovered models per provider (JSON). */
+  models(provider: string): string;
+  /** Cancel requests: pub/sub channel workers listen on. */
+  cancel: string;
+  /** Any other namespaced key. */
+  k(...parts: string[]): string;
+}
+
+export function makeKeys(prefix = 'sy'): Keys {
+  return {
+    prefix,
+    queue: (provider) => `llm-${provider}`,
+    frames: (id) => `${prefix}:{${id}}:f`,
+    meta: (id) => `${prefix}:{${id}}:m`,
+    live: (id) => `${prefix}:live:{${id}}`,
+    usage: `${prefix}:usage`,
+    usageGroup: 'billing',
+    models: (provider) => `${prefix}:models:${provider}`,
+    cancel: `${prefix}:cancel`,
+    k: (...parts) => [prefix, ...parts].join(':'),
+  };
+}

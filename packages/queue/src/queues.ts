@@ -1,0 +1,52 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { JobData } from '@switchyard/contracts/jobs';
+import { jobIdForHop } from '@switchyard/contracts/jobs';
+import type { Keys } from './keys.ts';
+
+/** Job options for provider queues. One BullMQ job per request; finished jobs are removed quickly. */
+export function providerJobOptions(data: JobData, attempts: number): JobsOptions {
+  return {
+    jobId: jobIdForHop(data.id, data.hop),
+    attempts,
+    backoff: { type: 'exponential', delay: 500, jitter: 0.5 },
+    // Kept long enough that a re-delivered hand-off with the same id is still de-duplicated.
+    removeOnComplete: { age: 600, count: 10_000 },
+    removeOnFail: { age: 24 * 3600, count: 10_000 },
+  };
+}
+
+/** Lazily created BullMQ queues, one per provider pool, sharing one connection. */
+export class ProviderQueues {
+  readonly #queues = new Map<string, Queue<JobData>>();
+  readonly #connection: Redis;
+  readonly #keys: Keys;
+
+  constructor(connection: Redis, keys: Keys) {
+    this.#connection = connection;
+    this.#keys = keys;
+  }
+
+  get(provider: string): Queue<JobData> {
+    let q = this.#queues.get(provider);
+    if (!q) {
+      q = new Queue<JobData>(this.#keys.queue(provider), {
+        connection: this.#connection,
+        prefix: this.#keys.prefix,
+        streams: { events: { maxLen: 2000 } },
+      });
+      this.#queues.set(provider, q);
+    }
+    return q;
+  }
+
+  async add(data: JobData, attempts = 3): Promise<void> {
+    const candidate = data.plan[data.hop];
+    if (!candidate) throw new Error(`job ${data.id} has no candidate for hop ${data.hop}`);
+    await this.get(candidate.provider).add('chat', data, providerJobOptions(data, attempts));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,69 @@
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { sql } from 'drizzle-orm';
+import type { IngressDeps } from './deps.ts';
+import { Authenticator } from './plugins/auth.ts';
+import { registerErrorHandling } from './plugins/errors.ts';
+import { adminRoutes } from './routes/billing/admin.ts';
+import { usageRoutes } from './routes/billing/usage.ts';
+import { chatRoutes } from './routes/v1/chat.ts';
+import { jobRoutes } from './routes/v1/jobs.ts';
+import { modelRoutes } from './routes/v1/models.ts';
+import { streamRoutes } from './ws/stream.ts';
+
+/** Secrets and prompts never reach the logs: only metadata is logged. */
+export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
+
+/** The whole ingress as one Fastify app, built from `deps` (main.ts and tests share it). */
+export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    bodyLimit: deps.config.BODY_LIMIT_BYTES,
+    loggerInstance: deps.log,
+    disableRequestLogging: true,
+    requestIdHeader: false,
+    trustProxy: true,
+    ...opts,
+  });
+  registerErrorHandling(app);
+  const allowedOrigins = deps.config.WS_ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean);
+  await app.register(websocket, {
+    options: {
+      maxPayload: deps.config.WS_MAX_MESSAGE_BYTES,
+      // CORS does not protect WebSockets: check Origin against the allowlist (cross-site hijacking).
+      verifyClient: (info: { origin?: string }, cb: (ok: boolean, code?: number, msg?: string) => void) => {
+        if (allowedOrigins.length === 0 || !info.origin || allowedOrigins.includes(info.origin)) return cb(true);
+        cb(false, 403, 'Origin not allowed');
+      },
+    },
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const checks = await Promise.allSettled([
+      deps.redis.ping(),
+      deps.db.execute(sql`select 1`),
+    ]);
+    const [redis, db] = checks.map((c) => c.status === 'fulfilled');
+    const ready = redis && db;
+    return reply.code(ready ? 200 : 503).send({
+      status: ready ? 'ready' : 'not ready',
+      redis: redis ? 'ok' : 'down',
+      postgres: db ? 'ok' : 'down',
+      pools: deps.directory.providers,
+    });
+  });
+
+  const auth = new Authenticator(deps.db);
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', async (req) => {
+      req.principal = await auth.authenticate(Authenticator.keyFrom(req.headers));
+    });
+    await chatRoutes(v1, deps);
+    await jobRoutes(v1, deps);
+    await modelRoutes(v1, deps);
+    await streamRoutes(v1, deps);
+    await v1.register(usageRoutes({ db: deps.db }));
+  });
+  await app.register(adminRoutes({ db: deps.db, adminToken: deps.config.SWITCHYARD_ADMIN_TOKEN }));
+  return app;
+}

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+const int = (def: number) => z.coerce.number().int().positive().default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const IngressConfig = z.object({
+  PORT: z.coerce.number().int().nonnegative().default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  REDIS_PREFIX: z.string().default('sy'),
+  DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/switchyard'),
+  SWITCHYARD_BOOTSTRAP_KEY: z.string().min(8).optional(),
+  SWITCHYARD_BOOTSTRAP_CREDIT_USD: z
+    .string()
+    .regex(/^\d+(\.\d{1,6})?$/)
+    .default('10'),
+  SWITCHYARD_ADMIN_TOKEN: z.string().min(16).optional(),
+  /** Largest request body accepted (bytes). Prompts with images can be large. */
+  BODY_LIMIT_BYTES: int(8 * 1024 * 1024),
+  /** How long a request may take in total before it fails (queueing, retries, fallbacks). */
+  REQUEST_TIMEOUT_MS: int(600_000),
+  /** Attempts per provider before falling back to the next candidate. */
+  PROVIDER_ATTEMPTS: int(3),
+  /** Streams of async jobs and their results are kept this long. */
+  STREAM_TTL_SECONDS: int(86_400),
+  SYNC_TTL_SECONDS: int(300),
+  /** Stop generation (and bill what was generated) when an HTTP caller disconnects. */
+  CANCEL_ON_DISCONNECT: bool(true),
+  /** Accept models that have no price (billed at zero). Off: such models are refused. */
+  ALLOW_UNPRICED_MODELS: bool(false),
+  /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */
+  WS_ALLOWED_ORIGINS: z.string().default(''),
+  WS_MAX_MESSAGE_BYTES: int(1024 * 1024),
+  /** How often the model directory re-reads what the worker pools published. */
+  DIRECTORY_REFRESH_MS: int(5000),
+  LOG_LEVEL: z.string().default('info'),
+});
+export type IngressConfig = z.infer<typeof IngressConfig>;
+
+export function loadConfig(env: Record<string, string | undefined>): IngressConfig {
+  const r = IngressConfig.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid ingress configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return r.data;
+}

@@ -1,0 +1,46 @@
+import { pino, type Logger } from 'pino';
+import { createDb } from '@switchyard/db/client';
+import { FrameStore } from '@switchyard/queue/frame-store';
+import { makeKeys } from '@switchyard/queue/keys';
+import { LiveHub } from '@switchyard/queue/live-hub';
+import { ProviderQueues } from '@switchyard/queue/queues';
+import { createRedis } from '@switchyard/queue/redis';
+import type { IngressConfig } from './config.ts';
+import type { IngressDeps } from './deps.ts';
+import { LOG_REDACT } from './app.ts';
+import { ModelDirectory } from './routing/directory.ts';
+import { Router } from './routing/router.ts';
+
+/** Builds the ingress's connections and services from its config (used by main.ts and tests). */
+export async function createIngressDeps(
+  config: IngressConfig,
+  log: Logger = pino({ level: config.LOG_LEVEL, redact: LOG_REDACT, base: { svc: 'ingress' } }),
+): Promise<IngressDeps & { close(): Promise<void> }> {
+  const keys = makeKeys(config.REDIS_PREFIX);
+  const redis = createRedis(config.REDIS_URL, { name: 'sy-ingress' });
+  const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'sy-ingress-sub' });
+  const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20 });
+  const directory = new ModelDirectory(redis, keys);
+  await directory.refresh();
+  directory.start(config.DIRECTORY_REFRESH_MS);
+  const queues = new ProviderQueues(redis, keys);
+  return {
+    config,
+    log,
+    redis,
+    keys,
+    store: new FrameStore(redis, keys),
+    hub: new LiveHub(sub, keys),
+    queues,
+    db,
+    directory,
+    router: new Router(directory, { allowUnpriced: config.ALLOW_UNPRICED_MODELS }),
+    async close() {
+      directory.stop();
+      await queues.close().catch(() => {});
+      sub.disconnect();
+      redis.disconnect();
+      await closeDb();
+    },
+  };
+}

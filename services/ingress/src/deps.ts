@@ -1,0 +1,24 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Db } from '@switchyard/db/client';
+import type { FrameStore } from '@switchyard/queue/frame-store';
+import type { Keys } from '@switchyard/queue/keys';
+import type { LiveHub } from '@switchyard/queue/live-hub';
+import type { ProviderQueues } from '@switchyard/queue/queues';
+import type { IngressConfig } from './config.ts';
+import type { ModelDirectory } from './routing/directory.ts';
+import type { Router } from './routing/router.ts';
+
+/** Everything the ingress needs, built once in main.ts (or by a test) and passed down. */
+export interface IngressDeps {
+  config: IngressConfig;
+  log: Logger;
+  redis: Redis;
+  keys: Keys;
+  store: FrameStore;
+  hub: LiveHub;
+  queues: ProviderQueues;
+  db: Db;
+  directory: ModelDirectory;
+  router: Router;
+}

@@ -1,0 +1,28 @@
+import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@switchyard/catalog/models';
+import { usdToMicros } from '@switchyard/catalog/money';
+import { ensureBootstrapAccount } from '@switchyard/db/accounts';
+import { runMigrations } from '@switchyard/db/migrate';
+import { syncPrices } from '@switchyard/db/prices';
+import { buildApp } from './app.ts';
+import { loadConfig } from './config.ts';
+import { createIngressDeps } from './create-deps.ts';
+import { serve } from './server.ts';
+
+const config = loadConfig(process.env);
+const deps = await createIngressDeps(config);
+const { log } = deps;
+
+await runMigrations(config.DATABASE_URL);
+await syncPrices(deps.db, BUILTIN_MODELS, PRICES_TAKEN_AT);
+if (config.SWITCHYARD_BOOTSTRAP_KEY) {
+  const r = await ensureBootstrapAccount(deps.db, {
+    apiKey: config.SWITCHYARD_BOOTSTRAP_KEY,
+    creditMicros: usdToMicros(config.SWITCHYARD_BOOTSTRAP_CREDIT_USD),
+  });
+  if (r.created) log.info({ account: r.accountId, creditUsd: config.SWITCHYARD_BOOTSTRAP_CREDIT_USD }, 'bootstrap account created');
+}
+if (!config.SWITCHYARD_ADMIN_TOKEN) log.info('SWITCHYARD_ADMIN_TOKEN not set: the admin API is disabled');
+
+const app = await buildApp(deps);
+await serve(app, { port: config.PORT, host: config.HOST, log, onClose: () => deps.close() });
+log.info({ port: config.PORT, pools: deps.directory.providers }, 'ingress listening');

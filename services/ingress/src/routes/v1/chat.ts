@@ -1,0 +1,117 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ChatRequest } from '@switchyard/contracts/chat';
+import { GatewayError } from '@switchyard/contracts/errors';
+import type { Frame } from '@switchyard/contracts/frames';
+import { followJob, type FollowHandle } from '@switchyard/queue/follow';
+import { FrameQueue } from '@switchyard/queue/frame-queue';
+import type { IngressDeps } from '../../deps.ts';
+import type { Principal } from '../../plugins/auth.ts';
+import { cancelJob, parseChatRequest, submitChat } from '../../submit.ts';
+import { ChunkWriter, errorEvent } from '../../sse.ts';
+
+/** `POST /v1/chat/completions`: OpenAI-compatible, non-streaming and `stream: true` (SSE). */
+export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
+  app.post('/v1/chat/completions', async (req, reply) => {
+    const body = parseChatRequest(req.body);
+    const queue = new FrameQueue();
+    let follow: FollowHandle | undefined;
+    const stream = body.stream === true;
+    const data = await submitChat(deps, req.principal as Principal, body, {
+      deltas: stream,
+      accepted: false,
+      beforeEnqueue: async (id) => {
+        follow = await followJob(deps.hub, deps.store, id, 0, queue.push, { fresh: true });
+      },
+    });
+    reply.header('x-request-id', data.id);
+    const done = new AbortController();
+    const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
+    // The caller went away before the answer: stop generation (what was generated is still billed).
+    const onClose = () => {
+      if (!reply.raw.writableFinished) {
+        done.abort('disconnect');
+        if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
+      }
+    };
+    reply.raw.on('close', onClose);
+    try {
+      if (!stream) return await waitForResult(reply, queue, done.signal);
+      return await relaySse(reply, body, data.id, data.created, queue, done.signal);
+    } finally {
+      clearTimeout(timer);
+      follow?.close();
+      queue.close();
+      reply.raw.off('close', onClose);
+      if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
+    }
+  });
+}
+
+function timeoutError(): GatewayError {
+  return new GatewayError({ code: 'upstream_timeout', message: 'The request timed out before a provider answered.' });
+}
+
+async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: AbortSignal) {
+  for (;;) {
+    const raw = await queue.next(signal);
+    if (raw === undefined) throw timeoutError();
+    // Only the terminal frame matters for a non-streaming caller.
+    if (raw.includes('"type":"done"')) {
+      const f = JSON.parse(raw) as Extract<Frame, { type: 'done' }>;
+      return reply.code(200).send(f.result);
+    }
+    if (raw.includes('"type":"error"')) {
+      const f = JSON.parse(raw) as Extract<Frame, { type: 'error' }>;
+      throw GatewayError.from(f.error);
+    }
+  }
+}
+
+async function relaySse(
+  reply: FastifyReply,
+  body: ChatRequest,
+  id: string,
+  createdMs: number,
+  queue: FrameQueue,
+  signal: AbortSignal,
+) {
+  const writer = new ChunkWriter(id, body.model, Math.floor(createdMs / 1000), body.stream_options?.include_usage === true);
+  let open = false;
+  const start = () => {
+    if (open) return;
+    open = true;
+    reply.hijack();
+    reply.raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+      'x-request-id': id,
+    });
+  };
+  for (;;) {
+    const raw = await queue.next(signal);
+    if (raw === undefined) {
+      if (!open) throw timeoutError();
+      reply.raw.end(errorEvent('upstream_timeout', 'The request timed out.'));
+      return reply;
+    }
+    const f = JSON.parse(raw) as Frame;
+    if (f.type === 'error' && !open) throw GatewayError.from(f.error);
+    if (f.type === 'reset' && writer.started) {
+      // Content already reached this caller; SSE cannot take it back, so end with an explicit error.
+      reply.raw.end(errorEvent('upstream_error', 'The provider failed mid-answer; the partial answer above is incomplete.'));
+      return reply;
+    }
+    const out = writer.frame(f);
+    if (!out) continue;
+    start();
+    if (!reply.raw.write(out) && f.type !== 'done' && f.type !== 'error') {
+      await new Promise((r) => reply.raw.once('drain', r));
+    }
+    if (f.type === 'done' || f.type === 'error') {
+      reply.raw.end();
+      return reply;
+    }
+  }
+}

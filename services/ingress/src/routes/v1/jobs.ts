@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import { GatewayError } from '@switchyard/contracts/errors';
+import type { Frame } from '@switchyard/contracts/frames';
+import type { IngressDeps } from '../../deps.ts';
+import type { Principal } from '../../plugins/auth.ts';
+import { cancelJob, ownedJob, parseChatRequest, submitChat } from '../../submit.ts';
+
+const notFound = (id: string) => new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
+
+/** The public job object: status, and the result (same shape as the HTTP response) or the error. */
+async function jobView(deps: IngressDeps, id: string, meta: Record<string, string>) {
+  const view: Record<string, unknown> = {
+    id,
+    object: 'job',
+    status: meta.state ?? 'queued',
+    model: meta.model,
+    created_at: Math.floor(Number(meta.created) / 1000),
+  };
+  if (meta.state === 'completed' || meta.state === 'failed' || meta.state === 'cancelled') {
+    const last = await deps.store.last(id);
+    if (last) {
+      const f = JSON.parse(last) as Frame;
+      if (f.type === 'done') view.result = f.result;
+      if (f.type === 'error') view.error = new GatewayError(f.error).toBody().error;
+      view.last_seq = f.seq;
+    }
+  }
+  return view;
+}
+
+export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
+  /** Async submission: same body as chat completions; answers 202 with the job id at once. */
+  app.post('/v1/jobs', async (req, reply) => {
+    const body = parseChatRequest(req.body);
+    const data = await submitChat(deps, req.principal as Principal, { ...body, stream: false }, { deltas: true, accepted: true });
+    return reply
+      .code(202)
+      .header('location', `/v1/jobs/${data.id}`)
+      .send({
+        id: data.id,
+        object: 'job',
+        status: 'queued',
+        model: body.model,
+        created_at: Math.floor(data.created / 1000),
+        stream: { url: '/v1/stream', subscribe: { op: 'subscribe', job: data.id, after: 0 } },
+      });
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (req) => {
+    const meta = await ownedJob(deps, req.principal as Principal, req.params.id);
+    if (!meta) throw notFound(req.params.id);
+    return jobView(deps, req.params.id, meta);
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', async (req) => {
+    const meta = await ownedJob(deps, req.principal as Principal, req.params.id);
+    if (!meta) throw notFound(req.params.id);
+    if (meta.state !== 'completed' && meta.state !== 'failed' && meta.state !== 'cancelled') await cancelJob(deps, req.params.id);
+    return { id: req.params.id, object: 'job', status: meta.state === 'queued' || meta.state === 'running' ? 'cancelling' : meta.state };
+  });
+}

@@ -1,0 +1,105 @@
+import type { ChatCompletion } from '@switchyard/contracts/chat';
+import type { Frame } from '@switchyard/contracts/frames';
+
+/**
+ * Translates a job's frames into OpenAI `chat.completion.chunk` SSE events, exactly as OpenAI
+ * sends them: the role first, content / tool-call pieces, a finish chunk, a `choices: []` usage
+ * chunk only when `include_usage` is set (and `usage: null` on every other chunk then), `[DONE]`.
+ */
+export class ChunkWriter {
+  readonly #id: string;
+  readonly #model: string;
+  readonly #created: number;
+  readonly #includeUsage: boolean;
+  #roleSent = false;
+  /** Text already sent, to top up from the final result if any delta was missed. */
+  sentText = '';
+  sentTools = false;
+
+  constructor(id: string, model: string, created: number, includeUsage: boolean) {
+    this.#id = id;
+    this.#model = model;
+    this.#created = created;
+    this.#includeUsage = includeUsage;
+  }
+
+  #chunk(delta: Record<string, unknown>, finish: string | null): string {
+    const c: Record<string, unknown> = {
+      id: this.#id,
+      object: 'chat.completion.chunk',
+      created: this.#created,
+      model: this.#model,
+      system_fingerprint: null,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    };
+    if (this.#includeUsage) c.usage = null;
+    return `data: ${JSON.stringify(c)}\n\n`;
+  }
+
+  #role(out: string[], withContent: boolean): void {
+    if (this.#roleSent) return;
+    this.#roleSent = true;
+    out.push(this.#chunk(withContent ? { role: 'assistant', content: '', refusal: null } : { role: 'assistant', content: null }, null));
+  }
+
+  /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
+  frame(f: Frame): string {
+    const out: string[] = [];
+    if (f.type === 'delta') {
+      if (f.text) {
+        this.#role(out, true);
+        this.sentText += f.text;
+        out.push(this.#chunk({ content: f.text }, null));
+      }
+      if (f.tool_calls?.length) {
+        this.#role(out, false);
+        this.sentTools = true;
+        out.push(this.#chunk({ tool_calls: f.tool_calls }, null));
+      }
+    } else if (f.type === 'done') {
+      const r = f.result as unknown as ChatCompletion;
+      const choice = r.choices[0];
+      const content = choice?.message.content ?? '';
+      // Top up anything the deltas did not carry (e.g. a provider that answered without streaming).
+      if (content.length > this.sentText.length && content.startsWith(this.sentText)) {
+        this.#role(out, true);
+        out.push(this.#chunk({ content: content.slice(this.sentText.length) }, null));
+      }
+      if (!this.sentTools && choice?.message.tool_calls?.length) {
+        this.#role(out, false);
+        out.push(
+          this.#chunk({ tool_calls: choice.message.tool_calls.map((t, index) => ({ index, ...t })) }, null),
+        );
+      }
+      this.#role(out, true);
+      out.push(this.#chunk({}, choice?.finish_reason ?? 'stop'));
+      if (this.#includeUsage) {
+        out.push(
+          `data: ${JSON.stringify({
+            id: this.#id,
+            object: 'chat.completion.chunk',
+            created: this.#created,
+            model: this.#model,
+            system_fingerprint: null,
+            choices: [],
+            usage: r.usage,
+          })}\n\n`,
+        );
+      }
+      out.push('data: [DONE]\n\n');
+    } else if (f.type === 'error') {
+      out.push(errorEvent(f.error.code, f.error.message));
+    }
+    return out.join('');
+  }
+
+  get started(): boolean {
+    return this.#roleSent;
+  }
+}
+
+/** An in-band error after the 200 status: the official SDK raises APIError for a data payload with `error`. */
+export function errorEvent(code: string, message: string): string {
+  const type = code === 'rate_limit_exceeded' ? 'rate_limit_error' : code.includes('invalid') ? 'invalid_request_error' : 'server_error';
+  return `data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`;
+}

@@ -1,0 +1,139 @@
+import { ChatRequest } from '@switchyard/contracts/chat';
+import { GatewayError } from '@switchyard/contracts/errors';
+import type { JobData } from '@switchyard/contracts/jobs';
+import { newId } from '@switchyard/contracts/ids';
+import { placeHold, releaseHold } from '@switchyard/db/holds';
+import type { IngressDeps } from './deps.ts';
+import type { Principal } from './plugins/auth.ts';
+import { requireScope } from './plugins/auth.ts';
+import { fromZod } from './plugins/errors.ts';
+
+/** Validates a chat body, with OpenAI-style messages for the common mistakes. */
+export function parseChatRequest(body: unknown): ChatRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new GatewayError({ code: 'invalid_request_error', message: 'The request body must be a JSON object.' });
+  }
+  const b = body as Record<string, unknown>;
+  if (b.model === undefined) {
+    throw new GatewayError({ code: 'invalid_request_error', message: "Missing required parameter: 'model'.", param: 'model' });
+  }
+  if (b.messages === undefined) {
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: "Missing required parameter: 'messages'.",
+      param: 'messages',
+    });
+  }
+  const r = ChatRequest.safeParse(body);
+  if (!r.success) throw fromZod(r.error);
+  return r.data;
+}
+
+export interface SubmitOptions {
+  /** Emit delta frames and keep the long replay window (streaming callers and async jobs). */
+  deltas: boolean;
+  /** Record an `accepted` frame first (async jobs and WS submits: subscribers see it). */
+  accepted: boolean;
+  /** Called after the job's frames can be followed but before it is queued (subscribe here). */
+  beforeEnqueue?: (id: string) => Promise<void>;
+}
+
+/**
+ * Admission and enqueue: model routing, model permission, the budget hold, the job record, and
+ * exactly one BullMQ job. Nothing is queued unless every check passed.
+ */
+export async function submitChat(
+  deps: IngressDeps,
+  principal: Principal,
+  request: ChatRequest,
+  opts: SubmitOptions,
+): Promise<JobData> {
+  requireScope(principal, 'chat');
+  const route = deps.router.plan(request);
+  if (principal.allowedModels) {
+    const allowed = principal.allowedModels;
+    const ok = route.plan.filter(
+      (c) => allowed.includes(`${c.provider}/${c.model}`) || allowed.includes(c.model) || allowed.includes(request.model),
+    );
+    if (ok.length === 0) {
+      throw new GatewayError({
+        code: 'permission_denied',
+        message: `This API key is not allowed to use the model \`${request.model}\`.`,
+        param: 'model',
+      });
+    }
+    route.plan = ok;
+  }
+  const id = newId('req');
+  const now = Date.now();
+  const deadline = now + deps.config.REQUEST_TIMEOUT_MS;
+  const hold = await placeHold(deps.db, {
+    requestId: id,
+    accountId: principal.accountId,
+    keyId: principal.keyId,
+    amountMicros: route.holdMicros,
+    // A request that never settles (lost) frees its hold a little after its deadline.
+    expiresAt: new Date(deadline + 5 * 60_000),
+  });
+  if (!hold.ok) {
+    throw new GatewayError({
+      code: 'insufficient_quota',
+      message:
+        hold.reason === 'key_limit'
+          ? "This request would exceed this API key's spend limit."
+          : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
+    });
+  }
+  const data: JobData = {
+    v: 1,
+    id,
+    account: principal.accountId,
+    key: principal.keyId,
+    request,
+    requestedModel: request.model,
+    plan: route.plan,
+    hop: 0,
+    deltas: opts.deltas,
+    created: now,
+    deadline,
+    attempts: [],
+  };
+  try {
+    const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+    const meta = deps.keys.meta(id);
+    const m = deps.redis
+      .multi()
+      .hset(meta, 'account', principal.accountId, 'state', 'queued', 'model', request.model, 'created', String(now))
+      .pexpire(meta, ttlMs);
+    await m.exec();
+    if (opts.accepted) {
+      await deps.store.append(id, [{ type: 'accepted', model: request.model, created: Math.floor(now / 1000) }], {
+        owner: '',
+        ttlMs,
+      });
+    }
+    await opts.beforeEnqueue?.(id);
+    await deps.queues.add(data, deps.config.PROVIDER_ATTEMPTS);
+  } catch (e) {
+    await releaseHold(deps.db, id).catch(() => {});
+    throw e;
+  }
+  return data;
+}
+
+/** Asks whichever worker runs the job to stop; a job not yet started is ended when picked up. */
+export async function cancelJob(deps: IngressDeps, jobId: string): Promise<void> {
+  await deps.redis.multi().hset(deps.keys.meta(jobId), 'cancel', '1').publish(deps.keys.cancel, jobId).exec();
+}
+
+/** The job's meta if it belongs to this account; otherwise it does not exist (no 403: ids stay unenumerable). */
+export async function ownedJob(
+  deps: IngressDeps,
+  principal: Principal,
+  jobId: string,
+): Promise<Record<string, string> | undefined> {
+  if (!/^req_[A-Za-z0-9_-]{10,64}$/.test(jobId)) return undefined;
+  const meta = await deps.redis.hgetall(deps.keys.meta(jobId));
+  if (!meta.account || meta.account !== principal.accountId) return undefined;
+  return meta;
+}

@@ -1,0 +1,230 @@
+import type { Usage } from '@switchyard/contracts/chat';
+import { toChatCompletion, zeroUsage } from '@switchyard/contracts/chat';
+import { GatewayError } from '@switchyard/contracts/errors';
+import type { FrameBody } from '@switchyard/contracts/frames';
+import type { JobData } from '@switchyard/contracts/jobs';
+import type { UsageEvent } from '@switchyard/contracts/usage';
+import { usageEventId } from '@switchyard/contracts/usage';
+import type { StreamEvent } from '@switchyard/providers/types';
+import { StreamWriter } from './stream-writer.ts';
+import type { WorkerDeps } from './deps.ts';
+
+export type AttemptOutcome =
+  | { status: 'completed' }
+  | { status: 'already_done' }
+  | { status: 'fell_back'; to: string }
+  | { status: 'failed'; code: string }
+  | { status: 'cancelled' };
+
+export interface AttemptInput {
+  data: JobData;
+  /** 1-based: BullMQ's attemptsStarted, so a re-run after a crash gets a new usage id. */
+  attempt: number;
+  /** This attempt may retry on the same provider if it fails retryably. */
+  canRetry: boolean;
+  signal?: AbortSignal;
+  workerId: string;
+}
+
+const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
+
+/**
+ * One provider attempt of one job: claim it, call the provider, stream deltas, and end it with
+ * exactly one of: done (+ final usage), a retry (thrown), a fallback hand-off, or a final error
+ * (+ final usage). Frames, state and usage events are written together so nothing is half-done.
+ */
+export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise<AttemptOutcome> {
+  const { data, attempt } = input;
+  const candidate = data.plan[data.hop];
+  if (!candidate) throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
+  const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+  const owner = `${input.workerId}:${data.hop}:${attempt}`;
+  const claim = await deps.store.claim(data.id, owner, ttlMs);
+  if (claim.terminal) return { status: 'already_done' };
+  const abort = new AbortController();
+  if (claim.cancelled) abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
+
+  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs);
+  if (data.deltas) {
+    // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
+    if (attempt > 1 || data.hop > 0) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
+    writer.push({ type: 'status', state: 'running', provider: candidate.provider, model: candidate.model, attempt });
+  }
+
+  let usage: Usage = zeroUsage();
+  const usageEvent = (outcome: UsageEvent['outcome'], final: boolean): UsageEvent => ({
+    v: 1,
+    id: usageEventId(data.id, data.hop, attempt),
+    requestId: data.id,
+    account: data.account,
+    key: data.key,
+    provider: candidate.provider,
+    model: candidate.model,
+    hop: data.hop,
+    attempt,
+    ...usage,
+    outcome,
+    final,
+    at: Date.now(),
+  });
+
+  const unregister = deps.cancels.register(data.id, abort);
+  const onAbort = () => abort.abort(input.signal?.reason);
+  input.signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(
+    () => abort.abort(new GatewayError({ code: 'upstream_timeout', message: 'request deadline exceeded' })),
+    Math.max(1, data.deadline - Date.now()),
+  );
+
+  const started = performance.now();
+  let firstToken = 0;
+  const onEvent = (e: StreamEvent) => {
+    switch (e.type) {
+      case 'text':
+        if (!firstToken) firstToken = performance.now();
+        writer.text(e.text);
+        break;
+      case 'reasoning':
+        writer.reasoning(e.text);
+        break;
+      case 'tool_call':
+        if (!firstToken) firstToken = performance.now();
+        writer.toolCall(e.delta);
+        break;
+      case 'usage':
+        usage = e.usage;
+        break;
+    }
+    if (writer.error) abort.abort(writer.error);
+  };
+
+  try {
+    if (abort.signal.aborted) throw abort.signal.reason;
+    const provider = deps.provider;
+    const res = await deps.call({
+      adapter: provider.adapter,
+      config: provider.config,
+      apiKey: provider.nextKey(),
+      request: data.request,
+      model: candidate.model,
+      stream: data.deltas,
+      signal: abort.signal,
+      onEvent: data.deltas ? onEvent : undefined,
+      onHeaders: (_status: number, headers: Headers) => deps.limits?.observe(headers),
+    });
+    usage = res.completion.usage;
+    deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
+    if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
+    await writer.flush();
+    const result = toChatCompletion(data.id, data.requestedModel, Math.floor(data.created / 1000), res.completion);
+    const frames: FrameBody[] = data.deltas
+      ? [{ type: 'usage', usage: result.usage }, { type: 'done', result: result as unknown as Record<string, unknown> }]
+      : [{ type: 'done', result: result as unknown as Record<string, unknown> }];
+    await deps.store.append(data.id, frames, { owner, ttlMs, state: 'completed', usage: usageEvent('success', true) });
+    deps.metrics.requests.inc({ outcome: 'completed' });
+    return { status: 'completed' };
+  } catch (raw) {
+    const err = toGatewayError(abort.signal.aborted ? (abort.signal.reason ?? raw) : raw);
+    await writer.flush().catch(() => {});
+    if (isNotOwner(writer.error) || isNotOwner(raw)) {
+      // Another attempt owns the job now (we were stalled): leave everything to it.
+      return { status: 'already_done' };
+    }
+    return await endWithError(deps, input, err, { owner, ttlMs, usage, usageEvent, candidate });
+  } finally {
+    clearTimeout(timer);
+    unregister();
+    input.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function endWithError(
+  deps: WorkerDeps,
+  input: AttemptInput,
+  err: GatewayError,
+  ctx: {
+    owner: string;
+    ttlMs: number;
+    usage: Usage;
+    usageEvent: (o: UsageEvent['outcome'], final: boolean) => UsageEvent;
+    candidate: { provider: string; model: string };
+  },
+): Promise<AttemptOutcome> {
+  const { data } = input;
+  const { owner, ttlMs } = ctx;
+  if (err.code === 'cancelled') {
+    await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
+      owner,
+      ttlMs,
+      state: 'cancelled',
+      usage: ctx.usageEvent('cancelled', true),
+    });
+    deps.metrics.requests.inc({ outcome: 'cancelled' });
+    return { status: 'cancelled' };
+  }
+  const pastDeadline = Date.now() >= data.deadline;
+  if (err.retryable && input.canRetry && !pastDeadline) {
+    const frames: FrameBody[] = data.deltas
+      ? [{ type: 'status', state: 'retrying', provider: ctx.candidate.provider, reason: err.code }]
+      : [];
+    const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
+    if (frames.length || usage) await deps.store.append(data.id, frames, { owner, ttlMs, usage });
+    deps.metrics.retries.inc({ code: err.code });
+    throw err;
+  }
+  const attempts = [
+    ...data.attempts,
+    { provider: ctx.candidate.provider, model: ctx.candidate.model, code: err.code, message: err.message },
+  ];
+  const next = data.plan[data.hop + 1];
+  if (next && !pastDeadline && canFallBack(err)) {
+    const frames: FrameBody[] = data.deltas
+      ? [{ type: 'status', state: 'fallback', provider: next.provider, model: next.model, reason: err.code }]
+      : [];
+    const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
+    if (frames.length || usage) await deps.store.append(data.id, frames, { owner, ttlMs, usage });
+    // Deterministic job id: if we die after this add and re-run, the second add is a no-op.
+    await deps.queues.add({ ...data, hop: data.hop + 1, attempts });
+    deps.metrics.fallbacks.inc({ to: next.provider });
+    return { status: 'fell_back', to: next.provider };
+  }
+  const final = attempts.length > 1 ? summarize(err, attempts) : err;
+  await deps.store.append(data.id, [{ type: 'error', status: final.status, error: final.toJSON() }], {
+    owner,
+    ttlMs,
+    state: 'failed',
+    usage: ctx.usageEvent('failed', true),
+  });
+  deps.metrics.requests.inc({ outcome: 'failed' });
+  return { status: 'failed', code: final.code };
+}
+
+/** Errors another provider might not have. Invalid requests would fail anywhere; a context-length error may fit a bigger window. */
+function canFallBack(err: GatewayError): boolean {
+  return (
+    err.retryable ||
+    err.code === 'context_length_exceeded' ||
+    err.code === 'model_not_found' ||
+    err.code === 'upstream_auth_error' ||
+    err.code === 'provider_unavailable'
+  );
+}
+
+function summarize(last: GatewayError, attempts: JobData['attempts']): GatewayError {
+  const list = attempts.map((a) => `${a.provider}/${a.model}: ${a.code} (${a.message})`).join('; ');
+  return new GatewayError({
+    code: last.code,
+    message: `All ${attempts.length} route candidates failed: ${list}`,
+    retryable: last.retryable,
+    param: last.param,
+    retryAfterMs: last.retryAfterMs,
+  });
+}
+
+export function toGatewayError(e: unknown): GatewayError {
+  if (e instanceof GatewayError) return e;
+  if (e instanceof Error && e.name === 'AbortError') return new GatewayError({ code: 'cancelled', message: 'cancelled' });
+  return new GatewayError({ code: 'internal_error', message: 'internal error', retryable: true, cause: e });
+}
+
+const isNotOwner = (e: unknown) => e instanceof Error && e.message.includes('NOTOWNER');

@@ -1,0 +1,35 @@
+import type { Redis } from 'ioredis';
+import { GatewayError } from '@switchyard/contracts/errors';
+
+/**
+ * Cancellation across processes: any ingress publishes a job id on one channel; the worker that
+ * runs the job aborts its provider call. (BullMQ's cancelJob only reaches the local worker.)
+ */
+export class CancelRegistry {
+  readonly #running = new Map<string, AbortController>();
+
+  register(jobId: string, ac: AbortController): () => void {
+    this.#running.set(jobId, ac);
+    return () => {
+      if (this.#running.get(jobId) === ac) this.#running.delete(jobId);
+    };
+  }
+
+  cancel(jobId: string, reason = 'cancelled by the caller'): boolean {
+    const ac = this.#running.get(jobId);
+    if (!ac) return false;
+    ac.abort(new GatewayError({ code: 'cancelled', message: reason }));
+    return true;
+  }
+
+  get size(): number {
+    return this.#running.size;
+  }
+
+  async listen(sub: Redis, channel: string): Promise<void> {
+    sub.on('message', (ch: string, jobId: string) => {
+      if (ch === channel) this.cancel(jobId);
+    });
+    await sub.subscribe(channel);
+  }
+}

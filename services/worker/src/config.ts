@@ -1,0 +1,30 @@
+import { z } from 'zod';
+
+const int = (def: number) => z.coerce.number().int().positive().default(def);
+
+export const WorkerConfig = z.object({
+  WORKER_PROVIDER: z.string().regex(/^[a-z0-9-]+$/, 'a provider pool name like "openai"'),
+  REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  REDIS_PREFIX: z.string().default('sy'),
+  /** Jobs in flight per process. */
+  WORKER_CONCURRENCY: int(64),
+  /** Attempts per provider before falling back to the next candidate. */
+  WORKER_ATTEMPTS: int(3),
+  /** Replay window for streamed / async jobs (frames and results). */
+  STREAM_TTL_SECONDS: int(86_400),
+  /** How long a non-streaming call's frames live (the caller is waiting on them live). */
+  SYNC_TTL_SECONDS: int(300),
+  DISCOVERY_INTERVAL_MS: int(60_000),
+  METRICS_PORT: z.coerce.number().int().nonnegative().default(9092),
+  SHUTDOWN_TIMEOUT_MS: int(25_000),
+  LOG_LEVEL: z.string().default('info'),
+});
+export type WorkerConfig = z.infer<typeof WorkerConfig>;
+
+export function loadConfig(env: Record<string, string | undefined>): WorkerConfig {
+  const r = WorkerConfig.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid worker configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return r.data;
+}

@@ -1,0 +1,52 @@
+import type { DiscoveryRecord } from '@switchyard/contracts/discovery';
+import { BUILTIN_MODELS } from '@switchyard/catalog/models';
+import type { DiscoveredModel } from '@switchyard/providers/types';
+import type { WorkerDeps } from './deps.ts';
+
+const MAX_PAGES = 20;
+
+/** Lists the provider's models (all pages) through the adapter. */
+export async function listProviderModels(deps: WorkerDeps, signal?: AbortSignal): Promise<DiscoveredModel[]> {
+  const { adapter, config } = deps.provider;
+  const key = deps.provider.nextKey();
+  const out: DiscoveredModel[] = [];
+  let token: string | undefined;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const req = adapter.listModelsRequest(config, key, token);
+    const res = await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, signal });
+    const text = await res.text();
+    if (!res.ok) throw adapter.classifyError(res.status, res.headers, text.slice(0, 65_536));
+    const { models, nextPageToken } = adapter.parseModels(JSON.parse(text));
+    out.push(...models);
+    if (!nextPageToken) break;
+    token = nextPageToken;
+  }
+  return out;
+}
+
+/**
+ * Publishes what this pool serves, so the ingress routes to live pools only and `/v1/models`
+ * shows the union. Falls back to the built-in catalog when the provider cannot list models.
+ */
+export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecord> {
+  const { config } = deps.provider;
+  let record: DiscoveryRecord;
+  try {
+    const models = await listProviderModels(deps, AbortSignal.timeout(10_000));
+    record = { v: 1, provider: config.id, kind: config.kind, fake: config.fake === true, source: 'provider', at: Date.now(), models };
+  } catch (e) {
+    deps.log.warn({ err: String(e) }, 'model discovery failed; publishing the built-in catalog for this provider');
+    const models = BUILTIN_MODELS.filter((m) => m.provider === config.id).map((m) => ({
+      id: m.id,
+      contextWindow: m.contextWindow,
+      maxOutputTokens: m.maxOutputTokens,
+    }));
+    record = { v: 1, provider: config.id, kind: config.kind, fake: config.fake === true, source: 'catalog', at: Date.now(), models };
+  }
+  await deps.redis
+    .multi()
+    .set(deps.keys.models(config.id), JSON.stringify(record), 'PX', Math.max(3 * deps.config.DISCOVERY_INTERVAL_MS, 30_000))
+    .sadd(deps.keys.k('pools'), config.id)
+    .exec();
+  return record;
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { pino } from 'pino';
+import { makeKeys } from '@switchyard/queue/keys';
+import { createRedis } from '@switchyard/queue/redis';
+import { FrameStore } from '@switchyard/queue/frame-store';
+import { ProviderQueues } from '@switchyard/queue/queues';
+import { adapterFor, providersFromEnv } from '@switchyard/providers/registry';
+import { callProvider, closeHttp } from '@switchyard/providers/call';
+import { CancelRegistry } from './cancel.ts';
+import { loadConfig } from './config.ts';
+import { rotatingKeys, type WorkerDeps } from './deps.ts';
+import { publishDiscovery } from './discovery.ts';
+import { createWorkerMetrics, serveMetrics } from './metrics.ts';
+import { createPool } from './pool.ts';
+
+const config = loadConfig(process.env);
+const log = pino({ level: config.LOG_LEVEL, base: { svc: `worker-${config.WORKER_PROVIDER}` } });
+const providerConfig = providersFromEnv(process.env).find((p) => p.id === config.WORKER_PROVIDER);
+if (!providerConfig) {
+  log.fatal(
+    `provider "${config.WORKER_PROVIDER}" is not configured: set its API key / base URL (see .env.example), or FAKE_PROVIDER_URL for the demo fake`,
+  );
+  process.exit(1);
+}
+if (providerConfig.fake) {
+  log.warn('*************************************************************************************');
+  log.warn(`* NO API KEY FOR "${providerConfig.id}": this pool talks to the FAKE provider at ${providerConfig.baseUrl}`);
+  log.warn('* Answers are synthetic. Set the provider key in .env to use the real provider.');
+  log.warn('*************************************************************************************');
+}
+
+const keys = makeKeys(config.REDIS_PREFIX);
+const redis = createRedis(config.REDIS_URL, { name: `sy-worker-${config.WORKER_PROVIDER}` });
+const bullConnection = createRedis(config.REDIS_URL, { blocking: true, name: `sy-worker-${config.WORKER_PROVIDER}-bull` });
+const sub = createRedis(config.REDIS_URL, { blocking: true, name: `sy-worker-${config.WORKER_PROVIDER}-sub` });
+const metrics = createWorkerMetrics(providerConfig.id);
+const cancels = new CancelRegistry();
+const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+
+const deps: WorkerDeps = {
+  config,
+  log,
+  redis,
+  keys,
+  store: new FrameStore(redis, keys),
+  queues: new ProviderQueues(redis, keys),
+  provider: { config: providerConfig, adapter: adapterFor(providerConfig.kind), nextKey: rotatingKeys(providerConfig.apiKeys) },
+  call: callProvider,
+  cancels,
+  metrics,
+};
+
+await cancels.listen(sub, keys.cancel);
+const worker = createPool(deps, bullConnection, workerId);
+const discovered = await publishDiscovery(deps);
+log.info({ models: discovered.models.length, source: discovered.source }, 'models discovered');
+const discovery = setInterval(() => {
+  publishDiscovery(deps).catch((e) => log.warn({ err: String(e) }, 'discovery refresh failed'));
+}, config.DISCOVERY_INTERVAL_MS);
+discovery.unref();
+const metricsServer = serveMetrics(metrics.registry, config.METRICS_PORT, () => worker.isRunning());
+void worker.run();
+log.info({ concurrency: config.WORKER_CONCURRENCY, workerId }, `worker pool "${providerConfig.id}" running`);
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal, inFlight: cancels.size }, 'draining: no new jobs; finishing in-flight ones');
+  clearInterval(discovery);
+  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.SHUTDOWN_TIMEOUT_MS).unref());
+  const closed = await Promise.race([worker.close().then(() => 'closed' as const), timeout]);
+  if (closed === 'timeout') {
+    // Jobs still running are handed back: their locks lapse and another process re-runs them.
+    log.warn('drain timeout: handing in-flight jobs back to the queue');
+    await worker.close(true).catch(() => {});
+  }
+  metricsServer?.close();
+  await deps.queues.close().catch(() => {});
+  await closeHttp().catch(() => {});
+  redis.disconnect();
+  sub.disconnect();
+  bullConnection.disconnect();
+  log.info('stopped');
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -1,0 +1,39 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createWorkerMetrics(provider: string) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ provider });
+  collectDefaultMetrics({ register: registry });
+  const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+  return {
+    registry,
+    requests: new Counter({ name: 'switchyard_worker_requests_total', help: 'Jobs ended, by outcome', labelNames: ['outcome'], registers: [registry] }),
+    retries: new Counter({ name: 'switchyard_worker_retries_total', help: 'Retried attempts, by error code', labelNames: ['code'], registers: [registry] }),
+    fallbacks: new Counter({ name: 'switchyard_worker_fallbacks_total', help: 'Jobs handed to the next provider', labelNames: ['to'], registers: [registry] }),
+    inFlight: new Gauge({ name: 'switchyard_worker_in_flight', help: 'Provider calls in flight in this process', registers: [registry] }),
+    upstreamLatency: new Histogram({ name: 'switchyard_upstream_latency_seconds', help: 'Provider call duration', buckets, registers: [registry] }),
+    ttft: new Histogram({ name: 'switchyard_upstream_ttft_seconds', help: 'Provider time to first token', buckets, registers: [registry] }),
+  };
+}
+export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
+
+/** `/metrics` and `/healthz` on a small HTTP server (port 0 disables it). */
+export function serveMetrics(registry: Registry, port: number, healthy: () => boolean): Server | undefined {
+  if (port === 0) return undefined;
+  const server = createServer(async (req, res) => {
+    if (req.url === '/metrics') {
+      res.setHeader('content-type', registry.contentType);
+      res.end(await registry.metrics());
+    } else if (req.url === '/healthz') {
+      const ok = healthy();
+      res.statusCode = ok ? 200 : 503;
+      res.end(ok ? 'ok' : 'unhealthy');
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  server.listen(port);
+  return server;
+}

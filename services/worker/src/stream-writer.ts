@@ -1,0 +1,104 @@
+import type { FrameBody } from '@switchyard/contracts/frames';
+import type { ToolCallDelta } from '@switchyard/contracts/frames';
+import type { FrameStore } from '@switchyard/queue/frame-store';
+
+type DeltaBody = Extract<FrameBody, { type: 'delta' }>;
+
+/**
+ * Writes one attempt's frames in order, coalescing deltas without a fixed timer: a frame is sent
+ * as soon as no write is in flight, and whatever arrives meanwhile is merged into the next one.
+ * The first token therefore never waits for a window, and a fast stream costs few Redis calls.
+ */
+export class StreamWriter {
+  readonly #store: FrameStore;
+  readonly #jobId: string;
+  readonly #owner: string;
+  readonly #ttlMs: number;
+  #queue: FrameBody[] = [];
+  #inflight: Promise<void> | undefined;
+  #error: unknown;
+  /** Text frames written by this attempt (a retry after this must send `reset`). */
+  wroteContent = false;
+  writes = 0;
+
+  constructor(store: FrameStore, jobId: string, owner: string, ttlMs: number) {
+    this.#store = store;
+    this.#jobId = jobId;
+    this.#owner = owner;
+    this.#ttlMs = ttlMs;
+  }
+
+  /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
+  get error(): unknown {
+    return this.#error;
+  }
+
+  push(frame: FrameBody): void {
+    this.#queue.push(frame);
+    this.#kick();
+  }
+
+  text(text: string): void {
+    if (text) this.#delta().text = (this.#delta().text ?? '') + text;
+    this.#kick();
+  }
+
+  reasoning(text: string): void {
+    if (text) this.#delta().reasoning = (this.#delta().reasoning ?? '') + text;
+    this.#kick();
+  }
+
+  toolCall(d: ToolCallDelta): void {
+    const delta = this.#delta();
+    const calls = (delta.tool_calls ??= []);
+    const prev = calls.at(-1);
+    // Merge argument fragments of the same call; a new index or a new id starts a new entry.
+    if (prev && prev.index === d.index && !d.id && !d.function?.name) {
+      const args = (prev.function?.arguments ?? '') + (d.function?.arguments ?? '');
+      prev.function = { ...prev.function, arguments: args };
+    } else {
+      calls.push(structuredClone(d));
+    }
+    this.#kick();
+  }
+
+  /** Waits until everything pushed so far is in Redis; rethrows a write failure. */
+  async flush(): Promise<void> {
+    while (this.#inflight || this.#queue.length > 0) {
+      if (!this.#inflight) this.#kick();
+      await this.#inflight;
+    }
+    if (this.#error) throw this.#error;
+  }
+
+  #delta(): DeltaBody {
+    const last = this.#queue.at(-1);
+    if (last && last.type === 'delta') return last;
+    const d: DeltaBody = { type: 'delta' };
+    this.#queue.push(d);
+    return d;
+  }
+
+  #kick(): void {
+    if (this.#inflight || this.#queue.length === 0 || this.#error) {
+      if (this.#error) this.#queue = [];
+      return;
+    }
+    const batch = this.#queue;
+    this.#queue = [];
+    if (batch.some((f) => f.type === 'delta')) this.wroteContent = true;
+    this.writes++;
+    this.#inflight = this.#store
+      .append(this.#jobId, batch, { owner: this.#owner, ttlMs: this.#ttlMs })
+      .then(
+        () => {},
+        (e: unknown) => {
+          this.#error = e;
+        },
+      )
+      .finally(() => {
+        this.#inflight = undefined;
+        this.#kick();
+      });
+  }
+}

@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { startFakeProvider, type FakeProvider } from '@switchyard/fake-provider/server';
+import { freshDatabase, testRedis, until } from '@switchyard/testing/env';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as { port: number }).port;
+  s.close();
+  return port;
+}
+
+export interface Service {
+  name: string;
+  proc: ChildProcess;
+  output: string[];
+}
+
+export interface Stack {
+  url: string;
+  apiKey: string;
+  adminToken: string;
+  fake: FakeProvider;
+  databaseUrl: string;
+  redisUrl: string;
+  prefix: string;
+  sql: pg.Pool;
+  services: Service[];
+  /** Starts one more process of a service (e.g. a second worker of a pool). */
+  start(name: string, extraEnv?: Record<string, string>): Promise<Service>;
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  providers?: string[];
+  env?: Record<string, string>;
+  billing?: boolean;
+}
+
+/**
+ * The real services as separate processes (`node services/<x>/src/main.ts`) against real Redis
+ * and Postgres, with the fake provider as the only fake. Each stack gets its own database and
+ * Redis key prefix, so stacks never see each other.
+ */
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const providers = opts.providers ?? ['openai'];
+  const { url: redisUrl, prefix } = testRedis();
+  const db = await freshDatabase();
+  const fake = await startFakeProvider({ port: 0, host: '127.0.0.1' });
+  const port = await freePort();
+  const apiKey = `sy_test_${prefix}_key_0123456789`;
+  const adminToken = `admin_${prefix}_0123456789abcdef`;
+  const baseEnv: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    DATABASE_URL: db.url,
+    FAKE_PROVIDER_URL: fake.url,
+    SWITCHYARD_BOOTSTRAP_KEY: apiKey,
+    SWITCHYARD_BOOTSTRAP_CREDIT_USD: '100',
+    SWITCHYARD_ADMIN_TOKEN: adminToken,
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'warn',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DISCOVERY_INTERVAL_MS: '2000',
+    DIRECTORY_REFRESH_MS: '300',
+    ...opts.env,
+  };
+  const services: Service[] = [];
+  const start = async (name: string, extraEnv: Record<string, string> = {}): Promise<Service> => {
+    const [svc, provider] = name.split(':');
+    const env = { ...baseEnv, ...extraEnv, ...(provider ? { WORKER_PROVIDER: provider } : {}) };
+    const proc = spawn(process.execPath, [`services/${svc}/src/main.ts`], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const s: Service = { name, proc, output: [] };
+    const keep = (b: Buffer) => {
+      s.output.push(b.toString());
+      if (s.output.length > 500) s.output.shift();
+    };
+    proc.stdout?.on('data', keep);
+    proc.stderr?.on('data', keep);
+    services.push(s);
+    return s;
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const sql = new pg.Pool({ connectionString: db.url, max: 3 });
+  const logs = () => services.map((s) => `--- ${s.name} (exit ${s.proc.exitCode}) ---\n${s.output.join('')}`).join('\n');
+  const stop = async () => {
+    await Promise.all(
+      services.map(async (s) => {
+        if (s.proc.exitCode !== null || s.proc.signalCode !== null) return;
+        s.proc.kill('SIGTERM');
+        const t = setTimeout(() => s.proc.kill('SIGKILL'), 5000);
+        await once(s.proc, 'exit');
+        clearTimeout(t);
+      }),
+    );
+    await sql.end();
+    await fake.close();
+    await db.drop();
+  };
+  try {
+    // The ingress migrates and bootstraps; the others start once the schema exists.
+    await start('ingress');
+    await until(
+      async () => {
+        const r = await fetch(`${url}/readyz`).catch(() => undefined);
+        return r?.ok;
+      },
+      { timeoutMs: 30_000, what: 'ingress /readyz' },
+    );
+    for (const p of providers) await start(`worker:${p}`);
+    if (opts.billing !== false) await start('billing');
+    await until(
+      async () => {
+        const r = await fetch(`${url}/readyz`);
+        const body = (await r.json()) as { pools: string[] };
+        return providers.every((p) => body.pools.includes(p));
+      },
+      { timeoutMs: 30_000, what: `pools ${providers.join(', ')} discovered` },
+    );
+  } catch (e) {
+    const out = logs();
+    await stop().catch(() => {});
+    throw new Error(`${(e as Error).message}\n${out}`);
+  }
+  return { url, apiKey, adminToken, fake, databaseUrl: db.url, redisUrl, prefix, sql, services, start, logs, stop };
+}
