@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -190,14 +191,31 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
     await expect(bad.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('x') })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
   });
 
-  it('refuses a body over the limit with 413', async () => {
-    const r = await post(JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x'.repeat(9 * 1024 * 1024)) }));
-    expect(r.status).toBe(413);
-    expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/too large/);
+  it('refuses a body over the limit with 413, from its declared length, without reading it', async () => {
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json', 'content-length': 9 * 1024 * 1024 },
+      });
+      req.on('response', (res) => {
+        let t = '';
+        res.on('data', (c) => {
+          t += c;
+        });
+        res.on('end', () => {
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, text: t });
+        });
+      });
+      req.on('error', (e) => (e.message.includes('EPIPE') || e.message.includes('ECONNRESET') ? undefined : reject(e)));
+      req.write('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"');
+    });
+    expect(status).toBe(413);
+    expect((JSON.parse(text) as { error: { message: string } }).error.message).toMatch(/too large/);
   });
 
   it('relays a provider error as an OpenAI-shaped error with a sensible status', async () => {
-    stack.fake.script('openai', [{ type: '400' }]);
+    stack.fake.script('openai', [{ fault: '400' }]);
     const err = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('bad upstream') }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect(err.status).toBe(400);

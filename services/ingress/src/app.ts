@@ -1,5 +1,5 @@
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { sql } from 'drizzle-orm';
 import type { IngressDeps } from './deps.ts';
 import { Authenticator } from './plugins/auth.ts';
@@ -19,7 +19,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   const app = Fastify({
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     loggerInstance: deps.log,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     trustProxy: true,
     ...opts,

@@ -5,7 +5,7 @@ import { makeKeys } from '@switchyard/queue/keys';
 import { createRedis } from '@switchyard/queue/redis';
 import { FrameStore } from '@switchyard/queue/frame-store';
 import { ProviderQueues } from '@switchyard/queue/queues';
-import { adapterFor, providersFromEnv } from '@switchyard/providers/registry';
+import { adapterForConfig, providersFromEnv } from '@switchyard/providers/registry';
 import { callProvider, closeHttp } from '@switchyard/providers/call';
 import { CancelRegistry } from './cancel.ts';
 import { loadConfig } from './config.ts';
@@ -45,7 +45,7 @@ const deps: WorkerDeps = {
   keys,
   store: new FrameStore(redis, keys),
   queues: new ProviderQueues(redis, keys),
-  provider: { config: providerConfig, adapter: adapterFor(providerConfig.kind), nextKey: rotatingKeys(providerConfig.apiKeys) },
+  provider: { config: providerConfig, adapter: adapterForConfig(providerConfig), nextKey: rotatingKeys(providerConfig.apiKeys) },
   call: callProvider,
   cancels,
   metrics,
