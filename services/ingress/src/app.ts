@@ -4,6 +4,7 @@ import { sql } from 'drizzle-orm';
 import type { IngressDeps } from './deps.ts';
 import { Authenticator } from './plugins/auth.ts';
 import { registerErrorHandling } from './plugins/errors.ts';
+import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
 import { chatRoutes } from './routes/v1/chat.ts';
@@ -65,5 +66,6 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     await v1.register(usageRoutes({ db: deps.db }));
   });
   await app.register(adminRoutes({ db: deps.db, adminToken: deps.config.SWITCHYARD_ADMIN_TOKEN }));
+  await app.register(async (admin) => providerAdminRoutes(admin, deps));
   return app;
 }

@@ -23,8 +23,6 @@ export const IngressConfig = z.object({
   BODY_LIMIT_BYTES: int(8 * 1024 * 1024),
   /** How long a request may take in total before it fails (queueing, retries, fallbacks). */
   REQUEST_TIMEOUT_MS: int(600_000),
-  /** Attempts per provider before falling back to the next candidate. */
-  PROVIDER_ATTEMPTS: int(3),
   /** Streams of async jobs and their results are kept this long. */
   STREAM_TTL_SECONDS: int(86_400),
   SYNC_TTL_SECONDS: int(300),
@@ -35,6 +33,8 @@ export const IngressConfig = z.object({
   /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */
   WS_ALLOWED_ORIGINS: z.string().default(''),
   WS_MAX_MESSAGE_BYTES: int(1024 * 1024),
+  /** Routing file: fallback chains, aliases, price overrides (see switchyard.config.json). */
+  SWITCHYARD_CONFIG: z.string().optional(),
   /** How often the model directory re-reads what the worker pools published. */
   DIRECTORY_REFRESH_MS: int(5000),
   LOG_LEVEL: z.string().default('info'),

@@ -6,6 +6,8 @@ import { LiveHub } from '@switchyard/queue/live-hub';
 import { ProviderQueues } from '@switchyard/queue/queues';
 import { createRedis } from '@switchyard/queue/redis';
 import type { IngressConfig } from './config.ts';
+import { BUILTIN_MODELS } from '@switchyard/catalog/models';
+import { GatewayConfig, catalogWithOverrides } from '@switchyard/catalog/gateway-config';
 import type { IngressDeps } from './deps.ts';
 import { LOG_REDACT } from './app.ts';
 import { ModelDirectory } from './routing/directory.ts';
@@ -14,13 +16,14 @@ import { Router } from './routing/router.ts';
 /** Builds the ingress's connections and services from its config (used by main.ts and tests). */
 export async function createIngressDeps(
   config: IngressConfig,
+  gateway: GatewayConfig = GatewayConfig.parse({}),
   log: Logger = pino({ level: config.LOG_LEVEL, redact: LOG_REDACT, base: { svc: 'ingress' } }),
 ): Promise<IngressDeps & { close(): Promise<void> }> {
   const keys = makeKeys(config.REDIS_PREFIX);
   const redis = createRedis(config.REDIS_URL, { name: 'sy-ingress' });
   const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'sy-ingress-sub' });
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20 });
-  const directory = new ModelDirectory(redis, keys);
+  const directory = new ModelDirectory(redis, keys, catalogWithOverrides(BUILTIN_MODELS, gateway));
   await directory.refresh();
   directory.start(config.DIRECTORY_REFRESH_MS);
   const queues = new ProviderQueues(redis, keys);
@@ -34,7 +37,7 @@ export async function createIngressDeps(
     queues,
     db,
     directory,
-    router: new Router(directory, { allowUnpriced: config.ALLOW_UNPRICED_MODELS }),
+    router: new Router(directory, { allowUnpriced: config.ALLOW_UNPRICED_MODELS, fallbacks: gateway.fallbacks, aliases: gateway.aliases }),
     async close() {
       directory.stop();
       await queues.close().catch(() => {});

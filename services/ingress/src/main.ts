@@ -3,17 +3,19 @@ import { usdToMicros } from '@switchyard/catalog/money';
 import { ensureBootstrapAccount } from '@switchyard/db/accounts';
 import { runMigrations } from '@switchyard/db/migrate';
 import { syncPrices } from '@switchyard/db/prices';
+import { catalogWithOverrides, loadGatewayConfig } from '@switchyard/catalog/gateway-config';
 import { buildApp } from './app.ts';
 import { loadConfig } from './config.ts';
 import { createIngressDeps } from './create-deps.ts';
 import { serve } from './server.ts';
 
 const config = loadConfig(process.env);
-const deps = await createIngressDeps(config);
+const gateway = loadGatewayConfig(config.SWITCHYARD_CONFIG, process.env);
+const deps = await createIngressDeps(config, gateway);
 const { log } = deps;
 
 await runMigrations(config.DATABASE_URL);
-await syncPrices(deps.db, BUILTIN_MODELS, PRICES_TAKEN_AT);
+await syncPrices(deps.db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_TAKEN_AT);
 if (config.SWITCHYARD_BOOTSTRAP_KEY) {
   const r = await ensureBootstrapAccount(deps.db, {
     apiKey: config.SWITCHYARD_BOOTSTRAP_KEY,

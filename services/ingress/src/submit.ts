@@ -113,7 +113,7 @@ export async function submitChat(
       });
     }
     await opts.beforeEnqueue?.(id);
-    await deps.queues.add(data, deps.config.PROVIDER_ATTEMPTS);
+    await deps.queues.add(data);
   } catch (e) {
     await releaseHold(deps.db, id).catch(() => {});
     throw e;

@@ -7,10 +7,13 @@ import type { UsageEvent } from '@switchyard/contracts/usage';
 import { usageEventId } from '@switchyard/contracts/usage';
 import type { StreamEvent } from '@switchyard/providers/types';
 import { StreamWriter } from './stream-writer.ts';
+import type { Admission } from './limits/limiter.ts';
 import type { WorkerDeps } from './deps.ts';
 
 export type AttemptOutcome =
   | { status: 'completed' }
+  /** Provider said 429: the pool waits `waitMs`, the job goes back to the queue without using an attempt. */
+  | { status: 'rate_limited'; waitMs: number }
   | { status: 'already_done' }
   | { status: 'fell_back'; to: string }
   | { status: 'failed'; code: string }
@@ -22,6 +25,16 @@ export interface AttemptInput {
   attempt: number;
   /** This attempt may retry on the same provider if it fails retryably. */
   canRetry: boolean;
+  /** A 429 may send the job back to wait (without using an attempt) rather than end it. */
+  canWaitOnRateLimit: boolean;
+  /** Generation may have been streamed by an earlier attempt or hop: subscribers must reset. */
+  restart: boolean;
+  /** The provider key the limiter admitted this call on. */
+  keyIndex: number;
+  /** Rate-limit admission to correct with the actual usage afterwards. */
+  admission?: Extract<Admission, { ok: true }>;
+  /** End this attempt with this error without calling the provider (e.g. gave up waiting for a limit). */
+  forcedError?: GatewayError;
   signal?: AbortSignal;
   workerId: string;
 }
@@ -47,7 +60,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
   const writer = new StreamWriter(deps.store, data.id, owner, ttlMs);
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
-    if (attempt > 1 || data.hop > 0) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
+    if (input.restart) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
     writer.push({ type: 'status', state: 'running', provider: candidate.provider, model: candidate.model, attempt });
   }
 
@@ -100,19 +113,34 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
 
   try {
     if (abort.signal.aborted) throw abort.signal.reason;
+    if (input.forcedError) throw input.forcedError;
+    if (!(await deps.circuit.allow())) {
+      throw new GatewayError({
+        code: 'provider_unavailable',
+        message: `${candidate.provider} is failing; its circuit is open`,
+      });
+    }
     const provider = deps.provider;
     const res = await deps.call({
       adapter: provider.adapter,
       config: provider.config,
-      apiKey: provider.nextKey(),
+      apiKey: provider.key(input.keyIndex),
       request: data.request,
       model: candidate.model,
       stream: data.deltas,
       signal: abort.signal,
       onEvent: data.deltas ? onEvent : undefined,
-      onHeaders: (_status: number, headers: Headers) => deps.limits?.observe(headers),
+      onHeaders: (_status: number, headers: Headers) => {
+        const info = provider.adapter.readRateLimits(headers);
+        void deps.limiter.learn(input.keyIndex, info).then(
+          (ms) => ms > 0 && deps.metrics.rateLimitWaits.inc({ reason: 'headers' }),
+          () => {},
+        );
+      },
     });
     usage = res.completion.usage;
+    void deps.circuit.success().catch(() => {});
+    if (input.admission) void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
@@ -129,6 +157,17 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     if (isNotOwner(writer.error) || isNotOwner(raw)) {
       // Another attempt owns the job now (we were stalled): leave everything to it.
       return { status: 'already_done' };
+    }
+    if (input.admission) void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
+    if (isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
+    if (err.code === 'rate_limit_exceeded' && err.retryable) {
+      deps.metrics.upstream429.inc();
+      const waitMs = err.retryAfterMs ?? 1_000;
+      await deps.limiter.pause(input.keyIndex, waitMs).catch(() => {});
+      if (input.canWaitOnRateLimit && !writer.wroteContent && Date.now() + waitMs < data.deadline) {
+        if (hasTokens(usage)) await deps.store.append(data.id, [], { owner, ttlMs, usage: usageEvent('failed', false) });
+        return { status: 'rate_limited', waitMs };
+      }
     }
     return await endWithError(deps, input, err, { owner, ttlMs, usage, usageEvent, candidate });
   } finally {
@@ -226,5 +265,9 @@ export function toGatewayError(e: unknown): GatewayError {
   if (e instanceof Error && e.name === 'AbortError') return new GatewayError({ code: 'cancelled', message: 'cancelled' });
   return new GatewayError({ code: 'internal_error', message: 'internal error', retryable: true, cause: e });
 }
+
+/** Failures that say the provider is unwell (not the request, not a rate limit). */
+const isProviderFailure = (e: GatewayError) =>
+  e.code === 'upstream_error' || e.code === 'upstream_timeout' || e.code === 'overloaded';
 
 const isNotOwner = (e: unknown) => e instanceof Error && e.message.includes('NOTOWNER');

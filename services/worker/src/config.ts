@@ -15,6 +15,20 @@ export const WorkerConfig = z.object({
   /** How long a non-streaming call's frames live (the caller is waiting on them live). */
   SYNC_TTL_SECONDS: int(300),
   DISCOVERY_INTERVAL_MS: int(60_000),
+  /** Routing/limits file (see switchyard.config.json); env limits below override it. */
+  SWITCHYARD_CONFIG: z.string().optional(),
+  /** Requests per window (default: per minute) across every process of the pool, per provider key. */
+  WORKER_RPM: z.coerce.number().int().positive().optional(),
+  /** Tokens (input + output) per window across the pool, per provider key. */
+  WORKER_TPM: z.coerce.number().int().positive().optional(),
+  /** Requests in flight across every process of the pool (BullMQ global concurrency). */
+  WORKER_MAX_IN_FLIGHT: z.coerce.number().int().positive().optional(),
+  /** Length of the rate-limit window (RPM/TPM are per this window). */
+  RATE_WINDOW_MS: int(60_000),
+  /** Times a job may be started (rate-limit waits included) before it gives up on this provider. */
+  WORKER_MAX_STARTS: int(50),
+  /** How often limits are re-read from Redis (changed by the admin API without a restart). */
+  LIMITS_REFRESH_MS: int(2_000),
   METRICS_PORT: z.coerce.number().int().nonnegative().default(9092),
   SHUTDOWN_TIMEOUT_MS: int(25_000),
   LOG_LEVEL: z.string().default('info'),

@@ -8,12 +8,24 @@ import type { callProvider } from '@switchyard/providers/call';
 import type { WorkerConfig } from './config.ts';
 import type { CancelRegistry } from './cancel.ts';
 import type { WorkerMetrics } from './metrics.ts';
+import type { Queue } from 'bullmq';
+import type { JobData } from '@switchyard/contracts/jobs';
+import type { CircuitBreaker } from './limits/circuit.ts';
+import type { PoolLimiter } from './limits/limiter.ts';
 
 export interface PoolProvider {
   config: ProviderConfig;
   adapter: ProviderAdapter;
-  /** Rotates across the configured keys. */
-  nextKey(): string | undefined;
+  /** The provider key with this index (the limiter picks the index). */
+  key(index: number): string | undefined;
+}
+
+/** Limits in force now (file/env, overridden at run time through Redis by the admin API). */
+export interface EffectiveLimits {
+  rpm?: number;
+  tpm?: number;
+  maxInFlight?: number;
+  attempts: number;
 }
 
 /** Everything the worker needs, built once in main.ts and passed down. */
@@ -28,11 +40,9 @@ export interface WorkerDeps {
   call: typeof callProvider;
   cancels: CancelRegistry;
   metrics: WorkerMetrics;
-  /** Learns from rate-limit headers (worker pools issue). */
-  limits?: { observe(headers: Headers): void };
-}
-
-export function rotatingKeys(keys: string[]): () => string | undefined {
-  let i = 0;
-  return () => (keys.length === 0 ? undefined : keys[i++ % keys.length]);
+  /** This pool's BullMQ queue (pool-wide pauses). */
+  queue: Queue<JobData>;
+  limiter: PoolLimiter;
+  circuit: CircuitBreaker;
+  limits: EffectiveLimits;
 }

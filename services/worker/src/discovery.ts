@@ -8,7 +8,7 @@ const MAX_PAGES = 20;
 /** Lists the provider's models (all pages) through the adapter. */
 export async function listProviderModels(deps: WorkerDeps, signal?: AbortSignal): Promise<DiscoveredModel[]> {
   const { adapter, config } = deps.provider;
-  const key = deps.provider.nextKey();
+  const key = deps.provider.key(0);
   const out: DiscoveredModel[] = [];
   let token: string | undefined;
   for (let page = 0; page < MAX_PAGES; page++) {

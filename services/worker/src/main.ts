@@ -9,7 +9,11 @@ import { adapterForConfig, providersFromEnv } from '@switchyard/providers/regist
 import { callProvider, closeHttp } from '@switchyard/providers/call';
 import { CancelRegistry } from './cancel.ts';
 import { loadConfig } from './config.ts';
-import { rotatingKeys, type WorkerDeps } from './deps.ts';
+import type { WorkerDeps } from './deps.ts';
+import { loadGatewayConfig, defaultCircuit } from '@switchyard/catalog/gateway-config';
+import { CircuitBreaker } from './limits/circuit.ts';
+import { baseLimits, merge, readOverrides } from './limits/effective.ts';
+import { PoolLimiter } from './limits/limiter.ts';
 import { publishDiscovery } from './discovery.ts';
 import { createWorkerMetrics, serveMetrics } from './metrics.ts';
 import { createPool } from './pool.ts';
@@ -38,18 +42,62 @@ const metrics = createWorkerMetrics(providerConfig.id);
 const cancels = new CancelRegistry();
 const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 
+const gatewayConfig = loadGatewayConfig(config.SWITCHYARD_CONFIG, process.env);
+const base = baseLimits(config, gatewayConfig, providerConfig.id);
+const queues = new ProviderQueues(redis, keys);
+const apiKeys = providerConfig.apiKeys;
+const limits = merge(base, await readOverrides(redis, keys, providerConfig.id));
 const deps: WorkerDeps = {
   config,
   log,
   redis,
   keys,
   store: new FrameStore(redis, keys),
-  queues: new ProviderQueues(redis, keys),
-  provider: { config: providerConfig, adapter: adapterForConfig(providerConfig), nextKey: rotatingKeys(providerConfig.apiKeys) },
+  queues,
+  provider: {
+    config: providerConfig,
+    adapter: adapterForConfig(providerConfig),
+    key: (i) => (apiKeys.length === 0 ? undefined : apiKeys[i % apiKeys.length]),
+  },
   call: callProvider,
   cancels,
   metrics,
+  queue: queues.get(providerConfig.id),
+  limiter: new PoolLimiter(redis, keys, providerConfig.id, apiKeys.length, { ...limits, windowMs: config.RATE_WINDOW_MS }),
+  circuit: new CircuitBreaker(redis, keys, providerConfig.id, gatewayConfig.providers[providerConfig.id]?.circuit ?? defaultCircuit()),
+  limits,
 };
+
+/** Applies limits in force (at start and whenever the admin API changes them). */
+async function applyLimits(next: typeof limits) {
+  const changed = JSON.stringify(next) !== JSON.stringify(deps.limits) || !applied;
+  deps.limits = next;
+  deps.limiter.settings = { rpm: next.rpm, tpm: next.tpm, windowMs: config.RATE_WINDOW_MS };
+  if (!changed) return;
+  applied = true;
+  if (next.maxInFlight) await deps.queue.setGlobalConcurrency(next.maxInFlight);
+  else await deps.queue.removeGlobalConcurrency();
+  metrics.limit.set({ limit: 'rpm' }, next.rpm ?? 0);
+  metrics.limit.set({ limit: 'tpm' }, next.tpm ?? 0);
+  metrics.limit.set({ limit: 'max_in_flight' }, next.maxInFlight ?? 0);
+  metrics.limit.set({ limit: 'attempts' }, next.attempts);
+  log.info({ limits: next }, 'limits in force');
+}
+let applied = false;
+await applyLimits(limits);
+const limitsTimer = setInterval(() => {
+  readOverrides(redis, keys, providerConfig.id)
+    .then((o) => applyLimits(merge(base, o)))
+    .catch((e) => log.warn({ err: String(e) }, 'reading limits failed'));
+  deps.queue
+    .getJobCounts('wait', 'active', 'delayed', 'prioritized')
+    .then((c) => {
+      for (const [state, n] of Object.entries(c)) metrics.queueDepth.set({ state }, n);
+    })
+    .catch(() => {});
+  metrics.circuitOpen.set(deps.circuit.state === 'closed' ? 0 : 1);
+}, config.LIMITS_REFRESH_MS);
+limitsTimer.unref();
 
 await cancels.listen(sub, keys.cancel);
 const worker = createPool(deps, bullConnection, workerId);
@@ -69,6 +117,7 @@ async function shutdown(signal: string) {
   stopping = true;
   log.info({ signal, inFlight: cancels.size }, 'draining: no new jobs; finishing in-flight ones');
   clearInterval(discovery);
+  clearInterval(limitsTimer);
   const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.SHUTDOWN_TIMEOUT_MS).unref());
   const closed = await Promise.race([worker.close().then(() => 'closed' as const), timeout]);
   if (closed === 'timeout') {

@@ -5,6 +5,8 @@ import type { JobData } from '@switchyard/contracts/jobs';
 import { zeroUsage } from '@switchyard/contracts/chat';
 import { usageEventId } from '@switchyard/contracts/usage';
 import { runAttempt, type AttemptOutcome } from './attempt.ts';
+import { estimateTokens } from './limits/estimate.ts';
+import type { Admission } from './limits/limiter.ts';
 import type { WorkerDeps } from './deps.ts';
 
 /**
@@ -13,18 +15,54 @@ import type { WorkerDeps } from './deps.ts';
  * stall twice before it is failed (and then the safety net below still ends it for the caller).
  */
 export function createPool(deps: WorkerDeps, connection: Redis, workerId: string): Worker<JobData, AttemptOutcome> {
+  let nextKey = 0;
   const worker = new Worker<JobData, AttemptOutcome>(
     deps.keys.queue(deps.provider.config.id),
     async (job) => {
+      const data = job.data;
+      const { rpm, tpm } = deps.limits;
+      const starts = Math.max(1, job.attemptsStarted);
+      // Admission against the pool's shared limits comes before anything is written for the attempt:
+      // a job that must wait goes back to the queue untouched, and without using an attempt.
+      let admission: Extract<Admission, { ok: true }> | undefined;
+      let forcedError: GatewayError | undefined;
+      let keyIndex = nextKey++ % Math.max(1, deps.provider.config.apiKeys.length);
+      if (rpm || tpm) {
+        const tokens = tpm ? estimateTokens(data.request, 1024) : 0;
+        const a = await deps.limiter.acquire(tokens);
+        if (a.ok) {
+          admission = a;
+          keyIndex = a.keyIndex;
+        } else if (starts < deps.config.WORKER_MAX_STARTS && Date.now() + a.waitMs < data.deadline) {
+          deps.metrics.rateLimitWaits.inc({ reason: 'limit' });
+          await deps.queue.rateLimit(a.waitMs);
+          throw Worker.RateLimitError();
+        } else {
+          forcedError = new GatewayError({
+            code: 'rate_limit_exceeded',
+            message: `${deps.provider.config.id} stayed rate limited past the request's patience`,
+          });
+        }
+      }
       deps.metrics.inFlight.inc();
       try {
-        const attempts = job.opts.attempts ?? 1;
-        return await runAttempt(deps, {
-          data: job.data,
-          attempt: Math.max(1, job.attemptsStarted),
-          canRetry: job.attemptsMade + 1 < attempts,
+        const outcome = await runAttempt(deps, {
+          data,
+          attempt: starts,
+          canRetry: job.attemptsMade + 1 < deps.limits.attempts,
+          canWaitOnRateLimit: starts < deps.config.WORKER_MAX_STARTS,
+          restart: job.attemptsMade > 0 || data.hop > 0 || job.stalledCounter > 0,
+          keyIndex,
+          admission,
+          forcedError,
           workerId,
         });
+        if (outcome.status === 'rate_limited') {
+          // The provider said 429: the whole pool waits (every process), the job keeps its attempts.
+          await deps.queue.rateLimit(outcome.waitMs);
+          throw Worker.RateLimitError();
+        }
+        return outcome;
       } finally {
         deps.metrics.inFlight.dec();
       }
@@ -38,6 +76,8 @@ export function createPool(deps: WorkerDeps, connection: Redis, workerId: string
       stalledInterval: 15_000,
       maxStalledCount: 2,
       name: workerId,
+      // Enables the pool-wide pause (queue.rateLimit); our own limiter does the real pacing.
+      limiter: { max: 1_000_000, duration: 1_000 },
     },
   );
   worker.on('failed', (job, err) => {
@@ -47,7 +87,7 @@ export function createPool(deps: WorkerDeps, connection: Redis, workerId: string
   return worker;
 }
 
-const isTerminal = (job: Job) => job.finishedOn !== undefined || job.attemptsMade >= (job.opts.attempts ?? 1);
+const isTerminal = (job: Job) => job.finishedOn !== undefined;
 
 /**
  * Safety net: a job BullMQ failed for good outside our own handling (it stalled too often, or

@@ -17,6 +17,8 @@ export interface RouterOptions {
   allowUnpriced: boolean;
   /** Explicit fallback chains: `provider/model` → further candidates (issue: worker pools). */
   fallbacks?: Record<string, string[]>;
+  /** Extra model names → `provider/model` or a bare name. */
+  aliases?: Record<string, string>;
   /** How many candidates `auto` may try. */
   autoCandidates?: number;
 }
@@ -76,7 +78,7 @@ export class Router {
   }
 
   plan(req: ChatRequest): RoutePlan {
-    const name = req.model.trim();
+    const name = this.#opts.aliases?.[req.model.trim()] ?? req.model.trim();
     const inputTokens = estimateInputTokens(req);
     let entries: ModelEntry[];
     if (AUTO_MODELS.has(name)) {

@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { type CatalogModel, ModelPrice } from './models.ts';
+
+/**
+ * The gateway's routing configuration: one validated JSON file (`SWITCHYARD_CONFIG`), with
+ * `${ENV}` / `${ENV:-default}` interpolation so secrets stay in the environment.
+ */
+const Limits = z.object({
+  /** Requests per minute across every process of the pool (per provider key). */
+  rpm: z.coerce.number().int().positive().optional(),
+  /** Input + output tokens per minute (per provider key). */
+  tpm: z.coerce.number().int().positive().optional(),
+  /** Requests in flight across every process of the pool. */
+  maxInFlight: z.coerce.number().int().positive().optional(),
+  /** Attempts on this provider before falling back. */
+  attempts: z.coerce.number().int().min(1).max(10).optional(),
+});
+
+const Circuit = z.object({
+  /** Failure ratio over the window that opens the circuit. */
+  failureRatio: z.number().min(0).max(1).default(0.5),
+  minSamples: z.number().int().positive().default(10),
+  windowMs: z.number().int().positive().default(30_000),
+  /** How long the circuit stays open before one probe is let through. */
+  openMs: z.number().int().positive().default(15_000),
+});
+
+export const GatewayConfig = z.object({
+  /** `provider/model` → further candidates, tried in order when it cannot serve. */
+  fallbacks: z.record(z.string(), z.array(z.string())).default({}),
+  /** Extra model names → `provider/model` or a bare model name. */
+  aliases: z.record(z.string(), z.string()).default({}),
+  /** `provider/model` → price overrides (USD per 1M tokens). */
+  prices: z.record(z.string(), ModelPrice).default({}),
+  providers: z.record(z.string(), z.object({ limits: Limits.default({}), circuit: Circuit.optional() })).default({}),
+});
+export type GatewayConfig = z.infer<typeof GatewayConfig>;
+export type ProviderLimits = z.infer<typeof Limits>;
+export type CircuitConfig = z.infer<typeof Circuit>;
+export const defaultCircuit = (): CircuitConfig => Circuit.parse({});
+
+export function interpolate(text: string, env: Record<string, string | undefined>): string {
+  return text.replace(/\$\{([A-Z0-9_]+)(?::-([^}]*))?\}/g, (_m, name: string, def: string | undefined) => {
+    const v = env[name];
+    if (v !== undefined && v !== '') return v;
+    if (def !== undefined) return def;
+    throw new Error(`configuration references \${${name}}, which is not set`);
+  });
+}
+
+export function parseGatewayConfig(text: string, env: Record<string, string | undefined>): GatewayConfig {
+  const r = GatewayConfig.safeParse(JSON.parse(interpolate(text, env)));
+  if (!r.success) {
+    throw new Error(`invalid gateway config: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return r.data;
+}
+
+/** Reads the file named by `path` (no file: the empty configuration). */
+export function loadGatewayConfig(path: string | undefined, env: Record<string, string | undefined>): GatewayConfig {
+  if (!path) return GatewayConfig.parse({});
+  return parseGatewayConfig(readFileSync(path, 'utf8'), env);
+}
+
+/**
+ * The built-in catalog with the configured price overrides applied (unknown `provider/model`
+ * keys add entries), so admission (ingress) and settlement (billing) use the same prices.
+ */
+export function catalogWithOverrides(models: CatalogModel[], config: GatewayConfig): CatalogModel[] {
+  const out = models.map((m) => ({ ...m }));
+  for (const [name, price] of Object.entries(config.prices)) {
+    const slash = name.indexOf('/');
+    if (slash <= 0) throw new Error(`price override "${name}": use provider/model`);
+    const provider = name.slice(0, slash);
+    const id = name.slice(slash + 1);
+    const existing = out.find((m) => m.provider === provider && m.id === id);
+    if (existing) existing.price = price;
+    else out.push({ provider, id, aliases: [], contextWindow: 8192, maxOutputTokens: 4096, capabilities: ['streaming'], price });
+  }
+  return out;
+}

@@ -1,0 +1,144 @@
+import type { Redis, Result } from 'ioredis';
+import type { Keys } from '@switchyard/queue/keys';
+import type { RateLimitInfo } from '@switchyard/providers/types';
+
+/**
+ * Requests-per-minute and tokens-per-minute limits shared by every process of a pool, per
+ * provider key. A sliding window of 1/60-window buckets in one Redis hash; the partly expired
+ * oldest bucket still counts, so the limiter errs on the safe side and no window of the configured
+ * length ever sees more than the limit. Pauses learned from the provider (429 retry-after,
+ * remaining = 0 with a reset time) live beside it and stop every process at once.
+ */
+
+// KEYS: buckets, pause. ARGV: now, windowMs, bucketMs, rpm (0 = none), tpm (0 = none), tokens
+// Returns { 1, bucket } when admitted, { 0, waitMs } when not.
+const ACQUIRE = `
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl > 0 then return { 0, pttl } end
+local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local size = tonumber(ARGV[3])
+local rpm = tonumber(ARGV[4]); local tpm = tonumber(ARGV[5]); local tokens = tonumber(ARGV[6])
+local cur = math.floor(now / size)
+local first = math.floor((now - window) / size)
+local fields = {}
+for b = first, cur do fields[#fields + 1] = 'r' .. b; fields[#fields + 1] = 't' .. b end
+local vals = redis.call('HMGET', KEYS[1], unpack(fields))
+local r, t = 0, 0
+local oldestR, oldestT = nil, nil
+for i = 1, #vals, 2 do
+  local rv = tonumber(vals[i]) or 0
+  local tv = tonumber(vals[i + 1]) or 0
+  local b = first + (i - 1) / 2
+  if rv > 0 and not oldestR then oldestR = b end
+  if tv > 0 and not oldestT then oldestT = b end
+  r = r + rv; t = t + tv
+end
+if rpm > 0 and r + 1 > rpm then
+  return { 0, math.max(1, (oldestR + 1) * size + window - now) }
+end
+-- A single request larger than the whole budget runs alone rather than never.
+if tpm > 0 and t > 0 and t + tokens > tpm then
+  return { 0, math.max(1, (oldestT + 1) * size + window - now) }
+end
+redis.call('HINCRBY', KEYS[1], 'r' .. cur, 1)
+if tokens > 0 then redis.call('HINCRBY', KEYS[1], 't' .. cur, tokens) end
+for b = first - 3, first - 1 do redis.call('HDEL', KEYS[1], 'r' .. b, 't' .. b) end
+redis.call('PEXPIRE', KEYS[1], window * 2)
+return { 1, cur }
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    syLimit(
+      buckets: string,
+      pause: string,
+      now: number,
+      windowMs: number,
+      bucketMs: number,
+      rpm: number,
+      tpm: number,
+      tokens: number,
+    ): Result<[number, number], Context>;
+  }
+}
+
+export interface LimitSettings {
+  rpm?: number;
+  tpm?: number;
+  windowMs: number;
+}
+
+export type Admission = { ok: true; keyIndex: number; bucket: number; tokens: number } | { ok: false; waitMs: number };
+
+export class PoolLimiter {
+  readonly #redis: Redis;
+  readonly #keys: Keys;
+  readonly #provider: string;
+  readonly #keyCount: number;
+  #next = 0;
+  settings: LimitSettings;
+
+  constructor(redis: Redis, keys: Keys, provider: string, keyCount: number, settings: LimitSettings) {
+    if (typeof (redis as Partial<Redis>).syLimit !== 'function') redis.defineCommand('syLimit', { numberOfKeys: 2, lua: ACQUIRE });
+    this.#redis = redis;
+    this.#keys = keys;
+    this.#provider = provider;
+    this.#keyCount = Math.max(1, keyCount);
+    this.settings = settings;
+  }
+
+  #bucketKey(i: number) {
+    return this.#keys.k('limit', this.#provider, String(i));
+  }
+
+  #pauseKey(i: number) {
+    return this.#keys.k('pause', this.#provider, String(i));
+  }
+
+  /** Takes a slot on one of the provider keys (rotating), or says how long the whole pool must wait. */
+  async acquire(tokens: number): Promise<Admission> {
+    const { rpm = 0, tpm = 0, windowMs } = this.settings;
+    let wait = Number.POSITIVE_INFINITY;
+    for (let n = 0; n < this.#keyCount; n++) {
+      const i = this.#next++ % this.#keyCount;
+      const [ok, v] = await this.#redis.syLimit(
+        this.#bucketKey(i),
+        this.#pauseKey(i),
+        Date.now(),
+        windowMs,
+        Math.max(1, Math.floor(windowMs / 60)),
+        rpm,
+        tpm,
+        tpm > 0 ? tokens : 0,
+      );
+      if (ok === 1) return { ok: true, keyIndex: i, bucket: v, tokens: tpm > 0 ? tokens : 0 };
+      wait = Math.min(wait, v);
+    }
+    return { ok: false, waitMs: Math.ceil(wait) };
+  }
+
+  /** Replaces the token estimate by the actual usage once the call is over. */
+  async settle(a: Extract<Admission, { ok: true }>, actualTokens: number): Promise<void> {
+    if (!this.settings.tpm || actualTokens === a.tokens) return;
+    await this.#redis.hincrby(this.#bucketKey(a.keyIndex), `t${a.bucket}`, actualTokens - a.tokens);
+  }
+
+  /** Stops every process from using this provider key for `ms` (429 retry-after, exhausted budget). */
+  async pause(keyIndex: number, ms: number): Promise<void> {
+    if (ms <= 0) return;
+    // Never shorten a longer pause another process already set.
+    const key = this.#pauseKey(keyIndex);
+    const cur = await this.#redis.pttl(key);
+    if (cur < ms) await this.#redis.set(key, '1', 'PX', Math.ceil(ms));
+  }
+
+  /** Paces the pool from the provider's own rate-limit headers, before a 429 happens. */
+  async learn(keyIndex: number, info: RateLimitInfo): Promise<number> {
+    let pauseMs = 0;
+    if (info.remainingRequests === 0 && info.resetRequestsMs) pauseMs = Math.max(pauseMs, info.resetRequestsMs);
+    if (info.remainingTokens === 0 && info.resetTokensMs) pauseMs = Math.max(pauseMs, info.resetTokensMs);
+    if (info.remainingInputTokens === 0 && info.resetInputTokensMs) pauseMs = Math.max(pauseMs, info.resetInputTokensMs);
+    if (info.remainingOutputTokens === 0 && info.resetOutputTokensMs) pauseMs = Math.max(pauseMs, info.resetOutputTokensMs);
+    if (pauseMs > 0) await this.pause(keyIndex, pauseMs);
+    return pauseMs;
+  }
+}
