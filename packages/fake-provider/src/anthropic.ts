@@ -1,0 +1,282 @@
+import type { Conversation, ToolSpec } from './content.ts';
+import { textOf } from './content.ts';
+import { bearer } from './http.ts';
+import {
+  chunkPieces,
+  type ErrorKind,
+  type Parsed,
+  padding,
+  type Protocol,
+  type RenderCtx,
+  type SseEvent,
+} from './protocol.ts';
+import { rfc3339 } from './rate-limit.ts';
+
+/** Anthropic Messages (providers.md §2): `event:` lines on every SSE event, RFC 3339 rate-limit resets. */
+export function anthropicProtocol(): Protocol {
+  const errorBody = (type: string, message: string, requestId: string) =>
+    JSON.stringify({ type: 'error', error: { type, message }, request_id: requestId || null });
+
+  function error(e: ErrorKind, requestId: string) {
+    const out = (status: number, type: string, message: string, headers?: Record<string, string>) => ({
+      status,
+      body: errorBody(type, message, requestId),
+      headers,
+    });
+    switch (e.kind) {
+      case 'auth_missing':
+        return out(401, 'authentication_error', 'x-api-key header is required');
+      case 'auth_bad':
+        return out(401, 'authentication_error', 'invalid x-api-key');
+      case 'bad_request':
+        return out(400, 'invalid_request_error', e.message);
+      case 'model_not_found':
+        return out(404, 'not_found_error', `model: ${e.model}`);
+      case 'not_found':
+        return out(404, 'not_found_error', e.message);
+      case 'rate_limit':
+        return out(
+          429,
+          'rate_limit_error',
+          `This request would exceed the rate limit for your organization (org-fake) of ${e.limit} requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later.`,
+          // retry-after is whole seconds (real); retry-after-ms lets tests retry fast (both SDKs honour it).
+          {
+            'retry-after': String(Math.ceil(e.retryAfterMs / 1000)),
+            'retry-after-ms': String(e.retryAfterMs),
+          },
+        );
+      case 'server':
+        return out(500, 'api_error', 'Internal server error');
+      case 'unavailable':
+        return out(503, 'api_error', 'Service unavailable');
+      case 'overloaded':
+        return out(529, 'overloaded_error', 'Overloaded');
+      case 'context_length':
+        return out(
+          400,
+          'invalid_request_error',
+          `prompt is too long: ${e.tokens} tokens > ${e.limit} maximum`,
+        );
+    }
+  }
+
+  const ev = (type: string, data: unknown, tokens = 0): SseEvent => ({
+    text: `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`,
+    tokens,
+  });
+
+  return {
+    id: 'anthropic',
+    auth(req) {
+      const key = (req.headers['x-api-key'] as string | undefined) || bearer(req);
+      if (!key) return { kind: 'auth_missing' };
+      if (key === 'bad-key') return { kind: 'auth_bad' };
+      if (!req.headers['anthropic-version']) {
+        return { kind: 'bad_request', message: 'anthropic-version: header is required' };
+      }
+      return undefined;
+    },
+    parse: parseMessages,
+    error,
+    headers(requestId, limits) {
+      const now = Date.now();
+      const { requests, input, output } = limits;
+      // `tokens-*` reports whichever of the input/output limits is most restrictive right now.
+      const tight =
+        input.remaining() / input.capacity <= output.remaining() / output.capacity ? input : output;
+      return {
+        'request-id': requestId,
+        'anthropic-organization-id': '00000000-0000-4000-8000-00000000fa4e',
+        'anthropic-ratelimit-requests-limit': String(requests.capacity),
+        'anthropic-ratelimit-requests-remaining': String(requests.remaining()),
+        'anthropic-ratelimit-requests-reset': rfc3339(now + requests.resetMs()),
+        'anthropic-ratelimit-tokens-limit': String(tight.capacity),
+        'anthropic-ratelimit-tokens-remaining': String(tight.remaining()),
+        'anthropic-ratelimit-tokens-reset': rfc3339(now + tight.resetMs()),
+        'anthropic-ratelimit-input-tokens-limit': String(input.capacity),
+        // Real servers round the token remainders to the nearest thousand.
+        'anthropic-ratelimit-input-tokens-remaining': String(Math.round(input.remaining() / 1000) * 1000),
+        'anthropic-ratelimit-input-tokens-reset': rfc3339(now + input.resetMs()),
+        'anthropic-ratelimit-output-tokens-limit': String(output.capacity),
+        'anthropic-ratelimit-output-tokens-remaining': String(Math.round(output.remaining() / 1000) * 1000),
+        'anthropic-ratelimit-output-tokens-reset': rfc3339(now + output.resetMs()),
+      };
+    },
+    reportedModel: (_requested, served) => served,
+    json(c) {
+      const r = c.reply;
+      return JSON.stringify({
+        id: `msg_01${c.id}`,
+        type: 'message',
+        role: 'assistant',
+        model: c.model,
+        content: r.tool
+          ? [{ type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: r.tool.args }]
+          : [{ type: 'text', text: r.pieces.join('') }],
+        stop_reason: stopReason(r.finish),
+        stop_sequence: null,
+        usage: usage(c, r.completionTokens),
+      });
+    },
+    stream(c) {
+      const r = c.reply;
+      const out: SseEvent[] = [];
+      out.push(
+        ev('message_start', {
+          type: 'message_start',
+          message: {
+            id: `msg_01${c.id}`,
+            type: 'message',
+            role: 'assistant',
+            model: c.model,
+            content: [],
+            stop_reason: null,
+            stop_sequence: null,
+            // output_tokens here is a placeholder, as in real streams; message_delta carries the count.
+            usage: usage(c, 1),
+          },
+        }),
+      );
+      if (r.tool) {
+        out.push(
+          ev('content_block_start', {
+            type: 'content_block_start',
+            index: 0,
+            content_block: { type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: {} },
+          }),
+        );
+        out.push(ev('ping', { type: 'ping' }));
+        for (const piece of r.tool.argPieces) {
+          out.push(
+            ev(
+              'content_block_delta',
+              {
+                type: 'content_block_delta',
+                index: 0,
+                delta: { type: 'input_json_delta', partial_json: piece },
+              },
+              1,
+            ),
+          );
+        }
+      } else {
+        out.push(
+          ev('content_block_start', {
+            type: 'content_block_start',
+            index: 0,
+            content_block: { type: 'text', text: '' },
+          }),
+        );
+        out.push(ev('ping', { type: 'ping' }));
+        for (const group of chunkPieces(r.pieces, c.config.tokensPerChunk)) {
+          out.push(
+            ev(
+              'content_block_delta',
+              { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: group.join('') } },
+              group.length,
+            ),
+          );
+        }
+      }
+      out.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+      const { service_tier: _tier, ...cumulative } = usage(c, r.completionTokens);
+      out.push(
+        ev('message_delta', {
+          type: 'message_delta',
+          delta: { stop_reason: stopReason(r.finish), stop_sequence: null },
+          usage: cumulative,
+        }),
+      );
+      out.push(ev('message_stop', { type: 'message_stop' }));
+      return out;
+    },
+    streamContentType: () => 'text/event-stream; charset=utf-8',
+    malformedEvent: () =>
+      'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":\n\n',
+    inbandErrorEvent: () =>
+      `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })}\n\n`,
+    hugeEvent: (_c, bytes) => `event: ping\ndata: {"type":"ping","padding":"${padding(bytes)}"}\n\n`,
+    unknownEvent: () =>
+      'event: fake_unknown_event\ndata: {"type":"fake_unknown_event","note":"clients must ignore unknown events"}\n\n',
+    inbandAsStatus: { kind: 'overloaded' },
+  };
+}
+
+function stopReason(f: 'stop' | 'length' | 'tool'): string {
+  return f === 'tool' ? 'tool_use' : f === 'length' ? 'max_tokens' : 'end_turn';
+}
+
+/** Anthropic's `input_tokens` excludes cache reads (providers.md §0.1). */
+function usage(c: RenderCtx, outputTokens: number) {
+  const r = c.reply;
+  return {
+    input_tokens: r.promptTokens - r.cachedTokens,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: r.cachedTokens,
+    output_tokens: outputTokens,
+    service_tier: 'standard',
+  };
+}
+
+interface MessagesBody {
+  model?: unknown;
+  max_tokens?: unknown;
+  messages?: unknown;
+  system?: unknown;
+  stream?: unknown;
+  tools?: unknown;
+  tool_choice?: { type?: string; name?: string };
+}
+
+function parseMessages(raw: unknown): Parsed | ErrorKind {
+  if (!raw || typeof raw !== 'object')
+    return { kind: 'bad_request', message: 'Request body must be a JSON object' };
+  const b = raw as MessagesBody;
+  if (typeof b.model !== 'string' || b.model === '')
+    return { kind: 'bad_request', message: 'model: Field required' };
+  if (typeof b.max_tokens !== 'number') return { kind: 'bad_request', message: 'max_tokens: Field required' };
+  if (!Array.isArray(b.messages) || b.messages.length === 0) {
+    return { kind: 'bad_request', message: 'messages: at least one message is required' };
+  }
+  const texts: string[] = [];
+  const system = textOf(b.system);
+  if (system) texts.push(system);
+  let lastUserText = '';
+  let endsWithUserText = false;
+  for (const m of b.messages as Array<{ role?: string; content?: unknown }>) {
+    const blocks = typeof m?.content === 'string' ? [{ type: 'text', text: m.content }] : m?.content;
+    let t = '';
+    let hasToolResult = false;
+    if (Array.isArray(blocks)) {
+      for (const blk of blocks as Array<Record<string, unknown>>) {
+        if (blk?.type === 'text' && typeof blk.text === 'string') t += blk.text;
+        else if (blk?.type === 'tool_use') t += JSON.stringify(blk.input ?? {});
+        else if (blk?.type === 'tool_result') {
+          hasToolResult = true;
+          t += textOf(blk.content);
+        }
+      }
+    }
+    texts.push(t);
+    if (m?.role === 'user') lastUserText = hasToolResult ? lastUserText : t;
+    endsWithUserText = m?.role === 'user' && !hasToolResult;
+  }
+  const tools: ToolSpec[] = [];
+  if (Array.isArray(b.tools)) {
+    for (const t of b.tools as Array<{ name?: unknown; input_schema?: unknown }>) {
+      if (typeof t?.name === 'string') tools.push({ name: t.name, parameters: t.input_schema });
+    }
+  }
+  const choice = b.tool_choice?.type;
+  const conversation: Conversation = {
+    texts,
+    lastUserText,
+    endsWithUserText,
+    tools,
+    toolMode: choice === 'none' ? 'none' : choice === 'any' || choice === 'tool' ? 'forced' : 'auto',
+    forcedTool: choice === 'tool' ? b.tool_choice?.name : undefined,
+    toolChars: tools.length > 0 ? JSON.stringify(b.tools).length : 0,
+    maxTokens: b.max_tokens,
+  };
+  return { model: b.model, stream: b.stream === true, includeUsage: false, sse: true, conversation };
+}

@@ -1,0 +1,260 @@
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { buildReply, parseDirective } from './content.ts';
+import { BodyError, readJson, retryCount, sendJson, untilClosed, wait } from './http.ts';
+import { modelWindow, resolveModel } from './models.ts';
+import { type ErrorKind, isErrorKind, type Protocol, type RenderCtx, type SseEvent } from './protocol.ts';
+import type { FakeState } from './state.ts';
+import type { CallRecord, Directive, Fault } from './types.ts';
+
+export interface ServeDeps {
+  state: FakeState;
+  ids: (prefix: string) => string;
+}
+
+const DEFAULT_AFTER_CHUNKS = 2;
+const DEFAULT_RETRY_AFTER_MS = 1000;
+const DEFAULT_SLOW_CHUNK_MS = 500;
+const DEFAULT_HUGE_BYTES = 4 * 1024 * 1024;
+const INBAND_PAUSE_MS = 15;
+
+/** Serves one generation request: auth, parse, model, limits, faults, then the reply or stream. */
+export async function serveGenerate(
+  p: Protocol,
+  deps: ServeDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  pathModel?: string,
+): Promise<void> {
+  const { state } = deps;
+  const config = state.config[p.id];
+  const limits = state.limits[p.id];
+  const requestId = deps.ids(p.id === 'anthropic' ? 'req_011C' : 'req_');
+  const rec = state.record({
+    provider: p.id,
+    path: url.pathname,
+    model: pathModel ?? null,
+    stream: false,
+    status: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    cachedTokens: 0,
+    reasoningTokens: 0,
+    at: Date.now(),
+    requestId,
+    retryCount: retryCount(req),
+  });
+  const fail = (e: ErrorKind) => {
+    const r = p.error(e, requestId);
+    rec.status = r.status;
+    sendJson(res, r.status, r.body, { ...p.headers(requestId, limits, config), ...r.headers });
+  };
+
+  const authError = p.auth(req, url);
+  let body: unknown;
+  try {
+    body = await readJson(req);
+  } catch (e) {
+    if (authError) return fail(authError);
+    return fail({ kind: 'bad_request', message: e instanceof BodyError ? e.message : String(e) });
+  }
+  if (authError) return fail(authError);
+  const parsed = p.parse(body, url, pathModel);
+  if (isErrorKind(parsed)) return fail(parsed);
+  rec.model = parsed.model;
+  rec.stream = parsed.stream;
+
+  const served = resolveModel(p.id, config.models, parsed.model);
+  if (!served) return fail({ kind: 'model_not_found', model: parsed.model });
+
+  let directive: Directive | undefined;
+  try {
+    directive = parseDirective(parsed.conversation.lastUserText);
+  } catch (e) {
+    return fail({ kind: 'bad_request', message: (e as Error).message });
+  }
+  // The rate limit comes first, so a request it refuses does not use up a scripted fault.
+  const waitMs = limits.requests.take(1);
+  if (waitMs > 0) return fail({ kind: 'rate_limit', retryAfterMs: waitMs, limit: config.rpm, model: served });
+
+  const fault: Fault | undefined = directive?.fault
+    ? (directive as Fault)
+    : state.takeFault(p.id, parsed.model, served);
+  if (fault) rec.fault = fault.fault;
+
+  const reply = buildReply(parsed.conversation, config.tokens, directive);
+
+  limits.tokens.take(reply.promptTokens + reply.completionTokens);
+  limits.input.take(reply.promptTokens - reply.cachedTokens);
+  limits.output.take(reply.completionTokens);
+
+  if (!(await wait(config.firstByteMs, res))) return;
+
+  const window = modelWindow(served).input;
+  if (p.id !== 'llama' && reply.promptTokens > window) {
+    return fail({ kind: 'context_length', tokens: reply.promptTokens, limit: window, model: served });
+  }
+  switch (fault?.fault) {
+    case '429':
+      return fail({
+        kind: 'rate_limit',
+        retryAfterMs: fault.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS,
+        limit: config.rpm || 500,
+        model: served,
+      });
+    case '500':
+      return fail({ kind: 'server' });
+    case '503':
+      return fail({ kind: 'unavailable' });
+    case '529':
+      return fail(p.id === 'anthropic' ? { kind: 'overloaded' } : { kind: 'unavailable' });
+    case '400':
+      return fail({ kind: 'bad_request', message: 'fake: scripted invalid request.', param: 'messages' });
+    case 'context_length':
+      return fail({ kind: 'context_length', tokens: window + 1000, limit: window, model: served });
+    case 'hang_before_headers':
+      return untilClosed(res);
+    case 'inband_error':
+      if (!parsed.stream) return fail(p.inbandAsStatus);
+  }
+
+  const ctx: RenderCtx = {
+    id: requestId.replace(/^req_(011C)?/, ''),
+    created: Math.floor(Date.now() / 1000),
+    model: p.reportedModel(parsed.model, served),
+    parsed,
+    reply,
+    config,
+  };
+  rec.promptTokens = reply.promptTokens;
+  rec.cachedTokens = reply.cachedTokens;
+  rec.reasoningTokens = reply.reasoningTokens;
+  const headers = p.headers(requestId, limits, config);
+  const chunkMs = fault?.fault === 'slow_stream' ? (fault.chunkMs ?? DEFAULT_SLOW_CHUNK_MS) : config.chunkMs;
+  if (parsed.stream) return playStream(p, ctx, res, rec, headers, chunkMs, fault);
+  return sendWhole(p, ctx, res, rec, headers, chunkMs, fault);
+}
+
+async function sendWhole(
+  p: Protocol,
+  ctx: RenderCtx,
+  res: ServerResponse,
+  rec: CallRecord,
+  headers: Record<string, string>,
+  chunkMs: number,
+  fault: Fault | undefined,
+): Promise<void> {
+  // A real non-streaming call takes as long as generating the whole reply.
+  if (!(await wait(chunkMs * ctx.reply.completionTokens, res))) return;
+  let body = p.json(ctx);
+  if (fault?.fault === 'huge_line') {
+    body = `${body.slice(0, -1)},"fake_padding":"${'x'.repeat(fault.bytes ?? DEFAULT_HUGE_BYTES)}"}`;
+  }
+  if (fault?.fault === 'malformed_sse') body = body.slice(0, Math.floor(body.length / 2));
+  rec.status = 200;
+  res.writeHead(200, { 'content-type': 'application/json', ...headers });
+  if (fault?.fault === 'hang_mid_stream') return untilClosed(res);
+  if (fault?.fault === 'cut_mid_stream') {
+    res.write(body.slice(0, Math.floor(body.length / 2)));
+    await flushed(res);
+    res.socket?.destroy();
+    return;
+  }
+  rec.completionTokens = ctx.reply.completionTokens;
+  res.end(body);
+}
+
+async function playStream(
+  p: Protocol,
+  ctx: RenderCtx,
+  res: ServerResponse,
+  rec: CallRecord,
+  headers: Record<string, string>,
+  chunkMs: number,
+  fault: Fault | undefined,
+): Promise<void> {
+  const events = p.stream(ctx);
+  rec.status = 200;
+  // Reasoning happens before the visible reply, so it is produced (and billed) up front.
+  rec.completionTokens = ctx.reply.reasoningTokens;
+  const head = { 'content-type': p.streamContentType(ctx.parsed), 'cache-control': 'no-cache', ...headers };
+  const inStream = fault && STREAM_FAULTS.has(fault.fault) ? fault : undefined;
+
+  if (chunkMs === 0 && !inStream) {
+    // Fast path for benchmarks: one write for the whole stream.
+    let text = '';
+    for (const e of events) text += e.text;
+    rec.completionTokens = ctx.reply.completionTokens;
+    res.writeHead(200, head);
+    res.end(text);
+    return;
+  }
+
+  res.writeHead(200, head);
+  res.flushHeaders();
+  // The fault fires before the terminal event at the latest, so the stream is never complete.
+  const at = inStream ? Math.min(inStream.afterChunks ?? DEFAULT_AFTER_CHUNKS, events.length - 1) : -1;
+  for (let i = 0; i < events.length; i++) {
+    if (i > 0 && !(await wait(chunkMs, res))) return;
+    if (res.destroyed) return;
+    if (i === at && inStream) {
+      const stop = await applyStreamFault(p, ctx, res, inStream);
+      if (stop) return;
+    }
+    const e = events[i] as SseEvent;
+    res.write(e.text);
+    rec.completionTokens += e.tokens;
+  }
+  res.end();
+}
+
+const STREAM_FAULTS = new Set([
+  'hang_mid_stream',
+  'cut_mid_stream',
+  'malformed_sse',
+  'inband_error',
+  'huge_line',
+  'unknown_event',
+]);
+
+/** Injects a fault into a stream; returns true when the stream must not continue. */
+async function applyStreamFault(
+  p: Protocol,
+  ctx: RenderCtx,
+  res: ServerResponse,
+  fault: Fault,
+): Promise<boolean> {
+  switch (fault.fault) {
+    case 'hang_mid_stream':
+      await untilClosed(res);
+      return true;
+    case 'cut_mid_stream':
+      await flushed(res);
+      res.socket?.destroy();
+      return true;
+    case 'inband_error':
+      // A short pause gives the error its own network read: js-genai only recognises a bare error object
+      // that arrives alone (otherwise it still fails, with "Incomplete JSON segment").
+      if (!(await wait(INBAND_PAUSE_MS, res))) return true;
+      res.end(p.inbandErrorEvent(ctx));
+      return true;
+    case 'malformed_sse':
+      res.write(p.malformedEvent(ctx));
+      return false;
+    case 'huge_line':
+      res.write(p.hugeEvent(ctx, fault.bytes ?? DEFAULT_HUGE_BYTES));
+      return false;
+    case 'unknown_event':
+      res.write(p.unknownEvent(ctx));
+      return false;
+    default:
+      return false;
+  }
+}
+
+/** Lets written data reach the socket (writes are corked until the next tick) before a deliberate cut. */
+async function flushed(res: ServerResponse): Promise<void> {
+  if (res.writableNeedDrain) await once(res, 'drain');
+  await new Promise((r) => setImmediate(r));
+}
