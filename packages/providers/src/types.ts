@@ -17,6 +17,10 @@ export interface ProviderConfig {
   /** Extra static headers (e.g. OpenRouter's HTTP-Referer). Never from tenants. */
   headers?: Record<string, string>;
   timeouts?: Partial<Timeouts>;
+  /** Preset id (`presets.ts`) whose quirks an openai-compatible provider needs. */
+  preset?: string;
+  /** Points at the fake provider (FAKE_PROVIDER_URL): the worker should say so loudly. */
+  fake?: boolean;
 }
 
 export interface Timeouts {
@@ -42,6 +46,8 @@ export type StreamEvent =
   | { type: 'start'; upstreamId?: string; model?: string }
   | { type: 'text'; text: string }
   | { type: 'reasoning'; text: string }
+  /** OpenAI `delta.refusal` text (kept apart from content, as OpenAI does). */
+  | { type: 'refusal'; text: string }
   | { type: 'tool_call'; delta: ToolCallDelta }
   /** Usage so far. Adapters normalize cumulative vs incremental, so the last one seen is the total. */
   | { type: 'usage'; usage: Usage }

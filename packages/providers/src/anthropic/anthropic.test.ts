@@ -1,0 +1,157 @@
+import type { ChatRequest } from '@switchyard/contracts/chat';
+import { describe, expect, it } from 'vitest';
+import type { ProviderConfig } from '../types.ts';
+import { anthropicAdapter, readAnthropicRateLimits } from './index.ts';
+
+const config: ProviderConfig = {
+  id: 'anthropic',
+  kind: 'anthropic',
+  baseUrl: 'https://api.anthropic.com/',
+  apiKeys: ['k'],
+};
+const build = (req: Partial<ChatRequest>, model = 'claude-sonnet-4-5') => {
+  const r = anthropicAdapter.buildRequest(
+    { model, messages: [{ role: 'user', content: 'hi' }], ...req },
+    { model, stream: false, config, apiKey: 'sk-ant-1' },
+  );
+  return { ...r, json: JSON.parse(r.body ?? '{}') };
+};
+
+describe('anthropic request translation', () => {
+  it('targets /v1/messages with x-api-key and the pinned version', () => {
+    const r = build({});
+    expect(r.url).toBe('https://api.anthropic.com/v1/messages');
+    expect(r.headers).toMatchObject({ 'x-api-key': 'sk-ant-1', 'anthropic-version': '2023-06-01' });
+  });
+
+  it('defaults max_tokens to min(catalog max output, 4096) and keeps an explicit one', () => {
+    expect(build({}).json.max_tokens).toBe(4096);
+    expect(build({}, 'claude-unknown-9').json.max_tokens).toBe(4096);
+    expect(build({ max_tokens: 77 }).json.max_tokens).toBe(77);
+  });
+
+  it('refuses temperature above 1 with a 400 naming the parameter', () => {
+    expect(() => build({ temperature: 1.5 })).toThrowError(
+      expect.objectContaining({ code: 'invalid_request_error', param: 'temperature', status: 400 }),
+    );
+    expect(build({ temperature: 1 }).json.temperature).toBe(1);
+  });
+
+  it('merges consecutive same-role turns and puts tool results first in a user turn', () => {
+    const { json } = build({
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'user', content: 'b' },
+        {
+          role: 'assistant',
+          content: 'x',
+          tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+        },
+        { role: 'tool', tool_call_id: 't1', content: 'r1' },
+        { role: 'user', content: 'c' },
+      ],
+    });
+    expect(json.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant', 'user']);
+    expect(json.messages[0].content).toEqual([
+      { type: 'text', text: 'a' },
+      { type: 'text', text: 'b' },
+    ]);
+    expect(json.messages[2].content).toEqual([
+      { type: 'tool_result', tool_use_id: 't1', content: 'r1' },
+      { type: 'text', text: 'c' },
+    ]);
+  });
+
+  it('maps tool_choice and parallel_tool_calls; none drops the tools', () => {
+    const tools: ChatRequest['tools'] = [{ type: 'function', function: { name: 'f' } }];
+    expect(build({ tools, tool_choice: 'required' }).json.tool_choice).toEqual({ type: 'any' });
+    expect(
+      build({ tools, tool_choice: { type: 'function', function: { name: 'f' } }, parallel_tool_calls: false })
+        .json.tool_choice,
+    ).toEqual({
+      type: 'tool',
+      name: 'f',
+      disable_parallel_tool_use: true,
+    });
+    expect(build({ tools, tool_choice: 'none' }).json.tools).toBeUndefined();
+    expect(build({ tools }).json.tools[0].input_schema).toEqual({ type: 'object', properties: {} });
+  });
+
+  it('json_object is refused clearly; seed is dropped; user → metadata.user_id', () => {
+    expect(() => build({ response_format: { type: 'json_object' } })).toThrowError(
+      expect.objectContaining({ param: 'response_format' }),
+    );
+    const { json } = build({ seed: 7, user: 'u-1' });
+    expect(json.seed).toBeUndefined();
+    expect(json.metadata).toEqual({ user_id: 'u-1' });
+  });
+
+  it('reasoning_effort enables thinking with a budget below max_tokens', () => {
+    const { json } = build({ reasoning_effort: 'low' });
+    expect(json.thinking).toEqual({ type: 'enabled', budget_tokens: 1024 });
+    expect(json.max_tokens).toBeGreaterThan(1024);
+    expect(() => build({ reasoning_effort: 'low', max_completion_tokens: 500 })).toThrowError(
+      expect.objectContaining({ param: 'reasoning_effort' }),
+    );
+  });
+});
+
+describe('anthropic rate limits', () => {
+  it('turns RFC 3339 resets into ms from now', () => {
+    const reset = new Date(Date.now() + 30_000).toISOString();
+    const info = readAnthropicRateLimits(
+      new Headers({
+        'anthropic-ratelimit-requests-limit': '1000',
+        'anthropic-ratelimit-requests-remaining': '999',
+        'anthropic-ratelimit-requests-reset': reset,
+        'anthropic-ratelimit-input-tokens-remaining': '78000',
+        'anthropic-ratelimit-output-tokens-reset': reset,
+        'retry-after': '2',
+      }),
+    );
+    expect(info).toMatchObject({
+      limitRequests: 1000,
+      remainingRequests: 999,
+      remainingInputTokens: 78000,
+      retryAfterMs: 2000,
+    });
+    expect(info.resetRequestsMs).toBeGreaterThan(28_000);
+    expect(info.resetOutputTokensMs).toBeLessThanOrEqual(30_000);
+  });
+});
+
+describe('anthropic stream text fast path', () => {
+  it('decodes escapes exactly and falls back to a full parse for other shapes', () => {
+    const p = anthropicAdapter.createStreamParser({ model: 'm' });
+    const ev = (data: string) => `event: content_block_delta\ndata: ${data}\n\n`;
+    const tricky = 'say "hi"\\\n\u00e9"}}';
+    const events = [
+      ...p.push(
+        ev(
+          JSON.stringify({
+            type: 'content_block_delta',
+            index: 0,
+            delta: { type: 'text_delta', text: tricky },
+          }),
+        ),
+      ),
+      ...p.push(
+        ev(
+          JSON.stringify({
+            type: 'content_block_delta',
+            index: 0,
+            delta: { type: 'text_delta', text: '!', extra: 1 },
+          }),
+        ),
+      ),
+      ...p.push(
+        ev('{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","b":"c"}}'),
+      ),
+    ];
+    expect(events).toEqual([
+      { type: 'text', text: tricky },
+      { type: 'text', text: '!' },
+      { type: 'text', text: 'a' },
+    ]);
+  });
+});

@@ -1,0 +1,218 @@
+import { BUILTIN_MODELS } from '@switchyard/catalog/models';
+import {
+  type ChatMessage,
+  type ChatRequest,
+  type ContentPart,
+  requestedMaxTokens,
+} from '@switchyard/contracts/chat';
+import { isHttpUrl, parseArguments, parseDataUrl, stopList, textOf } from '../shared/content.ts';
+import { invalidParam } from '../shared/errors.ts';
+import type { BuildOptions, UpstreamRequest } from '../types.ts';
+
+export const ANTHROPIC_VERSION = '2023-06-01';
+
+/**
+ * Anthropic requires max_tokens. When the caller gives none we send min(catalog max output, 4096):
+ * enough for a normal answer, and it keeps the budget hold (priced on max output) modest.
+ */
+export const DEFAULT_MAX_TOKENS = 4096;
+
+/** Thinking budgets for OpenAI's reasoning_effort (`minimal` = no extended thinking). */
+const THINKING_BUDGET = { low: 1024, medium: 4096, high: 16384 } as const;
+
+export function defaultMaxTokens(model: string): number {
+  const known = BUILTIN_MODELS.find(
+    (m) => m.provider === 'anthropic' && (m.id === model || model.startsWith(`${m.id}-`)),
+  );
+  return Math.min(known?.maxOutputTokens ?? DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS);
+}
+
+type Block = Record<string, unknown>;
+interface Turn {
+  role: 'user' | 'assistant';
+  content: Block[];
+}
+
+function partToBlock(p: ContentPart, param: string): Block {
+  switch (p.type) {
+    case 'text':
+      return { type: 'text', text: p.text };
+    case 'refusal':
+      return { type: 'text', text: p.refusal };
+    case 'image_url': {
+      const url = p.image_url.url;
+      const d = parseDataUrl(url);
+      if (d) return { type: 'image', source: { type: 'base64', media_type: d.mediaType, data: d.data } };
+      if (isHttpUrl(url)) return { type: 'image', source: { type: 'url', url } };
+      throw invalidParam(param, 'image_url must be an http(s) URL or a base64 data: URL');
+    }
+    case 'file': {
+      const d = p.file.file_data ? parseDataUrl(p.file.file_data) : undefined;
+      if (d?.mediaType === 'application/pdf') {
+        return { type: 'document', source: { type: 'base64', media_type: d.mediaType, data: d.data } };
+      }
+      throw invalidParam(
+        param,
+        'only inline PDF file parts (file_data as a data: URL) are supported for Anthropic',
+      );
+    }
+    case 'input_audio':
+      throw invalidParam(param, 'audio input is not supported by Anthropic models');
+  }
+}
+
+function blocksOf(content: Extract<ChatMessage, { role: 'user' }>['content'], param: string): Block[] {
+  if (typeof content === 'string') return content === '' ? [] : [{ type: 'text', text: content }];
+  return content.map((p) => partToBlock(p, param));
+}
+
+/**
+ * OpenAI messages → Anthropic `system` + alternating turns. System/developer messages become the
+ * top-level `system` (Anthropic has no mid-conversation system turn; their order is kept). Tool
+ * results become `tool_result` blocks in a user turn; consecutive same-role turns are merged.
+ */
+export function translateMessages(messages: ChatMessage[]): { system: Block[]; turns: Turn[] } {
+  const system: Block[] = [];
+  const turns: Turn[] = [];
+  const push = (role: Turn['role'], content: Block[]) => {
+    if (content.length === 0) return;
+    const last = turns[turns.length - 1];
+    if (last && last.role === role) last.content.push(...content);
+    else turns.push({ role, content });
+  };
+  messages.forEach((m, i) => {
+    const param = `messages[${i}].content`;
+    switch (m.role) {
+      case 'system':
+      case 'developer': {
+        const text = textOf(m.content, param);
+        if (text !== '') system.push({ type: 'text', text });
+        break;
+      }
+      case 'user':
+        push('user', blocksOf(m.content, param));
+        break;
+      case 'assistant': {
+        const blocks: Block[] = m.content == null ? [] : blocksOf(m.content, param);
+        for (const tc of m.tool_calls ?? []) {
+          blocks.push({
+            type: 'tool_use',
+            id: tc.id,
+            name: tc.function.name,
+            input: parseArguments(tc.function.arguments, `messages[${i}].tool_calls`),
+          });
+        }
+        push('assistant', blocks);
+        break;
+      }
+      case 'tool': {
+        const content = typeof m.content === 'string' ? m.content : blocksOf(m.content, param);
+        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id, content }]);
+        break;
+      }
+    }
+  });
+  return { system, turns };
+}
+
+function toolChoiceOf(req: ChatRequest): Block | undefined {
+  const c = req.tool_choice;
+  const noParallel = req.parallel_tool_calls === false ? { disable_parallel_tool_use: true } : {};
+  if (c === undefined) return req.parallel_tool_calls === false ? { type: 'auto', ...noParallel } : undefined;
+  if (c === 'auto') return { type: 'auto', ...noParallel };
+  if (c === 'none') return { type: 'none' };
+  if (c === 'required') return { type: 'any', ...noParallel };
+  return { type: 'tool', name: c.function.name, ...noParallel };
+}
+
+export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record<string, unknown> {
+  if (req.temperature != null && req.temperature > 1) {
+    throw invalidParam('temperature', 'temperature must be between 0 and 1 for Anthropic models');
+  }
+  if (req.presence_penalty || req.frequency_penalty) {
+    throw invalidParam(
+      req.presence_penalty ? 'presence_penalty' : 'frequency_penalty',
+      'penalties are not supported by Anthropic',
+    );
+  }
+  if (req.logit_bias && Object.keys(req.logit_bias).length > 0) {
+    throw invalidParam('logit_bias', 'logit_bias is not supported by Anthropic');
+  }
+  if (req.logprobs || req.top_logprobs)
+    throw invalidParam('logprobs', 'logprobs are not supported by this gateway');
+  const { system, turns } = translateMessages(req.messages);
+  let maxTokens = requestedMaxTokens(req) ?? defaultMaxTokens(opts.model);
+  const body: Record<string, unknown> = { model: opts.model, max_tokens: maxTokens, messages: turns };
+  if (system.length > 0) body.system = system;
+  if (req.temperature != null) body.temperature = req.temperature;
+  if (req.top_p != null) body.top_p = req.top_p;
+  const stop = stopList(req.stop);
+  if (stop) body.stop_sequences = stop;
+  // seed: Anthropic has none. Dropped: OpenAI documents seed as best-effort determinism only.
+  const effort = req.reasoning_effort;
+  if (effort && effort !== 'minimal') {
+    // OpenAI's max_completion_tokens includes reasoning; Anthropic's budget must stay below max_tokens.
+    if (requestedMaxTokens(req) === undefined) maxTokens = THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS;
+    const budget = Math.min(THINKING_BUDGET[effort], maxTokens - 1);
+    if (budget < 1024)
+      throw invalidParam('reasoning_effort', 'reasoning needs max_completion_tokens above 1024 on Anthropic');
+    if (req.temperature != null && req.temperature !== 1) {
+      throw invalidParam('temperature', 'Anthropic requires temperature 1 when reasoning is enabled');
+    }
+    body.max_tokens = maxTokens;
+    body.thinking = { type: 'enabled', budget_tokens: budget };
+  }
+  if (req.tools && req.tools.length > 0 && req.tool_choice !== 'none') {
+    // `strict` is dropped: the schema still constrains the call, as Anthropic documents it.
+    body.tools = req.tools.map((t) => ({
+      name: t.function.name,
+      ...(t.function.description ? { description: t.function.description } : {}),
+      input_schema: t.function.parameters ?? { type: 'object', properties: {} },
+    }));
+    const choice = toolChoiceOf(req);
+    if (choice) body.tool_choice = choice;
+  }
+  const rf = req.response_format;
+  if (rf?.type === 'json_schema') {
+    body.output_config = {
+      format: { type: 'json_schema', schema: rf.json_schema.schema ?? { type: 'object' } },
+    };
+  } else if (rf?.type === 'json_object') {
+    // Anthropic has no schema-less JSON mode; faking one (prefill) would change the output's shape.
+    throw invalidParam(
+      'response_format',
+      "Anthropic supports response_format 'json_schema', not 'json_object'",
+    );
+  }
+  const user = req.safety_identifier ?? req.user;
+  if (user) body.metadata = { user_id: user };
+  // store / metadata / service_tier are OpenAI account features: dropped, the completion is the same.
+  if (opts.stream) body.stream = true;
+  return body;
+}
+
+export function anthropicHeaders(
+  apiKey: string | undefined,
+  extra?: Record<string, string>,
+): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...(extra ?? {}),
+    'anthropic-version': ANTHROPIC_VERSION,
+    ...(apiKey ? { 'x-api-key': apiKey } : {}),
+  };
+}
+
+export const anthropicUrl = (baseUrl: string, path: string) => baseUrl.replace(/\/+$/, '') + path;
+
+export function buildAnthropicRequest(req: ChatRequest, opts: BuildOptions): UpstreamRequest {
+  const headers = anthropicHeaders(opts.apiKey, opts.config.headers);
+  if (opts.stream) headers.accept = 'text/event-stream';
+  return {
+    method: 'POST',
+    url: anthropicUrl(opts.config.baseUrl, '/v1/messages'),
+    headers,
+    body: JSON.stringify(buildAnthropicBody(req, opts)),
+  };
+}

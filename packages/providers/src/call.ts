@@ -1,0 +1,241 @@
+import type { ChatRequest, Completion } from '@switchyard/contracts/chat';
+import { GatewayError, isGatewayError } from '@switchyard/contracts/errors';
+import { createAssembler } from './assemble.ts';
+import { agentFor, readBounded, toHeaders } from './http.ts';
+import type { ProviderAdapter, ProviderConfig, RateLimitInfo, StreamEvent, Timeouts } from './types.ts';
+
+export { closeHttp } from './http.ts';
+
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  connectMs: 5_000,
+  firstByteMs: 60_000,
+  idleMs: 30_000,
+  totalMs: 600_000,
+};
+
+/** Error bodies are for classification only. */
+const ERROR_BODY_LIMIT = 64 * 1024;
+/** A non-streaming completion larger than this is not a chat answer we can relay. */
+const RESPONSE_BODY_LIMIT = 32 * 1024 * 1024;
+/** After the terminal event, how long the rest of the body may take before we drop the socket. */
+const DRAIN_GRACE_MS = 1_000;
+
+export interface CallResult {
+  completion: Completion;
+  rateLimits: RateLimitInfo;
+  status: number;
+  /** ms from the call's start to the first text / reasoning / tool-call event (streams only). */
+  firstTokenMs?: number;
+  upstreamRequestId?: string;
+}
+
+export interface CallArgs {
+  adapter: ProviderAdapter;
+  config: ProviderConfig;
+  apiKey?: string;
+  request: ChatRequest;
+  /** The provider's model id. */
+  model: string;
+  stream: boolean;
+  signal?: AbortSignal;
+  /** Every parsed stream event, as it is parsed (streams only). */
+  onEvent?: (e: StreamEvent) => void;
+  /** Status and headers of the upstream answer, success or not (rate-limit learning). */
+  onHeaders?: (status: number, headers: Headers) => void;
+  timeouts?: Partial<Timeouts>;
+}
+
+class TotalTimeout extends Error {}
+
+/**
+ * One upstream chat call: build → send (keep-alive pool, timeouts, cancellation) → parse. Throws a
+ * GatewayError for every failure, classified once here so the worker only decides retry vs fail.
+ */
+export async function callProvider(args: CallArgs): Promise<CallResult> {
+  const { adapter, config } = args;
+  const t: Timeouts = { ...DEFAULT_TIMEOUTS, ...config.timeouts, ...args.timeouts };
+  // Translation errors (unsupported parameter, …) are thrown before any I/O.
+  const upstream = adapter.buildRequest(args.request, {
+    model: args.model,
+    stream: args.stream,
+    config,
+    apiKey: args.apiKey,
+  });
+  const url = new URL(upstream.url);
+  const started = performance.now();
+  const total = new AbortController();
+  const timer = setTimeout(() => total.abort(new TotalTimeout('total timeout')), t.totalMs);
+  const signal = args.signal ? AbortSignal.any([args.signal, total.signal]) : total.signal;
+  try {
+    const res = await agentFor(config, t.connectMs).request({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method: upstream.method,
+      headers: upstream.headers,
+      body: upstream.body,
+      signal,
+      headersTimeout: t.firstByteMs,
+      bodyTimeout: t.idleMs,
+    });
+    const headers = toHeaders(res.headers);
+    const status = res.statusCode;
+    args.onHeaders?.(status, headers);
+    const upstreamRequestId = headers.get('x-request-id') ?? headers.get('request-id') ?? undefined;
+    const rateLimits = adapter.readRateLimits(headers);
+    if (status < 200 || status >= 300) {
+      const { text } = await readBounded(res.body, ERROR_BODY_LIMIT);
+      throw adapter.classifyError(status, headers, text);
+    }
+    const base = { rateLimits, status, ...(upstreamRequestId ? { upstreamRequestId } : {}) };
+    const contentType = headers.get('content-type') ?? '';
+    if (!args.stream || contentType.includes('application/json')) {
+      // Some compatible hosts ignore `stream: true` and answer with one JSON body: relay it as events.
+      const completion = await readCompletion(adapter, res.body, args.model);
+      if (args.stream) for (const e of eventsOf(completion)) args.onEvent?.(e);
+      return { ...base, completion };
+    }
+    return { ...base, ...(await readStream(args, res.body, started)) };
+  } catch (e) {
+    throw toGatewayError(e, adapter, args.signal, total.signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+type Body = AsyncIterable<unknown> & { destroy(): void; setEncoding(e: BufferEncoding): unknown };
+
+async function readCompletion(adapter: ProviderAdapter, body: Body, model: string): Promise<Completion> {
+  const { text, truncated } = await readBounded(body, RESPONSE_BODY_LIMIT);
+  if (truncated) {
+    throw new GatewayError({
+      code: 'upstream_error',
+      message: 'provider response too large',
+      retryable: false,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new GatewayError({
+      code: 'upstream_error',
+      message: 'provider returned invalid JSON',
+      retryable: true,
+    });
+  }
+  const c = adapter.parseResponse(json);
+  return c.model ? c : { ...c, model };
+}
+
+async function readStream(
+  args: CallArgs,
+  body: Body,
+  started: number,
+): Promise<{ completion: Completion; firstTokenMs?: number }> {
+  const parser = args.adapter.createStreamParser({ model: args.model });
+  const asm = createAssembler(args.model);
+  let firstTokenMs: number | undefined;
+  // A holder, not a `let`: TS does not see the closure's assignments when narrowing.
+  const st: { terminal?: StreamEvent; drain?: NodeJS.Timeout } = {};
+  const handle = (events: StreamEvent[]) => {
+    for (const e of events) {
+      if (st.terminal) return;
+      if (
+        firstTokenMs === undefined &&
+        (e.type === 'text' || e.type === 'tool_call' || e.type === 'reasoning')
+      ) {
+        firstTokenMs = Math.round(performance.now() - started);
+      }
+      asm.add(e);
+      args.onEvent?.(e);
+      if (e.type === 'end' || e.type === 'error') {
+        st.terminal = e;
+        // Keep reading briefly so the socket can return to the pool; drop it if the server lingers.
+        st.drain = setTimeout(() => body.destroy(), DRAIN_GRACE_MS);
+      }
+    }
+  };
+  body.setEncoding('utf8');
+  try {
+    for await (const chunk of body) {
+      if (st.terminal) continue;
+      handle(parser.push(chunk as string));
+      if ((st.terminal as StreamEvent | undefined)?.type === 'error') break;
+    }
+  } catch (e) {
+    // Errors after the terminal event (our own drain cut, an idle timeout) do not change the outcome.
+    if (!st.terminal) throw e;
+  } finally {
+    if (st.drain) clearTimeout(st.drain);
+  }
+  if (!st.terminal) handle(parser.finish());
+  const terminal = st.terminal as StreamEvent | undefined;
+  if (terminal?.type === 'error') throw terminal.error;
+  return { completion: asm.completion(), ...(firstTokenMs === undefined ? {} : { firstTokenMs }) };
+}
+
+/** A whole completion as the events a stream would have produced. */
+export function eventsOf(c: Completion): StreamEvent[] {
+  const out: StreamEvent[] = [{ type: 'start', upstreamId: c.upstreamId, model: c.model }];
+  if (c.reasoning) out.push({ type: 'reasoning', text: c.reasoning });
+  if (c.content) out.push({ type: 'text', text: c.content });
+  if (c.refusal) out.push({ type: 'refusal', text: c.refusal });
+  c.toolCalls.forEach((tc, index) => {
+    out.push({ type: 'tool_call', delta: { index, id: tc.id, type: 'function', function: tc.function } });
+  });
+  out.push({ type: 'usage', usage: c.usage }, { type: 'finish', reason: c.finishReason }, { type: 'end' });
+  return out;
+}
+
+function toGatewayError(
+  e: unknown,
+  adapter: ProviderAdapter,
+  callerSignal: AbortSignal | undefined,
+  totalSignal: AbortSignal,
+): GatewayError {
+  if (callerSignal?.aborted) {
+    return new GatewayError({ code: 'cancelled', message: 'request cancelled', retryable: false, cause: e });
+  }
+  if (isGatewayError(e)) return e;
+  if (totalSignal.aborted) {
+    return new GatewayError({
+      code: 'upstream_timeout',
+      message: 'provider call exceeded its total time limit',
+      retryable: true,
+    });
+  }
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new GatewayError({
+      code: 'upstream_timeout',
+      message: 'timed out connecting to provider',
+      retryable: true,
+    });
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new GatewayError({
+      code: 'upstream_timeout',
+      message: 'provider did not answer in time',
+      retryable: true,
+    });
+  }
+  if (code === 'UND_ERR_BODY_TIMEOUT') {
+    return new GatewayError({
+      code: 'upstream_timeout',
+      message: 'provider stream went idle',
+      retryable: true,
+    });
+  }
+  // Transport failure (refused, reset, DNS, TLS): the adapter's status-0 policy, without the raw
+  // message (it can contain the URL, and URLs are configuration).
+  if (typeof code === 'string' && /^(UND_ERR|E[A-Z]|ERR_SSL|ERR_TLS|CERT_|UNABLE_TO)/.test(code)) {
+    return adapter.classifyError(0, new Headers(), '');
+  }
+  // Anything else is a bug (ours or an onEvent callback's): not the provider's fault, not retryable.
+  return new GatewayError({
+    code: 'internal_error',
+    message: 'provider call failed',
+    retryable: false,
+    cause: e,
+  });
+}

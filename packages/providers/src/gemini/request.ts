@@ -1,0 +1,203 @@
+import {
+  type ChatMessage,
+  type ChatRequest,
+  type ContentPart,
+  requestedMaxTokens,
+} from '@switchyard/contracts/chat';
+import { isHttpUrl, mimeFromUrl, parseArguments, parseDataUrl, stopList, textOf } from '../shared/content.ts';
+import { invalidParam } from '../shared/errors.ts';
+import type { BuildOptions, UpstreamRequest } from '../types.ts';
+
+type Part = Record<string, unknown>;
+interface GeminiContent {
+  role: 'user' | 'model';
+  parts: Part[];
+}
+
+/** Thinking budgets for OpenAI's reasoning_effort (`minimal` = 0: no thinking where the model allows it). */
+const THINKING_BUDGET = { minimal: 0, low: 1024, medium: 8192, high: 24576 } as const;
+
+const AUDIO_MIME: Record<string, string> = { wav: 'audio/wav', mp3: 'audio/mp3' };
+
+function partOf(p: ContentPart, param: string): Part {
+  switch (p.type) {
+    case 'text':
+      return { text: p.text };
+    case 'refusal':
+      return { text: p.refusal };
+    case 'image_url': {
+      const url = p.image_url.url;
+      const d = parseDataUrl(url);
+      if (d) return { inlineData: { mimeType: d.mediaType, data: d.data } };
+      if (isHttpUrl(url)) return { fileData: { mimeType: mimeFromUrl(url), fileUri: url } };
+      throw invalidParam(param, 'image_url must be an http(s) URL or a base64 data: URL');
+    }
+    case 'input_audio':
+      return {
+        inlineData: {
+          mimeType: AUDIO_MIME[p.input_audio.format] ?? `audio/${p.input_audio.format}`,
+          data: p.input_audio.data,
+        },
+      };
+    case 'file': {
+      const d = p.file.file_data ? parseDataUrl(p.file.file_data) : undefined;
+      if (d) return { inlineData: { mimeType: d.mediaType, data: d.data } };
+      throw invalidParam(param, 'only inline file parts (file_data as a data: URL) are supported for Gemini');
+    }
+  }
+}
+
+function partsOf(content: Extract<ChatMessage, { role: 'user' }>['content'], param: string): Part[] {
+  if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
+  return content.map((p) => partOf(p, param));
+}
+
+/** Gemini wants a JSON object as a function's response; plain text is wrapped as `{result}`. */
+function responseObject(text: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // not JSON: wrap
+  }
+  return { result: text };
+}
+
+/**
+ * OpenAI messages → Gemini `systemInstruction` + `contents` (roles user/model, same-role turns merged).
+ * A tool result needs the function NAME: recovered from the assistant tool_calls by tool_call_id.
+ */
+export function translateMessages(messages: ChatMessage[]): { system: Part[]; contents: GeminiContent[] } {
+  const system: Part[] = [];
+  const contents: GeminiContent[] = [];
+  const callNames = new Map<string, string>();
+  const push = (role: GeminiContent['role'], parts: Part[]) => {
+    if (parts.length === 0) return;
+    const last = contents[contents.length - 1];
+    if (last && last.role === role) last.parts.push(...parts);
+    else contents.push({ role, parts });
+  };
+  messages.forEach((m, i) => {
+    const param = `messages[${i}].content`;
+    switch (m.role) {
+      case 'system':
+      case 'developer': {
+        const text = textOf(m.content, param);
+        if (text !== '') system.push({ text });
+        break;
+      }
+      case 'user':
+        push('user', partsOf(m.content, param));
+        break;
+      case 'assistant': {
+        const parts = m.content == null ? [] : partsOf(m.content, param);
+        for (const tc of m.tool_calls ?? []) {
+          callNames.set(tc.id, tc.function.name);
+          parts.push({
+            functionCall: {
+              name: tc.function.name,
+              args: parseArguments(tc.function.arguments, `messages[${i}].tool_calls`),
+            },
+          });
+        }
+        push('model', parts);
+        break;
+      }
+      case 'tool': {
+        const name = callNames.get(m.tool_call_id);
+        if (name === undefined) {
+          throw invalidParam(
+            `messages[${i}].tool_call_id`,
+            'tool_call_id does not match any earlier assistant tool call',
+          );
+        }
+        push('user', [{ functionResponse: { name, response: responseObject(textOf(m.content, param)) } }]);
+        break;
+      }
+    }
+  });
+  return { system, contents };
+}
+
+function toolConfigOf(req: ChatRequest): Record<string, unknown> | undefined {
+  const c = req.tool_choice;
+  if (c === undefined) return undefined;
+  if (c === 'auto') return { functionCallingConfig: { mode: 'AUTO' } };
+  if (c === 'none') return { functionCallingConfig: { mode: 'NONE' } };
+  if (c === 'required') return { functionCallingConfig: { mode: 'ANY' } };
+  return { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: [c.function.name] } };
+}
+
+export function buildGeminiBody(req: ChatRequest): Record<string, unknown> {
+  if (req.logit_bias && Object.keys(req.logit_bias).length > 0) {
+    throw invalidParam('logit_bias', 'logit_bias is not supported by Gemini');
+  }
+  if (req.logprobs || req.top_logprobs)
+    throw invalidParam('logprobs', 'logprobs are not supported by this gateway');
+  const stop = stopList(req.stop);
+  if (stop && stop.length > 5) throw invalidParam('stop', 'Gemini accepts at most 5 stop sequences');
+  const { system, contents } = translateMessages(req.messages);
+  const body: Record<string, unknown> = { contents };
+  if (system.length > 0) body.systemInstruction = { parts: system };
+  const gc: Record<string, unknown> = {};
+  if (req.temperature != null) gc.temperature = req.temperature;
+  if (req.top_p != null) gc.topP = req.top_p;
+  const max = requestedMaxTokens(req);
+  if (max !== undefined) gc.maxOutputTokens = max;
+  if (stop) gc.stopSequences = stop;
+  if (req.seed != null) gc.seed = req.seed;
+  if (req.presence_penalty != null) gc.presencePenalty = req.presence_penalty;
+  if (req.frequency_penalty != null) gc.frequencyPenalty = req.frequency_penalty;
+  const rf = req.response_format;
+  if (rf?.type === 'json_object') gc.responseMimeType = 'application/json';
+  else if (rf?.type === 'json_schema') {
+    gc.responseMimeType = 'application/json';
+    if (rf.json_schema.schema) gc.responseJsonSchema = rf.json_schema.schema;
+  }
+  if (req.reasoning_effort) gc.thinkingConfig = { thinkingBudget: THINKING_BUDGET[req.reasoning_effort] };
+  if (Object.keys(gc).length > 0) body.generationConfig = gc;
+  if (req.tools && req.tools.length > 0) {
+    // parallel_tool_calls has no Gemini counterpart: dropped (the model decides, as with `true`).
+    body.tools = [
+      {
+        functionDeclarations: req.tools.map((t) => ({
+          name: t.function.name,
+          ...(t.function.description ? { description: t.function.description } : {}),
+          ...(t.function.parameters ? { parametersJsonSchema: t.function.parameters } : {}),
+        })),
+      },
+    ];
+    const tc = toolConfigOf(req);
+    if (tc) body.toolConfig = tc;
+  }
+  // user / store / metadata / service_tier: no Gemini counterpart, and none changes the completion.
+  return body;
+}
+
+export const geminiUrl = (baseUrl: string, path: string) => baseUrl.replace(/\/+$/, '') + path;
+
+/** The key goes in `x-goog-api-key`, never in the URL: URLs end up in logs. */
+export function geminiHeaders(
+  apiKey: string | undefined,
+  extra?: Record<string, string>,
+): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...(extra ?? {}),
+    ...(apiKey ? { 'x-goog-api-key': apiKey } : {}),
+  };
+}
+
+export function buildGeminiRequest(req: ChatRequest, opts: BuildOptions): UpstreamRequest {
+  const model = encodeURIComponent(opts.model.replace(/^models\//, ''));
+  const method = opts.stream ? 'streamGenerateContent?alt=sse' : 'generateContent';
+  const headers = geminiHeaders(opts.apiKey, opts.config.headers);
+  if (opts.stream) headers.accept = 'text/event-stream';
+  return {
+    method: 'POST',
+    url: geminiUrl(opts.config.baseUrl, `/v1beta/models/${model}:${method}`),
+    headers,
+    body: JSON.stringify(buildGeminiBody(req)),
+  };
+}

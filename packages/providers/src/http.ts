@@ -1,0 +1,67 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent } from 'undici';
+import type { ProviderConfig } from './types.ts';
+
+/**
+ * Keep-alive connection pools, one undici Agent per provider config (and connect timeout), reused by
+ * every call. This cache is the process's only shared HTTP state; `closeHttp()` drains it at shutdown.
+ */
+const agents = new Map<string, Agent>();
+
+export function agentFor(config: ProviderConfig, connectMs: number): Agent {
+  const key = `${config.id}\u0000${config.baseUrl}\u0000${connectMs}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    agent = new Agent({
+      connect: { timeout: connectMs },
+      // Providers close idle sockets after ~60 s; staying under that avoids racing their close.
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 55_000,
+    });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** Closes every pool (graceful: in-flight requests finish first). */
+export async function closeHttp(): Promise<void> {
+  const all = [...agents.values()];
+  agents.clear();
+  await Promise.allSettled(all.map((a) => a.close()));
+}
+
+export function toHeaders(raw: IncomingHttpHeaders): Headers {
+  const h = new Headers();
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === undefined) continue;
+    try {
+      if (Array.isArray(v)) for (const x of v) h.append(k, x);
+      else h.set(k, v);
+    } catch {
+      // A header value fetch's Headers refuses (control characters): irrelevant to us, skip it.
+    }
+  }
+  return h;
+}
+
+/** Reads at most `limit` bytes of a body as UTF-8; the rest is discarded (the socket is closed). */
+export async function readBounded(
+  body: AsyncIterable<unknown> & { destroy(): void },
+  limit: number,
+): Promise<{ text: string; truncated: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let truncated = false;
+  for await (const c of body) {
+    const b = c as Buffer;
+    if (size + b.length > limit) {
+      chunks.push(b.subarray(0, limit - size));
+      truncated = true;
+      break;
+    }
+    chunks.push(b);
+    size += b.length;
+  }
+  if (truncated) body.destroy();
+  return { text: Buffer.concat(chunks).toString('utf8'), truncated };
+}

@@ -1,0 +1,124 @@
+import type { ChatRequest } from '@switchyard/contracts/chat';
+import { describe, expect, it } from 'vitest';
+import { fixture } from '../conformance/cases.ts';
+import { openaiAdapter } from '../openai/index.ts';
+import { adapterFor } from '../registry.ts';
+import type { ProviderConfig } from '../types.ts';
+import { readOpenAIRateLimits } from './errors.ts';
+import { openAICompatible } from './index.ts';
+
+const config: ProviderConfig = {
+  id: 'llama',
+  kind: 'openai-compatible',
+  baseUrl: 'http://localhost:11434/v1/',
+  apiKeys: [],
+};
+const base: ChatRequest = {
+  model: 'llama3.2',
+  messages: [
+    { role: 'developer', content: 'Be brief.' },
+    { role: 'user', content: 'hi' },
+  ],
+};
+const tools: ChatRequest['tools'] = [{ type: 'function', function: { name: 'f' } }];
+const ollama = adapterFor('openai-compatible', 'ollama');
+const build = (adapter = ollama, req: Partial<ChatRequest> = {}, stream = false, apiKey?: string) => {
+  const r = adapter.buildRequest({ ...base, ...req }, { model: 'llama3.2', stream, config, apiKey });
+  return { ...r, json: JSON.parse(r.body ?? '{}') };
+};
+
+describe('openai-compatible quirks (ollama preset)', () => {
+  it('joins the base URL, sends a placeholder key, and maps developer → system', () => {
+    const r = build();
+    expect(r.url).toBe('http://localhost:11434/v1/chat/completions');
+    expect(r.headers.authorization).toBe('Bearer ollama');
+    expect(r.json.messages[0].role).toBe('system');
+    expect(r.json.max_tokens).toBeUndefined();
+  });
+
+  it('tool_choice: auto omitted, none drops tools (same meaning), required refused', () => {
+    expect(build(ollama, { tools, tool_choice: 'auto' }).json).toMatchObject({ tools });
+    expect(build(ollama, { tools, tool_choice: 'auto' }).json.tool_choice).toBeUndefined();
+    expect(build(ollama, { tools, tool_choice: 'none' }).json.tools).toBeUndefined();
+    expect(() => build(ollama, { tools, tool_choice: 'required' })).toThrowError(
+      expect.objectContaining({ code: 'invalid_request_error', param: 'tool_choice' }),
+    );
+  });
+
+  it('refuses remote image URLs and unsupported fields with a 400 naming them', () => {
+    const img: ChatRequest['messages'] = [
+      { role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] },
+    ];
+    expect(() => build(ollama, { messages: img })).toThrowError(
+      expect.objectContaining({ param: 'messages' }),
+    );
+    expect(() => build(ollama, { logit_bias: { '1': 2 } })).toThrowError(
+      expect.objectContaining({ param: 'logit_bias' }),
+    );
+  });
+
+  it('always asks for stream usage; OpenAI account fields are dropped off OpenAI', () => {
+    const r = build(openAICompatible(), { store: true, max_tokens: 9 }, true, 'k');
+    expect(r.json).toMatchObject({ stream: true, stream_options: { include_usage: true }, max_tokens: 9 });
+    expect(r.json.store).toBeUndefined();
+  });
+});
+
+describe('openai adapter specifics', () => {
+  it('uses max_completion_tokens and keeps account fields; refuses priced service tiers', () => {
+    const r = build(openaiAdapter, { max_tokens: 9, store: true });
+    expect(r.json).toMatchObject({ max_completion_tokens: 9, store: true });
+    expect(r.json.max_tokens).toBeUndefined();
+    expect(() => build(openaiAdapter, { service_tier: 'priority' })).toThrowError(
+      expect.objectContaining({ param: 'service_tier' }),
+    );
+  });
+
+  it('reads Go-duration resets', () => {
+    const info = readOpenAIRateLimits(
+      new Headers({
+        'x-ratelimit-reset-requests': '12ms',
+        'x-ratelimit-reset-tokens': '1h2m3.5s',
+        'x-ratelimit-limit-tokens': '160000',
+      }),
+    );
+    expect(info).toEqual({ resetRequestsMs: 12, resetTokensMs: 3_723_500, limitTokens: 160000 });
+  });
+});
+
+describe('openai-compatible responses and errors', () => {
+  const adapter = openAICompatible();
+
+  it('Ollama: tool calls with finish "stop" become tool_calls; reasoning is kept', () => {
+    const r = adapter.parseResponse(JSON.parse(fixture('openai-compatible', 'ollama-response.json')));
+    expect(r).toMatchObject({ finishReason: 'tool_calls', reasoning: 'The user wants weather.' });
+    expect(r.toolCalls[0]?.function).toEqual({ name: 'lookup', arguments: '{"q":"planets"}' });
+  });
+
+  it('vLLM integer error codes, flat bodies and bare-string bodies all classify', () => {
+    const h = new Headers();
+    expect(adapter.classifyError(404, h, fixture('openai-compatible', 'vllm-error-404.json'))).toMatchObject({
+      code: 'model_not_found',
+    });
+    expect(
+      adapter.classifyError(400, h, fixture('openai-compatible', 'vllm-error-context.json')),
+    ).toMatchObject({
+      code: 'context_length_exceeded',
+    });
+    const flat = adapter.classifyError(400, h, fixture('openai-compatible', 'flat-error.json'));
+    expect(flat).toMatchObject({ code: 'invalid_request_error' });
+    expect(flat.message).toContain('temperature');
+    expect(
+      adapter.classifyError(401, h, fixture('openai-compatible', 'vllm-unauthorized.json')),
+    ).toMatchObject({
+      code: 'upstream_auth_error',
+    });
+  });
+
+  it('vLLM model listing: max_model_len is the context window', () => {
+    const r = adapter.parseModels(JSON.parse(fixture('openai-compatible', 'vllm-models.json')));
+    expect(r.models).toEqual([
+      { id: 'meta-llama/Llama-3.1-8B-Instruct', created: 1767225600, contextWindow: 32768, ownedBy: 'vllm' },
+    ]);
+  });
+});

@@ -1,0 +1,128 @@
+import { type ChatMessage, type ChatRequest, requestedMaxTokens } from '@switchyard/contracts/chat';
+import { isHttpUrl } from '../shared/content.ts';
+import { invalidParam } from '../shared/errors.ts';
+import type { BuildOptions, UpstreamRequest } from '../types.ts';
+import type { OpenAICompatibleQuirks } from './quirks.ts';
+
+/** Join a base URL that already ends with its version segment (`…/v1`) and a path. */
+export function joinUrl(baseUrl: string, path: string): string {
+  return baseUrl.replace(/\/+$/, '') + path;
+}
+
+export function authHeaders(
+  apiKey: string | undefined,
+  quirks: OpenAICompatibleQuirks,
+  extra?: Record<string, string>,
+): Record<string, string> {
+  const key = apiKey || quirks.placeholderKey;
+  return {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...(extra ?? {}),
+    ...(key ? { authorization: `Bearer ${key}` } : {}),
+  };
+}
+
+function translateMessages(messages: ChatMessage[], q: OpenAICompatibleQuirks): unknown[] {
+  if (!q.noDeveloperRole && !q.dataUrlImagesOnly) return messages;
+  return messages.map((m) => {
+    if (q.dataUrlImagesOnly && Array.isArray(m.content)) {
+      for (const p of m.content) {
+        if (p.type === 'image_url' && isHttpUrl(p.image_url.url)) {
+          throw invalidParam('messages', 'this provider accepts only base64 data: URLs for images');
+        }
+      }
+    }
+    if (q.noDeveloperRole && m.role === 'developer') return { ...m, role: 'system' };
+    return m;
+  });
+}
+
+/** Fields we never forward: the gateway cannot return what they ask for. */
+function refuseGatewayUnsupported(req: ChatRequest): void {
+  // Completion carries no logprobs: forwarding would silently drop what the caller asked for.
+  if (req.logprobs) throw invalidParam('logprobs', 'logprobs are not supported by this gateway');
+  if (req.top_logprobs) throw invalidParam('top_logprobs', 'logprobs are not supported by this gateway');
+}
+
+/** The Chat Completions body, built from an allow-list (nothing tenant-controlled slips through). */
+export function buildChatBody(
+  req: ChatRequest,
+  opts: BuildOptions,
+  q: OpenAICompatibleQuirks,
+): Record<string, unknown> {
+  refuseGatewayUnsupported(req);
+  for (const field of q.unsupported ?? []) {
+    const v = (req as Record<string, unknown>)[field];
+    if (v !== undefined && v !== null && v !== false) {
+      throw invalidParam(field, `'${field}' is not supported by this provider`);
+    }
+  }
+  const body: Record<string, unknown> = { model: opts.model, messages: translateMessages(req.messages, q) };
+  const max = requestedMaxTokens(req);
+  if (max !== undefined) body[q.maxTokensField ?? 'max_tokens'] = max;
+  const copy = [
+    'temperature',
+    'top_p',
+    'stop',
+    'seed',
+    'presence_penalty',
+    'frequency_penalty',
+    'logit_bias',
+    'response_format',
+    'reasoning_effort',
+    'user',
+  ] as const;
+  for (const k of copy) {
+    const v = req[k];
+    if (v !== undefined && v !== null) body[k] = v;
+  }
+  if (q.openAIAccountFields) {
+    for (const k of ['store', 'metadata', 'safety_identifier'] as const) {
+      const v = req[k];
+      if (v !== undefined && v !== null) body[k] = v;
+    }
+    // Other tiers (flex, priority) are priced differently from the catalog: billing would be wrong.
+    const tier = req.service_tier;
+    if (tier != null && tier !== 'auto' && tier !== 'default') {
+      throw invalidParam('service_tier', `service_tier '${tier}' is not supported by this gateway`);
+    }
+  }
+  for (const k of q.drop ?? []) delete body[k];
+  if (req.tools && req.tools.length > 0) {
+    const choice = req.tool_choice;
+    if (q.noToolChoice && choice !== undefined && choice !== 'auto') {
+      if (choice !== 'none') {
+        throw invalidParam('tool_choice', 'this provider cannot force a tool call (tool_choice)');
+      }
+      // 'none' with tools = no tools: same meaning, and the host would otherwise ignore it.
+    } else {
+      body.tools = req.tools;
+      if (choice !== undefined && !q.noToolChoice) body.tool_choice = choice;
+      if (req.parallel_tool_calls !== undefined) body.parallel_tool_calls = req.parallel_tool_calls;
+    }
+  } else if (req.tool_choice !== undefined && req.tool_choice !== 'none' && req.tool_choice !== 'auto') {
+    throw invalidParam('tool_choice', 'tool_choice requires tools');
+  }
+  if (opts.stream) {
+    body.stream = true;
+    // Usage is how we bill: always ask for the final usage chunk.
+    if (!q.noStreamOptions) body.stream_options = { include_usage: true };
+  }
+  return body;
+}
+
+export function buildChatRequest(
+  req: ChatRequest,
+  opts: BuildOptions,
+  q: OpenAICompatibleQuirks,
+): UpstreamRequest {
+  const headers = authHeaders(opts.apiKey, q, opts.config.headers);
+  if (opts.stream) headers.accept = 'text/event-stream';
+  return {
+    method: 'POST',
+    url: joinUrl(opts.config.baseUrl, '/chat/completions'),
+    headers,
+    body: JSON.stringify(buildChatBody(req, opts, q)),
+  };
+}
