@@ -1,0 +1,21 @@
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import * as schema from './schema/index.ts';
+
+export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
+
+/**
+ * A pooled connection plus the typed drizzle handle over it. Money columns are read as bigint by the
+ * schema (`mode: 'bigint'`); raw SQL casts sums to text and converts explicitly.
+ */
+export function createDb(
+  url: string,
+  opts: { max?: number } = {},
+): { db: Db; pool: pg.Pool; close(): Promise<void> } {
+  const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10 });
+  // An idle client losing its connection (Postgres restart) must not crash the process; the next
+  // query gets a fresh connection and callers see the error there.
+  pool.on('error', () => {});
+  const db = drizzle(pool, { schema });
+  return { db, pool, close: () => pool.end() };
+}

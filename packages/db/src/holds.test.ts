@@ -1,0 +1,173 @@
+import { freshDatabase } from '@switchyard/testing/env';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addCredit, createAccount, createApiKey, ensureBootstrapAccount, getBalance } from './accounts.ts';
+import { findApiKey, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-keys.ts';
+import { createDb, type Db } from './client.ts';
+import { CLEAN_LEDGER, checkLedgerInvariants } from './invariants.ts';
+import { runMigrations } from './migrate.ts';
+import { expireHolds, getHold, placeHold, releaseHold } from './holds.ts';
+
+let db: Db;
+let close: () => Promise<void>;
+let drop: () => Promise<void>;
+const inAMinute = () => new Date(Date.now() + 60_000);
+
+beforeAll(async () => {
+  const fresh = await freshDatabase();
+  drop = fresh.drop;
+  // Several services migrating at once must not trip over each other.
+  await Promise.all([runMigrations(fresh.url), runMigrations(fresh.url), runMigrations(fresh.url)]);
+  ({ db, close } = createDb(fresh.url, { max: 60 }));
+});
+afterAll(async () => {
+  await close?.();
+  await drop?.();
+});
+
+async function fundedAccount(micros: bigint) {
+  const { id } = await createAccount(db, { name: 't' });
+  if (micros > 0n) await addCredit(db, { accountId: id, amountMicros: micros });
+  const key = await createApiKey(db, { accountId: id, name: 'k' });
+  return { accountId: id, keyId: key.id };
+}
+
+describe('placeHold', () => {
+  it('admits at most what the balance covers under 50 concurrent requests', async () => {
+    const { accountId, keyId } = await fundedAccount(10_000n);
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        placeHold(db, {
+          requestId: `burst-${i}`,
+          accountId,
+          keyId,
+          amountMicros: 1_000n,
+          expiresAt: inAMinute(),
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    expect(results.filter((r) => !r.ok).every((r) => !r.ok && r.reason === 'insufficient_balance')).toBe(
+      true,
+    );
+    expect(await getBalance(db, accountId)).toEqual({
+      balanceMicros: 10_000n,
+      heldMicros: 10_000n,
+      availableMicros: 0n,
+    });
+  });
+
+  it('enforces a key spend limit over settled spend plus active holds', async () => {
+    const { id: accountId } = await createAccount(db, { name: 'lim' });
+    await addCredit(db, { accountId, amountMicros: 1_000_000n });
+    const key = await createApiKey(db, { accountId, name: 'capped', spendLimitMicros: 5_000n });
+    await db.execute(sql`UPDATE api_keys SET spent_micros = 2000 WHERE id = ${key.id}`);
+    const hold = (requestId: string, amountMicros: bigint) =>
+      placeHold(db, { requestId, accountId, keyId: key.id, amountMicros, expiresAt: inAMinute() });
+    expect(await hold('k1', 2_000n)).toEqual({ ok: true });
+    expect(await hold('k2', 1_001n)).toEqual({ ok: false, reason: 'key_limit' });
+    expect(await hold('k3', 1_000n)).toEqual({ ok: true });
+    // Undo the forged spend so the ledger invariants below hold for this database.
+    await db.execute(sql`UPDATE api_keys SET spent_micros = 0 WHERE id = ${key.id}`);
+  });
+
+  it('is idempotent per request id and frees money on release', async () => {
+    const { accountId, keyId } = await fundedAccount(1_000n);
+    const h = { requestId: 'same', accountId, keyId, amountMicros: 800n, expiresAt: inAMinute() };
+    expect(await placeHold(db, h)).toEqual({ ok: true });
+    expect(await placeHold(db, h)).toEqual({ ok: true });
+    expect((await getBalance(db, accountId)).heldMicros).toBe(800n);
+    expect(await placeHold(db, { ...h, requestId: 'other' })).toEqual({
+      ok: false,
+      reason: 'insufficient_balance',
+    });
+    await releaseHold(db, 'same');
+    expect(await placeHold(db, { ...h, requestId: 'other' })).toEqual({ ok: true });
+  });
+
+  it('refuses unknown accounts', async () => {
+    const r = await placeHold(db, {
+      requestId: 'nobody',
+      accountId: 'acct_nope',
+      keyId: 'key_nope',
+      amountMicros: 1n,
+      expiresAt: inAMinute(),
+    });
+    expect(r).toEqual({ ok: false, reason: 'insufficient_balance' });
+  });
+
+  it('stops counting expired holds and sweeps them', async () => {
+    const { accountId, keyId } = await fundedAccount(1_000n);
+    const past = new Date(Date.now() - 1_000);
+    await db.execute(
+      sql`INSERT INTO holds (request_id, account_id, key_id, amount_micros, expires_at) VALUES ('lost', ${accountId}, ${keyId}, 1000, ${past.toISOString()})`,
+    );
+    expect((await getBalance(db, accountId)).availableMicros).toBe(1_000n);
+    expect(
+      await placeHold(db, {
+        requestId: 'fresh',
+        accountId,
+        keyId,
+        amountMicros: 1_000n,
+        expiresAt: inAMinute(),
+      }),
+    ).toEqual({
+      ok: true,
+    });
+    expect(await expireHolds(db)).toBeGreaterThanOrEqual(1);
+    expect(await getHold(db, 'lost')).toBeUndefined();
+    expect(await getHold(db, 'fresh')).toBe(1_000n);
+  });
+});
+
+describe('accounts and keys', () => {
+  it('generates well-formed, unique keys and finds them by hash', async () => {
+    const keys = new Set(Array.from({ length: 1000 }, generateApiKey));
+    expect(keys.size).toBe(1000);
+    for (const k of keys) expect(isWellFormedApiKey(k)).toBe(true);
+    const k = [...keys][0]!;
+    expect(isWellFormedApiKey(`${k.slice(0, -1)}${k.at(-1) === 'a' ? 'b' : 'a'}`)).toBe(false);
+    const { id: accountId } = await createAccount(db, { name: 'keys' });
+    const created = await createApiKey(db, {
+      accountId,
+      name: 'x',
+      allowedModels: ['gpt-4o'],
+      spendLimitMicros: 7n,
+    });
+    const found = await findApiKey(db, hashApiKey(created.key));
+    expect(found).toMatchObject({
+      id: created.id,
+      accountId,
+      revoked: false,
+      allowedModels: ['gpt-4o'],
+      spendLimitMicros: 7n,
+    });
+    expect(created.key.startsWith(found!.prefix)).toBe(true);
+    const stored = await db.execute<{ n: string }>(
+      sql`SELECT count(*)::text AS n FROM api_keys WHERE hash = ${created.key} OR prefix = ${created.key}`,
+    );
+    expect(stored.rows[0]?.n).toBe('0'); // the plaintext key is stored nowhere
+  });
+
+  it('creates the bootstrap account exactly once under concurrent starts', async () => {
+    const apiKey = generateApiKey();
+    const rs = await Promise.all(
+      Array.from({ length: 8 }, () => ensureBootstrapAccount(db, { apiKey, creditMicros: 5_000_000n })),
+    );
+    expect(rs.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(rs.map((r) => r.accountId)).size).toBe(1);
+    expect((await getBalance(db, rs[0]!.accountId)).balanceMicros).toBe(5_000_000n);
+  });
+
+  it('applies a top-up once per idempotency key and keeps the books balanced', async () => {
+    const { id: accountId } = await createAccount(db, { name: 'topup' });
+    const rs = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        addCredit(db, { accountId, amountMicros: 250n, idempotencyKey: 'once' }),
+      ),
+    );
+    expect(new Set(rs.map((r) => r.transactionId)).size).toBe(1);
+    expect((await getBalance(db, accountId)).balanceMicros).toBe(250n);
+    expect(await checkLedgerInvariants(db)).toEqual(CLEAN_LEDGER);
+  });
+});

@@ -1,0 +1,57 @@
+import { eq, lte, sql } from 'drizzle-orm';
+import type { Db } from './client.ts';
+import { holds } from './schema/holds.ts';
+
+export interface PlaceHoldOpts {
+  requestId: string;
+  accountId: string;
+  keyId: string;
+  amountMicros: bigint;
+  expiresAt: Date;
+}
+
+export type PlaceHoldResult = { ok: true } | { ok: false; reason: 'insufficient_balance' | 'key_limit' };
+
+/**
+ * Reserves `amountMicros` for a request before it is queued: one round trip, atomic (the
+ * `sy_place_hold` function locks the tenant's balance row, see migration 0001). Admitted only when
+ * balance − active holds covers it and, if the key has a spend limit, its settled spend + active
+ * holds + this amount stay within it. Placing the same request twice admits it once.
+ */
+export async function placeHold(db: Db, opts: PlaceHoldOpts): Promise<PlaceHoldResult> {
+  if (opts.amountMicros < 0n) throw new RangeError('hold amount must not be negative');
+  const r = await db.$client.query<{ r: string }>('SELECT sy_place_hold($1, $2, $3, $4, $5) AS r', [
+    opts.requestId,
+    opts.accountId,
+    opts.keyId,
+    opts.amountMicros.toString(),
+    opts.expiresAt,
+  ]);
+  const res = r.rows[0]?.r;
+  if (res === 'ok') return { ok: true };
+  if (res === 'key_limit') return { ok: false, reason: 'key_limit' };
+  return { ok: false, reason: 'insufficient_balance' };
+}
+
+/** Drops a request's hold (the request was refused after admission, or settled). Idempotent. */
+export async function releaseHold(db: Db, requestId: string): Promise<void> {
+  await db.delete(holds).where(eq(holds.requestId, requestId));
+}
+
+/**
+ * Deletes holds past their expiry (requests that never settled: lost jobs). Expired holds already
+ * stop counting at `expires_at`; this sweep only reclaims the rows. Returns how many were removed.
+ */
+export async function expireHolds(db: Db, now: Date = new Date()): Promise<number> {
+  const rows = await db.delete(holds).where(lte(holds.expiresAt, now)).returning({ id: holds.requestId });
+  return rows.length;
+}
+
+/** Sum of a request's active hold (0 when none): for tests and diagnostics. */
+export async function getHold(db: Db, requestId: string): Promise<bigint | undefined> {
+  const [row] = await db
+    .select({ a: holds.amountMicros })
+    .from(holds)
+    .where(sql`${holds.requestId} = ${requestId} AND ${holds.expiresAt} > now()`);
+  return row?.a;
+}

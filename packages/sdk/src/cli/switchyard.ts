@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+
+const USAGE = `switchyard — admin operations against a Switchyard gateway
+
+Usage:
+  switchyard accounts create --name <name>
+  switchyard keys create --account <acct_…> --name <name> [--spend-limit-usd <usd>] [--models a,b]
+  switchyard keys revoke <key_…>
+  switchyard credit add --account <acct_…> --usd <amount> [--reference <text>] [--idempotency-key <k>]
+  switchyard balances
+
+Options:
+  --url <url>            gateway URL (env SWITCHYARD_URL, default http://localhost:8080)
+  --admin-token <token>  admin token (env SWITCHYARD_ADMIN_TOKEN)
+  --json                 print the raw JSON response
+  -h, --help`;
+
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  out: (s: string) => void;
+  err: (s: string) => void;
+  fetch: typeof fetch;
+}
+
+class UsageError extends Error {}
+
+/** Runs one CLI invocation; returns the process exit code. Exported for tests. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    io.err(`${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || positionals.length === 0) {
+    io.out(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const base = (values.url ?? io.env.SWITCHYARD_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
+  const token = values['admin-token'] ?? io.env.SWITCHYARD_ADMIN_TOKEN;
+  if (!token) {
+    io.err('missing admin token: pass --admin-token or set SWITCHYARD_ADMIN_TOKEN');
+    return 2;
+  }
+  let req: { method: 'GET' | 'POST'; path: string; body?: unknown };
+  try {
+    req = route(positionals, values);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`${e.message}\n\n${USAGE}`);
+    return 2;
+  }
+  let res: Response;
+  try {
+    res = await io.fetch(`${base}${req.path}`, {
+      method: req.method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(req.body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: req.body === undefined ? undefined : JSON.stringify(req.body),
+    });
+  } catch (e) {
+    io.err(`cannot reach ${base}: ${(e as Error).message}`);
+    return 1;
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (!res.ok) {
+    const msg = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text;
+    io.err(`error ${res.status}: ${msg}`);
+    return 1;
+  }
+  io.out(values.json ? JSON.stringify(json, null, 2) : render(positionals, json as Record<string, unknown>));
+  return 0;
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string' },
+      'admin-token': { type: 'string' },
+      name: { type: 'string' },
+      account: { type: 'string' },
+      'spend-limit-usd': { type: 'string' },
+      models: { type: 'string' },
+      usd: { type: 'string' },
+      reference: { type: 'string' },
+      'idempotency-key': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+function need(v: string | undefined, flag: string): string {
+  if (!v) throw new UsageError(`missing --${flag}`);
+  return v;
+}
+
+function route(pos: string[], v: Values): { method: 'GET' | 'POST'; path: string; body?: unknown } {
+  const cmd = pos.slice(0, 2).join(' ');
+  switch (cmd) {
+    case 'accounts create':
+      return { method: 'POST', path: '/admin/v1/accounts', body: { name: need(v.name, 'name') } };
+    case 'keys create':
+      return {
+        method: 'POST',
+        path: '/admin/v1/keys',
+        body: {
+          account_id: need(v.account, 'account'),
+          name: need(v.name, 'name'),
+          ...(v['spend-limit-usd'] ? { spend_limit_usd: v['spend-limit-usd'] } : {}),
+          ...(v.models
+            ? {
+                allowed_models: v.models
+                  .split(',')
+                  .map((s) => s.trim())
+                  .filter(Boolean),
+              }
+            : {}),
+        },
+      };
+    case 'keys revoke': {
+      const id = pos[2];
+      if (!id) throw new UsageError('missing key id');
+      return { method: 'POST', path: `/admin/v1/keys/${encodeURIComponent(id)}/revoke` };
+    }
+    case 'credit add':
+      return {
+        method: 'POST',
+        path: '/admin/v1/credits',
+        body: {
+          account_id: need(v.account, 'account'),
+          amount_usd: need(v.usd, 'usd'),
+          ...(v.reference ? { reference: v.reference } : {}),
+          ...(v['idempotency-key'] ? { idempotency_key: v['idempotency-key'] } : {}),
+        },
+      };
+    default:
+      if (pos[0] === 'balances' && pos.length === 1) return { method: 'GET', path: '/admin/v1/balances' };
+      throw new UsageError(`unknown command: ${pos.join(' ')}`);
+  }
+}
+
+function render(pos: string[], r: Record<string, unknown>): string {
+  switch (pos[0]) {
+    case 'accounts':
+      return `account ${r.id} (${r.name})`;
+    case 'keys':
+      if (pos[1] === 'revoke') return `revoked ${r.id}`;
+      return `key ${r.id} for ${r.account_id}\n${r.key}\n(store it now: it is not shown again)`;
+    case 'credit':
+      return `credited ${r.amount_usd} USD to ${r.account_id}; balance ${r.balance_usd} USD (transaction ${r.transaction_id})`;
+    case 'balances': {
+      const rows = (r.data as Array<Record<string, string>>) ?? [];
+      const lines = rows.map(
+        (b) => `${b.account_id}\t${b.name}\t${b.balance_usd}\t${b.held_usd}\t${b.available_usd}`,
+      );
+      return ['account\tname\tbalance_usd\theld_usd\tavailable_usd', ...lines].join('\n');
+    }
+    default:
+      return JSON.stringify(r, null, 2);
+  }
+}
+
+if (import.meta.main) {
+  const code = await runCli(process.argv.slice(2), {
+    env: process.env,
+    out: (s) => console.log(s),
+    err: (s) => console.error(s),
+    fetch: globalThis.fetch,
+  });
+  process.exitCode = code;
+}

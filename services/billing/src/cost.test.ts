@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { eventCostMicros, toMicroPrice } from './cost.ts';
+
+const tokens = (input: number, cached: number, cacheWrite: number, output: number) => ({
+  inputTokens: input,
+  cachedInputTokens: cached,
+  cacheWriteTokens: cacheWrite,
+  outputTokens: output,
+});
+
+describe('eventCostMicros', () => {
+  it('prices each token class and excludes cached/cache-write tokens from plain input', () => {
+    // claude-sonnet-4-5: 3.00 in, 0.30 cached, 3.75 cache write, 15.00 out (USD per M).
+    const p = toMicroPrice({
+      inputPerM: '3.00',
+      cachedInputPerM: '0.30',
+      cacheWritePerM: '3.75',
+      outputPerM: '15.00',
+    });
+    // 1000 input of which 600 cached and 200 written: 200×3 + 600×0.3 + 200×3.75 + 100×15 = 600+180+750+1500 µUSD
+    expect(eventCostMicros(tokens(1000, 600, 200, 100), p)).toBe(3030n);
+  });
+
+  it('falls back to the input price for cache classes without their own price', () => {
+    const p = toMicroPrice({
+      inputPerM: '2.50',
+      cachedInputPerM: null,
+      cacheWritePerM: null,
+      outputPerM: '10',
+    });
+    expect(eventCostMicros(tokens(1000, 400, 100, 0), p)).toBe(2500n);
+  });
+
+  it('rounds once per event, half up, not per token class', () => {
+    // gpt-4o-mini 0.15 in / 0.60 out: 3 input + 1 output = 0.45 + 0.6 = 1.05 µUSD → 1.
+    // 5 input + 1 output = 0.75 + 0.6 = 1.35 → 1 (rounding each class first would give 1 + 1 = 2).
+    const p = toMicroPrice({
+      inputPerM: '0.15',
+      cachedInputPerM: null,
+      cacheWritePerM: null,
+      outputPerM: '0.60',
+    });
+    expect(eventCostMicros(tokens(3, 0, 0, 1), p)).toBe(1n);
+    expect(eventCostMicros(tokens(5, 0, 0, 1), p)).toBe(1n);
+    expect(eventCostMicros(tokens(10, 0, 0, 0), p)).toBe(2n); // 1.5 → 2 (half up)
+    expect(eventCostMicros(tokens(9, 0, 0, 0), p)).toBe(1n); // 1.35 → 1
+  });
+
+  it('is exact for large counts and zero for free models', () => {
+    const p = toMicroPrice({
+      inputPerM: '1.25',
+      cachedInputPerM: '0.125',
+      cacheWritePerM: null,
+      outputPerM: '10.00',
+    });
+    expect(eventCostMicros(tokens(2_000_000_000, 1_000_000_000, 0, 2_000_000_000), p)).toBe(21_375_000_000n);
+    const free = toMicroPrice({
+      inputPerM: '0',
+      cachedInputPerM: null,
+      cacheWritePerM: null,
+      outputPerM: '0',
+    });
+    expect(eventCostMicros(tokens(5000, 0, 0, 5000), free)).toBe(0n);
+  });
+
+  it('never charges negative input when counts are inconsistent', () => {
+    const p = toMicroPrice({ inputPerM: '1', cachedInputPerM: '0.5', cacheWritePerM: null, outputPerM: '1' });
+    expect(eventCostMicros(tokens(10, 20, 0, 0), p)).toBe(10n);
+  });
+});

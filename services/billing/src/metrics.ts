@@ -1,0 +1,85 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface BillingMetrics {
+  registry: Registry;
+  settled: Counter<'result'>;
+  malformed: Counter;
+  deadLettered: Counter;
+  unpriced: Counter<'provider' | 'model'>;
+  costMicros: Counter<'provider'>;
+  batchSeconds: Histogram;
+  batchErrors: Counter<'kind'>;
+  pending: Gauge;
+  backlog: Gauge;
+  oldestAgeSeconds: Gauge;
+  holdsExpired: Counter;
+}
+
+/** Billing's Prometheus metrics on their own registry (no global default registry). */
+export function createMetrics(): BillingMetrics {
+  const registry = new Registry();
+  const r = [registry];
+  return {
+    registry,
+    settled: new Counter({
+      name: 'billing_usage_events_total',
+      help: 'Usage events processed, by result (settled = first delivery, duplicate = no-op)',
+      labelNames: ['result'],
+      registers: r,
+    }),
+    malformed: new Counter({
+      name: 'billing_usage_malformed_total',
+      help: 'Stream entries that failed validation (acked and dead-lettered, never settled)',
+      registers: r,
+    }),
+    deadLettered: new Counter({
+      name: 'billing_usage_dead_lettered_total',
+      help: 'Valid events Postgres refused individually (moved to the dead-letter stream)',
+      registers: r,
+    }),
+    unpriced: new Counter({
+      name: 'billing_usage_unpriced_total',
+      help: 'Events for models without a price (recorded at cost 0)',
+      labelNames: ['provider', 'model'],
+      registers: r,
+    }),
+    costMicros: new Counter({
+      name: 'billing_settled_cost_micro_usd_total',
+      help: 'Settled cost in micro-USD, by provider',
+      labelNames: ['provider'],
+      registers: r,
+    }),
+    batchSeconds: new Histogram({
+      name: 'billing_settle_batch_seconds',
+      help: 'Time to settle one batch in Postgres',
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    }),
+    batchErrors: new Counter({
+      name: 'billing_settle_errors_total',
+      help: 'Failed settlement attempts, by kind (transient = retried with backoff)',
+      labelNames: ['kind'],
+      registers: r,
+    }),
+    pending: new Gauge({
+      name: 'billing_usage_pending',
+      help: 'Events delivered to a billing consumer and not yet acknowledged',
+      registers: r,
+    }),
+    backlog: new Gauge({
+      name: 'billing_usage_backlog',
+      help: 'Events in the stream not yet delivered to any billing consumer',
+      registers: r,
+    }),
+    oldestAgeSeconds: new Gauge({
+      name: 'billing_usage_oldest_unsettled_age_seconds',
+      help: 'Age of the oldest unsettled usage event (0 when none): the settlement lag',
+      registers: r,
+    }),
+    holdsExpired: new Counter({
+      name: 'billing_holds_expired_total',
+      help: 'Admission holds removed after expiry (requests that never settled)',
+      registers: r,
+    }),
+  };
+}

@@ -1,0 +1,233 @@
+import { usdToMicros } from '@switchyard/catalog/money';
+import { BUILTIN_MODELS } from '@switchyard/catalog/models';
+import type { UsageEvent } from '@switchyard/contracts/usage';
+import { addCredit, createAccount, createApiKey, getBalance } from '@switchyard/db/accounts';
+import { getHold, placeHold } from '@switchyard/db/holds';
+import { CLEAN_LEDGER, checkLedgerInvariants } from '@switchyard/db/invariants';
+import { until } from '@switchyard/testing/env';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settleBatch } from './ledger.ts';
+import { priceEvents } from './pricing.ts';
+import { PriceBook } from './price-book.ts';
+import { readGroup, streamStatus } from './stream.ts';
+import { type Harness, harness, metricValue, rng, usageEvent } from './test-harness.ts';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await harness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const count = async (table: string) =>
+  Number((await h.db.execute<{ n: string }>(sql.raw(`SELECT count(*)::text AS n FROM ${table}`))).rows[0]!.n);
+
+/** Independent reference price: the catalog's list price, computed the long way. */
+function expectedCost(e: UsageEvent): bigint {
+  const m = BUILTIN_MODELS.find((x) => x.provider === e.provider && x.id === e.model);
+  if (!m?.price) return 0n;
+  const p = m.price;
+  const uncached = BigInt(Math.max(0, e.inputTokens - e.cachedInputTokens - e.cacheWriteTokens));
+  const n =
+    uncached * usdToMicros(p.inputPerM) +
+    BigInt(e.cachedInputTokens) * usdToMicros(p.cachedInputPerM ?? p.inputPerM) +
+    BigInt(e.cacheWriteTokens) * usdToMicros(p.cacheWritePerM ?? p.inputPerM) +
+    BigInt(e.outputTokens) * usdToMicros(p.outputPerM);
+  return (n + 500_000n) / 1_000_000n;
+}
+
+async function tenant(credit: bigint) {
+  const { id } = await createAccount(h.db, { name: 'tenant' });
+  await addCredit(h.db, { accountId: id, amountMicros: credit });
+  const k = await createApiKey(h.db, { accountId: id, name: 'k' });
+  return { account: id, key: k.id };
+}
+
+async function settledAndAcked() {
+  const s = await streamStatus(h.redis, h.keys.usage, h.keys.usageGroup);
+  return s.pending === 0 && s.backlog === 0;
+}
+
+describe('settlement', () => {
+  it('settles a randomized, duplicated, partly malformed stream exactly once with balanced books', async () => {
+    const seed = Number(process.env.BILLING_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    console.log(`[settle] seed=${seed} (rerun with BILLING_SEED=${seed})`);
+    const rand = rng(seed);
+    const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)]!;
+    const tenants = await Promise.all([1, 2, 3].map(() => tenant(50_000_000n)));
+    const models: Array<[string, string]> = [
+      ['openai', 'gpt-4o-mini'],
+      ['openai', 'gpt-4o'],
+      ['anthropic', 'claude-sonnet-4-5'],
+      ['gemini', 'gemini-2.5-flash'],
+      ['llama', 'llama3.2'],
+      ['openai', 'gpt-unpriced'],
+    ];
+    const events: UsageEvent[] = [];
+    for (let r = 0; r < 120; r++) {
+      const t = pick(tenants);
+      const requestId = `req_${seed}_${r}`;
+      await placeHold(h.db, {
+        requestId,
+        accountId: t.account,
+        keyId: t.key,
+        amountMicros: 100_000n,
+        expiresAt: new Date(Date.now() + 600_000),
+      });
+      const calls = 1 + Math.floor(rand() * 3); // retries / fallbacks, each billed at its own model
+      for (let c = 0; c < calls; c++) {
+        const [provider, model] = pick(models);
+        const input = Math.floor(rand() * 5000);
+        const cached = Math.floor(rand() * input * 0.5);
+        const cacheWrite = provider === 'anthropic' ? Math.floor(rand() * (input - cached)) : 0;
+        events.push(
+          usageEvent({
+            requestId,
+            account: t.account,
+            key: t.key,
+            provider,
+            model,
+            hop: c,
+            attempt: 0,
+            inputTokens: input,
+            cachedInputTokens: cached,
+            cacheWriteTokens: cacheWrite,
+            outputTokens: Math.floor(rand() * 2000),
+            outcome: c === calls - 1 ? 'success' : 'failed',
+            final: c === calls - 1,
+          }),
+        );
+      }
+    }
+    // Deliver every event, a random 25 % a second time (worker retries), and some junk in between.
+    const deliveries = [...events, ...events.filter(() => rand() < 0.25)].sort(() => rand() - 0.5);
+    const junk = ['not json', '{"v":1}', JSON.stringify({ ...events[0], inputTokens: -1 })];
+    for (const d of deliveries) {
+      await h.xadd(d);
+      if (rand() < 0.02) await h.xadd(pick(junk));
+    }
+    await h.redis.xadd(h.keys.usage, '*', 'other', 'field');
+
+    // Two replicas share the group, small batches so batches interleave.
+    const a = await h.consumer('a', { batchSize: 1 + Math.floor(rand() * 40) });
+    const b = await h.consumer('b', { batchSize: 1 + Math.floor(rand() * 40) });
+    await until(async () => (await count('usage_events')) === events.length && (await settledAndAcked()), {
+      what: 'all events settled and acked',
+    });
+
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    const costs = await h.db.execute<{ id: string; cost: string; unpriced: boolean }>(
+      sql`SELECT id, cost_micros::text AS cost, unpriced FROM usage_events`,
+    );
+    const byId = new Map(costs.rows.map((r) => [r.id, r]));
+    for (const e of events) {
+      expect(BigInt(byId.get(e.id)!.cost), e.id).toBe(expectedCost(e));
+      expect(byId.get(e.id)!.unpriced).toBe(e.model === 'gpt-unpriced');
+    }
+    for (const t of tenants) {
+      const spent = events.filter((e) => e.account === t.account).reduce((s, e) => s + expectedCost(e), 0n);
+      expect((await getBalance(h.db, t.account)).balanceMicros).toBe(50_000_000n - spent);
+    }
+    // Every request ended with a final event: every hold is gone.
+    expect(await count('holds')).toBe(0);
+    const dup =
+      (await metricValue(a.metrics.settled, { result: 'duplicate' })) +
+      (await metricValue(b.metrics.settled, { result: 'duplicate' }));
+    expect(dup).toBe(deliveries.length - events.length);
+    const malformed = (await metricValue(a.metrics.malformed)) + (await metricValue(b.metrics.malformed));
+    expect(malformed).toBe(await h.redis.xlen(h.keys.k('usage', 'dead')));
+    expect(malformed).toBeGreaterThanOrEqual(1);
+    const unpriced = (await metricValue(a.metrics.unpriced)) + (await metricValue(b.metrics.unpriced));
+    expect(unpriced).toBe(events.filter((e) => e.model === 'gpt-unpriced').length);
+
+    // Redelivery of everything, long after: nothing changes.
+    const before = await h.db.execute(sql`SELECT id, balance_micros FROM ledger_accounts ORDER BY id`);
+    const entries = await count('journal_entries');
+    for (const e of events) await h.xadd(e);
+    await until(settledAndAcked, { what: 'redelivered events acked' });
+    expect(await count('journal_entries')).toBe(entries);
+    expect(
+      (await h.db.execute(sql`SELECT id, balance_micros FROM ledger_accounts ORDER BY id`)).rows,
+    ).toEqual(before.rows);
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('does not double-post after a crash between commit and XACK', async () => {
+    const t = await tenant(10_000_000n);
+    const events = Array.from({ length: 20 }, (_, i) => usageEvent({ requestId: `crash${i}`, ...t }));
+    for (const e of events) await h.xadd(e);
+    // "Crash": a consumer reads and commits the batch, then dies before XACK.
+    const read = await readGroup(h.redis, {
+      key: h.keys.usage,
+      group: h.keys.usageGroup,
+      consumer: 'crashy',
+      count: 100,
+      id: '>',
+    });
+    expect(read).toHaveLength(20);
+    const book = new PriceBook(h.db);
+    await book.load();
+    const r = await settleBatch(h.db, await priceEvents(book, events));
+    expect(r.inserted).toHaveLength(20);
+    const entries = await count('journal_entries');
+    const balance = (await getBalance(h.db, t.account)).balanceMicros;
+
+    // Restarted under the same name, it re-reads its own pending list first.
+    const again = await h.consumer('crashy');
+    await until(settledAndAcked, { what: 'pending list drained' });
+    expect(await metricValue(again.metrics.settled, { result: 'duplicate' })).toBe(20);
+    expect(await count('journal_entries')).toBe(entries);
+    expect((await getBalance(h.db, t.account)).balanceMicros).toBe(balance);
+    await again.stop();
+  });
+
+  it("reclaims a dead consumer's pending events (XAUTOCLAIM)", async () => {
+    const t = await tenant(10_000_000n);
+    const events = Array.from({ length: 5 }, (_, i) => usageEvent({ requestId: `orphan${i}`, ...t }));
+    for (const e of events) await h.xadd(e);
+    await readGroup(h.redis, {
+      key: h.keys.usage,
+      group: h.keys.usageGroup,
+      consumer: 'dead',
+      count: 100,
+      id: '>',
+    });
+    const rescuer = await h.consumer('rescuer', { claimIdleMs: 50, claimEveryMs: 50 });
+    await until(settledAndAcked, { what: 'orphans reclaimed' });
+    expect(await metricValue(rescuer.metrics.settled, { result: 'settled' })).toBe(5);
+    const spent = events.reduce((s, e) => s + expectedCost(e), 0n);
+    expect((await getBalance(h.db, t.account)).balanceMicros).toBe(10_000_000n - spent);
+    await rescuer.stop();
+  });
+
+  it('shrinks a hold by non-final costs and releases it on the final event', async () => {
+    const t = await tenant(10_000_000n);
+    await placeHold(h.db, {
+      requestId: 'req_hold',
+      accountId: t.account,
+      keyId: t.key,
+      amountMicros: 50_000n,
+      expiresAt: new Date(Date.now() + 60_000),
+    });
+    const first = usageEvent({
+      requestId: 'req_hold',
+      ...t,
+      model: 'gpt-4o',
+      final: false,
+      outcome: 'failed',
+    });
+    const c = await h.consumer('holds');
+    await h.xadd(first);
+    await until(async () => (await getHold(h.db, 'req_hold')) === 50_000n - expectedCost(first), {
+      what: 'hold shrunk',
+    });
+    await h.xadd(usageEvent({ requestId: 'req_hold', ...t, hop: 1 }));
+    await until(async () => (await getHold(h.db, 'req_hold')) === undefined, { what: 'hold released' });
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    await c.stop();
+  });
+});

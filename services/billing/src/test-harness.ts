@@ -1,0 +1,121 @@
+// Test-only helpers for billing's integration tests (real Redis and Postgres).
+import type { UsageEvent } from '@switchyard/contracts/usage';
+import { BUILTIN_MODELS } from '@switchyard/catalog/models';
+import { createDb, type Db } from '@switchyard/db/client';
+import { runMigrations } from '@switchyard/db/migrate';
+import { syncPrices } from '@switchyard/db/prices';
+import { makeKeys, type Keys } from '@switchyard/queue/keys';
+import { freshDatabase, testRedis } from '@switchyard/testing/env';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { type ConsumerOptions, UsageConsumer } from './consumer.ts';
+import { createMetrics } from './metrics.ts';
+import { PriceBook } from './price-book.ts';
+
+/** Deterministic PRNG (mulberry32) so a failing randomized run can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const PRICES_AT = '2026-01-01';
+
+export interface Harness {
+  dbUrl: string;
+  db: Db;
+  keys: Keys;
+  redis: Redis;
+  consumer(
+    name: string,
+    opts?: Partial<ConsumerOptions>,
+    dbOverride?: Db,
+  ): Promise<UsageConsumer & { metrics: ReturnType<typeof createMetrics> }>;
+  xadd(e: UsageEvent | string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function harness(): Promise<Harness> {
+  const fresh = await freshDatabase();
+  await runMigrations(fresh.url);
+  const { db, close: closeDb } = createDb(fresh.url, { max: 8 });
+  await syncPrices(db, BUILTIN_MODELS, PRICES_AT);
+  const r = testRedis();
+  const keys = makeKeys(r.prefix);
+  const redis = new Redis(r.url, { maxRetriesPerRequest: null });
+  const extra: Array<() => Promise<void> | void> = [];
+  const log = pino({ level: 'silent' });
+  return {
+    dbUrl: fresh.url,
+    db,
+    keys,
+    redis,
+    async consumer(name, opts = {}, dbOverride) {
+      const blocking = new Redis(r.url, { maxRetriesPerRequest: null });
+      const metrics = createMetrics();
+      const d = dbOverride ?? db;
+      const book = new PriceBook(d);
+      await book.load();
+      const c = new UsageConsumer(
+        { db: d, redis, blocking, keys, book, metrics, log },
+        { consumer: name, blockMs: 100, statusEveryMs: 100, ...opts },
+      );
+      await c.start();
+      extra.push(async () => {
+        await c.stop();
+        blocking.disconnect();
+      });
+      return Object.assign(c, { metrics });
+    },
+    xadd: (e) =>
+      redis.xadd(keys.usage, '*', 'e', typeof e === 'string' ? e : JSON.stringify(e)) as Promise<string>,
+    async close() {
+      for (const f of extra) await f();
+      const found = await redis.keys(`${r.prefix}:*`);
+      if (found.length > 0) await redis.del(...found);
+      redis.disconnect();
+      await closeDb();
+      await fresh.drop();
+    },
+  };
+}
+
+export function usageEvent(
+  over: Partial<UsageEvent> & Pick<UsageEvent, 'requestId' | 'account' | 'key'>,
+): UsageEvent {
+  const hop = over.hop ?? 0;
+  const attempt = over.attempt ?? 0;
+  return {
+    v: 1,
+    id: `${over.requestId}.h${hop}.a${attempt}`,
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    hop,
+    attempt,
+    inputTokens: 100,
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: 50,
+    reasoningTokens: 0,
+    outcome: 'success',
+    final: true,
+    at: Date.now(),
+    ...over,
+  };
+}
+
+/** Sums a metric's values (all label sets). */
+export async function metricValue(
+  m: { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> },
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const { values } = await m.get();
+  return values
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((s, v) => s + v.value, 0);
+}

@@ -1,0 +1,111 @@
+import { microsToUsd } from '@switchyard/catalog/money';
+import type { Db } from '@switchyard/db/client';
+import { getBalance } from '@switchyard/db/accounts';
+import { getUsage, type UsageGroupBy, type UsageTotals } from '@switchyard/db/usage';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import './principal.ts';
+import { handleErrors, money, sendError, sendZodError } from './reply.ts';
+
+const Instant = z
+  .string()
+  .refine(
+    (s) => /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)),
+    {
+      message: 'an ISO 8601 date or date-time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z',
+    },
+  )
+  .transform((s) => new Date(s));
+
+const UsageQuery = z
+  .object({
+    from: Instant.optional(),
+    to: Instant.optional(),
+    group_by: z
+      .string()
+      .optional()
+      .transform((s) => (s ? s.split(',').map((x) => x.trim()) : []))
+      .pipe(z.array(z.enum(['day', 'model', 'key']))),
+  })
+  .refine((q) => !q.from || !q.to || q.from < q.to, {
+    message: "'from' must be before 'to'",
+    path: ['from'],
+  });
+
+function totalsBody(t: UsageTotals) {
+  return {
+    calls: t.calls,
+    requests: t.requests,
+    input_tokens: t.inputTokens,
+    cached_input_tokens: t.cachedInputTokens,
+    cache_write_tokens: t.cacheWriteTokens,
+    output_tokens: t.outputTokens,
+    reasoning_tokens: t.reasoningTokens,
+    ...money('cost', t.costMicros, microsToUsd),
+  };
+}
+
+/** The caller's principal, or a 401/403 already sent. */
+function caller(req: FastifyRequest, reply: FastifyReply) {
+  const p = req.principal;
+  if (!p) {
+    sendError(
+      reply,
+      'invalid_api_key',
+      "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+    );
+    return undefined;
+  }
+  // Same rule as the ingress: an empty scope list means unrestricted.
+  if (p.scopes.length > 0 && !p.scopes.includes('usage')) {
+    sendError(reply, 'permission_denied', "This API key lacks the 'usage' scope.");
+    return undefined;
+  }
+  return p;
+}
+
+/**
+ * `GET /v1/usage` and `GET /v1/balance`: the authenticated caller's own account only (the account
+ * comes from the principal, never from the request). Money as USD decimal strings and µUSD.
+ */
+export function usageRoutes(deps: { db: Db }): FastifyPluginAsync {
+  return async (app) => {
+    handleErrors(app);
+
+    app.get('/v1/usage', async (req, reply) => {
+      const p = caller(req, reply);
+      if (!p) return reply;
+      const q = UsageQuery.safeParse(req.query);
+      if (!q.success) return sendZodError(reply, q.error);
+      const groupBy = q.data.group_by as UsageGroupBy[];
+      const r = await getUsage(deps.db, p.accountId, { from: q.data.from, to: q.data.to, groupBy });
+      return {
+        object: 'usage',
+        account_id: p.accountId,
+        from: q.data.from?.toISOString() ?? null,
+        to: q.data.to?.toISOString() ?? null,
+        group_by: groupBy,
+        data: r.rows.map((row) => ({
+          ...(row.day !== undefined ? { day: row.day } : {}),
+          ...(row.model !== undefined ? { provider: row.provider, model: row.model } : {}),
+          ...(row.keyId !== undefined ? { key_id: row.keyId } : {}),
+          ...totalsBody(row),
+        })),
+        totals: totalsBody(r.totals),
+      };
+    });
+
+    app.get('/v1/balance', async (req, reply) => {
+      const p = caller(req, reply);
+      if (!p) return reply;
+      const b = await getBalance(deps.db, p.accountId);
+      return {
+        object: 'balance',
+        account_id: p.accountId,
+        ...money('balance', b.balanceMicros, microsToUsd),
+        ...money('held', b.heldMicros, microsToUsd),
+        ...money('available', b.availableMicros, microsToUsd),
+      };
+    });
+  };
+}
