@@ -115,7 +115,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         const r = await fetch(`${url}/readyz`).catch(() => undefined);
         return r?.ok;
       },
-      { timeoutMs: 30_000, what: 'ingress /readyz' },
+      { timeoutMs: 60_000, what: 'ingress /readyz' },
     );
     for (const p of providers) await start(`worker:${p}`);
     if (opts.billing !== false) await start('billing');
@@ -125,7 +125,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         const body = (await r.json()) as { pools: string[] };
         return providers.every((p) => body.pools.includes(p));
       },
-      { timeoutMs: 30_000, what: `pools ${providers.join(', ')} discovered` },
+      { timeoutMs: 60_000, what: `pools ${providers.join(', ')} discovered` },
     );
   } catch (e) {
     const out = logs();

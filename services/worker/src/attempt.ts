@@ -121,6 +121,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       });
     }
     const provider = deps.provider;
+    if (input.admission) await deps.limiter.touch(input.admission);
     const res = await deps.call({
       adapter: provider.adapter,
       config: provider.config,

@@ -25,12 +25,18 @@ export const WorkerConfig = z.object({
   WORKER_MAX_IN_FLIGHT: z.coerce.number().int().positive().optional(),
   /** Length of the rate-limit window (RPM/TPM are per this window). */
   RATE_WINDOW_MS: int(60_000),
+  /** Guard added to the window against send → provider jitter (default: 2 % of the window, at least 200 ms). */
+  RATE_GUARD_MS: z.coerce.number().int().nonnegative().optional(),
   /** Times a job may be started (rate-limit waits included) before it gives up on this provider. */
   WORKER_MAX_STARTS: int(50),
   /** How often limits are re-read from Redis (changed by the admin API without a restart). */
   LIMITS_REFRESH_MS: int(2_000),
   METRICS_PORT: z.coerce.number().int().nonnegative().default(9092),
   SHUTDOWN_TIMEOUT_MS: int(25_000),
+  /** Job lock; renewed every half. A killed process's job is re-run after the lock lapses. */
+  WORKER_LOCK_MS: int(30_000),
+  /** How often stalled jobs (locks lapsed) are looked for. */
+  WORKER_STALLED_INTERVAL_MS: int(15_000),
   LOG_LEVEL: z.string().default('info'),
 });
 export type WorkerConfig = z.infer<typeof WorkerConfig>;

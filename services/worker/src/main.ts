@@ -63,7 +63,7 @@ const deps: WorkerDeps = {
   cancels,
   metrics,
   queue: queues.get(providerConfig.id),
-  limiter: new PoolLimiter(redis, keys, providerConfig.id, apiKeys.length, { ...limits, windowMs: config.RATE_WINDOW_MS }),
+  limiter: new PoolLimiter(redis, keys, providerConfig.id, apiKeys.length, { ...limits, windowMs: config.RATE_WINDOW_MS, guardMs: config.RATE_GUARD_MS }),
   circuit: new CircuitBreaker(redis, keys, providerConfig.id, gatewayConfig.providers[providerConfig.id]?.circuit ?? defaultCircuit()),
   limits,
 };
@@ -72,7 +72,7 @@ const deps: WorkerDeps = {
 async function applyLimits(next: typeof limits) {
   const changed = JSON.stringify(next) !== JSON.stringify(deps.limits) || !applied;
   deps.limits = next;
-  deps.limiter.settings = { rpm: next.rpm, tpm: next.tpm, windowMs: config.RATE_WINDOW_MS };
+  deps.limiter.settings = { rpm: next.rpm, tpm: next.tpm, windowMs: config.RATE_WINDOW_MS, guardMs: config.RATE_GUARD_MS };
   if (!changed) return;
   applied = true;
   if (next.maxInFlight) await deps.queue.setGlobalConcurrency(next.maxInFlight);

@@ -10,9 +10,10 @@ import type { Admission } from './limits/limiter.ts';
 import type { WorkerDeps } from './deps.ts';
 
 /**
- * The BullMQ worker of one provider pool. Stalled-job settings: a lock of 30 s renewed every 15 s,
- * checked every 15 s, so a job of a killed process is picked up again within ~30–45 s; a job may
- * stall twice before it is failed (and then the safety net below still ends it for the caller).
+ * The BullMQ worker of one provider pool. Stalled-job defaults: a lock of 30 s renewed every 15 s,
+ * checked every 15 s, so a job of a killed process is picked up again within ~30–45 s (an LLM call
+ * only needs a free event loop to keep its lock); a job may stall twice before it is failed (and
+ * then the safety net below still ends it for the caller).
  */
 export function createPool(deps: WorkerDeps, connection: Redis, workerId: string): Worker<JobData, AttemptOutcome> {
   let nextKey = 0;
@@ -72,8 +73,8 @@ export function createPool(deps: WorkerDeps, connection: Redis, workerId: string
       prefix: deps.keys.prefix,
       concurrency: deps.config.WORKER_CONCURRENCY,
       autorun: false,
-      lockDuration: 30_000,
-      stalledInterval: 15_000,
+      lockDuration: deps.config.WORKER_LOCK_MS,
+      stalledInterval: deps.config.WORKER_STALLED_INTERVAL_MS,
       maxStalledCount: 2,
       name: workerId,
       // Enables the pool-wide pause (queue.rateLimit); our own limiter does the real pacing.

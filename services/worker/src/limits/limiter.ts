@@ -65,7 +65,11 @@ export interface LimitSettings {
   rpm?: number;
   tpm?: number;
   windowMs: number;
+  /** Added to the window so sending → provider jitter never shows the provider more than the limit. */
+  guardMs?: number;
 }
+
+const paddedWindow = (s: LimitSettings) => s.windowMs + (s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02)));
 
 export type Admission = { ok: true; keyIndex: number; bucket: number; tokens: number } | { ok: false; waitMs: number };
 
@@ -96,16 +100,19 @@ export class PoolLimiter {
 
   /** Takes a slot on one of the provider keys (rotating), or says how long the whole pool must wait. */
   async acquire(tokens: number): Promise<Admission> {
-    const { rpm = 0, tpm = 0, windowMs } = this.settings;
+    const { rpm = 0, tpm = 0 } = this.settings;
     let wait = Number.POSITIVE_INFINITY;
     for (let n = 0; n < this.#keyCount; n++) {
       const i = this.#next++ % this.#keyCount;
+      // The window is padded (default 2 %, at least 200 ms) so the jitter between sending and the
+      // request reaching the provider does not make the provider see more than the limit.
+      const padded = paddedWindow(this.settings);
       const [ok, v] = await this.#redis.syLimit(
         this.#bucketKey(i),
         this.#pauseKey(i),
         Date.now(),
-        windowMs,
-        Math.max(1, Math.floor(windowMs / 60)),
+        padded,
+        Math.max(1, Math.floor(padded / 60)),
         rpm,
         tpm,
         tpm > 0 ? tokens : 0,
@@ -114,6 +121,22 @@ export class PoolLimiter {
       wait = Math.min(wait, v);
     }
     return { ok: false, waitMs: Math.ceil(wait) };
+  }
+
+  /**
+   * Re-dates an admission to now, just before the request is sent: the provider counts requests
+   * when they arrive, and the time between admission and sending (queueing, a new connection, a
+   * loaded machine) must not let a window at the provider hold more than the limit.
+   */
+  async touch(a: Extract<Admission, { ok: true }>): Promise<void> {
+    const size = Math.max(1, Math.floor(paddedWindow(this.settings) / 60));
+    const now = Math.floor(Date.now() / size);
+    if (now === a.bucket) return;
+    const key = this.#bucketKey(a.keyIndex);
+    const m = this.#redis.multi().hincrby(key, `r${a.bucket}`, -1).hincrby(key, `r${now}`, 1);
+    if (a.tokens > 0) m.hincrby(key, `t${a.bucket}`, -a.tokens).hincrby(key, `t${now}`, a.tokens);
+    await m.exec();
+    a.bucket = now;
   }
 
   /** Replaces the token estimate by the actual usage once the call is over. */

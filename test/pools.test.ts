@@ -1,0 +1,189 @@
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { until } from '@switchyard/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+const ask = (content: string) => [{ role: 'user' as const, content }];
+const clientOf = (s: Stack) => new OpenAI({ apiKey: s.apiKey, baseURL: `${s.url}/v1`, maxRetries: 0 });
+const chatCalls = (s: Stack, provider: string) =>
+  s.fake.calls().filter((c) => c.provider === provider && c.model !== null && c.path.includes(provider === 'anthropic' ? 'messages' : 'chat'));
+
+const stacks: Stack[] = [];
+afterAll(async () => {
+  await Promise.all(stacks.map((s) => s.stop()));
+});
+
+describe('shared rate limits across worker processes', () => {
+  it('three processes with a shared RPM limit never exceed it in any window, and 429 retry-after is honoured', async () => {
+    const windowMs = 2_000;
+    const limit = 8;
+    const s = await startStack({
+      providers: ['openai'],
+      // A loaded 2-core test machine delays requests on their way to the fake by up to a few hundred
+      // ms; the guard absorbs that, as RATE_GUARD_MS does for network jitter in production.
+      env: { WORKER_RPM: String(limit), RATE_WINDOW_MS: String(windowMs), RATE_GUARD_MS: '400' },
+    });
+    stacks.push(s);
+    await s.start('worker:openai');
+    await s.start('worker:openai');
+    const client = clientOf(s);
+    // Warm every process's connection to the provider first; the limit holds for these calls too.
+    await Promise.all(Array.from({ length: 6 }, (_, i) => client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`warm${i}`) })));
+    const n = 28;
+    const answers = await Promise.all(
+      Array.from({ length: n }, (_, i) => client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`q${i}`) })),
+    );
+    expect(answers.every((a) => a.choices[0]?.message.content)).toBe(true);
+    const times = chatCalls(s, 'openai').map((c) => c.at).sort((a, b) => a - b);
+    expect(times).toHaveLength(n + 6);
+    for (const t of times) {
+      const inWindow = times.filter((u) => u >= t && u < t + windowMs).length;
+      expect(inWindow).toBeLessThanOrEqual(limit);
+    }
+    // And the limiter is not needlessly slow: the calls take about (calls / limit) windows.
+    const span = times.at(-1)! - times[0]!;
+    expect(span).toBeGreaterThanOrEqual(Math.floor((n + 6 - 1) / limit) * windowMs - 100);
+    expect(span).toBeLessThan((Math.ceil((n + 6) / limit) + 1) * (windowMs + 400));
+
+    // A 429 storm with retry-after: no upstream call before each delay ends, and no attempt is used up.
+    s.fake.clearCalls();
+    s.fake.script('openai', [
+      { fault: '429', retryAfterMs: 400 },
+      { fault: '429', retryAfterMs: 400 },
+      { fault: '429', retryAfterMs: 400 },
+      { fault: '429', retryAfterMs: 400 },
+    ]);
+    const res = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('after the storm') });
+    expect(res.choices[0]?.message.content).toBeTruthy();
+    const calls = chatCalls(s, 'openai');
+    expect(calls.map((c) => c.status)).toEqual([429, 429, 429, 429, 200]);
+    for (let i = 1; i < calls.length; i++) expect(calls[i]!.at - calls[i - 1]!.at).toBeGreaterThanOrEqual(400);
+    const rows = await until(async () => {
+      const r = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [res.id]);
+      return r.rows.length ? r.rows : undefined;
+    });
+    expect(rows).toEqual([{ outcome: 'success', final: true }]);
+  }, 90_000);
+});
+
+describe('fallback and the circuit breaker', () => {
+  it('falls back during an outage, stops calling the failing provider, and recovers when the circuit closes', async () => {
+    const configPath = join(tmpdir(), `sy-config-${Date.now()}.json`);
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        fallbacks: { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'] },
+        providers: { openai: { circuit: { minSamples: 4, windowMs: 10_000, openMs: 1_500, failureRatio: 0.5 } } },
+      }),
+    );
+    const s = await startStack({
+      providers: ['openai', 'anthropic'],
+      env: { SWITCHYARD_CONFIG: configPath, WORKER_ATTEMPTS: '1' },
+    });
+    stacks.push(s);
+    const client = clientOf(s);
+    s.fake.script('openai', Array.from({ length: 200 }, () => ({ fault: '500' as const })));
+    for (let i = 0; i < 12; i++) {
+      const r = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`outage ${i}`) });
+      expect(r.choices[0]?.message.content).toBeTruthy();
+      expect(r.model).toBe('openai/gpt-4o-mini');
+    }
+    expect(chatCalls(s, 'anthropic').filter((c) => c.status === 200)).toHaveLength(12);
+    // The circuit opened after a few failures: the rest went straight to the fallback.
+    const openaiCalls = chatCalls(s, 'openai').length;
+    expect(openaiCalls).toBeGreaterThanOrEqual(4);
+    expect(openaiCalls).toBeLessThan(12);
+
+    // The outage ends; after openMs a probe goes through and the circuit closes again.
+    await fetch(`${s.fake.url}/_control/faults`, { method: 'DELETE' });
+    await until(
+      async () => {
+        await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('probe') });
+        return chatCalls(s, 'openai').some((c) => c.status === 200);
+      },
+      { timeoutMs: 15_000, intervalMs: 200, what: 'circuit to close' },
+    );
+    const before = chatCalls(s, 'openai').filter((c) => c.status === 200).length;
+    for (let i = 0; i < 3; i++) await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`back ${i}`) });
+    expect(chatCalls(s, 'openai').filter((c) => c.status === 200).length).toBe(before + 3);
+
+    // Everything failing: one clear error naming each attempt.
+    s.fake.script('openai', Array.from({ length: 3 }, () => ({ fault: '503' as const })));
+    s.fake.script('anthropic', Array.from({ length: 3 }, () => ({ fault: '529' as const })));
+    const err = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('all down') }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect(err.status).toBeGreaterThanOrEqual(500);
+    expect(err.message).toContain('openai/gpt-4o-mini');
+    expect(err.message).toContain('anthropic/claude-haiku-4-5');
+  }, 90_000);
+
+  it('sends non-retryable errors back at once, without fallback', async () => {
+    const s = stacks[1]!;
+    await fetch(`${s.fake.url}/_control/faults`, { method: 'DELETE' });
+    s.fake.clearCalls();
+    s.fake.script('openai', [{ fault: '400' }]);
+    const err = await clientOf(s).chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('bad') }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(chatCalls(s, 'anthropic')).toHaveLength(0);
+    expect(chatCalls(s, 'openai')).toHaveLength(1);
+  });
+});
+
+describe('durability', () => {
+  it('kill -9 of a worker mid-stream: the job is re-run, the subscriber resets, one complete answer, one settlement', async () => {
+    const s = await startStack({
+      providers: ['openai'],
+      env: { WORKER_LOCK_MS: '2000', WORKER_STALLED_INTERVAL_MS: '500' },
+    });
+    stacks.push(s);
+    s.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 60 });
+    const r = await fetch(`${s.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${s.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: ask('a long story') }),
+    });
+    const { id } = (await r.json()) as { id: string };
+    const ws = new WebSocket(`${s.url.replace('http', 'ws')}/v1/stream`, { headers: { authorization: `Bearer ${s.apiKey}` } });
+    const frames: Array<{ seq: number; type: string; text?: string; result?: { choices: Array<{ message: { content: string } }> } }> = [];
+    let killed = false;
+    const worker = s.services.find((x) => x.name === 'worker:openai')!;
+    const done = new Promise<void>((resolve) => {
+      ws.on('message', (d) => {
+        const f = JSON.parse(d.toString());
+        if (typeof f.seq !== 'number') return;
+        frames.push(f);
+        if (!killed && frames.filter((x) => x.type === 'delta').length >= 5) {
+          killed = true;
+          worker.proc.kill('SIGKILL');
+          void s.start('worker:openai');
+        }
+        if (f.type === 'done' || f.type === 'error') resolve();
+      });
+    });
+    await new Promise((res) => ws.once('open', res));
+    ws.send(JSON.stringify({ op: 'subscribe', job: id, after: 0 }));
+    await done;
+    ws.close();
+    expect(killed).toBe(true);
+    expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
+    expect(frames.some((f) => f.type === 'reset')).toBe(true);
+    let text = '';
+    for (const f of frames) {
+      if (f.type === 'reset') text = '';
+      if (f.type === 'delta') text += f.text ?? '';
+    }
+    const last = frames.at(-1)!;
+    expect(last.type).toBe('done');
+    expect(text).toBe(last.result?.choices[0]?.message.content);
+    const rows = await until(async () => {
+      const q = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
+      return q.rows.length ? q.rows : undefined;
+    });
+    expect(rows).toEqual([{ outcome: 'success', final: true }]);
+    expect(chatCalls(s, 'openai')).toHaveLength(2);
+  }, 90_000);
+});
