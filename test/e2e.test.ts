@@ -24,7 +24,16 @@ async function usageRows(requestId: string) {
     'SELECT id, provider, model, input_tokens, output_tokens, cost_micros::text AS cost, outcome, final FROM usage_events WHERE request_id = $1',
     [requestId],
   );
-  return r.rows as Array<{ id: string; provider: string; model: string; input_tokens: number; output_tokens: number; cost: string; outcome: string; final: boolean }>;
+  return r.rows as Array<{
+    id: string;
+    provider: string;
+    model: string;
+    input_tokens: number;
+    output_tokens: number;
+    cost: string;
+    outcome: string;
+    final: boolean;
+  }>;
 }
 
 describe('chat completions through the whole system', () => {
@@ -41,10 +50,13 @@ describe('chat completions through the whole system', () => {
     const requestId = response.headers.get('x-request-id');
     expect(requestId).toBe(res.id);
 
-    const rows = await until(async () => {
-      const r = await usageRows(res.id);
-      return r.length > 0 ? r : undefined;
-    }, { what: 'usage row' });
+    const rows = await until(
+      async () => {
+        const r = await usageRows(res.id);
+        return r.length > 0 ? r : undefined;
+      },
+      { what: 'usage row' },
+    );
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       provider: 'openai',
@@ -57,7 +69,12 @@ describe('chat completions through the whole system', () => {
     expect(BigInt(rows[0]!.cost)).toBeGreaterThan(0n);
     // The fake provider served exactly one call for it, with the same usage.
     const calls = stack.fake.calls().filter((c) => c.provider === 'openai' && c.status === 200);
-    expect(calls.some((c) => c.promptTokens === res.usage?.prompt_tokens && c.completionTokens === res.usage?.completion_tokens)).toBe(true);
+    expect(
+      calls.some(
+        (c) =>
+          c.promptTokens === res.usage?.prompt_tokens && c.completionTokens === res.usage?.completion_tokens,
+      ),
+    ).toBe(true);
   });
 
   it('streams with stream: true, and the text equals the non-streamed answer', async () => {
@@ -86,7 +103,9 @@ describe('chat completions through the whole system', () => {
     expect(text).toBe(plain.choices[0]?.message.content);
     expect(finish).toBe('stop');
     expect(usage?.completion_tokens).toBe(plain.usage?.completion_tokens);
-    const rows = await until(async () => ((await usageRows(id)).length ? usageRows(id) : undefined), { what: 'usage row' });
+    const rows = await until(async () => ((await usageRows(id)).length ? usageRows(id) : undefined), {
+      what: 'usage row',
+    });
     expect(rows[0]?.output_tokens).toBe(usage?.completion_tokens);
   });
 
@@ -108,11 +127,19 @@ describe('async jobs and the WebSocket', () => {
     expect(r.status).toBe(202);
     const job = (await r.json()) as { id: string; status: string };
     expect(job.status).toBe('queued');
-    const done = await until(async () => {
-      const g = await fetch(`${stack.url}/v1/jobs/${job.id}`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
-      const body = (await g.json()) as { status: string; result?: { choices: Array<{ message: { content: string } }> } };
-      return body.status === 'completed' ? body : undefined;
-    }, { what: 'job completion' });
+    const done = await until(
+      async () => {
+        const g = await fetch(`${stack.url}/v1/jobs/${job.id}`, {
+          headers: { authorization: `Bearer ${stack.apiKey}` },
+        });
+        const body = (await g.json()) as {
+          status: string;
+          result?: { choices: Array<{ message: { content: string } }> };
+        };
+        return body.status === 'completed' ? body : undefined;
+      },
+      { what: 'job completion' },
+    );
     expect(done.result?.choices[0]?.message.content.length).toBeGreaterThan(0);
   });
 
@@ -131,20 +158,34 @@ describe('async jobs and the WebSocket', () => {
       ws.on('error', reject);
     });
     await new Promise((r) => ws.once('open', r));
-    ws.send(JSON.stringify({ op: 'submit', id: 'c1', request: { model: 'gpt-4o-mini', messages: ask('stream me') } }));
+    ws.send(
+      JSON.stringify({
+        op: 'submit',
+        id: 'c1',
+        request: { model: 'gpt-4o-mini', messages: ask('stream me') },
+      }),
+    );
     await finished;
     ws.close();
     const jobFrames = frames.filter((f) => typeof f.seq === 'number');
     expect(jobFrames.map((f) => f.seq)).toEqual(jobFrames.map((_, i) => i + 1));
     expect(jobFrames[0]?.type).toBe('accepted');
-    const text = jobFrames.filter((f) => f.type === 'delta').map((f) => f.text ?? '').join('');
-    const done = jobFrames.at(-1) as { type: string; result: { choices: Array<{ message: { content: string } }> } };
+    const text = jobFrames
+      .filter((f) => f.type === 'delta')
+      .map((f) => f.text ?? '')
+      .join('');
+    const done = jobFrames.at(-1) as {
+      type: string;
+      result: { choices: Array<{ message: { content: string } }> };
+    };
     expect(done.type).toBe('done');
     expect(text).toBe(done.result.choices[0]?.message.content);
   });
 
   it('refuses a WebSocket without a valid key', async () => {
-    const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, { headers: { authorization: 'Bearer nope' } });
+    const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
+      headers: { authorization: 'Bearer nope' },
+    });
     const status = await new Promise<number>((resolve) => {
       ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
       ws.on('open', () => resolve(101));
@@ -165,15 +206,27 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
     ['invalid JSON', '{"model": "gpt-4o-mini", ', 400, null],
     ['missing messages', JSON.stringify({ model: 'gpt-4o-mini' }), 400, 'messages'],
     ['empty messages', JSON.stringify({ model: 'gpt-4o-mini', messages: [] }), 400, 'messages'],
-    ['wrongly typed field', JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x'), temperature: 'hot' }), 400, 'temperature'],
-    ['unknown field', JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x'), api_base: 'http://evil' }), 400, null],
+    [
+      'wrongly typed field',
+      JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x'), temperature: 'hot' }),
+      400,
+      'temperature',
+    ],
+    [
+      'unknown field',
+      JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x'), api_base: 'http://evil' }),
+      400,
+      null,
+    ],
     ['unknown model', JSON.stringify({ model: 'no-such-model', messages: ask('x') }), 404, 'model'],
     ['unknown provider', JSON.stringify({ model: 'nope/gpt-4o-mini', messages: ask('x') }), 404, 'model'],
   ])('%s', async (_name, body, status, param) => {
     const before = stack.fake.calls().length;
     const r = await post(body);
     expect(r.status).toBe(status);
-    const e = (await r.json()) as { error: { message: string; type: string; param: string | null; code: string | null } };
+    const e = (await r.json()) as {
+      error: { message: string; type: string; param: string | null; code: string | null };
+    };
     expect(typeof e.error.message).toBe('string');
     expect(e.error.message.length).toBeGreaterThan(5);
     expect(typeof e.error.type).toBe('string');
@@ -182,20 +235,32 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
   });
 
   it('refuses a missing or wrong key with 401', async () => {
-    const none = await fetch(`${stack.url}/v1/chat/completions`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const none = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(none.status).toBe(401);
-    const wrong = await post(JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x') }), { authorization: 'Bearer sy_live_wrong' });
+    const wrong = await post(JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x') }), {
+      authorization: 'Bearer sy_live_wrong',
+    });
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
     const bad = new OpenAI({ apiKey: 'wrong-key', baseURL: `${stack.url}/v1`, maxRetries: 0 });
-    await expect(bad.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('x') })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(
+      bad.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('x') }),
+    ).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
   });
 
   it('refuses a body over the limit with 413, from its declared length, without reading it', async () => {
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = request(`${stack.url}/v1/chat/completions`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json', 'content-length': 9 * 1024 * 1024 },
+        headers: {
+          authorization: `Bearer ${stack.apiKey}`,
+          'content-type': 'application/json',
+          'content-length': 9 * 1024 * 1024,
+        },
       });
       req.on('response', (res) => {
         let t = '';
@@ -207,7 +272,9 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
           resolve({ status: res.statusCode ?? 0, text: t });
         });
       });
-      req.on('error', (e) => (e.message.includes('EPIPE') || e.message.includes('ECONNRESET') ? undefined : reject(e)));
+      req.on('error', (e) =>
+        e.message.includes('EPIPE') || e.message.includes('ECONNRESET') ? undefined : reject(e),
+      );
       req.write('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"');
     });
     expect(status).toBe(413);
@@ -216,13 +283,17 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
 
   it('relays a provider error as an OpenAI-shaped error with a sensible status', async () => {
     stack.fake.script('openai', [{ fault: '400' }]);
-    const err = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('bad upstream') }).catch((e) => e);
+    const err = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: ask('bad upstream') })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect(err.status).toBe(400);
   });
 
   it('unknown routes answer 404 in the same shape', async () => {
-    const r = await fetch(`${stack.url}/v1/nothing`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+    const r = await fetch(`${stack.url}/v1/nothing`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
     expect(r.status).toBe(404);
     expect(((await r.json()) as { error: { type: string } }).error.type).toBeTypeOf('string');
   });

@@ -10,7 +10,14 @@ import { type Stack, startStack } from './support/stack.ts';
 const ask = (content: string) => [{ role: 'user' as const, content }];
 const clientOf = (s: Stack) => new OpenAI({ apiKey: s.apiKey, baseURL: `${s.url}/v1`, maxRetries: 0 });
 const chatCalls = (s: Stack, provider: string) =>
-  s.fake.calls().filter((c) => c.provider === provider && c.model !== null && c.path.includes(provider === 'anthropic' ? 'messages' : 'chat'));
+  s.fake
+    .calls()
+    .filter(
+      (c) =>
+        c.provider === provider &&
+        c.model !== null &&
+        c.path.includes(provider === 'anthropic' ? 'messages' : 'chat'),
+    );
 
 const stacks: Stack[] = [];
 afterAll(async () => {
@@ -32,13 +39,21 @@ describe('shared rate limits across worker processes', () => {
     await s.start('worker:openai');
     const client = clientOf(s);
     // Warm every process's connection to the provider first; the limit holds for these calls too.
-    await Promise.all(Array.from({ length: 6 }, (_, i) => client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`warm${i}`) })));
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`warm${i}`) }),
+      ),
+    );
     const n = 28;
     const answers = await Promise.all(
-      Array.from({ length: n }, (_, i) => client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`q${i}`) })),
+      Array.from({ length: n }, (_, i) =>
+        client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`q${i}`) }),
+      ),
     );
     expect(answers.every((a) => a.choices[0]?.message.content)).toBe(true);
-    const times = chatCalls(s, 'openai').map((c) => c.at).sort((a, b) => a - b);
+    const times = chatCalls(s, 'openai')
+      .map((c) => c.at)
+      .sort((a, b) => a - b);
     expect(times).toHaveLength(n + 6);
     for (const t of times) {
       const inWindow = times.filter((u) => u >= t && u < t + windowMs).length;
@@ -57,11 +72,15 @@ describe('shared rate limits across worker processes', () => {
       { fault: '429', retryAfterMs: 400 },
       { fault: '429', retryAfterMs: 400 },
     ]);
-    const res = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('after the storm') });
+    const res = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('after the storm'),
+    });
     expect(res.choices[0]?.message.content).toBeTruthy();
     const calls = chatCalls(s, 'openai');
     expect(calls.map((c) => c.status)).toEqual([429, 429, 429, 429, 200]);
-    for (let i = 1; i < calls.length; i++) expect(calls[i]!.at - calls[i - 1]!.at).toBeGreaterThanOrEqual(400);
+    for (let i = 1; i < calls.length; i++)
+      expect(calls[i]!.at - calls[i - 1]!.at).toBeGreaterThanOrEqual(400);
     const rows = await until(async () => {
       const r = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [res.id]);
       return r.rows.length ? r.rows : undefined;
@@ -77,7 +96,9 @@ describe('fallback and the circuit breaker', () => {
       configPath,
       JSON.stringify({
         fallbacks: { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'] },
-        providers: { openai: { circuit: { minSamples: 4, windowMs: 10_000, openMs: 1_500, failureRatio: 0.5 } } },
+        providers: {
+          openai: { circuit: { minSamples: 4, windowMs: 10_000, openMs: 1_500, failureRatio: 0.5 } },
+        },
       }),
     );
     const s = await startStack({
@@ -86,9 +107,15 @@ describe('fallback and the circuit breaker', () => {
     });
     stacks.push(s);
     const client = clientOf(s);
-    s.fake.script('openai', Array.from({ length: 200 }, () => ({ fault: '500' as const })));
+    s.fake.script(
+      'openai',
+      Array.from({ length: 200 }, () => ({ fault: '500' as const })),
+    );
     for (let i = 0; i < 12; i++) {
-      const r = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`outage ${i}`) });
+      const r = await client.chat.completions.create({
+        model: 'openai/gpt-4o-mini',
+        messages: ask(`outage ${i}`),
+      });
       expect(r.choices[0]?.message.content).toBeTruthy();
       expect(r.model).toBe('openai/gpt-4o-mini');
     }
@@ -108,13 +135,22 @@ describe('fallback and the circuit breaker', () => {
       { timeoutMs: 15_000, intervalMs: 200, what: 'circuit to close' },
     );
     const before = chatCalls(s, 'openai').filter((c) => c.status === 200).length;
-    for (let i = 0; i < 3; i++) await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`back ${i}`) });
+    for (let i = 0; i < 3; i++)
+      await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask(`back ${i}`) });
     expect(chatCalls(s, 'openai').filter((c) => c.status === 200).length).toBe(before + 3);
 
     // Everything failing: one clear error naming each attempt.
-    s.fake.script('openai', Array.from({ length: 3 }, () => ({ fault: '503' as const })));
-    s.fake.script('anthropic', Array.from({ length: 3 }, () => ({ fault: '529' as const })));
-    const err = await client.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('all down') }).catch((e) => e);
+    s.fake.script(
+      'openai',
+      Array.from({ length: 3 }, () => ({ fault: '503' as const })),
+    );
+    s.fake.script(
+      'anthropic',
+      Array.from({ length: 3 }, () => ({ fault: '529' as const })),
+    );
+    const err = await client.chat.completions
+      .create({ model: 'openai/gpt-4o-mini', messages: ask('all down') })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect(err.status).toBeGreaterThanOrEqual(500);
     expect(err.message).toContain('openai/gpt-4o-mini');
@@ -126,7 +162,9 @@ describe('fallback and the circuit breaker', () => {
     await fetch(`${s.fake.url}/_control/faults`, { method: 'DELETE' });
     s.fake.clearCalls();
     s.fake.script('openai', [{ fault: '400' }]);
-    const err = await clientOf(s).chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('bad') }).catch((e) => e);
+    const err = await clientOf(s)
+      .chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('bad') })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect(chatCalls(s, 'anthropic')).toHaveLength(0);
     expect(chatCalls(s, 'openai')).toHaveLength(1);
@@ -147,8 +185,15 @@ describe('durability', () => {
       body: JSON.stringify({ model: 'gpt-4o-mini', messages: ask('a long story') }),
     });
     const { id } = (await r.json()) as { id: string };
-    const ws = new WebSocket(`${s.url.replace('http', 'ws')}/v1/stream`, { headers: { authorization: `Bearer ${s.apiKey}` } });
-    const frames: Array<{ seq: number; type: string; text?: string; result?: { choices: Array<{ message: { content: string } }> } }> = [];
+    const ws = new WebSocket(`${s.url.replace('http', 'ws')}/v1/stream`, {
+      headers: { authorization: `Bearer ${s.apiKey}` },
+    });
+    const frames: Array<{
+      seq: number;
+      type: string;
+      text?: string;
+      result?: { choices: Array<{ message: { content: string } }> };
+    }> = [];
     let killed = false;
     const worker = s.services.find((x) => x.name === 'worker:openai')!;
     const done = new Promise<void>((resolve) => {

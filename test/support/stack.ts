@@ -79,7 +79,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const start = async (name: string, extraEnv: Record<string, string> = {}): Promise<Service> => {
     const [svc, provider] = name.split(':');
     const env = { ...baseEnv, ...extraEnv, ...(provider ? { WORKER_PROVIDER: provider } : {}) };
-    const proc = spawn(process.execPath, [`services/${svc}/src/main.ts`], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [`services/${svc}/src/main.ts`], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const s: Service = { name, proc, output: [] };
     const keep = (b: Buffer) => {
       s.output.push(b.toString());
@@ -92,7 +96,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   };
   const url = `http://127.0.0.1:${port}`;
   const sql = new pg.Pool({ connectionString: db.url, max: 3 });
-  const logs = () => services.map((s) => `--- ${s.name} (exit ${s.proc.exitCode}) ---\n${s.output.join('')}`).join('\n');
+  const logs = () =>
+    services.map((s) => `--- ${s.name} (exit ${s.proc.exitCode}) ---\n${s.output.join('')}`).join('\n');
   const stop = async () => {
     await Promise.all(
       services.map(async (s) => {
@@ -132,5 +137,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     await stop().catch(() => {});
     throw new Error(`${(e as Error).message}\n${out}`);
   }
-  return { url, apiKey, adminToken, fake, databaseUrl: db.url, redisUrl, prefix, sql, services, start, logs, stop };
+  return {
+    url,
+    apiKey,
+    adminToken,
+    fake,
+    databaseUrl: db.url,
+    redisUrl,
+    prefix,
+    sql,
+    services,
+    start,
+    logs,
+    stop,
+  };
 }

@@ -33,7 +33,9 @@ export const GatewayConfig = z.object({
   aliases: z.record(z.string(), z.string()).default({}),
   /** `provider/model` → price overrides (USD per 1M tokens). */
   prices: z.record(z.string(), ModelPrice).default({}),
-  providers: z.record(z.string(), z.object({ limits: Limits.default({}), circuit: Circuit.optional() })).default({}),
+  providers: z
+    .record(z.string(), z.object({ limits: Limits.default({}), circuit: Circuit.optional() }))
+    .default({}),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 export type ProviderLimits = z.infer<typeof Limits>;
@@ -52,13 +54,18 @@ export function interpolate(text: string, env: Record<string, string | undefined
 export function parseGatewayConfig(text: string, env: Record<string, string | undefined>): GatewayConfig {
   const r = GatewayConfig.safeParse(JSON.parse(interpolate(text, env)));
   if (!r.success) {
-    throw new Error(`invalid gateway config: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new Error(
+      `invalid gateway config: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   }
   return r.data;
 }
 
 /** Reads the file named by `path` (no file: the empty configuration). */
-export function loadGatewayConfig(path: string | undefined, env: Record<string, string | undefined>): GatewayConfig {
+export function loadGatewayConfig(
+  path: string | undefined,
+  env: Record<string, string | undefined>,
+): GatewayConfig {
   if (!path) return GatewayConfig.parse({});
   return parseGatewayConfig(readFileSync(path, 'utf8'), env);
 }
@@ -76,7 +83,16 @@ export function catalogWithOverrides(models: CatalogModel[], config: GatewayConf
     const id = name.slice(slash + 1);
     const existing = out.find((m) => m.provider === provider && m.id === id);
     if (existing) existing.price = price;
-    else out.push({ provider, id, aliases: [], contextWindow: 8192, maxOutputTokens: 4096, capabilities: ['streaming'], price });
+    else
+      out.push({
+        provider,
+        id,
+        aliases: [],
+        contextWindow: 8192,
+        maxOutputTokens: 4096,
+        capabilities: ['streaming'],
+        price,
+      });
   }
   return out;
 }

@@ -48,9 +48,21 @@ const m = (
 
 export const BUILTIN_MODELS: CatalogModel[] = [
   // OpenAI
-  m('openai', 'gpt-4o-mini', 128_000, 16_384, all, { inputPerM: '0.15', cachedInputPerM: '0.075', outputPerM: '0.60' }),
-  m('openai', 'gpt-4o', 128_000, 16_384, all, { inputPerM: '2.50', cachedInputPerM: '1.25', outputPerM: '10.00' }),
-  m('openai', 'gpt-4.1', 1_047_576, 32_768, all, { inputPerM: '2.00', cachedInputPerM: '0.50', outputPerM: '8.00' }),
+  m('openai', 'gpt-4o-mini', 128_000, 16_384, all, {
+    inputPerM: '0.15',
+    cachedInputPerM: '0.075',
+    outputPerM: '0.60',
+  }),
+  m('openai', 'gpt-4o', 128_000, 16_384, all, {
+    inputPerM: '2.50',
+    cachedInputPerM: '1.25',
+    outputPerM: '10.00',
+  }),
+  m('openai', 'gpt-4.1', 1_047_576, 32_768, all, {
+    inputPerM: '2.00',
+    cachedInputPerM: '0.50',
+    outputPerM: '8.00',
+  }),
   m('openai', 'gpt-4.1-mini', 1_047_576, 32_768, all, {
     inputPerM: '0.40',
     cachedInputPerM: '0.10',
@@ -81,7 +93,11 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     cachedInputPerM: '0.275',
     outputPerM: '4.40',
   }),
-  m('openai', 'o3', 200_000, 100_000, [...all, 'reasoning'], { inputPerM: '2.00', cachedInputPerM: '0.50', outputPerM: '8.00' }),
+  m('openai', 'o3', 200_000, 100_000, [...all, 'reasoning'], {
+    inputPerM: '2.00',
+    cachedInputPerM: '0.50',
+    outputPerM: '8.00',
+  }),
   // Anthropic (cache reads 0.1×, 5-minute cache writes 1.25× input)
   m(
     'anthropic',
@@ -146,6 +162,12 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     outputPerM: '0.40',
   }),
   // Self-hosted Llama (Ollama / vLLM): zero by default, priced by configuration.
-  m('llama', 'llama3.2', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], { inputPerM: '0', outputPerM: '0' }),
-  m('llama', 'llama3.1:8b', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], { inputPerM: '0', outputPerM: '0' }),
+  m('llama', 'llama3.2', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], {
+    inputPerM: '0',
+    outputPerM: '0',
+  }),
+  m('llama', 'llama3.1:8b', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], {
+    inputPerM: '0',
+    outputPerM: '0',
+  }),
 ];

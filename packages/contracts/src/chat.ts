@@ -16,10 +16,20 @@ const AudioPart = z.object({
 });
 const FilePart = z.object({
   type: z.literal('file'),
-  file: z.object({ file_data: z.string().optional(), file_id: z.string().optional(), filename: z.string().optional() }),
+  file: z.object({
+    file_data: z.string().optional(),
+    file_id: z.string().optional(),
+    filename: z.string().optional(),
+  }),
 });
 const RefusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() });
-export const ContentPart = z.discriminatedUnion('type', [TextPart, ImagePart, AudioPart, FilePart, RefusalPart]);
+export const ContentPart = z.discriminatedUnion('type', [
+  TextPart,
+  ImagePart,
+  AudioPart,
+  FilePart,
+  RefusalPart,
+]);
 export type ContentPart = z.infer<typeof ContentPart>;
 
 export const ToolCall = z.object({
@@ -91,7 +101,10 @@ export const ChatRequest = z.strictObject({
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
   n: z.number().int().min(1).max(1).nullable().optional(),
-  stop: z.union([z.string(), z.array(z.string()).max(4)]).nullable().optional(),
+  stop: z
+    .union([z.string(), z.array(z.string()).max(4)])
+    .nullable()
+    .optional(),
   seed: z.number().int().nullable().optional(),
   presence_penalty: z.number().min(-2).max(2).nullable().optional(),
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),

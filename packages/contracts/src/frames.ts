@@ -46,6 +46,10 @@ export type Frame = z.infer<typeof Frame>;
 export type FrameType = Frame['type'];
 export type FrameOf<T extends FrameType> = Extract<Frame, { type: T }>;
 /** A frame before the stream writer has assigned its job and sequence number. */
-export type FrameBody = Frame extends infer F ? (F extends Frame ? Omit<F, 'v' | 'job' | 'seq'> : never) : never;
+export type FrameBody = Frame extends infer F
+  ? F extends Frame
+    ? Omit<F, 'v' | 'job' | 'seq'>
+    : never
+  : never;
 
 export const isTerminal = (f: Pick<Frame, 'type'>): boolean => f.type === 'done' || f.type === 'error';

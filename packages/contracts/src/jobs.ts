@@ -33,7 +33,16 @@ export const JobData = z.object({
 });
 export type JobData = z.infer<typeof JobData>;
 
-export const jobIdForHop = (requestId: string, hop: number): string => (hop === 0 ? requestId : `${requestId}-h${hop}`);
+export const jobIdForHop = (requestId: string, hop: number): string =>
+  hop === 0 ? requestId : `${requestId}-h${hop}`;
 
-export const JobState = z.enum(['queued', 'running', 'retrying', 'fallback', 'completed', 'failed', 'cancelled']);
+export const JobState = z.enum([
+  'queued',
+  'running',
+  'retrying',
+  'fallback',
+  'completed',
+  'failed',
+  'cancelled',
+]);
 export type JobState = z.infer<typeof JobState>;

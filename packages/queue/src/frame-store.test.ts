@@ -31,7 +31,14 @@ describe('FrameStore', () => {
   it('assigns gapless sequence numbers in Redis, whoever writes', async () => {
     const id = jobId();
     await store.claim(id, 'a', 60_000);
-    await store.append(id, [{ type: 'delta', text: 'a' }, { type: 'delta', text: 'b' }], { owner: 'a', ttlMs: 60_000 });
+    await store.append(
+      id,
+      [
+        { type: 'delta', text: 'a' },
+        { type: 'delta', text: 'b' },
+      ],
+      { owner: 'a', ttlMs: 60_000 },
+    );
     await store.append(id, [{ type: 'delta', text: 'c' }], { owner: 'a', ttlMs: 60_000 });
     const frames = (await store.read(id, 0)).map((r) => JSON.parse(r));
     expect(frames.map((f) => f.seq)).toEqual([1, 2, 3]);
@@ -45,7 +52,9 @@ describe('FrameStore', () => {
     await store.claim(id, 'old', 60_000);
     await store.append(id, [{ type: 'delta', text: 'x' }], { owner: 'old', ttlMs: 60_000 });
     await store.claim(id, 'new', 60_000);
-    await expect(store.append(id, [{ type: 'delta', text: 'zombie' }], { owner: 'old', ttlMs: 60_000 })).rejects.toThrow(/NOTOWNER/);
+    await expect(
+      store.append(id, [{ type: 'delta', text: 'zombie' }], { owner: 'old', ttlMs: 60_000 }),
+    ).rejects.toThrow(/NOTOWNER/);
     await store.append(id, [{ type: 'delta', text: 'y' }], { owner: 'new', ttlMs: 60_000 });
     expect((await store.read(id, 0)).map((r) => JSON.parse(r).text)).toEqual(['x', 'y']);
   });
@@ -54,7 +63,12 @@ describe('FrameStore', () => {
     const id = jobId();
     await store.claim(id, 'w', 60_000);
     const before = await redis.xlen(keys.usage);
-    await store.append(id, [{ type: 'done', result: { ok: true } }], { owner: 'w', ttlMs: 60_000, state: 'completed', usage: { id: 'u1' } });
+    await store.append(id, [{ type: 'done', result: { ok: true } }], {
+      owner: 'w',
+      ttlMs: 60_000,
+      state: 'completed',
+      usage: { id: 'u1' },
+    });
     expect(await redis.xlen(keys.usage)).toBe(before + 1);
     expect(await redis.hget(keys.meta(id), 'state')).toBe('completed');
     expect(await store.claim(id, 'again', 60_000)).toMatchObject({ terminal: true });
@@ -71,11 +85,13 @@ describe('followJob', () => {
   it('delivers backlog then live frames exactly once, in order, from any cursor', async () => {
     const id = jobId();
     await store.claim(id, 'w', 60_000);
-    for (let i = 0; i < 5; i++) await store.append(id, [{ type: 'delta', text: String(i) }], { owner: 'w', ttlMs: 60_000 });
+    for (let i = 0; i < 5; i++)
+      await store.append(id, [{ type: 'delta', text: String(i) }], { owner: 'w', ttlMs: 60_000 });
     const got: number[] = [];
     const h = await followJob(hub, store, id, 2, (_raw, seq) => got.push(seq));
     const writes: Promise<number>[] = [];
-    for (let i = 5; i < 40; i++) writes.push(store.append(id, [{ type: 'delta', text: String(i) }], { owner: 'w', ttlMs: 60_000 }));
+    for (let i = 5; i < 40; i++)
+      writes.push(store.append(id, [{ type: 'delta', text: String(i) }], { owner: 'w', ttlMs: 60_000 }));
     await Promise.all(writes);
     await store.append(id, [{ type: 'done', result: {} }], { owner: 'w', ttlMs: 60_000 });
     await h.ended;
@@ -85,7 +101,15 @@ describe('followJob', () => {
   it('resumes after the end: a finished job replays from the cursor and ends', async () => {
     const id = jobId();
     await store.claim(id, 'w', 60_000);
-    await store.append(id, [{ type: 'delta', text: 'a' }, { type: 'delta', text: 'b' }, { type: 'done', result: {} }], { owner: 'w', ttlMs: 60_000 });
+    await store.append(
+      id,
+      [
+        { type: 'delta', text: 'a' },
+        { type: 'delta', text: 'b' },
+        { type: 'done', result: {} },
+      ],
+      { owner: 'w', ttlMs: 60_000 },
+    );
     const got: number[] = [];
     const h = await followJob(hub, store, id, 1, (_r, seq) => got.push(seq));
     await h.ended;
@@ -98,7 +122,12 @@ describe('followJob', () => {
     const got: number[] = [];
     const h = await followJob(hub, store, id, 0, (_r, seq) => got.push(seq));
     // Write frames to the stream without publishing (as if pub/sub dropped them), then one live frame.
-    await redis.xadd(keys.frames(id), '0-1', 'f', JSON.stringify({ v: 1, job: id, seq: 1, type: 'delta', text: 'lost' }));
+    await redis.xadd(
+      keys.frames(id),
+      '0-1',
+      'f',
+      JSON.stringify({ v: 1, job: id, seq: 1, type: 'delta', text: 'lost' }),
+    );
     await store.append(id, [{ type: 'done', result: {} }], { owner: 'w', ttlMs: 60_000 });
     await until(() => got.length === 2, { what: 'gap filled' });
     await h.ended;

@@ -59,7 +59,13 @@ return seq
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    syClaim(frames: string, meta: string, owner: string, state: string, ttlMs: number): Result<[number, number], Context>;
+    syClaim(
+      frames: string,
+      meta: string,
+      owner: string,
+      state: string,
+      ttlMs: number,
+    ): Result<[number, number], Context>;
     syAppend(
       framesKey: string,
       meta: string,
@@ -136,7 +142,13 @@ export class FrameStore {
 
   /** Frames after `afterSeq`, in order (raw JSON strings). */
   async read(jobId: string, afterSeq: number, count = 1000): Promise<string[]> {
-    const entries = await this.redis.xrange(this.keys.frames(jobId), `0-${afterSeq + 1}`, '+', 'COUNT', count);
+    const entries = await this.redis.xrange(
+      this.keys.frames(jobId),
+      `0-${afterSeq + 1}`,
+      '+',
+      'COUNT',
+      count,
+    );
     return entries.map(([, fields]) => fields[1] ?? '');
   }
 

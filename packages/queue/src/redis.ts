@@ -5,7 +5,10 @@ import { Redis, type RedisOptions } from 'ioredis';
  * must not give up on commands while Redis reconnects (`maxRetriesPerRequest: null`); request-path
  * connections fail fast instead so a caller gets an error rather than hanging.
  */
-export function createRedis(url: string, opts: { blocking?: boolean; name?: string } & RedisOptions = {}): Redis {
+export function createRedis(
+  url: string,
+  opts: { blocking?: boolean; name?: string } & RedisOptions = {},
+): Redis {
   const { blocking, name, ...rest } = opts;
   return new Redis(url, {
     maxRetriesPerRequest: blocking ? null : 3,

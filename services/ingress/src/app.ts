@@ -26,13 +26,16 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     ...opts,
   });
   registerErrorHandling(app);
-  const allowedOrigins = deps.config.WS_ALLOWED_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean);
+  const allowedOrigins = deps.config.WS_ALLOWED_ORIGINS.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   await app.register(websocket, {
     options: {
       maxPayload: deps.config.WS_MAX_MESSAGE_BYTES,
       // CORS does not protect WebSockets: check Origin against the allowlist (cross-site hijacking).
       verifyClient: (info: { origin?: string }, cb: (ok: boolean, code?: number, msg?: string) => void) => {
-        if (allowedOrigins.length === 0 || !info.origin || allowedOrigins.includes(info.origin)) return cb(true);
+        if (allowedOrigins.length === 0 || !info.origin || allowedOrigins.includes(info.origin))
+          return cb(true);
         cb(false, 403, 'Origin not allowed');
       },
     },
@@ -40,10 +43,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const checks = await Promise.allSettled([
-      deps.redis.ping(),
-      deps.db.execute(sql`select 1`),
-    ]);
+    const checks = await Promise.allSettled([deps.redis.ping(), deps.db.execute(sql`select 1`)]);
     const [redis, db] = checks.map((c) => c.status === 'fulfilled');
     const ready = redis && db;
     return reply.code(ready ? 200 : 503).send({

@@ -44,7 +44,9 @@ export type IngressConfig = z.infer<typeof IngressConfig>;
 export function loadConfig(env: Record<string, string | undefined>): IngressConfig {
   const r = IngressConfig.safeParse(env);
   if (!r.success) {
-    throw new Error(`invalid ingress configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new Error(
+      `invalid ingress configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   }
   return r.data;
 }

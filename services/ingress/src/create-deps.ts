@@ -37,7 +37,11 @@ export async function createIngressDeps(
     queues,
     db,
     directory,
-    router: new Router(directory, { allowUnpriced: config.ALLOW_UNPRICED_MODELS, fallbacks: gateway.fallbacks, aliases: gateway.aliases }),
+    router: new Router(directory, {
+      allowUnpriced: config.ALLOW_UNPRICED_MODELS,
+      fallbacks: gateway.fallbacks,
+      aliases: gateway.aliases,
+    }),
     async close() {
       directory.stop();
       await queues.close().catch(() => {});

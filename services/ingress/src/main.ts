@@ -21,7 +21,11 @@ if (config.SWITCHYARD_BOOTSTRAP_KEY) {
     apiKey: config.SWITCHYARD_BOOTSTRAP_KEY,
     creditMicros: usdToMicros(config.SWITCHYARD_BOOTSTRAP_CREDIT_USD),
   });
-  if (r.created) log.info({ account: r.accountId, creditUsd: config.SWITCHYARD_BOOTSTRAP_CREDIT_USD }, 'bootstrap account created');
+  if (r.created)
+    log.info(
+      { account: r.accountId, creditUsd: config.SWITCHYARD_BOOTSTRAP_CREDIT_USD },
+      'bootstrap account created',
+    );
 }
 if (!config.SWITCHYARD_ADMIN_TOKEN) log.info('SWITCHYARD_ADMIN_TOKEN not set: the admin API is disabled');
 

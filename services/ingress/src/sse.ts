@@ -39,7 +39,14 @@ export class ChunkWriter {
   #role(out: string[], withContent: boolean): void {
     if (this.#roleSent) return;
     this.#roleSent = true;
-    out.push(this.#chunk(withContent ? { role: 'assistant', content: '', refusal: null } : { role: 'assistant', content: null }, null));
+    out.push(
+      this.#chunk(
+        withContent
+          ? { role: 'assistant', content: '', refusal: null }
+          : { role: 'assistant', content: null },
+        null,
+      ),
+    );
   }
 
   /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
@@ -100,6 +107,11 @@ export class ChunkWriter {
 
 /** An in-band error after the 200 status: the official SDK raises APIError for a data payload with `error`. */
 export function errorEvent(code: string, message: string): string {
-  const type = code === 'rate_limit_exceeded' ? 'rate_limit_error' : code.includes('invalid') ? 'invalid_request_error' : 'server_error';
+  const type =
+    code === 'rate_limit_exceeded'
+      ? 'rate_limit_error'
+      : code.includes('invalid')
+        ? 'invalid_request_error'
+        : 'server_error';
   return `data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`;
 }

@@ -11,11 +11,18 @@ import { fromZod } from './plugins/errors.ts';
 /** Validates a chat body, with OpenAI-style messages for the common mistakes. */
 export function parseChatRequest(body: unknown): ChatRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new GatewayError({ code: 'invalid_request_error', message: 'The request body must be a JSON object.' });
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: 'The request body must be a JSON object.',
+    });
   }
   const b = body as Record<string, unknown>;
   if (b.model === undefined) {
-    throw new GatewayError({ code: 'invalid_request_error', message: "Missing required parameter: 'model'.", param: 'model' });
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: "Missing required parameter: 'model'.",
+      param: 'model',
+    });
   }
   if (b.messages === undefined) {
     throw new GatewayError({
@@ -53,7 +60,10 @@ export async function submitChat(
   if (principal.allowedModels) {
     const allowed = principal.allowedModels;
     const ok = route.plan.filter(
-      (c) => allowed.includes(`${c.provider}/${c.model}`) || allowed.includes(c.model) || allowed.includes(request.model),
+      (c) =>
+        allowed.includes(`${c.provider}/${c.model}`) ||
+        allowed.includes(c.model) ||
+        allowed.includes(request.model),
     );
     if (ok.length === 0) {
       throw new GatewayError({
@@ -103,14 +113,28 @@ export async function submitChat(
     const meta = deps.keys.meta(id);
     const m = deps.redis
       .multi()
-      .hset(meta, 'account', principal.accountId, 'state', 'queued', 'model', request.model, 'created', String(now))
+      .hset(
+        meta,
+        'account',
+        principal.accountId,
+        'state',
+        'queued',
+        'model',
+        request.model,
+        'created',
+        String(now),
+      )
       .pexpire(meta, ttlMs);
     await m.exec();
     if (opts.accepted) {
-      await deps.store.append(id, [{ type: 'accepted', model: request.model, created: Math.floor(now / 1000) }], {
-        owner: '',
-        ttlMs,
-      });
+      await deps.store.append(
+        id,
+        [{ type: 'accepted', model: request.model, created: Math.floor(now / 1000) }],
+        {
+          owner: '',
+          ttlMs,
+        },
+      );
     }
     await opts.beforeEnqueue?.(id);
     await deps.queues.add(data);

@@ -49,19 +49,27 @@ const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise<AttemptOutcome> {
   const { data, attempt } = input;
   const candidate = data.plan[data.hop];
-  if (!candidate) throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
+  if (!candidate)
+    throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
   const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
   const claim = await deps.store.claim(data.id, owner, ttlMs);
   if (claim.terminal) return { status: 'already_done' };
   const abort = new AbortController();
-  if (claim.cancelled) abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
+  if (claim.cancelled)
+    abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
 
   const writer = new StreamWriter(deps.store, data.id, owner, ttlMs);
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
-    writer.push({ type: 'status', state: 'running', provider: candidate.provider, model: candidate.model, attempt });
+    writer.push({
+      type: 'status',
+      state: 'running',
+      provider: candidate.provider,
+      model: candidate.model,
+      attempt,
+    });
   }
 
   let usage: Usage = zeroUsage();
@@ -141,15 +149,29 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     });
     usage = res.completion.usage;
     void deps.circuit.success().catch(() => {});
-    if (input.admission) void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
+    if (input.admission)
+      void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
-    const result = toChatCompletion(data.id, data.requestedModel, Math.floor(data.created / 1000), res.completion);
+    const result = toChatCompletion(
+      data.id,
+      data.requestedModel,
+      Math.floor(data.created / 1000),
+      res.completion,
+    );
     const frames: FrameBody[] = data.deltas
-      ? [{ type: 'usage', usage: result.usage }, { type: 'done', result: result as unknown as Record<string, unknown> }]
+      ? [
+          { type: 'usage', usage: result.usage },
+          { type: 'done', result: result as unknown as Record<string, unknown> },
+        ]
       : [{ type: 'done', result: result as unknown as Record<string, unknown> }];
-    await deps.store.append(data.id, frames, { owner, ttlMs, state: 'completed', usage: usageEvent('success', true) });
+    await deps.store.append(data.id, frames, {
+      owner,
+      ttlMs,
+      state: 'completed',
+      usage: usageEvent('success', true),
+    });
     deps.metrics.requests.inc({ outcome: 'completed' });
     return { status: 'completed' };
   } catch (raw) {
@@ -159,14 +181,16 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       // Another attempt owns the job now (we were stalled): leave everything to it.
       return { status: 'already_done' };
     }
-    if (input.admission) void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
+    if (input.admission)
+      void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     if (isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
     if (err.code === 'rate_limit_exceeded' && err.retryable) {
       deps.metrics.upstream429.inc();
       const waitMs = err.retryAfterMs ?? 1_000;
       await deps.limiter.pause(input.keyIndex, waitMs).catch(() => {});
       if (input.canWaitOnRateLimit && !writer.wroteContent && Date.now() + waitMs < data.deadline) {
-        if (hasTokens(usage)) await deps.store.append(data.id, [], { owner, ttlMs, usage: usageEvent('failed', false) });
+        if (hasTokens(usage))
+          await deps.store.append(data.id, [], { owner, ttlMs, usage: usageEvent('failed', false) });
         return { status: 'rate_limited', waitMs };
       }
     }
@@ -263,7 +287,8 @@ function summarize(last: GatewayError, attempts: JobData['attempts']): GatewayEr
 
 export function toGatewayError(e: unknown): GatewayError {
   if (e instanceof GatewayError) return e;
-  if (e instanceof Error && e.name === 'AbortError') return new GatewayError({ code: 'cancelled', message: 'cancelled' });
+  if (e instanceof Error && e.name === 'AbortError')
+    return new GatewayError({ code: 'cancelled', message: 'cancelled' });
   return new GatewayError({ code: 'internal_error', message: 'internal error', retryable: true, cause: e });
 }
 

@@ -44,7 +44,9 @@ export type WorkerConfig = z.infer<typeof WorkerConfig>;
 export function loadConfig(env: Record<string, string | undefined>): WorkerConfig {
   const r = WorkerConfig.safeParse(env);
   if (!r.success) {
-    throw new Error(`invalid worker configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new Error(
+      `invalid worker configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   }
   return r.data;
 }

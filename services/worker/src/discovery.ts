@@ -33,19 +33,43 @@ export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecor
   let record: DiscoveryRecord;
   try {
     const models = await listProviderModels(deps, AbortSignal.timeout(10_000));
-    record = { v: 1, provider: config.id, kind: config.kind, fake: config.fake === true, source: 'provider', at: Date.now(), models };
+    record = {
+      v: 1,
+      provider: config.id,
+      kind: config.kind,
+      fake: config.fake === true,
+      source: 'provider',
+      at: Date.now(),
+      models,
+    };
   } catch (e) {
-    deps.log.warn({ err: String(e) }, 'model discovery failed; publishing the built-in catalog for this provider');
+    deps.log.warn(
+      { err: String(e) },
+      'model discovery failed; publishing the built-in catalog for this provider',
+    );
     const models = BUILTIN_MODELS.filter((m) => m.provider === config.id).map((m) => ({
       id: m.id,
       contextWindow: m.contextWindow,
       maxOutputTokens: m.maxOutputTokens,
     }));
-    record = { v: 1, provider: config.id, kind: config.kind, fake: config.fake === true, source: 'catalog', at: Date.now(), models };
+    record = {
+      v: 1,
+      provider: config.id,
+      kind: config.kind,
+      fake: config.fake === true,
+      source: 'catalog',
+      at: Date.now(),
+      models,
+    };
   }
   await deps.redis
     .multi()
-    .set(deps.keys.models(config.id), JSON.stringify(record), 'PX', Math.max(3 * deps.config.DISCOVERY_INTERVAL_MS, 30_000))
+    .set(
+      deps.keys.models(config.id),
+      JSON.stringify(record),
+      'PX',
+      Math.max(3 * deps.config.DISCOVERY_INTERVAL_MS, 30_000),
+    )
     .sadd(deps.keys.k('pools'), config.id)
     .exec();
   return record;

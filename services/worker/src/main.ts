@@ -29,15 +29,23 @@ if (!providerConfig) {
 }
 if (providerConfig.fake) {
   log.warn('*************************************************************************************');
-  log.warn(`* NO API KEY FOR "${providerConfig.id}": this pool talks to the FAKE provider at ${providerConfig.baseUrl}`);
+  log.warn(
+    `* NO API KEY FOR "${providerConfig.id}": this pool talks to the FAKE provider at ${providerConfig.baseUrl}`,
+  );
   log.warn('* Answers are synthetic. Set the provider key in .env to use the real provider.');
   log.warn('*************************************************************************************');
 }
 
 const keys = makeKeys(config.REDIS_PREFIX);
 const redis = createRedis(config.REDIS_URL, { name: `sy-worker-${config.WORKER_PROVIDER}` });
-const bullConnection = createRedis(config.REDIS_URL, { blocking: true, name: `sy-worker-${config.WORKER_PROVIDER}-bull` });
-const sub = createRedis(config.REDIS_URL, { blocking: true, name: `sy-worker-${config.WORKER_PROVIDER}-sub` });
+const bullConnection = createRedis(config.REDIS_URL, {
+  blocking: true,
+  name: `sy-worker-${config.WORKER_PROVIDER}-bull`,
+});
+const sub = createRedis(config.REDIS_URL, {
+  blocking: true,
+  name: `sy-worker-${config.WORKER_PROVIDER}-sub`,
+});
 const metrics = createWorkerMetrics(providerConfig.id);
 const cancels = new CancelRegistry();
 const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -63,8 +71,17 @@ const deps: WorkerDeps = {
   cancels,
   metrics,
   queue: queues.get(providerConfig.id),
-  limiter: new PoolLimiter(redis, keys, providerConfig.id, apiKeys.length, { ...limits, windowMs: config.RATE_WINDOW_MS, guardMs: config.RATE_GUARD_MS }),
-  circuit: new CircuitBreaker(redis, keys, providerConfig.id, gatewayConfig.providers[providerConfig.id]?.circuit ?? defaultCircuit()),
+  limiter: new PoolLimiter(redis, keys, providerConfig.id, apiKeys.length, {
+    ...limits,
+    windowMs: config.RATE_WINDOW_MS,
+    guardMs: config.RATE_GUARD_MS,
+  }),
+  circuit: new CircuitBreaker(
+    redis,
+    keys,
+    providerConfig.id,
+    gatewayConfig.providers[providerConfig.id]?.circuit ?? defaultCircuit(),
+  ),
   limits,
 };
 
@@ -72,7 +89,12 @@ const deps: WorkerDeps = {
 async function applyLimits(next: typeof limits) {
   const changed = JSON.stringify(next) !== JSON.stringify(deps.limits) || !applied;
   deps.limits = next;
-  deps.limiter.settings = { rpm: next.rpm, tpm: next.tpm, windowMs: config.RATE_WINDOW_MS, guardMs: config.RATE_GUARD_MS };
+  deps.limiter.settings = {
+    rpm: next.rpm,
+    tpm: next.tpm,
+    windowMs: config.RATE_WINDOW_MS,
+    guardMs: config.RATE_GUARD_MS,
+  };
   if (!changed) return;
   applied = true;
   if (next.maxInFlight) await deps.queue.setGlobalConcurrency(next.maxInFlight);
@@ -118,7 +140,9 @@ async function shutdown(signal: string) {
   log.info({ signal, inFlight: cancels.size }, 'draining: no new jobs; finishing in-flight ones');
   clearInterval(discovery);
   clearInterval(limitsTimer);
-  const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.SHUTDOWN_TIMEOUT_MS).unref());
+  const timeout = new Promise<'timeout'>((r) =>
+    setTimeout(() => r('timeout'), config.SHUTDOWN_TIMEOUT_MS).unref(),
+  );
   const closed = await Promise.race([worker.close().then(() => 'closed' as const), timeout]);
   if (closed === 'timeout') {
     // Jobs still running are handed back: their locks lapse and another process re-runs them.

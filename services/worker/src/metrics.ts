@@ -8,17 +8,69 @@ export function createWorkerMetrics(provider: string) {
   const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
   return {
     registry,
-    requests: new Counter({ name: 'switchyard_worker_requests_total', help: 'Jobs ended, by outcome', labelNames: ['outcome'], registers: [registry] }),
-    retries: new Counter({ name: 'switchyard_worker_retries_total', help: 'Retried attempts, by error code', labelNames: ['code'], registers: [registry] }),
-    fallbacks: new Counter({ name: 'switchyard_worker_fallbacks_total', help: 'Jobs handed to the next provider', labelNames: ['to'], registers: [registry] }),
-    rateLimitWaits: new Counter({ name: 'switchyard_worker_rate_limit_waits_total', help: 'Pool-wide waits for a rate limit (our limit, or learned from provider headers)', labelNames: ['reason'], registers: [registry] }),
-    upstream429: new Counter({ name: 'switchyard_upstream_429_total', help: '429 answers from the provider', registers: [registry] }),
-    circuitOpen: new Gauge({ name: 'switchyard_circuit_open', help: '1 while the provider circuit is open or half-open (as last seen by this process)', registers: [registry] }),
-    queueDepth: new Gauge({ name: 'switchyard_queue_depth', help: 'Jobs by state in this pool\'s queue', labelNames: ['state'], registers: [registry] }),
-    limit: new Gauge({ name: 'switchyard_limit', help: 'Limits in force', labelNames: ['limit'], registers: [registry] }),
-    inFlight: new Gauge({ name: 'switchyard_worker_in_flight', help: 'Provider calls in flight in this process', registers: [registry] }),
-    upstreamLatency: new Histogram({ name: 'switchyard_upstream_latency_seconds', help: 'Provider call duration', buckets, registers: [registry] }),
-    ttft: new Histogram({ name: 'switchyard_upstream_ttft_seconds', help: 'Provider time to first token', buckets, registers: [registry] }),
+    requests: new Counter({
+      name: 'switchyard_worker_requests_total',
+      help: 'Jobs ended, by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    retries: new Counter({
+      name: 'switchyard_worker_retries_total',
+      help: 'Retried attempts, by error code',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    fallbacks: new Counter({
+      name: 'switchyard_worker_fallbacks_total',
+      help: 'Jobs handed to the next provider',
+      labelNames: ['to'],
+      registers: [registry],
+    }),
+    rateLimitWaits: new Counter({
+      name: 'switchyard_worker_rate_limit_waits_total',
+      help: 'Pool-wide waits for a rate limit (our limit, or learned from provider headers)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    upstream429: new Counter({
+      name: 'switchyard_upstream_429_total',
+      help: '429 answers from the provider',
+      registers: [registry],
+    }),
+    circuitOpen: new Gauge({
+      name: 'switchyard_circuit_open',
+      help: '1 while the provider circuit is open or half-open (as last seen by this process)',
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'switchyard_queue_depth',
+      help: "Jobs by state in this pool's queue",
+      labelNames: ['state'],
+      registers: [registry],
+    }),
+    limit: new Gauge({
+      name: 'switchyard_limit',
+      help: 'Limits in force',
+      labelNames: ['limit'],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'switchyard_worker_in_flight',
+      help: 'Provider calls in flight in this process',
+      registers: [registry],
+    }),
+    upstreamLatency: new Histogram({
+      name: 'switchyard_upstream_latency_seconds',
+      help: 'Provider call duration',
+      buckets,
+      registers: [registry],
+    }),
+    ttft: new Histogram({
+      name: 'switchyard_upstream_ttft_seconds',
+      help: 'Provider time to first token',
+      buckets,
+      registers: [registry],
+    }),
   };
 }
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;

@@ -15,7 +15,11 @@ import type { WorkerDeps } from './deps.ts';
  * only needs a free event loop to keep its lock); a job may stall twice before it is failed (and
  * then the safety net below still ends it for the caller).
  */
-export function createPool(deps: WorkerDeps, connection: Redis, workerId: string): Worker<JobData, AttemptOutcome> {
+export function createPool(
+  deps: WorkerDeps,
+  connection: Redis,
+  workerId: string,
+): Worker<JobData, AttemptOutcome> {
   let nextKey = 0;
   const worker = new Worker<JobData, AttemptOutcome>(
     deps.keys.queue(deps.provider.config.id),
@@ -98,7 +102,11 @@ const isTerminal = (job: Job) => job.finishedOn !== undefined;
 async function endAbandoned(deps: WorkerDeps, job: Job<JobData>, cause: Error): Promise<void> {
   const data = job.data;
   const candidate = data.plan[data.hop];
-  const err = new GatewayError({ code: 'upstream_error', message: 'the request could not be completed', retryable: true });
+  const err = new GatewayError({
+    code: 'upstream_error',
+    message: 'the request could not be completed',
+    retryable: true,
+  });
   try {
     const last = await deps.store.last(data.id);
     if (last && (last.includes('"type":"done"') || last.includes('"type":"error"'))) return;
@@ -123,7 +131,10 @@ async function endAbandoned(deps: WorkerDeps, job: Job<JobData>, cause: Error): 
         at: Date.now(),
       },
     });
-    deps.log.error({ job: job.id, cause: cause.message }, 'job failed outside its handler; ended it for the caller');
+    deps.log.error(
+      { job: job.id, cause: cause.message },
+      'job failed outside its handler; ended it for the caller',
+    );
   } catch (e) {
     deps.log.error({ job: job.id, err: String(e) }, 'could not end an abandoned job');
   }

@@ -29,12 +29,17 @@ describe('StreamWriter', () => {
     await w.flush();
     const frames = (await store.read(id, 0)).map((r) => JSON.parse(r));
     expect(frames[0].type).toBe('status');
-    const text = frames.filter((f) => f.type === 'delta').map((f) => f.text ?? '').join('');
+    const text = frames
+      .filter((f) => f.type === 'delta')
+      .map((f) => f.text ?? '')
+      .join('');
     expect(text).toBe(Array.from({ length: 200 }, (_, i) => `t${i} `).join(''));
     // 200 deltas written in far fewer Redis calls.
     expect(w.writes).toBeLessThan(10);
     const calls = frames.flatMap((f) => f.tool_calls ?? []);
-    expect(calls).toEqual([{ index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }]);
+    expect(calls).toEqual([
+      { index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } },
+    ]);
   });
 
   it('surfaces a lost ownership as an error', async () => {

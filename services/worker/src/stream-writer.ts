@@ -50,7 +50,8 @@ export class StreamWriter {
 
   toolCall(d: ToolCallDelta): void {
     const delta = this.#delta();
-    const calls = (delta.tool_calls ??= []);
+    delta.tool_calls ??= [];
+    const calls = delta.tool_calls;
     const prev = calls.at(-1);
     // Merge argument fragments of the same call; a new index or a new id starts a new entry.
     if (prev && prev.index === d.index && !d.id && !d.function?.name) {

@@ -53,7 +53,10 @@ export class Authenticator {
     }
     const rec = hit.rec;
     if (!rec || rec.revoked) {
-      throw new GatewayError({ code: 'invalid_api_key', message: `Incorrect API key provided: ${mask(key)}.` });
+      throw new GatewayError({
+        code: 'invalid_api_key',
+        message: `Incorrect API key provided: ${mask(key)}.`,
+      });
     }
     return { accountId: rec.accountId, keyId: rec.id, scopes: rec.scopes, allowedModels: rec.allowedModels };
   }
@@ -67,6 +70,9 @@ function mask(key: string): string {
 
 export function requireScope(p: Principal, scope: string): void {
   if (p.scopes.length > 0 && !p.scopes.includes(scope)) {
-    throw new GatewayError({ code: 'permission_denied', message: `This API key lacks the '${scope}' scope.` });
+    throw new GatewayError({
+      code: 'permission_denied',
+      message: `This API key lacks the '${scope}' scope.`,
+    });
   }
 }

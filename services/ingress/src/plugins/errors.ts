@@ -34,7 +34,11 @@ export function registerErrorHandling(app: FastifyInstance): void {
           code: 'invalid_request_error',
           message: 'Unsupported Content-Type: send application/json.',
         });
-      } else if (fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (fe.statusCode === 400 && fe instanceof SyntaxError)) {
+      } else if (
+        fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ||
+        fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ||
+        (fe.statusCode === 400 && fe instanceof SyntaxError)
+      ) {
         ge = new GatewayError({
           code: 'invalid_request_error',
           message: 'We could not parse the JSON body of your request. Send valid JSON.',
@@ -44,7 +48,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
         return reply.code(fe.statusCode).send(ge.toBody());
       } else {
         req.log.error({ err: { message: err.message, stack: err.stack } }, 'unhandled error');
-        ge = new GatewayError({ code: 'internal_error', message: 'The server had an error while processing your request.' });
+        ge = new GatewayError({
+          code: 'internal_error',
+          message: 'The server had an error while processing your request.',
+        });
       }
     }
     if (ge.retryAfterMs && ge.status === 429) reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
@@ -52,6 +59,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     return reply.code(ge.status).send(ge.toBody());
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send(errorBody('not_found', `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`));
+    reply
+      .code(404)
+      .send(errorBody('not_found', `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`));
   });
 }

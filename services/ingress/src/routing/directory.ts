@@ -62,7 +62,8 @@ export class ModelDirectory {
           contextWindow: m.contextWindow ?? cat?.contextWindow ?? 8192,
           maxOutputTokens: m.maxOutputTokens ?? cat?.maxOutputTokens ?? 4096,
           capabilities: cat?.capabilities ?? ['streaming'],
-          price: cat?.price ?? (SELF_HOSTED.has(rec.provider) ? { inputPerM: '0', outputPerM: '0' } : undefined),
+          price:
+            cat?.price ?? (SELF_HOSTED.has(rec.provider) ? { inputPerM: '0', outputPerM: '0' } : undefined),
           created: m.created ?? 1_700_000_000,
           ownedBy: m.ownedBy ?? rec.provider,
           fake: rec.fake,
@@ -86,7 +87,10 @@ export class ModelDirectory {
     const by = new Map<string, Map<string, ModelEntry>>();
     for (const e of entries) {
       let m = by.get(e.provider);
-      if (!m) by.set(e.provider, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        by.set(e.provider, m);
+      }
       m.set(e.id, e);
     }
     this.#byProvider = by;
@@ -94,7 +98,9 @@ export class ModelDirectory {
 
   /** Catalog data for a provider's model id, matching dated variants (`claude-sonnet-4-5-20250929`). */
   catalogEntry(provider: string, id: string): CatalogModel | undefined {
-    return this.#catalog.get(`${provider}/${id}`) ?? this.#catalog.get(`${provider}/${id.replace(DATED, '')}`);
+    return (
+      this.#catalog.get(`${provider}/${id}`) ?? this.#catalog.get(`${provider}/${id.replace(DATED, '')}`)
+    );
   }
 
   get entries(): readonly ModelEntry[] {

@@ -147,7 +147,8 @@ export class Router {
 }
 
 const cheapness = (e: ModelEntry, inputTokens: number) => maxCostMicrosNum(e, inputTokens, 512);
-const maxCostMicrosNum = (e: ModelEntry, i: number, o: number) => (e.price ? Number(maxCostMicros(e, i, o)) : Number.MAX_SAFE_INTEGER);
+const maxCostMicrosNum = (e: ModelEntry, i: number, o: number) =>
+  e.price ? Number(maxCostMicros(e, i, o)) : Number.MAX_SAFE_INTEGER;
 
 function notFound(name: string): GatewayError {
   return new GatewayError({

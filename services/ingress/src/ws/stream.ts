@@ -18,7 +18,12 @@ const MAX_BUFFERED = 4 * 1024 * 1024;
 const HEARTBEAT_MS = 30_000;
 
 const ClientOp = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('subscribe'), job: z.string(), after: z.number().int().nonnegative().default(0), id: z.string().optional() }),
+  z.object({
+    op: z.literal('subscribe'),
+    job: z.string(),
+    after: z.number().int().nonnegative().default(0),
+    id: z.string().optional(),
+  }),
   z.object({ op: z.literal('unsubscribe'), job: z.string(), id: z.string().optional() }),
   z.object({ op: z.literal('submit'), request: z.unknown(), id: z.string().optional() }),
   z.object({ op: z.literal('cancel'), job: z.string(), id: z.string().optional() }),
@@ -41,14 +46,20 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     };
     const reply = (o: Record<string, unknown>) => send(JSON.stringify({ v: 1, ...o }));
     const nack = (op: string, id: string | undefined, e: unknown, job?: string) => {
-      const ge = e instanceof GatewayError ? e : new GatewayError({ code: 'internal_error', message: 'internal error' });
+      const ge =
+        e instanceof GatewayError
+          ? e
+          : new GatewayError({ code: 'internal_error', message: 'internal error' });
       if (!(e instanceof GatewayError)) req.log.error({ err: String(e) }, 'ws op failed');
       reply({ type: 'nack', op, ...(id ? { id } : {}), ...(job ? { job } : {}), error: ge.toBody().error });
     };
     const subscribe = async (job: string, after: number) => {
       if (subs.has(job)) subs.get(job)?.close();
       if (subs.size >= MAX_SUBSCRIPTIONS) {
-        throw new GatewayError({ code: 'rate_limit_exceeded', message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection.` });
+        throw new GatewayError({
+          code: 'rate_limit_exceeded',
+          message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection.`,
+        });
       }
       const h = await followJob(deps.hub, deps.store, job, after, (raw) => send(raw));
       if (socket.readyState !== socket.OPEN) {
@@ -65,13 +76,16 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     socket.on('message', async (data, isBinary) => {
       let msg: z.infer<typeof ClientOp>;
       try {
-        if (isBinary) throw new GatewayError({ code: 'invalid_request_error', message: 'Send JSON text messages.' });
+        if (isBinary)
+          throw new GatewayError({ code: 'invalid_request_error', message: 'Send JSON text messages.' });
         const parsed = ClientOp.safeParse(JSON.parse(data.toString()));
         if (!parsed.success) throw fromZod(parsed.error);
         msg = parsed.data;
       } catch (e) {
         const ge =
-          e instanceof GatewayError ? e : new GatewayError({ code: 'invalid_request_error', message: 'Messages must be JSON.' });
+          e instanceof GatewayError
+            ? e
+            : new GatewayError({ code: 'invalid_request_error', message: 'Messages must be JSON.' });
         return nack('unknown', undefined, ge);
       }
       try {
@@ -80,8 +94,19 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
             return reply({ type: 'pong', ...(msg.id ? { id: msg.id } : {}) });
           case 'subscribe': {
             const meta = await ownedJob(deps, principal, msg.job);
-            if (!meta) throw new GatewayError({ code: 'not_found', message: `No job found with id '${msg.job}'.`, param: 'job' });
-            reply({ type: 'ack', op: 'subscribe', job: msg.job, after: msg.after, ...(msg.id ? { id: msg.id } : {}) });
+            if (!meta)
+              throw new GatewayError({
+                code: 'not_found',
+                message: `No job found with id '${msg.job}'.`,
+                param: 'job',
+              });
+            reply({
+              type: 'ack',
+              op: 'subscribe',
+              job: msg.job,
+              after: msg.after,
+              ...(msg.id ? { id: msg.id } : {}),
+            });
             return await subscribe(msg.job, msg.after);
           }
           case 'unsubscribe':
@@ -90,21 +115,31 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
             return reply({ type: 'ack', op: 'unsubscribe', job: msg.job, ...(msg.id ? { id: msg.id } : {}) });
           case 'cancel': {
             const meta = await ownedJob(deps, principal, msg.job);
-            if (!meta) throw new GatewayError({ code: 'not_found', message: `No job found with id '${msg.job}'.`, param: 'job' });
+            if (!meta)
+              throw new GatewayError({
+                code: 'not_found',
+                message: `No job found with id '${msg.job}'.`,
+                param: 'job',
+              });
             await cancelJob(deps, msg.job);
             return reply({ type: 'ack', op: 'cancel', job: msg.job, ...(msg.id ? { id: msg.id } : {}) });
           }
           case 'submit': {
             const r = ChatRequest.safeParse(msg.request);
             if (!r.success) throw fromZod(r.error, 'request');
-            const data = await submitChat(deps, principal, { ...r.data, stream: false }, {
-              deltas: true,
-              accepted: true,
-              beforeEnqueue: async (id) => {
-                reply({ type: 'ack', op: 'submit', job: id, ...(msg.id ? { id: msg.id } : {}) });
-                await subscribe(id, 0);
+            const data = await submitChat(
+              deps,
+              principal,
+              { ...r.data, stream: false },
+              {
+                deltas: true,
+                accepted: true,
+                beforeEnqueue: async (id) => {
+                  reply({ type: 'ack', op: 'submit', job: id, ...(msg.id ? { id: msg.id } : {}) });
+                  await subscribe(id, 0);
+                },
               },
-            });
+            );
             void data;
             return;
           }

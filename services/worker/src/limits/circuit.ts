@@ -82,7 +82,8 @@ export class CircuitBreaker {
   state: CircuitState = 'closed';
 
   constructor(redis: Redis, keys: Keys, provider: string, config: CircuitConfig) {
-    if (typeof (redis as Partial<Redis>).syCircuit !== 'function') redis.defineCommand('syCircuit', { numberOfKeys: 1, lua: SCRIPT });
+    if (typeof (redis as Partial<Redis>).syCircuit !== 'function')
+      redis.defineCommand('syCircuit', { numberOfKeys: 1, lua: SCRIPT });
     this.#redis = redis;
     this.#key = keys.k('circuit', provider);
     this.config = config;
@@ -90,7 +91,15 @@ export class CircuitBreaker {
 
   async #run(op: string): Promise<number> {
     const c = this.config;
-    return this.#redis.syCircuit(this.#key, op, Date.now(), c.windowMs, c.minSamples, c.failureRatio, c.openMs);
+    return this.#redis.syCircuit(
+      this.#key,
+      op,
+      Date.now(),
+      c.windowMs,
+      c.minSamples,
+      c.failureRatio,
+      c.openMs,
+    );
   }
 
   /** May a call go to the provider now? */

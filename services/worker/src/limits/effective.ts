@@ -16,7 +16,11 @@ export function baseLimits(config: WorkerConfig, file: GatewayConfig, provider: 
 }
 
 /** Run-time overrides written by `PUT /admin/v1/providers/:provider/limits` (JSON; `null` clears a limit). */
-export async function readOverrides(redis: Redis, keys: Keys, provider: string): Promise<Partial<Record<keyof EffectiveLimits, number | null>>> {
+export async function readOverrides(
+  redis: Redis,
+  keys: Keys,
+  provider: string,
+): Promise<Partial<Record<keyof EffectiveLimits, number | null>>> {
   const raw = await redis.get(keys.k('limits', provider));
   if (!raw) return {};
   try {
@@ -26,7 +30,15 @@ export async function readOverrides(redis: Redis, keys: Keys, provider: string):
   }
 }
 
-export function merge(base: EffectiveLimits, o: Partial<Record<keyof EffectiveLimits, number | null>>): EffectiveLimits {
+export function merge(
+  base: EffectiveLimits,
+  o: Partial<Record<keyof EffectiveLimits, number | null>>,
+): EffectiveLimits {
   const pick = (k: 'rpm' | 'tpm' | 'maxInFlight') => (o[k] === null ? undefined : (o[k] ?? base[k]));
-  return { rpm: pick('rpm'), tpm: pick('tpm'), maxInFlight: pick('maxInFlight'), attempts: o.attempts ?? base.attempts };
+  return {
+    rpm: pick('rpm'),
+    tpm: pick('tpm'),
+    maxInFlight: pick('maxInFlight'),
+    attempts: o.attempts ?? base.attempts,
+  };
 }

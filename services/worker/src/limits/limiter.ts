@@ -69,9 +69,12 @@ export interface LimitSettings {
   guardMs?: number;
 }
 
-const paddedWindow = (s: LimitSettings) => s.windowMs + (s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02)));
+const paddedWindow = (s: LimitSettings) =>
+  s.windowMs + (s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02)));
 
-export type Admission = { ok: true; keyIndex: number; bucket: number; tokens: number } | { ok: false; waitMs: number };
+export type Admission =
+  | { ok: true; keyIndex: number; bucket: number; tokens: number }
+  | { ok: false; waitMs: number };
 
 export class PoolLimiter {
   readonly #redis: Redis;
@@ -82,7 +85,8 @@ export class PoolLimiter {
   settings: LimitSettings;
 
   constructor(redis: Redis, keys: Keys, provider: string, keyCount: number, settings: LimitSettings) {
-    if (typeof (redis as Partial<Redis>).syLimit !== 'function') redis.defineCommand('syLimit', { numberOfKeys: 2, lua: ACQUIRE });
+    if (typeof (redis as Partial<Redis>).syLimit !== 'function')
+      redis.defineCommand('syLimit', { numberOfKeys: 2, lua: ACQUIRE });
     this.#redis = redis;
     this.#keys = keys;
     this.#provider = provider;
@@ -157,10 +161,13 @@ export class PoolLimiter {
   /** Paces the pool from the provider's own rate-limit headers, before a 429 happens. */
   async learn(keyIndex: number, info: RateLimitInfo): Promise<number> {
     let pauseMs = 0;
-    if (info.remainingRequests === 0 && info.resetRequestsMs) pauseMs = Math.max(pauseMs, info.resetRequestsMs);
+    if (info.remainingRequests === 0 && info.resetRequestsMs)
+      pauseMs = Math.max(pauseMs, info.resetRequestsMs);
     if (info.remainingTokens === 0 && info.resetTokensMs) pauseMs = Math.max(pauseMs, info.resetTokensMs);
-    if (info.remainingInputTokens === 0 && info.resetInputTokensMs) pauseMs = Math.max(pauseMs, info.resetInputTokensMs);
-    if (info.remainingOutputTokens === 0 && info.resetOutputTokensMs) pauseMs = Math.max(pauseMs, info.resetOutputTokensMs);
+    if (info.remainingInputTokens === 0 && info.resetInputTokensMs)
+      pauseMs = Math.max(pauseMs, info.resetInputTokensMs);
+    if (info.remainingOutputTokens === 0 && info.resetOutputTokensMs)
+      pauseMs = Math.max(pauseMs, info.resetOutputTokensMs);
     if (pauseMs > 0) await this.pause(keyIndex, pauseMs);
     return pauseMs;
   }

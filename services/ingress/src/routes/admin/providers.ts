@@ -11,7 +11,11 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 export function adminGuard(adminToken: string | undefined) {
   const expected = adminToken ? digest(adminToken) : undefined;
   return async (req: FastifyRequest) => {
-    if (!expected) throw new GatewayError({ code: 'not_found', message: `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.` });
+    if (!expected)
+      throw new GatewayError({
+        code: 'not_found',
+        message: `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`,
+      });
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization?.trim() ?? '');
     if (!m?.[1] || !timingSafeEqual(digest(m[1].trim()), expected)) {
       throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid admin token.' });
@@ -20,7 +24,12 @@ export function adminGuard(adminToken: string | undefined) {
 }
 
 const limit = z.number().int().positive().nullable().optional();
-const Limits = z.strictObject({ rpm: limit, tpm: limit, maxInFlight: limit, attempts: z.number().int().min(1).max(10).nullable().optional() });
+const Limits = z.strictObject({
+  rpm: limit,
+  tpm: limit,
+  maxInFlight: limit,
+  attempts: z.number().int().min(1).max(10).nullable().optional(),
+});
 
 /**
  * Provider pool operations: live pools, their circuit state, and run-time limits. Limits written
@@ -43,7 +52,12 @@ export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDep
         return {
           id: p,
           live: live === 1,
-          circuit: circuit.state === 'open' || circuit.state === 'half' ? (circuit.state === 'half' ? 'half-open' : 'open') : 'closed',
+          circuit:
+            circuit.state === 'open' || circuit.state === 'half'
+              ? circuit.state === 'half'
+                ? 'half-open'
+                : 'open'
+              : 'closed',
           limit_overrides: overrides ? JSON.parse(overrides) : {},
           models: deps.directory.entries.filter((e) => e.provider === p).length,
         };
@@ -54,7 +68,12 @@ export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDep
 
   app.put<{ Params: { provider: string } }>('/admin/v1/providers/:provider/limits', async (req) => {
     const p = req.params.provider;
-    if (!/^[a-z0-9-]+$/.test(p)) throw new GatewayError({ code: 'invalid_request_error', message: 'bad provider name', param: 'provider' });
+    if (!/^[a-z0-9-]+$/.test(p))
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message: 'bad provider name',
+        param: 'provider',
+      });
     const b = Limits.safeParse(req.body);
     if (!b.success) throw fromZod(b.error);
     const key = keys.k('limits', p);

@@ -48,7 +48,10 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 }
 
 function timeoutError(): GatewayError {
-  return new GatewayError({ code: 'upstream_timeout', message: 'The request timed out before a provider answered.' });
+  return new GatewayError({
+    code: 'upstream_timeout',
+    message: 'The request timed out before a provider answered.',
+  });
 }
 
 async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: AbortSignal) {
@@ -75,7 +78,12 @@ async function relaySse(
   queue: FrameQueue,
   signal: AbortSignal,
 ) {
-  const writer = new ChunkWriter(id, body.model, Math.floor(createdMs / 1000), body.stream_options?.include_usage === true);
+  const writer = new ChunkWriter(
+    id,
+    body.model,
+    Math.floor(createdMs / 1000),
+    body.stream_options?.include_usage === true,
+  );
   let open = false;
   const start = () => {
     if (open) return;
@@ -100,7 +108,12 @@ async function relaySse(
     if (f.type === 'error' && !open) throw GatewayError.from(f.error);
     if (f.type === 'reset' && writer.started) {
       // Content already reached this caller; SSE cannot take it back, so end with an explicit error.
-      reply.raw.end(errorEvent('upstream_error', 'The provider failed mid-answer; the partial answer above is incomplete.'));
+      reply.raw.end(
+        errorEvent(
+          'upstream_error',
+          'The provider failed mid-answer; the partial answer above is incomplete.',
+        ),
+      );
       return reply;
     }
     const out = writer.frame(f);

@@ -5,7 +5,8 @@ import type { IngressDeps } from '../../deps.ts';
 import type { Principal } from '../../plugins/auth.ts';
 import { cancelJob, ownedJob, parseChatRequest, submitChat } from '../../submit.ts';
 
-const notFound = (id: string) => new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
+const notFound = (id: string) =>
+  new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
 
 /** The public job object: status, and the result (same shape as the HTTP response) or the error. */
 async function jobView(deps: IngressDeps, id: string, meta: Record<string, string>) {
@@ -32,7 +33,12 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   /** Async submission: same body as chat completions; answers 202 with the job id at once. */
   app.post('/v1/jobs', async (req, reply) => {
     const body = parseChatRequest(req.body);
-    const data = await submitChat(deps, req.principal as Principal, { ...body, stream: false }, { deltas: true, accepted: true });
+    const data = await submitChat(
+      deps,
+      req.principal as Principal,
+      { ...body, stream: false },
+      { deltas: true, accepted: true },
+    );
     return reply
       .code(202)
       .header('location', `/v1/jobs/${data.id}`)
@@ -55,7 +61,12 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', async (req) => {
     const meta = await ownedJob(deps, req.principal as Principal, req.params.id);
     if (!meta) throw notFound(req.params.id);
-    if (meta.state !== 'completed' && meta.state !== 'failed' && meta.state !== 'cancelled') await cancelJob(deps, req.params.id);
-    return { id: req.params.id, object: 'job', status: meta.state === 'queued' || meta.state === 'running' ? 'cancelling' : meta.state };
+    if (meta.state !== 'completed' && meta.state !== 'failed' && meta.state !== 'cancelled')
+      await cancelJob(deps, req.params.id);
+    return {
+      id: req.params.id,
+      object: 'job',
+      status: meta.state === 'queued' || meta.state === 'running' ? 'cancelling' : meta.state,
+    };
   });
 }

@@ -37,8 +37,16 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (req) => {
     const name = req.params['*'];
     const slash = name.indexOf('/');
-    const e = slash > 0 ? deps.directory.find(name.slice(0, slash), name.slice(slash + 1)) : deps.directory.findAll(name)[0];
-    if (!e) throw new GatewayError({ code: 'model_not_found', message: `The model '${name}' does not exist`, param: 'model' });
+    const e =
+      slash > 0
+        ? deps.directory.find(name.slice(0, slash), name.slice(slash + 1))
+        : deps.directory.findAll(name)[0];
+    if (!e)
+      throw new GatewayError({
+        code: 'model_not_found',
+        message: `The model '${name}' does not exist`,
+        param: 'model',
+      });
     return view(e);
   });
 }
