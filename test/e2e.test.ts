@@ -298,3 +298,32 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
     expect(((await r.json()) as { error: { type: string } }).error.type).toBeTypeOf('string');
   });
 });
+
+describe('browser WebSocket tokens', () => {
+  it('a short-lived token opens the WebSocket once, and only once', async () => {
+    const r = await fetch(`${stack.url}/v1/stream/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
+    expect(r.status).toBe(201);
+    const { token } = (await r.json()) as { token: string };
+    const open = (t: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(
+          `${stack.url.replace('http', 'ws')}/v1/stream?token=${encodeURIComponent(t)}`,
+        );
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => {
+          ws.send(JSON.stringify({ op: 'ping', id: 'p' }));
+          ws.once('message', (d) => {
+            expect(JSON.parse(d.toString())).toMatchObject({ type: 'pong', id: 'p' });
+            ws.close();
+            resolve(101);
+          });
+        });
+      });
+    expect(await open(token)).toBe(101);
+    expect(await open(token)).toBe(401);
+    expect(await open('wst_forged')).toBe(401);
+  });
+});

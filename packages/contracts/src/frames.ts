@@ -34,6 +34,7 @@ export const Frame = z.discriminatedUnion('type', [
     type: z.literal('delta'),
     text: z.string().optional(),
     reasoning: z.string().optional(),
+    refusal: z.string().optional(),
     tool_calls: z.array(ToolCallDelta).optional(),
   }),
   z.object({ ...base, type: z.literal('reset'), reason: z.string(), hop: z.number(), attempt: z.number() }),

@@ -7,6 +7,8 @@ export const BillingConfig = z.object({
   DATABASE_URL: z.string().min(1),
   REDIS_URL: z.string().min(1),
   REDIS_PREFIX: z.string().min(1).default('sy'),
+  /** Routing file with price overrides (the same file the ingress reads). */
+  SWITCHYARD_CONFIG: z.string().optional(),
   /** Most events settled per Postgres transaction. */
   BILLING_BATCH_SIZE: int(500, 1),
   /** How long to keep collecting a batch once its first event arrived. */

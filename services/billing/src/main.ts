@@ -1,3 +1,4 @@
+import { catalogWithOverrides, loadGatewayConfig } from '@switchyard/catalog/gateway-config';
 import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@switchyard/catalog/models';
 import { createDb } from '@switchyard/db/client';
 import { runMigrations } from '@switchyard/db/migrate';
@@ -17,8 +18,9 @@ const log = createLogger(config.LOG_LEVEL);
 
 await runMigrations(config.DATABASE_URL);
 const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 4 });
-// Built-in catalog prices; the ingress syncs the routing config's overrides (same table, same date wins last).
-await syncPrices(db, BUILTIN_MODELS, PRICES_TAKEN_AT);
+// The built-in catalog with the routing file's price overrides: the same prices the ingress holds against.
+const gateway = loadGatewayConfig(config.SWITCHYARD_CONFIG, process.env);
+await syncPrices(db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_TAKEN_AT);
 const book = new PriceBook(db);
 await book.load();
 

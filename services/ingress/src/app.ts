@@ -11,6 +11,7 @@ import { chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
 import { modelRoutes } from './routes/v1/models.ts';
 import { streamRoutes } from './ws/stream.ts';
+import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
 
 /** Secrets and prompts never reach the logs: only metadata is logged. */
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
@@ -57,12 +58,20 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   const auth = new Authenticator(deps.db);
   await app.register(async (v1) => {
     v1.addHook('onRequest', async (req) => {
-      req.principal = await auth.authenticate(Authenticator.keyFrom(req.headers));
+      const key = Authenticator.keyFrom(req.headers);
+      const token = (req.query as { token?: unknown }).token;
+      // Browsers open the WebSocket with a short-lived token instead of a header.
+      if (!key && typeof token === 'string' && req.url.startsWith('/v1/stream?')) {
+        req.principal = await redeemStreamToken(deps, token);
+        return;
+      }
+      req.principal = await auth.authenticate(key);
     });
     await chatRoutes(v1, deps);
     await jobRoutes(v1, deps);
     await modelRoutes(v1, deps);
     await streamRoutes(v1, deps);
+    await streamTokenRoutes(v1, deps);
     await v1.register(usageRoutes({ db: deps.db }));
   });
   await app.register(adminRoutes({ db: deps.db, adminToken: deps.config.SWITCHYARD_ADMIN_TOKEN }));

@@ -58,6 +58,10 @@ export class ChunkWriter {
         this.sentText += f.text;
         out.push(this.#chunk({ content: f.text }, null));
       }
+      if (f.refusal) {
+        this.#role(out, false);
+        out.push(this.#chunk({ refusal: f.refusal }, null));
+      }
       if (f.tool_calls?.length) {
         this.#role(out, false);
         this.sentTools = true;

@@ -108,6 +108,9 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       case 'reasoning':
         writer.reasoning(e.text);
         break;
+      case 'refusal':
+        writer.refusal(e.text);
+        break;
       case 'tool_call':
         if (!firstToken) firstToken = performance.now();
         writer.toolCall(e.delta);

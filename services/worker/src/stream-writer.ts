@@ -48,6 +48,11 @@ export class StreamWriter {
     this.#kick();
   }
 
+  refusal(text: string): void {
+    if (text) this.#delta().refusal = (this.#delta().refusal ?? '') + text;
+    this.#kick();
+  }
+
   toolCall(d: ToolCallDelta): void {
     const delta = this.#delta();
     delta.tool_calls ??= [];

@@ -1,0 +1,36 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { GatewayError } from '@switchyard/contracts/errors';
+import { newId } from '@switchyard/contracts/ids';
+import type { IngressDeps } from '../deps.ts';
+import type { Principal } from '../plugins/auth.ts';
+
+const TTL_MS = 60_000;
+const hash = (t: string) => createHash('sha256').update(t).digest('hex');
+
+/**
+ * Browsers cannot set headers on a WebSocket upgrade, and an API key in a URL ends up in logs.
+ * So a backend (holding the key) asks for a short-lived, single-use token and hands it to the
+ * browser, which connects to `/v1/stream?token=…`. Only the token's hash is stored.
+ */
+export async function streamTokenRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
+  app.post('/v1/stream/tokens', async (req, reply) => {
+    const token = newId('wst', 24);
+    await deps.redis.set(
+      deps.keys.k('wstok', hash(token)),
+      JSON.stringify(req.principal as Principal),
+      'PX',
+      TTL_MS,
+    );
+    return reply
+      .code(201)
+      .send({ object: 'stream_token', token, expires_at: Math.floor((Date.now() + TTL_MS) / 1000) });
+  });
+}
+
+/** Redeems a stream token once (GETDEL): a leaked, used token is worthless. */
+export async function redeemStreamToken(deps: IngressDeps, token: string): Promise<Principal> {
+  const raw = token.length <= 128 ? await deps.redis.getdel(deps.keys.k('wstok', hash(token))) : null;
+  if (!raw) throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid or expired stream token.' });
+  return JSON.parse(raw) as Principal;
+}
