@@ -26,6 +26,8 @@ export const UsageEvent = z.object({
   /** The request's last event (success or final failure): billing releases its admission hold. A request that
    *  ends without tokens still emits one final event with zero tokens. */
   final: z.boolean(),
+  /** Tokens estimated by the gateway (the provider cut the stream before reporting usage). */
+  estimated: z.boolean().optional(),
   /** Epoch ms when the provider call ended. */
   at: z.number(),
 });

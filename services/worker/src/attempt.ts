@@ -8,6 +8,7 @@ import { usageEventId } from '@switchyard/contracts/usage';
 import type { StreamEvent } from '@switchyard/providers/types';
 import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
+import { estimateUsage } from './limits/estimate.ts';
 import type { WorkerDeps } from './deps.ts';
 
 export type AttemptOutcome =
@@ -73,6 +74,8 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
   }
 
   let usage: Usage = zeroUsage();
+  let estimated = false;
+  let streamedText = '';
   const usageEvent = (outcome: UsageEvent['outcome'], final: boolean): UsageEvent => ({
     v: 1,
     id: usageEventId(data.id, data.hop, attempt),
@@ -86,6 +89,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     ...usage,
     outcome,
     final,
+    ...(estimated ? { estimated: true } : {}),
     at: Date.now(),
   });
 
@@ -103,6 +107,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     switch (e.type) {
       case 'text':
         if (!firstToken) firstToken = performance.now();
+        streamedText += e.text;
         writer.text(e.text);
         break;
       case 'reasoning':
@@ -183,6 +188,11 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     if (isNotOwner(writer.error) || isNotOwner(raw)) {
       // Another attempt owns the job now (we were stalled): leave everything to it.
       return { status: 'already_done' };
+    }
+    if (!hasTokens(usage) && streamedText) {
+      // The stream broke before the provider reported usage, yet it generated (and will bill) tokens.
+      usage = estimateUsage(data.request, streamedText);
+      estimated = true;
     }
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});

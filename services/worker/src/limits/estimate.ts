@@ -1,5 +1,5 @@
 import { countTokens } from 'gpt-tokenizer';
-import type { ChatRequest } from '@switchyard/contracts/chat';
+import type { ChatRequest, Usage } from '@switchyard/contracts/chat';
 import { requestedMaxTokens } from '@switchyard/contracts/chat';
 
 /**
@@ -8,6 +8,21 @@ import { requestedMaxTokens } from '@switchyard/contracts/chat';
  * corrects the estimate with the provider's actual usage.
  */
 export function estimateTokens(req: ChatRequest, defaultMaxOutput: number): number {
+  return promptTokens(req) + (requestedMaxTokens(req) ?? defaultMaxOutput);
+}
+
+/** Usage of a call whose stream broke before the provider reported it: the prompt and what was streamed. */
+export function estimateUsage(req: ChatRequest, streamedText: string): Usage {
+  return {
+    inputTokens: promptTokens(req),
+    cachedInputTokens: 0,
+    cacheWriteTokens: 0,
+    outputTokens: countTokens(streamedText),
+    reasoningTokens: 0,
+  };
+}
+
+function promptTokens(req: ChatRequest): number {
   let tokens = 3;
   for (const m of req.messages) {
     tokens += 4;
@@ -22,5 +37,5 @@ export function estimateTokens(req: ChatRequest, defaultMaxOutput: number): numb
     if (m.role === 'assistant' && m.tool_calls) tokens += countTokens(JSON.stringify(m.tool_calls));
   }
   if (req.tools) tokens += countTokens(JSON.stringify(req.tools));
-  return tokens + (requestedMaxTokens(req) ?? defaultMaxOutput);
+  return tokens;
 }
