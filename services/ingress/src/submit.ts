@@ -41,7 +41,11 @@ export interface SubmitOptions {
   deltas: boolean;
   /** Record an `accepted` frame first (async jobs and WS submits: subscribers see it). */
   accepted: boolean;
-  /** Called after the job's frames can be followed but before it is queued (subscribe here). */
+  /** Runs alongside admission, before the job is queued (subscribe to its frames here). */
+  prepare?: (id: string) => Promise<void>;
+  /** Admission failed after `prepare` ran: undo what it set up. */
+  onRefused?: () => void;
+  /** Runs once the request is admitted, right before it is queued. */
   beforeEnqueue?: (id: string) => Promise<void>;
 }
 
@@ -77,23 +81,6 @@ export async function submitChat(
   const id = newId('req');
   const now = Date.now();
   const deadline = now + deps.config.REQUEST_TIMEOUT_MS;
-  const hold = await placeHold(deps.db, {
-    requestId: id,
-    accountId: principal.accountId,
-    keyId: principal.keyId,
-    amountMicros: route.holdMicros,
-    // A request that never settles (lost) frees its hold a little after its deadline.
-    expiresAt: new Date(deadline + 5 * 60_000),
-  });
-  if (!hold.ok) {
-    throw new GatewayError({
-      code: 'insufficient_quota',
-      message:
-        hold.reason === 'key_limit'
-          ? "This request would exceed this API key's spend limit."
-          : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
-    });
-  }
   const data: JobData = {
     v: 1,
     id,
@@ -108,37 +95,65 @@ export async function submitChat(
     deadline,
     attempts: [],
   };
+  const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+  const meta = deps.keys.meta(id);
+  // The budget hold (Postgres) and the job record + subscription (Redis) are independent: run them
+  // together. Nothing is queued until both succeeded; a refused request leaves only a record that expires.
+  const [hold, prepared] = await Promise.allSettled([
+    placeHold(deps.db, {
+      requestId: id,
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      amountMicros: route.holdMicros,
+      // A request that never settles (lost) frees its hold a little after its deadline.
+      expiresAt: new Date(deadline + 5 * 60_000),
+    }),
+    (async () => {
+      await deps.redis
+        .multi()
+        .hset(
+          meta,
+          'account',
+          principal.accountId,
+          'state',
+          'queued',
+          'model',
+          request.model,
+          'created',
+          String(now),
+        )
+        .pexpire(meta, ttlMs)
+        .exec();
+      await opts.prepare?.(id);
+    })(),
+  ]);
+  if (hold.status === 'rejected') {
+    opts.onRefused?.();
+    throw hold.reason;
+  }
+  if (!hold.value.ok) {
+    opts.onRefused?.();
+    throw new GatewayError({
+      code: 'insufficient_quota',
+      message:
+        hold.value.reason === 'key_limit'
+          ? "This request would exceed this API key's spend limit."
+          : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
+    });
+  }
   try {
-    const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
-    const meta = deps.keys.meta(id);
-    const m = deps.redis
-      .multi()
-      .hset(
-        meta,
-        'account',
-        principal.accountId,
-        'state',
-        'queued',
-        'model',
-        request.model,
-        'created',
-        String(now),
-      )
-      .pexpire(meta, ttlMs);
-    await m.exec();
+    if (prepared.status === 'rejected') throw prepared.reason;
     if (opts.accepted) {
-      await deps.store.append(
-        id,
-        [{ type: 'accepted', model: request.model, created: Math.floor(now / 1000) }],
-        {
-          owner: '',
-          ttlMs,
-        },
-      );
+      const created = Math.floor(now / 1000);
+      await deps.store.append(id, [{ type: 'accepted', model: request.model, created }], {
+        owner: '',
+        ttlMs,
+      });
     }
     await opts.beforeEnqueue?.(id);
     await deps.queues.add(data);
   } catch (e) {
+    opts.onRefused?.();
     await releaseHold(deps.db, id).catch(() => {});
     throw e;
   }

@@ -102,9 +102,16 @@ export class CircuitBreaker {
     );
   }
 
-  /** May a call go to the provider now? */
+  #closedSeenAt = 0;
+
+  /**
+   * May a call go to the provider now? While closed, the shared state is re-read at most every
+   * 250 ms (a circuit another process opened is seen that fast); when open, every call asks.
+   */
   async allow(): Promise<boolean> {
+    if (this.state === 'closed' && Date.now() - this.#closedSeenAt < 250) return true;
     const r = await this.#run('check');
+    if (r === 0) this.#closedSeenAt = Date.now();
     this.state = r === 0 ? 'closed' : r === 1 ? 'open' : 'half-open';
     return r !== 1;
   }
@@ -115,5 +122,6 @@ export class CircuitBreaker {
 
   async failure(): Promise<void> {
     this.state = STATES[await this.#run('fail')] ?? 'closed';
+    if (this.state !== 'closed') this.#closedSeenAt = 0;
   }
 }

@@ -19,9 +19,10 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const data = await submitChat(deps, req.principal as Principal, body, {
       deltas: stream,
       accepted: false,
-      beforeEnqueue: async (id) => {
+      prepare: async (id) => {
         follow = await followJob(deps.hub, deps.store, id, 0, queue.push, { fresh: true });
       },
+      onRefused: () => follow?.close(),
     });
     reply.header('x-request-id', data.id);
     const done = new AbortController();
