@@ -1,0 +1,51 @@
+# One image for every Switchyard service; docker-compose.yml picks the program per service, e.g.
+#   node services/ingress/src/main.ts | services/worker/src/main.ts | services/billing/src/main.ts
+# Node 24 runs the TypeScript sources directly (type stripping): there is no build step.
+#
+# Steps that download packages mount an optional CA bundle as a build secret, for networks behind a
+# TLS-inspecting proxy:  docker build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt .
+ARG NODE_IMAGE=node:24-slim
+FROM ${NODE_IMAGE}
+
+WORKDIR /app
+
+# pnpm from npm, at the version root package.json pins in "packageManager" (one source of truth).
+# Not corepack: its signature check fails against mirrors and private registries.
+COPY package.json ./
+RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,target=/root/.npm sh -c '\
+  [ -f /run/secrets/ca_bundle ] && export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; \
+  version=$(node -p "require(\"./package.json\").packageManager.replace(/^pnpm@/, \"\").split(\"+\")[0]") \
+  && npm install -g --no-fund --no-audit "pnpm@$version" && pnpm --version'
+
+# Manifests before sources, so the dependency layer is rebuilt only when a manifest or the lockfile
+# changes. Every workspace package a service depends on must be listed here.
+COPY pnpm-lock.yaml pnpm-workspace.yaml ./
+COPY services/ingress/package.json services/ingress/
+COPY services/worker/package.json services/worker/
+COPY services/billing/package.json services/billing/
+COPY packages/catalog/package.json packages/catalog/
+COPY packages/contracts/package.json packages/contracts/
+COPY packages/db/package.json packages/db/
+COPY packages/fake-provider/package.json packages/fake-provider/
+COPY packages/providers/package.json packages/providers/
+COPY packages/queue/package.json packages/queue/
+
+# Production dependencies of the deployables only (and their workspace dependencies); the test
+# tooling (@switchyard/testing: vitest, testcontainers) stays out of the image. The store is a build
+# cache, not an image layer.
+RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,id=pnpm-store,target=/pnpm-store sh -c '\
+  [ -f /run/secrets/ca_bundle ] && export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; \
+  pnpm install --frozen-lockfile --prod --store-dir /pnpm-store --package-import-method copy \
+    --config.update-notifier=false \
+    --filter "@switchyard/ingress..." --filter "@switchyard/worker..." \
+    --filter "@switchyard/billing..." --filter "@switchyard/fake-provider..." \
+    --filter "!@switchyard/testing"'
+
+COPY . .
+
+ENV NODE_ENV=production
+# Files stay owned by root: the services only read them.
+USER node
+EXPOSE 8080 8090 9091 9092
+# A plain default; compose (or `docker run IMAGE node services/worker/src/main.ts`) names the program.
+CMD ["node", "services/ingress/src/main.ts"]

@@ -1,0 +1,170 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { pg } from './start/database.ts';
+import { freePort } from './start/net.ts';
+import { testRedis, until } from '../packages/testing/src/env.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const emptyEnvFile = join(mkdtempSync(join(tmpdir(), 'sy-start-')), 'empty.env');
+writeFileSync(emptyEnvFile, '');
+const KEY = 'sy-start-test-key-0123456789';
+
+/** Direct children of `pid` (Linux /proc), i.e. the services the runner started. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the parenthesised command: state, ppid, …
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return out;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+interface Runner {
+  proc: ChildProcess;
+  url: string;
+  databaseUrl: string;
+  output: () => string;
+  exit: Promise<number | null>;
+}
+
+const dbNames: string[] = [];
+const runners: Runner[] = [];
+const adminUrl = inject('databaseUrl');
+
+/** `node scripts/start.ts` with its own Redis prefix, a database that does not exist yet, free ports. */
+async function launch(args: string[]): Promise<Runner> {
+  const { url: redisUrl, prefix } = testRedis();
+  const db = new URL(adminUrl);
+  db.pathname = `/sy_start_${prefix}`;
+  dbNames.push(`sy_start_${prefix}`);
+  const taken = new Set<number>();
+  const port = await freePort(20_000 + Math.floor(Math.random() * 20_000), taken);
+  const fakePort = await freePort(port + 1, taken);
+  const proc = spawn(process.execPath, ['scripts/start.ts', '--env-file', emptyEnvFile, ...args], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH,
+      REDIS_URL: redisUrl,
+      REDIS_PREFIX: prefix,
+      DATABASE_URL: db.toString(),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      FAKE_PROVIDER_PORT: String(fakePort),
+      SWITCHYARD_BOOTSTRAP_KEY: KEY,
+      DIRECTORY_REFRESH_MS: '300',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+  proc.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+  const exit = once(proc, 'exit').then(([code]) => code as number | null);
+  const runner = {
+    proc,
+    url: `http://127.0.0.1:${port}`,
+    databaseUrl: db.toString(),
+    output: () => out,
+    exit,
+  };
+  runners.push(runner);
+  await until(() => out.includes('Ctrl-C stops everything.') || proc.exitCode !== null, {
+    timeoutMs: 60_000,
+    what: 'the stack to start',
+  });
+  if (proc.exitCode !== null) throw new Error(`start.ts exited early:\n${out}`);
+  return runner;
+}
+
+afterAll(async () => {
+  // A failed test may leave its runner up: SIGTERM lets it stop its services too.
+  for (const r of runners) {
+    if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGTERM');
+    await r.exit;
+  }
+  rmSync(dirname(emptyEnvFile), { recursive: true, force: true });
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  for (const name of dbNames) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+});
+
+describe('pnpm start', () => {
+  it('runs every service with prefixed output, serves and bills a request, and stops them all on SIGINT', async () => {
+    const r = await launch(['--workers', 'openai=2,anthropic=0,gemini=0,llama=0']);
+    const pid = r.proc.pid!;
+    const services = childrenOf(pid);
+    // fake provider, ingress, billing, two openai workers
+    expect(services).toHaveLength(5);
+    const names = ['[fake-provider]', '[ingress]', '[billing]', '[worker-openai#1]', '[worker-openai#2]'];
+    await until(() => names.every((n) => r.output().includes(n)), { what: `output of ${names.join(', ')}` });
+    expect(r.output()).not.toContain('[worker-anthropic]');
+    expect(r.output()).toContain('created database');
+
+    const res = await fetch(`${r.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { id: string; choices: Array<{ message: { content: string } }> };
+    expect(body.choices[0]?.message.content.length).toBeGreaterThan(0);
+    // Billing runs against the same database: the usage row gets settled.
+    const db = new pg.Client({ connectionString: r.databaseUrl });
+    await db.connect();
+    try {
+      await until(
+        async () =>
+          (await db.query('SELECT 1 FROM usage_events WHERE request_id = $1', [body.id])).rowCount === 1,
+        {
+          what: 'usage row',
+        },
+      );
+    } finally {
+      await db.end();
+    }
+
+    r.proc.kill('SIGINT');
+    expect(await r.exit).toBe(0);
+    expect(services.filter(alive)).toEqual([]);
+    expect(r.output()).toContain('[start]');
+    expect(r.output()).toMatch(/\[worker-openai#1\]\s+.*draining/);
+  }, 90_000);
+
+  it('stops everything and fails when a service dies', async () => {
+    // No pools (so no fake either): just ingress and billing, the quickest stack to start.
+    const r = await launch(['--workers', 'openai=0,anthropic=0,gemini=0,llama=0']);
+    const services = childrenOf(r.proc.pid!);
+    expect(services).toHaveLength(2);
+    const billing = services.find((p) =>
+      readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('services/billing'),
+    );
+    expect(billing).toBeDefined();
+    process.kill(billing!, 'SIGKILL');
+    expect(await r.exit).toBe(1);
+    expect(services.filter(alive)).toEqual([]);
+    expect(r.output()).toMatch(/\[billing\]\s+exited unexpectedly \(SIGKILL\)/);
+    expect(r.output()).toMatch(/\[ingress\]\s+.*draining/);
+  }, 90_000);
+});

@@ -1,0 +1,199 @@
+/**
+ * `pnpm start`: the whole gateway as local processes, against the Redis and Postgres in REDIS_URL and
+ * DATABASE_URL (see .env.example). Order: fake provider (when a provider has no key) and ingress
+ * (migrations, demo tenant) → billing and the worker pools. Ctrl-C or SIGTERM stops everything:
+ * ingress and workers first (they finish in-flight requests), then billing and the fake.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureDatabase, redactUrl } from './start/database.ts';
+import { freePort, reachable, waitForHttp } from './start/net.ts';
+import { parseOptions, type StartOptions, USAGE } from './start/options.ts';
+import { type Plan, planServices } from './start/plan.ts';
+import { type Running, Supervisor } from './start/supervisor.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const DEMO_KEY = 'sy-demo-key-change-me';
+
+let options: StartOptions;
+try {
+  options = parseOptions(process.argv.slice(2));
+} catch (e) {
+  console.error(`${(e as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (options.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+// Variables already in the environment win over the file (Node does not overwrite them).
+const envFile = options.envFile ?? join(root, '.env');
+if (options.envFile !== undefined || existsSync(envFile)) process.loadEnvFile(envFile);
+const env = process.env;
+
+const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
+const databaseUrl = env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/switchyard';
+const ingressPort = Number(env.PORT || 8080);
+const ingressHost = !env.HOST || env.HOST === '0.0.0.0' || env.HOST === '::' ? '127.0.0.1' : env.HOST;
+const ingressUrl = `http://${ingressHost.includes(':') ? `[${ingressHost}]` : ingressHost}:${ingressPort}`;
+const ports = new Set<number>([ingressPort]);
+let fakePort: number;
+let plan: Plan;
+try {
+  fakePort = env.FAKE_PROVIDER_PORT ? Number(env.FAKE_PROVIDER_PORT) : await freePort(8090, ports);
+  plan = planServices(env, options.workers, `http://127.0.0.1:${fakePort}`);
+} catch (e) {
+  console.error((e as Error).message);
+  process.exit(2);
+}
+
+/** `worker-openai`, or `worker-openai#2` when the pool runs several processes. */
+const workerName = (pool: Plan['pools'][number], i: number) =>
+  pool.processes > 1 ? `worker-${pool.id}#${i}` : `worker-${pool.id}`;
+const names = ['start', 'ingress', 'billing', 'fake-provider'];
+for (const p of plan.pools) for (let i = 1; i <= p.processes; i++) names.push(workerName(p, i));
+const sup = new Supervisor({
+  root,
+  json: options.json,
+  color: Boolean(process.stdout.isTTY) && !env.NO_COLOR,
+  prefixWidth: Math.max(...names.map((n) => n.length)) + 2,
+  killAfterMs: 30_000,
+  onUnexpectedExit: (name) => void shutdown(`${name} exited`, 1),
+});
+const say = (line: string) => sup.print('start', line, 'gray');
+
+let exiting = false;
+async function shutdown(reason: string, code: number): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  say(`stopping (${reason})…`);
+  await sup.stop();
+  say('stopped');
+  process.exit(code);
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    if (!exiting) return void shutdown(signal, 0);
+    say(`${signal} again: killing every service now`);
+    sup.killAll();
+    process.exit(130);
+  });
+}
+// Whatever happens to this runner, it never leaves services behind.
+process.on('exit', () => sup.killAll());
+
+try {
+  await run();
+} catch (e) {
+  sup.print('start', (e as Error).message, 'red', process.stderr);
+  await shutdown('failed to start', 1);
+}
+
+async function run(): Promise<void> {
+  if (!env.SWITCHYARD_BOOTSTRAP_KEY) env.SWITCHYARD_BOOTSTRAP_KEY = DEMO_KEY;
+  if (!(await reachable(redisUrl)))
+    throw new Error(`cannot reach Redis at ${redactUrl(redisUrl)}: set REDIS_URL`);
+  try {
+    if (await ensureDatabase(databaseUrl)) say(`created database ${redactUrl(databaseUrl)}`);
+  } catch (e) {
+    throw new Error(
+      `cannot use Postgres at ${redactUrl(databaseUrl)} (${(e as Error).message}): set DATABASE_URL`,
+    );
+  }
+  const base: Record<string, string | undefined> = {
+    ...env,
+    REDIS_URL: redisUrl,
+    DATABASE_URL: databaseUrl,
+    SWITCHYARD_CONFIG: env.SWITCHYARD_CONFIG || join(root, 'switchyard.config.json'),
+    ...(plan.startFake ? { FAKE_PROVIDER_URL: `http://127.0.0.1:${fakePort}` } : {}),
+  };
+  const metricsPort = async (from: number) =>
+    env.METRICS_PORT === '0' ? '0' : String(await freePort(from, ports));
+
+  const early: Promise<void>[] = [];
+  if (plan.startFake) {
+    const fake = sup.start({
+      name: 'fake-provider',
+      script: 'packages/fake-provider/src/main.ts',
+      env: { ...base, FAKE_PROVIDER_PORT: String(fakePort) },
+      phase: 2,
+    });
+    early.push(ready(fake, `http://127.0.0.1:${fakePort}/healthz`, 20_000));
+  }
+  const ingress = sup.start({
+    name: 'ingress',
+    script: 'services/ingress/src/main.ts',
+    env: { ...base, PORT: String(ingressPort) },
+    phase: 1,
+  });
+  early.push(ready(ingress, `${ingressUrl}/readyz`, 60_000));
+  await Promise.all(early);
+
+  const billingPort = await metricsPort(9091);
+  const billing = sup.start({
+    name: 'billing',
+    script: 'services/billing/src/main.ts',
+    env: { ...base, METRICS_PORT: billingPort },
+    phase: 2,
+  });
+  const metrics = [`billing :${billingPort}`];
+  for (const pool of plan.pools) {
+    for (let i = 1; i <= pool.processes; i++) {
+      const name = workerName(pool, i);
+      const port = await metricsPort(9092);
+      sup.start({
+        name,
+        script: 'services/worker/src/main.ts',
+        env: { ...base, WORKER_PROVIDER: pool.id, METRICS_PORT: port },
+        phase: 1,
+      });
+      metrics.push(`${name} :${port}`);
+    }
+  }
+  await Promise.all([
+    billingPort === '0' ? undefined : ready(billing, `http://127.0.0.1:${billingPort}/healthz`, 60_000),
+    poolsDiscovered(),
+  ]);
+  summary(metrics);
+}
+
+function ready(r: Running, url: string, timeoutMs: number): Promise<void> {
+  return waitForHttp(url, { timeoutMs, gone: () => !r.alive, what: r.spec.name });
+}
+
+/** Waits until the ingress lists every pool (the workers publish their models once they run). */
+async function poolsDiscovered(): Promise<void> {
+  const want = plan.pools.map((p) => p.id);
+  const end = Date.now() + 60_000;
+  let have: string[] = [];
+  while (Date.now() < end && !exiting) {
+    const body = await fetch(`${ingressUrl}/readyz`, { signal: AbortSignal.timeout(2_000) })
+      .then((r) => r.json() as Promise<{ pools?: string[] }>)
+      .catch(() => ({ pools: [] }));
+    have = body.pools ?? [];
+    if (want.every((p) => have.includes(p))) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  say(`still waiting for pools: ${want.filter((p) => !have.includes(p)).join(', ')} (see their output)`);
+}
+
+function summary(metrics: string[]): void {
+  const key = env.SWITCHYARD_BOOTSTRAP_KEY;
+  say('');
+  say(
+    `Switchyard is running: ${ingressUrl}/v1 (OpenAI-compatible), WebSocket ${ingressUrl.replace('http', 'ws')}/v1/stream`,
+  );
+  say(`pools: ${plan.pools.map((p) => `${p.id}×${p.processes}`).join(', ') || 'none'}`);
+  if (plan.fakePools.length > 0)
+    say(`FAKE provider (no API key, synthetic answers) serves: ${plan.fakePools.join(', ')}`);
+  say(`metrics: ${metrics.join(', ')}`);
+  if (key === DEMO_KEY) {
+    say(`demo API key: ${DEMO_KEY} (set SWITCHYARD_BOOTSTRAP_KEY in .env for your own)`);
+    say(
+      `try: curl ${ingressUrl}/v1/chat/completions -H 'authorization: Bearer ${DEMO_KEY}' -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'`,
+    );
+  }
+  say('Ctrl-C stops everything.');
+}
