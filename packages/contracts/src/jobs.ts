@@ -2,7 +2,12 @@ import { z } from 'zod';
 import { ChatRequest } from './chat.ts';
 
 /** One candidate of a route plan: which provider pool, and the model id that provider knows. */
-export const RouteCandidate = z.object({ provider: z.string(), model: z.string() });
+export const RouteCandidate = z.object({
+  provider: z.string(),
+  model: z.string(),
+  /** Known context window, so a context-length failure falls back only to a bigger window. */
+  contextWindow: z.number().int().positive().optional(),
+});
 export type RouteCandidate = z.infer<typeof RouteCandidate>;
 
 /**

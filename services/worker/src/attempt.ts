@@ -197,8 +197,12 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     if (isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
-    if (err.code === 'rate_limit_exceeded' && err.retryable) {
-      deps.metrics.upstream429.inc();
+    // A 429, or an overload that says how long to wait (Anthropic 529, 503 + retry-after): the pool waits.
+    if (
+      (err.code === 'rate_limit_exceeded' || (err.code === 'overloaded' && err.retryAfterMs)) &&
+      err.retryable
+    ) {
+      if (err.code === 'rate_limit_exceeded') deps.metrics.upstream429.inc();
       const waitMs = err.retryAfterMs ?? 1_000;
       await deps.limiter.pause(input.keyIndex, waitMs).catch(() => {});
       if (input.canWaitOnRateLimit && !writer.wroteContent && Date.now() + waitMs < data.deadline) {
@@ -253,7 +257,17 @@ async function endWithError(
     ...data.attempts,
     { provider: ctx.candidate.provider, model: ctx.candidate.model, code: err.code, message: err.message },
   ];
-  const next = data.plan[data.hop + 1];
+  // A context-length failure only moves to a candidate with a bigger window (others would fail alike).
+  let nextHop = data.hop + 1;
+  if (err.code === 'context_length_exceeded') {
+    const have = data.plan[data.hop]?.contextWindow ?? 0;
+    while (
+      nextHop < data.plan.length &&
+      (data.plan[nextHop]?.contextWindow ?? Number.POSITIVE_INFINITY) <= have
+    )
+      nextHop++;
+  }
+  const next = data.plan[nextHop];
   if (next && !pastDeadline && canFallBack(err)) {
     const frames: FrameBody[] = data.deltas
       ? [{ type: 'status', state: 'fallback', provider: next.provider, model: next.model, reason: err.code }]
@@ -261,7 +275,7 @@ async function endWithError(
     const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
     if (frames.length || usage) await deps.store.append(data.id, frames, { owner, ttlMs, usage });
     // Deterministic job id: if we die after this add and re-run, the second add is a no-op.
-    await deps.queues.add({ ...data, hop: data.hop + 1, attempts });
+    await deps.queues.add({ ...data, hop: nextHop, attempts });
     deps.metrics.fallbacks.inc({ to: next.provider });
     return { status: 'fell_back', to: next.provider };
   }

@@ -99,7 +99,10 @@ export class ModelDirectory {
   /** Catalog data for a provider's model id, matching dated variants (`claude-sonnet-4-5-20250929`). */
   catalogEntry(provider: string, id: string): CatalogModel | undefined {
     return (
-      this.#catalog.get(`${provider}/${id}`) ?? this.#catalog.get(`${provider}/${id.replace(DATED, '')}`)
+      this.#catalog.get(`${provider}/${id}`) ??
+      this.#catalog.get(`${provider}/${id.replace(DATED, '')}`) ??
+      // Ollama: an untagged name means `:latest`.
+      this.#catalog.get(`${provider}/${id.replace(/:latest$/, '')}`)
     );
   }
 
@@ -115,7 +118,10 @@ export class ModelDirectory {
   find(provider: string, id: string): ModelEntry | undefined {
     const models = this.#byProvider.get(provider);
     if (!models) return undefined;
-    const direct = models.get(id) ?? models.get(this.#aliases.get(id) ?? '');
+    const direct =
+      models.get(id) ??
+      models.get(this.#aliases.get(id) ?? '') ??
+      (id.includes(':') ? undefined : models.get(`${id}:latest`));
     if (direct) return direct;
     // An undated or aliased name served under a dated id.
     const want = this.#aliases.get(id) ?? id;

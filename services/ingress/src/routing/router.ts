@@ -120,7 +120,7 @@ export class Router {
       if (c > hold) hold = c;
     }
     return {
-      plan: entries.map((e) => ({ provider: e.provider, model: e.id })),
+      plan: entries.map((e) => ({ provider: e.provider, model: e.id, contextWindow: e.contextWindow })),
       entries,
       holdMicros: hold,
       estimatedInputTokens: inputTokens,
