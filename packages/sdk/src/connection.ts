@@ -1,0 +1,308 @@
+import type { Frame } from '@switchyard/contracts/frames';
+import { backoffMs } from './backoff.ts';
+import { errorFromBody, SwitchyardConnectionError, SwitchyardError } from './errors.ts';
+import { Heartbeat, unref } from './heartbeat.ts';
+import { Subscriber } from './subscription.ts';
+import type { WebSocketConstructor, WebSocketLike } from './types.ts';
+
+export interface ConnectionConfig {
+  url: string;
+  headers: Record<string, string>;
+  WebSocket: () => Promise<WebSocketConstructor>;
+  maxReconnects: number;
+  /**
+   * Asks the HTTP API about a job after the upgrade failed, so a bad key or an unknown job fails at
+   * once with the server's error (the WebSocket API hides the upgrade's status) instead of retrying.
+   */
+  probe(job: string): Promise<void>;
+  /** Ping when the socket has been silent this long; give up on it after twice as long. */
+  heartbeatMs?: number;
+  /** Close the socket once no subscription has needed it for this long. */
+  lingerMs?: number;
+}
+
+/** Server subscriptions are per job and connection; several local readers of one job share one. */
+interface Channel {
+  job: string;
+  subs: Set<Subscriber>;
+  /** Subscribe ops sent and not yet acknowledged: frames out of order are expected until then. */
+  pendingAcks: number;
+  /** The server is following this job for us. */
+  following: boolean;
+}
+
+const OPEN = 1;
+
+/**
+ * One shared WebSocket for all of a client's subscriptions. It opens on demand, reconnects with
+ * backoff when the socket drops (network, server restart, 4008 slow consumer), re-subscribes every
+ * job from the cursor its readers hold, and closes when nothing needs it. Per-job `seq` numbers make
+ * resumption exact: readers take only the next seq, so each frame reaches the application once.
+ */
+export class StreamConnection {
+  readonly #c: ConnectionConfig;
+  readonly #channels = new Map<string, Channel>();
+  #socket: WebSocketLike | undefined;
+  #opened = false;
+  /** Between deciding to connect and having a socket (the constructor loads asynchronously). */
+  #connecting = false;
+  #failures = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #heartbeat: Heartbeat;
+  #closed = false;
+  /** Counts sockets, so events of a socket already replaced are ignored. */
+  #generation = 0;
+
+  constructor(config: ConnectionConfig) {
+    this.#c = config;
+    this.#heartbeat = new Heartbeat(config.heartbeatMs ?? 20_000);
+  }
+
+  subscribe(job: string, after: number, signal?: AbortSignal): Subscriber {
+    if (this.#closed) throw new SwitchyardConnectionError('The client was closed.');
+    signal?.throwIfAborted();
+    const sub = new Subscriber(
+      job,
+      after,
+      { onFlowChange: (s) => this.#flow(s), onRelease: (s) => this.#release(s) },
+      signal,
+    );
+    let ch = this.#channels.get(job);
+    if (!ch) {
+      ch = { job, subs: new Set(), pendingAcks: 0, following: false };
+      this.#channels.set(job, ch);
+    }
+    ch.subs.add(sub);
+    this.#clearLinger();
+    if (this.#isOpen()) this.#resubscribe(ch);
+    else this.#connect();
+    return sub;
+  }
+
+  /** Closes the socket; open subscriptions fail with a SwitchyardConnectionError. */
+  close(): void {
+    this.#closed = true;
+    const err = new SwitchyardConnectionError('The client was closed.');
+    for (const ch of [...this.#channels.values()]) for (const s of [...ch.subs]) s.fail(err);
+    this.#channels.clear();
+    this.#drop();
+  }
+
+  /** For tests and diagnostics: the current socket, if any. */
+  get socket(): WebSocketLike | undefined {
+    return this.#socket;
+  }
+
+  #isOpen(): boolean {
+    return this.#socket !== undefined && this.#opened && this.#socket.readyState === OPEN;
+  }
+
+  #connect(): void {
+    if (this.#socket || this.#connecting || this.#retryTimer || this.#closed) return;
+    const gen = ++this.#generation;
+    this.#opened = false;
+    this.#connecting = true;
+    this.#c
+      .WebSocket()
+      .then((WS) => {
+        if (gen !== this.#generation || this.#closed) return;
+        this.#connecting = false;
+        const ws = new WS(this.#c.url, { headers: this.#c.headers });
+        this.#socket = ws;
+        ws.addEventListener('open', () => gen === this.#generation && this.#onOpen());
+        ws.addEventListener('message', (ev) => gen === this.#generation && this.#onMessage(ev.data));
+        ws.addEventListener('close', (ev) => gen === this.#generation && this.#onClose(ev.code, ev.reason));
+        // 'close' always follows 'error'; the reconnect decision is taken there.
+        ws.addEventListener('error', () => {});
+      })
+      .catch((e) => {
+        if (gen !== this.#generation) return;
+        this.#connecting = false;
+        this.#failAll(new SwitchyardConnectionError('Could not create a WebSocket.', e));
+      });
+  }
+
+  #onOpen(): void {
+    this.#opened = true;
+    this.#heartbeat.start(
+      () => this.#send({ op: 'ping' }),
+      () => {
+        // No pong and no frame: the path is dead even if TCP has not noticed. Start afresh.
+        this.#drop();
+        this.#onClose(1006, 'heartbeat timeout');
+      },
+    );
+    for (const ch of this.#channels.values()) {
+      ch.pendingAcks = 0;
+      ch.following = false;
+      this.#resubscribe(ch);
+    }
+    this.#maybeLinger();
+  }
+
+  #onMessage(data: unknown): void {
+    this.#heartbeat.heard();
+    let m: Record<string, unknown>;
+    try {
+      m = JSON.parse(typeof data === 'string' ? data : String(data)) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (typeof m.seq === 'number' && typeof m.job === 'string') {
+      // Progress: the connection works, so the next drop starts its backoff afresh.
+      this.#failures = 0;
+      const ch = this.#channels.get(m.job);
+      if (ch) this.#route(ch, m as unknown as Frame);
+      return;
+    }
+    const ch = typeof m.job === 'string' ? this.#channels.get(m.job) : undefined;
+    if (m.type === 'ack' && m.op === 'subscribe' && ch) {
+      ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
+    } else if (m.type === 'nack' && m.op === 'subscribe' && ch) {
+      ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
+      const err = errorFromBody({ error: m.error }, undefined, ch.job);
+      // Final: the job is not ours / unknown, or this socket has too many subscriptions.
+      this.#failChannel(ch, err);
+    }
+  }
+
+  #route(ch: Channel, f: Frame): void {
+    let gap = false;
+    for (const s of [...ch.subs]) {
+      if (s.offer(f) === 'gap') gap = true;
+    }
+    // Out-of-order frames are expected until a (re)subscribe is acknowledged; after that a gap
+    // means frames were lost on the way, and the stream on the server still has them.
+    if (gap && ch.pendingAcks === 0) this.#resubscribe(ch);
+    if ((f.type === 'done' || f.type === 'error') && this.#channels.get(ch.job) === ch) ch.following = false;
+  }
+
+  /** Asks the server for the job's frames after the lowest cursor of its live readers. */
+  #resubscribe(ch: Channel): void {
+    if (!this.#isOpen()) return;
+    let after = Number.POSITIVE_INFINITY;
+    for (const s of ch.subs) if (s.active && !s.detached) after = Math.min(after, s.cursor);
+    if (after === Number.POSITIVE_INFINITY) {
+      // Every reader is full: stop the server sending until one catches up.
+      if (ch.following) this.#send({ op: 'unsubscribe', job: ch.job });
+      ch.following = false;
+      return;
+    }
+    ch.pendingAcks++;
+    ch.following = true;
+    this.#send({ op: 'subscribe', job: ch.job, after });
+  }
+
+  #flow(sub: Subscriber): void {
+    const ch = this.#channels.get(sub.job);
+    if (ch?.subs.has(sub)) this.#resubscribe(ch);
+  }
+
+  #release(sub: Subscriber): void {
+    const ch = this.#channels.get(sub.job);
+    if (!ch?.subs.delete(sub)) return;
+    if (ch.subs.size > 0) return;
+    this.#channels.delete(ch.job);
+    if (ch.following && this.#isOpen()) this.#send({ op: 'unsubscribe', job: ch.job });
+    this.#maybeLinger();
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#socket = undefined;
+    this.#heartbeat.stop();
+    const wasOpen = this.#opened;
+    this.#opened = false;
+    for (const ch of this.#channels.values()) {
+      ch.pendingAcks = 0;
+      ch.following = false;
+    }
+    if (this.#closed || this.#channels.size === 0) return;
+    this.#failures++;
+    if (this.#failures > this.#c.maxReconnects) {
+      this.#failAll(
+        new SwitchyardConnectionError(
+          `The stream connection failed ${this.#failures} times in a row (last close ${code}${reason ? `: ${reason}` : ''}).`,
+        ),
+      );
+      return;
+    }
+    // The upgrade itself failed: a bad key or unknown job answers the same over HTTP, and fails now.
+    const check = wasOpen ? Promise.resolve() : this.#probe();
+    // 4008 (slow consumer) asks for a prompt resume; other drops back off.
+    const wait = code === 4008 && this.#failures === 1 ? 0 : backoffMs(this.#failures - 1);
+    void check.then(() => {
+      if (this.#closed || this.#channels.size === 0 || this.#socket || this.#retryTimer) return;
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        if (this.#channels.size > 0) this.#connect();
+      }, wait);
+    });
+  }
+
+  async #probe(): Promise<void> {
+    const ch = this.#channels.values().next().value;
+    if (!ch) return;
+    try {
+      await this.#c.probe(ch.job);
+    } catch (e) {
+      if (
+        e instanceof SwitchyardError &&
+        e.status !== undefined &&
+        e.status >= 400 &&
+        e.status < 500 &&
+        e.status !== 408 &&
+        e.status !== 429
+      ) {
+        if (e.status === 404) this.#failChannel(ch, e);
+        else this.#failAll(e);
+      }
+    }
+  }
+
+  #failChannel(ch: Channel, err: unknown): void {
+    for (const s of [...ch.subs]) s.fail(err);
+    this.#channels.delete(ch.job);
+    this.#maybeLinger();
+  }
+
+  #failAll(err: unknown): void {
+    for (const ch of [...this.#channels.values()]) this.#failChannel(ch, err);
+  }
+
+  #send(op: Record<string, unknown>): void {
+    this.#socket?.send(JSON.stringify(op));
+  }
+
+  #maybeLinger(): void {
+    if (this.#channels.size > 0 || this.#lingerTimer) return;
+    this.#lingerTimer = setTimeout(() => {
+      this.#lingerTimer = undefined;
+      if (this.#channels.size === 0) this.#drop();
+    }, this.#c.lingerMs ?? 1_000);
+    unref(this.#lingerTimer);
+  }
+
+  #clearLinger(): void {
+    if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+    this.#lingerTimer = undefined;
+  }
+
+  /** Forgets the current socket (its late events are ignored) and closes it. */
+  #drop(): void {
+    this.#generation++;
+    this.#heartbeat.stop();
+    this.#clearLinger();
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const ws = this.#socket;
+    this.#socket = undefined;
+    this.#opened = false;
+    this.#connecting = false;
+    try {
+      ws?.close(1000, 'done');
+    } catch {
+      // Closing a socket that never connected can throw; it is gone either way.
+    }
+  }
+}
