@@ -126,6 +126,10 @@ describe('subscribe', () => {
     const rest: Frame[] = [];
     for await (const f of sy.subscribe(id, { after })) rest.push(f);
     expect(rest).toEqual(all.slice(after));
+    // Resuming at the very end of a finished job ends at once: the ack says nothing more will come.
+    const none: Frame[] = [];
+    for await (const f of sy.subscribe(id, { after: all.length })) none.push(f);
+    expect(none).toEqual([]);
   });
 
   it('fails for a job that does not exist, and for a bad key without retrying for long', async () => {

@@ -159,6 +159,12 @@ export class StreamConnection {
     const ch = typeof m.job === 'string' ? this.#channels.get(m.job) : undefined;
     if (m.type === 'ack' && m.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
+      // The job is finished and this cursor is at its end: nothing more will come.
+      if (m.ended === true && typeof m.last_seq === 'number') {
+        const last = m.last_seq;
+        for (const s of [...ch.subs]) if (s.cursor >= last) s.endAtLastFrame();
+        if (this.#channels.get(ch.job) === ch) ch.following = false;
+      }
     } else if (m.type === 'nack' && m.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
       const err = errorFromBody({ error: m.error }, undefined, ch.job);

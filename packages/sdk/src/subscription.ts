@@ -75,6 +75,19 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
     return 'accepted';
   }
 
+  /** The server says the job ended at or before this cursor: end the iteration once the buffer is read. */
+  endAtLastFrame(): void {
+    if (!this.active) return;
+    this.complete = true;
+    this.#release();
+    if (this.#waiter && this.buffered === 0) {
+      const w = this.#waiter;
+      this.#waiter = undefined;
+      this.#finish();
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
   /** Ends the iterator with an error (after the frames already buffered are read). */
   fail(error: unknown): void {
     if (this.#ended || this.#failure || this.complete) return;

@@ -3,6 +3,7 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { ChatRequest } from '@switchyard/contracts/chat';
 import { GatewayError } from '@switchyard/contracts/errors';
+import { seqOf } from '@switchyard/queue/frame-store';
 import { followJob, type FollowHandle } from '@switchyard/queue/follow';
 import type { IngressDeps } from '../deps.ts';
 import type { Principal } from '../plugins/auth.ts';
@@ -100,13 +101,24 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
                 message: `No job found with id '${msg.job}'.`,
                 param: 'job',
               });
+            // The ack says where the job stands, so a client resuming at (or past) the end of a
+            // finished job knows nothing more will come instead of waiting forever.
+            const last = await deps.store.last(msg.job);
+            const lastSeq = last ? seqOf(last) : 0;
+            const finished =
+              last !== undefined && (last.includes('"type":"done"') || last.includes('"type":"error"'));
+            const ended = finished && msg.after >= lastSeq;
             reply({
               type: 'ack',
               op: 'subscribe',
               job: msg.job,
               after: msg.after,
+              last_seq: lastSeq,
+              state: meta.state ?? 'queued',
+              ...(ended ? { ended: true } : {}),
               ...(msg.id ? { id: msg.id } : {}),
             });
+            if (ended) return;
             return await subscribe(msg.job, msg.after);
           }
           case 'unsubscribe':
