@@ -3,6 +3,7 @@ import { GatewayError } from '@switchyard/contracts/errors';
 import type { Frame } from '@switchyard/contracts/frames';
 import type { IngressDeps } from '../../deps.ts';
 import type { Principal } from '../../plugins/auth.ts';
+import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';
 import { cancelJob, ownedJob, parseChatRequest, submitChat } from '../../submit.ts';
 
 const notFound = (id: string) =>
@@ -32,6 +33,29 @@ async function jobView(deps: IngressDeps, id: string, meta: Record<string, strin
 export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   /** Async submission: same body as chat completions; answers 202 with the job id at once. */
   app.post('/v1/jobs', async (req, reply) => {
+    const raw = req.body as Record<string, unknown> | null;
+    // `{ "requests": [ … ] }` submits a batch: every request its own job, grouped under one id.
+    if (raw && typeof raw === 'object' && !Array.isArray(raw) && 'requests' in raw) {
+      if (!Array.isArray(raw.requests) || Object.keys(raw).length !== 1) {
+        throw new GatewayError({
+          code: 'invalid_request_error',
+          message: 'A batch body is { "requests": [ <chat request>, … ] }.',
+          param: 'requests',
+        });
+      }
+      const b = await submitBatch(deps, req.principal as Principal, raw.requests);
+      return reply
+        .code(202)
+        .header('location', `/v1/jobs/batches/${b.id}`)
+        .send({
+          id: b.id,
+          object: 'job.batch',
+          created_at: Math.floor(b.created / 1000),
+          total: b.entries.length,
+          jobs: b.entries,
+          stream: { url: '/v1/stream', subscribe: { op: 'subscribe', batch: b.id } },
+        });
+    }
     const body = parseChatRequest(req.body);
     const data = await submitChat(
       deps,
@@ -50,6 +74,36 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         created_at: Math.floor(data.created / 1000),
         stream: { url: '/v1/stream', subscribe: { op: 'subscribe', job: data.id, after: 0 } },
       });
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/jobs/batches/:id', async (req) => {
+    const b = await ownedBatch(deps, req.principal as Principal, req.params.id);
+    if (!b) throw notFoundBatch(req.params.id);
+    const { states, counts } = await batchStatus(deps, b.jobs);
+    const open = counts.queued + counts.running;
+    return {
+      id: req.params.id,
+      object: 'job.batch',
+      created_at: Math.floor(b.created / 1000),
+      status: open > 0 ? 'in_progress' : 'completed',
+      total: b.jobs.length,
+      counts,
+      jobs: b.jobs.map((id, index) =>
+        id ? { index, id, status: states[index] } : { index, status: 'rejected' },
+      ),
+    };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/jobs/batches/:id/cancel', async (req) => {
+    const b = await ownedBatch(deps, req.principal as Principal, req.params.id);
+    if (!b) throw notFoundBatch(req.params.id);
+    const { states } = await batchStatus(deps, b.jobs);
+    await Promise.all(
+      b.jobs.map((j, i) =>
+        j && (states[i] === 'queued' || states[i] === 'running') ? cancelJob(deps, j) : undefined,
+      ),
+    );
+    return { id: req.params.id, object: 'job.batch', status: 'cancelling' };
   });
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (req) => {

@@ -1,0 +1,121 @@
+import { GatewayError } from '@switchyard/contracts/errors';
+import { newId } from '@switchyard/contracts/ids';
+import type { IngressDeps } from './deps.ts';
+import type { Principal } from './plugins/auth.ts';
+import { parseChatRequest, submitChat } from './submit.ts';
+
+/** Most requests one batch may carry (each is its own job, admitted and billed on its own). */
+export const MAX_BATCH = 1000;
+const SUBMIT_CONCURRENCY = 16;
+
+export type BatchEntry =
+  | { index: number; id: string }
+  | { index: number; error: ReturnType<GatewayError['toBody']>['error'] };
+
+const batchKey = (deps: IngressDeps, id: string) => `${deps.keys.prefix}:{${id}}:b`;
+const jobsKey = (deps: IngressDeps, id: string) => `${deps.keys.prefix}:{${id}}:j`;
+
+/**
+ * A job batch: many chat requests submitted together, each its own job (admission, routing,
+ * retries and billing per job), grouped under one id that can be polled and subscribed to.
+ * A request that fails validation or admission is reported at its index; the others run.
+ */
+export async function submitBatch(
+  deps: IngressDeps,
+  principal: Principal,
+  requests: unknown[],
+): Promise<{ id: string; created: number; entries: BatchEntry[] }> {
+  if (requests.length === 0 || requests.length > MAX_BATCH) {
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: `'requests' must hold between 1 and ${MAX_BATCH} chat requests.`,
+      param: 'requests',
+    });
+  }
+  const id = newId('jbat');
+  const created = Date.now();
+  const entries: BatchEntry[] = new Array(requests.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < requests.length; i = next++) {
+      try {
+        const body = parseChatRequest(requests[i]);
+        const data = await submitChat(
+          deps,
+          principal,
+          { ...body, stream: false },
+          { deltas: true, accepted: true },
+        );
+        entries[i] = { index: i, id: data.id };
+      } catch (e) {
+        const ge =
+          e instanceof GatewayError
+            ? e
+            : new GatewayError({ code: 'internal_error', message: 'internal error' });
+        entries[i] = { index: i, error: ge.toBody().error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, requests.length) }, worker));
+  const ttlMs = deps.config.STREAM_TTL_SECONDS * 1000;
+  const m = deps.redis
+    .multi()
+    .hset(
+      batchKey(deps, id),
+      'account',
+      principal.accountId,
+      'created',
+      String(created),
+      'total',
+      String(requests.length),
+    )
+    .pexpire(batchKey(deps, id), ttlMs);
+  // Rejected entries keep their place as '' so indexes line up.
+  m.rpush(jobsKey(deps, id), ...entries.map((e) => ('id' in e ? e.id : ''))).pexpire(
+    jobsKey(deps, id),
+    ttlMs,
+  );
+  await m.exec();
+  return { id, created, entries };
+}
+
+/** The batch's job ids (by index; '' for a request that was refused) if it belongs to this account. */
+export async function ownedBatch(
+  deps: IngressDeps,
+  principal: Principal,
+  id: string,
+): Promise<{ created: number; jobs: string[] } | undefined> {
+  if (!/^jbat_[A-Za-z0-9_-]{10,64}$/.test(id)) return undefined;
+  const [meta, jobs] = await Promise.all([
+    deps.redis.hgetall(batchKey(deps, id)),
+    deps.redis.lrange(jobsKey(deps, id), 0, -1),
+  ]);
+  if (meta.account !== principal.accountId) return undefined;
+  return { created: Number(meta.created), jobs };
+}
+
+/** Each member job's state, and the counts by state. */
+export async function batchStatus(deps: IngressDeps, jobs: string[]) {
+  const p = deps.redis.pipeline();
+  for (const j of jobs) if (j) p.hget(deps.keys.meta(j), 'state');
+  const res = (await p.exec()) ?? [];
+  const counts: Record<string, number> & { queued: number; running: number } = {
+    queued: 0,
+    running: 0,
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+    rejected: 0,
+  };
+  let k = 0;
+  const states = jobs.map((j) => {
+    if (!j) return 'rejected';
+    const s = (res[k++]?.[1] as string | null) ?? 'expired';
+    return s;
+  });
+  for (const s of states) counts[s] = (counts[s] ?? 0) + 1;
+  return { states, counts };
+}
+
+export const notFoundBatch = (id: string) =>
+  new GatewayError({ code: 'not_found', message: `No job batch found with id '${id}'.`, param: 'id' });

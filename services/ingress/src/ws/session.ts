@@ -1,0 +1,229 @@
+import { z } from 'zod';
+import { ChatRequest } from '@switchyard/contracts/chat';
+import { GatewayError } from '@switchyard/contracts/errors';
+import { followJob, type FollowHandle } from '@switchyard/queue/follow';
+import { seqOf } from '@switchyard/queue/frame-store';
+import { batchStatus, MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
+import type { IngressDeps } from '../deps.ts';
+import type { Principal } from '../plugins/auth.ts';
+import { fromZod } from '../plugins/errors.ts';
+import { cancelJob, ownedJob, submitChat } from '../submit.ts';
+
+/** Direct job subscriptions one connection may hold (a batch counts once, whatever its size). */
+export const MAX_SUBSCRIPTIONS = 256;
+
+const Seq = z.number().int().nonnegative();
+export const ClientOp = z.discriminatedUnion('op', [
+  z.object({
+    op: z.literal('subscribe'),
+    job: z.string().optional(),
+    batch: z.string().optional(),
+    /** Job: the last seq you have. Batch: `{ <job id>: last seq }` (missing jobs start at 0). */
+    after: z.union([Seq, z.record(z.string(), Seq)]).optional(),
+    id: z.string().optional(),
+  }),
+  z.object({
+    op: z.literal('unsubscribe'),
+    job: z.string().optional(),
+    batch: z.string().optional(),
+    id: z.string().optional(),
+  }),
+  z.object({ op: z.literal('submit'), request: z.unknown(), id: z.string().optional() }),
+  z.object({
+    op: z.literal('cancel'),
+    job: z.string().optional(),
+    batch: z.string().optional(),
+    id: z.string().optional(),
+  }),
+  z.object({ op: z.literal('ping'), id: z.string().optional() }),
+]);
+export type ClientOp = z.infer<typeof ClientOp>;
+
+const jobNotFound = (id: string) =>
+  new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'job' });
+const isTerminalRaw = (raw: string) => raw.includes('"type":"done"') || raw.includes('"type":"error"');
+
+/**
+ * One WebSocket connection's subscriptions and operations. Every lookup is scoped to the
+ * connection's account: another tenant's job or batch looks exactly like one that does not exist.
+ */
+export class StreamSession {
+  readonly #deps: IngressDeps;
+  readonly #principal: Principal;
+  readonly #send: (raw: string) => void;
+  readonly #reply: (o: Record<string, unknown>) => void;
+  readonly #isOpen: () => boolean;
+  /** Job id → follower (direct subscriptions and batch members alike). */
+  readonly #follows = new Map<string, FollowHandle>();
+  /** Batch id → its member jobs still being followed. */
+  readonly #batches = new Map<string, Set<string>>();
+  #direct = 0;
+
+  constructor(
+    deps: IngressDeps,
+    principal: Principal,
+    io: { send: (raw: string) => void; reply: (o: Record<string, unknown>) => void; isOpen: () => boolean },
+  ) {
+    this.#deps = deps;
+    this.#principal = principal;
+    this.#send = io.send;
+    this.#reply = io.reply;
+    this.#isOpen = io.isOpen;
+  }
+
+  async handle(msg: ClientOp): Promise<void> {
+    const tag: Record<string, string> = msg.id ? { id: msg.id } : {};
+    switch (msg.op) {
+      case 'ping':
+        return this.#reply({ type: 'pong', ...tag });
+      case 'subscribe': {
+        if (!msg.job === !msg.batch)
+          throw new GatewayError({
+            code: 'invalid_request_error',
+            message: "Give either 'job' or 'batch'.",
+            param: 'job',
+          });
+        if (msg.batch)
+          return this.#subscribeBatch(msg.batch, typeof msg.after === 'object' ? msg.after : {}, tag);
+        const job = msg.job as string;
+        const meta = await ownedJob(this.#deps, this.#principal, job);
+        if (!meta) throw jobNotFound(job);
+        if (this.#direct >= MAX_SUBSCRIPTIONS && !this.#follows.has(job)) {
+          throw new GatewayError({
+            code: 'rate_limit_exceeded',
+            message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection.`,
+          });
+        }
+        const after = typeof msg.after === 'number' ? msg.after : 0;
+        const { lastSeq, ended } = await this.#position(job, after);
+        // The ack says where the job stands, so a client resuming at (or past) the end of a finished
+        // job knows nothing more will come instead of waiting forever.
+        this.#reply({
+          type: 'ack',
+          op: 'subscribe',
+          job,
+          after,
+          last_seq: lastSeq,
+          state: meta.state ?? 'queued',
+          ...(ended ? { ended: true } : {}),
+          ...tag,
+        });
+        if (!ended) {
+          this.#direct++;
+          await this.#follow(job, after, () => this.#direct--);
+        }
+        return;
+      }
+      case 'unsubscribe': {
+        if (msg.batch) {
+          for (const j of this.#batches.get(msg.batch) ?? []) this.#follows.get(j)?.close();
+          this.#batches.delete(msg.batch);
+        } else if (msg.job) this.#follows.get(msg.job)?.close();
+        return this.#reply({
+          type: 'ack',
+          op: 'unsubscribe',
+          ...(msg.job ? { job: msg.job } : { batch: msg.batch }),
+          ...tag,
+        });
+      }
+      case 'cancel': {
+        if (msg.batch) {
+          const b = await ownedBatch(this.#deps, this.#principal, msg.batch);
+          if (!b) throw notFoundBatch(msg.batch);
+          const { states } = await batchStatus(this.#deps, b.jobs);
+          await Promise.all(
+            b.jobs.map((j, i) =>
+              j && (states[i] === 'queued' || states[i] === 'running') ? cancelJob(this.#deps, j) : undefined,
+            ),
+          );
+          return this.#reply({ type: 'ack', op: 'cancel', batch: msg.batch, ...tag });
+        }
+        const job = msg.job ?? '';
+        if (!(await ownedJob(this.#deps, this.#principal, job))) throw jobNotFound(job);
+        await cancelJob(this.#deps, job);
+        return this.#reply({ type: 'ack', op: 'cancel', job, ...tag });
+      }
+      case 'submit': {
+        const r = ChatRequest.safeParse(msg.request);
+        if (!r.success) throw fromZod(r.error, 'request');
+        await submitChat(
+          this.#deps,
+          this.#principal,
+          { ...r.data, stream: false },
+          {
+            deltas: true,
+            accepted: true,
+            beforeEnqueue: async (id) => {
+              this.#reply({ type: 'ack', op: 'submit', job: id, ...tag });
+              this.#direct++;
+              await this.#follow(id, 0, () => this.#direct--);
+            },
+          },
+        );
+        return;
+      }
+    }
+  }
+
+  /** Where a job's stream stands relative to a cursor. */
+  async #position(job: string, after: number): Promise<{ lastSeq: number; ended: boolean }> {
+    const last = await this.#deps.store.last(job);
+    const lastSeq = last ? seqOf(last) : 0;
+    return { lastSeq, ended: last !== undefined && isTerminalRaw(last) && after >= lastSeq };
+  }
+
+  async #follow(job: string, after: number, onEnd: () => void): Promise<void> {
+    this.#follows.get(job)?.close();
+    const h = await followJob(this.#deps.hub, this.#deps.store, job, after, (raw) => this.#send(raw));
+    if (!this.#isOpen()) {
+      h.close();
+      onEnd();
+      return;
+    }
+    this.#follows.set(job, h);
+    void h.ended.then(() => {
+      if (this.#follows.get(job) === h) this.#follows.delete(job);
+      onEnd();
+    });
+  }
+
+  /**
+   * Every member job of a batch, each from its own cursor, frames tagged with their job id as
+   * always; `batch_end` once every member has delivered its terminal frame.
+   */
+  async #subscribeBatch(
+    batch: string,
+    after: Record<string, number>,
+    tag: Record<string, string>,
+  ): Promise<void> {
+    const b = await ownedBatch(this.#deps, this.#principal, batch);
+    if (!b) throw notFoundBatch(batch);
+    const members = b.jobs.filter(Boolean).slice(0, MAX_BATCH);
+    const pending = new Set<string>();
+    const positions = await Promise.all(members.map((j) => this.#position(j, after[j] ?? 0)));
+    members.forEach((j, i) => {
+      if (!positions[i]?.ended) pending.add(j);
+    });
+    this.#reply({ type: 'ack', op: 'subscribe', batch, jobs: b.jobs, pending: pending.size, ...tag });
+    for (const j of this.#batches.get(batch) ?? []) this.#follows.get(j)?.close();
+    this.#batches.set(batch, pending);
+    const done = (j: string) => {
+      if (!pending.delete(j)) return;
+      if (pending.size === 0 && this.#batches.get(batch) === pending) {
+        this.#batches.delete(batch);
+        this.#reply({ type: 'batch_end', batch });
+      }
+    };
+    if (pending.size === 0) {
+      this.#batches.delete(batch);
+      return this.#reply({ type: 'batch_end', batch });
+    }
+    await Promise.all([...pending].map((j) => this.#follow(j, after[j] ?? 0, () => done(j))));
+  }
+
+  close(): void {
+    for (const h of this.#follows.values()) h.close();
+    this.#follows.clear();
+    this.#batches.clear();
+  }
+}

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { until } from '@switchyard/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai'] });
+  stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 5 });
+}, 90_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+type Msg = {
+  v: 1;
+  type: string;
+  job?: string;
+  seq?: number;
+  text?: string;
+  batch?: string;
+  result?: { choices: Array<{ message: { content: string } }> };
+};
+const auth = () => ({ authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' });
+const chat = (content: string) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+
+function connect(key = stack.apiKey) {
+  const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
+    headers: { authorization: `Bearer ${key}` },
+  });
+  const msgs: Msg[] = [];
+  const waiters: Array<() => void> = [];
+  ws.on('message', (d) => {
+    msgs.push(JSON.parse(d.toString()));
+    for (const w of waiters.splice(0)) w();
+  });
+  const opened = new Promise<void>((r) => ws.once('open', () => r()));
+  const waitFor = (pred: (m: Msg[]) => boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timeout; got ${JSON.stringify(msgs.slice(-3))}`)), 20_000);
+      const check = () => {
+        if (pred(msgs)) {
+          clearTimeout(t);
+          resolve();
+        } else waiters.push(check);
+      };
+      check();
+    });
+  return { ws, msgs, opened, waitFor };
+}
+
+async function createBatch(requests: unknown[]) {
+  const r = await fetch(`${stack.url}/v1/jobs`, {
+    method: 'POST',
+    headers: auth(),
+    body: JSON.stringify({ requests }),
+  });
+  expect(r.status).toBe(202);
+  return (await r.json()) as {
+    id: string;
+    jobs: Array<{ index: number; id?: string; error?: { code: string } }>;
+  };
+}
+
+describe('job batches', () => {
+  it('runs every valid request as its own job, reports the invalid ones at their index, and counts states', async () => {
+    const b = await createBatch([
+      chat('one'),
+      chat('two'),
+      { model: 'gpt-4o-mini', messages: [] },
+      chat('three'),
+    ]);
+    expect(b.jobs.map((j) => Boolean(j.id))).toEqual([true, true, false, true]);
+    expect(b.jobs[2]?.error?.code).toBe('invalid_request_error');
+    const status = await until(async () => {
+      const r = await fetch(`${stack.url}/v1/jobs/batches/${b.id}`, { headers: auth() });
+      const s = (await r.json()) as { status: string; counts: Record<string, number> };
+      return s.status === 'completed' ? s : undefined;
+    });
+    expect(status.counts).toMatchObject({ completed: 3, rejected: 1, queued: 0, running: 0 });
+  });
+
+  it('streams every member job over one subscription, and resumes each from its own cursor', async () => {
+    const b = await createBatch([chat('alpha'), chat('beta'), chat('gamma')]);
+    const ids = b.jobs.map((j) => j.id as string);
+    const first = connect();
+    await first.opened;
+    first.ws.send(JSON.stringify({ op: 'subscribe', batch: b.id }));
+    // Drop the connection after a few frames of each job (or when the batch ended).
+    await first.waitFor(
+      (m) =>
+        ids.every((id) => m.filter((x) => x.job === id && x.seq).length >= 3) ||
+        m.some((x) => x.type === 'batch_end'),
+    );
+    first.ws.terminate();
+    const seen = new Map<string, Msg[]>();
+    for (const m of first.msgs) if (m.job && m.seq) seen.set(m.job, [...(seen.get(m.job) ?? []), m]);
+    const after = Object.fromEntries(ids.map((id) => [id, seen.get(id)?.at(-1)?.seq ?? 0]));
+
+    const second = connect();
+    await second.opened;
+    second.ws.send(JSON.stringify({ op: 'subscribe', batch: b.id, after }));
+    await second.waitFor((m) => m.some((x) => x.type === 'batch_end'));
+    second.ws.close();
+    for (const m of second.msgs) if (m.job && m.seq) seen.set(m.job, [...(seen.get(m.job) ?? []), m]);
+    for (const id of ids) {
+      const frames = seen.get(id) ?? [];
+      expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
+      const text = frames
+        .filter((f) => f.type === 'delta')
+        .map((f) => f.text ?? '')
+        .join('');
+      expect(frames.at(-1)?.type).toBe('done');
+      expect(text).toBe(frames.at(-1)?.result?.choices[0]?.message.content);
+    }
+  });
+
+  it('another tenant cannot see or subscribe to a batch', async () => {
+    const b = await createBatch([chat('mine')]);
+    const adm = { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' };
+    const acct = (await (
+      await fetch(`${stack.url}/admin/v1/accounts`, {
+        method: 'POST',
+        headers: adm,
+        body: '{"name":"other"}',
+      })
+    ).json()) as { id: string };
+    const key = (await (
+      await fetch(`${stack.url}/admin/v1/keys`, {
+        method: 'POST',
+        headers: adm,
+        body: JSON.stringify({ account_id: acct.id, name: 'k' }),
+      })
+    ).json()) as { key: string };
+    const r = await fetch(`${stack.url}/v1/jobs/batches/${b.id}`, {
+      headers: { authorization: `Bearer ${key.key}` },
+    });
+    expect(r.status).toBe(404);
+    const other = connect(key.key);
+    await other.opened;
+    other.ws.send(JSON.stringify({ op: 'subscribe', batch: b.id }));
+    await other.waitFor((m) => m.some((x) => x.type === 'nack'));
+    other.ws.close();
+    expect(other.msgs.find((x) => x.type === 'nack')).toMatchObject({
+      batch: b.id,
+      error: { code: 'not_found' },
+    });
+  });
+});
