@@ -31,6 +31,8 @@ export const JobData = z.object({
   created: z.number(),
   /** Epoch ms after which the request is failed rather than retried. */
   deadline: z.number(),
+  /** Reply channel of the ingress process waiting for this job (frames are published there too). */
+  replyTo: z.string().optional(),
   /** Errors of earlier hops, so the final error can name every attempt. */
   attempts: z
     .array(z.object({ provider: z.string(), model: z.string(), code: z.string(), message: z.string() }))

@@ -22,7 +22,11 @@ export async function followJob(
   jobId: string,
   afterSeq: number,
   onFrame: (raw: string, seq: number) => void,
-  opts: { fresh?: boolean } = {},
+  /**
+   * `fresh`: the job is not queued yet, so there is no backlog to read. `reply`: its frames come on
+   * this process's reply channel (it was submitted here with `replyTo`): no per-job subscription.
+   */
+  opts: { fresh?: boolean; reply?: boolean } = {},
 ): Promise<FollowHandle> {
   let last = afterSeq;
   let closed = false;
@@ -81,7 +85,7 @@ export async function followJob(
       dirty = true;
     });
   };
-  unlisten = await hub.listen(jobId, onLive);
+  unlisten = opts.reply && hub.replyChannel ? hub.onReply(jobId, onLive) : await hub.listen(jobId, onLive);
   // A job not queued yet has no frames: skip the backlog read.
   if (opts.fresh) return { close, ended };
   try {

@@ -31,7 +31,8 @@ end
 return { seq, terminal }
 `;
 
-// KEYS: frames, meta, usage stream. ARGV: owner, channel, jobJson, ttlMs, state|'', usageJson|'', frameBody...
+// KEYS: frames, meta, usage stream. ARGV: owner, channel, jobJson, ttlMs, state|'', usageJson|'', replyTo|'', frameBody...
+// `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
 // Each frame body is a JSON object without v/job/seq; the script prefixes them.
 // Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job.
 const APPEND = `
@@ -42,11 +43,12 @@ end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   seq = seq + 1
   local f = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
   redis.call('XADD', KEYS[1], '0-' .. seq, 'f', f)
   redis.call('PUBLISH', ARGV[2], f)
+  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], f) end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if ARGV[5] ~= '' then
@@ -76,6 +78,7 @@ declare module 'ioredis' {
       ttlMs: number,
       state: string,
       usageJson: string,
+      replyTo: string,
       ...frames: string[]
     ): Result<number, Context>;
   }
@@ -95,6 +98,8 @@ export interface AppendOptions {
   state?: string;
   /** A usage event to append to the usage stream atomically with these frames. */
   usage?: unknown;
+  /** Also publish the frames on this channel (the waiting ingress process's own). */
+  replyTo?: string;
 }
 
 export class FrameStore {
@@ -136,6 +141,7 @@ export class FrameStore {
       opts.ttlMs,
       opts.state ?? '',
       opts.usage === undefined ? '' : JSON.stringify(opts.usage),
+      opts.replyTo ?? '',
       ...frames.map((f) => JSON.stringify(f)),
     );
   }

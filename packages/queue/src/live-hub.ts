@@ -12,11 +12,18 @@ export class LiveHub {
   readonly #keys: Keys;
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly #pending = new Map<string, Promise<unknown>>();
+  /** This process's own reply channel, and the jobs waiting on it (no Redis command per job). */
+  #replyChannel: string | undefined;
+  readonly #replies = new Map<string, Listener>();
 
   constructor(sub: Redis, keys: Keys) {
     this.#sub = sub;
     this.#keys = keys;
     sub.on('message', (channel: string, message: string) => {
+      if (channel === this.#replyChannel) {
+        this.#replies.get(jobOf(message))?.(message);
+        return;
+      }
       const set = this.#listeners.get(channel);
       if (!set) return;
       for (const l of set) l(message);
@@ -50,7 +57,36 @@ export class LiveHub {
     };
   }
 
+  /**
+   * Subscribes once to this process's reply channel. Jobs submitted here carry it as `replyTo`,
+   * and workers publish their frames there too, so waiting on a job costs no SUBSCRIBE/UNSUBSCRIBE.
+   */
+  async listenReplies(channel: string): Promise<void> {
+    this.#replyChannel = channel;
+    await this.#sub.subscribe(channel);
+  }
+
+  get replyChannel(): string | undefined {
+    return this.#replyChannel;
+  }
+
+  /** Frames of a job published on this process's reply channel. Synchronous: nothing to wait for. */
+  onReply(jobId: string, listener: Listener): () => void {
+    this.#replies.set(jobId, listener);
+    return () => {
+      if (this.#replies.get(jobId) === listener) this.#replies.delete(jobId);
+    };
+  }
+
   get channels(): number {
     return this.#listeners.size;
   }
+}
+
+/** The job id of a frame we wrote (`{"v":1,"job":"<id>",…`), without a full JSON.parse. */
+function jobOf(raw: string): string {
+  const i = raw.indexOf('"job":"');
+  if (i < 0) return '';
+  const start = i + 7;
+  return raw.slice(start, raw.indexOf('"', start));
 }

@@ -12,7 +12,7 @@ export const BillingConfig = z.object({
   /** Most events settled per Postgres transaction. */
   BILLING_BATCH_SIZE: int(500, 1),
   /** How long to keep collecting a batch once its first event arrived. */
-  BILLING_BATCH_MS: int(5),
+  BILLING_BATCH_MS: int(50),
   /** Consumer name in the group; stable across restarts so a replica resumes its own pending list. */
   BILLING_CONSUMER: z.string().min(1).default(hostname()),
   BILLING_CLAIM_IDLE_MS: int(30_000, 1_000),

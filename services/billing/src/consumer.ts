@@ -15,8 +15,6 @@ import { autoClaim, type Entry, ensureGroup, readGroup, streamStatus } from './s
 export interface ConsumerDeps {
   /** Commands (XACK, XAUTOCLAIM, status). */
   redis: Redis;
-  /** A separate connection for blocking XREADGROUP. */
-  blocking: Redis;
   db: Db;
   keys: Keys;
   book: PriceBook;
@@ -35,19 +33,16 @@ export interface ConsumerOptions {
   claimEveryMs: number;
   backoffMinMs: number;
   backoffMaxMs: number;
-  /** Longest blocking read (bounds how long stop() waits when idle). */
-  blockMs: number;
   statusEveryMs: number;
 }
 
 export const defaultConsumerOptions: Omit<ConsumerOptions, 'consumer'> = {
   batchSize: 500,
-  batchMs: 5,
+  batchMs: 50,
   claimIdleMs: 30_000,
   claimEveryMs: 5_000,
   backoffMinMs: 100,
   backoffMaxMs: 10_000,
-  blockMs: 1_000,
   statusEveryMs: 2_000,
 };
 
@@ -165,21 +160,30 @@ export class UsageConsumer {
         return c.entries;
       }
     }
-    const entries = await readGroup(this.#d.blocking, { ...base, id: '>', blockMs: this.#o.blockMs });
-    if (entries.length === 0 || this.#o.batchMs <= 0) return entries;
-    const until = Date.now() + this.#o.batchMs;
-    while (entries.length < this.#o.batchSize && !this.stopping) {
-      const left = until - Date.now();
-      if (left <= 0) break;
-      const more = await readGroup(this.#d.blocking, {
-        ...base,
-        count: this.#o.batchSize - entries.length,
-        id: '>',
-        blockMs: Math.max(1, Math.ceil(left)),
-      });
-      entries.push(...more);
-    }
+    // Billing reads on its own rhythm rather than waking on every event: an event lands at the very
+    // moment the ingress is answering its caller, and settling then competes with it for the CPU.
+    // A full batch means more is waiting: read again at once. At low load this also batches more.
+    if (this.#o.batchMs > 0 && !this.#lastFull) await this.#pause(this.#o.batchMs);
+    const entries = this.stopping ? [] : await readGroup(this.#d.redis, { ...base, id: '>' });
+    this.#lastFull = entries.length >= this.#o.batchSize;
     return entries;
+  }
+
+  #lastFull = false;
+
+  /** Waits `ms`, cut short by stop(). */
+  #pause(ms: number): Promise<void> {
+    const signal = this.#stop.signal;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   async #process(entries: Entry[]): Promise<void> {

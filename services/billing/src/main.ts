@@ -25,9 +25,8 @@ const book = new PriceBook(db);
 await book.load();
 
 const redis = connectRedis(config.REDIS_URL);
-const blocking = connectRedis(config.REDIS_URL); // blocking XREADGROUP gets its own connection
 const metrics = createMetrics();
-const deps = { db, redis, blocking, book, metrics, log, keys: makeKeys(config.REDIS_PREFIX) };
+const deps = { db, redis, book, metrics, log, keys: makeKeys(config.REDIS_PREFIX) };
 
 const consumer = new UsageConsumer(deps, {
   consumer: config.BILLING_CONSUMER,
@@ -56,7 +55,6 @@ async function shutdown(signal: string) {
   await sweeper.stop();
   await server.close();
   redis.disconnect();
-  blocking.disconnect();
   await closeDb();
   log.info('billing stopped');
 }

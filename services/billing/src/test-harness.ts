@@ -56,19 +56,17 @@ export async function harness(): Promise<Harness> {
     keys,
     redis,
     async consumer(name, opts = {}, dbOverride) {
-      const blocking = new Redis(r.url, { maxRetriesPerRequest: null });
       const metrics = createMetrics();
       const d = dbOverride ?? db;
       const book = new PriceBook(d);
       await book.load();
       const c = new UsageConsumer(
-        { db: d, redis, blocking, keys, book, metrics, log },
-        { consumer: name, blockMs: 100, statusEveryMs: 100, ...opts },
+        { db: d, redis, keys, book, metrics, log },
+        { consumer: name, batchMs: 20, statusEveryMs: 100, ...opts },
       );
       await c.start();
       extra.push(async () => {
         await c.stop();
-        blocking.disconnect();
       });
       return Object.assign(c, { metrics });
     },

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { createDb } from '@switchyard/db/client';
 import { FrameStore } from '@switchyard/queue/frame-store';
@@ -23,6 +25,9 @@ export async function createIngressDeps(
   const redis = createRedis(config.REDIS_URL, { name: 'sy-ingress' });
   const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'sy-ingress-sub' });
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20 });
+  const hub = new LiveHub(sub, keys);
+  // One subscription per ingress process carries the frames of every job submitted here.
+  await hub.listenReplies(keys.k('reply', `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`));
   const directory = new ModelDirectory(redis, keys, catalogWithOverrides(BUILTIN_MODELS, gateway));
   await directory.refresh();
   directory.start(config.DIRECTORY_REFRESH_MS);
@@ -33,7 +38,7 @@ export async function createIngressDeps(
     redis,
     keys,
     store: new FrameStore(redis, keys),
-    hub: new LiveHub(sub, keys),
+    hub,
     queues,
     db,
     directory,

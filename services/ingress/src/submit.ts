@@ -45,6 +45,8 @@ export interface SubmitOptions {
   prepare?: (id: string) => Promise<void>;
   /** Admission failed after `prepare` ran: undo what it set up. */
   onRefused?: () => void;
+  /** Frames also go to this process's reply channel (the caller waits here, over HTTP). */
+  reply?: boolean;
   /** Runs once the request is admitted, right before it is queued. */
   beforeEnqueue?: (id: string) => Promise<void>;
 }
@@ -93,6 +95,7 @@ export async function submitChat(
     deltas: opts.deltas,
     created: now,
     deadline,
+    ...(opts.reply && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
     attempts: [],
   };
   const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;

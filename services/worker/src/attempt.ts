@@ -60,7 +60,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
   if (claim.cancelled)
     abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
 
-  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs);
+  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo);
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
@@ -156,9 +156,6 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       },
     });
     usage = res.completion.usage;
-    void deps.circuit.success().catch(() => {});
-    if (input.admission)
-      void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
@@ -177,9 +174,15 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     await deps.store.append(data.id, frames, {
       owner,
       ttlMs,
+      replyTo: data.replyTo,
       state: 'completed',
       usage: usageEvent('success', true),
     });
+    // Bookkeeping after the answer is on its way, not in front of it.
+    void deps.circuit.success().catch(() => {});
+    if (input.admission) {
+      void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
+    }
     deps.metrics.requests.inc({ outcome: 'completed' });
     return { status: 'completed' };
   } catch (raw) {
@@ -207,11 +210,22 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       await deps.limiter.pause(input.keyIndex, waitMs).catch(() => {});
       if (input.canWaitOnRateLimit && !writer.wroteContent && Date.now() + waitMs < data.deadline) {
         if (hasTokens(usage))
-          await deps.store.append(data.id, [], { owner, ttlMs, usage: usageEvent('failed', false) });
+          await deps.store.append(data.id, [], {
+            owner,
+            ttlMs,
+            replyTo: data.replyTo,
+            usage: usageEvent('failed', false),
+          });
         return { status: 'rate_limited', waitMs };
       }
     }
-    return await endWithError(deps, input, err, { owner, ttlMs, usage, usageEvent, candidate });
+    return await endWithError(deps, input, err, {
+      owner,
+      ttlMs,
+      usage,
+      usageEvent,
+      candidate,
+    });
   } finally {
     clearTimeout(timer);
     unregister();
@@ -237,6 +251,7 @@ async function endWithError(
     await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
       owner,
       ttlMs,
+      replyTo: data.replyTo,
       state: 'cancelled',
       usage: ctx.usageEvent('cancelled', true),
     });
@@ -249,7 +264,8 @@ async function endWithError(
       ? [{ type: 'status', state: 'retrying', provider: ctx.candidate.provider, reason: err.code }]
       : [];
     const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
-    if (frames.length || usage) await deps.store.append(data.id, frames, { owner, ttlMs, usage });
+    if (frames.length || usage)
+      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage });
     deps.metrics.retries.inc({ code: err.code });
     throw err;
   }
@@ -273,7 +289,8 @@ async function endWithError(
       ? [{ type: 'status', state: 'fallback', provider: next.provider, model: next.model, reason: err.code }]
       : [];
     const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
-    if (frames.length || usage) await deps.store.append(data.id, frames, { owner, ttlMs, usage });
+    if (frames.length || usage)
+      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage });
     // Deterministic job id: if we die after this add and re-run, the second add is a no-op.
     await deps.queues.add({ ...data, hop: nextHop, attempts });
     deps.metrics.fallbacks.inc({ to: next.provider });
@@ -283,6 +300,7 @@ async function endWithError(
   await deps.store.append(data.id, [{ type: 'error', status: final.status, error: final.toJSON() }], {
     owner,
     ttlMs,
+    replyTo: data.replyTo,
     state: 'failed',
     usage: ctx.usageEvent('failed', true),
   });

@@ -114,6 +114,7 @@ async function endAbandoned(deps: WorkerDeps, job: Job<JobData>, cause: Error): 
     await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
       owner: '',
       ttlMs,
+      replyTo: data.replyTo,
       state: 'failed',
       usage: {
         v: 1,

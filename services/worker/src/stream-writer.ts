@@ -14,6 +14,7 @@ export class StreamWriter {
   readonly #jobId: string;
   readonly #owner: string;
   readonly #ttlMs: number;
+  readonly #replyTo: string | undefined;
   #queue: FrameBody[] = [];
   #inflight: Promise<void> | undefined;
   #error: unknown;
@@ -21,11 +22,12 @@ export class StreamWriter {
   wroteContent = false;
   writes = 0;
 
-  constructor(store: FrameStore, jobId: string, owner: string, ttlMs: number) {
+  constructor(store: FrameStore, jobId: string, owner: string, ttlMs: number, replyTo?: string) {
     this.#store = store;
     this.#jobId = jobId;
     this.#owner = owner;
     this.#ttlMs = ttlMs;
+    this.#replyTo = replyTo;
   }
 
   /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
@@ -95,7 +97,7 @@ export class StreamWriter {
     if (batch.some((f) => f.type === 'delta')) this.wroteContent = true;
     this.writes++;
     this.#inflight = this.#store
-      .append(this.#jobId, batch, { owner: this.#owner, ttlMs: this.#ttlMs })
+      .append(this.#jobId, batch, { owner: this.#owner, ttlMs: this.#ttlMs, replyTo: this.#replyTo })
       .then(
         () => {},
         (e: unknown) => {

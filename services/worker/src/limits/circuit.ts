@@ -34,7 +34,10 @@ if op == 'ok' then
   end
   -- A late success of a call that started before the circuit opened does not close it.
   if state == 'open' then return 1 end
+  -- Closed: count it. The ratio only matters when a failure might open the circuit.
   redis.call('HINCRBY', KEYS[1], 's' .. cur, 1)
+  redis.call('PEXPIRE', KEYS[1], window + openMs * 4)
+  return 0
 else
   if state == 'half' then
     redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + openMs)

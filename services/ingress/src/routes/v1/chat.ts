@@ -19,8 +19,9 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const data = await submitChat(deps, req.principal as Principal, body, {
       deltas: stream,
       accepted: false,
+      reply: true,
       prepare: async (id) => {
-        follow = await followJob(deps.hub, deps.store, id, 0, queue.push, { fresh: true });
+        follow = await followJob(deps.hub, deps.store, id, 0, queue.push, { fresh: true, reply: true });
       },
       onRefused: () => follow?.close(),
     });
