@@ -7,6 +7,8 @@ import { makeKeys } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
 import { createRedis } from './redis.ts';
 
+const REC = { account: 'acct_test', model: 'm', created: 0 };
+
 let redis: Redis;
 let sub: Redis;
 let store: FrameStore;
@@ -30,7 +32,7 @@ afterAll(() => {
 describe('FrameStore', () => {
   it('assigns gapless sequence numbers in Redis, whoever writes', async () => {
     const id = jobId();
-    await store.claim(id, 'a', 60_000);
+    await store.claim(id, 'a', 60_000, REC);
     await store.append(
       id,
       [
@@ -49,9 +51,9 @@ describe('FrameStore', () => {
 
   it('fences a stale attempt once another attempt has claimed the job', async () => {
     const id = jobId();
-    await store.claim(id, 'old', 60_000);
+    await store.claim(id, 'old', 60_000, REC);
     await store.append(id, [{ type: 'delta', text: 'x' }], { owner: 'old', ttlMs: 60_000 });
-    await store.claim(id, 'new', 60_000);
+    await store.claim(id, 'new', 60_000, REC);
     await expect(
       store.append(id, [{ type: 'delta', text: 'zombie' }], { owner: 'old', ttlMs: 60_000 }),
     ).rejects.toThrow(/NOTOWNER/);
@@ -61,7 +63,7 @@ describe('FrameStore', () => {
 
   it('writes the terminal frame, state and usage event together; a later claim sees the job ended', async () => {
     const id = jobId();
-    await store.claim(id, 'w', 60_000);
+    await store.claim(id, 'w', 60_000, REC);
     const before = await redis.xlen(keys.usage);
     await store.append(id, [{ type: 'done', result: { ok: true } }], {
       owner: 'w',
@@ -71,20 +73,20 @@ describe('FrameStore', () => {
     });
     expect(await redis.xlen(keys.usage)).toBe(before + 1);
     expect(await redis.hget(keys.meta(id), 'state')).toBe('completed');
-    expect(await store.claim(id, 'again', 60_000)).toMatchObject({ terminal: true });
+    expect(await store.claim(id, 'again', 60_000, REC)).toMatchObject({ terminal: true });
   });
 
   it('reports a job cancelled before any worker started it', async () => {
     const id = jobId();
     await redis.hset(keys.meta(id), 'cancel', '1');
-    expect(await store.claim(id, 'w', 60_000)).toMatchObject({ terminal: false, cancelled: true });
+    expect(await store.claim(id, 'w', 60_000, REC)).toMatchObject({ terminal: false, cancelled: true });
   });
 });
 
 describe('followJob', () => {
   it('delivers backlog then live frames exactly once, in order, from any cursor', async () => {
     const id = jobId();
-    await store.claim(id, 'w', 60_000);
+    await store.claim(id, 'w', 60_000, REC);
     for (let i = 0; i < 5; i++)
       await store.append(id, [{ type: 'delta', text: String(i) }], { owner: 'w', ttlMs: 60_000 });
     const got: number[] = [];
@@ -100,7 +102,7 @@ describe('followJob', () => {
 
   it('resumes after the end: a finished job replays from the cursor and ends', async () => {
     const id = jobId();
-    await store.claim(id, 'w', 60_000);
+    await store.claim(id, 'w', 60_000, REC);
     await store.append(
       id,
       [
@@ -118,7 +120,7 @@ describe('followJob', () => {
 
   it('fills a gap in live delivery from the stream', async () => {
     const id = jobId();
-    await store.claim(id, 'w', 60_000);
+    await store.claim(id, 'w', 60_000, REC);
     const got: number[] = [];
     const h = await followJob(hub, store, id, 0, (_r, seq) => got.push(seq));
     // Write frames to the stream without publishing (as if pub/sub dropped them), then one live frame.

@@ -12,7 +12,7 @@ import type { Keys } from './keys.ts';
  * its usage event, or the reverse.
  */
 
-// KEYS: frames, meta. ARGV: owner, state, ttlMs
+// KEYS: frames, meta. ARGV: owner, state, ttlMs, account, model, created
 // Returns { lastSeq, terminal (0 no, 1 ended, 2 cancelled before it started: caller owns the ending) }.
 const CLAIM = `
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -25,7 +25,9 @@ if #last > 0 then
 end
 if terminal == 0 and redis.call('HGET', KEYS[2], 'cancel') == '1' then terminal = 2 end
 if terminal == 0 then
-  redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', ARGV[2])
+  -- The job record (owner account, model, created) may not exist yet: requests answered over HTTP
+  -- are recorded here rather than by the ingress, which saves the request path a write.
+  redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', ARGV[2], 'account', ARGV[4], 'model', ARGV[5], 'created', ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 return { seq, terminal }
@@ -67,6 +69,9 @@ declare module 'ioredis' {
       owner: string,
       state: string,
       ttlMs: number,
+      account: string,
+      model: string,
+      created: string,
     ): Result<[number, number], Context>;
     syAppend(
       framesKey: string,
@@ -117,6 +122,7 @@ export class FrameStore {
     jobId: string,
     owner: string,
     ttlMs: number,
+    record: { account: string; model: string; created: number },
   ): Promise<{ lastSeq: number; terminal: boolean; cancelled: boolean }> {
     const [lastSeq, terminal] = await this.redis.syClaim(
       this.keys.frames(jobId),
@@ -124,6 +130,9 @@ export class FrameStore {
       owner,
       'running',
       ttlMs,
+      record.account,
+      record.model,
+      String(record.created),
     );
     if (terminal === 2) await this.redis.hset(this.keys.meta(jobId), 'owner', owner);
     return { lastSeq: Number(lastSeq), terminal: terminal === 1, cancelled: terminal === 2 };

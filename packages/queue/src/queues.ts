@@ -10,8 +10,9 @@ export function providerJobOptions(data: JobData, attempts: number): JobsOptions
     jobId: jobIdForHop(data.id, data.hop),
     attempts,
     backoff: { type: 'exponential', delay: 500, jitter: 0.5 },
-    // Kept long enough that a re-delivered hand-off with the same id is still de-duplicated.
-    removeOnComplete: { age: 600, count: 10_000 },
+    // Completed jobs are dropped at once (fewer Redis commands per request). A hop re-added after
+    // a crash is still harmless: its worker's claim finds the job's terminal frame and stops.
+    removeOnComplete: true,
     removeOnFail: { age: 24 * 3600, count: 10_000 },
   };
 }

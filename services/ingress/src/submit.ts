@@ -112,21 +112,25 @@ export async function submitChat(
       expiresAt: new Date(deadline + 5 * 60_000),
     }),
     (async () => {
-      await deps.redis
-        .multi()
-        .hset(
-          meta,
-          'account',
-          principal.accountId,
-          'state',
-          'queued',
-          'model',
-          request.model,
-          'created',
-          String(now),
-        )
-        .pexpire(meta, ttlMs)
-        .exec();
+      // Async jobs are looked up (GET, subscribe) right after the 202: record them now. A request
+      // answered over HTTP is recorded by the worker's claim instead (one write less on this path).
+      if (opts.accepted) {
+        await deps.redis
+          .multi()
+          .hset(
+            meta,
+            'account',
+            principal.accountId,
+            'state',
+            'queued',
+            'model',
+            request.model,
+            'created',
+            String(now),
+          )
+          .pexpire(meta, ttlMs)
+          .exec();
+      }
       await opts.prepare?.(id);
     })(),
   ]);
@@ -165,7 +169,14 @@ export async function submitChat(
 
 /** Asks whichever worker runs the job to stop; a job not yet started is ended when picked up. */
 export async function cancelJob(deps: IngressDeps, jobId: string): Promise<void> {
-  await deps.redis.multi().hset(deps.keys.meta(jobId), 'cancel', '1').publish(deps.keys.cancel, jobId).exec();
+  const meta = deps.keys.meta(jobId);
+  await deps.redis
+    .multi()
+    .hset(meta, 'cancel', '1')
+    // The record may not exist yet (a request not picked up): never leave a key without expiry.
+    .pexpire(meta, deps.config.STREAM_TTL_SECONDS * 1000)
+    .publish(deps.keys.cancel, jobId)
+    .exec();
 }
 
 /** The job's meta if it belongs to this account; otherwise it does not exist (no 403: ids stay unenumerable). */

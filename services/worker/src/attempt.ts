@@ -54,7 +54,11 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
   const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
-  const claim = await deps.store.claim(data.id, owner, ttlMs);
+  const claim = await deps.store.claim(data.id, owner, ttlMs, {
+    account: data.account,
+    model: data.requestedModel,
+    created: data.created,
+  });
   if (claim.terminal) return { status: 'already_done' };
   const abort = new AbortController();
   if (claim.cancelled)

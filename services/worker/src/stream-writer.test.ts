@@ -6,6 +6,8 @@ import { makeKeys } from '@switchyard/queue/keys';
 import { createRedis } from '@switchyard/queue/redis';
 import { StreamWriter } from './stream-writer.ts';
 
+const REC = { account: 'acct_test', model: 'm', created: 0 };
+
 let redis: Redis;
 let store: FrameStore;
 const { url, prefix } = testRedis();
@@ -19,7 +21,7 @@ afterAll(() => redis.disconnect());
 describe('StreamWriter', () => {
   it('sends the first delta at once and coalesces what arrives while a write is in flight', async () => {
     const id = `req_sw${prefix}1`;
-    await store.claim(id, 'o', 60_000);
+    await store.claim(id, 'o', 60_000, REC);
     const w = new StreamWriter(store, id, 'o', 60_000);
     w.push({ type: 'status', state: 'running' });
     for (let i = 0; i < 200; i++) w.text(`t${i} `);
@@ -44,9 +46,9 @@ describe('StreamWriter', () => {
 
   it('surfaces a lost ownership as an error', async () => {
     const id = `req_sw${prefix}2`;
-    await store.claim(id, 'a', 60_000);
+    await store.claim(id, 'a', 60_000, REC);
     const w = new StreamWriter(store, id, 'a', 60_000);
-    await store.claim(id, 'b', 60_000);
+    await store.claim(id, 'b', 60_000, REC);
     w.text('x');
     await expect(w.flush()).rejects.toThrow(/NOTOWNER/);
   });

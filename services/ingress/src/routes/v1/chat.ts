@@ -61,9 +61,11 @@ async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: Abo
     const raw = await queue.next(signal);
     if (raw === undefined) throw timeoutError();
     // Only the terminal frame matters for a non-streaming caller.
-    if (raw.includes('"type":"done"')) {
-      const f = JSON.parse(raw) as Extract<Frame, { type: 'done' }>;
-      return reply.code(200).send(f.result);
+    const done = raw.indexOf('"type":"done","result":');
+    if (done >= 0) {
+      // The result is already the chat.completion JSON: relay the bytes, no parse and re-serialize.
+      const result = raw.slice(done + '"type":"done","result":'.length, -1);
+      return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(result);
     }
     if (raw.includes('"type":"error"')) {
       const f = JSON.parse(raw) as Extract<Frame, { type: 'error' }>;
