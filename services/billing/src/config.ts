@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { parseEnv } from '@switchyard/contracts/env';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 
@@ -25,11 +26,5 @@ export type BillingConfig = z.infer<typeof BillingConfig>;
 
 /** Parses the environment once (composition root only). Throws with every problem listed. */
 export function loadConfig(env: Record<string, string | undefined>): BillingConfig {
-  const r = BillingConfig.safeParse(env);
-  if (!r.success) {
-    throw new Error(
-      `invalid billing configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
-  }
-  return r.data;
+  return parseEnv(BillingConfig, env, 'billing');
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseEnv } from '@switchyard/contracts/env';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 const bool = (def: boolean) =>
@@ -42,11 +43,5 @@ export const IngressConfig = z.object({
 export type IngressConfig = z.infer<typeof IngressConfig>;
 
 export function loadConfig(env: Record<string, string | undefined>): IngressConfig {
-  const r = IngressConfig.safeParse(env);
-  if (!r.success) {
-    throw new Error(
-      `invalid ingress configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
-  }
-  return r.data;
+  return parseEnv(IngressConfig, env, 'ingress');
 }

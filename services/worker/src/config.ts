@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseEnv } from '@switchyard/contracts/env';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 
@@ -42,11 +43,5 @@ export const WorkerConfig = z.object({
 export type WorkerConfig = z.infer<typeof WorkerConfig>;
 
 export function loadConfig(env: Record<string, string | undefined>): WorkerConfig {
-  const r = WorkerConfig.safeParse(env);
-  if (!r.success) {
-    throw new Error(
-      `invalid worker configuration: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
-  }
-  return r.data;
+  return parseEnv(WorkerConfig, env, 'worker');
 }

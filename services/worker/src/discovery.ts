@@ -30,38 +30,31 @@ export async function listProviderModels(deps: WorkerDeps, signal?: AbortSignal)
  */
 export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecord> {
   const { config } = deps.provider;
-  let record: DiscoveryRecord;
+  let source: DiscoveryRecord['source'] = 'provider';
+  let models: DiscoveryRecord['models'];
   try {
-    const models = await listProviderModels(deps, AbortSignal.timeout(10_000));
-    record = {
-      v: 1,
-      provider: config.id,
-      kind: config.kind,
-      fake: config.fake === true,
-      source: 'provider',
-      at: Date.now(),
-      models,
-    };
+    models = await listProviderModels(deps, AbortSignal.timeout(10_000));
   } catch (e) {
     deps.log.warn(
       { err: String(e) },
       'model discovery failed; publishing the built-in catalog for this provider',
     );
-    const models = BUILTIN_MODELS.filter((m) => m.provider === config.id).map((m) => ({
+    source = 'catalog';
+    models = BUILTIN_MODELS.filter((m) => m.provider === config.id).map((m) => ({
       id: m.id,
       contextWindow: m.contextWindow,
       maxOutputTokens: m.maxOutputTokens,
     }));
-    record = {
-      v: 1,
-      provider: config.id,
-      kind: config.kind,
-      fake: config.fake === true,
-      source: 'catalog',
-      at: Date.now(),
-      models,
-    };
   }
+  const record: DiscoveryRecord = {
+    v: 1,
+    provider: config.id,
+    kind: config.kind,
+    fake: config.fake === true,
+    source,
+    at: Date.now(),
+    models,
+  };
   await deps.redis
     .multi()
     .set(

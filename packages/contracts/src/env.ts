@@ -1,0 +1,18 @@
+import type { z } from 'zod';
+
+/**
+ * Validates a service's environment once, at start, with its zod schema; a bad value stops the
+ * service with every problem named (no half-configured process).
+ */
+export function parseEnv<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined>,
+  service: string,
+): z.infer<S> {
+  const r = schema.safeParse(env);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid ${service} configuration: ${problems}`);
+  }
+  return r.data;
+}
