@@ -329,3 +329,30 @@ describe('browser WebSocket tokens', () => {
     expect(await open('wst_forged')).toBe(401);
   });
 });
+
+describe('provider administration', () => {
+  it('changes a pool limit at run time through the admin API, guarded by the admin token', async () => {
+    const put = (body: unknown, token = stack.adminToken) =>
+      fetch(`${stack.url}/admin/v1/providers/openai/limits`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await put({ rpm: 1234 }, 'not-the-admin-token')).status).toBe(401);
+    expect((await put({ rpm: -1 })).status).toBe(400);
+    expect((await put({ rpm: 1234, maxInFlight: 50 })).status).toBe(200);
+    const r = await fetch(`${stack.url}/admin/v1/providers`, {
+      headers: { authorization: `Bearer ${stack.adminToken}` },
+    });
+    const list = (await r.json()) as {
+      data: Array<{ id: string; live: boolean; circuit: string; limit_overrides: Record<string, number> }>;
+    };
+    expect(list.data.find((p) => p.id === 'openai')).toMatchObject({
+      live: true,
+      circuit: 'closed',
+      limit_overrides: { rpm: 1234, maxInFlight: 50 },
+    });
+    // `null` removes an override again.
+    await put({ rpm: null, maxInFlight: null });
+  });
+});

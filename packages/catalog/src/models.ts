@@ -2,10 +2,12 @@ import { z } from 'zod';
 
 /**
  * Known models: list prices (USD per million tokens, as exact decimal strings), context windows
- * and capabilities. Public list prices as published by each provider, taken on PRICES_TAKEN_AT.
- * Overridable by configuration; discovery merges in models the providers report.
+ * and capabilities. These are the providers' public list prices as published on PRICES_TAKEN_AT.
+ * They could not be re-checked since (this project is built without network access): verify them
+ * against each provider's pricing page, and override them in the routing file (`prices`).
+ * Discovery merges in models the providers report.
  */
-export const PRICES_TAKEN_AT = '2026-11-01';
+export const PRICES_TAKEN_AT = '2025-11-01';
 
 export const Capability = z.enum(['tools', 'vision', 'json_schema', 'reasoning', 'streaming']);
 export type Capability = z.infer<typeof Capability>;

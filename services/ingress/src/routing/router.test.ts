@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { ChatRequest } from '@switchyard/contracts/chat';
+import type { DiscoveryRecord } from '@switchyard/contracts/discovery';
+import type { GatewayError } from '@switchyard/contracts/errors';
+import { makeKeys } from '@switchyard/queue/keys';
+import { createRedis } from '@switchyard/queue/redis';
+import { testRedis } from '@switchyard/testing/env';
+import { ModelDirectory } from './directory.ts';
+import { Router } from './router.ts';
+
+const { url, prefix } = testRedis();
+const keys = makeKeys(prefix);
+let redis: Redis;
+let dir: ModelDirectory;
+
+const pool = (provider: string, ids: string[]): DiscoveryRecord => ({
+  v: 1,
+  provider,
+  kind: provider === 'llama' ? 'openai-compatible' : provider,
+  fake: true,
+  source: 'provider',
+  at: Date.now(),
+  models: ids.map((id) => ({ id })),
+});
+const req = (model: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({
+  model,
+  messages: [{ role: 'user', content: 'hello' }],
+  ...extra,
+});
+
+beforeAll(async () => {
+  redis = createRedis(url);
+  for (const r of [
+    pool('openai', ['gpt-4o-mini', 'gpt-5-nano', 'gpt-9-preview']),
+    pool('anthropic', ['claude-haiku-4-5-20251001']),
+    pool('llama', ['llama3.2:latest']),
+  ]) {
+    await redis.set(keys.models(r.provider), JSON.stringify(r));
+    await redis.sadd(keys.k('pools'), r.provider);
+  }
+  dir = new ModelDirectory(redis, keys);
+  await dir.refresh();
+});
+afterAll(() => redis.disconnect());
+
+const codeOf = (f: () => unknown) => {
+  try {
+    f();
+  } catch (e) {
+    return (e as GatewayError).code;
+  }
+  return 'no error';
+};
+
+describe('Router', () => {
+  it('refuses a discovered model without a price, unless unpriced models are allowed', () => {
+    expect(codeOf(() => new Router(dir, { allowUnpriced: false }).plan(req('openai/gpt-9-preview')))).toBe(
+      'model_not_found',
+    );
+    const plan = new Router(dir, { allowUnpriced: true }).plan(req('openai/gpt-9-preview'));
+    expect(plan.plan).toEqual([{ provider: 'openai', model: 'gpt-9-preview', contextWindow: 8192 }]);
+    expect(plan.holdMicros).toBe(0n);
+  });
+
+  it('resolves dated, aliased and Ollama names, and holds the maximum cost', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    expect(r.plan(req('anthropic/claude-haiku-4-5')).plan[0]?.model).toBe('claude-haiku-4-5-20251001');
+    expect(r.plan(req('claude-haiku')).plan[0]?.model).toBe('claude-haiku-4-5-20251001');
+    expect(r.plan(req('llama/llama3.2')).plan[0]?.model).toBe('llama3.2:latest');
+    // gpt-4o-mini: 1000 output tokens × $0.60/M = 600 µUSD, plus a few input tokens at $0.15/M.
+    const hold = r.plan(req('gpt-4o-mini', { max_tokens: 1000 })).holdMicros;
+    expect(hold).toBeGreaterThanOrEqual(600n);
+    expect(hold).toBeLessThan(610n);
+  });
+
+  it('follows configured fallback chains and aliases', () => {
+    const r = new Router(dir, {
+      allowUnpriced: false,
+      fallbacks: { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5', 'nope/missing'] },
+      aliases: { fast: 'openai/gpt-4o-mini' },
+    });
+    expect(r.plan(req('fast')).plan.map((c) => `${c.provider}/${c.model}`)).toEqual([
+      'openai/gpt-4o-mini',
+      'anthropic/claude-haiku-4-5-20251001',
+    ]);
+  });
+
+  it('auto picks the cheapest capable model', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    expect(r.plan(req('auto')).plan[0]).toMatchObject({ provider: 'llama' });
+    const tools: ChatRequest['tools'] = [
+      { type: 'function', function: { name: 'f', parameters: { type: 'object' } } },
+    ];
+    const vision = req('auto', {
+      messages: [
+        { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } }] },
+      ],
+      tools,
+    });
+    expect(r.plan(vision).plan[0]).toMatchObject({ provider: 'openai', model: 'gpt-5-nano' });
+  });
+});
