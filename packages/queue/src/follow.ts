@@ -33,6 +33,7 @@ export async function followJob(
   let running = false;
   let dirty = false;
   let unlisten: (() => void) | undefined;
+  let unresync: (() => void) | undefined;
   let resolveEnded!: () => void;
   const ended = new Promise<void>((r) => {
     resolveEnded = r;
@@ -41,6 +42,7 @@ export async function followJob(
     if (closed) return;
     closed = true;
     unlisten?.();
+    unresync?.();
     resolveEnded();
   };
   const deliver = (raw: string) => {
@@ -86,6 +88,11 @@ export async function followJob(
     });
   };
   unlisten = opts.reply && hub.replyChannel ? hub.onReply(jobId, onLive) : await hub.listen(jobId, onLive);
+  unresync = hub.onResync(() => {
+    pump().catch(() => {
+      dirty = true;
+    });
+  });
   // A job not queued yet has no frames: skip the backlog read.
   if (opts.fresh) return { close, ended };
   try {

@@ -135,4 +135,28 @@ describe('followJob', () => {
     await h.ended;
     expect(got).toEqual([1, 2]);
   });
+
+  it('recovers frames published while the subscriber connection was down', async () => {
+    const sub2 = createRedis(url, { blocking: true });
+    const hub2 = new LiveHub(sub2, keys);
+    await until(() => sub2.status === 'ready', { what: 'subscriber ready' });
+    const id = jobId();
+    await store.claim(id, 'w', 60_000, REC);
+    const got: number[] = [];
+    const h = await followJob(hub2, store, id, 0, (_r, seq) => got.push(seq));
+    // Drop the connection (it reconnects by itself) and publish while it is down: pub/sub loses it.
+    sub2.disconnect(true);
+    await store.append(
+      id,
+      [
+        { type: 'delta', text: 'x' },
+        { type: 'done', result: {} },
+      ],
+      { owner: 'w', ttlMs: 60_000 },
+    );
+    await until(() => got.length === 2, { what: 'frames after reconnect' });
+    await h.ended;
+    expect(got).toEqual([1, 2]);
+    sub2.disconnect();
+  });
 });

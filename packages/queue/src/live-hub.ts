@@ -15,10 +15,20 @@ export class LiveHub {
   /** This process's own reply channel, and the jobs waiting on it (no Redis command per job). */
   #replyChannel: string | undefined;
   readonly #replies = new Map<string, Listener>();
+  /** Followers to re-read from their cursors after the subscriber connection came back. */
+  readonly #resyncs = new Set<() => void>();
+  #connectedOnce = false;
 
   constructor(sub: Redis, keys: Keys) {
     this.#sub = sub;
     this.#keys = keys;
+    // Messages published while the connection was down are lost (pub/sub keeps nothing): after a
+    // reconnect every follower reads its job's stream from its cursor, so nothing goes missing.
+    this.#connectedOnce = sub.status === 'ready';
+    sub.on('ready', () => {
+      if (this.#connectedOnce) for (const r of this.#resyncs) r();
+      this.#connectedOnce = true;
+    });
     sub.on('message', (channel: string, message: string) => {
       if (channel === this.#replyChannel) {
         this.#replies.get(jobOf(message))?.(message);
@@ -76,6 +86,12 @@ export class LiveHub {
     return () => {
       if (this.#replies.get(jobId) === listener) this.#replies.delete(jobId);
     };
+  }
+
+  /** Registers a callback run after every reconnect of the subscriber connection. */
+  onResync(resync: () => void): () => void {
+    this.#resyncs.add(resync);
+    return () => this.#resyncs.delete(resync);
   }
 
   get channels(): number {
