@@ -231,4 +231,32 @@ describe('durability', () => {
     expect(rows).toEqual([{ outcome: 'success', final: true }]);
     expect(chatCalls(s, 'openai')).toHaveLength(2);
   }, 90_000);
+
+  it('SIGTERM drains: the in-flight job finishes and the worker exits 0', async () => {
+    const s = stacks.at(-1)!;
+    s.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 40 });
+    const client = clientOf(s);
+    const worker = s.services
+      .filter((x) => x.name === 'worker:openai' && x.proc.exitCode === null && x.proc.signalCode === null)
+      .at(-1)!;
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: ask('drain me'),
+      stream: true,
+    });
+    let text = '';
+    let sent = false;
+    const exited = new Promise<number | null>((r) => worker.proc.once('exit', (code) => r(code)));
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? '';
+      if (!sent && text.length > 0) {
+        sent = true;
+        worker.proc.kill('SIGTERM');
+      }
+    }
+    expect(sent).toBe(true);
+    expect(text.split(' ').length).toBeGreaterThanOrEqual(30);
+    expect(await exited).toBe(0);
+    s.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+  }, 60_000);
 });

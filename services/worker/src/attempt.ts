@@ -319,6 +319,8 @@ function canFallBack(err: GatewayError): boolean {
     err.code === 'context_length_exceeded' ||
     err.code === 'model_not_found' ||
     err.code === 'upstream_auth_error' ||
+    // Rate limited past the job's patience, or the provider's quota is spent: another provider may have room.
+    err.code === 'rate_limit_exceeded' ||
     err.code === 'provider_unavailable'
   );
 }
