@@ -7,6 +7,30 @@ import { type ErrorKind, isErrorKind, type Protocol, type RenderCtx, type SseEve
 import type { FakeState } from './state.ts';
 import type { CallRecord, Directive, Fault } from './types.ts';
 
+/** Logs a call as it arrives (status 0, no tokens yet) with the provider's style of request id. */
+export function beginCall(
+  deps: ServeDeps,
+  p: Protocol,
+  req: IncomingMessage,
+  url: URL,
+  model: string | undefined,
+): CallRecord {
+  return deps.state.record({
+    provider: p.id,
+    path: url.pathname,
+    model: model ?? null,
+    stream: false,
+    status: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    cachedTokens: 0,
+    reasoningTokens: 0,
+    at: Date.now(),
+    requestId: deps.ids(p.id === 'anthropic' ? 'req_011C' : 'req_'),
+    retryCount: retryCount(req),
+  });
+}
+
 export interface ServeDeps {
   state: FakeState;
   ids: (prefix: string) => string;
@@ -30,21 +54,8 @@ export async function serveGenerate(
   const { state } = deps;
   const config = state.config[p.id];
   const limits = state.limits[p.id];
-  const requestId = deps.ids(p.id === 'anthropic' ? 'req_011C' : 'req_');
-  const rec = state.record({
-    provider: p.id,
-    path: url.pathname,
-    model: pathModel ?? null,
-    stream: false,
-    status: 0,
-    promptTokens: 0,
-    completionTokens: 0,
-    cachedTokens: 0,
-    reasoningTokens: 0,
-    at: Date.now(),
-    requestId,
-    retryCount: retryCount(req),
-  });
+  const rec = beginCall(deps, p, req, url, pathModel);
+  const { requestId } = rec;
   const fail = (e: ErrorKind) => {
     const r = p.error(e, requestId);
     rec.status = r.status;

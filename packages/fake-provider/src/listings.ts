@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ServeDeps } from './generate.ts';
-import { drain, retryCount, sendJson } from './http.ts';
+import { beginCall, type ServeDeps } from './generate.ts';
+import { drain, sendJson } from './http.ts';
 import { createdAt, displayName, modelWindow, ollamaName, resolveModel } from './models.ts';
 import type { ErrorKind, Protocol } from './protocol.ts';
 import type { FakeProviderId } from './types.ts';
@@ -20,21 +20,8 @@ export function serveModels(
   drain(req);
   const { state } = deps;
   const config = state.config[p.id];
-  const requestId = deps.ids(p.id === 'anthropic' ? 'req_011C' : 'req_');
-  const rec = state.record({
-    provider: p.id,
-    path: url.pathname,
-    model: id ?? null,
-    stream: false,
-    status: 0,
-    promptTokens: 0,
-    completionTokens: 0,
-    cachedTokens: 0,
-    reasoningTokens: 0,
-    at: Date.now(),
-    requestId,
-    retryCount: retryCount(req),
-  });
+  const rec = beginCall(deps, p, req, url, id);
+  const { requestId } = rec;
   const headers = p.headers(requestId, state.limits[p.id], config);
   const send = (status: number, body: unknown) => {
     rec.status = status;
