@@ -20,11 +20,21 @@ export class Heartbeat {
   start(ping: () => void, dead: () => void): void {
     this.stop();
     this.heard();
-    this.#timer = setInterval(() => {
-      const silent = Date.now() - this.#lastHeard;
-      if (silent >= 2 * this.#everyMs) dead();
-      else if (silent >= this.#everyMs) ping();
-    }, this.#everyMs);
+    let pingedAt = 0;
+    // A socket is given up only after a ping went unanswered for a whole period: a late timer
+    // (a busy event loop) must never declare a connection dead that was not even asked.
+    this.#timer = setInterval(
+      () => {
+        const now = Date.now();
+        if (pingedAt > this.#lastHeard) {
+          if (now - pingedAt >= this.#everyMs) dead();
+        } else if (now - this.#lastHeard >= this.#everyMs) {
+          pingedAt = now;
+          ping();
+        }
+      },
+      Math.max(1, Math.floor(this.#everyMs / 2)),
+    );
     unref(this.#timer);
   }
 
