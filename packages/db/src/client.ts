@@ -16,6 +16,12 @@ export function createDb(
   // An idle client losing its connection (Postgres restart) must not crash the process; the next
   // query gets a fresh connection and callers see the error there.
   pool.on('error', () => {});
+  // A checked-out client (inside a transaction) has no listener of the pool's; its connection dying
+  // between queries would be an uncaught 'error' event. The query in flight or the next one fails
+  // with the error instead, and the caller releases the client as broken.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const db = drizzle(pool, { schema });
   return { db, pool, close: () => pool.end() };
 }
