@@ -20,6 +20,8 @@ RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,target=/r
 # Manifests before sources, so the dependency layer is rebuilt only when a manifest or the lockfile
 # changes. Every workspace package a service depends on must be listed here.
 COPY pnpm-lock.yaml pnpm-workspace.yaml ./
+# Patched dependencies (patches/README.md says why each exists); pnpm applies them at install.
+COPY patches/ patches/
 COPY services/ingress/package.json services/ingress/
 COPY services/worker/package.json services/worker/
 COPY services/billing/package.json services/billing/
