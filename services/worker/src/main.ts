@@ -150,6 +150,7 @@ async function shutdown(signal: string) {
     await worker.close(true).catch(() => {});
   }
   metricsServer?.close();
+  await deps.circuit.flush().catch(() => {});
   await deps.queues.close().catch(() => {});
   await closeHttp().catch(() => {});
   redis.disconnect();

@@ -10,12 +10,14 @@ import type { Keys } from '@switchyard/queue/keys';
  * re-opens it. Rate limiting (429) is not a failure of the provider.
  */
 
-// KEYS: state hash. ARGV: op, now, windowMs, minSamples, failureRatio, openMs
+// KEYS: state hash. ARGV: op, now, windowMs, minSamples, failureRatio, openMs, successes
 // op 'check' → 0 closed (go), 1 open (refuse), 2 probe (go, you are the probe)
 // op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open
+// successes: calls that succeeded since this process last reported (counted before a failure)
 const SCRIPT = `
 local op = ARGV[1]; local now = tonumber(ARGV[2]); local window = tonumber(ARGV[3])
 local minSamples = tonumber(ARGV[4]); local ratio = tonumber(ARGV[5]); local openMs = tonumber(ARGV[6])
+local successes = tonumber(ARGV[7]) or 0
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 local untilMs = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
 local size = math.floor(window / 10)
@@ -34,8 +36,8 @@ if op == 'ok' then
   end
   -- A late success of a call that started before the circuit opened does not close it.
   if state == 'open' then return 1 end
-  -- Closed: count it. The ratio only matters when a failure might open the circuit.
-  redis.call('HINCRBY', KEYS[1], 's' .. cur, 1)
+  -- Closed: count them. The ratio only matters when a failure might open the circuit.
+  if successes > 0 then redis.call('HINCRBY', KEYS[1], 's' .. cur, successes) end
   redis.call('PEXPIRE', KEYS[1], window + openMs * 4)
   return 0
 else
@@ -44,6 +46,7 @@ else
     return 1
   end
   if state == 'open' then return 1 end
+  if successes > 0 then redis.call('HINCRBY', KEYS[1], 's' .. cur, successes) end
   redis.call('HINCRBY', KEYS[1], 'f' .. cur, 1)
 end
 local s, f = 0, 0
@@ -70,11 +73,13 @@ declare module 'ioredis' {
       minSamples: number,
       ratio: number,
       openMs: number,
+      successes: number,
     ): Result<number, Context>;
   }
 }
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
+const SUCCESS_FLUSH_MS = 250;
 const STATES: CircuitState[] = ['closed', 'open', 'half-open'];
 
 export class CircuitBreaker {
@@ -92,7 +97,11 @@ export class CircuitBreaker {
     this.config = config;
   }
 
-  async #run(op: string): Promise<number> {
+  /** Successes not yet reported: while closed they are sent in one write per interval, not per call. */
+  #pending = 0;
+  #flushTimer: NodeJS.Timeout | undefined;
+
+  async #run(op: string, successes = 0): Promise<number> {
     const c = this.config;
     return this.#redis.syCircuit(
       this.#key,
@@ -102,7 +111,22 @@ export class CircuitBreaker {
       c.minSamples,
       c.failureRatio,
       c.openMs,
+      successes,
     );
+  }
+
+  #take(): number {
+    const n = this.#pending;
+    this.#pending = 0;
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    return n;
+  }
+
+  /** Reports the successes counted so far (also on a timer, and before every failure). */
+  async flush(): Promise<void> {
+    const n = this.#take();
+    if (n > 0) this.state = STATES[await this.#run('ok', n)] ?? 'closed';
   }
 
   #closedSeenAt = 0;
@@ -119,12 +143,19 @@ export class CircuitBreaker {
     return r !== 1;
   }
 
+  /**
+   * A closed circuit only needs successes for its failure ratio, so they are batched (one Redis
+   * write per `SUCCESS_FLUSH_MS`, and with the next failure). A probe's success closes the circuit
+   * at once.
+   */
   async success(): Promise<void> {
-    this.state = STATES[await this.#run('ok')] ?? 'closed';
+    this.#pending++;
+    if (this.state !== 'closed') return this.flush();
+    this.#flushTimer ??= setTimeout(() => void this.flush().catch(() => {}), SUCCESS_FLUSH_MS).unref();
   }
 
   async failure(): Promise<void> {
-    this.state = STATES[await this.#run('fail')] ?? 'closed';
+    this.state = STATES[await this.#run('fail', this.#take())] ?? 'closed';
     if (this.state !== 'closed') this.#closedSeenAt = 0;
   }
 }
