@@ -42,6 +42,15 @@ export interface AttemptInput {
 
 const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 
+type Claim = Awaited<ReturnType<WorkerDeps['store']['claim']>>;
+
+/** The claim found the job already ended (an earlier run finished it): this attempt writes nothing. */
+class JobEnded extends Error {
+  constructor() {
+    super('the job already ended');
+  }
+}
+
 /**
  * One provider attempt of one job: claim it, call the provider, stream deltas, and end it with
  * exactly one of: done (+ final usage), a retry (thrown), a fallback hand-off, or a final error
@@ -54,17 +63,42 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
   const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
-  const claim = await deps.store.claim(data.id, owner, ttlMs, {
+  const claiming = deps.store.claim(data.id, owner, ttlMs, {
     account: data.account,
     model: data.requestedModel,
     created: data.created,
   });
-  if (claim.terminal) return { status: 'already_done' };
+  // The first attempt of a request answered over HTTP starts its provider call while its claim is
+  // in flight (a Redis round trip off the request path); every write waits for the claim, and a
+  // claim that finds the job ended aborts the call. Async jobs, which can be cancelled while
+  // queued, and re-runs, which may find the job already ended, claim before they call.
+  const speculative = attempt === 1 && data.hop === 0 && !input.restart && data.replyTo !== undefined;
   const abort = new AbortController();
-  if (claim.cancelled)
-    abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
+  const onClaimed = (c: Claim) => {
+    if (c.terminal) abort.abort(new JobEnded());
+    else if (c.cancelled)
+      abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
+  };
+  if (speculative) {
+    claiming.then(onClaimed, (e: unknown) => abort.abort(e));
+  } else {
+    const claim = await claiming;
+    if (claim.terminal) return { status: 'already_done' };
+    onClaimed(claim);
+  }
 
-  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo);
+  const writer = new StreamWriter(
+    deps.store,
+    data.id,
+    owner,
+    ttlMs,
+    data.replyTo,
+    speculative
+      ? claiming.then((c) => {
+          if (c.terminal) throw new JobEnded();
+        })
+      : undefined,
+  );
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
@@ -190,6 +224,12 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     deps.metrics.requests.inc({ outcome: 'completed' });
     return { status: 'completed' };
   } catch (raw) {
+    if (speculative) {
+      // Nothing may be written unless the claim made this attempt the owner.
+      const claim = await claiming.catch((e: unknown) => e as Error);
+      if (claim instanceof Error) throw claim;
+      if (claim.terminal) return { status: 'already_done' };
+    }
     const err = toGatewayError(abort.signal.aborted ? (abort.signal.reason ?? raw) : raw);
     await writer.flush().catch(() => {});
     if (isNotOwner(writer.error) || isNotOwner(raw)) {

@@ -22,12 +22,24 @@ export class StreamWriter {
   wroteContent = false;
   writes = 0;
 
-  constructor(store: FrameStore, jobId: string, owner: string, ttlMs: number, replyTo?: string) {
+  /**
+   * `after`: nothing is written before it settles, and nothing at all if it rejects (the attempt's
+   * claim, when the provider call starts while the claim is still in flight).
+   */
+  constructor(
+    store: FrameStore,
+    jobId: string,
+    owner: string,
+    ttlMs: number,
+    replyTo?: string,
+    after?: Promise<unknown>,
+  ) {
     this.#store = store;
     this.#jobId = jobId;
     this.#owner = owner;
     this.#ttlMs = ttlMs;
     this.#replyTo = replyTo;
+    if (after) this.#inflight = this.#settle(after);
   }
 
   /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
@@ -96,8 +108,17 @@ export class StreamWriter {
     this.#queue = [];
     if (batch.some((f) => f.type === 'delta')) this.wroteContent = true;
     this.writes++;
-    this.#inflight = this.#store
-      .append(this.#jobId, batch, { owner: this.#owner, ttlMs: this.#ttlMs, replyTo: this.#replyTo })
+    this.#inflight = this.#settle(
+      this.#store.append(this.#jobId, batch, {
+        owner: this.#owner,
+        ttlMs: this.#ttlMs,
+        replyTo: this.#replyTo,
+      }),
+    );
+  }
+
+  #settle(p: Promise<unknown>): Promise<void> {
+    return p
       .then(
         () => {},
         (e: unknown) => {
