@@ -11,6 +11,14 @@ export const RouteCandidate = z.object({
 export type RouteCandidate = z.infer<typeof RouteCandidate>;
 
 /**
+ * The budget lease that admitted a request (the ingress reserves budget in leases that cover many
+ * requests, see services/ingress/src/budget.ts): `micros` of hold row `id` belong to this request.
+ * Absent when the request holds its own row (keyed by the request id).
+ */
+export const LeasedHold = z.object({ id: z.string(), micros: z.string().regex(/^\d+$/) });
+export type LeasedHold = z.infer<typeof LeasedHold>;
+
+/**
  * The payload of the one BullMQ job per request. Never carries provider keys (Redis is readable
  * and written to AOF). `id` is the request id; the BullMQ job id is `id` for hop 0 and
  * `<id>-h<hop>` for fallback hops.
@@ -33,6 +41,8 @@ export const JobData = z.object({
   deadline: z.number(),
   /** Reply channel of the ingress process waiting for this job (frames are published there too). */
   replyTo: z.string().optional(),
+  /** The budget lease that admitted the request; billing releases its share with the final usage event. */
+  hold: LeasedHold.optional(),
   /** Errors of earlier hops, so the final error can name every attempt. */
   attempts: z
     .array(z.object({ provider: z.string(), model: z.string(), code: z.string(), message: z.string() }))

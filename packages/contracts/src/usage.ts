@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LeasedHold } from './jobs.ts';
 
 /**
  * One provider call's token usage, emitted by the worker on the usage stream and settled by
@@ -26,6 +27,9 @@ export const UsageEvent = z.object({
   /** The request's last event (success or final failure): billing releases its admission hold. A request that
    *  ends without tokens still emits one final event with zero tokens. */
   final: z.boolean(),
+  /** On a final event of a request admitted under a budget lease: the share of the lease to release
+   *  (without it, the final event releases the hold row keyed by the request id). */
+  hold: LeasedHold.optional(),
   /** Tokens estimated by the gateway (the provider cut the stream before reporting usage). */
   estimated: z.boolean().optional(),
   /** Epoch ms when the provider call ended. */

@@ -55,3 +55,18 @@ export async function getHold(db: Db, requestId: string): Promise<bigint | undef
     .where(sql`${holds.requestId} = ${requestId} AND ${holds.expiresAt} > now()`);
   return row?.a;
 }
+
+/**
+ * Gives back `amountMicros` of a hold (the unused rest of a budget lease, or one request's share of
+ * it) and drops the row once nothing is left. Idempotent only in the sense that a missing row is a
+ * no-op: callers give back each amount once.
+ */
+export async function shrinkHold(db: Db, holdId: string, amountMicros: bigint): Promise<void> {
+  if (amountMicros > 0n) {
+    await db.$client.query(
+      'UPDATE holds SET amount_micros = greatest(amount_micros - $2::bigint, 0) WHERE request_id = $1',
+      [holdId, amountMicros.toString()],
+    );
+  }
+  await db.$client.query('DELETE FROM holds WHERE request_id = $1 AND amount_micros <= 0', [holdId]);
+}

@@ -128,21 +128,35 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
       );
     }
 
-    // Holds: the final event releases its request's hold; earlier (retried, fallen-back) calls
-    // shrink it by what they cost, so money is never reserved twice for the same tokens.
-    const finals = new Set(inserted.filter((p) => p.event.final).map((p) => p.event.requestId));
+    // Holds. A request with its own hold row: the final event releases it; earlier (retried,
+    // fallen-back) calls shrink it by what they cost, so money is never reserved twice for the same
+    // tokens. A request admitted under a budget lease: the final event gives its share of the lease
+    // back (earlier calls leave the share whole until then: reserved twice for a moment, never short),
+    // and a lease row with nothing left is dropped.
+    const ended = new Set<string>();
+    const own = new Set<string>();
     const shrink = new Map<string, bigint>();
-    for (const p of costed) if (!finals.has(p.event.requestId)) add(shrink, p.event.requestId, p.costMicros);
-    if (finals.size > 0) {
-      await client.query('DELETE FROM holds WHERE request_id = ANY($1::text[])', [[...finals]]);
+    for (const p of inserted) {
+      if (!p.event.final) continue;
+      ended.add(p.event.requestId);
+      if (p.event.hold) add(shrink, p.event.hold.id, BigInt(p.event.hold.micros));
+      else own.add(p.event.requestId);
+    }
+    // (A request admitted under a lease has no row of its own: shrinking it is a no-op.)
+    for (const p of costed) if (!ended.has(p.event.requestId)) add(shrink, p.event.requestId, p.costMicros);
+    if (own.size > 0) {
+      await client.query('DELETE FROM holds WHERE request_id = ANY($1::text[])', [[...own]]);
     }
     if (shrink.size > 0) {
-      const [reqIds, amounts] = unzip(shrink);
+      const [holdIds, amounts] = unzip(shrink);
       await client.query(
         `UPDATE holds h SET amount_micros = greatest(h.amount_micros - d.amount, 0)
          FROM unnest($1::text[], $2::bigint[]) AS d(id, amount) WHERE h.request_id = d.id`,
-        [reqIds, amounts],
+        [holdIds, amounts],
       );
+      await client.query('DELETE FROM holds WHERE request_id = ANY($1::text[]) AND amount_micros <= 0', [
+        holdIds,
+      ]);
     }
     await client.query('COMMIT');
     return {

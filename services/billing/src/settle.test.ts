@@ -230,4 +230,40 @@ describe('settlement', () => {
     expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
     await c.stop();
   });
+
+  it('gives a leased request its share back on its final event, and drops an emptied lease', async () => {
+    const t = await tenant(10_000_000n);
+    await placeHold(h.db, {
+      requestId: 'lease_test',
+      accountId: t.account,
+      keyId: t.key,
+      amountMicros: 30_000n,
+      expiresAt: new Date(Date.now() + 60_000),
+    });
+    const hold = { id: 'lease_test', micros: '10000' };
+    const c = await h.consumer('leases');
+    // A failed (non-final) call of a leased request leaves the lease whole; its final event gives the share back.
+    await h.xadd(usageEvent({ requestId: 'req_l1', ...t, final: false, outcome: 'failed' }));
+    await h.xadd(usageEvent({ requestId: 'req_l1', ...t, hop: 1, hold }));
+    await until(async () => (await getHold(h.db, 'lease_test')) === 20_000n, { what: 'share released' });
+    // The same final event again (redelivery) gives nothing back twice.
+    await h.xadd(usageEvent({ requestId: 'req_l1', ...t, hop: 1, hold }));
+    await h.xadd(usageEvent({ requestId: 'req_l2', ...t, hold }));
+    await until(
+      async () => {
+        const st = await streamStatus(h.redis, h.keys.usage, h.keys.usageGroup);
+        return st.pending === 0 && st.backlog === 0;
+      },
+      { what: 'all settled' },
+    );
+    expect(await getHold(h.db, 'lease_test')).toBe(10_000n);
+    await h.xadd(usageEvent({ requestId: 'req_l3', ...t, hold }));
+    await until(
+      async () =>
+        (await h.db.execute(sql`SELECT 1 FROM holds WHERE request_id = 'lease_test'`)).rows.length === 0,
+      { what: 'empty lease dropped' },
+    );
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    await c.stop();
+  });
 });

@@ -36,6 +36,18 @@ export const IngressConfig = z.object({
   WS_MAX_MESSAGE_BYTES: int(1024 * 1024),
   /** Routing file: fallback chains, aliases, price overrides (see switchyard.config.json). */
   SWITCHYARD_CONFIG: z.string().optional(),
+  /**
+   * Budget leases (services/ingress/src/budget.ts): a lease reserves budget for this many requests
+   * at once (1: every request holds its own amount in Postgres), at most BUDGET_LEASE_MAX_USD, is
+   * used for at most BUDGET_LEASE_TTL_MS, and its rest is given back after BUDGET_LEASE_IDLE_MS idle.
+   */
+  BUDGET_LEASE_REQUESTS: int(64),
+  BUDGET_LEASE_MAX_USD: z
+    .string()
+    .regex(/^\d+(\.\d{1,6})?$/)
+    .default('1'),
+  BUDGET_LEASE_TTL_MS: int(30_000),
+  BUDGET_LEASE_IDLE_MS: int(2_000),
   /** How often the model directory re-reads what the worker pools published. */
   DIRECTORY_REFRESH_MS: int(5000),
   LOG_LEVEL: z.string().default('info'),

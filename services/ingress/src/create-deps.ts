@@ -7,6 +7,8 @@ import { makeKeys } from '@switchyard/queue/keys';
 import { LiveHub } from '@switchyard/queue/live-hub';
 import { ProviderQueues } from '@switchyard/queue/queues';
 import { createRedis } from '@switchyard/queue/redis';
+import { usdToMicros } from '@switchyard/catalog/money';
+import { Budget } from './budget.ts';
 import type { IngressConfig } from './config.ts';
 import { BUILTIN_MODELS } from '@switchyard/catalog/models';
 import { GatewayConfig, catalogWithOverrides } from '@switchyard/catalog/gateway-config';
@@ -32,6 +34,13 @@ export async function createIngressDeps(
   await directory.refresh();
   directory.start(config.DIRECTORY_REFRESH_MS);
   const queues = new ProviderQueues(redis, keys);
+  const budget = new Budget(db, {
+    leaseRequests: config.BUDGET_LEASE_REQUESTS,
+    leaseMaxMicros: usdToMicros(config.BUDGET_LEASE_MAX_USD),
+    leaseTtlMs: config.BUDGET_LEASE_TTL_MS,
+    idleMs: config.BUDGET_LEASE_IDLE_MS,
+    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+  });
   return {
     config,
     log,
@@ -41,6 +50,7 @@ export async function createIngressDeps(
     hub,
     queues,
     db,
+    budget,
     directory,
     router: new Router(directory, {
       allowUnpriced: config.ALLOW_UNPRICED_MODELS,
@@ -50,6 +60,7 @@ export async function createIngressDeps(
     async close() {
       directory.stop();
       await queues.close().catch(() => {});
+      await budget.close();
       sub.disconnect();
       redis.disconnect();
       await closeDb();

@@ -5,6 +5,7 @@ import type { FrameStore } from '@switchyard/queue/frame-store';
 import type { Keys } from '@switchyard/queue/keys';
 import type { LiveHub } from '@switchyard/queue/live-hub';
 import type { ProviderQueues } from '@switchyard/queue/queues';
+import type { Budget } from './budget.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';
 import type { Router } from './routing/router.ts';
@@ -19,6 +20,7 @@ export interface IngressDeps {
   hub: LiveHub;
   queues: ProviderQueues;
   db: Db;
+  budget: Budget;
   directory: ModelDirectory;
   router: Router;
 }

@@ -2,7 +2,6 @@ import { ChatRequest } from '@switchyard/contracts/chat';
 import { GatewayError } from '@switchyard/contracts/errors';
 import type { JobData } from '@switchyard/contracts/jobs';
 import { newId } from '@switchyard/contracts/ids';
-import { placeHold, releaseHold } from '@switchyard/db/holds';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
@@ -103,14 +102,7 @@ export async function submitChat(
   // The budget hold (Postgres) and the job record + subscription (Redis) are independent: run them
   // together. Nothing is queued until both succeeded; a refused request leaves only a record that expires.
   const [hold, prepared] = await Promise.allSettled([
-    placeHold(deps.db, {
-      requestId: id,
-      accountId: principal.accountId,
-      keyId: principal.keyId,
-      amountMicros: route.holdMicros,
-      // A request that never settles (lost) frees its hold a little after its deadline.
-      expiresAt: new Date(deadline + 5 * 60_000),
-    }),
+    deps.budget.admit(id, principal.accountId, principal.keyId, route.holdMicros, deadline),
     (async () => {
       // Async jobs are looked up (GET, subscribe) right after the 202: record them now. A request
       // answered over HTTP is recorded by the worker's claim instead (one write less on this path).
@@ -148,6 +140,8 @@ export async function submitChat(
           : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
     });
   }
+  const reservation = hold.value.reservation;
+  if (reservation.leased) data.hold = reservation.hold;
   try {
     if (prepared.status === 'rejected') throw prepared.reason;
     if (opts.accepted) {
@@ -161,7 +155,7 @@ export async function submitChat(
     await deps.queues.add(data);
   } catch (e) {
     opts.onRefused?.();
-    await releaseHold(deps.db, id).catch(() => {});
+    await deps.budget.release(reservation).catch(() => {});
     throw e;
   }
   return data;

@@ -127,6 +127,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     ...usage,
     outcome,
     final,
+    ...(final && data.hold ? { hold: data.hold } : {}),
     ...(estimated ? { estimated: true } : {}),
     at: Date.now(),
   });

@@ -129,6 +129,7 @@ async function endAbandoned(deps: WorkerDeps, job: Job<JobData>, cause: Error): 
         ...zeroUsage(),
         outcome: 'failed',
         final: true,
+        ...(data.hold ? { hold: data.hold } : {}),
         at: Date.now(),
       },
     });
