@@ -76,6 +76,38 @@ describe('FrameStore', () => {
     expect(await store.claim(id, 'again', 60_000, REC)).toMatchObject({ terminal: true });
   });
 
+  it('lets an attempt that did not claim first claim with its first write, unless it lost the job', async () => {
+    const id = jobId();
+    const rec = { account: 'acct_x', model: 'openai/gpt-4o-mini', created: 1_700_000_000_000 };
+    await store.append(id, [{ type: 'delta', text: 'a' }], { owner: 'a', ttlMs: 60_000, claim: rec });
+    expect(await redis.hgetall(keys.meta(id))).toMatchObject({
+      owner: 'a',
+      state: 'running',
+      account: 'acct_x',
+      model: 'openai/gpt-4o-mini',
+      created: '1700000000000',
+    });
+    // Owned by `a` now: another unclaimed attempt cannot take it, and a re-run's claim fences `a` out.
+    await expect(
+      store.append(id, [{ type: 'delta', text: 'x' }], { owner: 'b', ttlMs: 60_000, claim: rec }),
+    ).rejects.toThrow(/NOTOWNER/);
+    await store.claim(id, 'c', 60_000, rec);
+    await expect(
+      store.append(id, [{ type: 'delta', text: 'y' }], { owner: 'a', ttlMs: 60_000, claim: rec }),
+    ).rejects.toThrow(/NOTOWNER/);
+
+    // A job that ended without an owner (written unfenced, as the safety net does) is not claimed by a late write.
+    const ended = jobId();
+    await store.append(ended, [{ type: 'done', result: { ok: true } }], {
+      owner: '',
+      ttlMs: 60_000,
+    });
+    await expect(
+      store.append(ended, [{ type: 'delta', text: 'late' }], { owner: 'a', ttlMs: 60_000, claim: rec }),
+    ).rejects.toThrow(/NOTOWNER/);
+    expect(await store.read(ended, 0)).toHaveLength(1);
+  });
+
   it('reports a job cancelled before any worker started it', async () => {
     const id = jobId();
     await redis.hset(keys.meta(id), 'cancel', '1');

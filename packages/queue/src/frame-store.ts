@@ -33,19 +33,31 @@ end
 return { seq, terminal }
 `;
 
-// KEYS: frames, meta, usage stream. ARGV: owner, channel, jobJson, ttlMs, state|'', usageJson|'', replyTo|'', frameBody...
+// KEYS: frames, meta, usage stream. ARGV: owner, channel, jobJson, ttlMs, state|'', usageJson|'', replyTo|'',
+// claim ('1' or ''), account, model, created, frameBody...
 // `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
-// Each frame body is a JSON object without v/job/seq; the script prefixes them.
-// Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job.
+// `claim`: an attempt that did not claim the job before calling the provider claims it with this write
+// (see FrameStore.append). Each frame body is a JSON object without v/job/seq; the script prefixes them.
+// Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job (or it ended).
 const APPEND = `
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if ARGV[1] ~= '' then
   local owner = redis.call('HGET', KEYS[2], 'owner')
-  if owner ~= ARGV[1] then return redis.error_reply('NOTOWNER') end
+  if owner ~= ARGV[1] then
+    if owner or ARGV[8] ~= '1' then return redis.error_reply('NOTOWNER') end
+    if #last > 0 then
+      local f = last[1][2][2]
+      if string.find(f, '"type":"done"', 1, true) or string.find(f, '"type":"error"', 1, true) then
+        return redis.error_reply('NOTOWNER the job already ended')
+      end
+    end
+    redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', 'running', 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
 end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
-for i = 8, #ARGV do
+for i = 12, #ARGV do
   seq = seq + 1
   local f = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
   redis.call('XADD', KEYS[1], '0-' .. seq, 'f', f)
@@ -84,6 +96,10 @@ declare module 'ioredis' {
       state: string,
       usageJson: string,
       replyTo: string,
+      claim: string,
+      account: string,
+      model: string,
+      created: string,
       ...frames: string[]
     ): Result<number, Context>;
   }
@@ -105,6 +121,18 @@ export interface AppendOptions {
   usage?: unknown;
   /** Also publish the frames on this channel (the waiting ingress process's own). */
   replyTo?: string;
+  /**
+   * Claim the job with this write if no attempt has (an attempt that called the provider without
+   * claiming first): the record `claim` would have written. Refused (NOTOWNER) if the job ended.
+   */
+  claim?: ClaimRecord;
+}
+
+/** The job record a claim writes (requests answered over HTTP are recorded by their first attempt). */
+export interface ClaimRecord {
+  account: string;
+  model: string;
+  created: number;
 }
 
 export class FrameStore {
@@ -122,7 +150,7 @@ export class FrameStore {
     jobId: string,
     owner: string,
     ttlMs: number,
-    record: { account: string; model: string; created: number },
+    record: ClaimRecord,
   ): Promise<{ lastSeq: number; terminal: boolean; cancelled: boolean }> {
     const [lastSeq, terminal] = await this.redis.syClaim(
       this.keys.frames(jobId),
@@ -151,6 +179,10 @@ export class FrameStore {
       opts.state ?? '',
       opts.usage === undefined ? '' : JSON.stringify(opts.usage),
       opts.replyTo ?? '',
+      opts.claim ? '1' : '',
+      opts.claim?.account ?? '',
+      opts.claim?.model ?? '',
+      opts.claim ? String(opts.claim.created) : '',
       ...frames.map((f) => JSON.stringify(f)),
     );
   }

@@ -6,6 +6,7 @@ import type { JobData } from '@switchyard/contracts/jobs';
 import type { UsageEvent } from '@switchyard/contracts/usage';
 import { usageEventId } from '@switchyard/contracts/usage';
 import type { StreamEvent } from '@switchyard/providers/types';
+import type { ClaimRecord } from '@switchyard/queue/frame-store';
 import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
 import { estimateUsage } from './limits/estimate.ts';
@@ -42,14 +43,8 @@ export interface AttemptInput {
 
 const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 
-type Claim = Awaited<ReturnType<WorkerDeps['store']['claim']>>;
-
-/** The claim found the job already ended (an earlier run finished it): this attempt writes nothing. */
-class JobEnded extends Error {
-  constructor() {
-    super('the job already ended');
-  }
-}
+/** A request answered over HTTP that waited longer than this in the queue claims before it calls. */
+const SPECULATE_WITHIN_MS = 1_000;
 
 /**
  * One provider attempt of one job: claim it, call the provider, stream deltas, and end it with
@@ -63,42 +58,27 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
   const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
-  const claiming = deps.store.claim(data.id, owner, ttlMs, {
-    account: data.account,
-    model: data.requestedModel,
-    created: data.created,
-  });
-  // The first attempt of a request answered over HTTP starts its provider call while its claim is
-  // in flight (a Redis round trip off the request path); every write waits for the claim, and a
-  // claim that finds the job ended aborts the call. Async jobs, which can be cancelled while
-  // queued, and re-runs, which may find the job already ended, claim before they call.
-  const speculative = attempt === 1 && data.hop === 0 && !input.restart && data.replyTo !== undefined;
+  const record = { account: data.account, model: data.requestedModel, created: data.created };
+  // The first attempt of a request answered over HTTP that was picked up promptly calls the provider
+  // without claiming the job first: its first write claims it (one Redis round trip less per
+  // request), and is refused if another attempt owns the job or it already ended. Async jobs and
+  // requests that waited in the queue (both may have been cancelled meanwhile) and re-runs (which
+  // may find the job already ended) claim before they call.
+  const speculative =
+    attempt === 1 &&
+    data.hop === 0 &&
+    !input.restart &&
+    data.replyTo !== undefined &&
+    Date.now() - data.created < SPECULATE_WITHIN_MS;
+  const claim = speculative ? record : undefined;
   const abort = new AbortController();
-  const onClaimed = (c: Claim) => {
-    if (c.terminal) abort.abort(new JobEnded());
-    else if (c.cancelled)
-      abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
-  };
-  if (speculative) {
-    claiming.then(onClaimed, (e: unknown) => abort.abort(e));
-  } else {
-    const claim = await claiming;
-    if (claim.terminal) return { status: 'already_done' };
-    onClaimed(claim);
+  if (!speculative) {
+    const c = await deps.store.claim(data.id, owner, ttlMs, record);
+    if (c.terminal) return { status: 'already_done' };
+    if (c.cancelled) abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
   }
 
-  const writer = new StreamWriter(
-    deps.store,
-    data.id,
-    owner,
-    ttlMs,
-    data.replyTo,
-    speculative
-      ? claiming.then((c) => {
-          if (c.terminal) throw new JobEnded();
-        })
-      : undefined,
-  );
+  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo, claim);
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
@@ -212,6 +192,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       : [{ type: 'done', result: result as unknown as Record<string, unknown> }];
     await deps.store.append(data.id, frames, {
       owner,
+      claim,
       ttlMs,
       replyTo: data.replyTo,
       state: 'completed',
@@ -225,12 +206,6 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     deps.metrics.requests.inc({ outcome: 'completed' });
     return { status: 'completed' };
   } catch (raw) {
-    if (speculative) {
-      // Nothing may be written unless the claim made this attempt the owner.
-      const claim = await claiming.catch((e: unknown) => e as Error);
-      if (claim instanceof Error) throw claim;
-      if (claim.terminal) return { status: 'already_done' };
-    }
     const err = toGatewayError(abort.signal.aborted ? (abort.signal.reason ?? raw) : raw);
     await writer.flush().catch(() => {});
     if (isNotOwner(writer.error) || isNotOwner(raw)) {
@@ -257,6 +232,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
         if (hasTokens(usage))
           await deps.store.append(data.id, [], {
             owner,
+            claim,
             ttlMs,
             replyTo: data.replyTo,
             usage: usageEvent('failed', false),
@@ -266,6 +242,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     }
     return await endWithError(deps, input, err, {
       owner,
+      claim,
       ttlMs,
       usage,
       usageEvent,
@@ -284,6 +261,7 @@ async function endWithError(
   err: GatewayError,
   ctx: {
     owner: string;
+    claim: ClaimRecord | undefined;
     ttlMs: number;
     usage: Usage;
     usageEvent: (o: UsageEvent['outcome'], final: boolean) => UsageEvent;
@@ -291,10 +269,11 @@ async function endWithError(
   },
 ): Promise<AttemptOutcome> {
   const { data } = input;
-  const { owner, ttlMs } = ctx;
+  const { owner, ttlMs, claim } = ctx;
   if (err.code === 'cancelled') {
     await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
       owner,
+      claim,
       ttlMs,
       replyTo: data.replyTo,
       state: 'cancelled',
@@ -310,7 +289,7 @@ async function endWithError(
       : [];
     const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
     if (frames.length || usage)
-      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage });
+      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
     deps.metrics.retries.inc({ code: err.code });
     throw err;
   }
@@ -335,7 +314,7 @@ async function endWithError(
       : [];
     const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
     if (frames.length || usage)
-      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage });
+      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
     // Deterministic job id: if we die after this add and re-run, the second add is a no-op.
     await deps.queues.add({ ...data, hop: nextHop, attempts });
     deps.metrics.fallbacks.inc({ to: next.provider });
@@ -344,6 +323,7 @@ async function endWithError(
   const final = attempts.length > 1 ? summarize(err, attempts) : err;
   await deps.store.append(data.id, [{ type: 'error', status: final.status, error: final.toJSON() }], {
     owner,
+    claim,
     ttlMs,
     replyTo: data.replyTo,
     state: 'failed',

@@ -1,6 +1,6 @@
 import type { FrameBody } from '@switchyard/contracts/frames';
 import type { ToolCallDelta } from '@switchyard/contracts/frames';
-import type { FrameStore } from '@switchyard/queue/frame-store';
+import type { ClaimRecord, FrameStore } from '@switchyard/queue/frame-store';
 
 type DeltaBody = Extract<FrameBody, { type: 'delta' }>;
 
@@ -22,24 +22,23 @@ export class StreamWriter {
   wroteContent = false;
   writes = 0;
 
-  /**
-   * `after`: nothing is written before it settles, and nothing at all if it rejects (the attempt's
-   * claim, when the provider call starts while the claim is still in flight).
-   */
+  readonly #claim: ClaimRecord | undefined;
+
+  /** `claim`: the attempt has not claimed the job; its first write does (see FrameStore.append). */
   constructor(
     store: FrameStore,
     jobId: string,
     owner: string,
     ttlMs: number,
     replyTo?: string,
-    after?: Promise<unknown>,
+    claim?: ClaimRecord,
   ) {
     this.#store = store;
     this.#jobId = jobId;
     this.#owner = owner;
     this.#ttlMs = ttlMs;
     this.#replyTo = replyTo;
-    if (after) this.#inflight = this.#settle(after);
+    this.#claim = claim;
   }
 
   /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
@@ -113,6 +112,7 @@ export class StreamWriter {
         owner: this.#owner,
         ttlMs: this.#ttlMs,
         replyTo: this.#replyTo,
+        claim: this.#claim,
       }),
     );
   }
