@@ -4,7 +4,7 @@
  * and at 64, with the fake answering at 0 ms. The difference is what the gateway adds.
  *
  *   node bench/gateway/latency.ts [--requests 3000] [--seconds 10] [--workers 1] [--runs 3]
- *                                 [--concurrency 1,64] [--warmup 300] [--cpu-prof DIR]
+ *                                 [--concurrency 1,64] [--warmup 1000] [--cpu-prof DIR]
  *                                 [--no-billing] [--env KEY=VALUE]…
  */
 import { cpus, loadavg } from 'node:os';
@@ -21,7 +21,7 @@ const HELP = `usage: node bench/gateway/latency.ts [options]
   --workers N      worker processes in the openai pool (default 1)
   --runs N         repetitions; figures are medians across runs (default 3)
   --concurrency L  comma-separated connection counts (default 1,64)
-  --warmup N       warm-up requests before each measurement (default 300; capped at 3 s)
+  --warmup N       warm-up requests before each measurement (default 1000; capped at 5 s)
   --cpu-prof DIR   write V8 CPU profiles of the ingress and workers into DIR (on exit)
   --no-billing     do not run billing (to see what it costs the request path)
   --env K=V        extra environment for every service (repeatable), e.g. --env WORKER_CONCURRENCY=1`;
@@ -33,7 +33,7 @@ const { values: argv } = parseArgs({
     workers: { type: 'string', default: '1' },
     runs: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1,64' },
-    warmup: { type: 'string', default: '300' },
+    warmup: { type: 'string', default: '1000' },
     'cpu-prof': { type: 'string' },
     billing: { type: 'boolean', default: true },
     env: { type: 'string', multiple: true, default: [] },
@@ -62,7 +62,7 @@ const warmup = positive('warmup', argv.warmup);
 const levels = argv.concurrency.split(',').map((c) => positive('concurrency', c.trim()));
 
 const MAX_SINGLE_MS = 60_000;
-const MAX_WARMUP_MS = 3_000;
+const MAX_WARMUP_MS = 5_000;
 const PROMPT = 'In one short sentence, what is the largest planet in the solar system?';
 
 const env: Record<string, string> = {};

@@ -14,7 +14,7 @@ import { sseFirstToken, WsFirstToken } from './ttft.ts';
 import { type JobOutcome, openMany, RelayCounter, rssBytes, type VerifyingSocket } from './ws-load.ts';
 
 const HELP = `usage: node bench/streaming/stream.ts [options]
-  --samples N   first-token samples per path (default 300, after 50 warm-up)
+  --samples N   first-token samples per path (default 300, after 200 warm-up)
   --runs N      repetitions of the relay measurements; medians are printed (default 3)
   --jobs N      concurrent jobs in the relay measurement (default 200)
   --streams L   comma-separated concurrent-stream steps, each one socket per stream (default 250,500,1000,2000)`;
@@ -44,7 +44,7 @@ const samples = positive('samples', argv.samples);
 const runs = positive('runs', argv.runs);
 const relayJobs = positive('jobs', argv.jobs);
 const steps = argv.streams.split(',').map((s) => positive('streams', s.trim()));
-const WARMUP = 50;
+const WARMUP = 200;
 const SOCKETS = 10;
 /** Per step: a stream lasts ~4 s; anything not finished by then counts as lost. */
 const STEP_DEADLINE_MS = 90_000;
