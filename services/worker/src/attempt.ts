@@ -43,6 +43,10 @@ export interface AttemptInput {
 
 const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 
+/** The `running` status frame waits at most this long for the first token... */
+const STATUS_WAIT_MS = 50;
+/** ...and this long once the provider's response headers arrived. */
+const STATUS_AFTER_HEADERS_MS = 2;
 /** A request answered over HTTP that waited longer than this in the queue claims before it calls. */
 const SPECULATE_WITHIN_MS = 1_000;
 
@@ -79,16 +83,24 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
   }
 
   const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo, claim);
+  // The frames that open the attempt go out with its first token (one write, and the provider call
+  // is not queued behind it), or shortly after the provider answered, or after STATUS_WAIT_MS.
+  let statusTimer: NodeJS.Timeout | undefined;
+  const releaseStatusIn = (ms: number) => {
+    clearTimeout(statusTimer);
+    statusTimer = setTimeout(() => writer.release(), ms);
+  };
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
-    if (input.restart) writer.push({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
-    writer.push({
+    if (input.restart) writer.defer({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
+    writer.defer({
       type: 'status',
       state: 'running',
       provider: candidate.provider,
       model: candidate.model,
       attempt,
     });
+    releaseStatusIn(STATUS_WAIT_MS);
   }
 
   let usage: Usage = zeroUsage();
@@ -167,6 +179,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       signal: abort.signal,
       onEvent: data.deltas ? onEvent : undefined,
       onHeaders: (_status: number, headers: Headers) => {
+        if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
         const info = provider.adapter.readRateLimits(headers);
         void deps.limiter.learn(input.keyIndex, info).then(
           (ms) => ms > 0 && deps.metrics.rateLimitWaits.inc({ reason: 'headers' }),
@@ -249,6 +262,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       candidate,
     });
   } finally {
+    clearTimeout(statusTimer);
     clearTimeout(timer);
     unregister();
     input.signal?.removeEventListener('abort', onAbort);

@@ -44,6 +44,27 @@ describe('StreamWriter', () => {
     ]);
   });
 
+  it('sends deferred opening frames with the first token, in one write that claims the job', async () => {
+    const id = `req_sw${prefix}3`;
+    const w = new StreamWriter(store, id, 'o', 60_000, undefined, REC);
+    w.defer({ type: 'status', state: 'running' });
+    expect(await store.read(id, 0)).toEqual([]);
+    w.text('first');
+    await w.flush();
+    expect(w.writes).toBe(1);
+    const frames = (await store.read(id, 0)).map((r) => JSON.parse(r));
+    expect(frames.map((f) => f.type)).toEqual(['status', 'delta']);
+    expect(await redis.hget(makeKeys(prefix).meta(id), 'owner')).toBe('o');
+
+    // Without content, release() sends them on their own.
+    const id2 = `req_sw${prefix}4`;
+    const w2 = new StreamWriter(store, id2, 'o', 60_000, undefined, REC);
+    w2.defer({ type: 'status', state: 'running' });
+    w2.release();
+    await w2.flush();
+    expect((await store.read(id2, 0)).map((r) => JSON.parse(r).type)).toEqual(['status']);
+  });
+
   it('surfaces a lost ownership as an error', async () => {
     const id = `req_sw${prefix}2`;
     await store.claim(id, 'a', 60_000, REC);

@@ -51,6 +51,20 @@ export class StreamWriter {
     this.#kick();
   }
 
+  /**
+   * Queues a frame without sending it: it goes out with the next frame pushed, at `release()`, or
+   * at `flush()`. Used for the frames that open an attempt, so the first token carries them in the
+   * same write instead of queueing behind them.
+   */
+  defer(frame: FrameBody): void {
+    this.#queue.push(frame);
+  }
+
+  /** Sends what `defer` queued (if nothing is being written, else it follows the write in flight). */
+  release(): void {
+    this.#kick();
+  }
+
   text(text: string): void {
     if (text) this.#delta().text = (this.#delta().text ?? '') + text;
     this.#kick();
