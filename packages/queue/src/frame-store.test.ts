@@ -108,6 +108,20 @@ describe('FrameStore', () => {
     expect(await store.read(ended, 0)).toHaveLength(1);
   });
 
+  it('records an async job with its first frame, without taking ownership', async () => {
+    const id = jobId();
+    await store.append(id, [{ type: 'accepted', model: 'm', created: 1 }], {
+      owner: '',
+      ttlMs: 60_000,
+      state: 'queued',
+      record: { account: 'acct_r', model: 'm', created: 1_000 },
+    });
+    const meta = await redis.hgetall(keys.meta(id));
+    expect(meta).toEqual({ account: 'acct_r', model: 'm', created: '1000', state: 'queued' });
+    expect(await redis.pttl(keys.meta(id))).toBeGreaterThan(0);
+    expect(await store.claim(id, 'w', 60_000, REC)).toMatchObject({ terminal: false, lastSeq: 1 });
+  });
+
   it('reports a job cancelled before any worker started it', async () => {
     const id = jobId();
     await redis.hset(keys.meta(id), 'cancel', '1');

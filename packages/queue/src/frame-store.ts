@@ -34,10 +34,11 @@ return { seq, terminal }
 `;
 
 // KEYS: frames, meta, usage stream. ARGV: owner, channel, jobJson, ttlMs, state|'', usageJson|'', replyTo|'',
-// claim ('1' or ''), account, model, created, frameBody...
+// claim ('1' claim, 'r' record only, or ''), account, model, created, frameBody...
 // `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
 // `claim`: an attempt that did not claim the job before calling the provider claims it with this write
-// (see FrameStore.append). Each frame body is a JSON object without v/job/seq; the script prefixes them.
+// (see FrameStore.append); 'r' writes the job record without an owner (the ingress recording an async
+// job with its first frame). Each frame body is a JSON object without v/job/seq; the script prefixes them.
 // Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job (or it ended).
 const APPEND = `
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -54,6 +55,10 @@ if ARGV[1] ~= '' then
     redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', 'running', 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
     redis.call('PEXPIRE', KEYS[2], ARGV[4])
   end
+end
+if ARGV[8] == 'r' then
+  redis.call('HSET', KEYS[2], 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
@@ -126,6 +131,8 @@ export interface AppendOptions {
    * claiming first): the record `claim` would have written. Refused (NOTOWNER) if the job ended.
    */
   claim?: ClaimRecord;
+  /** Write the job record (no owner) with these frames: an async job recorded with its first frame. */
+  record?: ClaimRecord;
 }
 
 /** The job record a claim writes (requests answered over HTTP are recorded by their first attempt). */
@@ -179,10 +186,10 @@ export class FrameStore {
       opts.state ?? '',
       opts.usage === undefined ? '' : JSON.stringify(opts.usage),
       opts.replyTo ?? '',
-      opts.claim ? '1' : '',
-      opts.claim?.account ?? '',
-      opts.claim?.model ?? '',
-      opts.claim ? String(opts.claim.created) : '',
+      opts.claim ? '1' : opts.record ? 'r' : '',
+      (opts.claim ?? opts.record)?.account ?? '',
+      (opts.claim ?? opts.record)?.model ?? '',
+      String((opts.claim ?? opts.record)?.created ?? ''),
       ...frames.map((f) => JSON.stringify(f)),
     );
   }

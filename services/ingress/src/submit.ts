@@ -98,33 +98,11 @@ export async function submitChat(
     attempts: [],
   };
   const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
-  const meta = deps.keys.meta(id);
-  // The budget hold (Postgres) and the job record + subscription (Redis) are independent: run them
-  // together. Nothing is queued until both succeeded; a refused request leaves only a record that expires.
+  // Admission (budget) and the caller's subscription are independent: run them together. Nothing is
+  // recorded or queued unless both succeeded.
   const [hold, prepared] = await Promise.allSettled([
     deps.budget.admit(id, principal.accountId, principal.keyId, route.holdMicros, deadline),
-    (async () => {
-      // Async jobs are looked up (GET, subscribe) right after the 202: record them now. A request
-      // answered over HTTP is recorded by the worker's claim instead (one write less on this path).
-      if (opts.accepted) {
-        await deps.redis
-          .multi()
-          .hset(
-            meta,
-            'account',
-            principal.accountId,
-            'state',
-            'queued',
-            'model',
-            request.model,
-            'created',
-            String(now),
-          )
-          .pexpire(meta, ttlMs)
-          .exec();
-      }
-      await opts.prepare?.(id);
-    })(),
+    (async () => opts.prepare?.(id))(),
   ]);
   if (hold.status === 'rejected') {
     opts.onRefused?.();
@@ -146,9 +124,13 @@ export async function submitChat(
     if (prepared.status === 'rejected') throw prepared.reason;
     if (opts.accepted) {
       const created = Math.floor(now / 1000);
+      // Async jobs are looked up (GET, subscribe) right after the 202: the record goes with the
+      // first frame. A request answered over HTTP is recorded by its first attempt instead.
       await deps.store.append(id, [{ type: 'accepted', model: request.model, created }], {
         owner: '',
         ttlMs,
+        state: 'queued',
+        record: { account: principal.accountId, model: request.model, created: now },
       });
     }
     await opts.beforeEnqueue?.(id);

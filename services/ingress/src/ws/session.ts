@@ -156,7 +156,16 @@ export class StreamSession {
             beforeEnqueue: async (id) => {
               this.#reply({ type: 'ack', op: 'submit', job: id, ...tag });
               this.#direct++;
-              await this.#follow(id, 0, () => this.#direct--);
+              // The job need not wait for the subscription: the follower subscribes, then reads
+              // the stream from seq 0, so it delivers every frame whenever it starts.
+              void this.#follow(id, 0, () => this.#direct--).catch((e: unknown) => {
+                this.#direct--;
+                const ge =
+                  e instanceof GatewayError
+                    ? e
+                    : new GatewayError({ code: 'internal_error', message: 'could not follow the job' });
+                this.#reply({ type: 'nack', op: 'subscribe', job: id, ...tag, error: ge.toBody().error });
+              });
             },
           },
         );
