@@ -146,7 +146,7 @@ function describe(args: string[], prefix: string): string {
 }
 
 /**
- * The budget hold (`sy_place_hold`, called by the ingress before anything touches Redis) timed
+ * The budget hold (`sy_place_hold`, which the ingress calls once per budget lease) timed
  * alone from a Node client, to split the ingress's first gap into Postgres and the rest.
  */
 async function timeHold(databaseUrl: string): Promise<void> {
