@@ -18,6 +18,8 @@ export const ErrorCode = z.enum([
   'overloaded',
   'provider_unavailable',
   'cancelled',
+  'idempotency_key_in_use',
+  'idempotency_key_reused',
   'internal_error',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
@@ -39,6 +41,8 @@ export const errorStatus: Record<ErrorCode, number> = {
   overloaded: 503,
   provider_unavailable: 503,
   cancelled: 499,
+  idempotency_key_in_use: 409,
+  idempotency_key_reused: 422,
   internal_error: 500,
 };
 
@@ -60,6 +64,8 @@ const errorType: Record<ErrorCode, string> = {
   overloaded: 'server_error',
   provider_unavailable: 'server_error',
   cancelled: 'invalid_request_error',
+  idempotency_key_in_use: 'invalid_request_error',
+  idempotency_key_reused: 'invalid_request_error',
   internal_error: 'server_error',
 };
 

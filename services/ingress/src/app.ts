@@ -7,7 +7,8 @@ import { registerErrorHandling } from './plugins/errors.ts';
 import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
-import { chatRoutes } from './routes/v1/chat.ts';
+import { registerIdempotency } from './idempotency.ts';
+import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
 import { modelRoutes } from './routes/v1/models.ts';
 import { streamRoutes } from './ws/stream.ts';
@@ -67,6 +68,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
       }
       req.principal = await auth.authenticate(key);
     });
+    registerIdempotency(v1, deps, attachToRunningChat(deps));
     await chatRoutes(v1, deps);
     await jobRoutes(v1, deps);
     await modelRoutes(v1, deps);

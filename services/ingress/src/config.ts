@@ -48,6 +48,8 @@ export const IngressConfig = z.object({
     .default('1'),
   BUDGET_LEASE_TTL_MS: int(30_000),
   BUDGET_LEASE_IDLE_MS: int(2_000),
+  /** How long the response of a request sent with an Idempotency-Key is kept for its retries. */
+  IDEMPOTENCY_TTL_SECONDS: int(86_400),
   /** How often the model directory re-reads what the worker pools published. */
   DIRECTORY_REFRESH_MS: int(5000),
   LOG_LEVEL: z.string().default('info'),

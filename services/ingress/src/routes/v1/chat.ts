@@ -7,9 +7,27 @@ import { FrameQueue } from '@switchyard/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import type { Principal } from '../../plugins/auth.ts';
 import { cancelJob, parseChatRequest, submitChat } from '../../submit.ts';
+import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter, errorEvent } from '../../sse.ts';
 
 /** `POST /v1/chat/completions`: OpenAI-compatible, non-streaming and `stream: true` (SSE). */
+/** A retry (same Idempotency-Key) of a request still running: wait for its job, answer with its result. */
+export function attachToRunningChat(deps: IngressDeps): AttachToJob {
+  return async (_req, reply, jobId) => {
+    const queue = new FrameQueue();
+    const follow = await followJob(deps.hub, deps.store, jobId, 0, queue.push);
+    const done = new AbortController();
+    const timer = setTimeout(() => done.abort('deadline'), deps.config.REQUEST_TIMEOUT_MS + 5_000);
+    try {
+      return await waitForResult(reply.header('x-request-id', jobId), queue, done.signal);
+    } finally {
+      clearTimeout(timer);
+      follow.close();
+      queue.close();
+    }
+  };
+}
+
 export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   app.post('/v1/chat/completions', async (req, reply) => {
     const body = parseChatRequest(req.body);
@@ -26,11 +44,14 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       onRefused: () => follow?.close(),
     });
     reply.header('x-request-id', data.id);
+    // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
+    const keep = req.idempotency !== undefined;
+    await markRunning(deps, req, data.id);
     const done = new AbortController();
     const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
     // The caller went away before the answer: stop generation (what was generated is still billed).
     const onClose = () => {
-      if (!reply.raw.writableFinished) {
+      if (!reply.raw.writableFinished && !keep) {
         done.abort('disconnect');
         if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
       }

@@ -4,6 +4,7 @@ import type { Frame } from '@switchyard/contracts/frames';
 import type { IngressDeps } from '../../deps.ts';
 import type { Principal } from '../../plugins/auth.ts';
 import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';
+import { markRunning } from '../../idempotency.ts';
 import { cancelJob, ownedJob, parseChatRequest, submitChat } from '../../submit.ts';
 
 const notFound = (id: string) =>
@@ -44,6 +45,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         });
       }
       const b = await submitBatch(deps, req.principal as Principal, raw.requests);
+      await markRunning(deps, req, b.id);
       return reply
         .code(202)
         .header('location', `/v1/jobs/batches/${b.id}`)
@@ -63,6 +65,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
       { ...body, stream: false },
       { deltas: true, accepted: true },
     );
+    await markRunning(deps, req, data.id);
     return reply
       .code(202)
       .header('location', `/v1/jobs/${data.id}`)

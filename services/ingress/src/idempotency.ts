@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis, Result } from 'ioredis';
+import { GatewayError } from '@switchyard/contracts/errors';
+import type { IngressDeps } from './deps.ts';
+import type { Principal } from './plugins/auth.ts';
+
+/**
+ * `Idempotency-Key` on `POST /v1/chat/completions` and `POST /v1/jobs`, after Stripe and the IETF
+ * draft: the first request with a key runs, and its response (success or server error alike) is
+ * kept for `IDEMPOTENCY_TTL_SECONDS`; a retry with the same key and body gets that response again
+ * (`Idempotent-Replayed: true`) and nothing runs or is billed twice. Keys are scoped per tenant.
+ * A retry while the first request still runs waits for its job and answers with the same result
+ * (a caller whose connection dropped simply retries). The same key with a different body is 422.
+ * A request refused before it ran (invalid, unauthorized, over budget) keeps nothing, so it can be
+ * retried with the same key once fixed.
+ */
+
+// KEYS: record. ARGV: fingerprint, pending ttl ms.
+// → {'new'} | {state, fingerprint, status, body, job}
+const BEGIN = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'pending')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {'new'}
+end
+return redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body', 'job')
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    syIdemBegin(key: string, fingerprint: string, pendingTtlMs: number): Result<(string | null)[], Context>;
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    idempotency?: IdempotentCall;
+  }
+}
+
+const ROUTES = new Set(['/v1/chat/completions', '/v1/jobs']);
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+export interface IdempotentCall {
+  key: string;
+  /** Set once the request was queued: from then on its outcome is kept, whatever it is. */
+  ran: boolean;
+  stored: boolean;
+}
+
+/** A retry of a request that is still running, waiting for its job: how the route answers it. */
+export type AttachToJob = (req: FastifyRequest, reply: FastifyReply, jobId: string) => Promise<unknown>;
+
+export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, attach: AttachToJob): void {
+  const redis: Redis = deps.redis;
+  if (typeof (redis as Partial<Redis>).syIdemBegin !== 'function')
+    redis.defineCommand('syIdemBegin', { numberOfKeys: 1, lua: BEGIN });
+  const ttlMs = deps.config.IDEMPOTENCY_TTL_SECONDS * 1000;
+  // A request that never finishes (its ingress died) frees its key after its deadline.
+  const pendingTtlMs = deps.config.REQUEST_TIMEOUT_MS + 60_000;
+
+  app.addHook('preHandler', async (req, reply) => {
+    const header = req.headers['idempotency-key'];
+    if (header === undefined || req.method !== 'POST' || !ROUTES.has(req.url.split('?')[0] ?? '')) return;
+    if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message: 'Idempotency-Key must be 1 to 255 visible ASCII characters.',
+        param: 'Idempotency-Key',
+      });
+    }
+    const body = req.body as { stream?: unknown } | null;
+    if (req.url.startsWith('/v1/chat/completions') && body?.stream === true) {
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message:
+          'Idempotency-Key is not supported with stream: true. Submit the request to POST /v1/jobs with the key and follow its stream, which can be resumed.',
+        param: 'Idempotency-Key',
+      });
+    }
+    const principal = req.principal as Principal;
+    const key = recordKey(deps, principal.accountId, header);
+    const fingerprint = createHash('sha256')
+      .update(`${req.url.split('?')[0]}\n${JSON.stringify(req.body)}`)
+      .digest('base64url');
+    const r = await redis.syIdemBegin(key, fingerprint, pendingTtlMs);
+    if (r[0] === 'new') {
+      req.idempotency = { key, ran: false, stored: false };
+      return;
+    }
+    const [state, fp, status, stored, job] = r;
+    if (fp !== fingerprint) {
+      throw new GatewayError({
+        code: 'idempotency_key_reused',
+        message: 'This Idempotency-Key was already used with a different request body.',
+        param: 'Idempotency-Key',
+      });
+    }
+    reply.header('idempotent-replayed', 'true');
+    if (state === 'done' && status && stored !== null && stored !== undefined) {
+      return reply
+        .code(Number(status))
+        .header('content-type', 'application/json; charset=utf-8')
+        .send(stored);
+    }
+    // Still running: a chat request waits for the same job; anything else asks to retry shortly.
+    if (job && req.url.startsWith('/v1/chat/completions')) return attach(req, reply, job);
+    reply.header('retry-after', '1');
+    throw new GatewayError({
+      code: 'idempotency_key_in_use',
+      message: 'A request with this Idempotency-Key is still being processed. Retry shortly.',
+      param: 'Idempotency-Key',
+      retryable: true,
+    });
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    const call = req.idempotency;
+    if (!call || call.stored) return payload;
+    call.stored = true;
+    if (!call.ran) {
+      // Refused before it ran: keep nothing, so the same key can be used once the request is fixed.
+      await redis.del(call.key);
+      return payload;
+    }
+    const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString() : '';
+    await redis
+      .multi()
+      .hset(call.key, 'state', 'done', 'status', String(reply.statusCode), 'body', text)
+      .pexpire(call.key, ttlMs)
+      .exec();
+    return payload;
+  });
+}
+
+/** Records that the request with this key runs as `jobId` (a retry meanwhile waits for that job). */
+export async function markRunning(deps: IngressDeps, req: FastifyRequest, jobId: string): Promise<void> {
+  const call = req.idempotency;
+  if (!call) return;
+  call.ran = true;
+  await deps.redis.hset(call.key, 'job', jobId);
+}
+
+function recordKey(deps: IngressDeps, accountId: string, key: string): string {
+  return deps.keys.k('idem', accountId, createHash('sha256').update(key).digest('base64url'));
+}

@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import OpenAI from 'openai';
+import { createRedis } from '@switchyard/queue/redis';
+import { makeKeys } from '@switchyard/queue/keys';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '@switchyard/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+let stack: Stack;
+let client: OpenAI;
+
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai'] });
+  client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+}, 90_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const chatCalls = () => stack.fake.calls().filter((c) => c.model !== null).length;
+const body = (content: string, extra: Record<string, unknown> = {}) => ({
+  model: 'openai/gpt-4o-mini',
+  messages: [{ role: 'user', content }],
+  ...extra,
+});
+
+async function post(path: string, json: unknown, key?: string) {
+  const res = await fetch(`${stack.url}${path}`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${stack.apiKey}`,
+      'content-type': 'application/json',
+      ...(key ? { 'idempotency-key': key } : {}),
+    },
+    body: JSON.stringify(json),
+  });
+  const answer = (await res.json()) as {
+    id?: string;
+    error?: { code?: string; param?: string; message?: string };
+  } & Record<string, unknown>;
+  return { status: res.status, headers: res.headers, json: answer };
+}
+
+async function usageCount(requestId: string): Promise<number> {
+  const r = await stack.sql.query('SELECT count(*)::int AS n FROM usage_events WHERE request_id = $1', [
+    requestId,
+  ]);
+  return r.rows[0].n as number;
+}
+
+describe('Idempotency-Key', () => {
+  it('runs a chat request once: a retry replays the same answer, and it is billed once', async () => {
+    const before = chatCalls();
+    const { data: first, response } = await client.chat.completions
+      .create(
+        { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'Name a prime.' }] },
+        { headers: { 'Idempotency-Key': 'chat-once-1' } },
+      )
+      .withResponse();
+    expect(response.headers.get('idempotent-replayed')).toBeNull();
+    const again = await client.chat.completions
+      .create(
+        { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'Name a prime.' }] },
+        { headers: { 'Idempotency-Key': 'chat-once-1' } },
+      )
+      .withResponse();
+    expect(again.response.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.data).toEqual(first);
+    expect(chatCalls() - before).toBe(1);
+    await until(async () => (await usageCount(first.id)) === 1, { what: 'one usage event' });
+
+    // The same key with another body is refused; a key is scoped to its tenant's requests.
+    const other = await post('/v1/chat/completions', body('Name another prime.'), 'chat-once-1');
+    expect(other.status).toBe(422);
+    expect(other.json.error).toMatchObject({ code: 'idempotency_key_reused', param: 'Idempotency-Key' });
+  });
+
+  it('a retry while the first request runs waits for it and gets the same answer', async () => {
+    stack.fake.configure({ provider: 'openai', firstByteMs: 400 });
+    try {
+      const before = chatCalls();
+      const json = body('Slowly, name a colour.');
+      const [a, b] = await Promise.all([
+        post('/v1/chat/completions', json, 'chat-concurrent-1'),
+        // Sent once the first one is queued: it attaches to the running job.
+        until(async () => (chatCalls() > before ? true : undefined), { what: 'first call started' }).then(
+          () => post('/v1/chat/completions', json, 'chat-concurrent-1'),
+        ),
+      ]);
+      expect(a.status).toBe(200);
+      expect(b.status).toBe(200);
+      expect(b.headers.get('idempotent-replayed')).toBe('true');
+      expect(b.json).toEqual(a.json);
+      expect(chatCalls() - before).toBe(1);
+    } finally {
+      stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+    }
+  });
+
+  it('keeps running when the caller disconnects, and the retry gets the stored answer', async () => {
+    stack.fake.configure({ provider: 'openai', firstByteMs: 300 });
+    const redis = createRedis(stack.redisUrl);
+    try {
+      const before = chatCalls();
+      const json = body('Name a river.');
+      const gone = new AbortController();
+      const first = fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${stack.apiKey}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'chat-dropped-1',
+        },
+        body: JSON.stringify(json),
+        signal: gone.signal,
+      });
+      await until(async () => (chatCalls() > before ? true : undefined), { what: 'call started' });
+      gone.abort();
+      await expect(first).rejects.toThrow();
+      // The request ran to its end and its answer was kept.
+      const [account] = (await stack.sql.query('SELECT account_id FROM api_keys LIMIT 1')).rows;
+      const record = makeKeys(stack.prefix).k(
+        'idem',
+        account.account_id,
+        createHash('sha256').update('chat-dropped-1').digest('base64url'),
+      );
+      await until(async () => (await redis.hget(record, 'state')) === 'done', { what: 'answer kept' });
+      const retry = await post('/v1/chat/completions', json, 'chat-dropped-1');
+      expect(retry.status).toBe(200);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.json.object).toBe('chat.completion');
+      expect(chatCalls() - before).toBe(1);
+    } finally {
+      redis.disconnect();
+      stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+    }
+  });
+
+  it('replays a job submission, keeps nothing for a refused request, and validates the key', async () => {
+    const first = await post('/v1/jobs', body('An async question.'), 'job-1');
+    expect(first.status).toBe(202);
+    const retry = await post('/v1/jobs', body('An async question.'), 'job-1');
+    expect(retry.status).toBe(202);
+    expect(retry.json.id).toBe(first.json.id);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+
+    // Invalid the first time: nothing kept, the corrected request may reuse the key.
+    const bad = await post('/v1/jobs', { model: 'openai/gpt-4o-mini', messages: [] }, 'job-2');
+    expect(bad.status).toBe(400);
+    const fixed = await post('/v1/jobs', body('Fixed.'), 'job-2');
+    expect(fixed.status).toBe(202);
+
+    const tooLong = await post('/v1/jobs', body('x'), 'k'.repeat(256));
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.json.error?.param).toBe('Idempotency-Key');
+    const streamed = await post('/v1/chat/completions', body('x', { stream: true }), 'stream-1');
+    expect(streamed.status).toBe(400);
+    expect(streamed.json.error?.message).toMatch(/stream: true/);
+  });
+});
