@@ -154,8 +154,58 @@ describe('Idempotency-Key', () => {
     const tooLong = await post('/v1/jobs', body('x'), 'k'.repeat(256));
     expect(tooLong.status).toBe(400);
     expect(tooLong.json.error?.param).toBe('Idempotency-Key');
-    const streamed = await post('/v1/chat/completions', body('x', { stream: true }), 'stream-1');
-    expect(streamed.status).toBe(400);
-    expect(streamed.json.error?.message).toMatch(/stream: true/);
+  });
+
+  it('replays a streamed answer as the same chunks, also after the caller dropped mid-stream', async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 20, tokens: 12 });
+    try {
+      const before = chatCalls();
+      const params = {
+        model: 'openai/gpt-4o-mini',
+        messages: [{ role: 'user' as const, content: 'Stream a sentence.' }],
+        stream: true as const,
+      };
+      const read = async () => {
+        const chunks: string[] = [];
+        const s = await client.chat.completions.create(params, {
+          headers: { 'Idempotency-Key': 'stream-1' },
+        });
+        for await (const c of s) chunks.push(c.choices[0]?.delta?.content ?? '');
+        return chunks.join('');
+      };
+      const first = await read();
+      expect(first.length).toBeGreaterThan(0);
+      expect(await read()).toBe(first);
+      expect(chatCalls() - before).toBe(1);
+
+      // A caller that drops mid-stream: the job goes on, and the retry gets the whole answer.
+      const dropped = new AbortController();
+      const s = await client.chat.completions.create(
+        { ...params, messages: [{ role: 'user', content: 'Stream another sentence.' }] },
+        { headers: { 'Idempotency-Key': 'stream-2' }, signal: dropped.signal },
+      );
+      let got = '';
+      for await (const c of s) {
+        got += c.choices[0]?.delta?.content ?? '';
+        if (got.length > 0) {
+          dropped.abort();
+          break;
+        }
+      }
+      const whole = await (async () => {
+        const chunks: string[] = [];
+        const r = await client.chat.completions.create(
+          { ...params, messages: [{ role: 'user', content: 'Stream another sentence.' }] },
+          { headers: { 'Idempotency-Key': 'stream-2' } },
+        );
+        for await (const c of r) chunks.push(c.choices[0]?.delta?.content ?? '');
+        return chunks.join('');
+      })();
+      expect(whole.startsWith(got)).toBe(true);
+      expect(whole.length).toBeGreaterThan(got.length);
+      expect(chatCalls() - before).toBe(2);
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+    }
   });
 });

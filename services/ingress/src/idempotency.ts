@@ -11,20 +11,21 @@ import type { Principal } from './plugins/auth.ts';
  * kept for `IDEMPOTENCY_TTL_SECONDS`; a retry with the same key and body gets that response again
  * (`Idempotent-Replayed: true`) and nothing runs or is billed twice. Keys are scoped per tenant.
  * A retry while the first request still runs waits for its job and answers with the same result
- * (a caller whose connection dropped simply retries). The same key with a different body is 422.
+ * (a caller whose connection dropped simply retries); a streamed request is replayed from its job's
+ * stored frames, as the same SSE chunks. The same key with a different body is 422.
  * A request refused before it ran (invalid, unauthorized, over budget) keeps nothing, so it can be
  * retried with the same key once fixed.
  */
 
 // KEYS: record. ARGV: fingerprint, pending ttl ms.
-// → {'new'} | {state, fingerprint, status, body, job}
+// → {'new'} | {state, fingerprint, status, body, job, created}
 const BEGIN = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'pending')
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {'new'}
 end
-return redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body', 'job')
+return redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body', 'job', 'created')
 `;
 
 declare module 'ioredis' {
@@ -49,8 +50,13 @@ export interface IdempotentCall {
   stored: boolean;
 }
 
-/** A retry of a request that is still running, waiting for its job: how the route answers it. */
-export type AttachToJob = (req: FastifyRequest, reply: FastifyReply, jobId: string) => Promise<unknown>;
+/** A retry of a request that ran (or runs) as this job, answered from the job: how the route does it. */
+export type AttachToJob = (
+  req: FastifyRequest,
+  reply: FastifyReply,
+  jobId: string,
+  createdMs: number,
+) => Promise<unknown>;
 
 export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, attach: AttachToJob): void {
   const redis: Redis = deps.redis;
@@ -70,15 +76,6 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
         param: 'Idempotency-Key',
       });
     }
-    const body = req.body as { stream?: unknown } | null;
-    if (req.url.startsWith('/v1/chat/completions') && body?.stream === true) {
-      throw new GatewayError({
-        code: 'invalid_request_error',
-        message:
-          'Idempotency-Key is not supported with stream: true. Submit the request to POST /v1/jobs with the key and follow its stream, which can be resumed.',
-        param: 'Idempotency-Key',
-      });
-    }
     const principal = req.principal as Principal;
     const key = recordKey(deps, principal.accountId, header);
     const fingerprint = createHash('sha256')
@@ -89,7 +86,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
       req.idempotency = { key, ran: false, stored: false };
       return;
     }
-    const [state, fp, status, stored, job] = r;
+    const [state, fp, status, stored, job, created] = r;
     if (fp !== fingerprint) {
       throw new GatewayError({
         code: 'idempotency_key_reused',
@@ -104,8 +101,9 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
         .header('content-type', 'application/json; charset=utf-8')
         .send(stored);
     }
-    // Still running: a chat request waits for the same job; anything else asks to retry shortly.
-    if (job && req.url.startsWith('/v1/chat/completions')) return attach(req, reply, job);
+    // A chat request answers from its job (waiting for it if it still runs, replaying a stream's
+    // frames); a job submission still being queued asks to retry shortly.
+    if (job && req.url.startsWith('/v1/chat/completions')) return attach(req, reply, job, Number(created));
     reply.header('retry-after', '1');
     throw new GatewayError({
       code: 'idempotency_key_in_use',
@@ -134,12 +132,24 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
   });
 }
 
-/** Records that the request with this key runs as `jobId` (a retry meanwhile waits for that job). */
-export async function markRunning(deps: IngressDeps, req: FastifyRequest, jobId: string): Promise<void> {
+/**
+ * Records that the request with this key runs as `jobId` (a retry meanwhile waits for that job).
+ * A streamed answer is replayed from the job's frames (kept as long as the key), so its record is
+ * kept for the whole TTL at once: its handler may be gone (caller disconnected) when the job ends.
+ */
+export async function markRunning(
+  deps: IngressDeps,
+  req: FastifyRequest,
+  job: { id: string; created: number; stream: boolean },
+): Promise<void> {
   const call = req.idempotency;
   if (!call) return;
   call.ran = true;
-  await deps.redis.hset(call.key, 'job', jobId);
+  const m = deps.redis.multi().hset(call.key, 'job', job.id, 'created', String(job.created));
+  // (Not beyond the job's frames: without them a retry runs anew.)
+  const ttlS = Math.min(deps.config.IDEMPOTENCY_TTL_SECONDS, deps.config.STREAM_TTL_SECONDS);
+  if (job.stream) m.hset(call.key, 'state', 'stream').pexpire(call.key, ttlS * 1000);
+  await m.exec();
 }
 
 function recordKey(deps: IngressDeps, accountId: string, key: string): string {

@@ -10,24 +10,35 @@ import { cancelJob, parseChatRequest, submitChat } from '../../submit.ts';
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter, errorEvent } from '../../sse.ts';
 
-/** `POST /v1/chat/completions`: OpenAI-compatible, non-streaming and `stream: true` (SSE). */
-/** A retry (same Idempotency-Key) of a request still running: wait for its job, answer with its result. */
+/**
+ * A retry (same Idempotency-Key) of a request that ran as `jobId`: answered from the job, waiting
+ * for it if it still runs. A streamed request gets the job's frames again as the same SSE chunks.
+ */
 export function attachToRunningChat(deps: IngressDeps): AttachToJob {
-  return async (_req, reply, jobId) => {
+  return async (req, reply, jobId, createdMs) => {
+    const body = parseChatRequest(req.body);
     const queue = new FrameQueue();
     const follow = await followJob(deps.hub, deps.store, jobId, 0, queue.push);
     const done = new AbortController();
     const timer = setTimeout(() => done.abort('deadline'), deps.config.REQUEST_TIMEOUT_MS + 5_000);
+    const onClose = () => {
+      if (!reply.raw.writableFinished) done.abort('disconnect');
+    };
+    reply.raw.on('close', onClose);
     try {
-      return await waitForResult(reply.header('x-request-id', jobId), queue, done.signal);
+      reply.header('x-request-id', jobId);
+      if (body.stream === true) return await relaySse(reply, body, jobId, createdMs, queue, done.signal);
+      return await waitForResult(reply, queue, done.signal);
     } finally {
       clearTimeout(timer);
+      reply.raw.off('close', onClose);
       follow.close();
       queue.close();
     }
   };
 }
 
+/** `POST /v1/chat/completions`: OpenAI-compatible, non-streaming and `stream: true` (SSE). */
 export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   app.post('/v1/chat/completions', async (req, reply) => {
     const body = parseChatRequest(req.body);
@@ -46,15 +57,16 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     reply.header('x-request-id', data.id);
     // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
     const keep = req.idempotency !== undefined;
-    await markRunning(deps, req, data.id);
+    await markRunning(deps, req, { id: data.id, created: data.created, stream });
     const done = new AbortController();
     const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
     // The caller went away before the answer: stop generation (what was generated is still billed).
+    // With a key, a non-streaming answer is still awaited (and kept); a stream stops relaying, and
+    // its job goes on (a retry replays its frames).
     const onClose = () => {
-      if (!reply.raw.writableFinished && !keep) {
-        done.abort('disconnect');
-        if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
-      }
+      if (reply.raw.writableFinished || (keep && !stream)) return;
+      done.abort('disconnect');
+      if (!keep && deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
     };
     reply.raw.on('close', onClose);
     try {

@@ -45,7 +45,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         });
       }
       const b = await submitBatch(deps, req.principal as Principal, raw.requests);
-      await markRunning(deps, req, b.id);
+      await markRunning(deps, req, { id: b.id, created: b.created, stream: false });
       return reply
         .code(202)
         .header('location', `/v1/jobs/batches/${b.id}`)
@@ -65,7 +65,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
       { ...body, stream: false },
       { deltas: true, accepted: true },
     );
-    await markRunning(deps, req, data.id);
+    await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
     return reply
       .code(202)
       .header('location', `/v1/jobs/${data.id}`)
