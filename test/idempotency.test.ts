@@ -154,6 +154,19 @@ describe('Idempotency-Key', () => {
     const tooLong = await post('/v1/jobs', body('x'), 'k'.repeat(256));
     expect(tooLong.status).toBe(400);
     expect(tooLong.json.error?.param).toBe('Idempotency-Key');
+
+    // The two jobs ran once each; wait for them so later tests count only their own provider calls.
+    for (const id of [first.json.id, fixed.json.id]) {
+      await until(
+        async () => {
+          const r = await fetch(`${stack.url}/v1/jobs/${id}`, {
+            headers: { authorization: `Bearer ${stack.apiKey}` },
+          });
+          return ((await r.json()) as { status?: string }).status === 'completed' ? true : undefined;
+        },
+        { what: `job ${id} completed` },
+      );
+    }
   });
 
   it('replays a streamed answer as the same chunks, also after the caller dropped mid-stream', async () => {
