@@ -179,7 +179,11 @@ describe('billing through the whole system', () => {
     const key = await admin('/keys', { account_id: acct.id, name: 'k' });
     // gpt-4o-mini: max_tokens 1000 × $0.60/M = $0.0006 output, plus a few input tokens → ~$0.000602 hold each.
     await admin('/credits', { account_id: acct.id, amount_usd: '0.00605' });
-    stack.fake.configure({ provider: 'openai', firstByteMs: 1500 });
+    // The admitted ones must still be running when the last of the fifty is admitted: one that
+    // finished and settled frees its hold (its actual cost is far below it), and a late arrival may
+    // then be admitted, rightly. Fifty admissions can take a second on a loaded machine (this key's
+    // first requests, exact holds on Postgres connections the pool opens for the burst).
+    stack.fake.configure({ provider: 'openai', firstByteMs: 10_000 });
     const client = new OpenAI({ apiKey: key.key as string, baseURL: `${stack.url}/v1`, maxRetries: 0 });
     const results = await Promise.allSettled(
       Array.from({ length: 50 }, () =>
