@@ -26,7 +26,9 @@ export async function createIngressDeps(
   const keys = makeKeys(config.REDIS_PREFIX);
   const redis = createRedis(config.REDIS_URL, { name: 'sy-ingress' });
   const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'sy-ingress-sub' });
-  const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20 });
+  // Admission uses Postgres rarely (a budget lease now and then): keep idle connections open for a
+  // while, so a lease or a burst of exact holds does not wait for new connections.
+  const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20, idleTimeoutMs: 300_000 });
   const hub = new LiveHub(sub, keys);
   // One subscription per ingress process carries the frames of every job submitted here.
   await hub.listenReplies(keys.k('reply', `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`));
