@@ -54,7 +54,15 @@ describe('budget leases', () => {
     const { accountId, keyId } = await funded(10_000_000n);
     const b = budget();
     const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => b.admit(`r${i}`, accountId, keyId, 1_000n, deadline())),
+      Array.from({ length: 20 }, (_, i) =>
+        b.admit({
+          requestId: `r${i}`,
+          accountId: accountId,
+          keyId: keyId,
+          micros: 1_000n,
+          deadline: deadline(),
+        }),
+      ),
     );
     expect(results.every((r) => r.ok && r.reservation.leased)).toBe(true);
     // One row for all 20 requests (the lease, 64 requests' worth), not one per request.
@@ -78,7 +86,15 @@ describe('budget leases', () => {
     const { accountId, keyId } = await funded(10_000n);
     const b = budget();
     const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => b.admit(`x${i}`, accountId, keyId, 1_000n, deadline())),
+      Array.from({ length: 50 }, (_, i) =>
+        b.admit({
+          requestId: `x${i}`,
+          accountId: accountId,
+          keyId: keyId,
+          micros: 1_000n,
+          deadline: deadline(),
+        }),
+      ),
     );
     expect(results.filter((r) => r.ok)).toHaveLength(10);
     expect(results.filter((r) => !r.ok && r.reason === 'insufficient_balance')).toHaveLength(40);
@@ -93,7 +109,15 @@ describe('budget leases', () => {
     const { accountId, keyId } = await funded(100_000n);
     const b = budget();
     const results = await Promise.all(
-      Array.from({ length: 150 }, (_, i) => b.admit(`y${i}`, accountId, keyId, 1_000n, deadline())),
+      Array.from({ length: 150 }, (_, i) =>
+        b.admit({
+          requestId: `y${i}`,
+          accountId: accountId,
+          keyId: keyId,
+          micros: 1_000n,
+          deadline: deadline(),
+        }),
+      ),
     );
     expect(results.filter((r) => r.ok)).toHaveLength(100);
     expect((await getBalance(db, accountId)).availableMicros).toBe(0n);
@@ -104,13 +128,27 @@ describe('budget leases', () => {
     await db.$client.query('UPDATE api_keys SET spend_limit_micros = 5000 WHERE id = $1', [keyId]);
     const b = budget({ idleMs: 200 });
     const limited = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => b.admit(`k${i}`, accountId, keyId, 1_000n, deadline())),
+      Array.from({ length: 8 }, (_, i) =>
+        b.admit({
+          requestId: `k${i}`,
+          accountId: accountId,
+          keyId: keyId,
+          micros: 1_000n,
+          deadline: deadline(),
+        }),
+      ),
     );
     expect(limited.filter((r) => r.ok)).toHaveLength(5);
     expect(limited.filter((r) => !r.ok && r.reason === 'key_limit')).toHaveLength(3);
 
     const other = await createApiKey(db, { accountId, name: 'unlimited' });
-    const r = await b.admit('idle', accountId, other.id, 1_000n, deadline());
+    const r = await b.admit({
+      requestId: 'idle',
+      accountId: accountId,
+      keyId: other.id,
+      micros: 1_000n,
+      deadline: deadline(),
+    });
     expect(r.ok && r.reservation.leased).toBe(true);
     // Unused for idleMs: the rest goes back, only the admitted request's share stays held.
     await until(
@@ -125,7 +163,13 @@ describe('budget leases', () => {
   it('with leases turned off, every request holds its own row', async () => {
     const { accountId, keyId } = await funded(10_000_000n);
     const b = budget({ leaseRequests: 1 });
-    const r = await b.admit('own', accountId, keyId, 2_500n, deadline());
+    const r = await b.admit({
+      requestId: 'own',
+      accountId: accountId,
+      keyId: keyId,
+      micros: 2_500n,
+      deadline: deadline(),
+    });
     expect(r).toEqual({ ok: true, reservation: { leased: false, requestId: 'own' } });
     expect(await holdRows(accountId)).toEqual([{ id: 'own', amount: '2500' }]);
     if (r.ok) await b.release(r.reservation);

@@ -6,6 +6,15 @@ import { placeHold, releaseHold, shrinkHold } from '@switchyard/db/holds';
 /** What admitted a request: a share of a lease, or the request's own hold row. */
 export type Reservation = { leased: true; hold: LeasedHold } | { leased: false; requestId: string };
 
+/** A request to admit: its maximum cost `micros`, held until a little after `deadline` (epoch ms). */
+export interface AdmitRequest {
+  requestId: string;
+  accountId: string;
+  keyId: string;
+  micros: bigint;
+  deadline: number;
+}
+
 export type AdmitResult =
   | { ok: true; reservation: Reservation }
   | { ok: false; reason: 'insufficient_balance' | 'key_limit' };
@@ -72,13 +81,8 @@ export class Budget {
   }
 
   /** Reserves `micros` for a request whose deadline is `deadline` (epoch ms). */
-  async admit(
-    requestId: string,
-    accountId: string,
-    keyId: string,
-    micros: bigint,
-    deadline: number,
-  ): Promise<AdmitResult> {
+  async admit(r: AdmitRequest): Promise<AdmitResult> {
+    const { accountId, keyId, micros } = r;
     const k = `${accountId}\u0000${keyId}`;
     for (;;) {
       let slot = this.#slots.get(k);
@@ -99,7 +103,7 @@ export class Budget {
       }
       const size = this.#leaseSize(micros);
       if (this.#closed || size <= micros || now < slot.exactUntil) {
-        return this.#exact(requestId, accountId, keyId, micros, deadline);
+        return this.#exact(r);
       }
       // Take a new lease (one request does; the others wait for it), and give back the old one's rest.
       if (lease) this.#retire(slot, lease);
@@ -155,22 +159,16 @@ export class Budget {
     return want < this.#opts.leaseMaxMicros ? want : this.#opts.leaseMaxMicros;
   }
 
-  async #exact(
-    requestId: string,
-    accountId: string,
-    keyId: string,
-    micros: bigint,
-    deadline: number,
-  ): Promise<AdmitResult> {
-    const r = await placeHold(this.#db, {
-      requestId,
-      accountId,
-      keyId,
-      amountMicros: micros,
+  async #exact(r: AdmitRequest): Promise<AdmitResult> {
+    const placed = await placeHold(this.#db, {
+      requestId: r.requestId,
+      accountId: r.accountId,
+      keyId: r.keyId,
+      amountMicros: r.micros,
       // A request that never settles (lost) frees its hold a little after its deadline.
-      expiresAt: new Date(deadline + EXPIRY_SLACK_MS),
+      expiresAt: new Date(r.deadline + EXPIRY_SLACK_MS),
     });
-    return r.ok ? { ok: true, reservation: { leased: false, requestId } } : r;
+    return placed.ok ? { ok: true, reservation: { leased: false, requestId: r.requestId } } : placed;
   }
 
   #retire(slot: Slot, lease: Lease): Promise<void> {

@@ -68,7 +68,9 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
 
   app.addHook('preHandler', async (req, reply) => {
     const header = req.headers['idempotency-key'];
-    if (header === undefined || req.method !== 'POST' || !ROUTES.has(req.url.split('?')[0] ?? '')) return;
+    if (header === undefined || req.method !== 'POST') return;
+    const path = req.url.split('?')[0] ?? '';
+    if (!ROUTES.has(path)) return;
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
       throw new GatewayError({
         code: 'invalid_request_error',
@@ -79,7 +81,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     const principal = req.principal as Principal;
     const key = recordKey(deps, principal.accountId, header);
     const fingerprint = createHash('sha256')
-      .update(`${req.url.split('?')[0]}\n${JSON.stringify(req.body)}`)
+      .update(`${path}\n${JSON.stringify(req.body)}`)
       .digest('base64url');
     const r = await redis.syIdemBegin(key, fingerprint, pendingTtlMs);
     if (r[0] === 'new') {
@@ -103,7 +105,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     }
     // A chat request answers from its job (waiting for it if it still runs, replaying a stream's
     // frames); a job submission still being queued asks to retry shortly.
-    if (job && req.url.startsWith('/v1/chat/completions')) return attach(req, reply, job, Number(created));
+    if (job && path === '/v1/chat/completions') return attach(req, reply, job, Number(created));
     reply.header('retry-after', '1');
     throw new GatewayError({
       code: 'idempotency_key_in_use',

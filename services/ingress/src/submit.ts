@@ -101,7 +101,13 @@ export async function submitChat(
   // Admission (budget) and the caller's subscription are independent: run them together. Nothing is
   // recorded or queued unless both succeeded.
   const [hold, prepared] = await Promise.allSettled([
-    deps.budget.admit(id, principal.accountId, principal.keyId, route.holdMicros, deadline),
+    deps.budget.admit({
+      requestId: id,
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      micros: route.holdMicros,
+      deadline,
+    }),
     (async () => opts.prepare?.(id))(),
   ]);
   if (hold.status === 'rejected') {
