@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 /**
  * Validates a service's environment once, at start, with its zod schema; a bad value stops the
@@ -16,3 +16,10 @@ export function parseEnv<S extends z.ZodType>(
   }
   return r.data;
 }
+
+/** A boolean environment variable: true/false, 1/0, yes/no. */
+export const envBool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');

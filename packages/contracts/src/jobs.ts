@@ -43,6 +43,12 @@ export const JobData = z.object({
   replyTo: z.string().optional(),
   /** The budget lease that admitted the request; billing releases its share with the final usage event. */
   hold: LeasedHold.optional(),
+  /**
+   * Attempts of this hop made before its BullMQ job existed (a fast-lane run, see
+   * packages/queue/src/fast-lane.ts): attempt numbers (and usage ids) continue after them, and the
+   * BullMQ attempt is a restart.
+   */
+  attemptBase: z.number().int().nonnegative().optional(),
   /** Errors of earlier hops, so the final error can name every attempt. */
   attempts: z
     .array(z.object({ provider: z.string(), model: z.string(), code: z.string(), message: z.string() }))

@@ -1,12 +1,8 @@
 import { z } from 'zod';
-import { parseEnv } from '@switchyard/contracts/env';
+import { envBool, parseEnv } from '@switchyard/contracts/env';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
-const bool = (def: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'])
-    .default(def ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = envBool;
 
 export const IngressConfig = z.object({
   PORT: z.coerce.number().int().nonnegative().default(8080),
@@ -29,6 +25,11 @@ export const IngressConfig = z.object({
   SYNC_TTL_SECONDS: int(300),
   /** Stop generation (and bill what was generated) when an HTTP caller disconnects. */
   CANCEL_ON_DISCONNECT: bool(true),
+  /**
+   * How long an interactive request handed to a pool's fast lane waits for a free worker before it
+   * goes to the pool's BullMQ queue (the workers read the same variable).
+   */
+  FAST_LANE_GRACE_MS: int(300),
   /** Accept models that have no price (billed at zero). Off: such models are refused. */
   ALLOW_UNPRICED_MODELS: bool(false),
   /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */

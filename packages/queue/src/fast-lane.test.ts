@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { JobData } from '@switchyard/contracts/jobs';
+import { testRedis } from '@switchyard/testing/env';
+import { FastLane, FastLanes } from './fast-lane.ts';
+import { makeKeys } from './keys.ts';
+import { createRedis } from './redis.ts';
+
+let redis: Redis;
+let blocking: Redis;
+const { url, prefix } = testRedis();
+const keys = makeKeys(prefix);
+let n = 0;
+
+const job = (): JobData => ({
+  v: 1,
+  id: `req_fast${prefix}${++n}`,
+  account: 'acct_t',
+  key: 'key_t',
+  request: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+  requestedModel: 'gpt-4o-mini',
+  plan: [{ provider: 'openai', model: 'gpt-4o-mini' }],
+  hop: 0,
+  deltas: false,
+  created: Date.now(),
+  deadline: Date.now() + 60_000,
+  attempts: [],
+});
+
+beforeAll(() => {
+  redis = createRedis(url);
+  blocking = createRedis(url, { blocking: true });
+});
+afterAll(() => {
+  redis.disconnect();
+  blocking.disconnect();
+});
+
+describe('FastLane', () => {
+  it('a pushed job is popped with its data and push time; a take makes the run ours, once', async () => {
+    const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 60_000, leaseMs: 60_000 });
+    const a = job();
+    const b = job();
+    const before = await lane.redisNow();
+    await lane.push(a);
+    await lane.push(b);
+    const popped = await lane.pop(blocking, 10, 1);
+    expect(popped).toHaveLength(2);
+    const [first, second] = popped.map((e) => FastLane.parse(e));
+    // Oldest first.
+    expect(first?.data).toEqual(a);
+    expect(second?.data.id).toBe(b.id);
+    expect(first?.pushedAt).toBeGreaterThanOrEqual(before);
+    expect(await lane.take([a.id, b.id])).toEqual([true, true]);
+    expect(await lane.take([a.id])).toEqual([false]);
+    // Nothing is due any more: a sweep finds nothing to move.
+    expect(await lane.sweep()).toEqual([]);
+    await lane.finish(a.id);
+    await lane.finish(b.id);
+    expect(await redis.hlen(`${keys.prefix}:{fast-${lane.provider}}:data`)).toBe(0);
+  });
+
+  it('a job no worker took within the grace is swept (and can no longer be taken); its stale entry is dropped', async () => {
+    const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 50, leaseMs: 60_000 });
+    const a = job();
+    await lane.push(a);
+    let swept: Awaited<ReturnType<FastLane['sweep']>> = [];
+    const deadline = Date.now() + 5_000;
+    while (!swept.length && Date.now() < deadline) swept = await lane.sweep();
+    expect(swept).toEqual([{ id: a.id, data: a, kind: 'due' }]);
+    expect(await lane.take([a.id])).toEqual([false]);
+    expect(await redis.llen(lane.listKey)).toBe(0);
+    // Until the sweeper says the job is queued elsewhere, its hand-over is leased, not forgotten.
+    expect(await redis.zscore(`${keys.prefix}:{fast-${lane.provider}}:moving`, a.id)).not.toBeNull();
+    await lane.finish(a.id);
+    expect(await redis.zcard(`${keys.prefix}:{fast-${lane.provider}}:moving`)).toBe(0);
+  });
+
+  it('a run whose lease lapsed (its worker died) is swept; a renewed one is not', async () => {
+    const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 60_000, leaseMs: 150 });
+    const dead = job();
+    const alive = job();
+    await lane.push(dead);
+    await lane.push(alive);
+    expect(await lane.take([dead.id, alive.id])).toEqual([true, true]);
+    const deadline = Date.now() + 5_000;
+    let swept: Awaited<ReturnType<FastLane['sweep']>> = [];
+    while (!swept.length && Date.now() < deadline) {
+      await lane.renew([alive.id]);
+      swept = await lane.sweep();
+    }
+    expect(swept.map((s) => [s.id, s.kind])).toEqual([[dead.id, 'run']]);
+  });
+
+  it('a sweeper that died mid hand-over leaves the job to the next sweep', async () => {
+    const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 10, leaseMs: 60_000 });
+    const a = job();
+    await lane.push(a);
+    const deadline = Date.now() + 5_000;
+    let first: Awaited<ReturnType<FastLane['sweep']>> = [];
+    while (!first.length && Date.now() < deadline) first = await lane.sweep(100, 50);
+    expect(first[0]?.kind).toBe('due');
+    // No finish: the hand-over lease (50 ms) lapses and the job comes back.
+    let again: Awaited<ReturnType<FastLane['sweep']>> = [];
+    while (!again.length && Date.now() < deadline) again = await lane.sweep(100, 50);
+    expect(again).toEqual([{ id: a.id, data: a, kind: 'moving' }]);
+    await lane.finish(a.id);
+  });
+
+  it('the ingress sees a pool as having the lane only while a worker advertises it', async () => {
+    const provider = `p${++n}`;
+    const lanes = new FastLanes(redis, keys, { graceMs: 300, leaseMs: 1_000 }, 60_000);
+    try {
+      expect(lanes.available(provider)).toBeUndefined();
+      await lanes.refresh();
+      expect(lanes.available(provider)).toBeUndefined();
+      await new FastLane(redis, keys, provider).advertise(200);
+      await lanes.refresh();
+      expect(lanes.available(provider)?.provider).toBe(provider);
+      await redis.del(lanes.lane(provider).aliveKey);
+      await lanes.refresh();
+      expect(lanes.available(provider)).toBeUndefined();
+    } finally {
+      lanes.close();
+    }
+  });
+});
