@@ -1,3 +1,4 @@
+import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent } from 'undici';
 import type { ProviderConfig } from './types.ts';
@@ -64,4 +65,34 @@ export async function readBounded(
   }
   if (truncated) body.destroy();
   return { text: Buffer.concat(chunks).toString('utf8'), truncated };
+}
+
+let sentWaiters: Array<() => void> = [];
+subscribe('undici:client:sendHeaders', () => {
+  if (!sentWaiters.length) return;
+  const waiting = sentWaiters;
+  sentWaiters = [];
+  // Published just before the request is written (same tick): run after the write.
+  queueMicrotask(() => {
+    for (const f of waiting) f();
+  });
+});
+
+/**
+ * Resolves once undici writes the next request to a socket (or after `maxMs`). A worker issues its
+ * own housekeeping I/O (the next fetch, bookkeeping writes) behind the provider call it just
+ * started rather than in front of it: on a busy machine each write costs a wake-up elsewhere.
+ */
+export function afterNextRequestSent(maxMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      sentWaiters = sentWaiters.filter((f) => f !== done);
+      resolve();
+    }, maxMs);
+    function done() {
+      clearTimeout(t);
+      resolve();
+    }
+    sentWaiters.push(done);
+  });
 }

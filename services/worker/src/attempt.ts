@@ -41,6 +41,12 @@ export interface AttemptInput {
   workerId: string;
 }
 
+/**
+ * Abort reason of a fast-lane run whose job went to BullMQ before the run took it: the run stops
+ * and writes nothing (the BullMQ attempt owns the job).
+ */
+export const RUN_LOST: unique symbol = Symbol('fast-lane run lost');
+
 const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 
 /** The `running` status frame waits at most this long for the first token... */
@@ -219,6 +225,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     deps.metrics.requests.inc({ outcome: 'completed' });
     return { status: 'completed' };
   } catch (raw) {
+    if (input.signal?.aborted && input.signal.reason === RUN_LOST) return { status: 'already_done' };
     const err = toGatewayError(abort.signal.aborted ? (abort.signal.reason ?? raw) : raw);
     await writer.flush().catch(() => {});
     if (isNotOwner(writer.error) || isNotOwner(raw)) {
@@ -330,7 +337,8 @@ async function endWithError(
     if (frames.length || usage)
       await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
     // Deterministic job id: if we die after this add and re-run, the second add is a no-op.
-    await deps.queues.add({ ...data, hop: nextHop, attempts });
+    const { attemptBase: _, ...hopData } = data; // the next hop counts its attempts from 1
+    await deps.queues.add({ ...hopData, hop: nextHop, attempts });
     deps.metrics.fallbacks.inc({ to: next.provider });
     return { status: 'fell_back', to: next.provider };
   }

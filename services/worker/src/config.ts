@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseEnv } from '@switchyard/contracts/env';
+import { envBool, parseEnv } from '@switchyard/contracts/env';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 
@@ -38,6 +38,13 @@ export const WorkerConfig = z.object({
   WORKER_LOCK_MS: int(30_000),
   /** How often stalled jobs (locks lapsed) are looked for. */
   WORKER_STALLED_INTERVAL_MS: int(15_000),
+  /**
+   * Run the pool's fast lane (packages/queue/src/fast-lane.ts): interactive requests reach an idle
+   * worker with the message that wakes it. Pools with RPM/TPM/max-in-flight limits never run it.
+   */
+  FAST_LANE: envBool(true),
+  /** How long a fast-lane job waits for a free worker before it goes to the BullMQ queue. */
+  FAST_LANE_GRACE_MS: int(300),
   LOG_LEVEL: z.string().default('info'),
 });
 export type WorkerConfig = z.infer<typeof WorkerConfig>;

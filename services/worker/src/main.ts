@@ -17,6 +17,8 @@ import { PoolLimiter } from './limits/limiter.ts';
 import { publishDiscovery } from './discovery.ts';
 import { createWorkerMetrics, serveMetrics } from './metrics.ts';
 import { createPool } from './pool.ts';
+import { DEFAULT_FAST_LANE, FastLane } from '@switchyard/queue/fast-lane';
+import { FastRunner } from './fast-runner.ts';
 
 const config = loadConfig(process.env);
 const log = pino({ level: config.LOG_LEVEL, base: { svc: `worker-${config.WORKER_PROVIDER}` } });
@@ -123,6 +125,22 @@ limitsTimer.unref();
 
 await cancels.listen(sub, keys.cancel);
 const worker = createPool(deps, bullConnection, workerId);
+// The fast lane shares the process's slots with BullMQ: BullMQ fetches only for the slots it leaves.
+const fast = config.FAST_LANE
+  ? new FastRunner(
+      deps,
+      new FastLane(redis, keys, providerConfig.id, {
+        ...DEFAULT_FAST_LANE,
+        graceMs: config.FAST_LANE_GRACE_MS,
+        leaseMs: config.WORKER_LOCK_MS,
+      }),
+      createRedis(config.REDIS_URL, { blocking: true, name: `sy-worker-${config.WORKER_PROVIDER}-fast` }),
+      workerId,
+      (busy) => {
+        worker.concurrency = Math.max(1, config.WORKER_CONCURRENCY - busy);
+      },
+    )
+  : undefined;
 const discovered = await publishDiscovery(deps);
 log.info({ models: discovered.models.length, source: discovered.source }, 'models discovered');
 const discovery = setInterval(() => {
@@ -131,7 +149,11 @@ const discovery = setInterval(() => {
 discovery.unref();
 const metricsServer = serveMetrics(metrics.registry, config.METRICS_PORT, () => worker.isRunning());
 void worker.run();
-log.info({ concurrency: config.WORKER_CONCURRENCY, workerId }, `worker pool "${providerConfig.id}" running`);
+await fast?.start();
+log.info(
+  { concurrency: config.WORKER_CONCURRENCY, workerId, fastLane: config.FAST_LANE },
+  `worker pool "${providerConfig.id}" running`,
+);
 
 let stopping = false;
 async function shutdown(signal: string) {
@@ -143,7 +165,9 @@ async function shutdown(signal: string) {
   const timeout = new Promise<'timeout'>((r) =>
     setTimeout(() => r('timeout'), config.SHUTDOWN_TIMEOUT_MS).unref(),
   );
+  const fastDrained = fast?.stop(config.SHUTDOWN_TIMEOUT_MS);
   const closed = await Promise.race([worker.close().then(() => 'closed' as const), timeout]);
+  if ((await fastDrained) === false) log.warn('drain timeout: fast-lane runs left to their leases');
   if (closed === 'timeout') {
     // Jobs still running are handed back: their locks lapse and another process re-runs them.
     log.warn('drain timeout: handing in-flight jobs back to the queue');

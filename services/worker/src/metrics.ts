@@ -32,6 +32,12 @@ export function createWorkerMetrics(provider: string) {
       labelNames: ['reason'],
       registers: [registry],
     }),
+    fastLane: new Counter({
+      name: 'switchyard_worker_fast_lane_total',
+      help: 'Fast-lane events: run (popped and run), queued_due / queued_run / queued_moving (swept to BullMQ: not taken in the grace, lease lapsed, hand-over cut short), handed_over (retry or 429 wait on BullMQ), lost (swept before the run took it)',
+      labelNames: ['event'],
+      registers: [registry],
+    }),
     upstream429: new Counter({
       name: 'switchyard_upstream_429_total',
       help: '429 answers from the provider',

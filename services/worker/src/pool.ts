@@ -26,7 +26,9 @@ export function createPool(
     async (job) => {
       const data = job.data;
       const { rpm, tpm } = deps.limits;
-      const starts = Math.max(1, job.attemptsStarted);
+      // Attempts made on the fast lane before this job was queued count first.
+      const base = data.attemptBase ?? 0;
+      const starts = Math.max(1, job.attemptsStarted) + base;
       // Admission against the pool's shared limits comes before anything is written for the attempt:
       // a job that must wait goes back to the queue untouched, and without using an attempt.
       let admission: Extract<Admission, { ok: true }> | undefined;
@@ -54,9 +56,9 @@ export function createPool(
         const outcome = await runAttempt(deps, {
           data,
           attempt: starts,
-          canRetry: job.attemptsMade + 1 < deps.limits.attempts,
+          canRetry: job.attemptsMade + base + 1 < deps.limits.attempts,
           canWaitOnRateLimit: starts < deps.config.WORKER_MAX_STARTS,
-          restart: job.attemptsMade > 0 || data.hop > 0 || job.stalledCounter > 0,
+          restart: job.attemptsMade > 0 || data.hop > 0 || job.stalledCounter > 0 || base > 0,
           keyIndex,
           admission,
           forcedError,
