@@ -6,6 +6,7 @@ import { FrameStore } from '@switchyard/queue/frame-store';
 import { makeKeys } from '@switchyard/queue/keys';
 import { LiveHub } from '@switchyard/queue/live-hub';
 import { ProviderQueues } from '@switchyard/queue/queues';
+import { DEFAULT_FAST_LANE, FastLanes } from '@switchyard/queue/fast-lane';
 import { createRedis } from '@switchyard/queue/redis';
 import { usdToMicros } from '@switchyard/catalog/money';
 import { Budget } from './budget.ts';
@@ -36,6 +37,7 @@ export async function createIngressDeps(
   await directory.refresh();
   directory.start(config.DIRECTORY_REFRESH_MS);
   const queues = new ProviderQueues(redis, keys);
+  const fastLanes = new FastLanes(redis, keys, { ...DEFAULT_FAST_LANE, graceMs: config.FAST_LANE_GRACE_MS });
   const budget = new Budget(db, {
     leaseRequests: config.BUDGET_LEASE_REQUESTS,
     leaseMaxMicros: usdToMicros(config.BUDGET_LEASE_MAX_USD),
@@ -51,6 +53,7 @@ export async function createIngressDeps(
     store: new FrameStore(redis, keys),
     hub,
     queues,
+    fastLanes,
     db,
     budget,
     directory,
@@ -61,6 +64,7 @@ export async function createIngressDeps(
     }),
     async close() {
       directory.stop();
+      fastLanes.close();
       await queues.close().catch(() => {});
       await budget.close();
       sub.disconnect();

@@ -5,6 +5,7 @@ import type { FrameStore } from '@switchyard/queue/frame-store';
 import type { Keys } from '@switchyard/queue/keys';
 import type { LiveHub } from '@switchyard/queue/live-hub';
 import type { ProviderQueues } from '@switchyard/queue/queues';
+import type { FastLanes } from '@switchyard/queue/fast-lane';
 import type { Budget } from './budget.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';
@@ -19,6 +20,8 @@ export interface IngressDeps {
   store: FrameStore;
   hub: LiveHub;
   queues: ProviderQueues;
+  /** Pools' fast lanes: interactive requests go there when the pool's workers run it. */
+  fastLanes?: FastLanes;
   db: Db;
   budget: Budget;
   directory: ModelDirectory;

@@ -46,6 +46,11 @@ export interface SubmitOptions {
   onRefused?: () => void;
   /** Frames also go to this process's reply channel (the caller waits here, over HTTP). */
   reply?: boolean;
+  /**
+   * Someone waits on this request now (an HTTP caller, a WS submit): it may take its pool's fast
+   * lane. Async jobs and batches always queue on BullMQ.
+   */
+  interactive?: boolean;
   /** Runs once the request is admitted, right before it is queued. */
   beforeEnqueue?: (id: string) => Promise<void>;
 }
@@ -140,7 +145,9 @@ export async function submitChat(
       });
     }
     await opts.beforeEnqueue?.(id);
-    await deps.queues.add(data);
+    const lane = opts.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
+    if (lane) await lane.push(data);
+    else await deps.queues.add(data);
   } catch (e) {
     opts.onRefused?.();
     await deps.budget.release(reservation).catch(() => {});

@@ -153,6 +153,7 @@ export class StreamSession {
           {
             deltas: true,
             accepted: true,
+            interactive: true,
             beforeEnqueue: async (id) => {
               this.#reply({ type: 'ack', op: 'submit', job: id, ...tag });
               this.#direct++;

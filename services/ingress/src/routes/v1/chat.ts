@@ -49,6 +49,7 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       deltas: stream,
       accepted: false,
       reply: true,
+      interactive: true,
       prepare: async (id) => {
         follow = await followJob(deps.hub, deps.store, id, 0, queue.push, { fresh: true, reply: true });
       },
