@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { Redis } from 'ioredis';
 import { until } from '@switchyard/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 
@@ -173,6 +174,71 @@ describe('fallback and the circuit breaker', () => {
   });
 });
 
+describe('fast lane', () => {
+  it('a burst beyond the free slots: what the lane cannot take in its grace runs from BullMQ; every request answered once, billed once, never more in flight than WORKER_CONCURRENCY', async () => {
+    const s = await startStack({
+      providers: ['openai'],
+      env: { WORKER_CONCURRENCY: '2', FAST_LANE_GRACE_MS: '100' },
+    });
+    stacks.push(s);
+    const redis = new Redis(s.redisUrl);
+    try {
+      const client = clientOf(s);
+      await until(async () =>
+        (await redis.get(`${s.prefix}:{fast-openai}:alive`)) === '1' ? true : undefined,
+      );
+      // The first request makes the ingress look the lane up.
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('warm up') });
+      // A request the lane ran never became a BullMQ job: the queue's event log has no `added` for it.
+      const queued = async (ids: string[]) => {
+        const events = await redis.xrange(`${s.prefix}:llm-openai:events`, '-', '+');
+        const added = new Set(
+          events.filter(([, f]) => f[1] === 'added').map(([, f]) => f[f.indexOf('jobId') + 1]),
+        );
+        return ids.filter((id) => added.has(id));
+      };
+      await until(async () => {
+        const r = await client.chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: ask('on the lane?'),
+        });
+        return (await queued([r.id])).length === 0 ? true : undefined;
+      });
+      const durationMs = 600;
+      s.fake.configure({ provider: 'openai', chunkMs: durationMs / 12, tokens: 12 });
+      const before = chatCalls(s, 'openai').length;
+      const answers = await Promise.all(
+        [1, 2, 3, 4, 5].map((i) =>
+          client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask(`burst ${i}`) }),
+        ),
+      );
+      const calls = chatCalls(s, 'openai').slice(before);
+      expect(calls).toHaveLength(5);
+      for (const a of answers) expect(a.choices[0]?.message.content?.split(' ').length).toBe(12);
+      // A third call can only start once one of the two before it ended.
+      const at = calls.map((c) => c.at).sort((x, y) => x - y);
+      for (let i = 0; i + 2 < at.length; i++)
+        expect(at[i + 2]! - at[i]!).toBeGreaterThanOrEqual(durationMs * 0.9);
+      const ids = answers.map((a) => a.id);
+      const rows = await until(async () => {
+        const q = await s.sql.query(
+          'SELECT request_id, count(*)::int AS n FROM usage_events WHERE final AND request_id = ANY($1) GROUP BY 1',
+          [ids],
+        );
+        return q.rows.length === ids.length ? q.rows : undefined;
+      });
+      expect(rows.every((r) => r.n === 1)).toBe(true);
+      // Two slots: one for the lane, one BullMQ keeps. The rest of the burst waited past the grace
+      // and went through BullMQ.
+      const viaQueue = await queued(ids);
+      expect(viaQueue.length).toBeGreaterThanOrEqual(1);
+      expect(viaQueue.length).toBeLessThan(ids.length);
+    } finally {
+      redis.disconnect();
+    }
+  }, 90_000);
+});
+
 describe('durability', () => {
   it('kill -9 of a worker mid-stream: the job is re-run, the subscriber resets, one complete answer, one settlement', async () => {
     const s = await startStack({
@@ -232,6 +298,92 @@ describe('durability', () => {
     });
     expect(rows).toEqual([{ outcome: 'success', final: true }]);
     expect(chatCalls(s, 'openai')).toHaveLength(2);
+  }, 90_000);
+
+  it('kill -9 of a worker mid-stream of a fast-lane run: its lease lapses, the job is re-run from BullMQ, nothing lost or billed twice', async () => {
+    const s = stacks.at(-1)!;
+    const redis = new Redis(s.redisUrl);
+    try {
+      s.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 5 });
+      // The first interactive request makes the ingress look the pool's lane up; the worker
+      // restarted by the test above advertises it once it runs.
+      const client = clientOf(s);
+      const laneData = `${s.prefix}:{fast-openai}:data`;
+      await until(async () =>
+        (await redis.get(`${s.prefix}:{fast-openai}:alive`)) === '1' ? true : undefined,
+      );
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('warm up') });
+      s.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 60 });
+      const calls = chatCalls(s, 'openai').length;
+      const ws = new WebSocket(`${s.url.replace('http', 'ws')}/v1/stream`, {
+        headers: { authorization: `Bearer ${s.apiKey}` },
+      });
+      await new Promise((res) => ws.once('open', res));
+      const frames: Array<{
+        seq: number;
+        type: string;
+        job?: string;
+        text?: string;
+        result?: { choices: Array<{ message: { content: string } }> };
+      }> = [];
+      let id = '';
+      let killed = false;
+      let onLane = false;
+      const worker = s.services
+        .filter((x) => x.name === 'worker:openai' && x.proc.exitCode === null && x.proc.signalCode === null)
+        .at(-1)!;
+      const done = new Promise<void>((resolve, reject) => {
+        ws.on('message', (d) => {
+          const f = JSON.parse(d.toString());
+          if (f.type === 'nack') reject(new Error(JSON.stringify(f)));
+          if (f.type === 'ack' && f.op === 'submit') id = f.job;
+          if (typeof f.seq !== 'number') return;
+          frames.push(f);
+          if (!killed && frames.filter((x) => x.type === 'delta').length >= 5) {
+            killed = true;
+            void redis.hexists(laneData, id).then((n) => {
+              onLane = n === 1;
+              worker.proc.kill('SIGKILL');
+              void s.start('worker:openai');
+            });
+          }
+          if (f.type === 'done' || f.type === 'error') resolve();
+        });
+      });
+      ws.send(
+        JSON.stringify({
+          op: 'submit',
+          id: 'k',
+          request: { model: 'gpt-4o-mini', messages: ask('a long story') },
+        }),
+      );
+      await done;
+      ws.close();
+      expect(killed).toBe(true);
+      // The run was the lane's (not BullMQ's) when the worker died.
+      expect(onLane).toBe(true);
+      expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
+      expect(frames.some((f) => f.type === 'reset')).toBe(true);
+      let text = '';
+      for (const f of frames) {
+        if (f.type === 'reset') text = '';
+        if (f.type === 'delta') text += f.text ?? '';
+      }
+      const last = frames.at(-1)!;
+      expect(last.type).toBe('done');
+      expect(text).toBe(last.result?.choices[0]?.message.content);
+      const rows = await until(async () => {
+        const q = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
+        return q.rows.length ? q.rows : undefined;
+      });
+      expect(rows).toEqual([{ outcome: 'success', final: true }]);
+      expect(chatCalls(s, 'openai').length - calls).toBe(2);
+      // The lane forgot the job once BullMQ had it.
+      await until(async () => ((await redis.hexists(laneData, id)) === 0 ? true : undefined));
+    } finally {
+      redis.disconnect();
+    }
+    s.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
   }, 90_000);
 
   it('SIGTERM drains: the in-flight job finishes and the worker exits 0', async () => {
