@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
 import { until } from '@switchyard/testing/env';
+import { makeKeys } from '@switchyard/queue/keys';
 import { type Stack, startStack } from './support/stack.ts';
 
 const ask = (content: string) => [{ role: 'user' as const, content }];
@@ -185,7 +186,7 @@ describe('fast lane', () => {
     try {
       const client = clientOf(s);
       await until(async () =>
-        (await redis.get(`${s.prefix}:{fast-openai}:alive`)) === '1' ? true : undefined,
+        (await redis.get(makeKeys(s.prefix).fast('openai', 'alive'))) === '1' ? true : undefined,
       );
       // The first request makes the ingress look the lane up.
       await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('warm up') });
@@ -308,9 +309,9 @@ describe('durability', () => {
       // The first interactive request makes the ingress look the pool's lane up; the worker
       // restarted by the test above advertises it once it runs.
       const client = clientOf(s);
-      const laneData = `${s.prefix}:{fast-openai}:data`;
+      const laneData = makeKeys(s.prefix).fast('openai', 'data');
       await until(async () =>
-        (await redis.get(`${s.prefix}:{fast-openai}:alive`)) === '1' ? true : undefined,
+        (await redis.get(makeKeys(s.prefix).fast('openai', 'alive'))) === '1' ? true : undefined,
       );
       await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('warm up') });
       s.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 60 });

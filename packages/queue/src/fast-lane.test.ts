@@ -57,7 +57,7 @@ describe('FastLane', () => {
     expect(await lane.sweep()).toEqual([]);
     await lane.finish(a.id);
     await lane.finish(b.id);
-    expect(await redis.hlen(`${keys.prefix}:{fast-${lane.provider}}:data`)).toBe(0);
+    expect(await redis.hlen(keys.fast(lane.provider, 'data'))).toBe(0);
   });
 
   it('a job no worker took within the grace is swept (and can no longer be taken); its stale entry is dropped', async () => {
@@ -71,9 +71,9 @@ describe('FastLane', () => {
     expect(await lane.take([a.id])).toEqual([false]);
     expect(await redis.llen(lane.listKey)).toBe(0);
     // Until the sweeper says the job is queued elsewhere, its hand-over is leased, not forgotten.
-    expect(await redis.zscore(`${keys.prefix}:{fast-${lane.provider}}:moving`, a.id)).not.toBeNull();
+    expect(await redis.zscore(keys.fast(lane.provider, 'moving'), a.id)).not.toBeNull();
     await lane.finish(a.id);
-    expect(await redis.zcard(`${keys.prefix}:{fast-${lane.provider}}:moving`)).toBe(0);
+    expect(await redis.zcard(keys.fast(lane.provider, 'moving'))).toBe(0);
   });
 
   it('a run whose lease lapsed (its worker died) is swept; a renewed one is not', async () => {

@@ -175,8 +175,7 @@ export class FastLane {
     this.redis = redis;
     this.provider = provider;
     this.timing = timing;
-    // One hash tag per pool: the scripts touch several keys, which must share a Cluster slot.
-    const k = (part: string) => `${keys.prefix}:{fast-${provider}}:${part}`;
+    const k = (part: string) => keys.fast(provider, part);
     this.#k = {
       list: k('q'),
       due: k('due'),

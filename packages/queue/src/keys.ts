@@ -19,6 +19,11 @@ export interface Keys {
   models(provider: string): string;
   /** Cancel requests: pub/sub channel workers listen on. */
   cancel: string;
+  /**
+   * A key of a pool's fast lane (`q`, `due`, `run`, `data`, `moving`, `alive`; see fast-lane.ts). One
+   * hash tag per pool: the lane's scripts touch several keys, which must share a Cluster slot.
+   */
+  fast(provider: string, part: string): string;
   /** Any other namespaced key. */
   k(...parts: string[]): string;
 }
@@ -34,6 +39,7 @@ export function makeKeys(prefix = 'sy'): Keys {
     usageGroup: 'billing',
     models: (provider) => `${prefix}:models:${provider}`,
     cancel: `${prefix}:cancel`,
+    fast: (provider, part) => `${prefix}:{fast-${provider}}:${part}`,
     k: (...parts) => [prefix, ...parts].join(':'),
   };
 }
