@@ -29,11 +29,14 @@ import type { Keys } from './keys.ts';
  * Pools with shared limits (RPM/TPM/max in flight) do not run the lane: their admission is BullMQ's.
  */
 
+/** Lua prelude of the scripts that stamp times: `now`, Redis's clock in ms (one clock for every process). */
+const NOW_MS = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
 // KEYS: list, due, data. ARGV: id, jobJson, graceMs. Returns the push time (Redis clock, ms).
 const PUSH = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('LPUSH', KEYS[1], now .. ' ' .. ARGV[2])
+${NOW_MS}redis.call('LPUSH', KEYS[1], now .. ' ' .. ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 return now
@@ -42,8 +45,7 @@ return now
 // KEYS: due, run. ARGV: leaseMs, id... Returns per id 1 if this caller now runs the job, 0 if it
 // was swept.
 const TAKE = `
-local t = redis.call('TIME')
-local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+${NOW_MS}local until_ = now + tonumber(ARGV[1])
 local out = {}
 for i = 2, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
@@ -58,8 +60,7 @@ return out
 
 // KEYS: run. ARGV: leaseMs, id... Extends the leases of runs still held (XX: never revives one).
 const RENEW = `
-local t = redis.call('TIME')
-local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+${NOW_MS}local until_ = now + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_, ARGV[i]) end
 return 0
 `;
@@ -77,9 +78,7 @@ return 0
 // jobs, lapsed runs and lapsed hand-overs to `moving` (leased to this sweeper). Returns
 // [id, jobJson, kind, ...] with kind 'due' | 'run' | 'moving'.
 const SWEEP = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local grace = tonumber(ARGV[1])
+${NOW_MS}local grace = tonumber(ARGV[1])
 for i = 1, 1000 do
   local e = redis.call('LINDEX', KEYS[1], -1)
   if not e then break end
