@@ -11,6 +11,35 @@ import { type Stack, startStack } from './support/stack.ts';
 
 const ask = (content: string) => [{ role: 'user' as const, content }];
 const clientOf = (s: Stack) => new OpenAI({ apiKey: s.apiKey, baseURL: `${s.url}/v1`, maxRetries: 0 });
+type JobFrame = {
+  seq: number;
+  type: string;
+  text?: string;
+  result?: { choices: Array<{ message: { content: string } }> };
+};
+
+/**
+ * A job re-run after its worker died: gapless sequence numbers, a `reset`, then one complete
+ * answer (the text after the last reset is the result), settled once as a success.
+ */
+async function expectOneAnswerAfterReset(s: Stack, id: string, frames: JobFrame[]) {
+  expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
+  expect(frames.some((f) => f.type === 'reset')).toBe(true);
+  let text = '';
+  for (const f of frames) {
+    if (f.type === 'reset') text = '';
+    if (f.type === 'delta') text += f.text ?? '';
+  }
+  const last = frames.at(-1)!;
+  expect(last.type).toBe('done');
+  expect(text).toBe(last.result?.choices[0]?.message.content);
+  const rows = await until(async () => {
+    const q = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
+    return q.rows.length ? q.rows : undefined;
+  });
+  expect(rows).toEqual([{ outcome: 'success', final: true }]);
+}
+
 const chatCalls = (s: Stack, provider: string) =>
   s.fake
     .calls()
@@ -257,12 +286,7 @@ describe('durability', () => {
     const ws = new WebSocket(`${s.url.replace('http', 'ws')}/v1/stream`, {
       headers: { authorization: `Bearer ${s.apiKey}` },
     });
-    const frames: Array<{
-      seq: number;
-      type: string;
-      text?: string;
-      result?: { choices: Array<{ message: { content: string } }> };
-    }> = [];
+    const frames: JobFrame[] = [];
     let killed = false;
     const worker = s.services.find((x) => x.name === 'worker:openai')!;
     const done = new Promise<void>((resolve) => {
@@ -283,21 +307,7 @@ describe('durability', () => {
     await done;
     ws.close();
     expect(killed).toBe(true);
-    expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
-    expect(frames.some((f) => f.type === 'reset')).toBe(true);
-    let text = '';
-    for (const f of frames) {
-      if (f.type === 'reset') text = '';
-      if (f.type === 'delta') text += f.text ?? '';
-    }
-    const last = frames.at(-1)!;
-    expect(last.type).toBe('done');
-    expect(text).toBe(last.result?.choices[0]?.message.content);
-    const rows = await until(async () => {
-      const q = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
-      return q.rows.length ? q.rows : undefined;
-    });
-    expect(rows).toEqual([{ outcome: 'success', final: true }]);
+    await expectOneAnswerAfterReset(s, id, frames);
     expect(chatCalls(s, 'openai')).toHaveLength(2);
   }, 90_000);
 
@@ -320,13 +330,7 @@ describe('durability', () => {
         headers: { authorization: `Bearer ${s.apiKey}` },
       });
       await new Promise((res) => ws.once('open', res));
-      const frames: Array<{
-        seq: number;
-        type: string;
-        job?: string;
-        text?: string;
-        result?: { choices: Array<{ message: { content: string } }> };
-      }> = [];
+      const frames: JobFrame[] = [];
       let id = '';
       let killed = false;
       let onLane = false;
@@ -363,21 +367,7 @@ describe('durability', () => {
       expect(killed).toBe(true);
       // The run was the lane's (not BullMQ's) when the worker died.
       expect(onLane).toBe(true);
-      expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
-      expect(frames.some((f) => f.type === 'reset')).toBe(true);
-      let text = '';
-      for (const f of frames) {
-        if (f.type === 'reset') text = '';
-        if (f.type === 'delta') text += f.text ?? '';
-      }
-      const last = frames.at(-1)!;
-      expect(last.type).toBe('done');
-      expect(text).toBe(last.result?.choices[0]?.message.content);
-      const rows = await until(async () => {
-        const q = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
-        return q.rows.length ? q.rows : undefined;
-      });
-      expect(rows).toEqual([{ outcome: 'success', final: true }]);
+      await expectOneAnswerAfterReset(s, id, frames);
       expect(chatCalls(s, 'openai').length - calls).toBe(2);
       // The lane forgot the job once BullMQ had it.
       await until(async () => ((await redis.hexists(laneData, id)) === 0 ? true : undefined));
