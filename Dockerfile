@@ -1,4 +1,4 @@
-# One image for every Switchyard service; docker-compose.yml picks the program per service, e.g.
+# One image for every Faregate service; docker-compose.yml picks the program per service, e.g.
 #   node services/ingress/src/main.ts | services/worker/src/main.ts | services/billing/src/main.ts
 # Node 24 runs the TypeScript sources directly (type stripping): there is no build step.
 #
@@ -33,15 +33,15 @@ COPY packages/providers/package.json packages/providers/
 COPY packages/queue/package.json packages/queue/
 
 # Production dependencies of the deployables only (and their workspace dependencies); the test
-# tooling (@switchyard/testing: vitest, testcontainers) stays out of the image. The store is a build
+# tooling (@faregate/testing: vitest, testcontainers) stays out of the image. The store is a build
 # cache, not an image layer.
 RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,id=pnpm-store,target=/pnpm-store sh -c '\
   [ -f /run/secrets/ca_bundle ] && export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; \
   pnpm install --frozen-lockfile --prod --store-dir /pnpm-store --package-import-method copy \
     --config.update-notifier=false \
-    --filter "@switchyard/ingress..." --filter "@switchyard/worker..." \
-    --filter "@switchyard/billing..." --filter "@switchyard/fake-provider..." \
-    --filter "!@switchyard/testing"'
+    --filter "@faregate/ingress..." --filter "@faregate/worker..." \
+    --filter "@faregate/billing..." --filter "@faregate/fake-provider..." \
+    --filter "!@faregate/testing"'
 
 COPY . .
 

@@ -13,15 +13,15 @@ cd "$root"
 shared=${SHARED_CI_DIR:-$root/../shared/ci}
 eval "$("$shared/ensure-node.sh")"
 
-export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-switchyard-smoke}
-export SWITCHYARD_PORT=${SWITCHYARD_PORT:-8080}
-export SWITCHYARD_BOOTSTRAP_KEY=sy-demo-key-change-me
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-faregate-smoke}
+export FAREGATE_PORT=${FAREGATE_PORT:-8080}
+export FAREGATE_BOOTSTRAP_KEY=fg-demo-key-change-me
 export FAKE_PROVIDER_URL=http://fake-provider:8090
 export COMPOSE_PROFILES=''
-export POSTGRES_USER=switchyard POSTGRES_PASSWORD=switchyard POSTGRES_DB=switchyard
+export POSTGRES_USER=faregate POSTGRES_PASSWORD=faregate POSTGRES_DB=faregate
 for v in OPENAI ANTHROPIC GEMINI LLAMA; do export "${v}_API_KEY=" "${v}_BASE_URL="; done
 pools=(openai anthropic gemini llama)
-base=http://127.0.0.1:$SWITCHYARD_PORT
+base=http://127.0.0.1:$FAREGATE_PORT
 deadline_s=${SMOKE_DEADLINE_S:-180}
 
 compose=(docker-compose)
@@ -39,7 +39,7 @@ finish() {
     "${compose[@]}" logs --no-color --tail=150 >&2 || true
   fi
   log "tearing the stack down"
-  "$shared/compose-up.sh" --down >&2 || true
+  "${compose[@]}" down -v --remove-orphans >&2 || true
   log "total $((SECONDS - started)) s"
   exit "$rc"
 }
@@ -58,8 +58,16 @@ wait_for() {
   done
 }
 
-log "building the image and starting the stack (project $COMPOSE_PROJECT_NAME, port $SWITCHYARD_PORT)"
-"$shared/compose-up.sh" -d
+log "building the image and starting the stack (project $COMPOSE_PROJECT_NAME, port $FAREGATE_PORT)"
+# What ../shared/ci/compose-up.sh does, under this project's image variable: start the engine and its
+# stand-in base images (no registry here), build the image with BuildKit, run the stack without building.
+eval "$("$shared/docker-offline.sh" | tail -3)"
+export FAREGATE_IMAGE=${FAREGATE_IMAGE:-faregate:ci}
+builder=/usr/bin/docker
+[[ -x $builder ]] || builder=docker
+DOCKER_BUILDKIT=1 "$builder" build -q --secret "id=ca_bundle,src=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" \
+  --build-arg NODE_IMAGE=local/node:24 -t "$FAREGATE_IMAGE" . >&2
+"${compose[@]}" up --no-build -d
 lap "stack started"
 up_since=$SECONDS
 
@@ -78,7 +86,7 @@ wait_for "pools ${pools[*]}" pools_up
 lap "pools discovered: $readyz"
 
 body='{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"What is the largest planet?"}]}'
-reply=$(curl -sS --max-time 60 -w '\n%{http_code}' -H "authorization: Bearer $SWITCHYARD_BOOTSTRAP_KEY" \
+reply=$(curl -sS --max-time 60 -w '\n%{http_code}' -H "authorization: Bearer $FAREGATE_BOOTSTRAP_KEY" \
   -H 'content-type: application/json' -d "$body" "$base/v1/chat/completions")
 status=${reply##*$'\n'}
 reply=${reply%$'\n'*}

@@ -10,9 +10,9 @@ import { freePort } from './start/net.ts';
 import { testRedis, until } from '../packages/testing/src/env.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const emptyEnvFile = join(mkdtempSync(join(tmpdir(), 'sy-start-')), 'empty.env');
+const emptyEnvFile = join(mkdtempSync(join(tmpdir(), 'fg-start-')), 'empty.env');
 writeFileSync(emptyEnvFile, '');
-const KEY = 'sy-start-test-key-0123456789';
+const KEY = 'fg-start-test-key-0123456789';
 
 /** Direct children of `pid` (Linux /proc), i.e. the services the runner started. */
 function childrenOf(pid: number): number[] {
@@ -56,8 +56,8 @@ const adminUrl = inject('databaseUrl');
 async function launch(args: string[]): Promise<Runner> {
   const { url: redisUrl, prefix } = testRedis();
   const db = new URL(adminUrl);
-  db.pathname = `/sy_start_${prefix}`;
-  dbNames.push(`sy_start_${prefix}`);
+  db.pathname = `/fg_start_${prefix}`;
+  dbNames.push(`fg_start_${prefix}`);
   const taken = new Set<number>();
   const port = await freePort(20_000 + Math.floor(Math.random() * 20_000), taken);
   const fakePort = await freePort(port + 1, taken);
@@ -71,7 +71,7 @@ async function launch(args: string[]): Promise<Runner> {
       PORT: String(port),
       HOST: '127.0.0.1',
       FAKE_PROVIDER_PORT: String(fakePort),
-      SWITCHYARD_BOOTSTRAP_KEY: KEY,
+      FAREGATE_BOOTSTRAP_KEY: KEY,
       DIRECTORY_REFRESH_MS: '300',
       LOG_LEVEL: 'info',
     },

@@ -14,7 +14,7 @@ import { type Plan, planServices } from './start/plan.ts';
 import { type Running, Supervisor } from './start/supervisor.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const DEMO_KEY = 'sy-demo-key-change-me';
+const DEMO_KEY = 'fg-demo-key-change-me';
 
 let options: StartOptions;
 try {
@@ -34,7 +34,7 @@ if (options.envFile !== undefined || existsSync(envFile)) process.loadEnvFile(en
 const env = process.env;
 
 const redisUrl = env.REDIS_URL || 'redis://127.0.0.1:6379';
-const databaseUrl = env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/switchyard';
+const databaseUrl = env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/faregate';
 const ingressPort = Number(env.PORT || 8080);
 const ingressHost = !env.HOST || env.HOST === '0.0.0.0' || env.HOST === '::' ? '127.0.0.1' : env.HOST;
 const ingressUrl = `http://${ingressHost.includes(':') ? `[${ingressHost}]` : ingressHost}:${ingressPort}`;
@@ -92,7 +92,7 @@ try {
 }
 
 async function run(): Promise<void> {
-  if (!env.SWITCHYARD_BOOTSTRAP_KEY) env.SWITCHYARD_BOOTSTRAP_KEY = DEMO_KEY;
+  if (!env.FAREGATE_BOOTSTRAP_KEY) env.FAREGATE_BOOTSTRAP_KEY = DEMO_KEY;
   if (!(await reachable(redisUrl)))
     throw new Error(`cannot reach Redis at ${redactUrl(redisUrl)}: set REDIS_URL`);
   try {
@@ -106,7 +106,7 @@ async function run(): Promise<void> {
     ...env,
     REDIS_URL: redisUrl,
     DATABASE_URL: databaseUrl,
-    SWITCHYARD_CONFIG: env.SWITCHYARD_CONFIG || join(root, 'switchyard.config.json'),
+    FAREGATE_CONFIG: env.FAREGATE_CONFIG || join(root, 'faregate.config.json'),
     ...(plan.startFake ? { FAKE_PROVIDER_URL: `http://127.0.0.1:${fakePort}` } : {}),
   };
   const metricsPort = async (from: number) =>
@@ -180,17 +180,17 @@ async function poolsDiscovered(): Promise<void> {
 }
 
 function summary(metrics: string[]): void {
-  const key = env.SWITCHYARD_BOOTSTRAP_KEY;
+  const key = env.FAREGATE_BOOTSTRAP_KEY;
   say('');
   say(
-    `Switchyard is running: ${ingressUrl}/v1 (OpenAI-compatible), WebSocket ${ingressUrl.replace('http', 'ws')}/v1/stream`,
+    `Faregate is running: ${ingressUrl}/v1 (OpenAI-compatible), WebSocket ${ingressUrl.replace('http', 'ws')}/v1/stream`,
   );
   say(`pools: ${plan.pools.map((p) => `${p.id}×${p.processes}`).join(', ') || 'none'}`);
   if (plan.fakePools.length > 0)
     say(`FAKE provider (no API key, synthetic answers) serves: ${plan.fakePools.join(', ')}`);
   say(`metrics: ${metrics.join(', ')}`);
   if (key === DEMO_KEY) {
-    say(`demo API key: ${DEMO_KEY} (set SWITCHYARD_BOOTSTRAP_KEY in .env for your own)`);
+    say(`demo API key: ${DEMO_KEY} (set FAREGATE_BOOTSTRAP_KEY in .env for your own)`);
     say(
       `try: curl ${ingressUrl}/v1/chat/completions -H 'authorization: Bearer ${DEMO_KEY}' -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'`,
     );

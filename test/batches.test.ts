@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;

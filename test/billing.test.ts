@@ -1,8 +1,8 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkLedgerInvariants } from '@switchyard/db/invariants';
-import { createDb } from '@switchyard/db/client';
-import { until } from '@switchyard/testing/env';
+import { checkLedgerInvariants } from '@faregate/db/invariants';
+import { createDb } from '@faregate/db/client';
+import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;

@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;
@@ -244,7 +244,7 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
     });
     expect(none.status).toBe(401);
     const wrong = await post(JSON.stringify({ model: 'gpt-4o-mini', messages: ask('x') }), {
-      authorization: 'Bearer sy_live_wrong',
+      authorization: 'Bearer fg_live_wrong',
     });
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');

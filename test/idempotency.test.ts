@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
-import { createRedis } from '@switchyard/queue/redis';
-import { makeKeys } from '@switchyard/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
+import { makeKeys } from '@faregate/queue/keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;

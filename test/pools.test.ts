@@ -5,8 +5,8 @@ import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Redis } from 'ioredis';
-import { until } from '@switchyard/testing/env';
-import { makeKeys } from '@switchyard/queue/keys';
+import { until } from '@faregate/testing/env';
+import { makeKeys } from '@faregate/queue/keys';
 import { type Stack, startStack } from './support/stack.ts';
 
 const ask = (content: string) => [{ role: 'user' as const, content }];
@@ -124,7 +124,7 @@ describe('shared rate limits across worker processes', () => {
 
 describe('fallback and the circuit breaker', () => {
   it('falls back during an outage, stops calling the failing provider, and recovers when the circuit closes', async () => {
-    const configPath = join(tmpdir(), `sy-config-${Date.now()}.json`);
+    const configPath = join(tmpdir(), `fg-config-${Date.now()}.json`);
     writeFileSync(
       configPath,
       JSON.stringify({
@@ -136,7 +136,7 @@ describe('fallback and the circuit breaker', () => {
     );
     const s = await startStack({
       providers: ['openai', 'anthropic'],
-      env: { SWITCHYARD_CONFIG: configPath, WORKER_ATTEMPTS: '1' },
+      env: { FAREGATE_CONFIG: configPath, WORKER_ATTEMPTS: '1' },
     });
     stacks.push(s);
     const client = clientOf(s);

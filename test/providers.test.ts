@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;

@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { Switchyard } from '../packages/sdk/src/client.ts';
-import { SwitchyardError } from '../packages/sdk/src/errors.ts';
+import { Faregate } from '../packages/sdk/src/client.ts';
+import { FaregateError } from '../packages/sdk/src/errors.ts';
 import type { Frame, WebSocketConstructor } from '../packages/sdk/src/types.ts';
 import { assemble, seededRandom } from './support/jobs.ts';
 import { type Stack, startStack } from './support/stack.ts';
@@ -21,12 +21,12 @@ class RecordingWebSocket extends WebSocket {
     sockets.push(this);
   }
 }
-let sy: Switchyard;
+let sy: Faregate;
 
 beforeAll(async () => {
   stack = await startStack({ providers: ['openai'], env: { STREAM_TTL_SECONDS: '900' } });
   stack.fake.configure({ provider: 'openai', chunkMs: 4, tokens: 120 });
-  sy = new Switchyard({
+  sy = new Faregate({
     baseURL: `${stack.url}/v1`,
     apiKey: stack.apiKey,
     WebSocket: RecordingWebSocket as unknown as WebSocketConstructor,
@@ -54,14 +54,14 @@ describe('HTTP', () => {
 
   it('raises OpenAI-shaped errors with status, code, type and param', async () => {
     const err = await sy.chat({ model: 'no-such-model', messages: messages('x') }).catch((e) => e);
-    expect(err).toBeInstanceOf(SwitchyardError);
+    expect(err).toBeInstanceOf(FaregateError);
     expect(err).toMatchObject({
       status: 404,
       code: 'model_not_found',
       param: 'model',
       type: 'invalid_request_error',
     });
-    const bad = new Switchyard({ baseURL: stack.url, apiKey: 'sy_wrong_key_000000' });
+    const bad = new Faregate({ baseURL: stack.url, apiKey: 'fg_wrong_key_000000' });
     await expect(bad.job('req_x')).rejects.toMatchObject({ status: 401, code: 'invalid_api_key' });
     await expect(sy.job('req_doesnotexist')).rejects.toMatchObject({ status: 404, code: 'not_found' });
   });
@@ -137,7 +137,7 @@ describe('subscribe', () => {
       status: 404,
       code: 'not_found',
     });
-    const bad = new Switchyard({ baseURL: stack.url, apiKey: 'sy_wrong_key_000000' });
+    const bad = new Faregate({ baseURL: stack.url, apiKey: 'fg_wrong_key_000000' });
     const started = Date.now();
     await expect(bad.subscribe('req_x').next()).rejects.toMatchObject({
       status: 401,

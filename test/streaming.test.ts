@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import { type ApiBody, assemble, contentOf, jobApi, seededRandom } from './support/jobs.ts';
 import { isTerminal, type Message, RawWs } from './support/raw-ws.ts';
 import { type Stack, startStack } from './support/stack.ts';

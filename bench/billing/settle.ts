@@ -26,7 +26,7 @@ const RATE = Number(env.BENCH_RATE ?? 1_000);
 const SECONDS = Number(env.BENCH_SECONDS ?? 10);
 const BATCH = Number(env.BILLING_BATCH_SIZE ?? 1_000);
 
-const dbName = `sy_bench_${randomBytes(4).toString('hex')}`;
+const dbName = `fg_bench_${randomBytes(4).toString('hex')}`;
 const adminDb = createDb(ADMIN_URL, { max: 1 });
 const admin = adminDb.pool;
 await admin.query(`CREATE DATABASE ${dbName}`);

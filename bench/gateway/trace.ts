@@ -87,7 +87,7 @@ try {
     { us: w.end, who: 'client', what: 'received' },
   ]);
   // Billing and BullMQ's blocking marker reads interleave at random: the shape is the request path.
-  const onPath = (e: Ev) => e.who === 'client' || e.who.startsWith('sy-');
+  const onPath = (e: Ev) => e.who === 'client' || e.who.startsWith('fg-');
   const shapeOf = (t: Ev[]) =>
     t
       .filter(onPath)

@@ -35,7 +35,7 @@ console.log(
   `$ node bench/pools/pools.ts --rpm ${L} --window-ms ${windowMs} --windows ${windows} --workers ${workers}`,
 );
 
-const config = join(tmpdir(), `sy-bench-pools-${process.pid}.json`);
+const config = join(tmpdir(), `fg-bench-pools-${process.pid}.json`);
 writeFileSync(
   config,
   JSON.stringify({ fallbacks: { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'] } }),
@@ -44,7 +44,7 @@ const stack = await startBenchStack({
   providers: ['openai', 'anthropic'],
   workers,
   env: {
-    SWITCHYARD_CONFIG: config,
+    FAREGATE_CONFIG: config,
     RATE_WINDOW_MS: String(windowMs),
     WORKER_RPM: String(L),
     WORKER_ATTEMPTS: '1',

@@ -1,4 +1,4 @@
-import { startFakeProvider } from '@switchyard/fake-provider/server';
+import { startFakeProvider } from '@faregate/fake-provider/server';
 
 /**
  * The fake provider in a process of its own, for benchmarks: bound to loopback on a port the kernel

@@ -77,7 +77,7 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const prefix = `bench${randomBytes(4).toString('hex')}`;
-  const apiKey = `sy_bench_${randomBytes(12).toString('hex')}`;
+  const apiKey = `fg_bench_${randomBytes(12).toString('hex')}`;
   const children: Child[] = [];
 
   const spawnChild = (name: ServiceName, label: string, script: string, env: Record<string, string>) => {
@@ -136,9 +136,9 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
       REDIS_PREFIX: prefix,
       DATABASE_URL: db.url,
       FAKE_PROVIDER_URL: fakeUrl,
-      SWITCHYARD_BOOTSTRAP_KEY: apiKey,
+      FAREGATE_BOOTSTRAP_KEY: apiKey,
       // Enough that no benchmark run is ever refused for budget.
-      SWITCHYARD_BOOTSTRAP_CREDIT_USD: '1000000',
+      FAREGATE_BOOTSTRAP_CREDIT_USD: '1000000',
       LOG_LEVEL: 'warn',
       ...opts.env,
     };
@@ -198,7 +198,7 @@ export async function configureFake(fakeUrl: string, patch: Record<string, unkno
 }
 
 async function createDatabase(adminUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `sy_bench_${randomBytes(6).toString('hex')}`;
+  const name = `fg_bench_${randomBytes(6).toString('hex')}`;
   const admin = async (sql: string) => {
     const c = new pg.Client({ connectionString: adminUrl });
     await c.connect();

@@ -1,4 +1,4 @@
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import type { Message } from './raw-ws.ts';
 
 /** The fields of API answers the tests read (jobs, errors, admin objects). */

@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startFakeProvider, type FakeProvider } from '@switchyard/fake-provider/server';
-import { freshDatabase, testRedis, until } from '@switchyard/testing/env';
+import { startFakeProvider, type FakeProvider } from '@faregate/fake-provider/server';
+import { freshDatabase, testRedis, until } from '@faregate/testing/env';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -56,7 +56,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const db = await freshDatabase();
   const fake = await startFakeProvider({ port: 0, host: '127.0.0.1' });
   const port = await freePort();
-  const apiKey = `sy_test_${prefix}_key_0123456789`;
+  const apiKey = `fg_test_${prefix}_key_0123456789`;
   const adminToken = `admin_${prefix}_0123456789abcdef`;
   const baseEnv: Record<string, string> = {
     PATH: process.env.PATH ?? '',
@@ -64,9 +64,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     REDIS_PREFIX: prefix,
     DATABASE_URL: db.url,
     FAKE_PROVIDER_URL: fake.url,
-    SWITCHYARD_BOOTSTRAP_KEY: apiKey,
-    SWITCHYARD_BOOTSTRAP_CREDIT_USD: '100',
-    SWITCHYARD_ADMIN_TOKEN: adminToken,
+    FAREGATE_BOOTSTRAP_KEY: apiKey,
+    FAREGATE_BOOTSTRAP_CREDIT_USD: '100',
+    FAREGATE_ADMIN_TOKEN: adminToken,
     METRICS_PORT: '0',
     LOG_LEVEL: 'warn',
     PORT: String(port),

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { type CatalogModel, ModelPrice } from './models.ts';
 
 /**
- * The gateway's routing configuration: one validated JSON file (`SWITCHYARD_CONFIG`), with
+ * The gateway's routing configuration: one validated JSON file (`FAREGATE_CONFIG`), with
  * `${ENV}` / `${ENV:-default}` interpolation so secrets stay in the environment.
  */
 const Limits = z.object({

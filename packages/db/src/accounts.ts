@@ -1,4 +1,4 @@
-import { newId } from '@switchyard/contracts/ids';
+import { newId } from '@faregate/contracts/ids';
 import { and, eq, sql } from 'drizzle-orm';
 import { displayPrefix, generateApiKey, hashApiKey, KEY_SCOPES, lockKeyFor } from './api-keys.ts';
 import type { Db } from './client.ts';

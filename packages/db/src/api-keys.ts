@@ -3,11 +3,11 @@ import { eq, sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
 import { apiKeys } from './schema/api-keys.ts';
 
-const KEY_PREFIX = 'sy_live_';
+const KEY_PREFIX = 'fg_live_';
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const BODY_CHARS = 24; // 24 base62 chars ≈ 142.9 bits
 const CHECKSUM_CHARS = 6;
-/** How much of a key is shown in listings and logs: `sy_live_` + 4 random chars. Not secret. */
+/** How much of a key is shown in listings and logs: `fg_live_` + 4 random chars. Not secret. */
 const DISPLAY_CHARS = KEY_PREFIX.length + 4;
 
 /** Every scope a tenant key can carry; new keys get all of them unless narrowed. */
@@ -36,7 +36,7 @@ function checksum(body: string): string {
   return out;
 }
 
-/** A new tenant key: `sy_live_` + 24 base62 chars (≈143 random bits) + a 6-char checksum. */
+/** A new tenant key: `fg_live_` + 24 base62 chars (≈143 random bits) + a 6-char checksum. */
 export function generateApiKey(): string {
   const body = KEY_PREFIX + base62(randomBytes(BODY_CHARS * 2), BODY_CHARS);
   return body + checksum(body);

@@ -1,4 +1,4 @@
-import { freshDatabase, until } from '@switchyard/testing/env';
+import { freshDatabase, until } from '@faregate/testing/env';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createDb } from './client.ts';

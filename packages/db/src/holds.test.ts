@@ -1,4 +1,4 @@
-import { freshDatabase } from '@switchyard/testing/env';
+import { freshDatabase } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addCredit, createAccount, createApiKey, ensureBootstrapAccount, getBalance } from './accounts.ts';

@@ -1,4 +1,4 @@
-import type { CatalogModel } from '@switchyard/catalog/models';
+import type { CatalogModel } from '@faregate/catalog/models';
 import { sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
 import { prices } from './schema/prices.ts';

@@ -1,5 +1,5 @@
 import Anthropic from '@anthropic-ai/sdk';
-import { until } from '@switchyard/testing/env';
+import { until } from '@faregate/testing/env';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type CallRecord, type FakeProvider, startFakeProvider } from './server.ts';

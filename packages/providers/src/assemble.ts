@@ -4,7 +4,7 @@ import {
   type ToolCall,
   type Usage,
   zeroUsage,
-} from '@switchyard/contracts/chat';
+} from '@faregate/contracts/chat';
 import type { StreamEvent } from './types.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ChatRequest } from '@switchyard/contracts/chat';
-import type { GatewayError } from '@switchyard/contracts/errors';
+import type { ChatRequest } from '@faregate/contracts/chat';
+import type { GatewayError } from '@faregate/contracts/errors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callProvider, closeHttp } from './call.ts';
 import { openaiAdapter } from './openai/index.ts';

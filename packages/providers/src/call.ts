@@ -1,5 +1,5 @@
-import type { ChatRequest, Completion } from '@switchyard/contracts/chat';
-import { GatewayError, isGatewayError } from '@switchyard/contracts/errors';
+import type { ChatRequest, Completion } from '@faregate/contracts/chat';
+import { GatewayError, isGatewayError } from '@faregate/contracts/errors';
 import { createAssembler } from './assemble.ts';
 import { agentFor, readBounded, toHeaders } from './http.ts';
 import type { ProviderAdapter, ProviderConfig, RateLimitInfo, StreamEvent, Timeouts } from './types.ts';

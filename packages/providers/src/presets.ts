@@ -90,7 +90,7 @@ export const PRESETS: readonly ProviderPreset[] = [
     keyEnv: 'OPENROUTER_API_KEY',
     baseUrlEnv: 'OPENROUTER_BASE_URL',
     quirks: { errorShape: 'integer-code' },
-    headers: { 'X-Title': 'Switchyard' },
+    headers: { 'X-Title': 'Faregate' },
   },
   {
     id: 'fireworks',

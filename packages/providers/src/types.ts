@@ -1,6 +1,6 @@
-import type { ChatRequest, Completion, FinishReason, Usage } from '@switchyard/contracts/chat';
-import type { GatewayError } from '@switchyard/contracts/errors';
-import type { ToolCallDelta } from '@switchyard/contracts/frames';
+import type { ChatRequest, Completion, FinishReason, Usage } from '@faregate/contracts/chat';
+import type { GatewayError } from '@faregate/contracts/errors';
+import type { ToolCallDelta } from '@faregate/contracts/frames';
 
 /** Which wire protocol a provider speaks. */
 export type ProviderKind = 'openai' | 'anthropic' | 'gemini' | 'openai-compatible';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { JobData } from '@switchyard/contracts/jobs';
-import { testRedis } from '@switchyard/testing/env';
+import type { JobData } from '@faregate/contracts/jobs';
+import { testRedis } from '@faregate/testing/env';
 import { FastLane, FastLanes } from './fast-lane.ts';
 import { makeKeys } from './keys.ts';
 import { createRedis } from './redis.ts';

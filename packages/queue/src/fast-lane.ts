@@ -1,5 +1,5 @@
 import type { Redis, Result } from 'ioredis';
-import type { JobData } from '@switchyard/contracts/jobs';
+import type { JobData } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
 
 /**

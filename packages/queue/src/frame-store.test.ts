@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { testRedis, until } from '@switchyard/testing/env';
+import { testRedis, until } from '@faregate/testing/env';
 import { FrameStore, seqOf } from './frame-store.ts';
 import { followJob } from './follow.ts';
 import { makeKeys } from './keys.ts';

@@ -1,5 +1,5 @@
 import type { Redis, Result } from 'ioredis';
-import type { FrameBody } from '@switchyard/contracts/frames';
+import type { FrameBody } from '@faregate/contracts/frames';
 import type { Keys } from './keys.ts';
 
 /**

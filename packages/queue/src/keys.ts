@@ -28,7 +28,7 @@ export interface Keys {
   k(...parts: string[]): string;
 }
 
-export function makeKeys(prefix = 'sy'): Keys {
+export function makeKeys(prefix = 'fg'): Keys {
   return {
     prefix,
     queue: (provider) => `llm-${provider}`,

@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { JobData } from '@switchyard/contracts/jobs';
-import { jobIdForHop } from '@switchyard/contracts/jobs';
+import type { JobData } from '@faregate/contracts/jobs';
+import { jobIdForHop } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
 
 /** Job options for provider queues. One BullMQ job per request; finished jobs are removed quickly. */

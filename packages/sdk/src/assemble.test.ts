@@ -1,7 +1,7 @@
-import type { Frame } from '@switchyard/contracts/frames';
+import type { Frame } from '@faregate/contracts/frames';
 import { describe, expect, it } from 'vitest';
 import { Assembler } from './assemble.ts';
-import { SwitchyardError } from './errors.ts';
+import { FaregateError } from './errors.ts';
 
 const f = (seq: number, body: Record<string, unknown>) => ({ v: 1, job: 'j', seq, ...body }) as Frame;
 
@@ -32,7 +32,7 @@ describe('Assembler', () => {
         return e;
       }
     })();
-    expect(err).toBeInstanceOf(SwitchyardError);
+    expect(err).toBeInstanceOf(FaregateError);
     expect(err).toMatchObject({
       status: 429,
       code: 'rate_limit_exceeded',

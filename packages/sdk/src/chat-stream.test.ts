@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ChatStream } from './chat-stream.ts';
-import { SwitchyardConnectionError, SwitchyardError } from './errors.ts';
+import { FaregateConnectionError, FaregateError } from './errors.ts';
 import type { ChatCompletionChunk } from './types.ts';
 
 /** A streamed response delivered in awkward pieces, as TCP may split it. */
@@ -38,7 +38,7 @@ describe('ChatStream', () => {
     expect(text).toBe('Hello, wörld');
   });
 
-  it('throws an in-band error event as a SwitchyardError, after the chunks before it', async () => {
+  it('throws an in-band error event as a FaregateError, after the chunks before it', async () => {
     const s = sse(
       `${chunk('partial')}data: {"error":{"message":"provider failed","type":"server_error","param":null,"code":"upstream_error"}}\n\n`,
     );
@@ -47,7 +47,7 @@ describe('ChatStream', () => {
       for await (const c of s) seen.push(c.choices[0]?.delta.content ?? '');
     })().catch((e) => e);
     expect(seen).toEqual(['partial']);
-    expect(err).toBeInstanceOf(SwitchyardError);
+    expect(err).toBeInstanceOf(FaregateError);
     expect(err).toMatchObject({
       message: 'provider failed',
       code: 'upstream_error',
@@ -57,6 +57,6 @@ describe('ChatStream', () => {
   });
 
   it('refuses to pass a truncated stream off as complete', async () => {
-    await expect(drain(sse(chunk('cut'), 3))).rejects.toBeInstanceOf(SwitchyardConnectionError);
+    await expect(drain(sse(chunk('cut'), 3))).rejects.toBeInstanceOf(FaregateConnectionError);
   });
 });

@@ -1,11 +1,11 @@
 import { createParser } from 'eventsource-parser';
-import { errorFromBody, SwitchyardConnectionError } from './errors.ts';
+import { errorFromBody, FaregateConnectionError } from './errors.ts';
 import type { ChatCompletionChunk } from './types.ts';
 
 /**
  * An OpenAI-style `stream: true` response: iterate it for `chat.completion.chunk`s. An in-band
- * `{"error": …}` event (a failure after the 200 status) is thrown as a SwitchyardError, and a stream
- * that ends without `[DONE]` throws a SwitchyardConnectionError, so a truncated answer never looks
+ * `{"error": …}` event (a failure after the 200 status) is thrown as a FaregateError, and a stream
+ * that ends without `[DONE]` throws a FaregateConnectionError, so a truncated answer never looks
  * complete. Leaving the loop early (break, throw) or `abort()` closes the connection, which stops
  * generation on the gateway (what was generated is billed).
  */
@@ -39,7 +39,7 @@ async function* chunks(
   requestId: string | undefined,
   controller: AbortController,
 ): AsyncGenerator<ChatCompletionChunk> {
-  if (!res.body) throw new SwitchyardConnectionError('The stream response has no body.');
+  if (!res.body) throw new FaregateConnectionError('The stream response has no body.');
   const events: string[] = [];
   const parser = createParser({ onEvent: (e) => events.push(e.data) });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -50,7 +50,7 @@ async function* chunks(
         r = await reader.read();
       } catch (e) {
         if (controller.signal.aborted) return;
-        throw new SwitchyardConnectionError('The stream was interrupted.', e);
+        throw new FaregateConnectionError('The stream was interrupted.', e);
       }
       if (r.done) break;
       parser.feed(r.value);
@@ -62,7 +62,7 @@ async function* chunks(
         try {
           parsed = JSON.parse(data);
         } catch (e) {
-          throw new SwitchyardConnectionError('The stream sent an event that is not JSON.', e);
+          throw new FaregateConnectionError('The stream sent an event that is not JSON.', e);
         }
         if (typeof parsed === 'object' && parsed !== null && 'error' in parsed) {
           throw errorFromBody(parsed, undefined, requestId);
@@ -71,7 +71,7 @@ async function* chunks(
       }
     }
     if (controller.signal.aborted) return;
-    throw new SwitchyardConnectionError('The stream ended before [DONE]: the answer is incomplete.');
+    throw new FaregateConnectionError('The stream ended before [DONE]: the answer is incomplete.');
   } finally {
     // Early exit: cancelling the body closes the HTTP connection, which tells the gateway to stop.
     await reader.cancel().catch(() => {});

@@ -1,9 +1,9 @@
-import type { ChatCompletion } from '@switchyard/contracts/chat';
-import type { Frame } from '@switchyard/contracts/frames';
+import type { ChatCompletion } from '@faregate/contracts/chat';
+import type { Frame } from '@faregate/contracts/frames';
 import { Assembler } from './assemble.ts';
 import { ChatStream } from './chat-stream.ts';
 import { StreamConnection } from './connection.ts';
-import { SwitchyardConnectionError } from './errors.ts';
+import { FaregateConnectionError } from './errors.ts';
 import { HttpClient } from './http.ts';
 import type {
   ChatBody,
@@ -13,27 +13,27 @@ import type {
   RequestOptions,
   SubmittedJob,
   SubscribeOptions,
-  SwitchyardOptions,
+  FaregateOptions,
   WebSocketConstructor,
 } from './types.ts';
 
 /**
- * The Switchyard client: OpenAI-compatible chat, async jobs, and job streams over one shared
+ * The Faregate client: OpenAI-compatible chat, async jobs, and job streams over one shared
  * WebSocket that resumes by sequence number after any drop.
  *
- *   const sy = new Switchyard({ baseURL: 'http://localhost:8080', apiKey });
+ *   const sy = new Faregate({ baseURL: 'http://localhost:8080', apiKey });
  *   const { id } = await sy.submit({ model: 'gpt-4o-mini', messages });
  *   for await (const frame of sy.subscribe(id)) { … }   // each frame once, in order
  *   const { text } = await sy.result(id);
  */
-export class Switchyard {
+export class Faregate {
   readonly baseURL: string;
   readonly #http: HttpClient;
   readonly #stream: StreamConnection;
 
-  constructor(opts: SwitchyardOptions) {
-    if (!opts.baseURL) throw new TypeError('Switchyard: baseURL is required.');
-    if (!opts.apiKey) throw new TypeError('Switchyard: apiKey is required.');
+  constructor(opts: FaregateOptions) {
+    if (!opts.baseURL) throw new TypeError('Faregate: baseURL is required.');
+    if (!opts.apiKey) throw new TypeError('Faregate: apiKey is required.');
     // Accept the OpenAI-style base URL (`…/v1`) as well as the bare origin.
     this.baseURL = opts.baseURL.replace(/\/+$/, '').replace(/\/v1$/, '');
     const headers = opts.headers ?? {};
@@ -130,7 +130,7 @@ export class Switchyard {
   async result(jobId: string, opts: RequestOptions = {}): Promise<JobResult> {
     const a = new Assembler(jobId);
     for await (const f of this.subscribe(jobId, { signal: opts.signal })) a.add(f);
-    if (!a.done) throw new SwitchyardConnectionError(`The stream of job ${jobId} ended without a result.`);
+    if (!a.done) throw new FaregateConnectionError(`The stream of job ${jobId} ended without a result.`);
     return a.result();
   }
 

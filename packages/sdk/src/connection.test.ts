@@ -1,10 +1,10 @@
 import { once } from 'node:events';
-import type { Frame } from '@switchyard/contracts/frames';
-import { until } from '@switchyard/testing/env';
+import type { Frame } from '@faregate/contracts/frames';
+import { until } from '@faregate/testing/env';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { StreamConnection } from './connection.ts';
-import { SwitchyardError } from './errors.ts';
+import { FaregateError } from './errors.ts';
 import type { WebSocketConstructor } from './types.ts';
 
 /**
@@ -203,12 +203,12 @@ describe('StreamConnection', () => {
   it('fails with the server error when the job is refused', async () => {
     const { conn } = await setup();
     const err = await collect(conn.subscribe('nope', 0)).catch((e) => e);
-    expect(err).toBeInstanceOf(SwitchyardError);
+    expect(err).toBeInstanceOf(FaregateError);
     expect(err).toMatchObject({ status: 404, code: 'not_found', param: 'job' });
   });
 
   it('fails at once when the upgrade is refused and the HTTP probe says why', async () => {
-    const denied = new SwitchyardError({
+    const denied = new FaregateError({
       message: 'bad key',
       type: 'invalid_request_error',
       code: 'invalid_api_key',

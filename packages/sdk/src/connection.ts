@@ -1,6 +1,6 @@
-import type { Frame } from '@switchyard/contracts/frames';
+import type { Frame } from '@faregate/contracts/frames';
 import { backoffMs } from './backoff.ts';
-import { errorFromBody, SwitchyardConnectionError, SwitchyardError } from './errors.ts';
+import { errorFromBody, FaregateConnectionError, FaregateError } from './errors.ts';
 import { Heartbeat, unref } from './heartbeat.ts';
 import { Subscriber } from './subscription.ts';
 import type { WebSocketConstructor, WebSocketLike } from './types.ts';
@@ -60,7 +60,7 @@ export class StreamConnection {
   }
 
   subscribe(job: string, after: number, signal?: AbortSignal): Subscriber {
-    if (this.#closed) throw new SwitchyardConnectionError('The client was closed.');
+    if (this.#closed) throw new FaregateConnectionError('The client was closed.');
     signal?.throwIfAborted();
     const sub = new Subscriber(
       job,
@@ -80,10 +80,10 @@ export class StreamConnection {
     return sub;
   }
 
-  /** Closes the socket; open subscriptions fail with a SwitchyardConnectionError. */
+  /** Closes the socket; open subscriptions fail with a FaregateConnectionError. */
   close(): void {
     this.#closed = true;
-    const err = new SwitchyardConnectionError('The client was closed.');
+    const err = new FaregateConnectionError('The client was closed.');
     for (const ch of [...this.#channels.values()]) for (const s of [...ch.subs]) s.fail(err);
     this.#channels.clear();
     this.#drop();
@@ -119,7 +119,7 @@ export class StreamConnection {
       .catch((e) => {
         if (gen !== this.#generation) return;
         this.#connecting = false;
-        this.#failAll(new SwitchyardConnectionError('Could not create a WebSocket.', e));
+        this.#failAll(new FaregateConnectionError('Could not create a WebSocket.', e));
       });
   }
 
@@ -227,7 +227,7 @@ export class StreamConnection {
     this.#failures++;
     if (this.#failures > this.#c.maxReconnects) {
       this.#failAll(
-        new SwitchyardConnectionError(
+        new FaregateConnectionError(
           `The stream connection failed ${this.#failures} times in a row (last close ${code}${reason ? `: ${reason}` : ''}).`,
         ),
       );
@@ -253,7 +253,7 @@ export class StreamConnection {
       await this.#c.probe(ch.job);
     } catch (e) {
       if (
-        e instanceof SwitchyardError &&
+        e instanceof FaregateError &&
         e.status !== undefined &&
         e.status >= 400 &&
         e.status < 500 &&

@@ -1,4 +1,4 @@
-import { errorFromBody, SwitchyardConnectionError, type SwitchyardError } from './errors.ts';
+import { errorFromBody, FaregateConnectionError, type FaregateError } from './errors.ts';
 import { backoffMs } from './backoff.ts';
 
 export interface HttpConfig {
@@ -60,7 +60,7 @@ export class HttpClient {
           continue;
         }
         const what = signal.aborted ? `timed out after ${this.#c.timeoutMs} ms` : 'failed';
-        throw new SwitchyardConnectionError(`${o.method} ${o.path} ${what}: ${errorMessage(e)}`, e);
+        throw new FaregateConnectionError(`${o.method} ${o.path} ${what}: ${errorMessage(e)}`, e);
       }
       if (res.ok) return res;
       const err = await readError(res);
@@ -77,12 +77,12 @@ export class HttpClient {
     try {
       return (await res.json()) as T;
     } catch (e) {
-      throw new SwitchyardConnectionError(`${o.method} ${o.path}: the response body was not valid JSON`, e);
+      throw new FaregateConnectionError(`${o.method} ${o.path}: the response body was not valid JSON`, e);
     }
   }
 }
 
-async function readError(res: Response): Promise<SwitchyardError> {
+async function readError(res: Response): Promise<FaregateError> {
   const requestId = res.headers.get('x-request-id') ?? undefined;
   const text = await res.text().catch(() => '');
   let body: unknown;

@@ -1,12 +1,12 @@
-/** The package entry: `import { Switchyard } from '@switchyard/sdk'`. */
-export { Switchyard } from './client.ts';
+/** The package entry: `import { Faregate } from '@faregate/sdk'`. */
+export { Faregate } from './client.ts';
 export { ChatStream } from './chat-stream.ts';
 export { Assembler } from './assemble.ts';
 export {
   type ErrorObject,
-  SwitchyardConnectionError,
-  SwitchyardError,
-  type SwitchyardErrorInit,
+  FaregateConnectionError,
+  FaregateError,
+  type FaregateErrorInit,
 } from './errors.ts';
 export type {
   ChatBody,
@@ -23,7 +23,7 @@ export type {
   RequestOptions,
   SubmittedJob,
   SubscribeOptions,
-  SwitchyardOptions,
+  FaregateOptions,
   WebSocketConstructor,
   WebSocketLike,
 } from './types.ts';

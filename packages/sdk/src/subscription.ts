@@ -1,4 +1,4 @@
-import type { Frame } from '@switchyard/contracts/frames';
+import type { Frame } from '@faregate/contracts/frames';
 
 /** Frames buffered for a slow reader before the SDK stops taking more (it re-subscribes later). */
 const HIGH_WATER = 4096;

@@ -1,9 +1,9 @@
-import type { ChatCompletion, ChatRequest, FinishReason, OpenAIUsage } from '@switchyard/contracts/chat';
-import type { ToolCallDelta } from '@switchyard/contracts/frames';
+import type { ChatCompletion, ChatRequest, FinishReason, OpenAIUsage } from '@faregate/contracts/chat';
+import type { ToolCallDelta } from '@faregate/contracts/frames';
 import type { ErrorObject } from './errors.ts';
 
-export type { ChatCompletion, ChatRequest } from '@switchyard/contracts/chat';
-export type { Frame, FrameOf, FrameType } from '@switchyard/contracts/frames';
+export type { ChatCompletion, ChatRequest } from '@faregate/contracts/chat';
+export type { Frame, FrameOf, FrameType } from '@faregate/contracts/frames';
 
 /** The minimal WebSocket surface the SDK uses: the WHATWG API, which `ws` also implements. */
 export interface WebSocketLike {
@@ -24,7 +24,7 @@ export type WebSocketConstructor = new (
   init: { headers: Record<string, string> },
 ) => WebSocketLike;
 
-export interface SwitchyardOptions {
+export interface FaregateOptions {
   /** Gateway base URL, e.g. `https://gateway.example.com` (a trailing `/v1` is accepted too). */
   baseURL: string;
   apiKey: string;

@@ -10,7 +10,7 @@ export function testRedis(): { url: string; prefix: string } {
 /** Creates a fresh, empty database for one test file and returns its URL and a drop function. */
 export async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const adminUrl = inject('databaseUrl');
-  const name = `sy_test_${randomBytes(6).toString('hex')}`;
+  const name = `fg_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);

@@ -1,15 +1,15 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { parseEnv } from '@switchyard/contracts/env';
+import { parseEnv } from '@faregate/contracts/env';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 
 export const BillingConfig = z.object({
   DATABASE_URL: z.string().min(1),
   REDIS_URL: z.string().min(1),
-  REDIS_PREFIX: z.string().min(1).default('sy'),
+  REDIS_PREFIX: z.string().min(1).default('fg'),
   /** Routing file with price overrides (the same file the ingress reads). */
-  SWITCHYARD_CONFIG: z.string().optional(),
+  FAREGATE_CONFIG: z.string().optional(),
   /** Most events settled per Postgres transaction. */
   BILLING_BATCH_SIZE: int(500, 1),
   /** How long to keep collecting a batch once its first event arrived. */

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { UsageEvent } from '@switchyard/contracts/usage';
-import type { Db } from '@switchyard/db/client';
-import type { Keys } from '@switchyard/queue/keys';
+import type { UsageEvent } from '@faregate/contracts/usage';
+import type { Db } from '@faregate/db/client';
+import type { Keys } from '@faregate/queue/keys';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { isTransientDbError } from './errors.ts';

@@ -1,5 +1,5 @@
-import { usdToMicros } from '@switchyard/catalog/money';
-import type { UsageEvent } from '@switchyard/contracts/usage';
+import { usdToMicros } from '@faregate/catalog/money';
+import type { UsageEvent } from '@faregate/contracts/usage';
 
 /** A price in µUSD per million tokens (exact integers: the catalog has ≤ 6 decimals). */
 export interface MicroPrice {

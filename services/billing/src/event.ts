@@ -1,4 +1,4 @@
-import { UsageEvent } from '@switchyard/contracts/usage';
+import { UsageEvent } from '@faregate/contracts/usage';
 
 const INT4_MAX = 2_147_483_647;
 // Text that Postgres can store and we are willing to index: no NUL bytes, bounded length.

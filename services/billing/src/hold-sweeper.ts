@@ -1,5 +1,5 @@
-import type { Db } from '@switchyard/db/client';
-import { expireHolds } from '@switchyard/db/holds';
+import type { Db } from '@faregate/db/client';
+import { expireHolds } from '@faregate/db/holds';
 import type { Logger } from 'pino';
 import type { BillingMetrics } from './metrics.ts';
 

@@ -1,7 +1,7 @@
-import type { UsageEvent } from '@switchyard/contracts/usage';
-import { newId } from '@switchyard/contracts/ids';
-import type { Db } from '@switchyard/db/client';
-import { providerLedger, tenantLedger } from '@switchyard/db/schema/ledger-accounts';
+import type { UsageEvent } from '@faregate/contracts/usage';
+import { newId } from '@faregate/contracts/ids';
+import type { Db } from '@faregate/db/client';
+import { providerLedger, tenantLedger } from '@faregate/db/schema/ledger-accounts';
 
 /** A validated usage event with its cost decided (see `pricing.ts` for the policy). */
 export interface PricedEvent {

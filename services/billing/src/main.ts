@@ -1,9 +1,9 @@
-import { catalogWithOverrides, loadGatewayConfig } from '@switchyard/catalog/gateway-config';
-import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@switchyard/catalog/models';
-import { createDb } from '@switchyard/db/client';
-import { runMigrations } from '@switchyard/db/migrate';
-import { syncPrices } from '@switchyard/db/prices';
-import { makeKeys } from '@switchyard/queue/keys';
+import { catalogWithOverrides, loadGatewayConfig } from '@faregate/catalog/gateway-config';
+import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@faregate/catalog/models';
+import { createDb } from '@faregate/db/client';
+import { runMigrations } from '@faregate/db/migrate';
+import { syncPrices } from '@faregate/db/prices';
+import { makeKeys } from '@faregate/queue/keys';
 import { loadConfig } from './config.ts';
 import { connectRedis, createLogger } from './connections.ts';
 import { UsageConsumer } from './consumer.ts';
@@ -19,7 +19,7 @@ const log = createLogger(config.LOG_LEVEL);
 await runMigrations(config.DATABASE_URL);
 const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 4 });
 // The built-in catalog with the routing file's price overrides: the same prices the ingress holds against.
-const gateway = loadGatewayConfig(config.SWITCHYARD_CONFIG, process.env);
+const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 await syncPrices(db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_TAKEN_AT);
 const book = new PriceBook(db);
 await book.load();

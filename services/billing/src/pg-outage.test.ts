@@ -1,8 +1,8 @@
 import { createServer, type Server, type Socket, connect } from 'node:net';
-import { addCredit, createAccount, createApiKey, getBalance } from '@switchyard/db/accounts';
-import { createDb } from '@switchyard/db/client';
-import { CLEAN_LEDGER, checkLedgerInvariants } from '@switchyard/db/invariants';
-import { until } from '@switchyard/testing/env';
+import { addCredit, createAccount, createApiKey, getBalance } from '@faregate/db/accounts';
+import { createDb } from '@faregate/db/client';
+import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
+import { until } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { streamStatus } from './stream.ts';

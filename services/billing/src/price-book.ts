@@ -1,5 +1,5 @@
-import type { Db } from '@switchyard/db/client';
-import { loadPrices } from '@switchyard/db/prices';
+import type { Db } from '@faregate/db/client';
+import { loadPrices } from '@faregate/db/prices';
 import { type MicroPrice, toMicroPrice } from './cost.ts';
 
 interface Dated {

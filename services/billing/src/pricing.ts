@@ -1,4 +1,4 @@
-import type { UsageEvent } from '@switchyard/contracts/usage';
+import type { UsageEvent } from '@faregate/contracts/usage';
 import { eventCostMicros } from './cost.ts';
 import type { PricedEvent } from './ledger.ts';
 import type { PriceBook } from './price-book.ts';

@@ -1,10 +1,10 @@
-import { usdToMicros } from '@switchyard/catalog/money';
-import { BUILTIN_MODELS } from '@switchyard/catalog/models';
-import type { UsageEvent } from '@switchyard/contracts/usage';
-import { addCredit, createAccount, createApiKey, getBalance } from '@switchyard/db/accounts';
-import { getHold, placeHold } from '@switchyard/db/holds';
-import { CLEAN_LEDGER, checkLedgerInvariants } from '@switchyard/db/invariants';
-import { until } from '@switchyard/testing/env';
+import { usdToMicros } from '@faregate/catalog/money';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import type { UsageEvent } from '@faregate/contracts/usage';
+import { addCredit, createAccount, createApiKey, getBalance } from '@faregate/db/accounts';
+import { getHold, placeHold } from '@faregate/db/holds';
+import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
+import { until } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleBatch } from './ledger.ts';

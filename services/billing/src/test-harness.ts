@@ -1,11 +1,11 @@
 // Test-only helpers for billing's integration tests (real Redis and Postgres).
-import type { UsageEvent } from '@switchyard/contracts/usage';
-import { BUILTIN_MODELS } from '@switchyard/catalog/models';
-import { createDb, type Db } from '@switchyard/db/client';
-import { runMigrations } from '@switchyard/db/migrate';
-import { syncPrices } from '@switchyard/db/prices';
-import { makeKeys, type Keys } from '@switchyard/queue/keys';
-import { freshDatabase, testRedis } from '@switchyard/testing/env';
+import type { UsageEvent } from '@faregate/contracts/usage';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import { createDb, type Db } from '@faregate/db/client';
+import { runMigrations } from '@faregate/db/migrate';
+import { syncPrices } from '@faregate/db/prices';
+import { makeKeys, type Keys } from '@faregate/queue/keys';
+import { freshDatabase, testRedis } from '@faregate/testing/env';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { type ConsumerOptions, UsageConsumer } from './consumer.ts';

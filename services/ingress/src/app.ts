@@ -76,7 +76,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     await streamTokenRoutes(v1, deps);
     await v1.register(usageRoutes({ db: deps.db }));
   });
-  await app.register(adminRoutes({ db: deps.db, adminToken: deps.config.SWITCHYARD_ADMIN_TOKEN }));
+  await app.register(adminRoutes({ db: deps.db, adminToken: deps.config.FAREGATE_ADMIN_TOKEN }));
   await app.register(async (admin) => providerAdminRoutes(admin, deps));
   return app;
 }

@@ -1,5 +1,5 @@
-import { GatewayError } from '@switchyard/contracts/errors';
-import { newId } from '@switchyard/contracts/ids';
+import { GatewayError } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { parseChatRequest, submitChat } from './submit.ts';

@@ -1,7 +1,7 @@
-import { addCredit, createAccount, createApiKey, getBalance } from '@switchyard/db/accounts';
-import { createDb, type Db } from '@switchyard/db/client';
-import { runMigrations } from '@switchyard/db/migrate';
-import { freshDatabase, until } from '@switchyard/testing/env';
+import { addCredit, createAccount, createApiKey, getBalance } from '@faregate/db/accounts';
+import { createDb, type Db } from '@faregate/db/client';
+import { runMigrations } from '@faregate/db/migrate';
+import { freshDatabase, until } from '@faregate/testing/env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Budget, type BudgetOptions } from './budget.ts';
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { LeasedHold } from '@switchyard/contracts/jobs';
-import type { Db } from '@switchyard/db/client';
-import { placeHold, releaseHold, shrinkHold } from '@switchyard/db/holds';
+import type { LeasedHold } from '@faregate/contracts/jobs';
+import type { Db } from '@faregate/db/client';
+import { placeHold, releaseHold, shrinkHold } from '@faregate/db/holds';
 
 /** What admitted a request: a share of a lease, or the request's own hold row. */
 export type Reservation = { leased: true; hold: LeasedHold } | { leased: false; requestId: string };

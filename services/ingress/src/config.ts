@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { envBool, parseEnv } from '@switchyard/contracts/env';
+import { envBool, parseEnv } from '@faregate/contracts/env';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 const bool = envBool;
@@ -8,14 +8,14 @@ export const IngressConfig = z.object({
   PORT: z.coerce.number().int().nonnegative().default(8080),
   HOST: z.string().default('0.0.0.0'),
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
-  REDIS_PREFIX: z.string().default('sy'),
-  DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/switchyard'),
-  SWITCHYARD_BOOTSTRAP_KEY: z.string().min(8).optional(),
-  SWITCHYARD_BOOTSTRAP_CREDIT_USD: z
+  REDIS_PREFIX: z.string().default('fg'),
+  DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/faregate'),
+  FAREGATE_BOOTSTRAP_KEY: z.string().min(8).optional(),
+  FAREGATE_BOOTSTRAP_CREDIT_USD: z
     .string()
     .regex(/^\d+(\.\d{1,6})?$/)
     .default('10'),
-  SWITCHYARD_ADMIN_TOKEN: z.string().min(16).optional(),
+  FAREGATE_ADMIN_TOKEN: z.string().min(16).optional(),
   /** Largest request body accepted (bytes). Prompts with images can be large. */
   BODY_LIMIT_BYTES: int(8 * 1024 * 1024),
   /** How long a request may take in total before it fails (queueing, retries, fallbacks). */
@@ -35,8 +35,8 @@ export const IngressConfig = z.object({
   /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */
   WS_ALLOWED_ORIGINS: z.string().default(''),
   WS_MAX_MESSAGE_BYTES: int(1024 * 1024),
-  /** Routing file: fallback chains, aliases, price overrides (see switchyard.config.json). */
-  SWITCHYARD_CONFIG: z.string().optional(),
+  /** Routing file: fallback chains, aliases, price overrides (see faregate.config.json). */
+  FAREGATE_CONFIG: z.string().optional(),
   /**
    * Budget leases (services/ingress/src/budget.ts): a lease reserves budget for this many requests
    * at once (1: every request holds its own amount in Postgres), at most BUDGET_LEASE_MAX_USD, is

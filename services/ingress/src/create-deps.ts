@@ -1,18 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { pino, type Logger } from 'pino';
-import { createDb } from '@switchyard/db/client';
-import { FrameStore } from '@switchyard/queue/frame-store';
-import { makeKeys } from '@switchyard/queue/keys';
-import { LiveHub } from '@switchyard/queue/live-hub';
-import { ProviderQueues } from '@switchyard/queue/queues';
-import { DEFAULT_FAST_LANE, FastLanes } from '@switchyard/queue/fast-lane';
-import { createRedis } from '@switchyard/queue/redis';
-import { usdToMicros } from '@switchyard/catalog/money';
+import { createDb } from '@faregate/db/client';
+import { FrameStore } from '@faregate/queue/frame-store';
+import { makeKeys } from '@faregate/queue/keys';
+import { LiveHub } from '@faregate/queue/live-hub';
+import { ProviderQueues } from '@faregate/queue/queues';
+import { DEFAULT_FAST_LANE, FastLanes } from '@faregate/queue/fast-lane';
+import { createRedis } from '@faregate/queue/redis';
+import { usdToMicros } from '@faregate/catalog/money';
 import { Budget } from './budget.ts';
 import type { IngressConfig } from './config.ts';
-import { BUILTIN_MODELS } from '@switchyard/catalog/models';
-import { GatewayConfig, catalogWithOverrides } from '@switchyard/catalog/gateway-config';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import { GatewayConfig, catalogWithOverrides } from '@faregate/catalog/gateway-config';
 import type { IngressDeps } from './deps.ts';
 import { LOG_REDACT } from './app.ts';
 import { ModelDirectory } from './routing/directory.ts';
@@ -25,8 +25,8 @@ export async function createIngressDeps(
   log: Logger = pino({ level: config.LOG_LEVEL, redact: LOG_REDACT, base: { svc: 'ingress' } }),
 ): Promise<IngressDeps & { close(): Promise<void> }> {
   const keys = makeKeys(config.REDIS_PREFIX);
-  const redis = createRedis(config.REDIS_URL, { name: 'sy-ingress' });
-  const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'sy-ingress-sub' });
+  const redis = createRedis(config.REDIS_URL, { name: 'fg-ingress' });
+  const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'fg-ingress-sub' });
   // Admission uses Postgres rarely (a budget lease now and then): keep idle connections open for a
   // while, so a lease or a burst of exact holds does not wait for new connections.
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20, idleTimeoutMs: 300_000 });

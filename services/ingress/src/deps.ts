@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Db } from '@switchyard/db/client';
-import type { FrameStore } from '@switchyard/queue/frame-store';
-import type { Keys } from '@switchyard/queue/keys';
-import type { LiveHub } from '@switchyard/queue/live-hub';
-import type { ProviderQueues } from '@switchyard/queue/queues';
-import type { FastLanes } from '@switchyard/queue/fast-lane';
+import type { Db } from '@faregate/db/client';
+import type { FrameStore } from '@faregate/queue/frame-store';
+import type { Keys } from '@faregate/queue/keys';
+import type { LiveHub } from '@faregate/queue/live-hub';
+import type { ProviderQueues } from '@faregate/queue/queues';
+import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { Budget } from './budget.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';

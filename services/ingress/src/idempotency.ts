@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis, Result } from 'ioredis';
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 

@@ -1,33 +1,33 @@
-import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@switchyard/catalog/models';
-import { usdToMicros } from '@switchyard/catalog/money';
-import { ensureBootstrapAccount } from '@switchyard/db/accounts';
-import { runMigrations } from '@switchyard/db/migrate';
-import { syncPrices } from '@switchyard/db/prices';
-import { catalogWithOverrides, loadGatewayConfig } from '@switchyard/catalog/gateway-config';
+import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@faregate/catalog/models';
+import { usdToMicros } from '@faregate/catalog/money';
+import { ensureBootstrapAccount } from '@faregate/db/accounts';
+import { runMigrations } from '@faregate/db/migrate';
+import { syncPrices } from '@faregate/db/prices';
+import { catalogWithOverrides, loadGatewayConfig } from '@faregate/catalog/gateway-config';
 import { buildApp } from './app.ts';
 import { loadConfig } from './config.ts';
 import { createIngressDeps } from './create-deps.ts';
 import { serve } from './server.ts';
 
 const config = loadConfig(process.env);
-const gateway = loadGatewayConfig(config.SWITCHYARD_CONFIG, process.env);
+const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 const deps = await createIngressDeps(config, gateway);
 const { log } = deps;
 
 await runMigrations(config.DATABASE_URL);
 await syncPrices(deps.db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_TAKEN_AT);
-if (config.SWITCHYARD_BOOTSTRAP_KEY) {
+if (config.FAREGATE_BOOTSTRAP_KEY) {
   const r = await ensureBootstrapAccount(deps.db, {
-    apiKey: config.SWITCHYARD_BOOTSTRAP_KEY,
-    creditMicros: usdToMicros(config.SWITCHYARD_BOOTSTRAP_CREDIT_USD),
+    apiKey: config.FAREGATE_BOOTSTRAP_KEY,
+    creditMicros: usdToMicros(config.FAREGATE_BOOTSTRAP_CREDIT_USD),
   });
   if (r.created)
     log.info(
-      { account: r.accountId, creditUsd: config.SWITCHYARD_BOOTSTRAP_CREDIT_USD },
+      { account: r.accountId, creditUsd: config.FAREGATE_BOOTSTRAP_CREDIT_USD },
       'bootstrap account created',
     );
 }
-if (!config.SWITCHYARD_ADMIN_TOKEN) log.info('SWITCHYARD_ADMIN_TOKEN not set: the admin API is disabled');
+if (!config.FAREGATE_ADMIN_TOKEN) log.info('FAREGATE_ADMIN_TOKEN not set: the admin API is disabled');
 
 const app = await buildApp(deps);
 await serve(app, { port: config.PORT, host: config.HOST, log, onClose: () => deps.close() });

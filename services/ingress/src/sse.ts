@@ -1,5 +1,5 @@
-import type { ChatCompletion } from '@switchyard/contracts/chat';
-import type { Frame } from '@switchyard/contracts/frames';
+import type { ChatCompletion } from '@faregate/contracts/chat';
+import type { Frame } from '@faregate/contracts/frames';
 
 /**
  * Translates a job's frames into OpenAI `chat.completion.chunk` SSE events, exactly as OpenAI

@@ -1,7 +1,7 @@
-import { ChatRequest } from '@switchyard/contracts/chat';
-import { GatewayError } from '@switchyard/contracts/errors';
-import type { JobData } from '@switchyard/contracts/jobs';
-import { newId } from '@switchyard/contracts/ids';
+import { ChatRequest } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { JobData } from '@faregate/contracts/jobs';
+import { newId } from '@faregate/contracts/ids';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';

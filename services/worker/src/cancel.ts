@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 
 /**
  * Cancellation across processes: any ingress publishes a job id on one channel; the worker that

@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { envBool, parseEnv } from '@switchyard/contracts/env';
+import { envBool, parseEnv } from '@faregate/contracts/env';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 
 export const WorkerConfig = z.object({
   WORKER_PROVIDER: z.string().regex(/^[a-z0-9-]+$/, 'a provider pool name like "openai"'),
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
-  REDIS_PREFIX: z.string().default('sy'),
+  REDIS_PREFIX: z.string().default('fg'),
   /** Jobs in flight per process. */
   WORKER_CONCURRENCY: int(64),
   /** Attempts per provider before falling back to the next candidate. */
@@ -16,8 +16,8 @@ export const WorkerConfig = z.object({
   /** How long a non-streaming call's frames live (the caller is waiting on them live). */
   SYNC_TTL_SECONDS: int(300),
   DISCOVERY_INTERVAL_MS: int(60_000),
-  /** Routing/limits file (see switchyard.config.json); env limits below override it. */
-  SWITCHYARD_CONFIG: z.string().optional(),
+  /** Routing/limits file (see faregate.config.json); env limits below override it. */
+  FAREGATE_CONFIG: z.string().optional(),
   /** Requests per window (default: per minute) across every process of the pool, per provider key. */
   WORKER_RPM: z.coerce.number().int().positive().optional(),
   /** Tokens (input + output) per window across the pool, per provider key. */

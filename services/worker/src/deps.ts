@@ -1,15 +1,15 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Keys } from '@switchyard/queue/keys';
-import type { FrameStore } from '@switchyard/queue/frame-store';
-import type { ProviderQueues } from '@switchyard/queue/queues';
-import type { ProviderAdapter, ProviderConfig } from '@switchyard/providers/types';
-import type { callProvider } from '@switchyard/providers/call';
+import type { Keys } from '@faregate/queue/keys';
+import type { FrameStore } from '@faregate/queue/frame-store';
+import type { ProviderQueues } from '@faregate/queue/queues';
+import type { ProviderAdapter, ProviderConfig } from '@faregate/providers/types';
+import type { callProvider } from '@faregate/providers/call';
 import type { WorkerConfig } from './config.ts';
 import type { CancelRegistry } from './cancel.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import type { Queue } from 'bullmq';
-import type { JobData } from '@switchyard/contracts/jobs';
+import type { JobData } from '@faregate/contracts/jobs';
 import type { CircuitBreaker } from './limits/circuit.ts';
 import type { PoolLimiter } from './limits/limiter.ts';
 

@@ -1,6 +1,6 @@
-import type { DiscoveryRecord } from '@switchyard/contracts/discovery';
-import { BUILTIN_MODELS } from '@switchyard/catalog/models';
-import type { DiscoveredModel } from '@switchyard/providers/types';
+import type { DiscoveryRecord } from '@faregate/contracts/discovery';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import type { DiscoveredModel } from '@faregate/providers/types';
 import type { WorkerDeps } from './deps.ts';
 
 const MAX_PAGES = 20;

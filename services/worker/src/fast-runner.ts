@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
-import type { JobData } from '@switchyard/contracts/jobs';
-import { FastLane, type SweptJob } from '@switchyard/queue/fast-lane';
+import type { JobData } from '@faregate/contracts/jobs';
+import { FastLane, type SweptJob } from '@faregate/queue/fast-lane';
 import { RUN_LOST, runAttempt, type AttemptOutcome } from './attempt.ts';
 import type { WorkerDeps } from './deps.ts';
-import { afterNextRequestSent } from '@switchyard/providers/http';
+import { afterNextRequestSent } from '@faregate/providers/http';
 
 /** How long the pop loop and a run's take wait for the run's provider request to be written. */
 const SENT_WAIT_MS = 5;

@@ -1,23 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
-import { makeKeys } from '@switchyard/queue/keys';
-import { createRedis } from '@switchyard/queue/redis';
-import { FrameStore } from '@switchyard/queue/frame-store';
-import { ProviderQueues } from '@switchyard/queue/queues';
-import { adapterForConfig, providersFromEnv } from '@switchyard/providers/registry';
-import { callProvider, closeHttp } from '@switchyard/providers/call';
+import { makeKeys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
+import { FrameStore } from '@faregate/queue/frame-store';
+import { ProviderQueues } from '@faregate/queue/queues';
+import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
+import { callProvider, closeHttp } from '@faregate/providers/call';
 import { CancelRegistry } from './cancel.ts';
 import { loadConfig } from './config.ts';
 import type { WorkerDeps } from './deps.ts';
-import { loadGatewayConfig, defaultCircuit } from '@switchyard/catalog/gateway-config';
+import { loadGatewayConfig, defaultCircuit } from '@faregate/catalog/gateway-config';
 import { CircuitBreaker } from './limits/circuit.ts';
 import { baseLimits, merge, readOverrides } from './limits/effective.ts';
 import { PoolLimiter } from './limits/limiter.ts';
 import { publishDiscovery } from './discovery.ts';
 import { createWorkerMetrics, serveMetrics } from './metrics.ts';
 import { createPool } from './pool.ts';
-import { DEFAULT_FAST_LANE, FastLane } from '@switchyard/queue/fast-lane';
+import { DEFAULT_FAST_LANE, FastLane } from '@faregate/queue/fast-lane';
 import { FastRunner } from './fast-runner.ts';
 
 const config = loadConfig(process.env);
@@ -39,20 +39,20 @@ if (providerConfig.fake) {
 }
 
 const keys = makeKeys(config.REDIS_PREFIX);
-const redis = createRedis(config.REDIS_URL, { name: `sy-worker-${config.WORKER_PROVIDER}` });
+const redis = createRedis(config.REDIS_URL, { name: `fg-worker-${config.WORKER_PROVIDER}` });
 const bullConnection = createRedis(config.REDIS_URL, {
   blocking: true,
-  name: `sy-worker-${config.WORKER_PROVIDER}-bull`,
+  name: `fg-worker-${config.WORKER_PROVIDER}-bull`,
 });
 const sub = createRedis(config.REDIS_URL, {
   blocking: true,
-  name: `sy-worker-${config.WORKER_PROVIDER}-sub`,
+  name: `fg-worker-${config.WORKER_PROVIDER}-sub`,
 });
 const metrics = createWorkerMetrics(providerConfig.id);
 const cancels = new CancelRegistry();
 const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 
-const gatewayConfig = loadGatewayConfig(config.SWITCHYARD_CONFIG, process.env);
+const gatewayConfig = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 const base = baseLimits(config, gatewayConfig, providerConfig.id);
 const queues = new ProviderQueues(redis, keys);
 const apiKeys = providerConfig.apiKeys;
@@ -134,7 +134,7 @@ const fast = config.FAST_LANE
         graceMs: config.FAST_LANE_GRACE_MS,
         leaseMs: config.WORKER_LOCK_MS,
       }),
-      createRedis(config.REDIS_URL, { blocking: true, name: `sy-worker-${config.WORKER_PROVIDER}-fast` }),
+      createRedis(config.REDIS_URL, { blocking: true, name: `fg-worker-${config.WORKER_PROVIDER}-fast` }),
       workerId,
       (busy) => {
         worker.concurrency = Math.max(1, config.WORKER_CONCURRENCY - busy);

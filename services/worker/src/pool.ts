@@ -1,9 +1,9 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { GatewayError } from '@switchyard/contracts/errors';
-import type { JobData } from '@switchyard/contracts/jobs';
-import { zeroUsage } from '@switchyard/contracts/chat';
-import { usageEventId } from '@switchyard/contracts/usage';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { JobData } from '@faregate/contracts/jobs';
+import { zeroUsage } from '@faregate/contracts/chat';
+import { usageEventId } from '@faregate/contracts/usage';
 import { runAttempt, type AttemptOutcome } from './attempt.ts';
 import { estimateTokens } from './limits/estimate.ts';
 import type { Admission } from './limits/limiter.ts';

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { testRedis } from '@switchyard/testing/env';
-import { FrameStore } from '@switchyard/queue/frame-store';
-import { makeKeys } from '@switchyard/queue/keys';
-import { createRedis } from '@switchyard/queue/redis';
+import { testRedis } from '@faregate/testing/env';
+import { FrameStore } from '@faregate/queue/frame-store';
+import { makeKeys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
 import { StreamWriter } from './stream-writer.ts';
 
 const REC = { account: 'acct_test', model: 'm', created: 0 };

@@ -1,6 +1,6 @@
-import type { FrameBody } from '@switchyard/contracts/frames';
-import type { ToolCallDelta } from '@switchyard/contracts/frames';
-import type { ClaimRecord, FrameStore } from '@switchyard/queue/frame-store';
+import type { FrameBody } from '@faregate/contracts/frames';
+import type { ToolCallDelta } from '@faregate/contracts/frames';
+import type { ClaimRecord, FrameStore } from '@faregate/queue/frame-store';
 
 type DeltaBody = Extract<FrameBody, { type: 'delta' }>;
 

@@ -1,4 +1,4 @@
-import type { GatewayError } from '@switchyard/contracts/errors';
+import type { GatewayError } from '@faregate/contracts/errors';
 import { intHeader, retryAfterMs, untilTimestamp } from '../shared/durations.ts';
 import { classifyStatus } from '../shared/errors.ts';
 import { isObj, num, str } from '../shared/sse.ts';

@@ -1,10 +1,10 @@
-import { BUILTIN_MODELS } from '@switchyard/catalog/models';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import {
   type ChatMessage,
   type ChatRequest,
   type ContentPart,
   requestedMaxTokens,
-} from '@switchyard/contracts/chat';
+} from '@faregate/contracts/chat';
 import { isHttpUrl, parseArguments, parseDataUrl, stopList, textOf } from '../shared/content.ts';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';

@@ -1,5 +1,5 @@
-import type { Completion, FinishReason, ToolCall, Usage } from '@switchyard/contracts/chat';
-import { GatewayError } from '@switchyard/contracts/errors';
+import type { Completion, FinishReason, ToolCall, Usage } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
 import { isObj, type Json, num, str } from '../shared/sse.ts';
 
 /** Raw Anthropic usage counters; stream events update them field by field (they are cumulative). */

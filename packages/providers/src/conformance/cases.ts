@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { ChatRequest, Usage } from '@switchyard/contracts/chat';
-import type { ErrorCode } from '@switchyard/contracts/errors';
+import type { ChatRequest, Usage } from '@faregate/contracts/chat';
+import type { ErrorCode } from '@faregate/contracts/errors';
 import { anthropicAdapter } from '../anthropic/index.ts';
 import { geminiAdapter } from '../gemini/index.ts';
 import { openaiAdapter } from '../openai/index.ts';

@@ -1,6 +1,6 @@
-import type { ChatRequest } from '@switchyard/contracts/chat';
-import type { GatewayError } from '@switchyard/contracts/errors';
-import { type FakeProvider, type FakeProviderId, startFakeProvider } from '@switchyard/fake-provider/server';
+import type { ChatRequest } from '@faregate/contracts/chat';
+import type { GatewayError } from '@faregate/contracts/errors';
+import { type FakeProvider, type FakeProviderId, startFakeProvider } from '@faregate/fake-provider/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callProvider, closeHttp } from '../call.ts';
 import { adapterForConfig, providersFromEnv } from '../registry.ts';

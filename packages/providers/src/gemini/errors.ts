@@ -1,4 +1,4 @@
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 import { parseProtoDuration, retryAfterMs } from '../shared/durations.ts';
 import { classifyStatus, safeMessage } from '../shared/errors.ts';
 import { isObj, type Json, str } from '../shared/sse.ts';

@@ -1,4 +1,4 @@
-import type { ChatRequest } from '@switchyard/contracts/chat';
+import type { ChatRequest } from '@faregate/contracts/chat';
 import { describe, expect, it } from 'vitest';
 import { fixture } from '../conformance/cases.ts';
 import type { ProviderConfig } from '../types.ts';

@@ -3,7 +3,7 @@ import {
   type ChatRequest,
   type ContentPart,
   requestedMaxTokens,
-} from '@switchyard/contracts/chat';
+} from '@faregate/contracts/chat';
 import { isHttpUrl, mimeFromUrl, parseArguments, parseDataUrl, stopList, textOf } from '../shared/content.ts';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';

@@ -1,4 +1,4 @@
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 import { lineTooLong } from '../shared/errors.ts';
 import { createSseParser, DEFAULT_MAX_LINE_BYTES, isObj, type SseSink, str } from '../shared/sse.ts';
 import type { StreamParser } from '../types.ts';

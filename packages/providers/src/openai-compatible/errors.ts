@@ -1,4 +1,4 @@
-import type { GatewayError } from '@switchyard/contracts/errors';
+import type { GatewayError } from '@faregate/contracts/errors';
 import { intHeader, parseGoDuration, retryAfterMs } from '../shared/durations.ts';
 import { classifyStatus } from '../shared/errors.ts';
 import { isObj, str } from '../shared/sse.ts';

@@ -1,4 +1,4 @@
-import { type ChatMessage, type ChatRequest, requestedMaxTokens } from '@switchyard/contracts/chat';
+import { type ChatMessage, type ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { isHttpUrl } from '../shared/content.ts';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';

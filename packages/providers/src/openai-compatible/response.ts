@@ -1,5 +1,5 @@
-import type { Completion, FinishReason, ToolCall, Usage } from '@switchyard/contracts/chat';
-import { GatewayError } from '@switchyard/contracts/errors';
+import type { Completion, FinishReason, ToolCall, Usage } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
 import { isObj, type Json, num, str } from '../shared/sse.ts';
 
 /** OpenAI usage → normalized (prompt_tokens already includes cached; completion includes reasoning). */

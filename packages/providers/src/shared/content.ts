@@ -1,4 +1,4 @@
-import type { ChatMessage, ContentPart } from '@switchyard/contracts/chat';
+import type { ChatMessage, ContentPart } from '@faregate/contracts/chat';
 import { invalidParam } from './errors.ts';
 
 type Content = Extract<ChatMessage, { role: 'user' }>['content'];

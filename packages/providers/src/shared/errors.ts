@@ -1,4 +1,4 @@
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 
 /** Longest provider message we carry: enough to act on, too short to echo a prompt back. */
 const MAX_MESSAGE = 300;

@@ -1,4 +1,4 @@
-import type { GatewayError } from '@switchyard/contracts/errors';
+import type { GatewayError } from '@faregate/contracts/errors';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { StreamEvent, StreamParser } from '../types.ts';
 import { invalidStreamJson, lineTooLong, streamIncomplete } from './errors.ts';

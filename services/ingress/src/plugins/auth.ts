@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
-import { GatewayError } from '@switchyard/contracts/errors';
-import type { Db } from '@switchyard/db/client';
-import { findApiKey, hashApiKey, type ApiKeyRecord } from '@switchyard/db/api-keys';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { Db } from '@faregate/db/client';
+import { findApiKey, hashApiKey, type ApiKeyRecord } from '@faregate/db/api-keys';
 import '../routes/billing/principal.ts';
 
 export interface Principal {

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { GatewayError, errorBody } from '@switchyard/contracts/errors';
+import { GatewayError, errorBody } from '@faregate/contracts/errors';
 import { ZodError } from 'zod';
 
 /** Turns a zod error into one readable 400 naming the offending parameter. */

@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
-import type { CatalogModel, ModelPrice } from '@switchyard/catalog/models';
-import { BUILTIN_MODELS } from '@switchyard/catalog/models';
-import { DiscoveryRecord } from '@switchyard/contracts/discovery';
-import type { Keys } from '@switchyard/queue/keys';
+import type { CatalogModel, ModelPrice } from '@faregate/catalog/models';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import { DiscoveryRecord } from '@faregate/contracts/discovery';
+import type { Keys } from '@faregate/queue/keys';
 
 /** A model a live pool serves, with what routing and admission need to know. */
 export interface ModelEntry {

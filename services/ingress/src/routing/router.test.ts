@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { ChatRequest } from '@switchyard/contracts/chat';
-import type { DiscoveryRecord } from '@switchyard/contracts/discovery';
-import type { GatewayError } from '@switchyard/contracts/errors';
-import { makeKeys } from '@switchyard/queue/keys';
-import { createRedis } from '@switchyard/queue/redis';
-import { testRedis } from '@switchyard/testing/env';
+import type { ChatRequest } from '@faregate/contracts/chat';
+import type { DiscoveryRecord } from '@faregate/contracts/discovery';
+import type { GatewayError } from '@faregate/contracts/errors';
+import { makeKeys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
+import { testRedis } from '@faregate/testing/env';
 import { ModelDirectory } from './directory.ts';
 import { Router } from './router.ts';
 

@@ -1,8 +1,8 @@
-import type { ChatRequest } from '@switchyard/contracts/chat';
-import { requestedMaxTokens } from '@switchyard/contracts/chat';
-import { GatewayError } from '@switchyard/contracts/errors';
-import type { RouteCandidate } from '@switchyard/contracts/jobs';
-import { tokenCostMicros } from '@switchyard/catalog/money';
+import type { ChatRequest } from '@faregate/contracts/chat';
+import { requestedMaxTokens } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { RouteCandidate } from '@faregate/contracts/jobs';
+import { tokenCostMicros } from '@faregate/catalog/money';
 import type { ModelDirectory, ModelEntry } from './directory.ts';
 
 export interface RoutePlan {
@@ -24,7 +24,7 @@ export interface RouterOptions {
 }
 
 /** Models the caller may name to let the gateway choose the cheapest capable one. */
-export const AUTO_MODELS = new Set(['auto', 'switchyard/auto']);
+export const AUTO_MODELS = new Set(['auto', 'faregate/auto']);
 
 /**
  * A deliberately generous estimate of prompt tokens (≈3 bytes per token plus per-message and

@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { ChatRequest } from '@switchyard/contracts/chat';
-import { GatewayError } from '@switchyard/contracts/errors';
-import { followJob, type FollowHandle } from '@switchyard/queue/follow';
-import { seqOf } from '@switchyard/queue/frame-store';
+import { ChatRequest } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
+import { followJob, type FollowHandle } from '@faregate/queue/follow';
+import { seqOf } from '@faregate/queue/frame-store';
 import { batchStatus, MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
 import type { IngressDeps } from '../deps.ts';
 import type { Principal } from '../plugins/auth.ts';

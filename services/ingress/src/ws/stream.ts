@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../deps.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { GatewayError } from '@switchyard/contracts/errors';
-import { newId } from '@switchyard/contracts/ids';
+import { GatewayError } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
 import type { IngressDeps } from '../deps.ts';
 import type { Principal } from '../plugins/auth.ts';
 

@@ -1,6 +1,6 @@
 import type { Redis, Result } from 'ioredis';
-import type { CircuitConfig } from '@switchyard/catalog/gateway-config';
-import type { Keys } from '@switchyard/queue/keys';
+import type { CircuitConfig } from '@faregate/catalog/gateway-config';
+import type { Keys } from '@faregate/queue/keys';
 
 /**
  * A circuit breaker per provider, shared by every process through Redis. Closed: calls flow and

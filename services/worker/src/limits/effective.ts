@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
-import type { GatewayConfig } from '@switchyard/catalog/gateway-config';
-import type { Keys } from '@switchyard/queue/keys';
+import type { GatewayConfig } from '@faregate/catalog/gateway-config';
+import type { Keys } from '@faregate/queue/keys';
 import type { WorkerConfig } from '../config.ts';
 import type { EffectiveLimits } from '../deps.ts';
 

@@ -1,6 +1,6 @@
 import { countTokens } from 'gpt-tokenizer';
-import type { ChatRequest, Usage } from '@switchyard/contracts/chat';
-import { requestedMaxTokens } from '@switchyard/contracts/chat';
+import type { ChatRequest, Usage } from '@faregate/contracts/chat';
+import { requestedMaxTokens } from '@faregate/contracts/chat';
 
 /**
  * Tokens a request may use, for token-per-minute limits: a real tokenizer (o200k) over the prompt

@@ -1,6 +1,6 @@
 import type { Redis, Result } from 'ioredis';
-import type { Keys } from '@switchyard/queue/keys';
-import type { RateLimitInfo } from '@switchyard/providers/types';
+import type { Keys } from '@faregate/queue/keys';
+import type { RateLimitInfo } from '@faregate/providers/types';
 
 /**
  * Requests-per-minute and tokens-per-minute limits shared by every process of a pool, per

@@ -1,13 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import { fromZod } from '../../plugins/errors.ts';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** Constant-time check of `Authorization: Bearer <SWITCHYARD_ADMIN_TOKEN>`; no token configured: the route does not exist. */
+/** Constant-time check of `Authorization: Bearer <FAREGATE_ADMIN_TOKEN>`; no token configured: the route does not exist. */
 export function adminGuard(adminToken: string | undefined) {
   const expected = adminToken ? digest(adminToken) : undefined;
   return async (req: FastifyRequest) => {
@@ -37,7 +37,7 @@ const Limits = z.strictObject({
  * restart (`null` removes an override).
  */
 export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
-  app.addHook('onRequest', adminGuard(deps.config.SWITCHYARD_ADMIN_TOKEN));
+  app.addHook('onRequest', adminGuard(deps.config.FAREGATE_ADMIN_TOKEN));
   const { keys, redis } = deps;
 
   app.get('/admin/v1/providers', async () => {

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { microsToUsd, usdToMicros } from '@switchyard/catalog/money';
+import { microsToUsd, usdToMicros } from '@faregate/catalog/money';
 import {
   addCredit,
   createAccount,
@@ -7,9 +7,9 @@ import {
   listBalances,
   revokeApiKey,
   UnknownAccountError,
-} from '@switchyard/db/accounts';
-import { KEY_SCOPES } from '@switchyard/db/api-keys';
-import type { Db } from '@switchyard/db/client';
+} from '@faregate/db/accounts';
+import { KEY_SCOPES } from '@faregate/db/api-keys';
+import type { Db } from '@faregate/db/client';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { handleErrors, money, sendError, sendZodError } from './reply.ts';
@@ -46,7 +46,7 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /**
  * Admin API under `/admin/v1` (accounts, keys, credit, balances), guarded by
- * `Authorization: Bearer <SWITCHYARD_ADMIN_TOKEN>` compared in constant time. With no token
+ * `Authorization: Bearer <FAREGATE_ADMIN_TOKEN>` compared in constant time. With no token
  * configured the admin API does not exist (404 on every route).
  */
 export function adminRoutes(deps: { db: Db; adminToken: string | undefined }): FastifyPluginAsync {

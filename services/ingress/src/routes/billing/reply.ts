@@ -1,4 +1,4 @@
-import { type ErrorCode, errorBody, errorStatus } from '@switchyard/contracts/errors';
+import { type ErrorCode, errorBody, errorStatus } from '@faregate/contracts/errors';
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodError } from 'zod';
 

@@ -1,9 +1,9 @@
-import { addCredit, createAccount, createApiKey } from '@switchyard/db/accounts';
-import { findApiKey, hashApiKey } from '@switchyard/db/api-keys';
-import { createDb, type Db } from '@switchyard/db/client';
-import { placeHold } from '@switchyard/db/holds';
-import { runMigrations } from '@switchyard/db/migrate';
-import { usageEvents } from '@switchyard/db/schema/usage-events';
+import { addCredit, createAccount, createApiKey } from '@faregate/db/accounts';
+import { findApiKey, hashApiKey } from '@faregate/db/api-keys';
+import { createDb, type Db } from '@faregate/db/client';
+import { placeHold } from '@faregate/db/holds';
+import { runMigrations } from '@faregate/db/migrate';
+import { usageEvents } from '@faregate/db/schema/usage-events';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../../../../../packages/testing/src/env.ts';

@@ -1,7 +1,7 @@
-import { microsToUsd } from '@switchyard/catalog/money';
-import type { Db } from '@switchyard/db/client';
-import { getBalance } from '@switchyard/db/accounts';
-import { getUsage, type UsageGroupBy, type UsageTotals } from '@switchyard/db/usage';
+import { microsToUsd } from '@faregate/catalog/money';
+import type { Db } from '@faregate/db/client';
+import { getBalance } from '@faregate/db/accounts';
+import { getUsage, type UsageGroupBy, type UsageTotals } from '@faregate/db/usage';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import './principal.ts';

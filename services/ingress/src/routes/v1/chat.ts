@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { ChatRequest } from '@switchyard/contracts/chat';
-import { GatewayError } from '@switchyard/contracts/errors';
-import type { Frame } from '@switchyard/contracts/frames';
-import { followJob, type FollowHandle } from '@switchyard/queue/follow';
-import { FrameQueue } from '@switchyard/queue/frame-queue';
+import type { ChatRequest } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { Frame } from '@faregate/contracts/frames';
+import { followJob, type FollowHandle } from '@faregate/queue/follow';
+import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import type { Principal } from '../../plugins/auth.ts';
 import { cancelJob, parseChatRequest, submitChat } from '../../submit.ts';

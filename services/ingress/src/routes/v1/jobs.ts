@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { GatewayError } from '@switchyard/contracts/errors';
-import type { Frame } from '@switchyard/contracts/frames';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { Frame } from '@faregate/contracts/frames';
 import type { IngressDeps } from '../../deps.ts';
 import type { Principal } from '../../plugins/auth.ts';
 import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { GatewayError } from '@switchyard/contracts/errors';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import type { ModelEntry } from '../../routing/directory.ts';
 
@@ -9,7 +9,7 @@ function view(e: ModelEntry) {
     object: 'model',
     created: e.created,
     owned_by: e.provider,
-    // Switchyard extensions (ignored by OpenAI clients).
+    // Faregate extensions (ignored by OpenAI clients).
     provider: e.provider,
     context_window: e.contextWindow,
     max_output_tokens: e.maxOutputTokens,

@@ -1,18 +1,18 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 
-const USAGE = `switchyard — admin operations against a Switchyard gateway
+const USAGE = `faregate — admin operations against a Faregate gateway
 
 Usage:
-  switchyard accounts create --name <name>
-  switchyard keys create --account <acct_…> --name <name> [--spend-limit-usd <usd>] [--models a,b]
-  switchyard keys revoke <key_…>
-  switchyard credit add --account <acct_…> --usd <amount> [--reference <text>] [--idempotency-key <k>]
-  switchyard balances
+  faregate accounts create --name <name>
+  faregate keys create --account <acct_…> --name <name> [--spend-limit-usd <usd>] [--models a,b]
+  faregate keys revoke <key_…>
+  faregate credit add --account <acct_…> --usd <amount> [--reference <text>] [--idempotency-key <k>]
+  faregate balances
 
 Options:
-  --url <url>            gateway URL (env SWITCHYARD_URL, default http://localhost:8080)
-  --admin-token <token>  admin token (env SWITCHYARD_ADMIN_TOKEN)
+  --url <url>            gateway URL (env FAREGATE_URL, default http://localhost:8080)
+  --admin-token <token>  admin token (env FAREGATE_ADMIN_TOKEN)
   --json                 print the raw JSON response
   -h, --help`;
 
@@ -39,10 +39,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     io.out(USAGE);
     return values.help ? 0 : 2;
   }
-  const base = (values.url ?? io.env.SWITCHYARD_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
-  const token = values['admin-token'] ?? io.env.SWITCHYARD_ADMIN_TOKEN;
+  const base = (values.url ?? io.env.FAREGATE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
+  const token = values['admin-token'] ?? io.env.FAREGATE_ADMIN_TOKEN;
   if (!token) {
-    io.err('missing admin token: pass --admin-token or set SWITCHYARD_ADMIN_TOKEN');
+    io.err('missing admin token: pass --admin-token or set FAREGATE_ADMIN_TOKEN');
     return 2;
   }
   let req: { method: 'GET' | 'POST'; path: string; body?: unknown };

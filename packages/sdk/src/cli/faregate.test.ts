@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCli } from './switchyard.ts';
+import { runCli } from './faregate.ts';
 
 function io(env: Record<string, string> = {}, status = 200, body: unknown = {}) {
   const calls: Array<{ url: string; init: RequestInit }> = [];
@@ -17,11 +17,11 @@ function io(env: Record<string, string> = {}, status = 200, body: unknown = {}) 
   };
 }
 
-describe('switchyard CLI', () => {
+describe('faregate CLI', () => {
   it('creates a key with a spend limit and model list, authenticated with the admin token', async () => {
-    const t = io({ SWITCHYARD_URL: 'http://gw:9000/', SWITCHYARD_ADMIN_TOKEN: 'tok' }, 201, {
+    const t = io({ FAREGATE_URL: 'http://gw:9000/', FAREGATE_ADMIN_TOKEN: 'tok' }, 201, {
       id: 'key_1',
-      key: 'sy_live_x',
+      key: 'fg_live_x',
       account_id: 'acct_1',
     });
     const code = await runCli(
@@ -37,7 +37,7 @@ describe('switchyard CLI', () => {
       spend_limit_usd: '5',
       allowed_models: ['a', 'b'],
     });
-    expect(t.out.join('\n')).toContain('sy_live_x');
+    expect(t.out.join('\n')).toContain('fg_live_x');
   });
 
   it('maps every command to its admin route', async () => {
@@ -59,10 +59,10 @@ describe('switchyard CLI', () => {
     const noTok = io();
     expect(await runCli(['balances'], noTok.io)).toBe(2);
     expect(noTok.calls).toHaveLength(0);
-    const missing = io({ SWITCHYARD_ADMIN_TOKEN: 't' });
+    const missing = io({ FAREGATE_ADMIN_TOKEN: 't' });
     expect(await runCli(['credit', 'add', '--account', 'acct_1'], missing.io)).toBe(2);
     expect(missing.err.join('')).toContain('--usd');
-    const apiErr = io({ SWITCHYARD_ADMIN_TOKEN: 't' }, 404, { error: { message: 'No account' } });
+    const apiErr = io({ FAREGATE_ADMIN_TOKEN: 't' }, 404, { error: { message: 'No account' } });
     expect(await runCli(['credit', 'add', '--account', 'a', '--usd', '1'], apiErr.io)).toBe(1);
     expect(apiErr.err.join('')).toContain('No account');
   });
