@@ -44,6 +44,12 @@ export const JobData = z.object({
   /** The budget lease that admitted the request; billing releases its share with the final usage event. */
   hold: LeasedHold.optional(),
   /**
+   * How many provider calls that produce tokens the request's hold covers (the hold is that many times
+   * the most one call may cost). The worker refuses a further call once this many have produced
+   * tokens, so settlement never exceeds the hold. Absent: 1.
+   */
+  holdCalls: z.number().int().positive().optional(),
+  /**
    * Attempts of this hop made before its BullMQ job existed (a fast-lane run, see
    * packages/queue/src/fast-lane.ts): attempt numbers (and usage ids) continue after them, and the
    * BullMQ attempt is a restart.

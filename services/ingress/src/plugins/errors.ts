@@ -54,7 +54,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
         });
       }
     }
-    if (ge.retryAfterMs && ge.status === 429) reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
+    if (ge.retryAfterMs && (ge.status === 429 || ge.status === 503)) reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
     if (ge.status >= 500 && ge.code === 'internal_error') req.log.error({ code: ge.code }, ge.message);
     return reply.code(ge.status).send(ge.toBody());
   });
