@@ -40,9 +40,20 @@ const alive = (pid: number) => {
   }
 };
 
+/** The runner's children whose command line names `script` (e.g. `services/worker`). */
+const servicesOf = (pid: number, script: string) =>
+  childrenOf(pid).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(script);
+    } catch {
+      return false;
+    }
+  });
+
 interface Runner {
   proc: ChildProcess;
   url: string;
+  fakeUrl: string;
   databaseUrl: string;
   output: () => string;
   exit: Promise<number | null>;
@@ -53,7 +64,7 @@ const runners: Runner[] = [];
 const adminUrl = inject('databaseUrl');
 
 /** `node scripts/start.ts` with its own Redis prefix, a database that does not exist yet, free ports. */
-async function launch(args: string[]): Promise<Runner> {
+async function launch(args: string[], extraEnv: Record<string, string> = {}): Promise<Runner> {
   const { url: redisUrl, prefix } = testRedis();
   const db = new URL(adminUrl);
   db.pathname = `/fg_start_${prefix}`;
@@ -74,6 +85,7 @@ async function launch(args: string[]): Promise<Runner> {
       FAREGATE_BOOTSTRAP_KEY: KEY,
       DIRECTORY_REFRESH_MS: '300',
       LOG_LEVEL: 'info',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -84,6 +96,7 @@ async function launch(args: string[]): Promise<Runner> {
   const runner = {
     proc,
     url: `http://127.0.0.1:${port}`,
+    fakeUrl: `http://127.0.0.1:${fakePort}`,
     databaseUrl: db.toString(),
     output: () => out,
     exit,
@@ -95,6 +108,38 @@ async function launch(args: string[]): Promise<Runner> {
   });
   if (proc.exitCode !== null) throw new Error(`start.ts exited early:\n${out}`);
   return runner;
+}
+
+const chat = (r: Runner, content: string) =>
+  fetch(`${r.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }),
+  });
+type Completion = { id: string; choices: Array<{ message: { content: string } }> };
+
+/** The fake provider's log of chat calls to its OpenAI endpoint (in flight ones included). */
+const openaiChatCalls = async (r: Runner) =>
+  ((await (await fetch(`${r.fakeUrl}/_control/calls`)).json()) as FakeCall[]).filter(
+    (c) => c.provider === 'openai' && c.model !== null && c.path.includes('chat'),
+  );
+type FakeCall = { provider: string; model: string | null; path: string; status: number };
+
+/** The settled usage rows of one request, once there are any. */
+async function usageRows(r: Runner, id: string): Promise<Array<{ outcome: string; final: boolean }>> {
+  const db = new pg.Client({ connectionString: r.databaseUrl });
+  await db.connect();
+  try {
+    return await until(
+      async () => {
+        const q = await db.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
+        return q.rows.length ? q.rows : undefined;
+      },
+      { what: `usage row of ${id}` },
+    );
+  } finally {
+    await db.end();
+  }
 }
 
 afterAll(async () => {
@@ -152,19 +197,80 @@ describe('pnpm start', () => {
     expect(r.output()).toMatch(/\[worker-openai#1\]\s+.*draining/);
   }, 90_000);
 
-  it('stops everything and fails when a service dies', async () => {
+  it('restarts a service killed with kill -9 while the others stay up, and stops everything without restarting on SIGTERM', async () => {
     // No pools (so no fake either): just ingress and billing, the quickest stack to start.
     const r = await launch(['--workers', 'openai=0,anthropic=0,gemini=0,llama=0']);
-    const services = childrenOf(r.proc.pid!);
-    expect(services).toHaveLength(2);
-    const billing = services.find((p) =>
-      readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('services/billing'),
-    );
+    const pid = r.proc.pid!;
+    const [billing] = servicesOf(pid, 'services/billing');
+    const [ingress] = servicesOf(pid, 'services/ingress');
     expect(billing).toBeDefined();
+    expect(ingress).toBeDefined();
     process.kill(billing!, 'SIGKILL');
-    expect(await r.exit).toBe(1);
-    expect(services.filter(alive)).toEqual([]);
-    expect(r.output()).toMatch(/\[billing\]\s+exited unexpectedly \(SIGKILL\)/);
+    const restarted = await until(() => servicesOf(pid, 'services/billing').find((p) => p !== billing), {
+      what: 'a new billing process',
+    });
+    expect(r.output()).toMatch(/\[billing\]\s+exited \(SIGKILL\); restarting in 250 ms \(restart 1\)/);
+    expect(r.proc.exitCode).toBeNull();
+    expect(alive(ingress!)).toBe(true);
+    expect((await fetch(`${r.url}/readyz`)).ok).toBe(true);
+
+    r.proc.kill('SIGTERM');
+    expect(await r.exit).toBe(0);
+    expect([ingress!, restarted].filter(alive)).toEqual([]);
     expect(r.output()).toMatch(/\[ingress\]\s+.*draining/);
+    const afterStop = r.output().slice(r.output().indexOf('stopping (SIGTERM)'));
+    expect(afterStop).not.toContain('restarting');
   }, 90_000);
+
+  it('restarts a worker killed with kill -9 mid-request: the request still gets one complete answer, billed once, and the gateway keeps serving', async () => {
+    // A short lock, so the restarted worker re-runs the killed job within seconds, not 30.
+    const r = await launch(['--workers', 'openai=1,anthropic=0,gemini=0,llama=0'], {
+      WORKER_LOCK_MS: '2000',
+      WORKER_STALLED_INTERVAL_MS: '500',
+    });
+    const pid = r.proc.pid!;
+    const [worker] = servicesOf(pid, 'services/worker');
+    expect(worker).toBeDefined();
+    const others = childrenOf(pid).filter((p) => p !== worker);
+    expect(others).toHaveLength(3); // fake provider, ingress, billing
+    // A slow answer (60 tokens 40 ms apart, about 2.4 s), so the kill lands while it is generated.
+    const config = await fetch(`${r.fakeUrl}/_control/config`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ provider: 'openai', chunkMs: 40, tokens: 60 }),
+    });
+    expect(config.ok).toBe(true);
+
+    const inFlight = chat(r, 'a long story');
+    await until(async () => (await openaiChatCalls(r)).length === 1, {
+      what: 'the worker to call the provider',
+    });
+    process.kill(worker!, 'SIGKILL');
+    const restarted = await until(() => servicesOf(pid, 'services/worker').find((p) => p !== worker), {
+      what: 'a new worker process',
+    });
+    expect(r.output()).toMatch(/\[worker-openai\]\s+exited \(SIGKILL\); restarting in 250 ms \(restart 1\)/);
+
+    // The restarted worker re-runs the job: the caller gets one complete answer, settled once.
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    const first = (await res.json()) as Completion;
+    expect(first.choices[0]?.message.content.length).toBeGreaterThan(0);
+    expect(await openaiChatCalls(r)).toHaveLength(2);
+    expect(await usageRows(r, first.id)).toEqual([{ outcome: 'success', final: true }]);
+
+    // And it serves new requests; settled after the re-run job, so that one was not billed again.
+    const next = await chat(r, 'hello again');
+    expect(next.status).toBe(200);
+    const second = (await next.json()) as Completion;
+    expect(await usageRows(r, second.id)).toEqual([{ outcome: 'success', final: true }]);
+    expect(await usageRows(r, first.id)).toHaveLength(1);
+    expect(r.proc.exitCode).toBeNull();
+    expect(others.filter(alive)).toEqual(others);
+    expect(alive(restarted)).toBe(true);
+
+    r.proc.kill('SIGINT');
+    expect(await r.exit).toBe(0);
+    expect([...others, restarted].filter(alive)).toEqual([]);
+  }, 120_000);
 });

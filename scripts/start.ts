@@ -1,8 +1,9 @@
 /**
  * `pnpm start`: the whole gateway as local processes, against the Redis and Postgres in REDIS_URL and
  * DATABASE_URL (see .env.example). Order: fake provider (when a provider has no key) and ingress
- * (migrations, demo tenant) → billing and the worker pools. Ctrl-C or SIGTERM stops everything:
- * ingress and workers first (they finish in-flight requests), then billing and the fake.
+ * (migrations, demo tenant) → billing and the worker pools. A service that crashes later is restarted
+ * with backoff (a killed worker's jobs re-run once their lock lapses). Ctrl-C or SIGTERM stops
+ * everything: ingress and workers first (they finish in-flight requests), then billing and the fake.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,7 +61,6 @@ const sup = new Supervisor({
   color: Boolean(process.stdout.isTTY) && !env.NO_COLOR,
   prefixWidth: Math.max(...names.map((n) => n.length)) + 2,
   killAfterMs: 30_000,
-  onUnexpectedExit: (name) => void shutdown(`${name} exited`, 1),
 });
 const say = (line: string) => sup.print('start', line, 'gray');
 
@@ -159,8 +159,12 @@ async function run(): Promise<void> {
   summary(metrics);
 }
 
+/**
+ * A service that exits before it is first ready fails the start instead of being restarted over and
+ * over: that is nearly always a configuration error, and its output says which.
+ */
 function ready(r: Running, url: string, timeoutMs: number): Promise<void> {
-  return waitForHttp(url, { timeoutMs, gone: () => !r.alive, what: r.spec.name });
+  return waitForHttp(url, { timeoutMs, gone: () => r.crashes > 0, what: r.spec.name });
 }
 
 /** Waits until the ingress lists every pool (the workers publish their models once they run). */

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { Writable } from 'node:stream';
 import { styleText } from 'node:util';
+import { RESTART_POLICY, RestartBackoff, type RestartPolicy } from './backoff.ts';
 import { renderLine } from './log-lines.ts';
 
 type Color = 'cyan' | 'magenta' | 'blue' | 'green' | 'yellow' | 'gray' | 'red';
@@ -20,10 +21,13 @@ export interface ServiceSpec {
 
 export interface Running {
   spec: ServiceSpec;
-  proc: ChildProcess;
-  /** Resolves once the process has exited and its output is flushed. */
-  closed: Promise<void>;
+  /** The current process: a new one after each restart. */
+  readonly proc: ChildProcess;
+  /** Resolves once the current process has exited and its output is flushed. */
+  readonly closed: Promise<void>;
   readonly alive: boolean;
+  /** How often it exited while nobody asked it to (each exit is followed by a restart). */
+  readonly crashes: number;
 }
 
 export interface SupervisorOptions {
@@ -35,18 +39,48 @@ export interface SupervisorOptions {
   prefixWidth: number;
   /** Grace period after SIGTERM before SIGKILL (the services drain for up to 25 s). */
   killAfterMs: number;
-  /** A service exited while nobody asked it to. */
-  onUnexpectedExit: (name: string, code: number | null, signal: NodeJS.Signals | null) => void;
+  /** Backoff between restarts of a crashed service (default RESTART_POLICY). */
+  restart?: RestartPolicy;
 }
 
-/** Runs the services as child processes, prefixes their output, and stops them in order. */
+class Service implements Running {
+  readonly spec: ServiceSpec;
+  readonly color: Color | undefined;
+  readonly backoff: RestartBackoff;
+  // Set by Supervisor.#spawn right after construction, and again on each restart.
+  proc!: ChildProcess;
+  closed!: Promise<void>;
+  crashes = 0;
+  /** A restart waiting for its backoff delay. */
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(spec: ServiceSpec, color: Color | undefined, policy: RestartPolicy) {
+    this.spec = spec;
+    this.color = color;
+    this.backoff = new RestartBackoff(policy);
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+}
+
+/**
+ * Runs the services as child processes, prefixes their output, restarts any that exits while
+ * nobody asked it to (with backoff, never giving up, like compose's `restart: unless-stopped`),
+ * and stops them in order.
+ */
 export class Supervisor {
-  readonly running: Running[] = [];
+  readonly #services: Service[] = [];
   #stopping = false;
   #opts: SupervisorOptions;
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
+  }
+
+  get running(): readonly Running[] {
+    return this.#services;
   }
 
   get stopping(): boolean {
@@ -63,7 +97,17 @@ export class Supervisor {
   }
 
   start(spec: ServiceSpec): Running {
-    const color = PALETTE[this.running.length % PALETTE.length];
+    const color = PALETTE[this.#services.length % PALETTE.length];
+    const s = new Service(spec, color, this.#opts.restart ?? RESTART_POLICY);
+    this.#services.push(s);
+    this.#spawn(s);
+    return s;
+  }
+
+  /** Starts (or restarts) the service's process, with the same name and environment. */
+  #spawn(s: Service): void {
+    const { spec, color } = s;
+    const startedAt = Date.now();
     // Own process group: a Ctrl-C in the terminal reaches only this runner, which stops the
     // services in order instead of all at once.
     const proc = spawn(process.execPath, [spec.script], {
@@ -86,26 +130,35 @@ export class Supervisor {
     pipe(proc.stdout, process.stdout);
     pipe(proc.stderr, process.stderr);
     proc.on('error', (e) => this.print(spec.name, `could not start: ${e.message}`, 'red', process.stderr));
-    const closed = once(proc, 'close').then(([code, signal]) => {
-      const c = code as number | null;
-      const s = signal as NodeJS.Signals | null;
-      if (!this.#stopping) {
-        this.print(spec.name, `exited unexpectedly (${s ?? `code ${c}`})`, 'red', process.stderr);
-        this.#opts.onUnexpectedExit(spec.name, c, s);
-      } else if (c !== 0) {
-        this.print(spec.name, `exited with ${s ?? `code ${c}`}`, 'yellow', process.stderr);
+    s.proc = proc;
+    s.closed = once(proc, 'close').then(([code, signal]) => {
+      const how = (signal as NodeJS.Signals | null) ?? `code ${code as number | null}`;
+      if (this.#stopping) {
+        if (code !== 0) this.print(spec.name, `exited with ${how}`, 'yellow', process.stderr);
+        return;
       }
+      s.crashes++;
+      const { delayMs, restart } = s.backoff.next(Date.now() - startedAt);
+      this.print(
+        spec.name,
+        `exited (${how}); restarting in ${delayMs} ms (restart ${restart})`,
+        'red',
+        process.stderr,
+      );
+      s.timer = setTimeout(() => {
+        s.timer = undefined;
+        if (!this.#stopping) this.#spawn(s);
+      }, delayMs);
     });
-    const running: Running = {
-      spec,
-      proc,
-      closed,
-      get alive() {
-        return proc.exitCode === null && proc.signalCode === null;
-      },
-    };
-    this.running.push(running);
-    return running;
+  }
+
+  /** No restart from now on: stopping means stopping. */
+  #cancelRestarts(): void {
+    this.#stopping = true;
+    for (const s of this.#services) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+    }
   }
 
   async #stopOne(r: Running): Promise<void> {
@@ -121,15 +174,15 @@ export class Supervisor {
 
   /** SIGTERM phase by phase, waiting for each phase to exit (SIGKILL after the grace period). */
   async stop(): Promise<void> {
-    this.#stopping = true;
+    this.#cancelRestarts();
     for (const phase of [1, 2] as const) {
-      await Promise.all(this.running.filter((r) => r.spec.phase === phase).map((r) => this.#stopOne(r)));
+      await Promise.all(this.#services.filter((r) => r.spec.phase === phase).map((r) => this.#stopOne(r)));
     }
   }
 
   /** Last resort (second Ctrl-C, or the runner itself failing): SIGKILL whatever still runs. */
   killAll(): void {
-    this.#stopping = true;
-    for (const r of this.running) if (r.alive) r.proc.kill('SIGKILL');
+    this.#cancelRestarts();
+    for (const r of this.#services) if (r.alive) r.proc.kill('SIGKILL');
   }
 }
