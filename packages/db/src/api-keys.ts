@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
 import { apiKeys } from './schema/api-keys.ts';
 
@@ -88,4 +88,15 @@ export async function findApiKey(db: Db, hash: string): Promise<ApiKeyRecord | u
 /** Advisory-lock key (int8) derived from a string, for "create once" races. */
 export function lockKeyFor(s: string) {
   return sql`('x' || substr(md5(${s}), 1, 16))::bit(64)::bigint`;
+}
+
+/** Of the given key hashes, those whose key is revoked or gone (one query, for re-checking open sockets). */
+export async function unusableKeyHashes(db: Db, hashes: string[]): Promise<Set<string>> {
+  if (hashes.length === 0) return new Set();
+  const rows = await db
+    .select({ hash: apiKeys.hash })
+    .from(apiKeys)
+    .where(and(inArray(apiKeys.hash, hashes), eq(apiKeys.revoked, false)));
+  const usable = new Set(rows.map((r) => r.hash));
+  return new Set(hashes.filter((h) => !usable.has(h)));
 }

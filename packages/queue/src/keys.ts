@@ -19,6 +19,8 @@ export interface Keys {
   models(provider: string): string;
   /** Cancel requests: pub/sub channel workers listen on. */
   cancel: string;
+  /** Revoked API key ids: pub/sub channel every ingress listens on (it drops caches, closes sockets). */
+  revocations: string;
   /**
    * A key of a pool's fast lane (`q`, `due`, `run`, `data`, `moving`, `alive`; see fast-lane.ts). One
    * hash tag per pool: the lane's scripts touch several keys, which must share a Cluster slot.
@@ -39,6 +41,7 @@ export function makeKeys(prefix = 'fg'): Keys {
     usageGroup: 'billing',
     models: (provider) => `${prefix}:models:${provider}`,
     cancel: `${prefix}:cancel`,
+    revocations: `${prefix}:revocations`,
     fast: (provider, part) => `${prefix}:{fast-${provider}}:${part}`,
     k: (...parts) => [prefix, ...parts].join(':'),
   };

@@ -2,8 +2,8 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { sql } from 'drizzle-orm';
 import type { IngressDeps } from './deps.ts';
-import { Authenticator } from './plugins/auth.ts';
-import { registerErrorHandling } from './plugins/errors.ts';
+import { defaultAuth, registerAuth } from './plugins/auth.ts';
+import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
 import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
@@ -25,9 +25,19 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     trustProxy: true,
+    // Errors answered before any handler runs (bad URL encoding, an over-long id, oversized headers)
+    // keep OpenAI's error shape too.
+    frameworkErrors,
+    clientErrorHandler,
+    routerOptions: { ignoreDuplicateSlashes: true },
     ...opts,
   });
   registerErrorHandling(app);
+  registerAuth(app, {
+    authenticateHash: (hash) => deps.auth.authenticateHash(hash),
+    redeemStreamToken: (token) => redeemStreamToken(deps, token),
+    adminToken: deps.config.FAREGATE_ADMIN_TOKEN,
+  });
   const allowedOrigins = deps.config.WS_ALLOWED_ORIGINS.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
@@ -43,8 +53,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     },
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/healthz', { config: { auth: 'none' } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: { auth: 'none' } }, async (_req, reply) => {
     const checks = await Promise.allSettled([deps.redis.ping(), deps.db.execute(sql`select 1`)]);
     const [redis, db] = checks.map((c) => c.status === 'fulfilled');
     const ready = redis && db;
@@ -56,18 +66,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     });
   });
 
-  const auth = new Authenticator(deps.db);
   await app.register(async (v1) => {
-    v1.addHook('onRequest', async (req) => {
-      const key = Authenticator.keyFrom(req.headers);
-      const token = (req.query as { token?: unknown }).token;
-      // Browsers open the WebSocket with a short-lived token instead of a header.
-      if (!key && typeof token === 'string' && req.url.startsWith('/v1/stream?')) {
-        req.principal = await redeemStreamToken(deps, token);
-        return;
-      }
-      req.principal = await auth.authenticate(key);
-    });
+    defaultAuth(v1, 'key');
     registerIdempotency(v1, deps, attachToRunningChat(deps));
     await chatRoutes(v1, deps);
     await jobRoutes(v1, deps);
@@ -76,7 +76,17 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     await streamTokenRoutes(v1, deps);
     await v1.register(usageRoutes({ db: deps.db }));
   });
-  await app.register(adminRoutes({ db: deps.db, adminToken: deps.config.FAREGATE_ADMIN_TOKEN }));
+  await app.register(
+    adminRoutes({
+      db: deps.db,
+      // This process at once, then every other ingress process (create-deps.ts listens): each
+      // forgets the key and closes its sockets.
+      onRevoked: async (keyId) => {
+        deps.auth.revoked(keyId);
+        await deps.redis.publish(deps.keys.revocations, keyId);
+      },
+    }),
+  );
   await app.register(async (admin) => providerAdminRoutes(admin, deps));
   return app;
 }

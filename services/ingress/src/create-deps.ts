@@ -10,6 +10,7 @@ import { DEFAULT_FAST_LANE, FastLanes } from '@faregate/queue/fast-lane';
 import { createRedis } from '@faregate/queue/redis';
 import { usdToMicros } from '@faregate/catalog/money';
 import { Budget } from './budget.ts';
+import { Authenticator } from './plugins/auth.ts';
 import type { IngressConfig } from './config.ts';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import { GatewayConfig, catalogWithOverrides } from '@faregate/catalog/gateway-config';
@@ -31,6 +32,12 @@ export async function createIngressDeps(
   // while, so a lease or a burst of exact holds does not wait for new connections.
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20, idleTimeoutMs: 300_000 });
   const hub = new LiveHub(sub, keys);
+  const auth = new Authenticator(db);
+  // A key revoked through any ingress stops working in this one at once (see Authenticator).
+  sub.on('message', (channel: string, keyId: string) => {
+    if (channel === keys.revocations) auth.revoked(keyId);
+  });
+  await sub.subscribe(keys.revocations);
   // One subscription per ingress process carries the frames of every job submitted here.
   await hub.listenReplies(keys.k('reply', `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`));
   const directory = new ModelDirectory(redis, keys, catalogWithOverrides(BUILTIN_MODELS, gateway));
@@ -55,6 +62,7 @@ export async function createIngressDeps(
     queues,
     fastLanes,
     db,
+    auth,
     budget,
     directory,
     router: new Router(directory, {
@@ -64,6 +72,7 @@ export async function createIngressDeps(
     }),
     async close() {
       directory.stop();
+      auth.close();
       fastLanes.close();
       await queues.close().catch(() => {});
       await budget.close();

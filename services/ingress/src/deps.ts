@@ -7,6 +7,7 @@ import type { LiveHub } from '@faregate/queue/live-hub';
 import type { ProviderQueues } from '@faregate/queue/queues';
 import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { Budget } from './budget.ts';
+import type { Authenticator } from './plugins/auth.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';
 import type { Router } from './routing/router.ts';
@@ -23,6 +24,8 @@ export interface IngressDeps {
   /** Pools' fast lanes: interactive requests go there when the pool's workers run it. */
   fastLanes?: FastLanes;
   db: Db;
+  /** Tenant keys (cached lookups, revocation). */
+  auth: Authenticator;
   budget: Budget;
   directory: ModelDirectory;
   router: Router;

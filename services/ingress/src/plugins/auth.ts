@@ -1,8 +1,8 @@
-import type { FastifyRequest } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { Db } from '@faregate/db/client';
-import { findApiKey, hashApiKey, type ApiKeyRecord } from '@faregate/db/api-keys';
-import '../routes/billing/principal.ts';
+import { findApiKey, hashApiKey, unusableKeyHashes, type ApiKeyRecord } from '@faregate/db/api-keys';
 
 export interface Principal {
   accountId: string;
@@ -12,38 +12,168 @@ export interface Principal {
 }
 
 /**
- * API-key authentication with a short cache (revocation bites within `ttlMs`). Keys are looked up
- * by their SHA-256 hash; the raw key is never stored or logged.
+ * Who may call a route, declared in its options (`config: { auth }`) or by its plugin's default
+ * (`defaultAuth`), never inferred from the URL:
+ * - `none`: anyone (health probes);
+ * - `key`: a tenant API key (`Authorization: Bearer` or `x-api-key`), with `scope` when set;
+ * - `key-or-stream-token`: the same, or a single-use stream token in `?token=` (browser WebSockets);
+ * - `admin`: the admin token (no admin token configured: the route answers 404).
+ */
+export type RouteAuth = 'none' | 'key' | 'key-or-stream-token' | 'admin';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: RouteAuth;
+    /** A scope the tenant key must hold (a key with no scopes holds them all). */
+    scope?: string;
+  }
+  interface FastifyRequest {
+    /** The authenticated tenant, on routes whose auth is `key` or `key-or-stream-token`. */
+    principal?: Principal;
+    /** The hash of the key that authenticated the request (open sockets re-check it). */
+    credential?: string;
+  }
+}
+
+/** The tenant of a request on a key-authenticated route (the auth hook has run). */
+export function principalOf(req: FastifyRequest): Principal {
+  if (!req.principal) {
+    // Only reachable if a route that reads the principal declared `auth: 'none'` or `'admin'`.
+    throw new GatewayError({ code: 'internal_error', message: 'route has no tenant auth' });
+  }
+  return req.principal;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** The key from `Authorization: Bearer …` (or `x-api-key`), or undefined. */
+export function keyFrom(headers: FastifyRequest['headers']): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === 'string') {
+    const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
+    return m?.[1]?.trim() || undefined;
+  }
+  const x = headers['x-api-key'];
+  return typeof x === 'string' && x ? x : undefined;
+}
+
+/** What the auth hook needs: how to check a tenant key, redeem a stream token, and the admin token. */
+export interface AuthOptions {
+  /** Resolves a key hash (`hashApiKey`) to its tenant, or throws `invalid_api_key`. */
+  authenticateHash(hash: string): Promise<Principal>;
+  /** Redeems a stream token to the hash of the key it was minted for, or throws `invalid_api_key`. */
+  redeemStreamToken?(token: string): Promise<string>;
+  adminToken: string | undefined;
+}
+
+/** Every route registered in `app` (a plugin and its children) gets `auth` unless it declares its own. */
+export function defaultAuth(app: FastifyInstance, auth: RouteAuth): void {
+  app.addHook('onRoute', (r) => {
+    r.config = { ...r.config, auth: r.config?.auth ?? auth };
+  });
+}
+
+const noKey = () =>
+  new GatewayError({
+    code: 'invalid_api_key',
+    message: "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+  });
+
+/**
+ * The one auth hook. It reads the policy of the route the router matched (so an encoded, doubled or
+ * otherwise disguised path gets exactly the policy of the route it reaches), and the app refuses to
+ * start if any route declares none. Register it on the root instance before any route.
+ */
+export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
+  const routes: RouteOptions[] = [];
+  app.addHook('onRoute', (r) => {
+    routes.push(r);
+  });
+  app.addHook('onReady', async () => {
+    const open = routes.filter((r) => !r.config?.auth);
+    if (open.length > 0) {
+      const names = open.map((r) => `${String(r.method)} ${r.url}`).join(', ');
+      throw new Error(`routes without a declared auth policy: ${names}`);
+    }
+  });
+  const admin = opts.adminToken ? digest(opts.adminToken) : undefined;
+
+  app.addHook('onRequest', async (req) => {
+    if (req.is404) return; // the not-found handler answers 404 and reveals nothing
+    const { auth, scope } = req.routeOptions.config;
+    switch (auth) {
+      case 'none':
+        return;
+      case 'admin': {
+        if (!admin) {
+          throw new GatewayError({
+            code: 'not_found',
+            message: `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`,
+          });
+        }
+        const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization?.trim() ?? '');
+        // Compare digests: equal length whatever was sent, so timing reveals nothing about the token.
+        if (!m?.[1] || !timingSafeEqual(digest(m[1].trim()), admin)) {
+          throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid admin token.' });
+        }
+        return;
+      }
+      case 'key':
+      case 'key-or-stream-token': {
+        const key = keyFrom(req.headers);
+        const token = (req.query as { token?: unknown } | undefined)?.token;
+        let hash: string;
+        if (key) hash = hashApiKey(key);
+        else if (auth === 'key-or-stream-token' && typeof token === 'string' && opts.redeemStreamToken) {
+          hash = await opts.redeemStreamToken(token);
+        } else throw noKey();
+        const p = await opts.authenticateHash(hash).catch((err: unknown) => {
+          // Name the key as OpenAI does, by its start and end, never whole.
+          if (err instanceof GatewayError && err.code === 'invalid_api_key' && key) {
+            throw new GatewayError({
+              code: 'invalid_api_key',
+              message: `Incorrect API key provided: ${mask(key)}.`,
+            });
+          }
+          throw err;
+        });
+        if (scope) requireScope(p, scope);
+        req.principal = p;
+        req.credential = hash;
+        return;
+      }
+      default:
+        // Fail closed: registerAuth refuses to start with such a route, this is the second lock.
+        throw new GatewayError({ code: 'internal_error', message: 'route has no auth policy' });
+    }
+  });
+}
+
+type Entry = { rec: ApiKeyRecord | undefined; until: number };
+
+/**
+ * Tenant keys, looked up by their SHA-256 hash (the raw key is never stored or logged), with a short
+ * cache. Revocation takes effect at once in every ingress process through `revoked(keyId)` (a Redis
+ * broadcast, see create-deps.ts): it drops the key from the cache and ends the key's open sockets. If
+ * a broadcast is lost, the cache's TTL (`ttlMs`) bounds how long HTTP requests with that key are
+ * still admitted, and the re-check of open sockets every `ttlMs` bounds how long a socket stays open.
  */
 export class Authenticator {
   readonly #db: Db;
   readonly #ttlMs: number;
-  readonly #cache = new Map<string, { rec: ApiKeyRecord | undefined; until: number }>();
+  readonly #cache = new Map<string, Entry>();
+  /** Key hash → callbacks of open sockets authenticated with it. */
+  readonly #watchers = new Map<string, Set<() => void>>();
+  readonly #timer: NodeJS.Timeout;
 
-  constructor(db: Db, ttlMs = 10_000) {
+  constructor(db: Db, ttlMs = 1_000) {
     this.#db = db;
     this.#ttlMs = ttlMs;
+    this.#timer = setInterval(() => void this.#recheck().catch(() => {}), ttlMs);
+    this.#timer.unref();
   }
 
-  /** The key from `Authorization: Bearer …` (or `x-api-key`), or undefined. */
-  static keyFrom(headers: FastifyRequest['headers']): string | undefined {
-    const auth = headers.authorization;
-    if (typeof auth === 'string') {
-      const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
-      return m?.[1]?.trim() || undefined;
-    }
-    const x = headers['x-api-key'];
-    return typeof x === 'string' && x ? x : undefined;
-  }
-
-  async authenticate(key: string | undefined): Promise<Principal> {
-    if (!key) {
-      throw new GatewayError({
-        code: 'invalid_api_key',
-        message: "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-      });
-    }
-    const hash = hashApiKey(key);
+  async authenticateHash(hash: string): Promise<Principal> {
     const now = Date.now();
     let hit = this.#cache.get(hash);
     if (!hit || hit.until < now) {
@@ -53,12 +183,55 @@ export class Authenticator {
     }
     const rec = hit.rec;
     if (!rec || rec.revoked) {
-      throw new GatewayError({
-        code: 'invalid_api_key',
-        message: `Incorrect API key provided: ${mask(key)}.`,
-      });
+      throw new GatewayError({ code: 'invalid_api_key', message: 'Incorrect API key provided.' });
     }
     return { accountId: rec.accountId, keyId: rec.id, scopes: rec.scopes, allowedModels: rec.allowedModels };
+  }
+
+  /** Calls `onRevoked` once when the key `hash` stops being valid; returns a function that stops watching. */
+  watch(hash: string, onRevoked: () => void): () => void {
+    let set = this.#watchers.get(hash);
+    if (!set) {
+      set = new Set();
+      this.#watchers.set(hash, set);
+    }
+    set.add(onRevoked);
+    return () => {
+      const s = this.#watchers.get(hash);
+      s?.delete(onRevoked);
+      if (s?.size === 0) this.#watchers.delete(hash);
+    };
+  }
+
+  /** A key was revoked (by any process): forget it and end what it keeps open. */
+  revoked(keyId: string): void {
+    for (const [hash, e] of this.#cache) {
+      if (e.rec?.id === keyId) {
+        this.#cache.delete(hash);
+        this.#fire(hash);
+      }
+    }
+    // Sockets whose key is no longer cached: re-checked against the database right away.
+    void this.#recheck().catch(() => {});
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  #fire(hash: string): void {
+    const set = this.#watchers.get(hash);
+    if (!set) return;
+    this.#watchers.delete(hash);
+    for (const cb of set) cb();
+  }
+
+  async #recheck(): Promise<void> {
+    if (this.#watchers.size === 0) return;
+    for (const hash of await unusableKeyHashes(this.#db, [...this.#watchers.keys()])) {
+      this.#cache.delete(hash);
+      this.#fire(hash);
+    }
   }
 }
 

@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, errorBody } from '@faregate/contracts/errors';
 import { ZodError } from 'zod';
 
@@ -54,7 +56,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
         });
       }
     }
-    if (ge.retryAfterMs && (ge.status === 429 || ge.status === 503)) reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
+    if (ge.retryAfterMs && (ge.status === 429 || ge.status === 503))
+      reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
     if (ge.status >= 500 && ge.code === 'internal_error') req.log.error({ code: ge.code }, ge.message);
     return reply.code(ge.status).send(ge.toBody());
   });
@@ -63,4 +66,43 @@ export function registerErrorHandling(app: FastifyInstance): void {
       .code(404)
       .send(errorBody('not_found', `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`));
   });
+}
+
+/**
+ * Errors Fastify answers before routing (`frameworkErrors`): a path that is not valid percent-encoding
+ * (`%ff`) and a path parameter past `maxParamLength`. Same shape as every other error.
+ */
+export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    reply.code(414).send(errorBody('invalid_request_error', 'The request URL is too long.'));
+    return;
+  }
+  reply
+    .code(400)
+    .send(errorBody('invalid_request_error', 'The request URL is malformed (bad percent-encoding).'));
+}
+
+/**
+ * Errors Node's HTTP parser raises before a request exists (headers too large, malformed request,
+ * header timeout): answered in OpenAI's shape, then the connection is closed.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let status = 400;
+  let message = 'The request could not be parsed.';
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = 431;
+    message = 'The request headers are too large.';
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    message = 'The request took too long to arrive.';
+  }
+  const body = JSON.stringify(errorBody('invalid_request_error', message));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

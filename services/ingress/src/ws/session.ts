@@ -49,7 +49,8 @@ const isTerminalRaw = (raw: string) => raw.includes('"type":"done"') || raw.incl
  */
 export class StreamSession {
   readonly #deps: IngressDeps;
-  readonly #principal: Principal;
+  #principal: Principal;
+  readonly #reauth: () => Promise<Principal>;
   readonly #send: (raw: string) => void;
   readonly #reply: (o: Record<string, unknown>) => void;
   readonly #isOpen: () => boolean;
@@ -62,10 +63,17 @@ export class StreamSession {
   constructor(
     deps: IngressDeps,
     principal: Principal,
-    io: { send: (raw: string) => void; reply: (o: Record<string, unknown>) => void; isOpen: () => boolean },
+    io: {
+      send: (raw: string) => void;
+      reply: (o: Record<string, unknown>) => void;
+      isOpen: () => boolean;
+      /** The connection's tenant as of now (throws `invalid_api_key` once its key is revoked). */
+      reauth: () => Promise<Principal>;
+    },
   ) {
     this.#deps = deps;
     this.#principal = principal;
+    this.#reauth = io.reauth;
     this.#send = io.send;
     this.#reply = io.reply;
     this.#isOpen = io.isOpen;
@@ -73,9 +81,9 @@ export class StreamSession {
 
   async handle(msg: ClientOp): Promise<void> {
     const tag: Record<string, string> = msg.id ? { id: msg.id } : {};
+    if (msg.op === 'ping') return this.#reply({ type: 'pong', ...tag });
+    this.#principal = await this.#reauth();
     switch (msg.op) {
-      case 'ping':
-        return this.#reply({ type: 'pong', ...tag });
       case 'subscribe': {
         if (!msg.job === !msg.batch)
           throw new GatewayError({

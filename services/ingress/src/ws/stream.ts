@@ -2,12 +2,18 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../deps.ts';
-import type { Principal } from '../plugins/auth.ts';
+import { principalOf } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
 import { ClientOp, StreamSession } from './session.ts';
 
 /** Close codes of protocol v1 (documented in the README). */
-export const CLOSE = { slowConsumer: 4008, idle: 4000, badMessage: 1007, tooBig: 1009 } as const;
+export const CLOSE = {
+  slowConsumer: 4008,
+  idle: 4000,
+  badMessage: 1007,
+  tooBig: 1009,
+  keyRevoked: 4001,
+} as const;
 
 /** Bytes queued in the socket before a client counts as too slow (it resumes from its cursor). */
 const MAX_BUFFERED = 4 * 1024 * 1024;
@@ -15,7 +21,9 @@ const HEARTBEAT_MS = 30_000;
 
 /** `GET /v1/stream`: WebSocket protocol v1 (subscribe to jobs or batches with resume, submit, cancel, ping). */
 export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
-  app.get('/v1/stream', { websocket: true }, (socket: WebSocket, req) => {
+  // A browser cannot set headers on the upgrade: it may present a single-use stream token instead.
+  const opts = { websocket: true as const, config: { auth: 'key-or-stream-token' as const } };
+  app.get('/v1/stream', opts, (socket: WebSocket, req) => {
     let alive = true;
     const send = (s: string) => {
       if (socket.readyState !== socket.OPEN) return;
@@ -26,11 +34,17 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
       socket.send(s);
     };
     const reply = (o: Record<string, unknown>) => send(JSON.stringify({ v: 1, ...o }));
-    const session = new StreamSession(deps, req.principal as Principal, {
+    const credential = req.credential ?? '';
+    const session = new StreamSession(deps, principalOf(req), {
       send,
       reply,
       isOpen: () => socket.readyState === socket.OPEN,
+      // Every operation checks the key again: a revoked key submits nothing, whenever the socket opened.
+      reauth: () => deps.auth.authenticateHash(credential),
     });
+    // Revoking the key ends its sockets at once (and within the auth re-check period if the
+    // revocation broadcast was missed).
+    const unwatch = deps.auth.watch(credential, () => socket.close(CLOSE.keyRevoked, 'API key revoked'));
     const nack = (
       op: string,
       id: string | undefined,
@@ -87,6 +101,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     }, HEARTBEAT_MS);
     socket.on('close', () => {
       clearInterval(heartbeat);
+      unwatch();
       session.close();
     });
   });

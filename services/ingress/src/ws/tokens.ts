@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
 import type { IngressDeps } from '../deps.ts';
-import type { Principal } from '../plugins/auth.ts';
 
 const TTL_MS = 60_000;
 const hash = (t: string) => createHash('sha256').update(t).digest('hex');
@@ -16,21 +15,29 @@ const hash = (t: string) => createHash('sha256').update(t).digest('hex');
 export async function streamTokenRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   app.post('/v1/stream/tokens', async (req, reply) => {
     const token = newId('wst', 24);
-    await deps.redis.set(
-      deps.keys.k('wstok', hash(token)),
-      JSON.stringify(req.principal as Principal),
-      'PX',
-      TTL_MS,
-    );
+    // The token names the key it stands for (by hash), not a copy of the tenant: redeeming it checks
+    // that key again, so a token minted before its key was revoked opens nothing.
+    await deps.redis.set(deps.keys.k('wstok', hash(token)), credentialOf(req), 'PX', TTL_MS);
     return reply
       .code(201)
       .send({ object: 'stream_token', token, expires_at: Math.floor((Date.now() + TTL_MS) / 1000) });
   });
 }
 
-/** Redeems a stream token once (GETDEL): a leaked, used token is worthless. */
-export async function redeemStreamToken(deps: IngressDeps, token: string): Promise<Principal> {
+/** Redeems a stream token once (GETDEL) to the hash of its key: a leaked, used token is worthless. */
+export async function redeemStreamToken(
+  deps: Pick<IngressDeps, 'redis' | 'keys'>,
+  token: string,
+): Promise<string> {
   const raw = token.length <= 128 ? await deps.redis.getdel(deps.keys.k('wstok', hash(token))) : null;
-  if (!raw) throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid or expired stream token.' });
-  return JSON.parse(raw) as Principal;
+  if (!raw || !/^[0-9a-f]{64}$/.test(raw)) {
+    throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid or expired stream token.' });
+  }
+  return raw;
+}
+
+function credentialOf(req: FastifyRequest): string {
+  if (!req.credential)
+    throw new GatewayError({ code: 'internal_error', message: 'route has no tenant auth' });
+  return req.credential;
 }

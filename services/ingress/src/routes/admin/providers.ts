@@ -1,27 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
+import { defaultAuth } from '../../plugins/auth.ts';
 import { fromZod } from '../../plugins/errors.ts';
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-/** Constant-time check of `Authorization: Bearer <FAREGATE_ADMIN_TOKEN>`; no token configured: the route does not exist. */
-export function adminGuard(adminToken: string | undefined) {
-  const expected = adminToken ? digest(adminToken) : undefined;
-  return async (req: FastifyRequest) => {
-    if (!expected)
-      throw new GatewayError({
-        code: 'not_found',
-        message: `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`,
-      });
-    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization?.trim() ?? '');
-    if (!m?.[1] || !timingSafeEqual(digest(m[1].trim()), expected)) {
-      throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid admin token.' });
-    }
-  };
-}
 
 const limit = z.number().int().positive().nullable().optional();
 const Limits = z.strictObject({
@@ -37,7 +19,7 @@ const Limits = z.strictObject({
  * restart (`null` removes an override).
  */
 export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
-  app.addHook('onRequest', adminGuard(deps.config.FAREGATE_ADMIN_TOKEN));
+  defaultAuth(app, 'admin');
   const { keys, redis } = deps;
 
   app.get('/admin/v1/providers', async () => {

@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { microsToUsd, usdToMicros } from '@faregate/catalog/money';
 import {
   addCredit,
@@ -12,7 +11,8 @@ import { KEY_SCOPES } from '@faregate/db/api-keys';
 import type { Db } from '@faregate/db/client';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { handleErrors, money, sendError, sendZodError } from './reply.ts';
+import { defaultAuth } from '../../plugins/auth.ts';
+import { money, sendError, sendZodError } from './reply.ts';
 
 /** A positive USD amount as a decimal string (or number) with at most 6 fractional digits. */
 const Usd = z
@@ -42,28 +42,18 @@ const AddCredit = z.strictObject({
 });
 const KeyParams = z.object({ id: z.string().min(1) });
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
 /**
- * Admin API under `/admin/v1` (accounts, keys, credit, balances), guarded by
- * `Authorization: Bearer <FAREGATE_ADMIN_TOKEN>` compared in constant time. With no token
- * configured the admin API does not exist (404 on every route).
+ * Admin API under `/admin/v1` (accounts, keys, credit, balances). Every route here is `auth: 'admin'`
+ * (`Authorization: Bearer <FAREGATE_ADMIN_TOKEN>`, checked by the app's auth hook; with no token
+ * configured the admin API does not exist: 404 on every route).
  */
-export function adminRoutes(deps: { db: Db; adminToken: string | undefined }): FastifyPluginAsync {
-  const expected = deps.adminToken ? digest(deps.adminToken) : undefined;
+export function adminRoutes(deps: {
+  db: Db;
+  /** Tells every ingress process that a key was revoked (it must stop working everywhere at once). */
+  onRevoked?: (keyId: string) => Promise<void>;
+}): FastifyPluginAsync {
   return async (app) => {
-    handleErrors(app);
-
-    app.addHook('onRequest', async (req, reply) => {
-      if (!req.url.startsWith('/admin/')) return;
-      if (!expected)
-        return sendError(reply, 'not_found', `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`);
-      const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization?.trim() ?? '');
-      // Compare digests: equal length whatever was sent, so timing reveals nothing about the token.
-      if (!m?.[1] || !timingSafeEqual(digest(m[1].trim()), expected)) {
-        return sendError(reply, 'invalid_api_key', 'Invalid admin token.');
-      }
-    });
+    defaultAuth(app, 'admin');
 
     app.post('/admin/v1/accounts', async (req, reply) => {
       const b = CreateAccount.safeParse(req.body);
@@ -111,6 +101,7 @@ export function adminRoutes(deps: { db: Db; adminToken: string | undefined }): F
       if (!p.success) return sendZodError(reply, p.error);
       const ok = await revokeApiKey(deps.db, p.data.id);
       if (!ok) return sendError(reply, 'not_found', `No API key with id '${p.data.id}'.`, 'id');
+      await deps.onRevoked?.(p.data.id);
       return { object: 'api_key', id: p.data.id, revoked: true };
     });
 

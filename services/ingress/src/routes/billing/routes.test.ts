@@ -8,7 +8,9 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../../../../../packages/testing/src/env.ts';
 import { adminRoutes } from './admin.ts';
-import './principal.ts';
+import { GatewayError } from '@faregate/contracts/errors';
+import { type Principal, registerAuth } from '../../plugins/auth.ts';
+import { registerErrorHandling } from '../../plugins/errors.ts';
 import { usageRoutes } from './usage.ts';
 
 const TOKEN = 'admin-token-0123456789abcdef';
@@ -20,22 +22,40 @@ let disabled: FastifyInstance;
 let alice: { account: string; key: string };
 let bob: { account: string; key: string };
 
-/** A bare app whose auth hook trusts `x-test-account`/`x-test-key` (the real hook is the lead's). */
+const testKeys = new Map<string, Principal>();
+
+/**
+ * A bare app with the ingress's own error handling and auth hook. The tenant key check trusts the
+ * `x-test-account`/`x-test-key`/`x-test-scopes` headers: a first hook turns them into a bearer key
+ * that the key check knows.
+ */
 async function build(adminToken: string | undefined): Promise<FastifyInstance> {
   const a = Fastify();
+  registerErrorHandling(a);
   a.addHook('onRequest', async (req) => {
     const account = req.headers['x-test-account'];
-    if (typeof account === 'string') {
+    if (typeof account === 'string' && !req.headers.authorization) {
       const scopes = req.headers['x-test-scopes'];
-      req.principal = {
+      const key = `test-${account}-${String(req.headers['x-test-key'])}-${String(scopes)}`;
+      testKeys.set(hashApiKey(key), {
         accountId: account,
         keyId: String(req.headers['x-test-key']),
         scopes: typeof scopes === 'string' ? scopes.split(',') : [],
-      };
+        allowedModels: null,
+      });
+      req.headers.authorization = `Bearer ${key}`;
     }
   });
+  registerAuth(a, {
+    adminToken,
+    authenticateHash: async (hash) => {
+      const p = testKeys.get(hash);
+      if (!p) throw new GatewayError({ code: 'invalid_api_key', message: 'Incorrect API key provided.' });
+      return p;
+    },
+  });
   await a.register(usageRoutes({ db }));
-  await a.register(adminRoutes({ db, adminToken }));
+  await a.register(adminRoutes({ db }));
   await a.ready();
   return a;
 }

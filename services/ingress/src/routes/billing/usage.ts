@@ -2,10 +2,10 @@ import { microsToUsd } from '@faregate/catalog/money';
 import type { Db } from '@faregate/db/client';
 import { getBalance } from '@faregate/db/accounts';
 import { getUsage, type UsageGroupBy, type UsageTotals } from '@faregate/db/usage';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import './principal.ts';
-import { handleErrors, money, sendError, sendZodError } from './reply.ts';
+import { defaultAuth, principalOf } from '../../plugins/auth.ts';
+import { money, sendZodError } from './reply.ts';
 
 const Instant = z
   .string()
@@ -45,36 +45,17 @@ function totalsBody(t: UsageTotals) {
   };
 }
 
-/** The caller's principal, or a 401/403 already sent. */
-function caller(req: FastifyRequest, reply: FastifyReply) {
-  const p = req.principal;
-  if (!p) {
-    sendError(
-      reply,
-      'invalid_api_key',
-      "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-    );
-    return undefined;
-  }
-  // Same rule as the ingress: an empty scope list means unrestricted.
-  if (p.scopes.length > 0 && !p.scopes.includes('usage')) {
-    sendError(reply, 'permission_denied', "This API key lacks the 'usage' scope.");
-    return undefined;
-  }
-  return p;
-}
-
 /**
  * `GET /v1/usage` and `GET /v1/balance`: the authenticated caller's own account only (the account
  * comes from the principal, never from the request). Money as USD decimal strings and µUSD.
  */
 export function usageRoutes(deps: { db: Db }): FastifyPluginAsync {
   return async (app) => {
-    handleErrors(app);
+    // The caller's own account only: tenant key with the `usage` scope (a key with no scopes has all).
+    defaultAuth(app, 'key');
 
-    app.get('/v1/usage', async (req, reply) => {
-      const p = caller(req, reply);
-      if (!p) return reply;
+    app.get('/v1/usage', { config: { scope: 'usage' } }, async (req, reply) => {
+      const p = principalOf(req);
       const q = UsageQuery.safeParse(req.query);
       if (!q.success) return sendZodError(reply, q.error);
       const groupBy = q.data.group_by as UsageGroupBy[];
@@ -95,9 +76,8 @@ export function usageRoutes(deps: { db: Db }): FastifyPluginAsync {
       };
     });
 
-    app.get('/v1/balance', async (req, reply) => {
-      const p = caller(req, reply);
-      if (!p) return reply;
+    app.get('/v1/balance', { config: { scope: 'usage' } }, async (req) => {
+      const p = principalOf(req);
       const b = await getBalance(deps.db, p.accountId);
       return {
         object: 'balance',

@@ -1,0 +1,53 @@
+import Fastify from 'fastify';
+import { describe, expect, it } from 'vitest';
+import { GatewayError } from '@faregate/contracts/errors';
+import { hashApiKey } from '@faregate/db/api-keys';
+import { defaultAuth, registerAuth } from './auth.ts';
+import { registerErrorHandling } from './errors.ts';
+
+const KEY = 'fg_live_unit_test_key';
+const opts = {
+  adminToken: 'admin-token',
+  authenticateHash: async (hash: string) => {
+    if (hash !== hashApiKey(KEY)) throw new GatewayError({ code: 'invalid_api_key', message: 'no' });
+    return { accountId: 'acct_1', keyId: 'key_1', scopes: ['usage'], allowedModels: null };
+  },
+};
+
+describe('route-level auth', () => {
+  it('refuses to start while any route declares no auth policy', async () => {
+    const app = Fastify();
+    registerAuth(app, opts);
+    app.get('/declared', { config: { auth: 'none' } }, async () => 'ok');
+    app.get('/forgotten', async () => 'open');
+    await expect(app.ready()).rejects.toThrow(/GET \/forgotten/);
+  });
+
+  it("enforces each route's own policy, including the plugin's default and a scope", async () => {
+    const app = Fastify();
+    registerErrorHandling(app);
+    registerAuth(app, opts);
+    app.get('/open', { config: { auth: 'none' } }, async () => 'ok');
+    await app.register(async (p) => {
+      defaultAuth(p, 'admin');
+      p.get('/ops', async () => 'ops');
+    });
+    await app.register(async (p) => {
+      defaultAuth(p, 'key');
+      p.get('/mine', async (req) => req.principal?.accountId);
+      p.get('/chat', { config: { scope: 'chat' } }, async () => 'chat');
+    });
+    const call = (url: string, auth?: string) =>
+      app.inject({ url, headers: auth ? { authorization: `Bearer ${auth}` } : {} });
+    expect((await call('/open')).statusCode).toBe(200);
+    expect((await call('/ops')).statusCode).toBe(401);
+    expect((await call('/ops', KEY)).statusCode).toBe(401);
+    expect((await call('/ops', 'admin-token')).statusCode).toBe(200);
+    expect((await call('/%6fps')).statusCode).toBe(401);
+    expect((await call('/mine')).statusCode).toBe(401);
+    expect((await call('/mine', 'admin-token')).statusCode).toBe(401);
+    expect((await call('/mine', KEY)).body).toBe('acct_1');
+    expect((await call('/chat', KEY)).statusCode).toBe(403);
+    await app.close();
+  });
+});

@@ -1,0 +1,244 @@
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { until } from '@faregate/testing/env';
+import { RawWs } from './support/raw-ws.ts';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Auth as an attacker tries it from outside: disguised admin paths, revoked keys on every path (HTTP,
+ * an open WebSocket, a stream token minted before), unauthenticated billing reads, and requests that
+ * fail before any handler runs. Real services, real HTTP.
+ */
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai'] });
+}, 90_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+interface Raw {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** One request with the path exactly as given (fetch would normalize it). */
+function raw(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Raw> {
+  const u = new URL(stack.url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, method, path, headers: { ...headers, connection: 'close' } },
+      (res) => {
+        let b = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          b += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const json = { 'content-type': 'application/json' };
+const errorOf = (r: Raw) =>
+  (JSON.parse(r.body) as { error: { message: string; type: string; code: string } }).error;
+
+async function admin(method: string, path: string, body?: unknown) {
+  const r = await fetch(`${stack.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${stack.adminToken}`, ...(body === undefined ? {} : json) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+}
+
+async function chat(key: string) {
+  return fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, ...json },
+    body: JSON.stringify({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+}
+
+/** A fresh account with credit and a key of its own. */
+async function tenant(): Promise<{ account: string; keyId: string; key: string }> {
+  const acc = await admin('POST', '/admin/v1/accounts', { name: 'revocation' });
+  const account = acc.body.id as string;
+  await admin('POST', '/admin/v1/credits', { account_id: account, amount_usd: '5' });
+  const k = await admin('POST', '/admin/v1/keys', { account_id: account, name: 'k' });
+  return { account, keyId: k.body.id as string, key: k.body.key as string };
+}
+
+describe('the admin API behind disguised paths', () => {
+  const routes: Array<[string, string, unknown?]> = [
+    ['GET', '/admin/v1/balances'],
+    ['POST', '/admin/v1/accounts', { name: 'mallory' }],
+    ['POST', '/admin/v1/keys', { account_id: 'acct_x', name: 'mallory' }],
+    ['POST', '/admin/v1/keys/key_x/revoke'],
+    ['POST', '/admin/v1/credits', { account_id: 'acct_x', amount_usd: '1000' }],
+    ['GET', '/admin/v1/providers'],
+    ['PUT', '/admin/v1/providers/openai/limits', { rpm: 1 }],
+  ];
+  /** Spellings a router may take for the same route: each reaches it (401) or nothing (404), never 2xx. */
+  const disguises: Array<[string, (p: string) => string, 'reaches' | 'may miss']> = [
+    ['as is', (p) => p, 'reaches'],
+    ['percent-encoded letter', (p) => p.replace('/admin/', '/%61dmin/'), 'reaches'],
+    ['every letter encoded', (p) => p.replace('/admin/', '/%61%64%6d%69%6e/'), 'reaches'],
+    ['encoded segment', (p) => p.replace('/v1/', '/%76%31/'), 'reaches'],
+    ['double slashes', (p) => p.replace('/admin/', '//admin//'), 'reaches'],
+    ['dotted', (p) => p.replace('/admin/', '/admin/./'), 'may miss'],
+    ['dot-dot', (p) => p.replace('/admin/', '/v1/../admin/'), 'may miss'],
+    ['mixed case', (p) => p.replace('/admin/', '/Admin/'), 'may miss'],
+    ['upper case', (p) => p.toUpperCase(), 'may miss'],
+    ['trailing slash', (p) => `${p}/`, 'may miss'],
+    ['query', (p) => `${p}?x=/admin/`, 'reaches'],
+  ];
+
+  it('answers 401 (or 404 where the router matches nothing) to every route, however the path is spelled', async () => {
+    const before = await admin('GET', '/admin/v1/balances');
+    for (const [method, path, body] of routes) {
+      for (const [name, disguise, expectation] of disguises) {
+        const p = disguise(path);
+        for (const headers of [
+          {},
+          { authorization: `Bearer ${stack.apiKey}` },
+          { authorization: 'Bearer ' },
+        ]) {
+          const r =
+            body === undefined
+              ? await raw(method, p, headers)
+              : await raw(method, p, { ...json, ...headers }, JSON.stringify(body));
+          const allowed = expectation === 'reaches' ? [401] : [401, 404];
+          expect(allowed, `${method} ${p} (${name}) answered ${r.status}: ${r.body}`).toContain(r.status);
+          expect(errorOf(r).message).toBeTypeOf('string');
+        }
+      }
+    }
+    // Nothing was minted, created or changed.
+    expect(await admin('GET', '/admin/v1/balances')).toEqual(before);
+  });
+});
+
+describe('a revoked key stops working everywhere at once', () => {
+  it('over HTTP: the first request after the revocation is refused, and nothing is billed for it', async () => {
+    const t = await tenant();
+    expect((await chat(t.key)).status).toBe(200);
+    const calls = stack.fake.calls().length;
+    expect((await admin('POST', `/admin/v1/keys/${t.keyId}/revoke`)).status).toBe(200);
+    const r = await chat(t.key);
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+    expect(stack.fake.calls().length).toBe(calls);
+  });
+
+  it('on a WebSocket opened before: the socket is closed with 4001 and submits nothing more', async () => {
+    const t = await tenant();
+    const ws = await RawWs.open(stack.url, t.key);
+    ws.send({ op: 'ping', id: 'p1' });
+    await ws.next((m) => m.type === 'pong');
+    const calls = stack.fake.calls().length;
+    expect((await admin('POST', `/admin/v1/keys/${t.keyId}/revoke`)).status).toBe(200);
+    // Submitted right after the revocation: either refused or never reaches the socket.
+    if (ws.closeCode === undefined) {
+      ws.send({
+        op: 'submit',
+        id: 's1',
+        request: { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+      });
+    }
+    expect(await ws.closed).toBe(4001);
+    expect(ws.messages.some((m) => m.type === 'ack')).toBe(false);
+    expect(stack.fake.calls().length).toBe(calls);
+  });
+
+  it('with a stream token minted before: the upgrade is refused', async () => {
+    const t = await tenant();
+    const minted = await fetch(`${stack.url}/v1/stream/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.key}` },
+    });
+    expect(minted.status).toBe(201);
+    const { token } = (await minted.json()) as { token: string };
+    expect((await admin('POST', `/admin/v1/keys/${t.keyId}/revoke`)).status).toBe(200);
+    const ws = new WebSocket(`${stack.url.replace(/^http/, 'ws')}/v1/stream?token=${token}`);
+    const status = await new Promise<number>((resolve, reject) => {
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => reject(new Error('a token of a revoked key opened a socket')));
+      ws.on('error', () => {});
+    });
+    expect(status).toBe(401);
+  });
+
+  it('in another ingress process too, through the broadcast', async () => {
+    const t = await tenant();
+    const port = Number(new URL(stack.url).port) + 1;
+    const other = await stack.start('ingress', { PORT: String(port) });
+    const otherUrl = `http://127.0.0.1:${port}`;
+    await until(async () => (await fetch(`${otherUrl}/readyz`).catch(() => undefined))?.ok, {
+      timeoutMs: 30_000,
+      what: 'second ingress ready',
+    });
+    const ask = () =>
+      fetch(`${otherUrl}/v1/models`, { headers: { authorization: `Bearer ${t.key}` } }).then((r) => r.status);
+    expect(await ask()).toBe(200); // now cached in the other process
+    const ws = await RawWs.open(otherUrl, t.key);
+    expect((await admin('POST', `/admin/v1/keys/${t.keyId}/revoke`)).status).toBe(200);
+    const revokedAt = Date.now();
+    expect(await ws.closed).toBe(4001);
+    await until(async () => (await ask()) === 401, {
+      timeoutMs: 1_000,
+      what: 'the other ingress refusing the key',
+    });
+    expect(Date.now() - revokedAt).toBeLessThan(1_000);
+    other.proc.kill('SIGTERM');
+  });
+});
+
+describe('billing reads without a valid key', () => {
+  for (const path of ['/v1/usage', '/v1/balance']) {
+    for (const [name, headers] of [
+      ['no key', {}],
+      ['a wrong key', { authorization: 'Bearer fg_live_wrong000000000000000000000' }],
+      ['the admin token', { authorization: `Bearer admin` }],
+    ] as Array<[string, Record<string, string>]>) {
+      it(`${path} with ${name} answers 401 in OpenAI's shape`, async () => {
+        const r = await raw('GET', path, headers);
+        expect(r.status).toBe(401);
+        expect(errorOf(r).code).toBe('invalid_api_key');
+      });
+    }
+  }
+});
+
+describe('errors answered before any handler runs keep the error shape', () => {
+  it('431 for a 20 KB Authorization header', async () => {
+    const r = await raw('GET', '/v1/models', { authorization: `Bearer ${'a'.repeat(20_000)}` });
+    expect(r.status).toBe(431);
+    expect(r.headers['content-type']).toMatch(/application\/json/);
+    expect(errorOf(r).type).toBe('invalid_request_error');
+  });
+
+  it('400 for a path that is not valid percent-encoding', async () => {
+    const r = await raw('GET', '/v1/jobs/%ff', { authorization: `Bearer ${stack.apiKey}` });
+    expect(r.status).toBe(400);
+    expect(errorOf(r).message).toMatch(/malformed/);
+  });
+
+  it('414 for a 5,000-character id', async () => {
+    const r = await raw('GET', `/v1/jobs/${'j'.repeat(5_000)}`, { authorization: `Bearer ${stack.apiKey}` });
+    expect(r.status).toBe(414);
+    expect(errorOf(r).type).toBe('invalid_request_error');
+  });
+});
