@@ -111,11 +111,12 @@ describe('the admin API behind disguised paths', () => {
     for (const [method, path, body] of routes) {
       for (const [name, disguise, expectation] of disguises) {
         const p = disguise(path);
-        for (const headers of [
+        const variants: Array<Record<string, string>> = [
           {},
           { authorization: `Bearer ${stack.apiKey}` },
           { authorization: 'Bearer ' },
-        ]) {
+        ];
+        for (const headers of variants) {
           const r =
             body === undefined
               ? await raw(method, p, headers)
