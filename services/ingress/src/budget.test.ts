@@ -1,11 +1,15 @@
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { GatewayError } from '@faregate/contracts/errors';
 import { addCredit, createAccount, createApiKey, getBalance } from '@faregate/db/accounts';
 import { createDb, type Db } from '@faregate/db/client';
 import { runMigrations } from '@faregate/db/migrate';
 import { freshDatabase, until } from '@faregate/testing/env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Budget, type BudgetOptions } from './budget.ts';
+import { Budget, type BudgetOptions, isDbUnavailable } from './budget.ts';
 
 let db: Db;
+let dbUrl: string;
 let close: () => Promise<void>;
 let drop: () => Promise<void>;
 const budgets: Budget[] = [];
@@ -13,6 +17,7 @@ const budgets: Budget[] = [];
 beforeAll(async () => {
   const fresh = await freshDatabase();
   drop = fresh.drop;
+  dbUrl = fresh.url;
   await runMigrations(fresh.url);
   ({ db, close } = createDb(fresh.url, { max: 20 }));
 });
@@ -29,8 +34,8 @@ const OPTS: BudgetOptions = {
   idleMs: 60_000,
   requestTimeoutMs: 60_000,
 };
-function budget(opts: Partial<BudgetOptions> = {}): Budget {
-  const b = new Budget(db, { ...OPTS, ...opts });
+function budget(opts: Partial<BudgetOptions> = {}, on: Db = db): Budget {
+  const b = new Budget(on, { ...OPTS, ...opts });
   budgets.push(b);
   return b;
 }
@@ -174,5 +179,221 @@ describe('budget leases', () => {
     expect(await holdRows(accountId)).toEqual([{ id: 'own', amount: '2500' }]);
     if (r.ok) await b.release(r.reservation);
     expect(await holdRows(accountId)).toEqual([]);
+  });
+});
+
+/**
+ * A TCP proxy in front of the test database: `cut()` resets every connection and refuses new ones
+ * (Postgres unreachable), `restore()` lets them through again. `refused` counts connections refused
+ * while cut, so a test can wait until the code under test met the outage.
+ */
+class PgProxy {
+  readonly #server: Server;
+  readonly #open = new Set<Socket>();
+  #down = false;
+  refused = 0;
+
+  constructor(target: URL) {
+    this.#server = createServer((client) => {
+      if (this.#down) {
+        this.refused++;
+        client.resetAndDestroy();
+        return;
+      }
+      const upstream = connect(Number(target.port || 5432), target.hostname);
+      for (const s of [client, upstream]) {
+        this.#open.add(s);
+        s.on('close', () => this.#open.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+  }
+
+  /** Listens, and returns `url` rewritten to go through the proxy. */
+  async start(url: string): Promise<string> {
+    this.#server.listen(0, '127.0.0.1');
+    await once(this.#server, 'listening');
+    const u = new URL(url);
+    u.hostname = '127.0.0.1';
+    u.port = String((this.#server.address() as { port: number }).port);
+    return u.toString();
+  }
+
+  cut(): void {
+    this.#down = true;
+    for (const s of this.#open) s.resetAndDestroy();
+  }
+
+  restore(): void {
+    this.#down = false;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise((r) => this.#server.close(r));
+  }
+}
+
+describe('budget when Postgres is unreachable', () => {
+  const proxies: PgProxy[] = [];
+  const pools: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const b of budgets) await b.close();
+    for (const p of proxies) await p.stop();
+    for (const c of pools) await c();
+  });
+  /** A Db whose connections go through a proxy the test can cut. */
+  async function proxied(): Promise<{ proxy: PgProxy; pdb: Db }> {
+    const proxy = new PgProxy(new URL(dbUrl));
+    proxies.push(proxy);
+    const made = createDb(await proxy.start(dbUrl), { max: 4 });
+    pools.push(made.close);
+    return { proxy, pdb: made.db };
+  }
+  const overloaded = (e: unknown) =>
+    e instanceof GatewayError &&
+    e.code === 'overloaded' &&
+    e.status === 503 &&
+    (e.retryAfterMs ?? 0) >= 1_000;
+
+  it('answers overloaded (503, retry-after) when the database refuses connections, for a lease and for an exact hold', async () => {
+    const { accountId, keyId } = await funded(10_000_000n);
+    const { proxy, pdb } = await proxied();
+    proxy.cut();
+    const leased = budget({}, pdb);
+    const exact = budget({ leaseRequests: 1 }, pdb);
+    const ask = (requestId: string) => ({
+      requestId,
+      accountId,
+      keyId,
+      micros: 1_000n,
+      deadline: deadline(),
+    });
+    // Concurrent requests waiting for the one lease attempt fail with it, not one attempt after another.
+    const errors = await Promise.all([
+      leased.admit(ask('down1')).catch((e: unknown) => e),
+      leased.admit(ask('down2')).catch((e: unknown) => e),
+      exact.admit(ask('down3')).catch((e: unknown) => e),
+    ]);
+    for (const e of errors) expect(overloaded(e), String(e)).toBe(true);
+    expect((errors[0] as Error).message).toMatch(/cannot reach its database/);
+    expect(proxy.refused).toBeLessThanOrEqual(2);
+    // Back: admitted again, from a new lease.
+    proxy.restore();
+    const r = await leased.admit(ask('up1'));
+    expect(r.ok && r.reservation.leased).toBe(true);
+    expect(await holdRows(accountId)).toEqual([{ id: expect.stringMatching(/^lease_/), amount: '64000' }]);
+  });
+
+  it('answers overloaded after dbTimeoutMs when the database does not answer at all', async () => {
+    const { accountId, keyId } = await funded(10_000_000n);
+    // Accepts connections and never says a word (a black-holed server).
+    const held = new Set<Socket>();
+    const silent = createServer((s) => {
+      held.add(s);
+      s.on('error', () => {});
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const port = (silent.address() as { port: number }).port;
+    const made = createDb(`postgres://postgres@127.0.0.1:${port}/nowhere`, { max: 2 });
+    try {
+      const b = budget({ dbTimeoutMs: 300 }, made.db);
+      const started = Date.now();
+      const e = await b
+        .admit({ requestId: 'silent', accountId, keyId, micros: 1_000n, deadline: deadline() })
+        .catch((x: unknown) => x);
+      expect(overloaded(e), String(e)).toBe(true);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+      await made.close().catch(() => {});
+    }
+  });
+
+  it('leaves programming errors alone: only a database that cannot be reached is overloaded', async () => {
+    const { accountId, keyId } = await funded(10_000_000n);
+    const bare = await freshDatabase(); // no migrations: sy_place_hold does not exist
+    const made = createDb(bare.url, { max: 2 });
+    try {
+      const e = await budget({}, made.db)
+        .admit({ requestId: 'bug', accountId, keyId, micros: 1_000n, deadline: deadline() })
+        .catch((x: unknown) => x);
+      expect(e).not.toBeInstanceOf(GatewayError);
+      expect(isDbUnavailable(e)).toBe(false);
+      expect(String(e)).toMatch(/sy_place_hold/);
+    } finally {
+      await made.close();
+      await bare.drop();
+    }
+    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '57P01', '53300', '08006']) {
+      expect(isDbUnavailable(Object.assign(new Error('x'), { code })), code).toBe(true);
+    }
+    expect(isDbUnavailable(new Error('Connection terminated unexpectedly'))).toBe(true);
+    expect(isDbUnavailable(new Error('timeout exceeded when trying to connect'))).toBe(true);
+    expect(isDbUnavailable(new Error('x', { cause: Object.assign(new Error('y'), { code: '57P01' }) }))).toBe(
+      true,
+    );
+    for (const code of ['42883', '23505', '22P02', '42P01']) {
+      expect(isDbUnavailable(Object.assign(new Error('x'), { code })), code).toBe(false);
+    }
+    expect(isDbUnavailable(new RangeError('hold amount must not be negative'))).toBe(false);
+  });
+
+  it('retries giving back an idle lease rest that failed during the outage, once Postgres is back', async () => {
+    const { accountId, keyId } = await funded(10_000_000n);
+    const { proxy, pdb } = await proxied();
+    const b = budget({ idleMs: 200 }, pdb);
+    const r = await b.admit({
+      requestId: 'in-flight',
+      accountId,
+      keyId,
+      micros: 1_000n,
+      deadline: deadline(),
+    });
+    expect(r.ok && r.reservation.leased).toBe(true);
+    proxy.cut();
+    // The lease goes idle; giving its rest back meets the outage.
+    await until(() => proxy.refused > 0, { what: 'a give-back refused' });
+    proxy.restore();
+    // Only the share of the request in flight stays held.
+    await until(
+      async () => {
+        const rows = await holdRows(accountId);
+        return rows.length === 1 && rows[0]?.amount === '1000';
+      },
+      { what: 'lease rest given back after the outage' },
+    );
+  });
+
+  it('close() keeps retrying the give-back while Postgres is down, within a bound', async () => {
+    const { accountId, keyId } = await funded(10_000_000n);
+    const { proxy, pdb } = await proxied();
+    const b = budget({}, pdb);
+    await b.admit({ requestId: 'c1', accountId, keyId, micros: 1_000n, deadline: deadline() });
+    proxy.cut();
+    const closing = b.close();
+    await until(() => proxy.refused > 0, { what: 'the give-back refused' });
+    proxy.restore();
+    await closing;
+    expect(await holdRows(accountId)).toEqual([{ id: expect.stringMatching(/^lease_/), amount: '1000' }]);
+
+    // Never back: close() gives up after closeTimeoutMs (the rest stays held until the row expires).
+    const other = await funded(10_000_000n);
+    const { proxy: p2, pdb: db2 } = await proxied();
+    const b2 = budget({ closeTimeoutMs: 500 }, db2);
+    await b2.admit({ requestId: 'c2', ...other, micros: 1_000n, deadline: deadline() });
+    p2.cut();
+    const started = Date.now();
+    await b2.close();
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(await holdRows(other.accountId)).toEqual([
+      { id: expect.stringMatching(/^lease_/), amount: '64000' },
+    ]);
   });
 });

@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { LeasedHold } from '@faregate/contracts/jobs';
 import type { Db } from '@faregate/db/client';
-import { placeHold, releaseHold, shrinkHold } from '@faregate/db/holds';
+import {
+  type PlaceHoldOpts,
+  type PlaceHoldResult,
+  placeHold,
+  releaseHold,
+  shrinkHold,
+} from '@faregate/db/holds';
 
 /** What admitted a request: a share of a lease, or the request's own hold row. */
 export type Reservation = { leased: true; hold: LeasedHold } | { leased: false; requestId: string };
@@ -30,6 +37,13 @@ export interface BudgetOptions {
   idleMs: number;
   /** Longest a request may run: a lease row outlives every request it admitted by at least this. */
   requestTimeoutMs: number;
+  /**
+   * Longest admission waits for Postgres to place a hold before answering `overloaded` (503): a
+   * server that stopped answering would otherwise hold the request until TCP gives up. Default 5 s.
+   */
+  dbTimeoutMs?: number;
+  /** How long `close()` keeps retrying give-backs while Postgres is unreachable. Default 10 s. */
+  closeTimeoutMs?: number;
 }
 
 interface Lease {
@@ -38,11 +52,14 @@ interface Lease {
   remaining: bigint;
   createdAt: number;
   usedAt: number;
+  /** When the row stops counting: giving the rest back is pointless after that. */
+  expiresAt: number;
 }
 
 interface Slot {
   lease?: Lease;
-  acquiring?: Promise<void>;
+  /** The lease being placed; settles with the error that failed it, if any (its waiters share it). */
+  acquiring?: Promise<unknown>;
   /** After a lease was refused (low balance, key limit), requests hold their exact amount until then. */
   exactUntil: number;
 }
@@ -51,6 +68,20 @@ interface Slot {
 const EXACT_MS = 1_000;
 /** A hold row outlives the last request it may admit by the request timeout plus this. */
 const EXPIRY_SLACK_MS = 5 * 60_000;
+/** What a caller refused for a database outage is asked to wait before retrying. */
+const RETRY_AFTER_MS = 2_000;
+/** Backoff between attempts to give budget back while Postgres is unreachable. */
+const GIVE_BACK_MIN_MS = 100;
+const GIVE_BACK_MAX_MS = 5_000;
+
+/** Something to give back (a lease's rest, a refused request's hold), retried until `until`. */
+interface GiveBack {
+  run: () => Promise<void>;
+  until: number;
+}
+
+/** Postgres did not answer within `dbTimeoutMs` (the query may still run). */
+class DbTimeoutError extends Error {}
 
 /**
  * Admission against the account's budget. Holds live in Postgres (`holds`, placed atomically by
@@ -72,6 +103,11 @@ export class Budget {
   readonly #slots = new Map<string, Slot>();
   readonly #timer: NodeJS.Timeout;
   #closed = false;
+  readonly #retries: GiveBack[] = [];
+  #draining: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  /** Retries stop at this time (set by `close()`). */
+  #stopAt = Number.POSITIVE_INFINITY;
 
   constructor(db: Db, opts: BudgetOptions) {
     this.#db = db;
@@ -98,7 +134,9 @@ export class Budget {
         return { ok: true, reservation: { leased: true, hold: { id: lease.id, micros: micros.toString() } } };
       }
       if (slot.acquiring) {
-        await slot.acquiring;
+        // The attempt this request waited for failed (Postgres unreachable): so does this request.
+        const failed = await slot.acquiring;
+        if (failed) throw failed;
         continue;
       }
       const size = this.#leaseSize(micros);
@@ -108,33 +146,41 @@ export class Budget {
       // Take a new lease (one request does; the others wait for it), and give back the old one's rest.
       if (lease) this.#retire(slot, lease);
       const id = `lease_${randomBytes(12).toString('base64url')}`;
-      const placing = placeHold(this.#db, {
+      const expiresAt = now + this.#opts.leaseTtlMs + this.#opts.requestTimeoutMs + EXPIRY_SLACK_MS;
+      const s = slot;
+      const acquiring = this.#place({
         requestId: id,
         accountId,
         keyId,
         amountMicros: size,
-        expiresAt: new Date(now + this.#opts.leaseTtlMs + this.#opts.requestTimeoutMs + EXPIRY_SLACK_MS),
-      });
-      const s = slot;
-      s.acquiring = placing
+        expiresAt: new Date(expiresAt),
+      })
         .then(
           (r) => {
-            if (r.ok) s.lease = { id, remaining: size, createdAt: now, usedAt: now };
+            if (r.ok) s.lease = { id, remaining: size, createdAt: now, usedAt: now, expiresAt };
             else s.exactUntil = Date.now() + EXACT_MS;
+            return undefined;
           },
-          () => {},
+          (e: unknown) => e,
         )
         .finally(() => {
           s.acquiring = undefined;
         });
-      await placing; // Postgres failing fails this request (and the waiters retry on their own).
-      await s.acquiring;
+      s.acquiring = acquiring;
+      const failed = await acquiring;
+      if (failed) throw failed;
     }
   }
 
-  /** Gives a reservation back: the request was refused or not queued after it was admitted. */
+  /**
+   * Gives a reservation back: the request was refused or not queued after it was admitted. Resolves
+   * once given back, or queued for retries when Postgres is unreachable (the caller's answer does
+   * not wait for the database to come back).
+   */
   async release(r: Reservation): Promise<void> {
-    if (!r.leased) return releaseHold(this.#db, r.requestId);
+    // Bounds only: an exact hold expires after its request's deadline, a lease row later still.
+    const until = Date.now() + this.#opts.leaseTtlMs + this.#opts.requestTimeoutMs + EXPIRY_SLACK_MS;
+    if (!r.leased) return this.#giveBack(() => releaseHold(this.#db, r.requestId), until);
     const micros = BigInt(r.hold.micros);
     for (const slot of this.#slots.values()) {
       if (slot.lease?.id === r.hold.id) {
@@ -142,16 +188,29 @@ export class Budget {
         return;
       }
     }
-    await shrinkHold(this.#db, r.hold.id, micros);
+    return this.#giveBack(() => shrinkHold(this.#db, r.hold.id, micros), until);
   }
 
-  /** Gives back the unused rest of every lease; admission then holds exact amounts. */
+  /**
+   * Gives back the unused rest of every lease; admission then holds exact amounts. What Postgres
+   * refuses meanwhile is retried for up to `closeTimeoutMs`, then left to expire with its row.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    this.#stopAt = Date.now() + (this.#opts.closeTimeoutMs ?? 10_000);
     const done: Promise<void>[] = [];
     for (const slot of this.#slots.values()) if (slot.lease) done.push(this.#retire(slot, slot.lease));
     await Promise.all(done);
+    this.#wake?.(); // retry now, not after the current backoff
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#draining,
+      new Promise((r) => {
+        timer = setTimeout(r, Math.max(0, this.#stopAt - Date.now()));
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   #leaseSize(micros: bigint): bigint {
@@ -160,7 +219,7 @@ export class Budget {
   }
 
   async #exact(r: AdmitRequest): Promise<AdmitResult> {
-    const placed = await placeHold(this.#db, {
+    const placed = await this.#place({
       requestId: r.requestId,
       accountId: r.accountId,
       keyId: r.keyId,
@@ -171,12 +230,109 @@ export class Budget {
     return placed.ok ? { ok: true, reservation: { leased: false, requestId: r.requestId } } : placed;
   }
 
+  /**
+   * Places a hold, bounded by `dbTimeoutMs`. Postgres unreachable (or not answering) becomes
+   * `overloaded` with a retry hint; any other error (a bug) stays what it is. A placement that may
+   * have landed although it failed here (the connection died after the query was sent, or it was
+   * still under way at the timeout) is deleted once Postgres answers again: nothing was admitted
+   * from it, and it would keep budget reserved until it expires.
+   */
+  async #place(opts: PlaceHoldOpts): Promise<PlaceHoldResult> {
+    const placing = placeHold(this.#db, opts);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        placing,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new DbTimeoutError('placing a budget hold timed out')),
+            this.#opts.dbTimeoutMs ?? 5_000,
+          );
+        }),
+      ]);
+    } catch (e) {
+      if (!isDbUnavailable(e)) throw e;
+      const until = opts.expiresAt.getTime();
+      const forget = () => this.#retryLater({ run: () => releaseHold(this.#db, opts.requestId), until });
+      placing.then(
+        (r) => r.ok && forget(),
+        (late: unknown) => isDbUnavailable(late) && !failedToConnect(late) && forget(),
+      );
+      throw new GatewayError({
+        code: 'overloaded',
+        message: 'The gateway cannot reach its database to reserve budget; retry shortly.',
+        retryable: true,
+        retryAfterMs: RETRY_AFTER_MS,
+        cause: e,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   #retire(slot: Slot, lease: Lease): Promise<void> {
     if (slot.lease === lease) slot.lease = undefined;
     const rest = lease.remaining;
     lease.remaining = 0n;
-    // Failing to give the rest back only keeps it reserved until the row expires.
-    return shrinkHold(this.#db, lease.id, rest).catch(() => {});
+    return this.#giveBack(() => shrinkHold(this.#db, lease.id, rest), lease.expiresAt).catch(() => {});
+  }
+
+  /**
+   * Gives budget back now or, when Postgres is unreachable, from a retry queue with backoff until
+   * `until` (past the row's expiry it no longer counts anyway). Other errors are the caller's.
+   */
+  async #giveBack(run: () => Promise<void>, until: number): Promise<void> {
+    try {
+      await run();
+    } catch (e) {
+      if (!isDbUnavailable(e)) throw e;
+      this.#retryLater({ run, until });
+    }
+  }
+
+  #retryLater(item: GiveBack): void {
+    this.#retries.push(item);
+    this.#draining ??= this.#drain().finally(() => {
+      this.#draining = undefined;
+    });
+  }
+
+  /** Retries the queued give-backs one at a time (oldest first), backing off while Postgres is away. */
+  async #drain(): Promise<void> {
+    // Everything queued has just failed: wait before the first retry, not after a success.
+    let wait = GIVE_BACK_MIN_MS;
+    for (;;) {
+      const item = this.#retries[0];
+      if (!item) return;
+      let now = Date.now();
+      if (wait > 0) {
+        const ms = Math.min(wait * (0.75 + Math.random() / 2), item.until - now, this.#stopAt - now);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.max(0, ms));
+          t.unref();
+          this.#wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.#wake = undefined;
+        now = Date.now();
+      }
+      if (now >= Math.min(item.until, this.#stopAt)) {
+        this.#retries.shift(); // past the row's expiry, or closing took too long: it expires with its row
+        continue;
+      }
+      try {
+        await item.run();
+        this.#retries.shift();
+        wait = 0;
+      } catch (e) {
+        if (!isDbUnavailable(e)) {
+          this.#retries.shift();
+          wait = 0;
+        } else wait = Math.min(Math.max(wait * 2, GIVE_BACK_MIN_MS), GIVE_BACK_MAX_MS);
+      }
+    }
   }
 
   #sweep(): void {
@@ -193,4 +349,66 @@ export class Budget {
       if (!slot.lease && now >= slot.exactUntil) this.#slots.delete(k);
     }
   }
+}
+
+/** Connection-level errno codes (Node's, and pg's for a connection it could not open or lost). */
+const CONNECT_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+]);
+const LOST_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED']);
+/**
+ * SQLSTATEs of a server that cannot serve us now: admin/crash shutdown, cannot connect now (starting
+ * up), too many connections, a statement cancelled by a timeout; class 08 is connection exceptions.
+ */
+const UNAVAILABLE_STATES = new Set(['57P01', '57P02', '57P03', '53300', '57014']);
+/** pg's own errors for a connection that could not be opened or was lost (they carry no code). */
+const LOST_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection ended unexpectedly/i;
+
+/** The error chain (`cause`, AggregateError's `errors`), at most a few levels deep. */
+function* chain(e: unknown, depth = 0): Generator<unknown> {
+  if (e === null || e === undefined || depth > 4) return;
+  yield e;
+  if (typeof e !== 'object') return;
+  yield* chain((e as { cause?: unknown }).cause, depth + 1);
+  const errors = (e as { errors?: unknown }).errors;
+  if (Array.isArray(errors)) for (const x of errors) yield* chain(x, depth + 1);
+}
+
+/**
+ * Whether an error says Postgres could not be reached or did not answer (worth a 503 and a retry),
+ * as opposed to a query that Postgres refused (a bug: a 500). Looks through drizzle's wrapping.
+ */
+export function isDbUnavailable(e: unknown): boolean {
+  for (const x of chain(e)) {
+    if (x instanceof DbTimeoutError) return true;
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (CONNECT_ERRNOS.has(code) || LOST_ERRNOS.has(code)) return true;
+      if (UNAVAILABLE_STATES.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return true;
+    }
+    if (x instanceof Error && LOST_MESSAGES.test(x.message)) return true;
+  }
+  return false;
+}
+
+/** The connection was never opened, so the query was surely not run (nothing to undo). */
+function failedToConnect(e: unknown): boolean {
+  for (const x of chain(e)) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECT_ERRNOS.has(code) || code === '53300' || code === '57P03'))
+      return true;
+    if (
+      x instanceof Error &&
+      /timeout exceeded when trying to connect|due to connection timeout/i.test(x.message)
+    )
+      return true;
+  }
+  return false;
 }
