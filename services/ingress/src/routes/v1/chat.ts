@@ -127,6 +127,11 @@ async function relaySse(
     if (open) return;
     open = true;
     reply.hijack();
+    // After hijack Fastify sends nothing: the headers set on the reply (e.g. Idempotent-Replayed)
+    // go out with ours.
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined) reply.raw.setHeader(name, value);
+    }
     reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
