@@ -25,9 +25,14 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
       if (!reply.raw.writableFinished) done.abort('disconnect');
     };
     reply.raw.on('close', onClose);
+    if (reply.raw.destroyed) onClose();
     try {
       reply.header('x-request-id', jobId);
-      if (body.stream === true) return await relaySse(reply, body, jobId, createdMs, queue, done.signal);
+      if (body.stream === true) {
+        return await relaySse(reply, body, jobId, createdMs, queue, done.signal, () => {
+          if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, jobId).catch(() => {});
+        });
+      }
       return await waitForResult(reply, queue, done.signal);
     } finally {
       clearTimeout(timer);
@@ -61,18 +66,24 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     await markRunning(deps, req, { id: data.id, created: data.created, stream });
     const done = new AbortController();
     const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
-    // The caller went away before the answer: stop generation (what was generated is still billed).
-    // With a key, a non-streaming answer is still awaited (and kept); a stream stops relaying, and
-    // its job goes on (a retry replays its frames).
+    const cancel = () => {
+      if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
+    };
+    // The caller went away before the answer (closed, or reset, its connection; the response's
+    // 'close' fires for both): stop generation (what was generated is still billed). With a key, a
+    // non-streaming answer is still awaited (and kept); a stream stops relaying, and its job goes on
+    // (a retry replays its frames).
     const onClose = () => {
       if (reply.raw.writableFinished || (keep && !stream)) return;
       done.abort('disconnect');
-      if (!keep && deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
+      if (!keep) cancel();
     };
     reply.raw.on('close', onClose);
+    // Gone while it was being admitted: 'close' has already fired.
+    if (reply.raw.destroyed) onClose();
     try {
       if (!stream) return await waitForResult(reply, queue, done.signal);
-      return await relaySse(reply, body, data.id, data.created, queue, done.signal);
+      return await relaySse(reply, body, data.id, data.created, queue, done.signal, cancel);
     } finally {
       clearTimeout(timer);
       follow?.close();
@@ -108,6 +119,12 @@ async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: Abo
   }
 }
 
+/**
+ * Relays a job's frames as OpenAI SSE chunks. `abandon` is called when the relay ends the stream
+ * before the job ends: generation restarted after content reached the caller (SSE cannot take
+ * content back, so the caller gets an error, and nobody can use the rest: with a key, a retry
+ * replays the same frames up to the same error).
+ */
 async function relaySse(
   reply: FastifyReply,
   body: ChatRequest,
@@ -115,6 +132,7 @@ async function relaySse(
   createdMs: number,
   queue: FrameQueue,
   signal: AbortSignal,
+  abandon: () => void,
 ) {
   const writer = new ChunkWriter(
     id,
@@ -141,6 +159,8 @@ async function relaySse(
     });
   };
   for (;;) {
+    // The caller is gone: stop relaying (what is still queued has nowhere to go).
+    if (open && signal.aborted && signal.reason === 'disconnect') return reply;
     const raw = await queue.next(signal);
     if (raw === undefined) {
       if (!open) throw timeoutError();
@@ -150,20 +170,32 @@ async function relaySse(
     const f = JSON.parse(raw) as Frame;
     if (f.type === 'error' && !open) throw GatewayError.from(f.error);
     if (f.type === 'reset' && writer.started) {
-      // Content already reached this caller; SSE cannot take it back, so end with an explicit error.
+      // Content already reached this caller; SSE cannot take it back, so end with an explicit error,
+      // and stop the job: running on would bill an answer nobody receives.
       reply.raw.end(
         errorEvent(
           'upstream_error',
           'The provider failed mid-answer; the partial answer above is incomplete.',
         ),
       );
+      abandon();
       return reply;
     }
     const out = writer.frame(f);
     if (!out) continue;
     start();
     if (!reply.raw.write(out) && f.type !== 'done' && f.type !== 'error') {
-      await new Promise((r) => reply.raw.once('drain', r));
+      // A destroyed socket never drains (its write returns false): the disconnect wakes us instead.
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          reply.raw.off('drain', wake);
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        reply.raw.on('drain', wake);
+        signal.addEventListener('abort', wake);
+        if (signal.aborted || reply.raw.destroyed) wake();
+      });
     }
     if (f.type === 'done' || f.type === 'error') {
       reply.raw.end();

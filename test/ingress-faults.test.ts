@@ -1,0 +1,288 @@
+import { once } from 'node:events';
+import { type IncomingMessage, request } from 'node:http';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '@faregate/testing/env';
+import { jobApi } from './support/jobs.ts';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Faults seen from outside the ingress, against the real services: Postgres unreachable while
+ * requests are admitted, SSE callers whose connection is reset mid-answer, and replayed streams.
+ */
+
+/** A TCP proxy in front of Postgres that can be cut (every connection reset, new ones too) and restored. */
+class PgProxy {
+  readonly #server: Server;
+  readonly #target: { host: string; port: number };
+  readonly #open = new Set<Socket>();
+  #down = false;
+
+  constructor(target: { host: string; port: number }) {
+    this.#target = target;
+    this.#server = createServer((client) => {
+      if (this.#down) {
+        client.resetAndDestroy();
+        return;
+      }
+      const upstream = connect(this.#target.port, this.#target.host);
+      for (const s of [client, upstream]) {
+        this.#open.add(s);
+        s.on('close', () => this.#open.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+  }
+
+  async listen(): Promise<number> {
+    this.#server.listen(0, '127.0.0.1');
+    await once(this.#server, 'listening');
+    return (this.#server.address() as { port: number }).port;
+  }
+
+  cut(): void {
+    this.#down = true;
+    for (const s of this.#open) s.resetAndDestroy();
+  }
+
+  restore(): void {
+    this.#down = false;
+  }
+
+  close(): void {
+    this.cut();
+    this.#server.close();
+  }
+}
+
+let stack: Stack;
+let proxy: PgProxy;
+let api: ReturnType<typeof jobApi>;
+let client: OpenAI;
+
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai'] });
+  // Only the ingress reaches Postgres through the proxy: billing keeps settling during an outage.
+  const target = new URL(stack.databaseUrl);
+  proxy = new PgProxy({ host: target.hostname, port: Number(target.port || 5432) });
+  const proxied = new URL(stack.databaseUrl);
+  proxied.port = String(await proxy.listen());
+  const first = stack.services.find((s) => s.name === 'ingress');
+  if (!first) throw new Error('no ingress');
+  first.proc.kill('SIGTERM');
+  await once(first.proc, 'exit');
+  // A lease covers two requests the size of the one that took it: a bigger request needs Postgres.
+  await stack.start('ingress', { DATABASE_URL: proxied.toString(), BUDGET_LEASE_REQUESTS: '2' });
+  await until(async () => (await fetch(`${stack.url}/readyz`).catch(() => undefined))?.ok, {
+    timeoutMs: 60_000,
+    what: 'ingress behind the proxy ready',
+  });
+  api = jobApi(stack.url);
+  client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+}, 120_000);
+
+afterAll(async () => {
+  proxy?.close();
+  await stack?.stop();
+});
+
+const chat = (content: string, extra: Record<string, unknown> = {}) =>
+  fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], ...extra }),
+  });
+
+const heldMicros = async () =>
+  BigInt((await stack.sql.query('SELECT coalesce(sum(amount_micros), 0)::text AS s FROM holds')).rows[0].s);
+
+type Usage = { outcome: string; output_tokens: number };
+const usageOf = async (id: string) =>
+  (
+    await stack.sql.query<Usage>(
+      'SELECT outcome, output_tokens FROM usage_events WHERE request_id = $1 ORDER BY hop, attempt',
+      [id],
+    )
+  ).rows;
+
+describe('Postgres unreachable during admission', () => {
+  it('answers 503 with retry-after, admits again afterwards, and gives the lease rest back', async () => {
+    // A small request takes a lease. (The key is now cached for a second: key lookups during an
+    // outage are not this test's subject, admission is.)
+    const warm = await chat('warm up', { max_tokens: 8 });
+    expect(warm.status).toBe(200);
+    proxy.cut();
+    try {
+      // Too big for what is left of the lease: admission must reach Postgres, which is gone.
+      const r = await chat('while the database is down');
+      const body = (await r.json()) as { error?: Record<string, unknown> };
+      expect(r.status).toBe(503);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(body.error).toMatchObject({ type: 'server_error', code: 'overloaded', param: null });
+      expect(body.error?.message).toMatch(/database/);
+      // The lease was retired, and its rest could not be given back yet.
+      expect(await heldMicros()).toBeGreaterThan(0n);
+    } finally {
+      proxy.restore();
+    }
+    // The outage retired the lease without being able to give its rest back: it is given back now,
+    // and nothing is held once the warm-up request is settled (nothing is in flight).
+    await until(async () => (await heldMicros()) === 0n, { timeoutMs: 20_000, what: 'holds back to 0' });
+    const after = await chat('after the outage', { max_tokens: 8 });
+    expect(after.status).toBe(200);
+  });
+});
+
+interface RawSse {
+  id: string;
+  status: number;
+  text: () => string;
+  res: IncomingMessage;
+  reset: () => void;
+}
+
+/** A streamed chat request on a raw socket, resolved once its first content chunk arrived. */
+function openSse(content: string, headers: Record<string, string> = {}): Promise<RawSse> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${stack.apiKey}`,
+        'content-type': 'application/json',
+        ...headers,
+      },
+    });
+    req.on('error', () => {}); // the test resets the socket itself
+    req.on('response', (res) => {
+      let text = '';
+      res.on('error', () => {});
+      res.on('data', (c: Buffer) => {
+        text += c.toString();
+        if (/"delta":\{"content":"[^"]/.test(text)) {
+          resolve({
+            id: String(res.headers['x-request-id']),
+            status: res.statusCode ?? 0,
+            text: () => text,
+            res,
+            reset: () => req.socket?.resetAndDestroy(),
+          });
+        }
+      });
+      res.on('end', () => reject(new Error(`stream ended before content: ${text}`)));
+    });
+    req.end(JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }], stream: true }));
+  });
+}
+
+/** The fake's record of the one streamed call made since `from` calls. */
+const callAfter = (from: number) =>
+  stack.fake
+    .calls()
+    .slice(from)
+    .filter((c) => c.stream)[0];
+
+/** A request that takes ~100 ms at the fake: a stream still running would grow meanwhile. */
+async function barrier(): Promise<void> {
+  const r = await chat('[[fake:{"fault":"slow_stream","chunkMs":25,"tokens":4}]] barrier', { max_tokens: 8 });
+  await r.text();
+}
+
+describe('SSE callers whose connection is reset', () => {
+  const SLOW = (n: number) => `[[fake:{"fault":"slow_stream","chunkMs":25,"tokens":${n}}]]`;
+
+  it('a reset after content cancels the job, aborts the provider call, and bills only what was generated', async () => {
+    const from = stack.fake.calls().length;
+    const sse = await openSse(`${SLOW(400)} a long answer, reset after the first words`);
+    expect(sse.status).toBe(200);
+    sse.reset();
+    const job = await api.finished(stack.apiKey, sse.id);
+    expect(job.status).toBe('cancelled');
+    const rows = await until(
+      async () => {
+        const u = await usageOf(sse.id);
+        return u.length > 0 ? u : undefined;
+      },
+      { what: 'usage of the reset stream' },
+    );
+    expect(rows.at(-1)?.outcome).toBe('cancelled');
+    const billed = rows.reduce((n, r) => n + r.output_tokens, 0);
+    expect(billed).toBeGreaterThan(0);
+    expect(billed).toBeLessThan(400);
+    // The provider call was aborted: it stopped short of the answer and does not grow any more.
+    const sent = callAfter(from)?.completionTokens ?? 0;
+    expect(sent).toBeLessThan(400);
+    await barrier();
+    expect(callAfter(from)?.completionTokens).toBe(sent);
+  });
+
+  it('a provider restart after content ends the stream with an error and cancels the job', async () => {
+    // The first call breaks mid-answer; the worker restarts generation, which this caller cannot
+    // take (content already reached it): it gets an error, so nothing more may be generated or billed.
+    stack.fake.script('openai', [{ fault: 'cut_mid_stream', afterChunks: 3 }]);
+    stack.fake.configure({ provider: 'openai', chunkMs: 25 });
+    try {
+      const from = stack.fake.calls().length;
+      const sse = await openSse('[[fake:{"tokens":400}]] an answer that breaks and restarts');
+      await new Promise<void>((resolve) => {
+        if (sse.res.complete) resolve();
+        sse.res.on('end', resolve);
+        sse.res.on('close', resolve);
+      });
+      expect(sse.text()).toMatch(/"code":"upstream_error"/);
+      const job = await api.finished(stack.apiKey, sse.id);
+      expect(job.status).toBe('cancelled');
+      const rows = await until(
+        async () => {
+          const u = await usageOf(sse.id);
+          return u.some((r) => r.outcome === 'cancelled') ? u : undefined;
+        },
+        { what: 'final usage of the broken stream' },
+      );
+      // What the first call generated plus what the restart generated before it was cancelled.
+      const billed = rows.reduce((n, r) => n + r.output_tokens, 0);
+      expect(billed).toBeLessThan(400);
+      const restart = stack.fake
+        .calls()
+        .slice(from)
+        .filter((c) => c.stream)[1];
+      const sent = restart?.completionTokens ?? 0;
+      expect(sent).toBeLessThan(400);
+      await barrier();
+      expect(
+        stack.fake
+          .calls()
+          .slice(from)
+          .filter((c) => c.stream)[1]?.completionTokens ?? 0,
+      ).toBe(sent);
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0 });
+    }
+  });
+
+  it('with an Idempotency-Key, a reset stream runs on, and its replay is marked Idempotent-Replayed', async () => {
+    const sse = await openSse(`${SLOW(40)} keep going without me`, { 'idempotency-key': 'reset-kept-1' });
+    sse.reset();
+    const job = await api.finished(stack.apiKey, sse.id);
+    expect(job.status).toBe('completed');
+    const { data, response } = await client.chat.completions
+      .create(
+        {
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: `${SLOW(40)} keep going without me` }],
+          stream: true,
+        },
+        { headers: { 'Idempotency-Key': 'reset-kept-1' } },
+      )
+      .withResponse();
+    expect(response.headers.get('idempotent-replayed')).toBe('true');
+    expect(response.headers.get('x-request-id')).toBe(sse.id);
+    let text = '';
+    for await (const c of data) text += c.choices[0]?.delta?.content ?? '';
+    expect(text).toBe(job.result?.choices[0]?.message.content);
+  });
+});
