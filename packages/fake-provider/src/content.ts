@@ -73,6 +73,7 @@ export function normalizeDirective(raw: unknown): Directive {
   }
   for (const k of [
     'afterChunks',
+    'burstTokens',
     'retryAfterMs',
     'chunkMs',
     'bytes',
@@ -84,6 +85,9 @@ export function normalizeDirective(raw: unknown): Directive {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
       throw new Error(`fake: ${k} must be a non-negative number`);
     }
+  }
+  if (d.tail !== undefined && d.tail !== 'line' && d.tail !== 'half') {
+    throw new Error('fake: tail must be "line" or "half"');
   }
   return d as Directive;
 }

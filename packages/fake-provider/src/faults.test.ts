@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import { until } from '@faregate/testing/env';
 import OpenAI from 'openai';
@@ -16,6 +17,38 @@ beforeAll(async () => {
 });
 afterAll(() => fake.close());
 beforeEach(() => fake.reset());
+
+/** A string at `path` inside parsed JSON ('' when absent). */
+function pick(v: unknown, ...path: Array<string | number>): string {
+  let o = v;
+  for (const k of path) o = (o as Record<string | number, unknown> | null | undefined)?.[k];
+  return typeof o === 'string' ? o : '';
+}
+
+/** A raw POST whose body may be cut: everything received, and the error that ended it (if any). */
+function rawStream(
+  path: string,
+  headers: Record<string, string>,
+  body: unknown,
+): Promise<{ text: string; error?: Error }> {
+  return new Promise((resolve) => {
+    let text = '';
+    const req = request(`${fake.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+    req.on('response', (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        text += d;
+      });
+      res.on('end', () => resolve({ text }));
+      res.on('error', (error) => resolve({ text, error }));
+    });
+    req.on('error', (error) => resolve({ text, error }));
+    req.end(JSON.stringify(body));
+  });
+}
 
 async function collect(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
   const pieces: string[] = [];
@@ -120,6 +153,66 @@ describe('stream faults', () => {
     // The headers arrived, so the failure surfaces while reading the body (undici: "terminated").
     expect(whole).toBeInstanceOf(Error);
     expect(fake.calls()[1]).toMatchObject({ status: 200, completionTokens: 0 });
+  });
+
+  it('cut_after_burst: the burst arrives whole but its last blank line (or half the next event), then the cut', async () => {
+    // Three providers, each in its own framing: the complete events before the cut carry exactly the
+    // tokens the log bills, and the body never reaches the terminal event.
+    const cases = [
+      {
+        path: '/openai/v1/chat/completions',
+        headers: { authorization: 'Bearer k' },
+        body: (content: string) => ({ model: 'gpt-4o-mini', stream: true, messages: user(content) }),
+        text: (d: unknown) => pick(d, 'choices', 0, 'delta', 'content'),
+      },
+      {
+        path: '/anthropic/v1/messages',
+        headers: { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' },
+        body: (content: string) => ({
+          model: 'claude-haiku-4-5',
+          max_tokens: 100,
+          stream: true,
+          messages: user(content),
+        }),
+        text: (d: unknown) => pick(d, 'delta', 'text'),
+      },
+      {
+        path: '/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse',
+        headers: { 'x-goog-api-key': 'k' },
+        body: (content: string) => ({ contents: [{ role: 'user', parts: [{ text: content }] }] }),
+        text: (d: unknown) => pick(d, 'candidates', 0, 'content', 'parts', 0, 'text'),
+      },
+    ];
+    fake.configure({ tokensPerChunk: 2 });
+    for (const c of cases) {
+      for (const tail of ['line', 'half'] as const) {
+        fake.clearCalls();
+        const directive = { fault: 'cut_after_burst', afterChunks: 1, burstTokens: 8, tokens: 20, tail };
+        const raw = await rawStream(c.path, c.headers, c.body(`burst [[fake:${JSON.stringify(directive)}]]`));
+        expect(raw.error, `${c.path} ${tail}`).toBeDefined();
+        const events = raw.text.split(/\r?\n\r?\n/);
+        const rest = events.pop() ?? '';
+        const words = events
+          .map((e) => /^data: (.*)$/m.exec(e)?.[1])
+          .filter((d) => d !== undefined)
+          .map((d) => c.text(JSON.parse(d)))
+          .join('');
+        if (tail === 'line') {
+          // The last event's data line arrived whole, with its line ending, but not the blank line.
+          expect(rest).toMatch(/\ndata: \{.*\}\r?\n$|^data: \{.*\}\r?\n$/);
+          const last = c.text(JSON.parse(/data: (.*)/.exec(rest)?.[1] ?? ''));
+          const sent = (words + last).trim().split(/\s+/).length;
+          expect(fake.calls()[0]).toMatchObject({ fault: 'cut_after_burst', completionTokens: sent });
+          expect(sent).toBeGreaterThanOrEqual(8);
+        } else {
+          // Half an event: its data is cut short, and the log bills only the whole events.
+          expect(rest.length).toBeGreaterThan(0);
+          expect(() => JSON.parse(/data: (.*)/.exec(rest)?.[1] ?? '{')).toThrow();
+          expect(fake.calls()[0]?.completionTokens).toBe(words.trim().split(/\s+/).length);
+        }
+        expect(raw.text).not.toMatch(/\[DONE\]|message_stop|finishReason/);
+      }
+    }
   });
 
   it('hang_before_headers: the client times out and the log shows no status', async () => {

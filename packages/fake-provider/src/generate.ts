@@ -166,7 +166,7 @@ async function sendWhole(
   rec.status = 200;
   res.writeHead(200, { 'content-type': 'application/json', ...headers });
   if (fault?.fault === 'hang_mid_stream') return untilClosed(res);
-  if (fault?.fault === 'cut_mid_stream') {
+  if (fault?.fault === 'cut_mid_stream' || fault?.fault === 'cut_after_burst') {
     res.write(body.slice(0, Math.floor(body.length / 2)));
     await flushed(res);
     res.socket?.destroy();
@@ -210,6 +210,7 @@ async function playStream(
     if (i > 0 && !(await wait(chunkMs, res))) return;
     if (res.destroyed) return;
     if (i === at && inStream) {
+      if (inStream.fault === 'cut_after_burst') return burstThenCut(res, rec, events, i, inStream);
       const stop = await applyStreamFault(p, ctx, res, inStream);
       if (stop) return;
     }
@@ -223,6 +224,7 @@ async function playStream(
 const STREAM_FAULTS = new Set([
   'hang_mid_stream',
   'cut_mid_stream',
+  'cut_after_burst',
   'malformed_sse',
   'inband_error',
   'huge_line',
@@ -262,6 +264,43 @@ async function applyStreamFault(
     default:
       return false;
   }
+}
+
+/**
+ * `cut_after_burst`: the events from `from` on arrive in one write, as when a provider flushes output
+ * it had held back, and the connection drops right after: before the blank line that ends the
+ * burst's last event (`tail: 'line'`: its data arrived whole, its end did not), or half-way through
+ * the event after the burst (`tail: 'half'`). The terminal event never comes. The log counts the
+ * tokens of every event whose data arrived whole (the half event's do not reach the client).
+ */
+async function burstThenCut(
+  res: ServerResponse,
+  rec: CallRecord,
+  events: SseEvent[],
+  from: number,
+  fault: Fault,
+): Promise<void> {
+  const want = fault.burstTokens ?? Number.POSITIVE_INFINITY;
+  let to = from;
+  let tokens = 0;
+  // Up to the event that completes `burstTokens`, and never the terminal event.
+  while (to < events.length - 1 && tokens < want) {
+    tokens += (events[to] as SseEvent).tokens;
+    to++;
+  }
+  let text = events
+    .slice(from, to)
+    .map((e) => e.text)
+    .join('');
+  if (fault.tail === 'half') {
+    const next = (events[to] as SseEvent).text;
+    text += next.slice(0, Math.floor(next.length / 2));
+  } else if (text.endsWith('\r\n\r\n')) text = text.slice(0, -2);
+  else if (text.endsWith('\n\n')) text = text.slice(0, -1);
+  if (text) res.write(text);
+  rec.completionTokens += tokens;
+  await flushed(res);
+  res.socket?.destroy();
 }
 
 /** Lets written data reach the socket (writes are corked until the next tick) before a deliberate cut. */

@@ -13,6 +13,7 @@ export const FAULT_KINDS = [
   'hang_before_headers',
   'hang_mid_stream',
   'cut_mid_stream',
+  'cut_after_burst',
   'malformed_sse',
   'inband_error',
   'huge_line',
@@ -23,7 +24,8 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /**
  * One scripted misbehaviour. On a non-streaming request the stream faults degrade sensibly:
- * `hang_mid_stream` sends headers and no body, `cut_mid_stream` cuts the body in half, `malformed_sse`
+ * `hang_mid_stream` sends headers and no body, `cut_mid_stream` and `cut_after_burst` cut the body in
+ * half, `malformed_sse`
  * sends an invalid JSON body, `inband_error` answers like `500` (Anthropic: `529`), `huge_line` pads the
  * JSON body, `slow_stream` delays the body by chunkMs per token, `unknown_event` has no effect.
  */
@@ -31,6 +33,18 @@ export interface Fault {
   fault: FaultKind;
   /** Stream faults: how many SSE events are sent before the fault (default 2). */
   afterChunks?: number;
+  /**
+   * `cut_after_burst`: content tokens the burst carries (default: every event up to the terminal one).
+   * The burst is the events after the first `afterChunks`, written at once, up to the one that
+   * reaches this count (`tokensPerChunk` sets how many tokens one event carries).
+   */
+  burstTokens?: number;
+  /**
+   * `cut_after_burst`: where the cut lands. `line` (default): right after the data line of the burst's
+   * last event, before the blank line that would end it. `half`: after the whole burst and the first
+   * half of the next event.
+   */
+  tail?: 'line' | 'half';
   /** `429`: the wait advertised in retry-after-ms / retry-after / RetryInfo (default 1000). */
   retryAfterMs?: number;
   /** `slow_stream`: the delay between chunks (default 500). */
