@@ -62,6 +62,9 @@ log "building the image and starting the stack (project $COMPOSE_PROJECT_NAME, p
 # What ../shared/ci/compose-up.sh does, under this project's image variable: start the engine and its
 # stand-in base images (no registry here), build the image with BuildKit, run the stack without building.
 eval "$("$shared/docker-offline.sh" | tail -3)"
+# docker-offline.sh installs docker-compose when it is missing: choose the client only now.
+compose=(docker-compose)
+command -v docker-compose >/dev/null || compose=(docker compose)
 export FAREGATE_IMAGE=${FAREGATE_IMAGE:-faregate:ci}
 builder=/usr/bin/docker
 [[ -x $builder ]] || builder=docker

@@ -138,6 +138,34 @@ describe('Postgres unreachable during admission', () => {
   });
 });
 
+describe('Postgres unreachable when a key must be looked up', () => {
+  it('answers 503 with retry-after (not 500), and the key works once Postgres is back', async () => {
+    const admin = (path: string, body: unknown) =>
+      fetch(`${stack.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      }).then((r) => r.json() as Promise<Record<string, string>>);
+    const acct = await admin('/admin/v1/accounts', { name: 'outage' });
+    await admin('/admin/v1/credits', { account_id: acct.id, amount_usd: '1' });
+    const { key } = await admin('/admin/v1/keys', { account_id: acct.id, name: 'never used' });
+    const models = () => fetch(`${stack.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    proxy.cut();
+    try {
+      const r = await models();
+      expect(r.status).toBe(503);
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('overloaded');
+    } finally {
+      proxy.restore();
+    }
+    await until(async () => (await models()).status === 200, {
+      timeoutMs: 10_000,
+      what: 'the key accepted again',
+    });
+  });
+});
+
 interface RawSse {
   id: string;
   status: number;

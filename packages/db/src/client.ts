@@ -10,12 +10,14 @@ export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
  */
 export function createDb(
   url: string,
-  opts: { max?: number; idleTimeoutMs?: number } = {},
+  opts: { max?: number; idleTimeoutMs?: number; connectTimeoutMs?: number } = {},
 ): { db: Db; pool: pg.Pool; close(): Promise<void> } {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 10,
     idleTimeoutMillis: opts.idleTimeoutMs ?? 10_000,
+    // A server that accepts TCP but never answers must fail the query, not hang the request.
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
   });
   // An idle client losing its connection (Postgres restart) must not crash the process; the next
   // query gets a fresh connection and callers see the error there.

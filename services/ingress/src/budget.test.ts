@@ -6,7 +6,8 @@ import { createDb, type Db } from '@faregate/db/client';
 import { runMigrations } from '@faregate/db/migrate';
 import { freshDatabase, until } from '@faregate/testing/env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Budget, type BudgetOptions, isDbUnavailable } from './budget.ts';
+import { isDbUnavailable } from '@faregate/db/unavailable';
+import { Budget, type BudgetOptions } from './budget.ts';
 
 let db: Db;
 let dbUrl: string;

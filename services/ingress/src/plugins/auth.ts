@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { Db } from '@faregate/db/client';
 import { findApiKey, hashApiKey, unusableKeyHashes, type ApiKeyRecord } from '@faregate/db/api-keys';
+import { isDbUnavailable } from '@faregate/db/unavailable';
 
 export interface Principal {
   accountId: string;
@@ -177,7 +178,15 @@ export class Authenticator {
     const now = Date.now();
     let hit = this.#cache.get(hash);
     if (!hit || hit.until < now) {
-      hit = { rec: await findApiKey(this.#db, hash), until: now + this.#ttlMs };
+      const rec = await findApiKey(this.#db, hash).catch((err: unknown) => {
+        if (!isDbUnavailable(err)) throw err;
+        throw new GatewayError({
+          code: 'overloaded',
+          message: 'The gateway cannot reach its database to check your API key; retry shortly.',
+          retryAfterMs: 2_000,
+        });
+      });
+      hit = { rec, until: now + this.#ttlMs };
       if (this.#cache.size > 50_000) this.#cache.clear();
       this.#cache.set(hash, hit);
     }
