@@ -50,6 +50,17 @@ async function usageCount(requestId: string): Promise<number> {
 }
 
 describe('Idempotency-Key', () => {
+  it('holds for a disguised spelling of the same route (the matched route decides, not the raw URL)', async () => {
+    const before = chatCalls();
+    const first = await post('/v1/chat/completions', body('Name a moon.'), 'chat-disguised-1');
+    const again = await post('/v1/chat/%63ompletions', body('Name a moon.'), 'chat-disguised-1');
+    expect(first.status).toBe(200);
+    expect(again.status).toBe(200);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.json.id).toBe(first.json.id);
+    expect(chatCalls() - before).toBe(1);
+  });
+
   it('runs a chat request once: a retry replays the same answer, and it is billed once', async () => {
     const before = chatCalls();
     const { data: first, response } = await client.chat.completions

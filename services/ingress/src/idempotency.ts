@@ -69,7 +69,8 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
   app.addHook('preHandler', async (req, reply) => {
     const header = req.headers['idempotency-key'];
     if (header === undefined || req.method !== 'POST') return;
-    const path = req.url.split('?')[0] ?? '';
+    // The route the router matched, not the raw URL: `/v1/chat/%63ompletions` is the same route.
+    const path = req.routeOptions.url ?? '';
     if (!ROUTES.has(path)) return;
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
       throw new GatewayError({
