@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { type CatalogModel, ModelPrice } from './models.ts';
+import { BUILTIN_MODELS, type CatalogModel, ModelPrice } from './models.ts';
+import { PriceTable } from './prices.ts';
 
 /**
  * The gateway's routing configuration: one validated JSON file (`FAREGATE_CONFIG`), with
@@ -26,16 +27,24 @@ const Circuit = z.object({
   openMs: z.number().int().positive().default(15_000),
 });
 
+/**
+ * The parsed tables are looked up with names callers send (`aliases[req.model]`): they have no
+ * prototype, so `constructor` or `__proto__` finds nothing instead of an inherited property.
+ */
+const table = <T extends z.ZodType>(value: T) =>
+  z
+    .record(z.string(), value)
+    .default({})
+    .transform((r) => Object.assign(Object.create(null) as Record<string, z.infer<T>>, r));
+
 export const GatewayConfig = z.object({
   /** `provider/model` → further candidates, tried in order when it cannot serve. */
-  fallbacks: z.record(z.string(), z.array(z.string())).default({}),
+  fallbacks: table(z.array(z.string())),
   /** Extra model names → `provider/model` or a bare model name. */
-  aliases: z.record(z.string(), z.string()).default({}),
+  aliases: table(z.string()),
   /** `provider/model` → price overrides (USD per 1M tokens). */
-  prices: z.record(z.string(), ModelPrice).default({}),
-  providers: z
-    .record(z.string(), z.object({ limits: Limits.default({}), circuit: Circuit.optional() }))
-    .default({}),
+  prices: table(ModelPrice),
+  providers: table(z.object({ limits: Limits.default({}), circuit: Circuit.optional() })),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfig>;
 export type ProviderLimits = z.infer<typeof Limits>;
@@ -71,8 +80,10 @@ export function loadGatewayConfig(
 }
 
 /**
- * The built-in catalog with the configured price overrides applied (unknown `provider/model`
- * keys add entries), so admission (ingress) and settlement (billing) use the same prices.
+ * The built-in catalog with the configured price overrides applied, so admission (ingress) and
+ * settlement (billing) use the same prices. An override names a catalog id or one of its aliases;
+ * any other `provider/model` (a dated snapshot priced on its own, a model the catalog lacks) adds an
+ * entry, which wins over the undated id for that exact name.
  */
 export function catalogWithOverrides(models: CatalogModel[], config: GatewayConfig): CatalogModel[] {
   const out = models.map((m) => ({ ...m }));
@@ -81,7 +92,9 @@ export function catalogWithOverrides(models: CatalogModel[], config: GatewayConf
     if (slash <= 0) throw new Error(`price override "${name}": use provider/model`);
     const provider = name.slice(0, slash);
     const id = name.slice(slash + 1);
-    const existing = out.find((m) => m.provider === provider && m.id === id);
+    const existing =
+      out.find((m) => m.provider === provider && m.id === id) ??
+      out.find((m) => m.provider === provider && m.aliases.includes(id));
     if (existing) existing.price = price;
     else
       out.push({
@@ -95,4 +108,9 @@ export function catalogWithOverrides(models: CatalogModel[], config: GatewayConf
       });
   }
   return out;
+}
+
+/** The price table of a deployment: the built-in catalog with the routing file's overrides. */
+export function priceTable(config: GatewayConfig, models: CatalogModel[] = BUILTIN_MODELS): PriceTable {
+  return new PriceTable(catalogWithOverrides(models, config));
 }

@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { GatewayConfig, parseGatewayConfig, priceTable } from './gateway-config.ts';
+import { BUILTIN_MODELS } from './models.ts';
+import { maxCallCostMicros, PriceTable } from './prices.ts';
+
+const table = new PriceTable(BUILTIN_MODELS);
+const priceOf = (provider: string, model: string, at?: number) =>
+  table.resolvePrice(provider, model, at)?.price;
+const PROTOTYPE_NAMES = [
+  'constructor',
+  '__proto__',
+  'toString',
+  'valueOf',
+  'hasOwnProperty',
+  'isPrototypeOf',
+];
+
+describe('PriceTable.resolvePrice', () => {
+  it('prices a dated snapshot at its listed undated price', () => {
+    expect(table.resolvePrice('anthropic', 'claude-haiku-4-5-20251001')).toEqual({
+      provider: 'anthropic',
+      model: 'claude-haiku-4-5',
+      price: { inputPerM: '1.00', cachedInputPerM: '0.10', cacheWritePerM: '1.25', outputPerM: '5.00' },
+      selfHosted: false,
+    });
+    expect(priceOf('openai', 'gpt-4o-mini-2024-07-18')?.inputPerM).toBe('0.15');
+    expect(priceOf('gemini', 'gemini-2.0-flash-001')?.outputPerM).toBe('0.40');
+  });
+
+  it('resolves aliases, -latest and :latest names', () => {
+    expect(table.resolvePrice('anthropic', 'claude-haiku')?.model).toBe('claude-haiku-4-5');
+    expect(table.resolvePrice('anthropic', 'claude-haiku-4-5-latest')?.model).toBe('claude-haiku-4-5');
+    // Anthropic's dated snapshot of a model the catalog lists under its `-latest` name.
+    expect(table.resolvePrice('anthropic', 'claude-3-5-haiku-20241022')?.model).toBe(
+      'claude-3-5-haiku-latest',
+    );
+    expect(table.resolvePrice('llama', 'llama3.2:latest')).toMatchObject({
+      model: 'llama3.2',
+      selfHosted: true,
+    });
+    expect(table.resolvePrice('llama', 'llama3.1:8b')?.model).toBe('llama3.1:8b');
+  });
+
+  it('prices self-hosted models at zero on purpose, and leaves unknown hosted models unpriced', () => {
+    expect(table.resolvePrice('llama', 'qwen2.5:7b')).toEqual({
+      provider: 'llama',
+      model: 'qwen2.5:7b',
+      price: { inputPerM: '0', outputPerM: '0' },
+      selfHosted: true,
+    });
+    expect(table.resolvePrice('openai', 'gpt-9-preview')).toBeUndefined();
+    // A name is resolved on its own provider only.
+    expect(table.resolvePrice('openai', 'claude-haiku-4-5')).toBeUndefined();
+  });
+
+  it('finds nothing for names of Object.prototype members', () => {
+    for (const name of PROTOTYPE_NAMES) {
+      expect(table.resolvePrice('openai', name)).toBeUndefined();
+      expect(table.resolvePrice(name, 'gpt-4o-mini')).toBeUndefined();
+      expect(table.canonicalId('anthropic', `${name}-20251001`)).toBeUndefined();
+      expect(table.model('openai', name)).toBeUndefined();
+    }
+  });
+
+  it('applies routing-file overrides: on a catalog id, an alias, or a dated id of its own', () => {
+    const t = priceTable(
+      GatewayConfig.parse({
+        prices: {
+          'openai/gpt-4o-mini': { inputPerM: '0.20', outputPerM: '0.80' },
+          'anthropic/claude-sonnet': { inputPerM: '4', outputPerM: '20' },
+          'anthropic/claude-haiku-4-5-20251001': { inputPerM: '2', outputPerM: '6' },
+          'llama/llama3.2': { inputPerM: '0.01', outputPerM: '0.02' },
+          'openai/gpt-9-preview': { inputPerM: '9', outputPerM: '9' },
+        },
+      }),
+    );
+    expect(t.resolvePrice('openai', 'gpt-4o-mini-2024-07-18')?.price.inputPerM).toBe('0.20');
+    expect(t.resolvePrice('anthropic', 'claude-sonnet-4-5-20250929')?.price.inputPerM).toBe('4');
+    // The dated override wins for that snapshot; other names keep the list price.
+    expect(t.resolvePrice('anthropic', 'claude-haiku-4-5-20251001')?.price.inputPerM).toBe('2');
+    expect(t.resolvePrice('anthropic', 'claude-haiku-4-5')?.price.inputPerM).toBe('1.00');
+    expect(t.resolvePrice('llama', 'llama3.2:latest')?.price.inputPerM).toBe('0.01');
+    expect(t.resolvePrice('openai', 'gpt-9-preview')?.price.outputPerM).toBe('9');
+  });
+
+  it('takes the dated price in force at the instant of the call', () => {
+    const day = (d: string) => new Date(d).getTime();
+    const t = new PriceTable(BUILTIN_MODELS, {
+      history: [
+        {
+          provider: 'openai',
+          model: 'gpt-4o-mini',
+          from: day('2026-02-01'),
+          price: { inputPerM: '0.3', outputPerM: '1' },
+        },
+        {
+          provider: 'openai',
+          model: 'gpt-4o-mini',
+          from: day('2026-01-01'),
+          price: { inputPerM: '0.2', outputPerM: '1' },
+        },
+      ],
+    });
+    expect(t.resolvePrice('openai', 'gpt-4o-mini-2024-07-18', day('2026-01-15'))?.price.inputPerM).toBe(
+      '0.2',
+    );
+    expect(t.resolvePrice('openai', 'gpt-4o-mini', day('2026-03-01'))?.price.inputPerM).toBe('0.3');
+    // Before every dated price: the earliest (the catalog date is when prices were taken).
+    expect(t.resolvePrice('openai', 'gpt-4o-mini', day('2025-01-01'))?.price.inputPerM).toBe('0.2');
+    // A model only the history knows (an override) is resolved too.
+    const only = new PriceTable([], {
+      history: [{ provider: 'x', model: 'm', from: 0, price: { inputPerM: '1', outputPerM: '1' } }],
+    });
+    expect(only.resolvePrice('x', 'm-20250101')?.model).toBe('m');
+  });
+});
+
+describe('routing file tables', () => {
+  it('never answer a lookup with an inherited property', () => {
+    const c = parseGatewayConfig(
+      JSON.stringify({ aliases: { fast: 'openai/gpt-4o-mini' }, fallbacks: {}, prices: {} }),
+      {},
+    );
+    for (const name of PROTOTYPE_NAMES) {
+      expect(c.aliases[name]).toBeUndefined();
+      expect(c.fallbacks[name]).toBeUndefined();
+      expect(c.prices[name]).toBeUndefined();
+      expect(c.providers[name]).toBeUndefined();
+    }
+    expect(c.aliases.fast).toBe('openai/gpt-4o-mini');
+  });
+});
+
+describe('maxCallCostMicros', () => {
+  it('charges every prompt token at the dearest input class and rounds up', () => {
+    // claude-haiku-4-5: cache writes (1.25) cost more than input (1.00).
+    const haiku = { inputPerM: '1.00', cachedInputPerM: '0.10', cacheWritePerM: '1.25', outputPerM: '5.00' };
+    expect(maxCallCostMicros(haiku, 1000, 100)).toBe(1250n + 500n);
+    // gpt-4o-mini: 3 × 0.15 + 1 × 0.6 = 1.05 µUSD → 2 (a hold never rounds below the cost).
+    expect(maxCallCostMicros({ inputPerM: '0.15', outputPerM: '0.60' }, 3, 1)).toBe(2n);
+    expect(maxCallCostMicros({ inputPerM: '0', outputPerM: '0' }, 1_000_000, 1_000_000)).toBe(0n);
+  });
+});

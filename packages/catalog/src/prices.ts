@@ -1,0 +1,160 @@
+import { BUILTIN_MODELS, type CatalogModel, type ModelPrice } from './models.ts';
+import { usdToMicros } from './money.ts';
+
+/**
+ * The one price resolution of the gateway: admission holds (ingress), the model list, and
+ * settlement (billing) all ask `PriceTable.resolvePrice`. Billing builds its table from the
+ * `prices` rows in Postgres (dated history) and may cache it, but never matches names itself.
+ */
+
+/** A price effective from `from` (epoch ms) for a catalog key (as stored in the `prices` table). */
+export interface DatedPrice {
+  provider: string;
+  model: string;
+  from: number;
+  price: ModelPrice;
+}
+
+export interface ResolvedPrice {
+  provider: string;
+  /** The id the price is listed under (the catalog id a dated or aliased name resolved to). */
+  model: string;
+  price: ModelPrice;
+  /** A self-hosted pool: free on purpose unless the routing file prices it. */
+  selfHosted: boolean;
+}
+
+/** Pools that run on the operator's own hardware: zero unless configured (`prices` in the routing file). */
+export const SELF_HOSTED_PROVIDERS: readonly string[] = ['llama'];
+
+const FREE: ModelPrice = { inputPerM: '0', outputPerM: '0' };
+/** `-20251001`, `-2024-08-06`: a provider's dated snapshot of a model. */
+const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
+/** Gemini's stable versions (`gemini-2.0-flash-001`). */
+const VERSIONED = /-\d{3}$/;
+
+const keyOf = (provider: string, model: string) => `${provider}\u0000${model}`;
+
+export interface PriceTableOptions {
+  /** Dated prices (billing: the `prices` table); for a key listed here they win over the model's own price. */
+  history?: readonly DatedPrice[];
+  selfHosted?: Iterable<string>;
+}
+
+/**
+ * Known models and their prices, looked up by the names providers serve and callers use. Every
+ * table is a `Map`: names come from callers and providers, never index a plain object.
+ */
+export class PriceTable {
+  readonly #models = new Map<string, CatalogModel>();
+  /** `provider\0alias` → catalog id. */
+  readonly #aliases = new Map<string, string>();
+  /** Oldest first. */
+  readonly #history = new Map<string, DatedPrice[]>();
+  readonly #selfHosted: Set<string>;
+
+  constructor(models: readonly CatalogModel[] = BUILTIN_MODELS, opts: PriceTableOptions = {}) {
+    for (const m of models) this.#models.set(keyOf(m.provider, m.id), m);
+    for (const m of models) {
+      for (const a of m.aliases) {
+        const k = keyOf(m.provider, a);
+        if (!this.#models.has(k) && !this.#aliases.has(k)) this.#aliases.set(k, m.id);
+      }
+    }
+    for (const d of opts.history ?? []) {
+      const k = keyOf(d.provider, d.model);
+      const list = this.#history.get(k) ?? [];
+      list.push(d);
+      this.#history.set(k, list);
+    }
+    for (const list of this.#history.values()) list.sort((a, b) => a.from - b.from);
+    this.#selfHosted = new Set(opts.selfHosted ?? SELF_HOSTED_PROVIDERS);
+  }
+
+  /**
+   * The catalog id `modelId` names on `provider`: itself, or (in this order) without `:latest` /
+   * `-latest`, without a date or version suffix, the `-latest` name of an undated id, or an alias.
+   * A more specific name always wins: a dated id with its own price is not read as the undated one.
+   */
+  canonicalId(provider: string, modelId: string): string | undefined {
+    const known = (id: string) =>
+      this.#models.has(keyOf(provider, id)) || this.#history.has(keyOf(provider, id));
+    const alias = (id: string) => this.#aliases.get(keyOf(provider, id));
+    const candidates = [modelId];
+    // Ollama's `name:latest` and Anthropic's `name-latest` both mean the newest `name`.
+    const untagged = modelId.replace(/[:-]latest$/, '');
+    if (untagged !== modelId) candidates.push(untagged);
+    const undated = untagged.replace(DATED, '').replace(VERSIONED, '');
+    if (undated !== untagged) candidates.push(undated, `${undated}-latest`);
+    for (const c of candidates) if (known(c)) return c;
+    for (const c of candidates) {
+      const a = alias(c);
+      if (a !== undefined) return a;
+    }
+    return undefined;
+  }
+
+  /** Catalog data (context window, capabilities, list price) for a served or asked-for name. */
+  model(provider: string, modelId: string): CatalogModel | undefined {
+    const id = this.canonicalId(provider, modelId);
+    return id === undefined ? undefined : this.#models.get(keyOf(provider, id));
+  }
+
+  /**
+   * The price of `modelId` on `provider` at `at` (epoch ms): the latest dated price effective at or
+   * before it (an instant older than every dated price takes the earliest: the catalog date is when
+   * prices were taken, not when they started), else the listed price. Self-hosted providers are free
+   * when nothing prices them. Undefined: the model has no price (refused unless unpriced models are
+   * allowed; billing records such calls as `unpriced`, loudly).
+   */
+  resolvePrice(provider: string, modelId: string, at: number = Date.now()): ResolvedPrice | undefined {
+    const id = this.canonicalId(provider, modelId);
+    if (id !== undefined) {
+      const list = this.#history.get(keyOf(provider, id));
+      if (list && list.length > 0) {
+        let found = list[0]!;
+        for (const d of list) {
+          if (d.from <= at) found = d;
+          else break;
+        }
+        return { provider, model: id, price: found.price, selfHosted: this.#selfHosted.has(provider) };
+      }
+      const price = this.#models.get(keyOf(provider, id))?.price;
+      if (price) return { provider, model: id, price, selfHosted: this.#selfHosted.has(provider) };
+    }
+    if (this.#selfHosted.has(provider)) return { provider, model: modelId, price: FREE, selfHosted: true };
+    return undefined;
+  }
+}
+
+/** µUSD per million tokens, every token class (missing cache prices fall back to the input price). */
+export interface MicroPrice {
+  input: bigint;
+  cachedInput: bigint;
+  cacheWrite: bigint;
+  output: bigint;
+}
+
+export function toMicroPrice(p: ModelPrice): MicroPrice {
+  const input = usdToMicros(p.inputPerM);
+  return {
+    input,
+    cachedInput: p.cachedInputPerM === undefined ? input : usdToMicros(p.cachedInputPerM),
+    cacheWrite: p.cacheWritePerM === undefined ? input : usdToMicros(p.cacheWritePerM),
+    output: usdToMicros(p.outputPerM),
+  };
+}
+
+/**
+ * The most one call with at most `inputTokens` prompt tokens and `outputTokens` output tokens can
+ * cost at `price` (µUSD, rounded up): every prompt token at the dearest input class (an Anthropic
+ * cache write costs more than plain input), every output token at the output price.
+ */
+export function maxCallCostMicros(price: ModelPrice, inputTokens: number, outputTokens: number): bigint {
+  const p = toMicroPrice(price);
+  let input = p.input;
+  if (p.cachedInput > input) input = p.cachedInput;
+  if (p.cacheWrite > input) input = p.cacheWrite;
+  const scaled = BigInt(inputTokens) * input + BigInt(outputTokens) * p.output;
+  return (scaled + 999_999n) / 1_000_000n;
+}
