@@ -1,28 +1,21 @@
-import { usdToMicros } from '@faregate/catalog/money';
+import { type MicroPrice, toMicroPrice as fromModelPrice } from '@faregate/catalog/prices';
 import type { UsageEvent } from '@faregate/contracts/usage';
 
-/** A price in µUSD per million tokens (exact integers: the catalog has ≤ 6 decimals). */
-export interface MicroPrice {
-  input: bigint;
-  cachedInput: bigint;
-  cacheWrite: bigint;
-  output: bigint;
-}
+export type { MicroPrice };
 
-/** Decimal-string prices (as stored: numeric) → µUSD per M tokens. Missing cache prices fall back to input. */
+/** A stored price row (numeric strings, null cache prices) → µUSD per M tokens (see the catalog's `toMicroPrice`). */
 export function toMicroPrice(p: {
   inputPerM: string;
   cachedInputPerM: string | null;
   cacheWritePerM: string | null;
   outputPerM: string;
 }): MicroPrice {
-  const input = usdToMicros(p.inputPerM);
-  return {
-    input,
-    cachedInput: p.cachedInputPerM === null ? input : usdToMicros(p.cachedInputPerM),
-    cacheWrite: p.cacheWritePerM === null ? input : usdToMicros(p.cacheWritePerM),
-    output: usdToMicros(p.outputPerM),
-  };
+  return fromModelPrice({
+    inputPerM: p.inputPerM,
+    outputPerM: p.outputPerM,
+    ...(p.cachedInputPerM === null ? {} : { cachedInputPerM: p.cachedInputPerM }),
+    ...(p.cacheWritePerM === null ? {} : { cacheWritePerM: p.cacheWritePerM }),
+  });
 }
 
 type Tokens = Pick<UsageEvent, 'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'outputTokens'>;

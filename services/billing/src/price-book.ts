@@ -1,60 +1,121 @@
+import { BUILTIN_MODELS, type CatalogModel, type ModelPrice } from '@faregate/catalog/models';
+import { PriceTable, type ResolvedPrice } from '@faregate/catalog/prices';
 import type { Db } from '@faregate/db/client';
 import { loadPrices } from '@faregate/db/prices';
 import { type MicroPrice, toMicroPrice } from './cost.ts';
 
-interface Dated {
-  from: number;
-  price: MicroPrice;
+/** Where a served call without a price is reported (the service's logger). */
+export interface UnpricedLog {
+  error(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
 }
 
+export interface PriceBookOptions {
+  /** A lookup that missed reloads the rows at most this often (an override added while we run). */
+  missReloadMs?: number;
+  /** Model names and aliases (the rows only carry prices): the built-in catalog. */
+  models?: readonly CatalogModel[];
+  log?: UnpricedLog;
+  /**
+   * The deployment serves unpriced models on purpose (ALLOW_UNPRICED_MODELS): such calls are a
+   * warning. Otherwise the ingress refused them, so one reaching billing is an error.
+   */
+  allowUnpriced?: boolean;
+}
+
+/** One report per model per this long: loud, not a log flood. */
+const REPORT_EVERY_MS = 60_000;
+
 /**
- * In-memory copy of the `prices` table (small: one row per model and price change), so pricing a
- * batch costs no queries. Refreshed periodically, and at most every `missReloadMs` when an event
- * names a model we have no price for (an override added while we run).
+ * Billing's cache of the `prices` table (small: one row per model and price change), so pricing a
+ * batch costs no queries. Names resolve through the catalog's one `PriceTable.resolvePrice` (dated
+ * ids, `:latest`, aliases, effective dates): the resolution admission holds with. Refreshed
+ * periodically, and at most every `missReloadMs` when an event names a model we have no price for.
  */
 export class PriceBook {
   #db: Db;
-  #byModel = new Map<string, Dated[]>();
+  #models: readonly CatalogModel[];
+  #table: PriceTable;
+  /** Parsed once per price (the table hands back the same objects). */
+  #micro = new WeakMap<ModelPrice, MicroPrice>();
   #lastLoad = 0;
   #missReloadMs: number;
+  #log: UnpricedLog | undefined;
+  #allowUnpriced: boolean;
+  #reported = new Map<string, number>();
 
-  constructor(db: Db, opts: { missReloadMs?: number } = {}) {
+  constructor(db: Db, opts: PriceBookOptions = {}) {
     this.#db = db;
+    this.#models = opts.models ?? BUILTIN_MODELS;
+    this.#table = new PriceTable(this.#models);
     this.#missReloadMs = opts.missReloadMs ?? 5_000;
+    this.#log = opts.log;
+    this.#allowUnpriced = opts.allowUnpriced ?? false;
   }
 
   async load(): Promise<void> {
     const rows = await loadPrices(this.#db);
-    const next = new Map<string, Dated[]>();
-    for (const r of rows) {
-      const k = `${r.provider}\u0000${r.model}`;
-      const list = next.get(k) ?? [];
-      list.push({ from: r.effectiveAt.getTime(), price: toMicroPrice(r) });
-      next.set(k, list);
-    }
-    this.#byModel = next;
+    const history = rows.map((r) => ({
+      provider: r.provider,
+      model: r.model,
+      from: r.effectiveAt.getTime(),
+      price: {
+        inputPerM: r.inputPerM,
+        outputPerM: r.outputPerM,
+        ...(r.cachedInputPerM === null ? {} : { cachedInputPerM: r.cachedInputPerM }),
+        ...(r.cacheWritePerM === null ? {} : { cacheWritePerM: r.cacheWritePerM }),
+      },
+    }));
+    this.#table = new PriceTable(this.#models, { history });
     this.#lastLoad = Date.now();
   }
 
   /** Reloads when a lookup missed and the last load is older than `missReloadMs`. */
   async refreshIfMissing(keys: Array<{ provider: string; model: string }>): Promise<void> {
     if (Date.now() - this.#lastLoad < this.#missReloadMs) return;
-    if (keys.some((k) => !this.#byModel.has(`${k.provider}\u0000${k.model}`))) await this.load();
+    if (keys.some((k) => !this.#table.resolvePrice(k.provider, k.model))) await this.load();
+  }
+
+  resolve(provider: string, model: string, atMs: number): ResolvedPrice | undefined {
+    return this.#table.resolvePrice(provider, model, atMs);
+  }
+
+  /** The price in force at `atMs` for a served model id, in µUSD per M tokens (see `PriceTable.resolvePrice`). */
+  lookup(provider: string, model: string, atMs: number): MicroPrice | undefined {
+    const r = this.#table.resolvePrice(provider, model, atMs);
+    if (!r) return undefined;
+    let m = this.#micro.get(r.price);
+    if (!m) {
+      m = toMicroPrice({
+        inputPerM: r.price.inputPerM,
+        cachedInputPerM: r.price.cachedInputPerM ?? null,
+        cacheWritePerM: r.price.cacheWritePerM ?? null,
+        outputPerM: r.price.outputPerM,
+      });
+      this.#micro.set(r.price, m);
+    }
+    return m;
   }
 
   /**
-   * The price in force at `atMs`: the latest row effective at or before it. An event older than
-   * every known price uses the earliest one (the catalog date is when prices were taken, not when
-   * they started), rather than going unpriced.
+   * A call that produced tokens has no price, so it settles at zero: never silent. An error unless
+   * the deployment serves unpriced models on purpose; without a logger, a process warning.
    */
-  lookup(provider: string, model: string, atMs: number): MicroPrice | undefined {
-    const list = this.#byModel.get(`${provider}\u0000${model}`);
-    if (!list || list.length === 0) return undefined;
-    let found = list[0]!;
-    for (const d of list) {
-      if (d.from <= atMs) found = d;
-      else break;
+  reportUnpriced(e: { provider: string; model: string; requestId: string }): void {
+    const key = `${e.provider}\u0000${e.model}`;
+    const now = Date.now();
+    if (now - (this.#reported.get(key) ?? -Infinity) < REPORT_EVERY_MS) return;
+    this.#reported.set(key, now);
+    const fields = { provider: e.provider, model: e.model, requestId: e.requestId };
+    if (this.#allowUnpriced) {
+      const msg = 'usage of a model without a price settled at zero (ALLOW_UNPRICED_MODELS)';
+      if (this.#log) this.#log.warn(fields, msg);
+      else process.emitWarning(`${msg}: ${e.provider}/${e.model}`, 'UnpricedUsage');
+      return;
     }
-    return found.price;
+    const msg =
+      'usage of a model without a price settled at zero: the ingress should have refused it; price it in the routing file';
+    if (this.#log) this.#log.error(fields, msg);
+    else process.emitWarning(`${msg}: ${e.provider}/${e.model}`, 'UnpricedUsage');
   }
 }
