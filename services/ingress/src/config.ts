@@ -30,6 +30,12 @@ export const IngressConfig = z.object({
    * goes to the pool's BullMQ queue (the workers read the same variable).
    */
   FAST_LANE_GRACE_MS: int(300),
+  /**
+   * Provider calls that produce tokens one request's budget hold covers: the ingress holds this many
+   * times the most one call may cost, and the worker makes no further call once this many have
+   * produced tokens (a retry or fallback after a stream broke midway bills again). 1: no such retry.
+   */
+  HOLD_CALLS: int(2),
   /** Accept models that have no price (billed at zero). Off: such models are refused. */
   ALLOW_UNPRICED_MODELS: bool(false),
   /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */
