@@ -84,6 +84,10 @@ export async function submitChat(
     }
     route.plan = ok;
   }
+  // The hold covers every call that may produce tokens (a retry or fallback hop bills again): the
+  // worker refuses a call past `holdCalls`, so settlement never exceeds the hold.
+  const holdCalls = deps.config.HOLD_CALLS;
+  const holdMicros = route.callMicros * BigInt(holdCalls);
   const id = newId('req');
   const now = Date.now();
   const deadline = now + deps.config.REQUEST_TIMEOUT_MS;
@@ -100,6 +104,7 @@ export async function submitChat(
     created: now,
     deadline,
     ...(opts.reply && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
+    holdCalls,
     attempts: [],
   };
   const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
@@ -110,7 +115,7 @@ export async function submitChat(
       requestId: id,
       accountId: principal.accountId,
       keyId: principal.keyId,
-      micros: route.holdMicros,
+      micros: holdMicros,
       deadline,
     }),
     (async () => opts.prepare?.(id))(),

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { CatalogModel, ModelPrice } from '@faregate/catalog/models';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import { PriceTable } from '@faregate/catalog/prices';
 import { DiscoveryRecord } from '@faregate/contracts/discovery';
 import type { Keys } from '@faregate/queue/keys';
 
@@ -12,33 +13,44 @@ export interface ModelEntry {
   maxOutputTokens: number;
   capabilities: string[];
   price: ModelPrice | undefined;
+  /** Served by a self-hosted pool (free unless the routing file prices it). */
+  selfHosted: boolean;
   created: number;
   ownedBy: string;
   fake: boolean;
 }
 
-/** Self-hosted OpenAI-compatible pools are free unless configured otherwise. */
-const SELF_HOSTED = new Set(['llama']);
 const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
 
+interface ProviderModels {
+  /** Served id → entry. */
+  served: Map<string, ModelEntry>;
+  /** Other names of a served model: its catalog id (dated, `:latest`, `-latest` forms) and undated id. */
+  named: Map<string, ModelEntry>;
+}
+
 /**
- * The union of what the live worker pools report (model discovery), merged with the built-in
- * catalog for prices, context windows and capabilities. Refreshed in the background.
+ * The union of what the live worker pools report (model discovery), merged with the catalog for
+ * prices, context windows and capabilities. Names and prices resolve through the catalog's one
+ * `PriceTable` (the same resolution billing settles with). Refreshed in the background. Every table
+ * here is a `Map`: model names come from callers.
  */
 export class ModelDirectory {
   readonly #redis: Redis;
   readonly #keys: Keys;
-  readonly #catalog: Map<string, CatalogModel>;
-  readonly #aliases = new Map<string, string>();
+  readonly #table: PriceTable;
   #entries: ModelEntry[] = [];
-  #byProvider = new Map<string, Map<string, ModelEntry>>();
+  #byProvider = new Map<string, ProviderModels>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(redis: Redis, keys: Keys, catalog: CatalogModel[] = BUILTIN_MODELS) {
+  constructor(redis: Redis, keys: Keys, catalog: readonly CatalogModel[] | PriceTable = BUILTIN_MODELS) {
     this.#redis = redis;
     this.#keys = keys;
-    this.#catalog = new Map(catalog.map((m) => [`${m.provider}/${m.id}`, m]));
-    for (const m of catalog) for (const a of m.aliases) this.#aliases.set(a, m.id);
+    this.#table = catalog instanceof PriceTable ? catalog : new PriceTable(catalog);
+  }
+
+  get prices(): PriceTable {
+    return this.#table;
   }
 
   async refresh(): Promise<void> {
@@ -55,15 +67,16 @@ export class ModelDirectory {
       if (!parsed.success) continue;
       const rec = parsed.data;
       for (const m of rec.models) {
-        const cat = this.catalogEntry(rec.provider, m.id);
+        const cat = this.#table.model(rec.provider, m.id);
+        const priced = this.#table.resolvePrice(rec.provider, m.id);
         entries.push({
           provider: rec.provider,
           id: m.id,
           contextWindow: m.contextWindow ?? cat?.contextWindow ?? 8192,
           maxOutputTokens: m.maxOutputTokens ?? cat?.maxOutputTokens ?? 4096,
           capabilities: cat?.capabilities ?? ['streaming'],
-          price:
-            cat?.price ?? (SELF_HOSTED.has(rec.provider) ? { inputPerM: '0', outputPerM: '0' } : undefined),
+          price: priced?.price,
+          selfHosted: priced?.selfHosted ?? false,
           created: m.created ?? 1_700_000_000,
           ownedBy: m.ownedBy ?? rec.provider,
           fake: rec.fake,
@@ -84,26 +97,30 @@ export class ModelDirectory {
 
   #set(entries: ModelEntry[]): void {
     this.#entries = entries;
-    const by = new Map<string, Map<string, ModelEntry>>();
+    const by = new Map<string, ProviderModels>();
     for (const e of entries) {
-      let m = by.get(e.provider);
-      if (!m) {
-        m = new Map();
-        by.set(e.provider, m);
+      let p = by.get(e.provider);
+      if (!p) {
+        p = { served: new Map(), named: new Map() };
+        by.set(e.provider, p);
       }
-      m.set(e.id, e);
+      p.served.set(e.id, e);
+    }
+    for (const [provider, p] of by) {
+      // Newest snapshot last, so it wins a name several served ids share.
+      for (const id of [...p.served.keys()].sort()) {
+        const e = p.served.get(id)!;
+        for (const name of [this.#table.canonicalId(provider, id), id.replace(DATED, '')]) {
+          if (name !== undefined && name !== id && !p.served.has(name)) p.named.set(name, e);
+        }
+      }
     }
     this.#byProvider = by;
   }
 
-  /** Catalog data for a provider's model id, matching dated variants (`claude-sonnet-4-5-20250929`). */
+  /** Catalog data for a provider's model id (dated, `:latest`, alias: see `PriceTable.canonicalId`). */
   catalogEntry(provider: string, id: string): CatalogModel | undefined {
-    return (
-      this.#catalog.get(`${provider}/${id}`) ??
-      this.#catalog.get(`${provider}/${id.replace(DATED, '')}`) ??
-      // Ollama: an untagged name means `:latest`.
-      this.#catalog.get(`${provider}/${id.replace(/:latest$/, '')}`)
-    );
+    return this.#table.model(provider, id);
   }
 
   get entries(): readonly ModelEntry[] {
@@ -114,19 +131,20 @@ export class ModelDirectory {
     return [...this.#byProvider.keys()];
   }
 
-  /** The entry for `id` on `provider` (alias and undated names resolve to a served model). */
+  /** The entry for `id` on `provider` (alias, undated and untagged names resolve to a served model). */
   find(provider: string, id: string): ModelEntry | undefined {
-    const models = this.#byProvider.get(provider);
-    if (!models) return undefined;
+    const p = this.#byProvider.get(provider);
+    if (!p) return undefined;
     const direct =
-      models.get(id) ??
-      models.get(this.#aliases.get(id) ?? '') ??
-      (id.includes(':') ? undefined : models.get(`${id}:latest`));
+      p.served.get(id) ??
+      // Ollama: an untagged name means `:latest`.
+      (id.includes(':') ? undefined : p.served.get(`${id}:latest`));
     if (direct) return direct;
-    // An undated or aliased name served under a dated id.
-    const want = this.#aliases.get(id) ?? id;
-    for (const e of models.values()) if (e.id.replace(DATED, '') === want) return e;
-    return undefined;
+    const canonical = this.#table.canonicalId(provider, id);
+    return (
+      (canonical === undefined ? undefined : (p.served.get(canonical) ?? p.named.get(canonical))) ??
+      p.named.get(id)
+    );
   }
 
   /** Every live provider that serves a bare model name. */

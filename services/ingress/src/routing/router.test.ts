@@ -33,7 +33,7 @@ beforeAll(async () => {
   redis = createRedis(url);
   for (const r of [
     pool('openai', ['gpt-4o-mini', 'gpt-5-nano', 'gpt-9-preview']),
-    pool('anthropic', ['claude-haiku-4-5-20251001']),
+    pool('anthropic', ['claude-haiku-4-5-20251001', 'claude-3-5-haiku-20241022']),
     pool('llama', ['llama3.2:latest']),
   ]) {
     await redis.set(keys.models(r.provider), JSON.stringify(r));
@@ -60,7 +60,7 @@ describe('Router', () => {
     );
     const plan = new Router(dir, { allowUnpriced: true }).plan(req('openai/gpt-9-preview'));
     expect(plan.plan).toEqual([{ provider: 'openai', model: 'gpt-9-preview', contextWindow: 8192 }]);
-    expect(plan.holdMicros).toBe(0n);
+    expect(plan.callMicros).toBe(0n);
   });
 
   it('resolves dated, aliased and Ollama names, and holds the maximum cost', () => {
@@ -69,9 +69,56 @@ describe('Router', () => {
     expect(r.plan(req('claude-haiku')).plan[0]?.model).toBe('claude-haiku-4-5-20251001');
     expect(r.plan(req('llama/llama3.2')).plan[0]?.model).toBe('llama3.2:latest');
     // gpt-4o-mini: 1000 output tokens × $0.60/M = 600 µUSD, plus a few input tokens at $0.15/M.
-    const hold = r.plan(req('gpt-4o-mini', { max_tokens: 1000 })).holdMicros;
+    const hold = r.plan(req('gpt-4o-mini', { max_tokens: 1000 })).callMicros;
     expect(hold).toBeGreaterThanOrEqual(600n);
-    expect(hold).toBeLessThan(610n);
+    expect(hold).toBeLessThan(620n);
+  });
+
+  it('prices dated snapshots through the catalog, as billing does', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const haiku = r.plan(req('anthropic/claude-haiku-4-5', { max_tokens: 100 }));
+    expect(haiku.entries[0]?.price?.outputPerM).toBe('5.00');
+    // Listed as claude-3-5-haiku-latest, served under its dated id: priced, not refused.
+    const old = r.plan(req('anthropic/claude-3-5-haiku-latest', { max_tokens: 100 }));
+    expect(old.plan[0]?.model).toBe('claude-3-5-haiku-20241022');
+    expect(old.entries[0]?.price?.inputPerM).toBe('0.80');
+  });
+
+  it('holds at least what a provider bills for the prompt: 3,000 one-letter words', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const words = req('openai/gpt-4o-mini', {
+      max_tokens: 1000,
+      messages: [{ role: 'user', content: 'a '.repeat(3000).trim() }],
+    });
+    // o200k counts 3,001 tokens (plus the chat template): 3,001 × $0.15/M + 1000 × $0.60/M ≈ 1,050 µUSD.
+    expect(r.plan(words).callMicros).toBeGreaterThanOrEqual(1_051n);
+    expect(r.plan(words).inputTokensBound).toBeGreaterThanOrEqual(3_008);
+  });
+
+  it('answers model_not_found for names of Object.prototype members, aliases configured or not', () => {
+    const configs = [
+      {},
+      { aliases: { fast: 'openai/gpt-4o-mini' }, fallbacks: { 'openai/gpt-4o-mini': ['openai/gpt-5-nano'] } },
+      { aliases: new Map([['fast', 'openai/gpt-4o-mini']]) },
+    ];
+    for (const c of configs) {
+      const r = new Router(dir, { allowUnpriced: true, ...c });
+      for (const name of [
+        'constructor',
+        '__proto__',
+        'toString',
+        'valueOf',
+        'hasOwnProperty',
+        'isPrototypeOf',
+      ]) {
+        for (const model of [name, `openai/${name}`, `${name}/gpt-4o-mini`, `anthropic/${name}-20251001`]) {
+          expect({ model, code: codeOf(() => r.plan(req(model))) }).toEqual({
+            model,
+            code: 'model_not_found',
+          });
+        }
+      }
+    }
   });
 
   it('follows configured fallback chains and aliases', () => {

@@ -2,54 +2,41 @@ import type { ChatRequest } from '@faregate/contracts/chat';
 import { requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { RouteCandidate } from '@faregate/contracts/jobs';
-import { tokenCostMicros } from '@faregate/catalog/money';
+import { maxCallCostMicros } from '@faregate/catalog/prices';
+import { inputBound, measurePrompt, type PromptMeasure } from '@faregate/catalog/tokens';
 import type { ModelDirectory, ModelEntry } from './directory.ts';
 
 export interface RoutePlan {
   plan: RouteCandidate[];
   entries: ModelEntry[];
-  /** Maximum cost of the request on any candidate (µUSD): what admission holds. */
-  holdMicros: bigint;
-  estimatedInputTokens: number;
+  /**
+   * The most one provider call of the request may cost on any candidate (µUSD): an upper bound of
+   * its prompt tokens and its output cap at each candidate's price. Admission holds a multiple of it
+   * (one per call the job may make, see `holdCalls`).
+   */
+  callMicros: bigint;
+  /** Upper bound of the prompt tokens on any candidate. */
+  inputTokensBound: number;
 }
+
+type Table<T> = Record<string, T> | ReadonlyMap<string, T>;
 
 export interface RouterOptions {
   allowUnpriced: boolean;
   /** Explicit fallback chains: `provider/model` → further candidates (issue: worker pools). */
-  fallbacks?: Record<string, string[]>;
+  fallbacks?: Table<string[]>;
   /** Extra model names → `provider/model` or a bare name. */
-  aliases?: Record<string, string>;
+  aliases?: Table<string>;
   /** How many candidates `auto` may try. */
   autoCandidates?: number;
 }
 
+/** Own entries only, in a `Map`: a caller's model name must never reach an inherited property. */
+const toMap = <T>(t: Table<T> | undefined): ReadonlyMap<string, T> =>
+  t instanceof Map ? t : new Map(Object.entries(t ?? {}));
+
 /** Models the caller may name to let the gateway choose the cheapest capable one. */
 export const AUTO_MODELS = new Set(['auto', 'faregate/auto']);
-
-/**
- * A deliberately generous estimate of prompt tokens (≈3 bytes per token plus per-message and
- * per-image overhead). It sizes admission holds, so erring high is the safe side.
- */
-export function estimateInputTokens(req: ChatRequest): number {
-  let chars = 0;
-  let images = 0;
-  for (const m of req.messages) {
-    chars += 16;
-    const c = 'content' in m ? m.content : undefined;
-    if (typeof c === 'string') chars += c.length;
-    else if (Array.isArray(c)) {
-      for (const p of c) {
-        if (p.type === 'text') chars += p.text.length;
-        else if (p.type === 'image_url') images++;
-        else chars += JSON.stringify(p).length;
-      }
-    }
-    if (m.role === 'assistant' && m.tool_calls) chars += JSON.stringify(m.tool_calls).length;
-  }
-  if (req.tools) chars += JSON.stringify(req.tools).length;
-  if (req.response_format) chars += JSON.stringify(req.response_format).length;
-  return Math.ceil(chars / 3) + images * 1600 + 8;
-}
 
 /** Capabilities a request needs from a model. */
 export function requiredCapabilities(req: ChatRequest): string[] {
@@ -63,26 +50,34 @@ export function requiredCapabilities(req: ChatRequest): string[] {
   return caps;
 }
 
-function maxCostMicros(e: ModelEntry, inputTokens: number, maxOut: number): bigint {
+const target = (e: ModelEntry) => ({ provider: e.provider, model: e.id });
+
+/** The most one call may cost on `e` (0 for an unpriced model, only routed when allowed). */
+function maxCostMicros(e: ModelEntry, prompt: PromptMeasure, maxOut: number): bigint {
   if (!e.price) return 0n;
-  return tokenCostMicros(inputTokens, e.price.inputPerM) + tokenCostMicros(maxOut, e.price.outputPerM);
+  return maxCallCostMicros(e.price, inputBound(prompt, target(e)), maxOut);
 }
 
 export class Router {
   readonly #dir: ModelDirectory;
   readonly #opts: RouterOptions;
+  readonly #aliases: ReadonlyMap<string, string>;
+  readonly #fallbacks: ReadonlyMap<string, string[]>;
 
   constructor(dir: ModelDirectory, opts: RouterOptions) {
     this.#dir = dir;
     this.#opts = opts;
+    this.#aliases = toMap(opts.aliases);
+    this.#fallbacks = toMap(opts.fallbacks);
   }
 
   plan(req: ChatRequest): RoutePlan {
-    const name = this.#opts.aliases?.[req.model.trim()] ?? req.model.trim();
-    const inputTokens = estimateInputTokens(req);
+    const asked = req.model.trim();
+    const name = this.#aliases.get(asked) ?? asked;
+    const prompt = measurePrompt(req);
     let entries: ModelEntry[];
     if (AUTO_MODELS.has(name)) {
-      entries = this.#auto(req, inputTokens);
+      entries = this.#auto(req, prompt);
     } else if (name.includes('/')) {
       const slash = name.indexOf('/');
       const provider = name.slice(0, slash);
@@ -92,11 +87,11 @@ export class Router {
       entries = [e];
     } else {
       // A bare name: every live provider that serves it, cheapest first.
-      entries = this.#dir.findAll(name).sort((a, b) => cheapness(a, inputTokens) - cheapness(b, inputTokens));
+      entries = this.#dir.findAll(name).sort((a, b) => cheapness(a, prompt) - cheapness(b, prompt));
       if (entries.length === 0) throw notFound(name);
     }
     const primary = entries[0]!;
-    for (const extra of this.#opts.fallbacks?.[`${primary.provider}/${primary.id}`] ?? []) {
+    for (const extra of this.#fallbacks.get(`${primary.provider}/${primary.id}`) ?? []) {
       const [p, ...rest] = extra.split('/');
       const e = this.#dir.find(p ?? '', rest.join('/'));
       if (e && !entries.includes(e)) entries.push(e);
@@ -112,27 +107,32 @@ export class Router {
       }
       entries = priced;
     }
-    const asked = requestedMaxTokens(req);
-    let hold = 0n;
+    const maxTokens = requestedMaxTokens(req);
+    let callMicros = 0n;
+    let inputTokensBound = 0;
     for (const e of entries) {
-      const maxOut = Math.min(asked ?? e.maxOutputTokens, e.maxOutputTokens);
-      const c = maxCostMicros(e, inputTokens, maxOut);
-      if (c > hold) hold = c;
+      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens);
+      const c = maxCostMicros(e, prompt, maxOut);
+      if (c > callMicros) callMicros = c;
+      inputTokensBound = Math.max(inputTokensBound, inputBound(prompt, target(e)));
     }
     return {
       plan: entries.map((e) => ({ provider: e.provider, model: e.id, contextWindow: e.contextWindow })),
       entries,
-      holdMicros: hold,
-      estimatedInputTokens: inputTokens,
+      callMicros,
+      inputTokensBound,
     };
   }
 
   /** Cost-based routing: the cheapest live, priced models that have what the request needs. */
-  #auto(req: ChatRequest, inputTokens: number): ModelEntry[] {
+  #auto(req: ChatRequest, prompt: PromptMeasure): ModelEntry[] {
     const caps = requiredCapabilities(req);
     const out = requestedMaxTokens(req) ?? 512;
     const fit = this.#dir.entries.filter(
-      (e) => e.price && caps.every((c) => e.capabilities.includes(c)) && e.contextWindow >= inputTokens + out,
+      (e) =>
+        e.price &&
+        caps.every((c) => e.capabilities.includes(c)) &&
+        e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
     if (fit.length === 0) {
       throw new GatewayError({
@@ -141,14 +141,14 @@ export class Router {
         param: 'model',
       });
     }
-    fit.sort((a, b) => maxCostMicrosNum(a, inputTokens, out) - maxCostMicrosNum(b, inputTokens, out));
+    fit.sort((a, b) => maxCostMicrosNum(a, prompt, out) - maxCostMicrosNum(b, prompt, out));
     return fit.slice(0, this.#opts.autoCandidates ?? 3);
   }
 }
 
-const cheapness = (e: ModelEntry, inputTokens: number) => maxCostMicrosNum(e, inputTokens, 512);
-const maxCostMicrosNum = (e: ModelEntry, i: number, o: number) =>
-  e.price ? Number(maxCostMicros(e, i, o)) : Number.MAX_SAFE_INTEGER;
+const cheapness = (e: ModelEntry, prompt: PromptMeasure) => maxCostMicrosNum(e, prompt, 512);
+const maxCostMicrosNum = (e: ModelEntry, prompt: PromptMeasure, o: number) =>
+  e.price ? Number(maxCostMicros(e, prompt, o)) : Number.MAX_SAFE_INTEGER;
 
 function notFound(name: string): GatewayError {
   return new GatewayError({

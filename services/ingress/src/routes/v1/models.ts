@@ -22,7 +22,7 @@ function view(e: ModelEntry) {
           cached_input: e.price.cachedInputPerM ?? null,
           cache_write: e.price.cacheWritePerM ?? null,
           output: e.price.outputPerM,
-          ...(e.provider === 'llama' && e.price.inputPerM === '0' && e.price.outputPerM === '0'
+          ...(e.selfHosted && e.price.inputPerM === '0' && e.price.outputPerM === '0'
             ? { note: 'self-hosted: priced at zero unless configured' }
             : {}),
         }
