@@ -146,6 +146,47 @@ describe('callProvider', () => {
     });
   });
 
+  it('a body that breaks after a burst: complete events count, the unterminated last one too', async () => {
+    // One write, then the connection drops: the last event's blank line never came.
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(
+        `${chunk({ content: 'a' })}${chunk({ content: ' b' })}${chunk({ content: ' c' }).slice(0, -1)}`,
+        () => res.socket?.destroy(),
+      );
+    };
+    const events: StreamEvent[] = [];
+    const e = await rejection(call({ onEvent: (x) => events.push(x) }));
+    expect(e).toMatchObject({ code: 'upstream_error', retryable: true });
+    expect(events.flatMap((x) => (x.type === 'text' ? [x.text] : []))).toEqual(['a', ' b', ' c']);
+  });
+
+  it('a body that breaks half-way through an event: the half is dropped, the events before it count', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`${chunk({ content: 'a' })}${chunk({ content: ' b' }).slice(0, 30)}`, () =>
+        res.socket?.destroy(),
+      );
+    };
+    const events: StreamEvent[] = [];
+    const e = await rejection(call({ onEvent: (x) => events.push(x) }));
+    expect(e).toMatchObject({ code: 'upstream_error', retryable: true });
+    expect(events.flatMap((x) => (x.type === 'text' ? [x.text] : []))).toEqual(['a']);
+    expect(events.some((x) => x.type === 'end')).toBe(false);
+  });
+
+  it('a body that breaks after the terminal event arrived whole is a success', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`${chunk({ content: 'done' }, 'stop')}${usageChunk}data: [DONE]\n`, () =>
+        res.socket?.destroy(),
+      );
+    };
+    const r = await call();
+    expect(r.completion).toMatchObject({ content: 'done', finishReason: 'stop' });
+    expect(r.completion.usage.outputTokens).toBe(2);
+  });
+
   it('classifies a 429 with its retry delay, reading a bounded body', async () => {
     handler = (_req, res) => {
       res.writeHead(429, { 'content-type': 'application/json', 'retry-after-ms': '20' });

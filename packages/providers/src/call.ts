@@ -102,7 +102,11 @@ export async function callProvider(args: CallArgs): Promise<CallResult> {
   }
 }
 
-type Body = AsyncIterable<unknown> & { destroy(): void; setEncoding(e: BufferEncoding): unknown };
+type Body = AsyncIterable<unknown> & {
+  destroy(): void;
+  read(): unknown;
+  setEncoding(e: BufferEncoding): unknown;
+};
 
 async function readCompletion(adapter: ProviderAdapter, body: Body, model: string): Promise<Completion> {
   const { text, truncated } = await readBounded(body, RESPONSE_BODY_LIMIT);
@@ -156,6 +160,8 @@ async function readStream(
     }
   };
   body.setEncoding('utf8');
+  // Set when the body broke (reset, idle timeout, cancellation) before the terminal event.
+  let broken: { error: unknown } | undefined;
   try {
     for await (const chunk of body) {
       if (st.terminal) continue;
@@ -164,12 +170,31 @@ async function readStream(
     }
   } catch (e) {
     // Errors after the terminal event (our own drain cut, an idle timeout) do not change the outcome.
-    if (!st.terminal) throw e;
+    if (!st.terminal) broken = { error: e };
   } finally {
     if (st.drain) clearTimeout(st.drain);
   }
-  if (!st.terminal) handle(parser.finish());
+  // Whether the terminal event (if any) came from flushing the parser at the end of the body.
+  let atFinish = false;
+  if (!st.terminal) {
+    // The body ended or broke without the terminal event. What arrived is still the provider's output
+    // (it bills it): parse all of it before deciding. A broken body may still hold chunks its reader
+    // never took (the iterator stops at the error; `read()` still hands them over). Then the parser
+    // flushes a last event whose blank line never came: parsed if its data is whole, dropped if cut.
+    if (broken) {
+      for (let c = body.read(); c !== null && !st.terminal; c = body.read()) handle(parser.push(c as string));
+    }
+    if (!st.terminal) {
+      atFinish = true;
+      handle(parser.finish());
+    }
+  }
   const terminal = st.terminal as StreamEvent | undefined;
+  // A break after the terminal event arrived whole leaves a complete answer. Otherwise the break is
+  // the error, unless an in-band error event arrived whole before it (it says more).
+  if (broken && terminal?.type !== 'end') {
+    throw terminal?.type === 'error' && !atFinish ? terminal.error : broken.error;
+  }
   if (terminal?.type === 'error') throw terminal.error;
   return { completion: asm.completion(), ...(firstTokenMs === undefined ? {} : { firstTokenMs }) };
 }

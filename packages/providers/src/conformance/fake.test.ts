@@ -163,6 +163,26 @@ describe.each(CASES)('conformance (fake provider): $id', (c) => {
     expect(e).toMatchObject({ code: 'upstream_error', retryable: true });
   });
 
+  for (const tail of ['line', 'half'] as const) {
+    it(`a cut right after a burst (${tail}): every complete event counts, then the retryable error`, async () => {
+      // The burst arrives with the connection's end: the last event's data line whole but not the
+      // blank line that ends it (`line`), or half of the event after it (`half`, dropped).
+      const { p, events } = call({
+        fault: 'cut_after_burst',
+        afterChunks: 1,
+        burstTokens: 8,
+        tokens: 20,
+        tail,
+      });
+      expect(await failure(p)).toMatchObject({ code: 'upstream_error', retryable: true });
+      const text = events.flatMap((e) => (e.type === 'text' ? [e.text] : [])).join('');
+      const words = text.trim().split(/\s+/).length;
+      expect(words).toBeGreaterThanOrEqual(8);
+      expect(words).toBe(lastCall()?.completionTokens);
+      expect(events.some((e) => e.type === 'end')).toBe(false);
+    });
+  }
+
   it('malformed SSE → retryable upstream_error', async () => {
     expect(await failure(call({ fault: 'malformed_sse' }).p)).toMatchObject({
       code: 'upstream_error',
