@@ -158,7 +158,12 @@ describe('stream faults', () => {
   it('cut_after_burst: the burst arrives whole but its last blank line (or half the next event), then the cut', async () => {
     // Three providers, each in its own framing: the complete events before the cut carry exactly the
     // tokens the log bills, and the body never reaches the terminal event.
-    const cases = [
+    const cases: Array<{
+      path: string;
+      headers: Record<string, string>;
+      body: (content: string) => unknown;
+      text: (d: unknown) => string;
+    }> = [
       {
         path: '/openai/v1/chat/completions',
         headers: { authorization: 'Bearer k' },
