@@ -141,6 +141,9 @@ describe('billing through the whole system', () => {
     );
     expect(rows[0].output_tokens).toBeGreaterThan(0);
     expect(rows.filter((r) => r.final)).toHaveLength(1);
+    // The caller's stream ended at the first restart after content, which cancels the job: scripted
+    // cuts it did not reach must not hit the next request.
+    stack.fake.reset();
 
     // The caller disconnects mid-stream: generation stops, what was generated is billed.
     stack.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 200 });
@@ -177,8 +180,9 @@ describe('billing through the whole system', () => {
   it('fifty concurrent requests against a balance that covers ten: ten admitted, the rest 402', async () => {
     const acct = await admin('/accounts', { name: 'small' });
     const key = await admin('/keys', { account_id: acct.id, name: 'k' });
-    // gpt-4o-mini: max_tokens 1000 × $0.60/M = $0.0006 output, plus a few input tokens → ~$0.000602 hold each.
-    await admin('/credits', { account_id: acct.id, amount_usd: '0.00605' });
+    // gpt-4o-mini: max_tokens 1000 × $0.60/M = $0.0006 output, plus the prompt's byte bound at the input
+    // price → ~$0.00061 per call; the hold covers HOLD_CALLS (2) calls → ~$0.00122 each.
+    await admin('/credits', { account_id: acct.id, amount_usd: '0.0125' });
     // The admitted ones must still be running when the last of the fifty is admitted: one that
     // finished and settled frees its hold (its actual cost is far below it), and a late arrival may
     // then be admitted, rightly. Fifty admissions can take a second on a loaded machine (this key's
