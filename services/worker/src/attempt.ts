@@ -9,7 +9,7 @@ import type { StreamEvent } from '@faregate/providers/types';
 import type { ClaimRecord } from '@faregate/queue/frame-store';
 import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
-import { estimateUsage } from './limits/estimate.ts';
+import { partialUsage, type Streamed } from './limits/estimate.ts';
 import type { WorkerDeps } from './deps.ts';
 
 export type AttemptOutcome =
@@ -111,7 +111,8 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
 
   let usage: Usage = zeroUsage();
   let estimated = false;
-  let streamedText = '';
+  // What the caller was sent: what a call that ends early is billed at least.
+  const streamed: Streamed = { text: '', reasoning: '' };
   const usageEvent = (outcome: UsageEvent['outcome'], final: boolean): UsageEvent => ({
     v: 1,
     id: usageEventId(data.id, data.hop, attempt),
@@ -144,17 +145,20 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     switch (e.type) {
       case 'text':
         if (!firstToken) firstToken = performance.now();
-        streamedText += e.text;
+        streamed.text += e.text;
         writer.text(e.text);
         break;
       case 'reasoning':
+        streamed.reasoning += e.text;
         writer.reasoning(e.text);
         break;
       case 'refusal':
+        streamed.text += e.text;
         writer.refusal(e.text);
         break;
       case 'tool_call':
         if (!firstToken) firstToken = performance.now();
+        streamed.text += (e.delta.function?.name ?? '') + (e.delta.function?.arguments ?? '');
         writer.toolCall(e.delta);
         break;
       case 'usage':
@@ -232,11 +236,9 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       // Another attempt owns the job now (we were stalled): leave everything to it.
       return { status: 'already_done' };
     }
-    if (!hasTokens(usage) && streamedText) {
-      // The stream broke before the provider reported usage, yet it generated (and will bill) tokens.
-      usage = estimateUsage(data.request, streamedText);
-      estimated = true;
-    }
+    // The call ended early: it is billed at least what it streamed (the provider bills what it
+    // generated), whatever happens to the attempt next.
+    ({ usage, estimated } = partialUsage(data.request, usage, streamed));
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     if (isProviderFailure(err)) void deps.circuit.failure().catch(() => {});

@@ -11,15 +11,54 @@ export function estimateTokens(req: ChatRequest, defaultMaxOutput: number): numb
   return promptTokens(req) + (requestedMaxTokens(req) ?? defaultMaxOutput);
 }
 
-/** Usage of a call whose stream broke before the provider reported it: the prompt and what was streamed. */
-export function estimateUsage(req: ChatRequest, streamedText: string): Usage {
+/** What a call streamed before it ended: visible output (text, refusals, tool calls) and reasoning. */
+export interface Streamed {
+  text: string;
+  reasoning: string;
+}
+
+/** Usage estimated from the prompt and what was streamed; output capped at the request's max tokens. */
+export function estimateUsage(req: ChatRequest, streamed: Streamed): Usage {
+  const reasoning = countTokens(streamed.reasoning);
+  const cap = requestedMaxTokens(req) ?? Number.POSITIVE_INFINITY;
+  const outputTokens = Math.min(countTokens(streamed.text) + reasoning, cap);
   return {
     inputTokens: promptTokens(req),
     cachedInputTokens: 0,
     cacheWriteTokens: 0,
-    outputTokens: countTokens(streamedText),
-    reasoningTokens: 0,
+    outputTokens,
+    reasoningTokens: Math.min(reasoning, outputTokens),
   };
+}
+
+/**
+ * Usage of a call that ended without the provider's final count (it broke, was cut, was cancelled):
+ * per field, the larger of what the provider reported so far and what the prompt and the streamed
+ * output come to. Reported counts lag behind a stream (Anthropic's message_start carries a
+ * placeholder output count, OpenAI counts only at the end, Gemini's count is as of its last chunk);
+ * an estimate cannot see what the provider counts and never streamed (cache reads and writes).
+ * A call that neither reported nor streamed anything (refused, unreachable) produced nothing.
+ */
+export function partialUsage(
+  req: ChatRequest,
+  reported: Usage,
+  streamed: Streamed,
+): { usage: Usage; estimated: boolean } {
+  const nothing = reported.inputTokens + reported.outputTokens === 0 && !streamed.text && !streamed.reasoning;
+  if (nothing) return { usage: reported, estimated: false };
+  const e = estimateUsage(req, streamed);
+  const usage: Usage = {
+    inputTokens: Math.max(reported.inputTokens, e.inputTokens),
+    cachedInputTokens: reported.cachedInputTokens,
+    cacheWriteTokens: reported.cacheWriteTokens,
+    outputTokens: Math.max(reported.outputTokens, e.outputTokens),
+    reasoningTokens: Math.max(reported.reasoningTokens, e.reasoningTokens),
+  };
+  const estimated =
+    usage.inputTokens > reported.inputTokens ||
+    usage.outputTokens > reported.outputTokens ||
+    usage.reasoningTokens > reported.reasoningTokens;
+  return { usage, estimated };
 }
 
 function promptTokens(req: ChatRequest): number {
