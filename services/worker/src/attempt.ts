@@ -11,6 +11,7 @@ import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 import type { WorkerDeps } from './deps.ts';
+import { countCall, countedCalls, describeCall, HoldSpent, holdCallsOf, holdSpent } from './hold-calls.ts';
 
 export type AttemptOutcome =
   | { status: 'completed' }
@@ -171,6 +172,12 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
   try {
     if (abort.signal.aborted) throw abort.signal.reason;
     if (input.forcedError) throw input.forcedError;
+    // A re-run (retry, hop, restart) first checks the calls the hold covers (see hold-calls.ts); a
+    // first attempt cannot have spent them.
+    if (input.restart || attempt > 1 || data.hop > 0) {
+      const calls = await countedCalls(deps, data);
+      if (calls.length >= holdCallsOf(data)) throw holdSpent(data, calls);
+    }
     if (!(await deps.circuit.allow())) {
       throw new GatewayError({
         code: 'provider_unavailable',
@@ -241,7 +248,14 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     ({ usage, estimated } = partialUsage(data.request, usage, streamed));
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
-    if (isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
+    if (isProviderFailure(err) && !(err instanceof HoldSpent)) void deps.circuit.failure().catch(() => {});
+    // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts). Counted
+    // before its usage event is written. A cancelled request makes no further call: nothing to count.
+    let spent: HoldSpent | undefined;
+    if (hasTokens(usage) && err.code !== 'cancelled') {
+      const calls = await countCall(deps, data, describeCall(candidate, data.hop, attempt, err), ttlMs);
+      if (calls.length >= holdCallsOf(data)) spent = holdSpent(data, calls);
+    }
     // A 429, or an overload that says how long to wait (Anthropic 529, 503 + retry-after): the pool waits.
     if (
       (err.code === 'rate_limit_exceeded' || (err.code === 'overloaded' && err.retryAfterMs)) &&
@@ -250,7 +264,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       if (err.code === 'rate_limit_exceeded') deps.metrics.upstream429.inc();
       const waitMs = err.retryAfterMs ?? 1_000;
       await deps.limiter.pause(input.keyIndex, waitMs).catch(() => {});
-      if (input.canWaitOnRateLimit && !writer.wroteContent && Date.now() + waitMs < data.deadline) {
+      if (input.canWaitOnRateLimit && !writer.wroteContent && !spent && Date.now() + waitMs < data.deadline) {
         if (hasTokens(usage))
           await deps.store.append(data.id, [], {
             owner,
@@ -269,6 +283,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
       usage,
       usageEvent,
       candidate,
+      spent,
     });
   } finally {
     clearTimeout(statusTimer);
@@ -289,6 +304,8 @@ async function endWithError(
     usage: Usage;
     usageEvent: (o: UsageEvent['outcome'], final: boolean) => UsageEvent;
     candidate: { provider: string; model: string };
+    /** The calls the request's hold covers are used up: no retry, no fallback (hold-calls.ts). */
+    spent?: HoldSpent;
   },
 ): Promise<AttemptOutcome> {
   const { data } = input;
@@ -306,16 +323,6 @@ async function endWithError(
     return { status: 'cancelled' };
   }
   const pastDeadline = Date.now() >= data.deadline;
-  if (err.retryable && input.canRetry && !pastDeadline) {
-    const frames: FrameBody[] = data.deltas
-      ? [{ type: 'status', state: 'retrying', provider: ctx.candidate.provider, reason: err.code }]
-      : [];
-    const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
-    if (frames.length || usage)
-      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
-    deps.metrics.retries.inc({ code: err.code });
-    throw err;
-  }
   const attempts = [
     ...data.attempts,
     { provider: ctx.candidate.provider, model: ctx.candidate.model, code: err.code, message: err.message },
@@ -331,7 +338,21 @@ async function endWithError(
       nextHop++;
   }
   const next = data.plan[nextHop];
-  if (next && !pastDeadline && canFallBack(err)) {
+  const retry = err.retryable && input.canRetry && !pastDeadline;
+  const fallBack = next !== undefined && !pastDeadline && canFallBack(err);
+  // Another call would go past what the hold covers: the request fails here instead.
+  const spent = ctx.spent && (retry || fallBack) ? ctx.spent : undefined;
+  if (retry && !spent) {
+    const frames: FrameBody[] = data.deltas
+      ? [{ type: 'status', state: 'retrying', provider: ctx.candidate.provider, reason: err.code }]
+      : [];
+    const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
+    if (frames.length || usage)
+      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
+    deps.metrics.retries.inc({ code: err.code });
+    throw err;
+  }
+  if (next && fallBack && !spent) {
     const frames: FrameBody[] = data.deltas
       ? [{ type: 'status', state: 'fallback', provider: next.provider, model: next.model, reason: err.code }]
       : [];
@@ -344,7 +365,10 @@ async function endWithError(
     deps.metrics.fallbacks.inc({ to: next.provider });
     return { status: 'fell_back', to: next.provider };
   }
-  const final = attempts.length > 1 ? summarize(err, attempts) : err;
+  const final =
+    spent ??
+    (err instanceof HoldSpent ? err : undefined) ??
+    (attempts.length > 1 ? summarize(err, attempts) : err);
   await deps.store.append(data.id, [{ type: 'error', status: final.status, error: final.toJSON() }], {
     owner,
     claim,
