@@ -32,7 +32,9 @@ export async function countCall(
   ttlMs: number,
 ): Promise<string[]> {
   const key = callsKey(deps, data.id);
-  const res = await deps.redis.multi().rpush(key, line).pexpire(key, ttlMs).lrange(key, 0, -1).exec();
+  // Kept as long as the job's frames, and at least until the request's deadline (no call after it).
+  const keepMs = Math.max(ttlMs, data.deadline - Date.now() + 60_000);
+  const res = await deps.redis.multi().rpush(key, line).pexpire(key, keepMs).lrange(key, 0, -1).exec();
   const failed = res?.find(([err]) => err);
   if (!res || failed) throw failed?.[0] ?? new Error('counting the call failed (transaction aborted)');
   return res[2]?.[1] as string[];
