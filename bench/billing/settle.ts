@@ -12,8 +12,9 @@ import { CLEAN_LEDGER, checkLedgerInvariants } from '../../packages/db/src/invar
 import { runMigrations } from '../../packages/db/src/migrate.ts';
 import { syncPrices } from '../../packages/db/src/prices.ts';
 import { makeKeys } from '../../packages/queue/src/keys.ts';
-import { connectRedis, createLogger } from '../../services/billing/src/connections.ts';
+import { createRedis } from '../../packages/queue/src/redis.ts';
 import { UsageConsumer } from '../../services/billing/src/consumer.ts';
+import { createLogger } from '../../services/billing/src/create-deps.ts';
 import { createMetrics } from '../../services/billing/src/metrics.ts';
 import { PriceBook } from '../../services/billing/src/price-book.ts';
 import { streamStatus } from '../../services/billing/src/stream.ts';
@@ -38,7 +39,7 @@ await syncPrices(db, BUILTIN_MODELS, '2026-01-01');
 
 const prefix = `bench${randomBytes(3).toString('hex')}`;
 const keys = makeKeys(prefix);
-const redis = connectRedis(REDIS_URL);
+const redis = createRedis(REDIS_URL, { blocking: true, name: 'fg-billing-bench' });
 
 const tenants: Array<{ account: string; key: string }> = [];
 for (let i = 0; i < 200; i++) {

@@ -8,7 +8,7 @@ import { journalEntries } from './schema/journal-entries.ts';
 import { journalTransactions } from './schema/journal-transactions.ts';
 import { FUNDING_LEDGER, ledgerAccounts, tenantLedger } from './schema/ledger-accounts.ts';
 
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 type Conn = Db | Tx;
 
 async function insertAccount(db: Conn, id: string, name: string): Promise<void> {
@@ -76,7 +76,12 @@ export class UnknownAccountError extends Error {
   }
 }
 
-async function postCredit(
+/**
+ * Posts a credit inside the caller's transaction (billing's credit command; `addCredit`). Only
+ * billing calls this in production: the ingress queues a credit command instead (DESIGN: only
+ * billing writes money).
+ */
+export async function postCredit(
   tx: Tx,
   opts: { accountId: string; amountMicros: bigint; reference?: string; idempotencyKey?: string },
 ): Promise<{ transactionId: string; balanceMicros: bigint }> {
@@ -133,7 +138,8 @@ async function postCredit(
 
 /**
  * Tops up a tenant's balance: one journal transaction moving `amountMicros` from `funding` to the
- * tenant. With an `idempotencyKey`, a retry returns the first transaction and posts nothing.
+ * tenant. With an `idempotencyKey`, a retry returns the first transaction and posts nothing. For
+ * billing and test fixtures: services other than billing never call it.
  */
 export async function addCredit(
   db: Db,
@@ -188,12 +194,13 @@ export async function listBalances(db: Db): Promise<AccountBalance[]> {
 }
 
 /**
- * Creates the bootstrap tenant owning `apiKey` (from config) with an initial credit, once.
- * Idempotent and race-safe: several ingress replicas starting together create it exactly once.
+ * Creates the bootstrap tenant owning `apiKey` (from config), once: the account (with its empty
+ * balance) and the key, no money. Its credit is a credit command billing applies once per account
+ * (`bootstrapCreditKey`). Race-safe: several ingress replicas starting together create it once.
  */
 export async function ensureBootstrapAccount(
   db: Db,
-  opts: { apiKey: string; creditMicros: bigint },
+  opts: { apiKey: string },
 ): Promise<{ created: boolean; accountId: string }> {
   const hash = hashApiKey(opts.apiKey);
   return db.transaction(async (tx) => {
@@ -205,23 +212,14 @@ export async function ensureBootstrapAccount(
     if (existing) return { created: false, accountId: existing.accountId };
     const accountId = newId('acct');
     await insertAccount(tx, accountId, 'bootstrap');
-    const id = newId('key');
     await tx.insert(apiKeys).values({
-      id,
+      id: newId('key'),
       accountId,
       hash,
       prefix: displayPrefix(opts.apiKey),
       name: 'bootstrap',
       scopes: [...KEY_SCOPES],
     });
-    if (opts.creditMicros > 0n) {
-      await postCredit(tx, {
-        accountId,
-        amountMicros: opts.creditMicros,
-        reference: 'bootstrap credit',
-        idempotencyKey: `bootstrap:${hash}`,
-      });
-    }
     return { created: true, accountId };
   });
 }

@@ -15,6 +15,9 @@ export interface Keys {
   /** Usage events stream (field `e` = JSON UsageEvent), read by billing with a consumer group. */
   usage: string;
   usageGroup: string;
+  /** Credit commands stream (field `c` = JSON CreditCommand), read by billing with a consumer group. */
+  credits: string;
+  creditsGroup: string;
   /** Discovered models per provider (JSON). */
   models(provider: string): string;
   /** Cancel requests: pub/sub channel workers listen on. */
@@ -39,6 +42,8 @@ export function makeKeys(prefix = 'fg'): Keys {
     live: (id) => `${prefix}:live:{${id}}`,
     usage: `${prefix}:usage`,
     usageGroup: 'billing',
+    credits: `${prefix}:credits`,
+    creditsGroup: 'billing',
     models: (provider) => `${prefix}:models:${provider}`,
     cancel: `${prefix}:cancel`,
     revocations: `${prefix}:revocations`,

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { UsageEvent } from '@faregate/contracts/usage';
 import type { Db } from '@faregate/db/client';
 import type { Keys } from '@faregate/queue/keys';
@@ -10,10 +9,11 @@ import { type PricedEvent, settleBatch } from './ledger.ts';
 import type { BillingMetrics } from './metrics.ts';
 import type { PriceBook } from './price-book.ts';
 import { priceEvents } from './pricing.ts';
-import { autoClaim, type Entry, ensureGroup, readGroup, streamStatus } from './stream.ts';
+import type { Entry } from './stream.ts';
+import { StreamGroup, type StreamGroupOptions } from './stream-group.ts';
 
 export interface ConsumerDeps {
-  /** Commands (XACK, XAUTOCLAIM, status). */
+  /** Commands (XREADGROUP, XACK, XAUTOCLAIM, status); never blocked by a read. */
   redis: Redis;
   db: Db;
   keys: Keys;
@@ -22,19 +22,7 @@ export interface ConsumerDeps {
   log: Logger;
 }
 
-export interface ConsumerOptions {
-  /** Stable per replica (hostname), so a restarted process finds its own pending entries. */
-  consumer: string;
-  batchSize: number;
-  /** Once a first event arrives, keep collecting for up to this long (bigger batches, more lag). */
-  batchMs: number;
-  /** Entries idle this long in another consumer's pending list are taken over. */
-  claimIdleMs: number;
-  claimEveryMs: number;
-  backoffMinMs: number;
-  backoffMaxMs: number;
-  statusEveryMs: number;
-}
+export type ConsumerOptions = StreamGroupOptions;
 
 export const defaultConsumerOptions: Omit<ConsumerOptions, 'consumer'> = {
   batchSize: 500,
@@ -59,134 +47,48 @@ interface Valid {
  */
 export class UsageConsumer {
   #d: ConsumerDeps;
-  #o: ConsumerOptions;
-  #stop = new AbortController();
-  #loop: Promise<void> | undefined;
-  #status: NodeJS.Timeout | undefined;
-  #ownPending: string | null = '0';
-  #claimCursor = '0-0';
-  #nextClaimAt = 0;
+  #g: StreamGroup;
 
   constructor(deps: ConsumerDeps, opts: Partial<ConsumerOptions> & { consumer: string }) {
     this.#d = deps;
-    this.#o = { ...defaultConsumerOptions, ...opts };
+    const { keys, metrics } = deps;
+    this.#g = new StreamGroup(
+      deps,
+      { key: keys.usage, group: keys.usageGroup, deadLetters: keys.k('usage', 'dead') },
+      { ...defaultConsumerOptions, ...opts },
+      {
+        process: (entries) => this.#process(entries),
+        status: (s) => {
+          metrics.pending.set(s.pending);
+          metrics.backlog.set(s.backlog);
+          metrics.oldestAgeSeconds.set(
+            s.oldestMs === null ? 0 : Math.max(0, (Date.now() - s.oldestMs) / 1000),
+          );
+        },
+      },
+    );
   }
 
   get stopping(): boolean {
-    return this.#stop.signal.aborted;
+    return this.#g.stopping;
   }
 
-  async start(): Promise<void> {
-    await ensureGroup(this.#d.redis, this.#d.keys.usage, this.#d.keys.usageGroup);
-    this.#loop = this.#run();
-    this.#status = setInterval(() => void this.refreshStatus(), this.#o.statusEveryMs);
-    this.#status.unref();
+  start(): Promise<void> {
+    return this.#g.start();
   }
 
   /** Finishes the batch in hand (if Postgres is reachable), then returns. Unacked entries stay pending. */
-  async stop(): Promise<void> {
-    this.#stop.abort();
-    clearInterval(this.#status);
-    await this.#loop;
+  stop(): Promise<void> {
+    return this.#g.stop();
   }
 
   /** Updates lag gauges and trims settled entries off the stream (billing owns its retention). */
-  async refreshStatus(): Promise<void> {
-    const { redis, keys, metrics, log } = this.#d;
-    try {
-      const s = await streamStatus(redis, keys.usage, keys.usageGroup);
-      metrics.pending.set(s.pending);
-      metrics.backlog.set(s.backlog);
-      metrics.oldestAgeSeconds.set(s.oldestMs === null ? 0 : Math.max(0, (Date.now() - s.oldestMs) / 1000));
-      if (s.trimBelow) await redis.call('XTRIM', [keys.usage, 'MINID', '~', s.trimBelow]);
-    } catch (err) {
-      log.warn({ err }, 'usage stream status failed');
-    }
+  refreshStatus(): Promise<void> {
+    return this.#g.refreshStatus();
   }
 
-  async #run(): Promise<void> {
-    let failures = 0;
-    // The next batch is read while the current one settles, so Redis and Postgres work overlap.
-    // On stop a prefetched batch stays in our pending list and is re-read on restart: harmless.
-    let ahead: Promise<Entry[]> | undefined;
-    while (!this.stopping) {
-      let entries: Entry[];
-      try {
-        entries = await (ahead ?? this.#next());
-        failures = 0;
-      } catch (err) {
-        if (this.stopping) break;
-        this.#d.log.error({ err }, 'usage stream read failed; backing off');
-        await this.#backoff(++failures);
-        continue;
-      } finally {
-        ahead = undefined;
-      }
-      if (entries.length === 0) continue;
-      if (!this.stopping) {
-        ahead = this.#next();
-        ahead.catch(() => {}); // surfaced when awaited above
-      }
-      await this.#process(entries);
-    }
-    await ahead?.catch(() => {});
-  }
-
-  /** Next batch: own pending entries first (after a restart), then stale ones of dead consumers, then new. */
-  async #next(): Promise<Entry[]> {
-    const { keys } = this.#d;
-    const base = {
-      key: keys.usage,
-      group: keys.usageGroup,
-      consumer: this.#o.consumer,
-      count: this.#o.batchSize,
-    };
-    if (this.#ownPending !== null) {
-      const own = await readGroup(this.#d.redis, { ...base, id: this.#ownPending });
-      const last = own.at(-1);
-      this.#ownPending = last ? last[0] : null;
-      if (own.length > 0) return own;
-    }
-    if (Date.now() >= this.#nextClaimAt) {
-      const c = await autoClaim(this.#d.redis, {
-        ...base,
-        minIdleMs: this.#o.claimIdleMs,
-        cursor: this.#claimCursor,
-      });
-      this.#claimCursor = c.next;
-      if (c.next === '0-0') this.#nextClaimAt = Date.now() + this.#o.claimEveryMs;
-      if (c.entries.length > 0) {
-        this.#d.log.info({ count: c.entries.length }, 'reclaimed idle usage events');
-        return c.entries;
-      }
-    }
-    // Billing reads on its own rhythm rather than waking on every event: an event lands at the very
-    // moment the ingress is answering its caller, and settling then competes with it for the CPU.
-    // A full batch means more is waiting: read again at once. At low load this also batches more.
-    if (this.#o.batchMs > 0 && !this.#lastFull) await this.#pause(this.#o.batchMs);
-    const entries = this.stopping ? [] : await readGroup(this.#d.redis, { ...base, id: '>' });
-    this.#lastFull = entries.length >= this.#o.batchSize;
-    return entries;
-  }
-
-  #lastFull = false;
-
-  /** Waits `ms`, cut short by stop(). */
-  #pause(ms: number): Promise<void> {
-    const signal = this.#stop.signal;
-    if (signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-
-  async #process(entries: Entry[]): Promise<void> {
+  /** Returns the stream ids to ack, or undefined to leave the batch pending (stopped while Postgres is away). */
+  async #process(entries: Entry[]): Promise<string[] | undefined> {
     const { metrics, log } = this.#d;
     const valid: Valid[] = [];
     const ackNow: string[] = [];
@@ -196,13 +98,13 @@ export class UsageConsumer {
       else {
         metrics.malformed.inc();
         log.warn({ streamId: id, reason: p.reason }, 'malformed usage event; acked without settling');
-        if (fields) await this.#deadLetter(id, fields, `malformed: ${p.reason}`);
+        if (fields) await this.#g.deadLetter(id, fields, `malformed: ${p.reason}`);
         ackNow.push(id);
       }
     }
     const settledIds = await this.#settle(valid);
-    if (settledIds === undefined) return; // stopping while Postgres is away: leave them pending
-    await this.#ack([...ackNow, ...settledIds]);
+    if (settledIds === undefined) return undefined;
+    return [...ackNow, ...settledIds];
   }
 
   /** Settles with retry; returns the stream ids to ack, or undefined when stopped before success. */
@@ -229,7 +131,7 @@ export class UsageConsumer {
         metrics.batchErrors.inc({ kind: 'transient' });
         log.warn({ err, attempt }, 'settlement failed (Postgres unavailable?); will retry, nothing acked');
         if (this.stopping) return undefined;
-        await this.#backoff(attempt);
+        await this.#g.backoff(attempt);
         if (this.stopping) return undefined;
       }
     }
@@ -250,7 +152,7 @@ export class UsageConsumer {
           if (!isTransientDbError(err)) {
             this.#d.metrics.deadLettered.inc();
             this.#d.log.error({ err, eventId: v.event.id }, 'usage event refused by Postgres; dead-lettered');
-            await this.#deadLetter(
+            await this.#g.deadLetter(
               v.id,
               ['e', JSON.stringify(v.event)],
               `refused: ${(err as Error).message}`,
@@ -259,7 +161,7 @@ export class UsageConsumer {
             break;
           }
           if (this.stopping) return done.length > 0 ? done : undefined;
-          await this.#backoff(attempt);
+          await this.#g.backoff(attempt);
           if (this.stopping) return done.length > 0 ? done : undefined;
         }
       }
@@ -275,47 +177,5 @@ export class UsageConsumer {
       if (p.unpriced) metrics.unpriced.inc({ provider: p.event.provider, model: p.event.model });
       if (p.costMicros > 0n) metrics.costMicros.inc({ provider: p.event.provider }, Number(p.costMicros));
     }
-  }
-
-  async #deadLetter(streamId: string, fields: string[], reason: string): Promise<void> {
-    try {
-      await this.#d.redis.xadd(
-        this.#d.keys.k('usage', 'dead'),
-        'MAXLEN',
-        '~',
-        100_000,
-        '*',
-        ...fields,
-        'source',
-        streamId,
-        'reason',
-        reason.slice(0, 500),
-      );
-    } catch (err) {
-      this.#d.log.error({ err, streamId }, 'could not write dead letter');
-    }
-  }
-
-  /** XACK after commit. Retried while Redis is away; giving up only means a harmless redelivery. */
-  async #ack(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    const { redis, keys, log } = this.#d;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await redis.xack(keys.usage, keys.usageGroup, ...ids);
-        return;
-      } catch (err) {
-        log.warn({ err, attempt }, 'XACK failed; retrying (settlement is already committed)');
-        if (this.stopping) return;
-        await this.#backoff(attempt);
-      }
-    }
-  }
-
-  /** Exponential backoff with jitter, capped; returns early on stop. */
-  async #backoff(attempt: number): Promise<void> {
-    const cap = Math.min(this.#o.backoffMaxMs, this.#o.backoffMinMs * 2 ** Math.min(attempt - 1, 20));
-    const ms = cap / 2 + Math.random() * (cap / 2);
-    await sleep(ms, undefined, { signal: this.#stop.signal }).catch(() => {});
   }
 }

@@ -13,6 +13,7 @@ export interface BillingMetrics {
   backlog: Gauge;
   oldestAgeSeconds: Gauge;
   holdsExpired: Counter;
+  credits: Counter<'result'>;
 }
 
 /** Billing's Prometheus metrics on their own registry (no global default registry). */
@@ -79,6 +80,12 @@ export function createMetrics(): BillingMetrics {
     holdsExpired: new Counter({
       name: 'billing_holds_expired_total',
       help: 'Admission holds removed after expiry (requests that never settled)',
+      registers: r,
+    }),
+    credits: new Counter({
+      name: 'billing_credit_commands_total',
+      help: 'Credit commands executed, by result (applied, refused, duplicate = no-op, malformed, dead_lettered)',
+      labelNames: ['result'],
       registers: r,
     }),
   };

@@ -4,11 +4,14 @@ import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import { createDb, type Db } from '@faregate/db/client';
 import { runMigrations } from '@faregate/db/migrate';
 import { syncPrices } from '@faregate/db/prices';
+import type { CreditCommand } from '@faregate/contracts/credits';
 import { makeKeys, type Keys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
 import { freshDatabase, testRedis } from '@faregate/testing/env';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { type ConsumerOptions, UsageConsumer } from './consumer.ts';
+import { CreditConsumer } from './credit-consumer.ts';
 import { createMetrics } from './metrics.ts';
 import { PriceBook } from './price-book.ts';
 
@@ -28,6 +31,7 @@ export const PRICES_AT = '2026-01-01';
 
 export interface Harness {
   dbUrl: string;
+  redisUrl: string;
   db: Db;
   keys: Keys;
   redis: Redis;
@@ -37,6 +41,12 @@ export interface Harness {
     dbOverride?: Db,
   ): Promise<UsageConsumer & { metrics: ReturnType<typeof createMetrics> }>;
   xadd(e: UsageEvent | string): Promise<string>;
+  creditConsumer(
+    name: string,
+    opts?: Partial<ConsumerOptions>,
+  ): Promise<CreditConsumer & { metrics: ReturnType<typeof createMetrics> }>;
+  /** Appends a credit command (or raw text as its `c` field) to the credits stream. */
+  xaddCredit(c: CreditCommand | string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -47,11 +57,12 @@ export async function harness(): Promise<Harness> {
   await syncPrices(db, BUILTIN_MODELS, PRICES_AT);
   const r = testRedis();
   const keys = makeKeys(r.prefix);
-  const redis = new Redis(r.url, { maxRetriesPerRequest: null });
+  const redis = createRedis(r.url, { blocking: true, name: 'fg-billing-test' });
   const extra: Array<() => Promise<void> | void> = [];
   const log = pino({ level: 'silent' });
   return {
     dbUrl: fresh.url,
+    redisUrl: r.url,
     db,
     keys,
     redis,
@@ -72,6 +83,18 @@ export async function harness(): Promise<Harness> {
     },
     xadd: (e) =>
       redis.xadd(keys.usage, '*', 'e', typeof e === 'string' ? e : JSON.stringify(e)) as Promise<string>,
+    async creditConsumer(name, opts = {}) {
+      const metrics = createMetrics();
+      const c = new CreditConsumer(
+        { db, redis, keys, metrics, log },
+        { consumer: name, batchMs: 10, statusEveryMs: 100, ...opts },
+      );
+      await c.start();
+      extra.push(() => c.stop());
+      return Object.assign(c, { metrics });
+    },
+    xaddCredit: (c) =>
+      redis.xadd(keys.credits, '*', 'c', typeof c === 'string' ? c : JSON.stringify(c)) as Promise<string>,
     async close() {
       for (const f of extra) await f();
       const found = await redis.keys(`${r.prefix}:*`);
@@ -105,6 +128,12 @@ export function usageEvent(
     at: Date.now(),
     ...over,
   };
+}
+
+export function creditCommand(
+  over: Partial<CreditCommand> & Pick<CreditCommand, 'key' | 'account'>,
+): CreditCommand {
+  return { v: 1, amountMicros: '1000000', reference: null, at: Date.now(), ...over };
 }
 
 /** Sums a metric's values (all label sets). */

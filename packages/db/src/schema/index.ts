@@ -1,6 +1,7 @@
 // The drizzle schema: one file per table. This is the package's schema entry (drizzle-kit and the client).
 export { accounts } from './accounts.ts';
 export { apiKeys } from './api-keys.ts';
+export { creditCommands } from './credit-commands.ts';
 export { holds } from './holds.ts';
 export { journalEntries } from './journal-entries.ts';
 export { journalTransactions } from './journal-transactions.ts';

@@ -1,0 +1,49 @@
+import { createDb, type Db } from '@faregate/db/client';
+import { type Keys, makeKeys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
+import type { Redis } from 'ioredis';
+import { type Logger, pino } from 'pino';
+import type { BillingConfig } from './config.ts';
+import { type BillingMetrics, createMetrics } from './metrics.ts';
+import { PriceBook } from './price-book.ts';
+
+/** Everything billing needs, built once by main.ts (or a test) and passed down. */
+export interface BillingDeps {
+  config: BillingConfig;
+  log: Logger;
+  db: Db;
+  redis: Redis;
+  keys: Keys;
+  metrics: BillingMetrics;
+  book: PriceBook;
+  /** Closes the connections (after the service stopped using them). */
+  close(): Promise<void>;
+}
+
+export function createLogger(level: string): Logger {
+  return pino({ level, base: { service: 'billing' } });
+}
+
+/** Builds billing's connections and services from its config. Opens connections, starts nothing. */
+export function createBillingDeps(
+  config: BillingConfig,
+  log: Logger = createLogger(config.LOG_LEVEL),
+): BillingDeps {
+  const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 4 });
+  // Commands wait through reconnects (no per-request retry limit): the consumers' own backoff
+  // decides when to give up on a batch, never ioredis.
+  const redis = createRedis(config.REDIS_URL, { blocking: true, name: 'fg-billing' });
+  return {
+    config,
+    log,
+    db,
+    redis,
+    keys: makeKeys(config.REDIS_PREFIX),
+    metrics: createMetrics(),
+    book: new PriceBook(db),
+    async close() {
+      redis.disconnect();
+      await closeDb();
+    },
+  };
+}
