@@ -79,6 +79,9 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   await app.register(
     adminRoutes({
       db: deps.db,
+      // Credits are commands for billing on the credits stream (only billing writes money).
+      redis: deps.redis,
+      keys: deps.keys,
       // This process at once, then every other ingress process (create-deps.ts listens): each
       // forgets the key and closes its sockets.
       onRevoked: async (keyId) => {

@@ -1,16 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import { microsToUsd, usdToMicros } from '@faregate/catalog/money';
-import {
-  addCredit,
-  createAccount,
-  createApiKey,
-  listBalances,
-  revokeApiKey,
-  UnknownAccountError,
-} from '@faregate/db/accounts';
+import { MAX_CREDIT_MICROS } from '@faregate/contracts/credits';
+import { GatewayError } from '@faregate/contracts/errors';
+import { createAccount, createApiKey, getBalance, listBalances, revokeApiKey } from '@faregate/db/accounts';
 import { KEY_SCOPES } from '@faregate/db/api-keys';
 import type { Db } from '@faregate/db/client';
+import { type CreditOutcome, findCreditOutcome } from '@faregate/db/credit-commands';
+import { isDbUnavailable } from '@faregate/db/unavailable';
+import type { Keys } from '@faregate/queue/keys';
 import type { FastifyPluginAsync } from 'fastify';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { awaitCreditOutcome, queueCredit } from '../../credits.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 import { money, sendError, sendZodError } from './reply.ts';
 
@@ -35,23 +36,65 @@ const CreateKey = z.strictObject({
   allowed_models: z.array(z.string().min(1)).min(1).nullable().optional(),
 });
 const AddCredit = z.strictObject({
-  account_id: z.string().min(1),
-  amount_usd: Usd,
+  account_id: z.string().min(1).max(256),
+  amount_usd: Usd.refine((m) => m <= MAX_CREDIT_MICROS, { message: 'too large for one credit' }),
   reference: z.string().max(500).optional(),
   idempotency_key: z.string().min(1).max(200).optional(),
 });
 const KeyParams = z.object({ id: z.string().min(1) });
 
+/** How long a credit waits for billing before answering 503 (the command stays queued). */
+export const CREDIT_WAIT_MS = 5_000;
+/** The retry hint of that 503: billing is down or far behind, not a matter of milliseconds. */
+const CREDIT_RETRY_AFTER_MS = 2_000;
+
 /**
  * Admin API under `/admin/v1` (accounts, keys, credit, balances). Every route here is `auth: 'admin'`
  * (`Authorization: Bearer <FAREGATE_ADMIN_TOKEN>`, checked by the app's auth hook; with no token
- * configured the admin API does not exist: 404 on every route).
+ * configured the admin API does not exist: 404 on every route). A credit is money, so the ingress
+ * does not write it: it queues a credit command that billing executes once, and answers with
+ * billing's recorded outcome.
  */
 export function adminRoutes(deps: {
   db: Db;
+  /** The credits stream billing reads. */
+  redis: Redis;
+  keys: Keys;
   /** Tells every ingress process that a key was revoked (it must stop working everywhere at once). */
   onRevoked?: (keyId: string) => Promise<void>;
+  /** How long a credit waits for billing's outcome (default CREDIT_WAIT_MS). */
+  creditWaitMs?: number;
 }): FastifyPluginAsync {
+  const creditWaitMs = deps.creditWaitMs ?? CREDIT_WAIT_MS;
+  const billingAway = (key: string, cause?: unknown) =>
+    new GatewayError({
+      code: 'overloaded',
+      message: `Billing has not applied this credit yet. It stays queued and is applied exactly once; retry with Idempotency-Key '${key}' for its result.`,
+      retryable: true,
+      retryAfterMs: CREDIT_RETRY_AFTER_MS,
+      cause,
+    });
+  /** Billing's outcome of `key`: the one it recorded, else queue the command and wait for it. */
+  async function credit(
+    key: string,
+    replay: boolean,
+    cmd: { account: string; amountMicros: bigint; reference?: string },
+  ): Promise<CreditOutcome> {
+    try {
+      // A key billing already answered gets the same answer; nothing is queued again.
+      const known = replay ? await findCreditOutcome(deps.db, key) : undefined;
+      if (known) return known;
+      await queueCredit(deps.redis, deps.keys, { key, ...cmd });
+      const o = await awaitCreditOutcome(deps.db, key, creditWaitMs);
+      if (o) return o;
+    } catch (err) {
+      // Redis refusing the command, or Postgres not answering: nothing was decided, retry later.
+      if (err instanceof z.ZodError || !(isDbUnavailable(err) || isRedisError(err))) throw err;
+      throw billingAway(key, err);
+    }
+    throw billingAway(key);
+  }
+
   return async (app) => {
     defaultAuth(app, 'admin');
 
@@ -109,28 +152,38 @@ export function adminRoutes(deps: {
       const b = AddCredit.safeParse(req.body);
       if (!b.success) return sendZodError(reply, b.error);
       const header = req.headers['idempotency-key'];
-      const idempotencyKey =
-        b.data.idempotency_key ?? (typeof header === 'string' && header ? header : undefined);
-      try {
-        const r = await addCredit(deps.db, {
-          accountId: b.data.account_id,
-          amountMicros: b.data.amount_usd,
-          reference: b.data.reference,
-          idempotencyKey,
-        });
-        return reply.code(201).send({
-          object: 'credit',
-          transaction_id: r.transactionId,
-          account_id: b.data.account_id,
-          ...money('amount', b.data.amount_usd, microsToUsd),
-          ...money('balance', r.balanceMicros, microsToUsd),
-        });
-      } catch (err) {
-        if (err instanceof UnknownAccountError) {
-          return sendError(reply, 'not_found', `No account with id '${b.data.account_id}'.`, 'account_id');
-        }
-        throw err;
+      const given = b.data.idempotency_key ?? (typeof header === 'string' && header ? header : undefined);
+      // Without a key from the caller, one of ours: the command must be recognisable when replayed.
+      const key = given ?? `auto:${randomUUID()}`;
+      reply.header('idempotency-key', key);
+      const accountId = b.data.account_id;
+      const o = await credit(key, given !== undefined, {
+        account: accountId,
+        amountMicros: b.data.amount_usd,
+        reference: b.data.reference,
+      });
+      if (o.accountId !== accountId || o.amountMicros !== b.data.amount_usd) {
+        return sendError(
+          reply,
+          'idempotency_key_reused',
+          `Idempotency-Key '${key}' was used for a different credit (account or amount).`,
+          'idempotency_key',
+        );
       }
+      if (o.status === 'refused') {
+        if (o.reason === 'unknown_account')
+          return sendError(reply, 'not_found', `No account with id '${accountId}'.`, 'account_id');
+        return sendError(reply, 'invalid_request_error', 'Billing refused this credit.');
+      }
+      // Credits recorded before billing kept the balance after them: today's balance instead.
+      const balance = o.balanceAfterMicros ?? (await getBalance(deps.db, accountId)).balanceMicros;
+      return reply.code(201).send({
+        object: 'credit',
+        transaction_id: o.transactionId,
+        account_id: accountId,
+        ...money('amount', b.data.amount_usd, microsToUsd),
+        ...money('balance', balance, microsToUsd),
+      });
     });
 
     app.get('/admin/v1/balances', async () => {
@@ -147,4 +200,17 @@ export function adminRoutes(deps: {
       };
     });
   };
+}
+
+/** ioredis' errors when Redis is unreachable or gave up on a command (worth a 503 and a retry). */
+function isRedisError(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  const code = (err as { code?: unknown } | null)?.code;
+  return (
+    name === 'MaxRetriesPerRequestError' ||
+    name === 'ReplyError' ||
+    name === 'AbortError' ||
+    (typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code)) ||
+    (err instanceof Error && /Connection is closed|Stream isn't writeable/.test(err.message))
+  );
 }

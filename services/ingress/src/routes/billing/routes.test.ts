@@ -4,9 +4,17 @@ import { createDb, type Db } from '@faregate/db/client';
 import { placeHold } from '@faregate/db/holds';
 import { runMigrations } from '@faregate/db/migrate';
 import { usageEvents } from '@faregate/db/schema/usage-events';
+import { makeKeys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../../../../../packages/testing/src/env.ts';
+import { freshDatabase, testRedis } from '../../../../../packages/testing/src/env.ts';
+// Billing in-process (a test may; the services never import each other): it executes the credits.
+import { type Billing, createBilling } from '../../../../billing/src/billing.ts';
+import { BillingConfig } from '../../../../billing/src/config.ts';
+import { type BillingDeps, createBillingDeps } from '../../../../billing/src/create-deps.ts';
 import { adminRoutes } from './admin.ts';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Principal, registerAuth } from '../../plugins/auth.ts';
@@ -19,6 +27,10 @@ let close: () => Promise<void>;
 let drop: () => Promise<void>;
 let app: FastifyInstance;
 let disabled: FastifyInstance;
+let redis: Redis;
+let keys: ReturnType<typeof makeKeys>;
+let billingDeps: BillingDeps;
+let billing: Billing;
 let alice: { account: string; key: string };
 let bob: { account: string; key: string };
 
@@ -55,7 +67,7 @@ async function build(adminToken: string | undefined): Promise<FastifyInstance> {
     },
   });
   await a.register(usageRoutes({ db }));
-  await a.register(adminRoutes({ db }));
+  await a.register(adminRoutes({ db, redis, keys }));
   await a.ready();
   return a;
 }
@@ -87,6 +99,20 @@ beforeAll(async () => {
   drop = fresh.drop;
   await runMigrations(fresh.url);
   ({ db, close } = createDb(fresh.url));
+  const r = testRedis();
+  keys = makeKeys(r.prefix);
+  redis = createRedis(r.url);
+  billingDeps = createBillingDeps(
+    BillingConfig.parse({
+      DATABASE_URL: fresh.url,
+      REDIS_URL: r.url,
+      REDIS_PREFIX: r.prefix,
+      BILLING_BATCH_MS: '10',
+    }),
+    pino({ level: 'silent' }),
+  );
+  billing = createBilling(billingDeps);
+  await billing.start();
   for (const who of ['alice', 'bob'] as const) {
     const { id } = await createAccount(db, { name: who });
     const k = await createApiKey(db, { accountId: id, name: `${who}-key` });
@@ -108,6 +134,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.close();
   await disabled?.close();
+  await billing?.stop();
+  await billingDeps?.close();
+  if (redis) {
+    const found = await redis.keys(`${keys.prefix}:*`);
+    if (found.length > 0) await redis.del(...found);
+    redis.disconnect();
+  }
   await close?.();
   await drop?.();
 });
