@@ -1,6 +1,7 @@
-import type { Redis, Result } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { JobData } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
+import { luaScript, REDIS_NOW_MS } from './lua.ts';
 
 /**
  * The fast lane: hands an interactive request straight to an idle worker of its pool.
@@ -9,8 +10,9 @@ import type { Keys } from './keys.ts';
  * wait, then `moveToActive` is a round trip that returns the job), and ends with a fourth
  * (`moveToFinished`). On a small machine each message between processes costs 0.1–0.3 ms, which
  * is most of what the gateway adds to a fast provider. Here the ingress pushes the job itself onto
- * a list that idle workers block on (`BRPOP`): the job arrives with the message that wakes the
- * worker, which calls the provider at once.
+ * a list that idle workers block on (`BLMPOP`, which also collects what else waits there, up to the
+ * worker's free slots): the job arrives with the message that wakes the worker, which calls the
+ * provider at once.
  *
  * Nothing is lost on the way, and no request runs twice:
  * - the push also records the job (`data`) and a deadline to be taken by (`due` = push + grace);
@@ -29,115 +31,33 @@ import type { Keys } from './keys.ts';
  * Pools with shared limits (RPM/TPM/max in flight) do not run the lane: their admission is BullMQ's.
  */
 
-/** Lua prelude of the scripts that stamp times: `now`, Redis's clock in ms (one clock for every process). */
-const NOW_MS = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-`;
-
-// KEYS: list, due, data. ARGV: id, jobJson, graceMs. Returns the push time (Redis clock, ms).
-const PUSH = `
-${NOW_MS}redis.call('LPUSH', KEYS[1], now .. ' ' .. ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-return now
-`;
-
-// KEYS: due, run. ARGV: leaseMs, id... Returns per id 1 if this caller now runs the job, 0 if it
-// was swept.
-const TAKE = `
-${NOW_MS}local until_ = now + tonumber(ARGV[1])
-local out = {}
-for i = 2, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('ZADD', KEYS[2], until_, ARGV[i])
-    out[i - 1] = 1
-  else
-    out[i - 1] = 0
-  end
-end
-return out
-`;
-
-// KEYS: run. ARGV: leaseMs, id... Extends the leases of runs still held (XX: never revives one).
-const RENEW = `
-${NOW_MS}local until_ = now + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_, ARGV[i]) end
-return 0
-`;
-
-// KEYS: run, data, moving. ARGV: id. The run ended (or its job is on BullMQ now): forget it.
-const FINISH = `
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 0
-`;
-
-// KEYS: list, due, run, data, moving. ARGV: graceMs, moveLeaseMs, max.
-// Drops list entries past the grace (their jobs are swept below, or were taken), and moves due
-// jobs, lapsed runs and lapsed hand-overs to `moving` (leased to this sweeper). Returns
-// [id, jobJson, kind, ...] with kind 'due' | 'run' | 'moving'.
-const SWEEP = `
-${NOW_MS}local grace = tonumber(ARGV[1])
-for i = 1, 1000 do
-  local e = redis.call('LINDEX', KEYS[1], -1)
-  if not e then break end
-  local ts = tonumber(string.match(e, '^(%d+) '))
-  if ts and ts + grace > now then break end
-  redis.call('RPOP', KEYS[1])
-end
-local out = {}
-local sets = { { KEYS[2], 'due' }, { KEYS[3], 'run' }, { KEYS[5], 'moving' } }
-for _, s in ipairs(sets) do
-  local ids = redis.call('ZRANGEBYSCORE', s[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', s[1], id)
-    local d = redis.call('HGET', KEYS[4], id)
-    if d then
-      redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), id)
-      table.insert(out, id)
-      table.insert(out, d)
-      table.insert(out, s[2])
-    end
-  end
-end
-return out
-`;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    syFastPush(
-      list: string,
-      due: string,
-      data: string,
-      id: string,
-      job: string,
-      graceMs: number,
-    ): Result<number, Context>;
-    syFastTake(due: string, run: string, leaseMs: number, ...ids: string[]): Result<number[], Context>;
-    syFastRenew(run: string, leaseMs: number, ...ids: string[]): Result<number, Context>;
-    syFastFinish(run: string, data: string, moving: string, id: string): Result<number, Context>;
-    syFastSweep(
-      list: string,
-      due: string,
-      run: string,
-      data: string,
-      moving: string,
-      graceMs: number,
-      moveLeaseMs: number,
-      max: number,
-    ): Result<string[], Context>;
-  }
-}
-
-function defineCommands(redis: Redis): void {
-  if (typeof (redis as Partial<Redis>).syFastPush === 'function') return;
-  redis.defineCommand('syFastPush', { numberOfKeys: 3, lua: PUSH });
-  redis.defineCommand('syFastTake', { numberOfKeys: 2, lua: TAKE });
-  redis.defineCommand('syFastRenew', { numberOfKeys: 1, lua: RENEW });
-  redis.defineCommand('syFastFinish', { numberOfKeys: 3, lua: FINISH });
-  redis.defineCommand('syFastSweep', { numberOfKeys: 5, lua: SWEEP });
-}
+// The lane's scripts (fast-lane.*.lua). Those that stamp times share the redis-now.lua prelude.
+const timed = { prelude: [REDIS_NOW_MS] };
+const pushScript = luaScript<{
+  keys: [list: string, due: string, data: string];
+  args: [id: string, jobJson: string, graceMs: number];
+  result: number;
+}>(new URL('./fast-lane.push.lua', import.meta.url), { numberOfKeys: 3, ...timed });
+const takeScript = luaScript<{
+  keys: [due: string, run: string];
+  args: [leaseMs: number, ...ids: string[]];
+  result: (0 | 1)[];
+}>(new URL('./fast-lane.take.lua', import.meta.url), { numberOfKeys: 2, ...timed });
+const renewScript = luaScript<{
+  keys: [run: string];
+  args: [leaseMs: number, ...ids: string[]];
+  result: number;
+}>(new URL('./fast-lane.renew.lua', import.meta.url), { numberOfKeys: 1, ...timed });
+const finishScript = luaScript<{
+  keys: [run: string, data: string, moving: string];
+  args: [id: string];
+  result: number;
+}>(new URL('./fast-lane.finish.lua', import.meta.url), { numberOfKeys: 3 });
+const sweepScript = luaScript<{
+  keys: [list: string, due: string, run: string, data: string, moving: string];
+  args: [graceMs: number, moveLeaseMs: number, max: number];
+  result: string[];
+}>(new URL('./fast-lane.sweep.lua', import.meta.url), { numberOfKeys: 5, ...timed });
 
 /** A popped entry: the job and when it was pushed (Redis clock, ms). */
 export interface FastEntry {
@@ -170,7 +90,6 @@ export class FastLane {
   readonly #k: { list: string; due: string; run: string; data: string; moving: string; alive: string };
 
   constructor(redis: Redis, keys: Keys, provider: string, timing: FastLaneTiming = DEFAULT_FAST_LANE) {
-    defineCommands(redis);
     this.redis = redis;
     this.provider = provider;
     this.timing = timing;
@@ -204,42 +123,34 @@ export class FastLane {
 
   /** Ingress: hands the job to the pool's idle workers (BullMQ takes it after the grace if none is free). */
   async push(data: JobData): Promise<void> {
-    await this.redis.syFastPush(
-      this.#k.list,
-      this.#k.due,
-      this.#k.data,
-      data.id,
-      JSON.stringify(data),
-      this.timing.graceMs,
+    await pushScript(
+      this.redis,
+      [this.#k.list, this.#k.due, this.#k.data],
+      [data.id, JSON.stringify(data), this.timing.graceMs],
     );
   }
 
   /** Worker: per id, true if the run is ours now, false if the job was swept to BullMQ first. */
   async take(ids: string[]): Promise<boolean[]> {
-    const r = await this.redis.syFastTake(this.#k.due, this.#k.run, this.timing.leaseMs, ...ids);
+    const r = await takeScript(this.redis, [this.#k.due, this.#k.run], [this.timing.leaseMs, ...ids]);
     return r.map((x) => x === 1);
   }
 
   async renew(ids: string[]): Promise<void> {
-    if (ids.length) await this.redis.syFastRenew(this.#k.run, this.timing.leaseMs, ...ids);
+    if (ids.length) await renewScript(this.redis, [this.#k.run], [this.timing.leaseMs, ...ids]);
   }
 
   /** The run ended, or its job was handed to BullMQ: the lane forgets it. */
   async finish(id: string): Promise<void> {
-    await this.redis.syFastFinish(this.#k.run, this.#k.data, this.#k.moving, id);
+    await finishScript(this.redis, [this.#k.run, this.#k.data, this.#k.moving], [id]);
   }
 
   /** Takes jobs the lane could not finish off it (leased to the caller for `moveLeaseMs`). */
   async sweep(max = 100, moveLeaseMs = 10_000): Promise<SweptJob[]> {
-    const raw = await this.redis.syFastSweep(
-      this.#k.list,
-      this.#k.due,
-      this.#k.run,
-      this.#k.data,
-      this.#k.moving,
-      this.timing.graceMs,
-      moveLeaseMs,
-      max,
+    const raw = await sweepScript(
+      this.redis,
+      [this.#k.list, this.#k.due, this.#k.run, this.#k.data, this.#k.moving],
+      [this.timing.graceMs, moveLeaseMs, max],
     );
     const out: SweptJob[] = [];
     for (let i = 0; i + 2 < raw.length; i += 3) {

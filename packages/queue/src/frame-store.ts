@@ -1,6 +1,7 @@
-import type { Redis, Result } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { FrameBody } from '@faregate/contracts/frames';
 import type { Keys } from './keys.ts';
+import { luaScript } from './lua.ts';
 
 /**
  * The per-job frame log (Redis Stream, entry id `0-<seq>`) plus its live pub/sub channel.
@@ -12,109 +13,53 @@ import type { Keys } from './keys.ts';
  * its usage event, or the reverse.
  */
 
-// KEYS: frames, meta. ARGV: owner, state, ttlMs, account, model, created
-// Returns { lastSeq, terminal (0 no, 1 ended, 2 cancelled before it started: caller owns the ending) }.
-const CLAIM = `
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local seq = 0
-local terminal = 0
-if #last > 0 then
-  seq = tonumber(string.match(last[1][1], '%-(%d+)$'))
-  local f = last[1][2][2]
-  if string.find(f, '"type":"done"', 1, true) or string.find(f, '"type":"error"', 1, true) then terminal = 1 end
-end
-if terminal == 0 and redis.call('HGET', KEYS[2], 'cancel') == '1' then terminal = 2 end
-if terminal == 0 then
-  -- The job record (owner account, model, created) may not exist yet: requests answered over HTTP
-  -- are recorded here rather than by the ingress, which saves the request path a write.
-  redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', ARGV[2], 'account', ARGV[4], 'model', ARGV[5], 'created', ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-end
-return { seq, terminal }
-`;
+const claimScript = luaScript<{
+  keys: [frames: string, meta: string];
+  args: [owner: string, state: string, ttlMs: number, account: string, model: string, created: string];
+  result: [lastSeq: number, terminal: 0 | 1 | 2];
+}>(new URL('./frame-store.claim.lua', import.meta.url), { numberOfKeys: 2 });
 
-// KEYS: frames, meta, usage stream. ARGV: owner, channel, jobJson, ttlMs, state|'', usageJson|'', replyTo|'',
-// claim ('1' claim, 'r' record only, or ''), account, model, created, frameBody...
-// `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
-// `claim`: an attempt that did not claim the job before calling the provider claims it with this write
-// (see FrameStore.append); 'r' writes the job record without an owner (the ingress recording an async
-// job with its first frame). Each frame body is a JSON object without v/job/seq; the script prefixes them.
-// Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job (or it ended).
-const APPEND = `
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if ARGV[1] ~= '' then
-  local owner = redis.call('HGET', KEYS[2], 'owner')
-  if owner ~= ARGV[1] then
-    if owner or ARGV[8] ~= '1' then return redis.error_reply('NOTOWNER') end
-    if #last > 0 then
-      local f = last[1][2][2]
-      if string.find(f, '"type":"done"', 1, true) or string.find(f, '"type":"error"', 1, true) then
-        return redis.error_reply('NOTOWNER the job already ended')
-      end
-    end
-    redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', 'running', 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
-    redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  end
-end
-if ARGV[8] == 'r' then
-  redis.call('HSET', KEYS[2], 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
-local seq = 0
-if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
-for i = 12, #ARGV do
-  seq = seq + 1
-  local f = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
-  redis.call('XADD', KEYS[1], '0-' .. seq, 'f', f)
-  redis.call('PUBLISH', ARGV[2], f)
-  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], f) end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[2], 'state', ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
-if ARGV[6] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[6]) end
-return seq
-`;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    syClaim(
-      frames: string,
-      meta: string,
-      owner: string,
-      state: string,
-      ttlMs: number,
-      account: string,
-      model: string,
-      created: string,
-    ): Result<[number, number], Context>;
-    syAppend(
-      framesKey: string,
-      meta: string,
-      usage: string,
-      owner: string,
-      channel: string,
-      jobJson: string,
-      ttlMs: number,
-      state: string,
-      usageJson: string,
-      replyTo: string,
-      claim: string,
-      account: string,
-      model: string,
-      created: string,
-      ...frames: string[]
-    ): Result<number, Context>;
-  }
-}
-
-export function defineFrameCommands(redis: Redis): void {
-  if (typeof (redis as Partial<Redis>).syAppend === 'function') return;
-  redis.defineCommand('syClaim', { numberOfKeys: 2, lua: CLAIM });
-  redis.defineCommand('syAppend', { numberOfKeys: 3, lua: APPEND });
-}
+/**
+ * Frames, state and usage event in one script, which is what makes billing exactly-once: a crash
+ * cannot leave a "done" without its usage event, or the reverse.
+ *
+ * Not Cluster-safe yet: the frames and meta keys are tagged `{<job id>}`, the usage stream is one
+ * global key, so on Redis Cluster this script fails with CROSSSLOT (every other script here keeps
+ * to one hash tag). Ways out, none taken yet:
+ * 1. Partition the usage stream by a tag the job's keys share: job keys tagged `{u<n>}` with
+ *    n = hash(job id) mod N, usage streams `…:{u<n>}:usage`. The script stays atomic and billing
+ *    exactly-once as it is. Costs: per-job keys spread over N slots instead of one per job (N of a
+ *    few hundred still spreads well over nodes); billing reads N streams, each with its own
+ *    consumer group and pending-entry reclaim (XREADGROUP over several streams is itself
+ *    cross-slot, so one read per partition or per node); every key of a job renamed at once
+ *    (keys.ts), and N fixed unless a migration moves streams.
+ * 2. An outbox in the job's slot: the script writes the usage event into the job's meta (atomic with
+ *    the done frame, as now), and the writer then XADDs it to the global stream and clears the
+ *    outbox; a restart of the job that finds it ended relays an outbox left behind by a crash.
+ *    Costs: one more round trip (or a pipelined command) and a write per job; delivery becomes
+ *    at-least-once (billing already settles each event id once under a unique constraint); a
+ *    recovery path (the job's retry or a sweep) that must be as well tested as the script is now.
+ * 3. One hash tag for every job key and the usage stream: no code change beyond keys.ts, but all
+ *    per-job streams then live in one slot on one node, which defeats the point of a Cluster.
+ */
+const appendScript = luaScript<{
+  keys: [frames: string, meta: string, usage: string];
+  args: [
+    owner: string,
+    channel: string,
+    jobJson: string,
+    ttlMs: number,
+    state: string,
+    usageJson: string,
+    replyTo: string,
+    claim: '1' | 'r' | '',
+    account: string,
+    model: string,
+    created: string,
+    ...frames: string[],
+  ];
+  result: number;
+}>(new URL('./frame-store.append.lua', import.meta.url), { numberOfKeys: 3 });
 
 export interface AppendOptions {
   /** Fencing token of the current attempt; '' to skip the check (ingress-written frames). */
@@ -147,7 +92,6 @@ export class FrameStore {
   readonly keys: Keys;
 
   constructor(redis: Redis, keys: Keys) {
-    defineFrameCommands(redis);
     this.redis = redis;
     this.keys = keys;
   }
@@ -159,15 +103,10 @@ export class FrameStore {
     ttlMs: number,
     record: ClaimRecord,
   ): Promise<{ lastSeq: number; terminal: boolean; cancelled: boolean }> {
-    const [lastSeq, terminal] = await this.redis.syClaim(
-      this.keys.frames(jobId),
-      this.keys.meta(jobId),
-      owner,
-      'running',
-      ttlMs,
-      record.account,
-      record.model,
-      String(record.created),
+    const [lastSeq, terminal] = await claimScript(
+      this.redis,
+      [this.keys.frames(jobId), this.keys.meta(jobId)],
+      [owner, 'running', ttlMs, record.account, record.model, String(record.created)],
     );
     if (terminal === 2) await this.redis.hset(this.keys.meta(jobId), 'owner', owner);
     return { lastSeq: Number(lastSeq), terminal: terminal === 1, cancelled: terminal === 2 };
@@ -175,22 +114,24 @@ export class FrameStore {
 
   /** Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the last seq. */
   async append(jobId: string, frames: FrameBody[], opts: AppendOptions): Promise<number> {
-    return this.redis.syAppend(
-      this.keys.frames(jobId),
-      this.keys.meta(jobId),
-      this.keys.usage,
-      opts.owner,
-      this.keys.live(jobId),
-      JSON.stringify(jobId),
-      opts.ttlMs,
-      opts.state ?? '',
-      opts.usage === undefined ? '' : JSON.stringify(opts.usage),
-      opts.replyTo ?? '',
-      opts.claim ? '1' : opts.record ? 'r' : '',
-      (opts.claim ?? opts.record)?.account ?? '',
-      (opts.claim ?? opts.record)?.model ?? '',
-      String((opts.claim ?? opts.record)?.created ?? ''),
-      ...frames.map((f) => JSON.stringify(f)),
+    const record = opts.claim ?? opts.record;
+    return appendScript(
+      this.redis,
+      [this.keys.frames(jobId), this.keys.meta(jobId), this.keys.usage],
+      [
+        opts.owner,
+        this.keys.live(jobId),
+        JSON.stringify(jobId),
+        opts.ttlMs,
+        opts.state ?? '',
+        opts.usage === undefined ? '' : JSON.stringify(opts.usage),
+        opts.replyTo ?? '',
+        opts.claim ? '1' : opts.record ? 'r' : '',
+        record?.account ?? '',
+        record?.model ?? '',
+        String(record?.created ?? ''),
+        ...frames.map((f) => JSON.stringify(f)),
+      ],
     );
   }
 

@@ -1,0 +1,30 @@
+-- (After the redis-now.lua prelude: `now` is Redis's clock in ms.)
+-- KEYS[1] list, KEYS[2] due, KEYS[3] run, KEYS[4] data, KEYS[5] moving (tagged {fast-<pool>}).
+-- ARGV: graceMs, moveLeaseMs, max.
+-- Drops list entries past the grace (their jobs are swept below, or were taken), and moves due
+-- jobs, lapsed runs and lapsed hand-overs to `moving` (leased to this sweeper). Returns
+-- [id, jobJson, kind, ...] with kind 'due' | 'run' | 'moving'.
+local grace = tonumber(ARGV[1])
+for i = 1, 1000 do
+  local e = redis.call('LINDEX', KEYS[1], -1)
+  if not e then break end
+  local ts = tonumber(string.match(e, '^(%d+) '))
+  if ts and ts + grace > now then break end
+  redis.call('RPOP', KEYS[1])
+end
+local out = {}
+local sets = { { KEYS[2], 'due' }, { KEYS[3], 'run' }, { KEYS[5], 'moving' } }
+for _, s in ipairs(sets) do
+  local ids = redis.call('ZRANGEBYSCORE', s[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', s[1], id)
+    local d = redis.call('HGET', KEYS[4], id)
+    if d then
+      redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), id)
+      table.insert(out, id)
+      table.insert(out, d)
+      table.insert(out, s[2])
+    end
+  end
+end
+return out

@@ -1,0 +1,48 @@
+-- Appends frames to a job's log (assigning their seqs), publishes them, and with a terminal frame
+-- records the job's state and appends its usage event, all at once (see FrameStore.append).
+-- KEYS[1] frames stream, KEYS[2] meta hash (tagged {<job id>}), KEYS[3] the usage stream (global:
+-- not in the job's slot; frame-store.ts says why, and what Redis Cluster would need).
+-- ARGV[1] owner ('' = no fencing), ARGV[2] live channel, ARGV[3] job id as JSON, ARGV[4] ttlMs,
+-- ARGV[5] state|'', ARGV[6] usage event JSON|'', ARGV[7] replyTo channel|'',
+-- ARGV[8] claim ('1' claim, 'r' record only, or ''), ARGV[9] account, ARGV[10] model, ARGV[11] created,
+-- ARGV[12..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
+-- `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
+-- `claim`: an attempt that did not claim the job before calling the provider claims it with this write;
+-- 'r' writes the job record without an owner (the ingress recording an async job with its first frame).
+-- Channels are not keys: PUBLISH reaches every node of a Cluster.
+-- Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job (or it ended).
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if ARGV[1] ~= '' then
+  local owner = redis.call('HGET', KEYS[2], 'owner')
+  if owner ~= ARGV[1] then
+    if owner or ARGV[8] ~= '1' then return redis.error_reply('NOTOWNER') end
+    if #last > 0 then
+      local f = last[1][2][2]
+      if string.find(f, '"type":"done"', 1, true) or string.find(f, '"type":"error"', 1, true) then
+        return redis.error_reply('NOTOWNER the job already ended')
+      end
+    end
+    redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', 'running', 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+end
+if ARGV[8] == 'r' then
+  redis.call('HSET', KEYS[2], 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local seq = 0
+if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
+for i = 12, #ARGV do
+  seq = seq + 1
+  local f = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
+  redis.call('XADD', KEYS[1], '0-' .. seq, 'f', f)
+  redis.call('PUBLISH', ARGV[2], f)
+  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], f) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[2], 'state', ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+if ARGV[6] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[6]) end
+return seq
