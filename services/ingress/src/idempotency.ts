@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis, Result } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { GatewayError } from '@faregate/contracts/errors';
+import { luaScript } from '@faregate/queue/lua';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 
@@ -17,22 +18,11 @@ import type { Principal } from './plugins/auth.ts';
  * retried with the same key once fixed.
  */
 
-// KEYS: record. ARGV: fingerprint, pending ttl ms.
-// → {'new'} | {state, fingerprint, status, body, job, created}
-const BEGIN = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'pending')
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {'new'}
-end
-return redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body', 'job', 'created')
-`;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    syIdemBegin(key: string, fingerprint: string, pendingTtlMs: number): Result<(string | null)[], Context>;
-  }
-}
+const beginScript = luaScript<{
+  keys: [record: string];
+  args: [fingerprint: string, pendingTtlMs: number];
+  result: (string | null)[];
+}>(new URL('./idempotency.begin.lua', import.meta.url), { numberOfKeys: 1 });
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -60,8 +50,6 @@ export type AttachToJob = (
 
 export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, attach: AttachToJob): void {
   const redis: Redis = deps.redis;
-  if (typeof (redis as Partial<Redis>).syIdemBegin !== 'function')
-    redis.defineCommand('syIdemBegin', { numberOfKeys: 1, lua: BEGIN });
   const ttlMs = deps.config.IDEMPOTENCY_TTL_SECONDS * 1000;
   // A request that never finishes (its ingress died) frees its key after its deadline.
   const pendingTtlMs = deps.config.REQUEST_TIMEOUT_MS + 60_000;
@@ -84,7 +72,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     const fingerprint = createHash('sha256')
       .update(`${path}\n${JSON.stringify(req.body)}`)
       .digest('base64url');
-    const r = await redis.syIdemBegin(key, fingerprint, pendingTtlMs);
+    const r = await beginScript(redis, [key], [fingerprint, pendingTtlMs]);
     if (r[0] === 'new') {
       req.idempotency = { key, ran: false, stored: false };
       return;
