@@ -136,15 +136,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     );
     // The bootstrap credit is a command billing applies once it runs: the stack is ready when it has.
     if (opts.billing !== false && Number(baseEnv.FAREGATE_BOOTSTRAP_CREDIT_USD) > 0) {
-      await until(
-        async () =>
-          (
-            await sql.query(
-              `SELECT 1 FROM credit_commands WHERE idempotency_key LIKE 'bootstrap:%' AND status = 'applied'`,
-            )
-          ).rowCount,
-        { timeoutMs: 60_000, what: 'bootstrap credit applied by billing' },
-      );
+      const applied = `SELECT 1 FROM credit_commands WHERE idempotency_key LIKE 'bootstrap:%' AND status = 'applied'`;
+      await until(async () => ((await sql.query(applied)).rowCount ?? 0) > 0, {
+        timeoutMs: 60_000,
+        what: 'bootstrap credit applied by billing',
+      });
     }
   } catch (e) {
     const out = logs();
