@@ -165,8 +165,25 @@ export const Completion = z.object({
 });
 export type Completion = z.infer<typeof Completion>;
 
-/** OpenAI's usage object, derived from the normalized one. */
-export function toOpenAIUsage(u: Usage) {
+/** OpenAI's usage object (what callers see), derived from the normalized one by `toOpenAIUsage`. */
+export const OpenAIUsage = z.looseObject({
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  total_tokens: z.number().int().nonnegative(),
+  prompt_tokens_details: z.looseObject({
+    cached_tokens: z.number().int().nonnegative(),
+    audio_tokens: z.number().int().nonnegative(),
+  }),
+  completion_tokens_details: z.looseObject({
+    reasoning_tokens: z.number().int().nonnegative(),
+    audio_tokens: z.number().int().nonnegative(),
+    accepted_prediction_tokens: z.number().int().nonnegative(),
+    rejected_prediction_tokens: z.number().int().nonnegative(),
+  }),
+});
+export type OpenAIUsage = z.infer<typeof OpenAIUsage>;
+
+export function toOpenAIUsage(u: Usage): OpenAIUsage {
   return {
     prompt_tokens: u.inputTokens,
     completion_tokens: u.outputTokens,
@@ -180,29 +197,35 @@ export function toOpenAIUsage(u: Usage) {
     },
   };
 }
-export type OpenAIUsage = ReturnType<typeof toOpenAIUsage>;
 
-export interface ChatCompletion {
-  id: string;
-  object: 'chat.completion';
-  created: number;
-  model: string;
-  choices: Array<{
-    index: number;
-    message: {
-      role: 'assistant';
-      content: string | null;
-      refusal: string | null;
-      tool_calls?: ToolCall[];
-      annotations: unknown[];
-    };
-    logprobs: null;
-    finish_reason: FinishReason;
-  }>;
-  usage: OpenAIUsage;
-  system_fingerprint: string | null;
-  service_tier: string | null;
-}
+/**
+ * The HTTP `chat.completion` response, also the `result` of a job's done frame. Loose objects: a
+ * reader keeps fields it does not know (a newer writer's additions) instead of dropping them.
+ */
+export const ChatCompletion = z.looseObject({
+  id: z.string(),
+  object: z.literal('chat.completion'),
+  created: z.number(),
+  model: z.string(),
+  choices: z.array(
+    z.looseObject({
+      index: z.number().int().nonnegative(),
+      message: z.looseObject({
+        role: z.literal('assistant'),
+        content: z.string().nullable(),
+        refusal: z.string().nullable(),
+        tool_calls: z.array(ToolCall).optional(),
+        annotations: z.array(z.unknown()),
+      }),
+      logprobs: z.null(),
+      finish_reason: FinishReason,
+    }),
+  ),
+  usage: OpenAIUsage,
+  system_fingerprint: z.string().nullable(),
+  service_tier: z.string().nullable(),
+});
+export type ChatCompletion = z.infer<typeof ChatCompletion>;
 
 /** The normalized response format: one shape whatever provider served the call. */
 export function toChatCompletion(id: string, model: string, created: number, c: Completion): ChatCompletion {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ChatCompletion, OpenAIUsage } from './chat.ts';
 import { SerializedError } from './errors.ts';
 
 /**
@@ -38,9 +39,9 @@ export const Frame = z.discriminatedUnion('type', [
     tool_calls: z.array(ToolCallDelta).optional(),
   }),
   z.object({ ...base, type: z.literal('reset'), reason: z.string(), hop: z.number(), attempt: z.number() }),
-  z.object({ ...base, type: z.literal('usage'), usage: z.record(z.string(), z.unknown()) }),
-  /** `result` has the same shape as the HTTP chat.completion response. */
-  z.object({ ...base, type: z.literal('done'), result: z.record(z.string(), z.unknown()) }),
+  z.object({ ...base, type: z.literal('usage'), usage: OpenAIUsage }),
+  /** `result` is the HTTP chat.completion response. */
+  z.object({ ...base, type: z.literal('done'), result: ChatCompletion }),
   z.object({ ...base, type: z.literal('error'), status: z.number(), error: SerializedError }),
 ]);
 export type Frame = z.infer<typeof Frame>;
@@ -54,3 +55,11 @@ export type FrameBody = Frame extends infer F
   : never;
 
 export const isTerminal = (f: Pick<Frame, 'type'>): boolean => f.type === 'done' || f.type === 'error';
+
+/**
+ * `isTerminal` of a frame still in its stored JSON form, without parsing it (readers forward frames
+ * as they are). Sound because the type is a top-level field: inside any string value, as in a
+ * delta's text, a quote is escaped (`\"type\":\"done\"`), so the pattern cannot occur there.
+ */
+export const isTerminalRaw = (raw: string): boolean =>
+  raw.includes('"type":"done"') || raw.includes('"type":"error"');

@@ -6,6 +6,16 @@ import { followJob } from './follow.ts';
 import { makeKeys } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
 import { createRedis } from './redis.ts';
+import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+/** A complete chat.completion (the done frame's result), for tests that only need one to exist. */
+const completion = (id = 'req_x') =>
+  toChatCompletion(id, 'm', 0, {
+    model: 'm',
+    content: '',
+    toolCalls: [],
+    finishReason: 'stop',
+    usage: zeroUsage(),
+  });
 
 const REC = { account: 'acct_test', model: 'm', created: 0 };
 
@@ -65,7 +75,7 @@ describe('FrameStore', () => {
     const id = jobId();
     await store.claim(id, 'w', 60_000, REC);
     const before = await redis.xlen(keys.usage);
-    await store.append(id, [{ type: 'done', result: { ok: true } }], {
+    await store.append(id, [{ type: 'done', result: completion() }], {
       owner: 'w',
       ttlMs: 60_000,
       state: 'completed',
@@ -98,7 +108,7 @@ describe('FrameStore', () => {
 
     // A job that ended without an owner (written unfenced, as the safety net does) is not claimed by a late write.
     const ended = jobId();
-    await store.append(ended, [{ type: 'done', result: { ok: true } }], {
+    await store.append(ended, [{ type: 'done', result: completion() }], {
       owner: '',
       ttlMs: 60_000,
     });
@@ -141,7 +151,7 @@ describe('followJob', () => {
     for (let i = 5; i < 40; i++)
       writes.push(store.append(id, [{ type: 'delta', text: String(i) }], { owner: 'w', ttlMs: 60_000 }));
     await Promise.all(writes);
-    await store.append(id, [{ type: 'done', result: {} }], { owner: 'w', ttlMs: 60_000 });
+    await store.append(id, [{ type: 'done', result: completion() }], { owner: 'w', ttlMs: 60_000 });
     await h.ended;
     expect(got).toEqual(Array.from({ length: 39 }, (_, i) => i + 3));
   });
@@ -154,7 +164,7 @@ describe('followJob', () => {
       [
         { type: 'delta', text: 'a' },
         { type: 'delta', text: 'b' },
-        { type: 'done', result: {} },
+        { type: 'done', result: completion() },
       ],
       { owner: 'w', ttlMs: 60_000 },
     );
@@ -176,7 +186,7 @@ describe('followJob', () => {
       'f',
       JSON.stringify({ v: 1, job: id, seq: 1, type: 'delta', text: 'lost' }),
     );
-    await store.append(id, [{ type: 'done', result: {} }], { owner: 'w', ttlMs: 60_000 });
+    await store.append(id, [{ type: 'done', result: completion() }], { owner: 'w', ttlMs: 60_000 });
     await until(() => got.length === 2, { what: 'gap filled' });
     await h.ended;
     expect(got).toEqual([1, 2]);
@@ -196,7 +206,7 @@ describe('followJob', () => {
       id,
       [
         { type: 'delta', text: 'x' },
-        { type: 'done', result: {} },
+        { type: 'done', result: completion() },
       ],
       { owner: 'w', ttlMs: 60_000 },
     );

@@ -6,6 +6,16 @@ import { FastLane } from './fast-lane.ts';
 import { FrameStore } from './frame-store.ts';
 import { makeKeys } from './keys.ts';
 import { createRedis } from './redis.ts';
+import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+/** A complete chat.completion (the done frame's result), for tests that only need one to exist. */
+const completion = (id = 'req_x') =>
+  toChatCompletion(id, 'm', 0, {
+    model: 'm',
+    content: '',
+    toolCalls: [],
+    finishReason: 'stop',
+    usage: zeroUsage(),
+  });
 
 /**
  * DESIGN.md, "Cluster-safe keys": every key a script touches together shares a hash tag. This runs
@@ -49,7 +59,7 @@ describe('hash tags of script keys', () => {
     const store = new FrameStore(redis, keys);
     await store.claim(id, 'a', 60_000, { account: 'acct', model: 'm', created: 0 });
     await store.append(id, [{ type: 'delta', text: 'x' }], { owner: 'a', ttlMs: 60_000 });
-    await store.append(id, [{ type: 'done', result: {} }], {
+    await store.append(id, [{ type: 'done', result: completion() }], {
       owner: 'a',
       ttlMs: 60_000,
       state: 'done',

@@ -6,6 +6,16 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { StreamConnection } from './connection.ts';
 import { FaregateError } from './errors.ts';
 import type { WebSocketConstructor } from './types.ts';
+import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+/** A complete chat.completion (the done frame's result), for tests that only need one to exist. */
+const completion = (id = 'req_x') =>
+  toChatCompletion(id, 'm', 0, {
+    model: 'm',
+    content: '',
+    toolCalls: [],
+    finishReason: 'stop',
+    usage: zeroUsage(),
+  });
 
 /**
  * A stand-in for the gateway's `/v1/stream` (protocol v1) with hooks to misbehave: it serves each
@@ -22,7 +32,7 @@ interface Sub {
 function frames(job: string, n: number): Frame[] {
   const out: Frame[] = [{ v: 1, job, seq: 1, type: 'accepted', model: 'm', created: 0 }];
   for (let seq = 2; seq < n; seq++) out.push({ v: 1, job, seq, type: 'delta', text: `t${seq} ` });
-  out.push({ v: 1, job, seq: n, type: 'done', result: { id: job } });
+  out.push({ v: 1, job, seq: n, type: 'done', result: completion(job) });
   return out;
 }
 

@@ -217,9 +217,9 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     const frames: FrameBody[] = data.deltas
       ? [
           { type: 'usage', usage: result.usage },
-          { type: 'done', result: result as unknown as Record<string, unknown> },
+          { type: 'done', result },
         ]
-      : [{ type: 'done', result: result as unknown as Record<string, unknown> }];
+      : [{ type: 'done', result }];
     await deps.store.append(data.id, frames, {
       owner,
       claim,
