@@ -131,8 +131,7 @@ describe('Idempotency-Key', () => {
       await expect(first).rejects.toThrow();
       // The request ran to its end and its answer was kept.
       const [account] = (await stack.sql.query('SELECT account_id FROM api_keys LIMIT 1')).rows;
-      const record = makeKeys(stack.prefix).k(
-        'idem',
+      const record = makeKeys(stack.prefix).idempotency(
         account.account_id,
         createHash('sha256').update('chat-dropped-1').digest('base64url'),
       );

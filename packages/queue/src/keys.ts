@@ -29,8 +29,28 @@ export interface Keys {
    * hash tag per pool: the lane's scripts touch several keys, which must share a Cluster slot.
    */
   fast(provider: string, part: string): string;
-  /** Any other namespaced key. */
-  k(...parts: string[]): string;
+  /** Set of live pools (each worker process adds its pool at discovery). */
+  pools: string;
+  /** A pool's run-time limit overrides (JSON `LimitOverrides`, written by the admin API). */
+  poolLimits(provider: string): string;
+  /** A pool's circuit-breaker hash (`CircuitRecord`), shared by the pool's processes. */
+  circuit(provider: string): string;
+  /**
+   * A pool's rate window and learned pause for provider key `i`: the limiter's script touches both,
+   * so they share one hash tag.
+   */
+  rateWindow(provider: string, i: number): string;
+  ratePause(provider: string, i: number): string;
+  /** Calls of a request that produced tokens (in the request's slot, beside its frames). */
+  holdCalls(requestId: string): string;
+  /** A single-use stream token (by its hash): the hash of the API key it stands for. */
+  streamToken(tokenHash: string): string;
+  /** An ingress process's own reply channel. */
+  replyChannel(instance: string): string;
+  /** The record of an `Idempotency-Key` of an account (by the key's hash). */
+  idempotency(accountId: string, keyHash: string): string;
+  /** Where a stream's consumer puts entries it cannot parse. */
+  deadLetters(stream: string): string;
 }
 
 export function makeKeys(prefix = 'fg'): Keys {
@@ -48,6 +68,15 @@ export function makeKeys(prefix = 'fg'): Keys {
     cancel: `${prefix}:cancel`,
     revocations: `${prefix}:revocations`,
     fast: (provider, part) => `${prefix}:{fast-${provider}}:${part}`,
-    k: (...parts) => [prefix, ...parts].join(':'),
+    pools: `${prefix}:pools`,
+    poolLimits: (provider) => `${prefix}:limits:${provider}`,
+    circuit: (provider) => `${prefix}:circuit:${provider}`,
+    rateWindow: (provider, i) => `${prefix}:{rate-${provider}-${i}}:window`,
+    ratePause: (provider, i) => `${prefix}:{rate-${provider}-${i}}:pause`,
+    holdCalls: (id) => `${prefix}:{${id}}:calls`,
+    streamToken: (tokenHash) => `${prefix}:wstok:${tokenHash}`,
+    replyChannel: (instance) => `${prefix}:reply:${instance}`,
+    idempotency: (accountId, keyHash) => `${prefix}:idem:${accountId}:${keyHash}`,
+    deadLetters: (stream) => `${stream}:dead`,
   };
 }

@@ -54,7 +54,7 @@ export class UsageConsumer {
     const { keys, metrics } = deps;
     this.#g = new StreamGroup(
       deps,
-      { key: keys.usage, group: keys.usageGroup, deadLetters: keys.k('usage', 'dead') },
+      { key: keys.usage, group: keys.usageGroup, deadLetters: keys.deadLetters(keys.usage) },
       { ...defaultConsumerOptions, ...opts },
       {
         process: (entries) => this.#process(entries),

@@ -42,7 +42,11 @@ export class CreditConsumer {
     this.#d = deps;
     this.#g = new StreamGroup(
       deps,
-      { key: deps.keys.credits, group: deps.keys.creditsGroup, deadLetters: deps.keys.k('credits', 'dead') },
+      {
+        key: deps.keys.credits,
+        group: deps.keys.creditsGroup,
+        deadLetters: deps.keys.deadLetters(deps.keys.credits),
+      },
       { ...defaultCreditConsumerOptions, ...opts },
       { process: (entries) => this.#process(entries) },
     );

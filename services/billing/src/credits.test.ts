@@ -142,7 +142,7 @@ describe('credit commands', () => {
       const j = Math.floor(rand() * (i + 1));
       [lines[i], lines[j]] = [lines[j]!, lines[i]!];
     }
-    const deadBefore = await h.redis.xlen(h.keys.k('credits', 'dead'));
+    const deadBefore = await h.redis.xlen(h.keys.deadLetters(h.keys.credits));
     const a = await h.creditConsumer('ra', { batchSize: 1 + Math.floor(rand() * 10) });
     const b = await h.creditConsumer('rb', { batchSize: 1 + Math.floor(rand() * 10) });
     for (const l of lines) await h.xaddCredit(l);
@@ -155,7 +155,7 @@ describe('credit commands', () => {
       (await metricValue(a.metrics.credits, { result: 'applied' })) +
       (await metricValue(b.metrics.credits, { result: 'applied' }));
     expect(applied).toBe(known);
-    expect((await h.redis.xlen(h.keys.k('credits', 'dead'))) - deadBefore).toBe(malformed);
+    expect((await h.redis.xlen(h.keys.deadLetters(h.keys.credits))) - deadBefore).toBe(malformed);
     expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
     await a.stop();
     await b.stop();

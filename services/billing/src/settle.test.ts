@@ -137,7 +137,7 @@ describe('settlement', () => {
       (await metricValue(b.metrics.settled, { result: 'duplicate' }));
     expect(dup).toBe(deliveries.length - events.length);
     const malformed = (await metricValue(a.metrics.malformed)) + (await metricValue(b.metrics.malformed));
-    expect(malformed).toBe(await h.redis.xlen(h.keys.k('usage', 'dead')));
+    expect(malformed).toBe(await h.redis.xlen(h.keys.deadLetters(h.keys.usage)));
     expect(malformed).toBeGreaterThanOrEqual(1);
     const unpriced = (await metricValue(a.metrics.unpriced)) + (await metricValue(b.metrics.unpriced));
     expect(unpriced).toBe(events.filter((e) => e.model === 'gpt-unpriced').length);

@@ -39,7 +39,9 @@ export async function createIngressDeps(
   });
   await sub.subscribe(keys.revocations);
   // One subscription per ingress process carries the frames of every job submitted here.
-  await hub.listenReplies(keys.k('reply', `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`));
+  await hub.listenReplies(
+    keys.replyChannel(`${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`),
+  );
   const directory = new ModelDirectory(redis, keys, catalogWithOverrides(BUILTIN_MODELS, gateway));
   await directory.refresh();
   directory.start(config.DIRECTORY_REFRESH_MS);

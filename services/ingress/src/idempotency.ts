@@ -144,5 +144,5 @@ export async function markRunning(
 }
 
 function recordKey(deps: IngressDeps, accountId: string, key: string): string {
-  return deps.keys.k('idem', accountId, createHash('sha256').update(key).digest('base64url'));
+  return deps.keys.idempotency(accountId, createHash('sha256').update(key).digest('base64url'));
 }

@@ -63,7 +63,7 @@ export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecor
       'PX',
       Math.max(3 * deps.config.DISCOVERY_INTERVAL_MS, 30_000),
     )
-    .sadd(deps.keys.k('pools'), config.id)
+    .sadd(deps.keys.pools, config.id)
     .exec();
   return record;
 }

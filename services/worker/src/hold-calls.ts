@@ -22,7 +22,7 @@ export class HoldSpent extends GatewayError {}
 
 export const holdCallsOf = (data: JobData): number => data.holdCalls ?? 1;
 
-const callsKey = (deps: WorkerDeps, requestId: string) => deps.keys.k(`{${requestId}}`, 'calls');
+const callsKey = (deps: WorkerDeps, requestId: string) => deps.keys.holdCalls(requestId);
 
 /** Counts a call that produced tokens; returns every call counted so far (this one last). */
 export async function countCall(

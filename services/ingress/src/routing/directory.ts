@@ -54,7 +54,7 @@ export class ModelDirectory {
   }
 
   async refresh(): Promise<void> {
-    const providers = await this.#redis.smembers(this.#keys.k('pools'));
+    const providers = await this.#redis.smembers(this.#keys.pools);
     if (providers.length === 0) {
       this.#set([]);
       return;

@@ -37,7 +37,7 @@ beforeAll(async () => {
     pool('llama', ['llama3.2:latest']),
   ]) {
     await redis.set(keys.models(r.provider), JSON.stringify(r));
-    await redis.sadd(keys.k('pools'), r.provider);
+    await redis.sadd(keys.pools, r.provider);
   }
   dir = new ModelDirectory(redis, keys);
   await dir.refresh();

@@ -17,7 +17,7 @@ export async function streamTokenRoutes(app: FastifyInstance, deps: IngressDeps)
     const token = newId('wst', 24);
     // The token names the key it stands for (by hash), not a copy of the tenant: redeeming it checks
     // that key again, so a token minted before its key was revoked opens nothing.
-    await deps.redis.set(deps.keys.k('wstok', hash(token)), credentialOf(req), 'PX', TTL_MS);
+    await deps.redis.set(deps.keys.streamToken(hash(token)), credentialOf(req), 'PX', TTL_MS);
     return reply
       .code(201)
       .send({ object: 'stream_token', token, expires_at: Math.floor((Date.now() + TTL_MS) / 1000) });
@@ -29,7 +29,7 @@ export async function redeemStreamToken(
   deps: Pick<IngressDeps, 'redis' | 'keys'>,
   token: string,
 ): Promise<string> {
-  const raw = token.length <= 128 ? await deps.redis.getdel(deps.keys.k('wstok', hash(token))) : null;
+  const raw = token.length <= 128 ? await deps.redis.getdel(deps.keys.streamToken(hash(token))) : null;
   if (!raw || !/^[0-9a-f]{64}$/.test(raw)) {
     throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid or expired stream token.' });
   }

@@ -93,7 +93,7 @@ export class CircuitBreaker {
     if (typeof (redis as Partial<Redis>).syCircuit !== 'function')
       redis.defineCommand('syCircuit', { numberOfKeys: 1, lua: SCRIPT });
     this.#redis = redis;
-    this.#key = keys.k('circuit', provider);
+    this.#key = keys.circuit(provider);
     this.config = config;
   }
 

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { GatewayConfig } from '@faregate/catalog/gateway-config';
+import { type LimitOverrides, parseLimitOverrides } from '@faregate/contracts/pool-control';
 import type { Keys } from '@faregate/queue/keys';
 import type { WorkerConfig } from '../config.ts';
 import type { EffectiveLimits } from '../deps.ts';
@@ -16,24 +17,11 @@ export function baseLimits(config: WorkerConfig, file: GatewayConfig, provider: 
 }
 
 /** Run-time overrides written by `PUT /admin/v1/providers/:provider/limits` (JSON; `null` clears a limit). */
-export async function readOverrides(
-  redis: Redis,
-  keys: Keys,
-  provider: string,
-): Promise<Partial<Record<keyof EffectiveLimits, number | null>>> {
-  const raw = await redis.get(keys.k('limits', provider));
-  if (!raw) return {};
-  try {
-    return JSON.parse(raw) as Partial<Record<keyof EffectiveLimits, number | null>>;
-  } catch {
-    return {};
-  }
+export async function readOverrides(redis: Redis, keys: Keys, provider: string): Promise<LimitOverrides> {
+  return parseLimitOverrides(await redis.get(keys.poolLimits(provider)));
 }
 
-export function merge(
-  base: EffectiveLimits,
-  o: Partial<Record<keyof EffectiveLimits, number | null>>,
-): EffectiveLimits {
+export function merge(base: EffectiveLimits, o: LimitOverrides): EffectiveLimits {
   const pick = (k: 'rpm' | 'tpm' | 'maxInFlight') => (o[k] === null ? undefined : (o[k] ?? base[k]));
   return {
     rpm: pick('rpm'),

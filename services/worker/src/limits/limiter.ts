@@ -95,11 +95,11 @@ export class PoolLimiter {
   }
 
   #bucketKey(i: number) {
-    return this.#keys.k('limit', this.#provider, String(i));
+    return this.#keys.rateWindow(this.#provider, i);
   }
 
   #pauseKey(i: number) {
-    return this.#keys.k('pause', this.#provider, String(i));
+    return this.#keys.ratePause(this.#provider, i);
   }
 
   /** Takes a slot on one of the provider keys (rotating), or says how long the whole pool must wait. */
