@@ -54,7 +54,24 @@ export type FrameBody = Frame extends infer F
     : never
   : never;
 
-export const isTerminal = (f: Pick<Frame, 'type'>): boolean => f.type === 'done' || f.type === 'error';
+export const isTerminal = (f: Pick<Frame, 'type'>): f is Pick<FrameOf<'done' | 'error'>, 'type'> =>
+  f.type === 'done' || f.type === 'error';
+
+/**
+ * A frame read from another process (a job's stream, a live channel, a socket), checked against the
+ * schema: `undefined` for anything that is not JSON or not a v1 frame. Readers that only forward
+ * frames keep them raw (`isTerminalRaw`, `seqOf`); readers that look inside parse them here.
+ */
+export function parseFrame(raw: string): Frame | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const r = Frame.safeParse(json);
+  return r.success ? r.data : undefined;
+}
 
 /**
  * `isTerminal` of a frame still in its stored JSON form, without parsing it (readers forward frames

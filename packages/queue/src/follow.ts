@@ -1,3 +1,4 @@
+import { isTerminalRaw } from '@faregate/contracts/frames';
 import type { FrameStore } from './frame-store.ts';
 import { seqOf } from './frame-store.ts';
 import type { LiveHub } from './live-hub.ts';
@@ -8,8 +9,6 @@ export interface FollowHandle {
   /** Resolves after the terminal frame was delivered, or when closed. */
   ended: Promise<void>;
 }
-
-const isTerminalRaw = (raw: string) => raw.includes('"type":"done"') || raw.includes('"type":"error"');
 
 /**
  * Delivers a job's frames after `afterSeq` exactly once and in order: subscribe first, then read

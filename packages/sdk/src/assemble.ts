@@ -31,7 +31,7 @@ export class Assembler {
         this.reasoning = '';
         return;
       case 'done':
-        this.completion = f.result as unknown as ChatCompletion;
+        this.completion = f.result;
         return;
       case 'error':
         throw errorFromFrame(f.error, f.status, this.job);

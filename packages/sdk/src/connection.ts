@@ -1,4 +1,5 @@
-import type { Frame } from '@faregate/contracts/frames';
+import { Frame, isTerminal } from '@faregate/contracts/frames';
+import { type ClientOp, ServerReply } from '@faregate/contracts/ws';
 import { backoffMs } from './backoff.ts';
 import { errorFromBody, FaregateConnectionError, FaregateError } from './errors.ts';
 import { Heartbeat, unref } from './heartbeat.ts';
@@ -143,31 +144,52 @@ export class StreamConnection {
 
   #onMessage(data: unknown): void {
     this.#heartbeat.heard();
-    let m: Record<string, unknown>;
+    let m: unknown;
     try {
-      m = JSON.parse(typeof data === 'string' ? data : String(data)) as Record<string, unknown>;
+      m = JSON.parse(typeof data === 'string' ? data : String(data));
     } catch {
       return;
     }
-    if (typeof m.seq === 'number' && typeof m.job === 'string') {
+    // A job's frame carries its `seq`; everything else is a reply to one of our ops.
+    if (typeof m === 'object' && m !== null && 'seq' in m) {
+      const f = Frame.safeParse(m);
+      const ch = 'job' in m && typeof m.job === 'string' ? this.#channels.get(m.job) : undefined;
+      if (!ch) return;
+      if (!f.success) {
+        // Skipping it would leave a gap the server fills with the same frame, forever: fail instead.
+        const type = 'type' in m ? String(m.type) : 'unknown';
+        this.#failChannel(
+          ch,
+          new FaregateError({
+            message: `The gateway sent a frame this SDK cannot read (type ${type}); upgrade @faregate/sdk.`,
+            type: 'server_error',
+            code: null,
+            param: null,
+            requestId: ch.job,
+          }),
+        );
+        return;
+      }
       // Progress: the connection works, so the next drop starts its backoff afresh.
       this.#failures = 0;
-      const ch = this.#channels.get(m.job);
-      if (ch) this.#route(ch, m as unknown as Frame);
+      this.#route(ch, f.data);
       return;
     }
-    const ch = typeof m.job === 'string' ? this.#channels.get(m.job) : undefined;
-    if (m.type === 'ack' && m.op === 'subscribe' && ch) {
+    const r = ServerReply.safeParse(m);
+    if (!r.success) return;
+    const reply = r.data;
+    const ch = 'job' in reply && reply.job !== undefined ? this.#channels.get(reply.job) : undefined;
+    if (reply.type === 'ack' && reply.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
       // The job is finished and this cursor is at its end: nothing more will come.
-      if (m.ended === true && typeof m.last_seq === 'number') {
-        const last = m.last_seq;
+      if (reply.ended === true && reply.last_seq !== undefined) {
+        const last = reply.last_seq;
         for (const s of [...ch.subs]) if (s.cursor >= last) s.endAtLastFrame();
         if (this.#channels.get(ch.job) === ch) ch.following = false;
       }
-    } else if (m.type === 'nack' && m.op === 'subscribe' && ch) {
+    } else if (reply.type === 'nack' && reply.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
-      const err = errorFromBody({ error: m.error }, undefined, ch.job);
+      const err = errorFromBody({ error: reply.error }, undefined, ch.job);
       // Final: the job is not ours / unknown, or this socket has too many subscriptions.
       this.#failChannel(ch, err);
     }
@@ -181,7 +203,7 @@ export class StreamConnection {
     // Out-of-order frames are expected until a (re)subscribe is acknowledged; after that a gap
     // means frames were lost on the way, and the stream on the server still has them.
     if (gap && ch.pendingAcks === 0) this.#resubscribe(ch);
-    if ((f.type === 'done' || f.type === 'error') && this.#channels.get(ch.job) === ch) ch.following = false;
+    if (isTerminal(f) && this.#channels.get(ch.job) === ch) ch.following = false;
   }
 
   /** Asks the server for the job's frames after the lowest cursor of its live readers. */
@@ -276,7 +298,7 @@ export class StreamConnection {
     for (const ch of [...this.#channels.values()]) this.#failChannel(ch, err);
   }
 
-  #send(op: Record<string, unknown>): void {
+  #send(op: ClientOp): void {
     this.#socket?.send(JSON.stringify(op));
   }
 

@@ -1,4 +1,4 @@
-import type { Frame } from '@faregate/contracts/frames';
+import { type Frame, isTerminal } from '@faregate/contracts/frames';
 
 /** Frames buffered for a slow reader before the SDK stops taking more (it re-subscribes later). */
 const HIGH_WATER = 4096;
@@ -57,7 +57,7 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
     if (f.seq <= this.cursor) return 'duplicate';
     if (f.seq !== this.cursor + 1) return 'gap';
     this.cursor = f.seq;
-    if (f.type === 'done' || f.type === 'error') {
+    if (isTerminal(f)) {
       this.complete = true;
       this.#release();
     }

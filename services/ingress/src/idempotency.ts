@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { GatewayError } from '@faregate/contracts/errors';
 import { luaScript } from '@faregate/queue/lua';
 import type { IngressDeps } from './deps.ts';
-import type { Principal } from './plugins/auth.ts';
+import { principalOf } from './plugins/auth.ts';
 
 /**
  * `Idempotency-Key` on `POST /v1/chat/completions` and `POST /v1/jobs`, after Stripe and the IETF
@@ -67,7 +67,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
         param: 'Idempotency-Key',
       });
     }
-    const principal = req.principal as Principal;
+    const principal = principalOf(req);
     const key = recordKey(deps, principal.accountId, header);
     const fingerprint = createHash('sha256')
       .update(`${path}\n${JSON.stringify(req.body)}`)

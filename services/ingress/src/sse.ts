@@ -1,4 +1,3 @@
-import type { ChatCompletion } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 
 /**
@@ -68,7 +67,7 @@ export class ChunkWriter {
         out.push(this.#chunk({ tool_calls: f.tool_calls }, null));
       }
     } else if (f.type === 'done') {
-      const r = f.result as unknown as ChatCompletion;
+      const r = f.result;
       const choice = r.choices[0];
       const content = choice?.message.content ?? '';
       // Top up anything the deltas did not carry (e.g. a provider that answered without streaming).

@@ -1,6 +1,7 @@
-import { z } from 'zod';
 import { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
+import { isTerminalRaw } from '@faregate/contracts/frames';
+import type { ClientOp, ServerReplyBody } from '@faregate/contracts/ws';
 import { followJob, type FollowHandle } from '@faregate/queue/follow';
 import { seqOf } from '@faregate/queue/frame-store';
 import { batchStatus, MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
@@ -12,36 +13,8 @@ import { cancelJob, ownedJob, submitChat } from '../submit.ts';
 /** Direct job subscriptions one connection may hold (a batch counts once, whatever its size). */
 export const MAX_SUBSCRIPTIONS = 256;
 
-const Seq = z.number().int().nonnegative();
-export const ClientOp = z.discriminatedUnion('op', [
-  z.object({
-    op: z.literal('subscribe'),
-    job: z.string().optional(),
-    batch: z.string().optional(),
-    /** Job: the last seq you have. Batch: `{ <job id>: last seq }` (missing jobs start at 0). */
-    after: z.union([Seq, z.record(z.string(), Seq)]).optional(),
-    id: z.string().optional(),
-  }),
-  z.object({
-    op: z.literal('unsubscribe'),
-    job: z.string().optional(),
-    batch: z.string().optional(),
-    id: z.string().optional(),
-  }),
-  z.object({ op: z.literal('submit'), request: z.unknown(), id: z.string().optional() }),
-  z.object({
-    op: z.literal('cancel'),
-    job: z.string().optional(),
-    batch: z.string().optional(),
-    id: z.string().optional(),
-  }),
-  z.object({ op: z.literal('ping'), id: z.string().optional() }),
-]);
-export type ClientOp = z.infer<typeof ClientOp>;
-
 const jobNotFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'job' });
-const isTerminalRaw = (raw: string) => raw.includes('"type":"done"') || raw.includes('"type":"error"');
 
 /**
  * One WebSocket connection's subscriptions and operations. Every lookup is scoped to the
@@ -52,7 +25,7 @@ export class StreamSession {
   #principal: Principal;
   readonly #reauth: () => Promise<Principal>;
   readonly #send: (raw: string) => void;
-  readonly #reply: (o: Record<string, unknown>) => void;
+  readonly #reply: (o: ServerReplyBody) => void;
   readonly #isOpen: () => boolean;
   /** Job id → follower (direct subscriptions and batch members alike). */
   readonly #follows = new Map<string, FollowHandle>();
@@ -65,7 +38,7 @@ export class StreamSession {
     principal: Principal,
     io: {
       send: (raw: string) => void;
-      reply: (o: Record<string, unknown>) => void;
+      reply: (o: ServerReplyBody) => void;
       isOpen: () => boolean;
       /** The connection's tenant as of now (throws `invalid_api_key` once its key is revoked). */
       reauth: () => Promise<Principal>;

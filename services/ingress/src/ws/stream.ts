@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { GatewayError } from '@faregate/contracts/errors';
+import { ClientOp, type ServerReplyBody } from '@faregate/contracts/ws';
 import type { IngressDeps } from '../deps.ts';
 import { principalOf } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
-import { ClientOp, StreamSession } from './session.ts';
+import { StreamSession } from './session.ts';
 
 /** Close codes of protocol v1 (documented in the README). */
 export const CLOSE = {
@@ -33,7 +34,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
       }
       socket.send(s);
     };
-    const reply = (o: Record<string, unknown>) => send(JSON.stringify({ v: 1, ...o }));
+    const reply = (o: ServerReplyBody) => send(JSON.stringify({ v: 1, ...o }));
     const credential = req.credential ?? '';
     const session = new StreamSession(deps, principalOf(req), {
       send,
@@ -46,7 +47,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     // revocation broadcast was missed).
     const unwatch = deps.auth.watch(credential, () => socket.close(CLOSE.keyRevoked, 'API key revoked'));
     const nack = (
-      op: string,
+      op: ClientOp['op'] | 'unknown',
       id: string | undefined,
       e: unknown,
       target?: { job?: string; batch?: string },

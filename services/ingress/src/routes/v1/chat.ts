@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
-import type { Frame } from '@faregate/contracts/frames';
+import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { followJob, type FollowHandle } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
-import type { Principal } from '../../plugins/auth.ts';
+import { principalOf } from '../../plugins/auth.ts';
 import { cancelJob, parseChatRequest, submitChat } from '../../submit.ts';
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter, errorEvent } from '../../sse.ts';
@@ -50,7 +50,7 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const queue = new FrameQueue();
     let follow: FollowHandle | undefined;
     const stream = body.stream === true;
-    const data = await submitChat(deps, req.principal as Principal, body, {
+    const data = await submitChat(deps, principalOf(req), body, {
       deltas: stream,
       accepted: false,
       reply: true,
@@ -105,18 +105,19 @@ async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: Abo
   for (;;) {
     const raw = await queue.next(signal);
     if (raw === undefined) throw timeoutError();
-    // Only the terminal frame matters for a non-streaming caller.
-    const done = raw.indexOf('"type":"done","result":');
-    if (done >= 0) {
-      // The result is already the chat.completion JSON: relay the bytes, no parse and re-serialize.
-      const result = raw.slice(done + '"type":"done","result":'.length, -1);
-      return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(result);
-    }
-    if (raw.includes('"type":"error"')) {
-      const f = JSON.parse(raw) as Extract<Frame, { type: 'error' }>;
-      throw GatewayError.from(f.error);
-    }
+    // Only the terminal frame matters for a non-streaming caller: parse that one, skip the rest.
+    if (!isTerminalRaw(raw)) continue;
+    const f = readFrame(raw);
+    if (f.type === 'done') return reply.code(200).send(f.result);
+    if (f.type === 'error') throw GatewayError.from(f.error);
   }
+}
+
+/** A frame of the job this request waits on; one that does not parse is a bug, not the caller's. */
+function readFrame(raw: string): Frame {
+  const f = parseFrame(raw);
+  if (!f) throw new GatewayError({ code: 'internal_error', message: 'unreadable frame' });
+  return f;
 }
 
 /**
@@ -167,7 +168,7 @@ async function relaySse(
       reply.raw.end(errorEvent('upstream_timeout', 'The request timed out.'));
       return reply;
     }
-    const f = JSON.parse(raw) as Frame;
+    const f = readFrame(raw);
     if (f.type === 'error' && !open) throw GatewayError.from(f.error);
     if (f.type === 'reset' && writer.started) {
       // Content already reached this caller; SSE cannot take it back, so end with an explicit error,
@@ -184,7 +185,7 @@ async function relaySse(
     const out = writer.frame(f);
     if (!out) continue;
     start();
-    if (!reply.raw.write(out) && f.type !== 'done' && f.type !== 'error') {
+    if (!reply.raw.write(out) && !isTerminal(f)) {
       // A destroyed socket never drains (its write returns false): the disconnect wakes us instead.
       await new Promise<void>((resolve) => {
         const wake = () => {
@@ -197,7 +198,7 @@ async function relaySse(
         if (signal.aborted || reply.raw.destroyed) wake();
       });
     }
-    if (f.type === 'done' || f.type === 'error') {
+    if (isTerminal(f)) {
       reply.raw.end();
       return reply;
     }

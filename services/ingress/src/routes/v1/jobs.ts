@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { GatewayError } from '@faregate/contracts/errors';
-import type { Frame } from '@faregate/contracts/frames';
+import { parseFrame } from '@faregate/contracts/frames';
 import type { IngressDeps } from '../../deps.ts';
-import type { Principal } from '../../plugins/auth.ts';
+import { principalOf } from '../../plugins/auth.ts';
 import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';
 import { markRunning } from '../../idempotency.ts';
 import { cancelJob, ownedJob, parseChatRequest, submitChat } from '../../submit.ts';
@@ -22,10 +22,10 @@ async function jobView(deps: IngressDeps, id: string, meta: Record<string, strin
   if (meta.state === 'completed' || meta.state === 'failed' || meta.state === 'cancelled') {
     const last = await deps.store.last(id);
     if (last) {
-      const f = JSON.parse(last) as Frame;
-      if (f.type === 'done') view.result = f.result;
-      if (f.type === 'error') view.error = new GatewayError(f.error).toBody().error;
-      view.last_seq = f.seq;
+      const f = parseFrame(last);
+      if (f?.type === 'done') view.result = f.result;
+      if (f?.type === 'error') view.error = new GatewayError(f.error).toBody().error;
+      if (f) view.last_seq = f.seq;
     }
   }
   return view;
@@ -44,7 +44,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
           param: 'requests',
         });
       }
-      const b = await submitBatch(deps, req.principal as Principal, raw.requests);
+      const b = await submitBatch(deps, principalOf(req), raw.requests);
       await markRunning(deps, req, { id: b.id, created: b.created, stream: false });
       return reply
         .code(202)
@@ -61,7 +61,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     const body = parseChatRequest(req.body);
     const data = await submitChat(
       deps,
-      req.principal as Principal,
+      principalOf(req),
       { ...body, stream: false },
       { deltas: true, accepted: true },
     );
@@ -80,7 +80,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   });
 
   app.get<{ Params: { id: string } }>('/v1/jobs/batches/:id', async (req) => {
-    const b = await ownedBatch(deps, req.principal as Principal, req.params.id);
+    const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
     const { states, counts } = await batchStatus(deps, b.jobs);
     const open = counts.queued + counts.running;
@@ -98,7 +98,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   });
 
   app.post<{ Params: { id: string } }>('/v1/jobs/batches/:id/cancel', async (req) => {
-    const b = await ownedBatch(deps, req.principal as Principal, req.params.id);
+    const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
     const { states } = await batchStatus(deps, b.jobs);
     await Promise.all(
@@ -110,13 +110,13 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   });
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (req) => {
-    const meta = await ownedJob(deps, req.principal as Principal, req.params.id);
+    const meta = await ownedJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     return jobView(deps, req.params.id, meta);
   });
 
   app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', async (req) => {
-    const meta = await ownedJob(deps, req.principal as Principal, req.params.id);
+    const meta = await ownedJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     if (meta.state !== 'completed' && meta.state !== 'failed' && meta.state !== 'cancelled')
       await cancelJob(deps, req.params.id);
