@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { JobData } from '@faregate/contracts/jobs';
+import { JobData } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
 import { luaScript, REDIS_NOW_MS } from './lua.ts';
 
@@ -28,7 +28,8 @@ import { luaScript, REDIS_NOW_MS } from './lua.ts';
  *
  * Workers only pop while they have a free slot, and advertise the lane (`alive`) while they run
  * it; an ingress pushes only to a pool that has it, and otherwise queues on BullMQ as before.
- * Pools with shared limits (RPM/TPM/max in flight) do not run the lane: their admission is BullMQ's.
+ * A lane job is admitted like a queued one (the worker's runner applies RPM/TPM and learned pauses
+ * to both); only pools with a max-in-flight limit, which is BullMQ's global concurrency, do not run it.
  */
 
 // The lane's scripts (fast-lane.*.lua). Those that stamp times share the redis-now.lua prelude.
@@ -81,6 +82,18 @@ export interface FastLaneTiming {
 }
 
 export const DEFAULT_FAST_LANE: FastLaneTiming = { graceMs: 300, leaseMs: 30_000 };
+
+/** A job record written by an ingress, checked against `JobData` (`undefined` if it is not one). */
+function parseJob(json: string): JobData | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  const r = JobData.safeParse(raw);
+  return r.success ? r.data : undefined;
+}
 
 /** The lane of one provider pool. */
 export class FastLane {
@@ -155,16 +168,15 @@ export class FastLane {
     const out: SweptJob[] = [];
     for (let i = 0; i + 2 < raw.length; i += 3) {
       const id = raw[i] as string;
-      let data: JobData;
-      try {
-        data = JSON.parse(raw[i + 1] as string) as JobData;
-      } catch {
+      const data = parseJob(raw[i + 1] ?? '');
+      const kind = raw[i + 2];
+      if (!data || (kind !== 'due' && kind !== 'run' && kind !== 'moving')) {
         // Only an ingress writes records: an unreadable one cannot run anywhere. Drop it rather
         // than fail every sweep after it.
         await this.finish(id);
         continue;
       }
-      out.push({ id, data, kind: raw[i + 2] as SweptJob['kind'] });
+      out.push({ id, data, kind });
     }
     return out;
   }
@@ -174,10 +186,20 @@ export class FastLane {
     await this.redis.set(this.#k.alive, '1', 'PX', ttlMs);
   }
 
-  /** Parses an entry popped from `listKey`. */
+  /** Parses an entry popped from `listKey`; throws if it is not one. */
   static parse(entry: string): FastEntry {
+    const r = FastLane.read(entry);
+    if (!r.ok) throw new Error(r.error);
+    return r;
+  }
+
+  /** Parses an entry popped from `listKey`: `<pushedAt> <job JSON>`, the job checked against `JobData`. */
+  static read(entry: string): ({ ok: true } & FastEntry) | { ok: false; error: string } {
     const sp = entry.indexOf(' ');
-    return { pushedAt: Number(entry.slice(0, sp)), data: JSON.parse(entry.slice(sp + 1)) as JobData };
+    const pushedAt = Number(entry.slice(0, sp));
+    const data = parseJob(entry.slice(sp + 1));
+    if (sp < 0 || !Number.isFinite(pushedAt) || !data) return { ok: false, error: 'not a fast-lane entry' };
+    return { ok: true, pushedAt, data };
   }
 
   /** Redis's clock (ms), to age entries against. */

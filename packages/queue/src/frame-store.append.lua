@@ -1,11 +1,14 @@
 -- Appends frames to a job's log (assigning their seqs), publishes them, and with a terminal frame
 -- records the job's state and appends its usage event, all at once (see FrameStore.append).
--- KEYS[1] frames stream, KEYS[2] meta hash (tagged {<job id>}), KEYS[3] the usage stream (global:
--- not in the job's slot; frame-store.ts says why, and what Redis Cluster would need).
+-- KEYS[1] frames stream, KEYS[2] meta hash, KEYS[3] the request's hold-call list (all three tagged
+-- {<job id>}), KEYS[4] the usage stream (global: not in the job's slot; frame-store.ts says why, and
+-- what Redis Cluster would need).
 -- ARGV[1] owner ('' = no fencing), ARGV[2] live channel, ARGV[3] job id as JSON, ARGV[4] ttlMs,
 -- ARGV[5] state|'', ARGV[6] usage event JSON|'', ARGV[7] replyTo channel|'',
 -- ARGV[8] claim ('1' claim, 'r' record only, or ''), ARGV[9] account, ARGV[10] model, ARGV[11] created,
--- ARGV[12..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
+-- ARGV[12] a call to count against the request's hold ('' = none; pushed with the usage event),
+-- ARGV[13] how long the hold-call list is kept (ms),
+-- ARGV[14..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
 -- `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
 -- `claim`: an attempt that did not claim the job before calling the provider claims it with this write;
 -- 'r' writes the job record without an owner (the ingress recording an async job with its first frame).
@@ -30,9 +33,13 @@ if ARGV[8] == 'r' then
   redis.call('HSET', KEYS[2], 'account', ARGV[9], 'model', ARGV[10], 'created', ARGV[11])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
+if ARGV[12] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[12])
+  redis.call('PEXPIRE', KEYS[3], ARGV[13])
+end
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
-for i = 12, #ARGV do
+for i = 14, #ARGV do
   seq = seq + 1
   local f = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
   redis.call('XADD', KEYS[1], '0-' .. seq, 'f', f)
@@ -44,5 +51,5 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[2], 'state', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-if ARGV[6] ~= '' then redis.call('XADD', KEYS[3], '*', 'e', ARGV[6]) end
+if ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'e', ARGV[6]) end
 return seq

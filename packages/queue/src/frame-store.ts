@@ -43,7 +43,7 @@ const claimScript = luaScript<{
  *    per-job streams then live in one slot on one node, which defeats the point of a Cluster.
  */
 const appendScript = luaScript<{
-  keys: [frames: string, meta: string, usage: string];
+  keys: [frames: string, meta: string, holdCalls: string, usage: string];
   args: [
     owner: string,
     channel: string,
@@ -56,10 +56,12 @@ const appendScript = luaScript<{
     account: string,
     model: string,
     created: string,
+    callLine: string,
+    callKeepMs: number,
     ...frames: string[],
   ];
   result: number;
-}>(new URL('./frame-store.append.lua', import.meta.url), { numberOfKeys: 3 });
+}>(new URL('./frame-store.append.lua', import.meta.url), { numberOfKeys: 4 });
 
 export interface AppendOptions {
   /** Fencing token of the current attempt; '' to skip the check (ingress-written frames). */
@@ -69,6 +71,11 @@ export interface AppendOptions {
   state?: string;
   /** A usage event to append to the usage stream atomically with these frames. */
   usage?: unknown;
+  /**
+   * A provider call that produced tokens, counted against the request's hold (`keys.holdCalls`) in
+   * the same script as the usage event: the count and the bill never disagree. Kept `keepMs`.
+   */
+  call?: { line: string; keepMs: number };
   /** Also publish the frames on this channel (the waiting ingress process's own). */
   replyTo?: string;
   /**
@@ -117,7 +124,7 @@ export class FrameStore {
     const record = opts.claim ?? opts.record;
     return appendScript(
       this.redis,
-      [this.keys.frames(jobId), this.keys.meta(jobId), this.keys.usage],
+      [this.keys.frames(jobId), this.keys.meta(jobId), this.keys.holdCalls(jobId), this.keys.usage],
       [
         opts.owner,
         this.keys.live(jobId),
@@ -130,6 +137,8 @@ export class FrameStore {
         record?.account ?? '',
         record?.model ?? '',
         String(record?.created ?? ''),
+        opts.call?.line ?? '',
+        opts.call?.keepMs ?? 0,
         ...frames.map((f) => JSON.stringify(f)),
       ],
     );

@@ -6,17 +6,28 @@ import type { JobData } from '@faregate/contracts/jobs';
 import type { UsageEvent } from '@faregate/contracts/usage';
 import { usageEventId } from '@faregate/contracts/usage';
 import type { StreamEvent } from '@faregate/providers/types';
-import type { ClaimRecord } from '@faregate/queue/frame-store';
+import type { AppendOptions } from '@faregate/queue/frame-store';
 import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 import type { WorkerDeps } from './deps.ts';
-import { countCall, countedCalls, describeCall, HoldSpent, holdCallsOf, holdSpent } from './hold-calls.ts';
+import {
+  countedCall,
+  countedCalls,
+  describeCall,
+  holdCallsOf,
+  holdSpent,
+  type HoldSpent,
+} from './hold-calls.ts';
+import { decide, isProviderFailure, poolPauseMs, toGatewayError, type Decision } from './outcome.ts';
+import { queueHop } from './fallback.ts';
 
 export type AttemptOutcome =
   | { status: 'completed' }
-  /** Provider said 429: the pool waits `waitMs`, the job goes back to the queue without using an attempt. */
-  | { status: 'rate_limited'; waitMs: number }
+  /** The pool waits `waitMs` (429, or a limit): the job goes back to wait without using an attempt. */
+  | { status: 'wait'; waitMs: number }
+  /** Again on this provider after the queue's backoff (the `retrying` frame is written). */
+  | { status: 'retry'; error: GatewayError }
   | { status: 'already_done' }
   | { status: 'fell_back'; to: string }
   | { status: 'failed'; code: string }
@@ -24,7 +35,7 @@ export type AttemptOutcome =
 
 export interface AttemptInput {
   data: JobData;
-  /** 1-based: BullMQ's attemptsStarted, so a re-run after a crash gets a new usage id. */
+  /** 1-based, counted over the hop's intakes (runner.ts), so a re-run after a crash gets a new usage id. */
   attempt: number;
   /** This attempt may retry on the same provider if it fails retryably. */
   canRetry: boolean;
@@ -32,21 +43,24 @@ export interface AttemptInput {
   canWaitOnRateLimit: boolean;
   /** Generation may have been streamed by an earlier attempt or hop: subscribers must reset. */
   restart: boolean;
-  /** The provider key the limiter admitted this call on. */
+  /**
+   * The intake vouches that no other attempt can own the job yet and it cannot have been cancelled
+   * (a fresh fast-lane entry): the attempt calls the provider without claiming first, and its first
+   * write claims (refused if another attempt owns the job or it ended).
+   */
+  speculative: boolean;
+  /** The provider key admission chose. */
   keyIndex: number;
   /** Rate-limit admission to correct with the actual usage afterwards. */
   admission?: Extract<Admission, { ok: true }>;
   /** End this attempt with this error without calling the provider (e.g. gave up waiting for a limit). */
   forcedError?: GatewayError;
+  /** Aborted when the intake learns the job is no longer this attempt's (a lane run that lost its take). */
   signal?: AbortSignal;
+  /** Called once, right after this job's provider request was issued (or when the attempt ends without one). */
+  onCalling?: () => void;
   workerId: string;
 }
-
-/**
- * Abort reason of a fast-lane run whose job went to BullMQ before the run took it: the run stops
- * and writes nothing (the BullMQ attempt owns the job).
- */
-export const RUN_LOST: unique symbol = Symbol('fast-lane run lost');
 
 const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 
@@ -54,15 +68,33 @@ const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 const STATUS_WAIT_MS = 50;
 /** ...and this long once the provider's response headers arrived. */
 const STATUS_AFTER_HEADERS_MS = 2;
-/** A request answered over HTTP that waited longer than this in the queue claims before it calls. */
-const SPECULATE_WITHIN_MS = 1_000;
 
 /**
- * One provider attempt of one job: claim it, call the provider, stream deltas, and end it with
- * exactly one of: done (+ final usage), a retry (thrown), a fallback hand-off, or a final error
- * (+ final usage). Frames, state and usage events are written together so nothing is half-done.
+ * One provider attempt of one job: claim → call → finish. It ends with what `decide` (outcome.ts)
+ * says: done (+ final usage), a retry or a wait (for the intake to carry out), a fallback hop
+ * (fallback.ts), or a final error (+ final usage). Frames, state, usage event and hold-call count
+ * are written together so nothing is half-done; a call that produced tokens is billed whatever
+ * happens to the attempt, even when another attempt owns the job by then.
  */
 export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise<AttemptOutcome> {
+  let calling = false;
+  const markCalling = () => {
+    if (calling) return;
+    calling = true;
+    input.onCalling?.();
+  };
+  try {
+    return await attemptOnce(deps, input, markCalling);
+  } finally {
+    markCalling();
+  }
+}
+
+async function attemptOnce(
+  deps: WorkerDeps,
+  input: AttemptInput,
+  markCalling: () => void,
+): Promise<AttemptOutcome> {
   const { data, attempt } = input;
   const candidate = data.plan[data.hop];
   if (!candidate)
@@ -70,17 +102,8 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
   const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
   const record = { account: data.account, model: data.requestedModel, created: data.created };
-  // The first attempt of a request answered over HTTP that was picked up promptly calls the provider
-  // without claiming the job first: its first write claims it (one Redis round trip less per
-  // request), and is refused if another attempt owns the job or it already ended. Async jobs and
-  // requests that waited in the queue (both may have been cancelled meanwhile) and re-runs (which
-  // may find the job already ended) claim before they call.
   const speculative =
-    attempt === 1 &&
-    data.hop === 0 &&
-    !input.restart &&
-    data.replyTo !== undefined &&
-    Date.now() - data.created < SPECULATE_WITHIN_MS;
+    input.speculative && attempt === 1 && data.hop === 0 && !input.restart && data.replyTo !== undefined;
   const claim = speculative ? record : undefined;
   const abort = new AbortController();
   if (!speculative) {
@@ -134,6 +157,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
 
   const unregister = deps.cancels.register(data.id, abort);
   const onAbort = () => abort.abort(input.signal?.reason);
+  if (input.signal?.aborted) onAbort();
   input.signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(
     () => abort.abort(new GatewayError({ code: 'upstream_timeout', message: 'request deadline exceeded' })),
@@ -186,7 +210,7 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     }
     const provider = deps.provider;
     if (input.admission) await deps.limiter.touch(input.admission);
-    const res = await deps.call({
+    const call = deps.call({
       adapter: provider.adapter,
       config: provider.config,
       apiKey: provider.key(input.keyIndex),
@@ -204,7 +228,23 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
         );
       },
     });
+    markCalling();
+    const res = await call;
     usage = res.completion.usage;
+    if (!hasTokens(usage)) {
+      // The provider reported no usage (a stream without its usage chunk): bill the estimate.
+      const c = res.completion;
+      const answered: Streamed = data.deltas
+        ? streamed
+        : {
+            text:
+              (c.content ?? '') +
+              (c.refusal ?? '') +
+              c.toolCalls.map((t) => t.function.name + t.function.arguments).join(''),
+            reasoning: c.reasoning ?? '',
+          };
+      ({ usage, estimated } = partialUsage(data.request, usage, answered));
+    }
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
@@ -236,55 +276,108 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     deps.metrics.requests.inc({ outcome: 'completed' });
     return { status: 'completed' };
   } catch (raw) {
-    if (input.signal?.aborted && input.signal.reason === RUN_LOST) return { status: 'already_done' };
-    const err = toGatewayError(abort.signal.aborted ? (abort.signal.reason ?? raw) : raw);
+    const lostRun = input.signal?.aborted === true;
+    const err = toGatewayError(abort.signal.aborted && !lostRun ? (abort.signal.reason ?? raw) : raw);
     await writer.flush().catch(() => {});
-    if (isNotOwner(writer.error) || isNotOwner(raw)) {
-      // Another attempt owns the job now (we were stalled): leave everything to it.
-      return { status: 'already_done' };
-    }
+    const lost = lostRun || isNotOwner(writer.error) || isNotOwner(raw);
     // The call ended early: it is billed at least what it streamed (the provider bills what it
     // generated), whatever happens to the attempt next.
     ({ usage, estimated } = partialUsage(data.request, usage, streamed));
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
-    if (isProviderFailure(err) && !(err instanceof HoldSpent)) void deps.circuit.failure().catch(() => {});
-    // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts). Counted
-    // before its usage event is written. A cancelled request makes no further call: nothing to count.
+    if (!lost && isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
+    // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts); it is
+    // counted with its usage event. A cancelled request makes no further call: nothing to count.
+    const counted =
+      hasTokens(usage) && err.code !== 'cancelled'
+        ? countedCall(data, describeCall(candidate, data.hop, attempt, err), ttlMs)
+        : undefined;
     let spent: HoldSpent | undefined;
-    if (hasTokens(usage) && err.code !== 'cancelled') {
-      const calls = await countCall(deps, data, describeCall(candidate, data.hop, attempt, err), ttlMs);
+    if (counted && !lost) {
+      const calls = [...(await countedCalls(deps, data)), counted.line];
       if (calls.length >= holdCallsOf(data)) spent = holdSpent(data, calls);
     }
-    // A 429, or an overload that says how long to wait (Anthropic 529, 503 + retry-after): the pool waits.
-    if (
-      (err.code === 'rate_limit_exceeded' || (err.code === 'overloaded' && err.retryAfterMs)) &&
-      err.retryable
-    ) {
+    const pauseMs = lost ? 0 : poolPauseMs(err);
+    if (pauseMs > 0) {
       if (err.code === 'rate_limit_exceeded') deps.metrics.upstream429.inc();
-      const waitMs = err.retryAfterMs ?? 1_000;
-      await deps.limiter.pause(input.keyIndex, waitMs).catch(() => {});
-      if (input.canWaitOnRateLimit && !writer.wroteContent && !spent && Date.now() + waitMs < data.deadline) {
-        if (hasTokens(usage))
-          await deps.store.append(data.id, [], {
-            owner,
-            claim,
-            ttlMs,
-            replyTo: data.replyTo,
-            usage: usageEvent('failed', false),
+      await deps.limiter.pause(input.keyIndex, pauseMs).catch(() => {});
+    }
+    const decision = decide({
+      data,
+      error: err,
+      lost,
+      canRetry: input.canRetry,
+      canWait: input.canWaitOnRateLimit,
+      wroteContent: writer.wroteContent,
+      spent,
+      now: Date.now(),
+    });
+    const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>
+      deps.store.append(data.id, frames, { owner, claim, ttlMs, replyTo: data.replyTo, ...opts });
+    return await finish(decision);
+
+    async function finish(d: Decision): Promise<AttemptOutcome> {
+      const spentUsage = counted ? { usage: usageEvent('failed', false), call: counted } : {};
+      switch (d.kind) {
+        case 'complete':
+          return { status: 'completed' };
+        case 'lost':
+          // Another attempt owns the job now: its frames and final usage are that attempt's. The
+          // tokens this call produced are billed all the same (unfenced: a usage event only).
+          if (counted)
+            await deps.store.append(data.id, [], {
+              owner: '',
+              ttlMs,
+              usage: usageEvent('failed', false),
+              call: counted,
+            });
+          return { status: 'already_done' };
+        case 'cancelled':
+          await write([{ type: 'error', status: err.status, error: err.toJSON() }], {
+            state: 'cancelled',
+            usage: usageEvent('cancelled', true),
           });
-        return { status: 'rate_limited', waitMs };
+          deps.metrics.requests.inc({ outcome: 'cancelled' });
+          return { status: 'cancelled' };
+        case 'wait':
+          if (counted) await write([], spentUsage);
+          return { status: 'wait', waitMs: d.waitMs };
+        case 'retry': {
+          const frames: FrameBody[] = data.deltas
+            ? [{ type: 'status', state: 'retrying', provider: candidate?.provider, reason: err.code }]
+            : [];
+          if (frames.length || counted) await write(frames, spentUsage);
+          deps.metrics.retries.inc({ code: err.code });
+          return { status: 'retry', error: err };
+        }
+        case 'fallBack': {
+          const next = data.plan[d.hop];
+          const frames: FrameBody[] = data.deltas
+            ? [
+                {
+                  type: 'status',
+                  state: 'fallback',
+                  provider: next?.provider,
+                  model: next?.model,
+                  reason: err.code,
+                },
+              ]
+            : [];
+          if (frames.length || counted) await write(frames, spentUsage);
+          await queueHop(deps.queues, data, d.hop, d.attempts);
+          deps.metrics.fallbacks.inc({ to: next?.provider ?? 'unknown' });
+          return { status: 'fell_back', to: next?.provider ?? 'unknown' };
+        }
+        case 'fail':
+          await write([{ type: 'error', status: d.error.status, error: d.error.toJSON() }], {
+            state: 'failed',
+            usage: usageEvent('failed', true),
+            ...(counted ? { call: counted } : {}),
+          });
+          deps.metrics.requests.inc({ outcome: 'failed' });
+          return { status: 'failed', code: d.error.code };
       }
     }
-    return await endWithError(deps, input, err, {
-      owner,
-      claim,
-      ttlMs,
-      usage,
-      usageEvent,
-      candidate,
-      spent,
-    });
   } finally {
     clearTimeout(statusTimer);
     clearTimeout(timer);
@@ -292,128 +385,5 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     input.signal?.removeEventListener('abort', onAbort);
   }
 }
-
-async function endWithError(
-  deps: WorkerDeps,
-  input: AttemptInput,
-  err: GatewayError,
-  ctx: {
-    owner: string;
-    claim: ClaimRecord | undefined;
-    ttlMs: number;
-    usage: Usage;
-    usageEvent: (o: UsageEvent['outcome'], final: boolean) => UsageEvent;
-    candidate: { provider: string; model: string };
-    /** The calls the request's hold covers are used up: no retry, no fallback (hold-calls.ts). */
-    spent?: HoldSpent;
-  },
-): Promise<AttemptOutcome> {
-  const { data } = input;
-  const { owner, ttlMs, claim } = ctx;
-  if (err.code === 'cancelled') {
-    await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
-      owner,
-      claim,
-      ttlMs,
-      replyTo: data.replyTo,
-      state: 'cancelled',
-      usage: ctx.usageEvent('cancelled', true),
-    });
-    deps.metrics.requests.inc({ outcome: 'cancelled' });
-    return { status: 'cancelled' };
-  }
-  const pastDeadline = Date.now() >= data.deadline;
-  const attempts = [
-    ...data.attempts,
-    { provider: ctx.candidate.provider, model: ctx.candidate.model, code: err.code, message: err.message },
-  ];
-  // A context-length failure only moves to a candidate with a bigger window (others would fail alike).
-  let nextHop = data.hop + 1;
-  if (err.code === 'context_length_exceeded') {
-    const have = data.plan[data.hop]?.contextWindow ?? 0;
-    while (
-      nextHop < data.plan.length &&
-      (data.plan[nextHop]?.contextWindow ?? Number.POSITIVE_INFINITY) <= have
-    )
-      nextHop++;
-  }
-  const next = data.plan[nextHop];
-  const retry = err.retryable && input.canRetry && !pastDeadline;
-  const fallBack = next !== undefined && !pastDeadline && canFallBack(err);
-  // Another call would go past what the hold covers: the request fails here instead.
-  const spent = ctx.spent && (retry || fallBack) ? ctx.spent : undefined;
-  if (retry && !spent) {
-    const frames: FrameBody[] = data.deltas
-      ? [{ type: 'status', state: 'retrying', provider: ctx.candidate.provider, reason: err.code }]
-      : [];
-    const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
-    if (frames.length || usage)
-      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
-    deps.metrics.retries.inc({ code: err.code });
-    throw err;
-  }
-  if (next && fallBack && !spent) {
-    const frames: FrameBody[] = data.deltas
-      ? [{ type: 'status', state: 'fallback', provider: next.provider, model: next.model, reason: err.code }]
-      : [];
-    const usage = hasTokens(ctx.usage) ? ctx.usageEvent('failed', false) : undefined;
-    if (frames.length || usage)
-      await deps.store.append(data.id, frames, { owner, ttlMs, replyTo: data.replyTo, usage, claim });
-    // Deterministic job id: if we die after this add and re-run, the second add is a no-op.
-    const { attemptBase: _, ...hopData } = data; // the next hop counts its attempts from 1
-    await deps.queues.add({ ...hopData, hop: nextHop, attempts });
-    deps.metrics.fallbacks.inc({ to: next.provider });
-    return { status: 'fell_back', to: next.provider };
-  }
-  const final =
-    spent ??
-    (err instanceof HoldSpent ? err : undefined) ??
-    (attempts.length > 1 ? summarize(err, attempts) : err);
-  await deps.store.append(data.id, [{ type: 'error', status: final.status, error: final.toJSON() }], {
-    owner,
-    claim,
-    ttlMs,
-    replyTo: data.replyTo,
-    state: 'failed',
-    usage: ctx.usageEvent('failed', true),
-  });
-  deps.metrics.requests.inc({ outcome: 'failed' });
-  return { status: 'failed', code: final.code };
-}
-
-/** Errors another provider might not have. Invalid requests would fail anywhere; a context-length error may fit a bigger window. */
-function canFallBack(err: GatewayError): boolean {
-  return (
-    err.retryable ||
-    err.code === 'context_length_exceeded' ||
-    err.code === 'model_not_found' ||
-    err.code === 'upstream_auth_error' ||
-    // Rate limited past the job's patience, or the provider's quota is spent: another provider may have room.
-    err.code === 'rate_limit_exceeded' ||
-    err.code === 'provider_unavailable'
-  );
-}
-
-function summarize(last: GatewayError, attempts: JobData['attempts']): GatewayError {
-  const list = attempts.map((a) => `${a.provider}/${a.model}: ${a.code} (${a.message})`).join('; ');
-  return new GatewayError({
-    code: last.code,
-    message: `All ${attempts.length} route candidates failed: ${list}`,
-    retryable: last.retryable,
-    param: last.param,
-    retryAfterMs: last.retryAfterMs,
-  });
-}
-
-export function toGatewayError(e: unknown): GatewayError {
-  if (e instanceof GatewayError) return e;
-  if (e instanceof Error && e.name === 'AbortError')
-    return new GatewayError({ code: 'cancelled', message: 'cancelled' });
-  return new GatewayError({ code: 'internal_error', message: 'internal error', retryable: true, cause: e });
-}
-
-/** Failures that say the provider is unwell (not the request, not a rate limit). */
-const isProviderFailure = (e: GatewayError) =>
-  e.code === 'upstream_error' || e.code === 'upstream_timeout' || e.code === 'overloaded';
 
 const isNotOwner = (e: unknown) => e instanceof Error && e.message.includes('NOTOWNER');

@@ -14,34 +14,27 @@ import type { WorkerDeps } from './deps.ts';
  *
  * The count is a per-request Redis list (one line per counted call, for the error message) under the
  * request's hash tag: it outlives BullMQ retries, the hand-over from the fast lane and fallback hops,
- * which all keep the request id. A call is counted before its usage event is written, so a crash
- * between the two over-counts (one call fewer is allowed) and never under-counts (one call more than
- * the hold would be billed).
+ * which all keep the request id. A call is counted by the script that writes its usage event
+ * (frame-store.append.lua), so a crash can neither count a call that is not billed nor bill one
+ * that is not counted.
  */
 export class HoldSpent extends GatewayError {}
 
 export const holdCallsOf = (data: JobData): number => data.holdCalls ?? 1;
 
-const callsKey = (deps: WorkerDeps, requestId: string) => deps.keys.holdCalls(requestId);
+const callsKey = (deps: Pick<WorkerDeps, 'keys'>, requestId: string) => deps.keys.holdCalls(requestId);
 
-/** Counts a call that produced tokens; returns every call counted so far (this one last). */
-export async function countCall(
-  deps: WorkerDeps,
-  data: JobData,
-  line: string,
-  ttlMs: number,
-): Promise<string[]> {
-  const key = callsKey(deps, data.id);
-  // Kept as long as the job's frames, and at least until the request's deadline (no call after it).
-  const keepMs = Math.max(ttlMs, data.deadline - Date.now() + 60_000);
-  const res = await deps.redis.multi().rpush(key, line).pexpire(key, keepMs).lrange(key, 0, -1).exec();
-  const failed = res?.find(([err]) => err);
-  if (!res || failed) throw failed?.[0] ?? new Error('counting the call failed (transaction aborted)');
-  return res[2]?.[1] as string[];
+/**
+ * A call that produced tokens, as `FrameStore.append` counts it (`call`): pushed in the same script
+ * as its usage event, so the count and the bill never disagree. Kept as long as the job's frames,
+ * and at least until the request's deadline (no call after it).
+ */
+export function countedCall(data: JobData, line: string, ttlMs: number): { line: string; keepMs: number } {
+  return { line, keepMs: Math.max(ttlMs, data.deadline - Date.now() + 60_000) };
 }
 
 /** The calls of this request counted so far. */
-export function countedCalls(deps: WorkerDeps, data: JobData): Promise<string[]> {
+export function countedCalls(deps: Pick<WorkerDeps, 'redis' | 'keys'>, data: JobData): Promise<string[]> {
   return deps.redis.lrange(callsKey(deps, data.id), 0, -1);
 }
 

@@ -1,4 +1,5 @@
-import type { Redis, Result } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { luaScript } from '@faregate/queue/lua';
 import type { CircuitConfig } from '@faregate/catalog/gateway-config';
 import type { Keys } from '@faregate/queue/keys';
 
@@ -10,73 +11,23 @@ import type { Keys } from '@faregate/queue/keys';
  * re-opens it. Rate limiting (429) is not a failure of the provider.
  */
 
-// KEYS: state hash. ARGV: op, now, windowMs, minSamples, failureRatio, openMs, successes
-// op 'check' → 0 closed (go), 1 open (refuse), 2 probe (go, you are the probe)
-// op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open
-// successes: calls that succeeded since this process last reported (counted before a failure)
-const SCRIPT = `
-local op = ARGV[1]; local now = tonumber(ARGV[2]); local window = tonumber(ARGV[3])
-local minSamples = tonumber(ARGV[4]); local ratio = tonumber(ARGV[5]); local openMs = tonumber(ARGV[6])
-local successes = tonumber(ARGV[7]) or 0
-local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-local untilMs = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-local size = math.floor(window / 10)
-local cur = math.floor(now / size)
-if op == 'check' then
-  if state == 'closed' then return 0 end
-  if now < untilMs then return 1 end
-  -- Open and cooled down (or a probe timed out): this caller is the probe.
-  redis.call('HSET', KEYS[1], 'state', 'half', 'until', now + openMs)
-  return 2
-end
-if op == 'ok' then
-  if state == 'half' then
-    redis.call('DEL', KEYS[1])
-    return 0
-  end
-  -- A late success of a call that started before the circuit opened does not close it.
-  if state == 'open' then return 1 end
-  -- Closed: count them. The ratio only matters when a failure might open the circuit.
-  if successes > 0 then redis.call('HINCRBY', KEYS[1], 's' .. cur, successes) end
-  redis.call('PEXPIRE', KEYS[1], window + openMs * 4)
-  return 0
-else
-  if state == 'half' then
-    redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + openMs)
-    return 1
-  end
-  if state == 'open' then return 1 end
-  if successes > 0 then redis.call('HINCRBY', KEYS[1], 's' .. cur, successes) end
-  redis.call('HINCRBY', KEYS[1], 'f' .. cur, 1)
-end
-local s, f = 0, 0
-for b = cur - 9, cur do
-  s = s + (tonumber(redis.call('HGET', KEYS[1], 's' .. b)) or 0)
-  f = f + (tonumber(redis.call('HGET', KEYS[1], 'f' .. b)) or 0)
-end
-redis.call('HDEL', KEYS[1], 's' .. (cur - 10), 'f' .. (cur - 10), 's' .. (cur - 11), 'f' .. (cur - 11))
-redis.call('PEXPIRE', KEYS[1], window + openMs * 4)
-if op == 'fail' and s + f >= minSamples and f >= ratio * (s + f) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + openMs)
-  return 1
-end
-return 0
-`;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    syCircuit(
-      key: string,
-      op: string,
-      now: number,
-      windowMs: number,
-      minSamples: number,
-      ratio: number,
-      openMs: number,
-      successes: number,
-    ): Result<number, Context>;
-  }
-}
+// The breaker's script (circuit.lua). KEYS: the pool's circuit hash (keys.circuit).
+// op 'check' → 0 closed (go), 1 open (refuse), 2 probe (go, you are the probe);
+// op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open.
+// successes: calls that succeeded since this process last reported (counted before a failure).
+const circuitScript = luaScript<{
+  keys: [state: string];
+  args: [
+    op: 'check' | 'ok' | 'fail',
+    now: number,
+    windowMs: number,
+    minSamples: number,
+    ratio: number,
+    openMs: number,
+    successes: number,
+  ];
+  result: number;
+}>(new URL('./circuit.lua', import.meta.url), { numberOfKeys: 1 });
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
 const SUCCESS_FLUSH_MS = 250;
@@ -90,8 +41,6 @@ export class CircuitBreaker {
   state: CircuitState = 'closed';
 
   constructor(redis: Redis, keys: Keys, provider: string, config: CircuitConfig) {
-    if (typeof (redis as Partial<Redis>).syCircuit !== 'function')
-      redis.defineCommand('syCircuit', { numberOfKeys: 1, lua: SCRIPT });
     this.#redis = redis;
     this.#key = keys.circuit(provider);
     this.config = config;
@@ -101,17 +50,12 @@ export class CircuitBreaker {
   #pending = 0;
   #flushTimer: NodeJS.Timeout | undefined;
 
-  async #run(op: string, successes = 0): Promise<number> {
+  async #run(op: 'check' | 'ok' | 'fail', successes = 0): Promise<number> {
     const c = this.config;
-    return this.#redis.syCircuit(
-      this.#key,
-      op,
-      Date.now(),
-      c.windowMs,
-      c.minSamples,
-      c.failureRatio,
-      c.openMs,
-      successes,
+    return circuitScript(
+      this.#redis,
+      [this.#key],
+      [op, Date.now(), c.windowMs, c.minSamples, c.failureRatio, c.openMs, successes],
     );
   }
 

@@ -2,7 +2,7 @@ import type { ChatRequest, Usage } from '@faregate/contracts/chat';
 import { zeroUsage } from '@faregate/contracts/chat';
 import { countTokens } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
-import { estimateUsage, partialUsage } from './estimate.ts';
+import { estimateTokens, estimateUsage, partialUsage } from './estimate.ts';
 
 const req: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'Tell me about the planets.' }] };
 const eleven = ' one two three four five six seven eight nine ten eleven';
@@ -49,6 +49,17 @@ describe('partialUsage: per field, the larger of reported and estimated', () => 
       usage: zeroUsage(),
       estimated: false,
     });
+  });
+
+  it('special-token text in a prompt or an answer is counted as text, not refused', () => {
+    const special: ChatRequest = { ...req, messages: [{ role: 'user', content: 'say <|endoftext|> twice' }] };
+    expect(estimateTokens(special, 0)).toBeGreaterThan(0);
+    const { usage: u } = partialUsage(special, zeroUsage(), {
+      text: '<|endoftext|><|fim_prefix|>',
+      reasoning: '',
+    });
+    expect(u.inputTokens).toBeGreaterThan(0);
+    expect(u.outputTokens).toBeGreaterThan(0);
   });
 
   it('the estimated output never exceeds the request’s max tokens', () => {

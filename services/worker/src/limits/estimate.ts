@@ -1,6 +1,13 @@
-import { countTokens } from 'gpt-tokenizer';
+import { countTokens as countWithSpecials } from 'gpt-tokenizer';
 import type { ChatRequest, Usage } from '@faregate/contracts/chat';
 import { requestedMaxTokens } from '@faregate/contracts/chat';
+
+/**
+ * Text counted as text: a prompt or an answer may contain `<|endoftext|>` and the like, which
+ * gpt-tokenizer refuses by default (it throws); here they are ordinary characters.
+ */
+const NO_SPECIALS = { disallowedSpecial: new Set<string>() };
+export const countTokens = (text: string): number => countWithSpecials(text, NO_SPECIALS);
 
 /**
  * Tokens a request may use, for token-per-minute limits: a real tokenizer (o200k) over the prompt

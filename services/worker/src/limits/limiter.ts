@@ -1,4 +1,5 @@
-import type { Redis, Result } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { luaScript } from '@faregate/queue/lua';
 import type { Keys } from '@faregate/queue/keys';
 import type { RateLimitInfo } from '@faregate/providers/types';
 
@@ -10,56 +11,13 @@ import type { RateLimitInfo } from '@faregate/providers/types';
  * remaining = 0 with a reset time) live beside it and stop every process at once.
  */
 
-// KEYS: buckets, pause. ARGV: now, windowMs, bucketMs, rpm (0 = none), tpm (0 = none), tokens
-// Returns { 1, bucket } when admitted, { 0, waitMs } when not.
-const ACQUIRE = `
-local pttl = redis.call('PTTL', KEYS[2])
-if pttl > 0 then return { 0, pttl } end
-local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local size = tonumber(ARGV[3])
-local rpm = tonumber(ARGV[4]); local tpm = tonumber(ARGV[5]); local tokens = tonumber(ARGV[6])
-local cur = math.floor(now / size)
-local first = math.floor((now - window) / size)
-local fields = {}
-for b = first, cur do fields[#fields + 1] = 'r' .. b; fields[#fields + 1] = 't' .. b end
-local vals = redis.call('HMGET', KEYS[1], unpack(fields))
-local r, t = 0, 0
-local oldestR, oldestT = nil, nil
-for i = 1, #vals, 2 do
-  local rv = tonumber(vals[i]) or 0
-  local tv = tonumber(vals[i + 1]) or 0
-  local b = first + (i - 1) / 2
-  if rv > 0 and not oldestR then oldestR = b end
-  if tv > 0 and not oldestT then oldestT = b end
-  r = r + rv; t = t + tv
-end
-if rpm > 0 and r + 1 > rpm then
-  return { 0, math.max(1, (oldestR + 1) * size + window - now) }
-end
--- A single request larger than the whole budget runs alone rather than never.
-if tpm > 0 and t > 0 and t + tokens > tpm then
-  return { 0, math.max(1, (oldestT + 1) * size + window - now) }
-end
-redis.call('HINCRBY', KEYS[1], 'r' .. cur, 1)
-if tokens > 0 then redis.call('HINCRBY', KEYS[1], 't' .. cur, tokens) end
-for b = first - 3, first - 1 do redis.call('HDEL', KEYS[1], 'r' .. b, 't' .. b) end
-redis.call('PEXPIRE', KEYS[1], window * 2)
-return { 1, cur }
-`;
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    syLimit(
-      buckets: string,
-      pause: string,
-      now: number,
-      windowMs: number,
-      bucketMs: number,
-      rpm: number,
-      tpm: number,
-      tokens: number,
-    ): Result<[number, number], Context>;
-  }
-}
+// The acquire script (limiter.lua). KEYS: rate window, pause of one provider key (one hash tag,
+// keys.rateWindow / keys.ratePause). Returns { 1, bucket } when admitted, { 0, waitMs } when not.
+const acquireScript = luaScript<{
+  keys: [window: string, pause: string];
+  args: [now: number, windowMs: number, bucketMs: number, rpm: number, tpm: number, tokens: number];
+  result: [number, number];
+}>(new URL('./limiter.lua', import.meta.url), { numberOfKeys: 2 });
 
 export interface LimitSettings {
   rpm?: number;
@@ -84,9 +42,11 @@ export class PoolLimiter {
   #next = 0;
   settings: LimitSettings;
 
+  /** Per provider key: until when (epoch ms) a learned pause holds, as this process last saw it. */
+  readonly #pausedUntil: number[];
+
   constructor(redis: Redis, keys: Keys, provider: string, keyCount: number, settings: LimitSettings) {
-    if (typeof (redis as Partial<Redis>).syLimit !== 'function')
-      redis.defineCommand('syLimit', { numberOfKeys: 2, lua: ACQUIRE });
+    this.#pausedUntil = Array.from({ length: Math.max(1, keyCount) }, () => 0);
     this.#redis = redis;
     this.#keys = keys;
     this.#provider = provider;
@@ -111,15 +71,10 @@ export class PoolLimiter {
       // The window is padded (default 2 %, at least 200 ms) so the jitter between sending and the
       // request reaching the provider does not make the provider see more than the limit.
       const padded = paddedWindow(this.settings);
-      const [ok, v] = await this.#redis.syLimit(
-        this.#bucketKey(i),
-        this.#pauseKey(i),
-        Date.now(),
-        padded,
-        Math.max(1, Math.floor(padded / 60)),
-        rpm,
-        tpm,
-        tpm > 0 ? tokens : 0,
+      const [ok, v] = await acquireScript(
+        this.#redis,
+        [this.#bucketKey(i), this.#pauseKey(i)],
+        [Date.now(), padded, Math.max(1, Math.floor(padded / 60)), rpm, tpm, tpm > 0 ? tokens : 0],
       );
       if (ok === 1) return { ok: true, keyIndex: i, bucket: v, tokens: tpm > 0 ? tokens : 0 };
       wait = Math.min(wait, v);
@@ -149,9 +104,39 @@ export class PoolLimiter {
     await this.#redis.hincrby(this.#bucketKey(a.keyIndex), `t${a.bucket}`, actualTokens - a.tokens);
   }
 
+  /**
+   * Admission without a shared limit: no Redis round trip. The next provider key (rotating) that no
+   * learned pause holds, as this process knows the pauses: its own at once, every other process's
+   * from `refreshPauses` (run on a timer, not per request).
+   */
+  admitLocal(): Admission {
+    const now = Date.now();
+    let wait = Number.POSITIVE_INFINITY;
+    for (let n = 0; n < this.#keyCount; n++) {
+      const i = this.#next++ % this.#keyCount;
+      const until = this.#pausedUntil[i] ?? 0;
+      if (until <= now) return { ok: true, keyIndex: i, bucket: 0, tokens: 0 };
+      wait = Math.min(wait, until - now);
+    }
+    return { ok: false, waitMs: Math.ceil(wait) };
+  }
+
+  /** Reads every provider key's pause (one pipelined round trip) into the local view. */
+  async refreshPauses(): Promise<void> {
+    const m = this.#redis.multi();
+    for (let i = 0; i < this.#keyCount; i++) m.pttl(this.#pauseKey(i));
+    const res = await m.exec();
+    const now = Date.now();
+    res?.forEach(([err, ttl], i) => {
+      if (!err && typeof ttl === 'number') this.#pausedUntil[i] = ttl > 0 ? now + ttl : 0;
+    });
+  }
+
   /** Stops every process from using this provider key for `ms` (429 retry-after, exhausted budget). */
   async pause(keyIndex: number, ms: number): Promise<void> {
     if (ms <= 0) return;
+    const i = keyIndex % this.#keyCount;
+    this.#pausedUntil[i] = Math.max(this.#pausedUntil[i] ?? 0, Date.now() + Math.ceil(ms));
     // Never shorten a longer pause another process already set.
     const key = this.#pauseKey(keyIndex);
     const cur = await this.#redis.pttl(key);

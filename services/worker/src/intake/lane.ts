@@ -1,30 +1,34 @@
 import type { Redis } from 'ioredis';
 import type { JobData } from '@faregate/contracts/jobs';
 import { FastLane, type SweptJob } from '@faregate/queue/fast-lane';
-import { RUN_LOST, runAttempt, type AttemptOutcome } from './attempt.ts';
-import type { WorkerDeps } from './deps.ts';
-import { afterNextRequestSent } from '@faregate/providers/http';
+import type { AttemptOutcome } from '../attempt.ts';
+import type { WorkerDeps } from '../deps.ts';
+import type { Runner } from '../runner.ts';
 
-/** How long the pop loop and a run's take wait for the run's provider request to be written. */
-const SENT_WAIT_MS = 5;
 /** Most entries one pop takes. */
 const POP_BATCH = 32;
 
 /**
- * Runs this pool's fast lane in one worker process (see packages/queue/src/fast-lane.ts): pops
- * jobs while the process has a free slot, renews the leases of its runs, sweeps what the lane could
- * not finish onto BullMQ, and advertises the lane to the ingress.
- *
- * A run is the job's first attempt. Whatever needs the queue afterwards (a retry after a retryable
- * error, a wait after a 429) goes to BullMQ as the same job, counted from the second attempt.
+ * Abort reason of a lane run whose job went to BullMQ before the run took it: the run stops, writes
+ * none of the job's frames, and bills only the tokens its call produced (the BullMQ attempt owns the job).
  */
+export const RUN_LOST: unique symbol = Symbol('fast-lane run lost');
 
-export class FastRunner {
+/**
+ * The fast-lane intake of one pool in one process (see packages/queue/src/fast-lane.ts): how a
+ * lane job arrives, nothing else. It pops entries while the runner has a free lane slot, takes each
+ * (the lane's fence against the sweep), renews the leases of its runs, sweeps what the lane could
+ * not finish onto BullMQ, and advertises the lane to the ingress. Admission, limits and pauses are
+ * the runner's, as for a queued job.
+ *
+ * A run is the job's first attempt. Whatever needs the queue afterwards (a retry, a wait for a
+ * limit or a 429) goes to BullMQ as the same job, counted from the second attempt (`attemptBase`).
+ */
+export class LaneIntake {
   readonly #deps: WorkerDeps;
+  readonly #runner: Runner;
   readonly #lane: FastLane;
   readonly #blocking: Redis;
-  readonly #workerId: string;
-  readonly #onBusy: (busy: number) => void;
   readonly #running = new Map<string, Promise<void>>();
   readonly #timers: NodeJS.Timeout[] = [];
   #slotFreed: (() => void) | undefined;
@@ -33,32 +37,18 @@ export class FastRunner {
   #sweeping = false;
   /** Redis's clock minus ours (entries are stamped by Redis). */
   #offset = 0;
-  #nextKey = 0;
   #takes: Array<{ id: string; resolve: (ok: boolean) => void; reject: (e: unknown) => void }> = [];
 
-  constructor(
-    deps: WorkerDeps,
-    lane: FastLane,
-    blocking: Redis,
-    workerId: string,
-    /** Told how many lane runs this process has in flight (BullMQ's concurrency gives way to them). */
-    onBusy: (busy: number) => void = () => {},
-  ) {
+  constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: Redis) {
     this.#deps = deps;
+    this.#runner = runner;
     this.#lane = lane;
     this.#blocking = blocking;
-    this.#workerId = workerId;
-    this.#onBusy = onBusy;
+    runner.onChange(() => this.#slotFreed?.());
   }
 
-  /**
-   * The lane runs only in pools without shared limits (their admission is BullMQ's and the
-   * limiter's), and with two slots or more: BullMQ keeps at least one, since its concurrency cannot
-   * drop to zero, and the process never runs more than WORKER_CONCURRENCY jobs.
-   */
   get enabled(): boolean {
-    const l = this.#deps.limits;
-    return !this.#stopping && !l.rpm && !l.tpm && !l.maxInFlight && this.#deps.config.WORKER_CONCURRENCY > 1;
+    return !this.#stopping && this.#runner.laneAllowed();
   }
 
   async start(): Promise<void> {
@@ -98,7 +88,7 @@ export class FastRunner {
       const swept = await this.#lane.sweep();
       for (const s of swept) {
         // A restart: the run (if any) is fenced by the BullMQ attempt's claim, subscribers reset.
-        await this.#deps.queues.add({ ...s.data, attemptBase: Math.max(1, s.data.attemptBase ?? 0) });
+        await this.#queue(s.data, Math.max(1, s.data.attemptBase ?? 0));
         await this.#lane.finish(s.id);
         // `due`: every slot was busy for the whole grace (load); the others follow a crash.
         this.#deps.metrics.fastLane.inc({ event: `queued_${s.kind}` });
@@ -126,9 +116,8 @@ export class FastRunner {
   }
 
   async #popLoop(): Promise<void> {
-    const capacity = this.#deps.config.WORKER_CONCURRENCY;
     while (!this.#stopping) {
-      const free = Math.min(capacity - this.#deps.cancels.size, capacity - 1 - this.#running.size);
+      const free = this.#runner.laneFree();
       if (!this.enabled || free <= 0) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, 250);
@@ -150,88 +139,115 @@ export class FastRunner {
         await new Promise((r) => setTimeout(r, 500));
         continue;
       }
-      if (popped.length) {
-        // The next pop (a write to Redis) goes out behind this run's provider call.
-        const sent = afterNextRequestSent(SENT_WAIT_MS);
-        for (const entry of popped) this.#begin(entry, sent);
-        await sent;
-      }
+      // The next pop (a write to Redis) goes out behind these runs' own provider requests.
+      await Promise.all(popped.map((entry) => this.#begin(entry)));
     }
   }
 
-  #begin(entry: string, sent: Promise<void>): void {
-    let data: JobData;
-    let pushedAt: number;
-    try {
-      ({ data, pushedAt } = FastLane.parse(entry));
-    } catch (e) {
+  /** Starts a run; resolves once its provider request was issued (or the run ended without one). */
+  #begin(entry: string): Promise<void> {
+    const parsed = FastLane.read(entry);
+    if (!parsed.ok) {
       // Only an ingress writes entries, so this is a bug; the sweep drops its record after the grace.
-      this.#deps.log.error({ err: String(e) }, 'fast lane: unreadable entry');
-      return;
+      this.#deps.log.error({ err: parsed.error }, 'fast lane: unreadable entry');
+      return Promise.resolve();
     }
-    const run = this.#run(data, pushedAt, sent).finally(() => {
+    const { data, pushedAt } = parsed;
+    let calling!: () => void;
+    const called = new Promise<void>((r) => {
+      calling = r;
+    });
+    const run = this.#run(data, pushedAt, calling).finally(() => {
+      calling();
       this.#running.delete(data.id);
-      this.#onBusy(this.#running.size);
       this.#slotFreed?.();
     });
     this.#running.set(data.id, run);
-    this.#onBusy(this.#running.size);
+    return called;
   }
 
-  async #run(data: JobData, pushedAt: number, sent: Promise<void>): Promise<void> {
-    const deps = this.#deps;
+  async #run(data: JobData, pushedAt: number, calling: () => void): Promise<void> {
     const id = data.id;
     const lost = new AbortController();
+    // A fresh entry cannot have been swept yet (that takes the whole grace): its take goes out right
+    // after this job's own provider request, not in front of it, and the attempt may skip its claim.
+    // Should the take fail all the same, the run stops (RUN_LOST) and the BullMQ attempt owns the job.
     const fresh = Date.now() + this.#offset - pushedAt < this.#lane.timing.graceMs / 2;
+    let taken: Promise<boolean>;
     if (fresh) {
-      // A fresh entry cannot have been swept yet (that takes the whole grace): the take goes out
-      // once the provider call is on its way, not in front of it. Should it fail all the same, the
-      // run stops without writing, and the BullMQ attempt (a restart) owns the job.
-      void sent.then(() => {
+      let onCalling!: () => void;
+      taken = new Promise<void>((r) => {
+        onCalling = r;
+      }).then(() =>
         this.#take(id).then(
-          (ok) => ok || lost.abort(RUN_LOST),
-          () => lost.abort(RUN_LOST),
-        );
-      });
-    } else if (!(await this.#take(id).catch(() => false))) {
-      return; // old enough to have been swept: it was, and runs on BullMQ
+          (ok) => {
+            if (!ok) lost.abort(RUN_LOST);
+            return ok;
+          },
+          () => {
+            lost.abort(RUN_LOST);
+            return false;
+          },
+        ),
+      );
+      return this.#attempt(data, { speculative: true, signal: lost.signal, taken, onCalling, calling });
     }
-    deps.metrics.inFlight.inc();
+    taken = this.#take(id).catch(() => false);
+    if (!(await taken)) return; // old enough to have been swept: it was, and runs on BullMQ
+    return this.#attempt(data, { speculative: false, signal: lost.signal, taken, calling });
+  }
+
+  async #attempt(
+    data: JobData,
+    o: {
+      speculative: boolean;
+      signal: AbortSignal;
+      taken: Promise<boolean>;
+      onCalling?: () => void;
+      calling: () => void;
+    },
+  ): Promise<void> {
+    const deps = this.#deps;
     deps.metrics.fastLane.inc({ event: 'run' });
     let outcome: AttemptOutcome | undefined;
-    let retry: unknown;
     try {
-      outcome = await runAttempt(deps, {
+      outcome = await this.#runner.run({
         data,
-        attempt: 1,
-        canRetry: deps.limits.attempts > 1,
-        canWaitOnRateLimit: true,
-        restart: false,
-        keyIndex: this.#nextKey++ % Math.max(1, deps.provider.config.apiKeys.length),
-        workerId: this.#workerId,
-        signal: lost.signal,
+        via: 'lane',
+        starts: 1,
+        made: 0,
+        stalled: false,
+        speculative: o.speculative,
+        signal: o.signal,
+        onCalling: () => {
+          o.onCalling?.();
+          o.calling();
+        },
       });
     } catch (e) {
-      retry = e;
-    } finally {
-      deps.metrics.inFlight.dec();
+      deps.log.error({ job: data.id, err: String(e) }, 'fast lane: run failed');
     }
-    if (lost.signal.aborted) {
+    if (!(await o.taken) || o.signal.aborted) {
       deps.metrics.fastLane.inc({ event: 'lost' });
       return; // swept to BullMQ: that run owns the job now
     }
     try {
-      if (outcome?.status === 'rate_limited') {
+      if (outcome?.status === 'wait') {
+        // The pool waits (BullMQ's pause for every process; the limiter's for the lane), the job
+        // waits on the queue without using an attempt.
         await deps.queue.rateLimit(outcome.waitMs);
         await this.#handOver(data, outcome.waitMs);
-      } else if (retry !== undefined) {
-        // The attempt asked for a retry (it wrote its `retrying` frame): BullMQ's backoff applies.
+      } else if (outcome === undefined || outcome.status === 'retry') {
+        // A retry (its `retrying` frame is written): BullMQ's backoff applies.
         await this.#handOver(data, 250 + Math.floor(Math.random() * 250));
       }
-      await this.#lane.finish(id);
+      await this.#lane.finish(data.id);
     } catch (e) {
       // The lease lapses and the sweep hands the job to BullMQ.
-      deps.log.error({ job: id, err: String(e) }, 'fast lane: could not end a run; its lease will lapse');
+      deps.log.error(
+        { job: data.id, err: String(e) },
+        'fast lane: could not end a run; its lease will lapse',
+      );
     }
   }
 
@@ -258,6 +274,11 @@ export class FastRunner {
 
   async #handOver(data: JobData, delayMs: number): Promise<void> {
     this.#deps.metrics.fastLane.inc({ event: 'handed_over' });
-    await this.#deps.queues.add({ ...data, attemptBase: 1 }, undefined, { delay: delayMs });
+    await this.#queue(data, 1, delayMs);
+  }
+
+  /** The job on this pool's BullMQ queue, its attempts counted after `attemptBase` made on the lane. */
+  async #queue(data: JobData, attemptBase: number, delayMs?: number): Promise<void> {
+    await this.#deps.queues.add({ ...data, attemptBase }, undefined, delayMs ? { delay: delayMs } : {});
   }
 }

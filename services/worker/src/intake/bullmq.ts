@@ -1,0 +1,124 @@
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { zeroUsage } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
+import { isTerminalRaw } from '@faregate/contracts/frames';
+import { JobData } from '@faregate/contracts/jobs';
+import { usageEventId } from '@faregate/contracts/usage';
+import type { AttemptOutcome } from '../attempt.ts';
+import type { WorkerDeps } from '../deps.ts';
+import type { Runner } from '../runner.ts';
+
+/**
+ * The BullMQ intake of one provider pool: how a queued job arrives, nothing else. Stalled-job
+ * defaults: a lock of 30 s renewed every 15 s, checked every 15 s, so a job of a killed process is
+ * picked up again within ~30–45 s (an LLM call only needs a free event loop to keep its lock); a job
+ * may stall twice before it is failed (and then the safety net below still ends it for the caller).
+ *
+ * A queued job always claims before it calls: it may have waited, been cancelled, or be a re-run.
+ */
+export function createQueueIntake(
+  deps: WorkerDeps,
+  runner: Runner,
+  connection: Redis,
+  workerId: string,
+): Worker<unknown, AttemptOutcome> {
+  const worker = new Worker<unknown, AttemptOutcome>(
+    deps.keys.queue(deps.provider.config.id),
+    async (job) => {
+      const parsed = JobData.safeParse(job.data);
+      if (!parsed.success) throw new UnrecoverableError(`unreadable job data: ${parsed.error.message}`);
+      const data = parsed.data;
+      const outcome = await runner.run({
+        data,
+        via: 'queue',
+        starts: job.attemptsStarted,
+        made: job.attemptsMade,
+        stalled: job.stalledCounter > 0,
+        speculative: false,
+      });
+      if (outcome.status === 'wait') {
+        // The whole pool waits (every process); the job goes back to wait and keeps its attempts.
+        await deps.queue.rateLimit(outcome.waitMs);
+        throw Worker.RateLimitError();
+      }
+      if (outcome.status === 'retry') throw outcome.error;
+      return outcome;
+    },
+    {
+      connection,
+      prefix: deps.keys.prefix,
+      concurrency: deps.config.WORKER_CONCURRENCY,
+      autorun: false,
+      lockDuration: deps.config.WORKER_LOCK_MS,
+      stalledInterval: deps.config.WORKER_STALLED_INTERVAL_MS,
+      maxStalledCount: 2,
+      name: workerId,
+      // Enables the pool-wide pause (queue.rateLimit); our own limiter does the real pacing.
+      limiter: { max: 1_000_000, duration: 1_000 },
+    },
+  );
+  // BullMQ fetches only for the slots the lane leaves.
+  runner.onChange(() => {
+    worker.concurrency = Math.max(1, deps.config.WORKER_CONCURRENCY - runner.laneBusy);
+  });
+  worker.on('failed', (job, err) => {
+    if (job && job.finishedOn !== undefined) void endAbandoned(deps, job, err);
+  });
+  worker.on('error', (err) => deps.log.error({ err: err.message }, 'worker error'));
+  return worker;
+}
+
+/**
+ * Safety net: a job BullMQ failed for good outside our own handling (it stalled too often, Redis
+ * broke during the last attempt, or its data did not parse) still ends for the caller with an error
+ * frame and a final (empty) usage event that releases the admission hold. Unfenced: no attempt owns
+ * it anymore.
+ */
+async function endAbandoned(deps: WorkerDeps, job: Job<unknown>, cause: Error): Promise<void> {
+  const parsed = JobData.safeParse(job.data);
+  if (!parsed.success) {
+    deps.log.error({ job: job.id, err: parsed.error.message }, 'unreadable job data; dropped');
+    return;
+  }
+  const data = parsed.data;
+  const candidate = data.plan[data.hop];
+  const err = new GatewayError({
+    code: 'upstream_error',
+    message: 'the request could not be completed',
+    retryable: true,
+  });
+  try {
+    const last = await deps.store.last(data.id);
+    if (last && isTerminalRaw(last)) return;
+    const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+    await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
+      owner: '',
+      ttlMs,
+      replyTo: data.replyTo,
+      state: 'failed',
+      usage: {
+        v: 1,
+        id: usageEventId(data.id, data.hop, 1_000 + job.attemptsStarted),
+        requestId: data.id,
+        account: data.account,
+        key: data.key,
+        provider: candidate?.provider ?? 'unknown',
+        model: candidate?.model ?? 'unknown',
+        hop: data.hop,
+        attempt: 1_000 + job.attemptsStarted,
+        ...zeroUsage(),
+        outcome: 'failed',
+        final: true,
+        ...(data.hold ? { hold: data.hold } : {}),
+        at: Date.now(),
+      },
+    });
+    deps.log.error(
+      { job: job.id, cause: cause.message },
+      'job failed outside its handler; ended it for the caller',
+    );
+  } catch (e) {
+    deps.log.error({ job: job.id, err: String(e) }, 'could not end an abandoned job');
+  }
+}

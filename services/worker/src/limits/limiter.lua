@@ -1,0 +1,34 @@
+-- Sliding-window RPM/TPM admission of one provider key, and its learned pause (see limiter.ts).
+-- KEYS[1] rate window hash, KEYS[2] pause key (one hash tag). ARGV: now, windowMs, bucketMs, rpm (0 = none), tpm (0 = none), tokens.
+-- Returns { 1, bucket } when admitted, { 0, waitMs } when not.
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl > 0 then return { 0, pttl } end
+local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local size = tonumber(ARGV[3])
+local rpm = tonumber(ARGV[4]); local tpm = tonumber(ARGV[5]); local tokens = tonumber(ARGV[6])
+local cur = math.floor(now / size)
+local first = math.floor((now - window) / size)
+local fields = {}
+for b = first, cur do fields[#fields + 1] = 'r' .. b; fields[#fields + 1] = 't' .. b end
+local vals = redis.call('HMGET', KEYS[1], unpack(fields))
+local r, t = 0, 0
+local oldestR, oldestT = nil, nil
+for i = 1, #vals, 2 do
+  local rv = tonumber(vals[i]) or 0
+  local tv = tonumber(vals[i + 1]) or 0
+  local b = first + (i - 1) / 2
+  if rv > 0 and not oldestR then oldestR = b end
+  if tv > 0 and not oldestT then oldestT = b end
+  r = r + rv; t = t + tv
+end
+if rpm > 0 and r + 1 > rpm then
+  return { 0, math.max(1, (oldestR + 1) * size + window - now) }
+end
+-- A single request larger than the whole budget runs alone rather than never.
+if tpm > 0 and t > 0 and t + tokens > tpm then
+  return { 0, math.max(1, (oldestT + 1) * size + window - now) }
+end
+redis.call('HINCRBY', KEYS[1], 'r' .. cur, 1)
+if tokens > 0 then redis.call('HINCRBY', KEYS[1], 't' .. cur, tokens) end
+for b = first - 3, first - 1 do redis.call('HDEL', KEYS[1], 'r' .. b, 't' .. b) end
+redis.call('PEXPIRE', KEYS[1], window * 2)
+return { 1, cur }

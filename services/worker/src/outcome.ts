@@ -1,0 +1,124 @@
+import { GatewayError } from '@faregate/contracts/errors';
+import type { JobData } from '@faregate/contracts/jobs';
+import { HoldSpent } from './hold-calls.ts';
+
+/**
+ * How an attempt ends, decided from what happened (pure: no I/O, no clock of its own). The attempt
+ * writes what the decision says; the intake that delivered the job carries out `wait` and `retry`.
+ */
+export type Decision =
+  | { kind: 'complete' }
+  /** Another attempt owns the job (it was swept or re-run meanwhile): write nothing of the job's. */
+  | { kind: 'lost' }
+  | { kind: 'cancelled' }
+  /** The pool waits `waitMs`; the job goes back to wait without using an attempt. */
+  | { kind: 'wait'; waitMs: number }
+  /** Again on this provider, after the queue's backoff. */
+  | { kind: 'retry' }
+  /** Hand the job to plan candidate `hop` (fallback.ts), with `attempts` naming every failure so far. */
+  | { kind: 'fallBack'; hop: number; attempts: JobData['attempts'] }
+  | { kind: 'fail'; error: GatewayError };
+
+export interface OutcomeFacts {
+  data: Pick<JobData, 'plan' | 'hop' | 'attempts' | 'deadline'>;
+  /** The attempt's error; absent when the provider answered and the answer is written. */
+  error?: GatewayError;
+  /** A write was refused: another attempt owns the job. */
+  lost?: boolean;
+  /** This attempt may retry on the same provider. */
+  canRetry: boolean;
+  /** A 429 may send the job back to wait rather than end it. */
+  canWait: boolean;
+  /** The attempt streamed content to the caller (a wait would replay it). */
+  wroteContent: boolean;
+  /** The calls the hold covers are used up, this one included (hold-calls.ts). */
+  spent?: HoldSpent;
+  now: number;
+}
+
+/** How long the whole pool pauses after this error (429, or an overload that says how long), else 0. */
+export function poolPauseMs(err: GatewayError): number {
+  const waits =
+    err.retryable &&
+    (err.code === 'rate_limit_exceeded' || (err.code === 'overloaded' && err.retryAfterMs !== undefined));
+  return waits ? (err.retryAfterMs ?? 1_000) : 0;
+}
+
+export function decide(f: OutcomeFacts): Decision {
+  const { data, error: err } = f;
+  if (f.lost) return { kind: 'lost' };
+  if (!err) return { kind: 'complete' };
+  if (err.code === 'cancelled') return { kind: 'cancelled' };
+  const waitMs = poolPauseMs(err);
+  if (waitMs > 0 && f.canWait && !f.wroteContent && !f.spent && f.now + waitMs < data.deadline)
+    return { kind: 'wait', waitMs };
+
+  const pastDeadline = f.now >= data.deadline;
+  const candidate = data.plan[data.hop];
+  const attempts = [
+    ...data.attempts,
+    {
+      provider: candidate?.provider ?? 'unknown',
+      model: candidate?.model ?? 'unknown',
+      code: err.code,
+      message: err.message,
+    },
+  ];
+  const hop = nextHop(data, err);
+  const retry = err.retryable && f.canRetry && !pastDeadline;
+  const fallBack = hop !== undefined && !pastDeadline && canFallBack(err);
+  // Another call would go past what the hold covers: the request fails here instead.
+  const spent = f.spent && (retry || fallBack) ? f.spent : undefined;
+  if (retry && !spent) return { kind: 'retry' };
+  if (hop !== undefined && fallBack && !spent) return { kind: 'fallBack', hop, attempts };
+  const error =
+    spent ?? (err instanceof HoldSpent ? err : attempts.length > 1 ? summarize(err, attempts) : err);
+  return { kind: 'fail', error };
+}
+
+/** The next plan candidate; a context-length failure skips candidates whose window is no bigger. */
+export function nextHop(data: Pick<JobData, 'plan' | 'hop'>, err: GatewayError): number | undefined {
+  let hop = data.hop + 1;
+  if (err.code === 'context_length_exceeded') {
+    const have = data.plan[data.hop]?.contextWindow ?? 0;
+    while (hop < data.plan.length && (data.plan[hop]?.contextWindow ?? Number.POSITIVE_INFINITY) <= have)
+      hop++;
+  }
+  return hop < data.plan.length ? hop : undefined;
+}
+
+/** Errors another provider might not have. Invalid requests would fail anywhere; a context-length error may fit a bigger window. */
+function canFallBack(err: GatewayError): boolean {
+  return (
+    err.retryable ||
+    err.code === 'context_length_exceeded' ||
+    err.code === 'model_not_found' ||
+    err.code === 'upstream_auth_error' ||
+    // Rate limited past the job's patience, or the provider's quota is spent: another provider may have room.
+    err.code === 'rate_limit_exceeded' ||
+    err.code === 'provider_unavailable'
+  );
+}
+
+function summarize(last: GatewayError, attempts: JobData['attempts']): GatewayError {
+  const list = attempts.map((a) => `${a.provider}/${a.model}: ${a.code} (${a.message})`).join('; ');
+  return new GatewayError({
+    code: last.code,
+    message: `All ${attempts.length} route candidates failed: ${list}`,
+    retryable: last.retryable,
+    param: last.param,
+    retryAfterMs: last.retryAfterMs,
+  });
+}
+
+export function toGatewayError(e: unknown): GatewayError {
+  if (e instanceof GatewayError) return e;
+  if (e instanceof Error && e.name === 'AbortError')
+    return new GatewayError({ code: 'cancelled', message: 'cancelled' });
+  return new GatewayError({ code: 'internal_error', message: 'internal error', retryable: true, cause: e });
+}
+
+/** Failures that say the provider is unwell (not the request, not a rate limit). */
+export const isProviderFailure = (e: GatewayError): boolean =>
+  !(e instanceof HoldSpent) &&
+  (e.code === 'upstream_error' || e.code === 'upstream_timeout' || e.code === 'overloaded');
