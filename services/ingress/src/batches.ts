@@ -1,5 +1,6 @@
 import { GatewayError } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
+import { readJobStates } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { parseChatRequest, submitChat } from './submit.ts';
@@ -94,11 +95,10 @@ export async function ownedBatch(
   return { created: Number(meta.created), jobs };
 }
 
-/** Each member job's state, and the counts by state. */
+/** Each member job's state ('rejected' for a refused request, 'expired' once its record is gone), and the counts by state. */
 export async function batchStatus(deps: IngressDeps, jobs: string[]) {
-  const p = deps.redis.pipeline();
-  for (const j of jobs) if (j) p.hget(deps.keys.meta(j), 'state');
-  const res = (await p.exec()) ?? [];
+  const members = jobs.filter(Boolean);
+  const found = await readJobStates(deps.redis, deps.keys, members);
   const counts: Record<string, number> & { queued: number; running: number } = {
     queued: 0,
     running: 0,
@@ -108,11 +108,7 @@ export async function batchStatus(deps: IngressDeps, jobs: string[]) {
     rejected: 0,
   };
   let k = 0;
-  const states = jobs.map((j) => {
-    if (!j) return 'rejected';
-    const s = (res[k++]?.[1] as string | null) ?? 'expired';
-    return s;
-  });
+  const states = jobs.map((j) => (j ? (found[k++] ?? 'expired') : 'rejected'));
   for (const s of states) counts[s] = (counts[s] ?? 0) + 1;
   return { states, counts };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { envBool, parseEnv } from '@faregate/contracts/env';
+import { sharedTimings } from '@faregate/contracts/timings';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 const bool = envBool;
@@ -20,16 +21,10 @@ export const IngressConfig = z.object({
   BODY_LIMIT_BYTES: int(8 * 1024 * 1024),
   /** How long a request may take in total before it fails (queueing, retries, fallbacks). */
   REQUEST_TIMEOUT_MS: int(600_000),
-  /** Streams of async jobs and their results are kept this long. */
-  STREAM_TTL_SECONDS: int(86_400),
-  SYNC_TTL_SECONDS: int(300),
+  /** STREAM_TTL_SECONDS, SYNC_TTL_SECONDS, FAST_LANE_GRACE_MS: the workers read the same variables. */
+  ...sharedTimings,
   /** Stop generation (and bill what was generated) when an HTTP caller disconnects. */
   CANCEL_ON_DISCONNECT: bool(true),
-  /**
-   * How long an interactive request handed to a pool's fast lane waits for a free worker before it
-   * goes to the pool's BullMQ queue (the workers read the same variable).
-   */
-  FAST_LANE_GRACE_MS: int(300),
   /**
    * Provider calls that produce tokens one request's budget hold covers: the ingress holds this many
    * times the most one call may cost, and the worker makes no further call once this many have

@@ -1,7 +1,9 @@
 import { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
+import type { JobMeta } from '@faregate/contracts/job-control';
 import type { JobData } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
+import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
@@ -163,24 +165,17 @@ export async function submitChat(
 
 /** Asks whichever worker runs the job to stop; a job not yet started is ended when picked up. */
 export async function cancelJob(deps: IngressDeps, jobId: string): Promise<void> {
-  const meta = deps.keys.meta(jobId);
-  await deps.redis
-    .multi()
-    .hset(meta, 'cancel', '1')
-    // The record may not exist yet (a request not picked up): never leave a key without expiry.
-    .pexpire(meta, deps.config.STREAM_TTL_SECONDS * 1000)
-    .publish(deps.keys.cancel, jobId)
-    .exec();
+  await requestCancel(deps.redis, deps.keys, jobId, deps.config.STREAM_TTL_SECONDS * 1000);
 }
 
-/** The job's meta if it belongs to this account; otherwise it does not exist (no 403: ids stay unenumerable). */
+/** The job's record if it belongs to this account; otherwise it does not exist (no 403: ids stay unenumerable). */
 export async function ownedJob(
   deps: IngressDeps,
   principal: Principal,
   jobId: string,
-): Promise<Record<string, string> | undefined> {
+): Promise<JobMeta | undefined> {
   if (!/^req_[A-Za-z0-9_-]{10,64}$/.test(jobId)) return undefined;
-  const meta = await deps.redis.hgetall(deps.keys.meta(jobId));
-  if (!meta.account || meta.account !== principal.accountId) return undefined;
+  const meta = await readJobMeta(deps.redis, deps.keys, jobId);
+  if (!meta?.account || meta.account !== principal.accountId) return undefined;
   return meta;
 }

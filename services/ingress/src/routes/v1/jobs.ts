@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
+import { isFinalState, type JobMeta } from '@faregate/contracts/job-control';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';
@@ -11,15 +12,15 @@ const notFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
 
 /** The public job object: status, and the result (same shape as the HTTP response) or the error. */
-async function jobView(deps: IngressDeps, id: string, meta: Record<string, string>) {
+async function jobView(deps: IngressDeps, id: string, meta: JobMeta) {
   const view: Record<string, unknown> = {
     id,
     object: 'job',
     status: meta.state ?? 'queued',
     model: meta.model,
-    created_at: Math.floor(Number(meta.created) / 1000),
+    created_at: meta.created === undefined ? null : Math.floor(meta.created / 1000),
   };
-  if (meta.state === 'completed' || meta.state === 'failed' || meta.state === 'cancelled') {
+  if (isFinalState(meta.state)) {
     const last = await deps.store.last(id);
     if (last) {
       const f = parseFrame(last);
@@ -118,8 +119,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', async (req) => {
     const meta = await ownedJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
-    if (meta.state !== 'completed' && meta.state !== 'failed' && meta.state !== 'cancelled')
-      await cancelJob(deps, req.params.id);
+    if (!isFinalState(meta.state)) await cancelJob(deps, req.params.id);
     return {
       id: req.params.id,
       object: 'job',
