@@ -1,0 +1,77 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testRedis } from '@faregate/testing/env';
+import { makeKeys } from '@faregate/queue/keys';
+import { createRedis } from '@faregate/queue/redis';
+import { PoolLimiter } from './limiter.ts';
+
+const { url, prefix } = testRedis();
+const keys = makeKeys(prefix);
+let redis: Redis;
+let n = 0;
+const pool = () => `lim${++n}`;
+beforeAll(() => {
+  redis = createRedis(url);
+});
+afterAll(() => redis.disconnect());
+
+describe('PoolLimiter', () => {
+  it('admits up to the RPM across processes sharing the window, then says how long to wait', async () => {
+    const p = pool();
+    const settings = { rpm: 3, windowMs: 10_000, guardMs: 0 };
+    const a = new PoolLimiter(redis, keys, p, 1, settings);
+    const b = new PoolLimiter(redis, keys, p, 1, settings);
+    const r = [await a.acquire(0), await b.acquire(0), await a.acquire(0), await b.acquire(0)];
+    expect(r.map((x) => x.ok)).toEqual([true, true, true, false]);
+    const last = r[3];
+    if (last && !last.ok) {
+      expect(last.waitMs).toBeGreaterThan(0);
+      expect(last.waitMs).toBeLessThanOrEqual(10_000 + 10_000 / 60);
+    }
+  });
+
+  it('rotates provider keys, each with its own window', async () => {
+    const l = new PoolLimiter(redis, keys, pool(), 2, { rpm: 1, windowMs: 10_000, guardMs: 0 });
+    const r = [await l.acquire(0), await l.acquire(0), await l.acquire(0)];
+    expect(r.map((x) => (x.ok ? x.keyIndex : -1))).toEqual([0, 1, -1]);
+  });
+
+  it('a pause learned by one process stops shared admission at once and local admission after a refresh', async () => {
+    const p = pool();
+    const a = new PoolLimiter(redis, keys, p, 1, { windowMs: 10_000 });
+    const b = new PoolLimiter(redis, keys, p, 1, { rpm: 100, windowMs: 10_000 });
+    const c = new PoolLimiter(redis, keys, p, 1, { windowMs: 10_000 });
+    expect(c.admitLocal().ok).toBe(true);
+    expect(await a.learn(0, { remainingRequests: 0, resetRequestsMs: 5_000 })).toBe(5_000);
+    // The process that learned it knows at once, without a round trip.
+    const own = a.admitLocal();
+    expect(own.ok).toBe(false);
+    if (!own.ok) expect(own.waitMs).toBeGreaterThan(4_000);
+    const shared = await b.acquire(0);
+    expect(shared.ok).toBe(false);
+    // Another process learns it from its periodic refresh.
+    expect(c.admitLocal().ok).toBe(true);
+    await c.refreshPauses();
+    expect(c.admitLocal().ok).toBe(false);
+  });
+
+  it('never shortens a longer pause; a paused key is skipped for one that is free', async () => {
+    const p = pool();
+    const l = new PoolLimiter(redis, keys, p, 2, { windowMs: 10_000 });
+    await l.pause(0, 5_000);
+    await l.pause(0, 100);
+    expect(await redis.pttl(keys.ratePause(p, 0))).toBeGreaterThan(4_000);
+    const picks = [l.admitLocal(), l.admitLocal()];
+    expect(picks.map((x) => (x.ok ? x.keyIndex : -1))).toEqual([1, 1]);
+  });
+
+  it('settle corrects the token estimate with the actual usage', async () => {
+    const p = pool();
+    const l = new PoolLimiter(redis, keys, p, 1, { tpm: 1_000, windowMs: 10_000, guardMs: 0 });
+    const a = await l.acquire(900);
+    expect(a.ok).toBe(true);
+    expect((await l.acquire(200)).ok).toBe(false);
+    if (a.ok) await l.settle(a, 100);
+    expect((await l.acquire(200)).ok).toBe(true);
+  });
+});

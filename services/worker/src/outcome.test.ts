@@ -1,0 +1,96 @@
+import { type ErrorCode, GatewayError } from '@faregate/contracts/errors';
+import { describe, expect, it } from 'vitest';
+import { HoldSpent } from './hold-calls.ts';
+import { decide, nextHop, type OutcomeFacts } from './outcome.ts';
+
+const now = 1_000_000;
+const data: OutcomeFacts['data'] = {
+  plan: [
+    { provider: 'openai', model: 'a', contextWindow: 8_000 },
+    { provider: 'anthropic', model: 'b', contextWindow: 8_000 },
+    { provider: 'gemini', model: 'c', contextWindow: 1_000_000 },
+  ],
+  hop: 0,
+  attempts: [],
+  deadline: now + 60_000,
+};
+const facts = (f: Partial<OutcomeFacts>): OutcomeFacts => ({
+  data,
+  canRetry: true,
+  canWait: true,
+  wroteContent: false,
+  now,
+  ...f,
+});
+const err = (code: ErrorCode, o: { retryable?: boolean; retryAfterMs?: number } = {}) =>
+  new GatewayError({ code, message: code, ...o });
+
+describe('outcome.decide', () => {
+  it('no error completes; a lost job is lost whatever the error; a cancel is a cancel', () => {
+    expect(decide(facts({}))).toEqual({ kind: 'complete' });
+    expect(decide(facts({ lost: true, error: err('upstream_error', { retryable: true }) }))).toEqual({
+      kind: 'lost',
+    });
+    expect(decide(facts({ error: err('cancelled') }))).toEqual({ kind: 'cancelled' });
+  });
+
+  it('a 429 with retry-after waits without using an attempt, unless content was streamed, the hold is spent, or the deadline is nearer', () => {
+    const e429 = err('rate_limit_exceeded', { retryable: true, retryAfterMs: 400 });
+    expect(decide(facts({ error: e429 }))).toEqual({ kind: 'wait', waitMs: 400 });
+    expect(decide(facts({ error: err('rate_limit_exceeded', { retryable: true }) }))).toEqual({
+      kind: 'wait',
+      waitMs: 1_000,
+    });
+    expect(decide(facts({ error: e429, wroteContent: true })).kind).toBe('retry');
+    expect(decide(facts({ error: e429, canWait: false })).kind).toBe('retry');
+    expect(decide(facts({ error: e429, data: { ...data, deadline: now + 300 } })).kind).toBe('retry');
+    // An overload only waits when it says how long.
+    expect(decide(facts({ error: err('overloaded', { retryable: true }) })).kind).toBe('retry');
+    expect(decide(facts({ error: err('overloaded', { retryable: true, retryAfterMs: 50 }) }))).toEqual({
+      kind: 'wait',
+      waitMs: 50,
+    });
+  });
+
+  it('a retryable error retries while attempts remain, then falls back naming the failure', () => {
+    const e = err('upstream_error', { retryable: true });
+    expect(decide(facts({ error: e }))).toEqual({ kind: 'retry' });
+    expect(decide(facts({ error: e, canRetry: false }))).toEqual({
+      kind: 'fallBack',
+      hop: 1,
+      attempts: [{ provider: 'openai', model: 'a', code: 'upstream_error', message: 'upstream_error' }],
+    });
+  });
+
+  it('the last candidate fails, with every attempt named; a non-retryable request error fails at once', () => {
+    const last = { ...data, hop: 2, attempts: [{ provider: 'openai', model: 'a', code: 'x', message: 'm' }] };
+    const d = decide(
+      facts({ data: last, error: err('upstream_error', { retryable: true }), canRetry: false }),
+    );
+    expect(d.kind).toBe('fail');
+    if (d.kind === 'fail') expect(d.error.message).toContain('All 2 route candidates failed');
+    const bad = decide(facts({ error: err('invalid_request_error') }));
+    expect(bad).toEqual({ kind: 'fail', error: err('invalid_request_error') });
+  });
+
+  it('past the deadline neither retries nor falls back', () => {
+    const d = decide(facts({ error: err('upstream_error', { retryable: true }), now: data.deadline }));
+    expect(d.kind).toBe('fail');
+  });
+
+  it('a spent hold fails instead of retrying or falling back', () => {
+    const spent = new HoldSpent({ code: 'upstream_error', message: 'spent', retryable: false });
+    const d = decide(facts({ error: err('upstream_error', { retryable: true }), spent }));
+    expect(d).toEqual({ kind: 'fail', error: spent });
+  });
+
+  it('a context-length failure falls back only to a bigger window', () => {
+    expect(nextHop(data, err('context_length_exceeded'))).toBe(2);
+    expect(nextHop(data, err('upstream_error'))).toBe(1);
+    expect(nextHop({ ...data, hop: 2 }, err('upstream_error'))).toBeUndefined();
+    expect(decide(facts({ error: err('context_length_exceeded') }))).toMatchObject({
+      kind: 'fallBack',
+      hop: 2,
+    });
+  });
+});
