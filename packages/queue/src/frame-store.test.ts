@@ -216,3 +216,18 @@ describe('followJob', () => {
     sub2.disconnect();
   });
 });
+
+describe('hold-call count', () => {
+  it('is pushed by the write that carries the usage event, and not by a write that is refused', async () => {
+    const id = jobId();
+    await store.claim(id, 'a', 60_000, REC);
+    const call = { line: 'openai/m (hop 0, attempt 1): upstream_error (x)', keepMs: 60_000 };
+    await expect(
+      store.append(id, [], { owner: 'zombie', ttlMs: 60_000, usage: { id: 'u0' }, call }),
+    ).rejects.toThrow(/NOTOWNER/);
+    expect(await redis.lrange(keys.holdCalls(id), 0, -1)).toEqual([]);
+    await store.append(id, [], { owner: 'a', ttlMs: 60_000, usage: { id: 'u1' }, call });
+    expect(await redis.lrange(keys.holdCalls(id), 0, -1)).toEqual([call.line]);
+    expect(await redis.pttl(keys.holdCalls(id))).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,155 @@
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { zeroUsage } from '@faregate/contracts/chat';
+import type { JobData } from '@faregate/contracts/jobs';
+import { UsageEvent } from '@faregate/contracts/usage';
+import type { callProvider } from '@faregate/providers/call';
+import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
+import { testRedis } from '@faregate/testing/env';
+import { FrameStore } from '@faregate/queue/frame-store';
+import { makeKeys } from '@faregate/queue/keys';
+import { ProviderQueues } from '@faregate/queue/queues';
+import { createRedis } from '@faregate/queue/redis';
+import { runAttempt, type AttemptInput } from './attempt.ts';
+import { CancelRegistry } from './cancel.ts';
+import { WorkerConfig } from './config.ts';
+import type { WorkerDeps } from './deps.ts';
+import { RUN_LOST } from './intake/lane.ts';
+import { CircuitBreaker } from './limits/circuit.ts';
+import { PoolLimiter } from './limits/limiter.ts';
+import { createWorkerMetrics } from './metrics.ts';
+
+const { url, prefix } = testRedis();
+const keys = makeKeys(prefix);
+let redis: Redis;
+let queues: ProviderQueues;
+let n = 0;
+
+beforeAll(() => {
+  redis = createRedis(url);
+  queues = new ProviderQueues(redis, keys);
+});
+afterAll(async () => {
+  await queues.close();
+  redis.disconnect();
+});
+
+/** Deps against real Redis, with the provider call injected. */
+function depsWith(call: typeof callProvider): WorkerDeps {
+  const config = WorkerConfig.parse({ WORKER_PROVIDER: 'openai', REDIS_PREFIX: prefix });
+  const providerConfig = providersFromEnv({ FAKE_PROVIDER_URL: 'http://127.0.0.1:9' }).find(
+    (p) => p.id === 'openai',
+  );
+  if (!providerConfig) throw new Error('no openai config');
+  const limits = { attempts: 3 };
+  return {
+    config,
+    log: pino({ level: 'silent' }),
+    redis,
+    keys,
+    store: new FrameStore(redis, keys),
+    queues,
+    provider: { config: providerConfig, adapter: adapterForConfig(providerConfig), key: () => undefined },
+    call,
+    cancels: new CancelRegistry(),
+    metrics: createWorkerMetrics('openai'),
+    queue: queues.get('openai'),
+    limiter: new PoolLimiter(redis, keys, 'openai', 1, { windowMs: 60_000 }),
+    circuit: new CircuitBreaker(redis, keys, `openai-${prefix}`, {
+      windowMs: 10_000,
+      minSamples: 100,
+      failureRatio: 0.5,
+      openMs: 1_000,
+    }),
+    limits,
+  };
+}
+
+const job = (over: Partial<JobData> = {}): JobData => ({
+  v: 1,
+  id: `req_att${prefix}${++n}`,
+  account: 'acct',
+  key: 'key',
+  request: { model: 'm', messages: [{ role: 'user', content: 'Tell me a story.' }] },
+  requestedModel: 'm',
+  plan: [{ provider: 'openai', model: 'gpt-4o-mini' }],
+  hop: 0,
+  deltas: true,
+  created: Date.now(),
+  deadline: Date.now() + 60_000,
+  replyTo: `${prefix}:reply:test`,
+  attempts: [],
+  ...over,
+});
+
+const input = (data: JobData, over: Partial<AttemptInput> = {}): AttemptInput => ({
+  data,
+  attempt: 1,
+  canRetry: true,
+  canWaitOnRateLimit: true,
+  restart: false,
+  speculative: true,
+  keyIndex: 0,
+  workerId: 'w',
+  ...over,
+});
+
+async function usageOf(requestId: string): Promise<UsageEvent[]> {
+  const entries = await redis.xrange(keys.usage, '-', '+');
+  return entries
+    .map(([, f]) => UsageEvent.parse(JSON.parse(f[1] ?? '')))
+    .filter((e) => e.requestId === requestId);
+}
+
+describe('attempt: what a call produced is billed', () => {
+  it('a lane run that loses its job mid-stream writes none of its frames but bills its tokens, counted against the hold', async () => {
+    const lost = new AbortController();
+    const data = job();
+    const deps = depsWith(async (args) => {
+      args.onEvent?.({ type: 'text', text: 'Once upon a time there was a gateway' });
+      // The sweep moved the job to BullMQ: the run learns it and stops.
+      lost.abort(RUN_LOST);
+      await new Promise((_, reject) => {
+        if (args.signal?.aborted) reject(args.signal.reason);
+        args.signal?.addEventListener('abort', () => reject(args.signal?.reason), { once: true });
+      });
+      throw new Error('unreachable');
+    });
+    // Another attempt owns the job (the BullMQ restart claimed it).
+    await deps.store.claim(data.id, 'other', 60_000, { account: 'acct', model: 'm', created: 0 });
+    const out = await runAttempt(deps, input(data, { signal: lost.signal }));
+    expect(out).toEqual({ status: 'already_done' });
+    const events = await usageOf(data.id);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ outcome: 'failed', final: false, estimated: true, attempt: 1 });
+    expect(events[0]?.outputTokens).toBeGreaterThan(0);
+    expect(await redis.lrange(keys.holdCalls(data.id), 0, -1)).toHaveLength(1);
+    // None of its frames: the owner's stream is the owner's.
+    expect(await deps.store.read(data.id, 0)).toEqual([]);
+  });
+
+  it('a successful stream whose provider reports no usage bills the estimate, like a broken stream', async () => {
+    const data = job();
+    const text = 'The quick brown fox jumps over the lazy dog';
+    const deps = depsWith(async (args) => {
+      args.onEvent?.({ type: 'text', text });
+      return {
+        completion: {
+          model: 'gpt-4o-mini',
+          content: text,
+          toolCalls: [],
+          finishReason: 'stop',
+          usage: zeroUsage(),
+        },
+        rateLimits: {},
+        status: 200,
+      };
+    });
+    expect(await runAttempt(deps, input(data))).toEqual({ status: 'completed' });
+    const [event] = await usageOf(data.id);
+    expect(event).toMatchObject({ outcome: 'success', final: true, estimated: true });
+    expect(event?.inputTokens).toBeGreaterThan(0);
+    expect(event?.outputTokens).toBeGreaterThanOrEqual(9);
+  });
+});
