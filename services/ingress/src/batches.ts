@@ -41,12 +41,7 @@ export async function submitBatch(
     for (let i = next++; i < requests.length; i = next++) {
       try {
         const body = parseChatRequest(requests[i]);
-        const data = await submitChat(
-          deps,
-          principal,
-          { ...body, stream: false },
-          { deltas: true, accepted: true },
-        );
+        const data = await submitChat(deps, principal, body, 'async');
         entries[i] = { index: i, id: data.id };
       } catch (e) {
         const ge =

@@ -8,6 +8,8 @@ import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
 import { fromZod } from './plugins/errors.ts';
+import { type FollowHandle, followJob } from '@faregate/queue/follow';
+import { FrameQueue } from '@faregate/queue/frame-queue';
 
 /** Validates a chat body, with OpenAI-style messages for the common mistakes. */
 export function parseChatRequest(body: unknown): ChatRequest {
@@ -37,36 +39,61 @@ export function parseChatRequest(body: unknown): ChatRequest {
   return r.data;
 }
 
-export interface SubmitOptions {
-  /** Emit delta frames and keep the long replay window (streaming callers and async jobs). */
-  deltas: boolean;
-  /** Record an `accepted` frame first (async jobs and WS submits: subscribers see it). */
-  accepted: boolean;
-  /** Runs alongside admission, before the job is queued (subscribe to its frames here). */
-  prepare?: (id: string) => Promise<void>;
-  /** Admission failed after `prepare` ran: undo what it set up. */
-  onRefused?: () => void;
-  /** Frames also go to this process's reply channel (the caller waits here, over HTTP). */
-  reply?: boolean;
-  /**
-   * Someone waits on this request now (an HTTP caller, a WS submit): it may take its pool's fast
-   * lane. Async jobs and batches always queue on BullMQ.
-   */
-  interactive?: boolean;
-  /** Runs once the request is admitted, right before it is queued. */
-  beforeEnqueue?: (id: string) => Promise<void>;
+/**
+ * How the caller takes the answer, which decides everything else about a submission:
+ * - `sync`: an HTTP caller waiting for the whole answer: no delta frames, the short frame TTL;
+ * - `stream`: an HTTP caller reading SSE: delta frames, the long replay window;
+ * - both follow the job's frames on this process's reply channel from before it is queued (the
+ *   returned `FollowedJob`), and may take the pool's fast lane;
+ * - `async`: `POST /v1/jobs` and batch members: an `accepted` frame records the job with its first
+ *   frame (it is looked up right after the 202), always queued on BullMQ;
+ * - `ws`: a WebSocket submit: like `async`, and may take the fast lane (the socket waits on it).
+ */
+export type SubmitMode = 'sync' | 'stream' | 'async' | 'ws';
+
+const MODES: Record<
+  SubmitMode,
+  { deltas: boolean; accepted: boolean; follow: boolean; interactive: boolean }
+> = {
+  sync: { deltas: false, accepted: false, follow: true, interactive: true },
+  stream: { deltas: true, accepted: false, follow: true, interactive: true },
+  async: { deltas: true, accepted: true, follow: false, interactive: false },
+  ws: { deltas: true, accepted: true, follow: false, interactive: true },
+};
+
+/** A job submitted by a caller that waits on it here: its frames, from seq 1. */
+export interface FollowedJob {
+  data: JobData;
+  frames: FrameQueue;
+  /** Stops following (idempotent). */
+  close(): void;
 }
 
 /**
  * Admission and enqueue: model routing, model permission, the budget hold, the job record, and
- * exactly one BullMQ job. Nothing is queued unless every check passed.
+ * exactly one BullMQ job (or fast-lane entry). Nothing is queued unless every check passed.
  */
 export async function submitChat(
   deps: IngressDeps,
   principal: Principal,
   request: ChatRequest,
-  opts: SubmitOptions,
-): Promise<JobData> {
+  mode: 'sync' | 'stream',
+): Promise<FollowedJob>;
+export async function submitChat(
+  deps: IngressDeps,
+  principal: Principal,
+  request: ChatRequest,
+  mode: 'async' | 'ws',
+): Promise<JobData>;
+export async function submitChat(
+  deps: IngressDeps,
+  principal: Principal,
+  request: ChatRequest,
+  mode: SubmitMode,
+): Promise<FollowedJob | JobData> {
+  const m = MODES[mode];
+  // Answered as a job, never as an SSE stream.
+  if (m.accepted) request = { ...request, stream: false };
   requireScope(principal, 'chat');
   const route = deps.router.plan(request);
   if (principal.allowedModels) {
@@ -102,17 +129,23 @@ export async function submitChat(
     requestedModel: request.model,
     plan: route.plan,
     hop: 0,
-    deltas: opts.deltas,
+    deltas: m.deltas,
     created: now,
     deadline,
-    ...(opts.reply && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
+    ...(m.follow && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
     holdCalls,
     attempts: [],
   };
-  const ttlMs = (opts.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+  const ttlMs = (m.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
   // Admission (budget) and the caller's subscription are independent: run them together. Nothing is
   // recorded or queued unless both succeeded.
-  const [hold, prepared] = await Promise.allSettled([
+  const frames = m.follow ? new FrameQueue() : undefined;
+  let follow: FollowHandle | undefined;
+  const stopFollowing = () => {
+    follow?.close();
+    frames?.close();
+  };
+  const [hold, followed] = await Promise.allSettled([
     deps.budget.admit({
       requestId: id,
       accountId: principal.accountId,
@@ -120,14 +153,18 @@ export async function submitChat(
       micros: holdMicros,
       deadline,
     }),
-    (async () => opts.prepare?.(id))(),
+    (async () => {
+      // The job is not queued yet: no backlog to read; its frames come on our reply channel.
+      if (frames)
+        follow = await followJob(deps.hub, deps.store, id, 0, frames.push, { fresh: true, reply: true });
+    })(),
   ]);
   if (hold.status === 'rejected') {
-    opts.onRefused?.();
+    stopFollowing();
     throw hold.reason;
   }
   if (!hold.value.ok) {
-    opts.onRefused?.();
+    stopFollowing();
     throw new GatewayError({
       code: 'insufficient_quota',
       message:
@@ -139,8 +176,8 @@ export async function submitChat(
   const reservation = hold.value.reservation;
   if (reservation.leased) data.hold = reservation.hold;
   try {
-    if (prepared.status === 'rejected') throw prepared.reason;
-    if (opts.accepted) {
+    if (followed.status === 'rejected') throw followed.reason;
+    if (m.accepted) {
       const created = Math.floor(now / 1000);
       // Async jobs are looked up (GET, subscribe) right after the 202: the record goes with the
       // first frame. A request answered over HTTP is recorded by its first attempt instead.
@@ -151,16 +188,16 @@ export async function submitChat(
         record: { account: principal.accountId, model: request.model, created: now },
       });
     }
-    await opts.beforeEnqueue?.(id);
-    const lane = opts.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
+    const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
     else await deps.queues.add(data);
   } catch (e) {
-    opts.onRefused?.();
+    stopFollowing();
     await deps.budget.release(reservation).catch(() => {});
     throw e;
   }
-  return data;
+  if (!frames) return data;
+  return { data, frames, close: stopFollowing };
 }
 
 /** Asks whichever worker runs the job to stop; a job not yet started is ended when picked up. */

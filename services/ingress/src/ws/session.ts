@@ -127,30 +127,19 @@ export class StreamSession {
       case 'submit': {
         const r = ChatRequest.safeParse(msg.request);
         if (!r.success) throw fromZod(r.error, 'request');
-        await submitChat(
-          this.#deps,
-          this.#principal,
-          { ...r.data, stream: false },
-          {
-            deltas: true,
-            accepted: true,
-            interactive: true,
-            beforeEnqueue: async (id) => {
-              this.#reply({ type: 'ack', op: 'submit', job: id, ...tag });
-              this.#direct++;
-              // The job need not wait for the subscription: the follower subscribes, then reads
-              // the stream from seq 0, so it delivers every frame whenever it starts.
-              void this.#follow(id, 0, () => this.#direct--).catch((e: unknown) => {
-                this.#direct--;
-                const ge =
-                  e instanceof GatewayError
-                    ? e
-                    : new GatewayError({ code: 'internal_error', message: 'could not follow the job' });
-                this.#reply({ type: 'nack', op: 'subscribe', job: id, ...tag, error: ge.toBody().error });
-              });
-            },
-          },
-        );
+        const { id } = await submitChat(this.#deps, this.#principal, r.data, 'ws');
+        this.#reply({ type: 'ack', op: 'submit', job: id, ...tag });
+        this.#direct++;
+        // The follower subscribes, then reads the stream from seq 0: it delivers every frame,
+        // including those the job wrote before the follower started.
+        void this.#follow(id, 0, () => this.#direct--).catch((e: unknown) => {
+          this.#direct--;
+          const ge =
+            e instanceof GatewayError
+              ? e
+              : new GatewayError({ code: 'internal_error', message: 'could not follow the job' });
+          this.#reply({ type: 'nack', op: 'subscribe', job: id, ...tag, error: ge.toBody().error });
+        });
         return;
       }
     }

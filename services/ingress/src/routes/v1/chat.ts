@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
-import { followJob, type FollowHandle } from '@faregate/queue/follow';
+import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
@@ -47,19 +47,9 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
 export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   app.post('/v1/chat/completions', async (req, reply) => {
     const body = parseChatRequest(req.body);
-    const queue = new FrameQueue();
-    let follow: FollowHandle | undefined;
     const stream = body.stream === true;
-    const data = await submitChat(deps, principalOf(req), body, {
-      deltas: stream,
-      accepted: false,
-      reply: true,
-      interactive: true,
-      prepare: async (id) => {
-        follow = await followJob(deps.hub, deps.store, id, 0, queue.push, { fresh: true, reply: true });
-      },
-      onRefused: () => follow?.close(),
-    });
+    const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync');
+    const { data, frames } = job;
     reply.header('x-request-id', data.id);
     // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
     const keep = req.idempotency !== undefined;
@@ -82,12 +72,11 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     // Gone while it was being admitted: 'close' has already fired.
     if (reply.raw.destroyed) onClose();
     try {
-      if (!stream) return await waitForResult(reply, queue, done.signal);
-      return await relaySse(reply, body, data.id, data.created, queue, done.signal, cancel);
+      if (!stream) return await waitForResult(reply, frames, done.signal);
+      return await relaySse(reply, body, data.id, data.created, frames, done.signal, cancel);
     } finally {
       clearTimeout(timer);
-      follow?.close();
-      queue.close();
+      job.close();
       reply.raw.off('close', onClose);
       if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
     }

@@ -60,12 +60,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         });
     }
     const body = parseChatRequest(req.body);
-    const data = await submitChat(
-      deps,
-      principalOf(req),
-      { ...body, stream: false },
-      { deltas: true, accepted: true },
-    );
+    const data = await submitChat(deps, principalOf(req), body, 'async');
     await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
     return reply
       .code(202)
