@@ -6,16 +6,7 @@ import { followJob } from './follow.ts';
 import { makeKeys } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
 import { createRedis } from './redis.ts';
-import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
-/** A complete chat.completion (the done frame's result), for tests that only need one to exist. */
-const completion = (id = 'req_x') =>
-  toChatCompletion(id, 'm', 0, {
-    model: 'm',
-    content: '',
-    toolCalls: [],
-    finishReason: 'stop',
-    usage: zeroUsage(),
-  });
+import { sampleCompletion as completion } from '@faregate/testing/completion';
 
 const REC = { account: 'acct_test', model: 'm', created: 0 };
 

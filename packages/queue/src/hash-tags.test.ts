@@ -6,16 +6,7 @@ import { FastLane } from './fast-lane.ts';
 import { FrameStore } from './frame-store.ts';
 import { makeKeys } from './keys.ts';
 import { createRedis } from './redis.ts';
-import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
-/** A complete chat.completion (the done frame's result), for tests that only need one to exist. */
-const completion = (id = 'req_x') =>
-  toChatCompletion(id, 'm', 0, {
-    model: 'm',
-    content: '',
-    toolCalls: [],
-    finishReason: 'stop',
-    usage: zeroUsage(),
-  });
+import { sampleCompletion as completion } from '@faregate/testing/completion';
 
 /**
  * DESIGN.md, "Cluster-safe keys": every key a script touches together shares a hash tag. This runs

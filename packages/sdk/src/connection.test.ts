@@ -6,16 +6,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { StreamConnection } from './connection.ts';
 import { FaregateError } from './errors.ts';
 import type { WebSocketConstructor } from './types.ts';
-import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
-/** A complete chat.completion (the done frame's result), for tests that only need one to exist. */
-const completion = (id = 'req_x') =>
-  toChatCompletion(id, 'm', 0, {
-    model: 'm',
-    content: '',
-    toolCalls: [],
-    finishReason: 'stop',
-    usage: zeroUsage(),
-  });
+import { sampleCompletion as completion } from '@faregate/testing/completion';
 
 /**
  * A stand-in for the gateway's `/v1/stream` (protocol v1) with hooks to misbehave: it serves each
