@@ -40,7 +40,8 @@ export const WorkerConfig = z.object({
   WORKER_STALLED_INTERVAL_MS: int(15_000),
   /**
    * Run the pool's fast lane (packages/queue/src/fast-lane.ts): interactive requests reach an idle
-   * worker with the message that wakes it. Pools with RPM/TPM/max-in-flight limits never run it.
+   * worker with the message that wakes it. Lane jobs are admitted like queued ones (RPM/TPM, learned
+   * pauses); a pool with a max-in-flight limit (BullMQ global concurrency) does not run it.
    */
   FAST_LANE: envBool(true),
   /** How long a fast-lane job waits for a free worker before it goes to the BullMQ queue. */
