@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
 import { GatewayError } from '@faregate/contracts/errors';
+import { listenCancels } from '@faregate/queue/job-control';
+import type { Keys } from '@faregate/queue/keys';
 
 /**
  * Cancellation across processes: any ingress publishes a job id on one channel; the worker that
@@ -26,10 +28,8 @@ export class CancelRegistry {
     return this.#running.size;
   }
 
-  async listen(sub: Redis, channel: string): Promise<void> {
-    sub.on('message', (ch: string, jobId: string) => {
-      if (ch === channel) this.cancel(jobId);
-    });
-    await sub.subscribe(channel);
+  /** Follows the cancel channel (the job-control protocol) on a subscriber connection. */
+  async listen(sub: Redis, keys: Keys): Promise<void> {
+    await listenCancels(sub, keys, (jobId) => this.cancel(jobId));
   }
 }

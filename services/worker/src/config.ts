@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { envBool, parseEnv } from '@faregate/contracts/env';
+import { sharedTimings } from '@faregate/contracts/timings';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 
@@ -11,10 +12,8 @@ export const WorkerConfig = z.object({
   WORKER_CONCURRENCY: int(64),
   /** Attempts per provider before falling back to the next candidate. */
   WORKER_ATTEMPTS: int(3),
-  /** Replay window for streamed / async jobs (frames and results). */
-  STREAM_TTL_SECONDS: int(86_400),
-  /** How long a non-streaming call's frames live (the caller is waiting on them live). */
-  SYNC_TTL_SECONDS: int(300),
+  /** STREAM_TTL_SECONDS, SYNC_TTL_SECONDS, FAST_LANE_GRACE_MS: the ingress reads the same variables. */
+  ...sharedTimings,
   DISCOVERY_INTERVAL_MS: int(60_000),
   /** Routing/limits file (see faregate.config.json); env limits below override it. */
   FAREGATE_CONFIG: z.string().optional(),
@@ -44,8 +43,6 @@ export const WorkerConfig = z.object({
    * pauses); a pool with a max-in-flight limit (BullMQ global concurrency) does not run it.
    */
   FAST_LANE: envBool(true),
-  /** How long a fast-lane job waits for a free worker before it goes to the BullMQ queue. */
-  FAST_LANE_GRACE_MS: int(300),
   LOG_LEVEL: z.string().default('info'),
 });
 export type WorkerConfig = z.infer<typeof WorkerConfig>;

@@ -154,7 +154,7 @@ export async function createWorkerService(
         'reading limits',
       );
       every(PAUSE_REFRESH_MS, () => deps.limiter.refreshPauses(), 'reading pauses');
-      await deps.cancels.listen(sub, keys.cancel);
+      await deps.cancels.listen(sub, keys);
       const discovered = await publishDiscovery(deps);
       log.info({ models: discovered.models.length, source: discovered.source }, 'models discovered');
       every(config.DISCOVERY_INTERVAL_MS, () => publishDiscovery(deps), 'discovery refresh');
