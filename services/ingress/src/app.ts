@@ -3,7 +3,12 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { sql } from 'drizzle-orm';
 import type { IngressDeps } from './deps.ts';
 import { defaultAuth, registerAuth } from './plugins/auth.ts';
-import { clientErrorHandler, frameworkErrors, registerErrorHandling } from './plugins/errors.ts';
+import {
+  clientErrorHandler,
+  frameworkErrors,
+  registerErrorHandling,
+  registerZodSchemas,
+} from './plugins/errors.ts';
 import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
@@ -33,6 +38,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     ...opts,
   });
   registerErrorHandling(app);
+  registerZodSchemas(app);
   registerAuth(app, {
     authenticateHash: (hash) => deps.auth.authenticateHash(hash),
     redeemStreamToken: (token) => redeemStreamToken(deps, token),

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobMeta } from '@faregate/contracts/job-control';
@@ -7,37 +8,69 @@ import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
-import { fromZod } from './plugins/errors.ts';
+import { fromZod, verbatim } from './plugins/errors.ts';
 import { type FollowHandle, followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 
-/** Validates a chat body, with OpenAI-style messages for the common mistakes. */
+const isObject = (b: unknown): b is Record<string, unknown> =>
+  b !== null && typeof b === 'object' && !Array.isArray(b);
+
+/**
+ * A chat request body, with OpenAI-style messages for the common mistakes (not an object, no model,
+ * no messages) before the schema's own.
+ */
+export const ChatBody = z
+  .unknown()
+  .superRefine((b, ctx) => {
+    if (!isObject(b)) {
+      ctx.addIssue({ code: 'custom', message: 'The request body must be a JSON object.', params: verbatim });
+      return;
+    }
+    for (const field of ['model', 'messages']) {
+      if (b[field] !== undefined) continue;
+      ctx.addIssue({
+        code: 'custom',
+        message: `Missing required parameter: '${field}'.`,
+        path: [field],
+        params: verbatim,
+      });
+      return;
+    }
+  })
+  .pipe(ChatRequest);
+export type ChatBody = z.infer<typeof ChatBody>;
+
+/** Validates a chat body that is not a route's whole body (a batch member, a retry's stored body). */
 export function parseChatRequest(body: unknown): ChatRequest {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new GatewayError({
-      code: 'invalid_request_error',
-      message: 'The request body must be a JSON object.',
-    });
-  }
-  const b = body as Record<string, unknown>;
-  if (b.model === undefined) {
-    throw new GatewayError({
-      code: 'invalid_request_error',
-      message: "Missing required parameter: 'model'.",
-      param: 'model',
-    });
-  }
-  if (b.messages === undefined) {
-    throw new GatewayError({
-      code: 'invalid_request_error',
-      message: "Missing required parameter: 'messages'.",
-      param: 'messages',
-    });
-  }
-  const r = ChatRequest.safeParse(body);
+  const r = ChatBody.safeParse(body);
   if (!r.success) throw fromZod(r.error);
   return r.data;
 }
+
+/**
+ * `POST /v1/jobs`: one chat request, or `{ "requests": [ … ] }` (a batch; each member is validated on
+ * its own, and a bad one is reported at its index).
+ */
+export const JobsBody = z
+  .unknown()
+  .transform((b, ctx): { batch: unknown[] } | { request: ChatRequest } | typeof z.NEVER => {
+    if (isObject(b) && 'requests' in b) {
+      if (!Array.isArray(b.requests) || Object.keys(b).length !== 1) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'A batch body is { "requests": [ <chat request>, … ] }.',
+          path: ['requests'],
+          params: verbatim,
+        });
+        return z.NEVER;
+      }
+      return { batch: b.requests };
+    }
+    const r = ChatBody.safeParse(b);
+    if (r.success) return { request: r.data };
+    for (const issue of r.error.issues) ctx.addIssue({ ...issue });
+    return z.NEVER;
+  });
 
 /**
  * How the caller takes the answer, which decides everything else about a submission:

@@ -2,7 +2,14 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, errorBody } from '@faregate/contracts/errors';
-import { ZodError } from 'zod';
+import { serializerCompiler } from 'fastify-type-provider-zod';
+import { ZodError, type ZodType } from 'zod';
+
+/**
+ * `params` of a refinement whose message is the whole answer (`Missing required parameter: …`), not
+ * a detail to put after "Invalid value for '<param>'".
+ */
+export const verbatim = { verbatim: true } as const;
 
 /** Turns a zod error into one readable 400 naming the offending parameter. */
 export function fromZod(e: ZodError, root?: string): GatewayError {
@@ -12,10 +19,26 @@ export function fromZod(e: ZodError, root?: string): GatewayError {
   let message = issue?.message ?? 'invalid request';
   if (issue?.code === 'unrecognized_keys') {
     message = `Unrecognized request argument supplied: ${issue.keys.join(', ')}`;
+  } else if (issue?.code === 'custom' && issue.params?.verbatim === true) {
+    // The message says it all.
   } else if (param) {
     message = `Invalid value for '${param}': ${message}`;
   }
   return new GatewayError({ code: 'invalid_request_error', message, param });
+}
+
+/**
+ * Route schemas are zod (`fastify-type-provider-zod`'s `ZodTypeProvider` types the handlers). The
+ * package's own validator compiler turns each issue into a JSON-pointer path string; this one hands
+ * the ZodError itself to the error handler, so a route's 400 names the parameter exactly as `fromZod`
+ * always has. Responses use the package's serializer compiler.
+ */
+export function registerZodSchemas(app: FastifyInstance): void {
+  app.setValidatorCompiler<ZodType>(({ schema }) => (data) => {
+    const r = schema.safeParse(data);
+    return r.success ? { value: r.data } : { error: r.error };
+  });
+  app.setSerializerCompiler(serializerCompiler);
 }
 
 /**

@@ -1,9 +1,16 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { circuitState, LimitOverrides, parseLimitOverrides } from '@faregate/contracts/pool-control';
-import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
-import { fromZod } from '../../plugins/errors.ts';
+import { verbatim } from '../../plugins/errors.ts';
+
+const ProviderParams = z.object({
+  provider: z
+    .string()
+    .refine((p) => /^[a-z0-9-]+$/.test(p), { message: 'bad provider name', params: verbatim }),
+});
 
 /**
  * Provider pool operations: live pools, their circuit state, and run-time limits. Limits written
@@ -35,20 +42,14 @@ export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDep
     return { object: 'list', data };
   });
 
-  app.put<{ Params: { provider: string } }>('/admin/v1/providers/:provider/limits', async (req) => {
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+  const schema = { params: ProviderParams, body: LimitOverrides };
+  typed.put('/admin/v1/providers/:provider/limits', { schema }, async (req) => {
     const p = req.params.provider;
-    if (!/^[a-z0-9-]+$/.test(p))
-      throw new GatewayError({
-        code: 'invalid_request_error',
-        message: 'bad provider name',
-        param: 'provider',
-      });
-    const b = LimitOverrides.safeParse(req.body);
-    if (!b.success) throw fromZod(b.error);
     const key = keys.poolLimits(p);
     const next: LimitOverrides = { ...parseLimitOverrides(await redis.get(key)) };
     for (const k of ['rpm', 'tpm', 'maxInFlight', 'attempts'] as const) {
-      if (b.data[k] !== undefined) next[k] = b.data[k];
+      if (req.body[k] !== undefined) next[k] = req.body[k];
     }
     await redis.set(key, JSON.stringify(next));
     return { id: p, limit_overrides: next };

@@ -9,11 +9,12 @@ import { type CreditOutcome, findCreditOutcome } from '@faregate/db/credit-comma
 import { isDbUnavailable } from '@faregate/db/unavailable';
 import type { Keys } from '@faregate/queue/keys';
 import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { awaitCreditOutcome, queueCredit } from '../../credits.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
-import { money, sendError, sendZodError } from './reply.ts';
+import { money, sendError } from './reply.ts';
 
 /** A positive USD amount as a decimal string (or number) with at most 6 fractional digits. */
 const Usd = z
@@ -98,23 +99,20 @@ export function adminRoutes(deps: {
   return async (app) => {
     defaultAuth(app, 'admin');
 
-    app.post('/admin/v1/accounts', async (req, reply) => {
-      const b = CreateAccount.safeParse(req.body);
-      if (!b.success) return sendZodError(reply, b.error);
-      const { id } = await createAccount(deps.db, { name: b.data.name });
-      return reply.code(201).send({ object: 'account', id, name: b.data.name });
+    const typed = app.withTypeProvider<ZodTypeProvider>();
+    typed.post('/admin/v1/accounts', { schema: { body: CreateAccount } }, async (req, reply) => {
+      const { id } = await createAccount(deps.db, { name: req.body.name });
+      return reply.code(201).send({ object: 'account', id, name: req.body.name });
     });
 
-    app.post('/admin/v1/keys', async (req, reply) => {
-      const b = CreateKey.safeParse(req.body);
-      if (!b.success) return sendZodError(reply, b.error);
+    typed.post('/admin/v1/keys', { schema: { body: CreateKey } }, async (req, reply) => {
       try {
         const k = await createApiKey(deps.db, {
-          accountId: b.data.account_id,
-          name: b.data.name,
-          scopes: b.data.scopes,
-          spendLimitMicros: b.data.spend_limit_usd ?? null,
-          allowedModels: b.data.allowed_models ?? null,
+          accountId: req.body.account_id,
+          name: req.body.name,
+          scopes: req.body.scopes,
+          spendLimitMicros: req.body.spend_limit_usd ?? null,
+          allowedModels: req.body.allowed_models ?? null,
         });
         // The only time the key is ever shown.
         return reply.code(201).send({
@@ -122,47 +120,43 @@ export function adminRoutes(deps: {
           id: k.id,
           key: k.key,
           prefix: k.prefix,
-          account_id: b.data.account_id,
-          name: b.data.name,
-          scopes: b.data.scopes ?? [...KEY_SCOPES],
-          spend_limit_usd: b.data.spend_limit_usd != null ? microsToUsd(b.data.spend_limit_usd) : null,
-          allowed_models: b.data.allowed_models ?? null,
+          account_id: req.body.account_id,
+          name: req.body.name,
+          scopes: req.body.scopes ?? [...KEY_SCOPES],
+          spend_limit_usd: req.body.spend_limit_usd != null ? microsToUsd(req.body.spend_limit_usd) : null,
+          allowed_models: req.body.allowed_models ?? null,
         });
       } catch (err) {
         if (
           (err as { code?: string }).code === '23503' ||
           (err as { cause?: { code?: string } }).cause?.code === '23503'
         ) {
-          return sendError(reply, 'not_found', `No account with id '${b.data.account_id}'.`, 'account_id');
+          return sendError(reply, 'not_found', `No account with id '${req.body.account_id}'.`, 'account_id');
         }
         throw err;
       }
     });
 
-    app.post('/admin/v1/keys/:id/revoke', async (req, reply) => {
-      const p = KeyParams.safeParse(req.params);
-      if (!p.success) return sendZodError(reply, p.error);
-      const ok = await revokeApiKey(deps.db, p.data.id);
-      if (!ok) return sendError(reply, 'not_found', `No API key with id '${p.data.id}'.`, 'id');
-      await deps.onRevoked?.(p.data.id);
-      return { object: 'api_key', id: p.data.id, revoked: true };
+    typed.post('/admin/v1/keys/:id/revoke', { schema: { params: KeyParams } }, async (req, reply) => {
+      const ok = await revokeApiKey(deps.db, req.params.id);
+      if (!ok) return sendError(reply, 'not_found', `No API key with id '${req.params.id}'.`, 'id');
+      await deps.onRevoked?.(req.params.id);
+      return { object: 'api_key', id: req.params.id, revoked: true };
     });
 
-    app.post('/admin/v1/credits', async (req, reply) => {
-      const b = AddCredit.safeParse(req.body);
-      if (!b.success) return sendZodError(reply, b.error);
+    typed.post('/admin/v1/credits', { schema: { body: AddCredit } }, async (req, reply) => {
       const header = req.headers['idempotency-key'];
-      const given = b.data.idempotency_key ?? (typeof header === 'string' && header ? header : undefined);
+      const given = req.body.idempotency_key ?? (typeof header === 'string' && header ? header : undefined);
       // Without a key from the caller, one of ours: the command must be recognisable when replayed.
       const key = given ?? `auto:${randomUUID()}`;
       reply.header('idempotency-key', key);
-      const accountId = b.data.account_id;
+      const accountId = req.body.account_id;
       const o = await credit(key, given !== undefined, {
         account: accountId,
-        amountMicros: b.data.amount_usd,
-        reference: b.data.reference,
+        amountMicros: req.body.amount_usd,
+        reference: req.body.reference,
       });
-      if (o.accountId !== accountId || o.amountMicros !== b.data.amount_usd) {
+      if (o.accountId !== accountId || o.amountMicros !== req.body.amount_usd) {
         return sendError(
           reply,
           'idempotency_key_reused',
@@ -181,7 +175,7 @@ export function adminRoutes(deps: {
         object: 'credit',
         transaction_id: o.transactionId,
         account_id: accountId,
-        ...money('amount', b.data.amount_usd, microsToUsd),
+        ...money('amount', req.body.amount_usd, microsToUsd),
         ...money('balance', balance, microsToUsd),
       });
     });

@@ -18,7 +18,7 @@ import { type BillingDeps, createBillingDeps } from '../../../../billing/src/cre
 import { adminRoutes } from './admin.ts';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Principal, registerAuth } from '../../plugins/auth.ts';
-import { registerErrorHandling } from '../../plugins/errors.ts';
+import { registerErrorHandling, registerZodSchemas } from '../../plugins/errors.ts';
 import { usageRoutes } from './usage.ts';
 
 const TOKEN = 'admin-token-0123456789abcdef';
@@ -44,6 +44,7 @@ const testKeys = new Map<string, Principal>();
 async function build(adminToken: string | undefined): Promise<FastifyInstance> {
   const a = Fastify();
   registerErrorHandling(a);
+  registerZodSchemas(a);
   a.addHook('onRequest', async (req) => {
     const account = req.headers['x-test-account'];
     if (typeof account === 'string' && !req.headers.authorization) {

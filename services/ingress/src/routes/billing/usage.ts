@@ -3,9 +3,10 @@ import type { Db } from '@faregate/db/client';
 import { getBalance } from '@faregate/db/accounts';
 import { getUsage, type UsageGroupBy, type UsageTotals } from '@faregate/db/usage';
 import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { defaultAuth, principalOf } from '../../plugins/auth.ts';
-import { money, sendZodError } from './reply.ts';
+import { money } from './reply.ts';
 
 const Instant = z
   .string()
@@ -54,27 +55,31 @@ export function usageRoutes(deps: { db: Db }): FastifyPluginAsync {
     // The caller's own account only: tenant key with the `usage` scope (a key with no scopes has all).
     defaultAuth(app, 'key');
 
-    app.get('/v1/usage', { config: { scope: 'usage' } }, async (req, reply) => {
-      const p = principalOf(req);
-      const q = UsageQuery.safeParse(req.query);
-      if (!q.success) return sendZodError(reply, q.error);
-      const groupBy = q.data.group_by as UsageGroupBy[];
-      const r = await getUsage(deps.db, p.accountId, { from: q.data.from, to: q.data.to, groupBy });
-      return {
-        object: 'usage',
-        account_id: p.accountId,
-        from: q.data.from?.toISOString() ?? null,
-        to: q.data.to?.toISOString() ?? null,
-        group_by: groupBy,
-        data: r.rows.map((row) => ({
-          ...(row.day !== undefined ? { day: row.day } : {}),
-          ...(row.model !== undefined ? { provider: row.provider, model: row.model } : {}),
-          ...(row.keyId !== undefined ? { key_id: row.keyId } : {}),
-          ...totalsBody(row),
-        })),
-        totals: totalsBody(r.totals),
-      };
-    });
+    const typed = app.withTypeProvider<ZodTypeProvider>();
+    typed.get(
+      '/v1/usage',
+      { config: { scope: 'usage' }, schema: { querystring: UsageQuery } },
+      async (req) => {
+        const p = principalOf(req);
+        const q = req.query;
+        const groupBy = q.group_by as UsageGroupBy[];
+        const r = await getUsage(deps.db, p.accountId, { from: q.from, to: q.to, groupBy });
+        return {
+          object: 'usage',
+          account_id: p.accountId,
+          from: q.from?.toISOString() ?? null,
+          to: q.to?.toISOString() ?? null,
+          group_by: groupBy,
+          data: r.rows.map((row) => ({
+            ...(row.day !== undefined ? { day: row.day } : {}),
+            ...(row.model !== undefined ? { provider: row.provider, model: row.model } : {}),
+            ...(row.keyId !== undefined ? { key_id: row.keyId } : {}),
+            ...totalsBody(row),
+          })),
+          totals: totalsBody(r.totals),
+        };
+      },
+    );
 
     app.get('/v1/balance', { config: { scope: 'usage' } }, async (req) => {
       const p = principalOf(req);

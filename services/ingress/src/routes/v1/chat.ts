@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
@@ -6,7 +7,7 @@ import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { cancelJob, parseChatRequest, submitChat } from '../../submit.ts';
+import { cancelJob, ChatBody, parseChatRequest, submitChat } from '../../submit.ts';
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter, errorEvent } from '../../sse.ts';
 
@@ -45,42 +46,44 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
 
 /** `POST /v1/chat/completions`: OpenAI-compatible, non-streaming and `stream: true` (SSE). */
 export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
-  app.post('/v1/chat/completions', async (req, reply) => {
-    const body = parseChatRequest(req.body);
-    const stream = body.stream === true;
-    const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync');
-    const { data, frames } = job;
-    reply.header('x-request-id', data.id);
-    // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
-    const keep = req.idempotency !== undefined;
-    await markRunning(deps, req, { id: data.id, created: data.created, stream });
-    const done = new AbortController();
-    const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
-    const cancel = () => {
-      if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
-    };
-    // The caller went away before the answer (closed, or reset, its connection; the response's
-    // 'close' fires for both): stop generation (what was generated is still billed). With a key, a
-    // non-streaming answer is still awaited (and kept); a stream stops relaying, and its job goes on
-    // (a retry replays its frames).
-    const onClose = () => {
-      if (reply.raw.writableFinished || (keep && !stream)) return;
-      done.abort('disconnect');
-      if (!keep) cancel();
-    };
-    reply.raw.on('close', onClose);
-    // Gone while it was being admitted: 'close' has already fired.
-    if (reply.raw.destroyed) onClose();
-    try {
-      if (!stream) return await waitForResult(reply, frames, done.signal);
-      return await relaySse(reply, body, data.id, data.created, frames, done.signal, cancel);
-    } finally {
-      clearTimeout(timer);
-      job.close();
-      reply.raw.off('close', onClose);
-      if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
-    }
-  });
+  app
+    .withTypeProvider<ZodTypeProvider>()
+    .post('/v1/chat/completions', { schema: { body: ChatBody } }, async (req, reply) => {
+      const body = req.body;
+      const stream = body.stream === true;
+      const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync');
+      const { data, frames } = job;
+      reply.header('x-request-id', data.id);
+      // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
+      const keep = req.idempotency !== undefined;
+      await markRunning(deps, req, { id: data.id, created: data.created, stream });
+      const done = new AbortController();
+      const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
+      const cancel = () => {
+        if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
+      };
+      // The caller went away before the answer (closed, or reset, its connection; the response's
+      // 'close' fires for both): stop generation (what was generated is still billed). With a key, a
+      // non-streaming answer is still awaited (and kept); a stream stops relaying, and its job goes on
+      // (a retry replays its frames).
+      const onClose = () => {
+        if (reply.raw.writableFinished || (keep && !stream)) return;
+        done.abort('disconnect');
+        if (!keep) cancel();
+      };
+      reply.raw.on('close', onClose);
+      // Gone while it was being admitted: 'close' has already fired.
+      if (reply.raw.destroyed) onClose();
+      try {
+        if (!stream) return await waitForResult(reply, frames, done.signal);
+        return await relaySse(reply, body, data.id, data.created, frames, done.signal, cancel);
+      } finally {
+        clearTimeout(timer);
+        job.close();
+        reply.raw.off('close', onClose);
+        if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
+      }
+    });
 }
 
 function timeoutError(): GatewayError {

@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import { isFinalState, type JobMeta } from '@faregate/contracts/job-control';
@@ -6,7 +8,9 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';
 import { markRunning } from '../../idempotency.ts';
-import { cancelJob, ownedJob, parseChatRequest, submitChat } from '../../submit.ts';
+import { cancelJob, JobsBody, ownedJob, submitChat } from '../../submit.ts';
+
+const IdParams = z.object({ id: z.string() });
 
 const notFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
@@ -34,18 +38,11 @@ async function jobView(deps: IngressDeps, id: string, meta: JobMeta) {
 
 export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   /** Async submission: same body as chat completions; answers 202 with the job id at once. */
-  app.post('/v1/jobs', async (req, reply) => {
-    const raw = req.body as Record<string, unknown> | null;
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+  typed.post('/v1/jobs', { schema: { body: JobsBody } }, async (req, reply) => {
     // `{ "requests": [ … ] }` submits a batch: every request its own job, grouped under one id.
-    if (raw && typeof raw === 'object' && !Array.isArray(raw) && 'requests' in raw) {
-      if (!Array.isArray(raw.requests) || Object.keys(raw).length !== 1) {
-        throw new GatewayError({
-          code: 'invalid_request_error',
-          message: 'A batch body is { "requests": [ <chat request>, … ] }.',
-          param: 'requests',
-        });
-      }
-      const b = await submitBatch(deps, principalOf(req), raw.requests);
+    if ('batch' in req.body) {
+      const b = await submitBatch(deps, principalOf(req), req.body.batch);
       await markRunning(deps, req, { id: b.id, created: b.created, stream: false });
       return reply
         .code(202)
@@ -59,7 +56,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
           stream: { url: '/v1/stream', subscribe: { op: 'subscribe', batch: b.id } },
         });
     }
-    const body = parseChatRequest(req.body);
+    const body = req.body.request;
     const data = await submitChat(deps, principalOf(req), body, 'async');
     await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
     return reply
@@ -75,7 +72,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
       });
   });
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/batches/:id', async (req) => {
+  typed.get('/v1/jobs/batches/:id', { schema: { params: IdParams } }, async (req) => {
     const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
     const { states, counts } = await batchStatus(deps, b.jobs);
@@ -93,7 +90,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     };
   });
 
-  app.post<{ Params: { id: string } }>('/v1/jobs/batches/:id/cancel', async (req) => {
+  typed.post('/v1/jobs/batches/:id/cancel', { schema: { params: IdParams } }, async (req) => {
     const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
     const { states } = await batchStatus(deps, b.jobs);
@@ -105,13 +102,13 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     return { id: req.params.id, object: 'job.batch', status: 'cancelling' };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (req) => {
+  typed.get('/v1/jobs/:id', { schema: { params: IdParams } }, async (req) => {
     const meta = await ownedJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     return jobView(deps, req.params.id, meta);
   });
 
-  app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', async (req) => {
+  typed.post('/v1/jobs/:id/cancel', { schema: { params: IdParams } }, async (req) => {
     const meta = await ownedJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     if (!isFinalState(meta.state)) await cancelJob(deps, req.params.id);
