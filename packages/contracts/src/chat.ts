@@ -258,3 +258,39 @@ export function toChatCompletion(id: string, model: string, created: number, c: 
 export function requestedMaxTokens(r: ChatRequest): number | undefined {
   return r.max_completion_tokens ?? r.max_tokens ?? undefined;
 }
+
+/** One `chat.completion.chunk` of an OpenAI-style SSE stream (what the ingress sends, the SDK reads). */
+export const ChatCompletionChunk = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion.chunk'),
+  created: z.number(),
+  model: z.string(),
+  system_fingerprint: z.string().nullable(),
+  choices: z.array(
+    z.object({
+      index: z.number().int().nonnegative(),
+      delta: z.object({
+        role: z.literal('assistant').optional(),
+        content: z.string().nullable().optional(),
+        refusal: z.string().nullable().optional(),
+        tool_calls: z
+          .array(
+            z.object({
+              index: z.number().int().nonnegative(),
+              id: z.string().optional(),
+              type: z.literal('function').optional(),
+              function: z
+                .object({ name: z.string().optional(), arguments: z.string().optional() })
+                .optional(),
+            }),
+          )
+          .optional(),
+      }),
+      logprobs: z.null(),
+      finish_reason: FinishReason.nullable(),
+    }),
+  ),
+  /** Present (null or the totals) only with `stream_options.include_usage`. */
+  usage: OpenAIUsage.nullable().optional(),
+});
+export type ChatCompletionChunk = z.infer<typeof ChatCompletionChunk>;

@@ -1,6 +1,6 @@
 import { createParser } from 'eventsource-parser';
 import { errorFromBody, FaregateConnectionError } from './errors.ts';
-import type { ChatCompletionChunk } from './types.ts';
+import { ChatCompletionChunk } from '@faregate/contracts/chat';
 
 /**
  * An OpenAI-style `stream: true` response: iterate it for `chat.completion.chunk`s. An in-band
@@ -67,7 +67,14 @@ async function* chunks(
         if (typeof parsed === 'object' && parsed !== null && 'error' in parsed) {
           throw errorFromBody(parsed, undefined, requestId);
         }
-        yield parsed as ChatCompletionChunk;
+        const chunk = ChatCompletionChunk.safeParse(parsed);
+        if (!chunk.success) {
+          throw new FaregateConnectionError(
+            'The stream sent an event that is not a chat.completion.chunk.',
+            chunk.error,
+          );
+        }
+        yield chunk.data;
       }
     }
     if (controller.signal.aborted) return;

@@ -1,8 +1,9 @@
-import type { ChatCompletion, ChatRequest, FinishReason, OpenAIUsage } from '@faregate/contracts/chat';
-import type { ToolCallDelta } from '@faregate/contracts/frames';
-import type { ErrorObject } from './errors.ts';
+import type { ChatCompletion, ChatRequest } from '@faregate/contracts/chat';
 
-export type { ChatCompletion, ChatRequest } from '@faregate/contracts/chat';
+export type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '@faregate/contracts/chat';
+/** `GET /v1/jobs/:id` (`Job`) and `POST /v1/jobs` (202, `SubmittedJob`). */
+export type { JobView as Job, SubmittedJob } from '@faregate/contracts/job-api';
+export type { JobState } from '@faregate/contracts/jobs';
 export type { Frame, FrameOf, FrameType } from '@faregate/contracts/frames';
 
 /** The minimal WebSocket surface the SDK uses: the WHATWG API, which `ws` also implements. */
@@ -48,52 +49,6 @@ export interface RequestOptions {
 
 export type ChatBody = Omit<ChatRequest, 'stream'> & { stream?: false | null };
 export type ChatStreamBody = Omit<ChatRequest, 'stream'> & { stream: true };
-
-/** One `chat.completion.chunk` of an OpenAI-style stream. */
-export interface ChatCompletionChunk {
-  id: string;
-  object: 'chat.completion.chunk';
-  created: number;
-  model: string;
-  system_fingerprint: string | null;
-  choices: Array<{
-    index: number;
-    delta: {
-      role?: 'assistant';
-      content?: string | null;
-      refusal?: string | null;
-      tool_calls?: ToolCallDelta[];
-    };
-    logprobs: null;
-    finish_reason: FinishReason | null;
-  }>;
-  /** Present (null or the totals) only with `stream_options.include_usage`. */
-  usage?: OpenAIUsage | null;
-}
-
-export type JobState = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | (string & {});
-
-/** `GET /v1/jobs/:id`. */
-export interface Job {
-  id: string;
-  object: 'job';
-  status: JobState;
-  model?: string;
-  created_at?: number;
-  result?: ChatCompletion;
-  error?: ErrorObject;
-  /** Sequence number of the terminal frame, once finished. */
-  last_seq?: number;
-}
-
-/** `POST /v1/jobs` (202). */
-export interface SubmittedJob {
-  id: string;
-  object: 'job';
-  status: 'queued';
-  model: string;
-  created_at: number;
-}
 
 export interface SubscribeOptions {
   /** Resume after this sequence number (the last one you processed); 0 replays from the start. */

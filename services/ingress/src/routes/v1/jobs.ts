@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
+import type { JobView, SubmittedJob } from '@faregate/contracts/job-api';
 import { isFinalState, type JobMeta } from '@faregate/contracts/job-control';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
@@ -16,8 +17,8 @@ const notFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
 
 /** The public job object: status, and the result (same shape as the HTTP response) or the error. */
-async function jobView(deps: IngressDeps, id: string, meta: JobMeta) {
-  const view: Record<string, unknown> = {
+async function jobView(deps: IngressDeps, id: string, meta: JobMeta): Promise<JobView> {
+  const view: JobView = {
     id,
     object: 'job',
     status: meta.state ?? 'queued',
@@ -59,17 +60,15 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     const body = req.body.request;
     const data = await submitChat(deps, principalOf(req), body, 'async');
     await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
-    return reply
-      .code(202)
-      .header('location', `/v1/jobs/${data.id}`)
-      .send({
-        id: data.id,
-        object: 'job',
-        status: 'queued',
-        model: body.model,
-        created_at: Math.floor(data.created / 1000),
-        stream: { url: '/v1/stream', subscribe: { op: 'subscribe', job: data.id, after: 0 } },
-      });
+    const accepted: SubmittedJob = {
+      id: data.id,
+      object: 'job',
+      status: 'queued',
+      model: body.model,
+      created_at: Math.floor(data.created / 1000),
+      stream: { url: '/v1/stream', subscribe: { op: 'subscribe', job: data.id, after: 0 } },
+    };
+    return reply.code(202).header('location', `/v1/jobs/${data.id}`).send(accepted);
   });
 
   typed.get('/v1/jobs/batches/:id', { schema: { params: IdParams } }, async (req) => {
