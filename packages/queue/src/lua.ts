@@ -51,8 +51,6 @@ export interface LuaScript<S extends LuaSpec> {
  */
 export const REDIS_NOW_MS: URL = new URL('./redis-now.lua', import.meta.url);
 
-type ScriptFn = (...args: LuaArg[]) => Promise<unknown>;
-
 /**
  * Loads `file` (a `new URL('./x.lua', import.meta.url)`), with the `prelude` files in front of it
  * (each ends its own lines), as a typed script function.
@@ -80,7 +78,10 @@ export function luaScript<S extends LuaSpec>(
       redis.defineCommand(command, { lua, numberOfKeys });
       defined.add(redis);
     }
-    const fn = (redis as unknown as Record<string, ScriptFn>)[command] as ScriptFn;
+    // defineCommand added the method at run time, so the client's type does not know it.
+    const fn: unknown = Reflect.get(redis, command);
+    if (typeof fn !== 'function')
+      return Promise.reject(new Error(`${command} is not defined on this client`));
     return fn.call(redis, ...keys, ...args) as Promise<S['result']>;
   };
   return Object.assign(run, { command, numberOfKeys, lua });
