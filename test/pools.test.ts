@@ -221,7 +221,7 @@ describe('fast lane', () => {
       await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('warm up') });
       // A request the lane ran never became a BullMQ job: the queue's event log has no `added` for it.
       const queued = async (ids: string[]) => {
-        const events = await redis.xrange(`${s.prefix}:llm-openai:events`, '-', '+');
+        const events = await redis.xrange(`${s.prefix}:{llm-openai}:events`, '-', '+');
         const added = new Set(
           events.filter(([, f]) => f[1] === 'added').map(([, f]) => f[f.indexOf('jobId') + 1]),
         );

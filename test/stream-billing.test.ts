@@ -297,7 +297,7 @@ describe('retries stay within the hold', () => {
       expect(r.status).toBe(202);
       const id = r.body.id as string;
       // What the ingress put on the job: how many calls its hold covers, and the hold itself.
-      const raw = await redis.hget(`${stack.prefix}:llm-openai:${id}`, 'data');
+      const raw = await redis.hget(`${stack.prefix}:{llm-openai}:${id}`, 'data');
       const data = JSON.parse(raw ?? '{}') as JobData;
       expect(data.hold?.micros).toMatch(/^\d+$/);
       const holdCalls = data.holdCalls ?? 1;

@@ -5,6 +5,7 @@ import { testRedis } from '@faregate/testing/env';
 import { FastLane } from './fast-lane.ts';
 import { FrameStore } from './frame-store.ts';
 import { makeKeys } from './keys.ts';
+import { ProviderQueues } from './queues.ts';
 import { createRedis } from './redis.ts';
 import { sampleCompletion as completion } from '@faregate/testing/completion';
 
@@ -88,5 +89,27 @@ describe('hash tags of script keys', () => {
       ).toBe(true);
     }
     await redis.del(keys.frames(id), keys.meta(id), keys.usage);
+  });
+
+  it("keeps every key of a pool's BullMQ queue in one slot (its scripts touch several)", async () => {
+    const queues = new ProviderQueues(redis, keys);
+    const job = {
+      id: `req_q${prefix}`,
+      hop: 0,
+      plan: [{ provider: 'tags', model: 'm' }],
+    } as unknown as JobData;
+    await queues.add(job, 3, { delay: 60_000 });
+    await queues.add({ ...job, id: `req_r${prefix}` }, 3);
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*llm-tags*`, 'COUNT', 1000);
+      cursor = next;
+      found.push(...batch);
+    } while (cursor !== '0');
+    expect(found.length).toBeGreaterThan(2);
+    expect(new Set(found.map(hashTag))).toEqual(new Set(['llm-tags']));
+    await queues.get('tags').obliterate({ force: true });
+    await queues.close();
   });
 });

@@ -4,7 +4,10 @@
  */
 export interface Keys {
   prefix: string;
-  /** BullMQ queue name of a provider pool (BullMQ adds its own `<prefix>:` in front). */
+  /**
+   * BullMQ queue name of a provider pool (BullMQ adds its own `<prefix>:` in front). The name is a
+   * hash tag, so every key of the queue (BullMQ's scripts touch several) lives in one Cluster slot.
+   */
   queue(provider: string): string;
   /** Per-job stream of frames; entry id `0-<seq>`, field `f` = JSON frame. */
   frames(jobId: string): string;
@@ -56,7 +59,7 @@ export interface Keys {
 export function makeKeys(prefix = 'fg'): Keys {
   return {
     prefix,
-    queue: (provider) => `llm-${provider}`,
+    queue: (provider) => `{llm-${provider}}`,
     frames: (id) => `${prefix}:{${id}}:f`,
     meta: (id) => `${prefix}:{${id}}:m`,
     live: (id) => `${prefix}:live:{${id}}`,
