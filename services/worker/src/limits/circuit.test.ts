@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testRedis } from '@faregate/testing/env';
+import { testRedis, until } from '@faregate/testing/env';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
 import { CircuitBreaker } from './circuit.ts';
@@ -36,15 +36,15 @@ describe('CircuitBreaker', () => {
     const a = new CircuitBreaker(redis, keys, p, { ...config, minSamples: 1 });
     await a.failure();
     expect(a.state).toBe('open');
-    await new Promise((r) => setTimeout(r, config.openMs + 20));
-    expect(await a.allow()).toBe(true);
+    // Refused while open; the first call allowed after openMs is the probe.
+    expect(await a.allow()).toBe(false);
+    await until(() => a.allow(), { timeoutMs: config.openMs + 5_000, what: 'the probe' });
     expect(a.state).toBe('half-open');
     // Only one probe while it is out.
     expect(await new CircuitBreaker(redis, keys, p, config).allow()).toBe(false);
     await a.failure();
     expect(a.state).toBe('open');
-    await new Promise((r) => setTimeout(r, config.openMs + 20));
-    expect(await a.allow()).toBe(true);
+    await until(() => a.allow(), { timeoutMs: config.openMs + 5_000, what: 'the second probe' });
     await a.success();
     expect(a.state).toBe('closed');
     expect(await redis.exists(keys.circuit(p))).toBe(0);
