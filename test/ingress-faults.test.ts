@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { type IncomingMessage, request } from 'node:http';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
+import { TcpProxy } from '@faregate/testing/tcp-proxy';
 import { jobApi } from './support/jobs.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
@@ -12,56 +12,8 @@ import { type Stack, startStack } from './support/stack.ts';
  * requests are admitted, SSE callers whose connection is reset mid-answer, and replayed streams.
  */
 
-/** A TCP proxy in front of Postgres that can be cut (every connection reset, new ones too) and restored. */
-class PgProxy {
-  readonly #server: Server;
-  readonly #target: { host: string; port: number };
-  readonly #open = new Set<Socket>();
-  #down = false;
-
-  constructor(target: { host: string; port: number }) {
-    this.#target = target;
-    this.#server = createServer((client) => {
-      if (this.#down) {
-        client.resetAndDestroy();
-        return;
-      }
-      const upstream = connect(this.#target.port, this.#target.host);
-      for (const s of [client, upstream]) {
-        this.#open.add(s);
-        s.on('close', () => this.#open.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-  }
-
-  async listen(): Promise<number> {
-    this.#server.listen(0, '127.0.0.1');
-    await once(this.#server, 'listening');
-    return (this.#server.address() as { port: number }).port;
-  }
-
-  cut(): void {
-    this.#down = true;
-    for (const s of this.#open) s.resetAndDestroy();
-  }
-
-  restore(): void {
-    this.#down = false;
-  }
-
-  close(): void {
-    this.cut();
-    this.#server.close();
-  }
-}
-
 let stack: Stack;
-let proxy: PgProxy;
+let proxy: TcpProxy;
 let api: ReturnType<typeof jobApi>;
 let client: OpenAI;
 
@@ -69,15 +21,14 @@ beforeAll(async () => {
   stack = await startStack({ providers: ['openai'] });
   // Only the ingress reaches Postgres through the proxy: billing keeps settling during an outage.
   const target = new URL(stack.databaseUrl);
-  proxy = new PgProxy({ host: target.hostname, port: Number(target.port || 5432) });
-  const proxied = new URL(stack.databaseUrl);
-  proxied.port = String(await proxy.listen());
+  proxy = new TcpProxy(target);
+  const proxied = await proxy.start(stack.databaseUrl);
   const first = stack.services.find((s) => s.name === 'ingress');
   if (!first) throw new Error('no ingress');
   first.proc.kill('SIGTERM');
   await once(first.proc, 'exit');
   // A lease covers two requests the size of the one that took it: a bigger request needs Postgres.
-  await stack.start('ingress', { DATABASE_URL: proxied.toString(), BUDGET_LEASE_REQUESTS: '2' });
+  await stack.start('ingress', { DATABASE_URL: proxied, BUDGET_LEASE_REQUESTS: '2' });
   await until(async () => (await fetch(`${stack.url}/readyz`).catch(() => undefined))?.ok, {
     timeoutMs: 60_000,
     what: 'ingress behind the proxy ready',
@@ -87,7 +38,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  proxy?.close();
+  await proxy?.stop();
   await stack?.stop();
 });
 

@@ -1,10 +1,11 @@
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { GatewayError } from '@faregate/contracts/errors';
 import { addCredit, createAccount, createApiKey, getBalance } from '@faregate/db/accounts';
 import { createDb, type Db } from '@faregate/db/client';
 import { runMigrations } from '@faregate/db/migrate';
 import { freshDatabase, until } from '@faregate/testing/env';
+import { TcpProxy } from '@faregate/testing/tcp-proxy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isDbUnavailable } from '@faregate/db/unavailable';
 import { Budget, type BudgetOptions } from './budget.ts';
@@ -183,64 +184,8 @@ describe('budget leases', () => {
   });
 });
 
-/**
- * A TCP proxy in front of the test database: `cut()` resets every connection and refuses new ones
- * (Postgres unreachable), `restore()` lets them through again. `refused` counts connections refused
- * while cut, so a test can wait until the code under test met the outage.
- */
-class PgProxy {
-  readonly #server: Server;
-  readonly #open = new Set<Socket>();
-  #down = false;
-  refused = 0;
-
-  constructor(target: URL) {
-    this.#server = createServer((client) => {
-      if (this.#down) {
-        this.refused++;
-        client.resetAndDestroy();
-        return;
-      }
-      const upstream = connect(Number(target.port || 5432), target.hostname);
-      for (const s of [client, upstream]) {
-        this.#open.add(s);
-        s.on('close', () => this.#open.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-  }
-
-  /** Listens, and returns `url` rewritten to go through the proxy. */
-  async start(url: string): Promise<string> {
-    this.#server.listen(0, '127.0.0.1');
-    await once(this.#server, 'listening');
-    const u = new URL(url);
-    u.hostname = '127.0.0.1';
-    u.port = String((this.#server.address() as { port: number }).port);
-    return u.toString();
-  }
-
-  cut(): void {
-    this.#down = true;
-    for (const s of this.#open) s.resetAndDestroy();
-  }
-
-  restore(): void {
-    this.#down = false;
-  }
-
-  async stop(): Promise<void> {
-    this.cut();
-    await new Promise((r) => this.#server.close(r));
-  }
-}
-
 describe('budget when Postgres is unreachable', () => {
-  const proxies: PgProxy[] = [];
+  const proxies: TcpProxy[] = [];
   const pools: (() => Promise<void>)[] = [];
   afterAll(async () => {
     for (const b of budgets) await b.close();
@@ -248,8 +193,8 @@ describe('budget when Postgres is unreachable', () => {
     for (const c of pools) await c();
   });
   /** A Db whose connections go through a proxy the test can cut. */
-  async function proxied(): Promise<{ proxy: PgProxy; pdb: Db }> {
-    const proxy = new PgProxy(new URL(dbUrl));
+  async function proxied(): Promise<{ proxy: TcpProxy; pdb: Db }> {
+    const proxy = new TcpProxy(new URL(dbUrl));
     proxies.push(proxy);
     const made = createDb(await proxy.start(dbUrl), { max: 4 });
     pools.push(made.close);

@@ -1,0 +1,59 @@
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy in front of a server (Postgres, in the outage tests) that a test can cut: `cut()`
+ * resets every open connection and refuses new ones (the server looks unreachable), `restore()` lets
+ * them through again. `refused` counts the connections refused while cut.
+ */
+export class TcpProxy {
+  readonly #server: Server;
+  readonly #open = new Set<Socket>();
+  #down = false;
+  refused = 0;
+
+  /** `target`: a URL naming the server (its host, and its port or `defaultPort`). */
+  constructor(target: URL, defaultPort = 5432) {
+    this.#server = createServer((client) => {
+      if (this.#down) {
+        this.refused++;
+        client.resetAndDestroy();
+        return;
+      }
+      const upstream = connect(Number(target.port || defaultPort), target.hostname);
+      for (const s of [client, upstream]) {
+        this.#open.add(s);
+        s.on('close', () => this.#open.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+  }
+
+  /** Listens, and returns `url` rewritten to go through the proxy. */
+  async start(url: string): Promise<string> {
+    this.#server.listen(0, '127.0.0.1');
+    await once(this.#server, 'listening');
+    const u = new URL(url);
+    u.hostname = '127.0.0.1';
+    u.port = String((this.#server.address() as { port: number }).port);
+    return u.toString();
+  }
+
+  cut(): void {
+    this.#down = true;
+    for (const s of this.#open) s.resetAndDestroy();
+  }
+
+  restore(): void {
+    this.#down = false;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise((r) => this.#server.close(r));
+  }
+}
