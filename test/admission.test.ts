@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { RawWs } from './support/raw-ws.ts';
 import { type Stack, startStack } from './support/stack.ts';
+import { rng } from '@faregate/testing/random';
 
 /**
  * Admission and settlement agree (one price resolution, a prompt bound no provider exceeds, holds
@@ -41,18 +42,6 @@ async function admin(path: string, body: unknown) {
   });
   expect(r.status).toBeLessThan(300);
   return (await r.json()) as Record<string, unknown>;
-}
-
-/** mulberry32: a failing run is replayed from its seed (ADMISSION_SEED). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('one price resolution', () => {

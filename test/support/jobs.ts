@@ -1,5 +1,6 @@
 import { until } from '@faregate/testing/env';
 import type { Message } from './raw-ws.ts';
+import { rng } from '@faregate/testing/random';
 
 /** The fields of API answers the tests read (jobs, errors, admin objects). */
 export interface ApiBody {
@@ -60,13 +61,6 @@ export function assemble(frames: readonly Message[]): string {
 
 /** Deterministic PRNG (mulberry32) so a failing run can be replayed from its logged seed. */
 export function seededRandom(seed: number): (lo: number, hi: number) => number {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = rng(seed);
   return (lo, hi) => lo + Math.floor(next() * (hi - lo + 1));
 }

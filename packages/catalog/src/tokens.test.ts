@@ -3,18 +3,7 @@ import { countTokens as countCl100k } from 'gpt-tokenizer/encoding/cl100k_base';
 import { describe, expect, it } from 'vitest';
 import type { ChatMessage, ChatRequest } from '@faregate/contracts/chat';
 import { imageTokensMax, inputBound, measurePrompt, upperBound, utf8Bytes } from './tokens.ts';
-
-/** mulberry32: a failing run is replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '@faregate/testing/random';
 
 const EMOJI = ['😀', '🎉', '👍🏽', '👩‍👩‍👧‍👦', '🇳🇴', '❤️', '🧑🏿‍🚀', '🫠'];
 

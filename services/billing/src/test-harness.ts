@@ -14,18 +14,7 @@ import { type ConsumerOptions, UsageConsumer } from './consumer.ts';
 import { CreditConsumer } from './credit-consumer.ts';
 import { createMetrics } from './metrics.ts';
 import { PriceBook } from './price-book.ts';
-
-/** Deterministic PRNG (mulberry32) so a failing randomized run can be replayed from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '@faregate/testing/random';
 
 export const PRICES_AT = '2026-01-01';
 
