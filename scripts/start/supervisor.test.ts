@@ -10,7 +10,8 @@ const root = mkdtempSync(join(tmpdir(), 'fg-supervisor-'));
 writeFileSync(join(root, 'crash.mjs'), "console.log('up', process.env.TAG); process.exit(3);\n");
 writeFileSync(
   join(root, 'serve.mjs'),
-  "console.log('up'); setInterval(() => {}, 1000); process.on('SIGTERM', () => process.exit(1));\n",
+  // 'up' only once the SIGTERM handler is in place: a stop right after 'up' must find it.
+  "process.on('SIGTERM', () => process.exit(1)); setInterval(() => {}, 1000); console.log('up');\n",
 );
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
