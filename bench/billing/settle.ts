@@ -11,13 +11,12 @@ import { createDb } from '../../packages/db/src/client.ts';
 import { CLEAN_LEDGER, checkLedgerInvariants } from '../../packages/db/src/invariants.ts';
 import { runMigrations } from '../../packages/db/src/migrate.ts';
 import { syncPrices } from '../../packages/db/src/prices.ts';
-import { makeKeys } from '../../packages/queue/src/keys.ts';
+import { makeKeys, USAGE_PARTITIONS } from '../../packages/queue/src/keys.ts';
 import { createRedis } from '../../packages/queue/src/redis.ts';
 import { UsageConsumer } from '../../services/billing/src/consumer.ts';
 import { createLogger } from '../../services/billing/src/create-deps.ts';
 import { createMetrics } from '../../services/billing/src/metrics.ts';
 import { PriceBook } from '../../services/billing/src/price-book.ts';
-import { streamStatus } from '../../services/billing/src/stream.ts';
 
 const env = process.env;
 const REDIS_URL = env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -78,14 +77,14 @@ async function produce(count: number, at = () => Date.now()) {
   for (let i = 0; i < count; i += 1_000) {
     const p = redis.pipeline();
     for (let j = i; j < Math.min(count, i + 1_000); j++)
-      p.xadd(keys.usage, '*', 'e', JSON.stringify(event(at())));
+      p.xadd(keys.usage(j % USAGE_PARTITIONS), '*', 'e', JSON.stringify(event(at())));
     await p.exec();
   }
 }
 
 async function drained() {
   for (;;) {
-    const s = await streamStatus(redis, keys.usage, keys.usageGroup);
+    const s = await consumer.status();
     if (s.pending === 0 && s.backlog === 0) return;
     await new Promise((r) => setTimeout(r, 10)); // polling the bench's own stop condition
   }
@@ -123,7 +122,8 @@ while (Date.now() < end) {
   const due = Math.floor(((Date.now() - started) / 1000) * RATE) - sent;
   if (due > 0) {
     const p = redis.pipeline();
-    for (let i = 0; i < due; i++) p.xadd(keys.usage, '*', 'e', JSON.stringify(event(Date.now())));
+    for (let i = 0; i < due; i++)
+      p.xadd(keys.usage((sent + i) % USAGE_PARTITIONS), '*', 'e', JSON.stringify(event(Date.now())));
     await p.exec();
     sent += due;
   }

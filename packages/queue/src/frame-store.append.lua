@@ -1,8 +1,7 @@
 -- Appends frames to a job's log (assigning their seqs), publishes them, and with a terminal frame
 -- records the job's state and appends its usage event, all at once (see FrameStore.append).
--- KEYS[1] frames stream, KEYS[2] meta hash, KEYS[3] the request's hold-call list (all three tagged
--- {<job id>}), KEYS[4] the usage stream (global: not in the job's slot; frame-store.ts says why, and
--- what Redis Cluster would need).
+-- KEYS[1] frames stream, KEYS[2] meta hash, KEYS[3] the request's hold-call list, KEYS[4] the usage
+-- stream of the job's usage partition (all four tagged {u<partition>}: one Cluster slot; keys.ts).
 -- ARGV[1] owner ('' = no fencing), ARGV[2] live channel, ARGV[3] job id as JSON, ARGV[4] ttlMs,
 -- ARGV[5] state|'', ARGV[6] usage event JSON|'', ARGV[7] replyTo channel|'',
 -- ARGV[8] claim ('1' claim, 'r' record only, or ''), ARGV[9] account, ARGV[10] model, ARGV[11] created,

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { testRedis, until } from '@faregate/testing/env';
 import { FrameStore, seqOf } from './frame-store.ts';
 import { followJob } from './follow.ts';
-import { makeKeys } from './keys.ts';
+import { makeKeys, usagePartition } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
 import { createRedis } from './redis.ts';
 import { sampleCompletion as completion } from '@faregate/testing/completion';
@@ -65,14 +65,15 @@ describe('FrameStore', () => {
   it('writes the terminal frame, state and usage event together; a later claim sees the job ended', async () => {
     const id = jobId();
     await store.claim(id, 'w', 60_000, REC);
-    const before = await redis.xlen(keys.usage);
+    const usage = keys.usage(usagePartition(id));
+    const before = await redis.xlen(usage);
     await store.append(id, [{ type: 'done', result: completion() }], {
       owner: 'w',
       ttlMs: 60_000,
       state: 'completed',
       usage: { id: 'u1' },
     });
-    expect(await redis.xlen(keys.usage)).toBe(before + 1);
+    expect(await redis.xlen(usage)).toBe(before + 1);
     expect(await redis.hget(keys.meta(id), 'state')).toBe('completed');
     expect(await store.claim(id, 'again', 60_000, REC)).toMatchObject({ terminal: true });
   });

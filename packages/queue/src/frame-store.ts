@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { FrameBody } from '@faregate/contracts/frames';
-import type { Keys } from './keys.ts';
+import { type Keys, usagePartition } from './keys.ts';
 import { luaScript } from './lua.ts';
 
 /**
@@ -23,24 +23,9 @@ const claimScript = luaScript<{
  * Frames, state and usage event in one script, which is what makes billing exactly-once: a crash
  * cannot leave a "done" without its usage event, or the reverse.
  *
- * Not Cluster-safe yet: the frames and meta keys are tagged `{<job id>}`, the usage stream is one
- * global key, so on Redis Cluster this script fails with CROSSSLOT (every other script here keeps
- * to one hash tag). Ways out, none taken yet:
- * 1. Partition the usage stream by a tag the job's keys share: job keys tagged `{u<n>}` with
- *    n = hash(job id) mod N, usage streams `…:{u<n>}:usage`. The script stays atomic and billing
- *    exactly-once as it is. Costs: per-job keys spread over N slots instead of one per job (N of a
- *    few hundred still spreads well over nodes); billing reads N streams, each with its own
- *    consumer group and pending-entry reclaim (XREADGROUP over several streams is itself
- *    cross-slot, so one read per partition or per node); every key of a job renamed at once
- *    (keys.ts), and N fixed unless a migration moves streams.
- * 2. An outbox in the job's slot: the script writes the usage event into the job's meta (atomic with
- *    the done frame, as now), and the writer then XADDs it to the global stream and clears the
- *    outbox; a restart of the job that finds it ended relays an outbox left behind by a crash.
- *    Costs: one more round trip (or a pipelined command) and a write per job; delivery becomes
- *    at-least-once (billing already settles each event id once under a unique constraint); a
- *    recovery path (the job's retry or a sweep) that must be as well tested as the script is now.
- * 3. One hash tag for every job key and the usage stream: no code change beyond keys.ts, but all
- *    per-job streams then live in one slot on one node, which defeats the point of a Cluster.
+ * Cluster-safe: the job's keys and the usage stream its event goes to share the tag of the job's
+ * usage partition (`keys.ts`, `usagePartition`), so the script's keys live in one slot and it stays
+ * one atomic step. Billing reads every partition's stream.
  */
 const appendScript = luaScript<{
   keys: [frames: string, meta: string, holdCalls: string, usage: string];
@@ -124,7 +109,12 @@ export class FrameStore {
     const record = opts.claim ?? opts.record;
     return appendScript(
       this.redis,
-      [this.keys.frames(jobId), this.keys.meta(jobId), this.keys.holdCalls(jobId), this.keys.usage],
+      [
+        this.keys.frames(jobId),
+        this.keys.meta(jobId),
+        this.keys.holdCalls(jobId),
+        this.keys.usage(usagePartition(jobId)),
+      ],
       [
         opts.owner,
         this.keys.live(jobId),

@@ -4,7 +4,7 @@ import type { JobData } from '@faregate/contracts/jobs';
 import { testRedis } from '@faregate/testing/env';
 import { FastLane } from './fast-lane.ts';
 import { FrameStore } from './frame-store.ts';
-import { makeKeys } from './keys.ts';
+import { makeKeys, usagePartition } from './keys.ts';
 import { ProviderQueues } from './queues.ts';
 import { createRedis } from './redis.ts';
 import { sampleCompletion as completion } from '@faregate/testing/completion';
@@ -12,8 +12,8 @@ import { sampleCompletion as completion } from '@faregate/testing/completion';
 /**
  * DESIGN.md, "Cluster-safe keys": every key a script touches together shares a hash tag. This runs
  * the package's scripts on a real client that records the keys of each script call, and checks them
- * the way Redis Cluster picks a slot. The one known exception is frame-store.append's usage stream
- * (frame-store.ts lists the ways out).
+ * the way Redis Cluster picks a slot (frame-store.append included: a job's keys and its usage
+ * partition's stream share a tag).
  */
 
 /** The part of a key Redis Cluster hashes: the first non-empty `{…}`, else the whole key. */
@@ -76,19 +76,17 @@ describe('hash tags of script keys', () => {
       'frame-store.append',
       'frame-store.claim',
     ]);
+    const append = calls.find((c) => c.command.startsWith('lua:frame-store.append:'));
+    expect(append?.keys).toContain(keys.usage(usagePartition(id)));
     for (const call of calls) {
-      // The documented exception: the usage stream is global (frame-store.ts, at the script).
-      const own =
-        call.command.startsWith('lua:frame-store.append:') && call.keys.at(-1) === keys.usage
-          ? call.keys.slice(0, -1)
-          : call.keys;
+      const own = call.keys;
       expect(new Set(own.map(hashTag)).size, `${call.command} ${own.join(' ')}`).toBe(1);
       expect(
         own.every((k) => k.includes('{')),
         `${call.command} keys carry a hash tag`,
       ).toBe(true);
     }
-    await redis.del(keys.frames(id), keys.meta(id), keys.usage);
+    await redis.del(keys.frames(id), keys.meta(id), keys.usage(usagePartition(id)));
   });
 
   it("keeps every key of a pool's BullMQ queue in one slot (its scripts touch several)", async () => {

@@ -1,7 +1,26 @@
 /**
- * Every Redis key and channel name, in one place. Per-job keys share a hash tag (`{<id>}`) so they
- * live in one Cluster slot. `prefix` isolates deployments (and test files) sharing one Redis.
+ * Every Redis key and channel name, in one place. `prefix` isolates deployments (and test files)
+ * sharing one Redis.
+ *
+ * Cluster slots: every key a script touches together shares a hash tag. A job's keys (frames, meta,
+ * hold calls) and the usage stream its done frame is appended to are written by one script (the
+ * done frame and its usage event are atomic: that is what makes billing exactly-once), so they share
+ * the tag of the job's *usage partition*, `{u<n>}` with n = hash(job id) mod USAGE_PARTITIONS.
+ * Billing reads every partition's stream. The count is part of the key layout: changing it moves
+ * jobs to other streams, so drain the usage streams (billing caught up) before changing it.
  */
+export const USAGE_PARTITIONS = 16;
+
+/** A job's usage partition: FNV-1a of its id, mod USAGE_PARTITIONS (the same in every process). */
+export function usagePartition(jobId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < jobId.length; i++) {
+    h ^= jobId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % USAGE_PARTITIONS;
+}
+
 export interface Keys {
   prefix: string;
   /**
@@ -9,15 +28,22 @@ export interface Keys {
    * hash tag, so every key of the queue (BullMQ's scripts touch several) lives in one Cluster slot.
    */
   queue(provider: string): string;
-  /** Per-job stream of frames; entry id `0-<seq>`, field `f` = JSON frame. */
+  /** Per-job stream of frames; entry id `0-<seq>`, field `f` = JSON frame. Tagged `{u<partition>}`. */
   frames(jobId: string): string;
-  /** Per-job meta hash: account, state, model, created, … */
+  /** Per-job meta hash: account, state, model, created, … Tagged `{u<partition>}`. */
   meta(jobId: string): string;
   /** Per-job pub/sub channel for live frames. */
   live(jobId: string): string;
-  /** Usage events stream (field `e` = JSON UsageEvent), read by billing with a consumer group. */
-  usage: string;
+  /**
+   * A usage partition's stream of usage events (field `e` = JSON UsageEvent), read by billing with a
+   * consumer group. `usage(usagePartition(jobId))` is the stream a job's usage event goes to.
+   */
+  usage(partition: number): string;
+  /** Every usage partition's stream (what billing reads). */
+  usageStreams: readonly string[];
   usageGroup: string;
+  /** Where billing's usage consumer puts events it cannot settle (one stream for all partitions). */
+  usageDeadLetters: string;
   /** Credit commands stream (field `c` = JSON CreditCommand), read by billing with a consumer group. */
   credits: string;
   creditsGroup: string;
@@ -44,7 +70,7 @@ export interface Keys {
    */
   rateWindow(provider: string, i: number): string;
   ratePause(provider: string, i: number): string;
-  /** Calls of a request that produced tokens (in the request's slot, beside its frames). */
+  /** Calls of a request that produced tokens (in its job's partition slot, beside its frames). */
   holdCalls(requestId: string): string;
   /** A single-use stream token (by its hash): the hash of the API key it stands for. */
   streamToken(tokenHash: string): string;
@@ -54,17 +80,23 @@ export interface Keys {
   idempotency(accountId: string, keyHash: string): string;
   /** Where a stream's consumer puts entries it cannot parse. */
   deadLetters(stream: string): string;
+  /** A job batch's record (hash) and its job ids (list); both tagged `{<batch id>}`. */
+  batch(batchId: string): string;
+  batchJobs(batchId: string): string;
 }
 
 export function makeKeys(prefix = 'fg'): Keys {
+  const usage = (n: number) => `${prefix}:{u${n}}:usage`;
   return {
     prefix,
     queue: (provider) => `{llm-${provider}}`,
-    frames: (id) => `${prefix}:{${id}}:f`,
-    meta: (id) => `${prefix}:{${id}}:m`,
+    frames: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:f`,
+    meta: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:m`,
     live: (id) => `${prefix}:live:{${id}}`,
-    usage: `${prefix}:usage`,
+    usage,
+    usageStreams: Array.from({ length: USAGE_PARTITIONS }, (_, n) => usage(n)),
     usageGroup: 'billing',
+    usageDeadLetters: `${prefix}:usage:dead`,
     credits: `${prefix}:credits`,
     creditsGroup: 'billing',
     models: (provider) => `${prefix}:models:${provider}`,
@@ -76,10 +108,12 @@ export function makeKeys(prefix = 'fg'): Keys {
     circuit: (provider) => `${prefix}:circuit:${provider}`,
     rateWindow: (provider, i) => `${prefix}:{rate-${provider}-${i}}:window`,
     ratePause: (provider, i) => `${prefix}:{rate-${provider}-${i}}:pause`,
-    holdCalls: (id) => `${prefix}:{${id}}:calls`,
+    holdCalls: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:calls`,
     streamToken: (tokenHash) => `${prefix}:wstok:${tokenHash}`,
     replyChannel: (instance) => `${prefix}:reply:${instance}`,
     idempotency: (accountId, keyHash) => `${prefix}:idem:${accountId}:${keyHash}`,
     deadLetters: (stream) => `${stream}:dead`,
+    batch: (id) => `${prefix}:{${id}}:b`,
+    batchJobs: (id) => `${prefix}:{${id}}:j`,
   };
 }

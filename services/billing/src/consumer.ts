@@ -35,7 +35,7 @@ export const defaultConsumerOptions: Omit<ConsumerOptions, 'consumer'> = {
 };
 
 interface Valid {
-  id: string;
+  entry: Entry;
   event: UsageEvent;
 }
 
@@ -54,7 +54,7 @@ export class UsageConsumer {
     const { keys, metrics } = deps;
     this.#g = new StreamGroup(
       deps,
-      { key: keys.usage, group: keys.usageGroup, deadLetters: keys.deadLetters(keys.usage) },
+      { keys: keys.usageStreams, group: keys.usageGroup, deadLetters: keys.usageDeadLetters },
       { ...defaultConsumerOptions, ...opts },
       {
         process: (entries) => this.#process(entries),
@@ -87,19 +87,25 @@ export class UsageConsumer {
     return this.#g.refreshStatus();
   }
 
-  /** Returns the stream ids to ack, or undefined to leave the batch pending (stopped while Postgres is away). */
-  async #process(entries: Entry[]): Promise<string[] | undefined> {
+  /** Lag over every usage partition. */
+  status(): ReturnType<StreamGroup['status']> {
+    return this.#g.status();
+  }
+
+  /** Returns the entries to ack, or undefined to leave the batch pending (stopped while Postgres is away). */
+  async #process(entries: Entry[]): Promise<Entry[] | undefined> {
     const { metrics, log } = this.#d;
     const valid: Valid[] = [];
-    const ackNow: string[] = [];
-    for (const [id, fields] of entries) {
+    const ackNow: Entry[] = [];
+    for (const entry of entries) {
+      const [id, fields] = entry;
       const p = parseEntry(fields);
-      if (p.ok) valid.push({ id, event: p.event });
+      if (p.ok) valid.push({ entry, event: p.event });
       else {
         metrics.malformed.inc();
         log.warn({ streamId: id, reason: p.reason }, 'malformed usage event; acked without settling');
-        if (fields) await this.#g.deadLetter(id, fields, `malformed: ${p.reason}`);
-        ackNow.push(id);
+        if (fields) await this.#g.deadLetter(entry, fields, `malformed: ${p.reason}`);
+        ackNow.push(entry);
       }
     }
     const settledIds = await this.#settle(valid);
@@ -107,8 +113,8 @@ export class UsageConsumer {
     return [...ackNow, ...settledIds];
   }
 
-  /** Settles with retry; returns the stream ids to ack, or undefined when stopped before success. */
-  async #settle(valid: Valid[]): Promise<string[] | undefined> {
+  /** Settles with retry; returns the entries to ack, or undefined when stopped before success. */
+  async #settle(valid: Valid[]): Promise<Entry[] | undefined> {
     if (valid.length === 0) return [];
     const { metrics, log, db, book } = this.#d;
     for (let attempt = 1; ; attempt++) {
@@ -121,7 +127,7 @@ export class UsageConsumer {
         const r = await settleBatch(db, priced);
         end();
         this.#count(r.inserted, r.duplicates);
-        return valid.map((v) => v.id);
+        return valid.map((v) => v.entry);
       } catch (err) {
         if (!isTransientDbError(err)) {
           metrics.batchErrors.inc({ kind: 'batch_rejected' });
@@ -138,26 +144,26 @@ export class UsageConsumer {
   }
 
   /** Isolates a poison event: each event in its own transaction; one Postgres refuses is dead-lettered. */
-  async #settleOneByOne(valid: Valid[]): Promise<string[] | undefined> {
-    const done: string[] = [];
+  async #settleOneByOne(valid: Valid[]): Promise<Entry[] | undefined> {
+    const done: Entry[] = [];
     for (const v of valid) {
       for (let attempt = 1; ; attempt++) {
         try {
           const priced: PricedEvent[] = await priceEvents(this.#d.book, [v.event]);
           const r = await settleBatch(this.#d.db, priced);
           this.#count(r.inserted, r.duplicates);
-          done.push(v.id);
+          done.push(v.entry);
           break;
         } catch (err) {
           if (!isTransientDbError(err)) {
             this.#d.metrics.deadLettered.inc();
             this.#d.log.error({ err, eventId: v.event.id }, 'usage event refused by Postgres; dead-lettered');
             await this.#g.deadLetter(
-              v.id,
+              v.entry,
               ['e', JSON.stringify(v.event)],
               `refused: ${(err as Error).message}`,
             );
-            done.push(v.id);
+            done.push(v.entry);
             break;
           }
           if (this.stopping) return done.length > 0 ? done : undefined;

@@ -43,7 +43,7 @@ export class CreditConsumer {
     this.#g = new StreamGroup(
       deps,
       {
-        key: deps.keys.credits,
+        keys: [deps.keys.credits],
         group: deps.keys.creditsGroup,
         deadLetters: deps.keys.deadLetters(deps.keys.credits),
       },
@@ -69,27 +69,28 @@ export class CreditConsumer {
     return this.#g.caughtUp();
   }
 
-  async #process(entries: Entry[]): Promise<string[] | undefined> {
+  async #process(entries: Entry[]): Promise<Entry[] | undefined> {
     const { metrics, log } = this.#d;
-    const done: string[] = [];
-    for (const [id, fields] of entries) {
+    const done: Entry[] = [];
+    for (const entry of entries) {
+      const [id, fields] = entry;
       const p = parseCreditEntry(fields);
       if (!p.ok) {
         metrics.credits.inc({ result: 'malformed' });
         log.warn({ streamId: id, reason: p.reason }, 'malformed credit command; acked without applying');
-        if (fields) await this.#g.deadLetter(id, fields, `malformed: ${p.reason}`);
-        done.push(id);
+        if (fields) await this.#g.deadLetter(entry, fields, `malformed: ${p.reason}`);
+        done.push(entry);
         continue;
       }
-      const ok = await this.#apply(id, p.command);
+      const ok = await this.#apply(entry, p.command);
       if (!ok) return done.length > 0 ? done : undefined; // stopped while Postgres is away
-      done.push(id);
+      done.push(entry);
     }
     return done;
   }
 
   /** Applies one command, retrying while Postgres is unavailable; false when stopped first. */
-  async #apply(streamId: string, cmd: CreditCommand): Promise<boolean> {
+  async #apply(entry: Entry, cmd: CreditCommand): Promise<boolean> {
     const { db, metrics, log } = this.#d;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -100,7 +101,7 @@ export class CreditConsumer {
         else if (r.result === 'refused') log.info({ key: cmd.key, reason: r.reason }, 'credit refused');
         return true;
       } catch (err) {
-        if (!isTransientDbError(err)) return this.#refuse(streamId, cmd, err);
+        if (!isTransientDbError(err)) return this.#refuse(entry, cmd, err);
         log.warn({ err, attempt, key: cmd.key }, 'credit not applied (Postgres unavailable?); will retry');
         if (this.stopping) return false;
         await this.#g.backoff(attempt);
@@ -110,7 +111,7 @@ export class CreditConsumer {
   }
 
   /** Postgres refused the command's content: record the refusal (or dead-letter it if even that fails). */
-  async #refuse(streamId: string, cmd: CreditCommand, cause: unknown): Promise<boolean> {
+  async #refuse(entry: Entry, cmd: CreditCommand, cause: unknown): Promise<boolean> {
     const { db, metrics, log } = this.#d;
     log.error({ err: cause, key: cmd.key }, 'credit command refused by Postgres');
     for (let attempt = 1; ; attempt++) {
@@ -121,11 +122,7 @@ export class CreditConsumer {
       } catch (err) {
         if (!isTransientDbError(err)) {
           metrics.credits.inc({ result: 'dead_lettered' });
-          await this.#g.deadLetter(
-            streamId,
-            ['c', JSON.stringify(cmd)],
-            `refused: ${(err as Error).message}`,
-          );
+          await this.#g.deadLetter(entry, ['c', JSON.stringify(cmd)], `refused: ${(err as Error).message}`);
           return true;
         }
         if (this.stopping) return false;

@@ -5,7 +5,6 @@ import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
 import { until } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { streamStatus } from './stream.ts';
 import { type Harness, harness, metricValue, usageEvent } from './test-harness.ts';
 
 /** A TCP proxy in front of Postgres that the test can cut and restore (an outage the consumer sees). */
@@ -84,13 +83,13 @@ it('keeps events pending while Postgres is unreachable and settles them all when
   await until(async () => (await metricValue(c.metrics.batchErrors, { kind: 'transient' })) >= 3, {
     what: 'failed settlement attempts',
   });
-  const s = await streamStatus(h.redis, h.keys.usage, h.keys.usageGroup);
+  const s = await h.usageStatus();
   expect(s.pending + s.backlog).toBe(30);
 
   await proxy.start();
   await until(
     async () => {
-      const st = await streamStatus(h.redis, h.keys.usage, h.keys.usageGroup);
+      const st = await h.usageStatus();
       return st.pending === 0 && st.backlog === 0;
     },
     { what: 'settled after Postgres returned' },

@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleBatch } from './ledger.ts';
 import { priceEvents } from './pricing.ts';
 import { PriceBook } from './price-book.ts';
-import { readGroup, streamStatus } from './stream.ts';
 import { type Harness, harness, metricValue, rng, usageEvent } from './test-harness.ts';
 
 let h: Harness;
@@ -46,7 +45,7 @@ async function tenant(credit: bigint) {
 }
 
 async function settledAndAcked() {
-  const s = await streamStatus(h.redis, h.keys.usage, h.keys.usageGroup);
+  const s = await h.usageStatus();
   return s.pending === 0 && s.backlog === 0;
 }
 
@@ -108,7 +107,7 @@ describe('settlement', () => {
       await h.xadd(d);
       if (rand() < 0.02) await h.xadd(pick(junk));
     }
-    await h.redis.xadd(h.keys.usage, '*', 'other', 'field');
+    await h.redis.xadd(h.keys.usage(3), '*', 'other', 'field');
 
     // Two replicas share the group, small batches so batches interleave.
     const a = await h.consumer('a', { batchSize: 1 + Math.floor(rand() * 40) });
@@ -137,7 +136,7 @@ describe('settlement', () => {
       (await metricValue(b.metrics.settled, { result: 'duplicate' }));
     expect(dup).toBe(deliveries.length - events.length);
     const malformed = (await metricValue(a.metrics.malformed)) + (await metricValue(b.metrics.malformed));
-    expect(malformed).toBe(await h.redis.xlen(h.keys.deadLetters(h.keys.usage)));
+    expect(malformed).toBe(await h.redis.xlen(h.keys.usageDeadLetters));
     expect(malformed).toBeGreaterThanOrEqual(1);
     const unpriced = (await metricValue(a.metrics.unpriced)) + (await metricValue(b.metrics.unpriced));
     expect(unpriced).toBe(events.filter((e) => e.model === 'gpt-unpriced').length);
@@ -161,13 +160,7 @@ describe('settlement', () => {
     const events = Array.from({ length: 20 }, (_, i) => usageEvent({ requestId: `crash${i}`, ...t }));
     for (const e of events) await h.xadd(e);
     // "Crash": a consumer reads and commits the batch, then dies before XACK.
-    const read = await readGroup(h.redis, {
-      key: h.keys.usage,
-      group: h.keys.usageGroup,
-      consumer: 'crashy',
-      count: 100,
-      id: '>',
-    });
+    const read = await h.readUsage('crashy', 100);
     expect(read).toHaveLength(20);
     const book = new PriceBook(h.db);
     await book.load();
@@ -189,13 +182,7 @@ describe('settlement', () => {
     const t = await tenant(10_000_000n);
     const events = Array.from({ length: 5 }, (_, i) => usageEvent({ requestId: `orphan${i}`, ...t }));
     for (const e of events) await h.xadd(e);
-    await readGroup(h.redis, {
-      key: h.keys.usage,
-      group: h.keys.usageGroup,
-      consumer: 'dead',
-      count: 100,
-      id: '>',
-    });
+    expect(await h.readUsage('dead', 100)).toHaveLength(5);
     const rescuer = await h.consumer('rescuer', { claimIdleMs: 50, claimEveryMs: 50 });
     await until(settledAndAcked, { what: 'orphans reclaimed' });
     expect(await metricValue(rescuer.metrics.settled, { result: 'settled' })).toBe(5);
@@ -251,7 +238,7 @@ describe('settlement', () => {
     await h.xadd(usageEvent({ requestId: 'req_l2', ...t, hold }));
     await until(
       async () => {
-        const st = await streamStatus(h.redis, h.keys.usage, h.keys.usageGroup);
+        const st = await h.usageStatus();
         return st.pending === 0 && st.backlog === 0;
       },
       { what: 'all settled' },

@@ -18,10 +18,22 @@ export interface StreamGroupOptions {
 }
 
 export interface StreamGroupHandler {
-  /** Handles one batch; returns the entry ids to ack, or undefined to leave them pending (stopping). */
-  process(entries: Entry[]): Promise<string[] | undefined>;
+  /**
+   * Handles one batch (entries of any of the group's streams); returns the entries to ack (the same
+   * objects), or undefined to leave them all pending (stopping).
+   */
+  process(entries: Entry[]): Promise<Entry[] | undefined>;
   /** Each status refresh (lag gauges). */
   status?(s: StreamStatus): void;
+}
+
+/** Read state of one stream of a group. */
+interface Part {
+  key: string;
+  /** Where to re-read this consumer's pending list from (after a restart); null once drained. */
+  ownPending: string | null;
+  claimCursor: string;
+  nextClaimAt: number;
 }
 
 /**
@@ -29,9 +41,13 @@ export interface StreamGroupHandler {
  * credit commands): a consumer group read in batches (own pending entries first after a restart,
  * then idle ones of dead consumers, then new ones), XACK after the handler committed, backoff on
  * failures, lag status and trimming of acked entries. At-least-once: the handler must be idempotent.
+ *
+ * One group may read several streams (the usage stream is partitioned so each job's keys and its
+ * usage stream share a Cluster slot): each read covers every stream, one command per stream (a
+ * multi-stream XREADGROUP would be cross-slot), and the batch handed to the handler mixes them.
  */
 export class StreamGroup {
-  readonly key: string;
+  readonly keys: readonly string[];
   readonly group: string;
   readonly deadLetters: string;
   #redis: Redis;
@@ -41,25 +57,27 @@ export class StreamGroup {
   #stop = new AbortController();
   #loop: Promise<void> | undefined;
   #status: NodeJS.Timeout | undefined;
-  #ownPending: string | null = '0';
-  #claimCursor = '0-0';
-  #nextClaimAt = 0;
+  #parts: Part[];
+  /** The stream of each entry in hand (entry ids are only unique within a stream). */
+  #source = new WeakMap<Entry, string>();
   #lastFull = false;
   #caughtUp = Promise.withResolvers<void>();
 
   constructor(
     deps: { redis: Redis; log: Logger },
-    stream: { key: string; group: string; deadLetters: string },
+    stream: { keys: readonly string[]; group: string; deadLetters: string },
     opts: StreamGroupOptions,
     handler: StreamGroupHandler,
   ) {
+    if (stream.keys.length === 0) throw new Error('a stream group reads at least one stream');
     this.#redis = deps.redis;
     this.#log = deps.log;
-    this.key = stream.key;
+    this.keys = stream.keys;
     this.group = stream.group;
     this.deadLetters = stream.deadLetters;
     this.#o = opts;
     this.#h = handler;
+    this.#parts = stream.keys.map((key) => ({ key, ownPending: '0', claimCursor: '0-0', nextClaimAt: 0 }));
   }
 
   get stopping(): boolean {
@@ -67,7 +85,7 @@ export class StreamGroup {
   }
 
   async start(): Promise<void> {
-    await ensureGroup(this.#redis, this.key, this.group);
+    await Promise.all(this.keys.map((key) => ensureGroup(this.#redis, key, this.group)));
     this.#loop = this.#run();
     this.#status = setInterval(() => void this.refreshStatus(), this.#o.statusEveryMs);
     this.#status.unref();
@@ -86,15 +104,25 @@ export class StreamGroup {
     await this.#loop;
   }
 
-  /** Reports lag and trims acked entries off the stream (billing owns its streams' retention). */
+  /** Reports lag (summed over the streams) and trims acked entries off each stream (billing owns their retention). */
   async refreshStatus(): Promise<void> {
     try {
-      const s = await streamStatus(this.#redis, this.key, this.group);
-      this.#h.status?.(s);
-      if (s.trimBelow) await this.#redis.call('XTRIM', [this.key, 'MINID', '~', s.trimBelow]);
+      const all = await Promise.all(
+        this.keys.map(async (key) => {
+          const s = await streamStatus(this.#redis, key, this.group);
+          if (s.trimBelow) await this.#redis.call('XTRIM', [key, 'MINID', '~', s.trimBelow]);
+          return s;
+        }),
+      );
+      this.#h.status?.(sumStatus(all));
     } catch (err) {
-      this.#log.warn({ err, stream: this.key }, 'stream status failed');
+      this.#log.warn({ err, streams: this.keys.length }, 'stream status failed');
     }
+  }
+
+  /** Lag of the group over all its streams. */
+  async status(): Promise<StreamStatus> {
+    return sumStatus(await Promise.all(this.keys.map((key) => streamStatus(this.#redis, key, this.group))));
   }
 
   /** Exponential backoff with jitter, capped; returns early on stop. */
@@ -104,8 +132,10 @@ export class StreamGroup {
     await sleep(ms, undefined, { signal: this.#stop.signal }).catch(() => {});
   }
 
-  /** Appends to this stream's dead-letter stream: entries never to be retried, kept for a human. */
-  async deadLetter(streamId: string, fields: string[], reason: string): Promise<void> {
+  /** Appends to the group's dead-letter stream: entries never to be retried, kept for a human. */
+  async deadLetter(entry: Entry, fields: string[], reason: string): Promise<void> {
+    const streamId = entry[0];
+    const stream = this.#source.get(entry) ?? '';
     try {
       await this.#redis.xadd(
         this.deadLetters,
@@ -116,6 +146,8 @@ export class StreamGroup {
         ...fields,
         'source',
         streamId,
+        'stream',
+        stream,
         'reason',
         reason.slice(0, 500),
       );
@@ -136,7 +168,7 @@ export class StreamGroup {
         failures = 0;
       } catch (err) {
         if (this.stopping) break;
-        this.#log.error({ err, stream: this.key }, 'stream read failed; backing off');
+        this.#log.error({ err, group: this.group }, 'stream read failed; backing off');
         await this.backoff(++failures);
         continue;
       } finally {
@@ -158,33 +190,64 @@ export class StreamGroup {
 
   /** Next batch: own pending entries first (after a restart), then stale ones of dead consumers, then new. */
   async #next(): Promise<Entry[]> {
-    const base = { key: this.key, group: this.group, consumer: this.#o.consumer, count: this.#o.batchSize };
-    if (this.#ownPending !== null) {
-      const own = await readGroup(this.#redis, { ...base, id: this.#ownPending });
-      const last = own.at(-1);
-      this.#ownPending = last ? last[0] : null;
+    const base = { group: this.group, consumer: this.#o.consumer, count: this.#o.batchSize };
+    const pendingParts = this.#parts.filter((p) => p.ownPending !== null);
+    if (pendingParts.length > 0) {
+      const own = await this.#each(pendingParts, async (p) => {
+        const got = await readGroup(this.#redis, { ...base, key: p.key, id: p.ownPending ?? '0' });
+        p.ownPending = got.at(-1)?.[0] ?? null;
+        return got;
+      });
       if (own.length > 0) return own;
     }
-    if (Date.now() >= this.#nextClaimAt) {
-      const c = await autoClaim(this.#redis, {
-        ...base,
-        minIdleMs: this.#o.claimIdleMs,
-        cursor: this.#claimCursor,
-      });
-      this.#claimCursor = c.next;
-      if (c.next === '0-0') this.#nextClaimAt = Date.now() + this.#o.claimEveryMs;
-      if (c.entries.length > 0) {
-        this.#log.info({ count: c.entries.length, stream: this.key }, 'reclaimed idle stream entries');
+    const now = Date.now();
+    const claimParts = this.#parts.filter((p) => now >= p.nextClaimAt);
+    if (claimParts.length > 0) {
+      const claimed = await this.#each(claimParts, async (p) => {
+        const c = await autoClaim(this.#redis, {
+          ...base,
+          key: p.key,
+          minIdleMs: this.#o.claimIdleMs,
+          cursor: p.claimCursor,
+        });
+        p.claimCursor = c.next;
+        if (c.next === '0-0') p.nextClaimAt = Date.now() + this.#o.claimEveryMs;
         return c.entries;
+      });
+      if (claimed.length > 0) {
+        this.#log.info({ count: claimed.length, group: this.group }, 'reclaimed idle stream entries');
+        return claimed;
       }
     }
     // Billing reads on its own rhythm rather than waking on every entry: an event lands at the very
     // moment the ingress is answering its caller, and settling then competes with it for the CPU.
     // A full batch means more is waiting: read again at once. At low load this also batches more.
     if (this.#o.batchMs > 0 && !this.#lastFull) await this.#pause(this.#o.batchMs);
-    const entries = this.stopping ? [] : await readGroup(this.#redis, { ...base, id: '>' });
-    this.#lastFull = entries.length >= this.#o.batchSize;
+    if (this.stopping) return [];
+    // The batch size is shared out over the streams (at least one entry each).
+    const count = Math.max(1, Math.ceil(this.#o.batchSize / this.#parts.length));
+    let full = false;
+    const entries = await this.#each(this.#parts, async (p) => {
+      const got = await readGroup(this.#redis, { ...base, count, key: p.key, id: '>' });
+      if (got.length >= count) full = true;
+      return got;
+    });
+    this.#lastFull = full;
     return entries;
+  }
+
+  /** Runs `read` on each part at once and concatenates the entries, remembering each one's stream. */
+  async #each(parts: Part[], read: (p: Part) => Promise<Entry[]>): Promise<Entry[]> {
+    const lists = await Promise.all(parts.map(read));
+    const out: Entry[] = [];
+    for (let i = 0; i < parts.length; i++) {
+      const key = parts[i]?.key ?? '';
+      for (const e of lists[i] ?? []) {
+        this.#source.set(e, key);
+        out.push(e);
+      }
+    }
+    return out;
   }
 
   /** Waits `ms`, cut short by stop(). */
@@ -202,21 +265,45 @@ export class StreamGroup {
     });
   }
 
-  /** XACK after commit. Retried while Redis is away; giving up only means a harmless redelivery. */
-  async #ack(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#redis.xack(this.key, this.group, ...ids);
-        return;
-      } catch (err) {
-        this.#log.warn(
-          { err, attempt, stream: this.key },
-          'XACK failed; retrying (the batch is already committed)',
-        );
-        if (this.stopping) return;
-        await this.backoff(attempt);
-      }
+  /** XACK after commit, per stream. Retried while Redis is away; giving up only means a harmless redelivery. */
+  async #ack(entries: Entry[]): Promise<void> {
+    const byStream = new Map<string, string[]>();
+    for (const e of entries) {
+      const key = this.#source.get(e);
+      if (key === undefined) continue;
+      const ids = byStream.get(key);
+      if (ids) ids.push(e[0]);
+      else byStream.set(key, [e[0]]);
     }
+    await Promise.all(
+      [...byStream].map(async ([key, ids]) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await this.#redis.xack(key, this.group, ...ids);
+            return;
+          } catch (err) {
+            this.#log.warn(
+              { err, attempt, stream: key },
+              'XACK failed; retrying (the batch is already committed)',
+            );
+            if (this.stopping) return;
+            await this.backoff(attempt);
+          }
+        }
+      }),
+    );
   }
+}
+
+/** The lag of several streams as one: counts summed, the oldest of the oldest; no single trim point. */
+function sumStatus(all: StreamStatus[]): StreamStatus {
+  let pending = 0;
+  let backlog = 0;
+  let oldestMs: number | null = null;
+  for (const s of all) {
+    pending += s.pending;
+    backlog += s.backlog;
+    if (s.oldestMs !== null && (oldestMs === null || s.oldestMs < oldestMs)) oldestMs = s.oldestMs;
+  }
+  return { pending, backlog, oldestMs, trimBelow: all.length === 1 ? (all[0]?.trimBelow ?? null) : null };
 }

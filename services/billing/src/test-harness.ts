@@ -5,7 +5,7 @@ import { createDb, type Db } from '@faregate/db/client';
 import { runMigrations } from '@faregate/db/migrate';
 import { syncPrices } from '@faregate/db/prices';
 import type { CreditCommand } from '@faregate/contracts/credits';
-import { makeKeys, type Keys } from '@faregate/queue/keys';
+import { makeKeys, type Keys, usagePartition } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
 import { freshDatabase, testRedis } from '@faregate/testing/env';
 import type { Redis } from 'ioredis';
@@ -14,6 +14,7 @@ import { type ConsumerOptions, UsageConsumer } from './consumer.ts';
 import { CreditConsumer } from './credit-consumer.ts';
 import { createMetrics } from './metrics.ts';
 import { PriceBook } from './price-book.ts';
+import { type Entry, readGroup, type StreamStatus, streamStatus } from './stream.ts';
 export { rng } from '@faregate/testing/random';
 
 export const PRICES_AT = '2026-01-01';
@@ -29,7 +30,12 @@ export interface Harness {
     opts?: Partial<ConsumerOptions>,
     dbOverride?: Db,
   ): Promise<UsageConsumer & { metrics: ReturnType<typeof createMetrics> }>;
+  /** Appends a usage event to its request's usage partition (raw text goes to partition 0). */
   xadd(e: UsageEvent | string): Promise<string>;
+  /** The usage consumer group's lag over every partition. */
+  usageStatus(): Promise<StreamStatus>;
+  /** XREADGROUP of new entries from every usage partition, as `consumer` (a consumer that then dies). */
+  readUsage(consumer: string, count: number): Promise<Entry[]>;
   creditConsumer(
     name: string,
     opts?: Partial<ConsumerOptions>,
@@ -71,7 +77,31 @@ export async function harness(): Promise<Harness> {
       return Object.assign(c, { metrics });
     },
     xadd: (e) =>
-      redis.xadd(keys.usage, '*', 'e', typeof e === 'string' ? e : JSON.stringify(e)) as Promise<string>,
+      typeof e === 'string'
+        ? (redis.xadd(keys.usage(0), '*', 'e', e) as Promise<string>)
+        : (redis.xadd(
+            keys.usage(usagePartition(e.requestId)),
+            '*',
+            'e',
+            JSON.stringify(e),
+          ) as Promise<string>),
+    async usageStatus() {
+      const all = await Promise.all(keys.usageStreams.map((k) => streamStatus(redis, k, keys.usageGroup)));
+      return {
+        pending: all.reduce((n, s) => n + s.pending, 0),
+        backlog: all.reduce((n, s) => n + s.backlog, 0),
+        oldestMs: null,
+        trimBelow: null,
+      };
+    },
+    async readUsage(consumer, count) {
+      const lists = await Promise.all(
+        keys.usageStreams.map((key) =>
+          readGroup(redis, { key, group: keys.usageGroup, consumer, count, id: '>' }),
+        ),
+      );
+      return lists.flat();
+    },
     async creditConsumer(name, opts = {}) {
       const metrics = createMetrics();
       const c = new CreditConsumer(

@@ -13,8 +13,8 @@ export type BatchEntry =
   | { index: number; id: string }
   | { index: number; error: ReturnType<GatewayError['toBody']>['error'] };
 
-const batchKey = (deps: IngressDeps, id: string) => `${deps.keys.prefix}:{${id}}:b`;
-const jobsKey = (deps: IngressDeps, id: string) => `${deps.keys.prefix}:{${id}}:j`;
+const batchKey = (deps: IngressDeps, id: string) => deps.keys.batch(id);
+const jobsKey = (deps: IngressDeps, id: string) => deps.keys.batchJobs(id);
 
 /**
  * A job batch: many chat requests submitted together, each its own job (admission, routing,

@@ -8,7 +8,7 @@ import type { callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
 import { testRedis } from '@faregate/testing/env';
 import { FrameStore } from '@faregate/queue/frame-store';
-import { makeKeys } from '@faregate/queue/keys';
+import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { runAttempt, type AttemptInput } from './attempt.ts';
@@ -96,7 +96,7 @@ const input = (data: JobData, over: Partial<AttemptInput> = {}): AttemptInput =>
 });
 
 async function usageOf(requestId: string): Promise<UsageEvent[]> {
-  const entries = await redis.xrange(keys.usage, '-', '+');
+  const entries = await redis.xrange(keys.usage(usagePartition(requestId)), '-', '+');
   return entries
     .map(([, f]) => UsageEvent.parse(JSON.parse(f[1] ?? '')))
     .filter((e) => e.requestId === requestId);
