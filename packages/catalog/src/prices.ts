@@ -52,6 +52,8 @@ export class PriceTable {
   /** Oldest first. */
   readonly #history = new Map<string, DatedPrice[]>();
   readonly #selfHosted: Set<string>;
+  /** Parsed once per price (resolution hands back the same objects). */
+  readonly #micro = new WeakMap<ModelPrice, MicroPrice>();
 
   constructor(models: readonly CatalogModel[] = BUILTIN_MODELS, opts: PriceTableOptions = {}) {
     for (const m of models) this.#models.set(keyOf(m.provider, m.id), m);
@@ -125,7 +127,62 @@ export class PriceTable {
     if (this.#selfHosted.has(provider)) return { provider, model: modelId, price: FREE, selfHosted: true };
     return undefined;
   }
+
+  /** `resolvePrice` in µUSD per M tokens. */
+  microPrice(provider: string, modelId: string, at: number = Date.now()): MicroPrice | undefined {
+    const r = this.resolvePrice(provider, modelId, at);
+    if (!r) return undefined;
+    let m = this.#micro.get(r.price);
+    if (!m) {
+      m = toMicroPrice(r.price);
+      this.#micro.set(r.price, m);
+    }
+    return m;
+  }
+
+  /**
+   * What one provider call costs (µUSD), or undefined when the model has no price: the one cost of a
+   * call, which billing settles and the worker reports to the caller as `usage.cost`.
+   */
+  callCostMicros(
+    provider: string,
+    modelId: string,
+    tokens: CallTokens,
+    at: number = Date.now(),
+  ): bigint | undefined {
+    const p = this.microPrice(provider, modelId, at);
+    return p === undefined ? undefined : callCostMicros(tokens, p);
+  }
 }
+
+/** The token counts a call is priced on (a usage event's, a completion's normalized usage). */
+export interface CallTokens {
+  /** All input tokens, cached and cache-write ones included. */
+  inputTokens: number;
+  cachedInputTokens: number;
+  cacheWriteTokens: number;
+  /** All output tokens, reasoning included (reasoning is not charged again). */
+  outputTokens: number;
+}
+
+/**
+ * Cost of one provider call in µUSD: every token class at its own price, summed exactly (in
+ * µUSD × 1e-6 units) and rounded once, half up. `inputTokens` includes cached and cache-write
+ * tokens, so only the remainder is charged at the plain input price. Reasoning tokens are part of
+ * `outputTokens` and are not charged again.
+ */
+export function callCostMicros(t: CallTokens, price: MicroPrice): bigint {
+  const uncached = Math.max(0, t.inputTokens - t.cachedInputTokens - t.cacheWriteTokens);
+  const scaled =
+    BigInt(uncached) * price.input +
+    BigInt(t.cachedInputTokens) * price.cachedInput +
+    BigInt(t.cacheWriteTokens) * price.cacheWrite +
+    BigInt(t.outputTokens) * price.output;
+  return (scaled + 500_000n) / 1_000_000n;
+}
+
+/** µUSD as the USD number callers see (`usage.cost`, OpenRouter's convention). */
+export const microsToUsdNumber = (micros: bigint): number => Number(micros) / 1_000_000;
 
 /** µUSD per million tokens, every token class (missing cache prices fall back to the input price). */
 export interface MicroPrice {

@@ -1,5 +1,4 @@
-import { type MicroPrice, toMicroPrice as fromModelPrice } from '@faregate/catalog/prices';
-import type { UsageEvent } from '@faregate/contracts/usage';
+import { callCostMicros, type MicroPrice, toMicroPrice as fromModelPrice } from '@faregate/catalog/prices';
 
 export type { MicroPrice };
 
@@ -18,20 +17,5 @@ export function toMicroPrice(p: {
   });
 }
 
-type Tokens = Pick<UsageEvent, 'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'outputTokens'>;
-
-/**
- * Cost of one provider call in µUSD: every token class at its own price, summed exactly (in
- * µUSD × 1e-6 units) and rounded once, half up. `inputTokens` includes cached and cache-write
- * tokens, so only the remainder is charged at the plain input price. Reasoning tokens are part of
- * `outputTokens` and are not charged again.
- */
-export function eventCostMicros(t: Tokens, price: MicroPrice): bigint {
-  const uncached = Math.max(0, t.inputTokens - t.cachedInputTokens - t.cacheWriteTokens);
-  const scaled =
-    BigInt(uncached) * price.input +
-    BigInt(t.cachedInputTokens) * price.cachedInput +
-    BigInt(t.cacheWriteTokens) * price.cacheWrite +
-    BigInt(t.outputTokens) * price.output;
-  return (scaled + 500_000n) / 1_000_000n;
-}
+/** The cost of one call: the catalog's one formula (`callCostMicros`), also what the worker reports. */
+export const eventCostMicros = callCostMicros;

@@ -1,8 +1,8 @@
-import { BUILTIN_MODELS, type CatalogModel, type ModelPrice } from '@faregate/catalog/models';
+import { BUILTIN_MODELS, type CatalogModel } from '@faregate/catalog/models';
 import { PriceTable, type ResolvedPrice } from '@faregate/catalog/prices';
 import type { Db } from '@faregate/db/client';
 import { loadPrices } from '@faregate/db/prices';
-import { type MicroPrice, toMicroPrice } from './cost.ts';
+import type { MicroPrice } from './cost.ts';
 
 /** Where a served call without a price is reported (the service's logger). */
 export interface UnpricedLog {
@@ -36,8 +36,6 @@ export class PriceBook {
   #db: Db;
   #models: readonly CatalogModel[];
   #table: PriceTable;
-  /** Parsed once per price (the table hands back the same objects). */
-  #micro = new WeakMap<ModelPrice, MicroPrice>();
   #lastLoad = 0;
   #missReloadMs: number;
   #log: UnpricedLog | undefined;
@@ -82,19 +80,7 @@ export class PriceBook {
 
   /** The price in force at `atMs` for a served model id, in µUSD per M tokens (see `PriceTable.resolvePrice`). */
   lookup(provider: string, model: string, atMs: number): MicroPrice | undefined {
-    const r = this.#table.resolvePrice(provider, model, atMs);
-    if (!r) return undefined;
-    let m = this.#micro.get(r.price);
-    if (!m) {
-      m = toMicroPrice({
-        inputPerM: r.price.inputPerM,
-        cachedInputPerM: r.price.cachedInputPerM ?? null,
-        cacheWritePerM: r.price.cacheWritePerM ?? null,
-        outputPerM: r.price.outputPerM,
-      });
-      this.#micro.set(r.price, m);
-    }
-    return m;
+    return this.#table.microPrice(provider, model, atMs);
   }
 
   /**
