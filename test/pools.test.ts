@@ -150,7 +150,8 @@ describe('fallback and the circuit breaker', () => {
         messages: ask(`outage ${i}`),
       });
       expect(r.choices[0]?.message.content).toBeTruthy();
-      expect(r.model).toBe('openai/gpt-4o-mini');
+      // The answer names the model that served it: the fallback.
+      expect(r.model).toBe('anthropic/claude-haiku-4-5-20251001');
     }
     expect(chatCalls(s, 'anthropic').filter((c) => c.status === 200)).toHaveLength(12);
     // The circuit opened after a few failures: the rest went straight to the fallback.

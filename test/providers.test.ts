@@ -161,7 +161,7 @@ describe('routing', () => {
       model: 'claude-haiku-4-5',
       messages: [{ role: 'user', content: 'hi' }],
     });
-    expect(r.model).toBe('claude-haiku-4-5');
+    expect(r.model).toBe('anthropic/claude-haiku-4-5-20251001');
     const err = await client.chat.completions
       .create({
         model: 'gemini/gemini-2.5-flash-image-preview-unknown',

@@ -180,6 +180,12 @@ export const OpenAIUsage = z.looseObject({
     accepted_prediction_tokens: z.number().int().nonnegative(),
     rejected_prediction_tokens: z.number().int().nonnegative(),
   }),
+  /**
+   * What the request cost, in USD (OpenRouter's convention): every provider call of the request
+   * that produced tokens (retries and fallbacks included), at its listed price: what the ledger
+   * settles for it. Absent only on frames written before the gateway reported it.
+   */
+  cost: z.number().nonnegative().optional(),
 });
 export type OpenAIUsage = z.infer<typeof OpenAIUsage>;
 
@@ -224,16 +230,32 @@ export const ChatCompletion = z.looseObject({
   usage: OpenAIUsage,
   system_fingerprint: z.string().nullable(),
   service_tier: z.string().nullable(),
+  /** Faregate: the provider that served the answer (`model` is `<provider>/<model id>`). */
+  provider: z.string().optional(),
 });
 export type ChatCompletion = z.infer<typeof ChatCompletion>;
 
-/** The normalized response format: one shape whatever provider served the call. */
-export function toChatCompletion(id: string, model: string, created: number, c: Completion): ChatCompletion {
+/** The gateway's name of a model a provider serves (`model` in answers, `/v1/models` ids). */
+export const servedModelName = (provider: string, model: string): string => `${provider}/${model}`;
+
+/**
+ * The normalized response format: one shape whatever provider served the call. `model` is the
+ * model that generated the answer in the gateway's `provider/model` form (as OpenRouter does),
+ * whatever name the caller used (an alias, a bare name, `auto`); `costMicros` the request's cost.
+ */
+export function toChatCompletion(
+  id: string,
+  served: { provider: string; model: string },
+  created: number,
+  c: Completion,
+  costMicros: bigint,
+): ChatCompletion {
   return {
     id,
     object: 'chat.completion',
     created,
-    model,
+    model: servedModelName(served.provider, served.model),
+    provider: served.provider,
     choices: [
       {
         index: 0,
@@ -248,7 +270,7 @@ export function toChatCompletion(id: string, model: string, created: number, c: 
         finish_reason: c.finishReason,
       },
     ],
-    usage: toOpenAIUsage(c.usage),
+    usage: { ...toOpenAIUsage(c.usage), cost: Number(costMicros) / 1_000_000 },
     system_fingerprint: null,
     service_tier: 'default',
   };

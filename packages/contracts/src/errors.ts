@@ -1,3 +1,4 @@
+import { RouteStep } from './route.ts';
 import { z } from 'zod';
 
 /** Stable error codes. The ingress maps them to HTTP statuses in one place (`errorStatus`). */
@@ -76,8 +77,10 @@ export interface GatewayErrorInit {
   param?: string | null;
   /** Provider asked us to wait this long before the next call (429 / 529 / 503 with a hint). */
   retryAfterMs?: number;
-  /** Upstream HTTP status, when the error came from a provider. Never shown to callers. */
+  /** Upstream HTTP status, when the error came from a provider (callers see it in `attempts`). */
   upstreamStatus?: number;
+  /** The provider calls the request made before it failed (shown to callers as `error.attempts`). */
+  attempts?: RouteStep[];
   cause?: unknown;
 }
 
@@ -88,6 +91,7 @@ export class GatewayError extends Error {
   readonly param: string | null;
   readonly retryAfterMs: number | undefined;
   readonly upstreamStatus: number | undefined;
+  readonly attempts: RouteStep[] | undefined;
 
   constructor(init: GatewayErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -97,6 +101,7 @@ export class GatewayError extends Error {
     this.param = init.param ?? null;
     this.retryAfterMs = init.retryAfterMs;
     this.upstreamStatus = init.upstreamStatus;
+    this.attempts = init.attempts;
   }
 
   get status(): number {
@@ -104,7 +109,14 @@ export class GatewayError extends Error {
   }
 
   toBody(): ErrorBody {
-    return errorBody(this.code, this.message, this.param);
+    const body = errorBody(this.code, this.message, this.param);
+    if (this.attempts?.length) body.error.attempts = this.attempts;
+    return body;
+  }
+
+  /** The same error, naming the provider calls the request made. */
+  withAttempts(attempts: RouteStep[]): GatewayError {
+    return new GatewayError({ ...this.toJSON(), attempts });
   }
 
   toJSON(): SerializedError {
@@ -115,6 +127,7 @@ export class GatewayError extends Error {
       param: this.param,
       ...(this.retryAfterMs === undefined ? {} : { retryAfterMs: this.retryAfterMs }),
       ...(this.upstreamStatus === undefined ? {} : { upstreamStatus: this.upstreamStatus }),
+      ...(this.attempts === undefined ? {} : { attempts: this.attempts }),
     };
   }
 
@@ -130,6 +143,7 @@ export const SerializedError = z.object({
   param: z.string().nullable(),
   retryAfterMs: z.number().optional(),
   upstreamStatus: z.number().optional(),
+  attempts: z.array(RouteStep).optional(),
 });
 export type SerializedError = z.infer<typeof SerializedError>;
 
@@ -140,6 +154,8 @@ export const ErrorBody = z.object({
     type: z.string(),
     param: z.string().nullable(),
     code: z.string().nullable(),
+    /** Faregate: every provider call the request made, when it made any (see `RouteStep`). */
+    attempts: z.array(RouteStep).optional(),
   }),
 });
 export type ErrorBody = z.infer<typeof ErrorBody>;

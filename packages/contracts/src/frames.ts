@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ChatCompletion, OpenAIUsage } from './chat.ts';
 import { SerializedError } from './errors.ts';
+import { RouteStep } from './route.ts';
 
 /**
  * Server frames of the WebSocket protocol v1, also the entries of each job's Redis Stream.
@@ -29,6 +30,8 @@ export const Frame = z.discriminatedUnion('type', [
     model: z.string().optional(),
     attempt: z.number().optional(),
     reason: z.string().optional(),
+    /** `running`: the calls the request made before this one (retries, fallback hops). */
+    route: z.array(RouteStep).optional(),
   }),
   z.object({
     ...base,
@@ -40,8 +43,14 @@ export const Frame = z.discriminatedUnion('type', [
   }),
   z.object({ ...base, type: z.literal('reset'), reason: z.string(), hop: z.number(), attempt: z.number() }),
   z.object({ ...base, type: z.literal('usage'), usage: OpenAIUsage }),
-  /** `result` is the HTTP chat.completion response. */
-  z.object({ ...base, type: z.literal('done'), result: ChatCompletion }),
+  /** `result` is the HTTP chat.completion response; `route` every provider call made, the answering one last. */
+  z.object({
+    ...base,
+    type: z.literal('done'),
+    result: ChatCompletion,
+    route: z.array(RouteStep).optional(),
+  }),
+  /** `error.attempts`: the provider calls made before the request failed. */
   z.object({ ...base, type: z.literal('error'), status: z.number(), error: SerializedError }),
 ]);
 export type Frame = z.infer<typeof Frame>;

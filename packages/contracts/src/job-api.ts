@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RouteStep } from './route.ts';
 import { ChatCompletion } from './chat.ts';
 import { ErrorBody } from './errors.ts';
 import { JobState } from './jobs.ts';
@@ -8,11 +9,14 @@ export const JobView = z.object({
   id: z.string(),
   object: z.literal('job'),
   status: JobState,
+  /** The model asked for (the result's `model` names the one that served it). */
   model: z.string().optional(),
   /** Epoch seconds; null when the record does not say. */
   created_at: z.number().nullable().optional(),
   result: ChatCompletion.optional(),
   error: ErrorBody.shape.error.optional(),
+  /** Once answered: every provider call made, the answering one last (see `RouteStep`). */
+  attempts: z.array(RouteStep).optional(),
   /** Sequence number of the terminal frame, once finished. */
   last_seq: z.number().int().positive().optional(),
 });

@@ -72,6 +72,8 @@ export interface Keys {
   ratePause(provider: string, i: number): string;
   /** Calls of a request that produced tokens (in its job's partition slot, beside its frames). */
   holdCalls(requestId: string): string;
+  /** The provider calls of a request and how each ended (JSON `RouteStep` per line), beside its frames. */
+  route(requestId: string): string;
   /** A single-use stream token (by its hash): the hash of the API key it stands for. */
   streamToken(tokenHash: string): string;
   /** An ingress process's own reply channel. */
@@ -109,6 +111,7 @@ export function makeKeys(prefix = 'fg'): Keys {
     rateWindow: (provider, i) => `${prefix}:{rate-${provider}-${i}}:window`,
     ratePause: (provider, i) => `${prefix}:{rate-${provider}-${i}}:pause`,
     holdCalls: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:calls`,
+    route: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:r`,
     streamToken: (tokenHash) => `${prefix}:wstok:${tokenHash}`,
     replyChannel: (instance) => `${prefix}:reply:${instance}`,
     idempotency: (accountId, keyHash) => `${prefix}:idem:${accountId}:${keyHash}`,

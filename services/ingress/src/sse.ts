@@ -1,13 +1,17 @@
+import { servedModelName } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
+import type { RouteStep } from '@faregate/contracts/route';
 
 /**
  * Translates a job's frames into OpenAI `chat.completion.chunk` SSE events, exactly as OpenAI
  * sends them: the role first, content / tool-call pieces, a finish chunk, a `choices: []` usage
  * chunk only when `include_usage` is set (and `usage: null` on every other chunk then), `[DONE]`.
+ * `model` in every chunk is the model generating the stream (`provider/model`), known from the
+ * `running` status frame that precedes the first content of each attempt.
  */
 export class ChunkWriter {
   readonly #id: string;
-  readonly #model: string;
+  #model = '';
   readonly #created: number;
   readonly #includeUsage: boolean;
   #roleSent = false;
@@ -15,9 +19,11 @@ export class ChunkWriter {
   sentText = '';
   sentTools = false;
 
-  constructor(id: string, model: string, created: number, includeUsage: boolean) {
+  /** The calls so far, the one the stream comes from last (for the response headers). */
+  route: RouteStep[] = [];
+
+  constructor(id: string, created: number, includeUsage: boolean) {
     this.#id = id;
-    this.#model = model;
     this.#created = created;
     this.#includeUsage = includeUsage;
   }
@@ -51,7 +57,10 @@ export class ChunkWriter {
   /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
   frame(f: Frame): string {
     const out: string[] = [];
-    if (f.type === 'delta') {
+    if (f.type === 'status' && f.state === 'running' && f.provider && f.model && !this.#roleSent) {
+      this.#model = servedModelName(f.provider, f.model);
+      this.route = [...(f.route ?? []), { provider: f.provider, model: f.model, status: 200, code: 'ok' }];
+    } else if (f.type === 'delta') {
       if (f.text) {
         this.#role(out, true);
         this.sentText += f.text;
@@ -68,6 +77,9 @@ export class ChunkWriter {
       }
     } else if (f.type === 'done') {
       const r = f.result;
+      // A stream whose content came only with the result (no running frame before it).
+      if (!this.#roleSent) this.#model = r.model;
+      if (this.route.length === 0 && f.route) this.route = f.route;
       const choice = r.choices[0];
       const content = choice?.message.content ?? '';
       // Top up anything the deltas did not carry (e.g. a provider that answered without streaming).
@@ -98,7 +110,7 @@ export class ChunkWriter {
       }
       out.push('data: [DONE]\n\n');
     } else if (f.type === 'error') {
-      out.push(errorEvent(f.error.code, f.error.message));
+      out.push(errorEvent(f.error.code, f.error.message, f.error.attempts));
     }
     return out.join('');
   }
@@ -109,12 +121,13 @@ export class ChunkWriter {
 }
 
 /** An in-band error after the 200 status: the official SDK raises APIError for a data payload with `error`. */
-export function errorEvent(code: string, message: string): string {
+export function errorEvent(code: string, message: string, attempts?: RouteStep[]): string {
   const type =
     code === 'rate_limit_exceeded'
       ? 'rate_limit_error'
       : code.includes('invalid')
         ? 'invalid_request_error'
         : 'server_error';
-  return `data: ${JSON.stringify({ error: { message, type, param: null, code } })}\n\n`;
+  const error = { message, type, param: null, code, ...(attempts?.length ? { attempts } : {}) };
+  return `data: ${JSON.stringify({ error })}\n\n`;
 }

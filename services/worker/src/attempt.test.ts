@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PriceTable } from '@faregate/catalog/prices';
 import { zeroUsage } from '@faregate/contracts/chat';
 import type { JobData } from '@faregate/contracts/jobs';
 import { UsageEvent } from '@faregate/contracts/usage';
@@ -63,6 +64,7 @@ function depsWith(call: typeof callProvider): WorkerDeps {
       openMs: 1_000,
     }),
     limits,
+    prices: new PriceTable(),
   };
 }
 

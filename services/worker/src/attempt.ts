@@ -11,13 +11,17 @@ import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 import type { WorkerDeps } from './deps.ts';
+import type { RouteStep } from '@faregate/contracts/route';
 import {
   countedCall,
-  countedCalls,
   describeCall,
   holdCallsOf,
   holdSpent,
   type HoldSpent,
+  NO_PRIOR_CALLS,
+  type PriorCalls,
+  priorCalls,
+  recordFailedStep,
 } from './hold-calls.ts';
 import { decide, isProviderFailure, poolPauseMs, toGatewayError, type Decision } from './outcome.ts';
 import { queueHop } from './fallback.ts';
@@ -120,16 +124,17 @@ async function attemptOnce(
     clearTimeout(statusTimer);
     statusTimer = setTimeout(() => writer.release(), ms);
   };
+  const running: FrameBody & { type: 'status' } = {
+    type: 'status',
+    state: 'running',
+    provider: candidate.provider,
+    model: candidate.model,
+    attempt,
+  };
   if (data.deltas) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.defer({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
-    writer.defer({
-      type: 'status',
-      state: 'running',
-      provider: candidate.provider,
-      model: candidate.model,
-      attempt,
-    });
+    writer.defer(running);
     releaseStatusIn(STATUS_WAIT_MS);
   }
 
@@ -137,7 +142,7 @@ async function attemptOnce(
   let estimated = false;
   // What the caller was sent: what a call that ends early is billed at least.
   const streamed: Streamed = { text: '', reasoning: '' };
-  const usageEvent = (outcome: UsageEvent['outcome'], final: boolean): UsageEvent => ({
+  const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent => ({
     v: 1,
     id: usageEventId(data.id, data.hop, attempt),
     requestId: data.id,
@@ -152,8 +157,14 @@ async function attemptOnce(
     final,
     ...(final && data.hold ? { hold: data.hold } : {}),
     ...(estimated ? { estimated: true } : {}),
-    at: Date.now(),
+    at,
   });
+  /** What this call costs at its listed price (the figure billing settles); 0 when unpriced. */
+  const callCost = (at: number) =>
+    deps.prices.callCostMicros(candidate.provider, candidate.model, usage, at) ?? 0n;
+  // Calls the request made before this one (a re-run reads them; a first attempt has none).
+  let prior: PriorCalls = NO_PRIOR_CALLS;
+  let called = false;
 
   const unregister = deps.cancels.register(data.id, abort);
   const onAbort = () => abort.abort(input.signal?.reason);
@@ -199,8 +210,9 @@ async function attemptOnce(
     // A re-run (retry, hop, restart) first checks the calls the hold covers (see hold-calls.ts); a
     // first attempt cannot have spent them.
     if (input.restart || attempt > 1 || data.hop > 0) {
-      const calls = await countedCalls(deps, data);
-      if (calls.length >= holdCallsOf(data)) throw holdSpent(data, calls);
+      prior = await priorCalls(deps, data);
+      if (prior.route.length > 0) running.route = prior.route;
+      if (prior.calls.length >= holdCallsOf(data)) throw holdSpent(data, prior.calls);
     }
     if (!(await deps.circuit.allow())) {
       throw new GatewayError({
@@ -228,6 +240,7 @@ async function attemptOnce(
         );
       },
     });
+    called = true;
     markCalling();
     const res = await call;
     usage = res.completion.usage;
@@ -248,25 +261,34 @@ async function attemptOnce(
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
+    // The answer names what served it, the calls made on the way, and what the request cost: this
+    // call and every earlier one that produced tokens, each at its listed price, as billing settles.
+    const at = Date.now();
+    const cost = prior.calls.reduce((sum, c) => sum + c.costMicros, callCost(at));
     const result = toChatCompletion(
       data.id,
-      data.requestedModel,
+      candidate,
       Math.floor(data.created / 1000),
       res.completion,
+      cost,
     );
+    const route: RouteStep[] = [
+      ...prior.route,
+      { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' },
+    ];
     const frames: FrameBody[] = data.deltas
       ? [
           { type: 'usage', usage: result.usage },
-          { type: 'done', result },
+          { type: 'done', result, route },
         ]
-      : [{ type: 'done', result }];
+      : [{ type: 'done', result, route }];
     await deps.store.append(data.id, frames, {
       owner,
       claim,
       ttlMs,
       replyTo: data.replyTo,
       state: 'completed',
-      usage: usageEvent('success', true),
+      usage: usageEvent('success', true, at),
     });
     // Bookkeeping after the answer is on its way, not in front of it.
     void deps.circuit.success().catch(() => {});
@@ -288,13 +310,34 @@ async function attemptOnce(
     if (!lost && isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
     // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts); it is
     // counted with its usage event. A cancelled request makes no further call: nothing to count.
+    const eventAt = Date.now();
+    const thisCall = {
+      description: describeCall(candidate, data.hop, attempt, err),
+      costMicros: callCost(eventAt),
+    };
     const counted =
-      hasTokens(usage) && err.code !== 'cancelled'
-        ? countedCall(data, describeCall(candidate, data.hop, attempt, err), ttlMs)
-        : undefined;
+      hasTokens(usage) && err.code !== 'cancelled' ? countedCall(data, thisCall, ttlMs) : undefined;
+    // A call that was made and failed joins the request's route (what the caller is told).
+    const route =
+      called && !lost && err.code !== 'cancelled'
+        ? await recordFailedStep(
+            deps,
+            data,
+            {
+              provider: candidate.provider,
+              model: candidate.model,
+              status: err.upstreamStatus ?? null,
+              code: err.code,
+            },
+            ttlMs,
+          )
+        : prior.route;
     let spent: HoldSpent | undefined;
     if (counted && !lost) {
-      const calls = [...(await countedCalls(deps, data)), counted.line];
+      const calls = [
+        ...(prior === NO_PRIOR_CALLS ? (await priorCalls(deps, data)).calls : prior.calls),
+        thisCall,
+      ];
       if (calls.length >= holdCallsOf(data)) spent = holdSpent(data, calls);
     }
     const pauseMs = lost ? 0 : poolPauseMs(err);
@@ -310,6 +353,7 @@ async function attemptOnce(
       canWait: input.canWaitOnRateLimit,
       wroteContent: writer.wroteContent,
       spent,
+      route,
       now: Date.now(),
     });
     const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>
@@ -317,7 +361,7 @@ async function attemptOnce(
     return await finish(decision);
 
     async function finish(d: Decision): Promise<AttemptOutcome> {
-      const spentUsage = counted ? { usage: usageEvent('failed', false), call: counted } : {};
+      const spentUsage = counted ? { usage: usageEvent('failed', false, eventAt), call: counted } : {};
       switch (d.kind) {
         case 'complete':
           return { status: 'completed' };
@@ -328,14 +372,14 @@ async function attemptOnce(
             await deps.store.append(data.id, [], {
               owner: '',
               ttlMs,
-              usage: usageEvent('failed', false),
+              usage: usageEvent('failed', false, eventAt),
               call: counted,
             });
           return { status: 'already_done' };
         case 'cancelled':
           await write([{ type: 'error', status: err.status, error: err.toJSON() }], {
             state: 'cancelled',
-            usage: usageEvent('cancelled', true),
+            usage: usageEvent('cancelled', true, eventAt),
           });
           deps.metrics.requests.inc({ outcome: 'cancelled' });
           return { status: 'cancelled' };
@@ -371,7 +415,7 @@ async function attemptOnce(
         case 'fail':
           await write([{ type: 'error', status: d.error.status, error: d.error.toJSON() }], {
             state: 'failed',
-            usage: usageEvent('failed', true),
+            usage: usageEvent('failed', true, eventAt),
             ...(counted ? { call: counted } : {}),
           });
           deps.metrics.requests.inc({ outcome: 'failed' });

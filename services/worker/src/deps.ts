@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { PriceTable } from '@faregate/catalog/prices';
 import type { Logger } from 'pino';
 import type { Keys } from '@faregate/queue/keys';
 import type { FrameStore } from '@faregate/queue/frame-store';
@@ -45,4 +46,9 @@ export interface WorkerDeps {
   limiter: PoolLimiter;
   circuit: CircuitBreaker;
   limits: EffectiveLimits;
+  /**
+   * The deployment's prices (the catalog with the routing file's overrides: what the ingress and
+   * billing sync into Postgres), for the cost an answer reports.
+   */
+  prices: PriceTable;
 }

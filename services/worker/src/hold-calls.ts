@@ -1,5 +1,6 @@
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobData } from '@faregate/contracts/jobs';
+import { RouteStep } from '@faregate/contracts/route';
 import type { WorkerDeps } from './deps.ts';
 
 /**
@@ -22,20 +23,107 @@ export class HoldSpent extends GatewayError {}
 
 export const holdCallsOf = (data: JobData): number => data.holdCalls ?? 1;
 
-const callsKey = (deps: Pick<WorkerDeps, 'keys'>, requestId: string) => deps.keys.holdCalls(requestId);
+/** A call counted against the hold: how the error message names it, and what it cost (µUSD). */
+export interface CountedCall {
+  description: string;
+  costMicros: bigint;
+}
+
+/** A counted call as stored (one list line, JSON). */
+export function countedLine(c: CountedCall): string {
+  return JSON.stringify({ d: c.description, c: c.costMicros.toString() });
+}
+
+/** A stored line; an unreadable one still counts (its cost unknown: 0). */
+export function parseCountedLine(line: string): CountedCall {
+  try {
+    const j: unknown = JSON.parse(line);
+    if (
+      j &&
+      typeof j === 'object' &&
+      'd' in j &&
+      'c' in j &&
+      typeof j.d === 'string' &&
+      typeof j.c === 'string'
+    )
+      return { description: j.d, costMicros: BigInt(j.c) };
+  } catch {
+    // fall through
+  }
+  return { description: line, costMicros: 0n };
+}
 
 /**
  * A call that produced tokens, as `FrameStore.append` counts it (`call`): pushed in the same script
  * as its usage event, so the count and the bill never disagree. Kept as long as the job's frames,
  * and at least until the request's deadline (no call after it).
  */
-export function countedCall(data: JobData, line: string, ttlMs: number): { line: string; keepMs: number } {
-  return { line, keepMs: Math.max(ttlMs, data.deadline - Date.now() + 60_000) };
+export function countedCall(
+  data: JobData,
+  call: CountedCall,
+  ttlMs: number,
+): { line: string; keepMs: number } {
+  return { line: countedLine(call), keepMs: keepMs(data, ttlMs) };
 }
 
-/** The calls of this request counted so far. */
-export function countedCalls(deps: Pick<WorkerDeps, 'redis' | 'keys'>, data: JobData): Promise<string[]> {
-  return deps.redis.lrange(callsKey(deps, data.id), 0, -1);
+const keepMs = (data: JobData, ttlMs: number) => Math.max(ttlMs, data.deadline - Date.now() + 60_000);
+
+/** What earlier calls of the request left: the calls counted against its hold, and its route so far. */
+export interface PriorCalls {
+  calls: CountedCall[];
+  route: RouteStep[];
+}
+
+export const NO_PRIOR_CALLS: PriorCalls = { calls: [], route: [] };
+
+/** The request's counted calls and route so far (one round trip: both lists share its slot). */
+export async function priorCalls(
+  deps: Pick<WorkerDeps, 'redis' | 'keys'>,
+  data: JobData,
+): Promise<PriorCalls> {
+  const res = await deps.redis
+    .pipeline()
+    .lrange(deps.keys.holdCalls(data.id), 0, -1)
+    .lrange(deps.keys.route(data.id), 0, -1)
+    .exec();
+  const lines = (i: number): string[] => {
+    const r = res?.[i];
+    if (!r || r[0]) throw r?.[0] ?? new Error('pipeline aborted');
+    return r[1] as string[];
+  };
+  return { calls: lines(0).map(parseCountedLine), route: parseRoute(lines(1)) };
+}
+
+/** Appends a call that failed to the request's route; returns the whole route (one round trip). */
+export async function recordFailedStep(
+  deps: Pick<WorkerDeps, 'redis' | 'keys'>,
+  data: JobData,
+  step: RouteStep,
+  ttlMs: number,
+): Promise<RouteStep[]> {
+  const key = deps.keys.route(data.id);
+  const res = await deps.redis
+    .multi()
+    .rpush(key, JSON.stringify(step))
+    .pexpire(key, keepMs(data, ttlMs))
+    .lrange(key, 0, -1)
+    .exec();
+  const r = res?.[2];
+  if (!r || r[0]) throw r?.[0] ?? new Error('MULTI aborted');
+  return parseRoute(r[1] as string[]);
+}
+
+function parseRoute(lines: string[]): RouteStep[] {
+  const out: RouteStep[] = [];
+  for (const l of lines) {
+    try {
+      const p = RouteStep.safeParse(JSON.parse(l));
+      if (p.success) out.push(p.data);
+    } catch {
+      // a line another version wrote: skipped
+    }
+  }
+  return out;
 }
 
 /** One counted call, as the error message names it. */
@@ -49,7 +137,8 @@ export function describeCall(
 }
 
 /** The request's failure once its hold covers no further call. */
-export function holdSpent(data: JobData, calls: string[]): HoldSpent {
+export function holdSpent(data: JobData, counted: CountedCall[]): HoldSpent {
+  const calls = counted.map((c) => c.description);
   const n = holdCallsOf(data);
   return new HoldSpent({
     code: 'upstream_error',

@@ -1,5 +1,6 @@
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobData } from '@faregate/contracts/jobs';
+import { describeStep, type RouteStep } from '@faregate/contracts/route';
 import { HoldSpent } from './hold-calls.ts';
 
 /**
@@ -33,6 +34,8 @@ export interface OutcomeFacts {
   wroteContent: boolean;
   /** The calls the hold covers are used up, this one included (hold-calls.ts). */
   spent?: HoldSpent;
+  /** The provider calls the request made, this one included: a final error names them. */
+  route?: RouteStep[];
   now: number;
 }
 
@@ -73,7 +76,24 @@ export function decide(f: OutcomeFacts): Decision {
   if (hop !== undefined && fallBack && !spent) return { kind: 'fallBack', hop, attempts };
   const error =
     spent ?? (err instanceof HoldSpent ? err : attempts.length > 1 ? summarize(err, attempts) : err);
-  return { kind: 'fail', error };
+  return { kind: 'fail', error: nameAttempts(error, f.route ?? []) };
+}
+
+/**
+ * A final error names every provider call the request made (provider, model, status): as
+ * `error.attempts`, and in the message unless it already lists them.
+ */
+function nameAttempts(err: GatewayError, route: RouteStep[]): GatewayError {
+  if (route.length === 0) return err;
+  const first = route[0]!;
+  const listed = err.message.includes(`${first.provider}/${first.model}`);
+  const named = listed
+    ? err
+    : new GatewayError({
+        ...err.toJSON(),
+        message: `${err.message} (${route.length === 1 ? 'attempt' : `${route.length} attempts`}: ${route.map(describeStep).join('; ')})`,
+      });
+  return named.withAttempts(route);
 }
 
 /** The next plan candidate; a context-length failure skips candidates whose window is no bigger. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { defaultCircuit, loadGatewayConfig } from '@faregate/catalog/gateway-config';
+import { defaultCircuit, loadGatewayConfig, priceTable } from '@faregate/catalog/gateway-config';
 import { callProvider, closeHttp } from '@faregate/providers/call';
 import { adapterForConfig } from '@faregate/providers/registry';
 import type { ProviderConfig } from '@faregate/providers/types';
@@ -83,6 +83,7 @@ export async function createWorkerService(
       gatewayConfig.providers[providerConfig.id]?.circuit ?? defaultCircuit(),
     ),
     limits,
+    prices: priceTable(gatewayConfig),
   };
   const runner = new Runner({
     config,

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { servedHeaders } from '@faregate/contracts/route';
 import { GatewayError, errorBody } from '@faregate/contracts/errors';
 import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
@@ -82,6 +83,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (ge.retryAfterMs && (ge.status === 429 || ge.status === 503))
       reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
     if (ge.status >= 500 && ge.code === 'internal_error') req.log.error({ code: ge.code }, ge.message);
+    // An error after provider calls says which were made, as a served answer does.
+    if (ge.attempts) reply.headers(servedHeaders(ge.attempts));
     return reply.code(ge.status).send(ge.toBody());
   });
   app.setNotFoundHandler((req, reply) => {

@@ -147,6 +147,16 @@ export class ModelDirectory {
     );
   }
 
+  /**
+   * The other names each served model answers to on its provider (its undated id, its catalog id,
+   * `-latest` forms): `provider/name` routes to `entry`.
+   */
+  *names(): Iterable<{ provider: string; name: string; entry: ModelEntry }> {
+    for (const [provider, p] of this.#byProvider)
+      for (const [name, entry] of p.named)
+        if (this.find(provider, name) === entry) yield { provider, name, entry };
+  }
+
   /** Every live provider that serves a bare model name. */
   findAll(id: string): ModelEntry[] {
     const out: ModelEntry[] = [];

@@ -21,6 +21,21 @@ export interface RoutePlan {
 
 type Table<T> = Record<string, T> | ReadonlyMap<string, T>;
 
+/** A model id `/v1/models` offers (see `Router.listing`). */
+export interface ListedModel {
+  /** What the caller names: `provider/model`, or a routing-file alias. */
+  id: string;
+  entry: ModelEntry;
+  /** The served model an alias or other name resolves to (`provider/model`). */
+  resolvesTo?: string;
+  routable: boolean;
+  /** Why a listed model cannot be called (only listed with `?all=true`). */
+  reason?: string;
+}
+
+const UNPRICED =
+  'no price configured: the gateway refuses unpriced models (price it in the routing file, or set ALLOW_UNPRICED_MODELS=true)';
+
 export interface RouterOptions {
   allowUnpriced: boolean;
   /** Explicit fallback chains: `provider/model` → further candidates (issue: worker pools). */
@@ -69,6 +84,59 @@ export class Router {
     this.#opts = opts;
     this.#aliases = toMap(opts.aliases);
     this.#fallbacks = toMap(opts.fallbacks);
+  }
+
+  /**
+   * What `/v1/models` offers: every model id a caller can name, each usable as listed. Served ids;
+   * the other names a served model answers to (undated, catalog ids) with the id they resolve to;
+   * the routing file's aliases. With `all`, also what is served but refused (unpriced), flagged
+   * `routable: false` with the reason.
+   */
+  listing(all = false): ListedModel[] {
+    const out: ListedModel[] = [];
+    const unpriced = (e: ModelEntry) => !e.price && !this.#opts.allowUnpriced;
+    const add = (l: ListedModel) => {
+      if (l.routable || all) out.push(l);
+    };
+    for (const e of this.#dir.entries) {
+      add(
+        unpriced(e)
+          ? { id: `${e.provider}/${e.id}`, entry: e, routable: false, reason: UNPRICED }
+          : { id: `${e.provider}/${e.id}`, entry: e, routable: true },
+      );
+    }
+    for (const { provider, name, entry } of this.#dir.names()) {
+      const resolvesTo = `${entry.provider}/${entry.id}`;
+      add(
+        unpriced(entry)
+          ? { id: `${provider}/${name}`, entry, resolvesTo, routable: false, reason: UNPRICED }
+          : { id: `${provider}/${name}`, entry, resolvesTo, routable: true },
+      );
+    }
+    for (const name of this.#aliases.keys()) {
+      try {
+        const p = this.plan({ model: name, messages: [{ role: 'user', content: '' }] });
+        const e = p.entries[0];
+        if (e) out.push({ id: name, entry: e, resolvesTo: `${e.provider}/${e.id}`, routable: true });
+      } catch (err) {
+        if (!all || !(err instanceof GatewayError)) continue;
+        const target = this.#aliases.get(name) ?? '';
+        const slash = target.indexOf('/');
+        const e =
+          slash > 0
+            ? this.#dir.find(target.slice(0, slash), target.slice(slash + 1))
+            : this.#dir.findAll(target)[0];
+        if (e)
+          out.push({
+            id: name,
+            entry: e,
+            resolvesTo: `${e.provider}/${e.id}`,
+            routable: false,
+            reason: err.message,
+          });
+      }
+    }
+    return out;
   }
 
   plan(req: ChatRequest): RoutePlan {

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
+import { servedHeaders } from '@faregate/contracts/route';
 import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
@@ -100,7 +101,10 @@ async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: Abo
     // Only the terminal frame matters for a non-streaming caller: parse that one, skip the rest.
     if (!isTerminalRaw(raw)) continue;
     const f = readFrame(raw);
-    if (f.type === 'done') return reply.code(200).send(f.result);
+    if (f.type === 'done') {
+      if (f.route) reply.headers(servedHeaders(f.route));
+      return reply.code(200).send(f.result);
+    }
     if (f.type === 'error') throw GatewayError.from(f.error);
   }
 }
@@ -129,7 +133,6 @@ async function relaySse(
 ) {
   const writer = new ChunkWriter(
     id,
-    body.model,
     Math.floor(createdMs / 1000),
     body.stream_options?.include_usage === true,
   );
@@ -149,6 +152,8 @@ async function relaySse(
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
       'x-request-id': id,
+      // What serves the stream: the call its first chunk comes from (and the calls before it).
+      ...servedHeaders(writer.route),
     });
   };
   for (;;) {

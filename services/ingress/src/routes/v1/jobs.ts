@@ -29,7 +29,10 @@ async function jobView(deps: IngressDeps, id: string, meta: JobMeta): Promise<Jo
     const last = await deps.store.last(id);
     if (last) {
       const f = parseFrame(last);
-      if (f?.type === 'done') view.result = f.result;
+      if (f?.type === 'done') {
+        view.result = f.result;
+        if (f.route) view.attempts = f.route;
+      }
       if (f?.type === 'error') view.error = new GatewayError(f.error).toBody().error;
       if (f) view.last_seq = f.seq;
     }

@@ -1,11 +1,14 @@
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
-import type { ModelEntry } from '../../routing/directory.ts';
+import type { ListedModel } from '../../routing/router.ts';
 
-function view(e: ModelEntry) {
+function view(l: ListedModel) {
+  const e = l.entry;
   return {
-    id: `${e.provider}/${e.id}`,
+    id: l.id,
     object: 'model',
     created: e.created,
     owned_by: e.provider,
@@ -28,25 +31,38 @@ function view(e: ModelEntry) {
         }
       : null,
     ...(e.fake ? { fake: true } : {}),
+    routable: l.routable,
+    ...(l.resolvesTo === undefined ? {} : { resolves_to: l.resolvesTo }),
+    ...(l.reason === undefined ? {} : { reason: l.reason }),
   };
 }
 
-/** `GET /v1/models`: the union of what every live pool serves, in OpenAI's list format. */
+const ListQuery = z.object({ all: z.enum(['true', 'false']).optional() });
+
+/**
+ * `GET /v1/models`: every model id a caller can use, as listed (OpenAI's list format): what the live
+ * pools serve and is priced, the other names of those models, the routing file's aliases.
+ * `?all=true` adds what is served but cannot be called, flagged `routable: false` with the reason.
+ */
 export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
-  app.get('/v1/models', async () => ({ object: 'list', data: deps.directory.entries.map(view) }));
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+  typed.get('/v1/models', { schema: { querystring: ListQuery } }, async (req) => ({
+    object: 'list',
+    data: deps.router.listing(req.query.all === 'true').map(view),
+  }));
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (req) => {
     const name = req.params['*'];
-    const slash = name.indexOf('/');
-    const e =
-      slash > 0
-        ? deps.directory.find(name.slice(0, slash), name.slice(slash + 1))
-        : deps.directory.findAll(name)[0];
-    if (!e)
+    const listed = deps.router.listing(true);
+    const l =
+      listed.find((x) => x.id === name) ??
+      // A bare name: the first provider that serves it.
+      listed.find((x) => x.id.slice(x.id.indexOf('/') + 1) === name);
+    if (!l)
       throw new GatewayError({
         code: 'model_not_found',
         message: `The model '${name}' does not exist`,
         param: 'model',
       });
-    return view(e);
+    return view(l);
   });
 }
