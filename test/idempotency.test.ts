@@ -78,6 +78,11 @@ describe('Idempotency-Key', () => {
       .withResponse();
     expect(again.response.headers.get('idempotent-replayed')).toBe('true');
     expect(again.data).toEqual(first);
+    // The replay says what served the answer, as the first response did.
+    for (const h of ['x-faregate-provider', 'x-faregate-model', 'x-faregate-attempts']) {
+      expect(response.headers.get(h), h).toBeTruthy();
+      expect(again.response.headers.get(h), h).toBe(response.headers.get(h));
+    }
     expect(chatCalls() - before).toBe(1);
     await until(async () => (await usageCount(first.id)) === 1, { what: 'one usage event' });
 

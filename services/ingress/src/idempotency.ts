@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import { luaScript } from '@faregate/queue/lua';
 import type { IngressDeps } from './deps.ts';
@@ -77,7 +78,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
       req.idempotency = { key, ran: false, stored: false };
       return;
     }
-    const [state, fp, status, stored, job, created] = r;
+    const [state, fp, status, stored, job, created, headers] = r;
     if (fp !== fingerprint) {
       throw new GatewayError({
         code: 'idempotency_key_reused',
@@ -87,6 +88,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     }
     reply.header('idempotent-replayed', 'true');
     if (state === 'done' && status && stored !== null && stored !== undefined) {
+      reply.headers(replayedHeaders(headers));
       return reply
         .code(Number(status))
         .header('content-type', 'application/json; charset=utf-8')
@@ -116,11 +118,40 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString() : '';
     await redis
       .multi()
-      .hset(call.key, 'state', 'done', 'status', String(reply.statusCode), 'body', text)
+      .hset(
+        call.key,
+        'state',
+        'done',
+        'status',
+        String(reply.statusCode),
+        'body',
+        text,
+        'headers',
+        keptHeaders(reply),
+      )
       .pexpire(call.key, ttlMs)
       .exec();
     return payload;
   });
+}
+
+/** The headers a replay repeats: what served the answer (`x-faregate-*`), as JSON. */
+function keptHeaders(reply: FastifyReply): string {
+  const kept: Record<string, string> = {};
+  for (const [name, value] of Object.entries(reply.getHeaders()))
+    if (name.startsWith('x-faregate-') && typeof value === 'string') kept[name] = value;
+  return JSON.stringify(kept);
+}
+
+function replayedHeaders(stored: string | null | undefined): Record<string, string> {
+  if (!stored) return {};
+  try {
+    const parsed = z.record(z.string(), z.string()).safeParse(JSON.parse(stored));
+    if (!parsed.success) return {};
+    return Object.fromEntries(Object.entries(parsed.data).filter(([k]) => k.startsWith('x-faregate-')));
+  } catch {
+    return {};
+  }
 }
 
 /**
