@@ -125,10 +125,12 @@ async function run(): Promise<void> {
   const ingress = sup.start({
     name: 'ingress',
     script: 'services/ingress/src/main.ts',
-    env: { ...base, PORT: String(ingressPort) },
+    // /readyz waits for these pools; until each registers, its requests get 503 with retry-after.
+    env: { ...base, PORT: String(ingressPort), EXPECTED_POOLS: plan.pools.map((p) => p.id).join(',') },
     phase: 1,
   });
-  early.push(ready(ingress, `${ingressUrl}/readyz`, 60_000));
+  // The ingress listens once it has migrated the database; it is ready once the pools registered.
+  early.push(ready(ingress, `${ingressUrl}/healthz`, 60_000));
   await Promise.all(early);
 
   const billingPort = await metricsPort(9091);
@@ -167,17 +169,20 @@ function ready(r: Running, url: string, timeoutMs: number): Promise<void> {
   return waitForHttp(url, { timeoutMs, gone: () => r.crashes > 0, what: r.spec.name });
 }
 
-/** Waits until the ingress lists every pool (the workers publish their models once they run). */
+/** Waits until the ingress is ready: every pool registered (the workers publish their models once they run). */
 async function poolsDiscovered(): Promise<void> {
   const want = plan.pools.map((p) => p.id);
   const end = Date.now() + 60_000;
   let have: string[] = [];
   while (Date.now() < end && !exiting) {
-    const body = await fetch(`${ingressUrl}/readyz`, { signal: AbortSignal.timeout(2_000) })
-      .then((r) => r.json() as Promise<{ pools?: string[] }>)
-      .catch(() => ({ pools: [] }));
+    const r = await fetch(`${ingressUrl}/readyz`, { signal: AbortSignal.timeout(2_000) }).catch(
+      () => undefined,
+    );
+    const body = r
+      ? await (r.json() as Promise<{ pools?: string[] }>).catch(() => ({ pools: [] }))
+      : { pools: [] };
     have = body.pools ?? [];
-    if (want.every((p) => have.includes(p))) return;
+    if (r?.ok && want.every((p) => have.includes(p))) return;
     await new Promise((r) => setTimeout(r, 250));
   }
   say(`still waiting for pools: ${want.filter((p) => !have.includes(p)).join(', ')} (see their output)`);

@@ -43,6 +43,8 @@ export interface StackOptions {
   providers?: string[];
   env?: Record<string, string>;
   billing?: boolean;
+  /** Wait for `/readyz` and every pool (default). Off: return once the services started. */
+  waitReady?: boolean;
 }
 
 /**
@@ -117,23 +119,25 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   try {
     // The ingress migrates and bootstraps; the others start once the schema exists.
     await start('ingress');
+    // It listens once it has migrated (it is ready only once the expected pools registered).
     await until(
       async () => {
-        const r = await fetch(`${url}/readyz`).catch(() => undefined);
+        const r = await fetch(`${url}/healthz`).catch(() => undefined);
         return r?.ok;
       },
-      { timeoutMs: 60_000, what: 'ingress /readyz' },
+      { timeoutMs: 60_000, what: 'ingress /healthz' },
     );
     for (const p of providers) await start(`worker:${p}`);
     if (opts.billing !== false) await start('billing');
-    await until(
-      async () => {
-        const r = await fetch(`${url}/readyz`);
-        const body = (await r.json()) as { pools: string[] };
-        return providers.every((p) => body.pools.includes(p));
-      },
-      { timeoutMs: 60_000, what: `pools ${providers.join(', ')} discovered` },
-    );
+    if (opts.waitReady !== false)
+      await until(
+        async () => {
+          const r = await fetch(`${url}/readyz`);
+          const body = (await r.json()) as { pools: string[] };
+          return r.ok && providers.every((p) => body.pools.includes(p));
+        },
+        { timeoutMs: 60_000, what: `ingress ready, pools ${providers.join(', ')} discovered` },
+      );
     // The bootstrap credit is a command billing applies once it runs: the stack is ready when it has.
     if (opts.billing !== false && Number(baseEnv.FAREGATE_BOOTSTRAP_CREDIT_USD) > 0) {
       const applied = `SELECT 1 FROM credit_commands WHERE idempotency_key LIKE 'bootstrap:%' AND status = 'applied'`;

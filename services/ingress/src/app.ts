@@ -60,15 +60,25 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   });
 
   app.get('/healthz', { config: { auth: 'none' } }, async () => ({ status: 'ok' }));
+  // Ready once Redis and Postgres answer and every expected pool (EXPECTED_POOLS) has registered
+  // since this process started. A pool that loses its workers later does not make the ingress
+  // unready (the other pools still serve); its requests get 503 with retry-after meanwhile.
   app.get('/readyz', { config: { auth: 'none' } }, async (_req, reply) => {
     const checks = await Promise.allSettled([deps.redis.ping(), deps.db.execute(sql`select 1`)]);
     const [redis, db] = checks.map((c) => c.status === 'fulfilled');
-    const ready = redis && db;
+    const live = deps.directory.providers;
+    const expected = deps.config.EXPECTED_POOLS;
+    const waiting = expected.filter((p) => !deps.directory.wasLive(p));
+    const ready = redis && db && waiting.length === 0;
+    const state = (p: string) => (live.includes(p) ? 'live' : deps.directory.wasLive(p) ? 'lost' : 'waiting');
+    if (!ready) reply.header('retry-after', '1');
     return reply.code(ready ? 200 : 503).send({
       status: ready ? 'ready' : 'not ready',
       redis: redis ? 'ok' : 'down',
       postgres: db ? 'ok' : 'down',
-      pools: deps.directory.providers,
+      pools: live,
+      expected: Object.fromEntries([...new Set([...expected, ...live])].map((p) => [p, state(p)])),
+      ...(waiting.length > 0 ? { waiting_for: waiting } : {}),
     });
   });
 

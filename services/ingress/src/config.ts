@@ -52,6 +52,20 @@ export const IngressConfig = z.object({
   BUDGET_LEASE_IDLE_MS: int(2_000),
   /** How long the response of a request sent with an Idempotency-Key is kept for its retries. */
   IDEMPOTENCY_TTL_SECONDS: int(86_400),
+  /**
+   * Comma-separated provider pools this deployment runs (`openai,anthropic`). `/readyz` answers 200
+   * only once each has registered, and a request for one that has not (or has lost every worker)
+   * gets 503 with `retry-after` instead of 404. Empty: no pool is waited for.
+   */
+  EXPECTED_POOLS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p.length > 0),
+    ),
   /** How often the model directory re-reads what the worker pools published. */
   DIRECTORY_REFRESH_MS: int(5000),
   LOG_LEVEL: z.string().default('info'),

@@ -71,6 +71,7 @@ export async function createIngressDeps(
       allowUnpriced: config.ALLOW_UNPRICED_MODELS,
       fallbacks: gateway.fallbacks,
       aliases: gateway.aliases,
+      expectedPools: config.EXPECTED_POOLS,
     }),
     async close() {
       directory.stop();

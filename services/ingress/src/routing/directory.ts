@@ -41,6 +41,8 @@ export class ModelDirectory {
   readonly #table: PriceTable;
   #entries: ModelEntry[] = [];
   #byProvider = new Map<string, ProviderModels>();
+  /** Pools that were live at some point since this process started. */
+  readonly #seen = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(redis: Redis, keys: Keys, catalog: readonly CatalogModel[] | PriceTable = BUILTIN_MODELS) {
@@ -116,6 +118,17 @@ export class ModelDirectory {
       }
     }
     this.#byProvider = by;
+    for (const p of by.keys()) this.#seen.add(p);
+  }
+
+  /** The pool has published its models (a worker of it is alive). */
+  isLive(provider: string): boolean {
+    return this.#byProvider.has(provider);
+  }
+
+  /** The pool was live at some point since this process started. */
+  wasLive(provider: string): boolean {
+    return this.#seen.has(provider);
   }
 
   /** Catalog data for a provider's model id (dated, `:latest`, alias: see `PriceTable.canonicalId`). */

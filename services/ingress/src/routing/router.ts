@@ -44,6 +44,8 @@ export interface RouterOptions {
   aliases?: Table<string>;
   /** How many candidates `auto` may try. */
   autoCandidates?: number;
+  /** Pools the deployment runs: one that is not live (yet) answers 503 rather than 404. */
+  expectedPools?: readonly string[];
 }
 
 /** Own entries only, in a `Map`: a caller's model name must never reach an inherited property. */
@@ -151,12 +153,13 @@ export class Router {
       const provider = name.slice(0, slash);
       const id = name.slice(slash + 1);
       const e = this.#dir.find(provider, id);
-      if (!e) throw notFound(name);
+      if (!e) throw this.#waiting([provider]) ?? notFound(name);
       entries = [e];
     } else {
       // A bare name: every live provider that serves it, cheapest first.
       entries = this.#dir.findAll(name).sort((a, b) => cheapness(a, prompt) - cheapness(b, prompt));
-      if (entries.length === 0) throw notFound(name);
+      if (entries.length === 0)
+        throw this.#waiting(this.#absent().filter((p) => this.#dir.catalogEntry(p, name))) ?? notFound(name);
     }
     const primary = entries[0]!;
     for (const extra of this.#fallbacks.get(`${primary.provider}/${primary.id}`) ?? []) {
@@ -192,6 +195,32 @@ export class Router {
     };
   }
 
+  /** Pools the deployment runs (or ran) that have no live worker now. */
+  #absent(): string[] {
+    const pools = new Set(this.#opts.expectedPools ?? []);
+    for (const p of pools) if (this.#dir.isLive(p)) pools.delete(p);
+    return [...pools];
+  }
+
+  /**
+   * The error for a request only these pools could serve, when one of them is expected (or was
+   * live) but has no worker now: 503 with retry-after, naming the pool. Undefined: not a pool we wait for.
+   */
+  #waiting(providers: string[]): GatewayError | undefined {
+    const down = providers.filter(
+      (p) => !this.#dir.isLive(p) && ((this.#opts.expectedPools ?? []).includes(p) || this.#dir.wasLive(p)),
+    );
+    if (down.length === 0) return undefined;
+    const names = down.join(', ');
+    return new GatewayError({
+      code: 'provider_unavailable',
+      message: `The ${names} pool${down.length > 1 ? 's have' : ' has'} no live worker yet (starting, or all of its workers are gone), so the gateway cannot serve this model now. Retry shortly.`,
+      param: 'model',
+      retryable: true,
+      retryAfterMs: 1_000,
+    });
+  }
+
   /** Cost-based routing: the cheapest live, priced models that have what the request needs. */
   #auto(req: ChatRequest, prompt: PromptMeasure): ModelEntry[] {
     const caps = requiredCapabilities(req);
@@ -203,6 +232,8 @@ export class Router {
         e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
     if (fit.length === 0) {
+      const waiting = this.#waiting(this.#absent());
+      if (waiting) throw waiting;
       throw new GatewayError({
         code: 'model_not_found',
         message: `No available model can serve this request (needs: ${caps.join(', ') || 'chat'}).`,

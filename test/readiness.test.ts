@@ -1,0 +1,81 @@
+import { Redis } from 'ioredis';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '@faregate/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Readiness that means ready: until a pool the deployment runs (EXPECTED_POOLS) has registered,
+ * `/readyz` is 503 and its models answer 503 with retry-after naming the pool, never 404.
+ */
+
+let stack: Stack;
+let client: OpenAI;
+
+beforeAll(async () => {
+  stack = await startStack({ providers: [], env: { EXPECTED_POOLS: 'openai' }, waitReady: false });
+  client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+}, 90_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const ask = [{ role: 'user' as const, content: 'are you there?' }];
+
+async function readyz() {
+  const r = await fetch(`${stack.url}/readyz`);
+  return {
+    status: r.status,
+    retryAfter: r.headers.get('retry-after'),
+    body: (await r.json()) as { status: string; expected: Record<string, string>; waiting_for?: string[] },
+  };
+}
+
+async function refusal(model: string) {
+  const e = await client.chat.completions.create({ model, messages: ask }).catch((x: unknown) => x);
+  expect(e, model).toBeInstanceOf(OpenAI.APIError);
+  return e as InstanceType<typeof OpenAI.APIError>;
+}
+
+describe('readiness', () => {
+  it('waits for the expected pools: 503 with retry-after naming the pool, then ready and serving', async () => {
+    const before = await readyz();
+    expect(before.status).toBe(503);
+    expect(before.retryAfter).toBe('1');
+    expect(before.body.waiting_for).toEqual(['openai']);
+    expect(before.body.expected).toEqual({ openai: 'waiting' });
+
+    for (const model of ['openai/gpt-4o-mini', 'gpt-4o-mini', 'auto']) {
+      const e = await refusal(model);
+      expect(e.status, model).toBe(503);
+      expect(e.code, model).toBe('provider_unavailable');
+      expect(e.message, model).toContain('openai');
+      expect(e.headers?.get('retry-after'), model).toBe('1');
+    }
+    // A provider the deployment does not run is still unknown.
+    expect((await refusal('gemini/gemini-2.5-flash')).status).toBe(404);
+
+    await stack.start('worker:openai');
+    await until(async () => (await readyz()).status === 200, { what: '/readyz 200 once openai registered' });
+    expect((await readyz()).body.expected).toEqual({ openai: 'live' });
+    const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask });
+    expect(r.model).toBe('openai/gpt-4o-mini');
+  });
+
+  it('a pool that loses its workers answers 503 with retry-after (the ingress stays ready)', async () => {
+    const redis = new Redis(stack.redisUrl);
+    try {
+      // What the record's expiry does once the last worker is gone, without waiting for it.
+      for (const w of stack.services.filter((s) => s.name === 'worker:openai')) w.proc.kill('SIGKILL');
+      await redis.del(`${stack.prefix}:models:openai`);
+      await until(async () => (await readyz()).body.expected.openai === 'lost', { what: 'openai seen lost' });
+      expect((await readyz()).status).toBe(200);
+      const e = await refusal('openai/gpt-4o-mini');
+      expect(e.status).toBe(503);
+      expect(e.message).toContain('openai');
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
