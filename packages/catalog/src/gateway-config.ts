@@ -7,13 +7,20 @@ import { PriceTable } from './prices.ts';
  * The gateway's routing configuration: one validated JSON file (`FAREGATE_CONFIG`), with
  * `${ENV}` / `${ENV:-default}` interpolation so secrets stay in the environment.
  */
+/** A limit: a positive whole number, or unset (absent, or `""` from an unset `${ENV:-}`). */
+const limit = () =>
+  z.preprocess(
+    (v) => (v === '' || v === null ? undefined : v),
+    z.coerce.number().int().positive().optional(),
+  );
+
 const Limits = z.object({
   /** Requests per minute across every process of the pool (per provider key). */
-  rpm: z.coerce.number().int().positive().optional(),
+  rpm: limit(),
   /** Input + output tokens per minute (per provider key). */
-  tpm: z.coerce.number().int().positive().optional(),
+  tpm: limit(),
   /** Requests in flight across every process of the pool. */
-  maxInFlight: z.coerce.number().int().positive().optional(),
+  maxInFlight: limit(),
   /** Attempts on this provider before falling back. */
   attempts: z.coerce.number().int().min(1).max(10).optional(),
 });

@@ -50,6 +50,13 @@ export const JobData = z.object({
    */
   holdCalls: z.number().int().positive().optional(),
   /**
+   * An interactive request's patience with a rate-limited provider (ms from `created`): a 429 (or an
+   * overload with retry-after) is waited out only while the wait ends within it, and at most
+   * RATE_LIMIT_RETRIES times; then the request falls back or fails with the 429 and its retry-after.
+   * Absent (async jobs): waits are bounded by the deadline only.
+   */
+  patienceMs: z.number().int().nonnegative().optional(),
+  /**
    * Attempts of this hop made before its BullMQ job existed (a fast-lane run, see
    * packages/queue/src/fast-lane.ts): attempt numbers (and usage ids) continue after them, and the
    * BullMQ attempt is a restart.

@@ -31,6 +31,12 @@ export const IngressConfig = z.object({
    * produced tokens (a retry or fallback after a stream broke midway bills again). 1: no such retry.
    */
   HOLD_CALLS: int(2),
+  /**
+   * How long a caller waiting on its answer (HTTP, SSE, WebSocket) waits out a rate-limited provider
+   * (a 429 or an overload with retry-after) before a fallback or the 429 with its retry-after; per
+   * request `x-faregate-patience-ms`. Async jobs wait as long as their deadline allows.
+   */
+  RATE_LIMIT_PATIENCE_MS: z.coerce.number().int().nonnegative().default(5_000),
   /** Accept models that have no price (billed at zero). Off: such models are refused. */
   ALLOW_UNPRICED_MODELS: bool(false),
   /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */

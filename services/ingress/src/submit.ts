@@ -94,6 +94,27 @@ const MODES: Record<
   ws: { deltas: true, accepted: true, follow: false, interactive: true },
 };
 
+export interface SubmitOptions {
+  /** The caller's patience with a rate-limited provider (`x-faregate-patience-ms`); default RATE_LIMIT_PATIENCE_MS. */
+  patienceMs?: number;
+}
+
+/**
+ * `x-faregate-patience-ms`: how long an interactive request may wait out a rate-limited provider
+ * (0 to the request timeout); absent: the default. Anything else is the caller's error.
+ */
+export function patienceHeader(value: string | string[] | undefined, maxMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= 0 && n <= maxMs))
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: `The x-faregate-patience-ms header must be a whole number of milliseconds from 0 to ${maxMs}.`,
+      param: 'x-faregate-patience-ms',
+    });
+  return n;
+}
+
 /** A job submitted by a caller that waits on it here: its frames, from seq 1. */
 export interface FollowedJob {
   data: JobData;
@@ -111,18 +132,21 @@ export async function submitChat(
   principal: Principal,
   request: ChatRequest,
   mode: 'sync' | 'stream',
+  opts?: SubmitOptions,
 ): Promise<FollowedJob>;
 export async function submitChat(
   deps: IngressDeps,
   principal: Principal,
   request: ChatRequest,
   mode: 'async' | 'ws',
+  opts?: SubmitOptions,
 ): Promise<JobData>;
 export async function submitChat(
   deps: IngressDeps,
   principal: Principal,
   request: ChatRequest,
   mode: SubmitMode,
+  opts: SubmitOptions = {},
 ): Promise<FollowedJob | JobData> {
   const m = MODES[mode];
   // Answered as a job, never as an SSE stream.
@@ -167,6 +191,9 @@ export async function submitChat(
     deadline,
     ...(m.follow && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
     holdCalls,
+    // A caller waiting on the answer waits out a rate-limited provider only this long (then a
+    // fallback, or the 429 with its retry-after); an async job waits as long as its deadline allows.
+    ...(m.interactive ? { patienceMs: opts.patienceMs ?? deps.config.RATE_LIMIT_PATIENCE_MS } : {}),
     attempts: [],
   };
   const ttlMs = (m.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;

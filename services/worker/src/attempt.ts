@@ -354,6 +354,7 @@ async function attemptOnce(
       wroteContent: writer.wroteContent,
       spent,
       route,
+      maxRateLimitWaits: deps.config.RATE_LIMIT_RETRIES,
       now: Date.now(),
     });
     const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>

@@ -27,6 +27,12 @@ export const WorkerConfig = z.object({
   RATE_WINDOW_MS: int(60_000),
   /** Guard added to the window against send → provider jitter (default: 2 % of the window, at least 200 ms). */
   RATE_GUARD_MS: z.coerce.number().int().nonnegative().optional(),
+  /**
+   * An interactive request (one with a patience, see JobData.patienceMs) waits out a provider's 429
+   * at most this many times before it falls back or fails: at most 1 + this many upstream calls
+   * per 429 the caller sees.
+   */
+  RATE_LIMIT_RETRIES: z.coerce.number().int().nonnegative().default(2),
   /** Times a job may be started (rate-limit waits included) before it gives up on this provider. */
   WORKER_MAX_STARTS: int(50),
   /** How often limits are re-read from Redis (changed by the admin API without a restart). */

@@ -12,6 +12,7 @@ const data: OutcomeFacts['data'] = {
   ],
   hop: 0,
   attempts: [],
+  created: now,
   deadline: now + 60_000,
 };
 const facts = (f: Partial<OutcomeFacts>): OutcomeFacts => ({
@@ -50,6 +51,48 @@ describe('outcome.decide', () => {
       kind: 'wait',
       waitMs: 50,
     });
+  });
+
+  it('an interactive request waits a 429 out only within its patience and at most RATE_LIMIT_RETRIES times, then falls back or fails with the 429', () => {
+    const e429 = err('rate_limit_exceeded', { retryable: true, retryAfterMs: 1_000 });
+    const patient = { ...data, patienceMs: 5_000 };
+    const limited = (n: number, provider = 'openai') =>
+      Array.from({ length: n }, () => ({
+        provider,
+        model: 'a',
+        status: 429,
+        code: 'rate_limit_exceeded',
+      }));
+    // The first and second 429 (this call is the route's last step) are waited out.
+    expect(decide(facts({ data: patient, error: e429, route: limited(1), maxRateLimitWaits: 2 }))).toEqual({
+      kind: 'wait',
+      waitMs: 1_000,
+    });
+    expect(decide(facts({ data: patient, error: e429, route: limited(2), maxRateLimitWaits: 2 })).kind).toBe(
+      'wait',
+    );
+    // The third: no further call to this provider (no retry either): the next candidate.
+    const third = decide(facts({ data: patient, error: e429, route: limited(3), maxRateLimitWaits: 2 }));
+    expect(third.kind).toBe('fallBack');
+    // A wait that would end past the patience is not made.
+    const late = decide(facts({ data: patient, error: e429, route: limited(1), now: now + 4_500 }));
+    expect(late.kind).toBe('fallBack');
+    // The last candidate: the caller gets the 429 and its retry-after.
+    const last = { ...patient, hop: 2 };
+    const d = decide(facts({ data: last, error: e429, route: limited(3, 'gemini'), maxRateLimitWaits: 2 }));
+    expect(d.kind).toBe('fail');
+    if (d.kind === 'fail') {
+      expect(d.error.code).toBe('rate_limit_exceeded');
+      expect(d.error.retryAfterMs).toBe(1_000);
+    }
+    // A 429 on another provider earlier does not count against this one.
+    const other = [
+      { provider: 'gemini', model: 'c', status: 429, code: 'rate_limit_exceeded' },
+      ...limited(1),
+    ];
+    expect(decide(facts({ data: patient, error: e429, route: other, maxRateLimitWaits: 1 })).kind).toBe(
+      'wait',
+    );
   });
 
   it('a retryable error retries while attempts remain, then falls back naming the failure', () => {

@@ -21,7 +21,7 @@ export type Decision =
   | { kind: 'fail'; error: GatewayError };
 
 export interface OutcomeFacts {
-  data: Pick<JobData, 'plan' | 'hop' | 'attempts' | 'deadline'>;
+  data: Pick<JobData, 'plan' | 'hop' | 'attempts' | 'deadline' | 'created' | 'patienceMs'>;
   /** The attempt's error; absent when the provider answered and the answer is written. */
   error?: GatewayError;
   /** A write was refused: another attempt owns the job. */
@@ -36,6 +36,8 @@ export interface OutcomeFacts {
   spent?: HoldSpent;
   /** The provider calls the request made, this one included: a final error names them. */
   route?: RouteStep[];
+  /** Most rate-limit waits (429, overload with retry-after) of a request with a patience. */
+  maxRateLimitWaits?: number;
   now: number;
 }
 
@@ -53,7 +55,21 @@ export function decide(f: OutcomeFacts): Decision {
   if (!err) return { kind: 'complete' };
   if (err.code === 'cancelled') return { kind: 'cancelled' };
   const waitMs = poolPauseMs(err);
-  if (waitMs > 0 && f.canWait && !f.wroteContent && !f.spent && f.now + waitMs < data.deadline)
+  // An interactive request waits a rate limit out only within its patience, a bounded number of
+  // times; past that it falls back or fails with the 429 (never another call to the same provider).
+  const patient = data.patienceMs !== undefined;
+  const withinPatience =
+    !patient ||
+    (rateLimitWaits(f) < (f.maxRateLimitWaits ?? 2) &&
+      f.now + waitMs <= data.created + (data.patienceMs ?? 0));
+  if (
+    waitMs > 0 &&
+    withinPatience &&
+    f.canWait &&
+    !f.wroteContent &&
+    !f.spent &&
+    f.now + waitMs < data.deadline
+  )
     return { kind: 'wait', waitMs };
 
   const pastDeadline = f.now >= data.deadline;
@@ -68,7 +84,7 @@ export function decide(f: OutcomeFacts): Decision {
     },
   ];
   const hop = nextHop(data, err);
-  const retry = err.retryable && f.canRetry && !pastDeadline;
+  const retry = err.retryable && f.canRetry && !pastDeadline && !(patient && waitMs > 0);
   const fallBack = hop !== undefined && !pastDeadline && canFallBack(err);
   // Another call would go past what the hold covers: the request fails here instead.
   const spent = f.spent && (retry || fallBack) ? f.spent : undefined;
@@ -94,6 +110,15 @@ function nameAttempts(err: GatewayError, route: RouteStep[]): GatewayError {
         message: `${err.message} (${route.length === 1 ? 'attempt' : `${route.length} attempts`}: ${route.map(describeStep).join('; ')})`,
       });
   return named.withAttempts(route);
+}
+
+/** Rate-limit waits the request already made on this attempt's provider (the route holds this call last). */
+function rateLimitWaits(f: OutcomeFacts): number {
+  const provider = f.data.plan[f.data.hop]?.provider;
+  const limited = (f.route ?? []).filter(
+    (s) => s.provider === provider && (s.code === 'rate_limit_exceeded' || s.code === 'overloaded'),
+  ).length;
+  return Math.max(0, limited - 1);
 }
 
 /** The next plan candidate; a context-length failure skips candidates whose window is no bigger. */

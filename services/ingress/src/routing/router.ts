@@ -162,7 +162,7 @@ export class Router {
         throw this.#waiting(this.#absent().filter((p) => this.#dir.catalogEntry(p, name))) ?? notFound(name);
     }
     const primary = entries[0]!;
-    for (const extra of this.#fallbacks.get(`${primary.provider}/${primary.id}`) ?? []) {
+    for (const extra of this.#fallbacksOf(primary, name)) {
       const [p, ...rest] = extra.split('/');
       const e = this.#dir.find(p ?? '', rest.join('/'));
       if (e && !entries.includes(e)) entries.push(e);
@@ -193,6 +193,21 @@ export class Router {
       callMicros,
       inputTokensBound,
     };
+  }
+
+  /**
+   * The routing file's fallback chain of a model: keyed by any name of it (the served, dated id; the
+   * name asked for; an undated or catalog name that resolves to the same served model), so
+   * `anthropic/claude-haiku-4-5` in the file applies to the `claude-haiku-4-5-20251001` a provider serves.
+   */
+  #fallbacksOf(primary: ModelEntry, asked: string): string[] {
+    const direct = this.#fallbacks.get(`${primary.provider}/${primary.id}`) ?? this.#fallbacks.get(asked);
+    if (direct) return direct;
+    for (const [key, chain] of this.#fallbacks) {
+      const slash = key.indexOf('/');
+      if (slash > 0 && this.#dir.find(key.slice(0, slash), key.slice(slash + 1)) === primary) return chain;
+    }
+    return [];
   }
 
   /** Pools the deployment runs (or ran) that have no live worker now. */

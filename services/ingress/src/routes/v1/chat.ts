@@ -8,7 +8,7 @@ import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { cancelJob, ChatBody, parseChatRequest, submitChat } from '../../submit.ts';
+import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } from '../../submit.ts';
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter, errorEvent } from '../../sse.ts';
 
@@ -52,7 +52,11 @@ export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     .post('/v1/chat/completions', { schema: { body: ChatBody } }, async (req, reply) => {
       const body = req.body;
       const stream = body.stream === true;
-      const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync');
+      const patienceMs = patienceHeader(
+        req.headers['x-faregate-patience-ms'],
+        deps.config.REQUEST_TIMEOUT_MS,
+      );
+      const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', { patienceMs });
       const { data, frames } = job;
       reply.header('x-request-id', data.id);
       // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
