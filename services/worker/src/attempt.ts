@@ -317,7 +317,8 @@ async function attemptOnce(
     };
     const counted =
       hasTokens(usage) && err.code !== 'cancelled' ? countedCall(data, thisCall, ttlMs) : undefined;
-    // A call that was made and failed joins the request's route (what the caller is told).
+    // A call that was made and failed joins the request's route (what the caller is told; a Redis
+    // failure here leaves the route without it rather than failing the job).
     const route =
       called && !lost && err.code !== 'cancelled'
         ? await recordFailedStep(
@@ -330,7 +331,7 @@ async function attemptOnce(
               code: err.code,
             },
             ttlMs,
-          )
+          ).catch(() => prior.route)
         : prior.route;
     let spent: HoldSpent | undefined;
     if (counted && !lost) {
