@@ -17,9 +17,10 @@ import { luaScript, REDIS_NOW_MS } from './lua.ts';
  * Nothing is lost on the way, and no request runs twice:
  * - the push also records the job (`data`) and a deadline to be taken by (`due` = push + grace);
  * - a worker that popped an entry *takes* it (`due` → `run`, with a lease it renews while it runs).
- *   It sends the take before it calls the provider, and on the same connection as its frame
- *   writes, so Redis orders the take first. An entry older than half the grace is taken before the
- *   call rather than alongside it;
+ *   It sends the take right after it calls the provider, and on the same connection as its frame
+ *   writes, so Redis orders the take first. An entry older than half the grace right before the
+ *   call (popped late, or held up by admission) is taken before the call, which is made only if the
+ *   take won: a take lost after the call means a second call by the BullMQ run;
  * - every worker sweeps: a job not taken within the grace (no worker was free), a run whose lease
  *   lapsed (its worker died), or a hand-over interrupted by a crash goes to the pool's BullMQ queue
  *   (idempotent: the BullMQ job id is the request's), where it runs as a restart: it claims the job

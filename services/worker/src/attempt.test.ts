@@ -154,4 +154,29 @@ describe('attempt: what a call produced is billed', () => {
     expect(event?.inputTokens).toBeGreaterThan(0);
     expect(event?.outputTokens).toBeGreaterThanOrEqual(9);
   });
+
+  it('an intake that no longer vouches right before the call (the lane lost its take): no call, no frame, no usage', async () => {
+    const data = job();
+    let calls = 0;
+    const deps = depsWith(async () => {
+      calls++;
+      throw new Error('unreachable');
+    });
+    let asked = 0;
+    const out = await runAttempt(
+      deps,
+      input(data, {
+        beforeCall: () => {
+          asked++;
+          return Promise.resolve(false);
+        },
+      }),
+    );
+    expect(out).toEqual({ status: 'already_done' });
+    expect(asked).toBe(1);
+    expect(calls).toBe(0);
+    expect(await deps.store.read(data.id, 0)).toEqual([]);
+    expect(await usageOf(data.id)).toEqual([]);
+    expect(await redis.lrange(keys.holdCalls(data.id), 0, -1)).toEqual([]);
+  });
 });

@@ -63,6 +63,14 @@ export interface AttemptInput {
   signal?: AbortSignal;
   /** Called once, right after this job's provider request was issued (or when the attempt ends without one). */
   onCalling?: () => void;
+  /**
+   * The intake's last word right before the provider call (the lane, whose take otherwise follows
+   * the call): `true` (no round trip) while the job cannot have gone to another attempt, else a
+   * promise of whether it is still this attempt's (the take, sent before the call once the entry is
+   * too old to be taken after it). False: it went to another attempt, and this one ends without
+   * calling or writing anything. A claim does not stand in for it: a later claim takes over.
+   */
+  beforeCall?: () => true | Promise<boolean>;
   workerId: string;
 }
 
@@ -222,6 +230,15 @@ async function attemptOnce(
     }
     const provider = deps.provider;
     if (input.admission) await deps.limiter.touch(input.admission);
+    // The last thing before the call: whatever came before it (admission, the circuit, the touch)
+    // may have taken long enough for the job to have gone to another attempt meanwhile.
+    const vouched = input.beforeCall?.();
+    if (vouched !== undefined && vouched !== true && !(await vouched)) {
+      // Another attempt owns the job (the lane's sweep queued it): no call, no frame, no usage;
+      // the admission's token estimate goes back (its request slot stays counted: errs safe).
+      if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
+      return { status: 'already_done' };
+    }
     const call = deps.call({
       adapter: provider.adapter,
       config: provider.config,

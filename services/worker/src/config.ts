@@ -45,8 +45,8 @@ export const WorkerConfig = z.object({
   WORKER_STALLED_INTERVAL_MS: int(15_000),
   /**
    * Run the pool's fast lane (packages/queue/src/fast-lane.ts): interactive requests reach an idle
-   * worker with the message that wakes it. Lane jobs are admitted like queued ones (learned pauses);
-   * a pool with RPM/TPM or max-in-flight limits does not run it (runner.ts `laneAllowed`).
+   * worker with the message that wakes it. Lane jobs are admitted like queued ones (RPM/TPM, learned
+   * pauses); a pool with a max-in-flight limit (BullMQ global concurrency) does not run it.
    */
   FAST_LANE: envBool(true),
   LOG_LEVEL: z.string().default('info'),

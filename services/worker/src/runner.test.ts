@@ -135,8 +135,8 @@ describe('runner', () => {
     expect((await t.metrics.inFlight.get()).values[0]?.value).toBe(0);
   });
 
-  it('the lane is off under RPM/TPM limits and a max-in-flight limit (BullMQ global concurrency), on with neither', () => {
-    expect(setup({ attempts: 3, rpm: 5, tpm: 100 }).runner.laneAllowed()).toBe(false);
+  it('the lane is off under a max-in-flight limit (BullMQ global concurrency), on under RPM/TPM limits and with none', () => {
+    expect(setup({ attempts: 3, rpm: 5, tpm: 100 }).runner.laneAllowed()).toBe(true);
     expect(setup({ attempts: 3, maxInFlight: 2 }).runner.laneAllowed()).toBe(false);
     expect(setup({ attempts: 3 }).runner.laneAllowed()).toBe(true);
   });

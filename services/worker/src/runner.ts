@@ -19,6 +19,8 @@ export interface Pickup {
   speculative: boolean;
   signal?: AbortSignal;
   onCalling?: () => void;
+  /** See AttemptInput.beforeCall (the lane's last check before the provider call). */
+  beforeCall?: () => true | Promise<boolean>;
 }
 
 /** What the runner needs: the pool's limits, its limiter, metrics, the attempt to run. */
@@ -68,12 +70,7 @@ export class Runner {
    * BullMQ's global concurrency, which counts BullMQ's active jobs only (README, Design notes).
    */
   laneAllowed(): boolean {
-    // Pools with RPM/TPM limits stay off the lane for now: the runner admits lane jobs under them,
-    // but one loaded CI run of the shared-RPM e2e test saw a provider call made twice for one request
-    // with the lane on (not yet explained). Max-in-flight is BullMQ's global concurrency, which
-    // counts BullMQ's active jobs only.
-    const { rpm, tpm, maxInFlight } = this.#deps.limits;
-    return !rpm && !tpm && !maxInFlight && this.#deps.config.WORKER_CONCURRENCY > 1;
+    return !this.#deps.limits.maxInFlight && this.#deps.config.WORKER_CONCURRENCY > 1;
   }
 
   /** Called whenever a run starts or ends. */
@@ -122,6 +119,7 @@ export class Runner {
         forcedError,
         signal: p.signal,
         onCalling: p.onCalling,
+        beforeCall: p.beforeCall,
         workerId: this.#deps.workerId,
       });
     } finally {

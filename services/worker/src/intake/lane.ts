@@ -171,8 +171,14 @@ export class LaneIntake {
     const lost = new AbortController();
     // A fresh entry cannot have been swept yet (that takes the whole grace): its take goes out right
     // after this job's own provider request, not in front of it, and the attempt may skip its claim.
-    // Should the take fail all the same, the run stops (RUN_LOST) and the BullMQ attempt owns the job.
-    const fresh = Date.now() + this.#offset - pushedAt < this.#lane.timing.graceMs / 2;
+    // Fresh is judged again right before the call (`beforeCall`): admission (the shared limiter's
+    // round trips), the circuit or a loaded process may have held the run past half the grace, and
+    // the sweep queues the job at the end of it. Then the take goes out first, and the call only
+    // if it won: a take that loses after the call is a second provider call (BullMQ's), which the
+    // frame store's fencing does not undo. Should the take fail all the same, the run stops
+    // (RUN_LOST) and the BullMQ attempt owns the job.
+    const freshUntil = pushedAt - this.#offset + this.#lane.timing.graceMs / 2;
+    const fresh = Date.now() < freshUntil;
     let taken: Promise<boolean>;
     if (fresh) {
       let onCalling!: () => void;
@@ -190,7 +196,19 @@ export class LaneIntake {
           },
         ),
       );
-      return this.#attempt(data, { speculative: true, signal: lost.signal, taken, onCalling, calling });
+      const beforeCall = (): true | Promise<boolean> => {
+        if (Date.now() < freshUntil) return true;
+        onCalling();
+        return taken;
+      };
+      return this.#attempt(data, {
+        speculative: true,
+        signal: lost.signal,
+        taken,
+        onCalling,
+        calling,
+        beforeCall,
+      });
     }
     taken = this.#take(id).catch(() => false);
     if (!(await taken)) return; // old enough to have been swept: it was, and runs on BullMQ
@@ -205,6 +223,7 @@ export class LaneIntake {
       taken: Promise<boolean>;
       onCalling?: () => void;
       calling: () => void;
+      beforeCall?: () => true | Promise<boolean>;
     },
   ): Promise<void> {
     const deps = this.#deps;
@@ -223,6 +242,7 @@ export class LaneIntake {
           o.onCalling?.();
           o.calling();
         },
+        beforeCall: o.beforeCall,
       });
     } catch (e) {
       deps.log.error({ job: data.id, err: String(e) }, 'fast lane: run failed');
