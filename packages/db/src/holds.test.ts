@@ -6,7 +6,7 @@ import { findApiKey, generateApiKey, hashApiKey, isWellFormedApiKey } from './ap
 import { createDb, type Db } from './client.ts';
 import { CLEAN_LEDGER, checkLedgerInvariants } from './invariants.ts';
 import { runMigrations } from './migrate.ts';
-import { expireHolds, getHold, placeHold, releaseHold } from './holds.ts';
+import { expireHolds, getHold, placeHold, releaseHold, shrinkHold, sweepGivebacks } from './holds.ts';
 
 let db: Db;
 let close: () => Promise<void>;
@@ -117,6 +117,35 @@ describe('placeHold', () => {
     expect(await expireHolds(db)).toBeGreaterThanOrEqual(1);
     expect(await getHold(db, 'lost')).toBeUndefined();
     expect(await getHold(db, 'fresh')).toBe(1_000n);
+  });
+});
+
+describe('shrinkHold', () => {
+  it('gives each give-back once: a retry with the same id (a lost reply) shrinks nothing twice', async () => {
+    const { accountId, keyId } = await fundedAccount(100_000n);
+    const placed = await placeHold(db, {
+      requestId: 'lease-gb',
+      accountId,
+      keyId,
+      amountMicros: 50_000n,
+      expiresAt: inAMinute(),
+    });
+    expect(placed).toEqual({ ok: true });
+    await shrinkHold(db, 'lease-gb', 10_000n, 'gb-1');
+    // The same give-back again (its first reply was lost), several times and at once.
+    await Promise.all([1, 2, 3].map(() => shrinkHold(db, 'lease-gb', 10_000n, 'gb-1')));
+    expect(await getHold(db, 'lease-gb')).toBe(40_000n);
+    // Another give-back is another amount.
+    await shrinkHold(db, 'lease-gb', 15_000n, 'gb-2');
+    expect(await getHold(db, 'lease-gb')).toBe(25_000n);
+    expect((await getBalance(db, accountId)).availableMicros).toBe(75_000n);
+    // Emptied: the row goes; a late retry of an applied give-back changes nothing.
+    await shrinkHold(db, 'lease-gb', 25_000n, 'gb-3');
+    await shrinkHold(db, 'lease-gb', 25_000n, 'gb-3');
+    expect(await getHold(db, 'lease-gb')).toBeUndefined();
+    // Records of old give-backs are swept (none is a day old yet).
+    expect(await sweepGivebacks(db)).toBe(0);
+    expect(await sweepGivebacks(db, 0)).toBeGreaterThanOrEqual(3);
   });
 });
 

@@ -58,15 +58,35 @@ export async function getHold(db: Db, requestId: string): Promise<bigint | undef
 
 /**
  * Gives back `amountMicros` of a hold (the unused rest of a budget lease, or one request's share of
- * it) and drops the row once nothing is left. Idempotent only in the sense that a missing row is a
- * no-op: callers give back each amount once.
+ * it) and drops the row once nothing is left. Idempotent by `givebackId`, chosen once by the giver
+ * and reused on every retry: the give-back is recorded in the same statement that shrinks the hold,
+ * so a retry after a lost reply (committed, answer lost) gives nothing back twice. A missing row is
+ * a no-op.
  */
-export async function shrinkHold(db: Db, holdId: string, amountMicros: bigint): Promise<void> {
+export async function shrinkHold(
+  db: Db,
+  holdId: string,
+  amountMicros: bigint,
+  givebackId: string,
+): Promise<void> {
   if (amountMicros > 0n) {
     await db.$client.query(
-      'UPDATE holds SET amount_micros = greatest(amount_micros - $2::bigint, 0) WHERE request_id = $1',
-      [holdId, amountMicros.toString()],
+      `WITH g AS (
+         INSERT INTO hold_givebacks (giveback_id, hold_id, amount_micros) VALUES ($3, $1, $2::bigint)
+         ON CONFLICT (giveback_id) DO NOTHING RETURNING 1)
+       UPDATE holds SET amount_micros = greatest(amount_micros - $2::bigint, 0)
+        WHERE request_id = $1 AND EXISTS (SELECT 1 FROM g)`,
+      [holdId, amountMicros.toString(), givebackId],
     );
   }
   await db.$client.query('DELETE FROM holds WHERE request_id = $1 AND amount_micros <= 0', [holdId]);
+}
+
+/** Forgets give-backs older than `olderThanMs` (their retries are long over). Returns how many. */
+export async function sweepGivebacks(db: Db, olderThanMs = 86_400_000): Promise<number> {
+  const r = await db.$client.query(
+    `DELETE FROM hold_givebacks WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)`,
+    [olderThanMs],
+  );
+  return r.rowCount ?? 0;
 }

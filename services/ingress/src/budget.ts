@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
 import type { LeasedHold } from '@faregate/contracts/jobs';
 import type { Db } from '@faregate/db/client';
 import { DbTimeoutError, failedToConnect, isDbUnavailable } from '@faregate/db/unavailable';
@@ -188,7 +189,9 @@ export class Budget {
         return;
       }
     }
-    return this.#giveBack(() => shrinkHold(this.#db, r.hold.id, micros), until);
+    // One id per give-back, reused by its retries: a retry after a lost reply gives nothing twice.
+    const givebackId = newId('gb');
+    return this.#giveBack(() => shrinkHold(this.#db, r.hold.id, micros, givebackId), until);
   }
 
   /**
@@ -274,7 +277,10 @@ export class Budget {
     if (slot.lease === lease) slot.lease = undefined;
     const rest = lease.remaining;
     lease.remaining = 0n;
-    return this.#giveBack(() => shrinkHold(this.#db, lease.id, rest), lease.expiresAt).catch(() => {});
+    const givebackId = newId('gb');
+    return this.#giveBack(() => shrinkHold(this.#db, lease.id, rest, givebackId), lease.expiresAt).catch(
+      () => {},
+    );
   }
 
   /**

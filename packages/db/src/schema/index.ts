@@ -2,6 +2,7 @@
 export { accounts } from './accounts.ts';
 export { apiKeys } from './api-keys.ts';
 export { creditCommands } from './credit-commands.ts';
+export { holdGivebacks } from './hold-givebacks.ts';
 export { holds } from './holds.ts';
 export { journalEntries } from './journal-entries.ts';
 export { journalTransactions } from './journal-transactions.ts';
