@@ -1,6 +1,6 @@
 /**
  * Worker-pool benchmark (not a test): `node bench/pools/pools.ts [--rpm 600] [--window-ms 60000]
- * [--windows 2] [--workers 4] [--fallback-requests 200]`.
+ * [--windows 2] [--workers 4] [--fallback-requests 200] [--lease-ms 250]`.
  *
  * 1. Rate limit: an RPM limit L shared by `--workers` processes of one pool, offered far more load
  *    than L for `--windows` windows. The fake provider enforces the same L (so any excess would show
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     windows: { type: 'string', default: '2' },
     workers: { type: 'string', default: '4' },
     'fallback-requests': { type: 'string', default: '200' },
+    /** RATE_LEASE_MS of the workers (unset: the default, 250; 0: a round trip per request). */
+    'lease-ms': { type: 'string' },
   },
 });
 const L = Number(values.rpm);
@@ -49,6 +51,7 @@ const stack = await startBenchStack({
     WORKER_RPM: String(L),
     WORKER_ATTEMPTS: '1',
     WORKER_CONCURRENCY: '256',
+    ...(values['lease-ms'] === undefined ? {} : { RATE_LEASE_MS: values['lease-ms'] }),
   },
 });
 const agent = new Agent({ connections: 512, keepAliveTimeout: 30_000 });

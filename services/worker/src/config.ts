@@ -25,6 +25,13 @@ export const WorkerConfig = z.object({
   WORKER_MAX_IN_FLIGHT: z.coerce.number().int().positive().optional(),
   /** Length of the rate-limit window (RPM/TPM are per this window). */
   RATE_WINDOW_MS: int(60_000),
+  /**
+   * How long a process admits locally from a lease of the RPM window (limiter.ts): one Redis round
+   * trip takes what the limit allows in this long (at most 32 requests), the rest of the lease is
+   * admitted without one; the window is padded by it. 0 (the default for now): one round trip per
+   * request. On the loaded 2-core machine, 250 reached 0.89 of L where 0 reached 1.00 (README).
+   */
+  RATE_LEASE_MS: z.coerce.number().int().nonnegative().default(0),
   /** Guard added to the window against send → provider jitter (default: 2 % of the window, at least 200 ms). */
   RATE_GUARD_MS: z.coerce.number().int().nonnegative().optional(),
   /**

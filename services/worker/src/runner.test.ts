@@ -48,11 +48,11 @@ function setup(limits: EffectiveLimits, admit: { local?: Admission; shared?: Adm
     limiter: {
       admitLocal: () => {
         calls.local++;
-        return admit.local ?? { ok: true, keyIndex: 1, bucket: 0, tokens: 0 };
+        return admit.local ?? { ok: true, keyIndex: 1, bucket: 0, tokens: 0, at: 0 };
       },
       acquire: async () => {
         calls.shared++;
-        return admit.shared ?? { ok: true, keyIndex: 2, bucket: 7, tokens: 5 };
+        return admit.shared ?? { ok: true, keyIndex: 2, bucket: 7, tokens: 5, at: 0 };
       },
     },
     attempt: (input) => {

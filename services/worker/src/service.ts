@@ -75,6 +75,7 @@ export async function createWorkerService(
       ...limits,
       windowMs: config.RATE_WINDOW_MS,
       guardMs: config.RATE_GUARD_MS,
+      leaseMs: config.RATE_LEASE_MS,
     }),
     circuit: new CircuitBreaker(
       redis,
@@ -118,8 +119,11 @@ export async function createWorkerService(
       tpm: next.tpm,
       windowMs: config.RATE_WINDOW_MS,
       guardMs: config.RATE_GUARD_MS,
+      leaseMs: config.RATE_LEASE_MS,
     };
     if (applied && JSON.stringify(next) === JSON.stringify(applied)) return;
+    // A lease taken under the old limits is not used under the new ones.
+    if (applied) deps.limiter.releaseLeases();
     applied = { ...next };
     if (next.maxInFlight) await deps.queue.setGlobalConcurrency(next.maxInFlight);
     else await deps.queue.removeGlobalConcurrency();
@@ -168,6 +172,7 @@ export async function createWorkerService(
       );
     },
     async stop(signal) {
+      deps.limiter.releaseLeases();
       log.info({ signal, inFlight: runner.busy }, 'draining: no new jobs; finishing in-flight ones');
       for (const t of timers) clearInterval(t);
       const timeout = new Promise<'timeout'>((r) =>

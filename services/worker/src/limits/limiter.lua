@@ -1,6 +1,7 @@
 -- Sliding-window RPM/TPM admission of one provider key, and its learned pause (see limiter.ts).
--- KEYS[1] rate window hash, KEYS[2] pause key (one hash tag). ARGV: now, windowMs, bucketMs, rpm (0 = none), tpm (0 = none), tokens.
--- Returns { 1, bucket } when admitted, { 0, waitMs } when not.
+-- KEYS[1] rate window hash, KEYS[2] pause key (one hash tag). ARGV: now, windowMs, bucketMs, rpm (0 = none), tpm (0 = none), tokens,
+-- want (requests to grant at once: a process's lease, see limiter.ts; 1 with TPM).
+-- Returns { 1, bucket, granted } when admitted (1 <= granted <= want), { 0, waitMs } when not.
 local pttl = redis.call('PTTL', KEYS[2])
 if pttl > 0 then return { 0, pttl } end
 local now = tonumber(ARGV[1]); local window = tonumber(ARGV[2]); local size = tonumber(ARGV[3])
@@ -27,8 +28,15 @@ end
 if tpm > 0 and t > 0 and t + tokens > tpm then
   return { 0, math.max(1, (oldestT + 1) * size + window - now) }
 end
-redis.call('HINCRBY', KEYS[1], 'r' .. cur, 1)
+local want = tonumber(ARGV[7]) or 1
+local grant = 1
+if want > 1 and tpm == 0 then
+  grant = want
+  -- Near the limit a lease shrinks (half of what is left), so one process does not hoard the rest.
+  if rpm > 0 then grant = math.max(1, math.min(want, math.ceil((rpm - r) / 2))) end
+end
+redis.call('HINCRBY', KEYS[1], 'r' .. cur, grant)
 if tokens > 0 then redis.call('HINCRBY', KEYS[1], 't' .. cur, tokens) end
 for b = first - 3, first - 1 do redis.call('HDEL', KEYS[1], 'r' .. b, 't' .. b) end
 redis.call('PEXPIRE', KEYS[1], window * 2)
-return { 1, cur }
+return { 1, cur, grant }

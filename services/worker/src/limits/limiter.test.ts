@@ -1,9 +1,9 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testRedis } from '@faregate/testing/env';
+import { testRedis, until } from '@faregate/testing/env';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
-import { PoolLimiter } from './limiter.ts';
+import { leaseSize, PoolLimiter } from './limiter.ts';
 
 const { url, prefix } = testRedis();
 const keys = makeKeys(prefix);
@@ -26,7 +26,8 @@ describe('PoolLimiter', () => {
     const last = r[3];
     if (last && !last.ok) {
       expect(last.waitMs).toBeGreaterThan(0);
-      expect(last.waitMs).toBeLessThanOrEqual(10_000 + 10_000 / 60);
+      // At most the window padded by a lease's validity (250 ms), plus one bucket.
+      expect(last.waitMs).toBeLessThanOrEqual(10_250 + 10_250 / 60);
     }
   });
 
@@ -74,4 +75,67 @@ describe('PoolLimiter', () => {
     if (a.ok) await l.settle(a, 100);
     expect((await l.acquire(200)).ok).toBe(true);
   });
+
+  it('a lease takes a slice of the window in one round trip and admits the rest locally', async () => {
+    const p = pool();
+    // 600 per 10 s is 15 per 250 ms: one lease admits 15 requests.
+    const settings = { rpm: 600, windowMs: 10_000, guardMs: 0 };
+    expect(leaseSize(settings)).toBe(15);
+    const l = new PoolLimiter(redis, keys, p, 1, settings);
+    const scripts = countScripts();
+    const got = [];
+    for (let i = 0; i < 15; i++) got.push(await l.acquire(0));
+    expect(got.every((a) => a.ok)).toBe(true);
+    expect(scripts()).toBe(1);
+    // The window counts the whole lease at once, so other processes see it at once.
+    expect(Number(await redis.hget(keys.rateWindow(p, 0), `r${(got[0] as { bucket: number }).bucket}`))).toBe(
+      15,
+    );
+    await l.acquire(0);
+    expect(scripts()).toBe(2);
+  });
+
+  it('never admits more than the limit over processes taking leases at once, and gives unused slots back', async () => {
+    const p = pool();
+    const settings = { rpm: 40, windowMs: 1_000, guardMs: 0, leaseMs: 100 };
+    expect(leaseSize(settings)).toBe(4);
+    const procs = [1, 2, 3].map(() => new PoolLimiter(redis, keys, p, 1, settings));
+    const scripts = countScripts();
+    const results = await Promise.all(procs.flatMap((l) => Array.from({ length: 30 }, () => l.acquire(0))));
+    expect(results.filter((a) => a.ok)).toHaveLength(40);
+    // Concurrent admissions of a process share its lease request: about one round trip per lease
+    // (10 leases of 4), and one per process and wave once the window is full, not one per request.
+    expect(scripts()).toBeLessThanOrEqual(20);
+  });
+
+  it('a lease is dropped when its validity ends or a pause is learned, and its rest goes back', async () => {
+    const p = pool();
+    const l = new PoolLimiter(redis, keys, p, 1, { rpm: 3_000, windowMs: 10_000, guardMs: 0, leaseMs: 50 });
+    expect(leaseSize(l.settings)).toBe(15);
+    const first = await l.acquire(0);
+    expect(first.ok).toBe(true);
+    const bucket = (first as { bucket: number }).bucket;
+    expect(Number(await redis.hget(keys.rateWindow(p, 0), `r${bucket}`))).toBe(15);
+    l.releaseLeases();
+    await until(async () => Number(await redis.hget(keys.rateWindow(p, 0), `r${bucket}`)) === 1, {
+      what: 'the unused 14 slots given back',
+    });
+    // A pause learned here ends the lease at once: no local admission while paused.
+    const again = await l.acquire(0);
+    expect(again.ok).toBe(true);
+    await l.pause(0, 5_000);
+    const paused = await l.acquire(0);
+    expect(paused.ok).toBe(false);
+  });
 });
+
+/** Counts the limiter's script calls from now on (EVALSHA/EVAL commands on the shared client). */
+function countScripts(): () => number {
+  let n = 0;
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (cmd, ...rest) => {
+    if (cmd.name === 'evalsha' || cmd.name === 'eval') n++;
+    return send(cmd, ...rest);
+  };
+  return () => n;
+}

@@ -9,14 +9,29 @@ import type { RateLimitInfo } from '@faregate/providers/types';
  * oldest bucket still counts, so the limiter errs on the safe side and no window of the configured
  * length ever sees more than the limit. Pauses learned from the provider (429 retry-after,
  * remaining = 0 with a reset time) live beside it and stop every process at once.
+ *
+ * Leases keep the round trip off the hot path: under an RPM limit (without TPM) one admission takes
+ * a slice of the window's budget for this process (`leaseSize`, sized to what the limit allows in
+ * `leaseMs`), and the rest of the slice is admitted locally until `leaseMs` has passed; what was
+ * not used goes back to the window then. The window is padded by `leaseMs`, so a slot used up to
+ * `leaseMs` after its lease counts as long as the provider's window holds it: no window at the
+ * provider sees more than the limit, whichever process used which slot.
  */
 
 // The acquire script (limiter.lua). KEYS: rate window, pause of one provider key (one hash tag,
 // keys.rateWindow / keys.ratePause). Returns { 1, bucket } when admitted, { 0, waitMs } when not.
 const acquireScript = luaScript<{
   keys: [window: string, pause: string];
-  args: [now: number, windowMs: number, bucketMs: number, rpm: number, tpm: number, tokens: number];
-  result: [number, number];
+  args: [
+    now: number,
+    windowMs: number,
+    bucketMs: number,
+    rpm: number,
+    tpm: number,
+    tokens: number,
+    want: number,
+  ];
+  result: [number, number, number?];
 }>(new URL('./limiter.lua', import.meta.url), { numberOfKeys: 2 });
 
 export interface LimitSettings {
@@ -25,14 +40,40 @@ export interface LimitSettings {
   windowMs: number;
   /** Added to the window so sending → provider jitter never shows the provider more than the limit. */
   guardMs?: number;
+  /** How long a lease's slots may be admitted locally (default 250 ms; 0 turns leases off). */
+  leaseMs?: number;
+  /** Most requests one lease takes (default 32). */
+  leaseMax?: number;
 }
 
+const DEFAULT_LEASE_MS = 250;
+const leaseMsOf = (s: LimitSettings) => s.leaseMs ?? DEFAULT_LEASE_MS;
+
+/** The window a slot is counted in: the limit's, plus the jitter guard, plus a lease's validity. */
 const paddedWindow = (s: LimitSettings) =>
-  s.windowMs + (s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02)));
+  s.windowMs + (s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02))) + leaseMsOf(s);
+
+/**
+ * Requests one lease takes: what the limit allows in a lease's validity (so a lease is a small
+ * share of the window), at least 1 (no lease), at most `leaseMax`. TPM admissions are not leased:
+ * each request's token estimate differs.
+ */
+export function leaseSize(s: LimitSettings): number {
+  if (!s.rpm || s.tpm || leaseMsOf(s) <= 0) return 1;
+  return Math.max(1, Math.min(s.leaseMax ?? 32, Math.floor((s.rpm * leaseMsOf(s)) / s.windowMs)));
+}
 
 export type Admission =
-  | { ok: true; keyIndex: number; bucket: number; tokens: number }
-  | { ok: false; waitMs: number };
+  /** `at`: when the slot was counted (the admission, or its lease): `touch` re-dates it if sent much later. */
+  { ok: true; keyIndex: number; bucket: number; tokens: number; at: number } | { ok: false; waitMs: number };
+
+/** The unused rest of a lease: slots counted in `bucket` at `at`, admitted locally until `until`. */
+interface Lease {
+  left: number;
+  bucket: number;
+  at: number;
+  until: number;
+}
 
 export class PoolLimiter {
   readonly #redis: Redis;
@@ -44,6 +85,10 @@ export class PoolLimiter {
 
   /** Per provider key: until when (epoch ms) a learned pause holds, as this process last saw it. */
   readonly #pausedUntil: number[];
+  /** Per provider key: this process's lease, if any. */
+  readonly #leases: (Lease | undefined)[] = [];
+  /** The lease request in flight, which concurrent admissions wait for. */
+  #leasing: Promise<Admission> | undefined;
 
   constructor(redis: Redis, keys: Keys, provider: string, keyCount: number, settings: LimitSettings) {
     this.#pausedUntil = Array.from({ length: Math.max(1, keyCount) }, () => 0);
@@ -62,34 +107,102 @@ export class PoolLimiter {
     return this.#keys.ratePause(this.#provider, i);
   }
 
-  /** Takes a slot on one of the provider keys (rotating), or says how long the whole pool must wait. */
+  /**
+   * Takes a slot on one of the provider keys (rotating), or says how long the whole pool must wait.
+   * From this process's lease when it has one (no round trip), else from the shared window, taking
+   * a new lease with it.
+   */
   async acquire(tokens: number): Promise<Admission> {
+    const want = leaseSize(this.settings);
+    if (want <= 1) return this.#acquireShared(tokens, 1);
+    // Concurrent admissions share one lease request: they wait for it and take from its slice.
+    for (;;) {
+      const local = this.#fromLease();
+      if (local) return local;
+      if (!this.#leasing) break;
+      const r = await this.#leasing;
+      if (!r.ok) return r;
+    }
+    const leasing = this.#acquireShared(tokens, want);
+    this.#leasing = leasing;
+    try {
+      return await leasing;
+    } finally {
+      if (this.#leasing === leasing) this.#leasing = undefined;
+    }
+  }
+
+  async #acquireShared(tokens: number, want: number): Promise<Admission> {
     const { rpm = 0, tpm = 0 } = this.settings;
     let wait = Number.POSITIVE_INFINITY;
     for (let n = 0; n < this.#keyCount; n++) {
       const i = this.#next++ % this.#keyCount;
-      // The window is padded (default 2 %, at least 200 ms) so the jitter between sending and the
-      // request reaching the provider does not make the provider see more than the limit.
+      // The window is padded (default 2 %, at least 200 ms, plus a lease's validity) so the jitter
+      // between sending and the request reaching the provider, and a leased slot used a little
+      // later, do not make the provider see more than the limit.
       const padded = paddedWindow(this.settings);
-      const [ok, v] = await acquireScript(
+      const at = Date.now();
+      const [ok, v, granted = 1] = await acquireScript(
         this.#redis,
         [this.#bucketKey(i), this.#pauseKey(i)],
-        [Date.now(), padded, Math.max(1, Math.floor(padded / 60)), rpm, tpm, tpm > 0 ? tokens : 0],
+        [at, padded, Math.max(1, Math.floor(padded / 60)), rpm, tpm, tpm > 0 ? tokens : 0, want],
       );
-      if (ok === 1) return { ok: true, keyIndex: i, bucket: v, tokens: tpm > 0 ? tokens : 0 };
+      if (ok === 1) {
+        if (granted > 1) {
+          this.#giveBackLease(i);
+          this.#leases[i] = { left: granted - 1, bucket: v, at, until: at + leaseMsOf(this.settings) };
+        }
+        return { ok: true, keyIndex: i, bucket: v, tokens: tpm > 0 ? tokens : 0, at };
+      }
       wait = Math.min(wait, v);
     }
     return { ok: false, waitMs: Math.ceil(wait) };
   }
 
+  /** A slot from a lease still valid, on a key no learned pause holds (as this process knows them). */
+  #fromLease(): Admission | undefined {
+    const now = Date.now();
+    for (let n = 0; n < this.#keyCount; n++) {
+      const i = (this.#next + n) % this.#keyCount;
+      const l = this.#leases[i];
+      if (!l) continue;
+      if (now >= l.until || (this.#pausedUntil[i] ?? 0) > now) {
+        this.#giveBackLease(i);
+        continue;
+      }
+      if (l.left <= 0) continue;
+      l.left--;
+      this.#next = i + 1;
+      return { ok: true, keyIndex: i, bucket: l.bucket, tokens: 0, at: l.at };
+    }
+    return undefined;
+  }
+
+  /** Returns a lease's unused slots to the shared window (fire and forget: an error only errs safe). */
+  #giveBackLease(i: number): void {
+    const l = this.#leases[i];
+    this.#leases[i] = undefined;
+    if (!l || l.left <= 0) return;
+    void this.#redis.hincrby(this.#bucketKey(i), `r${l.bucket}`, -l.left).catch(() => {});
+  }
+
+  /** Gives back every lease's unused slots (on shutdown, or when the limits change). */
+  releaseLeases(): void {
+    for (let i = 0; i < this.#keyCount; i++) this.#giveBackLease(i);
+  }
+
   /**
    * Re-dates an admission to now, just before the request is sent: the provider counts requests
    * when they arrive, and the time between admission and sending (queueing, a new connection, a
-   * loaded machine) must not let a window at the provider hold more than the limit.
+   * loaded machine) must not let a window at the provider hold more than the limit. A send within
+   * a lease's validity of the slot's counting needs nothing: the window is padded by it.
    */
   async touch(a: Extract<Admission, { ok: true }>): Promise<void> {
+    const t = Date.now();
+    if (t - a.at <= leaseMsOf(this.settings)) return;
     const size = Math.max(1, Math.floor(paddedWindow(this.settings) / 60));
-    const now = Math.floor(Date.now() / size);
+    const now = Math.floor(t / size);
+    a.at = t;
     if (now === a.bucket) return;
     const key = this.#bucketKey(a.keyIndex);
     const m = this.#redis.multi().hincrby(key, `r${a.bucket}`, -1).hincrby(key, `r${now}`, 1);
@@ -115,14 +228,20 @@ export class PoolLimiter {
     for (let n = 0; n < this.#keyCount; n++) {
       const i = this.#next++ % this.#keyCount;
       const until = this.#pausedUntil[i] ?? 0;
-      if (until <= now) return { ok: true, keyIndex: i, bucket: 0, tokens: 0 };
+      if (until <= now) return { ok: true, keyIndex: i, bucket: 0, tokens: 0, at: now };
       wait = Math.min(wait, until - now);
     }
     return { ok: false, waitMs: Math.ceil(wait) };
   }
 
-  /** Reads every provider key's pause (one pipelined round trip) into the local view. */
+  /**
+   * Reads every provider key's pause (one pipelined round trip) into the local view, and gives
+   * back what leases that ran out unused still hold (run on a timer).
+   */
   async refreshPauses(): Promise<void> {
+    const t = Date.now();
+    for (let i = 0; i < this.#keyCount; i++)
+      if ((this.#leases[i]?.until ?? Infinity) <= t) this.#giveBackLease(i);
     const m = this.#redis.multi();
     for (let i = 0; i < this.#keyCount; i++) m.pttl(this.#pauseKey(i));
     const res = await m.exec();
