@@ -1,4 +1,4 @@
-import { subscribe } from 'node:diagnostics_channel';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent } from 'undici';
 import type { ProviderConfig } from './types.ts';
@@ -67,32 +67,48 @@ export async function readBounded(
   return { text: Buffer.concat(chunks).toString('utf8'), truncated };
 }
 
-let sentWaiters: Array<() => void> = [];
-subscribe('undici:client:sendHeaders', () => {
-  if (!sentWaiters.length) return;
-  const waiting = sentWaiters;
-  sentWaiters = [];
+/** Requests (undici's request objects) whose write someone waits for, and how to tell them. */
+const sentWaiters = new Map<object, () => void>();
+subscribe('undici:client:sendHeaders', (message) => {
+  const request = (message as { request?: object }).request;
+  const done = request && sentWaiters.get(request);
+  if (!done) return;
+  sentWaiters.delete(request);
   // Published just before the request is written (same tick): run after the write.
-  queueMicrotask(() => {
-    for (const f of waiting) f();
-  });
+  queueMicrotask(done);
 });
 
 /**
- * Resolves once undici writes the next request to a socket (or after `maxMs`). A worker issues its
- * own housekeeping I/O (the next fetch, bookkeeping writes) behind the provider call it just
- * started rather than in front of it: on a busy machine each write costs a wake-up elsewhere.
+ * Starts a call with `start` and tells when *its* request was written to a socket: `sent` resolves
+ * then (or after `maxMs`, or at once if `start` created no undici request synchronously). Keyed to
+ * the request `start` creates (undici creates it synchronously inside `Agent.request`, and one
+ * thread creates nothing else meanwhile), never to another request of the process. undici writes
+ * a request on a reused keep-alive socket from a later `setImmediate`, so whatever the caller does
+ * right after `start` returns would otherwise go out before the request.
  */
-export function afterNextRequestSent(maxMs: number): Promise<void> {
-  return new Promise((resolve) => {
+export function startAndWatchSent<T>(start: () => T, maxMs: number): { result: T; sent: Promise<void> } {
+  let request: object | undefined;
+  const onCreate = (message: unknown) => {
+    request ??= (message as { request?: object }).request;
+  };
+  subscribe('undici:request:create', onCreate);
+  let result: T;
+  try {
+    result = start();
+  } finally {
+    unsubscribe('undici:request:create', onCreate);
+  }
+  const ours = request;
+  if (!ours) return { result, sent: Promise.resolve() };
+  const sent = new Promise<void>((resolve) => {
     const t = setTimeout(() => {
-      sentWaiters = sentWaiters.filter((f) => f !== done);
+      sentWaiters.delete(ours);
       resolve();
     }, maxMs);
-    function done() {
+    sentWaiters.set(ours, () => {
       clearTimeout(t);
       resolve();
-    }
-    sentWaiters.push(done);
+    });
   });
+  return { result, sent };
 }

@@ -1,3 +1,7 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,8 +9,9 @@ import { PriceTable } from '@faregate/catalog/prices';
 import { zeroUsage } from '@faregate/contracts/chat';
 import type { JobData } from '@faregate/contracts/jobs';
 import { UsageEvent } from '@faregate/contracts/usage';
-import type { callProvider } from '@faregate/providers/call';
+import { callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
+import { sampleCompletion } from '@faregate/testing/completion';
 import { testRedis } from '@faregate/testing/env';
 import { FrameStore } from '@faregate/queue/frame-store';
 import { makeKeys, usagePartition } from '@faregate/queue/keys';
@@ -178,5 +183,47 @@ describe('attempt: what a call produced is billed', () => {
     expect(await deps.store.read(data.id, 0)).toEqual([]);
     expect(await usageOf(data.id)).toEqual([]);
     expect(await redis.lrange(keys.holdCalls(data.id), 0, -1)).toEqual([]);
+  });
+});
+
+describe('attempt: onCalling', () => {
+  it('fires once the provider request was written, not when the call was started (undici writes on a reused keep-alive socket from a setImmediate)', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const body = sampleCompletion('chatcmpl-x');
+        body.usage.prompt_tokens = 5;
+        body.usage.completion_tokens = 1;
+        body.usage.total_tokens = 6;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const order: string[] = [];
+    const onSent = () => order.push('sent');
+    subscribe('undici:client:sendHeaders', onSent);
+    try {
+      const deps = depsWith(callProvider);
+      const config = providersFromEnv({ FAKE_PROVIDER_URL: base }).find((p) => p.id === 'openai');
+      if (!config) throw new Error('no openai config');
+      deps.provider = { config, adapter: adapterForConfig(config), key: () => undefined };
+      // The first call opens the keep-alive connection; the next ones reuse it (the case that defers).
+      expect(await runAttempt(deps, input(job({ deltas: false })))).toEqual({ status: 'completed' });
+      for (let i = 0; i < 3; i++) {
+        order.length = 0;
+        const out = await runAttempt(
+          deps,
+          input(job({ deltas: false }), { onCalling: () => order.push('calling') }),
+        );
+        expect(out).toEqual({ status: 'completed' });
+        expect(order).toEqual(['sent', 'calling']);
+      }
+    } finally {
+      unsubscribe('undici:client:sendHeaders', onSent);
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

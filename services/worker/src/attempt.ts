@@ -5,6 +5,7 @@ import type { FrameBody } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
 import type { UsageEvent } from '@faregate/contracts/usage';
 import { usageEventId } from '@faregate/contracts/usage';
+import { startAndWatchSent } from '@faregate/providers/http';
 import type { StreamEvent } from '@faregate/providers/types';
 import type { AppendOptions } from '@faregate/queue/frame-store';
 import { StreamWriter } from './stream-writer.ts';
@@ -61,7 +62,7 @@ export interface AttemptInput {
   forcedError?: GatewayError;
   /** Aborted when the intake learns the job is no longer this attempt's (a lane run that lost its take). */
   signal?: AbortSignal;
-  /** Called once, right after this job's provider request was issued (or when the attempt ends without one). */
+  /** Called once, right after this job's provider request was written (or when the attempt ends without one). */
   onCalling?: () => void;
   /**
    * The intake's last word right before the provider call (the lane, whose take otherwise follows
@@ -80,6 +81,8 @@ const hasTokens = (u: Usage) => u.inputTokens + u.outputTokens > 0;
 const STATUS_WAIT_MS = 50;
 /** ...and this long once the provider's response headers arrived. */
 const STATUS_AFTER_HEADERS_MS = 2;
+/** Longest `onCalling` waits for this call's provider request to be written to its socket. */
+const SENT_WAIT_MS = 5;
 
 /**
  * One provider attempt of one job: claim → call → finish. It ends with what `decide` (outcome.ts)
@@ -239,26 +242,34 @@ async function attemptOnce(
       if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
       return { status: 'already_done' };
     }
-    const call = deps.call({
-      adapter: provider.adapter,
-      config: provider.config,
-      apiKey: provider.key(input.keyIndex),
-      request: data.request,
-      model: candidate.model,
-      stream: data.deltas,
-      signal: abort.signal,
-      onEvent: data.deltas ? onEvent : undefined,
-      onHeaders: (_status: number, headers: Headers) => {
-        if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
-        const info = provider.adapter.readRateLimits(headers);
-        void deps.limiter.learn(input.keyIndex, info).then(
-          (ms) => ms > 0 && deps.metrics.rateLimitWaits.inc({ reason: 'headers' }),
-          () => {},
-        );
-      },
-    });
+    // `deps.call` returns before the request is on the wire (undici writes a request on a reused
+    // keep-alive socket from a later setImmediate). Whatever `onCalling` starts (the lane's take and
+    // next pop: Redis writes, and their replies read first) would go out in front of the provider
+    // call; it waits until this call's own request was written instead (at most SENT_WAIT_MS).
+    const { result: call, sent } = startAndWatchSent(
+      () =>
+        deps.call({
+          adapter: provider.adapter,
+          config: provider.config,
+          apiKey: provider.key(input.keyIndex),
+          request: data.request,
+          model: candidate.model,
+          stream: data.deltas,
+          signal: abort.signal,
+          onEvent: data.deltas ? onEvent : undefined,
+          onHeaders: (_status: number, headers: Headers) => {
+            if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
+            const info = provider.adapter.readRateLimits(headers);
+            void deps.limiter.learn(input.keyIndex, info).then(
+              (ms) => ms > 0 && deps.metrics.rateLimitWaits.inc({ reason: 'headers' }),
+              () => {},
+            );
+          },
+        }),
+      SENT_WAIT_MS,
+    );
     called = true;
-    markCalling();
+    void sent.then(markCalling);
     const res = await call;
     usage = res.completion.usage;
     if (!hasTokens(usage)) {
