@@ -10,7 +10,7 @@ import type { RateLimitInfo } from '@faregate/providers/types';
  * length ever sees more than the limit. Pauses learned from the provider (429 retry-after,
  * remaining = 0 with a reset time) live beside it and stop every process at once.
  *
- * Leases keep the round trip off the hot path: under an RPM limit (without TPM) one admission takes
+ * Leases (opt-in, RATE_LEASE_MS) keep the round trip off the hot path: under an RPM limit (without TPM) one admission takes
  * a slice of the window's budget for this process (`leaseSize`, sized to what the limit allows in
  * `leaseMs`), and the rest of the slice is admitted locally until `leaseMs` has passed; what was
  * not used goes back to the window then. The window is padded by `leaseMs`, so a slot used up to
@@ -40,13 +40,13 @@ export interface LimitSettings {
   windowMs: number;
   /** Added to the window so sending → provider jitter never shows the provider more than the limit. */
   guardMs?: number;
-  /** How long a lease's slots may be admitted locally (default 250 ms; 0 turns leases off). */
+  /** How long a lease's slots may be admitted locally (0, the default: no leases). */
   leaseMs?: number;
   /** Most requests one lease takes (default 32). */
   leaseMax?: number;
 }
 
-const DEFAULT_LEASE_MS = 250;
+const DEFAULT_LEASE_MS = 0;
 const leaseMsOf = (s: LimitSettings) => s.leaseMs ?? DEFAULT_LEASE_MS;
 
 /** The window a slot is counted in: the limit's, plus the jitter guard, plus a lease's validity. */
