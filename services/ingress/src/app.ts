@@ -1,3 +1,4 @@
+import { findCreditOutcome } from '@faregate/db/credit-commands';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { sql } from 'drizzle-orm';
@@ -69,6 +70,14 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     const live = deps.directory.providers;
     const expected = deps.config.EXPECTED_POOLS;
     const waiting = expected.filter((p) => !deps.directory.wasLive(p));
+    // The bootstrap credit queued at start: ready once billing has recorded its outcome.
+    if (
+      db &&
+      deps.awaitedCredit &&
+      (await findCreditOutcome(deps.db, deps.awaitedCredit).catch(() => undefined))
+    )
+      deps.awaitedCredit = undefined;
+    if (deps.awaitedCredit) waiting.push('billing (bootstrap credit)');
     const ready = redis && db && waiting.length === 0;
     const state = (p: string) => (live.includes(p) ? 'live' : deps.directory.wasLive(p) ? 'lost' : 'waiting');
     if (!ready) reply.header('retry-after', '1');

@@ -29,4 +29,9 @@ export interface IngressDeps {
   budget: Budget;
   directory: ModelDirectory;
   router: Router;
+  /**
+   * The bootstrap credit this start queued for billing (its idempotency key): `/readyz` waits until
+   * billing has recorded its outcome, so the demo key is funded once the gateway says it is ready.
+   */
+  awaitedCredit?: string;
 }

@@ -34,6 +34,7 @@ if (config.FAREGATE_BOOTSTRAP_KEY) {
       amountMicros,
       reference: 'bootstrap credit',
     });
+    deps.awaitedCredit = key;
   }
   if (r.created || queued)
     log.info(
