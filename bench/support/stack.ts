@@ -149,7 +149,9 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
       PORT: String(port),
       HOST: '127.0.0.1',
     });
-    await waitFor(`${url}/readyz`, [ingress]);
+    // It listens once it has migrated; it is ready once the pools registered and billing applied
+    // the bootstrap credit (so the rest starts first).
+    await waitFor(`${url}/healthz`, [ingress]);
 
     const started: Array<Promise<void>> = [];
     for (const provider of providers) {
@@ -172,11 +174,17 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
       started.push(waitFor(`http://127.0.0.1:${metricsPort}/healthz`, [b]));
     }
     await Promise.all(started);
-    // The ingress routes only to pools it has discovered.
-    await waitFor(`${url}/readyz`, children, async (r) => {
-      const body = (await r.json()) as { pools?: string[] };
-      return providers.every((p) => body.pools?.includes(p));
-    });
+    // The ingress routes only to pools it has discovered. Without billing the bootstrap credit is
+    // never applied, so /readyz stays 503: then only the pools are waited for.
+    await waitFor(
+      `${url}/readyz`,
+      children,
+      async (r) => {
+        const body = (await r.json()) as { pools?: string[] };
+        return providers.every((p) => body.pools?.includes(p));
+      },
+      opts.billing === false,
+    );
 
     const services = children.map((c) => ({ name: c.name, pid: c.proc.pid ?? 0 }));
     return { url, apiKey, fakeUrl, redisUrl, prefix, databaseUrl: db.url, services, stop };
@@ -253,13 +261,15 @@ async function waitFor(
   url: string,
   watch: Child[],
   accept: (r: Response) => Promise<boolean> = async () => true,
+  /** Judge the answer by `accept` alone, whatever its status. */
+  anyStatus = false,
 ): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     const dead = watch.find((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
     if (dead) throw new Error(`${dead.name} exited while waiting for ${url}`);
     const r = await fetch(url).catch(() => undefined);
-    if (r?.ok && (await accept(r))) return;
+    if (r && (r.ok || anyStatus) && (await accept(r))) return;
     await r?.body?.cancel().catch(() => {});
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}`);
     await new Promise((res) => setTimeout(res, 50));
