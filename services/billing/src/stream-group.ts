@@ -1,7 +1,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { autoClaim, type Entry, ensureGroup, readGroup, type StreamStatus, streamStatus } from './stream.ts';
+import {
+  autoClaim,
+  type Entry,
+  ensureGroup,
+  readGroup,
+  readGroups,
+  type StreamStatus,
+  streamStatus,
+} from './stream.ts';
 
 export interface StreamGroupOptions {
   /** Stable per replica (hostname), so a restarted process finds its own pending entries. */
@@ -43,8 +51,9 @@ interface Part {
  * failures, lag status and trimming of acked entries. At-least-once: the handler must be idempotent.
  *
  * One group may read several streams (the usage stream is partitioned so each job's keys and its
- * usage stream share a Cluster slot): each read covers every stream, one command per stream (a
- * multi-stream XREADGROUP would be cross-slot), and the batch handed to the handler mixes them.
+ * usage stream share a Cluster slot): each read of new entries covers every stream in one command
+ * (on Redis Cluster, where that is cross-slot, it must become one per stream: `readGroups`), and
+ * the batch handed to the handler mixes them.
  */
 export class StreamGroup {
   readonly keys: readonly string[];
@@ -224,11 +233,12 @@ export class StreamGroup {
     // A full batch means more is waiting: read again at once. At low load this also batches more.
     if (this.#o.batchMs > 0 && !this.#lastFull) await this.#pause(this.#o.batchMs);
     if (this.stopping) return [];
-    // The batch size is shared out over the streams (at least one entry each).
+    // The batch size is shared out over the streams (at least one entry each), read in one command.
     const count = Math.max(1, Math.ceil(this.#o.batchSize / this.#parts.length));
+    const byKey = await readGroups(this.#redis, { ...base, count, keys: this.keys });
     let full = false;
     const entries = await this.#each(this.#parts, async (p) => {
-      const got = await readGroup(this.#redis, { ...base, count, key: p.key, id: '>' });
+      const got = byKey.get(p.key) ?? [];
       if (got.length >= count) full = true;
       return got;
     });

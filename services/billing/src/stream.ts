@@ -27,6 +27,30 @@ export async function readGroup(
   return ((res[0] as [string, Entry[]])[1] as Entry[] | null) ?? [];
 }
 
+/**
+ * XREADGROUP of new entries (`>`) from several streams in one command, `count` per stream. One Redis
+ * node holds them all today; on Redis Cluster (where a multi-stream read is cross-slot) this becomes
+ * one read per stream.
+ */
+export async function readGroups(
+  redis: Redis,
+  o: { keys: readonly string[]; group: string; consumer: string; count: number },
+): Promise<Map<string, Entry[]>> {
+  const args: (string | number)[] = ['GROUP', o.group, o.consumer, 'COUNT', o.count, 'STREAMS', ...o.keys];
+  for (let i = 0; i < o.keys.length; i++) args.push('>');
+  const res = (await redis.call('XREADGROUP', args)) as unknown[] | null;
+  const out = new Map<string, Entry[]>();
+  if (!res) return out;
+  // RESP2: [[key, entries], …]. RESP3 with legacy mapping: the map flattened to [key, entries, …].
+  if (typeof res[0] === 'string') {
+    for (let i = 0; i + 1 < res.length; i += 2)
+      out.set(res[i] as string, (res[i + 1] as Entry[] | null) ?? []);
+  } else {
+    for (const pair of res as [string, Entry[] | null][]) out.set(pair[0], pair[1] ?? []);
+  }
+  return out;
+}
+
 /** XAUTOCLAIM: takes over entries idle longer than `minIdleMs` (their consumer died). */
 export async function autoClaim(
   redis: Redis,
