@@ -244,6 +244,24 @@ describe('/v1/models lists what can be called', () => {
     stack.fake.reset();
   });
 
+  it('prototype-named and unknown ids are 404 in OpenAI shape, in the listing and in chat', async () => {
+    for (const id of ['__proto__', 'constructor', 'toString', 'openai/__proto__', 'hasOwnProperty']) {
+      const r = await fetch(`${stack.url}/v1/models/${id}`, {
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+      });
+      expect(r.status, id).toBe(404);
+      expect(((await r.json()) as { error: { code: string } }).error.code, id).toBe('model_not_found');
+      const e = await client.chat.completions
+        .create({ model: id, messages: ask('x') })
+        .catch((x: unknown) => x);
+      expect(e, id).toBeInstanceOf(OpenAI.NotFoundError);
+    }
+    const bad = await fetch(`${stack.url}/v1/models?all=yes`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it('every listed model answers as listed and settles at exactly its tokens × its listed price', async () => {
     const listed = await listModels();
     expect(listed.length).toBeGreaterThan(15);
