@@ -1,6 +1,7 @@
 /**
  * Worker-pool benchmark (not a test): `node bench/pools/pools.ts [--rpm 600] [--window-ms 60000]
  * [--windows 2] [--workers 4] [--fallback-requests 200] [--lease-ms 250]`.
+ * 3. A 429 storm: how many upstream calls each 429 a caller sees costs, and how long the caller waits.
  *
  * 1. Rate limit: an RPM limit L shared by `--workers` processes of one pool, offered far more load
  *    than L for `--windows` windows. The fake provider enforces the same L (so any excess would show
@@ -144,6 +145,49 @@ try {
   console.log(
     `| added by the fallback | ${(p(viaFallback, 50) - p(direct, 50)).toFixed(2)} | ${(p(viaFallback, 99) - p(direct, 99)).toFixed(2)} | |`,
   );
+
+  // ── 3. a 429 storm: what each 429 a caller sees costs ────────────────────────────────────────
+  // Every call to anthropic answers 429 with a 300 ms retry-after; anthropic/claude-haiku-4-5 has no
+  // fallback here, so each caller (HTTP, default patience) ends with the 429.
+  const stormRequests = 20;
+  await control('faults', 'DELETE');
+  await control('calls', 'DELETE');
+  await control('faults', 'POST', {
+    provider: 'anthropic',
+    faults: Array.from({ length: stormRequests * 5 }, () => ({ fault: '429', retryAfterMs: 300 })),
+  });
+  const stormMs: number[] = [];
+  const statuses = new Map<number, number>();
+  for (let i = 0; i < stormRequests; i++) {
+    const t = performance.now();
+    const r = await request(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'anthropic/claude-haiku-4-5',
+        messages: [{ role: 'user', content: `storm ${i}` }],
+        max_tokens: 16,
+      }),
+    });
+    await r.body.text();
+    stormMs.push(performance.now() - t);
+    statuses.set(r.statusCode, (statuses.get(r.statusCode) ?? 0) + 1);
+  }
+  await control('faults', 'DELETE');
+  const stormCalls = (
+    (await control('calls', 'GET')) as Array<{ provider: string; model: string | null }>
+  ).filter((c) => c.provider === 'anthropic' && c.model !== null).length;
+  const seen429 = statuses.get(429) ?? 0;
+  console.log('\n## A 429 storm (every call answers 429, retry-after 300 ms; no fallback)\n');
+  console.log(
+    '| requests | caller-visible 429s | upstream calls | upstream calls per caller-visible 429 | time to the 429, p50 / max ms |',
+  );
+  console.log('|---|---|---|---|---|');
+  console.log(
+    `| ${stormRequests} | ${seen429} | ${stormCalls} | ${seen429 ? (stormCalls / seen429).toFixed(2) : '–'} | ${percentile(Float64Array.from(stormMs).sort(), 50).toFixed(0)} / ${Math.max(...stormMs).toFixed(0)} |`,
+  );
+  if (seen429 !== stormRequests) console.log(`!! statuses: ${JSON.stringify([...statuses])}`);
 } finally {
   await agent.close();
   await stack.stop();
