@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { until } from '@faregate/testing/env';
 import { RawWs } from './support/raw-ws.ts';
-import { type Stack, startStack } from './support/stack.ts';
+import { freePort, type Stack, startStack } from './support/stack.ts';
 
 /**
  * Auth as an attacker tries it from outside: disguised admin paths, revoked keys on every path (HTTP,
@@ -186,7 +186,8 @@ describe('a revoked key stops working everywhere at once', () => {
 
   it('in another ingress process too, through the broadcast', async () => {
     const t = await tenant();
-    const port = Number(new URL(stack.url).port) + 1;
+    // A free port (the next one up may be another test file's stack).
+    const port = await freePort();
     const other = await stack.start('ingress', { PORT: String(port) });
     const otherUrl = `http://127.0.0.1:${port}`;
     await until(async () => (await fetch(`${otherUrl}/readyz`).catch(() => undefined))?.ok, {
