@@ -59,6 +59,17 @@ async function settled(requestId: string): Promise<{ micros: number; calls: numb
   return out;
 }
 
+/** Reads a stream to its end: the models its chunks named, and its usage chunk. */
+async function drain(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
+  const models = new Set<string>();
+  let usage: OpenAI.CompletionUsage | null | undefined;
+  for await (const c of stream) {
+    models.add(c.model);
+    if (c.usage) usage = c.usage;
+  }
+  return { models, usage };
+}
+
 const micros = (usd: number | undefined) => Math.round((usd ?? Number.NaN) * 1_000_000);
 const costOf = (u: OpenAI.CompletionUsage | null | undefined) =>
   (u as { cost?: number } | null | undefined)?.cost;
@@ -88,12 +99,7 @@ describe('an answer names what served it and what it cost', () => {
         stream_options: { include_usage: true },
       })
       .withResponse();
-    const models = new Set<string>();
-    let usage: OpenAI.CompletionUsage | null | undefined;
-    for await (const c of stream) {
-      models.add(c.model);
-      if (c.usage) usage = c.usage;
-    }
+    const { models, usage } = await drain(stream);
     expect([...models]).toEqual(['anthropic/claude-haiku-4-5-20251001']);
     expect(response.headers.get('x-faregate-provider')).toBe('anthropic');
     expect(response.headers.get('x-faregate-model')).toBe('anthropic/claude-haiku-4-5-20251001');
@@ -123,12 +129,7 @@ describe('an answer names what served it and what it cost', () => {
         stream_options: { include_usage: true },
       })
       .withResponse();
-    const models = new Set<string>();
-    let usage: OpenAI.CompletionUsage | null | undefined;
-    for await (const c of stream) {
-      models.add(c.model);
-      if (c.usage) usage = c.usage;
-    }
+    const { models, usage } = await drain(stream);
     expect([...models]).toEqual(['openai/gpt-4o-mini']);
     expect(sr.headers.get('x-faregate-attempts')).toBe('gemini:503,openai:ok');
     expect(micros(costOf(usage))).toBe((await settled(sr.headers.get('x-request-id')!)).micros);
