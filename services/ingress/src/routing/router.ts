@@ -80,6 +80,8 @@ export class Router {
   readonly #opts: RouterOptions;
   readonly #aliases: ReadonlyMap<string, string>;
   readonly #fallbacks: ReadonlyMap<string, string[]>;
+  /** The fallback chain a served model's other names resolve to (see `#fallbacksOf`). */
+  readonly #resolvedFallbacks = new WeakMap<ModelEntry, string[]>();
 
   constructor(dir: ModelDirectory, opts: RouterOptions) {
     this.#dir = dir;
@@ -203,11 +205,20 @@ export class Router {
   #fallbacksOf(primary: ModelEntry, asked: string): string[] {
     const direct = this.#fallbacks.get(`${primary.provider}/${primary.id}`) ?? this.#fallbacks.get(asked);
     if (direct) return direct;
-    for (const [key, chain] of this.#fallbacks) {
+    // Resolving every key by name is not for each request: remembered per entry (a directory
+    // refresh makes new entries, so what is remembered follows the pools' listings).
+    const known = this.#resolvedFallbacks.get(primary);
+    if (known) return known;
+    let chain: string[] = [];
+    for (const [key, c] of this.#fallbacks) {
       const slash = key.indexOf('/');
-      if (slash > 0 && this.#dir.find(key.slice(0, slash), key.slice(slash + 1)) === primary) return chain;
+      if (slash > 0 && this.#dir.find(key.slice(0, slash), key.slice(slash + 1)) === primary) {
+        chain = c;
+        break;
+      }
     }
-    return [];
+    this.#resolvedFallbacks.set(primary, chain);
+    return chain;
   }
 
   /** Pools the deployment runs (or ran) that have no live worker now. */
