@@ -3,9 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PriceTable } from '@faregate/catalog/prices';
 import { zeroUsage } from '@faregate/contracts/chat';
 import type { JobData } from '@faregate/contracts/jobs';
 import { UsageEvent } from '@faregate/contracts/usage';
@@ -13,18 +11,14 @@ import { callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
 import { sampleCompletion } from '@faregate/testing/completion';
 import { testRedis } from '@faregate/testing/env';
-import { FrameStore } from '@faregate/queue/frame-store';
 import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { runAttempt, type AttemptInput } from './attempt.ts';
-import { CancelRegistry } from './cancel.ts';
 import { WorkerConfig } from './config.ts';
+import { testWorkerDeps } from './test-deps.ts';
 import type { WorkerDeps } from './deps.ts';
 import { RUN_LOST } from './intake/lane.ts';
-import { CircuitBreaker } from './limits/circuit.ts';
-import { PoolLimiter } from './limits/limiter.ts';
-import { createWorkerMetrics } from './metrics.ts';
 
 const { url, prefix } = testRedis();
 const keys = makeKeys(prefix);
@@ -43,34 +37,16 @@ afterAll(async () => {
 
 /** Deps against real Redis, with the provider call injected. */
 function depsWith(call: typeof callProvider): WorkerDeps {
-  const config = WorkerConfig.parse({ WORKER_PROVIDER: 'openai', REDIS_PREFIX: prefix });
-  const providerConfig = providersFromEnv({ FAKE_PROVIDER_URL: 'http://127.0.0.1:9' }).find(
-    (p) => p.id === 'openai',
-  );
-  if (!providerConfig) throw new Error('no openai config');
-  const limits = { attempts: 3 };
-  return {
-    config,
-    log: pino({ level: 'silent' }),
+  return testWorkerDeps({
+    config: WorkerConfig.parse({ WORKER_PROVIDER: 'openai', REDIS_PREFIX: prefix }),
     redis,
     keys,
-    store: new FrameStore(redis, keys),
     queues,
-    provider: { config: providerConfig, adapter: adapterForConfig(providerConfig), key: () => undefined },
     call,
-    cancels: new CancelRegistry(),
-    metrics: createWorkerMetrics('openai'),
-    queue: queues.get('openai'),
-    limiter: new PoolLimiter(redis, keys, 'openai', 1, { windowMs: 60_000 }),
-    circuit: new CircuitBreaker(redis, keys, `openai-${prefix}`, {
-      windowMs: 10_000,
-      minSamples: 100,
-      failureRatio: 0.5,
-      openMs: 1_000,
-    }),
-    limits,
-    prices: new PriceTable(),
-  };
+    providerUrl: 'http://127.0.0.1:9',
+    limits: { attempts: 3 },
+    circuitPool: `openai-${prefix}`,
+  });
 }
 
 const job = (over: Partial<JobData> = {}): JobData => ({

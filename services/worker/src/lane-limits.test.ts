@@ -1,27 +1,20 @@
-import { PriceTable } from '@faregate/catalog/prices';
 import type { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isTerminalRaw } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
 import { type FakeProvider, startFakeProvider } from '@faregate/fake-provider/server';
 import { callProvider } from '@faregate/providers/call';
-import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
 import { FastLane } from '@faregate/queue/fast-lane';
-import { FrameStore } from '@faregate/queue/frame-store';
 import { makeKeys } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { testRedis, until } from '@faregate/testing/env';
 import { runAttempt } from './attempt.ts';
-import { CancelRegistry } from './cancel.ts';
 import { WorkerConfig } from './config.ts';
-import type { EffectiveLimits, WorkerDeps } from './deps.ts';
+import { testWorkerDeps } from './test-deps.ts';
+import type { EffectiveLimits } from './deps.ts';
 import { createQueueIntake } from './intake/bullmq.ts';
 import { LaneIntake } from './intake/lane.ts';
-import { CircuitBreaker } from './limits/circuit.ts';
-import { PoolLimiter } from './limits/limiter.ts';
-import { createWorkerMetrics } from './metrics.ts';
 import { Runner } from './runner.ts';
 
 /**
@@ -86,40 +79,17 @@ function pool(o: {
     WORKER_CONCURRENCY: '4',
     FAST_LANE_GRACE_MS: String(o.graceMs),
   });
-  const providerConfig = providersFromEnv({ FAKE_PROVIDER_URL: fake.url }).find((c) => c.id === 'openai');
-  if (!providerConfig) throw new Error('no openai config');
   const queues = new ProviderQueues(redis, keys);
-  const deps: WorkerDeps = {
+  const deps = testWorkerDeps({
     config,
-    log: pino({ level: 'silent' }),
     redis,
     keys,
-    store: new FrameStore(redis, keys),
     queues,
-    provider: {
-      config: providerConfig,
-      adapter: adapterForConfig(providerConfig),
-      key: (i) => providerConfig.apiKeys[i % providerConfig.apiKeys.length],
-    },
     call: o.call ?? callProvider,
-    cancels: new CancelRegistry(),
-    metrics: createWorkerMetrics('openai'),
-    queue: queues.get('openai'),
-    limiter: new PoolLimiter(redis, keys, 'openai', providerConfig.apiKeys.length, {
-      rpm: o.limits.rpm,
-      tpm: o.limits.tpm,
-      windowMs: o.windowMs ?? 60_000,
-      guardMs: 0,
-    }),
-    circuit: new CircuitBreaker(redis, keys, 'openai', {
-      windowMs: 10_000,
-      minSamples: 100,
-      failureRatio: 0.5,
-      openMs: 1_000,
-    }),
+    providerUrl: fake.url,
     limits: o.limits,
-    prices: new PriceTable(),
-  };
+    limiter: { rpm: o.limits.rpm, tpm: o.limits.tpm, windowMs: o.windowMs ?? 60_000, guardMs: 0 },
+  });
   const workerId = `w-${p}`;
   const runner = new Runner({
     config,
