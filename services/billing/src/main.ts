@@ -1,11 +1,11 @@
 import { catalogWithOverrides, loadGatewayConfig } from '@faregate/catalog/gateway-config';
 import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@faregate/catalog/models';
 import { runMigrations } from '@faregate/db/migrate';
+import { startMetricsServer } from '@faregate/observability/metrics-server';
 import { syncPrices } from '@faregate/db/prices';
 import { createBilling } from './billing.ts';
 import { loadConfig } from './config.ts';
 import { createBillingDeps } from './create-deps.ts';
-import { startMetricsServer } from './metrics-server.ts';
 
 // Composition root: the only place that reads the environment.
 const config = loadConfig(process.env);
@@ -18,7 +18,11 @@ await syncPrices(deps.db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_
 
 const billing = createBilling(deps);
 await billing.start();
-const server = await startMetricsServer(deps.metrics.registry, config.METRICS_PORT, billing.healthy);
+const server = await startMetricsServer({
+  registry: deps.metrics.registry,
+  port: config.METRICS_PORT,
+  healthy: billing.healthy,
+});
 log.info({ consumer: config.BILLING_CONSUMER, metricsPort: server.port }, 'billing started');
 
 let shuttingDown = false;

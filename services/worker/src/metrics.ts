@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export function createWorkerMetrics(provider: string) {
@@ -80,23 +79,3 @@ export function createWorkerMetrics(provider: string) {
   };
 }
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
-
-/** `/metrics` and `/healthz` on a small HTTP server (port 0 disables it). */
-export function serveMetrics(registry: Registry, port: number, healthy: () => boolean): Server | undefined {
-  if (port === 0) return undefined;
-  const server = createServer(async (req, res) => {
-    if (req.url === '/metrics') {
-      res.setHeader('content-type', registry.contentType);
-      res.end(await registry.metrics());
-    } else if (req.url === '/healthz') {
-      const ok = healthy();
-      res.statusCode = ok ? 200 : 503;
-      res.end(ok ? 'ok' : 'unhealthy');
-    } else {
-      res.statusCode = 404;
-      res.end();
-    }
-  });
-  server.listen(port);
-  return server;
-}

@@ -20,7 +20,8 @@ import { LaneIntake } from './intake/lane.ts';
 import { CircuitBreaker } from './limits/circuit.ts';
 import { baseLimits, merge, readOverrides } from './limits/effective.ts';
 import { PoolLimiter } from './limits/limiter.ts';
-import { createWorkerMetrics, serveMetrics } from './metrics.ts';
+import { startMetricsServer } from '@faregate/observability/metrics-server';
+import { createWorkerMetrics } from './metrics.ts';
 import { Runner } from './runner.ts';
 
 /** How often this process re-reads the pool's learned pauses (set by any process) into its local view. */
@@ -142,7 +143,7 @@ export async function createWorkerService(
     t.unref();
     timers.push(t);
   };
-  let metricsServer: ReturnType<typeof serveMetrics>;
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
 
   return {
     deps,
@@ -163,7 +164,14 @@ export async function createWorkerService(
       const discovered = await publishDiscovery(deps);
       log.info({ models: discovered.models.length, source: discovered.source }, 'models discovered');
       every(config.DISCOVERY_INTERVAL_MS, () => publishDiscovery(deps), 'discovery refresh');
-      metricsServer = serveMetrics(metrics.registry, config.METRICS_PORT, () => queueIntake.isRunning());
+      // Port 0 turns the metrics server off (many workers on one host in tests and benches).
+      if (config.METRICS_PORT !== 0) {
+        metricsServer = await startMetricsServer({
+          registry: metrics.registry,
+          port: config.METRICS_PORT,
+          healthy: () => queueIntake.isRunning(),
+        });
+      }
       void queueIntake.run();
       await laneIntake?.start();
       log.info(
@@ -186,7 +194,7 @@ export async function createWorkerService(
         log.warn('drain timeout: handing in-flight jobs back to the queue');
         await queueIntake.close(true).catch(() => {});
       }
-      metricsServer?.close();
+      await metricsServer?.close();
       await deps.circuit.flush().catch(() => {});
       await deps.queues.close().catch(() => {});
       await closeHttp().catch(() => {});
