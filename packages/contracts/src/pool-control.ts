@@ -30,6 +30,38 @@ export function parseLimitOverrides(raw: string | null): LimitOverrides {
   }
 }
 
+/**
+ * Limits a pool learned from its provider's rate-limit headers (`x-ratelimit-limit-*`,
+ * `anthropic-ratelimit-*`), shared by the pool's processes in one hash: `rpm:<i>` / `tpm:<i>` per
+ * provider key index (keys of one pool may be on different tiers), and `hotUntil`, the epoch ms
+ * until which they are enforced (the provider reported a window at least half spent). Configured
+ * limits (routing file, environment, overrides) take precedence over them.
+ */
+export interface LearnedLimits {
+  rpm?: number;
+  tpm?: number;
+  /** Epoch ms until which the learned limits are enforced (absent: not yet). */
+  hotUntil?: number;
+}
+
+const LearnedField = z.string().regex(/^(rpm|tpm):\d{1,4}$/);
+const PositiveInt = z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+/** Reads a learned-limits hash: the smallest limit over the provider keys; bad fields are ignored. */
+export function parseLearnedLimits(hash: Record<string, string>): LearnedLimits {
+  const out: LearnedLimits = {};
+  for (const [field, raw] of Object.entries(hash)) {
+    const v = PositiveInt.safeParse(raw);
+    if (!v.success) continue;
+    if (field === 'hotUntil') out.hotUntil = v.data;
+    else if (LearnedField.safeParse(field).success) {
+      const k = field.startsWith('rpm') ? 'rpm' : 'tpm';
+      out[k] = Math.min(out[k] ?? Number.POSITIVE_INFINITY, v.data);
+    }
+  }
+  return out;
+}
+
 /** The circuit breaker's shared hash of a pool, as the workers' script writes it. */
 export const CircuitRecord = z.object({
   state: z.enum(['closed', 'open', 'half']).catch('closed').default('closed'),

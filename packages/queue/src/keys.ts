@@ -62,6 +62,8 @@ export interface Keys {
   pools: string;
   /** A pool's run-time limit overrides (JSON `LimitOverrides`, written by the admin API). */
   poolLimits(provider: string): string;
+  /** Limits a pool learned from its provider's headers (hash, see `parseLearnedLimits`). */
+  poolLearned(provider: string): string;
   /** A pool's circuit-breaker hash (`CircuitRecord`), shared by the pool's processes. */
   circuit(provider: string): string;
   /**
@@ -107,6 +109,7 @@ export function makeKeys(prefix = 'fg'): Keys {
     fast: (provider, part) => `${prefix}:{fast-${provider}}:${part}`,
     pools: `${prefix}:pools`,
     poolLimits: (provider) => `${prefix}:limits:${provider}`,
+    poolLearned: (provider) => `${prefix}:learned:${provider}`,
     circuit: (provider) => `${prefix}:circuit:${provider}`,
     rateWindow: (provider, i) => `${prefix}:{rate-${provider}-${i}}:window`,
     ratePause: (provider, i) => `${prefix}:{rate-${provider}-${i}}:pause`,

@@ -103,6 +103,7 @@ export class Runner {
       forcedError = new GatewayError({
         code: 'rate_limit_exceeded',
         message: `${this.#deps.config.WORKER_PROVIDER} stayed rate limited past the request's patience`,
+        retryAfterMs: admission.waitMs,
       });
     }
     this.#enter(p.via, 1);

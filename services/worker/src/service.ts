@@ -18,7 +18,7 @@ import { publishDiscovery } from './discovery.ts';
 import { createQueueIntake } from './intake/bullmq.ts';
 import { LaneIntake } from './intake/lane.ts';
 import { CircuitBreaker } from './limits/circuit.ts';
-import { baseLimits, merge, readOverrides } from './limits/effective.ts';
+import { baseLimits, PoolLimits } from './limits/effective.ts';
 import { PoolLimiter } from './limits/limiter.ts';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
 import { createWorkerMetrics } from './metrics.ts';
@@ -55,7 +55,8 @@ export async function createWorkerService(
   const base = baseLimits(config, gatewayConfig, providerConfig.id);
   const queues = new ProviderQueues(redis, keys);
   const apiKeys = providerConfig.apiKeys;
-  const limits = merge(base, await readOverrides(redis, keys, providerConfig.id));
+  const poolLimits = new PoolLimits(redis, keys, providerConfig.id, base, config.RATE_WINDOW_MS);
+  const limits = await poolLimits.refresh();
   const deps: WorkerDeps = {
     config,
     log,
@@ -134,6 +135,13 @@ export async function createWorkerService(
     metrics.limit.set({ limit: 'attempts' }, next.attempts);
     log.info({ limits: next }, 'limits in force');
   }
+  // Limits learned from the provider's headers apply in this process at once, elsewhere on refresh.
+  deps.limiter.observer = (i, info) => {
+    if (!poolLimits.observe(i, info, deps.limiter)) return;
+    applyLimits(poolLimits.current()).catch((e: unknown) =>
+      log.warn({ err: String(e) }, 'applying limits failed'),
+    );
+  };
 
   const timers: NodeJS.Timeout[] = [];
   const every = (ms: number, f: () => Promise<unknown>, what: string) => {
@@ -152,7 +160,7 @@ export async function createWorkerService(
       every(
         config.LIMITS_REFRESH_MS,
         async () => {
-          await applyLimits(merge(base, await readOverrides(redis, keys, providerConfig.id)));
+          await applyLimits(await poolLimits.refresh());
           const c = await deps.queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
           for (const [state, n] of Object.entries(c)) metrics.queueDepth.set({ state }, n);
           metrics.circuitOpen.set(deps.circuit.state === 'closed' ? 0 : 1);

@@ -211,6 +211,23 @@ export class PoolLimiter {
     a.bucket = now;
   }
 
+  /**
+   * Counts requests and tokens the provider reported as already used in its window (`used`) in the
+   * current bucket of provider key `keyIndex`'s window, when a learned limit starts being enforced:
+   * what the window did not count while the limit was not enforced, so the window and the
+   * provider's own count agree (over-counting errs safe).
+   */
+  async seed(keyIndex: number, used: { requests: number; tokens: number }): Promise<void> {
+    if (used.requests <= 0 && used.tokens <= 0) return;
+    const size = Math.max(1, Math.floor(paddedWindow(this.settings) / 60));
+    const bucket = Math.floor(Date.now() / size);
+    const key = this.#bucketKey(keyIndex % this.#keyCount);
+    const m = this.#redis.multi();
+    if (used.requests > 0) m.hincrby(key, `r${bucket}`, Math.ceil(used.requests));
+    if (used.tokens > 0) m.hincrby(key, `t${bucket}`, Math.ceil(used.tokens));
+    await m.pexpire(key, paddedWindow(this.settings) * 2).exec();
+  }
+
   /** Replaces the token estimate by the actual usage once the call is over. */
   async settle(a: Extract<Admission, { ok: true }>, actualTokens: number): Promise<void> {
     if (!this.settings.tpm || actualTokens === a.tokens) return;
@@ -262,8 +279,12 @@ export class PoolLimiter {
     if (cur < ms) await this.#redis.set(key, '1', 'PX', Math.ceil(ms));
   }
 
+  /** Told every response's rate-limit headers (the pool learns its limits from them: effective.ts). */
+  observer: ((keyIndex: number, info: RateLimitInfo) => void) | undefined;
+
   /** Paces the pool from the provider's own rate-limit headers, before a 429 happens. */
   async learn(keyIndex: number, info: RateLimitInfo): Promise<number> {
+    this.observer?.(keyIndex % this.#keyCount, info);
     let pauseMs = 0;
     if (info.remainingRequests === 0 && info.resetRequestsMs)
       pauseMs = Math.max(pauseMs, info.resetRequestsMs);

@@ -1,7 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { circuitState, LimitOverrides, parseLimitOverrides } from '@faregate/contracts/pool-control';
+import {
+  circuitState,
+  type LearnedLimits,
+  LimitOverrides,
+  parseLearnedLimits,
+  parseLimitOverrides,
+} from '@faregate/contracts/pool-control';
 import type { IngressDeps } from '../../deps.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 import { verbatim } from '../../plugins/errors.ts';
@@ -15,8 +21,19 @@ const ProviderParams = z.object({
 /**
  * Provider pool operations: live pools, their circuit state, and run-time limits. Limits written
  * here override the config file and environment in every worker process within seconds, no
- * restart (`null` removes an override).
+ * restart (`null` removes an override). `learned_limits` are what the pool learned from the
+ * provider's rate-limit headers; they apply where no limit is configured, while `enforced`.
  */
+/** The admin view of learned limits: the limits, and whether they are enforced now. */
+function learnedView(l: LearnedLimits) {
+  return {
+    rpm: l.rpm ?? null,
+    tpm: l.tpm ?? null,
+    enforced: (l.hotUntil ?? 0) > Date.now(),
+    enforced_until: l.hotUntil && l.hotUntil > Date.now() ? new Date(l.hotUntil).toISOString() : null,
+  };
+}
+
 export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   defaultAuth(app, 'admin');
   const { keys, redis } = deps;
@@ -25,8 +42,9 @@ export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDep
     const pools = await redis.smembers(keys.pools);
     const data = await Promise.all(
       pools.sort().map(async (p) => {
-        const [overrides, circuit, live] = await Promise.all([
+        const [overrides, learned, circuit, live] = await Promise.all([
           redis.get(keys.poolLimits(p)),
+          redis.hgetall(keys.poolLearned(p)),
           redis.hgetall(keys.circuit(p)),
           redis.exists(keys.models(p)),
         ]);
@@ -35,6 +53,7 @@ export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDep
           live: live === 1,
           circuit: circuitState(circuit),
           limit_overrides: parseLimitOverrides(overrides),
+          learned_limits: learnedView(parseLearnedLimits(learned)),
           models: deps.directory.entries.filter((e) => e.provider === p).length,
         };
       }),
