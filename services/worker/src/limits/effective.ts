@@ -143,7 +143,6 @@ export class PoolLimits {
     learn(`rpm:${keyIndex}`, info.limitRequests);
     learn(`tpm:${keyIndex}`, tokenLimit);
     const now = Date.now();
-    const before = this.current(now);
     const spent = (limit?: number, left?: number) =>
       limit !== undefined && left !== undefined && limit > 0 ? limit - left : undefined;
     const usedRequests = spent(info.limitRequests, info.remainingRequests);
@@ -158,6 +157,7 @@ export class PoolLimits {
     // Extended at most every half window, so a busy pool writes it about twice a window.
     if (hot && hotUntil - now < this.#windowMs / 2) writes.hotUntil = String(now + this.#windowMs);
     if (Object.keys(writes).length === 0) return false;
+    const before = this.current(now);
     Object.assign(this.#hash, writes);
     this.#learned = parseLearnedLimits(this.#hash);
     const after = this.current(now);
