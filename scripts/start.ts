@@ -122,11 +122,17 @@ async function run(): Promise<void> {
     });
     early.push(ready(fake, `http://127.0.0.1:${fakePort}/healthz`, 20_000));
   }
+  const ingressMetricsPort = await metricsPort(9090);
   const ingress = sup.start({
     name: 'ingress',
     script: 'services/ingress/src/main.ts',
     // /readyz waits for these pools; until each registers, its requests get 503 with retry-after.
-    env: { ...base, PORT: String(ingressPort), EXPECTED_POOLS: plan.pools.map((p) => p.id).join(',') },
+    env: {
+      ...base,
+      PORT: String(ingressPort),
+      METRICS_PORT: ingressMetricsPort,
+      EXPECTED_POOLS: plan.pools.map((p) => p.id).join(','),
+    },
     phase: 1,
   });
   // The ingress listens once it has migrated the database; it is ready once the pools registered.
@@ -140,7 +146,7 @@ async function run(): Promise<void> {
     env: { ...base, METRICS_PORT: billingPort },
     phase: 2,
   });
-  const metrics = [`billing :${billingPort}`];
+  const metrics = [`ingress :${ingressMetricsPort}`, `billing :${billingPort}`];
   for (const pool of plan.pools) {
     for (let i = 1; i <= pool.processes; i++) {
       const name = workerName(pool, i);

@@ -148,6 +148,7 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
       ...base,
       PORT: String(port),
       HOST: '127.0.0.1',
+      METRICS_PORT: String(await freePort()),
     });
     // It listens once it has migrated; it is ready once the pools registered and billing applied
     // the bootstrap credit (so the rest starts first).

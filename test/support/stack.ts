@@ -42,6 +42,8 @@ export interface Stack {
 export interface StackOptions {
   providers?: string[];
   env?: Record<string, string>;
+  /** More environment for the ingress only (e.g. its METRICS_PORT). */
+  ingressEnv?: Record<string, string>;
   billing?: boolean;
   /** Wait for `/readyz` and every pool (default). Off: return once the services started. */
   waitReady?: boolean;
@@ -118,7 +120,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   };
   try {
     // The ingress migrates and bootstraps; the others start once the schema exists.
-    await start('ingress');
+    await start('ingress', opts.ingressEnv);
     // It listens once it has migrated (it is ready only once the expected pools registered).
     await until(
       async () => {

@@ -14,6 +14,10 @@ import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
 import { registerIdempotency } from './idempotency.ts';
+import { registerMetrics } from './metrics.ts';
+import { registerDocs } from './docs.ts';
+import { registerQueueBoard } from './queue-board.ts';
+import { adminSessionRoutes } from './routes/admin/session.ts';
 import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
 import { modelRoutes } from './routes/v1/models.ts';
@@ -38,6 +42,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     routerOptions: { ignoreDuplicateSlashes: true },
     ...opts,
   });
+  // First: a request refused by any later hook (auth, idempotency) is measured too.
+  registerMetrics(app, deps.metrics);
   registerErrorHandling(app);
   registerZodSchemas(app);
   registerAuth(app, {
@@ -45,6 +51,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     redeemStreamToken: (token) => redeemStreamToken(deps, token),
     adminToken: deps.config.FAREGATE_ADMIN_TOKEN,
   });
+  // Before any route: the API reference is generated from the routes as they are added.
+  await registerDocs(app);
   const allowedOrigins = deps.config.WS_ALLOWED_ORIGINS.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
@@ -116,5 +124,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     }),
   );
   await app.register(async (admin) => providerAdminRoutes(admin, deps));
+  await app.register(async (admin) => adminSessionRoutes(admin, deps.config.FAREGATE_ADMIN_TOKEN));
+  await registerQueueBoard(app, deps);
   return app;
 }

@@ -74,6 +74,8 @@ export const IngressConfig = z.object({
     ),
   /** How often the model directory re-reads what the worker pools published. */
   DIRECTORY_REFRESH_MS: int(5000),
+  /** Prometheus `/metrics` (and `/healthz`) on a port of their own, off the public one; 0: off. */
+  METRICS_PORT: z.coerce.number().int().nonnegative().default(9090),
   LOG_LEVEL: z.string().default('info'),
 });
 export type IngressConfig = z.infer<typeof IngressConfig>;

@@ -10,6 +10,7 @@ import { DEFAULT_FAST_LANE, FastLanes } from '@faregate/queue/fast-lane';
 import { createRedis } from '@faregate/queue/redis';
 import { usdToMicros } from '@faregate/catalog/money';
 import { Budget } from './budget.ts';
+import { createIngressMetrics } from './metrics.ts';
 import { Authenticator } from './plugins/auth.ts';
 import type { IngressConfig } from './config.ts';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
@@ -67,6 +68,7 @@ export async function createIngressDeps(
     auth,
     budget,
     directory,
+    metrics: createIngressMetrics(),
     router: new Router(directory, {
       allowUnpriced: config.ALLOW_UNPRICED_MODELS,
       fallbacks: gateway.fallbacks,

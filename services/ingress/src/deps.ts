@@ -7,6 +7,7 @@ import type { LiveHub } from '@faregate/queue/live-hub';
 import type { ProviderQueues } from '@faregate/queue/queues';
 import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { Budget } from './budget.ts';
+import type { IngressMetrics } from './metrics.ts';
 import type { Authenticator } from './plugins/auth.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';
@@ -29,6 +30,8 @@ export interface IngressDeps {
   budget: Budget;
   directory: ModelDirectory;
   router: Router;
+  /** Prometheus metrics (served on METRICS_PORT by main.ts). */
+  metrics: IngressMetrics;
   /**
    * The bootstrap credit this start queued for billing (its idempotency key): `/readyz` waits until
    * billing has recorded its outcome, so the demo key is funded once the gateway says it is ready.

@@ -3,6 +3,8 @@ import { buildApp } from './app.ts';
 import { prepareIngress } from './bootstrap.ts';
 import { loadConfig } from './config.ts';
 import { createIngressDeps } from './create-deps.ts';
+import { startMetricsServer } from '@faregate/observability/metrics-server';
+import { queueMetrics } from './metrics.ts';
 import { serve } from './server.ts';
 
 // Composition root: the only place that reads the environment. It wires and starts; what runs once
@@ -12,5 +14,24 @@ const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 const deps = await createIngressDeps(config, gateway);
 await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
-await serve(app, { port: config.PORT, host: config.HOST, log: deps.log, onClose: () => deps.close() });
+const metricsServer =
+  config.METRICS_PORT === 0
+    ? undefined
+    : await startMetricsServer({
+        registry: deps.metrics.registry,
+        port: config.METRICS_PORT,
+        host: config.HOST,
+        healthy: () => true,
+        // BullMQ's queue metrics for every pool this ingress routes to.
+        extra: () => queueMetrics(deps.queues, deps.directory.providers),
+      });
+await serve(app, {
+  port: config.PORT,
+  host: config.HOST,
+  log: deps.log,
+  onClose: async () => {
+    await metricsServer?.close();
+    await deps.close();
+  },
+});
 deps.log.info({ port: config.PORT, pools: deps.directory.providers }, 'ingress listening');

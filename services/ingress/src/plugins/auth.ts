@@ -4,6 +4,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import type { Db } from '@faregate/db/client';
 import { findApiKey, hashApiKey, unusableKeyHashes, type ApiKeyRecord } from '@faregate/db/api-keys';
 import { isDbUnavailable } from '@faregate/db/unavailable';
+import { ADMIN_COOKIE, AdminSessions, cookieValue, sameOriginOrSafe } from './admin-session.ts';
 
 export interface Principal {
   accountId: string;
@@ -18,7 +19,8 @@ export interface Principal {
  * - `none`: anyone (health probes);
  * - `key`: a tenant API key (`Authorization: Bearer` or `x-api-key`), with `scope` when set;
  * - `key-or-stream-token`: the same, or a single-use stream token in `?token=` (browser WebSockets);
- * - `admin`: the admin token (no admin token configured: the route answers 404).
+ * - `admin`: the admin token (no admin token configured: the route answers 404), or a browser's admin
+ *   session cookie from `POST /admin/login` (writes only from the gateway's own pages).
  */
 export type RouteAuth = 'none' | 'key' | 'key-or-stream-token' | 'admin';
 
@@ -98,6 +100,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     }
   });
   const admin = opts.adminToken ? digest(opts.adminToken) : undefined;
+  const sessions = opts.adminToken ? new AdminSessions(opts.adminToken) : undefined;
 
   app.addHook('onRequest', async (req) => {
     if (req.is404) return; // the not-found handler answers 404 and reveals nothing
@@ -114,10 +117,16 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
         }
         const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization?.trim() ?? '');
         // Compare digests: equal length whatever was sent, so timing reveals nothing about the token.
-        if (!m?.[1] || !timingSafeEqual(digest(m[1].trim()), admin)) {
-          throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid admin token.' });
+        if (m?.[1] && timingSafeEqual(digest(m[1].trim()), admin)) return;
+        // A browser's admin session (POST /admin/login): no token in the page, no write from elsewhere.
+        if (!m && sessions?.verify(cookieValue(req.headers.cookie, ADMIN_COOKIE))) {
+          if (sameOriginOrSafe(req)) return;
+          throw new GatewayError({
+            code: 'permission_denied',
+            message: "Cross-site request refused: admin changes must come from the gateway's own pages.",
+          });
         }
-        return;
+        throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid admin token.' });
       }
       case 'key':
       case 'key-or-stream-token': {

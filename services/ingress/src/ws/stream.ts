@@ -46,6 +46,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     // Revoking the key ends its sockets at once (and within the auth re-check period if the
     // revocation broadcast was missed).
     const unwatch = deps.auth.watch(credential, () => socket.close(CLOSE.keyRevoked, 'API key revoked'));
+    deps.metrics.websockets.inc();
     const nack = (
       op: ClientOp['op'] | 'unknown',
       id: string | undefined,
@@ -101,6 +102,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
       socket.ping();
     }, HEARTBEAT_MS);
     socket.on('close', () => {
+      deps.metrics.websockets.dec();
       clearInterval(heartbeat);
       unwatch();
       session.close();

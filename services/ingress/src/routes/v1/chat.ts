@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
-import { servedHeaders } from '@faregate/contracts/route';
+import { SERVED_HEADERS, servedHeaders } from '@faregate/contracts/route';
 import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
@@ -11,6 +11,7 @@ import { principalOf } from '../../plugins/auth.ts';
 import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } from '../../submit.ts';
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter, errorEvent } from '../../sse.ts';
+import { markFirstChunk } from '../../metrics.ts';
 
 /**
  * A retry (same Idempotency-Key) of a request that ran as `jobId`: answered from the job, waiting
@@ -145,6 +146,8 @@ async function relaySse(
     if (open) return;
     open = true;
     reply.hijack();
+    const served = servedHeaders(writer.route);
+    markFirstChunk(reply, served[SERVED_HEADERS.model] ?? '');
     // After hijack Fastify sends nothing: the headers set on the reply (e.g. Idempotent-Replayed)
     // go out with ours.
     for (const [name, value] of Object.entries(reply.getHeaders())) {
@@ -157,7 +160,7 @@ async function relaySse(
       'x-accel-buffering': 'no',
       'x-request-id': id,
       // What serves the stream: the call its first chunk comes from (and the calls before it).
-      ...servedHeaders(writer.route),
+      ...served,
     });
   };
   for (;;) {
