@@ -23,6 +23,9 @@ export type LeasedHold = z.infer<typeof LeasedHold>;
  * and written to AOF). `id` is the request id; the BullMQ job id is `id` for hop 0 and
  * `<id>-h<hop>` for fallback hops.
  */
+/** A W3C trace context (`traceparent`), carried from process to process when tracing is on. */
+export const Traceparent = z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+
 export const JobData = z.object({
   v: z.literal(1),
   id: z.string(),
@@ -56,6 +59,8 @@ export const JobData = z.object({
    * Absent (async jobs): waits are bounded by the deadline only.
    */
   patienceMs: z.number().int().nonnegative().optional(),
+  /** The request's trace context (W3C `traceparent`), when tracing is on: the worker's spans join it. */
+  trace: Traceparent.optional(),
   /**
    * Attempts of this hop made before its BullMQ job existed (a fast-lane run, see
    * packages/queue/src/fast-lane.ts): attempt numbers (and usage ids) continue after them, and the

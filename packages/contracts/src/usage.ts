@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { LeasedHold } from './jobs.ts';
+import { LeasedHold, Traceparent } from './jobs.ts';
 
 /**
  * One provider call's token usage, emitted by the worker on the usage stream and settled by
@@ -32,6 +32,8 @@ export const UsageEvent = z.object({
   hold: LeasedHold.optional(),
   /** Tokens estimated by the gateway (the provider cut the stream before reporting usage). */
   estimated: z.boolean().optional(),
+  /** The request's trace context (W3C `traceparent`), when tracing is on: settlement joins the trace. */
+  trace: Traceparent.optional(),
   /** Epoch ms when the provider call ended. */
   at: z.number(),
 });

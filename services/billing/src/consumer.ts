@@ -3,6 +3,7 @@ import type { Db } from '@faregate/db/client';
 import type { Keys } from '@faregate/queue/keys';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { startSpan, type Tracing } from '@faregate/observability/tracing';
 import { isTransientDbError } from './errors.ts';
 import { parseEntry } from './event.ts';
 import { type PricedEvent, settleBatch } from './ledger.ts';
@@ -20,6 +21,8 @@ export interface ConsumerDeps {
   book: PriceBook;
   metrics: BillingMetrics;
   log: Logger;
+  /** Traces (OTLP), off unless configured: each settled event's span joins its request's trace. */
+  tracing?: Tracing;
 }
 
 export type ConsumerOptions = StreamGroupOptions;
@@ -124,9 +127,11 @@ export class UsageConsumer {
           valid.map((v) => v.event),
         );
         const end = metrics.batchSeconds.startTimer();
+        const started = Date.now();
         const r = await settleBatch(db, priced);
         end();
         this.#count(r.inserted, r.duplicates);
+        this.#trace(r.inserted, started);
         return valid.map((v) => v.entry);
       } catch (err) {
         if (!isTransientDbError(err)) {
@@ -150,8 +155,10 @@ export class UsageConsumer {
       for (let attempt = 1; ; attempt++) {
         try {
           const priced: PricedEvent[] = await priceEvents(this.#d.book, [v.event]);
+          const started = Date.now();
           const r = await settleBatch(this.#d.db, priced);
           this.#count(r.inserted, r.duplicates);
+          this.#trace(r.inserted, started);
           done.push(v.entry);
           break;
         } catch (err) {
@@ -173,6 +180,29 @@ export class UsageConsumer {
       }
     }
     return done;
+  }
+
+  /** Tracing on: a span per settled event, in its request's trace, over the transaction that settled it. */
+  #trace(inserted: PricedEvent[], started: number): void {
+    const tracing = this.#d.tracing;
+    if (!tracing?.enabled) return;
+    for (const { event, costMicros, unpriced } of inserted) {
+      if (!event.trace) continue;
+      startSpan(tracing, 'settle usage', event.trace, {
+        startTime: started,
+        attributes: {
+          'faregate.usage_event_id': event.id,
+          'faregate.request_id': event.requestId,
+          'faregate.outcome': event.outcome,
+          'faregate.cost_micro_usd': Number(costMicros),
+          'faregate.unpriced': unpriced === true,
+          'faregate.provider': event.provider,
+          'gen_ai.response.model': event.model,
+          'gen_ai.usage.input_tokens': event.inputTokens,
+          'gen_ai.usage.output_tokens': event.outputTokens,
+        },
+      }).end();
+    }
   }
 
   #count(inserted: PricedEvent[], duplicates: number): void {

@@ -1,6 +1,7 @@
 import { createDb, type Db } from '@faregate/db/client';
 import { type Keys, makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
+import type { Tracing } from '@faregate/observability/tracing';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import type { BillingConfig } from './config.ts';
@@ -16,6 +17,8 @@ export interface BillingDeps {
   keys: Keys;
   metrics: BillingMetrics;
   book: PriceBook;
+  /** Traces (OTLP), off unless configured (main.ts starts them). */
+  tracing?: Tracing;
   /** Closes the connections (after the service stopped using them). */
   close(): Promise<void>;
 }

@@ -2,6 +2,7 @@ import { catalogWithOverrides, loadGatewayConfig } from '@faregate/catalog/gatew
 import { BUILTIN_MODELS, PRICES_TAKEN_AT } from '@faregate/catalog/models';
 import { runMigrations } from '@faregate/db/migrate';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
+import { startTracing } from '@faregate/observability/tracing';
 import { syncPrices } from '@faregate/db/prices';
 import { createBilling } from './billing.ts';
 import { loadConfig } from './config.ts';
@@ -12,6 +13,7 @@ const config = loadConfig(process.env);
 const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 await runMigrations(config.DATABASE_URL);
 const deps = createBillingDeps(config);
+deps.tracing = await startTracing('billing', process.env);
 const { log } = deps;
 // The built-in catalog with the routing file's price overrides: the same prices the ingress holds against.
 await syncPrices(deps.db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_TAKEN_AT);
@@ -32,6 +34,7 @@ async function shutdown(signal: string) {
   log.info({ signal }, 'stopping: finishing the current batch');
   await billing.stop();
   await server.close();
+  await deps.tracing?.shutdown().catch(() => {});
   await deps.close();
   log.info('billing stopped');
 }

@@ -15,6 +15,7 @@ import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
 import { registerIdempotency } from './idempotency.ts';
 import { registerMetrics } from './metrics.ts';
+import { registerTracing } from './tracing.ts';
 import { registerDocs } from './docs.ts';
 import { registerQueueBoard } from './queue-board.ts';
 import { adminSessionRoutes } from './routes/admin/session.ts';
@@ -46,6 +47,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   registerMetrics(app, deps.metrics);
   registerErrorHandling(app);
   registerZodSchemas(app);
+  if (deps.tracing) registerTracing(app, deps.tracing);
   registerAuth(app, {
     authenticateHash: (hash) => deps.auth.authenticateHash(hash),
     redeemStreamToken: (token) => redeemStreamToken(deps, token),

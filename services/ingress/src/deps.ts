@@ -8,6 +8,7 @@ import type { ProviderQueues } from '@faregate/queue/queues';
 import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { Budget } from './budget.ts';
 import type { IngressMetrics } from './metrics.ts';
+import type { Tracing } from '@faregate/observability/tracing';
 import type { Authenticator } from './plugins/auth.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';
@@ -32,6 +33,8 @@ export interface IngressDeps {
   router: Router;
   /** Prometheus metrics (served on METRICS_PORT by main.ts). */
   metrics: IngressMetrics;
+  /** Traces (OTLP), off unless configured (main.ts starts them). */
+  tracing?: Tracing;
   /**
    * The bootstrap credit this start queued for billing (its idempotency key): `/readyz` waits until
    * billing has recorded its outcome, so the demo key is funded once the gateway says it is ready.

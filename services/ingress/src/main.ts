@@ -4,6 +4,7 @@ import { prepareIngress } from './bootstrap.ts';
 import { loadConfig } from './config.ts';
 import { createIngressDeps } from './create-deps.ts';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
+import { startTracing } from '@faregate/observability/tracing';
 import { queueMetrics } from './metrics.ts';
 import { serve } from './server.ts';
 
@@ -12,6 +13,7 @@ import { serve } from './server.ts';
 const config = loadConfig(process.env);
 const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 const deps = await createIngressDeps(config, gateway);
+deps.tracing = await startTracing('ingress', process.env);
 await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
 const metricsServer =
@@ -31,6 +33,7 @@ await serve(app, {
   log: deps.log,
   onClose: async () => {
     await metricsServer?.close();
+    await deps.tracing?.shutdown();
     await deps.close();
   },
 });

@@ -97,6 +97,8 @@ const MODES: Record<
 export interface SubmitOptions {
   /** The caller's patience with a rate-limited provider (`x-faregate-patience-ms`); default RATE_LIMIT_PATIENCE_MS. */
   patienceMs?: number;
+  /** The submitting request's trace context (`traceparent`, tracing on): the worker's spans join it. */
+  trace?: string;
 }
 
 /**
@@ -194,6 +196,7 @@ export async function submitChat(
     // A caller waiting on the answer waits out a rate-limited provider only this long (then a
     // fallback, or the 429 with its retry-after); an async job waits as long as its deadline allows.
     ...(m.interactive ? { patienceMs: opts.patienceMs ?? deps.config.RATE_LIMIT_PATIENCE_MS } : {}),
+    ...(opts.trace ? { trace: opts.trace } : {}),
     attempts: [],
   };
   const ttlMs = (m.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;

@@ -5,6 +5,14 @@ import type { FrameBody } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
 import type { UsageEvent } from '@faregate/contracts/usage';
 import { usageEventId } from '@faregate/contracts/usage';
+import {
+  endWithError,
+  genAi,
+  type Span,
+  SpanKind,
+  startSpan,
+  type Tracing,
+} from '@faregate/observability/tracing';
 import { startAndWatchSent } from '@faregate/providers/http';
 import type { StreamEvent } from '@faregate/providers/types';
 import type { AppendOptions } from '@faregate/queue/frame-store';
@@ -98,17 +106,56 @@ export async function runAttempt(deps: WorkerDeps, input: AttemptInput): Promise
     calling = true;
     input.onCalling?.();
   };
+  const span = deps.tracing?.enabled ? attemptSpan(deps.tracing, input) : undefined;
   try {
-    return await attemptOnce(deps, input, markCalling);
+    const out = await attemptOnce(deps, input, markCalling, span);
+    if (span) endAttemptSpan(span, out);
+    return out;
+  } catch (e) {
+    if (span) endWithError(span, e instanceof GatewayError ? e.code : 'internal_error');
+    throw e;
   } finally {
     markCalling();
   }
+}
+
+/**
+ * The provider call's span (tracing on), in its request's trace: `chat <model>` with OpenTelemetry's
+ * GenAI attributes; the first attempt of a request also records its wait in the queue.
+ */
+function attemptSpan(tracing: Tracing, { data, attempt, restart }: AttemptInput): Span {
+  const candidate = data.plan[data.hop];
+  const provider = candidate?.provider ?? 'unknown';
+  const model = candidate?.model ?? 'unknown';
+  if (attempt === 1 && data.hop === 0 && !restart) {
+    startSpan(tracing, `queue wait ${provider}`, data.trace, {
+      startTime: data.created,
+      attributes: { 'faregate.request_id': data.id, 'faregate.pool': provider },
+    }).end();
+  }
+  return startSpan(tracing, `chat ${model}`, data.trace, {
+    kind: SpanKind.CLIENT,
+    attributes: {
+      ...genAi.request(provider, model, data.request),
+      'faregate.request_id': data.id,
+      'faregate.hop': data.hop,
+      'faregate.attempt': attempt,
+    },
+  });
+}
+
+function endAttemptSpan(span: Span, out: AttemptOutcome): void {
+  span.setAttribute('faregate.outcome', out.status);
+  if (out.status === 'failed') endWithError(span, out.code);
+  else if (out.status === 'retry') endWithError(span, out.error.code);
+  else span.end();
 }
 
 async function attemptOnce(
   deps: WorkerDeps,
   input: AttemptInput,
   markCalling: () => void,
+  span?: Span,
 ): Promise<AttemptOutcome> {
   const { data, attempt } = input;
   const candidate = data.plan[data.hop];
@@ -168,6 +215,7 @@ async function attemptOnce(
     final,
     ...(final && data.hold ? { hold: data.hold } : {}),
     ...(estimated ? { estimated: true } : {}),
+    ...(data.trace ? { trace: data.trace } : {}),
     at,
   });
   /** What this call costs at its listed price (the figure billing settles); 0 when unpriced. */
@@ -292,6 +340,16 @@ async function attemptOnce(
     // The answer names what served it, the calls made on the way, and what the request cost: this
     // call and every earlier one that produced tokens, each at its listed price, as billing settles.
     const at = Date.now();
+    span?.setAttributes(
+      genAi.response({
+        id: res.completion.upstreamId,
+        model: res.completion.model,
+        inputTokens: usage.inputTokens,
+        outputTokens: usage.outputTokens,
+        cacheReadTokens: usage.cachedInputTokens,
+        finishReasons: [res.completion.finishReason],
+      }),
+    );
     const cost = prior.calls.reduce((sum, c) => sum + c.costMicros, callCost(at));
     const result = toChatCompletion(
       data.id,

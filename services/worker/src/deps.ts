@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { PriceTable } from '@faregate/catalog/prices';
+import type { Tracing } from '@faregate/observability/tracing';
 import type { Logger } from 'pino';
 import type { Keys } from '@faregate/queue/keys';
 import type { FrameStore } from '@faregate/queue/frame-store';
@@ -51,4 +52,6 @@ export interface WorkerDeps {
    * billing sync into Postgres), for the cost an answer reports.
    */
   prices: PriceTable;
+  /** Traces (OTLP), off unless configured: an attempt's spans join its request's trace. */
+  tracing?: Tracing;
 }

@@ -21,6 +21,7 @@ import { CircuitBreaker } from './limits/circuit.ts';
 import { baseLimits, PoolLimits } from './limits/effective.ts';
 import { PoolLimiter } from './limits/limiter.ts';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
+import { startTracing } from '@faregate/observability/tracing';
 import { createWorkerMetrics } from './metrics.ts';
 import { Runner } from './runner.ts';
 
@@ -87,6 +88,7 @@ export async function createWorkerService(
     ),
     limits,
     prices: priceTable(gatewayConfig),
+    tracing: await startTracing(`worker-${providerConfig.id}`, env),
   };
   const runner = new Runner({
     config,
@@ -203,6 +205,7 @@ export async function createWorkerService(
         await queueIntake.close(true).catch(() => {});
       }
       await metricsServer?.close();
+      await deps.tracing?.shutdown().catch(() => {});
       await deps.circuit.flush().catch(() => {});
       await deps.queues.close().catch(() => {});
       await closeHttp().catch(() => {});

@@ -61,7 +61,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         });
     }
     const body = req.body.request;
-    const data = await submitChat(deps, principalOf(req), body, 'async');
+    const data = await submitChat(deps, principalOf(req), body, 'async', { trace: req.traceparent });
     await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
     const accepted: SubmittedJob = {
       id: data.id,
