@@ -173,6 +173,8 @@ export const OpenAIUsage = z.looseObject({
   prompt_tokens_details: z.looseObject({
     cached_tokens: z.number().int().nonnegative(),
     audio_tokens: z.number().int().nonnegative(),
+    /** Input tokens written to a provider cache (OpenRouter's name; Anthropic's cache writes). */
+    cache_write_tokens: z.number().int().nonnegative().optional(),
   }),
   completion_tokens_details: z.looseObject({
     reasoning_tokens: z.number().int().nonnegative(),
@@ -194,7 +196,11 @@ export function toOpenAIUsage(u: Usage): OpenAIUsage {
     prompt_tokens: u.inputTokens,
     completion_tokens: u.outputTokens,
     total_tokens: u.inputTokens + u.outputTokens,
-    prompt_tokens_details: { cached_tokens: u.cachedInputTokens, audio_tokens: 0 },
+    prompt_tokens_details: {
+      cached_tokens: u.cachedInputTokens,
+      audio_tokens: 0,
+      cache_write_tokens: u.cacheWriteTokens,
+    },
     completion_tokens_details: {
       reasoning_tokens: u.reasoningTokens,
       audio_tokens: 0,

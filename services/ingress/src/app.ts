@@ -21,6 +21,8 @@ import { registerQueueBoard } from './queue-board.ts';
 import { adminSessionRoutes } from './routes/admin/session.ts';
 import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
+import { messagesRoutes } from './routes/v1/messages.ts';
+import { responsesRoutes } from './routes/v1/responses.ts';
 import { modelRoutes } from './routes/v1/models.ts';
 import { streamRoutes } from './ws/stream.ts';
 import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
@@ -105,6 +107,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     defaultAuth(v1, 'key');
     registerIdempotency(v1, deps, attachToRunningChat(deps));
     await chatRoutes(v1, deps);
+    await messagesRoutes(v1, deps);
+    await responsesRoutes(v1, deps);
     await jobRoutes(v1, deps);
     await modelRoutes(v1, deps);
     await streamRoutes(v1, deps);

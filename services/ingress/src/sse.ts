@@ -1,6 +1,6 @@
-import { servedModelName } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
+import { type FrameWriter, runningCall } from './doors/shared.ts';
 
 /**
  * Translates a job's frames into OpenAI `chat.completion.chunk` SSE events, exactly as OpenAI
@@ -9,7 +9,7 @@ import type { RouteStep } from '@faregate/contracts/route';
  * `model` in every chunk is the model generating the stream (`provider/model`), known from the
  * `running` status frame that precedes the first content of each attempt.
  */
-export class ChunkWriter {
+export class ChunkWriter implements FrameWriter {
   readonly #id: string;
   #model = '';
   readonly #created: number;
@@ -57,9 +57,10 @@ export class ChunkWriter {
   /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
   frame(f: Frame): string {
     const out: string[] = [];
-    if (f.type === 'status' && f.state === 'running' && f.provider && f.model && !this.#roleSent) {
-      this.#model = servedModelName(f.provider, f.model);
-      this.route = [...(f.route ?? []), { provider: f.provider, model: f.model, status: 200, code: 'ok' }];
+    const running = this.#roleSent ? undefined : runningCall(f);
+    if (running) {
+      this.#model = running.model;
+      this.route = running.route;
     } else if (f.type === 'delta') {
       if (f.text) {
         this.#role(out, true);
@@ -117,6 +118,10 @@ export class ChunkWriter {
 
   get started(): boolean {
     return this.#roleSent;
+  }
+
+  error(code: string, message: string): string {
+    return errorEvent(code, message);
   }
 }
 

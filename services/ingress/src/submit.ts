@@ -11,33 +11,13 @@ import { requireScope } from './plugins/auth.ts';
 import { fromZod, verbatim } from './plugins/errors.ts';
 import { type FollowHandle, followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
-
-const isObject = (b: unknown): b is Record<string, unknown> =>
-  b !== null && typeof b === 'object' && !Array.isArray(b);
+import { isObject, requestBody } from './request-body.ts';
 
 /**
  * A chat request body, with OpenAI-style messages for the common mistakes (not an object, no model,
  * no messages) before the schema's own.
  */
-export const ChatBody = z
-  .unknown()
-  .superRefine((b, ctx) => {
-    if (!isObject(b)) {
-      ctx.addIssue({ code: 'custom', message: 'The request body must be a JSON object.', params: verbatim });
-      return;
-    }
-    for (const field of ['model', 'messages']) {
-      if (b[field] !== undefined) continue;
-      ctx.addIssue({
-        code: 'custom',
-        message: `Missing required parameter: '${field}'.`,
-        path: [field],
-        params: verbatim,
-      });
-      return;
-    }
-  })
-  .pipe(ChatRequest);
+export const ChatBody = requestBody(['model', 'messages'], ChatRequest);
 export type ChatBody = z.infer<typeof ChatBody>;
 
 /** Validates a chat body that is not a route's whole body (a batch member, a retry's stored body). */

@@ -5,6 +5,14 @@ import { servedHeaders } from '@faregate/contracts/route';
 import { GatewayError, errorBody } from '@faregate/contracts/errors';
 import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
+import { anthropicError, anthropicErrorForStatus } from '../doors/messages.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The shape of every error this route answers (before its handler too): OpenAI's by default. */
+    errorShape?: 'openai' | 'anthropic';
+  }
+}
 
 /**
  * `params` of a refinement whose message is the whole answer (`Missing required parameter: …`), not
@@ -48,6 +56,8 @@ export function registerZodSchemas(app: FastifyInstance): void {
  */
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | GatewayError | Error, req, reply) => {
+    // Anthropic's door (`/v1/messages`) answers every error in Anthropic's shape and statuses.
+    const anthropic = req.routeOptions.config?.errorShape === 'anthropic';
     let ge: GatewayError;
     if (err instanceof GatewayError) ge = err;
     else if (err instanceof ZodError) ge = fromZod(err);
@@ -71,6 +81,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
         });
       } else if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
         ge = new GatewayError({ code: 'invalid_request_error', message: fe.message });
+        if (anthropic)
+          return reply.code(fe.statusCode).send(anthropicErrorForStatus(fe.statusCode, fe.message).body);
         return reply.code(fe.statusCode).send(ge.toBody());
       } else {
         req.log.error({ err: { message: err.message, stack: err.stack } }, 'unhandled error');
@@ -85,6 +97,11 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (ge.status >= 500 && ge.code === 'internal_error') req.log.error({ code: ge.code }, ge.message);
     // An error after provider calls says which were made, as a served answer does.
     if (ge.attempts) reply.headers(servedHeaders(ge.attempts));
+    if (anthropic) {
+      const requestId = reply.getHeader('x-request-id');
+      const a = anthropicError(ge.code, ge.message, typeof requestId === 'string' ? requestId : undefined);
+      return reply.code(a.status).send(a.body);
+    }
     return reply.code(ge.status).send(ge.toBody());
   });
   app.setNotFoundHandler((req, reply) => {

@@ -1,6 +1,6 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { ChatRequest } from '@faregate/contracts/chat';
+import type { ChatCompletion, ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { SERVED_HEADERS, servedHeaders } from '@faregate/contracts/route';
@@ -10,8 +10,24 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } from '../../submit.ts';
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
-import { ChunkWriter, errorEvent } from '../../sse.ts';
+import { ChunkWriter } from '../../sse.ts';
 import { markFirstChunk } from '../../metrics.ts';
+import type { FrameWriter } from '../../doors/shared.ts';
+
+/**
+ * How a door answers from the one pipeline: the non-streamed body made from the chat result, and
+ * the writer turning a job's frames into its stream. Chat completions answer as they are.
+ */
+export interface Door {
+  answer(result: ChatCompletion): unknown;
+  writer(id: string, createdMs: number): FrameWriter;
+}
+
+const chatDoor = (body: ChatRequest): Door => ({
+  answer: (result) => result,
+  writer: (id, createdMs) =>
+    new ChunkWriter(id, Math.floor(createdMs / 1000), body.stream_options?.include_usage === true),
+});
 
 /**
  * A retry (same Idempotency-Key) of a request that ran as `jobId`: answered from the job, waiting
@@ -32,11 +48,18 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
     try {
       reply.header('x-request-id', jobId);
       if (body.stream === true) {
-        return await relaySse(reply, body, jobId, createdMs, queue, done.signal, () => {
-          if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, jobId).catch(() => {});
-        });
+        return await relaySse(
+          reply,
+          chatDoor(body).writer(jobId, createdMs),
+          jobId,
+          queue,
+          done.signal,
+          () => {
+            if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, jobId).catch(() => {});
+          },
+        );
       }
-      return await waitForResult(reply, queue, done.signal);
+      return await waitForResult(reply, queue, done.signal, (r) => r);
     } finally {
       clearTimeout(timer);
       reply.raw.off('close', onClose);
@@ -50,46 +73,57 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
 export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   app
     .withTypeProvider<ZodTypeProvider>()
-    .post('/v1/chat/completions', { schema: { body: ChatBody } }, async (req, reply) => {
-      const body = req.body;
-      const stream = body.stream === true;
-      const patienceMs = patienceHeader(
-        req.headers['x-faregate-patience-ms'],
-        deps.config.REQUEST_TIMEOUT_MS,
-      );
-      const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', { patienceMs });
-      const { data, frames } = job;
-      reply.header('x-request-id', data.id);
-      // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
-      const keep = req.idempotency !== undefined;
-      await markRunning(deps, req, { id: data.id, created: data.created, stream });
-      const done = new AbortController();
-      const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
-      const cancel = () => {
-        if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
-      };
-      // The caller went away before the answer (closed, or reset, its connection; the response's
-      // 'close' fires for both): stop generation (what was generated is still billed). With a key, a
-      // non-streaming answer is still awaited (and kept); a stream stops relaying, and its job goes on
-      // (a retry replays its frames).
-      const onClose = () => {
-        if (reply.raw.writableFinished || (keep && !stream)) return;
-        done.abort('disconnect');
-        if (!keep) cancel();
-      };
-      reply.raw.on('close', onClose);
-      // Gone while it was being admitted: 'close' has already fired.
-      if (reply.raw.destroyed) onClose();
-      try {
-        if (!stream) return await waitForResult(reply, frames, done.signal);
-        return await relaySse(reply, body, data.id, data.created, frames, done.signal, cancel);
-      } finally {
-        clearTimeout(timer);
-        job.close();
-        reply.raw.off('close', onClose);
-        if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
-      }
-    });
+    .post('/v1/chat/completions', { schema: { body: ChatBody } }, async (req, reply) =>
+      serveChat(deps, req, reply, req.body, chatDoor(req.body)),
+    );
+}
+
+/**
+ * One chat request through the pipeline (admission, queue, the job's frames), answered by `door`:
+ * whole, or streamed when `body.stream`. Every door (chat completions, Anthropic messages, OpenAI
+ * responses) serves its requests here.
+ */
+export async function serveChat(
+  deps: IngressDeps,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  body: ChatRequest,
+  door: Door,
+): Promise<unknown> {
+  const stream = body.stream === true;
+  const patienceMs = patienceHeader(req.headers['x-faregate-patience-ms'], deps.config.REQUEST_TIMEOUT_MS);
+  const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', { patienceMs });
+  const { data, frames } = job;
+  reply.header('x-request-id', data.id);
+  // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
+  const keep = req.idempotency !== undefined;
+  await markRunning(deps, req, { id: data.id, created: data.created, stream });
+  const done = new AbortController();
+  const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
+  const cancel = () => {
+    if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
+  };
+  // The caller went away before the answer (closed, or reset, its connection; the response's
+  // 'close' fires for both): stop generation (what was generated is still billed). With a key, a
+  // non-streaming answer is still awaited (and kept); a stream stops relaying, and its job goes on
+  // (a retry replays its frames).
+  const onClose = () => {
+    if (reply.raw.writableFinished || (keep && !stream)) return;
+    done.abort('disconnect');
+    if (!keep) cancel();
+  };
+  reply.raw.on('close', onClose);
+  // Gone while it was being admitted: 'close' has already fired.
+  if (reply.raw.destroyed) onClose();
+  try {
+    if (!stream) return await waitForResult(reply, frames, done.signal, door.answer);
+    return await relaySse(reply, door.writer(data.id, data.created), data.id, frames, done.signal, cancel);
+  } finally {
+    clearTimeout(timer);
+    job.close();
+    reply.raw.off('close', onClose);
+    if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
+  }
 }
 
 function timeoutError(): GatewayError {
@@ -99,7 +133,12 @@ function timeoutError(): GatewayError {
   });
 }
 
-async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: AbortSignal) {
+async function waitForResult(
+  reply: FastifyReply,
+  queue: FrameQueue,
+  signal: AbortSignal,
+  answer: Door['answer'],
+) {
   for (;;) {
     const raw = await queue.next(signal);
     if (raw === undefined) throw timeoutError();
@@ -108,7 +147,7 @@ async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: Abo
     const f = readFrame(raw);
     if (f.type === 'done') {
       if (f.route) reply.headers(servedHeaders(f.route));
-      return reply.code(200).send(f.result);
+      return reply.code(200).send(answer(f.result));
     }
     if (f.type === 'error') throw GatewayError.from(f.error);
   }
@@ -122,25 +161,19 @@ function readFrame(raw: string): Frame {
 }
 
 /**
- * Relays a job's frames as OpenAI SSE chunks. `abandon` is called when the relay ends the stream
+ * Relays a job's frames as a door's SSE stream (`writer`). `abandon` is called when the relay ends the stream
  * before the job ends: generation restarted after content reached the caller (SSE cannot take
  * content back, so the caller gets an error, and nobody can use the rest: with a key, a retry
  * replays the same frames up to the same error).
  */
 async function relaySse(
   reply: FastifyReply,
-  body: ChatRequest,
+  writer: FrameWriter,
   id: string,
-  createdMs: number,
   queue: FrameQueue,
   signal: AbortSignal,
   abandon: () => void,
 ) {
-  const writer = new ChunkWriter(
-    id,
-    Math.floor(createdMs / 1000),
-    body.stream_options?.include_usage === true,
-  );
   let open = false;
   const start = () => {
     if (open) return;
@@ -169,7 +202,7 @@ async function relaySse(
     const raw = await queue.next(signal);
     if (raw === undefined) {
       if (!open) throw timeoutError();
-      reply.raw.end(errorEvent('upstream_timeout', 'The request timed out.'));
+      reply.raw.end(writer.error('upstream_timeout', 'The request timed out.'));
       return reply;
     }
     const f = readFrame(raw);
@@ -178,7 +211,7 @@ async function relaySse(
       // Content already reached this caller; SSE cannot take it back, so end with an explicit error,
       // and stop the job: running on would bill an answer nobody receives.
       reply.raw.end(
-        errorEvent(
+        writer.error(
           'upstream_error',
           'The provider failed mid-answer; the partial answer above is incomplete.',
         ),

@@ -1,0 +1,166 @@
+import { z } from 'zod';
+
+/**
+ * OpenAI's Responses API request as callers send it to `POST /v1/responses`, the stateless part:
+ * stateful fields (`previous_response_id`, `store: true`, `conversation`) are accepted by the schema
+ * and refused by the door with a 400 naming them. Unknown fields are refused, as OpenAI does.
+ */
+const InputText = z.strictObject({ type: z.literal('input_text'), text: z.string() });
+const InputImage = z.strictObject({
+  type: z.literal('input_image'),
+  image_url: z.string().min(1).nullable().optional(),
+  file_id: z.string().nullable().optional(),
+  detail: z.enum(['auto', 'low', 'high']).optional(),
+});
+const OutputText = z.strictObject({
+  type: z.literal('output_text'),
+  text: z.string(),
+  annotations: z.array(z.unknown()).optional(),
+  logprobs: z.array(z.unknown()).optional(),
+});
+const Refusal = z.strictObject({ type: z.literal('refusal'), refusal: z.string() });
+export const ResponsesInputPart = z.discriminatedUnion('type', [InputText, InputImage, OutputText, Refusal]);
+export type ResponsesInputPart = z.infer<typeof ResponsesInputPart>;
+
+const itemMeta = {
+  id: z.string().optional(),
+  status: z.enum(['in_progress', 'completed', 'incomplete']).optional(),
+};
+
+export const ResponsesMessageItem = z.strictObject({
+  type: z.literal('message').optional(),
+  role: z.enum(['user', 'assistant', 'system', 'developer']),
+  content: z.union([z.string(), z.array(ResponsesInputPart)]),
+  ...itemMeta,
+});
+export const ResponsesFunctionCallItem = z.strictObject({
+  type: z.literal('function_call'),
+  call_id: z.string().min(1),
+  name: z.string().min(1),
+  arguments: z.string(),
+  ...itemMeta,
+});
+export const ResponsesFunctionCallOutputItem = z.strictObject({
+  type: z.literal('function_call_output'),
+  call_id: z.string().min(1),
+  output: z.union([z.string(), z.array(z.discriminatedUnion('type', [InputText, InputImage]))]),
+  ...itemMeta,
+});
+
+export const ResponsesInputItem = z.union([
+  ResponsesMessageItem,
+  ResponsesFunctionCallItem,
+  ResponsesFunctionCallOutputItem,
+]);
+export type ResponsesInputItem = z.infer<typeof ResponsesInputItem>;
+
+export const ResponsesTool = z.strictObject({
+  type: z.literal('function'),
+  name: z.string().min(1).max(64),
+  description: z.string().nullable().optional(),
+  parameters: z.record(z.string(), z.unknown()).nullable().optional(),
+  strict: z.boolean().nullable().optional(),
+});
+export type ResponsesTool = z.infer<typeof ResponsesTool>;
+
+export const ResponsesToolChoice = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.strictObject({ type: z.literal('function'), name: z.string().min(1) }),
+]);
+
+export const ResponsesFormat = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('text') }),
+  z.strictObject({ type: z.literal('json_object') }),
+  z.strictObject({
+    type: z.literal('json_schema'),
+    name: z.string().min(1).max(64),
+    schema: z.record(z.string(), z.unknown()),
+    description: z.string().optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+]);
+export type ResponsesFormat = z.infer<typeof ResponsesFormat>;
+
+export const ResponsesRequest = z.strictObject({
+  model: z.string().min(1).max(256),
+  input: z.union([z.string(), z.array(ResponsesInputItem).min(1).max(4096)]),
+  instructions: z.string().nullable().optional(),
+  tools: z.array(ResponsesTool).max(128).optional(),
+  tool_choice: ResponsesToolChoice.optional(),
+  parallel_tool_calls: z.boolean().nullable().optional(),
+  text: z.strictObject({ format: ResponsesFormat.optional() }).optional(),
+  reasoning: z
+    .strictObject({ effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional() })
+    .nullable()
+    .optional(),
+  max_output_tokens: z.number().int().positive().nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  user: z.string().max(256).optional(),
+  safety_identifier: z.string().max(256).optional(),
+  // Stateful: refused by the door unless off.
+  store: z.boolean().nullable().optional(),
+  previous_response_id: z.string().nullable().optional(),
+});
+export type ResponsesRequest = z.infer<typeof ResponsesRequest>;
+
+export interface ResponsesUsage {
+  input_tokens: number;
+  input_tokens_details: { cached_tokens: number };
+  output_tokens: number;
+  output_tokens_details: { reasoning_tokens: number };
+  total_tokens: number;
+}
+
+export interface ResponsesOutputText {
+  type: 'output_text';
+  text: string;
+  annotations: unknown[];
+  logprobs: unknown[];
+}
+
+export type ResponsesOutputItem =
+  | {
+      id: string;
+      type: 'message';
+      status: 'in_progress' | 'completed' | 'incomplete';
+      role: 'assistant';
+      content: ResponsesOutputText[];
+    }
+  | {
+      id: string;
+      type: 'function_call';
+      status: 'in_progress' | 'completed' | 'incomplete';
+      call_id: string;
+      name: string;
+      arguments: string;
+    };
+
+/** The response object (`object: "response"`), streamed in `response.*` events and answered whole. */
+export interface ResponsesResponse {
+  id: string;
+  object: 'response';
+  created_at: number;
+  status: 'in_progress' | 'completed' | 'incomplete';
+  incomplete_details: { reason: 'max_output_tokens' | 'content_filter' } | null;
+  error: null;
+  model: string;
+  output: ResponsesOutputItem[];
+  usage: ResponsesUsage | null;
+  instructions: string | null;
+  max_output_tokens: number | null;
+  metadata: Record<string, string>;
+  parallel_tool_calls: boolean;
+  previous_response_id: null;
+  reasoning: { effort: string | null; summary: null };
+  store: false;
+  temperature: number | null;
+  top_p: number | null;
+  text: { format: ResponsesFormat };
+  tool_choice: z.infer<typeof ResponsesToolChoice>;
+  tools: ResponsesTool[];
+  truncation: 'disabled';
+  user?: string;
+}

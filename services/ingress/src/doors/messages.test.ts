@@ -1,0 +1,280 @@
+import { describe, expect, it } from 'vitest';
+import { AnthropicRequest } from '@faregate/contracts/anthropic';
+import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+import type { Frame } from '@faregate/contracts/frames';
+import {
+  AnthropicStreamWriter,
+  anthropicError,
+  effortOfBudget,
+  promptOf,
+  toAnthropicMessage,
+  toChatRequest,
+} from './messages.ts';
+
+const parse = (b: unknown) => AnthropicRequest.parse(b);
+const base = { model: 'openai/gpt-4o-mini', max_tokens: 100 };
+
+describe('Anthropic request → chat request', () => {
+  it('maps system, turns, images, tool use and results, and the sampling fields', () => {
+    const chat = toChatRequest(
+      parse({
+        ...base,
+        system: [{ type: 'text', text: 'Be terse.', cache_control: { type: 'ephemeral' } }],
+        stop_sequences: ['###'],
+        temperature: 0.3,
+        top_p: 0.8,
+        metadata: { user_id: 'u1' },
+        stream: true,
+        tools: [{ name: 'weather', description: 'w', input_schema: { type: 'object' } }],
+        tool_choice: { type: 'tool', name: 'weather', disable_parallel_tool_use: true },
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } },
+              { type: 'image', source: { type: 'url', url: 'https://x.test/a.png' } },
+              { type: 'text', text: 'Weather?' },
+            ],
+          },
+          {
+            role: 'assistant',
+            content: [
+              { type: 'thinking', thinking: 'hmm', signature: 's' },
+              { type: 'text', text: 'Checking.' },
+              { type: 'tool_use', id: 'toolu_1', name: 'weather', input: { city: 'Oslo' } },
+            ],
+          },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'after' },
+              { type: 'tool_result', tool_use_id: 'toolu_1', content: [{ type: 'text', text: '4C' }] },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(chat).toEqual({
+      model: 'openai/gpt-4o-mini',
+      max_tokens: 100,
+      stream: true,
+      stop: ['###'],
+      temperature: 0.3,
+      top_p: 0.8,
+      user: 'u1',
+      tools: [
+        { type: 'function', function: { name: 'weather', description: 'w', parameters: { type: 'object' } } },
+      ],
+      tool_choice: { type: 'function', function: { name: 'weather' } },
+      parallel_tool_calls: false,
+      messages: [
+        { role: 'system', content: [{ type: 'text', text: 'Be terse.' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+            { type: 'image_url', image_url: { url: 'https://x.test/a.png' } },
+            { type: 'text', text: 'Weather?' },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: 'Checking.',
+          tool_calls: [
+            { id: 'toolu_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } },
+          ],
+        },
+        // Tool results come first (right after the assistant's calls), the user's text after.
+        { role: 'tool', tool_call_id: 'toolu_1', content: [{ type: 'text', text: '4C' }] },
+        { role: 'user', content: [{ type: 'text', text: 'after' }] },
+      ],
+    });
+  });
+
+  it('maps tool_choice auto/any/none and thinking budgets', () => {
+    const choice = (tool_choice: unknown) =>
+      promptOf(parse({ ...base, messages: [{ role: 'user', content: 'x' }], tool_choice })).tool_choice;
+    expect(choice({ type: 'auto' })).toBe('auto');
+    expect(choice({ type: 'any' })).toBe('required');
+    expect(choice({ type: 'none' })).toBe('none');
+    expect(effortOfBudget(1024)).toBe('low');
+    expect(effortOfBudget(4096)).toBe('medium');
+    expect(effortOfBudget(4097)).toBe('high');
+    const t = toChatRequest(
+      parse({
+        ...base,
+        max_tokens: 8000,
+        thinking: { type: 'enabled', budget_tokens: 2000 },
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    expect(t.reasoning_effort).toBe('medium');
+  });
+
+  it('refuses top_k and a thinking budget not below max_tokens, naming the parameter', () => {
+    const msgs = [{ role: 'user', content: 'x' }];
+    expect(() => toChatRequest(parse({ ...base, top_k: 3, messages: msgs }))).toThrow(
+      expect.objectContaining({ param: 'top_k', code: 'invalid_request_error' }),
+    );
+    expect(() =>
+      toChatRequest(parse({ ...base, thinking: { type: 'enabled', budget_tokens: 2000 }, messages: msgs })),
+    ).toThrow(expect.objectContaining({ param: 'thinking.budget_tokens' }));
+  });
+
+  it('refuses what Anthropic refuses: unknown fields, a system role turn, temperature above 1', () => {
+    const msgs = [{ role: 'user', content: 'x' }];
+    expect(AnthropicRequest.safeParse({ ...base, messages: msgs, n: 2 }).success).toBe(false);
+    expect(
+      AnthropicRequest.safeParse({ ...base, messages: [{ role: 'system', content: 'x' }] }).success,
+    ).toBe(false);
+    expect(AnthropicRequest.safeParse({ ...base, messages: msgs, temperature: 1.5 }).success).toBe(false);
+    expect(AnthropicRequest.safeParse({ model: 'm', messages: msgs }).success).toBe(false);
+  });
+});
+
+const completion = (over: Partial<Parameters<typeof toChatCompletion>[3]> = {}) =>
+  toChatCompletion(
+    'req_1',
+    { provider: 'openai', model: 'gpt-4o-mini' },
+    1,
+    {
+      model: 'gpt-4o-mini',
+      content: 'Hello there.',
+      toolCalls: [],
+      finishReason: 'stop',
+      usage: {
+        ...zeroUsage(),
+        inputTokens: 100,
+        cachedInputTokens: 30,
+        cacheWriteTokens: 20,
+        outputTokens: 7,
+      },
+      ...over,
+    },
+    0n,
+  );
+
+describe('chat result → Anthropic message', () => {
+  it('keeps the gateway model name, maps stop reasons, and counts input as Anthropic does', () => {
+    const m = toAnthropicMessage(completion());
+    expect(m).toEqual({
+      id: 'req_1',
+      type: 'message',
+      role: 'assistant',
+      model: 'openai/gpt-4o-mini',
+      content: [{ type: 'text', text: 'Hello there.' }],
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      usage: {
+        input_tokens: 50,
+        output_tokens: 7,
+        cache_read_input_tokens: 30,
+        cache_creation_input_tokens: 20,
+      },
+    });
+    expect(toAnthropicMessage(completion({ finishReason: 'length' })).stop_reason).toBe('max_tokens');
+  });
+
+  it('turns tool calls into tool_use blocks with parsed input', () => {
+    const m = toAnthropicMessage(
+      completion({
+        content: null,
+        finishReason: 'tool_calls',
+        toolCalls: [
+          { id: 'call_1', type: 'function', function: { name: 'w', arguments: '{"city":"Oslo"}' } },
+        ],
+      }),
+    );
+    expect(m.content).toEqual([{ type: 'tool_use', id: 'call_1', name: 'w', input: { city: 'Oslo' } }]);
+    expect(m.stop_reason).toBe('tool_use');
+  });
+
+  it('maps every gateway error to Anthropic status and type', () => {
+    expect(anthropicError('invalid_api_key', 'x').status).toBe(401);
+    expect(anthropicError('invalid_api_key', 'x').body).toEqual({
+      type: 'error',
+      error: { type: 'authentication_error', message: 'x' },
+    });
+    expect(anthropicError('model_not_found', 'x').body.error.type).toBe('not_found_error');
+    expect(anthropicError('rate_limit_exceeded', 'x').status).toBe(429);
+    expect(anthropicError('overloaded', 'x')).toMatchObject({
+      status: 529,
+      body: { error: { type: 'overloaded_error' } },
+    });
+    expect(anthropicError('internal_error', 'x')).toMatchObject({
+      status: 500,
+      body: { error: { type: 'api_error' } },
+    });
+  });
+});
+
+describe('frames → Anthropic events', () => {
+  const job = { v: 1 as const, job: 'req_1' };
+  let seq = 0;
+  const f = (x: Record<string, unknown>) => ({ ...job, seq: ++seq, ...x }) as Frame;
+  const names = (s: string) => [...s.matchAll(/^event: (.*)$/gm)].map((m) => m[1]);
+
+  it('streams thinking, text and a tool call as Anthropic blocks, usage at the end', () => {
+    const w = new AnthropicStreamWriter('req_1');
+    let out = w.frame(
+      f({ type: 'status', state: 'running', provider: 'anthropic', model: 'claude-haiku-4-5' }),
+    );
+    expect(out).toBe('');
+    expect(w.started).toBe(false);
+    out += w.frame(f({ type: 'delta', reasoning: 'hmm' }));
+    out += w.frame(f({ type: 'delta', text: 'Hi' }));
+    out += w.frame(
+      f({
+        type: 'delta',
+        tool_calls: [{ index: 0, id: 'c1', type: 'function', function: { name: 'w', arguments: '{"a"' } }],
+      }),
+    );
+    out += w.frame(f({ type: 'delta', tool_calls: [{ index: 0, function: { arguments: ':1}' } }] }));
+    const result = completion({
+      content: 'Hi',
+      finishReason: 'tool_calls',
+      toolCalls: [{ id: 'c1', type: 'function', function: { name: 'w', arguments: '{"a":1}' } }],
+    });
+    out += w.frame(f({ type: 'done', result }));
+    expect(names(out)).toEqual([
+      'message_start',
+      'content_block_start',
+      'ping',
+      'content_block_delta',
+      'content_block_stop',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_stop',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+    expect(out).toContain('"model":"anthropic/claude-haiku-4-5"');
+    expect(out).toContain('{"type":"thinking_delta","thinking":"hmm"}');
+    expect(out).toContain('{"type":"input_json_delta","partial_json":":1}"}');
+    expect(out).toContain(
+      '"delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":50,"output_tokens":7,"cache_read_input_tokens":30,"cache_creation_input_tokens":20}',
+    );
+    expect(w.route).toEqual([{ provider: 'anthropic', model: 'claude-haiku-4-5', status: 200, code: 'ok' }]);
+  });
+
+  it('tops up from the result what the deltas did not carry, and ends with an error event on failure', () => {
+    const w = new AnthropicStreamWriter('req_2');
+    const out = w.frame(f({ type: 'done', result: completion() }));
+    expect(out).toContain('{"type":"text_delta","text":"Hello there."}');
+    expect(names(out).at(-1)).toBe('message_stop');
+    const e = new AnthropicStreamWriter('req_3').frame(
+      f({
+        type: 'error',
+        status: 429,
+        error: { code: 'rate_limit_exceeded', message: 'slow', retryable: true, param: null },
+      }),
+    );
+    expect(e).toBe(
+      'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error","message":"slow"}}\n\n',
+    );
+  });
+});

@@ -1,0 +1,426 @@
+import type {
+  AnthropicBlock,
+  AnthropicContent,
+  AnthropicCountTokensRequest,
+  AnthropicErrorBody,
+  AnthropicErrorType,
+  AnthropicRequest,
+  AnthropicResponse,
+  AnthropicStopReason,
+  AnthropicUsage,
+} from '@faregate/contracts/anthropic';
+import type {
+  ChatCompletion,
+  ChatMessage,
+  ChatRequest,
+  ContentPart,
+  FinishReason,
+  OpenAIUsage,
+  ToolCall,
+} from '@faregate/contracts/chat';
+import type { ErrorCode } from '@faregate/contracts/errors';
+import type { Frame } from '@faregate/contracts/frames';
+import type { RouteStep } from '@faregate/contracts/route';
+import { type FrameWriter, invalidParam, parseToolInput, runningCall } from './shared.ts';
+
+/**
+ * The Anthropic Messages door: pure translations between Anthropic's wire format and the gateway's
+ * one internal request (the OpenAI chat shape), so `/v1/messages` runs on the same pipeline as
+ * `/v1/chat/completions` whatever provider serves it.
+ */
+
+const invalid = invalidParam;
+
+/** Thinking budgets map onto the pipeline's reasoning effort (the Anthropic adapter maps them back). */
+export function effortOfBudget(budget: number): 'low' | 'medium' | 'high' {
+  if (budget <= 1024) return 'low';
+  if (budget <= 4096) return 'medium';
+  return 'high';
+}
+
+type UserPart = Extract<ContentPart, { type: 'text' | 'image_url' | 'file' }>;
+
+function partOf(b: AnthropicBlock, param: string): UserPart {
+  switch (b.type) {
+    case 'text':
+      return { type: 'text', text: b.text };
+    case 'image':
+      return {
+        type: 'image_url',
+        image_url: {
+          url:
+            b.source.type === 'base64' ? `data:${b.source.media_type};base64,${b.source.data}` : b.source.url,
+        },
+      };
+    case 'document':
+      return { type: 'file', file: { file_data: `data:application/pdf;base64,${b.source.data}` } };
+    default:
+      throw invalid(param, `A '${b.type}' block is not allowed here.`);
+  }
+}
+
+/** One Anthropic turn → chat messages (a user turn's tool results become tool messages, first). */
+function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMessage[]): void {
+  const param = `messages.${i}.content`;
+  if (typeof m.content === 'string') {
+    out.push({ role: m.role, content: m.content });
+    return;
+  }
+  if (m.role === 'assistant') {
+    let text = '';
+    const calls: ToolCall[] = [];
+    m.content.forEach((b, j) => {
+      if (b.type === 'text') text += b.text;
+      else if (b.type === 'tool_use')
+        calls.push({
+          id: b.id,
+          type: 'function',
+          function: { name: b.name, arguments: JSON.stringify(b.input) },
+        });
+      // Earlier thinking is the model's own: the pipeline's request has no place for it (see README).
+      else if (b.type !== 'thinking' && b.type !== 'redacted_thinking')
+        throw invalid(`${param}.${j}`, `An assistant turn cannot hold a '${b.type}' block.`);
+    });
+    out.push({
+      role: 'assistant',
+      content: text === '' && calls.length > 0 ? null : text,
+      ...(calls.length > 0 ? { tool_calls: calls } : {}),
+    });
+    return;
+  }
+  const parts: UserPart[] = [];
+  m.content.forEach((b, j) => {
+    if (b.type === 'tool_result') {
+      const c = b.content ?? '';
+      out.push({
+        role: 'tool',
+        tool_call_id: b.tool_use_id,
+        content: typeof c === 'string' ? c : c.map((p, k) => partOf(p, `${param}.${j}.content.${k}`)),
+      });
+    } else parts.push(partOf(b, `${param}.${j}`));
+  });
+  if (parts.length > 0) out.push({ role: 'user', content: parts });
+}
+
+function messagesOf(req: AnthropicCountTokensRequest): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  if (typeof req.system === 'string') {
+    if (req.system !== '') out.push({ role: 'system', content: req.system });
+  } else if (req.system?.length) {
+    out.push({ role: 'system', content: req.system.map((b) => ({ type: 'text', text: b.text })) });
+  }
+  for (const [i, m] of req.messages.entries()) turnOf(m, i, out);
+  if (out.length > 4096)
+    throw invalid('messages', 'The conversation has more than 4096 turns and tool results.');
+  return out;
+}
+
+/** The prompt part of a request (also what count_tokens measures). */
+export function promptOf(req: AnthropicCountTokensRequest): ChatRequest {
+  const chat: ChatRequest = { model: req.model, messages: messagesOf(req) };
+  if (req.tools?.length) {
+    chat.tools = req.tools.map((t) => ({
+      type: 'function',
+      function: {
+        name: t.name,
+        ...(t.description !== undefined ? { description: t.description } : {}),
+        parameters: t.input_schema,
+      },
+    }));
+  }
+  const c = req.tool_choice;
+  if (c) {
+    chat.tool_choice =
+      c.type === 'auto'
+        ? 'auto'
+        : c.type === 'any'
+          ? 'required'
+          : c.type === 'none'
+            ? 'none'
+            : { type: 'function', function: { name: c.name } };
+    if (c.type !== 'none' && c.disable_parallel_tool_use === true) chat.parallel_tool_calls = false;
+  }
+  if (req.thinking?.type === 'enabled') chat.reasoning_effort = effortOfBudget(req.thinking.budget_tokens);
+  return chat;
+}
+
+/**
+ * `POST /v1/messages` body → the internal chat request. What no target can take through the
+ * pipeline is refused here, naming the parameter (`top_k`).
+ */
+export function toChatRequest(req: AnthropicRequest): ChatRequest {
+  if (req.top_k !== undefined)
+    throw invalid(
+      'top_k',
+      'top_k is not supported by this gateway: it cannot be passed to any provider yet. Use temperature or top_p.',
+    );
+  if (req.thinking?.type === 'enabled' && req.thinking.budget_tokens >= req.max_tokens)
+    throw invalid('thinking.budget_tokens', '`max_tokens` must be greater than `thinking.budget_tokens`.');
+  const chat = promptOf(req);
+  chat.max_tokens = req.max_tokens;
+  if (req.stream === true) chat.stream = true;
+  if (req.stop_sequences?.length) chat.stop = req.stop_sequences;
+  if (req.temperature !== undefined) chat.temperature = req.temperature;
+  if (req.top_p !== undefined) chat.top_p = req.top_p;
+  if (req.metadata?.user_id) chat.user = req.metadata.user_id;
+  return chat;
+}
+
+const STOP: Record<FinishReason, AnthropicStopReason> = {
+  stop: 'end_turn',
+  length: 'max_tokens',
+  tool_calls: 'tool_use',
+  function_call: 'tool_use',
+  content_filter: 'refusal',
+};
+
+/** Anthropic counts input without cache reads and writes (providers.md §0.1). */
+export function anthropicUsage(u: OpenAIUsage): AnthropicUsage {
+  const cacheRead = u.prompt_tokens_details.cached_tokens;
+  const cacheWrite = u.prompt_tokens_details.cache_write_tokens ?? 0;
+  return {
+    input_tokens: Math.max(0, u.prompt_tokens - cacheRead - cacheWrite),
+    output_tokens: u.completion_tokens,
+    cache_read_input_tokens: cacheRead,
+    cache_creation_input_tokens: cacheWrite,
+  };
+}
+
+/** The pipeline's answer → Anthropic's message. `model` keeps the gateway's `provider/model`. */
+export function toAnthropicMessage(r: ChatCompletion): AnthropicResponse {
+  const choice = r.choices[0];
+  const content: AnthropicContent[] = [];
+  const reasoning = choice?.message.reasoning;
+  if (typeof reasoning === 'string' && reasoning !== '')
+    content.push({ type: 'thinking', thinking: reasoning, signature: '' });
+  const text = choice?.message.content ?? '';
+  if (text !== '') content.push({ type: 'text', text });
+  for (const t of choice?.message.tool_calls ?? [])
+    content.push({
+      type: 'tool_use',
+      id: t.id,
+      name: t.function.name,
+      input: parseToolInput(t.function.arguments),
+    });
+  return {
+    id: r.id,
+    type: 'message',
+    role: 'assistant',
+    model: r.model,
+    content,
+    stop_reason: STOP[choice?.finish_reason ?? 'stop'],
+    stop_sequence: null,
+    usage: anthropicUsage(r.usage),
+  };
+}
+
+const ERROR: Record<ErrorCode, [number, AnthropicErrorType]> = {
+  invalid_request_error: [400, 'invalid_request_error'],
+  invalid_api_key: [401, 'authentication_error'],
+  permission_denied: [403, 'permission_error'],
+  not_found: [404, 'not_found_error'],
+  model_not_found: [404, 'not_found_error'],
+  payload_too_large: [413, 'request_too_large'],
+  insufficient_quota: [402, 'billing_error'],
+  rate_limit_exceeded: [429, 'rate_limit_error'],
+  context_length_exceeded: [400, 'invalid_request_error'],
+  content_filter: [400, 'invalid_request_error'],
+  upstream_auth_error: [500, 'api_error'],
+  upstream_error: [500, 'api_error'],
+  upstream_timeout: [504, 'timeout_error'],
+  overloaded: [529, 'overloaded_error'],
+  provider_unavailable: [503, 'overloaded_error'],
+  cancelled: [499, 'invalid_request_error'],
+  idempotency_key_in_use: [409, 'invalid_request_error'],
+  idempotency_key_reused: [422, 'invalid_request_error'],
+  internal_error: [500, 'api_error'],
+};
+
+/** A gateway error in Anthropic's shape and status (providers.md §2.5). */
+export function anthropicError(
+  code: ErrorCode,
+  message: string,
+  requestId?: string,
+): { status: number; body: AnthropicErrorBody } {
+  const [status, type] = ERROR[code];
+  return {
+    status,
+    body: { type: 'error', error: { type, message }, ...(requestId ? { request_id: requestId } : {}) },
+  };
+}
+
+/** The status and error type Anthropic uses for an HTTP status the gateway did not choose (e.g. 415). */
+export function anthropicErrorForStatus(
+  status: number,
+  message: string,
+): { status: number; body: AnthropicErrorBody } {
+  const code: ErrorCode =
+    status === 401
+      ? 'invalid_api_key'
+      : status === 403
+        ? 'permission_denied'
+        : status === 404
+          ? 'not_found'
+          : status === 413
+            ? 'payload_too_large'
+            : status === 429
+              ? 'rate_limit_exceeded'
+              : 'invalid_request_error';
+  return { status, body: anthropicError(code, message).body };
+}
+
+const sse = (type: string, data: Record<string, unknown>) =>
+  `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+
+/** An in-band error after the 200 status: the SDK throws it as an APIError of that type. */
+export function anthropicErrorEvent(code: ErrorCode, message: string): string {
+  return sse('error', { error: anthropicError(code, message).body.error });
+}
+
+type Open = { kind: 'text' | 'thinking' } | { kind: 'tool'; index: number };
+
+/**
+ * A job's frames → Anthropic's event sequence: `message_start`, then per block
+ * `content_block_start` / `content_block_delta` (text_delta, thinking_delta, input_json_delta) /
+ * `content_block_stop`, then `message_delta` (stop reason, final usage) and `message_stop`. The
+ * input token count is known at the end only: `message_start` says 0 and `message_delta` carries
+ * the final counts (the SDK's stream takes them from there).
+ */
+export class AnthropicStreamWriter implements FrameWriter {
+  readonly #id: string;
+  #model = '';
+  #started = false;
+  #open: Open | undefined;
+  #blocks = 0;
+  #sentText = '';
+  /** Pipeline tool-call index → whether it was announced (id and name came). */
+  readonly #tools = new Set<number>();
+  route: RouteStep[] = [];
+
+  constructor(id: string) {
+    this.#id = id;
+  }
+
+  get started(): boolean {
+    return this.#started;
+  }
+
+  #start(out: string[]): void {
+    if (this.#started) return;
+    this.#started = true;
+    out.push(
+      sse('message_start', {
+        message: {
+          id: this.#id,
+          type: 'message',
+          role: 'assistant',
+          model: this.#model,
+          content: [],
+          stop_reason: null,
+          stop_sequence: null,
+          usage: {
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_input_tokens: 0,
+            cache_creation_input_tokens: 0,
+          },
+        },
+      }),
+    );
+  }
+
+  #close(out: string[]): void {
+    if (!this.#open) return;
+    out.push(sse('content_block_stop', { index: this.#blocks - 1 }));
+    this.#open = undefined;
+  }
+
+  #openBlock(out: string[], open: Open, block: Record<string, unknown>): void {
+    this.#close(out);
+    this.#open = open;
+    out.push(sse('content_block_start', { index: this.#blocks, content_block: block }));
+    // Where Anthropic sends its first keep-alive (the SDK skips it).
+    if (this.#blocks === 0) out.push(sse('ping', {}));
+    this.#blocks++;
+  }
+
+  #text(out: string[], text: string): void {
+    this.#start(out);
+    if (this.#open?.kind !== 'text') this.#openBlock(out, { kind: 'text' }, { type: 'text', text: '' });
+    this.#sentText += text;
+    out.push(sse('content_block_delta', { index: this.#blocks - 1, delta: { type: 'text_delta', text } }));
+  }
+
+  #tool(out: string[], index: number, id: string, name: string, args: string): void {
+    this.#start(out);
+    if (!(this.#open?.kind === 'tool' && this.#open.index === index)) {
+      this.#tools.add(index);
+      this.#openBlock(out, { kind: 'tool', index }, { type: 'tool_use', id, name, input: {} });
+    }
+    if (args !== '')
+      out.push(
+        sse('content_block_delta', {
+          index: this.#blocks - 1,
+          delta: { type: 'input_json_delta', partial_json: args },
+        }),
+      );
+  }
+
+  frame(f: Frame): string {
+    const out: string[] = [];
+    const running = this.#started ? undefined : runningCall(f);
+    if (running) {
+      this.#model = running.model;
+      this.route = running.route;
+    } else if (f.type === 'delta') {
+      if (f.reasoning) {
+        this.#start(out);
+        if (this.#open?.kind !== 'thinking')
+          this.#openBlock(out, { kind: 'thinking' }, { type: 'thinking', thinking: '', signature: '' });
+        out.push(
+          sse('content_block_delta', {
+            index: this.#blocks - 1,
+            delta: { type: 'thinking_delta', thinking: f.reasoning },
+          }),
+        );
+      }
+      if (f.text) this.#text(out, f.text);
+      if (f.refusal) this.#text(out, f.refusal);
+      for (const t of f.tool_calls ?? []) {
+        const known = this.#tools.has(t.index);
+        // A call's first piece names it; later pieces only carry arguments.
+        if (!known && !(t.id && t.function?.name)) continue;
+        this.#tool(out, t.index, t.id ?? '', t.function?.name ?? '', t.function?.arguments ?? '');
+      }
+    } else if (f.type === 'done') {
+      const r = f.result;
+      if (!this.#started) this.#model = r.model;
+      if (this.route.length === 0 && f.route) this.route = f.route;
+      this.#start(out);
+      const choice = r.choices[0];
+      const content = choice?.message.content ?? '';
+      // Anything the deltas did not carry (a provider that answered without streaming).
+      if (content.length > this.#sentText.length && content.startsWith(this.#sentText))
+        this.#text(out, content.slice(this.#sentText.length));
+      (choice?.message.tool_calls ?? []).forEach((t, i) => {
+        if (!this.#tools.has(i)) this.#tool(out, i, t.id, t.function.name, t.function.arguments);
+      });
+      this.#close(out);
+      const usage = anthropicUsage(r.usage);
+      out.push(
+        sse('message_delta', {
+          delta: { stop_reason: STOP[choice?.finish_reason ?? 'stop'], stop_sequence: null },
+          usage,
+        }),
+        sse('message_stop', {}),
+      );
+    } else if (f.type === 'error') {
+      out.push(anthropicErrorEvent(f.error.code, f.error.message));
+    }
+    return out.join('');
+  }
+
+  error(code: ErrorCode, message: string): string {
+    return anthropicErrorEvent(code, message);
+  }
+}

@@ -1,0 +1,254 @@
+import { describe, expect, it } from 'vitest';
+import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+import type { Frame } from '@faregate/contracts/frames';
+import { ResponsesRequest } from '@faregate/contracts/responses';
+import { ResponsesStreamWriter, toChatRequest, toResponse } from './responses.ts';
+
+const parse = (b: unknown) => ResponsesRequest.parse(b);
+
+describe('Responses request → chat request', () => {
+  it('maps a string input and instructions', () => {
+    expect(toChatRequest(parse({ model: 'm', input: 'hi', instructions: 'Be brief.' }))).toEqual({
+      model: 'm',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'hi' },
+      ],
+    });
+  });
+
+  it('maps items: messages with text and images, function calls and their outputs', () => {
+    const chat = toChatRequest(
+      parse({
+        model: 'm',
+        stream: true,
+        input: [
+          {
+            role: 'user',
+            content: [
+              { type: 'input_text', text: 'Weather?' },
+              { type: 'input_image', image_url: 'https://x.test/a.png', detail: 'low' },
+            ],
+          },
+          { type: 'function_call', call_id: 'c1', name: 'w', arguments: '{}' },
+          { type: 'function_call', call_id: 'c2', name: 'w', arguments: '{"a":1}' },
+          { type: 'function_call_output', call_id: 'c1', output: 'rain' },
+          { type: 'function_call_output', call_id: 'c2', output: 'sun' },
+          { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'It rains.' }] },
+        ],
+        tools: [{ type: 'function', name: 'w', parameters: { type: 'object' }, strict: true }],
+        tool_choice: { type: 'function', name: 'w' },
+        text: { format: { type: 'json_schema', name: 'out', schema: { type: 'object' }, strict: true } },
+        reasoning: { effort: 'low' },
+        max_output_tokens: 50,
+        temperature: 0.2,
+        top_p: 0.5,
+        metadata: { k: 'v' },
+        store: false,
+      }),
+    );
+    expect(chat).toEqual({
+      model: 'm',
+      stream: true,
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Weather?' },
+            { type: 'image_url', image_url: { url: 'https://x.test/a.png', detail: 'low' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c1', type: 'function', function: { name: 'w', arguments: '{}' } },
+            { id: 'c2', type: 'function', function: { name: 'w', arguments: '{"a":1}' } },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'c1', content: 'rain' },
+        { role: 'tool', tool_call_id: 'c2', content: 'sun' },
+        { role: 'assistant', content: 'It rains.' },
+      ],
+      tools: [{ type: 'function', function: { name: 'w', parameters: { type: 'object' }, strict: true } }],
+      tool_choice: { type: 'function', function: { name: 'w' } },
+      response_format: {
+        type: 'json_schema',
+        json_schema: { name: 'out', schema: { type: 'object' }, strict: true },
+      },
+      reasoning_effort: 'low',
+      max_completion_tokens: 50,
+      temperature: 0.2,
+      top_p: 0.5,
+      metadata: { k: 'v' },
+    });
+    expect(
+      toChatRequest(parse({ model: 'm', input: 'x', text: { format: { type: 'json_object' } } }))
+        .response_format,
+    ).toEqual({
+      type: 'json_object',
+    });
+  });
+
+  it('refuses the stateful parameters by name', () => {
+    expect(() => toChatRequest(parse({ model: 'm', input: 'x', previous_response_id: 'resp_1' }))).toThrow(
+      expect.objectContaining({ param: 'previous_response_id', code: 'invalid_request_error' }),
+    );
+    expect(() => toChatRequest(parse({ model: 'm', input: 'x', store: true }))).toThrow(
+      expect.objectContaining({ param: 'store' }),
+    );
+    expect(() =>
+      toChatRequest(
+        parse({ model: 'm', input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'f' }] }] }),
+      ),
+    ).toThrow(expect.objectContaining({ param: 'input.0.content.0.image_url' }));
+    expect(ResponsesRequest.safeParse({ model: 'm', input: 'x', conversation: 'c' }).success).toBe(false);
+    expect(
+      ResponsesRequest.safeParse({ model: 'm', input: [{ type: 'item_reference', id: 'x' }] }).success,
+    ).toBe(false);
+  });
+});
+
+const completion = (over: Partial<Parameters<typeof toChatCompletion>[3]> = {}) =>
+  toChatCompletion(
+    'req_1',
+    { provider: 'gemini', model: 'gemini-2.5-flash' },
+    1700000000,
+    {
+      model: 'gemini-2.5-flash',
+      content: 'Hello.',
+      toolCalls: [],
+      finishReason: 'stop',
+      usage: { ...zeroUsage(), inputTokens: 10, cachedInputTokens: 4, outputTokens: 5, reasoningTokens: 2 },
+      ...over,
+    },
+    0n,
+  );
+
+describe('chat result → response', () => {
+  it('answers a response object with output items and Responses usage', () => {
+    const r = toResponse(parse({ model: 'gemini-2.5-flash', input: 'x' }), completion());
+    expect(r).toMatchObject({
+      id: 'req_1',
+      object: 'response',
+      created_at: 1700000000,
+      status: 'completed',
+      model: 'gemini/gemini-2.5-flash',
+      output: [
+        {
+          id: 'msg_req_1',
+          type: 'message',
+          role: 'assistant',
+          status: 'completed',
+          content: [{ type: 'output_text', text: 'Hello.', annotations: [] }],
+        },
+      ],
+      usage: {
+        input_tokens: 10,
+        input_tokens_details: { cached_tokens: 4 },
+        output_tokens: 5,
+        output_tokens_details: { reasoning_tokens: 2 },
+        total_tokens: 15,
+      },
+    });
+    const cut = toResponse(parse({ model: 'm', input: 'x' }), completion({ finishReason: 'length' }));
+    expect(cut).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } });
+  });
+
+  it('turns tool calls into function_call items', () => {
+    const r = toResponse(
+      parse({ model: 'm', input: 'x' }),
+      completion({
+        content: null,
+        finishReason: 'tool_calls',
+        toolCalls: [{ id: 'call_1', type: 'function', function: { name: 'w', arguments: '{"a":1}' } }],
+      }),
+    );
+    expect(r.output).toEqual([
+      {
+        id: 'fc_req_1_0',
+        type: 'function_call',
+        status: 'completed',
+        call_id: 'call_1',
+        name: 'w',
+        arguments: '{"a":1}',
+      },
+    ]);
+  });
+});
+
+describe('frames → Responses events', () => {
+  let seq = 0;
+  const f = (x: Record<string, unknown>) => ({ v: 1, job: 'req_1', seq: ++seq, ...x }) as Frame;
+  const events = (s: string) =>
+    s
+      .split('\n\n')
+      .filter(Boolean)
+      .map((b) => JSON.parse(/^data: (.*)$/m.exec(b)![1]!) as { type: string; sequence_number: number });
+
+  it('emits the Responses event types in order, numbered from 0, completed with usage', () => {
+    const w = new ResponsesStreamWriter(parse({ model: 'm', input: 'x' }), 'req_1', 1700000000_000);
+    let out = w.frame(f({ type: 'status', state: 'running', provider: 'gemini', model: 'gemini-2.5-flash' }));
+    out += w.frame(f({ type: 'delta', text: 'Hel' }));
+    out += w.frame(f({ type: 'delta', text: 'lo.' }));
+    out += w.frame(
+      f({
+        type: 'delta',
+        tool_calls: [{ index: 0, id: 'call_1', function: { name: 'w', arguments: '{"a"' } }],
+      }),
+    );
+    out += w.frame(f({ type: 'delta', tool_calls: [{ index: 0, function: { arguments: ':1}' } }] }));
+    out += w.frame(
+      f({
+        type: 'done',
+        result: completion({
+          finishReason: 'tool_calls',
+          toolCalls: [{ id: 'call_1', type: 'function', function: { name: 'w', arguments: '{"a":1}' } }],
+        }),
+      }),
+    );
+    const evs = events(out);
+    expect(evs.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.output_item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(evs.map((e) => e.sequence_number)).toEqual(evs.map((_, i) => i));
+    const done = evs.at(-1) as unknown as {
+      response: { usage: { total_tokens: number }; output: unknown[]; model: string };
+    };
+    expect(done.response.usage.total_tokens).toBe(15);
+    expect(done.response.output).toHaveLength(2);
+    expect(done.response.model).toBe('gemini/gemini-2.5-flash');
+  });
+
+  it('ends a failed stream with an error event the SDK raises', () => {
+    const w = new ResponsesStreamWriter(parse({ model: 'm', input: 'x' }), 'req_1', 0);
+    const out = w.frame(
+      f({
+        type: 'error',
+        status: 502,
+        error: { code: 'upstream_error', message: 'boom', retryable: false, param: null },
+      }),
+    );
+    expect(out.startsWith('event: error\n')).toBe(true);
+    expect(events(out)[0]).toMatchObject({
+      type: 'error',
+      code: 'upstream_error',
+      message: 'boom',
+      sequence_number: 0,
+    });
+  });
+});

@@ -1,0 +1,54 @@
+import { servedModelName } from '@faregate/contracts/chat';
+import { type ErrorCode, GatewayError } from '@faregate/contracts/errors';
+import type { Frame } from '@faregate/contracts/frames';
+import type { RouteStep } from '@faregate/contracts/route';
+import { z } from 'zod';
+
+/**
+ * Turns a job's frames into one door's stream (OpenAI chat chunks, Anthropic events, Responses
+ * events). The relay (routes/v1/chat.ts) owns the job, the connection and its failures; a writer
+ * only formats.
+ */
+export interface FrameWriter {
+  /** SSE text for one frame ('' when it has nothing for this door's client). */
+  frame(f: Frame): string;
+  /** An in-band error ending a stream that has started (timeout, provider failure mid-answer). */
+  error(code: ErrorCode, message: string): string;
+  /** Whether content reached the caller (a reset then cannot be hidden). */
+  readonly started: boolean;
+  /** The calls so far, the one the stream comes from last (for the response headers). */
+  readonly route: RouteStep[];
+}
+
+const ToolInput = z.record(z.string(), z.unknown());
+
+/**
+ * A tool call's JSON arguments as the object Anthropic's `tool_use.input` is. Providers answer
+ * with an object; anything else (not JSON, not an object) is kept whole under `_raw`, never lost.
+ */
+export function parseToolInput(args: string): Record<string, unknown> {
+  if (args.trim() === '') return {};
+  try {
+    const r = ToolInput.safeParse(JSON.parse(args));
+    if (r.success) return r.data;
+  } catch {
+    // Not JSON: kept below.
+  }
+  return { _raw: args };
+}
+
+/** A door's refusal of a parameter: a 400 naming it. */
+export const invalidParam = (param: string, message: string): GatewayError =>
+  new GatewayError({ code: 'invalid_request_error', message, param });
+
+/**
+ * What a `running` status frame says about the stream that follows: the model generating it
+ * (`provider/model`) and every call so far, this one last (for the response headers).
+ */
+export function runningCall(f: Frame): { model: string; route: RouteStep[] } | undefined {
+  if (f.type !== 'status' || f.state !== 'running' || !f.provider || !f.model) return undefined;
+  return {
+    model: servedModelName(f.provider, f.model),
+    route: [...(f.route ?? []), { provider: f.provider, model: f.model, status: 200, code: 'ok' }],
+  };
+}

@@ -1,0 +1,44 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
+import type { IngressDeps } from '../../deps.ts';
+import { requestBody } from '../../request-body.ts';
+import { AnthropicStreamWriter, promptOf, toAnthropicMessage, toChatRequest } from '../../doors/messages.ts';
+import { requireReasoning } from '../../doors/reasoning.ts';
+import { principalOf, requireScope } from '../../plugins/auth.ts';
+import { serveChat } from './chat.ts';
+
+const MessagesBody = requestBody(['model', 'messages', 'max_tokens'], AnthropicRequest);
+const CountTokensBody = requestBody(['model', 'messages'], AnthropicCountTokensRequest);
+
+/**
+ * Anthropic's Messages API as a door onto the one pipeline: `POST /v1/messages` (whole or streamed)
+ * for any provider's model, and `POST /v1/messages/count_tokens`. Every error on these routes is in
+ * Anthropic's shape (`config.errorShape`), auth failures and invalid bodies included.
+ */
+export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.post(
+    '/v1/messages',
+    { schema: { body: MessagesBody }, config: { errorShape: 'anthropic' } },
+    async (req, reply) => {
+      const chat = toChatRequest(req.body);
+      if (chat.reasoning_effort) requireReasoning(deps, chat, 'thinking');
+      return serveChat(deps, req, reply, chat, {
+        answer: toAnthropicMessage,
+        writer: (id) => new AnthropicStreamWriter(id),
+      });
+    },
+  );
+  // The catalog's one estimator (the bound admission holds on): never below what a provider bills.
+  r.post(
+    '/v1/messages/count_tokens',
+    { schema: { body: CountTokensBody }, config: { errorShape: 'anthropic' } },
+    async (req) => {
+      requireScope(principalOf(req), 'chat');
+      const chat = promptOf(req.body);
+      if (chat.reasoning_effort) requireReasoning(deps, chat, 'thinking');
+      return { input_tokens: deps.router.plan(chat).inputTokensBound };
+    },
+  );
+}

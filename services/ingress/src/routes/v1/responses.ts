@@ -1,0 +1,40 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { GatewayError } from '@faregate/contracts/errors';
+import { ResponsesRequest } from '@faregate/contracts/responses';
+import type { IngressDeps } from '../../deps.ts';
+import { requestBody } from '../../request-body.ts';
+import { requireReasoning } from '../../doors/reasoning.ts';
+import { ResponsesStreamWriter, toChatRequest, toResponse } from '../../doors/responses.ts';
+import { serveChat } from './chat.ts';
+
+const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
+
+/**
+ * OpenAI's Responses API as a door onto the one pipeline, stateless: `POST /v1/responses` (whole or
+ * streamed) for any provider's model. What needs stored responses is refused with a 400.
+ */
+export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  r.post('/v1/responses', { schema: { body: ResponsesBody } }, async (req, reply) => {
+    const body = req.body;
+    const chat = toChatRequest(body);
+    if (chat.reasoning_effort) requireReasoning(deps, chat, 'reasoning.effort');
+    return serveChat(deps, req, reply, chat, {
+      answer: (result) => toResponse(body, result),
+      writer: (id, createdMs) => new ResponsesStreamWriter(body, id, createdMs),
+    });
+  });
+  const stored = async () => {
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message:
+        'Stored responses are not supported: this gateway does not keep responses (store is always false).',
+      param: 'response_id',
+    });
+  };
+  r.get('/v1/responses/:id', stored);
+  r.delete('/v1/responses/:id', stored);
+  r.post('/v1/responses/:id/cancel', stored);
+  r.get('/v1/responses/:id/input_items', stored);
+}

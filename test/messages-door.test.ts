@@ -1,0 +1,455 @@
+import { request } from 'node:http';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '@faregate/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * The Anthropic Messages door (`/v1/messages`) with the official SDK, unchanged, against the real
+ * services: every provider's model behind it, whole and streamed, tool round trips, and errors in
+ * Anthropic's shape for everything a caller can get wrong.
+ */
+let stack: Stack;
+let client: Anthropic;
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai', 'anthropic', 'gemini'] });
+  client = new Anthropic({ apiKey: stack.apiKey, baseURL: stack.url, maxRetries: 0 });
+}, 120_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const MODELS = [
+  ['openai', 'openai/gpt-4o-mini'],
+  ['anthropic', 'anthropic/claude-haiku-4-5'],
+  ['gemini', 'gemini/gemini-2.5-flash'],
+] as const;
+
+const weather: Anthropic.Tool = {
+  name: 'get_weather',
+  description: 'Current weather in a city',
+  input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+};
+
+/** What billing settled for a request (its final call), once it has. */
+async function settled(requestId: string) {
+  let row: { input_tokens: number; output_tokens: number } | undefined;
+  await until(
+    async () => {
+      const r = await stack.sql.query(
+        'SELECT input_tokens, output_tokens FROM usage_events WHERE request_id = $1 AND final',
+        [requestId],
+      );
+      row = r.rows[0];
+      return row !== undefined;
+    },
+    { timeoutMs: 15_000, what: `usage of ${requestId}` },
+  );
+  return row!;
+}
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${stack.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+/** The SSE events of a raw stream, as [event name, data]. */
+function events(text: string): Array<[string, Record<string, unknown>]> {
+  return text
+    .split('\n\n')
+    .filter((b) => b.trim() !== '')
+    .map((b) => {
+      const name = /^event: (.*)$/m.exec(b)?.[1] ?? '';
+      const data = /^data: (.*)$/m.exec(b)?.[1] ?? '{}';
+      return [name, JSON.parse(data) as Record<string, unknown>];
+    });
+}
+
+describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
+  it('answers a whole message with the usage billing settled', async () => {
+    const { data: msg, response } = await client.messages
+      .create({
+        model,
+        max_tokens: 64,
+        system: 'Be brief.',
+        messages: [
+          { role: 'user', content: `Hello ${provider}.` },
+          { role: 'assistant', content: 'Hi. What do you want to know?' },
+          { role: 'user', content: [{ type: 'text', text: 'Something short.' }] },
+        ],
+      })
+      .withResponse();
+    expect(msg.type).toBe('message');
+    expect(msg.role).toBe('assistant');
+    expect(msg.model.startsWith(`${provider}/`)).toBe(true);
+    expect(response.headers.get('x-faregate-provider')).toBe(provider);
+    expect(msg.stop_reason).toBe('end_turn');
+    expect(msg.content[0]?.type).toBe('text');
+    const text = msg.content[0]?.type === 'text' ? msg.content[0].text : '';
+    expect(text.length).toBeGreaterThan(0);
+    const id = response.headers.get('x-request-id')!;
+    expect(msg.id).toBe(id);
+    const billed = await settled(id);
+    const u = msg.usage;
+    expect(u.input_tokens + (u.cache_read_input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0)).toBe(
+      billed.input_tokens,
+    );
+    expect(u.output_tokens).toBe(billed.output_tokens);
+  });
+
+  it('streams the same answer with the SDK, ending with the final usage', async () => {
+    const params = {
+      model,
+      max_tokens: 64,
+      messages: [{ role: 'user' as const, content: `Stream to me, ${provider}.` }],
+    };
+    const whole = await client.messages.create(params);
+    const stream = client.messages.stream(params);
+    let text = '';
+    stream.on('text', (t) => {
+      text += t;
+    });
+    const final = await stream.finalMessage();
+    expect(whole.content[0]?.type === 'text' && whole.content[0].text).toBe(text);
+    expect(final.content).toEqual(whole.content);
+    expect(final.stop_reason).toBe('end_turn');
+    expect(final.model).toBe(whole.model);
+    expect(final.usage.output_tokens).toBe(whole.usage.output_tokens);
+    expect(final.usage.input_tokens).toBe(whole.usage.input_tokens);
+  });
+
+  it('does a tool-call round trip (tool_use, then tool_result), whole and streamed', async () => {
+    const ask: Anthropic.MessageParam = { role: 'user', content: 'What is the weather in Oslo?' };
+    const first = await client.messages.create({ model, max_tokens: 64, tools: [weather], messages: [ask] });
+    expect(first.stop_reason).toBe('tool_use');
+    const use = first.content.find((b) => b.type === 'tool_use');
+    expect(use).toMatchObject({ type: 'tool_use', name: 'get_weather', input: { city: 'Oslo' } });
+    const streamed = await client.messages
+      .stream({ model, max_tokens: 64, tools: [weather], messages: [ask] })
+      .finalMessage();
+    expect(streamed.stop_reason).toBe('tool_use');
+    expect(streamed.content.find((b) => b.type === 'tool_use')).toMatchObject({
+      name: 'get_weather',
+      input: { city: 'Oslo' },
+    });
+    if (use?.type !== 'tool_use') throw new Error('no tool_use');
+    const second = await client.messages.create({
+      model,
+      max_tokens: 64,
+      tools: [weather],
+      tool_choice: { type: 'auto' },
+      messages: [
+        ask,
+        { role: 'assistant', content: first.content },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: use.id, content: '4°C, rain' },
+            { type: 'text', text: 'Thanks, now summarize.' },
+          ],
+        },
+      ],
+    });
+    expect(second.stop_reason).toBe('end_turn');
+    expect(second.content[0]?.type).toBe('text');
+  });
+
+  it('counts tokens with the same bound admission holds, never below what the provider bills', async () => {
+    const messages: Anthropic.MessageParam[] = [{ role: 'user', content: 'Count me, please, every word.' }];
+    const counted = await client.messages.countTokens({ model, messages, system: 'Be brief.' });
+    const { data, response } = await client.messages
+      .create({ model, max_tokens: 16, messages, system: 'Be brief.' })
+      .withResponse();
+    const billed = await settled(response.headers.get('x-request-id')!);
+    expect(counted.input_tokens).toBeGreaterThanOrEqual(billed.input_tokens);
+    expect(data.usage.input_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe('the rest of the Messages format', () => {
+  it('sends images (base64 and url), stop sequences, metadata and tool_choice any', async () => {
+    const png =
+      'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+    const msg = await client.messages.create({
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 32,
+      stop_sequences: ['###'],
+      metadata: { user_id: 'user-42' },
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: png } },
+            { type: 'image', source: { type: 'url', url: 'https://example.com/cat.png' } },
+            { type: 'text', text: 'What is in these pictures?' },
+          ],
+        },
+      ],
+    });
+    expect(msg.content[0]?.type).toBe('text');
+    const forced = await client.messages.create({
+      model: 'openai/gpt-4o-mini',
+      max_tokens: 32,
+      tools: [weather],
+      tool_choice: { type: 'any', disable_parallel_tool_use: true },
+      messages: [{ role: 'user', content: 'Tell me a joke.' }],
+    });
+    expect(forced.stop_reason).toBe('tool_use');
+  });
+
+  it('reports cache reads as Anthropic does: input_tokens excludes them, billing counts them', async () => {
+    const { data, response } = await client.messages
+      .create({
+        model: 'anthropic/claude-haiku-4-5',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'Cached prompt [[fake:{"cachedTokens":5}]] with more words.' }],
+      })
+      .withResponse();
+    expect(data.usage.cache_read_input_tokens).toBe(5);
+    const billed = await settled(response.headers.get('x-request-id')!);
+    expect(data.usage.input_tokens + 5).toBe(billed.input_tokens);
+  });
+
+  it("streams Anthropic's exact event sequence", async () => {
+    const r = await post(
+      '/v1/messages',
+      {
+        model: 'gemini/gemini-2.5-flash',
+        max_tokens: 32,
+        stream: true,
+        messages: [{ role: 'user', content: 'What is the weather in Oslo?' }],
+        tools: [weather],
+      },
+      { 'x-api-key': stack.apiKey },
+    );
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const evs = events(await r.text());
+    for (const [name, data] of evs) expect(data.type).toBe(name);
+    const names = evs.map(([n]) => n);
+    expect(names.slice(0, 3)).toEqual(['message_start', 'content_block_start', 'ping']);
+    expect(names.slice(-3)).toEqual(['content_block_stop', 'message_delta', 'message_stop']);
+    expect(names.filter((n) => n === 'content_block_delta').length).toBeGreaterThan(0);
+    const start = evs[1]![1] as { content_block: { type: string; name: string } };
+    expect(start.content_block).toMatchObject({ type: 'tool_use', name: 'get_weather' });
+    const json = evs
+      .filter(([n]) => n === 'content_block_delta')
+      .map(([, d]) => (d.delta as { type: string; partial_json: string }).partial_json)
+      .join('');
+    expect(JSON.parse(json)).toEqual({ city: 'Oslo' });
+    const delta = evs.at(-2)![1] as { delta: { stop_reason: string }; usage: { output_tokens: number } };
+    expect(delta.delta.stop_reason).toBe('tool_use');
+    expect(delta.usage.output_tokens).toBeGreaterThan(0);
+  });
+
+  it('passes temperature and top_p (the SDK no longer types them)', async () => {
+    const r = await post(
+      '/v1/messages',
+      {
+        model: 'anthropic/claude-haiku-4-5',
+        max_tokens: 8,
+        temperature: 0.5,
+        top_p: 0.9,
+        messages: [{ role: 'user', content: 'hi' }],
+      },
+      { 'x-api-key': stack.apiKey },
+    );
+    expect(r.status).toBe(200);
+    const bad = await post(
+      '/v1/messages',
+      {
+        model: 'openai/gpt-4o-mini',
+        max_tokens: 8,
+        temperature: 1.5,
+        messages: [{ role: 'user', content: 'hi' }],
+      },
+      { 'x-api-key': stack.apiKey },
+    );
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+  });
+
+  it('accepts the key as Authorization: Bearer too (newer SDKs)', async () => {
+    const r = await post(
+      '/v1/messages',
+      { model: 'openai/gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] },
+      { authorization: `Bearer ${stack.apiKey}`, 'anthropic-version': '2026-01-01' },
+    );
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { type: string }).type).toBe('message');
+  });
+
+  it('thinking goes to reasoning models and is refused, naming it, for the others', async () => {
+    const ok = await client.messages.create({
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 4096,
+      thinking: { type: 'enabled', budget_tokens: 2048 },
+      messages: [{ role: 'user', content: 'Think first.' }],
+    });
+    expect(ok.stop_reason).toBe('end_turn');
+    const err = await client.messages
+      .create({
+        model: 'openai/gpt-4o-mini',
+        max_tokens: 4096,
+        thinking: { type: 'enabled', budget_tokens: 2048 },
+        messages: [{ role: 'user', content: 'Think first.' }],
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((err as Error).message).toMatch(/thinking is not supported by openai\/gpt-4o-mini/);
+  });
+
+  it('claude-* through /v1/chat/completions keeps working', async () => {
+    const openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const r = await openai.chat.completions.create({
+      model: 'claude-haiku-4-5',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 16,
+    });
+    expect(r.object).toBe('chat.completion');
+    expect(r.model.startsWith('anthropic/')).toBe(true);
+  });
+});
+
+describe("errors in Anthropic's shape", () => {
+  const expectError = async (r: Response, status: number, type: string, message?: RegExp) => {
+    expect(r.status).toBe(status);
+    const body = (await r.json()) as { type: string; error: { type: string; message: string } };
+    expect(body.type).toBe('error');
+    expect(body.error.type).toBe(type);
+    if (message) expect(body.error.message).toMatch(message);
+    return body;
+  };
+  const valid = { model: 'openai/gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] };
+
+  it('no key, a wrong key and a revoked key are 401 authentication_error, on both routes', async () => {
+    for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+      await expectError(await post(path, valid), 401, 'authentication_error');
+      await expectError(
+        await post(path, valid, { 'x-api-key': 'fg_wrong_000000000000' }),
+        401,
+        'authentication_error',
+      );
+    }
+    const err = await new Anthropic({
+      apiKey: 'fg_wrong_000000000000',
+      baseURL: stack.url,
+      maxRetries: 0,
+    }).messages
+      .create(valid as Anthropic.MessageCreateParamsNonStreaming)
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
+
+    const admin = async (path: string, body?: unknown) => {
+      const r = await fetch(`${stack.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body ?? {}),
+      });
+      return (await r.json()) as Record<string, string>;
+    };
+    const acc = await admin('/admin/v1/accounts', { name: 'door' });
+    await admin('/admin/v1/credits', { account_id: acc.id, amount_usd: '1' });
+    const k = await admin('/admin/v1/keys', { account_id: acc.id, name: 'door' });
+    expect((await post('/v1/messages', valid, { 'x-api-key': k.key! })).status).toBe(200);
+    await admin(`/admin/v1/keys/${k.id}/revoke`);
+    await expectError(
+      await post('/v1/messages', valid, { 'x-api-key': k.key! }),
+      401,
+      'authentication_error',
+    );
+  });
+
+  it('malformed bodies are 400 invalid_request_error naming what is wrong', async () => {
+    const key = { 'x-api-key': stack.apiKey };
+    await expectError(await post('/v1/messages', '{"model": ', key), 400, 'invalid_request_error', /JSON/);
+    await expectError(await post('/v1/messages', '[1,2]', key), 400, 'invalid_request_error', /JSON object/);
+    await expectError(
+      await post('/v1/messages', { model: 'openai/gpt-4o-mini', messages: valid.messages }, key),
+      400,
+      'invalid_request_error',
+      /max_tokens/,
+    );
+    await expectError(
+      await post('/v1/messages', { ...valid, max_tokens: 'many' }, key),
+      400,
+      'invalid_request_error',
+      /max_tokens/,
+    );
+    await expectError(
+      await post('/v1/messages', { ...valid, messages: [{ role: 'system', content: 'x' }] }, key),
+      400,
+      'invalid_request_error',
+      /messages\.0\.role/,
+    );
+    await expectError(
+      await post('/v1/messages', { ...valid, top_k: 5 }, key),
+      400,
+      'invalid_request_error',
+      /top_k/,
+    );
+    await expectError(
+      await post('/v1/messages', { ...valid, unknown_field: 1 }, key),
+      400,
+      'invalid_request_error',
+      /unknown_field/,
+    );
+    // Prototype-named fields are unknown fields like any other: refused, and nothing is polluted.
+    for (const hostile of [
+      '{"model":"openai/gpt-4o-mini","max_tokens":8,"messages":[{"role":"user","content":"hi"}],"__proto__":{"top_k":1}}',
+      '{"model":"openai/gpt-4o-mini","max_tokens":8,"messages":[{"role":"user","content":"hi","constructor":{"x":1}}]}',
+      '{"model":"openai/gpt-4o-mini","max_tokens":8,"messages":[{"role":"user","content":[{"type":"__proto__","text":"x"}]}]}',
+    ])
+      await expectError(await post('/v1/messages', hostile, key), 400, 'invalid_request_error');
+    // Refused from its declared length, before it is read.
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(`${stack.url}/v1/messages`, {
+        method: 'POST',
+        headers: { ...key, 'content-type': 'application/json', 'content-length': 64 * 1024 * 1024 },
+      });
+      req.on('response', (res) => {
+        let t = '';
+        res.on('data', (c) => {
+          t += c;
+        });
+        res.on('end', () => {
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, text: t });
+        });
+      });
+      req.on('error', (e) =>
+        e.message.includes('EPIPE') || e.message.includes('ECONNRESET') ? undefined : reject(e),
+      );
+      req.write('{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"');
+    });
+    expect(status).toBe(413);
+    expect(JSON.parse(text)).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
+  });
+
+  it('unknown and prototype-named models are 404 not_found_error', async () => {
+    for (const model of [
+      'no-such-model',
+      'openai/no-such',
+      '__proto__',
+      'constructor',
+      'openai/__proto__',
+      'toString',
+    ]) {
+      const err = await client.messages
+        .create({ model, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] })
+        .catch((e: unknown) => e);
+      expect(err, model).toBeInstanceOf(Anthropic.NotFoundError);
+      expect((err as { error: unknown }).error).toMatchObject({
+        type: 'error',
+        error: { type: 'not_found_error' },
+      });
+      const counted = await client.messages
+        .countTokens({ model, messages: [{ role: 'user', content: 'hi' }] })
+        .catch((e: unknown) => e);
+      expect(counted, model).toBeInstanceOf(Anthropic.NotFoundError);
+    }
+  });
+});
