@@ -1,3 +1,4 @@
+import { Validator } from '@seriousme/openapi-schema-validator';
 import OpenAI from 'openai';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,6 +104,27 @@ describe('ingress metrics', () => {
     });
   });
 
+  it('every service serves its own /metrics: a worker and billing, scraped on their METRICS_PORT', async () => {
+    const workerPort = await freePort();
+    const billingPort = await freePort();
+    await stack.start('worker:openai', { METRICS_PORT: String(workerPort) });
+    await stack.start('billing', { METRICS_PORT: String(billingPort), BILLING_CONSUMER: 'scraped-billing' });
+    const get = (port: number) =>
+      until(
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${port}/metrics`);
+          return r.status === 200 && r.text();
+        },
+        { timeoutMs: 30_000, what: `/metrics on :${port}` },
+      );
+    const worker = await get(workerPort);
+    expect(worker).toContain('# TYPE faregate_worker_in_flight gauge');
+    expect(worker).toContain('provider="openai"');
+    const billing = await get(billingPort);
+    expect(billing).toContain('# TYPE billing_usage_events_total counter');
+    expect(billing).toContain('# TYPE billing_usage_backlog gauge');
+  });
+
   it("serves BullMQ's queue metrics for each pool, with one HELP line per family", async () => {
     const text = await scrape();
     expect(sample(text, 'bullmq_job_count', { pool: 'openai', state: 'waiting' })).toBeGreaterThanOrEqual(0);
@@ -121,6 +143,10 @@ describe('API reference', () => {
       paths: Record<string, Record<string, { security?: unknown[]; requestBody?: unknown }>>;
     };
     expect(doc.openapi).toBe('3.1.0');
+    // A valid OpenAPI 3.1 document, by the specification's own schema.
+    const validation = await new Validator().validate(structuredClone(doc));
+    expect(validation.errors ?? [], JSON.stringify(validation.errors)).toEqual([]);
+    expect(validation.valid).toBe(true);
     const chat = doc.paths['/v1/chat/completions']?.post;
     expect(chat?.security).toEqual([{ apiKey: [] }]);
     expect(JSON.stringify(chat?.requestBody)).toContain('messages');
