@@ -11,16 +11,62 @@ import { FUNDING_LEDGER, ledgerAccounts, tenantLedger } from './schema/ledger-ac
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 type Conn = Db | Tx;
 
-async function insertAccount(db: Conn, id: string, name: string): Promise<void> {
-  await db.insert(accounts).values({ id, name });
+async function insertAccount(db: Conn, id: string, name: string, limits: RequestLimits = {}): Promise<void> {
+  await db.insert(accounts).values({ id, name, ...limits });
   await db.insert(ledgerAccounts).values({ id: tenantLedger(id), kind: 'tenant', accountId: id });
 }
 
+/** Requests / tokens per minute of a key or an account (`null` removes one; absent leaves it). */
+export interface RequestLimits {
+  rpmLimit?: number | null;
+  tpmLimit?: number | null;
+}
+
 /** A new tenant with its (zero) balance. */
-export async function createAccount(db: Db, opts: { name: string }): Promise<{ id: string }> {
+export async function createAccount(db: Db, opts: { name: string } & RequestLimits): Promise<{ id: string }> {
   const id = newId('acct');
-  await db.transaction((tx) => insertAccount(tx, id, opts.name));
+  const { name, ...limits } = opts;
+  await db.transaction((tx) => insertAccount(tx, id, name, limits));
   return { id };
+}
+
+/** Changes an account's request limits; false when no such account. */
+export async function updateAccountLimits(
+  db: Db,
+  accountId: string,
+  limits: RequestLimits,
+): Promise<boolean> {
+  if (Object.keys(limits).length === 0) {
+    const rows = await db.select({ id: accounts.id }).from(accounts).where(eq(accounts.id, accountId));
+    return rows.length > 0;
+  }
+  const rows = await db
+    .update(accounts)
+    .set(limits)
+    .where(eq(accounts.id, accountId))
+    .returning({ id: accounts.id });
+  return rows.length > 0;
+}
+
+/** What an admin may change on a key after it was created. */
+export interface KeySettings extends RequestLimits {
+  patienceMs?: number | null;
+}
+
+/** Changes a key's request limits and patience; the key's row as it is now, or undefined when no such key. */
+export async function updateApiKeySettings(db: Db, keyId: string, settings: KeySettings) {
+  const cols = {
+    id: apiKeys.id,
+    accountId: apiKeys.accountId,
+    rpmLimit: apiKeys.rpmLimit,
+    tpmLimit: apiKeys.tpmLimit,
+    patienceMs: apiKeys.patienceMs,
+  };
+  const rows =
+    Object.keys(settings).length === 0
+      ? await db.select(cols).from(apiKeys).where(eq(apiKeys.id, keyId))
+      : await db.update(apiKeys).set(settings).where(eq(apiKeys.id, keyId)).returning(cols);
+  return rows[0];
 }
 
 export interface CreateApiKeyOpts {
@@ -29,6 +75,9 @@ export interface CreateApiKeyOpts {
   scopes?: string[];
   spendLimitMicros?: bigint | null;
   allowedModels?: string[] | null;
+  rpmLimit?: number | null;
+  tpmLimit?: number | null;
+  patienceMs?: number | null;
 }
 
 async function insertApiKey(db: Conn, opts: CreateApiKeyOpts, key: string) {
@@ -43,6 +92,9 @@ async function insertApiKey(db: Conn, opts: CreateApiKeyOpts, key: string) {
     scopes: opts.scopes ?? [...KEY_SCOPES],
     spendLimitMicros: opts.spendLimitMicros ?? null,
     allowedModels: opts.allowedModels ?? null,
+    rpmLimit: opts.rpmLimit ?? null,
+    tpmLimit: opts.tpmLimit ?? null,
+    patienceMs: opts.patienceMs ?? null,
   });
   return { id, key, prefix };
 }

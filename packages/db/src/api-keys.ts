@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
+import { accounts } from './schema/accounts.ts';
 import { apiKeys } from './schema/api-keys.ts';
 
 const KEY_PREFIX = 'fg_live_';
@@ -64,9 +65,19 @@ export interface ApiKeyRecord {
   scopes: string[];
   allowedModels: string[] | null;
   spendLimitMicros: bigint | null;
+  /** Requests / tokens per minute of the key and of its account (null: no such limit). */
+  rpmLimit: number | null;
+  tpmLimit: number | null;
+  accountRpmLimit: number | null;
+  accountTpmLimit: number | null;
+  /** The key's patience with a rate-limited provider (null: the gateway's default). */
+  patienceMs: number | null;
 }
 
-/** Looks a key up by its hash (the caller hashes; a unique index makes this one point read). */
+/**
+ * Looks a key up by its hash with its account's limits (the caller hashes; a unique index and the
+ * account's primary key make this one point read).
+ */
 export async function findApiKey(db: Db, hash: string): Promise<ApiKeyRecord | undefined> {
   const rows = await db
     .select({
@@ -78,8 +89,14 @@ export async function findApiKey(db: Db, hash: string): Promise<ApiKeyRecord | u
       scopes: apiKeys.scopes,
       allowedModels: apiKeys.allowedModels,
       spendLimitMicros: apiKeys.spendLimitMicros,
+      rpmLimit: apiKeys.rpmLimit,
+      tpmLimit: apiKeys.tpmLimit,
+      accountRpmLimit: accounts.rpmLimit,
+      accountTpmLimit: accounts.tpmLimit,
+      patienceMs: apiKeys.patienceMs,
     })
     .from(apiKeys)
+    .innerJoin(accounts, eq(accounts.id, apiKeys.accountId))
     .where(eq(apiKeys.hash, hash))
     .limit(1);
   return rows[0];

@@ -76,6 +76,11 @@ export interface Keys {
   holdCalls(requestId: string): string;
   /** The provider calls of a request and how each ended (JSON `RouteStep` per line), beside its frames. */
   route(requestId: string): string;
+  /**
+   * The request-limit bucket (hash) of an API key (`keyId`) or of its whole account (no `keyId`):
+   * one admission script checks both, so both carry the account's hash tag.
+   */
+  requestLimit(accountId: string, keyId?: string): string;
   /** A single-use stream token (by its hash): the hash of the API key it stands for. */
   streamToken(tokenHash: string): string;
   /** An ingress process's own reply channel. */
@@ -115,6 +120,8 @@ export function makeKeys(prefix = 'fg'): Keys {
     ratePause: (provider, i) => `${prefix}:{rate-${provider}-${i}}:pause`,
     holdCalls: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:calls`,
     route: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:r`,
+    requestLimit: (accountId, keyId) =>
+      keyId === undefined ? `${prefix}:{rl-${accountId}}:a` : `${prefix}:{rl-${accountId}}:k:${keyId}`,
     streamToken: (tokenHash) => `${prefix}:wstok:${tokenHash}`,
     replyChannel: (instance) => `${prefix}:reply:${instance}`,
     idempotency: (accountId, keyHash) => `${prefix}:idem:${accountId}:${keyHash}`,

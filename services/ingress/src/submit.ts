@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ChatRequest } from '@faregate/contracts/chat';
+import { ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobMeta } from '@faregate/contracts/job-control';
 import type { JobData } from '@faregate/contracts/jobs';
@@ -12,6 +12,7 @@ import { fromZod, verbatim } from './plugins/errors.ts';
 import { type FollowHandle, followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import { isObject, requestBody } from './request-body.ts';
+import { admissionTokens, admitRequest } from './request-limits.ts';
 
 /**
  * A chat request body, with OpenAI-style messages for the common mistakes (not an object, no model,
@@ -175,20 +176,24 @@ export async function submitChat(
     holdCalls,
     // A caller waiting on the answer waits out a rate-limited provider only this long (then a
     // fallback, or the 429 with its retry-after); an async job waits as long as its deadline allows.
-    ...(m.interactive ? { patienceMs: opts.patienceMs ?? deps.config.RATE_LIMIT_PATIENCE_MS } : {}),
+    ...(m.interactive
+      ? { patienceMs: opts.patienceMs ?? principal.patienceMs ?? deps.config.RATE_LIMIT_PATIENCE_MS }
+      : {}),
     ...(opts.trace ? { trace: opts.trace } : {}),
     attempts: [],
   };
   const ttlMs = (m.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
-  // Admission (budget) and the caller's subscription are independent: run them together. Nothing is
-  // recorded or queued unless both succeeded.
+  // Admission (budget; the key's request limits, one Redis script, only for a limited key) and the
+  // caller's subscription are independent: run them together. Nothing is recorded or queued unless
+  // all succeeded.
+  const limits = principal.limits;
   const frames = m.follow ? new FrameQueue() : undefined;
   let follow: FollowHandle | undefined;
   const stopFollowing = () => {
     follow?.close();
     frames?.close();
   };
-  const [hold, followed] = await Promise.allSettled([
+  const [hold, followed, limited] = await Promise.allSettled([
     deps.budget.admit({
       requestId: id,
       accountId: principal.accountId,
@@ -201,10 +206,26 @@ export async function submitChat(
       if (frames)
         follow = await followJob(deps.hub, deps.store, id, 0, frames.push, { fresh: true, reply: true });
     })(),
+    limits &&
+      admitRequest(
+        deps.redis,
+        deps.keys,
+        principal,
+        limits,
+        admissionTokens(route.inputTokensBound, requestedMaxTokens(request)),
+        (s) => {
+          principal.limitState = s;
+        },
+      ),
   ]);
   if (hold.status === 'rejected') {
     stopFollowing();
     throw hold.reason;
+  }
+  if (limited.status === 'rejected') {
+    stopFollowing();
+    if (hold.value.ok) await deps.budget.release(hold.value.reservation).catch(() => {});
+    throw limited.reason;
   }
   if (!hold.value.ok) {
     stopFollowing();

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { accounts } from './accounts.ts';
 
 /**
@@ -25,6 +25,12 @@ export const apiKeys = pgTable(
     spentMicros: bigint('spent_micros', { mode: 'bigint' }).notNull().default(sql`0`),
     /** Model ids (or aliases) this key may call; null = any. */
     allowedModels: text('allowed_models').array(),
+    /** Requests per minute with this key (every ingress process); null = no limit. */
+    rpmLimit: integer('rpm_limit'),
+    /** Tokens (estimated at admission: prompt + max output) per minute with this key; null = none. */
+    tpmLimit: integer('tpm_limit'),
+    /** How long this key's interactive requests wait out a rate-limited provider; null = the default. */
+    patienceMs: integer('patience_ms'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [index('api_keys_account_idx').on(t.accountId)],

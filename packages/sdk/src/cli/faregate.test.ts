@@ -46,6 +46,8 @@ describe('faregate CLI', () => {
       [['keys', 'revoke', 'key_9'], 'POST', '/admin/v1/keys/key_9/revoke'],
       [['credit', 'add', '--account', 'acct_1', '--usd', '10.5'], 'POST', '/admin/v1/credits'],
       [['balances'], 'GET', '/admin/v1/balances'],
+      [['keys', 'limits', 'key_9', '--rpm', '60'], 'PATCH', '/admin/v1/keys/key_9'],
+      [['accounts', 'limits', 'acct/1', '--tpm', 'none'], 'PATCH', '/admin/v1/accounts/acct%2F1'],
     ];
     for (const [argv, method, path] of cases) {
       const t = io({}, 200, { data: [] });
@@ -53,6 +55,49 @@ describe('faregate CLI', () => {
       expect(t.calls[0]!.init.method).toBe(method);
       expect(t.calls[0]!.url).toBe(`http://x${path}`);
     }
+  });
+
+  it('sets request limits and patience: a number sets one, none removes it, anything else is refused', async () => {
+    const t = io({}, 200, { id: 'key_9', rpm_limit: 60, tpm_limit: null, patience_ms: 2000 });
+    const argv = ['keys', 'limits', 'key_9', '--rpm', '60', '--tpm', 'none', '--patience-ms', '2000'];
+    expect(await runCli([...argv, '--url', 'http://x', '--admin-token', 't'], t.io)).toBe(0);
+    expect(JSON.parse(String(t.calls[0]!.init.body))).toEqual({
+      rpm_limit: 60,
+      tpm_limit: null,
+      patience_ms: 2000,
+    });
+    expect(t.out.join('\n')).toBe('key key_9: rpm 60, tpm none, patience 2000 ms');
+    const create = io({}, 201, { id: 'key_1', key: 'fg_live_x', account_id: 'a' });
+    const createArgv = [
+      'keys',
+      'create',
+      '--account',
+      'a',
+      '--name',
+      'n',
+      '--rpm',
+      '10',
+      '--patience-ms',
+      '0',
+    ];
+    expect(await runCli([...createArgv, '--url', 'http://x', '--admin-token', 't'], create.io)).toBe(0);
+    expect(JSON.parse(String(create.calls[0]!.init.body))).toMatchObject({ rpm_limit: 10, patience_ms: 0 });
+    for (const bad of [
+      ['--rpm', '-1'],
+      ['--tpm', '1e3'],
+      ['--rpm', '__proto__'],
+      ['--patience-ms', ''],
+    ]) {
+      const b = io();
+      expect(
+        await runCli(['keys', 'limits', 'key_9', ...bad, '--url', 'http://x', '--admin-token', 't'], b.io),
+      ).toBe(2);
+      expect(b.calls).toHaveLength(0);
+    }
+    // Accounts have no patience of their own.
+    const acct = io();
+    expect(await runCli(['accounts', 'limits', '--rpm', '5', '--admin-token', 't'], acct.io)).toBe(2);
+    expect(acct.err.join('')).toContain('missing account id');
   });
 
   it('fails clearly without a token, on missing flags, and on API errors', async () => {

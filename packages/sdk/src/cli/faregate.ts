@@ -4,8 +4,11 @@ import { parseArgs } from 'node:util';
 const USAGE = `faregate — admin operations against a Faregate gateway
 
 Usage:
-  faregate accounts create --name <name>
+  faregate accounts create --name <name> [--rpm <n>] [--tpm <n>]
+  faregate accounts limits <acct_…> [--rpm <n|none>] [--tpm <n|none>]
   faregate keys create --account <acct_…> --name <name> [--spend-limit-usd <usd>] [--models a,b]
+                       [--rpm <n>] [--tpm <n>] [--patience-ms <ms>]
+  faregate keys limits <key_…> [--rpm <n|none>] [--tpm <n|none>] [--patience-ms <ms|none>]
   faregate keys revoke <key_…>
   faregate credit add --account <acct_…> --usd <amount> [--reference <text>] [--idempotency-key <k>]
   faregate balances
@@ -13,6 +16,8 @@ Usage:
 Options:
   --url <url>            gateway URL (env FAREGATE_URL, default http://localhost:8080)
   --admin-token <token>  admin token (env FAREGATE_ADMIN_TOKEN)
+  --rpm, --tpm           requests / tokens per minute (every gateway process together; none: no limit)
+  --patience-ms          how long the key's requests wait out a rate-limited provider (none: the default)
   --json                 print the raw JSON response
   -h, --help`;
 
@@ -45,7 +50,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     io.err('missing admin token: pass --admin-token or set FAREGATE_ADMIN_TOKEN');
     return 2;
   }
-  let req: { method: 'GET' | 'POST'; path: string; body?: unknown };
+  let req: { method: 'GET' | 'POST' | 'PATCH'; path: string; body?: unknown };
   try {
     req = route(positionals, values);
   } catch (e) {
@@ -97,6 +102,9 @@ function parse(argv: string[]) {
       usd: { type: 'string' },
       reference: { type: 'string' },
       'idempotency-key': { type: 'string' },
+      rpm: { type: 'string' },
+      tpm: { type: 'string' },
+      'patience-ms': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -110,11 +118,43 @@ function need(v: string | undefined, flag: string): string {
   return v;
 }
 
-function route(pos: string[], v: Values): { method: 'GET' | 'POST'; path: string; body?: unknown } {
+/** `--rpm`, `--tpm`, `--patience-ms` as the admin API's fields: a whole number, or `none` (null: removed). */
+function limitFields(v: Values, patience: boolean): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  const flags: Array<[keyof Values & string, string]> = [
+    ['rpm', 'rpm_limit'],
+    ['tpm', 'tpm_limit'],
+    ...(patience ? [['patience-ms', 'patience_ms'] as [keyof Values & string, string]] : []),
+  ];
+  for (const [flag, field] of flags) {
+    const raw = v[flag];
+    if (raw === undefined) continue;
+    if (typeof raw !== 'string' || !/^(none|\d{1,10})$/.test(raw))
+      throw new UsageError(`--${flag} takes a whole number or "none"`);
+    out[field] = raw === 'none' ? null : Number(raw);
+  }
+  return out;
+}
+
+function route(pos: string[], v: Values): { method: 'GET' | 'POST' | 'PATCH'; path: string; body?: unknown } {
   const cmd = pos.slice(0, 2).join(' ');
   switch (cmd) {
     case 'accounts create':
-      return { method: 'POST', path: '/admin/v1/accounts', body: { name: need(v.name, 'name') } };
+      return {
+        method: 'POST',
+        path: '/admin/v1/accounts',
+        body: { name: need(v.name, 'name'), ...limitFields(v, false) },
+      };
+    case 'accounts limits':
+    case 'keys limits': {
+      const id = pos[2];
+      if (!id) throw new UsageError(`missing ${pos[0] === 'keys' ? 'key' : 'account'} id`);
+      return {
+        method: 'PATCH',
+        path: `/admin/v1/${pos[0]}/${encodeURIComponent(id)}`,
+        body: limitFields(v, pos[0] === 'keys'),
+      };
+    }
     case 'keys create':
       return {
         method: 'POST',
@@ -131,6 +171,7 @@ function route(pos: string[], v: Values): { method: 'GET' | 'POST'; path: string
                   .filter(Boolean),
               }
             : {}),
+          ...limitFields(v, true),
         },
       };
     case 'keys revoke': {
@@ -155,12 +196,25 @@ function route(pos: string[], v: Values): { method: 'GET' | 'POST'; path: string
   }
 }
 
+/** `rpm 60, tpm none, patience 2000 ms`: the limits an answer states. */
+function limitsText(r: Record<string, unknown>): string {
+  const v = (x: unknown) => (x === null ? 'none' : String(x));
+  const parts = [];
+  if ('rpm_limit' in r) parts.push(`rpm ${v(r.rpm_limit)}`);
+  if ('tpm_limit' in r) parts.push(`tpm ${v(r.tpm_limit)}`);
+  if ('patience_ms' in r)
+    parts.push(`patience ${r.patience_ms === null ? 'default' : `${r.patience_ms} ms`}`);
+  return parts.join(', ') || 'unchanged';
+}
+
 function render(pos: string[], r: Record<string, unknown>): string {
   switch (pos[0]) {
     case 'accounts':
+      if (pos[1] === 'limits') return `account ${r.id}: ${limitsText(r)}`;
       return `account ${r.id} (${r.name})`;
     case 'keys':
       if (pos[1] === 'revoke') return `revoked ${r.id}`;
+      if (pos[1] === 'limits') return `key ${r.id}: ${limitsText(r)}`;
       return `key ${r.id} for ${r.account_id}\n${r.key}\n(store it now: it is not shown again)`;
     case 'credit':
       return `credited ${r.amount_usd} USD to ${r.account_id}; balance ${r.balance_usd} USD (transaction ${r.transaction_id})`;

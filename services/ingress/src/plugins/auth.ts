@@ -5,12 +5,19 @@ import type { Db } from '@faregate/db/client';
 import { findApiKey, hashApiKey, unusableKeyHashes, type ApiKeyRecord } from '@faregate/db/api-keys';
 import { isDbUnavailable } from '@faregate/db/unavailable';
 import { ADMIN_COOKIE, AdminSessions, cookieValue, sameOriginOrSafe } from './admin-session.ts';
+import { hasLimits, type LimitState, registerLimitHeaders, type RequestLimits } from '../request-limits.ts';
 
 export interface Principal {
   accountId: string;
   keyId: string;
   scopes: string[];
   allowedModels: string[] | null;
+  /** The key's and its account's requests/tokens per minute, when any is set (request-limits.ts). */
+  limits?: RequestLimits;
+  /** The key's patience with a rate-limited provider (ms), when set; else the gateway's default. */
+  patienceMs?: number;
+  /** Set by admission of a limited key: what its `x-ratelimit-*` response headers say. */
+  limitState?: LimitState;
 }
 
 /**
@@ -99,6 +106,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
       throw new Error(`routes without a declared auth policy: ${names}`);
     }
   });
+  registerLimitHeaders(app);
   const admin = opts.adminToken ? digest(opts.adminToken) : undefined;
   const sessions = opts.adminToken ? new AdminSessions(opts.adminToken) : undefined;
 
@@ -203,7 +211,22 @@ export class Authenticator {
     if (!rec || rec.revoked) {
       throw new GatewayError({ code: 'invalid_api_key', message: 'Incorrect API key provided.' });
     }
-    return { accountId: rec.accountId, keyId: rec.id, scopes: rec.scopes, allowedModels: rec.allowedModels };
+    // A new object per request: admission writes the request's limit state into it.
+    const p: Principal = {
+      accountId: rec.accountId,
+      keyId: rec.id,
+      scopes: rec.scopes,
+      allowedModels: rec.allowedModels,
+    };
+    const limits: RequestLimits = {
+      keyRpm: rec.rpmLimit ?? undefined,
+      keyTpm: rec.tpmLimit ?? undefined,
+      accountRpm: rec.accountRpmLimit ?? undefined,
+      accountTpm: rec.accountTpmLimit ?? undefined,
+    };
+    if (hasLimits(limits)) p.limits = limits;
+    if (rec.patienceMs !== null) p.patienceMs = rec.patienceMs;
+    return p;
   }
 
   /** Calls `onRevoked` once when the key `hash` stops being valid; returns a function that stops watching. */

@@ -2,7 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { microsToUsd, usdToMicros } from '@faregate/catalog/money';
 import { MAX_CREDIT_MICROS } from '@faregate/contracts/credits';
 import { GatewayError } from '@faregate/contracts/errors';
-import { createAccount, createApiKey, getBalance, listBalances, revokeApiKey } from '@faregate/db/accounts';
+import {
+  createAccount,
+  createApiKey,
+  getBalance,
+  listBalances,
+  revokeApiKey,
+  updateAccountLimits,
+  updateApiKeySettings,
+} from '@faregate/db/accounts';
 import { KEY_SCOPES } from '@faregate/db/api-keys';
 import type { Db } from '@faregate/db/client';
 import { type CreditOutcome, findCreditOutcome } from '@faregate/db/credit-commands';
@@ -28,14 +36,39 @@ const Usd = z
 
 const Name = z.string().trim().min(1).max(200);
 
-const CreateAccount = z.strictObject({ name: Name });
+/** A per-minute request or token limit (`null` removes it). */
+const PerMinute = z.number().int().positive().max(1_000_000_000).nullable().optional();
+/** Requests / tokens per minute of a key or an account, every ingress process together. */
+const RequestLimitFields = { rpm_limit: PerMinute, tpm_limit: PerMinute };
+/** How long a key's interactive requests wait out a rate-limited provider (ms; `null`: the default). */
+const Patience = z.number().int().min(0).max(600_000).nullable().optional();
+
+const CreateAccount = z.strictObject({ name: Name, ...RequestLimitFields });
+const UpdateAccount = z.strictObject(RequestLimitFields);
 const CreateKey = z.strictObject({
   account_id: z.string().min(1),
   name: Name,
   scopes: z.array(z.enum(KEY_SCOPES)).optional(),
   spend_limit_usd: Usd.nullable().optional(),
   allowed_models: z.array(z.string().min(1)).min(1).nullable().optional(),
+  ...RequestLimitFields,
+  patience_ms: Patience,
 });
+const UpdateKey = z.strictObject({ ...RequestLimitFields, patience_ms: Patience });
+
+/** The columns a limits body sets: present fields only (`null` clears, absent leaves as it is). */
+function limitColumns(b: {
+  rpm_limit?: number | null;
+  tpm_limit?: number | null;
+  patience_ms?: number | null;
+}) {
+  return {
+    ...(b.rpm_limit !== undefined ? { rpmLimit: b.rpm_limit } : {}),
+    ...(b.tpm_limit !== undefined ? { tpmLimit: b.tpm_limit } : {}),
+    ...(b.patience_ms !== undefined ? { patienceMs: b.patience_ms } : {}),
+  };
+}
+const AccountParams = z.object({ id: z.string().min(1).max(256) });
 const AddCredit = z.strictObject({
   account_id: z.string().min(1).max(256),
   amount_usd: Usd.refine((m) => m <= MAX_CREDIT_MICROS, { message: 'too large for one credit' }),
@@ -101,9 +134,43 @@ export function adminRoutes(deps: {
 
     const typed = app.withTypeProvider<ZodTypeProvider>();
     typed.post('/admin/v1/accounts', { schema: { body: CreateAccount } }, async (req, reply) => {
-      const { id } = await createAccount(deps.db, { name: req.body.name });
-      return reply.code(201).send({ object: 'account', id, name: req.body.name });
+      const { id } = await createAccount(deps.db, { name: req.body.name, ...limitColumns(req.body) });
+      return reply.code(201).send({
+        object: 'account',
+        id,
+        name: req.body.name,
+        rpm_limit: req.body.rpm_limit ?? null,
+        tpm_limit: req.body.tpm_limit ?? null,
+      });
     });
+
+    // Limits change in every ingress process within its key cache's lifetime (about a second).
+    typed.patch(
+      '/admin/v1/accounts/:id',
+      { schema: { params: AccountParams, body: UpdateAccount } },
+      async (req, reply) => {
+        const ok = await updateAccountLimits(deps.db, req.params.id, limitColumns(req.body));
+        if (!ok) return sendError(reply, 'not_found', `No account with id '${req.params.id}'.`, 'id');
+        return { object: 'account', id: req.params.id, ...req.body };
+      },
+    );
+
+    typed.patch(
+      '/admin/v1/keys/:id',
+      { schema: { params: KeyParams, body: UpdateKey } },
+      async (req, reply) => {
+        const k = await updateApiKeySettings(deps.db, req.params.id, limitColumns(req.body));
+        if (!k) return sendError(reply, 'not_found', `No API key with id '${req.params.id}'.`, 'id');
+        return {
+          object: 'api_key',
+          id: k.id,
+          account_id: k.accountId,
+          rpm_limit: k.rpmLimit,
+          tpm_limit: k.tpmLimit,
+          patience_ms: k.patienceMs,
+        };
+      },
+    );
 
     typed.post('/admin/v1/keys', { schema: { body: CreateKey } }, async (req, reply) => {
       try {
@@ -113,6 +180,7 @@ export function adminRoutes(deps: {
           scopes: req.body.scopes,
           spendLimitMicros: req.body.spend_limit_usd ?? null,
           allowedModels: req.body.allowed_models ?? null,
+          ...limitColumns(req.body),
         });
         // The only time the key is ever shown.
         return reply.code(201).send({
@@ -125,6 +193,9 @@ export function adminRoutes(deps: {
           scopes: req.body.scopes ?? [...KEY_SCOPES],
           spend_limit_usd: req.body.spend_limit_usd != null ? microsToUsd(req.body.spend_limit_usd) : null,
           allowed_models: req.body.allowed_models ?? null,
+          rpm_limit: req.body.rpm_limit ?? null,
+          tpm_limit: req.body.tpm_limit ?? null,
+          patience_ms: req.body.patience_ms ?? null,
         });
       } catch (err) {
         if (

@@ -1,0 +1,229 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '@faregate/testing/env';
+import { runCli } from '../packages/sdk/src/cli/faregate.ts';
+import { freePort, type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Per-key and per-account request limits (README, API: keys): requests and tokens per minute,
+ * global across every ingress process, answered with 429, retry-after and OpenAI's x-ratelimit-*
+ * headers; set through the admin API and the CLI. And a key's own patience with a rate-limited
+ * provider.
+ */
+
+let stack: Stack;
+let otherUrl: string;
+
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai'] });
+  const port = await freePort();
+  await stack.start('ingress', { PORT: String(port) });
+  otherUrl = `http://127.0.0.1:${port}`;
+  await until(async () => (await fetch(`${otherUrl}/readyz`).catch(() => undefined))?.ok, {
+    timeoutMs: 30_000,
+    what: 'second ingress ready',
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const json = { 'content-type': 'application/json' };
+async function admin(method: string, path: string, body?: unknown, token = stack.adminToken) {
+  const r = await fetch(`${stack.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : json) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+}
+
+/** The CLI against the real gateway; its output lines. */
+async function cli(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runCli([...argv, '--url', stack.url, '--admin-token', stack.adminToken], {
+    env: {},
+    out: (s) => out.push(s),
+    err: (s) => err.push(s),
+    fetch,
+  });
+  return { code, out, err };
+}
+
+async function account(limits: Record<string, number> = {}): Promise<string> {
+  const acc = await admin('POST', '/admin/v1/accounts', { name: 'limited', ...limits });
+  expect(acc.status).toBe(201);
+  const id = acc.body.id as string;
+  await admin('POST', '/admin/v1/credits', { account_id: id, amount_usd: '5' });
+  return id;
+}
+async function key(accountId: string, extra: Record<string, unknown> = {}) {
+  const k = await admin('POST', '/admin/v1/keys', { account_id: accountId, name: 'k', ...extra });
+  expect(k.status).toBe(201);
+  return { id: k.body.id as string, key: k.body.key as string, body: k.body };
+}
+
+async function chat(base: string, apiKey: string, content = 'hi') {
+  const r = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiKey}`, ...json },
+    body: JSON.stringify({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content }] }),
+  });
+  const body = (await r.json()) as { error?: { code: string; type: string; message: string } };
+  const h = (n: string) => r.headers.get(n);
+  return {
+    status: r.status,
+    body,
+    retryAfter: h('retry-after'),
+    limit: h('x-ratelimit-limit-requests'),
+    remaining: h('x-ratelimit-remaining-requests'),
+    reset: h('x-ratelimit-reset-requests'),
+    tokensLimit: h('x-ratelimit-limit-tokens'),
+    tokensRemaining: h('x-ratelimit-remaining-tokens'),
+  };
+}
+
+describe('per-key request limits', () => {
+  it('a key limit set with the CLI holds across two ingress processes: 429 with retry-after and x-ratelimit-* on every response', async () => {
+    const acct = await account();
+    const k = await key(acct);
+    const set = await cli('keys', 'limits', k.id, '--rpm', '4');
+    expect(set).toMatchObject({ code: 0, out: [`key ${k.id}: rpm 4, tpm none, patience default`] });
+    const answers = [];
+    // Alternating between the two processes: one limit for both.
+    for (let i = 0; i < 5; i++) answers.push(await chat(i % 2 === 0 ? stack.url : otherUrl, k.key, `n${i}`));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 429]);
+    expect(answers.map((a) => a.remaining)).toEqual(['3', '2', '1', '0', '0']);
+    for (const a of answers) {
+      expect(a.limit).toBe('4');
+      expect(a.reset).toMatch(/^\d+(\.\d+)?(ms|s)$|^\dm[\d.]+s$/);
+      // No tokens limit set: no tokens headers.
+      expect(a.tokensLimit).toBeNull();
+    }
+    const refused = answers[4]!;
+    expect(refused.body.error).toMatchObject({ code: 'rate_limit_exceeded', type: 'rate_limit_error' });
+    expect(refused.body.error?.message).toMatch(/requests per minute of this API key: limit 4/);
+    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(14);
+    expect(Number(refused.retryAfter)).toBeLessThanOrEqual(15);
+    // The official SDK sees its own RateLimitError with the headers.
+    const sdk = new OpenAI({ apiKey: k.key, baseURL: `${otherUrl}/v1`, maxRetries: 0 });
+    const err = await sdk.chat.completions
+      .create({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'sdk' }] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(
+      (err as InstanceType<typeof OpenAI.RateLimitError>).headers?.get('x-ratelimit-limit-requests'),
+    ).toBe('4');
+    // An unlimited key's responses carry no such headers, and are not slowed by anyone else's limit.
+    const free = await chat(stack.url, stack.apiKey);
+    expect(free.status).toBe(200);
+    expect(free.limit).toBeNull();
+    // Removing the limit takes effect in every process within the key cache's lifetime.
+    expect(await cli('keys', 'limits', k.id, '--rpm', 'none')).toMatchObject({
+      code: 0,
+      out: [`key ${k.id}: rpm none, tpm none, patience default`],
+    });
+    await until(async () => (await chat(otherUrl, k.key)).status === 200, {
+      timeoutMs: 5_000,
+      what: 'the other ingress admitting the key again',
+    });
+    expect((await chat(stack.url, k.key)).limit).toBeNull();
+  });
+
+  it('an account limit is shared by all its keys; tokens per minute count the prompt and max_tokens', async () => {
+    const acct = await account({ tpm_limit: 1_000 });
+    const a = await key(acct);
+    const b = await key(acct, { tpm_limit: 100_000 });
+    expect(b.body).toMatchObject({ tpm_limit: 100_000, rpm_limit: null, patience_ms: null });
+    const big = async (apiKey: string, base: string) => {
+      const r = await fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, ...json },
+        body: JSON.stringify({
+          model: 'openai/gpt-4o-mini',
+          max_tokens: 400,
+          messages: [{ role: 'user', content: 'tokens' }],
+        }),
+      });
+      await r.body?.cancel();
+      return { status: r.status, remaining: Number(r.headers.get('x-ratelimit-remaining-tokens')) };
+    };
+    const first = await big(a.key, stack.url);
+    expect(first.status).toBe(200);
+    // 400 max_tokens plus the prompt's estimate (about a quarter of its bytes).
+    expect(first.remaining).toBeLessThan(600);
+    expect(first.remaining).toBeGreaterThan(500);
+    expect((await big(b.key, otherUrl)).status).toBe(200);
+    // The account's 1,000 are spent by the two keys together, whatever each key's own limit.
+    const third = await big(b.key, stack.url);
+    expect(third.status).toBe(429);
+    expect((await chat(otherUrl, a.key)).status).toBe(200); // a small one still fits
+    // The account's limit is changed with the CLI too.
+    expect((await cli('accounts', 'limits', acct, '--tpm', 'none')).code).toBe(0);
+    await until(async () => (await big(b.key, otherUrl)).status === 200, {
+      timeoutMs: 5_000,
+      what: 'the account limit lifted',
+    });
+  });
+
+  it('refuses bad limits, unknown ids and callers without the admin token', async () => {
+    const acct = await account();
+    const k = await key(acct);
+    for (const body of [
+      { rpm_limit: -1 },
+      { rpm_limit: 1.5 },
+      { tpm_limit: '100' },
+      { patience_ms: 600_001 },
+      { __proto__: { rpm_limit: 1 }, rpm_limit: 'x' },
+      { constructor: 1 },
+      { nope: 1 },
+    ]) {
+      const r = await admin('PATCH', `/admin/v1/keys/${k.id}`, body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect((r.body.error as { type: string }).type).toBe('invalid_request_error');
+    }
+    expect((await admin('PATCH', `/admin/v1/accounts/${acct}`, { patience_ms: 5 })).status).toBe(400);
+    expect((await admin('PATCH', '/admin/v1/keys/key_nope', { rpm_limit: 5 })).status).toBe(404);
+    expect((await admin('PATCH', '/admin/v1/accounts/acct_nope', { rpm_limit: 5 })).status).toBe(404);
+    expect((await admin('PATCH', `/admin/v1/keys/${k.id}`, { rpm_limit: 5 }, 'not-the-token')).status).toBe(
+      401,
+    );
+    const asTenant = await fetch(`${stack.url}/admin/v1/keys/${k.id}`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${k.key}`, ...json },
+      body: JSON.stringify({ rpm_limit: 1_000_000 }),
+    });
+    expect(asTenant.status).toBe(401);
+    // Nothing changed: the key has no limit.
+    expect((await chat(stack.url, k.key)).limit).toBeNull();
+  });
+});
+
+describe('a key with its own patience', () => {
+  it('gets the 429 after one upstream call when its patience is 0, where the default waits the 429 out', async () => {
+    const acct = await account();
+    const impatient = await key(acct, { patience_ms: 0 });
+    expect(impatient.body.patience_ms).toBe(0);
+    const calls = () => stack.fake.calls().filter((c) => c.provider === 'openai' && c.model !== null);
+    stack.fake.script(
+      'openai',
+      Array.from({ length: 3 }, () => ({ fault: '429' as const, retryAfterMs: 200 })),
+    );
+    stack.fake.clearCalls();
+    const r = await chat(stack.url, impatient.key, 'no patience');
+    expect(r.status).toBe(429);
+    expect(calls()).toHaveLength(1);
+    // Per request, the header still wins over the key's setting.
+    stack.fake.clearCalls();
+    const patient = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${impatient.key}`, 'x-faregate-patience-ms': '5000', ...json },
+      body: JSON.stringify({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'wait' }] }),
+    });
+    expect(patient.status).toBe(200);
+    expect(calls()).toHaveLength(3);
+    stack.fake.reset();
+  });
+});
