@@ -67,3 +67,16 @@ export function failedToConnect(e: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * Whether Postgres refused a value the caller sent (SQLSTATE class 22, data exception: a NUL
+ * character in text, an unrepresentable number, a string past a column's length): the caller's
+ * error, a 400, never a 500.
+ */
+export function isBadValue(e: unknown): boolean {
+  for (const x of chain(e)) {
+    const code = (x as { code?: unknown }).code;
+    if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code) && 'severity' in (x as object)) return true;
+  }
+  return false;
+}

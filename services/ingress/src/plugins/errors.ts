@@ -5,6 +5,7 @@ import { servedHeaders } from '@faregate/contracts/route';
 import { GatewayError, errorBody } from '@faregate/contracts/errors';
 import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
+import { isBadValue } from '@faregate/db/unavailable';
 import { anthropicError, anthropicErrorForStatus } from '../doors/messages.ts';
 
 declare module 'fastify' {
@@ -84,6 +85,12 @@ export function registerErrorHandling(app: FastifyInstance): void {
         if (anthropic)
           return reply.code(fe.statusCode).send(anthropicErrorForStatus(fe.statusCode, fe.message).body);
         return reply.code(fe.statusCode).send(ge.toBody());
+      } else if (isBadValue(err)) {
+        // Postgres refused a value from the request (a NUL character, say): the caller's error.
+        ge = new GatewayError({
+          code: 'invalid_request_error',
+          message: 'The request contains a value that cannot be stored (for example a NUL character).',
+        });
       } else {
         req.log.error({ err: { message: err.message, stack: err.stack } }, 'unhandled error');
         ge = new GatewayError({
