@@ -58,6 +58,17 @@ export const IngressConfig = z.object({
   BUDGET_LEASE_IDLE_MS: int(2_000),
   /** How long the response of a request sent with an Idempotency-Key is kept for its retries. */
   IDEMPOTENCY_TTL_SECONDS: int(86_400),
+  /** Files API: largest upload (bytes) and most lines of a batch input file (OpenAI's limits). */
+  FILE_MAX_BYTES: int(200 * 1024 * 1024),
+  FILE_MAX_LINES: int(50_000),
+  /**
+   * Batches: how long `completion_window` '24h' lasts (tests shorten it), lines of one batch queued
+   * or running at once, how often a driver steps the active batches, and its lease on a batch.
+   */
+  BATCH_WINDOW_SECONDS: int(86_400),
+  BATCH_MAX_IN_FLIGHT: int(64),
+  BATCH_TICK_MS: int(200),
+  BATCH_LEASE_MS: int(5_000),
   /**
    * Comma-separated provider pools this deployment runs (`openai,anthropic`). `/readyz` answers 200
    * only once each has registered, and a request for one that has not (or has lost every worker)

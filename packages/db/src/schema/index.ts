@@ -9,3 +9,5 @@ export { journalTransactions } from './journal-transactions.ts';
 export { FUNDING_LEDGER, ledgerAccounts, providerLedger, tenantLedger } from './ledger-accounts.ts';
 export { prices } from './prices.ts';
 export { usageEvents } from './usage-events.ts';
+export { batches, batchLines } from './batches.ts';
+export { fileChunks, files } from './files.ts';

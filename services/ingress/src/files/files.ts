@@ -1,0 +1,86 @@
+import { and, asc, desc, eq, type SQL, sql } from 'drizzle-orm';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { FileObject } from '@faregate/contracts/openai-batches';
+import { files } from '@faregate/db/schema/files';
+import type { IngressDeps } from '../deps.ts';
+import { type FileStore, PgFileStore } from './store.ts';
+
+const stores = new WeakMap<IngressDeps, FileStore>();
+
+/** The deployment's file store (Postgres; one per deps). */
+export function fileStore(deps: IngressDeps): FileStore {
+  let s = stores.get(deps);
+  if (!s) {
+    s = new PgFileStore(deps.db.$client);
+    stores.set(deps, s);
+  }
+  return s;
+}
+
+export type FileRow = typeof files.$inferSelect;
+
+export const fileView = (f: FileRow): FileObject => ({
+  id: f.id,
+  object: 'file',
+  bytes: f.bytes,
+  created_at: f.createdAt,
+  expires_at: null,
+  filename: f.filename,
+  purpose: f.purpose,
+  status: 'processed',
+  status_details: null,
+});
+
+export const fileNotFound = (id: string) =>
+  new GatewayError({ code: 'not_found', message: `No such File object: ${id}`, param: 'id' });
+
+const FILE_ID = /^file_[A-Za-z0-9_-]{10,80}$/;
+
+/** The account's uploaded (complete) file, or undefined: another tenant's file does not exist. */
+export async function ownedFile(
+  deps: IngressDeps,
+  accountId: string,
+  id: string,
+): Promise<FileRow | undefined> {
+  if (!FILE_ID.test(id)) return undefined;
+  const [row] = await deps.db
+    .select()
+    .from(files)
+    .where(and(eq(files.id, id), eq(files.accountId, accountId), eq(files.status, 'processed')));
+  return row;
+}
+
+/** The account's files, newest first (or oldest with `order: 'asc'`), after the cursor file. */
+export async function listFiles(
+  deps: IngressDeps,
+  accountId: string,
+  q: { after?: string; limit: number; order: 'asc' | 'desc'; purpose?: string },
+): Promise<{ data: FileRow[]; hasMore: boolean }> {
+  const where: SQL[] = [eq(files.accountId, accountId), eq(files.status, 'processed')];
+  if (q.purpose) where.push(eq(files.purpose, q.purpose));
+  if (q.after) {
+    const cursor = await ownedFile(deps, accountId, q.after);
+    if (!cursor) throw fileNotFound(q.after);
+    // Ids break ties between files created in the same second.
+    where.push(
+      q.order === 'desc'
+        ? sql`(${files.createdAt}, ${files.id}) < (${cursor.createdAt}, ${cursor.id})`
+        : sql`(${files.createdAt}, ${files.id}) > (${cursor.createdAt}, ${cursor.id})`,
+    );
+  }
+  const order =
+    q.order === 'desc' ? [desc(files.createdAt), desc(files.id)] : [asc(files.createdAt), asc(files.id)];
+  const rows = await deps.db
+    .select()
+    .from(files)
+    .where(and(...where))
+    .orderBy(...order)
+    .limit(q.limit + 1);
+  return { data: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+}
+
+/** Removes a file's bytes and record. */
+export async function deleteFile(deps: IngressDeps, id: string): Promise<void> {
+  await fileStore(deps).delete(id);
+  await deps.db.delete(files).where(eq(files.id, id));
+}

@@ -1,0 +1,134 @@
+import { Readable } from 'node:stream';
+import multipart from '@fastify/multipart';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { GatewayError } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
+import { ListQuery, UPLOAD_PURPOSES } from '@faregate/contracts/openai-batches';
+import { files } from '@faregate/db/schema/files';
+import { eq } from 'drizzle-orm';
+import type { IngressDeps } from '../../deps.ts';
+import { principalOf } from '../../plugins/auth.ts';
+import { deleteFile, fileNotFound, fileStore, fileView, listFiles, ownedFile } from '../../files/files.ts';
+import { checkedUpload, type UploadCheck } from '../../files/upload.ts';
+
+const IdParams = z.object({ id: z.string().max(200) });
+
+const badUpload = (message: string, param: string | null = null) =>
+  new GatewayError({ code: 'invalid_request_error', message, param });
+
+/**
+ * OpenAI's Files API for batch input files: upload (multipart, streamed into the file store while it
+ * is counted and checked: never held whole in memory), list, retrieve, content (streamed), delete.
+ * Files belong to the account: another tenant's file id is a 404.
+ */
+export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
+  const { FILE_MAX_BYTES: maxBytes, FILE_MAX_LINES: maxLines } = deps.config;
+  await app.register(multipart, {
+    // The upload's own check answers first; this cap only bounds what busboy reads for one part.
+    limits: { fileSize: maxBytes + 1024 * 1024, files: 1, fields: 4, fieldSize: 1024, parts: 6 },
+    throwFileSizeLimit: false,
+  });
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+
+  typed.post('/v1/files', async (req, reply) => {
+    const principal = principalOf(req);
+    if (!req.isMultipart())
+      throw badUpload("Send the file as multipart/form-data with the fields 'file' and 'purpose'.");
+    const store = fileStore(deps);
+    const id = newId('file');
+    let purpose: string | undefined;
+    let filename: string | undefined;
+    let check: UploadCheck | undefined;
+    let stored = false;
+    try {
+      for await (const part of req.parts()) {
+        if (part.type === 'file') {
+          if (part.fieldname !== 'file' || check) {
+            part.file.resume();
+            throw badUpload(`Unexpected file field '${part.fieldname}': send one file, as 'file'.`, 'file');
+          }
+          filename = part.filename || 'upload.jsonl';
+          check = { bytes: 0, lines: 0 };
+          await deps.db.insert(files).values({
+            id,
+            accountId: principal.accountId,
+            purpose: 'batch',
+            filename: filename.slice(0, 255),
+            status: 'uploading',
+            createdAt: Math.floor(Date.now() / 1000),
+          });
+          stored = true;
+          await store.put(id, checkedUpload(part.file, { maxBytes, maxLines }, check));
+          if (part.file.truncated && !check.refused)
+            check.refused = new GatewayError({
+              code: 'payload_too_large',
+              message: `File is too large: the limit is ${maxBytes} bytes.`,
+              param: 'file',
+            });
+        } else if (part.fieldname === 'purpose' && typeof part.value === 'string') purpose = part.value;
+      }
+      if (!check || filename === undefined) throw badUpload("Missing required parameter: 'file'.", 'file');
+      if (check.refused) throw check.refused;
+      if (purpose === undefined) throw badUpload("Missing required parameter: 'purpose'.", 'purpose');
+      if (!(UPLOAD_PURPOSES as readonly string[]).includes(purpose))
+        throw badUpload(
+          `Invalid value for 'purpose': '${purpose.slice(0, 64)}'. Supported: ${UPLOAD_PURPOSES.join(', ')}.`,
+          'purpose',
+        );
+      if (!filename.toLowerCase().endsWith('.jsonl'))
+        throw badUpload('Invalid file format for Batch API. Must be .jsonl', 'file');
+      if (check.lines === 0)
+        throw badUpload('The file is empty: a batch input file has one request per line.', 'file');
+      const [row] = await deps.db
+        .update(files)
+        .set({ status: 'processed', bytes: check.bytes, lines: check.lines })
+        .where(eq(files.id, id))
+        .returning();
+      if (!row) throw fileNotFound(id);
+      return reply.send(fileView(row));
+    } catch (e) {
+      if (stored)
+        await deleteFile(deps, id).catch((err: unknown) =>
+          req.log.warn({ err, id }, 'upload cleanup failed'),
+        );
+      throw e;
+    }
+  });
+
+  typed.get('/v1/files', { schema: { querystring: ListQuery } }, async (req) => {
+    const principal = principalOf(req);
+    const { data, hasMore } = await listFiles(deps, principal.accountId, req.query);
+    return {
+      object: 'list',
+      data: data.map(fileView),
+      first_id: data[0]?.id ?? null,
+      last_id: data.at(-1)?.id ?? null,
+      has_more: hasMore,
+    };
+  });
+
+  typed.get('/v1/files/:id', { schema: { params: IdParams } }, async (req) => {
+    const f = await ownedFile(deps, principalOf(req).accountId, req.params.id);
+    if (!f) throw fileNotFound(req.params.id);
+    return fileView(f);
+  });
+
+  typed.get('/v1/files/:id/content', { schema: { params: IdParams } }, async (req, reply) => {
+    const f = await ownedFile(deps, principalOf(req).accountId, req.params.id);
+    if (!f) throw fileNotFound(req.params.id);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', String(f.bytes))
+      .header('content-disposition', `attachment; filename="${f.filename.replace(/[^\w.-]/g, '_')}"`)
+      .send(Readable.from(fileStore(deps).get(f.id)));
+  });
+
+  typed.delete('/v1/files/:id', { schema: { params: IdParams } }, async (req) => {
+    const f = await ownedFile(deps, principalOf(req).accountId, req.params.id);
+    if (!f) throw fileNotFound(req.params.id);
+    await deleteFile(deps, f.id);
+    return { id: f.id, object: 'file', deleted: true };
+  });
+}

@@ -1,0 +1,200 @@
+import OpenAI, { toFile } from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Stack, startStack } from './support/stack.ts';
+
+/** OpenAI's Files API through the official SDK, against the real ingress and Postgres. */
+let stack: Stack;
+let client: OpenAI;
+let other: OpenAI;
+const MAX_BYTES = 256 * 1024;
+const MAX_LINES = 100;
+
+async function admin(method: string, path: string, body?: unknown) {
+  const r = await fetch(`${stack.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return (await r.json()) as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  stack = await startStack({
+    providers: ['openai'],
+    ingressEnv: { FILE_MAX_BYTES: String(MAX_BYTES), FILE_MAX_LINES: String(MAX_LINES) },
+  });
+  client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+  const acc = await admin('POST', '/admin/v1/accounts', { name: 'other tenant' });
+  const k = await admin('POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
+  other = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: String(k.key), maxRetries: 0 });
+}, 90_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const line = (i: number) =>
+  JSON.stringify({
+    custom_id: `r${i}`,
+    method: 'POST',
+    url: '/v1/chat/completions',
+    body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `hello ${i}` }] },
+  });
+const jsonl = (n: number) => `${Array.from({ length: n }, (_, i) => line(i)).join('\n')}\n`;
+
+async function apiError(p: Promise<unknown>) {
+  const e = await p.then(
+    () => {
+      throw new Error('expected an error');
+    },
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(OpenAI.APIError);
+  return e as InstanceType<typeof OpenAI.APIError>;
+}
+
+describe('files', () => {
+  it('uploads, lists, retrieves, streams back and deletes a JSONL file', async () => {
+    const text = jsonl(5);
+    const f = await client.files.create({
+      file: await toFile(Buffer.from(text), 'in.jsonl'),
+      purpose: 'batch',
+    });
+    expect(f).toMatchObject({
+      object: 'file',
+      bytes: Buffer.byteLength(text),
+      filename: 'in.jsonl',
+      purpose: 'batch',
+      status: 'processed',
+    });
+    expect(f.id).toMatch(/^file_/);
+    expect(Math.abs(f.created_at - Date.now() / 1000)).toBeLessThan(60);
+
+    expect(await client.files.retrieve(f.id)).toEqual(f);
+    const content = await client.files.content(f.id);
+    expect(await content.text()).toBe(text);
+
+    const second = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(1)), 'b.jsonl'),
+      purpose: 'batch',
+    });
+    const ids: string[] = [];
+    for await (const file of client.files.list({ limit: 1 })) ids.push(file.id);
+    expect(ids).toEqual([second.id, f.id]);
+    const page = await client.files.list({ limit: 1 });
+    expect(page.data.map((x) => x.id)).toEqual([second.id]);
+    expect(page.has_more).toBe(true);
+
+    expect(await client.files.delete(f.id)).toEqual({ id: f.id, object: 'file', deleted: true });
+    expect((await apiError(client.files.retrieve(f.id))).status).toBe(404);
+    const left = (
+      await stack.sql.query('SELECT count(*)::int AS n FROM file_chunks WHERE file_id = $1', [f.id])
+    ).rows[0];
+    expect(left.n).toBe(0);
+  });
+
+  it('streams a file of several chunks back byte for byte', async () => {
+    // Past one storage chunk (1 MiB) needs a larger limit than this stack's: use many lines within it.
+    const text = jsonl(MAX_LINES);
+    const f = await client.files.create({
+      file: await toFile(Buffer.from(text), 'many.jsonl'),
+      purpose: 'batch',
+    });
+    expect(await (await client.files.content(f.id)).text()).toBe(text);
+  });
+
+  it("keeps tenants apart: another account's file is a 404 everywhere", async () => {
+    const f = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(1)), 'mine.jsonl'),
+      purpose: 'batch',
+    });
+    for (const call of [
+      () => other.files.retrieve(f.id),
+      () => other.files.content(f.id),
+      () => other.files.delete(f.id),
+    ]) {
+      const e = await apiError(call());
+      expect(e.status).toBe(404);
+      expect(e.error).toMatchObject({ type: 'invalid_request_error' });
+    }
+    const listed: string[] = [];
+    for await (const x of other.files.list()) listed.push(x.id);
+    expect(listed).not.toContain(f.id);
+    expect((await client.files.retrieve(f.id)).id).toBe(f.id);
+  });
+
+  it('refuses a file past the size limit, stores nothing, and answers in OpenAI shape', async () => {
+    const before = (await stack.sql.query('SELECT count(*)::int AS n FROM files')).rows[0].n;
+    // Few lines, many bytes: the size limit, not the line limit.
+    const big = Buffer.from(`${JSON.stringify({ custom_id: 'x', pad: 'p'.repeat(MAX_BYTES * 3) })}\n`);
+    const e = await apiError(client.files.create({ file: await toFile(big, 'big.jsonl'), purpose: 'batch' }));
+    expect(e.status).toBe(413);
+    expect(e.message).toMatch(/too large/);
+    expect(e.param).toBe('file');
+    const after = (await stack.sql.query('SELECT count(*)::int AS n FROM files')).rows[0].n;
+    expect(after).toBe(before);
+    expect(
+      (
+        await stack.sql.query(
+          `SELECT count(*)::int AS n FROM file_chunks WHERE file_id NOT IN (SELECT id FROM files)`,
+        )
+      ).rows[0].n,
+    ).toBe(0);
+  });
+
+  it('refuses a file with too many lines', async () => {
+    const e = await apiError(
+      client.files.create({
+        file: await toFile(Buffer.from(jsonl(MAX_LINES + 1)), 'long.jsonl'),
+        purpose: 'batch',
+      }),
+    );
+    expect(e.status).toBe(400);
+    expect(e.message).toContain(`more than ${MAX_LINES} lines`);
+  });
+
+  it('refuses what is not JSONL: a binary file, another extension, an unknown purpose, no file', async () => {
+    const bin = await apiError(
+      client.files.create({
+        file: await toFile(Buffer.from([0x7b, 0, 1, 2, 0x0a]), 'x.jsonl'),
+        purpose: 'batch',
+      }),
+    );
+    expect(bin.status).toBe(400);
+    expect(bin.message).toMatch(/not a text file/);
+    const ext = await apiError(
+      client.files.create({ file: await toFile(Buffer.from(jsonl(1)), 'x.csv'), purpose: 'batch' }),
+    );
+    expect(ext.error).toMatchObject({ message: 'Invalid file format for Batch API. Must be .jsonl' });
+    const purpose = await apiError(
+      client.files.create({
+        file: await toFile(Buffer.from(jsonl(1)), 'x.jsonl'),
+        purpose: '__proto__' as any,
+      }),
+    );
+    expect(purpose.status).toBe(400);
+    expect(purpose.param).toBe('purpose');
+    const empty = await apiError(
+      client.files.create({ file: await toFile(Buffer.from('\n\n'), 'e.jsonl'), purpose: 'batch' }),
+    );
+    expect(empty.message).toMatch(/empty/);
+    const r = await fetch(`${stack.url}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ purpose: 'batch' }),
+    });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/multipart/);
+  });
+
+  it('needs a valid key, and treats hostile ids as unknown', async () => {
+    const r = await fetch(`${stack.url}/v1/files`);
+    expect(r.status).toBe(401);
+    for (const id of ['..%2Ffiles', '__proto__', 'file_%00', `file_${'a'.repeat(300)}`]) {
+      const res = await fetch(`${stack.url}/v1/files/${id}`, {
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+      });
+      expect([400, 404, 414]).toContain(res.status);
+      expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error');
+    }
+  });
+});
