@@ -429,6 +429,39 @@ describe("errors in Anthropic's shape", () => {
     expect(JSON.parse(text)).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
   });
 
+  it("a provider error is relayed in Anthropic's shape; a stream cut after content ends with an error event", async () => {
+    stack.fake.script('gemini', [{ fault: '400' }]);
+    const err = await client.messages
+      .create({
+        model: 'gemini/gemini-2.5-flash',
+        max_tokens: 8,
+        messages: [{ role: 'user', content: 'bad upstream' }],
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((err as { error: unknown }).error).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error' },
+    });
+
+    stack.fake.script('openai', [{ fault: 'cut_after_burst' }]);
+    let text = '';
+    const cut = await (async () => {
+      const stream = client.messages.stream({
+        model: 'openai/gpt-4o-mini',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'cut me' }],
+      });
+      stream.on('text', (t) => {
+        text += t;
+      });
+      await stream.finalMessage();
+    })().catch((e: unknown) => e);
+    expect(text.length).toBeGreaterThan(0);
+    expect(cut).toBeInstanceOf(Anthropic.APIError);
+    expect((cut as { error: unknown }).error).toMatchObject({ type: 'error', error: { type: 'api_error' } });
+  });
+
   it('unknown and prototype-named models are 404 not_found_error', async () => {
     for (const model of [
       'no-such-model',

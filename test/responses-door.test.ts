@@ -230,6 +230,19 @@ describe('refusals', () => {
     }
   });
 
+  it('a stream cut after content ends with an error event the SDK raises', async () => {
+    stack.fake.script('openai', [{ fault: 'cut_after_burst' }]);
+    let text = '';
+    const cut = await (async () => {
+      const stream = client.responses.stream({ model: 'openai/gpt-4o-mini', input: 'cut me' });
+      for await (const e of stream) if (e.type === 'response.output_text.delta') text += e.delta;
+      await stream.finalResponse();
+    })().catch((e: unknown) => e);
+    expect(text.length).toBeGreaterThan(0);
+    expect(cut).toBeInstanceOf(OpenAI.APIError);
+    expect(cut).toMatchObject({ code: 'upstream_error' });
+  });
+
   it('unknown and prototype-named models are 404', async () => {
     for (const model of ['no-such-model', '__proto__', 'constructor', 'openai/__proto__', 'hasOwnProperty']) {
       const err = await client.responses.create({ model, input: 'x' }).catch((e: unknown) => e);
