@@ -27,6 +27,12 @@ export interface FakeProvider {
   configure(c: Partial<FakeConfig> & { provider?: FakeProviderId }): void;
   /** Back to the start options: default models, no faults, empty call log. */
   reset(): void;
+  /**
+   * The most generation requests of `provider` open at once (from arrival until the response ended
+   * or the connection closed) since the start, the last `reset`, or the last `resetPeakInFlight`.
+   */
+  peakInFlight(provider: FakeProviderId): number;
+  resetPeakInFlight(): void;
 }
 
 type Route = { p: Protocol; rest: string };
@@ -59,6 +65,17 @@ export async function startFakeProvider(
     });
   });
 
+  // Generation requests open now and at most, per provider (what a gateway's max-in-flight bounds).
+  const open = new Map<FakeProviderId, { now: number; peak: number }>();
+  function generate(p: Protocol, req: IncomingMessage, res: ServerResponse, url: URL, model?: string) {
+    const o = open.get(p.id) ?? { now: 0, peak: 0 };
+    open.set(p.id, o);
+    o.now++;
+    o.peak = Math.max(o.peak, o.now);
+    res.once('close', () => o.now--);
+    return serveGenerate(p, deps, req, res, url, model);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://fake');
     const path = url.pathname;
@@ -75,14 +92,14 @@ export async function startFakeProvider(
     const { p, rest } = route;
     const method = req.method ?? 'GET';
     if (p.id === 'openai' || p.id === 'llama') {
-      if (rest === '/v1/chat/completions' && method === 'POST') return serveGenerate(p, deps, req, res, url);
+      if (rest === '/v1/chat/completions' && method === 'POST') return generate(p, req, res, url);
       if (rest === '/v1/models' && method === 'GET') return serveModels(p, deps, req, res, url, undefined);
       if (rest.startsWith('/v1/models/') && method === 'GET') {
         return serveModels(p, deps, req, res, url, decodeURIComponent(rest.slice('/v1/models/'.length)));
       }
     }
     if (p.id === 'anthropic') {
-      if (rest === '/v1/messages' && method === 'POST') return serveGenerate(p, deps, req, res, url);
+      if (rest === '/v1/messages' && method === 'POST') return generate(p, req, res, url);
       if (rest === '/v1/models' && method === 'GET') return serveModels(p, deps, req, res, url, undefined);
       if (rest.startsWith('/v1/models/') && method === 'GET') {
         return serveModels(p, deps, req, res, url, decodeURIComponent(rest.slice('/v1/models/'.length)));
@@ -95,7 +112,7 @@ export async function startFakeProvider(
         const action = m[2];
         if (method === 'GET' && !action) return serveModels(p, deps, req, res, url, model);
         if (method === 'POST' && (action === 'generateContent' || action === 'streamGenerateContent')) {
-          return serveGenerate(p, deps, req, res, url, model);
+          return generate(p, req, res, url, model);
         }
       }
     }
@@ -137,6 +154,13 @@ export async function startFakeProvider(
     },
     script: (provider, faults, model) => state.script(provider, faults, model),
     configure: (c: ConfigPatch) => state.configure(c),
-    reset: () => state.reset(),
+    reset: () => {
+      state.reset();
+      for (const o of open.values()) o.peak = o.now;
+    },
+    peakInFlight: (provider) => open.get(provider)?.peak ?? 0,
+    resetPeakInFlight: () => {
+      for (const o of open.values()) o.peak = o.now;
+    },
   };
 }

@@ -28,6 +28,13 @@ export interface Keys {
    * hash tag, so every key of the queue (BullMQ's scripts touch several) lives in one Cluster slot.
    */
   queue(provider: string): string;
+  /** A key of BullMQ's own layout for a pool's queue (`meta`, `active`, `wait`, …), as BullMQ names it. */
+  bull(provider: string, part: string): string;
+  /**
+   * A pool's fast-lane runs in flight (zset: run id → lease expiry), counted with BullMQ's active
+   * jobs against the pool's max-in-flight: in the queue's hash tag, beside BullMQ's keys.
+   */
+  laneInFlight(provider: string): string;
   /** Per-job stream of frames; entry id `0-<seq>`, field `f` = JSON frame. Tagged `{u<partition>}`. */
   frames(jobId: string): string;
   /** Per-job meta hash: account, state, model, created, … Tagged `{u<partition>}`. */
@@ -99,6 +106,8 @@ export function makeKeys(prefix = 'fg'): Keys {
   return {
     prefix,
     queue: (provider) => `{llm-${provider}}`,
+    bull: (provider, part) => `${prefix}:{llm-${provider}}:${part}`,
+    laneInFlight: (provider) => `${prefix}:{llm-${provider}}:fg-lane-in-flight`,
     frames: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:f`,
     meta: (id) => `${prefix}:{u${usagePartition(id)}}:${id}:m`,
     live: (id) => `${prefix}:live:{${id}}`,

@@ -21,7 +21,7 @@ export const WorkerConfig = z.object({
   WORKER_RPM: z.coerce.number().int().positive().optional(),
   /** Tokens (input + output) per window across the pool, per provider key. */
   WORKER_TPM: z.coerce.number().int().positive().optional(),
-  /** Requests in flight across every process of the pool (BullMQ global concurrency). */
+  /** Requests in flight across every process of the pool, lane runs and queued runs (limits/in-flight.ts). */
   WORKER_MAX_IN_FLIGHT: z.coerce.number().int().positive().optional(),
   /** Length of the rate-limit window (RPM/TPM are per this window). */
   RATE_WINDOW_MS: int(60_000),
@@ -53,7 +53,7 @@ export const WorkerConfig = z.object({
   /**
    * Run the pool's fast lane (packages/queue/src/fast-lane.ts): interactive requests reach an idle
    * worker with the message that wakes it. Lane jobs are admitted like queued ones (RPM/TPM, learned
-   * pauses); a pool with a max-in-flight limit (BullMQ global concurrency) does not run it.
+   * pauses, and max-in-flight: limits/in-flight.ts).
    */
   FAST_LANE: envBool(true),
   LOG_LEVEL: z.string().default('info'),

@@ -34,7 +34,11 @@ const lane = (data: JobData, over: Partial<Pickup> = {}): Pickup => ({
 });
 
 /** A runner with a scripted limiter and an attempt that records its input (and can be held open). */
-function setup(limits: EffectiveLimits, admit: { local?: Admission; shared?: Admission } = {}) {
+function setup(
+  limits: EffectiveLimits,
+  admit: { local?: Admission; shared?: Admission } = {},
+  inFlight?: RunnerDeps['inFlight'],
+) {
   const inputs: AttemptInput[] = [];
   const calls = { local: 0, shared: 0 };
   let release: (o: AttemptOutcome) => void = () => {};
@@ -45,6 +49,7 @@ function setup(limits: EffectiveLimits, admit: { local?: Admission; shared?: Adm
     limits,
     metrics,
     workerId: 'w1',
+    ...(inFlight ? { inFlight } : {}),
     limiter: {
       admitLocal: () => {
         calls.local++;
@@ -135,9 +140,43 @@ describe('runner', () => {
     expect((await t.metrics.inFlight.get()).values[0]?.value).toBe(0);
   });
 
-  it('the lane is off under a max-in-flight limit (BullMQ global concurrency), on under RPM/TPM limits and with none', () => {
+  it('the lane runs under every limit: a max-in-flight needs the in-flight gate', () => {
+    const gate = { acquire: async () => true, release: async () => {} };
     expect(setup({ attempts: 3, rpm: 5, tpm: 100 }).runner.laneAllowed()).toBe(true);
     expect(setup({ attempts: 3, maxInFlight: 2 }).runner.laneAllowed()).toBe(false);
+    expect(setup({ attempts: 3, maxInFlight: 2 }, {}, gate).runner.laneAllowed()).toBe(true);
     expect(setup({ attempts: 3 }).runner.laneAllowed()).toBe(true);
+  });
+
+  it('a lane run under a max-in-flight takes room from the gate and gives it back; a full pool sends it to the queue untouched; a queued run leaves the gate to BullMQ', async () => {
+    const taken: string[] = [];
+    const released: string[] = [];
+    let room = 1;
+    const gate = {
+      acquire: async (id: string) => {
+        if (room <= 0) return false;
+        room--;
+        taken.push(id);
+        return true;
+      },
+      release: async (id: string) => {
+        room++;
+        released.push(id);
+      },
+    };
+    const t = setup({ attempts: 3, maxInFlight: 1 }, {}, gate);
+    expect(await t.runner.run(lane(job({ id: 'req_a' })))).toEqual({ status: 'completed' });
+    expect(taken).toEqual(['w1:req_a']);
+    expect(released).toEqual(['w1:req_a']);
+    room = 0;
+    let called = false;
+    const full = await t.runner.run(lane(job({ id: 'req_b' }), { onCalling: () => (called = true) }));
+    expect(full).toEqual({ status: 'wait', waitMs: 0 });
+    expect(called).toBe(true);
+    expect(t.inputs.map((i) => i.data.id)).toEqual(['req_a']);
+    expect(released).toEqual(['w1:req_a']);
+    await t.runner.run(lane(job({ id: 'req_c' }), { via: 'queue', speculative: false }));
+    expect(t.inputs.map((i) => i.data.id)).toEqual(['req_a', 'req_c']);
+    expect(taken).toEqual(['w1:req_a']);
   });
 });

@@ -2,6 +2,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import type { JobData } from '@faregate/contracts/jobs';
 import type { AttemptInput, AttemptOutcome } from './attempt.ts';
 import type { WorkerDeps } from './deps.ts';
+import type { InFlightGate } from './limits/in-flight.ts';
 import type { Admission } from './limits/limiter.ts';
 import { estimateTokens } from './limits/estimate.ts';
 
@@ -29,6 +30,8 @@ export type RunnerDeps = Pick<WorkerDeps, 'config' | 'limits' | 'metrics'> & {
   /** Runs one attempt (attempt.ts; injected so the runner is tested alone). */
   attempt: (input: AttemptInput) => Promise<AttemptOutcome>;
   workerId: string;
+  /** The pool's max-in-flight for lane runs (BullMQ's global concurrency counts queued runs). */
+  inFlight?: Pick<InFlightGate, 'acquire' | 'release'>;
 };
 
 /**
@@ -66,11 +69,13 @@ export class Runner {
   }
 
   /**
-   * The lane runs with two slots or more, and not under a pool-wide max-in-flight: that limit is
-   * BullMQ's global concurrency, which counts BullMQ's active jobs only (README, Design notes).
+   * The lane runs with two slots or more. Under a pool-wide max-in-flight each lane run takes room
+   * from the InFlightGate, which keeps BullMQ's global concurrency at what lane runs leave.
    */
   laneAllowed(): boolean {
-    return !this.#deps.limits.maxInFlight && this.#deps.config.WORKER_CONCURRENCY > 1;
+    return (
+      this.#deps.config.WORKER_CONCURRENCY > 1 && (!this.#deps.limits.maxInFlight || !!this.#deps.inFlight)
+    );
   }
 
   /** Called whenever a run starts or ends. */
@@ -87,9 +92,28 @@ export class Runner {
   async run(p: Pickup): Promise<AttemptOutcome> {
     const { data } = p;
     const { config, limits, metrics } = this.#deps;
-    const base = data.attemptBase ?? 0;
     const attempt = Runner.attemptOf(p);
     const canWait = attempt < config.WORKER_MAX_STARTS;
+    // A lane run under a max-in-flight first takes room in the pool (a queued run holds BullMQ's);
+    // a full pool sends the job to the queue at once, where it waits its turn.
+    const gate = p.via === 'lane' && limits.maxInFlight ? this.#deps.inFlight : undefined;
+    const runId = `${this.#deps.workerId}:${data.id}`;
+    if (gate && !(await gate.acquire(runId))) {
+      metrics.rateLimitWaits.inc({ reason: 'in_flight' });
+      p.onCalling?.();
+      return { status: 'wait', waitMs: 0 };
+    }
+    try {
+      return await this.#admitAndRun(p, attempt, canWait);
+    } finally {
+      if (gate) void gate.release(runId).catch(() => {});
+    }
+  }
+
+  async #admitAndRun(p: Pickup, attempt: number, canWait: boolean): Promise<AttemptOutcome> {
+    const { data } = p;
+    const { limits, metrics } = this.#deps;
+    const base = data.attemptBase ?? 0;
     // Admission before anything is written for the attempt: a job that must wait goes back untouched
     // and without using an attempt.
     const admission = await this.#admit(data);

@@ -18,6 +18,7 @@ import { publishDiscovery } from './discovery.ts';
 import { createQueueIntake } from './intake/bullmq.ts';
 import { LaneIntake } from './intake/lane.ts';
 import { CircuitBreaker } from './limits/circuit.ts';
+import { InFlightGate } from './limits/in-flight.ts';
 import { baseLimits, PoolLimits } from './limits/effective.ts';
 import { PoolLimiter } from './limits/limiter.ts';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
@@ -90,10 +91,12 @@ export async function createWorkerService(
     prices: priceTable(gatewayConfig),
     tracing: await startTracing(`worker-${providerConfig.id}`, env),
   };
+  const inFlight = new InFlightGate(redis, keys, providerConfig.id, config.WORKER_LOCK_MS);
   const runner = new Runner({
     config,
     limits,
     metrics,
+    inFlight,
     limiter: deps.limiter,
     attempt: (input) => runAttempt(deps, input),
     workerId,
@@ -129,8 +132,8 @@ export async function createWorkerService(
     // A lease taken under the old limits is not used under the new ones.
     if (applied) deps.limiter.releaseLeases();
     applied = { ...next };
-    if (next.maxInFlight) await deps.queue.setGlobalConcurrency(next.maxInFlight);
-    else await deps.queue.removeGlobalConcurrency();
+    // BullMQ's global concurrency: the max-in-flight less the lane runs in flight (in-flight.ts).
+    await inFlight.setLimit(next.maxInFlight);
     metrics.limit.set({ limit: 'rpm' }, next.rpm ?? 0);
     metrics.limit.set({ limit: 'tpm' }, next.tpm ?? 0);
     metrics.limit.set({ limit: 'max_in_flight' }, next.maxInFlight ?? 0);
@@ -170,6 +173,11 @@ export async function createWorkerService(
         'reading limits',
       );
       every(PAUSE_REFRESH_MS, () => deps.limiter.refreshPauses(), 'reading pauses');
+      every(
+        Math.max(100, Math.floor(config.WORKER_LOCK_MS / 3)),
+        () => inFlight.renew(),
+        'renewing in-flight leases',
+      );
       await deps.cancels.listen(sub, keys);
       const discovered = await publishDiscovery(deps);
       log.info({ models: discovered.models.length, source: discovered.source }, 'models discovered');
