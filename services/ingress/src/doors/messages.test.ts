@@ -121,6 +121,12 @@ describe('Anthropic request → chat request', () => {
     ).toThrow(expect.objectContaining({ param: 'thinking.budget_tokens' }));
   });
 
+  it('refuses a conversation whose turns are all empty', () => {
+    expect(() =>
+      toChatRequest(parse({ ...base, system: 'x', messages: [{ role: 'user', content: [] }] })),
+    ).toThrow(expect.objectContaining({ param: 'messages' }));
+  });
+
   it('refuses what Anthropic refuses: unknown fields, a system role turn, temperature above 1', () => {
     const msgs = [{ role: 'user', content: 'x' }];
     expect(AnthropicRequest.safeParse({ ...base, messages: msgs, n: 2 }).success).toBe(false);

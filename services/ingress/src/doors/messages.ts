@@ -110,6 +110,8 @@ function messagesOf(req: AnthropicCountTokensRequest): ChatMessage[] {
     out.push({ role: 'system', content: req.system.map((b) => ({ type: 'text', text: b.text })) });
   }
   for (const [i, m] of req.messages.entries()) turnOf(m, i, out);
+  if (!out.some((m) => m.role !== 'system'))
+    throw invalid('messages', 'The messages have no content: every turn is empty.');
   if (out.length > 4096)
     throw invalid('messages', 'The conversation has more than 4096 turns and tool results.');
   return out;
