@@ -6,10 +6,11 @@ CREATE TABLE "files" (
 	"bytes" bigint DEFAULT 0 NOT NULL,
 	"lines" integer DEFAULT 0 NOT NULL,
 	"status" text NOT NULL,
-	"created_at" bigint NOT NULL
+	"created_at" bigint NOT NULL,
+	"seq" bigint GENERATED ALWAYS AS IDENTITY NOT NULL
 );
 --> statement-breakpoint
-CREATE INDEX "files_account_created_idx" ON "files" USING btree ("account_id","created_at");
+CREATE INDEX "files_account_seq_idx" ON "files" USING btree ("account_id","seq");
 --> statement-breakpoint
 CREATE TABLE "file_chunks" (
 	"file_id" text NOT NULL,
@@ -46,10 +47,11 @@ CREATE TABLE "batches" (
 	"cancelled_at" bigint,
 	"lease_owner" text,
 	"lease_until" bigint DEFAULT 0 NOT NULL,
-	"stepped_at" bigint DEFAULT 0 NOT NULL
+	"stepped_at" bigint DEFAULT 0 NOT NULL,
+	"seq" bigint GENERATED ALWAYS AS IDENTITY NOT NULL
 );
 --> statement-breakpoint
-CREATE INDEX "batches_account_created_idx" ON "batches" USING btree ("account_id","created_at","id");
+CREATE INDEX "batches_account_seq_idx" ON "batches" USING btree ("account_id","seq");
 --> statement-breakpoint
 CREATE INDEX "batches_active_idx" ON "batches" USING btree ("status","stepped_at");
 --> statement-breakpoint
@@ -60,6 +62,7 @@ CREATE TABLE "batch_lines" (
 	"body" jsonb,
 	"state" text NOT NULL,
 	"job_id" text,
+	"submitted_at" bigint,
 	"result" jsonb,
 	CONSTRAINT "batch_lines_batch_id_line_pk" PRIMARY KEY("batch_id","line")
 );

@@ -45,7 +45,7 @@ export class ProviderQueues {
    * BullMQ's attempt ceiling per hop. The worker decides retries itself from its pool's configured
    * attempts (WORKER_ATTEMPTS), and falls back or fails before reaching this.
    */
-  async add(data: JobData, attempts = 10, opts: { delay?: number } = {}): Promise<void> {
+  async add(data: JobData, attempts = 10, opts: { delay?: number; priority?: number } = {}): Promise<void> {
     const candidate = data.plan[data.hop];
     if (!candidate) throw new Error(`job ${data.id} has no candidate for hop ${data.hop}`);
     await this.get(candidate.provider).add('chat', data, { ...providerJobOptions(data, attempts), ...opts });

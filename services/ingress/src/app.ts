@@ -22,6 +22,7 @@ import { adminSessionRoutes } from './routes/admin/session.ts';
 import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
 import { fileRoutes } from './routes/v1/files.ts';
+import { batchRoutes } from './routes/v1/batches.ts';
 import { messagesRoutes } from './routes/v1/messages.ts';
 import { responsesRoutes } from './routes/v1/responses.ts';
 import { modelRoutes } from './routes/v1/models.ts';
@@ -113,6 +114,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     await jobRoutes(v1, deps);
     // Multipart parsing is registered in the files routes' own scope only.
     await v1.register(async (f) => fileRoutes(f, deps));
+    await batchRoutes(v1, deps);
     await modelRoutes(v1, deps);
     await streamRoutes(v1, deps);
     await streamTokenRoutes(v1, deps);

@@ -5,8 +5,9 @@ import { loadConfig } from './config.ts';
 import { createIngressDeps } from './create-deps.ts';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
 import { startTracing } from '@faregate/observability/tracing';
-import { queueMetrics } from './metrics.ts';
+import { poolMetrics } from './metrics.ts';
 import { serve } from './server.ts';
+import { BatchDriver } from './openai-batches/driver.ts';
 
 // Composition root: the only place that reads the environment. It wires and starts; what runs once
 // before listening (migrations, prices, the bootstrap account and credit) is in bootstrap.ts.
@@ -16,6 +17,8 @@ const deps = await createIngressDeps(config, gateway);
 deps.tracing = await startTracing('ingress', process.env);
 await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
+// OpenAI batches: every ingress process drives the batches it holds the lease of.
+const batchDriver = new BatchDriver(deps);
 const metricsServer =
   config.METRICS_PORT === 0
     ? undefined
@@ -24,17 +27,19 @@ const metricsServer =
         port: config.METRICS_PORT,
         host: config.HOST,
         healthy: () => true,
-        // BullMQ's queue metrics for every pool this ingress routes to.
-        extra: () => queueMetrics(deps.queues, deps.directory.providers),
+        // BullMQ's queue metrics and the backlog KEDA scales on, for every pool expected or live.
+        extra: () => poolMetrics(deps, [...new Set([...deps.config.EXPECTED_POOLS, ...deps.directory.providers])]),
       });
 await serve(app, {
   port: config.PORT,
   host: config.HOST,
   log: deps.log,
   onClose: async () => {
+    await batchDriver.stop();
     await metricsServer?.close();
     await deps.tracing?.shutdown();
     await deps.close();
   },
 });
+batchDriver.start();
 deps.log.info({ port: config.PORT, pools: deps.directory.providers }, 'ingress listening');

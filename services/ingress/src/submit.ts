@@ -80,6 +80,13 @@ export interface SubmitOptions {
   patienceMs?: number;
   /** The submitting request's trace context (`traceparent`, tracing on): the worker's spans join it. */
   trace?: string;
+  /**
+   * The job id, when the caller chose it (a batch line's, derived from the batch and the line, so a
+   * line submitted again after a crash is the same job); otherwise a fresh one.
+   */
+  id?: string;
+  /** BullMQ priority (async only): batch lines queue behind interactive and async jobs (which have none). */
+  priority?: number;
 }
 
 /**
@@ -157,7 +164,7 @@ export async function submitChat(
   // worker refuses a call past `holdCalls`, so settlement never exceeds the hold.
   const holdCalls = deps.config.HOLD_CALLS;
   const holdMicros = route.callMicros * BigInt(holdCalls);
-  const id = newId('req');
+  const id = opts.id ?? newId('req');
   const now = Date.now();
   const deadline = now + deps.config.REQUEST_TIMEOUT_MS;
   const data: JobData = {
@@ -254,7 +261,7 @@ export async function submitChat(
     }
     const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
-    else await deps.queues.add(data);
+    else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});
   } catch (e) {
     stopFollowing();
     await deps.budget.release(reservation).catch(() => {});

@@ -39,9 +39,11 @@ export const batches = pgTable(
     leaseUntil: bigint('lease_until', { mode: 'number' }).notNull().default(0),
     /** When a driver last stepped it (ms): active batches are stepped oldest first (round-robin). */
     steppedAt: bigint('stepped_at', { mode: 'number' }).notNull().default(0),
+    /** Creation order (lists page by it; many batches share a second). */
+    seq: bigint('seq', { mode: 'number' }).notNull().generatedAlwaysAsIdentity(),
   },
   (t) => [
-    index('batches_account_created_idx').on(t.accountId, t.createdAt, t.id),
+    index('batches_account_seq_idx').on(t.accountId, t.seq),
     index('batches_active_idx').on(t.status, t.steppedAt),
   ],
 );
@@ -58,9 +60,11 @@ export const batchLines = pgTable(
     customId: text('custom_id').notNull(),
     body: jsonb('body'),
     state: text('state', {
-      enum: ['pending', 'submitted', 'completed', 'failed', 'cancelled'],
+      enum: ['pending', 'submitted', 'completed', 'failed', 'expired', 'cancelled'],
     }).notNull(),
     jobId: text('job_id'),
+    /** When it was fed (ms): a line fed with no job record after a while was lost in a crash. */
+    submittedAt: bigint('submitted_at', { mode: 'number' }),
     /** The output or error file line (OpenAI's format), once the line ended. */
     result: jsonb('result'),
   },

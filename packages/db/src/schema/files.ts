@@ -19,8 +19,10 @@ export const files = pgTable(
     status: text('status', { enum: ['uploading', 'processed'] }).notNull(),
     /** Unix seconds, as the API shows it. */
     createdAt: bigint('created_at', { mode: 'number' }).notNull(),
+    /** Creation order (lists page by it; many files share a second). */
+    seq: bigint('seq', { mode: 'number' }).notNull().generatedAlwaysAsIdentity(),
   },
-  (t) => [index('files_account_created_idx').on(t.accountId, t.createdAt)],
+  (t) => [index('files_account_seq_idx').on(t.accountId, t.seq)],
 );
 
 /** A file's bytes in order, in chunks of about a mebibyte (Postgres storage). */

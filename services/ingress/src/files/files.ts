@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, lt, type SQL } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FileObject } from '@faregate/contracts/openai-batches';
 import { files } from '@faregate/db/schema/files';
@@ -61,20 +61,14 @@ export async function listFiles(
   if (q.after) {
     const cursor = await ownedFile(deps, accountId, q.after);
     if (!cursor) throw fileNotFound(q.after);
-    // Ids break ties between files created in the same second.
-    where.push(
-      q.order === 'desc'
-        ? sql`(${files.createdAt}, ${files.id}) < (${cursor.createdAt}, ${cursor.id})`
-        : sql`(${files.createdAt}, ${files.id}) > (${cursor.createdAt}, ${cursor.id})`,
-    );
+    where.push(q.order === 'desc' ? lt(files.seq, cursor.seq) : gt(files.seq, cursor.seq));
   }
-  const order =
-    q.order === 'desc' ? [desc(files.createdAt), desc(files.id)] : [asc(files.createdAt), asc(files.id)];
+  const order = q.order === 'desc' ? desc(files.seq) : asc(files.seq);
   const rows = await deps.db
     .select()
     .from(files)
     .where(and(...where))
-    .orderBy(...order)
+    .orderBy(order)
     .limit(q.limit + 1);
   return { data: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
 }

@@ -1,0 +1,158 @@
+import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm';
+import { GatewayError } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
+import {
+  type BatchCreate,
+  BatchErrors,
+  type BatchObject,
+  type BatchPrincipal,
+  BatchStatus,
+} from '@faregate/contracts/openai-batches';
+import { batches } from '@faregate/db/schema/batches';
+import { z } from 'zod';
+import type { IngressDeps } from '../deps.ts';
+import { fileNotFound, ownedFile } from '../files/files.ts';
+import type { Principal } from '../plugins/auth.ts';
+import { requireScope } from '../plugins/auth.ts';
+
+export type BatchRow = typeof batches.$inferSelect;
+
+/** Statuses a driver still has work in. */
+export const ACTIVE = ['validating', 'in_progress', 'finalizing', 'cancelling'] as const;
+
+const Metadata = z.record(z.string(), z.string()).nullable();
+const nowS = () => Math.floor(Date.now() / 1000);
+
+/** Ids derived from the batch id: a line's job id (the same after any crash), its output line id, result files. */
+export const lineIds = (batchId: string, line: number) => {
+  const tail = batchId.slice('batch_'.length);
+  return { job: `req_${tail}_${line}`, out: `batch_req_${tail}_${line}` };
+};
+export const resultFileId = (batchId: string, kind: 'output' | 'error') =>
+  `file_${batchId.slice('batch_'.length)}-${kind}`;
+
+/** OpenAI's batch object. */
+export function batchView(b: BatchRow): BatchObject {
+  const errors = BatchErrors.safeParse(b.errors);
+  const metadata = Metadata.safeParse(b.metadata ?? null);
+  return {
+    id: b.id,
+    object: 'batch',
+    endpoint: b.endpoint,
+    errors: errors.success && errors.data.length > 0 ? { object: 'list', data: errors.data } : null,
+    input_file_id: b.inputFileId,
+    completion_window: b.completionWindow,
+    status: BatchStatus.parse(b.status),
+    output_file_id: b.outputFileId,
+    error_file_id: b.errorFileId,
+    created_at: b.createdAt,
+    in_progress_at: b.inProgressAt,
+    expires_at: b.expiresAt,
+    finalizing_at: b.finalizingAt,
+    completed_at: b.completedAt,
+    failed_at: b.failedAt,
+    expired_at: b.expiredAt,
+    cancelling_at: b.cancellingAt,
+    cancelled_at: b.cancelledAt,
+    request_counts: { total: b.total, completed: b.completed, failed: b.failed },
+    metadata: metadata.success ? metadata.data : null,
+  };
+}
+
+export const batchNotFound = (id: string) =>
+  new GatewayError({ code: 'not_found', message: `No batch found with id '${id}'.`, param: 'id' });
+
+const BATCH_ID = /^batch_[A-Za-z0-9_-]{10,64}$/;
+
+/** The account's batch, or undefined: another tenant's batch does not exist. */
+export async function ownedBatch(
+  deps: IngressDeps,
+  accountId: string,
+  id: string,
+): Promise<BatchRow | undefined> {
+  if (!BATCH_ID.test(id)) return undefined;
+  const [row] = await deps.db
+    .select()
+    .from(batches)
+    .where(and(eq(batches.id, id), eq(batches.accountId, accountId)));
+  return row;
+}
+
+/** Records a batch in `validating`; a driver validates its file and runs it. */
+export async function createBatch(
+  deps: IngressDeps,
+  principal: Principal,
+  body: BatchCreate,
+): Promise<BatchRow> {
+  requireScope(principal, 'chat');
+  const file = await ownedFile(deps, principal.accountId, body.input_file_id);
+  if (!file) throw fileNotFound(body.input_file_id);
+  if (file.purpose !== 'batch')
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: `File ${file.id} has purpose '${file.purpose}': a batch input file has purpose 'batch'.`,
+      param: 'input_file_id',
+    });
+  const created = nowS();
+  const kept: BatchPrincipal = {
+    accountId: principal.accountId,
+    keyId: principal.keyId,
+    scopes: principal.scopes,
+    allowedModels: principal.allowedModels,
+    ...(principal.limits ? { limits: principal.limits } : {}),
+  };
+  const [row] = await deps.db
+    .insert(batches)
+    .values({
+      id: newId('batch', 12),
+      accountId: principal.accountId,
+      keyId: principal.keyId,
+      principal: kept,
+      endpoint: body.endpoint,
+      inputFileId: file.id,
+      completionWindow: body.completion_window,
+      metadata: body.metadata ?? null,
+      status: 'validating',
+      createdAt: created,
+      expiresAt: created + deps.config.BATCH_WINDOW_SECONDS,
+    })
+    .returning();
+  if (!row) throw new GatewayError({ code: 'internal_error', message: 'batch not recorded' });
+  return row;
+}
+
+/** The account's batches, newest first, after the cursor batch. */
+export async function listBatches(
+  deps: IngressDeps,
+  accountId: string,
+  q: { after?: string; limit: number },
+): Promise<{ data: BatchRow[]; hasMore: boolean }> {
+  const where: SQL[] = [eq(batches.accountId, accountId)];
+  if (q.after) {
+    const cursor = await ownedBatch(deps, accountId, q.after);
+    if (!cursor) throw batchNotFound(q.after);
+    where.push(lt(batches.seq, cursor.seq));
+  }
+  const rows = await deps.db
+    .select()
+    .from(batches)
+    .where(and(...where))
+    .orderBy(desc(batches.seq))
+    .limit(q.limit + 1);
+  return { data: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+}
+
+/**
+ * Asks the batch to stop: `cancelling` at once (the driver stops feeding it, cancels its open lines,
+ * and ends it `cancelled` with what finished). A batch already ending or ended is left as it is.
+ */
+export async function cancelBatch(deps: IngressDeps, b: BatchRow): Promise<BatchRow> {
+  const [row] = await deps.db
+    .update(batches)
+    .set({ status: 'cancelling', cancellingAt: nowS() })
+    .where(and(eq(batches.id, b.id), inArray(batches.status, ['validating', 'in_progress'])))
+    .returning();
+  if (row) return row;
+  const [now] = await deps.db.select().from(batches).where(eq(batches.id, b.id));
+  return now ?? b;
+}

@@ -1,0 +1,496 @@
+import { and, asc, eq, inArray, lt, or } from 'drizzle-orm';
+import { GatewayError } from '@faregate/contracts/errors';
+import { parseFrame } from '@faregate/contracts/frames';
+import { isFinalState } from '@faregate/contracts/job-control';
+import { newId } from '@faregate/contracts/ids';
+import { BatchPrincipal, type BatchOutputLine } from '@faregate/contracts/openai-batches';
+import { batches } from '@faregate/db/schema/batches';
+import { readJobStates, requestCancel } from '@faregate/queue/job-control';
+import type pg from 'pg';
+import type { IngressDeps } from '../deps.ts';
+import { fileStore, ownedFile } from '../files/files.ts';
+import type { Principal } from '../plugins/auth.ts';
+import { parseChatRequest, submitChat } from '../submit.ts';
+import { ACTIVE, type BatchRow, lineIds, resultFileId } from './batches.ts';
+import { type ValidLine, validateLines } from './validate.ts';
+
+/** BullMQ priority of batch lines: after every interactive and async job (those have none). */
+export const BATCH_PRIORITY = 100;
+/** A fed line with no job record after this long was lost between feeding and queueing (a crash). */
+const LOST_AFTER_MS = 30_000;
+/** Batches stepped per tick, oldest step first (round-robin between active batches). */
+const BATCHES_PER_TICK = 16;
+const SUBMIT_CONCURRENCY = 8;
+
+const nowS = () => Math.floor(Date.now() / 1000);
+
+type Ended = {
+  line: number;
+  state: 'completed' | 'failed' | 'cancelled' | 'expired';
+  result: BatchOutputLine | null;
+};
+
+const EXPIRED: BatchOutputLine['error'] = {
+  code: 'batch_expired',
+  message: 'This request could not be executed before the completion window expired.',
+};
+
+/**
+ * Drives OpenAI batches from their durable state (the `batches` row and its `batch_lines`), so any
+ * ingress process can take a batch over after another dies. A process steps a batch only while it
+ * holds the batch's lease. A step validates a new batch, collects ended lines into their output or
+ * error lines, feeds more lines as ordinary async jobs (bounded in flight per batch, at low priority),
+ * and finalizes: the output and error files, then the terminal status. A line's job id is derived
+ * from the batch and the line, and a line is marked fed before it is queued, so it runs once.
+ */
+export class BatchDriver {
+  readonly #deps: IngressDeps;
+  readonly #pool: pg.Pool;
+  readonly #owner = newId('drv', 9);
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+
+  constructor(deps: IngressDeps) {
+    this.#deps = deps;
+    this.#pool = deps.db.$client;
+  }
+
+  start(): void {
+    const loop = () => {
+      if (this.#stopped) return;
+      this.#running = this.tick()
+        .catch((err: unknown) => this.#deps.log.warn({ err }, 'batch driver tick failed'))
+        .finally(() => {
+          if (!this.#stopped) this.#timer = setTimeout(loop, this.#deps.config.BATCH_TICK_MS);
+        });
+    };
+    loop();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  /** One round: steps each active batch this process can hold, least recently stepped first. */
+  async tick(): Promise<void> {
+    const now = Date.now();
+    const due = await this.#deps.db
+      .select({ id: batches.id })
+      .from(batches)
+      .where(
+        and(
+          inArray(batches.status, [...ACTIVE]),
+          or(lt(batches.leaseUntil, now), eq(batches.leaseOwner, this.#owner)),
+        ),
+      )
+      .orderBy(asc(batches.steppedAt))
+      .limit(BATCHES_PER_TICK);
+    for (const { id } of due) {
+      if (this.#stopped) return;
+      const b = await this.#claim(id);
+      if (b) await this.step(b);
+    }
+  }
+
+  async #claim(id: string): Promise<BatchRow | undefined> {
+    const now = Date.now();
+    const [b] = await this.#deps.db
+      .update(batches)
+      .set({ leaseOwner: this.#owner, leaseUntil: now + this.#deps.config.BATCH_LEASE_MS, steppedAt: now })
+      .where(
+        and(
+          eq(batches.id, id),
+          inArray(batches.status, [...ACTIVE]),
+          or(lt(batches.leaseUntil, now), eq(batches.leaseOwner, this.#owner)),
+        ),
+      )
+      .returning();
+    return b;
+  }
+
+  /** Keeps the lease through a long step (validation of a large file). */
+  async #renew(id: string): Promise<void> {
+    await this.#deps.db
+      .update(batches)
+      .set({ leaseUntil: Date.now() + this.#deps.config.BATCH_LEASE_MS })
+      .where(and(eq(batches.id, id), eq(batches.leaseOwner, this.#owner)));
+  }
+
+  async step(b: BatchRow): Promise<void> {
+    if (b.status === 'validating') return this.#validate(b);
+    if (b.status === 'finalizing') return this.#finalize(b, b.finalStatus ?? 'completed');
+    const open = await this.#collect(b);
+    if (b.status === 'cancelling') {
+      await this.#stopLines(b, open, 'cancelled');
+      if (open.length === 0) await this.#finalize(b, 'cancelled');
+      return;
+    }
+    if (nowS() >= b.expiresAt) {
+      await this.#stopLines(b, open, 'expired');
+      if (open.length === 0) await this.#finalize(b, 'expired');
+      return;
+    }
+    const fed = await this.#feed(b, this.#deps.config.BATCH_MAX_IN_FLIGHT - open.length);
+    if (open.length === 0 && fed === 0 && !(await this.#hasPending(b.id)))
+      await this.#finalize(b, 'completed');
+  }
+
+  async #validate(b: BatchRow): Promise<void> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      // A validation cut short by a crash starts over.
+      await client.query('DELETE FROM batch_lines WHERE batch_id = $1', [b.id]);
+      let stored = 0;
+      const emit = async (lines: ValidLine[]) => {
+        await client.query(
+          `INSERT INTO batch_lines (batch_id, line, custom_id, body, state)
+           SELECT $1, l, c, b::jsonb, 'pending' FROM unnest($2::int[], $3::text[], $4::text[]) AS t(l, c, b)`,
+          [b.id, lines.map((l) => l.line), lines.map((l) => l.customId), lines.map((l) => l.body)],
+        );
+        stored += lines.length;
+        if (stored % 5000 < lines.length) await this.#renew(b.id);
+      };
+      const file = await ownedFile(this.#deps, b.accountId, b.inputFileId);
+      const { total, errors } = file
+        ? await validateLines(fileStore(this.#deps).get(file.id), b.endpoint, emit)
+        : {
+            total: 0,
+            errors: [
+              {
+                code: 'invalid_file',
+                message: `The input file ${b.inputFileId} no longer exists.`,
+                param: 'input_file_id',
+                line: null,
+              },
+            ],
+          };
+      const now = nowS();
+      if (errors.length > 0 || total === 0) {
+        await client.query('ROLLBACK');
+        await this.#deps.db
+          .update(batches)
+          .set({
+            status: 'failed',
+            failedAt: now,
+            errors:
+              errors.length > 0
+                ? errors
+                : [
+                    {
+                      code: 'empty_file',
+                      message: 'The input file has no requests.',
+                      param: null,
+                      line: null,
+                    },
+                  ],
+          })
+          .where(and(eq(batches.id, b.id), eq(batches.status, 'validating')));
+        return;
+      }
+      // A batch cancelled while it was being validated is cancelled, not started.
+      const r = await client.query(
+        `UPDATE batches SET status = 'in_progress', in_progress_at = $2, total = $3
+         WHERE id = $1 AND status = 'validating'`,
+        [b.id, now, total],
+      );
+      await client.query(r.rowCount === 1 ? 'COMMIT' : 'ROLLBACK');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Records the lines whose job ended; returns the job ids of those still open. */
+  async #collect(b: BatchRow): Promise<{ line: number; job: string }[]> {
+    const fed = await this.#pool.query<{
+      line: number;
+      job_id: string;
+      custom_id: string;
+      submitted_at: string;
+    }>(
+      `SELECT line, job_id, custom_id, submitted_at FROM batch_lines WHERE batch_id = $1 AND state = 'submitted'`,
+      [b.id],
+    );
+    if (fed.rows.length === 0) return [];
+    const deps = this.#deps;
+    const states = await readJobStates(
+      deps.redis,
+      deps.keys,
+      fed.rows.map((r) => r.job_id),
+    );
+    const ended: Ended[] = [];
+    const open: { line: number; job: string }[] = [];
+    const lost: number[] = [];
+    await Promise.all(
+      fed.rows.map(async (row, i) => {
+        const state = states[i];
+        const { out } = lineIds(b.id, row.line);
+        if (!state || !isFinalState(state)) {
+          if (!state && Date.now() - Number(row.submitted_at) > LOST_AFTER_MS) lost.push(row.line);
+          else open.push({ line: row.line, job: row.job_id });
+          return;
+        }
+        const last = await deps.store.last(row.job_id);
+        const f = last ? parseFrame(last) : undefined;
+        if (f?.type === 'done') {
+          ended.push({
+            line: row.line,
+            state: 'completed',
+            result: {
+              id: out,
+              custom_id: row.custom_id,
+              response: { status_code: 200, request_id: row.job_id, body: f.result },
+              error: null,
+            },
+          });
+          return;
+        }
+        const ge =
+          f?.type === 'error'
+            ? new GatewayError(f.error)
+            : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' });
+        if (state === 'cancelled' || ge.code === 'cancelled') {
+          // Stopped by the batch's cancel or expiry: not a failure of the request.
+          ended.push(
+            b.status === 'cancelling'
+              ? { line: row.line, state: 'cancelled', result: null }
+              : {
+                  line: row.line,
+                  state: 'expired',
+                  result: { id: out, custom_id: row.custom_id, response: null, error: EXPIRED },
+                },
+          );
+          return;
+        }
+        ended.push({
+          line: row.line,
+          state: 'failed',
+          result: {
+            id: out,
+            custom_id: row.custom_id,
+            response: { status_code: ge.status, request_id: row.job_id, body: ge.toBody() },
+            error: null,
+          },
+        });
+      }),
+    );
+    if (lost.length > 0) {
+      // Fed, then the process died before the job was recorded: feed them again (same job ids).
+      await this.#pool.query(
+        `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
+        [b.id, lost],
+      );
+    }
+    await this.#record(b.id, ended);
+    return open;
+  }
+
+  /** Ends lines with their results and counts them, in one transaction (only lines still open). */
+  async #record(batchId: string, ended: Ended[]): Promise<void> {
+    if (ended.length === 0) return;
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const r = await client.query<{ state: string }>(
+        `UPDATE batch_lines l SET state = t.s, result = t.r::jsonb, body = NULL
+         FROM unnest($2::int[], $3::text[], $4::text[]) AS t(n, s, r)
+         WHERE l.batch_id = $1 AND l.line = t.n AND l.state IN ('submitted', 'pending')
+         RETURNING l.state`,
+        [
+          batchId,
+          ended.map((e) => e.line),
+          ended.map((e) => e.state),
+          ended.map((e) => (e.result ? JSON.stringify(e.result) : null)),
+        ],
+      );
+      const completed = r.rows.filter((x) => x.state === 'completed').length;
+      const failed = r.rows.filter((x) => x.state === 'failed').length;
+      if (completed + failed > 0)
+        await client.query(
+          'UPDATE batches SET completed = completed + $2, failed = failed + $3 WHERE id = $1',
+          [batchId, completed, failed],
+        );
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Feeds up to `room` pending lines as async jobs; returns how many were fed. */
+  async #feed(b: BatchRow, room: number): Promise<number> {
+    if (room <= 0) return 0;
+    const { job: prefix } = lineIds(b.id, 0);
+    const jobPrefix = prefix.slice(0, -1);
+    const picked = await this.#pool.query<{ line: number; custom_id: string; body: unknown }>(
+      `UPDATE batch_lines SET state = 'submitted', job_id = $2 || line, submitted_at = $3
+       WHERE batch_id = $1 AND line IN (
+         SELECT line FROM batch_lines WHERE batch_id = $1 AND state = 'pending' ORDER BY line LIMIT $4
+       ) AND state = 'pending'
+       RETURNING line, custom_id, body`,
+      [b.id, jobPrefix, Date.now(), room],
+    );
+    if (picked.rows.length === 0) return 0;
+    const parsed = BatchPrincipal.safeParse(b.principal);
+    const principal: Principal | undefined = parsed.success ? { ...parsed.data } : undefined;
+    const ended: Ended[] = [];
+    const retry: number[] = [];
+    let next = 0;
+    const rows = picked.rows.sort((x, y) => x.line - y.line);
+    const work = async () => {
+      for (let i = next++; i < rows.length; i = next++) {
+        const row = rows[i];
+        if (!row) continue;
+        const { job, out } = lineIds(b.id, row.line);
+        try {
+          if (!principal)
+            throw new GatewayError({ code: 'internal_error', message: 'batch has no principal' });
+          const request = parseChatRequest(row.body);
+          await submitChat(this.#deps, { ...principal }, request, 'async', {
+            id: job,
+            priority: BATCH_PRIORITY,
+          });
+        } catch (e) {
+          const ge =
+            e instanceof GatewayError
+              ? e
+              : new GatewayError({ code: 'internal_error', message: 'internal error' });
+          if (ge.retryable || ge.status === 429 || ge.status === 503) {
+            // The gateway's own pressure (rate limits, a pool not up yet): fed again on a later step.
+            retry.push(row.line);
+            continue;
+          }
+          ended.push({
+            line: row.line,
+            state: 'failed',
+            result: {
+              id: out,
+              custom_id: row.custom_id,
+              response: { status_code: ge.status, request_id: job, body: ge.toBody() },
+              error: null,
+            },
+          });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, rows.length) }, work));
+    if (retry.length > 0)
+      await this.#pool.query(
+        `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
+        [b.id, retry],
+      );
+    await this.#record(b.id, ended);
+    return rows.length - retry.length;
+  }
+
+  async #hasPending(batchId: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      `SELECT 1 FROM batch_lines WHERE batch_id = $1 AND state IN ('pending', 'submitted') LIMIT 1`,
+      [batchId],
+    );
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  /** Cancel or expiry: lines not fed end at once; open ones are asked to stop. */
+  async #stopLines(b: BatchRow, open: { job: string }[], why: 'cancelled' | 'expired'): Promise<void> {
+    if (why === 'cancelled') {
+      await this.#pool.query(
+        `UPDATE batch_lines SET state = 'cancelled', body = NULL WHERE batch_id = $1 AND state = 'pending'`,
+        [b.id],
+      );
+    } else {
+      await this.#pool.query(
+        `UPDATE batch_lines SET state = 'expired', body = NULL,
+           result = jsonb_build_object('id', 'batch_req_' || $2 || '_' || line, 'custom_id', custom_id,
+                                       'response', NULL, 'error', $3::jsonb)
+         WHERE batch_id = $1 AND state = 'pending'`,
+        [b.id, b.id.slice('batch_'.length), JSON.stringify(EXPIRED)],
+      );
+    }
+    const ttlMs = this.#deps.config.STREAM_TTL_SECONDS * 1000;
+    await Promise.all(open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs)));
+  }
+
+  /**
+   * Writes the output file (completed lines) and the error file (failed and expired lines), in line
+   * order and streamed, then ends the batch. Starting over after a crash rewrites both files.
+   */
+  async #finalize(b: BatchRow, final: string): Promise<void> {
+    const now = nowS();
+    if (b.status !== 'finalizing') {
+      const [f] = await this.#deps.db
+        .update(batches)
+        .set({ status: 'finalizing', finalStatus: final, finalizingAt: now })
+        .where(and(eq(batches.id, b.id), eq(batches.status, b.status)))
+        .returning();
+      if (!f) return; // changed meanwhile (a cancel): the next step sees it
+    }
+    const output = await this.#writeResults(b, 'output', `state = 'completed'`);
+    const error = await this.#writeResults(
+      b,
+      'error',
+      `state IN ('failed', 'expired') AND result IS NOT NULL`,
+    );
+    const at =
+      final === 'cancelled'
+        ? { cancelledAt: now }
+        : final === 'expired'
+          ? { expiredAt: now }
+          : { completedAt: now };
+    await this.#deps.db
+      .update(batches)
+      .set({
+        status: final,
+        outputFileId: output,
+        errorFileId: error,
+        leaseOwner: null,
+        leaseUntil: 0,
+        ...at,
+      })
+      .where(and(eq(batches.id, b.id), eq(batches.status, 'finalizing')));
+  }
+
+  async #writeResults(b: BatchRow, kind: 'output' | 'error', where: string): Promise<string | null> {
+    const id = resultFileId(b.id, kind);
+    const store = fileStore(this.#deps);
+    await store.delete(id);
+    await this.#pool.query('DELETE FROM files WHERE id = $1', [id]);
+    let bytes = 0;
+    let lines = 0;
+    const pool = this.#pool;
+    const renew = () => this.#renew(b.id);
+    async function* results(): AsyncIterable<Buffer> {
+      let after = 0;
+      for (;;) {
+        const r = await pool.query<{ line: number; result: unknown }>(
+          `SELECT line, result FROM batch_lines WHERE batch_id = $1 AND line > $2 AND ${where} ORDER BY line LIMIT 1000`,
+          [b.id, after],
+        );
+        if (r.rows.length === 0) return;
+        const text = r.rows.map((x) => `${JSON.stringify(x.result)}\n`).join('');
+        const buf = Buffer.from(text);
+        bytes += buf.length;
+        lines += r.rows.length;
+        after = r.rows.at(-1)?.line ?? after;
+        await renew();
+        yield buf;
+      }
+    }
+    await store.put(id, results());
+    if (lines === 0) return null;
+    await this.#pool.query(
+      `INSERT INTO files (id, account_id, purpose, filename, bytes, lines, status, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'processed', $7)`,
+      [id, b.accountId, 'batch_output', `${b.id}_${kind}.jsonl`, bytes, lines, nowS()],
+    );
+    return id;
+  }
+}

@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { type BatchError, BatchInputLine } from '@faregate/contracts/openai-batches';
+import { linesOf } from '../files/store.ts';
+import { isObject } from '../request-body.ts';
+
+/** A valid line, ready to be stored: its number (1-based), custom id and request body (JSON text). */
+export interface ValidLine {
+  line: number;
+  customId: string;
+  body: string;
+}
+
+/** Errors kept per batch (OpenAI lists a bounded number too); the count goes on. */
+const MAX_ERRORS = 100;
+
+/**
+ * Validates a batch input file as OpenAI does, streamed: each line is JSON with `custom_id`, `method`
+ * POST, `url` equal to the batch endpoint and an object `body`, and `custom_id`s are unique. Valid
+ * lines go to `emit` (in order, in groups); a file with any error fails the batch, naming each line.
+ */
+export async function validateLines(
+  source: AsyncIterable<Buffer>,
+  endpoint: string,
+  emit: (lines: ValidLine[]) => Promise<void>,
+  groupSize = 500,
+): Promise<{ total: number; errors: BatchError[] }> {
+  const errors: BatchError[] = [];
+  const fail = (e: BatchError) => {
+    if (errors.length < MAX_ERRORS) errors.push(e);
+  };
+  // Digests, not the ids: memory stays bounded whatever their length.
+  const seen = new Set<string>();
+  let group: ValidLine[] = [];
+  let n = 0;
+  let total = 0;
+  for await (const text of linesOf(source)) {
+    n++;
+    if (text.trim() === '') continue;
+    total++;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      fail({
+        code: 'invalid_json_line',
+        message: 'This line is not parseable as valid JSON.',
+        param: null,
+        line: n,
+      });
+      continue;
+    }
+    const r = BatchInputLine.safeParse(value);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      const param = issue?.path.map(String).join('.') || null;
+      const field = issue?.path[0];
+      const missing =
+        typeof field === 'string' &&
+        isObject(value) &&
+        !Object.hasOwn(value, field) &&
+        issue?.code === 'invalid_type';
+      fail(
+        missing
+          ? {
+              code: 'missing_required_parameter',
+              message: `Missing required parameter: '${param}'.`,
+              param,
+              line: n,
+            }
+          : {
+              code: param === 'method' ? 'invalid_method' : 'invalid_request',
+              message:
+                param === 'method'
+                  ? "The method for this request is not supported: batch requests use 'POST'."
+                  : `Invalid value for '${param}': ${issue?.message ?? 'invalid'}.`,
+              param,
+              line: n,
+            },
+      );
+      continue;
+    }
+    if (r.data.url !== endpoint) {
+      fail({
+        code: 'invalid_url',
+        message: `The URL provided for this request does not match the batch endpoint (${endpoint}).`,
+        param: 'url',
+        line: n,
+      });
+      continue;
+    }
+    const digest = createHash('sha256').update(r.data.custom_id).digest('base64');
+    if (seen.has(digest)) {
+      fail({
+        code: 'duplicate_custom_id',
+        message:
+          'The custom_id for this request is a duplicate of another request. The custom_id parameter must be unique for each individual request in a batch.',
+        param: 'custom_id',
+        line: n,
+      });
+      continue;
+    }
+    seen.add(digest);
+    if (errors.length > 0) continue; // the batch fails: nothing more to store
+    group.push({ line: n, customId: r.data.custom_id, body: JSON.stringify(r.data.body) });
+    if (group.length >= groupSize) {
+      await emit(group);
+      group = [];
+    }
+  }
+  if (group.length > 0 && errors.length === 0) await emit(group);
+  return { total, errors };
+}

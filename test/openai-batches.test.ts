@@ -1,0 +1,304 @@
+import OpenAI, { toFile } from 'openai';
+import type { Batch } from 'openai/resources/batches';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchOutputLine } from '@faregate/contracts/openai-batches';
+import { until } from '@faregate/testing/env';
+import { freePort, type Stack, startStack } from './support/stack.ts';
+
+/** OpenAI's Batch API through the official SDK, against the real services (the fake provider the only fake). */
+let stack: Stack;
+let client: OpenAI;
+let other: OpenAI;
+
+async function admin(method: string, path: string, body?: unknown) {
+  const r = await fetch(`${stack.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return (await r.json()) as Record<string, unknown>;
+}
+
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai'], env: { BATCH_TICK_MS: '50' } });
+  stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+  client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+  const acc = await admin('POST', '/admin/v1/accounts', { name: 'other tenant' });
+  const k = await admin('POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
+  other = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: String(k.key), maxRetries: 0 });
+}, 90_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const req = (id: string, content: string, model = 'gpt-4o-mini') => ({
+  custom_id: id,
+  method: 'POST',
+  url: '/v1/chat/completions',
+  body: { model, messages: [{ role: 'user', content }] },
+});
+const jsonl = (lines: unknown[]) =>
+  `${lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n')}\n`;
+
+async function upload(text: string, c = client) {
+  return c.files.create({ file: await toFile(Buffer.from(text), 'batch.jsonl'), purpose: 'batch' });
+}
+async function start(lines: unknown[], metadata?: Record<string, string>) {
+  const f = await upload(jsonl(lines));
+  return client.batches.create({
+    input_file_id: f.id,
+    endpoint: '/v1/chat/completions',
+    completion_window: '24h',
+    ...(metadata ? { metadata } : {}),
+  });
+}
+const ENDED = ['completed', 'failed', 'expired', 'cancelled'];
+async function ended(id: string, c = client, timeoutMs = 60_000): Promise<Batch> {
+  return until(
+    async () => {
+      const b = await c.batches.retrieve(id);
+      return ENDED.includes(b.status) ? b : undefined;
+    },
+    { timeoutMs, intervalMs: 100, what: `batch ${id} to end` },
+  );
+}
+async function linesOf(fileId: string | null | undefined) {
+  if (!fileId) return [];
+  const text = await (await client.files.content(fileId)).text();
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => BatchOutputLine.strict().parse(JSON.parse(l)));
+}
+
+describe('batches', () => {
+  it('runs every line as a request and writes the output file in OpenAI line format', async () => {
+    const b = await start(
+      Array.from({ length: 6 }, (_, i) => req(`line-${i}`, `question ${i}`)),
+      { team: 'a' },
+    );
+    expect(b).toMatchObject({
+      object: 'batch',
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+      status: 'validating',
+      metadata: { team: 'a' },
+      errors: null,
+      output_file_id: null,
+    });
+    expect(b.id).toMatch(/^batch_/);
+    expect(b.expires_at).toBe(b.created_at + 86_400);
+    const done = await ended(b.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 6, completed: 6, failed: 0 });
+    for (const k of ['in_progress_at', 'finalizing_at', 'completed_at'] as const) {
+      expect(done[k]).toBeGreaterThanOrEqual(done.created_at);
+      expect(done[k]).toBeLessThan(Date.now() / 1000 + 1);
+    }
+    expect(done.error_file_id).toBeNull();
+    const out = await linesOf(done.output_file_id);
+    expect(out.map((l) => l.custom_id)).toEqual(Array.from({ length: 6 }, (_, i) => `line-${i}`));
+    for (const l of out) {
+      expect(Object.keys(l).sort()).toEqual(['custom_id', 'error', 'id', 'response']);
+      expect(l.id).toMatch(/^batch_req_/);
+      expect(l.error).toBeNull();
+      const response = l.response;
+      if (!response) throw new Error('no response');
+      expect(Object.keys(response).sort()).toEqual(['body', 'request_id', 'status_code']);
+      expect(response.status_code).toBe(200);
+      expect(response.body).toMatchObject({
+        object: 'chat.completion',
+        choices: [{ message: { role: 'assistant' } }],
+      });
+      // Billed once per line, under the line's request id.
+      const usage = await stack.sql.query(
+        `SELECT count(*)::int AS n FROM usage_events WHERE request_id = $1 AND outcome = 'success'`,
+        [response.request_id],
+      );
+      expect(usage.rows[0].n).toBe(1);
+    }
+    const file = await client.files.retrieve(done.output_file_id ?? '');
+    expect(file.purpose).toBe('batch_output');
+  });
+
+  it('fails validation naming each bad line: malformed JSON, a missing field, a duplicate custom_id, a wrong url', async () => {
+    const b = await start([
+      req('a', 'fine'),
+      '{"custom_id": "b", "method": "POST", ',
+      { method: 'POST', url: '/v1/chat/completions', body: {} },
+      req('a', 'again'),
+      { ...req('e', 'x'), url: '/v1/embeddings' },
+      { ...req('f', 'x'), method: 'GET' },
+      { ...req('g', 'x'), body: 'not an object' },
+    ]);
+    const done = await ended(b.id);
+    expect(done.status).toBe('failed');
+    expect(done.failed_at).toBeGreaterThanOrEqual(done.created_at);
+    expect(done.output_file_id).toBeNull();
+    const errors = done.errors?.data ?? [];
+    expect(errors.map((e) => [e.line, e.code, e.param])).toEqual([
+      [2, 'invalid_json_line', null],
+      [3, 'missing_required_parameter', 'custom_id'],
+      [4, 'duplicate_custom_id', 'custom_id'],
+      [5, 'invalid_url', 'url'],
+      [6, 'invalid_method', 'method'],
+      [7, 'invalid_request', 'body'],
+    ]);
+    expect(done.errors?.object).toBe('list');
+    // Nothing ran.
+    const lines = await stack.sql.query('SELECT count(*)::int AS n FROM batch_lines WHERE batch_id = $1', [
+      b.id,
+    ]);
+    expect(lines.rows[0].n).toBe(0);
+  });
+
+  it('puts a line that fails at run time in the error file, and the others complete', async () => {
+    const b = await start([
+      req('ok-1', 'one'),
+      req('bad-model', 'two', 'no-such-model-xyz'),
+      { ...req('bad-body', 'three'), body: { model: 'gpt-4o-mini', messages: 'nope' } },
+      req('ok-2', 'four'),
+    ]);
+    const done = await ended(b.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 4, completed: 2, failed: 2 });
+    expect((await linesOf(done.output_file_id)).map((l) => l.custom_id)).toEqual(['ok-1', 'ok-2']);
+    const errs = await linesOf(done.error_file_id);
+    expect(errs.map((l) => l.custom_id)).toEqual(['bad-model', 'bad-body']);
+    const [model, body] = errs;
+    expect(model?.response?.status_code).toBe(404);
+    expect(model?.response?.body).toMatchObject({
+      error: { type: 'invalid_request_error', message: expect.stringContaining('no-such-model-xyz') },
+    });
+    expect(body?.response?.status_code).toBe(400);
+    expect(body?.error).toBeNull();
+  });
+
+  it('lists with cursor pagination and keeps tenants apart', async () => {
+    const a = await start([req('x', 'x')]);
+    const c = await start([req('y', 'y')]);
+    const page = await client.batches.list({ limit: 1 });
+    expect(page.data.map((x) => x.id)).toEqual([c.id]);
+    expect(page.has_more).toBe(true);
+    const next = await client.batches.list({ limit: 1, after: c.id });
+    expect(next.data.map((x) => x.id)).toEqual([a.id]);
+    const all: string[] = [];
+    for await (const x of client.batches.list({ limit: 2 })) all.push(x.id);
+    expect(all.slice(0, 2)).toEqual([c.id, a.id]);
+    expect(new Set(all).size).toBe(all.length);
+
+    for (const call of [() => other.batches.retrieve(a.id), () => other.batches.cancel(a.id)]) {
+      const e = await call().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    }
+    const theirs: string[] = [];
+    for await (const x of other.batches.list()) theirs.push(x.id);
+    expect(theirs).toEqual([]);
+    // Another tenant's file cannot be a batch's input either.
+    const mine = await upload(jsonl([req('z', 'z')]));
+    const e = await other.batches
+      .create({ input_file_id: mine.id, endpoint: '/v1/chat/completions', completion_window: '24h' })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    await ended(a.id);
+    await ended(c.id);
+  });
+
+  it('refuses a bad create in OpenAI shape', async () => {
+    const f = await upload(jsonl([req('x', 'x')]));
+    for (const [body, param] of [
+      [
+        { input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '1h' },
+        'completion_window',
+      ],
+      [{ input_file_id: f.id, endpoint: '/v1/other', completion_window: '24h' }, 'endpoint'],
+      [{ endpoint: '/v1/chat/completions', completion_window: '24h' }, 'input_file_id'],
+      [
+        { input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h', __proto__x: 1 },
+        null,
+      ],
+    ] as const) {
+      const r = await fetch(`${stack.url}/v1/batches`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(r.status).toBe(400);
+      const e = ((await r.json()) as { error: { type: string; param: string | null } }).error;
+      expect(e.type).toBe('invalid_request_error');
+      expect(e.param).toBe(param);
+    }
+  });
+
+  it('cancels: no more lines are fed, open ones are stopped, the batch ends cancelled with what finished', async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 10 });
+    try {
+      const b = await start(Array.from({ length: 200 }, (_, i) => req(`c${i}`, `slow ${i}`)));
+      await until(async () => ((await client.batches.retrieve(b.id)).request_counts?.completed ?? 0) >= 1, {
+        timeoutMs: 30_000,
+        what: 'a first line done',
+      });
+      const c = await client.batches.cancel(b.id);
+      expect(c.status).toBe('cancelling');
+      expect(c.cancelling_at).toBeGreaterThanOrEqual(c.created_at);
+      const done = await ended(b.id);
+      expect(done.status).toBe('cancelled');
+      expect(done.cancelled_at).toBeGreaterThanOrEqual(c.cancelling_at ?? 0);
+      const counts = done.request_counts;
+      expect(counts?.total).toBe(200);
+      expect((counts?.completed ?? 0) + (counts?.failed ?? 0)).toBeLessThan(200);
+      const out = await linesOf(done.output_file_id);
+      expect(out.length).toBe(counts?.completed);
+      // Cancelling again changes nothing.
+      expect((await client.batches.cancel(b.id)).status).toBe('cancelled');
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    }
+  });
+
+  it('expires after its window, keeping what finished', async () => {
+    // A second ingress of the same stack whose '24h' lasts 2 s (the window is set at create).
+    const port = await freePort();
+    const svc = await stack.start('ingress', { PORT: String(port), BATCH_WINDOW_SECONDS: '2' });
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      await until(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok, {
+        timeoutMs: 30_000,
+      });
+      const short = new OpenAI({ baseURL: `${url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+      stack.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 10 });
+      const f = await upload(jsonl(Array.from({ length: 300 }, (_, i) => req(`e${i}`, `slow ${i}`))), short);
+      const b = await short.batches.create({
+        input_file_id: f.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      expect(b.expires_at).toBe(b.created_at + 2);
+      const done = await ended(b.id, short, 60_000);
+      expect(done.status).toBe('expired');
+      expect(done.expired_at).toBeGreaterThanOrEqual(b.expires_at ?? 0);
+      const completed = done.request_counts?.completed ?? 0;
+      expect(completed).toBeGreaterThan(0);
+      expect(completed).toBeLessThan(300);
+      expect((await linesOf(done.output_file_id)).length).toBe(completed);
+      const errs = await linesOf(done.error_file_id);
+      expect(errs.length).toBe(300 - completed - (done.request_counts?.failed ?? 0));
+      expect(errs[0]).toMatchObject({
+        response: null,
+        error: {
+          code: 'batch_expired',
+          message: 'This request could not be executed before the completion window expired.',
+        },
+      });
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+      svc.proc.kill('SIGTERM');
+    }
+  }, 120_000);
+});
