@@ -78,7 +78,7 @@ async function settledOnce(ids: string[]) {
       );
       return q.rows.length >= ids.length ? q.rows : undefined;
     },
-    { timeoutMs: 20_000, what: 'every request settled' },
+    { timeoutMs: 45_000, what: 'every request settled' },
   );
   expect(rows.map((r) => r.request_id).sort()).toEqual([...ids].sort());
 }
@@ -109,7 +109,7 @@ describe('max-in-flight with the fast lane', () => {
     // Each request reached the provider once.
     expect(stack.fake.calls().filter((c) => c.model !== null)).toHaveLength(14);
     await settledOnce([...ids, ...asyncIds]);
-  });
+  }, 90_000);
 
   it('kill -9 of a worker with lane runs in flight: nothing lost or answered twice, never over the limit, full capacity again after', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 60, tokens: 12 });
@@ -139,5 +139,5 @@ describe('max-in-flight with the fast lane', () => {
       { timeoutMs: 10_000, what: 'the full limit back' },
     );
     expect(await redis.zcard(keys.laneInFlight('openai'))).toBe(0);
-  }, 60_000);
+  }, 90_000);
 });
