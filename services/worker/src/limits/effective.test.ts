@@ -106,6 +106,20 @@ describe('limits learned from the provider', () => {
     expect(await a.refresh()).toMatchObject({ rpm: 500, tpm: 50_000 });
   });
 
+  it('keep the smallest limit a provider key reported (limits per model): no rewrite when models alternate', async () => {
+    const p = pool();
+    const limiter = new PoolLimiter(redis, keys, p, 1, { windowMs: WINDOW });
+    const a = new PoolLimits(redis, keys, p, base, WINDOW);
+    const hsets = countCommands('hset');
+    for (let i = 0; i < 10; i++) {
+      a.observe(0, { limitRequests: 5_000, remainingRequests: 4_999 }, limiter);
+      a.observe(0, { limitRequests: 500, remainingRequests: 499 }, limiter);
+    }
+    expect(hsets()).toBe(2);
+    expect(a.learned.rpm).toBe(500);
+    expect(await redis.hget(keys.poolLearned(p), 'rpm:0')).toBe('500');
+  });
+
   it('take the smallest limit over the provider keys, and per window when the window is not a minute', async () => {
     const p = pool();
     const limiter = new PoolLimiter(redis, keys, p, 2, { windowMs: 6_000 });

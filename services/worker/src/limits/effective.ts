@@ -136,8 +136,12 @@ export class PoolLimits {
     const tokenLimit = info.limitInputTokens ?? info.limitTokens;
     const tokenLeft = info.limitInputTokens !== undefined ? info.remainingInputTokens : info.remainingTokens;
     const writes: Record<string, string> = {};
+    // A limit is only ever lowered (until the record expires a day after its last change): OpenAI
+    // states limits per model, and a pool serving several would otherwise rewrite it whenever the
+    // model changes. The pool keeps the smallest, which errs safe.
     const learn = (field: string, v: number | undefined) => {
-      if (v === undefined || v <= 0 || this.#hash[field] === String(v)) return;
+      const known = this.#hash[field];
+      if (v === undefined || v <= 0 || (known !== undefined && Number(known) <= v)) return;
       writes[field] = String(v);
     };
     learn(`rpm:${keyIndex}`, info.limitRequests);
