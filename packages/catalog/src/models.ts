@@ -9,7 +9,8 @@ import { z } from 'zod';
  */
 export const PRICES_TAKEN_AT = '2025-11-01';
 
-export const Capability = z.enum(['tools', 'vision', 'json_schema', 'reasoning', 'streaming']);
+/** `embeddings`: an embedding model (served by `/v1/embeddings` only, never routed a chat request). */
+export const Capability = z.enum(['tools', 'vision', 'json_schema', 'reasoning', 'streaming', 'embeddings']);
 export type Capability = z.infer<typeof Capability>;
 
 /** Decimal string with up to 6 fractional digits: USD per 1M tokens. */
@@ -163,6 +164,14 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     cachedInputPerM: '0.025',
     outputPerM: '0.40',
   }),
+  // Embedding models: input tokens only (contextWindow: the most one input may hold). Gemini's
+  // text-embedding-004 is listed free of charge.
+  m('openai', 'text-embedding-3-small', 8_191, 1, ['embeddings'], { inputPerM: '0.02', outputPerM: '0' }),
+  m('openai', 'text-embedding-3-large', 8_191, 1, ['embeddings'], { inputPerM: '0.13', outputPerM: '0' }),
+  m('openai', 'text-embedding-ada-002', 8_191, 1, ['embeddings'], { inputPerM: '0.10', outputPerM: '0' }),
+  m('gemini', 'gemini-embedding-001', 2_048, 1, ['embeddings'], { inputPerM: '0.15', outputPerM: '0' }),
+  m('gemini', 'text-embedding-004', 2_048, 1, ['embeddings'], { inputPerM: '0', outputPerM: '0' }),
+  m('llama', 'nomic-embed-text', 8_192, 1, ['embeddings'], { inputPerM: '0', outputPerM: '0' }),
   // Self-hosted Llama (Ollama / vLLM): zero by default, priced by configuration.
   m('llama', 'llama3.2', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], {
     inputPerM: '0',

@@ -142,3 +142,13 @@ export function inputBound(m: PromptMeasure, target?: TokenTarget): number {
 export function upperBound(req: ChatRequest, target?: TokenTarget): number {
   return inputBound(measurePrompt(req), target);
 }
+
+/**
+ * An embeddings request's input measured like a prompt: text bytes (an upper bound of tokens) per
+ * text, or a token array's length, plus a small overhead per input. No media.
+ */
+export function measureEmbeddingsInput(inputs: readonly (string | readonly number[])[]): PromptMeasure {
+  let tokens = 0;
+  for (const x of inputs) tokens += MESSAGE_OVERHEAD + (typeof x === 'string' ? utf8Bytes(x) : x.length);
+  return { tokens, images: 0, files: 0 };
+}

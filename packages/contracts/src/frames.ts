@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ChatCompletion, OpenAIUsage } from './chat.ts';
+import { EmbeddingsList } from './embeddings.ts';
 import { SerializedError } from './errors.ts';
 import { RouteStep } from './route.ts';
 
@@ -50,6 +51,13 @@ export const Frame = z.discriminatedUnion('type', [
     result: ChatCompletion,
     route: z.array(RouteStep).optional(),
   }),
+  /** An embeddings job's end: `result` is the HTTP embeddings list, `route` as on `done`. */
+  z.object({
+    ...base,
+    type: z.literal('embeddings'),
+    result: EmbeddingsList,
+    route: z.array(RouteStep).optional(),
+  }),
   /** `error.attempts`: the provider calls made before the request failed. */
   z.object({ ...base, type: z.literal('error'), status: z.number(), error: SerializedError }),
 ]);
@@ -63,8 +71,10 @@ export type FrameBody = Frame extends infer F
     : never
   : never;
 
-export const isTerminal = (f: Pick<Frame, 'type'>): f is Pick<FrameOf<'done' | 'error'>, 'type'> =>
-  f.type === 'done' || f.type === 'error';
+export const isTerminal = (
+  f: Pick<Frame, 'type'>,
+): f is Pick<FrameOf<'done' | 'embeddings' | 'error'>, 'type'> =>
+  f.type === 'done' || f.type === 'error' || f.type === 'embeddings';
 
 /**
  * A frame read from another process (a job's stream, a live channel, a socket), checked against the
@@ -88,4 +98,4 @@ export function parseFrame(raw: string): Frame | undefined {
  * delta's text, a quote is escaped (`\"type\":\"done\"`), so the pattern cannot occur there.
  */
 export const isTerminalRaw = (raw: string): boolean =>
-  raw.includes('"type":"done"') || raw.includes('"type":"error"');
+  raw.includes('"type":"done"') || raw.includes('"type":"error"') || raw.includes('"type":"embeddings"');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ChatRequest } from './chat.ts';
+import { EmbeddingsRequest } from './embeddings.ts';
 
 /** One candidate of a route plan: which provider pool, and the model id that provider knows. */
 export const RouteCandidate = z.object({
@@ -26,12 +27,11 @@ export type LeasedHold = z.infer<typeof LeasedHold>;
 /** A W3C trace context (`traceparent`), carried from process to process when tracing is on. */
 export const Traceparent = z.string().regex(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
 
-export const JobData = z.object({
+const JobFields = z.object({
   v: z.literal(1),
   id: z.string(),
   account: z.string(),
   key: z.string(),
-  request: ChatRequest,
   /** What the caller asked for (`openai/gpt-4o-mini`, `gpt-4o-mini`, an alias): shown back in responses. */
   requestedModel: z.string(),
   plan: z.array(RouteCandidate).min(1),
@@ -72,7 +72,22 @@ export const JobData = z.object({
     .array(z.object({ provider: z.string(), model: z.string(), code: z.string(), message: z.string() }))
     .default([]),
 });
+
+/**
+ * The job carries its operation: a chat completion (`op` absent or `chat`, as every job written
+ * before embeddings existed) or an embeddings call. Everything else (routing, admission, the
+ * queue, billing) is the same for both; the worker dispatches on `op` in one place (attempt.ts).
+ */
+export const ChatJobData = JobFields.extend({ op: z.literal('chat').optional(), request: ChatRequest });
+export type ChatJobData = z.infer<typeof ChatJobData>;
+export const EmbeddingsJobData = JobFields.extend({
+  op: z.literal('embeddings'),
+  request: EmbeddingsRequest,
+});
+export type EmbeddingsJobData = z.infer<typeof EmbeddingsJobData>;
+export const JobData = z.discriminatedUnion('op', [ChatJobData, EmbeddingsJobData]);
 export type JobData = z.infer<typeof JobData>;
+export type JobOperation = NonNullable<JobData['op']>;
 
 export const jobIdForHop = (requestId: string, hop: number): string =>
   hop === 0 ? requestId : `${requestId}-h${hop}`;

@@ -128,6 +128,8 @@ describe('gemini protocol', () => {
       'models/gemini-2.5-pro',
       'models/gemini-2.5-flash-lite',
       'models/gemini-2.0-flash',
+      'models/gemini-embedding-001',
+      'models/text-embedding-004',
     ]);
     expect(fake.calls().filter((c) => c.path.endsWith('/models'))).toHaveLength(2);
     const one = await client.models.get({ model: 'gemini-2.5-pro' });

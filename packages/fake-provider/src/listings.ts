@@ -3,6 +3,7 @@ import { beginCall, type ServeDeps } from './generate.ts';
 import { drain, sendJson } from './http.ts';
 import { createdAt, displayName, modelWindow, ollamaName, resolveModel } from './models.ts';
 import type { ErrorKind, Protocol } from './protocol.ts';
+import { isEmbeddingModel } from './embeddings.ts';
 import type { FakeProviderId } from './types.ts';
 
 /** Unix seconds reported as `created` for every OpenAI-style model (stable across runs). */
@@ -75,12 +76,10 @@ function describe(provider: FakeProviderId, id: string): unknown {
         description: `Fake ${displayName(id)}`,
         inputTokenLimit: w.input,
         outputTokenLimit: w.output,
-        supportedGenerationMethods: [
-          'generateContent',
-          'countTokens',
-          'createCachedContent',
-          'batchGenerateContent',
-        ],
+        // Embedding models list embedContent instead of generateContent, as Gemini's listing does.
+        supportedGenerationMethods: isEmbeddingModel(id)
+          ? ['embedContent', 'countTextTokens', 'countTokens', 'asyncBatchEmbedContent']
+          : ['generateContent', 'countTokens', 'createCachedContent', 'batchGenerateContent'],
         temperature: 1,
         maxTemperature: 2,
         topP: 0.95,

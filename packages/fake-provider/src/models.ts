@@ -13,6 +13,8 @@ export const DEFAULT_MODELS: Readonly<Record<FakeProviderId, readonly string[]>>
     'gpt-5-nano',
     'o4-mini',
     'o3',
+    'text-embedding-3-small',
+    'text-embedding-3-large',
   ],
   anthropic: [
     'claude-sonnet-4-5-20250929',
@@ -20,8 +22,15 @@ export const DEFAULT_MODELS: Readonly<Record<FakeProviderId, readonly string[]>>
     'claude-opus-4-5-20251101',
     'claude-3-5-haiku-20241022',
   ],
-  gemini: ['gemini-2.5-flash', 'gemini-2.5-pro', 'gemini-2.5-flash-lite', 'gemini-2.0-flash'],
-  llama: ['llama3.2', 'llama3.1:8b'],
+  gemini: [
+    'gemini-2.5-flash',
+    'gemini-2.5-pro',
+    'gemini-2.5-flash-lite',
+    'gemini-2.0-flash',
+    'gemini-embedding-001',
+    'text-embedding-004',
+  ],
+  llama: ['llama3.2', 'llama3.1:8b', 'nomic-embed-text'],
 };
 
 /** Context windows (input) and output caps the listings advertise and the fake enforces. */

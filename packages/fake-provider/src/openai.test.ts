@@ -151,7 +151,7 @@ describe('openai protocol', () => {
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);
     expect(ids).toContain('gpt-4o-mini');
-    expect(ids).toHaveLength(10);
+    expect(ids).toHaveLength(12);
     const m = await client.models.retrieve('o3');
     expect(m).toMatchObject({ id: 'o3', object: 'model', owned_by: 'system' });
     fake.configure({ provider: 'openai', models: ['my-model'] });
@@ -224,7 +224,7 @@ describe('llama (Ollama flavour)', () => {
 
     const models: OpenAI.Model[] = [];
     for await (const m of llama().models.list()) models.push(m);
-    expect(models.map((m) => m.id)).toEqual(['llama3.2:latest', 'llama3.1:8b']);
+    expect(models.map((m) => m.id)).toEqual(['llama3.2:latest', 'llama3.1:8b', 'nomic-embed-text:latest']);
     expect(models.every((m) => m.owned_by === 'library')).toBe(true);
 
     const stream = await llama().chat.completions.create({

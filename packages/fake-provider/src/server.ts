@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serveControl } from './control.ts';
+import { serveEmbeddings } from './embeddings.ts';
 import { type ServeDeps, serveGenerate } from './generate.ts';
 import { drain, requestIds, sendJson } from './http.ts';
 import { serveModels } from './listings.ts';
@@ -93,6 +94,7 @@ export async function startFakeProvider(
     const method = req.method ?? 'GET';
     if (p.id === 'openai' || p.id === 'llama') {
       if (rest === '/v1/chat/completions' && method === 'POST') return generate(p, req, res, url);
+      if (rest === '/v1/embeddings' && method === 'POST') return serveEmbeddings(p, deps, req, res, url);
       if (rest === '/v1/models' && method === 'GET') return serveModels(p, deps, req, res, url, undefined);
       if (rest.startsWith('/v1/models/') && method === 'GET') {
         return serveModels(p, deps, req, res, url, decodeURIComponent(rest.slice('/v1/models/'.length)));
@@ -113,6 +115,9 @@ export async function startFakeProvider(
         if (method === 'GET' && !action) return serveModels(p, deps, req, res, url, model);
         if (method === 'POST' && (action === 'generateContent' || action === 'streamGenerateContent')) {
           return generate(p, req, res, url, model);
+        }
+        if (method === 'POST' && (action === 'embedContent' || action === 'batchEmbedContents')) {
+          return serveEmbeddings(p, deps, req, res, url, model, action === 'batchEmbedContents');
         }
       }
     }

@@ -1,8 +1,16 @@
 import type { ChatRequest, Completion } from '@faregate/contracts/chat';
+import { type Embeddings, type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
 import { GatewayError, isGatewayError } from '@faregate/contracts/errors';
 import { createAssembler } from './assemble.ts';
 import { agentFor, readBounded, toHeaders } from './http.ts';
-import type { ProviderAdapter, ProviderConfig, RateLimitInfo, StreamEvent, Timeouts } from './types.ts';
+import type {
+  ProviderAdapter,
+  ProviderConfig,
+  RateLimitInfo,
+  StreamEvent,
+  Timeouts,
+  UpstreamRequest,
+} from './types.ts';
 
 export { closeHttp } from './http.ts';
 
@@ -15,7 +23,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
 
 /** Error bodies are for classification only. */
 const ERROR_BODY_LIMIT = 64 * 1024;
-/** A non-streaming completion larger than this is not a chat answer we can relay. */
+/** A non-streaming answer (a completion, an embeddings list) larger than this is not one we relay. */
 const RESPONSE_BODY_LIMIT = 32 * 1024 * 1024;
 /** After the terminal event, how long the rest of the body may take before we drop the socket. */
 const DRAIN_GRACE_MS = 1_000;
@@ -52,15 +60,70 @@ class TotalTimeout extends Error {}
  * GatewayError for every failure, classified once here so the worker only decides retry vs fail.
  */
 export async function callProvider(args: CallArgs): Promise<CallResult> {
-  const { adapter, config } = args;
-  const t: Timeouts = { ...DEFAULT_TIMEOUTS, ...config.timeouts, ...args.timeouts };
   // Translation errors (unsupported parameter, …) are thrown before any I/O.
-  const upstream = adapter.buildRequest(args.request, {
+  const upstream = args.adapter.buildRequest(args.request, {
     model: args.model,
     stream: args.stream,
-    config,
+    config: args.config,
     apiKey: args.apiKey,
   });
+  return exchange(args, upstream, async (body, headers, started) => {
+    const contentType = headers.get('content-type') ?? '';
+    if (!args.stream || contentType.includes('application/json')) {
+      // Some compatible hosts ignore `stream: true` and answer with one JSON body: relay it as events.
+      const json = await readJson(body);
+      const c = oneCallAtMost(args.request, args.adapter.parseResponse(json));
+      const completion = c.model ? c : { ...c, model: args.model };
+      if (args.stream) for (const e of eventsOf(completion)) args.onEvent?.(e);
+      return { completion };
+    }
+    return readStream(args, body, started);
+  });
+}
+
+export interface EmbeddingsCallArgs extends Omit<CallArgs, 'request' | 'stream' | 'onEvent'> {
+  request: EmbeddingsRequest;
+}
+
+export interface EmbeddingsCallResult extends Omit<CallResult, 'completion' | 'firstTokenMs'> {
+  embeddings: Embeddings;
+}
+
+/**
+ * One upstream embeddings call, the same exchange as a chat call (timeouts, cancellation, error
+ * classification, rate-limit headers) with the adapter's embeddings operation. A protocol without
+ * one (Anthropic) is a 400 naming the provider; the ingress refuses such a route before queueing.
+ */
+export async function callEmbeddings(args: EmbeddingsCallArgs): Promise<EmbeddingsCallResult> {
+  const op = args.adapter.embeddings;
+  if (!op) {
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: `${args.config.id} (${args.adapter.kind}) has no embeddings API`,
+      param: 'model',
+      retryable: false,
+    });
+  }
+  const upstream = op.buildRequest(args.request, {
+    model: args.model,
+    config: args.config,
+    apiKey: args.apiKey,
+  });
+  const inputs = embeddingInputs(args.request).length;
+  return exchange({ ...args, stream: false }, upstream, async (body) => {
+    const e = op.parseResponse(await readJson(body), inputs);
+    return { embeddings: e.model ? e : { ...e, model: args.model } };
+  });
+}
+
+/** Send `upstream`, classify a non-2xx answer, and hand a 2xx body to `read`. */
+async function exchange<T>(
+  args: Pick<CallArgs, 'adapter' | 'config' | 'signal' | 'onHeaders' | 'timeouts' | 'stream'>,
+  upstream: UpstreamRequest,
+  read: (body: Body, headers: Headers, started: number) => Promise<T>,
+): Promise<T & { rateLimits: RateLimitInfo; status: number; upstreamRequestId?: string }> {
+  const { adapter, config } = args;
+  const t: Timeouts = { ...DEFAULT_TIMEOUTS, ...config.timeouts, ...args.timeouts };
   const url = new URL(upstream.url);
   const started = performance.now();
   const total = new AbortController();
@@ -87,14 +150,7 @@ export async function callProvider(args: CallArgs): Promise<CallResult> {
       throw adapter.classifyError(status, headers, text);
     }
     const base = { rateLimits, status, ...(upstreamRequestId ? { upstreamRequestId } : {}) };
-    const contentType = headers.get('content-type') ?? '';
-    if (!args.stream || contentType.includes('application/json')) {
-      // Some compatible hosts ignore `stream: true` and answer with one JSON body: relay it as events.
-      const completion = await readCompletion(adapter, res.body, args.model);
-      if (args.stream) for (const e of eventsOf(completion)) args.onEvent?.(e);
-      return { ...base, completion };
-    }
-    return { ...base, ...(await readStream(args, res.body, started)) };
+    return { ...base, ...(await read(res.body, headers, started)) };
   } catch (e) {
     throw toGatewayError(e, adapter, args.signal, total.signal);
   } finally {
@@ -108,7 +164,8 @@ type Body = AsyncIterable<unknown> & {
   setEncoding(e: BufferEncoding): unknown;
 };
 
-async function readCompletion(adapter: ProviderAdapter, body: Body, model: string): Promise<Completion> {
+/** A whole (non-streamed) JSON answer, bounded. */
+async function readJson(body: Body): Promise<unknown> {
   const { text, truncated } = await readBounded(body, RESPONSE_BODY_LIMIT);
   if (truncated) {
     throw new GatewayError({
@@ -117,9 +174,8 @@ async function readCompletion(adapter: ProviderAdapter, body: Body, model: strin
       retryable: false,
     });
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch {
     throw new GatewayError({
       code: 'upstream_error',
@@ -127,8 +183,6 @@ async function readCompletion(adapter: ProviderAdapter, body: Body, model: strin
       retryable: true,
     });
   }
-  const c = adapter.parseResponse(json);
-  return c.model ? c : { ...c, model };
 }
 
 async function readStream(
@@ -137,6 +191,8 @@ async function readStream(
   started: number,
 ): Promise<{ completion: Completion; firstTokenMs?: number }> {
   const parser = args.adapter.createStreamParser({ model: args.model });
+  // `parallel_tool_calls: false`: at most one call reaches the caller, whatever the provider sent.
+  const single = args.request.parallel_tool_calls === false;
   const asm = createAssembler(args.model);
   let firstTokenMs: number | undefined;
   // A holder, not a `let`: TS does not see the closure's assignments when narrowing.
@@ -144,6 +200,7 @@ async function readStream(
   const handle = (events: StreamEvent[]) => {
     for (const e of events) {
       if (st.terminal) return;
+      if (single && e.type === 'tool_call' && e.delta.index > 0) continue;
       if (
         firstTokenMs === undefined &&
         (e.type === 'text' || e.type === 'tool_call' || e.type === 'reasoning')
@@ -197,6 +254,17 @@ async function readStream(
   }
   if (terminal?.type === 'error') throw terminal.error;
   return { completion: asm.completion(), ...(firstTokenMs === undefined ? {} : { firstTokenMs }) };
+}
+
+/**
+ * `parallel_tool_calls: false` asks for at most one tool call. A provider that has no such switch
+ * (Gemini) may answer with several: the first is kept, as the caller asked (the others were never
+ * run by anyone; the caller sends one result back, as it expects).
+ */
+function oneCallAtMost(req: ChatRequest, c: Completion): Completion {
+  return req.parallel_tool_calls === false && c.toolCalls.length > 1
+    ? { ...c, toolCalls: c.toolCalls.slice(0, 1) }
+    : c;
 }
 
 /** A whole completion as the events a stream would have produced. */

@@ -1,4 +1,5 @@
 import type { ChatRequest, Completion, FinishReason, Usage } from '@faregate/contracts/chat';
+import type { Embeddings, EmbeddingsRequest } from '@faregate/contracts/embeddings';
 import type { GatewayError } from '@faregate/contracts/errors';
 import type { ToolCallDelta } from '@faregate/contracts/frames';
 
@@ -116,4 +117,13 @@ export interface ProviderAdapter {
   readRateLimits(headers: Headers, bodyText?: string): RateLimitInfo;
   listModelsRequest(config: ProviderConfig, apiKey: string | undefined, pageToken?: string): UpstreamRequest;
   parseModels(body: unknown): { models: DiscoveredModel[]; nextPageToken?: string };
+  /**
+   * The embeddings operation, for a protocol that has one (Anthropic has none): the upstream request
+   * (always asking for floats; the gateway encodes base64 itself) and the parse of its answer.
+   * Errors and rate limits are read by the same `classifyError` / `readRateLimits` as chat.
+   */
+  embeddings?: {
+    buildRequest(req: EmbeddingsRequest, opts: Omit<BuildOptions, 'stream'>): UpstreamRequest;
+    parseResponse(body: unknown, inputs: number): Embeddings;
+  };
 }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobMeta } from '@faregate/contracts/job-control';
+import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
 import type { JobData } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
 import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
@@ -13,6 +14,7 @@ import { type FollowHandle, followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import { isObject, requestBody } from './request-body.ts';
 import { admissionTokens, admitRequest } from './request-limits.ts';
+import type { RoutePlan } from './routing/router.ts';
 
 /**
  * A chat request body, with OpenAI-style messages for the common mistakes (not an object, no model,
@@ -138,11 +140,58 @@ export async function submitChat(
   mode: SubmitMode,
   opts: SubmitOptions = {},
 ): Promise<FollowedJob | JobData> {
-  const m = MODES[mode];
   // Answered as a job, never as an SSE stream.
-  if (m.accepted) request = { ...request, stream: false };
+  if (MODES[mode].accepted) request = { ...request, stream: false };
   requireScope(principal, 'chat');
   const route = deps.router.plan(request);
+  return enqueue(deps, principal, { request }, route, mode, opts, requestedMaxTokens(request));
+}
+
+/**
+ * `POST /v1/embeddings` (and, later, an embeddings batch line): the same admission and enqueue as
+ * chat, for a job whose operation is `embeddings`. An embeddings answer has no deltas: `sync`
+ * follows it here, `async` records it like any job. Inference needs the `chat` scope.
+ */
+export async function submitEmbeddings(
+  deps: IngressDeps,
+  principal: Principal,
+  request: EmbeddingsRequest,
+  mode: 'sync',
+  opts?: SubmitOptions,
+): Promise<FollowedJob>;
+export async function submitEmbeddings(
+  deps: IngressDeps,
+  principal: Principal,
+  request: EmbeddingsRequest,
+  mode: 'async',
+  opts?: SubmitOptions,
+): Promise<JobData>;
+export async function submitEmbeddings(
+  deps: IngressDeps,
+  principal: Principal,
+  request: EmbeddingsRequest,
+  mode: 'sync' | 'async',
+  opts: SubmitOptions = {},
+): Promise<FollowedJob | JobData> {
+  requireScope(principal, 'chat');
+  const route = deps.router.planEmbeddings(request);
+  return enqueue(deps, principal, { op: 'embeddings', request }, route, mode, opts, 0);
+}
+
+/** The operation a job runs, with its request. */
+type Operation = { op?: undefined; request: ChatRequest } | { op: 'embeddings'; request: EmbeddingsRequest };
+
+async function enqueue(
+  deps: IngressDeps,
+  principal: Principal,
+  operation: Operation,
+  route: RoutePlan,
+  mode: SubmitMode,
+  opts: SubmitOptions,
+  maxOutputTokens: number | undefined,
+): Promise<FollowedJob | JobData> {
+  const m = MODES[mode];
+  const { request } = operation;
   if (principal.allowedModels) {
     const allowed = principal.allowedModels;
     const ok = route.plan.filter(
@@ -168,11 +217,11 @@ export async function submitChat(
   const now = Date.now();
   const deadline = now + deps.config.REQUEST_TIMEOUT_MS;
   const data: JobData = {
+    ...operation,
     v: 1,
     id,
     account: principal.accountId,
     key: principal.keyId,
-    request,
     requestedModel: request.model,
     plan: route.plan,
     hop: 0,
@@ -219,7 +268,7 @@ export async function submitChat(
         deps.keys,
         principal,
         limits,
-        admissionTokens(route.inputTokensBound, requestedMaxTokens(request)),
+        admissionTokens(route.inputTokensBound, maxOutputTokens),
         (s) => {
           principal.limitState = s;
         },

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zeroUsage } from '@faregate/contracts/chat';
-import type { JobData } from '@faregate/contracts/jobs';
+import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
 import { UsageEvent } from '@faregate/contracts/usage';
 import { callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
@@ -49,7 +49,7 @@ function depsWith(call: typeof callProvider): WorkerDeps {
   });
 }
 
-const job = (over: Partial<JobData> = {}): JobData => ({
+const job = (over: Partial<ChatJobData> = {}): JobData => ({
   v: 1,
   id: `req_att${prefix}${++n}`,
   account: 'acct',

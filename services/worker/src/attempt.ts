@@ -34,6 +34,7 @@ import {
 } from './hold-calls.ts';
 import { decide, isProviderFailure, poolPauseMs, toGatewayError, type Decision } from './outcome.ts';
 import { queueHop } from './fallback.ts';
+import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
 
 export type AttemptOutcome =
   | { status: 'completed' }
@@ -133,10 +134,12 @@ function attemptSpan(tracing: Tracing, { data, attempt, restart }: AttemptInput)
       attributes: { 'faregate.request_id': data.id, 'faregate.pool': provider },
     }).end();
   }
-  return startSpan(tracing, `chat ${model}`, data.trace, {
+  const op = data.op === 'embeddings' ? 'embeddings' : 'chat';
+  return startSpan(tracing, `${op} ${model}`, data.trace, {
     kind: SpanKind.CLIENT,
     attributes: {
-      ...genAi.request(provider, model, data.request),
+      ...genAi.request(provider, model, data.op === 'embeddings' ? {} : data.request),
+      'gen_ai.operation.name': op,
       'faregate.request_id': data.id,
       'faregate.hop': data.hop,
       'faregate.attempt': attempt,
@@ -234,6 +237,25 @@ async function attemptOnce(
     Math.max(1, data.deadline - Date.now()),
   );
 
+  /** The answer's frames, its usage event and the job's end, in one write; then the bookkeeping. */
+  const succeed = async (frames: FrameBody[], at: number): Promise<AttemptOutcome> => {
+    await deps.store.append(data.id, frames, {
+      owner,
+      claim,
+      ttlMs,
+      replyTo: data.replyTo,
+      state: 'completed',
+      usage: usageEvent('success', true, at),
+    });
+    // Bookkeeping after the answer is on its way, not in front of it.
+    void deps.circuit.success().catch(() => {});
+    if (input.admission) {
+      void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
+    }
+    deps.metrics.requests.inc({ outcome: 'completed' });
+    return { status: 'completed' };
+  };
+
   const started = performance.now();
   let firstToken = 0;
   const onEvent = (e: StreamEvent) => {
@@ -290,6 +312,46 @@ async function attemptOnce(
       if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
       return { status: 'already_done' };
     }
+    const onHeaders = (_status: number, headers: Headers) => {
+      if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
+      const info = provider.adapter.readRateLimits(headers);
+      void deps.limiter.learn(input.keyIndex, info).then(
+        (ms) => ms > 0 && deps.metrics.rateLimitWaits.inc({ reason: 'headers' }),
+        () => {},
+      );
+    };
+    const apiKey = provider.key(input.keyIndex);
+    // The one place an operation is dispatched: an embeddings job is one whole answer (no deltas),
+    // ending in its own terminal frame; everything around the call is the same as chat's.
+    if (data.op === 'embeddings') {
+      const { result: call, sent } = startAndWatchSent(
+        () =>
+          deps.embed({
+            adapter: provider.adapter,
+            config: provider.config,
+            apiKey,
+            request: data.request,
+            model: candidate.model,
+            signal: abort.signal,
+            onHeaders,
+          }),
+        SENT_WAIT_MS,
+      );
+      called = true;
+      void sent.then(markCalling);
+      const res = await call;
+      ({ usage, estimated } = embeddingsUsage(data.request, res.embeddings));
+      deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
+      const at = Date.now();
+      span?.setAttributes(genAi.response({ model: res.embeddings.model, inputTokens: usage.inputTokens }));
+      const cost = prior.calls.reduce((sum, c) => sum + c.costMicros, callCost(at));
+      const result = toEmbeddingsList(candidate, data.request, res.embeddings, usage, cost);
+      const route: RouteStep[] = [
+        ...prior.route,
+        { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' },
+      ];
+      return await succeed([{ type: 'embeddings', result, route }], at);
+    }
     // `deps.call` returns before the request is on the wire (undici writes a request on a reused
     // keep-alive socket from a later setImmediate). Whatever `onCalling` starts (the lane's take and
     // next pop: Redis writes, and their replies read first) would go out in front of the provider
@@ -299,20 +361,13 @@ async function attemptOnce(
         deps.call({
           adapter: provider.adapter,
           config: provider.config,
-          apiKey: provider.key(input.keyIndex),
+          apiKey,
           request: data.request,
           model: candidate.model,
           stream: data.deltas,
           signal: abort.signal,
           onEvent: data.deltas ? onEvent : undefined,
-          onHeaders: (_status: number, headers: Headers) => {
-            if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
-            const info = provider.adapter.readRateLimits(headers);
-            void deps.limiter.learn(input.keyIndex, info).then(
-              (ms) => ms > 0 && deps.metrics.rateLimitWaits.inc({ reason: 'headers' }),
-              () => {},
-            );
-          },
+          onHeaders,
         }),
       SENT_WAIT_MS,
     );
@@ -368,21 +423,7 @@ async function attemptOnce(
           { type: 'done', result, route },
         ]
       : [{ type: 'done', result, route }];
-    await deps.store.append(data.id, frames, {
-      owner,
-      claim,
-      ttlMs,
-      replyTo: data.replyTo,
-      state: 'completed',
-      usage: usageEvent('success', true, at),
-    });
-    // Bookkeeping after the answer is on its way, not in front of it.
-    void deps.circuit.success().catch(() => {});
-    if (input.admission) {
-      void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
-    }
-    deps.metrics.requests.inc({ outcome: 'completed' });
-    return { status: 'completed' };
+    return await succeed(frames, at);
   } catch (raw) {
     const lostRun = input.signal?.aborted === true;
     const err = toGatewayError(abort.signal.aborted && !lostRun ? (abort.signal.reason ?? raw) : raw);
@@ -390,7 +431,8 @@ async function attemptOnce(
     const lost = lostRun || isNotOwner(writer.error) || isNotOwner(raw);
     // The call ended early: it is billed at least what it streamed (the provider bills what it
     // generated), whatever happens to the attempt next.
-    ({ usage, estimated } = partialUsage(data.request, usage, streamed));
+    // (An embeddings call that failed produced nothing: there is nothing to estimate.)
+    if (data.op !== 'embeddings') ({ usage, estimated } = partialUsage(data.request, usage, streamed));
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     if (!lost && isProviderFailure(err)) void deps.circuit.failure().catch(() => {});

@@ -6,7 +6,7 @@ import type { Keys } from '@faregate/queue/keys';
 import type { FrameStore } from '@faregate/queue/frame-store';
 import type { ProviderQueues } from '@faregate/queue/queues';
 import type { ProviderAdapter, ProviderConfig } from '@faregate/providers/types';
-import type { callProvider } from '@faregate/providers/call';
+import type { callEmbeddings, callProvider } from '@faregate/providers/call';
 import type { WorkerConfig } from './config.ts';
 import type { CancelRegistry } from './cancel.ts';
 import type { WorkerMetrics } from './metrics.ts';
@@ -40,6 +40,8 @@ export interface WorkerDeps {
   queues: ProviderQueues;
   provider: PoolProvider;
   call: typeof callProvider;
+  /** The embeddings call (same exchange as `call`), injected likewise. */
+  embed: typeof callEmbeddings;
   cancels: CancelRegistry;
   metrics: WorkerMetrics;
   /** This pool's BullMQ queue (pool-wide pauses). */

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isTerminalRaw } from '@faregate/contracts/frames';
-import type { JobData } from '@faregate/contracts/jobs';
+import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
 import { type FakeProvider, startFakeProvider } from '@faregate/fake-provider/server';
 import { callProvider } from '@faregate/providers/call';
 import { FastLane } from '@faregate/queue/fast-lane';
@@ -43,7 +43,7 @@ afterAll(async () => {
 
 const chatCalls = () => fake.calls().filter((c) => c.model !== null && c.path.includes('chat'));
 
-const job = (over: Partial<JobData> = {}): JobData => ({
+const job = (over: Partial<ChatJobData> = {}): JobData => ({
   v: 1,
   id: `req_lanelim${prefix}${++n}`,
   account: 'acct',

@@ -1,4 +1,4 @@
-import type { JobData } from '@faregate/contracts/jobs';
+import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
 import { describe, expect, it } from 'vitest';
 import type { AttemptInput, AttemptOutcome } from './attempt.ts';
 import { WorkerConfig } from './config.ts';
@@ -8,7 +8,7 @@ import { createWorkerMetrics } from './metrics.ts';
 import { type Pickup, Runner, type RunnerDeps } from './runner.ts';
 
 const config = WorkerConfig.parse({ WORKER_PROVIDER: 'openai', WORKER_CONCURRENCY: '4' });
-const job = (over: Partial<JobData> = {}): JobData => ({
+const job = (over: Partial<ChatJobData> = {}): JobData => ({
   v: 1,
   id: 'req_runner',
   account: 'acct',

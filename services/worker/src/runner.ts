@@ -4,7 +4,7 @@ import type { AttemptInput, AttemptOutcome } from './attempt.ts';
 import type { WorkerDeps } from './deps.ts';
 import type { InFlightGate } from './limits/in-flight.ts';
 import type { Admission } from './limits/limiter.ts';
-import { estimateTokens } from './limits/estimate.ts';
+import { jobTokenEstimate } from './embeddings.ts';
 
 /** How a job reached this process (intake/), and what that intake knows about the attempt. */
 export interface Pickup {
@@ -158,7 +158,7 @@ export class Runner {
   ): Promise<(Extract<Admission, { ok: true }> & { shared: boolean }) | Extract<Admission, { ok: false }>> {
     const { rpm, tpm } = this.#deps.limits;
     if (rpm || tpm) {
-      const a = await this.#deps.limiter.acquire(tpm ? estimateTokens(data.request, 1024) : 0);
+      const a = await this.#deps.limiter.acquire(tpm ? jobTokenEstimate(data) : 0);
       return a.ok ? { ...a, shared: true } : a;
     }
     const a = this.#deps.limiter.admitLocal();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { defaultCircuit, loadGatewayConfig, priceTable } from '@faregate/catalog/gateway-config';
-import { callProvider, closeHttp } from '@faregate/providers/call';
+import { callEmbeddings, callProvider, closeHttp } from '@faregate/providers/call';
 import { adapterForConfig } from '@faregate/providers/registry';
 import type { ProviderConfig } from '@faregate/providers/types';
 import { DEFAULT_FAST_LANE, FastLane } from '@faregate/queue/fast-lane';
@@ -72,6 +72,7 @@ export async function createWorkerService(
       key: (i) => (apiKeys.length === 0 ? undefined : apiKeys[i % apiKeys.length]),
     },
     call: callProvider,
+    embed: callEmbeddings,
     cancels: new CancelRegistry(),
     metrics,
     queue: queues.get(providerConfig.id),

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { PriceTable } from '@faregate/catalog/prices';
-import type { callProvider } from '@faregate/providers/call';
+import { callEmbeddings, type callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
 import { FrameStore } from '@faregate/queue/frame-store';
 import type { Keys } from '@faregate/queue/keys';
@@ -24,6 +24,8 @@ export function testWorkerDeps(o: {
   keys: Keys;
   queues: ProviderQueues;
   call: typeof callProvider;
+  /** The embeddings call (default: the real one). */
+  embed?: typeof callEmbeddings;
   providerUrl: string;
   limits: EffectiveLimits;
   limiter?: Partial<LimitSettings>;
@@ -49,6 +51,7 @@ export function testWorkerDeps(o: {
       key: (i) => (keyCount === 0 ? undefined : providerConfig.apiKeys[i % keyCount]),
     },
     call: o.call,
+    embed: o.embed ?? callEmbeddings,
     cancels: new CancelRegistry(),
     metrics: createWorkerMetrics('openai'),
     queue: o.queues.get('openai'),

@@ -77,12 +77,18 @@ describe('anthropic request translation', () => {
     expect(build({ tools }).json.tools[0].input_schema).toEqual({ type: 'object', properties: {} });
   });
 
-  it('json_object is refused clearly; seed is dropped; user → metadata.user_id', () => {
+  it('json_object, seed, metadata and store are refused naming the parameter; user → metadata.user_id', () => {
     expect(() => build({ response_format: { type: 'json_object' } })).toThrowError(
       expect.objectContaining({ param: 'response_format' }),
     );
-    const { json } = build({ seed: 7, user: 'u-1' });
-    expect(json.seed).toBeUndefined();
+    expect(() => build({ seed: 7 })).toThrowError(
+      expect.objectContaining({ param: 'seed', message: expect.stringContaining('anthropic') }),
+    );
+    expect(() => build({ metadata: { k: 'v' } })).toThrowError(
+      expect.objectContaining({ param: 'metadata' }),
+    );
+    expect(() => build({ store: true })).toThrowError(expect.objectContaining({ param: 'store' }));
+    const { json } = build({ user: 'u-1', store: false, metadata: {} });
     expect(json.metadata).toEqual({ user_id: 'u-1' });
   });
 

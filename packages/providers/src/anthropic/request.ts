@@ -6,6 +6,7 @@ import {
   requestedMaxTokens,
 } from '@faregate/contracts/chat';
 import { isHttpUrl, parseArguments, parseDataUrl, stopList, textOf } from '../shared/content.ts';
+import { chatRefusal } from '@faregate/catalog/capabilities';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';
 
@@ -126,20 +127,9 @@ function toolChoiceOf(req: ChatRequest): Block | undefined {
 }
 
 export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record<string, unknown> {
-  if (req.temperature != null && req.temperature > 1) {
-    throw invalidParam('temperature', 'temperature must be between 0 and 1 for Anthropic models');
-  }
-  if (req.presence_penalty || req.frequency_penalty) {
-    throw invalidParam(
-      req.presence_penalty ? 'presence_penalty' : 'frequency_penalty',
-      'penalties are not supported by Anthropic',
-    );
-  }
-  if (req.logit_bias && Object.keys(req.logit_bias).length > 0) {
-    throw invalidParam('logit_bias', 'logit_bias is not supported by Anthropic');
-  }
-  if (req.logprobs || req.top_logprobs)
-    throw invalidParam('logprobs', 'logprobs are not supported by this gateway');
+  // What Anthropic cannot do (capabilities.ts; the ingress refuses it before queueing too).
+  const refused = chatRefusal('anthropic', opts.config.id, req);
+  if (refused) throw invalidParam(refused.param, refused.message);
   const { system, turns } = translateMessages(req.messages);
   let maxTokens = requestedMaxTokens(req) ?? defaultMaxTokens(opts.model);
   const body: Record<string, unknown> = { model: opts.model, max_tokens: maxTokens, messages: turns };
@@ -148,7 +138,6 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   if (req.top_p != null) body.top_p = req.top_p;
   const stop = stopList(req.stop);
   if (stop) body.stop_sequences = stop;
-  // seed: Anthropic has none. Dropped: OpenAI documents seed as best-effort determinism only.
   const effort = req.reasoning_effort;
   if (effort && effort !== 'minimal') {
     // OpenAI's max_completion_tokens includes reasoning; Anthropic's budget must stay below max_tokens.
@@ -186,7 +175,7 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   }
   const user = req.safety_identifier ?? req.user;
   if (user) body.metadata = { user_id: user };
-  // store / metadata / service_tier are OpenAI account features: dropped, the completion is the same.
+  // seed, metadata, store: true, other service tiers: refused above (capabilities.ts).
   if (opts.stream) body.stream = true;
   return body;
 }

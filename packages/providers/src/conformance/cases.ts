@@ -315,6 +315,10 @@ export const CASES: ConformanceCase[] = [
       'data: {"candidates": [{"content": {"parts": [],"role": "model"},"index": 0}],"futureField": {"x": 1}}\n\n',
     // Gemini's success marker is the chunk with finishReason: drop the last event.
     cut: (full) => full.slice(0, full.trimEnd().lastIndexOf('\n\n') + 2),
-    models: { ids: ['gemini-2.5-flash'], nextPageToken: 'Cg9tb2RlbHMvZ2VtaW5p', contextWindow: 1_048_576 },
+    models: {
+      ids: ['gemini-2.5-flash', 'text-embedding-004'],
+      nextPageToken: 'Cg9tb2RlbHMvZ2VtaW5p',
+      contextWindow: 1_048_576,
+    },
   },
 ];

@@ -4,6 +4,7 @@ import { classifyGeminiError, readGeminiRateLimits } from './errors.ts';
 import { buildGeminiRequest, geminiHeaders, geminiUrl } from './request.ts';
 import { parseGeminiResponse } from './response.ts';
 import { createGeminiStreamParser } from './stream.ts';
+import { buildGeminiEmbeddingsRequest, parseGeminiEmbeddingsResponse } from './embeddings.ts';
 
 export const geminiAdapter: ProviderAdapter = {
   kind: 'gemini',
@@ -25,8 +26,8 @@ export const geminiAdapter: ProviderAdapter = {
     for (const m of Array.isArray(body.models) ? body.models : []) {
       if (!isObj(m) || !str(m.name)) continue;
       const methods = Array.isArray(m.supportedGenerationMethods) ? m.supportedGenerationMethods : [];
-      // Only chat-capable models (embedding models list embedContent instead).
-      if (!methods.includes('generateContent')) continue;
+      // Chat models list generateContent, embedding models embedContent (the catalog tells them apart).
+      if (!methods.includes('generateContent') && !methods.includes('embedContent')) continue;
       models.push({
         id: (m.name as string).replace(/^models\//, ''),
         ...(str(m.displayName) ? { displayName: m.displayName as string } : {}),
@@ -38,4 +39,5 @@ export const geminiAdapter: ProviderAdapter = {
     const next = str(body.nextPageToken);
     return next ? { models, nextPageToken: next } : { models };
   },
+  embeddings: { buildRequest: buildGeminiEmbeddingsRequest, parseResponse: parseGeminiEmbeddingsResponse },
 };

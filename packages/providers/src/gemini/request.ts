@@ -5,6 +5,7 @@ import {
   requestedMaxTokens,
 } from '@faregate/contracts/chat';
 import { isHttpUrl, mimeFromUrl, parseArguments, parseDataUrl, stopList, textOf } from '../shared/content.ts';
+import { chatRefusal } from '@faregate/catalog/capabilities';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';
 
@@ -128,14 +129,11 @@ function toolConfigOf(req: ChatRequest): Record<string, unknown> | undefined {
   return { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: [c.function.name] } };
 }
 
-export function buildGeminiBody(req: ChatRequest): Record<string, unknown> {
-  if (req.logit_bias && Object.keys(req.logit_bias).length > 0) {
-    throw invalidParam('logit_bias', 'logit_bias is not supported by Gemini');
-  }
-  if (req.logprobs || req.top_logprobs)
-    throw invalidParam('logprobs', 'logprobs are not supported by this gateway');
+export function buildGeminiBody(req: ChatRequest, provider = 'gemini'): Record<string, unknown> {
+  // What Gemini cannot do (capabilities.ts; the ingress refuses it before queueing too).
+  const refused = chatRefusal('gemini', provider, req);
+  if (refused) throw invalidParam(refused.param, refused.message);
   const stop = stopList(req.stop);
-  if (stop && stop.length > 5) throw invalidParam('stop', 'Gemini accepts at most 5 stop sequences');
   const { system, contents } = translateMessages(req.messages);
   const body: Record<string, unknown> = { contents };
   if (system.length > 0) body.systemInstruction = { parts: system };
@@ -157,7 +155,8 @@ export function buildGeminiBody(req: ChatRequest): Record<string, unknown> {
   if (req.reasoning_effort) gc.thinkingConfig = { thinkingBudget: THINKING_BUDGET[req.reasoning_effort] };
   if (Object.keys(gc).length > 0) body.generationConfig = gc;
   if (req.tools && req.tools.length > 0) {
-    // parallel_tool_calls has no Gemini counterpart: dropped (the model decides, as with `true`).
+    // parallel_tool_calls has no Gemini counterpart: `false` is kept by the call (call.ts keeps the
+    // first call only), `true` is what Gemini does anyway.
     body.tools = [
       {
         functionDeclarations: req.tools.map((t) => ({
@@ -170,7 +169,7 @@ export function buildGeminiBody(req: ChatRequest): Record<string, unknown> {
     const tc = toolConfigOf(req);
     if (tc) body.toolConfig = tc;
   }
-  // user / store / metadata / service_tier: no Gemini counterpart, and none changes the completion.
+  // user / store / metadata / service_tier: no Gemini counterpart, refused above (capabilities.ts).
   return body;
 }
 
@@ -198,6 +197,6 @@ export function buildGeminiRequest(req: ChatRequest, opts: BuildOptions): Upstre
     method: 'POST',
     url: geminiUrl(opts.config.baseUrl, `/v1beta/models/${model}:${method}`),
     headers,
-    body: JSON.stringify(buildGeminiBody(req)),
+    body: JSON.stringify(buildGeminiBody(req, opts.config.id)),
   };
 }

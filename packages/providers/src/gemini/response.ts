@@ -1,3 +1,4 @@
+import { newId } from '@faregate/contracts/ids';
 import type { Completion, FinishReason, ToolCall, Usage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isObj, type Json, num, str } from '../shared/sse.ts';
@@ -89,8 +90,8 @@ export function parseGeminiResponse(body: unknown): Completion {
     });
   }
   const parts = readParts(cand);
-  const toolCalls: ToolCall[] = parts.calls.map((c, i) => ({
-    id: c.id ?? `call_${i}`,
+  const toolCalls: ToolCall[] = parts.calls.map((c) => ({
+    id: c.id ?? newCallId(),
     type: 'function',
     function: { name: c.name, arguments: JSON.stringify(c.args) },
   }));
@@ -102,3 +103,9 @@ export function parseGeminiResponse(body: unknown): Completion {
     finishReason: mapGeminiFinish(cand.finishReason, toolCalls.length > 0),
   };
 }
+
+/**
+ * An id for a call Gemini gave none: unique within the conversation (a caller sends it back with the
+ * result, and the next turn's calls must not repeat it), in OpenAI's `call_…` form.
+ */
+export const newCallId = (): string => newId('call', 12);

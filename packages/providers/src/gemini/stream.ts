@@ -3,7 +3,7 @@ import { lineTooLong } from '../shared/errors.ts';
 import { createSseParser, DEFAULT_MAX_LINE_BYTES, isObj, type SseSink, str } from '../shared/sse.ts';
 import type { StreamParser } from '../types.ts';
 import { classifyGeminiErrorObject } from './errors.ts';
-import { isBlockedPrompt, mapGeminiFinish, parseGeminiUsage, readParts } from './response.ts';
+import { isBlockedPrompt, mapGeminiFinish, newCallId, parseGeminiUsage, readParts } from './response.ts';
 
 /** Index of a `{` that starts a line inside `chunk`, or -1. */
 function bareStart(chunk: string): number {
@@ -88,12 +88,12 @@ export function createGeminiStreamParser(opts: { model: string; maxLineBytes?: n
           if (parts.text) out.push({ type: 'text', text: parts.text });
           for (const c of parts.calls) {
             const index = toolCalls++;
-            // Gemini sends each call whole; ids are ours unless Gemini gave one.
+            // Gemini sends each call whole; ids are ours (unique) unless Gemini gave one.
             out.push({
               type: 'tool_call',
               delta: {
                 index,
-                id: c.id ?? `call_${index}`,
+                id: c.id ?? newCallId(),
                 type: 'function',
                 function: { name: c.name, arguments: JSON.stringify(c.args) },
               },

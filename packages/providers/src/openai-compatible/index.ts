@@ -5,6 +5,7 @@ import { authHeaders, buildChatRequest, joinUrl } from './request.ts';
 import { parseOpenAIResponse } from './response.ts';
 import { classifyOpenAIError, readOpenAIRateLimits } from './errors.ts';
 import { createOpenAIStreamParser } from './stream.ts';
+import { buildEmbeddingsRequest, parseEmbeddingsResponse } from './embeddings.ts';
 
 export type { OpenAICompatibleQuirks } from './quirks.ts';
 
@@ -50,6 +51,10 @@ export function openAICompatible(options: OpenAICompatibleOptions = {}): Provide
         });
       }
       return { models };
+    },
+    embeddings: {
+      buildRequest: (req, opts) => buildEmbeddingsRequest(req, opts, quirks),
+      parseResponse: parseEmbeddingsResponse,
     },
   };
 }

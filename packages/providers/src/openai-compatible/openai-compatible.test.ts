@@ -57,10 +57,17 @@ describe('openai-compatible quirks (ollama preset)', () => {
     );
   });
 
-  it('always asks for stream usage; OpenAI account fields are dropped off OpenAI', () => {
-    const r = build(openAICompatible(), { store: true, max_tokens: 9 }, true, 'k');
+  it('always asks for stream usage; OpenAI account fields are refused off OpenAI, safety_identifier is user', () => {
+    const r = build(openAICompatible(), { store: false, max_tokens: 9, safety_identifier: 'u-2' }, true, 'k');
     expect(r.json).toMatchObject({ stream: true, stream_options: { include_usage: true }, max_tokens: 9 });
     expect(r.json.store).toBeUndefined();
+    expect(r.json.user).toBe('u-2');
+    expect(() => build(openAICompatible(), { store: true })).toThrowError(
+      expect.objectContaining({ param: 'store' }),
+    );
+    expect(() => build(openAICompatible(), { metadata: { a: 'b' } })).toThrowError(
+      expect.objectContaining({ param: 'metadata' }),
+    );
   });
 });
 
@@ -72,6 +79,7 @@ describe('openai adapter specifics', () => {
     expect(() => build(openaiAdapter, { service_tier: 'priority' })).toThrowError(
       expect.objectContaining({ param: 'service_tier' }),
     );
+    expect(build(openaiAdapter, { service_tier: 'flex' }).json.service_tier).toBe('flex');
   });
 
   it('reads Go-duration resets', () => {

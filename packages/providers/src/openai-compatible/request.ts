@@ -1,5 +1,6 @@
 import { type ChatMessage, type ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { isHttpUrl } from '../shared/content.ts';
+import { chatRefusal } from '@faregate/catalog/capabilities';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';
 import type { OpenAICompatibleQuirks } from './quirks.ts';
@@ -38,20 +39,15 @@ function translateMessages(messages: ChatMessage[], q: OpenAICompatibleQuirks): 
   });
 }
 
-/** Fields we never forward: the gateway cannot return what they ask for. */
-function refuseGatewayUnsupported(req: ChatRequest): void {
-  // Completion carries no logprobs: forwarding would silently drop what the caller asked for.
-  if (req.logprobs) throw invalidParam('logprobs', 'logprobs are not supported by this gateway');
-  if (req.top_logprobs) throw invalidParam('top_logprobs', 'logprobs are not supported by this gateway');
-}
-
 /** The Chat Completions body, built from an allow-list (nothing tenant-controlled slips through). */
 export function buildChatBody(
   req: ChatRequest,
   opts: BuildOptions,
   q: OpenAICompatibleQuirks,
 ): Record<string, unknown> {
-  refuseGatewayUnsupported(req);
+  // What the protocol cannot do (capabilities.ts; the ingress refuses it before queueing too).
+  const refused = chatRefusal(q.openAIAccountFields ? 'openai' : 'openai-compatible', opts.config.id, req);
+  if (refused) throw invalidParam(refused.param, refused.message);
   for (const field of q.unsupported ?? []) {
     const v = (req as Record<string, unknown>)[field];
     if (v !== undefined && v !== null && v !== false) {
@@ -78,15 +74,13 @@ export function buildChatBody(
     if (v !== undefined && v !== null) body[k] = v;
   }
   if (q.openAIAccountFields) {
-    for (const k of ['store', 'metadata', 'safety_identifier'] as const) {
+    for (const k of ['store', 'metadata', 'safety_identifier', 'service_tier'] as const) {
       const v = req[k];
       if (v !== undefined && v !== null) body[k] = v;
     }
-    // Other tiers (flex, priority) are priced differently from the catalog: billing would be wrong.
-    const tier = req.service_tier;
-    if (tier != null && tier !== 'auto' && tier !== 'default') {
-      throw invalidParam('service_tier', `service_tier '${tier}' is not supported by this gateway`);
-    }
+  } else if (req.safety_identifier !== undefined && body.user === undefined) {
+    // OpenAI's newer name for the end-user tag: what these hosts call `user`.
+    body.user = req.safety_identifier;
   }
   for (const k of q.drop ?? []) delete body[k];
   if (req.tools && req.tools.length > 0) {

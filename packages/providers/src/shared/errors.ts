@@ -17,6 +17,14 @@ export function invalidParam(param: string, message: string): GatewayError {
   return new GatewayError({ code: 'invalid_request_error', message, param, retryable: false });
 }
 
+/** An embeddings answer that is not what the protocol promises (retryable: a glitch, not the caller). */
+export const malformedEmbeddings = (what: string): GatewayError =>
+  new GatewayError({
+    code: 'upstream_error',
+    message: `provider sent a malformed embeddings answer: ${what}`,
+    retryable: true,
+  });
+
 /** The stream body ended without the provider's terminal marker: never a success. */
 export function streamIncomplete(): GatewayError {
   return new GatewayError({

@@ -18,6 +18,8 @@ export interface ModelEntry {
   created: number;
   ownedBy: string;
   fake: boolean;
+  /** The pool's wire protocol (`openai`, `anthropic`, `gemini`, `openai-compatible`): what it can do. */
+  kind: string;
 }
 
 const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
@@ -82,6 +84,7 @@ export class ModelDirectory {
           created: m.created ?? 1_700_000_000,
           ownedBy: m.ownedBy ?? rec.provider,
           fake: rec.fake,
+          kind: rec.kind,
         });
       }
     }

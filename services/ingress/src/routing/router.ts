@@ -1,9 +1,16 @@
+import { chatRefusal, embeddingsRefusal, hasEmbeddings, type Refusal } from '@faregate/catalog/capabilities';
 import type { ChatRequest } from '@faregate/contracts/chat';
+import { type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
 import { requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { RouteCandidate } from '@faregate/contracts/jobs';
 import { maxCallCostMicros } from '@faregate/catalog/prices';
-import { inputBound, measurePrompt, type PromptMeasure } from '@faregate/catalog/tokens';
+import {
+  inputBound,
+  measureEmbeddingsInput,
+  measurePrompt,
+  type PromptMeasure,
+} from '@faregate/catalog/tokens';
 import type { ModelDirectory, ModelEntry } from './directory.ts';
 
 export interface RoutePlan {
@@ -119,8 +126,7 @@ export class Router {
     }
     for (const name of this.#aliases.keys()) {
       try {
-        const p = this.plan({ model: name, messages: [{ role: 'user', content: '' }] });
-        const e = p.entries[0];
+        const e = this.#resolve(name, { tokens: 0, images: 0, files: 0 }, () => [])[0];
         if (e) out.push({ id: name, entry: e, resolvesTo: `${e.provider}/${e.id}`, routable: true });
       } catch (err) {
         if (!all || !(err instanceof GatewayError)) continue;
@@ -143,13 +149,78 @@ export class Router {
     return out;
   }
 
+  /**
+   * A chat request's route: the models its name resolves to (alias, `provider/model`, a bare name on
+   * every live provider, `auto`), less embedding models and candidates that cannot honour one of
+   * its parameters (capabilities.ts); none left is a 400 naming the parameter and the provider.
+   */
   plan(req: ChatRequest): RoutePlan {
-    const asked = req.model.trim();
-    const name = this.#aliases.get(asked) ?? asked;
     const prompt = measurePrompt(req);
+    const all = this.#resolve(req.model, prompt, () => this.#auto(req, prompt));
+    let entries = all.filter((e) => !e.capabilities.includes('embeddings'));
+    if (entries.length === 0) {
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message: `The model \`${req.model}\` is an embeddings model: use POST /v1/embeddings.`,
+        param: 'model',
+      });
+    }
+    entries = honouring(entries, (e) => chatRefusal(e.kind, e.provider, req));
+    return this.#costed(entries, prompt, requestedMaxTokens(req));
+  }
+
+  /**
+   * An embeddings request's route: the same name resolution, only embedding models of protocols
+   * that have an embeddings API and can take the request as sent; the hold covers its input tokens
+   * at the embedding price (no output).
+   */
+  planEmbeddings(req: EmbeddingsRequest): RoutePlan {
+    const prompt = measureEmbeddingsInput(embeddingInputs(req));
+    const all = this.#resolve(req.model, prompt, () => []);
+    const noApi = all.find((e) => !hasEmbeddings(e.kind));
+    let entries = all.filter((e) => hasEmbeddings(e.kind));
+    if (entries.length === 0 && noApi) {
+      const r = embeddingsRefusal(noApi.kind, noApi.provider, req);
+      throw new GatewayError({ code: 'invalid_request_error', message: r?.message ?? '', param: 'model' });
+    }
+    entries = entries.filter((e) => e.capabilities.includes('embeddings'));
+    if (entries.length === 0) {
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message: `The model \`${req.model}\` is not an embeddings model: use an embedding model (GET /v1/models lists them).`,
+        param: 'model',
+      });
+    }
+    entries = honouring(entries, (e) => embeddingsRefusal(e.kind, e.provider, req));
+    return this.#costed(entries, prompt, 0);
+  }
+
+  /** The most one call of the request may cost on any candidate, and its prompt-token bound. */
+  #costed(entries: ModelEntry[], prompt: PromptMeasure, maxTokens: number | undefined): RoutePlan {
+    let callMicros = 0n;
+    let inputTokensBound = 0;
+    for (const e of entries) {
+      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens);
+      const c = maxCostMicros(e, prompt, maxOut);
+      if (c > callMicros) callMicros = c;
+      inputTokensBound = Math.max(inputTokensBound, inputBound(prompt, target(e)));
+    }
+    return {
+      plan: entries.map((e) => ({ provider: e.provider, model: e.id, contextWindow: e.contextWindow })),
+      entries,
+      callMicros,
+      inputTokensBound,
+    };
+  }
+
+  /** The models a name resolves to, its fallbacks after it; only priced ones unless unpriced are allowed. */
+  #resolve(model: string, prompt: PromptMeasure, auto: () => ModelEntry[]): ModelEntry[] {
+    const asked = model.trim();
+    const name = this.#aliases.get(asked) ?? asked;
     let entries: ModelEntry[];
     if (AUTO_MODELS.has(name)) {
-      entries = this.#auto(req, prompt);
+      entries = auto();
+      if (entries.length === 0) throw notFound(name);
     } else if (name.includes('/')) {
       const slash = name.indexOf('/');
       const provider = name.slice(0, slash);
@@ -180,21 +251,7 @@ export class Router {
       }
       entries = priced;
     }
-    const maxTokens = requestedMaxTokens(req);
-    let callMicros = 0n;
-    let inputTokensBound = 0;
-    for (const e of entries) {
-      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens);
-      const c = maxCostMicros(e, prompt, maxOut);
-      if (c > callMicros) callMicros = c;
-      inputTokensBound = Math.max(inputTokensBound, inputBound(prompt, target(e)));
-    }
-    return {
-      plan: entries.map((e) => ({ provider: e.provider, model: e.id, contextWindow: e.contextWindow })),
-      entries,
-      callMicros,
-      inputTokensBound,
-    };
+    return entries;
   }
 
   /**
@@ -254,6 +311,7 @@ export class Router {
     const fit = this.#dir.entries.filter(
       (e) =>
         e.price &&
+        !e.capabilities.includes('embeddings') &&
         caps.every((c) => e.capabilities.includes(c)) &&
         e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
@@ -274,6 +332,23 @@ export class Router {
 const cheapness = (e: ModelEntry, prompt: PromptMeasure) => maxCostMicrosNum(e, prompt, 512);
 const maxCostMicrosNum = (e: ModelEntry, prompt: PromptMeasure, o: number) =>
   e.price ? Number(maxCostMicros(e, prompt, o)) : Number.MAX_SAFE_INTEGER;
+
+/**
+ * The candidates that can honour the request (a fallback that cannot is left out rather than fail
+ * the request later); none: the first candidate's refusal, a 400 naming the parameter.
+ */
+function honouring(entries: ModelEntry[], refusal: (e: ModelEntry) => Refusal | undefined): ModelEntry[] {
+  let first: Refusal | undefined;
+  const ok = entries.filter((e) => {
+    const r = refusal(e);
+    first ??= r;
+    return r === undefined;
+  });
+  if (ok.length === 0 && first) {
+    throw new GatewayError({ code: 'invalid_request_error', message: first.message, param: first.param });
+  }
+  return ok;
+}
 
 function notFound(name: string): GatewayError {
   return new GatewayError({

@@ -1,0 +1,175 @@
+import type { ChatRequest } from '@faregate/contracts/chat';
+import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
+
+/**
+ * What each wire protocol can do with a request's parameters, in one table: the ingress checks a
+ * request against every route candidate before queueing (a candidate that cannot honour it is left
+ * out; none left is a 400 naming the parameter and the provider), and the adapters apply the same
+ * table when they build the request. A parameter is never silently dropped: it is passed through,
+ * translated (listed in the README's parameter table), or refused here.
+ */
+export type ProtocolKind = 'openai' | 'anthropic' | 'gemini' | 'openai-compatible';
+
+/** A parameter a target cannot honour, and why (the 400's message names the provider). */
+export interface Refusal {
+  param: string;
+  message: string;
+}
+
+const has = (v: unknown): boolean =>
+  v !== undefined && v !== null && v !== false && !(typeof v === 'object' && Object.keys(v).length === 0);
+
+/** OpenAI's default tiers: the catalog's prices. Others (flex, priority) would be billed wrong. */
+const defaultTier = (t: string | null | undefined) => t == null || t === 'auto' || t === 'default';
+
+interface ChatRule {
+  param: keyof ChatRequest;
+  /** True when the request uses the parameter in a way this protocol cannot honour. */
+  refused: (r: ChatRequest) => boolean;
+  why: string;
+}
+
+/** Every target: the gateway's answer carries no logprobs (its completion has one choice, no logprobs). */
+const GATEWAY: readonly ChatRule[] = [
+  { param: 'logprobs', refused: (r) => r.logprobs === true, why: 'cannot be returned by this gateway yet' },
+  {
+    param: 'top_logprobs',
+    refused: (r) => r.top_logprobs != null,
+    why: 'cannot be returned by this gateway yet',
+  },
+];
+
+const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
+
+const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
+  openai: [
+    ...GATEWAY,
+    {
+      param: 'service_tier',
+      refused: (r) => !defaultTier(r.service_tier) && r.service_tier !== 'flex',
+      why: 'is billed above the listed price at that tier (auto, default and flex pass through)',
+    },
+  ],
+  anthropic: [
+    ...GATEWAY,
+    {
+      param: 'temperature',
+      refused: (r) => r.temperature != null && r.temperature > 1,
+      why: 'takes a temperature between 0 and 1',
+    },
+    { param: 'presence_penalty', refused: (r) => !!r.presence_penalty, why: 'has no penalties' },
+    { param: 'frequency_penalty', refused: (r) => !!r.frequency_penalty, why: 'has no penalties' },
+    { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
+    {
+      param: 'seed',
+      refused: (r) => r.seed != null,
+      why: 'has no seed (sampling cannot be made reproducible)',
+    },
+    {
+      param: 'metadata',
+      refused: (r) => has(r.metadata),
+      why: 'has no request metadata (it keeps only an end-user id: use `user`)',
+    },
+    { param: 'store', refused: (r) => r.store === true, why: 'does not store completions' },
+    {
+      param: 'service_tier',
+      refused: (r) => !defaultTier(r.service_tier),
+      why: 'is served at its default tier only through this gateway',
+    },
+  ],
+  gemini: [
+    ...GATEWAY,
+    { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
+    { param: 'stop', refused: (r) => stops(r) > 5, why: 'takes at most 5 stop sequences' },
+    {
+      param: 'user',
+      refused: (r) => r.user !== undefined,
+      why: 'has no end-user field (its API takes no caller identifier)',
+    },
+    {
+      param: 'safety_identifier',
+      refused: (r) => r.safety_identifier !== undefined,
+      why: 'has no end-user field (its API takes no caller identifier)',
+    },
+    { param: 'metadata', refused: (r) => has(r.metadata), why: 'has no request metadata' },
+    { param: 'store', refused: (r) => r.store === true, why: 'does not store completions' },
+    {
+      param: 'service_tier',
+      refused: (r) => !defaultTier(r.service_tier),
+      why: 'is served at its default tier only through this gateway',
+    },
+  ],
+  'openai-compatible': [
+    ...GATEWAY,
+    { param: 'metadata', refused: (r) => has(r.metadata), why: 'has no request metadata' },
+    { param: 'store', refused: (r) => r.store === true, why: 'does not store completions' },
+    {
+      param: 'service_tier',
+      refused: (r) => !defaultTier(r.service_tier),
+      why: 'is served at its default tier only through this gateway',
+    },
+  ],
+};
+
+/** The first chat parameter `provider` (speaking `kind`) cannot honour, or undefined. */
+export function chatRefusal(kind: string, provider: string, req: ChatRequest): Refusal | undefined {
+  const rules = Object.hasOwn(CHAT_RULES, kind) ? CHAT_RULES[kind as ProtocolKind] : [];
+  for (const rule of rules) {
+    if (rule.refused(req)) {
+      return {
+        param: rule.param,
+        message: `'${rule.param}' is not supported by ${provider}: it ${rule.why}.`,
+      };
+    }
+  }
+  return undefined;
+}
+
+/** Embeddings per protocol: whether it has them, token-array input, `user`, and its most inputs. */
+interface EmbeddingsSupport {
+  tokenInput: boolean;
+  user: boolean;
+  maxInputs: number;
+}
+
+const EMBEDDINGS: Record<ProtocolKind, EmbeddingsSupport | undefined> = {
+  openai: { tokenInput: true, user: true, maxInputs: 2048 },
+  anthropic: undefined,
+  gemini: { tokenInput: false, user: false, maxInputs: 100 },
+  // Ollama takes text only; vLLM takes token ids too, but the protocol cannot tell them apart.
+  'openai-compatible': { tokenInput: false, user: true, maxInputs: 2048 },
+};
+
+/** Whether a protocol has an embeddings API at all. */
+export const hasEmbeddings = (kind: string): boolean =>
+  Object.hasOwn(EMBEDDINGS, kind) && EMBEDDINGS[kind as ProtocolKind] !== undefined;
+
+/** The first thing of an embeddings request `provider` (speaking `kind`) cannot do, or undefined. */
+export function embeddingsRefusal(
+  kind: string,
+  provider: string,
+  req: EmbeddingsRequest,
+): Refusal | undefined {
+  const s = Object.hasOwn(EMBEDDINGS, kind) ? EMBEDDINGS[kind as ProtocolKind] : undefined;
+  if (!s)
+    return {
+      param: 'model',
+      message: `${provider} has no embeddings API: use an embedding model of another provider.`,
+    };
+  const input = req.input;
+  const tokens = Array.isArray(input) && input.length > 0 && typeof input[0] !== 'string';
+  if (tokens && !s.tokenInput) {
+    return { param: 'input', message: `'input' as token arrays is not supported by ${provider}: send text.` };
+  }
+  const count = typeof input === 'string' || (tokens && typeof input[0] === 'number') ? 1 : input.length;
+  if (count > s.maxInputs) {
+    return {
+      param: 'input',
+      message: `${provider} embeds at most ${s.maxInputs} inputs per request (got ${count}).`,
+    };
+  }
+  if (req.user !== undefined && !s.user) {
+    return { param: 'user', message: `'user' is not supported by ${provider}: it has no end-user field.` };
+  }
+  return undefined;
+}
