@@ -23,6 +23,7 @@ import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
 import { fileRoutes } from './routes/v1/files.ts';
 import { batchRoutes } from './routes/v1/batches.ts';
+import { embeddingsRoutes } from './routes/v1/embeddings.ts';
 import { messagesRoutes } from './routes/v1/messages.ts';
 import { responsesRoutes } from './routes/v1/responses.ts';
 import { modelRoutes } from './routes/v1/models.ts';
@@ -111,6 +112,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     await chatRoutes(v1, deps);
     await messagesRoutes(v1, deps);
     await responsesRoutes(v1, deps);
+    await embeddingsRoutes(v1, deps);
     await jobRoutes(v1, deps);
     // Multipart parsing is registered in the files routes' own scope only.
     await v1.register(async (f) => fileRoutes(f, deps));
