@@ -92,6 +92,9 @@ describe('the admin API behind disguised paths', () => {
     ['POST', '/admin/v1/credits', { account_id: 'acct_x', amount_usd: '1000' }],
     ['GET', '/admin/v1/providers'],
     ['PUT', '/admin/v1/providers/openai/limits', { rpm: 1 }],
+    ['GET', '/admin/v1/pools'],
+    ['GET', '/admin/v1/spend'],
+    ['GET', '/admin/v1/keys'],
   ];
   /** Spellings a router may take for the same route: each reaches it (401) or nothing (404), never 2xx. */
   const disguises: Array<[string, (p: string) => string, 'reaches' | 'may miss']> = [

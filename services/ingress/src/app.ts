@@ -18,6 +18,8 @@ import { registerMetrics } from './metrics.ts';
 import { registerTracing } from './tracing.ts';
 import { registerDocs } from './docs.ts';
 import { registerQueueBoard } from './queue-board.ts';
+import { registerConsole } from './console.ts';
+import { adminViewRoutes } from './routes/admin/views.ts';
 import { adminSessionRoutes } from './routes/admin/session.ts';
 import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
 import { jobRoutes } from './routes/v1/jobs.ts';
@@ -139,5 +141,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   await app.register(async (admin) => providerAdminRoutes(admin, deps));
   await app.register(async (admin) => adminSessionRoutes(admin, deps.config.FAREGATE_ADMIN_TOKEN));
   await registerQueueBoard(app, deps);
+  await app.register(async (admin) => adminViewRoutes(admin, deps));
+  await registerConsole(app);
   return app;
 }
