@@ -5,7 +5,7 @@ import { loadConfig } from './config.ts';
 import { createIngressDeps } from './create-deps.ts';
 import { startMetricsServer } from '@faregate/observability/metrics-server';
 import { startTracing } from '@faregate/observability/tracing';
-import { queueMetrics } from './metrics.ts';
+import { poolMetrics } from './metrics.ts';
 import { serve } from './server.ts';
 import { BatchDriver } from './openai-batches/driver.ts';
 
@@ -27,8 +27,9 @@ const metricsServer =
         port: config.METRICS_PORT,
         host: config.HOST,
         healthy: () => true,
-        // BullMQ's queue metrics for every pool this ingress routes to.
-        extra: () => queueMetrics(deps.queues, deps.directory.providers),
+        // BullMQ's queue metrics and the backlog KEDA scales on, for every pool expected or live.
+        extra: () =>
+          poolMetrics(deps, [...new Set([...deps.config.EXPECTED_POOLS, ...deps.directory.providers])]),
       });
 await serve(app, {
   port: config.PORT,

@@ -3,6 +3,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { GatewayError } from '@faregate/contracts/errors';
 import { SERVED_HEADERS } from '@faregate/contracts/route';
 import { mergeExposition } from '@faregate/observability/metrics-server';
+import type { Redis } from 'ioredis';
+import { poolBacklog } from '@faregate/queue/backlog';
+import type { Keys } from '@faregate/queue/keys';
 import type { ProviderQueues } from '@faregate/queue/queues';
 
 /** Seconds: from 1 ms (a replay, a refusal) to a long generation. */
@@ -105,4 +108,31 @@ export function markFirstChunk(reply: FastifyReply, model: string): void {
 export async function queueMetrics(queues: ProviderQueues, pools: readonly string[]): Promise<string> {
   const texts = await Promise.all(pools.map((pool) => queues.get(pool).exportPrometheusMetrics({ pool })));
   return mergeExposition(texts);
+}
+
+const label = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+/**
+ * `faregate_pool_backlog{pool}`: the figure KEDA scales each pool's workers on (the Helm chart's
+ * ScaledObjects), read from Redis at scrape time (packages/queue/src/backlog.ts): BullMQ's waiting,
+ * prioritized, due delayed and active jobs plus the fast lane's entries and runs. Every ingress
+ * serves the same figure.
+ */
+export async function backlogMetrics(redis: Redis, keys: Keys, pools: readonly string[]): Promise<string> {
+  const backlogs = await Promise.all(pools.map((pool) => poolBacklog(redis, keys, pool)));
+  return [
+    '# HELP faregate_pool_backlog Jobs of the pool waiting, prioritized, delayed and due, in its fast lane, or running',
+    '# TYPE faregate_pool_backlog gauge',
+    ...pools.map((pool, i) => `faregate_pool_backlog{pool="${label(pool)}"} ${backlogs[i]?.total ?? 0}`),
+  ].join('\n');
+}
+
+/** Everything per pool the ingress's /metrics adds to its registry: BullMQ's queue metrics and the backlog. */
+export async function poolMetrics(
+  deps: { queues: ProviderQueues; redis: Redis; keys: Keys },
+  pools: readonly string[],
+): Promise<string> {
+  return mergeExposition(
+    await Promise.all([queueMetrics(deps.queues, pools), backlogMetrics(deps.redis, deps.keys, pools)]),
+  );
 }

@@ -1,0 +1,64 @@
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.ts';
+
+/**
+ * A pool's backlog: the work its workers have or will have in hand, the figure an autoscaler (KEDA)
+ * scales the pool on (`faregate_pool_backlog{pool}`, served by the ingress's /metrics):
+ *
+ *   BullMQ: waiting + prioritized + delayed whose time has come + active
+ *   fast lane: entries not taken yet (`due`, which includes those still on the list) + runs in flight
+ *     (`run`) + entries a sweep is handing to BullMQ (`moving`)
+ *
+ * Delayed jobs not due yet (a retry's backoff, a rate-limit wait) are left out: more workers would
+ * not run them sooner. A job a sweep is handing over is counted twice for the instant between its
+ * BullMQ add and the lane forgetting it (never zero times). Two round trips per pool (pipelines): BullMQ's keys and the lane's are in
+ * different hash tags, so on a Redis Cluster they are in different slots.
+ */
+export interface PoolBacklog {
+  waiting: number;
+  prioritized: number;
+  delayedDue: number;
+  active: number;
+  lane: number;
+  total: number;
+}
+
+/** BullMQ scores a delayed job `timestamp * 0x1000 + counter`: every job due by `nowMs`. */
+const dueScore = (nowMs: number) => nowMs * 0x1000 + 0xfff;
+
+export async function poolBacklog(
+  redis: Redis,
+  keys: Keys,
+  pool: string,
+  nowMs = Date.now(),
+): Promise<PoolBacklog> {
+  const bull = (part: string) => keys.bull(pool, part);
+  const [queue, lane] = await Promise.all([
+    redis
+      .pipeline()
+      .llen(bull('wait'))
+      .zcard(bull('prioritized'))
+      .zcount(bull('delayed'), 0, dueScore(nowMs))
+      .llen(bull('active'))
+      .exec(),
+    redis
+      .pipeline()
+      .zcard(keys.fast(pool, 'due'))
+      .zcard(keys.fast(pool, 'run'))
+      .zcard(keys.fast(pool, 'moving'))
+      .exec(),
+  ]);
+  const n = (r: [Error | null, unknown][] | null, i: number) => {
+    const [err, v] = r?.[i] ?? [new Error('no reply'), 0];
+    if (err) throw err;
+    return Number(v);
+  };
+  const b = {
+    waiting: n(queue, 0),
+    prioritized: n(queue, 1),
+    delayedDue: n(queue, 2),
+    active: n(queue, 3),
+    lane: n(lane, 0) + n(lane, 1) + n(lane, 2),
+  };
+  return { ...b, total: b.waiting + b.prioritized + b.delayedDue + b.active + b.lane };
+}
