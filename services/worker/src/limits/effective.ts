@@ -105,23 +105,16 @@ export class PoolLimits {
     return this.#learned;
   }
 
-  /** Re-reads overrides and learned limits (one pipelined round trip) and returns the limits in force. */
+  /** Re-reads overrides and learned limits (one round trip) and returns the limits in force. */
   async refresh(): Promise<EffectiveLimits> {
-    const res = await this.#redis
-      .multi()
-      .get(this.#keys.poolLimits(this.#provider))
-      .hgetall(this.#keys.poolLearned(this.#provider))
-      .exec();
-    const [overrides, learned] = res ?? [];
-    if (overrides && !overrides[0]) {
-      this.#overrides = parseLimitOverrides(typeof overrides[1] === 'string' ? overrides[1] : null);
-    }
-    if (learned && !learned[0] && learned[1] && typeof learned[1] === 'object') {
-      const hash: Record<string, string> = {};
-      for (const [k, v] of Object.entries(learned[1])) if (typeof v === 'string') hash[k] = v;
-      this.#hash = hash;
-      this.#learned = parseLearnedLimits(hash);
-    }
+    // Two keys of no common hash tag: sent together (one round trip), not as one transaction.
+    const [overrides, hash] = await Promise.all([
+      this.#redis.get(this.#keys.poolLimits(this.#provider)),
+      this.#redis.hgetall(this.#keys.poolLearned(this.#provider)),
+    ]);
+    this.#overrides = parseLimitOverrides(overrides);
+    this.#hash = hash;
+    this.#learned = parseLearnedLimits(hash);
     return this.current();
   }
 
