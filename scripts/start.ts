@@ -93,6 +93,10 @@ try {
 
 async function run(): Promise<void> {
   if (!env.FAREGATE_BOOTSTRAP_KEY) env.FAREGATE_BOOTSTRAP_KEY = DEMO_KEY;
+  // The web console's files (packages/console/dist), built from its sources on every start (about a
+  // second), so the ingress serves what the checkout holds.
+  const { buildConsole } = await import('../packages/console/src/build.ts');
+  await buildConsole();
   if (!(await reachable(redisUrl)))
     throw new Error(`cannot reach Redis at ${redactUrl(redisUrl)}: set REDIS_URL`);
   try {
@@ -204,6 +208,7 @@ function summary(metrics: string[]): void {
   if (plan.fakePools.length > 0)
     say(`FAKE provider (no API key, synthetic answers) serves: ${plan.fakePools.join(', ')}`);
   say(`metrics: ${metrics.join(', ')}`);
+  if (env.FAREGATE_ADMIN_TOKEN) say(`web console: ${ingressUrl}/console (sign in with FAREGATE_ADMIN_TOKEN)`);
   if (key === DEMO_KEY) {
     say(`demo API key: ${DEMO_KEY} (set FAREGATE_BOOTSTRAP_KEY in .env for your own)`);
     say(

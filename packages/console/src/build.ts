@@ -28,7 +28,13 @@ export async function buildConsole(out = CONSOLE_DIST): Promise<void> {
   await copyFile(join(CONSOLE_UI, 'index.html'), join(tmp, 'index.html'));
   // Whole or not at all: a server starting meanwhile sees the old build or the new one.
   await rm(out, { recursive: true, force: true });
-  await rename(tmp, out);
+  try {
+    await rename(tmp, out);
+  } catch (e) {
+    // Another build (a parallel test, `pnpm start`) renamed its copy first: the same files.
+    await rm(tmp, { recursive: true, force: true });
+    if ((e as { code?: string }).code !== 'ENOTEMPTY' && (e as { code?: string }).code !== 'EEXIST') throw e;
+  }
 }
 
 if (import.meta.main) {
