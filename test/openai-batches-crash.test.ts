@@ -1,0 +1,129 @@
+import { once } from 'node:events';
+import OpenAI, { toFile } from 'openai';
+import type { Batch } from 'openai/resources/batches';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchOutputLine } from '@faregate/contracts/openai-batches';
+import { until } from '@faregate/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * A batch survives kill -9 of a worker and of the ingress that drives it: every line ends once, and is
+ * billed once (one settled success usage event per line's request id).
+ */
+let stack: Stack;
+let client: OpenAI;
+const LINES = 40;
+
+beforeAll(async () => {
+  stack = await startStack({
+    providers: ['openai'],
+    env: {
+      BATCH_TICK_MS: '50',
+      BATCH_LEASE_MS: '1500',
+      BATCH_MAX_IN_FLIGHT: '6',
+      WORKER_LOCK_MS: '2000',
+      WORKER_STALLED_INTERVAL_MS: '1000',
+    },
+  });
+  stack.fake.configure({ provider: 'openai', chunkMs: 15, tokens: 10 });
+  client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.apiKey, maxRetries: 2 });
+}, 120_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function start(tag: string): Promise<Batch> {
+  const text = Array.from({ length: LINES }, (_, i) =>
+    JSON.stringify({
+      custom_id: `${tag}-${i}`,
+      method: 'POST',
+      url: '/v1/chat/completions',
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${tag} ${i}` }] },
+    }),
+  ).join('\n');
+  const f = await client.files.create({
+    file: await toFile(Buffer.from(text), `${tag}.jsonl`),
+    purpose: 'batch',
+  });
+  return client.batches.create({
+    input_file_id: f.id,
+    endpoint: '/v1/chat/completions',
+    completion_window: '24h',
+  });
+}
+
+const completedOf = async (id: string) => (await client.batches.retrieve(id)).request_counts?.completed ?? 0;
+
+async function expectEveryLineOnceBilledOnce(id: string, tag: string) {
+  const done = await until(
+    async () => {
+      const b = await client.batches.retrieve(id);
+      return ['completed', 'failed', 'expired', 'cancelled'].includes(b.status) ? b : undefined;
+    },
+    { timeoutMs: 90_000, intervalMs: 200, what: `batch ${id} to end` },
+  );
+  expect(done.status).toBe('completed');
+  expect(done.request_counts).toEqual({ total: LINES, completed: LINES, failed: 0 });
+  const text = await (await client.files.content(done.output_file_id ?? '')).text();
+  const lines = text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => BatchOutputLine.strict().parse(JSON.parse(l)));
+  expect(lines.map((l) => l.custom_id)).toEqual(Array.from({ length: LINES }, (_, i) => `${tag}-${i}`));
+  const requestIds = lines.map((l) => l.response?.request_id ?? '');
+  expect(new Set(requestIds).size).toBe(LINES);
+  // Billing settles asynchronously: wait until every line's success is settled, then count.
+  const settled = async () =>
+    (
+      await stack.sql.query<{ request_id: string; n: number }>(
+        `SELECT request_id, count(*)::int AS n FROM usage_events
+         WHERE request_id = ANY($1::text[]) AND outcome = 'success' GROUP BY request_id`,
+        [requestIds],
+      )
+    ).rows;
+  await until(async () => (await settled()).length === LINES, {
+    timeoutMs: 30_000,
+    what: 'every line settled',
+  });
+  for (const row of await settled()) expect(row.n).toBe(1);
+  // Each settled at a cost (the ledger posted it), once.
+  const priced = await stack.sql.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM usage_events
+     WHERE request_id = ANY($1::text[]) AND outcome = 'success' AND cost_micros > 0 AND transaction_id IS NOT NULL`,
+    [requestIds],
+  );
+  expect(priced.rows[0]?.n).toBe(LINES);
+}
+
+describe('batches across crashes', () => {
+  it('kill -9 of a worker mid-batch: its lines are re-run, every line ends once, billed once', async () => {
+    const b = await start('w');
+    await until(async () => (await completedOf(b.id)) >= 5, { timeoutMs: 60_000, what: 'some lines done' });
+    const worker = stack.services.find((s) => s.name === 'worker:openai' && s.proc.exitCode === null);
+    if (!worker) throw new Error('no worker');
+    worker.proc.kill('SIGKILL');
+    await once(worker.proc, 'exit');
+    expect(await completedOf(b.id)).toBeLessThan(LINES);
+    await stack.start('worker:openai');
+    await expectEveryLineOnceBilledOnce(b.id, 'w');
+  }, 150_000);
+
+  it('kill -9 of the ingress driving the batch: a new ingress takes it over, every line ends once, billed once', async () => {
+    const b = await start('i');
+    await until(async () => (await completedOf(b.id)) >= 5, { timeoutMs: 60_000, what: 'some lines done' });
+    const ingress = stack.services.find((s) => s.name === 'ingress' && s.proc.exitCode === null);
+    if (!ingress) throw new Error('no ingress');
+    ingress.proc.kill('SIGKILL');
+    await once(ingress.proc, 'exit');
+    const before = (
+      await stack.sql.query<{ completed: number }>('SELECT completed FROM batches WHERE id = $1', [b.id])
+    ).rows[0]?.completed;
+    expect(before).toBeLessThan(LINES);
+    await stack.start('ingress');
+    await until(async () => (await fetch(`${stack.url}/healthz`).catch(() => undefined))?.ok, {
+      timeoutMs: 60_000,
+      what: 'the new ingress',
+    });
+    await expectEveryLineOnceBilledOnce(b.id, 'i');
+  }, 150_000);
+});
