@@ -95,6 +95,7 @@ describe('the admin API behind disguised paths', () => {
     ['GET', '/admin/v1/pools'],
     ['GET', '/admin/v1/spend'],
     ['GET', '/admin/v1/keys'],
+    ['GET', '/admin/v1/batches'],
   ];
   /** Spellings a router may take for the same route: each reaches it (401) or nothing (404), never 2xx. */
   const disguises: Array<[string, (p: string) => string, 'reaches' | 'may miss']> = [

@@ -288,9 +288,47 @@ describe('web console (headless Chromium)', () => {
     await shot('07-credit-added');
   });
 
-  it('shows the batches panel', async () => {
+  it('shows a batch of the Batch API with its progress until it completes', async () => {
+    const lines = ['a', 'b', 'c']
+      .map((id) =>
+        JSON.stringify({
+          custom_id: id,
+          method: 'POST',
+          url: '/v1/chat/completions',
+          body: { model: MODEL, messages: [{ role: 'user', content: `batch ${id}` }] },
+        }),
+      )
+      .join('\n');
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([lines]), 'batch.jsonl');
+    const auth = { authorization: `Bearer ${stack.apiKey}` };
+    const file = await fetch(`${stack.url}/v1/files`, { method: 'POST', headers: auth, body: form });
+    expect(file.status).toBe(200);
+    const created = await fetch(`${stack.url}/v1/batches`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        input_file_id: ((await file.json()) as { id: string }).id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      }),
+    });
+    expect(created.status).toBe(200);
+    const batchId = ((await created.json()) as { id: string }).id;
+
     await page.click('a[href="#/batches"]');
     await page.getByRole('heading', { name: 'Batches' }).waitFor();
+    const row = page.locator(`tr[data-batch="${batchId}"]`);
+    await row.waitFor();
+    await until(async () => (await row.locator('[data-col=done]').textContent()) === '3/3', {
+      timeoutMs: 30_000,
+      what: 'the batch shown done (3/3)',
+    });
+    await until(async () => (await row.locator('[data-col=status]').textContent()) === 'completed', {
+      timeoutMs: 30_000,
+      what: 'the batch shown completed',
+    });
     await shot('08-batches');
   });
 
@@ -329,7 +367,7 @@ describe('the admin views the console reads', () => {
     fetch(`${stack.url}${path}`, { headers: { authorization: auth } });
 
   it('refuses a tenant key and no credentials', async () => {
-    for (const path of ['/admin/v1/pools', '/admin/v1/spend', '/admin/v1/keys']) {
+    for (const path of ['/admin/v1/pools', '/admin/v1/spend', '/admin/v1/keys', '/admin/v1/batches']) {
       expect((await get(path, `Bearer ${stack.apiKey}`)).status).toBe(401);
       expect((await fetch(`${stack.url}${path}`)).status).toBe(401);
     }
@@ -352,6 +390,8 @@ describe('the admin views the console reads', () => {
     }
     expect((await get('/admin/v1/keys?limit=0')).status).toBe(400);
     expect((await get('/admin/v1/keys?limit=5000')).status).toBe(400);
+    expect((await get('/admin/v1/batches?limit=-1')).status).toBe(400);
+    expect((await get('/admin/v1/batches?constructor=1')).status).toBe(400);
   });
 
   it('lists keys without their secret or hash, or only those of one account', async () => {

@@ -108,3 +108,22 @@ export type BalanceList = z.infer<typeof BalanceList>;
 /** What `POST /admin/v1/keys` answers: the only time the key itself is shown. */
 export const CreatedApiKey = z.object({ id: z.string(), key: z.string(), prefix: z.string() });
 export type CreatedApiKey = z.infer<typeof CreatedApiKey>;
+
+/** A batch of the Batch API with its progress, across tenants (`GET /admin/v1/batches`). */
+export const BatchView = z.object({
+  id: z.string(),
+  account_id: z.string(),
+  account_name: z.string().nullable(),
+  endpoint: z.string(),
+  status: z.string(),
+  total: z.number().int(),
+  completed: z.number().int(),
+  failed: z.number().int(),
+  /** Unix seconds. */
+  created_at: z.number().int(),
+  expires_at: z.number().int(),
+  ended_at: z.number().int().nullable(),
+});
+export type BatchView = z.infer<typeof BatchView>;
+export const BatchList = z.object({ object: z.literal('list'), data: z.array(BatchView) });
+export type BatchList = z.infer<typeof BatchList>;

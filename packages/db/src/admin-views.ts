@@ -146,3 +146,55 @@ export async function recentFailures(db: Db, since: Date): Promise<Map<string, n
      GROUP BY provider`);
   return new Map(r.rows.map((row) => [row.provider, Number(row.n)]));
 }
+
+export interface BatchListing {
+  id: string;
+  accountId: string;
+  accountName: string | null;
+  endpoint: string;
+  status: string;
+  total: number;
+  completed: number;
+  failed: number;
+  /** Unix seconds, as the Batch API shows them. */
+  createdAt: number;
+  expiresAt: number;
+  /** When it reached its final status (completed, failed, expired or cancelled), Unix seconds. */
+  endedAt: number | null;
+}
+
+/** Batches of every tenant (the Batch API's), newest first, at most `limit`. */
+export async function listBatches(db: Db, opts: { limit: number }): Promise<BatchListing[]> {
+  const r = await db.execute<{
+    id: string;
+    account_id: string;
+    account_name: string | null;
+    endpoint: string;
+    status: string;
+    total: number;
+    completed: number;
+    failed: number;
+    created_at: string;
+    expires_at: string;
+    ended_at: string | null;
+  }>(sql`
+    SELECT b.id, b.account_id, a.name AS account_name, b.endpoint, b.status, b.total, b.completed,
+           b.failed, b.created_at::text AS created_at, b.expires_at::text AS expires_at,
+           coalesce(b.completed_at, b.failed_at, b.expired_at, b.cancelled_at)::text AS ended_at
+      FROM batches b LEFT JOIN accounts a ON a.id = b.account_id
+     ORDER BY b.created_at DESC, b.id DESC
+     LIMIT ${opts.limit}`);
+  return r.rows.map((row) => ({
+    id: row.id,
+    accountId: row.account_id,
+    accountName: row.account_name,
+    endpoint: row.endpoint,
+    status: row.status,
+    total: row.total,
+    completed: row.completed,
+    failed: row.failed,
+    createdAt: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    endedAt: row.ended_at === null ? null : Number(row.ended_at),
+  }));
+}

@@ -2,9 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { microsToUsd } from '@faregate/catalog/money';
-import { ApiKeyList, PoolList, SpendGroup, SpendReport } from '@faregate/contracts/admin-views';
+import { ApiKeyList, BatchList, PoolList, SpendGroup, SpendReport } from '@faregate/contracts/admin-views';
 import { circuitState } from '@faregate/contracts/pool-control';
-import { getSpend, listApiKeys, recentFailures } from '@faregate/db/admin-views';
+import { getSpend, listApiKeys, listBatches, recentFailures } from '@faregate/db/admin-views';
 import type { IngressDeps } from '../../deps.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 
@@ -18,6 +18,10 @@ const PRIORITIZED_SCANNED = 200;
 const SpendQuery = z.strictObject({
   group: SpendGroup.default('day'),
   days: z.coerce.number().int().min(1).max(366).default(30),
+});
+
+const BatchesQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
 const KeysQuery = z.strictObject({
@@ -72,7 +76,8 @@ async function poolView(deps: IngressDeps, pool: string, now: number, failures: 
 
 /**
  * The admin API's read views for the console (and anyone with the admin token): pools with their
- * queue, spend across tenants grouped in SQL, and the key listing (never a key's secret or hash).
+ * queue, spend across tenants grouped in SQL, the key listing (never a key's secret or hash), and the
+ * Batch API's batches with their progress.
  */
 export async function adminViewRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   defaultAuth(app, 'admin');
@@ -138,6 +143,30 @@ export async function adminViewRoutes(app: FastifyInstance, deps: IngressDeps): 
           tpm_limit: k.tpmLimit,
           patience_ms: k.patienceMs,
           created_at: k.createdAt.toISOString(),
+        })),
+      };
+    },
+  );
+
+  r.get(
+    '/admin/v1/batches',
+    { schema: { querystring: BatchesQuery, response: { 200: BatchList } } },
+    async (req) => {
+      const rows = await listBatches(deps.db, { limit: req.query.limit });
+      return {
+        object: 'list' as const,
+        data: rows.map((b) => ({
+          id: b.id,
+          account_id: b.accountId,
+          account_name: b.accountName,
+          endpoint: b.endpoint,
+          status: b.status,
+          total: b.total,
+          completed: b.completed,
+          failed: b.failed,
+          created_at: b.createdAt,
+          expires_at: b.expiresAt,
+          ended_at: b.endedAt,
         })),
       };
     },
