@@ -30,7 +30,14 @@ export interface Reply {
   reasoningTokens: number;
   /** Visible text, one token per piece; empty for a tool call. */
   pieces: string[];
-  tool?: { name: string; args: Record<string, unknown>; argsJson: string; argPieces: string[] };
+  tool?: {
+    name: string;
+    args: Record<string, unknown>;
+    argsJson: string;
+    argPieces: string[];
+    /** Parallel calls of the tool in the answer (directive `calls`). */
+    count: number;
+  };
   finish: 'stop' | 'length' | 'tool';
   /** Output tokens billed: visible pieces (or argument pieces) + reasoning. */
   completionTokens: number;
@@ -80,6 +87,7 @@ export function normalizeDirective(raw: unknown): Directive {
     'tokens',
     'cachedTokens',
     'reasoningTokens',
+    'calls',
   ]) {
     const v = (d as Record<string, unknown>)[k];
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
@@ -181,7 +189,7 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
       cachedTokens,
       reasoningTokens,
       pieces: [],
-      tool: { name: tool.name, args, argsJson, argPieces },
+      tool: { name: tool.name, args, argsJson, argPieces, count: Math.max(1, Math.floor(d?.calls ?? 1)) },
       finish: 'tool',
       completionTokens: argPieces.length + reasoningTokens,
     };

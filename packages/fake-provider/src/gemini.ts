@@ -116,6 +116,10 @@ export function geminiProtocol(): Protocol {
     return extra ? `${json.slice(0, -1)}${extra}}` : json;
   };
 
+  /** A tool answer's functionCall parts (several with the `calls` directive: parallel calls). */
+  const callParts = (t: NonNullable<RenderCtx['reply']['tool']>) =>
+    Array.from({ length: t.count }, () => ({ functionCall: { name: t.name, args: t.args } }));
+
   const frame = (c: RenderCtx, json: string, first: boolean) =>
     c.parsed.sse ? `data: ${json}\r\n\r\n` : `${first ? '[' : ',\r\n'}${json}`;
 
@@ -133,9 +137,7 @@ export function geminiProtocol(): Protocol {
     reportedModel: (_requested, served) => served,
     json(c) {
       const r = c.reply;
-      const parts = r.tool
-        ? [{ functionCall: { name: r.tool.name, args: r.tool.args } }]
-        : [{ text: r.pieces.join('') }];
+      const parts = r.tool ? callParts(r.tool) : [{ text: r.pieces.join('') }];
       return chunk(c, parts, r.completionTokens - r.reasoningTokens, true);
     },
     stream(c) {
@@ -143,7 +145,7 @@ export function geminiProtocol(): Protocol {
       const out: SseEvent[] = [];
       if (r.tool) {
         // Gemini sends a function call whole, in one chunk.
-        const parts = [{ functionCall: { name: r.tool.name, args: r.tool.args } }];
+        const parts = callParts(r.tool);
         out.push({
           text: frame(c, chunk(c, parts, r.tool.argPieces.length, true), true),
           tokens: r.tool.argPieces.length,

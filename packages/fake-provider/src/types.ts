@@ -68,6 +68,8 @@ export interface Directive extends Partial<Fault> {
   reasoningTokens?: number;
   /** Answer with a tool call: `true` (the first tool) or a tool name. Needs `tools` in the request. */
   tool?: boolean | string;
+  /** With `tool`: how many calls the answer holds (parallel calls; Gemini renders them). Default 1. */
+  calls?: number;
 }
 
 /** Behaviour settings; each provider has its own copy. */

@@ -1,0 +1,131 @@
+import OpenAI from 'openai';
+import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Parameters are never silently dropped (#16 item 4): what a target cannot do is a 400 naming the
+ * parameter and the provider before anything is queued; what it can do, or what is translated,
+ * arrives.
+ */
+let stack: Stack;
+let client: OpenAI;
+beforeAll(async () => {
+  stack = await startStack({ providers: ['openai', 'anthropic', 'gemini'] });
+  client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+}, 120_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const ask = (content: string): ChatCompletionMessageParam[] => [{ role: 'user', content }];
+const tools: ChatCompletionTool[] = [
+  {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+  },
+];
+/** Generation calls the fake received (model listings left out). */
+const generations = () => stack.fake.calls().filter((c) => !c.path.endsWith('/models'));
+
+async function refusal(p: Promise<unknown>) {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(OpenAI.APIError);
+  return e as InstanceType<typeof OpenAI.APIError>;
+}
+
+describe('refused before queueing: a 400 naming the parameter and the provider', () => {
+  it.each([
+    ['anthropic/claude-haiku-4-5', { seed: 7 }, 'seed', 'anthropic'],
+    ['anthropic/claude-haiku-4-5', { metadata: { order: '42' } }, 'metadata', 'anthropic'],
+    ['anthropic/claude-haiku-4-5', { store: true }, 'store', 'anthropic'],
+    ['anthropic/claude-haiku-4-5', { presence_penalty: 0.5 }, 'presence_penalty', 'anthropic'],
+    ['gemini/gemini-2.5-flash', { user: 'end-user-1' }, 'user', 'gemini'],
+    ['gemini/gemini-2.5-flash', { metadata: { a: 'b' } }, 'metadata', 'gemini'],
+    ['openai/gpt-4o-mini', { service_tier: 'priority' }, 'service_tier', 'openai'],
+    ['openai/gpt-4o-mini', { logprobs: true }, 'logprobs', 'openai'],
+  ] as const)('%s with %j', async (model, extra, param, provider) => {
+    stack.fake.clearCalls();
+    const e = await refusal(client.chat.completions.create({ model, messages: ask('hi'), ...extra }));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe(param);
+    expect(e.message).toContain(provider);
+    expect(generations()).toEqual([]);
+  });
+});
+
+describe('passed through or translated', () => {
+  it('store: false and user reach Anthropic as they can (user → metadata.user_id)', async () => {
+    const r = await client.chat.completions.create({
+      model: 'anthropic/claude-haiku-4-5',
+      messages: ask('hi'),
+      store: false,
+      user: 'u-7',
+    });
+    expect(r.choices[0]?.message.content).toBeTruthy();
+  });
+
+  it('service_tier flex passes through to OpenAI', async () => {
+    const r = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('hi'),
+      service_tier: 'flex',
+    });
+    expect(r.choices).toHaveLength(1);
+  });
+
+  it.each([false, true])(
+    'gemini: parallel_tool_calls false gets one call where the model made two (stream: %s)',
+    async (stream) => {
+      const messages = ask('weather please [[fake:{"tool":true,"calls":2}]]');
+      const calls = async (parallel: boolean | undefined) => {
+        const base = {
+          model: 'gemini/gemini-2.5-flash',
+          messages,
+          tools,
+          ...(parallel === undefined ? {} : { parallel_tool_calls: parallel }),
+        };
+        if (!stream) return (await client.chat.completions.create(base)).choices[0]?.message.tool_calls ?? [];
+        const s = client.chat.completions.stream({ ...base, stream: true });
+        return (await s.finalChatCompletion()).choices[0]?.message.tool_calls ?? [];
+      };
+      const two = await calls(undefined);
+      expect(two).toHaveLength(2);
+      expect(new Set(two.map((c) => c.id)).size).toBe(2);
+      const one = await calls(false);
+      expect(one).toHaveLength(1);
+      expect(one[0]?.type === 'function' && one[0].function.name).toBe('get_weather');
+    },
+  );
+
+  it('gemini: tool-call ids are unique across the turns of a conversation', async () => {
+    const first = await client.chat.completions.create({
+      model: 'gemini/gemini-2.5-flash',
+      messages: ask('weather in Paris [[fake:{"tool":true}]]'),
+      tools,
+    });
+    const call1 = first.choices[0]?.message.tool_calls?.[0];
+    expect(call1?.id).toMatch(/^call_/);
+    const second = await client.chat.completions.create({
+      model: 'gemini/gemini-2.5-flash',
+      messages: [
+        // (Gemini's turns merge the tool result with the next question: the fake reads its directive
+        // from the last user turn without a tool result, the first one here.)
+        ...ask('weather in Paris [[fake:{"tool":true}]]'),
+        { role: 'assistant', content: null, tool_calls: first.choices[0]?.message.tool_calls ?? [] },
+        { role: 'tool', tool_call_id: call1?.id ?? '', content: '{"temp":21}' },
+        ...ask('and in Rome?'),
+      ],
+      tools,
+    });
+    const call2 = second.choices[0]?.message.tool_calls?.[0];
+    expect(call2?.id).toMatch(/^call_/);
+    expect(call2?.id).not.toBe(call1?.id);
+  });
+});
