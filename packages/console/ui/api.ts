@@ -41,6 +41,10 @@ async function request<S extends z.ZodType>(
     window.location.assign(LOGIN_URL);
     throw new ApiError(401, 'Signed out: sign in again.');
   }
+  // Every admin route answers 404 when the gateway has no admin token: say so instead.
+  if (res.status === 404 && method === 'GET') {
+    throw new ApiError(404, 'The admin API is off: set FAREGATE_ADMIN_TOKEN on the ingress and restart it.');
+  }
   const text = await res.text();
   let json: unknown;
   try {
