@@ -272,6 +272,19 @@ describe('the rest of the Messages format', () => {
     expect(await bad.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
   });
 
+  it('a parameter a target cannot honour is refused by the name the caller sent', async () => {
+    const err = await client.messages
+      .create({
+        model: 'gemini/gemini-2.5-flash',
+        max_tokens: 8,
+        metadata: { user_id: 'user-42' },
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((err as Error).message).toMatch(/'metadata\.user_id' is not supported by gemini/);
+  });
+
   it('accepts the key as Authorization: Bearer too (newer SDKs)', async () => {
     const r = await post(
       '/v1/messages',

@@ -1,15 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { AnthropicRequest } from '@faregate/contracts/anthropic';
 import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
 import {
   AnthropicStreamWriter,
   anthropicError,
   effortOfBudget,
+  MESSAGES_PARAMS,
   promptOf,
   toAnthropicMessage,
   toChatRequest,
 } from './messages.ts';
+import { inDoorTerms } from './shared.ts';
 
 const parse = (b: unknown) => AnthropicRequest.parse(b);
 const base = { model: 'openai/gpt-4o-mini', max_tokens: 100 };
@@ -159,6 +162,24 @@ const completion = (over: Partial<Parameters<typeof toChatCompletion>[3]> = {}) 
     },
     0n,
   );
+
+describe("the pipeline's refusals in the door's terms", () => {
+  it('renames a chat parameter to the field the caller sent, and leaves other errors alone', () => {
+    const e = new GatewayError({
+      code: 'invalid_request_error',
+      message: "'user' is not supported by gemini: it has no end-user field.",
+      param: 'user',
+    });
+    expect(inDoorTerms(e, MESSAGES_PARAMS)).toMatchObject({
+      param: 'metadata.user_id',
+      message: "'metadata.user_id' is not supported by gemini: it has no end-user field.",
+      code: 'invalid_request_error',
+    });
+    const other = new GatewayError({ code: 'model_not_found', message: 'x', param: 'model' });
+    expect(inDoorTerms(other, MESSAGES_PARAMS)).toBe(other);
+    expect(inDoorTerms('not an error', MESSAGES_PARAMS)).toBe('not an error');
+  });
+});
 
 describe('chat result → Anthropic message', () => {
   it('keeps the gateway model name, maps stop reasons, and counts input as Anthropic does', () => {

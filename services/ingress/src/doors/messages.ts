@@ -168,6 +168,14 @@ export function toChatRequest(req: AnthropicRequest): ChatRequest {
   return chat;
 }
 
+/** The chat parameters this door fills, by the names its callers use (for the pipeline's refusals). */
+export const MESSAGES_PARAMS: Readonly<Record<string, string>> = {
+  user: 'metadata.user_id',
+  stop: 'stop_sequences',
+  reasoning_effort: 'thinking',
+  parallel_tool_calls: 'tool_choice.disable_parallel_tool_use',
+};
+
 const STOP: Record<FinishReason, AnthropicStopReason> = {
   stop: 'end_turn',
   length: 'max_tokens',

@@ -80,7 +80,6 @@ describe('Responses request → chat request', () => {
       max_completion_tokens: 50,
       temperature: 0.2,
       top_p: 0.5,
-      metadata: { k: 'v' },
     });
     expect(
       toChatRequest(parse({ model: 'm', input: 'x', text: { format: { type: 'json_object' } } }))

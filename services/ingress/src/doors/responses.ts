@@ -109,7 +109,10 @@ function formatOf(f: ResponsesFormat | undefined): ChatRequest['response_format'
   };
 }
 
-/** `POST /v1/responses` body → the internal chat request; stateful parameters are refused here. */
+/**
+ * `POST /v1/responses` body → the internal chat request; stateful parameters are refused here.
+ * `metadata` belongs to the response object (echoed in the answer), not to the model's request.
+ */
 export function toChatRequest(req: ResponsesRequest): ChatRequest {
   if (req.previous_response_id != null)
     throw invalid(
@@ -144,11 +147,17 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
   if (req.max_output_tokens != null) chat.max_completion_tokens = req.max_output_tokens;
   if (req.temperature != null) chat.temperature = req.temperature;
   if (req.top_p != null) chat.top_p = req.top_p;
-  if (req.metadata) chat.metadata = req.metadata;
   if (req.user) chat.user = req.user;
   if (req.safety_identifier) chat.safety_identifier = req.safety_identifier;
   return chat;
 }
+
+/** The chat parameters this door fills, by the names its callers use (for the pipeline's refusals). */
+export const RESPONSES_PARAMS: Readonly<Record<string, string>> = {
+  max_completion_tokens: 'max_output_tokens',
+  response_format: 'text.format',
+  reasoning_effort: 'reasoning.effort',
+};
 
 export function responsesUsage(u: OpenAIUsage): ResponsesUsage {
   return {

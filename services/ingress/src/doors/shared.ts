@@ -37,6 +37,20 @@ export function parseToolInput(args: string): Record<string, unknown> {
   return { _raw: args };
 }
 
+/**
+ * An error from the pipeline that names a chat parameter, named as the door's caller sent it
+ * (`user` → `metadata.user_id`): a caller fixes the field it wrote, not ours.
+ */
+export function inDoorTerms(e: unknown, names: Readonly<Record<string, string>>): unknown {
+  if (!(e instanceof GatewayError) || e.param === null || !Object.hasOwn(names, e.param)) return e;
+  const param = names[e.param] ?? e.param;
+  return new GatewayError({
+    ...e.toJSON(),
+    param,
+    message: e.message.replaceAll(`'${e.param}'`, `'${param}'`),
+  });
+}
+
 /** A door's refusal of a parameter: a 400 naming it. */
 export const invalidParam = (param: string, message: string): GatewayError =>
   new GatewayError({ code: 'invalid_request_error', message, param });

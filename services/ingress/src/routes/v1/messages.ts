@@ -3,7 +3,14 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
-import { AnthropicStreamWriter, promptOf, toAnthropicMessage, toChatRequest } from '../../doors/messages.ts';
+import {
+  AnthropicStreamWriter,
+  MESSAGES_PARAMS,
+  promptOf,
+  toAnthropicMessage,
+  toChatRequest,
+} from '../../doors/messages.ts';
+import { inDoorTerms } from '../../doors/shared.ts';
 import { requireReasoning } from '../../doors/reasoning.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { serveChat } from './chat.ts';
@@ -27,6 +34,8 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
       return serveChat(deps, req, reply, chat, {
         answer: toAnthropicMessage,
         writer: (id) => new AnthropicStreamWriter(id),
+      }).catch((e: unknown) => {
+        throw inDoorTerms(e, MESSAGES_PARAMS);
       });
     },
   );

@@ -5,7 +5,8 @@ import { ResponsesRequest } from '@faregate/contracts/responses';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
 import { requireReasoning } from '../../doors/reasoning.ts';
-import { ResponsesStreamWriter, toChatRequest, toResponse } from '../../doors/responses.ts';
+import { RESPONSES_PARAMS, ResponsesStreamWriter, toChatRequest, toResponse } from '../../doors/responses.ts';
+import { inDoorTerms } from '../../doors/shared.ts';
 import { serveChat } from './chat.ts';
 
 const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
@@ -23,6 +24,8 @@ export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): 
     return serveChat(deps, req, reply, chat, {
       answer: (result) => toResponse(body, result),
       writer: (id, createdMs) => new ResponsesStreamWriter(body, id, createdMs),
+    }).catch((e: unknown) => {
+      throw inDoorTerms(e, RESPONSES_PARAMS);
     });
   });
   const stored = async () => {
