@@ -92,7 +92,10 @@ export async function serveChat(
 ): Promise<unknown> {
   const stream = body.stream === true;
   const patienceMs = patienceHeader(req.headers['x-faregate-patience-ms'], deps.config.REQUEST_TIMEOUT_MS);
-  const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', { patienceMs });
+  const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', {
+    patienceMs,
+    trace: req.traceparent,
+  });
   const { data, frames } = job;
   reply.header('x-request-id', data.id);
   // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
