@@ -60,6 +60,17 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
   });
 });
 
+describe('embeddings where the target has none', () => {
+  it('an Anthropic model on /v1/embeddings is a 400 naming anthropic, nothing queued', async () => {
+    stack.fake.clearCalls();
+    const e = await refusal(client.embeddings.create({ model: 'anthropic/claude-haiku-4-5', input: 'a' }));
+    expect(e.status).toBe(400);
+    expect(e.param).toBe('model');
+    expect(e.message).toContain('anthropic has no embeddings API');
+    expect(generations()).toEqual([]);
+  });
+});
+
 describe('passed through or translated', () => {
   it('store: false and user reach Anthropic as they can (user → metadata.user_id)', async () => {
     const r = await client.chat.completions.create({
