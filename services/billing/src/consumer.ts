@@ -35,6 +35,7 @@ export const defaultConsumerOptions: Omit<ConsumerOptions, 'consumer'> = {
   backoffMinMs: 100,
   backoffMaxMs: 10_000,
   statusEveryMs: 2_000,
+  idleBlockMs: 1_000,
 };
 
 interface Valid {

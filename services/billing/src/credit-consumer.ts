@@ -19,13 +19,15 @@ export interface CreditConsumerDeps {
 
 export const defaultCreditConsumerOptions: Omit<StreamGroupOptions, 'consumer'> = {
   batchSize: 100,
-  // An admin is waiting for the answer: look often (an idle read is one cheap Redis command).
+  // An admin is waiting for the answer: an idle group blocks on the stream (idleBlockMs), so a
+  // command is read as soon as it lands; while commands keep coming, look again after 25 ms.
   batchMs: 25,
   claimIdleMs: 30_000,
   claimEveryMs: 5_000,
   backoffMinMs: 100,
   backoffMaxMs: 10_000,
   statusEveryMs: 5_000,
+  idleBlockMs: 1_000,
 };
 
 /**

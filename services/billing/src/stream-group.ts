@@ -23,6 +23,14 @@ export interface StreamGroupOptions {
   backoffMinMs: number;
   backoffMaxMs: number;
   statusEveryMs: number;
+  /**
+   * Once caught up, a read of new entries that finds none waits up to this long (XREADGROUP BLOCK,
+   * on a connection of its own) for the next one instead of reading again every `batchMs`: an idle
+   * group costs one command per `idleBlockMs`, not one per `batchMs` (16-stream reads and the
+   * credit stream's were 60 commands a second on an idle gateway). Busy, reads find entries and
+   * never block, so batching is as before. 0 or unset: poll.
+   */
+  idleBlockMs?: number;
 }
 
 export interface StreamGroupHandler {
@@ -70,7 +78,13 @@ export class StreamGroup {
   /** The stream of each entry in hand (entry ids are only unique within a stream). */
   #source = new WeakMap<Entry, string>();
   #lastFull = false;
+  /** The last read of new entries found none: the next one may block (`idleBlockMs`). */
+  #idle = false;
+  /** Connection for blocking reads (never the command connection: XACKs must not wait behind them). */
+  #blocking: Redis | undefined;
   #caughtUp = Promise.withResolvers<void>();
+  /** Per stream, a trim point at which XTRIM last removed nothing. */
+  #trimmedTo = new Map<string, string>();
 
   constructor(
     deps: { redis: Redis; log: Logger },
@@ -95,6 +109,7 @@ export class StreamGroup {
 
   async start(): Promise<void> {
     await Promise.all(this.keys.map((key) => ensureGroup(this.#redis, key, this.group)));
+    if ((this.#o.idleBlockMs ?? 0) > 0) this.#blocking = this.#redis.duplicate();
     this.#loop = this.#run();
     this.#status = setInterval(() => void this.refreshStatus(), this.#o.statusEveryMs);
     this.#status.unref();
@@ -110,6 +125,8 @@ export class StreamGroup {
     this.#stop.abort();
     this.#caughtUp.resolve();
     clearInterval(this.#status);
+    // Ends a blocked read at once (what it would have delivered stays pending, re-read on restart).
+    this.#blocking?.disconnect();
     await this.#loop;
   }
 
@@ -119,7 +136,11 @@ export class StreamGroup {
       const all = await Promise.all(
         this.keys.map(async (key) => {
           const s = await streamStatus(this.#redis, key, this.group);
-          if (s.trimBelow) await this.#redis.call('XTRIM', [key, 'MINID', '~', s.trimBelow]);
+          // Not again at a point where it already removed nothing (an idle partition's point stays put).
+          if (s.trimBelow && this.#trimmedTo.get(key) !== s.trimBelow) {
+            const removed = await this.#redis.call('XTRIM', [key, 'MINID', '~', s.trimBelow]);
+            if (removed === 0) this.#trimmedTo.set(key, s.trimBelow);
+          }
           return s;
         }),
       );
@@ -235,7 +256,14 @@ export class StreamGroup {
     if (this.stopping) return [];
     // The batch size is shared out over the streams (at least one entry each), read in one command.
     const count = Math.max(1, Math.ceil(this.#o.batchSize / this.#parts.length));
-    const byKey = await readGroups(this.#redis, { ...base, count, keys: this.keys });
+    // Caught up and nothing came last time: wait for the next entry rather than poll.
+    const blocking = this.#idle ? this.#blocking : undefined;
+    const byKey = await readGroups(blocking ?? this.#redis, {
+      ...base,
+      count,
+      keys: this.keys,
+      ...(blocking ? { blockMs: this.#o.idleBlockMs ?? 0 } : {}),
+    });
     let full = false;
     const entries = await this.#each(this.#parts, async (p) => {
       const got = byKey.get(p.key) ?? [];
@@ -243,6 +271,7 @@ export class StreamGroup {
       return got;
     });
     this.#lastFull = full;
+    this.#idle = entries.length === 0;
     return entries;
   }
 

@@ -34,9 +34,11 @@ export async function readGroup(
  */
 export async function readGroups(
   redis: Redis,
-  o: { keys: readonly string[]; group: string; consumer: string; count: number },
+  o: { keys: readonly string[]; group: string; consumer: string; count: number; blockMs?: number },
 ): Promise<Map<string, Entry[]>> {
-  const args: (string | number)[] = ['GROUP', o.group, o.consumer, 'COUNT', o.count, 'STREAMS', ...o.keys];
+  const args: (string | number)[] = ['GROUP', o.group, o.consumer, 'COUNT', o.count];
+  if (o.blockMs !== undefined) args.push('BLOCK', o.blockMs);
+  args.push('STREAMS', ...o.keys);
   for (let i = 0; i < o.keys.length; i++) args.push('>');
   const res = (await redis.call('XREADGROUP', args)) as unknown[] | null;
   const out = new Map<string, Entry[]>();
