@@ -3,7 +3,7 @@ import type { Batch } from 'openai/resources/batches';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { until } from '@faregate/testing/env';
-import { freePort, type Stack, startStack } from './support/stack.ts';
+import { type Stack, startStack } from './support/stack.ts';
 
 /** OpenAI's Batch API through the official SDK, against the real services (the fake provider the only fake). */
 let stack: Stack;
@@ -20,7 +20,10 @@ async function admin(method: string, path: string, body?: unknown) {
 }
 
 beforeAll(async () => {
-  stack = await startStack({ providers: ['openai'], env: { BATCH_TICK_MS: '50' } });
+  stack = await startStack({
+    providers: ['openai'],
+    env: { BATCH_TICK_MS: '50', BATCH_MAX_IN_FLIGHT: '16' },
+  });
   stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
   client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
   const acc = await admin('POST', '/admin/v1/accounts', { name: 'other tenant' });
@@ -262,27 +265,62 @@ describe('batches', () => {
     }
   });
 
-  it('expires after its window, keeping what finished', async () => {
-    // A second ingress of the same stack whose '24h' lasts 2 s (the window is set at create).
-    const port = await freePort();
-    const svc = await stack.start('ingress', { PORT: String(port), BATCH_WINDOW_SECONDS: '2' });
+  it('stops running lines on a key once it is revoked: the rest end in the error file as 401', async () => {
+    const acc = await admin('POST', '/admin/v1/accounts', { name: 'revoked' });
+    await admin('POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });
+    const k = await admin('POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
+    const mine = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: String(k.key), maxRetries: 0 });
+    stack.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 10 });
     try {
-      const url = `http://127.0.0.1:${port}`;
-      await until(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok, {
-        timeoutMs: 30_000,
-      });
-      const short = new OpenAI({ baseURL: `${url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
-      stack.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 10 });
-      const f = await upload(jsonl(Array.from({ length: 300 }, (_, i) => req(`e${i}`, `slow ${i}`))), short);
-      const b = await short.batches.create({
+      const f = await upload(jsonl(Array.from({ length: 300 }, (_, i) => req(`k${i}`, `slow ${i}`))), mine);
+      const b = await mine.batches.create({
         input_file_id: f.id,
         endpoint: '/v1/chat/completions',
         completion_window: '24h',
       });
-      expect(b.expires_at).toBe(b.created_at + 2);
-      const done = await ended(b.id, short, 60_000);
+      await until(async () => ((await mine.batches.retrieve(b.id)).request_counts?.completed ?? 0) >= 1, {
+        timeoutMs: 30_000,
+        what: 'a first line done',
+      });
+      await admin('POST', `/admin/v1/keys/${k.id}/revoke`, {});
+      const done = await until(
+        async () => {
+          const r = await stack.sql.query('SELECT status, completed, failed FROM batches WHERE id = $1', [
+            b.id,
+          ]);
+          return r.rows[0]?.status === 'completed' ? r.rows[0] : undefined;
+        },
+        { timeoutMs: 60_000, what: 'the batch to end' },
+      );
+      expect(done.completed).toBeLessThan(300);
+      expect(done.failed).toBe(300 - done.completed);
+      const errors = await stack.sql.query(
+        `SELECT result FROM batch_lines WHERE batch_id = $1 AND state = 'failed' ORDER BY line LIMIT 1`,
+        [b.id],
+      );
+      expect(errors.rows[0]?.result.response).toMatchObject({
+        status_code: 401,
+        body: { error: { code: 'invalid_api_key' } },
+      });
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    }
+  }, 90_000);
+
+  it('expires after its window, keeping what finished', async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 10 });
+    try {
+      const b = await start(Array.from({ length: 300 }, (_, i) => req(`e${i}`, `slow ${i}`)));
+      await until(async () => ((await client.batches.retrieve(b.id)).request_counts?.completed ?? 0) >= 1, {
+        timeoutMs: 30_000,
+        what: 'a first line done',
+      });
+      // The window (BATCH_WINDOW_SECONDS from create) passes now rather than in 24 h.
+      const now = Math.floor(Date.now() / 1000);
+      await stack.sql.query('UPDATE batches SET expires_at = $2 WHERE id = $1', [b.id, now]);
+      const done = await ended(b.id, client, 60_000);
       expect(done.status).toBe('expired');
-      expect(done.expired_at).toBeGreaterThanOrEqual(b.expires_at ?? 0);
+      expect(done.expired_at).toBeGreaterThanOrEqual(now);
       const completed = done.request_counts?.completed ?? 0;
       expect(completed).toBeGreaterThan(0);
       expect(completed).toBeLessThan(300);
@@ -298,7 +336,6 @@ describe('batches', () => {
       });
     } finally {
       stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
-      svc.proc.kill('SIGTERM');
     }
   }, 120_000);
 });

@@ -66,8 +66,8 @@ export const IngressConfig = z.object({
    * or running at once, how often a driver steps the active batches, and its lease on a batch.
    */
   BATCH_WINDOW_SECONDS: int(86_400),
-  BATCH_MAX_IN_FLIGHT: int(64),
-  BATCH_TICK_MS: int(200),
+  BATCH_MAX_IN_FLIGHT: int(256),
+  BATCH_TICK_MS: int(100),
   BATCH_LEASE_MS: int(5_000),
   /**
    * Comma-separated provider pools this deployment runs (`openai,anthropic`). `/readyz` answers 200

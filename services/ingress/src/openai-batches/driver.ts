@@ -341,6 +341,12 @@ export class BatchDriver {
     if (picked.rows.length === 0) return 0;
     const parsed = BatchPrincipal.safeParse(b.principal);
     const principal: Principal | undefined = parsed.success ? { ...parsed.data } : undefined;
+    // The key that created the batch is checked as each group of lines is fed: once it is revoked,
+    // no more lines run on it (they end in the error file).
+    const key = await this.#pool.query<{ revoked: boolean }>('SELECT revoked FROM api_keys WHERE id = $1', [
+      b.keyId,
+    ]);
+    const revoked = key.rows[0]?.revoked !== false;
     const ended: Ended[] = [];
     const retry: number[] = [];
     let next = 0;
@@ -351,6 +357,11 @@ export class BatchDriver {
         if (!row) continue;
         const { job, out } = lineIds(b.id, row.line);
         try {
+          if (revoked)
+            throw new GatewayError({
+              code: 'invalid_api_key',
+              message: 'The API key that created this batch was revoked.',
+            });
           if (!principal)
             throw new GatewayError({ code: 'internal_error', message: 'batch has no principal' });
           const request = parseChatRequest(row.body);
