@@ -1,0 +1,62 @@
+import type { ChatRequest } from '@faregate/contracts/chat';
+import { describe, expect, it } from 'vitest';
+import { chatRefusal, embeddingsRefusal, hasEmbeddings } from './capabilities.ts';
+
+const chat = (extra: Partial<ChatRequest>): ChatRequest => ({
+  model: 'm',
+  messages: [{ role: 'user', content: 'hi' }],
+  ...extra,
+});
+
+describe('what each protocol cannot do, in one table', () => {
+  it.each([
+    ['anthropic', { seed: 1 }, 'seed'],
+    ['anthropic', { metadata: { a: 'b' } }, 'metadata'],
+    ['anthropic', { store: true }, 'store'],
+    ['anthropic', { temperature: 1.5 }, 'temperature'],
+    ['anthropic', { frequency_penalty: 0.2 }, 'frequency_penalty'],
+    ['gemini', { user: 'u' }, 'user'],
+    ['gemini', { safety_identifier: 'u' }, 'safety_identifier'],
+    ['gemini', { stop: ['a', 'b', 'c', 'd', 'e', 'f'] as unknown as string[] }, 'stop'],
+    ['openai-compatible', { store: true }, 'store'],
+    ['openai', { service_tier: 'priority' }, 'service_tier'],
+    ['openai', { logprobs: true }, 'logprobs'],
+  ] as const)('%s refuses %j naming %s and the provider', (kind, extra, param) => {
+    const r = chatRefusal(kind, `my-${kind}`, chat(extra as Partial<ChatRequest>));
+    expect(r?.param).toBe(param);
+    expect(r?.message).toContain(`my-${kind}`);
+  });
+
+  it.each([
+    ['anthropic', { store: false, metadata: {}, user: 'u', seed: null }],
+    ['gemini', { seed: 3, store: false, service_tier: 'auto' }],
+    ['openai', { seed: 3, store: true, metadata: { a: 'b' }, service_tier: 'flex', user: 'u' }],
+  ] as const)('%s accepts %j', (kind, extra) => {
+    expect(chatRefusal(kind, kind, chat(extra as Partial<ChatRequest>))).toBeUndefined();
+  });
+
+  it('an unknown or prototype-named kind has no rules (the adapters still refuse what they cannot build)', () => {
+    expect(chatRefusal('__proto__', 'x', chat({ seed: 1 }))).toBeUndefined();
+    expect(hasEmbeddings('__proto__')).toBe(false);
+    expect(hasEmbeddings('constructor')).toBe(false);
+  });
+
+  it('embeddings: which protocols have them and what they take', () => {
+    expect(hasEmbeddings('openai')).toBe(true);
+    expect(hasEmbeddings('anthropic')).toBe(false);
+    expect(embeddingsRefusal('anthropic', 'anthropic', { model: 'm', input: 'x' })?.message).toMatch(
+      /anthropic has no embeddings API/,
+    );
+    expect(embeddingsRefusal('gemini', 'gemini', { model: 'm', input: [1, 2] })?.param).toBe('input');
+    expect(embeddingsRefusal('gemini', 'gemini', { model: 'm', input: Array(101).fill('a') })?.param).toBe(
+      'input',
+    );
+    expect(embeddingsRefusal('gemini', 'gemini', { model: 'm', input: 'a', user: 'u' })?.param).toBe('user');
+    expect(
+      embeddingsRefusal('openai', 'openai', { model: 'm', input: [[1], [2]], user: 'u' }),
+    ).toBeUndefined();
+    expect(embeddingsRefusal('openai-compatible', 'llama', { model: 'm', input: [[1]] })?.param).toBe(
+      'input',
+    );
+  });
+});

@@ -1,0 +1,128 @@
+import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
+import type { GatewayError } from '@faregate/contracts/errors';
+import { fakeVector } from '@faregate/fake-provider/embeddings';
+import { type FakeProvider, startFakeProvider } from '@faregate/fake-provider/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callEmbeddings, closeHttp } from './call.ts';
+import { parseGeminiEmbeddingsResponse } from './gemini/embeddings.ts';
+import { parseEmbeddingsResponse } from './openai-compatible/embeddings.ts';
+import { adapterForConfig, providersFromEnv } from './registry.ts';
+
+let fake: FakeProvider;
+beforeAll(async () => {
+  fake = await startFakeProvider();
+});
+afterAll(async () => {
+  await closeHttp();
+  await fake.close();
+});
+
+const pool = (id: string) => {
+  const config = providersFromEnv({ FAKE_PROVIDER_URL: fake.url }).find((p) => p.id === id);
+  if (!config) throw new Error(`no ${id}`);
+  return { config, adapter: adapterForConfig(config), apiKey: config.apiKeys[0] };
+};
+const embed = (id: string, model: string, request: Omit<EmbeddingsRequest, 'model'>) =>
+  callEmbeddings({ ...pool(id), model, request: { model, ...request } });
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: GatewayError) => e,
+  );
+
+describe('the embeddings operation of each adapter, against the fake provider', () => {
+  it('openai: one vector per input, in order, with the usage the provider reports', async () => {
+    const r = await embed('openai', 'text-embedding-3-small', { input: ['one', 'two'], dimensions: 64 });
+    expect(r.status).toBe(200);
+    expect(r.embeddings.vectors).toEqual([
+      fakeVector('text-embedding-3-small', 'one', 64),
+      fakeVector('text-embedding-3-small', 'two', 64),
+    ]);
+    expect(r.embeddings.inputTokens).toBe(2);
+    expect(r.embeddings.model).toBe('text-embedding-3-small');
+    // Always floats upstream: the gateway encodes base64 itself.
+    const call = fake.calls().at(-1);
+    expect(call).toMatchObject({ path: '/openai/v1/embeddings', status: 200 });
+  });
+
+  it('gemini: embedContent for a string, batchEmbedContents for a list; no usage reported', async () => {
+    fake.clearCalls();
+    const one = await embed('gemini', 'gemini-embedding-001', { input: 'solo', dimensions: 8 });
+    expect(one.embeddings.vectors).toEqual([fakeVector('gemini-embedding-001', 'solo', 8)]);
+    expect(one.embeddings.inputTokens).toBeUndefined();
+    const many = await embed('gemini', 'text-embedding-004', { input: ['a', 'b', 'c'] });
+    expect(many.embeddings.vectors.map((v) => v.length)).toEqual([768, 768, 768]);
+    expect(fake.calls().map((c) => c.path)).toEqual([
+      '/gemini/v1beta/models/gemini-embedding-001:embedContent',
+      '/gemini/v1beta/models/text-embedding-004:batchEmbedContents',
+    ]);
+  });
+
+  it('an OpenAI-compatible server (Ollama preset)', async () => {
+    const r = await embed('llama', 'nomic-embed-text', { input: 'local' });
+    expect(r.embeddings.vectors[0]).toEqual(fakeVector('nomic-embed-text', 'local', 768));
+  });
+
+  it('anthropic has none; gemini refuses token arrays; provider errors are classified as for chat', async () => {
+    expect(await rejection(embed('anthropic', 'claude-haiku-4-5', { input: 'x' }))).toMatchObject({
+      code: 'invalid_request_error',
+      param: 'model',
+      message: expect.stringContaining('anthropic'),
+    });
+    expect(await rejection(embed('gemini', 'gemini-embedding-001', { input: [1, 2] }))).toMatchObject({
+      code: 'invalid_request_error',
+      param: 'input',
+    });
+    fake.script('openai', [{ fault: '429', retryAfterMs: 10 }]);
+    expect(await rejection(embed('openai', 'text-embedding-3-small', { input: 'x' }))).toMatchObject({
+      code: 'rate_limit_exceeded',
+    });
+    expect(
+      await rejection(embed('openai', 'text-embedding-3-small', { input: 'x', dimensions: 99_999 })),
+    ).toMatchObject({ code: 'invalid_request_error' });
+  });
+});
+
+describe('parsing a malformed embeddings answer is a retryable upstream error, never a wrong vector', () => {
+  it.each([
+    ['no data', {}],
+    ['index out of range', { data: [{ index: 3, embedding: [1] }] }],
+    ['a missing input', { data: [{ index: 0, embedding: [1] }] }],
+    [
+      'not floats',
+      {
+        data: [
+          { index: 0, embedding: ['a'] },
+          { index: 1, embedding: [1] },
+        ],
+      },
+    ],
+  ])('openai-style: %s', (_name, body) => {
+    expect(() => parseEmbeddingsResponse(body, 2)).toThrowError(
+      expect.objectContaining({ code: 'upstream_error', retryable: true }),
+    );
+  });
+
+  it('answers out of order are put back in input order', () => {
+    const r = parseEmbeddingsResponse(
+      {
+        data: [
+          { index: 1, embedding: [2] },
+          { index: 0, embedding: [1] },
+        ],
+        usage: { prompt_tokens: 4 },
+      },
+      2,
+    );
+    expect(r.vectors).toEqual([[1], [2]]);
+    expect(r.inputTokens).toBe(4);
+  });
+
+  it('gemini: a count that does not match the inputs', () => {
+    expect(() => parseGeminiEmbeddingsResponse({ embeddings: [{ values: [1] }] }, 2)).toThrowError(
+      expect.objectContaining({ code: 'upstream_error' }),
+    );
+  });
+});
