@@ -340,6 +340,8 @@ async function attemptOnce(
       called = true;
       void sent.then(markCalling);
       const res = await call;
+      // An async job's deferred `running` frame goes out before the answer, never after it.
+      await writer.flush();
       ({ usage, estimated } = embeddingsUsage(data.request, res.embeddings));
       deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
       const at = Date.now();
