@@ -5,7 +5,7 @@
 # Steps that download packages mount an optional CA bundle as a build secret, for networks behind a
 # TLS-inspecting proxy:  docker build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt .
 ARG NODE_IMAGE=node:24-slim
-FROM ${NODE_IMAGE}
+FROM ${NODE_IMAGE} AS base
 
 WORKDIR /app
 
@@ -17,6 +17,23 @@ RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,target=/r
   version=$(node -p "require(\"./package.json\").packageManager.replace(/^pnpm@/, \"\").split(\"+\")[0]") \
   && npm install -g --no-fund --no-audit "pnpm@$version" && pnpm --version'
 
+# The web console's static files (packages/console): bundled by its dev tools (esbuild, Preact,
+# Chart.js) in a stage of their own; only the built dist/ reaches the image.
+FROM base AS console
+COPY pnpm-lock.yaml pnpm-workspace.yaml tsconfig.base.json ./
+COPY patches/ patches/
+COPY packages/console/package.json packages/console/
+COPY packages/contracts/package.json packages/contracts/
+RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,id=pnpm-store,target=/pnpm-store sh -c '\
+  [ -f /run/secrets/ca_bundle ] && export NODE_EXTRA_CA_CERTS=/run/secrets/ca_bundle; \
+  pnpm install --frozen-lockfile --store-dir /pnpm-store --package-import-method copy \
+    --config.update-notifier=false --filter "@faregate/console..." --filter "!@faregate/testing"'
+COPY packages/console/ packages/console/
+COPY packages/contracts/src/ packages/contracts/src/
+RUN node packages/console/src/build.ts
+
+FROM base
+
 # Manifests before sources, so the dependency layer is rebuilt only when a manifest or the lockfile
 # changes. Every workspace package a service depends on must be listed here.
 COPY pnpm-lock.yaml pnpm-workspace.yaml ./
@@ -26,9 +43,11 @@ COPY services/ingress/package.json services/ingress/
 COPY services/worker/package.json services/worker/
 COPY services/billing/package.json services/billing/
 COPY packages/catalog/package.json packages/catalog/
+COPY packages/console/package.json packages/console/
 COPY packages/contracts/package.json packages/contracts/
 COPY packages/db/package.json packages/db/
 COPY packages/fake-provider/package.json packages/fake-provider/
+COPY packages/observability/package.json packages/observability/
 COPY packages/providers/package.json packages/providers/
 COPY packages/queue/package.json packages/queue/
 
@@ -44,6 +63,7 @@ RUN --mount=type=secret,id=ca_bundle,required=false --mount=type=cache,id=pnpm-s
     --filter "!@faregate/testing"'
 
 COPY . .
+COPY --from=console /app/packages/console/dist/ packages/console/dist/
 
 ENV NODE_ENV=production
 # Files stay owned by root: the services only read them.

@@ -106,6 +106,12 @@ read -r id prompt_tokens completion_tokens < <(node -e '
 ' "$reply") || { log "bad answer: $reply"; exit 1; }
 lap "chat completion $id answered ($prompt_tokens prompt + $completion_tokens completion tokens)"
 
+# The image carries the web console's built files (the Dockerfile's console stage).
+page=$(curl -fsS --max-time 5 "$base/admin/console/") || { log "the web console is not served"; exit 1; }
+[[ $page == *'src="app.js"'* ]] || { log "the web console's page is not the built one: $page"; exit 1; }
+curl -fsS --max-time 5 -o /dev/null "$base/admin/console/app.js" || { log "the console's app.js is not served"; exit 1; }
+lap "web console served"
+
 row=''
 settled() {
   row=$("${compose[@]}" exec -T postgres psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -At -c "select provider, input_tokens, output_tokens, outcome from usage_events where request_id = '$id'" 2>/dev/null)
