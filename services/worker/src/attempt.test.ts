@@ -203,3 +203,43 @@ describe('attempt: onCalling', () => {
     }
   });
 });
+
+describe('attempt: an embeddings job', () => {
+  it('runs the embeddings call (not chat), ends in its embeddings frame after its running frame, and bills input tokens once', async () => {
+    const data: JobData = {
+      ...job(),
+      op: 'embeddings',
+      request: { model: 'text-embedding-3-small', input: ['a', 'b'], encoding_format: 'base64' },
+      plan: [{ provider: 'openai', model: 'text-embedding-3-small' }],
+    };
+    const deps = depsWith(async () => {
+      throw new Error('a chat call for an embeddings job');
+    });
+    deps.embed = async (args) => {
+      expect(args.request).toEqual(data.request);
+      return {
+        embeddings: { model: 'text-embedding-3-small', vectors: [[0.5], [-1]], inputTokens: 2_000_000 },
+        rateLimits: {},
+        status: 200,
+      };
+    };
+    expect(await runAttempt(deps, input(data))).toEqual({ status: 'completed' });
+    const frames = (await deps.store.read(data.id, 0)).map((raw) => JSON.parse(raw));
+    expect(frames.map((f) => f.type)).toEqual(['status', 'embeddings']);
+    const result = frames[1].result;
+    expect(result).toMatchObject({
+      object: 'list',
+      model: 'openai/text-embedding-3-small',
+      usage: { prompt_tokens: 2_000_000, total_tokens: 2_000_000, cost: 0.04 },
+    });
+    expect(Buffer.from(result.data[1].embedding, 'base64').readFloatLE(0)).toBe(-1);
+    const events = await usageOf(data.id);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({
+      outcome: 'success',
+      final: true,
+      inputTokens: 2_000_000,
+      outputTokens: 0,
+    });
+  });
+});
