@@ -136,7 +136,7 @@ describe('web console (headless Chromium)', () => {
     stack.fake.configure({ provider: 'openai', firstByteMs: 1_500 });
     const ids: string[] = [];
     try {
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 5; i++) {
         const r = await fetch(`${stack.url}/v1/jobs`, {
           method: 'POST',
           headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
