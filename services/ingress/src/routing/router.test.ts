@@ -32,7 +32,7 @@ const req = (model: string, extra: Partial<ChatRequest> = {}): ChatRequest => ({
 beforeAll(async () => {
   redis = createRedis(url);
   for (const r of [
-    pool('openai', ['gpt-4o-mini', 'gpt-5-nano', 'gpt-9-preview']),
+    pool('openai', ['gpt-4o-mini', 'gpt-5-nano', 'gpt-9-preview', 'text-embedding-3-small']),
     pool('anthropic', ['claude-haiku-4-5-20251001', 'claude-3-5-haiku-20241022']),
     pool('llama', ['llama3.2:latest']),
   ]) {
@@ -146,5 +146,37 @@ describe('Router', () => {
       tools,
     });
     expect(r.plan(vision).plan[0]).toMatchObject({ provider: 'openai', model: 'gpt-5-nano' });
+  });
+
+  it('embeddings: plans embedding models only, holds input tokens at the embedding price; chat never gets one', () => {
+    const r = new Router(dir, { allowUnpriced: false, aliases: { cheap: 'auto' } });
+    const e = r.planEmbeddings({ model: 'text-embedding-3-small', input: 'x'.repeat(1_000_000) });
+    expect(e.plan).toEqual([{ provider: 'openai', model: 'text-embedding-3-small', contextWindow: 8191 }]);
+    // (1,000,000 bytes + 16 overhead) tokens at $0.02 / M (20,000 µUSD per M), rounded up; no output.
+    expect(e.callMicros).toBe(20_001n);
+    expect(codeOf(() => r.planEmbeddings({ model: 'openai/gpt-4o-mini', input: 'a' }))).toBe(
+      'invalid_request_error',
+    );
+    expect(codeOf(() => r.planEmbeddings({ model: 'anthropic/claude-haiku-4-5', input: 'a' }))).toBe(
+      'invalid_request_error',
+    );
+    expect(codeOf(() => r.plan(req('text-embedding-3-small')))).toBe('invalid_request_error');
+    // `auto` (and an alias to it) never picks an embedding model, however cheap.
+    expect(r.plan(req('auto')).entries.some((x) => x.capabilities.includes('embeddings'))).toBe(false);
+    expect(r.listing().find((l) => l.id === 'cheap')?.routable).toBe(true);
+    expect(r.listing().map((l) => l.id)).toContain('openai/text-embedding-3-small');
+  });
+
+  it('a parameter a candidate cannot honour leaves it out; none left is a 400 naming it', () => {
+    const r = new Router(dir, {
+      allowUnpriced: false,
+      fallbacks: { 'anthropic/claude-haiku-4-5': ['openai/gpt-4o-mini'] },
+    });
+    const plan = r.plan(req('anthropic/claude-haiku-4-5', { seed: 3 }));
+    expect(plan.plan.map((c) => c.provider)).toEqual(['openai']);
+    const only = new Router(dir, { allowUnpriced: false });
+    expect(() => only.plan(req('anthropic/claude-haiku-4-5', { seed: 3 }))).toThrowError(
+      expect.objectContaining({ param: 'seed', message: expect.stringContaining('anthropic') }),
+    );
   });
 });

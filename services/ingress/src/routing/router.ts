@@ -126,7 +126,10 @@ export class Router {
     }
     for (const name of this.#aliases.keys()) {
       try {
-        const e = this.#resolve(name, { tokens: 0, images: 0, files: 0 }, () => [])[0];
+        // What the alias resolves to for an empty prompt (`auto`: its cheapest chat model).
+        const empty = { model: name, messages: [{ role: 'user' as const, content: '' }] };
+        const prompt = measurePrompt(empty);
+        const e = this.#resolve(name, prompt, () => this.#auto(empty, prompt))[0];
         if (e) out.push({ id: name, entry: e, resolvesTo: `${e.provider}/${e.id}`, routable: true });
       } catch (err) {
         if (!all || !(err instanceof GatewayError)) continue;
