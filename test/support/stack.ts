@@ -47,6 +47,10 @@ export interface StackOptions {
   billing?: boolean;
   /** Wait for `/readyz` and every pool (default). Off: return once the services started. */
   waitReady?: boolean;
+  /** A Redis of the test's own (e.g. one it restarts) instead of the shared one. */
+  redisUrl?: string;
+  /** Rewrites the stack's database URL for the services (e.g. through a TcpProxy a test cuts). */
+  databaseUrl?: (url: string) => Promise<string>;
 }
 
 /**
@@ -56,8 +60,11 @@ export interface StackOptions {
  */
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const providers = opts.providers ?? ['openai'];
-  const { url: redisUrl, prefix } = testRedis();
+  const shared = testRedis();
+  const redisUrl = opts.redisUrl ?? shared.url;
+  const { prefix } = shared;
   const db = await freshDatabase();
+  const servicesDbUrl = opts.databaseUrl ? await opts.databaseUrl(db.url) : db.url;
   const fake = await startFakeProvider({ port: 0, host: '127.0.0.1' });
   const port = await freePort();
   const apiKey = `fg_test_${prefix}_key_0123456789`;
@@ -66,7 +73,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     PATH: process.env.PATH ?? '',
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
-    DATABASE_URL: db.url,
+    DATABASE_URL: servicesDbUrl,
     FAKE_PROVIDER_URL: fake.url,
     FAREGATE_BOOTSTRAP_KEY: apiKey,
     FAREGATE_BOOTSTRAP_CREDIT_USD: '100',

@@ -52,9 +52,9 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   });
   // First: a request refused by any later hook (auth, idempotency) is measured too.
   registerMetrics(app, deps.metrics);
+  if (deps.tracing) registerTracing(app, deps.tracing);
   registerErrorHandling(app);
   registerZodSchemas(app);
-  if (deps.tracing) registerTracing(app, deps.tracing);
   registerAuth(app, {
     authenticateHash: (hash) => deps.auth.authenticateHash(hash),
     redeemStreamToken: (token) => redeemStreamToken(deps, token),
