@@ -6,7 +6,7 @@
  */
 import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { build, stop } from 'esbuild';
 import { CONSOLE_DIST, CONSOLE_UI } from './paths.ts';
 
 export async function buildConsole(out = CONSOLE_DIST): Promise<void> {
@@ -24,7 +24,10 @@ export async function buildConsole(out = CONSOLE_DIST): Promise<void> {
     jsxImportSource: 'preact',
     legalComments: 'linked',
     logLevel: 'warning',
-  });
+  }).finally(() =>
+    // esbuild's service process would otherwise live on as a child of the caller (`pnpm start`).
+    stop(),
+  );
   await copyFile(join(CONSOLE_UI, 'index.html'), join(tmp, 'index.html'));
   // Whole or not at all: a server starting meanwhile sees the old build or the new one.
   await rm(out, { recursive: true, force: true });
