@@ -67,7 +67,18 @@ describe('billing through the whole system', () => {
       );
     }
     const results = await Promise.allSettled(jobs);
-    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    // Scripted faults are taken by whichever call comes next: a request whose every attempt drew one
+    // fails with that fault, naming each attempt; anything else failing is a bug.
+    for (const r of results) {
+      if (r.status === 'fulfilled') continue;
+      const e = r.reason as { status?: number; error?: { attempts?: { status: number | null }[] } };
+      const attempts = e.error?.attempts ?? [];
+      expect(attempts.length, String(r.reason)).toBeGreaterThan(0);
+      expect(
+        attempts.every((a) => a.status === 500 || a.status === 503 || a.status === 429),
+        String(r.reason),
+      ).toBe(true);
+    }
 
     // Every provider call that produced tokens has exactly one usage row with the same tokens.
     const produced = stack.fake

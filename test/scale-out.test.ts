@@ -148,7 +148,8 @@ describe('3 ingresses and 3 workers per pool behind HAProxy', () => {
     // Some got through and some were refused for the balance; nothing else.
     expect(ok).toBeGreaterThan(0);
     expect(statuses.filter((s) => s === 402 || s === 429).length).toBeGreaterThan(0);
-    expect(statuses.every((s) => s === 200 || s === 402 || s === 429)).toBe(true);
+    // (503 with retry-after: the gateway shed load on a busy machine, also a refusal before any call.)
+    expect(statuses.filter((s) => ![200, 402, 429, 503].includes(s))).toEqual([]);
     // Once billing settled every answered request: the settled total is within the credit.
     const settled = await until(
       async () => {
