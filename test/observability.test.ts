@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { freePort, type Stack, startStack } from './support/stack.ts';
+import { sample } from './support/prometheus.ts';
 
 /**
  * What operators see: the ingress's Prometheus metrics (requests by route, status and serving model,
@@ -27,18 +28,6 @@ afterAll(async () => {
 });
 
 const ask = [{ role: 'user' as const, content: 'hello metrics' }];
-
-/** The value of one sample (`name{labels}`), or undefined. Labels are matched as a subset. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    if (Object.entries(labels).every(([k, v]) => body.includes(`${k}="${v}"`))) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return undefined;
-}
 
 const scrape = async () => {
   const r = await fetch(metricsUrl);
@@ -115,7 +104,7 @@ describe('ingress metrics', () => {
           const r = await fetch(`http://127.0.0.1:${port}/metrics`);
           return r.status === 200 && r.text();
         },
-        { timeoutMs: 30_000, what: `/metrics on :${port}` },
+        { timeoutMs: 90_000, what: `/metrics on :${port}` },
       );
     const worker = await get(workerPort);
     expect(worker).toContain('# TYPE faregate_worker_in_flight gauge');
@@ -123,7 +112,7 @@ describe('ingress metrics', () => {
     const billing = await get(billingPort);
     expect(billing).toContain('# TYPE billing_usage_events_total counter');
     expect(billing).toContain('# TYPE billing_usage_backlog gauge');
-  });
+  }, 180_000);
 
   it("serves BullMQ's queue metrics for each pool, with one HELP line per family", async () => {
     const text = await scrape();

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { jobApi } from './support/jobs.ts';
 import { freePort, type Stack, startStack } from './support/stack.ts';
+import { sample } from './support/prometheus.ts';
 
 /**
  * `faregate_pool_backlog{pool}`, the figure KEDA scales a pool's workers on (the Helm chart's
@@ -25,18 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.stop();
 });
-
-/** The value of one sample (`name{labels}`), or undefined. Labels are matched as a subset. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    if (Object.entries(labels).every(([k, v]) => body.includes(`${k}="${v}"`))) {
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return undefined;
-}
 
 const backlog = async () => {
   const r = await fetch(metricsUrl);

@@ -384,20 +384,23 @@ export const INVARIANTS: Array<keyof Verdict> = [
   'framesOnce',
 ];
 
+/** A verdict with no violation (what every run must end with). */
+export const cleanVerdict = (): Verdict => ({
+  noRequestLost: [],
+  jobsTerminal: [],
+  completeBilled: [],
+  listedPrice: [],
+  ledger: [],
+  holds: [],
+  framesOnce: [],
+});
+
 const prices = priceTable(loadGatewayConfig(undefined, {}));
 
 /** Waits until the gateway is quiet (jobs ended, billing caught up, expired holds swept), then checks. */
 export async function verify(c: Chaos, outcomes: Outcome[]): Promise<Verdict> {
   const { stack } = c;
-  const v: Verdict = {
-    noRequestLost: [],
-    jobsTerminal: [],
-    completeBilled: [],
-    listedPrice: [],
-    ledger: [],
-    holds: [],
-    framesOnce: [],
-  };
+  const v = cleanVerdict();
   for (const o of outcomes) {
     if (o.status === 0 && o.error && /timeout|aborted/i.test(o.error))
       v.noRequestLost.push(`${o.kind} ${o.model}: ${o.error}`);
