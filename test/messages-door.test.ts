@@ -2,8 +2,8 @@ import { request } from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
+import { finalUsage } from './support/calls.ts';
 
 /**
  * The Anthropic Messages door (`/v1/messages`) with the official SDK, unchanged, against the real
@@ -32,22 +32,7 @@ const weather: Anthropic.Tool = {
   input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
 };
 
-/** What billing settled for a request (its final call), once it has. */
-async function settled(requestId: string) {
-  let row: { input_tokens: number; output_tokens: number } | undefined;
-  await until(
-    async () => {
-      const r = await stack.sql.query(
-        'SELECT input_tokens, output_tokens FROM usage_events WHERE request_id = $1 AND final',
-        [requestId],
-      );
-      row = r.rows[0];
-      return row !== undefined;
-    },
-    { timeoutMs: 15_000, what: `usage of ${requestId}` },
-  );
-  return row!;
-}
+const settled = (requestId: string) => finalUsage(stack, requestId);
 
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${stack.url}${path}`, {

@@ -4,20 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
+import { adminCall } from './support/calls.ts';
 
 /** OpenAI's Batch API through the official SDK, against the real services (the fake provider the only fake). */
 let stack: Stack;
 let client: OpenAI;
 let other: OpenAI;
 
-async function admin(method: string, path: string, body?: unknown) {
-  const r = await fetch(`${stack.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return (await r.json()) as Record<string, unknown>;
-}
+const admin = (method: string, path: string, body?: unknown) => adminCall(stack, method, path, body);
 
 beforeAll(async () => {
   stack = await startStack({

@@ -1,6 +1,7 @@
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './support/stack.ts';
+import { adminCall } from './support/calls.ts';
 
 /** OpenAI's Files API through the official SDK, against the real ingress and Postgres. */
 let stack: Stack;
@@ -9,14 +10,7 @@ let other: OpenAI;
 const MAX_BYTES = 256 * 1024;
 const MAX_LINES = 100;
 
-async function admin(method: string, path: string, body?: unknown) {
-  const r = await fetch(`${stack.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return (await r.json()) as Record<string, unknown>;
-}
+const admin = (method: string, path: string, body?: unknown) => adminCall(stack, method, path, body);
 
 beforeAll(async () => {
   stack = await startStack({

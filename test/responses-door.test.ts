@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
+import { finalUsage } from './support/calls.ts';
 
 /**
  * The OpenAI Responses door (`/v1/responses`) with the official SDK, unchanged, against the real
@@ -32,21 +32,7 @@ const weather: OpenAI.Responses.FunctionTool = {
   strict: false,
 };
 
-async function settled(requestId: string) {
-  let row: { input_tokens: number; output_tokens: number } | undefined;
-  await until(
-    async () => {
-      const r = await stack.sql.query(
-        'SELECT input_tokens, output_tokens FROM usage_events WHERE request_id = $1 AND final',
-        [requestId],
-      );
-      row = r.rows[0];
-      return row !== undefined;
-    },
-    { timeoutMs: 15_000, what: `usage of ${requestId}` },
-  );
-  return row!;
-}
+const settled = (requestId: string) => finalUsage(stack, requestId);
 
 describe.each(MODELS)('%s behind /v1/responses', (provider, model) => {
   it('answers a response with the usage billing settled', async () => {
