@@ -43,6 +43,9 @@ const EXPIRED: BatchOutputLine['error'] = {
  * and finalizes: the output and error files, then the terminal status. A line's job id is derived
  * from the batch and the line, and a line is marked fed before it is queued, so it runs once.
  */
+/** How often an idle driver (no active batch it may step) looks for new batches. */
+const IDLE_TICK_MS = 1_000;
+
 export class BatchDriver {
   readonly #deps: IngressDeps;
   readonly #pool: pg.Pool;
@@ -59,10 +62,19 @@ export class BatchDriver {
   start(): void {
     const loop = () => {
       if (this.#stopped) return;
+      let busy = true;
       this.#running = this.tick()
+        .then((n) => {
+          busy = n > 0;
+        })
         .catch((err: unknown) => this.#deps.log.warn({ err }, 'batch driver tick failed'))
         .finally(() => {
-          if (!this.#stopped) this.#timer = setTimeout(loop, this.#deps.config.BATCH_TICK_MS);
+          // With no batch to step, look again within a second, not every tick: no query every
+          // 100 ms in every ingress of a gateway that runs no batch.
+          const ms = busy
+            ? this.#deps.config.BATCH_TICK_MS
+            : Math.max(this.#deps.config.BATCH_TICK_MS, IDLE_TICK_MS);
+          if (!this.#stopped) this.#timer = setTimeout(loop, ms);
         });
     };
     loop();
@@ -74,8 +86,8 @@ export class BatchDriver {
     await this.#running;
   }
 
-  /** One round: steps each active batch this process can hold, least recently stepped first. */
-  async tick(): Promise<void> {
+  /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
+  async tick(): Promise<number> {
     const now = Date.now();
     const due = await this.#deps.db
       .select({ id: batches.id })
@@ -89,10 +101,11 @@ export class BatchDriver {
       .orderBy(asc(batches.steppedAt))
       .limit(BATCHES_PER_TICK);
     for (const { id } of due) {
-      if (this.#stopped) return;
+      if (this.#stopped) return due.length;
       const b = await this.#claim(id);
       if (b) await this.step(b);
     }
+    return due.length;
   }
 
   async #claim(id: string): Promise<BatchRow | undefined> {
