@@ -91,7 +91,13 @@ describe('max-in-flight with the fast lane', () => {
     const jobs = jobApi(stack.url);
     const interactive = Promise.all(Array.from({ length: 10 }, (_, i) => ask(`lane ${i}`)));
     const laneMost = watchLane(interactive);
-    // Queued jobs arrive while lane runs hold the pool: they get what the lane leaves.
+    // Queued jobs arrive while lane runs hold the pool: they get what the lane leaves. (Sent before
+    // the lane is seen in use, they may take the whole pool first on a loaded machine; then every
+    // interactive request rightly waits on the queue, and the lane is never used.)
+    const keys = makeKeys(stack.prefix);
+    await until(async () => ((await redis.zcard(keys.laneInFlight('openai'))) > 0 ? true : undefined), {
+      what: 'lane runs in flight',
+    });
     const asyncIds = await Promise.all(
       Array.from({ length: 4 }, (_, i) => jobs.submit(stack.apiKey, `queued ${i}`, 'openai/gpt-4o-mini')),
     );
