@@ -12,6 +12,7 @@ import { fileStore, ownedFile } from '../files/files.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { parseChatRequest, submitChat } from '../submit.ts';
 import { ACTIVE, type BatchRow, lineIds, resultFileId } from './batches.ts';
+import { progressAfterStep, publishLines } from './progress.ts';
 import { type ValidLine, validateLines } from './validate.ts';
 
 /** BullMQ priority of batch lines: after every interactive and async job (those have none). */
@@ -104,6 +105,7 @@ export class BatchDriver {
       if (this.#stopped) return due.length;
       const b = await this.#claim(id);
       if (b) await this.step(b);
+      if (b) await progressAfterStep(this.#deps, b);
     }
     return due.length;
   }
@@ -307,6 +309,7 @@ export class BatchDriver {
   /** Ends lines with their results and counts them, in one transaction (only lines still open). */
   async #record(batchId: string, ended: Ended[]): Promise<void> {
     if (ended.length === 0) return;
+    await publishLines(this.#deps, batchId, ended);
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
