@@ -1,6 +1,7 @@
 import type { ChatCompletion } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 import { Assembler } from './assemble.ts';
+import { Batches, Files } from './batches.ts';
 import { ChatStream } from './chat-stream.ts';
 import { StreamConnection } from './connection.ts';
 import { FaregateConnectionError } from './errors.ts';
@@ -28,6 +29,10 @@ import type {
  */
 export class Faregate {
   readonly baseURL: string;
+  /** OpenAI's Files API: upload batch input files, download batch results. */
+  readonly files: Files;
+  /** OpenAI's Batch API, and a batch's progress over the WebSocket. */
+  readonly batches: Batches;
   readonly #http: HttpClient;
   readonly #stream: StreamConnection;
 
@@ -51,10 +56,13 @@ export class Faregate {
       headers: { ...headers, authorization: `Bearer ${opts.apiKey}` },
       WebSocket: ctor ? async () => ctor : defaultWebSocket,
       maxReconnects: opts.maxReconnects ?? 10,
-      probe: async (job) => {
-        await this.job(job);
+      probe: async (id, kind) => {
+        if (kind === 'batch') await this.batches.retrieve(id);
+        else await this.job(id);
       },
     });
+    this.files = new Files(this.#http);
+    this.batches = new Batches(this.#http, this.#stream);
   }
 
   /** `POST /v1/chat/completions`. With `stream: true`, a ChatStream of chunks (SSE). */

@@ -1,10 +1,10 @@
 import { Frame, isTerminal } from '@faregate/contracts/frames';
-import { type ClientOp, ServerReply } from '@faregate/contracts/ws';
+import { BatchProgressEvent, type ClientOp, FINAL_BATCH_STATUSES, ServerReply } from '@faregate/contracts/ws';
 import { backoffMs } from './backoff.ts';
 import { errorFromBody, FaregateConnectionError, FaregateError } from './errors.ts';
 import { Heartbeat, unref } from './heartbeat.ts';
 import { Subscriber } from './subscription.ts';
-import type { WebSocketConstructor, WebSocketLike } from './types.ts';
+import type { BatchProgress, WebSocketConstructor, WebSocketLike } from './types.ts';
 
 export interface ConnectionConfig {
   url: string;
@@ -12,20 +12,32 @@ export interface ConnectionConfig {
   WebSocket: () => Promise<WebSocketConstructor>;
   maxReconnects: number;
   /**
-   * Asks the HTTP API about a job after the upgrade failed, so a bad key or an unknown job fails at
-   * once with the server's error (the WebSocket API hides the upgrade's status) instead of retrying.
+   * Asks the HTTP API about a job (or batch) after the upgrade failed, so a bad key or an unknown id
+   * fails at once with the server's error (the WebSocket API hides the upgrade's status) instead of
+   * retrying.
    */
-  probe(job: string): Promise<void>;
+  probe(id: string, kind: Kind): Promise<void>;
   /** Ping when the socket has been silent this long; give up on it after twice as long. */
   heartbeatMs?: number;
   /** Close the socket once no subscription has needed it for this long. */
   lingerMs?: number;
 }
 
-/** Server subscriptions are per job and connection; several local readers of one job share one. */
+/** What a subscription follows: a job's frames, or an OpenAI batch's progress events. */
+type Kind = 'job' | 'batch';
+type Item = Frame | BatchProgress;
+
+const isLast: Record<Kind, (item: Item) => boolean> = {
+  job: (f) => isTerminal(f as Frame),
+  batch: (e) => e.type === 'batch_status' && (FINAL_BATCH_STATUSES as readonly string[]).includes(e.status),
+};
+
+/** Server subscriptions are per job (or batch) and connection; several local readers of one share one. */
 interface Channel {
+  /** The job or batch id (they never collide: `req_…` / `batch_…`). */
   job: string;
-  subs: Set<Subscriber>;
+  kind: Kind;
+  subs: Set<Subscriber<Item>>;
   /** Subscribe ops sent and not yet acknowledged: frames out of order are expected until then. */
   pendingAcks: number;
   /** The server is following this job for us. */
@@ -60,18 +72,27 @@ export class StreamConnection {
     this.#heartbeat = new Heartbeat(config.heartbeatMs ?? 20_000);
   }
 
-  subscribe(job: string, after: number, signal?: AbortSignal): Subscriber {
+  subscribe(job: string, after: number, signal?: AbortSignal): Subscriber<Frame> {
+    return this.#open('job', job, after, signal) as Subscriber<Item> as Subscriber<Frame>;
+  }
+
+  /** An OpenAI batch's progress events after `after`, ending with its final status. */
+  subscribeBatch(batch: string, after: number, signal?: AbortSignal): Subscriber<BatchProgress> {
+    return this.#open('batch', batch, after, signal) as Subscriber<Item> as Subscriber<BatchProgress>;
+  }
+
+  #open(kind: Kind, job: string, after: number, signal?: AbortSignal): Subscriber<Item> {
     if (this.#closed) throw new FaregateConnectionError('The client was closed.');
     signal?.throwIfAborted();
-    const sub = new Subscriber(
+    const sub = new Subscriber<Item>(
       job,
       after,
-      { onFlowChange: (s) => this.#flow(s), onRelease: (s) => this.#release(s) },
+      { onFlowChange: (s) => this.#flow(s), onRelease: (s) => this.#release(s), isLast: isLast[kind] },
       signal,
     );
     let ch = this.#channels.get(job);
-    if (!ch) {
-      ch = { job, subs: new Set(), pendingAcks: 0, following: false };
+    if (!ch || ch.kind !== kind) {
+      ch = { job, kind, subs: new Set(), pendingAcks: 0, following: false };
       this.#channels.set(job, ch);
     }
     ch.subs.add(sub);
@@ -150,11 +171,14 @@ export class StreamConnection {
     } catch {
       return;
     }
-    // A job's frame carries its `seq`; everything else is a reply to one of our ops.
+    // A job's frame (or a batch's progress event) carries its `seq`; everything else is a reply to
+    // one of our ops.
     if (typeof m === 'object' && m !== null && 'seq' in m) {
-      const f = Frame.safeParse(m);
-      const ch = 'job' in m && typeof m.job === 'string' ? this.#channels.get(m.job) : undefined;
-      if (!ch) return;
+      const progress = !('job' in m) && 'batch' in m;
+      const f = progress ? BatchProgressEvent.safeParse(m) : Frame.safeParse(m);
+      const id = 'job' in m ? m.job : 'batch' in m ? m.batch : undefined;
+      const ch = typeof id === 'string' ? this.#channels.get(id) : undefined;
+      if (!ch || ch.kind !== (progress ? 'batch' : 'job')) return;
       if (!f.success) {
         // Skipping it would leave a gap the server fills with the same frame, forever: fail instead.
         const type = 'type' in m ? String(m.type) : 'unknown';
@@ -178,9 +202,28 @@ export class StreamConnection {
     const r = ServerReply.safeParse(m);
     if (!r.success) return;
     const reply = r.data;
-    const ch = 'job' in reply && reply.job !== undefined ? this.#channels.get(reply.job) : undefined;
+    const id =
+      'job' in reply && reply.job !== undefined ? reply.job : 'batch' in reply ? reply.batch : undefined;
+    const ch = id === undefined ? undefined : this.#channels.get(id);
     if (reply.type === 'ack' && reply.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
+      // The bounded progress stream no longer has the events after some cursors: those readers
+      // get one `batch_gap` standing for them, and go on from the oldest event kept.
+      if (ch.kind === 'batch' && reply.truncated === true && reply.first_seq !== undefined) {
+        const seq = reply.first_seq - 1;
+        for (const s of [...ch.subs]) {
+          if (s.cursor >= seq) continue;
+          s.skipTo({
+            v: 1,
+            type: 'batch_gap',
+            batch: ch.job,
+            seq,
+            missed: seq - s.cursor,
+            status: reply.status ?? 'in_progress',
+            request_counts: reply.request_counts ?? { total: 0, completed: 0, failed: 0 },
+          });
+        }
+      }
       // The job is finished and this cursor is at its end: nothing more will come.
       if (reply.ended === true && reply.last_seq !== undefined) {
         const last = reply.last_seq;
@@ -195,7 +238,7 @@ export class StreamConnection {
     }
   }
 
-  #route(ch: Channel, f: Frame): void {
+  #route(ch: Channel, f: Item): void {
     let gap = false;
     for (const s of [...ch.subs]) {
       if (s.offer(f) === 'gap') gap = true;
@@ -203,7 +246,7 @@ export class StreamConnection {
     // Out-of-order frames are expected until a (re)subscribe is acknowledged; after that a gap
     // means frames were lost on the way, and the stream on the server still has them.
     if (gap && ch.pendingAcks === 0) this.#resubscribe(ch);
-    if (isTerminal(f) && this.#channels.get(ch.job) === ch) ch.following = false;
+    if (isLast[ch.kind](f) && this.#channels.get(ch.job) === ch) ch.following = false;
   }
 
   /** Asks the server for the job's frames after the lowest cursor of its live readers. */
@@ -213,26 +256,26 @@ export class StreamConnection {
     for (const s of ch.subs) if (s.active && !s.detached) after = Math.min(after, s.cursor);
     if (after === Number.POSITIVE_INFINITY) {
       // Every reader is full: stop the server sending until one catches up.
-      if (ch.following) this.#send({ op: 'unsubscribe', job: ch.job });
+      if (ch.following) this.#send({ op: 'unsubscribe', ...target(ch) });
       ch.following = false;
       return;
     }
     ch.pendingAcks++;
     ch.following = true;
-    this.#send({ op: 'subscribe', job: ch.job, after });
+    this.#send({ op: 'subscribe', ...target(ch), after });
   }
 
-  #flow(sub: Subscriber): void {
+  #flow(sub: Subscriber<Item>): void {
     const ch = this.#channels.get(sub.job);
     if (ch?.subs.has(sub)) this.#resubscribe(ch);
   }
 
-  #release(sub: Subscriber): void {
+  #release(sub: Subscriber<Item>): void {
     const ch = this.#channels.get(sub.job);
     if (!ch?.subs.delete(sub)) return;
     if (ch.subs.size > 0) return;
     this.#channels.delete(ch.job);
-    if (ch.following && this.#isOpen()) this.#send({ op: 'unsubscribe', job: ch.job });
+    if (ch.following && this.#isOpen()) this.#send({ op: 'unsubscribe', ...target(ch) });
     this.#maybeLinger();
   }
 
@@ -272,7 +315,7 @@ export class StreamConnection {
     const ch = this.#channels.values().next().value;
     if (!ch) return;
     try {
-      await this.#c.probe(ch.job);
+      await this.#c.probe(ch.job, ch.kind);
     } catch (e) {
       if (
         e instanceof FaregateError &&
@@ -333,4 +376,9 @@ export class StreamConnection {
       // Closing a socket that never connected can throw; it is gone either way.
     }
   }
+}
+
+/** The op field naming what a channel follows. */
+function target(ch: Channel): { job: string } | { batch: string } {
+  return ch.kind === 'job' ? { job: ch.job } : { batch: ch.job };
 }

@@ -11,8 +11,9 @@ export interface HttpConfig {
 }
 
 export interface CallOptions {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   path: string;
+  /** JSON, or a FormData sent as multipart (its boundary set by fetch). */
   body?: unknown;
   signal?: AbortSignal | undefined;
   /**
@@ -40,6 +41,7 @@ export class HttpClient {
         ? AbortSignal.any([o.signal, AbortSignal.timeout(this.#c.timeoutMs)])
         : AbortSignal.timeout(this.#c.timeoutMs);
       let res: Response;
+      const form = o.body instanceof FormData;
       try {
         res = await this.#c.fetch(`${this.#c.baseURL}${o.path}`, {
           method: o.method,
@@ -47,9 +49,9 @@ export class HttpClient {
             ...this.#c.headers,
             authorization: `Bearer ${this.#c.apiKey}`,
             accept: o.accept ?? 'application/json',
-            ...(o.body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(o.body === undefined || form ? {} : { 'content-type': 'application/json' }),
           },
-          body: o.body === undefined ? undefined : JSON.stringify(o.body),
+          body: o.body === undefined ? undefined : form ? (o.body as FormData) : JSON.stringify(o.body),
           signal,
         });
       } catch (e) {

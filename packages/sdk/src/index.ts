@@ -2,6 +2,7 @@
 export { Faregate } from './client.ts';
 export { ChatStream } from './chat-stream.ts';
 export { Assembler } from './assemble.ts';
+export { Batches, Files, type ListOptions, type Page } from './batches.ts';
 export {
   type ErrorObject,
   FaregateConnectionError,
@@ -9,6 +10,13 @@ export {
   type FaregateErrorInit,
 } from './errors.ts';
 export type {
+  BatchObject,
+  BatchProgress,
+  BatchProgressEvent,
+  BatchProgressGap,
+  BatchRequestCounts,
+  BatchStatus,
+  FileObject,
   ChatBody,
   ChatCompletion,
   ChatCompletionChunk,

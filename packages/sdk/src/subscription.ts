@@ -1,4 +1,4 @@
-import { type Frame, isTerminal } from '@faregate/contracts/frames';
+import type { Frame } from '@faregate/contracts/frames';
 
 /** Frames buffered for a slow reader before the SDK stops taking more (it re-subscribes later). */
 const HIGH_WATER = 4096;
@@ -6,11 +6,18 @@ const LOW_WATER = 1024;
 
 export type Offer = 'accepted' | 'duplicate' | 'gap' | 'ignored';
 
-export interface SubscriberHooks {
+export interface SubscriberHooks<T extends Sequenced = Frame> {
   /** The reader fell behind (buffer full) or caught up again: subscribe / unsubscribe as needed. */
-  onFlowChange(sub: Subscriber): void;
+  onFlowChange(sub: Subscriber<T>): void;
   /** Needs no more frames (terminal frame taken, `return()`, abort or failure). Called once. */
-  onRelease(sub: Subscriber): void;
+  onRelease(sub: Subscriber<T>): void;
+  /** The last item of the stream (a job's `done` / `error`, a batch's final status). */
+  isLast(item: T): boolean;
+}
+
+/** What a subscription delivers: a job's frames, or a batch's progress events. */
+export interface Sequenced {
+  seq: number;
 }
 
 /**
@@ -18,7 +25,8 @@ export interface SubscriberHooks {
  * iterator. Only the frame right after the cursor is taken, so duplicates from a replay and frames
  * after a gap are dropped here; the connection re-subscribes from the cursor to fill the gap.
  */
-export class Subscriber implements AsyncIterableIterator<Frame> {
+export class Subscriber<T extends Sequenced = Frame> implements AsyncIterableIterator<T> {
+  /** The job (or batch) followed. */
   readonly job: string;
   /** Last sequence number taken into the buffer (what a resume asks to continue after). */
   cursor: number;
@@ -26,17 +34,17 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
   detached = false;
   /** The terminal frame was taken: nothing more will be accepted. */
   complete = false;
-  readonly #hooks: SubscriberHooks;
-  readonly #buffer: Frame[] = [];
+  readonly #hooks: SubscriberHooks<T>;
+  readonly #buffer: T[] = [];
   #head = 0;
-  #waiter: { resolve: (r: IteratorResult<Frame>) => void; reject: (e: unknown) => void } | undefined;
+  #waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
   #failure: { error: unknown } | undefined;
   #ended = false;
   #released = false;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = () => this.fail(this.#signal?.reason);
 
-  constructor(job: string, after: number, hooks: SubscriberHooks, signal?: AbortSignal) {
+  constructor(job: string, after: number, hooks: SubscriberHooks<T>, signal?: AbortSignal) {
     this.job = job;
     this.cursor = after;
     this.#hooks = hooks;
@@ -52,12 +60,26 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
     return this.#buffer.length - this.#head;
   }
 
-  offer(f: Frame): Offer {
+  offer(f: T): Offer {
     if (!this.active || this.detached) return 'ignored';
     if (f.seq <= this.cursor) return 'duplicate';
     if (f.seq !== this.cursor + 1) return 'gap';
+    this.#take(f);
+    return 'accepted';
+  }
+
+  /**
+   * The server no longer has the items after the cursor up to `f.seq` (a bounded stream trimmed
+   * them): take `f`, which stands for them, and go on after it.
+   */
+  skipTo(f: T): void {
+    if (!this.active || this.detached || f.seq <= this.cursor) return;
+    this.#take(f);
+  }
+
+  #take(f: T): void {
     this.cursor = f.seq;
-    if (isTerminal(f)) {
+    if (this.#hooks.isLast(f)) {
       this.complete = true;
       this.#release();
     }
@@ -72,7 +94,6 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
         this.#hooks.onFlowChange(this);
       }
     }
-    return 'accepted';
   }
 
   /** The server says the job ended at or before this cursor: end the iteration once the buffer is read. */
@@ -101,9 +122,9 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
     }
   }
 
-  next(): Promise<IteratorResult<Frame>> {
+  next(): Promise<IteratorResult<T>> {
     if (this.#head < this.#buffer.length) {
-      const value = this.#buffer[this.#head++] as Frame;
+      const value = this.#buffer[this.#head++] as T;
       if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
         this.#buffer.splice(0, this.#head);
         this.#head = 0;
@@ -130,7 +151,7 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
   }
 
   /** `break` out of `for await`: stop following the job. */
-  return(): Promise<IteratorResult<Frame>> {
+  return(): Promise<IteratorResult<T>> {
     this.#finish();
     if (this.#waiter) {
       this.#waiter.resolve({ value: undefined, done: true });
@@ -139,7 +160,7 @@ export class Subscriber implements AsyncIterableIterator<Frame> {
     return Promise.resolve({ value: undefined, done: true });
   }
 
-  [Symbol.asyncIterator](): AsyncIterableIterator<Frame> {
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return this;
   }
 

@@ -1,10 +1,31 @@
 import type { ChatCompletion, ChatRequest } from '@faregate/contracts/chat';
+import type { BatchStatus } from '@faregate/contracts/openai-batches';
+import type { BatchProgressEvent, BatchRequestCounts } from '@faregate/contracts/ws';
 
 export type { ChatCompletion, ChatCompletionChunk, ChatRequest } from '@faregate/contracts/chat';
 /** `GET /v1/jobs/:id` (`Job`) and `POST /v1/jobs` (202, `SubmittedJob`). */
 export type { JobView as Job, SubmittedJob } from '@faregate/contracts/job-api';
 export type { JobState } from '@faregate/contracts/jobs';
 export type { Frame, FrameOf, FrameType } from '@faregate/contracts/frames';
+export type { BatchObject, BatchStatus, FileObject } from '@faregate/contracts/openai-batches';
+export type { BatchProgressEvent, BatchRequestCounts } from '@faregate/contracts/ws';
+
+/**
+ * Stands for progress events the gateway no longer kept when a subscription resumed (its stream of
+ * a batch is bounded): `missed` events before `seq`, and the batch's status and counts as they are.
+ */
+export interface BatchProgressGap {
+  v: 1;
+  type: 'batch_gap';
+  batch: string;
+  seq: number;
+  missed: number;
+  status: BatchStatus;
+  request_counts: BatchRequestCounts;
+}
+
+/** What `batches.progress()` yields. */
+export type BatchProgress = BatchProgressEvent | BatchProgressGap;
 
 /** The minimal WebSocket surface the SDK uses: the WHATWG API, which `ws` also implements. */
 export interface WebSocketLike {

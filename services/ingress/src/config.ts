@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { envBool, parseEnv } from '@faregate/contracts/env';
+import { envBool, envRedisClusterNodes, parseEnv } from '@faregate/contracts/env';
 import { sharedTimings } from '@faregate/contracts/timings';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
@@ -10,6 +10,8 @@ export const IngressConfig = z.object({
   HOST: z.string().default('0.0.0.0'),
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   REDIS_PREFIX: z.string().default('fg'),
+  /** Redis Cluster seed nodes (`host:port,…`); unset: the one server at REDIS_URL. */
+  REDIS_CLUSTER_NODES: envRedisClusterNodes(),
   DATABASE_URL: z.string().default('postgres://postgres@127.0.0.1:5432/faregate'),
   FAREGATE_BOOTSTRAP_KEY: z.string().min(8).optional(),
   FAREGATE_BOOTSTRAP_CREDIT_USD: z
@@ -69,6 +71,8 @@ export const IngressConfig = z.object({
   BATCH_MAX_IN_FLIGHT: int(256),
   BATCH_TICK_MS: int(100),
   BATCH_LEASE_MS: int(5_000),
+  /** Progress events kept per batch for WebSocket resumes (approximate; a reader further behind gets a gap). */
+  BATCH_PROGRESS_MAXLEN: int(10_000),
   /**
    * Comma-separated provider pools this deployment runs (`openai,anthropic`). `/readyz` answers 200
    * only once each has registered, and a request for one that has not (or has lost every worker)

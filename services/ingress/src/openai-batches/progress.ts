@@ -16,11 +16,8 @@ import { type BatchRow, lineIds } from './batches.ts';
  * the lines already reported drops a second report (a step that failed after reporting and is run
  * again, or two drivers racing a lease). Statuses only move forward (validating < in_progress <
  * cancelling < finalizing < final), whichever process reports them. The stream is bounded
- * (`PROGRESS_MAXLEN`, approximate) and lives `STREAM_TTL_SECONDS` after the batch ended.
+ * (`BATCH_PROGRESS_MAXLEN`, approximate: a reader further behind resumes with a gap, `truncated`) and lives `STREAM_TTL_SECONDS` after the batch ended.
  */
-
-/** Progress events kept per batch: a reader further behind than this resumes with a gap (`truncated`). */
-export const PROGRESS_MAXLEN = 10_000;
 
 const RANK: Record<string, number> = {
   validating: 0,
@@ -65,7 +62,7 @@ function run(deps: IngressDeps, batchId: string, mode: 'l' | 's', rest: (string 
     [
       k.channel,
       JSON.stringify(batchId),
-      PROGRESS_MAXLEN,
+      deps.config.BATCH_PROGRESS_MAXLEN,
       deps.config.BATCH_WINDOW_SECONDS * 1000 + endTtlMs,
       endTtlMs,
       mode,

@@ -6,6 +6,9 @@ import { followJob, type FollowHandle } from '@faregate/queue/follow';
 import { seqOf } from '@faregate/queue/frame-store';
 import { batchStatus, MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
 import type { IngressDeps } from '../deps.ts';
+import { batchView, cancelBatch, ownedBatch as ownedOpenAIBatch } from '../openai-batches/batches.ts';
+import { followProgress } from '../openai-batches/progress-follow.ts';
+import { progressPosition, publishStatus } from '../openai-batches/progress.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
 import { cancelJob, ownedJob, submitChat } from '../submit.ts';
@@ -15,6 +18,11 @@ export const MAX_SUBSCRIPTIONS = 256;
 
 const jobNotFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'job' });
+const batchNotFound = (id: string) =>
+  new GatewayError({ code: 'not_found', message: `No batch found with id '${id}'.`, param: 'batch' });
+
+/** OpenAI batches (`/v1/batches`) have `batch_` ids; job batches (`/v1/jobs` with requests) `jbat_`. */
+const isOpenAIBatch = (id: string) => id.startsWith('batch_');
 
 /**
  * One WebSocket connection's subscriptions and operations. Every lookup is scoped to the
@@ -31,6 +39,8 @@ export class StreamSession {
   readonly #follows = new Map<string, FollowHandle>();
   /** Batch id → its member jobs still being followed. */
   readonly #batches = new Map<string, Set<string>>();
+  /** OpenAI batch id → the follower of its progress. */
+  readonly #progress = new Map<string, FollowHandle>();
   #direct = 0;
 
   constructor(
@@ -64,6 +74,8 @@ export class StreamSession {
             message: "Give either 'job' or 'batch'.",
             param: 'job',
           });
+        if (msg.batch && isOpenAIBatch(msg.batch))
+          return this.#subscribeProgress(msg.batch, typeof msg.after === 'number' ? msg.after : 0, tag);
         if (msg.batch)
           return this.#subscribeBatch(msg.batch, typeof msg.after === 'object' ? msg.after : {}, tag);
         const job = msg.job as string;
@@ -96,7 +108,8 @@ export class StreamSession {
         return;
       }
       case 'unsubscribe': {
-        if (msg.batch) {
+        if (msg.batch && isOpenAIBatch(msg.batch)) this.#progress.get(msg.batch)?.close();
+        else if (msg.batch) {
           for (const j of this.#batches.get(msg.batch) ?? []) this.#follows.get(j)?.close();
           this.#batches.delete(msg.batch);
         } else if (msg.job) this.#follows.get(msg.job)?.close();
@@ -108,6 +121,12 @@ export class StreamSession {
         });
       }
       case 'cancel': {
+        if (msg.batch && isOpenAIBatch(msg.batch)) {
+          const b = await ownedOpenAIBatch(this.#deps, this.#principal.accountId, msg.batch);
+          if (!b) throw batchNotFound(msg.batch);
+          await publishStatus(this.#deps, await cancelBatch(this.#deps, b));
+          return this.#reply({ type: 'ack', op: 'cancel', batch: msg.batch, ...tag });
+        }
         if (msg.batch) {
           const b = await ownedBatch(this.#deps, this.#principal, msg.batch);
           if (!b) throw notFoundBatch(msg.batch);
@@ -201,7 +220,57 @@ export class StreamSession {
     await Promise.all([...pending].map((j) => this.#follow(j, after[j] ?? 0, () => done(j))));
   }
 
+  /**
+   * An OpenAI batch's progress from the cursor (`after`: the last progress seq the client has). The
+   * ack says where the batch stands (status and counts from its record, the stream's positions),
+   * and `ended: true` when it is over and the client has every event.
+   */
+  async #subscribeProgress(batch: string, after: number, tag: Record<string, string>): Promise<void> {
+    const b = await ownedOpenAIBatch(this.#deps, this.#principal.accountId, batch);
+    if (!b) throw batchNotFound(batch);
+    if (this.#direct >= MAX_SUBSCRIPTIONS && !this.#progress.has(batch)) {
+      throw new GatewayError({
+        code: 'rate_limit_exceeded',
+        message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection.`,
+      });
+    }
+    // The record may be ahead of the stream (a driver killed before it reported): report it first.
+    await publishStatus(this.#deps, b);
+    const { lastSeq, firstSeq, final } = await progressPosition(this.#deps, batch);
+    const ended = final && after >= lastSeq;
+    const view = batchView(b);
+    this.#reply({
+      type: 'ack',
+      op: 'subscribe',
+      batch,
+      after,
+      last_seq: lastSeq,
+      first_seq: firstSeq,
+      status: view.status,
+      request_counts: view.request_counts,
+      ...(after < firstSeq - 1 && firstSeq <= lastSeq ? { truncated: true } : {}),
+      ...(ended ? { ended: true } : {}),
+      ...tag,
+    });
+    this.#progress.get(batch)?.close();
+    if (ended) return;
+    this.#direct++;
+    const h = await followProgress(this.#deps, batch, after, (raw) => this.#send(raw));
+    if (!this.#isOpen()) {
+      h.close();
+      this.#direct--;
+      return;
+    }
+    this.#progress.set(batch, h);
+    void h.ended.then(() => {
+      if (this.#progress.get(batch) === h) this.#progress.delete(batch);
+      this.#direct--;
+    });
+  }
+
   close(): void {
+    for (const h of this.#progress.values()) h.close();
+    this.#progress.clear();
     for (const h of this.#follows.values()) h.close();
     this.#follows.clear();
     this.#batches.clear();
