@@ -23,3 +23,14 @@ export const envBool = (def: boolean) =>
     .enum(['true', 'false', '1', '0', 'yes', 'no'])
     .default(def ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/**
+ * `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster, `host:port,host:port`. Unset or empty: one
+ * Redis server at REDIS_URL (which, with a cluster, gives only credentials and TLS).
+ */
+export const envRedisClusterNodes = () =>
+  z
+    .string()
+    .regex(/^\s*([^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*)?$/, 'expected host:port[,host:port…]')
+    .optional()
+    .transform((v) => (v?.trim() ? v.trim() : undefined));

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { parseEnv } from '@faregate/contracts/env';
+import { envRedisClusterNodes, parseEnv } from '@faregate/contracts/env';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 
@@ -8,6 +8,8 @@ export const BillingConfig = z.object({
   DATABASE_URL: z.string().min(1),
   REDIS_URL: z.string().min(1),
   REDIS_PREFIX: z.string().min(1).default('fg'),
+  /** Redis Cluster seed nodes (`host:port,…`); unset: the one server at REDIS_URL. */
+  REDIS_CLUSTER_NODES: envRedisClusterNodes(),
   /** Routing file with price overrides (the same file the ingress reads). */
   FAREGATE_CONFIG: z.string().optional(),
   /** Most events settled per Postgres transaction. */

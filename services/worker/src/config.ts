@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { envBool, parseEnv } from '@faregate/contracts/env';
+import { envBool, envRedisClusterNodes, parseEnv } from '@faregate/contracts/env';
 import { sharedTimings } from '@faregate/contracts/timings';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
@@ -8,6 +8,8 @@ export const WorkerConfig = z.object({
   WORKER_PROVIDER: z.string().regex(/^[a-z0-9-]+$/, 'a provider pool name like "openai"'),
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   REDIS_PREFIX: z.string().default('fg'),
+  /** Redis Cluster seed nodes (`host:port,…`); unset: the one server at REDIS_URL. */
+  REDIS_CLUSTER_NODES: envRedisClusterNodes(),
   /** Jobs in flight per process. */
   WORKER_CONCURRENCY: int(64),
   /** Attempts per provider before falling back to the next candidate. */
