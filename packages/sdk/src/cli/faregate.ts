@@ -1,9 +1,27 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { UsageError } from './usage.ts';
+import { runUser, type UserIo } from './user.ts';
 
-const USAGE = `faregate — admin operations against a Faregate gateway
+const USAGE = `faregate — batches, job streams and admin operations against a Faregate gateway
 
-Usage:
+With an API key (--api-key or env FAREGATE_API_KEY):
+  faregate batches create <file.jsonl> [--model <model>] [--endpoint /v1/chat/completions]
+                          [--metadata key=value]... [--watch [--output <path>] [--errors <path>]]
+  faregate batches get|cancel <batch_…>
+  faregate batches watch <batch_…> [--output <path>] [--errors <path>]
+  faregate batches list [--limit <n>] [--after <batch_…>]
+  faregate batches download <batch_…> [--output <path|->] [--errors <path|->]
+  faregate jobs tail <req_…> [--after <seq>]
+
+  --model sets the model of every line (its body.model), whatever the file says.
+  --watch (or batches watch) follows the batch over the WebSocket with a progress bar until it ends,
+          prints its result files, and with --output / --errors downloads them; exit 0 only if it
+          completed.
+  download writes <batch>_output.jsonl and <batch>_errors.jsonl unless told otherwise (-: stdout).
+  jobs tail prints the answer as it is generated (statuses on stderr), ending with the job.
+
+With the admin token (--admin-token or env FAREGATE_ADMIN_TOKEN):
   faregate accounts create --name <name> [--rpm <n>] [--tpm <n>]
   faregate accounts limits <acct_…> [--rpm <n|none>] [--tpm <n|none>]
   faregate keys create --account <acct_…> --name <name> [--spend-limit-usd <usd>] [--models a,b]
@@ -15,20 +33,14 @@ Usage:
 
 Options:
   --url <url>            gateway URL (env FAREGATE_URL, default http://localhost:8080)
+  --api-key <key>        API key for batches and jobs (env FAREGATE_API_KEY)
   --admin-token <token>  admin token (env FAREGATE_ADMIN_TOKEN)
   --rpm, --tpm           requests / tokens per minute (every gateway process together; none: no limit)
   --patience-ms          how long the key's requests wait out a rate-limited provider (none: the default)
   --json                 print the raw JSON response
   -h, --help`;
 
-export interface CliIo {
-  env: Record<string, string | undefined>;
-  out: (s: string) => void;
-  err: (s: string) => void;
-  fetch: typeof fetch;
-}
-
-class UsageError extends Error {}
+export interface CliIo extends UserIo {}
 
 /** Runs one CLI invocation; returns the process exit code. Exported for tests. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
@@ -45,6 +57,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return values.help ? 0 : 2;
   }
   const base = (values.url ?? io.env.FAREGATE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
+  if (positionals[0] === 'batches' || positionals[0] === 'jobs') {
+    try {
+      return await runUser(positionals, values, base, io);
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      io.err(`${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+  }
   const token = values['admin-token'] ?? io.env.FAREGATE_ADMIN_TOKEN;
   if (!token) {
     io.err('missing admin token: pass --admin-token or set FAREGATE_ADMIN_TOKEN');
@@ -105,6 +126,15 @@ function parse(argv: string[]) {
       rpm: { type: 'string' },
       tpm: { type: 'string' },
       'patience-ms': { type: 'string' },
+      'api-key': { type: 'string' },
+      model: { type: 'string' },
+      endpoint: { type: 'string' },
+      metadata: { type: 'string', multiple: true },
+      watch: { type: 'boolean' },
+      output: { type: 'string' },
+      errors: { type: 'string' },
+      after: { type: 'string' },
+      limit: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
