@@ -49,7 +49,9 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
     ['gemini/gemini-2.5-flash', { user: 'end-user-1' }, 'user', 'gemini'],
     ['gemini/gemini-2.5-flash', { metadata: { a: 'b' } }, 'metadata', 'gemini'],
     ['openai/gpt-4o-mini', { service_tier: 'priority' }, 'service_tier', 'openai'],
-    ['openai/gpt-4o-mini', { logprobs: true }, 'logprobs', 'openai'],
+    ['openai/gpt-4o-mini', { top_k: 5 }, 'top_k', 'openai'],
+    ['anthropic/claude-haiku-4-5', { n: 2 }, 'n', 'anthropic'],
+    ['gemini/gemini-2.5-flash', { logprobs: true }, 'logprobs', 'gemini'],
   ] as const)('%s with %j', async (model, extra, param, provider) => {
     stack.fake.clearCalls();
     const e = await refusal(client.chat.completions.create({ model, messages: ask('hi'), ...extra }));

@@ -20,7 +20,13 @@ describe('what each protocol cannot do, in one table', () => {
     ['gemini', { stop: ['a', 'b', 'c', 'd', 'e', 'f'] as unknown as string[] }, 'stop'],
     ['openai-compatible', { store: true }, 'store'],
     ['openai', { service_tier: 'priority' }, 'service_tier'],
-    ['openai', { logprobs: true }, 'logprobs'],
+    ['anthropic', { n: 2 }, 'n'],
+    ['anthropic', { logprobs: true }, 'logprobs'],
+    ['gemini', { n: 3 }, 'n'],
+    ['gemini', { top_logprobs: 2 }, 'top_logprobs'],
+    ['openai', { top_k: 5 }, 'top_k'],
+    ['openai', { top_logprobs: 2 }, 'top_logprobs'],
+    ['openai-compatible', { top_k: 5 }, 'top_k'],
   ] as const)('%s refuses %j naming %s and the provider', (kind, extra, param) => {
     const r = chatRefusal(kind, `my-${kind}`, chat(extra as Partial<ChatRequest>));
     expect(r?.param).toBe(param);
@@ -31,6 +37,10 @@ describe('what each protocol cannot do, in one table', () => {
     ['anthropic', { store: false, metadata: {}, user: 'u', seed: null }],
     ['gemini', { seed: 3, store: false, service_tier: 'auto' }],
     ['openai', { seed: 3, store: true, metadata: { a: 'b' }, service_tier: 'flex', user: 'u' }],
+    ['openai', { n: 3, logprobs: true, top_logprobs: 2 }],
+    ['openai-compatible', { n: 2, logprobs: true }],
+    ['anthropic', { n: 1, top_k: 5 }],
+    ['gemini', { n: 1, top_k: 40, logprobs: false }],
   ] as const)('%s accepts %j', (kind, extra) => {
     expect(chatRefusal(kind, kind, chat(extra as Partial<ChatRequest>))).toBeUndefined();
   });

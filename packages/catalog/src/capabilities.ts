@@ -29,21 +29,45 @@ interface ChatRule {
   why: string;
 }
 
-/** Every target: the gateway's answer carries no logprobs (its completion has one choice, no logprobs). */
-const GATEWAY: readonly ChatRule[] = [
-  { param: 'logprobs', refused: (r) => r.logprobs === true, why: 'cannot be returned by this gateway yet' },
+/** Answers with one choice only: `n > 1` and log probabilities have no counterpart there. */
+const ONE_CHOICE: readonly ChatRule[] = [
+  {
+    param: 'n',
+    refused: (r) => r.n != null && r.n > 1,
+    why: 'returns one choice per request (send n requests instead)',
+  },
+  {
+    param: 'logprobs',
+    refused: (r) => r.logprobs === true,
+    why: 'returns no log probabilities through this gateway',
+  },
   {
     param: 'top_logprobs',
     refused: (r) => r.top_logprobs != null,
-    why: 'cannot be returned by this gateway yet',
+    why: 'returns no log probabilities through this gateway',
   },
 ];
+
+/** Anthropic's and Gemini's sampling parameter: OpenAI's protocol has none. */
+const NO_TOP_K: ChatRule = {
+  param: 'top_k',
+  refused: (r) => r.top_k != null,
+  why: 'has no top-k sampling (use temperature or top_p)',
+};
+
+/** OpenAI's protocol: `top_logprobs` means something only with `logprobs: true`, as OpenAI says. */
+const TOP_LOGPROBS_ALONE: ChatRule = {
+  param: 'top_logprobs',
+  refused: (r) => r.top_logprobs != null && r.logprobs !== true,
+  why: 'needs logprobs: true alongside it',
+};
 
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
 const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
   openai: [
-    ...GATEWAY,
+    NO_TOP_K,
+    TOP_LOGPROBS_ALONE,
     {
       param: 'service_tier',
       refused: (r) => !defaultTier(r.service_tier) && r.service_tier !== 'flex',
@@ -51,7 +75,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     },
   ],
   anthropic: [
-    ...GATEWAY,
+    ...ONE_CHOICE,
     {
       param: 'temperature',
       refused: (r) => r.temperature != null && r.temperature > 1,
@@ -78,7 +102,8 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     },
   ],
   gemini: [
-    ...GATEWAY,
+    // candidateCount and responseLogprobs exist, but are not translated yet (README).
+    ...ONE_CHOICE,
     { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
     { param: 'stop', refused: (r) => stops(r) > 5, why: 'takes at most 5 stop sequences' },
     {
@@ -100,7 +125,9 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     },
   ],
   'openai-compatible': [
-    ...GATEWAY,
+    // n and logprobs pass through; hosts without them refuse them (presets.ts, `unsupported`).
+    NO_TOP_K,
+    TOP_LOGPROBS_ALONE,
     { param: 'metadata', refused: (r) => has(r.metadata), why: 'has no request metadata' },
     { param: 'store', refused: (r) => r.store === true, why: 'does not store completions' },
     {

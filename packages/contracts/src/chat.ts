@@ -100,7 +100,10 @@ export const ChatRequest = z.strictObject({
   max_completion_tokens: z.number().int().positive().nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
-  n: z.number().int().min(1).max(1).nullable().optional(),
+  /** Not OpenAI's: Anthropic's and Gemini's top-k sampling (what `/v1/messages` takes as `top_k`). */
+  top_k: z.number().int().nonnegative().nullable().optional(),
+  /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
+  n: z.number().int().min(1).max(128).nullable().optional(),
   stop: z
     .union([z.string(), z.array(z.string()).max(4)])
     .nullable()
@@ -150,18 +153,52 @@ export const zeroUsage = (): Usage => ({
 export const FinishReason = z.enum(['stop', 'length', 'tool_calls', 'content_filter', 'function_call']);
 export type FinishReason = z.infer<typeof FinishReason>;
 
-/** What every adapter's parse of a complete response (or an assembled stream) yields. */
-export const Completion = z.object({
+/** One token's log probability, in OpenAI's shape (`choices[].logprobs.content[]`). */
+export const TokenLogprob = z.object({
+  token: z.string(),
+  logprob: z.number(),
+  bytes: z.array(z.number().int()).nullable(),
+  top_logprobs: z.array(
+    z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int()).nullable() }),
+  ),
+});
+export type TokenLogprob = z.infer<typeof TokenLogprob>;
+
+/** A choice's log probabilities, as OpenAI returns them with `logprobs: true`. */
+export const ChoiceLogprobs = z.object({
+  content: z.array(TokenLogprob).nullable(),
+  refusal: z.array(TokenLogprob).nullable(),
+});
+export type ChoiceLogprobs = z.infer<typeof ChoiceLogprobs>;
+
+/** One generated answer (a request with `n > 1` has several). */
+export const CompletionChoice = z.object({
+  content: z.string().nullable(),
+  refusal: z.string().nullable().optional(),
+  reasoning: z.string().optional(),
+  /** Anthropic's signature of the thinking in `reasoning` (sent back with it in a later turn). */
+  reasoningSignature: z.string().optional(),
+  toolCalls: z.array(ToolCall),
+  finishReason: FinishReason,
+  /** The stop sequence that ended the answer, when the provider says which (Anthropic, vLLM). */
+  stopSequence: z.string().optional(),
+  /** Present when the request asked for `logprobs` and the provider returned them. */
+  logprobs: ChoiceLogprobs.optional(),
+});
+export type CompletionChoice = z.infer<typeof CompletionChoice>;
+
+/**
+ * What every adapter's parse of a complete response (or an assembled stream) yields: the first
+ * choice's fields at the top, the others (`n > 1`) in `moreChoices`, in index order from 1.
+ */
+export const Completion = CompletionChoice.extend({
   /** Upstream response id (never shown to callers as ours). */
   upstreamId: z.string().optional(),
   /** The model the provider says served the call. */
   model: z.string(),
-  content: z.string().nullable(),
-  refusal: z.string().nullable().optional(),
-  reasoning: z.string().optional(),
-  toolCalls: z.array(ToolCall),
-  finishReason: FinishReason,
+  /** Usage of the whole call (every choice). */
   usage: Usage,
+  moreChoices: z.array(CompletionChoice).optional(),
 });
 export type Completion = z.infer<typeof Completion>;
 
@@ -228,9 +265,17 @@ export const ChatCompletion = z.looseObject({
         refusal: z.string().nullable(),
         tool_calls: z.array(ToolCall).optional(),
         annotations: z.array(z.unknown()),
+        /** The model's reasoning text, when the provider returns it (DeepSeek's and vLLM's name). */
+        reasoning_content: z.string().optional(),
+        /** Anthropic's thinking with its signature (LiteLLM's name), to send back in a later turn. */
+        thinking_blocks: z
+          .array(z.object({ type: z.literal('thinking'), thinking: z.string(), signature: z.string() }))
+          .optional(),
       }),
-      logprobs: z.null(),
+      logprobs: ChoiceLogprobs.nullable(),
       finish_reason: FinishReason,
+      /** The stop sequence that ended this choice, when the provider says which (vLLM's name). */
+      stop_reason: z.string().optional(),
     }),
   ),
   usage: OpenAIUsage,
@@ -262,23 +307,30 @@ export function toChatCompletion(
     created,
     model: servedModelName(served.provider, served.model),
     provider: served.provider,
-    choices: [
-      {
-        index: 0,
-        message: {
-          role: 'assistant',
-          content: c.content,
-          refusal: c.refusal ?? null,
-          ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
-          annotations: [],
-        },
-        logprobs: null,
-        finish_reason: c.finishReason,
-      },
-    ],
+    choices: [c, ...(c.moreChoices ?? [])].map((ch, index) => toChoice(ch, index)),
     usage: { ...toOpenAIUsage(c.usage), cost: Number(costMicros) / 1_000_000 },
     system_fingerprint: null,
     service_tier: 'default',
+  };
+}
+
+function toChoice(c: CompletionChoice, index: number): ChatCompletion['choices'][number] {
+  return {
+    index,
+    message: {
+      role: 'assistant',
+      content: c.content,
+      refusal: c.refusal ?? null,
+      ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
+      annotations: [],
+      ...(c.reasoning ? { reasoning_content: c.reasoning } : {}),
+      ...(c.reasoning && c.reasoningSignature
+        ? { thinking_blocks: [{ type: 'thinking', thinking: c.reasoning, signature: c.reasoningSignature }] }
+        : {}),
+    },
+    logprobs: c.logprobs ?? null,
+    finish_reason: c.finishReason,
+    ...(c.stopSequence !== undefined ? { stop_reason: c.stopSequence } : {}),
   };
 }
 
@@ -300,6 +352,7 @@ export const ChatCompletionChunk = z.object({
       delta: z.object({
         role: z.literal('assistant').optional(),
         content: z.string().nullable().optional(),
+        reasoning_content: z.string().optional(),
         refusal: z.string().nullable().optional(),
         tool_calls: z
           .array(
@@ -314,7 +367,7 @@ export const ChatCompletionChunk = z.object({
           )
           .optional(),
       }),
-      logprobs: z.null(),
+      logprobs: ChoiceLogprobs.nullable(),
       finish_reason: FinishReason.nullable(),
     }),
   ),

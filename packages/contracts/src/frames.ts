@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ChatCompletion, OpenAIUsage } from './chat.ts';
+import { ChatCompletion, OpenAIUsage, TokenLogprob } from './chat.ts';
 import { EmbeddingsList } from './embeddings.ts';
 import { SerializedError } from './errors.ts';
 import { RouteStep } from './route.ts';
@@ -37,10 +37,18 @@ export const Frame = z.discriminatedUnion('type', [
   z.object({
     ...base,
     type: z.literal('delta'),
+    /** The choice this delta belongs to (`n > 1`); absent for the first. */
+    choice: z.number().int().positive().optional(),
     text: z.string().optional(),
     reasoning: z.string().optional(),
+    /** Anthropic's signature of the reasoning streamed so far (it closes a thinking block). */
+    signature: z.string().optional(),
     refusal: z.string().optional(),
     tool_calls: z.array(ToolCallDelta).optional(),
+    /** Log probabilities of the tokens in this delta (`logprobs: true`). */
+    logprobs: z
+      .object({ content: z.array(TokenLogprob).optional(), refusal: z.array(TokenLogprob).optional() })
+      .optional(),
   }),
   z.object({ ...base, type: z.literal('reset'), reason: z.string(), hop: z.number(), attempt: z.number() }),
   z.object({ ...base, type: z.literal('usage'), usage: OpenAIUsage }),

@@ -121,7 +121,17 @@ export interface ResponsesOutputText {
   logprobs: unknown[];
 }
 
+/** The model's reasoning text (`content`), as OpenAI's reasoning item carries it; no summary. */
+export interface ResponsesReasoningItem {
+  id: string;
+  type: 'reasoning';
+  status: 'in_progress' | 'completed' | 'incomplete';
+  summary: unknown[];
+  content: Array<{ type: 'reasoning_text'; text: string }>;
+}
+
 export type ResponsesOutputItem =
+  | ResponsesReasoningItem
   | {
       id: string;
       type: 'message';

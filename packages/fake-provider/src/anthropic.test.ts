@@ -207,3 +207,46 @@ describe('anthropic protocol', () => {
     expect(h.get('request-id')).toMatch(/^req_011C/);
   });
 });
+
+describe('anthropic: thinking and stop sequences', () => {
+  const messages = [{ role: 'user' as const, content: 'Think about the sea' }];
+
+  it('answers a thinking block with its signature first when thinking is on, whole and streamed alike', async () => {
+    const thinking = { type: 'enabled' as const, budget_tokens: 1024 };
+    const m = await client.messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 2048,
+      thinking,
+      messages,
+    });
+    expect(m.content.map((b) => b.type)).toEqual(['thinking', 'text']);
+    const block = m.content[0];
+    if (block?.type !== 'thinking') throw new Error('no thinking block');
+    expect(block.thinking.length).toBeGreaterThan(0);
+    expect(block.signature.length).toBeGreaterThan(0);
+    const plain = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 2048, messages });
+    // Thinking tokens are in output_tokens (8 by default).
+    expect(m.usage.output_tokens).toBe(plain.usage.output_tokens + 8);
+    const streamed = await client.messages
+      .stream({ model: 'claude-haiku-4-5', max_tokens: 2048, thinking, messages })
+      .finalMessage();
+    expect(streamed.content).toEqual(m.content);
+    expect(streamed.usage.output_tokens).toBe(m.usage.output_tokens);
+  });
+
+  it('stops before a stop sequence and names it, whole and streamed', async () => {
+    const full = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 100, messages });
+    const text = full.content[0]?.type === 'text' ? full.content[0].text : '';
+    const seq = ` ${text.split(' ')[4]}`;
+    const body = { model: 'claude-haiku-4-5', max_tokens: 100, messages, stop_sequences: ['@@', seq] };
+    const m = await client.messages.create(body);
+    expect(m.stop_reason).toBe('stop_sequence');
+    expect(m.stop_sequence).toBe(seq);
+    expect(m.content[0]?.type === 'text' && m.content[0].text).toBe(text.slice(0, text.indexOf(seq)));
+    const s = await client.messages.stream(body).finalMessage();
+    expect(s.stop_reason).toBe('stop_sequence');
+    expect(s.stop_sequence).toBe(seq);
+    const none = await client.messages.create({ ...body, stop_sequences: ['@@'] });
+    expect(none).toMatchObject({ stop_reason: 'end_turn', stop_sequence: null });
+  });
+});

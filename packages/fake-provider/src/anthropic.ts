@@ -1,5 +1,5 @@
-import type { Conversation, ToolSpec } from './content.ts';
-import { textOf } from './content.ts';
+import type { Conversation, ReplyChoice, ToolSpec } from './content.ts';
+import { textOf, thinkingSignature } from './content.ts';
 import { bearer } from './http.ts';
 import {
   chunkPieces,
@@ -105,16 +105,27 @@ export function anthropicProtocol(): Protocol {
     reportedModel: (_requested, served) => served,
     json(c) {
       const r = c.reply;
+      const thinking = r.thinking
+        ? [
+            {
+              type: 'thinking',
+              thinking: r.thinking.join(''),
+              signature: thinkingSignature(r.thinking.join('')),
+            },
+          ]
+        : [];
       return JSON.stringify({
         id: `msg_01${c.id}`,
         type: 'message',
         role: 'assistant',
         model: c.model,
-        content: r.tool
-          ? [{ type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: r.tool.args }]
-          : [{ type: 'text', text: r.pieces.join('') }],
-        stop_reason: stopReason(r.finish),
-        stop_sequence: null,
+        content: [
+          ...thinking,
+          ...(r.tool
+            ? [{ type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: r.tool.args }]
+            : [{ type: 'text', text: r.pieces.join('') }]),
+        ],
+        ...stopOf(r),
         usage: usage(c, r.completionTokens),
       });
     },
@@ -137,22 +148,56 @@ export function anthropicProtocol(): Protocol {
           },
         }),
       );
+      // With thinking on, the thinking block comes first; its signature closes it (signature_delta).
+      let index = 0;
+      if (r.thinking) {
+        out.push(
+          ev('content_block_start', {
+            type: 'content_block_start',
+            index,
+            content_block: { type: 'thinking', thinking: '', signature: '' },
+          }),
+        );
+        out.push(ev('ping', { type: 'ping' }));
+        for (const group of chunkPieces(r.thinking, c.config.tokensPerChunk)) {
+          out.push(
+            ev(
+              'content_block_delta',
+              {
+                type: 'content_block_delta',
+                index,
+                delta: { type: 'thinking_delta', thinking: group.join('') },
+              },
+              group.length,
+            ),
+          );
+        }
+        out.push(
+          ev('content_block_delta', {
+            type: 'content_block_delta',
+            index,
+            delta: { type: 'signature_delta', signature: thinkingSignature(r.thinking.join('')) },
+          }),
+        );
+        out.push(ev('content_block_stop', { type: 'content_block_stop', index }));
+        index++;
+      }
       if (r.tool) {
         out.push(
           ev('content_block_start', {
             type: 'content_block_start',
-            index: 0,
+            index,
             content_block: { type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: {} },
           }),
         );
-        out.push(ev('ping', { type: 'ping' }));
+        if (index === 0) out.push(ev('ping', { type: 'ping' }));
         for (const piece of r.tool.argPieces) {
           out.push(
             ev(
               'content_block_delta',
               {
                 type: 'content_block_delta',
-                index: 0,
+                index,
                 delta: { type: 'input_json_delta', partial_json: piece },
               },
               1,
@@ -163,27 +208,27 @@ export function anthropicProtocol(): Protocol {
         out.push(
           ev('content_block_start', {
             type: 'content_block_start',
-            index: 0,
+            index,
             content_block: { type: 'text', text: '' },
           }),
         );
-        out.push(ev('ping', { type: 'ping' }));
+        if (index === 0) out.push(ev('ping', { type: 'ping' }));
         for (const group of chunkPieces(r.pieces, c.config.tokensPerChunk)) {
           out.push(
             ev(
               'content_block_delta',
-              { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: group.join('') } },
+              { type: 'content_block_delta', index, delta: { type: 'text_delta', text: group.join('') } },
               group.length,
             ),
           );
         }
       }
-      out.push(ev('content_block_stop', { type: 'content_block_stop', index: 0 }));
+      out.push(ev('content_block_stop', { type: 'content_block_stop', index }));
       const { service_tier: _tier, ...cumulative } = usage(c, r.completionTokens);
       out.push(
         ev('message_delta', {
           type: 'message_delta',
-          delta: { stop_reason: stopReason(r.finish), stop_sequence: null },
+          delta: stopOf(r),
           usage: cumulative,
         }),
       );
@@ -202,8 +247,11 @@ export function anthropicProtocol(): Protocol {
   };
 }
 
-function stopReason(f: 'stop' | 'length' | 'tool'): string {
-  return f === 'tool' ? 'tool_use' : f === 'length' ? 'max_tokens' : 'end_turn';
+/** `stop_reason` and `stop_sequence`: Anthropic names the stop sequence that ended the reply. */
+function stopOf(r: ReplyChoice): { stop_reason: string; stop_sequence: string | null } {
+  if (r.stopSequence !== undefined) return { stop_reason: 'stop_sequence', stop_sequence: r.stopSequence };
+  const reason = r.finish === 'tool' ? 'tool_use' : r.finish === 'length' ? 'max_tokens' : 'end_turn';
+  return { stop_reason: reason, stop_sequence: null };
 }
 
 /** Anthropic's `input_tokens` excludes cache reads (providers.md §0.1). */
@@ -226,6 +274,8 @@ interface MessagesBody {
   stream?: unknown;
   tools?: unknown;
   tool_choice?: { type?: string; name?: string };
+  stop_sequences?: unknown;
+  thinking?: { type?: unknown; budget_tokens?: unknown };
 }
 
 function parseMessages(raw: unknown): Parsed | ErrorKind {
@@ -277,6 +327,10 @@ function parseMessages(raw: unknown): Parsed | ErrorKind {
     forcedTool: choice === 'tool' ? b.tool_choice?.name : undefined,
     toolChars: tools.length > 0 ? JSON.stringify(b.tools).length : 0,
     maxTokens: b.max_tokens,
+    ...(Array.isArray(b.stop_sequences)
+      ? { stop: b.stop_sequences.filter((x): x is string => typeof x === 'string') }
+      : {}),
+    thinking: b.thinking?.type === 'enabled',
   };
   return { model: b.model, stream: b.stream === true, includeUsage: false, sse: true, conversation };
 }

@@ -16,6 +16,12 @@ export interface Conversation {
   /** Serialized size of the tool declarations (they count as prompt). */
   toolChars: number;
   maxTokens?: number;
+  /** Stop sequences: the reply ends right before the first one it would contain. */
+  stop?: string[];
+  /** Choices to generate (OpenAI `n`); 1 when absent. */
+  choices?: number;
+  /** The request enabled extended thinking (Anthropic `thinking`, Ollama `reasoning_effort`). */
+  thinking?: boolean;
 }
 
 export interface ToolSpec {
@@ -24,10 +30,8 @@ export interface ToolSpec {
   parameters?: unknown;
 }
 
-export interface Reply {
-  promptTokens: number;
-  cachedTokens: number;
-  reasoningTokens: number;
+/** One generated answer (OpenAI's `n` asks for several). */
+export interface ReplyChoice {
   /** Visible text, one token per piece; empty for a tool call. */
   pieces: string[];
   tool?: {
@@ -39,8 +43,36 @@ export interface Reply {
     count: number;
   };
   finish: 'stop' | 'length' | 'tool';
-  /** Output tokens billed: visible pieces (or argument pieces) + reasoning. */
+  /** The stop sequence the reply ended on (its text stops right before it). */
+  stopSequence?: string;
+}
+
+export interface Reply extends ReplyChoice {
+  promptTokens: number;
+  cachedTokens: number;
+  reasoningTokens: number;
+  /** The thinking text (one token per piece) when the request enabled thinking; else none. */
+  thinking?: string[];
+  /** Choices 1…n-1 (`n > 1`); the reply itself is choice 0. */
+  more: ReplyChoice[];
+  /** Output tokens billed: visible pieces (or argument pieces) of every choice + reasoning. */
   completionTokens: number;
+}
+
+/** Output tokens of one choice. */
+export const choiceTokens = (r: ReplyChoice): number => (r.tool ? r.tool.argPieces.length : r.pieces.length);
+
+/**
+ * A deterministic signature for thinking text, in the shape of Anthropic's (opaque base64): the
+ * fake, like Anthropic, can tell it made the thinking it is sent back.
+ */
+export function thinkingSignature(thinking: string): string {
+  return Buffer.from(`fake-sig:${fnv1a(thinking).toString(16)}:${thinking.length}`).toString('base64');
+}
+
+/** One token's log probability, stable for the token and its position. */
+export function tokenLogprob(token: string, position: number): number {
+  return -((fnv1a(`${position}:${token}`) % 40000) / 10000);
 }
 
 /** Prompt tokens: ceil(chars/4) + 3 per message, plus the tool declarations. Simple and deterministic. */
@@ -174,36 +206,80 @@ function chooseTool(c: Conversation, d: Directive | undefined): ToolSpec | undef
   return c.tools.find((t) => /weather/i.test(t.name)) ?? c.tools[0];
 }
 
+/** Cuts pieces right before the first stop sequence their text contains (as providers do). */
+function cutAtStop(pieces: string[], stops: string[] | undefined): { pieces: string[]; stop?: string } {
+  if (!stops?.length) return { pieces };
+  const text = pieces.join('');
+  let at = -1;
+  let stop: string | undefined;
+  for (const s of stops) {
+    const i = s === '' ? -1 : text.indexOf(s);
+    if (i >= 0 && (at < 0 || i < at)) {
+      at = i;
+      stop = s;
+    }
+  }
+  if (at < 0) return { pieces };
+  const out: string[] = [];
+  let len = 0;
+  for (const p of pieces) {
+    if (len + p.length <= at) out.push(p);
+    else {
+      if (at > len) out.push(p.slice(0, at - len));
+      break;
+    }
+    len += p.length;
+  }
+  return { pieces: out, stop };
+}
+
+function textChoice(c: Conversation, seed: string, wanted: number): ReplyChoice {
+  const cap = c.maxTokens !== undefined ? Math.max(0, Math.floor(c.maxTokens)) : Number.POSITIVE_INFINITY;
+  const n = Math.min(wanted, cap);
+  const cut = cutAtStop(replyPieces(seed, n), c.stop);
+  if (cut.stop !== undefined) return { pieces: cut.pieces, finish: 'stop', stopSequence: cut.stop };
+  return { pieces: cut.pieces, finish: n < wanted ? 'length' : 'stop' };
+}
+
 /** The reply the fake gives to a conversation: a pure function of the request and settings. */
 export function buildReply(c: Conversation, defaultTokens: number, d: Directive | undefined): Reply {
   const promptTokens = countPromptTokens(c);
   const cachedTokens = Math.min(promptTokens, Math.floor(d?.cachedTokens ?? 0));
-  const reasoningTokens = Math.floor(d?.reasoningTokens ?? 0);
+  // Thinking, when enabled, has text (8 tokens unless the directive says); otherwise only a count.
+  const thinking = c.thinking
+    ? replyPieces(`thinking about ${c.lastUserText}`, Math.max(1, Math.floor(d?.reasoningTokens ?? 8)))
+    : undefined;
+  const reasoningTokens = thinking ? thinking.length : Math.floor(d?.reasoningTokens ?? 0);
+  const count = Math.max(1, Math.floor(c.choices ?? 1));
+  // Choice 0 is seeded by the last user text; choice i by the text and i (different answers).
+  const seedOf = (i: number) => (i === 0 ? c.lastUserText : `${c.lastUserText}#${i}`);
   const tool = chooseTool(c, d);
+  let choices: ReplyChoice[];
   if (tool) {
     const args = sampleArgs(tool.parameters);
     const argsJson = JSON.stringify(args);
     const argPieces = splitPieces(argsJson);
-    return {
-      promptTokens,
-      cachedTokens,
-      reasoningTokens,
-      pieces: [],
-      tool: { name: tool.name, args, argsJson, argPieces, count: Math.max(1, Math.floor(d?.calls ?? 1)) },
-      finish: 'tool',
-      completionTokens: argPieces.length + reasoningTokens,
+    const call = {
+      name: tool.name,
+      args,
+      argsJson,
+      argPieces,
+      count: Math.max(1, Math.floor(d?.calls ?? 1)),
     };
+    choices = Array.from({ length: count }, () => ({ pieces: [], tool: call, finish: 'tool' as const }));
+  } else {
+    const wanted = Math.max(1, Math.floor(d?.tokens ?? defaultTokens));
+    choices = Array.from({ length: count }, (_, i) => textChoice(c, seedOf(i), wanted));
   }
-  const wanted = Math.max(1, Math.floor(d?.tokens ?? defaultTokens));
-  const cap = c.maxTokens !== undefined ? Math.max(0, Math.floor(c.maxTokens)) : Number.POSITIVE_INFINITY;
-  const n = Math.min(wanted, cap);
+  const [first, ...more] = choices as [ReplyChoice, ...ReplyChoice[]];
   return {
     promptTokens,
     cachedTokens,
     reasoningTokens,
-    pieces: replyPieces(c.lastUserText, n),
-    finish: n < wanted ? 'length' : 'stop',
-    completionTokens: n + reasoningTokens,
+    ...(thinking ? { thinking } : {}),
+    ...first,
+    more,
+    completionTokens: choices.reduce((n, ch) => n + choiceTokens(ch), 0) + reasoningTokens,
   };
 }
 

@@ -200,7 +200,7 @@ interface GenerateBody {
     functionDeclarations?: Array<{ name?: unknown; parameters?: unknown; parametersJsonSchema?: unknown }>;
   }>;
   toolConfig?: { functionCallingConfig?: { mode?: string; allowedFunctionNames?: string[] } };
-  generationConfig?: { maxOutputTokens?: unknown };
+  generationConfig?: { maxOutputTokens?: unknown; stopSequences?: unknown };
 }
 
 function partsText(parts: unknown): { text: string; hasResponse: boolean } {
@@ -247,6 +247,7 @@ function parseGenerate(raw: unknown, url: URL, pathModel: string | undefined): P
   }
   const fc = b.toolConfig?.functionCallingConfig;
   const max = b.generationConfig?.maxOutputTokens;
+  const stop = b.generationConfig?.stopSequences;
   const conversation: Conversation = {
     texts,
     lastUserText,
@@ -256,6 +257,8 @@ function parseGenerate(raw: unknown, url: URL, pathModel: string | undefined): P
     forcedTool: fc?.mode === 'ANY' ? fc.allowedFunctionNames?.[0] : undefined,
     toolChars: tools.length > 0 ? JSON.stringify(b.tools).length : 0,
     maxTokens: typeof max === 'number' ? max : undefined,
+    // Gemini stops before a stop sequence too, and says only STOP (not which one).
+    ...(Array.isArray(stop) ? { stop: stop.filter((x): x is string => typeof x === 'string') } : {}),
   };
   return {
     model: pathModel ?? '',

@@ -249,3 +249,84 @@ describe('llama (Ollama flavour)', () => {
     });
   });
 });
+
+describe('openai: n choices and log probabilities, as OpenAI answers them', () => {
+  const messages = [{ role: 'user' as const, content: 'Name three colours' }];
+
+  it('answers n choices, each with its index, and usage covering them all', async () => {
+    const one = await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
+    const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, n: 3 });
+    expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    // Choice 0 is the answer n = 1 gives; the others differ.
+    expect(r.choices[0]?.message.content).toBe(one.choices[0]?.message.content);
+    const texts = r.choices.map((c) => c.message.content ?? '');
+    expect(new Set(texts).size).toBe(3);
+    const tokens = texts.reduce((n, t) => n + t.split(' ').length, 0);
+    expect(r.usage).toMatchObject({ prompt_tokens: one.usage?.prompt_tokens, completion_tokens: tokens });
+  });
+
+  it('streams n choices interleaved, each with its index, assembled by the SDK like the whole answer', async () => {
+    const whole = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, n: 2 });
+    const stream = client.chat.completions.stream({
+      model: 'gpt-4o-mini',
+      messages,
+      n: 2,
+      stream_options: { include_usage: true },
+    });
+    const indexes: number[] = [];
+    stream.on('chunk', (c) => {
+      for (const ch of c.choices) indexes.push(ch.index);
+    });
+    const done = await stream.finalChatCompletion();
+    expect(done.choices.map((c) => c.message.content)).toEqual(whole.choices.map((c) => c.message.content));
+    expect(done.choices.map((c) => c.finish_reason)).toEqual(['stop', 'stop']);
+    expect(done.usage?.completion_tokens).toBe(whole.usage?.completion_tokens);
+    // Interleaved: choice 1 starts before choice 0 ends.
+    expect(indexes.indexOf(1)).toBeLessThan(indexes.lastIndexOf(0));
+  });
+
+  it('returns logprobs in OpenAI shape (tokens spell the content; top_logprobs chosen first), whole and streamed', async () => {
+    const whole = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    const c = whole.choices[0]!;
+    const lp = c.logprobs?.content ?? [];
+    expect(c.logprobs?.refusal).toBeNull();
+    expect(lp.map((t) => t.token).join('')).toBe(c.message.content);
+    for (const t of lp) {
+      expect(t.logprob).toBeLessThanOrEqual(0);
+      expect(Buffer.from(t.bytes ?? []).toString('utf8')).toBe(t.token);
+      expect(t.top_logprobs).toHaveLength(2);
+      expect(t.top_logprobs[0]).toEqual({ token: t.token, logprob: t.logprob, bytes: t.bytes });
+    }
+    const streamed = await client.chat.completions
+      .stream({ model: 'gpt-4o-mini', messages, logprobs: true, top_logprobs: 2 })
+      .finalChatCompletion();
+    expect(streamed.choices[0]?.logprobs?.content).toEqual(lp);
+    const plain = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, logprobs: true });
+    expect(plain.choices[0]?.logprobs?.content?.[0]?.top_logprobs).toEqual([]);
+    const none = await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
+    expect(none.choices[0]?.logprobs).toBeNull();
+  });
+
+  it('refuses top_logprobs without logprobs, and n out of range, as OpenAI does', async () => {
+    await expect(
+      client.chat.completions.create({ model: 'gpt-4o-mini', messages, top_logprobs: 2 }),
+    ).rejects.toMatchObject({ status: 400, param: 'top_logprobs' });
+    await expect(
+      client.chat.completions.create({ model: 'gpt-4o-mini', messages, n: 0 }),
+    ).rejects.toMatchObject({ status: 400, param: 'n' });
+  });
+
+  it('stops before a stop sequence the answer would contain', async () => {
+    const full = (await client.chat.completions.create({ model: 'gpt-4o-mini', messages })).choices[0]
+      ?.message.content;
+    const word = full?.split(' ')[3] ?? '';
+    const cut = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, stop: [` ${word}`] });
+    expect(cut.choices[0]?.finish_reason).toBe('stop');
+    expect(cut.choices[0]?.message.content).toBe(full?.slice(0, full.indexOf(` ${word}`)));
+  });
+});

@@ -1,5 +1,5 @@
-import type { Conversation, ToolSpec } from './content.ts';
-import { textOf } from './content.ts';
+import type { Conversation, ReplyChoice, ToolSpec } from './content.ts';
+import { textOf, tokenLogprob } from './content.ts';
 import { bearer } from './http.ts';
 import { ollamaError, openAIError } from './openai-errors.ts';
 import { goDuration } from './rate-limit.ts';
@@ -24,8 +24,8 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
   const chunkHead = (c: RenderCtx) =>
     `{"id":"chatcmpl-${c.id}","object":"chat.completion.chunk","created":${c.created},"model":${JSON.stringify(c.model)},"system_fingerprint":"${fingerprint}","choices":`;
   const usageTail = (c: RenderCtx) => (c.parsed.includeUsage ? ',"usage":null}' : '}');
-  const choice = (delta: unknown, finish: string | null) =>
-    `[{"index":0,"delta":${JSON.stringify(delta)},"logprobs":null,"finish_reason":${finish ? `"${finish}"` : 'null'}}]`;
+  const choice = (delta: unknown, finish: string | null, index = 0, logprobs: unknown = null) =>
+    `[{"index":${index},"delta":${JSON.stringify(delta)},"logprobs":${JSON.stringify(logprobs)},"finish_reason":${finish ? `"${finish}"` : 'null'}}]`;
   const event = (c: RenderCtx, choices: string, tokens = 0): SseEvent => ({
     text: `data: ${chunkHead(c)}${choices}${usageTail(c)}\n\n`,
     tokens,
@@ -40,7 +40,7 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
       if (key === 'bad-key') return { kind: 'auth_bad' };
       return undefined;
     },
-    parse: parseChat,
+    parse: (raw) => parseChat(raw, ollama),
     error: (e) => (ollama ? ollamaError(e) : openAIError(e)),
     headers(requestId, limits, config): Record<string, string> {
       if (ollama) return {};
@@ -61,27 +61,37 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
     reportedModel: (requested) => requested,
     json(c) {
       const r = c.reply;
-      const message = r.tool
-        ? {
-            role: 'assistant',
-            content: null,
-            tool_calls: [
-              {
-                id: `call_${c.id}`,
-                type: 'function',
-                function: { name: r.tool.name, arguments: r.tool.argsJson },
-              },
-            ],
-            refusal: null,
-            annotations: [],
-          }
-        : { role: 'assistant', content: r.pieces.join(''), refusal: null, annotations: [] };
+      const lp = c.parsed.logprobs;
+      const message = (ch: ReplyChoice, i: number) => {
+        const base = ch.tool
+          ? {
+              role: 'assistant',
+              content: null,
+              tool_calls: [
+                {
+                  id: callId(c.id, i),
+                  type: 'function',
+                  function: { name: ch.tool.name, arguments: ch.tool.argsJson },
+                },
+              ],
+              refusal: null,
+              annotations: [],
+            }
+          : { role: 'assistant', content: ch.pieces.join(''), refusal: null, annotations: [] };
+        // Ollama returns a reasoning model's thinking in a `reasoning` field of its own.
+        return ollama && r.thinking && i === 0 ? { ...base, reasoning: r.thinking.join('') } : base;
+      };
       return JSON.stringify({
         id: `chatcmpl-${c.id}`,
         object: 'chat.completion',
         created: c.created,
         model: c.model,
-        choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(r.finish) }],
+        choices: [r, ...r.more].map((ch, index) => ({
+          index,
+          message: message(ch, index),
+          logprobs: lp ? { content: ch.tool ? null : logprobsOf(ch.pieces, 0, lp.top), refusal: null } : null,
+          finish_reason: finishReason(ch.finish),
+        })),
         usage: usage(c),
         service_tier: ollama ? undefined : 'default',
         system_fingerprint: fingerprint,
@@ -89,39 +99,59 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
     },
     stream(c) {
       const r = c.reply;
-      const out: SseEvent[] = [];
-      if (r.tool) {
-        const t = r.tool;
-        out.push(
-          event(
-            c,
-            choice(
-              {
-                role: 'assistant',
-                content: null,
-                tool_calls: [
-                  {
-                    index: 0,
-                    id: `call_${c.id}`,
-                    type: 'function',
-                    function: { name: t.name, arguments: '' },
-                  },
-                ],
-              },
-              null,
+      const lp = c.parsed.logprobs;
+      // Each choice's chunks in order; several choices (n > 1) interleave, as OpenAI sends them.
+      const perChoice = [r, ...r.more].map((ch, i) => {
+        const out: SseEvent[] = [];
+        if (ch.tool) {
+          const t = ch.tool;
+          out.push(
+            event(
+              c,
+              choice(
+                {
+                  role: 'assistant',
+                  content: null,
+                  tool_calls: [
+                    {
+                      index: 0,
+                      id: callId(c.id, i),
+                      type: 'function',
+                      function: { name: t.name, arguments: '' },
+                    },
+                  ],
+                },
+                null,
+                i,
+              ),
             ),
-          ),
-        );
-        for (const piece of t.argPieces) {
-          out.push(event(c, choice({ tool_calls: [{ index: 0, function: { arguments: piece } }] }, null), 1));
+          );
+          for (const piece of t.argPieces) {
+            out.push(
+              event(c, choice({ tool_calls: [{ index: 0, function: { arguments: piece } }] }, null, i), 1),
+            );
+          }
+        } else {
+          out.push(event(c, choice({ role: 'assistant', content: '', refusal: null }, null, i)));
+          if (ollama && r.thinking && i === 0) {
+            for (const group of chunkPieces(r.thinking, c.config.tokensPerChunk)) {
+              out.push(event(c, choice({ reasoning: group.join('') }, null, i), group.length));
+            }
+          }
+          let at = 0;
+          for (const group of chunkPieces(ch.pieces, c.config.tokensPerChunk)) {
+            const logprobs = lp ? { content: logprobsOf(group, at, lp.top), refusal: null } : null;
+            at += group.length;
+            out.push(event(c, choice({ content: group.join('') }, null, i, logprobs), group.length));
+          }
         }
-      } else {
-        out.push(event(c, choice({ role: 'assistant', content: '', refusal: null }, null)));
-        for (const group of chunkPieces(r.pieces, c.config.tokensPerChunk)) {
-          out.push(event(c, choice({ content: group.join('') }, null), group.length));
-        }
-      }
-      out.push(event(c, choice({}, finishReason(r.finish))));
+        out.push(event(c, choice({}, finishReason(ch.finish), i)));
+        return out;
+      });
+      const out: SseEvent[] = [];
+      const longest = Math.max(...perChoice.map((x) => x.length));
+      for (let k = 0; k < longest; k++)
+        for (const x of perChoice) if (k < x.length) out.push(x[k] as SseEvent);
       if (c.parsed.includeUsage) {
         out.push({ text: `data: ${chunkHead(c)}[],"usage":${JSON.stringify(usage(c))}}\n\n`, tokens: 0 });
       }
@@ -139,6 +169,29 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
     unknownEvent: () => ': OPENROUTER PROCESSING\n\n',
     inbandAsStatus: { kind: 'server' },
   };
+}
+
+/** Choice 0's call id is `call_<id>` (as before `n`); choice i's adds `_<i>`. */
+const callId = (id: string, choice: number) => (choice === 0 ? `call_${id}` : `call_${id}_${choice}`);
+
+/** Alternatives a `top_logprobs` list offers after the chosen token. */
+const ALTERNATIVES = [' the', ' a', ',', '.', ' and', ' of', ' to', ' in', ' is', ' it'];
+
+/**
+ * OpenAI's `logprobs.content`: one entry per token, with its UTF-8 bytes and `top_logprobs` of
+ * `top` entries, the chosen token first (the most likely), then less likely alternatives.
+ */
+function logprobsOf(pieces: string[], from: number, top: number) {
+  return pieces.map((token, k) => {
+    const logprob = tokenLogprob(token, from + k);
+    const entry = (t: string, l: number) => ({ token: t, logprob: l, bytes: [...Buffer.from(t, 'utf8')] });
+    const alts = ALTERNATIVES.filter((a) => a !== token).slice(0, Math.max(0, top - 1));
+    return {
+      ...entry(token, logprob),
+      top_logprobs:
+        top > 0 ? [entry(token, logprob), ...alts.map((a, j) => entry(a, logprob - 1 - j * 0.5))] : [],
+    };
+  });
 }
 
 function finishReason(f: 'stop' | 'length' | 'tool'): string {
@@ -170,9 +223,14 @@ interface ChatBody {
   max_completion_tokens?: unknown;
   tools?: unknown;
   tool_choice?: unknown;
+  stop?: unknown;
+  n?: unknown;
+  logprobs?: unknown;
+  top_logprobs?: unknown;
+  reasoning_effort?: unknown;
 }
 
-function parseChat(raw: unknown): Parsed | ErrorKind {
+function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
   if (!raw || typeof raw !== 'object')
     return { kind: 'bad_request', message: 'The request body must be a JSON object.' };
   const b = raw as ChatBody;
@@ -204,6 +262,29 @@ function parseChat(raw: unknown): Parsed | ErrorKind {
         tools.push({ name: t.function.name, parameters: t.function.parameters });
     }
   }
+  // n, logprobs and top_logprobs as OpenAI validates them.
+  const n = b.n ?? 1;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 128)
+    return { kind: 'bad_request', message: `Invalid 'n': integer between 1 and 128 expected.`, param: 'n' };
+  const top = b.top_logprobs ?? undefined;
+  if (top !== undefined && (typeof top !== 'number' || !Number.isInteger(top) || top < 0 || top > 20))
+    return {
+      kind: 'bad_request',
+      message: `Invalid 'top_logprobs': integer between 0 and 20 expected.`,
+      param: 'top_logprobs',
+    };
+  if (top !== undefined && b.logprobs !== true)
+    return {
+      kind: 'bad_request',
+      message: "Invalid value for 'top_logprobs': logprobs must be set to true if top_logprobs is used.",
+      param: 'top_logprobs',
+    };
+  const stop =
+    typeof b.stop === 'string'
+      ? [b.stop]
+      : Array.isArray(b.stop)
+        ? b.stop.filter((x) => typeof x === 'string')
+        : undefined;
   const choice = b.tool_choice as string | { function?: { name?: string } } | undefined;
   const maxTokens = numberOr(b.max_completion_tokens) ?? numberOr(b.max_tokens);
   const conversation: Conversation = {
@@ -216,11 +297,17 @@ function parseChat(raw: unknown): Parsed | ErrorKind {
     forcedTool: typeof choice === 'object' ? choice?.function?.name : undefined,
     toolChars: tools.length > 0 ? JSON.stringify(b.tools).length : 0,
     maxTokens,
+    ...(stop?.length ? { stop } : {}),
+    // Ollama ignores n and logprobs (providers.md §4.1).
+    choices: ollama ? 1 : n,
+    // Thinking text is only ever returned by the Ollama flavour (OpenAI's chat API returns none).
+    thinking: ollama && typeof b.reasoning_effort === 'string' && b.reasoning_effort !== 'none',
   };
   return {
     model: b.model,
     stream: b.stream === true,
     includeUsage: b.stream_options?.include_usage === true,
+    ...(b.logprobs === true && !ollama ? { logprobs: { top: top ?? 0 } } : {}),
     sse: true,
     conversation,
   };

@@ -28,6 +28,8 @@ export interface Parsed {
   stream: boolean;
   /** OpenAI `stream_options.include_usage`. */
   includeUsage: boolean;
+  /** OpenAI `logprobs: true`, with `top_logprobs` (0 when absent). */
+  logprobs?: { top: number };
   /** Gemini streams: SSE (`alt=sse`) or a JSON array. */
   sse: boolean;
   conversation: Conversation;

@@ -295,8 +295,8 @@ describe('callProvider', () => {
 
   it('translation errors are thrown before any I/O', async () => {
     const before = seen.length;
-    const e = await rejection(call({ request: { ...request, logprobs: true } }));
-    expect(e).toMatchObject({ code: 'invalid_request_error', param: 'logprobs' });
+    const e = await rejection(call({ request: { ...request, top_k: 5 } }));
+    expect(e).toMatchObject({ code: 'invalid_request_error', param: 'top_k' });
     expect(seen.length).toBe(before);
   });
 });

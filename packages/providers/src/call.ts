@@ -1,4 +1,4 @@
-import type { ChatRequest, Completion } from '@faregate/contracts/chat';
+import type { ChatRequest, Completion, CompletionChoice } from '@faregate/contracts/chat';
 import { type Embeddings, type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
 import { GatewayError, isGatewayError } from '@faregate/contracts/errors';
 import { createAssembler } from './assemble.ts';
@@ -262,21 +262,49 @@ async function readStream(
  * run by anyone; the caller sends one result back, as it expects).
  */
 function oneCallAtMost(req: ChatRequest, c: Completion): Completion {
-  return req.parallel_tool_calls === false && c.toolCalls.length > 1
-    ? { ...c, toolCalls: c.toolCalls.slice(0, 1) }
-    : c;
+  if (req.parallel_tool_calls !== false) return c;
+  const one = <T extends CompletionChoice>(ch: T): T =>
+    ch.toolCalls.length > 1 ? { ...ch, toolCalls: ch.toolCalls.slice(0, 1) } : ch;
+  const first = one(c);
+  return c.moreChoices ? { ...first, moreChoices: c.moreChoices.map(one) } : first;
 }
 
-/** A whole completion as the events a stream would have produced. */
+/** A whole completion as the events a stream would have produced (every choice, in order). */
 export function eventsOf(c: Completion): StreamEvent[] {
   const out: StreamEvent[] = [{ type: 'start', upstreamId: c.upstreamId, model: c.model }];
-  if (c.reasoning) out.push({ type: 'reasoning', text: c.reasoning });
-  if (c.content) out.push({ type: 'text', text: c.content });
-  if (c.refusal) out.push({ type: 'refusal', text: c.refusal });
-  c.toolCalls.forEach((tc, index) => {
-    out.push({ type: 'tool_call', delta: { index, id: tc.id, type: 'function', function: tc.function } });
+  const choices: CompletionChoice[] = [c, ...(c.moreChoices ?? [])];
+  choices.forEach((ch, i) => {
+    const at = i === 0 ? {} : { choice: i };
+    if (ch.reasoning) out.push({ type: 'reasoning', text: ch.reasoning, ...at });
+    if (ch.reasoning && ch.reasoningSignature)
+      out.push({ type: 'signature', signature: ch.reasoningSignature, ...at });
+    if (ch.content) out.push({ type: 'text', text: ch.content, ...at });
+    if (ch.refusal) out.push({ type: 'refusal', text: ch.refusal, ...at });
+    if (ch.logprobs)
+      out.push({
+        type: 'logprobs',
+        ...(ch.logprobs.content ? { content: ch.logprobs.content } : {}),
+        ...(ch.logprobs.refusal ? { refusal: ch.logprobs.refusal } : {}),
+        ...at,
+      });
+    ch.toolCalls.forEach((tc, index) => {
+      out.push({
+        type: 'tool_call',
+        delta: { index, id: tc.id, type: 'function', function: tc.function },
+        ...at,
+      });
+    });
   });
-  out.push({ type: 'usage', usage: c.usage }, { type: 'finish', reason: c.finishReason }, { type: 'end' });
+  out.push({ type: 'usage', usage: c.usage });
+  choices.forEach((ch, i) => {
+    out.push({
+      type: 'finish',
+      reason: ch.finishReason,
+      ...(ch.stopSequence !== undefined ? { stopSequence: ch.stopSequence } : {}),
+      ...(i === 0 ? {} : { choice: i }),
+    });
+  });
+  out.push({ type: 'end' });
   return out;
 }
 

@@ -18,10 +18,12 @@ export interface ProviderPreset {
 
 /** Fields OpenAI-compatible hosts commonly do not implement; refusing beats silently ignoring. */
 const NO_LOGIT_BIAS = ['logit_bias'] as const;
+/** One choice per request, no log probabilities (`n`, `logprobs`, `top_logprobs`). */
+const ONE_CHOICE = ['n', 'logprobs', 'top_logprobs'] as const;
 
 export const PRESETS: readonly ProviderPreset[] = [
   {
-    // Ollama's /v1: no tool_choice, no remote images, no logit_bias (providers.md §4.1).
+    // Ollama's /v1: no tool_choice, no remote images, no logit_bias, n or logprobs (providers.md §4.1).
     id: 'ollama',
     displayName: 'Ollama',
     baseUrl: 'http://localhost:11434/v1',
@@ -31,7 +33,7 @@ export const PRESETS: readonly ProviderPreset[] = [
       noToolChoice: true,
       dataUrlImagesOnly: true,
       noDeveloperRole: true,
-      unsupported: NO_LOGIT_BIAS,
+      unsupported: [...NO_LOGIT_BIAS, ...ONE_CHOICE],
       placeholderKey: 'ollama',
       errorShape: 'openai',
     },
@@ -51,7 +53,12 @@ export const PRESETS: readonly ProviderPreset[] = [
     baseUrl: 'https://api.groq.com/openai/v1',
     keyEnv: 'GROQ_API_KEY',
     baseUrlEnv: 'GROQ_BASE_URL',
-    quirks: { maxTokensField: 'max_completion_tokens', unsupported: NO_LOGIT_BIAS, errorShape: 'openai' },
+    // Groq: n must be 1, logprobs not supported.
+    quirks: {
+      maxTokensField: 'max_completion_tokens',
+      unsupported: [...NO_LOGIT_BIAS, ...ONE_CHOICE],
+      errorShape: 'openai',
+    },
   },
   {
     id: 'together',
@@ -59,7 +66,8 @@ export const PRESETS: readonly ProviderPreset[] = [
     baseUrl: 'https://api.together.xyz/v1',
     keyEnv: 'TOGETHER_API_KEY',
     baseUrlEnv: 'TOGETHER_BASE_URL',
-    quirks: { noDeveloperRole: true, errorShape: 'openai' },
+    // Together's logprobs is a count, not OpenAI's boolean: refused rather than mistranslated.
+    quirks: { noDeveloperRole: true, unsupported: ['logprobs', 'top_logprobs'], errorShape: 'openai' },
   },
   {
     id: 'deepseek',
@@ -67,7 +75,8 @@ export const PRESETS: readonly ProviderPreset[] = [
     baseUrl: 'https://api.deepseek.com/v1',
     keyEnv: 'DEEPSEEK_API_KEY',
     baseUrlEnv: 'DEEPSEEK_BASE_URL',
-    quirks: { noDeveloperRole: true, unsupported: ['logit_bias', 'seed'], errorShape: 'openai' },
+    // DeepSeek: no n (logprobs are taken).
+    quirks: { noDeveloperRole: true, unsupported: ['logit_bias', 'seed', 'n'], errorShape: 'openai' },
   },
   {
     // Mistral validates strictly (422 on unknown fields) and calls the seed `random_seed`.
@@ -78,7 +87,8 @@ export const PRESETS: readonly ProviderPreset[] = [
     baseUrlEnv: 'MISTRAL_BASE_URL',
     quirks: {
       noDeveloperRole: true,
-      unsupported: ['logit_bias', 'seed'],
+      // n is taken; log probabilities are not.
+      unsupported: ['logit_bias', 'seed', 'logprobs', 'top_logprobs'],
       drop: ['user'],
       errorShape: 'flat',
     },
@@ -89,7 +99,8 @@ export const PRESETS: readonly ProviderPreset[] = [
     baseUrl: 'https://openrouter.ai/api/v1',
     keyEnv: 'OPENROUTER_API_KEY',
     baseUrlEnv: 'OPENROUTER_BASE_URL',
-    quirks: { errorShape: 'integer-code' },
+    // One choice per request; logprobs only where the routed-to model has them: refused.
+    quirks: { unsupported: ONE_CHOICE, errorShape: 'integer-code' },
     headers: { 'X-Title': 'Faregate' },
   },
   {

@@ -1,4 +1,4 @@
-import type { ChatRequest, Completion, FinishReason, Usage } from '@faregate/contracts/chat';
+import type { ChatRequest, Completion, FinishReason, TokenLogprob, Usage } from '@faregate/contracts/chat';
 import type { Embeddings, EmbeddingsRequest } from '@faregate/contracts/embeddings';
 import type { GatewayError } from '@faregate/contracts/errors';
 import type { ToolCallDelta } from '@faregate/contracts/frames';
@@ -42,17 +42,25 @@ export interface UpstreamRequest {
   body?: string;
 }
 
-/** Typed events parsed out of a provider stream, the same for every provider. */
+/**
+ * Typed events parsed out of a provider stream, the same for every provider. `choice` is the index
+ * of the answer an event belongs to when the request asked for several (`n > 1`); absent means 0.
+ */
 export type StreamEvent =
   | { type: 'start'; upstreamId?: string; model?: string }
-  | { type: 'text'; text: string }
-  | { type: 'reasoning'; text: string }
+  | { type: 'text'; text: string; choice?: number }
+  | { type: 'reasoning'; text: string; choice?: number }
+  /** Anthropic's `signature_delta`: the signature of the thinking streamed so far. */
+  | { type: 'signature'; signature: string; choice?: number }
   /** OpenAI `delta.refusal` text (kept apart from content, as OpenAI does). */
-  | { type: 'refusal'; text: string }
-  | { type: 'tool_call'; delta: ToolCallDelta }
+  | { type: 'refusal'; text: string; choice?: number }
+  | { type: 'tool_call'; delta: ToolCallDelta; choice?: number }
+  /** Log probabilities of the tokens just streamed (OpenAI's shape). */
+  | { type: 'logprobs'; content?: TokenLogprob[]; refusal?: TokenLogprob[]; choice?: number }
   /** Usage so far. Adapters normalize cumulative vs incremental, so the last one seen is the total. */
   | { type: 'usage'; usage: Usage }
-  | { type: 'finish'; reason: FinishReason }
+  /** `stopSequence`: the stop sequence that ended the answer, when the provider says which. */
+  | { type: 'finish'; reason: FinishReason; stopSequence?: string; choice?: number }
   /** Terminal: an in-band error after the 200 status. */
   | { type: 'error'; error: GatewayError }
   /** Terminal success marker ([DONE], message_stop, or the end of a Gemini stream that had a finishReason). */

@@ -14,10 +14,9 @@ export class ChunkWriter implements FrameWriter {
   #model = '';
   readonly #created: number;
   readonly #includeUsage: boolean;
-  #roleSent = false;
-  /** Text already sent, to top up from the final result if any delta was missed. */
-  sentText = '';
-  sentTools = false;
+  #started = false;
+  /** Per choice (n > 1 streams interleave them): what reached the caller. */
+  readonly #choices = new Map<number, { role: boolean; text: string; tools: boolean; logprobs: boolean }>();
 
   /** The calls so far, the one the stream comes from last (for the response headers). */
   route: RouteStep[] = [];
@@ -28,24 +27,41 @@ export class ChunkWriter implements FrameWriter {
     this.#includeUsage = includeUsage;
   }
 
-  #chunk(delta: Record<string, unknown>, finish: string | null): string {
+  #sent(index: number) {
+    let c = this.#choices.get(index);
+    if (!c) {
+      c = { role: false, text: '', tools: false, logprobs: false };
+      this.#choices.set(index, c);
+    }
+    return c;
+  }
+
+  #chunk(
+    index: number,
+    delta: Record<string, unknown>,
+    finish: string | null,
+    logprobs: unknown = null,
+  ): string {
     const c: Record<string, unknown> = {
       id: this.#id,
       object: 'chat.completion.chunk',
       created: this.#created,
       model: this.#model,
       system_fingerprint: null,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      choices: [{ index, delta, logprobs, finish_reason: finish }],
     };
     if (this.#includeUsage) c.usage = null;
     return `data: ${JSON.stringify(c)}\n\n`;
   }
 
-  #role(out: string[], withContent: boolean): void {
-    if (this.#roleSent) return;
-    this.#roleSent = true;
+  #role(out: string[], index: number, withContent: boolean): void {
+    const sent = this.#sent(index);
+    if (sent.role) return;
+    sent.role = true;
+    this.#started = true;
     out.push(
       this.#chunk(
+        index,
         withContent
           ? { role: 'assistant', content: '', refusal: null }
           : { role: 'assistant', content: null },
@@ -57,45 +73,67 @@ export class ChunkWriter implements FrameWriter {
   /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
   frame(f: Frame): string {
     const out: string[] = [];
-    const running = this.#roleSent ? undefined : runningCall(f);
+    const running = this.#started ? undefined : runningCall(f);
     if (running) {
       this.#model = running.model;
       this.route = running.route;
     } else if (f.type === 'delta') {
+      const i = f.choice ?? 0;
+      const sent = this.#sent(i);
+      // Log probabilities go with the tokens they describe, as OpenAI sends them.
+      const lp = f.logprobs;
+      const contentLp = lp?.content?.length ? { content: lp.content, refusal: null } : null;
+      const refusalLp = lp?.refusal?.length ? { content: null, refusal: lp.refusal } : null;
+      if (contentLp || refusalLp) sent.logprobs = true;
+      if (f.reasoning) {
+        this.#role(out, i, true);
+        out.push(this.#chunk(i, { reasoning_content: f.reasoning }, null));
+      }
       if (f.text) {
-        this.#role(out, true);
-        this.sentText += f.text;
-        out.push(this.#chunk({ content: f.text }, null));
+        this.#role(out, i, true);
+        sent.text += f.text;
+        out.push(this.#chunk(i, { content: f.text }, null, contentLp));
+      } else if (contentLp) {
+        this.#role(out, i, true);
+        out.push(this.#chunk(i, { content: '' }, null, contentLp));
       }
       if (f.refusal) {
-        this.#role(out, false);
-        out.push(this.#chunk({ refusal: f.refusal }, null));
+        this.#role(out, i, false);
+        out.push(this.#chunk(i, { refusal: f.refusal }, null, refusalLp));
       }
       if (f.tool_calls?.length) {
-        this.#role(out, false);
-        this.sentTools = true;
-        out.push(this.#chunk({ tool_calls: f.tool_calls }, null));
+        this.#role(out, i, false);
+        sent.tools = true;
+        out.push(this.#chunk(i, { tool_calls: f.tool_calls }, null));
       }
     } else if (f.type === 'done') {
       const r = f.result;
       // A stream whose content came only with the result (no running frame before it).
-      if (!this.#roleSent) this.#model = r.model;
+      if (!this.#started) this.#model = r.model;
       if (this.route.length === 0 && f.route) this.route = f.route;
-      const choice = r.choices[0];
-      const content = choice?.message.content ?? '';
-      // Top up anything the deltas did not carry (e.g. a provider that answered without streaming).
-      if (content.length > this.sentText.length && content.startsWith(this.sentText)) {
-        this.#role(out, true);
-        out.push(this.#chunk({ content: content.slice(this.sentText.length) }, null));
-      }
-      if (!this.sentTools && choice?.message.tool_calls?.length) {
-        this.#role(out, false);
-        out.push(
-          this.#chunk({ tool_calls: choice.message.tool_calls.map((t, index) => ({ index, ...t })) }, null),
-        );
-      }
-      this.#role(out, true);
-      out.push(this.#chunk({}, choice?.finish_reason ?? 'stop'));
+      const choices = r.choices.length > 0 ? r.choices : [undefined];
+      choices.forEach((choice, i) => {
+        const sent = this.#sent(i);
+        const content = choice?.message.content ?? '';
+        // Top up anything the deltas did not carry (e.g. a provider that answered without streaming).
+        if (content.length > sent.text.length && content.startsWith(sent.text)) {
+          this.#role(out, i, true);
+          const lp = !sent.logprobs && choice?.logprobs?.content ? choice.logprobs : null;
+          out.push(this.#chunk(i, { content: content.slice(sent.text.length) }, null, lp));
+        }
+        if (!sent.tools && choice?.message.tool_calls?.length) {
+          this.#role(out, i, false);
+          out.push(
+            this.#chunk(
+              i,
+              { tool_calls: choice.message.tool_calls.map((t, index) => ({ index, ...t })) },
+              null,
+            ),
+          );
+        }
+        this.#role(out, i, true);
+        out.push(this.#chunk(i, {}, choice?.finish_reason ?? 'stop'));
+      });
       if (this.#includeUsage) {
         out.push(
           `data: ${JSON.stringify({
@@ -117,7 +155,7 @@ export class ChunkWriter implements FrameWriter {
   }
 
   get started(): boolean {
-    return this.#roleSent;
+    return this.#started;
   }
 
   error(code: string, message: string): string {

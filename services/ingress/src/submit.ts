@@ -144,7 +144,10 @@ export async function submitChat(
   if (MODES[mode].accepted) request = { ...request, stream: false };
   requireScope(principal, 'chat');
   const route = deps.router.plan(request);
-  return enqueue(deps, principal, { request }, route, mode, opts, requestedMaxTokens(request));
+  // Every choice (n > 1) may use the whole output cap.
+  const max = requestedMaxTokens(request);
+  const maxOut = max === undefined ? undefined : max * (request.n ?? 1);
+  return enqueue(deps, principal, { request }, route, mode, opts, maxOut);
 }
 
 /**

@@ -263,20 +263,26 @@ async function attemptOnce(
       case 'text':
         if (!firstToken) firstToken = performance.now();
         streamed.text += e.text;
-        writer.text(e.text);
+        writer.text(e.text, e.choice);
         break;
       case 'reasoning':
         streamed.reasoning += e.text;
-        writer.reasoning(e.text);
+        writer.reasoning(e.text, e.choice);
+        break;
+      case 'signature':
+        writer.signature(e.signature, e.choice);
         break;
       case 'refusal':
         streamed.text += e.text;
-        writer.refusal(e.text);
+        writer.refusal(e.text, e.choice);
         break;
       case 'tool_call':
         if (!firstToken) firstToken = performance.now();
         streamed.text += (e.delta.function?.name ?? '') + (e.delta.function?.arguments ?? '');
-        writer.toolCall(e.delta);
+        writer.toolCall(e.delta, e.choice);
+        break;
+      case 'logprobs':
+        writer.logprobs(e, e.choice);
         break;
       case 'usage':
         usage = e.usage;
@@ -383,11 +389,16 @@ async function attemptOnce(
       const answered: Streamed = data.deltas
         ? streamed
         : {
-            text:
-              (c.content ?? '') +
-              (c.refusal ?? '') +
-              c.toolCalls.map((t) => t.function.name + t.function.arguments).join(''),
-            reasoning: c.reasoning ?? '',
+            // Every choice (n > 1) was generated, and is billed.
+            text: [c, ...(c.moreChoices ?? [])]
+              .map(
+                (ch) =>
+                  (ch.content ?? '') +
+                  (ch.refusal ?? '') +
+                  ch.toolCalls.map((t) => t.function.name + t.function.arguments).join(''),
+              )
+              .join(''),
+            reasoning: [c, ...(c.moreChoices ?? [])].map((ch) => ch.reasoning ?? '').join(''),
           };
       ({ usage, estimated } = partialUsage(data.request, usage, answered));
     }

@@ -1,3 +1,4 @@
+import type { TokenLogprob } from '@faregate/contracts/chat';
 import type { FrameBody } from '@faregate/contracts/frames';
 import type { ToolCallDelta } from '@faregate/contracts/frames';
 import type { ClaimRecord, FrameStore } from '@faregate/queue/frame-store';
@@ -65,23 +66,50 @@ export class StreamWriter {
     this.#kick();
   }
 
-  text(text: string): void {
-    if (text) this.#delta().text = (this.#delta().text ?? '') + text;
+  // `choice`: the answer a piece belongs to (n > 1); 0 or absent is the first.
+  text(text: string, choice = 0): void {
+    if (text) {
+      const d = this.#delta(choice);
+      d.text = (d.text ?? '') + text;
+    }
     this.#kick();
   }
 
-  reasoning(text: string): void {
-    if (text) this.#delta().reasoning = (this.#delta().reasoning ?? '') + text;
+  reasoning(text: string, choice = 0): void {
+    if (text) {
+      const d = this.#delta(choice);
+      d.reasoning = (d.reasoning ?? '') + text;
+    }
     this.#kick();
   }
 
-  refusal(text: string): void {
-    if (text) this.#delta().refusal = (this.#delta().refusal ?? '') + text;
+  signature(signature: string, choice = 0): void {
+    if (signature) {
+      const d = this.#delta(choice);
+      d.signature = (d.signature ?? '') + signature;
+    }
     this.#kick();
   }
 
-  toolCall(d: ToolCallDelta): void {
-    const delta = this.#delta();
+  refusal(text: string, choice = 0): void {
+    if (text) {
+      const d = this.#delta(choice);
+      d.refusal = (d.refusal ?? '') + text;
+    }
+    this.#kick();
+  }
+
+  logprobs(lp: { content?: TokenLogprob[]; refusal?: TokenLogprob[] }, choice = 0): void {
+    const d = this.#delta(choice);
+    const into = d.logprobs ?? {};
+    if (lp.content?.length) into.content = [...(into.content ?? []), ...lp.content];
+    if (lp.refusal?.length) into.refusal = [...(into.refusal ?? []), ...lp.refusal];
+    d.logprobs = into;
+    this.#kick();
+  }
+
+  toolCall(d: ToolCallDelta, choice = 0): void {
+    const delta = this.#delta(choice);
     delta.tool_calls ??= [];
     const calls = delta.tool_calls;
     const prev = calls.at(-1);
@@ -104,10 +132,10 @@ export class StreamWriter {
     if (this.#error) throw this.#error;
   }
 
-  #delta(): DeltaBody {
+  #delta(choice: number): DeltaBody {
     const last = this.#queue.at(-1);
-    if (last && last.type === 'delta') return last;
-    const d: DeltaBody = { type: 'delta' };
+    if (last && last.type === 'delta' && (last.choice ?? 0) === choice) return last;
+    const d: DeltaBody = choice > 0 ? { type: 'delta', choice } : { type: 'delta' };
     this.#queue.push(d);
     return d;
   }

@@ -136,6 +136,7 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   if (system.length > 0) body.system = system;
   if (req.temperature != null) body.temperature = req.temperature;
   if (req.top_p != null) body.top_p = req.top_p;
+  if (req.top_k != null) body.top_k = req.top_k;
   const stop = stopList(req.stop);
   if (stop) body.stop_sequences = stop;
   const effort = req.reasoning_effort;

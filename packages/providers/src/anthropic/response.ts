@@ -42,6 +42,10 @@ const STOP: Record<string, FinishReason> = {
   refusal: 'content_filter',
 };
 
+/** The matched stop sequence Anthropic names with `stop_reason: "stop_sequence"`. */
+export const stopSequenceOf = (reason: unknown, sequence: unknown): { stopSequence?: string } =>
+  reason === 'stop_sequence' && typeof sequence === 'string' ? { stopSequence: sequence } : {};
+
 export const mapStopReason = (r: unknown): FinishReason => (typeof r === 'string' && STOP[r]) || 'stop';
 
 export function parseAnthropicResponse(body: unknown): Completion {
@@ -54,12 +58,15 @@ export function parseAnthropicResponse(body: unknown): Completion {
   }
   let text = '';
   let reasoning = '';
+  let signature = '';
   const toolCalls: ToolCall[] = [];
   for (const b of body.content) {
     if (!isObj(b)) continue;
     if (b.type === 'text') text += str(b.text) ?? '';
-    else if (b.type === 'thinking') reasoning += str(b.thinking) ?? '';
-    else if (b.type === 'tool_use') {
+    else if (b.type === 'thinking') {
+      reasoning += str(b.thinking) ?? '';
+      signature = str(b.signature) ?? signature;
+    } else if (b.type === 'tool_use') {
       toolCalls.push({
         id: str(b.id) ?? `toolu_${toolCalls.length}`,
         type: 'function',
@@ -75,8 +82,10 @@ export function parseAnthropicResponse(body: unknown): Completion {
     content: text === '' && toolCalls.length > 0 ? null : text,
     refusal: null,
     ...(reasoning ? { reasoning } : {}),
+    ...(reasoning && signature ? { reasoningSignature: signature } : {}),
     toolCalls,
     finishReason: mapStopReason(body.stop_reason),
+    ...stopSequenceOf(body.stop_reason, body.stop_sequence),
     usage: toUsage(c),
   };
 }

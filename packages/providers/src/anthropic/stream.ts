@@ -1,7 +1,7 @@
 import { classifyInBand } from '../shared/errors.ts';
 import { createSseParser, isObj, str } from '../shared/sse.ts';
 import type { StreamParser } from '../types.ts';
-import { mapStopReason, mergeCounters, toUsage, zeroCounters } from './response.ts';
+import { mapStopReason, mergeCounters, stopSequenceOf, toUsage, zeroCounters } from './response.ts';
 
 const TEXT_DELTA_HEAD = '{"type":"content_block_delta","index":';
 const TEXT_DELTA_MID = ',"delta":{"type":"text_delta","text":"';
@@ -51,6 +51,9 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
             } else if (d.type === 'thinking_delta') {
               const text = str(d.thinking);
               if (text) out.push({ type: 'reasoning', text });
+            } else if (d.type === 'signature_delta') {
+              const signature = str(d.signature);
+              if (signature) out.push({ type: 'signature', signature });
             }
             return;
           }
@@ -93,7 +96,11 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
               out.push({ type: 'usage', usage: toUsage(counters) });
             }
             if (isObj(d) && d.stop_reason != null)
-              out.push({ type: 'finish', reason: mapStopReason(d.stop_reason) });
+              out.push({
+                type: 'finish',
+                reason: mapStopReason(d.stop_reason),
+                ...stopSequenceOf(d.stop_reason, d.stop_sequence),
+              });
             return;
           }
           case 'message_stop':

@@ -140,6 +140,7 @@ export function buildGeminiBody(req: ChatRequest, provider = 'gemini'): Record<s
   const gc: Record<string, unknown> = {};
   if (req.temperature != null) gc.temperature = req.temperature;
   if (req.top_p != null) gc.topP = req.top_p;
+  if (req.top_k != null) gc.topK = req.top_k;
   const max = requestedMaxTokens(req);
   if (max !== undefined) gc.maxOutputTokens = max;
   if (stop) gc.stopSequences = stop;

@@ -16,7 +16,10 @@ export interface OpenAICompatibleQuirks {
   noDeveloperRole?: boolean;
   /** The host cannot fetch remote images (Ollama): only `data:` URLs are accepted; others get a 400. */
   dataUrlImagesOnly?: boolean;
-  /** Request fields the host cannot honour: present → 400 naming the field. */
+  /**
+   * Request fields the host cannot honour: present → 400 naming the field (`n` only above 1). `n`,
+   * `logprobs` and `top_logprobs` pass through unless listed here.
+   */
   unsupported?: readonly string[];
   /**
    * Request fields the host rejects but whose loss changes nothing about the completion (e.g. `user`,

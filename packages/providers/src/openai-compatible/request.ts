@@ -50,7 +50,8 @@ export function buildChatBody(
   if (refused) throw invalidParam(refused.param, refused.message);
   for (const field of q.unsupported ?? []) {
     const v = (req as Record<string, unknown>)[field];
-    if (v !== undefined && v !== null && v !== false) {
+    // `n: 1` is every host's default: only more choices are refused.
+    if (field === 'n' ? typeof v === 'number' && v > 1 : v !== undefined && v !== null && v !== false) {
       throw invalidParam(field, `'${field}' is not supported by this provider`);
     }
   }
@@ -65,6 +66,9 @@ export function buildChatBody(
     'presence_penalty',
     'frequency_penalty',
     'logit_bias',
+    'n',
+    'logprobs',
+    'top_logprobs',
     'response_format',
     'reasoning_effort',
     'user',

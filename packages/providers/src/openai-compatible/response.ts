@@ -1,4 +1,12 @@
-import type { Completion, FinishReason, ToolCall, Usage } from '@faregate/contracts/chat';
+import type {
+  ChoiceLogprobs,
+  Completion,
+  CompletionChoice,
+  FinishReason,
+  TokenLogprob,
+  ToolCall,
+  Usage,
+} from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isObj, type Json, num, str } from '../shared/sse.ts';
 
@@ -52,6 +60,56 @@ function toolCallsOf(v: unknown): ToolCall[] {
   return out;
 }
 
+const bytesOf = (v: unknown): number[] | null =>
+  Array.isArray(v) && v.every((b) => Number.isInteger(b)) ? (v as number[]) : null;
+
+function tokensOf(v: unknown): TokenLogprob[] | null {
+  if (!Array.isArray(v)) return null;
+  const out: TokenLogprob[] = [];
+  for (const t of v) {
+    if (!isObj(t) || typeof t.token !== 'string') continue;
+    out.push({
+      token: t.token,
+      logprob: num(t.logprob),
+      bytes: bytesOf(t.bytes),
+      top_logprobs: Array.isArray(t.top_logprobs)
+        ? t.top_logprobs
+            .filter((x): x is Json => isObj(x) && typeof x.token === 'string')
+            .map((x) => ({ token: x.token as string, logprob: num(x.logprob), bytes: bytesOf(x.bytes) }))
+        : [],
+    });
+  }
+  return out;
+}
+
+/** A choice's `logprobs` (`{content, refusal}`), or undefined when the provider sent none. */
+export function parseLogprobs(v: unknown): ChoiceLogprobs | undefined {
+  if (!isObj(v)) return undefined;
+  return { content: tokensOf(v.content), refusal: tokensOf(v.refusal) };
+}
+
+/** vLLM's `stop_reason`: the stop string that ended the choice (an integer is a stop token id). */
+export const matchedStop = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function choiceOf(choice: unknown): CompletionChoice {
+  const c = isObj(choice) ? choice : {};
+  const msg = isObj(c.message) ? c.message : {};
+  const toolCalls = toolCallsOf(msg.tool_calls);
+  const reasoning = str(msg.reasoning_content) ?? str(msg.reasoning);
+  const logprobs = parseLogprobs(c.logprobs);
+  const finishReason = mapOpenAIFinish(c.finish_reason, toolCalls.length > 0);
+  const stop = finishReason === 'stop' ? matchedStop(c.stop_reason) : undefined;
+  return {
+    content: str(msg.content) ?? null,
+    refusal: str(msg.refusal) ?? null,
+    ...(reasoning ? { reasoning } : {}),
+    toolCalls,
+    finishReason,
+    ...(stop !== undefined ? { stopSequence: stop } : {}),
+    ...(logprobs ? { logprobs } : {}),
+  };
+}
+
 export function parseOpenAIResponse(body: unknown, fallbackModel: string): Completion {
   if (!isObj(body) || !Array.isArray(body.choices)) {
     throw new GatewayError({
@@ -60,18 +118,17 @@ export function parseOpenAIResponse(body: unknown, fallbackModel: string): Compl
       retryable: true,
     });
   }
-  const choice = body.choices[0];
-  const msg = isObj(choice) && isObj(choice.message) ? choice.message : {};
-  const toolCalls = toolCallsOf(msg.tool_calls);
-  const reasoning = str(msg.reasoning_content) ?? str(msg.reasoning);
+  // Choices in index order (OpenAI sends them so; `index` decides where a host says otherwise).
+  const byIndex = [...body.choices.entries()]
+    .map(([i, c]) => ({ i: isObj(c) && typeof c.index === 'number' ? c.index : i, c }))
+    .sort((a, b) => a.i - b.i)
+    .map((x) => choiceOf(x.c));
+  const [first = choiceOf(undefined), ...more] = byIndex;
   return {
     upstreamId: str(body.id),
     model: str(body.model) ?? fallbackModel,
-    content: str(msg.content) ?? null,
-    refusal: str(msg.refusal) ?? null,
-    ...(reasoning ? { reasoning } : {}),
-    toolCalls,
-    finishReason: mapOpenAIFinish(isObj(choice) ? choice.finish_reason : undefined, toolCalls.length > 0),
+    ...first,
     usage: parseOpenAIUsage(isObj(body.usage) ? body.usage : {}),
+    ...(more.length > 0 ? { moreChoices: more } : {}),
   };
 }

@@ -114,11 +114,9 @@ describe('Anthropic request → chat request', () => {
     expect(t.reasoning_effort).toBe('medium');
   });
 
-  it('refuses top_k and a thinking budget not below max_tokens, naming the parameter', () => {
+  it('passes top_k on (the pipeline refuses it where the target has none); refuses a thinking budget not below max_tokens', () => {
     const msgs = [{ role: 'user', content: 'x' }];
-    expect(() => toChatRequest(parse({ ...base, top_k: 3, messages: msgs }))).toThrow(
-      expect.objectContaining({ param: 'top_k', code: 'invalid_request_error' }),
-    );
+    expect(toChatRequest(parse({ ...base, top_k: 3, messages: msgs })).top_k).toBe(3);
     expect(() =>
       toChatRequest(parse({ ...base, thinking: { type: 'enabled', budget_tokens: 2000 }, messages: msgs })),
     ).toThrow(expect.objectContaining({ param: 'thinking.budget_tokens' }));

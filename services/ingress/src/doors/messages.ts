@@ -147,15 +147,10 @@ export function promptOf(req: AnthropicCountTokensRequest): ChatRequest {
 }
 
 /**
- * `POST /v1/messages` body → the internal chat request. What no target can take through the
- * pipeline is refused here, naming the parameter (`top_k`).
+ * `POST /v1/messages` body → the internal chat request. A parameter a target cannot take (`top_k`
+ * on OpenAI's protocol) is refused by the pipeline, naming it and the provider.
  */
 export function toChatRequest(req: AnthropicRequest): ChatRequest {
-  if (req.top_k !== undefined)
-    throw invalid(
-      'top_k',
-      'top_k is not supported by this gateway: it cannot be passed to any provider yet. Use temperature or top_p.',
-    );
   if (req.thinking?.type === 'enabled' && req.thinking.budget_tokens >= req.max_tokens)
     throw invalid('thinking.budget_tokens', '`max_tokens` must be greater than `thinking.budget_tokens`.');
   const chat = promptOf(req);
@@ -164,6 +159,7 @@ export function toChatRequest(req: AnthropicRequest): ChatRequest {
   if (req.stop_sequences?.length) chat.stop = req.stop_sequences;
   if (req.temperature !== undefined) chat.temperature = req.temperature;
   if (req.top_p !== undefined) chat.top_p = req.top_p;
+  if (req.top_k !== undefined) chat.top_k = req.top_k;
   if (req.metadata?.user_id) chat.user = req.metadata.user_id;
   return chat;
 }
@@ -196,13 +192,39 @@ export function anthropicUsage(u: OpenAIUsage): AnthropicUsage {
   };
 }
 
+type Choice = ChatCompletion['choices'][number];
+
+/**
+ * The stop reason and matched sequence of a choice: `stop_sequence` when the provider named the
+ * sequence that ended it (Anthropic, vLLM); a provider that does not say (OpenAI, Gemini) ends with
+ * `end_turn` and `stop_sequence: null`, since the gateway cannot tell which one matched, or whether
+ * one did.
+ */
+function stopOf(choice: Choice | undefined): {
+  stop_reason: AnthropicStopReason;
+  stop_sequence: string | null;
+} {
+  const finish = choice?.finish_reason ?? 'stop';
+  const seq = choice?.stop_reason;
+  if (finish === 'stop' && typeof seq === 'string')
+    return { stop_reason: 'stop_sequence', stop_sequence: seq };
+  return { stop_reason: STOP[finish], stop_sequence: null };
+}
+
+/** The thinking block of a choice: its text and, from Anthropic, the signature that vouches for it. */
+function thinkingOf(choice: Choice | undefined): { thinking: string; signature: string } | undefined {
+  const m = choice?.message;
+  const thinking = m?.reasoning_content;
+  if (typeof thinking !== 'string' || thinking === '') return undefined;
+  return { thinking, signature: m?.thinking_blocks?.[0]?.signature ?? '' };
+}
+
 /** The pipeline's answer → Anthropic's message. `model` keeps the gateway's `provider/model`. */
 export function toAnthropicMessage(r: ChatCompletion): AnthropicResponse {
   const choice = r.choices[0];
   const content: AnthropicContent[] = [];
-  const reasoning = choice?.message.reasoning;
-  if (typeof reasoning === 'string' && reasoning !== '')
-    content.push({ type: 'thinking', thinking: reasoning, signature: '' });
+  const thinking = thinkingOf(choice);
+  if (thinking) content.push({ type: 'thinking', ...thinking });
   const text = choice?.message.content ?? '';
   if (text !== '') content.push({ type: 'text', text });
   for (const t of choice?.message.tool_calls ?? [])
@@ -218,8 +240,7 @@ export function toAnthropicMessage(r: ChatCompletion): AnthropicResponse {
     role: 'assistant',
     model: r.model,
     content,
-    stop_reason: STOP[choice?.finish_reason ?? 'stop'],
-    stop_sequence: null,
+    ...stopOf(choice),
     usage: anthropicUsage(r.usage),
   };
 }
@@ -383,6 +404,8 @@ export class AnthropicStreamWriter implements FrameWriter {
       this.#model = running.model;
       this.route = running.route;
     } else if (f.type === 'delta') {
+      // Only the first choice: this door has no `n`.
+      if ((f.choice ?? 0) !== 0) return '';
       if (f.reasoning) {
         this.#start(out);
         if (this.#open?.kind !== 'thinking')
@@ -394,6 +417,14 @@ export class AnthropicStreamWriter implements FrameWriter {
           }),
         );
       }
+      // Anthropic sends the signature last in its thinking block, right before the block closes.
+      if (f.signature && this.#open?.kind === 'thinking')
+        out.push(
+          sse('content_block_delta', {
+            index: this.#blocks - 1,
+            delta: { type: 'signature_delta', signature: f.signature },
+          }),
+        );
       if (f.text) this.#text(out, f.text);
       if (f.refusal) this.#text(out, f.refusal);
       for (const t of f.tool_calls ?? []) {
@@ -419,7 +450,7 @@ export class AnthropicStreamWriter implements FrameWriter {
       const usage = anthropicUsage(r.usage);
       out.push(
         sse('message_delta', {
-          delta: { stop_reason: STOP[choice?.finish_reason ?? 'stop'], stop_sequence: null },
+          delta: stopOf(choice),
           usage,
         }),
         sse('message_stop', {}),

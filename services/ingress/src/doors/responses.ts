@@ -12,6 +12,7 @@ import type {
   ResponsesInputPart,
   ResponsesOutputItem,
   ResponsesOutputText,
+  ResponsesReasoningItem,
   ResponsesRequest,
   ResponsesResponse,
   ResponsesUsage,
@@ -171,6 +172,7 @@ export function responsesUsage(u: OpenAIUsage): ResponsesUsage {
 
 /** Output item ids, the same in a stream's events and its final response. */
 const messageId = (id: string) => `msg_${id}`;
+const reasoningId = (id: string) => `rs_${id}`;
 const callItemId = (id: string, index: number) => `fc_${id}_${index}`;
 
 const outputText = (text: string): ResponsesOutputText => ({
@@ -178,6 +180,18 @@ const outputText = (text: string): ResponsesOutputText => ({
   text,
   annotations: [],
   logprobs: [],
+});
+
+const reasoningItem = (
+  id: string,
+  text: string,
+  status: ResponsesReasoningItem['status'],
+): ResponsesReasoningItem => ({
+  id,
+  type: 'reasoning',
+  status,
+  summary: [],
+  content: text === '' ? [] : [{ type: 'reasoning_text', text }],
 });
 
 /** The response object around `output` (what the request asked for, echoed as OpenAI does). */
@@ -223,6 +237,10 @@ function statusOf(r: ChatCompletion): Pick<ResponsesResponse, 'status' | 'incomp
 function outputOf(r: ChatCompletion, status: 'completed' | 'incomplete'): ResponsesOutputItem[] {
   const m = r.choices[0]?.message;
   const out: ResponsesOutputItem[] = [];
+  // The model's reasoning comes first, as it did (when the provider returns its text).
+  const reasoning = m?.reasoning_content;
+  if (typeof reasoning === 'string' && reasoning !== '')
+    out.push(reasoningItem(reasoningId(r.id), reasoning, 'completed'));
   const text = m?.content ?? m?.refusal ?? '';
   if (text !== '')
     out.push({
@@ -258,6 +276,7 @@ export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesR
 
 type Open =
   | { kind: 'message'; index: number; id: string; text: string }
+  | { kind: 'reasoning'; index: number; id: string; text: string }
   | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; pipeline: number };
 
 /**
@@ -314,7 +333,17 @@ export class ResponsesStreamWriter implements FrameWriter {
     const o = this.#open;
     if (!o) return;
     this.#open = undefined;
-    if (o.kind === 'message') {
+    if (o.kind === 'reasoning') {
+      const at = { item_id: o.id, output_index: o.index, content_index: 0 };
+      out.push(
+        this.#event('response.reasoning_text.done', { ...at, text: o.text }),
+        this.#event('response.content_part.done', { ...at, part: { type: 'reasoning_text', text: o.text } }),
+        this.#event('response.output_item.done', {
+          output_index: o.index,
+          item: reasoningItem(o.id, o.text, 'completed'),
+        }),
+      );
+    } else if (o.kind === 'message') {
       const at = { item_id: o.id, output_index: o.index, content_index: 0 };
       out.push(
         this.#event('response.output_text.done', { ...at, text: o.text, logprobs: [] }),
@@ -386,6 +415,37 @@ export class ResponsesStreamWriter implements FrameWriter {
     );
   }
 
+  #reasoning(out: string[], delta: string): void {
+    this.#start(out);
+    let o = this.#open;
+    if (o?.kind !== 'reasoning') {
+      this.#close(out);
+      o = { kind: 'reasoning', index: this.#items++, id: reasoningId(this.#id), text: '' };
+      this.#open = o;
+      out.push(
+        this.#event('response.output_item.added', {
+          output_index: o.index,
+          item: reasoningItem(o.id, '', 'in_progress'),
+        }),
+        this.#event('response.content_part.added', {
+          item_id: o.id,
+          output_index: o.index,
+          content_index: 0,
+          part: { type: 'reasoning_text', text: '' },
+        }),
+      );
+    }
+    o.text += delta;
+    out.push(
+      this.#event('response.reasoning_text.delta', {
+        item_id: o.id,
+        output_index: o.index,
+        content_index: 0,
+        delta,
+      }),
+    );
+  }
+
   #call(out: string[], pipeline: number, callId: string, name: string, args: string): void {
     this.#start(out);
     let o = this.#open;
@@ -434,6 +494,9 @@ export class ResponsesStreamWriter implements FrameWriter {
       this.#model = running.model;
       this.route = running.route;
     } else if (f.type === 'delta') {
+      // Only the first choice: this door has no `n`.
+      if ((f.choice ?? 0) !== 0) return '';
+      if (f.reasoning) this.#reasoning(out, f.reasoning);
       if (f.text) this.#text(out, f.text);
       if (f.refusal) this.#text(out, f.refusal);
       for (const t of f.tool_calls ?? []) {

@@ -169,7 +169,7 @@ export class Router {
       });
     }
     entries = honouring(entries, (e) => chatRefusal(e.kind, e.provider, req));
-    return this.#costed(entries, prompt, requestedMaxTokens(req));
+    return this.#costed(entries, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
 
   /**
@@ -199,11 +199,17 @@ export class Router {
   }
 
   /** The most one call of the request may cost on any candidate, and its prompt-token bound. */
-  #costed(entries: ModelEntry[], prompt: PromptMeasure, maxTokens: number | undefined): RoutePlan {
+  #costed(
+    entries: ModelEntry[],
+    prompt: PromptMeasure,
+    maxTokens: number | undefined,
+    choices = 1,
+  ): RoutePlan {
     let callMicros = 0n;
     let inputTokensBound = 0;
     for (const e of entries) {
-      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens);
+      // Every choice (`n`) may use the whole output cap: the hold covers them all.
+      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens) * choices;
       const c = maxCostMicros(e, prompt, maxOut);
       if (c > callMicros) callMicros = c;
       inputTokensBound = Math.max(inputTokensBound, inputBound(prompt, target(e)));
