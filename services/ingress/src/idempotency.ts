@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import { luaScript } from '@faregate/queue/lua';
@@ -8,7 +8,8 @@ import type { IngressDeps } from './deps.ts';
 import { principalOf } from './plugins/auth.ts';
 
 /**
- * `Idempotency-Key` on `POST /v1/chat/completions` and `POST /v1/jobs`, after Stripe and the IETF
+ * `Idempotency-Key` on the doors (`POST /v1/chat/completions`, `/v1/messages`, `/v1/responses`,
+ * `/v1/embeddings`) and `POST /v1/jobs`, after Stripe and the IETF
  * draft: the first request with a key runs, and its response (success or server error alike) is
  * kept for `IDEMPOTENCY_TTL_SECONDS`; a retry with the same key and body gets that response again
  * (`Idempotent-Replayed: true`) and nothing runs or is billed twice. Keys are scoped per tenant.
@@ -31,7 +32,13 @@ declare module 'fastify' {
   }
 }
 
-const ROUTES = new Set(['/v1/chat/completions', '/v1/jobs']);
+const ROUTES = new Set([
+  '/v1/chat/completions',
+  '/v1/messages',
+  '/v1/responses',
+  '/v1/embeddings',
+  '/v1/jobs',
+]);
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 export interface IdempotentCall {
@@ -50,7 +57,7 @@ export type AttachToJob = (
 ) => Promise<unknown>;
 
 export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, attach: AttachToJob): void {
-  const redis: Redis = deps.redis;
+  const redis: RedisClient = deps.redis;
   const ttlMs = deps.config.IDEMPOTENCY_TTL_SECONDS * 1000;
   // A request that never finishes (its ingress died) frees its key after its deadline.
   const pendingTtlMs = deps.config.REQUEST_TIMEOUT_MS + 60_000;
@@ -94,9 +101,10 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
         .header('content-type', 'application/json; charset=utf-8')
         .send(stored);
     }
-    // A chat request answers from its job (waiting for it if it still runs, replaying a stream's
-    // frames); a job submission still being queued asks to retry shortly.
-    if (job && path === '/v1/chat/completions') return attach(req, reply, job, Number(created));
+    // A door's request (chat, messages, responses, embeddings) answers from its job (waiting for
+    // it if it still runs, replaying a stream's frames); a job submission still being queued asks
+    // to retry shortly.
+    if (job && path !== '/v1/jobs') return attach(req, reply, job, Number(created));
     reply.header('retry-after', '1');
     throw new GatewayError({
       code: 'idempotency_key_in_use',

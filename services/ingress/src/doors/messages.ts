@@ -21,7 +21,7 @@ import type {
 import type { ErrorCode } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
-import { type FrameWriter, invalidParam, parseToolInput, runningCall } from './shared.ts';
+import { type Door, type FrameWriter, invalidParam, parseToolInput, runningCall } from './shared.ts';
 
 /**
  * The Anthropic Messages door: pure translations between Anthropic's wire format and the gateway's
@@ -465,3 +465,9 @@ export class AnthropicStreamWriter implements FrameWriter {
     return anthropicErrorEvent(code, message);
   }
 }
+
+/** The Messages door: whole answers as Anthropic messages, streams as Anthropic's events. */
+export const messagesDoor = (): Door => ({
+  answer: toAnthropicMessage,
+  writer: (id) => new AnthropicStreamWriter(id),
+});

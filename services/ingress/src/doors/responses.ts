@@ -18,7 +18,7 @@ import type {
   ResponsesUsage,
 } from '@faregate/contracts/responses';
 import type { RouteStep } from '@faregate/contracts/route';
-import { type FrameWriter, invalidParam, runningCall } from './shared.ts';
+import { type Door, type FrameWriter, invalidParam, runningCall } from './shared.ts';
 
 /**
  * The OpenAI Responses door: pure translations between the Responses API and the gateway's one
@@ -534,3 +534,9 @@ export class ResponsesStreamWriter implements FrameWriter {
     return this.#event('error', { code: e.code, message, param: null, error: e });
   }
 }
+
+/** The Responses door for a request: whole answers as response objects, streams as its events. */
+export const responsesDoor = (req: ResponsesRequest): Door => ({
+  answer: (result) => toResponse(req, result),
+  writer: (id, createdMs) => new ResponsesStreamWriter(req, id, createdMs),
+});

@@ -1,4 +1,4 @@
-import { servedModelName } from '@faregate/contracts/chat';
+import { type ChatCompletion, servedModelName } from '@faregate/contracts/chat';
 import { type ErrorCode, GatewayError } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
@@ -18,6 +18,15 @@ export interface FrameWriter {
   readonly started: boolean;
   /** The calls so far, the one the stream comes from last (for the response headers). */
   readonly route: RouteStep[];
+}
+
+/**
+ * How a door answers from the one pipeline: the non-streamed body made from the chat result, and
+ * the writer turning a job's frames into its stream.
+ */
+export interface Door {
+  answer(result: ChatCompletion): unknown;
+  writer(id: string, createdMs: number): FrameWriter;
 }
 
 const ToolInput = z.record(z.string(), z.unknown());

@@ -12,16 +12,14 @@ import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } fro
 import { type AttachToJob, markRunning } from '../../idempotency.ts';
 import { ChunkWriter } from '../../sse.ts';
 import { markFirstChunk } from '../../metrics.ts';
-import type { FrameWriter } from '../../doors/shared.ts';
+import type { Door, FrameWriter } from '../../doors/shared.ts';
+import { messagesDoor } from '../../doors/messages.ts';
+import { responsesDoor } from '../../doors/responses.ts';
+import { AnthropicRequest } from '@faregate/contracts/anthropic';
+import { ResponsesRequest } from '@faregate/contracts/responses';
+import { waitForEmbeddings } from './embeddings.ts';
 
-/**
- * How a door answers from the one pipeline: the non-streamed body made from the chat result, and
- * the writer turning a job's frames into its stream. Chat completions answer as they are.
- */
-export interface Door {
-  answer(result: ChatCompletion): unknown;
-  writer(id: string, createdMs: number): FrameWriter;
-}
+export type { Door } from '../../doors/shared.ts';
 
 const chatDoor = (body: ChatRequest): Door => ({
   answer: (result) => result,
@@ -29,13 +27,35 @@ const chatDoor = (body: ChatRequest): Door => ({
     new ChunkWriter(id, Math.floor(createdMs / 1000), body.stream_options?.include_usage === true),
 });
 
+/** What a retry of a door's request is answered with: the door, and the request's streaming. */
+function doorOf(route: string, raw: unknown): { door: Door; stream: boolean } | undefined {
+  switch (route) {
+    case '/v1/chat/completions': {
+      const body = parseChatRequest(raw);
+      return { door: chatDoor(body), stream: body.stream === true };
+    }
+    case '/v1/messages': {
+      const body = AnthropicRequest.parse(raw);
+      return { door: messagesDoor(), stream: body.stream === true };
+    }
+    case '/v1/responses': {
+      const body = ResponsesRequest.parse(raw);
+      return { door: responsesDoor(body), stream: body.stream === true };
+    }
+    default:
+      return undefined;
+  }
+}
+
 /**
  * A retry (same Idempotency-Key) of a request that ran as `jobId`: answered from the job, waiting
- * for it if it still runs. A streamed request gets the job's frames again as the same SSE chunks.
+ * for it if it still runs, by the door it came through (chat completions, messages, responses,
+ * embeddings). A streamed request gets the job's frames again as the same SSE events.
  */
 export function attachToRunningChat(deps: IngressDeps): AttachToJob {
   return async (req, reply, jobId, createdMs) => {
-    const body = parseChatRequest(req.body);
+    const route = req.routeOptions.url ?? '';
+    const served = doorOf(route, req.body);
     const queue = new FrameQueue();
     const follow = await followJob(deps.hub, deps.store, jobId, 0, queue.push);
     const done = new AbortController();
@@ -47,19 +67,13 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
     if (reply.raw.destroyed) onClose();
     try {
       reply.header('x-request-id', jobId);
-      if (body.stream === true) {
-        return await relaySse(
-          reply,
-          chatDoor(body).writer(jobId, createdMs),
-          jobId,
-          queue,
-          done.signal,
-          () => {
-            if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, jobId).catch(() => {});
-          },
-        );
+      if (!served) return await waitForEmbeddings(reply, queue, done.signal);
+      if (served.stream) {
+        return await relaySse(reply, served.door.writer(jobId, createdMs), jobId, queue, done.signal, () => {
+          if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, jobId).catch(() => {});
+        });
       }
-      return await waitForResult(reply, queue, done.signal, (r) => r);
+      return await waitForResult(reply, queue, done.signal, served.door.answer);
     } finally {
       clearTimeout(timer);
       reply.raw.off('close', onClose);

@@ -1,10 +1,12 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { EmbeddingsRequest } from '@faregate/contracts/embeddings';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { servedHeaders } from '@faregate/contracts/route';
+import type { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
+import { markRunning } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import { cancelJob, patienceHeader, submitEmbeddings } from '../../submit.ts';
@@ -30,34 +32,21 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
       });
       const { data, frames } = job;
       reply.header('x-request-id', data.id);
+      // With an Idempotency-Key the answer is kept for retries: a caller going away does not stop it.
+      const keep = req.idempotency !== undefined;
+      await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
       const done = new AbortController();
       const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
       // The caller went away: nothing waits for the vectors, stop the call.
       const onClose = () => {
-        if (reply.raw.writableFinished) return;
+        if (reply.raw.writableFinished || keep) return;
         done.abort('disconnect');
         if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, data.id).catch(() => {});
       };
       reply.raw.on('close', onClose);
       if (reply.raw.destroyed) onClose();
       try {
-        for (;;) {
-          const raw = await frames.next(done.signal);
-          if (raw === undefined) {
-            throw new GatewayError({
-              code: 'upstream_timeout',
-              message: 'The request timed out before a provider answered.',
-            });
-          }
-          if (!isTerminalRaw(raw)) continue;
-          const f = parseFrame(raw);
-          if (f?.type === 'embeddings') {
-            if (f.route) reply.headers(servedHeaders(f.route));
-            return reply.code(200).send(f.result);
-          }
-          if (f?.type === 'error') throw GatewayError.from(f.error);
-          throw new GatewayError({ code: 'internal_error', message: 'unreadable frame' });
-        }
+        return await waitForEmbeddings(reply, frames, done.signal);
       } finally {
         clearTimeout(timer);
         job.close();
@@ -65,4 +54,25 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
         if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
       }
     });
+}
+
+/** Answers with the embeddings job's terminal frame (its vectors, or its error). */
+export async function waitForEmbeddings(reply: FastifyReply, frames: FrameQueue, signal: AbortSignal) {
+  for (;;) {
+    const raw = await frames.next(signal);
+    if (raw === undefined) {
+      throw new GatewayError({
+        code: 'upstream_timeout',
+        message: 'The request timed out before a provider answered.',
+      });
+    }
+    if (!isTerminalRaw(raw)) continue;
+    const f = parseFrame(raw);
+    if (f?.type === 'embeddings') {
+      if (f.route) reply.headers(servedHeaders(f.route));
+      return reply.code(200).send(f.result);
+    }
+    if (f?.type === 'error') throw GatewayError.from(f.error);
+    throw new GatewayError({ code: 'internal_error', message: 'unreadable frame' });
+  }
 }

@@ -3,13 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
-import {
-  AnthropicStreamWriter,
-  MESSAGES_PARAMS,
-  promptOf,
-  toAnthropicMessage,
-  toChatRequest,
-} from '../../doors/messages.ts';
+import { MESSAGES_PARAMS, messagesDoor, promptOf, toChatRequest } from '../../doors/messages.ts';
 import { inDoorTerms } from '../../doors/shared.ts';
 import { requireReasoning } from '../../doors/reasoning.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
@@ -31,10 +25,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
     async (req, reply) => {
       const chat = toChatRequest(req.body);
       if (chat.reasoning_effort) requireReasoning(deps, chat, 'thinking');
-      return serveChat(deps, req, reply, chat, {
-        answer: toAnthropicMessage,
-        writer: (id) => new AnthropicStreamWriter(id),
-      }).catch((e: unknown) => {
+      return serveChat(deps, req, reply, chat, messagesDoor()).catch((e: unknown) => {
         throw inDoorTerms(e, MESSAGES_PARAMS);
       });
     },

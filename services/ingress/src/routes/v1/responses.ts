@@ -5,7 +5,7 @@ import { ResponsesRequest } from '@faregate/contracts/responses';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
 import { requireReasoning } from '../../doors/reasoning.ts';
-import { RESPONSES_PARAMS, ResponsesStreamWriter, toChatRequest, toResponse } from '../../doors/responses.ts';
+import { RESPONSES_PARAMS, responsesDoor, toChatRequest } from '../../doors/responses.ts';
 import { inDoorTerms } from '../../doors/shared.ts';
 import { serveChat } from './chat.ts';
 
@@ -21,10 +21,7 @@ export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): 
     const body = req.body;
     const chat = toChatRequest(body);
     if (chat.reasoning_effort) requireReasoning(deps, chat, 'reasoning.effort');
-    return serveChat(deps, req, reply, chat, {
-      answer: (result) => toResponse(body, result),
-      writer: (id, createdMs) => new ResponsesStreamWriter(body, id, createdMs),
-    }).catch((e: unknown) => {
+    return serveChat(deps, req, reply, chat, responsesDoor(body)).catch((e: unknown) => {
       throw inDoorTerms(e, RESPONSES_PARAMS);
     });
   });
