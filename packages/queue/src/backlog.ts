@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.ts';
 import type { Keys } from './keys.ts';
 
 /**
@@ -27,7 +27,7 @@ export interface PoolBacklog {
 const dueScore = (nowMs: number) => nowMs * 0x1000 + 0xfff;
 
 export async function poolBacklog(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   pool: string,
   nowMs = Date.now(),

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { getEach, type RedisClient } from './redis.ts';
 import { JobData } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
 import { luaScript, REDIS_NOW_MS } from './lua.ts';
@@ -98,12 +98,12 @@ function parseJob(json: string): JobData | undefined {
 
 /** The lane of one provider pool. */
 export class FastLane {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly provider: string;
   readonly timing: FastLaneTiming;
   readonly #k: { list: string; due: string; run: string; data: string; moving: string; alive: string };
 
-  constructor(redis: Redis, keys: Keys, provider: string, timing: FastLaneTiming = DEFAULT_FAST_LANE) {
+  constructor(redis: RedisClient, keys: Keys, provider: string, timing: FastLaneTiming = DEFAULT_FAST_LANE) {
     this.redis = redis;
     this.provider = provider;
     this.timing = timing;
@@ -119,8 +119,8 @@ export class FastLane {
   }
 
   /** Worker: up to `count` entries, waiting up to `timeoutS` for the first (BLMPOP: Redis 7). */
-  async pop(blocking: Redis, count: number, timeoutS: number): Promise<string[]> {
-    const r = (await blocking.blmpop(timeoutS, 1, this.#k.list, 'RIGHT', 'COUNT', count)) as
+  async pop(blocking: RedisClient, count: number, timeoutS: number): Promise<string[]> {
+    const r = (await blocking.call('BLMPOP', timeoutS, 1, this.#k.list, 'RIGHT', 'COUNT', count)) as
       | [string, string[]]
       | null;
     return r?.[1] ?? [];
@@ -212,14 +212,14 @@ export class FastLane {
 
 /** Ingress: the lanes of every pool, and which pools run theirs (refreshed in the background). */
 export class FastLanes {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: Keys;
   readonly #timing: FastLaneTiming;
   readonly #lanes = new Map<string, FastLane>();
   #alive = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(redis: Redis, keys: Keys, timing: FastLaneTiming = DEFAULT_FAST_LANE, refreshMs = 1_000) {
+  constructor(redis: RedisClient, keys: Keys, timing: FastLaneTiming = DEFAULT_FAST_LANE, refreshMs = 1_000) {
     this.#redis = redis;
     this.#keys = keys;
     this.#timing = timing;
@@ -246,7 +246,11 @@ export class FastLanes {
   async refresh(): Promise<void> {
     const lanes = [...this.#lanes.values()];
     if (!lanes.length) return;
-    const v = await this.#redis.mget(...lanes.map((l) => l.aliveKey));
+    // Each lane's keys have their pool's hash tag: one GET per pool on a Redis Cluster.
+    const v = await getEach(
+      this.#redis,
+      lanes.map((l) => l.aliveKey),
+    );
     this.#alive = new Set(lanes.filter((_, i) => v[i] === '1').map((l) => l.provider));
   }
 

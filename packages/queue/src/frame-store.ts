@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.ts';
 import type { FrameBody } from '@faregate/contracts/frames';
 import { type Keys, usagePartition } from './keys.ts';
 import { luaScript } from './lua.ts';
@@ -80,10 +80,10 @@ export interface ClaimRecord {
 }
 
 export class FrameStore {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: Keys;
 
-  constructor(redis: Redis, keys: Keys) {
+  constructor(redis: RedisClient, keys: Keys) {
     this.redis = redis;
     this.keys = keys;
   }

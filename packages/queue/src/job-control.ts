@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { type RedisClient, sendEach } from './redis.ts';
 import {
   CANCEL_FLAG,
   encodeCancel,
@@ -17,22 +17,31 @@ import type { Keys } from './keys.ts';
  */
 
 /** The job's record, or undefined when there is none. */
-export async function readJobMeta(redis: Redis, keys: Keys, jobId: string): Promise<JobMeta | undefined> {
+export async function readJobMeta(
+  redis: RedisClient,
+  keys: Keys,
+  jobId: string,
+): Promise<JobMeta | undefined> {
   return parseJobMeta(await redis.hgetall(keys.meta(jobId)));
 }
 
-/** The state of each job (by index; undefined for a job with no record or no readable state). One round trip. */
+/**
+ * The state of each job (by index; undefined for a job with no record or no readable state). One
+ * round trip on a single server; on a Redis Cluster the records are in their jobs' partitions' slots,
+ * so one HGET each, sent at once.
+ */
 export async function readJobStates(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   jobIds: readonly string[],
 ): Promise<(JobState | undefined)[]> {
   if (jobIds.length === 0) return [];
-  const p = redis.pipeline();
-  for (const id of jobIds) p.hget(keys.meta(id), JOB_META_FIELDS.state);
-  const res = (await p.exec()) ?? [];
+  const res = await sendEach(
+    redis,
+    jobIds.map((id) => ['hget', keys.meta(id), JOB_META_FIELDS.state] as const),
+  );
   return jobIds.map((_, i) => {
-    const v = res[i]?.[1];
+    const v = res[i];
     return typeof v === 'string' ? JobMeta.shape.state.parse(v) : undefined;
   });
 }
@@ -42,7 +51,12 @@ export async function readJobStates(
  * picked up) and publishes the id on the cancel channel (a running attempt aborts its call).
  * `ttlMs` bounds the record's life if it does not exist yet (a request not picked up).
  */
-export async function requestCancel(redis: Redis, keys: Keys, jobId: string, ttlMs: number): Promise<void> {
+export async function requestCancel(
+  redis: RedisClient,
+  keys: Keys,
+  jobId: string,
+  ttlMs: number,
+): Promise<void> {
   const meta = keys.meta(jobId);
   await redis
     .multi()
@@ -57,7 +71,7 @@ export async function requestCancel(redis: Redis, keys: Keys, jobId: string, ttl
  * subscriber mode (it may serve other channels too). Returns an unsubscribe function.
  */
 export async function listenCancels(
-  sub: Redis,
+  sub: RedisClient,
   keys: Keys,
   onCancel: (jobId: string) => void,
 ): Promise<() => Promise<void>> {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.ts';
 import type { Keys } from './keys.ts';
 
 type Listener = (raw: string) => void;
@@ -8,7 +8,7 @@ type Listener = (raw: string) => void;
  * listener of a job, UNSUBSCRIBE after the last. Never a connection or a blocking read per request.
  */
 export class LiveHub {
-  readonly #sub: Redis;
+  readonly #sub: RedisClient;
   readonly #keys: Keys;
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly #pending = new Map<string, Promise<unknown>>();
@@ -19,7 +19,7 @@ export class LiveHub {
   readonly #resyncs = new Set<() => void>();
   #connectedOnce = false;
 
-  constructor(sub: Redis, keys: Keys) {
+  constructor(sub: RedisClient, keys: Keys) {
     this.#sub = sub;
     this.#keys = keys;
     // Messages published while the connection was down are lost (pub/sub keeps nothing): after a

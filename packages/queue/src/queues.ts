@@ -1,5 +1,5 @@
 import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.ts';
 import type { JobData } from '@faregate/contracts/jobs';
 import { jobIdForHop } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
@@ -20,10 +20,10 @@ export function providerJobOptions(data: JobData, attempts: number): JobsOptions
 /** Lazily created BullMQ queues, one per provider pool, sharing one connection. */
 export class ProviderQueues {
   readonly #queues = new Map<string, Queue<JobData>>();
-  readonly #connection: Redis;
+  readonly #connection: RedisClient;
   readonly #keys: Keys;
 
-  constructor(connection: Redis, keys: Keys) {
+  constructor(connection: RedisClient, keys: Keys) {
     this.#connection = connection;
     this.#keys = keys;
   }

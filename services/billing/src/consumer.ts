@@ -1,7 +1,7 @@
 import type { UsageEvent } from '@faregate/contracts/usage';
 import type { Db } from '@faregate/db/client';
 import type { Keys } from '@faregate/queue/keys';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import { startSpan, type Tracing } from '@faregate/observability/tracing';
 import { isTransientDbError } from './errors.ts';
@@ -15,7 +15,7 @@ import { StreamGroup, type StreamGroupOptions } from './stream-group.ts';
 
 export interface ConsumerDeps {
   /** Commands (XREADGROUP, XACK, XAUTOCLAIM, status); never blocked by a read. */
-  redis: Redis;
+  redis: RedisClient;
   db: Db;
   keys: Keys;
   book: PriceBook;

@@ -2,7 +2,7 @@ import { createDb, type Db } from '@faregate/db/client';
 import { type Keys, makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
 import type { Tracing } from '@faregate/observability/tracing';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { type Logger, pino } from 'pino';
 import type { BillingConfig } from './config.ts';
 import { type BillingMetrics, createMetrics } from './metrics.ts';
@@ -13,7 +13,7 @@ export interface BillingDeps {
   config: BillingConfig;
   log: Logger;
   db: Db;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   metrics: BillingMetrics;
   book: PriceBook;
@@ -35,7 +35,7 @@ export function createBillingDeps(
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 4 });
   // Commands wait through reconnects (no per-request retry limit): the consumers' own backoff
   // decides when to give up on a batch, never ioredis.
-  const redis = createRedis(config.REDIS_URL, { blocking: true, name: 'fg-billing' });
+  const redis = createRedis(config, { blocking: true, name: 'fg-billing' });
   return {
     config,
     log,

@@ -1,7 +1,7 @@
 import type { CreditCommand } from '@faregate/contracts/credits';
 import type { Db } from '@faregate/db/client';
 import type { Keys } from '@faregate/queue/keys';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import { applyCreditCommand, parseCreditEntry, refuseCreditCommand } from './credits.ts';
 import { isTransientDbError } from './errors.ts';
@@ -10,7 +10,7 @@ import type { Entry } from './stream.ts';
 import { StreamGroup, type StreamGroupOptions } from './stream-group.ts';
 
 export interface CreditConsumerDeps {
-  redis: Redis;
+  redis: RedisClient;
   db: Db;
   keys: Keys;
   metrics: BillingMetrics;

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import { duplicate, type RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import {
   autoClaim,
@@ -60,14 +60,14 @@ interface Part {
  *
  * One group may read several streams (the usage stream is partitioned so each job's keys and its
  * usage stream share a Cluster slot): each read of new entries covers every stream in one command
- * (on Redis Cluster, where that is cross-slot, it must become one per stream: `readGroups`), and
- * the batch handed to the handler mixes them.
+ * (on a Redis Cluster, where that is cross-slot, one per stream: `readGroups`), and the batch
+ * handed to the handler mixes them.
  */
 export class StreamGroup {
   readonly keys: readonly string[];
   readonly group: string;
   readonly deadLetters: string;
-  #redis: Redis;
+  #redis: RedisClient;
   #log: Logger;
   #o: StreamGroupOptions;
   #h: StreamGroupHandler;
@@ -81,13 +81,13 @@ export class StreamGroup {
   /** The last read of new entries found none: the next one may block (`idleBlockMs`). */
   #idle = false;
   /** Connection for blocking reads (never the command connection: XACKs must not wait behind them). */
-  #blocking: Redis | undefined;
+  #blocking: RedisClient | undefined;
   #caughtUp = Promise.withResolvers<void>();
   /** Per stream, a trim point at which XTRIM last removed nothing. */
   #trimmedTo = new Map<string, string>();
 
   constructor(
-    deps: { redis: Redis; log: Logger },
+    deps: { redis: RedisClient; log: Logger },
     stream: { keys: readonly string[]; group: string; deadLetters: string },
     opts: StreamGroupOptions,
     handler: StreamGroupHandler,
@@ -109,7 +109,7 @@ export class StreamGroup {
 
   async start(): Promise<void> {
     await Promise.all(this.keys.map((key) => ensureGroup(this.#redis, key, this.group)));
-    if ((this.#o.idleBlockMs ?? 0) > 0) this.#blocking = this.#redis.duplicate();
+    if ((this.#o.idleBlockMs ?? 0) > 0) this.#blocking = duplicate(this.#redis);
     this.#loop = this.#run();
     this.#status = setInterval(() => void this.refreshStatus(), this.#o.statusEveryMs);
     this.#status.unref();
@@ -256,8 +256,13 @@ export class StreamGroup {
     if (this.stopping) return [];
     // The batch size is shared out over the streams (at least one entry each), read in one command.
     const count = Math.max(1, Math.ceil(this.#o.batchSize / this.#parts.length));
-    // Caught up and nothing came last time: wait for the next entry rather than poll.
-    const blocking = this.#idle ? this.#blocking : undefined;
+    // Caught up and nothing came last time: wait for the next entry rather than poll. On a Redis
+    // Cluster a read of several streams is one read per stream (readGroups), which cannot block
+    // together: an idle group polls them every `idleBlockMs` instead.
+    const perStream = this.#redis.isCluster && this.keys.length > 1;
+    if (perStream && this.#idle) await this.#pause(this.#o.idleBlockMs ?? 0);
+    if (this.stopping) return [];
+    const blocking = this.#idle && !perStream ? this.#blocking : undefined;
     const byKey = await readGroups(blocking ?? this.#redis, {
       ...base,
       count,

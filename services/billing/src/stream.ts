@@ -1,10 +1,10 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 
 /** A stream entry as returned by XREADGROUP / XAUTOCLAIM: id and flat field list (null if deleted). */
 export type Entry = [id: string, fields: string[] | null];
 
 /** Creates the consumer group from the stream's beginning (events written before billing first ran count too). */
-export async function ensureGroup(redis: Redis, key: string, group: string): Promise<void> {
+export async function ensureGroup(redis: RedisClient, key: string, group: string): Promise<void> {
   try {
     await redis.call('XGROUP', ['CREATE', key, group, '0', 'MKSTREAM']);
   } catch (e) {
@@ -14,7 +14,7 @@ export async function ensureGroup(redis: Redis, key: string, group: string): Pro
 
 /** XREADGROUP for one stream: `id` is `>` for new entries or an id to re-read this consumer's pending list. */
 export async function readGroup(
-  redis: Redis,
+  redis: RedisClient,
   o: { key: string; group: string; consumer: string; count: number; id: string; blockMs?: number },
 ): Promise<Entry[]> {
   const args: (string | number)[] = ['GROUP', o.group, o.consumer, 'COUNT', o.count];
@@ -28,14 +28,20 @@ export async function readGroup(
 }
 
 /**
- * XREADGROUP of new entries (`>`) from several streams in one command, `count` per stream. One Redis
- * node holds them all today; on Redis Cluster (where a multi-stream read is cross-slot) this becomes
- * one read per stream.
+ * XREADGROUP of new entries (`>`) from several streams, `count` per stream: one command on a single
+ * server. On a Redis Cluster, where the streams are in different slots (a multi-stream read is
+ * cross-slot), one read per stream, sent at once and never blocking (`blockMs` applies to one
+ * stream only there: a blocked read would hold its node's connection for the others).
  */
 export async function readGroups(
-  redis: Redis,
+  redis: RedisClient,
   o: { keys: readonly string[]; group: string; consumer: string; count: number; blockMs?: number },
 ): Promise<Map<string, Entry[]>> {
+  if (redis.isCluster && o.keys.length > 1) {
+    const { keys, blockMs: _, ...one } = o;
+    const lists = await Promise.all(keys.map((key) => readGroup(redis, { ...one, key, id: '>' })));
+    return new Map(keys.map((key, i) => [key, lists[i] ?? []]));
+  }
   const args: (string | number)[] = ['GROUP', o.group, o.consumer, 'COUNT', o.count];
   if (o.blockMs !== undefined) args.push('BLOCK', o.blockMs);
   args.push('STREAMS', ...o.keys);
@@ -55,7 +61,7 @@ export async function readGroups(
 
 /** XAUTOCLAIM: takes over entries idle longer than `minIdleMs` (their consumer died). */
 export async function autoClaim(
-  redis: Redis,
+  redis: RedisClient,
   o: { key: string; group: string; consumer: string; minIdleMs: number; cursor: string; count: number },
 ): Promise<{ next: string; entries: Entry[] }> {
   const res = (await redis.call('XAUTOCLAIM', [
@@ -94,7 +100,7 @@ function field(flat: unknown[], name: string): unknown {
  * Lag and a safe trim point. The group's last-delivered id and its pending summary are read in one
  * MULTI so no delivery can slip between them (trimming past a pending entry would lose money).
  */
-export async function streamStatus(redis: Redis, key: string, group: string): Promise<StreamStatus> {
+export async function streamStatus(redis: RedisClient, key: string, group: string): Promise<StreamStatus> {
   const res = await redis.multi().call('XINFO', ['GROUPS', key]).call('XPENDING', [key, group]).exec();
   if (!res) throw new Error('MULTI aborted');
   const [groupsRes, pendingRes] = res;

@@ -27,8 +27,8 @@ export async function createIngressDeps(
   log: Logger = pino({ level: config.LOG_LEVEL, redact: LOG_REDACT, base: { svc: 'ingress' } }),
 ): Promise<IngressDeps & { close(): Promise<void> }> {
   const keys = makeKeys(config.REDIS_PREFIX);
-  const redis = createRedis(config.REDIS_URL, { name: 'fg-ingress' });
-  const sub = createRedis(config.REDIS_URL, { blocking: true, name: 'fg-ingress-sub' });
+  const redis = createRedis(config, { name: 'fg-ingress' });
+  const sub = createRedis(config, { blocking: true, name: 'fg-ingress-sub' });
   // Admission uses Postgres rarely (a budget lease now and then): keep idle connections open for a
   // while, so a lease or a burst of exact holds does not wait for new connections.
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20, idleTimeoutMs: 300_000 });

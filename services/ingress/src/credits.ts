@@ -3,7 +3,7 @@ import { CreditCommand } from '@faregate/contracts/credits';
 import type { Db } from '@faregate/db/client';
 import { type CreditOutcome, findCreditOutcome } from '@faregate/db/credit-commands';
 import type { Keys } from '@faregate/queue/keys';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 
 /**
  * The ingress's side of a credit: it never writes money (only billing does). It queues a credit
@@ -13,7 +13,7 @@ import type { Redis } from 'ioredis';
 
 /** Validates and appends a credit command for billing. Throws a ZodError for a command billing could never apply. */
 export async function queueCredit(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   cmd: { key: string; account: string; amountMicros: bigint; reference?: string | null },
 ): Promise<void> {

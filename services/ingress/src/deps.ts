@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import type { Db } from '@faregate/db/client';
 import type { FrameStore } from '@faregate/queue/frame-store';
@@ -18,7 +18,7 @@ import type { Router } from './routing/router.ts';
 export interface IngressDeps {
   config: IngressConfig;
   log: Logger;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   store: FrameStore;
   hub: LiveHub;

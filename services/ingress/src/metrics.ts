@@ -3,7 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { GatewayError } from '@faregate/contracts/errors';
 import { SERVED_HEADERS } from '@faregate/contracts/route';
 import { mergeExposition } from '@faregate/observability/metrics-server';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { poolBacklog } from '@faregate/queue/backlog';
 import type { Keys } from '@faregate/queue/keys';
 import type { ProviderQueues } from '@faregate/queue/queues';
@@ -118,7 +118,11 @@ const label = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').repla
  * prioritized, due delayed and active jobs plus the fast lane's entries and runs. Every ingress
  * serves the same figure.
  */
-export async function backlogMetrics(redis: Redis, keys: Keys, pools: readonly string[]): Promise<string> {
+export async function backlogMetrics(
+  redis: RedisClient,
+  keys: Keys,
+  pools: readonly string[],
+): Promise<string> {
   const backlogs = await Promise.all(pools.map((pool) => poolBacklog(redis, keys, pool)));
   return [
     '# HELP faregate_pool_backlog Jobs of the pool waiting, prioritized, delayed and due, in its fast lane, or running',
@@ -129,7 +133,7 @@ export async function backlogMetrics(redis: Redis, keys: Keys, pools: readonly s
 
 /** Everything per pool the ingress's /metrics adds to its registry: BullMQ's queue metrics and the backlog. */
 export async function poolMetrics(
-  deps: { queues: ProviderQueues; redis: Redis; keys: Keys },
+  deps: { queues: ProviderQueues; redis: RedisClient; keys: Keys },
   pools: readonly string[],
 ): Promise<string> {
   return mergeExposition(

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { Keys } from '@faregate/queue/keys';
 import { luaScript } from '@faregate/queue/lua';
@@ -49,7 +49,7 @@ export const admissionTokens = (promptBytes: number, maxTokens: number | undefin
  * (429 with `retry-after`). Either way `onState` gets the limits' state for the response headers.
  */
 export async function admitRequest(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   who: { accountId: string; keyId: string },
   limits: RequestLimits,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { GatewayError } from '@faregate/contracts/errors';
 import { listenCancels } from '@faregate/queue/job-control';
 import type { Keys } from '@faregate/queue/keys';
@@ -29,7 +29,7 @@ export class CancelRegistry {
   }
 
   /** Follows the cancel channel (the job-control protocol) on a subscriber connection. */
-  async listen(sub: Redis, keys: Keys): Promise<void> {
+  async listen(sub: RedisClient, keys: Keys): Promise<void> {
     await listenCancels(sub, keys, (jobId) => this.cancel(jobId));
   }
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { PriceTable } from '@faregate/catalog/prices';
 import type { Tracing } from '@faregate/observability/tracing';
 import type { Logger } from 'pino';
@@ -34,7 +34,7 @@ export interface EffectiveLimits {
 export interface WorkerDeps {
   config: WorkerConfig;
   log: Logger;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   store: FrameStore;
   queues: ProviderQueues;

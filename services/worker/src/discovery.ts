@@ -1,6 +1,7 @@
 import type { DiscoveryRecord } from '@faregate/contracts/discovery';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import type { DiscoveredModel } from '@faregate/providers/types';
+import { sendEach } from '@faregate/queue/redis';
 import type { WorkerDeps } from './deps.ts';
 
 const MAX_PAGES = 20;
@@ -55,15 +56,17 @@ export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecor
     at: Date.now(),
     models,
   };
-  await deps.redis
-    .multi()
-    .set(
+  // The record, then the pool in the set of pools (a reader skips a pool without a record): one
+  // round trip on a single server, one command each on a Redis Cluster (different slots).
+  await sendEach(deps.redis, [
+    [
+      'set',
       deps.keys.models(config.id),
       JSON.stringify(record),
       'PX',
       Math.max(3 * deps.config.DISCOVERY_INTERVAL_MS, 30_000),
-    )
-    .sadd(deps.keys.pools, config.id)
-    .exec();
+    ],
+    ['sadd', deps.keys.pools, config.id],
+  ]);
   return record;
 }

@@ -48,9 +48,9 @@ export async function createWorkerService(
 ): Promise<WorkerService> {
   const keys = makeKeys(config.REDIS_PREFIX);
   const name = `fg-worker-${config.WORKER_PROVIDER}`;
-  const redis = createRedis(config.REDIS_URL, { name });
-  const bullConnection = createRedis(config.REDIS_URL, { blocking: true, name: `${name}-bull` });
-  const sub = createRedis(config.REDIS_URL, { blocking: true, name: `${name}-sub` });
+  const redis = createRedis(config, { name });
+  const bullConnection = createRedis(config, { blocking: true, name: `${name}-bull` });
+  const sub = createRedis(config, { blocking: true, name: `${name}-sub` });
   const metrics = createWorkerMetrics(providerConfig.id);
   const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const gatewayConfig = loadGatewayConfig(config.FAREGATE_CONFIG, env);
@@ -112,7 +112,7 @@ export async function createWorkerService(
           graceMs: config.FAST_LANE_GRACE_MS,
           leaseMs: config.WORKER_LOCK_MS,
         }),
-        createRedis(config.REDIS_URL, { blocking: true, name: `${name}-fast` }),
+        createRedis(config, { blocking: true, name: `${name}-fast` }),
       )
     : undefined;
 

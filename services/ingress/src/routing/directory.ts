@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { getEach, type RedisClient } from '@faregate/queue/redis';
 import type { CatalogModel, ModelPrice } from '@faregate/catalog/models';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import { PriceTable } from '@faregate/catalog/prices';
@@ -38,7 +38,7 @@ interface ProviderModels {
  * here is a `Map`: model names come from callers.
  */
 export class ModelDirectory {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: Keys;
   readonly #table: PriceTable;
   #entries: ModelEntry[] = [];
@@ -47,7 +47,11 @@ export class ModelDirectory {
   readonly #seen = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(redis: Redis, keys: Keys, catalog: readonly CatalogModel[] | PriceTable = BUILTIN_MODELS) {
+  constructor(
+    redis: RedisClient,
+    keys: Keys,
+    catalog: readonly CatalogModel[] | PriceTable = BUILTIN_MODELS,
+  ) {
     this.#redis = redis;
     this.#keys = keys;
     this.#table = catalog instanceof PriceTable ? catalog : new PriceTable(catalog);
@@ -63,7 +67,11 @@ export class ModelDirectory {
       this.#set([]);
       return;
     }
-    const raws = await this.#redis.mget(...providers.map((p) => this.#keys.models(p)));
+    // One MGET (one GET per pool on a Redis Cluster: each pool's record is in a slot of its own).
+    const raws = await getEach(
+      this.#redis,
+      providers.map((p) => this.#keys.models(p)),
+    );
     const entries: ModelEntry[] = [];
     for (const raw of raws) {
       if (!raw) continue;

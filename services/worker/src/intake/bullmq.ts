@@ -1,5 +1,5 @@
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isTerminalRaw } from '@faregate/contracts/frames';
@@ -20,7 +20,7 @@ import type { Runner } from '../runner.ts';
 export function createQueueIntake(
   deps: WorkerDeps,
   runner: Runner,
-  connection: Redis,
+  connection: RedisClient,
   workerId: string,
 ): Worker<unknown, AttemptOutcome> {
   const worker = new Worker<unknown, AttemptOutcome>(

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { JobData } from '@faregate/contracts/jobs';
 import { FastLane, type SweptJob } from '@faregate/queue/fast-lane';
 import type { AttemptOutcome } from '../attempt.ts';
@@ -28,7 +28,7 @@ export class LaneIntake {
   readonly #deps: WorkerDeps;
   readonly #runner: Runner;
   readonly #lane: FastLane;
-  readonly #blocking: Redis;
+  readonly #blocking: RedisClient;
   readonly #running = new Map<string, Promise<void>>();
   readonly #timers: NodeJS.Timeout[] = [];
   #slotFreed: (() => void) | undefined;
@@ -39,7 +39,7 @@ export class LaneIntake {
   #offset = 0;
   #takes: Array<{ id: string; resolve: (ok: boolean) => void; reject: (e: unknown) => void }> = [];
 
-  constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: Redis) {
+  constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: RedisClient) {
     this.#deps = deps;
     this.#runner = runner;
     this.#lane = lane;

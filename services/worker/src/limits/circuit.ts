@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { luaScript } from '@faregate/queue/lua';
 import type { CircuitConfig } from '@faregate/catalog/gateway-config';
 import type { Keys } from '@faregate/queue/keys';
@@ -34,13 +34,13 @@ const SUCCESS_FLUSH_MS = 250;
 const STATES: CircuitState[] = ['closed', 'open', 'half-open'];
 
 export class CircuitBreaker {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #key: string;
   config: CircuitConfig;
   /** Last state seen by this process (for metrics). */
   state: CircuitState = 'closed';
 
-  constructor(redis: Redis, keys: Keys, provider: string, config: CircuitConfig) {
+  constructor(redis: RedisClient, keys: Keys, provider: string, config: CircuitConfig) {
     this.#redis = redis;
     this.#key = keys.circuit(provider);
     this.config = config;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { GatewayConfig } from '@faregate/catalog/gateway-config';
 import {
   type LearnedLimits,
@@ -77,7 +77,7 @@ const LEARNED_TTL_MS = 86_400_000;
  * window on top of it.
  */
 export class PoolLimits {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: Keys;
   readonly #provider: string;
   readonly #base: EffectiveLimits;
@@ -87,7 +87,7 @@ export class PoolLimits {
   #hash: Record<string, string> = {};
   #learned: LearnedLimits = {};
 
-  constructor(redis: Redis, keys: Keys, provider: string, base: EffectiveLimits, windowMs: number) {
+  constructor(redis: RedisClient, keys: Keys, provider: string, base: EffectiveLimits, windowMs: number) {
     this.#redis = redis;
     this.#keys = keys;
     this.#provider = provider;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { Keys } from '@faregate/queue/keys';
 import { luaScript } from '@faregate/queue/lua';
 
@@ -18,14 +18,14 @@ const inFlightScript = luaScript<{
  * leases lapse. Without a limit nothing is counted and BullMQ has no global concurrency.
  */
 export class InFlightGate {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: [string, string, string, string, string, string];
   readonly #leaseMs: number;
   readonly #mine = new Set<string>();
   /** The pool's max-in-flight (undefined: none). */
   limit: number | undefined;
 
-  constructor(redis: Redis, keys: Keys, provider: string, leaseMs: number) {
+  constructor(redis: RedisClient, keys: Keys, provider: string, leaseMs: number) {
     this.#redis = redis;
     const b = (part: string) => keys.bull(provider, part);
     this.#keys = [

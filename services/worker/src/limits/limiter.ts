@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { type RedisClient, sendEach } from '@faregate/queue/redis';
 import { luaScript } from '@faregate/queue/lua';
 import type { Keys } from '@faregate/queue/keys';
 import type { RateLimitInfo } from '@faregate/providers/types';
@@ -76,7 +76,7 @@ interface Lease {
 }
 
 export class PoolLimiter {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: Keys;
   readonly #provider: string;
   readonly #keyCount: number;
@@ -90,7 +90,7 @@ export class PoolLimiter {
   /** The lease request in flight, which concurrent admissions wait for. */
   #leasing: Promise<Admission> | undefined;
 
-  constructor(redis: Redis, keys: Keys, provider: string, keyCount: number, settings: LimitSettings) {
+  constructor(redis: RedisClient, keys: Keys, provider: string, keyCount: number, settings: LimitSettings) {
     this.#pausedUntil = Array.from({ length: Math.max(1, keyCount) }, () => 0);
     this.#redis = redis;
     this.#keys = keys;
@@ -252,19 +252,21 @@ export class PoolLimiter {
   }
 
   /**
-   * Reads every provider key's pause (one pipelined round trip) into the local view, and gives
+   * Reads every provider key's pause (one pipelined round trip; each key's pause has a hash tag of
+   * its own, so one PTTL each on a Redis Cluster) into the local view, and gives
    * back what leases that ran out unused still hold (run on a timer).
    */
   async refreshPauses(): Promise<void> {
     const t = Date.now();
     for (let i = 0; i < this.#keyCount; i++)
       if ((this.#leases[i]?.until ?? Infinity) <= t) this.#giveBackLease(i);
-    const m = this.#redis.multi();
-    for (let i = 0; i < this.#keyCount; i++) m.pttl(this.#pauseKey(i));
-    const res = await m.exec();
+    const res = await sendEach(
+      this.#redis,
+      Array.from({ length: this.#keyCount }, (_, i) => ['pttl', this.#pauseKey(i)] as const),
+    );
     const now = Date.now();
-    res?.forEach(([err, ttl], i) => {
-      if (!err && typeof ttl === 'number') this.#pausedUntil[i] = ttl > 0 ? now + ttl : 0;
+    res.forEach((ttl, i) => {
+      if (typeof ttl === 'number') this.#pausedUntil[i] = ttl > 0 ? now + ttl : 0;
     });
   }
 

@@ -18,7 +18,7 @@ import { isDbUnavailable } from '@faregate/db/unavailable';
 import type { Keys } from '@faregate/queue/keys';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@faregate/queue/redis';
 import { z } from 'zod';
 import { awaitCreditOutcome, queueCredit } from '../../credits.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
@@ -92,7 +92,7 @@ const CREDIT_RETRY_AFTER_MS = 2_000;
 export function adminRoutes(deps: {
   db: Db;
   /** The credits stream billing reads. */
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   /** Tells every ingress process that a key was revoked (it must stop working everywhere at once). */
   onRevoked?: (keyId: string) => Promise<void>;
