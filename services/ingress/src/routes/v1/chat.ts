@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { ChatCompletion, ChatRequest } from '@faregate/contracts/chat';
+import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { SERVED_HEADERS, servedHeaders } from '@faregate/contracts/route';
