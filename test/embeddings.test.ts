@@ -195,7 +195,6 @@ describe('POST /v1/embeddings with the official OpenAI SDK', () => {
         'openai/text-embedding-3-small',
         'openai/text-embedding-3-large',
         'gemini/gemini-embedding-001',
-        'gemini/text-embedding-004',
         'llama/nomic-embed-text',
       ]),
     );

@@ -164,13 +164,15 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     cachedInputPerM: '0.025',
     outputPerM: '0.40',
   }),
-  // Embedding models: input tokens only (contextWindow: the most one input may hold). Gemini's
-  // text-embedding-004 is listed free of charge.
+  // Embedding models: input tokens only (contextWindow: the most one input may hold). Checked for
+  // #16 against OpenAI's model pages (3-small $0.02, 3-large $0.13 per 1M tokens), its listing of
+  // ada-002 ($0.10), and Google's Gemini API price for gemini-embedding-001 ($0.15; LiteLLM's price
+  // map agrees). Gemini's text-embedding-004 is not listed: Google shut it down on the Gemini API
+  // on 2026-01-14 (gemini-embedding-001 replaces it).
   m('openai', 'text-embedding-3-small', 8_191, 1, ['embeddings'], { inputPerM: '0.02', outputPerM: '0' }),
   m('openai', 'text-embedding-3-large', 8_191, 1, ['embeddings'], { inputPerM: '0.13', outputPerM: '0' }),
   m('openai', 'text-embedding-ada-002', 8_191, 1, ['embeddings'], { inputPerM: '0.10', outputPerM: '0' }),
   m('gemini', 'gemini-embedding-001', 2_048, 1, ['embeddings'], { inputPerM: '0.15', outputPerM: '0' }),
-  m('gemini', 'text-embedding-004', 2_048, 1, ['embeddings'], { inputPerM: '0', outputPerM: '0' }),
   m('llama', 'nomic-embed-text', 8_192, 1, ['embeddings'], { inputPerM: '0', outputPerM: '0' }),
   // Self-hosted Llama (Ollama / vLLM): zero by default, priced by configuration.
   m('llama', 'llama3.2', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], {

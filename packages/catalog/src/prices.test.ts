@@ -15,6 +15,21 @@ const PROTOTYPE_NAMES = [
   'isPrototypeOf',
 ];
 
+describe('embedding prices (checked against the providers, #16)', () => {
+  it.each([
+    ['openai', 'text-embedding-3-small', '0.02'],
+    ['openai', 'text-embedding-3-large', '0.13'],
+    ['openai', 'text-embedding-ada-002', '0.10'],
+    ['gemini', 'gemini-embedding-001', '0.15'],
+  ])('%s/%s: $%s per 1M input tokens, no output', (provider, model, perM) => {
+    expect(priceOf(provider, model)).toEqual({ inputPerM: perM, outputPerM: '0' });
+  });
+
+  it('a retired model is not listed (text-embedding-004: shut down on the Gemini API)', () => {
+    expect(BUILTIN_MODELS.find((m) => m.id === 'text-embedding-004')).toBeUndefined();
+  });
+});
+
 describe('PriceTable.resolvePrice', () => {
   it('prices a dated snapshot at its listed undated price', () => {
     expect(table.resolvePrice('anthropic', 'claude-haiku-4-5-20251001')).toEqual({
