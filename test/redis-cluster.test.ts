@@ -1,0 +1,361 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import { checkLedgerInvariants } from '@faregate/db/invariants';
+import { createDb } from '@faregate/db/client';
+import { makeKeys } from '@faregate/queue/keys';
+import { until } from '@faregate/testing/env';
+import { adminCall } from './support/calls.ts';
+import { assemble, jobApi } from './support/jobs.ts';
+import { isTerminal, RawWs } from './support/raw-ws.ts';
+import { type RedisCluster, startRedisCluster } from './support/redis-cluster.ts';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * The gateway on a real Redis Cluster (3 masters, 3 replicas, the Debian redis-server binary in
+ * cluster mode) selected by REDIS_CLUSTER_NODES in every service: chat completions (JSON and
+ * SSE), a job followed over the WebSocket, request limits, Idempotency-Key, billing exactly once,
+ * and a failover of a master during traffic losing no accepted request. After everything, no node
+ * ever refused a command as cross-slot (Redis counts them: `INFO errorstats`).
+ */
+
+let cluster: RedisCluster;
+let stack: Stack;
+let openai: OpenAI;
+
+/** CRC16 (XMODEM) of the key's hash tag mod 16384: the slot Redis Cluster puts it in. */
+function slotOf(key: string): number {
+  const open = key.indexOf('{');
+  let k = key;
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) k = key.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const b of Buffer.from(k)) {
+    crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ masters: 3, replicas: 1 });
+  const first = cluster.nodes[0]?.port;
+  stack = await startStack({
+    providers: ['openai', 'anthropic'],
+    // REDIS_URL gives only credentials and TLS with a cluster: a plain URL of one node here.
+    redisUrl: `redis://127.0.0.1:${first}`,
+    env: {
+      REDIS_CLUSTER_NODES: cluster.nodesEnv,
+      // The shared limiter (limiter.lua) and the max-in-flight gate (in-flight.lua) run on every call.
+      WORKER_RPM: '100000',
+      WORKER_MAX_IN_FLIGHT: '64',
+      BILLING_HOLD_SWEEP_MS: '1000',
+      // A read whose reply died with a killed master leaves its entries pending on billing's own
+      // consumer: they are taken over once idle this long (30 s by default).
+      BILLING_CLAIM_IDLE_MS: '3000',
+    },
+  });
+  openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+}, 180_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  await cluster?.stop();
+});
+
+const ask = (content: string) => [{ role: 'user' as const, content }];
+
+/** The request ids billed (final usage events) among `ids`, and any billed more than once. */
+async function billed(ids: readonly string[]) {
+  const r = await stack.sql.query<{ request_id: string; n: number }>(
+    'SELECT request_id, count(*)::int AS n FROM usage_events WHERE final AND request_id = ANY($1) GROUP BY 1',
+    [ids],
+  );
+  return { settled: r.rows.length, twice: r.rows.filter((x) => x.n !== 1).map((x) => x.request_id) };
+}
+
+async function settledOnce(ids: readonly string[]) {
+  await until(async () => (await billed(ids)).settled === ids.length, {
+    timeoutMs: 30_000,
+    what: `${ids.length} requests settled by billing`,
+  }).catch(async (e: Error) => {
+    const got = await stack.sql.query<{ request_id: string }>(
+      'SELECT DISTINCT request_id FROM usage_events WHERE final AND request_id = ANY($1)',
+      [ids],
+    );
+    const have = new Set(got.rows.map((r) => r.request_id));
+    const missing = ids.filter((id) => !have.has(id));
+    throw new Error(`${e.message}: not settled ${missing.join(' ')}\n${stack.logs().slice(-8000)}`);
+  });
+  expect((await billed(ids)).twice).toEqual([]);
+}
+
+describe('the gateway on a 3-master Redis Cluster', () => {
+  it('runs on the cluster: its keys are spread over the masters', async () => {
+    const info = String(await cluster.ask(cluster.nodes[0]?.port ?? 0, 'CLUSTER', 'INFO'));
+    expect(info).toContain('cluster_state:ok');
+    expect(info).toContain('cluster_size:3');
+    // Each pool's queue, and the usage partitions, are on masters of their own slots.
+    const keys = makeKeys(stack.prefix);
+    const owners = new Set<number>();
+    for (const key of [keys.bull('openai', 'meta'), keys.bull('anthropic', 'meta'), ...keys.usageStreams])
+      owners.add((await cluster.owner(slotOf(key))).master);
+    expect(owners.size).toBe(3);
+    // And the services really write through the cluster: every master holds keys of this stack.
+    await openai.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('spread') });
+    const masters = new Set<number>();
+    for (const n of cluster.nodes) {
+      const role = String(await cluster.ask(n.port, 'ROLE'));
+      if (!role.startsWith('master')) continue;
+      const [, found] = (await cluster.ask(
+        n.port,
+        'SCAN',
+        '0',
+        'MATCH',
+        `${stack.prefix}:*`,
+        'COUNT',
+        '10000',
+      )) as [string, string[]];
+      if (found.length > 0) masters.add(n.port);
+    }
+    expect(masters.size).toBe(3);
+    // Both pools run their fast lane (advertised in their lane's slot), beside BullMQ.
+    for (const pool of ['openai', 'anthropic']) {
+      const alive = keys.fast(pool, 'alive');
+      const { master } = await cluster.owner(slotOf(alive));
+      expect(await cluster.ask(master, 'GET', alive), `${pool} lane`).toBe('1');
+    }
+  });
+
+  it('answers a chat completion, as JSON and streamed (SSE), billed once each', async () => {
+    const plain = await openai.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('hello'),
+    });
+    expect(plain.choices[0]?.message.content).toBeTruthy();
+    const stream = await openai.chat.completions.create({
+      model: 'anthropic/claude-haiku-4-5',
+      messages: ask('stream please'),
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let id = '';
+    for await (const chunk of stream) {
+      id = chunk.id;
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(text.length).toBeGreaterThan(0);
+    await settledOnce([plain.id, id]);
+  });
+
+  it('streams an async job over the WebSocket, every frame once and in order', async () => {
+    const jobs = jobApi(stack.url);
+    const job = await jobs.submit(stack.apiKey, 'a story over the socket');
+    const ws = await RawWs.open(stack.url, stack.apiKey);
+    try {
+      ws.send({ op: 'subscribe', job, after: 0 });
+      await ws.next((m) => m.job === job && isTerminal(m), `the end of ${job}`);
+      const frames = ws.frames(job);
+      expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i + 1));
+      expect(frames.at(-1)?.type).toBe('done');
+      const done = await jobs.finished(stack.apiKey, job);
+      expect(assemble(frames)).toBe(done.result?.choices[0]?.message.content);
+    } finally {
+      await ws.close();
+    }
+    await settledOnce([job]);
+  });
+
+  it("applies a key's request limit across the cluster (429 once it is used)", async () => {
+    const acct = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'cluster-limits' });
+    await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acct.id, amount_usd: '1' });
+    const k = await adminCall(stack, 'POST', '/admin/v1/keys', { account_id: acct.id, name: 'limited' });
+    await adminCall(stack, 'PATCH', `/admin/v1/keys/${k.id}`, { rpm_limit: 3 });
+    await until(
+      async () =>
+        (
+          await stack.sql.query(
+            `SELECT 1 FROM credit_commands WHERE account_id = $1 AND status = 'applied'`,
+            [acct.id],
+          )
+        ).rowCount === 1,
+      { timeoutMs: 30_000, what: 'the credit applied' },
+    );
+    const sdk = new OpenAI({ apiKey: String(k.key), baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await sdk.chat.completions
+        .create({ model: 'openai/gpt-4o-mini', messages: ask(`limited ${i}`) })
+        .then(
+          () => 200,
+          (e: unknown) => (e instanceof OpenAI.APIError ? (e.status ?? 0) : -1),
+        );
+      statuses.push(r);
+    }
+    expect(statuses).toEqual([200, 200, 200, 429]);
+  });
+
+  it('replays a request sent twice with one Idempotency-Key, running and billing it once', async () => {
+    const send = () =>
+      openai.chat.completions
+        .create(
+          { model: 'openai/gpt-4o-mini', messages: ask('only once') },
+          { headers: { 'Idempotency-Key': `cluster-${stack.prefix}` } },
+        )
+        .withResponse();
+    const first = await send();
+    const again = await send();
+    expect(again.response.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.data.id).toBe(first.data.id);
+    expect(again.data.choices[0]?.message.content).toBe(first.data.choices[0]?.message.content);
+    await settledOnce([first.data.id]);
+  });
+
+  it('loses no accepted request and bills each once through a failover of a master during traffic', async () => {
+    const keys = makeKeys(stack.prefix);
+    // The master of the openai pool's queue and fast lane (every request of the pool touches it).
+    const queueSlot = slotOf(keys.bull('openai', 'wait'));
+    const before = await cluster.owner(queueSlot);
+    const replica = before.replicas[0];
+    if (replica === undefined) throw new Error('the master has no replica');
+    stack.fake.configure({ provider: 'openai', firstByteMs: 100 });
+    const jobs = jobApi(stack.url);
+    const sync: string[] = [];
+    const accepted: string[] = [];
+    const failures: string[] = [];
+    let stop = false;
+    const traffic = Array.from({ length: 4 }, async (_, lane) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          if (lane % 2 === 0) {
+            const r = await openai.chat.completions.create({
+              model: 'openai/gpt-4o-mini',
+              messages: ask(`failover ${lane}.${i}`),
+            });
+            sync.push(r.id);
+          } else {
+            accepted.push(await jobs.submit(stack.apiKey, `failover job ${lane}.${i}`, 'openai/gpt-4o-mini'));
+            await new Promise((r) => setTimeout(r, 25)); // paced: a stream of jobs, not a flood
+          }
+        } catch (e) {
+          failures.push(String(e));
+        }
+      }
+    });
+    // Traffic flows, then the master fails over to its replica, then traffic flows on the new master.
+    await until(() => sync.length + accepted.length >= 20, { timeoutMs: 30_000, what: 'traffic' });
+    await cluster.failover(replica);
+    const after = await cluster.owner(queueSlot);
+    expect(after.master).toBe(replica);
+    const mark = sync.length + accepted.length;
+    await until(() => sync.length + accepted.length >= mark + 20, {
+      timeoutMs: 60_000,
+      what: 'traffic after the failover',
+    });
+    stop = true;
+    await Promise.all(traffic);
+    stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+    console.log(
+      `redis-cluster: failover of :${before.master} to :${replica} under traffic: ${sync.length} answered, ${accepted.length} jobs accepted, ${failures.length} refused`,
+    );
+    // A planned failover loses nothing: every request was answered or accepted.
+    expect(failures).toEqual([]);
+    const statuses = await Promise.all(
+      accepted.map(async (id) => (await jobs.finished(stack.apiKey, id, 60_000)).status),
+    );
+    expect(statuses.filter((s) => s !== 'completed')).toEqual([]);
+    await settledOnce([...sync, ...accepted]);
+  }, 180_000);
+
+  it('kill -9 of a master during traffic: its replica takes over, every accepted job completes and is billed once', async () => {
+    const keys = makeKeys(stack.prefix);
+    const queueSlot = slotOf(keys.bull('openai', 'wait'));
+    const before = await cluster.owner(queueSlot);
+    const replica = before.replicas[0];
+    if (replica === undefined) throw new Error('the master has no replica');
+    stack.fake.configure({ provider: 'openai', firstByteMs: 100 });
+    const jobs = jobApi(stack.url);
+    const sync: string[] = [];
+    const accepted: string[] = [];
+    const refused: number[] = [];
+    let stop = false;
+    const traffic = Array.from({ length: 4 }, async (_, lane) => {
+      for (let i = 0; !stop; i++) {
+        const started = Date.now();
+        try {
+          if (lane % 2 === 0) {
+            const r = await openai.chat.completions.create({
+              model: 'openai/gpt-4o-mini',
+              messages: ask(`kill ${lane}.${i}`),
+            });
+            sync.push(r.id);
+          } else {
+            accepted.push(await jobs.submit(stack.apiKey, `kill job ${lane}.${i}`, 'openai/gpt-4o-mini'));
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        } catch (e) {
+          // Refused while the slot had no master: an error the caller sees (and may retry), in time.
+          const status =
+            e instanceof OpenAI.APIError
+              ? (e.status ?? 0)
+              : Number(/answered (\d+)/.exec(String(e))?.[1] ?? 0);
+          refused.push(status);
+          expect(Date.now() - started).toBeLessThan(30_000);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    });
+    await until(() => sync.length + accepted.length >= 20, { timeoutMs: 30_000, what: 'traffic' });
+    const killedAt = Date.now();
+    await cluster.kill(before.master);
+    // The replica is elected once the master is seen failing (node timeout 2 s).
+    await until(async () => (await cluster.owner(queueSlot, replica)).master === replica, {
+      timeoutMs: 30_000,
+      what: `replica :${replica} promoted`,
+    });
+    await cluster.healthy();
+    const promotedMs = Date.now() - killedAt;
+    const mark = sync.length + accepted.length;
+    await until(() => sync.length + accepted.length >= mark + 20, {
+      timeoutMs: 60_000,
+      what: 'traffic after the promotion',
+    });
+    const resumedMs = Date.now() - killedAt;
+    stop = true;
+    await Promise.all(traffic);
+    stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+    console.log(
+      `redis-cluster: traffic resumed ${resumedMs} ms after the kill; kill -9 of master :${before.master}, :${replica} serving after ${promotedMs} ms: ${sync.length} answered, ${accepted.length} jobs accepted, ${refused.length} refused (${[...new Set(refused)].join(', ')})`,
+    );
+    // Refusals are server errors a client retries (503/500), never a wrong answer.
+    expect(refused.filter((s) => s < 500)).toEqual([]);
+    const statuses = await Promise.all(
+      accepted.map(async (id) => (await jobs.finished(stack.apiKey, id, 90_000)).status),
+    );
+    expect(statuses.filter((s) => s !== 'completed')).toEqual([]);
+    console.log(`redis-cluster: jobs done ${Date.now() - killedAt} ms after the kill`);
+    await settledOnce([...sync, ...accepted]);
+    console.log(`redis-cluster: all settled ${Date.now() - killedAt} ms after the kill`);
+  }, 240_000);
+
+  it('the ledger balances, and no node refused a command as cross-slot', async () => {
+    const { db, close } = createDb(stack.databaseUrl, { max: 2 });
+    try {
+      const v = await checkLedgerInvariants(db);
+      expect(v.unbalancedTransactions).toEqual([]);
+      expect(v.globalSumMicros).toBe(0n);
+      expect(v.balanceDrift).toEqual([]);
+      expect(v.misSettledEvents).toEqual([]);
+    } finally {
+      await close();
+    }
+    for (const n of cluster.nodes) {
+      if (n.proc.exitCode !== null || n.proc.signalCode !== null) continue;
+      const stats = String(await cluster.ask(n.port, 'INFO', 'errorstats'));
+      expect(stats, `node :${n.port}`).not.toMatch(/CROSSSLOT/);
+    }
+    expect(stack.logs()).not.toMatch(/CROSSSLOT|same slots allocation group/);
+  });
+});
