@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { checkLedgerInvariants } from '@faregate/db/invariants';
 import { createDb } from '@faregate/db/client';
 import { makeKeys } from '@faregate/queue/keys';
@@ -211,6 +211,64 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     expect(again.data.id).toBe(first.data.id);
     expect(again.data.choices[0]?.message.content).toBe(first.data.choices[0]?.message.content);
     await settledOnce([first.data.id]);
+  });
+
+  it('runs an OpenAI batch (its lines are jobs in every partition), and cancels a running job', async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    const lines = Array.from({ length: 12 }, (_, i) => ({
+      custom_id: `line-${i}`,
+      method: 'POST',
+      url: '/v1/chat/completions',
+      body: { model: 'openai/gpt-4o-mini', messages: ask(`batch line ${i}`) },
+    }));
+    const file = await openai.files.create({
+      file: await toFile(Buffer.from(`${lines.map((l) => JSON.stringify(l)).join('\n')}\n`), 'b.jsonl'),
+      purpose: 'batch',
+    });
+    const b = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const done = await until(
+      async () => {
+        const r = await openai.batches.retrieve(b.id);
+        return ['completed', 'failed', 'expired', 'cancelled'].includes(r.status) ? r : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200, what: `batch ${b.id} to end` },
+    );
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toMatchObject({ total: 12, completed: 12, failed: 0 });
+
+    // A long answer, cancelled while it streams: the cancel flag (in the job's slot) and the cancel
+    // channel (pub/sub reaches every node) stop the worker.
+    stack.fake.configure({ provider: 'openai', chunkMs: 20, tokens: 400 });
+    const jobs = jobApi(stack.url);
+    const job = await jobs.submit(stack.apiKey, 'a long one to cancel');
+    const ws = await RawWs.open(stack.url, stack.apiKey);
+    try {
+      ws.send({ op: 'subscribe', job, after: 0 });
+      await ws.next((m) => m.job === job && m.type === 'delta', 'the first delta');
+      expect((await jobs.call(stack.apiKey, 'POST', `/v1/jobs/${job}/cancel`)).status).toBeLessThan(300);
+      const end = await ws.next((m) => m.job === job && isTerminal(m), `the end of ${job}`);
+      expect(end).toMatchObject({ type: 'error', error: { code: 'cancelled' } });
+    } finally {
+      await ws.close();
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    }
+    expect((await jobs.finished(stack.apiKey, job)).status).toBe('cancelled');
+  });
+
+  it('a revoked key is refused at once (the revocation channel reaches the ingress through the cluster)', async () => {
+    const acct = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'cluster-revoke' });
+    const k = await adminCall(stack, 'POST', '/admin/v1/keys', { account_id: acct.id, name: 'soon revoked' });
+    const models = () =>
+      fetch(`${stack.url}/v1/models`, { headers: { authorization: `Bearer ${k.key}` } }).then(
+        (r) => r.status,
+      );
+    expect(await models()).toBe(200);
+    expect(await adminCall(stack, 'POST', `/admin/v1/keys/${k.id}/revoke`, {})).toMatchObject({ id: k.id });
+    await until(async () => (await models()) === 401, { timeoutMs: 1_000, what: 'the key refused' });
   });
 
   it('loses no accepted request and bills each once through a failover of a master during traffic', async () => {

@@ -209,6 +209,8 @@ export async function startRedisCluster(
         },
         { timeoutMs: 30_000, intervalMs: 100, what: `every node seeing :${replica} as a master` },
       );
+      // The old master, a replica now, has resynced (ready for the next fault).
+      await healthy();
     },
     async kill(port) {
       const n = nodes.find((x) => x.port === port);
