@@ -191,6 +191,18 @@ describe('helm chart deploy/helm/faregate', () => {
     expect(byKind(objs, 'ScaledObject')).toEqual([]);
   });
 
+  it('gives every Faregate container REDIS_CLUSTER_NODES when redisClusterNodes is set, none by default', async () => {
+    const deployments = (objs: Obj[]) => byKind(objs, 'Deployment');
+    for (const d of deployments(await render()))
+      expect(env(d).some((e) => e.name === 'REDIS_CLUSTER_NODES')).toBe(false);
+    const nodes = 'redis-0.redis:6379,redis-1.redis:6379,redis-2.redis:6379';
+    const objs = await render({ redisClusterNodes: nodes });
+    invariants(objs);
+    expect(deployments(objs)).toHaveLength(5);
+    for (const d of deployments(objs))
+      expect(envValue(d, 'REDIS_CLUSTER_NODES'), d.metadata.name).toBe(nodes);
+  });
+
   it('renders other pools, a routing object, the ServiceMonitor and a ScaledObject per autoscaled pool', async () => {
     const objs = await render(
       {

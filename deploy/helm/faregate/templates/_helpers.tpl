@@ -50,6 +50,10 @@ app.kubernetes.io/component: {{ index . 1 }}
       key: {{ .Values.secrets.core.redisUrlKey }}
 - name: REDIS_PREFIX
   value: {{ .Values.redisPrefix | quote }}
+{{- with .Values.redisClusterNodes }}
+- name: REDIS_CLUSTER_NODES
+  value: {{ . | quote }}
+{{- end }}
 - name: FAREGATE_CONFIG
   value: /etc/faregate/faregate.config.json
 {{- range $k, $v := .Values.env }}
