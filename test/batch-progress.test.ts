@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { BatchOutputLine } from '@faregate/contracts/openai-batches';
@@ -31,7 +32,13 @@ beforeAll(async () => {
   stack = await startStack({
     providers: ['openai'],
     // Few lines in flight and a small stream bound, so a batch of 200 lines is trimmed.
-    env: { BATCH_TICK_MS: '50', BATCH_MAX_IN_FLIGHT: '4', BATCH_PROGRESS_MAXLEN: '60' },
+    env: {
+      BATCH_TICK_MS: '50',
+      BATCH_MAX_IN_FLIGHT: '4',
+      BATCH_PROGRESS_MAXLEN: '60',
+      // A restarted ingress takes its batches back soon.
+      BATCH_LEASE_MS: '1500',
+    },
   });
   sy = new Faregate({
     baseURL: stack.url,
@@ -180,6 +187,34 @@ describe('batch progress over the WebSocket', () => {
     });
     expect(sockets.length).toBeGreaterThan(1);
   });
+
+  it('kill -9 of the ingress that drives the batch and serves the socket: the SDK resumes from the new one, every line once', async () => {
+    stack.fake.configure({ provider: 'openai', firstByteMs: 100, chunkMs: 0, tokens: 6 });
+    const total = 40;
+    const b = await startBatch(Array.from({ length: total }, (_, i) => line(i + 1)));
+    const got: BatchProgress[] = [];
+    let killed = false;
+    for await (const e of sy.batches.progress(b.id)) {
+      got.push(e);
+      if (!killed && got.filter((x) => x.type === 'batch_line').length === 8) {
+        killed = true;
+        const ingress = stack.services.find((s) => s.name === 'ingress' && s.proc.exitCode === null);
+        if (!ingress) throw new Error('no ingress');
+        ingress.proc.kill('SIGKILL');
+        await once(ingress.proc, 'exit');
+        await stack.start('ingress');
+      }
+    }
+    expect(killed).toBe(true);
+    expect(got.map((e) => e.seq)).toEqual(Array.from({ length: got.length }, (_, i) => i + 1));
+    const lines = got.flatMap((e) => (e.type === 'batch_line' ? [e.line] : []));
+    expect(lines.sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(got.at(-1)).toMatchObject({
+      type: 'batch_status',
+      status: 'completed',
+      request_counts: { total, completed: total, failed: 0 },
+    });
+  }, 120_000);
 
   it('resumes past events the bounded stream dropped with one gap, then every event kept', async () => {
     stack.fake.configure({ provider: 'openai', firstByteMs: 0, chunkMs: 0, tokens: 4 });
