@@ -150,6 +150,22 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     await settledOnce([plain.id, id]);
   });
 
+  it("retries through a provider's 500 and 429 (the request's route, the pool's pause), billed once", async () => {
+    stack.fake.script('openai', [{ fault: '500' }, { fault: '429', retryAfterMs: 50 }]);
+    const before = stack.fake.calls().length;
+    const r = await openai.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('retry me'),
+    });
+    expect(r.choices[0]?.message.content).toBeTruthy();
+    const calls = stack.fake
+      .calls()
+      .slice(before)
+      .filter((c) => c.provider === 'openai' && c.model !== null);
+    expect(calls.map((c) => c.status)).toEqual([500, 429, 200]);
+    await settledOnce([r.id]);
+  });
+
   it('streams an async job over the WebSocket, every frame once and in order', async () => {
     const jobs = jobApi(stack.url);
     const job = await jobs.submit(stack.apiKey, 'a story over the socket');
