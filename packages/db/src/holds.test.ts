@@ -1,6 +1,6 @@
 import { freshDatabase } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { addCredit, createAccount, createApiKey, ensureBootstrapAccount, getBalance } from './accounts.ts';
 import { findApiKey, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-keys.ts';
 import { createDb, type Db } from './client.ts';
@@ -117,6 +117,34 @@ describe('placeHold', () => {
     expect(await expireHolds(db)).toBeGreaterThanOrEqual(1);
     expect(await getHold(db, 'lost')).toBeUndefined();
     expect(await getHold(db, 'fresh')).toBe(1_000n);
+  });
+
+  it("judges expiry by Postgres's clock: a process whose wall clock jumped neither places expired holds nor sweeps live ones", async () => {
+    const { accountId, keyId } = await fundedAccount(1_000n);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      // An ingress 10 minutes behind places a hold for the next minute (by its clock): it counts.
+      vi.setSystemTime(Date.now() - 600_000);
+      expect(
+        await placeHold(db, {
+          requestId: 'behind',
+          accountId,
+          keyId,
+          amountMicros: 400n,
+          expiresAt: inAMinute(),
+        }),
+      ).toEqual({ ok: true });
+      vi.useRealTimers();
+      expect(await getHold(db, 'behind')).toBe(400n);
+      expect((await getBalance(db, accountId)).availableMicros).toBe(600n);
+      // A billing 10 minutes ahead sweeps: the live hold stays.
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(Date.now() + 600_000);
+      await expireHolds(db);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(await getHold(db, 'behind')).toBe(400n);
   });
 });
 

@@ -20,13 +20,18 @@ export type PlaceHoldResult = { ok: true } | { ok: false; reason: 'insufficient_
  */
 export async function placeHold(db: Db, opts: PlaceHoldOpts): Promise<PlaceHoldResult> {
   if (opts.amountMicros < 0n) throw new RangeError('hold amount must not be negative');
-  const r = await db.$client.query<{ r: string }>('SELECT sy_place_hold($1, $2, $3, $4, $5) AS r', [
-    opts.requestId,
-    opts.accountId,
-    opts.keyId,
-    opts.amountMicros.toString(),
-    opts.expiresAt,
-  ]);
+  // The expiry travels as a lifetime, placed on Postgres's clock: an ingress whose wall clock is
+  // minutes behind would otherwise place holds that are expired (not counted) from birth.
+  const r = await db.$client.query<{ r: string }>(
+    "SELECT sy_place_hold($1, $2, $3, $4, now() + $5::double precision * interval '1 millisecond') AS r",
+    [
+      opts.requestId,
+      opts.accountId,
+      opts.keyId,
+      opts.amountMicros.toString(),
+      opts.expiresAt.getTime() - Date.now(),
+    ],
+  );
   const res = r.rows[0]?.r;
   if (res === 'ok') return { ok: true };
   if (res === 'key_limit') return { ok: false, reason: 'key_limit' };
@@ -41,9 +46,14 @@ export async function releaseHold(db: Db, requestId: string): Promise<void> {
 /**
  * Deletes holds past their expiry (requests that never settled: lost jobs). Expired holds already
  * stop counting at `expires_at`; this sweep only reclaims the rows. Returns how many were removed.
+ * Expiry is judged by Postgres's clock (`now()`), as everywhere holds are counted: a billing process
+ * whose wall clock jumped ahead must not sweep live holds.
  */
-export async function expireHolds(db: Db, now: Date = new Date()): Promise<number> {
-  const rows = await db.delete(holds).where(lte(holds.expiresAt, now)).returning({ id: holds.requestId });
+export async function expireHolds(db: Db, now?: Date): Promise<number> {
+  const rows = await db
+    .delete(holds)
+    .where(lte(holds.expiresAt, now ?? sql`now()`))
+    .returning({ id: holds.requestId });
   return rows.length;
 }
 

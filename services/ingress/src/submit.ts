@@ -9,7 +9,7 @@ import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
-import { fromZod, verbatim } from './plugins/errors.ts';
+import { fromZod, isRedisFull, verbatim } from './plugins/errors.ts';
 import { type FollowHandle, followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import { isObject, requestBody } from './request-body.ts';
@@ -298,6 +298,7 @@ async function enqueue(
   }
   const reservation = hold.value.reservation;
   if (reservation.leased) data.hold = reservation.hold;
+  let recorded = false;
   try {
     if (followed.status === 'rejected') throw followed.reason;
     if (m.accepted) {
@@ -310,6 +311,7 @@ async function enqueue(
         state: 'queued',
         record: { account: principal.accountId, model: request.model, created: now },
       });
+      recorded = true;
     }
     const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
@@ -317,6 +319,10 @@ async function enqueue(
   } catch (e) {
     stopFollowing();
     await deps.budget.release(reservation).catch(() => {});
+    // Recorded but refused by a full Redis (nothing queued, the caller gets a 503): no job record
+    // left `queued` for ever. DEL is what Redis still allows at maxmemory.
+    if (recorded && isRedisFull(e))
+      await deps.redis.del(deps.keys.frames(id), deps.keys.meta(id)).catch(() => {});
     throw e;
   }
   if (!frames) return data;

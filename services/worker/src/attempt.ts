@@ -305,6 +305,8 @@ async function attemptOnce(
       throw new GatewayError({
         code: 'provider_unavailable',
         message: `${candidate.provider} is failing; its circuit is open`,
+        // The caller may try again once the circuit lets a probe through.
+        retryAfterMs: deps.circuit.config.openMs,
       });
     }
     const provider = deps.provider;

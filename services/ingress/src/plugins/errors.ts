@@ -85,6 +85,14 @@ export function registerErrorHandling(app: FastifyInstance): void {
         if (anthropic)
           return reply.code(fe.statusCode).send(anthropicErrorForStatus(fe.statusCode, fe.message).body);
         return reply.code(fe.statusCode).send(ge.toBody());
+      } else if (isRedisFull(err)) {
+        // Redis at maxmemory (noeviction) refuses every write: nothing was queued; try again soon.
+        ge = new GatewayError({
+          code: 'overloaded',
+          message: 'The gateway cannot take new work right now (its queue store is full). Try again shortly.',
+          retryable: true,
+          retryAfterMs: 1_000,
+        });
       } else if (isBadValue(err)) {
         // Postgres refused a value from the request (a NUL character, say): the caller's error.
         ge = new GatewayError({
@@ -116,6 +124,13 @@ export function registerErrorHandling(app: FastifyInstance): void {
       .code(404)
       .send(errorBody('not_found', `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`));
   });
+}
+
+/** Redis refused a write because it reached `maxmemory` (with `noeviction`): an OOM reply. */
+export function isRedisFull(err: unknown): boolean {
+  return (
+    (err as { name?: unknown } | null)?.name === 'ReplyError' && /^OOM\b/.test((err as Error).message ?? '')
+  );
 }
 
 /**

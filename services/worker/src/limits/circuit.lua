@@ -1,6 +1,9 @@
 -- The pool circuit breaker, shared by every process (see circuit.ts). KEYS[1] the circuit hash.
--- ARGV: op, now, windowMs, minSamples, failureRatio, openMs, successes.
-local op = ARGV[1]; local now = tonumber(ARGV[2]); local window = tonumber(ARGV[3])
+-- ARGV: op, now (unused: Redis's clock is the breaker's, so a process whose wall clock jumped
+-- cannot hold the circuit open for minutes), windowMs, minSamples, failureRatio, openMs, successes.
+local t = redis.call('TIME')
+local op = ARGV[1]; local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[3])
 local minSamples = tonumber(ARGV[4]); local ratio = tonumber(ARGV[5]); local openMs = tonumber(ARGV[6])
 local successes = tonumber(ARGV[7]) or 0
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
