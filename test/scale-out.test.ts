@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { type Balancer, startHaproxy } from './support/haproxy.ts';
-import { jobApi } from './support/jobs.ts';
+import { assemble, contentOf, jobApi } from './support/jobs.ts';
+import { isTerminal, type Message, RawWs } from './support/raw-ws.ts';
 import { freePort, type Service, type Stack, startStack } from './support/stack.ts';
 
 /**
@@ -9,7 +10,9 @@ import { freePort, type Service, type Stack, startStack } from './support/stack.
  * worker processes per pool, on one machine. The provider's RPM limit holds across all of them and
  * is used (≥ 0.95 of it); a small balance is never overspent through several ingresses at once; a
  * revoked key is refused by every ingress at once; kill -9 of one ingress and one worker under load
- * loses no accepted job and bills each once. `scripts/scale-demo.sh` runs this and prints the figures.
+ * loses no accepted job and bills each once; a WebSocket stream started on one ingress resumes on
+ * another (and through the balancer) with every frame once. `scripts/scale-demo.sh` runs this and
+ * prints the figures.
  */
 
 // The openai pool is rate limited: L calls per W ms across its 3 processes, window padded by G ms.
@@ -185,6 +188,54 @@ describe('3 ingresses and 3 workers per pool behind HAProxy', () => {
     expect(Date.now() - revokedAt).toBeLessThan(1_000);
     expect((await chat(lb.url, t.key, 'revoked')).status).toBe(401);
   });
+
+  it('a WebSocket stream started on one ingress resumes on another, and through the balancer, every frame once', async () => {
+    // ~200 frames over ~1 s: long enough to cut mid-stream twice.
+    stack.fake.configure({ provider: 'anthropic', chunkMs: 5, tokens: 200 });
+    try {
+      const [a, b] = [ingresses[1]?.url ?? '', ingresses[2]?.url ?? ''];
+      const c1 = await RawWs.open(a, stack.apiKey);
+      c1.send({
+        op: 'submit',
+        id: 's',
+        request: {
+          model: 'anthropic/claude-haiku-4-5',
+          messages: [{ role: 'user', content: 'a long answer, resumed elsewhere' }],
+        },
+      });
+      const job = (await c1.next((m) => m.type === 'ack' && m.id === 's', 'the submit ack')).job as string;
+      // The client processed frames 1..20 on ingress A when its network died.
+      await c1.next((m) => m.job === job && (m.seq ?? 0) >= 20, 'frame 20 on ingress A');
+      await c1.cut();
+      const part1 = c1.frames(job).filter((f) => (f.seq ?? 0) <= 20);
+      // It reconnects to ingress B (another process), resumes after 20, and is cut again at 60.
+      const c2 = await RawWs.open(b, stack.apiKey);
+      c2.send({ op: 'subscribe', job, after: 20 });
+      await c2.next((m) => m.job === job && ((m.seq ?? 0) >= 60 || isTerminal(m)), 'frame 60 on ingress B');
+      await c2.cut();
+      const part2 = c2.frames(job).filter((f) => (f.seq ?? 0) <= 60);
+      const last2 = part2.at(-1)?.seq ?? 20;
+      // Then through the balancer, wherever it lands, to the end.
+      const c3 = await RawWs.open(lb.url, stack.apiKey);
+      c3.send({ op: 'subscribe', job, after: last2 });
+      await c3.next((m) => m.job === job && isTerminal(m), 'the terminal frame through the balancer');
+      await c3.close();
+      const all: Message[] = [...part1, ...part2, ...c3.frames(job)];
+      const n = all.at(-1)?.seq ?? 0;
+      expect(part2[0]?.seq).toBe(21);
+      expect(all.map((f) => f.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+      expect(all.at(-1)?.type).toBe('done');
+      const stored = await jobApi(lb.url).finished(stack.apiKey, job);
+      expect(stored.status).toBe('completed');
+      expect(assemble(all)).toBe(contentOf(stored));
+      expect(assemble(all).length).toBeGreaterThan(200);
+      console.log(
+        `scale-out: WebSocket resumed on another ingress and through HAProxy: ${n} frames, each once`,
+      );
+    } finally {
+      stack.fake.configure({ provider: 'anthropic', chunkMs: 0, tokens: 12 });
+    }
+  }, 60_000);
 
   it('kill -9 of one ingress and one worker under load loses no accepted job, and bills each once', async () => {
     stack.fake.configure({ provider: 'anthropic', firstByteMs: 300 });
