@@ -3,6 +3,7 @@ import OpenAI, { toFile } from 'openai';
 import { checkLedgerInvariants } from '@faregate/db/invariants';
 import { createDb } from '@faregate/db/client';
 import { makeKeys } from '@faregate/queue/keys';
+import { hashSlot } from '@faregate/queue/redis';
 import { until } from '@faregate/testing/env';
 import { adminCall } from './support/calls.ts';
 import { assemble, jobApi } from './support/jobs.ts';
@@ -22,22 +23,6 @@ let cluster: RedisCluster;
 let stack: Stack;
 let openai: OpenAI;
 
-/** CRC16 (XMODEM) of the key's hash tag mod 16384: the slot Redis Cluster puts it in. */
-function slotOf(key: string): number {
-  const open = key.indexOf('{');
-  let k = key;
-  if (open >= 0) {
-    const close = key.indexOf('}', open + 1);
-    if (close > open + 1) k = key.slice(open + 1, close);
-  }
-  let crc = 0;
-  for (const b of Buffer.from(k)) {
-    crc ^= b << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
-
 beforeAll(async () => {
   cluster = await startRedisCluster({ masters: 3, replicas: 1 });
   const first = cluster.nodes[0]?.port;
@@ -56,7 +41,8 @@ beforeAll(async () => {
       BILLING_CLAIM_IDLE_MS: '3000',
     },
   });
-  openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+  // No request here takes long: one left waiting (a reply lost with a node) fails the test in 30 s.
+  openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0, timeout: 30_000 });
 }, 180_000);
 
 afterAll(async () => {
@@ -99,8 +85,11 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     // Each pool's queue, and the usage partitions, are on masters of their own slots.
     const keys = makeKeys(stack.prefix);
     const owners = new Set<number>();
-    for (const key of [keys.bull('openai', 'meta'), keys.bull('anthropic', 'meta'), ...keys.usageStreams])
-      owners.add((await cluster.owner(slotOf(key))).master);
+    for (const key of [keys.bull('openai', 'meta'), keys.bull('anthropic', 'meta'), ...keys.usageStreams]) {
+      // (hashSlot, which groups the gateway's cross-slot reads, agrees with Redis.)
+      expect(hashSlot(key)).toBe(await cluster.ask(cluster.nodes[0]?.port ?? 0, 'CLUSTER', 'KEYSLOT', key));
+      owners.add((await cluster.owner(hashSlot(key))).master);
+    }
     expect(owners.size).toBe(3);
     // And the services really write through the cluster: every master holds keys of this stack.
     await openai.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('spread') });
@@ -123,7 +112,7 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     // Both pools run their fast lane (advertised in their lane's slot), beside BullMQ.
     for (const pool of ['openai', 'anthropic']) {
       const alive = keys.fast(pool, 'alive');
-      const { master } = await cluster.owner(slotOf(alive));
+      const { master } = await cluster.owner(hashSlot(alive));
       expect(await cluster.ask(master, 'GET', alive), `${pool} lane`).toBe('1');
     }
   });
@@ -290,7 +279,7 @@ describe('the gateway on a 3-master Redis Cluster', () => {
   it('loses no accepted request and bills each once through a failover of a master during traffic', async () => {
     const keys = makeKeys(stack.prefix);
     // The master of the openai pool's queue and fast lane (every request of the pool touches it).
-    const queueSlot = slotOf(keys.bull('openai', 'wait'));
+    const queueSlot = hashSlot(keys.bull('openai', 'wait'));
     const before = await cluster.owner(queueSlot);
     const replica = before.replicas[0];
     if (replica === undefined) throw new Error('the master has no replica');
@@ -344,11 +333,23 @@ describe('the gateway on a 3-master Redis Cluster', () => {
   }, 180_000);
 
   it('kill -9 of a master during traffic: its replica takes over, every accepted job completes and is billed once', async () => {
-    const keys = makeKeys(stack.prefix);
-    const queueSlot = slotOf(keys.bull('openai', 'wait'));
-    const before = await cluster.owner(queueSlot);
+    // The victim: the node the ingress's subscriber connection (replies, live frames) is on when it
+    // is a master (its replies published meanwhile are lost: the ingress must re-read the streams),
+    // else the master of the openai pool's queue, and then the subscriber's node (a replica) dies too.
+    const sub = await cluster.clientNode('fg-ingress-sub');
+    if (sub === undefined) throw new Error("the ingress's subscriber is on no node");
+    const shards = await cluster.shards();
+    const queueMaster = (await cluster.owner(hashSlot(makeKeys(stack.prefix).bull('openai', 'wait')))).master;
+    const victimShard =
+      shards.find((s) => s.master === sub) ??
+      shards.find((s) => s.master === queueMaster && !s.replicas.includes(sub)) ??
+      shards.find((s) => !s.replicas.includes(sub));
+    if (!victimShard) throw new Error('no shard to fail');
+    const slot = victimShard.slot;
+    const before = { master: victimShard.master, replicas: victimShard.replicas };
     const replica = before.replicas[0];
     if (replica === undefined) throw new Error('the master has no replica');
+    const alsoKill = sub === before.master ? undefined : sub;
     stack.fake.configure({ provider: 'openai', firstByteMs: 100 });
     const jobs = jobApi(stack.url);
     const sync: string[] = [];
@@ -383,9 +384,9 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     });
     await until(() => sync.length + accepted.length >= 20, { timeoutMs: 30_000, what: 'traffic' });
     const killedAt = Date.now();
-    await cluster.kill(before.master);
+    await Promise.all([cluster.kill(before.master), alsoKill === undefined ? null : cluster.kill(alsoKill)]);
     // The replica is elected once the master is seen failing (node timeout 2 s).
-    await until(async () => (await cluster.owner(queueSlot, replica)).master === replica, {
+    await until(async () => (await cluster.owner(slot, replica)).master === replica, {
       timeoutMs: 30_000,
       what: `replica :${replica} promoted`,
     });
@@ -401,7 +402,7 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     await Promise.all(traffic);
     stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
     console.log(
-      `redis-cluster: traffic resumed ${resumedMs} ms after the kill; kill -9 of master :${before.master}, :${replica} serving after ${promotedMs} ms: ${sync.length} answered, ${accepted.length} jobs accepted, ${refused.length} refused (${[...new Set(refused)].join(', ')})`,
+      `redis-cluster: traffic resumed ${resumedMs} ms after the kill; kill -9 of master :${before.master}${alsoKill ? ` and of replica :${alsoKill} (the ingress's subscriber's node)` : " (the ingress's subscriber's node)"}, :${replica} serving after ${promotedMs} ms: ${sync.length} answered, ${accepted.length} jobs accepted, ${refused.length} refused (${[...new Set(refused)].join(', ')})`,
     );
     // Refusals are server errors a client retries (503/500), never a wrong answer.
     expect(refused.filter((s) => s < 500)).toEqual([]);

@@ -24,6 +24,10 @@ export interface RedisCluster {
   nodesEnv: string;
   /** Asks a node directly (a plain connection, not cluster-aware). */
   ask(port: number, ...args: string[]): Promise<unknown>;
+  /** Every shard: its master's port, its replicas' ports, one of its slots (as node `asking` sees it). */
+  shards(asking?: number): Promise<{ master: number; replicas: number[]; slot: number }[]>;
+  /** Port of the node a client connection named `name` is connected to (CLIENT LIST), if any. */
+  clientNode(name: string): Promise<number | undefined>;
   /** Port of the master serving `slot` now, and its replicas' ports (as node `asking` sees it). */
   owner(slot: number, asking?: number): Promise<{ master: number; replicas: number[] }>;
   /** A manual failover: `replica` takes over its master's slots with no write lost (CLUSTER FAILOVER). */
@@ -162,6 +166,10 @@ export async function startRedisCluster(
           // Every replica still running has caught up with its master (a failover loses nothing).
           const repl = String(await ask(n.port, 'INFO', 'replication'));
           if (repl.includes('role:slave') && !repl.includes('master_link_status:up')) return false;
+          // …and every node sees every running node online (a replica that resynced included).
+          const live = new Set(alive().map((x) => x.port));
+          for (const s of await shards(n.port))
+            if (s.nodes.some((x) => live.has(x.port) && x.health !== 'online')) return false;
         }
         return true;
       },
@@ -191,6 +199,22 @@ export async function startRedisCluster(
     nodesEnv: nodes.map((n) => `127.0.0.1:${n.port}`).join(','),
     ask,
     owner,
+    async shards(asking = alive()[0]?.port) {
+      if (asking === undefined) throw new Error('no node of the cluster is running');
+      return (await shards(asking)).flatMap((s) => {
+        const master = s.nodes.find((n) => n.role === 'master' && n.health === 'online');
+        if (!master || s.slots.length === 0) return [];
+        const replicas = s.nodes.filter((n) => n.role === 'replica' && n.health === 'online');
+        return [{ master: master.port, replicas: replicas.map((n) => n.port), slot: s.slots[0] ?? 0 }];
+      });
+    },
+    async clientNode(name) {
+      for (const n of alive()) {
+        const list = String(await ask(n.port, 'CLIENT', 'LIST'));
+        if (list.split('\n').some((l) => l.includes(` name=${name} `))) return n.port;
+      }
+      return undefined;
+    },
     async failover(replica) {
       await ask(replica, 'CLUSTER', 'FAILOVER');
       await until(async () => String(await ask(replica, 'ROLE')).startsWith('master'), {

@@ -32,7 +32,12 @@ export function parseClusterNodes(value: string): { host: string; port: number }
   });
 }
 
-type ConnectionOptions = { blocking?: boolean; name?: string } & RedisOptions;
+type ConnectionOptions = {
+  blocking?: boolean;
+  /** Only for SUBSCRIBE (see `clusterSubscriber`). */
+  subscriber?: boolean;
+  name?: string;
+} & RedisOptions;
 
 /**
  * One place that creates Redis connections. `blocking` connections (BullMQ workers, subscribers)
@@ -45,7 +50,7 @@ type ConnectionOptions = { blocking?: boolean; name?: string } & RedisOptions;
 export function createRedis(url: string, opts?: ConnectionOptions): Redis;
 export function createRedis(target: RedisTarget, opts?: ConnectionOptions): RedisClient;
 export function createRedis(target: string | RedisTarget, opts: ConnectionOptions = {}): RedisClient {
-  const { blocking, name, ...rest } = opts;
+  const { blocking, subscriber, name, ...rest } = opts;
   const base: RedisOptions = {
     maxRetriesPerRequest: blocking ? null : 3,
     enableReadyCheck: true,
@@ -55,22 +60,56 @@ export function createRedis(target: string | RedisTarget, opts: ConnectionOption
   };
   if (typeof target === 'string') return new Redis(target, base);
   if (!target.REDIS_CLUSTER_NODES) return new Redis(target.REDIS_URL, base);
-  return createCluster(target.REDIS_URL, parseClusterNodes(target.REDIS_CLUSTER_NODES), base);
+  const nodes = parseClusterNodes(target.REDIS_CLUSTER_NODES);
+  if (subscriber) return clusterSubscriber(target.REDIS_URL, nodes, base);
+  return createCluster(target.REDIS_URL, nodes, base);
+}
+
+/** The username, password and TLS of REDIS_URL, which every node of a cluster shares. */
+function credentials(url: string): RedisOptions {
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/**
+ * A subscriber connection on a cluster: a plain connection to one node (a cluster delivers every
+ * PUBLISH on every node, replicas included) that moves to the next node of REDIS_CLUSTER_NODES
+ * each time it reconnects, and subscribes again there. ioredis' Cluster subscribes through a
+ * connection of its own that it replaces silently when its node fails; this one emits `ready`
+ * after every reconnect, which is when followers re-read their jobs' streams from their cursors
+ * (LiveHub): what was published while it was away is not lost.
+ */
+function clusterSubscriber(url: string, nodes: { host: string; port: number }[], base: RedisOptions): Redis {
+  let at = Math.floor(Math.random() * nodes.length);
+  const first = nodes[at] ?? { host: '127.0.0.1', port: 6379 };
+  const redis: Redis = new Redis({
+    ...base,
+    ...credentials(url),
+    host: first.host,
+    port: first.port,
+    retryStrategy: (times) => {
+      at = (at + 1) % nodes.length;
+      const next = nodes[at] ?? first;
+      // The connector reads host and port from these options at every connect.
+      redis.options.host = next.host;
+      redis.options.port = next.port;
+      return Math.min(times * 100, 2_000);
+    },
+  });
+  return redis;
 }
 
 function createCluster(url: string, nodes: { host: string; port: number }[], base: RedisOptions): Cluster {
-  const u = new URL(url);
-  const tls = u.protocol === 'rediss:';
+  const tls = new URL(url).protocol === 'rediss:';
   const { lazyConnect, enableReadyCheck, ...perNode } = base;
   const options: ClusterOptions = {
     lazyConnect,
     enableReadyCheck,
-    redisOptions: {
-      ...perNode,
-      ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-      ...(tls ? { tls: {} } : {}),
-    },
+    redisOptions: { ...perNode, ...credentials(url) },
     // A failover or a resharding moves slots: commands wait for the new owner (MOVED, TRYAGAIN,
     // CLUSTERDOWN are retried after these delays) instead of failing.
     retryDelayOnFailover: 200,
@@ -90,29 +129,74 @@ export function duplicate(redis: RedisClient): RedisClient {
 
 /**
  * GET of each key (in order): one MGET on a single server; on a Cluster, where the keys may be in
- * different slots, one GET each, sent at once.
+ * different slots, one pipeline per slot (`sendEach`).
  */
 export async function getEach(redis: RedisClient, keys: readonly string[]): Promise<(string | null)[]> {
   if (keys.length === 0) return [];
   if (!redis.isCluster) return redis.mget(...keys);
-  return Promise.all(keys.map((k) => redis.get(k)));
+  return (await sendEach(
+    redis,
+    keys.map((k) => ['get', k] as const),
+  )) as (string | null)[];
 }
 
-/** A command as ioredis' `call` takes it: name, then arguments (the key first for every use here). */
-export type Command = readonly [name: string, ...args: (string | number)[]];
+/** A command as ioredis' `call` takes it: name, then its key, then the other arguments. */
+export type Command = readonly [name: string, key: string, ...args: (string | number)[]];
 
 /**
  * Sends commands on keys that need not share a slot, not atomically, and returns their replies in
  * order (the first error is thrown): one pipeline (one round trip) on a single server; on a Cluster,
- * each command on its own, all at once (each goes to its slot's node).
+ * one pipeline per hash slot (a pipeline's keys must live on one node), all sent at once.
  */
 export async function sendEach(redis: RedisClient, commands: readonly Command[]): Promise<unknown[]> {
   if (commands.length === 0) return [];
-  if (redis.isCluster) return Promise.all(commands.map(([c, ...args]) => redis.call(c, ...args)));
+  if (!redis.isCluster) return pipelined(redis, commands);
+  const bySlot = new Map<number, number[]>();
+  commands.forEach((c, i) => {
+    const slot = hashSlot(c[1]);
+    const group = bySlot.get(slot);
+    if (group) group.push(i);
+    else bySlot.set(slot, [i]);
+  });
+  const out: unknown[] = new Array(commands.length);
+  await Promise.all(
+    [...bySlot.values()].map(async (group) => {
+      const replies = await pipelined(
+        redis,
+        group.map((i) => commands[i] as Command),
+      );
+      group.forEach((i, j) => {
+        out[i] = replies[j];
+      });
+    }),
+  );
+  return out;
+}
+
+async function pipelined(redis: RedisClient, commands: readonly Command[]): Promise<unknown[]> {
   const res = await redis.pipeline(commands.map((c) => [...c])).exec();
   if (!res) throw new Error('pipeline aborted');
   return res.map(([err, v]) => {
     if (err) throw err;
     return v;
   });
+}
+
+/**
+ * The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the first non-empty `{…}`, else
+ * the whole key), mod 16384.
+ */
+export function hashSlot(key: string): number {
+  let k = key;
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) k = key.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const b of Buffer.from(k)) {
+    crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
 }

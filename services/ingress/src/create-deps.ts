@@ -28,7 +28,7 @@ export async function createIngressDeps(
 ): Promise<IngressDeps & { close(): Promise<void> }> {
   const keys = makeKeys(config.REDIS_PREFIX);
   const redis = createRedis(config, { name: 'fg-ingress' });
-  const sub = createRedis(config, { blocking: true, name: 'fg-ingress-sub' });
+  const sub = createRedis(config, { blocking: true, subscriber: true, name: 'fg-ingress-sub' });
   // Admission uses Postgres rarely (a budget lease now and then): keep idle connections open for a
   // while, so a lease or a burst of exact holds does not wait for new connections.
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 20, idleTimeoutMs: 300_000 });

@@ -50,7 +50,7 @@ export async function createWorkerService(
   const name = `fg-worker-${config.WORKER_PROVIDER}`;
   const redis = createRedis(config, { name });
   const bullConnection = createRedis(config, { blocking: true, name: `${name}-bull` });
-  const sub = createRedis(config, { blocking: true, name: `${name}-sub` });
+  const sub = createRedis(config, { blocking: true, subscriber: true, name: `${name}-sub` });
   const metrics = createWorkerMetrics(providerConfig.id);
   const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const gatewayConfig = loadGatewayConfig(config.FAREGATE_CONFIG, env);
