@@ -12,7 +12,9 @@
  * 5xx), the accepted requests' p99, nothing lost (every accepted answer billed exactly once, by
  * SQL; the ledger balanced; no hold left), and the recovery time.
  *
- *   node bench/overload/overload.ts [--minutes 2] [--factor 3] [--max-in-flight 8]
+ * The bound on each pool's backlog (MAX_POOL_BACKLOG, ingress) is `--max-backlog` (0: none).
+ *
+ *   node bench/overload/overload.ts [--minutes 2] [--factor 3] [--max-in-flight 8] [--max-backlog 64]
  */
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
@@ -27,16 +29,20 @@ const { values: argv } = parseArgs({
     minutes: { type: 'string', default: '2' },
     factor: { type: 'string', default: '3' },
     'max-in-flight': { type: 'string', default: '8' },
+    'max-backlog': { type: 'string', default: '64' },
     help: { type: 'boolean', default: false },
   },
 });
 if (argv.help) {
-  console.log('usage: node bench/overload/overload.ts [--minutes 2] [--factor 3] [--max-in-flight 8]');
+  console.log(
+    'usage: node bench/overload/overload.ts [--minutes 2] [--factor 3] [--max-in-flight 8] [--max-backlog 64]',
+  );
   process.exit(0);
 }
 const minutes = Number(argv.minutes);
 const factor = Number(argv.factor);
 const maxInFlight = Number(argv['max-in-flight']);
+const maxBacklog = Number(argv['max-backlog']);
 const TIMEOUT_MS = 60_000;
 const CAPACITY_S = 15;
 const BASELINE_S = 15;
@@ -64,6 +70,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const)
 gw = await startUserGateway({
   env: {
     FAREGATE_ADMIN_TOKEN: adminToken,
+    MAX_POOL_BACKLOG: String(maxBacklog),
     OPENAI_MAX_IN_FLIGHT: String(maxInFlight),
     ANTHROPIC_MAX_IN_FLIGHT: String(maxInFlight),
     GEMINI_MAX_IN_FLIGHT: String(maxInFlight),
@@ -78,7 +85,7 @@ await fetch(`${g.fakeUrl}/_control/config`, {
 });
 const sql = new pg.Pool({ connectionString: g.databaseUrl, max: 2 });
 console.log(
-  `gateway ${g.url} (max in flight ${maxInFlight} per pool: openai, anthropic, gemini); logs in ${g.logDir}`,
+  `gateway ${g.url} (max in flight ${maxInFlight} and MAX_POOL_BACKLOG ${maxBacklog} per pool: openai, anthropic, gemini); logs in ${g.logDir}`,
 );
 
 const all: Array<Result & { phase: string; at: number }> = [];

@@ -39,6 +39,11 @@ export const IngressConfig = z.object({
    * request `x-faregate-patience-ms`. Async jobs wait as long as their deadline allows.
    */
   RATE_LIMIT_PATIENCE_MS: z.coerce.number().int().nonnegative().default(5_000),
+  /**
+   * Load shedding: a request whose caller waits on the answer is refused (503 `overloaded`, retry-after)
+   * while its pool has this many requests queued or running (0: no bound). Async jobs still queue.
+   */
+  MAX_POOL_BACKLOG: z.coerce.number().int().nonnegative().default(1_000),
   /** Accept models that have no price (billed at zero). Off: such models are refused. */
   ALLOW_UNPRICED_MODELS: bool(false),
   /** Comma-separated Origins allowed to open the WebSocket (empty: any Origin with a valid key). */

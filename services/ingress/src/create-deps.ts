@@ -19,6 +19,7 @@ import type { IngressDeps } from './deps.ts';
 import { LOG_REDACT } from './app.ts';
 import { ModelDirectory } from './routing/directory.ts';
 import { Router } from './routing/router.ts';
+import { BacklogGate } from './backlog-gate.ts';
 
 /** Builds the ingress's connections and services from its config (used by main.ts and tests). */
 export async function createIngressDeps(
@@ -67,6 +68,7 @@ export async function createIngressDeps(
     db,
     auth,
     budget,
+    backlogGate: new BacklogGate(redis, keys, config.MAX_POOL_BACKLOG),
     directory,
     metrics: createIngressMetrics(),
     router: new Router(directory, {

@@ -13,6 +13,7 @@ import type { Authenticator } from './plugins/auth.ts';
 import type { IngressConfig } from './config.ts';
 import type { ModelDirectory } from './routing/directory.ts';
 import type { Router } from './routing/router.ts';
+import type { BacklogGate } from './backlog-gate.ts';
 
 /** Everything the ingress needs, built once in main.ts (or by a test) and passed down. */
 export interface IngressDeps {
@@ -29,6 +30,8 @@ export interface IngressDeps {
   /** Tenant keys (cached lookups, revocation). */
   auth: Authenticator;
   budget: Budget;
+  /** Load shedding per pool (MAX_POOL_BACKLOG). */
+  backlogGate?: BacklogGate;
   directory: ModelDirectory;
   router: Router;
   /** Prometheus metrics (served on METRICS_PORT by main.ts). */

@@ -214,6 +214,8 @@ async function enqueue(
   }
   // The hold covers every call that may produce tokens (a retry or fallback hop bills again): the
   // worker refuses a call past `holdCalls`, so settlement never exceeds the hold.
+  // Shed before anything is held or queued: the pool already has more than it can do in time.
+  if (m.interactive) deps.backlogGate?.admit(route.plan[0]?.provider ?? '');
   const holdCalls = deps.config.HOLD_CALLS;
   const holdMicros = route.callMicros * BigInt(holdCalls);
   const id = opts.id ?? newId('req');

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { JobData } from '@faregate/contracts/jobs';
+import { GatewayError } from '@faregate/contracts/errors';
+import { testRedis, until } from '@faregate/testing/env';
+import { makeKeys } from '@faregate/queue/keys';
+import { ProviderQueues } from '@faregate/queue/queues';
+import { createRedis } from '@faregate/queue/redis';
+import { BacklogGate } from './backlog-gate.ts';
+
+let redis: Redis;
+let queues: ProviderQueues;
+const { url, prefix } = testRedis();
+const keys = makeKeys(prefix);
+let n = 0;
+const job = (pool: string): JobData => ({
+  v: 1,
+  id: `req_gate${prefix}${++n}`,
+  account: 'acct_t',
+  key: 'key_t',
+  request: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+  requestedModel: 'gpt-4o-mini',
+  plan: [{ provider: pool, model: 'gpt-4o-mini' }],
+  hop: 0,
+  deltas: false,
+  created: Date.now(),
+  deadline: Date.now() + 60_000,
+  attempts: [],
+});
+
+beforeAll(() => {
+  redis = createRedis(url);
+  queues = new ProviderQueues(redis, keys);
+});
+afterAll(async () => {
+  await queues.close();
+  redis.disconnect();
+});
+
+const refusal = (f: () => void): GatewayError | undefined => {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    return e as GatewayError;
+  }
+};
+
+describe('BacklogGate', () => {
+  it("refuses with 503 overloaded and retry-after once the pool's backlog reaches the bound, and admits again once it drains", async () => {
+    const pool = `gate${prefix}`;
+    const gate = new BacklogGate(redis, keys, 3, 10);
+    for (let i = 0; i < 3; i++) await queues.add(job(pool));
+    // The first call starts the read; the figure it brings back refuses the next calls.
+    const err = await until(async () => {
+      await new Promise((r) => setTimeout(r, 15));
+      return refusal(() => gate.admit(pool));
+    });
+    expect(err).toBeInstanceOf(GatewayError);
+    expect(err?.status).toBe(503);
+    expect(err?.code).toBe('overloaded');
+    expect(err?.retryAfterMs).toBe(1_000);
+    expect(err?.message).toMatch(/3 requests queued or running/);
+    await queues.get(pool).drain();
+    await until(async () => {
+      await new Promise((r) => setTimeout(r, 15));
+      return refusal(() => gate.admit(pool)) === undefined;
+    });
+  });
+
+  it('counts what it admits between reads, and a bound of 0 admits everything', () => {
+    const pool = `fresh${prefix}`;
+    const gate = new BacklogGate(redis, keys, 2, 60_000);
+    gate.admit(pool);
+    gate.admit(pool);
+    expect(refusal(() => gate.admit(pool))?.code).toBe('overloaded');
+    const open = new BacklogGate(redis, keys, 0);
+    for (let i = 0; i < 100; i++) open.admit(pool);
+  });
+});
