@@ -93,6 +93,14 @@ export function registerErrorHandling(app: FastifyInstance): void {
           retryable: true,
           retryAfterMs: 1_000,
         });
+      } else if (isRedisUnavailable(err)) {
+        // Redis unreachable, or a Cluster shard failing over: nothing was queued; try again shortly.
+        ge = new GatewayError({
+          code: 'overloaded',
+          message: 'The gateway cannot reach its queue store right now. Try again shortly.',
+          retryable: true,
+          retryAfterMs: 1_000,
+        });
       } else if (isBadValue(err)) {
         // Postgres refused a value from the request (a NUL character, say): the caller's error.
         ge = new GatewayError({
@@ -130,6 +138,24 @@ export function registerErrorHandling(app: FastifyInstance): void {
 export function isRedisFull(err: unknown): boolean {
   return (
     (err as { name?: unknown } | null)?.name === 'ReplyError' && /^OOM\b/.test((err as Error).message ?? '')
+  );
+}
+
+/**
+ * Redis could not take the command: the connection is down or gave up retrying, or a Cluster shard
+ * is failing over (its master gone, a replica not yet promoted: redirections run out, `CLUSTERDOWN`,
+ * `TRYAGAIN`, `MASTERDOWN`, `LOADING`, `READONLY` from a demoted master). Transient: a 503 to retry.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  const name = typeof e?.name === 'string' ? e.name : '';
+  const message = typeof e?.message === 'string' ? e.message : '';
+  if (name === 'MaxRetriesPerRequestError' || name === 'ClusterAllFailedError') return true;
+  if (name === 'ReplyError') return /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|READONLY)\b/.test(message);
+  return (
+    /^Too many Cluster redirections\b/.test(message) ||
+    message === 'Connection is closed.' ||
+    /^Stream isn't writeable\b/.test(message)
   );
 }
 
