@@ -9,16 +9,15 @@
  *
  *   node bench/soak/soak.ts [--minutes 30] [--rate 50] [--sample-seconds 5] [--warmup-minutes 5]
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { metric, rssMiB, startUserGateway, type UserGateway } from './gateway.ts';
-import { chart, type Panel } from './svg.ts';
+import type { Sample } from './report.ts';
+import { writeReport } from './report.ts';
 import { http, pct, type Result, WsClients } from './traffic.ts';
 
 const HELP = `usage: node bench/soak/soak.ts [options]
@@ -149,10 +148,6 @@ const ticker = setInterval(() => {
 
 // ─── sampling ───────────────────────────────────────────────────────────────────────────────────
 
-interface Sample {
-  t: number;
-  values: Record<string, number>;
-}
 const samples: Sample[] = [];
 const columns: string[] = [];
 const restarts = new Map<string, number>();
@@ -240,107 +235,20 @@ ws.close();
 
 // ─── report ─────────────────────────────────────────────────────────────────────────────────────
 
-/** Least-squares slope (per hour) of y over t (seconds) and the means of the first and last thirds. */
-function trend(points: Array<[number, number]>) {
-  const pts = points.filter(([, y]) => Number.isFinite(y));
-  const n = pts.length;
-  if (n < 3) return { slopePerHour: Number.NaN, first: Number.NaN, last: Number.NaN };
-  const mx = pts.reduce((a, [x]) => a + x, 0) / n;
-  const my = pts.reduce((a, [, y]) => a + y, 0) / n;
-  const num = pts.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
-  const den = pts.reduce((a, [x]) => a + (x - mx) ** 2, 0);
-  const third = Math.max(1, Math.floor(n / 3));
-  const mean = (a: Array<[number, number]>) => a.reduce((s, [, y]) => s + y, 0) / a.length;
-  return {
-    slopePerHour: (num / den) * 3600,
-    first: mean(pts.slice(0, third)),
-    last: mean(pts.slice(-third)),
-  };
-}
-
-mkdirSync(outDir, { recursive: true });
-const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-const csvPath = join(outDir, `soak-${stamp}.csv`);
-const svgPath = join(outDir, `soak-${stamp}.svg`);
-writeFileSync(
+const {
+  leak,
+  lines: verdicts,
   csvPath,
-  [
-    ['t_s', ...columns].join(','),
-    ...samples.map((s) =>
-      [s.t.toFixed(1), ...columns.map((c) => (Number.isFinite(s.values[c]) ? String(s.values[c]) : ''))].join(
-        ',',
-      ),
-    ),
-  ].join('\n') + '\n',
-);
-const series = (col: string, name = col, scale = 1) => ({
-  name,
-  points: samples.map((s) => [s.t / 60, (s.values[col] ?? Number.NaN) * scale] as [number, number]),
-});
-const byPrefix = (prefix: string) =>
-  columns.filter((c) => c.startsWith(prefix)).map((c) => series(c, c.slice(prefix.length)));
-const panels: Panel[] = [
-  {
-    title: 'Latency of complete answers',
-    unit: 'ms',
-    series: [series('p50_ms', 'p50'), series('p99_ms', 'p99')],
-  },
-  {
-    title: 'Throughput and errors',
-    unit: 'per second / per sample',
-    series: [
-      series('rps', 'answers/s'),
-      series('errors', 'errors'),
-      series('client_failures', 'client failures'),
-    ],
-  },
-  { title: 'RSS per process', unit: 'MiB', series: byPrefix('rss_mib:') },
-  { title: 'Event-loop lag p99', unit: 'ms', series: byPrefix('lag_p99_ms:') },
-  { title: 'Open handles', unit: 'count', series: byPrefix('handles:') },
-  {
-    title: 'Redis',
-    unit: 'MiB / thousand keys',
-    series: [series('redis_used_mib', 'used memory MiB'), series('redis_keys', 'keys (thousands)', 1 / 1000)],
-  },
-  {
-    title: 'Postgres',
-    unit: 'MiB / thousand rows',
-    series: [
-      series('pg_mib', 'database MiB'),
-      series('usage_events', 'usage events (k)', 1 / 1000),
-      series('journal_entries', 'journal entries (k)', 1 / 1000),
-    ],
-  },
-];
-writeFileSync(
   svgPath,
-  chart({
-    title: `Faregate soak: ${minutes} min at ${rate} req/s (pnpm start, shipped config, 2-core VM)`,
-    xLabel: 'minutes',
-    panels,
-  }),
-);
-
+} = writeReport({
+  samples,
+  columns,
+  title: `Faregate soak: ${minutes} min at ${rate} req/s (pnpm start, shipped config, 2-core VM)`,
+  warmupMin,
+  outDir,
+  gateway: g.services().map((p) => p.name),
+});
 const post = samples.filter((s) => s.t >= warmupMin * 60);
-const verdicts: string[] = [];
-let leak = false;
-const judge = (col: string, label: string, unit: string, tolerance: (first: number) => number) => {
-  const tr = trend(post.map((s) => [s.t, s.values[col] ?? Number.NaN]));
-  if (!Number.isFinite(tr.first)) return;
-  // Flat: the last third within a tolerance of the first (after warm-up); the slope is for the record.
-  const grows = tr.last - tr.first > tolerance(tr.first);
-  if (grows) leak = true;
-  verdicts.push(
-    `  ${label.padEnd(26)} ${tr.first.toFixed(1).padStart(8)} → ${tr.last.toFixed(1).padStart(8)} ${unit}  slope ${tr.slopePerHour >= 0 ? '+' : ''}${tr.slopePerHour.toFixed(1)} ${unit}/h  ${grows ? 'GROWS' : 'flat'}`,
-  );
-};
-for (const c of columns.filter((c) => c.startsWith('rss_mib:')))
-  judge(c, `RSS ${c.slice(8)}`, 'MiB', (first) => Math.max(5, first * 0.05));
-for (const c of columns.filter((c) => c.startsWith('handles:')))
-  judge(c, `handles ${c.slice(8)}`, '', (first) => Math.max(10, first * 0.1));
-judge('redis_used_mib', 'Redis used memory', 'MiB', (first) => Math.max(5, first * 0.1));
-judge('redis_keys', 'Redis keys', '', (first) => Math.max(200, first * 0.1));
-
 const lat = post.map((s) => s.values.p99_ms ?? Number.NaN).filter(Number.isFinite);
 const ledger = await sql.query<{ unbalanced: string; total: string; drift: string; holds: string }>(
   `SELECT (SELECT count(*) FROM (SELECT 1 FROM journal_entries GROUP BY transaction_id HAVING sum(amount_micros) <> 0) x)::text AS unbalanced,
@@ -371,11 +279,7 @@ console.log(
 console.log(
   `ledger: ${l?.unbalanced} unbalanced transactions, global sum ${l?.total}, ${l?.drift} balances drifted, ${l?.holds} expired holds left`,
 );
-console.log('trend after warm-up (mean of the first third → the last third):');
 for (const v of verdicts) console.log(v);
-console.log(
-  `leak verdict: ${leak ? 'GROWTH FOUND (see above)' : 'flat: no process, handle count or Redis figure grows after warm-up'}`,
-);
 console.log(`wrote ${csvPath}\nwrote ${svgPath}`);
 
 redis.disconnect();
