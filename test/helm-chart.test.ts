@@ -303,6 +303,42 @@ describe('helm chart deploy/helm/faregate', () => {
     });
   });
 
+  it('keeps files in Postgres by default, and in an S3-compatible bucket by values (credentials by Secret)', async () => {
+    const plain = named(await render(), 'Deployment', 'fg-faregate-ingress');
+    expect(envValue(plain, 'FILES_STORAGE')).toBe('postgres');
+    expect(envValue(plain, 'S3_BUCKET')).toBeUndefined();
+    const objs = await render({
+      files: {
+        storage: 's3',
+        s3: {
+          bucket: 'fg-files',
+          endpoint: 'http://minio.storage:9000',
+          forcePathStyle: true,
+          region: 'eu-west-1',
+          credentialsSecret: 'fg-s3',
+        },
+      },
+    });
+    invariants(objs);
+    const ingress = named(objs, 'Deployment', 'fg-faregate-ingress');
+    expect(
+      Object.fromEntries(
+        ['FILES_STORAGE', 'S3_BUCKET', 'S3_PREFIX', 'S3_REGION', 'S3_ENDPOINT', 'S3_FORCE_PATH_STYLE'].map(
+          (k) => [k, envValue(ingress, k)],
+        ),
+      ),
+    ).toEqual({
+      FILES_STORAGE: 's3',
+      S3_BUCKET: 'fg-files',
+      S3_PREFIX: 'files/',
+      S3_REGION: 'eu-west-1',
+      S3_ENDPOINT: 'http://minio.storage:9000',
+      S3_FORCE_PATH_STYLE: 'true',
+    });
+    expect(container(ingress).envFrom).toEqual([{ secretRef: { name: 'fg-s3' } }]);
+    expect(await refusal({ files: { storage: 's3' } })).toContain('set files.s3.bucket');
+  });
+
   it('refuses a secret in values, a grace period shorter than the drain, scale to zero and a repeated pool', async () => {
     expect(await refusal({ pools: [{ id: 'openai', env: { OPENAI_API_KEY: 'sk-live' } }] })).toContain(
       'OPENAI_API_KEY is a secret',

@@ -4,6 +4,12 @@ import { sharedTimings } from '@faregate/contracts/timings';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
 const bool = envBool;
+/** An optional setting; set but empty (`S3_ENDPOINT=` in a compose file) counts as unset. */
+const optional = () =>
+  z
+    .string()
+    .optional()
+    .transform((v) => v || undefined);
 
 export const IngressConfig = z.object({
   PORT: z.coerce.number().int().nonnegative().default(8080),
@@ -69,6 +75,22 @@ export const IngressConfig = z.object({
   FILE_MAX_BYTES: int(200 * 1024 * 1024),
   FILE_MAX_LINES: int(50_000),
   /**
+   * Where file bytes live: `postgres` (default: the `file_chunks` table) or `s3`, an S3-compatible
+   * bucket (S3_BUCKET, under S3_PREFIX; S3_ENDPOINT for a server other than AWS, which usually
+   * needs S3_FORCE_PATH_STYLE). Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+   * (/ AWS_SESSION_TOKEN) when set, otherwise the AWS SDK's default chain (profile, IRSA, role).
+   */
+  FILES_STORAGE: z.enum(['postgres', 's3']).default('postgres'),
+  S3_BUCKET: optional(),
+  S3_PREFIX: z.string().default('files/'),
+  S3_REGION: optional(),
+  AWS_REGION: optional(),
+  S3_ENDPOINT: optional().pipe(z.url().optional()),
+  S3_FORCE_PATH_STYLE: bool(false),
+  AWS_ACCESS_KEY_ID: optional(),
+  AWS_SECRET_ACCESS_KEY: optional(),
+  AWS_SESSION_TOKEN: optional(),
+  /**
    * Batches: how long `completion_window` '24h' lasts (tests shorten it), lines of one batch queued
    * or running at once, how often a driver steps the active batches, and its lease on a batch.
    */
@@ -100,6 +122,18 @@ export const IngressConfig = z.object({
 });
 export type IngressConfig = z.infer<typeof IngressConfig>;
 
+/** Settings that only make sense together. */
+const Checked = IngressConfig.superRefine((c, ctx) => {
+  if (c.FILES_STORAGE === 's3' && !c.S3_BUCKET)
+    ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'required when FILES_STORAGE=s3' });
+  if (!c.AWS_ACCESS_KEY_ID !== !c.AWS_SECRET_ACCESS_KEY)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['AWS_SECRET_ACCESS_KEY'],
+      message: 'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together',
+    });
+});
+
 export function loadConfig(env: Record<string, string | undefined>): IngressConfig {
-  return parseEnv(IngressConfig, env, 'ingress');
+  return parseEnv(Checked, env, 'ingress');
 }

@@ -3,15 +3,35 @@ import { GatewayError } from '@faregate/contracts/errors';
 import type { FileObject } from '@faregate/contracts/openai-batches';
 import { files } from '@faregate/db/schema/files';
 import type { IngressDeps } from '../deps.ts';
+import { S3FileStore } from './s3-store.ts';
 import { type FileStore, PgFileStore } from './store.ts';
 
 const stores = new WeakMap<IngressDeps, FileStore>();
 
-/** The deployment's file store (Postgres; one per deps). */
+/** The deployment's file store, as FILES_STORAGE says (one per deps). */
 export function fileStore(deps: IngressDeps): FileStore {
   let s = stores.get(deps);
   if (!s) {
-    s = new PgFileStore(deps.db.$client);
+    const c = deps.config;
+    s =
+      c.FILES_STORAGE === 's3' && c.S3_BUCKET
+        ? new S3FileStore({
+            bucket: c.S3_BUCKET,
+            prefix: c.S3_PREFIX,
+            region: c.S3_REGION ?? c.AWS_REGION ?? 'us-east-1',
+            ...(c.S3_ENDPOINT ? { endpoint: c.S3_ENDPOINT } : {}),
+            forcePathStyle: c.S3_FORCE_PATH_STYLE,
+            ...(c.AWS_ACCESS_KEY_ID && c.AWS_SECRET_ACCESS_KEY
+              ? {
+                  credentials: {
+                    accessKeyId: c.AWS_ACCESS_KEY_ID,
+                    secretAccessKey: c.AWS_SECRET_ACCESS_KEY,
+                    ...(c.AWS_SESSION_TOKEN ? { sessionToken: c.AWS_SESSION_TOKEN } : {}),
+                  },
+                }
+              : {}),
+          })
+        : new PgFileStore(deps.db.$client);
     stores.set(deps, s);
   }
   return s;

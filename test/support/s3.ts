@@ -1,0 +1,96 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { until } from '@faregate/testing/env';
+import { freePort } from './stack.ts';
+
+/**
+ * A real S3-compatible server for the tests: moto's server mode (`moto_server`, from PyPI's
+ * `moto[server]`; .ci/run installs it when missing), on a free port of its own, with one bucket.
+ * `env` is what an ingress needs to keep its files there.
+ */
+export interface S3Server {
+  endpoint: string;
+  bucket: string;
+  client: S3Client;
+  env: Record<string, string>;
+  /** The file ids that have an object in the bucket. */
+  fileIds(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+const PREFIX = 'files/';
+
+export async function startS3Server(): Promise<S3Server> {
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const proc: ChildProcess = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  proc.stdout?.on('data', (b: Buffer) => output.push(b.toString()));
+  proc.stderr?.on('data', (b: Buffer) => output.push(b.toString()));
+  const spawned = new Promise<void>((resolve, reject) => {
+    proc.once('spawn', resolve);
+    proc.once('error', (e) =>
+      reject(
+        new Error(`moto_server could not start (pip install 'moto[server]'; .ci/run does): ${e.message}`),
+      ),
+    );
+  });
+  await spawned;
+  const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+  const client = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials });
+  const bucket = `faregate-${port}`;
+  try {
+    await until(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`moto_server exited: ${output.join('')}`);
+        return fetch(endpoint).then(
+          (r) => r.ok,
+          () => false,
+        );
+      },
+      { timeoutMs: 30_000, what: 'moto_server' },
+    );
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw e;
+  }
+  return {
+    endpoint,
+    bucket,
+    client,
+    env: {
+      FILES_STORAGE: 's3',
+      S3_BUCKET: bucket,
+      S3_PREFIX: PREFIX,
+      S3_ENDPOINT: endpoint,
+      S3_REGION: 'us-east-1',
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    },
+    async fileIds() {
+      const ids: string[] = [];
+      let token: string | undefined;
+      do {
+        const r = await client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: PREFIX, ContinuationToken: token }),
+        );
+        for (const o of r.Contents ?? []) if (o.Key) ids.push(o.Key.slice(PREFIX.length));
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      } while (token);
+      return ids;
+    },
+    async stop() {
+      client.destroy();
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await once(proc, 'exit');
+      clearTimeout(t);
+    },
+  };
+}
