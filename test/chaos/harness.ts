@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { loadGatewayConfig, priceTable } from '@faregate/catalog/gateway-config';
@@ -111,12 +112,20 @@ export interface Chaos {
   redis: OwnRedis;
   pg: TcpProxy;
   admin: Redis;
+  /** Steps a process's wall clock (see clock-preload.ts): `ingress`, `billing`, `worker-openai`, … */
+  setClock(process: string, offsetMs: number): void;
+  /** Violations a fault saw while it ran (verify() reports them with the rest). */
+  found: Array<[keyof Verdict, string]>;
   stop(): Promise<void>;
 }
+
+const CLOCK_PRELOAD = fileURLToPath(new URL('./clock-preload.ts', import.meta.url));
 
 export async function startChaos(): Promise<Chaos> {
   const redis = new OwnRedis(await freePort());
   await redis.start();
+  // Every service runs with a wall clock the campaign can step (a file per process).
+  const clocks = mkdtempSync(join(tmpdir(), 'fg-chaos-clock-'));
   // The services reach the test's Postgres (the machine's or a container) through a proxy faults cut.
   let proxy: TcpProxy | undefined;
   const stack = await startStack({
@@ -132,6 +141,8 @@ export async function startChaos(): Promise<Chaos> {
       REQUEST_TIMEOUT_MS: '20000',
       BILLING_HOLD_SWEEP_MS: '1000',
       RATE_LIMIT_PATIENCE_MS: '1500',
+      NODE_OPTIONS: `--import ${CLOCK_PRELOAD}`,
+      CHAOS_CLOCK_DIR: clocks,
     },
   });
   const pg = proxy;
@@ -143,11 +154,16 @@ export async function startChaos(): Promise<Chaos> {
     redis,
     pg,
     admin,
+    found: [],
+    setClock(process, offsetMs) {
+      writeFileSync(join(clocks, process), String(offsetMs));
+    },
     async stop() {
       admin.disconnect();
       await stack.stop();
       await pg.stop();
       await redis.stop();
+      rmSync(clocks, { recursive: true, force: true });
     },
   };
 }
@@ -169,6 +185,8 @@ export interface Outcome {
   complete: boolean;
   /** WS subscriber of a job: the frames' seq it saw, in order. */
   seqs?: number[];
+  /** An error answer (status ≥ 400) that is not a clear refusal: not OpenAI's error shape, a 500, or a 429/503 without retry-after. */
+  unclear?: string;
   error?: string;
 }
 
@@ -194,10 +212,36 @@ async function one(stack: Stack, rng: Rng, kind: Kind): Promise<Outcome> {
     const text = await r.text();
     const complete =
       r.status === 200 && (kind === 'json' || /data: \[DONE\]\n\n$/.test(text)) && !text.includes('"error"');
-    return { kind, model, ...(id ? { id } : {}), status: r.status, complete };
+    const unclear = refusal(r, text);
+    return {
+      kind,
+      model,
+      ...(id ? { id } : {}),
+      status: r.status,
+      complete,
+      ...(unclear ? { unclear } : {}),
+    };
   } catch (e) {
     return { kind, model, status: 0, complete: false, error: String(e) };
   }
+}
+
+/** Why an error answer is not a clear refusal (undefined: it is one, or no error). */
+function refusal(r: Response, text: string): string | undefined {
+  if (r.status < 400) return undefined;
+  const what = `${r.status} ${text.slice(0, 200)}`;
+  let e: { message?: unknown; type?: unknown } | undefined;
+  try {
+    e = (JSON.parse(text) as { error?: { message?: unknown; type?: unknown } }).error;
+  } catch {
+    return `not JSON: ${what}`;
+  }
+  if (typeof e?.message !== 'string' || typeof e.type !== 'string')
+    return `not OpenAI's error shape: ${what}`;
+  if (r.status === 500) return `a 500: ${what}`;
+  if ((r.status === 429 || r.status === 503) && !r.headers.get('retry-after'))
+    return `no retry-after: ${what}`;
+  return undefined;
 }
 
 /** An async job followed over WebSocket from its first frame, resuming from the last seq if cut. */
@@ -209,7 +253,10 @@ async function job(stack: Stack, headers: Record<string, string>, body: object):
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(30_000),
   });
-  if (r.status !== 202) return { kind: 'job', model, status: r.status, complete: false };
+  if (r.status !== 202) {
+    const unclear = refusal(r, await r.text());
+    return { kind: 'job', model, status: r.status, complete: false, ...(unclear ? { unclear } : {}) };
+  }
   const { id } = (await r.json()) as { id: string };
   const seqs: number[] = [];
   let ended: string | undefined;
@@ -348,6 +395,57 @@ export const postgresSlow: Fault = async (c, rng) => {
   c.pg.delayMs = 0;
 };
 
+/**
+ * Wall clocks stepped by minutes, forward or back, in some of the processes that use time (the
+ * ingress, billing, workers), held a few seconds under load, then stepped back (an NTP correction).
+ */
+export const clockJump: Fault = async (c, rng) => {
+  const names = ['ingress', 'billing', 'worker-openai', 'worker-anthropic', 'worker-gemini'];
+  let chosen = names.filter(() => rng.int(2) === 0);
+  if (chosen.length === 0) chosen = [names[rng.int(names.length)] ?? 'billing'];
+  const { sql } = c.stack;
+  // A live hold of no request, due in 90 s by Postgres's clock: no sweep may take it early.
+  const sentinel = `req_clock_sentinel_${Date.now()}`;
+  await sql.query(
+    `INSERT INTO holds (request_id, account_id, key_id, amount_micros, expires_at)
+     SELECT $1, account_id, id, 1, now() + interval '90 seconds' FROM api_keys LIMIT 1`,
+    [sentinel],
+  );
+  const offsets = chosen.map((n) => [n, (rng.int(2) === 0 ? 1 : -1) * (2 + rng.int(9)) * 60_000] as const);
+  for (const [n, ms] of offsets) c.setClock(n, ms);
+  const holdMs = 2000 + rng.int(2000);
+  const seen = new Set<string>();
+  // Meanwhile, every hold placed must count (not expired at birth, whatever the ingress's clock says).
+  for (const end = Date.now() + holdMs; Date.now() < end; ) {
+    const q = await sql.query<{ id: string }>(
+      `SELECT request_id AS id FROM holds WHERE expires_at <= created_at + interval '2 seconds'`,
+    );
+    for (const r of q.rows.filter((r) => !seen.has(r.id))) {
+      seen.add(r.id);
+      c.found.push(['holds', `hold ${r.id} expired at birth (clocks ${JSON.stringify(offsets)})`]);
+    }
+    await sleep(200);
+  }
+  for (const n of chosen) c.setClock(n, 0);
+  // One more sweep (every second) with every clock right again, then the sentinel must still be there.
+  await sleep(1500);
+  const kept = await sql.query('DELETE FROM holds WHERE request_id = $1', [sentinel]);
+  if (kept.rowCount !== 1)
+    c.found.push(['holds', `a live hold was swept before its expiry (clocks ${JSON.stringify(offsets)})`]);
+};
+
+/**
+ * Redis reaches `maxmemory` (noeviction): the limit is set just above what it uses, so the load fills
+ * it within moments and every write is refused with OOM; after a while memory is freed (the limit
+ * lifted) and the gateway must serve again.
+ */
+export const redisFull: Fault = async (c, rng) => {
+  const used = Number(/used_memory:(\d+)/.exec(await c.admin.info('memory'))?.[1]);
+  await c.admin.config('SET', 'maxmemory', String(used + 64 * 1024));
+  await sleep(1500 + rng.int(2500));
+  await c.admin.config('SET', 'maxmemory', '0');
+};
+
 /** Several at once. */
 export const together =
   (...faults: Fault[]): Fault =>
@@ -372,6 +470,8 @@ export interface Verdict {
   holds: string[];
   /** Every WS subscriber saw every frame of its job once, in order. */
   framesOnce: string[];
+  /** Every refusal was clear: OpenAI's error shape, never a 500, retry-after on 429 and 503. */
+  clearRefusals: string[];
 }
 
 export const INVARIANTS: Array<keyof Verdict> = [
@@ -382,6 +482,7 @@ export const INVARIANTS: Array<keyof Verdict> = [
   'ledger',
   'holds',
   'framesOnce',
+  'clearRefusals',
 ];
 
 /** A verdict with no violation (what every run must end with). */
@@ -393,6 +494,7 @@ export const cleanVerdict = (): Verdict => ({
   ledger: [],
   holds: [],
   framesOnce: [],
+  clearRefusals: [],
 });
 
 const prices = priceTable(loadGatewayConfig(undefined, {}));
@@ -401,9 +503,11 @@ const prices = priceTable(loadGatewayConfig(undefined, {}));
 export async function verify(c: Chaos, outcomes: Outcome[]): Promise<Verdict> {
   const { stack } = c;
   const v = cleanVerdict();
+  for (const [k, what] of c.found.splice(0)) v[k].push(what);
   for (const o of outcomes) {
     if (o.status === 0 && o.error && /timeout|aborted/i.test(o.error))
       v.noRequestLost.push(`${o.kind} ${o.model}: ${o.error}`);
+    if (o.unclear) v.clearRefusals.push(`${o.kind} ${o.model}: ${o.unclear}`);
   }
   // Every job record the gateway wrote reaches a final state (sync ones too, while their record lives).
   const metaKeys = async () => {
@@ -432,7 +536,9 @@ export async function verify(c: Chaos, outcomes: Outcome[]): Promise<Verdict> {
     },
     { timeoutMs: 90_000, intervalMs: 250, what: 'every job terminal' },
   ).catch(() => [['(timed out)', '']] as const);
-  for (const [k, s] of open) v.jobsTerminal.push(`${k} ${s}`);
+  // A job left open is one violation, reported by the run that left it (not by every later run).
+  for (const [k, s] of open) if (!reportedOpen.has(k)) v.jobsTerminal.push(`${k} ${s}`);
+  for (const [k] of open) reportedOpen.add(k);
   phase('jobs terminal');
 
   // Billing caught up: every complete answer's success event settled.
@@ -511,6 +617,8 @@ export async function verify(c: Chaos, outcomes: Outcome[]): Promise<Verdict> {
   }
   return v;
 }
+
+const reportedOpen = new Set<string>();
 
 /** How long checks wait for the gateway to settle down before reporting what is still open. */
 let quietBy = 0;

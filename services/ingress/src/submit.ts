@@ -306,10 +306,12 @@ async function enqueue(
     if (m.accepted) {
       const created = Math.floor(now / 1000);
       // Async jobs are looked up (GET, subscribe) right after the 202: the record goes with the
-      // first frame. A request answered over HTTP is recorded by its first attempt instead.
+      // first frame. A request answered over HTTP is recorded by its first attempt instead. Until
+      // the job is queued the record lives only RECORD_UNTIL_QUEUED_MS: an ingress that dies in
+      // between (no 202 sent) leaves no job `queued` for ever.
       await deps.store.append(id, [{ type: 'accepted', model: request.model, created }], {
         owner: '',
-        ttlMs,
+        ttlMs: Math.min(ttlMs, RECORD_UNTIL_QUEUED_MS),
         state: 'queued',
         record: { account: principal.accountId, model: request.model, created: now },
       });
@@ -318,6 +320,12 @@ async function enqueue(
     const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
     else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});
+    if (recorded && ttlMs > RECORD_UNTIL_QUEUED_MS)
+      await deps.redis
+        .pipeline()
+        .pexpire(deps.keys.meta(id), ttlMs)
+        .pexpire(deps.keys.frames(id), ttlMs)
+        .exec();
   } catch (e) {
     stopFollowing();
     await deps.budget.release(reservation).catch(() => {});
@@ -330,6 +338,9 @@ async function enqueue(
   if (!frames) return data;
   return { data, frames, close: stopFollowing };
 }
+
+/** How long an async job's record lives before its job is queued (then STREAM_TTL_SECONDS). */
+const RECORD_UNTIL_QUEUED_MS = 20_000;
 
 /** Asks whichever worker runs the job to stop; a job not yet started is ended when picked up. */
 export async function cancelJob(deps: IngressDeps, jobId: string): Promise<void> {
