@@ -101,6 +101,12 @@ export const IngressConfig = z.object({
   /** Progress events kept per batch for WebSocket resumes (approximate; a reader further behind gets a gap). */
   BATCH_PROGRESS_MAXLEN: int(10_000),
   /**
+   * Test only, off (0) by default: the ingress exits (code 86) when its batch driver is about to
+   * queue its n-th line, after the line was fed and its job recorded (the crash window a driver
+   * taking the batch over recovers).
+   */
+  BATCH_TEST_EXIT_BEFORE_QUEUE: z.coerce.number().int().nonnegative().default(0),
+  /**
    * Comma-separated provider pools this deployment runs (`openai,anthropic`). `/readyz` answers 200
    * only once each has registered, and a request for one that has not (or has lost every worker)
    * gets 503 with `retry-after` instead of 404. Empty: no pool is waited for.

@@ -1,11 +1,13 @@
 import { and, asc, eq, inArray, lt, or } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
-import { isFinalState } from '@faregate/contracts/job-control';
+import { isFinalState, JOB_META_FIELDS } from '@faregate/contracts/job-control';
+import { jobIdForHop } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
 import { BatchPrincipal, type BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { batches } from '@faregate/db/schema/batches';
 import { readJobStates, requestCancel } from '@faregate/queue/job-control';
+import type { ProviderQueues } from '@faregate/queue/queues';
 import type pg from 'pg';
 import type { IngressDeps } from '../deps.ts';
 import { fileStore, ownedFile } from '../files/files.ts';
@@ -22,6 +24,21 @@ const LOST_AFTER_MS = 30_000;
 /** Batches stepped per tick, oldest step first (round-robin between active batches). */
 const BATCHES_PER_TICK = 16;
 const SUBMIT_CONCURRENCY = 8;
+/** Lines checked at once while recovering a batch taken over from a driver that died. */
+const RECOVER_CONCURRENCY = 16;
+/** Exit code of the test hook BATCH_TEST_EXIT_BEFORE_QUEUE (a crash between record and queue). */
+export const TEST_EXIT_CODE = 86;
+
+/**
+ * Deletes a job's record only while it is still `queued` (recorded, never picked up by a worker):
+ * the record of a line whose job was lost between the record and the queue, before it is fed again.
+ */
+const DROP_UNQUEUED = `
+if redis.call('HGET', KEYS[2], ARGV[1]) == 'queued' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0`;
 
 const nowS = () => Math.floor(Date.now() / 1000);
 
@@ -91,7 +108,7 @@ export class BatchDriver {
   async tick(): Promise<number> {
     const now = Date.now();
     const due = await this.#deps.db
-      .select({ id: batches.id })
+      .select({ id: batches.id, leaseOwner: batches.leaseOwner })
       .from(batches)
       .where(
         and(
@@ -101,9 +118,11 @@ export class BatchDriver {
       )
       .orderBy(asc(batches.steppedAt))
       .limit(BATCHES_PER_TICK);
-    for (const { id } of due) {
+    for (const { id, leaseOwner } of due) {
       if (this.#stopped) return due.length;
       const b = await this.#claim(id);
+      // Held by another driver until its lease lapsed: that driver died (or stalled) mid-step.
+      if (b && leaseOwner !== null && leaseOwner !== this.#owner) await this.#recover(b);
       if (b) await this.step(b);
       if (b) await progressAfterStep(this.#deps, b);
     }
@@ -219,6 +238,73 @@ export class BatchDriver {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * Taking over a batch from a driver that died: its lines fed (`submitted`) whose job was recorded
+   * (`queued`) or not even that, but never queued on BullMQ, were lost between feeding and queueing.
+   * Their record is dropped (only while still `queued`) and they go back to `pending`: the next feed
+   * submits them again under the same job id. Safe both ways: a job found on its queue is left
+   * alone, and should a lost job turn up after all, BullMQ refuses a second job with its id and a
+   * worker that picks up an ended job finds its terminal frame and stops, so a line runs and is billed once.
+   */
+  async #recover(b: BatchRow): Promise<void> {
+    if (b.status !== 'in_progress' && b.status !== 'cancelling') return;
+    const fed = await this.#pool.query<{ line: number; job_id: string; body: unknown }>(
+      `SELECT line, job_id, body FROM batch_lines WHERE batch_id = $1 AND state = 'submitted'`,
+      [b.id],
+    );
+    if (fed.rows.length === 0) return;
+    const deps = this.#deps;
+    const states = await readJobStates(
+      deps.redis,
+      deps.keys,
+      fed.rows.map((r) => r.job_id),
+    );
+    const unstarted = fed.rows.filter((_, i) => states[i] === undefined || states[i] === 'queued');
+    const lost: { line: number; job: string }[] = [];
+    let next = 0;
+    const work = async () => {
+      for (let i = next++; i < unstarted.length; i = next++) {
+        const row = unstarted[i];
+        if (row && !(await this.#queued(row.job_id, row.body)))
+          lost.push({ line: row.line, job: row.job_id });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RECOVER_CONCURRENCY, unstarted.length) }, work));
+    if (lost.length === 0) return;
+    await Promise.all(
+      lost.map((l) =>
+        deps.redis.eval(
+          DROP_UNQUEUED,
+          2,
+          deps.keys.frames(l.job),
+          deps.keys.meta(l.job),
+          JOB_META_FIELDS.state,
+        ),
+      ),
+    );
+    await this.#pool.query(
+      `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
+      [b.id, lost.map((l) => l.line)],
+    );
+    deps.log.warn(
+      { batch: b.id, lines: lost.length },
+      'batch lines lost before their job was queued: fed again',
+    );
+  }
+
+  /** Whether a line's job is on a queue of its route (any candidate: its first hop's id). */
+  async #queued(jobId: string, body: unknown): Promise<boolean> {
+    let providers: string[];
+    try {
+      providers = [...new Set(this.#deps.router.plan(parseChatRequest(body)).plan.map((c) => c.provider))];
+    } catch {
+      return false; // no route (anymore): it cannot have been queued; feeding it again fails it properly
+    }
+    const id = jobIdForHop(jobId, 0);
+    for (const p of providers) if (await this.#deps.queues.get(p).getJob(id)) return true;
+    return false;
   }
 
   /** Records the lines whose job ended; returns the job ids of those still open. */
@@ -367,6 +453,7 @@ export class BatchDriver {
     const retry: number[] = [];
     let next = 0;
     const rows = picked.rows.sort((x, y) => x.line - y.line);
+    const deps = this.#deps.config.BATCH_TEST_EXIT_BEFORE_QUEUE > 0 ? this.#exitingDeps() : this.#deps;
     const work = async () => {
       for (let i = next++; i < rows.length; i = next++) {
         const row = rows[i];
@@ -381,7 +468,7 @@ export class BatchDriver {
           if (!principal)
             throw new GatewayError({ code: 'internal_error', message: 'batch has no principal' });
           const request = parseChatRequest(row.body);
-          await submitChat(this.#deps, { ...principal }, request, 'async', {
+          await submitChat(deps, { ...principal }, request, 'async', {
             id: job,
             priority: BATCH_PRIORITY,
           });
@@ -416,6 +503,29 @@ export class BatchDriver {
       );
     await this.#record(b.id, ended);
     return rows.length - retry.length;
+  }
+
+  #queuedByHook = 0;
+
+  /**
+   * Test hook (BATCH_TEST_EXIT_BEFORE_QUEUE=n, off by default): the process exits, as if killed, when
+   * its driver is about to queue its n-th line's job, after the line was fed and its job recorded.
+   */
+  #exitingDeps(): IngressDeps {
+    const queues = this.#deps.queues;
+    const at = this.#deps.config.BATCH_TEST_EXIT_BEFORE_QUEUE;
+    const add: ProviderQueues['add'] = (data, attempts, opts) => {
+      if (++this.#queuedByHook >= at) process.exit(TEST_EXIT_CODE);
+      return queues.add(data, attempts, opts);
+    };
+    const wrapped = new Proxy(queues, {
+      get: (t, p) => {
+        if (p === 'add') return add;
+        const v: unknown = Reflect.get(t, p, t);
+        return typeof v === 'function' ? v.bind(t) : v;
+      },
+    });
+    return { ...this.#deps, queues: wrapped };
   }
 
   async #hasPending(batchId: string): Promise<boolean> {
