@@ -5,7 +5,8 @@ import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({ providers: ['openai'] });
+  // Two members in flight at once: the later ones wait their turn, as in any batch of the engine.
+  stack = await startStack({ providers: ['openai'], env: { BATCH_MAX_IN_FLIGHT: '2', BATCH_TICK_MS: '50' } });
   stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 5 });
 }, 90_000);
 afterAll(async () => {
@@ -145,5 +146,106 @@ describe('job batches', () => {
       batch: b.id,
       error: { code: 'not_found' },
     });
+  });
+});
+
+describe('job batches are batches of the one engine', () => {
+  type Status = {
+    status: string;
+    counts: Record<string, number>;
+    jobs: Array<{ index: number; id?: string; status: string }>;
+  };
+  const status = async (id: string) =>
+    (await (await fetch(`${stack.url}/v1/jobs/batches/${id}`, { headers: auth() })).json()) as Status;
+  const job = async (id: string) => {
+    const r = await fetch(`${stack.url}/v1/jobs/${id}`, { headers: auth() });
+    return { code: r.status, body: (await r.json()) as { status: string } };
+  };
+
+  it('runs members a few at a time from Postgres lines; a member not fed yet is a queued job; each is billed once', async () => {
+    stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 20 });
+    try {
+      const b = await createBatch(Array.from({ length: 8 }, (_, i) => chat(`m${i}`)));
+      const ids = b.jobs.map((j) => j.id as string);
+      // The last member waits behind the first ones (two in flight): looked up, it is queued.
+      const last = await job(ids[7] as string);
+      expect(last).toMatchObject({ code: 200, body: { status: 'queued' } });
+      const lines = await stack.sql.query<{ state: string; job_id: string }>(
+        'SELECT state, job_id FROM batch_lines WHERE batch_id = $1 ORDER BY line',
+        [b.id],
+      );
+      expect(lines.rows.map((r) => r.job_id)).toEqual(ids);
+      expect(lines.rows.filter((r) => r.state === 'pending').length).toBeGreaterThan(0);
+      const done = await until(
+        async () => {
+          const s = await status(b.id);
+          return s.status === 'completed' ? s : undefined;
+        },
+        { timeoutMs: 60_000, what: 'the job batch to complete' },
+      );
+      expect(done.counts).toMatchObject({ completed: 8, queued: 0, running: 0 });
+      for (const id of ids) expect((await job(id)).body.status).toBe('completed');
+      await until(
+        async () => {
+          const r = await stack.sql.query<{ request_id: string; n: number }>(
+            `SELECT request_id, count(*)::int AS n FROM usage_events
+             WHERE request_id = ANY($1::text[]) AND outcome = 'success' GROUP BY request_id`,
+            [ids],
+          );
+          return r.rows.length === ids.length && r.rows.every((x) => x.n === 1);
+        },
+        { timeoutMs: 30_000, what: 'each member billed once' },
+      );
+      // The engine's record: the batch ends completed, with no result files; it is no Batch API batch.
+      await until(
+        async () =>
+          (await stack.sql.query('SELECT 1 FROM batches WHERE id = $1 AND status = $2', [b.id, 'completed']))
+            .rowCount === 1,
+        { timeoutMs: 10_000, what: 'the batch row to be finalized' },
+      );
+      const row = await stack.sql.query<{ status: string; output_file_id: string | null }>(
+        'SELECT status, output_file_id FROM batches WHERE id = $1',
+        [b.id],
+      );
+      expect(row.rows[0]?.output_file_id ?? null).toBeNull();
+      const listed = (await (
+        await fetch(`${stack.url}/v1/batches?limit=100`, { headers: auth() })
+      ).json()) as { data: Array<{ id: string }> };
+      expect(listed.data.map((x) => x.id)).not.toContain(b.id);
+      expect((await fetch(`${stack.url}/v1/batches/${b.id}`, { headers: auth() })).status).toBe(404);
+    } finally {
+      stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 5 });
+    }
+  });
+
+  it('cancels: members not started end cancelled (as jobs too), what finished is kept', async () => {
+    stack.fake.configure({ provider: 'openai', tokens: 40, chunkMs: 25 });
+    try {
+      const b = await createBatch(Array.from({ length: 10 }, (_, i) => chat(`c${i}`)));
+      const ids = b.jobs.map((j) => j.id as string);
+      const r = await fetch(`${stack.url}/v1/jobs/batches/${b.id}/cancel`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+      });
+      expect(await r.json()).toMatchObject({ id: b.id, status: 'cancelling' });
+      const done = await until(
+        async () => {
+          const s = await status(b.id);
+          return s.status === 'completed' ? s : undefined;
+        },
+        { timeoutMs: 60_000, what: 'the cancelled job batch to end' },
+      );
+      expect(done.counts.cancelled).toBeGreaterThan(0);
+      expect((done.counts.completed ?? 0) + (done.counts.cancelled ?? 0)).toBe(10);
+      // The last member never started: it is a cancelled job, with a terminal frame to follow.
+      expect((await job(ids[9] as string)).body.status).toBe('cancelled');
+      const ws = connect();
+      await ws.opened;
+      ws.ws.send(JSON.stringify({ op: 'subscribe', batch: b.id }));
+      await ws.waitFor((m) => m.some((x) => x.type === 'batch_end'));
+      ws.ws.close();
+    } finally {
+      stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 5 });
+    }
   });
 });

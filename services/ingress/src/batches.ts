@@ -1,25 +1,38 @@
+import { and, eq } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
+import type { JobMeta } from '@faregate/contracts/job-control';
+import { batches } from '@faregate/db/schema/batches';
 import { readJobStates } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
+import { type BatchRow, keptPrincipal, lineIds } from './openai-batches/batches.ts';
+import { batchDriverOf } from './openai-batches/driver.ts';
 import type { Principal } from './plugins/auth.ts';
-import { parseChatRequest, submitChat } from './submit.ts';
+import { requireScope } from './plugins/auth.ts';
+import { parseChatRequest } from './submit.ts';
 
-/** Most requests one batch may carry (each is its own job, admitted and billed on its own). */
+/**
+ * Job batches (`POST /v1/jobs` with `{ "requests": [ … ] }`): the small, job-shaped form of the one
+ * batch engine (openai-batches/). A job batch is a batch row (`jbat_…`) whose lines are the valid
+ * requests, run by the same driver as a Batch API batch: fed gradually as ordinary async jobs at batch
+ * priority (fair, bounded in flight), each admitted, routed, retried and billed on its own, recovered
+ * after crashes. Each member's job id is derived from the batch and its index, so it is known at once
+ * and looked up and followed as any job; there is no input or result file.
+ */
+
+/** Most requests one job batch may carry (larger batches belong to the Batch API). */
 export const MAX_BATCH = 1000;
-const SUBMIT_CONCURRENCY = 16;
 
 export type BatchEntry =
   | { index: number; id: string }
   | { index: number; error: ReturnType<GatewayError['toBody']>['error'] };
 
-const batchKey = (deps: IngressDeps, id: string) => deps.keys.batch(id);
-const jobsKey = (deps: IngressDeps, id: string) => deps.keys.batchJobs(id);
+const JOB_BATCH_ID = /^jbat_[A-Za-z0-9_-]{10,64}$/;
 
 /**
- * A job batch: many chat requests submitted together, each its own job (admission, routing,
- * retries and billing per job), grouped under one id that can be polled and subscribed to.
- * A request that fails validation or admission is reported at its index; the others run.
+ * Records a job batch: each request is validated (its body, its model's route) on its own and a bad
+ * one is reported at its index; the others become the batch's lines, which the driver runs. Admission
+ * (budget, the key's limits and models) happens as each line is fed: a refused line is a failed job.
  */
 export async function submitBatch(
   deps: IngressDeps,
@@ -33,46 +46,69 @@ export async function submitBatch(
       param: 'requests',
     });
   }
-  const id = newId('jbat');
+  requireScope(principal, 'chat');
+  const id = newId('jbat', 12);
   const created = Date.now();
-  const entries: BatchEntry[] = new Array(requests.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < requests.length; i = next++) {
-      try {
-        const body = parseChatRequest(requests[i]);
-        const data = await submitChat(deps, principal, body, 'async');
-        entries[i] = { index: i, id: data.id };
-      } catch (e) {
-        const ge =
-          e instanceof GatewayError
-            ? e
-            : new GatewayError({ code: 'internal_error', message: 'internal error' });
-        entries[i] = { index: i, error: ge.toBody().error };
-      }
+  const entries: BatchEntry[] = [];
+  const valid: { line: number; body: unknown; job: string }[] = [];
+  for (const [index, body] of requests.entries()) {
+    try {
+      deps.router.plan(parseChatRequest(body));
+      const job = lineIds(id, index).job;
+      valid.push({ line: index, body, job });
+      entries.push({ index, id: job });
+    } catch (e) {
+      const ge =
+        e instanceof GatewayError
+          ? e
+          : new GatewayError({ code: 'internal_error', message: 'internal error' });
+      entries.push({ index, error: ge.toBody().error });
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, requests.length) }, worker));
-  const ttlMs = deps.config.STREAM_TTL_SECONDS * 1000;
-  const m = deps.redis
-    .multi()
-    .hset(
-      batchKey(deps, id),
-      'account',
-      principal.accountId,
-      'created',
-      String(created),
-      'total',
-      String(requests.length),
-    )
-    .pexpire(batchKey(deps, id), ttlMs);
-  // Rejected entries keep their place as '' so indexes line up.
-  m.rpush(jobsKey(deps, id), ...entries.map((e) => ('id' in e ? e.id : ''))).pexpire(
-    jobsKey(deps, id),
-    ttlMs,
-  );
-  await m.exec();
+  }
+  const client = await deps.db.$client.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO batches (id, account_id, key_id, principal, endpoint, input_file_id, completion_window,
+         metadata, status, total, created_at, in_progress_at, expires_at)
+       VALUES ($1, $2, $3, $4, '/v1/chat/completions', '', '24h', $5, $6, $7, $8, $8, $9)`,
+      [
+        id,
+        principal.accountId,
+        principal.keyId,
+        JSON.stringify(keptPrincipal(principal)),
+        JSON.stringify({ requests: String(requests.length) }),
+        // With no valid request there is nothing to run: the batch is done at once.
+        valid.length > 0 ? 'in_progress' : 'completed',
+        valid.length,
+        Math.floor(created / 1000),
+        Math.floor(created / 1000) + deps.config.BATCH_WINDOW_SECONDS,
+      ],
+    );
+    if (valid.length > 0)
+      await client.query(
+        `INSERT INTO batch_lines (batch_id, line, custom_id, body, state, job_id)
+         SELECT $1, l, l::text, b::jsonb, 'pending', j FROM unnest($2::int[], $3::text[], $4::text[]) AS t(l, b, j)`,
+        [id, valid.map((v) => v.line), valid.map((v) => JSON.stringify(v.body)), valid.map((v) => v.job)],
+      );
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    client.release();
+  }
+  batchDriverOf(deps)?.kick();
   return { id, created, entries };
+}
+
+async function jobBatchRow(deps: IngressDeps, accountId: string, id: string): Promise<BatchRow | undefined> {
+  if (!JOB_BATCH_ID.test(id)) return undefined;
+  const [row] = await deps.db
+    .select()
+    .from(batches)
+    .where(and(eq(batches.id, id), eq(batches.accountId, accountId)));
+  return row;
 }
 
 /** The batch's job ids (by index; '' for a request that was refused) if it belongs to this account. */
@@ -80,18 +116,24 @@ export async function ownedBatch(
   deps: IngressDeps,
   principal: Principal,
   id: string,
-): Promise<{ created: number; jobs: string[] } | undefined> {
-  if (!/^jbat_[A-Za-z0-9_-]{10,64}$/.test(id)) return undefined;
-  const [meta, jobs] = await Promise.all([
-    deps.redis.hgetall(batchKey(deps, id)),
-    deps.redis.lrange(jobsKey(deps, id), 0, -1),
-  ]);
-  if (meta.account !== principal.accountId) return undefined;
-  return { created: Number(meta.created), jobs };
+): Promise<{ created: number; jobs: string[]; row: BatchRow } | undefined> {
+  const row = await jobBatchRow(deps, principal.accountId, id);
+  if (!row) return undefined;
+  const meta = row.metadata as { requests?: string } | null;
+  const jobs: string[] = Array.from({ length: Number(meta?.requests ?? row.total) }, () => '');
+  const lines = await deps.db.$client.query<{ line: number }>(
+    'SELECT line FROM batch_lines WHERE batch_id = $1',
+    [id],
+  );
+  for (const { line } of lines.rows) jobs[line] = lineIds(id, line).job;
+  return { created: row.createdAt * 1000, jobs, row };
 }
 
-/** Each member job's state ('rejected' for a refused request, 'expired' once its record is gone), and the counts by state. */
-export async function batchStatus(deps: IngressDeps, jobs: string[]) {
+/**
+ * Each member job's state ('rejected' for a refused request; 'queued' for one not fed yet, whose job
+ * has no record so far; 'expired' once an ended job's record is gone), and the counts by state.
+ */
+export async function batchStatus(deps: IngressDeps, jobs: string[], ended?: Map<string, string>) {
   const members = jobs.filter(Boolean);
   const found = await readJobStates(deps.redis, deps.keys, members);
   const counts: Record<string, number> & { queued: number; running: number } = {
@@ -103,9 +145,47 @@ export async function batchStatus(deps: IngressDeps, jobs: string[]) {
     rejected: 0,
   };
   let k = 0;
-  const states = jobs.map((j) => (j ? (found[k++] ?? 'expired') : 'rejected'));
+  const states = jobs.map((j) => (j ? (found[k++] ?? ended?.get(j) ?? 'queued') : 'rejected'));
   for (const s of states) counts[s] = (counts[s] ?? 0) + 1;
   return { states, counts };
+}
+
+/** Lines that ended with no job record left (expired records, or the batch's window ran out). */
+export async function endedLines(deps: IngressDeps, batchId: string): Promise<Map<string, string>> {
+  const r = await deps.db.$client.query<{ line: number; state: string }>(
+    `SELECT line, state FROM batch_lines WHERE batch_id = $1 AND state NOT IN ('pending', 'submitted')`,
+    [batchId],
+  );
+  return new Map(r.rows.map((x) => [lineIds(batchId, x.line).job, x.state]));
+}
+
+/**
+ * A member of a job batch not fed yet has no job record: it is `queued` (so it can be looked up,
+ * subscribed to and cancelled at once, like any job just submitted).
+ */
+export async function pendingMember(
+  deps: IngressDeps,
+  principal: Principal,
+  jobId: string,
+): Promise<JobMeta | undefined> {
+  const m = /^req_([A-Za-z0-9_-]{10,64})_(\d{1,4})$/.exec(jobId);
+  if (!m) return undefined;
+  const row = await jobBatchRow(deps, principal.accountId, `jbat_${m[1]}`);
+  if (!row) return undefined;
+  const r = await deps.db.$client.query<{ model: string | null; state: string }>(
+    `SELECT body->>'model' AS model, state FROM batch_lines WHERE batch_id = $1 AND line = $2`,
+    [row.id, Number(m[2])],
+  );
+  const line = r.rows[0];
+  // Not fed yet, or fed and its job about to be recorded.
+  if (!line || (line.state !== 'pending' && line.state !== 'submitted')) return undefined;
+  return {
+    account: row.accountId,
+    state: 'queued',
+    model: line.model ?? '',
+    created: row.createdAt * 1000,
+    cancel: false,
+  };
 }
 
 export const notFoundBatch = (id: string) =>

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, lt, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, like, lt, type SQL } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
 import {
@@ -23,13 +23,31 @@ export const ACTIVE = ['validating', 'in_progress', 'finalizing', 'cancelling'] 
 const Metadata = z.record(z.string(), z.string()).nullable();
 const nowS = () => Math.floor(Date.now() / 1000);
 
+/**
+ * Job batches (`POST /v1/jobs` with `requests`, `jbat_…` ids) are batches of this engine too, with
+ * no input file and no result files: their lines are seen as jobs (`/v1/jobs/{id}`, WebSocket).
+ */
+export const isJobBatch = (batchId: string) => batchId.startsWith('jbat_');
+
+/** The batch id without its prefix (`batch_` or `jbat_`): what derived ids are made of. */
+export const batchTail = (batchId: string) => batchId.slice(batchId.indexOf('_') + 1);
+
 /** Ids derived from the batch id: a line's job id (the same after any crash), its output line id, result files. */
 export const lineIds = (batchId: string, line: number) => {
-  const tail = batchId.slice('batch_'.length);
+  const tail = batchTail(batchId);
   return { job: `req_${tail}_${line}`, out: `batch_req_${tail}_${line}` };
 };
 export const resultFileId = (batchId: string, kind: 'output' | 'error') =>
-  `file_${batchId.slice('batch_'.length)}-${kind}`;
+  `file_${batchTail(batchId)}-${kind}`;
+
+/** What the submitting key may do, kept with the batch for its lines. */
+export const keptPrincipal = (principal: Principal): BatchPrincipal => ({
+  accountId: principal.accountId,
+  keyId: principal.keyId,
+  scopes: principal.scopes,
+  allowedModels: principal.allowedModels,
+  ...(principal.limits ? { limits: principal.limits } : {}),
+});
 
 /** OpenAI's batch object. */
 export function batchView(b: BatchRow): BatchObject {
@@ -94,13 +112,7 @@ export async function createBatch(
       param: 'input_file_id',
     });
   const created = nowS();
-  const kept: BatchPrincipal = {
-    accountId: principal.accountId,
-    keyId: principal.keyId,
-    scopes: principal.scopes,
-    allowedModels: principal.allowedModels,
-    ...(principal.limits ? { limits: principal.limits } : {}),
-  };
+  const kept = keptPrincipal(principal);
   const [row] = await deps.db
     .insert(batches)
     .values({
@@ -127,7 +139,8 @@ export async function listBatches(
   accountId: string,
   q: { after?: string; limit: number },
 ): Promise<{ data: BatchRow[]; hasMore: boolean }> {
-  const where: SQL[] = [eq(batches.accountId, accountId)];
+  // Job batches are listed as jobs, not here.
+  const where: SQL[] = [eq(batches.accountId, accountId), like(batches.id, 'batch\\_%')];
   if (q.after) {
     const cursor = await ownedBatch(deps, accountId, q.after);
     if (!cursor) throw batchNotFound(q.after);

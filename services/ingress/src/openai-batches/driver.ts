@@ -13,7 +13,7 @@ import type { IngressDeps } from '../deps.ts';
 import { fileStore, ownedFile } from '../files/files.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { parseChatRequest, submitChat } from '../submit.ts';
-import { ACTIVE, type BatchRow, lineIds, resultFileId } from './batches.ts';
+import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
 import { progressAfterStep, publishLines } from './progress.ts';
 import { type ValidLine, validateLines } from './validate.ts';
 
@@ -48,6 +48,12 @@ type Ended = {
   result: BatchOutputLine | null;
 };
 
+/** A line body's model, for its job's record. */
+const modelOf = (body: unknown): string => {
+  const m = body && typeof body === 'object' ? (body as { model?: unknown }).model : undefined;
+  return typeof m === 'string' ? m.slice(0, 200) : '';
+};
+
 const EXPIRED: BatchOutputLine['error'] = {
   code: 'batch_expired',
   message: 'This request could not be executed before the completion window expired.',
@@ -64,6 +70,11 @@ const EXPIRED: BatchOutputLine['error'] = {
 /** How often an idle driver (no active batch it may step) looks for new batches. */
 const IDLE_TICK_MS = 1_000;
 
+const drivers = new WeakMap<IngressDeps, BatchDriver>();
+
+/** The batch driver running on these deps (the ingress process's), if one was started. */
+export const batchDriverOf = (deps: IngressDeps): BatchDriver | undefined => drivers.get(deps);
+
 export class BatchDriver {
   readonly #deps: IngressDeps;
   readonly #pool: pg.Pool;
@@ -78,7 +89,10 @@ export class BatchDriver {
   }
 
   start(): void {
+    drivers.set(this.#deps, this);
     const loop = () => {
+      this.#waiting = false;
+      this.#kicked = false;
       if (this.#stopped) return;
       let busy = true;
       this.#running = this.tick()
@@ -89,13 +103,34 @@ export class BatchDriver {
         .finally(() => {
           // With no batch to step, look again within a second, not every tick: no query every
           // 100 ms in every ingress of a gateway that runs no batch.
-          const ms = busy
-            ? this.#deps.config.BATCH_TICK_MS
-            : Math.max(this.#deps.config.BATCH_TICK_MS, IDLE_TICK_MS);
-          if (!this.#stopped) this.#timer = setTimeout(loop, ms);
+          const ms = this.#kicked
+            ? 0
+            : busy
+              ? this.#deps.config.BATCH_TICK_MS
+              : Math.max(this.#deps.config.BATCH_TICK_MS, IDLE_TICK_MS);
+          if (this.#stopped) return;
+          this.#timer = setTimeout(loop, ms);
+          this.#waiting = true;
         });
     };
+    this.#loop = loop;
     loop();
+  }
+
+  #loop: (() => void) | undefined;
+  /** Between ticks (a timer is set); `#kicked`: a batch was created during a tick. */
+  #waiting = false;
+  #kicked = false;
+
+  /** A batch was just created here: step it now rather than at the next (maybe idle) tick. */
+  kick(): void {
+    if (this.#stopped || !this.#loop) return;
+    if (!this.#waiting) {
+      this.#kicked = true; // mid-tick: the next one starts at once
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#loop();
   }
 
   async stop(): Promise<void> {
@@ -357,9 +392,10 @@ export class BatchDriver {
             ? new GatewayError(f.error)
             : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' });
         if (state === 'cancelled' || ge.code === 'cancelled') {
-          // Stopped by the batch's cancel or expiry: not a failure of the request.
+          // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's
+          // cancel): not a failure of the request.
           ended.push(
-            b.status === 'cancelling'
+            b.status === 'cancelling' || nowS() < b.expiresAt
               ? { line: row.line, state: 'cancelled', result: null }
               : {
                   line: row.line,
@@ -492,6 +528,18 @@ export class BatchDriver {
               error: null,
             },
           });
+          // The line's job ends failed too, as any job would: its record and terminal frame (a job
+          // batch's member is looked up and followed as a job).
+          await this.#deps.store
+            .append(job, [{ type: 'error', status: ge.status, error: ge.toJSON() }], {
+              owner: '',
+              ttlMs: this.#deps.config.STREAM_TTL_SECONDS * 1000,
+              state: 'failed',
+              record: { account: b.accountId, model: modelOf(row.body), created: Date.now() },
+            })
+            .catch((err: unknown) =>
+              this.#deps.log.warn({ err, job }, 'could not record a failed batch line'),
+            );
         }
       }
     };
@@ -538,6 +586,35 @@ export class BatchDriver {
 
   /** Cancel or expiry: lines not fed end at once; open ones are asked to stop. */
   async #stopLines(b: BatchRow, open: { job: string }[], why: 'cancelled' | 'expired'): Promise<void> {
+    const ttlMs = this.#deps.config.STREAM_TTL_SECONDS * 1000;
+    if (isJobBatch(b.id)) {
+      // A job batch's members are jobs someone may follow: those never fed end as cancelled jobs.
+      const r = await this.#pool.query<{ line: number; model: string | null }>(
+        `SELECT line, body->>'model' AS model FROM batch_lines WHERE batch_id = $1 AND state = 'pending'`,
+        [b.id],
+      );
+      const error = new GatewayError({
+        code: 'cancelled',
+        message:
+          why === 'cancelled'
+            ? 'The batch was cancelled before this request ran.'
+            : "The batch's completion window ended before this request ran.",
+      });
+      await Promise.all(
+        r.rows.map((row) =>
+          this.#deps.store.append(
+            lineIds(b.id, row.line).job,
+            [{ type: 'error', status: error.status, error: error.toJSON() }],
+            {
+              owner: '',
+              ttlMs,
+              state: 'cancelled',
+              record: { account: b.accountId, model: row.model ?? '', created: Date.now() },
+            },
+          ),
+        ),
+      );
+    }
     if (why === 'cancelled') {
       await this.#pool.query(
         `UPDATE batch_lines SET state = 'cancelled', body = NULL WHERE batch_id = $1 AND state = 'pending'`,
@@ -549,10 +626,9 @@ export class BatchDriver {
            result = jsonb_build_object('id', 'batch_req_' || $2 || '_' || line, 'custom_id', custom_id,
                                        'response', NULL, 'error', $3::jsonb)
          WHERE batch_id = $1 AND state = 'pending'`,
-        [b.id, b.id.slice('batch_'.length), JSON.stringify(EXPIRED)],
+        [b.id, batchTail(b.id), JSON.stringify(EXPIRED)],
       );
     }
-    const ttlMs = this.#deps.config.STREAM_TTL_SECONDS * 1000;
     await Promise.all(open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs)));
   }
 
@@ -570,12 +646,12 @@ export class BatchDriver {
         .returning();
       if (!f) return; // changed meanwhile (a cancel): the next step sees it
     }
-    const output = await this.#writeResults(b, 'output', `state = 'completed'`);
-    const error = await this.#writeResults(
-      b,
-      'error',
-      `state IN ('failed', 'expired') AND result IS NOT NULL`,
-    );
+    // A job batch's results are its jobs': no result files.
+    const jobs = isJobBatch(b.id);
+    const output = jobs ? null : await this.#writeResults(b, 'output', `state = 'completed'`);
+    const error = jobs
+      ? null
+      : await this.#writeResults(b, 'error', `state IN ('failed', 'expired') AND result IS NOT NULL`);
     const at =
       final === 'cancelled'
         ? { cancelledAt: now }

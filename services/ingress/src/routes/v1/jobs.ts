@@ -7,7 +7,16 @@ import type { JobView, SubmittedJob } from '@faregate/contracts/job-api';
 import { isFinalState, type JobMeta } from '@faregate/contracts/job-control';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { batchStatus, notFoundBatch, ownedBatch, submitBatch } from '../../batches.ts';
+import {
+  batchStatus,
+  endedLines,
+  notFoundBatch,
+  ownedBatch,
+  pendingMember,
+  submitBatch,
+} from '../../batches.ts';
+import { cancelBatch } from '../../openai-batches/batches.ts';
+import type { Principal } from '../../plugins/auth.ts';
 import { markRunning } from '../../idempotency.ts';
 import { cancelJob, JobsBody, ownedJob, submitChat } from '../../submit.ts';
 
@@ -38,6 +47,11 @@ async function jobView(deps: IngressDeps, id: string, meta: JobMeta): Promise<Jo
     }
   }
   return view;
+}
+
+/** A job's record, or a job batch's member not fed yet (`queued`, no record so far). */
+async function findJob(deps: IngressDeps, principal: Principal, id: string): Promise<JobMeta | undefined> {
+  return (await ownedJob(deps, principal, id)) ?? (await pendingMember(deps, principal, id));
 }
 
 export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
@@ -77,7 +91,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   typed.get('/v1/jobs/batches/:id', { schema: { params: IdParams } }, async (req) => {
     const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
-    const { states, counts } = await batchStatus(deps, b.jobs);
+    const { states, counts } = await batchStatus(deps, b.jobs, await endedLines(deps, req.params.id));
     const open = counts.queued + counts.running;
     return {
       id: req.params.id,
@@ -95,23 +109,19 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   typed.post('/v1/jobs/batches/:id/cancel', { schema: { params: IdParams } }, async (req) => {
     const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
-    const { states } = await batchStatus(deps, b.jobs);
-    await Promise.all(
-      b.jobs.map((j, i) =>
-        j && (states[i] === 'queued' || states[i] === 'running') ? cancelJob(deps, j) : undefined,
-      ),
-    );
+    // The batch engine's cancel: no more members start, those running are stopped.
+    await cancelBatch(deps, b.row);
     return { id: req.params.id, object: 'job.batch', status: 'cancelling' };
   });
 
   typed.get('/v1/jobs/:id', { schema: { params: IdParams } }, async (req) => {
-    const meta = await ownedJob(deps, principalOf(req), req.params.id);
+    const meta = await findJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     return jobView(deps, req.params.id, meta);
   });
 
   typed.post('/v1/jobs/:id/cancel', { schema: { params: IdParams } }, async (req) => {
-    const meta = await ownedJob(deps, principalOf(req), req.params.id);
+    const meta = await findJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     if (!isFinalState(meta.state)) await cancelJob(deps, req.params.id);
     return {
