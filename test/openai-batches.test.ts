@@ -5,6 +5,7 @@ import { BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 import { adminCall } from './support/calls.ts';
+import { type Backend, backends } from './support/s3.ts';
 
 /** OpenAI's Batch API through the official SDK, against the real services (the fake provider the only fake). */
 let stack: Stack;
@@ -12,21 +13,6 @@ let client: OpenAI;
 let other: OpenAI;
 
 const admin = (method: string, path: string, body?: unknown) => adminCall(stack, method, path, body);
-
-beforeAll(async () => {
-  stack = await startStack({
-    providers: ['openai'],
-    env: { BATCH_TICK_MS: '50', BATCH_MAX_IN_FLIGHT: '16' },
-  });
-  stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
-  client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
-  const acc = await admin('POST', '/admin/v1/accounts', { name: 'other tenant' });
-  const k = await admin('POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
-  other = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: String(k.key), maxRetries: 0 });
-}, 90_000);
-afterAll(async () => {
-  await stack?.stop();
-});
 
 const req = (id: string, content: string, model = 'gpt-4o-mini') => ({
   custom_id: id,
@@ -68,7 +54,26 @@ async function linesOf(fileId: string | null | undefined) {
     .map((l) => BatchOutputLine.strict().parse(JSON.parse(l)));
 }
 
-describe('batches', () => {
+describe.each(Object.keys(backends))('batches (files stored in %s)', (backendName) => {
+  let backend: Backend;
+  beforeAll(async () => {
+    backend = await (backends[backendName] as () => Promise<Backend>)();
+    stack = await startStack({
+      providers: ['openai'],
+      env: { BATCH_TICK_MS: '50', BATCH_MAX_IN_FLIGHT: '16' },
+      ingressEnv: backend.env,
+    });
+    stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+    const acc = await admin('POST', '/admin/v1/accounts', { name: 'other tenant' });
+    const k = await admin('POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
+    other = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: String(k.key), maxRetries: 0 });
+  }, 90_000);
+  afterAll(async () => {
+    await stack?.stop();
+    await backend?.stop();
+  });
+
   it('runs every line as a request and writes the output file in OpenAI line format', async () => {
     const b = await start(
       Array.from({ length: 6 }, (_, i) => req(`line-${i}`, `question ${i}`)),

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './support/stack.ts';
 import { adminCall } from './support/calls.ts';
 import { until } from '@faregate/testing/env';
-import { type S3Server, startS3Server } from './support/s3.ts';
+import { type Backend, backends } from './support/s3.ts';
 
 /**
  * OpenAI's Files API through the official SDK, against the real ingress, once per storage backend:
@@ -31,34 +31,6 @@ import { type S3Server, startS3Server } from './support/s3.ts';
  */
 const MAX_BYTES = 12 * 1024 * 1024;
 const MAX_LINES = 100;
-
-/** A storage backend: the ingress's environment for it, and the file ids that have bytes in it. */
-interface Backend {
-  env: Record<string, string>;
-  storedIds(stack: Stack): Promise<string[]>;
-  stop(): Promise<void>;
-}
-
-const pgChunkIds = async (stack: Stack) =>
-  (await stack.sql.query<{ file_id: string }>('SELECT DISTINCT file_id FROM file_chunks')).rows.map(
-    (r) => r.file_id,
-  );
-
-const backends: Record<string, () => Promise<Backend>> = {
-  postgres: async () => ({ env: {}, storedIds: pgChunkIds, stop: async () => {} }),
-  s3: async () => {
-    const s3: S3Server = await startS3Server();
-    return {
-      env: s3.env,
-      storedIds: async (stack) => {
-        // Nothing of a file kept in S3 lands in Postgres.
-        expect(await pgChunkIds(stack)).toEqual([]);
-        return s3.fileIds();
-      },
-      stop: () => s3.stop(),
-    };
-  },
-};
 
 describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
   let stack: Stack;

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { expect } from 'vitest';
 import { until } from '@faregate/testing/env';
-import { freePort } from './stack.ts';
+import { freePort, type Stack } from './stack.ts';
 
 /**
  * A real S3-compatible server for the tests: moto's server mode (`moto_server`, from PyPI's
@@ -94,3 +95,32 @@ export async function startS3Server(): Promise<S3Server> {
     },
   };
 }
+
+/** A storage backend the file tests run against: the ingress's environment for it, the file ids with bytes in it. */
+export interface Backend {
+  env: Record<string, string>;
+  storedIds(stack: Stack): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+const pgChunkIds = async (stack: Stack) =>
+  (await stack.sql.query<{ file_id: string }>('SELECT DISTINCT file_id FROM file_chunks')).rows.map(
+    (r) => r.file_id,
+  );
+
+/** Postgres (the default) and an S3-compatible server (moto), each real. */
+export const backends: Record<string, () => Promise<Backend>> = {
+  postgres: async () => ({ env: {}, storedIds: pgChunkIds, stop: async () => {} }),
+  s3: async () => {
+    const s3 = await startS3Server();
+    return {
+      env: s3.env,
+      storedIds: async (stack) => {
+        // Nothing of a file kept in S3 lands in Postgres.
+        expect(await pgChunkIds(stack)).toEqual([]);
+        return s3.fileIds();
+      },
+      stop: () => s3.stop(),
+    };
+  },
+};
