@@ -218,34 +218,50 @@ describe('job batches are batches of the one engine', () => {
     }
   });
 
-  it('cancels: members not started end cancelled (as jobs too), what finished is kept', async () => {
-    stack.fake.configure({ provider: 'openai', tokens: 40, chunkMs: 25 });
-    try {
-      const b = await createBatch(Array.from({ length: 10 }, (_, i) => chat(`c${i}`)));
-      const ids = b.jobs.map((j) => j.id as string);
-      const r = await fetch(`${stack.url}/v1/jobs/batches/${b.id}/cancel`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${stack.apiKey}` },
-      });
-      expect(await r.json()).toMatchObject({ id: b.id, status: 'cancelling' });
-      const done = await until(
-        async () => {
-          const s = await status(b.id);
-          return s.status === 'completed' ? s : undefined;
-        },
-        { timeoutMs: 60_000, what: 'the cancelled job batch to end' },
-      );
-      expect(done.counts.cancelled).toBeGreaterThan(0);
-      expect((done.counts.completed ?? 0) + (done.counts.cancelled ?? 0)).toBe(10);
-      // The last member never started: it is a cancelled job, with a terminal frame to follow.
-      expect((await job(ids[9] as string)).body.status).toBe('cancelled');
-      const ws = connect();
-      await ws.opened;
-      ws.ws.send(JSON.stringify({ op: 'subscribe', batch: b.id }));
-      await ws.waitFor((m) => m.some((x) => x.type === 'batch_end'));
-      ws.ws.close();
-    } finally {
-      stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 5 });
-    }
-  });
+  it.each(['http', 'ws'] as const)(
+    'cancels (%s): members not started end cancelled (as jobs too), what finished is kept',
+    async (via) => {
+      stack.fake.configure({ provider: 'openai', tokens: 40, chunkMs: 25 });
+      try {
+        const b = await createBatch(Array.from({ length: 10 }, (_, i) => chat(`c${i}`)));
+        const ids = b.jobs.map((j) => j.id as string);
+        if (via === 'http') {
+          const r = await fetch(`${stack.url}/v1/jobs/batches/${b.id}/cancel`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${stack.apiKey}` },
+          });
+          expect(await r.json()).toMatchObject({ id: b.id, status: 'cancelling' });
+        } else {
+          // Over the socket: the same engine cancel as the HTTP route.
+          const c = connect();
+          await c.opened;
+          c.ws.send(JSON.stringify({ op: 'cancel', batch: b.id, id: 'c' }));
+          await c.waitFor((m) => m.some((x) => x.type === 'ack' && (x as { id?: string }).id === 'c'));
+          c.ws.close();
+          const row = await stack.sql.query<{ status: string }>('SELECT status FROM batches WHERE id = $1', [
+            b.id,
+          ]);
+          expect(['cancelling', 'cancelled']).toContain(row.rows[0]?.status);
+        }
+        const done = await until(
+          async () => {
+            const s = await status(b.id);
+            return s.status === 'completed' ? s : undefined;
+          },
+          { timeoutMs: 60_000, what: 'the cancelled job batch to end' },
+        );
+        expect(done.counts.cancelled).toBeGreaterThan(0);
+        expect((done.counts.completed ?? 0) + (done.counts.cancelled ?? 0)).toBe(10);
+        // The last member never started: it is a cancelled job, with a terminal frame to follow.
+        expect((await job(ids[9] as string)).body.status).toBe('cancelled');
+        const ws = connect();
+        await ws.opened;
+        ws.ws.send(JSON.stringify({ op: 'subscribe', batch: b.id }));
+        await ws.waitFor((m) => m.some((x) => x.type === 'batch_end'));
+        ws.ws.close();
+      } finally {
+        stack.fake.configure({ provider: 'openai', tokens: 30, chunkMs: 5 });
+      }
+    },
+  );
 });

@@ -96,9 +96,6 @@ export interface Keys {
   idempotency(accountId: string, keyHash: string): string;
   /** Where a stream's consumer puts entries it cannot parse. */
   deadLetters(stream: string): string;
-  /** A job batch's record (hash) and its job ids (list); both tagged `{<batch id>}`. */
-  batch(batchId: string): string;
-  batchJobs(batchId: string): string;
 }
 
 export function makeKeys(prefix = 'fg'): Keys {
@@ -135,7 +132,5 @@ export function makeKeys(prefix = 'fg'): Keys {
     replyChannel: (instance) => `${prefix}:reply:${instance}`,
     idempotency: (accountId, keyHash) => `${prefix}:idem:${accountId}:${keyHash}`,
     deadLetters: (stream) => `${stream}:dead`,
-    batch: (id) => `${prefix}:{${id}}:b`,
-    batchJobs: (id) => `${prefix}:{${id}}:j`,
   };
 }

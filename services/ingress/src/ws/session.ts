@@ -4,7 +4,7 @@ import { isTerminalRaw } from '@faregate/contracts/frames';
 import type { ClientOp, ServerReplyBody } from '@faregate/contracts/ws';
 import { followJob, type FollowHandle } from '@faregate/queue/follow';
 import { seqOf } from '@faregate/queue/frame-store';
-import { batchStatus, MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
+import { MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
 import type { IngressDeps } from '../deps.ts';
 import { batchView, cancelBatch, ownedBatch as ownedOpenAIBatch } from '../openai-batches/batches.ts';
 import { followProgress } from '../openai-batches/progress-follow.ts';
@@ -130,12 +130,9 @@ export class StreamSession {
         if (msg.batch) {
           const b = await ownedBatch(this.#deps, this.#principal, msg.batch);
           if (!b) throw notFoundBatch(msg.batch);
-          const { states } = await batchStatus(this.#deps, b.jobs);
-          await Promise.all(
-            b.jobs.map((j, i) =>
-              j && (states[i] === 'queued' || states[i] === 'running') ? cancelJob(this.#deps, j) : undefined,
-            ),
-          );
+          // The batch engine's cancel, as POST /v1/jobs/batches/{id}/cancel: no more members start,
+          // those running are stopped, those never started end cancelled.
+          await cancelBatch(this.#deps, b.row);
           return this.#reply({ type: 'ack', op: 'cancel', batch: msg.batch, ...tag });
         }
         const job = msg.job ?? '';
