@@ -13,6 +13,7 @@ import {
   listBatches,
   ownedBatch,
 } from '../../openai-batches/batches.ts';
+import { batchDriverOf } from '../../openai-batches/driver.ts';
 
 const IdParams = z.object({ id: z.string().max(200) });
 const CreateBody = requestBody(['input_file_id', 'endpoint', 'completion_window'], BatchCreate);
@@ -28,9 +29,12 @@ const ListQuery = z.object({
 export async function batchRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const typed = app.withTypeProvider<ZodTypeProvider>();
 
-  typed.post('/v1/batches', { schema: { body: CreateBody } }, async (req) =>
-    batchView(await createBatch(deps, principalOf(req), req.body)),
-  );
+  typed.post('/v1/batches', { schema: { body: CreateBody } }, async (req) => {
+    const row = await createBatch(deps, principalOf(req), req.body);
+    // Validate and start it now, not at this ingress's next idle look (up to a second away).
+    batchDriverOf(deps)?.kick();
+    return batchView(row);
+  });
 
   typed.get('/v1/batches', { schema: { querystring: ListQuery } }, async (req) => {
     const { data, hasMore } = await listBatches(deps, principalOf(req).accountId, req.query);
