@@ -1,7 +1,8 @@
 import OpenAI, { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchOutputLine } from '@faregate/contracts/openai-batches';
+import { type BatchEndpoint, BatchOutputLine } from '@faregate/contracts/openai-batches';
+import { fakeVector } from '@faregate/fake-provider/embeddings';
 import { until } from '@faregate/testing/env';
 import { type Stack, startStack } from './support/stack.ts';
 import { adminCall } from './support/calls.ts';
@@ -26,11 +27,29 @@ const jsonl = (lines: unknown[]) =>
 async function upload(text: string, c = client) {
   return c.files.create({ file: await toFile(Buffer.from(text), 'batch.jsonl'), purpose: 'batch' });
 }
-async function start(lines: unknown[], metadata?: Record<string, string>) {
+/** An embeddings line. */
+const emb = (id: string, body: Record<string, unknown>) => ({
+  custom_id: id,
+  method: 'POST',
+  url: '/v1/embeddings',
+  body: { model: 'text-embedding-3-small', ...body },
+});
+/** A Responses line. */
+const resp = (id: string, body: Record<string, unknown>) => ({
+  custom_id: id,
+  method: 'POST',
+  url: '/v1/responses',
+  body: { model: 'gpt-4o-mini', ...body },
+});
+async function start(
+  lines: unknown[],
+  metadata?: Record<string, string>,
+  endpoint: BatchEndpoint = '/v1/chat/completions',
+) {
   const f = await upload(jsonl(lines));
   return client.batches.create({
     input_file_id: f.id,
-    endpoint: '/v1/chat/completions',
+    endpoint,
     completion_window: '24h',
     ...(metadata ? { metadata } : {}),
   });
@@ -43,6 +62,19 @@ async function ended(id: string, c = client, timeoutMs = 60_000): Promise<Batch>
       return ENDED.includes(b.status) ? b : undefined;
     },
     { timeoutMs, intervalMs: 100, what: `batch ${id} to end` },
+  );
+}
+/** The request's usage rows once billing has settled its final event. */
+async function settled(requestId: string) {
+  return until(
+    async () => {
+      const r = await stack.sql.query(
+        'SELECT model, input_tokens, output_tokens, final, outcome FROM usage_events WHERE request_id = $1',
+        [requestId],
+      );
+      return r.rows.some((x) => x.final) ? r.rows : undefined;
+    },
+    { timeoutMs: 15_000, what: `usage of ${requestId}` },
   );
 }
 async function linesOf(fileId: string | null | undefined) {
@@ -235,6 +267,202 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       const e = ((await r.json()) as { error: { type: string; param: string | null } }).error;
       expect(e.type).toBe('invalid_request_error');
       expect(e.param).toBe(param);
+    }
+  });
+
+  it('runs an embeddings batch: each line an embeddings request, its body the embeddings list, billed once', async () => {
+    const b = await start(
+      [
+        emb('one', { input: 'hello world' }),
+        emb('many', { input: ['first', 'second', 'third'] }),
+        emb('short', { model: 'text-embedding-3-large', input: 'shortened', dimensions: 256 }),
+        emb('b64', { input: 'bytes', encoding_format: 'base64' }),
+      ],
+      undefined,
+      '/v1/embeddings',
+    );
+    expect(b.endpoint).toBe('/v1/embeddings');
+    const done = await ended(b.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 4, completed: 4, failed: 0 });
+    expect(done.error_file_id).toBeNull();
+    const out = await linesOf(done.output_file_id);
+    expect(out.map((l) => l.custom_id)).toEqual(['one', 'many', 'short', 'b64']);
+    const bodies = out.map((l) => {
+      expect(l.error).toBeNull();
+      expect(l.response?.status_code).toBe(200);
+      return l.response?.body as {
+        object: string;
+        model: string;
+        data: { object: string; index: number; embedding: number[] | string }[];
+        usage: { prompt_tokens: number; total_tokens: number };
+      };
+    });
+    for (const body of bodies) {
+      expect(body.object).toBe('list');
+      expect(body.usage.prompt_tokens).toBeGreaterThan(0);
+      for (const [i, d] of body.data.entries()) expect(d).toMatchObject({ object: 'embedding', index: i });
+    }
+    const [one, many, short, b64] = bodies;
+    expect(one?.data.map((d) => d.embedding)).toEqual([
+      fakeVector('text-embedding-3-small', 'hello world', 1536),
+    ]);
+    expect(many?.data.map((d) => d.embedding)).toEqual(
+      ['first', 'second', 'third'].map((t) => fakeVector('text-embedding-3-small', t, 1536)),
+    );
+    expect(short?.data[0]?.embedding).toHaveLength(256);
+    expect(short?.data[0]?.embedding).toEqual(fakeVector('text-embedding-3-large', 'shortened', 256));
+    // base64: the float32 bytes of the vector, as the live door answers it.
+    const raw = Buffer.from(String(b64?.data[0]?.embedding), 'base64');
+    const floats = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    expect(floats).toHaveLength(1536);
+    expect(Array.from(floats)).toEqual(
+      Array.from(new Float32Array(fakeVector('text-embedding-3-small', 'bytes', 1536))),
+    );
+    // Billed once per line, under the line's request id, for its input tokens (no output).
+    for (const [i, l] of out.entries()) {
+      const rows = await settled(l.response?.request_id ?? '');
+      const ok = rows.filter((r) => r.outcome === 'success');
+      expect(ok).toHaveLength(1);
+      expect(ok[0]?.input_tokens).toBe(bodies[i]?.usage.prompt_tokens);
+      expect(ok[0]?.output_tokens).toBe(0);
+    }
+  });
+
+  it('runs a responses batch: each output body is a Responses API object, billed once', async () => {
+    const b = await start(
+      [
+        resp('plain', { input: 'What is a batch?' }),
+        resp('items', {
+          instructions: 'Be brief.',
+          input: [{ role: 'user', content: [{ type: 'input_text', text: 'Say hi.' }] }],
+          max_output_tokens: 50,
+          metadata: { run: 'r1' },
+        }),
+      ],
+      undefined,
+      '/v1/responses',
+    );
+    expect(b.endpoint).toBe('/v1/responses');
+    const done = await ended(b.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    const out = await linesOf(done.output_file_id);
+    expect(out.map((l) => l.custom_id)).toEqual(['plain', 'items']);
+    for (const l of out) {
+      expect(l.response?.status_code).toBe(200);
+      const body = l.response?.body as {
+        object: string;
+        status: string;
+        output: { type: string; role?: string; content?: { type: string; text: string }[] }[];
+        usage: { input_tokens: number; output_tokens: number; total_tokens: number };
+      };
+      expect(body).toMatchObject({ object: 'response', status: 'completed' });
+      const message = body.output.find((o) => o.type === 'message');
+      expect(message?.role).toBe('assistant');
+      expect(message?.content?.[0]?.type).toBe('output_text');
+      expect(message?.content?.[0]?.text.length).toBeGreaterThan(0);
+      expect(body.usage.total_tokens).toBe(body.usage.input_tokens + body.usage.output_tokens);
+      const rows = await settled(l.response?.request_id ?? '');
+      const ok = rows.filter((r) => r.outcome === 'success');
+      expect(ok).toHaveLength(1);
+      expect(ok[0]?.output_tokens).toBe(body.usage.output_tokens);
+    }
+    // The request's own fields are echoed, as the live door does.
+    expect(out[1]?.response?.body).toMatchObject({
+      instructions: 'Be brief.',
+      max_output_tokens: 50,
+      metadata: { run: 'r1' },
+    });
+  });
+
+  it('fails an embeddings or responses batch naming each line whose url is not the batch endpoint', async () => {
+    for (const [endpoint, good, wrong] of [
+      ['/v1/embeddings', emb('a', { input: 'x' }), req('b', 'x')],
+      ['/v1/responses', resp('a', { input: 'x' }), { ...emb('b', { input: 'x' }) }],
+      ['/v1/embeddings', emb('a', { input: 'x' }), { ...emb('b', { input: 'x' }), url: '/v1/responses' }],
+    ] as const) {
+      const b = await start([good, wrong, good], undefined, endpoint);
+      const done = await ended(b.id);
+      expect(done.status).toBe('failed');
+      expect((done.errors?.data ?? []).map((e) => [e.line, e.code, e.param])).toEqual([
+        [2, 'invalid_url', 'url'],
+        [3, 'duplicate_custom_id', 'custom_id'],
+      ]);
+      expect(done.errors?.data?.[0]?.message).toContain(`(${endpoint})`);
+    }
+  });
+
+  it("validates each line's body as its endpoint's door does: a bad one ends in the error file, the rest run", async () => {
+    const e = await start(
+      [
+        emb('ok', { input: 'fine' }),
+        // A chat body sent to the embeddings endpoint.
+        { ...req('chat-body', 'x'), url: '/v1/embeddings' },
+        emb('empty', { input: '' }),
+        emb('dims', { model: 'text-embedding-3-small', input: 'x', dimensions: 0 }),
+        emb('chat-model', { model: 'gpt-4o-mini', input: 'x' }),
+      ],
+      undefined,
+      '/v1/embeddings',
+    );
+    const r = await start(
+      [
+        resp('ok', { input: 'fine' }),
+        // A chat body sent to the responses endpoint.
+        { ...req('chat-body', 'x'), url: '/v1/responses' },
+        resp('stored', { input: 'x', previous_response_id: 'resp_1' }),
+        resp('bad-tokens', { input: 'x', max_output_tokens: 'many' }),
+      ],
+      undefined,
+      '/v1/responses',
+    );
+    const expectations = [
+      [
+        e,
+        ['ok'],
+        [
+          ['chat-body', 400, 'input'],
+          ['empty', 400, 'input'],
+          ['dims', 400, 'dimensions'],
+          ['chat-model', 400, 'model'],
+        ],
+      ],
+      [
+        r,
+        ['ok'],
+        [
+          ['chat-body', 400, 'input'],
+          ['stored', 400, 'previous_response_id'],
+          ['bad-tokens', 400, 'max_output_tokens'],
+        ],
+      ],
+    ] as const;
+    for (const [b, okIds, bad] of expectations) {
+      const done = await ended(b.id);
+      expect(done.status).toBe('completed');
+      expect(done.request_counts).toEqual({
+        total: okIds.length + bad.length,
+        completed: 1,
+        failed: bad.length,
+      });
+      expect((await linesOf(done.output_file_id)).map((l) => l.custom_id)).toEqual([...okIds]);
+      const errs = await linesOf(done.error_file_id);
+      expect(
+        errs.map((l) => {
+          const body = l.response?.body as { error: { type: string; param: string | null } };
+          expect(body.error.type).toBe('invalid_request_error');
+          expect(l.error).toBeNull();
+          return [l.custom_id, l.response?.status_code, body.error.param];
+        }),
+      ).toEqual(bad.map((x) => [...x]));
+      // Refused before anything was held or billed.
+      for (const l of errs) {
+        const u = await stack.sql.query('SELECT count(*)::int AS n FROM usage_events WHERE request_id = $1', [
+          l.response?.request_id,
+        ]);
+        expect(u.rows[0].n).toBe(0);
+      }
     }
   });
 

@@ -17,8 +17,12 @@ export type FileObject = z.infer<typeof FileObject>;
 /** Purposes callers may upload with, and those the gateway writes (batch results). */
 export const UPLOAD_PURPOSES = ['batch'] as const;
 
-/** The endpoints a batch may target (the doors that run as jobs). */
-export const BATCH_ENDPOINTS = ['/v1/chat/completions'] as const;
+/**
+ * The endpoints a batch may target: the doors whose requests run as jobs (as OpenAI's Batch API:
+ * chat completions, embeddings, responses). Every line's `url` is the batch's endpoint.
+ */
+export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'] as const;
+export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
 
 /** `POST /v1/batches`. */
 export const BatchCreate = z.strictObject({

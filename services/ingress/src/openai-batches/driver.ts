@@ -12,8 +12,8 @@ import type pg from 'pg';
 import type { IngressDeps } from '../deps.ts';
 import { fileStore, ownedFile } from '../files/files.ts';
 import type { Principal } from '../plugins/auth.ts';
-import { parseChatRequest, submitChat } from '../submit.ts';
 import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
+import { lineEndpoint } from './endpoints.ts';
 import { progressAfterStep, publishLines } from './progress.ts';
 import { type ValidLine, validateLines } from './validate.ts';
 
@@ -53,6 +53,9 @@ const modelOf = (body: unknown): string => {
   const m = body && typeof body === 'object' ? (body as { model?: unknown }).model : undefined;
   return typeof m === 'string' ? m.slice(0, 200) : '';
 };
+
+const asGatewayError = (e: unknown): GatewayError =>
+  e instanceof GatewayError ? e : new GatewayError({ code: 'internal_error', message: 'internal error' });
 
 const EXPIRED: BatchOutputLine['error'] = {
   code: 'batch_expired',
@@ -302,7 +305,7 @@ export class BatchDriver {
     const work = async () => {
       for (let i = next++; i < unstarted.length; i = next++) {
         const row = unstarted[i];
-        if (row && !(await this.#queued(row.job_id, row.body)))
+        if (row && !(await this.#queued(b.endpoint, row.job_id, row.body)))
           lost.push({ line: row.line, job: row.job_id });
       }
     };
@@ -330,10 +333,10 @@ export class BatchDriver {
   }
 
   /** Whether a line's job is on a queue of its route (any candidate: its first hop's id). */
-  async #queued(jobId: string, body: unknown): Promise<boolean> {
+  async #queued(endpoint: string, jobId: string, body: unknown): Promise<boolean> {
     let providers: string[];
     try {
-      providers = [...new Set(this.#deps.router.plan(parseChatRequest(body)).plan.map((c) => c.provider))];
+      providers = lineEndpoint(endpoint).providers(this.#deps, body);
     } catch {
       return false; // no route (anymore): it cannot have been queued; feeding it again fails it properly
     }
@@ -344,14 +347,17 @@ export class BatchDriver {
 
   /** Records the lines whose job ended; returns the job ids of those still open. */
   async #collect(b: BatchRow): Promise<{ line: number; job: string }[]> {
+    const endpoint = lineEndpoint(b.endpoint);
     const fed = await this.#pool.query<{
       line: number;
       job_id: string;
       custom_id: string;
       submitted_at: string;
+      body: unknown;
     }>(
-      `SELECT line, job_id, custom_id, submitted_at FROM batch_lines WHERE batch_id = $1 AND state = 'submitted'`,
-      [b.id],
+      `SELECT line, job_id, custom_id, submitted_at, CASE WHEN $2 THEN body END AS body
+       FROM batch_lines WHERE batch_id = $1 AND state = 'submitted'`,
+      [b.id, endpoint.answerNeedsBody],
     );
     if (fed.rows.length === 0) return [];
     const deps = this.#deps;
@@ -374,23 +380,28 @@ export class BatchDriver {
         }
         const last = await deps.store.last(row.job_id);
         const f = last ? parseFrame(last) : undefined;
-        if (f?.type === 'done') {
+        // The answer as the batch's endpoint gives it (a chat completion, an embeddings list, a response).
+        const answer = endpoint.answer(f, row.body);
+        if (answer !== undefined) {
           ended.push({
             line: row.line,
             state: 'completed',
             result: {
               id: out,
               custom_id: row.custom_id,
-              response: { status_code: 200, request_id: row.job_id, body: f.result },
+              response: { status_code: 200, request_id: row.job_id, body: answer },
               error: null,
             },
           });
           return;
         }
-        const ge =
-          f?.type === 'error'
-            ? new GatewayError(f.error)
-            : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' });
+        const ge = asGatewayError(
+          endpoint.refusal(
+            f?.type === 'error'
+              ? new GatewayError(f.error)
+              : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' }),
+          ),
+        );
         if (state === 'cancelled' || ge.code === 'cancelled') {
           // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's
           // cancel): not a failure of the request.
@@ -490,6 +501,7 @@ export class BatchDriver {
     let next = 0;
     const rows = picked.rows.sort((x, y) => x.line - y.line);
     const deps = this.#deps.config.BATCH_TEST_EXIT_BEFORE_QUEUE > 0 ? this.#exitingDeps() : this.#deps;
+    const endpoint = lineEndpoint(b.endpoint);
     const work = async () => {
       for (let i = next++; i < rows.length; i = next++) {
         const row = rows[i];
@@ -503,16 +515,10 @@ export class BatchDriver {
             });
           if (!principal)
             throw new GatewayError({ code: 'internal_error', message: 'batch has no principal' });
-          const request = parseChatRequest(row.body);
-          await submitChat(deps, { ...principal }, request, 'async', {
-            id: job,
-            priority: BATCH_PRIORITY,
-          });
+          // Validated as the endpoint's door validates it, then queued as its job.
+          await endpoint.submit(deps, { ...principal }, row.body, { id: job, priority: BATCH_PRIORITY });
         } catch (e) {
-          const ge =
-            e instanceof GatewayError
-              ? e
-              : new GatewayError({ code: 'internal_error', message: 'internal error' });
+          const ge = asGatewayError(endpoint.refusal(e));
           if (ge.retryable || ge.status === 429 || ge.status === 503) {
             // The gateway's own pressure (rate limits, a pool not up yet): fed again on a later step.
             retry.push(row.line);

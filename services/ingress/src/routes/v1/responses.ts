@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ChatRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { ResponsesRequest } from '@faregate/contracts/responses';
 import type { IngressDeps } from '../../deps.ts';
@@ -9,7 +10,14 @@ import { RESPONSES_PARAMS, responsesDoor, toChatRequest } from '../../doors/resp
 import { inDoorTerms } from '../../doors/shared.ts';
 import { serveChat } from './chat.ts';
 
-const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
+export const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
+
+/** A Responses request as the pipeline's chat request (the live door's and a batch line's). */
+export function responsesChat(deps: IngressDeps, body: ResponsesRequest): ChatRequest {
+  const chat = toChatRequest(body);
+  if (chat.reasoning_effort) requireReasoning(deps, chat, 'reasoning.effort');
+  return chat;
+}
 
 /**
  * OpenAI's Responses API as a door onto the one pipeline, stateless: `POST /v1/responses` (whole or
@@ -19,8 +27,7 @@ export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): 
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.post('/v1/responses', { schema: { body: ResponsesBody } }, async (req, reply) => {
     const body = req.body;
-    const chat = toChatRequest(body);
-    if (chat.reasoning_effort) requireReasoning(deps, chat, 'reasoning.effort');
+    const chat = responsesChat(deps, body);
     return serveChat(deps, req, reply, chat, responsesDoor(body)).catch((e: unknown) => {
       throw inDoorTerms(e, RESPONSES_PARAMS);
     });

@@ -1,0 +1,86 @@
+import type { BatchEndpoint } from '@faregate/contracts/openai-batches';
+import type { Frame } from '@faregate/contracts/frames';
+import type { IngressDeps } from '../deps.ts';
+import { RESPONSES_PARAMS, toResponse } from '../doors/responses.ts';
+import { inDoorTerms } from '../doors/shared.ts';
+import { fromZod } from '../plugins/errors.ts';
+import type { Principal } from '../plugins/auth.ts';
+import { EmbeddingsBody } from '../routes/v1/embeddings.ts';
+import { ResponsesBody, responsesChat } from '../routes/v1/responses.ts';
+import { parseChatRequest, type SubmitOptions, submitChat, submitEmbeddings } from '../submit.ts';
+
+/**
+ * What a batch line is for each endpoint a batch may target: its body validated as the live door
+ * validates it, submitted as an async job through the one pipeline (the same admission, routing,
+ * budget hold and billing), and its job's successful terminal frame turned into the body the door
+ * would have answered. A batch line is the door's request; only the way it is submitted differs.
+ */
+export interface LineEndpoint {
+  /** Whether `answer` needs the line's request body (a Responses object echoes its request). */
+  readonly answerNeedsBody: boolean;
+  /** Validates the body as the door does (a 400 naming the parameter) and queues its job. */
+  submit(deps: IngressDeps, principal: Principal, body: unknown, opts: SubmitOptions): Promise<void>;
+  /** The providers whose queues the line's job may be on (its route's candidates). */
+  providers(deps: IngressDeps, body: unknown): string[];
+  /** The door's answer from the job's terminal frame; undefined when the frame is not a success. */
+  answer(frame: Frame | undefined, body: unknown): unknown;
+  /** An error as the door's caller would see it (parameters named as the door's caller wrote them). */
+  refusal(e: unknown): unknown;
+}
+
+const providersOf = (plan: { provider: string }[]) => [...new Set(plan.map((c) => c.provider))];
+
+const chat: LineEndpoint = {
+  answerNeedsBody: false,
+  async submit(deps, principal, body, opts) {
+    await submitChat(deps, principal, parseChatRequest(body), 'async', opts);
+  },
+  providers: (deps, body) => providersOf(deps.router.plan(parseChatRequest(body)).plan),
+  answer: (f) => (f?.type === 'done' ? f.result : undefined),
+  refusal: (e) => e,
+};
+
+function parseEmbeddings(body: unknown) {
+  const r = EmbeddingsBody.safeParse(body);
+  if (!r.success) throw fromZod(r.error);
+  return r.data;
+}
+
+const embeddings: LineEndpoint = {
+  answerNeedsBody: false,
+  async submit(deps, principal, body, opts) {
+    await submitEmbeddings(deps, principal, parseEmbeddings(body), 'async', opts);
+  },
+  providers: (deps, body) => providersOf(deps.router.planEmbeddings(parseEmbeddings(body)).plan),
+  answer: (f) => (f?.type === 'embeddings' ? f.result : undefined),
+  refusal: (e) => e,
+};
+
+function parseResponses(body: unknown) {
+  const r = ResponsesBody.safeParse(body);
+  if (!r.success) throw fromZod(r.error);
+  return r.data;
+}
+
+const responses: LineEndpoint = {
+  answerNeedsBody: true,
+  async submit(deps, principal, body, opts) {
+    await submitChat(deps, principal, responsesChat(deps, parseResponses(body)), 'async', opts);
+  },
+  providers: (deps, body) => providersOf(deps.router.plan(responsesChat(deps, parseResponses(body))).plan),
+  answer: (f, body) => (f?.type === 'done' ? toResponse(parseResponses(body), f.result) : undefined),
+  refusal: (e) => inDoorTerms(e, RESPONSES_PARAMS),
+};
+
+const ENDPOINTS: Record<BatchEndpoint, LineEndpoint> = {
+  '/v1/chat/completions': chat,
+  '/v1/embeddings': embeddings,
+  '/v1/responses': responses,
+};
+
+/** The batch endpoint's line handling (a batch row's endpoint is one of BATCH_ENDPOINTS). */
+export function lineEndpoint(endpoint: string): LineEndpoint {
+  const e = (ENDPOINTS as Record<string, LineEndpoint | undefined>)[endpoint];
+  if (!e) throw new Error(`not a batch endpoint: ${endpoint}`);
+  return e;
+}
