@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Presets, SingleBar } from 'cli-progress';
-import type { BatchObject } from '@faregate/contracts/openai-batches';
+import type { BatchEndpoint, BatchObject } from '@faregate/contracts/openai-batches';
 import type { Faregate } from '../client.ts';
 import type { UserContext } from './user.ts';
 import { UsageError } from './usage.ts';
@@ -98,7 +98,7 @@ async function create(path: string | undefined, ctx: UserContext): Promise<numbe
     const b = await sy.batches.create({
       input_file_id: file.id,
       // The gateway names the endpoints it accepts if this is not one of them.
-      endpoint: (v.endpoint ?? '/v1/chat/completions') as '/v1/chat/completions',
+      endpoint: (v.endpoint ?? '/v1/chat/completions') as BatchEndpoint,
       ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
     });
     if (!v.watch) {

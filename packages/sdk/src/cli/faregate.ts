@@ -6,7 +6,7 @@ import { runUser, type UserIo } from './user.ts';
 const USAGE = `faregate — batches, job streams and admin operations against a Faregate gateway
 
 With an API key (--api-key or env FAREGATE_API_KEY):
-  faregate batches create <file.jsonl> [--model <model>] [--endpoint /v1/chat/completions]
+  faregate batches create <file.jsonl> [--model <model>] [--endpoint /v1/chat/completions|/v1/embeddings|/v1/responses]
                           [--metadata key=value]... [--watch [--output <path>] [--errors <path>]]
   faregate batches get|cancel <batch_…>
   faregate batches watch <batch_…> [--output <path>] [--errors <path>]
