@@ -53,6 +53,7 @@ export function chart(opts: { title: string; xLabel: string; panels: Panel[]; wi
   const plotW = W - L - R;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<title>${esc(opts.title)}</title>`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="${L}" y="22" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
   ];
