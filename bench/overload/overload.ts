@@ -92,10 +92,12 @@ const all: Array<Result & { phase: string; at: number }> = [];
 let phase = 'capacity';
 let inFlight = 0;
 const send = async () => {
+  // A request belongs to the phase that sent it (its answer may come in the next one).
+  const sentIn = phase;
   inFlight++;
   const r = await http(g.url, g.apiKey, rand() < 0.7 ? 'json' : 'sse', rand, TIMEOUT_MS);
   inFlight--;
-  all.push({ ...r, phase, at: performance.now() });
+  all.push({ ...r, phase: sentIn, at: performance.now() });
   return r;
 };
 
