@@ -72,6 +72,8 @@ async function launch(args: string[], extraEnv: Record<string, string> = {}): Pr
   const taken = new Set<number>();
   const port = await freePort(20_000 + Math.floor(Math.random() * 20_000), taken);
   const fakePort = await freePort(port + 1, taken);
+  // Metrics ports of its own too: the default 9090 may be another test's at the moment it binds.
+  const metricsBase = await freePort(fakePort + 1, taken);
   const proc = spawn(process.execPath, ['scripts/start.ts', '--env-file', emptyEnvFile, ...args], {
     cwd: root,
     env: {
@@ -82,6 +84,7 @@ async function launch(args: string[], extraEnv: Record<string, string> = {}): Pr
       PORT: String(port),
       HOST: '127.0.0.1',
       FAKE_PROVIDER_PORT: String(fakePort),
+      METRICS_PORT: String(metricsBase),
       FAREGATE_BOOTSTRAP_KEY: KEY,
       DIRECTORY_REFRESH_MS: '300',
       LOG_LEVEL: 'info',

@@ -113,8 +113,11 @@ async function run(): Promise<void> {
     FAREGATE_CONFIG: env.FAREGATE_CONFIG || join(root, 'faregate.config.json'),
     ...(plan.startFake ? { FAKE_PROVIDER_URL: `http://127.0.0.1:${fakePort}` } : {}),
   };
-  const metricsPort = async (from: number) =>
-    env.METRICS_PORT === '0' ? '0' : String(await freePort(from, ports));
+  // METRICS_PORT (other than 0) moves where the services' metrics ports are looked for: ingress at
+  // it, billing one above, workers from two above (default 9090, 9091, 9092…).
+  const metricsBase = Number(env.METRICS_PORT) > 0 ? Number(env.METRICS_PORT) : 9090;
+  const metricsPort = async (offset: number) =>
+    env.METRICS_PORT === '0' ? '0' : String(await freePort(metricsBase + offset, ports));
 
   const early: Promise<void>[] = [];
   if (plan.startFake) {
@@ -126,7 +129,7 @@ async function run(): Promise<void> {
     });
     early.push(ready(fake, `http://127.0.0.1:${fakePort}/healthz`, 20_000));
   }
-  const ingressMetricsPort = await metricsPort(9090);
+  const ingressMetricsPort = await metricsPort(0);
   const ingress = sup.start({
     name: 'ingress',
     script: 'services/ingress/src/main.ts',
@@ -143,7 +146,7 @@ async function run(): Promise<void> {
   early.push(ready(ingress, `${ingressUrl}/healthz`, 60_000));
   await Promise.all(early);
 
-  const billingPort = await metricsPort(9091);
+  const billingPort = await metricsPort(1);
   const billing = sup.start({
     name: 'billing',
     script: 'services/billing/src/main.ts',
@@ -154,7 +157,7 @@ async function run(): Promise<void> {
   for (const pool of plan.pools) {
     for (let i = 1; i <= pool.processes; i++) {
       const name = workerName(pool, i);
-      const port = await metricsPort(9092);
+      const port = await metricsPort(2);
       sup.start({
         name,
         script: 'services/worker/src/main.ts',

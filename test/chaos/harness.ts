@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -156,6 +156,8 @@ export async function startChaos(): Promise<Chaos> {
     admin,
     found: [],
     setClock(process, offsetMs) {
+      // The directory may have been cleaned from under a long run (seen in CI): make it again.
+      mkdirSync(clocks, { recursive: true });
       writeFileSync(join(clocks, process), String(offsetMs));
     },
     async stop() {
