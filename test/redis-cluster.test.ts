@@ -336,9 +336,19 @@ describe('the gateway on a 3-master Redis Cluster', () => {
     // The victim: the node the ingress's subscriber connection (replies, live frames) is on when it
     // is a master (its replies published meanwhile are lost: the ingress must re-read the streams),
     // else the master of the openai pool's queue, and then the subscriber's node (a replica) dies too.
-    const sub = await cluster.clientNode('fg-ingress-sub');
-    if (sub === undefined) throw new Error("the ingress's subscriber is on no node");
-    const shards = await cluster.shards();
+    // After the failover test the subscriber may be moving to another node, and the old master may
+    // still be joining as a replica: wait for both rather than read a topology in motion.
+    const sub = await until(() => cluster.clientNode('fg-ingress-sub'), {
+      timeoutMs: 30_000,
+      what: "the ingress's subscriber on a node",
+    });
+    const shards = await until(
+      async () => {
+        const all = await cluster.shards();
+        return all.every((s) => s.replicas.length > 0) ? all : undefined;
+      },
+      { timeoutMs: 30_000, what: 'every shard with a replica' },
+    );
     const queueMaster = (await cluster.owner(hashSlot(makeKeys(stack.prefix).bull('openai', 'wait')))).master;
     const victimShard =
       shards.find((s) => s.master === sub) ??
