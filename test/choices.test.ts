@@ -265,3 +265,69 @@ describe('reasoning in whole answers', () => {
     expect(streamed).toBe(lm.reasoning_content);
   });
 });
+
+describe('thinking with tools through /v1/chat/completions', () => {
+  const tools: OpenAI.ChatCompletionTool[] = [
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+      },
+    },
+  ];
+  type Thinking = { type: 'thinking'; thinking: string; signature: string };
+
+  it('thinking_blocks sent back with the tool result reach Anthropic first in the assistant turn', async () => {
+    const base = {
+      model: 'anthropic/claude-haiku-4-5',
+      reasoning_effort: 'low' as const,
+      max_completion_tokens: 4096,
+      tools,
+    };
+    const first = await openai.chat.completions.create({ ...base, messages: ask('Weather in Oslo?') });
+    const m = first.choices[0]?.message;
+    expect(first.choices[0]?.finish_reason).toBe('tool_calls');
+    const blocks = (m as unknown as { thinking_blocks?: Thinking[] }).thinking_blocks;
+    expect(blocks?.[0]?.signature.length).toBeGreaterThan(0);
+    const call = m?.tool_calls?.[0];
+    if (!call || !blocks) throw new Error('no tool call or thinking');
+    const turn = (thinking_blocks?: unknown[]): ChatCompletionMessageParam[] => [
+      ...ask('Weather in Oslo?'),
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: m.tool_calls,
+        ...(thinking_blocks ? { thinking_blocks } : {}),
+      } as ChatCompletionMessageParam,
+      { role: 'tool', tool_call_id: call.id, content: '4°C, rain' },
+    ];
+    // The fake, like Anthropic, refuses the turn unless it starts with its thinking, signed as minted.
+    const second = await openai.chat.completions.create({ ...base, messages: turn(blocks) });
+    expect(second.choices[0]?.finish_reason).toBe('stop');
+    expect(second.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    const redacted = await openai.chat.completions.create({
+      ...base,
+      messages: turn([{ type: 'redacted_thinking', data: 'opaque' }, ...blocks]),
+    });
+    expect(redacted.choices[0]?.finish_reason).toBe('stop');
+    const without = await failure(openai.chat.completions.create({ ...base, messages: turn() }));
+    expect(without.status).toBe(400);
+    expect(without.message).toMatch(/must start with a thinking block/);
+    // Malformed blocks are the gateway's 400, naming the field, before anything is queued.
+    stack.fake.clearCalls();
+    const bad = await failure(
+      openai.chat.completions.create({ ...base, messages: turn([{ type: 'thinking', thinking: 'x' }]) }),
+    );
+    expect(bad.status).toBe(400);
+    expect(bad.message).toMatch(/thinking_blocks/);
+    expect(generations()).toHaveLength(0);
+    // OpenAI cannot take Anthropic-signed thinking: left out of its request, the call goes on.
+    const gpt = await openai.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      tools,
+      messages: turn(blocks),
+    });
+    expect(gpt.choices[0]?.finish_reason).toBe('stop');
+  });
+});

@@ -300,6 +300,81 @@ describe('the rest of the Messages format', () => {
     expect((err as Error).message).toMatch(/thinking is not supported by openai\/gpt-4o-mini/);
   });
 
+  it('thinking with tools, multi-turn: the thinking blocks go back to Anthropic first, signed, unchanged', async () => {
+    const model = 'anthropic/claude-haiku-4-5';
+    const thinking = { type: 'enabled' as const, budget_tokens: 1024 };
+    const ask: Anthropic.MessageParam = { role: 'user', content: 'What is the weather in Oslo?' };
+    const base = { model, max_tokens: 4096, thinking, tools: [weather] };
+    const whole = await client.messages.create({ ...base, messages: [ask] });
+    const streamed = await client.messages.stream({ ...base, messages: [ask] }).finalMessage();
+    for (const first of [whole, streamed]) {
+      expect(first.stop_reason).toBe('tool_use');
+      expect(first.content.map((b) => b.type)).toEqual(['thinking', 'tool_use']);
+      const t = first.content[0];
+      if (t?.type !== 'thinking') throw new Error('no thinking block');
+      expect(t.signature.length).toBeGreaterThan(0);
+      const use = first.content[1];
+      if (use?.type !== 'tool_use') throw new Error('no tool_use');
+      const result: Anthropic.MessageParam = {
+        role: 'user',
+        content: [{ type: 'tool_result', tool_use_id: use.id, content: '4°C, rain' }],
+      };
+      // The fake, like Anthropic, refuses a tool-use turn with thinking on unless that turn starts
+      // with its thinking, and checks the signature: this answer means it saw them as they came.
+      const second = await client.messages.create({
+        ...base,
+        messages: [ask, { role: 'assistant', content: first.content }, result],
+      });
+      expect(second.stop_reason).toBe('end_turn');
+      expect(second.content.map((b) => b.type)).toEqual(['thinking', 'text']);
+      const againStreamed = await client.messages
+        .stream({ ...base, messages: [ask, { role: 'assistant', content: first.content }, result] })
+        .finalMessage();
+      expect(againStreamed.stop_reason).toBe('end_turn');
+      // Redacted thinking travels too (in order, before the signed block here).
+      const redacted = await client.messages.create({
+        ...base,
+        messages: [
+          ask,
+          { role: 'assistant', content: [{ type: 'redacted_thinking', data: 'opaque' }, ...first.content] },
+          result,
+        ],
+      });
+      expect(redacted.stop_reason).toBe('end_turn');
+      // Without the thinking, or with it altered, Anthropic's 400 comes back in its shape.
+      const dropped = await client.messages
+        .create({ ...base, messages: [ask, { role: 'assistant', content: [use] }, result] })
+        .catch((e: unknown) => e);
+      expect(dropped).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((dropped as Error).message).toMatch(/must start with a thinking block/);
+      const altered = await client.messages
+        .create({
+          ...base,
+          messages: [
+            ask,
+            { role: 'assistant', content: [{ ...t, thinking: `${t.thinking}!` }, use] },
+            result,
+          ],
+        })
+        .catch((e: unknown) => e);
+      expect(altered).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((altered as Error).message).toMatch(/Invalid `signature`/);
+    }
+    // Another provider cannot take Anthropic-signed thinking: it is left out, the call goes on.
+    const use = whole.content[1];
+    if (use?.type !== 'tool_use') throw new Error('no tool_use');
+    const gemini = await client.messages.create({
+      ...base,
+      model: 'gemini/gemini-2.5-flash',
+      messages: [
+        ask,
+        { role: 'assistant', content: whole.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '4°C, rain' }] },
+      ],
+    });
+    expect(gemini.stop_reason).toBe('end_turn');
+  });
+
   it('claude-* through /v1/chat/completions keeps working', async () => {
     const openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
     const r = await openai.chat.completions.create({

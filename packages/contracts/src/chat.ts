@@ -41,6 +41,18 @@ export type ToolCall = z.infer<typeof ToolCall>;
 
 const Content = z.union([z.string(), z.array(ContentPart)]);
 
+/**
+ * Anthropic's thinking of an earlier assistant turn, sent back unchanged (LiteLLM's
+ * `thinking_blocks`): Anthropic requires it, signature and all, to continue a tool-use
+ * conversation with thinking on. Only the Anthropic adapter sends it on; it is Anthropic-signed,
+ * so the other providers leave it out of their requests.
+ */
+export const ThinkingBlock = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('thinking'), thinking: z.string(), signature: z.string().min(1) }),
+  z.object({ type: z.literal('redacted_thinking'), data: z.string().min(1) }),
+]);
+export type ThinkingBlock = z.infer<typeof ThinkingBlock>;
+
 export const ChatMessage = z.discriminatedUnion('role', [
   z.object({ role: z.literal('system'), content: Content, name: z.string().optional() }),
   z.object({ role: z.literal('developer'), content: Content, name: z.string().optional() }),
@@ -51,6 +63,7 @@ export const ChatMessage = z.discriminatedUnion('role', [
     name: z.string().optional(),
     refusal: z.string().nullable().optional(),
     tool_calls: z.array(ToolCall).optional(),
+    thinking_blocks: z.array(ThinkingBlock).max(256).optional(),
   }),
   z.object({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
 ]);

@@ -278,6 +278,42 @@ interface MessagesBody {
   thinking?: { type?: unknown; budget_tokens?: unknown };
 }
 
+/**
+ * What Anthropic checks of earlier thinking (its extended-thinking docs): with thinking on, the last
+ * assistant turn that called a tool must start with its thinking (`thinking` or `redacted_thinking`)
+ * as the model returned it, and a thinking block's signature must be the one minted for its text.
+ */
+function checkThinking(b: MessagesBody): string | undefined {
+  const messages = b.messages as Array<{ role?: string; content?: unknown }>;
+  for (const [i, m] of messages.entries()) {
+    if (m?.role !== 'assistant' || !Array.isArray(m.content)) continue;
+    for (const [j, blk] of (m.content as Array<Record<string, unknown>>).entries()) {
+      if (blk?.type === 'thinking') {
+        if (typeof blk.thinking !== 'string' || typeof blk.signature !== 'string')
+          return `messages.${i}.content.${j}.signature: Field required`;
+        if (blk.signature !== thinkingSignature(blk.thinking))
+          return `messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`;
+      } else if (blk?.type === 'redacted_thinking' && typeof blk.data !== 'string')
+        return `messages.${i}.content.${j}.data: Field required`;
+    }
+  }
+  if (b.thinking?.type !== 'enabled') return undefined;
+  const last = messages.findLastIndex((m) => m?.role === 'assistant');
+  const turn = messages[last];
+  if (!turn || !Array.isArray(turn.content)) return undefined;
+  const blocks = turn.content as Array<{ type?: unknown }>;
+  if (!blocks.some((blk) => blk?.type === 'tool_use')) return undefined;
+  const first = blocks[0]?.type;
+  if (first === 'thinking' || first === 'redacted_thinking') return undefined;
+  return (
+    `messages.${last}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${String(first)}\`. ` +
+    'When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the ' +
+    'lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from ' +
+    'previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at ' +
+    'https://docs.claude.com/en/docs/build-with-claude/extended-thinking'
+  );
+}
+
 function parseMessages(raw: unknown): Parsed | ErrorKind {
   if (!raw || typeof raw !== 'object')
     return { kind: 'bad_request', message: 'Request body must be a JSON object' };
@@ -288,6 +324,8 @@ function parseMessages(raw: unknown): Parsed | ErrorKind {
   if (!Array.isArray(b.messages) || b.messages.length === 0) {
     return { kind: 'bad_request', message: 'messages: at least one message is required' };
   }
+  const thinkingError = checkThinking(b);
+  if (thinkingError) return { kind: 'bad_request', message: thinkingError };
   const texts: string[] = [];
   const system = textOf(b.system);
   if (system) texts.push(system);

@@ -37,6 +37,34 @@ describe('anthropic request translation', () => {
     expect(build({ temperature: 1 }).json.temperature).toBe(1);
   });
 
+  it("sends an assistant turn's thinking_blocks first, unchanged and in order", () => {
+    const { json } = build({
+      reasoning_effort: 'low',
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        {
+          role: 'assistant',
+          content: 'Checking.',
+          tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'w', arguments: '{}' } }],
+          thinking_blocks: [
+            { type: 'redacted_thinking', data: 'opaque' },
+            { type: 'thinking', thinking: 'Use the tool.', signature: 'sig==' },
+          ],
+        },
+        { role: 'tool', tool_call_id: 'toolu_1', content: 'rain' },
+      ],
+    });
+    expect(json.messages[1]).toEqual({
+      role: 'assistant',
+      content: [
+        { type: 'redacted_thinking', data: 'opaque' },
+        { type: 'thinking', thinking: 'Use the tool.', signature: 'sig==' },
+        { type: 'text', text: 'Checking.' },
+        { type: 'tool_use', id: 'toolu_1', name: 'w', input: {} },
+      ],
+    });
+  });
+
   it('merges consecutive same-role turns and puts tool results first in a user turn', () => {
     const { json } = build({
       messages: [

@@ -94,7 +94,14 @@ export function translateMessages(messages: ChatMessage[]): { system: Block[]; t
         push('user', blocksOf(m.content, param));
         break;
       case 'assistant': {
-        const blocks: Block[] = m.content == null ? [] : blocksOf(m.content, param);
+        // Earlier thinking first, unchanged (signature and all): Anthropic needs it to go on with a
+        // tool-use turn while thinking is on, and checks the signature.
+        const blocks: Block[] = (m.thinking_blocks ?? []).map((b) =>
+          b.type === 'thinking'
+            ? { type: 'thinking', thinking: b.thinking, signature: b.signature }
+            : { type: 'redacted_thinking', data: b.data },
+        );
+        if (m.content != null) blocks.push(...blocksOf(m.content, param));
         for (const tc of m.tool_calls ?? []) {
           blocks.push({
             type: 'tool_use',

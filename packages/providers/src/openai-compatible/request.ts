@@ -25,6 +25,15 @@ export function authHeaders(
 }
 
 function translateMessages(messages: ChatMessage[], q: OpenAICompatibleQuirks): unknown[] {
+  // Anthropic's thinking of an earlier turn (`thinking_blocks`) is Anthropic-signed: no OpenAI-protocol
+  // host can take it back, so it is left out here (README, parameter table).
+  const signed = messages.some((m) => m.role === 'assistant' && m.thinking_blocks);
+  if (signed)
+    messages = messages.map((m) => {
+      if (m.role !== 'assistant' || !m.thinking_blocks) return m;
+      const { thinking_blocks: _anthropicOnly, ...rest } = m;
+      return rest;
+    });
   if (!q.noDeveloperRole && !q.dataUrlImagesOnly) return messages;
   return messages.map((m) => {
     if (q.dataUrlImagesOnly && Array.isArray(m.content)) {

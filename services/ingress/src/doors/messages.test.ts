@@ -86,6 +86,8 @@ describe('Anthropic request → chat request', () => {
           tool_calls: [
             { id: 'toolu_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } },
           ],
+          // Earlier thinking travels unchanged (the Anthropic adapter sends it back first).
+          thinking_blocks: [{ type: 'thinking', thinking: 'hmm', signature: 's' }],
         },
         // Tool results come first (right after the assistant's calls), the user's text after.
         { role: 'tool', tool_call_id: 'toolu_1', content: [{ type: 'text', text: '4C' }] },

@@ -16,6 +16,7 @@ import type {
   ContentPart,
   FinishReason,
   OpenAIUsage,
+  ThinkingBlock,
   ToolCall,
 } from '@faregate/contracts/chat';
 import type { ErrorCode } from '@faregate/contracts/errors';
@@ -69,6 +70,7 @@ function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMes
   if (m.role === 'assistant') {
     let text = '';
     const calls: ToolCall[] = [];
+    const thinking: ThinkingBlock[] = [];
     m.content.forEach((b, j) => {
       if (b.type === 'text') text += b.text;
       else if (b.type === 'tool_use')
@@ -77,14 +79,21 @@ function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMes
           type: 'function',
           function: { name: b.name, arguments: JSON.stringify(b.input) },
         });
-      // Earlier thinking is the model's own: the pipeline's request has no place for it (see README).
-      else if (b.type !== 'thinking' && b.type !== 'redacted_thinking')
-        throw invalid(`${param}.${j}`, `An assistant turn cannot hold a '${b.type}' block.`);
+      // Earlier thinking travels in order, unchanged, for Anthropic (which needs it, signed, to go on
+      // with a tool-use turn). A thinking block without a signature is not Anthropic's (it is how
+      // this door shows another provider's reasoning) and no target can take it back: left out.
+      else if (b.type === 'thinking') {
+        if (b.signature) thinking.push({ type: 'thinking', thinking: b.thinking, signature: b.signature });
+      } else if (b.type === 'redacted_thinking') {
+        if (b.data === '') throw invalid(`${param}.${j}.data`, 'A redacted_thinking block needs its data.');
+        thinking.push({ type: 'redacted_thinking', data: b.data });
+      } else throw invalid(`${param}.${j}`, `An assistant turn cannot hold a '${b.type}' block.`);
     });
     out.push({
       role: 'assistant',
       content: text === '' && calls.length > 0 ? null : text,
       ...(calls.length > 0 ? { tool_calls: calls } : {}),
+      ...(thinking.length > 0 ? { thinking_blocks: thinking } : {}),
     });
     return;
   }
