@@ -181,16 +181,22 @@ describe('web console (headless Chromium)', () => {
   it('charts spend by model and by key after a few requests, equal to the ledger', async () => {
     for (let i = 0; i < 3; i++) expect((await chat(stack.apiKey, `spend ${i}`)).status).toBe(200);
     // Settled by billing (the page shows what settlement recorded).
+    // Settled, and settling no more (earlier tests' requests may still be settling): the same count
+    // on two reads half a second apart.
     let micros = 0n;
+    let last = '';
     await until(
       async () => {
         const r = await stack.sql.query<{ n: string; cost: string }>(
           'SELECT count(*)::text AS n, coalesce(sum(cost_micros), 0)::text AS cost FROM usage_events',
         );
         micros = BigInt(r.rows[0]?.cost ?? '0');
-        return Number(r.rows[0]?.n) >= 7 && micros > 0n;
+        const now = `${r.rows[0]?.n}/${micros}`;
+        const stable = now === last;
+        last = now;
+        return Number(r.rows[0]?.n) >= 7 && micros > 0n && stable;
       },
-      { timeoutMs: 20_000, what: 'usage settled' },
+      { timeoutMs: 20_000, intervalMs: 500, what: 'usage settled' },
     );
     await page.click('a[href="#/spend"]');
     await page.getByRole('heading', { name: 'Spend' }).waitFor();
@@ -210,7 +216,8 @@ describe('web console (headless Chromium)', () => {
 
     await page.getByRole('radio', { name: 'Key' }).check();
     const keyRows = page.locator('table.spend-totals tbody tr[data-group]');
-    await keyRows.first().waitFor();
+    // The table re-renders once the per-key totals arrive: until then it still shows the models.
+    await page.locator('table.spend-totals tbody tr[data-group]', { hasText: 'bootstrap' }).first().waitFor();
     expect(await keyRows.count()).toBe(1);
     expect(await keyRows.first().locator('th').textContent()).toContain('bootstrap');
     await shot('04-spend-by-key');
