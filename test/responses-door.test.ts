@@ -32,6 +32,10 @@ const weather: OpenAI.Responses.FunctionTool = {
   strict: false,
 };
 
+/** A response's output items, sent back as input (the SDK types some output items apart). */
+const replay = (items: OpenAI.Responses.ResponseOutputItem[]) =>
+  items as OpenAI.Responses.ResponseInputItem[];
+
 const settled = (requestId: string) => finalUsage(stack, requestId);
 
 describe.each(MODELS)('%s behind /v1/responses', (provider, model) => {
@@ -154,6 +158,102 @@ describe('the rest of the Responses API', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect(err).toMatchObject({ param: 'reasoning.effort' });
+  });
+
+  it('extended thinking with tools, multi-turn: reasoning items carry Anthropic thinking back, whole and streamed', async () => {
+    const model = 'anthropic/claude-haiku-4-5';
+    const ask = 'What is the weather in Oslo?';
+    const base = {
+      model,
+      tools: [weather],
+      reasoning: { effort: 'low' as const },
+      include: ['reasoning.encrypted_content' as const],
+    };
+    const whole = await client.responses.create({ ...base, input: ask });
+    const stream = client.responses.stream({ ...base, input: ask });
+    const done: OpenAI.Responses.ResponseOutputItem[] = [];
+    for await (const e of stream) if (e.type === 'response.output_item.done') done.push(e.item);
+    const streamed = await stream.finalResponse();
+    // The streamed reasoning item, as it closed, is the final response's (whose items the SDK
+    // decorates: `parsed_arguments`, which a replay then carries and the door ignores).
+    expect(done[0]).toEqual(streamed.output[0]);
+    expect(done).toHaveLength(2);
+    for (const first of [whole, streamed]) {
+      expect(first.output.map((o) => o.type)).toEqual(['reasoning', 'function_call']);
+      const [reasoning, call] = first.output;
+      if (reasoning?.type !== 'reasoning' || call?.type !== 'function_call')
+        throw new Error('unexpected output');
+      expect(reasoning.content?.[0]?.text.length).toBeGreaterThan(0);
+      expect(reasoning.encrypted_content).toMatch(/^fg-thinking-1\./);
+      const result = { type: 'function_call_output' as const, call_id: call.call_id, output: '4°C, rain' };
+      // The whole output replayed, as stateless clients do: the fake, like Anthropic, refuses a
+      // tool-use turn with thinking on unless it starts with its signed thinking, so this answer
+      // means the thinking went back unchanged.
+      for (const again of [
+        await client.responses.create({
+          ...base,
+          input: [{ role: 'user', content: ask }, ...replay(first.output), result],
+        }),
+        await client.responses
+          .stream({ ...base, input: [{ role: 'user', content: ask }, ...replay(first.output), result] })
+          .finalResponse(),
+      ]) {
+        expect(again.status).toBe('completed');
+        expect(again.output.map((o) => o.type)).toEqual(['reasoning', 'message']);
+        expect(again.output_text.length).toBeGreaterThan(0);
+      }
+      // Without the reasoning item, Anthropic's refusal comes back as a 400.
+      const dropped = await client.responses
+        .create({ ...base, input: [{ role: 'user', content: ask }, call, result] })
+        .catch((e: unknown) => e);
+      expect(dropped).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((dropped as Error).message).toMatch(/must start with a thinking block/);
+      // Damaged sealed thinking is this door's 400, naming the item's field.
+      const damaged = await client.responses
+        .create({
+          ...base,
+          input: [
+            { role: 'user', content: ask },
+            { ...reasoning, encrypted_content: `${reasoning.encrypted_content?.slice(0, 20)}!!` },
+            call,
+            result,
+          ],
+        })
+        .catch((e: unknown) => e);
+      expect(damaged).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(damaged).toMatchObject({ param: 'input.1.encrypted_content' });
+    }
+    // Another provider cannot take Anthropic-signed thinking: it is left out, the call goes on.
+    const gemini = await client.responses.create({
+      ...base,
+      model: 'gemini/gemini-2.5-flash',
+      input: [
+        { role: 'user', content: ask },
+        ...replay(whole.output),
+        {
+          type: 'function_call_output',
+          call_id: (whole.output[1] as { call_id: string }).call_id,
+          output: '4°C',
+        },
+      ],
+    });
+    expect(gemini.status).toBe('completed');
+    // A reasoning item that is only text (or OpenAI's own encrypted content) goes nowhere either.
+    const foreign = await client.responses.create({
+      model: 'openai/gpt-4o-mini',
+      input: [
+        { role: 'user', content: 'Hi' },
+        { type: 'reasoning', id: 'rs_x', summary: [], encrypted_content: 'gAAAAB-openai-own' },
+        { role: 'assistant', content: 'Hello.' },
+        { role: 'user', content: 'And again?' },
+      ],
+    });
+    expect(foreign.status).toBe('completed');
+    // include names what it may: anything else is a 400 naming the entry.
+    const include = await client.responses
+      .create({ model: 'openai/gpt-4o-mini', input: 'x', include: ['message.output_text.logprobs'] })
+      .catch((e: unknown) => e);
+    expect(include).toMatchObject({ status: 400, param: 'include.0' });
   });
 
   it('a max_output_tokens cut is an incomplete response', async () => {

@@ -17,6 +17,8 @@ const OutputText = z.strictObject({
   text: z.string(),
   annotations: z.array(z.unknown()).optional(),
   logprobs: z.array(z.unknown()).optional(),
+  /** The `openai` SDK's parse helpers add it to the output they hand back; replayed, it is read-only. */
+  parsed: z.unknown().optional(),
 });
 const Refusal = z.strictObject({ type: z.literal('refusal'), refusal: z.string() });
 export const ResponsesInputPart = z.discriminatedUnion('type', [InputText, InputImage, OutputText, Refusal]);
@@ -38,6 +40,8 @@ export const ResponsesFunctionCallItem = z.strictObject({
   call_id: z.string().min(1),
   name: z.string().min(1),
   arguments: z.string(),
+  /** Added by the `openai` SDK's stream and parse helpers to the items they return; ignored. */
+  parsed_arguments: z.unknown().optional(),
   ...itemMeta,
 });
 export const ResponsesFunctionCallOutputItem = z.strictObject({
@@ -47,10 +51,27 @@ export const ResponsesFunctionCallOutputItem = z.strictObject({
   ...itemMeta,
 });
 
+/**
+ * A reasoning item of an earlier response, sent back as clients of a stateless Responses API do
+ * (the whole `output` replayed). Its `encrypted_content` carries what the model needs back
+ * (Anthropic's signed thinking, through this gateway); `summary` and `content` are for reading.
+ */
+export const ResponsesReasoningInputItem = z.strictObject({
+  type: z.literal('reasoning'),
+  summary: z.array(z.strictObject({ type: z.literal('summary_text'), text: z.string() })).optional(),
+  content: z
+    .array(z.strictObject({ type: z.literal('reasoning_text'), text: z.string() }))
+    .nullable()
+    .optional(),
+  encrypted_content: z.string().nullable().optional(),
+  ...itemMeta,
+});
+
 export const ResponsesInputItem = z.union([
   ResponsesMessageItem,
   ResponsesFunctionCallItem,
   ResponsesFunctionCallOutputItem,
+  ResponsesReasoningInputItem,
 ]);
 export type ResponsesInputItem = z.infer<typeof ResponsesInputItem>;
 
@@ -94,6 +115,8 @@ export const ResponsesRequest = z.strictObject({
     .nullable()
     .optional(),
   max_output_tokens: z.number().int().positive().nullable().optional(),
+  /** Extra output to include; the door names what it serves and refuses the rest. */
+  include: z.array(z.string()).max(16).nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
   metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
@@ -128,6 +151,8 @@ export interface ResponsesReasoningItem {
   status: 'in_progress' | 'completed' | 'incomplete';
   summary: unknown[];
   content: Array<{ type: 'reasoning_text'; text: string }>;
+  /** Anthropic's signed thinking, sealed, for the caller to send back (null when there is none). */
+  encrypted_content: string | null;
 }
 
 export type ResponsesOutputItem =

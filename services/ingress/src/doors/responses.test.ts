@@ -17,6 +17,46 @@ describe('Responses request → chat request', () => {
     });
   });
 
+  it('puts sealed thinking of reasoning items on the assistant turn that follows, in order', () => {
+    const a = { type: 'thinking' as const, thinking: 'Hmm.', signature: 'sig-a' };
+    const b = { type: 'redacted_thinking' as const, data: 'opaque' };
+    const sealed = (blocks: unknown[]) =>
+      `fg-thinking-1.${Buffer.from(JSON.stringify(blocks)).toString('base64url')}`;
+    const chat = toChatRequest(
+      parse({
+        model: 'm',
+        input: [
+          { role: 'user', content: 'Q1' },
+          { type: 'reasoning', summary: [], encrypted_content: sealed([b]) },
+          { type: 'reasoning', summary: [], encrypted_content: sealed([a]) },
+          { role: 'assistant', content: 'A1' },
+          { type: 'function_call', call_id: 'c1', name: 'w', arguments: '{}' },
+          { type: 'function_call_output', call_id: 'c1', output: 'rain' },
+          // Read-only reasoning (no sealed thinking) and thinking nothing followed: no turn.
+          { type: 'reasoning', summary: [{ type: 'summary_text', text: 'why' }] },
+          { role: 'user', content: 'Q2' },
+          { type: 'reasoning', summary: [], encrypted_content: sealed([a]) },
+        ],
+      }),
+    );
+    expect(chat.messages).toEqual([
+      { role: 'user', content: 'Q1' },
+      {
+        role: 'assistant',
+        content: 'A1',
+        thinking_blocks: [b, a],
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'w', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: 'c1', content: 'rain' },
+      { role: 'user', content: 'Q2' },
+    ]);
+    const bad = {
+      model: 'm',
+      input: [{ type: 'reasoning', summary: [], encrypted_content: 'fg-thinking-1.e30' }],
+    };
+    expect(() => toChatRequest(parse(bad))).toThrow(/input\.0\.encrypted_content is damaged/);
+  });
+
   it('maps items: messages with text and images, function calls and their outputs', () => {
     const chat = toChatRequest(
       parse({

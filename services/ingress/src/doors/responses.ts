@@ -18,6 +18,7 @@ import type {
   ResponsesUsage,
 } from '@faregate/contracts/responses';
 import type { RouteStep } from '@faregate/contracts/route';
+import { openThinking, sealThinking } from './reasoning.ts';
 import { type Door, type FrameWriter, invalidParam, runningCall } from './shared.ts';
 
 /**
@@ -53,6 +54,12 @@ function partOf(p: ResponsesInputPart, param: string): Part {
 const textOf = (parts: ResponsesInputPart[]) =>
   parts.map((p) => (p.type === 'refusal' ? p.refusal : p.type === 'input_image' ? '' : p.text)).join('');
 
+type AssistantMessage = Extract<ChatMessage, { role: 'assistant' }>;
+
+/** An assistant turn begun by a reasoning item that nothing (text, calls) has joined yet. */
+const thinkingOnly = (m: ChatMessage | undefined): m is AssistantMessage =>
+  m?.role === 'assistant' && m.content == null && !m.tool_calls?.length && !!m.thinking_blocks?.length;
+
 function messagesOf(req: ResponsesRequest): ChatMessage[] {
   const out: ChatMessage[] = [];
   if (req.instructions) out.push({ role: 'system', content: req.instructions });
@@ -79,11 +86,22 @@ function messagesOf(req: ResponsesRequest): ChatMessage[] {
         tool_call_id: item.call_id,
         content: typeof o === 'string' ? o : o.map((p, k) => partOf(p, `${param}.output.${k}`)),
       });
+    } else if (item.type === 'reasoning') {
+      // The thinking behind the turn that follows (its text and calls join it). Only this
+      // gateway's sealed Anthropic thinking can go back to a model; other reasoning (read-only
+      // text, OpenAI's own encrypted content) is left out, as the Messages door leaves unsigned
+      // thinking out.
+      const sealed = item.encrypted_content;
+      const blocks = sealed ? openThinking(sealed, `${param}.encrypted_content`) : undefined;
+      if (!blocks) return;
+      const last = out[out.length - 1];
+      if (thinkingOnly(last)) last.thinking_blocks = [...(last.thinking_blocks ?? []), ...blocks];
+      else out.push({ role: 'assistant', content: null, thinking_blocks: blocks });
     } else if (item.role === 'assistant') {
-      out.push({
-        role: 'assistant',
-        content: typeof item.content === 'string' ? item.content : textOf(item.content),
-      });
+      const content = typeof item.content === 'string' ? item.content : textOf(item.content);
+      const last = out[out.length - 1];
+      if (thinkingOnly(last)) last.content = content;
+      else out.push({ role: 'assistant', content });
     } else {
       const c = item.content;
       out.push({
@@ -92,8 +110,10 @@ function messagesOf(req: ResponsesRequest): ChatMessage[] {
       });
     }
   });
-  if (out.length === 0) throw invalid('input', 'The input has no message.');
-  return out;
+  // Thinking that no text or call followed is no turn of its own.
+  const turns = out.filter((m) => !thinkingOnly(m));
+  if (turns.length === 0) throw invalid('input', 'The input has no message.');
+  return turns;
 }
 
 function formatOf(f: ResponsesFormat | undefined): ChatRequest['response_format'] {
@@ -111,6 +131,12 @@ function formatOf(f: ResponsesFormat | undefined): ChatRequest['response_format'
 }
 
 /**
+ * What `include` may ask for. Reasoning items always carry their `encrypted_content` (the gateway
+ * keeps no responses, so it is the only way thinking comes back), so asking for it changes nothing.
+ */
+const INCLUDES: ReadonlySet<string> = new Set(['reasoning.encrypted_content']);
+
+/**
  * `POST /v1/responses` body → the internal chat request; stateful parameters are refused here.
  * `metadata` belongs to the response object (echoed in the answer), not to the model's request.
  */
@@ -125,6 +151,12 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
       'store',
       'store: true is not supported: this gateway does not keep responses. Send store: false or leave it out.',
     );
+  for (const [i, v] of (req.include ?? []).entries())
+    if (!INCLUDES.has(v))
+      throw invalid(
+        `include.${i}`,
+        `include '${v}' is not supported by this gateway; it serves ${[...INCLUDES].map((x) => `'${x}'`).join(', ')}.`,
+      );
   const chat: ChatRequest = { model: req.model, messages: messagesOf(req) };
   if (req.stream === true) chat.stream = true;
   if (req.tools?.length) {
@@ -186,12 +218,15 @@ const reasoningItem = (
   id: string,
   text: string,
   status: ResponsesReasoningItem['status'],
+  signature = '',
 ): ResponsesReasoningItem => ({
   id,
   type: 'reasoning',
   status,
   summary: [],
   content: text === '' ? [] : [{ type: 'reasoning_text', text }],
+  encrypted_content:
+    signature === '' ? null : sealThinking([{ type: 'thinking', thinking: text, signature }]),
 });
 
 /** The response object around `output` (what the request asked for, echoed as OpenAI does). */
@@ -240,7 +275,9 @@ function outputOf(r: ChatCompletion, status: 'completed' | 'incomplete'): Respon
   // The model's reasoning comes first, as it did (when the provider returns its text).
   const reasoning = m?.reasoning_content;
   if (typeof reasoning === 'string' && reasoning !== '')
-    out.push(reasoningItem(reasoningId(r.id), reasoning, 'completed'));
+    out.push(
+      reasoningItem(reasoningId(r.id), reasoning, 'completed', m?.thinking_blocks?.[0]?.signature ?? ''),
+    );
   const text = m?.content ?? m?.refusal ?? '';
   if (text !== '')
     out.push({
@@ -276,7 +313,7 @@ export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesR
 
 type Open =
   | { kind: 'message'; index: number; id: string; text: string }
-  | { kind: 'reasoning'; index: number; id: string; text: string }
+  | { kind: 'reasoning'; index: number; id: string; text: string; signature: string }
   | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; pipeline: number };
 
 /**
@@ -340,7 +377,7 @@ export class ResponsesStreamWriter implements FrameWriter {
         this.#event('response.content_part.done', { ...at, part: { type: 'reasoning_text', text: o.text } }),
         this.#event('response.output_item.done', {
           output_index: o.index,
-          item: reasoningItem(o.id, o.text, 'completed'),
+          item: reasoningItem(o.id, o.text, 'completed', o.signature),
         }),
       );
     } else if (o.kind === 'message') {
@@ -420,7 +457,7 @@ export class ResponsesStreamWriter implements FrameWriter {
     let o = this.#open;
     if (o?.kind !== 'reasoning') {
       this.#close(out);
-      o = { kind: 'reasoning', index: this.#items++, id: reasoningId(this.#id), text: '' };
+      o = { kind: 'reasoning', index: this.#items++, id: reasoningId(this.#id), text: '', signature: '' };
       this.#open = o;
       out.push(
         this.#event('response.output_item.added', {
@@ -497,6 +534,8 @@ export class ResponsesStreamWriter implements FrameWriter {
       // Only the first choice: this door has no `n`.
       if ((f.choice ?? 0) !== 0) return '';
       if (f.reasoning) this.#reasoning(out, f.reasoning);
+      // Anthropic signs its thinking last, before the block closes.
+      if (f.signature && this.#open?.kind === 'reasoning') this.#open.signature += f.signature;
       if (f.text) this.#text(out, f.text);
       if (f.refusal) this.#text(out, f.refusal);
       for (const t of f.tool_calls ?? []) {
