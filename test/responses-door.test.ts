@@ -158,6 +158,14 @@ describe('the rest of the Responses API', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect(err).toMatchObject({ param: 'reasoning.effort' });
+    // `none` asks for no reasoning: any model takes it.
+    const none = await client.responses.create({
+      model: 'openai/gpt-4o-mini',
+      input: 'Answer.',
+      reasoning: { effort: 'none' },
+    });
+    expect(none.status).toBe('completed');
+    expect(none.reasoning?.effort).toBe('none');
   });
 
   it('extended thinking with tools, multi-turn: reasoning items carry Anthropic thinking back, whole and streamed', async () => {
@@ -254,6 +262,44 @@ describe('the rest of the Responses API', () => {
       .create({ model: 'openai/gpt-4o-mini', input: 'x', include: ['message.output_text.logprobs'] })
       .catch((e: unknown) => e);
     expect(include).toMatchObject({ status: 400, param: 'include.0' });
+  });
+
+  it('reasoning.summary shows the reasoning as summary_text, whole and streamed, for reasoning models only', async () => {
+    const base = {
+      model: 'anthropic/claude-haiku-4-5',
+      input: 'Think, then answer.',
+      reasoning: { effort: 'low' as const, summary: 'auto' as const },
+    };
+    const whole = await client.responses.create(base);
+    const events: string[] = [];
+    const stream = client.responses.stream(base);
+    let deltas = '';
+    for await (const e of stream) {
+      events.push(e.type);
+      if (e.type === 'response.reasoning_summary_text.delta') deltas += e.delta;
+    }
+    const streamed = await stream.finalResponse();
+    for (const r of [whole, streamed]) {
+      expect(r.reasoning).toMatchObject({ effort: 'low', summary: 'auto' });
+      const item = r.output[0];
+      if (item?.type !== 'reasoning') throw new Error('no reasoning item');
+      expect(item.summary).toEqual([{ type: 'summary_text', text: expect.stringMatching(/\S/) }]);
+      expect(item.content ?? []).toEqual([]);
+    }
+    const item = streamed.output[0] as OpenAI.Responses.ResponseReasoningItem;
+    expect(deltas).toBe(item.summary[0]?.text);
+    expect(events).toEqual(
+      expect.arrayContaining([
+        'response.reasoning_summary_part.added',
+        'response.reasoning_summary_text.done',
+        'response.reasoning_summary_part.done',
+      ]),
+    );
+    expect(events).not.toContain('response.reasoning_text.delta');
+    const err = await client.responses
+      .create({ model: 'openai/gpt-4o-mini', input: 'x', reasoning: { summary: 'auto' } })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 400, param: 'reasoning.summary' });
   });
 
   it('a max_output_tokens cut is an incomplete response', async () => {

@@ -111,7 +111,12 @@ export const ResponsesRequest = z.strictObject({
   parallel_tool_calls: z.boolean().nullable().optional(),
   text: z.strictObject({ format: ResponsesFormat.optional() }).optional(),
   reasoning: z
-    .strictObject({ effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional() })
+    .strictObject({
+      /** `none`: no reasoning (OpenAI's newest models take it); the request goes without effort. */
+      effort: z.enum(['none', 'minimal', 'low', 'medium', 'high']).nullable().optional(),
+      /** The reasoning shown as a summary (`summary_text`) rather than as `reasoning_text`. */
+      summary: z.enum(['auto', 'concise', 'detailed']).nullable().optional(),
+    })
     .nullable()
     .optional(),
   max_output_tokens: z.number().int().positive().nullable().optional(),
@@ -144,7 +149,10 @@ export interface ResponsesOutputText {
   logprobs: unknown[];
 }
 
-/** The model's reasoning text (`content`), as OpenAI's reasoning item carries it; no summary. */
+/**
+ * The model's reasoning text, as OpenAI's reasoning item carries it: in `content` (`reasoning_text`),
+ * or in `summary` (`summary_text`) when the request asked for a summary.
+ */
 export interface ResponsesReasoningItem {
   id: string;
   type: 'reasoning';
@@ -189,7 +197,7 @@ export interface ResponsesResponse {
   metadata: Record<string, string>;
   parallel_tool_calls: boolean;
   previous_response_id: null;
-  reasoning: { effort: string | null; summary: null };
+  reasoning: { effort: string | null; summary: string | null };
   store: false;
   temperature: number | null;
   top_p: number | null;

@@ -176,7 +176,8 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
   if (req.parallel_tool_calls != null) chat.parallel_tool_calls = req.parallel_tool_calls;
   const format = formatOf(req.text?.format);
   if (format) chat.response_format = format;
-  if (req.reasoning?.effort) chat.reasoning_effort = req.reasoning.effort;
+  const effort = req.reasoning?.effort;
+  if (effort && effort !== 'none') chat.reasoning_effort = effort;
   if (req.max_output_tokens != null) chat.max_completion_tokens = req.max_output_tokens;
   if (req.temperature != null) chat.temperature = req.temperature;
   if (req.top_p != null) chat.top_p = req.top_p;
@@ -214,17 +215,25 @@ const outputText = (text: string): ResponsesOutputText => ({
   logprobs: [],
 });
 
+/**
+ * Whether reasoning is shown as a summary: the caller asked for one (`reasoning.summary`). The text
+ * is what the provider returned (Anthropic's and Gemini's thinking is already a summary of the
+ * model's reasoning); shown either way, never both.
+ */
+const asSummary = (req: ResponsesRequest) => req.reasoning?.summary != null;
+
 const reasoningItem = (
   id: string,
   text: string,
   status: ResponsesReasoningItem['status'],
+  summary: boolean,
   signature = '',
 ): ResponsesReasoningItem => ({
   id,
   type: 'reasoning',
   status,
-  summary: [],
-  content: text === '' ? [] : [{ type: 'reasoning_text', text }],
+  summary: summary && text !== '' ? [{ type: 'summary_text', text }] : [],
+  content: summary || text === '' ? [] : [{ type: 'reasoning_text', text }],
   encrypted_content:
     signature === '' ? null : sealThinking([{ type: 'thinking', thinking: text, signature }]),
 });
@@ -247,7 +256,7 @@ function envelope(
     metadata: req.metadata ?? {},
     parallel_tool_calls: req.parallel_tool_calls ?? true,
     previous_response_id: null,
-    reasoning: { effort: req.reasoning?.effort ?? null, summary: null },
+    reasoning: { effort: req.reasoning?.effort ?? null, summary: req.reasoning?.summary ?? null },
     store: false,
     temperature: req.temperature ?? null,
     top_p: req.top_p ?? null,
@@ -269,14 +278,24 @@ function statusOf(r: ChatCompletion): Pick<ResponsesResponse, 'status' | 'incomp
 }
 
 /** The pipeline's answer → the Responses output items (a message, then function calls). */
-function outputOf(r: ChatCompletion, status: 'completed' | 'incomplete'): ResponsesOutputItem[] {
+function outputOf(
+  r: ChatCompletion,
+  status: 'completed' | 'incomplete',
+  summary: boolean,
+): ResponsesOutputItem[] {
   const m = r.choices[0]?.message;
   const out: ResponsesOutputItem[] = [];
   // The model's reasoning comes first, as it did (when the provider returns its text).
   const reasoning = m?.reasoning_content;
   if (typeof reasoning === 'string' && reasoning !== '')
     out.push(
-      reasoningItem(reasoningId(r.id), reasoning, 'completed', m?.thinking_blocks?.[0]?.signature ?? ''),
+      reasoningItem(
+        reasoningId(r.id),
+        reasoning,
+        'completed',
+        summary,
+        m?.thinking_blocks?.[0]?.signature ?? '',
+      ),
     );
   const text = m?.content ?? m?.refusal ?? '';
   if (text !== '')
@@ -306,7 +325,7 @@ export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesR
   return {
     ...envelope(req, r.id, r.created, r.model),
     ...s,
-    output: outputOf(r, s.status === 'incomplete' ? 'incomplete' : 'completed'),
+    output: outputOf(r, s.status === 'incomplete' ? 'incomplete' : 'completed', asSummary(req)),
     usage: responsesUsage(r.usage),
   };
 }
@@ -371,13 +390,30 @@ export class ResponsesStreamWriter implements FrameWriter {
     if (!o) return;
     this.#open = undefined;
     if (o.kind === 'reasoning') {
-      const at = { item_id: o.id, output_index: o.index, content_index: 0 };
+      const summary = asSummary(this.#req);
+      if (summary) {
+        const at = { item_id: o.id, output_index: o.index, summary_index: 0 };
+        out.push(
+          this.#event('response.reasoning_summary_text.done', { ...at, text: o.text }),
+          this.#event('response.reasoning_summary_part.done', {
+            ...at,
+            part: { type: 'summary_text', text: o.text },
+          }),
+        );
+      } else {
+        const at = { item_id: o.id, output_index: o.index, content_index: 0 };
+        out.push(
+          this.#event('response.reasoning_text.done', { ...at, text: o.text }),
+          this.#event('response.content_part.done', {
+            ...at,
+            part: { type: 'reasoning_text', text: o.text },
+          }),
+        );
+      }
       out.push(
-        this.#event('response.reasoning_text.done', { ...at, text: o.text }),
-        this.#event('response.content_part.done', { ...at, part: { type: 'reasoning_text', text: o.text } }),
         this.#event('response.output_item.done', {
           output_index: o.index,
-          item: reasoningItem(o.id, o.text, 'completed', o.signature),
+          item: reasoningItem(o.id, o.text, 'completed', summary, o.signature),
         }),
       );
     } else if (o.kind === 'message') {
@@ -459,27 +495,42 @@ export class ResponsesStreamWriter implements FrameWriter {
       this.#close(out);
       o = { kind: 'reasoning', index: this.#items++, id: reasoningId(this.#id), text: '', signature: '' };
       this.#open = o;
+      const summary = asSummary(this.#req);
       out.push(
         this.#event('response.output_item.added', {
           output_index: o.index,
-          item: reasoningItem(o.id, '', 'in_progress'),
+          item: reasoningItem(o.id, '', 'in_progress', summary),
         }),
-        this.#event('response.content_part.added', {
-          item_id: o.id,
-          output_index: o.index,
-          content_index: 0,
-          part: { type: 'reasoning_text', text: '' },
-        }),
+        summary
+          ? this.#event('response.reasoning_summary_part.added', {
+              item_id: o.id,
+              output_index: o.index,
+              summary_index: 0,
+              part: { type: 'summary_text', text: '' },
+            })
+          : this.#event('response.content_part.added', {
+              item_id: o.id,
+              output_index: o.index,
+              content_index: 0,
+              part: { type: 'reasoning_text', text: '' },
+            }),
       );
     }
     o.text += delta;
     out.push(
-      this.#event('response.reasoning_text.delta', {
-        item_id: o.id,
-        output_index: o.index,
-        content_index: 0,
-        delta,
-      }),
+      asSummary(this.#req)
+        ? this.#event('response.reasoning_summary_text.delta', {
+            item_id: o.id,
+            output_index: o.index,
+            summary_index: 0,
+            delta,
+          })
+        : this.#event('response.reasoning_text.delta', {
+            item_id: o.id,
+            output_index: o.index,
+            content_index: 0,
+            delta,
+          }),
     );
   }
 

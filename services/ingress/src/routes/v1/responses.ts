@@ -16,6 +16,7 @@ export const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
 export function responsesChat(deps: IngressDeps, body: ResponsesRequest): ChatRequest {
   const chat = toChatRequest(body);
   if (chat.reasoning_effort) requireReasoning(deps, chat, 'reasoning.effort');
+  else if (body.reasoning?.summary != null) requireReasoning(deps, chat, 'reasoning.summary');
   return chat;
 }
 
