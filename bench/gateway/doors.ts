@@ -17,6 +17,7 @@ import { ChatRequest, toChatCompletion, zeroUsage } from '../../packages/contrac
 import { ResponsesRequest } from '../../packages/contracts/src/responses.ts';
 import * as messages from '../../services/ingress/src/doors/messages.ts';
 import * as responses from '../../services/ingress/src/doors/responses.ts';
+import { toResponse as responsesAnswer } from '../../services/ingress/src/doors/responses-output.ts';
 import { closedLoop, median, percentile } from '../support/load.ts';
 import { startBenchStack } from '../support/stack.ts';
 
@@ -88,7 +89,7 @@ const inProcess: Record<Exclude<Door, 'chat'>, number> = {
   responses: perCall(() => {
     const req = ResponsesRequest.parse(bodies.responses.body);
     responses.toChatRequest(req);
-    return responses.toResponse(req, result);
+    return responsesAnswer(req, result);
   }),
 };
 

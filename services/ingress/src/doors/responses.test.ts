@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 import { ResponsesRequest } from '@faregate/contracts/responses';
-import { ResponsesStreamWriter, toChatRequest, toResponse } from './responses.ts';
+import { toChatRequest } from './responses.ts';
+import { toResponse } from './responses-output.ts';
+import { ResponsesStreamWriter } from './responses-stream.ts';
 
 const parse = (b: unknown) => ResponsesRequest.parse(b);
 

@@ -1,7 +1,8 @@
 import type { BatchEndpoint } from '@faregate/contracts/openai-batches';
 import type { Frame } from '@faregate/contracts/frames';
 import type { IngressDeps } from '../deps.ts';
-import { RESPONSES_PARAMS, toResponse } from '../doors/responses.ts';
+import { RESPONSES_PARAMS } from '../doors/responses.ts';
+import { toResponse } from '../doors/responses-output.ts';
 import { inDoorTerms } from '../doors/shared.ts';
 import { fromZod } from '../plugins/errors.ts';
 import type { Principal } from '../plugins/auth.ts';

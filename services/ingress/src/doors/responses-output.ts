@@ -1,0 +1,152 @@
+import type { ChatCompletion, OpenAIUsage } from '@faregate/contracts/chat';
+import type {
+  ResponsesOutputItem,
+  ResponsesOutputText,
+  ResponsesReasoningItem,
+  ResponsesRequest,
+  ResponsesResponse,
+  ResponsesUsage,
+} from '@faregate/contracts/responses';
+import { sealThinking } from './reasoning.ts';
+
+/**
+ * The Responses door's answers: the pipeline's chat completion as a `response` object and its
+ * output items (shared by the whole answer and the stream's events, so both say the same).
+ */
+
+export function responsesUsage(u: OpenAIUsage): ResponsesUsage {
+  return {
+    input_tokens: u.prompt_tokens,
+    input_tokens_details: { cached_tokens: u.prompt_tokens_details.cached_tokens },
+    output_tokens: u.completion_tokens,
+    output_tokens_details: { reasoning_tokens: u.completion_tokens_details.reasoning_tokens },
+    total_tokens: u.prompt_tokens + u.completion_tokens,
+  };
+}
+
+/** Output item ids, the same in a stream's events and its final response. */
+export const messageId = (id: string) => `msg_${id}`;
+export const reasoningId = (id: string) => `rs_${id}`;
+export const callItemId = (id: string, index: number) => `fc_${id}_${index}`;
+
+export const outputText = (text: string): ResponsesOutputText => ({
+  type: 'output_text',
+  text,
+  annotations: [],
+  logprobs: [],
+});
+
+/**
+ * Whether reasoning is shown as a summary: the caller asked for one (`reasoning.summary`). The text
+ * is what the provider returned (Anthropic's and Gemini's thinking is already a summary of the
+ * model's reasoning); shown either way, never both.
+ */
+export const asSummary = (req: ResponsesRequest) => req.reasoning?.summary != null;
+
+export const reasoningItem = (
+  id: string,
+  text: string,
+  status: ResponsesReasoningItem['status'],
+  summary: boolean,
+  signature = '',
+): ResponsesReasoningItem => ({
+  id,
+  type: 'reasoning',
+  status,
+  summary: summary && text !== '' ? [{ type: 'summary_text', text }] : [],
+  content: summary || text === '' ? [] : [{ type: 'reasoning_text', text }],
+  encrypted_content:
+    signature === '' ? null : sealThinking([{ type: 'thinking', thinking: text, signature }]),
+});
+
+/** The response object around `output` (what the request asked for, echoed as OpenAI does). */
+export function envelope(
+  req: ResponsesRequest,
+  id: string,
+  createdAt: number,
+  model: string,
+): Omit<ResponsesResponse, 'status' | 'incomplete_details' | 'output' | 'usage'> {
+  return {
+    id,
+    object: 'response',
+    created_at: createdAt,
+    error: null,
+    model,
+    instructions: req.instructions ?? null,
+    max_output_tokens: req.max_output_tokens ?? null,
+    metadata: req.metadata ?? {},
+    parallel_tool_calls: req.parallel_tool_calls ?? true,
+    previous_response_id: null,
+    reasoning: { effort: req.reasoning?.effort ?? null, summary: req.reasoning?.summary ?? null },
+    store: false,
+    temperature: req.temperature ?? null,
+    top_p: req.top_p ?? null,
+    text: { format: req.text?.format ?? { type: 'text' } },
+    tool_choice: req.tool_choice ?? 'auto',
+    tools: req.tools ?? [],
+    truncation: 'disabled',
+    ...(req.user ? { user: req.user } : {}),
+  };
+}
+
+function statusOf(r: ChatCompletion): Pick<ResponsesResponse, 'status' | 'incomplete_details'> {
+  const finish = r.choices[0]?.finish_reason;
+  if (finish === 'length')
+    return { status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } };
+  if (finish === 'content_filter')
+    return { status: 'incomplete', incomplete_details: { reason: 'content_filter' } };
+  return { status: 'completed', incomplete_details: null };
+}
+
+/** The pipeline's answer → the Responses output items (a message, then function calls). */
+function outputOf(
+  r: ChatCompletion,
+  status: 'completed' | 'incomplete',
+  summary: boolean,
+): ResponsesOutputItem[] {
+  const m = r.choices[0]?.message;
+  const out: ResponsesOutputItem[] = [];
+  // The model's reasoning comes first, as it did (when the provider returns its text).
+  const reasoning = m?.reasoning_content;
+  if (typeof reasoning === 'string' && reasoning !== '')
+    out.push(
+      reasoningItem(
+        reasoningId(r.id),
+        reasoning,
+        'completed',
+        summary,
+        m?.thinking_blocks?.[0]?.signature ?? '',
+      ),
+    );
+  const text = m?.content ?? m?.refusal ?? '';
+  if (text !== '')
+    out.push({
+      id: messageId(r.id),
+      type: 'message',
+      status,
+      role: 'assistant',
+      content: [outputText(text)],
+    });
+  for (const [i, t] of (m?.tool_calls ?? []).entries()) {
+    out.push({
+      id: callItemId(r.id, i),
+      type: 'function_call',
+      status: 'completed',
+      call_id: t.id,
+      name: t.function.name,
+      arguments: t.function.arguments,
+    });
+  }
+  return out;
+}
+
+/** The non-streamed answer of `POST /v1/responses`. `model` keeps the gateway's `provider/model`. */
+export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesResponse {
+  const s = statusOf(r);
+  return {
+    ...envelope(req, r.id, r.created, r.model),
+    ...s,
+    output: outputOf(r, s.status === 'incomplete' ? 'incomplete' : 'completed', asSummary(req)),
+    usage: responsesUsage(r.usage),
+  };
+}
