@@ -1,19 +1,26 @@
 import { seqOf } from '@faregate/queue/frame-store';
 import type { FollowHandle } from '@faregate/queue/follow';
+import { z } from 'zod';
 import type { IngressDeps } from '../deps.ts';
 import { isFinalBatchStatus, publishStatus, readProgress, readStatusRow } from './progress.ts';
 
 /** How often a follower checks the batch record for a status no driver reported (one killed right after it). */
 const SYNC_MS = 5_000;
 
+/** What a status event must say for a follower to know it is the last (the rest is the client's). */
+const StatusEvent = z.object({ type: z.literal('batch_status'), status: z.string() });
+
 /** A batch progress event with a final status (the last one of its stream). */
 function isFinalEvent(raw: string): boolean {
   if (!raw.includes('"type":"batch_status"')) return false;
+  let parsed: unknown;
   try {
-    return isFinalBatchStatus(String((JSON.parse(raw) as { status?: unknown }).status));
+    parsed = JSON.parse(raw);
   } catch {
     return false;
   }
+  const e = StatusEvent.safeParse(parsed);
+  return e.success && isFinalBatchStatus(e.data.status);
 }
 
 /**
