@@ -152,6 +152,39 @@ describe('fast lane under RPM/TPM limits', () => {
     expect(await t.queued(data.id)).toBe(false);
   });
 
+  it('the entries of one pop are taken by one take script, after their calls', async () => {
+    let calls = 0;
+    const call: typeof callProvider = (args) => {
+      calls++;
+      return callProvider(args);
+    };
+    const t = pool({ limits: { rpm: 1_000, attempts: 3 }, graceMs: 5_000, call });
+    const pops: number[] = [];
+    const pop = t.lane.pop.bind(t.lane);
+    t.lane.pop = async (...args) => {
+      const r = await pop(...args);
+      if (r.length) pops.push(r.length);
+      return r;
+    };
+    const takes: { ids: string[]; callsBefore: number }[] = [];
+    const take = t.lane.take.bind(t.lane);
+    t.lane.take = (ids) => {
+      takes.push({ ids, callsBefore: calls });
+      return take(ids);
+    };
+    // Queued before the intake starts: its first pop takes all three (three free lane slots of four).
+    const jobs = [job(), job(), job()];
+    for (const j of jobs) await t.lane.push(j);
+    await t.laneIntake.start();
+    for (const j of jobs) expect(await t.terminal(j.id)).toContain('"type":"done"');
+    expect(pops[0]).toBe(3);
+    expect(takes.length).toBe(pops.length);
+    expect(takes[0]?.ids.toSorted()).toEqual(jobs.map((j) => j.id).toSorted());
+    // Taken once all three calls were made, not in front of any of them.
+    expect(takes[0]?.callsBefore).toBe(3);
+    expect(await t.fastLane('lost')).toBe(0);
+  });
+
   it('a lane job whose admission outlasts the grace is swept to BullMQ and calls the provider once, not once per intake', async () => {
     // The call's abort (a lane run that lost its take) reaches the request only after the fake saw
     // it, as on any real network where the request is on its way before the take's answer is back.

@@ -38,6 +38,12 @@ export class LaneIntake {
   /** Redis's clock minus ours (entries are stamped by Redis). */
   #offset = 0;
   #takes: Array<{ id: string; resolve: (ok: boolean) => void; reject: (e: unknown) => void }> = [];
+  /** A take is waiting to go out in this turn's flush. */
+  #flushing = false;
+  /** Runs of the last pop whose provider request has not been written yet (their takes wait for it). */
+  #callsPending = 0;
+  /** A take that must not wait for the batch (it gates its own run's call). */
+  #urgent = false;
 
   constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: RedisClient) {
     this.#deps = deps;
@@ -139,8 +145,12 @@ export class LaneIntake {
         await new Promise((r) => setTimeout(r, 500));
         continue;
       }
-      // The next pop (a write to Redis) goes out behind these runs' own provider requests.
+      // The next pop (a write to Redis) goes out behind these runs' own provider requests, and so
+      // do their takes: one script for the whole pop (see #take).
+      this.#callsPending = popped.length;
       await Promise.all(popped.map((entry) => this.#begin(entry)));
+      this.#callsPending = 0;
+      this.#flushTakes();
     }
   }
 
@@ -156,6 +166,10 @@ export class LaneIntake {
     let calling!: () => void;
     const called = new Promise<void>((r) => {
       calling = r;
+    });
+    void called.then(() => {
+      this.#callsPending--;
+      this.#flushTakes();
     });
     const run = this.#run(data, pushedAt, calling).finally(() => {
       calling();
@@ -181,24 +195,31 @@ export class LaneIntake {
     const fresh = Date.now() < freshUntil;
     let taken: Promise<boolean>;
     if (fresh) {
-      let onCalling!: () => void;
-      taken = new Promise<void>((r) => {
-        onCalling = r;
-      }).then(() =>
-        this.#take(id).then(
+      let requested = false;
+      let resolveTaken!: (ok: boolean) => void;
+      taken = new Promise<boolean>((r) => {
+        resolveTaken = r;
+      });
+      // After the call the take may wait for the pop's other calls (one script for all); before
+      // it (`urgent`) it goes out at once, as the call waits for it.
+      const requestTake = (urgent: boolean) => {
+        if (requested) return;
+        requested = true;
+        this.#take(id, urgent).then(
           (ok) => {
             if (!ok) lost.abort(RUN_LOST);
-            return ok;
+            resolveTaken(ok);
           },
           () => {
             lost.abort(RUN_LOST);
-            return false;
+            resolveTaken(false);
           },
-        ),
-      );
+        );
+      };
+      const onCalling = () => requestTake(false);
       const beforeCall = (): true | Promise<boolean> => {
         if (Date.now() < freshUntil) return true;
-        onCalling();
+        requestTake(true);
         return taken;
       };
       return this.#attempt(data, {
@@ -210,7 +231,7 @@ export class LaneIntake {
         beforeCall,
       });
     }
-    taken = this.#take(id).catch(() => false);
+    taken = this.#take(id, true).catch(() => false);
     if (!(await taken)) return; // old enough to have been swept: it was, and runs on BullMQ
     return this.#attempt(data, { speculative: false, signal: lost.signal, taken, calling });
   }
@@ -272,24 +293,36 @@ export class LaneIntake {
     }
   }
 
-  /** Takes of one turn of the event loop go to Redis together. */
-  #take(id: string): Promise<boolean> {
+  /**
+   * Takes go to Redis together: those of one turn of the event loop, and those that follow their
+   * run's provider call (not `urgent`) wait until every run of the same pop has written its call
+   * (or ended), so a pop of n entries costs one take script, not n.
+   */
+  #take(id: string, urgent = false): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      if (!this.#takes.length) {
-        queueMicrotask(() => {
-          const batch = this.#takes;
-          this.#takes = [];
-          this.#lane.take(batch.map((t) => t.id)).then(
-            (oks) => {
-              for (const [i, t] of batch.entries()) t.resolve(oks[i] === true);
-            },
-            (e: unknown) => {
-              for (const t of batch) t.reject(e);
-            },
-          );
-        });
-      }
       this.#takes.push({ id, resolve, reject });
+      if (urgent) this.#urgent = true;
+      this.#flushTakes();
+    });
+  }
+
+  #flushTakes(): void {
+    if (this.#flushing || !this.#takes.length || (this.#callsPending > 0 && !this.#urgent)) return;
+    this.#flushing = true;
+    queueMicrotask(() => {
+      this.#flushing = false;
+      this.#urgent = false;
+      const batch = this.#takes;
+      this.#takes = [];
+      if (!batch.length) return;
+      this.#lane.take(batch.map((t) => t.id)).then(
+        (oks) => {
+          for (const [i, t] of batch.entries()) t.resolve(oks[i] === true);
+        },
+        (e: unknown) => {
+          for (const t of batch) t.reject(e);
+        },
+      );
     });
   }
 
