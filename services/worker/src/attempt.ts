@@ -432,12 +432,10 @@ async function attemptOnce(
       ...prior.route,
       { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' },
     ];
-    const frames: FrameBody[] = data.deltas
-      ? [
-          { type: 'usage', usage: result.usage },
-          { type: 'done', result, route },
-        ]
-      : [{ type: 'done', result, route }];
+    // `result` last: the ingress relays its bytes to a chat completions caller as they are (see
+    // services/ingress/src/done-frame.ts).
+    const done: FrameBody = { type: 'done', route, result };
+    const frames: FrameBody[] = data.deltas ? [{ type: 'usage', usage: result.usage }, done] : [done];
     return await succeed(frames, at);
   } catch (raw) {
     const lostRun = input.signal?.aborted === true;

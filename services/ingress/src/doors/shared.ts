@@ -26,6 +26,8 @@ export interface FrameWriter {
  */
 export interface Door {
   answer(result: ChatCompletion): unknown;
+  /** The answer is the chat result as it is: relayed as the worker wrote it, never parsed. */
+  readonly relaysResult?: boolean;
   writer(id: string, createdMs: number): FrameWriter;
 }
 

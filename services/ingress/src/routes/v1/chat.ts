@@ -18,11 +18,13 @@ import { responsesDoor } from '../../doors/responses.ts';
 import { AnthropicRequest } from '@faregate/contracts/anthropic';
 import { ResponsesRequest } from '@faregate/contracts/responses';
 import { waitForEmbeddings } from './embeddings.ts';
+import { rawDone } from '../../done-frame.ts';
 
 export type { Door } from '../../doors/shared.ts';
 
 const chatDoor = (body: ChatRequest): Door => ({
   answer: (result) => result,
+  relaysResult: true,
   writer: (id, createdMs) =>
     new ChunkWriter(id, Math.floor(createdMs / 1000), body.stream_options?.include_usage === true),
 });
@@ -73,7 +75,7 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
           if (deps.config.CANCEL_ON_DISCONNECT) void cancelJob(deps, jobId).catch(() => {});
         });
       }
-      return await waitForResult(reply, queue, done.signal, served.door.answer);
+      return await waitForResult(reply, queue, done.signal, served.door);
     } finally {
       clearTimeout(timer);
       reply.raw.off('close', onClose);
@@ -133,7 +135,7 @@ export async function serveChat(
   // Gone while it was being admitted: 'close' has already fired.
   if (reply.raw.destroyed) onClose();
   try {
-    if (!stream) return await waitForResult(reply, frames, done.signal, door.answer);
+    if (!stream) return await waitForResult(reply, frames, done.signal, door);
     return await relaySse(reply, door.writer(data.id, data.created), data.id, frames, done.signal, cancel);
   } finally {
     clearTimeout(timer);
@@ -150,21 +152,22 @@ function timeoutError(): GatewayError {
   });
 }
 
-async function waitForResult(
-  reply: FastifyReply,
-  queue: FrameQueue,
-  signal: AbortSignal,
-  answer: Door['answer'],
-) {
+async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: AbortSignal, door: Door) {
   for (;;) {
     const raw = await queue.next(signal);
     if (raw === undefined) throw timeoutError();
     // Only the terminal frame matters for a non-streaming caller: parse that one, skip the rest.
     if (!isTerminalRaw(raw)) continue;
+    // Chat completions: the result's bytes as the worker wrote them (no parse, no re-serialization).
+    const relayed = door.relaysResult ? rawDone(raw) : undefined;
+    if (relayed) {
+      if (relayed.route) reply.headers(servedHeaders(relayed.route));
+      return reply.code(200).type('application/json; charset=utf-8').send(relayed.result);
+    }
     const f = readFrame(raw);
     if (f.type === 'done') {
       if (f.route) reply.headers(servedHeaders(f.route));
-      return reply.code(200).send(answer(f.result));
+      return reply.code(200).send(door.answer(f.result));
     }
     if (f.type === 'error') throw GatewayError.from(f.error);
   }

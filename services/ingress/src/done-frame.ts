@@ -1,0 +1,53 @@
+import { RouteStep } from '@faregate/contracts/route';
+import { z } from 'zod';
+
+const Route = z.array(RouteStep);
+
+/** A done frame's answer as it was written: the chat.completion's JSON text, and the route. */
+export interface RawDone {
+  /** The `result` field's JSON, byte for byte. */
+  result: string;
+  route: RouteStep[] | undefined;
+}
+
+const PREFIX = '{"v":1,';
+const DONE = '"type":"done",';
+const ROUTE = '"route":';
+const RESULT = '"result":';
+
+/**
+ * The answer of a done frame without parsing (or re-serializing) the chat.completion: its bytes
+ * are relayed to a chat completions caller as the worker wrote them. The frame store writes
+ * `{"v":1,"job":…,"seq":N,` + the body, and the worker's body is `{"type":"done","route":[…],"result":{…}}`
+ * (JSON.stringify keeps that order), so the result is the frame's last field. Only the small route
+ * is parsed (and checked: it names what served the answer in the headers). `undefined` for any
+ * other layout (another frame, an older worker's order): the caller parses the frame instead.
+ * Sound for the same reason as `isTerminalRaw`: a quote inside a string value is escaped, so
+ * `,"result":` occurs at the top level first (route steps have no `result`).
+ */
+export function rawDone(raw: string): RawDone | undefined {
+  if (!raw.startsWith(PREFIX) || raw.charCodeAt(raw.length - 1) !== 125 /* } */) return undefined;
+  let i = raw.indexOf(DONE);
+  if (i < 0) return undefined;
+  i += DONE.length;
+  let route: RouteStep[] | undefined;
+  if (raw.startsWith(ROUTE, i)) {
+    const end = raw.indexOf(`,${RESULT}`, i);
+    if (end < 0) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.slice(i + ROUTE.length, end));
+    } catch {
+      return undefined;
+    }
+    const r = Route.safeParse(json);
+    if (!r.success) return undefined;
+    route = r.data;
+    i = end + 1;
+  }
+  if (!raw.startsWith(RESULT, i) || raw.charCodeAt(i + RESULT.length) !== 123 /* { */) return undefined;
+  const result = raw.slice(i + RESULT.length, -1);
+  // The result is an object closing right before the frame does.
+  if (result.charCodeAt(result.length - 1) !== 125) return undefined;
+  return { result, route };
+}
