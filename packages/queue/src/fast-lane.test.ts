@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { JobData } from '@faregate/contracts/jobs';
+import { JobData } from '@faregate/contracts/jobs';
 import { testRedis } from '@faregate/testing/env';
-import { FastLane, FastLanes } from './fast-lane.ts';
+import { FastLane, FastLanes, isJobEnvelope } from './fast-lane.ts';
 import { makeKeys } from './keys.ts';
 import { createRedis } from './redis.ts';
 
@@ -123,5 +123,42 @@ describe('FastLane', () => {
     } finally {
       lanes.close();
     }
+  });
+});
+
+describe('isJobEnvelope', () => {
+  it('takes what an ingress writes (a JobData, chat or embeddings) and refuses other versions and shapes', () => {
+    const chat = JobData.parse(job());
+    expect(isJobEnvelope(chat)).toBe(true);
+    expect(isJobEnvelope(JSON.parse(JSON.stringify(chat)))).toBe(true);
+    const embeddings = JobData.parse({
+      ...job(),
+      op: 'embeddings',
+      request: { model: 'text-embedding-3-small', input: 'hi' },
+    });
+    expect(isJobEnvelope(embeddings)).toBe(true);
+    const bad: unknown[] = [
+      null,
+      'req_x',
+      { ...chat, v: 2 },
+      { ...chat, id: 7 },
+      { ...chat, op: 'images' },
+      { ...chat, request: { model: 'm' } },
+      { ...chat, request: undefined },
+      { ...chat, plan: [] },
+      { ...chat, plan: [{ provider: 'openai' }] },
+      { ...chat, hop: 0.5 },
+      { ...chat, deltas: 'no' },
+      { ...chat, deadline: undefined },
+      { ...chat, attempts: undefined },
+    ];
+    for (const b of bad) expect(isJobEnvelope(b), JSON.stringify(b)).toBe(false);
+  });
+
+  it('an entry that is not a job is unreadable', () => {
+    expect(FastLane.read(`123 ${JSON.stringify({ ...job(), v: 2 })}`).ok).toBe(false);
+    expect(FastLane.read('123 {').ok).toBe(false);
+    const r = FastLane.read(`123 ${JSON.stringify(job())}`);
+    expect(r.ok && r.pushedAt).toBe(123);
   });
 });
