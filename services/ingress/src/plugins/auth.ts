@@ -180,6 +180,10 @@ export class Authenticator {
   readonly #db: Db;
   readonly #ttlMs: number;
   readonly #cache = new Map<string, Entry>();
+  /** Lookups under way: every request for a key not cached waits on the one query for it. */
+  readonly #loading = new Map<string, Promise<Entry>>();
+  /** Bumped by each revocation: a lookup that started before one does not fill the cache. */
+  #revocations = 0;
   /** Key hash → callbacks of open sockets authenticated with it. */
   readonly #watchers = new Map<string, Set<() => void>>();
   readonly #timer: NodeJS.Timeout;
@@ -194,19 +198,7 @@ export class Authenticator {
   async authenticateHash(hash: string): Promise<Principal> {
     const now = Date.now();
     let hit = this.#cache.get(hash);
-    if (!hit || hit.until < now) {
-      const rec = await findApiKey(this.#db, hash).catch((err: unknown) => {
-        if (!isDbUnavailable(err)) throw err;
-        throw new GatewayError({
-          code: 'overloaded',
-          message: 'The gateway cannot reach its database to check your API key; retry shortly.',
-          retryAfterMs: 2_000,
-        });
-      });
-      hit = { rec, until: now + this.#ttlMs };
-      if (this.#cache.size > 50_000) this.#cache.clear();
-      this.#cache.set(hash, hit);
-    }
+    if (!hit || hit.until < now) hit = await this.#lookup(hash);
     const rec = hit.rec;
     if (!rec || rec.revoked) {
       throw new GatewayError({ code: 'invalid_api_key', message: 'Incorrect API key provided.' });
@@ -229,6 +221,38 @@ export class Authenticator {
     return p;
   }
 
+  /**
+   * One query per key however many requests need it at once (when its cache entry lapses, every
+   * request in flight with that key would otherwise query the database).
+   */
+  #lookup(hash: string): Promise<Entry> {
+    let loading = this.#loading.get(hash);
+    if (loading) return loading;
+    const revocations = this.#revocations;
+    loading = findApiKey(this.#db, hash)
+      .then(
+        (rec) => {
+          const entry = { rec, until: Date.now() + this.#ttlMs };
+          if (revocations === this.#revocations) {
+            if (this.#cache.size > 50_000) this.#cache.clear();
+            this.#cache.set(hash, entry);
+          }
+          return entry;
+        },
+        (err: unknown) => {
+          if (!isDbUnavailable(err)) throw err;
+          throw new GatewayError({
+            code: 'overloaded',
+            message: 'The gateway cannot reach its database to check your API key; retry shortly.',
+            retryAfterMs: 2_000,
+          });
+        },
+      )
+      .finally(() => this.#loading.delete(hash));
+    this.#loading.set(hash, loading);
+    return loading;
+  }
+
   /** Calls `onRevoked` once when the key `hash` stops being valid; returns a function that stops watching. */
   watch(hash: string, onRevoked: () => void): () => void {
     let set = this.#watchers.get(hash);
@@ -246,6 +270,7 @@ export class Authenticator {
 
   /** A key was revoked (by any process): forget it and end what it keeps open. */
   revoked(keyId: string): void {
+    this.#revocations++;
     for (const [hash, e] of this.#cache) {
       if (e.rec?.id === keyId) {
         this.#cache.delete(hash);
