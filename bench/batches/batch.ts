@@ -15,6 +15,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { Redis } from 'ioredis';
+import { cpuMeter } from '../support/cpu.ts';
 import { closedLoop, percentile } from '../support/load.ts';
 import { configureFake, startBenchStack } from '../support/stack.ts';
 
@@ -25,6 +27,10 @@ const { values } = parseArgs({
     'in-flight': { type: 'string', default: '256' },
     'tick-ms': { type: 'string', default: '100' },
     probe: { type: 'boolean', default: true },
+    /** Write a V8 CPU profile of the ingress (and worker) into this directory. */
+    'cpu-prof': { type: 'string' },
+    /** Extra node flags for ingress, worker and billing (space-separated), e.g. `--max-old-space-size=96`. */
+    'node-args': { type: 'string', default: '' },
   },
   allowNegative: true,
 });
@@ -34,10 +40,17 @@ console.log(
   `$ node bench/batches/batch.ts --lines ${lines} --tenants ${tenants} --in-flight ${values['in-flight']} --tick-ms ${values['tick-ms']}${values.probe ? '' : ' --no-probe'}`,
 );
 
+const nodeArgs = values['node-args'].split(' ').filter(Boolean);
+const prof = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [];
 const adminToken = `bench-admin-${Math.random().toString(36).slice(2)}-token`;
 const stack = await startBenchStack({
   verbose: process.env.BENCH_VERBOSE === '1',
   providers: ['openai'],
+  nodeArgs: {
+    ingress: [...nodeArgs, ...prof],
+    worker: [...nodeArgs, ...prof],
+    billing: nodeArgs,
+  },
   env: {
     BATCH_MAX_IN_FLIGHT: String(values['in-flight']),
     BATCH_TICK_MS: String(values['tick-ms']),
@@ -45,6 +58,10 @@ const stack = await startBenchStack({
     FAREGATE_ADMIN_TOKEN: adminToken,
   },
 });
+const rssNow = (pid: number) => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+};
 const peakRss = (pid: number) => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : Number.NaN;
@@ -123,6 +140,25 @@ try {
     : undefined;
 
   const per = Math.floor(lines / tenants);
+  // CPU of every process and Redis commands over the batches (the probe's requests included).
+  const meter = cpuMeter(stack.services, stack.redisUrl, stack.databaseUrl);
+  const redisStats = new Redis(stack.redisUrl);
+  const commands = async () =>
+    Number(/^total_commands_processed:(\d+)/m.exec(await redisStats.info('stats'))?.[1] ?? Number.NaN);
+  const commandStats = async () => {
+    const out = new Map<string, number>();
+    for (const m of (await redisStats.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+      out.set(m[1] ?? '', Number(m[2]));
+    return out;
+  };
+  await meter.mark();
+  const commands0 = await commands();
+  const stats0 = await commandStats();
+  // RSS every second, to see whether a process grows with the batch or levels off.
+  const rssTrail: string[] = [];
+  const rssTimer = setInterval(() => {
+    rssTrail.push(stack.services.map((svc) => rssNow(svc.pid).toFixed(0)).join('/'));
+  }, 1000);
   const t0 = performance.now();
   const runs: Run[] = [];
   let tUploaded = t0;
@@ -207,6 +243,21 @@ try {
   await probeLoop;
   await pool.close();
   const tEnd = performance.now();
+  clearInterval(rssTimer);
+  if (process.env.BENCH_SNAP_AT_END === '1') {
+    // With --node-args '--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=…': a heap snapshot of each.
+    for (const svc of stack.services) if (svc.name !== 'fake') process.kill(svc.pid, 'SIGUSR2');
+    await new Promise((r) => setTimeout(r, 15_000));
+  }
+  const cpu = await meter.read();
+  const commandsUsed = (await commands()) - commands0;
+  const stats1 = await commandStats();
+  const perCommand = [...stats1]
+    .map(([k, v]) => [k, (v - (stats0.get(k) ?? 0)) / lines] as const)
+    .filter(([, v]) => v >= 0.5)
+    .sort((a, b) => b[1] - a[1]);
+  meter.close();
+  redisStats.disconnect();
 
   for (const r of runs) console.log(`batch ${r.id}: ${r.status}, counts ${JSON.stringify(r.counts)}`);
   console.log(`upload ${s(tUploaded - t0)} (all ${tenants} file(s))`);
@@ -237,6 +288,14 @@ try {
       `interactive (1 connection): idle p50 ${ms2(ip50)} p99 ${ms2(ip99)} (n=${idle.latenciesMs.length}); during the batches p50 ${ms2(bp50)} p99 ${ms2(bp99)} (n=${busy.length}): ${((bp50 / ip50 - 1) * 100).toFixed(0)} % / ${((bp99 / ip99 - 1) * 100).toFixed(0)} % (target ≤ +10 %)`,
     );
   }
+  console.log(
+    `CPU per line (ms, probe included): ${Object.entries(cpu)
+      .filter(([k]) => k !== 'bench-client')
+      .map(([k, v]) => `${k} ${(v / lines).toFixed(3)}`)
+      .join(', ')}; Redis commands per line ${(commandsUsed / lines).toFixed(1)}`,
+  );
+  console.log(`Redis commands per line by command: ${perCommand.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+  console.log(`RSS (MB, ${stack.services.map((svc) => svc.name).join('/')}) each second: ${rssTrail.join(' ')}`);
   for (const svc of stack.services) console.log(`peak RSS ${svc.name}: ${peakRss(svc.pid).toFixed(0)} MB`);
 } finally {
   await stack.stop();

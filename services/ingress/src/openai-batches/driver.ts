@@ -8,6 +8,7 @@ import { BatchPrincipal, type BatchOutputLine } from '@faregate/contracts/openai
 import { batches } from '@faregate/db/schema/batches';
 import { readJobStates, requestCancel } from '@faregate/queue/job-control';
 import type { ProviderQueues } from '@faregate/queue/queues';
+import { sendEach } from '@faregate/queue/redis';
 import type pg from 'pg';
 import type { IngressDeps } from '../deps.ts';
 import { fileStore, ownedFile } from '../files/files.ts';
@@ -361,73 +362,85 @@ export class BatchDriver {
     );
     if (fed.rows.length === 0) return [];
     const deps = this.#deps;
+    // Two round trips for every line in flight, whatever their number: each job's state, then
+    // the last (terminal) frame of those that ended.
     const states = await readJobStates(
       deps.redis,
       deps.keys,
       fed.rows.map((r) => r.job_id),
     );
+    const finals = fed.rows.filter((_, i) => {
+      const st = states[i];
+      return st !== undefined && isFinalState(st);
+    });
+    const frames = await sendEach(
+      deps.redis,
+      finals.map((r) => ['xrevrange', deps.keys.frames(r.job_id), '+', '-', 'COUNT', 1] as const),
+    );
+    const lastFrame = new Map<string, string | undefined>();
+    finals.forEach((r, i) => {
+      lastFrame.set(r.job_id, (frames[i] as [string, string[]][] | undefined)?.[0]?.[1][1]);
+    });
     const ended: Ended[] = [];
     const open: { line: number; job: string }[] = [];
     const lost: number[] = [];
-    await Promise.all(
-      fed.rows.map(async (row, i) => {
-        const state = states[i];
-        const { out } = lineIds(b.id, row.line);
-        if (!state || !isFinalState(state)) {
-          if (!state && Date.now() - Number(row.submitted_at) > LOST_AFTER_MS) lost.push(row.line);
-          else open.push({ line: row.line, job: row.job_id });
-          return;
-        }
-        const last = await deps.store.last(row.job_id);
-        const f = last ? parseFrame(last) : undefined;
-        // The answer as the batch's endpoint gives it (a chat completion, an embeddings list, a response).
-        const answer = endpoint.answer(f, row.body);
-        if (answer !== undefined) {
-          ended.push({
-            line: row.line,
-            state: 'completed',
-            result: {
-              id: out,
-              custom_id: row.custom_id,
-              response: { status_code: 200, request_id: row.job_id, body: answer },
-              error: null,
-            },
-          });
-          return;
-        }
-        const ge = asGatewayError(
-          endpoint.refusal(
-            f?.type === 'error'
-              ? new GatewayError(f.error)
-              : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' }),
-          ),
-        );
-        if (state === 'cancelled' || ge.code === 'cancelled') {
-          // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's
-          // cancel): not a failure of the request.
-          ended.push(
-            b.status === 'cancelling' || nowS() < b.expiresAt
-              ? { line: row.line, state: 'cancelled', result: null }
-              : {
-                  line: row.line,
-                  state: 'expired',
-                  result: { id: out, custom_id: row.custom_id, response: null, error: EXPIRED },
-                },
-          );
-          return;
-        }
+    fed.rows.forEach((row, i) => {
+      const state = states[i];
+      const { out } = lineIds(b.id, row.line);
+      if (!state || !isFinalState(state)) {
+        if (!state && Date.now() - Number(row.submitted_at) > LOST_AFTER_MS) lost.push(row.line);
+        else open.push({ line: row.line, job: row.job_id });
+        return;
+      }
+      const last = lastFrame.get(row.job_id);
+      const f = last ? parseFrame(last) : undefined;
+      // The answer as the batch's endpoint gives it (a chat completion, an embeddings list, a response).
+      const answer = endpoint.answer(f, row.body);
+      if (answer !== undefined) {
         ended.push({
           line: row.line,
-          state: 'failed',
+          state: 'completed',
           result: {
             id: out,
             custom_id: row.custom_id,
-            response: { status_code: ge.status, request_id: row.job_id, body: ge.toBody() },
+            response: { status_code: 200, request_id: row.job_id, body: answer },
             error: null,
           },
         });
-      }),
-    );
+        return;
+      }
+      const ge = asGatewayError(
+        endpoint.refusal(
+          f?.type === 'error'
+            ? new GatewayError(f.error)
+            : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' }),
+        ),
+      );
+      if (state === 'cancelled' || ge.code === 'cancelled') {
+        // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's
+        // cancel): not a failure of the request.
+        ended.push(
+          b.status === 'cancelling' || nowS() < b.expiresAt
+            ? { line: row.line, state: 'cancelled', result: null }
+            : {
+                line: row.line,
+                state: 'expired',
+                result: { id: out, custom_id: row.custom_id, response: null, error: EXPIRED },
+              },
+        );
+        return;
+      }
+      ended.push({
+        line: row.line,
+        state: 'failed',
+        result: {
+          id: out,
+          custom_id: row.custom_id,
+          response: { status_code: ge.status, request_id: row.job_id, body: ge.toBody() },
+          error: null,
+        },
+      });
+    });
     if (lost.length > 0) {
       // Fed, then the process died before the job was recorded: feed them again (same job ids).
       await this.#pool.query(

@@ -87,12 +87,15 @@ export async function followProgress(
       dirty = true;
     });
   };
-  const onLive = (raw: string) => {
-    if (closed) return;
-    const seq = seqOf(raw);
-    if (seq <= last) return;
-    if (seq === last + 1 && !running) deliver(raw);
-    else repump();
+  const onLive = (message: string) => {
+    // A driver step's events come as one message, newline-separated.
+    for (const raw of message.split('\n')) {
+      if (closed) return;
+      const seq = seqOf(raw);
+      if (seq <= last) continue;
+      if (seq === last + 1 && !running) deliver(raw);
+      else return repump();
+    }
   };
   unlisten = await deps.hub.listen(batchId, onLive);
   unresync = deps.hub.onResync(repump);

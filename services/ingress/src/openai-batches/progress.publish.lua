@@ -10,6 +10,8 @@
 --       ARGV[11] completed, ARGV[12] failed (the batch record's; taken as the counts when final),
 --       ARGV[13] extra event fields (',"output_file_id":…' or ''). Published only if its rank is
 --       above the last published one's: statuses never go back, whichever process reports them.
+-- The events appended by one call are published together, as one message of newline-separated
+-- events (JSON never holds a raw newline): one PUBLISH per driver step, not one per line.
 -- Returns how many events were appended.
 local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 local rank = tonumber(redis.call('HGET', KEYS[2], 'rank') or '-1')
@@ -17,13 +19,14 @@ local total = redis.call('HGET', KEYS[2], 'total') or '0'
 local completed = tonumber(redis.call('HGET', KEYS[2], 'completed') or '0')
 local failed = tonumber(redis.call('HGET', KEYS[2], 'failed') or '0')
 local n = 0
+local live = {}
 local function add(fields)
   seq = seq + 1
   n = n + 1
   local e = '{"v":1,"batch":' .. ARGV[2] .. ',"seq":' .. seq .. ',' .. fields ..
     ',"request_counts":{"total":' .. total .. ',"completed":' .. completed .. ',"failed":' .. failed .. '}}'
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', e)
-  redis.call('PUBLISH', ARGV[1], e)
+  live[n] = e
 end
 if ARGV[6] == 'l' then
   for i = 7, #ARGV, 3 do
@@ -48,6 +51,7 @@ else
   redis.call('HSET', KEYS[2], 'rank', rank, 'status', ARGV[7], 'total', total)
 end
 if n == 0 then return 0 end
+redis.call('PUBLISH', ARGV[1], table.concat(live, '\n'))
 redis.call('HSET', KEYS[2], 'seq', seq, 'completed', completed, 'failed', failed)
 -- Rank 4 is a final status: the stream lives on ARGV[5] more, for late readers.
 local ttl = ARGV[4]
