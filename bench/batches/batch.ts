@@ -2,7 +2,8 @@
  * Batch benchmark (not a test):
  *
  *   node bench/batches/batch.ts [--lines 50000] [--tenants 2] [--in-flight 256] [--tick-ms 100]
- *                               [--no-probe]
+ *                               [--interactive-in-flight 16] [--no-probe] [--cpu-prof dir]
+ *                               [--node-args '--max-old-space-size=…']
  *
  * Uploads `--lines` chat requests as JSONL through `POST /v1/files` (split evenly between `--tenants`
  * accounts, each with a batch of its own, created together), runs them with `POST /v1/batches`
@@ -26,6 +27,8 @@ const { values } = parseArgs({
     tenants: { type: 'string', default: '2' },
     'in-flight': { type: 'string', default: '256' },
     'tick-ms': { type: 'string', default: '100' },
+    /** BATCH_INTERACTIVE_IN_FLIGHT: lines per batch in flight while interactive work is seen. */
+    'interactive-in-flight': { type: 'string', default: '16' },
     probe: { type: 'boolean', default: true },
     /** Write a V8 CPU profile of the ingress (and worker) into this directory. */
     'cpu-prof': { type: 'string' },
@@ -37,7 +40,7 @@ const { values } = parseArgs({
 const lines = Number(values.lines);
 const tenants = Math.max(1, Number(values.tenants));
 console.log(
-  `$ node bench/batches/batch.ts --lines ${lines} --tenants ${tenants} --in-flight ${values['in-flight']} --tick-ms ${values['tick-ms']}${values.probe ? '' : ' --no-probe'}`,
+  `$ node bench/batches/batch.ts --lines ${lines} --tenants ${tenants} --in-flight ${values['in-flight']} --tick-ms ${values['tick-ms']} --interactive-in-flight ${values['interactive-in-flight']}${values.probe ? '' : ' --no-probe'}`,
 );
 
 const nodeArgs = values['node-args'].split(' ').filter(Boolean);
@@ -54,6 +57,7 @@ const stack = await startBenchStack({
   env: {
     BATCH_MAX_IN_FLIGHT: String(values['in-flight']),
     BATCH_TICK_MS: String(values['tick-ms']),
+    BATCH_INTERACTIVE_IN_FLIGHT: String(values['interactive-in-flight']),
     FILE_MAX_LINES: String(Math.max(lines, 50_000)),
     FAREGATE_ADMIN_TOKEN: adminToken,
   },
@@ -294,8 +298,12 @@ try {
       .map(([k, v]) => `${k} ${(v / lines).toFixed(3)}`)
       .join(', ')}; Redis commands per line ${(commandsUsed / lines).toFixed(1)}`,
   );
-  console.log(`Redis commands per line by command: ${perCommand.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
-  console.log(`RSS (MB, ${stack.services.map((svc) => svc.name).join('/')}) each second: ${rssTrail.join(' ')}`);
+  console.log(
+    `Redis commands per line by command: ${perCommand.map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`,
+  );
+  console.log(
+    `RSS (MB, ${stack.services.map((svc) => svc.name).join('/')}) each second: ${rssTrail.join(' ')}`,
+  );
   for (const svc of stack.services) console.log(`peak RSS ${svc.name}: ${peakRss(svc.pid).toFixed(0)} MB`);
 } finally {
   await stack.stop();

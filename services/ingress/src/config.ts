@@ -96,6 +96,12 @@ export const IngressConfig = z.object({
    */
   BATCH_WINDOW_SECONDS: int(86_400),
   BATCH_MAX_IN_FLIGHT: int(256),
+  /**
+   * Lines of one batch in flight while interactive work was seen on the pools in the last 2 s
+   * (requests waiting or running on a pool's fast lane, unprioritized jobs waiting): batches then
+   * leave the CPU and the pools to interactive traffic. 0 pauses batches while interactive work runs.
+   */
+  BATCH_INTERACTIVE_IN_FLIGHT: int(16),
   BATCH_TICK_MS: int(100),
   BATCH_LEASE_MS: int(5_000),
   /** Progress events kept per batch for WebSocket resumes (approximate; a reader further behind gets a gap). */

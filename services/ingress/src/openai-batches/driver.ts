@@ -7,6 +7,7 @@ import { newId } from '@faregate/contracts/ids';
 import { BatchPrincipal, type BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { batches } from '@faregate/db/schema/batches';
 import { readJobStates, requestCancel } from '@faregate/queue/job-control';
+import { poolBacklog } from '@faregate/queue/backlog';
 import type { ProviderQueues } from '@faregate/queue/queues';
 import { sendEach } from '@faregate/queue/redis';
 import type pg from 'pg';
@@ -24,9 +25,14 @@ export const BATCH_PRIORITY = 100;
 const LOST_AFTER_MS = 30_000;
 /** Batches stepped per tick, oldest step first (round-robin between active batches). */
 const BATCHES_PER_TICK = 16;
-const SUBMIT_CONCURRENCY = 8;
+/** Lines of one batch submitted at once (each a few Redis round trips: overlap them). */
+const SUBMIT_CONCURRENCY = 32;
 /** Lines checked at once while recovering a batch taken over from a driver that died. */
 const RECOVER_CONCURRENCY = 16;
+/** Lines fed in the step that validated a batch (the rest from the next tick). */
+const FIRST_FEED = 32;
+/** How long batches stay held back after interactive work was last seen on a pool. */
+const INTERACTIVE_HOLD_MS = 2_000;
 /** Exit code of the test hook BATCH_TEST_EXIT_BEFORE_QUEUE (a crash between record and queue). */
 export const TEST_EXIT_CODE = 86;
 
@@ -144,6 +150,28 @@ export class BatchDriver {
   }
 
   /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
+  /** Until when batches feed only `BATCH_INTERACTIVE_IN_FLIGHT` lines each (interactive work seen). */
+  #yieldUntil = 0;
+
+  /**
+   * Looks at every live pool for interactive work: requests on its fast lane (waiting or running:
+   * batch lines never take the lane) or unprioritized jobs waiting (interactive async jobs; batch
+   * lines are prioritized). Seen: batches yield for the next INTERACTIVE_HOLD_MS.
+   */
+  async #sampleInteractive(): Promise<void> {
+    const pools = this.#deps.directory.providers;
+    const backlogs = await Promise.all(pools.map((p) => poolBacklog(this.#deps.redis, this.#deps.keys, p)));
+    if (backlogs.some((b) => b.lane + b.waiting > 0)) this.#yieldUntil = Date.now() + INTERACTIVE_HOLD_MS;
+  }
+
+  /** Lines a batch may have in flight now. */
+  #inFlightCap(): number {
+    const { BATCH_MAX_IN_FLIGHT, BATCH_INTERACTIVE_IN_FLIGHT } = this.#deps.config;
+    return Date.now() < this.#yieldUntil
+      ? Math.min(BATCH_MAX_IN_FLIGHT, BATCH_INTERACTIVE_IN_FLIGHT)
+      : BATCH_MAX_IN_FLIGHT;
+  }
+
   async tick(): Promise<number> {
     const now = Date.now();
     const due = await this.#deps.db
@@ -157,14 +185,23 @@ export class BatchDriver {
       )
       .orderBy(asc(batches.steppedAt))
       .limit(BATCHES_PER_TICK);
-    for (const { id, leaseOwner } of due) {
-      if (this.#stopped) return due.length;
-      const b = await this.#claim(id);
-      // Held by another driver until its lease lapsed: that driver died (or stalled) mid-step.
-      if (b && leaseOwner !== null && leaseOwner !== this.#owner) await this.#recover(b);
-      if (b) await this.step(b);
-      if (b) await progressAfterStep(this.#deps, b);
-    }
+    if (due.length > 0)
+      await this.#sampleInteractive().catch((err: unknown) =>
+        this.#deps.log.warn({ err }, 'batch driver could not read the pools backlog'),
+      );
+    // Batches are stepped side by side (each under its own lease): one batch's Redis and Postgres
+    // round trips overlap another's, and no batch waits for another's feed to be collected.
+    await Promise.all(
+      due.map(async ({ id, leaseOwner }) => {
+        if (this.#stopped) return;
+        const b = await this.#claim(id);
+        if (!b) return;
+        // Held by another driver until its lease lapsed: that driver died (or stalled) mid-step.
+        if (leaseOwner !== null && leaseOwner !== this.#owner) await this.#recover(b);
+        await this.step(b);
+        await progressAfterStep(this.#deps, b);
+      }),
+    );
     return due.length;
   }
 
@@ -193,7 +230,13 @@ export class BatchDriver {
   }
 
   async step(b: BatchRow): Promise<void> {
-    if (b.status === 'validating') return this.#validate(b);
+    if (b.status === 'validating') {
+      // Validated and started: its first lines are fed in this same step, not a tick later, and
+      // only a few of them, so they are queued at once and collected by the next tick.
+      const started = await this.#validate(b);
+      if (started) await this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap()));
+      return;
+    }
     if (b.status === 'finalizing') return this.#finalize(b, b.finalStatus ?? 'completed');
     const open = await this.#collect(b);
     if (b.status === 'cancelling') {
@@ -206,12 +249,13 @@ export class BatchDriver {
       if (open.length === 0) await this.#finalize(b, 'expired');
       return;
     }
-    const fed = await this.#feed(b, this.#deps.config.BATCH_MAX_IN_FLIGHT - open.length);
+    const fed = await this.#feed(b, this.#inFlightCap() - open.length);
     if (open.length === 0 && fed === 0 && !(await this.#hasPending(b.id)))
       await this.#finalize(b, 'completed');
   }
 
-  async #validate(b: BatchRow): Promise<void> {
+  /** Validates a new batch; the batch as started (`in_progress`), or undefined (failed, cancelled). */
+  async #validate(b: BatchRow): Promise<BatchRow | undefined> {
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
@@ -262,7 +306,7 @@ export class BatchDriver {
                   ],
           })
           .where(and(eq(batches.id, b.id), eq(batches.status, 'validating')));
-        return;
+        return undefined;
       }
       // A batch cancelled while it was being validated is cancelled, not started.
       const r = await client.query(
@@ -271,6 +315,7 @@ export class BatchDriver {
         [b.id, now, total],
       );
       await client.query(r.rowCount === 1 ? 'COMMIT' : 'ROLLBACK');
+      return r.rowCount === 1 ? { ...b, status: 'in_progress', inProgressAt: now, total } : undefined;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       throw e;
