@@ -166,6 +166,7 @@ try {
   const t0 = performance.now();
   const runs: Run[] = [];
   let tUploaded = t0;
+  let tCreated = t0;
   await Promise.all(
     keys.map(async (key, ti) => {
       const n = ti === tenants - 1 ? lines - per * (tenants - 1) : per;
@@ -199,6 +200,7 @@ try {
         }),
       });
       const batch = (await cr.json()) as { id: string };
+      tCreated = Math.max(tCreated, performance.now());
       if (!cr.ok) throw new Error(`create: ${cr.status} ${JSON.stringify(batch)}`);
       runs.push({ key, id: batch.id, status: 'validating', counts: { total: n, completed: 0, failed: 0 } });
     }),
@@ -266,6 +268,7 @@ try {
   for (const r of runs) console.log(`batch ${r.id}: ${r.status}, counts ${JSON.stringify(r.counts)}`);
   console.log(`upload ${s(tUploaded - t0)} (all ${tenants} file(s))`);
   console.log(`upload done → first line done: ${s((firstDone ?? tEnd) - tUploaded)}`);
+  console.log(`upload done → every batch created (POST /v1/batches answered): ${s(tCreated - tUploaded)}`);
   console.log(`validation (upload done → in_progress seen): ${s((running ?? tEnd) - tUploaded)}`);
   console.log(
     `lines/s end to end (upload start → all completed): ${(lines / ((tEnd - t0) / 1000)).toFixed(0)}`,

@@ -147,9 +147,13 @@ export class BatchDriver {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#running;
+    await Promise.all(this.#validating.values());
   }
 
   /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
+  /** Validations running in this process (beside the ticks), by batch id. */
+  readonly #validating = new Map<string, Promise<void>>();
+
   /** Until when batches feed only `BATCH_INTERACTIVE_IN_FLIGHT` lines each (interactive work seen). */
   #yieldUntil = 0;
 
@@ -231,10 +235,21 @@ export class BatchDriver {
 
   async step(b: BatchRow): Promise<void> {
     if (b.status === 'validating') {
-      // Validated and started: its first lines are fed in this same step, not a tick later, and
-      // only a few of them, so they are queued at once and collected by the next tick.
-      const started = await this.#validate(b);
-      if (started) await this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap()));
+      // Validation (seconds for a large file) runs beside the ticks, so the other batches go on
+      // being stepped meanwhile; the lease is renewed while it runs. Once validated and started,
+      // its first lines are fed at once (a few: queued at once, collected by the next tick).
+      if (this.#validating.has(b.id)) return;
+      const run = this.#validate(b)
+        .then((started) =>
+          started ? this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap())) : undefined,
+        )
+        .then(() => progressAfterStep(this.#deps, b))
+        .catch((err: unknown) => this.#deps.log.warn({ err, batch: b.id }, 'batch validation failed'))
+        .finally(() => {
+          this.#validating.delete(b.id);
+          this.kick();
+        });
+      this.#validating.set(b.id, run);
       return;
     }
     if (b.status === 'finalizing') return this.#finalize(b, b.finalStatus ?? 'completed');

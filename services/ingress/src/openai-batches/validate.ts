@@ -10,6 +10,20 @@ export interface ValidLine {
   body: string;
 }
 
+/** A line exactly as BatchInputLine takes it (checked without the schema: the hot path of a large file). */
+function wellFormed(v: unknown): v is BatchInputLine {
+  if (!isObject(v)) return false;
+  const { custom_id: id, method, url, body } = v;
+  return (
+    typeof id === 'string' &&
+    id.length >= 1 &&
+    id.length <= 512 &&
+    method === 'POST' &&
+    typeof url === 'string' &&
+    isObject(body)
+  );
+}
+
 /** Errors kept per batch (OpenAI lists a bounded number too); the count goes on. */
 const MAX_ERRORS = 100;
 
@@ -49,7 +63,9 @@ export async function validateLines(
       });
       continue;
     }
-    const r = BatchInputLine.safeParse(value);
+    // The common case checked by hand (schema parsing costs more than the rest of a line); anything
+    // else goes through the schema, which names what is wrong.
+    const r = wellFormed(value) ? { success: true as const, data: value } : BatchInputLine.safeParse(value);
     if (!r.success) {
       const issue = r.error.issues[0];
       const param = issue?.path.map(String).join('.') || null;
