@@ -569,6 +569,27 @@ export class BatchDriver {
     } finally {
       client.release();
     }
+    await this.#forgetJobs(batchId, ended);
+  }
+
+  /**
+   * Once lines are recorded in Postgres (never fed again), their jobs' records in Redis (frames and
+   * meta, ~7 KB a line) need live only as long as a live request's (SYNC_TTL_SECONDS: a worker that
+   * picks up a stale copy still finds the terminal frame), not the day async jobs keep: Redis then
+   * holds minutes of lines, not every line of every batch of the day. A job batch's members are
+   * jobs their callers look up: kept.
+   */
+  async #forgetJobs(batchId: string, ended: Ended[]): Promise<void> {
+    if (isJobBatch(batchId)) return;
+    const { keys, redis, config } = this.#deps;
+    const ms = config.SYNC_TTL_SECONDS * 1000;
+    await sendEach(
+      redis,
+      ended.flatMap((e) => {
+        const { job } = lineIds(batchId, e.line);
+        return [['pexpire', keys.frames(job), ms] as const, ['pexpire', keys.meta(job), ms] as const];
+      }),
+    ).catch((err: unknown) => this.#deps.log.warn({ err, batch: batchId }, 'could not shorten line records'));
   }
 
   /** Feeds up to `room` pending lines as async jobs; returns how many were fed. */
