@@ -192,6 +192,10 @@ describe('fallback and the circuit breaker', () => {
     expect(err.status).toBeGreaterThanOrEqual(500);
     expect(err.message).toContain('openai/gpt-4o-mini');
     expect(err.message).toContain('anthropic/claude-haiku-4-5');
+    // Overloaded everywhere, and no provider said for how long: still a clear refusal, with when to
+    // come back.
+    expect(err.status).toBe(503);
+    expect(err.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
   }, 90_000);
 
   it('sends non-retryable errors back at once, without fallback', async () => {

@@ -8,6 +8,9 @@ import { ZodError, type ZodType } from 'zod';
 import { isBadValue } from '@faregate/db/unavailable';
 import { anthropicError, anthropicErrorForStatus } from '../doors/messages.ts';
 
+/** The `retry-after` of a 429 or 503 whose cause gave none. */
+const DEFAULT_RETRY_AFTER_MS = 1_000;
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** The shape of every error this route answers (before its handler too): OpenAI's by default. */
@@ -115,8 +118,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
         });
       }
     }
-    if (ge.retryAfterMs && (ge.status === 429 || ge.status === 503))
-      reply.header('retry-after', Math.ceil(ge.retryAfterMs / 1000));
+    // A 429 or 503 always says when to come back (a provider's overload relayed after the job's
+    // attempts may carry no hint of its own: then one second, as a shed request gets).
+    if (ge.status === 429 || ge.status === 503)
+      reply.header('retry-after', Math.max(1, Math.ceil((ge.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS) / 1000)));
     if (ge.status >= 500 && ge.code === 'internal_error') req.log.error({ code: ge.code }, ge.message);
     // An error after provider calls says which were made, as a served answer does.
     if (ge.attempts) reply.headers(servedHeaders(ge.attempts));
