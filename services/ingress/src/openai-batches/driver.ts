@@ -57,6 +57,24 @@ type Ended = {
   result: BatchOutputLine | null;
 };
 
+/** A line that ended with the gateway's error: its error-file line, in OpenAI's shape. */
+const failedLine = (
+  line: number,
+  id: string,
+  customId: string,
+  requestId: string,
+  ge: GatewayError,
+): Ended => ({
+  line,
+  state: 'failed',
+  result: {
+    id,
+    custom_id: customId,
+    response: { status_code: ge.status, request_id: requestId, body: ge.toBody() },
+    error: null,
+  },
+});
+
 /** A line body's model, for its job's record. */
 const modelOf = (body: unknown): string => {
   const m = body && typeof body === 'object' ? (body as { model?: unknown }).model : undefined;
@@ -514,16 +532,7 @@ export class BatchDriver {
         );
         return;
       }
-      ended.push({
-        line: row.line,
-        state: 'failed',
-        result: {
-          id: out,
-          custom_id: row.custom_id,
-          response: { status_code: ge.status, request_id: row.job_id, body: ge.toBody() },
-          error: null,
-        },
-      });
+      ended.push(failedLine(row.line, out, row.custom_id, row.job_id, ge));
     });
     if (lost.length > 0) {
       // Fed, then the process died before the job was recorded: feed them again (same job ids).
@@ -655,16 +664,7 @@ export class BatchDriver {
             retry.push(row.line);
             continue;
           }
-          ended.push({
-            line: row.line,
-            state: 'failed',
-            result: {
-              id: out,
-              custom_id: row.custom_id,
-              response: { status_code: ge.status, request_id: job, body: ge.toBody() },
-              error: null,
-            },
-          });
+          ended.push(failedLine(row.line, out, row.custom_id, job, ge));
           // The line's job ends failed too, as any job would: its record and terminal frame (a job
           // batch's member is looked up and followed as a job).
           await this.#deps.store
