@@ -3,7 +3,10 @@ import type { Batch } from 'openai/resources/batches';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BatchEndpoint, BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { fakeVector } from '@faregate/fake-provider/embeddings';
+import { readJobStates } from '@faregate/queue/job-control';
+import { makeKeys } from '@faregate/queue/keys';
 import { until } from '@faregate/testing/env';
+import { Redis } from 'ioredis';
 import { type Stack, startStack } from './support/stack.ts';
 import { adminCall } from './support/calls.ts';
 import { type Backend, backends } from './support/s3.ts';
@@ -153,6 +156,42 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     }
     const file = await client.files.retrieve(done.output_file_id ?? '');
     expect(file.purpose).toBe('batch_output');
+  });
+
+  it('streams no deltas for a line: its job keeps the replay window while it runs, and its frames are the accepted and done frames', async () => {
+    // 8 tokens at 100 ms: the line runs for ~0.8 s (a non-streaming call takes as long as the reply).
+    stack.fake.configure({ provider: 'openai', chunkMs: 100, tokens: 8 });
+    const redis = new Redis(stack.redisUrl);
+    const keys = makeKeys(stack.prefix);
+    try {
+      const b = await start([req('slow', 'take your time')]);
+      const job = await until(
+        async () =>
+          (
+            await stack.sql.query<{ job_id: string }>(
+              'SELECT job_id FROM batch_lines WHERE batch_id = $1 AND job_id IS NOT NULL',
+              [b.id],
+            )
+          ).rows[0]?.job_id,
+        { what: 'the line fed' },
+      );
+      await until(async () => (await readJobStates(redis, keys, [job]))[0] === 'running', {
+        what: 'the line running',
+      });
+      // The day an async job keeps, not the 300 s (SYNC_TTL_SECONDS) of a caller waiting on the answer.
+      expect(await redis.pttl(keys.meta(job))).toBeGreaterThan(3_600_000);
+      expect(await redis.pttl(keys.frames(job))).toBeGreaterThan(3_600_000);
+      const done = await ended(b.id);
+      const [line] = await linesOf(done.output_file_id);
+      const frames = (await redis.xrange(keys.frames(job), '-', '+')).map(
+        ([, f]) => JSON.parse(f[1] ?? '{}') as { type: string; result?: unknown },
+      );
+      expect(frames.map((f) => f.type)).toEqual(['accepted', 'done']);
+      expect(frames[1]?.result).toEqual(line?.response?.body);
+    } finally {
+      redis.disconnect();
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    }
   });
 
   it('fails validation naming each bad line: malformed JSON, a missing field, a duplicate custom_id, a wrong url', async () => {

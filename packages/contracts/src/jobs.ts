@@ -38,6 +38,12 @@ const JobFields = z.object({
   hop: z.number().int().nonnegative(),
   /** Emit delta frames (streaming callers and async jobs). Non-streaming calls need only the done frame. */
   deltas: z.boolean(),
+  /**
+   * Keep the job's record and frames the replay window although it streams no deltas: a batch line
+   * (its result is collected later, and it can be looked up as a job) needs only its done frame,
+   * but not for the minutes a waiting caller's frames live. See `recordTtlSeconds`.
+   */
+  retain: z.literal(true).optional(),
   /** Epoch ms. */
   created: z.number(),
   /** Epoch ms after which the request is failed rather than retried. */
@@ -88,6 +94,17 @@ export type EmbeddingsJobData = z.infer<typeof EmbeddingsJobData>;
 export const JobData = z.discriminatedUnion('op', [ChatJobData, EmbeddingsJobData]);
 export type JobData = z.infer<typeof JobData>;
 export type JobOperation = NonNullable<JobData['op']>;
+
+/**
+ * How long a job's record and frames live (seconds): the replay window (STREAM_TTL_SECONDS) for a
+ * job that streams deltas or is retained, the minutes a waiting caller needs (SYNC_TTL_SECONDS)
+ * otherwise. The one place that decides it: the ingress that records the job and the worker that
+ * writes its frames both call it.
+ */
+export const recordTtlSeconds = (
+  data: { deltas: boolean; retain?: true | undefined },
+  timings: Record<'STREAM_TTL_SECONDS' | 'SYNC_TTL_SECONDS', number>,
+): number => (data.deltas || data.retain ? timings.STREAM_TTL_SECONDS : timings.SYNC_TTL_SECONDS);
 
 export const jobIdForHop = (requestId: string, hop: number): string =>
   hop === 0 ? requestId : `${requestId}-h${hop}`;

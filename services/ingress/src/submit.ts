@@ -3,7 +3,7 @@ import { ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobMeta } from '@faregate/contracts/job-control';
 import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
-import type { JobData } from '@faregate/contracts/jobs';
+import { type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
 import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
@@ -61,20 +61,23 @@ export const JobsBody = z
  * - `stream`: an HTTP caller reading SSE: delta frames, the long replay window;
  * - both follow the job's frames on this process's reply channel from before it is queued (the
  *   returned `FollowedJob`), and may take the pool's fast lane;
- * - `async`: `POST /v1/jobs` and batch members: an `accepted` frame records the job with its first
- *   frame (it is looked up right after the 202), always queued on BullMQ;
+ * - `async`: `POST /v1/jobs` and job batch members: an `accepted` frame records the job with its
+ *   first frame (it is looked up right after the 202), always queued on BullMQ;
+ * - `batch`: an OpenAI batch line: like `async`, but no delta frames (the output file needs only the
+ *   done frame or the error), its record kept as long (`retain`);
  * - `ws`: a WebSocket submit: like `async`, and may take the fast lane (the socket waits on it).
  */
-export type SubmitMode = 'sync' | 'stream' | 'async' | 'ws';
+export type SubmitMode = 'sync' | 'stream' | 'async' | 'batch' | 'ws';
 
 const MODES: Record<
   SubmitMode,
-  { deltas: boolean; accepted: boolean; follow: boolean; interactive: boolean }
+  { deltas: boolean; retain: boolean; accepted: boolean; follow: boolean; interactive: boolean }
 > = {
-  sync: { deltas: false, accepted: false, follow: true, interactive: true },
-  stream: { deltas: true, accepted: false, follow: true, interactive: true },
-  async: { deltas: true, accepted: true, follow: false, interactive: false },
-  ws: { deltas: true, accepted: true, follow: false, interactive: true },
+  sync: { deltas: false, retain: false, accepted: false, follow: true, interactive: true },
+  stream: { deltas: true, retain: false, accepted: false, follow: true, interactive: true },
+  async: { deltas: true, retain: false, accepted: true, follow: false, interactive: false },
+  batch: { deltas: false, retain: true, accepted: true, follow: false, interactive: false },
+  ws: { deltas: true, retain: false, accepted: true, follow: false, interactive: true },
 };
 
 export interface SubmitOptions {
@@ -130,7 +133,7 @@ export async function submitChat(
   deps: IngressDeps,
   principal: Principal,
   request: ChatRequest,
-  mode: 'async' | 'ws',
+  mode: 'async' | 'batch' | 'ws',
   opts?: SubmitOptions,
 ): Promise<JobData>;
 export async function submitChat(
@@ -166,14 +169,14 @@ export async function submitEmbeddings(
   deps: IngressDeps,
   principal: Principal,
   request: EmbeddingsRequest,
-  mode: 'async',
+  mode: 'async' | 'batch',
   opts?: SubmitOptions,
 ): Promise<JobData>;
 export async function submitEmbeddings(
   deps: IngressDeps,
   principal: Principal,
   request: EmbeddingsRequest,
-  mode: 'sync' | 'async',
+  mode: 'sync' | 'async' | 'batch',
   opts: SubmitOptions = {},
 ): Promise<FollowedJob | JobData> {
   requireScope(principal, 'chat');
@@ -231,6 +234,7 @@ async function enqueue(
     plan: route.plan,
     hop: 0,
     deltas: m.deltas,
+    ...(m.retain ? { retain: true as const } : {}),
     created: now,
     deadline,
     ...(m.follow && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
@@ -243,7 +247,7 @@ async function enqueue(
     ...(opts.trace ? { trace: opts.trace } : {}),
     attempts: [],
   };
-  const ttlMs = (m.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+  const ttlMs = recordTtlSeconds(data, deps.config) * 1000;
   // Admission (budget; the key's request limits, one Redis script, only for a limited key) and the
   // caller's subscription are independent: run them together. Nothing is recorded or queued unless
   // all succeeded.

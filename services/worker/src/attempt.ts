@@ -2,7 +2,7 @@ import type { Usage } from '@faregate/contracts/chat';
 import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FrameBody } from '@faregate/contracts/frames';
-import type { JobData } from '@faregate/contracts/jobs';
+import { type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import type { UsageEvent } from '@faregate/contracts/usage';
 import { usageEventId } from '@faregate/contracts/usage';
 import {
@@ -164,7 +164,7 @@ async function attemptOnce(
   const candidate = data.plan[data.hop];
   if (!candidate)
     throw new GatewayError({ code: 'internal_error', message: `no route candidate at hop ${data.hop}` });
-  const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+  const ttlMs = recordTtlSeconds(data, deps.config) * 1000;
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
   const record = { account: data.account, model: data.requestedModel, created: data.created };
   const speculative =

@@ -642,6 +642,9 @@ export class BatchDriver {
     const rows = picked.rows.sort((x, y) => x.line - y.line);
     const deps = this.#deps.config.BATCH_TEST_EXIT_BEFORE_QUEUE > 0 ? this.#exitingDeps() : this.#deps;
     const endpoint = lineEndpoint(b.endpoint);
+    // An OpenAI batch line's job streams no deltas (its output line is the done frame); a job batch's
+    // members are jobs their callers follow, deltas and all.
+    const mode = isJobBatch(b.id) ? 'async' : 'batch';
     const work = async () => {
       for (let i = next++; i < rows.length; i = next++) {
         const row = rows[i];
@@ -656,7 +659,10 @@ export class BatchDriver {
           if (!principal)
             throw new GatewayError({ code: 'internal_error', message: 'batch has no principal' });
           // Validated as the endpoint's door validates it, then queued as its job.
-          await endpoint.submit(deps, { ...principal }, row.body, { id: job, priority: BATCH_PRIORITY });
+          await endpoint.submit(deps, { ...principal }, row.body, mode, {
+            id: job,
+            priority: BATCH_PRIORITY,
+          });
         } catch (e) {
           const ge = asGatewayError(endpoint.refusal(e));
           if (ge.retryable || ge.status === 429 || ge.status === 503) {

@@ -19,8 +19,17 @@ import { parseChatRequest, type SubmitOptions, submitChat, submitEmbeddings } fr
 export interface LineEndpoint {
   /** Whether `answer` needs the line's request body (a Responses object echoes its request). */
   readonly answerNeedsBody: boolean;
-  /** Validates the body as the door does (a 400 naming the parameter) and queues its job. */
-  submit(deps: IngressDeps, principal: Principal, body: unknown, opts: SubmitOptions): Promise<void>;
+  /**
+   * Validates the body as the door does (a 400 naming the parameter) and queues its job: `batch` (an
+   * OpenAI batch line: no delta frames) or `async` (a job batch's member, followed as a job).
+   */
+  submit(
+    deps: IngressDeps,
+    principal: Principal,
+    body: unknown,
+    mode: LineMode,
+    opts: SubmitOptions,
+  ): Promise<void>;
   /** The providers whose queues the line's job may be on (its route's candidates). */
   providers(deps: IngressDeps, body: unknown): string[];
   /** The door's answer from the job's terminal frame; undefined when the frame is not a success. */
@@ -29,12 +38,15 @@ export interface LineEndpoint {
   refusal(e: unknown): unknown;
 }
 
+/** How a line's job is submitted (see SubmitMode). */
+export type LineMode = 'async' | 'batch';
+
 const providersOf = (plan: { provider: string }[]) => [...new Set(plan.map((c) => c.provider))];
 
 const chat: LineEndpoint = {
   answerNeedsBody: false,
-  async submit(deps, principal, body, opts) {
-    await submitChat(deps, principal, parseChatRequest(body), 'async', opts);
+  async submit(deps, principal, body, mode, opts) {
+    await submitChat(deps, principal, parseChatRequest(body), mode, opts);
   },
   providers: (deps, body) => providersOf(deps.router.plan(parseChatRequest(body)).plan),
   answer: (f) => (f?.type === 'done' ? f.result : undefined),
@@ -49,8 +61,8 @@ function parseEmbeddings(body: unknown) {
 
 const embeddings: LineEndpoint = {
   answerNeedsBody: false,
-  async submit(deps, principal, body, opts) {
-    await submitEmbeddings(deps, principal, parseEmbeddings(body), 'async', opts);
+  async submit(deps, principal, body, mode, opts) {
+    await submitEmbeddings(deps, principal, parseEmbeddings(body), mode, opts);
   },
   providers: (deps, body) => providersOf(deps.router.planEmbeddings(parseEmbeddings(body)).plan),
   answer: (f) => (f?.type === 'embeddings' ? f.result : undefined),
@@ -65,8 +77,8 @@ function parseResponses(body: unknown) {
 
 const responses: LineEndpoint = {
   answerNeedsBody: true,
-  async submit(deps, principal, body, opts) {
-    await submitChat(deps, principal, responsesChat(deps, parseResponses(body)), 'async', opts);
+  async submit(deps, principal, body, mode, opts) {
+    await submitChat(deps, principal, responsesChat(deps, parseResponses(body)), mode, opts);
   },
   providers: (deps, body) => providersOf(deps.router.plan(responsesChat(deps, parseResponses(body))).plan),
   answer: (f, body) => (f?.type === 'done' ? toResponse(parseResponses(body), f.result) : undefined),

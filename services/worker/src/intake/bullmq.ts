@@ -3,7 +3,7 @@ import type { RedisClient } from '@faregate/queue/redis';
 import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isTerminalRaw } from '@faregate/contracts/frames';
-import { JobData } from '@faregate/contracts/jobs';
+import { JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { usageEventId } from '@faregate/contracts/usage';
 import type { AttemptOutcome } from '../attempt.ts';
 import type { WorkerDeps } from '../deps.ts';
@@ -91,7 +91,7 @@ async function endAbandoned(deps: WorkerDeps, job: Job<unknown>, cause: Error): 
   try {
     const last = await deps.store.last(data.id);
     if (last && isTerminalRaw(last)) return;
-    const ttlMs = (data.deltas ? deps.config.STREAM_TTL_SECONDS : deps.config.SYNC_TTL_SECONDS) * 1000;
+    const ttlMs = recordTtlSeconds(data, deps.config) * 1000;
     await deps.store.append(data.id, [{ type: 'error', status: err.status, error: err.toJSON() }], {
       owner: '',
       ttlMs,
