@@ -1,4 +1,5 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import { coalesceWrites } from './write-coalescing.ts';
 
 /**
  * A connection to the gateway's Redis: one server (`REDIS_URL`), or a Redis Cluster
@@ -58,11 +59,14 @@ export function createRedis(target: string | RedisTarget, opts: ConnectionOption
     lazyConnect: false,
     ...rest,
   };
-  if (typeof target === 'string') return new Redis(target, base);
-  if (!target.REDIS_CLUSTER_NODES) return new Redis(target.REDIS_URL, base);
+  if (typeof target === 'string') return coalesceWrites(new Redis(target, base));
+  if (!target.REDIS_CLUSTER_NODES) return coalesceWrites(new Redis(target.REDIS_URL, base));
   const nodes = parseClusterNodes(target.REDIS_CLUSTER_NODES);
-  if (subscriber) return clusterSubscriber(target.REDIS_URL, nodes, base);
-  return createCluster(target.REDIS_URL, nodes, base);
+  if (subscriber) return coalesceWrites(clusterSubscriber(target.REDIS_URL, nodes, base));
+  const cluster = createCluster(target.REDIS_URL, nodes, base);
+  // Each node's connection (the cluster opens and replaces them itself).
+  cluster.on('+node', (node: Redis) => coalesceWrites(node));
+  return cluster;
 }
 
 /** The username, password and TLS of REDIS_URL, which every node of a cluster shares. */
