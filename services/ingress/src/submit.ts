@@ -64,20 +64,39 @@ export const JobsBody = z
  * - `async`: `POST /v1/jobs` and job batch members: an `accepted` frame records the job with its
  *   first frame (it is looked up right after the 202), always queued on BullMQ;
  * - `batch`: an OpenAI batch line: like `async`, but no delta frames (the output file needs only the
- *   done frame or the error), its record kept as long (`retain`);
+ *   done frame or the error), its record kept as long (`retain`), and its frames published on this
+ *   process's reply channel too (`reply`: the batch driver here collects the line from there). Its
+ *   record gets its whole TTL at once (`recovered`): should the process die before the job is queued,
+ *   the driver that takes the batch over drops the record and feeds the line again;
  * - `ws`: a WebSocket submit: like `async`, and may take the fast lane (the socket waits on it).
  */
 export type SubmitMode = 'sync' | 'stream' | 'async' | 'batch' | 'ws';
 
 const MODES: Record<
   SubmitMode,
-  { deltas: boolean; retain: boolean; accepted: boolean; follow: boolean; interactive: boolean }
+  {
+    deltas: boolean;
+    retain: boolean;
+    accepted: boolean;
+    follow: boolean;
+    reply: boolean;
+    interactive: boolean;
+    recovered?: true;
+  }
 > = {
-  sync: { deltas: false, retain: false, accepted: false, follow: true, interactive: true },
-  stream: { deltas: true, retain: false, accepted: false, follow: true, interactive: true },
-  async: { deltas: true, retain: false, accepted: true, follow: false, interactive: false },
-  batch: { deltas: false, retain: true, accepted: true, follow: false, interactive: false },
-  ws: { deltas: true, retain: false, accepted: true, follow: false, interactive: true },
+  sync: { deltas: false, retain: false, accepted: false, follow: true, reply: true, interactive: true },
+  stream: { deltas: true, retain: false, accepted: false, follow: true, reply: true, interactive: true },
+  async: { deltas: true, retain: false, accepted: true, follow: false, reply: false, interactive: false },
+  batch: {
+    deltas: false,
+    retain: true,
+    accepted: true,
+    follow: false,
+    reply: true,
+    interactive: false,
+    recovered: true,
+  },
+  ws: { deltas: true, retain: false, accepted: true, follow: false, reply: false, interactive: true },
 };
 
 export interface SubmitOptions {
@@ -237,7 +256,7 @@ async function enqueue(
     ...(m.retain ? { retain: true as const } : {}),
     created: now,
     deadline,
-    ...(m.follow && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
+    ...(m.reply && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
     holdCalls,
     // A caller waiting on the answer waits out a rate-limited provider only this long (then a
     // fallback, or the 429 with its retry-after); an async job waits as long as its deadline allows.
@@ -312,10 +331,10 @@ async function enqueue(
       // Async jobs are looked up (GET, subscribe) right after the 202: the record goes with the
       // first frame. A request answered over HTTP is recorded by its first attempt instead. Until
       // the job is queued the record lives only RECORD_UNTIL_QUEUED_MS: an ingress that dies in
-      // between (no 202 sent) leaves no job `queued` for ever.
+      // between (no 202 sent) leaves no job `queued` for ever (unless its submitter recovers it).
       await deps.store.append(id, [{ type: 'accepted', model: request.model, created }], {
         owner: '',
-        ttlMs: Math.min(ttlMs, RECORD_UNTIL_QUEUED_MS),
+        ttlMs: m.recovered ? ttlMs : Math.min(ttlMs, RECORD_UNTIL_QUEUED_MS),
         state: 'queued',
         record: { account: principal.accountId, model: request.model, created: now },
       });
@@ -324,7 +343,7 @@ async function enqueue(
     const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
     else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});
-    if (recorded && ttlMs > RECORD_UNTIL_QUEUED_MS)
+    if (recorded && !m.recovered && ttlMs > RECORD_UNTIL_QUEUED_MS)
       await deps.redis
         .pipeline()
         .pexpire(deps.keys.meta(id), ttlMs)

@@ -15,7 +15,8 @@ import type { IngressDeps } from '../deps.ts';
 import { fileStore, ownedFile } from '../files/files.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
-import { lineEndpoint } from './endpoints.ts';
+import { type LineEndpoint, lineEndpoint } from './endpoints.ts';
+import { LineReplies } from './line-replies.ts';
 import { progressAfterStep, publishLines } from './progress.ts';
 import { type ValidLine, validateLines } from './validate.ts';
 
@@ -25,6 +26,8 @@ export const BATCH_PRIORITY = 100;
 const LOST_AFTER_MS = 30_000;
 /** Batches stepped per tick, oldest step first (round-robin between active batches). */
 const BATCHES_PER_TICK = 16;
+/** Lines of a batch whose frames arrived that start its next step at once (see LineReplies). */
+const STEP_AFTER_ARRIVED = 32;
 /** Lines of one batch submitted at once (each a few Redis round trips: overlap them). */
 const SUBMIT_CONCURRENCY = 32;
 /** Lines checked at once while recovering a batch taken over from a driver that died. */
@@ -89,6 +92,61 @@ const EXPIRED: BatchOutputLine['error'] = {
   message: 'This request could not be executed before the completion window expired.',
 };
 
+/** A line in flight as the driver reads it from Postgres. */
+interface FedLine {
+  line: number;
+  job_id: string;
+  custom_id: string;
+  body: unknown;
+}
+
+/**
+ * A line whose job ended, from its terminal frame (raw; undefined if none was found): its output
+ * line, its error-file line, or nothing (cancelled by the batch's cancel). `state` is the job's final
+ * state when it was read (a frame that arrived on the reply channel has none: its frame tells).
+ */
+function endedLine(
+  b: BatchRow,
+  endpoint: LineEndpoint,
+  row: FedLine,
+  state: string | undefined,
+  last: string | undefined,
+): Ended {
+  const { out } = lineIds(b.id, row.line);
+  const f = last ? parseFrame(last) : undefined;
+  // The answer as the batch's endpoint gives it (a chat completion, an embeddings list, a response).
+  const answer = endpoint.answer(f, row.body);
+  if (answer !== undefined)
+    return {
+      line: row.line,
+      state: 'completed',
+      result: {
+        id: out,
+        custom_id: row.custom_id,
+        response: { status_code: 200, request_id: row.job_id, body: answer },
+        error: null,
+      },
+    };
+  const ge = asGatewayError(
+    endpoint.refusal(
+      f?.type === 'error'
+        ? new GatewayError(f.error)
+        : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' }),
+    ),
+  );
+  if (state === 'cancelled' || ge.code === 'cancelled')
+    // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's cancel):
+    // not a failure of the request.
+    return b.status === 'cancelling' || nowS() < b.expiresAt
+      ? { line: row.line, state: 'cancelled', result: null }
+      : {
+          line: row.line,
+          state: 'expired',
+          result: { id: out, custom_id: row.custom_id, response: null, error: EXPIRED },
+        };
+  return failedLine(row.line, out, row.custom_id, row.job_id, ge);
+}
+
 /**
  * Drives OpenAI batches from their durable state (the `batches` row and its `batch_lines`), so any
  * ingress process can take a batch over after another dies. A process steps a batch only while it
@@ -113,9 +171,16 @@ export class BatchDriver {
   #running: Promise<void> | undefined;
   #stopped = false;
 
+  /** Terminal frames of the lines this process fed, as they arrive on its reply channel. */
+  readonly #replies: LineReplies;
+
   constructor(deps: IngressDeps) {
     this.#deps = deps;
     this.#pool = deps.db.$client;
+    // Enough lines of a batch ended to feed as many: its next step starts now, not at the next tick.
+    this.#replies = new LineReplies(deps.hub, (_, waiting) => {
+      if (waiting === STEP_AFTER_ARRIVED) this.kick();
+    });
   }
 
   start(): void {
@@ -218,13 +283,21 @@ export class BatchDriver {
       );
     // Batches are stepped side by side (each under its own lease): one batch's Redis and Postgres
     // round trips overlap another's, and no batch waits for another's feed to be collected.
+    this.#replies.dropIdle();
     await Promise.all(
       due.map(async ({ id, leaseOwner }) => {
         if (this.#stopped) return;
         const b = await this.#claim(id);
-        if (!b) return;
+        if (!b) {
+          this.#replies.drop(id);
+          return;
+        }
         // Held by another driver until its lease lapsed: that driver died (or stalled) mid-step.
-        if (leaseOwner !== null && leaseOwner !== this.#owner) await this.#recover(b);
+        // What this process knew of its lines in flight is stale (the other one fed some).
+        if (leaseOwner !== null && leaseOwner !== this.#owner) {
+          this.#replies.drop(id);
+          await this.#recover(b);
+        }
         await this.step(b);
         await progressAfterStep(this.#deps, b);
       }),
@@ -277,20 +350,17 @@ export class BatchDriver {
       return;
     }
     if (b.status === 'finalizing') return this.#finalize(b, b.finalStatus ?? 'completed');
-    const open = await this.#collect(b);
-    if (b.status === 'cancelling') {
-      await this.#stopLines(b, open, 'cancelled');
-      if (open.length === 0) await this.#finalize(b, 'cancelled');
+    if (b.status === 'cancelling' || nowS() >= b.expiresAt) {
+      const why = b.status === 'cancelling' ? 'cancelled' : 'expired';
+      const open = await this.#collect(b);
+      await this.#stopLines(b, open, why);
+      if (open.length === 0) await this.#finalize(b, why);
       return;
     }
-    if (nowS() >= b.expiresAt) {
-      await this.#stopLines(b, open, 'expired');
-      if (open.length === 0) await this.#finalize(b, 'expired');
-      return;
-    }
-    const fed = await this.#feed(b, this.#inFlightCap() - open.length);
-    if (open.length === 0 && fed === 0 && !(await this.#hasPending(b.id)))
-      await this.#finalize(b, 'completed');
+    // The lines whose frames arrived, most steps; every line in flight read, the others.
+    const open = (await this.#collectArrived(b)) ?? (await this.#collect(b)).length;
+    const fed = await this.#feed(b, this.#inFlightCap() - open);
+    if (open === 0 && fed === 0 && !(await this.#hasPending(b.id))) await this.#finalize(b, 'completed');
   }
 
   /** Validates a new batch; the batch as started (`in_progress`), or undefined (failed, cancelled). */
@@ -448,6 +518,33 @@ export class BatchDriver {
     return false;
   }
 
+  /**
+   * Records the lines whose terminal frame arrived on this process's reply channel (LineReplies);
+   * how many lines are still open, or undefined when the batch needs a full collect (`#collect`):
+   * one is due, or no line would be left open (a batch is only ever concluded from a full one).
+   */
+  async #collectArrived(b: BatchRow): Promise<number | undefined> {
+    if (isJobBatch(b.id)) return undefined; // its members' jobs reply to no one: read every step
+    const arrived = this.#replies.take(b.id);
+    if (!arrived) return undefined;
+    if (arrived.size > 0) {
+      const endpoint = lineEndpoint(b.endpoint);
+      const raw = new Map([...arrived].map(([job, a]) => [job, a.raw]));
+      // Only lines still `submitted`: one a full collect already recorded is left alone.
+      const rows = await this.#pool.query<FedLine>(
+        `SELECT line, job_id, custom_id, CASE WHEN $3 THEN body END AS body
+         FROM batch_lines WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
+        [b.id, [...arrived.values()].map((a) => a.line), endpoint.answerNeedsBody],
+      );
+      await this.#record(
+        b.id,
+        rows.rows.map((row) => endedLine(b, endpoint, row, undefined, raw.get(row.job_id))),
+      );
+    }
+    const open = this.#replies.openCount(b.id);
+    return open > 0 ? open : undefined;
+  }
+
   /** Records the lines whose job ended; returns the job ids of those still open. */
   async #collect(b: BatchRow): Promise<{ line: number; job: string }[]> {
     const endpoint = lineEndpoint(b.endpoint);
@@ -462,7 +559,10 @@ export class BatchDriver {
        FROM batch_lines WHERE batch_id = $1 AND state = 'submitted'`,
       [b.id, endpoint.answerNeedsBody],
     );
-    if (fed.rows.length === 0) return [];
+    if (fed.rows.length === 0) {
+      this.#replies.swept(b.id, []);
+      return [];
+    }
     const deps = this.#deps;
     // Two round trips for every line in flight, whatever their number: each job's state, then
     // the last (terminal) frame of those that ended.
@@ -488,51 +588,12 @@ export class BatchDriver {
     const lost: number[] = [];
     fed.rows.forEach((row, i) => {
       const state = states[i];
-      const { out } = lineIds(b.id, row.line);
       if (!state || !isFinalState(state)) {
         if (!state && Date.now() - Number(row.submitted_at) > LOST_AFTER_MS) lost.push(row.line);
         else open.push({ line: row.line, job: row.job_id });
         return;
       }
-      const last = lastFrame.get(row.job_id);
-      const f = last ? parseFrame(last) : undefined;
-      // The answer as the batch's endpoint gives it (a chat completion, an embeddings list, a response).
-      const answer = endpoint.answer(f, row.body);
-      if (answer !== undefined) {
-        ended.push({
-          line: row.line,
-          state: 'completed',
-          result: {
-            id: out,
-            custom_id: row.custom_id,
-            response: { status_code: 200, request_id: row.job_id, body: answer },
-            error: null,
-          },
-        });
-        return;
-      }
-      const ge = asGatewayError(
-        endpoint.refusal(
-          f?.type === 'error'
-            ? new GatewayError(f.error)
-            : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' }),
-        ),
-      );
-      if (state === 'cancelled' || ge.code === 'cancelled') {
-        // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's
-        // cancel): not a failure of the request.
-        ended.push(
-          b.status === 'cancelling' || nowS() < b.expiresAt
-            ? { line: row.line, state: 'cancelled', result: null }
-            : {
-                line: row.line,
-                state: 'expired',
-                result: { id: out, custom_id: row.custom_id, response: null, error: EXPIRED },
-              },
-        );
-        return;
-      }
-      ended.push(failedLine(row.line, out, row.custom_id, row.job_id, ge));
+      ended.push(endedLine(b, endpoint, row, state, lastFrame.get(row.job_id)));
     });
     if (lost.length > 0) {
       // Fed, then the process died before the job was recorded: feed them again (same job ids).
@@ -542,6 +603,7 @@ export class BatchDriver {
       );
     }
     await this.#record(b.id, ended);
+    if (!isJobBatch(b.id)) this.#replies.swept(b.id, open);
     return open;
   }
 
@@ -658,12 +720,15 @@ export class BatchDriver {
             });
           if (!principal)
             throw new GatewayError({ code: 'internal_error', message: 'batch has no principal' });
+          // Its terminal frame comes on this process's reply channel: listened for before it is queued.
+          if (mode === 'batch') this.#replies.watch(b.id, job, row.line);
           // Validated as the endpoint's door validates it, then queued as its job.
           await endpoint.submit(deps, { ...principal }, row.body, mode, {
             id: job,
             priority: BATCH_PRIORITY,
           });
         } catch (e) {
+          this.#replies.unwatch(b.id, job);
           const ge = asGatewayError(endpoint.refusal(e));
           if (ge.retryable || ge.status === 429 || ge.status === 503) {
             // The gateway's own pressure (rate limits, a pool not up yet): fed again on a later step.
@@ -781,6 +846,7 @@ export class BatchDriver {
    */
   async #finalize(b: BatchRow, final: string): Promise<void> {
     this.#fedUpTo.delete(b.id);
+    this.#replies.drop(b.id);
     const now = nowS();
     if (b.status !== 'finalizing') {
       const [f] = await this.#deps.db
