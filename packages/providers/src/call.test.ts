@@ -252,6 +252,15 @@ describe('callProvider', () => {
     expect(e).toMatchObject({ code: 'cancelled', retryable: false });
   });
 
+  it('a signal aborted before the call → cancelled, and no request reaches the provider', async () => {
+    const before = seen.length;
+    const ac = new AbortController();
+    ac.abort();
+    const e = await rejection(call({ signal: ac.signal }));
+    expect(e).toMatchObject({ code: 'cancelled', retryable: false });
+    expect(seen.length).toBe(before);
+  });
+
   it('idle stream → upstream_timeout (retryable)', async () => {
     handler = (_req, res) => sse(res, [chunk({ content: 'a' })], false);
     const e = await rejection(call({ timeouts: { idleMs: 150 } }));

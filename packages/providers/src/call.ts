@@ -10,6 +10,7 @@ import type {
   StreamEvent,
   Timeouts,
   UpstreamRequest,
+  HeaderReader,
 } from './types.ts';
 
 export { closeHttp } from './http.ts';
@@ -49,7 +50,7 @@ export interface CallArgs {
   /** Every parsed stream event, as it is parsed (streams only). */
   onEvent?: (e: StreamEvent) => void;
   /** Status and headers of the upstream answer, success or not (rate-limit learning). */
-  onHeaders?: (status: number, headers: Headers) => void;
+  onHeaders?: (status: number, headers: HeaderReader) => void;
   timeouts?: Partial<Timeouts>;
 }
 
@@ -120,15 +121,21 @@ export async function callEmbeddings(args: EmbeddingsCallArgs): Promise<Embeddin
 async function exchange<T>(
   args: Pick<CallArgs, 'adapter' | 'config' | 'signal' | 'onHeaders' | 'timeouts' | 'stream'>,
   upstream: UpstreamRequest,
-  read: (body: Body, headers: Headers, started: number) => Promise<T>,
+  read: (body: Body, headers: HeaderReader, started: number) => Promise<T>,
 ): Promise<T & { rateLimits: RateLimitInfo; status: number; upstreamRequestId?: string }> {
   const { adapter, config } = args;
   const t: Timeouts = { ...DEFAULT_TIMEOUTS, ...config.timeouts, ...args.timeouts };
   const url = new URL(upstream.url);
   const started = performance.now();
+  // One signal for undici: the total timeout's, which the caller's abort also fires (cheaper than
+  // `AbortSignal.any`; `toGatewayError` tells the two apart by the caller's own signal).
   const total = new AbortController();
   const timer = setTimeout(() => total.abort(new TotalTimeout('total timeout')), t.totalMs);
-  const signal = args.signal ? AbortSignal.any([args.signal, total.signal]) : total.signal;
+  const caller = args.signal;
+  const forward = () => total.abort(caller?.reason);
+  if (caller?.aborted) forward();
+  else caller?.addEventListener('abort', forward, { once: true });
+  const signal = total.signal;
   try {
     const res = await agentFor(config, t.connectMs).request({
       origin: url.origin,
@@ -155,6 +162,7 @@ async function exchange<T>(
     throw toGatewayError(e, adapter, args.signal, total.signal);
   } finally {
     clearTimeout(timer);
+    caller?.removeEventListener('abort', forward);
   }
 }
 

@@ -1,7 +1,7 @@
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent } from 'undici';
-import type { ProviderConfig } from './types.ts';
+import type { HeaderReader, ProviderConfig } from './types.ts';
 
 /**
  * Keep-alive connection pools, one undici Agent per provider config (and connect timeout), reused by
@@ -31,18 +31,18 @@ export async function closeHttp(): Promise<void> {
   await Promise.allSettled(all.map((a) => a.close()));
 }
 
-export function toHeaders(raw: IncomingHttpHeaders): Headers {
-  const h = new Headers();
-  for (const [k, v] of Object.entries(raw)) {
-    if (v === undefined) continue;
-    try {
-      if (Array.isArray(v)) for (const x of v) h.append(k, x);
-      else h.set(k, v);
-    } catch {
-      // A header value fetch's Headers refuses (control characters): irrelevant to us, skip it.
-    }
-  }
-  return h;
+/**
+ * The answer's headers as the adapters read them, over undici's object (lower-case names; a
+ * repeated header is an array, joined as fetch's `Headers.get` joins it).
+ */
+export function toHeaders(raw: IncomingHttpHeaders): HeaderReader {
+  return {
+    get(name: string): string | null {
+      const v = raw[name.toLowerCase()];
+      if (v === undefined) return null;
+      return Array.isArray(v) ? v.join(', ') : v;
+    },
+  };
 }
 
 /** Reads at most `limit` bytes of a body as UTF-8; the rest is discarded (the socket is closed). */
@@ -78,25 +78,32 @@ subscribe('undici:client:sendHeaders', (message) => {
   queueMicrotask(done);
 });
 
+/** Receives the undici request created while `startAndWatchSent` runs its `start` (else unset). */
+let onCreate: ((request: object) => void) | undefined;
+subscribe('undici:request:create', (message) => {
+  const request = (message as { request?: object }).request;
+  if (onCreate && request) onCreate(request);
+});
+
 /**
  * Starts a call with `start` and tells when *its* request was written to a socket: `sent` resolves
  * then (or after `maxMs`, or at once if `start` created no undici request synchronously). Keyed to
  * the request `start` creates (undici creates it synchronously inside `Agent.request`, and one
  * thread creates nothing else meanwhile), never to another request of the process. undici writes
  * a request on a reused keep-alive socket from a later `setImmediate`, so whatever the caller does
- * right after `start` returns would otherwise go out before the request.
+ * right after `start` returns would otherwise go out before the request. The channels are
+ * subscribed once (subscribing per call cost ~1 % of a worker's CPU).
  */
 export function startAndWatchSent<T>(start: () => T, maxMs: number): { result: T; sent: Promise<void> } {
   let request: object | undefined;
-  const onCreate = (message: unknown) => {
-    request ??= (message as { request?: object }).request;
+  onCreate = (r) => {
+    request ??= r;
   };
-  subscribe('undici:request:create', onCreate);
   let result: T;
   try {
     result = start();
   } finally {
-    unsubscribe('undici:request:create', onCreate);
+    onCreate = undefined;
   }
   const ours = request;
   if (!ours) return { result, sent: Promise.resolve() };

@@ -14,7 +14,7 @@ import {
   type Tracing,
 } from '@faregate/observability/tracing';
 import { startAndWatchSent } from '@faregate/providers/http';
-import type { StreamEvent } from '@faregate/providers/types';
+import type { HeaderReader, StreamEvent } from '@faregate/providers/types';
 import type { AppendOptions } from '@faregate/queue/frame-store';
 import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
@@ -320,7 +320,7 @@ async function attemptOnce(
       if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
       return { status: 'already_done' };
     }
-    const onHeaders = (_status: number, headers: Headers) => {
+    const onHeaders = (_status: number, headers: HeaderReader) => {
       if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
       const info = provider.adapter.readRateLimits(headers);
       void deps.limiter.learn(input.keyIndex, info).then(

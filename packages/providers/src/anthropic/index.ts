@@ -2,13 +2,17 @@ import type { GatewayError } from '@faregate/contracts/errors';
 import { intHeader, retryAfterMs, untilTimestamp } from '../shared/durations.ts';
 import { classifyStatus } from '../shared/errors.ts';
 import { isObj, num, str } from '../shared/sse.ts';
-import type { DiscoveredModel, ProviderAdapter, RateLimitInfo } from '../types.ts';
+import type { DiscoveredModel, ProviderAdapter, RateLimitInfo, HeaderReader } from '../types.ts';
 import { anthropicHeaders, anthropicUrl, buildAnthropicRequest } from './request.ts';
 import { parseAnthropicResponse } from './response.ts';
 import { createAnthropicStreamParser } from './stream.ts';
 
 /** `{type:"error", error:{type, message}, request_id}` → the shared status policy. */
-export function classifyAnthropicError(status: number, headers: Headers, bodyText: string): GatewayError {
+export function classifyAnthropicError(
+  status: number,
+  headers: HeaderReader,
+  bodyText: string,
+): GatewayError {
   let type: string | undefined;
   let message: string | undefined;
   try {
@@ -31,7 +35,7 @@ export function classifyAnthropicError(status: number, headers: Headers, bodyTex
 }
 
 /** `anthropic-ratelimit-*`: integer limits and RFC 3339 resets (turned into ms from now). */
-export function readAnthropicRateLimits(headers: Headers): RateLimitInfo {
+export function readAnthropicRateLimits(headers: HeaderReader): RateLimitInfo {
   const info: RateLimitInfo = {};
   const set = <K extends keyof RateLimitInfo>(k: K, v: number | undefined) => {
     if (v !== undefined) info[k] = v;

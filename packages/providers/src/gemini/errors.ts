@@ -2,7 +2,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import { parseProtoDuration, retryAfterMs } from '../shared/durations.ts';
 import { classifyStatus, safeMessage } from '../shared/errors.ts';
 import { isObj, type Json, str } from '../shared/sse.ts';
-import type { RateLimitInfo } from '../types.ts';
+import type { RateLimitInfo, HeaderReader } from '../types.ts';
 
 const detailsOf = (e: Json): Json[] => (Array.isArray(e.details) ? e.details.filter(isObj) : []);
 const isType = (d: Json, t: string) => typeof d['@type'] === 'string' && (d['@type'] as string).endsWith(t);
@@ -30,7 +30,7 @@ function isBadKey(e: Json): boolean {
 }
 
 /** Google RPC error object `{code, message, status, details}` → GatewayError. */
-export function classifyGeminiErrorObject(status: number, e: Json, headers?: Headers): GatewayError {
+export function classifyGeminiErrorObject(status: number, e: Json, headers?: HeaderReader): GatewayError {
   const message = str(e.message);
   if (e.status === 'FAILED_PRECONDITION') {
     // Free tier unavailable in the region or billing required: the provider cannot serve us at all.
@@ -62,12 +62,12 @@ function errorObject(bodyText: string | undefined): Json | undefined {
   }
 }
 
-export function classifyGeminiError(status: number, headers: Headers, bodyText: string): GatewayError {
+export function classifyGeminiError(status: number, headers: HeaderReader, bodyText: string): GatewayError {
   return classifyGeminiErrorObject(status, errorObject(bodyText) ?? {}, headers);
 }
 
 /** Gemini sends no rate-limit headers; the only hint is RetryInfo in a 429 body (or a proxy's retry-after). */
-export function readGeminiRateLimits(headers: Headers, bodyText?: string): RateLimitInfo {
+export function readGeminiRateLimits(headers: HeaderReader, bodyText?: string): RateLimitInfo {
   const e = errorObject(bodyText);
   const ms = (e && retryDelayOf(e)) ?? retryAfterMs(headers);
   return ms === undefined ? {} : { retryAfterMs: ms };

@@ -2,7 +2,7 @@ import type { GatewayError } from '@faregate/contracts/errors';
 import { intHeader, parseGoDuration, retryAfterMs } from '../shared/durations.ts';
 import { classifyStatus } from '../shared/errors.ts';
 import { isObj, str } from '../shared/sse.ts';
-import type { RateLimitInfo } from '../types.ts';
+import type { RateLimitInfo, HeaderReader } from '../types.ts';
 
 interface ErrorFacts {
   message?: string;
@@ -35,7 +35,7 @@ export function readOpenAIErrorBody(bodyText: string): ErrorFacts {
 const CONTEXT =
   /maximum context length|context length|context_length_exceeded|too many tokens|prompt is too long/i;
 
-export function classifyOpenAIError(status: number, headers: Headers, bodyText: string): GatewayError {
+export function classifyOpenAIError(status: number, headers: HeaderReader, bodyText: string): GatewayError {
   const f = readOpenAIErrorBody(bodyText);
   return classifyStatus(status, {
     message: f.message,
@@ -48,7 +48,7 @@ export function classifyOpenAIError(status: number, headers: Headers, bodyText: 
 }
 
 /** `x-ratelimit-*` (OpenAI, Groq, Together, …): resets are Go durations. */
-export function readOpenAIRateLimits(headers: Headers): RateLimitInfo {
+export function readOpenAIRateLimits(headers: HeaderReader): RateLimitInfo {
   const info: RateLimitInfo = {};
   const set = <K extends keyof RateLimitInfo>(k: K, v: number | undefined) => {
     if (v !== undefined) info[k] = v;

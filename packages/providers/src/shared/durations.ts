@@ -1,3 +1,5 @@
+import type { HeaderReader } from '../types.ts';
+
 /** Parsing of the time hints providers send: Go durations, retry-after, RFC 3339 resets, protobuf durations. */
 
 const GO_DURATION =
@@ -26,7 +28,7 @@ export function untilTimestamp(value: string | null | undefined, now = Date.now(
 }
 
 /** `retry-after-ms` (float ms) first, then `retry-after` (seconds or an HTTP date), like the official SDKs. */
-export function retryAfterMs(headers: Headers, now = Date.now()): number | undefined {
+export function retryAfterMs(headers: HeaderReader, now = Date.now()): number | undefined {
   const ms = headers.get('retry-after-ms');
   if (ms !== null) {
     const n = Number.parseFloat(ms);
@@ -50,7 +52,7 @@ export function parseProtoDuration(value: unknown): number | undefined {
 }
 
 /** A non-negative integer header, or undefined. */
-export function intHeader(headers: Headers, name: string): number | undefined {
+export function intHeader(headers: HeaderReader, name: string): number | undefined {
   const v = headers.get(name);
   if (v === null) return undefined;
   const n = Number(v.trim());
