@@ -3,7 +3,7 @@
  *
  *   node bench/batches/batch.ts [--lines 50000] [--tenants 2] [--in-flight 256] [--tick-ms 100]
  *                               [--interactive-in-flight 16] [--no-probe] [--cpu-prof dir]
- *                               [--node-args '--max-old-space-size=…']
+ *                               [--node-args '--max-old-space-size=…'] [--worker-concurrency 64]
  *
  * Uploads `--lines` chat requests as JSONL through `POST /v1/files` (split evenly between `--tenants`
  * accounts, each with a batch of its own, created together), runs them with `POST /v1/batches`
@@ -34,13 +34,15 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     /** Extra node flags for ingress, worker and billing (space-separated), e.g. `--max-old-space-size=96`. */
     'node-args': { type: 'string', default: '' },
+    /** WORKER_CONCURRENCY of the worker (its default when absent). */
+    'worker-concurrency': { type: 'string' },
   },
   allowNegative: true,
 });
 const lines = Number(values.lines);
 const tenants = Math.max(1, Number(values.tenants));
 console.log(
-  `$ node bench/batches/batch.ts --lines ${lines} --tenants ${tenants} --in-flight ${values['in-flight']} --tick-ms ${values['tick-ms']} --interactive-in-flight ${values['interactive-in-flight']}${values.probe ? '' : ' --no-probe'}`,
+  `$ node bench/batches/batch.ts --lines ${lines} --tenants ${tenants} --in-flight ${values['in-flight']} --tick-ms ${values['tick-ms']} --interactive-in-flight ${values['interactive-in-flight']}${values.probe ? '' : ' --no-probe'}${values['worker-concurrency'] ? ` --worker-concurrency ${values['worker-concurrency']}` : ''}`,
 );
 
 const nodeArgs = values['node-args'].split(' ').filter(Boolean);
@@ -60,6 +62,7 @@ const stack = await startBenchStack({
     BATCH_INTERACTIVE_IN_FLIGHT: String(values['interactive-in-flight']),
     FILE_MAX_LINES: String(Math.max(lines, 50_000)),
     FAREGATE_ADMIN_TOKEN: adminToken,
+    ...(values['worker-concurrency'] ? { WORKER_CONCURRENCY: values['worker-concurrency'] } : {}),
   },
 });
 const rssNow = (pid: number) => {
@@ -115,6 +118,8 @@ interface Run {
   id: string;
   status: string;
   counts: Counts;
+  /** When the bench first saw it `finalizing` (writing its output and error files). */
+  finalizingAt?: number;
   doneAt?: number;
 }
 
@@ -233,7 +238,12 @@ try {
         ).json()) as { status: string; request_counts: Counts };
         run.status = b.status;
         run.counts = b.request_counts;
-        if (ended(run)) run.doneAt = performance.now();
+        if (run.status === 'finalizing' && run.finalizingAt === undefined)
+          run.finalizingAt = performance.now();
+        if (ended(run)) {
+          run.doneAt = performance.now();
+          run.finalizingAt ??= run.doneAt;
+        }
       }),
     );
     const now = performance.now();
@@ -270,6 +280,9 @@ try {
   console.log(`upload done → first line done: ${s((firstDone ?? tEnd) - tUploaded)}`);
   console.log(`upload done → every batch created (POST /v1/batches answered): ${s(tCreated - tUploaded)}`);
   console.log(`validation (upload done → in_progress seen): ${s((running ?? tEnd) - tUploaded)}`);
+  console.log(
+    `finalizing (output and error files; finalizing seen → completed, 100 ms polls): ${runs.map((r) => s((r.doneAt ?? tEnd) - (r.finalizingAt ?? tEnd))).join(' / ')}`,
+  );
   console.log(
     `lines/s end to end (upload start → all completed): ${(lines / ((tEnd - t0) / 1000)).toFixed(0)}`,
   );
