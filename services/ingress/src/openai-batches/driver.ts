@@ -177,9 +177,10 @@ export class BatchDriver {
   constructor(deps: IngressDeps) {
     this.#deps = deps;
     this.#pool = deps.db.$client;
-    // Enough lines of a batch ended to feed as many: its next step starts now, not at the next tick.
-    this.#replies = new LineReplies(deps.hub, (_, waiting) => {
-      if (waiting === STEP_AFTER_ARRIVED) this.kick();
+    // Enough lines of a batch ended to feed as many, or the first line of a batch just started:
+    // its next step starts now, not at the next tick.
+    this.#replies = new LineReplies(deps.hub, (batchId, waiting) => {
+      if (waiting === STEP_AFTER_ARRIVED || this.#started.delete(batchId)) this.kick();
     });
   }
 
@@ -238,6 +239,9 @@ export class BatchDriver {
   /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
   /** Per batch, the highest line this driver fed (where the next feed's scan starts). */
   readonly #fedUpTo = new Map<string, number>();
+
+  /** Batches started here none of whose lines has ended yet (the first one is recorded at once). */
+  readonly #started = new Set<string>();
 
   /** Validations running in this process (beside the ticks), by batch id. */
   readonly #validating = new Map<string, Promise<void>>();
@@ -337,9 +341,11 @@ export class BatchDriver {
       // being stepped meanwhile; the lease is renewed while it runs. Once validated and started,
       // its first lines are fed at once (a few: queued at once, collected by the next tick).
       const run = this.#validate(b)
-        .then((started) =>
-          started ? this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap())) : undefined,
-        )
+        .then((started) => {
+          if (!started) return;
+          this.#started.add(b.id);
+          return this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap()));
+        })
         .then(() => progressAfterStep(this.#deps, b))
         .catch((err: unknown) => this.#deps.log.warn({ err, batch: b.id }, 'batch validation failed'))
         .finally(() => {
@@ -846,6 +852,7 @@ export class BatchDriver {
    */
   async #finalize(b: BatchRow, final: string): Promise<void> {
     this.#fedUpTo.delete(b.id);
+    this.#started.delete(b.id);
     this.#replies.drop(b.id);
     const now = nowS();
     if (b.status !== 'finalizing') {
