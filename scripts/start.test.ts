@@ -70,7 +70,9 @@ async function launch(args: string[], extraEnv: Record<string, string> = {}): Pr
   db.pathname = `/fg_start_${prefix}`;
   dbNames.push(`fg_start_${prefix}`);
   const taken = new Set<number>();
-  const port = await freePort(20_000 + Math.floor(Math.random() * 20_000), taken);
+  // Below the kernel's ephemeral range (32768 up): a port probed free there can be taken, before a
+  // service binds it, as the local port of any outgoing connection on the machine (EADDRINUSE).
+  const port = await freePort(20_000 + Math.floor(Math.random() * 11_000), taken);
   const fakePort = await freePort(port + 1, taken);
   // Metrics ports of its own too: the default 9090 may be another test's at the moment it binds.
   const metricsBase = await freePort(fakePort + 1, taken);
