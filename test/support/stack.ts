@@ -8,13 +8,31 @@ import { freshDatabase, testRedis, until } from '@faregate/testing/env';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Ports handed out by this test process (never twice). */
+const handedOut = new Set<number>();
+
+/**
+ * A port for a service to listen on: random in 20,000–31,999 and free when probed (on every
+ * interface: services bind either). Below the kernel's ephemeral range (32768 up) on purpose: a
+ * port from there (what `listen(0)` gives) can be taken, between the probe and the service's bind,
+ * as the local port of any outgoing connection on the machine, and was (EADDRINUSE in CI).
+ */
 export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  s.close();
-  return port;
+  for (let tries = 0; tries < 200; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    const s = createServer();
+    s.listen(port);
+    const ok = await Promise.race([
+      once(s, 'listening').then(() => true),
+      once(s, 'error').then(() => false),
+    ]);
+    if (ok) await new Promise<void>((r) => s.close(() => r()));
+    if (!ok) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no free port found in 20000-31999');
 }
 
 export interface Service {
