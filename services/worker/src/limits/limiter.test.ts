@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testRedis, until } from '@faregate/testing/env';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
-import { leaseSize, PoolLimiter } from './limiter.ts';
+import { AUTO_LEASE_MS, leaseMsOf, leaseSize, PoolLimiter } from './limiter.ts';
 
 const { url, prefix } = testRedis();
 const keys = makeKeys(prefix);
@@ -92,6 +92,37 @@ describe('PoolLimiter', () => {
     );
     await l.acquire(0);
     expect(scripts()).toBe(2);
+  });
+
+  it('unset, leases are on only where they cost the limit under 1 %: a provider-sized limit, a minute window', async () => {
+    // 10,000 a minute: 41 per 250 ms, capped at 32 (under 1 % of the limit): leased.
+    expect(leaseMsOf({ rpm: 10_000, windowMs: 60_000 })).toBe(AUTO_LEASE_MS);
+    expect(leaseSize({ rpm: 10_000, windowMs: 60_000 })).toBe(32);
+    // A small limit (a lease of 2 would be 1.6 % of 120), a short window (250 ms pads 10 s by 2.5 %),
+    // a TPM limit (not leased), an explicit 0: a round trip per request, exact.
+    expect(leaseMsOf({ rpm: 120, windowMs: 60_000 })).toBe(0);
+    expect(leaseMsOf({ rpm: 300, windowMs: 10_000 })).toBe(0);
+    expect(leaseMsOf({ rpm: 1_000_000, windowMs: 10_000 })).toBe(0);
+    expect(leaseMsOf({ rpm: 10_000, tpm: 1_000_000, windowMs: 60_000 })).toBe(0);
+    expect(leaseMsOf({ rpm: 10_000, windowMs: 60_000, leaseMs: 0 })).toBe(0);
+    expect(leaseSize({ rpm: 300, windowMs: 10_000 })).toBe(1);
+
+    const l = new PoolLimiter(redis, keys, pool(), 1, { rpm: 10_000, windowMs: 60_000 });
+    const scripts = countScripts();
+    for (let i = 0; i < 32; i++) expect((await l.acquire(0)).ok).toBe(true);
+    expect(scripts()).toBe(1);
+  });
+
+  it('what the window counted still counts when a new limit turns leases on (same buckets)', async () => {
+    const p = pool();
+    // 100 a minute: no lease; 100 admitted exactly, one at a time.
+    const l = new PoolLimiter(redis, keys, p, 1, { rpm: 100, windowMs: 60_000 });
+    for (let i = 0; i < 100; i++) expect((await l.acquire(0)).ok).toBe(true);
+    // Raised to 10,000 (leases on): the 100 already counted still count against it.
+    l.settings = { rpm: 10_000, windowMs: 60_000 };
+    const admitted = [];
+    for (let i = 0; i < 9_950; i++) admitted.push(await l.acquire(0));
+    expect(admitted.filter((a) => a.ok)).toHaveLength(9_900);
   });
 
   it('never admits more than the limit over processes taking leases at once, and gives unused slots back', async () => {

@@ -40,18 +40,42 @@ export interface LimitSettings {
   windowMs: number;
   /** Added to the window so sending → provider jitter never shows the provider more than the limit. */
   guardMs?: number;
-  /** How long a lease's slots may be admitted locally (0, the default: no leases). */
-  leaseMs?: number;
+  /** How long a lease's slots may be admitted locally (0: no leases; unset: see `leaseMsOf`). */
+  leaseMs?: number | undefined;
   /** Most requests one lease takes (default 32). */
   leaseMax?: number;
 }
 
-const DEFAULT_LEASE_MS = 0;
-const leaseMsOf = (s: LimitSettings) => s.leaseMs ?? DEFAULT_LEASE_MS;
+/** How long a lease admits when `leaseMs` is not set and the limit is large enough (see `leaseMsOf`). */
+export const AUTO_LEASE_MS = 250;
+
+/**
+ * `leaseMs` as set (0: no leases), or, unset, AUTO_LEASE_MS where a lease costs the limit under 1 %:
+ * its padding of the window (AUTO_LEASE_MS ≤ 1 % of the window) and the rest of a lease that goes
+ * back late (one lease ≤ 1 % of the limit, so a few processes keep ≥ 0.95 of it reachable). That is
+ * a provider's usual limit (thousands of requests a minute) admitted without a Redis round trip
+ * per request; a small limit or a short window keeps one round trip per request (exact admission:
+ * a lease of a few slots held by a process that does not use them is a large share of such a limit).
+ */
+export function leaseMsOf(s: LimitSettings): number {
+  if (s.leaseMs !== undefined) return s.leaseMs;
+  if (!s.rpm || s.tpm || AUTO_LEASE_MS * 100 > s.windowMs) return 0;
+  const size = Math.min(s.leaseMax ?? 32, Math.floor((s.rpm * AUTO_LEASE_MS) / s.windowMs));
+  return size >= 2 && size * 100 <= s.rpm ? AUTO_LEASE_MS : 0;
+}
+
+const guardOf = (s: LimitSettings) => s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02));
 
 /** The window a slot is counted in: the limit's, plus the jitter guard, plus a lease's validity. */
-const paddedWindow = (s: LimitSettings) =>
-  s.windowMs + (s.guardMs ?? Math.max(200, Math.ceil(s.windowMs * 0.02))) + leaseMsOf(s);
+const paddedWindow = (s: LimitSettings) => s.windowMs + guardOf(s) + leaseMsOf(s);
+
+/**
+ * The window's bucket length (a sixtieth of the guarded window). Not of the padded one: whether a
+ * lease pads the window changes with the limit (`leaseMsOf`), and buckets of another length are
+ * other fields, so the counts in the window (what every process admitted, what the provider
+ * reported used) would vanish whenever the limit changed.
+ */
+const bucketMs = (s: LimitSettings) => Math.max(1, Math.floor((s.windowMs + guardOf(s)) / 60));
 
 /**
  * Requests one lease takes: what the limit allows in a lease's validity (so a lease is a small
@@ -145,7 +169,7 @@ export class PoolLimiter {
       const [ok, v, granted = 1] = await acquireScript(
         this.#redis,
         [this.#bucketKey(i), this.#pauseKey(i)],
-        [at, padded, Math.max(1, Math.floor(padded / 60)), rpm, tpm, tpm > 0 ? tokens : 0, want],
+        [at, padded, bucketMs(this.settings), rpm, tpm, tpm > 0 ? tokens : 0, want],
       );
       if (ok === 1) {
         if (granted > 1) {
@@ -200,7 +224,7 @@ export class PoolLimiter {
   async touch(a: Extract<Admission, { ok: true }>): Promise<void> {
     const t = Date.now();
     if (t - a.at <= leaseMsOf(this.settings)) return;
-    const size = Math.max(1, Math.floor(paddedWindow(this.settings) / 60));
+    const size = bucketMs(this.settings);
     const now = Math.floor(t / size);
     a.at = t;
     if (now === a.bucket) return;
@@ -219,7 +243,7 @@ export class PoolLimiter {
    */
   async seed(keyIndex: number, used: { requests: number; tokens: number }): Promise<void> {
     if (used.requests <= 0 && used.tokens <= 0) return;
-    const size = Math.max(1, Math.floor(paddedWindow(this.settings) / 60));
+    const size = bucketMs(this.settings);
     const bucket = Math.floor(Date.now() / size);
     const key = this.#bucketKey(keyIndex % this.#keyCount);
     const m = this.#redis.multi();
