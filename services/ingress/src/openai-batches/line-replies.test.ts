@@ -47,14 +47,18 @@ const write = (id: string, type: 'done' | 'error' | 'running') =>
     { owner: '', ttlMs: 60_000, replyTo: channel },
   );
 
+/** A batch just swept (nothing open) whose lines 1 to 3 are then fed and watched: their job ids. */
+function watchThree(r: LineReplies, batch: string): [string, string, string] {
+  const ids: [string, string, string] = [job(), job(), job()];
+  r.swept(batch, []);
+  for (const [i, id] of ids.entries()) r.watch(batch, id, i + 1);
+  return ids;
+}
+
 describe('LineReplies', () => {
   it('keeps the terminal frame of each line watched, and counts the lines still open', async () => {
     const r = new LineReplies(hub);
-    const [a, b, c] = [job(), job(), job()];
-    r.swept('batch_x', []);
-    r.watch('batch_x', a, 1);
-    r.watch('batch_x', b, 2);
-    r.watch('batch_x', c, 3);
+    const [a, b] = watchThree(r, 'batch_x');
     await write(a, 'running');
     await write(a, 'done');
     await write(b, 'error');
@@ -106,11 +110,7 @@ describe('LineReplies', () => {
 
   it('keeps nothing of a line unwatched or of a batch dropped', async () => {
     const r = new LineReplies(hub);
-    const [a, b, c] = [job(), job(), job()];
-    r.swept('batch_w', []);
-    r.watch('batch_w', a, 1);
-    r.watch('batch_w', b, 2);
-    r.watch('batch_w', c, 3);
+    const [a, b, c] = watchThree(r, 'batch_w');
     r.unwatch('batch_w', a);
     await write(a, 'done');
     await write(b, 'done');
