@@ -234,6 +234,32 @@ export class BatchDriver {
     clearTimeout(this.#timer);
     await this.#running;
     await Promise.all(this.#validating.values());
+    await this.#analyzing;
+  }
+
+  /** The running `ANALYZE batch_lines`, if any; `#analyzeAgain`: another was asked for meanwhile. */
+  #analyzing: Promise<void> | undefined;
+  #analyzeAgain = false;
+
+  /** Refreshes the planner's statistics of `batch_lines`: one at a time (a second would wait on the first's lock). */
+  #analyze(): void {
+    if (this.#analyzing) {
+      this.#analyzeAgain = true;
+      return;
+    }
+    this.#analyzing = this.#pool
+      .query('ANALYZE batch_lines')
+      .then(
+        () => {},
+        (err: unknown) => this.#deps.log.warn({ err }, 'could not analyze batch_lines'),
+      )
+      .finally(() => {
+        this.#analyzing = undefined;
+        if (this.#analyzeAgain && !this.#stopped) {
+          this.#analyzeAgain = false;
+          this.#analyze();
+        }
+      });
   }
 
   /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
@@ -344,7 +370,13 @@ export class BatchDriver {
         .then((started) => {
           if (!started) return;
           this.#started.add(b.id);
-          return this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap()));
+          return this.#feed(started, Math.min(FIRST_FEED, this.#inFlightCap())).then(() => {
+            // The planner knows nothing of a new batch's lines until the next autoanalyze, and
+            // misjudges the queries that read and record lines by a batch's lines in flight
+            // (nested loops over every line of the batch). Statistics now, but after the first lines
+            // are queued (the feed's pick does not depend on them): ~0.1-0.4 s, off that path.
+            if (started.total >= ANALYZE_FROM_LINES) this.#analyze();
+          });
         })
         .then(() => progressAfterStep(this.#deps, b))
         .catch((err: unknown) => this.#deps.log.warn({ err, batch: b.id }, 'batch validation failed'))
@@ -440,14 +472,6 @@ export class BatchDriver {
         [b.id, now, total],
       );
       await client.query(r.rowCount === 1 ? 'COMMIT' : 'ROLLBACK');
-      // The planner knows nothing of a batch's lines until the next autoanalyze: it takes a new
-      // batch for a handful of rows and picks lines to feed by rescanning every pending line per
-      // line (seconds per step on a 25,000-line batch, before its first line runs). Statistics
-      // now (a sample: ~0.1 s however large the table) keep every step an index lookup.
-      if (r.rowCount === 1 && total >= ANALYZE_FROM_LINES)
-        await client
-          .query('ANALYZE batch_lines')
-          .catch((err: unknown) => this.#deps.log.warn({ err }, 'could not analyze batch_lines'));
       return r.rowCount === 1 ? { ...b, status: 'in_progress', inProgressAt: now, total } : undefined;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
@@ -678,13 +702,17 @@ export class BatchDriver {
     // walk every line fed before (their old `pending` versions linger until vacuum). Lines put back
     // to pending below it (a retry, a crash) are picked by the scan from the start, run when the
     // scan past the mark finds too few (a batch never finalizes with a pending line).
+    // The lines are picked by index and updated by their row address (a TID scan), a plan that
+    // needs no statistics: a new batch's first feed runs before its lines were analyzed, and
+    // `line IN (…)` planned on stale statistics is a nested loop over every pending line (0.7 s
+    // for 64 lines of a 25,000-line batch). `FOR UPDATE` keeps the rows as picked until updated.
     const pick = (after: number, n: number) =>
       this.#pool.query<{ line: number; custom_id: string; body: unknown }>(
         `UPDATE batch_lines SET state = 'submitted', job_id = $2 || line, submitted_at = $3
-         WHERE batch_id = $1 AND line IN (
-           SELECT line FROM batch_lines WHERE batch_id = $1 AND state = 'pending' AND line > $5
-           ORDER BY line LIMIT $4
-         ) AND state = 'pending'
+         WHERE ctid = ANY(ARRAY(
+           SELECT ctid FROM batch_lines WHERE batch_id = $1 AND state = 'pending' AND line > $5
+           ORDER BY line LIMIT $4 FOR UPDATE
+         ))
          RETURNING line, custom_id, body`,
         [b.id, jobPrefix, Date.now(), n, after],
       );
