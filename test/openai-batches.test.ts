@@ -175,13 +175,17 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
           ).rows[0]?.job_id,
         { what: 'the line fed' },
       );
-      await until(async () => (await readJobStates(redis, keys, [job]))[0] === 'running', {
-        what: 'the line running',
+      // Recorded when fed. A line's first start claims with its done frame (no write before its
+      // provider call), so it reads `queued` until it ends.
+      await until(async () => (await readJobStates(redis, keys, [job]))[0] === 'queued', {
+        what: 'the line recorded',
       });
       // The day an async job keeps, not the 300 s (SYNC_TTL_SECONDS) of a caller waiting on the answer.
       expect(await redis.pttl(keys.meta(job))).toBeGreaterThan(3_600_000);
       expect(await redis.pttl(keys.frames(job))).toBeGreaterThan(3_600_000);
       const done = await ended(b.id);
+      // Its done frame claimed it: the owner is the worker's first attempt.
+      expect(await redis.hget(keys.meta(job), 'owner')).toMatch(/:0:1$/);
       const [line] = await linesOf(done.output_file_id);
       const frames = (await redis.xrange(keys.frames(job), '-', '+')).map(
         ([, f]) => JSON.parse(f[1] ?? '{}') as { type: string; result?: unknown },

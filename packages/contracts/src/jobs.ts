@@ -106,6 +106,10 @@ export const recordTtlSeconds = (
   timings: Record<'STREAM_TTL_SECONDS' | 'SYNC_TTL_SECONDS', number>,
 ): number => (data.deltas || data.retain ? timings.STREAM_TTL_SECONDS : timings.SYNC_TTL_SECONDS);
 
+/** A line of an OpenAI batch: retained, no deltas (the only jobs queued that way: submit mode `batch`). */
+export const isBatchLine = (data: { deltas: boolean; retain?: true | undefined }): boolean =>
+  data.retain === true && !data.deltas;
+
 export const jobIdForHop = (requestId: string, hop: number): string =>
   hop === 0 ? requestId : `${requestId}-h${hop}`;
 

@@ -11,6 +11,7 @@ import { callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
 import { sampleCompletion } from '@faregate/testing/completion';
 import { testRedis } from '@faregate/testing/env';
+import { requestCancel } from '@faregate/queue/job-control';
 import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
@@ -159,6 +160,54 @@ describe('attempt: what a call produced is billed', () => {
     expect(await deps.store.read(data.id, 0)).toEqual([]);
     expect(await usageOf(data.id)).toEqual([]);
     expect(await redis.lrange(keys.holdCalls(data.id), 0, -1)).toEqual([]);
+  });
+});
+
+describe('attempt: a batch line first started from the queue', () => {
+  const batchLine = () => job({ deltas: false, retain: true });
+  const completion = () => ({
+    completion: {
+      model: 'gpt-4o-mini',
+      content: 'ok',
+      toolCalls: [],
+      finishReason: 'stop' as const,
+      usage: { ...zeroUsage(), inputTokens: 3, outputTokens: 1 },
+    },
+    rateLimits: {},
+    status: 200,
+  });
+
+  it('calls before any claim (no round trip in front of the call) and claims with its done frame', async () => {
+    const data = batchLine();
+    const ownerAtCall: (string | null)[] = [];
+    const deps = depsWith(async () => {
+      ownerAtCall.push(await redis.hget(keys.meta(data.id), 'owner'));
+      return completion();
+    });
+    expect(await runAttempt(deps, input(data))).toEqual({ status: 'completed' });
+    expect(ownerAtCall).toEqual([null]);
+    expect(await redis.hget(keys.meta(data.id), 'owner')).toBe('w:0:1');
+    expect((await deps.store.read(data.id, 0)).map((f) => JSON.parse(f).type)).toEqual(['done']);
+    expect(await usageOf(data.id)).toHaveLength(1);
+  });
+
+  it('claims first when this process heard the line was cancelled while queued, and ends cancelled without a call', async () => {
+    const data = batchLine();
+    let calls = 0;
+    const deps = depsWith(async (args) => {
+      calls++;
+      if (args.signal?.aborted) throw args.signal.reason;
+      return completion();
+    });
+    await requestCancel(redis, keys, data.id, 60_000);
+    // The worker's cancel subscription heard it (the job ran nowhere yet).
+    expect(deps.cancels.cancel(data.id)).toBe(false);
+    const out = await runAttempt(deps, input(data));
+    expect(out).toEqual({ status: 'cancelled' });
+    expect(calls).toBe(0);
+    // Claimed (the claim found the cancel), and nothing billed.
+    expect(await redis.hget(keys.meta(data.id), 'owner')).toBe('w:0:1');
+    expect((await usageOf(data.id)).filter((e) => e.inputTokens + e.outputTokens > 0)).toEqual([]);
   });
 });
 

@@ -58,9 +58,11 @@ export interface AttemptInput {
   /** Generation may have been streamed by an earlier attempt or hop: subscribers must reset. */
   restart: boolean;
   /**
-   * The intake vouches that no other attempt can own the job yet and it cannot have been cancelled
-   * (a fresh fast-lane entry): the attempt calls the provider without claiming first, and its first
-   * write claims (refused if another attempt owns the job or it ended).
+   * The intake vouches that no other attempt can own the job yet (a fresh fast-lane entry, a batch
+   * line's first start) and that a cancel may go unseen until its first write (a lane entry cannot
+   * be cancelled; a batch's cancel lets lines in flight end): the attempt calls the provider without
+   * claiming first, and its first write claims (refused if another attempt owns the job or it ended).
+   * A cancel this process heard of (CancelRegistry) makes it claim first all the same.
    */
   speculative: boolean;
   /** The provider key admission chose. */
@@ -168,7 +170,12 @@ async function attemptOnce(
   const owner = `${input.workerId}:${data.hop}:${attempt}`;
   const record = { account: data.account, model: data.requestedModel, created: data.created };
   const speculative =
-    input.speculative && attempt === 1 && data.hop === 0 && !input.restart && data.replyTo !== undefined;
+    input.speculative &&
+    attempt === 1 &&
+    data.hop === 0 &&
+    !input.restart &&
+    data.replyTo !== undefined &&
+    !deps.cancels.cancelledRecently(data.id);
   const claim = speculative ? record : undefined;
   const abort = new AbortController();
   if (!speculative) {

@@ -3,12 +3,18 @@ import { GatewayError } from '@faregate/contracts/errors';
 import { listenCancels } from '@faregate/queue/job-control';
 import type { Keys } from '@faregate/queue/keys';
 
+/** How long a cancel heard is remembered, and at most how many (memory stays bounded). */
+const RECENT_CANCEL_MS = 10 * 60_000;
+const RECENT_CANCELS = 100_000;
+
 /**
  * Cancellation across processes: any ingress publishes a job id on one channel; the worker that
  * runs the job aborts its provider call. (BullMQ's cancelJob only reaches the local worker.)
  */
 export class CancelRegistry {
   readonly #running = new Map<string, AbortController>();
+  /** Jobs cancelled recently (running here or not), oldest first, with when the entry lapses (ms). */
+  readonly #recent = new Map<string, number>();
 
   register(jobId: string, ac: AbortController): () => void {
     this.#running.set(jobId, ac);
@@ -18,10 +24,31 @@ export class CancelRegistry {
   }
 
   cancel(jobId: string, reason = 'cancelled by the caller'): boolean {
+    this.#remember(jobId);
     const ac = this.#running.get(jobId);
     if (!ac) return false;
     ac.abort(new GatewayError({ code: 'cancelled', message: reason }));
     return true;
+  }
+
+  /**
+   * Whether this process heard of a cancel of the job in the last RECENT_CANCEL_MS (the cancel of a
+   * job still queued: only its claim would find the flag, and a speculative start has none).
+   */
+  cancelledRecently(jobId: string): boolean {
+    const until = this.#recent.get(jobId);
+    return until !== undefined && until > Date.now();
+  }
+
+  #remember(jobId: string): void {
+    const now = Date.now();
+    this.#recent.delete(jobId);
+    this.#recent.set(jobId, now + RECENT_CANCEL_MS);
+    // Oldest first (insertion order): drop the lapsed, and the oldest past the bound.
+    for (const [id, until] of this.#recent) {
+      if (until > now && this.#recent.size <= RECENT_CANCELS) break;
+      this.#recent.delete(id);
+    }
   }
 
   get size(): number {

@@ -3,7 +3,7 @@ import type { RedisClient } from '@faregate/queue/redis';
 import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isTerminalRaw } from '@faregate/contracts/frames';
-import { JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
+import { isBatchLine, JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { usageEventId } from '@faregate/contracts/usage';
 import type { AttemptOutcome } from '../attempt.ts';
 import type { WorkerDeps } from '../deps.ts';
@@ -15,8 +15,20 @@ import type { Runner } from '../runner.ts';
  * picked up again within ~30–45 s (an LLM call only needs a free event loop to keep its lock); a job
  * may stall twice before it is failed (and then the safety net below still ends it for the caller).
  *
- * A queued job always claims before it calls: it may have waited, been cancelled, or be a re-run.
+ * A queued job claims before it calls, but a batch line's first start (`queuedSpeculative`).
  */
+/**
+ * A batch line's first start calls without claiming first, as a fresh lane run does: nothing can
+ * own it yet (its job id is queued once; a re-run is a later start), and its batch's cancel lets
+ * lines in flight end (OpenAI's `cancelling`). A cancel this process heard of still claims first
+ * (attempt.ts), so a line cancelled while queued ends without a call. Every other queued job claims
+ * first: it may have waited, been cancelled, or be a re-run.
+ */
+export const queuedSpeculative = (
+  data: JobData,
+  job: Pick<Job, 'attemptsStarted' | 'stalledCounter'>,
+): boolean => isBatchLine(data) && job.attemptsStarted === 1 && job.stalledCounter === 0;
+
 export function createQueueIntake(
   deps: WorkerDeps,
   runner: Runner,
@@ -35,7 +47,7 @@ export function createQueueIntake(
         starts: job.attemptsStarted,
         made: job.attemptsMade,
         stalled: job.stalledCounter > 0,
-        speculative: false,
+        speculative: queuedSpeculative(data, job),
       });
       if (outcome.status === 'wait') {
         // The whole pool waits (every process); the job goes back to wait and keeps its attempts.
