@@ -44,12 +44,16 @@ export const TEST_EXIT_CODE = 86;
 /**
  * Deletes a job's record only while it is still `queued` (recorded, never picked up by a worker):
  * the record of a line whose job was lost between the record and the queue, before it is fed again.
+ * 1: dropped, or there was no record; 0: the job started or ended meanwhile (it was queued after
+ * all, and ran: feeding it again would run it twice, as a batch line's first start does not claim).
  */
 const DROP_UNQUEUED = `
-if redis.call('HGET', KEYS[2], ARGV[1]) == 'queued' then
+local state = redis.call('HGET', KEYS[2], ARGV[1])
+if state == 'queued' then
   redis.call('DEL', KEYS[1], KEYS[2])
   return 1
 end
+if not state and redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 return 0`;
 
 const nowS = () => Math.floor(Date.now() / 1000);
@@ -514,7 +518,9 @@ export class BatchDriver {
     };
     await Promise.all(Array.from({ length: Math.min(RECOVER_CONCURRENCY, unstarted.length) }, work));
     if (lost.length === 0) return;
-    await Promise.all(
+    // Only lines whose job is still unstarted go back: one that ended between the read of its state
+    // and the look at its queue (its BullMQ job is removed on completion) is collected as ended.
+    const dropped = await Promise.all(
       lost.map((l) =>
         deps.redis.eval(
           DROP_UNQUEUED,
@@ -525,12 +531,14 @@ export class BatchDriver {
         ),
       ),
     );
+    const again = lost.filter((_, i) => dropped[i] === 1);
+    if (again.length === 0) return;
     await this.#pool.query(
       `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
-      [b.id, lost.map((l) => l.line)],
+      [b.id, again.map((l) => l.line)],
     );
     deps.log.warn(
-      { batch: b.id, lines: lost.length },
+      { batch: b.id, lines: again.length },
       'batch lines lost before their job was queued: fed again',
     );
   }
