@@ -9,7 +9,8 @@ import { batches } from '@faregate/db/schema/batches';
 import { readJobStates, requestCancel } from '@faregate/queue/job-control';
 import { poolBacklog } from '@faregate/queue/backlog';
 import type { ProviderQueues } from '@faregate/queue/queues';
-import { sendEach } from '@faregate/queue/redis';
+import type { Keys } from '@faregate/queue/keys';
+import { type RedisClient, sendEach } from '@faregate/queue/redis';
 import type pg from 'pg';
 import type { IngressDeps } from '../deps.ts';
 import { fileStore, ownedFile } from '../files/files.ts';
@@ -55,6 +56,10 @@ if state == 'queued' then
 end
 if not state and redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 return 0`;
+
+/** Drops a line's job record while still unstarted (DROP_UNQUEUED); whether it may be fed again. */
+export const dropUnstarted = async (redis: RedisClient, keys: Keys, jobId: string): Promise<boolean> =>
+  (await redis.eval(DROP_UNQUEUED, 2, keys.frames(jobId), keys.meta(jobId), JOB_META_FIELDS.state)) === 1;
 
 const nowS = () => Math.floor(Date.now() / 1000);
 
@@ -520,18 +525,8 @@ export class BatchDriver {
     if (lost.length === 0) return;
     // Only lines whose job is still unstarted go back: one that ended between the read of its state
     // and the look at its queue (its BullMQ job is removed on completion) is collected as ended.
-    const dropped = await Promise.all(
-      lost.map((l) =>
-        deps.redis.eval(
-          DROP_UNQUEUED,
-          2,
-          deps.keys.frames(l.job),
-          deps.keys.meta(l.job),
-          JOB_META_FIELDS.state,
-        ),
-      ),
-    );
-    const again = lost.filter((_, i) => dropped[i] === 1);
+    const dropped = await Promise.all(lost.map((l) => dropUnstarted(deps.redis, deps.keys, l.job)));
+    const again = lost.filter((_, i) => dropped[i]);
     if (again.length === 0) return;
     await this.#pool.query(
       `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
