@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { JobData } from '@faregate/contracts/jobs';
 import { testRedis } from '@faregate/testing/env';
+import { chatJob } from '@faregate/testing/job';
 import { FastLane, FastLanes, isJobEnvelope } from './fast-lane.ts';
 import { makeKeys } from './keys.ts';
 import { createRedis } from './redis.ts';
@@ -12,20 +13,7 @@ const { url, prefix } = testRedis();
 const keys = makeKeys(prefix);
 let n = 0;
 
-const job = (): JobData => ({
-  v: 1,
-  id: `req_fast${prefix}${++n}`,
-  account: 'acct_t',
-  key: 'key_t',
-  request: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
-  requestedModel: 'gpt-4o-mini',
-  plan: [{ provider: 'openai', model: 'gpt-4o-mini' }],
-  hop: 0,
-  deltas: false,
-  created: Date.now(),
-  deadline: Date.now() + 60_000,
-  attempts: [],
-});
+const job = (): JobData => chatJob({ id: `req_fast${prefix}${++n}` });
 
 beforeAll(() => {
   redis = createRedis(url);

@@ -11,6 +11,7 @@ import { callProvider } from '@faregate/providers/call';
 import { adapterForConfig, providersFromEnv } from '@faregate/providers/registry';
 import { sampleCompletion } from '@faregate/testing/completion';
 import { testRedis } from '@faregate/testing/env';
+import { chatJob } from '@faregate/testing/job';
 import { requestCancel } from '@faregate/queue/job-control';
 import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
@@ -50,22 +51,15 @@ function depsWith(call: typeof callProvider): WorkerDeps {
   });
 }
 
-const job = (over: Partial<ChatJobData> = {}): JobData => ({
-  v: 1,
-  id: `req_att${prefix}${++n}`,
-  account: 'acct',
-  key: 'key',
-  request: { model: 'm', messages: [{ role: 'user', content: 'Tell me a story.' }] },
-  requestedModel: 'm',
-  plan: [{ provider: 'openai', model: 'gpt-4o-mini' }],
-  hop: 0,
-  deltas: true,
-  created: Date.now(),
-  deadline: Date.now() + 60_000,
-  replyTo: `${prefix}:reply:test`,
-  attempts: [],
-  ...over,
-});
+const job = (over: Partial<ChatJobData> = {}): JobData =>
+  chatJob({
+    id: `req_att${prefix}${++n}`,
+    request: { model: 'm', messages: [{ role: 'user', content: 'Tell me a story.' }] },
+    requestedModel: 'm',
+    deltas: true,
+    replyTo: `${prefix}:reply:test`,
+    ...over,
+  });
 
 const input = (data: JobData, over: Partial<AttemptInput> = {}): AttemptInput => ({
   data,

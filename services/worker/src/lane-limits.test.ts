@@ -9,6 +9,7 @@ import { makeKeys } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { testRedis, until } from '@faregate/testing/env';
+import { chatJob } from '@faregate/testing/job';
 import { runAttempt } from './attempt.ts';
 import { WorkerConfig } from './config.ts';
 import { testWorkerDeps } from './test-deps.ts';
@@ -43,23 +44,13 @@ afterAll(async () => {
 
 const chatCalls = () => fake.calls().filter((c) => c.model !== null && c.path.includes('chat'));
 
-const job = (over: Partial<ChatJobData> = {}): JobData => ({
-  v: 1,
-  id: `req_lanelim${prefix}${++n}`,
-  account: 'acct',
-  key: 'key',
-  request: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
-  requestedModel: 'gpt-4o-mini',
-  plan: [{ provider: 'openai', model: 'gpt-4o-mini' }],
-  hop: 0,
-  deltas: false,
-  created: Date.now(),
-  deadline: Date.now() + 60_000,
-  // A caller waits on it (an interactive request): what the lane carries.
-  replyTo: `${prefix}:reply:test`,
-  attempts: [],
-  ...over,
-});
+const job = (over: Partial<ChatJobData> = {}): JobData =>
+  chatJob({
+    id: `req_lanelim${prefix}${++n}`,
+    // A caller waits on it (an interactive request): what the lane carries.
+    replyTo: `${prefix}:reply:test`,
+    ...over,
+  });
 
 /**
  * A pool of its own (own key prefix): limits in force, a lane with `graceMs`, a BullMQ intake that

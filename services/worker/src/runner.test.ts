@@ -1,4 +1,5 @@
 import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
+import { chatJob } from '@faregate/testing/job';
 import { describe, expect, it } from 'vitest';
 import type { AttemptInput, AttemptOutcome } from './attempt.ts';
 import { WorkerConfig } from './config.ts';
@@ -8,21 +9,7 @@ import { createWorkerMetrics } from './metrics.ts';
 import { type Pickup, Runner, type RunnerDeps } from './runner.ts';
 
 const config = WorkerConfig.parse({ WORKER_PROVIDER: 'openai', WORKER_CONCURRENCY: '4' });
-const job = (over: Partial<ChatJobData> = {}): JobData => ({
-  v: 1,
-  id: 'req_runner',
-  account: 'acct',
-  key: 'key',
-  request: { model: 'm', messages: [{ role: 'user', content: 'hi' }] },
-  requestedModel: 'm',
-  plan: [{ provider: 'openai', model: 'm' }],
-  hop: 0,
-  deltas: false,
-  created: Date.now(),
-  deadline: Date.now() + 60_000,
-  attempts: [],
-  ...over,
-});
+const job = (over: Partial<ChatJobData> = {}): JobData => chatJob({ id: 'req_runner', ...over });
 const lane = (data: JobData, over: Partial<Pickup> = {}): Pickup => ({
   data,
   via: 'lane',

@@ -1,24 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { JobData } from '@faregate/contracts/jobs';
+import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
+import { chatJob } from '@faregate/testing/job';
 import { queuedSpeculative } from './bullmq.ts';
 
-const data = (over: Partial<JobData> = {}) =>
-  ({
-    v: 1,
-    id: 'req_q',
-    account: 'acct',
-    key: 'key',
-    request: { model: 'm', messages: [{ role: 'user', content: 'hi' }] },
-    requestedModel: 'm',
-    plan: [{ provider: 'openai', model: 'gpt-4o-mini' }],
-    hop: 0,
-    deltas: false,
-    retain: true,
-    created: 0,
-    deadline: 1,
-    attempts: [],
-    ...over,
-  }) as JobData;
+const data = (over: Partial<ChatJobData> = {}) => chatJob({ id: 'req_q', retain: true, ...over });
 
 describe('queue intake: which queued starts call before claiming', () => {
   const first = { attemptsStarted: 1, stalledCounter: 0 };
