@@ -10,17 +10,10 @@ import type { WorkerDeps } from '../deps.ts';
 import type { Runner } from '../runner.ts';
 
 /**
- * The BullMQ intake of one provider pool: how a queued job arrives, nothing else. Stalled-job
- * defaults: a lock of 30 s renewed every 15 s, checked every 15 s, so a job of a killed process is
- * picked up again within ~30–45 s (an LLM call only needs a free event loop to keep its lock); a job
- * may stall twice before it is failed (and then the safety net below still ends it for the caller).
- *
- * A queued job claims before it calls, but a batch line's first start (`queuedSpeculative`).
- */
-/**
  * A batch line's first start calls without claiming first, as a fresh lane run does: nothing can
- * own it yet (its job id is queued once; a re-run is a later start), and its batch's cancel lets
- * lines in flight end (OpenAI's `cancelling`). A cancel this process heard of still claims first
+ * own it yet (a re-run is a later start; a line queued again after its first run ended calls again
+ * and is refused at its write: see the README's "first attempt claims with its first write"), and
+ * its batch's cancel lets lines in flight end (OpenAI's `cancelling`). A cancel this process heard of still claims first
  * (attempt.ts), so a line cancelled while queued ends without a call. Every other queued job claims
  * first: it may have waited, been cancelled, or be a re-run.
  */
@@ -29,6 +22,14 @@ export const queuedSpeculative = (
   job: Pick<Job, 'attemptsStarted' | 'stalledCounter'>,
 ): boolean => isBatchLine(data) && job.attemptsStarted === 1 && job.stalledCounter === 0;
 
+/**
+ * The BullMQ intake of one provider pool: how a queued job arrives, nothing else. Stalled-job
+ * defaults: a lock of 30 s renewed every 15 s, checked every 15 s, so a job of a killed process is
+ * picked up again within ~30–45 s (an LLM call only needs a free event loop to keep its lock); a job
+ * may stall twice before it is failed (and then the safety net below still ends it for the caller).
+ *
+ * A queued job claims before it calls, but a batch line's first start (`queuedSpeculative`).
+ */
 export function createQueueIntake(
   deps: WorkerDeps,
   runner: Runner,
