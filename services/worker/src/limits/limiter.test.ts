@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { testRedis, until } from '@faregate/testing/env';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
@@ -28,6 +28,36 @@ describe('PoolLimiter', () => {
       expect(last.waitMs).toBeGreaterThan(0);
       expect(last.waitMs).toBeLessThanOrEqual(10_000 + 10_000 / 60);
     }
+  });
+
+  it('any L + 1 admissions across processes span at least the window plus its guard (a clock stepped at random)', async () => {
+    // The property the scale-out test relies on: the provider can see L + 1 calls within the window
+    // only if the stamps of two of them moved apart by more than the guard after admission.
+    const p = pool();
+    const L = 5;
+    const settings = { rpm: L, windowMs: 1_000, guardMs: 200 };
+    const procs = [0, 1, 2].map(() => new PoolLimiter(redis, keys, p, 1, settings));
+    let now = 1_700_000_000_000;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now);
+    let seed = 7;
+    const rand = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const admitted: number[] = [];
+    try {
+      for (let i = 0; i < 1_500; i++) {
+        now += Math.floor(rand() * 40);
+        const a = await procs[i % procs.length]?.acquire(0);
+        if (a?.ok) admitted.push(now);
+      }
+    } finally {
+      clock.mockRestore();
+    }
+    // Used, not starved: about one window plus guard per L admissions.
+    expect(admitted.length).toBeGreaterThan(10 * L);
+    for (let i = L; i < admitted.length; i++)
+      expect((admitted[i] ?? 0) - (admitted[i - L] ?? 0)).toBeGreaterThanOrEqual(1_200);
   });
 
   it('rotates provider keys, each with its own window', async () => {
