@@ -13,6 +13,13 @@ import type { Keys } from './keys.ts';
  * not run them sooner. A job a sweep is handing over is counted twice for the instant between its
  * BullMQ add and the lane forgetting it (never zero times). Two round trips per pool (pipelines): BullMQ's keys and the lane's are in
  * different hash tags, so on a Redis Cluster they are in different slots.
+ *
+ * `ahead`: what a new interactive request queues behind, the figure load shedding bounds (see the
+ * ingress's BacklogGate): unprioritized jobs waiting, delayed jobs due, and the lane's entries not
+ * taken yet or moving. Not prioritized jobs (batch lines, which BullMQ runs after every job without
+ * a priority) and not what is running: however many batch lines wait or run, they are never ahead
+ * of an interactive request, and a slot running one frees for it in one line's time (the batch
+ * driver yields its in-flight lines to interactive work).
  */
 export interface PoolBacklog {
   waiting: number;
@@ -21,6 +28,7 @@ export interface PoolBacklog {
   active: number;
   lane: number;
   total: number;
+  ahead: number;
 }
 
 /** BullMQ scores a delayed job `timestamp * 0x1000 + counter`: every job due by `nowMs`. */
@@ -60,5 +68,9 @@ export async function poolBacklog(
     active: n(queue, 3),
     lane: n(lane, 0) + n(lane, 1) + n(lane, 2),
   };
-  return { ...b, total: b.waiting + b.prioritized + b.delayedDue + b.active + b.lane };
+  return {
+    ...b,
+    total: b.waiting + b.prioritized + b.delayedDue + b.active + b.lane,
+    ahead: b.waiting + b.delayedDue + n(lane, 0) + n(lane, 2),
+  };
 }

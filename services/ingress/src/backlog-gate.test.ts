@@ -7,6 +7,7 @@ import { makeKeys } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { BacklogGate } from './backlog-gate.ts';
+import { BATCH_PRIORITY } from './openai-batches/driver.ts';
 
 let redis: Redis;
 let queues: ProviderQueues;
@@ -60,12 +61,35 @@ describe('BacklogGate', () => {
     expect(err?.status).toBe(503);
     expect(err?.code).toBe('overloaded');
     expect(err?.retryAfterMs).toBe(1_000);
-    expect(err?.message).toMatch(/3 requests queued or running/);
+    expect(err?.message).toMatch(/3 requests queued/);
     await queues.get(pool).drain();
     await until(async () => {
       await new Promise((r) => setTimeout(r, 15));
       return refusal(() => gate.admit(pool)) === undefined;
     });
+  });
+
+  it('batch lines never count: any number of them queued leaves interactive requests admitted', async () => {
+    // Batch lines wait at BATCH_PRIORITY, behind every interactive request. Counting them let four
+    // batches (256 lines in flight each) refuse every interactive request at the default bound, and
+    // the batch driver, seeing no interactive work, never yielded.
+    const pool = `batchgate${prefix}`;
+    const gate = new BacklogGate(redis, keys, 3, 10);
+    for (let i = 0; i < 20; i++) await queues.add(job(pool), 10, { priority: BATCH_PRIORITY });
+    // Several reads of the pool's backlog (every 10 ms), each bringing back 20 prioritized jobs.
+    const t0 = Date.now();
+    while (Date.now() - t0 < 100) {
+      await new Promise((r) => setTimeout(r, 15));
+      expect(refusal(() => gate.admit(pool))).toBeUndefined();
+    }
+    // Work queued ahead of a new request does count, with the batch lines still there.
+    for (let i = 0; i < 3; i++) await queues.add(job(pool));
+    const err = await until(async () => {
+      await new Promise((r) => setTimeout(r, 15));
+      return refusal(() => gate.admit(pool));
+    });
+    expect(err?.code).toBe('overloaded');
+    await queues.get(pool).obliterate({ force: true });
   });
 
   it('counts what it admits between reads, and a bound of 0 admits everything', () => {

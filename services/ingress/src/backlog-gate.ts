@@ -5,10 +5,13 @@ import type { Keys } from '@faregate/queue/keys';
 import type { RedisClient } from '@faregate/queue/redis';
 
 /**
- * Load shedding (MAX_POOL_BACKLOG): a request whose caller waits on the answer, for a pool whose
- * backlog (queued and running, the figure KEDA scales on) has reached the bound, is refused at once
- * with 503 `overloaded` and retry-after, before any hold or enqueue, rather than queued behind more
- * work than the pool can do before the caller gives up. Async jobs and batch lines still queue.
+ * Load shedding (MAX_POOL_BACKLOG): a request whose caller waits on the answer, for a pool with that
+ * many requests queued ahead of it (`PoolBacklog.ahead`: interactive and async work not started, not
+ * batch lines, which queue behind it, nor what is running), is refused at once with 503 `overloaded`
+ * and retry-after, before any hold or enqueue, rather than queued behind more work than the pool can
+ * do before the caller gives up. Async jobs and batch lines still queue. (Counting batch lines
+ * would let a few large batches refuse every interactive request, and the batch driver, seeing no
+ * interactive work, would never yield to it.)
  * Each pool's backlog is read from Redis in the background at most every `refreshMs` (no round trip
  * on the request path) and counts what this process admitted since.
  */
@@ -17,7 +20,7 @@ export class BacklogGate {
   readonly #keys: Keys;
   readonly #max: number;
   readonly #refreshMs: number;
-  readonly #pools = new Map<string, { total: number; readAt: number; reading: boolean }>();
+  readonly #pools = new Map<string, { queued: number; readAt: number; reading: boolean }>();
 
   constructor(redis: RedisClient, keys: Keys, max: number, refreshMs = 100) {
     this.#redis = redis;
@@ -31,7 +34,7 @@ export class BacklogGate {
     if (this.#max <= 0 || pool === '') return;
     let s = this.#pools.get(pool);
     if (!s) {
-      s = { total: 0, readAt: Number.NEGATIVE_INFINITY, reading: false };
+      s = { queued: 0, readAt: Number.NEGATIVE_INFINITY, reading: false };
       this.#pools.set(pool, s);
     }
     const state = s;
@@ -40,7 +43,7 @@ export class BacklogGate {
       poolBacklog(this.#redis, this.#keys, pool)
         .then(
           (b) => {
-            state.total = b.total;
+            state.queued = b.ahead;
           },
           // Redis unreachable: keep the last figure (admission's own Redis writes will fail anyway).
           () => {},
@@ -50,14 +53,14 @@ export class BacklogGate {
           state.reading = false;
         });
     }
-    if (state.total >= this.#max) {
+    if (state.queued >= this.#max) {
       throw new GatewayError({
         code: 'overloaded',
-        message: `The ${pool} pool has ${state.total} requests queued or running (the bound is ${this.#max}). Try again shortly.`,
+        message: `The ${pool} pool has ${state.queued} requests queued (the bound is ${this.#max}). Try again shortly.`,
         retryable: true,
         retryAfterMs: 1_000,
       });
     }
-    state.total++;
+    state.queued++;
   }
 }

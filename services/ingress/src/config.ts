@@ -47,7 +47,8 @@ export const IngressConfig = z.object({
   RATE_LIMIT_PATIENCE_MS: z.coerce.number().int().nonnegative().default(5_000),
   /**
    * Load shedding: a request whose caller waits on the answer is refused (503 `overloaded`, retry-after)
-   * while its pool has this many requests queued or running (0: no bound). Async jobs still queue.
+   * while its pool has this many requests queued ahead of it (`PoolBacklog.ahead`: batch lines and
+   * running work do not count; 0: no bound). Async jobs still queue.
    */
   MAX_POOL_BACKLOG: z.coerce.number().int().nonnegative().default(1_000),
   /** Accept models that have no price (billed at zero). Off: such models are refused. */
