@@ -10,8 +10,12 @@ export const WorkerConfig = z.object({
   REDIS_PREFIX: z.string().default('fg'),
   /** Redis Cluster seed nodes (`host:port,…`); unset: the one server at REDIS_URL. */
   REDIS_CLUSTER_NODES: envRedisClusterNodes(),
-  /** Jobs in flight per process. */
-  WORKER_CONCURRENCY: int(64),
+  /**
+   * Jobs in flight per process. A provider call lasts 1-30 s, so this caps a process at
+   * WORKER_CONCURRENCY / call-seconds calls per second (64 capped it at 65 req/s against a 1 s
+   * upstream: bench/gateway/slow-upstream.ts).
+   */
+  WORKER_CONCURRENCY: int(256),
   /** Attempts per provider before falling back to the next candidate. */
   WORKER_ATTEMPTS: int(3),
   /** STREAM_TTL_SECONDS, SYNC_TTL_SECONDS, FAST_LANE_GRACE_MS: the ingress reads the same variables. */
