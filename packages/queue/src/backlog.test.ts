@@ -54,6 +54,7 @@ describe('poolBacklog', () => {
       active: 0,
       lane: 0,
       total: 0,
+      ahead: 0,
     });
   });
 
@@ -72,9 +73,11 @@ describe('poolBacklog', () => {
     const now = Date.now();
     const before = await poolBacklog(redis, keys, pool, now);
     expect(before).toMatchObject({ waiting: 3, prioritized: 2, delayedDue: 0, active: 0, lane: 0, total: 5 });
+    // Ahead of a new interactive request: the waiting jobs, not the prioritized (batch) ones.
+    expect(before.ahead).toBe(3);
     // Once its time has come the short delay counts; the long one never does.
     const later = await poolBacklog(redis, keys, pool, now + 1_000);
-    expect(later).toMatchObject({ delayedDue: 1, total: 6 });
+    expect(later).toMatchObject({ delayedDue: 1, total: 6, ahead: 4 });
     expect((await poolBacklog(redis, keys, pool, now + 120_000)).delayedDue).toBe(2);
     expect(await q.getJobCounts('waiting', 'prioritized', 'delayed')).toEqual({
       waiting: 3,
@@ -87,13 +90,14 @@ describe('poolBacklog', () => {
     const a = job(pool);
     await lane.push(a);
     await lane.push(job(pool));
-    expect((await poolBacklog(redis, keys, pool, now)).lane).toBe(2);
+    expect(await poolBacklog(redis, keys, pool, now)).toMatchObject({ lane: 2, ahead: 5 });
     const popped = await lane.pop(blocking, 1, 1);
     expect(popped).toHaveLength(1);
     expect((await poolBacklog(redis, keys, pool, now)).lane).toBe(2);
     const first = FastLane.parse(popped[0] ?? '');
     expect(await lane.take([first?.data.id ?? ''])).toEqual([true]);
-    expect((await poolBacklog(redis, keys, pool, now)).lane).toBe(2);
+    // Taken: running, so no longer ahead of anyone.
+    expect(await poolBacklog(redis, keys, pool, now)).toMatchObject({ lane: 2, ahead: 4 });
     await lane.finish(first?.data.id ?? '');
     expect((await poolBacklog(redis, keys, pool, now)).lane).toBe(1);
 
@@ -118,6 +122,7 @@ describe('poolBacklog', () => {
         active: 1,
         lane: 1,
         total: 7,
+        ahead: 4,
       });
     } finally {
       release();
