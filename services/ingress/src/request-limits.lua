@@ -2,20 +2,22 @@
 -- limits, each holding `limit` and refilled continuously over a minute. One call checks every limit
 -- of a request and takes from all of them, or from none.
 -- KEYS[1] the key's bucket hash, KEYS[2] the account's (one hash tag: the account's).
--- ARGV: now, key rpm, key tpm, account rpm, account tpm (0 = no limit), tokens of this request.
+-- ARGV: key rpm, key tpm, account rpm, account tpm (0 = no limit), tokens of this request.
+-- `now` is Redis's clock (the redis-now.lua prelude): an ingress that read its own clock before a
+-- stall (or one on a host whose clock is behind) would date the bucket back, and the next caller
+-- would refill it for time already counted.
 -- Hash fields: r (requests left), t (tokens left), at (ms of the last change); a missing hash is full.
 -- Returns { ok, waitMs, rLimit, rLeft, rResetMs, tLimit, tLeft, tResetMs, which }: ok 1 admitted, 0
 -- not (waitMs until it would be; -1 never: the request alone exceeds a tokens limit; `which`: the
 -- limit that refused, 1 key rpm, 2 key tpm, 3 account rpm, 4 account tpm). The r*/t* figures are
 -- those of the tightest limit (least left), 0 when none is set, as they stand after this call.
-local now = tonumber(ARGV[1])
-local tokens = tonumber(ARGV[6])
+local tokens = tonumber(ARGV[5])
 local MINUTE = 60000
 local limits = {
-  { key = KEYS[1], field = 'r', cap = tonumber(ARGV[2]), need = 1 },
-  { key = KEYS[1], field = 't', cap = tonumber(ARGV[3]), need = tokens },
-  { key = KEYS[2], field = 'r', cap = tonumber(ARGV[4]), need = 1 },
-  { key = KEYS[2], field = 't', cap = tonumber(ARGV[5]), need = tokens },
+  { key = KEYS[1], field = 'r', cap = tonumber(ARGV[1]), need = 1 },
+  { key = KEYS[1], field = 't', cap = tonumber(ARGV[2]), need = tokens },
+  { key = KEYS[2], field = 'r', cap = tonumber(ARGV[3]), need = 1 },
+  { key = KEYS[2], field = 't', cap = tonumber(ARGV[4]), need = tokens },
 }
 local state = {}
 local wait = 0

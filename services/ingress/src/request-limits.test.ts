@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { GatewayError } from '@faregate/contracts/errors';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
@@ -98,6 +98,21 @@ describe('per-key and per-account request limits', () => {
     for (let i = 0; i < 5; i++) await admit(fresh, { keyRpm: 100 });
     // 95 left under the old limit; the new limit of 10 caps it.
     expect((await admit(fresh, { keyRpm: 10 })).state.requests).toMatchObject({ limit: 10, remaining: 9 });
+  });
+
+  it("an ingress whose clock is behind (read before a stall, or another host's) refills nothing twice", async () => {
+    // The buckets go by Redis's clock. By the caller's, an ingress 30 s behind dated the bucket back,
+    // and the next caller refilled it for those 30 s again: a third request at 2 a minute.
+    const who = tenant();
+    expect((await admit(who, { keyRpm: 2 })).err).toBeUndefined();
+    const real = Date.now.bind(Date);
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => real() - 30_000);
+    try {
+      expect((await admit(who, { keyRpm: 2 })).err).toBeUndefined();
+    } finally {
+      clock.mockRestore();
+    }
+    expect((await admit(who, { keyRpm: 2 })).err?.code).toBe('rate_limit_exceeded');
   });
 
   it('reset durations read as OpenAI writes them', () => {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RedisClient } from '@faregate/queue/redis';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { Keys } from '@faregate/queue/keys';
-import { luaScript } from '@faregate/queue/lua';
+import { luaScript, REDIS_NOW_MS } from '@faregate/queue/lua';
 
 /**
  * Requests and tokens per minute per API key and per account, global across every ingress process:
@@ -29,9 +29,9 @@ export interface LimitState {
 
 const checkScript = luaScript<{
   keys: [key: string, account: string];
-  args: [now: number, keyRpm: number, keyTpm: number, accountRpm: number, accountTpm: number, tokens: number];
+  args: [keyRpm: number, keyTpm: number, accountRpm: number, accountTpm: number, tokens: number];
   result: number[];
-}>(new URL('./request-limits.lua', import.meta.url), { numberOfKeys: 2 });
+}>(new URL('./request-limits.lua', import.meta.url), { numberOfKeys: 2, prelude: [REDIS_NOW_MS] });
 
 /** True when any limit is set (only then does admission run the script). */
 export const hasLimits = (l: RequestLimits | undefined): l is RequestLimits =>
@@ -59,14 +59,7 @@ export async function admitRequest(
   const [ok, waitMs, rLimit, rLeft, rReset, tLimit, tLeft, tReset, which = 0] = await checkScript(
     redis,
     [keys.requestLimit(who.accountId, who.keyId), keys.requestLimit(who.accountId)],
-    [
-      Date.now(),
-      limits.keyRpm ?? 0,
-      limits.keyTpm ?? 0,
-      limits.accountRpm ?? 0,
-      limits.accountTpm ?? 0,
-      tokens,
-    ],
+    [limits.keyRpm ?? 0, limits.keyTpm ?? 0, limits.accountRpm ?? 0, limits.accountTpm ?? 0, tokens],
   );
   const state: LimitState = {};
   if (rLimit) state.requests = { limit: rLimit, remaining: rLeft ?? 0, resetMs: rReset ?? 0 };
