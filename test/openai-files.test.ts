@@ -222,6 +222,46 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
     expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/multipart/);
   });
 
+  it("takes bodiless calls as OpenAI's Python SDK sends them: content-type JSON and an empty body", async () => {
+    const f = await client.files.create({
+      file: await toFile(
+        Buffer.from(
+          `${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] } })}\n`,
+        ),
+        'one.jsonl',
+      ),
+      purpose: 'batch',
+    });
+    const headers = { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' };
+    const b = await client.batches.create({
+      input_file_id: f.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    const cancel = await fetch(`${stack.url}/v1/batches/${b.id}/cancel`, {
+      method: 'POST',
+      headers,
+      body: '',
+    });
+    expect(cancel.status).toBe(200);
+    expect(((await cancel.json()) as { id: string }).id).toBe(b.id);
+    const del = await fetch(`${stack.url}/v1/files/${f.id}`, { method: 'DELETE', headers, body: '' });
+    expect(del.status).toBe(200);
+    expect(await del.json()).toEqual({ id: f.id, object: 'file', deleted: true });
+    // A body that must be there still must: an empty one is named as missing, not as bad JSON.
+    const create = await fetch(`${stack.url}/v1/batches`, { method: 'POST', headers, body: '' });
+    expect(create.status).toBe(400);
+    expect(((await create.json()) as { error: { message: string } }).error.message).toMatch(/JSON object/);
+    // A key named __proto__ is refused as such, not as unparsable JSON.
+    const proto = await fetch(`${stack.url}/v1/batches`, {
+      method: 'POST',
+      headers,
+      body: '{"input_file_id":"file-x","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"__proto__":"x"}}',
+    });
+    expect(proto.status).toBe(400);
+    expect(((await proto.json()) as { error: { message: string } }).error.message).toMatch(/__proto__/);
+  });
+
   it('needs a valid key, and treats hostile ids as unknown', async () => {
     const r = await fetch(`${stack.url}/v1/files`);
     expect(r.status).toBe(401);

@@ -1,3 +1,4 @@
+import { GatewayError } from '@faregate/contracts/errors';
 import { findCreditOutcome } from '@faregate/db/credit-commands';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -35,6 +36,24 @@ import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
 /** Secrets and prompts never reach the logs: only metadata is logged. */
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
 
+/** True when `text` parses as JSON (Fastify's parser refused it for a prototype key, then). */
+function validJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Valid JSON refused on purpose: a key that would reach an object's prototype. */
+const prototypeKeyRefused = () =>
+  new GatewayError({
+    code: 'invalid_request_error',
+    message:
+      "The request body has a property named '__proto__' (or 'constructor' holding 'prototype'), which is refused: rename it.",
+  });
+
 /** The whole ingress as one Fastify app, built from `deps` (main.ts and tests share it). */
 export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -49,6 +68,23 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     clientErrorHandler,
     routerOptions: { ignoreDuplicateSlashes: true },
     ...opts,
+  });
+  // An empty body sent as JSON is no body: OpenAI's Python SDK sends `content-type:
+  // application/json` with nothing after it on bodiless calls (`files.delete`, `batches.cancel`),
+  // which Fastify's own parser refuses. Anything else goes through Fastify's parser as before
+  // (prototype poisoning refused).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text === '') {
+      done(null, undefined);
+      return;
+    }
+    json(req, text, (err, parsed) => {
+      if (err && validJson(text)) done(prototypeKeyRefused(), undefined);
+      else done(err, parsed);
+    });
   });
   // First: a request refused by any later hook (auth, idempotency) is measured too.
   registerMetrics(app, deps.metrics);
