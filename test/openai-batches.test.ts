@@ -509,6 +509,40 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     }
   });
 
+  it('an input file deleted while its batch validates fails the batch; a part of the file never runs as the whole', async () => {
+    const N = 20_000;
+    const text = jsonl(
+      Array.from({ length: N }, (_, i) => req(`d${i}`, `delete race ${i} ${'x'.repeat(60)}`)),
+    );
+    // The delete lands before validation starts, while it reads the file's chunks, or after it.
+    for (const delayMs of [0, 30, 100, 300]) {
+      const f = await upload(text);
+      const b = await client.batches.create({
+        input_file_id: f.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
+      await new Promise((r) => setTimeout(r, delayMs));
+      await client.files.delete(f.id);
+      const after = await until(
+        async () => {
+          const x = await client.batches.retrieve(b.id);
+          return x.status === 'validating' ? undefined : x;
+        },
+        { timeoutMs: 60_000, intervalMs: 20, what: `batch ${b.id} past validation` },
+      );
+      if (after.status === 'failed') {
+        expect(after.errors?.data?.map((e) => e.code)).toEqual(['invalid_file']);
+        expect(after.errors?.data?.[0]?.message).toMatch(/deleted|no longer exists/);
+      } else {
+        // Validated before the delete: the whole file, every line.
+        expect(after.request_counts?.total, `delete after ${delayMs} ms`).toBe(N);
+        await client.batches.cancel(b.id);
+        expect((await ended(b.id)).status).toBe('cancelled');
+      }
+    }
+  }, 180_000);
+
   it('cancels: no more lines are fed, open ones are stopped, the batch ends cancelled with what finished', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 10 });
     try {

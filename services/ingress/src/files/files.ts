@@ -95,6 +95,8 @@ export async function listFiles(
 
 /** Removes a file's bytes and record. */
 export async function deleteFile(deps: IngressDeps, id: string): Promise<void> {
-  await fileStore(deps).delete(id);
+  // The row first: from then on the file is gone for everyone, and a batch validating it while its
+  // content goes sees that it was deleted (driver.ts) rather than taking what it read for the whole.
   await deps.db.delete(files).where(eq(files.id, id));
+  await fileStore(deps).delete(id);
 }

@@ -438,7 +438,20 @@ export class BatchDriver {
       const { total, errors } = file
         ? await validateLines(fileStore(this.#deps).get(file.id), b.endpoint, emit).then(async (v) => {
             await inserting;
-            return v;
+            // Deleted while read (a file's row goes before its content: deleteFile): what was read
+            // may be only part of it, and the batch must not run a part as if it were the whole.
+            if (await ownedFile(this.#deps, b.accountId, b.inputFileId)) return v;
+            return {
+              total: 0,
+              errors: [
+                {
+                  code: 'invalid_file',
+                  message: `The input file ${b.inputFileId} was deleted while the batch was validating it.`,
+                  param: 'input_file_id',
+                  line: null,
+                },
+              ],
+            };
           })
         : {
             total: 0,
