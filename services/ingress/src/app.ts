@@ -51,7 +51,7 @@ const prototypeKeyRefused = () =>
   new GatewayError({
     code: 'invalid_request_error',
     message:
-      "The request body has a property named '__proto__' (or 'constructor' holding 'prototype'), which is refused: rename it.",
+      "The JSON body has a property named '__proto__' (or 'constructor' holding 'prototype'), which is refused: rename it.",
   });
 
 /** The whole ingress as one Fastify app, built from `deps` (main.ts and tests share it). */

@@ -167,13 +167,24 @@ describe('Router', () => {
     expect(r.listing().map((l) => l.id)).toContain('openai/text-embedding-3-small');
   });
 
-  it('a parameter a candidate cannot honour leaves it out; none left is a 400 naming it', () => {
+  it('a fallback that cannot honour a parameter is left out; the model asked for cannot be: a 400 naming it', () => {
     const r = new Router(dir, {
       allowUnpriced: false,
-      fallbacks: { 'anthropic/claude-haiku-4-5': ['openai/gpt-4o-mini'] },
+      fallbacks: {
+        'anthropic/claude-haiku-4-5': ['openai/gpt-4o-mini'],
+        'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'],
+      },
     });
-    const plan = r.plan(req('anthropic/claude-haiku-4-5', { seed: 3 }));
+    // gpt-4o-mini takes `seed`, its fallback does not: the route is gpt-4o-mini alone.
+    const plan = r.plan(req('openai/gpt-4o-mini', { seed: 3 }));
     expect(plan.plan.map((c) => c.provider)).toEqual(['openai']);
+    // Claude cannot take `seed`: a 400, never gpt-4o-mini answering in its place.
+    expect(() => r.plan(req('anthropic/claude-haiku-4-5', { seed: 3 }))).toThrowError(
+      expect.objectContaining({ param: 'seed', message: expect.stringContaining('anthropic') }),
+    );
+    expect(() => r.plan(req('anthropic/claude-haiku-4-5', { n: 3 }))).toThrowError(
+      expect.objectContaining({ param: 'n' }),
+    );
     const only = new Router(dir, { allowUnpriced: false });
     expect(() => only.plan(req('anthropic/claude-haiku-4-5', { seed: 3 }))).toThrowError(
       expect.objectContaining({ param: 'seed', message: expect.stringContaining('anthropic') }),

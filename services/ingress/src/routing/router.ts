@@ -159,7 +159,7 @@ export class Router {
    */
   plan(req: ChatRequest): RoutePlan {
     const prompt = measurePrompt(req);
-    const all = this.#resolve(req.model, prompt, () => this.#auto(req, prompt));
+    const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () => this.#auto(req, prompt));
     let entries = all.filter((e) => !e.capabilities.includes('embeddings'));
     if (entries.length === 0) {
       throw new GatewayError({
@@ -168,7 +168,7 @@ export class Router {
         param: 'model',
       });
     }
-    entries = honouring(entries, (e) => chatRefusal(e.kind, e.provider, req));
+    entries = honouring(entries, targets, (e) => chatRefusal(e.kind, e.provider, req));
     return this.#costed(entries, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
 
@@ -179,7 +179,7 @@ export class Router {
    */
   planEmbeddings(req: EmbeddingsRequest): RoutePlan {
     const prompt = measureEmbeddingsInput(embeddingInputs(req));
-    const all = this.#resolve(req.model, prompt, () => []);
+    const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () => []);
     const noApi = all.find((e) => !hasEmbeddings(e.kind));
     let entries = all.filter((e) => hasEmbeddings(e.kind));
     if (entries.length === 0 && noApi) {
@@ -194,7 +194,7 @@ export class Router {
         param: 'model',
       });
     }
-    entries = honouring(entries, (e) => embeddingsRefusal(e.kind, e.provider, req));
+    entries = honouring(entries, targets, (e) => embeddingsRefusal(e.kind, e.provider, req));
     return this.#costed(entries, prompt, 0);
   }
 
@@ -224,6 +224,18 @@ export class Router {
 
   /** The models a name resolves to, its fallbacks after it; only priced ones unless unpriced are allowed. */
   #resolve(model: string, prompt: PromptMeasure, auto: () => ModelEntry[]): ModelEntry[] {
+    return this.#resolveRoute(model, prompt, auto).entries;
+  }
+
+  /**
+   * The models a name resolves to (`targets`: what the caller named, or `auto`'s choice), then the
+   * routing file's fallbacks of the first.
+   */
+  #resolveRoute(
+    model: string,
+    prompt: PromptMeasure,
+    auto: () => ModelEntry[],
+  ): { entries: ModelEntry[]; targets: ReadonlySet<ModelEntry> } {
     const asked = model.trim();
     const name = this.#aliases.get(asked) ?? asked;
     let entries: ModelEntry[];
@@ -244,6 +256,7 @@ export class Router {
         throw this.#waiting(this.#absent().filter((p) => this.#dir.catalogEntry(p, name))) ?? notFound(name);
     }
     const primary = entries[0]!;
+    const targets = new Set(entries);
     for (const extra of this.#fallbacksOf(primary, name)) {
       const [p, ...rest] = extra.split('/');
       const e = this.#dir.find(p ?? '', rest.join('/'));
@@ -260,7 +273,7 @@ export class Router {
       }
       entries = priced;
     }
-    return entries;
+    return { entries, targets };
   }
 
   /**
@@ -343,17 +356,28 @@ const maxCostMicrosNum = (e: ModelEntry, prompt: PromptMeasure, o: number) =>
   e.price ? Number(maxCostMicros(e, prompt, o)) : Number.MAX_SAFE_INTEGER;
 
 /**
- * The candidates that can honour the request (a fallback that cannot is left out rather than fail
- * the request later); none: the first candidate's refusal, a 400 naming the parameter.
+ * The candidates that can honour the request: a fallback that cannot is left out rather than fail
+ * the request later. When no target (a model the caller named, or `auto`'s choice) can, the first
+ * target's refusal is a 400 naming the parameter: a fallback never stands in for the model asked
+ * for because that one cannot take the request (a probe got gpt-4o-mini's three choices for a
+ * claude-haiku-4-5 request with `n: 3`).
  */
-function honouring(entries: ModelEntry[], refusal: (e: ModelEntry) => Refusal | undefined): ModelEntry[] {
+function honouring(
+  entries: ModelEntry[],
+  targets: ReadonlySet<ModelEntry>,
+  refusal: (e: ModelEntry) => Refusal | undefined,
+): ModelEntry[] {
   let first: Refusal | undefined;
+  let targetOk = false;
   const ok = entries.filter((e) => {
     const r = refusal(e);
-    first ??= r;
+    if (targets.has(e)) {
+      first ??= r;
+      if (r === undefined) targetOk = true;
+    }
     return r === undefined;
   });
-  if (ok.length === 0 && first) {
+  if (!targetOk && first) {
     throw new GatewayError({ code: 'invalid_request_error', message: first.message, param: first.param });
   }
   return ok;
