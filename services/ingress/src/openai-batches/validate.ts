@@ -47,8 +47,10 @@ export async function validateLines(
   let group: ValidLine[] = [];
   let n = 0;
   let total = 0;
-  for await (const text of linesOf(source)) {
+  for await (const read of linesOf(source)) {
     n++;
+    // A byte order mark opening the file (Notepad, PowerShell's Out-File) is not part of line 1.
+    const text = n === 1 && read.charCodeAt(0) === 0xfeff ? read.slice(1) : read;
     if (text.trim() === '') continue;
     total++;
     let value: unknown;
@@ -88,7 +90,9 @@ export async function validateLines(
               message:
                 param === 'method'
                   ? "The method for this request is not supported: batch requests use 'POST'."
-                  : `Invalid value for '${param}': ${issue?.message ?? 'invalid'}.`,
+                  : param === null
+                    ? 'This line must be a JSON object with custom_id, method, url and body.'
+                    : `Invalid value for '${param}': ${issue?.message ?? 'invalid'}.`,
               param,
               line: n,
             },

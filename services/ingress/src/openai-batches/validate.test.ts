@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { type ValidLine, validateLines } from './validate.ts';
+
+const line = (id: string) =>
+  JSON.stringify({
+    custom_id: id,
+    method: 'POST',
+    url: '/v1/chat/completions',
+    body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: id }] },
+  });
+
+async function run(text: string | Buffer) {
+  const valid: ValidLine[] = [];
+  async function* source() {
+    yield Buffer.isBuffer(text) ? text : Buffer.from(text);
+  }
+  const r = await validateLines(source(), '/v1/chat/completions', async (ls) => {
+    valid.push(...ls);
+  });
+  return { ...r, valid };
+}
+
+describe('validateLines', () => {
+  it('reads a file that opens with a UTF-8 byte order mark (Notepad, PowerShell) like one without', async () => {
+    const bom = Buffer.concat([
+      Buffer.from([0xef, 0xbb, 0xbf]),
+      Buffer.from(`${line('a')}\r\n${line('b')}\r\n`),
+    ]);
+    const r = await run(bom);
+    expect(r.errors).toEqual([]);
+    expect(r.valid.map((v) => v.customId)).toEqual(['a', 'b']);
+    // Only the file's first bytes: a mark inside the file is not JSON.
+    const inner = await run(`${line('a')}\n\uFEFF${line('b')}\n`);
+    expect(inner.errors).toMatchObject([{ code: 'invalid_json_line', line: 2 }]);
+  });
+
+  it('names a line that is JSON but not an object plainly', async () => {
+    const r = await run(`${line('a')}\n[1,2]\n42\nnull\n"text"\n`);
+    expect(r.errors.map((e) => [e.line, e.message])).toEqual(
+      [2, 3, 4, 5].map((n) => [n, 'This line must be a JSON object with custom_id, method, url and body.']),
+    );
+  });
+});
