@@ -543,6 +543,28 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     }
   }, 180_000);
 
+  it('a create retried with the same Idempotency-Key answers with the batch it created, never a second one', async () => {
+    const f = await upload(jsonl([req('i1', 'idempotent create')]));
+    const body = {
+      input_file_id: f.id,
+      endpoint: '/v1/chat/completions' as const,
+      completion_window: '24h' as const,
+    };
+    // (The openai SDK sends no Idempotency-Key of its own: the header as a caller sets it.)
+    const key = `batch-create-${f.id}`;
+    const first = await client.batches.create(body, { headers: { 'Idempotency-Key': key } });
+    const again = await client.batches.create(body, { headers: { 'Idempotency-Key': key } });
+    expect(again.id).toBe(first.id);
+    const page = await client.batches.list({ limit: 100 });
+    expect(page.data.filter((b) => b.input_file_id === f.id)).toHaveLength(1);
+    // The same key with another body is refused, in OpenAI's shape.
+    const reused = await client.batches
+      .create({ ...body, metadata: { other: 'body' } }, { headers: { 'Idempotency-Key': key } })
+      .catch((e: unknown) => e);
+    expect(reused).toMatchObject({ status: 422 });
+    expect((await ended(first.id)).status).toBe('completed');
+  });
+
   it('cancels: no more lines are fed, open ones are stopped, the batch ends cancelled with what finished', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 10 });
     try {

@@ -9,7 +9,8 @@ import { principalOf } from './plugins/auth.ts';
 
 /**
  * `Idempotency-Key` on the doors (`POST /v1/chat/completions`, `/v1/messages`, `/v1/responses`,
- * `/v1/embeddings`) and `POST /v1/jobs`, after Stripe and the IETF
+ * `/v1/embeddings`), `POST /v1/jobs` and `POST /v1/batches` (a retried create answers with the
+ * batch it created, never a second batch), after Stripe and the IETF
  * draft: the first request with a key runs, and its response (success or server error alike) is
  * kept for `IDEMPOTENCY_TTL_SECONDS`; a retry with the same key and body gets that response again
  * (`Idempotent-Replayed: true`) and nothing runs or is billed twice. Keys are scoped per tenant.
@@ -38,6 +39,7 @@ const ROUTES = new Set([
   '/v1/responses',
   '/v1/embeddings',
   '/v1/jobs',
+  '/v1/batches',
 ]);
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 

@@ -31,6 +31,8 @@ export async function batchRoutes(app: FastifyInstance, deps: IngressDeps): Prom
 
   typed.post('/v1/batches', { schema: { body: CreateBody } }, async (req) => {
     const row = await createBatch(deps, principalOf(req), req.body);
+    // With an Idempotency-Key, this answer is kept: a retried create gets this batch again.
+    if (req.idempotency) req.idempotency.ran = true;
     // Validate and start it now, not at this ingress's next idle look (up to a second away).
     batchDriverOf(deps)?.kick();
     return batchView(row);
