@@ -222,6 +222,29 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
     expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/multipart/);
   });
 
+  it('refuses a form with two files or too many fields as a 400 naming what to send', async () => {
+    const one = new Blob([`${JSON.stringify({ custom_id: 'a' })}\n`]);
+    const two = new FormData();
+    two.append('purpose', 'batch');
+    two.append('file', one, 'a.jsonl');
+    two.append('file', one, 'b.jsonl');
+    const many = new FormData();
+    for (let i = 0; i < 6; i++) many.append(`extra${i}`, 'x');
+    many.append('purpose', 'batch');
+    many.append('file', one, 'a.jsonl');
+    for (const form of [two, many]) {
+      const r = await fetch(`${stack.url}/v1/files`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+        body: form,
+      });
+      expect(r.status).toBe(400);
+      const body = (await r.json()) as { error: { type: string; message: string } };
+      expect(body.error.type).toBe('invalid_request_error');
+      expect(body.error.message).toMatch(/'file'/);
+    }
+  });
+
   it("takes bodiless calls as OpenAI's Python SDK sends them: content-type JSON and an empty body", async () => {
     const f = await client.files.create({
       file: await toFile(

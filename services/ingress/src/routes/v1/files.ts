@@ -23,6 +23,18 @@ const badUpload = (message: string, param: string | null = null) =>
  * is counted and checked: never held whole in memory), list, retrieve, content (streamed), delete.
  * Files belong to the account: another tenant's file id is a 404.
  */
+/**
+ * A form past the multipart limits (a second file, more fields or parts than an upload has) as a 400
+ * naming what to send, not busboy's own 413 ("reach files limit").
+ */
+function multipartLimit(e: unknown): GatewayError | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'FST_FILES_LIMIT') return badUpload("Send one file, as the field 'file'.", 'file');
+  if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT')
+    return badUpload("Too many form fields: an upload has the fields 'file' and 'purpose'.");
+  return undefined;
+}
+
 export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const { FILE_MAX_BYTES: maxBytes, FILE_MAX_LINES: maxLines } = deps.config;
   await app.register(multipart, {
@@ -93,7 +105,7 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         await deleteFile(deps, id).catch((err: unknown) =>
           req.log.warn({ err, id }, 'upload cleanup failed'),
         );
-      throw e;
+      throw multipartLimit(e) ?? e;
     }
   });
 
