@@ -17,7 +17,11 @@ import { sealThinking } from './reasoning.ts';
 export function responsesUsage(u: OpenAIUsage): ResponsesUsage {
   return {
     input_tokens: u.prompt_tokens,
-    input_tokens_details: { cached_tokens: u.prompt_tokens_details.cached_tokens },
+    // Both fields OpenAI's current SDKs declare (the Python SDK's model requires cache_write_tokens).
+    input_tokens_details: {
+      cached_tokens: u.prompt_tokens_details.cached_tokens,
+      cache_write_tokens: u.prompt_tokens_details.cache_write_tokens ?? 0,
+    },
     output_tokens: u.completion_tokens,
     output_tokens_details: { reasoning_tokens: u.completion_tokens_details.reasoning_tokens },
     total_tokens: u.prompt_tokens + u.completion_tokens,
