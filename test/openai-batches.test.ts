@@ -579,6 +579,8 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       const done = await ended(b.id);
       expect(done.status).toBe('cancelled');
       expect(done.cancelled_at).toBeGreaterThanOrEqual(c.cancelling_at ?? 0);
+      // Straight from cancelling to cancelled, as OpenAI's: never finalizing on the way.
+      expect(done.finalizing_at ?? null).toBeNull();
       const counts = done.request_counts;
       expect(counts?.total).toBe(200);
       expect((counts?.completed ?? 0) + (counts?.failed ?? 0)).toBeLessThan(200);

@@ -899,7 +899,10 @@ export class BatchDriver {
     this.#started.delete(b.id);
     this.#replies.drop(b.id);
     const now = nowS();
-    if (b.status !== 'finalizing') {
+    // A cancelled batch writes its files while it reads `cancelling`, as OpenAI's goes from
+    // cancelling to cancelled (a crash meanwhile: the cancelling step finalizes again).
+    const through = final === 'cancelled' && b.status === 'cancelling' ? 'cancelling' : 'finalizing';
+    if (b.status !== through) {
       const [f] = await this.#deps.db
         .update(batches)
         .set({ status: 'finalizing', finalStatus: final, finalizingAt: now })
@@ -929,7 +932,7 @@ export class BatchDriver {
         leaseUntil: 0,
         ...at,
       })
-      .where(and(eq(batches.id, b.id), eq(batches.status, 'finalizing')));
+      .where(and(eq(batches.id, b.id), eq(batches.status, through)));
   }
 
   async #writeResults(b: BatchRow, kind: 'output' | 'error', where: string): Promise<string | null> {
