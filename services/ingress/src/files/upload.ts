@@ -24,6 +24,11 @@ export async function* checkedUpload(
   check: UploadCheck,
 ): AsyncIterable<Buffer> {
   let content = false;
+  // UTF-8 checked as it streams (a sequence may span chunks): invalid bytes would otherwise reach
+  // the model as U+FFFD in place of what the caller wrote.
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  const notUtf8 = () =>
+    invalid('The file is not valid UTF-8: a batch input file is JSONL text encoded as UTF-8.');
   for await (const chunk of file as AsyncIterable<Buffer>) {
     if (check.refused) continue;
     check.bytes += chunk.length;
@@ -46,12 +51,27 @@ export async function* checkedUpload(
         break;
       } else if (c !== 32 && c !== 13 && c !== 9) content = true;
     }
+    if (!check.refused) {
+      try {
+        utf8.decode(chunk, { stream: true });
+      } catch {
+        check.refused = notUtf8();
+      }
+    }
     if (!check.refused && check.lines > limits.maxLines) {
       check.refused = invalid(
         `The file has more than ${limits.maxLines} lines (requests), the most a batch file may have.`,
       );
     }
     if (!check.refused) yield chunk;
+  }
+  if (!check.refused) {
+    try {
+      utf8.decode();
+    } catch {
+      // The file ends inside a multi-byte sequence.
+      check.refused = notUtf8();
+    }
   }
   if (content && !check.refused) {
     check.lines++;
