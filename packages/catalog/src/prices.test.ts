@@ -68,6 +68,23 @@ describe('PriceTable.resolvePrice', () => {
     expect(table.resolvePrice('openai', 'claude-haiku-4-5')).toBeUndefined();
   });
 
+  it('answers a name the same however often, and past the bound of remembered names', () => {
+    const t = new PriceTable();
+    const asked = () => [
+      t.canonicalId('openai', 'gpt-4o-mini-2024-07-18'),
+      t.canonicalId('anthropic', 'claude-haiku-4-5-20251001'),
+      t.canonicalId('openai', 'gpt-9-preview'),
+      t.canonicalId('llama', 'llama3.2:latest'),
+    ];
+    const first = asked();
+    expect(first).toEqual(['gpt-4o-mini', 'claude-haiku-4-5', undefined, 'llama3.2']);
+    expect(asked()).toEqual(first);
+    // Callers' names beyond the memo's bound (it starts over): the answers do not change.
+    for (let i = 0; i < 10_000; i++) expect(t.canonicalId('openai', `no-such-model-${i}`)).toBeUndefined();
+    expect(asked()).toEqual(first);
+    expect(t.resolvePrice('openai', 'gpt-4o-mini-2024-07-18')?.model).toBe('gpt-4o-mini');
+  });
+
   it('finds nothing for names of Object.prototype members', () => {
     for (const name of PROTOTYPE_NAMES) {
       expect(table.resolvePrice('openai', name)).toBeUndefined();

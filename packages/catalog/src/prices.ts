@@ -34,6 +34,8 @@ const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
 const VERSIONED = /-\d{3}$/;
 
 const keyOf = (provider: string, model: string) => `${provider}\u0000${model}`;
+/** Names whose catalog id is remembered (PriceTable.canonicalId), at most. */
+const CANONICAL_MEMO = 4_096;
 
 export interface PriceTableOptions {
   /** Dated prices (billing: the `prices` table); for a key listed here they win over the model's own price. */
@@ -79,6 +81,20 @@ export class PriceTable {
    * A more specific name always wins: a dated id with its own price is not read as the undated one.
    */
   canonicalId(provider: string, modelId: string): string | undefined {
+    // Every call prices its model (a few regexes and lookups): the answer is kept per name. The
+    // tables never change after construction; names come from callers too, so the memo is bounded.
+    const k = keyOf(provider, modelId);
+    const memo = this.#canonical.get(k);
+    if (memo !== undefined) return memo === null ? undefined : memo;
+    const id = this.#resolveId(provider, modelId);
+    if (this.#canonical.size >= CANONICAL_MEMO) this.#canonical.clear();
+    this.#canonical.set(k, id ?? null);
+    return id;
+  }
+
+  readonly #canonical = new Map<string, string | null>();
+
+  #resolveId(provider: string, modelId: string): string | undefined {
     const known = (id: string) =>
       this.#models.has(keyOf(provider, id)) || this.#history.has(keyOf(provider, id));
     const alias = (id: string) => this.#aliases.get(keyOf(provider, id));

@@ -95,6 +95,36 @@ export const JobData = z.discriminatedUnion('op', [ChatJobData, EmbeddingsJobDat
 export type JobData = z.infer<typeof JobData>;
 export type JobOperation = NonNullable<JobData['op']>;
 
+const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
+
+/**
+ * The envelope of a job record as a worker takes it (a fast-lane entry or a BullMQ job's data):
+ * version 1, and the fields a worker reads before anything else with their types. Only gateway
+ * processes write job records (an ingress, from a request it validated with `JobData`'s schemas in
+ * `submit.ts`; a worker or a sweep, re-queuing a job it read), so the request inside is not checked
+ * again field by field: on the hot path that parse cost more than the rest of the pickup.
+ */
+export function isJobEnvelope(x: unknown): x is JobData {
+  if (!isObj(x) || x.v !== 1 || typeof x.id !== 'string' || x.id === '') return false;
+  if (x.op !== undefined && x.op !== 'chat' && x.op !== 'embeddings') return false;
+  if (!isObj(x.request) || typeof x.request.model !== 'string') return false;
+  if ((x.op ?? 'chat') === 'chat' && !Array.isArray(x.request.messages)) return false;
+  const plan = x.plan;
+  if (!Array.isArray(plan) || plan.length === 0) return false;
+  for (const c of plan)
+    if (!isObj(c) || typeof c.provider !== 'string' || typeof c.model !== 'string') return false;
+  return (
+    typeof x.account === 'string' &&
+    typeof x.key === 'string' &&
+    typeof x.requestedModel === 'string' &&
+    Number.isInteger(x.hop) &&
+    typeof x.deltas === 'boolean' &&
+    typeof x.created === 'number' &&
+    typeof x.deadline === 'number' &&
+    Array.isArray(x.attempts)
+  );
+}
+
 /**
  * How long a job's record and frames live (seconds): the replay window (STREAM_TTL_SECONDS) for a
  * job that streams deltas or is retained, the minutes a waiting caller needs (SYNC_TTL_SECONDS)

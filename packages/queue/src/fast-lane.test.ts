@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { JobData } from '@faregate/contracts/jobs';
+import { isJobEnvelope, JobData } from '@faregate/contracts/jobs';
 import { testRedis } from '@faregate/testing/env';
 import { chatJob } from '@faregate/testing/job';
-import { FastLane, FastLanes, isJobEnvelope } from './fast-lane.ts';
+import { FastLane, FastLanes } from './fast-lane.ts';
 import { makeKeys } from './keys.ts';
 import { createRedis } from './redis.ts';
 

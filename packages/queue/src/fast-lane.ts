@@ -1,5 +1,5 @@
 import { getEach, type RedisClient } from './redis.ts';
-import type { JobData } from '@faregate/contracts/jobs';
+import { isJobEnvelope, type JobData } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
 import { luaScript, REDIS_NOW_MS } from './lua.ts';
 
@@ -83,35 +83,6 @@ export interface FastLaneTiming {
 }
 
 export const DEFAULT_FAST_LANE: FastLaneTiming = { graceMs: 300, leaseMs: 30_000 };
-
-const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
-
-/**
- * The envelope of a lane record: version 1, and the fields a worker reads before anything else
- * with their types. Only an ingress writes these records, from a `JobData` it built out of a
- * request it validated (`JobData`'s schemas, in `submit.ts`), so the request inside is not checked
- * again field by field: on the hot path that parse cost more than the rest of the pickup.
- */
-export function isJobEnvelope(x: unknown): x is JobData {
-  if (!isObj(x) || x.v !== 1 || typeof x.id !== 'string' || x.id === '') return false;
-  if (x.op !== undefined && x.op !== 'chat' && x.op !== 'embeddings') return false;
-  if (!isObj(x.request) || typeof x.request.model !== 'string') return false;
-  if ((x.op ?? 'chat') === 'chat' && !Array.isArray(x.request.messages)) return false;
-  const plan = x.plan;
-  if (!Array.isArray(plan) || plan.length === 0) return false;
-  for (const c of plan)
-    if (!isObj(c) || typeof c.provider !== 'string' || typeof c.model !== 'string') return false;
-  return (
-    typeof x.account === 'string' &&
-    typeof x.key === 'string' &&
-    typeof x.requestedModel === 'string' &&
-    Number.isInteger(x.hop) &&
-    typeof x.deltas === 'boolean' &&
-    typeof x.created === 'number' &&
-    typeof x.deadline === 'number' &&
-    Array.isArray(x.attempts)
-  );
-}
 
 /** A job record written by an ingress (`undefined` if it is not one; see `isJobEnvelope`). */
 function parseJob(json: string): JobData | undefined {

@@ -3,7 +3,7 @@ import type { RedisClient } from '@faregate/queue/redis';
 import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isTerminalRaw } from '@faregate/contracts/frames';
-import { isBatchLine, JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
+import { isBatchLine, isJobEnvelope, JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { usageEventId } from '@faregate/contracts/usage';
 import type { AttemptOutcome } from '../attempt.ts';
 import type { WorkerDeps } from '../deps.ts';
@@ -39,9 +39,15 @@ export function createQueueIntake(
   const worker = new Worker<unknown, AttemptOutcome>(
     deps.keys.queue(deps.provider.config.id),
     async (job) => {
-      const parsed = JobData.safeParse(job.data);
-      if (!parsed.success) throw new UnrecoverableError(`unreadable job data: ${parsed.error.message}`);
-      const data = parsed.data;
+      // The envelope only, as the lane checks its entries (see isJobEnvelope): the request inside was
+      // validated by the ingress that wrote it. Anything else is refused with the schema's reason.
+      let data: JobData;
+      if (isJobEnvelope(job.data)) data = job.data;
+      else {
+        const parsed = JobData.safeParse(job.data);
+        if (!parsed.success) throw new UnrecoverableError(`unreadable job data: ${parsed.error.message}`);
+        data = parsed.data;
+      }
       const outcome = await runner.run({
         data,
         via: 'queue',
