@@ -18,7 +18,7 @@ import type { Principal } from '../plugins/auth.ts';
 import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
 import { type LineEndpoint, lineEndpoint } from './endpoints.ts';
 import { LineReplies } from './line-replies.ts';
-import { progressAfterStep, publishLines } from './progress.ts';
+import { completedRaw, type EndedLine, endedWith, progressAfterStep, publishLines } from './progress.ts';
 import { type ValidLine, validateLines } from './validate.ts';
 
 /** BullMQ priority of batch lines: after every interactive and async job (those have none). */
@@ -63,29 +63,16 @@ export const dropUnstarted = async (redis: RedisClient, keys: Keys, jobId: strin
 
 const nowS = () => Math.floor(Date.now() / 1000);
 
-type Ended = {
-  line: number;
-  state: 'completed' | 'failed' | 'cancelled' | 'expired';
-  result: BatchOutputLine | null;
-};
+type Ended = EndedLine;
 
 /** A line that ended with the gateway's error: its error-file line, in OpenAI's shape. */
-const failedLine = (
-  line: number,
-  id: string,
-  customId: string,
-  requestId: string,
-  ge: GatewayError,
-): Ended => ({
-  line,
-  state: 'failed',
-  result: {
+const failedLine = (line: number, id: string, customId: string, requestId: string, ge: GatewayError): Ended =>
+  endedWith(line, 'failed', {
     id,
     custom_id: customId,
     response: { status_code: ge.status, request_id: requestId, body: ge.toBody() },
     error: null,
-  },
-});
+  });
 
 /** A line body's model, for its job's record. */
 const modelOf = (body: unknown): string => {
@@ -122,20 +109,19 @@ function endedLine(
   last: string | undefined,
 ): Ended {
   const { out } = lineIds(b.id, row.line);
+  // Most lines: a chat completion, whose bytes go into the output line as they are.
+  const raw = last === undefined ? undefined : endpoint.rawAnswer?.(last);
+  if (raw !== undefined) return completedRaw(row.line, out, row.custom_id, row.job_id, raw);
   const f = last ? parseFrame(last) : undefined;
   // The answer as the batch's endpoint gives it (a chat completion, an embeddings list, a response).
   const answer = endpoint.answer(f, row.body);
   if (answer !== undefined)
-    return {
-      line: row.line,
-      state: 'completed',
-      result: {
-        id: out,
-        custom_id: row.custom_id,
-        response: { status_code: 200, request_id: row.job_id, body: answer },
-        error: null,
-      },
-    };
+    return endedWith(row.line, 'completed', {
+      id: out,
+      custom_id: row.custom_id,
+      response: { status_code: 200, request_id: row.job_id, body: answer },
+      error: null,
+    });
   const ge = asGatewayError(
     endpoint.refusal(
       f?.type === 'error'
@@ -147,12 +133,8 @@ function endedLine(
     // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's cancel):
     // not a failure of the request.
     return b.status === 'cancelling' || nowS() < b.expiresAt
-      ? { line: row.line, state: 'cancelled', result: null }
-      : {
-          line: row.line,
-          state: 'expired',
-          result: { id: out, custom_id: row.custom_id, response: null, error: EXPIRED },
-        };
+      ? endedWith(row.line, 'cancelled', null)
+      : endedWith(row.line, 'expired', { id: out, custom_id: row.custom_id, response: null, error: EXPIRED });
   return failedLine(row.line, out, row.custom_id, row.job_id, ge);
 }
 
@@ -660,16 +642,16 @@ export class BatchDriver {
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
+      // One JSON document of the lines and their result lines, as they are (a text[] of them would
+      // be escaped character by character by the driver, and each element parsed again).
       const r = await client.query<{ state: string }>(
-        `UPDATE batch_lines l SET state = t.s, result = t.r::jsonb, body = NULL
-         FROM unnest($2::int[], $3::text[], $4::text[]) AS t(n, s, r)
+        `UPDATE batch_lines l SET state = t.s, result = t.r, body = NULL
+         FROM json_to_recordset($2::json) AS t(n int, s text, r jsonb)
          WHERE l.batch_id = $1 AND l.line = t.n AND l.state IN ('submitted', 'pending')
          RETURNING l.state`,
         [
           batchId,
-          ended.map((e) => e.line),
-          ended.map((e) => e.state),
-          ended.map((e) => (e.result ? JSON.stringify(e.result) : null)),
+          `[${ended.map((e) => `{"n":${e.line},"s":"${e.state}","r":${e.json ?? 'null'}}`).join(',')}]`,
         ],
       );
       const completed = r.rows.filter((x) => x.state === 'completed').length;

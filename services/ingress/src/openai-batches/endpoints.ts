@@ -1,6 +1,7 @@
 import type { BatchEndpoint } from '@faregate/contracts/openai-batches';
 import type { Frame } from '@faregate/contracts/frames';
 import type { IngressDeps } from '../deps.ts';
+import { rawDone } from '../done-frame.ts';
 import { RESPONSES_PARAMS } from '../doors/responses.ts';
 import { toResponse } from '../doors/responses-output.ts';
 import { inDoorTerms } from '../doors/shared.ts';
@@ -34,6 +35,11 @@ export interface LineEndpoint {
   providers(deps: IngressDeps, body: unknown): string[];
   /** The door's answer from the job's terminal frame; undefined when the frame is not a success. */
   answer(frame: Frame | undefined, body: unknown): unknown;
+  /**
+   * The answer's JSON text straight from the terminal frame's text, when the door answers with the
+   * frame's result as it is (no parse); undefined: use `answer` on the parsed frame.
+   */
+  rawAnswer?(raw: string): string | undefined;
   /** An error as the door's caller would see it (parameters named as the door's caller wrote them). */
   refusal(e: unknown): unknown;
 }
@@ -50,6 +56,8 @@ const chat: LineEndpoint = {
   },
   providers: (deps, body) => providersOf(deps.router.plan(parseChatRequest(body)).plan),
   answer: (f) => (f?.type === 'done' ? f.result : undefined),
+  // A chat completions caller gets the done frame's result as the worker wrote it (as on the door).
+  rawAnswer: (raw) => rawDone(raw)?.result,
   refusal: (e) => e,
 };
 

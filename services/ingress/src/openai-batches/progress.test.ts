@@ -7,6 +7,7 @@ import { testRedis } from '@faregate/testing/env';
 import type { IngressDeps } from '../deps.ts';
 import {
   type EndedLine,
+  endedWith,
   progressKeys,
   progressPosition,
   publishLines,
@@ -31,26 +32,20 @@ beforeAll(() => {
 });
 afterAll(() => redis.disconnect());
 
-const ok = (line: number): EndedLine => ({
-  line,
-  state: 'completed',
-  result: {
+const ok = (line: number): EndedLine =>
+  endedWith(line, 'completed', {
     id: `batch_req_${line}`,
     custom_id: `c${line}`,
     response: { status_code: 200, request_id: `req_${line}`, body: {} },
     error: null,
-  },
-});
-const bad = (line: number): EndedLine => ({
-  line,
-  state: 'failed',
-  result: {
+  });
+const bad = (line: number): EndedLine =>
+  endedWith(line, 'failed', {
     id: `batch_req_${line}`,
     custom_id: `c${line}`,
     response: { status_code: 400, request_id: `req_${line}`, body: {} },
     error: null,
-  },
-});
+  });
 const row = (id: string, status: string, total = 0) => ({
   id,
   status,

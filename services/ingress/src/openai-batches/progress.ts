@@ -71,18 +71,56 @@ function run(deps: IngressDeps, batchId: string, mode: 'l' | 's', rest: (string 
   );
 }
 
-/** A line as the driver records it. */
+/**
+ * A line as the driver records it: its output or error file line already serialized (`json`; null
+ * for a line stopped by a cancel, which has none), with the two fields progress reports of it.
+ */
 export interface EndedLine {
   line: number;
   state: 'completed' | 'failed' | 'cancelled' | 'expired';
-  result: BatchOutputLine | null;
+  json: string | null;
+  /** The line's custom_id when known here (a cancelled line's comes from its row). */
+  customId?: string;
+  /** The status code of its response, when it has one. */
+  statusCode?: number;
 }
+
+/** A line ended with this result line (serialized here; null: no result line). */
+export const endedWith = (
+  line: number,
+  state: EndedLine['state'],
+  result: BatchOutputLine | null,
+): EndedLine => ({
+  line,
+  state,
+  json: result ? JSON.stringify(result) : null,
+  ...(result ? { customId: result.custom_id } : {}),
+  ...(result?.response ? { statusCode: result.response.status_code } : {}),
+});
+
+/**
+ * A completed line's output-file line around its answer's JSON as the worker wrote it (not parsed
+ * and serialized again): the same text, key for key, as `JSON.stringify` of a BatchOutputLine.
+ */
+export const completedRaw = (
+  line: number,
+  id: string,
+  customId: string,
+  requestId: string,
+  body: string,
+): EndedLine => ({
+  line,
+  state: 'completed',
+  json: `{"id":${JSON.stringify(id)},"custom_id":${JSON.stringify(customId)},"response":{"status_code":200,"request_id":${JSON.stringify(requestId)},"body":${body}},"error":null}`,
+  customId,
+  statusCode: 200,
+});
 
 /** Reports lines that ended (the driver calls it before it commits them; repeats are dropped). */
 export async function publishLines(deps: IngressDeps, batchId: string, ended: EndedLine[]): Promise<void> {
   if (ended.length === 0) return;
   // A line stopped by a cancel has no result line: its custom_id comes from the line's row.
-  const missing = ended.filter((e) => !e.result).map((e) => e.line);
+  const missing = ended.filter((e) => e.customId === undefined).map((e) => e.line);
   const customIds = new Map<number, string>();
   if (missing.length > 0) {
     const r = await deps.db.$client.query<{ line: number; custom_id: string }>(
@@ -93,14 +131,13 @@ export async function publishLines(deps: IngressDeps, batchId: string, ended: En
   }
   const rest: (string | number)[] = [];
   for (const e of ended) {
-    const statusCode = e.result?.response?.status_code;
     const fields = JSON.stringify({
       type: 'batch_line',
       line: e.line,
-      custom_id: e.result?.custom_id ?? customIds.get(e.line) ?? '',
+      custom_id: e.customId ?? customIds.get(e.line) ?? '',
       request_id: lineIds(batchId, e.line).job,
       status: e.state,
-      ...(statusCode === undefined ? {} : { status_code: statusCode }),
+      ...(e.statusCode === undefined ? {} : { status_code: e.statusCode }),
     });
     rest.push(e.line, e.state === 'completed' || e.state === 'failed' ? e.state : '', fields.slice(1, -1));
   }
