@@ -47,6 +47,8 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
       ingressEnv: {
         FILE_MAX_BYTES: String(MAX_BYTES),
         FILE_MAX_LINES: String(MAX_LINES),
+        // Swept often, so expiry and crash leftovers are seen to go within a test.
+        FILES_SWEEP_MS: '150',
         ...backend.env,
       },
     });
@@ -220,6 +222,141 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
     });
     expect(r.status).toBe(400);
     expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/multipart/);
+  });
+
+  it('expires a file as OpenAI does: expires_after on upload, output_expires_after on a batch; gone at once, then swept', async () => {
+    const f = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(2)), 'exp.jsonl'),
+      purpose: 'batch',
+      expires_after: { anchor: 'created_at', seconds: 3600 },
+    });
+    expect(f.expires_at).toBe(f.created_at + 3600);
+    expect((await client.files.retrieve(f.id)).expires_at).toBe(f.created_at + 3600);
+    const plain = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(2)), 'plain.jsonl'),
+      purpose: 'batch',
+    });
+    expect(plain.expires_at).toBeNull();
+
+    // A batch's output and error files expire as asked.
+    const created = await client.batches.create({
+      input_file_id: f.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+      output_expires_after: { anchor: 'created_at', seconds: 7200 },
+    });
+    const b = await until(
+      async () => {
+        const x = await client.batches.retrieve(created.id);
+        return x.status === 'completed' || x.status === 'failed' ? x : undefined;
+      },
+      { timeoutMs: 60_000, what: 'the batch to end' },
+    );
+    expect(b.status).toBe('completed');
+    const out = await client.files.retrieve(b.output_file_id ?? '');
+    expect(out.expires_at).toBe(out.created_at + 7200);
+
+    // Its time comes: from then on it does not exist for its owner, then its record and bytes go.
+    await stack.sql.query('UPDATE files SET expires_at = created_at - 1 WHERE id = ANY($1)', [
+      [f.id, out.id],
+    ]);
+    for (const id of [f.id, out.id]) {
+      expect((await apiError(client.files.retrieve(id))).status).toBe(404);
+      expect((await apiError(client.files.content(id))).status).toBe(404);
+    }
+    const listed: string[] = [];
+    for await (const x of client.files.list()) listed.push(x.id);
+    expect(listed).toContain(plain.id);
+    expect(listed).not.toContain(f.id);
+    expect(listed).not.toContain(out.id);
+    const e = await apiError(
+      client.batches.create({
+        input_file_id: f.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      }),
+    );
+    expect(e.status).toBe(404);
+    await until(
+      async () => {
+        const rows = await stack.sql.query('SELECT 1 FROM files WHERE id = ANY($1)', [[f.id, out.id]]);
+        const stored = await storedIds();
+        return rows.rowCount === 0 && !stored.includes(f.id) && !stored.includes(out.id);
+      },
+      { timeoutMs: 15_000, what: 'the expired files to be swept' },
+    );
+    expect(await storedIds()).toContain(plain.id);
+  });
+
+  it('refuses an expiry OpenAI refuses, naming the parameter', async () => {
+    const file = await toFile(Buffer.from(jsonl(1)), 'x.jsonl');
+    for (const [expires_after, param] of [
+      [{ anchor: 'created_at', seconds: 60 }, 'expires_after.seconds'],
+      [{ anchor: 'created_at', seconds: 2_592_001 }, 'expires_after.seconds'],
+      [{ anchor: 'last_active_at', seconds: 3600 }, 'expires_after.anchor'],
+    ] as const) {
+      const e = await apiError(
+        client.files.create({
+          file,
+          purpose: 'batch',
+          expires_after: expires_after as unknown as { anchor: 'created_at'; seconds: number },
+        }),
+      );
+      expect(e.status).toBe(400);
+      expect(e.param).toBe(param);
+    }
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('expires_after[seconds]', '3600');
+    form.append('file', new Blob([`${line(0)}\n`]), 'a.jsonl');
+    const r = await fetch(`${stack.url}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+      body: form,
+    });
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: { param: string } }).error.param).toBe('expires_after.anchor');
+    const input = await client.files.create({ file, purpose: 'batch' });
+    const be = await apiError(
+      client.batches.create({
+        input_file_id: input.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+        output_expires_after: { anchor: 'created_at', seconds: 5 },
+      }),
+    );
+    expect(be.status).toBe(400);
+  });
+
+  it('sweeps what a crash leaves: bytes whose record is gone, an upload cut short an hour ago', async () => {
+    const orphan = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(2)), 'orphan.jsonl'),
+      purpose: 'batch',
+    });
+    const cut = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(2)), 'cut.jsonl'),
+      purpose: 'batch',
+    });
+    const kept = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(2)), 'kept.jsonl'),
+      purpose: 'batch',
+    });
+    // A process died between deleting the record and the bytes; another died mid-upload.
+    await stack.sql.query('DELETE FROM files WHERE id = $1', [orphan.id]);
+    await stack.sql.query(
+      `UPDATE files SET status = 'uploading', created_at = created_at - 7200 WHERE id = $1`,
+      [cut.id],
+    );
+    await until(
+      async () => {
+        const stored = await storedIds();
+        const rows = await stack.sql.query('SELECT 1 FROM files WHERE id = $1', [cut.id]);
+        return !stored.includes(orphan.id) && !stored.includes(cut.id) && rows.rowCount === 0;
+      },
+      { timeoutMs: 15_000, what: 'the leftovers to be swept' },
+    );
+    expect(await storedIds()).toContain(kept.id);
+    expect(await (await client.files.content(kept.id)).text()).toBe(jsonl(2));
   });
 
   it('refuses a form with two files or too many fields as a 400 naming what to send', async () => {

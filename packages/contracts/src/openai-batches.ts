@@ -24,6 +24,16 @@ export const UPLOAD_PURPOSES = ['batch'] as const;
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
 
+/**
+ * OpenAI's expiration policy of a file (`expires_after` on upload, `output_expires_after` on a
+ * batch): `seconds` after the file's creation, from an hour to 30 days.
+ */
+export const ExpiresAfter = z.strictObject({
+  anchor: z.literal('created_at'),
+  seconds: z.number().int().min(3_600).max(2_592_000),
+});
+export type ExpiresAfter = z.infer<typeof ExpiresAfter>;
+
 /** `POST /v1/batches`. */
 export const BatchCreate = z.strictObject({
   input_file_id: z.string().min(1).max(200),
@@ -35,6 +45,8 @@ export const BatchCreate = z.strictObject({
     .refine((m) => Object.keys(m).length <= 16, 'at most 16 metadata pairs')
     .nullable()
     .optional(),
+  /** The expiry of the batch's output and error files. */
+  output_expires_after: ExpiresAfter.optional(),
 });
 export type BatchCreate = z.infer<typeof BatchCreate>;
 

@@ -82,6 +82,8 @@ export const IngressConfig = z.object({
    * (/ AWS_SESSION_TOKEN) when set, otherwise the AWS SDK's default chain (profile, IRSA, role).
    */
   FILES_STORAGE: z.enum(['postgres', 's3']).default('postgres'),
+  /** How often each ingress removes expired files, uploads cut short and bytes left without a record (0: never). */
+  FILES_SWEEP_MS: z.coerce.number().int().nonnegative().default(60_000),
   S3_BUCKET: optional(),
   S3_PREFIX: z.string().default('files/'),
   S3_REGION: optional(),

@@ -8,6 +8,7 @@ import { startTracing } from '@faregate/observability/tracing';
 import { poolMetrics } from './metrics.ts';
 import { serve } from './server.ts';
 import { BatchDriver } from './openai-batches/driver.ts';
+import { FileSweeper } from './files/sweep.ts';
 
 // Composition root: the only place that reads the environment. It wires and starts; what runs once
 // before listening (migrations, prices, the bootstrap account and credit) is in bootstrap.ts.
@@ -19,6 +20,8 @@ await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
 // OpenAI batches: every ingress process drives the batches it holds the lease of.
 const batchDriver = new BatchDriver(deps);
+// Files: expired ones, uploads cut short and bytes left without a record are removed.
+const fileSweeper = new FileSweeper(deps);
 const metricsServer =
   config.METRICS_PORT === 0
     ? undefined
@@ -37,10 +40,12 @@ await serve(app, {
   log: deps.log,
   onClose: async () => {
     await batchDriver.stop();
+    await fileSweeper.stop();
     await metricsServer?.close();
     await deps.tracing?.shutdown();
     await deps.close();
   },
 });
 batchDriver.start();
+fileSweeper.start();
 deps.log.info({ port: config.PORT, pools: deps.directory.providers }, 'ingress listening');

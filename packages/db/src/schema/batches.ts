@@ -16,6 +16,8 @@ export const batches = pgTable(
     inputFileId: text('input_file_id').notNull(),
     completionWindow: text('completion_window').notNull(),
     metadata: jsonb('metadata'),
+    /** `output_expires_after.seconds`: the output and error files expire this long after they are written. */
+    outputExpiresAfter: integer('output_expires_after'),
     status: text('status').notNull(),
     /** The terminal status a `finalizing` batch ends in. */
     finalStatus: text('final_status'),

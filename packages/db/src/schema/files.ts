@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, customType, index, integer, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
 
 const bytea = customType<{ data: Buffer }>({ dataType: () => 'bytea' });
@@ -19,10 +20,15 @@ export const files = pgTable(
     status: text('status', { enum: ['uploading', 'processed'] }).notNull(),
     /** Unix seconds, as the API shows it. */
     createdAt: bigint('created_at', { mode: 'number' }).notNull(),
+    /** When the file expires (Unix seconds; null: never): gone for callers from then, swept soon after. */
+    expiresAt: bigint('expires_at', { mode: 'number' }),
     /** Creation order (lists page by it; many files share a second). */
     seq: bigint('seq', { mode: 'number' }).notNull().generatedAlwaysAsIdentity(),
   },
-  (t) => [index('files_account_seq_idx').on(t.accountId, t.seq)],
+  (t) => [
+    index('files_account_seq_idx').on(t.accountId, t.seq),
+    index('files_expires_at_idx').on(t.expiresAt).where(sql`expires_at IS NOT NULL`),
+  ],
 );
 
 /** A file's bytes in order, in chunks of about a mebibyte (Postgres storage). */

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, lt, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, isNull, lt, or, type SQL } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FileObject } from '@faregate/contracts/openai-batches';
 import { files } from '@faregate/db/schema/files';
@@ -44,7 +44,7 @@ export const fileView = (f: FileRow): FileObject => ({
   object: 'file',
   bytes: f.bytes,
   created_at: f.createdAt,
-  expires_at: null,
+  expires_at: f.expiresAt,
   filename: f.filename,
   purpose: f.purpose,
   status: 'processed',
@@ -56,7 +56,10 @@ export const fileNotFound = (id: string) =>
 
 const FILE_ID = /^file_[A-Za-z0-9_-]{10,80}$/;
 
-/** The account's uploaded (complete) file, or undefined: another tenant's file does not exist. */
+/** Files still there: not expired (an expired file is gone for callers at once; the sweep removes it). */
+const live = () => or(isNull(files.expiresAt), gt(files.expiresAt, Math.floor(Date.now() / 1000)));
+
+/** The account's uploaded (complete) file, or undefined: another tenant's file, or an expired one, does not exist. */
 export async function ownedFile(
   deps: IngressDeps,
   accountId: string,
@@ -66,7 +69,7 @@ export async function ownedFile(
   const [row] = await deps.db
     .select()
     .from(files)
-    .where(and(eq(files.id, id), eq(files.accountId, accountId), eq(files.status, 'processed')));
+    .where(and(eq(files.id, id), eq(files.accountId, accountId), eq(files.status, 'processed'), live()));
   return row;
 }
 
@@ -77,6 +80,8 @@ export async function listFiles(
   q: { after?: string; limit: number; order: 'asc' | 'desc'; purpose?: string },
 ): Promise<{ data: FileRow[]; hasMore: boolean }> {
   const where: SQL[] = [eq(files.accountId, accountId), eq(files.status, 'processed')];
+  const notExpired = live();
+  if (notExpired) where.push(notExpired);
   if (q.purpose) where.push(eq(files.purpose, q.purpose));
   if (q.after) {
     const cursor = await ownedFile(deps, accountId, q.after);

@@ -124,6 +124,7 @@ export async function createBatch(
       inputFileId: file.id,
       completionWindow: body.completion_window,
       metadata: body.metadata ?? null,
+      outputExpiresAfter: body.output_expires_after?.seconds ?? null,
       status: 'validating',
       createdAt: created,
       expiresAt: created + deps.config.BATCH_WINDOW_SECONDS,

@@ -5,9 +5,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
-import { ListQuery, UPLOAD_PURPOSES } from '@faregate/contracts/openai-batches';
+import { ExpiresAfter, ListQuery, UPLOAD_PURPOSES } from '@faregate/contracts/openai-batches';
 import { files } from '@faregate/db/schema/files';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { deleteFile, fileNotFound, fileStore, fileView, listFiles, ownedFile } from '../../files/files.ts';
@@ -31,8 +31,33 @@ function multipartLimit(e: unknown): GatewayError | undefined {
   const code = (e as { code?: unknown } | null)?.code;
   if (code === 'FST_FILES_LIMIT') return badUpload("Send one file, as the field 'file'.", 'file');
   if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT')
-    return badUpload("Too many form fields: an upload has the fields 'file' and 'purpose'.");
+    return badUpload(
+      "Too many form fields: an upload has the fields 'file', 'purpose' and, optionally, 'expires_after'.",
+    );
   return undefined;
+}
+
+/** The upload's `expires_after` (seconds after its creation), checked as OpenAI does; undefined: none. */
+function uploadExpiry(e: { anchor?: string; seconds?: string }): number | undefined {
+  if (e.anchor === undefined && e.seconds === undefined) return undefined;
+  if (e.anchor === undefined)
+    throw badUpload("Missing required parameter: 'expires_after.anchor'.", 'expires_after.anchor');
+  if (e.seconds === undefined)
+    throw badUpload("Missing required parameter: 'expires_after.seconds'.", 'expires_after.seconds');
+  const r = ExpiresAfter.safeParse({
+    anchor: e.anchor,
+    seconds: /^\d{1,10}$/.test(e.seconds) ? Number(e.seconds) : Number.NaN,
+  });
+  if (r.success) return r.data.seconds;
+  if (r.error.issues[0]?.path[0] === 'anchor')
+    throw badUpload(
+      `Invalid value for 'expires_after.anchor': '${e.anchor.slice(0, 64)}'. Supported: 'created_at'.`,
+      'expires_after.anchor',
+    );
+  throw badUpload(
+    "Invalid value for 'expires_after.seconds': an integer from 3600 (an hour) to 2592000 (30 days).",
+    'expires_after.seconds',
+  );
 }
 
 export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
@@ -54,6 +79,8 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     let filename: string | undefined;
     let check: UploadCheck | undefined;
     let stored = false;
+    // `expires_after[anchor]` and `expires_after[seconds]`, as the SDKs send the object in a form.
+    const expiry: { anchor?: string; seconds?: string } = {};
     try {
       for await (const part of req.parts()) {
         if (part.type === 'file') {
@@ -79,7 +106,11 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
               message: `File is too large: the limit is ${maxBytes} bytes.`,
               param: 'file',
             });
-        } else if (part.fieldname === 'purpose' && typeof part.value === 'string') purpose = part.value;
+        } else if (typeof part.value === 'string') {
+          if (part.fieldname === 'purpose') purpose = part.value;
+          else if (part.fieldname === 'expires_after[anchor]') expiry.anchor = part.value;
+          else if (part.fieldname === 'expires_after[seconds]') expiry.seconds = part.value;
+        }
       }
       if (!check || filename === undefined) throw badUpload("Missing required parameter: 'file'.", 'file');
       if (check.refused) throw check.refused;
@@ -93,9 +124,15 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         throw badUpload('Invalid file format for Batch API. Must be .jsonl', 'file');
       if (check.lines === 0)
         throw badUpload('The file is empty: a batch input file has one request per line.', 'file');
+      const expiresAfter = uploadExpiry(expiry);
       const [row] = await deps.db
         .update(files)
-        .set({ status: 'processed', bytes: check.bytes, lines: check.lines })
+        .set({
+          status: 'processed',
+          bytes: check.bytes,
+          lines: check.lines,
+          ...(expiresAfter === undefined ? {} : { expiresAt: sql`${files.createdAt} + ${expiresAfter}` }),
+        })
         .where(eq(files.id, id))
         .returning();
       if (!row) throw fileNotFound(id);
