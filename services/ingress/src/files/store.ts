@@ -85,17 +85,23 @@ export async function* linesOf(source: AsyncIterable<Buffer>): AsyncIterable<str
   for await (const b of source) {
     let start = 0;
     for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, start)) {
-      carry.push(b.subarray(start, i));
-      yield text(Buffer.concat(carry));
-      carry = [];
+      // A line within one chunk (most) is decoded where it lies; one split across chunks is joined.
+      if (carry.length === 0) yield text(b, start, i);
+      else {
+        carry.push(b.subarray(start, i));
+        const whole = Buffer.concat(carry);
+        yield text(whole, 0, whole.length);
+        carry = [];
+      }
       start = i + 1;
     }
     if (start < b.length) carry.push(b.subarray(start));
   }
-  if (carry.length > 0) yield text(Buffer.concat(carry));
+  if (carry.length > 0) {
+    const whole = Buffer.concat(carry);
+    yield text(whole, 0, whole.length);
+  }
 }
 
-const text = (b: Buffer) => {
-  const s = b.toString('utf8');
-  return s.endsWith('\r') ? s.slice(0, -1) : s;
-};
+const text = (b: Buffer, start: number, end: number) =>
+  b.toString('utf8', start, end > start && b[end - 1] === 13 ? end - 1 : end);

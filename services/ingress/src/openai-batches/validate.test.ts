@@ -40,4 +40,23 @@ describe('validateLines', () => {
       [2, 3, 4, 5].map((n) => [n, 'This line must be a JSON object with custom_id, method, url and body.']),
     );
   });
+
+  it('finds repeated custom_ids, short and long alike, and takes no long id for a short one', async () => {
+    const long = (c: string) => c.repeat(300);
+    const r = await run(
+      [line('a'), line(long('x')), line('b'), line(long('x')), line('a'), line(long('y'))].join('\n'),
+    );
+    expect(r.errors.map((e) => [e.code, e.line])).toEqual([
+      ['duplicate_custom_id', 4],
+      ['duplicate_custom_id', 5],
+    ]);
+    // Ids that look like what the check keeps of another id are ids like any other.
+    const { createHash } = await import('node:crypto');
+    const digest = createHash('sha256').update(long('z')).digest('base64');
+    const ok = await run(
+      [line(long('z')), line(`#${digest}`), line(`=${long('z').slice(0, 10)}`)].join('\n'),
+    );
+    expect(ok.errors).toEqual([]);
+    expect(ok.valid).toHaveLength(3);
+  });
 });

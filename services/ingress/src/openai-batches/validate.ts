@@ -24,6 +24,9 @@ function wellFormed(v: unknown): v is BatchInputLine {
   );
 }
 
+/** custom_ids up to this long are kept as they are to find repeats; longer ones as a digest. */
+const SHORT_ID = 64;
+
 /** Errors kept per batch (OpenAI lists a bounded number too); the count goes on. */
 const MAX_ERRORS = 100;
 
@@ -42,7 +45,8 @@ export async function validateLines(
   const fail = (e: BatchError) => {
     if (errors.length < MAX_ERRORS) errors.push(e);
   };
-  // Digests, not the ids: memory stays bounded whatever their length.
+  // Ids up to SHORT_ID characters as `=id`, longer ones as `#digest` (the marks keep the two kinds
+  // apart): memory stays bounded whatever their length.
   const seen = new Set<string>();
   let group: ValidLine[] = [];
   let n = 0;
@@ -108,7 +112,9 @@ export async function validateLines(
       });
       continue;
     }
-    const digest = createHash('sha256').update(r.data.custom_id).digest('base64');
+    // Short ids as they are, long ones by digest (a SHA-256 per line cost more than its parse).
+    const id = r.data.custom_id;
+    const digest = id.length <= SHORT_ID ? `=${id}` : `#${createHash('sha256').update(id).digest('base64')}`;
     if (seen.has(digest)) {
       fail({
         code: 'duplicate_custom_id',
