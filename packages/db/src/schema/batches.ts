@@ -1,4 +1,4 @@
-import { bigint, index, integer, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import { bigint, index, integer, json, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
 
 /**
  * Batches of the OpenAI Batch API: the durable state the batch driver works from (any ingress
@@ -67,8 +67,11 @@ export const batchLines = pgTable(
     jobId: text('job_id'),
     /** When it was fed (ms): a line fed with no job record after a while was lost in a crash. */
     submittedAt: bigint('submitted_at', { mode: 'number' }),
-    /** The output or error file line (OpenAI's format), once the line ended. */
-    result: jsonb('result'),
+    /**
+     * The output or error file line (OpenAI's format), once the line ended: `json`, kept as written
+     * (OpenAI's key order, compact), and copied into the result file as it is.
+     */
+    result: json('result'),
   },
   (t) => [
     primaryKey({ columns: [t.batchId, t.line] }),

@@ -646,7 +646,7 @@ export class BatchDriver {
       // be escaped character by character by the driver, and each element parsed again).
       const r = await client.query<{ state: string }>(
         `UPDATE batch_lines l SET state = t.s, result = t.r, body = NULL
-         FROM json_to_recordset($2::json) AS t(n int, s text, r jsonb)
+         FROM json_to_recordset($2::json) AS t(n int, s text, r json)
          WHERE l.batch_id = $1 AND l.line = t.n AND l.state IN ('submitted', 'pending')
          RETURNING l.state`,
         [
@@ -863,8 +863,8 @@ export class BatchDriver {
     } else {
       await this.#pool.query(
         `UPDATE batch_lines SET state = 'expired', body = NULL,
-           result = jsonb_build_object('id', 'batch_req_' || $2 || '_' || line, 'custom_id', custom_id,
-                                       'response', NULL, 'error', $3::jsonb)
+           result = ('{"id":' || to_json('batch_req_' || $2 || '_' || line)::text
+                     || ',"custom_id":' || to_json(custom_id)::text || ',"response":null,"error":' || $3 || '}')::json
          WHERE batch_id = $1 AND state = 'pending'`,
         [b.id, batchTail(b.id), JSON.stringify(EXPIRED)],
       );
@@ -943,12 +943,14 @@ export class BatchDriver {
     async function* results(): AsyncIterable<Buffer> {
       let after = 0;
       for (;;) {
-        const r = await pool.query<{ line: number; result: unknown }>(
-          `SELECT line, result FROM batch_lines WHERE batch_id = $1 AND line > $2 AND ${where} ORDER BY line LIMIT 1000`,
+        // Each line's text as it was recorded (not parsed and serialized again).
+        const r = await pool.query<{ line: number; result: string }>(
+          `SELECT line, result::text AS result FROM batch_lines
+           WHERE batch_id = $1 AND line > $2 AND ${where} ORDER BY line LIMIT 1000`,
           [b.id, after],
         );
         if (r.rows.length === 0) return;
-        const text = r.rows.map((x) => `${JSON.stringify(x.result)}\n`).join('');
+        const text = r.rows.map((x) => `${x.result}\n`).join('');
         const buf = Buffer.from(text);
         bytes += buf.length;
         lines += r.rows.length;

@@ -1,0 +1,1 @@
+ALTER TABLE "batch_lines" ALTER COLUMN "result" SET DATA TYPE json USING "result"::json;
