@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { freePort, type Stack } from './stack.ts';
@@ -100,6 +100,8 @@ export async function startS3Server(): Promise<S3Server> {
 export interface Backend {
   env: Record<string, string>;
   storedIds(stack: Stack): Promise<string[]>;
+  /** Stores bytes under `id` behind the gateway's back (something else sharing the store). */
+  putStray(stack: Stack, id: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -110,7 +112,14 @@ const pgChunkIds = async (stack: Stack) =>
 
 /** Postgres (the default) and an S3-compatible server (moto), each real. */
 export const backends: Record<string, () => Promise<Backend>> = {
-  postgres: async () => ({ env: {}, storedIds: pgChunkIds, stop: async () => {} }),
+  postgres: async () => ({
+    env: {},
+    storedIds: pgChunkIds,
+    putStray: async (stack, id) => {
+      await stack.sql.query(`INSERT INTO file_chunks (file_id, seq, data) VALUES ($1, 0, 'x')`, [id]);
+    },
+    stop: async () => {},
+  }),
   s3: async () => {
     const s3 = await startS3Server();
     return {
@@ -119,6 +128,11 @@ export const backends: Record<string, () => Promise<Backend>> = {
         // Nothing of a file kept in S3 lands in Postgres.
         expect(await pgChunkIds(stack)).toEqual([]);
         return s3.fileIds();
+      },
+      putStray: async (_stack, id) => {
+        await s3.client.send(
+          new PutObjectCommand({ Bucket: s3.bucket, Key: `${s3.env.S3_PREFIX}${id}`, Body: 'x' }),
+        );
       },
       stop: () => s3.stop(),
     };

@@ -54,7 +54,8 @@ export const fileView = (f: FileRow): FileObject => ({
 export const fileNotFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No such File object: ${id}`, param: 'id' });
 
-const FILE_ID = /^file_[A-Za-z0-9_-]{10,80}$/;
+/** The shape of every file id the gateway makes (uploads and batch results). */
+export const FILE_ID = /^file_[A-Za-z0-9_-]{10,80}$/;
 
 /** Files still there: not expired (an expired file is gone for callers at once; the sweep removes it). */
 const live = () => or(isNull(files.expiresAt), gt(files.expiresAt, Math.floor(Date.now() / 1000)));

@@ -1,7 +1,7 @@
 import { and, eq, inArray, isNotNull, lt, lte } from 'drizzle-orm';
 import { files } from '@faregate/db/schema/files';
 import type { IngressDeps } from '../deps.ts';
-import { deleteFile, fileStore } from './files.ts';
+import { deleteFile, FILE_ID, fileStore } from './files.ts';
 
 /** Files removed per query of a sweep (the next sweep takes the rest). */
 const SWEEP_BATCH = 500;
@@ -22,7 +22,8 @@ export interface SweepCounts {
  * - records left `uploading` by a process that died mid-upload (or mid result file);
  * - bytes with no record: a crash between deleting a file's record and its bytes. A record is always
  *   written before its bytes (uploads and result files alike), so bytes without one are never a file
- *   being written; they are deleted only when two sweeps in a row found them so.
+ *   being written; they are deleted only when two sweeps in a row found them so, and only if they
+ *   have the shape of a file id (whatever else shares the store's prefix is not ours).
  */
 export class FileSweeper {
   readonly #deps: IngressDeps;
@@ -80,7 +81,8 @@ export class FileSweeper {
   async #orphans(): Promise<number> {
     const store = fileStore(this.#deps);
     const stored: string[] = [];
-    for await (const id of store.list()) stored.push(id);
+    // Only what has the shape of our ids: a bucket prefix shared with anything else is left alone.
+    for await (const id of store.list()) if (FILE_ID.test(id)) stored.push(id);
     const suspects = new Set<string>();
     for (let i = 0; i < stored.length; i += SWEEP_BATCH) {
       const ids = stored.slice(i, i + SWEEP_BATCH);
