@@ -271,6 +271,25 @@ describe('batch progress over the WebSocket', () => {
     expect(final.request_counts.completed).toBeLessThan(40);
   });
 
+  it('the SDK sets a file expiry and a batch output expiry', async () => {
+    const f = await sy.files.create(`${JSON.stringify(line(0))}\n`, {
+      filename: 'expiring.jsonl',
+      expiresAfter: { anchor: 'created_at', seconds: 3600 },
+    });
+    expect(f.expires_at).toBe(f.created_at + 3600);
+    const b = await sy.batches.create({
+      input_file_id: f.id,
+      endpoint: '/v1/chat/completions',
+      output_expires_after: { anchor: 'created_at', seconds: 86_400 },
+    });
+    for await (const e of sy.batches.progress(b.id))
+      if (e.type === 'batch_status' && FINAL.includes(e.status)) break;
+    const done = await sy.batches.retrieve(b.id);
+    expect(done.status).toBe('completed');
+    const out = await sy.files.retrieve(done.output_file_id ?? '');
+    expect(out.expires_at).toBe(out.created_at + 86_400);
+  });
+
   it("another tenant's batch is a batch that does not exist", async () => {
     stack.fake.configure({ provider: 'openai', firstByteMs: 0, chunkMs: 0, tokens: 4 });
     const b = await startBatch([line(1), line(2)]);

@@ -1,4 +1,4 @@
-import type { BatchCreate, BatchObject, FileObject } from '@faregate/contracts/openai-batches';
+import type { BatchCreate, BatchObject, ExpiresAfter, FileObject } from '@faregate/contracts/openai-batches';
 import type { StreamConnection } from './connection.ts';
 import type { HttpClient } from './http.ts';
 import type { BatchProgress, RequestOptions, SubscribeOptions } from './types.ts';
@@ -45,10 +45,20 @@ export class Files {
    */
   create(
     file: Blob | string | Uint8Array,
-    opts: RequestOptions & { filename?: string; purpose?: 'batch' } = {},
+    opts: RequestOptions & {
+      filename?: string;
+      purpose?: 'batch';
+      /** The file expires this long after its creation (OpenAI's `expires_after`); default never. */
+      expiresAfter?: ExpiresAfter;
+    } = {},
   ): Promise<FileObject> {
     const form = new FormData();
     form.set('purpose', opts.purpose ?? 'batch');
+    if (opts.expiresAfter) {
+      // As OpenAI's SDKs send the object in a form.
+      form.set('expires_after[anchor]', opts.expiresAfter.anchor);
+      form.set('expires_after[seconds]', String(opts.expiresAfter.seconds));
+    }
     const blob = file instanceof Blob ? file : new Blob([file], { type: 'application/jsonl' });
     form.set('file', blob, opts.filename ?? 'batch.jsonl');
     return this.#http.json<FileObject>({
