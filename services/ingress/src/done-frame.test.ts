@@ -63,6 +63,15 @@ describe('rawDone', () => {
     expect(d).toEqual({ result: JSON.stringify(result), route: undefined });
   });
 
+  it('gives only the answer, the same bytes, when the route is not wanted', () => {
+    const raw = stored({ type: 'done', route, result });
+    expect(rawDone(raw, { route: false })).toEqual({ result: JSON.stringify(result), route: undefined });
+    expect(rawDone(stored({ type: 'done', result }), { route: false })?.result).toBe(JSON.stringify(result));
+    // The layout is still checked.
+    expect(rawDone(stored({ type: 'done', result, route }), { route: false })).toBeUndefined();
+    expect(rawDone(raw.slice(0, -1), { route: false })).toBeUndefined();
+  });
+
   it('leaves every other layout to the parser', () => {
     // An older worker's order (route after the result).
     expect(rawDone(stored({ type: 'done', result, route }))).toBeUndefined();

@@ -22,10 +22,11 @@ const RESULT = '"result":';
  * (JSON.stringify keeps that order), so the result is the frame's last field. Only the small route
  * is parsed (and checked: it names what served the answer in the headers). `undefined` for any
  * other layout (another frame, an older worker's order): the caller parses the frame instead.
+ * With `route: false` the route is neither parsed nor returned (only the answer is wanted).
  * Sound for the same reason as `isTerminalRaw`: a quote inside a string value is escaped, so
  * `,"result":` occurs at the top level first (route steps have no `result`).
  */
-export function rawDone(raw: string): RawDone | undefined {
+export function rawDone(raw: string, opts: { route?: boolean } = {}): RawDone | undefined {
   if (!raw.startsWith(PREFIX) || raw.charCodeAt(raw.length - 1) !== 125 /* } */) return undefined;
   let i = raw.indexOf(DONE);
   if (i < 0) return undefined;
@@ -34,6 +35,8 @@ export function rawDone(raw: string): RawDone | undefined {
   if (raw.startsWith(ROUTE, i)) {
     const end = raw.indexOf(`,${RESULT}`, i);
     if (end < 0) return undefined;
+    // A reader that needs only the answer (a batch line) skips the route: no parse per line.
+    if (opts.route === false) return resultAt(raw, end + 1, undefined);
     let json: unknown;
     try {
       json = JSON.parse(raw.slice(i + ROUTE.length, end));
@@ -45,6 +48,11 @@ export function rawDone(raw: string): RawDone | undefined {
     route = r.data;
     i = end + 1;
   }
+  return resultAt(raw, i, route);
+}
+
+/** The frame's `"result":{…}` starting at `i`, to the frame's end. */
+function resultAt(raw: string, i: number, route: RouteStep[] | undefined): RawDone | undefined {
   if (!raw.startsWith(RESULT, i) || raw.charCodeAt(i + RESULT.length) !== 123 /* { */) return undefined;
   const result = raw.slice(i + RESULT.length, -1);
   // The result is an object closing right before the frame does.

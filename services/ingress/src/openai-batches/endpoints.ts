@@ -57,7 +57,7 @@ const chat: LineEndpoint = {
   providers: (deps, body) => providersOf(deps.router.plan(parseChatRequest(body)).plan),
   answer: (f) => (f?.type === 'done' ? f.result : undefined),
   // A chat completions caller gets the done frame's result as the worker wrote it (as on the door).
-  rawAnswer: (raw) => rawDone(raw)?.result,
+  rawAnswer: (raw) => rawDone(raw, { route: false })?.result,
   refusal: (e) => e,
 };
 
