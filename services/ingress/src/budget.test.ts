@@ -130,6 +130,46 @@ describe('budget leases', () => {
     expect((await getBalance(db, accountId)).availableMicros).toBe(0n);
   });
 
+  it('leases requests whose worst case is past the cap: at least leaseMinRequests of them per lease', async () => {
+    // A request without max_tokens reserves its route's worst case: here 400,000 µUSD, so 64 of them
+    // are far past the 1,000,000 cap. Capped at 1,000,000 a lease would cover two requests (a place
+    // and a give-back per two requests); the floor makes it cover 16.
+    const { accountId, keyId } = await funded(100_000_000n);
+    const b = budget();
+    const ask = (i: number) =>
+      b.admit({ requestId: `big${i}`, accountId, keyId, micros: 400_000n, deadline: deadline() });
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => ask(i)));
+    expect(results.every((r) => r.ok && r.reservation.leased)).toBe(true);
+    const leases = new Set(results.map((r) => (r.ok && r.reservation.leased ? r.reservation.hold.id : '')));
+    // 40 requests, 16 per lease: 3 leases (not 20).
+    expect(leases.size).toBe(3);
+    const rows = (await holdRows(accountId)).filter((x) => x.id.startsWith('lease_'));
+    // Each placed at 16 requests' worth; the rotated ones gave back nothing (used whole).
+    expect(rows.map((x) => x.amount).sort()).toEqual(['6400000', '6400000', '6400000']);
+
+    // The floor never exceeds leaseRequests, and leaseRequests = 1 stays exact.
+    const { accountId: a2, keyId: k2 } = await funded(100_000_000n);
+    const few = budget({ leaseRequests: 4 });
+    const r4 = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        few.admit({ requestId: `f${i}`, accountId: a2, keyId: k2, micros: 400_000n, deadline: deadline() }),
+      ),
+    );
+    expect(r4.every((r) => r.ok && r.reservation.leased)).toBe(true);
+    expect((await holdRows(a2)).map((x) => x.amount)).toEqual(['1600000']);
+
+    // An account that cannot cover 16 of them is admitted exactly, as far as its balance goes.
+    const { accountId: a3, keyId: k3 } = await funded(1_000_000n);
+    const tight = budget();
+    const r3 = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        tight.admit({ requestId: `t${i}`, accountId: a3, keyId: k3, micros: 400_000n, deadline: deadline() }),
+      ),
+    );
+    expect(r3.filter((r) => r.ok)).toHaveLength(2);
+    expect(r3.filter((r) => r.ok && !r.reservation.leased)).toHaveLength(2);
+  });
+
   it('respects a key spend limit, and gives an idle lease back on its own', async () => {
     const { accountId, keyId } = await funded(10_000_000n);
     await db.$client.query('UPDATE api_keys SET spend_limit_micros = 5000 WHERE id = $1', [keyId]);

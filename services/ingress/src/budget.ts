@@ -31,8 +31,18 @@ export type AdmitResult =
 export interface BudgetOptions {
   /** A lease covers this many requests the size of the one that asked for it; 1 turns leases off. */
   leaseRequests: number;
-  /** Upper bound of one lease (µUSD): what a crashed ingress can keep reserved until the lease expires. */
+  /**
+   * Upper bound of one lease (µUSD): what a crashed ingress can keep reserved until the lease expires,
+   * unless that is fewer than `leaseMinRequests` requests of the asking size.
+   */
   leaseMaxMicros: bigint;
+  /**
+   * A lease covers at least this many requests (at most `leaseRequests`), even past `leaseMaxMicros`:
+   * a request's worst case can be large (no `max_tokens`, a fallback model with a 64k-token output
+   * cap), and a lease that covers one such request means two Postgres round trips per request.
+   * Default 16.
+   */
+  leaseMinRequests?: number;
   /** A lease admits requests for this long; then a new one is taken and the rest of the old one given back. */
   leaseTtlMs: number;
   /** A lease nobody used for this long is given back. */
@@ -96,7 +106,8 @@ interface GiveBack {
  * Exactness where it matters: when the available budget cannot cover a whole lease, requests fall
  * back to holding their exact maximum cost, one row each, so an account down to its last dollars is
  * admitted exactly as far as its balance goes. What a lease can cost a tenant is bounded: a process
- * that dies keeps at most `leaseMaxMicros` per (account, key) reserved until the row expires.
+ * that dies keeps at most `leaseMaxMicros` (or `leaseMinRequests` of its largest request) per
+ * (account, key) reserved until the row expires.
  */
 export class Budget {
   readonly #db: Db;
@@ -217,8 +228,11 @@ export class Budget {
   }
 
   #leaseSize(micros: bigint): bigint {
-    const want = micros * BigInt(Math.max(1, this.#opts.leaseRequests));
-    return want < this.#opts.leaseMaxMicros ? want : this.#opts.leaseMaxMicros;
+    const requests = Math.max(1, this.#opts.leaseRequests);
+    const want = micros * BigInt(requests);
+    const floor = micros * BigInt(Math.min(requests, Math.max(1, this.#opts.leaseMinRequests ?? 16)));
+    const cap = floor > this.#opts.leaseMaxMicros ? floor : this.#opts.leaseMaxMicros;
+    return want < cap ? want : cap;
   }
 
   async #exact(r: AdmitRequest): Promise<AdmitResult> {
@@ -277,6 +291,9 @@ export class Budget {
     if (slot.lease === lease) slot.lease = undefined;
     const rest = lease.remaining;
     lease.remaining = 0n;
+    // Nothing left (a lease of equal requests is used up whole): billing drops the row when the last
+    // share settles, so a round trip here would change nothing.
+    if (rest === 0n) return Promise.resolve();
     const givebackId = newId('gb');
     return this.#giveBack(() => shrinkHold(this.#db, lease.id, rest, givebackId), lease.expiresAt).catch(
       () => {},

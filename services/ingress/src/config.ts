@@ -60,10 +60,12 @@ export const IngressConfig = z.object({
   FAREGATE_CONFIG: z.string().optional(),
   /**
    * Budget leases (services/ingress/src/budget.ts): a lease reserves budget for this many requests
-   * at once (1: every request holds its own amount in Postgres), at most BUDGET_LEASE_MAX_USD, is
-   * used for at most BUDGET_LEASE_TTL_MS, and its rest is given back after BUDGET_LEASE_IDLE_MS idle.
+   * at once (1: every request holds its own amount in Postgres), at most BUDGET_LEASE_MAX_USD unless
+   * that is fewer than BUDGET_LEASE_MIN_REQUESTS requests, is used for at most BUDGET_LEASE_TTL_MS,
+   * and its rest is given back after BUDGET_LEASE_IDLE_MS idle.
    */
   BUDGET_LEASE_REQUESTS: int(64),
+  BUDGET_LEASE_MIN_REQUESTS: int(16),
   BUDGET_LEASE_MAX_USD: z
     .string()
     .regex(/^\d+(\.\d{1,6})?$/)

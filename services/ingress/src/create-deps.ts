@@ -52,6 +52,7 @@ export async function createIngressDeps(
   const budget = new Budget(db, {
     leaseRequests: config.BUDGET_LEASE_REQUESTS,
     leaseMaxMicros: usdToMicros(config.BUDGET_LEASE_MAX_USD),
+    leaseMinRequests: config.BUDGET_LEASE_MIN_REQUESTS,
     leaseTtlMs: config.BUDGET_LEASE_TTL_MS,
     idleMs: config.BUDGET_LEASE_IDLE_MS,
     requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
