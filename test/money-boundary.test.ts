@@ -47,6 +47,8 @@ export function moneyWrites(source: string): string[] {
     new RegExp(`\\b(insert\\s+into|update|delete\\s+from)\\s+"?(${tables})\\b`, 'gi'),
   ))
     found.push(`SQL: ${m[0]}`);
+  // The database functions that post to the ledger (billing's one-round-trip settlement).
+  for (const m of source.matchAll(/\bsy_settle\s*\(/gi)) found.push(`SQL: ${m[0]}`);
   const schema = MONEY_SCHEMA.join('|');
   for (const m of source.matchAll(new RegExp(`\\.(insert|update|delete)\\(\\s*(${schema})\\b`, 'g')))
     found.push(`drizzle: ${m[0]}`);
@@ -83,6 +85,7 @@ describe('only billing writes money', () => {
     );
     expect(moneyWrites(`sql\`INSERT INTO "journal_entries" VALUES (1)\``)).toHaveLength(1);
     expect(moneyWrites('await tx.insert(journalTransactions).values(x)')).toHaveLength(1);
+    expect(moneyWrites("await db.$client.query('SELECT sy_settle($1, $2::text[])', a)")).toHaveLength(1);
     // Reading is fine.
     expect(moneyWrites('SELECT balance_micros FROM ledger_accounts WHERE id = $1')).toEqual([]);
     expect(moneyWrites(`import { findCreditOutcome } from '@faregate/db/credit-commands';`)).toEqual([]);
