@@ -6,7 +6,11 @@
  * streaming chat requests at 1 connection (added latency, time to first chunk) and at 32
  * (requests/s, CPU ms per request of every process).
  *
- *   node bench/gateway/peers.ts [--requests 1000] [--seconds 10] [--warmup 200] [--runs 3]
+ * Requests are sent as most SDK callers send them, without `max_tokens`: the gateway then reserves
+ * budget for the route's worst case (the longest answer of the costliest model it may fall back to),
+ * which is what its admission has to carry in production. `--max-tokens N` sends a cap instead.
+ *
+ *   node bench/gateway/peers.ts [--requests 1000] [--seconds 10] [--warmup 200] [--runs 3] [--max-tokens N]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,7 +32,8 @@ const HELP = `usage: node bench/gateway/peers.ts [options]
   --requests N   requests per measurement at 1 connection (default 1000; capped at 60 s)
   --seconds S    duration of each measurement at 32 connections (default 10)
   --warmup N     warm-up requests before each measurement (default 200; capped at 3 s)
-  --runs N       repetitions, targets alternating within each; figures are medians (default 3)`;
+  --runs N       repetitions, targets alternating within each; figures are medians (default 3)
+  --max-tokens N send max_tokens N with every request (default: none, as most SDK callers)`;
 
 const { values: argv } = parseArgs({
   options: {
@@ -36,6 +41,7 @@ const { values: argv } = parseArgs({
     seconds: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '200' },
     runs: { type: 'string', default: '3' },
+    'max-tokens': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -55,6 +61,7 @@ const requests = positive('requests', argv.requests);
 const seconds = positive('seconds', argv.seconds);
 const warmup = positive('warmup', argv.warmup);
 const runs = positive('runs', argv.runs);
+const maxTokens = argv['max-tokens'] === undefined ? undefined : positive('max-tokens', argv['max-tokens']);
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PORTKEY_BIN = fileURLToPath(
@@ -359,7 +366,7 @@ try {
     const body = JSON.stringify({
       model: t.model,
       messages: [{ role: 'user', content: PROMPT }],
-      max_tokens: 16,
+      ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
       ...(mode === 'sse' ? { stream: true } : {}),
     });
     const headers = { ...t.headers, 'content-type': 'application/json' };
@@ -606,7 +613,7 @@ try {
   const ld = s.load_average_1min_during;
   console.log(
     `\n### Faregate vs Portkey ${PORTKEY_VERSION} vs direct (medians of ${runs} run(s), ${minutes} min; ` +
-      `fake upstream at 0 ms; ${cpus().length} cores, 1-min load average ${f2(ld.min)}–${f2(ld.max)}, median ${f2(ld.median)})\n`,
+      `fake upstream at 0 ms; ${maxTokens === undefined ? 'no max_tokens' : `max_tokens ${maxTokens}`}; ${cpus().length} cores, 1-min load average ${f2(ld.min)}–${f2(ld.max)}, median ${f2(ld.median)})\n`,
   );
   console.log(`| | direct | Portkey ${PORTKEY_VERSION} | Faregate (\`pnpm start\`) | Faregate / Portkey |`);
   console.log('|---|---:|---:|---:|---:|');
