@@ -208,6 +208,8 @@ async function attemptOnce(
 
   let usage: Usage = zeroUsage();
   let estimated = false;
+  /** The call answered in full: `usage` is the provider's final count (or the estimate of a whole answer). */
+  let answered = false;
   // What the caller was sent: what a call that ends early is billed at least.
   const streamed: Streamed = { text: '', reasoning: '' };
   const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent => ({
@@ -411,6 +413,7 @@ async function attemptOnce(
           };
       ({ usage, estimated } = partialUsage(data.request, usage, answered));
     }
+    answered = true;
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
@@ -450,9 +453,12 @@ async function attemptOnce(
     await writer.flush().catch(() => {});
     const lost = lostRun || isNotOwner(writer.error) || isNotOwner(raw);
     // The call ended early: it is billed at least what it streamed (the provider bills what it
-    // generated), whatever happens to the attempt next.
+    // generated), whatever happens to the attempt next. A call that answered in full (the attempt
+    // failed after it, e.g. its write was refused: another attempt owns the job) is billed the
+    // provider's own count.
     // (An embeddings call that failed produced nothing: there is nothing to estimate.)
-    if (data.op !== 'embeddings') ({ usage, estimated } = partialUsage(data.request, usage, streamed));
+    if (data.op !== 'embeddings' && !answered)
+      ({ usage, estimated } = partialUsage(data.request, usage, streamed));
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     if (!lost && isProviderFailure(err)) void deps.circuit.failure().catch(() => {});

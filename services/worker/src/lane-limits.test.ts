@@ -2,10 +2,11 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isTerminalRaw } from '@faregate/contracts/frames';
 import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
+import { UsageEvent } from '@faregate/contracts/usage';
 import { type FakeProvider, startFakeProvider } from '@faregate/fake-provider/server';
 import { callProvider } from '@faregate/providers/call';
 import { FastLane } from '@faregate/queue/fast-lane';
-import { makeKeys } from '@faregate/queue/keys';
+import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { testRedis, until } from '@faregate/testing/env';
@@ -226,6 +227,61 @@ describe('fast lane under RPM/TPM limits', () => {
     expect(await t.fastLane('lost')).toBe(1);
     expect(await t.fastLane('queued_due')).toBe(1);
     expect(chatCalls().length - before).toBe(1);
+  });
+
+  it('a lane run whose take loses after its call reads the answer and bills what the provider reported', async () => {
+    // The take comes back lost (a stalled process: the sweep queued the job on BullMQ first) while
+    // the call's answer is still on its way. The provider bills that call all the same.
+    let takeLost!: () => void;
+    const lostTake = new Promise<void>((r) => {
+      takeLost = r;
+    });
+    const call: typeof callProvider = async (args) => {
+      const res = await callProvider(args);
+      await lostTake;
+      // Past the microtasks in which the intake handles the take's answer.
+      await new Promise((r) => setImmediate(r));
+      // What an aborted request does with an answer not read yet.
+      if (args.signal?.aborted) throw args.signal.reason;
+      return res;
+    };
+    const t = pool({ limits: { rpm: 1_000, attempts: 3 }, graceMs: 300, call });
+    const take = t.lane.take.bind(t.lane);
+    t.lane.take = async (ids) => {
+      await until(() => t.queued(ids[0] ?? ''), { what: 'the sweep to queue the job on BullMQ' });
+      const r = await take(ids);
+      takeLost();
+      return r;
+    };
+    const data = job();
+    const before = chatCalls().length;
+    await t.laneIntake.start();
+    t.startQueue();
+    await t.lane.push(data);
+    expect(await t.terminal(data.id)).toContain('"type":"done"');
+    expect(await t.laneIntake.stop(10_000)).toBe(true);
+    expect(await t.fastLane('lost')).toBe(1);
+    // Every call the provider answered is billed at its own count: the lane run's (one usage event
+    // of its own, or the job's if its write came first) and, if the BullMQ run called too, that one.
+    const calls = chatCalls()
+      .slice(before)
+      .filter((c) => c.status === 200);
+    expect(calls.length).toBeGreaterThanOrEqual(1);
+    const events = await until(
+      async () => {
+        const entries = await redis.xrange(t.keys.usage(usagePartition(data.id)), '-', '+');
+        const mine = entries
+          .map(([, f]) => UsageEvent.parse(JSON.parse(f[1] ?? '')))
+          .filter((e) => e.requestId === data.id);
+        return mine.length >= calls.length ? mine : undefined;
+      },
+      { what: 'a usage event per call' },
+    );
+    expect(events.map((e) => `${e.inputTokens}:${e.outputTokens}`).sort()).toEqual(
+      calls.map((c) => `${c.promptTokens}:${c.completionTokens}`).sort(),
+    );
+    expect(events.every((e) => !e.estimated)).toBe(true);
+    expect(events.filter((e) => e.final)).toHaveLength(1);
   });
 
   it('a lane job admitted after half the grace but before the sweep takes the job before its call, and still runs on the lane', async () => {

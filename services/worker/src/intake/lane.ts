@@ -9,8 +9,8 @@ import type { Runner } from '../runner.ts';
 const POP_BATCH = 32;
 
 /**
- * Abort reason of a lane run whose job went to BullMQ before the run took it: the run stops, writes
- * none of the job's frames, and bills only the tokens its call produced (the BullMQ attempt owns the job).
+ * Abort reason of a lane run whose job went to BullMQ before its call (its take, sent first, lost):
+ * the run makes no call and writes none of the job's frames (the BullMQ attempt owns the job).
  */
 export const RUN_LOST: unique symbol = Symbol('fast-lane run lost');
 
@@ -189,8 +189,12 @@ export class LaneIntake {
     // round trips), the circuit or a loaded process may have held the run past half the grace, and
     // the sweep queues the job at the end of it. Then the take goes out first, and the call only
     // if it won: a take that loses after the call is a second provider call (BullMQ's), which the
-    // frame store's fencing does not undo. Should the take fail all the same, the run stops
-    // (RUN_LOST) and the BullMQ attempt owns the job.
+    // frame store's fencing does not undo. Should the take lose all the same, after the call, the
+    // run is not stopped: the provider bills that call whether or not its answer is read, so the
+    // run reads it and bills what the provider reported (stopped, a non-streaming call that had
+    // not answered yet was billed nothing). Its frames are fenced as any attempt's: the BullMQ
+    // attempt's claim takes the job over, or, if the run's write comes first, the run completes the
+    // job and the BullMQ attempt finds it ended and makes no call.
     const freshUntil = pushedAt - this.#offset + this.#lane.timing.graceMs / 2;
     const fresh = Date.now() < freshUntil;
     let taken: Promise<boolean>;
@@ -207,11 +211,12 @@ export class LaneIntake {
         requested = true;
         this.#take(id, urgent).then(
           (ok) => {
-            if (!ok) lost.abort(RUN_LOST);
+            // Lost before the call (`beforeCall` waits for this take): no call is made.
+            if (!ok && urgent) lost.abort(RUN_LOST);
             resolveTaken(ok);
           },
           () => {
-            lost.abort(RUN_LOST);
+            if (urgent) lost.abort(RUN_LOST);
             resolveTaken(false);
           },
         );
