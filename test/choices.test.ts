@@ -43,7 +43,7 @@ describe('n > 1 on OpenAI', () => {
       .withResponse();
     expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(new Set(r.choices.map((c) => c.message.content)).size).toBe(3);
-    const billed = stack.fake.calls().at(-1);
+    const billed = generations().at(-1);
     expect(r.usage?.completion_tokens).toBe(billed?.completionTokens);
     const tokens = r.choices.reduce((n, c) => n + (c.message.content ?? '').split(' ').length, 0);
     expect(r.usage?.completion_tokens).toBe(tokens);
