@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '@faregate/observability/process-metrics';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GatewayError } from '@faregate/contracts/errors';
 import { SERVED_HEADERS } from '@faregate/contracts/route';
 import { mergeExposition } from '@faregate/observability/metrics-server';
@@ -20,7 +21,7 @@ const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 export function createIngressMetrics() {
   const registry = new Registry();
   registry.setDefaultLabels({ service: 'ingress' });
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   return {
     registry,
     requests: new Counter({

@@ -1,9 +1,10 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { collectProcessMetrics } from '@faregate/observability/process-metrics';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export function createWorkerMetrics(provider: string) {
   const registry = new Registry();
   registry.setDefaultLabels({ provider });
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
   return {
     registry,
