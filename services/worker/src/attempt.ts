@@ -209,7 +209,7 @@ async function attemptOnce(
   let usage: Usage = zeroUsage();
   let estimated = false;
   /** The call answered in full: `usage` is the provider's final count (or the estimate of a whole answer). */
-  let answered = false;
+  let callAnswered = false;
   // What the caller was sent: what a call that ends early is billed at least.
   const streamed: Streamed = { text: '', reasoning: '' };
   const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent => ({
@@ -413,7 +413,7 @@ async function attemptOnce(
           };
       ({ usage, estimated } = partialUsage(data.request, usage, answered));
     }
-    answered = true;
+    callAnswered = true;
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
@@ -457,7 +457,7 @@ async function attemptOnce(
     // failed after it, e.g. its write was refused: another attempt owns the job) is billed the
     // provider's own count.
     // (An embeddings call that failed produced nothing: there is nothing to estimate.)
-    if (data.op !== 'embeddings' && !answered)
+    if (data.op !== 'embeddings' && !callAnswered)
       ({ usage, estimated } = partialUsage(data.request, usage, streamed));
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
