@@ -32,6 +32,7 @@ afterAll(async () => {
 const OPTS: BudgetOptions = {
   leaseRequests: 64,
   leaseMaxMicros: 1_000_000n,
+  leaseMinRequests: 16,
   leaseTtlMs: 30_000,
   idleMs: 60_000,
   requestTimeoutMs: 60_000,

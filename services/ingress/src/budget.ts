@@ -40,9 +40,8 @@ export interface BudgetOptions {
    * A lease covers at least this many requests (at most `leaseRequests`), even past `leaseMaxMicros`:
    * a request's worst case can be large (no `max_tokens`, a fallback model with a 64k-token output
    * cap), and a lease that covers one such request means two Postgres round trips per request.
-   * Default 16.
    */
-  leaseMinRequests?: number;
+  leaseMinRequests: number;
   /** A lease admits requests for this long; then a new one is taken and the rest of the old one given back. */
   leaseTtlMs: number;
   /** A lease nobody used for this long is given back. */
@@ -230,7 +229,7 @@ export class Budget {
   #leaseSize(micros: bigint): bigint {
     const requests = Math.max(1, this.#opts.leaseRequests);
     const want = micros * BigInt(requests);
-    const floor = micros * BigInt(Math.min(requests, Math.max(1, this.#opts.leaseMinRequests ?? 16)));
+    const floor = micros * BigInt(Math.min(requests, Math.max(1, this.#opts.leaseMinRequests)));
     const cap = floor > this.#opts.leaseMaxMicros ? floor : this.#opts.leaseMaxMicros;
     return want < cap ? want : cap;
   }
