@@ -118,6 +118,22 @@ try {
     const inner = e.inner ? ` (runs ${e.inner} commands)` : '';
     console.log(`| ${i} | ${gap.toFixed(3)} | ${at.toFixed(3)} | ${e.who} | ${e.what}${inner} |`);
   }
+  // Every command of the stack during the measured requests, by process and shape, per request.
+  const byCommand = new Map<string, { calls: number; inner: number }>();
+  for (const e of timelines.flat()) {
+    if (e.who === 'client') continue;
+    const k = `${e.who}  ${e.what}`;
+    const c = byCommand.get(k) ?? { calls: 0, inner: 0 };
+    c.calls++;
+    c.inner += e.inner ?? 0;
+    byCommand.set(k, c);
+  }
+  console.log(
+    '\nAll commands during the requests, per request (process, command, calls, commands inside):\n',
+  );
+  for (const [k, c] of [...byCommand.entries()].sort((a, b) => b[1].calls - a[1].calls).slice(0, 25)) {
+    console.log(`  ${(c.calls / N).toFixed(2).padStart(6)}  ${(c.inner / N).toFixed(2).padStart(6)}  ${k}`);
+  }
   const perRequest = (events.length + inScripts) / N;
   console.log(
     `\nRedis commands per request (scripts' inner commands included, all processes): ${perRequest.toFixed(1)}`,
@@ -140,6 +156,8 @@ function describe(args: string[], prefix: string): string {
       a
         .replaceAll(prefix, '~')
         .replace(/req_[A-Za-z0-9_-]+/g, '<id>')
+        .replace(/\b\d{10,}(-\d+)?\b/g, '<n>')
+        .replace(/\{u\d+\}/g, '{u*}')
         .slice(0, 48),
     )
     .join(' ');

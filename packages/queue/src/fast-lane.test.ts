@@ -48,6 +48,22 @@ describe('FastLane', () => {
     expect(await redis.hlen(keys.fast(lane.provider, 'data'))).toBe(0);
   });
 
+  it('a take also forgets the runs that ended (one script); only the ids to take are answered', async () => {
+    const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 60_000, leaseMs: 60_000 });
+    const [a, b, c] = [job(), job(), job()];
+    for (const j of [a, b, c]) await lane.push(j);
+    expect(await lane.take([a.id, b.id])).toEqual([true, true]);
+    // a and b ended; c is taken in the same call.
+    expect(await lane.take([c.id], [a.id, b.id])).toEqual([true]);
+    const k = (part: string) => keys.fast(lane.provider, part);
+    expect(await redis.zrange(k('run'), '0', '-1')).toEqual([c.id]);
+    expect(await redis.hkeys(k('data'))).toEqual([c.id]);
+    // Forgetting alone (no take) answers nothing; forgetting twice is harmless.
+    expect(await lane.take([], [c.id, a.id])).toEqual([]);
+    expect(await redis.zcard(k('run'))).toBe(0);
+    expect(await redis.hlen(k('data'))).toBe(0);
+  });
+
   it('a job no worker took within the grace is swept (and can no longer be taken); its stale entry is dropped', async () => {
     const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 50, leaseMs: 60_000 });
     const a = job();

@@ -41,20 +41,15 @@ const pushScript = luaScript<{
   result: number;
 }>(new URL('./fast-lane.push.lua', import.meta.url), { numberOfKeys: 3, ...timed });
 const takeScript = luaScript<{
-  keys: [due: string, run: string];
-  args: [leaseMs: number, ...ids: string[]];
+  keys: [due: string, run: string, data: string, moving: string];
+  args: [leaseMs: number, ended: number, ...ids: string[]];
   result: (0 | 1)[];
-}>(new URL('./fast-lane.take.lua', import.meta.url), { numberOfKeys: 2, ...timed });
+}>(new URL('./fast-lane.take.lua', import.meta.url), { numberOfKeys: 4, ...timed });
 const renewScript = luaScript<{
   keys: [run: string];
   args: [leaseMs: number, ...ids: string[]];
   result: number;
 }>(new URL('./fast-lane.renew.lua', import.meta.url), { numberOfKeys: 1, ...timed });
-const finishScript = luaScript<{
-  keys: [run: string, data: string, moving: string];
-  args: [id: string];
-  result: number;
-}>(new URL('./fast-lane.finish.lua', import.meta.url), { numberOfKeys: 3 });
 const sweepScript = luaScript<{
   keys: [list: string, due: string, run: string, data: string, moving: string];
   args: [graceMs: number, moveLeaseMs: number, max: number];
@@ -143,9 +138,16 @@ export class FastLane {
     );
   }
 
-  /** Worker: per id, true if the run is ours now, false if the job was swept to BullMQ first. */
-  async take(ids: string[]): Promise<boolean[]> {
-    const r = await takeScript(this.redis, [this.#k.due, this.#k.run], [this.timing.leaseMs, ...ids]);
+  /**
+   * Worker: per id, true if the run is ours now, false if the job was swept to BullMQ first.
+   * `ended` (runs that ended, see `finish`) are forgotten in the same script, before the takes.
+   */
+  async take(ids: string[], ended: string[] = []): Promise<boolean[]> {
+    const r = await takeScript(
+      this.redis,
+      [this.#k.due, this.#k.run, this.#k.data, this.#k.moving],
+      [this.timing.leaseMs, ended.length, ...ended, ...ids],
+    );
     return r.map((x) => x === 1);
   }
 
@@ -153,9 +155,9 @@ export class FastLane {
     if (ids.length) await renewScript(this.redis, [this.#k.run], [this.timing.leaseMs, ...ids]);
   }
 
-  /** The run ended, or its job was handed to BullMQ: the lane forgets it. */
-  async finish(id: string): Promise<void> {
-    await finishScript(this.redis, [this.#k.run, this.#k.data, this.#k.moving], [id]);
+  /** The runs ended, or their jobs were handed to BullMQ: the lane forgets them. */
+  async finish(...ids: string[]): Promise<void> {
+    if (ids.length) await this.take([], ids);
   }
 
   /** Takes jobs the lane could not finish off it (leased to the caller for `moveLeaseMs`). */

@@ -68,7 +68,6 @@ describe('hash tags of script keys', () => {
 
     const scripts = new Set(calls.map((c) => c.command.split(':')[1]));
     expect([...scripts].sort()).toEqual([
-      'fast-lane.finish',
       'fast-lane.push',
       'fast-lane.renew',
       'fast-lane.sweep',

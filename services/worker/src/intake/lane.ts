@@ -13,6 +13,11 @@ const POP_BATCH = 32;
  */
 const IDLE_SWEEP_MS = 1_000;
 const IDLE_AFTER_MS = 2_000;
+/**
+ * How long the end of a run waits to be told to Redis when no take goes out meanwhile (under load
+ * the next pop's take carries it: see #end). Far below the lease, which the ended run no longer renews.
+ */
+const END_FLUSH_MS = 20;
 
 /**
  * Abort reason of a lane run whose job went to BullMQ before its call (its take, sent first, lost):
@@ -53,6 +58,9 @@ export class LaneIntake {
   #callsPending = 0;
   /** A take that must not wait for the batch (it gates its own run's call). */
   #urgent = false;
+  /** Runs that ended (or whose jobs went to BullMQ), not yet forgotten by the lane (see #end). */
+  #ended: string[] = [];
+  #endTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: RedisClient) {
     this.#deps = deps;
@@ -92,6 +100,7 @@ export class LaneIntake {
       new Promise<false>((r) => setTimeout(() => r(false), timeoutMs).unref()),
     ]);
     for (const t of this.#timers) clearInterval(t);
+    await this.#flushEnded().catch(() => {});
     return drained;
   }
 
@@ -318,7 +327,7 @@ export class LaneIntake {
         // A retry (its `retrying` frame is written): BullMQ's backoff applies.
         await this.#handOver(data, 250 + Math.floor(Math.random() * 250));
       }
-      await this.#lane.finish(data.id);
+      this.#end([data.id]);
     } catch (e) {
       // The lease lapses and the sweep hands the job to BullMQ.
       deps.log.error(
@@ -326,6 +335,43 @@ export class LaneIntake {
         'fast lane: could not end a run; its lease will lapse',
       );
     }
+  }
+
+  /**
+   * The lane forgets a run that ended with the next take script (one Redis call for both; under
+   * load a pop follows within a millisecond), or after END_FLUSH_MS if none goes out. Until then
+   * the run's entry stays in `run` with the lease it had: a process that dies in between leaves it
+   * to lapse, and the sweep's BullMQ attempt finds the job ended and makes no call.
+   */
+  #end(ids: string[], delayMs = END_FLUSH_MS): void {
+    if (!ids.length) return;
+    this.#ended.push(...ids);
+    this.#endTimer ??= setTimeout(() => {
+      this.#endTimer = undefined;
+      this.#flushEnded().catch((e: unknown) =>
+        this.#deps.log.warn({ err: String(e) }, 'fast lane: could not forget ended runs'),
+      );
+    }, delayMs);
+  }
+
+  async #flushEnded(): Promise<void> {
+    const ended = this.#takeEnded();
+    try {
+      await this.#lane.finish(...ended);
+    } catch (e) {
+      // Redis is failing: try again in a while (the leases are long).
+      this.#end(ended, 1_000);
+      throw e;
+    }
+  }
+
+  /** The ended runs to forget now (the caller puts them back if its script fails). */
+  #takeEnded(): string[] {
+    const ended = this.#ended;
+    this.#ended = [];
+    clearTimeout(this.#endTimer);
+    this.#endTimer = undefined;
+    return ended;
   }
 
   /**
@@ -350,14 +396,21 @@ export class LaneIntake {
       const batch = this.#takes;
       this.#takes = [];
       if (!batch.length) return;
-      this.#lane.take(batch.map((t) => t.id)).then(
-        (oks) => {
-          for (const [i, t] of batch.entries()) t.resolve(oks[i] === true);
-        },
-        (e: unknown) => {
-          for (const t of batch) t.reject(e);
-        },
-      );
+      const ended = this.#takeEnded();
+      this.#lane
+        .take(
+          batch.map((t) => t.id),
+          ended,
+        )
+        .then(
+          (oks) => {
+            for (const [i, t] of batch.entries()) t.resolve(oks[i] === true);
+          },
+          (e: unknown) => {
+            this.#end(ended, 1_000);
+            for (const t of batch) t.reject(e);
+          },
+        );
     });
   }
 
