@@ -1,5 +1,6 @@
 /**
  * Where a gateway request's time goes, hop by hop: `node bench/gateway/trace.ts [--requests 200]`.
+ * `--env K=V` (repeatable) adds environment to every service (e.g. FAREGATE_CONFIG=faregate.config.json).
  * Sends non-streaming requests one at a time through the gateway while Redis MONITOR records every
  * command of this stack (server clock, µs), then lines them up against the client's send and receive
  * times (same host, same clock). Prints one request's timeline and the median gap before each step
@@ -15,7 +16,11 @@ import { median } from '../support/load.ts';
 import { startBenchStack } from '../support/stack.ts';
 
 const { values: argv } = parseArgs({
-  options: { requests: { type: 'string', default: '200' }, warmup: { type: 'string', default: '500' } },
+  options: {
+    requests: { type: 'string', default: '200' },
+    warmup: { type: 'string', default: '500' },
+    env: { type: 'string', multiple: true, default: [] },
+  },
 });
 const N = Number(argv.requests);
 const WARMUP = Number(argv.warmup);
@@ -32,7 +37,11 @@ interface Ev {
 }
 
 console.log(`$ node bench/gateway/trace.ts ${process.argv.slice(2).join(' ')}`.trimEnd());
-const stack = await startBenchStack();
+// `--env K=V` (repeatable): extra environment for every service, e.g. the shipped routing file.
+const env = Object.fromEntries(
+  argv.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
+);
+const stack = await startBenchStack({ env });
 const admin = new Redis(stack.redisUrl);
 const monitor = await new Redis(stack.redisUrl).monitor();
 try {
