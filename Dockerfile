@@ -66,6 +66,8 @@ COPY . .
 COPY --from=console /app/packages/console/dist/ packages/console/dist/
 
 ENV NODE_ENV=production
+# The flags every service runs with (scripts/start/node-flags.ts says why; a test keeps them equal).
+ENV NODE_OPTIONS=--max-semi-space-size=32
 # Files stay owned by root: the services only read them.
 USER node
 EXPOSE 8080 8090 9091 9092

@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { SERVICE_NODE_FLAGS } from '../../scripts/start/node-flags.ts';
 
 /**
  * Launches the whole gateway for a benchmark (not for vitest): the real services as separate
@@ -82,7 +83,8 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
   const children: Child[] = [];
 
   const spawnChild = (name: ServiceName, label: string, script: string, env: Record<string, string>) => {
-    const args = [...(opts.nodeArgs?.[name] ?? []), script];
+    // The flags `pnpm start` and the image give every service, then the bench's own.
+    const args = [...SERVICE_NODE_FLAGS, ...(opts.nodeArgs?.[name] ?? []), script];
     const proc = spawn(process.execPath, args, {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', ...env },

@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import { styleText } from 'node:util';
 import { RESTART_POLICY, RestartBackoff, type RestartPolicy } from './backoff.ts';
 import { renderLine } from './log-lines.ts';
+import { SERVICE_NODE_FLAGS } from './node-flags.ts';
 
 type Color = 'cyan' | 'magenta' | 'blue' | 'green' | 'yellow' | 'gray' | 'red';
 const PALETTE: Color[] = ['cyan', 'magenta', 'blue', 'green', 'yellow'];
@@ -110,7 +111,7 @@ export class Supervisor {
     const startedAt = Date.now();
     // Own process group: a Ctrl-C in the terminal reaches only this runner, which stops the
     // services in order instead of all at once.
-    const proc = spawn(process.execPath, [spec.script], {
+    const proc = spawn(process.execPath, [...SERVICE_NODE_FLAGS, spec.script], {
       cwd: this.#opts.root,
       env: spec.env,
       stdio: ['ignore', 'pipe', 'pipe'],
