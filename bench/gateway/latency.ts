@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { cpuMeter } from '../support/cpu.ts';
 import { closedLoop, type LoadResult } from '../support/load.ts';
-import { type BenchStackOptions, startBenchStack } from '../support/stack.ts';
+import { type BenchStackOptions, parseEnvArgs, startBenchStack } from '../support/stack.ts';
 import { type PhaseResult, printPhase, printSummary } from './report.ts';
 
 const HELP = `usage: node bench/gateway/latency.ts [options]
@@ -65,14 +65,12 @@ const MAX_SINGLE_MS = 60_000;
 const MAX_WARMUP_MS = 5_000;
 const PROMPT = 'In one short sentence, what is the largest planet in the solar system?';
 
-const env: Record<string, string> = {};
-for (const kv of argv.env) {
-  const i = kv.indexOf('=');
-  if (i < 1) {
-    console.error(`--env takes KEY=VALUE, got ${JSON.stringify(kv)}\n${HELP}`);
-    process.exit(2);
-  }
-  env[kv.slice(0, i)] = kv.slice(i + 1);
+let env: Record<string, string>;
+try {
+  env = parseEnvArgs(argv.env);
+} catch (e) {
+  console.error(`${(e as Error).message}\n${HELP}`);
+  process.exit(2);
 }
 const opts: BenchStackOptions = { workers, billing: argv.billing, env };
 if (argv['cpu-prof']) {

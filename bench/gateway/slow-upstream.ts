@@ -14,7 +14,7 @@
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { closedLoop, percentile } from '../support/load.ts';
-import { configureFake, startBenchStack } from '../support/stack.ts';
+import { configureFake, parseEnvArgs, startBenchStack } from '../support/stack.ts';
 
 const { values } = parseArgs({
   options: {
@@ -27,12 +27,7 @@ const { values } = parseArgs({
 const upstreamMs = Number(values['upstream-ms']);
 const connections = Number(values.connections);
 const seconds = Number(values.seconds);
-const env: Record<string, string> = {};
-for (const kv of values.env) {
-  const i = kv.indexOf('=');
-  if (i < 1) throw new Error(`--env takes KEY=VALUE, got ${JSON.stringify(kv)}`);
-  env[kv.slice(0, i)] = kv.slice(i + 1);
-}
+const env = parseEnvArgs(values.env);
 console.log(`$ node bench/gateway/slow-upstream.ts ${process.argv.slice(2).join(' ')}`.trimEnd());
 
 const stack = await startBenchStack({ providers: ['openai'], env });

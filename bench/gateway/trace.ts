@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { median } from '../support/load.ts';
-import { startBenchStack } from '../support/stack.ts';
+import { parseEnvArgs, startBenchStack } from '../support/stack.ts';
 
 const { values: argv } = parseArgs({
   options: {
@@ -38,9 +38,7 @@ interface Ev {
 
 console.log(`$ node bench/gateway/trace.ts ${process.argv.slice(2).join(' ')}`.trimEnd());
 // `--env K=V` (repeatable): extra environment for every service, e.g. the shipped routing file.
-const env = Object.fromEntries(
-  argv.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
-);
+const env = parseEnvArgs(argv.env);
 const stack = await startBenchStack({ env });
 const admin = new Redis(stack.redisUrl);
 const monitor = await new Redis(stack.redisUrl).monitor();

@@ -73,6 +73,17 @@ interface Child {
   exited: Promise<void>;
 }
 
+/** `--env KEY=VALUE` arguments (repeatable) as an environment for every service; throws on a malformed one. */
+export function parseEnvArgs(args: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of args) {
+    const i = kv.indexOf('=');
+    if (i < 1) throw new Error(`--env takes KEY=VALUE, got ${JSON.stringify(kv)}`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return env;
+}
+
 export async function startBenchStack(opts: BenchStackOptions = {}): Promise<BenchStack> {
   const providers = opts.providers ?? ['openai'];
   const workers = opts.workers ?? 1;
