@@ -351,7 +351,7 @@ export class LaneIntake {
       this.#flushEnded().catch((e: unknown) =>
         this.#deps.log.warn({ err: String(e) }, 'fast lane: could not forget ended runs'),
       );
-    }, delayMs);
+    }, delayMs).unref();
   }
 
   async #flushEnded(): Promise<void> {
@@ -359,8 +359,9 @@ export class LaneIntake {
     try {
       await this.#lane.finish(...ended);
     } catch (e) {
-      // Redis is failing: try again in a while (the leases are long).
-      this.#end(ended, 1_000);
+      // Redis is failing: try again in a while (the leases are long). Once stopped, not at all:
+      // the leases lapse and the sweep finds those jobs ended.
+      if (!this.#stopping) this.#end(ended, 1_000);
       throw e;
     }
   }
