@@ -28,7 +28,10 @@ export interface BenchStackOptions {
   providers?: string[];
   /** Worker processes per pool (default 1). */
   workers?: number;
-  /** Run billing (default true): it competes for the same CPU, as in production. */
+  /**
+   * Run billing (default true): it competes for the same CPU, as in production. With false it still
+   * starts to apply the bootstrap credit, and is stopped before the stack is handed over.
+   */
   billing?: boolean;
   /** Extra environment for every service, e.g. `{ WORKER_CONCURRENCY: '128' }`. */
   env?: Record<string, string>;
@@ -180,26 +183,25 @@ export async function startBenchStack(opts: BenchStackOptions = {}): Promise<Ben
         started.push(waitFor(`http://127.0.0.1:${metricsPort}/healthz`, [w]));
       }
     }
-    if (opts.billing !== false) {
-      const metricsPort = await freePort();
-      const b = spawnChild('billing', 'billing', 'services/billing/src/main.ts', {
-        ...base,
-        METRICS_PORT: String(metricsPort),
-      });
-      started.push(waitFor(`http://127.0.0.1:${metricsPort}/healthz`, [b]));
-    }
+    // Billing always starts: it applies the bootstrap credit, without which every request is refused
+    // for budget. With `billing: false` it is stopped once that is done, leaving the request path
+    // (and its CPU figures) without it.
+    const billingMetricsPort = await freePort();
+    const billing = spawnChild('billing', 'billing', 'services/billing/src/main.ts', {
+      ...base,
+      METRICS_PORT: String(billingMetricsPort),
+    });
+    started.push(waitFor(`http://127.0.0.1:${billingMetricsPort}/healthz`, [billing]));
     await Promise.all(started);
-    // The ingress routes only to pools it has discovered. Without billing the bootstrap credit is
-    // never applied, so /readyz stays 503: then only the pools are waited for.
-    await waitFor(
-      `${url}/readyz`,
-      children,
-      async (r) => {
-        const body = (await r.json()) as { pools?: string[] };
-        return providers.every((p) => body.pools?.includes(p));
-      },
-      opts.billing === false,
-    );
+    // The ingress routes only to pools it has discovered, and is ready once billing applied the credit.
+    await waitFor(`${url}/readyz`, children, async (r) => {
+      const body = (await r.json()) as { pools?: string[] };
+      return providers.every((p) => body.pools?.includes(p));
+    });
+    if (opts.billing === false) {
+      await terminate(billing);
+      children.splice(children.indexOf(billing), 1);
+    }
 
     const services = children.map((c) => ({ name: c.name, pid: c.proc.pid ?? 0 }));
     return { url, apiKey, fakeUrl, redisUrl, prefix, databaseUrl: db.url, services, stop };
@@ -294,15 +296,13 @@ async function waitFor(
   url: string,
   watch: Child[],
   accept: (r: Response) => Promise<boolean> = async () => true,
-  /** Judge the answer by `accept` alone, whatever its status. */
-  anyStatus = false,
 ): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     const dead = watch.find((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
     if (dead) throw new Error(`${dead.name} exited while waiting for ${url}`);
     const r = await fetch(url).catch(() => undefined);
-    if (r && (r.ok || anyStatus) && (await accept(r))) return;
+    if (r?.ok && (await accept(r))) return;
     await r?.body?.cancel().catch(() => {});
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${url}`);
     await new Promise((res) => setTimeout(res, 50));
