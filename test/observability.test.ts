@@ -112,6 +112,10 @@ describe('ingress metrics', () => {
     const billing = await get(billingPort);
     expect(billing).toContain('# TYPE billing_usage_events_total counter');
     expect(billing).toContain('# TYPE billing_usage_backlog gauge');
+    // The process metrics the dashboard's event-loop and memory panels read, from every service.
+    expect(worker).toContain('nodejs_eventloop_lag_p99_seconds{provider="openai"}');
+    expect(billing).toContain('nodejs_eventloop_lag_p99_seconds{service="billing"}');
+    expect(billing).toMatch(/^process_resident_memory_bytes\{service="billing"\} \d+/m);
   }, 180_000);
 
   it("serves BullMQ's queue metrics for each pool, with one HELP line per family", async () => {

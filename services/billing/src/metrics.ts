@@ -1,3 +1,4 @@
+import { collectProcessMetrics } from '@faregate/observability/process-metrics';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface BillingMetrics {
@@ -16,9 +17,14 @@ export interface BillingMetrics {
   credits: Counter<'result'>;
 }
 
-/** Billing's Prometheus metrics on their own registry (no global default registry). */
+/**
+ * Billing's Prometheus metrics on their own registry (no global default registry), with the process
+ * metrics every service exports (event-loop lag, memory, CPU), labelled `service="billing"`.
+ */
 export function createMetrics(): BillingMetrics {
   const registry = new Registry();
+  registry.setDefaultLabels({ service: 'billing' });
+  collectProcessMetrics(registry);
   const r = [registry];
   return {
     registry,
