@@ -600,6 +600,24 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     }
   });
 
+  it('refuses to cancel a batch that has finished: 409 in OpenAI shape, and the batch stays as it ended', async () => {
+    const b = await start([req('done-1', 'hello')]);
+    expect((await ended(b.id)).status).toBe('completed');
+    const err = await client.batches.cancel(b.id).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.ConflictError);
+    expect(err).toMatchObject({
+      status: 409,
+      error: {
+        type: 'invalid_request_error',
+        code: 'conflict',
+        message: "Cannot cancel a batch with status 'completed'.",
+      },
+    });
+    const after = await client.batches.retrieve(b.id);
+    expect(after.status).toBe('completed');
+    expect(after.cancelling_at ?? null).toBeNull();
+  });
+
   it('stops running lines on a key once it is revoked: the rest end in the error file as 401', async () => {
     const acc = await admin('POST', '/admin/v1/accounts', { name: 'revoked' });
     await admin('POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });

@@ -271,6 +271,7 @@ const ERROR: Record<ErrorCode, [number, AnthropicErrorType]> = {
   overloaded: [529, 'overloaded_error'],
   provider_unavailable: [503, 'overloaded_error'],
   cancelled: [499, 'invalid_request_error'],
+  conflict: [409, 'invalid_request_error'],
   idempotency_key_in_use: [409, 'invalid_request_error'],
   idempotency_key_reused: [422, 'invalid_request_error'],
   internal_error: [500, 'api_error'],

@@ -158,7 +158,9 @@ export async function listBatches(
 
 /**
  * Asks the batch to stop: `cancelling` at once (the driver stops feeding it, cancels its open lines,
- * and ends it `cancelled` with what finished). A batch already ending or ended is left as it is.
+ * and ends it `cancelled` with what finished). A batch already cancelling or cancelled is answered as
+ * it is (a retried cancel succeeds); one that has finished otherwise (`finalizing`, `completed`,
+ * `failed`, `expired`) has nothing left to stop: 409, as OpenAI answers.
  */
 export async function cancelBatch(deps: IngressDeps, b: BatchRow): Promise<BatchRow> {
   const [row] = await deps.db
@@ -168,5 +170,10 @@ export async function cancelBatch(deps: IngressDeps, b: BatchRow): Promise<Batch
     .returning();
   if (row) return row;
   const [now] = await deps.db.select().from(batches).where(eq(batches.id, b.id));
-  return now ?? b;
+  const current = now ?? b;
+  if (current.status === 'cancelling' || current.status === 'cancelled') return current;
+  throw new GatewayError({
+    code: 'conflict',
+    message: `Cannot cancel a batch with status '${current.status}'.`,
+  });
 }

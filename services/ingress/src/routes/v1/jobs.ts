@@ -110,8 +110,8 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     const b = await ownedBatch(deps, principalOf(req), req.params.id);
     if (!b) throw notFoundBatch(req.params.id);
     // The batch engine's cancel: no more members start, those running are stopped.
-    await cancelBatch(deps, b.row);
-    return { id: req.params.id, object: 'job.batch', status: 'cancelling' };
+    const row = await cancelBatch(deps, b.row);
+    return { id: req.params.id, object: 'job.batch', status: row.status };
   });
 
   typed.get('/v1/jobs/:id', { schema: { params: IdParams } }, async (req) => {
