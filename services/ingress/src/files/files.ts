@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, isNull, lt, or, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FileObject } from '@faregate/contracts/openai-batches';
 import { files } from '@faregate/db/schema/files';
@@ -97,6 +97,55 @@ export async function listFiles(
     .orderBy(order)
     .limit(q.limit + 1);
   return { data: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+}
+
+/** A file about to be written: its record's fields (the id is the caller's, so it can clean up). */
+export interface NewFile {
+  id: string;
+  accountId: string;
+  purpose: FileRow['purpose'];
+  filename: string;
+}
+
+/**
+ * Writes a file's record and bytes, as every file (an upload, a batch's result file) is written: the
+ * record first, `uploading` (listed nowhere), so bytes in the store always have a record and the
+ * sweep (sweep.ts) takes bytes without one, and records left `uploading`, for what a crash left
+ * behind. Then the bytes. The record becomes `processed`, with its size and expiry, by `finishFile`.
+ */
+export async function writeFile(deps: IngressDeps, f: NewFile, bytes: AsyncIterable<Buffer>): Promise<void> {
+  await deps.db.insert(files).values({
+    id: f.id,
+    accountId: f.accountId,
+    purpose: f.purpose,
+    filename: f.filename.slice(0, 255),
+    status: 'uploading',
+    createdAt: Math.floor(Date.now() / 1000),
+  });
+  await fileStore(deps).put(f.id, bytes);
+}
+
+/**
+ * Makes a written file visible (`processed`) with its size; `expiresAfter` (seconds from its
+ * creation) sets its expiry. The record as it is now, or undefined when it was deleted meanwhile.
+ */
+export async function finishFile(
+  deps: IngressDeps,
+  id: string,
+  size: { bytes: number; lines: number },
+  expiresAfter?: number,
+): Promise<FileRow | undefined> {
+  const [row] = await deps.db
+    .update(files)
+    .set({
+      status: 'processed',
+      bytes: size.bytes,
+      lines: size.lines,
+      ...(expiresAfter === undefined ? {} : { expiresAt: sql`${files.createdAt} + ${expiresAfter}` }),
+    })
+    .where(eq(files.id, id))
+    .returning();
+  return row;
 }
 
 /** Removes a file's bytes and record. */

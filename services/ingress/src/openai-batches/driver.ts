@@ -13,7 +13,7 @@ import type { Keys } from '@faregate/queue/keys';
 import { type RedisClient, sendEach } from '@faregate/queue/redis';
 import type pg from 'pg';
 import type { IngressDeps } from '../deps.ts';
-import { deleteFile, fileStore, ownedFile } from '../files/files.ts';
+import { deleteFile, fileStore, finishFile, ownedFile, writeFile } from '../files/files.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
 import { type LineEndpoint, lineEndpoint } from './endpoints.ts';
@@ -919,23 +919,8 @@ export class BatchDriver {
 
   async #writeResults(b: BatchRow, kind: 'output' | 'error', where: string): Promise<string | null> {
     const id = resultFileId(b.id, kind);
-    const store = fileStore(this.#deps);
-    await store.delete(id);
-    await this.#pool.query('DELETE FROM files WHERE id = $1', [id]);
-    // The record first, as an upload's (`uploading`: listed nowhere): bytes in the store always have
-    // a record, so the file sweep takes bytes without one for what a crash left behind.
-    const created = nowS();
-    await this.#pool.query(
-      `INSERT INTO files (id, account_id, purpose, filename, status, created_at, expires_at)
-       VALUES ($1, $2, 'batch_output', $3, 'uploading', $4, $5)`,
-      [
-        id,
-        b.accountId,
-        `${b.id}_${kind}.jsonl`,
-        created,
-        b.outputExpiresAfter === null ? null : created + b.outputExpiresAfter,
-      ],
-    );
+    // A step run again (after a crash) writes the file again from the start.
+    await deleteFile(this.#deps, id);
     let bytes = 0;
     let lines = 0;
     const pool = this.#pool;
@@ -959,16 +944,13 @@ export class BatchDriver {
         yield buf;
       }
     }
-    await store.put(id, results());
+    const file = { id, accountId: b.accountId, purpose: 'batch_output', filename: `${b.id}_${kind}.jsonl` };
+    await writeFile(this.#deps, file, results());
     if (lines === 0) {
       await deleteFile(this.#deps, id);
       return null;
     }
-    await this.#pool.query(`UPDATE files SET status = 'processed', bytes = $2, lines = $3 WHERE id = $1`, [
-      id,
-      bytes,
-      lines,
-    ]);
+    await finishFile(this.#deps, id, { bytes, lines }, b.outputExpiresAfter ?? undefined);
     return id;
   }
 }

@@ -6,11 +6,18 @@ import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
 import { ExpiresAfter, ListQuery, UPLOAD_PURPOSES } from '@faregate/contracts/openai-batches';
-import { files } from '@faregate/db/schema/files';
-import { eq, sql } from 'drizzle-orm';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { deleteFile, fileNotFound, fileStore, fileView, listFiles, ownedFile } from '../../files/files.ts';
+import {
+  deleteFile,
+  fileNotFound,
+  fileStore,
+  fileView,
+  finishFile,
+  listFiles,
+  ownedFile,
+  writeFile,
+} from '../../files/files.ts';
 import { checkedUpload, type UploadCheck } from '../../files/upload.ts';
 
 const IdParams = z.object({ id: z.string().max(200) });
@@ -73,7 +80,6 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const principal = principalOf(req);
     if (!req.isMultipart())
       throw badUpload("Send the file as multipart/form-data with the fields 'file' and 'purpose'.");
-    const store = fileStore(deps);
     const id = newId('file');
     let purpose: string | undefined;
     let filename: string | undefined;
@@ -90,16 +96,9 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
           }
           filename = part.filename || 'upload.jsonl';
           check = { bytes: 0, lines: 0 };
-          await deps.db.insert(files).values({
-            id,
-            accountId: principal.accountId,
-            purpose: 'batch',
-            filename: filename.slice(0, 255),
-            status: 'uploading',
-            createdAt: Math.floor(Date.now() / 1000),
-          });
           stored = true;
-          await store.put(id, checkedUpload(part.file, { maxBytes, maxLines }, check));
+          const upload = { id, accountId: principal.accountId, purpose: 'batch', filename };
+          await writeFile(deps, upload, checkedUpload(part.file, { maxBytes, maxLines }, check));
           if (part.file.truncated && !check.refused)
             check.refused = new GatewayError({
               code: 'payload_too_large',
@@ -125,16 +124,7 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (check.lines === 0)
         throw badUpload('The file is empty: a batch input file has one request per line.', 'file');
       const expiresAfter = uploadExpiry(expiry);
-      const [row] = await deps.db
-        .update(files)
-        .set({
-          status: 'processed',
-          bytes: check.bytes,
-          lines: check.lines,
-          ...(expiresAfter === undefined ? {} : { expiresAt: sql`${files.createdAt} + ${expiresAfter}` }),
-        })
-        .where(eq(files.id, id))
-        .returning();
+      const row = await finishFile(deps, id, check, expiresAfter);
       if (!row) throw fileNotFound(id);
       return reply.send(fileView(row));
     } catch (e) {
