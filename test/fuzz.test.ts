@@ -258,6 +258,49 @@ describe('fuzzer', () => {
     expect((await rss()) - before).toBeLessThan(256 * 1024 * 1024);
   }, 600_000);
 
+  it('the WebSocket protocol: a refused op is answered as that op, with its id; prototype keys are refused as over HTTP', async () => {
+    const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const replies: Array<{
+      type: string;
+      op?: string;
+      id?: string;
+      error?: { message: string; param?: string };
+    }> = [];
+    ws.on('message', (d) => replies.push(JSON.parse(String(d))));
+    const chat = { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+    ws.send(JSON.stringify({ op: 'subscribe', job: { a: 1 }, id: 'objjob' }));
+    ws.send(JSON.stringify({ op: 'subscribe', job: 'x', after: -5, id: 'neg' }));
+    ws.send(
+      '{"op":"submit","id":"proto","request":{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"metadata":{"__proto__":"x"}}}',
+    );
+    ws.send(
+      JSON.stringify({ op: 'submit', id: 'inf', request: chat }).replace(
+        '"messages"',
+        '"max_tokens":1e400,"messages"',
+      ),
+    );
+    ws.send(JSON.stringify({ op: 'no-such-op', id: 'odd' }));
+    const deadline = Date.now() + 10_000;
+    while (replies.length < 5) {
+      if (Date.now() > deadline) throw new Error(`replies: ${JSON.stringify(replies)}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    ws.close();
+    const byId = (id: string) => replies.find((r) => r.id === id);
+    expect(byId('objjob')).toMatchObject({ type: 'nack', op: 'subscribe' });
+    expect(byId('neg')).toMatchObject({ type: 'nack', op: 'subscribe' });
+    expect(byId('proto')).toMatchObject({ type: 'nack', op: 'submit' });
+    expect(byId('proto')?.error?.message).toMatch(/property named '__proto__'/);
+    expect(byId('inf')).toMatchObject({ type: 'nack', op: 'submit' });
+    expect(byId('odd')).toMatchObject({ type: 'nack', op: 'unknown' });
+  });
+
   it('the WebSocket protocol: arbitrary frames get a nack or an answer, never a crash', async () => {
     const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
       headers: { authorization: `Bearer ${stack.apiKey}` },

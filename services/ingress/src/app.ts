@@ -1,4 +1,3 @@
-import { GatewayError } from '@faregate/contracts/errors';
 import { findCreditOutcome } from '@faregate/db/credit-commands';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -32,6 +31,7 @@ import { responsesRoutes } from './routes/v1/responses.ts';
 import { modelRoutes } from './routes/v1/models.ts';
 import { streamRoutes } from './ws/stream.ts';
 import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
+import { prototypeKeyRefused } from './request-body.ts';
 
 /** Secrets and prompts never reach the logs: only metadata is logged. */
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
@@ -45,14 +45,6 @@ function validJson(text: string): boolean {
     return false;
   }
 }
-
-/** Valid JSON refused on purpose: a key that would reach an object's prototype. */
-const prototypeKeyRefused = () =>
-  new GatewayError({
-    code: 'invalid_request_error',
-    message:
-      "The JSON body has a property named '__proto__' (or 'constructor' holding 'prototype'), which is refused: rename it.",
-  });
 
 /** The whole ingress as one Fastify app, built from `deps` (main.ts and tests share it). */
 export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {}): Promise<FastifyInstance> {

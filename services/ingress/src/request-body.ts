@@ -1,3 +1,4 @@
+import { GatewayError } from '@faregate/contracts/errors';
 import { z } from 'zod';
 import { verbatim } from './plugins/errors.ts';
 
@@ -32,4 +33,54 @@ export function requestBody<T extends z.ZodType>(required: readonly string[], sc
       }
     })
     .pipe(schema);
+}
+
+/** Valid JSON refused on purpose: a key that would reach an object's prototype. */
+export const prototypeKeyRefused = (what = 'The JSON body') =>
+  new GatewayError({
+    code: 'invalid_request_error',
+    message: `${what} has a property named '__proto__' (or 'constructor' holding 'prototype'), which is refused: rename it.`,
+  });
+
+/** A number JSON can write but not hold (`1e400`): stored, it would become `null`, an absent field. */
+export const numberOutOfRange = (what = 'The JSON body') =>
+  new GatewayError({
+    code: 'invalid_request_error',
+    message: `${what} has a number too large to represent (it parses as Infinity).`,
+  });
+
+class Refused extends Error {
+  readonly kind: 'prototype' | 'range';
+  constructor(kind: 'prototype' | 'range') {
+    super(kind);
+    this.kind = kind;
+  }
+}
+
+function refuse(this: unknown, key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new Refused('prototype');
+  if (key === 'constructor' && isObject(value) && Object.hasOwn(value, 'prototype'))
+    throw new Refused('prototype');
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new Refused('range');
+  return value;
+}
+
+/** Only text that can hold a prototype key or an out-of-range number is walked (escapes included). */
+const SUSPECT = /proto|constructor|\\u|[eE]\+?\d{3}|\d{300}/;
+
+/**
+ * JSON text parsed as the HTTP doors parse a body (Fastify's parser, `app.ts`): a `__proto__` key,
+ * or a `constructor` holding `prototype`, is refused, and so is a number out of range. For what does
+ * not come through that parser: WebSocket messages, batch input lines. Throws a SyntaxError for text
+ * that is not JSON, a GatewayError (400) for JSON refused, naming `what`.
+ */
+export function parseJsonText(text: string, what?: string): unknown {
+  if (!SUSPECT.test(text)) return JSON.parse(text);
+  try {
+    return JSON.parse(text, refuse);
+  } catch (e) {
+    if (e instanceof Refused)
+      throw e.kind === 'prototype' ? prototypeKeyRefused(what) : numberOutOfRange(what);
+    throw e;
+  }
 }

@@ -34,6 +34,35 @@ describe('validateLines', () => {
     expect(inner.errors).toMatchObject([{ code: 'invalid_json_line', line: 2 }]);
   });
 
+  it('refuses a line with a prototype key or a number out of range, as the doors refuse such a body', async () => {
+    const body = (extra: string) =>
+      `{"custom_id":"x${extra.length}","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]${extra}}}`;
+    const r = await run(
+      [
+        line('ok'),
+        body(',"metadata":{"__proto__":"x"}'),
+        body(',"metadata":{"\\u005f_proto__":"x"}'),
+        body(',"tools":[{"constructor":{"prototype":{}}}]'),
+        // Stored, Infinity would become null: a line run without the cap it asked for.
+        body(',"max_tokens":1e400'),
+        body(`,"max_tokens":1${'0'.repeat(400)}`),
+        // Words and numbers that only look suspect.
+        body(',"metadata":{"note":"prototype e123 constructor"},"max_tokens":1e2'),
+      ].join('\n'),
+    );
+    const kind = (m: string) =>
+      m.includes("'__proto__'") ? 'prototype' : m.includes('too large') ? 'range' : m;
+    expect(r.errors.map((e) => [e.line, e.code, kind(e.message)])).toEqual([
+      [2, 'invalid_request', 'prototype'],
+      [3, 'invalid_request', 'prototype'],
+      [4, 'invalid_request', 'prototype'],
+      [5, 'invalid_request', 'range'],
+      [6, 'invalid_request', 'range'],
+    ]);
+    expect(r.errors[0]?.message).toMatch(/^This line has a property named '__proto__'/);
+    // Line 7 (only looks suspect) and line 1 pass: the errors name lines 2-6 alone.
+  });
+
   it('names a line that is JSON but not an object plainly', async () => {
     const r = await run(`${line('a')}\n[1,2]\n42\nnull\n"text"\n`);
     expect(r.errors.map((e) => [e.line, e.message])).toEqual(

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { GatewayError } from '@faregate/contracts/errors';
 import { type BatchError, BatchInputLine } from '@faregate/contracts/openai-batches';
 import { linesOf } from '../files/store.ts';
-import { isObject } from '../request-body.ts';
+import { isObject, parseJsonText } from '../request-body.ts';
 
 /** A valid line, ready to be stored: its number (1-based), custom id and request body (JSON text). */
 export interface ValidLine {
@@ -59,14 +60,20 @@ export async function validateLines(
     total++;
     let value: unknown;
     try {
-      value = JSON.parse(text);
-    } catch {
-      fail({
-        code: 'invalid_json_line',
-        message: 'This line is not parseable as valid JSON.',
-        param: null,
-        line: n,
-      });
+      // As the doors parse a body: a prototype key or a number out of range (which stored would
+      // become null, an absent field) is refused, naming the line.
+      value = parseJsonText(text, 'This line');
+    } catch (e) {
+      fail(
+        e instanceof GatewayError
+          ? { code: 'invalid_request', message: e.message, param: null, line: n }
+          : {
+              code: 'invalid_json_line',
+              message: 'This line is not parseable as valid JSON.',
+              param: null,
+              line: n,
+            },
+      );
       continue;
     }
     // The common case checked by hand (schema parsing costs more than the rest of a line); anything

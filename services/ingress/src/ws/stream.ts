@@ -5,7 +5,11 @@ import { ClientOp, type ServerReplyBody } from '@faregate/contracts/ws';
 import type { IngressDeps } from '../deps.ts';
 import { principalOf } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
+import { isObject, parseJsonText } from '../request-body.ts';
 import { StreamSession } from './session.ts';
+
+/** The ops a client can send (a nack echoes one a message named, even when the rest was refused). */
+const OPS = ClientOp.options.map((o) => o.shape.op.value);
 
 /** Close codes of protocol v1 (documented in the README). */
 export const CLOSE = {
@@ -64,10 +68,14 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     // Handlers are attached synchronously so no message is lost while async work runs.
     socket.on('message', async (data, isBinary) => {
       let msg: ClientOp;
+      let text: string | undefined;
+      let raw: unknown;
       try {
         if (isBinary)
           throw new GatewayError({ code: 'invalid_request_error', message: 'Send JSON text messages.' });
-        const parsed = ClientOp.safeParse(JSON.parse(data.toString()));
+        text = data.toString();
+        raw = parseJsonText(text, 'The message');
+        const parsed = ClientOp.safeParse(raw);
         if (!parsed.success) throw fromZod(parsed.error);
         msg = parsed.data;
       } catch (e) {
@@ -75,7 +83,17 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
           e instanceof GatewayError
             ? e
             : new GatewayError({ code: 'invalid_request_error', message: 'Messages must be JSON.' });
-        return nack('unknown', undefined, ge);
+        // A message that fails validation is still answered as its op, with its id, when it names them
+        // (JSON refused for a prototype key is read for those two strings alone).
+        if (raw === undefined && e instanceof GatewayError && text !== undefined) {
+          try {
+            raw = JSON.parse(text);
+          } catch {}
+        }
+        const named = (k: string) =>
+          isObject(raw) && typeof raw[k] === 'string' ? (raw[k] as string) : undefined;
+        const op = OPS.find((o) => o === named('op')) ?? 'unknown';
+        return nack(op, named('id'), ge);
       }
       try {
         await session.handle(msg);
