@@ -280,6 +280,41 @@ describe('the rest of the Messages format', () => {
     expect(((await r.json()) as { type: string }).type).toBe('message');
   });
 
+  it('an empty Authorization header does not hide x-api-key', async () => {
+    const body = { model: 'openai/gpt-4o-mini', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] };
+    const r = await post('/v1/messages', body, { authorization: '', 'x-api-key': stack.apiKey });
+    expect(r.status).toBe(200);
+  });
+
+  it("an unknown path under /v1/messages is a 404 in Anthropic's shape (the SDK's message batches)", async () => {
+    for (const [method, path] of [
+      ['POST', '/v1/messages/batches'],
+      ['GET', '/v1/messages/batches/msgbatch_01'],
+      ['GET', '/v1/messages'],
+    ] as const) {
+      const r = await fetch(`${stack.url}${path}`, {
+        method,
+        headers: {
+          'x-api-key': stack.apiKey,
+          'anthropic-version': '2023-06-01',
+          'content-type': 'application/json',
+        },
+        ...(method === 'POST' ? { body: '{}' } : {}),
+      });
+      expect(r.status, `${method} ${path}`).toBe(404);
+      expect(await r.json()).toMatchObject({
+        type: 'error',
+        error: { type: 'not_found_error', message: `Unknown request URL: ${method} ${path}.` },
+      });
+    }
+    // Elsewhere, OpenAI's shape as before.
+    const other = await fetch(`${stack.url}/v1/nothing`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
+    expect(other.status).toBe(404);
+    expect(await other.json()).toMatchObject({ error: { code: 'not_found' } });
+  });
+
   it('thinking goes to reasoning models and is refused, naming it, for the others', async () => {
     const ok = await client.messages.create({
       model: 'anthropic/claude-haiku-4-5',

@@ -59,7 +59,8 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 /** The key from `Authorization: Bearer …` (or `x-api-key`), or undefined. */
 export function keyFrom(headers: FastifyRequest['headers']): string | undefined {
   const auth = headers.authorization;
-  if (typeof auth === 'string') {
+  // An empty `Authorization` header is no header: `x-api-key` still counts.
+  if (typeof auth === 'string' && auth.trim() !== '') {
     const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
     return m?.[1]?.trim() || undefined;
   }

@@ -133,9 +133,14 @@ export function registerErrorHandling(app: FastifyInstance): void {
     return reply.code(ge.status).send(ge.toBody());
   });
   app.setNotFoundHandler((req, reply) => {
-    reply
-      .code(404)
-      .send(errorBody('not_found', `Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`));
+    const path = req.url.split('?')[0] ?? '';
+    const message = `Unknown request URL: ${req.method} ${path}.`;
+    // Under Anthropic's door (`/v1/messages/…`, e.g. the SDK's message batches) in Anthropic's shape.
+    if (path === '/v1/messages' || path.startsWith('/v1/messages/')) {
+      const a = anthropicError('not_found', message);
+      return reply.code(a.status).send(a.body);
+    }
+    return reply.code(404).send(errorBody('not_found', message));
   });
 }
 
