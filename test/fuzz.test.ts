@@ -176,6 +176,18 @@ function checkErrorShape(path: string, status: number, text: string): void {
   expect(typeof e.error?.type, `${path} ${status} ${text.slice(0, 200)}`).toBe('string');
 }
 
+/** A WebSocket on /v1/stream with the stack's key, once open. */
+async function openStream(): Promise<WebSocket> {
+  const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
+    headers: { authorization: `Bearer ${stack.apiKey}` },
+  });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  return ws;
+}
+
 describe('fuzzer', () => {
   it('found: a NUL character Postgres cannot store is a 400, not a 500 (ids and bodies)', async () => {
     const admin = { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' };
@@ -259,13 +271,7 @@ describe('fuzzer', () => {
   }, 600_000);
 
   it('the WebSocket protocol: a refused op is answered as that op, with its id; prototype keys are refused as over HTTP', async () => {
-    const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
-      headers: { authorization: `Bearer ${stack.apiKey}` },
-    });
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    });
+    const ws = await openStream();
     const replies: Array<{
       type: string;
       op?: string;
@@ -302,13 +308,7 @@ describe('fuzzer', () => {
   });
 
   it('the WebSocket protocol: arbitrary frames get a nack or an answer, never a crash', async () => {
-    const ws = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
-      headers: { authorization: `Bearer ${stack.apiKey}` },
-    });
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    });
+    const ws = await openStream();
     const replies: unknown[] = [];
     let closed: number | undefined;
     ws.on('message', (d) => replies.push(JSON.parse(String(d))));
