@@ -165,23 +165,42 @@ function replayedHeaders(stored: string | null | undefined): Record<string, stri
 }
 
 /**
- * Records that the request with this key runs as `jobId` (a retry meanwhile waits for that job).
+ * Records that the request with this key runs as `job` (a retry meanwhile waits for that job): the
+ * route's `beforeQueue`, so the record names the job before any worker can start it (written after,
+ * a retry arriving as the provider answered found no job and was told to retry later). The outcome
+ * is kept only once the job is queued (`queued`): a job refused by the queue keeps nothing.
  * A streamed answer is replayed from the job's frames (kept as long as the key), so its record is
  * kept for the whole TTL at once: its handler may be gone (caller disconnected) when the job ends.
  */
+export function recordJob(
+  deps: IngressDeps,
+  req: FastifyRequest,
+  stream: boolean,
+): ((job: { id: string; created: number }) => Promise<void>) | undefined {
+  const call = req.idempotency;
+  if (!call) return undefined;
+  return async (job) => {
+    const m = deps.redis.multi().hset(call.key, 'job', job.id, 'created', String(job.created));
+    // (Not beyond the job's frames: without them a retry runs anew.)
+    const ttlS = Math.min(deps.config.IDEMPOTENCY_TTL_SECONDS, deps.config.STREAM_TTL_SECONDS);
+    if (stream) m.hset(call.key, 'state', 'stream').pexpire(call.key, ttlS * 1000);
+    await m.exec();
+  };
+}
+
+/** The keyed request's job is queued: from now on its outcome is kept, whatever it is. */
+export function queued(req: FastifyRequest): void {
+  if (req.idempotency) req.idempotency.ran = true;
+}
+
+/** `recordJob` and `queued` at once, for a job (or job batch) whose retry never waits for it. */
 export async function markRunning(
   deps: IngressDeps,
   req: FastifyRequest,
-  job: { id: string; created: number; stream: boolean },
+  job: { id: string; created: number },
 ): Promise<void> {
-  const call = req.idempotency;
-  if (!call) return;
-  call.ran = true;
-  const m = deps.redis.multi().hset(call.key, 'job', job.id, 'created', String(job.created));
-  // (Not beyond the job's frames: without them a retry runs anew.)
-  const ttlS = Math.min(deps.config.IDEMPOTENCY_TTL_SECONDS, deps.config.STREAM_TTL_SECONDS);
-  if (job.stream) m.hset(call.key, 'state', 'stream').pexpire(call.key, ttlS * 1000);
-  await m.exec();
+  await recordJob(deps, req, false)?.(job);
+  queued(req);
 }
 
 function recordKey(deps: IngressDeps, accountId: string, key: string): string {

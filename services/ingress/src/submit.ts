@@ -111,6 +111,11 @@ export interface SubmitOptions {
   id?: string;
   /** BullMQ priority (async only): batch lines queue behind interactive and async jobs (which have none). */
   priority?: number;
+  /**
+   * Runs once the request is admitted, before its job is queued (a throw refuses it, releasing the
+   * hold): what must be recorded before any worker can run the job (an Idempotency-Key's job id).
+   */
+  beforeQueue?: (data: JobData) => Promise<void>;
 }
 
 /**
@@ -340,6 +345,7 @@ async function enqueue(
       });
       recorded = true;
     }
+    if (opts.beforeQueue) await opts.beforeQueue(data);
     const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
     else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});

@@ -9,7 +9,7 @@ import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } from '../../submit.ts';
-import { type AttachToJob, markRunning } from '../../idempotency.ts';
+import { type AttachToJob, queued, recordJob } from '../../idempotency.ts';
 import { ChunkWriter } from '../../sse.ts';
 import { markFirstChunk } from '../../metrics.ts';
 import type { Door, FrameWriter } from '../../doors/shared.ts';
@@ -111,12 +111,13 @@ export async function serveChat(
   const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', {
     patienceMs,
     trace: req.traceparent,
+    beforeQueue: recordJob(deps, req, stream),
   });
+  queued(req);
   const { data, frames } = job;
   reply.header('x-request-id', data.id);
   // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
   const keep = req.idempotency !== undefined;
-  await markRunning(deps, req, { id: data.id, created: data.created, stream });
   const done = new AbortController();
   const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
   const cancel = () => {

@@ -6,7 +6,7 @@ import { isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { servedHeaders } from '@faregate/contracts/route';
 import type { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
-import { markRunning } from '../../idempotency.ts';
+import { queued, recordJob } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import { cancelJob, patienceHeader, submitEmbeddings } from '../../submit.ts';
@@ -29,12 +29,13 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
       const job = await submitEmbeddings(deps, principalOf(req), req.body, 'sync', {
         patienceMs,
         ...(req.traceparent ? { trace: req.traceparent } : {}),
+        beforeQueue: recordJob(deps, req, false),
       });
+      queued(req);
       const { data, frames } = job;
       reply.header('x-request-id', data.id);
       // With an Idempotency-Key the answer is kept for retries: a caller going away does not stop it.
       const keep = req.idempotency !== undefined;
-      await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
       const done = new AbortController();
       const timer = setTimeout(() => done.abort('deadline'), Math.max(1, data.deadline - Date.now() + 5_000));
       // The caller went away: nothing waits for the vectors, stop the call.

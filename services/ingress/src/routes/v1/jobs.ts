@@ -61,7 +61,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     // `{ "requests": [ … ] }` submits a batch: every request its own job, grouped under one id.
     if ('batch' in req.body) {
       const b = await submitBatch(deps, principalOf(req), req.body.batch);
-      await markRunning(deps, req, { id: b.id, created: b.created, stream: false });
+      await markRunning(deps, req, { id: b.id, created: b.created });
       return reply
         .code(202)
         .header('location', `/v1/jobs/batches/${b.id}`)
@@ -76,7 +76,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     }
     const body = req.body.request;
     const data = await submitChat(deps, principalOf(req), body, 'async', { trace: req.traceparent });
-    await markRunning(deps, req, { id: data.id, created: data.created, stream: false });
+    await markRunning(deps, req, { id: data.id, created: data.created });
     const accepted: SubmittedJob = {
       id: data.id,
       object: 'job',
