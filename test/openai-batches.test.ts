@@ -572,8 +572,10 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     expect((await ended(first.id)).status).toBe('completed');
   });
 
-  it('cancels: no more lines are fed, open ones are stopped, the batch ends cancelled with what finished', async () => {
+  it('cancels: no more lines are fed, lines not started are stopped, lines in flight finish into the output', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 10 });
+    const modelCalls = () => stack.fake.calls().filter((c) => c.model !== null).length;
+    const callsBefore = modelCalls();
     try {
       const b = await start(Array.from({ length: 200 }, (_, i) => req(`c${i}`, `slow ${i}`)));
       await until(async () => ((await client.batches.retrieve(b.id)).request_counts?.completed ?? 0) >= 1, {
@@ -593,6 +595,9 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       expect((counts?.completed ?? 0) + (counts?.failed ?? 0)).toBeLessThan(200);
       const out = await linesOf(done.output_file_id);
       expect(out.length).toBe(counts?.completed);
+      // Every line whose provider call was made answered into the output file: a call under way at
+      // the cancel finishes (stopped mid-call, its line would show nothing of what the provider did).
+      expect(modelCalls() - callsBefore).toBe((counts?.completed ?? 0) + (counts?.failed ?? 0));
       // Cancelling again changes nothing.
       expect((await client.batches.cancel(b.id)).status).toBe('cancelled');
     } finally {

@@ -51,16 +51,25 @@ export const isFinalState = (s: JobState | undefined): s is FinalJobState =>
   FinalJobState.safeParse(s).success;
 
 /**
- * The message on the cancel channel (`keys.cancel`): the id of the job to stop, as plain text (one
- * channel for every job; the worker running it aborts its provider call).
+ * The message on the cancel channel (`keys.cancel`), as plain text (one channel for every job): the
+ * id of the job to stop (the worker running it aborts its provider call), or `<id> unstarted`: the
+ * job must not start, but an attempt whose call is under way finishes (a batch's cancel, which
+ * keeps what lines in flight answer, as OpenAI's and Anthropic's do).
  */
 export const CancelMessage = z.string().min(1).max(200);
 export type CancelMessage = z.infer<typeof CancelMessage>;
 
-export const encodeCancel = (jobId: string): string => CancelMessage.parse(jobId);
+export interface Cancel {
+  jobId: string;
+  /** Only a start is refused: a call under way goes on. */
+  unstarted: boolean;
+}
+
+export const encodeCancel = (jobId: string, unstarted = false): string =>
+  CancelMessage.parse(unstarted ? `${jobId} unstarted` : jobId);
 
 /** A cancel channel message, or undefined when it is not one. */
-export function parseCancel(raw: string): CancelMessage | undefined {
-  const r = CancelMessage.safeParse(raw);
-  return r.success ? r.data : undefined;
+export function parseCancel(raw: string): Cancel | undefined {
+  const m = CancelMessage.safeParse(raw).success ? /^(\S+)( unstarted)?$/.exec(raw) : null;
+  return m?.[1] ? { jobId: m[1], unstarted: m[2] !== undefined } : undefined;
 }

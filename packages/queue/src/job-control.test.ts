@@ -76,14 +76,24 @@ describe('job control', () => {
 
   it('flags the record and publishes the id on the cancel channel; a later claim sees the flag', async () => {
     const id = jobId();
-    const { promise: heard, resolve } = Promise.withResolvers<string>();
-    const stop = await listenCancels(sub, keys, (j) => j === id && resolve(j));
+    const { promise: heard, resolve } = Promise.withResolvers<unknown>();
+    const stop = await listenCancels(sub, keys, (c) => c.jobId === id && resolve(c));
     await requestCancel(redis, keys, id, 60_000);
-    expect(await heard).toBe(id);
+    expect(await heard).toEqual({ jobId: id, unstarted: false });
     expect(await readJobMeta(redis, keys, id)).toEqual({ cancel: true });
     expect(await redis.pttl(keys.meta(id))).toBeGreaterThan(0);
     const c = await store.claim(id, 'o', 60_000, { account: 'acct_a', model: 'm', created: 1 });
     expect(c.cancelled).toBe(true);
+    await stop();
+  });
+
+  it('a cancel of the start only flags the record the same, and says so on the channel', async () => {
+    const id = jobId();
+    const { promise: heard, resolve } = Promise.withResolvers<unknown>();
+    const stop = await listenCancels(sub, keys, (c) => c.jobId === id && resolve(c));
+    await requestCancel(redis, keys, id, 60_000, { unstarted: true });
+    expect(await heard).toEqual({ jobId: id, unstarted: true });
+    expect(await readJobMeta(redis, keys, id)).toEqual({ cancel: true });
     await stop();
   });
 });

@@ -1,6 +1,7 @@
 import { type RedisClient, sendEach } from './redis.ts';
 import {
   CANCEL_FLAG,
+  type Cancel,
   encodeCancel,
   JOB_META_FIELDS,
   JobMeta,
@@ -48,7 +49,8 @@ export async function readJobStates(
 
 /**
  * Asks whichever worker runs the job to stop: flags the record (a job not yet started is ended when
- * picked up) and publishes the id on the cancel channel (a running attempt aborts its call).
+ * picked up) and publishes the id on the cancel channel (a running attempt aborts its call; with
+ * `unstarted`, one whose provider call is under way finishes, and only a new attempt is refused).
  * `ttlMs` bounds the record's life if it does not exist yet (a request not picked up).
  */
 export async function requestCancel(
@@ -56,29 +58,30 @@ export async function requestCancel(
   keys: Keys,
   jobId: string,
   ttlMs: number,
+  opts: { unstarted?: boolean } = {},
 ): Promise<void> {
   const meta = keys.meta(jobId);
   await redis
     .multi()
     .hset(meta, JOB_META_FIELDS.cancel, CANCEL_FLAG)
     .pexpire(meta, ttlMs)
-    .publish(keys.cancel, encodeCancel(jobId))
+    .publish(keys.cancel, encodeCancel(jobId, opts.unstarted))
     .exec();
 }
 
 /**
- * Calls `onCancel` with each job id published on the cancel channel. `sub` is a connection in
+ * Calls `onCancel` with each cancel published on the cancel channel. `sub` is a connection in
  * subscriber mode (it may serve other channels too). Returns an unsubscribe function.
  */
 export async function listenCancels(
   sub: RedisClient,
   keys: Keys,
-  onCancel: (jobId: string) => void,
+  onCancel: (cancel: Cancel) => void,
 ): Promise<() => Promise<void>> {
   const onMessage = (channel: string, message: string) => {
     if (channel !== keys.cancel) return;
-    const jobId = parseCancel(message);
-    if (jobId) onCancel(jobId);
+    const cancel = parseCancel(message);
+    if (cancel) onCancel(cancel);
   };
   sub.on('message', onMessage);
   await sub.subscribe(keys.cancel);

@@ -203,6 +203,33 @@ describe('attempt: a batch line first started from the queue', () => {
     expect(await redis.hget(keys.meta(data.id), 'owner')).toBe('w:0:1');
     expect((await usageOf(data.id)).filter((e) => e.inputTokens + e.outputTokens > 0)).toEqual([]);
   });
+
+  it('a batch’s cancel heard while its call is under way lets the call finish: the answer and its bill are kept', async () => {
+    const data = batchLine();
+    const deps: WorkerDeps = depsWith(async (args) => {
+      // The batch was cancelled now: the cancel only refuses a start.
+      await requestCancel(redis, keys, data.id, 60_000, { unstarted: true });
+      deps.cancels.refuseStart(data.id);
+      if (args.signal?.aborted) throw args.signal.reason;
+      return completion();
+    });
+    expect(await runAttempt(deps, input(data))).toEqual({ status: 'completed' });
+    expect((await deps.store.read(data.id, 0)).map((f) => JSON.parse(f).type)).toEqual(['done']);
+    expect(await usageOf(data.id)).toMatchObject([{ outcome: 'success', outputTokens: 1 }]);
+  });
+
+  it('a batch’s cancel heard while the line is queued: it ends cancelled without a call', async () => {
+    const data = batchLine();
+    let calls = 0;
+    const deps = depsWith(async () => {
+      calls++;
+      return completion();
+    });
+    await requestCancel(redis, keys, data.id, 60_000, { unstarted: true });
+    deps.cancels.refuseStart(data.id);
+    expect(await runAttempt(deps, input(data))).toEqual({ status: 'cancelled' });
+    expect(calls).toBe(0);
+  });
 });
 
 describe('attempt: onCalling', () => {

@@ -17,6 +17,15 @@ describe('CancelRegistry: cancels heard for jobs not running here', () => {
     expect(ac.signal.aborted).toBe(true);
   });
 
+  it('a cancel of the start only (a batch’s cancel) leaves a running attempt alone and refuses a later start', () => {
+    const r = new CancelRegistry();
+    const ac = new AbortController();
+    r.register('req_calling', ac);
+    r.refuseStart('req_calling');
+    expect(ac.signal.aborted).toBe(false);
+    expect(r.cancelledRecently('req_calling')).toBe(true);
+  });
+
   it('forgets them after 10 minutes', () => {
     vi.useFakeTimers();
     const r = new CancelRegistry();

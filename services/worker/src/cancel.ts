@@ -32,6 +32,14 @@ export class CancelRegistry {
   }
 
   /**
+   * A cancel of the job's start only (a batch's cancel): an attempt under way here goes on; a later
+   * start claims first, and so finds the record's cancel flag.
+   */
+  refuseStart(jobId: string): void {
+    this.#remember(jobId);
+  }
+
+  /**
    * Whether this process heard of a cancel of the job in the last RECENT_CANCEL_MS (the cancel of a
    * job still queued: only its claim would find the flag, and a speculative start has none).
    */
@@ -57,6 +65,6 @@ export class CancelRegistry {
 
   /** Follows the cancel channel (the job-control protocol) on a subscriber connection. */
   async listen(sub: RedisClient, keys: Keys): Promise<void> {
-    await listenCancels(sub, keys, (jobId) => this.cancel(jobId));
+    await listenCancels(sub, keys, (c) => (c.unstarted ? this.refuseStart(c.jobId) : this.cancel(c.jobId)));
   }
 }

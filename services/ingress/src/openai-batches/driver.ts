@@ -824,7 +824,14 @@ export class BatchDriver {
     return (r.rowCount ?? 0) > 0;
   }
 
-  /** Cancel or expiry: lines not fed end at once; open ones are asked to stop. */
+  /**
+   * Cancel or expiry: lines not fed end at once; open ones are asked to stop. A cancel lets a line
+   * whose provider call is under way finish, as OpenAI's and Anthropic's cancels do (only a new
+   * attempt is refused): its answer goes into the output file. Stopped mid-call, the provider's work
+   * would be thrown away (no line shows it, and an aborted call reports no usage to bill, though a
+   * provider may charge for it). Its job's deadline bounds how long `cancelling` lasts. Expiry stops
+   * them all: the window is over.
+   */
   async #stopLines(b: BatchRow, open: { job: string }[], why: 'cancelled' | 'expired'): Promise<void> {
     const ttlMs = this.#deps.config.STREAM_TTL_SECONDS * 1000;
     if (isJobBatch(b.id)) {
@@ -869,7 +876,10 @@ export class BatchDriver {
         [b.id, batchTail(b.id), JSON.stringify(EXPIRED)],
       );
     }
-    await Promise.all(open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs)));
+    const unstarted = why === 'cancelled';
+    await Promise.all(
+      open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs, { unstarted })),
+    );
   }
 
   /**
