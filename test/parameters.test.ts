@@ -1,3 +1,4 @@
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,12 +53,43 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
     ['openai/gpt-4o-mini', { top_k: 5 }, 'top_k', 'openai'],
     ['anthropic/claude-haiku-4-5', { n: 2 }, 'n', 'anthropic'],
     ['gemini/gemini-2.5-flash', { logprobs: true }, 'logprobs', 'gemini'],
+    // More than the model can write (the catalog's limits: 16,384 and 64,000), as its provider refuses it.
+    ['openai/gpt-4o-mini', { max_tokens: 100_000 }, 'max_tokens', 'openai'],
+    ['anthropic/claude-haiku-4-5', { max_completion_tokens: 100_000 }, 'max_completion_tokens', 'anthropic'],
   ] as const)('%s with %j', async (model, extra, param, provider) => {
     stack.fake.clearCalls();
     const e = await refusal(client.chat.completions.create({ model, messages: ask('hi'), ...extra }));
     expect(e.status).toBe(400);
     expect(e.param).toBe(param);
     expect(e.message).toContain(provider);
+    expect(generations()).toEqual([]);
+  });
+});
+
+describe('an output cap above the model’s, on every door', () => {
+  it('/v1/responses names max_output_tokens; /v1/messages answers in Anthropic’s shape; nothing queued', async () => {
+    stack.fake.clearCalls();
+    const e = await refusal(
+      client.responses.create({ model: 'openai/gpt-4o-mini', input: 'hi', max_output_tokens: 100_000 }),
+    );
+    expect(e.status).toBe(400);
+    expect(e.param).toBe('max_output_tokens');
+    expect(e.message).toContain("'max_output_tokens' is too large: 100000");
+    const anthropic = new Anthropic({ apiKey: stack.apiKey, baseURL: stack.url, maxRetries: 0 });
+    // (Streamed: the SDK itself refuses a non-streamed request this long.)
+    const m = await anthropic.messages
+      .create({
+        model: 'anthropic/claude-haiku-4-5',
+        max_tokens: 100_000,
+        messages: [{ role: 'user', content: 'hi' }],
+        stream: true,
+      })
+      .catch((err: unknown) => err);
+    expect(m).toBeInstanceOf(Anthropic.BadRequestError);
+    expect((m as InstanceType<typeof Anthropic.BadRequestError>).error).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining('at most 64000') },
+    });
     expect(generations()).toEqual([]);
   });
 });

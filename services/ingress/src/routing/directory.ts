@@ -11,6 +11,8 @@ export interface ModelEntry {
   id: string;
   contextWindow: number;
   maxOutputTokens: number;
+  /** `maxOutputTokens` is the model's (discovered or in the catalog), not a default guessed for it. */
+  outputLimitKnown: boolean;
   capabilities: string[];
   price: ModelPrice | undefined;
   /** Served by a self-hosted pool (free unless the routing file prices it). */
@@ -86,6 +88,7 @@ export class ModelDirectory {
           id: m.id,
           contextWindow: m.contextWindow ?? cat?.contextWindow ?? 8192,
           maxOutputTokens: m.maxOutputTokens ?? cat?.maxOutputTokens ?? 4096,
+          outputLimitKnown: (m.maxOutputTokens ?? cat?.maxOutputTokens) !== undefined,
           capabilities: cat?.capabilities ?? ['streaming'],
           price: priced?.price,
           selfHosted: priced?.selfHosted ?? false,

@@ -190,4 +190,30 @@ describe('Router', () => {
       expect.objectContaining({ param: 'seed', message: expect.stringContaining('anthropic') }),
     );
   });
+
+  it('a max_tokens above what the model writes is a 400 naming it, before any call; a fallback that cannot is left out', () => {
+    const r = new Router(dir, {
+      allowUnpriced: false,
+      fallbacks: { 'anthropic/claude-haiku-4-5': ['openai/gpt-4o-mini'] },
+    });
+    // gpt-4o-mini writes at most 16,384 tokens (the catalog's limit).
+    expect(r.plan(req('openai/gpt-4o-mini', { max_tokens: 16_384 })).plan).toHaveLength(1);
+    expect(() => r.plan(req('openai/gpt-4o-mini', { max_tokens: 100_000 }))).toThrowError(
+      expect.objectContaining({
+        code: 'invalid_request_error',
+        param: 'max_tokens',
+        message: expect.stringContaining('at most 16384'),
+      }),
+    );
+    expect(() => r.plan(req('openai/gpt-4o-mini', { max_completion_tokens: 100_000 }))).toThrowError(
+      expect.objectContaining({ param: 'max_completion_tokens' }),
+    );
+    // Claude (64,000) takes 20,000; its fallback cannot, so it is left out of the route.
+    expect(
+      r.plan(req('anthropic/claude-haiku-4-5', { max_tokens: 20_000 })).plan.map((c) => c.provider),
+    ).toEqual(['anthropic']);
+    // `auto` picks among the models that can write that much.
+    const auto = r.plan(req('auto', { max_tokens: 100_000 }));
+    expect(auto.entries.every((e) => e.maxOutputTokens >= 100_000)).toBe(true);
+  });
 });

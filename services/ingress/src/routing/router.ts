@@ -168,7 +168,11 @@ export class Router {
         param: 'model',
       });
     }
-    entries = honouring(entries, targets, (e) => chatRefusal(e.kind, e.provider, req));
+    entries = honouring(
+      entries,
+      targets,
+      (e) => chatRefusal(e.kind, e.provider, req) ?? outputRefusal(e, req),
+    );
     return this.#costed(entries, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
 
@@ -335,6 +339,7 @@ export class Router {
         e.price &&
         !e.capabilities.includes('embeddings') &&
         caps.every((c) => e.capabilities.includes(c)) &&
+        outputRefusal(e, req) === undefined &&
         e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
     if (fit.length === 0) {
@@ -381,6 +386,21 @@ function honouring(
     throw new GatewayError({ code: 'invalid_request_error', message: first.message, param: first.param });
   }
   return ok;
+}
+
+/**
+ * A `max_tokens` (or `max_completion_tokens`) above what the model can write, refused as its provider
+ * would refuse it, but before any call or hold. Only when the model's limit is known (discovered, or
+ * in the catalog): a self-hosted model's guessed default refuses nothing.
+ */
+function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
+  const max = requestedMaxTokens(req);
+  if (max === undefined || !e.outputLimitKnown || max <= e.maxOutputTokens) return undefined;
+  const param = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+  return {
+    param,
+    message: `'${param}' is too large: ${max}. The model \`${e.provider}/${e.id}\` writes at most ${e.maxOutputTokens} tokens.`,
+  };
 }
 
 function notFound(name: string): GatewayError {
