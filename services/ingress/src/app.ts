@@ -14,6 +14,7 @@ import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
 import { registerIdempotency } from './idempotency.ts';
+import { registerContentEncoding } from './plugins/content-encoding.ts';
 import { registerMetrics } from './metrics.ts';
 import { registerTracing } from './tracing.ts';
 import { registerDocs } from './docs.ts';
@@ -83,6 +84,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   if (deps.tracing) registerTracing(app, deps.tracing);
   registerErrorHandling(app);
   registerZodSchemas(app);
+  registerContentEncoding(app);
   registerAuth(app, {
     authenticateHash: (hash) => deps.auth.authenticateHash(hash),
     redeemStreamToken: (token) => redeemStreamToken(deps, token),

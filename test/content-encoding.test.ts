@@ -1,0 +1,106 @@
+import { brotliCompressSync, deflateSync, gzipSync, zstdCompressSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Compressed request bodies (`Content-Encoding`), as clients send large prompts: decoded before they
+ * are parsed, the body limit applied to what they decode to (a zip bomb is a 413), and every
+ * refusal in the door's error shape.
+ */
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({
+    providers: ['openai', 'anthropic'],
+    ingressEnv: { BODY_LIMIT_BYTES: '1048576' },
+  });
+}, 120_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+const chat = { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'Name a river.' }] };
+
+async function post(path: string, body: Buffer | string, encoding: string, type = 'application/json') {
+  const res = await fetch(`${stack.url}${path}`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${stack.apiKey}`,
+      'anthropic-version': '2023-06-01',
+      'content-type': type,
+      'content-encoding': encoding,
+    },
+    body,
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, never> };
+}
+
+describe('Content-Encoding on request bodies', () => {
+  it.each([
+    ['gzip', gzipSync],
+    ['deflate', deflateSync],
+    ['br', brotliCompressSync],
+    ['zstd', zstdCompressSync],
+  ] as const)('%s: decoded and answered as the same body sent plain', async (encoding, compress) => {
+    const r = await post('/v1/chat/completions', compress(Buffer.from(JSON.stringify(chat))), encoding);
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({
+      object: 'chat.completion',
+      choices: [{ message: { role: 'assistant' } }],
+    });
+  });
+
+  it('a small body that decodes past the body limit is a 413, not a heap', async () => {
+    const bomb = JSON.stringify({
+      ...chat,
+      messages: [{ role: 'user', content: ' '.repeat(64 * 1024 * 1024) }],
+    });
+    const packed = gzipSync(Buffer.from(bomb), { level: 9 });
+    expect(packed.length).toBeLessThan(200 * 1024);
+    const r = await post('/v1/chat/completions', packed, 'gzip');
+    expect(r.status).toBe(413);
+    expect(r.json).toMatchObject({ error: { code: 'payload_too_large' } });
+  });
+
+  it('a body that does not decode is a 400 in the door’s shape (Anthropic’s on /v1/messages)', async () => {
+    const plain = JSON.stringify(chat);
+    const bad = await post('/v1/chat/completions', plain, 'gzip');
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({
+      error: { type: 'invalid_request_error', message: expect.stringContaining('gzip') },
+    });
+    // Cut short: the decoder never sees the end of the stream.
+    const cut = await post('/v1/chat/completions', gzipSync(Buffer.from(plain)).subarray(0, 20), 'gzip');
+    expect(cut.status).toBe(400);
+    const messages = await post('/v1/messages', plain, 'br');
+    expect(messages.status).toBe(400);
+    expect(messages.json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+  });
+
+  it('an encoding the gateway cannot decode is a 415 naming the ones it can; so is a compressed upload', async () => {
+    const r = await post('/v1/chat/completions', JSON.stringify(chat), 'compress');
+    expect(r.status).toBe(415);
+    expect(r.json).toMatchObject({
+      error: { message: expect.stringContaining('gzip, deflate, br or zstd') },
+    });
+    const messages = await post('/v1/messages', JSON.stringify(chat), 'gzip, br');
+    expect(messages.status).toBe(415);
+    expect(messages.json).toMatchObject({ type: 'error' });
+    const form = new FormData();
+    form.set('purpose', 'batch');
+    form.set('file', new Blob(['{}\n']), 'in.jsonl');
+    const req = new Request('http://x', { method: 'POST', body: form });
+    const upload = await post(
+      '/v1/files',
+      gzipSync(Buffer.from(await req.arrayBuffer())),
+      'gzip',
+      req.headers.get('content-type') ?? '',
+    );
+    expect(upload.status).toBe(415);
+    expect(upload.json).toMatchObject({ error: { message: expect.stringContaining('JSON bodies only') } });
+  });
+
+  it('identity (and an empty value) is the body as sent', async () => {
+    expect((await post('/v1/chat/completions', JSON.stringify(chat), 'identity')).status).toBe(200);
+    expect((await post('/v1/chat/completions', JSON.stringify(chat), '')).status).toBe(200);
+  });
+});
