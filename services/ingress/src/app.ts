@@ -32,20 +32,10 @@ import { responsesRoutes } from './routes/v1/responses.ts';
 import { modelRoutes } from './routes/v1/models.ts';
 import { streamRoutes } from './ws/stream.ts';
 import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
-import { prototypeKeyRefused } from './request-body.ts';
+import { parseJsonText } from './request-body.ts';
 
 /** Secrets and prompts never reach the logs: only metadata is logged. */
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
-
-/** True when `text` parses as JSON (Fastify's parser refused it for a prototype key, then). */
-function validJson(text: string): boolean {
-  try {
-    JSON.parse(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The whole ingress as one Fastify app, built from `deps` (main.ts and tests share it). */
 export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {}): Promise<FastifyInstance> {
@@ -64,20 +54,18 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   });
   // An empty body sent as JSON is no body: OpenAI's Python SDK sends `content-type:
   // application/json` with nothing after it on bodiless calls (`files.delete`, `batches.cancel`),
-  // which Fastify's own parser refuses. Anything else goes through Fastify's parser as before
-  // (prototype poisoning refused).
-  const json = app.getDefaultJsonParser('error', 'error');
+  // which Fastify's own parser refuses. Anything else is parsed as every JSON the gateway takes
+  // (`parseJsonText`: prototype keys and numbers out of range refused).
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text === '') {
-      done(null, undefined);
-      return;
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, parseJsonText(text));
+    } catch (e) {
+      // Not JSON: a 400 (errors.ts words it).
+      done(e instanceof SyntaxError ? Object.assign(e, { statusCode: 400 }) : (e as Error), undefined);
     }
-    json(req, text, (err, parsed) => {
-      if (err && validJson(text)) done(prototypeKeyRefused(), undefined);
-      else done(err, parsed);
-    });
   });
   // First: a request refused by any later hook (auth, idempotency) is measured too.
   registerMetrics(app, deps.metrics);

@@ -36,14 +36,14 @@ export function requestBody<T extends z.ZodType>(required: readonly string[], sc
 }
 
 /** Valid JSON refused on purpose: a key that would reach an object's prototype. */
-export const prototypeKeyRefused = (what = 'The JSON body') =>
+const prototypeKeyRefused = (what = 'The JSON body') =>
   new GatewayError({
     code: 'invalid_request_error',
     message: `${what} has a property named '__proto__' (or 'constructor' holding 'prototype'), which is refused: rename it.`,
   });
 
 /** A number JSON can write but not hold (`1e400`): stored, it would become `null`, an absent field. */
-export const numberOutOfRange = (what = 'The JSON body') =>
+const numberOutOfRange = (what = 'The JSON body') =>
   new GatewayError({
     code: 'invalid_request_error',
     message: `${what} has a number too large to represent (it parses as Infinity).`,
@@ -65,14 +65,28 @@ function refuse(this: unknown, key: string, value: unknown): unknown {
   return value;
 }
 
-/** Only text that can hold a prototype key or an out-of-range number is walked (escapes included). */
-const SUSPECT = /proto|constructor|\\u|[eE]\+?\d{3}|\d{300}/;
+/** A JSON key `word`, each character as itself or as its `\uXXXX` escape. */
+function keyPattern(word: string): string {
+  const chars = [...word].map((c) => {
+    const hex = c.charCodeAt(0).toString(16).padStart(4, '0');
+    const last = hex.slice(3);
+    return `(?:${c}|\\\\u${hex.slice(0, 3)}[${last}${last.toUpperCase()}])`;
+  });
+  return `"${chars.join('')}"`;
+}
 
 /**
- * JSON text parsed as the HTTP doors parse a body (Fastify's parser, `app.ts`): a `__proto__` key,
- * or a `constructor` holding `prototype`, is refused, and so is a number out of range. For what does
- * not come through that parser: WebSocket messages, batch input lines. Throws a SyntaxError for text
- * that is not JSON, a GatewayError (400) for JSON refused, naming `what`.
+ * Only text that can hold a prototype key (as written, or escaped a character at a time) or an
+ * out-of-range number is walked; any other text (non-ASCII text escaped, as Python's json writes
+ * it, included) is parsed as it is.
+ */
+const SUSPECT = new RegExp(`${keyPattern('__proto__')}|${keyPattern('constructor')}|[eE]\\+?\\d{3}|\\d{300}`);
+
+/**
+ * JSON text as the gateway takes it, wherever it comes from (an HTTP body, `app.ts`; a WebSocket
+ * message; a batch input line): a `__proto__` key, or a `constructor` holding `prototype`, is
+ * refused, and so is a number out of range (sent on to a provider it would become `null`). Throws a
+ * SyntaxError for text that is not JSON, a GatewayError (400) for JSON refused, naming `what`.
  */
 export function parseJsonText(text: string, what?: string): unknown {
   if (!SUSPECT.test(text)) return JSON.parse(text);
