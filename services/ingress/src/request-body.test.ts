@@ -23,15 +23,21 @@ describe('parseJsonText: one parser for every JSON the gateway takes', () => {
     expect(refusal(text)).toContain("'__proto__'");
   });
 
-  it.each(['{"max_tokens":1e400}', `{"n":${'9'.repeat(400)}}`, '[-1E+309]'])(
-    'refuses a number out of range: %s',
-    (text) => {
-      expect(refusal(text)).toContain('too large to represent');
-    },
-  );
+  it.each([
+    '{"max_tokens":1e400}',
+    '{"max_tokens":1e0400}',
+    `{"n":${'9'.repeat(400)}}`,
+    '[-1E+309]',
+    // A long mantissa with a short exponent: 10^249 × 10^80.
+    `{"n":${'9'.repeat(250)}e80}`,
+    `{"n":${'9'.repeat(250)}.5E+60}`,
+  ])('refuses a number out of range: %s', (text) => {
+    expect(refusal(text)).toContain('too large to represent');
+  });
 
   it('takes everything else as it is: escaped non-ASCII text, look-alike keys, big finite numbers', () => {
     expect(parseJsonText('{"content":"\\u00e9t\\u00e9 \\ud83d\\ude00"}')).toEqual({ content: 'été 😀' });
+    expect(parseJsonText(`[${'9'.repeat(200)}e99, 1e-400]`)).toEqual([Number(`${'9'.repeat(200)}e99`), 0]);
     expect(parseJsonText('{"proto":1,"constructor":"x","__proto":2,"e":1e308}')).toEqual({
       proto: 1,
       constructor: 'x',

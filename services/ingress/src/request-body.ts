@@ -78,9 +78,17 @@ function keyPattern(word: string): string {
 /**
  * Only text that can hold a prototype key (as written, or escaped a character at a time) or an
  * out-of-range number is walked; any other text (non-ASCII text escaped, as Python's json writes
- * it, included) is parsed as it is.
+ * it, included) is parsed as it is. A number reaches Infinity (past 1.8e308) only with an exponent
+ * of three digits or more, or with more than 209 digits before its exponent (of at most 99). Each
+ * test is its own expression: one alternation of them all is several times slower.
  */
-const SUSPECT = new RegExp(`${keyPattern('__proto__')}|${keyPattern('constructor')}|[eE]\\+?\\d{3}|\\d{300}`);
+const SUSPECT = [
+  new RegExp(keyPattern('__proto__')),
+  new RegExp(keyPattern('constructor')),
+  /[eE]\+?\d{3}/,
+  /[1-9]\d{209}/,
+];
+const suspect = (text: string) => SUSPECT.some((rx) => rx.test(text));
 
 /**
  * JSON text as the gateway takes it, wherever it comes from (an HTTP body, `app.ts`; a WebSocket
@@ -89,7 +97,7 @@ const SUSPECT = new RegExp(`${keyPattern('__proto__')}|${keyPattern('constructor
  * SyntaxError for text that is not JSON, a GatewayError (400) for JSON refused, naming `what`.
  */
 export function parseJsonText(text: string, what?: string): unknown {
-  if (!SUSPECT.test(text)) return JSON.parse(text);
+  if (!suspect(text)) return JSON.parse(text);
   try {
     return JSON.parse(text, refuse);
   } catch (e) {
