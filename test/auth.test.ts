@@ -138,6 +138,95 @@ describe('the admin API behind disguised paths', () => {
   });
 });
 
+describe('key scopes: each API needs its own, on every route and WebSocket op', () => {
+  /** A key of a fresh tenant holding only `scopes`. */
+  async function scopedKey(scopes: string[]): Promise<string> {
+    const t = await tenant();
+    const k = await admin('POST', '/admin/v1/keys', { account_id: t.account, name: 'scoped', scopes });
+    expect(k.status).toBe(201);
+    return k.body.key as string;
+  }
+  const call = async (key: string, method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${stack.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : json) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, code: ((await r.json()) as { error?: { code?: string } }).error?.code };
+  };
+  const denied = { status: 403, code: 'permission_denied' };
+  const ask = { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+
+  it('a usage-only key reads usage, and nothing else: no files, batches, jobs or inference', async () => {
+    const key = await scopedKey(['usage']);
+    expect((await call(key, 'GET', '/v1/balance')).status).toBe(200);
+    const form = new FormData();
+    form.set('purpose', 'batch');
+    form.set(
+      'file',
+      new Blob([
+        `${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: ask })}\n`,
+      ]),
+      'in.jsonl',
+    );
+    const upload = await fetch(`${stack.url}/v1/files`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}` },
+      body: form,
+    });
+    expect(upload.status).toBe(403);
+    for (const [method, path, body] of [
+      ['GET', '/v1/files'],
+      ['GET', '/v1/files/file-abc/content'],
+      ['DELETE', '/v1/files/file-abc'],
+      ['GET', '/v1/batches'],
+      [
+        'POST',
+        '/v1/batches',
+        { input_file_id: 'file-abc', endpoint: '/v1/chat/completions', completion_window: '24h' },
+      ],
+      ['POST', '/v1/batches/batch_abc/cancel'],
+      ['GET', '/v1/jobs/req_abcdefghijkl'],
+      ['POST', '/v1/jobs/req_abcdefghijkl/cancel'],
+      ['GET', '/v1/jobs/batches/jbat_abcdefghijkl'],
+      ['POST', '/v1/jobs', ask],
+      ['POST', '/v1/chat/completions', ask],
+    ] as const) {
+      expect({ path, ...(await call(key, method, path, body)) }).toEqual({ path, ...denied });
+    }
+    const ws = await RawWs.open(stack.url, key);
+    ws.send({ op: 'subscribe', job: 'req_abcdefghijkl', id: 'j' });
+    ws.send({ op: 'cancel', batch: 'batch_abc', id: 'b' });
+    for (const id of ['j', 'b'])
+      expect(await ws.next((m) => m.id === id)).toMatchObject({
+        type: 'nack',
+        error: { code: 'permission_denied' },
+      });
+    ws.ws.close();
+  });
+
+  it('a chat-only key runs requests and its jobs, but cannot read or write files and batches', async () => {
+    const key = await scopedKey(['chat']);
+    expect((await call(key, 'POST', '/v1/chat/completions', ask)).status).toBe(200);
+    expect((await call(key, 'POST', '/v1/jobs', ask)).status).toBe(202);
+    for (const [method, path, body] of [
+      ['GET', '/v1/files'],
+      ['GET', '/v1/batches'],
+      ['POST', '/v1/jobs', { requests: [ask] }],
+      ['GET', '/v1/jobs/batches/jbat_abcdefghijkl'],
+    ] as const) {
+      expect({ path, ...(await call(key, method, path, body)) }).toEqual({ path, ...denied });
+    }
+    const ws = await RawWs.open(stack.url, key);
+    ws.send({ op: 'subscribe', batch: 'batch_abc', id: 'b' });
+    expect(await ws.next((m) => m.id === 'b')).toMatchObject({
+      type: 'nack',
+      error: { code: 'permission_denied' },
+    });
+    ws.ws.close();
+  });
+});
+
 describe('a revoked key stops working everywhere at once', () => {
   it('over HTTP: the first request after the revocation is refused, and nothing is billed for it', async () => {
     const t = await tenant();

@@ -3,7 +3,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { sql } from 'drizzle-orm';
 import type { IngressDeps } from './deps.ts';
-import { defaultAuth, registerAuth } from './plugins/auth.ts';
+import { defaultAuth, defaultScope, registerAuth } from './plugins/auth.ts';
 import {
   clientErrorHandler,
   frameworkErrors,
@@ -134,9 +134,16 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     await responsesRoutes(v1, deps);
     await embeddingsRoutes(v1, deps);
     await jobRoutes(v1, deps);
-    // Multipart parsing is registered in the files routes' own scope only.
-    await v1.register(async (f) => fileRoutes(f, deps));
-    await batchRoutes(v1, deps);
+    // Multipart parsing is registered in the files routes' own scope only. Each of these APIs needs
+    // its key scope (a key with no scopes holds them all); inference needs `chat` besides.
+    await v1.register(async (f) => {
+      defaultScope(f, 'files');
+      await fileRoutes(f, deps);
+    });
+    await v1.register(async (b) => {
+      defaultScope(b, 'batches');
+      await batchRoutes(b, deps);
+    });
     await modelRoutes(v1, deps);
     await streamRoutes(v1, deps);
     await streamTokenRoutes(v1, deps);

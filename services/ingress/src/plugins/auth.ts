@@ -84,6 +84,16 @@ export function defaultAuth(app: FastifyInstance, auth: RouteAuth): void {
   });
 }
 
+/**
+ * Every route registered in `app` gets `scope` unless it declares its own: the key scope a whole
+ * API needs (`files`, `batches`), declared where its routes are registered, never per handler.
+ */
+export function defaultScope(app: FastifyInstance, scope: string): void {
+  app.addHook('onRoute', (r) => {
+    r.config = { ...r.config, scope: r.config?.scope ?? scope };
+  });
+}
+
 const noKey = () =>
   new GatewayError({
     code: 'invalid_api_key',

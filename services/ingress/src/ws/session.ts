@@ -9,7 +9,7 @@ import type { IngressDeps } from '../deps.ts';
 import { batchView, cancelBatch, ownedBatch as ownedOpenAIBatch } from '../openai-batches/batches.ts';
 import { followProgress } from '../openai-batches/progress-follow.ts';
 import { progressPosition, publishStatus } from '../openai-batches/progress.ts';
-import type { Principal } from '../plugins/auth.ts';
+import { type Principal, requireScope } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
 import { cancelJob, ownedJob, submitChat } from '../submit.ts';
 
@@ -66,6 +66,9 @@ export class StreamSession {
     const tag: Record<string, string> = msg.id ? { id: msg.id } : {};
     if (msg.op === 'ping') return this.#reply({ type: 'pong', ...tag });
     this.#principal = await this.#reauth();
+    // The key scope each op needs, as its HTTP route: a batch's ops `batches`, a job's `chat`.
+    if (msg.op !== 'unsubscribe')
+      requireScope(this.#principal, 'batch' in msg && msg.batch ? 'batches' : 'chat');
     switch (msg.op) {
       case 'subscribe': {
         if (!msg.job === !msg.batch)
@@ -131,7 +134,7 @@ export class StreamSession {
           const b = await ownedBatch(this.#deps, this.#principal, msg.batch);
           if (!b) throw notFoundBatch(msg.batch);
           // The batch engine's cancel, as POST /v1/jobs/batches/{id}/cancel: no more members start,
-          // those running are stopped, those never started end cancelled.
+          // those whose call is under way finish, those never started end cancelled.
           await cancelBatch(this.#deps, b.row);
           return this.#reply({ type: 'ack', op: 'cancel', batch: msg.batch, ...tag });
         }

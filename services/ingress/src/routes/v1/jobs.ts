@@ -6,7 +6,7 @@ import { parseFrame } from '@faregate/contracts/frames';
 import type { JobView, SubmittedJob } from '@faregate/contracts/job-api';
 import { isFinalState, type JobMeta } from '@faregate/contracts/job-control';
 import type { IngressDeps } from '../../deps.ts';
-import { principalOf } from '../../plugins/auth.ts';
+import { principalOf, requireScope } from '../../plugins/auth.ts';
 import {
   batchStatus,
   endedLines,
@@ -57,9 +57,10 @@ async function findJob(deps: IngressDeps, principal: Principal, id: string): Pro
 export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   /** Async submission: same body as chat completions; answers 202 with the job id at once. */
   const typed = app.withTypeProvider<ZodTypeProvider>();
-  typed.post('/v1/jobs', { schema: { body: JobsBody } }, async (req, reply) => {
+  typed.post('/v1/jobs', { config: { scope: 'chat' }, schema: { body: JobsBody } }, async (req, reply) => {
     // `{ "requests": [ … ] }` submits a batch: every request its own job, grouped under one id.
     if ('batch' in req.body) {
+      requireScope(principalOf(req), 'batches');
       const b = await submitBatch(deps, principalOf(req), req.body.batch);
       await markRunning(deps, req, { id: b.id, created: b.created });
       return reply
@@ -88,46 +89,58 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
     return reply.code(202).header('location', `/v1/jobs/${data.id}`).send(accepted);
   });
 
-  typed.get('/v1/jobs/batches/:id', { schema: { params: IdParams } }, async (req) => {
-    const b = await ownedBatch(deps, principalOf(req), req.params.id);
-    if (!b) throw notFoundBatch(req.params.id);
-    const { states, counts } = await batchStatus(deps, b.jobs, await endedLines(deps, req.params.id));
-    const open = counts.queued + counts.running;
-    return {
-      id: req.params.id,
-      object: 'job.batch',
-      created_at: Math.floor(b.created / 1000),
-      status: open > 0 ? 'in_progress' : 'completed',
-      total: b.jobs.length,
-      counts,
-      jobs: b.jobs.map((id, index) =>
-        id ? { index, id, status: states[index] } : { index, status: 'rejected' },
-      ),
-    };
-  });
+  typed.get(
+    '/v1/jobs/batches/:id',
+    { config: { scope: 'batches' }, schema: { params: IdParams } },
+    async (req) => {
+      const b = await ownedBatch(deps, principalOf(req), req.params.id);
+      if (!b) throw notFoundBatch(req.params.id);
+      const { states, counts } = await batchStatus(deps, b.jobs, await endedLines(deps, req.params.id));
+      const open = counts.queued + counts.running;
+      return {
+        id: req.params.id,
+        object: 'job.batch',
+        created_at: Math.floor(b.created / 1000),
+        status: open > 0 ? 'in_progress' : 'completed',
+        total: b.jobs.length,
+        counts,
+        jobs: b.jobs.map((id, index) =>
+          id ? { index, id, status: states[index] } : { index, status: 'rejected' },
+        ),
+      };
+    },
+  );
 
-  typed.post('/v1/jobs/batches/:id/cancel', { schema: { params: IdParams } }, async (req) => {
-    const b = await ownedBatch(deps, principalOf(req), req.params.id);
-    if (!b) throw notFoundBatch(req.params.id);
-    // The batch engine's cancel: no more members start, those running are stopped.
-    const row = await cancelBatch(deps, b.row);
-    return { id: req.params.id, object: 'job.batch', status: row.status };
-  });
+  typed.post(
+    '/v1/jobs/batches/:id/cancel',
+    { config: { scope: 'batches' }, schema: { params: IdParams } },
+    async (req) => {
+      const b = await ownedBatch(deps, principalOf(req), req.params.id);
+      if (!b) throw notFoundBatch(req.params.id);
+      // The batch engine's cancel: no more members start, those running are stopped.
+      const row = await cancelBatch(deps, b.row);
+      return { id: req.params.id, object: 'job.batch', status: row.status };
+    },
+  );
 
-  typed.get('/v1/jobs/:id', { schema: { params: IdParams } }, async (req) => {
+  typed.get('/v1/jobs/:id', { config: { scope: 'chat' }, schema: { params: IdParams } }, async (req) => {
     const meta = await findJob(deps, principalOf(req), req.params.id);
     if (!meta) throw notFound(req.params.id);
     return jobView(deps, req.params.id, meta);
   });
 
-  typed.post('/v1/jobs/:id/cancel', { schema: { params: IdParams } }, async (req) => {
-    const meta = await findJob(deps, principalOf(req), req.params.id);
-    if (!meta) throw notFound(req.params.id);
-    if (!isFinalState(meta.state)) await cancelJob(deps, req.params.id);
-    return {
-      id: req.params.id,
-      object: 'job',
-      status: meta.state === 'queued' || meta.state === 'running' ? 'cancelling' : meta.state,
-    };
-  });
+  typed.post(
+    '/v1/jobs/:id/cancel',
+    { config: { scope: 'chat' }, schema: { params: IdParams } },
+    async (req) => {
+      const meta = await findJob(deps, principalOf(req), req.params.id);
+      if (!meta) throw notFound(req.params.id);
+      if (!isFinalState(meta.state)) await cancelJob(deps, req.params.id);
+      return {
+        id: req.params.id,
+        object: 'job',
+        status: meta.state === 'queued' || meta.state === 'running' ? 'cancelling' : meta.state,
+      };
+    },
+  );
 }
