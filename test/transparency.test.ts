@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
+import { adminCall } from './support/calls.ts';
 import { jobApi } from './support/jobs.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
@@ -217,6 +218,31 @@ function perMillionMicros(usd: string): bigint {
   const [whole = '0', frac = ''] = usd.split('.');
   return BigInt(whole) * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
 }
+
+describe('a key limited to some models', () => {
+  it('is refused a model outside its list, never answered by a fallback it may use', async () => {
+    const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'limited' });
+    await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });
+    const k = await adminCall(stack, 'POST', '/admin/v1/keys', {
+      account_id: acc.id,
+      name: 'mini only',
+      allowed_models: ['openai/gpt-4o-mini'],
+    });
+    const limited = new OpenAI({ apiKey: k.key as string, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    // gemini-2.5-flash falls back to gpt-4o-mini (the routing file): still not this key's model.
+    const e = await limited.chat.completions
+      .create({ model: 'gemini/gemini-2.5-flash', messages: ask('hi') })
+      .catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((e as InstanceType<typeof OpenAI.APIError>).param).toBe('model');
+    const ok = await limited.chat.completions.create({ model: 'openai/gpt-4o-mini', messages: ask('hi') });
+    expect(ok.model).toBe('openai/gpt-4o-mini');
+    // An alias of an allowed model is the model.
+    expect((await limited.chat.completions.create({ model: 'fast', messages: ask('hi') })).model).toBe(
+      'openai/gpt-4o-mini',
+    );
+  });
+});
 
 describe('/v1/models lists what can be called', () => {
   it('hides unpriced models (shown with ?all=true, flagged with the reason), lists aliases with their target', async () => {

@@ -3,7 +3,7 @@ import { ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobMeta } from '@faregate/contracts/job-control';
 import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
-import { type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
+import { type JobData, type RouteCandidate, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
 import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
@@ -224,20 +224,19 @@ async function enqueue(
   const { request } = operation;
   if (principal.allowedModels) {
     const allowed = principal.allowedModels;
-    const ok = route.plan.filter(
-      (c) =>
-        allowed.includes(`${c.provider}/${c.model}`) ||
-        allowed.includes(c.model) ||
-        allowed.includes(request.model),
-    );
-    if (ok.length === 0) {
+    const may = (c: RouteCandidate) =>
+      allowed.includes(`${c.provider}/${c.model}`) ||
+      allowed.includes(c.model) ||
+      allowed.includes(request.model);
+    // The model asked for must be one the key may use: a fallback never stands in for one it may not.
+    if (!route.plan.slice(0, route.targets).some(may)) {
       throw new GatewayError({
         code: 'permission_denied',
         message: `This API key is not allowed to use the model \`${request.model}\`.`,
         param: 'model',
       });
     }
-    route.plan = ok;
+    route.plan = route.plan.filter(may);
   }
   // The hold covers every call that may produce tokens (a retry or fallback hop bills again): the
   // worker refuses a call past `holdCalls`, so settlement never exceeds the hold.

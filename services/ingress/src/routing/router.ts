@@ -24,6 +24,11 @@ export interface RoutePlan {
   callMicros: bigint;
   /** Upper bound of the prompt tokens on any candidate. */
   inputTokensBound: number;
+  /**
+   * How many of the first candidates are the model asked for (its providers, or `auto`'s choices);
+   * the rest are the routing file's fallbacks.
+   */
+  targets: number;
 }
 
 type Table<T> = Record<string, T> | ReadonlyMap<string, T>;
@@ -173,7 +178,7 @@ export class Router {
       targets,
       (e) => chatRefusal(e.kind, e.provider, req) ?? outputRefusal(e, req),
     );
-    return this.#costed(entries, prompt, requestedMaxTokens(req), req.n ?? 1);
+    return this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
 
   /**
@@ -199,12 +204,13 @@ export class Router {
       });
     }
     entries = honouring(entries, targets, (e) => embeddingsRefusal(e.kind, e.provider, req));
-    return this.#costed(entries, prompt, 0);
+    return this.#costed(entries, targets, prompt, 0);
   }
 
   /** The most one call of the request may cost on any candidate, and its prompt-token bound. */
   #costed(
     entries: ModelEntry[],
+    targets: ReadonlySet<ModelEntry>,
     prompt: PromptMeasure,
     maxTokens: number | undefined,
     choices = 1,
@@ -223,6 +229,7 @@ export class Router {
       entries,
       callMicros,
       inputTokensBound,
+      targets: entries.filter((e) => targets.has(e)).length,
     };
   }
 
