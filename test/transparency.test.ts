@@ -1,3 +1,4 @@
+import Anthropic from '@anthropic-ai/sdk';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,6 +219,35 @@ function perMillionMicros(usd: string): bigint {
   const [whole = '0', frac = ''] = usd.split('.');
   return BigInt(whole) * 1_000_000n + BigInt((frac + '000000').slice(0, 6));
 }
+
+describe('a door’s reasoning parameter and a fallback that cannot reason', () => {
+  it('thinking and reasoning.effort reach the reasoning model asked for; the fallback is left out, not blamed', async () => {
+    // gemini-2.5-flash reasons; its fallback (gpt-4o-mini, the routing file) does not.
+    const anthropic = new Anthropic({ apiKey: stack.apiKey, baseURL: stack.url, maxRetries: 0 });
+    const { data: m, response } = await anthropic.messages
+      .create({
+        model: 'gemini/gemini-2.5-flash',
+        max_tokens: 3000,
+        thinking: { type: 'enabled', budget_tokens: 2000 },
+        messages: ask('Ponder.'),
+      })
+      .withResponse();
+    expect(m.model).toBe('gemini/gemini-2.5-flash');
+    // Only the model asked for is on the route: nothing to fall back to that would drop the thinking.
+    expect(response.headers.get('x-faregate-attempts')).toBe('gemini:ok');
+    const r = await client.responses.create({
+      model: 'gemini/gemini-2.5-flash',
+      input: 'Ponder.',
+      reasoning: { effort: 'low' },
+    });
+    expect(r.status).toBe('completed');
+    // A model that does not reason, asked for by name: a 400 naming the door's parameter.
+    const e = await client.responses
+      .create({ model: 'openai/gpt-4o-mini', input: 'Ponder.', reasoning: { effort: 'low' } })
+      .catch((err: unknown) => err);
+    expect(e).toMatchObject({ status: 400, param: 'reasoning.effort' });
+  });
+});
 
 describe('a key limited to some models', () => {
   it('is refused a model outside its list, never answered by a fallback it may use', async () => {

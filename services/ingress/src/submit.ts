@@ -116,6 +116,8 @@ export interface SubmitOptions {
    * hold): what must be recorded before any worker can run the job (an Idempotency-Key's job id).
    */
   beforeQueue?: (data: JobData) => Promise<void>;
+  /** The door's parameter that asked for reasoning (`thinking`, `reasoning.effort`): only reasoning models serve it. */
+  reasoning?: string | undefined;
 }
 
 /**
@@ -170,7 +172,7 @@ export async function submitChat(
   // Answered as a job, never as an SSE stream.
   if (MODES[mode].accepted) request = { ...request, stream: false };
   requireScope(principal, 'chat');
-  const route = deps.router.plan(request);
+  const route = deps.router.plan(request, { reasoning: opts.reasoning });
   // Every choice (n > 1) may use the whole output cap.
   const max = requestedMaxTokens(request);
   const maxOut = max === undefined ? undefined : max * (request.n ?? 1);

@@ -74,6 +74,7 @@ const embeddings: LineEndpoint = {
   },
   providers: (deps, body) => providersOf(deps.router.planEmbeddings(parseEmbeddings(body)).plan),
   answer: (f) => (f?.type === 'embeddings' ? f.result : undefined),
+  rawAnswer: (raw) => rawDone(raw, { route: false, type: 'embeddings' })?.result,
   refusal: (e) => e,
 };
 
@@ -86,9 +87,13 @@ function parseResponses(body: unknown) {
 const responses: LineEndpoint = {
   answerNeedsBody: true,
   async submit(deps, principal, body, mode, opts) {
-    await submitChat(deps, principal, responsesChat(deps, parseResponses(body)), mode, opts);
+    const { chat, reasoning } = responsesChat(parseResponses(body));
+    await submitChat(deps, principal, chat, mode, { ...opts, reasoning });
   },
-  providers: (deps, body) => providersOf(deps.router.plan(responsesChat(deps, parseResponses(body))).plan),
+  providers: (deps, body) => {
+    const { chat, reasoning } = responsesChat(parseResponses(body));
+    return providersOf(deps.router.plan(chat, { reasoning }).plan);
+  },
   answer: (f, body) => (f?.type === 'done' ? toResponse(parseResponses(body), f.result) : undefined),
   refusal: (e) => inDoorTerms(e, RESPONSES_PARAMS),
 };

@@ -162,7 +162,7 @@ export class Router {
    * every live provider, `auto`), less embedding models and candidates that cannot honour one of
    * its parameters (capabilities.ts); none left is a 400 naming the parameter and the provider.
    */
-  plan(req: ChatRequest): RoutePlan {
+  plan(req: ChatRequest, door: { reasoning?: string | undefined } = {}): RoutePlan {
     const prompt = measurePrompt(req);
     const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () => this.#auto(req, prompt));
     let entries = all.filter((e) => !e.capabilities.includes('embeddings'));
@@ -176,7 +176,10 @@ export class Router {
     entries = honouring(
       entries,
       targets,
-      (e) => chatRefusal(e.kind, e.provider, req) ?? outputRefusal(e, req),
+      (e) =>
+        chatRefusal(e.kind, e.provider, req) ??
+        outputRefusal(e, req) ??
+        (door.reasoning ? reasoningRefusal(e, door.reasoning) : undefined),
     );
     return this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
@@ -407,6 +410,19 @@ function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
   return {
     param,
     message: `'${param}' is too large: ${max}. The model \`${e.provider}/${e.id}\` writes at most ${e.maxOutputTokens} tokens.`,
+  };
+}
+
+/**
+ * A door's reasoning parameter (Anthropic's `thinking`, the Responses API's `reasoning`) goes only to
+ * models the catalog lists as reasoning models. (Chat completions' `reasoning_effort` passes to any:
+ * a self-hosted model the catalog does not know may reason.)
+ */
+function reasoningRefusal(e: ModelEntry, param: string): Refusal | undefined {
+  if (e.capabilities.includes('reasoning')) return undefined;
+  return {
+    param,
+    message: `${param} is not supported by ${e.provider}/${e.id}: it is not a reasoning model. Leave ${param} out, or choose a model that reasons.`,
   };
 }
 

@@ -105,6 +105,7 @@ export async function serveChat(
   reply: FastifyReply,
   body: ChatRequest,
   door: Door,
+  reasoning?: string,
 ): Promise<unknown> {
   const stream = body.stream === true;
   const patienceMs = patienceHeader(req.headers['x-faregate-patience-ms'], deps.config.REQUEST_TIMEOUT_MS);
@@ -112,6 +113,7 @@ export async function serveChat(
     patienceMs,
     trace: req.traceparent,
     beforeQueue: recordJob(deps, req, stream),
+    reasoning,
   });
   queued(req);
   const { data, frames } = job;

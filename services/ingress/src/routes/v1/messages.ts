@@ -1,16 +1,19 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
+import type { ChatRequest } from '@faregate/contracts/chat';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
 import { MESSAGES_PARAMS, messagesDoor, promptOf, toChatRequest } from '../../doors/messages.ts';
 import { inDoorTerms } from '../../doors/shared.ts';
-import { requireReasoning } from '../../doors/reasoning.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { serveChat } from './chat.ts';
 
 const MessagesBody = requestBody(['model', 'messages', 'max_tokens'], AnthropicRequest);
 const CountTokensBody = requestBody(['model', 'messages'], AnthropicCountTokensRequest);
+
+/** `thinking` asks for reasoning: only reasoning models serve it (a fallback that cannot is left out). */
+const thinkingParam = (chat: ChatRequest) => (chat.reasoning_effort ? 'thinking' : undefined);
 
 /**
  * Anthropic's Messages API as a door onto the one pipeline: `POST /v1/messages` (whole or streamed)
@@ -24,8 +27,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
     { schema: { body: MessagesBody }, config: { errorShape: 'anthropic' } },
     async (req, reply) => {
       const chat = toChatRequest(req.body);
-      if (chat.reasoning_effort) requireReasoning(deps, chat, 'thinking');
-      return serveChat(deps, req, reply, chat, messagesDoor()).catch((e: unknown) => {
+      return serveChat(deps, req, reply, chat, messagesDoor(), thinkingParam(chat)).catch((e: unknown) => {
         throw inDoorTerms(e, MESSAGES_PARAMS);
       });
     },
@@ -37,8 +39,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
     async (req) => {
       requireScope(principalOf(req), 'chat');
       const chat = promptOf(req.body);
-      if (chat.reasoning_effort) requireReasoning(deps, chat, 'thinking');
-      return { input_tokens: deps.router.plan(chat).inputTokensBound };
+      return { input_tokens: deps.router.plan(chat, { reasoning: thinkingParam(chat) }).inputTokensBound };
     },
   );
 }

@@ -5,19 +5,24 @@ import { GatewayError } from '@faregate/contracts/errors';
 import { ResponsesRequest } from '@faregate/contracts/responses';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
-import { requireReasoning } from '../../doors/reasoning.ts';
 import { RESPONSES_PARAMS, responsesDoor, toChatRequest } from '../../doors/responses.ts';
 import { inDoorTerms } from '../../doors/shared.ts';
 import { serveChat } from './chat.ts';
 
 export const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
 
-/** A Responses request as the pipeline's chat request (the live door's and a batch line's). */
-export function responsesChat(deps: IngressDeps, body: ResponsesRequest): ChatRequest {
+/**
+ * A Responses request as the pipeline's chat request (the live door's and a batch line's), and the
+ * parameter that asks for reasoning, if any: only reasoning models serve it.
+ */
+export function responsesChat(body: ResponsesRequest): { chat: ChatRequest; reasoning: string | undefined } {
   const chat = toChatRequest(body);
-  if (chat.reasoning_effort) requireReasoning(deps, chat, 'reasoning.effort');
-  else if (body.reasoning?.summary != null) requireReasoning(deps, chat, 'reasoning.summary');
-  return chat;
+  const reasoning = chat.reasoning_effort
+    ? 'reasoning.effort'
+    : body.reasoning?.summary != null
+      ? 'reasoning.summary'
+      : undefined;
+  return { chat, reasoning };
 }
 
 /**
@@ -28,8 +33,8 @@ export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): 
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.post('/v1/responses', { schema: { body: ResponsesBody } }, async (req, reply) => {
     const body = req.body;
-    const chat = responsesChat(deps, body);
-    return serveChat(deps, req, reply, chat, responsesDoor(body)).catch((e: unknown) => {
+    const { chat, reasoning } = responsesChat(body);
+    return serveChat(deps, req, reply, chat, responsesDoor(body), reasoning).catch((e: unknown) => {
       throw inDoorTerms(e, RESPONSES_PARAMS);
     });
   });
