@@ -99,6 +99,18 @@ describe('Content-Encoding on request bodies', () => {
     expect(upload.json).toMatchObject({ error: { message: expect.stringContaining('JSON bodies only') } });
   });
 
+  it('a JSON body sent as text/plain is an unsupported Content-Type, in the door’s shape', async () => {
+    const r = await post('/v1/chat/completions', JSON.stringify(chat), 'identity', 'text/plain');
+    expect(r.status).toBe(400);
+    expect(r.json).toMatchObject({ error: { message: expect.stringContaining('Unsupported Content-Type') } });
+    const m = await post('/v1/messages', JSON.stringify(chat), 'identity', 'text/plain; charset=utf-8');
+    expect(m.status).toBe(400);
+    expect(m.json).toMatchObject({
+      type: 'error',
+      error: { message: expect.stringContaining('Content-Type') },
+    });
+  });
+
   it('identity (and an empty value) is the body as sent', async () => {
     expect((await post('/v1/chat/completions', JSON.stringify(chat), 'identity')).status).toBe(200);
     expect((await post('/v1/chat/completions', JSON.stringify(chat), '')).status).toBe(200);

@@ -56,7 +56,9 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   // application/json` with nothing after it on bodiless calls (`files.delete`, `batches.cancel`),
   // which Fastify's own parser refuses. Anything else is parsed as every JSON the gateway takes
   // (`parseJsonText`: prototype keys and numbers out of range refused).
-  app.removeContentTypeParser('application/json');
+  // Only JSON: a JSON body sent as text/plain is an unsupported Content-Type (errors.ts), not a
+  // string that fails the schema as "not a JSON object".
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text === '') return done(null, undefined);

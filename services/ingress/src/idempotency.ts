@@ -95,8 +95,8 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
         param: 'Idempotency-Key',
       });
     }
-    reply.header('idempotent-replayed', 'true');
     if (state === 'done' && status && stored !== null && stored !== undefined) {
+      reply.header('idempotent-replayed', 'true');
       reply.headers(replayedHeaders(headers));
       return reply
         .code(Number(status))
@@ -106,7 +106,10 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     // A door's request (chat, messages, responses, embeddings) answers from its job (waiting for
     // it if it still runs, replaying a stream's frames); a job submission still being queued asks
     // to retry shortly.
-    if (job && path !== '/v1/jobs') return attach(req, reply, job, Number(created));
+    if (job && path !== '/v1/jobs') {
+      reply.header('idempotent-replayed', 'true');
+      return attach(req, reply, job, Number(created));
+    }
     reply.header('retry-after', '1');
     throw new GatewayError({
       code: 'idempotency_key_in_use',
