@@ -24,7 +24,10 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
 
 /** Error bodies are for classification only. */
 const ERROR_BODY_LIMIT = 64 * 1024;
-/** A non-streaming answer (a completion, an embeddings list) larger than this is not one we relay. */
+/**
+ * A non-streaming answer (a completion, an embeddings list) larger than this is not one we relay,
+ * unless its request allows more (`maxResponseBytes`: an embeddings list, sized from the request).
+ */
 const RESPONSE_BODY_LIMIT = 32 * 1024 * 1024;
 /** After the terminal event, how long the rest of the body may take before we drop the socket. */
 const DRAIN_GRACE_MS = 1_000;
@@ -111,8 +114,9 @@ export async function callEmbeddings(args: EmbeddingsCallArgs): Promise<Embeddin
     apiKey: args.apiKey,
   });
   const inputs = embeddingInputs(args.request).length;
+  const limit = Math.max(RESPONSE_BODY_LIMIT, upstream.maxResponseBytes ?? 0);
   return exchange({ ...args, stream: false }, upstream, async (body) => {
-    const e = op.parseResponse(await readJson(body), inputs);
+    const e = op.parseResponse(await readJson(body, limit), inputs);
     return { embeddings: e.model ? e : { ...e, model: args.model } };
   });
 }
@@ -173,8 +177,8 @@ type Body = AsyncIterable<unknown> & {
 };
 
 /** A whole (non-streamed) JSON answer, bounded. */
-async function readJson(body: Body): Promise<unknown> {
-  const { text, truncated } = await readBounded(body, RESPONSE_BODY_LIMIT);
+async function readJson(body: Body, limit = RESPONSE_BODY_LIMIT): Promise<unknown> {
+  const { text, truncated } = await readBounded(body, limit);
   if (truncated) {
     throw new GatewayError({
       code: 'upstream_error',

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callEmbeddings, closeHttp } from './call.ts';
 import { parseGeminiEmbeddingsResponse } from './gemini/embeddings.ts';
 import { parseEmbeddingsResponse } from './openai-compatible/embeddings.ts';
-import { adapterForConfig, providersFromEnv } from './registry.ts';
+import { adapterFor, adapterForConfig, providersFromEnv } from './registry.ts';
 
 let fake: FakeProvider;
 beforeAll(async () => {
@@ -42,7 +42,7 @@ describe('the embeddings operation of each adapter, against the fake provider', 
     ]);
     expect(r.embeddings.inputTokens).toBe(2);
     expect(r.embeddings.model).toBe('text-embedding-3-small');
-    // Always floats upstream: the gateway encodes base64 itself.
+    // Asked for as base64 upstream, parsed to the very floats.
     const call = fake.calls().at(-1);
     expect(call).toMatchObject({ path: '/openai/v1/embeddings', status: 200 });
   });
@@ -63,6 +63,16 @@ describe('the embeddings operation of each adapter, against the fake provider', 
   it('an OpenAI-compatible server (Ollama preset)', async () => {
     const r = await embed('llama', 'nomic-embed-text', { input: 'local' });
     expect(r.embeddings.vectors[0]).toEqual(fakeVector('nomic-embed-text', 'local', 768));
+  });
+
+  it('openai: 2,048 inputs of 3,072 dimensions (the largest list the API takes) are read whole', async () => {
+    const input = Array.from({ length: 2048 }, (_, i) => `text ${i}`);
+    const r = await embed('openai', 'text-embedding-3-large', { input });
+    expect(r.embeddings.vectors).toHaveLength(2048);
+    for (const i of [0, 1, 1024, 2047]) {
+      expect(r.embeddings.vectors[i]).toEqual(fakeVector('text-embedding-3-large', `text ${i}`, 3072));
+    }
+    expect(r.embeddings.inputTokens).toBeGreaterThan(0);
   });
 
   it('anthropic has none; gemini refuses token arrays; provider errors are classified as for chat', async () => {
@@ -124,5 +134,62 @@ describe('parsing a malformed embeddings answer is a retryable upstream error, n
     expect(() => parseGeminiEmbeddingsResponse({ embeddings: [{ values: [1] }] }, 2)).toThrowError(
       expect.objectContaining({ code: 'upstream_error' }),
     );
+  });
+});
+
+describe('the upstream encoding and the answer cap, from the request', () => {
+  const bodyOf = (u: { body?: string }) => JSON.parse(u.body ?? '{}') as Record<string, unknown>;
+  const build = (
+    preset: string | undefined,
+    kind: 'openai' | 'openai-compatible',
+    input: string[],
+    dimensions?: number,
+  ) => {
+    const config = { id: 'p', kind, baseUrl: 'http://h/v1', apiKeys: [], ...(preset ? { preset } : {}) };
+    const op = adapterFor(kind, preset).embeddings;
+    if (!op) throw new Error('no embeddings');
+    return op.buildRequest(
+      { model: 'm', input, ...(dimensions ? { dimensions } : {}), encoding_format: 'float' },
+      { model: 'm', config, apiKey: undefined },
+    );
+  };
+
+  it('OpenAI and vLLM are asked for base64 whatever the caller asked; Ollama for floats', () => {
+    expect(bodyOf(build(undefined, 'openai', ['a']))).toMatchObject({ encoding_format: 'base64' });
+    expect(bodyOf(build('vllm', 'openai-compatible', ['a']))).toMatchObject({ encoding_format: 'base64' });
+    expect(bodyOf(build('ollama', 'openai-compatible', ['a']))).toMatchObject({ encoding_format: 'float' });
+  });
+
+  it('the cap grows with inputs × dimensions × bytes per value, floats about 6× base64', () => {
+    const full = Array(2048).fill('x');
+    const b64 = build(undefined, 'openai', full).maxResponseBytes ?? 0;
+    // 2,048 × 3,072 float32 values in base64 are 33.6 MB; with no `dimensions` the cap assumes 4,096.
+    expect(b64).toBeGreaterThan((2048 * 4096 * 4 * 4) / 3);
+    expect(b64).toBeLessThan(64 * 1024 * 1024);
+    const floats = build('ollama', 'openai-compatible', full, 3072).maxResponseBytes ?? 0;
+    expect(floats).toBeGreaterThan(2048 * 3072 * 25);
+    expect(build(undefined, 'openai', ['x'], 256).maxResponseBytes).toBeLessThan(1024 * 1024);
+  });
+
+  it('a base64 embedding is its little-endian float32 values; a host that sent floats anyway is read too', () => {
+    const b64 = (v: number[]) => Buffer.from(new Float32Array(v).buffer).toString('base64');
+    const r = parseEmbeddingsResponse(
+      {
+        data: [
+          { index: 0, embedding: b64([0.5, -1.25, 3.140000104904175]) },
+          { index: 1, embedding: [0.25, 2] },
+        ],
+      },
+      2,
+    );
+    expect(r.vectors).toEqual([
+      [0.5, -1.25, 3.140000104904175],
+      [0.25, 2],
+    ]);
+    for (const bad of ['not base64!', 'AAA*AAAA', 'AAA=', 'AAAAAAA=']) {
+      expect(() => parseEmbeddingsResponse({ data: [{ index: 0, embedding: bad }] }, 1)).toThrowError(
+        expect.objectContaining({ code: 'upstream_error', retryable: true }),
+      );
+    }
   });
 });

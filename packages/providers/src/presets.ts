@@ -23,7 +23,8 @@ const ONE_CHOICE = ['n', 'logprobs', 'top_logprobs'] as const;
 
 export const PRESETS: readonly ProviderPreset[] = [
   {
-    // Ollama's /v1: no tool_choice, no remote images, no logit_bias, n or logprobs (providers.md §4.1).
+    // Ollama's /v1: no tool_choice, no remote images, no logit_bias, n or logprobs (providers.md §4.1),
+    // embeddings as floats only.
     id: 'ollama',
     displayName: 'Ollama',
     baseUrl: 'http://localhost:11434/v1',
@@ -36,6 +37,7 @@ export const PRESETS: readonly ProviderPreset[] = [
       unsupported: [...NO_LOGIT_BIAS, ...ONE_CHOICE],
       placeholderKey: 'ollama',
       errorShape: 'openai',
+      floatEmbeddings: true,
     },
   },
   {

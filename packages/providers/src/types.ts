@@ -40,6 +40,11 @@ export interface UpstreamRequest {
   url: string;
   headers: Record<string, string>;
   body?: string;
+  /**
+   * The largest 2xx body this request's answer may have, when it can be larger than a completion
+   * (an embeddings list grows with inputs × dimensions); at least the call's fixed cap.
+   */
+  maxResponseBytes?: number;
 }
 
 /**
@@ -134,7 +139,8 @@ export interface ProviderAdapter {
   parseModels(body: unknown): { models: DiscoveredModel[]; nextPageToken?: string };
   /**
    * The embeddings operation, for a protocol that has one (Anthropic has none): the upstream request
-   * (always asking for floats; the gateway encodes base64 itself) and the parse of its answer.
+   * (in the protocol's most compact encoding) and the parse of its answer into float vectors (the
+   * gateway encodes the caller's format itself).
    * Errors and rate limits are read by the same `classifyError` / `readRateLimits` as chat.
    */
   embeddings?: {

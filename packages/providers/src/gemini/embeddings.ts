@@ -1,4 +1,5 @@
 import { type Embeddings, type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
+import { embeddingsAnswerBytes } from '../shared/embeddings.ts';
 import { invalidParam, malformedEmbeddings as malformed } from '../shared/errors.ts';
 import { isObj } from '../shared/sse.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';
@@ -41,6 +42,8 @@ export function buildGeminiEmbeddingsRequest(
     ),
     headers: geminiHeaders(opts.apiKey, opts.config.headers),
     body: JSON.stringify(body),
+    // Gemini answers floats only.
+    maxResponseBytes: embeddingsAnswerBytes(inputs.length, req.dimensions, 'float'),
   };
 }
 

@@ -38,6 +38,11 @@ export interface OpenAICompatibleQuirks {
    * `flat` (old vLLM) `{object:"error",message,type,code}`, `string` (vLLM auth) `{error:"Unauthorized"}`.
    */
   errorShape?: 'openai' | 'integer-code' | 'flat' | 'string';
+  /**
+   * The host's `/embeddings` has no `encoding_format: "base64"` (Ollama): floats are asked for, a
+   * JSON answer about 4× the size of OpenAI's base64 float32 bytes.
+   */
+  floatEmbeddings?: boolean;
   /** Send `Authorization` even with no key (Ollama ignores it, the OpenAI SDK insists on one). */
   placeholderKey?: string;
 }
