@@ -18,6 +18,7 @@ import { ProviderQueues } from '@faregate/queue/queues';
 import { createRedis } from '@faregate/queue/redis';
 import { runAttempt, type AttemptInput } from './attempt.ts';
 import { WorkerConfig } from './config.ts';
+import { embeddingsTokens } from './embeddings.ts';
 import { testWorkerDeps } from './test-deps.ts';
 import type { WorkerDeps } from './deps.ts';
 import { RUN_LOST } from './intake/lane.ts';
@@ -311,5 +312,115 @@ describe('attempt: an embeddings job', () => {
       inputTokens: 2_000_000,
       outputTokens: 0,
     });
+  });
+});
+
+describe('attempt: a provider answer that came but could not be used is billed (the provider billed it)', () => {
+  /** 1 MiB of JSON floats. */
+  const MiB = `${'0.0123456789,'.repeat(80_000)}`.padEnd(1024 * 1024, ' ');
+
+  /** A provider answering every call with `status` and `body`, then (`endless`) floats until the socket closes. */
+  async function provider(status: number, body: string, endless = false) {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        if (!endless) return res.end(body);
+        res.write(body);
+        // At most 64 MiB: the reader stops at its cap and drops the socket.
+        let sent = 0;
+        const more = () => {
+          while (sent < 64 * 1024 * 1024 && !res.destroyed) {
+            sent += MiB.length;
+            if (!res.write(MiB)) return void res.once('drain', more);
+          }
+          res.end();
+        };
+        more();
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const deps = depsWith(callProvider);
+    const config = providersFromEnv({ FAKE_PROVIDER_URL: base }).find((p) => p.id === 'openai');
+    if (!config) throw new Error('no openai config');
+    deps.provider = { config, adapter: adapterForConfig(config), key: () => undefined };
+    return {
+      deps,
+      close: () => {
+        server.closeAllConnections();
+        server.close();
+      },
+    };
+  }
+  const request = { model: 'text-embedding-3-large', input: ['one text to embed', 'and another one'] };
+  const embeddingsJob = (): JobData => ({
+    ...job({ deltas: false }),
+    op: 'embeddings',
+    request,
+    plan: [{ provider: 'openai', model: 'text-embedding-3-large' }],
+  });
+
+  it.each([
+    ['too large', '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[', true],
+    ['not JSON', '{"object":"list","data":[{"object":"embedding","ind', false],
+    ['not an embeddings list', '{"object":"list","data":[]}', false],
+  ] as const)(
+    'embeddings, a 200 answer %s: the input tokens as estimated here, flagged estimated',
+    async (_name, body, endless) => {
+      const p = await provider(200, body, endless);
+      try {
+        const data = embeddingsJob();
+        const out = await runAttempt(p.deps, input(data, { canRetry: false }));
+        expect(out).toEqual({ status: 'failed', code: 'upstream_error' });
+        const events = await usageOf(data.id);
+        expect(events).toHaveLength(1);
+        expect(events[0]).toMatchObject({
+          outcome: 'failed',
+          final: true,
+          estimated: true,
+          inputTokens: embeddingsTokens(request),
+          outputTokens: 0,
+        });
+        expect(events[0]?.inputTokens).toBeGreaterThan(0);
+      } finally {
+        p.close();
+      }
+    },
+  );
+
+  it('a chat completion (not streamed) answered 200 but unreadable: its prompt, as estimated here', async () => {
+    const p = await provider(200, '{"id":"chatcmpl-x","choices":[{"message":{"content":"cut');
+    try {
+      const data = job({ deltas: false });
+      expect(await runAttempt(p.deps, input(data, { canRetry: false }))).toEqual({
+        status: 'failed',
+        code: 'upstream_error',
+      });
+      const [event, ...more] = await usageOf(data.id);
+      expect(more).toEqual([]);
+      expect(event).toMatchObject({ outcome: 'failed', final: true, estimated: true, outputTokens: 0 });
+      expect(event?.inputTokens).toBeGreaterThan(0);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('a call the provider refused (500) produced nothing and bills nothing', async () => {
+    const p = await provider(500, '{"error":{"message":"boom","type":"server_error","code":null}}');
+    try {
+      const data = embeddingsJob();
+      expect(await runAttempt(p.deps, input(data, { canRetry: false }))).toEqual({
+        status: 'failed',
+        code: 'upstream_error',
+      });
+      const [event, ...more] = await usageOf(data.id);
+      expect(more).toEqual([]);
+      expect(event).toMatchObject({ outcome: 'failed', final: true, inputTokens: 0, outputTokens: 0 });
+      expect(event?.estimated).toBeUndefined();
+    } finally {
+      p.close();
+    }
   });
 });

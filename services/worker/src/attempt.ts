@@ -210,6 +210,12 @@ async function attemptOnce(
   let estimated = false;
   /** The call answered in full: `usage` is the provider's final count (or the estimate of a whole answer). */
   let callAnswered = false;
+  /**
+   * A whole (non-streamed) answer began with a 2xx: the provider billed the call, even if its body
+   * then could not be read or used (too large, unreadable, cut, cancelled meanwhile).
+   */
+  let charged = false;
+  const whole = data.op === 'embeddings' || !data.deltas;
   // What the caller was sent: what a call that ends early is billed at least.
   const streamed: Streamed = { text: '', reasoning: '' };
   const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent => ({
@@ -329,7 +335,8 @@ async function attemptOnce(
       if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
       return { status: 'already_done' };
     }
-    const onHeaders = (_status: number, headers: HeaderReader) => {
+    const onHeaders = (status: number, headers: HeaderReader) => {
+      if (whole && status >= 200 && status < 300) charged = true;
       if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
       const info = provider.adapter.readRateLimits(headers);
       void deps.limiter.learn(input.keyIndex, info).then(
@@ -359,7 +366,8 @@ async function attemptOnce(
       const res = await call;
       // An async job's deferred `running` frame goes out before the answer, never after it.
       await writer.flush();
-      ({ usage, estimated } = embeddingsUsage(data.request, res.embeddings));
+      ({ usage, estimated } = embeddingsUsage(data.request, res.embeddings.inputTokens));
+      callAnswered = true;
       deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
       const at = Date.now();
       span?.setAttributes(genAi.response({ model: res.embeddings.model, inputTokens: usage.inputTokens }));
@@ -369,7 +377,8 @@ async function attemptOnce(
         ...prior.route,
         { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' },
       ];
-      return await succeed([{ type: 'embeddings', result, route }], at);
+      // `result` last, as on `done`: the ingress relays its bytes as they are (done-frame.ts).
+      return await succeed([{ type: 'embeddings', route, result }], at);
     }
     // `deps.call` returns before the request is on the wire (undici writes a request on a reused
     // keep-alive socket from a later setImmediate). Whatever `onCalling` starts (the lane's take and
@@ -455,10 +464,13 @@ async function attemptOnce(
     // The call ended early: it is billed at least what it streamed (the provider bills what it
     // generated), whatever happens to the attempt next. A call that answered in full (the attempt
     // failed after it, e.g. its write was refused: another attempt owns the job) is billed the
-    // provider's own count.
-    // (An embeddings call that failed produced nothing: there is nothing to estimate.)
-    if (data.op !== 'embeddings' && !callAnswered)
-      ({ usage, estimated } = partialUsage(data.request, usage, streamed));
+    // provider's own count. A whole answer that came but could not be used is billed its prompt as
+    // estimated here (the provider billed it); an embeddings call that failed otherwise produced nothing.
+    if (!callAnswered) {
+      if (data.op !== 'embeddings')
+        ({ usage, estimated } = partialUsage(data.request, usage, streamed, charged));
+      else if (charged) ({ usage, estimated } = embeddingsUsage(data.request, undefined));
+    }
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     if (!lost && isProviderFailure(err)) void deps.circuit.failure().catch(() => {});

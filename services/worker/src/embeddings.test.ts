@@ -13,11 +13,11 @@ describe('embeddings answers', () => {
 
   it('usage: the provider’s count, or ours when it reports none (estimated)', () => {
     const req = { model: 'm', input: ['hello world', 'bye'] };
-    expect(embeddingsUsage(req, { model: 'm', vectors: [], inputTokens: 7 })).toMatchObject({
+    expect(embeddingsUsage(req, 7)).toMatchObject({
       usage: { inputTokens: 7, outputTokens: 0 },
       estimated: false,
     });
-    const counted = embeddingsUsage(req, { model: 'm', vectors: [], inputTokens: undefined });
+    const counted = embeddingsUsage(req, undefined);
     expect(counted.estimated).toBe(true);
     expect(counted.usage.inputTokens).toBe(embeddingsTokens(req));
     expect(embeddingsTokens({ model: 'm', input: [[1, 2, 3], [4]] })).toBe(4);

@@ -19,11 +19,17 @@ export function embeddingsTokens(req: EmbeddingsRequest): number {
 export const jobTokenEstimate = (data: JobData): number =>
   data.op === 'embeddings' ? embeddingsTokens(data.request) : estimateTokens(data.request, 1024);
 
-/** The call's usage: the provider's input tokens, or our count when it reports none (Gemini). */
-export function embeddingsUsage(req: EmbeddingsRequest, e: Embeddings): { usage: Usage; estimated: boolean } {
-  const reported = e.inputTokens !== undefined && e.inputTokens > 0;
+/**
+ * The call's usage: the input tokens the provider reports, or our count when it reports none
+ * (Gemini) or its answer could not be read (`undefined`: it billed the call all the same).
+ */
+export function embeddingsUsage(
+  req: EmbeddingsRequest,
+  inputTokens: Embeddings['inputTokens'],
+): { usage: Usage; estimated: boolean } {
+  const reported = inputTokens !== undefined && inputTokens > 0;
   return {
-    usage: { ...zeroUsage(), inputTokens: reported ? (e.inputTokens ?? 0) : embeddingsTokens(req) },
+    usage: { ...zeroUsage(), inputTokens: reported ? inputTokens : embeddingsTokens(req) },
     estimated: !reported,
   };
 }

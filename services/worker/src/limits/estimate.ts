@@ -44,14 +44,18 @@ export function estimateUsage(req: ChatRequest, streamed: Streamed): Usage {
  * output come to. Reported counts lag behind a stream (Anthropic's message_start carries a
  * placeholder output count, OpenAI counts only at the end, Gemini's count is as of its last chunk);
  * an estimate cannot see what the provider counts and never streamed (cache reads and writes).
- * A call that neither reported nor streamed anything (refused, unreachable) produced nothing.
+ * A call that neither reported nor streamed anything (refused, unreachable) produced nothing, unless
+ * the provider `answered` it (a whole answer came with a 2xx, then could not be read or used): it
+ * billed that call, at least its prompt.
  */
 export function partialUsage(
   req: ChatRequest,
   reported: Usage,
   streamed: Streamed,
+  answered = false,
 ): { usage: Usage; estimated: boolean } {
-  const nothing = reported.inputTokens + reported.outputTokens === 0 && !streamed.text && !streamed.reasoning;
+  const nothing =
+    !answered && reported.inputTokens + reported.outputTokens === 0 && !streamed.text && !streamed.reasoning;
   if (nothing) return { usage: reported, estimated: false };
   const e = estimateUsage(req, streamed);
   const usage: Usage = {
