@@ -187,6 +187,46 @@ describe('POST /v1/embeddings with the official OpenAI SDK', () => {
     );
   });
 
+  // 2,048 × 3,072 floats: 34 MB as base64, about 130 MB as JSON floats. The provider is asked for
+  // base64 either way (a float answer this size once passed the worker's response cap: a 502).
+  it.each(['float', 'base64'] as const)(
+    'the largest list the API takes (2,048 inputs, text-embedding-3-large): every vector, %s, billed',
+    async (encoding) => {
+      const input = Array.from({ length: 2048 }, (_, i) => `text number ${i}`);
+      const { data: res, response } = await client.embeddings
+        .create({ model: 'text-embedding-3-large', input, encoding_format: encoding })
+        .withResponse();
+      expect(res.data).toHaveLength(2048);
+      for (const i of [0, 1, 1000, 2047]) {
+        const d = res.data[i];
+        expect(d?.index).toBe(i);
+        const v = fakeVector('text-embedding-3-large', input[i] ?? '', 3072);
+        if (encoding === 'float') expect(d?.embedding).toEqual(v);
+        else
+          expect(
+            Array.from(
+              new Float32Array(
+                new Uint8Array(Buffer.from(d?.embedding as unknown as string, 'base64')).buffer,
+              ),
+            ),
+          ).toEqual(v);
+      }
+      expect(res.usage.prompt_tokens).toBeGreaterThan(2048);
+      const rows = await settled(response.headers.get('x-request-id') ?? '');
+      expect(rows).toEqual([
+        expect.objectContaining({
+          provider: 'openai',
+          model: 'text-embedding-3-large',
+          input_tokens: res.usage.prompt_tokens,
+          final: true,
+          outcome: 'success',
+        }),
+      ]);
+      expect(BigInt(rows[0]?.cost)).toBeGreaterThan(0n);
+    },
+    60_000,
+  );
+
   it('/v1/models lists the embedding models', async () => {
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);

@@ -1,6 +1,6 @@
 import { isTerminalRaw } from '@faregate/contracts/frames';
 import type { FrameStore } from './frame-store.ts';
-import { seqOf } from './frame-store.ts';
+import { isStoredNotice, seqOf } from './frame-store.ts';
 import type { LiveHub } from './live-hub.ts';
 
 export interface FollowHandle {
@@ -77,11 +77,12 @@ export async function followJob(
     if (closed) return;
     const seq = seqOf(raw);
     if (seq <= last) return;
-    if (seq === last + 1 && !running) {
+    if (seq === last + 1 && !running && !isStoredNotice(raw)) {
       deliver(raw);
       return;
     }
-    // A gap, or the backlog is still being read: the stream has everything, in order.
+    // A gap, the backlog still being read, or a frame too large to publish: the stream has
+    // everything, in order.
     pump().catch(() => {
       dirty = true;
     });

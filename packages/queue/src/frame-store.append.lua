@@ -11,7 +11,11 @@
 -- `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
 -- `claim`: an attempt that did not claim the job before calling the provider claims it with this write;
 -- 'r' writes the job record without an owner (the ingress recording an async job with its first frame).
--- Channels are not keys: PUBLISH reaches every node of a Cluster.
+-- Channels are not keys: PUBLISH reaches every node of a Cluster. A frame over LIVE_MAX bytes (a
+-- large embeddings list) is published as a notice of its seq (`"stored":true`, see `isStoredNotice`):
+-- its followers read it from the stream. Published whole it would overflow the subscriber's output
+-- buffer (Redis's pubsub hard limit, 32 MB by default), and Redis would drop the connection: every
+-- job the process follows.
 -- Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job (or it ended).
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if ARGV[1] ~= '' then
@@ -36,14 +40,18 @@ if ARGV[12] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[12])
   redis.call('PEXPIRE', KEYS[3], ARGV[13])
 end
+local LIVE_MAX = 1048576
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
 for i = 14, #ARGV do
   seq = seq + 1
-  local f = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
+  local head = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ','
+  local f = head .. string.sub(ARGV[i], 2)
   redis.call('XADD', KEYS[1], '0-' .. seq, 'f', f)
-  redis.call('PUBLISH', ARGV[2], f)
-  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], f) end
+  local live = f
+  if #f > LIVE_MAX then live = head .. '"stored":true}' end
+  redis.call('PUBLISH', ARGV[2], live)
+  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], live) end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if ARGV[5] ~= '' then

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { testRedis, until } from '@faregate/testing/env';
-import { FrameStore, seqOf } from './frame-store.ts';
+import { FrameStore, isStoredNotice, seqOf } from './frame-store.ts';
 import { followJob } from './follow.ts';
 import { makeKeys, usagePartition } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
@@ -182,6 +182,31 @@ describe('followJob', () => {
     await until(() => got.length === 2, { what: 'gap filled' });
     await h.ended;
     expect(got).toEqual([1, 2]);
+  });
+
+  it('publishes a frame too large for pub/sub as a notice; followers read it whole from the stream', async () => {
+    const id = jobId();
+    await store.claim(id, 'w', 60_000, REC);
+    const got: string[] = [];
+    const h = await followJob(hub, store, id, 0, (raw) => got.push(raw), { reply: true });
+    const live: string[] = [];
+    const spy = createRedis(url, { blocking: true });
+    await spy.subscribe(keys.live(id));
+    spy.on('message', (_c: string, m: string) => live.push(m));
+    // 2 MB: whole, it would count against the subscriber's output buffer (32 MB kills the connection).
+    const big = completion();
+    big.choices[0]!.message.content = 'x'.repeat(2 * 1024 * 1024);
+    await store.append(id, [{ type: 'delta', text: 'small' }], { owner: 'w', ttlMs: 60_000 });
+    await store.append(id, [{ type: 'done', result: big }], { owner: 'w', ttlMs: 60_000 });
+    await h.ended;
+    expect(got.map(seqOf)).toEqual([1, 2]);
+    expect(got[1]?.length).toBeGreaterThan(2 * 1024 * 1024);
+    expect(JSON.parse(got[1] ?? '').result.choices[0].message.content).toBe(big.choices[0]?.message.content);
+    await until(() => live.length === 2, { what: 'live messages' });
+    expect(isStoredNotice(live[0] ?? '')).toBe(false);
+    expect(JSON.parse(live[1] ?? '')).toEqual({ v: 1, job: id, seq: 2, stored: true });
+    expect(isStoredNotice(live[1] ?? '')).toBe(true);
+    spy.disconnect();
   });
 
   it('recovers frames published while the subscriber connection was down', async () => {

@@ -153,6 +153,12 @@ export class FrameStore {
   }
 }
 
+/**
+ * A live message that stands for a frame too large to publish (frame-store.append.lua): the frame
+ * is in the stream, at the notice's seq. No frame body has a `stored` field.
+ */
+export const isStoredNotice = (raw: string): boolean => raw.endsWith(',"stored":true}');
+
 /** `"seq":N` is always the third field of a frame we wrote; parse it without a full JSON.parse. */
 export function seqOf(raw: string): number {
   const i = raw.indexOf('"seq":');

@@ -72,6 +72,18 @@ describe('rawDone', () => {
     expect(rawDone(raw.slice(0, -1), { route: false })).toBeUndefined();
   });
 
+  it('gives an embeddings frame’s list the same way, when asked for that type', () => {
+    const list = { object: 'list', data: [{ object: 'embedding', index: 0, embedding: 'AACAPw==' }] };
+    const raw = stored({ type: 'embeddings', route, result: list });
+    expect(rawDone(raw, { type: 'embeddings' })).toEqual({ result: JSON.stringify(list), route });
+    expect(rawDone(raw)).toBeUndefined();
+    expect(rawDone(stored({ type: 'done', route, result }), { type: 'embeddings' })).toBeUndefined();
+    // An older worker's order (the list before the route).
+    expect(
+      rawDone(stored({ type: 'embeddings', result: list, route }), { type: 'embeddings' }),
+    ).toBeUndefined();
+  });
+
   it('leaves every other layout to the parser', () => {
     // An older worker's order (route after the result).
     expect(rawDone(stored({ type: 'done', result, route }))).toBeUndefined();

@@ -11,13 +11,14 @@ export interface RawDone {
 }
 
 const PREFIX = '{"v":1,';
-const DONE = '"type":"done",';
+const TYPES = { done: '"type":"done",', embeddings: '"type":"embeddings",' } as const;
 const ROUTE = '"route":';
 const RESULT = '"result":';
 
 /**
  * The answer of a done frame without parsing (or re-serializing) the chat.completion: its bytes
- * are relayed to a chat completions caller as the worker wrote them. The frame store writes
+ * are relayed to a chat completions caller as the worker wrote them (`type: 'embeddings'`: an
+ * embeddings frame's list, up to 2,048 vectors, relayed likewise). The frame store writes
  * `{"v":1,"job":…,"seq":N,` + the body, and the worker's body is `{"type":"done","route":[…],"result":{…}}`
  * (JSON.stringify keeps that order), so the result is the frame's last field. Only the small route
  * is parsed (and checked: it names what served the answer in the headers). `undefined` for any
@@ -26,11 +27,15 @@ const RESULT = '"result":';
  * Sound for the same reason as `isTerminalRaw`: a quote inside a string value is escaped, so
  * `,"result":` occurs at the top level first (route steps have no `result`).
  */
-export function rawDone(raw: string, opts: { route?: boolean } = {}): RawDone | undefined {
+export function rawDone(
+  raw: string,
+  opts: { route?: boolean; type?: keyof typeof TYPES } = {},
+): RawDone | undefined {
   if (!raw.startsWith(PREFIX) || raw.charCodeAt(raw.length - 1) !== 125 /* } */) return undefined;
-  let i = raw.indexOf(DONE);
+  const type = TYPES[opts.type ?? 'done'];
+  let i = raw.indexOf(type);
   if (i < 0) return undefined;
-  i += DONE.length;
+  i += type.length;
   let route: RouteStep[] | undefined;
   if (raw.startsWith(ROUTE, i)) {
     const end = raw.indexOf(`,${RESULT}`, i);

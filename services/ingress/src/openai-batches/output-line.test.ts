@@ -64,7 +64,7 @@ describe('a completed chat line from its raw done frame', () => {
     expect(
       chat.rawAnswer?.(`{"v":1,"job":"req_abc","seq":2,"result":${JSON.stringify(result)},"type":"done"}`),
     ).toBeUndefined();
-    expect(lineEndpoint('/v1/embeddings').rawAnswer).toBeUndefined();
+    expect(lineEndpoint('/v1/embeddings').rawAnswer?.(error)).toBeUndefined();
     expect(lineEndpoint('/v1/responses').rawAnswer).toBeUndefined();
   });
 });

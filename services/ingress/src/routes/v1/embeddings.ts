@@ -6,6 +6,7 @@ import { isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { servedHeaders } from '@faregate/contracts/route';
 import type { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
+import { rawDone } from '../../done-frame.ts';
 import { queued, recordJob } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
@@ -68,6 +69,13 @@ export async function waitForEmbeddings(reply: FastifyReply, frames: FrameQueue,
       });
     }
     if (!isTerminalRaw(raw)) continue;
+    // The list's bytes as the worker wrote them: 2,048 vectors of 3,072 floats are ~130 MB of
+    // JSON, not parsed, checked and serialized again here.
+    const relayed = rawDone(raw, { type: 'embeddings' });
+    if (relayed) {
+      if (relayed.route) reply.headers(servedHeaders(relayed.route));
+      return reply.code(200).type('application/json; charset=utf-8').send(relayed.result);
+    }
     const f = parseFrame(raw);
     if (f?.type === 'embeddings') {
       if (f.route) reply.headers(servedHeaders(f.route));
