@@ -325,6 +325,18 @@ describe('refusals', () => {
       .create({ model: 'openai/gpt-4o-mini', input: 'x', store: true })
       .catch((e: unknown) => e);
     expect(store).toMatchObject({ status: 400, param: 'store' });
+    const background = await client.responses
+      .create({ model: 'openai/gpt-4o-mini', input: 'x', background: true })
+      .catch((e: unknown) => e);
+    expect(background).toMatchObject({ status: 400, param: 'background' });
+    // The defaults, as an SDK or a saved request sends them, are taken.
+    const defaults = await client.responses.create({
+      model: 'openai/gpt-4o-mini',
+      input: 'x',
+      background: false,
+      truncation: 'disabled',
+    });
+    expect(defaults).toMatchObject({ status: 'completed', truncation: 'disabled' });
     const get = await client.responses.retrieve('resp_123').catch((e: unknown) => e);
     expect(get).toMatchObject({ status: 400, param: 'response_id' });
   });

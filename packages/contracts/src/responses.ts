@@ -128,7 +128,10 @@ export const ResponsesRequest = z.strictObject({
   stream: z.boolean().nullable().optional(),
   user: z.string().max(256).optional(),
   safety_identifier: z.string().max(256).optional(),
+  /** Only the default: the gateway never drops input to fit (the response echoes `disabled`). */
+  truncation: z.literal('disabled').nullable().optional(),
   // Stateful: refused by the door unless off.
+  background: z.boolean().nullable().optional(),
   store: z.boolean().nullable().optional(),
   previous_response_id: z.string().nullable().optional(),
 });

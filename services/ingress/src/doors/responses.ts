@@ -136,6 +136,11 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
       'store',
       'store: true is not supported: this gateway does not keep responses. Send store: false or leave it out.',
     );
+  if (req.background === true)
+    throw invalid(
+      'background',
+      'background: true is not supported: this gateway does not keep responses to poll. Stream the response, or submit it as a job (POST /v1/jobs).',
+    );
   for (const [i, v] of (req.include ?? []).entries())
     if (!INCLUDES.has(v))
       throw invalid(
