@@ -7,6 +7,7 @@ import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
 import { isBadValue } from '@faregate/db/unavailable';
 import { anthropicError, anthropicErrorForStatus } from '../doors/messages.ts';
+import { lingerOnTooLarge } from './lingering-close.ts';
 
 /** The `retry-after` of a 429 or 503 whose cause gave none. */
 const DEFAULT_RETRY_AFTER_MS = 1_000;
@@ -59,7 +60,7 @@ export function registerZodSchemas(app: FastifyInstance): void {
  * code, and nothing internal in 5xx bodies.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | GatewayError | Error, req, reply) => {
+  const answer = (err: FastifyError | GatewayError | Error, req: FastifyRequest, reply: FastifyReply) => {
     // Anthropic's door (`/v1/messages`) answers every error in Anthropic's shape and statuses.
     const anthropic = req.routeOptions.config?.errorShape === 'anthropic';
     let ge: GatewayError;
@@ -131,6 +132,17 @@ export function registerErrorHandling(app: FastifyInstance): void {
       return reply.code(a.status).send(a.body);
     }
     return reply.code(ge.status).send(ge.toBody());
+  };
+  app.setErrorHandler((err: FastifyError | GatewayError | Error, req, reply) => {
+    // A body refused for its size while it is still arriving is read on (bounded), or a client that
+    // writes its whole body before it reads (the SDKs, urllib) gets a broken pipe, not the 413.
+    const wait =
+      (err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? lingerOnTooLarge(req, reply) : undefined;
+    if (wait)
+      return wait.then(() => {
+        answer(err, req, reply);
+      });
+    return answer(err, req, reply);
   });
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
