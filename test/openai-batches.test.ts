@@ -80,9 +80,9 @@ async function settled(requestId: string) {
     { timeoutMs: 15_000, what: `usage of ${requestId}` },
   );
 }
-async function linesOf(fileId: string | null | undefined) {
+async function linesOf(fileId: string | null | undefined, c = client) {
   if (!fileId) return [];
-  const text = await (await client.files.content(fileId)).text();
+  const text = await (await c.files.content(fileId)).text();
   return text
     .split('\n')
     .filter(Boolean)
@@ -619,6 +619,61 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     const after = await client.batches.retrieve(b.id);
     expect(after.status).toBe('completed');
     expect(after.cancelling_at ?? null).toBeNull();
+  });
+
+  /** A tenant with `usd` of credit, its client, and a batch of `n` lines each holding ~$0.02. */
+  async function tenantBatch(usd: string, n: number) {
+    const acc = await admin('POST', '/admin/v1/accounts', { name: `credit ${usd}` });
+    await admin('POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: usd });
+    const k = await admin('POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
+    const mine = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: String(k.key), maxRetries: 0 });
+    // 16,384 output tokens of gpt-4o-mini ($0.60 / M) on each of the calls a hold covers: ~$0.02 held
+    // per line; each costs ~$0.00001 (8 tokens out).
+    const big = (id: string) => ({
+      ...req(id, `question ${id}`),
+      body: { ...req(id, id).body, max_tokens: 16_384 },
+    });
+    const f = await upload(jsonl(Array.from({ length: n }, (_, i) => big(`c${i}`))), mine);
+    const b = await mine.batches.create({
+      input_file_id: f.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
+    return { acc, mine, b };
+  }
+
+  it("a line refused 402 because the batch's own lines hold the balance waits for them: every line runs", async () => {
+    // $0.03 covers one line's hold, not two: before, the first feed ran one line and failed the rest 402.
+    const { acc, mine, b } = await tenantBatch('0.03', 6);
+    const done = await ended(b.id, mine, 60_000);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 6, completed: 6, failed: 0 });
+    expect(done.error_file_id).toBeNull();
+    expect(await linesOf(done.output_file_id, mine)).toHaveLength(6);
+    // Each settled at its cost, and no hold is left.
+    await until(
+      async () => {
+        const r = await stack.sql.query(
+          `SELECT (SELECT count(*)::int FROM usage_events WHERE account_id = $1 AND final) AS settled,
+                  (SELECT count(*)::int FROM holds WHERE account_id = $1) AS held`,
+          [acc.id],
+        );
+        return r.rows[0].settled === 6 && r.rows[0].held === 0;
+      },
+      { what: 'every line settled, no hold left' },
+    );
+  });
+
+  it('a line refused 402 with nothing of the account in flight or held fails with it: the batch still ends', async () => {
+    // $0.01 covers no line's hold.
+    const { mine, b } = await tenantBatch('0.01', 3);
+    const done = await ended(b.id, mine, 60_000);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 3, completed: 0, failed: 3 });
+    const errs = await linesOf(done.error_file_id, mine);
+    expect(errs).toHaveLength(3);
+    for (const l of errs)
+      expect(l.response).toMatchObject({ status_code: 402, body: { error: { code: 'insufficient_quota' } } });
   });
 
   it('stops running lines on a key once it is revoked: the rest end in the error file as 401', async () => {

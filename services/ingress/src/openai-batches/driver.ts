@@ -253,12 +253,17 @@ export class BatchDriver {
       });
   }
 
-  /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
   /** Per batch, the highest line this driver fed (where the next feed's scan starts). */
   readonly #fedUpTo = new Map<string, number>();
 
   /** Batches started here none of whose lines has ended yet (the first one is recorded at once). */
   readonly #started = new Set<string>();
+
+  /**
+   * Batches whose last feed was refused 402 while work of the account held its balance: fed one line
+   * a step (one hold tried) until a line is queued again, not a whole feed refused every step.
+   */
+  readonly #starved = new Set<string>();
 
   /** Validations running in this process (beside the ticks), by batch id. */
   readonly #validating = new Map<string, Promise<void>>();
@@ -285,6 +290,7 @@ export class BatchDriver {
       : BATCH_MAX_IN_FLIGHT;
   }
 
+  /** One round: steps each active batch this process can hold, least recently stepped first; how many it found. */
   async tick(): Promise<number> {
     const now = Date.now();
     const due = await this.#deps.db
@@ -388,7 +394,7 @@ export class BatchDriver {
     }
     // The lines whose frames arrived, most steps; every line in flight read, the others.
     const open = (await this.#collectArrived(b)) ?? (await this.#collect(b)).length;
-    const fed = await this.#feed(b, this.#inFlightCap() - open);
+    const fed = await this.#feed(b, this.#inFlightCap() - open, open);
     if (open === 0 && fed === 0 && !(await this.#hasPending(b.id))) await this.#finalize(b, 'completed');
   }
 
@@ -691,8 +697,12 @@ export class BatchDriver {
     ).catch((err: unknown) => this.#deps.log.warn({ err, batch: batchId }, 'could not shorten line records'));
   }
 
-  /** Feeds up to `room` pending lines as async jobs; returns how many were fed. */
-  async #feed(b: BatchRow, room: number): Promise<number> {
+  /**
+   * Feeds up to `room` pending lines as async jobs; how many it queued or ended. `open`: the batch's
+   * lines in flight before this feed (a line refused 402 while any are in flight waits for them).
+   */
+  async #feed(b: BatchRow, room: number, open = 0): Promise<number> {
+    if (this.#starved.has(b.id)) room = Math.min(room, 1);
     if (room <= 0) return 0;
     const { job: prefix } = lineIds(b.id, 0);
     const jobPrefix = prefix.slice(0, -1);
@@ -734,16 +744,41 @@ export class BatchDriver {
     const retry: number[] = [];
     let next = 0;
     const rows = picked.rows.sort((x, y) => x.line - y.line);
+    // Lines refused 402 (the balance, or the key's spend limit): decided once the feed's submissions
+    // are done. While lines of this batch are in flight, or any hold of the account is outstanding
+    // (a line that ended holds until billing settles it), the balance is held by work that settles
+    // at what it cost, usually far below its worst case: these lines wait, and so do the lines after
+    // them. With nothing in flight and nothing held, a 402 is the balance itself: the line fails.
+    let queued = 0;
+    const short: Array<{ row: (typeof rows)[number]; ge: GatewayError }> = [];
     const deps = this.#deps.config.BATCH_TEST_EXIT_BEFORE_QUEUE > 0 ? this.#exitingDeps() : this.#deps;
     const endpoint = lineEndpoint(b.endpoint);
     // An OpenAI batch line's job streams no deltas (its output line is the done frame); a job batch's
     // members are jobs their callers follow, deltas and all.
     const mode = isJobBatch(b.id) ? 'async' : 'batch';
+    const fail = async (row: (typeof rows)[number], ge: GatewayError) => {
+      const { job, out } = lineIds(b.id, row.line);
+      ended.push(failedLine(row.line, out, row.custom_id, job, ge));
+      // The line's job ends failed too, as any job would: its record and terminal frame (a job
+      // batch's member is looked up and followed as a job).
+      await this.#deps.store
+        .append(job, [{ type: 'error', status: ge.status, error: ge.toJSON() }], {
+          owner: '',
+          ttlMs: this.#deps.config.STREAM_TTL_SECONDS * 1000,
+          state: 'failed',
+          record: { account: b.accountId, model: modelOf(row.body), created: Date.now() },
+        })
+        .catch((err: unknown) => this.#deps.log.warn({ err, job }, 'could not record a failed batch line'));
+    };
     const work = async () => {
       for (let i = next++; i < rows.length; i = next++) {
         const row = rows[i];
         if (!row) continue;
-        const { job, out } = lineIds(b.id, row.line);
+        if (short.length > 0 && open + queued > 0) {
+          retry.push(row.line);
+          continue;
+        }
+        const { job } = lineIds(b.id, row.line);
         try {
           if (revoked)
             throw new GatewayError({
@@ -759,31 +794,26 @@ export class BatchDriver {
             id: job,
             priority: BATCH_PRIORITY,
           });
+          queued++;
         } catch (e) {
           this.#replies.unwatch(b.id, job);
           const ge = asGatewayError(endpoint.refusal(e));
           if (ge.retryable || ge.status === 429 || ge.status === 503) {
             // The gateway's own pressure (rate limits, a pool not up yet): fed again on a later step.
             retry.push(row.line);
-            continue;
-          }
-          ended.push(failedLine(row.line, out, row.custom_id, job, ge));
-          // The line's job ends failed too, as any job would: its record and terminal frame (a job
-          // batch's member is looked up and followed as a job).
-          await this.#deps.store
-            .append(job, [{ type: 'error', status: ge.status, error: ge.toJSON() }], {
-              owner: '',
-              ttlMs: this.#deps.config.STREAM_TTL_SECONDS * 1000,
-              state: 'failed',
-              record: { account: b.accountId, model: modelOf(row.body), created: Date.now() },
-            })
-            .catch((err: unknown) =>
-              this.#deps.log.warn({ err, job }, 'could not record a failed batch line'),
-            );
+          } else if (ge.status === 402) short.push({ row, ge });
+          else await fail(row, ge);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, rows.length) }, work));
+    if (short.length > 0 && (open + queued > 0 || (await this.#holding(b.accountId)))) {
+      retry.push(...short.map((x) => x.row.line));
+      this.#starved.add(b.id);
+    } else {
+      for (const { row, ge } of short) await fail(row, ge);
+      if (queued > 0) this.#starved.delete(b.id);
+    }
     if (retry.length > 0)
       await this.#pool.query(
         `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
@@ -791,6 +821,15 @@ export class BatchDriver {
       );
     await this.#record(b.id, ended);
     return rows.length - retry.length;
+  }
+
+  /** Whether the account holds any of its balance (work admitted, not settled yet). */
+  async #holding(accountId: string): Promise<boolean> {
+    const r = await this.#pool.query<{ held: boolean }>(
+      'SELECT EXISTS (SELECT 1 FROM holds WHERE account_id = $1 AND expires_at > now()) AS held',
+      [accountId],
+    );
+    return r.rows[0]?.held === true;
   }
 
   #queuedByHook = 0;
@@ -889,6 +928,7 @@ export class BatchDriver {
   async #finalize(b: BatchRow, final: string): Promise<void> {
     this.#fedUpTo.delete(b.id);
     this.#started.delete(b.id);
+    this.#starved.delete(b.id);
     this.#replies.drop(b.id);
     const now = nowS();
     // A cancelled batch writes its files while it reads `cancelling`, as OpenAI's goes from
