@@ -116,3 +116,44 @@ describe('Content-Encoding on request bodies', () => {
     expect((await post('/v1/chat/completions', JSON.stringify(chat), '')).status).toBe(200);
   });
 });
+
+describe('the bytes of a JSON body', () => {
+  const withBytes = (bad: Buffer) => {
+    const [head, tail] = JSON.stringify({ ...chat, messages: [{ role: 'user', content: 'X' }] }).split('X');
+    return Buffer.concat([Buffer.from(head ?? ''), bad, Buffer.from(tail ?? '')]);
+  };
+
+  it('a body that is not UTF-8 is a 400 saying so, in the door’s shape, plain or compressed; the model never reads U+FFFD', async () => {
+    // Latin-1 "é", a lone continuation byte, an overlong "/", a surrogate encoded as UTF-8.
+    for (const bad of [[0xe9], [0x80], [0xc0, 0xaf], [0xed, 0xa0, 0x80]].map((b) => Buffer.from(b))) {
+      const r = await post('/v1/chat/completions', withBytes(bad), 'identity');
+      expect(r.status).toBe(400);
+      expect(r.json).toMatchObject({
+        error: { type: 'invalid_request_error', message: expect.stringContaining('UTF-8') },
+      });
+    }
+    const gz = await post('/v1/chat/completions', gzipSync(withBytes(Buffer.from([0xff]))), 'gzip');
+    expect(gz.status).toBe(400);
+    expect(gz.json).toMatchObject({ error: { message: expect.stringContaining('UTF-8') } });
+    const [head, tail] = JSON.stringify({
+      model: 'claude-haiku-4-5',
+      max_tokens: 16,
+      messages: [{ role: 'user', content: 'X' }],
+    }).split('X');
+    const m = await post(
+      '/v1/messages',
+      Buffer.concat([Buffer.from(head ?? ''), Buffer.from([0xe9]), Buffer.from(tail ?? '')]),
+      'identity',
+    );
+    expect(m.status).toBe(400);
+    expect(m.json).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining('UTF-8') },
+    });
+  });
+
+  it('UTF-8 of every width is taken as written', async () => {
+    const r = await post('/v1/chat/completions', withBytes(Buffer.from('é Straße тест 漢字 🚀')), 'identity');
+    expect(r.status).toBe(200);
+  });
+});

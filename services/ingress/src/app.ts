@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+import { GatewayError } from '@faregate/contracts/errors';
 import { findCreditOutcome } from '@faregate/db/credit-commands';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -59,9 +61,20 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   // Only JSON: a JSON body sent as text/plain is an unsupported Content-Type (errors.ts), not a
   // string that fails the schema as "not a JSON object".
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text === '') return done(null, undefined);
+  // Read as bytes: a body that is not UTF-8 is refused, not decoded into U+FFFD for the model to read
+  // in place of what the caller wrote (as a batch file is).
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+    const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+    if (bytes.length === 0) return done(null, undefined);
+    if (!isUtf8(bytes))
+      return done(
+        new GatewayError({
+          code: 'invalid_request_error',
+          message: 'The request body is not valid UTF-8. Send JSON encoded as UTF-8.',
+        }),
+        undefined,
+      );
+    const text = bytes.toString('utf8');
     try {
       done(null, parseJsonText(text));
     } catch (e) {
