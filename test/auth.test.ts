@@ -327,6 +327,28 @@ describe('errors answered before any handler runs keep the error shape', () => {
     expect(errorOf(r).type).toBe('invalid_request_error');
   });
 
+  it("431 on Anthropic's door is in Anthropic's shape", async () => {
+    for (const path of ['/v1/messages', '/v1//messages?beta=true', '/v1/messages/count_tokens']) {
+      const r = await raw('POST', path, {
+        'anthropic-version': '2023-06-01',
+        'x-api-key': 'a'.repeat(20_000),
+      });
+      expect(r.status).toBe(431);
+      expect(JSON.parse(r.body)).toEqual({
+        type: 'error',
+        error: { type: 'invalid_request_error', message: 'The request headers are too large.' },
+      });
+    }
+    // Not Anthropic's door: OpenAI's shape.
+    const r = await raw('POST', '/v1/messagesx', { authorization: `Bearer ${'a'.repeat(20_000)}` });
+    expect(r.status).toBe(431);
+    expect(errorOf(r).type).toBe('invalid_request_error');
+    // Refused by the router before any route: the door's shape too.
+    const bad = await raw('POST', '/v1/messages/%ff', { 'anthropic-version': '2023-06-01' });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body)).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+  });
+
   it('400 for a path that is not valid percent-encoding', async () => {
     const r = await raw('GET', '/v1/jobs/%ff', { authorization: `Bearer ${stack.apiKey}` });
     expect(r.status).toBe(400);

@@ -181,23 +181,31 @@ export function isRedisUnavailable(err: unknown): boolean {
   );
 }
 
+/** A URL of Anthropic's door (`/v1/messages`, `/v1/messages/count_tokens`), before routing. */
+const MESSAGES_URL = /^\/+v1\/+messages(?:[/?# ]|$)/;
+
+/** A 4xx in the shape of the door the URL is for: Anthropic's on `/v1/messages`, else OpenAI's. */
+function earlyErrorBody(url: string, status: number, message: string) {
+  return MESSAGES_URL.test(url)
+    ? anthropicErrorForStatus(status, message).body
+    : errorBody('invalid_request_error', message);
+}
+
 /**
  * Errors Fastify answers before routing (`frameworkErrors`): a path that is not valid percent-encoding
  * (`%ff`) and a path parameter past `maxParamLength`. Same shape as every other error.
  */
-export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    reply.code(414).send(errorBody('invalid_request_error', 'The request URL is too long.'));
+    reply.code(414).send(earlyErrorBody(req.url, 414, 'The request URL is too long.'));
     return;
   }
-  reply
-    .code(400)
-    .send(errorBody('invalid_request_error', 'The request URL is malformed (bad percent-encoding).'));
+  reply.code(400).send(earlyErrorBody(req.url, 400, 'The request URL is malformed (bad percent-encoding).'));
 }
 
 /**
  * Errors Node's HTTP parser raises before a request exists (headers too large, malformed request,
- * header timeout): answered in OpenAI's shape, then the connection is closed.
+ * header timeout): answered in OpenAI's shape (Anthropic's on its door), then the connection is closed.
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -210,7 +218,10 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
     status = 408;
     message = 'The request took too long to arrive.';
   }
-  const body = JSON.stringify(errorBody('invalid_request_error', message));
+  // The request line, when the parser still had it (a client writing its head at once, as the SDKs
+  // do): Anthropic's door answers in Anthropic's shape here too.
+  const head = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 64).toString('latin1') ?? '';
+  const body = JSON.stringify(earlyErrorBody(head.replace(/^[A-Z]+ /, ''), status, message));
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
