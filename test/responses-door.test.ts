@@ -305,12 +305,33 @@ describe('the rest of the Responses API', () => {
   it('a max_output_tokens cut is an incomplete response', async () => {
     const r = await client.responses.create({
       model: 'openai/gpt-4o-mini',
-      input: 'Go on.',
-      max_output_tokens: 3,
+      input: 'Go on. [[fake:{"tokens":40}]]',
+      max_output_tokens: 16,
     });
     expect(r.status).toBe('incomplete');
     expect(r.incomplete_details).toEqual({ reason: 'max_output_tokens' });
-    expect(r.usage?.output_tokens).toBe(3);
+    expect(r.usage?.output_tokens).toBe(16);
+  });
+
+  it("max_output_tokens below 16 and metadata past OpenAI's limits are 400s naming them", async () => {
+    const low = await client.responses
+      .create({ model: 'openai/gpt-4o-mini', input: 'x', max_output_tokens: 15 })
+      .catch((e: unknown) => e);
+    expect(low).toMatchObject({ status: 400, param: 'max_output_tokens' });
+    const many = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v']));
+    for (const metadata of [many, { ['k'.repeat(65)]: 'v' }, { k: 'v'.repeat(513) }]) {
+      const err = await client.responses
+        .create({ model: 'openai/gpt-4o-mini', input: 'x', metadata })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ status: 400, param: expect.stringMatching(/^metadata/) });
+      const chat = await client.chat.completions
+        .create({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], metadata })
+        .catch((e: unknown) => e);
+      expect(chat).toMatchObject({ status: 400, param: expect.stringMatching(/^metadata/) });
+    }
+    const sixteen = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, 'v'.repeat(512)]));
+    const ok = await client.responses.create({ model: 'openai/gpt-4o-mini', input: 'x', metadata: sixteen });
+    expect(ok.metadata).toEqual(sixteen);
   });
 });
 

@@ -23,6 +23,14 @@ const FilePart = z.object({
   }),
 });
 const RefusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() });
+/**
+ * OpenAI's `metadata` (chat completions, responses, batches): up to 16 pairs, keys up to 64
+ * characters, values up to 512.
+ */
+export const Metadata = z
+  .record(z.string().max(64), z.string().max(512))
+  .refine((m) => Object.keys(m).length <= 16, 'at most 16 metadata pairs');
+
 export const ContentPart = z.discriminatedUnion('type', [
   TextPart,
   ImagePart,
@@ -134,7 +142,7 @@ export const ChatRequest = z.strictObject({
   reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
   user: z.string().max(256).optional(),
   safety_identifier: z.string().max(256).optional(),
-  metadata: z.record(z.string(), z.string()).nullable().optional(),
+  metadata: Metadata.nullable().optional(),
   store: z.boolean().nullable().optional(),
   service_tier: z.string().nullable().optional(),
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Metadata } from './chat.ts';
 
 /** OpenAI's file object (`/v1/files`). */
 export const FileObject = z.object({
@@ -39,12 +40,7 @@ export const BatchCreate = z.strictObject({
   input_file_id: z.string().min(1).max(200),
   endpoint: z.enum(BATCH_ENDPOINTS),
   completion_window: z.literal('24h'),
-  /** Up to 16 pairs; keys up to 64 characters, values up to 512 (OpenAI's limits). */
-  metadata: z
-    .record(z.string().max(64), z.string().max(512))
-    .refine((m) => Object.keys(m).length <= 16, 'at most 16 metadata pairs')
-    .nullable()
-    .optional(),
+  metadata: Metadata.nullable().optional(),
   /** The expiry of the batch's output and error files. */
   output_expires_after: ExpiresAfter.optional(),
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Metadata } from './chat.ts';
 
 /**
  * OpenAI's Responses API request as callers send it to `POST /v1/responses`, the stateless part:
@@ -119,12 +120,13 @@ export const ResponsesRequest = z.strictObject({
     })
     .nullable()
     .optional(),
-  max_output_tokens: z.number().int().positive().nullable().optional(),
+  /** At least 16, as OpenAI's. */
+  max_output_tokens: z.number().int().min(16).nullable().optional(),
   /** Extra output to include; the door names what it serves and refuses the rest. */
   include: z.array(z.string()).max(16).nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
-  metadata: z.record(z.string().max(64), z.string().max(512)).nullable().optional(),
+  metadata: Metadata.nullable().optional(),
   stream: z.boolean().nullable().optional(),
   user: z.string().max(256).optional(),
   safety_identifier: z.string().max(256).optional(),
