@@ -259,7 +259,7 @@ describe('the rest of the Responses API', () => {
     expect(foreign.status).toBe('completed');
     // include names what it may: anything else is a 400 naming the entry.
     const include = await client.responses
-      .create({ model: 'openai/gpt-4o-mini', input: 'x', include: ['message.output_text.logprobs'] })
+      .create({ model: 'openai/gpt-4o-mini', input: 'x', include: ['code_interpreter_call.outputs'] })
       .catch((e: unknown) => e);
     expect(include).toMatchObject({ status: 400, param: 'include.0' });
   });
@@ -311,6 +311,47 @@ describe('the rest of the Responses API', () => {
     expect(r.status).toBe('incomplete');
     expect(r.incomplete_details).toEqual({ reason: 'max_output_tokens' });
     expect(r.usage?.output_tokens).toBe(16);
+  });
+
+  it('output_text.logprobs with include, whole and streamed; service_tier, prompt_cache_key and max_tool_calls taken and echoed', async () => {
+    const params = {
+      model: 'openai/gpt-4o-mini',
+      input: 'Say something.',
+      include: ['message.output_text.logprobs' as const],
+      top_logprobs: 2,
+      service_tier: 'auto' as const,
+      prompt_cache_key: 'tenant-42',
+      max_tool_calls: 3,
+    };
+    const r = await client.responses.create(params);
+    expect(r).toMatchObject({ top_logprobs: 2, max_tool_calls: 3, prompt_cache_key: 'tenant-42' });
+    const part = r.output.flatMap((o) => (o.type === 'message' ? o.content : []))[0];
+    if (part?.type !== 'output_text') throw new Error('no output_text');
+    expect(part.logprobs?.length).toBeGreaterThan(0);
+    expect(part.logprobs?.map((l) => l.token).join('')).toBe(part.text);
+    for (const l of part.logprobs ?? []) {
+      expect(l.logprob).toBeLessThanOrEqual(0);
+      expect(l.bytes).toEqual([...Buffer.from(l.token)]);
+      expect(l.top_logprobs).toHaveLength(2);
+    }
+    const stream = client.responses.stream(params);
+    const deltas: unknown[] = [];
+    stream.on('response.output_text.delta', (e) => deltas.push(...(e.logprobs ?? [])));
+    const final = await stream.finalResponse();
+    const streamed = final.output.flatMap((o) => (o.type === 'message' ? o.content : []))[0];
+    if (streamed?.type !== 'output_text') throw new Error('no output_text');
+    expect(streamed.logprobs?.length).toBeGreaterThan(0);
+    expect(deltas).toEqual(streamed.logprobs);
+    // Without the include, none.
+    const plain = await client.responses.create({ model: 'openai/gpt-4o-mini', input: 'Say something.' });
+    const p0 = plain.output.flatMap((o) => (o.type === 'message' ? o.content : []))[0];
+    expect(p0).toMatchObject({ type: 'output_text', logprobs: [] });
+    expect(plain).toMatchObject({ top_logprobs: 0, max_tool_calls: null });
+    // A provider without log probabilities refuses them, naming what the caller sent.
+    const err = await client.responses
+      .create({ model: 'anthropic/claude-haiku-4-5', input: 'x', include: ['message.output_text.logprobs'] })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 400, param: 'include' });
   });
 
   it("max_output_tokens below 16 and metadata past OpenAI's limits are 400s naming them", async () => {

@@ -145,6 +145,8 @@ export const ChatRequest = z.strictObject({
   metadata: Metadata.nullable().optional(),
   store: z.boolean().nullable().optional(),
   service_tier: z.string().nullable().optional(),
+  /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
+  prompt_cache_key: z.string().max(1024).nullable().optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequest>;
 

@@ -130,6 +130,14 @@ export const ResponsesRequest = z.strictObject({
   stream: z.boolean().nullable().optional(),
   user: z.string().max(256).optional(),
   safety_identifier: z.string().max(256).optional(),
+  /** OpenAI's processing tier: passed to OpenAI; elsewhere only the default (capabilities.ts). */
+  service_tier: z.enum(['auto', 'default', 'flex', 'scale', 'priority']).nullable().optional(),
+  /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
+  prompt_cache_key: z.string().max(1024).nullable().optional(),
+  /** Alternatives per token in `output_text.logprobs` (with `include: ["message.output_text.logprobs"]`). */
+  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+  /** A cap on built-in tool calls: this gateway runs none (function calls are the caller's), so none to cap. */
+  max_tool_calls: z.number().int().min(1).nullable().optional(),
   /** Only the default: the gateway never drops input to fit (the response echoes `disabled`). */
   truncation: z.literal('disabled').nullable().optional(),
   // Stateful: refused by the door unless off.
@@ -147,11 +155,19 @@ export interface ResponsesUsage {
   total_tokens: number;
 }
 
+/** A token's log probability in `output_text.logprobs` (Responses' shape: `bytes` always a list). */
+export interface ResponsesLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
+}
+
 export interface ResponsesOutputText {
   type: 'output_text';
   text: string;
   annotations: unknown[];
-  logprobs: unknown[];
+  logprobs: ResponsesLogprob[];
 }
 
 /**
@@ -210,5 +226,9 @@ export interface ResponsesResponse {
   tool_choice: z.infer<typeof ResponsesToolChoice>;
   tools: ResponsesTool[];
   truncation: 'disabled';
+  top_logprobs: number;
+  max_tool_calls: number | null;
+  service_tier?: string;
+  prompt_cache_key?: string;
   user?: string;
 }

@@ -82,6 +82,11 @@ describe('openai adapter specifics', () => {
     expect(build(openaiAdapter, { service_tier: 'flex' }).json.service_tier).toBe('flex');
   });
 
+  it('passes prompt_cache_key to OpenAI; other hosts drop it (a cache-routing hint)', () => {
+    expect(build(openaiAdapter, { prompt_cache_key: 'tenant-1' }).json.prompt_cache_key).toBe('tenant-1');
+    expect(build(openAICompatible(), { prompt_cache_key: 'tenant-1' }).json.prompt_cache_key).toBeUndefined();
+  });
+
   it('reads Go-duration resets', () => {
     const info = readOpenAIRateLimits(
       new Headers({

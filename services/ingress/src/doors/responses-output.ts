@@ -1,5 +1,6 @@
-import type { ChatCompletion, OpenAIUsage } from '@faregate/contracts/chat';
+import type { ChatCompletion, OpenAIUsage, TokenLogprob } from '@faregate/contracts/chat';
 import type {
+  ResponsesLogprob,
   ResponsesOutputItem,
   ResponsesOutputText,
   ResponsesReasoningItem,
@@ -33,12 +34,33 @@ export const messageId = (id: string) => `msg_${id}`;
 export const reasoningId = (id: string) => `rs_${id}`;
 export const callItemId = (id: string, index: number) => `fc_${id}_${index}`;
 
-export const outputText = (text: string): ResponsesOutputText => ({
+export const outputText = (text: string, logprobs: ResponsesLogprob[] = []): ResponsesOutputText => ({
   type: 'output_text',
   text,
   annotations: [],
-  logprobs: [],
+  logprobs,
 });
+
+/** The `include` that asks for each output token's log probability (`output_text.logprobs`). */
+export const LOGPROBS = 'message.output_text.logprobs';
+
+/** The request asked for each output token's log probability (`include`). */
+export const wantsLogprobs = (req: ResponsesRequest) => req.include?.includes(LOGPROBS) === true;
+
+const bytesOf = (token: string, bytes: number[] | null) => bytes ?? [...Buffer.from(token, 'utf8')];
+
+/** Chat's token log probabilities in Responses' shape (`bytes` always a list). */
+export const responsesLogprobs = (tokens: readonly TokenLogprob[] | null | undefined): ResponsesLogprob[] =>
+  (tokens ?? []).map((t) => ({
+    token: t.token,
+    logprob: t.logprob,
+    bytes: bytesOf(t.token, t.bytes),
+    top_logprobs: t.top_logprobs.map((a) => ({
+      token: a.token,
+      logprob: a.logprob,
+      bytes: bytesOf(a.token, a.bytes),
+    })),
+  }));
 
 /**
  * Whether reasoning is shown as a summary: the caller asked for one (`reasoning.summary`). The text
@@ -89,6 +111,10 @@ export function envelope(
     tool_choice: req.tool_choice ?? 'auto',
     tools: req.tools ?? [],
     truncation: 'disabled',
+    top_logprobs: req.top_logprobs ?? 0,
+    max_tool_calls: req.max_tool_calls ?? null,
+    ...(req.service_tier != null ? { service_tier: req.service_tier } : {}),
+    ...(req.prompt_cache_key != null ? { prompt_cache_key: req.prompt_cache_key } : {}),
     ...(req.user ? { user: req.user } : {}),
   };
 }
@@ -107,8 +133,10 @@ function outputOf(
   r: ChatCompletion,
   status: 'completed' | 'incomplete',
   summary: boolean,
+  logprobs: boolean,
 ): ResponsesOutputItem[] {
   const m = r.choices[0]?.message;
+  const lp = r.choices[0]?.logprobs;
   const out: ResponsesOutputItem[] = [];
   // The model's reasoning comes first, as it did (when the provider returns its text).
   const reasoning = m?.reasoning_content;
@@ -129,7 +157,9 @@ function outputOf(
       type: 'message',
       status,
       role: 'assistant',
-      content: [outputText(text)],
+      content: [
+        outputText(text, logprobs ? responsesLogprobs(m?.content != null ? lp?.content : lp?.refusal) : []),
+      ],
     });
   for (const [i, t] of (m?.tool_calls ?? []).entries()) {
     out.push({
@@ -150,7 +180,12 @@ export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesR
   return {
     ...envelope(req, r.id, r.created, r.model),
     ...s,
-    output: outputOf(r, s.status === 'incomplete' ? 'incomplete' : 'completed', asSummary(req)),
+    output: outputOf(
+      r,
+      s.status === 'incomplete' ? 'incomplete' : 'completed',
+      asSummary(req),
+      wantsLogprobs(req),
+    ),
     usage: responsesUsage(r.usage),
   };
 }

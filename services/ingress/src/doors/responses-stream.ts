@@ -1,6 +1,6 @@
 import { type ErrorCode, errorBody } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
-import type { ResponsesRequest } from '@faregate/contracts/responses';
+import type { ResponsesLogprob, ResponsesRequest } from '@faregate/contracts/responses';
 import type { RouteStep } from '@faregate/contracts/route';
 import {
   asSummary,
@@ -10,12 +10,14 @@ import {
   outputText,
   reasoningId,
   reasoningItem,
+  responsesLogprobs,
   toResponse,
+  wantsLogprobs,
 } from './responses-output.ts';
 import { type FrameWriter, runningCall } from './shared.ts';
 
 type Open =
-  | { kind: 'message'; index: number; id: string; text: string }
+  | { kind: 'message'; index: number; id: string; text: string; logprobs: ResponsesLogprob[] }
   | { kind: 'reasoning'; index: number; id: string; text: string; signature: string }
   | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; pipeline: number };
 
@@ -103,8 +105,8 @@ export class ResponsesStreamWriter implements FrameWriter {
     } else if (o.kind === 'message') {
       const at = { item_id: o.id, output_index: o.index, content_index: 0 };
       out.push(
-        this.#event('response.output_text.done', { ...at, text: o.text, logprobs: [] }),
-        this.#event('response.content_part.done', { ...at, part: outputText(o.text) }),
+        this.#event('response.output_text.done', { ...at, text: o.text, logprobs: o.logprobs }),
+        this.#event('response.content_part.done', { ...at, part: outputText(o.text, o.logprobs) }),
         this.#event('response.output_item.done', {
           output_index: o.index,
           item: {
@@ -112,7 +114,7 @@ export class ResponsesStreamWriter implements FrameWriter {
             type: 'message',
             status: 'completed',
             role: 'assistant',
-            content: [outputText(o.text)],
+            content: [outputText(o.text, o.logprobs)],
           },
         }),
       );
@@ -139,12 +141,12 @@ export class ResponsesStreamWriter implements FrameWriter {
     }
   }
 
-  #text(out: string[], delta: string): void {
+  #text(out: string[], delta: string, logprobs: ResponsesLogprob[] = []): void {
     this.#start(out);
     let o = this.#open;
     if (o?.kind !== 'message') {
       this.#close(out);
-      o = { kind: 'message', index: this.#items++, id: messageId(this.#id), text: '' };
+      o = { kind: 'message', index: this.#items++, id: messageId(this.#id), text: '', logprobs: [] };
       this.#open = o;
       out.push(
         this.#event('response.output_item.added', {
@@ -160,6 +162,7 @@ export class ResponsesStreamWriter implements FrameWriter {
       );
     }
     o.text += delta;
+    o.logprobs.push(...logprobs);
     this.#sentText += delta;
     out.push(
       this.#event('response.output_text.delta', {
@@ -167,7 +170,7 @@ export class ResponsesStreamWriter implements FrameWriter {
         output_index: o.index,
         content_index: 0,
         delta,
-        logprobs: [],
+        logprobs,
       }),
     );
   }
@@ -271,8 +274,9 @@ export class ResponsesStreamWriter implements FrameWriter {
       if (f.reasoning) this.#reasoning(out, f.reasoning);
       // Anthropic signs its thinking last, before the block closes.
       if (f.signature && this.#open?.kind === 'reasoning') this.#open.signature += f.signature;
-      if (f.text) this.#text(out, f.text);
-      if (f.refusal) this.#text(out, f.refusal);
+      const lp = wantsLogprobs(this.#req) ? f.logprobs : undefined;
+      if (f.text) this.#text(out, f.text, responsesLogprobs(lp?.content));
+      if (f.refusal) this.#text(out, f.refusal, responsesLogprobs(lp?.refusal));
       for (const t of f.tool_calls ?? []) {
         if (!this.#calls.has(t.index) && !(t.id && t.function?.name)) continue;
         this.#call(out, t.index, t.id ?? '', t.function?.name ?? '', t.function?.arguments ?? '');

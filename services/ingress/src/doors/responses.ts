@@ -1,7 +1,7 @@
 import type { ChatMessage, ChatRequest, ContentPart } from '@faregate/contracts/chat';
 import type { ResponsesFormat, ResponsesInputPart, ResponsesRequest } from '@faregate/contracts/responses';
 import { openThinking } from './reasoning.ts';
-import { toResponse } from './responses-output.ts';
+import { LOGPROBS, toResponse } from './responses-output.ts';
 import { ResponsesStreamWriter } from './responses-stream.ts';
 import { type Door, invalidParam } from './shared.ts';
 
@@ -119,7 +119,7 @@ function formatOf(f: ResponsesFormat | undefined): ChatRequest['response_format'
  * What `include` may ask for. Reasoning items always carry their `encrypted_content` (the gateway
  * keeps no responses, so it is the only way thinking comes back), so asking for it changes nothing.
  */
-const INCLUDES: ReadonlySet<string> = new Set(['reasoning.encrypted_content']);
+const INCLUDES: ReadonlySet<string> = new Set(['reasoning.encrypted_content', LOGPROBS]);
 
 /**
  * `POST /v1/responses` body → the internal chat request; stateful parameters are refused here.
@@ -173,6 +173,12 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
   if (req.top_p != null) chat.top_p = req.top_p;
   if (req.user) chat.user = req.user;
   if (req.safety_identifier) chat.safety_identifier = req.safety_identifier;
+  if (req.service_tier != null) chat.service_tier = req.service_tier;
+  if (req.prompt_cache_key != null) chat.prompt_cache_key = req.prompt_cache_key;
+  if (req.include?.includes(LOGPROBS)) {
+    chat.logprobs = true;
+    if (req.top_logprobs != null) chat.top_logprobs = req.top_logprobs;
+  }
   return chat;
 }
 
@@ -181,6 +187,7 @@ export const RESPONSES_PARAMS: Readonly<Record<string, string>> = {
   max_completion_tokens: 'max_output_tokens',
   response_format: 'text.format',
   reasoning_effort: 'reasoning.effort',
+  logprobs: 'include',
 };
 
 /** The Responses door for a request: whole answers as response objects, streams as its events. */
