@@ -82,6 +82,20 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
     expect(await storedIds()).toContain(f.id);
     const content = await client.files.content(f.id);
     expect(await content.text()).toBe(text);
+    expect(content.headers.get('content-disposition')).toBe('attachment; filename="in.jsonl"');
+    // A name past ASCII comes back as uploaded, in filename* (RFC 6266).
+    const named = await client.files.create({
+      file: await toFile(Buffer.from(jsonl(1)), 'données été (1).jsonl'),
+      purpose: 'batch',
+    });
+    expect(named.filename).toBe('données été (1).jsonl');
+    const disposition = (await client.files.content(named.id)).headers.get('content-disposition') ?? '';
+    expect(disposition).toBe(
+      `attachment; filename="donn_es__t___1_.jsonl"; filename*=UTF-8''donn%C3%A9es%20%C3%A9t%C3%A9%20%281%29.jsonl`,
+    );
+    const exact = /filename\*=UTF-8''(.+)$/.exec(disposition)?.[1] ?? '';
+    expect(decodeURIComponent(exact)).toBe(named.filename);
+    await client.files.delete(named.id);
 
     const second = await client.files.create({
       file: await toFile(Buffer.from(jsonl(1)), 'b.jsonl'),

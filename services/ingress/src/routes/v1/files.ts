@@ -67,6 +67,22 @@ function uploadExpiry(e: { anchor?: string; seconds?: string }): number | undefi
   );
 }
 
+/**
+ * `attachment` with the file's name: an ASCII stand-in in `filename` (every other character `_`, so
+ * no quote or CR/LF reaches the header), and the name as uploaded in `filename*` (RFC 6266 / 8187:
+ * UTF-8, percent-encoded), which browsers and download tools prefer.
+ */
+export function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\w.-]/g, '_');
+  const exact = encodeURIComponent(name).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+  return ascii === name
+    ? `attachment; filename="${ascii}"`
+    : `attachment; filename="${ascii}"; filename*=UTF-8''${exact}`;
+}
+
 export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const { FILE_MAX_BYTES: maxBytes, FILE_MAX_LINES: maxLines } = deps.config;
   await app.register(multipart, {
@@ -160,7 +176,7 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', String(f.bytes))
-      .header('content-disposition', `attachment; filename="${f.filename.replace(/[^\w.-]/g, '_')}"`)
+      .header('content-disposition', contentDisposition(f.filename))
       .send(Readable.from(fileStore(deps).get(f.id)));
   });
 
