@@ -88,4 +88,27 @@ describe('validateLines', () => {
     expect(ok.errors).toEqual([]);
     expect(ok.valid).toHaveLength(3);
   });
+
+  it('a custom_id repeated after a line that was wrong otherwise is reported too', async () => {
+    const wrong = (id: string, change: Record<string, unknown>) =>
+      JSON.stringify({ ...JSON.parse(line(id)), ...change });
+    const r = await run(
+      [
+        wrong('a', { url: '/v1/embeddings' }),
+        wrong('b', { method: 'GET' }),
+        wrong('c', { body: 'text' }),
+        line('a'),
+        line('b'),
+        line('c'),
+      ].join('\n'),
+    );
+    expect(r.errors.map((e) => [e.line, e.code])).toEqual([
+      [1, 'invalid_url'],
+      [2, 'invalid_method'],
+      [3, 'invalid_request'],
+      [4, 'duplicate_custom_id'],
+      [5, 'duplicate_custom_id'],
+      [6, 'duplicate_custom_id'],
+    ]);
+  });
 });

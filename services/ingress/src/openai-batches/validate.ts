@@ -76,6 +76,25 @@ export async function validateLines(
       );
       continue;
     }
+    // A line's custom_id counts as taken whatever else is wrong with the line: a later line repeating
+    // it is reported too (short ids as they are, long ones by digest: a SHA-256 per line cost more
+    // than its parse).
+    const id = isObject(value) ? value.custom_id : undefined;
+    if (typeof id === 'string' && id.length >= 1 && id.length <= 512) {
+      const digest =
+        id.length <= SHORT_ID ? `=${id}` : `#${createHash('sha256').update(id).digest('base64')}`;
+      if (seen.has(digest)) {
+        fail({
+          code: 'duplicate_custom_id',
+          message:
+            'The custom_id for this request is a duplicate of another request. The custom_id parameter must be unique for each individual request in a batch.',
+          param: 'custom_id',
+          line: n,
+        });
+        continue;
+      }
+      seen.add(digest);
+    }
     // The common case checked by hand (schema parsing costs more than the rest of a line); anything
     // else goes through the schema, which names what is wrong.
     const r = wellFormed(value) ? { success: true as const, data: value } : BatchInputLine.safeParse(value);
@@ -119,20 +138,6 @@ export async function validateLines(
       });
       continue;
     }
-    // Short ids as they are, long ones by digest (a SHA-256 per line cost more than its parse).
-    const id = r.data.custom_id;
-    const digest = id.length <= SHORT_ID ? `=${id}` : `#${createHash('sha256').update(id).digest('base64')}`;
-    if (seen.has(digest)) {
-      fail({
-        code: 'duplicate_custom_id',
-        message:
-          'The custom_id for this request is a duplicate of another request. The custom_id parameter must be unique for each individual request in a batch.',
-        param: 'custom_id',
-        line: n,
-      });
-      continue;
-    }
-    seen.add(digest);
     if (errors.length > 0) continue; // the batch fails: nothing more to store
     group.push({ line: n, customId: r.data.custom_id, body: JSON.stringify(r.data.body) });
     if (group.length >= groupSize) {
