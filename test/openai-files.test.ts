@@ -107,6 +107,19 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
     const page = await client.files.list({ limit: 1 });
     expect(page.data.map((x) => x.id)).toEqual([second.id]);
     expect(page.has_more).toBe(true);
+    // A query parameter given twice is a 400 saying so (not "expected number, received array").
+    const twice = await fetch(`${stack.url}/v1/files?limit=1&limit=2`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
+    expect(twice.status).toBe(400);
+    expect(await twice.json()).toEqual({
+      error: {
+        type: 'invalid_request_error',
+        code: 'invalid_request_error',
+        param: 'limit',
+        message: "The query parameter 'limit' is given more than once; give it once.",
+      },
+    });
 
     expect(await client.files.delete(f.id)).toEqual({ id: f.id, object: 'file', deleted: true });
     expect((await apiError(client.files.retrieve(f.id))).status).toBe(404);

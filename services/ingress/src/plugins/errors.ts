@@ -48,9 +48,24 @@ export function fromZod(e: ZodError, root?: string): GatewayError {
  * always has. Responses use the package's serializer compiler.
  */
 export function registerZodSchemas(app: FastifyInstance): void {
-  app.setValidatorCompiler<ZodType>(({ schema }) => (data) => {
+  app.setValidatorCompiler<ZodType>(({ schema, httpPart }) => (data) => {
     const r = schema.safeParse(data);
-    return r.success ? { value: r.data } : { error: r.error };
+    if (r.success) return { value: r.data };
+    // `?limit=1&limit=2` arrives as a list: say so, rather than "expected number, received array".
+    const key = r.error.issues[0]?.path[0];
+    if (
+      httpPart === 'querystring' &&
+      typeof key === 'string' &&
+      Array.isArray((data as Record<string, unknown>)[key])
+    )
+      return {
+        error: new GatewayError({
+          code: 'invalid_request_error',
+          message: `The query parameter '${key}' is given more than once; give it once.`,
+          param: key,
+        }),
+      };
+    return { error: r.error };
   });
   app.setSerializerCompiler(serializerCompiler);
 }
