@@ -23,8 +23,9 @@ if ARGV[1] ~= '' then
   if owner ~= ARGV[1] then
     if owner or ARGV[8] ~= '1' then return redis.error_reply('NOTOWNER') end
     if #last > 0 then
-      local f = last[1][2][2]
-      if string.find(f, '"type":"done"', 1, true) or string.find(f, '"type":"error"', 1, true) then
+      -- The last frame's type, read after its seq (as frame-store.claim.lua reads it).
+      local t = string.match(string.sub(last[1][2][2], 1, 1024), '"seq":%d+,"type":"(%a+)"')
+      if t == 'done' or t == 'error' or t == 'embeddings' then
         return redis.error_reply('NOTOWNER the job already ended')
       end
     end

@@ -8,7 +8,10 @@ local terminal = 0
 if #last > 0 then
   seq = tonumber(string.match(last[1][1], '%-(%d+)$'))
   local f = last[1][2][2]
-  if string.find(f, '"type":"done"', 1, true) or string.find(f, '"type":"error"', 1, true) then terminal = 1 end
+  -- The frame's type follows its seq (the store writes that head): read there, not searched for in
+  -- the whole frame (an embeddings list is megabytes). A terminal type: done, error, embeddings.
+  local t = string.match(string.sub(f, 1, 1024), '"seq":%d+,"type":"(%a+)"')
+  if t == 'done' or t == 'error' or t == 'embeddings' then terminal = 1 end
 end
 if terminal == 0 and redis.call('HGET', KEYS[2], 'cancel') == '1' then terminal = 2 end
 if terminal == 0 then

@@ -110,6 +110,40 @@ describe('FrameStore', () => {
     expect(await store.read(ended, 0)).toHaveLength(1);
   });
 
+  it('every terminal type ends a job for a later claim and an unowned first write: done, error, embeddings', async () => {
+    const rec = { account: 'acct_x', model: 'm', created: 1 };
+    const big = { object: 'list', data: [{ object: 'embedding', index: 0, embedding: 'A'.repeat(200_000) }] };
+    const terminals = [
+      { type: 'done', result: completion() },
+      { type: 'error', status: 500, error: { code: 'internal_error', message: 'x' } },
+      { type: 'embeddings', result: { ...big, model: 'e', usage: { prompt_tokens: 1, total_tokens: 1 } } },
+    ] as const;
+    for (const frame of terminals) {
+      const id = jobId();
+      await store.append(id, [frame as never], { owner: '', ttlMs: 60_000 });
+      expect(await store.claim(id, 'late', 60_000, REC)).toMatchObject({ terminal: true });
+      await expect(
+        store.append(id, [{ type: 'delta', text: 'late' }], { owner: 'b', ttlMs: 60_000, claim: rec }),
+      ).rejects.toThrow(/NOTOWNER/);
+      expect(await store.read(id, 0)).toHaveLength(1);
+    }
+    // Written with its type first whatever order its fields came in.
+    const late = jobId();
+    await store.append(
+      late,
+      [{ status: 500, error: { code: 'internal_error', message: 'x' }, type: 'error' } as never],
+      {
+        owner: '',
+        ttlMs: 60_000,
+      },
+    );
+    expect(await store.claim(late, 'w', 60_000, REC)).toMatchObject({ terminal: true });
+    // A delta whose text reads like a terminal frame is not one (its quotes are escaped).
+    const id = jobId();
+    await store.append(id, [{ type: 'delta', text: '"seq":1,"type":"done"' }], { owner: '', ttlMs: 60_000 });
+    expect(await store.claim(id, 'w', 60_000, REC)).toMatchObject({ terminal: false, lastSeq: 1 });
+  });
+
   it('records an async job with its first frame, without taking ownership', async () => {
     const id = jobId();
     await store.append(id, [{ type: 'accepted', model: 'm', created: 1 }], {

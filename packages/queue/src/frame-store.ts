@@ -79,6 +79,17 @@ export interface ClaimRecord {
   created: number;
 }
 
+/**
+ * A frame's JSON with `type` first: the store's scripts read a frame's type right after its seq
+ * (`frame-store.claim.lua`), not by searching the whole frame (an embeddings list is megabytes).
+ */
+function frameBody(f: FrameBody): string {
+  const json = JSON.stringify(f);
+  if (json.startsWith('{"type":')) return json;
+  const { type, ...rest } = f;
+  return JSON.stringify({ type, ...rest });
+}
+
 export class FrameStore {
   readonly redis: RedisClient;
   readonly keys: Keys;
@@ -129,7 +140,7 @@ export class FrameStore {
         String(record?.created ?? ''),
         opts.call?.line ?? '',
         opts.call?.keepMs ?? 0,
-        ...frames.map((f) => JSON.stringify(f)),
+        ...frames.map(frameBody),
       ],
     );
   }
