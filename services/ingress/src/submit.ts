@@ -12,6 +12,7 @@ import { requireScope } from './plugins/auth.ts';
 import { fromZod, isRedisFull, verbatim } from './plugins/errors.ts';
 import { type FollowHandle, followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
+import type { FrameStore } from '@faregate/queue/frame-store';
 import { isObject, requestBody } from './request-body.ts';
 import { admissionTokens, admitRequest } from './request-limits.ts';
 import type { RoutePlan } from './routing/router.ts';
@@ -330,6 +331,8 @@ async function enqueue(
   const reservation = hold.value.reservation;
   if (reservation.leased) data.hold = reservation.hold;
   let recorded = false;
+  // The job was named to the request's Idempotency-Key record (`beforeQueue`): a retry may follow it.
+  let named = false;
   try {
     if (followed.status === 'rejected') throw followed.reason;
     if (m.accepted) {
@@ -346,7 +349,10 @@ async function enqueue(
       });
       recorded = true;
     }
-    if (opts.beforeQueue) await opts.beforeQueue(data);
+    if (opts.beforeQueue) {
+      await opts.beforeQueue(data);
+      named = true;
+    }
     const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
     if (lane) await lane.push(data);
     else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});
@@ -363,10 +369,37 @@ async function enqueue(
     // left `queued` for ever. DEL is what Redis still allows at maxmemory.
     if (recorded && isRedisFull(e))
       await deps.redis.del(deps.keys.frames(id), deps.keys.meta(id)).catch(() => {});
+    // A retry (same Idempotency-Key) may already follow this job, which will never run.
+    else if (named) await endUnqueued(deps.store, id, e);
     throw e;
   }
   if (!frames) return data;
   return { data, frames, close: stopFollowing };
+}
+
+/**
+ * A job named to its request's Idempotency-Key record that could not be queued ends with the error
+ * its request gets, so a retry already following it hears that rather than waiting out its deadline.
+ * (The key itself is dropped as the request is refused: the next retry runs anew.) A job queued after
+ * all (the queue answered late) finds itself ended when a worker picks it up, and makes no call.
+ */
+export async function endUnqueued(store: FrameStore, id: string, e: unknown): Promise<void> {
+  const ge =
+    e instanceof GatewayError
+      ? e
+      : new GatewayError({
+          code: 'overloaded',
+          message: 'The request could not be queued. Try again shortly.',
+          retryable: true,
+          retryAfterMs: 1_000,
+        });
+  await store
+    .append(id, [{ type: 'error', status: ge.status, error: ge.toJSON() }], {
+      owner: '',
+      ttlMs: RECORD_UNTIL_QUEUED_MS,
+      state: 'failed',
+    })
+    .catch(() => {});
 }
 
 /** How long an async job's record lives before its job is queued (then STREAM_TTL_SECONDS). */
