@@ -6,27 +6,41 @@ import type { LiveHub } from './live-hub.ts';
 export interface FollowHandle {
   /** Stop following (idempotent). */
   close(): void;
-  /** Resolves after the terminal frame was delivered, or when closed. */
+  /** Resolves after the last entry was delivered, or when closed. */
   ended: Promise<void>;
 }
 
+/** A sequenced log kept in a Redis stream and published live as it grows (a job's frames, a batch's progress). */
+export interface LogSource {
+  /** Entries after `afterSeq`, in order, at most 1,000. */
+  read(afterSeq: number): Promise<string[]>;
+  /** The entry that ends the log. */
+  isLast(raw: string): boolean;
+  /** Listens to the live channel (each message one entry, or several newline-separated); returns how to stop. */
+  listen(onMessage: (message: string) => void): Promise<() => void> | (() => void);
+  /** Calls back when live delivery may have missed messages (the subscriber reconnected). */
+  onResync(cb: () => void): () => void;
+  /** A live entry that is only a notice: the entry itself is read from the stream (too large to publish). */
+  notice?(raw: string): boolean;
+}
+
+export interface LogFollower extends FollowHandle {
+  /** Reads the stream from the cursor again (an outside reason to think entries were missed). */
+  catchUp(): void;
+}
+
 /**
- * Delivers a job's frames after `afterSeq` exactly once and in order: subscribe first, then read
- * the stream from the cursor, then forward live frames, dropping anything already delivered and
- * filling any gap from the stream. Ends after the terminal frame.
+ * Delivers a log's entries after `afterSeq` exactly once and in order: subscribe first, then read
+ * the stream from the cursor, then take live entries in sequence, dropping anything already
+ * delivered and filling any gap from the stream. Ends after the last entry. `fresh`: the log has
+ * no entries yet (nothing to read first).
  */
-export async function followJob(
-  hub: LiveHub,
-  store: FrameStore,
-  jobId: string,
+export async function followLog(
+  source: LogSource,
   afterSeq: number,
-  onFrame: (raw: string, seq: number) => void,
-  /**
-   * `fresh`: the job is not queued yet, so there is no backlog to read. `reply`: its frames come on
-   * this process's reply channel (it was submitted here with `replyTo`): no per-job subscription.
-   */
-  opts: { fresh?: boolean; reply?: boolean } = {},
-): Promise<FollowHandle> {
+  onEntry: (raw: string, seq: number) => void,
+  opts: { fresh?: boolean } = {},
+): Promise<LogFollower> {
   let last = afterSeq;
   let closed = false;
   let running = false;
@@ -49,10 +63,10 @@ export async function followJob(
     const seq = seqOf(raw);
     if (seq <= last) return;
     last = seq;
-    onFrame(raw, seq);
-    if (isTerminalRaw(raw)) close();
+    onEntry(raw, seq);
+    if (source.isLast(raw)) close();
   };
-  // Reads the stream from the cursor until nothing new; re-runs if live frames arrived meanwhile.
+  // Reads the stream from the cursor until nothing new; re-runs if live entries arrived meanwhile.
   const pump = async (): Promise<void> => {
     if (running) {
       dirty = true;
@@ -64,7 +78,7 @@ export async function followJob(
         dirty = false;
         for (;;) {
           if (closed) return;
-          const batch = await store.read(jobId, last);
+          const batch = await source.read(last);
           for (const raw of batch) deliver(raw);
           if (batch.length < 1000) break;
         }
@@ -73,33 +87,71 @@ export async function followJob(
       running = false;
     }
   };
-  const onLive = (raw: string) => {
-    if (closed) return;
-    const seq = seqOf(raw);
-    if (seq <= last) return;
-    if (seq === last + 1 && !running && !isStoredNotice(raw)) {
-      deliver(raw);
-      return;
-    }
-    // A gap, the backlog still being read, or a frame too large to publish: the stream has
-    // everything, in order.
+  const catchUp = () => {
     pump().catch(() => {
       dirty = true;
     });
   };
-  unlisten = opts.reply && hub.replyChannel ? hub.onReply(jobId, onLive) : await hub.listen(jobId, onLive);
-  unresync = hub.onResync(() => {
-    pump().catch(() => {
-      dirty = true;
-    });
+  const onLive = (raw: string): boolean => {
+    if (closed) return false;
+    const seq = seqOf(raw);
+    if (seq <= last) return true;
+    if (seq === last + 1 && !running && !source.notice?.(raw)) {
+      deliver(raw);
+      return true;
+    }
+    // A gap, the backlog still being read, or an entry too large to publish: the stream has
+    // everything, in order.
+    catchUp();
+    return false;
+  };
+  unlisten = await source.listen((message) => {
+    if (!message.includes('\n')) {
+      onLive(message);
+      return;
+    }
+    // Several entries in one message (a batch driver's step): in order, until one must be read.
+    for (const raw of message.split('\n')) if (!onLive(raw)) return;
   });
-  // A job not queued yet has no frames: skip the backlog read.
-  if (opts.fresh) return { close, ended };
+  unresync = source.onResync(catchUp);
+  const handle = { close, ended, catchUp };
+  if (opts.fresh) return handle;
   try {
     await pump();
   } catch (e) {
     close();
     throw e;
   }
+  return handle;
+}
+
+/**
+ * Delivers a job's frames after `afterSeq` exactly once and in order (`followLog`). Ends after the
+ * terminal frame.
+ */
+export async function followJob(
+  hub: LiveHub,
+  store: FrameStore,
+  jobId: string,
+  afterSeq: number,
+  onFrame: (raw: string, seq: number) => void,
+  /**
+   * `fresh`: the job is not queued yet, so there is no backlog to read. `reply`: its frames come on
+   * this process's reply channel (it was submitted here with `replyTo`): no per-job subscription.
+   */
+  opts: { fresh?: boolean; reply?: boolean } = {},
+): Promise<FollowHandle> {
+  const { close, ended } = await followLog(
+    {
+      read: (after) => store.read(jobId, after),
+      isLast: isTerminalRaw,
+      listen: (cb) => (opts.reply && hub.replyChannel ? hub.onReply(jobId, cb) : hub.listen(jobId, cb)),
+      onResync: (cb) => hub.onResync(cb),
+      notice: isStoredNotice,
+    },
+    afterSeq,
+    onFrame,
+    opts,
+  );
   return { close, ended };
 }
