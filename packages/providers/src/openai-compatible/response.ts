@@ -63,6 +63,9 @@ function toolCallsOf(v: unknown): ToolCall[] {
 const bytesOf = (v: unknown): number[] | null =>
   Array.isArray(v) && v.every((b) => Number.isInteger(b)) ? (v as number[]) : null;
 
+/** A log probability as the provider sent it (≤ 0; OpenAI writes -9999 for the least likely). */
+const logprobOf = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
 function tokensOf(v: unknown): TokenLogprob[] | null {
   if (!Array.isArray(v)) return null;
   const out: TokenLogprob[] = [];
@@ -70,12 +73,16 @@ function tokensOf(v: unknown): TokenLogprob[] | null {
     if (!isObj(t) || typeof t.token !== 'string') continue;
     out.push({
       token: t.token,
-      logprob: num(t.logprob),
+      logprob: logprobOf(t.logprob),
       bytes: bytesOf(t.bytes),
       top_logprobs: Array.isArray(t.top_logprobs)
         ? t.top_logprobs
             .filter((x): x is Json => isObj(x) && typeof x.token === 'string')
-            .map((x) => ({ token: x.token as string, logprob: num(x.logprob), bytes: bytesOf(x.bytes) }))
+            .map((x) => ({
+              token: x.token as string,
+              logprob: logprobOf(x.logprob),
+              bytes: bytesOf(x.bytes),
+            }))
         : [],
     });
   }
