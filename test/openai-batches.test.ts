@@ -718,8 +718,10 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     }
   }, 90_000);
 
-  it('expires after its window, keeping what finished', async () => {
+  it('expires after its window, keeping what finished; lines in flight finish into the output', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 30, tokens: 10 });
+    const modelCalls = () => stack.fake.calls().filter((c) => c.model !== null).length;
+    const callsBefore = modelCalls();
     try {
       const b = await start(Array.from({ length: 300 }, (_, i) => req(`e${i}`, `slow ${i}`)));
       await until(async () => ((await client.batches.retrieve(b.id)).request_counts?.completed ?? 0) >= 1, {
@@ -745,6 +747,9 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
           message: 'This request could not be executed before the completion window expired.',
         },
       });
+      // Every line whose provider call was made is in the output file, billed: a call under way when
+      // the window ended finished (aborted, the provider's work would be shown nowhere and billed $0).
+      expect(modelCalls() - callsBefore).toBe(completed + (done.request_counts?.failed ?? 0));
     } finally {
       stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
     }

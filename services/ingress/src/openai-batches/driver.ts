@@ -864,12 +864,12 @@ export class BatchDriver {
   }
 
   /**
-   * Cancel or expiry: lines not fed end at once; open ones are asked to stop. A cancel lets a line
-   * whose provider call is under way finish, as OpenAI's and Anthropic's cancels do (only a new
-   * attempt is refused): its answer goes into the output file. Stopped mid-call, the provider's work
-   * would be thrown away (no line shows it, and an aborted call reports no usage to bill, though a
-   * provider may charge for it). Its job's deadline bounds how long `cancelling` lasts. Expiry stops
-   * them all: the window is over.
+   * Cancel or expiry: lines not fed end at once; open ones are asked to stop. A line whose provider
+   * call is under way finishes, as OpenAI's and Anthropic's cancels let it (only a new attempt is
+   * refused): its answer goes into the output file. Stopped mid-call, the provider's work would be
+   * thrown away (no line shows it, and an aborted call reports no usage to bill, though the provider
+   * charges for it). Its job's deadline bounds how long `cancelling` lasts, or how long an expired
+   * batch waits before it is finalized.
    */
   async #stopLines(b: BatchRow, open: { job: string }[], why: 'cancelled' | 'expired'): Promise<void> {
     const ttlMs = this.#deps.config.STREAM_TTL_SECONDS * 1000;
@@ -915,9 +915,8 @@ export class BatchDriver {
         [b.id, batchTail(b.id), JSON.stringify(EXPIRED)],
       );
     }
-    const unstarted = why === 'cancelled';
     await Promise.all(
-      open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs, { unstarted })),
+      open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs, { unstarted: true })),
     );
   }
 
