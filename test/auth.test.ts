@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { until } from '@faregate/testing/env';
@@ -343,6 +344,31 @@ describe('errors answered before any handler runs keep the error shape', () => {
     const r = await raw('POST', '/v1/messagesx', { authorization: `Bearer ${'a'.repeat(20_000)}` });
     expect(r.status).toBe(431);
     expect(errorOf(r).type).toBe('invalid_request_error');
+    // A URL past the header limit is a 414, in the door's shape; so is a body cut short.
+    const long = await raw('POST', `/v1/messages/${'a'.repeat(20_000)}`, {
+      'anthropic-version': '2023-06-01',
+    });
+    expect(long.status).toBe(414);
+    expect(JSON.parse(long.body)).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    const longOpenAI = await raw('GET', `/v1/models?x=${'a'.repeat(20_000)}`);
+    expect(longOpenAI.status).toBe(414);
+    expect(errorOf(longOpenAI).message).toBe('The request URL is too long.');
+    const short = await new Promise<string>((resolve, reject) => {
+      const u = new URL(stack.url);
+      const c = connect(Number(u.port), u.hostname, () => {
+        c.end(
+          `POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: ${stack.apiKey}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":1`,
+        );
+      });
+      let got = '';
+      c.on('data', (d) => {
+        got += d.toString();
+      });
+      c.on('close', () => resolve(got));
+      c.on('error', reject);
+    });
+    expect(short).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(short.slice(short.indexOf('\r\n\r\n') + 4))).toMatchObject({ type: 'error' });
     // Refused by the router before any route: the door's shape too.
     const bad = await raw('POST', '/v1/messages/%ff', { 'anthropic-version': '2023-06-01' });
     expect(bad.status).toBe(400);

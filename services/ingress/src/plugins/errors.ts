@@ -224,19 +224,31 @@ export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: F
  */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // The URL: the parsed request's (an error in the body), or read off the request line when the
+  // parser still holds it (a head written at once, as the SDKs write it); else unknown (OpenAI's shape).
+  const raw = (err as { rawPacket?: Buffer }).rawPacket;
+  const line = raw && /^[A-Z]+ /.test(raw.subarray(0, 16).toString('latin1')) ? raw : undefined;
+  const url =
+    (socket as { parser?: { incoming?: { url?: unknown } } }).parser?.incoming?.url ??
+    line
+      ?.subarray(0, 64)
+      .toString('latin1')
+      .replace(/^[A-Z]+ /, '') ??
+    '';
   let status = 400;
   let message = 'The request could not be parsed.';
   if (err.code === 'HPE_HEADER_OVERFLOW') {
-    status = 431;
-    message = 'The request headers are too large.';
+    // A request line past 8 KiB (or one that does not end in the packet) is a URL too long, not
+    // headers: no route takes such a URL.
+    const eol = line?.indexOf('\r\n') ?? 0;
+    const long = line !== undefined && (eol < 0 || eol > 8192);
+    status = long ? 414 : 431;
+    message = long ? 'The request URL is too long.' : 'The request headers are too large.';
   } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     status = 408;
     message = 'The request took too long to arrive.';
   }
-  // The request line, when the parser still had it (a client writing its head at once, as the SDKs
-  // do): Anthropic's door answers in Anthropic's shape here too.
-  const head = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 64).toString('latin1') ?? '';
-  const body = JSON.stringify(earlyErrorBody(head.replace(/^[A-Z]+ /, ''), status, message));
+  const body = JSON.stringify(earlyErrorBody(typeof url === 'string' ? url : '', status, message));
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
