@@ -2,6 +2,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fakeVector } from '@faregate/fake-provider/embeddings';
 import { until } from '@faregate/testing/env';
+import { adminCall } from './support/calls.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;
@@ -296,6 +297,22 @@ describe('hostile and impossible embeddings requests: a 400/404 in OpenAI shape,
     // The param names the field (`input`), or the bad item of a list (`input.1`).
     if (param) expect(r.json.error.param).toMatch(new RegExp(`^${param}(\\.\\d+)?$`));
     expect(stack.fake.calls().filter((c) => !/\/models$/.test(c.path))).toEqual([]);
+  });
+
+  it('a balance that does not cover the inputs is a 402 whose advice fits embeddings (no max_tokens)', async () => {
+    const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'tiny' });
+    await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '0.000001' });
+    const k = await adminCall(stack, 'POST', '/admin/v1/keys', { account_id: acc.id, name: 'k' });
+    const poor = new OpenAI({ apiKey: String(k.key), baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const err = await poor.embeddings
+      .create({
+        model: 'openai/text-embedding-3-large',
+        input: Array.from({ length: 50 }, () => 'word '.repeat(200)),
+      })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 402, code: 'insufficient_quota' });
+    expect((err as Error).message).toMatch(/fewer or shorter inputs/);
+    expect((err as Error).message).not.toMatch(/max_tokens/);
   });
 
   it('an embedding model on chat completions is refused', async () => {

@@ -325,7 +325,9 @@ async function enqueue(
       message:
         hold.value.reason === 'key_limit'
           ? "This request would exceed this API key's spend limit."
-          : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
+          : operation.op === 'embeddings'
+            ? 'Your balance does not cover the maximum cost of this request. Add credit or send fewer or shorter inputs.'
+            : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
     });
   }
   const reservation = hold.value.reservation;
