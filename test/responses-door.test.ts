@@ -382,6 +382,26 @@ describe('the rest of the Responses API', () => {
 });
 
 describe('refusals', () => {
+  it('conversation and prompt (stored on OpenAI) are 400s naming them; stream_options is taken; an unknown nested key is named', async () => {
+    const base = { model: 'openai/gpt-4o-mini', input: 'x' } as const;
+    for (const [param, extra] of [
+      ['conversation', { conversation: 'conv_123' }],
+      ['prompt', { prompt: { id: 'pmpt_123' } }],
+      ['text.verbosity', { text: { verbosity: 'low' } }],
+    ] as const) {
+      const err = await client.responses.create({ ...base, ...extra } as never).catch((e: unknown) => e);
+      expect(err).toMatchObject({ status: 400, param });
+    }
+    const ok = await client.responses.create({
+      ...base,
+      stream: true,
+      stream_options: { include_obfuscation: false },
+    });
+    let completed = false;
+    for await (const e of ok) if (e.type === 'response.completed') completed = true;
+    expect(completed).toBe(true);
+  });
+
   it('stateful features are a 400 naming the parameter', async () => {
     const prev = await client.responses
       .create({ model: 'openai/gpt-4o-mini', input: 'x', previous_response_id: 'resp_123' })

@@ -144,6 +144,11 @@ export const ResponsesRequest = z.strictObject({
   background: z.boolean().nullable().optional(),
   store: z.boolean().nullable().optional(),
   previous_response_id: z.string().nullable().optional(),
+  /** A stored conversation, or a stored prompt template: refused by the door (it keeps neither). */
+  conversation: z.unknown().optional(),
+  prompt: z.unknown().optional(),
+  /** Stream options: `include_obfuscation` pads events against length side channels; none is sent. */
+  stream_options: z.strictObject({ include_obfuscation: z.boolean().optional() }).nullable().optional(),
 });
 export type ResponsesRequest = z.infer<typeof ResponsesRequest>;
 

@@ -142,8 +142,13 @@ describe('Responses request → chat request', () => {
       toChatRequest(
         parse({ model: 'm', input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'f' }] }] }),
       ),
+    ).toThrow(expect.objectContaining({ param: 'input.0.content.0.file_id' }));
+    expect(() =>
+      toChatRequest(parse({ model: 'm', input: [{ role: 'user', content: [{ type: 'input_image' }] }] })),
     ).toThrow(expect.objectContaining({ param: 'input.0.content.0.image_url' }));
-    expect(ResponsesRequest.safeParse({ model: 'm', input: 'x', conversation: 'c' }).success).toBe(false);
+    expect(() => toChatRequest(parse({ model: 'm', input: 'x', conversation: 'c' }))).toThrow(
+      expect.objectContaining({ param: 'conversation' }),
+    );
     expect(
       ResponsesRequest.safeParse({ model: 'm', input: [{ type: 'item_reference', id: 'x' }] }).success,
     ).toBe(false);

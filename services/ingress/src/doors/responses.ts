@@ -26,7 +26,7 @@ function partOf(p: ResponsesInputPart, param: string): Part {
     case 'input_image':
       if (!p.image_url)
         throw invalid(
-          `${param}.image_url`,
+          `${param}.${p.file_id != null ? 'file_id' : 'image_url'}`,
           'Images are taken by image_url (an http(s) or data: URL); file_id needs stored files.',
         );
       return {
@@ -135,6 +135,16 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
     throw invalid(
       'store',
       'store: true is not supported: this gateway does not keep responses. Send store: false or leave it out.',
+    );
+  if (req.conversation != null)
+    throw invalid(
+      'conversation',
+      'conversation is not supported: this gateway does not keep conversations. Send the whole conversation in `input`.',
+    );
+  if (req.prompt != null)
+    throw invalid(
+      'prompt',
+      'prompt is not supported: this gateway keeps no prompt templates. Send the instructions and input themselves.',
     );
   if (req.background === true)
     throw invalid(

@@ -29,10 +29,13 @@ export const verbatim = { verbatim: true } as const;
 export function fromZod(e: ZodError, root?: string): GatewayError {
   const issue = e.issues[0];
   const path = issue?.path.map(String) ?? [];
-  const param = [root, ...path].filter(Boolean).join('.') || null;
+  let param = [root, ...path].filter(Boolean).join('.') || null;
   let message = issue?.message ?? 'invalid request';
   if (issue?.code === 'unrecognized_keys') {
-    message = `Unrecognized request argument supplied: ${issue.keys.join(', ')}`;
+    // At the top, as OpenAI's: no param. Inside an object, the unknown key itself (`text.verbosity`).
+    const keys = param ? issue.keys.map((k) => `${param}.${k}`) : issue.keys;
+    message = `Unrecognized request argument supplied: ${keys.join(', ')}`;
+    if (param && keys.length === 1) param = keys[0] ?? param;
   } else if (issue?.code === 'custom' && issue.params?.verbatim === true) {
     // The message says it all.
   } else if (param) {
