@@ -299,6 +299,13 @@ describe('hostile and impossible embeddings requests: a 400/404 in OpenAI shape,
     expect(stack.fake.calls().filter((c) => !/\/models$/.test(c.path))).toEqual([]);
   });
 
+  it('a list past 2,048 inputs says so (not "Invalid input")', async () => {
+    const r = await post({ model: 'text-embedding-3-small', input: Array(2049).fill('a') });
+    expect(r.json.error.message).toBe(
+      "Invalid value for 'input': input may hold at most 2048 items; it has 2049",
+    );
+  });
+
   it('a balance that does not cover the inputs is a 402 whose advice fits embeddings (no max_tokens)', async () => {
     const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'tiny' });
     await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '0.000001' });

@@ -288,6 +288,7 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
         (err: unknown) => err,
       );
     expect(e).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(e).toMatchObject({ param: 'input_file_id' });
     await ended(a.id);
     await ended(c.id);
   });

@@ -325,7 +325,12 @@ describe('the rest of the Responses API', () => {
       max_tool_calls: 3,
     };
     const r = await client.responses.create(params);
-    expect(r).toMatchObject({ top_logprobs: 2, max_tool_calls: 3, prompt_cache_key: 'tenant-42' });
+    expect(r).toMatchObject({
+      top_logprobs: 2,
+      max_tool_calls: 3,
+      prompt_cache_key: 'tenant-42',
+      service_tier: 'default',
+    });
     const part = r.output.flatMap((o) => (o.type === 'message' ? o.content : []))[0];
     if (part?.type !== 'output_text') throw new Error('no output_text');
     expect(part.logprobs?.length).toBeGreaterThan(0);

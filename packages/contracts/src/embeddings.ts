@@ -15,18 +15,29 @@ const TokenArray = z
  */
 export const EmbeddingsRequest = z.strictObject({
   model: z.string().min(1).max(256),
-  input: z.union([
-    NonEmptyText,
-    z
-      .array(NonEmptyText)
-      .min(1, 'input must not be an empty list')
-      .max(MAX_EMBEDDING_INPUTS, `input may hold at most ${MAX_EMBEDDING_INPUTS} items`),
-    TokenArray,
-    z
-      .array(TokenArray)
-      .min(1, 'input must not be an empty list')
-      .max(MAX_EMBEDDING_INPUTS, `input may hold at most ${MAX_EMBEDDING_INPUTS} items`),
-  ]),
+  input: z.union(
+    [
+      NonEmptyText,
+      z
+        .array(NonEmptyText)
+        .min(1, 'input must not be an empty list')
+        .max(MAX_EMBEDDING_INPUTS, `input may hold at most ${MAX_EMBEDDING_INPUTS} items`),
+      TokenArray,
+      z
+        .array(TokenArray)
+        .min(1, 'input must not be an empty list')
+        .max(MAX_EMBEDDING_INPUTS, `input may hold at most ${MAX_EMBEDDING_INPUTS} items`),
+    ],
+    {
+      // The union says only "Invalid input"; a list's size is what most callers get wrong.
+      error: (iss) =>
+        Array.isArray(iss.input) && iss.input.length > MAX_EMBEDDING_INPUTS
+          ? `input may hold at most ${MAX_EMBEDDING_INPUTS} items; it has ${iss.input.length}`
+          : Array.isArray(iss.input) && iss.input.length === 0
+            ? 'input must not be an empty list'
+            : 'input must be a string, a list of strings, a token array or a list of token arrays, none of them empty',
+    },
+  ),
   dimensions: z.number().int().min(1).max(65_536).optional(),
   encoding_format: z.enum(['float', 'base64']).optional(),
   user: z.string().max(256).optional(),

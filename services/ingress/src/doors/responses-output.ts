@@ -179,6 +179,8 @@ export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesR
   const s = statusOf(r);
   return {
     ...envelope(req, r.id, r.created, r.model),
+    // `auto` resolved to the tier that served it, as OpenAI answers.
+    ...(req.service_tier === 'auto' ? { service_tier: r.service_tier ?? 'default' } : {}),
     ...s,
     output: outputOf(
       r,

@@ -51,8 +51,9 @@ export const fileView = (f: FileRow): FileObject => ({
   status_details: null,
 });
 
-export const fileNotFound = (id: string) =>
-  new GatewayError({ code: 'not_found', message: `No such File object: ${id}`, param: 'id' });
+/** `param`: what named the file (`id` in a path, `input_file_id` in a batch's body). */
+export const fileNotFound = (id: string, param = 'id') =>
+  new GatewayError({ code: 'not_found', message: `No such File object: ${id}`, param });
 
 /** The shape of every file id the gateway makes (uploads and batch results). */
 export const FILE_ID = /^file_[A-Za-z0-9_-]{10,80}$/;

@@ -104,7 +104,7 @@ export async function createBatch(
 ): Promise<BatchRow> {
   requireScope(principal, 'chat');
   const file = await ownedFile(deps, principal.accountId, body.input_file_id);
-  if (!file) throw fileNotFound(body.input_file_id);
+  if (!file) throw fileNotFound(body.input_file_id, 'input_file_id');
   if (file.purpose !== 'batch')
     throw new GatewayError({
       code: 'invalid_request_error',
