@@ -118,6 +118,8 @@ describe('logprobs on OpenAI', () => {
     ['anthropic/claude-haiku-4-5', 'anthropic', { logprobs: true }, 'logprobs'],
     ['gemini/gemini-2.5-flash', 'gemini', { logprobs: true, top_logprobs: 2 }, 'logprobs'],
     ['openai/gpt-4o-mini', 'openai', { top_logprobs: 2 }, 'top_logprobs'],
+    // Ollama's preset refuses them: its pool publishes that, and the ingress refuses before queueing.
+    ['llama/llama3.2', 'llama', { logprobs: true }, 'logprobs'],
   ] as const)('%s with %j is a 400 naming it', async (model, provider, extra, param) => {
     const e = await failure(openai.chat.completions.create({ model, messages: ask('hi'), ...extra }));
     expect(e.status).toBe(400);

@@ -138,6 +138,24 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
   ],
 };
 
+/**
+ * The first of a host's own refusals (`unsupported`, its preset's list: `logprobs` on Together, `seed`
+ * on Groq, …) the request uses, or undefined. `n: 1` is every host's default: only more choices are
+ * refused; other fields count when set (not null, not false).
+ */
+export function unsupportedRefusal(
+  unsupported: readonly string[],
+  provider: string,
+  req: ChatRequest,
+): Refusal | undefined {
+  for (const field of unsupported) {
+    const v = (req as Record<string, unknown>)[field];
+    if (field === 'n' ? typeof v === 'number' && v > 1 : v !== undefined && v !== null && v !== false)
+      return { param: field, message: `'${field}' is not supported by ${provider}.` };
+  }
+  return undefined;
+}
+
 /** The first chat parameter `provider` (speaking `kind`) cannot honour, or undefined. */
 export function chatRefusal(kind: string, provider: string, req: ChatRequest): Refusal | undefined {
   const rules = Object.hasOwn(CHAT_RULES, kind) ? CHAT_RULES[kind as ProtocolKind] : [];

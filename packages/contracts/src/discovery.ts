@@ -15,6 +15,8 @@ export const DiscoveryRecord = z.object({
   v: z.literal(1),
   provider: z.string(),
   kind: z.string(),
+  /** Chat parameters the pool's host refuses beyond its protocol's (its preset's); the ingress refuses them. */
+  unsupported: z.array(z.string()).max(64).optional(),
   /** The pool talks to the project's fake provider (demo / tests). */
   fake: z.boolean(),
   /** `provider`: listed by the provider's API; `catalog`: listing failed, the built-in catalog stands in. */

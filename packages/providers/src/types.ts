@@ -129,6 +129,8 @@ export type HeaderReader = Pick<Headers, 'get'>;
 
 export interface ProviderAdapter {
   kind: ProviderKind;
+  /** Chat parameters this host refuses beyond its protocol's (a preset's `unsupported`): published to the ingress. */
+  unsupported?: readonly string[];
   buildRequest(req: ChatRequest, opts: BuildOptions): UpstreamRequest;
   parseResponse(body: unknown): Completion;
   createStreamParser(opts: { model: string; maxLineBytes?: number }): StreamParser;

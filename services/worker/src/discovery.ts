@@ -51,6 +51,7 @@ export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecor
     v: 1,
     provider: config.id,
     kind: config.kind,
+    unsupported: [...(deps.provider.adapter.unsupported ?? [])],
     fake: config.fake === true,
     source,
     at: Date.now(),

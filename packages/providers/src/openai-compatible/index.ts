@@ -22,6 +22,7 @@ export function openAICompatible(options: OpenAICompatibleOptions = {}): Provide
   const quirks = options.quirks ?? {};
   return {
     kind: options.kind ?? 'openai-compatible',
+    unsupported: quirks.unsupported ?? [],
     buildRequest: (req, opts) => buildChatRequest(req, opts, quirks),
     parseResponse: (body) => parseOpenAIResponse(body, ''),
     createStreamParser: (opts) => createOpenAIStreamParser(opts),

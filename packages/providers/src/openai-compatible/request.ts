@@ -1,6 +1,6 @@
 import { type ChatMessage, type ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { isHttpUrl } from '../shared/content.ts';
-import { chatRefusal } from '@faregate/catalog/capabilities';
+import { chatRefusal, unsupportedRefusal } from '@faregate/catalog/capabilities';
 import { invalidParam } from '../shared/errors.ts';
 import type { BuildOptions, UpstreamRequest } from '../types.ts';
 import type { OpenAICompatibleQuirks } from './quirks.ts';
@@ -57,13 +57,9 @@ export function buildChatBody(
   // What the protocol cannot do (capabilities.ts; the ingress refuses it before queueing too).
   const refused = chatRefusal(q.openAIAccountFields ? 'openai' : 'openai-compatible', opts.config.id, req);
   if (refused) throw invalidParam(refused.param, refused.message);
-  for (const field of q.unsupported ?? []) {
-    const v = (req as Record<string, unknown>)[field];
-    // `n: 1` is every host's default: only more choices are refused.
-    if (field === 'n' ? typeof v === 'number' && v > 1 : v !== undefined && v !== null && v !== false) {
-      throw invalidParam(field, `'${field}' is not supported by this provider`);
-    }
-  }
+  // The host's own refusals (the ingress refuses them before queueing too, from the pool's record).
+  const unsupported = unsupportedRefusal(q.unsupported ?? [], opts.config.id, req);
+  if (unsupported) throw invalidParam(unsupported.param, unsupported.message);
   const body: Record<string, unknown> = { model: opts.model, messages: translateMessages(req.messages, q) };
   const max = requestedMaxTokens(req);
   if (max !== undefined) body[q.maxTokensField ?? 'max_tokens'] = max;

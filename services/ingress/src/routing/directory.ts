@@ -22,6 +22,8 @@ export interface ModelEntry {
   fake: boolean;
   /** The pool's wire protocol (`openai`, `anthropic`, `gemini`, `openai-compatible`): what it can do. */
   kind: string;
+  /** Chat parameters the pool's host refuses beyond its protocol's (its preset's). */
+  unsupported: readonly string[];
 }
 
 const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
@@ -96,6 +98,7 @@ export class ModelDirectory {
           ownedBy: m.ownedBy ?? rec.provider,
           fake: rec.fake,
           kind: rec.kind,
+          unsupported: rec.unsupported ?? [],
         });
       }
     }

@@ -34,7 +34,7 @@ beforeAll(async () => {
   for (const r of [
     pool('openai', ['gpt-4o-mini', 'gpt-5-nano', 'gpt-9-preview', 'text-embedding-3-small']),
     pool('anthropic', ['claude-haiku-4-5-20251001', 'claude-3-5-haiku-20241022']),
-    pool('llama', ['llama3.2:latest']),
+    { ...pool('llama', ['llama3.2:latest']), unsupported: ['logit_bias', 'n', 'logprobs', 'top_logprobs'] },
   ]) {
     await redis.set(keys.models(r.provider), JSON.stringify(r));
     await redis.sadd(keys.pools, r.provider);
@@ -189,6 +189,27 @@ describe('Router', () => {
     expect(() => only.plan(req('anthropic/claude-haiku-4-5', { seed: 3 }))).toThrowError(
       expect.objectContaining({ param: 'seed', message: expect.stringContaining('anthropic') }),
     );
+  });
+
+  it("a host's own refusals (its preset's, published by its pool) are a 400 naming the parameter, before any queue", () => {
+    const r = new Router(dir, { allowUnpriced: true });
+    const refused = (extra: Partial<ChatRequest>) => {
+      try {
+        r.plan(req('llama/llama3.2', extra));
+      } catch (e) {
+        return { param: (e as GatewayError).param, message: (e as GatewayError).message };
+      }
+      return undefined;
+    };
+    expect(refused({ logprobs: true })).toEqual({
+      param: 'logprobs',
+      message: "'logprobs' is not supported by llama.",
+    });
+    expect(refused({ n: 2 })).toMatchObject({ param: 'n' });
+    // Defaults are not refusals: n 1, logprobs false.
+    expect(refused({ n: 1, logprobs: false })).toBeUndefined();
+    // Another host takes them.
+    expect(() => r.plan(req('openai/gpt-4o-mini', { logprobs: true, n: 2 }))).not.toThrow();
   });
 
   it('a max_tokens above what the model writes is a 400 naming it, before any call; a fallback that cannot is left out', () => {

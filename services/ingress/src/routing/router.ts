@@ -1,4 +1,10 @@
-import { chatRefusal, embeddingsRefusal, hasEmbeddings, type Refusal } from '@faregate/catalog/capabilities';
+import {
+  chatRefusal,
+  embeddingsRefusal,
+  hasEmbeddings,
+  type Refusal,
+  unsupportedRefusal,
+} from '@faregate/catalog/capabilities';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
 import { requestedMaxTokens } from '@faregate/contracts/chat';
@@ -178,6 +184,7 @@ export class Router {
       targets,
       (e) =>
         chatRefusal(e.kind, e.provider, req) ??
+        unsupportedRefusal(e.unsupported, e.provider, req) ??
         outputRefusal(e, req) ??
         (door.reasoning ? reasoningRefusal(e, door.reasoning) : undefined),
     );
