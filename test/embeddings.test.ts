@@ -271,6 +271,18 @@ describe('hostile and impossible embeddings requests: a 400/404 in OpenAI shape,
     ],
     ['dimensions zero', { model: 'text-embedding-3-small', input: 'a', dimensions: 0 }, 400, 'dimensions'],
     [
+      'dimensions past the model',
+      { model: 'text-embedding-3-small', input: 'a', dimensions: 1537 },
+      400,
+      'dimensions',
+    ],
+    [
+      'dimensions past gemini',
+      { model: 'gemini/gemini-embedding-001', input: 'a', dimensions: 3073 },
+      400,
+      'dimensions',
+    ],
+    [
       'encoding hex',
       { model: 'text-embedding-3-small', input: 'a', encoding_format: 'hex' },
       400,
@@ -297,6 +309,15 @@ describe('hostile and impossible embeddings requests: a 400/404 in OpenAI shape,
     // The param names the field (`input`), or the bad item of a list (`input.1`).
     if (param) expect(r.json.error.param).toMatch(new RegExp(`^${param}(\\.\\d+)?$`));
     expect(stack.fake.calls().filter((c) => !/\/models$/.test(c.path))).toEqual([]);
+  });
+
+  it("dimensions past the model's vector size are refused before any call, naming the size", async () => {
+    const r = await post({ model: 'text-embedding-3-small', input: 'a', dimensions: 1537 });
+    expect(r.json.error.message).toBe(
+      "'dimensions' can be at most 1536 for openai/text-embedding-3-small (got 1537).",
+    );
+    // At the size itself, served.
+    expect((await post({ model: 'text-embedding-3-small', input: 'a', dimensions: 1536 })).status).toBe(200);
   });
 
   it('a list past 2,048 inputs says so (not "Invalid input")', async () => {

@@ -189,6 +189,30 @@ const EMBEDDINGS: Record<ProtocolKind, EmbeddingsSupport | undefined> = {
 export const hasEmbeddings = (kind: string): boolean =>
   Object.hasOwn(EMBEDDINGS, kind) && EMBEDDINGS[kind as ProtocolKind] !== undefined;
 
+/**
+ * `dimensions` the embedding model `name` cannot give (its catalog vector size: above it, or any on
+ * a model that does not shorten), or undefined; a model of unknown size takes what it is sent.
+ */
+export function dimensionsRefusal(
+  size: { max: number; settable: boolean } | undefined,
+  name: string,
+  req: Pick<EmbeddingsRequest, 'dimensions'>,
+): Refusal | undefined {
+  const d = req.dimensions;
+  if (d === undefined || size === undefined) return undefined;
+  if (!size.settable)
+    return {
+      param: 'dimensions',
+      message: `'dimensions' is not supported by ${name}: its vectors always have ${size.max} dimensions.`,
+    };
+  if (d > size.max)
+    return {
+      param: 'dimensions',
+      message: `'dimensions' can be at most ${size.max} for ${name} (got ${d}).`,
+    };
+  return undefined;
+}
+
 /** The first thing of an embeddings request `provider` (speaking `kind`) cannot do, or undefined. */
 export function embeddingsRefusal(
   kind: string,

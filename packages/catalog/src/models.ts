@@ -35,6 +35,8 @@ export const CatalogModel = z.object({
   price: ModelPrice.optional(),
   /** Model list `created` (unix seconds). */
   created: z.number().int().optional(),
+  /** An embedding model's vector size, and whether a request's `dimensions` may shorten it. */
+  dimensions: z.object({ max: z.number().int().positive(), settable: z.boolean() }).optional(),
 });
 export type CatalogModel = z.infer<typeof CatalogModel>;
 
@@ -169,10 +171,33 @@ export const BUILTIN_MODELS: CatalogModel[] = [
   // ada-002 ($0.10), and Google's Gemini API price for gemini-embedding-001 ($0.15; LiteLLM's price
   // map agrees). Gemini's text-embedding-004 is not listed: Google shut it down on the Gemini API
   // on 2026-01-14 (gemini-embedding-001 replaces it).
-  m('openai', 'text-embedding-3-small', 8_191, 1, ['embeddings'], { inputPerM: '0.02', outputPerM: '0' }),
-  m('openai', 'text-embedding-3-large', 8_191, 1, ['embeddings'], { inputPerM: '0.13', outputPerM: '0' }),
-  m('openai', 'text-embedding-ada-002', 8_191, 1, ['embeddings'], { inputPerM: '0.10', outputPerM: '0' }),
-  m('gemini', 'gemini-embedding-001', 2_048, 1, ['embeddings'], { inputPerM: '0.15', outputPerM: '0' }),
+  // Vector sizes: OpenAI's 3rd-generation models shorten to `dimensions`, ada-002 does not take it;
+  // gemini-embedding-001 takes outputDimensionality up to 3,072.
+  {
+    ...m('openai', 'text-embedding-3-small', 8_191, 1, ['embeddings'], {
+      inputPerM: '0.02',
+      outputPerM: '0',
+    }),
+    dimensions: { max: 1536, settable: true },
+  },
+  {
+    ...m('openai', 'text-embedding-3-large', 8_191, 1, ['embeddings'], {
+      inputPerM: '0.13',
+      outputPerM: '0',
+    }),
+    dimensions: { max: 3072, settable: true },
+  },
+  {
+    ...m('openai', 'text-embedding-ada-002', 8_191, 1, ['embeddings'], {
+      inputPerM: '0.10',
+      outputPerM: '0',
+    }),
+    dimensions: { max: 1536, settable: false },
+  },
+  {
+    ...m('gemini', 'gemini-embedding-001', 2_048, 1, ['embeddings'], { inputPerM: '0.15', outputPerM: '0' }),
+    dimensions: { max: 3072, settable: true },
+  },
   m('llama', 'nomic-embed-text', 8_192, 1, ['embeddings'], { inputPerM: '0', outputPerM: '0' }),
   // Self-hosted Llama (Ollama / vLLM): zero by default, priced by configuration.
   m('llama', 'llama3.2', 131_072, 8_192, ['tools', 'streaming', 'json_schema'], {

@@ -24,6 +24,8 @@ export interface ModelEntry {
   kind: string;
   /** Chat parameters the pool's host refuses beyond its protocol's (its preset's). */
   unsupported: readonly string[];
+  /** An embedding model's vector size (the catalog's), when known. */
+  dimensions?: { max: number; settable: boolean } | undefined;
 }
 
 const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
@@ -99,6 +101,7 @@ export class ModelDirectory {
           fake: rec.fake,
           kind: rec.kind,
           unsupported: rec.unsupported ?? [],
+          dimensions: cat?.dimensions,
         });
       }
     }

@@ -191,6 +191,21 @@ describe('Router', () => {
     );
   });
 
+  it('embeddings dimensions past the catalog vector size, or on a model that does not shorten, are a 400', () => {
+    const r = new Router(dir, { allowUnpriced: true });
+    const param = (model: string, dimensions: number) => {
+      try {
+        r.planEmbeddings({ model, input: 'x', dimensions });
+      } catch (e) {
+        return (e as GatewayError).param;
+      }
+      return undefined;
+    };
+    expect(param('openai/text-embedding-3-small', 1537)).toBe('dimensions');
+    expect(param('openai/text-embedding-3-small', 1536)).toBeUndefined();
+    expect(param('openai/text-embedding-3-small', 8)).toBeUndefined();
+  });
+
   it("a host's own refusals (its preset's, published by its pool) are a 400 naming the parameter, before any queue", () => {
     const r = new Router(dir, { allowUnpriced: true });
     const refused = (extra: Partial<ChatRequest>) => {

@@ -1,5 +1,6 @@
 import {
   chatRefusal,
+  dimensionsRefusal,
   embeddingsRefusal,
   hasEmbeddings,
   type Refusal,
@@ -213,7 +214,13 @@ export class Router {
         param: 'model',
       });
     }
-    entries = honouring(entries, targets, (e) => embeddingsRefusal(e.kind, e.provider, req));
+    entries = honouring(
+      entries,
+      targets,
+      (e) =>
+        embeddingsRefusal(e.kind, e.provider, req) ??
+        dimensionsRefusal(e.dimensions, `${e.provider}/${e.id}`, req),
+    );
     return this.#costed(entries, targets, prompt, 0);
   }
 
