@@ -122,35 +122,43 @@ function formatOf(f: ResponsesFormat | undefined): ChatRequest['response_format'
 const INCLUDES: ReadonlySet<string> = new Set(['reasoning.encrypted_content', LOGPROBS]);
 
 /**
+ * What the gateway cannot do because it keeps nothing between requests: each parameter, whether the
+ * request uses it, and the rest of its refusal (after the parameter's name).
+ */
+const STATEFUL: ReadonlyArray<readonly [string, (r: ResponsesRequest) => boolean, string]> = [
+  [
+    'previous_response_id',
+    (r) => r.previous_response_id != null,
+    ' is not supported: this gateway does not keep responses. Send the whole conversation in `input`.',
+  ],
+  [
+    'store',
+    (r) => r.store === true,
+    ': true is not supported: this gateway does not keep responses. Send store: false or leave it out.',
+  ],
+  [
+    'conversation',
+    (r) => r.conversation != null,
+    ' is not supported: this gateway does not keep conversations. Send the whole conversation in `input`.',
+  ],
+  [
+    'prompt',
+    (r) => r.prompt != null,
+    ' is not supported: this gateway keeps no prompt templates. Send the instructions and input themselves.',
+  ],
+  [
+    'background',
+    (r) => r.background === true,
+    ': true is not supported: this gateway does not keep responses to poll. Stream the response, or submit it as a job (POST /v1/jobs).',
+  ],
+];
+
+/**
  * `POST /v1/responses` body → the internal chat request; stateful parameters are refused here.
  * `metadata` belongs to the response object (echoed in the answer), not to the model's request.
  */
 export function toChatRequest(req: ResponsesRequest): ChatRequest {
-  if (req.previous_response_id != null)
-    throw invalid(
-      'previous_response_id',
-      'previous_response_id is not supported: this gateway does not keep responses. Send the whole conversation in `input`.',
-    );
-  if (req.store === true)
-    throw invalid(
-      'store',
-      'store: true is not supported: this gateway does not keep responses. Send store: false or leave it out.',
-    );
-  if (req.conversation != null)
-    throw invalid(
-      'conversation',
-      'conversation is not supported: this gateway does not keep conversations. Send the whole conversation in `input`.',
-    );
-  if (req.prompt != null)
-    throw invalid(
-      'prompt',
-      'prompt is not supported: this gateway keeps no prompt templates. Send the instructions and input themselves.',
-    );
-  if (req.background === true)
-    throw invalid(
-      'background',
-      'background: true is not supported: this gateway does not keep responses to poll. Stream the response, or submit it as a job (POST /v1/jobs).',
-    );
+  for (const [param, used, message] of STATEFUL) if (used(req)) throw invalid(param, `${param}${message}`);
   for (const [i, v] of (req.include ?? []).entries())
     if (!INCLUDES.has(v))
       throw invalid(
