@@ -41,7 +41,10 @@ console.log(`$ node bench/gateway/trace.ts ${process.argv.slice(2).join(' ')}`.t
 const env = parseEnvArgs(argv.env);
 const stack = await startBenchStack({ env });
 const admin = new Redis(stack.redisUrl);
-const monitor = await new Redis(stack.redisUrl).monitor();
+// `monitor()` opens a connection of its own: both it and the client it came from must be closed, or
+// this process never exits.
+const monitorBase = new Redis(stack.redisUrl);
+const monitor = await monitorBase.monitor();
 try {
   const pool = new Pool(stack.url, { connections: 1, keepAliveTimeout: 60_000 });
   const body = JSON.stringify({ model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content: PROMPT }] });
@@ -151,6 +154,7 @@ try {
   await timeHold(stack.databaseUrl);
 } finally {
   monitor.disconnect();
+  monitorBase.disconnect();
   admin.disconnect();
   await stack.stop();
 }
