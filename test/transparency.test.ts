@@ -272,6 +272,41 @@ describe('a key limited to some models', () => {
       'openai/gpt-4o-mini',
     );
   });
+
+  it('is never answered by a fallback outside its list when its model fails; one on the list may answer', async () => {
+    const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'gemini only' });
+    await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });
+    const keyFor = async (allowed: string[]) => {
+      const k = await adminCall(stack, 'POST', '/admin/v1/keys', {
+        account_id: acc.id,
+        name: allowed.join(' '),
+        allowed_models: allowed,
+      });
+      return new OpenAI({ apiKey: k.key as string, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    };
+    // gemini-2.5-flash falls back to gpt-4o-mini (the routing file), which this key may not use.
+    const geminiOnly = await keyFor(['gemini/gemini-2.5-flash']);
+    for (const stream of [false, true]) {
+      stack.fake.script('gemini', [{ fault: '503' }]);
+      const e = await geminiOnly.chat.completions
+        .create({ model: 'gemini/gemini-2.5-flash', messages: ask(`no fallback ${stream}`), stream })
+        .then(async (r) => {
+          if (stream) await drain(r as AsyncIterable<OpenAI.ChatCompletionChunk>);
+          return r;
+        })
+        .catch((err: unknown) => err);
+      expect(e, `stream ${stream}`).toBeInstanceOf(OpenAI.APIError);
+      expect((e as InstanceType<typeof OpenAI.APIError>).status, `stream ${stream}`).toBe(503);
+    }
+    // The fallback allowed by a name of its own (bare, as a caller would write it): it answers.
+    const both = await keyFor(['gemini/gemini-2.5-flash', 'gpt-4o-mini']);
+    stack.fake.script('gemini', [{ fault: '503' }]);
+    const { data, response } = await both.chat.completions
+      .create({ model: 'gemini/gemini-2.5-flash', messages: ask('fallback allowed') })
+      .withResponse();
+    expect(data.model).toBe('openai/gpt-4o-mini');
+    expect(response.headers.get('x-faregate-attempts')).toBe('gemini:503,openai:ok');
+  });
 });
 
 describe('/v1/models lists what can be called', () => {

@@ -3,7 +3,7 @@ import { ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobMeta } from '@faregate/contracts/job-control';
 import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
-import { type JobData, type RouteCandidate, recordTtlSeconds } from '@faregate/contracts/jobs';
+import { type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
 import { readJobMeta, requestCancel } from '@faregate/queue/job-control';
 import type { IngressDeps } from './deps.ts';
@@ -226,20 +226,16 @@ async function enqueue(
   const m = MODES[mode];
   const { request } = operation;
   if (principal.allowedModels) {
-    const allowed = principal.allowedModels;
-    const may = (c: RouteCandidate) =>
-      allowed.includes(`${c.provider}/${c.model}`) ||
-      allowed.includes(c.model) ||
-      allowed.includes(request.model);
+    const { plan, targets } = deps.router.permitted(route, request.model, principal.allowedModels);
     // The model asked for must be one the key may use: a fallback never stands in for one it may not.
-    if (!route.plan.slice(0, route.targets).some(may)) {
+    if (targets === 0) {
       throw new GatewayError({
         code: 'permission_denied',
         message: `This API key is not allowed to use the model \`${request.model}\`.`,
         param: 'model',
       });
     }
-    route.plan = route.plan.filter(may);
+    route.plan = plan;
   }
   // The hold covers every call that may produce tokens (a retry or fallback hop bills again): the
   // worker refuses a call past `holdCalls`, so settlement never exceeds the hold.

@@ -250,6 +250,39 @@ export class Router {
     };
   }
 
+  /**
+   * The candidates of `route` a key limited to the model names `allowed` may use: each must be a
+   * model one of those names resolves to (as a request naming it would: an alias, `provider/model`,
+   * an undated or dated id, a bare name on any provider). The name the caller asked for, when it is
+   * on the list, allows the models it resolves to (the route's targets, `auto`'s choice included),
+   * never the routing file's fallbacks, which must be allowed by a name of their own.
+   */
+  permitted(
+    route: RoutePlan,
+    asked: string,
+    allowed: readonly string[],
+  ): { plan: RouteCandidate[]; targets: number } {
+    const named = new Set<ModelEntry>();
+    for (const raw of allowed) {
+      const name = this.#aliases.get(raw.trim()) ?? raw.trim();
+      const slash = name.indexOf('/');
+      if (slash > 0) {
+        const e = this.#dir.find(name.slice(0, slash), name.slice(slash + 1));
+        if (e) named.add(e);
+      } else for (const e of this.#dir.findAll(name)) named.add(e);
+    }
+    const targetsAllowed = allowed.includes(asked);
+    const plan: RouteCandidate[] = [];
+    let targets = 0;
+    for (const [i, c] of route.plan.entries()) {
+      const e = route.entries[i];
+      if (!((i < route.targets && targetsAllowed) || (e !== undefined && named.has(e)))) continue;
+      plan.push(c);
+      if (i < route.targets) targets++;
+    }
+    return { plan, targets };
+  }
+
   /** The models a name resolves to, its fallbacks after it; only priced ones unless unpriced are allowed. */
   #resolve(model: string, prompt: PromptMeasure, auto: () => ModelEntry[]): ModelEntry[] {
     return this.#resolveRoute(model, prompt, auto).entries;
