@@ -199,14 +199,17 @@ describe('SSE callers whose connection is reset', () => {
     expect(callAfter(from)?.completionTokens).toBe(sent);
   });
 
-  it('a provider restart after content ends the stream with an error and cancels the job', async () => {
-    // The first call breaks mid-answer; the worker restarts generation, which this caller cannot
-    // take (content already reached it): it gets an error, so nothing more may be generated or billed.
-    stack.fake.script('openai', [{ fault: 'cut_mid_stream', afterChunks: 3 }]);
-    stack.fake.configure({ provider: 'openai', chunkMs: 25 });
-    try {
+  it('a provider failure after content ends the stream with that error, and no other call is made or billed', async () => {
+    // The call breaks mid-answer. This caller already has content and SSE cannot take it back, so
+    // the failure is the answer: no retry (the provider answers at once, so a retry would finish,
+    // billed in full, before any cancel could reach it) and no fallback.
+    for (const idempotencyKey of [undefined, 'cut-after-content-1']) {
+      stack.fake.script('openai', [{ fault: 'cut_mid_stream', afterChunks: 3 }]);
       const from = stack.fake.calls().length;
-      const sse = await openSse('[[fake:{"tokens":400}]] an answer that breaks and restarts');
+      const sse = await openSse(
+        `[[fake:{"tokens":400}]] an answer that breaks ${idempotencyKey ?? ''}`,
+        idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
+      );
       await new Promise<void>((resolve) => {
         if (sse.res.complete) resolve();
         sse.res.on('end', resolve);
@@ -214,32 +217,26 @@ describe('SSE callers whose connection is reset', () => {
       });
       expect(sse.text()).toMatch(/"code":"upstream_error"/);
       const job = await api.finished(stack.apiKey, sse.id);
-      expect(job.status).toBe('cancelled');
+      expect(job.status).toBe('failed');
       const rows = await until(
         async () => {
           const u = await usageOf(sse.id);
-          return u.some((r) => r.outcome === 'cancelled') ? u : undefined;
+          return u.some((r) => r.outcome === 'failed') ? u : undefined;
         },
         { what: 'final usage of the broken stream' },
       );
-      // What the first call generated plus what the restart generated before it was cancelled.
-      const billed = rows.reduce((n, r) => n + r.output_tokens, 0);
-      expect(billed).toBeLessThan(400);
-      const restart = stack.fake
-        .calls()
-        .slice(from)
-        .filter((c) => c.stream)[1];
-      const sent = restart?.completionTokens ?? 0;
-      expect(sent).toBeLessThan(400);
+      // The broken call's partial answer, billed once; nothing else (the barrier's call is not streamed).
+      expect(rows, JSON.stringify(rows)).toHaveLength(1);
+      expect(rows[0]!.output_tokens).toBeGreaterThan(0);
+      expect(rows[0]!.output_tokens).toBeLessThan(400);
       await barrier();
       expect(
         stack.fake
           .calls()
           .slice(from)
-          .filter((c) => c.stream)[1]?.completionTokens ?? 0,
-      ).toBe(sent);
-    } finally {
-      stack.fake.configure({ provider: 'openai', chunkMs: 0 });
+          .filter((c) => c.stream),
+      ).toHaveLength(1);
+      expect(await usageOf(sse.id)).toHaveLength(1);
     }
   });
 

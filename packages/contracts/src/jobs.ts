@@ -44,6 +44,13 @@ const JobFields = z.object({
    * but not for the minutes a waiting caller's frames live. See `recordTtlSeconds`.
    */
   retain: z.literal(true).optional(),
+  /**
+   * What the job streams is final: its caller is an SSE door, which cannot take streamed text back
+   * (it ends its stream with an error on a `reset`). Once an attempt has streamed content, a failure
+   * ends the job with that error rather than retrying or falling back: another call would be billed
+   * for an answer nobody receives.
+   */
+  contentFinal: z.literal(true).optional(),
   /** Epoch ms. */
   created: z.number(),
   /** Epoch ms after which the request is failed rather than retried. */

@@ -82,11 +82,21 @@ const MODES: Record<
     follow: boolean;
     reply: boolean;
     interactive: boolean;
+    /** Streamed to an SSE door, which cannot take content back (JobData.contentFinal). */
+    contentFinal?: true;
     recovered?: true;
   }
 > = {
   sync: { deltas: false, retain: false, accepted: false, follow: true, reply: true, interactive: true },
-  stream: { deltas: true, retain: false, accepted: false, follow: true, reply: true, interactive: true },
+  stream: {
+    deltas: true,
+    retain: false,
+    accepted: false,
+    follow: true,
+    reply: true,
+    interactive: true,
+    contentFinal: true,
+  },
   async: { deltas: true, retain: false, accepted: true, follow: false, reply: false, interactive: false },
   batch: {
     deltas: false,
@@ -257,6 +267,7 @@ async function enqueue(
     hop: 0,
     deltas: m.deltas,
     ...(m.retain ? { retain: true as const } : {}),
+    ...(m.contentFinal ? { contentFinal: true as const } : {}),
     created: now,
     deadline,
     ...(m.reply && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),

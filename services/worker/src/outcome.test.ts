@@ -105,6 +105,21 @@ describe('outcome.decide', () => {
     });
   });
 
+  it('content an SSE caller already has is final: a failure after it neither retries nor falls back', () => {
+    const e = err('upstream_error', { retryable: true });
+    const sse = { ...data, contentFinal: true as const };
+    expect(decide(facts({ data: sse, error: e, wroteContent: true }))).toMatchObject({
+      kind: 'fail',
+      error: { code: 'upstream_error' },
+    });
+    expect(decide(facts({ data: sse, error: e, wroteContent: true, canRetry: false }))).toMatchObject({
+      kind: 'fail',
+    });
+    // Before any content, or for a caller that can take a reset (WebSocket, async jobs), as before.
+    expect(decide(facts({ data: sse, error: e }))).toEqual({ kind: 'retry' });
+    expect(decide(facts({ error: e, wroteContent: true }))).toEqual({ kind: 'retry' });
+  });
+
   it('the last candidate fails, with every attempt named; a non-retryable request error fails at once', () => {
     const last = { ...data, hop: 2, attempts: [{ provider: 'openai', model: 'a', code: 'x', message: 'm' }] };
     const d = decide(

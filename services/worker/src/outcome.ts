@@ -21,7 +21,7 @@ export type Decision =
   | { kind: 'fail'; error: GatewayError };
 
 export interface OutcomeFacts {
-  data: Pick<JobData, 'plan' | 'hop' | 'attempts' | 'deadline' | 'created' | 'patienceMs'>;
+  data: Pick<JobData, 'plan' | 'hop' | 'attempts' | 'deadline' | 'created' | 'patienceMs' | 'contentFinal'>;
   /** The attempt's error; absent when the provider answered and the answer is written. */
   error?: GatewayError;
   /** A write was refused: another attempt owns the job. */
@@ -84,8 +84,11 @@ export function decide(f: OutcomeFacts): Decision {
     },
   ];
   const hop = nextHop(data, err);
-  const retry = err.retryable && f.canRetry && !pastDeadline && !(patient && waitMs > 0);
-  const fallBack = hop !== undefined && !pastDeadline && canFallBack(err);
+  // An SSE caller has the content this attempt streamed and cannot take it back: another call's
+  // answer would reach nobody, so the failure is the answer.
+  const final = data.contentFinal === true && f.wroteContent;
+  const retry = err.retryable && f.canRetry && !pastDeadline && !(patient && waitMs > 0) && !final;
+  const fallBack = hop !== undefined && !pastDeadline && canFallBack(err) && !final;
   // Another call would go past what the hold covers: the request fails here instead.
   const spent = f.spent && (retry || fallBack) ? f.spent : undefined;
   if (retry && !spent) return { kind: 'retry' };
