@@ -180,6 +180,80 @@ describe('submit over the WebSocket', () => {
   });
 });
 
+describe('subscriptions on one socket', () => {
+  const slow = (what: string) => `[[fake:{"fault":"slow_stream","chunkMs":15,"tokens":40}]] ${what}`;
+
+  it('subscribes to one job sent together deliver each frame once, and one unsubscribe stops them', async () => {
+    const c = await open();
+    const job = await api.submit(stack.apiKey, slow('subscribed five times at once'));
+    for (let i = 0; i < 5; i++) c.send({ op: 'subscribe', job, id: `s${i}` });
+    await c.next((m) => m.job === job && isTerminal(m), 'terminal frame');
+    // Each subscribe replaces the one before from its own cursor, so frames sent before the last one
+    // took over may come again (as for any re-subscribe); after that, one follower: every frame once.
+    // (Five followers used to run side by side, each delivering every frame to the end.)
+    const frames = c.frames(job);
+    const last = Math.max(...seqs(frames).map(Number));
+    const times = new Map<number, number>();
+    for (const f of frames) times.set(f.seq ?? 0, (times.get(f.seq ?? 0) ?? 0) + 1);
+    expect([...times.keys()].sort((a, b) => a - b)).toEqual(range(1, last));
+    const repeated = [...times].filter(([, n]) => n > 1).map(([seq]) => seq);
+    expect(Math.max(0, ...repeated)).toBeLessThan(last / 2);
+    expect(times.get(last)).toBe(1);
+    const once = [...new Map(frames.map((f) => [f.seq, f])).values()];
+    expect(assemble(once)).toBe(contentOf(await api.finished(stack.apiKey, job)));
+
+    const other = await api.submit(stack.apiKey, slow('subscribed five times, then unsubscribed'));
+    for (let i = 0; i < 5; i++) c.send({ op: 'subscribe', job: other, id: `o${i}` });
+    await c.next((m) => m.type === 'ack' && m.id === 'o4');
+    c.send({ op: 'unsubscribe', job: other, id: 'u' });
+    await c.next((m) => m.type === 'ack' && m.id === 'u');
+    const at = c.messages.length;
+    await api.finished(stack.apiKey, other);
+    // A round trip on the socket after the job ended: anything still following it would have sent.
+    c.send({ op: 'ping', id: 'after' });
+    await c.next((m) => m.id === 'after');
+    expect(c.messages.slice(at).filter((m) => m.job === other)).toEqual([]);
+    await c.close();
+  });
+
+  it('refuses a cursor past a running job’s last frame, naming after', async () => {
+    const c = await open();
+    const job = await api.submit(stack.apiKey, slow('a cursor from the future'));
+    c.send({ op: 'subscribe', job, after: 10_000, id: 'future' });
+    const nack = await c.next((m) => m.id === 'future');
+    expect(nack).toMatchObject({ type: 'nack', error: { type: 'invalid_request_error', param: 'after' } });
+    await api.finished(stack.apiKey, job);
+    // Past the end of a finished job is not an error: the ack says it ended.
+    c.send({ op: 'subscribe', job, after: 10_000, id: 'ended' });
+    expect(await c.next((m) => m.id === 'ended')).toMatchObject({ type: 'ack', ended: true });
+    await c.close();
+  });
+
+  it('a job batch member not started yet is known at once: subscribed to, it streams when it runs', async () => {
+    const r = await api.call(stack.apiKey, 'POST', '/v1/jobs', {
+      requests: Array.from({ length: 200 }, (_, i) => ({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: `member ${i}` }],
+      })),
+    });
+    expect(r.status).toBe(202);
+    const ids = (r.body as unknown as { jobs: Array<{ id: string }> }).jobs.map((j) => j.id);
+    const c = await open();
+    // The last members first: the batch feeds them last.
+    const last = ids.slice(-20).reverse();
+    for (const job of last) c.send({ op: 'subscribe', job, id: job });
+    const replies = await Promise.all(last.map((job) => c.next((m) => m.id === job)));
+    expect(replies.filter((m) => m.type !== 'ack')).toEqual([]);
+    for (const job of last) await c.next((m) => m.job === job && isTerminal(m), `terminal frame of ${job}`);
+    for (const job of last) {
+      const frames = c.frames(job);
+      expect(seqs(frames)).toEqual(range(1, frames.length));
+      expect(assemble(frames)).toBe(contentOf(await api.finished(stack.apiKey, job)));
+    }
+    await c.close();
+  });
+});
+
 describe('slow consumers', () => {
   it('cuts a client that stops reading with 4008, and it resumes from its cursor without loss', async () => {
     // Fast and long: ~6.5 MB in ~2,500 frames per job. Three at once far exceed what the ingress

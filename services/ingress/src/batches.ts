@@ -9,7 +9,7 @@ import { type BatchRow, keptPrincipal, lineIds } from './openai-batches/batches.
 import { batchDriverOf } from './openai-batches/driver.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
-import { parseChatRequest } from './submit.ts';
+import { ownedJob, parseChatRequest } from './submit.ts';
 
 /**
  * Job batches (`POST /v1/jobs` with `{ "requests": [ … ] }`): the small, job-shaped form of the one
@@ -186,6 +186,18 @@ export async function pendingMember(
     created: row.createdAt * 1000,
     cancel: false,
   };
+}
+
+/**
+ * A job the tenant may see: its record, or a job batch's member not fed yet (`queued`, no record so
+ * far). Its id is known from the moment the batch is accepted, on every route and WebSocket op.
+ */
+export async function findJob(
+  deps: IngressDeps,
+  principal: Principal,
+  id: string,
+): Promise<JobMeta | undefined> {
+  return (await ownedJob(deps, principal, id)) ?? (await pendingMember(deps, principal, id));
 }
 
 export const notFoundBatch = (id: string) =>

@@ -4,14 +4,14 @@ import { isTerminalRaw } from '@faregate/contracts/frames';
 import type { ClientOp, ServerReplyBody } from '@faregate/contracts/ws';
 import { followJob, type FollowHandle } from '@faregate/queue/follow';
 import { seqOf } from '@faregate/queue/frame-store';
-import { MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
+import { findJob, MAX_BATCH, notFoundBatch, ownedBatch } from '../batches.ts';
 import type { IngressDeps } from '../deps.ts';
 import { batchView, cancelBatch, ownedBatch as ownedOpenAIBatch } from '../openai-batches/batches.ts';
 import { followProgress } from '../openai-batches/progress-follow.ts';
 import { progressPosition, publishStatus } from '../openai-batches/progress.ts';
 import { type Principal, requireScope } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
-import { cancelJob, ownedJob, submitChat } from '../submit.ts';
+import { cancelJob, submitChat } from '../submit.ts';
 
 /** Direct job subscriptions one connection may hold (a batch counts once, whatever its size). */
 export const MAX_SUBSCRIPTIONS = 256;
@@ -36,7 +36,7 @@ export class StreamSession {
   readonly #reply: (o: ServerReplyBody) => void;
   readonly #isOpen: () => boolean;
   /** Job id → follower (direct subscriptions and batch members alike). */
-  readonly #follows = new Map<string, FollowHandle>();
+  readonly #follows = new Map<string, { close(): void }>();
   /** Batch id → its member jobs still being followed. */
   readonly #batches = new Map<string, Set<string>>();
   /** OpenAI batch id → the follower of its progress. */
@@ -82,7 +82,7 @@ export class StreamSession {
         if (msg.batch)
           return this.#subscribeBatch(msg.batch, typeof msg.after === 'object' ? msg.after : {}, tag);
         const job = msg.job as string;
-        const meta = await ownedJob(this.#deps, this.#principal, job);
+        const meta = await findJob(this.#deps, this.#principal, job);
         if (!meta) throw jobNotFound(job);
         if (this.#direct >= MAX_SUBSCRIPTIONS && !this.#follows.has(job)) {
           throw new GatewayError({
@@ -90,23 +90,39 @@ export class StreamSession {
             message: `At most ${MAX_SUBSCRIPTIONS} subscriptions per connection.`,
           });
         }
-        const after = typeof msg.after === 'number' ? msg.after : 0;
-        const { lastSeq, ended } = await this.#position(job, after);
-        // The ack says where the job stands, so a client resuming at (or past) the end of a finished
-        // job knows nothing more will come instead of waiting forever.
-        this.#reply({
-          type: 'ack',
-          op: 'subscribe',
-          job,
-          after,
-          last_seq: lastSeq,
-          state: meta.state ?? 'queued',
-          ...(ended ? { ended: true } : {}),
-          ...tag,
-        });
-        if (!ended) {
-          this.#direct++;
-          await this.#follow(job, after, () => this.#direct--);
+        // Counted from here, before the next await: subscribes sent together cannot all pass the cap.
+        this.#direct++;
+        let following = false;
+        try {
+          const after = typeof msg.after === 'number' ? msg.after : 0;
+          const { lastSeq, ended } = await this.#position(job, after);
+          // Frames are stored before anyone can see them: a cursor past the last is not one this
+          // job gave, and following from it would wait for frames it will never deliver.
+          if (!ended && after > lastSeq) {
+            throw new GatewayError({
+              code: 'invalid_request_error',
+              message: `'after' (${after}) is past the job's last frame (${lastSeq}): give the seq of the last frame received, or 0.`,
+              param: 'after',
+            });
+          }
+          // The ack says where the job stands, so a client resuming at (or past) the end of a
+          // finished job knows nothing more will come instead of waiting forever.
+          this.#reply({
+            type: 'ack',
+            op: 'subscribe',
+            job,
+            after,
+            last_seq: lastSeq,
+            state: meta.state ?? 'queued',
+            ...(ended ? { ended: true } : {}),
+            ...tag,
+          });
+          if (!ended) {
+            following = true;
+            await this.#follow(job, after, () => this.#direct--);
+          }
+        } finally {
+          if (!following) this.#direct--;
         }
         return;
       }
@@ -139,7 +155,7 @@ export class StreamSession {
           return this.#reply({ type: 'ack', op: 'cancel', batch: msg.batch, ...tag });
         }
         const job = msg.job ?? '';
-        if (!(await ownedJob(this.#deps, this.#principal, job))) throw jobNotFound(job);
+        if (!(await findJob(this.#deps, this.#principal, job))) throw jobNotFound(job);
         await cancelJob(this.#deps, job);
         return this.#reply({ type: 'ack', op: 'cancel', job, ...tag });
       }
@@ -152,7 +168,6 @@ export class StreamSession {
         // The follower subscribes, then reads the stream from seq 0: it delivers every frame,
         // including those the job wrote before the follower started.
         void this.#follow(id, 0, () => this.#direct--).catch((e: unknown) => {
-          this.#direct--;
           const ge =
             e instanceof GatewayError
               ? e
@@ -171,19 +186,45 @@ export class StreamSession {
     return { lastSeq, ended: last !== undefined && isTerminalRaw(last) && after >= lastSeq };
   }
 
+  /**
+   * Follows a job for this connection, in place of any follower it had. The follower is registered
+   * before the first await, so a second subscribe, an unsubscribe or the connection's close made
+   * while it is still starting closes it: never a follower nobody can close, delivering every frame
+   * once more. `onEnd` runs exactly once: when the follower ends, is closed, or fails to start.
+   */
   async #follow(job: string, after: number, onEnd: () => void): Promise<void> {
     this.#follows.get(job)?.close();
-    const h = await followJob(this.#deps.hub, this.#deps.store, job, after, (raw) => this.#send(raw));
-    if (!this.#isOpen()) {
-      h.close();
+    let started: FollowHandle | undefined;
+    let closed = false;
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      if (this.#follows.get(job) === slot) this.#follows.delete(job);
       onEnd();
+    };
+    const slot = {
+      close: () => {
+        closed = true;
+        if (started) started.close();
+        else finish();
+      },
+    };
+    this.#follows.set(job, slot);
+    try {
+      started = await followJob(this.#deps.hub, this.#deps.store, job, after, (raw) => {
+        if (!closed) this.#send(raw);
+      });
+    } catch (e) {
+      finish();
+      throw e;
+    }
+    if (closed || !this.#isOpen()) {
+      started.close();
+      finish();
       return;
     }
-    this.#follows.set(job, h);
-    void h.ended.then(() => {
-      if (this.#follows.get(job) === h) this.#follows.delete(job);
-      onEnd();
-    });
+    void started.ended.then(finish);
   }
 
   /**

@@ -7,18 +7,10 @@ import type { JobView, SubmittedJob } from '@faregate/contracts/job-api';
 import { isFinalState, type JobMeta } from '@faregate/contracts/job-control';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
-import {
-  batchStatus,
-  endedLines,
-  notFoundBatch,
-  ownedBatch,
-  pendingMember,
-  submitBatch,
-} from '../../batches.ts';
+import { batchStatus, endedLines, notFoundBatch, ownedBatch, findJob, submitBatch } from '../../batches.ts';
 import { cancelBatch } from '../../openai-batches/batches.ts';
-import type { Principal } from '../../plugins/auth.ts';
 import { markRunning } from '../../idempotency.ts';
-import { cancelJob, JobsBody, ownedJob, submitChat } from '../../submit.ts';
+import { cancelJob, JobsBody, submitChat } from '../../submit.ts';
 
 const IdParams = z.object({ id: z.string() });
 
@@ -47,11 +39,6 @@ async function jobView(deps: IngressDeps, id: string, meta: JobMeta): Promise<Jo
     }
   }
   return view;
-}
-
-/** A job's record, or a job batch's member not fed yet (`queued`, no record so far). */
-async function findJob(deps: IngressDeps, principal: Principal, id: string): Promise<JobMeta | undefined> {
-  return (await ownedJob(deps, principal, id)) ?? (await pendingMember(deps, principal, id));
 }
 
 export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
