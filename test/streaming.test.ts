@@ -254,6 +254,20 @@ describe('subscriptions on one socket', () => {
   });
 });
 
+describe('oversized messages', () => {
+  it('close the socket with 1009 (message too big), whatever their size; other sockets are untouched', async () => {
+    const other = await open();
+    for (const mib of [1.5, 4, 16]) {
+      const c = await open();
+      c.ws.send(JSON.stringify({ op: 'ping', pad: 'x'.repeat(mib * 1024 * 1024) }));
+      expect(await c.closed, `${mib} MiB`).toBe(1009);
+    }
+    other.send({ op: 'ping', id: 'still here' });
+    expect(await other.next((m) => m.id === 'still here')).toMatchObject({ type: 'pong' });
+    await other.close();
+  });
+});
+
 describe('slow consumers', () => {
   it('cuts a client that stops reading with 4008, and it resumes from its cursor without loss', async () => {
     // Fast and long: ~6.5 MB in ~2,500 frames per job. Three at once far exceed what the ingress

@@ -108,6 +108,17 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
         cb(false, 403, 'Origin not allowed');
       },
     },
+    // A client's protocol fault (a message over WS_MAX_MESSAGE_BYTES, a bad frame) or a socket cut
+    // on its side is the client's doing: logged in one line, not as an error with a stack any client
+    // could flood the log with. On a protocol fault `ws` has already begun the close handshake with
+    // the code that says why (1009 too big, 1002 protocol error): the socket is left to finish it,
+    // not destroyed under the close frame. Anything else ends the socket at once.
+    errorHandler: (error, socket, req) => {
+      const code = (error as { code?: unknown }).code;
+      const protocol = typeof code === 'string' && code.startsWith('WS_ERR_');
+      req.log.info({ err: error.message, code }, 'websocket closed on a client fault');
+      if (!protocol) socket.terminate();
+    },
   });
 
   app.get('/healthz', { config: { auth: 'none' } }, async () => ({ status: 'ok' }));
