@@ -216,7 +216,7 @@ describe('subscriptions on one socket', () => {
     await c.close();
   });
 
-  it('refuses a cursor past a running job’s last frame, naming after', async () => {
+  it('refuses a cursor past a running job’s last frame, or of the wrong kind, naming after', async () => {
     const c = await open();
     const job = await api.submit(stack.apiKey, slow('a cursor from the future'));
     c.send({ op: 'subscribe', job, after: 10_000, id: 'future' });
@@ -226,6 +226,14 @@ describe('subscriptions on one socket', () => {
     // Past the end of a finished job is not an error: the ack says it ended.
     c.send({ op: 'subscribe', job, after: 10_000, id: 'ended' });
     expect(await c.next((m) => m.id === 'ended')).toMatchObject({ type: 'ack', ended: true });
+    // A cursor of the wrong kind is refused, not read as "from the start".
+    c.send({ op: 'subscribe', job, after: { [job]: 3 }, id: 'object' });
+    c.send({ op: 'subscribe', batch: 'jbat_0123456789abcdef', after: 3, id: 'number' });
+    for (const id of ['object', 'number'])
+      expect(await c.next((m) => m.id === id), id).toMatchObject({
+        type: 'nack',
+        error: { type: 'invalid_request_error', param: 'after' },
+      });
     await c.close();
   });
 

@@ -91,7 +91,8 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     if (fp !== fingerprint) {
       throw new GatewayError({
         code: 'idempotency_key_reused',
-        message: 'This Idempotency-Key was already used with a different request body.',
+        message:
+          'This Idempotency-Key was already used for a different request (another body, or another endpoint): use a new key for a new request.',
         param: 'Idempotency-Key',
       });
     }

@@ -77,6 +77,18 @@ export class StreamSession {
             message: "Give either 'job' or 'batch'.",
             param: 'job',
           });
+        // Each kind of subscription has its cursor: a seq (a job, an OpenAI batch's progress), or
+        // a seq per member (a job batch). Another is refused, not read as "from the start".
+        const perMember = msg.batch !== undefined && !isOpenAIBatch(msg.batch);
+        if (msg.after !== undefined && typeof msg.after !== (perMember ? 'object' : 'number')) {
+          throw new GatewayError({
+            code: 'invalid_request_error',
+            message: perMember
+              ? "A job batch's 'after' is an object of the last seq you have per member job: {\"<job id>\": seq}."
+              : "'after' is the seq of the last frame you have (an integer), or 0.",
+            param: 'after',
+          });
+        }
         if (msg.batch && isOpenAIBatch(msg.batch))
           return this.#subscribeProgress(msg.batch, typeof msg.after === 'number' ? msg.after : 0, tag);
         if (msg.batch)
