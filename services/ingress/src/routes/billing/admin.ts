@@ -48,7 +48,13 @@ const UpdateAccount = z.strictObject(RequestLimitFields);
 const CreateKey = z.strictObject({
   account_id: z.string().min(1),
   name: Name,
-  scopes: z.array(z.enum(KEY_SCOPES)).optional(),
+  // At least one: a key's empty list means every scope (keys made before scopes existed), so an
+  // empty list asked for here would make a key that can do everything. Duplicates are dropped.
+  scopes: z
+    .array(z.enum(KEY_SCOPES))
+    .min(1, 'give at least one scope (leave the field out for all of them)')
+    .transform((s) => [...new Set(s)])
+    .optional(),
   spend_limit_usd: Usd.nullable().optional(),
   allowed_models: z.array(z.string().min(1)).min(1).nullable().optional(),
   ...RequestLimitFields,

@@ -290,11 +290,13 @@ describe('admin API', () => {
         name: 'ci',
         spend_limit_usd: '12.5',
         allowed_models: ['gpt-4o-mini'],
+        scopes: ['chat', 'usage', 'chat'],
       },
     });
     expect(key.statusCode).toBe(201);
     const k = key.json();
     expect(k).toMatchObject({
+      scopes: ['chat', 'usage'],
       account_id: accountId,
       spend_limit_usd: '12.500000',
       allowed_models: ['gpt-4o-mini'],
@@ -352,6 +354,15 @@ describe('admin API', () => {
       payload: { account_id: 'acct_missing', name: 'x' },
     });
     expect(noKeyAcct.statusCode).toBe(404);
+    // An empty scope list is refused: a key's empty list means every scope, not none.
+    const noScopes = await app.inject({
+      method: 'POST',
+      url: '/admin/v1/keys',
+      headers: admin,
+      payload: { account_id: 'acct_missing', name: 'x', scopes: [] },
+    });
+    expect(noScopes.statusCode).toBe(400);
+    expect(noScopes.json().error).toMatchObject({ type: 'invalid_request_error', param: 'scopes' });
     const noKey = await app.inject({
       method: 'POST',
       url: '/admin/v1/keys/key_missing/revoke',
