@@ -202,3 +202,22 @@ describe('credits through billing', () => {
     await expectCleanLedger();
   }, 90_000);
 });
+
+describe('a credit the ledger cannot hold', () => {
+  it('is refused, and the credits after it, to any account, are applied', async () => {
+    // Each is under the per-credit cap; together they pass what the ledger's int8 columns hold.
+    const whale = await newTenant('whale');
+    let refused: Awaited<ReturnType<typeof post>> | undefined;
+    for (let i = 0; i < 12 && !refused; i++) {
+      const r = await post('/credits', { account_id: whale.account, amount_usd: '999999999999.999999' });
+      if (r.status !== 201) refused = r;
+    }
+    expect(refused?.status, JSON.stringify(refused?.body)).toBeGreaterThanOrEqual(400);
+    expect(refused?.status).toBeLessThan(500);
+    // Retried forever at the head of the queue, it used to hold back every credit behind it (503).
+    const next = await newTenant('after the whale');
+    const r = await post('/credits', { account_id: next.account, amount_usd: '1' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(await balanceMicros(next.account)).toBe(1_000_000n);
+  }, 90_000);
+});
