@@ -519,6 +519,7 @@ async function attemptOnce(
       canRetry: input.canRetry,
       canWait: input.canWaitOnRateLimit,
       wroteContent: writer.wroteContent,
+      storedContent: writer.storedContent,
       spent,
       route,
       maxRateLimitWaits: deps.config.RATE_LIMIT_RETRIES,

@@ -108,15 +108,19 @@ describe('outcome.decide', () => {
   it('content an SSE caller already has is final: a failure after it neither retries nor falls back', () => {
     const e = err('upstream_error', { retryable: true });
     const sse = { ...data, contentFinal: true as const };
-    expect(decide(facts({ data: sse, error: e, wroteContent: true }))).toMatchObject({
+    expect(decide(facts({ data: sse, error: e, wroteContent: true, storedContent: true }))).toMatchObject({
       kind: 'fail',
       error: { code: 'upstream_error' },
     });
-    expect(decide(facts({ data: sse, error: e, wroteContent: true, canRetry: false }))).toMatchObject({
+    expect(
+      decide(facts({ data: sse, error: e, wroteContent: true, storedContent: true, canRetry: false })),
+    ).toMatchObject({
       kind: 'fail',
     });
-    // Before any content, or for a caller that can take a reset (WebSocket, async jobs), as before.
+    // Before any content, content whose write failed (it may not be stored), or for a caller that
+    // can take a reset (WebSocket, async jobs), as before.
     expect(decide(facts({ data: sse, error: e }))).toEqual({ kind: 'retry' });
+    expect(decide(facts({ data: sse, error: e, wroteContent: true }))).toEqual({ kind: 'retry' });
     expect(decide(facts({ error: e, wroteContent: true }))).toEqual({ kind: 'retry' });
   });
 

@@ -32,6 +32,8 @@ export interface OutcomeFacts {
   canWait: boolean;
   /** The attempt streamed content to the caller (a wait would replay it). */
   wroteContent: boolean;
+  /** A write of that content succeeded (a failed one, e.g. Redis restarting, may have stored nothing). */
+  storedContent?: boolean;
   /** The calls the hold covers are used up, this one included (hold-calls.ts). */
   spent?: HoldSpent;
   /** The provider calls the request made, this one included: a final error names them. */
@@ -86,7 +88,7 @@ export function decide(f: OutcomeFacts): Decision {
   const hop = nextHop(data, err);
   // An SSE caller has the content this attempt streamed and cannot take it back: another call's
   // answer would reach nobody, so the failure is the answer.
-  const final = data.contentFinal === true && f.wroteContent;
+  const final = data.contentFinal === true && f.storedContent === true;
   const retry = err.retryable && f.canRetry && !pastDeadline && !(patient && waitMs > 0) && !final;
   const fallBack = hop !== undefined && !pastDeadline && canFallBack(err) && !final;
   // Another call would go past what the hold covers: the request fails here instead.

@@ -21,6 +21,8 @@ export class StreamWriter {
   #error: unknown;
   /** Text frames written by this attempt (a retry after this must send `reset`). */
   wroteContent = false;
+  /** A write with content succeeded: it is in the job's log, so followers have it or will. */
+  storedContent = false;
   writes = 0;
 
   readonly #claim: ClaimRecord | undefined;
@@ -147,15 +149,20 @@ export class StreamWriter {
     }
     const batch = this.#queue;
     this.#queue = [];
-    if (batch.some((f) => f.type === 'delta')) this.wroteContent = true;
+    const content = batch.some((f) => f.type === 'delta');
+    if (content) this.wroteContent = true;
     this.writes++;
     this.#inflight = this.#settle(
-      this.#store.append(this.#jobId, batch, {
-        owner: this.#owner,
-        ttlMs: this.#ttlMs,
-        replyTo: this.#replyTo,
-        claim: this.#claim,
-      }),
+      this.#store
+        .append(this.#jobId, batch, {
+          owner: this.#owner,
+          ttlMs: this.#ttlMs,
+          replyTo: this.#replyTo,
+          claim: this.#claim,
+        })
+        .then(() => {
+          if (content) this.storedContent = true;
+        }),
     );
   }
 
