@@ -271,6 +271,31 @@ describe('a key limited to some models', () => {
     expect((await limited.chat.completions.create({ model: 'fast', messages: ask('hi') })).model).toBe(
       'openai/gpt-4o-mini',
     );
+
+    // It lists only what it may call: the model, its other names, the alias that resolves to it.
+    const listed = (await limited.models.list()).data.map((m) => m.id);
+    expect(listed).toContain('openai/gpt-4o-mini');
+    expect(listed).toContain('fast');
+    expect(listed.length).toBeGreaterThan(0);
+    const otherNames = (await listModels()).filter((m) => m.resolves_to === 'openai/gpt-4o-mini');
+    for (const m of otherNames) expect(listed).toContain(m.id);
+    expect(listed.filter((id) => id.startsWith('gemini/') || id.startsWith('anthropic/'))).toEqual([]);
+    const hidden = await limited.models.retrieve('gemini/gemini-2.5-flash').catch((err: unknown) => err);
+    expect(hidden).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await limited.models.retrieve('fast')).id).toBe('fast');
+
+    // count_tokens answers only for models it may call, in Anthropic's shape.
+    const anthropic = new Anthropic({ apiKey: k.key as string, baseURL: stack.url, maxRetries: 0 });
+    const counted = await anthropic.messages.countTokens({ model: 'gpt-4o-mini', messages: ask('hi') });
+    expect(counted.input_tokens).toBeGreaterThan(0);
+    const denied = await anthropic.messages
+      .countTokens({ model: 'anthropic/claude-haiku-4-5', messages: ask('hi') })
+      .catch((err: unknown) => err);
+    expect(denied).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect((denied as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
+      type: 'error',
+      error: { type: 'permission_error' },
+    });
   });
 
   it('is never answered by a fallback outside its list when its model fails; one on the list may answer', async () => {

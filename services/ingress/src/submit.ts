@@ -224,6 +224,28 @@ export async function submitEmbeddings(
 /** The operation a job runs, with its request. */
 type Operation = { op?: undefined; request: ChatRequest } | { op: 'embeddings'; request: EmbeddingsRequest };
 
+/**
+ * Narrows `route` to the candidates the caller's key may use (`allowed_models`); the model asked for
+ * must be one of them: a fallback never stands in for a model the key may not call.
+ */
+export function keepPermitted(
+  deps: IngressDeps,
+  principal: Principal,
+  route: RoutePlan,
+  model: string,
+): void {
+  if (!principal.allowedModels) return;
+  const { plan, targets } = deps.router.permitted(route, model, principal.allowedModels);
+  if (targets === 0) {
+    throw new GatewayError({
+      code: 'permission_denied',
+      message: `This API key is not allowed to use the model \`${model}\`.`,
+      param: 'model',
+    });
+  }
+  route.plan = plan;
+}
+
 async function enqueue(
   deps: IngressDeps,
   principal: Principal,
@@ -235,18 +257,7 @@ async function enqueue(
 ): Promise<FollowedJob | JobData> {
   const m = MODES[mode];
   const { request } = operation;
-  if (principal.allowedModels) {
-    const { plan, targets } = deps.router.permitted(route, request.model, principal.allowedModels);
-    // The model asked for must be one the key may use: a fallback never stands in for one it may not.
-    if (targets === 0) {
-      throw new GatewayError({
-        code: 'permission_denied',
-        message: `This API key is not allowed to use the model \`${request.model}\`.`,
-        param: 'model',
-      });
-    }
-    route.plan = plan;
-  }
+  keepPermitted(deps, principal, route, request.model);
   // The hold covers every call that may produce tokens (a retry or fallback hop bills again): the
   // worker refuses a call past `holdCalls`, so settlement never exceeds the hold.
   // Shed before anything is held or queued: the pool already has more than it can do in time.

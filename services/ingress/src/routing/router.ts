@@ -262,15 +262,7 @@ export class Router {
     asked: string,
     allowed: readonly string[],
   ): { plan: RouteCandidate[]; targets: number } {
-    const named = new Set<ModelEntry>();
-    for (const raw of allowed) {
-      const name = this.#aliases.get(raw.trim()) ?? raw.trim();
-      const slash = name.indexOf('/');
-      if (slash > 0) {
-        const e = this.#dir.find(name.slice(0, slash), name.slice(slash + 1));
-        if (e) named.add(e);
-      } else for (const e of this.#dir.findAll(name)) named.add(e);
-    }
+    const named = this.#named(allowed);
     const targetsAllowed = allowed.includes(asked);
     const plan: RouteCandidate[] = [];
     let targets = 0;
@@ -281,6 +273,29 @@ export class Router {
       if (i < route.targets) targets++;
     }
     return { plan, targets };
+  }
+
+  /**
+   * What a key limited to the model names `allowed` sees in `GET /v1/models`: the names on its list,
+   * and every other name of a model those names resolve to (exactly what `permitted` lets it call).
+   */
+  visible(listed: ListedModel[], allowed: readonly string[]): ListedModel[] {
+    const named = this.#named(allowed);
+    return listed.filter((l) => allowed.includes(l.id) || named.has(l.entry));
+  }
+
+  /** The models the names `allowed` resolve to (an alias, `provider/model`, a bare name on any provider). */
+  #named(allowed: readonly string[]): Set<ModelEntry> {
+    const named = new Set<ModelEntry>();
+    for (const raw of allowed) {
+      const name = this.#aliases.get(raw.trim()) ?? raw.trim();
+      const slash = name.indexOf('/');
+      if (slash > 0) {
+        const e = this.#dir.find(name.slice(0, slash), name.slice(slash + 1));
+        if (e) named.add(e);
+      } else for (const e of this.#dir.findAll(name)) named.add(e);
+    }
+    return named;
   }
 
   /** The models a name resolves to, its fallbacks after it; only priced ones unless unpriced are allowed. */

@@ -8,6 +8,7 @@ import { MESSAGES_PARAMS, messagesDoor, promptOf, toChatRequest } from '../../do
 import { inDoorTerms } from '../../doors/shared.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { serveChat } from './chat.ts';
+import { keepPermitted } from '../../submit.ts';
 
 const MessagesBody = requestBody(['model', 'messages', 'max_tokens'], AnthropicRequest);
 const CountTokensBody = requestBody(['model', 'messages'], AnthropicCountTokensRequest);
@@ -37,9 +38,13 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
     '/v1/messages/count_tokens',
     { schema: { body: CountTokensBody }, config: { errorShape: 'anthropic' } },
     async (req) => {
-      requireScope(principalOf(req), 'chat');
+      const principal = principalOf(req);
+      requireScope(principal, 'chat');
       const chat = promptOf(req.body);
-      return { input_tokens: deps.router.plan(chat, { reasoning: thinkingParam(chat) }).inputTokensBound };
+      const route = deps.router.plan(chat, { reasoning: thinkingParam(chat) });
+      // A key limited by `allowed_models` counts only for models it may call.
+      keepPermitted(deps, principal, route, chat.model);
+      return { input_tokens: route.inputTokensBound };
     },
   );
 }

@@ -1,8 +1,9 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
+import { principalOf } from '../../plugins/auth.ts';
 import type { ListedModel } from '../../routing/router.ts';
 
 function view(l: ListedModel) {
@@ -43,16 +44,23 @@ const ListQuery = z.object({ all: z.enum(['true', 'false']).optional() });
  * `GET /v1/models`: every model id a caller can use, as listed (OpenAI's list format): what the live
  * pools serve and is priced, the other names of those models, the routing file's aliases.
  * `?all=true` adds what is served but cannot be called, flagged `routable: false` with the reason.
+ * A key limited by `allowed_models` sees only what it may call; any other model is `404`, as unknown.
  */
 export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const typed = app.withTypeProvider<ZodTypeProvider>();
+  // A key limited by `allowed_models` sees only the models it may call (as OpenAI lists a project's).
+  const listing = (req: FastifyRequest, all: boolean) => {
+    const listed = deps.router.listing(all);
+    const allowed = principalOf(req).allowedModels;
+    return allowed ? deps.router.visible(listed, allowed) : listed;
+  };
   typed.get('/v1/models', { schema: { querystring: ListQuery } }, async (req) => ({
     object: 'list',
-    data: deps.router.listing(req.query.all === 'true').map(view),
+    data: listing(req, req.query.all === 'true').map(view),
   }));
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (req) => {
     const name = req.params['*'];
-    const listed = deps.router.listing(true);
+    const listed = listing(req, true);
     const l =
       listed.find((x) => x.id === name) ??
       // A bare name: the first provider that serves it.
