@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
+import { hashApiKey } from '@faregate/db/api-keys';
 import { createRedis } from '@faregate/queue/redis';
 import { makeKeys } from '@faregate/queue/keys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
+import { adminCall } from './support/calls.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
 let stack: Stack;
@@ -90,6 +92,34 @@ describe('Idempotency-Key', () => {
     const other = await post('/v1/chat/completions', body('Name another prime.'), 'chat-once-1');
     expect(other.status).toBe(422);
     expect(other.json.error).toMatchObject({ code: 'idempotency_key_reused', param: 'Idempotency-Key' });
+
+    // Another API key of the same tenant has keys of its own: it neither replays this key's answer
+    // (which may be of a model it may not call) nor is refused for a body this key sent.
+    const [{ account_id }] = (await stack.sql.query('SELECT account_id FROM api_keys LIMIT 1')).rows;
+    const sibling = await adminCall(stack, 'POST', '/admin/v1/keys', { account_id, name: 'sibling' });
+    const siblingClient = new OpenAI({
+      apiKey: sibling.key as string,
+      baseURL: `${stack.url}/v1`,
+      maxRetries: 0,
+    });
+    const create = (content: string, key: string) =>
+      siblingClient.chat.completions
+        .create(
+          { model: 'openai/gpt-4o-mini', messages: [{ role: 'user', content }] },
+          { headers: { 'Idempotency-Key': key } },
+        )
+        .withResponse();
+    const own = await create('Name a prime.', 'chat-once-1');
+    expect(own.response.headers.get('idempotent-replayed')).toBeNull();
+    expect(own.data.id).not.toBe(first.id);
+    const ownAgain = await create('Name a prime.', 'chat-once-1');
+    expect(ownAgain.response.headers.get('idempotent-replayed')).toBe('true');
+    expect(ownAgain.data.id).toBe(own.data.id);
+    expect((await post('/v1/chat/completions', body('Name a moon of Mars.'), 'chat-twice-1')).status).toBe(
+      200,
+    );
+    expect((await create('Name a moon of Jupiter.', 'chat-twice-1')).response.status).toBe(200);
+    expect(chatCalls() - before).toBe(4);
   });
 
   it('a retry while the first request runs waits for it and gets the same answer', async () => {
@@ -135,9 +165,14 @@ describe('Idempotency-Key', () => {
       gone.abort();
       await expect(first).rejects.toThrow();
       // The request ran to its end and its answer was kept.
-      const [account] = (await stack.sql.query('SELECT account_id FROM api_keys LIMIT 1')).rows;
+      const [apiKey] = (
+        await stack.sql.query('SELECT id, account_id FROM api_keys WHERE hash = $1', [
+          hashApiKey(stack.apiKey),
+        ])
+      ).rows;
       const record = makeKeys(stack.prefix).idempotency(
-        account.account_id,
+        apiKey.account_id,
+        apiKey.id,
         createHash('sha256').update('chat-dropped-1').digest('base64url'),
       );
       await until(async () => (await redis.hget(record, 'state')) === 'done', { what: 'answer kept' });

@@ -92,8 +92,8 @@ export interface Keys {
   streamToken(tokenHash: string): string;
   /** An ingress process's own reply channel. */
   replyChannel(instance: string): string;
-  /** The record of an `Idempotency-Key` of an account (by the key's hash). */
-  idempotency(accountId: string, keyHash: string): string;
+  /** The record of an `Idempotency-Key` sent with one API key of an account (by the header's hash). */
+  idempotency(accountId: string, apiKeyId: string, keyHash: string): string;
   /** Where a stream's consumer puts entries it cannot parse. */
   deadLetters(stream: string): string;
 }
@@ -130,7 +130,7 @@ export function makeKeys(prefix = 'fg'): Keys {
       keyId === undefined ? `${prefix}:{rl-${accountId}}:a` : `${prefix}:{rl-${accountId}}:k:${keyId}`,
     streamToken: (tokenHash) => `${prefix}:wstok:${tokenHash}`,
     replyChannel: (instance) => `${prefix}:reply:${instance}`,
-    idempotency: (accountId, keyHash) => `${prefix}:idem:${accountId}:${keyHash}`,
+    idempotency: (accountId, apiKeyId, keyHash) => `${prefix}:idem:${accountId}:${apiKeyId}:${keyHash}`,
     deadLetters: (stream) => `${stream}:dead`,
   };
 }

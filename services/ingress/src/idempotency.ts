@@ -13,7 +13,7 @@ import { principalOf } from './plugins/auth.ts';
  * batch it created, never a second batch), after Stripe and the IETF
  * draft: the first request with a key runs, and its response (success or server error alike) is
  * kept for `IDEMPOTENCY_TTL_SECONDS`; a retry with the same key and body gets that response again
- * (`Idempotent-Replayed: true`) and nothing runs or is billed twice. Keys are scoped per tenant.
+ * (`Idempotent-Replayed: true`) and nothing runs or is billed twice. Keys are scoped per API key.
  * A retry while the first request still runs waits for its job and answers with the same result
  * (a caller whose connection dropped simply retries); a streamed request is replayed from its job's
  * stored frames, as the same SSE chunks. The same key with a different body is 422.
@@ -78,7 +78,9 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
       });
     }
     const principal = principalOf(req);
-    const key = recordKey(deps, principal.accountId, header);
+    // Scoped per API key: a key never replays (or learns of) what a sibling key of its tenant ran,
+    // which may be a model or an answer it is not allowed.
+    const key = recordKey(deps, principal.accountId, principal.keyId, header);
     const fingerprint = createHash('sha256')
       .update(`${path}\n${JSON.stringify(req.body)}`)
       .digest('base64url');
@@ -207,6 +209,6 @@ export async function markRunning(
   queued(req);
 }
 
-function recordKey(deps: IngressDeps, accountId: string, key: string): string {
-  return deps.keys.idempotency(accountId, createHash('sha256').update(key).digest('base64url'));
+function recordKey(deps: IngressDeps, accountId: string, apiKeyId: string, key: string): string {
+  return deps.keys.idempotency(accountId, apiKeyId, createHash('sha256').update(key).digest('base64url'));
 }
