@@ -55,7 +55,10 @@ const CreateKey = z.strictObject({
     .min(1, 'give at least one scope (leave the field out for all of them)')
     .transform((s) => [...new Set(s)])
     .optional(),
-  spend_limit_usd: Usd.nullable().optional(),
+  // Within what the ledger's int8 columns hold (µUSD), with room for the spend it is compared with.
+  spend_limit_usd: Usd.refine((m) => m <= MAX_CREDIT_MICROS, { message: 'too large' })
+    .nullable()
+    .optional(),
   allowed_models: z.array(z.string().min(1)).min(1).nullable().optional(),
   ...RequestLimitFields,
   patience_ms: Patience,

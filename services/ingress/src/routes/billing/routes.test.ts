@@ -303,6 +303,15 @@ describe('admin API', () => {
     });
     const rec = await findApiKey(db, hashApiKey(k.key));
     expect(rec).toMatchObject({ id: k.id, accountId, spendLimitMicros: 12_500_000n, revoked: false });
+    // A limit past what the ledger holds is refused, naming the field.
+    const huge = await app.inject({
+      method: 'POST',
+      url: '/admin/v1/keys',
+      headers: admin,
+      payload: { account_id: accountId, name: 'huge', spend_limit_usd: '99999999999999999999' },
+    });
+    expect(huge.statusCode).toBe(400);
+    expect(huge.json().error).toMatchObject({ param: 'spend_limit_usd' });
 
     const credit = () =>
       app.inject({
