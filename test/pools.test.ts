@@ -412,4 +412,51 @@ describe('durability', () => {
     expect(await exited).toBe(0);
     s.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
   }, 60_000);
+
+  it('kill -9 of a worker mid-stream of an SSE answer: no second call, the stream ends with an error, the cut-off call billed once', async () => {
+    const s = stacks.at(-1)!;
+    // The drain above stopped the pool's worker.
+    await s.start('worker:openai');
+    s.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 60 });
+    const calls = chatCalls(s, 'openai').length;
+    const worker = s.services
+      .filter((x) => x.name === 'worker:openai' && x.proc.exitCode === null && x.proc.signalCode === null)
+      .at(-1)!;
+    const { data: stream, response } = await clientOf(s)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: ask('cut me off'), stream: true })
+      .withResponse();
+    const id = response.headers.get('x-request-id') ?? '';
+    let text = '';
+    let killed = false;
+    const ended = await (async () => {
+      for await (const c of stream) {
+        text += c.choices[0]?.delta.content ?? '';
+        if (!killed && text.split(' ').length >= 5) {
+          killed = true;
+          worker.proc.kill('SIGKILL');
+          void s.start('worker:openai');
+        }
+      }
+    })().catch((e: unknown) => e);
+    expect(killed).toBe(true);
+    // The caller has the content streamed so far and cannot take it back: the re-run makes no second
+    // call (whose answer nobody would get), and ends the stream with an error saying so.
+    expect(ended).toBeInstanceOf(OpenAI.APIError);
+    expect((ended as Error).message).toMatch(/cut off/);
+    expect(chatCalls(s, 'openai').length - calls).toBe(1);
+    // The call that was cut off is billed once, estimated from what it streamed; the job's end
+    // releases the request's hold.
+    const rows = await until(async () => {
+      const q = await s.sql.query(
+        'SELECT outcome, final, output_tokens > 0 AS output FROM usage_events WHERE request_id = $1 ORDER BY final',
+        [id],
+      );
+      return q.rows.length === 2 ? q.rows : undefined;
+    });
+    expect(rows).toEqual([
+      { outcome: 'failed', final: false, output: true },
+      { outcome: 'failed', final: true, output: false },
+    ]);
+    s.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+  }, 90_000);
 });

@@ -165,6 +165,32 @@ describe('FrameStore', () => {
   });
 });
 
+describe('FrameStore.claim of a content-final job', () => {
+  it('reports the attempt that streamed content (and takes the job from it); status frames alone do not count', async () => {
+    const id = jobId();
+    await store.claim(id, 'w1:0:1', 60_000, REC, true);
+    // Status frames, enough to span pages of the scan, then content.
+    const status = Array.from({ length: 150 }, () => ({
+      type: 'status' as const,
+      state: 'retrying' as const,
+    }));
+    await store.append(id, status, { owner: 'w1:0:1', ttlMs: 60_000 });
+    const before = await store.claim(id, 'w2:0:1', 60_000, REC, true);
+    expect(before).toMatchObject({ terminal: false, cancelled: false });
+    expect(before.streamedBy).toBeUndefined();
+    await store.append(id, [{ type: 'delta', text: 'Once upon' }], { owner: 'w2:0:1', ttlMs: 60_000 });
+    // A job whose content is not final (a job or WebSocket submission) is simply re-run.
+    expect((await store.claim(id, 'w3:0:1', 60_000, REC)).streamedBy).toBeUndefined();
+    await store.append(id, [{ type: 'delta', text: ' a time' }], { owner: 'w3:0:1', ttlMs: 60_000 });
+    const after = await store.claim(id, 'w4:0:2', 60_000, REC, true);
+    expect(after).toMatchObject({ terminal: false, cancelled: false, streamedBy: 'w3:0:1' });
+    // The attempt that streamed is fenced: the one that found its content owns the ending.
+    await expect(
+      store.append(id, [{ type: 'delta', text: '!' }], { owner: 'w3:0:1', ttlMs: 60_000 }),
+    ).rejects.toThrow(/NOTOWNER/);
+  });
+});
+
 describe('followJob', () => {
   it('delivers backlog then live frames exactly once, in order, from any cursor', async () => {
     const id = jobId();

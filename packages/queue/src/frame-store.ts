@@ -15,8 +15,16 @@ import { luaScript } from './lua.ts';
 
 const claimScript = luaScript<{
   keys: [frames: string, meta: string];
-  args: [owner: string, state: string, ttlMs: number, account: string, model: string, created: string];
-  result: [lastSeq: number, terminal: 0 | 1 | 2];
+  args: [
+    owner: string,
+    state: string,
+    ttlMs: number,
+    account: string,
+    model: string,
+    created: string,
+    contentFinal: '1' | '',
+  ];
+  result: [lastSeq: number, terminal: 0 | 1 | 2 | 3, previousOwner: string | null];
 }>(new URL('./frame-store.claim.lua', import.meta.url), { numberOfKeys: 2 });
 
 /**
@@ -99,20 +107,39 @@ export class FrameStore {
     this.keys = keys;
   }
 
-  /** Starts an attempt: becomes the owner unless the job already ended. */
+  /**
+   * Starts an attempt: becomes the owner unless the job already ended. `cancelled`: the caller
+   * cancelled it before it started. `streamedBy`: the job's content is final (`contentFinal`) and an
+   * earlier attempt, owned by this, already streamed some (a worker that died mid-stream): the
+   * caller has that content, so this attempt must end the job instead of calling again.
+   */
   async claim(
     jobId: string,
     owner: string,
     ttlMs: number,
     record: ClaimRecord,
-  ): Promise<{ lastSeq: number; terminal: boolean; cancelled: boolean }> {
-    const [lastSeq, terminal] = await claimScript(
+    contentFinal = false,
+  ): Promise<{ lastSeq: number; terminal: boolean; cancelled: boolean; streamedBy?: string }> {
+    const [lastSeq, terminal, previous] = await claimScript(
       this.redis,
       [this.keys.frames(jobId), this.keys.meta(jobId)],
-      [owner, 'running', ttlMs, record.account, record.model, String(record.created)],
+      [
+        owner,
+        'running',
+        ttlMs,
+        record.account,
+        record.model,
+        String(record.created),
+        contentFinal ? '1' : '',
+      ],
     );
     if (terminal === 2) await this.redis.hset(this.keys.meta(jobId), 'owner', owner);
-    return { lastSeq: Number(lastSeq), terminal: terminal === 1, cancelled: terminal === 2 };
+    return {
+      lastSeq: Number(lastSeq),
+      terminal: terminal === 1,
+      cancelled: terminal === 2,
+      ...(terminal === 3 ? { streamedBy: previous ?? '' } : {}),
+    };
   }
 
   /** Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the last seq. */

@@ -35,6 +35,7 @@ import {
 import { decide, isProviderFailure, poolPauseMs, toGatewayError, type Decision } from './outcome.ts';
 import { queueHop } from './fallback.ts';
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
+import { billCutOffCall, cutOffError } from './cut-off.ts';
 
 export type AttemptOutcome =
   | { status: 'completed' }
@@ -178,10 +179,16 @@ async function attemptOnce(
     !deps.cancels.cancelledRecently(data.id);
   const claim = speculative ? record : undefined;
   const abort = new AbortController();
+  /** The attempt that streamed content to an SSE caller before it died: this one ends the job. */
+  let cutOffBy: string | undefined;
   if (!speculative) {
-    const c = await deps.store.claim(data.id, owner, ttlMs, record);
+    const c = await deps.store.claim(data.id, owner, ttlMs, record, data.contentFinal === true);
     if (c.terminal) return { status: 'already_done' };
     if (c.cancelled) abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
+    else if (c.streamedBy !== undefined) {
+      cutOffBy = c.streamedBy;
+      abort.abort(cutOffError());
+    }
   }
 
   const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo, claim);
@@ -199,7 +206,7 @@ async function attemptOnce(
     model: candidate.model,
     attempt,
   };
-  if (data.deltas) {
+  if (data.deltas && cutOffBy === undefined) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.defer({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
     writer.defer(running);
@@ -473,7 +480,8 @@ async function attemptOnce(
     }
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
-    if (!lost && isProviderFailure(err)) void deps.circuit.failure().catch(() => {});
+    if (!lost && cutOffBy === undefined && isProviderFailure(err))
+      void deps.circuit.failure().catch(() => {});
     // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts); it is
     // counted with its usage event. A cancelled request makes no further call: nothing to count.
     const eventAt = Date.now();
@@ -512,14 +520,17 @@ async function attemptOnce(
       if (err.code === 'rate_limit_exceeded') deps.metrics.upstream429.inc();
       await deps.limiter.pause(input.keyIndex, pauseMs).catch(() => {});
     }
+    // The call of the attempt that died is billed here (it never wrote its usage event); a Redis
+    // failure throws, and the job's next run ends it (and bills it) instead.
+    if (cutOffBy !== undefined && !lost) await billCutOffCall(deps, data, cutOffBy, ttlMs);
     const decision = decide({
       data,
       error: err,
       lost,
       canRetry: input.canRetry,
       canWait: input.canWaitOnRateLimit,
-      wroteContent: writer.wroteContent,
-      storedContent: writer.storedContent,
+      wroteContent: writer.wroteContent || cutOffBy !== undefined,
+      storedContent: writer.storedContent || cutOffBy !== undefined,
       spent,
       route,
       maxRateLimitWaits: deps.config.RATE_LIMIT_RETRIES,

@@ -1,0 +1,75 @@
+import { zeroUsage } from '@faregate/contracts/chat';
+import { GatewayError } from '@faregate/contracts/errors';
+import type { JobData } from '@faregate/contracts/jobs';
+import { type UsageEvent, usageEventId } from '@faregate/contracts/usage';
+import type { WorkerDeps } from './deps.ts';
+import { partialUsage, type Streamed } from './limits/estimate.ts';
+
+/**
+ * A job whose content is final (an SSE caller's: `contentFinal`) and whose attempt died mid-stream
+ * (its worker was killed) comes back as a re-run that finds content in its log. The caller has that
+ * content and cannot take it back, so the re-run makes no call: it ends the job with this error, as
+ * a provider failure after content ends it (outcome.ts).
+ */
+export function cutOffError(): GatewayError {
+  return new GatewayError({
+    code: 'upstream_error',
+    message:
+      'The answer was cut off: the worker streaming it stopped; the partial answer above is incomplete.',
+    retryable: false,
+  });
+}
+
+/**
+ * Bills the call of the attempt that died (`owner`: `<worker>:<hop>:<attempt>`), which never wrote
+ * its usage event: estimated from the prompt and the content it streamed, under that attempt's own
+ * event id. Should the attempt still be alive somewhere (a stalled worker, fenced since) and report
+ * its call, billing keeps whichever event came first: the call is billed once.
+ */
+export async function billCutOffCall(
+  deps: WorkerDeps,
+  data: JobData,
+  owner: string,
+  ttlMs: number,
+): Promise<void> {
+  const parts = owner.split(':');
+  const hop = Number(parts.at(-2));
+  const attempt = Number(parts.at(-1));
+  const candidate = data.plan[hop];
+  if (!Number.isInteger(hop) || !Number.isInteger(attempt) || !candidate || data.op === 'embeddings') return;
+  const streamed: Streamed = { text: '', reasoning: '' };
+  for (let after = 0; ; ) {
+    const page = await deps.store.read(data.id, after, 500);
+    for (const raw of page) {
+      const f = JSON.parse(raw) as { seq: number; type: string } & Record<string, unknown>;
+      after = f.seq;
+      if (f.type === 'reset') Object.assign(streamed, { text: '', reasoning: '' });
+      if (f.type !== 'delta') continue;
+      streamed.text += `${f.text ?? ''}${f.refusal ?? ''}`;
+      for (const c of (f.tool_calls ?? []) as { function?: { name?: string; arguments?: string } }[])
+        streamed.text += (c.function?.name ?? '') + (c.function?.arguments ?? '');
+      streamed.reasoning += (f.reasoning as string | undefined) ?? '';
+    }
+    if (page.length < 500) break;
+  }
+  const { usage } = partialUsage(data.request, zeroUsage(), streamed);
+  const event: UsageEvent = {
+    v: 1,
+    id: usageEventId(data.id, hop, attempt),
+    requestId: data.id,
+    account: data.account,
+    key: data.key,
+    provider: candidate.provider,
+    model: candidate.model,
+    hop,
+    attempt,
+    ...usage,
+    outcome: 'failed',
+    final: false,
+    estimated: true,
+    ...(data.trace ? { trace: data.trace } : {}),
+    at: Date.now(),
+  };
+  // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
+  await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+}
