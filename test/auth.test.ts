@@ -278,6 +278,56 @@ describe('a revoked key stops working everywhere at once', () => {
     expect(status).toBe(401);
   });
 
+  it('on a request running when it is revoked: a stream ends with an error chunk, a whole answer is 401, generation stops', async () => {
+    const outcome = (id: string) =>
+      until(
+        async () =>
+          (await stack.sql.query('SELECT outcome FROM usage_events WHERE request_id = $1 AND final', [id]))
+            .rows[0]?.outcome as string | undefined,
+        { what: 'the request settled' },
+      );
+    const post = (key: string, stream: boolean) =>
+      fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, ...json },
+        body: JSON.stringify({
+          model: 'openai/gpt-4o-mini',
+          messages: [{ role: 'user', content: 'a long story' }],
+          stream,
+        }),
+      });
+    try {
+      // Streamed: content arrives, then the key is revoked.
+      stack.fake.configure({ provider: 'openai', chunkMs: 50, tokens: 400 });
+      const t = await tenant();
+      const res = await post(t.key, true);
+      expect(res.status).toBe(200);
+      const id = res.headers.get('x-request-id') ?? '';
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let sse = '';
+      while (!sse.includes('"content"')) sse += decoder.decode((await reader.read()).value);
+      expect((await admin('POST', `/admin/v1/keys/${t.keyId}/revoke`)).status).toBe(200);
+      for (let r = await reader.read(); !r.done; r = await reader.read()) sse += decoder.decode(r.value);
+      expect(sse).toContain('"code":"invalid_api_key"');
+      expect(await outcome(id)).toBe('cancelled');
+
+      // Whole: the provider has not answered yet when the key is revoked.
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12, firstByteMs: 20_000 });
+      const u = await tenant();
+      const calls = chatCalls();
+      const pending = post(u.key, false);
+      await until(async () => (chatCalls() > calls ? true : undefined), { what: 'the call started' });
+      expect((await admin('POST', `/admin/v1/keys/${u.keyId}/revoke`)).status).toBe(200);
+      const whole = await pending;
+      expect(whole.status).toBe(401);
+      expect(((await whole.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+      expect(await outcome(whole.headers.get('x-request-id') ?? '')).toBe('cancelled');
+    } finally {
+      stack.fake.reset();
+    }
+  });
+
   it('in another ingress process too, through the broadcast', async () => {
     const t = await tenant();
     // A free port (the next one up may be another test file's stack).

@@ -137,11 +137,21 @@ export async function serveChat(
   reply.raw.on('close', onClose);
   // Gone while it was being admitted: 'close' has already fired.
   if (reply.raw.destroyed) onClose();
+  // The key was revoked (through any ingress) while its request ran: the answer stops, whole or
+  // streamed, and so does generation (what was generated is billed), as a revoked key's sockets close.
+  const unwatch = req.credential
+    ? deps.auth.watch(req.credential, () => {
+        if (reply.raw.writableFinished || done.signal.aborted) return;
+        done.abort('revoked');
+        void cancelJob(deps, data.id).catch(() => {});
+      })
+    : undefined;
   try {
     if (!stream) return await waitForResult(reply, frames, done.signal, door);
     return await relaySse(reply, door.writer(data.id, data.created), data.id, frames, done.signal, cancel);
   } finally {
     clearTimeout(timer);
+    unwatch?.();
     job.close();
     reply.raw.off('close', onClose);
     if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
@@ -155,10 +165,19 @@ function timeoutError(): GatewayError {
   });
 }
 
+const REVOKED_MESSAGE = 'The API key of this request was revoked while it ran.';
+
+/** Why the wait for a job's frames ended without its end: the deadline, or the key's revocation. */
+function stoppedError(signal: AbortSignal): GatewayError {
+  if (signal.reason === 'revoked')
+    return new GatewayError({ code: 'invalid_api_key', message: REVOKED_MESSAGE });
+  return timeoutError();
+}
+
 async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: AbortSignal, door: Door) {
   for (;;) {
     const raw = await queue.next(signal);
-    if (raw === undefined) throw timeoutError();
+    if (raw === undefined) throw stoppedError(signal);
     // Only the terminal frame matters for a non-streaming caller: parse that one, skip the rest.
     if (!isTerminalRaw(raw)) continue;
     // Chat completions: the result's bytes as the worker wrote them (no parse, no re-serialization).
@@ -224,8 +243,12 @@ async function relaySse(
     if (open && signal.aborted && signal.reason === 'disconnect') return reply;
     const raw = await queue.next(signal);
     if (raw === undefined) {
-      if (!open) throw timeoutError();
-      reply.raw.end(writer.error('upstream_timeout', 'The request timed out.'));
+      if (!open) throw stoppedError(signal);
+      reply.raw.end(
+        signal.reason === 'revoked'
+          ? writer.error('invalid_api_key', REVOKED_MESSAGE)
+          : writer.error('upstream_timeout', 'The request timed out.'),
+      );
       return reply;
     }
     const f = readFrame(raw);
