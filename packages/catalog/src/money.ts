@@ -1,7 +1,7 @@
 /**
  * Money is integer micro-USD (bigint). Prices are decimal strings per million tokens, so
  * cost = tokens × price_per_M / 1e6 USD = tokens × price(µUSD per M) / 1e6 µUSD.
- * We keep full precision in nano-units internally and round once, half up, per call.
+ * We keep full precision in nano-units internally and round once per call, up (prices.ts).
  */
 const SCALE = 1_000_000n;
 
@@ -17,11 +17,4 @@ export function microsToUsd(micros: bigint): string {
   const a = neg ? -micros : micros;
   const frac = (a % SCALE).toString().padStart(6, '0');
   return `${neg ? '-' : ''}${a / SCALE}.${frac}`;
-}
-
-/** Cost in µUSD of `tokens` at `pricePerM` (USD per million tokens): rounded half up. */
-export function tokenCostMicros(tokens: number, pricePerM: string): bigint {
-  // tokens × micros-per-M / 1e6, in integer arithmetic.
-  const num = BigInt(tokens) * usdToMicros(pricePerM);
-  return (num + 500_000n) / 1_000_000n;
 }

@@ -183,9 +183,11 @@ export interface CallTokens {
 
 /**
  * Cost of one provider call in µUSD: every token class at its own price, summed exactly (in
- * µUSD × 1e-6 units) and rounded once, half up. `inputTokens` includes cached and cache-write
- * tokens, so only the remainder is charged at the plain input price. Reasoning tokens are part of
- * `outputTokens` and are not charged again.
+ * µUSD × 1e-6 units) and rounded once, up: a call never costs less than its tokens do (rounded
+ * half up, every call under half a µUSD, a few-token embedding say, was free, however often it
+ * was made; rounding up costs a call under 1 µUSD more). `inputTokens` includes cached and
+ * cache-write tokens, so only the remainder is charged at the plain input price. Reasoning tokens
+ * are part of `outputTokens` and are not charged again.
  */
 export function callCostMicros(t: CallTokens, price: MicroPrice): bigint {
   const uncached = Math.max(0, t.inputTokens - t.cachedInputTokens - t.cacheWriteTokens);
@@ -194,7 +196,7 @@ export function callCostMicros(t: CallTokens, price: MicroPrice): bigint {
     BigInt(t.cachedInputTokens) * price.cachedInput +
     BigInt(t.cacheWriteTokens) * price.cacheWrite +
     BigInt(t.outputTokens) * price.output;
-  return (scaled + 500_000n) / 1_000_000n;
+  return (scaled + 999_999n) / 1_000_000n;
 }
 
 /** µUSD as the USD number callers see (`usage.cost`, OpenRouter's convention). */

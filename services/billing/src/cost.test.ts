@@ -31,19 +31,26 @@ describe('eventCostMicros', () => {
     expect(eventCostMicros(tokens(1000, 400, 100, 0), p)).toBe(2500n);
   });
 
-  it('rounds once per event, half up, not per token class', () => {
-    // gpt-4o-mini 0.15 in / 0.60 out: 3 input + 1 output = 0.45 + 0.6 = 1.05 µUSD → 1.
-    // 5 input + 1 output = 0.75 + 0.6 = 1.35 → 1 (rounding each class first would give 1 + 1 = 2).
+  it('rounds once per event, up, not per token class: a call is never cheaper than its tokens', () => {
+    // gpt-4o-mini 0.15 in / 0.60 out: 3 input + 1 output = 0.45 + 0.6 = 1.05 µUSD → 2.
+    // 1 input + 1 output = 0.15 + 0.6 = 0.75 → 1 (rounding each class first would give 1 + 1 = 2).
     const p = toMicroPrice({
       inputPerM: '0.15',
       cachedInputPerM: null,
       cacheWritePerM: null,
       outputPerM: '0.60',
     });
-    expect(eventCostMicros(tokens(3, 0, 0, 1), p)).toBe(1n);
-    expect(eventCostMicros(tokens(5, 0, 0, 1), p)).toBe(1n);
-    expect(eventCostMicros(tokens(10, 0, 0, 0), p)).toBe(2n); // 1.5 → 2 (half up)
-    expect(eventCostMicros(tokens(9, 0, 0, 0), p)).toBe(1n); // 1.35 → 1
+    expect(eventCostMicros(tokens(3, 0, 0, 1), p)).toBe(2n);
+    expect(eventCostMicros(tokens(1, 0, 0, 1), p)).toBe(1n);
+    expect(eventCostMicros(tokens(10, 0, 0, 0), p)).toBe(2n); // 1.5 → 2
+    expect(eventCostMicros(tokens(20, 0, 0, 0), p)).toBe(3n); // 3.0 → 3 (exact stays exact)
+    // A two-token embedding: 0.04 µUSD, never free.
+    expect(
+      eventCostMicros(
+        tokens(2, 0, 0, 0),
+        toMicroPrice({ inputPerM: '0.02', cachedInputPerM: null, cacheWritePerM: null, outputPerM: '0' }),
+      ),
+    ).toBe(1n);
   });
 
   it('is exact for large counts and zero for free models', () => {

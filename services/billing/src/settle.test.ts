@@ -34,7 +34,7 @@ function expectedCost(e: UsageEvent): bigint {
     BigInt(e.cachedInputTokens) * usdToMicros(p.cachedInputPerM ?? p.inputPerM) +
     BigInt(e.cacheWriteTokens) * usdToMicros(p.cacheWritePerM ?? p.inputPerM) +
     BigInt(e.outputTokens) * usdToMicros(p.outputPerM);
-  return (n + 500_000n) / 1_000_000n;
+  return (n + 999_999n) / 1_000_000n; // rounded up, once per call
 }
 
 async function tenant(credit: bigint) {
