@@ -116,13 +116,22 @@ describe('passed through or translated', () => {
     expect(r.choices[0]?.message.content).toBeTruthy();
   });
 
-  it('service_tier flex passes through to OpenAI', async () => {
+  it('service_tier: default passes through to OpenAI; flex (billed below the list price) is a 400 naming it', async () => {
     const r = await client.chat.completions.create({
       model: 'openai/gpt-4o-mini',
       messages: ask('hi'),
-      service_tier: 'flex',
+      service_tier: 'default',
     });
     expect(r.choices).toHaveLength(1);
+    const e = await client.chat.completions
+      .create({ model: 'openai/gpt-4o-mini', messages: ask('hi'), service_tier: 'flex' })
+      .catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((e as InstanceType<typeof OpenAI.APIError>).param).toBe('service_tier');
+    const viaResponses = await client.responses
+      .create({ model: 'openai/gpt-4o-mini', input: 'hi', service_tier: 'flex' })
+      .catch((err: unknown) => err);
+    expect(viaResponses).toBeInstanceOf(OpenAI.BadRequestError);
   });
 
   it.each([false, true])(

@@ -20,6 +20,7 @@ describe('what each protocol cannot do, in one table', () => {
     ['gemini', { stop: ['a', 'b', 'c', 'd', 'e', 'f'] as unknown as string[] }, 'stop'],
     ['openai-compatible', { store: true }, 'store'],
     ['openai', { service_tier: 'priority' }, 'service_tier'],
+    ['openai', { service_tier: 'flex' }, 'service_tier'],
     ['anthropic', { n: 2 }, 'n'],
     ['anthropic', { logprobs: true }, 'logprobs'],
     ['gemini', { n: 3 }, 'n'],
@@ -36,7 +37,7 @@ describe('what each protocol cannot do, in one table', () => {
   it.each([
     ['anthropic', { store: false, metadata: {}, user: 'u', seed: null }],
     ['gemini', { seed: 3, store: false, service_tier: 'auto' }],
-    ['openai', { seed: 3, store: true, metadata: { a: 'b' }, service_tier: 'flex', user: 'u' }],
+    ['openai', { seed: 3, store: true, metadata: { a: 'b' }, service_tier: 'default', user: 'u' }],
     ['openai', { n: 3, logprobs: true, top_logprobs: 2 }],
     ['openai-compatible', { n: 2, logprobs: true }],
     ['anthropic', { n: 1, top_k: 5 }],

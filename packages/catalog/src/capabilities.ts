@@ -19,7 +19,10 @@ export interface Refusal {
 const has = (v: unknown): boolean =>
   v !== undefined && v !== null && v !== false && !(typeof v === 'object' && Object.keys(v).length === 0);
 
-/** OpenAI's default tiers: the catalog's prices. Others (flex, priority) would be billed wrong. */
+/**
+ * OpenAI's default tiers: the catalog's prices. Others are refused, as billing would not be at cost:
+ * `priority` and `scale` cost more than the list price, `flex` less (Batch API rates).
+ */
 const defaultTier = (t: string | null | undefined) => t == null || t === 'auto' || t === 'default';
 
 interface ChatRule {
@@ -70,8 +73,8 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     TOP_LOGPROBS_ALONE,
     {
       param: 'service_tier',
-      refused: (r) => !defaultTier(r.service_tier) && r.service_tier !== 'flex',
-      why: 'is billed above the listed price at that tier (auto, default and flex pass through)',
+      refused: (r) => !defaultTier(r.service_tier),
+      why: 'bills another price than the listed one at that tier, and the gateway bills at cost (auto and default pass through)',
     },
   ],
   anthropic: [

@@ -79,7 +79,10 @@ describe('openai adapter specifics', () => {
     expect(() => build(openaiAdapter, { service_tier: 'priority' })).toThrowError(
       expect.objectContaining({ param: 'service_tier' }),
     );
-    expect(build(openaiAdapter, { service_tier: 'flex' }).json.service_tier).toBe('flex');
+    expect(() => build(openaiAdapter, { service_tier: 'flex' })).toThrowError(
+      expect.objectContaining({ param: 'service_tier' }),
+    );
+    expect(build(openaiAdapter, { service_tier: 'default' }).json.service_tier).toBe('default');
   });
 
   it('passes prompt_cache_key to OpenAI; other hosts drop it (a cache-routing hint)', () => {
