@@ -66,6 +66,79 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
   });
 });
 
+describe('unknown fields inside a chat request', () => {
+  const raw = (body: unknown) =>
+    fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  it.each([
+    ['a message', { role: 'user', content: 'x', foo: 'y' }, 'messages.0.foo'],
+    [
+      'a legacy assistant function_call (it would reach the model as an empty turn)',
+      { role: 'assistant', content: null, function_call: { name: 'f', arguments: '{}' } },
+      'messages.0.function_call',
+    ],
+    [
+      'a content part',
+      { role: 'user', content: [{ type: 'text', text: 'x', cache_control: { type: 'ephemeral' } }] },
+      'messages.0.content.0.cache_control',
+    ],
+  ])('%s is a 400 naming it, nothing queued', async (_, message, param) => {
+    stack.fake.clearCalls();
+    const r = await raw({
+      model: 'openai/gpt-4o-mini',
+      messages: [message, { role: 'user', content: 'hi' }],
+    });
+    expect(r.status).toBe(400);
+    const { error } = (await r.json()) as { error: { param: string; message: string } };
+    expect(error.param).toBe(param);
+    expect(error.message).toContain(`Unrecognized request argument supplied: ${param}`);
+    expect(generations()).toEqual([]);
+  });
+
+  it('in a tool or a response format, likewise', async () => {
+    const fn = { name: 'f', parameters: { type: 'object' }, foo: 1 };
+    let r = await raw({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('hi'),
+      tools: [{ type: 'function', function: fn }],
+    });
+    expect(((await r.json()) as { error: { param: string } }).error.param).toBe('tools.0.function.foo');
+    r = await raw({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('hi'),
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {}, extra_thing: true } },
+    });
+    expect(((await r.json()) as { error: { param: string } }).error.param).toBe(
+      'response_format.json_schema.extra_thing',
+    );
+  });
+
+  it("an answer's message sent back as the next turn's history is accepted as SDKs send it", async () => {
+    const first = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('weather please [[fake:{"tool":true}]]'),
+      tools,
+    });
+    const message = first.choices[0]!.message;
+    expect(message.tool_calls?.length).toBeGreaterThan(0);
+    // As received (refusal, annotations), plus what streamed answers leave on tool calls (index).
+    const echoed = {
+      ...message,
+      tool_calls: message.tool_calls?.map((c, index) => ({ ...c, index })),
+    } as unknown as ChatCompletionMessageParam;
+    const call = message.tool_calls![0]!;
+    const next = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: [...ask('weather please'), echoed, { role: 'tool', tool_call_id: call.id, content: 'sunny' }],
+      tools,
+    });
+    expect(next.choices[0]?.message.content).toBeTruthy();
+  });
+});
+
 describe('an output cap above the model’s, on every door', () => {
   it('/v1/responses names max_output_tokens; /v1/messages answers in Anthropic’s shape; nothing queued', async () => {
     stack.fake.clearCalls();

@@ -1,28 +1,30 @@
 import { z } from 'zod';
 
 /**
- * The OpenAI Chat Completions request, as callers send it. Unknown top-level fields are refused
- * (like OpenAI does) rather than silently dropped; provider-specific extras are never forwarded
- * blindly (no `api_base`, no headers from tenants).
+ * The OpenAI Chat Completions request, as callers send it. Unknown fields are refused at every level
+ * (as OpenAI does: "Additional properties are not allowed"), naming where, rather than silently
+ * dropped; provider-specific extras are never forwarded blindly (no `api_base`, no headers from
+ * tenants). An assistant turn also takes what this gateway's own answers carry and SDKs send back
+ * with it (`annotations`, `reasoning_content`, a null `audio`, a tool call's `index`), ignored.
  */
-const TextPart = z.object({ type: z.literal('text'), text: z.string() });
-const ImagePart = z.object({
+const TextPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+const ImagePart = z.strictObject({
   type: z.literal('image_url'),
-  image_url: z.object({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }),
+  image_url: z.strictObject({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }),
 });
-const AudioPart = z.object({
+const AudioPart = z.strictObject({
   type: z.literal('input_audio'),
-  input_audio: z.object({ data: z.string(), format: z.string() }),
+  input_audio: z.strictObject({ data: z.string(), format: z.string() }),
 });
-const FilePart = z.object({
+const FilePart = z.strictObject({
   type: z.literal('file'),
-  file: z.object({
+  file: z.strictObject({
     file_data: z.string().optional(),
     file_id: z.string().optional(),
     filename: z.string().optional(),
   }),
 });
-const RefusalPart = z.object({ type: z.literal('refusal'), refusal: z.string() });
+const RefusalPart = z.strictObject({ type: z.literal('refusal'), refusal: z.string() });
 /**
  * OpenAI's `metadata` (chat completions, responses, batches): up to 16 pairs, keys up to 64
  * characters, values up to 512.
@@ -49,6 +51,16 @@ export type ToolCall = z.infer<typeof ToolCall>;
 
 const Content = z.union([z.string(), z.array(ContentPart)]);
 
+/** A tool call of an earlier assistant turn, as sent back (`index`: left by streamed answers; ignored). */
+const SentToolCall = z
+  .strictObject({
+    id: z.string(),
+    type: z.literal('function'),
+    function: z.strictObject({ name: z.string(), arguments: z.string() }),
+    index: z.number().int().nonnegative().optional(),
+  })
+  .transform(({ index: _, ...call }) => call);
+
 /**
  * Anthropic's thinking of an earlier assistant turn, sent back unchanged (LiteLLM's
  * `thinking_blocks`): Anthropic requires it, signature and all, to continue a tool-use
@@ -56,30 +68,36 @@ const Content = z.union([z.string(), z.array(ContentPart)]);
  * so the other providers leave it out of their requests.
  */
 export const ThinkingBlock = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('thinking'), thinking: z.string(), signature: z.string().min(1) }),
-  z.object({ type: z.literal('redacted_thinking'), data: z.string().min(1) }),
+  z.strictObject({ type: z.literal('thinking'), thinking: z.string(), signature: z.string().min(1) }),
+  z.strictObject({ type: z.literal('redacted_thinking'), data: z.string().min(1) }),
 ]);
 export type ThinkingBlock = z.infer<typeof ThinkingBlock>;
 
 export const ChatMessage = z.discriminatedUnion('role', [
-  z.object({ role: z.literal('system'), content: Content, name: z.string().optional() }),
-  z.object({ role: z.literal('developer'), content: Content, name: z.string().optional() }),
-  z.object({ role: z.literal('user'), content: Content, name: z.string().optional() }),
-  z.object({
-    role: z.literal('assistant'),
-    content: Content.nullable().optional(),
-    name: z.string().optional(),
-    refusal: z.string().nullable().optional(),
-    tool_calls: z.array(ToolCall).optional(),
-    thinking_blocks: z.array(ThinkingBlock).max(256).optional(),
-  }),
-  z.object({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
+  z.strictObject({ role: z.literal('system'), content: Content, name: z.string().optional() }),
+  z.strictObject({ role: z.literal('developer'), content: Content, name: z.string().optional() }),
+  z.strictObject({ role: z.literal('user'), content: Content, name: z.string().optional() }),
+  z
+    .strictObject({
+      role: z.literal('assistant'),
+      content: Content.nullable().optional(),
+      name: z.string().optional(),
+      refusal: z.string().nullable().optional(),
+      tool_calls: z.array(SentToolCall).optional(),
+      thinking_blocks: z.array(ThinkingBlock).max(256).optional(),
+      // Carried by answers (this gateway's among them) and sent back by SDKs with the turn: ignored.
+      annotations: z.array(z.unknown()).optional(),
+      reasoning_content: z.string().nullable().optional(),
+      audio: z.null().optional(),
+    })
+    .transform(({ annotations: _a, reasoning_content: _r, audio: _au, ...m }) => m),
+  z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
 
-export const Tool = z.object({
+export const Tool = z.strictObject({
   type: z.literal('function'),
-  function: z.object({
+  function: z.strictObject({
     name: z.string().min(1).max(64),
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
@@ -90,16 +108,16 @@ export type Tool = z.infer<typeof Tool>;
 
 export const ToolChoice = z.union([
   z.enum(['none', 'auto', 'required']),
-  z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) }),
+  z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: z.string() }) }),
 ]);
 export type ToolChoice = z.infer<typeof ToolChoice>;
 
 export const ResponseFormat = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('text') }),
-  z.object({ type: z.literal('json_object') }),
-  z.object({
+  z.strictObject({ type: z.literal('text') }),
+  z.strictObject({ type: z.literal('json_object') }),
+  z.strictObject({
     type: z.literal('json_schema'),
-    json_schema: z.object({
+    json_schema: z.strictObject({
       name: z.string(),
       description: z.string().optional(),
       schema: z.record(z.string(), z.unknown()).optional(),
@@ -114,7 +132,7 @@ export const ChatRequest = z.strictObject({
   messages: z.array(ChatMessage).min(1, 'messages must contain at least one message').max(4096),
   stream: z.boolean().nullable().optional(),
   stream_options: z
-    .object({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
     .nullable()
     .optional(),
   max_tokens: z.number().int().positive().nullable().optional(),
