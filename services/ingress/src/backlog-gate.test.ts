@@ -74,7 +74,9 @@ describe('BacklogGate', () => {
     // batches (256 lines in flight each) refuse every interactive request at the default bound, and
     // the batch driver, seeing no interactive work, never yielded.
     const pool = `batchgate${prefix}`;
-    const gate = new BacklogGate(redis, keys, 3, 10);
+    // A bound of 10: more than the admits below can add up to between two reads, even when a
+    // loaded machine slows the reads down, and half the batch lines queued.
+    const gate = new BacklogGate(redis, keys, 10, 10);
     for (let i = 0; i < 20; i++) await queues.add(job(pool), 10, { priority: BATCH_PRIORITY });
     // Several reads of the pool's backlog (every 10 ms), each bringing back 20 prioritized jobs.
     const t0 = Date.now();
@@ -83,7 +85,7 @@ describe('BacklogGate', () => {
       expect(refusal(() => gate.admit(pool))).toBeUndefined();
     }
     // Work queued ahead of a new request does count, with the batch lines still there.
-    for (let i = 0; i < 3; i++) await queues.add(job(pool));
+    for (let i = 0; i < 10; i++) await queues.add(job(pool));
     const err = await until(async () => {
       await new Promise((r) => setTimeout(r, 15));
       return refusal(() => gate.admit(pool));
