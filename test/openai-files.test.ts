@@ -409,6 +409,29 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
       expect(body.error.type).toBe('invalid_request_error');
       expect(body.error.message).toMatch(/'file'/);
     }
+    // One unknown field, or one given twice: refused too, naming it; nothing stored.
+    const before = (await client.files.list()).data.length;
+    const extra = new FormData();
+    extra.append('purpose', 'batch');
+    extra.append('foo', 'bar');
+    extra.append('file', one, 'a.jsonl');
+    const twice = new FormData();
+    twice.append('purpose', 'assistants');
+    twice.append('purpose', 'batch');
+    twice.append('file', one, 'a.jsonl');
+    for (const [form, param] of [
+      [extra, 'foo'],
+      [twice, 'purpose'],
+    ] as const) {
+      const r = await fetch(`${stack.url}/v1/files`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+        body: form,
+      });
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as { error: { param: string } }).error.param).toBe(param);
+    }
+    expect((await client.files.list()).data.length).toBe(before);
   });
 
   it("takes bodiless calls as OpenAI's Python SDK sends them: content-type JSON and an empty body", async () => {

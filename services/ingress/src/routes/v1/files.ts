@@ -83,6 +83,9 @@ export function contentDisposition(name: string): string {
     : `attachment; filename="${ascii}"; filename*=UTF-8''${exact}`;
 }
 
+/** The form fields of an upload besides `file`. */
+const FORM_FIELDS = new Set(['purpose', 'expires_after[anchor]', 'expires_after[seconds]']);
+
 export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const { FILE_MAX_BYTES: maxBytes, FILE_MAX_LINES: maxLines } = deps.config;
   await app.register(multipart, {
@@ -103,6 +106,8 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     let stored = false;
     // `expires_after[anchor]` and `expires_after[seconds]`, as the SDKs send the object in a form.
     const expiry: { anchor?: string; seconds?: string } = {};
+    const seen = new Set<string>();
+    let formError: GatewayError | undefined;
     try {
       for await (const part of req.parts()) {
         if (part.type === 'file') {
@@ -121,12 +126,24 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
               message: `File is too large: the limit is ${maxBytes} bytes.`,
               param: 'file',
             });
-        } else if (typeof part.value === 'string') {
-          if (part.fieldname === 'purpose') purpose = part.value;
-          else if (part.fieldname === 'expires_after[anchor]') expiry.anchor = part.value;
-          else if (part.fieldname === 'expires_after[seconds]') expiry.seconds = part.value;
+        } else {
+          // Read on to the end of the form (the answer waits for the whole upload either way), then refuse.
+          const name = part.fieldname;
+          if (!FORM_FIELDS.has(name))
+            formError ??= badUpload(
+              `Unrecognized form field '${name.slice(0, 64)}': send 'file' and 'purpose' (and optionally 'expires_after[anchor]' and 'expires_after[seconds]').`,
+              name.slice(0, 64),
+            );
+          else if (seen.has(name))
+            formError ??= badUpload(`The form field '${name}' is given more than once; give it once.`, name);
+          seen.add(name);
+          const value = typeof part.value === 'string' ? part.value : '';
+          if (name === 'purpose') purpose = value;
+          else if (name === 'expires_after[anchor]') expiry.anchor = value;
+          else if (name === 'expires_after[seconds]') expiry.seconds = value;
         }
       }
+      if (formError) throw formError;
       if (!check || filename === undefined) throw badUpload("Missing required parameter: 'file'.", 'file');
       if (check.refused) throw check.refused;
       if (purpose === undefined) throw badUpload("Missing required parameter: 'purpose'.", 'purpose');
