@@ -424,7 +424,9 @@ export class BatchDriver {
       };
       const file = await ownedFile(this.#deps, b.accountId, b.inputFileId);
       const { total, errors } = file
-        ? await validateLines(fileStore(this.#deps).get(file.id), b.endpoint, emit).then(async (v) => {
+        ? await validateLines(fileStore(this.#deps).get(file.id), b.endpoint, emit, {
+            maxLineBytes: this.#deps.config.BODY_LIMIT_BYTES,
+          }).then(async (v) => {
             await inserting;
             // Deleted while read (a file's row goes before its content: deleteFile): what was read
             // may be only part of it, and the batch must not run a part as if it were the whole.

@@ -9,18 +9,37 @@ const line = (id: string) =>
     body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: id }] },
   });
 
-async function run(text: string | Buffer) {
+async function run(text: string | Buffer, maxLineBytes?: number) {
   const valid: ValidLine[] = [];
   async function* source() {
     yield Buffer.isBuffer(text) ? text : Buffer.from(text);
   }
-  const r = await validateLines(source(), '/v1/chat/completions', async (ls) => {
-    valid.push(...ls);
-  });
+  const r = await validateLines(
+    source(),
+    '/v1/chat/completions',
+    async (ls) => {
+      valid.push(...ls);
+    },
+    { maxLineBytes },
+  );
   return { ...r, valid };
 }
 
 describe('validateLines', () => {
+  it('refuses a line over the endpoint body limit, counting UTF-8 bytes, as the endpoint refuses such a body', async () => {
+    const limit = line('b').length + 1;
+    // 'é' is two bytes: a line of as many characters as 'b''s is over the limit in bytes.
+    const ok = await run(`${line('a')}\n${line('b')}\n`, limit);
+    expect(ok.errors).toEqual([]);
+    expect(ok.valid.map((v) => v.customId)).toEqual(['a', 'b']);
+    const r = await run(`${line('a')}\n${line('b')}\n${line('é')}\n${line('ccc')}\n`, limit);
+    expect(r.errors).toMatchObject([
+      { code: 'request_too_large', line: 3 },
+      { code: 'request_too_large', line: 4 },
+    ]);
+    expect(r.errors[0]?.message).toContain(`at most ${limit} bytes`);
+  });
+
   it('reads a file that opens with a UTF-8 byte order mark (Notepad, PowerShell) like one without', async () => {
     const bom = Buffer.concat([
       Buffer.from([0xef, 0xbb, 0xbf]),

@@ -40,8 +40,11 @@ export async function validateLines(
   source: AsyncIterable<Buffer>,
   endpoint: string,
   emit: (lines: ValidLine[]) => Promise<void>,
-  groupSize = 500,
+  opts: { groupSize?: number; maxLineBytes?: number } = {},
 ): Promise<{ total: number; errors: BatchError[] }> {
+  const groupSize = opts.groupSize ?? 500;
+  // A line is a request: held to the endpoint's own body limit (BODY_LIMIT_BYTES), as if sent live.
+  const maxLineBytes = opts.maxLineBytes ?? Number.POSITIVE_INFINITY;
   const errors: BatchError[] = [];
   const fail = (e: BatchError) => {
     if (errors.length < MAX_ERRORS) errors.push(e);
@@ -58,6 +61,16 @@ export async function validateLines(
     const text = n === 1 && read.charCodeAt(0) === 0xfeff ? read.slice(1) : read;
     if (text.trim() === '') continue;
     total++;
+    // A UTF-16 length a third of the limit cannot be over it in UTF-8: most lines skip the count.
+    if (text.length * 3 > maxLineBytes && Buffer.byteLength(text) > maxLineBytes) {
+      fail({
+        code: 'request_too_large',
+        message: `This line is ${Buffer.byteLength(text)} bytes: a request can be at most ${maxLineBytes} bytes, as on ${endpoint} itself.`,
+        param: null,
+        line: n,
+      });
+      continue;
+    }
     let value: unknown;
     try {
       // As the doors parse a body: a prototype key or a number out of range (which stored would
