@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { type IncomingMessage, request } from 'node:http';
+import { connect } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { TcpProxy } from '@faregate/testing/tcp-proxy';
 import { jobApi } from './support/jobs.ts';
-import { type Stack, startStack } from './support/stack.ts';
+import { freePort, type Stack, startStack } from './support/stack.ts';
 
 /**
  * Faults seen from outside the ingress, against the real services: Postgres unreachable while
@@ -261,4 +262,61 @@ describe('SSE callers whose connection is reset', () => {
     for await (const c of data) text += c.choices[0]?.delta?.content ?? '';
     expect(text).toBe(job.result?.choices[0]?.message.content);
   });
+});
+
+describe('shutdown', () => {
+  it('SIGTERM closes WebSockets with 1001 and exits 0, even when a client never answers the close frame', async () => {
+    const port = await freePort();
+    const ingress = await stack.start('ingress', { PORT: String(port) });
+    await until(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok, {
+      timeoutMs: 60_000,
+      what: 'second ingress ready',
+    });
+    // A raw socket: it completes the upgrade, then reads and never answers (a hung or half-gone
+    // client; a library client would answer the close frame itself).
+    const socket = connect(port, '127.0.0.1');
+    let received = Buffer.alloc(0);
+    socket.on('data', (d) => {
+      received = Buffer.concat([received, d]);
+    });
+    socket.on('error', () => {});
+    socket.write(
+      [
+        'GET /v1/stream HTTP/1.1',
+        `Host: 127.0.0.1:${port}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+        'Sec-WebSocket-Version: 13',
+        `Authorization: Bearer ${stack.apiKey}`,
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    await until(async () => (received.includes('101 Switching Protocols') ? true : undefined), {
+      what: 'the upgrade',
+    });
+    const upgraded = received.indexOf('\r\n\r\n') + 4;
+    const exited = once(ingress.proc, 'exit');
+    ingress.proc.kill('SIGTERM');
+    // The close frame: opcode 8, then the code 1001 (going away).
+    const close = await until(
+      async () => {
+        const frames = received.subarray(upgraded);
+        const at = frames.indexOf(0x88);
+        return at >= 0 && frames.length >= at + 4 ? frames.readUInt16BE(at + 2) : undefined;
+      },
+      { what: 'the close frame' },
+    );
+    expect(close).toBe(1001);
+    // Exits on its own (a drain held by the socket ended in SIGKILL from `pnpm start` after 30 s).
+    const [code] = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the ingress did not exit within 15 s')), 15_000),
+      ),
+    ]);
+    expect(code).toBe(0);
+    socket.destroy();
+  }, 60_000);
 });

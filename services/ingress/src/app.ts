@@ -40,6 +40,9 @@ import { parseJsonText } from './request-body.ts';
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
 
 /** The whole ingress as one Fastify app, built from `deps` (main.ts and tests share it). */
+/** How long a WebSocket client has to answer the close frame when the ingress shuts down. */
+const WS_CLOSE_GRACE_MS = 2_000;
+
 export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
@@ -118,6 +121,22 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
       const protocol = typeof code === 'string' && code.startsWith('WS_ERR_');
       req.log.info({ err: error.message, code }, 'websocket closed on a client fault');
       if (!protocol) socket.terminate();
+    },
+    // Shutting down: every socket is closed with 1001 (going away; the client reconnects, to another
+    // ingress, and resumes from its cursors). One whose client does not answer the close frame is
+    // cut after WS_CLOSE_GRACE_MS: `ws` would wait 30 s for the answer, holding the drain open
+    // until the process was killed (and the HTTP drain's closeAllConnections never reaches an
+    // upgraded socket).
+    preClose(done) {
+      const clients = this.websocketServer.clients;
+      for (const client of clients) client.close(1001, 'server shutting down');
+      if (clients.size > 0) {
+        const cut = setTimeout(() => {
+          for (const client of clients) client.terminate();
+        }, WS_CLOSE_GRACE_MS);
+        cut.unref();
+      }
+      done();
     },
   });
 
