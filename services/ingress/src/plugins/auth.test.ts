@@ -51,3 +51,33 @@ describe('route-level auth', () => {
     await app.close();
   });
 });
+
+describe("errors in the Anthropic door's terms", () => {
+  it('no key names x-api-key, and a 529 has its status line (a real server, not inject)', async () => {
+    const app = Fastify();
+    registerErrorHandling(app);
+    registerAuth(app, opts);
+    await app.register(async (p) => {
+      defaultAuth(p, 'key');
+      p.get('/openai', async () => 'ok');
+      p.get('/anthropic', { config: { errorShape: 'anthropic' } }, async () => 'ok');
+    });
+    app.get('/busy', { config: { auth: 'none', errorShape: 'anthropic' } }, async () => {
+      throw new GatewayError({ code: 'overloaded', message: 'busy', retryable: true });
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const openai = (await (await fetch(`${url}/openai`)).json()) as { error: { message: string } };
+      expect(openai.error.message).toContain('Authorization: Bearer');
+      const anthropic = (await (await fetch(`${url}/anthropic`)).json()) as { error: { message: string } };
+      expect(anthropic.error.message).toContain('x-api-key');
+      const busy = await fetch(`${url}/busy`);
+      expect(busy.status).toBe(529);
+      expect(busy.statusText).toBe('Overloaded');
+      expect(busy.headers.get('retry-after')).toBe('1');
+      expect(await busy.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+    } finally {
+      await app.close();
+    }
+  });
+});

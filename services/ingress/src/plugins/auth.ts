@@ -94,10 +94,13 @@ export function defaultScope(app: FastifyInstance, scope: string): void {
   });
 }
 
-const noKey = () =>
+/** No key: said in the door's terms (Anthropic's clients send `x-api-key`; both headers work everywhere). */
+const noKey = (anthropic: boolean) =>
   new GatewayError({
     code: 'invalid_api_key',
-    message: "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+    message: anthropic
+      ? "You didn't provide an API key. Send it in the 'x-api-key' header (or as 'Authorization: Bearer <key>')."
+      : "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
   });
 
 /**
@@ -155,7 +158,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
         if (key) hash = hashApiKey(key);
         else if (auth === 'key-or-stream-token' && typeof token === 'string' && opts.redeemStreamToken) {
           hash = await opts.redeemStreamToken(token);
-        } else throw noKey();
+        } else throw noKey(req.routeOptions.config.errorShape === 'anthropic');
         const p = await opts.authenticateHash(hash).catch((err: unknown) => {
           // Name the key as OpenAI does, by its start and end, never whole.
           if (err instanceof GatewayError && err.code === 'invalid_api_key' && key) {

@@ -147,6 +147,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (anthropic) {
       const requestId = reply.getHeader('x-request-id');
       const a = anthropicError(ge.code, ge.message, typeof requestId === 'string' ? requestId : undefined);
+      // Anthropic's own status, which Node's table lacks (its status line would read "unknown").
+      if (a.status === 529) reply.raw.statusMessage = 'Overloaded';
       return reply.code(a.status).send(a.body);
     }
     return reply.code(ge.status).send(ge.toBody());
