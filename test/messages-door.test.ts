@@ -493,6 +493,33 @@ describe("errors in Anthropic's shape", () => {
       'invalid_request_error',
       /messages\.0\.role/,
     );
+    // An empty turn or text block, as Anthropic refuses it; a final assistant turn may be empty.
+    for (const [messages, where] of [
+      [[{ role: 'user', content: '' }], /messages\.0\.content/],
+      [[{ role: 'user', content: [] }], /messages\.0\.content/],
+      [[{ role: 'user', content: [{ type: 'text', text: '' }] }], /messages\.0\.content\.0\.text/],
+    ] as const)
+      await expectError(
+        await post('/v1/messages', { ...valid, messages }, key),
+        400,
+        'invalid_request_error',
+        where,
+      );
+    expect(
+      (
+        await post(
+          '/v1/messages/count_tokens',
+          {
+            model: valid.model,
+            messages: [
+              { role: 'user', content: 'hi' },
+              { role: 'assistant', content: '' },
+            ],
+          },
+          key,
+        )
+      ).status,
+    ).toBe(200);
     await expectError(
       await post('/v1/messages', { ...valid, top_k: 5 }, key),
       400,

@@ -100,10 +100,42 @@ export const AnthropicThinking = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('disabled') }),
 ]);
 
+/**
+ * As Anthropic: every turn has content, and no text block is empty, except in a final assistant
+ * turn (a prefill to continue from). An empty turn would otherwise be dropped on the way to the
+ * provider and its neighbours merged, or fail there.
+ */
+function nonEmptyTurns(messages: AnthropicMessage[], ctx: z.RefinementCtx): void {
+  messages.forEach((m, i) => {
+    if (m.role === 'assistant' && i === messages.length - 1) return;
+    if (m.content === '' || (Array.isArray(m.content) && m.content.length === 0)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [i, 'content'],
+        message: 'all messages must have non-empty content except for the optional final assistant message',
+      });
+      return;
+    }
+    if (!Array.isArray(m.content)) return;
+    m.content.forEach((b, j) => {
+      if (b.type === 'text' && b.text === '')
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'content', j, 'text'],
+          message: 'text content blocks must be non-empty',
+        });
+    });
+  });
+}
+
 /** The fields `POST /v1/messages/count_tokens` takes (no `max_tokens`, no sampling). */
 const promptFields = {
   model: z.string().min(1).max(256),
-  messages: z.array(AnthropicMessage).min(1, 'messages must contain at least one message').max(4096),
+  messages: z
+    .array(AnthropicMessage)
+    .min(1, 'messages must contain at least one message')
+    .max(4096)
+    .superRefine(nonEmptyTurns),
   system: z.union([z.string(), z.array(TextBlock)]).optional(),
   tools: z.array(AnthropicTool).max(128).optional(),
   tool_choice: AnthropicToolChoice.optional(),
