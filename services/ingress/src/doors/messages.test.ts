@@ -124,10 +124,10 @@ describe('Anthropic request → chat request', () => {
     ).toThrow(expect.objectContaining({ param: 'thinking.budget_tokens' }));
   });
 
-  it('refuses a conversation whose turns are all empty', () => {
-    expect(() =>
-      toChatRequest(parse({ ...base, system: 'x', messages: [{ role: 'user', content: [] }] })),
-    ).toThrow(expect.objectContaining({ param: 'messages' }));
+  it('refuses a conversation whose turns are all empty, naming the empty turn, as Anthropic does', () => {
+    const r = AnthropicRequest.safeParse({ ...base, system: 'x', messages: [{ role: 'user', content: [] }] });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(['messages', 0, 'content']);
   });
 
   it('refuses what Anthropic refuses: unknown fields, a system role turn, temperature above 1', () => {
