@@ -98,6 +98,39 @@ describe('unknown fields inside a chat request', () => {
     expect(generations()).toEqual([]);
   });
 
+  it('a tool_choice naming no tool of the request, or required without tools, is a 400 on every door', async () => {
+    stack.fake.clearCalls();
+    const named = await refusal(
+      client.chat.completions.create({
+        model: 'openai/gpt-4o-mini',
+        messages: ask('hi'),
+        tools,
+        tool_choice: { type: 'function', function: { name: 'not_a_tool' } },
+      }),
+    );
+    expect(named.status).toBe(400);
+    expect(named.param).toBe('tool_choice');
+    expect(named.message).toContain('not_a_tool');
+    const required = await refusal(
+      client.chat.completions.create({
+        model: 'openai/gpt-4o-mini',
+        messages: ask('hi'),
+        tool_choice: 'required',
+      }),
+    );
+    expect(required.param).toBe('tool_choice');
+    const viaResponses = await refusal(
+      client.responses.create({
+        model: 'openai/gpt-4o-mini',
+        input: 'hi',
+        tools: [{ type: 'function', name: 'get_weather', parameters: { type: 'object' }, strict: false }],
+        tool_choice: { type: 'function', name: 'not_a_tool' },
+      }),
+    );
+    expect(viaResponses.param).toBe('tool_choice');
+    expect(generations()).toEqual([]);
+  });
+
   it('in a tool or a response format, likewise', async () => {
     const fn = { name: 'f', parameters: { type: 'object' }, foo: 1 };
     let r = await raw({

@@ -170,6 +170,7 @@ export class Router {
    * its parameters (capabilities.ts); none left is a 400 naming the parameter and the provider.
    */
   plan(req: ChatRequest, door: { reasoning?: string | undefined } = {}): RoutePlan {
+    toolChoiceCheck(req);
     const prompt = measurePrompt(req);
     const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () => this.#auto(req, prompt));
     let entries = all.filter((e) => !e.capabilities.includes('embeddings'));
@@ -494,4 +495,26 @@ function notFound(name: string): GatewayError {
     message: `The model \`${name}\` does not exist or no configured provider serves it. GET /v1/models lists the available models.`,
     param: 'model',
   });
+}
+
+/**
+ * A tool choice that names a function must name one of the request's tools, and `required` needs
+ * tools, as OpenAI answers (a provider would fail the call, or answer without the tool).
+ */
+function toolChoiceCheck(req: ChatRequest): void {
+  const c = req.tool_choice;
+  if (c === undefined || c === 'auto' || c === 'none') return;
+  const names = new Set((req.tools ?? []).map((t) => t.function.name));
+  if (c === 'required' && names.size === 0)
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: "Invalid value for 'tool_choice': 'required' needs at least one tool in 'tools'.",
+      param: 'tool_choice',
+    });
+  if (typeof c === 'object' && !names.has(c.function.name))
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: `Invalid value for 'tool_choice': no tool named '${c.function.name.slice(0, 64)}' in 'tools'.`,
+      param: 'tool_choice',
+    });
 }
