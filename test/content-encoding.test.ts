@@ -152,6 +152,18 @@ describe('the bytes of a JSON body', () => {
     });
   });
 
+  it('a byte order mark opening the body is not part of the JSON (RFC 8259 lets a parser skip it); one inside is', async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const body = Buffer.from(JSON.stringify(chat));
+    expect((await post('/v1/chat/completions', Buffer.concat([bom, body]), 'identity')).status).toBe(200);
+    expect((await post('/v1/chat/completions', gzipSync(Buffer.concat([bom, body])), 'gzip')).status).toBe(
+      200,
+    );
+    expect((await post('/v1/chat/completions', Buffer.concat([bom, bom, body]), 'identity')).status).toBe(
+      400,
+    );
+  });
+
   it('UTF-8 of every width is taken as written', async () => {
     const r = await post('/v1/chat/completions', withBytes(Buffer.from('é Straße тест 漢字 🚀')), 'identity');
     expect(r.status).toBe(200);

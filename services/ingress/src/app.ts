@@ -77,7 +77,9 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
         }),
         undefined,
       );
-    const text = bytes.toString('utf8');
+    // A byte order mark opening the body is not part of the JSON (RFC 8259 §8.1 lets a parser ignore it).
+    const decoded = bytes.toString('utf8');
+    const text = decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded;
     try {
       done(null, parseJsonText(text));
     } catch (e) {
