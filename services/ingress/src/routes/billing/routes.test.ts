@@ -208,6 +208,9 @@ describe('GET /v1/usage', () => {
     const bad = await app.inject({ url: '/v1/usage?group_by=weekday', headers: as(alice) });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().error).toMatchObject({ type: 'invalid_request_error', param: 'group_by.0' });
+    const twice = await app.inject({ url: '/v1/usage?group_by=day,day', headers: as(alice) });
+    expect(twice.statusCode).toBe(400);
+    expect(twice.json().error).toMatchObject({ param: 'group_by' });
     const badDate = await app.inject({ url: '/v1/usage?from=yesterday', headers: as(alice) });
     expect(badDate.statusCode).toBe(400);
     const anon = await app.inject({ url: '/v1/usage' });

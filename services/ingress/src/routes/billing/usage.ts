@@ -26,7 +26,11 @@ const UsageQuery = z
       .string()
       .optional()
       .transform((s) => (s ? s.split(',').map((x) => x.trim()) : []))
-      .pipe(z.array(z.enum(['day', 'model', 'key']))),
+      .pipe(
+        z
+          .array(z.enum(['day', 'model', 'key']))
+          .refine((g) => new Set(g).size === g.length, 'each of day, model and key at most once'),
+      ),
   })
   .refine((q) => !q.from || !q.to || q.from < q.to, {
     message: "'from' must be before 'to'",
