@@ -222,6 +222,38 @@ describe('passed through or translated', () => {
     expect(r.choices[0]?.message.content).toBeTruthy();
   });
 
+  it("verbosity (GPT-5's; text.verbosity on the Responses door) reaches OpenAI and is refused elsewhere by the door's name", async () => {
+    const chat = await client.chat.completions.create({
+      model: 'openai/gpt-5-mini',
+      messages: ask('hi'),
+      verbosity: 'low',
+    });
+    expect(chat.choices).toHaveLength(1);
+    const r = await client.responses.create({
+      model: 'openai/gpt-5-mini',
+      input: 'hi',
+      text: { verbosity: 'low' },
+    });
+    expect(r.status).toBe('completed');
+    expect(r.text?.verbosity).toBe('low');
+    const onAnthropic = await refusal(
+      client.chat.completions.create({
+        model: 'anthropic/claude-haiku-4-5',
+        messages: ask('hi'),
+        verbosity: 'low',
+      }),
+    );
+    expect(onAnthropic.param).toBe('verbosity');
+    const viaResponses = await refusal(
+      client.responses.create({
+        model: 'anthropic/claude-haiku-4-5',
+        input: 'hi',
+        text: { verbosity: 'low' },
+      }),
+    );
+    expect(viaResponses.param).toBe('text.verbosity');
+  });
+
   it('service_tier: default passes through to OpenAI; flex (billed below the list price) is a 400 naming it', async () => {
     const r = await client.chat.completions.create({
       model: 'openai/gpt-4o-mini',

@@ -392,7 +392,7 @@ describe('refusals', () => {
     for (const [param, extra] of [
       ['conversation', { conversation: 'conv_123' }],
       ['prompt', { prompt: { id: 'pmpt_123' } }],
-      ['text.verbosity', { text: { verbosity: 'low' } }],
+      ['text.length', { text: { length: 'short' } }],
     ] as const) {
       const err = await client.responses.create({ ...base, ...extra } as never).catch((e: unknown) => e);
       expect(err).toMatchObject({ status: 400, param });

@@ -21,6 +21,9 @@ describe('what each protocol cannot do, in one table', () => {
     ['openai-compatible', { store: true }, 'store'],
     ['openai', { service_tier: 'priority' }, 'service_tier'],
     ['openai', { service_tier: 'flex' }, 'service_tier'],
+    ['anthropic', { verbosity: 'low' }, 'verbosity'],
+    ['gemini', { verbosity: 'high' }, 'verbosity'],
+    ['openai-compatible', { verbosity: 'medium' }, 'verbosity'],
     ['anthropic', { n: 2 }, 'n'],
     ['anthropic', { logprobs: true }, 'logprobs'],
     ['gemini', { n: 3 }, 'n'],
@@ -37,7 +40,10 @@ describe('what each protocol cannot do, in one table', () => {
   it.each([
     ['anthropic', { store: false, metadata: {}, user: 'u', seed: null }],
     ['gemini', { seed: 3, store: false, service_tier: 'auto' }],
-    ['openai', { seed: 3, store: true, metadata: { a: 'b' }, service_tier: 'default', user: 'u' }],
+    [
+      'openai',
+      { seed: 3, store: true, metadata: { a: 'b' }, service_tier: 'default', user: 'u', verbosity: 'low' },
+    ],
     ['openai', { n: 3, logprobs: true, top_logprobs: 2 }],
     ['openai-compatible', { n: 2, logprobs: true }],
     ['anthropic', { n: 1, top_k: 5 }],

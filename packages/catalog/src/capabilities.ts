@@ -65,6 +65,13 @@ const TOP_LOGPROBS_ALONE: ChatRule = {
   why: 'needs logprobs: true alongside it',
 };
 
+/** OpenAI's GPT-5 `verbosity` (the Responses API's `text.verbosity`): no other protocol has it. */
+const NO_VERBOSITY: ChatRule = {
+  param: 'verbosity',
+  refused: (r) => r.verbosity != null,
+  why: "has no verbosity setting (it is OpenAI's, for GPT-5 models)",
+};
+
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
 const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
@@ -79,6 +86,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
   ],
   anthropic: [
     ...ONE_CHOICE,
+    NO_VERBOSITY,
     {
       param: 'temperature',
       refused: (r) => r.temperature != null && r.temperature > 1,
@@ -107,6 +115,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
   gemini: [
     // candidateCount and responseLogprobs exist, but are not translated yet (README).
     ...ONE_CHOICE,
+    NO_VERBOSITY,
     { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
     { param: 'stop', refused: (r) => stops(r) > 5, why: 'takes at most 5 stop sequences' },
     {
@@ -130,6 +139,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
   'openai-compatible': [
     // n and logprobs pass through; hosts without them refuse them (presets.ts, `unsupported`).
     NO_TOP_K,
+    NO_VERBOSITY,
     TOP_LOGPROBS_ALONE,
     { param: 'metadata', refused: (r) => has(r.metadata), why: 'has no request metadata' },
     { param: 'store', refused: (r) => r.store === true, why: 'does not store completions' },

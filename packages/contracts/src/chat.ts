@@ -158,6 +158,8 @@ export const ChatRequest = z.strictObject({
   parallel_tool_calls: z.boolean().optional(),
   response_format: ResponseFormat.optional(),
   reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+  /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
+  verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
   user: z.string().max(256).optional(),
   safety_identifier: z.string().max(256).optional(),
   metadata: Metadata.nullable().optional(),

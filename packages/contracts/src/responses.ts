@@ -110,7 +110,12 @@ export const ResponsesRequest = z.strictObject({
   tools: z.array(ResponsesTool).max(128).optional(),
   tool_choice: ResponsesToolChoice.optional(),
   parallel_tool_calls: z.boolean().nullable().optional(),
-  text: z.strictObject({ format: ResponsesFormat.optional() }).optional(),
+  text: z
+    .strictObject({
+      format: ResponsesFormat.optional(),
+      verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
+    })
+    .optional(),
   reasoning: z
     .strictObject({
       /** `none`: no reasoning (OpenAI's newest models take it); the request goes without effort. */

@@ -83,6 +83,11 @@ describe('openai adapter specifics', () => {
       expect.objectContaining({ param: 'service_tier' }),
     );
     expect(build(openaiAdapter, { service_tier: 'default' }).json.service_tier).toBe('default');
+    // GPT-5's verbosity goes to OpenAI; other hosts have none.
+    expect(build(openaiAdapter, { verbosity: 'low' }).json.verbosity).toBe('low');
+    expect(() => build(openAICompatible(), { verbosity: 'low' })).toThrowError(
+      expect.objectContaining({ param: 'verbosity' }),
+    );
   });
 
   it('passes prompt_cache_key to OpenAI; other hosts drop it (a cache-routing hint)', () => {

@@ -83,7 +83,14 @@ export function buildChatBody(
     if (v !== undefined && v !== null) body[k] = v;
   }
   if (q.openAIAccountFields) {
-    for (const k of ['store', 'metadata', 'safety_identifier', 'service_tier', 'prompt_cache_key'] as const) {
+    for (const k of [
+      'store',
+      'metadata',
+      'safety_identifier',
+      'service_tier',
+      'prompt_cache_key',
+      'verbosity',
+    ] as const) {
       const v = req[k];
       if (v !== undefined && v !== null) body[k] = v;
     }

@@ -107,7 +107,10 @@ export function envelope(
     store: false,
     temperature: req.temperature ?? null,
     top_p: req.top_p ?? null,
-    text: { format: req.text?.format ?? { type: 'text' } },
+    text: {
+      format: req.text?.format ?? { type: 'text' },
+      ...(req.text?.verbosity != null ? { verbosity: req.text.verbosity } : {}),
+    },
     tool_choice: req.tool_choice ?? 'auto',
     tools: req.tools ?? [],
     truncation: 'disabled',

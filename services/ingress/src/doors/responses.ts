@@ -184,6 +184,7 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
   if (req.parallel_tool_calls != null) chat.parallel_tool_calls = req.parallel_tool_calls;
   const format = formatOf(req.text?.format);
   if (format) chat.response_format = format;
+  if (req.text?.verbosity != null) chat.verbosity = req.text.verbosity;
   const effort = req.reasoning?.effort;
   if (effort && effort !== 'none') chat.reasoning_effort = effort;
   if (req.max_output_tokens != null) chat.max_completion_tokens = req.max_output_tokens;
@@ -204,6 +205,7 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
 export const RESPONSES_PARAMS: Readonly<Record<string, string>> = {
   max_completion_tokens: 'max_output_tokens',
   response_format: 'text.format',
+  verbosity: 'text.verbosity',
   reasoning_effort: 'reasoning.effort',
   logprobs: 'include',
 };
