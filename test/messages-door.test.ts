@@ -198,6 +198,71 @@ describe('the rest of the Messages format', () => {
     expect(data.usage.input_tokens + 5).toBe(billed.input_tokens);
   });
 
+  it('prompt caching: cache_control reaches Anthropic; the write, then the reads, are reported and billed at their prices', async () => {
+    const system: Anthropic.TextBlockParam[] = [
+      {
+        type: 'text',
+        text: 'The handbook says many things. '.repeat(200),
+        cache_control: { type: 'ephemeral' },
+      },
+    ];
+    const ask = (question: string) =>
+      client.messages
+        .create({
+          model: 'anthropic/claude-haiku-4-5',
+          max_tokens: 8,
+          system,
+          messages: [{ role: 'user', content: question }],
+        })
+        .withResponse();
+    const row = async (id: string) => {
+      await settled(id);
+      return (
+        await stack.sql.query(
+          'SELECT input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, cost_micros FROM usage_events WHERE request_id = $1 AND final',
+          [id],
+        )
+      ).rows[0] as Record<string, number | string>;
+    };
+    const first = await ask('What does it say?');
+    const written = first.data.usage.cache_creation_input_tokens ?? 0;
+    expect(written).toBeGreaterThan(1024);
+    const second = await ask('What else?');
+    expect(second.data.usage.cache_read_input_tokens).toBe(written);
+    expect(second.data.usage.cache_creation_input_tokens).toBe(0);
+    // Billed at Haiku 4.5's prices: input $1, cache write $1.25, cache read $0.10, output $5 per 1M.
+    for (const [r, u] of [
+      [await row(first.response.headers.get('x-request-id')!), first.data.usage],
+      [await row(second.response.headers.get('x-request-id')!), second.data.usage],
+    ] as const) {
+      const read = u.cache_read_input_tokens ?? 0;
+      const write = u.cache_creation_input_tokens ?? 0;
+      expect(r).toMatchObject({
+        cached_input_tokens: read,
+        cache_write_tokens: write,
+        output_tokens: u.output_tokens,
+      });
+      expect(Number(r.input_tokens)).toBe(u.input_tokens + read + write);
+      const micros = u.input_tokens * 1 + write * 1.25 + read * 0.1 + u.output_tokens * 5;
+      expect(Number(r.cost_micros)).toBe(Math.ceil(micros - 1e-9));
+    }
+
+    // The chat door takes the same breakpoint on a content part (LiteLLM's spelling).
+    const chat = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const viaChat = await chat.chat.completions.create({
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 8,
+      messages: [
+        {
+          role: 'system',
+          content: [{ type: 'text', text: system[0]!.text, cache_control: { type: 'ephemeral' } }] as never,
+        },
+        { role: 'user', content: 'And then?' },
+      ],
+    });
+    expect(viaChat.usage?.prompt_tokens_details?.cached_tokens).toBe(written);
+  });
+
   it("streams Anthropic's exact event sequence", async () => {
     const r = await post(
       '/v1/messages',

@@ -82,8 +82,8 @@ describe('unknown fields inside a chat request', () => {
     ],
     [
       'a content part',
-      { role: 'user', content: [{ type: 'text', text: 'x', cache_control: { type: 'ephemeral' } }] },
-      'messages.0.content.0.cache_control',
+      { role: 'user', content: [{ type: 'text', text: 'x', cache: { type: 'ephemeral' } }] },
+      'messages.0.content.0.cache',
     ],
   ])('%s is a 400 naming it, nothing queued', async (_, message, param) => {
     stack.fake.clearCalls();

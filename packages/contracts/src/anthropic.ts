@@ -1,14 +1,13 @@
 import { z } from 'zod';
+import { CacheControl as ChatCacheControl } from './chat.ts';
 
 /**
  * Anthropic's Messages request as callers send it to `POST /v1/messages` (providers.md §2.2). Strict
- * objects: an unknown field is refused, never dropped. `cache_control` is accepted on every block
- * (a caching hint; the target decides what it caches).
+ * objects: an unknown field is refused, never dropped. `cache_control` is taken on every block and
+ * tool: an Anthropic target caches up to it (chat.ts `CacheControl`); on a tool_use block, or text in
+ * an assistant turn, it is a hint left out.
  */
-const CacheControl = z
-  .object({ type: z.literal('ephemeral'), ttl: z.string().optional() })
-  .nullable()
-  .optional();
+const CacheControl = ChatCacheControl.nullable().optional();
 
 const TextBlock = z.strictObject({
   type: z.literal('text'),

@@ -7,10 +7,24 @@ import { z } from 'zod';
  * tenants). An assistant turn also takes what this gateway's own answers carry and SDKs send back
  * with it (`annotations`, `reasoning_content`, a null `audio`, a tool call's `index`), ignored.
  */
-const TextPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+/**
+ * Anthropic's prompt-caching breakpoint, on a content part or a tool (LiteLLM's spelling of it in
+ * OpenAI's shape; what `/v1/messages` takes on its blocks): an Anthropic target caches the prompt up
+ * to it, and bills those tokens at the cache-write, then the cache-read price. Other providers cache
+ * on their own: it is left out of their requests (it changes no answer).
+ */
+export const CacheControl = z.strictObject({
+  type: z.literal('ephemeral'),
+  ttl: z.enum(['5m', '1h']).optional(),
+});
+export type CacheControl = z.infer<typeof CacheControl>;
+const cache_control = CacheControl.optional();
+
+const TextPart = z.strictObject({ type: z.literal('text'), text: z.string(), cache_control });
 const ImagePart = z.strictObject({
   type: z.literal('image_url'),
   image_url: z.strictObject({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }),
+  cache_control,
 });
 const AudioPart = z.strictObject({
   type: z.literal('input_audio'),
@@ -23,6 +37,7 @@ const FilePart = z.strictObject({
     file_id: z.string().optional(),
     filename: z.string().optional(),
   }),
+  cache_control,
 });
 const RefusalPart = z.strictObject({ type: z.literal('refusal'), refusal: z.string() });
 /**
@@ -97,6 +112,7 @@ export type ChatMessage = z.infer<typeof ChatMessage>;
 
 export const Tool = z.strictObject({
   type: z.literal('function'),
+  cache_control,
   function: z.strictObject({
     name: z.string().min(1).max(64),
     description: z.string().optional(),

@@ -250,3 +250,41 @@ describe('anthropic: thinking and stop sequences', () => {
     expect(none).toMatchObject({ stop_reason: 'end_turn', stop_sequence: null });
   });
 });
+
+describe('anthropic prompt caching', () => {
+  const long = 'The contract says many things. '.repeat(200); // ~6,200 characters: over 1,024 tokens
+  const ask = (system: Anthropic.TextBlockParam[], question: string) =>
+    client.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 8,
+      system,
+      messages: [{ role: 'user', content: question }],
+    });
+
+  it('writes a prefix up to the breakpoint, then reads it; the rest of the prompt is plain input', async () => {
+    const system: Anthropic.TextBlockParam[] = [
+      { type: 'text', text: long, cache_control: { type: 'ephemeral' } },
+    ];
+    const first = await ask(system, 'What does it say?');
+    expect(first.usage.cache_creation_input_tokens).toBeGreaterThan(1024);
+    expect(first.usage.cache_read_input_tokens).toBe(0);
+    const second = await ask(system, 'Anything else?');
+    expect(second.usage.cache_read_input_tokens).toBe(first.usage.cache_creation_input_tokens);
+    expect(second.usage.cache_creation_input_tokens).toBe(0);
+    // The whole prompt is the same size either way.
+    const total = (u: Anthropic.Usage) =>
+      u.input_tokens + (u.cache_read_input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0);
+    expect(total(second.usage)).toBe(total(first.usage) - 1);
+  });
+
+  it('caches nothing without a breakpoint, below the minimum length, or for another prefix', async () => {
+    const plain = await ask([{ type: 'text', text: long }], 'q');
+    expect(plain.usage.cache_creation_input_tokens).toBe(0);
+    const short = await ask([{ type: 'text', text: 'Be terse.', cache_control: { type: 'ephemeral' } }], 'q');
+    expect(short.usage.cache_creation_input_tokens).toBe(0);
+    await ask([{ type: 'text', text: long, cache_control: { type: 'ephemeral' } }], 'q');
+    const other = await ask([{ type: 'text', text: `${long}!`, cache_control: { type: 'ephemeral' } }], 'q');
+    expect(other.usage.cache_read_input_tokens).toBe(0);
+    expect(other.usage.cache_creation_input_tokens).toBeGreaterThan(1024);
+  });
+});

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Conversation, ReplyChoice, ToolSpec } from './content.ts';
 import { textOf, thinkingSignature } from './content.ts';
 import { bearer } from './http.ts';
@@ -258,8 +259,8 @@ function stopOf(r: ReplyChoice): { stop_reason: string; stop_sequence: string | 
 function usage(c: RenderCtx, outputTokens: number) {
   const r = c.reply;
   return {
-    input_tokens: r.promptTokens - r.cachedTokens,
-    cache_creation_input_tokens: 0,
+    input_tokens: r.promptTokens - r.cachedTokens - r.cacheWriteTokens,
+    cache_creation_input_tokens: r.cacheWriteTokens,
     cache_read_input_tokens: r.cachedTokens,
     output_tokens: outputTokens,
     service_tier: 'standard',
@@ -370,5 +371,57 @@ function parseMessages(raw: unknown): Parsed | ErrorKind {
       : {}),
     thinking: b.thinking?.type === 'enabled',
   };
+  const cachePrefix = cachePrefixOf(b);
+  if (cachePrefix) conversation.cachePrefix = cachePrefix;
   return { model: b.model, stream: b.stream === true, includeUsage: false, sse: true, conversation };
+}
+
+/**
+ * The prompt up to the last `cache_control` breakpoint, in Anthropic's cache order (tools, system,
+ * messages), counted as `countPromptTokens` counts the whole prompt (a message's text: a token per 4
+ * characters, plus 3), and keyed by the model and that prefix: the same prefix again is a cache hit.
+ */
+function cachePrefixOf(b: MessagesBody): Conversation['cachePrefix'] {
+  const hash = createHash('sha256').update(String(b.model));
+  let tokens = 0;
+  let found: Conversation['cachePrefix'];
+  const mark = (cc: unknown) => {
+    if (!cc || typeof cc !== 'object') return;
+    const ttl = (cc as { ttl?: unknown }).ttl === '1h' ? 3_600_000 : 300_000;
+    found = { key: hash.copy().digest('base64url'), tokens, ttlMs: ttl };
+  };
+  if (Array.isArray(b.tools)) {
+    let chars = 0;
+    for (const t of b.tools as Array<Record<string, unknown>>) {
+      const json = JSON.stringify(t);
+      chars += json.length;
+      hash.update(json);
+      tokens = Math.ceil(chars / 4);
+      mark(t?.cache_control);
+    }
+  }
+  const base = tokens;
+  const turn = (blocks: unknown, before: number): number => {
+    let chars = 0;
+    const list = typeof blocks === 'string' ? [{ type: 'text', text: blocks }] : blocks;
+    if (!Array.isArray(list)) return before;
+    for (const blk of list as Array<Record<string, unknown>>) {
+      const text =
+        blk?.type === 'text'
+          ? String(blk.text ?? '')
+          : blk?.type === 'tool_use'
+            ? JSON.stringify(blk.input ?? {})
+            : blk?.type === 'tool_result'
+              ? textOf(blk.content)
+              : '';
+      chars += text.length;
+      hash.update(JSON.stringify(blk));
+      tokens = before + Math.ceil(chars / 4) + 3;
+      mark(blk?.cache_control);
+    }
+    return before + Math.ceil(chars / 4) + 3;
+  };
+  let at = b.system === undefined ? base : turn(b.system, base);
+  for (const m of (b.messages ?? []) as Array<{ content?: unknown }>) at = turn(m?.content, at);
+  return found;
 }

@@ -20,6 +20,11 @@ export interface Conversation {
   stop?: string[];
   /** Choices to generate (OpenAI `n`); 1 when absent. */
   choices?: number;
+  /**
+   * Anthropic's prompt caching: the prompt up to the request's last `cache_control` breakpoint (tools,
+   * then system, then messages), by a key of the model and that prefix, and its tokens.
+   */
+  cachePrefix?: { key: string; tokens: number; ttlMs: number };
   /** The request enabled extended thinking (Anthropic `thinking`, Ollama `reasoning_effort`). */
   thinking?: boolean;
 }
@@ -50,6 +55,8 @@ export interface ReplyChoice {
 export interface Reply extends ReplyChoice {
   promptTokens: number;
   cachedTokens: number;
+  /** Prompt tokens written to the prompt cache by this request (Anthropic's `cache_creation_input_tokens`). */
+  cacheWriteTokens: number;
   reasoningTokens: number;
   /** The thinking text (one token per piece) when the request enabled thinking; else none. */
   thinking?: string[];
@@ -275,6 +282,7 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
   return {
     promptTokens,
     cachedTokens,
+    cacheWriteTokens: 0,
     reasoningTokens,
     ...(thinking ? { thinking } : {}),
     ...first,

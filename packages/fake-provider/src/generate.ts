@@ -41,6 +41,8 @@ const DEFAULT_RETRY_AFTER_MS = 1000;
 const DEFAULT_SLOW_CHUNK_MS = 500;
 const DEFAULT_HUGE_BYTES = 4 * 1024 * 1024;
 const INBAND_PAUSE_MS = 15;
+/** The shortest prefix the fake caches: Anthropic's smallest minimum (Sonnet, Opus); shorter ones are not cached. */
+const PROMPT_CACHE_MIN_TOKENS = 1024;
 
 /** Serves one generation request: auth, parse, model, limits, faults, then the reply or stream. */
 export async function serveGenerate(
@@ -95,6 +97,15 @@ export async function serveGenerate(
   if (fault) rec.fault = fault.fault;
 
   const reply = buildReply(parsed.conversation, config.tokens, directive);
+  const prefix = parsed.conversation.cachePrefix;
+  if (prefix && prefix.tokens >= PROMPT_CACHE_MIN_TOKENS && !fault) {
+    // Anthropic's prompt caching: a prefix seen within its TTL is read from the cache (and its TTL
+    // renewed); otherwise it is written to it. Both are billed at their own prices.
+    const tokens = Math.min(prefix.tokens, reply.promptTokens);
+    if (state.promptCache.hit(prefix.key, prefix.ttlMs))
+      reply.cachedTokens = Math.max(reply.cachedTokens, tokens);
+    else reply.cacheWriteTokens = tokens - Math.min(tokens, reply.cachedTokens);
+  }
 
   limits.tokens.take(reply.promptTokens + reply.completionTokens);
   limits.input.take(reply.promptTokens - reply.cachedTokens);

@@ -34,6 +34,20 @@ interface ScriptedFault extends Fault {}
 
 export type ConfigPatch = Partial<FakeConfig> & { provider?: FakeProviderId };
 
+/** A prompt cache: a key is a hit until its TTL runs out since it was last written or read. */
+export class PromptCache {
+  readonly #until = new Map<string, number>();
+
+  /** True on a hit; either way the entry now lives `ttlMs` from now. */
+  hit(key: string, ttlMs: number): boolean {
+    const now = Date.now();
+    const hit = (this.#until.get(key) ?? 0) > now;
+    this.#until.set(key, now + ttlMs);
+    if (this.#until.size > 10_000) this.#until.delete(this.#until.keys().next().value as string);
+    return hit;
+  }
+}
+
 /** All mutable state of one fake server: settings, scripted faults, limits and the call log. */
 export class FakeState {
   config = {} as Record<FakeProviderId, FakeConfig>;
@@ -41,6 +55,8 @@ export class FakeState {
   faults = {} as Record<FakeProviderId, ScriptedFault[]>;
   calls: CallRecord[] = [];
   seq = 0;
+  /** Anthropic's prompt cache: prefixes by key, until they expire. */
+  promptCache = new PromptCache();
   private initial: Partial<FakeConfig>;
 
   constructor(initial: Partial<FakeConfig> = {}) {
@@ -57,6 +73,7 @@ export class FakeState {
     }
     this.calls = [];
     this.seq = 0;
+    this.promptCache = new PromptCache();
   }
 
   configure(patch: ConfigPatch): void {

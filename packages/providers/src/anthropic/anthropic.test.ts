@@ -90,6 +90,69 @@ describe('anthropic request translation', () => {
     ]);
   });
 
+  it('carries caching breakpoints (cache_control) to the blocks, system parts, tool results and tools they were on', () => {
+    const ephemeral = { type: 'ephemeral' as const };
+    const { json } = build({
+      messages: [
+        {
+          role: 'system',
+          content: [
+            { type: 'text', text: 'long instructions', cache_control: ephemeral },
+            { type: 'text', text: 'short tail' },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'a long document', cache_control: { type: 'ephemeral', ttl: '1h' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+        },
+        {
+          role: 'tool',
+          tool_call_id: 't1',
+          content: [{ type: 'text', text: 'r1', cache_control: ephemeral }],
+        },
+      ],
+      tools: [
+        {
+          type: 'function',
+          cache_control: ephemeral,
+          function: { name: 'f', parameters: { type: 'object' } },
+        },
+      ],
+    });
+    expect(json.system).toEqual([
+      { type: 'text', text: 'long instructions', cache_control: ephemeral },
+      { type: 'text', text: 'short tail' },
+    ]);
+    expect(json.messages[0].content).toEqual([
+      { type: 'text', text: 'a long document', cache_control: { type: 'ephemeral', ttl: '1h' } },
+    ]);
+    expect(json.messages[2].content).toEqual([
+      {
+        type: 'tool_result',
+        tool_use_id: 't1',
+        content: [{ type: 'text', text: 'r1' }],
+        cache_control: ephemeral,
+      },
+    ]);
+    expect(json.tools[0].cache_control).toEqual(ephemeral);
+    // Without breakpoints, a system message is one block, as before.
+    expect(
+      build({
+        messages: [
+          { role: 'system', content: 's' },
+          { role: 'user', content: 'u' },
+        ],
+      }).json.system,
+    ).toEqual([{ type: 'text', text: 's' }]);
+  });
+
   it('maps tool_choice and parallel_tool_calls; none drops the tools', () => {
     const tools: ChatRequest['tools'] = [{ type: 'function', function: { name: 'f' } }];
     expect(build({ tools, tool_choice: 'required' }).json.tool_choice).toEqual({ type: 'any' });

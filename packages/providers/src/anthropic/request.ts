@@ -34,7 +34,14 @@ interface Turn {
   content: Block[];
 }
 
+/** A part's caching breakpoint, carried onto the block built from it (Anthropic's prompt caching). */
 function partToBlock(p: ContentPart, param: string): Block {
+  const block = blockOf(p, param);
+  if ('cache_control' in p && p.cache_control) block.cache_control = p.cache_control;
+  return block;
+}
+
+function blockOf(p: ContentPart, param: string): Block {
   switch (p.type) {
     case 'text':
       return { type: 'text', text: p.text };
@@ -86,6 +93,14 @@ export function translateMessages(messages: ChatMessage[]): { system: Block[]; t
     switch (m.role) {
       case 'system':
       case 'developer': {
+        // Parts with a caching breakpoint stay blocks of their own, so the breakpoint stays where it was.
+        if (Array.isArray(m.content) && m.content.some((p) => 'cache_control' in p && p.cache_control)) {
+          for (const p of m.content) {
+            const text = textOf([p], param);
+            if (text !== '') system.push({ type: 'text', text, ...cacheOf(p) });
+          }
+          break;
+        }
         const text = textOf(m.content, param);
         if (text !== '') system.push({ type: 'text', text });
         break;
@@ -114,14 +129,32 @@ export function translateMessages(messages: ChatMessage[]): { system: Block[]; t
         break;
       }
       case 'tool': {
-        const content = typeof m.content === 'string' ? m.content : blocksOf(m.content, param);
-        push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id, content }]);
+        if (typeof m.content === 'string') {
+          push('user', [{ type: 'tool_result', tool_use_id: m.tool_call_id, content: m.content }]);
+          break;
+        }
+        // A breakpoint on the result's last part is the tool_result block's own (where /v1/messages had it).
+        const content = blocksOf(m.content, param);
+        const last = content.at(-1);
+        const cache = last?.cache_control;
+        if (last && cache) delete last.cache_control;
+        push('user', [
+          {
+            type: 'tool_result',
+            tool_use_id: m.tool_call_id,
+            content,
+            ...(cache ? { cache_control: cache } : {}),
+          },
+        ]);
         break;
       }
     }
   });
   return { system, turns };
 }
+
+const cacheOf = (p: ContentPart): { cache_control?: unknown } =>
+  'cache_control' in p && p.cache_control ? { cache_control: p.cache_control } : {};
 
 function toolChoiceOf(req: ChatRequest): Block | undefined {
   const c = req.tool_choice;
@@ -165,6 +198,7 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
       name: t.function.name,
       ...(t.function.description ? { description: t.function.description } : {}),
       input_schema: t.function.parameters ?? { type: 'object', properties: {} },
+      ...(t.cache_control ? { cache_control: t.cache_control } : {}),
     }));
     const choice = toolChoiceOf(req);
     if (choice) body.tool_choice = choice;

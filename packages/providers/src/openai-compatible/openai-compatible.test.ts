@@ -90,6 +90,34 @@ describe('openai adapter specifics', () => {
     );
   });
 
+  it("leaves Anthropic's caching breakpoints (cache_control) out of parts and tools: OpenAI caches on its own", () => {
+    const ephemeral = { type: 'ephemeral' as const };
+    const { json } = build(openaiAdapter, {
+      messages: [
+        { role: 'system', content: [{ type: 'text', text: 's', cache_control: ephemeral }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'u', cache_control: ephemeral },
+            { type: 'text', text: 'v' },
+          ],
+        },
+      ],
+      tools: [{ type: 'function', cache_control: ephemeral, function: { name: 'f' } }],
+    });
+    expect(json.messages).toEqual([
+      { role: 'system', content: [{ type: 'text', text: 's' }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'u' },
+          { type: 'text', text: 'v' },
+        ],
+      },
+    ]);
+    expect(json.tools).toEqual([{ type: 'function', function: { name: 'f' } }]);
+  });
+
   it('passes prompt_cache_key to OpenAI; other hosts drop it (a cache-routing hint)', () => {
     expect(build(openaiAdapter, { prompt_cache_key: 'tenant-1' }).json.prompt_cache_key).toBe('tenant-1');
     expect(build(openAICompatible(), { prompt_cache_key: 'tenant-1' }).json.prompt_cache_key).toBeUndefined();

@@ -24,7 +24,21 @@ export function authHeaders(
   };
 }
 
+/** A part without Anthropic's caching breakpoint (`cache_control`), which these hosts refuse. */
+function withoutBreakpoints(m: ChatMessage): ChatMessage {
+  if (!Array.isArray(m.content) || !m.content.some((p) => 'cache_control' in p)) return m;
+  return {
+    ...m,
+    content: m.content.map((p) => {
+      if (!('cache_control' in p)) return p;
+      const { cache_control: _anthropicOnly, ...rest } = p;
+      return rest;
+    }),
+  } as ChatMessage;
+}
+
 function translateMessages(messages: ChatMessage[], q: OpenAICompatibleQuirks): unknown[] {
+  messages = messages.map(withoutBreakpoints);
   // Anthropic's thinking of an earlier turn (`thinking_blocks`) is Anthropic-signed: no OpenAI-protocol
   // host can take it back, so it is left out here (README, parameter table).
   const signed = messages.some((m) => m.role === 'assistant' && m.thinking_blocks);
@@ -107,7 +121,7 @@ export function buildChatBody(
       }
       // 'none' with tools = no tools: same meaning, and the host would otherwise ignore it.
     } else {
-      body.tools = req.tools;
+      body.tools = req.tools.map(({ cache_control: _anthropicOnly, ...t }) => t);
       if (choice !== undefined && !q.noToolChoice) body.tool_choice = choice;
       if (req.parallel_tool_calls !== undefined) body.parallel_tool_calls = req.parallel_tool_calls;
     }

@@ -18,6 +18,54 @@ const parse = (b: unknown) => AnthropicRequest.parse(b);
 const base = { model: 'openai/gpt-4o-mini', max_tokens: 100 };
 
 describe('Anthropic request → chat request', () => {
+  it('keeps caching breakpoints where they were: system blocks, content blocks, tool results, tools', () => {
+    const ephemeral = { type: 'ephemeral' as const };
+    const chat = toChatRequest(
+      parse({
+        ...base,
+        system: [{ type: 'text', text: 'instructions', cache_control: ephemeral }],
+        tools: [{ name: 'f', input_schema: { type: 'object' }, cache_control: ephemeral }],
+        messages: [
+          {
+            role: 'user',
+            content: [{ type: 'text', text: 'doc', cache_control: { type: 'ephemeral', ttl: '1h' } }],
+          },
+          { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'f', input: {} }] },
+          {
+            role: 'user',
+            content: [{ type: 'tool_result', tool_use_id: 't1', content: 'r1', cache_control: ephemeral }],
+          },
+        ],
+      }),
+    );
+    expect(chat.messages[0]).toEqual({
+      role: 'system',
+      content: [{ type: 'text', text: 'instructions', cache_control: ephemeral }],
+    });
+    expect(chat.messages[1]).toEqual({
+      role: 'user',
+      content: [{ type: 'text', text: 'doc', cache_control: { type: 'ephemeral', ttl: '1h' } }],
+    });
+    expect(chat.messages[3]).toEqual({
+      role: 'tool',
+      tool_call_id: 't1',
+      content: [{ type: 'text', text: 'r1', cache_control: ephemeral }],
+    });
+    expect(chat.tools?.[0]?.cache_control).toEqual(ephemeral);
+    // A ttl Anthropic does not have is refused.
+    expect(
+      AnthropicRequest.safeParse({
+        ...base,
+        messages: [
+          {
+            role: 'user',
+            content: [{ type: 'text', text: 'x', cache_control: { type: 'ephemeral', ttl: '1d' } }],
+          },
+        ],
+      }).success,
+    ).toBe(false);
+  });
+
   it('maps system, turns, images, tool use and results, and the sampling fields', () => {
     const chat = toChatRequest(
       parse({
@@ -71,7 +119,10 @@ describe('Anthropic request → chat request', () => {
       tool_choice: { type: 'function', function: { name: 'weather' } },
       parallel_tool_calls: false,
       messages: [
-        { role: 'system', content: [{ type: 'text', text: 'Be terse.' }] },
+        {
+          role: 'system',
+          content: [{ type: 'text', text: 'Be terse.', cache_control: { type: 'ephemeral' } }],
+        },
         {
           role: 'user',
           content: [

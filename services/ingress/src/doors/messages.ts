@@ -41,7 +41,13 @@ export function effortOfBudget(budget: number): 'low' | 'medium' | 'high' {
 
 type UserPart = Extract<ContentPart, { type: 'text' | 'image_url' | 'file' }>;
 
+/** A block as a chat part, with its caching breakpoint (the Anthropic adapter puts it back). */
 function partOf(b: AnthropicBlock, param: string): UserPart {
+  const part = plainPartOf(b, param);
+  return 'cache_control' in b && b.cache_control ? { ...part, cache_control: b.cache_control } : part;
+}
+
+function plainPartOf(b: AnthropicBlock, param: string): UserPart {
   switch (b.type) {
     case 'text':
       return { type: 'text', text: b.text };
@@ -101,11 +107,17 @@ function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMes
   m.content.forEach((b, j) => {
     if (b.type === 'tool_result') {
       const c = b.content ?? '';
-      out.push({
-        role: 'tool',
-        tool_call_id: b.tool_use_id,
-        content: typeof c === 'string' ? c : c.map((p, k) => partOf(p, `${param}.${j}.content.${k}`)),
-      });
+      const content: string | UserPart[] =
+        typeof c === 'string' ? c : c.map((p, k) => partOf(p, `${param}.${j}.content.${k}`));
+      // The block's breakpoint rides on its last part (the Anthropic adapter lifts it back).
+      const cache = b.cache_control ?? undefined;
+      const parts =
+        cache && (typeof content === 'string' || content.length > 0)
+          ? typeof content === 'string'
+            ? [{ type: 'text' as const, text: content, cache_control: cache }]
+            : content.map((p, k) => (k === content.length - 1 ? { ...p, cache_control: cache } : p))
+          : content;
+      out.push({ role: 'tool', tool_call_id: b.tool_use_id, content: parts });
     } else parts.push(partOf(b, `${param}.${j}`));
   });
   if (parts.length > 0) out.push({ role: 'user', content: parts });
@@ -116,7 +128,14 @@ function messagesOf(req: AnthropicCountTokensRequest): ChatMessage[] {
   if (typeof req.system === 'string') {
     if (req.system !== '') out.push({ role: 'system', content: req.system });
   } else if (req.system?.length) {
-    out.push({ role: 'system', content: req.system.map((b) => ({ type: 'text', text: b.text })) });
+    out.push({
+      role: 'system',
+      content: req.system.map((b) => ({
+        type: 'text',
+        text: b.text,
+        ...(b.cache_control ? { cache_control: b.cache_control } : {}),
+      })),
+    });
   }
   for (const [i, m] of req.messages.entries()) turnOf(m, i, out);
   if (!out.some((m) => m.role !== 'system'))
@@ -132,6 +151,7 @@ export function promptOf(req: AnthropicCountTokensRequest): ChatRequest {
   if (req.tools?.length) {
     chat.tools = req.tools.map((t) => ({
       type: 'function',
+      ...(t.cache_control ? { cache_control: t.cache_control } : {}),
       function: {
         name: t.name,
         ...(t.description !== undefined ? { description: t.description } : {}),
