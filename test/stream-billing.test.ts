@@ -217,6 +217,63 @@ describe('anthropic: message_start already reports usage', () => {
   });
 });
 
+describe('a call the provider read, whose answer never reached the caller', () => {
+  it('a whole answer the caller disconnects from, after the call was sent, is billed its prompt (cancelled)', async () => {
+    stack.fake.configure({ provider: 'openai', firstByteMs: 30_000 });
+    try {
+      const from = stack.fake.calls().length;
+      const ctrl = new AbortController();
+      const pending = client.chat.completions
+        .create(
+          {
+            model: MODELS.openai,
+            messages: [{ role: 'user', content: 'A prompt the provider reads. '.repeat(50) }],
+          },
+          { signal: ctrl.signal },
+        )
+        .withResponse()
+        .catch((e: unknown) => e);
+      await until(() => (callsSince(from).length > 0 ? true : undefined), { what: 'the call sent' });
+      ctrl.abort();
+      expect(await pending).toBeInstanceOf(Error);
+      const id = await until(
+        async () =>
+          (
+            await stack.sql.query(
+              "SELECT request_id FROM usage_events WHERE outcome = 'cancelled' AND provider = 'openai' AND input_tokens > 250 ORDER BY occurred_at DESC LIMIT 1",
+            )
+          ).rows[0]?.request_id as string | undefined,
+        { what: 'the cancelled call settled' },
+      );
+      const rows = await settled(id);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ outcome: 'cancelled', final: true, output_tokens: 0 });
+      // Estimated from the prompt: at least what the provider counted.
+      expect(rows[0]?.input_tokens).toBeGreaterThanOrEqual(callsSince(from)[0]!.promptTokens);
+    } finally {
+      stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+    }
+  });
+
+  it('a stream cut after its 2xx, before any content, is billed its prompt, each call', async () => {
+    const from = stack.fake.calls().length;
+    // Every call of the job is cut so (the directive is in the prompt): each is retried, then it fails.
+    const done = await job(
+      MODELS.openai,
+      `No content ${directive({ fault: 'cut_mid_stream', afterChunks: 0 })}`,
+    );
+    expect(done.status).toBe('failed');
+    const rows = await settled(done.id as string);
+    const calls = callsSince(from);
+    expect(calls.every((c) => c.status === 200)).toBe(true);
+    expect(rows.filter((r) => r.input_tokens > 0)).toHaveLength(calls.length);
+    for (const row of rows.filter((r) => r.input_tokens > 0)) {
+      expect(row.input_tokens).toBeGreaterThanOrEqual(calls[0]!.promptTokens);
+      expect(row.output_tokens).toBe(0);
+    }
+  });
+});
+
 describe('a malformed event mid-stream', () => {
   beforeAll(() => stack.fake.configure({ tokens: 40 }));
   afterAll(() => stack.fake.configure({ tokens: 12 }));

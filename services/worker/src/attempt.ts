@@ -218,11 +218,18 @@ async function attemptOnce(
   /** The call answered in full: `usage` is the provider's final count (or the estimate of a whole answer). */
   let callAnswered = false;
   /**
-   * A whole (non-streamed) answer began with a 2xx: the provider billed the call, even if its body
-   * then could not be read or used (too large, unreadable, cut, cancelled meanwhile).
+   * The provider billed the call's prompt whether or not an answer comes: it began answering (a 2xx;
+   * the body may then be unreadable, too large or cut, or the call cancelled), or the request was
+   * sent and then cancelled before it answered (the provider read the prompt: a caller that drops a
+   * whole answer it asked for pays the prompt, as a stream's caller pays for what was streamed).
    */
   let charged = false;
-  const whole = data.op === 'embeddings' || !data.deltas;
+  /** The request was written to the provider (or SENT_WAIT_MS passed since it was issued). */
+  let sentRequest = false;
+  const onSent = () => {
+    sentRequest = true;
+    markCalling();
+  };
   // What the caller was sent: what a call that ends early is billed at least.
   const streamed: Streamed = { text: '', reasoning: '' };
   const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent => ({
@@ -343,7 +350,7 @@ async function attemptOnce(
       return { status: 'already_done' };
     }
     const onHeaders = (status: number, headers: HeaderReader) => {
-      if (whole && status >= 200 && status < 300) charged = true;
+      if (status >= 200 && status < 300) charged = true;
       if (statusTimer) releaseStatusIn(STATUS_AFTER_HEADERS_MS);
       const info = provider.adapter.readRateLimits(headers);
       void deps.limiter.learn(input.keyIndex, info).then(
@@ -369,7 +376,7 @@ async function attemptOnce(
         SENT_WAIT_MS,
       );
       called = true;
-      void sent.then(markCalling);
+      void sent.then(onSent);
       const res = await call;
       // An async job's deferred `running` frame goes out before the answer, never after it.
       await writer.flush();
@@ -407,7 +414,7 @@ async function attemptOnce(
       SENT_WAIT_MS,
     );
     called = true;
-    void sent.then(markCalling);
+    void sent.then(onSent);
     const res = await call;
     usage = res.completion.usage;
     if (!hasTokens(usage)) {
@@ -471,8 +478,10 @@ async function attemptOnce(
     // The call ended early: it is billed at least what it streamed (the provider bills what it
     // generated), whatever happens to the attempt next. A call that answered in full (the attempt
     // failed after it, e.g. its write was refused: another attempt owns the job) is billed the
-    // provider's own count. A whole answer that came but could not be used is billed its prompt as
-    // estimated here (the provider billed it); an embeddings call that failed otherwise produced nothing.
+    // provider's own count. A call the provider began answering (a 2xx) but whose answer could not
+    // be used, or a call cancelled after it was sent, is billed at least its prompt as estimated here
+    // (the provider billed it); an embeddings call that failed otherwise produced nothing.
+    if (err.code === 'cancelled' && sentRequest) charged = true;
     if (!callAnswered) {
       if (data.op !== 'embeddings')
         ({ usage, estimated } = partialUsage(data.request, usage, streamed, charged));
