@@ -2,6 +2,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { runCli } from '../packages/sdk/src/cli/faregate.ts';
+import { jobApi } from './support/jobs.ts';
 import { freePort, type Stack, startStack } from './support/stack.ts';
 
 /**
@@ -172,6 +173,50 @@ describe('per-key request limits', () => {
       timeoutMs: 5_000,
       what: 'the account limit lifted',
     });
+  });
+
+  it('tokens a request used beyond its admission estimate (no max_tokens) count too: the next request waits', async () => {
+    const acct = await account();
+    const k = await key(acct, { tpm_limit: 1_000 });
+    // Admitted on its prompt's estimate (no max_tokens), it answers with 3,000 tokens.
+    const long = await chat(stack.url, k.key, 'a long answer [[fake:{"tokens":3000}]]');
+    expect(long.status).toBe(200);
+    expect(Number(long.tokensRemaining)).toBeGreaterThan(900);
+    // The worker charges what the answer used beyond that: the bucket is in debt, the next one waits.
+    const refused = await until(
+      async () => {
+        const r = await chat(stack.url, k.key);
+        return r.status === 429 ? r : undefined;
+      },
+      { what: 'the key refused for the tokens it used' },
+    );
+    expect(refused.body.error?.code).toBe('rate_limit_exceeded');
+    expect(refused.body.error?.message).toMatch(/tokens per minute of this API key/);
+    // About two minutes of refill for 2,000 tokens of debt on a limit of 1,000 a minute.
+    expect(Number(refused.retryAfter)).toBeGreaterThan(60);
+    expect(refused.tokensRemaining).toBe('0');
+  });
+
+  it('a request larger than a tokens limit: 429 without retry-after (waiting cannot help); as a job batch member it fails', async () => {
+    const acct = await account();
+    const k = await key(acct, { tpm_limit: 100 });
+    const body = { model: 'openai/gpt-4o-mini', max_tokens: 500, messages: [{ role: 'user', content: 'x' }] };
+    const r = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k.key}`, ...json },
+      body: JSON.stringify(body),
+    });
+    expect(r.status).toBe(429);
+    expect(r.headers.get('retry-after')).toBeNull();
+    expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/Request too large/);
+    // The same request as a job batch member: failed with that error, not fed again forever.
+    const api = jobApi(stack.url);
+    const created = await api.call(k.key, 'POST', '/v1/jobs', { requests: [body] });
+    expect(created.status).toBe(202);
+    const member = (created.body.jobs as { id: string }[])[0]!.id;
+    const done = await api.finished(k.key, member);
+    expect(done.status).toBe('failed');
+    expect(JSON.stringify(done.error)).toMatch(/Request too large/);
   });
 
   it('refuses bad limits, unknown ids and callers without the admin token', async () => {

@@ -72,6 +72,20 @@ const JobFields = z.object({
    * Absent (async jobs): waits are bounded by the deadline only.
    */
   patienceMs: z.number().int().nonnegative().optional(),
+  /**
+   * The key's and account's per-minute limits, when one of them limits tokens, and the tokens the
+   * request's admission counted (prompt, plus max_tokens when given): the worker charges the tokens
+   * its calls used beyond that to the same buckets (packages/queue/src/request-limits.ts).
+   */
+  limits: z
+    .object({
+      keyRpm: z.number().int().positive().optional(),
+      keyTpm: z.number().int().positive().optional(),
+      accountRpm: z.number().int().positive().optional(),
+      accountTpm: z.number().int().positive().optional(),
+      admitted: z.number().int().nonnegative(),
+    })
+    .optional(),
   /** The request's trace context (W3C `traceparent`), when tracing is on: the worker's spans join it. */
   trace: Traceparent.optional(),
   /**

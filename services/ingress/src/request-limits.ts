@@ -74,6 +74,8 @@ export async function admitRequest(
     throw new GatewayError({
       code: 'rate_limit_exceeded',
       message: `Request too large: about ${tokens} tokens, more than the ${limit} tokens per minute of ${scope} allow. Send a shorter prompt or a lower max_tokens.`,
+      // Waiting cannot help: no retry-after (errors.ts), and a batch line fails rather than waits.
+      retryable: false,
     });
   }
   throw new GatewayError({

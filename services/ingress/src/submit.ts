@@ -296,6 +296,9 @@ async function enqueue(
   // caller's subscription are independent: run them together. Nothing is recorded or queued unless
   // all succeeded.
   const limits = principal.limits;
+  const admitted = admissionTokens(route.inputTokensBound, maxOutputTokens);
+  // A tokens limit counts what the calls used beyond the admission's estimate too (the worker does).
+  if (limits && (limits.keyTpm || limits.accountTpm)) data.limits = { ...limits, admitted };
   const frames = m.follow ? new FrameQueue() : undefined;
   let follow: FollowHandle | undefined;
   const stopFollowing = () => {
@@ -316,16 +319,9 @@ async function enqueue(
         follow = await followJob(deps.hub, deps.store, id, 0, frames.push, { fresh: true, reply: true });
     })(),
     limits &&
-      admitRequest(
-        deps.redis,
-        deps.keys,
-        principal,
-        limits,
-        admissionTokens(route.inputTokensBound, maxOutputTokens),
-        (s) => {
-          principal.limitState = s;
-        },
-      ),
+      admitRequest(deps.redis, deps.keys, principal, limits, admitted, (s) => {
+        principal.limitState = s;
+      }),
   ]);
   if (hold.status === 'rejected') {
     stopFollowing();

@@ -36,6 +36,7 @@ import { decide, isProviderFailure, poolPauseMs, toGatewayError, type Decision }
 import { queueHop } from './fallback.ts';
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
 import { billCutOffCall, cutOffError } from './cut-off.ts';
+import { chargeRequestLimits } from '@faregate/queue/request-limits';
 
 export type AttemptOutcome =
   | { status: 'completed' }
@@ -266,6 +267,23 @@ async function attemptOnce(
     Math.max(1, data.deadline - Date.now()),
   );
 
+  /**
+   * The tokens this call used beyond what the request's admission counted, taken from the key's and
+   * account's tokens limits (only for a request that has one). The first call of a request is
+   * covered by the admission's estimate; a retry or a fallback's call by none.
+   */
+  const chargeLimits = () => {
+    if (!data.limits || !hasTokens(usage)) return;
+    const first = data.hop === 0 && attempt === 1;
+    void chargeRequestLimits(
+      deps.redis,
+      deps.keys,
+      data,
+      usage.inputTokens + usage.outputTokens,
+      first,
+    ).catch(() => {});
+  };
+
   /** The answer's frames, its usage event and the job's end, in one write; then the bookkeeping. */
   const succeed = async (frames: FrameBody[], at: number): Promise<AttemptOutcome> => {
     await deps.store.append(data.id, frames, {
@@ -278,6 +296,7 @@ async function attemptOnce(
     });
     // Bookkeeping after the answer is on its way, not in front of it.
     void deps.circuit.success().catch(() => {});
+    chargeLimits();
     if (input.admission) {
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
     }
@@ -489,6 +508,7 @@ async function attemptOnce(
     }
     if (input.admission)
       void deps.limiter.settle(input.admission, usage.inputTokens + usage.outputTokens).catch(() => {});
+    chargeLimits();
     if (!lost && cutOffBy === undefined && isProviderFailure(err))
       void deps.circuit.failure().catch(() => {});
     // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts); it is

@@ -800,8 +800,9 @@ export class BatchDriver {
         } catch (e) {
           this.#replies.unwatch(b.id, job);
           const ge = asGatewayError(endpoint.refusal(e));
-          if (ge.retryable || ge.status === 429 || ge.status === 503) {
+          if (ge.retryable || ge.retryAfterMs !== undefined || ge.status === 503) {
             // The gateway's own pressure (rate limits, a pool not up yet): fed again on a later step.
+            // A 429 that waiting cannot lift (a line larger than the key's tokens limit) fails the line.
             retry.push(row.line);
           } else if (ge.status === 402) short.push({ row, ge });
           else await fail(row, ge);

@@ -137,9 +137,11 @@ export function registerErrorHandling(app: FastifyInstance): void {
         });
       }
     }
-    // A 429 or 503 always says when to come back (a provider's overload relayed after the job's
-    // attempts may carry no hint of its own: then one second, as a shed request gets).
-    if (ge.status === 429 || ge.status === 503)
+    // A 429 or 503 says when to come back (a provider's overload relayed after the job's attempts
+    // may carry no hint of its own: then one second, as a shed request gets), unless waiting cannot
+    // help (a request larger than a tokens limit, a provider quota used up): SDKs retry a 429 with a
+    // retry-after, for nothing.
+    if (ge.status === 503 || (ge.status === 429 && (ge.retryable || ge.retryAfterMs !== undefined)))
       reply.header('retry-after', Math.max(1, Math.ceil((ge.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS) / 1000)));
     if (ge.status >= 500 && ge.code === 'internal_error') req.log.error({ code: ge.code }, ge.message);
     // An error after provider calls says which were made, as a served answer does.
