@@ -112,6 +112,25 @@ describe('budget leases', () => {
     expect(rows.every((r) => r.amount === '1000' && r.id.startsWith('x'))).toBe(true);
   });
 
+  it("one key's lease does not starve another key of the account: its rest goes back when the other runs short", async () => {
+    // Balance for 100 requests of 1,000; key A takes a lease of 64 with one request.
+    const { accountId, keyId } = await funded(100_000n);
+    const other = await createApiKey(db, { accountId, name: 'b' });
+    const b = budget();
+    const a = await b.admit({ requestId: 'a0', accountId, keyId, micros: 1_000n, deadline: deadline() });
+    expect(a.ok).toBe(true);
+    expect((await getBalance(db, accountId)).availableMicros).toBe(36_000n);
+    // Key B, 60 concurrent requests: all but A's one admitted request's worth fits.
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        b.admit({ requestId: `b${i}`, accountId, keyId: other.id, micros: 1_000n, deadline: deadline() }),
+      ),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(60);
+    // And the balance is still exact: 61 requests held, 39 left.
+    expect((await getBalance(db, accountId)).availableMicros).toBe(39_000n);
+  });
+
   it('admits exactly what the balance covers when it spans more than a lease', async () => {
     // 100 requests' worth: a first lease of 64, then exact holds for the 36 that remain.
     const { accountId, keyId } = await funded(100_000n);

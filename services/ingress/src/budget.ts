@@ -115,6 +115,9 @@ export class Budget {
   readonly #timer: NodeJS.Timeout;
   #closed = false;
   readonly #retries: GiveBack[] = [];
+  /** Per account: leases' rest being given back because a request ran short, and how many times it was. */
+  readonly #givingBack = new Map<string, Promise<void>>();
+  readonly #givenBack = new Map<string, number>();
   #draining: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   /** Retries stop at this time (set by `close()`). */
@@ -235,15 +238,43 @@ export class Budget {
   }
 
   async #exact(r: AdmitRequest): Promise<AdmitResult> {
-    const placed = await this.#place({
-      requestId: r.requestId,
-      accountId: r.accountId,
-      keyId: r.keyId,
-      amountMicros: r.micros,
-      // A request that never settles (lost) frees its hold a little after its deadline.
-      expiresAt: new Date(r.deadline + EXPIRY_SLACK_MS),
-    });
+    const place = () =>
+      this.#place({
+        requestId: r.requestId,
+        accountId: r.accountId,
+        keyId: r.keyId,
+        amountMicros: r.micros,
+        // A request that never settles (lost) frees its hold a little after its deadline.
+        expiresAt: new Date(r.deadline + EXPIRY_SLACK_MS),
+      });
+    const given = this.#givenBack.get(r.accountId) ?? 0;
+    let placed = await place();
+    if (!placed.ok && placed.reason === 'insufficient_balance') {
+      // What the balance lacks may sit in leases this process holds for the account (another key's,
+      // sized for its own large requests): their rest goes back, and the request is tried once more.
+      // Requests refused together wait for the one give-back; one refused just before a give-back
+      // ended (the count moved on) tries again too.
+      const giving = this.#givingBack.get(r.accountId) ?? this.#giveBackLeases(r.accountId);
+      if (giving) await giving;
+      if (giving || (this.#givenBack.get(r.accountId) ?? 0) !== given) placed = await place();
+    }
     return placed.ok ? { ok: true, reservation: { leased: false, requestId: r.requestId } } : placed;
+  }
+
+  /** Gives back the rest of every lease this process holds for `accountId`; undefined if none has any. */
+  #giveBackLeases(accountId: string): Promise<void> | undefined {
+    const prefix = `${accountId}\u0000`;
+    const giving: Promise<void>[] = [];
+    for (const [k, slot] of this.#slots)
+      if (k.startsWith(prefix) && slot.lease && slot.lease.remaining > 0n)
+        giving.push(this.#retire(slot, slot.lease));
+    if (giving.length === 0) return undefined;
+    const done = Promise.all(giving).then(() => {
+      this.#givenBack.set(accountId, (this.#givenBack.get(accountId) ?? 0) + 1);
+      this.#givingBack.delete(accountId);
+    });
+    this.#givingBack.set(accountId, done);
+    return done;
   }
 
   /**
