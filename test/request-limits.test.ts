@@ -219,6 +219,37 @@ describe('per-key request limits', () => {
     expect(JSON.stringify(done.error)).toMatch(/Request too large/);
   });
 
+  it('a streamed answer carries the x-ratelimit-* headers too, on every door', async () => {
+    const acct = await account();
+    const k = await key(acct, { rpm_limit: 100 });
+    for (const [path, body] of [
+      [
+        '/v1/chat/completions',
+        { model: 'openai/gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'x' }] },
+      ],
+      [
+        '/v1/messages',
+        {
+          model: 'openai/gpt-4o-mini',
+          max_tokens: 8,
+          stream: true,
+          messages: [{ role: 'user', content: 'x' }],
+        },
+      ],
+      ['/v1/responses', { model: 'openai/gpt-4o-mini', stream: true, input: 'x' }],
+    ] as const) {
+      const r = await fetch(`${stack.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${k.key}`, 'anthropic-version': '2023-06-01', ...json },
+        body: JSON.stringify(body),
+      });
+      expect(r.headers.get('content-type'), path).toMatch(/event-stream/);
+      expect(r.headers.get('x-ratelimit-limit-requests'), path).toBe('100');
+      expect(Number(r.headers.get('x-ratelimit-remaining-requests')), path).toBeLessThan(100);
+      await r.text();
+    }
+  });
+
   it('refuses bad limits, unknown ids and callers without the admin token', async () => {
     const acct = await account();
     const k = await key(acct);

@@ -19,6 +19,7 @@ import { AnthropicRequest } from '@faregate/contracts/anthropic';
 import { ResponsesRequest } from '@faregate/contracts/responses';
 import { waitForEmbeddings } from './embeddings.ts';
 import { rawDone } from '../../done-frame.ts';
+import { limitHeaders } from '../../request-limits.ts';
 
 export type { Door } from '../../doors/shared.ts';
 
@@ -223,8 +224,10 @@ async function relaySse(
     reply.hijack();
     const served = servedHeaders(writer.route);
     markFirstChunk(reply, served[SERVED_HEADERS.model] ?? '');
-    // After hijack Fastify sends nothing: the headers set on the reply (e.g. Idempotent-Replayed)
-    // go out with ours.
+    // After hijack Fastify sends nothing (no onSend hook): the headers set on the reply (e.g.
+    // Idempotent-Replayed) and a limited key's x-ratelimit-* go out with ours.
+    const limits = reply.request.principal?.limitState;
+    if (limits) reply.headers(limitHeaders(limits));
     for (const [name, value] of Object.entries(reply.getHeaders())) {
       if (value !== undefined) reply.raw.setHeader(name, value);
     }
