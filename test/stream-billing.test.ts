@@ -274,6 +274,22 @@ describe('a call the provider read, whose answer never reached the caller', () =
   });
 });
 
+describe('calls that cost little leave the hold room for more', () => {
+  it('two calls cut after the prompt was read (each billed its prompt) are followed by a third that answers', async () => {
+    const cut = { fault: 'cut_mid_stream', afterChunks: 0 } as Fault;
+    stack.fake.script('openai', [cut, cut]);
+    const from = stack.fake.calls().length;
+    // Two cut calls, then the third attempt (WORKER_ATTEMPTS 3) answers: the hold of two of the
+    // route's costliest calls still has room, as the cut calls cost only their prompts.
+    const done = await job(MODELS.openai, 'Say something after two cuts', { max_tokens: 20 });
+    expect(done.status).toBe('completed');
+    const rows = await settled(done.id as string);
+    expect(callsSince(from)).toHaveLength(3);
+    expect(rows.filter((r) => r.input_tokens > 0)).toHaveLength(3);
+    expect(rows.at(-1)).toMatchObject({ outcome: 'success', final: true });
+  });
+});
+
 describe('a malformed event mid-stream', () => {
   beforeAll(() => stack.fake.configure({ tokens: 40 }));
   afterAll(() => stack.fake.configure({ tokens: 12 }));

@@ -66,6 +66,11 @@ const JobFields = z.object({
    */
   holdCalls: z.number().int().positive().optional(),
   /**
+   * The most one provider call of the request may cost (µUSD, decimal): the hold is `holdCalls` of
+   * them, and a further call starts only while the calls so far leave at least this much of it.
+   */
+  callMicros: z.string().regex(/^\d+$/).optional(),
+  /**
    * An interactive request's patience with a rate-limited provider (ms from `created`): a 429 (or an
    * overload with retry-after) is waited out only while the wait ends within it, and at most
    * RATE_LIMIT_RETRIES times; then the request falls back or fails with the 429 and its retry-after.

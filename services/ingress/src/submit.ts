@@ -283,6 +283,7 @@ async function enqueue(
     deadline,
     ...(m.reply && deps.hub.replyChannel ? { replyTo: deps.hub.replyChannel } : {}),
     holdCalls,
+    callMicros: route.callMicros.toString(),
     // A caller waiting on the answer waits out a rate-limited provider only this long (then a
     // fallback, or the 429 with its retry-after); an async job waits as long as its deadline allows.
     ...(m.interactive

@@ -24,7 +24,7 @@ import type { RouteStep } from '@faregate/contracts/route';
 import {
   countedCall,
   describeCall,
-  holdCallsOf,
+  holdIsSpent,
   holdSpent,
   type HoldSpent,
   NO_PRIOR_CALLS,
@@ -347,7 +347,7 @@ async function attemptOnce(
     if (input.restart || attempt > 1 || data.hop > 0) {
       prior = await priorCalls(deps, data);
       if (prior.route.length > 0) running.route = prior.route;
-      if (prior.calls.length >= holdCallsOf(data)) throw holdSpent(data, prior.calls);
+      if (holdIsSpent(data, prior.calls)) throw holdSpent(data, prior.calls);
     }
     if (!(await deps.circuit.allow())) {
       throw new GatewayError({
@@ -542,7 +542,7 @@ async function attemptOnce(
         ...(prior === NO_PRIOR_CALLS ? (await priorCalls(deps, data)).calls : prior.calls),
         thisCall,
       ];
-      if (calls.length >= holdCallsOf(data)) spent = holdSpent(data, calls);
+      if (holdIsSpent(data, calls)) spent = holdSpent(data, calls);
     }
     const pauseMs = lost ? 0 : poolPauseMs(err);
     if (pauseMs > 0) {

@@ -6,11 +6,11 @@ import type { WorkerDeps } from './deps.ts';
 /**
  * The retry budget a request's hold covers.
  *
- * Rule: the ingress holds `holdCalls × (the most one provider call may cost)` and puts `holdCalls`
- * on the job (absent: 1). Every call of the request that produced tokens is billed, wherever it ran
- * (the fast lane, a BullMQ retry, a fallback hop), so once `holdCalls` calls have produced tokens
- * the worker starts no further call: the job fails with `HoldSpent` instead of retrying or falling
- * back, and settlement never exceeds the hold. Calls that failed before producing tokens (5xx, 429,
+ * Rule: the ingress holds `holdCalls × callMicros` (the most one provider call may cost) and puts
+ * both on the job. Every call of the request that produced tokens is billed, wherever it ran (the
+ * fast lane, a BullMQ retry, a fallback hop), so once what those calls cost leaves less than
+ * `callMicros` of the hold (`holdIsSpent`) the worker starts no further call: the job fails with
+ * `HoldSpent` instead of retrying or falling back, and settlement never exceeds the hold. Calls that failed before producing tokens (5xx, 429,
  * connect errors, a circuit that is open) cost nothing and do not count.
  *
  * The count is a per-request Redis list (one line per counted call, for the error message) under the
@@ -22,6 +22,19 @@ import type { WorkerDeps } from './deps.ts';
 export class HoldSpent extends GatewayError {}
 
 export const holdCallsOf = (data: JobData): number => data.holdCalls ?? 1;
+
+/**
+ * Whether the hold has no room for another call after `counted`. By money when the job says what
+ * one call may cost at most (`callMicros`): another call is started while the calls so far leave at
+ * least that much of the hold, so calls that cost little (a prompt read, then the stream cut) do not
+ * use up a fallback. Otherwise by count: `holdCalls` calls that produced tokens.
+ */
+export function holdIsSpent(data: JobData, counted: CountedCall[]): boolean {
+  if (data.callMicros === undefined) return counted.length >= holdCallsOf(data);
+  const perCall = BigInt(data.callMicros);
+  const spent = counted.reduce((sum, c) => sum + c.costMicros, 0n);
+  return perCall * BigInt(holdCallsOf(data)) - spent < perCall;
+}
 
 /** A call counted against the hold: how the error message names it, and what it cost (µUSD). */
 export interface CountedCall {
@@ -144,8 +157,9 @@ export function holdSpent(data: JobData, counted: CountedCall[]): HoldSpent {
     code: 'upstream_error',
     message:
       `The retry budget covered by the request's hold is spent: ${calls.length} provider call` +
-      `${calls.length === 1 ? '' : 's'} already produced billable tokens and the hold covers ${n}, ` +
-      `so the gateway neither retries nor falls back. Attempts: ${calls.join('; ')}`,
+      `${calls.length === 1 ? '' : 's'} already produced billable tokens and the hold, ${n} of the ` +
+      `route's costliest call, has no room for another, so the gateway neither retries nor falls back. ` +
+      `Attempts: ${calls.join('; ')}`,
     retryable: false,
   });
 }
