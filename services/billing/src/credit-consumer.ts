@@ -4,7 +4,7 @@ import type { Keys } from '@faregate/queue/keys';
 import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import { applyCreditCommand, parseCreditEntry, refuseCreditCommand } from './credits.ts';
-import { isTransientDbError } from './errors.ts';
+import { isTransientDbError, sqlState } from './errors.ts';
 import type { BillingMetrics } from './metrics.ts';
 import type { Entry } from './stream.ts';
 import { StreamGroup, type StreamGroupOptions } from './stream-group.ts';
@@ -118,7 +118,8 @@ export class CreditConsumer {
     log.error({ err: cause, key: cmd.key }, 'credit command refused by Postgres');
     for (let attempt = 1; ; attempt++) {
       try {
-        await refuseCreditCommand(db, cmd);
+        // A sum past what the ledger's int8 columns hold (the account's, or the funding account's).
+        await refuseCreditCommand(db, cmd, sqlState(cause) === '22003' ? 'out_of_range' : 'invalid');
         metrics.credits.inc({ result: 'refused' });
         return true;
       } catch (err) {

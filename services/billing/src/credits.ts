@@ -87,7 +87,11 @@ export async function applyCreditCommand(db: Db, cmd: CreditCommand): Promise<Cr
  * Records that Postgres refused a command's content (it can never apply): the waiting admin gets a
  * 400 rather than a 503 forever. Without the reference, in case that was the problem. Idempotent.
  */
-export async function refuseCreditCommand(db: Db, cmd: CreditCommand): Promise<void> {
+export async function refuseCreditCommand(
+  db: Db,
+  cmd: CreditCommand,
+  reason: 'invalid' | 'out_of_range' = 'invalid',
+): Promise<void> {
   await db
     .insert(creditCommands)
     .values({
@@ -97,7 +101,7 @@ export async function refuseCreditCommand(db: Db, cmd: CreditCommand): Promise<v
       reference: null,
       requestedAt: new Date(cmd.at),
       status: 'refused',
-      reason: 'invalid',
+      reason,
     })
     .onConflictDoNothing();
 }

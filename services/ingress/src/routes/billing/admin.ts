@@ -247,6 +247,13 @@ export function adminRoutes(deps: {
       if (o.status === 'refused') {
         if (o.reason === 'unknown_account')
           return sendError(reply, 'not_found', `No account with id '${accountId}'.`, 'account_id');
+        if (o.reason === 'out_of_range')
+          return sendError(
+            reply,
+            'invalid_request_error',
+            'Billing refused this credit: the ledger cannot hold the sum it makes (a balance, or the total of all credits ever made, past about $9.2 trillion).',
+            'amount_usd',
+          );
         return sendError(reply, 'invalid_request_error', 'Billing refused this credit.');
       }
       // Credits recorded before billing kept the balance after them: today's balance instead.
