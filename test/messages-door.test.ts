@@ -515,6 +515,8 @@ describe("errors in Anthropic's shape", () => {
       .create(valid as Anthropic.MessageCreateParamsNonStreaming)
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
+    // Quotable, as Anthropic's own errors are: the SDK reads the request-id header.
+    expect((err as InstanceType<typeof Anthropic.APIError>).requestID).toMatch(/^req_/);
 
     const admin = async (path: string, body?: unknown) => {
       const r = await fetch(`${stack.url}${path}`, {

@@ -342,7 +342,9 @@ async function enqueue(
           ? "This request would exceed this API key's spend limit."
           : operation.op === 'embeddings'
             ? 'Your balance does not cover the maximum cost of this request. Add credit or send fewer or shorter inputs.'
-            : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
+            : maxOutputTokens === undefined
+              ? "Your balance does not cover the maximum cost of this request: without max_tokens it is the model's whole output limit. Add credit or set max_tokens."
+              : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
     });
   }
   const reservation = hold.value.reservation;

@@ -75,7 +75,11 @@ describe("errors in the Anthropic door's terms", () => {
       expect(busy.status).toBe(529);
       expect(busy.statusText).toBe('Overloaded');
       expect(busy.headers.get('retry-after')).toBe('1');
-      expect(await busy.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+      const body = (await busy.json()) as { request_id?: string };
+      expect(body).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+      // Anthropic's SDKs quote an error by its request-id header.
+      expect(busy.headers.get('request-id')).toMatch(/^req_/);
+      expect(body.request_id).toBe(busy.headers.get('request-id'));
     } finally {
       await app.close();
     }

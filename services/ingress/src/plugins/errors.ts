@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { servedHeaders } from '@faregate/contracts/route';
 import { GatewayError, errorBody } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
 import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
 import { isBadValue } from '@faregate/db/unavailable';
@@ -147,8 +148,12 @@ export function registerErrorHandling(app: FastifyInstance): void {
     // An error after provider calls says which were made, as a served answer does.
     if (ge.attempts) reply.headers(servedHeaders(ge.attempts));
     if (anthropic) {
-      const requestId = reply.getHeader('x-request-id');
-      const a = anthropicError(ge.code, ge.message, typeof requestId === 'string' ? requestId : undefined);
+      // Anthropic's SDKs read the `request-id` header (`requestID` on an error): the request's id
+      // when it got one, else one for this answer, so every error can be quoted.
+      const known = reply.getHeader('x-request-id');
+      const requestId = typeof known === 'string' ? known : newId('req');
+      reply.header('request-id', requestId);
+      const a = anthropicError(ge.code, ge.message, requestId);
       // Anthropic's own status, which Node's table lacks (its status line would read "unknown").
       if (a.status === 529) reply.raw.statusMessage = 'Overloaded';
       return reply.code(a.status).send(a.body);
