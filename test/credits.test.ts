@@ -106,6 +106,20 @@ describe('credits through billing', () => {
     );
     expect(again.status).toBe(201);
     expect(again.body.transaction_id).toBe(first.body.transaction_id);
+    // The same key in the body and the header is one key; two different ones are refused.
+    const both = await post(
+      '/credits',
+      { account_id: t.account, amount_usd: '12.5', idempotency_key: 'e2e-1' },
+      { 'idempotency-key': 'e2e-1' },
+    );
+    expect(both.body.transaction_id).toBe(first.body.transaction_id);
+    const differ = await post(
+      '/credits',
+      { account_id: t.account, amount_usd: '12.5', idempotency_key: 'e2e-2' },
+      { 'idempotency-key': 'e2e-1' },
+    );
+    expect(differ.status).toBe(400);
+    expect(differ.body).toMatchObject({ error: { param: 'idempotency_key' } });
     // Without a key: a credit of its own each time, under a key the ingress made up and shows.
     const bare = await post('/credits', { account_id: t.account, amount_usd: '0.5' });
     expect(bare.status).toBe(201);

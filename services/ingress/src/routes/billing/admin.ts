@@ -226,7 +226,20 @@ export function adminRoutes(deps: {
 
     typed.post('/admin/v1/credits', { schema: { body: AddCredit } }, async (req, reply) => {
       const header = req.headers['idempotency-key'];
-      const given = req.body.idempotency_key ?? (typeof header === 'string' && header ? header : undefined);
+      const fromHeader = typeof header === 'string' && header ? header : undefined;
+      // Two different keys for one credit: which one the caller will retry with is unknowable.
+      if (
+        req.body.idempotency_key !== undefined &&
+        fromHeader !== undefined &&
+        fromHeader !== req.body.idempotency_key
+      )
+        return sendError(
+          reply,
+          'invalid_request_error',
+          'The Idempotency-Key header and the body idempotency_key differ: give one, or the same in both.',
+          'idempotency_key',
+        );
+      const given = req.body.idempotency_key ?? fromHeader;
       // Without a key from the caller, one of ours: the command must be recognisable when replayed.
       const key = given ?? `auto:${randomUUID()}`;
       reply.header('idempotency-key', key);
