@@ -250,6 +250,16 @@ describe('per-key request limits', () => {
     }
   });
 
+  it('a request refused for its cost (402) gives back what it took from the limits', async () => {
+    const acc = await admin('POST', '/admin/v1/accounts', { name: 'broke' });
+    const k = await key(acc.body.id as string, { rpm_limit: 100 });
+    for (let i = 0; i < 3; i++) {
+      const r = await chat(stack.url, k.key);
+      expect(r.status).toBe(402);
+      expect(r.remaining).toBe('100');
+    }
+  });
+
   it('refuses bad limits, unknown ids and callers without the admin token', async () => {
     const acct = await account();
     const k = await key(acct);

@@ -5,7 +5,14 @@ import type { RedisClient } from './redis.ts';
 
 const chargeScript = luaScript<{
   keys: [key: string, account: string];
-  args: [keyRpm: number, keyTpm: number, accountRpm: number, accountTpm: number, tokens: number];
+  args: [
+    keyRpm: number,
+    keyTpm: number,
+    accountRpm: number,
+    accountTpm: number,
+    tokens: number,
+    requests: number,
+  ];
   result: number;
 }>(new URL('./request-limits.charge.lua', import.meta.url), { numberOfKeys: 2, prelude: [REDIS_NOW_MS] });
 
@@ -26,9 +33,32 @@ export async function chargeRequestLimits(
   if (!l) return;
   const extra = used - (firstCall ? l.admitted : 0);
   if (extra <= 0) return;
+  await adjustRequestLimits(redis, keys, { accountId: data.account, keyId: data.key }, l, extra, 0);
+}
+
+/** A key's and its account's per-minute limits (absent or 0: none). */
+export interface LimitCaps {
+  keyRpm?: number | undefined;
+  keyTpm?: number | undefined;
+  accountRpm?: number | undefined;
+  accountTpm?: number | undefined;
+}
+
+/**
+ * Takes `tokens` and `requests` from the key's and account's limits (negative: gives them back, up
+ * to each limit), after admission: one Redis script (request-limits.charge.lua).
+ */
+export async function adjustRequestLimits(
+  redis: RedisClient,
+  keys: Keys,
+  who: { accountId: string; keyId: string },
+  caps: LimitCaps,
+  tokens: number,
+  requests: number,
+): Promise<void> {
   await chargeScript(
     redis,
-    [keys.requestLimit(data.account, data.key), keys.requestLimit(data.account)],
-    [l.keyRpm ?? 0, l.keyTpm ?? 0, l.accountRpm ?? 0, l.accountTpm ?? 0, extra],
+    [keys.requestLimit(who.accountId, who.keyId), keys.requestLimit(who.accountId)],
+    [caps.keyRpm ?? 0, caps.keyTpm ?? 0, caps.accountRpm ?? 0, caps.accountTpm ?? 0, tokens, requests],
   );
 }

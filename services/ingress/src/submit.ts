@@ -15,6 +15,7 @@ import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { FrameStore } from '@faregate/queue/frame-store';
 import { isObject, requestBody } from './request-body.ts';
 import { admissionTokens, admitRequest } from './request-limits.ts';
+import { adjustRequestLimits } from '@faregate/queue/request-limits';
 import type { RoutePlan } from './routing/router.ts';
 
 /**
@@ -335,6 +336,14 @@ async function enqueue(
   }
   if (!hold.value.ok) {
     stopFollowing();
+    // Refused for its cost: what its admission took from the key's limits goes back (nothing ran).
+    if (limits && limited.status === 'fulfilled') {
+      await adjustRequestLimits(deps.redis, deps.keys, principal, limits, -admitted, -1).catch(() => {});
+      // The 402's x-ratelimit-* say so too.
+      const st = principal.limitState;
+      if (st?.requests) st.requests.remaining = Math.min(st.requests.limit, st.requests.remaining + 1);
+      if (st?.tokens) st.tokens.remaining = Math.min(st.tokens.limit, st.tokens.remaining + admitted);
+    }
     throw new GatewayError({
       code: 'insufficient_quota',
       message:
