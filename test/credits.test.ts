@@ -132,7 +132,7 @@ describe('credits through billing', () => {
     expect(await balanceMicros(t.account)).toBe(13_000_000n);
     expect(await postings('e2e-1')).toBe(1);
 
-    // The same key for another credit is refused; an unknown account is a 404 (billing's refusal).
+    // The same key for another credit is refused; an unknown account is a 404.
     const reused = await post(
       '/credits',
       { account_id: t.account, amount_usd: '99' },
@@ -143,7 +143,20 @@ describe('credits through billing', () => {
     const missing = await post('/credits', { account_id: 'acct_nobody', amount_usd: '1' });
     expect(missing.status).toBe(404);
     expect(missing.body.error).toMatchObject({ code: 'not_found', param: 'account_id' });
-    expect(await balanceMicros(t.account)).toBe(13_000_000n);
+    // Refused before it ran, it used up nothing: the same key then credits the right account.
+    const typo = await post(
+      '/credits',
+      { account_id: 'acct_typo', amount_usd: '1' },
+      { 'idempotency-key': 'typo-1' },
+    );
+    expect(typo.status).toBe(404);
+    const fixed = await post(
+      '/credits',
+      { account_id: t.account, amount_usd: '1' },
+      { 'idempotency-key': 'typo-1' },
+    );
+    expect(fixed.status).toBe(201);
+    expect(await balanceMicros(t.account)).toBe(14_000_000n);
     await expectCleanLedger();
   });
 

@@ -23,6 +23,12 @@ export interface RequestLimits {
 }
 
 /** A new tenant with its (zero) balance. */
+/** Whether an account with this id exists. */
+export async function accountExists(db: Db, accountId: string): Promise<boolean> {
+  const rows = await db.select({ id: accounts.id }).from(accounts).where(eq(accounts.id, accountId)).limit(1);
+  return rows.length > 0;
+}
+
 export async function createAccount(db: Db, opts: { name: string } & RequestLimits): Promise<{ id: string }> {
   const id = newId('acct');
   const { name, ...limits } = opts;

@@ -3,6 +3,7 @@ import { microsToUsd, usdToMicros } from '@faregate/catalog/money';
 import { MAX_CREDIT_MICROS } from '@faregate/contracts/credits';
 import { GatewayError } from '@faregate/contracts/errors';
 import {
+  accountExists,
   createAccount,
   createApiKey,
   getBalance,
@@ -240,6 +241,10 @@ export function adminRoutes(deps: {
           'idempotency_key',
         );
       const given = req.body.idempotency_key ?? fromHeader;
+      // An unknown account is refused here, before a command is queued: the key is not used up and
+      // can be sent again with the right account (as any request refused before it ran).
+      if (!(await accountExists(deps.db, req.body.account_id).catch(() => true)))
+        return sendError(reply, 'not_found', `No account with id '${req.body.account_id}'.`, 'account_id');
       // Without a key from the caller, one of ours: the command must be recognisable when replayed.
       const key = given ?? `auto:${randomUUID()}`;
       reply.header('idempotency-key', key);
