@@ -1,5 +1,6 @@
 import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
+import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
 import { type UsageEvent, usageEventId } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
@@ -41,14 +42,17 @@ export async function billCutOffCall(
   for (let after = 0; ; ) {
     const page = await deps.store.read(data.id, after, 500);
     for (const raw of page) {
-      const f = JSON.parse(raw) as { seq: number; type: string } & Record<string, unknown>;
+      after++;
+      // Frames come from another process: read through the schema (one that does not parse is skipped).
+      const f = parseFrame(raw);
+      if (!f) continue;
       after = f.seq;
       if (f.type === 'reset') Object.assign(streamed, { text: '', reasoning: '' });
       if (f.type !== 'delta') continue;
       streamed.text += `${f.text ?? ''}${f.refusal ?? ''}`;
-      for (const c of (f.tool_calls ?? []) as { function?: { name?: string; arguments?: string } }[])
+      for (const c of f.tool_calls ?? [])
         streamed.text += (c.function?.name ?? '') + (c.function?.arguments ?? '');
-      streamed.reasoning += (f.reasoning as string | undefined) ?? '';
+      streamed.reasoning += f.reasoning ?? '';
     }
     if (page.length < 500) break;
   }
