@@ -24,9 +24,12 @@ export function authHeaders(
   };
 }
 
-/** A part without Anthropic's caching breakpoint (`cache_control`), which these hosts refuse. */
+const hasBreakpoint = (m: ChatMessage): boolean =>
+  Array.isArray(m.content) && m.content.some((p) => 'cache_control' in p);
+
+/** A message without Anthropic's caching breakpoints (`cache_control`), which these hosts refuse. */
 function withoutBreakpoints(m: ChatMessage): ChatMessage {
-  if (!Array.isArray(m.content) || !m.content.some((p) => 'cache_control' in p)) return m;
+  if (!hasBreakpoint(m) || !Array.isArray(m.content)) return m;
   return {
     ...m,
     content: m.content.map((p) => {
@@ -38,7 +41,8 @@ function withoutBreakpoints(m: ChatMessage): ChatMessage {
 }
 
 function translateMessages(messages: ChatMessage[], q: OpenAICompatibleQuirks): unknown[] {
-  messages = messages.map(withoutBreakpoints);
+  // Copied only when a breakpoint is there to leave out (the common request passes as it is).
+  if (messages.some(hasBreakpoint)) messages = messages.map(withoutBreakpoints);
   // Anthropic's thinking of an earlier turn (`thinking_blocks`) is Anthropic-signed: no OpenAI-protocol
   // host can take it back, so it is left out here (README, parameter table).
   const signed = messages.some((m) => m.role === 'assistant' && m.thinking_blocks);
@@ -121,7 +125,9 @@ export function buildChatBody(
       }
       // 'none' with tools = no tools: same meaning, and the host would otherwise ignore it.
     } else {
-      body.tools = req.tools.map(({ cache_control: _anthropicOnly, ...t }) => t);
+      body.tools = req.tools.some((t) => t.cache_control)
+        ? req.tools.map(({ cache_control: _anthropicOnly, ...t }) => t)
+        : req.tools;
       if (choice !== undefined && !q.noToolChoice) body.tool_choice = choice;
       if (req.parallel_tool_calls !== undefined) body.parallel_tool_calls = req.parallel_tool_calls;
     }
