@@ -1,6 +1,6 @@
 -- Takes tokens (and requests) from a key's and an account's request limits after admission, or gives
--- them back (request-limits.ts here; the buckets are those services/ingress/src/request-limits.lua
--- admits from: hash fields r, t, at; a missing hash is full).
+-- them back (request-limits.ts here; the buckets are those request-limits.check.lua admits from:
+-- hash fields r, t, at; a missing hash is full).
 -- - A call used tokens beyond what admission counted (the prompt, and max_tokens only when given):
 --   they are taken, and a bucket may go below zero, so the next requests wait until it has refilled.
 -- - A request admitted and then refused (its balance did not cover it): what it took goes back.

@@ -3,6 +3,35 @@ import type { Keys } from './keys.ts';
 import { luaScript, REDIS_NOW_MS } from './lua.ts';
 import type { RedisClient } from './redis.ts';
 
+/**
+ * Per-key and per-account request limits: token buckets in Redis, one hash per key and per account
+ * (fields r, t, at). Both scripts that touch them live here: admission (`checkRequestLimits`) and
+ * the corrections after it (`adjustRequestLimits`).
+ */
+const checkScript = luaScript<{
+  keys: [key: string, account: string];
+  args: [keyRpm: number, keyTpm: number, accountRpm: number, accountTpm: number, tokens: number];
+  result: number[];
+}>(new URL('./request-limits.check.lua', import.meta.url), { numberOfKeys: 2, prelude: [REDIS_NOW_MS] });
+
+/**
+ * Admits one request counting `tokens` against every limit of `caps`, or none: the script's reply
+ * `[ok, waitMs, rLimit, rLeft, rReset, tLimit, tLeft, tReset, which]` (request-limits.check.lua).
+ */
+export function checkRequestLimits(
+  redis: RedisClient,
+  keys: Keys,
+  who: { accountId: string; keyId: string },
+  caps: LimitCaps,
+  tokens: number,
+): Promise<number[]> {
+  return checkScript(
+    redis,
+    [keys.requestLimit(who.accountId, who.keyId), keys.requestLimit(who.accountId)],
+    [caps.keyRpm ?? 0, caps.keyTpm ?? 0, caps.accountRpm ?? 0, caps.accountTpm ?? 0, tokens],
+  );
+}
+
 const chargeScript = luaScript<{
   keys: [key: string, account: string];
   args: [

@@ -2,36 +2,25 @@ import type { FastifyInstance } from 'fastify';
 import type { RedisClient } from '@faregate/queue/redis';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { Keys } from '@faregate/queue/keys';
-import { luaScript, REDIS_NOW_MS } from '@faregate/queue/lua';
+import { checkRequestLimits, type LimitCaps } from '@faregate/queue/request-limits';
 
 /**
  * Requests and tokens per minute per API key and per account, global across every ingress process:
  * one Redis script per admission checks every limit of the request and takes from all of them or
- * none (request-limits.lua). Limits are token buckets as OpenAI counts its own (a bucket holds the
+ * none (packages/queue/src/request-limits.check.lua). Limits are token buckets as OpenAI counts its own (a bucket holds the
  * limit and refills over a minute), and a limited key's responses carry OpenAI's `x-ratelimit-*`
  * headers. The limits travel with the key (its cached lookup, auth.ts): an unlimited key costs
  * nothing here.
  */
 
 /** A key's and its account's limits (per minute); absent: none. */
-export interface RequestLimits {
-  keyRpm?: number;
-  keyTpm?: number;
-  accountRpm?: number;
-  accountTpm?: number;
-}
+export type RequestLimits = LimitCaps;
 
 /** The tightest request and token limit after an admission (what the headers say). */
 export interface LimitState {
   requests?: { limit: number; remaining: number; resetMs: number };
   tokens?: { limit: number; remaining: number; resetMs: number };
 }
-
-const checkScript = luaScript<{
-  keys: [key: string, account: string];
-  args: [keyRpm: number, keyTpm: number, accountRpm: number, accountTpm: number, tokens: number];
-  result: number[];
-}>(new URL('./request-limits.lua', import.meta.url), { numberOfKeys: 2, prelude: [REDIS_NOW_MS] });
 
 /** True when any limit is set (only then does admission run the script). */
 export const hasLimits = (l: RequestLimits | undefined): l is RequestLimits =>
@@ -56,10 +45,12 @@ export async function admitRequest(
   tokens: number,
   onState: (s: LimitState) => void,
 ): Promise<void> {
-  const [ok, waitMs, rLimit, rLeft, rReset, tLimit, tLeft, tReset, which = 0] = await checkScript(
+  const [ok, waitMs, rLimit, rLeft, rReset, tLimit, tLeft, tReset, which = 0] = await checkRequestLimits(
     redis,
-    [keys.requestLimit(who.accountId, who.keyId), keys.requestLimit(who.accountId)],
-    [limits.keyRpm ?? 0, limits.keyTpm ?? 0, limits.accountRpm ?? 0, limits.accountTpm ?? 0, tokens],
+    keys,
+    who,
+    limits,
+    tokens,
   );
   const state: LimitState = {};
   if (rLimit) state.requests = { limit: rLimit, remaining: rLeft ?? 0, resetMs: rReset ?? 0 };

@@ -1,4 +1,4 @@
--- Per-key and per-account request limits (request-limits.ts): token buckets as OpenAI counts its own
+-- Per-key and per-account request limits (request-limits.ts here; admission in services/ingress): token buckets as OpenAI counts its own
 -- limits, each holding `limit` and refilled continuously over a minute. One call checks every limit
 -- of a request and takes from all of them, or from none.
 -- KEYS[1] the key's bucket hash, KEYS[2] the account's (one hash tag: the account's).
