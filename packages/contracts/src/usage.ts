@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { LeasedHold, Traceparent } from './jobs.ts';
+import type { Usage } from './chat.ts';
+import { type JobData, LeasedHold, Traceparent } from './jobs.ts';
 
 /**
  * One provider call's token usage, emitted by the worker on the usage stream and settled by
@@ -41,3 +42,47 @@ export type UsageEvent = z.infer<typeof UsageEvent>;
 
 export const usageEventId = (requestId: string, hop: number, attempt: number): string =>
   `${requestId}.h${hop}.a${attempt}`;
+
+/** One provider call of a job: the hop of its plan and the attempt that made it. */
+export interface JobCall {
+  job: Pick<JobData, 'id' | 'account' | 'key' | 'hold' | 'trace'>;
+  hop: number;
+  attempt: number;
+  provider: string;
+  model: string;
+}
+
+/**
+ * The usage event of one call: the one builder of the shape (a worker's attempt, and a re-run
+ * billing the call of an attempt that died). A final event carries the job's lease share.
+ */
+export function callUsageEvent(
+  call: JobCall,
+  usage: Usage,
+  outcome: UsageEvent['outcome'],
+  opts: { final: boolean; estimated: boolean; at: number },
+): UsageEvent {
+  const { job } = call;
+  return {
+    v: 1,
+    id: usageEventId(job.id, call.hop, call.attempt),
+    requestId: job.id,
+    account: job.account,
+    key: job.key,
+    provider: call.provider,
+    model: call.model,
+    hop: call.hop,
+    attempt: call.attempt,
+    inputTokens: usage.inputTokens,
+    cachedInputTokens: usage.cachedInputTokens,
+    cacheWriteTokens: usage.cacheWriteTokens,
+    outputTokens: usage.outputTokens,
+    reasoningTokens: usage.reasoningTokens,
+    outcome,
+    final: opts.final,
+    ...(opts.final && job.hold ? { hold: job.hold } : {}),
+    ...(opts.estimated ? { estimated: true } : {}),
+    ...(job.trace ? { trace: job.trace } : {}),
+    at: opts.at,
+  };
+}

@@ -3,8 +3,7 @@ import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FrameBody } from '@faregate/contracts/frames';
 import { type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
-import type { UsageEvent } from '@faregate/contracts/usage';
-import { usageEventId } from '@faregate/contracts/usage';
+import { callUsageEvent, type JobCall, type UsageEvent } from '@faregate/contracts/usage';
 import {
   endWithError,
   genAi,
@@ -233,24 +232,15 @@ async function attemptOnce(
   };
   // What the caller was sent: what a call that ends early is billed at least.
   const streamed: Streamed = { text: '', reasoning: '' };
-  const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent => ({
-    v: 1,
-    id: usageEventId(data.id, data.hop, attempt),
-    requestId: data.id,
-    account: data.account,
-    key: data.key,
-    provider: candidate.provider,
-    model: candidate.model,
+  const call: JobCall = {
+    job: data,
     hop: data.hop,
     attempt,
-    ...usage,
-    outcome,
-    final,
-    ...(final && data.hold ? { hold: data.hold } : {}),
-    ...(estimated ? { estimated: true } : {}),
-    ...(data.trace ? { trace: data.trace } : {}),
-    at,
-  });
+    provider: candidate.provider,
+    model: candidate.model,
+  };
+  const usageEvent = (outcome: UsageEvent['outcome'], final: boolean, at = Date.now()): UsageEvent =>
+    callUsageEvent(call, usage, outcome, { final, estimated, at });
   /** What this call costs at its listed price (the figure billing settles); 0 when unpriced. */
   const callCost = (at: number) =>
     deps.prices.callCostMicros(candidate.provider, candidate.model, usage, at) ?? 0n;

@@ -2,7 +2,7 @@ import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
-import { type UsageEvent, usageEventId } from '@faregate/contracts/usage';
+import { callUsageEvent } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 
@@ -57,23 +57,9 @@ export async function billCutOffCall(
     if (page.length < 500) break;
   }
   const { usage } = partialUsage(data.request, zeroUsage(), streamed);
-  const event: UsageEvent = {
-    v: 1,
-    id: usageEventId(data.id, hop, attempt),
-    requestId: data.id,
-    account: data.account,
-    key: data.key,
-    provider: candidate.provider,
-    model: candidate.model,
-    hop,
-    attempt,
-    ...usage,
-    outcome: 'failed',
-    final: false,
-    estimated: true,
-    ...(data.trace ? { trace: data.trace } : {}),
-    at: Date.now(),
-  };
+  const call = { job: data, hop, attempt, provider: candidate.provider, model: candidate.model };
+  // Not final: the re-run's own final event releases the hold.
+  const event = callUsageEvent(call, usage, 'failed', { final: false, estimated: true, at: Date.now() });
   // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
   await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
 }
