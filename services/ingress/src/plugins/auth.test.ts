@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '@faregate/contracts/errors';
@@ -49,6 +50,47 @@ describe('route-level auth', () => {
     expect((await call('/mine', KEY)).body).toBe('acct_1');
     expect((await call('/chat', KEY)).statusCode).toBe(403);
     await app.close();
+  });
+});
+
+describe('one Authorization header', () => {
+  it('refuses a request carrying two (Node keeps the first, a proxy may read the other): a real socket', async () => {
+    const app = Fastify();
+    registerErrorHandling(app);
+    registerAuth(app, opts);
+    app.get('/open', { config: { auth: 'none' } }, async () => 'ok');
+    await app.register(async (p) => {
+      defaultAuth(p, 'key');
+      p.get('/mine', async (req) => req.principal?.accountId);
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = new URL(url);
+    const raw = (headers: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const sock = connect(Number(port), '127.0.0.1', () => {
+          sock.end(
+            `GET /mine HTTP/1.1\r\nhost: x\r\n${headers.map((h) => `${h}\r\n`).join('')}connection: close\r\n\r\n`,
+          );
+        });
+        let out = '';
+        sock.on('data', (d) => {
+          out += d;
+        });
+        sock.on('end', () => resolve(out));
+        sock.on('error', reject);
+      });
+    try {
+      const two = await raw([`Authorization: Bearer ${KEY}`, 'authorization: Bearer someone-else']);
+      expect(two).toMatch(/^HTTP\/1\.1 400/);
+      expect(two).toContain('more than one Authorization header');
+      const reversed = await raw(['authorization: Bearer someone-else', `Authorization: Bearer ${KEY}`]);
+      expect(reversed).toMatch(/^HTTP\/1\.1 400/);
+      const one = await raw([`Authorization: Bearer ${KEY}`]);
+      expect(one).toMatch(/^HTTP\/1\.1 200/);
+      expect(one).toContain('acct_1');
+    } finally {
+      await app.close();
+    }
   });
 });
 

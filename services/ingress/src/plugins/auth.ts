@@ -68,6 +68,23 @@ export function keyFrom(headers: FastifyRequest['headers']): string | undefined 
   return typeof x === 'string' && x ? x : undefined;
 }
 
+/**
+ * Node keeps the first of several `Authorization` headers and drops the rest, where a proxy in front
+ * may read another: a request carrying more than one is refused rather than judged by a guess.
+ */
+function oneAuthorization(raw: string[]): void {
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name?.length === 13 && name.toLowerCase() === 'authorization' && ++seen > 1) {
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message: 'The request carries more than one Authorization header: send exactly one.',
+      });
+    }
+  }
+}
+
 /** What the auth hook needs: how to check a tenant key, redeem a stream token, and the admin token. */
 export interface AuthOptions {
   /** Resolves a key hash (`hashApiKey`) to its tenant, or throws `invalid_api_key`. */
@@ -127,6 +144,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   app.addHook('onRequest', async (req) => {
     if (req.is404) return; // the not-found handler answers 404 and reveals nothing
     const { auth, scope } = req.routeOptions.config;
+    if (auth !== 'none') oneAuthorization(req.raw.rawHeaders);
     switch (auth) {
       case 'none':
         return;
