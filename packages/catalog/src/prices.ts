@@ -54,8 +54,6 @@ export class PriceTable {
   /** Oldest first. */
   readonly #history = new Map<string, DatedPrice[]>();
   readonly #selfHosted: Set<string>;
-  /** Parsed once per price (resolution hands back the same objects). */
-  readonly #micro = new WeakMap<ModelPrice, MicroPrice>();
 
   constructor(models: readonly CatalogModel[] = BUILTIN_MODELS, opts: PriceTableOptions = {}) {
     for (const m of models) this.#models.set(keyOf(m.provider, m.id), m);
@@ -148,12 +146,7 @@ export class PriceTable {
   microPrice(provider: string, modelId: string, at: number = Date.now()): MicroPrice | undefined {
     const r = this.resolvePrice(provider, modelId, at);
     if (!r) return undefined;
-    let m = this.#micro.get(r.price);
-    if (!m) {
-      m = toMicroPrice(r.price);
-      this.#micro.set(r.price, m);
-    }
-    return m;
+    return toMicroPrice(r.price);
   }
 
   /**
@@ -210,14 +203,21 @@ export interface MicroPrice {
   output: bigint;
 }
 
-export function toMicroPrice(p: ModelPrice): MicroPrice {
+/** Prices are read once (config, catalog) and never changed: each is parsed once, not per request. */
+const microPrices = new WeakMap<ModelPrice, Readonly<MicroPrice>>();
+
+export function toMicroPrice(p: ModelPrice): Readonly<MicroPrice> {
+  let m = microPrices.get(p);
+  if (m) return m;
   const input = usdToMicros(p.inputPerM);
-  return {
+  m = Object.freeze({
     input,
     cachedInput: p.cachedInputPerM === undefined ? input : usdToMicros(p.cachedInputPerM),
     cacheWrite: p.cacheWritePerM === undefined ? input : usdToMicros(p.cacheWritePerM),
     output: usdToMicros(p.outputPerM),
-  };
+  });
+  microPrices.set(p, m);
+  return m;
 }
 
 /**
