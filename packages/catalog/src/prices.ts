@@ -110,6 +110,12 @@ export class PriceTable {
     return undefined;
   }
 
+  /** `name` is one the catalog lists on `provider` as it is: a model id, an alias, or a dated price's model. */
+  knows(provider: string, name: string): boolean {
+    const k = keyOf(provider, name);
+    return this.#models.has(k) || this.#aliases.has(k) || this.#history.has(k);
+  }
+
   /** Catalog data (context window, capabilities, list price) for a served or asked-for name. */
   model(provider: string, modelId: string): CatalogModel | undefined {
     const id = this.canonicalId(provider, modelId);

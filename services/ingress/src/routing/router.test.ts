@@ -74,6 +74,26 @@ describe('Router', () => {
     expect(hold).toBeLessThan(620n);
   });
 
+  it('answers model_not_found for a dated snapshot neither served nor in the catalog, never another snapshot', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    for (const name of [
+      'anthropic/claude-haiku-4-5-20990101',
+      'claude-haiku-4-5-20990101',
+      'gpt-4o-mini-2099-01-01',
+      'openai/gpt-4o-mini-2024-07-18',
+      'anthropic/claude-3-5-haiku-20990101',
+    ])
+      expect(
+        codeOf(() => r.plan(req(name))),
+        name,
+      ).toBe('model_not_found');
+    // Served or listed dated names still route, to exactly that model.
+    expect(r.plan(req('anthropic/claude-haiku-4-5-20251001')).plan[0]?.model).toBe(
+      'claude-haiku-4-5-20251001',
+    );
+    expect(r.plan(req('claude-3-5-haiku-20241022')).plan[0]?.model).toBe('claude-3-5-haiku-20241022');
+  });
+
   it('prices dated snapshots through the catalog, as billing does', () => {
     const r = new Router(dir, { allowUnpriced: false });
     const haiku = r.plan(req('anthropic/claude-haiku-4-5', { max_tokens: 100 }));
