@@ -163,6 +163,15 @@ export function unsupportedRefusal(
 ): Refusal | undefined {
   for (const field of unsupported) {
     const v = (req as Record<string, unknown>)[field];
+    if (field === 'tool_choice') {
+      // A host that ignores tool_choice: `auto` and `none` mean what it does anyway.
+      if (v !== undefined && v !== 'auto' && v !== 'none')
+        return {
+          param: field,
+          message: `'tool_choice' is not supported by ${provider}: it cannot force a tool call (send 'auto' or 'none', or choose another model).`,
+        };
+      continue;
+    }
     if (field === 'n' ? typeof v === 'number' && v > 1 : v !== undefined && v !== null && v !== false)
       return { param: field, message: `'${field}' is not supported by ${provider}.` };
   }

@@ -22,7 +22,8 @@ export function openAICompatible(options: OpenAICompatibleOptions = {}): Provide
   const quirks = options.quirks ?? {};
   return {
     kind: options.kind ?? 'openai-compatible',
-    unsupported: quirks.unsupported ?? [],
+    // A host that ignores tool_choice cannot force a tool call: published, so routing knows it.
+    unsupported: [...(quirks.unsupported ?? []), ...(quirks.noToolChoice ? ['tool_choice'] : [])],
     buildRequest: (req, opts) => buildChatRequest(req, opts, quirks),
     parseResponse: (body) => parseOpenAIResponse(body, ''),
     createStreamParser: (opts) => createOpenAIStreamParser(opts),

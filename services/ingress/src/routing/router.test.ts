@@ -34,7 +34,11 @@ beforeAll(async () => {
   for (const r of [
     pool('openai', ['gpt-4o-mini', 'gpt-5-nano', 'gpt-9-preview', 'text-embedding-3-small']),
     pool('anthropic', ['claude-haiku-4-5-20251001', 'claude-3-5-haiku-20241022']),
-    { ...pool('llama', ['llama3.2:latest']), unsupported: ['logit_bias', 'n', 'logprobs', 'top_logprobs'] },
+    {
+      ...pool('llama', ['llama3.2:latest']),
+      // As the Ollama preset publishes them (tool_choice: it cannot force a tool call).
+      unsupported: ['logit_bias', 'n', 'logprobs', 'top_logprobs', 'tool_choice'],
+    },
   ]) {
     await redis.set(keys.models(r.provider), JSON.stringify(r));
     await redis.sadd(keys.pools, r.provider);
@@ -166,6 +170,27 @@ describe('Router', () => {
       tools,
     });
     expect(r.plan(vision).plan[0]).toMatchObject({ provider: 'openai', model: 'gpt-5-nano' });
+  });
+
+  it("auto leaves out models that cannot honour the request's parameters, as a named model refuses them", () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const tools: ChatRequest['tools'] = [
+      { type: 'function', function: { name: 'f', parameters: { type: 'object' } } },
+    ];
+    for (const tool_choice of ['required', { type: 'function', function: { name: 'f' } }] as const) {
+      const plan = r.plan(req('auto', { tools, tool_choice }));
+      expect(plan.plan.length).toBeGreaterThan(0);
+      expect(plan.plan.some((c) => c.provider === 'llama')).toBe(false);
+      // Named, the host's refusal is a 400 at the ingress, before anything is queued.
+      expect(codeOf(() => r.plan(req('llama/llama3.2', { tools, tool_choice })))).toBe(
+        'invalid_request_error',
+      );
+    }
+    // tool_choice auto or none: what Ollama does anyway.
+    expect(r.plan(req('auto', { tools, tool_choice: 'auto' })).plan[0]).toMatchObject({ provider: 'llama' });
+    // top_k: Anthropic's and Gemini's, not OpenAI's protocol.
+    const topK = r.plan(req('auto', { top_k: 3 } as Partial<ChatRequest>));
+    expect(topK.plan.map((c) => c.provider)).toEqual(topK.plan.map(() => 'anthropic'));
   });
 
   it('embeddings: plans embedding models only, holds input tokens at the embedding price; chat never gets one', () => {

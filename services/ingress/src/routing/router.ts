@@ -412,6 +412,9 @@ export class Router {
         e.price &&
         !e.capabilities.includes('embeddings') &&
         caps.every((c) => e.capabilities.includes(c)) &&
+        // What `plan` would refuse on this model (its protocol's and its host's limits): not a choice.
+        chatRefusal(e.kind, e.provider, req) === undefined &&
+        unsupportedRefusal(e.unsupported, e.provider, req) === undefined &&
         outputRefusal(e, req) === undefined &&
         e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
