@@ -249,9 +249,18 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
     const bad = new OpenAI({ apiKey: 'wrong-key', baseURL: `${stack.url}/v1`, maxRetries: 0 });
-    await expect(
-      bad.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('x') }),
-    ).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const refused = await bad.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: ask('x') })
+      .catch((e) => e);
+    expect(refused).toBeInstanceOf(OpenAI.AuthenticationError);
+    // Every answer is quotable by its id, refusals before any job was made included.
+    expect((refused as InstanceType<typeof OpenAI.APIError>).requestID).toMatch(/^req_/);
+    const good = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const unknown = await good.chat.completions
+      .create({ model: 'no-such-model', messages: ask('x') })
+      .catch((e) => e);
+    expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((unknown as InstanceType<typeof OpenAI.APIError>).requestID).toMatch(/^req_/);
   });
 
   it('refuses a body over the limit with 413, from its declared length, without reading it', async () => {

@@ -55,7 +55,11 @@ function events(text: string): Array<[string, Record<string, unknown>]> {
 
 describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
   it('answers a whole message with the usage billing settled', async () => {
-    const { data: msg, response } = await client.messages
+    const {
+      data: msg,
+      response,
+      request_id,
+    } = await client.messages
       .create({
         model,
         max_tokens: 64,
@@ -77,6 +81,8 @@ describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
     expect(text.length).toBeGreaterThan(0);
     const id = response.headers.get('x-request-id')!;
     expect(msg.id).toBe(id);
+    // The SDK reads Anthropic's own header: the answer can be quoted by its id.
+    expect(request_id).toBe(id);
     const billed = await settled(id);
     const u = msg.usage;
     expect(u.input_tokens + (u.cache_read_input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0)).toBe(
@@ -98,6 +104,7 @@ describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
       text += t;
     });
     const final = await stream.finalMessage();
+    expect(stream.request_id).toMatch(/^req_/);
     expect(whole.content[0]?.type === 'text' && whole.content[0].text).toBe(text);
     expect(final.content).toEqual(whole.content);
     expect(final.stop_reason).toBe('end_turn');
@@ -144,7 +151,10 @@ describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
 
   it('counts tokens with the same bound admission holds, never below what the provider bills', async () => {
     const messages: Anthropic.MessageParam[] = [{ role: 'user', content: 'Count me, please, every word.' }];
-    const counted = await client.messages.countTokens({ model, messages, system: 'Be brief.' });
+    const { data: counted, request_id } = await client.messages
+      .countTokens({ model, messages, system: 'Be brief.' })
+      .withResponse();
+    expect(request_id).toMatch(/^req_/);
     const { data, response } = await client.messages
       .create({ model, max_tokens: 16, messages, system: 'Be brief.' })
       .withResponse();

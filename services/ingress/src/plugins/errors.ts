@@ -158,6 +158,9 @@ export function registerErrorHandling(app: FastifyInstance): void {
       if (a.status === 529) reply.raw.statusMessage = 'Overloaded';
       return reply.code(a.status).send(a.body);
     }
+    // OpenAI's SDKs read `x-request-id` (`request_id` on an error): one for every answer, refusals
+    // before any job was made included.
+    if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', newId('req'));
     return reply.code(ge.status).send(ge.toBody());
   };
   app.setErrorHandler((err: FastifyError | GatewayError | Error, req, reply) => {
