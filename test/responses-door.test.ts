@@ -145,6 +145,7 @@ describe('the rest of the Responses API', () => {
     });
     expect(r.status).toBe('completed');
     expect(r.text?.format?.type).toBe('json_schema');
+    expect(JSON.parse(r.output_text)).toEqual({ a: 'Oslo' });
   });
 
   it('reasoning.effort goes to reasoning models and is refused, naming it, for the others', async () => {

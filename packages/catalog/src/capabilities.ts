@@ -111,6 +111,11 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
       refused: (r) => !defaultTier(r.service_tier),
       why: 'is served at its default tier only through this gateway',
     },
+    {
+      param: 'response_format',
+      refused: (r) => r.response_format?.type === 'json_object',
+      why: "has structured output by schema only (send type 'json_schema' with a schema)",
+    },
   ],
   gemini: [
     // candidateCount and responseLogprobs exist, but are not translated yet (README).

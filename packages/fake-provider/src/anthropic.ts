@@ -277,6 +277,7 @@ interface MessagesBody {
   tool_choice?: { type?: string; name?: string };
   stop_sequences?: unknown;
   thinking?: { type?: unknown; budget_tokens?: unknown };
+  output_config?: { format?: { type?: unknown; schema?: unknown } | null } | null;
 }
 
 /**
@@ -370,6 +371,10 @@ function parseMessages(raw: unknown): Parsed | ErrorKind {
       ? { stop: b.stop_sequences.filter((x): x is string => typeof x === 'string') }
       : {}),
     thinking: b.thinking?.type === 'enabled',
+    // Structured output (providers.md §2.2): the answer's text is JSON following the schema.
+    ...(b.output_config?.format?.type === 'json_schema'
+      ? { json: { schema: b.output_config.format.schema ?? { type: 'object' } } }
+      : {}),
   };
   const cachePrefix = cachePrefixOf(b);
   if (cachePrefix) conversation.cachePrefix = cachePrefix;

@@ -27,6 +27,11 @@ export interface Conversation {
   cachePrefix?: { key: string; tokens: number; ttlMs: number };
   /** The request enabled extended thinking (Anthropic `thinking`, Ollama `reasoning_effort`). */
   thinking?: boolean;
+  /**
+   * Structured output: the answer is JSON (OpenAI `response_format`, Anthropic `output_config.format`,
+   * Gemini `responseMimeType`), an instance of `schema` when one is given, else an object.
+   */
+  json?: { schema?: unknown };
 }
 
 export interface ToolSpec {
@@ -175,24 +180,110 @@ export function replyPieces(seedText: string, n: number): string[] {
 }
 
 function sampleArgs(schema: unknown): Record<string, unknown> {
-  const s = schema as {
-    properties?: Record<string, { type?: unknown; enum?: unknown[] }>;
-    required?: string[];
-  };
-  const props = s?.properties ?? {};
-  const names = Array.isArray(s?.required) && s.required.length > 0 ? s.required : Object.keys(props);
-  const out: Record<string, unknown> = {};
-  for (const name of names) {
-    const p = props[name] ?? {};
-    const type = String(p.type ?? 'string').toLowerCase();
-    if (Array.isArray(p.enum) && p.enum.length > 0) out[name] = p.enum[0];
-    else if (type === 'number' || type === 'integer') out[name] = 4;
-    else if (type === 'boolean') out[name] = true;
-    else if (type === 'array') out[name] = [];
-    else if (type === 'object') out[name] = {};
-    else out[name] = /unit/i.test(name) ? 'celsius' : 'Oslo';
+  const v = sampleValue(schema, schema, '', 0);
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+type Schema = {
+  type?: unknown;
+  enum?: unknown[];
+  const?: unknown;
+  properties?: Record<string, unknown>;
+  required?: unknown;
+  items?: unknown;
+  prefixItems?: unknown[];
+  minItems?: number;
+  anyOf?: unknown[];
+  oneOf?: unknown[];
+  allOf?: unknown[];
+  $ref?: string;
+  format?: string;
+  minimum?: number;
+  exclusiveMinimum?: number;
+  maximum?: number;
+  minLength?: number;
+  default?: unknown;
+};
+
+/** A definition `ref` names inside `root` (`#/$defs/X`, `#/definitions/X`, `#`), or undefined. */
+function resolveRef(root: unknown, ref: string): unknown {
+  if (ref === '#') return root;
+  if (!ref.startsWith('#/')) return undefined;
+  let at: unknown = root;
+  for (const raw of ref.slice(2).split('/')) {
+    const part = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (at === null || typeof at !== 'object' || !Object.hasOwn(at, part)) return undefined;
+    at = (at as Record<string, unknown>)[part];
   }
-  return out;
+  return at;
+}
+
+/**
+ * A value that satisfies `schema` (JSON Schema, or Gemini's OpenAPI subset with upper-case types),
+ * as a model following it would write: every property (strict schemas require them all), one item
+ * per array, the first of an enum or a union. Plausible strings for names a demo shows (a city, a
+ * unit). Depth-bounded: a recursive schema ends in its smallest value.
+ */
+export function sampleValue(schema: unknown, root: unknown, name: string, depth: number): unknown {
+  const s = (schema ?? {}) as Schema;
+  if (typeof s.$ref === 'string') {
+    const target = depth < 8 ? resolveRef(root, s.$ref) : undefined;
+    return target === undefined ? null : sampleValue(target, root, name, depth + 1);
+  }
+  if (s.const !== undefined) return s.const;
+  if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
+  const union = s.anyOf ?? s.oneOf;
+  if (Array.isArray(union) && union.length > 0) {
+    const nonNull = union.find((u) => String((u as Schema)?.type ?? '').toLowerCase() !== 'null');
+    return sampleValue(nonNull ?? union[0], root, name, depth + 1);
+  }
+  if (Array.isArray(s.allOf) && s.allOf.length > 0) {
+    const merged: Record<string, unknown> = {};
+    for (const part of s.allOf) {
+      const v = sampleValue(part, root, name, depth + 1);
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) Object.assign(merged, v);
+      else return v;
+    }
+    return merged;
+  }
+  const types = (Array.isArray(s.type) ? s.type : [s.type]).map((t) => String(t ?? '').toLowerCase());
+  const type =
+    types.find((t) => t !== 'null' && t !== '') ?? (s.properties ? 'object' : s.items ? 'array' : 'string');
+  switch (type) {
+    case 'object': {
+      const out: Record<string, unknown> = {};
+      if (depth >= 8) return out;
+      const props = s.properties ?? {};
+      for (const key of Object.keys(props)) out[key] = sampleValue(props[key], root, key, depth + 1);
+      return out;
+    }
+    case 'array': {
+      if (depth >= 8) return [];
+      if (Array.isArray(s.prefixItems))
+        return s.prefixItems.map((p) => sampleValue(p, root, name, depth + 1));
+      const n = Math.max(1, Math.floor(s.minItems ?? 1));
+      return Array.from({ length: Math.min(n, 3) }, () => sampleValue(s.items, root, name, depth + 1));
+    }
+    case 'integer':
+    case 'number': {
+      const lo = s.minimum ?? (s.exclusiveMinimum !== undefined ? s.exclusiveMinimum + 1 : undefined);
+      let n = lo !== undefined ? Math.max(lo, 4) : 4;
+      if (s.maximum !== undefined) n = Math.min(n, s.maximum);
+      return type === 'integer' ? Math.ceil(n) : n;
+    }
+    case 'boolean':
+      return true;
+    case 'null':
+      return null;
+    default: {
+      if (s.format === 'date-time') return '2025-01-01T12:00:00Z';
+      if (s.format === 'date') return '2025-01-01';
+      if (s.format === 'email') return 'user@example.com';
+      if (s.format === 'uri') return 'https://example.com';
+      const word = /unit/i.test(name) ? 'celsius' : /name/i.test(name) ? 'Ada' : 'Oslo';
+      return word.padEnd(Math.max(word.length, s.minLength ?? 0), 'o');
+    }
+  }
 }
 
 /** Splits a string into pieces of about `size` characters (tool-argument fragments, one token each). */
@@ -240,7 +331,20 @@ function cutAtStop(pieces: string[], stops: string[] | undefined): { pieces: str
   return { pieces: out, stop };
 }
 
+/** The JSON answer of a structured-output request (`c.json`), cut at the output cap as text is. */
+function jsonChoice(c: Conversation, seed: string): ReplyChoice {
+  const { schema } = c.json ?? {};
+  const value =
+    schema !== undefined
+      ? sampleValue(schema, schema, '', 0)
+      : { answer: replyPieces(seed, 8).join('').trim() };
+  const all = splitPieces(JSON.stringify(value));
+  const cap = c.maxTokens !== undefined ? Math.max(0, Math.floor(c.maxTokens)) : Number.POSITIVE_INFINITY;
+  return all.length > cap ? { pieces: all.slice(0, cap), finish: 'length' } : { pieces: all, finish: 'stop' };
+}
+
 function textChoice(c: Conversation, seed: string, wanted: number): ReplyChoice {
+  if (c.json) return jsonChoice(c, seed);
   const cap = c.maxTokens !== undefined ? Math.max(0, Math.floor(c.maxTokens)) : Number.POSITIVE_INFINITY;
   const n = Math.min(wanted, cap);
   const cut = cutAtStop(replyPieces(seed, n), c.stop);

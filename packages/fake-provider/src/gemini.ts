@@ -200,7 +200,13 @@ interface GenerateBody {
     functionDeclarations?: Array<{ name?: unknown; parameters?: unknown; parametersJsonSchema?: unknown }>;
   }>;
   toolConfig?: { functionCallingConfig?: { mode?: string; allowedFunctionNames?: string[] } };
-  generationConfig?: { maxOutputTokens?: unknown; stopSequences?: unknown };
+  generationConfig?: {
+    maxOutputTokens?: unknown;
+    stopSequences?: unknown;
+    responseMimeType?: unknown;
+    responseSchema?: unknown;
+    responseJsonSchema?: unknown;
+  };
 }
 
 function partsText(parts: unknown): { text: string; hasResponse: boolean } {
@@ -259,6 +265,10 @@ function parseGenerate(raw: unknown, url: URL, pathModel: string | undefined): P
     maxTokens: typeof max === 'number' ? max : undefined,
     // Gemini stops before a stop sequence too, and says only STOP (not which one).
     ...(Array.isArray(stop) ? { stop: stop.filter((x): x is string => typeof x === 'string') } : {}),
+    // JSON mode (providers.md §3.2): an instance of the schema given, either form.
+    ...(b.generationConfig?.responseMimeType === 'application/json'
+      ? { json: { schema: b.generationConfig.responseJsonSchema ?? b.generationConfig.responseSchema } }
+      : {}),
   };
   return {
     model: pathModel ?? '',

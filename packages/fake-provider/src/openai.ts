@@ -228,6 +228,7 @@ interface ChatBody {
   logprobs?: unknown;
   top_logprobs?: unknown;
   reasoning_effort?: unknown;
+  response_format?: { type?: unknown; json_schema?: { schema?: unknown } } | null;
 }
 
 function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
@@ -279,6 +280,21 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
       message: "Invalid value for 'top_logprobs': logprobs must be set to true if top_logprobs is used.",
       param: 'top_logprobs',
     };
+  // Structured output (providers.md §1.2): json_object needs the word "json" in the messages, as OpenAI checks.
+  const format = b.response_format?.type;
+  if (format === 'json_object' && !texts.some((t) => /json/i.test(t)))
+    return {
+      kind: 'bad_request',
+      message:
+        "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+      param: 'messages',
+    };
+  const json =
+    format === 'json_schema'
+      ? { schema: b.response_format?.json_schema?.schema ?? { type: 'object' } }
+      : format === 'json_object'
+        ? {}
+        : undefined;
   const stop =
     typeof b.stop === 'string'
       ? [b.stop]
@@ -302,6 +318,7 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
     choices: ollama ? 1 : n,
     // Thinking text is only ever returned by the Ollama flavour (OpenAI's chat API returns none).
     thinking: ollama && typeof b.reasoning_effort === 'string' && b.reasoning_effort !== 'none',
+    ...(json ? { json } : {}),
   };
   return {
     model: b.model,
