@@ -66,6 +66,46 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
   });
 });
 
+describe('JSON nested beyond what any request needs', () => {
+  it('is a 400 in the door’s shape on chat, Responses and Messages (count_tokens too), nothing queued', async () => {
+    stack.fake.clearCalls();
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    const tool = `[{"type":"function","function":{"name":"f","parameters":${deep}}}]`;
+    const post = (path: string, body: string, headers: Record<string, string> = {}) =>
+      fetch(`${stack.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json', ...headers },
+        body,
+      });
+    const openai = [
+      await post(
+        '/v1/chat/completions',
+        `{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"x"}],"tools":${tool}}`,
+      ),
+      await post(
+        '/v1/responses',
+        `{"model":"openai/gpt-4o-mini","input":"x","text":{"format":{"type":"json_schema","name":"x","schema":${deep}}}}`,
+      ),
+    ];
+    for (const r of openai) {
+      expect(r.status).toBe(400);
+      const { error } = (await r.json()) as { error: { type: string; message: string } };
+      expect(error.type).toBe('invalid_request_error');
+      expect(error.message).toMatch(/levels deep/);
+    }
+    const anthropicBody = `{"model":"anthropic/claude-haiku-4-5","max_tokens":8,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":${deep}}]}`;
+    for (const path of ['/v1/messages', '/v1/messages/count_tokens']) {
+      const r = await post(path, anthropicBody, { 'anthropic-version': '2023-06-01' });
+      expect(r.status).toBe(400);
+      const body = (await r.json()) as { type: string; error: { type: string; message: string } };
+      expect(body.type).toBe('error');
+      expect(body.error.type).toBe('invalid_request_error');
+      expect(body.error.message).toMatch(/levels deep/);
+    }
+    expect(generations()).toEqual([]);
+  });
+});
+
 describe('unknown fields inside a chat request', () => {
   const raw = (body: unknown) =>
     fetch(`${stack.url}/v1/chat/completions`, {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '@faregate/contracts/errors';
-import { parseJsonText } from './request-body.ts';
+import { MAX_JSON_DEPTH, parseJsonText } from './request-body.ts';
 
 const refusal = (text: string) => {
   try {
@@ -48,6 +48,14 @@ describe('parseJsonText: one parser for every JSON the gateway takes', () => {
     expect(parseJsonText('{"content":"__proto__ and constructor.prototype"}')).toEqual({
       content: '__proto__ and constructor.prototype',
     });
+  });
+
+  it('refuses JSON nested deeper than MAX_JSON_DEPTH (a walk after it would overflow the stack), takes it at the limit', () => {
+    const nest = (d: number) => `${'{"a":'.repeat(d)}1${'}'.repeat(d)}`;
+    expect(refusal(nest(5000))).toContain(`more than ${MAX_JSON_DEPTH} levels deep`);
+    expect(refusal(`[${'['.repeat(3000)}${']'.repeat(3000)}]`)).toContain('levels deep');
+    expect(refusal(`{"__proto_":${nest(MAX_JSON_DEPTH)}}`)).toContain('The body nests');
+    expect(refusal(nest(MAX_JSON_DEPTH))).toBe('parsed');
   });
 
   it('text that is not JSON is a SyntaxError', () => {

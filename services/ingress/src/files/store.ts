@@ -15,6 +15,31 @@ export interface FileStore {
   list(): AsyncIterable<string>;
 }
 
+/** Network failures on the way to a store (Node's and undici's codes). */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/**
+ * The store could not be reached or failed on its side (an object store's 5xx, a network error):
+ * worth trying again later, unlike an answer about the file itself. (Postgres: `isDbUnavailable`.)
+ */
+export function isStoreUnavailable(e: unknown): boolean {
+  const x = e as { code?: unknown; $metadata?: { httpStatusCode?: unknown } } | null;
+  const status = x?.$metadata?.httpStatusCode;
+  if (typeof status === 'number' && status >= 500) return true;
+  return typeof x?.code === 'string' && NETWORK_CODES.has(x.code);
+}
+
 /** Rows of about this many bytes: big enough to be cheap, small enough to bound memory. */
 const CHUNK_BYTES = 1024 * 1024;
 /** Chunks read per query while streaming a file out. */

@@ -6,6 +6,7 @@ import { jobIdForHop } from '@faregate/contracts/jobs';
 import { newId } from '@faregate/contracts/ids';
 import { BatchPrincipal, type BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { batches } from '@faregate/db/schema/batches';
+import { isDbUnavailable } from '@faregate/db/unavailable';
 import { readJobStates, requestCancel } from '@faregate/queue/job-control';
 import { poolBacklog } from '@faregate/queue/backlog';
 import type { ProviderQueues } from '@faregate/queue/queues';
@@ -14,6 +15,7 @@ import { type RedisClient, sendEach } from '@faregate/queue/redis';
 import type pg from 'pg';
 import type { IngressDeps } from '../deps.ts';
 import { deleteFile, fileStore, finishFile, ownedFile, writeFile } from '../files/files.ts';
+import { isStoreUnavailable } from '../files/store.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
 import { type LineEndpoint, lineEndpoint } from './endpoints.ts';
@@ -154,6 +156,9 @@ const drivers = new WeakMap<IngressDeps, BatchDriver>();
 /** The batch driver running on these deps (the ingress process's), if one was started. */
 export const batchDriverOf = (deps: IngressDeps): BatchDriver | undefined => drivers.get(deps);
 
+/** Tries of a batch's validation that threw for another reason than an outage, before it fails. */
+const VALIDATION_ATTEMPTS = 3;
+
 export class BatchDriver {
   readonly #deps: IngressDeps;
   readonly #pool: pg.Pool;
@@ -268,6 +273,9 @@ export class BatchDriver {
   /** Validations running in this process (beside the ticks), by batch id. */
   readonly #validating = new Map<string, Promise<void>>();
 
+  /** Validations that threw, by batch id: how many times, and when the next try may start. */
+  readonly #validationFailures = new Map<string, { count: number; retryAt: number }>();
+
   /** Until when batches feed only `BATCH_INTERACTIVE_IN_FLIGHT` lines each (interactive work seen). */
   #yieldUntil = 0;
 
@@ -360,6 +368,8 @@ export class BatchDriver {
     // Being validated here (or just started, its first lines being fed): that run steps it.
     if (this.#validating.has(b.id)) return;
     if (b.status === 'validating') {
+      // A validation that threw waits out its backoff (a tick is tens of milliseconds).
+      if ((this.#validationFailures.get(b.id)?.retryAt ?? 0) > Date.now()) return;
       // Validation (seconds for a large file) runs beside the ticks, so the other batches go on
       // being stepped meanwhile; the lease is renewed while it runs. Once validated and started,
       // its first lines are fed at once (a few: queued at once, collected by the next tick).
@@ -375,8 +385,11 @@ export class BatchDriver {
             if (started.total >= ANALYZE_FROM_LINES) this.#analyze();
           });
         })
-        .then(() => progressAfterStep(this.#deps, b))
-        .catch((err: unknown) => this.#deps.log.warn({ err, batch: b.id }, 'batch validation failed'))
+        .then(() => {
+          this.#validationFailures.delete(b.id);
+          return progressAfterStep(this.#deps, b);
+        })
+        .catch((err: unknown) => this.#validationFailed(b, err))
         .finally(() => {
           this.#validating.delete(b.id);
           this.kick();
@@ -396,6 +409,41 @@ export class BatchDriver {
     const open = (await this.#collectArrived(b)) ?? (await this.#collect(b)).length;
     const fed = await this.#feed(b, this.#inFlightCap() - open, open);
     if (open === 0 && fed === 0 && !(await this.#hasPending(b.id))) await this.#finalize(b, 'completed');
+  }
+
+  /**
+   * A validation threw. Postgres or the file store away: tried again with backoff (1 s doubling to a
+   * minute) for as long as it takes. Anything else is not the file's fault and will not pass on
+   * another try (before a depth limit, a deeply nested line overflowed the stack every tick,
+   * forever): after VALIDATION_ATTEMPTS the batch fails, saying so, and nothing of it runs.
+   */
+  async #validationFailed(b: BatchRow, err: unknown): Promise<void> {
+    const f = this.#validationFailures.get(b.id) ?? { count: 0, retryAt: 0 };
+    f.count++;
+    const transient = isDbUnavailable(err) || isStoreUnavailable(err);
+    this.#deps.log.warn({ err, batch: b.id, attempt: f.count, transient }, 'batch validation failed');
+    if (transient || f.count < VALIDATION_ATTEMPTS) {
+      f.retryAt = Date.now() + Math.min(60_000, 1_000 * 2 ** Math.min(f.count - 1, 6));
+      this.#validationFailures.set(b.id, f);
+      return;
+    }
+    this.#validationFailures.delete(b.id);
+    await this.#deps.db
+      .update(batches)
+      .set({
+        status: 'failed',
+        failedAt: nowS(),
+        errors: [
+          {
+            code: 'internal_error',
+            message: `The gateway could not validate the input file ${b.inputFileId} (an internal error, logged); no request of it was run.`,
+            param: 'input_file_id',
+            line: null,
+          },
+        ],
+      })
+      .where(and(eq(batches.id, b.id), eq(batches.status, 'validating')))
+      .catch((e: unknown) => this.#deps.log.warn({ err: e, batch: b.id }, 'could not fail the batch'));
   }
 
   /** Validates a new batch; the batch as started (`in_progress`), or undefined (failed, cancelled). */

@@ -82,6 +82,33 @@ describe('validateLines', () => {
     // Line 7 (only looks suspect) and line 1 pass: the errors name lines 2-6 alone.
   });
 
+  it('refuses, naming the line, what Postgres cannot store or the gateway cannot walk: NUL characters, deep nesting', async () => {
+    const body = (extra: string, id = 'x') =>
+      `{"custom_id":"${id}","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]${extra}}}`;
+    const deep = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
+    const r = await run(
+      [
+        line('ok'),
+        body(',"user":"a\\u0000b"', 'nul'),
+        body('', 'id\\u0000'),
+        body(`,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${deep}}}`, 'deep'),
+        // An escaped backslash before u0000 is text, not a NUL.
+        body(',"user":"a\\\\u0000b"', 'text'),
+      ].join('\n'),
+    );
+    expect(
+      r.errors.map((e) => [
+        e.line,
+        e.code,
+        /NUL/.test(e.message) ? 'nul' : /levels deep/.test(e.message) ? 'deep' : e.message,
+      ]),
+    ).toEqual([
+      [2, 'invalid_request', 'nul'],
+      [3, 'invalid_request', 'nul'],
+      [4, 'invalid_request', 'deep'],
+    ]);
+  });
+
   it('names a line that is JSON but not an object plainly', async () => {
     const r = await run(`${line('a')}\n[1,2]\n42\nnull\n"text"\n`);
     expect(r.errors.map((e) => [e.line, e.message])).toEqual(

@@ -4,6 +4,9 @@ import { type BatchError, BatchInputLine } from '@faregate/contracts/openai-batc
 import { linesOf } from '../files/store.ts';
 import { isObject, parseJsonText } from '../request-body.ts';
 
+/** `\u0000` in JSON text that is an escape (not an escaped backslash followed by `u0000`). */
+const NUL_ESCAPE = /(^|[^\\])(\\\\)*\\u0000/;
+
 /** A valid line, ready to be stored: its number (1-based), custom id and request body (JSON text). */
 export interface ValidLine {
   line: number;
@@ -151,8 +154,20 @@ export async function validateLines(
       });
       continue;
     }
+    const body = JSON.stringify(r.data.body);
+    // Postgres stores no NUL character (text or jsonb): refused here, naming the line, not an
+    // INSERT failing for the whole file.
+    if (r.data.custom_id.includes('\u0000') || (body.includes('\\u0000') && NUL_ESCAPE.test(body))) {
+      fail({
+        code: 'invalid_request',
+        message: 'This line contains a NUL character (\\u0000), which cannot be stored.',
+        param: null,
+        line: n,
+      });
+      continue;
+    }
     if (errors.length > 0) continue; // the batch fails: nothing more to store
-    group.push({ line: n, customId: r.data.custom_id, body: JSON.stringify(r.data.body) });
+    group.push({ line: n, customId: r.data.custom_id, body });
     if (group.length >= groupSize) {
       await emit(group);
       group = [];
