@@ -363,5 +363,15 @@ describe('provider administration', () => {
     });
     // `null` removes an override again.
     await put({ rpm: null, maxInFlight: null });
+    // A pool that never registered (a typo) is a 404, not an override nobody reads.
+    for (const name of ['opneai', 'constructor']) {
+      const typo = await fetch(`${stack.url}/admin/v1/providers/${name}/limits`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ rpm: 5 }),
+      });
+      expect(typo.status).toBe(404);
+      expect(((await typo.json()) as { error: { message: string } }).error.message).toContain(name);
+    }
   });
 });

@@ -300,6 +300,13 @@ describe('a key limited to some models', () => {
 
   it('is never answered by a fallback outside its list when its model fails; one on the list may answer', async () => {
     const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'gemini only' });
+    // A blank name on the list would allow nothing: refused, naming it.
+    const blank = await adminCall(stack, 'POST', '/admin/v1/keys', {
+      account_id: acc.id,
+      name: 'blank',
+      allowed_models: ['   '],
+    });
+    expect(blank).toMatchObject({ error: { type: 'invalid_request_error', param: 'allowed_models.0' } });
     await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });
     const keyFor = async (allowed: string[]) => {
       const k = await adminCall(stack, 'POST', '/admin/v1/keys', {

@@ -8,6 +8,7 @@ import {
   parseLearnedLimits,
   parseLimitOverrides,
 } from '@faregate/contracts/pool-control';
+import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 import { verbatim } from '../../plugins/errors.ts';
@@ -65,6 +66,14 @@ export async function providerAdminRoutes(app: FastifyInstance, deps: IngressDep
   const schema = { params: ProviderParams, body: LimitOverrides };
   typed.put('/admin/v1/providers/:provider/limits', { schema }, async (req) => {
     const p = req.params.provider;
+    // A pool that registered, or one this deployment expects (not started yet): a typo sets nothing.
+    if (!deps.config.EXPECTED_POOLS.includes(p) && (await redis.sismember(keys.pools, p)) !== 1) {
+      throw new GatewayError({
+        code: 'not_found',
+        message: `No provider pool '${p}' has registered, and EXPECTED_POOLS does not name it: GET /admin/v1/providers lists the pools.`,
+        param: 'provider',
+      });
+    }
     const key = keys.poolLimits(p);
     const next: LimitOverrides = { ...parseLimitOverrides(await redis.get(key)) };
     for (const k of ['rpm', 'tpm', 'maxInFlight', 'attempts'] as const) {

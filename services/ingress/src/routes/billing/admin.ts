@@ -60,7 +60,7 @@ const CreateKey = z.strictObject({
   spend_limit_usd: Usd.refine((m) => m <= MAX_CREDIT_MICROS, { message: 'too large' })
     .nullable()
     .optional(),
-  allowed_models: z.array(z.string().min(1)).min(1).nullable().optional(),
+  allowed_models: z.array(z.string().trim().min(1)).min(1).nullable().optional(),
   ...RequestLimitFields,
   patience_ms: Patience,
 });
