@@ -53,6 +53,32 @@ describe('route-level auth', () => {
   });
 });
 
+describe('the key from x-api-key when Authorization carries none', () => {
+  it('a proxy’s Basic header, an empty or a bare Bearer does not hide a valid x-api-key; alone, they are named', async () => {
+    const app = Fastify();
+    registerErrorHandling(app);
+    registerAuth(app, opts);
+    await app.register(async (p) => {
+      defaultAuth(p, 'key');
+      p.get('/mine', async (req) => req.principal?.accountId);
+    });
+    for (const authorization of ['Basic Zm9vOmJhcg==', '', 'Bearer', 'Bearer   ']) {
+      const withKey = await app.inject({ url: '/mine', headers: { authorization, 'x-api-key': KEY } });
+      expect(withKey.body, authorization).toBe('acct_1');
+    }
+    const basic = await app.inject({ url: '/mine', headers: { authorization: 'Basic Zm9vOmJhcg==' } });
+    expect(basic.statusCode).toBe(401);
+    expect(basic.json().error.message).toMatch(/^The Authorization header holds no Bearer token/);
+    // A Bearer token wins over x-api-key (the OpenAI SDK's header is the key).
+    const both = await app.inject({
+      url: '/mine',
+      headers: { authorization: 'Bearer nope', 'x-api-key': KEY },
+    });
+    expect(both.statusCode).toBe(401);
+    await app.close();
+  });
+});
+
 describe('one Authorization header', () => {
   it('refuses a request carrying two (Node keeps the first, a proxy may read the other): a real socket', async () => {
     const app = Fastify();

@@ -59,10 +59,11 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 /** The key from `Authorization: Bearer …` (or `x-api-key`), or undefined. */
 export function keyFrom(headers: FastifyRequest['headers']): string | undefined {
   const auth = headers.authorization;
-  // An empty `Authorization` header is no header: `x-api-key` still counts.
-  if (typeof auth === 'string' && auth.trim() !== '') {
-    const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
-    return m?.[1]?.trim() || undefined;
+  // A Bearer token is the key. Any other `Authorization` (empty, `Bearer` alone, or another scheme a
+  // proxy on the way may add) carries none: `x-api-key` still counts.
+  if (typeof auth === 'string') {
+    const key = /^Bearer\s+(.+)$/i.exec(auth.trim())?.[1]?.trim();
+    if (key) return key;
   }
   const x = headers['x-api-key'];
   return typeof x === 'string' && x ? x : undefined;
@@ -112,12 +113,14 @@ export function defaultScope(app: FastifyInstance, scope: string): void {
 }
 
 /** No key: said in the door's terms (Anthropic's clients send `x-api-key`; both headers work everywhere). */
-const noKey = (anthropic: boolean) =>
+const noKey = (anthropic: boolean, authorization: string | undefined) =>
   new GatewayError({
     code: 'invalid_api_key',
-    message: anthropic
-      ? "You didn't provide an API key. Send it in the 'x-api-key' header (or as 'Authorization: Bearer <key>')."
-      : "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+    message: `${authorization?.trim() ? 'The Authorization header holds no Bearer token. ' : "You didn't provide an API key. "}${
+      anthropic
+        ? "Send the key in the 'x-api-key' header (or as 'Authorization: Bearer <key>')."
+        : "Send it as 'Authorization: Bearer <key>'."
+    }`,
   });
 
 /**
@@ -176,7 +179,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
         if (key) hash = hashApiKey(key);
         else if (auth === 'key-or-stream-token' && typeof token === 'string' && opts.redeemStreamToken) {
           hash = await opts.redeemStreamToken(token);
-        } else throw noKey(req.routeOptions.config.errorShape === 'anthropic');
+        } else throw noKey(req.routeOptions.config.errorShape === 'anthropic', req.headers.authorization);
         const p = await opts.authenticateHash(hash).catch((err: unknown) => {
           // Name the key as OpenAI does, by its start and end, never whole.
           if (err instanceof GatewayError && err.code === 'invalid_api_key' && key) {
