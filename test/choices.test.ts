@@ -339,4 +339,42 @@ describe('thinking with tools through /v1/chat/completions', () => {
     });
     expect(gpt.choices[0]?.finish_reason).toBe('stop');
   });
+
+  it('streamed, the thinking block comes signed in the chunks, and the SDK’s final message carries it for the next turn', async () => {
+    const base = {
+      model: 'anthropic/claude-haiku-4-5',
+      reasoning_effort: 'low' as const,
+      max_completion_tokens: 4096,
+      tools,
+    };
+    const stream = openai.chat.completions.stream({ ...base, messages: ask('Weather in Oslo?') });
+    let reasoning = '';
+    const streamedBlocks: Thinking[][] = [];
+    stream.on('chunk', (c) => {
+      const d = c.choices[0]?.delta as
+        | { reasoning_content?: string; thinking_blocks?: Thinking[] }
+        | undefined;
+      reasoning += d?.reasoning_content ?? '';
+      if (d?.thinking_blocks) streamedBlocks.push(d.thinking_blocks);
+    });
+    const final = await stream.finalChatCompletion();
+    const m = final.choices[0]?.message;
+    expect(final.choices[0]?.finish_reason).toBe('tool_calls');
+    const blocks = streamedBlocks.at(-1);
+    expect(blocks?.[0]?.thinking).toBe(reasoning);
+    expect(blocks?.[0]?.signature.length).toBeGreaterThan(0);
+    // The SDK keeps the unknown delta field on the message it builds: sent back as it is, the turn goes on.
+    expect((m as unknown as { thinking_blocks?: Thinking[] }).thinking_blocks).toEqual(blocks);
+    const call = m?.tool_calls?.[0];
+    if (!call) throw new Error('no tool call');
+    const second = await openai.chat.completions.create({
+      ...base,
+      messages: [
+        ...ask('Weather in Oslo?'),
+        m as ChatCompletionMessageParam,
+        { role: 'tool', tool_call_id: call.id, content: '4°C, rain' },
+      ],
+    });
+    expect(second.choices[0]?.finish_reason).toBe('stop');
+  });
 });

@@ -5,7 +5,8 @@ import { z } from 'zod';
  * (as OpenAI does: "Additional properties are not allowed"), naming where, rather than silently
  * dropped; provider-specific extras are never forwarded blindly (no `api_base`, no headers from
  * tenants). An assistant turn also takes what this gateway's own answers carry and SDKs send back
- * with it (`annotations`, `reasoning_content`, a null `audio`, a tool call's `index`), ignored.
+ * with it (`annotations`, `reasoning_content`, a null `audio`, a tool call's `index`, and the SDK
+ * helpers' `parsed` and `parsed_arguments`), ignored.
  */
 /**
  * Anthropic's prompt-caching breakpoint, on a content part or a tool (LiteLLM's spelling of it in
@@ -71,7 +72,9 @@ const SentToolCall = z
   .strictObject({
     id: z.string(),
     type: z.literal('function'),
-    function: z.strictObject({ name: z.string(), arguments: z.string() }),
+    function: z
+      .strictObject({ name: z.string(), arguments: z.string(), parsed_arguments: z.unknown().optional() })
+      .transform(({ parsed_arguments: _, ...f }) => f),
     index: z.number().int().nonnegative().optional(),
   })
   .transform(({ index: _, ...call }) => call);
@@ -104,8 +107,10 @@ export const ChatMessage = z.discriminatedUnion('role', [
       annotations: z.array(z.unknown()).optional(),
       reasoning_content: z.string().nullable().optional(),
       audio: z.null().optional(),
+      // What the OpenAI SDKs' helpers add to a message they built (`stream()`, `parse()`).
+      parsed: z.unknown().optional(),
     })
-    .transform(({ annotations: _a, reasoning_content: _r, audio: _au, ...m }) => m),
+    .transform(({ annotations: _a, reasoning_content: _r, audio: _au, parsed: _p, ...m }) => m),
   z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;

@@ -16,7 +16,10 @@ export class ChunkWriter implements FrameWriter {
   readonly #includeUsage: boolean;
   #started = false;
   /** Per choice (n > 1 streams interleave them): what reached the caller. */
-  readonly #choices = new Map<number, { role: boolean; text: string; tools: boolean; logprobs: boolean }>();
+  readonly #choices = new Map<
+    number,
+    { role: boolean; text: string; tools: boolean; logprobs: boolean; reasoning: string; signature: string }
+  >();
 
   /** The calls so far, the one the stream comes from last (for the response headers). */
   route: RouteStep[] = [];
@@ -30,7 +33,7 @@ export class ChunkWriter implements FrameWriter {
   #sent(index: number) {
     let c = this.#choices.get(index);
     if (!c) {
-      c = { role: false, text: '', tools: false, logprobs: false };
+      c = { role: false, text: '', tools: false, logprobs: false, reasoning: '', signature: '' };
       this.#choices.set(index, c);
     }
     return c;
@@ -87,7 +90,16 @@ export class ChunkWriter implements FrameWriter {
       if (contentLp || refusalLp) sent.logprobs = true;
       if (f.reasoning) {
         this.#role(out, i, true);
+        sent.reasoning += f.reasoning;
         out.push(this.#chunk(i, { reasoning_content: f.reasoning }, null));
+      }
+      if (f.signature) {
+        // Anthropic's signature closes the thinking: the whole block goes out with it, as the
+        // non-streamed message carries it (`thinking_blocks`), for the caller to send back with the
+        // next turn of a tool loop (Anthropic refuses the turn without it).
+        this.#role(out, i, true);
+        sent.signature += f.signature;
+        out.push(this.#chunk(i, { thinking_blocks: [thinkingBlock(sent.reasoning, sent.signature)] }, null));
       }
       if (f.text) {
         this.#role(out, i, true);
@@ -120,6 +132,11 @@ export class ChunkWriter implements FrameWriter {
           this.#role(out, i, true);
           const lp = !sent.logprobs && choice?.logprobs?.content ? choice.logprobs : null;
           out.push(this.#chunk(i, { content: content.slice(sent.text.length) }, null, lp));
+        }
+        const blocks = choice?.message.thinking_blocks;
+        if (!sent.signature && blocks?.length) {
+          this.#role(out, i, true);
+          out.push(this.#chunk(i, { thinking_blocks: blocks }, null));
         }
         if (!sent.tools && choice?.message.tool_calls?.length) {
           this.#role(out, i, false);
@@ -162,6 +179,8 @@ export class ChunkWriter implements FrameWriter {
     return errorEvent(code, message);
   }
 }
+
+const thinkingBlock = (thinking: string, signature: string) => ({ type: 'thinking', thinking, signature });
 
 /** An in-band error after the 200 status: the official SDK raises APIError for a data payload with `error`. */
 export function errorEvent(code: string, message: string, attempts?: RouteStep[]): string {
