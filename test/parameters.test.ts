@@ -350,13 +350,20 @@ describe('passed through or translated', () => {
     expect(viaResponses).toBeInstanceOf(OpenAI.BadRequestError);
   });
 
-  it.each([false, true])(
-    'gemini: parallel_tool_calls false gets one call where the model made two (stream: %s)',
-    async (stream) => {
+  it.each([
+    ['gemini/gemini-2.5-flash', false],
+    ['gemini/gemini-2.5-flash', true],
+    ['openai/gpt-4o-mini', false],
+    ['openai/gpt-4o-mini', true],
+    ['anthropic/claude-haiku-4-5', false],
+    ['anthropic/claude-haiku-4-5', true],
+  ] as const)(
+    '%s: parallel tool calls arrive whole, and parallel_tool_calls false gets one (stream: %s)',
+    async (model, stream) => {
       const messages = ask('weather please [[fake:{"tool":true,"calls":2}]]');
       const calls = async (parallel: boolean | undefined) => {
         const base = {
-          model: 'gemini/gemini-2.5-flash',
+          model,
           messages,
           tools,
           ...(parallel === undefined ? {} : { parallel_tool_calls: parallel }),
@@ -368,6 +375,8 @@ describe('passed through or translated', () => {
       const two = await calls(undefined);
       expect(two).toHaveLength(2);
       expect(new Set(two.map((c) => c.id)).size).toBe(2);
+      for (const c of two)
+        expect(c.type === 'function' && JSON.parse(c.function.arguments)).toEqual({ city: 'Oslo' });
       const one = await calls(false);
       expect(one).toHaveLength(1);
       expect(one[0]?.type === 'function' && one[0].function.name).toBe('get_weather');

@@ -123,7 +123,12 @@ export function anthropicProtocol(): Protocol {
         content: [
           ...thinking,
           ...(r.tool
-            ? [{ type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: r.tool.args }]
+            ? Array.from({ length: r.tool.count }, (_, k) => ({
+                type: 'tool_use',
+                id: toolUseId(c.id, k),
+                name: r.tool?.name,
+                input: r.tool?.args,
+              }))
             : [{ type: 'text', text: r.pieces.join('') }]),
         ],
         ...stopOf(r),
@@ -184,26 +189,33 @@ export function anthropicProtocol(): Protocol {
         index++;
       }
       if (r.tool) {
-        out.push(
-          ev('content_block_start', {
-            type: 'content_block_start',
-            index,
-            content_block: { type: 'tool_use', id: `toolu_01${c.id}`, name: r.tool.name, input: {} },
-          }),
-        );
-        if (index === 0) out.push(ev('ping', { type: 'ping' }));
-        for (const piece of r.tool.argPieces) {
+        // Parallel calls (directive `calls`): one tool_use block each, in order.
+        for (let k = 0; k < r.tool.count; k++) {
+          if (k > 0) {
+            out.push(ev('content_block_stop', { type: 'content_block_stop', index }));
+            index++;
+          }
           out.push(
-            ev(
-              'content_block_delta',
-              {
-                type: 'content_block_delta',
-                index,
-                delta: { type: 'input_json_delta', partial_json: piece },
-              },
-              1,
-            ),
+            ev('content_block_start', {
+              type: 'content_block_start',
+              index,
+              content_block: { type: 'tool_use', id: toolUseId(c.id, k), name: r.tool.name, input: {} },
+            }),
           );
+          if (index === 0) out.push(ev('ping', { type: 'ping' }));
+          for (const piece of r.tool.argPieces) {
+            out.push(
+              ev(
+                'content_block_delta',
+                {
+                  type: 'content_block_delta',
+                  index,
+                  delta: { type: 'input_json_delta', partial_json: piece },
+                },
+                1,
+              ),
+            );
+          }
         }
       } else {
         out.push(
@@ -274,7 +286,7 @@ interface MessagesBody {
   system?: unknown;
   stream?: unknown;
   tools?: unknown;
-  tool_choice?: { type?: string; name?: string };
+  tool_choice?: { type?: string; name?: string; disable_parallel_tool_use?: boolean };
   stop_sequences?: unknown;
   thinking?: { type?: unknown; budget_tokens?: unknown };
   output_config?: { format?: { type?: unknown; schema?: unknown } | null } | null;
@@ -371,6 +383,7 @@ function parseMessages(raw: unknown): Parsed | ErrorKind {
       ? { stop: b.stop_sequences.filter((x): x is string => typeof x === 'string') }
       : {}),
     thinking: b.thinking?.type === 'enabled',
+    ...(b.tool_choice?.disable_parallel_tool_use === true ? { parallelToolCalls: false } : {}),
     // Structured output (providers.md §2.2): the answer's text is JSON following the schema.
     ...(b.output_config?.format?.type === 'json_schema'
       ? { json: { schema: b.output_config.format.schema ?? { type: 'object' } } }
@@ -430,3 +443,6 @@ function cachePrefixOf(b: MessagesBody): Conversation['cachePrefix'] {
   for (const m of (b.messages ?? []) as Array<{ content?: unknown }>) at = turn(m?.content, at);
   return found;
 }
+
+/** A tool_use block's id: the first call's as before, the parallel ones numbered after it. */
+const toolUseId = (id: string, k: number) => (k === 0 ? `toolu_01${id}` : `toolu_01${id}_${k}`);

@@ -32,6 +32,8 @@ export interface Conversation {
    * Gemini `responseMimeType`), an instance of `schema` when one is given, else an object.
    */
   json?: { schema?: unknown };
+  /** false: at most one tool call per answer (OpenAI `parallel_tool_calls`, Anthropic `disable_parallel_tool_use`). */
+  parallelToolCalls?: boolean;
 }
 
 export interface ToolSpec {
@@ -72,7 +74,8 @@ export interface Reply extends ReplyChoice {
 }
 
 /** Output tokens of one choice. */
-export const choiceTokens = (r: ReplyChoice): number => (r.tool ? r.tool.argPieces.length : r.pieces.length);
+export const choiceTokens = (r: ReplyChoice): number =>
+  r.tool ? r.tool.argPieces.length * r.tool.count : r.pieces.length;
 
 /**
  * A deterministic signature for thinking text, in the shape of Anthropic's (opaque base64): the
@@ -375,7 +378,7 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
       args,
       argsJson,
       argPieces,
-      count: Math.max(1, Math.floor(d?.calls ?? 1)),
+      count: c.parallelToolCalls === false ? 1 : Math.max(1, Math.floor(d?.calls ?? 1)),
     };
     choices = Array.from({ length: count }, () => ({ pieces: [], tool: call, finish: 'tool' as const }));
   } else {

@@ -67,13 +67,12 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
           ? {
               role: 'assistant',
               content: null,
-              tool_calls: [
-                {
-                  id: callId(c.id, i),
-                  type: 'function',
-                  function: { name: ch.tool.name, arguments: ch.tool.argsJson },
-                },
-              ],
+              // Parallel calls (directive `calls`; one when the request turned them off).
+              tool_calls: Array.from({ length: ch.tool.count }, (_, k) => ({
+                id: callId(c.id, i, k),
+                type: 'function',
+                function: { name: ch.tool?.name, arguments: ch.tool?.argsJson },
+              })),
               refusal: null,
               annotations: [],
             }
@@ -105,31 +104,28 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
         const out: SseEvent[] = [];
         if (ch.tool) {
           const t = ch.tool;
-          out.push(
-            event(
-              c,
-              choice(
-                {
-                  role: 'assistant',
-                  content: null,
-                  tool_calls: [
-                    {
-                      index: 0,
-                      id: callId(c.id, i),
-                      type: 'function',
-                      function: { name: t.name, arguments: '' },
-                    },
-                  ],
-                },
-                null,
-                i,
-              ),
-            ),
-          );
-          for (const piece of t.argPieces) {
+          for (let k = 0; k < t.count; k++) {
+            const head = {
+              index: k,
+              id: callId(c.id, i, k),
+              type: 'function',
+              function: { name: t.name, arguments: '' },
+            };
             out.push(
-              event(c, choice({ tool_calls: [{ index: 0, function: { arguments: piece } }] }, null, i), 1),
+              event(
+                c,
+                choice(
+                  k === 0 ? { role: 'assistant', content: null, tool_calls: [head] } : { tool_calls: [head] },
+                  null,
+                  i,
+                ),
+              ),
             );
+            for (const piece of t.argPieces) {
+              out.push(
+                event(c, choice({ tool_calls: [{ index: k, function: { arguments: piece } }] }, null, i), 1),
+              );
+            }
           }
         } else {
           out.push(event(c, choice({ role: 'assistant', content: '', refusal: null }, null, i)));
@@ -172,7 +168,8 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
 }
 
 /** Choice 0's call id is `call_<id>` (as before `n`); choice i's adds `_<i>`. */
-const callId = (id: string, choice: number) => (choice === 0 ? `call_${id}` : `call_${id}_${choice}`);
+const callId = (id: string, choice: number, k = 0) =>
+  `${choice === 0 ? `call_${id}` : `call_${id}_${choice}`}${k === 0 ? '' : `_p${k}`}`;
 
 /** Alternatives a `top_logprobs` list offers after the chosen token. */
 const ALTERNATIVES = [' the', ' a', ',', '.', ' and', ' of', ' to', ' in', ' is', ' it'];
@@ -228,6 +225,7 @@ interface ChatBody {
   logprobs?: unknown;
   top_logprobs?: unknown;
   reasoning_effort?: unknown;
+  parallel_tool_calls?: unknown;
   response_format?: { type?: unknown; json_schema?: { schema?: unknown } } | null;
 }
 
@@ -319,6 +317,7 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
     // Thinking text is only ever returned by the Ollama flavour (OpenAI's chat API returns none).
     thinking: ollama && typeof b.reasoning_effort === 'string' && b.reasoning_effort !== 'none',
     ...(json ? { json } : {}),
+    ...(b.parallel_tool_calls === false ? { parallelToolCalls: false } : {}),
   };
   return {
     model: b.model,
