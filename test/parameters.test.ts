@@ -106,6 +106,37 @@ describe('JSON nested beyond what any request needs', () => {
   });
 });
 
+describe('what OpenAI refuses, refused alike before queueing', () => {
+  it('stream_options without stream, a tool name outside the pattern, reasoning_effort on a model that does not reason', async () => {
+    stack.fake.clearCalls();
+    const cases = [
+      [
+        { model: 'openai/gpt-4o-mini', stream_options: { include_usage: true } },
+        'stream_options',
+        /only allowed when 'stream' is enabled/,
+      ],
+      [
+        { model: 'openai/gpt-4o-mini', tools: [{ type: 'function', function: { name: 'bad name!' } }] },
+        'tools.0.function.name',
+        /\^\[a-zA-Z0-9_-\]\+\$/,
+      ],
+      [{ model: 'openai/gpt-4o-mini', reasoning_effort: 'low' }, 'reasoning_effort', /not a reasoning model/],
+      [
+        { model: 'anthropic/claude-3-5-haiku', reasoning_effort: 'low' },
+        'reasoning_effort',
+        /not a reasoning model/,
+      ],
+    ] as const;
+    for (const [extra, param, message] of cases) {
+      const e = await refusal(client.chat.completions.create({ messages: ask('x'), ...extra } as never));
+      expect(e.status, param).toBe(400);
+      expect(e.param, param).toBe(param);
+      expect(e.message, param).toMatch(message);
+    }
+    expect(generations()).toEqual([]);
+  });
+});
+
 describe('unknown fields inside a chat request', () => {
   const raw = (body: unknown) =>
     fetch(`${stack.url}/v1/chat/completions`, {

@@ -119,7 +119,12 @@ export const Tool = z.strictObject({
   type: z.literal('function'),
   cache_control,
   function: z.strictObject({
-    name: z.string().min(1).max(64),
+    // OpenAI's pattern (Anthropic's too); a name another provider would refuse is refused here.
+    name: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[a-zA-Z0-9_-]+$/, "must match '^[a-zA-Z0-9_-]+$' (letters, digits, '_' and '-')"),
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
     strict: z.boolean().nullable().optional(),

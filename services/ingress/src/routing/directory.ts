@@ -13,6 +13,8 @@ export interface ModelEntry {
   maxOutputTokens: number;
   /** `maxOutputTokens` is the model's (discovered or in the catalog), not a default guessed for it. */
   outputLimitKnown: boolean;
+  /** The catalog lists the model: its capabilities are known, not a default. */
+  catalogued: boolean;
   capabilities: string[];
   price: ModelPrice | undefined;
   /** Served by a self-hosted pool (free unless the routing file prices it). */
@@ -93,6 +95,7 @@ export class ModelDirectory {
           contextWindow: m.contextWindow ?? cat?.contextWindow ?? 8192,
           maxOutputTokens: m.maxOutputTokens ?? cat?.maxOutputTokens ?? 4096,
           outputLimitKnown: (m.maxOutputTokens ?? cat?.maxOutputTokens) !== undefined,
+          catalogued: cat !== undefined,
           capabilities: cat?.capabilities ?? ['streaming'],
           price: priced?.price,
           selfHosted: priced?.selfHosted ?? false,

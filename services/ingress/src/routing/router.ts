@@ -188,7 +188,13 @@ export class Router {
         chatRefusal(e.kind, e.provider, req) ??
         unsupportedRefusal(e.unsupported, e.provider, req) ??
         outputRefusal(e, req) ??
-        (door.reasoning ? reasoningRefusal(e, door.reasoning) : undefined),
+        (door.reasoning
+          ? reasoningRefusal(e, door.reasoning)
+          : // Chat's reasoning_effort: refused where the catalog knows the model does not reason; a
+            // model it does not know (new, or self-hosted) may.
+            req.reasoning_effort != null && e.catalogued && !e.selfHosted
+            ? reasoningRefusal(e, 'reasoning_effort')
+            : undefined),
     );
     return this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
@@ -480,9 +486,9 @@ function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
 }
 
 /**
- * A door's reasoning parameter (Anthropic's `thinking`, the Responses API's `reasoning`) goes only to
- * models the catalog lists as reasoning models. (Chat completions' `reasoning_effort` passes to any:
- * a self-hosted model the catalog does not know may reason.)
+ * A door's reasoning parameter (Anthropic's `thinking`, the Responses API's `reasoning`, chat's
+ * `reasoning_effort`) goes only to models the catalog lists as reasoning models. (Chat's
+ * `reasoning_effort` also passes to models the catalog does not know, and to self-hosted ones.)
  */
 function reasoningRefusal(e: ModelEntry, param: string): Refusal | undefined {
   if (e.capabilities.includes('reasoning')) return undefined;
