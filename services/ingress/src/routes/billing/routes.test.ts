@@ -213,6 +213,14 @@ describe('GET /v1/usage', () => {
     expect(twice.json().error).toMatchObject({ param: 'group_by' });
     const badDate = await app.inject({ url: '/v1/usage?from=yesterday', headers: as(alice) });
     expect(badDate.statusCode).toBe(400);
+    // A day that does not exist is refused, not rolled over (Date.parse reads it as March 2nd).
+    for (const from of ['2026-02-30', '2026-13-01', '2026-04-31T00:00:00Z']) {
+      const r = await app.inject({ url: `/v1/usage?from=${from}`, headers: as(alice) });
+      expect(r.statusCode, from).toBe(400);
+      expect(r.json().error).toMatchObject({ param: 'from' });
+    }
+    const leap = await app.inject({ url: '/v1/usage?from=2028-02-29', headers: as(alice) });
+    expect(leap.statusCode).toBe(200);
     const anon = await app.inject({ url: '/v1/usage' });
     expect(anon.statusCode).toBe(401);
     expect(anon.json().error.code).toBe('invalid_api_key');

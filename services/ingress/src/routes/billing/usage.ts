@@ -8,10 +8,20 @@ import { z } from 'zod';
 import { defaultAuth, principalOf } from '../../plugins/auth.ts';
 import { money } from './reply.ts';
 
+/** The date part names a day that exists: Date.parse rolls 2026-02-30 over to March 2nd. */
+function onCalendar(s: string): boolean {
+  const [y, m, d] = s.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const t = new Date(Date.UTC(y, m - 1, d));
+  return t.getUTCFullYear() === y && t.getUTCMonth() === m - 1 && t.getUTCDate() === d;
+}
+
 const Instant = z
   .string()
   .refine(
-    (s) => /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) && !Number.isNaN(Date.parse(s)),
+    (s) =>
+      /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(s) &&
+      !Number.isNaN(Date.parse(s)) &&
+      onCalendar(s),
     {
       message: 'an ISO 8601 date or date-time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z',
     },
