@@ -431,6 +431,20 @@ describe('errors answered before any handler runs keep the error shape', () => {
     expect(errorOf(r).message).toMatch(/malformed/);
   });
 
+  it('414 for a request line past 8 KiB whose head is within the 16 KiB header limit', async () => {
+    for (const n of [9_000, 15_000]) {
+      const r = await raw('GET', `/v1/balance?x=${'a'.repeat(n)}`, {
+        authorization: `Bearer ${stack.apiKey}`,
+      });
+      expect(r.status, String(n)).toBe(414);
+      expect(errorOf(r).message).toBe('The request URL is too long.');
+    }
+    const r = await raw('GET', `/v1/balance?x=${'a'.repeat(8_000)}`, {
+      authorization: `Bearer ${stack.apiKey}`,
+    });
+    expect(r.status).toBe(200);
+  });
+
   it('414 for a 5,000-character id', async () => {
     const r = await raw('GET', `/v1/jobs/${'j'.repeat(5_000)}`, { authorization: `Bearer ${stack.apiKey}` });
     expect(r.status).toBe(414);

@@ -79,6 +79,12 @@ export function registerZodSchemas(app: FastifyInstance): void {
  * code, and nothing internal in 5xx bodies.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
+  // A request line past 8 KiB is a URL too long (414), whether or not the whole head passed Node's
+  // 16 KiB (past it, `clientErrorHandler` says so): no route takes such a URL.
+  app.addHook('onRequest', (req, reply, done) => {
+    if (req.url.length <= MAX_URL_CHARS) return done();
+    reply.code(414).send(earlyErrorBody(req.url, 414, 'The request URL is too long.'));
+  });
   const answer = (err: FastifyError | GatewayError | Error, req: FastifyRequest, reply: FastifyReply) => {
     // Anthropic's door (`/v1/messages`) answers every error in Anthropic's shape and statuses.
     const anthropic = req.routeOptions.config?.errorShape === 'anthropic';
@@ -214,6 +220,9 @@ export function isRedisUnavailable(err: unknown): boolean {
 /** A URL of Anthropic's door (`/v1/messages`, `/v1/messages/count_tokens`), before routing. */
 const MESSAGES_URL = /^\/+v1\/+messages(?:[/?# ]|$)/;
 
+/** The longest request URL taken (characters of the request line's target). */
+const MAX_URL_CHARS = 8192;
+
 /** A 4xx in the shape of the door the URL is for: Anthropic's on `/v1/messages`, else OpenAI's. */
 function earlyErrorBody(url: string, status: number, message: string) {
   return MESSAGES_URL.test(url)
@@ -256,7 +265,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
     // A request line past 8 KiB (or one that does not end in the packet) is a URL too long, not
     // headers: no route takes such a URL.
     const eol = line?.indexOf('\r\n') ?? 0;
-    const long = line !== undefined && (eol < 0 || eol > 8192);
+    const long = line !== undefined && (eol < 0 || eol > MAX_URL_CHARS);
     status = long ? 414 : 431;
     message = long ? 'The request URL is too long.' : 'The request headers are too large.';
   } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
