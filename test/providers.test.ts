@@ -119,8 +119,20 @@ describe.each(MODELS)('%s through the gateway', (provider, model) => {
 describe('routing', () => {
   it('lists every pool in /v1/models with its owner and pricing', async () => {
     const list = await client.models.list();
-    const owners = new Set(list.data.map((m) => m.owned_by));
+    const owners = new Set(list.data.filter((m) => m.id !== 'auto').map((m) => m.owned_by));
     expect([...owners].sort()).toEqual(['anthropic', 'gemini', 'llama', 'openai']);
+    // `auto` is a name callers use: listed and retrievable, with what it can reach and no price of its own.
+    const auto = (await client.models.retrieve('auto')) as unknown as {
+      owned_by: string;
+      routable: boolean;
+      pricing: null;
+      capabilities: string[];
+      context_window: number;
+    };
+    expect(list.data.find((m) => m.id === 'auto')).toEqual(auto);
+    expect(auto).toMatchObject({ owned_by: 'faregate', routable: true, pricing: null });
+    expect(auto.capabilities).toEqual(expect.arrayContaining(['tools', 'vision']));
+    expect(auto.context_window).toBeGreaterThan(100_000);
     const llama = list.data.find((m) => m.id === 'llama/llama3.2:latest') as unknown as {
       pricing: { input: string; note?: string };
     };

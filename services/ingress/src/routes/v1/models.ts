@@ -41,6 +41,31 @@ function view(l: ListedModel) {
 const ListQuery = z.object({ all: z.enum(['true', 'false']).optional() });
 
 /**
+ * `auto` (cost-based routing) is a name a caller can use, so it is listed: what it can reach is the
+ * union of the routable models (the largest context window and output cap, every capability); it has
+ * no price of its own (each request pays the model chosen).
+ */
+function autoView(listed: ListedModel[]) {
+  const entries = listed
+    .filter((l) => l.routable && !l.entry.capabilities.includes('embeddings'))
+    .map((l) => l.entry);
+  return {
+    id: 'auto',
+    object: 'model',
+    created: 1_700_000_000,
+    owned_by: 'faregate',
+    provider: 'faregate',
+    context_window: Math.max(0, ...entries.map((e) => e.contextWindow)),
+    max_output_tokens: Math.max(0, ...entries.map((e) => e.maxOutputTokens)),
+    capabilities: [...new Set(entries.flatMap((e) => e.capabilities))].sort(),
+    pricing: null,
+    routable: entries.length > 0,
+    description:
+      'The cheapest live, priced model that can serve each request (tools, vision, JSON schema, context).',
+  };
+}
+
+/**
  * `GET /v1/models`: every model id a caller can use, as listed (OpenAI's list format): what the live
  * pools serve and is priced, the other names of those models, the routing file's aliases.
  * `?all=true` adds what is served but cannot be called, flagged `routable: false` with the reason.
@@ -54,12 +79,17 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
     const allowed = principalOf(req).allowedModels;
     return allowed ? deps.router.visible(listed, allowed) : listed;
   };
-  typed.get('/v1/models', { schema: { querystring: ListQuery } }, async (req) => ({
-    object: 'list',
-    data: listing(req, req.query.all === 'true').map(view),
-  }));
+  // A key limited by `allowed_models` may use `auto` only when its list names it.
+  const autoFor = (req: FastifyRequest) => principalOf(req).allowedModels?.includes('auto') ?? true;
+  typed.get('/v1/models', { schema: { querystring: ListQuery } }, async (req) => {
+    const listed = listing(req, req.query.all === 'true');
+    const data: object[] = listed.map(view);
+    if (autoFor(req)) data.push(autoView(listing(req, false)));
+    return { object: 'list', data };
+  });
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (req) => {
     const name = req.params['*'];
+    if (name === 'auto' && autoFor(req)) return autoView(listing(req, false));
     const listed = listing(req, true);
     const l =
       listed.find((x) => x.id === name) ??
