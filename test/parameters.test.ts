@@ -56,9 +56,20 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
     // More than the model can write (the catalog's limits: 16,384 and 64,000), as its provider refuses it.
     ['openai/gpt-4o-mini', { max_tokens: 100_000 }, 'max_tokens', 'openai'],
     ['anthropic/claude-haiku-4-5', { max_completion_tokens: 100_000 }, 'max_completion_tokens', 'anthropic'],
+    // An empty turn: Anthropic refuses it (it used to be dropped, and the provider said no message was sent).
+    ['anthropic/claude-haiku-4-5', { messages: [{ role: 'user', content: '' }] }, 'messages', 'anthropic'],
+    [
+      'anthropic/claude-haiku-4-5',
+      { response_format: { type: 'json_object' } },
+      'response_format',
+      'anthropic',
+    ],
+    // OpenAI's own output modalities: text only through this gateway.
+    ['openai/gpt-4o-mini', { modalities: ['text', 'audio'] }, 'modalities.1', 'text'],
   ] as const)('%s with %j', async (model, extra, param, provider) => {
     stack.fake.clearCalls();
-    const e = await refusal(client.chat.completions.create({ model, messages: ask('hi'), ...extra }));
+    const body = { model, messages: ask('hi'), ...extra } as OpenAI.ChatCompletionCreateParamsNonStreaming;
+    const e = await refusal(client.chat.completions.create(body));
     expect(e.status).toBe(400);
     expect(e.param).toBe(param);
     expect(e.message).toContain(provider);

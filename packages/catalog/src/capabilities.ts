@@ -72,6 +72,11 @@ const NO_VERBOSITY: ChatRule = {
   why: "has no verbosity setting (it is OpenAI's, for GPT-5 models)",
 };
 
+/** A user or assistant message with nothing in it (Anthropic refuses it; it was dropped before). */
+const emptyTurn = (m: ChatRequest['messages'][number]): boolean =>
+  (m.role === 'user' || (m.role === 'assistant' && !m.tool_calls?.length && !m.thinking_blocks?.length)) &&
+  (m.content === '' || (Array.isArray(m.content) && m.content.length === 0));
+
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
 const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
@@ -115,6 +120,11 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
       param: 'response_format',
       refused: (r) => r.response_format?.type === 'json_object',
       why: "has structured output by schema only (send type 'json_schema' with a schema)",
+    },
+    {
+      param: 'messages',
+      refused: (r) => r.messages.some(emptyTurn),
+      why: 'takes no empty turn (a user or assistant message needs text or parts, or tool calls)',
     },
   ],
   gemini: [

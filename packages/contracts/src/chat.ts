@@ -170,7 +170,9 @@ export const ChatRequest = z.strictObject({
   /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
   n: z.number().int().min(1).max(128).nullable().optional(),
   stop: z
-    .union([z.string(), z.array(z.string()).max(4)])
+    .union([z.string(), z.array(z.string()).max(4)], {
+      error: 'expected a string or an array of at most 4 strings (the most OpenAI takes)',
+    })
     .nullable()
     .optional(),
   seed: z.number().int().nullable().optional(),
@@ -193,6 +195,17 @@ export const ChatRequest = z.strictObject({
   service_tier: z.string().nullable().optional(),
   /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
   prompt_cache_key: z.string().max(1024).nullable().optional(),
+  /** How long OpenAI keeps the prompt cache: passed to OpenAI, dropped elsewhere (it changes no answer). */
+  prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
+  /**
+   * Output modalities: text is what every target answers (OpenAI's default); audio output is not
+   * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
+   */
+  modalities: z
+    .array(z.literal('text', { error: "only 'text' output is served through this gateway" }))
+    .max(4)
+    .nullable()
+    .optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequest>;
 

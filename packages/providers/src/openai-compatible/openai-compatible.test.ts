@@ -121,6 +121,11 @@ describe('openai adapter specifics', () => {
   it('passes prompt_cache_key to OpenAI; other hosts drop it (a cache-routing hint)', () => {
     expect(build(openaiAdapter, { prompt_cache_key: 'tenant-1' }).json.prompt_cache_key).toBe('tenant-1');
     expect(build(openAICompatible(), { prompt_cache_key: 'tenant-1' }).json.prompt_cache_key).toBeUndefined();
+    // How long OpenAI keeps the cache, likewise.
+    expect(build(openaiAdapter, { prompt_cache_retention: '24h' }).json.prompt_cache_retention).toBe('24h');
+    expect(
+      build(openAICompatible(), { prompt_cache_retention: '24h' }).json.prompt_cache_retention,
+    ).toBeUndefined();
   });
 
   it('reads Go-duration resets', () => {

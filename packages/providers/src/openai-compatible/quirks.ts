@@ -28,7 +28,7 @@ export interface OpenAICompatibleQuirks {
   drop?: readonly string[];
   /**
    * OpenAI account features with no counterpart elsewhere (`store`, `metadata`, `safety_identifier`,
-   * `service_tier`, `prompt_cache_key`): true keeps them (OpenAI itself); otherwise they are dropped, which changes nothing
+   * `service_tier`, `prompt_cache_key`, `prompt_cache_retention`): true keeps them (OpenAI itself); otherwise they are dropped, which changes nothing
    * about the completion.
    */
   openAIAccountFields?: boolean;

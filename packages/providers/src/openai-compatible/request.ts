@@ -107,6 +107,7 @@ export function buildChatBody(
       'safety_identifier',
       'service_tier',
       'prompt_cache_key',
+      'prompt_cache_retention',
       'verbosity',
     ] as const) {
       const v = req[k];

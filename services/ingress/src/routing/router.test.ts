@@ -188,6 +188,14 @@ describe('Router', () => {
     }
     // tool_choice auto or none: what Ollama does anyway.
     expect(r.plan(req('auto', { tools, tool_choice: 'auto' })).plan[0]).toMatchObject({ provider: 'llama' });
+    // reasoning_effort: no model the catalog lists as not reasoning (gpt-4o-mini), as named it is refused.
+    const reasoning = r.plan(req('auto', { reasoning_effort: 'low' }));
+    expect(reasoning.entries.length).toBeGreaterThan(0);
+    for (const e of reasoning.entries)
+      expect(e.selfHosted || e.capabilities.includes('reasoning'), e.id).toBe(true);
+    expect(codeOf(() => r.plan(req('openai/gpt-4o-mini', { reasoning_effort: 'low' })))).toBe(
+      'invalid_request_error',
+    );
     // top_k: Anthropic's and Gemini's, not OpenAI's protocol.
     const topK = r.plan(req('auto', { top_k: 3 } as Partial<ChatRequest>));
     expect(topK.plan.map((c) => c.provider)).toEqual(topK.plan.map(() => 'anthropic'));

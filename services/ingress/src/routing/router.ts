@@ -172,7 +172,9 @@ export class Router {
   plan(req: ChatRequest, door: { reasoning?: string | undefined } = {}): RoutePlan {
     toolChoiceCheck(req);
     const prompt = measurePrompt(req);
-    const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () => this.#auto(req, prompt));
+    const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () =>
+      this.#auto(req, prompt, door),
+    );
     let entries = all.filter((e) => !e.capabilities.includes('embeddings'));
     if (entries.length === 0) {
       throw new GatewayError({
@@ -188,13 +190,7 @@ export class Router {
         chatRefusal(e.kind, e.provider, req) ??
         unsupportedRefusal(e.unsupported, e.provider, req) ??
         outputRefusal(e, req) ??
-        (door.reasoning
-          ? reasoningRefusal(e, door.reasoning)
-          : // Chat's reasoning_effort: refused where the catalog knows the model does not reason; a
-            // model it does not know (new, or self-hosted) may.
-            req.reasoning_effort != null && e.catalogued && !e.selfHosted
-            ? reasoningRefusal(e, 'reasoning_effort')
-            : undefined),
+        askedReasoning(e, req, door),
     );
     return this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1);
   }
@@ -410,7 +406,11 @@ export class Router {
   }
 
   /** Cost-based routing: the cheapest live, priced models that have what the request needs. */
-  #auto(req: ChatRequest, prompt: PromptMeasure): ModelEntry[] {
+  #auto(
+    req: ChatRequest,
+    prompt: PromptMeasure,
+    door: { reasoning?: string | undefined } = {},
+  ): ModelEntry[] {
     const caps = requiredCapabilities(req);
     const out = requestedMaxTokens(req) ?? 512;
     const fit = this.#dir.entries.filter(
@@ -421,6 +421,7 @@ export class Router {
         // What `plan` would refuse on this model (its protocol's and its host's limits): not a choice.
         chatRefusal(e.kind, e.provider, req) === undefined &&
         unsupportedRefusal(e.unsupported, e.provider, req) === undefined &&
+        askedReasoning(e, req, door) === undefined &&
         outputRefusal(e, req) === undefined &&
         e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
@@ -490,6 +491,19 @@ function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
  * `reasoning_effort`) goes only to models the catalog lists as reasoning models. (Chat's
  * `reasoning_effort` also passes to models the catalog does not know, and to self-hosted ones.)
  */
+function askedReasoning(
+  e: ModelEntry,
+  req: ChatRequest,
+  door: { reasoning?: string | undefined },
+): Refusal | undefined {
+  if (door.reasoning) return reasoningRefusal(e, door.reasoning);
+  // Chat's reasoning_effort: refused where the catalog knows the model does not reason; a model it
+  // does not know (new, or self-hosted) may.
+  if (req.reasoning_effort != null && e.catalogued && !e.selfHosted)
+    return reasoningRefusal(e, 'reasoning_effort');
+  return undefined;
+}
+
 function reasoningRefusal(e: ModelEntry, param: string): Refusal | undefined {
   if (e.capabilities.includes('reasoning')) return undefined;
   return {
