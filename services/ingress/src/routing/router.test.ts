@@ -280,6 +280,46 @@ describe('Router', () => {
     expect(() => r.plan(req('openai/gpt-4o-mini', { logprobs: true, n: 2 }))).not.toThrow();
   });
 
+  it('an assistant turn whose tool calls are not all answered by tool messages is a 400 naming the ids', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const call = (id: string) => ({
+      id,
+      type: 'function' as const,
+      function: { name: 'f', arguments: '{}' },
+    });
+    const messages = (...rest: ChatRequest['messages']): ChatRequest['messages'] => [
+      { role: 'user', content: 'go' },
+      { role: 'assistant', content: null, tool_calls: [call('call_a'), call('call_b')] },
+      ...rest,
+    ];
+    const answered = req('openai/gpt-4o-mini', {
+      messages: messages(
+        { role: 'tool', tool_call_id: 'call_b', content: '2' },
+        { role: 'tool', tool_call_id: 'call_a', content: '1' },
+        { role: 'user', content: 'and?' },
+      ),
+    });
+    expect(r.plan(answered).plan.length).toBeGreaterThan(0);
+    for (const rest of [
+      [
+        { role: 'tool', tool_call_id: 'call_a', content: '1' },
+        { role: 'user', content: 'and?' },
+      ],
+      [{ role: 'user', content: 'and?' }],
+      [{ role: 'tool', tool_call_id: 'call_a', content: '1' }],
+    ] as ChatRequest['messages'][]) {
+      let err: GatewayError | undefined;
+      try {
+        r.plan(req('openai/gpt-4o-mini', { messages: messages(...rest) }));
+      } catch (e) {
+        err = e as GatewayError;
+      }
+      expect(err?.code).toBe('invalid_request_error');
+      expect(err?.param).toBe('messages.1.tool_calls');
+      expect(err?.message).toContain('call_b');
+    }
+  });
+
   it('a max_tokens above what the model writes is a 400 naming it, before any call; a fallback that cannot is left out', () => {
     const r = new Router(dir, {
       allowUnpriced: false,

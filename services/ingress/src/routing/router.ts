@@ -171,6 +171,7 @@ export class Router {
    */
   plan(req: ChatRequest, door: { reasoning?: string | undefined } = {}): RoutePlan {
     toolChoiceCheck(req);
+    toolResultsCheck(req);
     const prompt = measurePrompt(req);
     const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () =>
       this.#auto(req, prompt, door),
@@ -518,6 +519,31 @@ function notFound(name: string): GatewayError {
     message: `The model \`${name}\` does not exist or no configured provider serves it. GET /v1/models lists the available models.`,
     param: 'model',
   });
+}
+
+/**
+ * Every tool call of an assistant turn is answered by a tool message before the conversation goes
+ * on, as OpenAI, Anthropic and Gemini all require (each refuses the request otherwise, naming it).
+ */
+function toolResultsCheck(req: ChatRequest): void {
+  const { messages } = req;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i];
+    if (m?.role !== 'assistant' || !m.tool_calls?.length) continue;
+    const open = new Set(m.tool_calls.map((c) => c.id));
+    let j = i + 1;
+    for (; j < messages.length; j++) {
+      const t = messages[j];
+      if (t?.role !== 'tool') break;
+      open.delete(t.tool_call_id);
+    }
+    if (open.size > 0)
+      throw new GatewayError({
+        code: 'invalid_request_error',
+        message: `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...open].slice(0, 8).join(', ')}`,
+        param: `messages.${i}.tool_calls`,
+      });
+  }
 }
 
 /**
