@@ -170,6 +170,8 @@ describe('Router', () => {
       tools,
     });
     expect(r.plan(vision).plan[0]).toMatchObject({ provider: 'openai', model: 'gpt-5-nano' });
+    // Named, a model the catalog lists without vision refuses the image rather than answer blind.
+    expect(codeOf(() => r.plan({ ...vision, model: 'llama/llama3.2' }))).toBe('invalid_request_error');
   });
 
   it("auto leaves out models that cannot honour the request's parameters, as a named model refuses them", () => {

@@ -184,10 +184,12 @@ export class Router {
         param: 'model',
       });
     }
+    const images = requiredCapabilities(req).includes('vision');
     entries = honouring(
       entries,
       targets,
       (e) =>
+        (images ? visionRefusal(e) : undefined) ??
         chatRefusal(e.kind, e.provider, req) ??
         unsupportedRefusal(e.unsupported, e.provider, req) ??
         outputRefusal(e, req) ??
@@ -492,6 +494,15 @@ function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
  * `reasoning_effort`) goes only to models the catalog lists as reasoning models. (Chat's
  * `reasoning_effort` also passes to models the catalog does not know, and to self-hosted ones.)
  */
+/** Images to a model the catalog lists without vision: it would answer without seeing them. */
+function visionRefusal(e: ModelEntry): Refusal | undefined {
+  if (!e.catalogued || e.capabilities.includes('vision')) return undefined;
+  return {
+    param: 'messages',
+    message: `${e.provider}/${e.id} cannot see images (the catalog lists it without vision): send text only, or choose a vision model.`,
+  };
+}
+
 function askedReasoning(
   e: ModelEntry,
   req: ChatRequest,
