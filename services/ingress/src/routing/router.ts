@@ -489,11 +489,6 @@ function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
   };
 }
 
-/**
- * A door's reasoning parameter (Anthropic's `thinking`, the Responses API's `reasoning`, chat's
- * `reasoning_effort`) goes only to models the catalog lists as reasoning models. (Chat's
- * `reasoning_effort` also passes to models the catalog does not know, and to self-hosted ones.)
- */
 /** Images to a model the catalog lists without vision: it would answer without seeing them. */
 function visionRefusal(e: ModelEntry): Refusal | undefined {
   if (!e.catalogued || e.capabilities.includes('vision')) return undefined;
@@ -503,6 +498,11 @@ function visionRefusal(e: ModelEntry): Refusal | undefined {
   };
 }
 
+/**
+ * A door's reasoning parameter (Anthropic's `thinking`, the Responses API's `reasoning`, chat's
+ * `reasoning_effort`) goes only to models the catalog lists as reasoning models. (Chat's
+ * `reasoning_effort` also passes to models the catalog does not know, and to self-hosted ones.)
+ */
 function askedReasoning(
   e: ModelEntry,
   req: ChatRequest,
