@@ -99,18 +99,38 @@ export const ChatMessage = z.discriminatedUnion('role', [
     .strictObject({
       role: z.literal('assistant'),
       content: Content.nullable().optional(),
-      name: z.string().optional(),
+      // The SDKs send an answer's message back with its unset fields as null (Python's model_dump
+      // and stream helpers): null is no name, no tool calls.
+      name: z.string().nullable().optional(),
       refusal: z.string().nullable().optional(),
-      tool_calls: z.array(SentToolCall).optional(),
+      tool_calls: z.array(SentToolCall).nullable().optional(),
       thinking_blocks: z.array(ThinkingBlock).max(256).optional(),
       // Carried by answers (this gateway's among them) and sent back by SDKs with the turn: ignored.
-      annotations: z.array(z.unknown()).optional(),
+      annotations: z.array(z.unknown()).nullable().optional(),
       reasoning_content: z.string().nullable().optional(),
       audio: z.null().optional(),
+      // The legacy function call, as an answer carries it: null only (one set would reach the model as
+      // an empty turn).
+      function_call: z.null({ error: 'the legacy function_call is not taken: send tool_calls' }).optional(),
       // What the OpenAI SDKs' helpers add to a message they built (`stream()`, `parse()`).
       parsed: z.unknown().optional(),
     })
-    .transform(({ annotations: _a, reasoning_content: _r, audio: _au, parsed: _p, ...m }) => m),
+    .transform(
+      ({
+        annotations: _a,
+        reasoning_content: _r,
+        audio: _au,
+        parsed: _p,
+        function_call: _f,
+        name,
+        tool_calls,
+        ...m
+      }) => ({
+        ...m,
+        ...(name == null ? {} : { name }),
+        ...(tool_calls == null ? {} : { tool_calls }),
+      }),
+    ),
   z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
