@@ -250,6 +250,25 @@ describe('a door’s reasoning parameter and a fallback that cannot reason', () 
 });
 
 describe('a key limited to some models', () => {
+  it('sees auto only when its list names it, and then as routing reaches it (every routable model)', async () => {
+    const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'auto only' });
+    const keyFor = async (allowed: string[]) =>
+      (
+        await adminCall(stack, 'POST', '/admin/v1/keys', {
+          account_id: acc.id,
+          name: 'k',
+          allowed_models: allowed,
+        })
+      ).key as string;
+    const autoOf = async (key: string) =>
+      fetch(`${stack.url}/v1/models/auto`, { headers: { authorization: `Bearer ${key}` } });
+    const everyone = (await (await autoOf(stack.apiKey)).json()) as Record<string, unknown>;
+    const listed = (await (await autoOf(await keyFor(['auto']))).json()) as Record<string, unknown>;
+    expect(listed).toEqual(everyone);
+    expect(listed.routable).toBe(true);
+    expect((await autoOf(await keyFor(['openai/gpt-4o-mini']))).status).toBe(404);
+  });
+
   it('is refused a model outside its list, never answered by a fallback it may use', async () => {
     const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'limited' });
     await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });

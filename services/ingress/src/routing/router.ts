@@ -78,6 +78,9 @@ export const AUTO_MODELS = new Set(['auto', 'faregate/auto']);
 export function requiredCapabilities(req: ChatRequest): string[] {
   const caps: string[] = [];
   if (req.tools?.length) caps.push('tools');
+  // `auto` picks a model the catalog lists as reasoning when reasoning is asked for (a self-hosted
+  // one named by the caller may still take it: askedReasoning).
+  if (req.reasoning_effort != null) caps.push('reasoning');
   if (req.response_format?.type === 'json_schema') caps.push('json_schema');
   const hasImage = req.messages.some(
     (m) => 'content' in m && Array.isArray(m.content) && m.content.some((p) => p.type === 'image_url'),

@@ -84,12 +84,13 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
   typed.get('/v1/models', { schema: { querystring: ListQuery } }, async (req) => {
     const listed = listing(req, req.query.all === 'true');
     const data: object[] = listed.map(view);
-    if (autoFor(req)) data.push(autoView(listing(req, false)));
+    // What auto reaches is every routable model, whatever else the key's list names (as routing does).
+    if (autoFor(req)) data.push(autoView(deps.router.listing(false)));
     return { object: 'list', data };
   });
   app.get<{ Params: { '*': string } }>('/v1/models/*', async (req) => {
     const name = req.params['*'];
-    if (name === 'auto' && autoFor(req)) return autoView(listing(req, false));
+    if (name === 'auto' && autoFor(req)) return autoView(deps.router.listing(false));
     const listed = listing(req, true);
     const l =
       listed.find((x) => x.id === name) ??
