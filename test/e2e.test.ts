@@ -261,6 +261,19 @@ describe('bad input gets an OpenAI-shaped error and enqueues nothing', () => {
       .catch((e) => e);
     expect(unknown).toBeInstanceOf(OpenAI.NotFoundError);
     expect((unknown as InstanceType<typeof OpenAI.APIError>).requestID).toMatch(/^req_/);
+    // Every other answer too: listings, unknown URLs, Anthropic's door (its own header as well).
+    const auth = { authorization: `Bearer ${stack.apiKey}` };
+    for (const [path, init] of [
+      ['/v1/models', { headers: auth }],
+      ['/v1/balance', { headers: auth }],
+      ['/v1/nope', { headers: auth }],
+      ['/v1/messages', { headers: auth }],
+    ] as const) {
+      const r = await fetch(`${stack.url}${path}`, init);
+      await r.body?.cancel();
+      expect(r.headers.get('x-request-id'), path).toMatch(/^req_/);
+      if (path === '/v1/messages') expect(r.headers.get('request-id')).toBe(r.headers.get('x-request-id'));
+    }
   });
 
   it('refuses a body over the limit with 413, from its declared length, without reading it', async () => {

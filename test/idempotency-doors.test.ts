@@ -71,7 +71,7 @@ describe.each([
     expect(again.json).toEqual(first.json);
     expect(calls() - before).toBe(1);
     const id = first.headers.get('x-request-id') ?? '';
-    expect(again.headers.get('x-request-id') ?? id).toBe(id);
+    expect(again.headers.get('x-request-id')).toBe(id);
     await until(async () => ((await usageEvents(id)) > 0 ? true : undefined), { what: 'usage settled' });
     expect(await usageEvents(id)).toBe(1);
   });

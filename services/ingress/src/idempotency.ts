@@ -101,6 +101,11 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     if (state === 'done' && status && stored !== null && stored !== undefined) {
       reply.header('idempotent-replayed', 'true');
       reply.headers(replayedHeaders(headers));
+      // The answer's own id, as it was first sent (not this retry's).
+      if (job) {
+        reply.header('x-request-id', job);
+        if (req.routeOptions.config.errorShape === 'anthropic') reply.header('request-id', job);
+      }
       return reply
         .code(Number(status))
         .header('content-type', 'application/json; charset=utf-8')

@@ -79,9 +79,15 @@ export function registerZodSchemas(app: FastifyInstance): void {
  * code, and nothing internal in 5xx bodies.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
-  // A request line past 8 KiB is a URL too long (414), whether or not the whole head passed Node's
-  // 16 KiB (past it, `clientErrorHandler` says so): no route takes such a URL.
+  // Every answer carries an id the caller can quote, as the providers' do: `x-request-id` (what
+  // OpenAI's SDKs read) and, on Anthropic's door, `request-id`. A request that becomes a job
+  // answers with the job's id instead (chat.ts).
+  // A URL past 8 KiB is a URL too long (414), whether or not the whole head passed Node's 16 KiB
+  // (past it, `clientErrorHandler` says so): no route takes such a URL.
   app.addHook('onRequest', (req, reply, done) => {
+    const id = newId('req');
+    reply.header('x-request-id', id);
+    if (MESSAGES_URL.test(req.url)) reply.header('request-id', id);
     if (req.url.length <= MAX_URL_CHARS) return done();
     reply.code(414).send(earlyErrorBody(req.url, 414, 'The request URL is too long.'));
   });

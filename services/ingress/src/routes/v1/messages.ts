@@ -1,4 +1,3 @@
-import { newId } from '@faregate/contracts/ids';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
@@ -38,9 +37,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
   r.post(
     '/v1/messages/count_tokens',
     { schema: { body: CountTokensBody }, config: { errorShape: 'anthropic' } },
-    async (req, reply) => {
-      // Anthropic answers every request with its id (the SDK's `_request_id`).
-      reply.header('request-id', newId('req'));
+    async (req) => {
       const principal = principalOf(req);
       requireScope(principal, 'chat');
       const chat = promptOf(req.body);
