@@ -575,6 +575,7 @@ describe("errors in Anthropic's shape", () => {
       [[{ role: 'user', content: '' }], /messages\.0\.content/],
       [[{ role: 'user', content: [] }], /messages\.0\.content/],
       [[{ role: 'user', content: [{ type: 'text', text: '' }] }], /messages\.0\.content\.0\.text/],
+      [[{ role: 'user', content: [{ type: 'text', text: ' \n' }] }], /non-whitespace/],
     ] as const)
       await expectError(
         await post('/v1/messages', { ...valid, messages }, key),

@@ -60,6 +60,12 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
     ['anthropic/claude-haiku-4-5', { messages: [{ role: 'user', content: '' }] }, 'messages', 'anthropic'],
     [
       'anthropic/claude-haiku-4-5',
+      { messages: [{ role: 'user', content: [{ type: 'text', text: ' ' }] }] },
+      'messages',
+      'anthropic',
+    ],
+    [
+      'anthropic/claude-haiku-4-5',
       { response_format: { type: 'json_object' } },
       'response_format',
       'anthropic',

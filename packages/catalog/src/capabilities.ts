@@ -75,7 +75,9 @@ const NO_VERBOSITY: ChatRule = {
 /** A user or assistant message with nothing in it (Anthropic refuses it; it was dropped before). */
 const emptyTurn = (m: ChatRequest['messages'][number]): boolean =>
   (m.role === 'user' || (m.role === 'assistant' && !m.tool_calls?.length && !m.thinking_blocks?.length)) &&
-  (m.content === '' || (Array.isArray(m.content) && m.content.length === 0));
+  (typeof m.content === 'string'
+    ? m.content.trim() === ''
+    : Array.isArray(m.content) && m.content.every((p) => p.type === 'text' && p.text.trim() === ''));
 
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
@@ -124,7 +126,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     {
       param: 'messages',
       refused: (r) => r.messages.some(emptyTurn),
-      why: 'takes no empty turn (a user or assistant message needs text or parts, or tool calls)',
+      why: 'takes no empty turn (a user or assistant message needs text other than whitespace, other parts, or tool calls)',
     },
   ],
   gemini: [

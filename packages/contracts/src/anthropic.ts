@@ -117,11 +117,16 @@ function nonEmptyTurns(messages: AnthropicMessage[], ctx: z.RefinementCtx): void
     }
     if (!Array.isArray(m.content)) return;
     m.content.forEach((b, j) => {
-      if (b.type === 'text' && b.text === '')
+      // Anthropic's own checks: empty, then whitespace only (a final assistant prefill may not end in
+      // whitespace either, but may be empty).
+      if (b.type === 'text' && b.text.trim() === '')
         ctx.addIssue({
           code: 'custom',
           path: [i, 'content', j, 'text'],
-          message: 'text content blocks must be non-empty',
+          message:
+            b.text === ''
+              ? 'text content blocks must be non-empty'
+              : 'text content blocks must contain non-whitespace text',
         });
     });
   });

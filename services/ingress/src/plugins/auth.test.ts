@@ -111,6 +111,9 @@ describe('one Authorization header', () => {
       expect(two).toContain('more than one Authorization header');
       const reversed = await raw(['authorization: Bearer someone-else', `Authorization: Bearer ${KEY}`]);
       expect(reversed).toMatch(/^HTTP\/1\.1 400/);
+      const keys = await raw([`x-api-key: ${KEY}`, 'x-api-key: someone-else']);
+      expect(keys).toMatch(/^HTTP\/1\.1 400/);
+      expect(keys).toContain('more than one x-api-key header');
       const one = await raw([`Authorization: Bearer ${KEY}`]);
       expect(one).toMatch(/^HTTP\/1\.1 200/);
       expect(one).toContain('acct_1');

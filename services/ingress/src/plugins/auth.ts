@@ -74,13 +74,21 @@ export function keyFrom(headers: FastifyRequest['headers']): string | undefined 
  * may read another: a request carrying more than one is refused rather than judged by a guess.
  */
 function oneAuthorization(raw: string[]): void {
-  let seen = 0;
+  let auth = 0;
+  let apiKey = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
-    if (name?.length === 13 && name.toLowerCase() === 'authorization' && ++seen > 1) {
+    // Several `x-api-key` headers Node joins with ", " into one that is no key: refused alike.
+    const which =
+      name?.length === 13 && name.toLowerCase() === 'authorization'
+        ? 'Authorization'
+        : name?.length === 9 && name.toLowerCase() === 'x-api-key'
+          ? 'x-api-key'
+          : undefined;
+    if (which && (which === 'Authorization' ? ++auth : ++apiKey) > 1) {
       throw new GatewayError({
         code: 'invalid_request_error',
-        message: 'The request carries more than one Authorization header: send exactly one.',
+        message: `The request carries more than one ${which} header: send exactly one.`,
       });
     }
   }
