@@ -146,6 +146,14 @@ describe('the rest of the Responses API', () => {
     expect(r.status).toBe('completed');
     expect(r.text?.format?.type).toBe('json_schema');
     expect(JSON.parse(r.output_text)).toEqual({ a: 'Oslo' });
+    // OpenAI's cache hints are taken (to OpenAI; dropped elsewhere).
+    const cached = await client.responses.create({
+      model: 'openai/gpt-4o-mini',
+      input: 'hi',
+      prompt_cache_key: 'tenant-1',
+      prompt_cache_retention: '24h',
+    } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(cached.status).toBe('completed');
   });
 
   it('reasoning.effort goes to reasoning models and is refused, naming it, for the others', async () => {

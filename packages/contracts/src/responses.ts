@@ -139,6 +139,7 @@ export const ResponsesRequest = z.strictObject({
   service_tier: z.enum(['auto', 'default', 'flex', 'scale', 'priority']).nullable().optional(),
   /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
   prompt_cache_key: z.string().max(1024).nullable().optional(),
+  prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
   /** Alternatives per token in `output_text.logprobs` (with `include: ["message.output_text.logprobs"]`). */
   top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
   /** A cap on built-in tool calls: this gateway runs none (function calls are the caller's), so none to cap. */

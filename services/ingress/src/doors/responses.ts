@@ -194,6 +194,7 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
   if (req.safety_identifier) chat.safety_identifier = req.safety_identifier;
   if (req.service_tier != null) chat.service_tier = req.service_tier;
   if (req.prompt_cache_key != null) chat.prompt_cache_key = req.prompt_cache_key;
+  if (req.prompt_cache_retention != null) chat.prompt_cache_retention = req.prompt_cache_retention;
   if (req.include?.includes(LOGPROBS)) {
     chat.logprobs = true;
     if (req.top_logprobs != null) chat.top_logprobs = req.top_logprobs;
