@@ -225,12 +225,13 @@ function resolveRef(root: unknown, ref: string): unknown {
  * A value that satisfies `schema` (JSON Schema, or Gemini's OpenAPI subset with upper-case types),
  * as a model following it would write: every property (strict schemas require them all), one item
  * per array, the first of an enum or a union. Plausible strings for names a demo shows (a city, a
- * unit). Depth-bounded: a recursive schema ends in its smallest value.
+ * unit) and common formats; a `pattern` is not followed. A recursive schema ends: deeper than a few
+ * levels, arrays get their fewest items and objects their required properties only.
  */
 export function sampleValue(schema: unknown, root: unknown, name: string, depth: number): unknown {
   const s = (schema ?? {}) as Schema;
   if (typeof s.$ref === 'string') {
-    const target = depth < 8 ? resolveRef(root, s.$ref) : undefined;
+    const target = depth < 64 ? resolveRef(root, s.$ref) : undefined;
     return target === undefined ? null : sampleValue(target, root, name, depth + 1);
   }
   if (s.const !== undefined) return s.const;
@@ -255,16 +256,22 @@ export function sampleValue(schema: unknown, root: unknown, name: string, depth:
   switch (type) {
     case 'object': {
       const out: Record<string, unknown> = {};
-      if (depth >= 8) return out;
+      if (depth >= 64) return out;
       const props = s.properties ?? {};
-      for (const key of Object.keys(props)) out[key] = sampleValue(props[key], root, key, depth + 1);
+      // Every property near the top (strict schemas require them all); deeper, the required ones
+      // only, so a recursive schema ends.
+      const required = Array.isArray(s.required) ? new Set(s.required as unknown[]) : undefined;
+      for (const key of Object.keys(props))
+        if (depth < 12 || !required || required.has(key))
+          out[key] = sampleValue(props[key], root, key, depth + 1);
       return out;
     }
     case 'array': {
-      if (depth >= 8) return [];
       if (Array.isArray(s.prefixItems))
         return s.prefixItems.map((p) => sampleValue(p, root, name, depth + 1));
-      const n = Math.max(1, Math.floor(s.minItems ?? 1));
+      // One item near the top; deeper, as few as the schema allows (a recursive schema ends here).
+      const min = Math.max(0, Math.floor(s.minItems ?? 0));
+      const n = depth < 6 ? Math.max(1, min) : min;
       return Array.from({ length: Math.min(n, 3) }, () => sampleValue(s.items, root, name, depth + 1));
     }
     case 'integer':
@@ -283,6 +290,8 @@ export function sampleValue(schema: unknown, root: unknown, name: string, depth:
       if (s.format === 'date') return '2025-01-01';
       if (s.format === 'email') return 'user@example.com';
       if (s.format === 'uri') return 'https://example.com';
+      if (s.format === 'uuid') return '00000000-0000-4000-8000-000000000000';
+      if (s.format === 'time') return '12:00:00Z';
       const word = /unit/i.test(name) ? 'celsius' : /name/i.test(name) ? 'Ada' : 'Oslo';
       return word.padEnd(Math.max(word.length, s.minLength ?? 0), 'o');
     }
