@@ -54,6 +54,23 @@ function events(text: string): Array<[string, Record<string, unknown>]> {
 }
 
 describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
+  it('answers structured output (output_config.format) with JSON following the schema', async () => {
+    const schema = {
+      type: 'object',
+      properties: { city: { type: 'string' }, days: { type: 'integer' } },
+      required: ['city', 'days'],
+      additionalProperties: false,
+    };
+    const msg = await client.messages.create({
+      model,
+      max_tokens: 256,
+      messages: [{ role: 'user', content: `Plan a trip, ${provider}.` }],
+      output_config: { format: { type: 'json_schema', schema } },
+    } as Anthropic.MessageCreateParamsNonStreaming);
+    const text = msg.content[0]?.type === 'text' ? msg.content[0].text : '';
+    expect(JSON.parse(text)).toEqual({ city: 'Oslo', days: 4 });
+  });
+
   it('answers a whole message with the usage billing settled', async () => {
     const {
       data: msg,

@@ -157,6 +157,14 @@ export const AnthropicRequest = z.strictObject({
   top_k: z.number().int().nonnegative().optional(),
   metadata: z.strictObject({ user_id: z.string().max(256).nullable().optional() }).optional(),
   service_tier: z.enum(['auto', 'standard_only']).optional(),
+  // Structured output: the answer's text is JSON following the schema (any target that has it).
+  output_config: z
+    .strictObject({
+      format: z
+        .strictObject({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) })
+        .optional(),
+    })
+    .optional(),
 });
 export type AnthropicRequest = z.infer<typeof AnthropicRequest>;
 

@@ -190,6 +190,9 @@ export function toChatRequest(req: AnthropicRequest): ChatRequest {
   if (req.top_p !== undefined) chat.top_p = req.top_p;
   if (req.top_k !== undefined) chat.top_k = req.top_k;
   if (req.metadata?.user_id) chat.user = req.metadata.user_id;
+  const format = req.output_config?.format;
+  if (format)
+    chat.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema } };
   return chat;
 }
 
@@ -199,6 +202,7 @@ export const MESSAGES_PARAMS: Readonly<Record<string, string>> = {
   stop: 'stop_sequences',
   reasoning_effort: 'thinking',
   parallel_tool_calls: 'tool_choice.disable_parallel_tool_use',
+  response_format: 'output_config.format',
 };
 
 const STOP: Record<FinishReason, AnthropicStopReason> = {
