@@ -150,6 +150,18 @@ describe('what OpenAI refuses, refused alike before queueing', () => {
       expect(e.param, param).toBe(param);
       expect(e.message, param).toMatch(message);
     }
+    // The same on every way in: an async job, a member of a job batch.
+    const job = await fetch(`${stack.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'openai/gpt-4o-mini',
+        messages: ask('x'),
+        stream_options: { include_usage: true },
+      }),
+    });
+    expect(job.status).toBe(400);
+    expect(((await job.json()) as { error: { param: string } }).error.param).toBe('stream_options');
     expect(generations()).toEqual([]);
   });
 });

@@ -173,60 +173,72 @@ export const ResponseFormat = z.discriminatedUnion('type', [
 ]);
 export type ResponseFormat = z.infer<typeof ResponseFormat>;
 
-export const ChatRequest = z.strictObject({
-  model: z.string().min(1).max(256),
-  messages: z.array(ChatMessage).min(1, 'messages must contain at least one message').max(4096),
-  stream: z.boolean().nullable().optional(),
-  stream_options: z
-    .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
-    .nullable()
-    .optional(),
-  max_tokens: z.number().int().positive().nullable().optional(),
-  max_completion_tokens: z.number().int().positive().nullable().optional(),
-  temperature: z.number().min(0).max(2).nullable().optional(),
-  top_p: z.number().min(0).max(1).nullable().optional(),
-  /** Not OpenAI's: Anthropic's and Gemini's top-k sampling (what `/v1/messages` takes as `top_k`). */
-  top_k: z.number().int().nonnegative().nullable().optional(),
-  /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
-  n: z.number().int().min(1).max(128).nullable().optional(),
-  stop: z
-    .union([z.string(), z.array(z.string()).max(4)], {
-      error: 'expected a string or an array of at most 4 strings (the most OpenAI takes)',
-    })
-    .nullable()
-    .optional(),
-  seed: z.number().int().nullable().optional(),
-  presence_penalty: z.number().min(-2).max(2).nullable().optional(),
-  frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
-  logprobs: z.boolean().nullable().optional(),
-  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
-  logit_bias: z.record(z.string(), z.number()).nullable().optional(),
-  tools: z.array(Tool).max(128).optional(),
-  tool_choice: ToolChoice.optional(),
-  parallel_tool_calls: z.boolean().optional(),
-  response_format: ResponseFormat.optional(),
-  reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
-  /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
-  verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
-  user: z.string().max(256).optional(),
-  safety_identifier: z.string().max(256).optional(),
-  metadata: Metadata.nullable().optional(),
-  store: z.boolean().nullable().optional(),
-  service_tier: z.string().nullable().optional(),
-  /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
-  prompt_cache_key: z.string().max(1024).nullable().optional(),
-  /** How long OpenAI keeps the prompt cache: passed to OpenAI, dropped elsewhere (it changes no answer). */
-  prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
-  /**
-   * Output modalities: text is what every target answers (OpenAI's default); audio output is not
-   * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
-   */
-  modalities: z
-    .array(z.literal('text', { error: "only 'text' output is served through this gateway" }))
-    .max(4)
-    .nullable()
-    .optional(),
-});
+export const ChatRequest = z
+  .strictObject({
+    model: z.string().min(1).max(256),
+    messages: z.array(ChatMessage).min(1, 'messages must contain at least one message').max(4096),
+    stream: z.boolean().nullable().optional(),
+    stream_options: z
+      .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+      .nullable()
+      .optional(),
+    max_tokens: z.number().int().positive().nullable().optional(),
+    max_completion_tokens: z.number().int().positive().nullable().optional(),
+    temperature: z.number().min(0).max(2).nullable().optional(),
+    top_p: z.number().min(0).max(1).nullable().optional(),
+    /** Not OpenAI's: Anthropic's and Gemini's top-k sampling (what `/v1/messages` takes as `top_k`). */
+    top_k: z.number().int().nonnegative().nullable().optional(),
+    /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
+    n: z.number().int().min(1).max(128).nullable().optional(),
+    stop: z
+      .union([z.string(), z.array(z.string()).max(4)], {
+        error: 'expected a string or an array of at most 4 strings (the most OpenAI takes)',
+      })
+      .nullable()
+      .optional(),
+    seed: z.number().int().nullable().optional(),
+    presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+    frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+    logprobs: z.boolean().nullable().optional(),
+    top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+    logit_bias: z.record(z.string(), z.number()).nullable().optional(),
+    tools: z.array(Tool).max(128).optional(),
+    tool_choice: ToolChoice.optional(),
+    parallel_tool_calls: z.boolean().optional(),
+    response_format: ResponseFormat.optional(),
+    reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+    /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
+    verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
+    user: z.string().max(256).optional(),
+    safety_identifier: z.string().max(256).optional(),
+    metadata: Metadata.nullable().optional(),
+    store: z.boolean().nullable().optional(),
+    service_tier: z.string().nullable().optional(),
+    /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
+    prompt_cache_key: z.string().max(1024).nullable().optional(),
+    /** How long OpenAI keeps the prompt cache: passed to OpenAI, dropped elsewhere (it changes no answer). */
+    prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
+    /**
+     * Output modalities: text is what every target answers (OpenAI's default); audio output is not
+     * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
+     */
+    modalities: z
+      .array(z.literal('text', { error: "only 'text' output is served through this gateway" }))
+      .max(4)
+      .nullable()
+      .optional(),
+  })
+  .superRefine((r, ctx) => {
+    // As OpenAI answers: stream_options says how to stream, and means nothing without a stream
+    // (on every way in: the door, jobs, batch lines, WebSocket submits).
+    if (r.stream_options != null && r.stream !== true)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stream_options'],
+        message: "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+        params: { verbatim: true },
+      });
+  });
 export type ChatRequest = z.infer<typeof ChatRequest>;
 
 /** Normalized token usage, the same for every provider (see providers.md §0.1). */

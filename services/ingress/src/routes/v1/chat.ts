@@ -90,16 +90,9 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
 export async function chatRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   app
     .withTypeProvider<ZodTypeProvider>()
-    .post('/v1/chat/completions', { schema: { body: ChatBody } }, async (req, reply) => {
-      // As OpenAI answers: stream_options says how to stream, and means nothing without a stream.
-      if (req.body.stream_options != null && req.body.stream !== true)
-        throw new GatewayError({
-          code: 'invalid_request_error',
-          message: "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-          param: 'stream_options',
-        });
-      return serveChat(deps, req, reply, req.body, chatDoor(req.body));
-    });
+    .post('/v1/chat/completions', { schema: { body: ChatBody } }, async (req, reply) =>
+      serveChat(deps, req, reply, req.body, chatDoor(req.body)),
+    );
 }
 
 /**
