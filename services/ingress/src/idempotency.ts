@@ -6,6 +6,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import { luaScript } from '@faregate/queue/lua';
 import type { IngressDeps } from './deps.ts';
 import { principalOf } from './plugins/auth.ts';
+import { setRequestId } from './plugins/errors.ts';
 
 /**
  * `Idempotency-Key` on the doors (`POST /v1/chat/completions`, `/v1/messages`, `/v1/responses`,
@@ -102,10 +103,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
       reply.header('idempotent-replayed', 'true');
       reply.headers(replayedHeaders(headers));
       // The answer's own id, as it was first sent (not this retry's).
-      if (job) {
-        reply.header('x-request-id', job);
-        if (req.routeOptions.config.errorShape === 'anthropic') reply.header('request-id', job);
-      }
+      if (job) setRequestId(reply, job);
       return reply
         .code(Number(status))
         .header('content-type', 'application/json; charset=utf-8')

@@ -79,17 +79,18 @@ export function registerZodSchemas(app: FastifyInstance): void {
  * code, and nothing internal in 5xx bodies.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
-  // Every answer carries an id the caller can quote, as the providers' do: `x-request-id` (what
-  // OpenAI's SDKs read) and, on Anthropic's door, `request-id`. A request that becomes a job
-  // answers with the job's id instead (chat.ts).
   // A URL past 8 KiB is a URL too long (414), whether or not the whole head passed Node's 16 KiB
   // (past it, `clientErrorHandler` says so): no route takes such a URL.
   app.addHook('onRequest', (req, reply, done) => {
-    const id = newId('req');
-    reply.header('x-request-id', id);
-    if (MESSAGES_URL.test(req.url)) reply.header('request-id', id);
     if (req.url.length <= MAX_URL_CHARS) return done();
     reply.code(414).send(earlyErrorBody(req.url, 414, 'The request URL is too long.'));
+  });
+  // Every answer carries an id the caller can quote, as the providers' do. A request that became a
+  // job has the job's (`setRequestId`, before its answer or stream head); any other gets one here,
+  // when it is sent, so the common path draws no id it would replace.
+  app.addHook('onSend', (req, reply, payload, done) => {
+    if (!reply.hasHeader('x-request-id')) setRequestId(reply, newId('req'), MESSAGES_URL.test(req.url));
+    done(null, payload);
   });
   const answer = (err: FastifyError | GatewayError | Error, req: FastifyRequest, reply: FastifyReply) => {
     // Anthropic's door (`/v1/messages`) answers every error in Anthropic's shape and statuses.
@@ -164,15 +165,12 @@ export function registerErrorHandling(app: FastifyInstance): void {
       // when it got one, else one for this answer, so every error can be quoted.
       const known = reply.getHeader('x-request-id');
       const requestId = typeof known === 'string' ? known : newId('req');
-      reply.header('request-id', requestId);
+      setRequestId(reply, requestId, true);
       const a = anthropicError(ge.code, ge.message, requestId);
       // Anthropic's own status, which Node's table lacks (its status line would read "unknown").
       if (a.status === 529) reply.raw.statusMessage = 'Overloaded';
       return reply.code(a.status).send(a.body);
     }
-    // OpenAI's SDKs read `x-request-id` (`request_id` on an error): one for every answer, refusals
-    // before any job was made included.
-    if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', newId('req'));
     return reply.code(ge.status).send(ge.toBody());
   };
   app.setErrorHandler((err: FastifyError | GatewayError | Error, req, reply) => {
@@ -225,6 +223,19 @@ export function isRedisUnavailable(err: unknown): boolean {
 
 /** A URL of Anthropic's door (`/v1/messages`, `/v1/messages/count_tokens`), before routing. */
 const MESSAGES_URL = /^\/+v1\/+messages(?:[/?# ]|$)/;
+
+/**
+ * The answer's id, in the header its door's SDK reads: `x-request-id` (OpenAI's `request_id`), and
+ * on Anthropic's door `request-id` too (`_request_id`, `requestID`). The one place both are set.
+ */
+export function setRequestId(
+  reply: FastifyReply,
+  id: string,
+  anthropic = reply.request.routeOptions.config?.errorShape === 'anthropic',
+): void {
+  reply.header('x-request-id', id);
+  if (anthropic) reply.header('request-id', id);
+}
 
 /** The longest request URL taken (characters of the request line's target). */
 const MAX_URL_CHARS = 8192;

@@ -8,6 +8,7 @@ import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
+import { setRequestId } from '../../plugins/errors.ts';
 import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } from '../../submit.ts';
 import { type AttachToJob, queued, recordJob } from '../../idempotency.ts';
 import { ChunkWriter } from '../../sse.ts';
@@ -69,7 +70,7 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
     reply.raw.on('close', onClose);
     if (reply.raw.destroyed) onClose();
     try {
-      tagRequestId(reply, jobId);
+      setRequestId(reply, jobId);
       if (!served) return await waitForEmbeddings(reply, queue, done.signal);
       if (served.stream) {
         return await relaySse(reply, served.door.writer(jobId, createdMs), jobId, queue, done.signal, () => {
@@ -118,7 +119,7 @@ export async function serveChat(
   });
   queued(req);
   const { data, frames } = job;
-  tagRequestId(reply, data.id);
+  setRequestId(reply, data.id);
   // With an Idempotency-Key the outcome is kept for retries: a caller going away does not stop it.
   const keep = req.idempotency !== undefined;
   const done = new AbortController();
@@ -289,13 +290,4 @@ async function relaySse(
       return reply;
     }
   }
-}
-
-/**
- * The request's id, in the header its door's SDK reads: `x-request-id` (OpenAI's), and on Anthropic's
- * door `request-id` too (what `message._request_id` is read from). A stream's go out with its head.
- */
-function tagRequestId(reply: FastifyReply, id: string): void {
-  reply.header('x-request-id', id);
-  if (reply.request.routeOptions.config.errorShape === 'anthropic') reply.header('request-id', id);
 }
