@@ -15,9 +15,22 @@ const DEFAULT_RETRY_AFTER_MS = 1_000;
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The shape of every error this route answers (before its handler too): OpenAI's by default. */
-    errorShape?: 'openai' | 'anthropic';
+    /**
+     * The shape of every error this route answers (before its handler too): OpenAI's by default.
+     * `anthropic-when-versioned`: Anthropic's when the request sends `anthropic-version` (Anthropic's
+     * SDKs always do, OpenAI's never), for routes both SDKs call (`/v1/models`).
+     */
+    errorShape?: 'openai' | 'anthropic' | 'anthropic-when-versioned';
   }
+}
+
+/** Whether this request is answered in Anthropic's shape (its errors, its `request-id`): the one decision. */
+export function anthropicShaped(req: FastifyRequest): boolean {
+  const shape = req.routeOptions.config?.errorShape;
+  return (
+    shape === 'anthropic' ||
+    (shape === 'anthropic-when-versioned' && req.headers['anthropic-version'] !== undefined)
+  );
 }
 
 /**
@@ -89,12 +102,14 @@ export function registerErrorHandling(app: FastifyInstance): void {
   // job has the job's (`setRequestId`, before its answer or stream head); any other gets one here,
   // when it is sent, so the common path draws no id it would replace.
   app.addHook('onSend', (req, reply, payload, done) => {
-    if (!reply.hasHeader('x-request-id')) setRequestId(reply, newId('req'), MESSAGES_URL.test(req.url));
+    if (!reply.hasHeader('x-request-id'))
+      setRequestId(reply, newId('req'), MESSAGES_URL.test(req.url) || anthropicShaped(req));
     done(null, payload);
   });
   const answer = (err: FastifyError | GatewayError | Error, req: FastifyRequest, reply: FastifyReply) => {
-    // Anthropic's door (`/v1/messages`) answers every error in Anthropic's shape and statuses.
-    const anthropic = req.routeOptions.config?.errorShape === 'anthropic';
+    // Anthropic's door (`/v1/messages`) answers every error in Anthropic's shape and statuses, as
+    // `/v1/models` does for Anthropic's SDKs.
+    const anthropic = anthropicShaped(req);
     let ge: GatewayError;
     if (err instanceof GatewayError) ge = err;
     else if (err instanceof ZodError) ge = fromZod(err);
@@ -231,7 +246,7 @@ const MESSAGES_URL = /^\/+v1\/+messages(?:[/?# ]|$)/;
 export function setRequestId(
   reply: FastifyReply,
   id: string,
-  anthropic = reply.request.routeOptions.config?.errorShape === 'anthropic',
+  anthropic = anthropicShaped(reply.request),
 ): void {
   reply.header('x-request-id', id);
   if (anthropic) reply.header('request-id', id);

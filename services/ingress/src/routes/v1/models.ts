@@ -4,7 +4,9 @@ import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
+import { anthropicShaped } from '../../plugins/errors.ts';
 import type { ListedModel } from '../../routing/router.ts';
+import { type Listed, anthropicModel, anthropicPage } from './models-anthropic.ts';
 
 function view(l: ListedModel) {
   const e = l.entry;
@@ -38,7 +40,19 @@ function view(l: ListedModel) {
   };
 }
 
-const ListQuery = z.object({ all: z.enum(['true', 'false']).optional() });
+/** Anthropic's paging (`limit`, `after_id`, `before_id`) is checked when the answer is Anthropic's. */
+const ListQuery = z.object({
+  all: z.enum(['true', 'false']).optional(),
+  limit: z.unknown().optional(),
+  after_id: z.unknown().optional(),
+  before_id: z.unknown().optional(),
+});
+
+/**
+ * Anthropic's SDKs call these routes too (`models.list`, `models.retrieve`) and always send
+ * `anthropic-version` (OpenAI's never do): then the answer, errors included, is Anthropic's shape.
+ */
+const config = { errorShape: 'anthropic-when-versioned' } as const;
 
 /**
  * `auto` (cost-based routing) is a name a caller can use, so it is listed: what it can reach is the
@@ -81,16 +95,19 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
   };
   // A key limited by `allowed_models` may use `auto` only when its list names it.
   const autoFor = (req: FastifyRequest) => principalOf(req).allowedModels?.includes('auto') ?? true;
-  typed.get('/v1/models', { schema: { querystring: ListQuery } }, async (req) => {
+  typed.get('/v1/models', { schema: { querystring: ListQuery }, config }, async (req) => {
     const listed = listing(req, req.query.all === 'true');
-    const data: object[] = listed.map(view);
+    const data: Listed[] = listed.map(view);
     // What auto reaches is every routable model, whatever else the key's list names (as routing does).
     if (autoFor(req)) data.push(autoView(deps.router.listing(false)));
+    // Anthropic's shape pages the very list OpenAI's answers whole.
+    if (anthropicShaped(req)) return anthropicPage(data, req.query);
     return { object: 'list', data };
   });
-  app.get<{ Params: { '*': string } }>('/v1/models/*', async (req) => {
+  app.get<{ Params: { '*': string } }>('/v1/models/*', { config }, async (req) => {
     const name = req.params['*'];
-    if (name === 'auto' && autoFor(req)) return autoView(deps.router.listing(false));
+    const shaped = (m: Listed) => (anthropicShaped(req) ? anthropicModel(m) : m);
+    if (name === 'auto' && autoFor(req)) return shaped(autoView(deps.router.listing(false)));
     const listed = listing(req, true);
     const l =
       listed.find((x) => x.id === name) ??
@@ -102,6 +119,6 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
         message: `The model '${name}' does not exist`,
         param: 'model',
       });
-    return view(l);
+    return shaped(view(l));
   });
 }
