@@ -716,3 +716,164 @@ describe("errors in Anthropic's shape", () => {
     }
   });
 });
+
+describe('what the SDKs send back, and the newer request fields', () => {
+  /** A response block as the Python SDK's `model_dump()` writes it: every optional field, null when unset. */
+  const dumped = (b: Anthropic.ContentBlock): Record<string, unknown> =>
+    b.type === 'tool_use'
+      ? { ...b, caller: b.caller ?? { type: 'direct' }, toolset_name: null }
+      : b.type === 'text'
+        ? { ...b, citations: b.citations ?? null }
+        : { ...b };
+  const strictWeather = {
+    ...weather,
+    strict: true,
+    input_examples: [{ city: 'Oslo' }],
+  } as Anthropic.Tool;
+
+  it.each(MODELS)(
+    '%s: a tool loop sending the answer back as the SDK dumps it goes on',
+    async (_p, model) => {
+      const ask: Anthropic.MessageParam = { role: 'user', content: 'What is the weather in Oslo?' };
+      const first = await client.messages.create({
+        model,
+        max_tokens: 64,
+        tools: [strictWeather],
+        messages: [ask],
+      });
+      const use = first.content.find((b) => b.type === 'tool_use');
+      if (use?.type !== 'tool_use') throw new Error('no tool_use');
+      const second = await client.messages.create({
+        model,
+        max_tokens: 64,
+        tools: [strictWeather],
+        messages: [
+          ask,
+          { role: 'assistant', content: first.content.map(dumped) as never },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '4°C, rain' }] },
+        ],
+      });
+      expect(second.stop_reason).toBe('end_turn');
+    },
+  );
+
+  it('with thinking on, the dumped thinking and tool_use blocks go back to Anthropic, signed', async () => {
+    const base = {
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 4096,
+      thinking: { type: 'enabled' as const, budget_tokens: 1024 },
+      tools: [weather],
+    };
+    const ask: Anthropic.MessageParam = { role: 'user', content: 'What is the weather in Oslo?' };
+    const first = await client.messages.create({ ...base, messages: [ask] });
+    expect(first.content.map((b) => b.type)).toEqual(['thinking', 'tool_use']);
+    const use = first.content[1];
+    if (use?.type !== 'tool_use') throw new Error('no tool_use');
+    // The fake, like Anthropic, refuses the turn unless its thinking comes back first, unchanged.
+    const second = await client.messages.create({
+      ...base,
+      messages: [
+        ask,
+        { role: 'assistant', content: first.content.map(dumped) as never },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '4°C, rain' }] },
+      ],
+    });
+    expect(second.stop_reason).toBe('end_turn');
+  });
+
+  it.each(MODELS)(
+    '%s: documents (PDF, text, content) with title and context, output_config.effort high',
+    async (_p, model) => {
+      const msg = await client.messages.create({
+        model,
+        max_tokens: 64,
+        output_config: { effort: 'high' },
+        messages: [
+          {
+            role: 'user',
+            content: [
+              {
+                type: 'document',
+                source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0xLjQK' },
+                title: 'Report',
+                context: 'Quarterly figures',
+                citations: { enabled: false },
+              },
+              {
+                type: 'document',
+                source: { type: 'text', media_type: 'text/plain', data: 'Grass is green.' },
+                title: 'Facts',
+              },
+              {
+                type: 'document',
+                source: { type: 'content', content: [{ type: 'text', text: 'A chunk.' }] },
+              },
+              { type: 'text', text: 'Summarize them.' },
+            ],
+          },
+        ],
+      } as Anthropic.MessageCreateParamsNonStreaming);
+      expect(msg.stop_reason).toBe('end_turn');
+    },
+  );
+
+  it('refuses, with a 400 naming the exact field, what cannot be honoured', async () => {
+    const refused = async (params: Record<string, unknown>): Promise<string> => {
+      const e = await client.messages
+        .create({
+          model: 'anthropic/claude-haiku-4-5',
+          max_tokens: 64,
+          messages: [{ role: 'user', content: 'Hi' }],
+          ...params,
+        } as Anthropic.MessageCreateParamsNonStreaming)
+        .catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((e as InstanceType<typeof Anthropic.BadRequestError>).error).toMatchObject({
+        type: 'error',
+        error: { type: 'invalid_request_error' },
+      });
+      return (e as Error).message;
+    };
+    const doc = (extra: Record<string, unknown>) => ({
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Read it.' },
+            { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'x' }, ...extra },
+          ],
+        },
+      ],
+    });
+    expect(await refused(doc({ citations: { enabled: true } }))).toMatch(
+      /messages\.0\.content\.1\.citations: /,
+    );
+    expect(await refused(doc({ source: { type: 'url', url: 'https://example.com/a.pdf' } }))).toMatch(
+      /messages\.0\.content\.1\.source: A document by URL/,
+    );
+    expect(await refused(doc({ source: { type: 'pdf' } }))).toMatch(
+      /'messages\.0\.content\.1\.source\.type'/,
+    );
+    expect(await refused({ output_config: { effort: 'low' } })).toMatch(/output_config\.effort: /);
+    expect(await refused({ context_management: { edits: [{ type: 'clear_tool_uses_20250919' }] } })).toMatch(
+      /"context_management: not supported/,
+    );
+    const turn = (block: Record<string, unknown>) => ({
+      messages: [
+        { role: 'user', content: 'Weather?' },
+        { role: 'assistant', content: [block] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'rain' }] },
+      ],
+    });
+    const use = { type: 'tool_use', id: 't1', name: 'get_weather', input: {} };
+    expect(
+      await refused(turn({ ...use, caller: { type: 'code_execution_20250825', tool_id: 's1' } })),
+    ).toMatch(/messages\.1\.content\.0\.caller: /);
+    expect(await refused(turn({ ...use, toolset_name: 'browser' }))).toMatch(
+      /messages\.1\.content\.0\.toolset_name: /,
+    );
+    expect(await refused(turn({ type: 'server_tool_use', id: 's1', name: 'web_search', input: {} }))).toMatch(
+      /'messages\.1\.content\.0\.type'.*server_tool_use.{0,4} is not supported/,
+    );
+  });
+});

@@ -9,6 +9,52 @@ import { CacheControl as ChatCacheControl } from './chat.ts';
  */
 const CacheControl = ChatCacheControl.nullable().optional();
 
+/**
+ * A union of objects told apart by `type`, whose unknown type is refused by name ("Invalid input"
+ * otherwise), listing the ones taken.
+ */
+function byType<const T extends readonly [z.core.$ZodTypeDiscriminable, ...z.core.$ZodTypeDiscriminable[]]>(
+  what: string,
+  options: T,
+) {
+  return z.discriminatedUnion('type', options, {
+    error: (iss) => {
+      if (iss.code !== 'invalid_union') return undefined;
+      const type = (iss.input as { type?: unknown } | undefined)?.type;
+      const taken = (iss as { options?: unknown[] }).options ?? [];
+      return `${what} of type ${JSON.stringify(type)} is not supported here; the types taken are ${taken.map((t) => `'${String(t)}'`).join(', ')}.`;
+    },
+  });
+}
+
+/**
+ * Text or an array of blocks. A plain union answers only "Invalid input" at the content when a block
+ * is wrong (zod cannot tell which option was meant); here the value's own type picks the option, and
+ * the block's issue, at its exact path, is the answer. Unknown keys alone come out of the union as
+ * they are. The union after the check is what the API reference documents.
+ */
+function textOr<T extends z.ZodType>(block: T) {
+  const blocks = z.array(block);
+  return z
+    .transform((v: unknown, ctx) => {
+      if (typeof v === 'string') return v;
+      if (!Array.isArray(v)) {
+        ctx.addIssue({ code: 'custom', message: 'expected a string or an array of content blocks' });
+        return z.NEVER;
+      }
+      const issues = blocks.safeParse(v).error?.issues ?? [];
+      if (issues.some((i) => i.code !== 'unrecognized_keys'))
+        for (const issue of issues) ctx.addIssue(issue as never);
+      return v;
+    })
+    .pipe(z.union([z.string(), blocks]));
+}
+
+/**
+ * `citations` of an earlier answer's text (the Python SDK's `model_dump()` writes `null`): taken and
+ * left out. They are what the model cited in that turn, informational history: no target reads them
+ * back, and Anthropic's own answer does not depend on them.
+ */
 const TextBlock = z.strictObject({
   type: z.literal('text'),
   text: z.string(),
@@ -17,7 +63,7 @@ const TextBlock = z.strictObject({
 });
 const ImageBlock = z.strictObject({
   type: z.literal('image'),
-  source: z.discriminatedUnion('type', [
+  source: byType('An image source', [
     z.strictObject({
       type: z.literal('base64'),
       media_type: z.enum(['image/jpeg', 'image/png', 'image/gif', 'image/webp']),
@@ -27,28 +73,59 @@ const ImageBlock = z.strictObject({
   ]),
   cache_control: CacheControl,
 });
+/**
+ * A document: a PDF (base64, or by URL: refused by the door, as files travel inline), plain text, or
+ * content blocks (text and images), with an optional title and context, and `citations` (the door
+ * refuses `enabled: true`: no answer through the gateway carries citations).
+ */
 const DocumentBlock = z.strictObject({
   type: z.literal('document'),
-  source: z.strictObject({
-    type: z.literal('base64'),
-    media_type: z.literal('application/pdf'),
-    data: z.string().min(1),
-  }),
+  source: byType('A document source', [
+    z.strictObject({
+      type: z.literal('base64'),
+      media_type: z.literal('application/pdf'),
+      data: z.string().min(1),
+    }),
+    z.strictObject({
+      type: z.literal('text'),
+      media_type: z.literal('text/plain'),
+      data: z.string().min(1),
+    }),
+    z.strictObject({
+      type: z.literal('content'),
+      content: textOr(byType('A content block', [TextBlock, ImageBlock])),
+    }),
+    z.strictObject({ type: z.literal('url'), url: z.string().min(1) }),
+    z.strictObject({ type: z.literal('file'), file_id: z.string().min(1) }),
+  ]),
   title: z.string().nullable().optional(),
   context: z.string().nullable().optional(),
+  citations: z.strictObject({ enabled: z.boolean().optional() }).nullable().optional(),
   cache_control: CacheControl,
 });
+/**
+ * A tool call, as the model made it. Answers carry `caller` (who made the call: `direct`, the model,
+ * or a server tool such as code execution) and `toolset_name` (the toolset of a toolset member);
+ * the Python SDK's `model_dump()` writes both, null when unset. The door takes a direct (or null)
+ * caller and a null toolset, and refuses the others by name: the gateway has neither server tools
+ * nor toolsets to tie such a call to.
+ */
 const ToolUseBlock = z.strictObject({
   type: z.literal('tool_use'),
   id: z.string().min(1),
   name: z.string().min(1),
   input: z.record(z.string(), z.unknown()),
   cache_control: CacheControl,
+  caller: z
+    .strictObject({ type: z.string().min(1), tool_id: z.string().optional() })
+    .nullable()
+    .optional(),
+  toolset_name: z.string().nullable().optional(),
 });
 const ToolResultBlock = z.strictObject({
   type: z.literal('tool_result'),
   tool_use_id: z.string().min(1),
-  content: z.union([z.string(), z.array(z.discriminatedUnion('type', [TextBlock, ImageBlock]))]).optional(),
+  content: textOr(byType('A tool result block', [TextBlock, ImageBlock])).optional(),
   is_error: z.boolean().optional(),
   cache_control: CacheControl,
 });
@@ -60,7 +137,11 @@ const ThinkingBlock = z.strictObject({
 });
 const RedactedThinkingBlock = z.strictObject({ type: z.literal('redacted_thinking'), data: z.string() });
 
-export const AnthropicBlock = z.discriminatedUnion('type', [
+/**
+ * Server tool blocks (`server_tool_use`, `web_search_tool_result`, …) are refused by type: the
+ * gateway runs no server tools, so no answer through it carries them.
+ */
+export const AnthropicBlock = byType('A content block', [
   TextBlock,
   ImageBlock,
   DocumentBlock,
@@ -73,7 +154,7 @@ export type AnthropicBlock = z.infer<typeof AnthropicBlock>;
 
 export const AnthropicMessage = z.strictObject({
   role: z.enum(['user', 'assistant']),
-  content: z.union([z.string(), z.array(AnthropicBlock)]),
+  content: textOr(AnthropicBlock),
 });
 export type AnthropicMessage = z.infer<typeof AnthropicMessage>;
 
@@ -84,6 +165,10 @@ export const AnthropicTool = z.strictObject({
   description: z.string().optional(),
   input_schema: z.record(z.string(), z.unknown()),
   cache_control: CacheControl,
+  // Strict tool use: the call's input follows the schema exactly (`function.strict` in the one request).
+  strict: z.boolean().optional(),
+  // Example inputs (the door adds them to the description: see `toolOf` in the door).
+  input_examples: z.array(z.record(z.string(), z.unknown())).max(64).optional(),
 });
 
 const parallel = { disable_parallel_tool_use: z.boolean().optional() };
@@ -140,7 +225,7 @@ const promptFields = {
     .min(1, 'messages must contain at least one message')
     .max(4096)
     .superRefine(nonEmptyTurns),
-  system: z.union([z.string(), z.array(TextBlock)]).optional(),
+  system: textOr(TextBlock).optional(),
   tools: z.array(AnthropicTool).max(128).optional(),
   tool_choice: AnthropicToolChoice.optional(),
   thinking: AnthropicThinking.optional(),
@@ -158,13 +243,18 @@ export const AnthropicRequest = z.strictObject({
   metadata: z.strictObject({ user_id: z.string().max(256).nullable().optional() }).optional(),
   service_tier: z.enum(['auto', 'standard_only']).optional(),
   // Structured output: the answer's text is JSON following the schema (any target that has it).
+  // `effort`: only `high`, Anthropic's default, is taken (the door says why).
   output_config: z
     .strictObject({
       format: z
         .strictObject({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) })
+        .nullable()
         .optional(),
+      effort: z.enum(['low', 'medium', 'high', 'xhigh', 'max']).nullable().optional(),
     })
     .optional(),
+  // Anthropic's context-management beta (Claude Code sends it): taken here to be refused by name.
+  context_management: z.record(z.string(), z.unknown()).nullable().optional(),
 });
 export type AnthropicRequest = z.infer<typeof AnthropicRequest>;
 

@@ -57,7 +57,13 @@ function blockOf(p: ContentPart, param: string): Block {
     case 'file': {
       const d = p.file.file_data ? parseDataUrl(p.file.file_data) : undefined;
       if (d?.mediaType === 'application/pdf') {
-        return { type: 'document', source: { type: 'base64', media_type: d.mediaType, data: d.data } };
+        // The file's name is the document's title (OpenAI shows the model the name; Anthropic the title).
+        const title = p.file.filename ? { title: p.file.filename } : {};
+        return {
+          type: 'document',
+          source: { type: 'base64', media_type: d.mediaType, data: d.data },
+          ...title,
+        };
       }
       throw invalidParam(
         param,
@@ -193,11 +199,12 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
     body.thinking = { type: 'enabled', budget_tokens: budget };
   }
   if (req.tools && req.tools.length > 0 && req.tool_choice !== 'none') {
-    // `strict` is dropped: the schema still constrains the call, as Anthropic documents it.
+    // `strict: true` is Anthropic's strict tool use (the input follows the schema exactly), as OpenAI's.
     body.tools = req.tools.map((t) => ({
       name: t.function.name,
       ...(t.function.description ? { description: t.function.description } : {}),
       input_schema: t.function.parameters ?? { type: 'object', properties: {} },
+      ...(t.function.strict === true ? { strict: true } : {}),
       ...(t.cache_control ? { cache_control: t.cache_control } : {}),
     }));
     const choice = toolChoiceOf(req);

@@ -13,6 +13,7 @@ import {
   toChatRequest,
 } from './messages.ts';
 import { inDoorTerms } from './shared.ts';
+import { fromZod } from '../plugins/errors.ts';
 
 const parse = (b: unknown) => AnthropicRequest.parse(b);
 const base = { model: 'openai/gpt-4o-mini', max_tokens: 100 };
@@ -353,6 +354,248 @@ describe('frames → Anthropic events', () => {
     );
     expect(e).toBe(
       'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error","message":"slow"}}\n\n',
+    );
+  });
+});
+
+describe('what SDKs send back, and the newer request fields', () => {
+  /** The 400 the route answers for a body (its param and message), or the chat request it becomes. */
+  const refusal = (body: unknown): { param: string | null; message: string } => {
+    const r = AnthropicRequest.safeParse(body);
+    try {
+      if (!r.success) throw fromZod(r.error);
+      toChatRequest(r.data);
+    } catch (e) {
+      if (!(e instanceof GatewayError)) throw e;
+      return { param: e.param, message: e.message };
+    }
+    throw new Error('accepted');
+  };
+  const user = { role: 'user', content: 'What is the weather?' } as const;
+  const weather = { name: 'get_weather', input_schema: { type: 'object' } };
+
+  it("takes an answer's content as the Python SDK dumps it (caller, toolset_name, citations), leaving them out", () => {
+    const chat = toChatRequest(
+      parse({
+        ...base,
+        tools: [weather],
+        messages: [
+          user,
+          {
+            role: 'assistant',
+            content: [
+              { type: 'thinking', thinking: 'hmm', signature: 'sig' },
+              { type: 'text', text: 'Let me look.', citations: null },
+              {
+                type: 'tool_use',
+                id: 't1',
+                name: 'get_weather',
+                input: { city: 'Oslo' },
+                caller: { type: 'direct' },
+                toolset_name: null,
+              },
+              { type: 'tool_use', id: 't2', name: 'get_weather', input: {}, caller: null },
+            ],
+          },
+          {
+            role: 'user',
+            content: [
+              { type: 'tool_result', tool_use_id: 't1', content: 'rain' },
+              { type: 'tool_result', tool_use_id: 't2', content: 'sun' },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(chat.messages[1]).toEqual({
+      role: 'assistant',
+      content: 'Let me look.',
+      tool_calls: [
+        { id: 't1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } },
+        { id: 't2', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+      ],
+      thinking_blocks: [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }],
+    });
+  });
+
+  it('refuses, by their exact path, what cannot be tied to anything here: server callers, toolsets, server tool blocks', () => {
+    const turn = (block: Record<string, unknown>) => ({
+      ...base,
+      messages: [user, { role: 'assistant', content: [block] }],
+    });
+    const use = { type: 'tool_use', id: 't1', name: 'f', input: {} };
+    expect(refusal(turn({ ...use, caller: { type: 'code_execution_20250825', tool_id: 'srv_1' } }))).toEqual({
+      param: 'messages.1.content.0.caller',
+      message: expect.stringMatching(/code_execution_20250825.*not supported/),
+    });
+    expect(refusal(turn({ ...use, toolset_name: 'browser' })).param).toBe(
+      'messages.1.content.0.toolset_name',
+    );
+    expect(refusal(turn({ type: 'server_tool_use', id: 's', name: 'web_search', input: {} }))).toEqual({
+      param: 'messages.1.content.0.type',
+      message: expect.stringMatching(/"server_tool_use" is not supported here; the types taken are 'text'/),
+    });
+    // Still named exactly: an unknown key on an answer's block.
+    expect(refusal(turn({ ...use, extra: 1 }))).toEqual({
+      param: 'messages.1.content.0.extra',
+      message: 'Unrecognized request argument supplied: messages.1.content.0.extra',
+    });
+  });
+
+  it('carries tools[].strict, and input_examples in the description every target reads', () => {
+    const chat = toChatRequest(
+      parse({
+        ...base,
+        messages: [user],
+        tools: [
+          {
+            ...weather,
+            description: 'Weather.',
+            strict: true,
+            input_examples: [{ city: 'Oslo' }, { city: 'Rome' }],
+          },
+          { name: 'g', input_schema: { type: 'object' }, strict: false, input_examples: [{}] },
+        ],
+      }),
+    );
+    expect(chat.tools?.map((t) => t.function)).toEqual([
+      {
+        name: 'get_weather',
+        description: 'Weather.\n\nExamples of valid input:\n{"city":"Oslo"}\n{"city":"Rome"}',
+        parameters: { type: 'object' },
+        strict: true,
+      },
+      {
+        name: 'g',
+        description: 'Examples of valid input:\n{}',
+        parameters: { type: 'object' },
+        strict: false,
+      },
+    ]);
+  });
+
+  it('carries documents: a PDF with its title as the file name, text and content documents as text, context first', () => {
+    const chat = toChatRequest(
+      parse({
+        ...base,
+        messages: [
+          {
+            role: 'user',
+            content: [
+              {
+                type: 'document',
+                source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' },
+                title: 'Q3 report',
+                context: 'Internal, draft',
+                citations: { enabled: false },
+              },
+              {
+                type: 'document',
+                source: { type: 'text', media_type: 'text/plain', data: 'The grass is green.' },
+                title: 'Facts',
+                cache_control: { type: 'ephemeral' },
+              },
+              {
+                type: 'document',
+                source: {
+                  type: 'content',
+                  content: [
+                    { type: 'text', text: 'First chunk.' },
+                    { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' } },
+                  ],
+                },
+                citations: null,
+              },
+              { type: 'document', source: { type: 'content', content: 'Plain content.' } },
+              { type: 'text', text: 'Summarize.' },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(chat.messages[0]?.content).toEqual([
+      { type: 'text', text: 'Document context: Internal, draft' },
+      { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0=', filename: 'Q3 report' } },
+      { type: 'text', text: 'Document title: Facts' },
+      { type: 'text', text: 'The grass is green.', cache_control: { type: 'ephemeral' } },
+      { type: 'text', text: 'First chunk.' },
+      { type: 'image_url', image_url: { url: 'https://example.com/a.png' } },
+      { type: 'text', text: 'Plain content.' },
+      { type: 'text', text: 'Summarize.' },
+    ]);
+  });
+
+  it('refuses what no target can honour, naming the field: citations on, a PDF by URL or file id', () => {
+    const doc = (extra: Record<string, unknown>) => ({
+      ...base,
+      messages: [
+        user,
+        { role: 'assistant', content: 'Sure.' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'Read this.' },
+            {
+              type: 'document',
+              source: { type: 'text', media_type: 'text/plain', data: 'x' },
+              ...extra,
+            },
+          ],
+        },
+      ],
+    });
+    expect(refusal(doc({ citations: { enabled: true } }))).toEqual({
+      param: 'messages.2.content.1.citations',
+      message: expect.stringMatching(/^messages.2.content.1.citations: Citations are not supported/),
+    });
+    expect(refusal(doc({ source: { type: 'url', url: 'https://example.com/a.pdf' } }))).toEqual({
+      param: 'messages.2.content.1.source',
+      message: expect.stringMatching(/by URL is not supported.*'base64'/),
+    });
+    expect(refusal(doc({ source: { type: 'file', file_id: 'file_1' } })).param).toBe(
+      'messages.2.content.1.source',
+    );
+    // A wrong block is named where it is, never the vague "Invalid input" at the content.
+    expect(refusal(doc({ source: { type: 'pdf', data: 'x' } }))).toEqual({
+      param: 'messages.2.content.1.source.type',
+      message: expect.stringMatching(/A document source of type "pdf" is not supported here/),
+    });
+    expect(refusal(doc({ source: { type: 'text', media_type: 'text/plain', data: 5 } }))).toEqual({
+      param: 'messages.2.content.1.source.data',
+      message: expect.stringMatching(
+        /^Invalid value for 'messages.2.content.1.source.data': .*expected string/,
+      ),
+    });
+    expect(
+      refusal({
+        ...base,
+        messages: [
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'text' }] }] },
+        ],
+      }).param,
+    ).toBe('messages.0.content.0.content.0.text');
+    expect(refusal({ ...base, messages: [{ role: 'user', content: 5 }] })).toEqual({
+      param: 'messages.0.content',
+      message: "Invalid value for 'messages.0.content': expected a string or an array of content blocks",
+    });
+  });
+
+  it("takes output_config.effort 'high' (Anthropic's default); refuses other levels and context_management by name", () => {
+    const chat = toChatRequest(parse({ ...base, messages: [user], output_config: { effort: 'high' } }));
+    expect(chat.reasoning_effort).toBeUndefined();
+    expect(refusal({ ...base, messages: [user], output_config: { effort: 'low' } })).toEqual({
+      param: 'output_config.effort',
+      message: expect.stringMatching(/^output_config.effort: the effort 'low' is not supported.*thinking/),
+    });
+    expect(
+      refusal({
+        ...base,
+        messages: [user],
+        context_management: { edits: [{ type: 'clear_tool_uses_20250919' }] },
+      }).param,
+    ).toBe('context_management');
+    expect(refusal({ ...base, messages: [user], output_config: { effort: 'extreme' } }).param).toBe(
+      'output_config.effort',
     );
   });
 });

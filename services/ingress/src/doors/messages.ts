@@ -32,6 +32,9 @@ import { type Door, type FrameWriter, invalidParam, parseToolInput, runningCall 
 
 const invalid = invalidParam;
 
+/** A refusal whose message starts with the field's path, as Anthropic's do (its errors carry no param). */
+const refuse = (param: string, message: string) => invalidParam(param, `${param}: ${message}`);
+
 /** Thinking budgets map onto the pipeline's reasoning effort (the Anthropic adapter maps them back). */
 export function effortOfBudget(budget: number): 'low' | 'medium' | 'high' {
   if (budget <= 1024) return 'low';
@@ -40,14 +43,18 @@ export function effortOfBudget(budget: number): 'low' | 'medium' | 'high' {
 }
 
 type UserPart = Extract<ContentPart, { type: 'text' | 'image_url' | 'file' }>;
+type DocumentBlock = Extract<AnthropicBlock, { type: 'document' }>;
 
-/** A block as a chat part, with its caching breakpoint (the Anthropic adapter puts it back). */
-function partOf(b: AnthropicBlock, param: string): UserPart {
-  const part = plainPartOf(b, param);
-  return 'cache_control' in b && b.cache_control ? { ...part, cache_control: b.cache_control } : part;
+/** A block as chat parts, with its caching breakpoint on the last (the Anthropic adapter puts it back). */
+function partsOf(b: AnthropicBlock, param: string): UserPart[] {
+  const parts = b.type === 'document' ? documentParts(b, param) : [plainPartOf(b, param)];
+  const last = parts.at(-1);
+  if (last && 'cache_control' in b && b.cache_control)
+    parts[parts.length - 1] = { ...last, cache_control: b.cache_control };
+  return parts;
 }
 
-function plainPartOf(b: AnthropicBlock, param: string): UserPart {
+function plainPartOf(b: Exclude<AnthropicBlock, { type: 'document' }>, param: string): UserPart {
   switch (b.type) {
     case 'text':
       return { type: 'text', text: b.text };
@@ -59,11 +66,72 @@ function plainPartOf(b: AnthropicBlock, param: string): UserPart {
             b.source.type === 'base64' ? `data:${b.source.media_type};base64,${b.source.data}` : b.source.url,
         },
       };
-    case 'document':
-      return { type: 'file', file: { file_data: `data:application/pdf;base64,${b.source.data}` } };
     default:
       throw invalid(param, `A '${b.type}' block is not allowed here.`);
   }
+}
+
+/**
+ * A document as chat parts, on every target: a PDF as a file part (its title as the file's name,
+ * which OpenAI shows the model and the Anthropic adapter gives back as the document's `title`), plain
+ * text and content documents as their text and images. `context` (and the title of a document that
+ * travels as text) comes first as a text part: every target's model reads it, as Anthropic's does.
+ * Refused by name: citations (no answer through the gateway carries them), a PDF by URL (files travel
+ * inline in the one request; OpenAI and Gemini take no PDF URL), a Files API id (Anthropic's store).
+ */
+function documentParts(b: DocumentBlock, param: string): UserPart[] {
+  if (b.citations?.enabled === true)
+    throw refuse(
+      `${param}.citations`,
+      'Citations are not supported through this gateway: its answers carry no citations. Leave `citations` out, or set `enabled: false`.',
+    );
+  const src = b.source;
+  if (src.type === 'url')
+    throw refuse(
+      `${param}.source`,
+      "A document by URL is not supported through this gateway: send the PDF inline (source type 'base64').",
+    );
+  if (src.type === 'file')
+    throw refuse(
+      `${param}.source`,
+      "A document by Files API id is not supported through this gateway: send it inline (source type 'base64' or 'text').",
+    );
+  const title = b.title ?? undefined;
+  const header = [
+    ...(title !== undefined && src.type !== 'base64' ? [`Document title: ${title}`] : []),
+    ...(b.context != null ? [`Document context: ${b.context}`] : []),
+  ];
+  const parts: UserPart[] = header.length > 0 ? [{ type: 'text', text: header.join('\n') }] : [];
+  if (src.type === 'base64')
+    parts.push({
+      type: 'file',
+      file: { file_data: `data:application/pdf;base64,${src.data}`, ...(title ? { filename: title } : {}) },
+    });
+  else if (src.type === 'text') parts.push({ type: 'text', text: src.data });
+  else if (typeof src.content === 'string') parts.push({ type: 'text', text: src.content });
+  else
+    src.content.forEach((c, k) => {
+      parts.push(...partsOf(c, `${param}.source.content.${k}`));
+    });
+  return parts;
+}
+
+/**
+ * What an answer's tool_use block carries besides the call, sent back: a direct caller (the model,
+ * the default) and no toolset are left out; a server tool's caller or a toolset member cannot be
+ * tied to anything here (the gateway runs neither), so they are refused by name.
+ */
+function checkToolUse(b: Extract<AnthropicBlock, { type: 'tool_use' }>, param: string): void {
+  if (b.caller && b.caller.type !== 'direct')
+    throw refuse(
+      `${param}.caller`,
+      `A tool call made by '${b.caller.type}' is not supported through this gateway: it runs no server tools (only 'direct' calls, by the model).`,
+    );
+  if (b.toolset_name != null)
+    throw refuse(
+      `${param}.toolset_name`,
+      'Toolsets are not supported through this gateway: a tool call of a toolset cannot be sent back.',
+    );
 }
 
 /** One Anthropic turn → chat messages (a user turn's tool results become tool messages, first). */
@@ -79,12 +147,14 @@ function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMes
     const thinking: ThinkingBlock[] = [];
     m.content.forEach((b, j) => {
       if (b.type === 'text') text += b.text;
-      else if (b.type === 'tool_use')
+      else if (b.type === 'tool_use') {
+        checkToolUse(b, `${param}.${j}`);
         calls.push({
           id: b.id,
           type: 'function',
           function: { name: b.name, arguments: JSON.stringify(b.input) },
         });
+      }
       // Earlier thinking travels in order, unchanged, for Anthropic (which needs it, signed, to go on
       // with a tool-use turn). A thinking block without a signature is not Anthropic's (it is how
       // this door shows another provider's reasoning) and no target can take it back: left out.
@@ -108,7 +178,7 @@ function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMes
     if (b.type === 'tool_result') {
       const c = b.content ?? '';
       const content: string | UserPart[] =
-        typeof c === 'string' ? c : c.map((p, k) => partOf(p, `${param}.${j}.content.${k}`));
+        typeof c === 'string' ? c : c.flatMap((p, k) => partsOf(p, `${param}.${j}.content.${k}`));
       // The block's breakpoint rides on its last part (the Anthropic adapter lifts it back).
       const cache = b.cache_control ?? undefined;
       const parts =
@@ -118,7 +188,7 @@ function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMes
             : content.map((p, k) => (k === content.length - 1 ? { ...p, cache_control: cache } : p))
           : content;
       out.push({ role: 'tool', tool_call_id: b.tool_use_id, content: parts });
-    } else parts.push(partOf(b, `${param}.${j}`));
+    } else parts.push(...partsOf(b, `${param}.${j}`));
   });
   if (parts.length > 0) out.push({ role: 'user', content: parts });
 }
@@ -145,19 +215,35 @@ function messagesOf(req: AnthropicCountTokensRequest): ChatMessage[] {
   return out;
 }
 
+/**
+ * A tool's description, with its `input_examples` after it. Anthropic takes the examples only under
+ * a beta header the gateway does not send (the adapter sends the routing file's headers, not the
+ * caller's), and the one request's tool has no field for them; dropped, the model would lose the
+ * guidance the caller wrote. In the description every target's model reads them.
+ */
+function descriptionOf(t: NonNullable<AnthropicCountTokensRequest['tools']>[number]): string | undefined {
+  if (!t.input_examples?.length) return t.description;
+  const examples = t.input_examples.map((e) => JSON.stringify(e)).join('\n');
+  return `${t.description ?? ''}${t.description ? '\n\n' : ''}Examples of valid input:\n${examples}`;
+}
+
 /** The prompt part of a request (also what count_tokens measures). */
 export function promptOf(req: AnthropicCountTokensRequest): ChatRequest {
   const chat: ChatRequest = { model: req.model, messages: messagesOf(req) };
   if (req.tools?.length) {
-    chat.tools = req.tools.map((t) => ({
-      type: 'function',
-      ...(t.cache_control ? { cache_control: t.cache_control } : {}),
-      function: {
-        name: t.name,
-        ...(t.description !== undefined ? { description: t.description } : {}),
-        parameters: t.input_schema,
-      },
-    }));
+    chat.tools = req.tools.map((t) => {
+      const description = descriptionOf(t);
+      return {
+        type: 'function',
+        ...(t.cache_control ? { cache_control: t.cache_control } : {}),
+        function: {
+          name: t.name,
+          ...(description !== undefined ? { description } : {}),
+          parameters: t.input_schema,
+          ...(t.strict !== undefined ? { strict: t.strict } : {}),
+        },
+      };
+    });
   }
   const c = req.tool_choice;
   if (c) {
@@ -190,6 +276,21 @@ export function toChatRequest(req: AnthropicRequest): ChatRequest {
   if (req.top_p !== undefined) chat.top_p = req.top_p;
   if (req.top_k !== undefined) chat.top_k = req.top_k;
   if (req.metadata?.user_id) chat.user = req.metadata.user_id;
+  // Anthropic's default effort is `high`: the same as none. Another level has no honest equivalent
+  // on every target: the one request's reasoning effort turns extended thinking on at Anthropic
+  // (effort does not), and tunes only reasoning elsewhere.
+  const effort = req.output_config?.effort;
+  if (effort != null && effort !== 'high')
+    throw refuse(
+      'output_config.effort',
+      `the effort '${effort}' is not supported through this gateway ('high', Anthropic's default, is): to spend more or less on reasoning, use \`thinking\` with a budget.`,
+    );
+  // A beta of Anthropic's, under its `anthropic-beta` header, which the gateway does not pass on.
+  if (req.context_management != null)
+    throw refuse(
+      'context_management',
+      "not supported through this gateway: it is a beta of Anthropic's API that the gateway does not pass on (clear old tool results from the conversation yourself).",
+    );
   const format = req.output_config?.format;
   if (format)
     chat.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema } };

@@ -1,0 +1,48 @@
+import type { ChatRequest } from '@faregate/contracts/chat';
+import { describe, expect, it } from 'vitest';
+import type { ProviderConfig } from '../types.ts';
+import { buildAnthropicBody } from './request.ts';
+
+const config: ProviderConfig = { id: 'anthropic', kind: 'anthropic', baseUrl: 'https://x/', apiKeys: ['k'] };
+const build = (req: Partial<ChatRequest>) =>
+  buildAnthropicBody(
+    { model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }], ...req },
+    { model: 'claude-haiku-4-5', stream: false, config, apiKey: 'k' },
+  );
+
+describe('anthropic request: strict tools, document titles', () => {
+  it("passes a tool's strict: true as Anthropic's strict tool use (false is the default: left out)", () => {
+    const tool = (strict?: boolean) => ({
+      type: 'function' as const,
+      function: { name: 'f', parameters: { type: 'object' }, ...(strict === undefined ? {} : { strict }) },
+    });
+    const body = build({ tools: [tool(true), tool(false), tool()] });
+    expect(body.tools).toEqual([
+      { name: 'f', input_schema: { type: 'object' }, strict: true },
+      { name: 'f', input_schema: { type: 'object' } },
+      { name: 'f', input_schema: { type: 'object' } },
+    ]);
+  });
+
+  it("gives a PDF file part's name as the document's title", () => {
+    const body = build({
+      messages: [
+        {
+          role: 'user',
+          content: [
+            {
+              type: 'file',
+              file: { file_data: 'data:application/pdf;base64,JVBERi0=', filename: 'Q3 report' },
+            },
+            { type: 'file', file: { file_data: 'data:application/pdf;base64,JVBERi0=' } },
+          ],
+        },
+      ],
+    });
+    const source = { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' };
+    expect((body.messages as Array<{ content: unknown }>)[0]?.content).toEqual([
+      { type: 'document', source, title: 'Q3 report' },
+      { type: 'document', source },
+    ]);
+  });
+});
