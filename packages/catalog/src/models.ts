@@ -19,7 +19,10 @@ const Usd = z.string().regex(/^\d+(\.\d{1,6})?$/, 'a decimal USD amount like "0.
 export const ModelPrice = z.object({
   inputPerM: Usd,
   cachedInputPerM: Usd.optional(),
+  /** 5-minute cache writes (Anthropic's default TTL); absent = the input price. */
   cacheWritePerM: Usd.optional(),
+  /** 1-hour cache writes (`cache_control.ttl: "1h"`); absent = twice the input price, Anthropic's rule. */
+  cacheWrite1hPerM: Usd.optional(),
   outputPerM: Usd,
 });
 export type ModelPrice = z.infer<typeof ModelPrice>;
@@ -103,14 +106,20 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     cachedInputPerM: '0.50',
     outputPerM: '8.00',
   }),
-  // Anthropic (cache reads 0.1×, 5-minute cache writes 1.25× input)
+  // Anthropic (cache reads 0.1×, 5-minute cache writes 1.25× input, 1-hour writes 2×)
   m(
     'anthropic',
     'claude-sonnet-4-5',
     200_000,
     64_000,
     [...all, 'reasoning'],
-    { inputPerM: '3.00', cachedInputPerM: '0.30', cacheWritePerM: '3.75', outputPerM: '15.00' },
+    {
+      inputPerM: '3.00',
+      cachedInputPerM: '0.30',
+      cacheWritePerM: '3.75',
+      cacheWrite1hPerM: '6.00',
+      outputPerM: '15.00',
+    },
     ['claude-sonnet'],
   ),
   m(
@@ -119,7 +128,13 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     200_000,
     64_000,
     [...all, 'reasoning'],
-    { inputPerM: '1.00', cachedInputPerM: '0.10', cacheWritePerM: '1.25', outputPerM: '5.00' },
+    {
+      inputPerM: '1.00',
+      cachedInputPerM: '0.10',
+      cacheWritePerM: '1.25',
+      cacheWrite1hPerM: '2.00',
+      outputPerM: '5.00',
+    },
     ['claude-haiku'],
   ),
   m(
@@ -128,13 +143,20 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     200_000,
     64_000,
     [...all, 'reasoning'],
-    { inputPerM: '5.00', cachedInputPerM: '0.50', cacheWritePerM: '6.25', outputPerM: '25.00' },
+    {
+      inputPerM: '5.00',
+      cachedInputPerM: '0.50',
+      cacheWritePerM: '6.25',
+      cacheWrite1hPerM: '10.00',
+      outputPerM: '25.00',
+    },
     ['claude-opus'],
   ),
   m('anthropic', 'claude-3-5-haiku-latest', 200_000, 8_192, all, {
     inputPerM: '0.80',
     cachedInputPerM: '0.08',
     cacheWritePerM: '1.00',
+    cacheWrite1hPerM: '1.60',
     outputPerM: '4.00',
   }),
   // Google Gemini (prices for prompts ≤ 200k tokens)

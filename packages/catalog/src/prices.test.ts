@@ -35,7 +35,13 @@ describe('PriceTable.resolvePrice', () => {
     expect(table.resolvePrice('anthropic', 'claude-haiku-4-5-20251001')).toEqual({
       provider: 'anthropic',
       model: 'claude-haiku-4-5',
-      price: { inputPerM: '1.00', cachedInputPerM: '0.10', cacheWritePerM: '1.25', outputPerM: '5.00' },
+      price: {
+        inputPerM: '1.00',
+        cachedInputPerM: '0.10',
+        cacheWritePerM: '1.25',
+        cacheWrite1hPerM: '2.00',
+        outputPerM: '5.00',
+      },
       selfHosted: false,
     });
     expect(priceOf('openai', 'gpt-4o-mini-2024-07-18')?.inputPerM).toBe('0.15');
@@ -165,9 +171,21 @@ describe('routing file tables', () => {
 
 describe('maxCallCostMicros', () => {
   it('charges every prompt token at the dearest input class and rounds up', () => {
-    // claude-haiku-4-5: cache writes (1.25) cost more than input (1.00).
-    const haiku = { inputPerM: '1.00', cachedInputPerM: '0.10', cacheWritePerM: '1.25', outputPerM: '5.00' };
-    expect(maxCallCostMicros(haiku, 1000, 100)).toBe(1250n + 500n);
+    // claude-haiku-4-5: 1-hour cache writes (2.00) cost more than 5-minute ones (1.25) and input (1.00).
+    const haiku = {
+      inputPerM: '1.00',
+      cachedInputPerM: '0.10',
+      cacheWritePerM: '1.25',
+      cacheWrite1hPerM: '2.00',
+      outputPerM: '5.00',
+    };
+    expect(maxCallCostMicros(haiku, 1000, 100)).toBe(2000n + 500n);
+    // A model with a cache-write price but no 1-hour one: its 1-hour writes cost twice the input.
+    expect(maxCallCostMicros({ ...haiku, cacheWrite1hPerM: undefined }, 1000, 100)).toBe(2000n + 500n);
+    // A model without cache writes (OpenAI's) is never held at the 1-hour fallback.
+    expect(
+      maxCallCostMicros({ inputPerM: '1.00', cachedInputPerM: '0.50', outputPerM: '5.00' }, 1000, 100),
+    ).toBe(1000n + 500n);
     // gpt-4o-mini: 3 × 0.15 + 1 × 0.6 = 1.05 µUSD → 2 (a hold never rounds below the cost).
     expect(maxCallCostMicros({ inputPerM: '0.15', outputPerM: '0.60' }, 3, 1)).toBe(2n);
     expect(maxCallCostMicros({ inputPerM: '0', outputPerM: '0' }, 1_000_000, 1_000_000)).toBe(0n);

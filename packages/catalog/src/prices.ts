@@ -175,7 +175,10 @@ export interface CallTokens {
   /** All input tokens, cached and cache-write ones included. */
   inputTokens: number;
   cachedInputTokens: number;
+  /** All cache-write tokens, 1-hour ones included. */
   cacheWriteTokens: number;
+  /** Cache-write tokens written with a 1-hour TTL (subset of cacheWriteTokens; absent = none). */
+  cacheWrite1hTokens?: number;
   /** All output tokens, reasoning included (reasoning is not charged again). */
   outputTokens: number;
 }
@@ -190,10 +193,12 @@ export interface CallTokens {
  */
 export function callCostMicros(t: CallTokens, price: MicroPrice): bigint {
   const uncached = Math.max(0, t.inputTokens - t.cachedInputTokens - t.cacheWriteTokens);
+  const write1h = Math.min(t.cacheWrite1hTokens ?? 0, t.cacheWriteTokens);
   const scaled =
     BigInt(uncached) * price.input +
     BigInt(t.cachedInputTokens) * price.cachedInput +
-    BigInt(t.cacheWriteTokens) * price.cacheWrite +
+    BigInt(t.cacheWriteTokens - write1h) * price.cacheWrite +
+    BigInt(write1h) * price.cacheWrite1h +
     BigInt(t.outputTokens) * price.output;
   return (scaled + 999_999n) / 1_000_000n;
 }
@@ -201,11 +206,15 @@ export function callCostMicros(t: CallTokens, price: MicroPrice): bigint {
 /** µUSD as the USD number callers see (`usage.cost`, OpenRouter's convention). */
 export const microsToUsdNumber = (micros: bigint): number => Number(micros) / 1_000_000;
 
-/** µUSD per million tokens, every token class (missing cache prices fall back to the input price). */
+/**
+ * µUSD per million tokens, every token class (missing cache prices fall back to the input price; a
+ * missing 1-hour cache-write price to twice the input price, Anthropic's rule for such writes).
+ */
 export interface MicroPrice {
   input: bigint;
   cachedInput: bigint;
   cacheWrite: bigint;
+  cacheWrite1h: bigint;
   output: bigint;
 }
 
@@ -220,6 +229,7 @@ export function toMicroPrice(p: ModelPrice): Readonly<MicroPrice> {
     input,
     cachedInput: p.cachedInputPerM === undefined ? input : usdToMicros(p.cachedInputPerM),
     cacheWrite: p.cacheWritePerM === undefined ? input : usdToMicros(p.cacheWritePerM),
+    cacheWrite1h: p.cacheWrite1hPerM === undefined ? 2n * input : usdToMicros(p.cacheWrite1hPerM),
     output: usdToMicros(p.outputPerM),
   });
   microPrices.set(p, m);
@@ -229,13 +239,18 @@ export function toMicroPrice(p: ModelPrice): Readonly<MicroPrice> {
 /**
  * The most one call with at most `inputTokens` prompt tokens and `outputTokens` output tokens can
  * cost at `price` (µUSD, rounded up): every prompt token at the dearest input class (an Anthropic
- * cache write costs more than plain input), every output token at the output price.
+ * cache write costs more than plain input, a 1-hour one more still), every output token at the
+ * output price.
  */
 export function maxCallCostMicros(price: ModelPrice, inputTokens: number, outputTokens: number): bigint {
   const p = toMicroPrice(price);
   let input = p.input;
   if (p.cachedInput > input) input = p.cachedInput;
   if (p.cacheWrite > input) input = p.cacheWrite;
+  // Only a model with cache-write prices writes to a cache (Anthropic's): its 1-hour writes may
+  // cost more still. Others never report cache writes, whatever the fallback price says.
+  const writes = price.cacheWritePerM !== undefined || price.cacheWrite1hPerM !== undefined;
+  if (writes && p.cacheWrite1h > input) input = p.cacheWrite1h;
   const scaled = BigInt(inputTokens) * input + BigInt(outputTokens) * p.output;
   return (scaled + 999_999n) / 1_000_000n;
 }

@@ -269,6 +269,8 @@ export interface AnthropicUsage {
   output_tokens: number;
   cache_read_input_tokens: number;
   cache_creation_input_tokens: number;
+  /** The writes by TTL, as Anthropic reports them (a 1-hour write costs more). */
+  cache_creation: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
 }
 
 export type AnthropicContent =

@@ -249,6 +249,8 @@ export const Usage = z.object({
   cachedInputTokens: z.number().int().nonnegative(),
   /** Input tokens written to a provider cache (Anthropic; subset of inputTokens). */
   cacheWriteTokens: z.number().int().nonnegative(),
+  /** Of those, the ones written with a 1-hour TTL (Anthropic prices them apart); absent = none. */
+  cacheWrite1hTokens: z.number().int().nonnegative().optional(),
   /** All output tokens, reasoning/thinking included. */
   outputTokens: z.number().int().nonnegative(),
   /** Reasoning / thinking tokens (subset of outputTokens). */
@@ -326,6 +328,8 @@ export const OpenAIUsage = z.looseObject({
     audio_tokens: z.number().int().nonnegative(),
     /** Input tokens written to a provider cache (OpenRouter's name; Anthropic's cache writes). */
     cache_write_tokens: z.number().int().nonnegative().optional(),
+    /** Of those, written with a 1-hour TTL (present only when some were): they cost more. */
+    cache_write_1h_tokens: z.number().int().nonnegative().optional(),
   }),
   completion_tokens_details: z.looseObject({
     reasoning_tokens: z.number().int().nonnegative(),
@@ -351,6 +355,7 @@ export function toOpenAIUsage(u: Usage): OpenAIUsage {
       cached_tokens: u.cachedInputTokens,
       audio_tokens: 0,
       cache_write_tokens: u.cacheWriteTokens,
+      ...(u.cacheWrite1hTokens ? { cache_write_1h_tokens: u.cacheWrite1hTokens } : {}),
     },
     completion_tokens_details: {
       reasoning_tokens: u.reasoningTokens,

@@ -21,6 +21,8 @@ export const UsageEvent = z.object({
   inputTokens: z.number().int().nonnegative(),
   cachedInputTokens: z.number().int().nonnegative(),
   cacheWriteTokens: z.number().int().nonnegative(),
+  /** Of the cache writes, those with a 1-hour TTL (absent on events of calls that wrote none). */
+  cacheWrite1hTokens: z.number().int().nonnegative().optional(),
   outputTokens: z.number().int().nonnegative(),
   reasoningTokens: z.number().int().nonnegative(),
   /** success: the caller got this answer; failed: the call broke after producing tokens; cancelled: caller went away. */
@@ -76,6 +78,7 @@ export function callUsageEvent(
     inputTokens: usage.inputTokens,
     cachedInputTokens: usage.cachedInputTokens,
     cacheWriteTokens: usage.cacheWriteTokens,
+    ...(usage.cacheWrite1hTokens ? { cacheWrite1hTokens: usage.cacheWrite1hTokens } : {}),
     outputTokens: usage.outputTokens,
     reasoningTokens: usage.reasoningTokens,
     outcome,

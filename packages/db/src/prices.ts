@@ -22,6 +22,7 @@ export async function syncPrices(db: Db, models: CatalogModel[], takenAt: string
             inputPerM: m.price.inputPerM,
             cachedInputPerM: m.price.cachedInputPerM ?? null,
             cacheWritePerM: m.price.cacheWritePerM ?? null,
+            cacheWrite1hPerM: m.price.cacheWrite1hPerM ?? null,
             outputPerM: m.price.outputPerM,
           },
         ]
@@ -39,6 +40,7 @@ export async function syncPrices(db: Db, models: CatalogModel[], takenAt: string
         inputPerM: sql`excluded.input_per_m`,
         cachedInputPerM: sql`excluded.cached_input_per_m`,
         cacheWritePerM: sql`excluded.cache_write_per_m`,
+        cacheWrite1hPerM: sql`excluded.cache_write_1h_per_m`,
         outputPerM: sql`excluded.output_per_m`,
         updatedAt: sql`now()`,
       },
@@ -53,6 +55,7 @@ export interface PriceRow {
   inputPerM: string;
   cachedInputPerM: string | null;
   cacheWritePerM: string | null;
+  cacheWrite1hPerM: string | null;
   outputPerM: string;
 }
 

@@ -11,6 +11,8 @@ export interface UsageTotals {
   inputTokens: number;
   cachedInputTokens: number;
   cacheWriteTokens: number;
+  /** Of the cache writes, those with a 1-hour TTL. */
+  cacheWrite1hTokens: number;
   outputTokens: number;
   reasoningTokens: number;
   costMicros: bigint;
@@ -36,6 +38,7 @@ type RawRow = {
   input: string;
   cached: string;
   cache_write: string;
+  cache_write_1h: string;
   output: string;
   reasoning: string;
   cost: string;
@@ -43,7 +46,8 @@ type RawRow = {
 
 const aggregates = sql`count(*)::text AS calls, count(DISTINCT request_id)::text AS requests,
   coalesce(sum(input_tokens), 0)::text AS input, coalesce(sum(cached_input_tokens), 0)::text AS cached,
-  coalesce(sum(cache_write_tokens), 0)::text AS cache_write, coalesce(sum(output_tokens), 0)::text AS output,
+  coalesce(sum(cache_write_tokens), 0)::text AS cache_write,
+  coalesce(sum(cache_write_1h_tokens), 0)::text AS cache_write_1h, coalesce(sum(output_tokens), 0)::text AS output,
   coalesce(sum(reasoning_tokens), 0)::text AS reasoning, coalesce(sum(cost_micros), 0)::text AS cost`;
 
 function totals(r: RawRow): UsageTotals {
@@ -53,6 +57,7 @@ function totals(r: RawRow): UsageTotals {
     inputTokens: Number(r.input),
     cachedInputTokens: Number(r.cached),
     cacheWriteTokens: Number(r.cache_write),
+    cacheWrite1hTokens: Number(r.cache_write_1h),
     outputTokens: Number(r.output),
     reasoningTokens: Number(r.reasoning),
     costMicros: BigInt(r.cost),

@@ -274,6 +274,10 @@ function usage(c: RenderCtx, outputTokens: number) {
     input_tokens: r.promptTokens - r.cachedTokens - r.cacheWriteTokens,
     cache_creation_input_tokens: r.cacheWriteTokens,
     cache_read_input_tokens: r.cachedTokens,
+    cache_creation: {
+      ephemeral_5m_input_tokens: r.cacheWriteTokens - r.cacheWrite1hTokens,
+      ephemeral_1h_input_tokens: r.cacheWrite1hTokens,
+    },
     output_tokens: outputTokens,
     service_tier: 'standard',
   };

@@ -64,6 +64,8 @@ export interface Reply extends ReplyChoice {
   cachedTokens: number;
   /** Prompt tokens written to the prompt cache by this request (Anthropic's `cache_creation_input_tokens`). */
   cacheWriteTokens: number;
+  /** Of those, written with a 1-hour TTL (Anthropic's `cache_creation.ephemeral_1h_input_tokens`). */
+  cacheWrite1hTokens: number;
   reasoningTokens: number;
   /** The thinking text (one token per piece) when the request enabled thinking; else none. */
   thinking?: string[];
@@ -399,6 +401,7 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
     promptTokens,
     cachedTokens,
     cacheWriteTokens: 0,
+    cacheWrite1hTokens: 0,
     reasoningTokens,
     ...(thinking ? { thinking } : {}),
     ...first,

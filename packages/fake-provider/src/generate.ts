@@ -104,7 +104,10 @@ export async function serveGenerate(
     const tokens = Math.min(prefix.tokens, reply.promptTokens);
     if (state.promptCache.hit(prefix.key, prefix.ttlMs))
       reply.cachedTokens = Math.max(reply.cachedTokens, tokens);
-    else reply.cacheWriteTokens = tokens - Math.min(tokens, reply.cachedTokens);
+    else {
+      reply.cacheWriteTokens = tokens - Math.min(tokens, reply.cachedTokens);
+      if (prefix.ttlMs >= 3_600_000) reply.cacheWrite1hTokens = reply.cacheWriteTokens;
+    }
   }
 
   limits.tokens.take(reply.promptTokens + reply.completionTokens);

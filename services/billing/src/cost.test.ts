@@ -21,6 +21,30 @@ describe('eventCostMicros', () => {
     expect(eventCostMicros(tokens(1000, 600, 200, 100), p)).toBe(3030n);
   });
 
+  it('prices 1-hour cache writes apart: the probe found them billed as 5-minute ones', () => {
+    // claude-haiku-4-5: 1.00 in, 1.25 5-minute write, 2.00 1-hour write, 5.00 out (USD per M).
+    const p = toMicroPrice({
+      inputPerM: '1.00',
+      cachedInputPerM: '0.10',
+      cacheWritePerM: '1.25',
+      cacheWrite1hPerM: '2.00',
+      outputPerM: '5.00',
+    });
+    // The probe's call: 4 plain input, 1,808 written with ttl 1h, 12 output: 4 + 3,616 + 60 µUSD.
+    const call = { ...tokens(1812, 0, 1808, 12), cacheWrite1hTokens: 1808 };
+    expect(eventCostMicros(call, p)).toBe(3680n);
+    // Mixed TTLs: 1,000 written for 5 minutes and 808 for an hour.
+    expect(eventCostMicros({ ...call, cacheWrite1hTokens: 808 }, p)).toBe(4n + 1250n + 1616n + 60n);
+    // A price row from before migration 0010 (no 1-hour price): twice the input price.
+    const old = toMicroPrice({
+      inputPerM: '1.00',
+      cachedInputPerM: '0.10',
+      cacheWritePerM: '1.25',
+      outputPerM: '5.00',
+    });
+    expect(eventCostMicros(call, old)).toBe(3680n);
+  });
+
   it('falls back to the input price for cache classes without their own price', () => {
     const p = toMicroPrice({
       inputPerM: '2.50',

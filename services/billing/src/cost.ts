@@ -7,6 +7,8 @@ export function toMicroPrice(p: {
   inputPerM: string;
   cachedInputPerM: string | null;
   cacheWritePerM: string | null;
+  /** Rows written before migration 0010 have none. */
+  cacheWrite1hPerM?: string | null;
   outputPerM: string;
 }): MicroPrice {
   return fromModelPrice({
@@ -14,6 +16,7 @@ export function toMicroPrice(p: {
     outputPerM: p.outputPerM,
     ...(p.cachedInputPerM === null ? {} : { cachedInputPerM: p.cachedInputPerM }),
     ...(p.cacheWritePerM === null ? {} : { cacheWritePerM: p.cacheWritePerM }),
+    ...(p.cacheWrite1hPerM == null ? {} : { cacheWrite1hPerM: p.cacheWrite1hPerM }),
   });
 }
 

@@ -25,6 +25,9 @@ export const SettleableEvent = UsageEvent.superRefine((e, ctx) => {
   ] as const) {
     if (e[f] > INT4_MAX) ctx.addIssue({ code: 'custom', path: [f], message: 'out of range' });
   }
+  if ((e.cacheWrite1hTokens ?? 0) > e.cacheWriteTokens) {
+    ctx.addIssue({ code: 'custom', path: ['cacheWrite1hTokens'], message: 'more than cacheWriteTokens' });
+  }
   // Between 2000-01-01 and 2100-01-01: anything else is a unit mistake (seconds vs ms) or garbage.
   if (!Number.isFinite(e.at) || e.at < 946_684_800_000 || e.at > 4_102_444_800_000) {
     ctx.addIssue({ code: 'custom', path: ['at'], message: 'not an epoch-ms timestamp' });

@@ -19,7 +19,7 @@ export interface SettleResult {
 }
 
 /**
- * Settles a batch in ONE Postgres round trip (`sy_settle`, migration 0009), one transaction: insert
+ * Settles a batch in ONE Postgres round trip (`sy_settle`, migrations 0009 and 0010), one transaction: insert
  * the events under their unique ids (a duplicate is a no-op), then — for newly inserted events only —
  * one journal transaction whose entries move the events' cost from their tenants to
  * `provider:<name>` (one leg per tenant and per provider; each event names the transaction), the
@@ -40,7 +40,8 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
   const res = await db.$client.query<{ ids: string[] }>(
     `SELECT sy_settle($1, $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
        $8::int[], $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::bigint[],
-       $16::bool[], $17::text[], $18::bool[], $19::timestamptz[], $20::text[], $21::bigint[]) AS ids`,
+       $16::bool[], $17::text[], $18::bool[], $19::timestamptz[], $20::text[], $21::bigint[],
+       $22::int[]) AS ids`,
     [
       txId,
       col((p) => p.event.id),
@@ -63,6 +64,7 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
       col((p) => new Date(p.event.at).toISOString()),
       col((p) => p.event.hold?.id ?? null),
       col((p) => p.event.hold?.micros ?? null),
+      col((p) => p.event.cacheWrite1hTokens ?? 0),
     ],
   );
   const newIds = new Set(res.rows[0]?.ids ?? []);

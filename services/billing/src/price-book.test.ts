@@ -49,6 +49,7 @@ describe('PriceBook', () => {
       input: 1_000_000n,
       cachedInput: 100_000n,
       cacheWrite: 1_250_000n,
+      cacheWrite1h: 2_000_000n,
       output: 5_000_000n,
     });
     expect(book.lookup('anthropic', 'claude-3-5-haiku-20241022', now)?.input).toBe(800_000n);

@@ -62,6 +62,7 @@ export class PriceBook {
         outputPerM: r.outputPerM,
         ...(r.cachedInputPerM === null ? {} : { cachedInputPerM: r.cachedInputPerM }),
         ...(r.cacheWritePerM === null ? {} : { cacheWritePerM: r.cacheWritePerM }),
+        ...(r.cacheWrite1hPerM === null ? {} : { cacheWrite1hPerM: r.cacheWrite1hPerM }),
       },
     }));
     this.#table = new PriceTable(this.#models, { history });

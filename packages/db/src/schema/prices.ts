@@ -15,6 +15,8 @@ export const prices = pgTable(
     cachedInputPerM: numeric('cached_input_per_m', { precision: 20, scale: 6 }),
     /** null = charged at the input price. */
     cacheWritePerM: numeric('cache_write_per_m', { precision: 20, scale: 6 }),
+    /** 1-hour cache writes; null = twice the input price (Anthropic's rule). */
+    cacheWrite1hPerM: numeric('cache_write_1h_per_m', { precision: 20, scale: 6 }),
     outputPerM: numeric('output_per_m', { precision: 20, scale: 6 }).notNull(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },

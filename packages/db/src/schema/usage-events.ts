@@ -18,6 +18,8 @@ export const usageEvents = pgTable(
     inputTokens: integer('input_tokens').notNull(),
     cachedInputTokens: integer('cached_input_tokens').notNull(),
     cacheWriteTokens: integer('cache_write_tokens').notNull(),
+    /** Of the cache writes, those with a 1-hour TTL (priced apart). */
+    cacheWrite1hTokens: integer('cache_write_1h_tokens').notNull().default(0),
     outputTokens: integer('output_tokens').notNull(),
     reasoningTokens: integer('reasoning_tokens').notNull(),
     costMicros: bigint('cost_micros', { mode: 'bigint' }).notNull(),

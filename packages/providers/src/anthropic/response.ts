@@ -6,17 +6,28 @@ import { isObj, type Json, num, str } from '../shared/sse.ts';
 export interface AnthropicCounters {
   input: number;
   cacheWrite: number;
+  /** Of `cacheWrite`, the 1-hour writes (`cache_creation.ephemeral_1h_input_tokens`). */
+  cacheWrite1h: number;
   cacheRead: number;
   output: number;
 }
 
-export const zeroCounters = (): AnthropicCounters => ({ input: 0, cacheWrite: 0, cacheRead: 0, output: 0 });
+export const zeroCounters = (): AnthropicCounters => ({
+  input: 0,
+  cacheWrite: 0,
+  cacheWrite1h: 0,
+  cacheRead: 0,
+  output: 0,
+});
 
 /** Overwrite (never add) the counters present in `u`: Anthropic's stream usage is cumulative. */
 export function mergeCounters(c: AnthropicCounters, u: Json): void {
   if (typeof u.input_tokens === 'number') c.input = num(u.input_tokens);
   if (typeof u.cache_creation_input_tokens === 'number') c.cacheWrite = num(u.cache_creation_input_tokens);
   if (typeof u.cache_read_input_tokens === 'number') c.cacheRead = num(u.cache_read_input_tokens);
+  // The split of the writes by TTL; a 1-hour write is priced apart (2× input against 1.25×).
+  if (isObj(u.cache_creation) && typeof u.cache_creation.ephemeral_1h_input_tokens === 'number')
+    c.cacheWrite1h = num(u.cache_creation.ephemeral_1h_input_tokens);
   if (typeof u.output_tokens === 'number') c.output = num(u.output_tokens);
 }
 
@@ -26,6 +37,7 @@ export function toUsage(c: AnthropicCounters): Usage {
     inputTokens: c.input + c.cacheWrite + c.cacheRead,
     cachedInputTokens: c.cacheRead,
     cacheWriteTokens: c.cacheWrite,
+    ...(c.cacheWrite1h > 0 ? { cacheWrite1hTokens: Math.min(c.cacheWrite1h, c.cacheWrite) } : {}),
     outputTokens: c.output,
     // Thinking tokens are inside output_tokens and not reported apart.
     reasoningTokens: 0,

@@ -249,6 +249,7 @@ describe('chat result → Anthropic message', () => {
         output_tokens: 7,
         cache_read_input_tokens: 30,
         cache_creation_input_tokens: 20,
+        cache_creation: { ephemeral_5m_input_tokens: 20, ephemeral_1h_input_tokens: 0 },
       },
     });
     expect(toAnthropicMessage(completion({ finishReason: 'length' })).stop_reason).toBe('max_tokens');
@@ -335,7 +336,7 @@ describe('frames → Anthropic events', () => {
     expect(out).toContain('{"type":"thinking_delta","thinking":"hmm"}');
     expect(out).toContain('{"type":"input_json_delta","partial_json":":1}"}');
     expect(out).toContain(
-      '"delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":50,"output_tokens":7,"cache_read_input_tokens":30,"cache_creation_input_tokens":20}',
+      '"delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":50,"output_tokens":7,"cache_read_input_tokens":30,"cache_creation_input_tokens":20,"cache_creation":{"ephemeral_5m_input_tokens":20,"ephemeral_1h_input_tokens":0}}',
     );
     expect(w.route).toEqual([{ provider: 'anthropic', model: 'claude-haiku-4-5', status: 200, code: 'ok' }]);
   });

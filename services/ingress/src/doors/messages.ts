@@ -318,11 +318,13 @@ const STOP: Record<FinishReason, AnthropicStopReason> = {
 export function anthropicUsage(u: OpenAIUsage): AnthropicUsage {
   const cacheRead = u.prompt_tokens_details.cached_tokens;
   const cacheWrite = u.prompt_tokens_details.cache_write_tokens ?? 0;
+  const hour = Math.min(u.prompt_tokens_details.cache_write_1h_tokens ?? 0, cacheWrite);
   return {
     input_tokens: Math.max(0, u.prompt_tokens - cacheRead - cacheWrite),
     output_tokens: u.completion_tokens,
     cache_read_input_tokens: cacheRead,
     cache_creation_input_tokens: cacheWrite,
+    cache_creation: { ephemeral_5m_input_tokens: cacheWrite - hour, ephemeral_1h_input_tokens: hour },
   };
 }
 
@@ -489,6 +491,7 @@ export class AnthropicStreamWriter implements FrameWriter {
             output_tokens: 0,
             cache_read_input_tokens: 0,
             cache_creation_input_tokens: 0,
+            cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
           },
         },
       }),

@@ -54,6 +54,7 @@ function totalsBody(t: UsageTotals) {
     input_tokens: t.inputTokens,
     cached_input_tokens: t.cachedInputTokens,
     cache_write_tokens: t.cacheWriteTokens,
+    cache_write_1h_tokens: t.cacheWrite1hTokens,
     output_tokens: t.outputTokens,
     reasoning_tokens: t.reasoningTokens,
     ...money('cost', t.costMicros, microsToUsd),
