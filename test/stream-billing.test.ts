@@ -217,6 +217,84 @@ describe('anthropic: message_start already reports usage', () => {
   });
 });
 
+describe('what a cut stream hides', () => {
+  it('a cut n > 1 stream is billed every choice it streamed, not one max_tokens', async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 5, tokens: 30 });
+    try {
+      const ctrl = new AbortController();
+      const { data: stream, response } = await client.chat.completions
+        .create(
+          {
+            model: MODELS.openai,
+            stream: true,
+            n: 4,
+            max_tokens: 30,
+            messages: [{ role: 'user', content: 'Four, please' }],
+          },
+          { signal: ctrl.signal },
+        )
+        .withResponse();
+      let streamed = 0;
+      let first = 0;
+      await (async () => {
+        for await (const c of stream) {
+          for (const ch of c.choices) if (ch.delta.content) streamed++;
+          if (c.choices.some((ch) => ch.index === 0 && ch.delta.content) && ++first === 25) ctrl.abort();
+        }
+      })().catch(() => {});
+      const rows = await settled(response.headers.get('x-request-id') ?? '');
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ outcome: 'cancelled', final: true });
+      // Before: capped at max_tokens (30) for all four answers together.
+      expect(streamed).toBeGreaterThan(60);
+      expect(rows[0]!.output_tokens).toBeGreaterThanOrEqual(streamed);
+      expect(rows[0]!.output_tokens).toBeLessThanOrEqual(4 * 30);
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+    }
+  });
+
+  it("an OpenAI reasoning model's stream the caller cuts after one token is billed the reasoning it never showed", async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 5, tokens: 40 });
+    try {
+      const from = stack.fake.calls().length;
+      const r = await sse('openai/o3', `Think hard ${directive({ reasoningTokens: 5000 })}`, {
+        abortAfter: 1,
+      });
+      const rows = await settled(r.id);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ outcome: 'cancelled', final: true });
+      // The call ran on, unseen, to the provider's own count: 5,000 reasoning tokens and the answer.
+      const call = callsSince(from)[0]!;
+      expect(call.completionTokens).toBeGreaterThanOrEqual(5000);
+      expect(rows[0]!.output_tokens).toBe(call.completionTokens);
+      expect(rows[0]!.input_tokens).toBe(call.promptTokens);
+      const reasoning = await stack.sql.query(
+        'SELECT reasoning_tokens FROM usage_events WHERE request_id = $1',
+        [r.id],
+      );
+      expect(reasoning.rows[0]).toEqual({ reasoning_tokens: 5000 });
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+    }
+  });
+
+  it('a model that shows all it makes is still cut at once when its caller goes', async () => {
+    stack.fake.configure({ provider: 'openai', chunkMs: 20, tokens: 200 });
+    try {
+      const from = stack.fake.calls().length;
+      const r = await sse(MODELS.openai, 'A long answer, please', { abortAfter: 5 });
+      const rows = await settled(r.id);
+      expect(rows[0]).toMatchObject({ outcome: 'cancelled', final: true });
+      expect(rows[0]!.output_tokens).toBeGreaterThanOrEqual(5);
+      expect(rows[0]!.output_tokens).toBeLessThan(200);
+      expect(callsSince(from)[0]!.completionTokens).toBeLessThan(200);
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+    }
+  });
+});
+
 describe('a call the provider read, whose answer never reached the caller', () => {
   it('a whole answer the caller disconnects from, after the call was sent, is billed its prompt (cancelled)', async () => {
     stack.fake.configure({ provider: 'openai', firstByteMs: 30_000 });

@@ -248,7 +248,26 @@ async function attemptOnce(
   let prior: PriorCalls = NO_PRIOR_CALLS;
   let called = false;
 
-  const unregister = deps.cancels.register(data.id, abort);
+  /**
+   * The caller's cancel (a client gone, a cancelled job or batch). It cuts the call, unless the
+   * call may be reasoning unseen (`reasonsUnseen`): OpenAI reports those tokens only at the end
+   * and bills them all the same, so a cut call could not be billed at cost (an outside probe had
+   * o3 bill 2 output tokens for 8,002 made: ask a hard question, hang up after the first token).
+   * Such a call runs on, relayed to no one, until its usage arrives (or the request's deadline),
+   * and is billed as cancelled at the provider's own count.
+   */
+  let draining: GatewayError | undefined;
+  const cancel = new AbortController();
+  cancel.signal.addEventListener(
+    'abort',
+    () => {
+      const why = toGatewayError(cancel.signal.reason);
+      if (called && !callAnswered && reasonsUnseen(deps, candidate, data)) draining = why;
+      else abort.abort(why);
+    },
+    { once: true },
+  );
+  const unregister = deps.cancels.register(data.id, cancel);
   const onAbort = () => abort.abort(input.signal?.reason);
   if (input.signal?.aborted) onAbort();
   input.signal?.addEventListener('abort', onAbort, { once: true });
@@ -297,6 +316,15 @@ async function attemptOnce(
   const started = performance.now();
   let firstToken = 0;
   const onEvent = (e: StreamEvent) => {
+    if (draining) {
+      // Cancelled, running on for its count: nothing reaches the (gone) caller.
+      if (e.type === 'usage') usage = e.usage;
+      else if (e.type === 'reasoning') streamed.reasoning += e.text;
+      else if (e.type === 'text' || e.type === 'refusal') streamed.text += e.text;
+      else if (e.type === 'tool_call')
+        streamed.text += (e.delta.function?.name ?? '') + (e.delta.function?.arguments ?? '');
+      return;
+    }
     switch (e.type) {
       case 'text':
         if (!firstToken) firstToken = performance.now();
@@ -446,6 +474,8 @@ async function attemptOnce(
       ({ usage, estimated } = partialUsage(data.request, usage, answered));
     }
     callAnswered = true;
+    // Drained after the caller's cancel: `usage` is the provider's count; the attempt ends cancelled.
+    if (draining) throw draining;
     deps.metrics.upstreamLatency.observe((performance.now() - started) / 1000);
     if (firstToken) deps.metrics.ttft.observe((firstToken - started) / 1000);
     await writer.flush();
@@ -481,7 +511,11 @@ async function attemptOnce(
     return await succeed(frames, at);
   } catch (raw) {
     const lostRun = input.signal?.aborted === true;
-    const err = toGatewayError(abort.signal.aborted && !lostRun ? (abort.signal.reason ?? raw) : raw);
+    // A drained call that hit the deadline (or broke) was still cancelled by its caller.
+    const err =
+      draining && !lostRun
+        ? draining
+        : toGatewayError(abort.signal.aborted && !lostRun ? (abort.signal.reason ?? raw) : raw);
     await writer.flush().catch(() => {});
     const lost = lostRun || isNotOwner(writer.error) || isNotOwner(raw);
     // The call ended early: it is billed at least what it streamed (the provider bills what it
@@ -630,3 +664,19 @@ async function attemptOnce(
 }
 
 const isNotOwner = (e: unknown) => e instanceof Error && e.message.includes('NOTOWNER');
+
+/**
+ * The call may spend tokens the caller never sees and the provider reports only at the end:
+ * OpenAI's reasoning models (o-series, GPT-5) reason unseen and count it in the final usage.
+ * Other protocols stream their thinking (Anthropic, self-hosted servers' reasoning_content) or
+ * count it in every chunk (Gemini).
+ */
+function reasonsUnseen(
+  deps: WorkerDeps,
+  candidate: { provider: string; model: string },
+  data: JobData,
+): boolean {
+  if (deps.provider.config.kind !== 'openai' || data.op === 'embeddings') return false;
+  const model = deps.prices.model(candidate.provider, candidate.model);
+  return model ? model.capabilities.includes('reasoning') : data.request.reasoning_effort != null;
+}

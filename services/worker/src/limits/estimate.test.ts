@@ -8,7 +8,7 @@ const req: ChatRequest = { model: 'm', messages: [{ role: 'user', content: 'Tell
 const eleven = ' one two three four five six seven eight nine ten eleven';
 const usage = (u: Partial<Usage>): Usage => ({ ...zeroUsage(), ...u });
 
-describe('partialUsage: per field, the larger of reported and estimated', () => {
+describe('partialUsage: the reported prompt count; output the larger of reported and streamed', () => {
   it('a placeholder output count (Anthropic message_start) gives way to what was streamed', () => {
     const reported = usage({
       inputTokens: 900,
@@ -22,6 +22,16 @@ describe('partialUsage: per field, the larger of reported and estimated', () => 
     expect(u.outputTokens).toBeGreaterThanOrEqual(11);
     // The provider's own counts stay where they are larger, and what only it can see is kept.
     expect(u).toMatchObject({ inputTokens: 900, cachedInputTokens: 800, cacheWriteTokens: 5 });
+  });
+
+  it("a reported prompt count stands even below the estimate: it is the model's own tokenizer's", () => {
+    // The probe's case: a digit-heavy prompt Claude counted as 3,022 tokens, o200k as 12,030.
+    const digits: ChatRequest = { model: 'm', messages: [{ role: 'user', content: '7 3 9 1 '.repeat(400) }] };
+    const reported = usage({ inputTokens: 20, cacheWriteTokens: 8, cacheWrite1hTokens: 8, outputTokens: 1 });
+    expect(estimateUsage(digits, { text: '', reasoning: '' }).inputTokens).toBeGreaterThan(20);
+    const { usage: u } = partialUsage(digits, reported, { text: eleven, reasoning: '' });
+    expect(u).toMatchObject({ inputTokens: 20, cacheWriteTokens: 8, cacheWrite1hTokens: 8 });
+    expect(u.outputTokens).toBe(countTokens(eleven));
   });
 
   it('reported counts larger than the estimate stand, and are not marked estimated', () => {

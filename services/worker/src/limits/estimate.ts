@@ -24,10 +24,13 @@ export interface Streamed {
   reasoning: string;
 }
 
-/** Usage estimated from the prompt and what was streamed; output capped at the request's max tokens. */
+/**
+ * Usage estimated from the prompt and what was streamed (every choice's); output capped at the
+ * request's max tokens for each of its `n` choices.
+ */
 export function estimateUsage(req: ChatRequest, streamed: Streamed): Usage {
   const reasoning = countTokens(streamed.reasoning);
-  const cap = requestedMaxTokens(req) ?? Number.POSITIVE_INFINITY;
+  const cap = (requestedMaxTokens(req) ?? Number.POSITIVE_INFINITY) * (req.n ?? 1);
   const outputTokens = Math.min(countTokens(streamed.text) + reasoning, cap);
   return {
     inputTokens: promptTokens(req),
@@ -39,11 +42,14 @@ export function estimateUsage(req: ChatRequest, streamed: Streamed): Usage {
 }
 
 /**
- * Usage of a call that ended without the provider's final count (it broke, was cut, was cancelled):
- * per field, the larger of what the provider reported so far and what the prompt and the streamed
- * output come to. Reported counts lag behind a stream (Anthropic's message_start carries a
- * placeholder output count, OpenAI counts only at the end, Gemini's count is as of its last chunk);
- * an estimate cannot see what the provider counts and never streamed (cache reads and writes).
+ * Usage of a call that ended without the provider's final count (it broke, was cut, was cancelled).
+ * Input: the provider's count once it reported one (Anthropic's message_start, Gemini's every chunk
+ * and an OpenAI-compatible server's running usage carry the prompt's final count, by the model's own
+ * tokenizer); else the estimate of the prompt. Output and reasoning: the larger of what the provider
+ * reported so far and what the streamed text comes to (reported output lags behind a stream:
+ * Anthropic's message_start carries a placeholder, OpenAI counts only at the end, Gemini's count is
+ * as of its last chunk). An estimate cannot see what the provider counts and never streamed (cache
+ * reads and writes): those are as reported.
  * A call that neither reported nor streamed anything (refused, unreachable) produced nothing, unless
  * the provider `answered` it (a whole answer came with a 2xx, then could not be read or used): it
  * billed that call, at least its prompt.
@@ -59,9 +65,10 @@ export function partialUsage(
   if (nothing) return { usage: reported, estimated: false };
   const e = estimateUsage(req, streamed);
   const usage: Usage = {
-    inputTokens: Math.max(reported.inputTokens, e.inputTokens),
+    inputTokens: reported.inputTokens > 0 ? reported.inputTokens : e.inputTokens,
     cachedInputTokens: reported.cachedInputTokens,
     cacheWriteTokens: reported.cacheWriteTokens,
+    ...(reported.cacheWrite1hTokens ? { cacheWrite1hTokens: reported.cacheWrite1hTokens } : {}),
     outputTokens: Math.max(reported.outputTokens, e.outputTokens),
     reasoningTokens: Math.max(reported.reasoningTokens, e.reasoningTokens),
   };
