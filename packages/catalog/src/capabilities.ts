@@ -209,6 +209,57 @@ export function chatRefusal(kind: string, provider: string, req: ChatRequest): R
   return undefined;
 }
 
+/**
+ * OpenAI's reasoning models (o-series, GPT-5) answer a sampling parameter other than its default
+ * with a 400 ("Unsupported parameter", "only the default (1) value is supported"), and the o-series
+ * refuse `stop` too (providers.md §1.2). Routed there (by `auto`, or a fallback) such a request could
+ * only fail upstream.
+ */
+const OPENAI_REASONING: readonly ChatRule[] = [
+  {
+    param: 'temperature',
+    refused: (r) => r.temperature != null && r.temperature !== 1,
+    why: 'takes only the default temperature (1)',
+  },
+  {
+    param: 'top_p',
+    refused: (r) => r.top_p != null && r.top_p !== 1,
+    why: 'takes only the default top_p (1)',
+  },
+  { param: 'presence_penalty', refused: (r) => !!r.presence_penalty, why: 'has no penalties' },
+  { param: 'frequency_penalty', refused: (r) => !!r.frequency_penalty, why: 'has no penalties' },
+  { param: 'logprobs', refused: (r) => r.logprobs === true, why: 'returns no log probabilities' },
+  { param: 'top_logprobs', refused: (r) => r.top_logprobs != null, why: 'returns no log probabilities' },
+  { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
+];
+const O_SERIES_STOP: ChatRule = {
+  param: 'stop',
+  refused: (r) => stops(r) > 0,
+  why: 'takes no stop sequences',
+};
+
+/**
+ * The first chat parameter one model cannot honour beyond its protocol's (`chatRefusal`), from what
+ * the catalog says of it, or undefined: OpenAI's reasoning models and their sampling parameters.
+ */
+export function modelRefusal(
+  kind: string,
+  model: { provider: string; id: string; capabilities: readonly string[] },
+  req: ChatRequest,
+): Refusal | undefined {
+  if (kind !== 'openai' || !model.capabilities.includes('reasoning')) return undefined;
+  const rules = /^o\d/.test(model.id) ? [...OPENAI_REASONING, O_SERIES_STOP] : OPENAI_REASONING;
+  for (const rule of rules) {
+    if (rule.refused(req)) {
+      return {
+        param: rule.param,
+        message: `'${rule.param}' is not supported by ${model.provider}/${model.id}: it is a reasoning model and ${rule.why}.`,
+      };
+    }
+  }
+  return undefined;
+}
+
 /** Embeddings per protocol: whether it has them, token-array input, `user`, and its most inputs. */
 interface EmbeddingsSupport {
   tokenInput: boolean;

@@ -202,6 +202,30 @@ describe('Router', () => {
     expect(topK.plan.map((c) => c.provider)).toEqual(topK.plan.map(() => 'anthropic'));
   });
 
+  it("auto never sends sampling parameters to OpenAI's reasoning models, which refuse them; named, a 400 at the ingress", () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    // The probe's requests: both went to gpt-5-nano, which OpenAI answers with a 400.
+    for (const extra of [
+      { temperature: 0.2 },
+      { logprobs: true, top_logprobs: 3, temperature: 0 },
+      { top_p: 0.5 },
+      { presence_penalty: 0.5 },
+    ] as Partial<ChatRequest>[]) {
+      const plan = r.plan(req('auto', extra));
+      expect(plan.entries.length, JSON.stringify(extra)).toBeGreaterThan(0);
+      expect(plan.entries.some((e) => e.id === 'gpt-5-nano')).toBe(false);
+      expect(codeOf(() => r.plan(req('openai/gpt-5-nano', extra)))).toBe('invalid_request_error');
+    }
+    // Their defaults are what the model does anyway.
+    expect(
+      r.plan(req('openai/gpt-5-nano', { temperature: 1, top_p: 1, presence_penalty: 0 })).plan[0],
+    ).toMatchObject({ provider: 'openai', model: 'gpt-5-nano' });
+    // A non-reasoning OpenAI model takes them all.
+    expect(r.plan(req('openai/gpt-4o-mini', { temperature: 0.2, logprobs: true })).plan[0]).toMatchObject({
+      model: 'gpt-4o-mini',
+    });
+  });
+
   it('embeddings: plans embedding models only, holds input tokens at the embedding price; chat never gets one', () => {
     const r = new Router(dir, { allowUnpriced: false, aliases: { cheap: 'auto' } });
     const e = r.planEmbeddings({ model: 'text-embedding-3-small', input: 'x'.repeat(1_000_000) });

@@ -1,5 +1,6 @@
 import {
   chatRefusal,
+  modelRefusal,
   dimensionsRefusal,
   embeddingsRefusal,
   hasEmbeddings,
@@ -194,6 +195,7 @@ export class Router {
       (e) =>
         (images ? visionRefusal(e) : undefined) ??
         chatRefusal(e.kind, e.provider, req) ??
+        (e.catalogued ? modelRefusal(e.kind, e, req) : undefined) ??
         unsupportedRefusal(e.unsupported, e.provider, req) ??
         outputRefusal(e, req) ??
         askedReasoning(e, req, door),
@@ -426,6 +428,7 @@ export class Router {
         caps.every((c) => e.capabilities.includes(c)) &&
         // What `plan` would refuse on this model (its protocol's and its host's limits): not a choice.
         chatRefusal(e.kind, e.provider, req) === undefined &&
+        (!e.catalogued || modelRefusal(e.kind, e, req) === undefined) &&
         unsupportedRefusal(e.unsupported, e.provider, req) === undefined &&
         askedReasoning(e, req, door) === undefined &&
         outputRefusal(e, req) === undefined &&
