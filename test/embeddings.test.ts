@@ -124,7 +124,13 @@ describe('POST /v1/embeddings with the official OpenAI SDK', () => {
       dimensions: 768,
     });
     expect(list.data.map((d) => d.embedding.length)).toEqual([768, 768]);
-    expect(list.data[1]!.embedding).toEqual(f32(fakeVector('gemini-embedding-001', 'd e f', 768)));
+    // Gemini's shortened vector is not of unit length (Google normalizes only the full 3072); the
+    // gateway answers it normalized, as OpenAI's `dimensions` does.
+    const raw = fakeVector('gemini-embedding-001', 'd e f', 768);
+    const rawNorm = Math.sqrt(raw.reduce((n, c) => n + c * c, 0));
+    expect(rawNorm).toBeLessThan(0.9);
+    expect(list.data[1]!.embedding).toEqual(f32(raw.map((c) => c / rawNorm)));
+    for (const d of list.data) expect(Math.hypot(...d.embedding)).toBeCloseTo(1, 5);
     const paths = stack.fake
       .calls()
       .map((c) => c.path)

@@ -5,12 +5,17 @@ import { BodyError, readJson, sendJson } from './http.ts';
 import { resolveModel } from './models.ts';
 import type { ErrorKind, Protocol } from './protocol.ts';
 
-/** Native dimensions of the embedding models the fake serves; `shortenable`: `dimensions` allowed. */
-const EMBEDDING_MODELS: Record<string, { dims: number; shortenable: boolean }> = {
+/**
+ * Native dimensions of the embedding models the fake serves; `shortenable`: `dimensions` allowed;
+ * `rawWhenShortened`: a shortened vector comes back as the first components of the unit vector,
+ * not renormalized (gemini-embedding-001: Google normalizes only the full 3072; callers of
+ * 768 or 1536 must normalize themselves).
+ */
+const EMBEDDING_MODELS: Record<string, { dims: number; shortenable: boolean; rawWhenShortened?: boolean }> = {
   'text-embedding-3-small': { dims: 1536, shortenable: true },
   'text-embedding-3-large': { dims: 3072, shortenable: true },
   'text-embedding-ada-002': { dims: 1536, shortenable: false },
-  'gemini-embedding-001': { dims: 3072, shortenable: true },
+  'gemini-embedding-001': { dims: 3072, shortenable: true, rawWhenShortened: true },
   'text-embedding-004': { dims: 768, shortenable: true },
   'nomic-embed-text': { dims: 768, shortenable: true },
 };
@@ -22,10 +27,12 @@ export const isEmbeddingModel = (id: string): boolean =>
  * A deterministic unit vector for one input (text, or a token array's JSON): the same input and
  * model give the same vector, different inputs give different ones. Components are float32 values
  * (what providers compute), so a base64 round trip is exact. `dims` below the native size is the
- * shortened, renormalized vector, as OpenAI's `dimensions` and Gemini's `outputDimensionality` give.
+ * shortened, renormalized vector, as OpenAI's `dimensions` gives, or for gemini-embedding-001 the
+ * shortened vector as it is (Gemini's `outputDimensionality`: not a unit vector).
  */
 export function fakeVector(model: string, input: string, dims: number): number[] {
-  const native = EMBEDDING_MODELS[model.replace(/:latest$/, '')]?.dims ?? dims;
+  const spec = EMBEDDING_MODELS[model.replace(/:latest$/, '')];
+  const native = spec?.dims ?? dims;
   const seed = createHash('sha256').update(`${model}\u0000${input}`).digest();
   let x = seed.readUInt32LE(0) || 1;
   const raw: number[] = new Array(native);
@@ -38,8 +45,9 @@ export function fakeVector(model: string, input: string, dims: number): number[]
     x >>>= 0;
     raw[i] = x / 0xffffffff - 0.5;
   }
-  const v = raw.slice(0, dims);
+  const v = spec?.rawWhenShortened && dims < native ? raw : raw.slice(0, dims);
   const norm = Math.sqrt(v.reduce((s, c) => s + c * c, 0)) || 1;
+  if (v.length > dims) return v.slice(0, dims).map((c) => Math.fround(c / norm));
   return v.map((c) => Math.fround(c / norm));
 }
 

@@ -50,7 +50,11 @@ describe('the embeddings operation of each adapter, against the fake provider', 
   it('gemini: embedContent for a string, batchEmbedContents for a list; no usage reported', async () => {
     fake.clearCalls();
     const one = await embed('gemini', 'gemini-embedding-001', { input: 'solo', dimensions: 8 });
-    expect(one.embeddings.vectors).toEqual([fakeVector('gemini-embedding-001', 'solo', 8)]);
+    // Gemini shortens without renormalizing; the adapter answers a unit vector.
+    const raw = fakeVector('gemini-embedding-001', 'solo', 8);
+    const norm = Math.sqrt(raw.reduce((n, c) => n + c * c, 0));
+    expect(norm).toBeLessThan(0.5);
+    expect(one.embeddings.vectors).toEqual([raw.map((c) => c / norm)]);
     expect(one.embeddings.inputTokens).toBeUndefined();
     const many = await embed('gemini', 'text-embedding-004', { input: ['a', 'b', 'c'] });
     expect(many.embeddings.vectors.map((v) => v.length)).toEqual([768, 768, 768]);
@@ -128,6 +132,17 @@ describe('parsing a malformed embeddings answer is a retryable upstream error, n
     );
     expect(r.vectors).toEqual([[1], [2]]);
     expect(r.inputTokens).toBe(4);
+  });
+
+  it("gemini: a shortened vector (not a unit vector, as Google documents) comes back of unit length, OpenAI's way", () => {
+    const r = parseGeminiEmbeddingsResponse(
+      { embeddings: [{ values: [0.3, 0.4] }, { values: [0.6, 0.8] }] },
+      2,
+    );
+    expect(r.vectors[0]![0]).toBeCloseTo(0.6, 12);
+    expect(r.vectors[0]![1]).toBeCloseTo(0.8, 12);
+    // Already of unit length: left exactly as it came.
+    expect(r.vectors[1]).toEqual([0.6, 0.8]);
   });
 
   it('gemini: a count that does not match the inputs', () => {

@@ -54,6 +54,20 @@ const valuesOf = (e: unknown): number[] => {
   return v;
 };
 
+/**
+ * A unit vector, as OpenAI's embeddings always are (`dimensions` included): gemini-embedding-001
+ * normalizes only its full 3072 dimensions, and a shortened one (`outputDimensionality`) comes back
+ * as it is, which breaks the dot-product similarity of callers switching models. One already of
+ * unit length is left as it came.
+ */
+export function unitVector(v: number[]): number[] {
+  let sum = 0;
+  for (const c of v) sum += c * c;
+  const norm = Math.sqrt(sum);
+  if (norm === 0 || Math.abs(norm - 1) < 1e-6) return v;
+  return v.map((c) => c / norm);
+}
+
 /** `{embedding:{values}}` or `{embeddings:[{values}]}`. Gemini reports no token usage: the worker estimates it. */
 export function parseGeminiEmbeddingsResponse(body: unknown, inputs: number): Embeddings {
   if (!isObj(body)) throw malformed('not an object');
@@ -63,5 +77,5 @@ export function parseGeminiEmbeddingsResponse(body: unknown, inputs: number): Em
       ? [valuesOf(body.embedding)]
       : [];
   if (list.length !== inputs) throw malformed(`${list.length} embeddings for ${inputs} inputs`);
-  return { model: '', vectors: list, inputTokens: undefined };
+  return { model: '', vectors: list.map(unitVector), inputTokens: undefined };
 }
