@@ -4,9 +4,9 @@ import type { Db } from './client.ts';
 export type UsageGroupBy = 'day' | 'model' | 'key';
 
 export interface UsageTotals {
-  /** Provider calls (retries and fallbacks each count). */
+  /** Provider calls that produced tokens (retries and fallbacks each count). */
   calls: number;
-  /** Distinct requests. */
+  /** Distinct requests with at least one such call. */
   requests: number;
   inputTokens: number;
   cachedInputTokens: number;
@@ -44,7 +44,11 @@ type RawRow = {
   cost: string;
 };
 
-const aggregates = sql`count(*)::text AS calls, count(DISTINCT request_id)::text AS requests,
+// A request's last event is written even when it made no call that produced tokens (a batch line
+// that expired waiting, a call refused): it releases the request's hold, it is not a call. Calls
+// and requests count what produced tokens, what the cost is the cost of.
+const aggregates = sql`count(*) FILTER (WHERE input_tokens + output_tokens > 0)::text AS calls,
+  count(DISTINCT request_id) FILTER (WHERE input_tokens + output_tokens > 0)::text AS requests,
   coalesce(sum(input_tokens), 0)::text AS input, coalesce(sum(cached_input_tokens), 0)::text AS cached,
   coalesce(sum(cache_write_tokens), 0)::text AS cache_write,
   coalesce(sum(cache_write_1h_tokens), 0)::text AS cache_write_1h, coalesce(sum(output_tokens), 0)::text AS output,

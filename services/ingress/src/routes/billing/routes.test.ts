@@ -121,14 +121,22 @@ beforeAll(async () => {
     else bob = { account: id, key: k.id };
   }
   await addCredit(db, { accountId: alice.account, amountMicros: 5_000_000n });
-  await db
-    .insert(usageEvents)
-    .values([
-      event({ id: 'r1.h0.a0', ...alice, model: 'gpt-4o', cost: 1_500n, at: '2026-11-01T10:00:00Z' }),
-      event({ id: 'r2.h0.a0', ...alice, model: 'gpt-4o-mini', cost: 250n, at: '2026-11-01T11:00:00Z' }),
-      event({ id: 'r3.h0.a0', ...alice, model: 'gpt-4o', cost: 1_000n, at: '2026-11-02T09:00:00Z' }),
-      event({ id: 'b1.h0.a0', ...bob, model: 'gpt-4o', cost: 999_999n, at: '2026-11-01T10:00:00Z' }),
-    ]);
+  await db.insert(usageEvents).values([
+    event({ id: 'r1.h0.a0', ...alice, model: 'gpt-4o', cost: 1_500n, at: '2026-11-01T10:00:00Z' }),
+    event({ id: 'r2.h0.a0', ...alice, model: 'gpt-4o-mini', cost: 250n, at: '2026-11-01T11:00:00Z' }),
+    event({ id: 'r3.h0.a0', ...alice, model: 'gpt-4o', cost: 1_000n, at: '2026-11-02T09:00:00Z' }),
+    event({ id: 'b1.h0.a0', ...bob, model: 'gpt-4o', cost: 999_999n, at: '2026-11-01T10:00:00Z' }),
+    // A request that made no call that produced tokens (a batch line that expired waiting): its
+    // final event releases its hold; it is neither a call nor a request in the usage.
+    {
+      ...event({ id: 'r4.h0.a0', ...alice, model: 'gpt-4o', cost: 0n, at: '2026-11-02T10:00:00Z' }),
+      inputTokens: 0,
+      cachedInputTokens: 0,
+      outputTokens: 0,
+      reasoningTokens: 0,
+      outcome: 'cancelled' as const,
+    },
+  ]);
   app = await build(TOKEN);
   disabled = await build(undefined);
 });
