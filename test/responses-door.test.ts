@@ -176,6 +176,20 @@ describe('the rest of the Responses API', () => {
     });
     expect(none.status).toBe('completed');
     expect(none.reasoning?.effort).toBe('none');
+    // Anthropic's thinking needs a 1,024-token budget under the answer's limit: refused at the
+    // ingress by the names the caller sent (it was refused by the worker, naming max_completion_tokens).
+    const small = await client.responses
+      .create({
+        model: 'anthropic/claude-sonnet-4-5',
+        input: 'Think.',
+        reasoning: { effort: 'high' },
+        max_output_tokens: 100,
+      })
+      .catch((e: unknown) => e);
+    expect(small).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(small).toMatchObject({ param: 'reasoning.effort' });
+    expect((small as Error).message).toContain('1,024 output tokens');
+    expect((small as Error).message).not.toContain('max_completion_tokens');
   });
 
   it('extended thinking with tools, multi-turn: reasoning items carry Anthropic thinking back, whole and streamed', async () => {

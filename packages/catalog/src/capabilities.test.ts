@@ -31,6 +31,10 @@ describe('what each protocol cannot do, in one table', () => {
     ['openai', { top_k: 5 }, 'top_k'],
     ['openai', { top_logprobs: 2 }, 'top_logprobs'],
     ['openai-compatible', { top_k: 5 }, 'top_k'],
+    // Extended thinking: a budget of 1,024 under the token limit, temperature 1 only.
+    ['anthropic', { reasoning_effort: 'high', max_tokens: 100 }, 'reasoning_effort'],
+    ['anthropic', { reasoning_effort: 'low', max_completion_tokens: 1024 }, 'reasoning_effort'],
+    ['anthropic', { reasoning_effort: 'medium', temperature: 0.5 }, 'temperature'],
   ] as const)('%s refuses %j naming %s and the provider', (kind, extra, param) => {
     const r = chatRefusal(kind, `my-${kind}`, chat(extra as Partial<ChatRequest>));
     expect(r?.param).toBe(param);
@@ -47,6 +51,9 @@ describe('what each protocol cannot do, in one table', () => {
     ['openai', { n: 3, logprobs: true, top_logprobs: 2 }],
     ['openai-compatible', { n: 2, logprobs: true }],
     ['anthropic', { n: 1, top_k: 5 }],
+    ['anthropic', { reasoning_effort: 'low', max_completion_tokens: 1025, temperature: 1 }],
+    ['anthropic', { reasoning_effort: 'high' }],
+    ['anthropic', { reasoning_effort: 'minimal', max_tokens: 10, temperature: 0.2 }],
     ['gemini', { n: 1, top_k: 40, logprobs: false }],
   ] as const)('%s accepts %j', (kind, extra) => {
     expect(chatRefusal(kind, kind, chat(extra as Partial<ChatRequest>))).toBeUndefined();

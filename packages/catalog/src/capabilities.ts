@@ -1,4 +1,4 @@
-import type { ChatRequest } from '@faregate/contracts/chat';
+import { type ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
 import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
 
 /**
@@ -79,6 +79,9 @@ const emptyTurn = (m: ChatRequest['messages'][number]): boolean =>
     ? m.content.trim() === ''
     : Array.isArray(m.content) && m.content.every((p) => p.type === 'text' && p.text.trim() === ''));
 
+/** A reasoning effort that turns Anthropic's extended thinking on (`minimal` does not). */
+const thinks = (r: ChatRequest) => r.reasoning_effort != null && r.reasoning_effort !== 'minimal';
+
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
 const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
@@ -94,6 +97,19 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
   anthropic: [
     ...ONE_CHOICE,
     NO_VERBOSITY,
+    // Extended thinking (the adapter's translation of a reasoning effort): a budget of at least 1,024
+    // tokens below max_tokens, and temperature 1 only. Refused here, by the names the caller sent,
+    // rather than by the worker after the request was queued.
+    {
+      param: 'reasoning_effort',
+      refused: (r) => thinks(r) && (requestedMaxTokens(r) ?? Number.POSITIVE_INFINITY) <= 1024,
+      why: "reasons with a budget of at least 1,024 tokens below the answer's token limit: ask for more than 1,024 output tokens, or leave reasoning out",
+    },
+    {
+      param: 'temperature',
+      refused: (r) => thinks(r) && r.temperature != null && r.temperature !== 1,
+      why: 'takes only temperature 1 while it reasons',
+    },
     {
       param: 'temperature',
       refused: (r) => r.temperature != null && r.temperature > 1,
