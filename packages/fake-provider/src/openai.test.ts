@@ -147,6 +147,31 @@ describe('openai protocol', () => {
     expect(fake.calls().at(-1)).toMatchObject({ cachedTokens: 4, reasoningTokens: 7, completionTokens: 12 });
   });
 
+  it('refuses sampling parameters on reasoning models, as OpenAI does, and takes their defaults', async () => {
+    const ask = (model: string, extra: Record<string, unknown>) =>
+      client.chat.completions
+        .create({ model, messages: [{ role: 'user', content: 'hi' }], ...extra } as never)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+    for (const [model, extra, param] of [
+      ['o3', { temperature: 0.2 }, 'temperature'],
+      ['gpt-5-nano', { top_p: 0.5 }, 'top_p'],
+      ['gpt-5-mini', { logprobs: true }, 'logprobs'],
+      ['o4-mini', { max_tokens: 10 }, 'max_tokens'],
+      ['o3', { stop: ['x'] }, 'stop'],
+      ['gpt-5', { presence_penalty: 0.5 }, 'presence_penalty'],
+    ] as const) {
+      const err = await ask(model, extra);
+      expect(err, `${model} ${param}`).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(err).toMatchObject({ param });
+    }
+    expect(await ask('o3', { temperature: 1, top_p: 1, max_completion_tokens: 50 })).toBeUndefined();
+    expect(await ask('gpt-5', { stop: ['x'] })).toBeUndefined();
+    expect(await ask('gpt-4o-mini', { temperature: 0.2, logprobs: true, max_tokens: 5 })).toBeUndefined();
+  });
+
   it('lists and retrieves models', async () => {
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);

@@ -261,6 +261,10 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
         tools.push({ name: t.function.name, parameters: t.function.parameters });
     }
   }
+  if (!ollama) {
+    const refused = reasoningModelRefusal(b as ChatBody & Record<string, unknown>);
+    if (refused) return refused;
+  }
   // n, logprobs and top_logprobs as OpenAI validates them.
   const n = b.n ?? 1;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 128)
@@ -327,6 +331,40 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
     sse: true,
     conversation,
   };
+}
+
+/**
+ * OpenAI's reasoning models (o-series, GPT-5) refuse sampling parameters, as the real API does
+ * (providers.md §1.2): a non-default temperature or top_p, penalties, logprobs, logit_bias,
+ * `max_tokens` (they take max_completion_tokens), and on the o-series `stop`.
+ */
+function reasoningModelRefusal(b: ChatBody & Record<string, unknown>): ErrorKind | undefined {
+  const model = String(b.model);
+  if (!/^(o\d|gpt-5)/.test(model)) return undefined;
+  const unsupportedValue = (param: string, v: unknown) => ({
+    kind: 'bad_request' as const,
+    message: `Unsupported value: '${param}' does not support ${JSON.stringify(v)} with this model. Only the default (1) value is supported.`,
+    param,
+  });
+  const unsupported = (param: string, extra = '') => ({
+    kind: 'bad_request' as const,
+    message: `Unsupported parameter: '${param}' is not supported with this model.${extra}`,
+    param,
+  });
+  for (const p of ['temperature', 'top_p'] as const) {
+    const v = b[p];
+    if (v !== undefined && v !== null && v !== 1) return unsupportedValue(p, v);
+  }
+  if (b.max_tokens !== undefined && b.max_tokens !== null)
+    return unsupported('max_tokens', " Use 'max_completion_tokens' instead.");
+  for (const p of ['presence_penalty', 'frequency_penalty'] as const)
+    if (b[p] !== undefined && b[p] !== null && b[p] !== 0) return unsupported(p);
+  if (b.logprobs === true) return unsupported('logprobs');
+  if (b.top_logprobs !== undefined && b.top_logprobs !== null) return unsupported('top_logprobs');
+  if (b.logit_bias && typeof b.logit_bias === 'object' && Object.keys(b.logit_bias).length > 0)
+    return unsupported('logit_bias');
+  if (/^o\d/.test(model) && b.stop !== undefined && b.stop !== null) return unsupported('stop');
+  return undefined;
 }
 
 function numberOr(v: unknown): number | undefined {
