@@ -2,7 +2,9 @@ import { and, asc, eq, inArray, lt, or } from 'drizzle-orm';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import { isFinalState, JOB_META_FIELDS } from '@faregate/contracts/job-control';
-import { jobIdForHop } from '@faregate/contracts/jobs';
+import { type JobData, jobIdForHop } from '@faregate/contracts/jobs';
+import { zeroUsage } from '@faregate/contracts/chat';
+import { callUsageEvent } from '@faregate/contracts/usage';
 import { newId } from '@faregate/contracts/ids';
 import { BatchPrincipal, type BatchOutputLine } from '@faregate/contracts/openai-batches';
 import { batches } from '@faregate/db/schema/batches';
@@ -10,6 +12,7 @@ import { isDbUnavailable } from '@faregate/db/unavailable';
 import { readJobStates, requestCancel } from '@faregate/queue/job-control';
 import { poolBacklog } from '@faregate/queue/backlog';
 import type { ProviderQueues } from '@faregate/queue/queues';
+import type { Queue } from 'bullmq';
 import type { Keys } from '@faregate/queue/keys';
 import { type RedisClient, sendEach } from '@faregate/queue/redis';
 import type pg from 'pg';
@@ -41,6 +44,8 @@ const ANALYZE_FROM_LINES = 1_000;
 const FIRST_FEED = 32;
 /** How long batches stay held back after interactive work was last seen on a pool. */
 const INTERACTIVE_HOLD_MS = 2_000;
+/** The attempt number of the (empty, final) usage event of a line's job the driver took back. */
+const TAKEN_BACK_ATTEMPT = 2_000;
 /** Exit code of the test hook BATCH_TEST_EXIT_BEFORE_QUEUE (a crash between record and queue). */
 export const TEST_EXIT_CODE = 86;
 
@@ -402,7 +407,9 @@ export class BatchDriver {
       const why = b.status === 'cancelling' ? 'cancelled' : 'expired';
       const open = await this.#collect(b);
       await this.#stopLines(b, open, why);
-      if (open.length === 0) await this.#finalize(b, why);
+      // Only lines whose provider call is under way are waited for: the others end now.
+      const underWay = await this.#takeBack(b, open, why);
+      if (underWay === 0) await this.#finalize(b, why);
       return;
     }
     // The lines whose frames arrived, most steps; every line in flight read, the others.
@@ -969,6 +976,139 @@ export class BatchDriver {
     await Promise.all(
       open.map((o) => requestCancel(this.#deps.redis, this.#deps.keys, o.job, ttlMs, { unstarted: true })),
     );
+  }
+
+  /**
+   * A stopping batch's (cancel, expiry) open lines whose job has no provider call under way end now,
+   * not when their job would next start: a job waiting on its queue (a pool's rate-limit pause, a
+   * 429's retry-after that may be hours, a retry's backoff, its turn) is taken off the queue, so it
+   * never calls the provider, and ended cancelled with a final usage event of no tokens (its budget
+   * hold goes back; it made no call, it costs nothing). Under way is what BullMQ's job lock says: a
+   * worker holds the job (an attempt runs: its call is in flight, or starting within its admission),
+   * and BullMQ refuses to remove a locked job, atomically. The job record's state cannot say it: a
+   * batch line's first call is made before its record is claimed (`queued` through the call), and a
+   * claimed job sent back to wait by a 429 still reads `running`. Returns how many lines are under way.
+   */
+  async #takeBack(
+    b: BatchRow,
+    open: { line: number; job: string }[],
+    why: 'cancelled' | 'expired',
+  ): Promise<number> {
+    if (open.length === 0) return 0;
+    const endpoint = lineEndpoint(b.endpoint);
+    const rows = await this.#pool.query<{ line: number; job_id: string; custom_id: string; body: unknown }>(
+      `SELECT line, job_id, custom_id, body FROM batch_lines
+       WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
+      [b.id, open.map((o) => o.line)],
+    );
+    const ended: Ended[] = [];
+    let underWay = open.length - rows.rows.length; // recorded meanwhile: the next collect tells
+    let next = 0;
+    const work = async () => {
+      for (let i = next++; i < rows.rows.length; i = next++) {
+        const row = rows.rows[i];
+        if (!row) continue;
+        const taken = await this.#takeLineBack(b, endpoint, row, why).catch((err: unknown) => {
+          this.#deps.log.warn({ err, batch: b.id, job: row.job_id }, 'could not take a batch line back');
+          return false;
+        });
+        if (!taken) {
+          underWay++;
+          continue;
+        }
+        const { out } = lineIds(b.id, row.line);
+        ended.push(
+          why === 'cancelled'
+            ? endedWith(row.line, 'cancelled', null)
+            : endedWith(row.line, 'expired', {
+                id: out,
+                custom_id: row.custom_id,
+                response: null,
+                error: EXPIRED,
+              }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RECOVER_CONCURRENCY, rows.rows.length) }, work));
+    await this.#record(b.id, ended);
+    return underWay;
+  }
+
+  /**
+   * Takes one line's job off its queue and ends it, unless a worker holds it (under way) or it
+   * ended meanwhile; whether it was ended here. Its hops are looked for last first (a fallback queues
+   * the next hop while the worker still holds the one before).
+   */
+  async #takeLineBack(
+    b: BatchRow,
+    endpoint: LineEndpoint,
+    row: { line: number; job_id: string; body: unknown },
+    why: 'cancelled' | 'expired',
+  ): Promise<boolean> {
+    const deps = this.#deps;
+    let hops: string[];
+    try {
+      hops = endpoint.hops(deps, row.body);
+    } catch {
+      hops = [];
+    }
+    // The route's providers hop by hop, then every pool (a route that changed since the line was fed).
+    const pools = deps.directory.providers;
+    const found: { data: JobData; queue: Queue<JobData>; id: string }[] = [];
+    for (let h = Math.max(hops.length, 1) - 1; h >= 0; h--) {
+      const id = jobIdForHop(row.job_id, h);
+      const hop = hops[h];
+      for (const p of hop ? [hop, ...pools.filter((x) => x !== hop)] : pools) {
+        const queue = deps.queues.get(p);
+        const job = await queue.getJob(id);
+        if (job) {
+          found.push({ data: job.data, queue, id });
+          break;
+        }
+      }
+    }
+    // BullMQ removes a job only while no worker holds it (0: locked, an attempt runs).
+    for (const f of found) if ((await f.queue.remove(f.id)) !== 1) return false;
+    // On no queue anymore: nothing can start it. Its end is claimed first (the batch's cancel flag,
+    // set by #stopLines, hands the claimer the ending), so a job that ended meanwhile is left as it
+    // ended and collected by the next step.
+    const owner = `${this.#owner}:stop`;
+    const ttlMs = deps.config.STREAM_TTL_SECONDS * 1000;
+    const model = modelOf(row.body);
+    const claim = await deps.store.claim(row.job_id, owner, ttlMs, {
+      account: b.accountId,
+      model,
+      created: Date.now(),
+    });
+    if (claim.terminal) return false;
+    const data = found[0]?.data;
+    const candidate = data?.plan[data.hop];
+    const error = new GatewayError({
+      code: 'cancelled',
+      message:
+        why === 'cancelled'
+          ? 'The batch was cancelled before this request ran.'
+          : "The batch's completion window ended before this request ran.",
+    });
+    const usage = callUsageEvent(
+      {
+        job: data ?? { id: row.job_id, account: b.accountId, key: b.keyId },
+        hop: data?.hop ?? 0,
+        attempt: TAKEN_BACK_ATTEMPT,
+        provider: candidate?.provider ?? hops[0] ?? 'unknown',
+        model: candidate?.model ?? model,
+      },
+      zeroUsage(),
+      'cancelled',
+      { final: true, estimated: false, at: Date.now() },
+    );
+    await deps.store.append(row.job_id, [{ type: 'error', status: error.status, error: error.toJSON() }], {
+      owner,
+      ttlMs,
+      state: 'cancelled',
+      usage,
+    });
+    return true;
   }
 
   /**

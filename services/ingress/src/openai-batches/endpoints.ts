@@ -33,6 +33,8 @@ export interface LineEndpoint {
   ): Promise<void>;
   /** The providers whose queues the line's job may be on (its route's candidates). */
   providers(deps: IngressDeps, body: unknown): string[];
+  /** The provider of each hop of the line's route, in order (hop `h`'s job is on `hops[h]`'s queue). */
+  hops(deps: IngressDeps, body: unknown): string[];
   /** The door's answer from the job's terminal frame; undefined when the frame is not a success. */
   answer(frame: Frame | undefined, body: unknown): unknown;
   /**
@@ -47,7 +49,8 @@ export interface LineEndpoint {
 /** How a line's job is submitted (see SubmitMode). */
 export type LineMode = 'async' | 'batch';
 
-const providersOf = (plan: { provider: string }[]) => [...new Set(plan.map((c) => c.provider))];
+const hopsOf = (plan: { provider: string }[]) => plan.map((c) => c.provider);
+const providersOf = (plan: { provider: string }[]) => [...new Set(hopsOf(plan))];
 
 const chat: LineEndpoint = {
   answerNeedsBody: false,
@@ -55,6 +58,7 @@ const chat: LineEndpoint = {
     await submitChat(deps, principal, parseChatRequest(body), mode, opts);
   },
   providers: (deps, body) => providersOf(deps.router.plan(parseChatRequest(body)).plan),
+  hops: (deps, body) => hopsOf(deps.router.plan(parseChatRequest(body)).plan),
   answer: (f) => (f?.type === 'done' ? f.result : undefined),
   // A chat completions caller gets the done frame's result as the worker wrote it (as on the door).
   rawAnswer: (raw) => rawDone(raw, { route: false })?.result,
@@ -73,6 +77,7 @@ const embeddings: LineEndpoint = {
     await submitEmbeddings(deps, principal, parseEmbeddings(body), mode, opts);
   },
   providers: (deps, body) => providersOf(deps.router.planEmbeddings(parseEmbeddings(body)).plan),
+  hops: (deps, body) => hopsOf(deps.router.planEmbeddings(parseEmbeddings(body)).plan),
   answer: (f) => (f?.type === 'embeddings' ? f.result : undefined),
   rawAnswer: (raw) => rawDone(raw, { route: false, type: 'embeddings' })?.result,
   refusal: (e) => e,
@@ -93,6 +98,10 @@ const responses: LineEndpoint = {
   providers: (deps, body) => {
     const { chat, reasoning } = responsesChat(parseResponses(body));
     return providersOf(deps.router.plan(chat, { reasoning }).plan);
+  },
+  hops: (deps, body) => {
+    const { chat, reasoning } = responsesChat(parseResponses(body));
+    return hopsOf(deps.router.plan(chat, { reasoning }).plan);
   },
   answer: (f, body) => (f?.type === 'done' ? toResponse(parseResponses(body), f.result) : undefined),
   refusal: (e) => inDoorTerms(e, RESPONSES_PARAMS),
