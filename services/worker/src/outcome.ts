@@ -81,7 +81,7 @@ export function decide(f: OutcomeFacts): Decision {
     {
       provider: candidate?.provider ?? 'unknown',
       model: candidate?.model ?? 'unknown',
-      code: err.code,
+      code: isCircuitRefusal(err) ? CIRCUIT_OPEN : err.code,
       message: err.message,
     },
   ];
@@ -97,7 +97,38 @@ export function decide(f: OutcomeFacts): Decision {
   if (hop !== undefined && fallBack && !spent) return { kind: 'fallBack', hop, attempts };
   const error =
     spent ?? (err instanceof HoldSpent ? err : attempts.length > 1 ? summarize(err, attempts) : err);
-  return { kind: 'fail', error: nameAttempts(error, f.route ?? []) };
+  return { kind: 'fail', error: nameAttempts(error, withSkips(f.route ?? [], attempts)) };
+}
+
+/** The code a candidate skipped because its provider's circuit was open carries in the route. */
+export const CIRCUIT_OPEN = 'circuit_open';
+
+/**
+ * The attempt's refusal to call a provider whose circuit is open (attempt.ts): no call was made,
+ * so the route has no step for it. Told from a provider's own `provider_unavailable` (which
+ * answered, with a status) by the status and the message the refusal is made with.
+ */
+export const isCircuitRefusal = (err: GatewayError): boolean =>
+  err.code === 'provider_unavailable' &&
+  err.upstreamStatus === undefined &&
+  err.message.endsWith('its circuit is open');
+
+/**
+ * The route with a step for each candidate skipped on an open circuit, where it was in the plan:
+ * the route holds the calls made, `attempts` each hop's final error in order (a hop's calls, then
+ * its skip, since a skip ends the hop). A request whose every circuit was open made no call, and
+ * still names each candidate (`circuit_open`), in `error.attempts` and the `x-faregate-*` headers.
+ */
+function withSkips(route: RouteStep[], attempts: JobData['attempts']): RouteStep[] {
+  if (!attempts.some((a) => a.code === CIRCUIT_OPEN)) return route;
+  const out: RouteStep[] = [];
+  let i = 0;
+  for (const a of attempts) {
+    for (let s = route[i]; s && s.provider === a.provider && s.model === a.model; s = route[++i]) out.push(s);
+    if (a.code === CIRCUIT_OPEN)
+      out.push({ provider: a.provider, model: a.model, status: null, code: CIRCUIT_OPEN });
+  }
+  return [...out, ...route.slice(i)];
 }
 
 /**

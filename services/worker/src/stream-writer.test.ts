@@ -65,6 +65,84 @@ describe('StreamWriter', () => {
     expect((await store.read(id2, 0)).map((r) => JSON.parse(r).type)).toEqual(['status']);
   });
 
+  describe('with logprobs', () => {
+    const lp = (token: string) => ({ token, logprob: -0.5, bytes: null, top_logprobs: [] });
+    type Frame = {
+      type: string;
+      choice?: number;
+      text?: string;
+      logprobs?: { content?: { token: string }[] };
+    };
+    const deltas = async (id: string): Promise<Frame[]> =>
+      (await store.read(id, 0)).map((r) => JSON.parse(r) as Frame).filter((f) => f.type === 'delta');
+    /** Every delta carries its text with exactly that text's logprobs, and nothing else. */
+    const expectPaired = (frames: Frame[]) => {
+      for (const f of frames) {
+        expect(f.text).toBeTruthy();
+        expect(f.logprobs?.content?.map((t) => t.token).join('')).toBe(f.text);
+      }
+    };
+
+    it("sends a chunk's text with its logprobs, choice by choice, also while a write is in flight", async () => {
+      const id = `req_sw${prefix}5`;
+      const w = new StreamWriter(store, id, 'o', 60_000, undefined, REC, { logprobs: true });
+      w.defer({ type: 'status', state: 'running' });
+      // The adapter's order for one upstream chunk: the text, then its logprobs, synchronously.
+      w.text('Lantern', 1);
+      expect(w.writes).toBe(0);
+      w.logprobs({ content: [lp('Lantern')] }, 1);
+      expect(w.writes).toBe(1);
+      // While that write is in flight, more chunks of both choices.
+      for (const [t, c] of [
+        [' quick', 0],
+        [' brisk', 1],
+        [' market.', 0],
+      ] as const) {
+        w.text(t, c);
+        w.logprobs({ content: [lp(t)] }, c);
+      }
+      await w.flush();
+      const frames = await deltas(id);
+      expectPaired(frames);
+      const text = (c: number) =>
+        frames
+          .filter((f) => (f.choice ?? 0) === c)
+          .map((f) => f.text)
+          .join('');
+      expect(text(0)).toBe(' quick market.');
+      expect(text(1)).toBe('Lantern brisk');
+    });
+
+    it('holds content no longer than the current turn when no logprobs come', async () => {
+      const id = `req_sw${prefix}6`;
+      await store.claim(id, 'o', 60_000, REC);
+      const w = new StreamWriter(store, id, 'o', 60_000, undefined, undefined, { logprobs: true });
+      w.text('no logprobs here');
+      expect(w.writes).toBe(0);
+      await Promise.resolve();
+      expect(w.writes).toBe(1);
+      await w.flush();
+      expect((await deltas(id)).map((f) => f.text)).toEqual(['no logprobs here']);
+    });
+
+    it('never delays the first text of a stream without logprobs, and learns from the first logprobs', async () => {
+      const id = `req_sw${prefix}7`;
+      await store.claim(id, 'o', 60_000, REC);
+      const w = new StreamWriter(store, id, 'o', 60_000);
+      w.text('at once');
+      expect(w.writes).toBe(1);
+      await w.flush();
+      // Not told, the writer holds content once logprobs show up.
+      w.logprobs({ content: [lp('x')] });
+      await w.flush();
+      w.text('a');
+      w.logprobs({ content: [lp('a')] });
+      await w.flush();
+      const frames = await deltas(id);
+      expect(frames.at(-1)).toMatchObject({ text: 'a', logprobs: { content: [{ token: 'a' }] } });
+    });
+  });
+
   it('surfaces a lost ownership as an error', async () => {
     const id = `req_sw${prefix}2`;
     await store.claim(id, 'a', 60_000, REC);
