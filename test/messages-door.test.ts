@@ -502,6 +502,115 @@ describe('the rest of the Messages format', () => {
     expect(gemini.stop_reason).toBe('end_turn');
   });
 
+  it('several thinking blocks and a redacted one: each signed, in order, back to Anthropic unchanged', async () => {
+    const base = {
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 4096,
+      thinking: { type: 'enabled' as const, budget_tokens: 1024 },
+      tools: [weather],
+    };
+    // The fake answers as Anthropic does when its safety systems redact part of the thinking.
+    const ask: Anthropic.MessageParam = {
+      role: 'user',
+      content:
+        'Weather in Oslo? [[fake:{"tool":true,"thinkingBlocks":["thinking","redacted_thinking","thinking"]}]]',
+    };
+    const whole = await client.messages.create({ ...base, messages: [ask] });
+    const live = client.messages.stream({ ...base, messages: [ask] });
+    const starts: string[] = [];
+    live.on('streamEvent', (e) => {
+      if (e.type === 'content_block_start') starts.push(e.content_block.type);
+    });
+    const streamed = await live.finalMessage();
+    expect(starts).toEqual(['thinking', 'redacted_thinking', 'thinking', 'tool_use']);
+    for (const first of [whole, streamed]) {
+      expect(first.content.map((b) => b.type)).toEqual([
+        'thinking',
+        'redacted_thinking',
+        'thinking',
+        'tool_use',
+      ]);
+      const [a, r, b, use] = first.content;
+      if (a?.type !== 'thinking' || b?.type !== 'thinking' || r?.type !== 'redacted_thinking')
+        throw new Error('blocks');
+      expect(a.signature).not.toBe(b.signature);
+      expect(r.data.length).toBeGreaterThan(0);
+      if (use?.type !== 'tool_use') throw new Error('no tool_use');
+      const result: Anthropic.MessageParam = {
+        role: 'user',
+        content: [{ type: 'tool_result', tool_use_id: use.id, content: '4°C, rain' }],
+      };
+      // The fake checks every block, its signature or data, and that all came back in order.
+      for (const stream of [false, true]) {
+        const next = {
+          ...base,
+          messages: [ask, { role: 'assistant' as const, content: first.content }, result],
+        };
+        const second = stream
+          ? await client.messages.stream(next).finalMessage()
+          : await client.messages.create(next);
+        expect(second.stop_reason).toBe('tool_use');
+      }
+      // One block left out, or two swapped, is Anthropic's 400.
+      for (const content of [
+        [a, b, use],
+        [r, a, b, use],
+      ]) {
+        const err = await client.messages
+          .create({ ...base, messages: [ask, { role: 'assistant', content }, result] })
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+        expect((err as Error).message).toMatch(/cannot be modified/);
+      }
+    }
+  });
+
+  it('several thinking blocks through /v1/chat/completions: thinking_blocks go back with the assistant message', async () => {
+    const openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const tools: OpenAI.ChatCompletionTool[] = [
+      {
+        type: 'function',
+        function: { name: 'get_weather', parameters: weather.input_schema as Record<string, unknown> },
+      },
+    ];
+    const ask: OpenAI.ChatCompletionMessageParam = {
+      role: 'user',
+      content:
+        'Weather in Oslo? [[fake:{"tool":true,"thinkingBlocks":["thinking","redacted_thinking","thinking"]}]]',
+    };
+    const base = {
+      model: 'claude-haiku-4-5',
+      max_completion_tokens: 4096,
+      reasoning_effort: 'low' as const,
+      tools,
+    };
+    type Thinking = { thinking_blocks?: Array<{ type: string; signature?: string; data?: string }> };
+    const whole = (await openai.chat.completions.create({ ...base, messages: [ask] })).choices[0]?.message;
+    const streamed = (
+      await openai.chat.completions.stream({ ...base, messages: [ask] }).finalChatCompletion()
+    ).choices[0]?.message;
+    for (const m of [whole, streamed]) {
+      if (!m) throw new Error('no message');
+      const blocks = (m as Thinking).thinking_blocks ?? [];
+      expect(blocks.map((b) => b.type)).toEqual(['thinking', 'redacted_thinking', 'thinking']);
+      expect(blocks[0]?.signature).not.toBe(blocks[2]?.signature);
+      const call = m.tool_calls?.[0];
+      if (call?.type !== 'function') throw new Error('no tool call');
+      // The assistant message appended as the SDK gave it, thinking_blocks and all.
+      const again = await openai.chat.completions.create({
+        ...base,
+        messages: [
+          ask,
+          m as OpenAI.ChatCompletionMessageParam,
+          { role: 'tool', tool_call_id: call.id, content: '4°C' },
+        ],
+      });
+      expect(again.choices[0]?.finish_reason).toBe('tool_calls');
+    }
+    // Same blocks whole and streamed (the fake answers a request alike but for its own id).
+    expect((streamed as Thinking).thinking_blocks?.[1]?.type).toBe('redacted_thinking');
+  });
+
   it('claude-* through /v1/chat/completions keeps working', async () => {
     const openai = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
     const r = await openai.chat.completions.create({

@@ -291,9 +291,19 @@ export type ChoiceLogprobs = z.infer<typeof ChoiceLogprobs>;
 export const CompletionChoice = z.object({
   content: z.string().nullable(),
   refusal: z.string().nullable().optional(),
+  /** The thinking text, every block's joined (for readers of text only: `reasoning_content`). */
   reasoning: z.string().optional(),
-  /** Anthropic's signature of the thinking in `reasoning` (sent back with it in a later turn). */
+  /**
+   * Anthropic's signature of the thinking in `reasoning` when it is one signed block (kept for
+   * readers of one block); `thinkingBlocks` is the whole thinking, the one to send back.
+   */
   reasoningSignature: z.string().optional(),
+  /**
+   * Anthropic's thinking as it came, block by block in order: each `thinking` with its own
+   * signature, `redacted_thinking` with its opaque data. A later turn sends them back unchanged
+   * (`thinking_blocks`). A thinking block cut before its signature is in `reasoning` only.
+   */
+  thinkingBlocks: z.array(ThinkingBlock).optional(),
   toolCalls: z.array(ToolCall),
   finishReason: FinishReason,
   /** The stop sequence that ended the answer, when the provider says which (Anthropic, vLLM). */
@@ -386,10 +396,11 @@ export const ChatCompletion = z.looseObject({
         annotations: z.array(z.unknown()),
         /** The model's reasoning text, when the provider returns it (DeepSeek's and vLLM's name). */
         reasoning_content: z.string().optional(),
-        /** Anthropic's thinking with its signature (LiteLLM's name), to send back in a later turn. */
-        thinking_blocks: z
-          .array(z.object({ type: z.literal('thinking'), thinking: z.string(), signature: z.string() }))
-          .optional(),
+        /**
+         * Anthropic's thinking blocks, each signed, redacted ones included, in order (LiteLLM's
+         * name): the shape an assistant message takes them back in, for a later turn.
+         */
+        thinking_blocks: z.array(ThinkingBlock).optional(),
       }),
       logprobs: ChoiceLogprobs.nullable(),
       finish_reason: FinishReason,
@@ -443,14 +454,23 @@ function toChoice(c: CompletionChoice, index: number): ChatCompletion['choices']
       ...(c.toolCalls.length > 0 ? { tool_calls: c.toolCalls } : {}),
       annotations: [],
       ...(c.reasoning ? { reasoning_content: c.reasoning } : {}),
-      ...(c.reasoning && c.reasoningSignature
-        ? { thinking_blocks: [{ type: 'thinking', thinking: c.reasoning, signature: c.reasoningSignature }] }
-        : {}),
+      ...thinkingBlocksOf(c),
     },
     logprobs: c.logprobs ?? null,
     finish_reason: c.finishReason,
     ...(c.stopSequence !== undefined ? { stop_reason: c.stopSequence } : {}),
   };
+}
+
+/** A choice's signed thinking, as the message's `thinking_blocks` (absent when there is none). */
+function thinkingBlocksOf(c: CompletionChoice): { thinking_blocks?: ThinkingBlock[] } {
+  if (c.thinkingBlocks?.length) return { thinking_blocks: c.thinkingBlocks };
+  // A completion from before the blocks were carried: its one signed block.
+  if (c.reasoning && c.reasoningSignature)
+    return {
+      thinking_blocks: [{ type: 'thinking', thinking: c.reasoning, signature: c.reasoningSignature }],
+    };
+  return {};
 }
 
 /** The max output tokens a request asks for, whichever field it used. */
@@ -472,6 +492,8 @@ export const ChatCompletionChunk = z.object({
         role: z.literal('assistant').optional(),
         content: z.string().nullable().optional(),
         reasoning_content: z.string().optional(),
+        /** Anthropic's thinking blocks so far, all of them, once the thinking is over. */
+        thinking_blocks: z.array(ThinkingBlock).optional(),
         refusal: z.string().nullable().optional(),
         tool_calls: z
           .array(

@@ -40,9 +40,18 @@ export const Frame = z.discriminatedUnion('type', [
     /** The choice this delta belongs to (`n > 1`); absent for the first. */
     choice: z.number().int().positive().optional(),
     text: z.string().optional(),
+    /**
+     * Thinking text. Anthropic's thinking comes in blocks: this continues the block open (the one
+     * the last frames' reasoning went to), or opens one after a `signature` or `redacted_thinking`.
+     */
     reasoning: z.string().optional(),
-    /** Anthropic's signature of the reasoning streamed so far (it closes a thinking block). */
+    /** Anthropic's signature of the open thinking block: it closes the block. */
     signature: z.string().optional(),
+    /**
+     * A whole `redacted_thinking` block of Anthropic's (its opaque data). A frame with one carries
+     * no other thinking: the writer starts a frame at each block, so the order is the frames'.
+     */
+    redacted_thinking: z.string().optional(),
     refusal: z.string().optional(),
     tool_calls: z.array(ToolCallDelta).optional(),
     /** Log probabilities of the tokens in this delta (`logprobs: true`). */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Conversation, ReplyChoice, ToolSpec } from './content.ts';
-import { textOf, thinkingSignature } from './content.ts';
+import { checkThinkingBlocks, signThinkingBlocks, textOf, thinkingSignature } from './content.ts';
 import { bearer } from './http.ts';
 import {
   chunkPieces,
@@ -106,15 +106,7 @@ export function anthropicProtocol(): Protocol {
     reportedModel: (_requested, served) => served,
     json(c) {
       const r = c.reply;
-      const thinking = r.thinking
-        ? [
-            {
-              type: 'thinking',
-              thinking: r.thinking.join(''),
-              signature: thinkingSignature(r.thinking.join('')),
-            },
-          ]
-        : [];
+      const thinking = thinkingBlocksOf(c);
       return JSON.stringify({
         id: `msg_01${c.id}`,
         type: 'message',
@@ -154,37 +146,45 @@ export function anthropicProtocol(): Protocol {
           },
         }),
       );
-      // With thinking on, the thinking block comes first; its signature closes it (signature_delta).
+      // With thinking on, the thinking blocks come first, in order: a thinking block's signature
+      // closes it (signature_delta); a redacted block comes whole in its start event.
       let index = 0;
-      if (r.thinking) {
+      const signed = thinkingBlocksOf(c);
+      const pieces = r.thinkingBlocks?.map((b) => (b.type === 'thinking' ? b.pieces : [])) ?? [
+        r.thinking ?? [],
+      ];
+      for (const [k, b] of signed.entries()) {
         out.push(
           ev('content_block_start', {
             type: 'content_block_start',
             index,
-            content_block: { type: 'thinking', thinking: '', signature: '' },
+            content_block:
+              b.type === 'redacted_thinking' ? b : { type: 'thinking', thinking: '', signature: '' },
           }),
         );
-        out.push(ev('ping', { type: 'ping' }));
-        for (const group of chunkPieces(r.thinking, c.config.tokensPerChunk)) {
+        if (index === 0) out.push(ev('ping', { type: 'ping' }));
+        if (b.type === 'thinking') {
+          for (const group of chunkPieces(pieces[k] ?? [], c.config.tokensPerChunk)) {
+            out.push(
+              ev(
+                'content_block_delta',
+                {
+                  type: 'content_block_delta',
+                  index,
+                  delta: { type: 'thinking_delta', thinking: group.join('') },
+                },
+                group.length,
+              ),
+            );
+          }
           out.push(
-            ev(
-              'content_block_delta',
-              {
-                type: 'content_block_delta',
-                index,
-                delta: { type: 'thinking_delta', thinking: group.join('') },
-              },
-              group.length,
-            ),
+            ev('content_block_delta', {
+              type: 'content_block_delta',
+              index,
+              delta: { type: 'signature_delta', signature: b.signature },
+            }),
           );
         }
-        out.push(
-          ev('content_block_delta', {
-            type: 'content_block_delta',
-            index,
-            delta: { type: 'signature_delta', signature: thinkingSignature(r.thinking.join('')) },
-          }),
-        );
         out.push(ev('content_block_stop', { type: 'content_block_stop', index }));
         index++;
       }
@@ -260,6 +260,15 @@ export function anthropicProtocol(): Protocol {
   };
 }
 
+/** The reply's thinking as Anthropic's signed blocks: one block, or the directive's several. */
+function thinkingBlocksOf(c: RenderCtx) {
+  const r = c.reply;
+  if (r.thinkingBlocks) return signThinkingBlocks(r.thinkingBlocks, c.id);
+  if (!r.thinking) return [];
+  const thinking = r.thinking.join('');
+  return [{ type: 'thinking' as const, thinking, signature: thinkingSignature(thinking) }];
+}
+
 /** `stop_reason` and `stop_sequence`: Anthropic names the stop sequence that ended the reply. */
 function stopOf(r: ReplyChoice): { stop_reason: string; stop_sequence: string | null } {
   if (r.stopSequence !== undefined) return { stop_reason: 'stop_sequence', stop_sequence: r.stopSequence };
@@ -305,15 +314,23 @@ function checkThinking(b: MessagesBody): string | undefined {
   const messages = b.messages as Array<{ role?: string; content?: unknown }>;
   for (const [i, m] of messages.entries()) {
     if (m?.role !== 'assistant' || !Array.isArray(m.content)) continue;
-    for (const [j, blk] of (m.content as Array<Record<string, unknown>>).entries()) {
+    const content = m.content as Array<Record<string, unknown>>;
+    for (const [j, blk] of content.entries()) {
       if (blk?.type === 'thinking') {
         if (typeof blk.thinking !== 'string' || typeof blk.signature !== 'string')
           return `messages.${i}.content.${j}.signature: Field required`;
-        if (blk.signature !== thinkingSignature(blk.thinking))
-          return `messages.${i}.content.${j}: Invalid \`signature\` in \`thinking\` block`;
       } else if (blk?.type === 'redacted_thinking' && typeof blk.data !== 'string')
         return `messages.${i}.content.${j}.data: Field required`;
     }
+    // Each block as given (a signature for its text, redacted data untouched), and the blocks of
+    // one answer all there, in their order.
+    const bad = checkThinkingBlocks(content);
+    if (bad?.problem === 'signature')
+      return `messages.${i}.content.${bad.at}: Invalid \`signature\` in \`thinking\` block`;
+    if (bad?.problem === 'data')
+      return `messages.${i}.content.${bad.at}: Invalid \`data\` in \`redacted_thinking\` block`;
+    if (bad)
+      return `messages.${i}.content.${bad.at}: thinking or redacted_thinking blocks in the latest assistant message cannot be modified. These blocks must remain as they were in the original response.`;
   }
   if (b.thinking?.type !== 'enabled') return undefined;
   const last = messages.findLastIndex((m) => m?.role === 'assistant');

@@ -69,6 +69,11 @@ export interface Reply extends ReplyChoice {
   reasoningTokens: number;
   /** The thinking text (one token per piece) when the request enabled thinking; else none. */
   thinking?: string[];
+  /**
+   * Anthropic's thinking in blocks (directive `thinkingBlocks`): each thinking block's pieces (all
+   * of them, in order, are `thinking`), and redacted blocks. Absent: one block of `thinking`.
+   */
+  thinkingBlocks?: ReplyThinkingBlock[];
   /** Choices 1…n-1 (`n > 1`); the reply itself is choice 0. */
   more: ReplyChoice[];
   /** Output tokens billed: visible pieces (or argument pieces) of every choice + reasoning. */
@@ -86,6 +91,88 @@ export const choiceTokens = (r: ReplyChoice): number =>
 export function thinkingSignature(thinking: string): string {
   return Buffer.from(`fake-sig:${fnv1a(thinking).toString(16)}:${thinking.length}`).toString('base64');
 }
+
+/** A block of a reply's thinking, before the protocol signs it. */
+export type ReplyThinkingBlock = { type: 'thinking'; pieces: string[] } | { type: 'redacted_thinking' };
+
+/**
+ * The directive asking for Anthropic's thinking in several blocks, in order, e.g.
+ * `[[fake:{"thinkingBlocks":["thinking","redacted_thinking","thinking"]}]]` (with thinking on).
+ */
+export type ThinkingLayout = Array<'thinking' | 'redacted_thinking'>;
+type WithLayout = Directive & { thinkingBlocks?: ThinkingLayout };
+
+/**
+ * Signs the blocks of a multi-block answer as Anthropic would have them back: each bound to its
+ * place among the answer's `n` blocks (`answer` names the answer), so a block dropped, moved or
+ * altered is told apart from the answer as given. A thinking block's signature vouches for its
+ * text as `thinkingSignature` does; a redacted block's data is opaque, checked by its own tag.
+ */
+export function signThinkingBlocks(
+  blocks: ReplyThinkingBlock[],
+  answer: string,
+): Array<
+  { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string }
+> {
+  const n = blocks.length;
+  return blocks.map((b, k) => {
+    const place = `${answer}:${k}/${n}`;
+    if (b.type === 'redacted_thinking') {
+      const tag = fnv1a(`redacted:${place}`).toString(16);
+      return {
+        type: 'redacted_thinking',
+        data: Buffer.from(`fake-redacted:${place}:${tag}`).toString('base64'),
+      };
+    }
+    const thinking = b.pieces.join('');
+    return {
+      type: 'thinking',
+      thinking,
+      signature: Buffer.from(`fake-sig:${fnv1a(thinking).toString(16)}:${thinking.length}:${place}`).toString(
+        'base64',
+      ),
+    };
+  });
+}
+
+/**
+ * Checks an assistant turn's thinking as sent back: `undefined` when every block is as the fake
+ * gave it and, for a multi-block answer, all of its blocks are there in their order; else the
+ * offending content index and Anthropic's kind of complaint.
+ */
+export function checkThinkingBlocks(
+  content: Array<Record<string, unknown>>,
+): { at: number; problem: 'signature' | 'data' | 'order' } | undefined {
+  /** Per answer: the places seen, in order, and how many blocks it had. */
+  const answers = new Map<string, { seen: number[]; n: number; at: number }>();
+  for (const [j, blk] of content.entries()) {
+    let place: string | undefined;
+    if (blk?.type === 'thinking') {
+      const sig = typeof blk.signature === 'string' ? decode(blk.signature) : '';
+      const thinking = typeof blk.thinking === 'string' ? blk.thinking : '';
+      const m = /^fake-sig:([0-9a-f]+):(\d+)(?::(.+))?$/.exec(sig);
+      if (!m || m[1] !== fnv1a(thinking).toString(16) || Number(m[2]) !== thinking.length)
+        return { at: j, problem: 'signature' };
+      place = m[3];
+    } else if (blk?.type === 'redacted_thinking' && typeof blk.data === 'string') {
+      const m = /^fake-redacted:(.+):([0-9a-f]+)$/.exec(decode(blk.data));
+      // Data the fake did not mint is taken as Anthropic's own would be (opaque).
+      if (!m) continue;
+      if (m[2] !== fnv1a(`redacted:${m[1]}`).toString(16)) return { at: j, problem: 'data' };
+      place = m[1];
+    }
+    const p = place ? /^(.+):(\d+)\/(\d+)$/.exec(place) : null;
+    if (!p) continue;
+    const a = answers.get(p[1]!) ?? { seen: [], n: Number(p[3]), at: j };
+    a.seen.push(Number(p[2]));
+    answers.set(p[1]!, a);
+  }
+  for (const a of answers.values())
+    if (a.seen.length !== a.n || a.seen.some((k, i) => k !== i)) return { at: a.at, problem: 'order' };
+  return undefined;
+}
+
+const decode = (b64: string): string => Buffer.from(b64, 'base64').toString('utf8');
 
 /** One token's log probability, stable for the token and its position. */
 export function tokenLogprob(token: string, position: number): number {
@@ -142,6 +229,15 @@ export function normalizeDirective(raw: unknown): Directive {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
       throw new Error(`fake: ${k} must be a non-negative number`);
     }
+  }
+  const layout = (d as WithLayout).thinkingBlocks;
+  if (
+    layout !== undefined &&
+    (!Array.isArray(layout) ||
+      layout.length === 0 ||
+      layout.some((t) => t !== 'thinking' && t !== 'redacted_thinking'))
+  ) {
+    throw new Error('fake: thinkingBlocks must be a non-empty list of "thinking" and "redacted_thinking"');
   }
   if (d.tail !== undefined && d.tail !== 'line' && d.tail !== 'half') {
     throw new Error('fake: tail must be "line" or "half"');
@@ -370,10 +466,20 @@ function textChoice(c: Conversation, seed: string, wanted: number): ReplyChoice 
 export function buildReply(c: Conversation, defaultTokens: number, d: Directive | undefined): Reply {
   const promptTokens = countPromptTokens(c);
   const cachedTokens = Math.min(promptTokens, Math.floor(d?.cachedTokens ?? 0));
-  // Thinking, when enabled, has text (8 tokens unless the directive says); otherwise only a count.
-  const thinking = c.thinking
-    ? replyPieces(`thinking about ${c.lastUserText}`, Math.max(1, Math.floor(d?.reasoningTokens ?? 8)))
-    : undefined;
+  // Thinking, when enabled, has text (8 tokens unless the directive says, per block when it asks
+  // for several); otherwise only a count.
+  const perBlock = Math.max(1, Math.floor(d?.reasoningTokens ?? 8));
+  const layout = c.thinking ? (d as WithLayout | undefined)?.thinkingBlocks : undefined;
+  const blocks: ReplyThinkingBlock[] | undefined = layout?.map((type, k) =>
+    type === 'redacted_thinking'
+      ? { type }
+      : { type, pieces: replyPieces(`thinking ${k} about ${c.lastUserText}`, perBlock) },
+  );
+  const thinking = blocks
+    ? blocks.flatMap((b) => (b.type === 'thinking' ? b.pieces : []))
+    : c.thinking
+      ? replyPieces(`thinking about ${c.lastUserText}`, perBlock)
+      : undefined;
   const reasoningTokens = thinking ? thinking.length : Math.floor(d?.reasoningTokens ?? 0);
   const count = Math.max(1, Math.floor(c.choices ?? 1));
   // Choice 0 is seeded by the last user text; choice i by the text and i (different answers).
@@ -404,6 +510,7 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
     cacheWrite1hTokens: 0,
     reasoningTokens,
     ...(thinking ? { thinking } : {}),
+    ...(blocks ? { thinkingBlocks: blocks } : {}),
     ...first,
     more,
     completionTokens: choices.reduce((n, ch) => n + choiceTokens(ch), 0) + reasoningTokens,

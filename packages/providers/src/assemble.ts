@@ -2,6 +2,7 @@ import {
   type Completion,
   type CompletionChoice,
   type FinishReason,
+  type ThinkingBlock,
   type TokenLogprob,
   type ToolCall,
   type Usage,
@@ -9,12 +10,27 @@ import {
 } from '@faregate/contracts/chat';
 import type { StreamEvent } from './types.ts';
 
+/**
+ * The completion's thinking fields for Anthropic's blocks: all of them, and the one signature
+ * when the thinking is a single signed block (`reasoningSignature`, for readers of one block).
+ */
+export function thinkingFields(
+  blocks: ThinkingBlock[],
+): Pick<Completion, 'thinkingBlocks' | 'reasoningSignature'> {
+  if (blocks.length === 0) return {};
+  const only = blocks.length === 1 && blocks[0]?.type === 'thinking' ? blocks[0] : undefined;
+  return { thinkingBlocks: blocks, ...(only ? { reasoningSignature: only.signature } : {}) };
+}
+
 /** What one choice (one answer of `n`) accumulates from its stream events. */
 class ChoiceParts {
   readonly text: string[] = [];
   readonly reasoning: string[] = [];
   readonly refusal: string[] = [];
-  signature = '';
+  /** Anthropic's thinking blocks closed so far (signed, or redacted), in order. */
+  readonly blocks: ThinkingBlock[] = [];
+  /** The text of the thinking block open (not yet closed by its signature). */
+  open: string[] = [];
   readonly calls = new Map<number, { id?: string; name: string; args: string[] }>();
   finish: FinishReason | undefined;
   stopSequence: string | undefined;
@@ -27,9 +43,17 @@ class ChoiceParts {
         break;
       case 'reasoning':
         this.reasoning.push(e.text);
+        this.open.push(e.text);
         break;
       case 'signature':
-        this.signature += e.signature;
+        // A signature closes the thinking block open (Anthropic streams one block at a time and
+        // signs each apart): the next reasoning opens another.
+        this.blocks.push({ type: 'thinking', thinking: this.open.join(''), signature: e.signature });
+        this.open = [];
+        break;
+      case 'redacted_thinking':
+        this.blocks.push({ type: 'redacted_thinking', data: e.data });
+        this.open = [];
         break;
       case 'refusal':
         this.refusal.push(e.text);
@@ -76,7 +100,7 @@ class ChoiceParts {
       content: content === '' && (toolCalls.length > 0 || this.refusal.length > 0) ? null : content,
       refusal: this.refusal.length > 0 ? this.refusal.join('') : null,
       ...(this.reasoning.length > 0 ? { reasoning: this.reasoning.join('') } : {}),
-      ...(this.reasoning.length > 0 && this.signature ? { reasoningSignature: this.signature } : {}),
+      ...thinkingFields(this.blocks),
       toolCalls,
       finishReason: this.finish ?? (toolCalls.length > 0 ? 'tool_calls' : 'stop'),
       ...(this.stopSequence !== undefined ? { stopSequence: this.stopSequence } : {}),
@@ -117,6 +141,7 @@ export function createAssembler(model: string) {
         case 'text':
         case 'reasoning':
         case 'signature':
+        case 'redacted_thinking':
         case 'refusal':
         case 'tool_call':
         case 'logprobs':

@@ -55,8 +55,10 @@ export type StreamEvent =
   | { type: 'start'; upstreamId?: string; model?: string }
   | { type: 'text'; text: string; choice?: number }
   | { type: 'reasoning'; text: string; choice?: number }
-  /** Anthropic's `signature_delta`: the signature of the thinking streamed so far. */
+  /** Anthropic's `signature_delta`: the signature of the thinking block open (it closes the block). */
   | { type: 'signature'; signature: string; choice?: number }
+  /** Anthropic's `redacted_thinking` block, whole: its opaque data, to send back unchanged. */
+  | { type: 'redacted_thinking'; data: string; choice?: number }
   /** OpenAI `delta.refusal` text (kept apart from content, as OpenAI does). */
   | { type: 'refusal'; text: string; choice?: number }
   | { type: 'tool_call'; delta: ToolCallDelta; choice?: number }

@@ -1,3 +1,4 @@
+import type { ThinkingBlock } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
 import { type FrameWriter, runningCall } from './doors/shared.ts';
@@ -16,10 +17,7 @@ export class ChunkWriter implements FrameWriter {
   readonly #includeUsage: boolean;
   #started = false;
   /** Per choice (n > 1 streams interleave them): what reached the caller. */
-  readonly #choices = new Map<
-    number,
-    { role: boolean; text: string; tools: boolean; logprobs: boolean; reasoning: string; signature: string }
-  >();
+  readonly #choices = new Map<number, Sent>();
 
   /** The calls so far, the one the stream comes from last (for the response headers). */
   route: RouteStep[] = [];
@@ -33,7 +31,7 @@ export class ChunkWriter implements FrameWriter {
   #sent(index: number) {
     let c = this.#choices.get(index);
     if (!c) {
-      c = { role: false, text: '', tools: false, logprobs: false, reasoning: '', signature: '' };
+      c = { role: false, text: '', tools: false, logprobs: false, open: '', blocks: [], blocksSent: 0 };
       this.#choices.set(index, c);
     }
     return c;
@@ -73,6 +71,20 @@ export class ChunkWriter implements FrameWriter {
     );
   }
 
+  /**
+   * The choice's thinking blocks so far, if some have not gone out: every one, in order, in one
+   * `delta.thinking_blocks` (the SDKs' stream helpers keep a delta's unknown field as its last
+   * value, and a stream normally has one such chunk, so appending readers get each block once).
+   * The caller sends them back with the assistant message, as a whole answer carries them.
+   */
+  #thinkingBlocks(out: string[], i: number): void {
+    const sent = this.#sent(i);
+    if (sent.blocks.length <= sent.blocksSent) return;
+    this.#role(out, i, true);
+    sent.blocksSent = sent.blocks.length;
+    out.push(this.#chunk(i, { thinking_blocks: [...sent.blocks] }, null));
+  }
+
   /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
   frame(f: Frame): string {
     const out: string[] = [];
@@ -88,19 +100,23 @@ export class ChunkWriter implements FrameWriter {
       const contentLp = lp?.content?.length ? { content: lp.content, refusal: null } : null;
       const refusalLp = lp?.refusal?.length ? { content: null, refusal: lp.refusal } : null;
       if (contentLp || refusalLp) sent.logprobs = true;
+      // Anthropic's thinking, block by block (a frame holds one block's at most): a signature
+      // closes the block open, a redacted block comes whole.
+      if (f.redacted_thinking) {
+        sent.open = '';
+        sent.blocks.push({ type: 'redacted_thinking', data: f.redacted_thinking });
+      }
       if (f.reasoning) {
         this.#role(out, i, true);
-        sent.reasoning += f.reasoning;
+        sent.open += f.reasoning;
         out.push(this.#chunk(i, { reasoning_content: f.reasoning }, null));
       }
       if (f.signature) {
-        // Anthropic's signature closes the thinking: the whole block goes out with it, as the
-        // non-streamed message carries it (`thinking_blocks`), for the caller to send back with the
-        // next turn of a tool loop (Anthropic refuses the turn without it).
-        this.#role(out, i, true);
-        sent.signature += f.signature;
-        out.push(this.#chunk(i, { thinking_blocks: [thinkingBlock(sent.reasoning, sent.signature)] }, null));
+        sent.blocks.push({ type: 'thinking', thinking: sent.open, signature: f.signature });
+        sent.open = '';
       }
+      // The thinking is over when the answer starts: its blocks go out then, all in one chunk.
+      if (f.text || f.refusal || f.tool_calls?.length || contentLp) this.#thinkingBlocks(out, i);
       if (f.text) {
         this.#role(out, i, true);
         sent.text += f.text;
@@ -133,10 +149,12 @@ export class ChunkWriter implements FrameWriter {
           const lp = !sent.logprobs && choice?.logprobs?.content ? choice.logprobs : null;
           out.push(this.#chunk(i, { content: content.slice(sent.text.length) }, null, lp));
         }
-        const blocks = choice?.message.thinking_blocks;
-        if (!sent.signature && blocks?.length) {
-          this.#role(out, i, true);
-          out.push(this.#chunk(i, { thinking_blocks: blocks }, null));
+        // The result's blocks are the whole thinking (a provider that answered without streaming
+        // sent no deltas of it): they go out if the deltas did not carry them all.
+        const blocks = choice?.message.thinking_blocks ?? [];
+        if (blocks.length > sent.blocksSent) {
+          sent.blocks = [...blocks];
+          this.#thinkingBlocks(out, i);
         }
         if (!sent.tools && choice?.message.tool_calls?.length) {
           this.#role(out, i, false);
@@ -180,7 +198,18 @@ export class ChunkWriter implements FrameWriter {
   }
 }
 
-const thinkingBlock = (thinking: string, signature: string) => ({ type: 'thinking', thinking, signature });
+/** What reached the caller of one choice. */
+interface Sent {
+  role: boolean;
+  text: string;
+  tools: boolean;
+  logprobs: boolean;
+  /** The text of the thinking block open (Anthropic's: its signature closes it). */
+  open: string;
+  /** Anthropic's thinking blocks closed so far, in order, and how many went out. */
+  blocks: ThinkingBlock[];
+  blocksSent: number;
+}
 
 /** An in-band error after the 200 status: the official SDK raises APIError for a data payload with `error`. */
 export function errorEvent(code: string, message: string, attempts?: RouteStep[]): string {

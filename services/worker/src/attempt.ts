@@ -338,6 +338,9 @@ async function attemptOnce(
       case 'signature':
         writer.signature(e.signature, e.choice);
         break;
+      case 'redacted_thinking':
+        writer.redactedThinking(e.data, e.choice);
+        break;
       case 'refusal':
         streamed.text += e.text;
         writer.refusal(e.text, e.choice);

@@ -5,23 +5,10 @@ import type { ClaimRecord, FrameStore } from '@faregate/queue/frame-store';
 
 type DeltaBody = Extract<FrameBody, { type: 'delta' }>;
 
-export interface StreamWriterOptions {
-  /**
-   * The request asked for logprobs. An adapter emits a chunk's `text` and then its `logprobs`
-   * (synchronously, from one upstream chunk), so content then waits for the end of the current
-   * turn of the event loop (a microtask: no I/O or timer comes between) and goes out with the
-   * log probabilities of that text. Without it content goes out at once; the writer also turns
-   * this on by itself at the first `logprobs` it is given.
-   */
-  logprobs?: boolean;
-}
-
 /**
  * Writes one attempt's frames in order, coalescing deltas without a fixed timer: a frame is sent
  * as soon as no write is in flight, and whatever arrives meanwhile is merged into the next one.
  * The first token therefore never waits for a window, and a fast stream costs few Redis calls.
- * With logprobs, a delta carries its text together with that text's logprobs (see
- * StreamWriterOptions.logprobs).
  */
 export class StreamWriter {
   readonly #store: FrameStore;
@@ -32,10 +19,6 @@ export class StreamWriter {
   #queue: FrameBody[] = [];
   #inflight: Promise<void> | undefined;
   #error: unknown;
-  /** Content waits for the end of the turn, for the logprobs of the same upstream chunk. */
-  #hold: boolean;
-  /** A microtask that sends what is held is queued. */
-  #soon = false;
   /** Text frames written by this attempt (a retry after this must send `reset`). */
   wroteContent = false;
   /** A write with content succeeded: it is in the job's log, so followers have it or will. */
@@ -52,7 +35,6 @@ export class StreamWriter {
     ttlMs: number,
     replyTo?: string,
     claim?: ClaimRecord,
-    opts: StreamWriterOptions = {},
   ) {
     this.#store = store;
     this.#jobId = jobId;
@@ -60,7 +42,6 @@ export class StreamWriter {
     this.#ttlMs = ttlMs;
     this.#replyTo = replyTo;
     this.#claim = claim;
-    this.#hold = opts.logprobs === true;
   }
 
   /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
@@ -93,23 +74,37 @@ export class StreamWriter {
       const d = this.#delta(choice);
       d.text = (d.text ?? '') + text;
     }
-    this.#sendContent();
+    this.#kick();
   }
 
+  // Anthropic's thinking comes in blocks, each signed apart, and goes back block by block: a frame
+  // holds the thinking of one block at most (its text, then the signature that closes it), and
+  // comes before any answer text, so merging never joins two blocks or reorders them.
   reasoning(text: string, choice = 0): void {
     if (text) {
-      const d = this.#delta(choice);
+      const d = this.#delta(choice, (f) => !f.signature && !f.redacted_thinking && !hasAnswer(f));
       d.reasoning = (d.reasoning ?? '') + text;
     }
-    this.#sendContent();
+    this.#kick();
   }
 
   signature(signature: string, choice = 0): void {
     if (signature) {
-      const d = this.#delta(choice);
-      d.signature = (d.signature ?? '') + signature;
+      const d = this.#delta(choice, (f) => !f.signature && !f.redacted_thinking && !hasAnswer(f));
+      d.signature = signature;
     }
-    this.#sendContent();
+    this.#kick();
+  }
+
+  redactedThinking(data: string, choice = 0): void {
+    if (data) {
+      const d = this.#delta(
+        choice,
+        (f) => !f.reasoning && !f.signature && !f.redacted_thinking && !hasAnswer(f),
+      );
+      d.redacted_thinking = data;
+    }
+    this.#kick();
   }
 
   refusal(text: string, choice = 0): void {
@@ -117,7 +112,7 @@ export class StreamWriter {
       const d = this.#delta(choice);
       d.refusal = (d.refusal ?? '') + text;
     }
-    this.#sendContent();
+    this.#kick();
   }
 
   logprobs(lp: { content?: TokenLogprob[]; refusal?: TokenLogprob[] }, choice = 0): void {
@@ -126,9 +121,6 @@ export class StreamWriter {
     if (lp.content?.length) into.content = [...(into.content ?? []), ...lp.content];
     if (lp.refusal?.length) into.refusal = [...(into.refusal ?? []), ...lp.refusal];
     d.logprobs = into;
-    // The text these belong to is in this frame now: send it (and hold content from here on, in
-    // case the writer was not told the request asked for logprobs).
-    this.#hold = true;
     this.#kick();
   }
 
@@ -144,7 +136,7 @@ export class StreamWriter {
     } else {
       calls.push(structuredClone(d));
     }
-    this.#sendContent();
+    this.#kick();
   }
 
   /** Waits until everything pushed so far is in Redis; rethrows a write failure. */
@@ -156,23 +148,10 @@ export class StreamWriter {
     if (this.#error) throw this.#error;
   }
 
-  /** Content goes out at once, or, holding for logprobs, at the end of this turn. */
-  #sendContent(): void {
-    if (!this.#hold) {
-      this.#kick();
-      return;
-    }
-    if (this.#soon) return;
-    this.#soon = true;
-    queueMicrotask(() => {
-      this.#soon = false;
-      this.#kick();
-    });
-  }
-
-  #delta(choice: number): DeltaBody {
+  /** The delta frame queued last for `choice` if it can take more (`fits`), else a new one. */
+  #delta(choice: number, fits: (d: DeltaBody) => boolean = () => true): DeltaBody {
     const last = this.#queue.at(-1);
-    if (last && last.type === 'delta' && (last.choice ?? 0) === choice) return last;
+    if (last && last.type === 'delta' && (last.choice ?? 0) === choice && fits(last)) return last;
     const d: DeltaBody = choice > 0 ? { type: 'delta', choice } : { type: 'delta' };
     this.#queue.push(d);
     return d;
@@ -216,3 +195,6 @@ export class StreamWriter {
       });
   }
 }
+
+/** A delta already carrying answer content: thinking that follows it goes in a later frame. */
+const hasAnswer = (d: DeltaBody): boolean => !!(d.text || d.refusal || d.tool_calls?.length || d.logprobs);

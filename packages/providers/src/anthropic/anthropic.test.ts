@@ -1,6 +1,7 @@
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { describe, expect, it } from 'vitest';
 import type { ProviderConfig } from '../types.ts';
+import { createAssembler } from '../assemble.ts';
 import { anthropicAdapter, readAnthropicRateLimits } from './index.ts';
 
 const config: ProviderConfig = {
@@ -250,5 +251,110 @@ describe('anthropic stream text fast path', () => {
       { type: 'text', text: '!' },
       { type: 'text', text: 'a' },
     ]);
+  });
+});
+
+describe('anthropic thinking blocks (several, redacted among them)', () => {
+  // As Anthropic answers with extended thinking: blocks in order, each thinking block signed
+  // apart, a redacted one whole (its data opaque), before the text and tool_use blocks.
+  const blocks = [
+    { type: 'thinking', thinking: 'First, the city.', signature: 'sig-one' },
+    { type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP' },
+    { type: 'thinking', thinking: ' Then the tool.', signature: 'sig-two' },
+  ] as const;
+  const expected = blocks.map((b) => ({ ...b }));
+
+  it('a whole answer keeps every block, its own signature and its place', () => {
+    const c = anthropicAdapter.parseResponse({
+      id: 'msg_1',
+      model: 'claude-sonnet-4-5',
+      content: [
+        ...blocks,
+        { type: 'text', text: 'Checking.' },
+        { type: 'tool_use', id: 'toolu_1', name: 'weather', input: { city: 'Oslo' } },
+      ],
+      stop_reason: 'tool_use',
+      usage: { input_tokens: 10, output_tokens: 20 },
+    });
+    expect(c.thinkingBlocks).toEqual(expected);
+    expect(c.reasoning).toBe('First, the city. Then the tool.');
+    // No one signature stands for several blocks.
+    expect(c.reasoningSignature).toBeUndefined();
+    expect(c.content).toBe('Checking.');
+    expect(c.toolCalls).toHaveLength(1);
+  });
+
+  it('one signed block keeps reasoningSignature too', () => {
+    const c = anthropicAdapter.parseResponse({
+      content: [blocks[0], { type: 'text', text: 'x' }],
+      stop_reason: 'end_turn',
+    });
+    expect(c.thinkingBlocks).toEqual([expected[0]]);
+    expect(c.reasoningSignature).toBe('sig-one');
+  });
+
+  it('a stream is assembled block by block: a signature_delta belongs to its block', () => {
+    const sse = (name: string, data: Record<string, unknown>) =>
+      `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+    const delta = (index: number, d: Record<string, unknown>) =>
+      sse('content_block_delta', { index, delta: d });
+    const body = [
+      sse('message_start', {
+        message: { id: 'msg_1', model: 'claude-sonnet-4-5', usage: { input_tokens: 5 } },
+      }),
+      sse('content_block_start', {
+        index: 0,
+        content_block: { type: 'thinking', thinking: '', signature: '' },
+      }),
+      delta(0, { type: 'thinking_delta', thinking: 'First, ' }),
+      delta(0, { type: 'thinking_delta', thinking: 'the city.' }),
+      delta(0, { type: 'signature_delta', signature: 'sig-one' }),
+      sse('content_block_stop', { index: 0 }),
+      sse('content_block_start', { index: 1, content_block: blocks[1] }),
+      sse('content_block_stop', { index: 1 }),
+      sse('content_block_start', {
+        index: 2,
+        content_block: { type: 'thinking', thinking: '', signature: '' },
+      }),
+      delta(2, { type: 'thinking_delta', thinking: ' Then the tool.' }),
+      delta(2, { type: 'signature_delta', signature: 'sig-two' }),
+      sse('content_block_stop', { index: 2 }),
+      sse('content_block_start', {
+        index: 3,
+        content_block: { type: 'tool_use', id: 'toolu_1', name: 'weather', input: {} },
+      }),
+      delta(3, { type: 'input_json_delta', partial_json: '{"city":"Oslo"}' }),
+      sse('content_block_stop', { index: 3 }),
+      sse('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 30 } }),
+      sse('message_stop', {}),
+    ].join('');
+    const p = anthropicAdapter.createStreamParser({ model: 'm' });
+    // Fed in small pieces, as a network delivers it.
+    const events = [];
+    for (let i = 0; i < body.length; i += 17) events.push(...p.push(body.slice(i, i + 17)));
+    events.push(...p.finish());
+    expect(events.filter((e) => e.type === 'redacted_thinking')).toEqual([
+      { type: 'redacted_thinking', data: blocks[1].data },
+    ]);
+    const asm = createAssembler('m');
+    for (const e of events) asm.add(e);
+    const c = asm.completion();
+    expect(c.thinkingBlocks).toEqual(expected);
+    expect(c.reasoning).toBe('First, the city. Then the tool.');
+    expect(c.reasoningSignature).toBeUndefined();
+    expect(c.finishReason).toBe('tool_calls');
+    expect(c.toolCalls[0]?.function).toEqual({ name: 'weather', arguments: '{"city":"Oslo"}' });
+  });
+
+  it('thinking cut before its signature stays in the text, out of the blocks', () => {
+    const asm = createAssembler('m');
+    asm.add({ type: 'reasoning', text: 'signed' });
+    asm.add({ type: 'signature', signature: 's1' });
+    asm.add({ type: 'reasoning', text: ' cut' });
+    asm.add({ type: 'finish', reason: 'length' });
+    const c = asm.completion();
+    expect(c.reasoning).toBe('signed cut');
+    expect(c.thinkingBlocks).toEqual([{ type: 'thinking', thinking: 'signed', signature: 's1' }]);
+    expect(c.reasoningSignature).toBe('s1');
   });
 });

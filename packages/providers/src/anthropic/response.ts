@@ -1,5 +1,6 @@
-import type { Completion, FinishReason, ToolCall, Usage } from '@faregate/contracts/chat';
+import type { Completion, FinishReason, ThinkingBlock, ToolCall, Usage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
+import { thinkingFields } from '../assemble.ts';
 import { isObj, type Json, num, str } from '../shared/sse.ts';
 
 /** Raw Anthropic usage counters; stream events update them field by field (they are cumulative). */
@@ -70,14 +71,21 @@ export function parseAnthropicResponse(body: unknown): Completion {
   }
   let text = '';
   let reasoning = '';
-  let signature = '';
+  // Each thinking block keeps its own signature, redacted ones their data, in order: Anthropic
+  // takes them back only so (a tool-use turn with thinking on).
+  const blocks: ThinkingBlock[] = [];
   const toolCalls: ToolCall[] = [];
   for (const b of body.content) {
     if (!isObj(b)) continue;
     if (b.type === 'text') text += str(b.text) ?? '';
     else if (b.type === 'thinking') {
-      reasoning += str(b.thinking) ?? '';
-      signature = str(b.signature) ?? signature;
+      const thinking = str(b.thinking) ?? '';
+      const signature = str(b.signature);
+      reasoning += thinking;
+      if (signature) blocks.push({ type: 'thinking', thinking, signature });
+    } else if (b.type === 'redacted_thinking') {
+      const data = str(b.data);
+      if (data) blocks.push({ type: 'redacted_thinking', data });
     } else if (b.type === 'tool_use') {
       toolCalls.push({
         id: str(b.id) ?? `toolu_${toolCalls.length}`,
@@ -94,7 +102,7 @@ export function parseAnthropicResponse(body: unknown): Completion {
     content: text === '' && toolCalls.length > 0 ? null : text,
     refusal: null,
     ...(reasoning ? { reasoning } : {}),
-    ...(reasoning && signature ? { reasoningSignature: signature } : {}),
+    ...thinkingFields(blocks),
     toolCalls,
     finishReason: mapStopReason(body.stop_reason),
     ...stopSequenceOf(body.stop_reason, body.stop_sequence),

@@ -76,6 +76,9 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
               out.push({ type: 'text', text: b.text as string });
             } else if (b.type === 'thinking' && str(b.thinking)) {
               out.push({ type: 'reasoning', text: b.thinking as string });
+            } else if (b.type === 'redacted_thinking' && str(b.data)) {
+              // Whole in its start event (no deltas): opaque, to go back to Anthropic unchanged.
+              out.push({ type: 'redacted_thinking', data: b.data as string });
             }
             return;
           }

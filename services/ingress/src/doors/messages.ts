@@ -347,20 +347,32 @@ function stopOf(choice: Choice | undefined): {
   return { stop_reason: STOP[finish], stop_sequence: null };
 }
 
-/** The thinking block of a choice: its text and, from Anthropic, the signature that vouches for it. */
-function thinkingOf(choice: Choice | undefined): { thinking: string; signature: string } | undefined {
+/** A content block of this door's answers: Anthropic's, `redacted_thinking` included. */
+type MessageContent = AnthropicContent | { type: 'redacted_thinking'; data: string };
+
+/** The non-streamed answer of `POST /v1/messages`. */
+export type MessageResponse = Omit<AnthropicResponse, 'content'> & { content: MessageContent[] };
+
+/**
+ * The thinking blocks of a choice, as Anthropic gave them: each `thinking` with its own signature,
+ * `redacted_thinking` with its data, in order. Another provider's reasoning (text only) is one
+ * `thinking` block with an empty signature; so is thinking Anthropic cut before signing it.
+ */
+function thinkingOf(choice: Choice | undefined): MessageContent[] {
   const m = choice?.message;
-  const thinking = m?.reasoning_content;
-  if (typeof thinking !== 'string' || thinking === '') return undefined;
-  return { thinking, signature: m?.thinking_blocks?.[0]?.signature ?? '' };
+  const text = typeof m?.reasoning_content === 'string' ? m.reasoning_content : '';
+  const blocks: MessageContent[] = [...(m?.thinking_blocks ?? [])];
+  let signed = '';
+  for (const b of blocks) if (b.type === 'thinking') signed += b.thinking;
+  if (text.length > signed.length && text.startsWith(signed))
+    blocks.push({ type: 'thinking', thinking: text.slice(signed.length), signature: '' });
+  return blocks;
 }
 
 /** The pipeline's answer → Anthropic's message. `model` keeps the gateway's `provider/model`. */
-export function toAnthropicMessage(r: ChatCompletion): AnthropicResponse {
+export function toAnthropicMessage(r: ChatCompletion): MessageResponse {
   const choice = r.choices[0];
-  const content: AnthropicContent[] = [];
-  const thinking = thinkingOf(choice);
-  if (thinking) content.push({ type: 'thinking', ...thinking });
+  const content: MessageContent[] = thinkingOf(choice);
   const text = choice?.message.content ?? '';
   if (text !== '') content.push({ type: 'text', text });
   for (const t of choice?.message.tool_calls ?? [])
@@ -513,6 +525,13 @@ export class AnthropicStreamWriter implements FrameWriter {
     this.#blocks++;
   }
 
+  /** Makes sure a thinking block is open (a signature closes one: the next thinking opens another). */
+  #thinking(out: string[]): void {
+    this.#start(out);
+    if (this.#open?.kind !== 'thinking')
+      this.#openBlock(out, { kind: 'thinking' }, { type: 'thinking', thinking: '', signature: '' });
+  }
+
   #text(out: string[], text: string): void {
     this.#start(out);
     if (this.#open?.kind !== 'text') this.#openBlock(out, { kind: 'text' }, { type: 'text', text: '' });
@@ -544,10 +563,16 @@ export class AnthropicStreamWriter implements FrameWriter {
     } else if (f.type === 'delta') {
       // Only the first choice: this door has no `n`.
       if ((f.choice ?? 0) !== 0) return '';
-      if (f.reasoning) {
+      // Anthropic's thinking block by block, as it came (a frame holds one block's at most): a
+      // redacted block whole in its start event; a thinking block's deltas, then its signature,
+      // which closes it.
+      if (f.redacted_thinking) {
         this.#start(out);
-        if (this.#open?.kind !== 'thinking')
-          this.#openBlock(out, { kind: 'thinking' }, { type: 'thinking', thinking: '', signature: '' });
+        this.#openBlock(out, { kind: 'thinking' }, { type: 'redacted_thinking', data: f.redacted_thinking });
+        this.#close(out);
+      }
+      if (f.reasoning) {
+        this.#thinking(out);
         out.push(
           sse('content_block_delta', {
             index: this.#blocks - 1,
@@ -555,14 +580,16 @@ export class AnthropicStreamWriter implements FrameWriter {
           }),
         );
       }
-      // Anthropic sends the signature last in its thinking block, right before the block closes.
-      if (f.signature && this.#open?.kind === 'thinking')
+      if (f.signature) {
+        this.#thinking(out);
         out.push(
           sse('content_block_delta', {
             index: this.#blocks - 1,
             delta: { type: 'signature_delta', signature: f.signature },
           }),
         );
+        this.#close(out);
+      }
       if (f.text) this.#text(out, f.text);
       if (f.refusal) this.#text(out, f.refusal);
       for (const t of f.tool_calls ?? []) {

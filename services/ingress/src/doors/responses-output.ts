@@ -1,4 +1,4 @@
-import type { ChatCompletion, OpenAIUsage, TokenLogprob } from '@faregate/contracts/chat';
+import type { ChatCompletion, OpenAIUsage, ThinkingBlock, TokenLogprob } from '@faregate/contracts/chat';
 import type {
   ResponsesLogprob,
   ResponsesOutputItem,
@@ -74,15 +74,15 @@ export const reasoningItem = (
   text: string,
   status: ResponsesReasoningItem['status'],
   summary: boolean,
-  signature = '',
+  blocks: readonly ThinkingBlock[] = [],
 ): ResponsesReasoningItem => ({
   id,
   type: 'reasoning',
   status,
   summary: summary && text !== '' ? [{ type: 'summary_text', text }] : [],
   content: summary || text === '' ? [] : [{ type: 'reasoning_text', text }],
-  encrypted_content:
-    signature === '' ? null : sealThinking([{ type: 'thinking', thinking: text, signature }]),
+  // Anthropic's blocks, each signed (redacted ones too), in order: what goes back to it.
+  encrypted_content: blocks.length === 0 ? null : sealThinking(blocks),
 });
 
 /** The response object around `output` (what the request asked for, echoed as OpenAI does). */
@@ -142,17 +142,10 @@ function outputOf(
   const lp = r.choices[0]?.logprobs;
   const out: ResponsesOutputItem[] = [];
   // The model's reasoning comes first, as it did (when the provider returns its text).
-  const reasoning = m?.reasoning_content;
-  if (typeof reasoning === 'string' && reasoning !== '')
-    out.push(
-      reasoningItem(
-        reasoningId(r.id),
-        reasoning,
-        'completed',
-        summary,
-        m?.thinking_blocks?.[0]?.signature ?? '',
-      ),
-    );
+  const reasoning = typeof m?.reasoning_content === 'string' ? m.reasoning_content : '';
+  const blocks = m?.thinking_blocks ?? [];
+  if (reasoning !== '' || blocks.length > 0)
+    out.push(reasoningItem(reasoningId(r.id), reasoning, 'completed', summary, blocks));
   const text = m?.content ?? m?.refusal ?? '';
   if (text !== '')
     out.push({

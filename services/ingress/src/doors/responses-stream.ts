@@ -1,3 +1,4 @@
+import type { ThinkingBlock } from '@faregate/contracts/chat';
 import { type ErrorCode, errorBody } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
 import type { ResponsesLogprob, ResponsesRequest } from '@faregate/contracts/responses';
@@ -18,7 +19,15 @@ import { type FrameWriter, runningCall } from './shared.ts';
 
 type Open =
   | { kind: 'message'; index: number; id: string; text: string; logprobs: ResponsesLogprob[] }
-  | { kind: 'reasoning'; index: number; id: string; text: string; signature: string }
+  | {
+      kind: 'reasoning';
+      index: number;
+      id: string;
+      text: string;
+      /** Anthropic's thinking: the text of the block open, and the blocks closed, in order. */
+      open: string;
+      blocks: ThinkingBlock[];
+    }
   | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string; pipeline: number };
 
 /**
@@ -99,7 +108,7 @@ export class ResponsesStreamWriter implements FrameWriter {
       out.push(
         this.#event('response.output_item.done', {
           output_index: o.index,
-          item: reasoningItem(o.id, o.text, 'completed', summary, o.signature),
+          item: reasoningItem(o.id, o.text, 'completed', summary, o.blocks),
         }),
       );
     } else if (o.kind === 'message') {
@@ -176,11 +185,41 @@ export class ResponsesStreamWriter implements FrameWriter {
   }
 
   #reasoning(out: string[], delta: string): void {
+    const o = this.#reasoningItem(out);
+    if (delta === '') return;
+    o.open += delta;
+    o.text += delta;
+    out.push(
+      asSummary(this.#req)
+        ? this.#event('response.reasoning_summary_text.delta', {
+            item_id: o.id,
+            output_index: o.index,
+            summary_index: 0,
+            delta,
+          })
+        : this.#event('response.reasoning_text.delta', {
+            item_id: o.id,
+            output_index: o.index,
+            content_index: 0,
+            delta,
+          }),
+    );
+  }
+
+  /** The reasoning item open, opened if need be (one item holds every thinking block). */
+  #reasoningItem(out: string[]): Extract<Open, { kind: 'reasoning' }> {
     this.#start(out);
     let o = this.#open;
     if (o?.kind !== 'reasoning') {
       this.#close(out);
-      o = { kind: 'reasoning', index: this.#items++, id: reasoningId(this.#id), text: '', signature: '' };
+      o = {
+        kind: 'reasoning',
+        index: this.#items++,
+        id: reasoningId(this.#id),
+        text: '',
+        open: '',
+        blocks: [],
+      };
       this.#open = o;
       const summary = asSummary(this.#req);
       out.push(
@@ -203,22 +242,7 @@ export class ResponsesStreamWriter implements FrameWriter {
             }),
       );
     }
-    o.text += delta;
-    out.push(
-      asSummary(this.#req)
-        ? this.#event('response.reasoning_summary_text.delta', {
-            item_id: o.id,
-            output_index: o.index,
-            summary_index: 0,
-            delta,
-          })
-        : this.#event('response.reasoning_text.delta', {
-            item_id: o.id,
-            output_index: o.index,
-            content_index: 0,
-            delta,
-          }),
-    );
+    return o;
   }
 
   #call(out: string[], pipeline: number, callId: string, name: string, args: string): void {
@@ -271,9 +295,19 @@ export class ResponsesStreamWriter implements FrameWriter {
     } else if (f.type === 'delta') {
       // Only the first choice: this door has no `n`.
       if ((f.choice ?? 0) !== 0) return '';
+      // Anthropic's thinking, block by block (a frame holds one block's at most): a redacted block
+      // whole, a thinking block's text, then its signature, which closes it.
+      if (f.redacted_thinking) {
+        const o = this.#reasoningItem(out);
+        o.open = '';
+        o.blocks.push({ type: 'redacted_thinking', data: f.redacted_thinking });
+      }
       if (f.reasoning) this.#reasoning(out, f.reasoning);
-      // Anthropic signs its thinking last, before the block closes.
-      if (f.signature && this.#open?.kind === 'reasoning') this.#open.signature += f.signature;
+      if (f.signature) {
+        const o = this.#reasoningItem(out);
+        o.blocks.push({ type: 'thinking', thinking: o.open, signature: f.signature });
+        o.open = '';
+      }
       const lp = wantsLogprobs(this.#req) ? f.logprobs : undefined;
       if (f.text) this.#text(out, f.text, responsesLogprobs(lp?.content));
       if (f.refusal) this.#text(out, f.refusal, responsesLogprobs(lp?.refusal));
