@@ -5,10 +5,23 @@ import type { ClaimRecord, FrameStore } from '@faregate/queue/frame-store';
 
 type DeltaBody = Extract<FrameBody, { type: 'delta' }>;
 
+export interface StreamWriterOptions {
+  /**
+   * The request asked for logprobs. An adapter emits a chunk's `text` and then its `logprobs`
+   * (synchronously, from one upstream chunk), so content then waits for the end of the current
+   * turn of the event loop (a microtask: no I/O or timer comes between) and goes out with the
+   * log probabilities of that text. Without it content goes out at once; the writer also turns
+   * this on by itself at the first `logprobs` it is given.
+   */
+  logprobs?: boolean;
+}
+
 /**
  * Writes one attempt's frames in order, coalescing deltas without a fixed timer: a frame is sent
  * as soon as no write is in flight, and whatever arrives meanwhile is merged into the next one.
  * The first token therefore never waits for a window, and a fast stream costs few Redis calls.
+ * With logprobs, a delta carries its text together with that text's logprobs (see
+ * StreamWriterOptions.logprobs).
  */
 export class StreamWriter {
   readonly #store: FrameStore;
@@ -19,6 +32,10 @@ export class StreamWriter {
   #queue: FrameBody[] = [];
   #inflight: Promise<void> | undefined;
   #error: unknown;
+  /** Content waits for the end of the turn, for the logprobs of the same upstream chunk. */
+  #hold: boolean;
+  /** A microtask that sends what is held is queued. */
+  #soon = false;
   /** Text frames written by this attempt (a retry after this must send `reset`). */
   wroteContent = false;
   /** A write with content succeeded: it is in the job's log, so followers have it or will. */
@@ -35,6 +52,7 @@ export class StreamWriter {
     ttlMs: number,
     replyTo?: string,
     claim?: ClaimRecord,
+    opts: StreamWriterOptions = {},
   ) {
     this.#store = store;
     this.#jobId = jobId;
@@ -42,6 +60,7 @@ export class StreamWriter {
     this.#ttlMs = ttlMs;
     this.#replyTo = replyTo;
     this.#claim = claim;
+    this.#hold = opts.logprobs === true;
   }
 
   /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
@@ -74,7 +93,7 @@ export class StreamWriter {
       const d = this.#delta(choice);
       d.text = (d.text ?? '') + text;
     }
-    this.#kick();
+    this.#sendContent();
   }
 
   // Anthropic's thinking comes in blocks, each signed apart, and goes back block by block: a frame
@@ -85,7 +104,7 @@ export class StreamWriter {
       const d = this.#delta(choice, (f) => !f.signature && !f.redacted_thinking && !hasAnswer(f));
       d.reasoning = (d.reasoning ?? '') + text;
     }
-    this.#kick();
+    this.#sendContent();
   }
 
   signature(signature: string, choice = 0): void {
@@ -93,7 +112,7 @@ export class StreamWriter {
       const d = this.#delta(choice, (f) => !f.signature && !f.redacted_thinking && !hasAnswer(f));
       d.signature = signature;
     }
-    this.#kick();
+    this.#sendContent();
   }
 
   redactedThinking(data: string, choice = 0): void {
@@ -112,7 +131,7 @@ export class StreamWriter {
       const d = this.#delta(choice);
       d.refusal = (d.refusal ?? '') + text;
     }
-    this.#kick();
+    this.#sendContent();
   }
 
   logprobs(lp: { content?: TokenLogprob[]; refusal?: TokenLogprob[] }, choice = 0): void {
@@ -121,6 +140,9 @@ export class StreamWriter {
     if (lp.content?.length) into.content = [...(into.content ?? []), ...lp.content];
     if (lp.refusal?.length) into.refusal = [...(into.refusal ?? []), ...lp.refusal];
     d.logprobs = into;
+    // The text these belong to is in this frame now: send it (and hold content from here on, in
+    // case the writer was not told the request asked for logprobs).
+    this.#hold = true;
     this.#kick();
   }
 
@@ -136,7 +158,7 @@ export class StreamWriter {
     } else {
       calls.push(structuredClone(d));
     }
-    this.#kick();
+    this.#sendContent();
   }
 
   /** Waits until everything pushed so far is in Redis; rethrows a write failure. */
@@ -146,6 +168,20 @@ export class StreamWriter {
       await this.#inflight;
     }
     if (this.#error) throw this.#error;
+  }
+
+  /** Content goes out at once, or, holding for logprobs, at the end of this turn. */
+  #sendContent(): void {
+    if (!this.#hold) {
+      this.#kick();
+      return;
+    }
+    if (this.#soon) return;
+    this.#soon = true;
+    queueMicrotask(() => {
+      this.#soon = false;
+      this.#kick();
+    });
   }
 
   /** The delta frame queued last for `choice` if it can take more (`fits`), else a new one. */
