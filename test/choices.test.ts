@@ -114,6 +114,37 @@ describe('logprobs on OpenAI', () => {
     expect(none.choices[0]?.logprobs).toBeNull();
   });
 
+  it('streamed, every content chunk carries the logprobs of exactly its text, for every choice', async () => {
+    for (const n of [1, 2]) {
+      for (const max_tokens of [3, 12]) {
+        const stream = await openai.chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: ask(`Name a market, ${n} ${max_tokens}.`),
+          stream: true,
+          logprobs: true,
+          max_tokens,
+          n,
+        });
+        const text = new Map<number, string>();
+        for await (const chunk of stream) {
+          for (const c of chunk.choices) {
+            const lp = c.logprobs?.content;
+            if (c.delta.content) {
+              // The probe saw the text first, then its logprobs one chunk late.
+              expect(lp?.map((t) => t.token).join('')).toBe(c.delta.content);
+              text.set(c.index, (text.get(c.index) ?? '') + c.delta.content);
+            } else {
+              // No chunk that exists only to carry logprobs (`content: ""`).
+              expect(lp ?? []).toEqual([]);
+            }
+          }
+        }
+        expect([...text.keys()].sort()).toEqual(Array.from({ length: n }, (_, i) => i));
+        for (const t of text.values()) expect(t.length).toBeGreaterThan(0);
+      }
+    }
+  });
+
   it.each([
     ['anthropic/claude-haiku-4-5', 'anthropic', { logprobs: true }, 'logprobs'],
     ['gemini/gemini-2.5-flash', 'gemini', { logprobs: true, top_logprobs: 2 }, 'logprobs'],

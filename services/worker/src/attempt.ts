@@ -191,7 +191,10 @@ async function attemptOnce(
     }
   }
 
-  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo, claim);
+  const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo, claim, {
+    // A chunk's text waits for its logprobs (the adapter emits them right after it), to one frame.
+    logprobs: data.op !== 'embeddings' && data.request.logprobs === true,
+  });
   // The frames that open the attempt go out with its first token (one write, and the provider call
   // is not queued behind it), or shortly after the provider answered, or after STATUS_WAIT_MS.
   let statusTimer: NodeJS.Timeout | undefined;
