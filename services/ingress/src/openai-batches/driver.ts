@@ -44,6 +44,16 @@ const ANALYZE_FROM_LINES = 1_000;
 const FIRST_FEED = 32;
 /** How long batches stay held back after interactive work was last seen on a pool. */
 const INTERACTIVE_HOLD_MS = 2_000;
+/** The error a line's job ends with when its batch stops before the job ran. */
+const notRun = (why: 'cancelled' | 'expired'): GatewayError =>
+  new GatewayError({
+    code: 'cancelled',
+    message:
+      why === 'cancelled'
+        ? 'The batch was cancelled before this request ran.'
+        : "The batch's completion window ended before this request ran.",
+  });
+
 /** The attempt number of the (empty, final) usage event of a line's job the driver took back. */
 const TAKEN_BACK_ATTEMPT = 2_000;
 /** Exit code of the test hook BATCH_TEST_EXIT_BEFORE_QUEUE (a crash between record and queue). */
@@ -937,13 +947,7 @@ export class BatchDriver {
         `SELECT line, body->>'model' AS model FROM batch_lines WHERE batch_id = $1 AND state = 'pending'`,
         [b.id],
       );
-      const error = new GatewayError({
-        code: 'cancelled',
-        message:
-          why === 'cancelled'
-            ? 'The batch was cancelled before this request ran.'
-            : "The batch's completion window ended before this request ran.",
-      });
+      const error = notRun(why);
       await Promise.all(
         r.rows.map((row) =>
           this.#deps.store.append(
@@ -1083,13 +1087,7 @@ export class BatchDriver {
     if (claim.terminal) return false;
     const data = found[0]?.data;
     const candidate = data?.plan[data.hop];
-    const error = new GatewayError({
-      code: 'cancelled',
-      message:
-        why === 'cancelled'
-          ? 'The batch was cancelled before this request ran.'
-          : "The batch's completion window ended before this request ran.",
-    });
+    const error = notRun(why);
     const usage = callUsageEvent(
       {
         job: data ?? { id: row.job_id, account: b.accountId, key: b.keyId },
