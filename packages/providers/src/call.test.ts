@@ -273,6 +273,30 @@ describe('callProvider', () => {
     expect(e).toMatchObject({ code: 'upstream_timeout', retryable: true });
   });
 
+  it('a whole answer (not a stream) may take longer than firstByteMs to start: only the total bounds it', async () => {
+    handler = (_req, res) => {
+      const t = setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            id: 'chatcmpl-1',
+            object: 'chat.completion',
+            model: 'o3',
+            choices: [{ index: 0, message: { role: 'assistant', content: 'done' }, finish_reason: 'stop' }],
+            usage: { prompt_tokens: 5, completion_tokens: 900, total_tokens: 905 },
+          }),
+        );
+      }, 300);
+      res.on('close', () => clearTimeout(t));
+    };
+    const r = await call({ stream: false, timeouts: { firstByteMs: 100, totalMs: 5_000 } });
+    expect(r.completion.content).toBe('done');
+    expect(r.completion.usage.outputTokens).toBe(900);
+    // The total still bounds it.
+    const e = await rejection(call({ stream: false, timeouts: { firstByteMs: 100, totalMs: 200 } }));
+    expect(e).toMatchObject({ code: 'upstream_timeout' });
+  });
+
   it('total timeout → upstream_timeout', async () => {
     handler = (_req, res) => {
       sse(res, [], false);

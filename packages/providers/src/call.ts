@@ -148,7 +148,10 @@ async function exchange<T>(
       headers: upstream.headers,
       body: upstream.body,
       signal,
-      headersTimeout: t.firstByteMs,
+      // A whole answer (not a stream) sends its headers once it is done: an o3 call thinking for
+      // more than a minute was cut at firstByteMs, failed, or, drained after a cancel, billed
+      // nothing of its reasoning. Only the total timeout (and the request's deadline) bound it.
+      headersTimeout: args.stream ? t.firstByteMs : Math.max(t.firstByteMs, t.totalMs),
       bodyTimeout: t.idleMs,
     });
     const headers = toHeaders(res.headers);

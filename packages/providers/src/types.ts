@@ -26,7 +26,10 @@ export interface ProviderConfig {
 
 export interface Timeouts {
   connectMs: number;
-  /** Until response headers / first byte. */
+  /**
+   * Until response headers / first byte, of a stream. A whole answer's headers come when the answer
+   * is done (a reasoning model's can take minutes): only `totalMs` bounds it.
+   */
   firstByteMs: number;
   /** Longest silence between two chunks of a stream. */
   idleMs: number;

@@ -83,6 +83,9 @@ describe('openai adapter specifics', () => {
       expect.objectContaining({ param: 'service_tier' }),
     );
     expect(build(openaiAdapter, { service_tier: 'default' }).json.service_tier).toBe('default');
+    // An empty stop list asks for nothing and is not sent (the o-series refuse `stop` in any form).
+    expect(build(openaiAdapter, { stop: [] }).json).not.toHaveProperty('stop');
+    expect(build(openaiAdapter, { stop: ['x'] }).json.stop).toEqual(['x']);
     // GPT-5's verbosity goes to OpenAI; other hosts have none.
     expect(build(openaiAdapter, { verbosity: 'low' }).json.verbosity).toBe('low');
     expect(() => build(openAICompatible(), { verbosity: 'low' })).toThrowError(

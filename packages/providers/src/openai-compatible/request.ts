@@ -98,7 +98,8 @@ export function buildChatBody(
   ] as const;
   for (const k of copy) {
     const v = req[k];
-    if (v !== undefined && v !== null) body[k] = v;
+    // An empty stop list asks for nothing; the o-series refuse `stop` in any form.
+    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) body[k] = v;
   }
   if (q.openAIAccountFields) {
     for (const k of [
