@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freePort } from './net.ts';
+import { freePort, release } from './net.ts';
 
 const NET = new URL('./net.ts', import.meta.url).pathname;
 const claimFile = (port: number) => join(tmpdir(), `faregate-port-${port}.claim`);
@@ -44,6 +44,9 @@ describe('freePort across starts on one machine', () => {
     await other.stop();
     expect(existsSync(claimFile(from))).toBe(false);
     expect(await freePort(from, new Set())).toBe(from);
+    // (A test runner's worker may never run exit hooks: give ours back.)
+    for (const p of [mine, from]) release(p);
+    expect(existsSync(claimFile(mine))).toBe(false);
   });
 
   it('a reservation left by a start that was killed is taken over', async () => {
@@ -54,5 +57,7 @@ describe('freePort across starts on one machine', () => {
     await once(other.child, 'exit');
     expect(Number(readFileSync(claimFile(from), 'utf8'))).toBe(other.child.pid);
     expect(await freePort(from, new Set())).toBe(from);
+    release(from);
+    expect(existsSync(claimFile(from))).toBe(false);
   });
 });

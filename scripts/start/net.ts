@@ -64,7 +64,8 @@ function claim(port: number): boolean {
   return false;
 }
 
-function release(port: number): void {
+/** Gives a reserved port back (a start does at exit; a test when it is done). */
+export function release(port: number): void {
   const file = join(tmpdir(), `faregate-port-${port}.claim`);
   if (claimed.delete(file)) rmSync(file, { force: true });
 }
