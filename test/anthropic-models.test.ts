@@ -169,7 +169,10 @@ describe('errors and the OpenAI shape', () => {
     expect(await r.json()).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
     const none = await fetch(`${stack.url}/v1/models`, { headers: { 'anthropic-version': '2023-06-01' } });
     expect(none.status).toBe(401);
-    expect(await none.json()).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    const noKey = (await none.json()) as { type: string; error: { type: string; message: string } };
+    expect(noKey).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+    // Said in the terms of Anthropic's clients, which send x-api-key.
+    expect(noKey.error.message).toContain("'x-api-key'");
     const openai = await fetch(`${stack.url}/v1/models`, {
       headers: { 'x-api-key': 'fg_wrong_key_0123456789' },
     });

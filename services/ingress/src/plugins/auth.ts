@@ -6,6 +6,7 @@ import { findApiKey, hashApiKey, unusableKeyHashes, type ApiKeyRecord } from '@f
 import { isDbUnavailable } from '@faregate/db/unavailable';
 import { ADMIN_COOKIE, AdminSessions, cookieValue, sameOriginOrSafe } from './admin-session.ts';
 import { hasLimits, type LimitState, registerLimitHeaders, type RequestLimits } from '../request-limits.ts';
+import { anthropicShaped } from './errors.ts';
 
 export interface Principal {
   accountId: string;
@@ -187,7 +188,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
         if (key) hash = hashApiKey(key);
         else if (auth === 'key-or-stream-token' && typeof token === 'string' && opts.redeemStreamToken) {
           hash = await opts.redeemStreamToken(token);
-        } else throw noKey(req.routeOptions.config.errorShape === 'anthropic', req.headers.authorization);
+        } else throw noKey(anthropicShaped(req), req.headers.authorization);
         const p = await opts.authenticateHash(hash).catch((err: unknown) => {
           // Name the key as OpenAI does, by its start and end, never whole.
           if (err instanceof GatewayError && err.code === 'invalid_api_key' && key) {
