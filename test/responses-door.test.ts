@@ -65,6 +65,13 @@ describe.each(MODELS)('%s behind /v1/responses', (provider, model) => {
     expect(r.usage?.input_tokens).toBe(billed.input_tokens);
     expect(r.usage?.output_tokens).toBe(billed.output_tokens);
     expect(r.usage?.total_tokens).toBe(billed.input_tokens + billed.output_tokens);
+    // What it cost, as chat's usage.cost: what billing settled (USD); and when it completed.
+    const cost = await stack.sql.query(
+      'SELECT sum(cost_micros)::text AS c FROM usage_events WHERE request_id = $1',
+      [id],
+    );
+    expect((r.usage as { cost?: number }).cost).toBe(Number(cost.rows[0].c) / 1_000_000);
+    expect(r.completed_at).toBeGreaterThanOrEqual(r.created_at);
   });
 
   it('streams the same answer with responses.stream, completed with usage', async () => {
@@ -83,6 +90,7 @@ describe.each(MODELS)('%s behind /v1/responses', (provider, model) => {
     expect(text).toBe(whole.output_text);
     expect(final.output_text).toBe(whole.output_text);
     expect(final.usage).toEqual(whole.usage);
+    expect(final.completed_at).toBeGreaterThanOrEqual(final.created_at);
     expect(types[0]).toBe('response.created');
     expect(types[1]).toBe('response.in_progress');
     expect(types.at(-1)).toBe('response.completed');

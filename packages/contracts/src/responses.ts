@@ -164,6 +164,8 @@ export interface ResponsesUsage {
   output_tokens: number;
   output_tokens_details: { reasoning_tokens: number };
   total_tokens: number;
+  /** What the request cost in USD, every provider call at its listed price (as chat's `usage.cost`). */
+  cost?: number;
 }
 
 /** A token's log probability in `output_text.logprobs` (Responses' shape: `bytes` always a list). */
@@ -218,6 +220,8 @@ export interface ResponsesResponse {
   id: string;
   object: 'response';
   created_at: number;
+  /** When the response completed (unix seconds); null until then, and on an incomplete one. */
+  completed_at: number | null;
   status: 'in_progress' | 'completed' | 'incomplete';
   incomplete_details: { reason: 'max_output_tokens' | 'content_filter' } | null;
   error: null;

@@ -26,6 +26,7 @@ export function responsesUsage(u: OpenAIUsage): ResponsesUsage {
     output_tokens: u.completion_tokens,
     output_tokens_details: { reasoning_tokens: u.completion_tokens_details.reasoning_tokens },
     total_tokens: u.prompt_tokens + u.completion_tokens,
+    ...(u.cost !== undefined ? { cost: u.cost } : {}),
   };
 }
 
@@ -91,7 +92,7 @@ export function envelope(
   id: string,
   createdAt: number,
   model: string,
-): Omit<ResponsesResponse, 'status' | 'incomplete_details' | 'output' | 'usage'> {
+): Omit<ResponsesResponse, 'status' | 'incomplete_details' | 'output' | 'usage' | 'completed_at'> {
   return {
     id,
     object: 'response',
@@ -178,6 +179,7 @@ export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesR
     // `auto` resolved to the tier that served it, as OpenAI answers.
     ...(req.service_tier === 'auto' ? { service_tier: r.service_tier ?? 'default' } : {}),
     ...s,
+    completed_at: s.status === 'completed' ? Math.floor(Date.now() / 1000) : null,
     output: outputOf(
       r,
       s.status === 'incomplete' ? 'incomplete' : 'completed',

@@ -69,6 +69,7 @@ export class ResponsesStreamWriter implements FrameWriter {
     this.#started = true;
     const response = {
       ...envelope(this.#req, this.#id, this.#created, this.#model),
+      completed_at: null,
       status: 'in_progress',
       incomplete_details: null,
       output: [],
