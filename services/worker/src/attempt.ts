@@ -31,7 +31,14 @@ import {
   priorCalls,
   recordFailedStep,
 } from './hold-calls.ts';
-import { decide, isProviderFailure, poolPauseMs, toGatewayError, type Decision } from './outcome.ts';
+import {
+  circuitRefusal,
+  decide,
+  isProviderFailure,
+  poolPauseMs,
+  toGatewayError,
+  type Decision,
+} from './outcome.ts';
 import { queueHop } from './fallback.ts';
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
 import { billCutOffCall, cutOffError } from './cut-off.ts';
@@ -373,14 +380,7 @@ async function attemptOnce(
       if (prior.route.length > 0) running.route = prior.route;
       if (holdIsSpent(data, prior.calls)) throw holdSpent(data, prior.calls);
     }
-    if (!(await deps.circuit.allow())) {
-      throw new GatewayError({
-        code: 'provider_unavailable',
-        message: `${candidate.provider} is failing; its circuit is open`,
-        // The caller may try again once the circuit lets a probe through.
-        retryAfterMs: deps.circuit.config.openMs,
-      });
-    }
+    if (!(await deps.circuit.allow())) throw circuitRefusal(candidate.provider, deps.circuit.config.openMs);
     const provider = deps.provider;
     if (input.admission) await deps.limiter.touch(input.admission);
     // The last thing before the call: whatever came before it (admission, the circuit, the touch)

@@ -103,15 +103,25 @@ export function decide(f: OutcomeFacts): Decision {
 /** The code a candidate skipped because its provider's circuit was open carries in the route. */
 export const CIRCUIT_OPEN = 'circuit_open';
 
+/** The refusals `circuitRefusal` made: told apart by identity, not by their wording. */
+const circuitRefusals = new WeakSet<GatewayError>();
+
 /**
  * The attempt's refusal to call a provider whose circuit is open (attempt.ts): no call was made,
- * so the route has no step for it. Told from a provider's own `provider_unavailable` (which
- * answered, with a status) by the status and the message the refusal is made with.
+ * so the route has no step for it. The caller may try again once the circuit lets a probe through.
  */
-export const isCircuitRefusal = (err: GatewayError): boolean =>
-  err.code === 'provider_unavailable' &&
-  err.upstreamStatus === undefined &&
-  err.message.endsWith('its circuit is open');
+export function circuitRefusal(provider: string, retryAfterMs: number): GatewayError {
+  const err = new GatewayError({
+    code: 'provider_unavailable',
+    message: `${provider} is failing; its circuit is open`,
+    retryAfterMs,
+  });
+  circuitRefusals.add(err);
+  return err;
+}
+
+/** Whether `err` is `circuitRefusal`'s (not a provider's own `provider_unavailable`, which answered). */
+export const isCircuitRefusal = (err: GatewayError): boolean => circuitRefusals.has(err);
 
 /**
  * The route with a step for each candidate skipped on an open circuit, where it was in the plan:
