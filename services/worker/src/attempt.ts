@@ -267,16 +267,21 @@ async function attemptOnce(
    * and is billed as cancelled at the provider's own count.
    */
   let draining: GatewayError | undefined;
-  const cancel = new AbortController();
-  cancel.signal.addEventListener(
-    'abort',
-    () => {
-      const why = toGatewayError(cancel.signal.reason);
-      if (called && !callAnswered && reasonsUnseen(deps, candidate, data)) draining = why;
-      else abort.abort(why);
-    },
-    { once: true },
-  );
+  // Only such a call gets a cancel of its own; any other is cut by the call's own controller.
+  let cancel = abort;
+  if (reasonsUnseen(deps, candidate, data)) {
+    const drainable = new AbortController();
+    drainable.signal.addEventListener(
+      'abort',
+      () => {
+        const why = toGatewayError(drainable.signal.reason);
+        if (called && !callAnswered) draining = why;
+        else abort.abort(why);
+      },
+      { once: true },
+    );
+    cancel = drainable;
+  }
   const unregister = deps.cancels.register(data.id, cancel);
   const onAbort = () => abort.abort(input.signal?.reason);
   if (input.signal?.aborted) onAbort();
