@@ -47,9 +47,10 @@ describe('placeHold', () => {
       ),
     );
     expect(results.filter((r) => r.ok)).toHaveLength(10);
-    expect(results.filter((r) => !r.ok).every((r) => !r.ok && r.reason === 'insufficient_balance')).toBe(
-      true,
-    );
+    // Each refusal is short only because of the others' holds: the balance alone covers it.
+    expect(
+      results.filter((r) => !r.ok).every((r) => !r.ok && r.reason === 'insufficient_balance' && r.held),
+    ).toBe(true);
     expect(await getBalance(db, accountId)).toEqual({
       balanceMicros: 10_000n,
       heldMicros: 10_000n,
@@ -65,7 +66,9 @@ describe('placeHold', () => {
     const hold = (requestId: string, amountMicros: bigint) =>
       placeHold(db, { requestId, accountId, keyId: key.id, amountMicros, expiresAt: inAMinute() });
     expect(await hold('k1', 2_000n)).toEqual({ ok: true });
-    expect(await hold('k2', 1_001n)).toEqual({ ok: false, reason: 'key_limit' });
+    expect(await hold('k2', 1_001n)).toEqual({ ok: false, reason: 'key_limit', held: true });
+    // Over the limit on its settled spend alone: no hold's settling would make room for it.
+    expect(await hold('k4', 3_001n)).toEqual({ ok: false, reason: 'key_limit', held: false });
     expect(await hold('k3', 1_000n)).toEqual({ ok: true });
     // Undo the forged spend so the ledger invariants below hold for this database.
     await db.execute(sql`UPDATE api_keys SET spent_micros = 0 WHERE id = ${key.id}`);
@@ -80,6 +83,13 @@ describe('placeHold', () => {
     expect(await placeHold(db, { ...h, requestId: 'other' })).toEqual({
       ok: false,
       reason: 'insufficient_balance',
+      held: true,
+    });
+    // More than the balance itself: short whatever the holds do.
+    expect(await placeHold(db, { ...h, requestId: 'big', amountMicros: 1_001n })).toEqual({
+      ok: false,
+      reason: 'insufficient_balance',
+      held: false,
     });
     await releaseHold(db, 'same');
     expect(await placeHold(db, { ...h, requestId: 'other' })).toEqual({ ok: true });
@@ -93,7 +103,7 @@ describe('placeHold', () => {
       amountMicros: 1n,
       expiresAt: inAMinute(),
     });
-    expect(r).toEqual({ ok: false, reason: 'insufficient_balance' });
+    expect(r).toEqual({ ok: false, reason: 'insufficient_balance', held: false });
   });
 
   it('stops counting expired holds and sweeps them', async () => {

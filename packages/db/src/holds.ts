@@ -10,7 +10,13 @@ export interface PlaceHoldOpts {
   expiresAt: Date;
 }
 
-export type PlaceHoldResult = { ok: true } | { ok: false; reason: 'insufficient_balance' | 'key_limit' };
+/**
+ * A refusal's `held`: holds of other work are what make it short (the balance, or the key's limit,
+ * alone covers the amount), decided with the refusal under the account's lock (migration 0011).
+ */
+export type PlaceHoldResult =
+  | { ok: true }
+  | { ok: false; reason: 'insufficient_balance' | 'key_limit'; held: boolean };
 
 /**
  * Reserves `amountMicros` for a request before it is queued: one round trip, atomic (the
@@ -34,8 +40,9 @@ export async function placeHold(db: Db, opts: PlaceHoldOpts): Promise<PlaceHoldR
   );
   const res = r.rows[0]?.r;
   if (res === 'ok') return { ok: true };
-  if (res === 'key_limit') return { ok: false, reason: 'key_limit' };
-  return { ok: false, reason: 'insufficient_balance' };
+  const held = res?.endsWith('_held') === true;
+  if (res?.startsWith('key_limit')) return { ok: false, reason: 'key_limit', held };
+  return { ok: false, reason: 'insufficient_balance', held };
 }
 
 /** Drops a request's hold (the request was refused after admission, or settled). Idempotent. */

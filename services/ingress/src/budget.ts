@@ -26,7 +26,7 @@ export interface AdmitRequest {
 
 export type AdmitResult =
   | { ok: true; reservation: Reservation }
-  | { ok: false; reason: 'insufficient_balance' | 'key_limit' };
+  | { ok: false; reason: 'insufficient_balance' | 'key_limit'; held: boolean };
 
 export interface BudgetOptions {
   /** A lease covers this many requests the size of the one that asked for it; 1 turns leases off. */

@@ -72,6 +72,19 @@ export const JobsBody = z
  *   the driver that takes the batch over drops the record and feeds the line again;
  * - `ws`: a WebSocket submit: like `async`, and may take the fast lane (the socket waits on it).
  */
+/**
+ * A request refused 402 for its worst-case cost. `held`: only other work's holds make it short (the
+ * balance, or the key's spend limit, alone covers it), so it may run once that work settles; a
+ * batch line waits for that rather than failing.
+ */
+export class QuotaRefusal extends GatewayError {
+  readonly held: boolean;
+  constructor(held: boolean, message: string) {
+    super({ code: 'insufficient_quota', message });
+    this.held = held;
+  }
+}
+
 export type SubmitMode = 'sync' | 'stream' | 'async' | 'batch' | 'ws';
 
 const MODES: Record<
@@ -344,17 +357,16 @@ async function enqueue(
       if (st?.requests) st.requests.remaining = Math.min(st.requests.limit, st.requests.remaining + 1);
       if (st?.tokens) st.tokens.remaining = Math.min(st.tokens.limit, st.tokens.remaining + admitted);
     }
-    throw new GatewayError({
-      code: 'insufficient_quota',
-      message:
-        hold.value.reason === 'key_limit'
-          ? "This request would exceed this API key's spend limit."
-          : operation.op === 'embeddings'
-            ? 'Your balance does not cover the maximum cost of this request. Add credit or send fewer or shorter inputs.'
-            : maxOutputTokens === undefined
-              ? "Your balance does not cover the maximum cost of this request: without max_tokens it is the model's whole output limit. Add credit or set max_tokens."
-              : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
-    });
+    throw new QuotaRefusal(
+      hold.value.held,
+      hold.value.reason === 'key_limit'
+        ? "This request would exceed this API key's spend limit."
+        : operation.op === 'embeddings'
+          ? 'Your balance does not cover the maximum cost of this request. Add credit or send fewer or shorter inputs.'
+          : maxOutputTokens === undefined
+            ? "Your balance does not cover the maximum cost of this request: without max_tokens it is the model's whole output limit. Add credit or set max_tokens."
+            : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
+    );
   }
   const reservation = hold.value.reservation;
   if (reservation.leased) data.hold = reservation.hold;

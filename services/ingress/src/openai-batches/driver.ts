@@ -22,6 +22,7 @@ import { isStoreUnavailable } from '../files/store.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { ACTIVE, type BatchRow, batchTail, isJobBatch, lineIds, resultFileId } from './batches.ts';
 import { type LineEndpoint, lineEndpoint } from './endpoints.ts';
+import { QuotaRefusal } from '../submit.ts';
 import { LineReplies } from './line-replies.ts';
 import { completedRaw, type EndedLine, endedWith, progressAfterStep, publishLines } from './progress.ts';
 import { type ValidLine, validateLines } from './validate.ts';
@@ -424,7 +425,7 @@ export class BatchDriver {
     }
     // The lines whose frames arrived, most steps; every line in flight read, the others.
     const open = (await this.#collectArrived(b)) ?? (await this.#collect(b)).length;
-    const fed = await this.#feed(b, this.#inFlightCap() - open, open);
+    const fed = await this.#feed(b, this.#inFlightCap() - open);
     if (open === 0 && fed === 0 && !(await this.#hasPending(b.id))) await this.#finalize(b, 'completed');
   }
 
@@ -764,11 +765,8 @@ export class BatchDriver {
     ).catch((err: unknown) => this.#deps.log.warn({ err, batch: batchId }, 'could not shorten line records'));
   }
 
-  /**
-   * Feeds up to `room` pending lines as async jobs; how many it queued or ended. `open`: the batch's
-   * lines in flight before this feed (a line refused 402 while any are in flight waits for them).
-   */
-  async #feed(b: BatchRow, room: number, open = 0): Promise<number> {
+  /** Feeds up to `room` pending lines as async jobs; how many it queued or ended. */
+  async #feed(b: BatchRow, room: number): Promise<number> {
     if (this.#starved.has(b.id)) room = Math.min(room, 1);
     if (room <= 0) return 0;
     const { job: prefix } = lineIds(b.id, 0);
@@ -811,13 +809,14 @@ export class BatchDriver {
     const retry: number[] = [];
     let next = 0;
     const rows = picked.rows.sort((x, y) => x.line - y.line);
-    // Lines refused 402 (the balance, or the key's spend limit): decided once the feed's submissions
-    // are done. While lines of this batch are in flight, or any hold of the account is outstanding
-    // (a line that ended holds until billing settles it), the balance is held by work that settles
-    // at what it cost, usually far below its worst case: these lines wait, and so do the lines after
-    // them. With nothing in flight and nothing held, a 402 is the balance itself: the line fails.
+    // A line refused 402 (the balance, or the key's spend limit) only because of what other work
+    // holds (this batch's lines in flight, a line that ended but is not settled yet, the account's
+    // other requests) waits: that work settles at what it cost, usually far below its worst case.
+    // The lines after it wait too. The refusal itself says so (`QuotaRefusal.held`, decided under
+    // the account's lock): read afterwards, a hold settled in between looked like no hold, and the
+    // line failed when it would have run. Short on the balance alone, the line fails.
     let queued = 0;
-    const short: Array<{ row: (typeof rows)[number]; ge: GatewayError }> = [];
+    let waiting = false;
     const deps = this.#deps.config.BATCH_TEST_EXIT_BEFORE_QUEUE > 0 ? this.#exitingDeps() : this.#deps;
     const endpoint = lineEndpoint(b.endpoint);
     // An OpenAI batch line's job streams no deltas (its output line is the done frame); a job batch's
@@ -841,7 +840,7 @@ export class BatchDriver {
       for (let i = next++; i < rows.length; i = next++) {
         const row = rows[i];
         if (!row) continue;
-        if (short.length > 0 && open + queued > 0) {
+        if (waiting) {
           retry.push(row.line);
           continue;
         }
@@ -869,19 +868,16 @@ export class BatchDriver {
             // The gateway's own pressure (rate limits, a pool not up yet): fed again on a later step.
             // A 429 that waiting cannot lift (a line larger than the key's tokens limit) fails the line.
             retry.push(row.line);
-          } else if (ge.status === 402) short.push({ row, ge });
-          else await fail(row, ge);
+          } else if (e instanceof QuotaRefusal && e.held) {
+            waiting = true;
+            retry.push(row.line);
+          } else await fail(row, ge);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, rows.length) }, work));
-    if (short.length > 0 && (open + queued > 0 || (await this.#holding(b.accountId)))) {
-      retry.push(...short.map((x) => x.row.line));
-      this.#starved.add(b.id);
-    } else {
-      for (const { row, ge } of short) await fail(row, ge);
-      if (queued > 0) this.#starved.delete(b.id);
-    }
+    if (waiting) this.#starved.add(b.id);
+    else if (queued > 0) this.#starved.delete(b.id);
     if (retry.length > 0)
       await this.#pool.query(
         `UPDATE batch_lines SET state = 'pending' WHERE batch_id = $1 AND line = ANY($2::int[]) AND state = 'submitted'`,
@@ -889,15 +885,6 @@ export class BatchDriver {
       );
     await this.#record(b.id, ended);
     return rows.length - retry.length;
-  }
-
-  /** Whether the account holds any of its balance (work admitted, not settled yet). */
-  async #holding(accountId: string): Promise<boolean> {
-    const r = await this.#pool.query<{ held: boolean }>(
-      'SELECT EXISTS (SELECT 1 FROM holds WHERE account_id = $1 AND expires_at > now()) AS held',
-      [accountId],
-    );
-    return r.rows[0]?.held === true;
   }
 
   #queuedByHook = 0;
