@@ -96,6 +96,13 @@ async function linesOf(fileId: string | null | undefined, c = client) {
     });
 }
 
+/** A completed output line's answer's usage. */
+function usageOf<U>(l: BatchOutputLine): U {
+  const body = l.response?.body as { usage?: U } | undefined;
+  if (!body?.usage) throw new Error(`line ${l.custom_id} has no usage`);
+  return body.usage;
+}
+
 describe.each(Object.keys(backends))('batches (files stored in %s)', (backendName) => {
   let backend: Backend;
   beforeAll(async () => {
@@ -256,6 +263,79 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     expect(body?.error).toBeNull();
   });
 
+  it("gives the batch's model and usage: the sums of its completed lines' usage, a failed line adding nothing", async () => {
+    /** A line whose answer reports cached and reasoning tokens (the fake provider's directive). */
+    const counted = (id: string, cached: number, reasoning: number) =>
+      req(id, `count me ${id} [[fake:{"cachedTokens":${cached},"reasoningTokens":${reasoning}}]]`);
+    const b = await start([
+      counted('u1', 3, 5),
+      req('u-bad-model', 'two', 'no-such-model-xyz'),
+      counted('u2', 0, 7),
+      { ...req('u-bad-body', 'three'), body: { model: 'gpt-4o-mini', messages: 'nope' } },
+      counted('u3', 4, 0),
+    ]);
+    // Validating: no model known yet (absent, as OpenAI's SDK types it), and no tokens used.
+    expect(b.status).toBe('validating');
+    expect('model' in b).toBe(false);
+    const zero = {
+      input_tokens: 0,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 0,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: 0,
+    };
+    expect(b.usage).toEqual(zero);
+    const done = await ended(b.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 5, completed: 3, failed: 2 });
+    // The model the first line names (OpenAI's batches hold one model).
+    expect(done.model).toBe('gpt-4o-mini');
+    const out = await linesOf(done.output_file_id);
+    expect(out.map((l) => l.custom_id)).toEqual(['u1', 'u2', 'u3']);
+    type ChatUsage = {
+      prompt_tokens: number;
+      completion_tokens: number;
+      total_tokens: number;
+      prompt_tokens_details: { cached_tokens: number };
+      completion_tokens_details: { reasoning_tokens: number };
+    };
+    const usages = out.map((l) => usageOf<ChatUsage>(l));
+    const sum = (f: (u: ChatUsage) => number) => usages.reduce((n, u) => n + f(u), 0);
+    expect(done.usage).toEqual({
+      input_tokens: sum((u) => u.prompt_tokens),
+      input_tokens_details: { cached_tokens: sum((u) => u.prompt_tokens_details.cached_tokens) },
+      output_tokens: sum((u) => u.completion_tokens),
+      output_tokens_details: { reasoning_tokens: sum((u) => u.completion_tokens_details.reasoning_tokens) },
+      total_tokens: sum((u) => u.total_tokens),
+    });
+    // The answers' own counts came through (not zeros summed to zeros).
+    expect(done.usage?.input_tokens_details.cached_tokens).toBe(7);
+    expect(done.usage?.output_tokens_details.reasoning_tokens).toBe(12);
+    expect(done.usage?.total_tokens).toBe((done.usage?.input_tokens ?? 0) + (done.usage?.output_tokens ?? 0));
+    // The failed lines are in the error file, with no usage to add.
+    const errs = await linesOf(done.error_file_id);
+    expect(errs.map((l) => l.custom_id)).toEqual(['u-bad-model', 'u-bad-body']);
+    for (const l of errs) expect(l.response?.body).not.toHaveProperty('usage');
+    // The list shows the same batch object.
+    const listed = (await client.batches.list({ limit: 100 })).data.find((x) => x.id === b.id);
+    expect(listed).toMatchObject({ model: 'gpt-4o-mini', usage: done.usage });
+  });
+
+  it('a batch whose lines name no model has none; its usage stays zero when no line answers', async () => {
+    const b = await start([{ ...req('nm', 'x'), body: { messages: [{ role: 'user', content: 'x' }] } }]);
+    const done = await ended(b.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 1, completed: 0, failed: 1 });
+    expect('model' in done).toBe(false);
+    expect(done.usage).toEqual({
+      input_tokens: 0,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 0,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: 0,
+    });
+  });
+
   it('lists with cursor pagination and keeps tenants apart', async () => {
     const a = await start([req('x', 'x')]);
     const c = await start([req('y', 'y')]);
@@ -368,6 +448,17 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     expect(Array.from(floats)).toEqual(
       Array.from(new Float32Array(fakeVector('text-embedding-3-small', 'bytes', 1536))),
     );
+    // The model of its first line, and the sum of its lines' usage: input tokens, no output.
+    expect(done.model).toBe('text-embedding-3-small');
+    const input = bodies.reduce((n, x) => n + (x?.usage.prompt_tokens ?? 0), 0);
+    expect(done.usage).toEqual({
+      input_tokens: input,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 0,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: bodies.reduce((n, x) => n + (x?.usage.total_tokens ?? 0), 0),
+    });
+    expect(input).toBeGreaterThan(0);
     // Billed once per line, under the line's request id, for its input tokens (no output).
     for (const [i, l] of out.entries()) {
       const rows = await settled(l.response?.request_id ?? '');
@@ -417,6 +508,28 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       expect(ok).toHaveLength(1);
       expect(ok[0]?.output_tokens).toBe(body.usage.output_tokens);
     }
+    // Its usage: the sum of the Responses objects' usage.
+    const usages = out.map((l) =>
+      usageOf<{
+        input_tokens: number;
+        input_tokens_details: { cached_tokens: number };
+        output_tokens: number;
+        output_tokens_details: { reasoning_tokens: number };
+        total_tokens: number;
+      }>(l),
+    );
+    expect(done.model).toBe('gpt-4o-mini');
+    expect(done.usage).toEqual({
+      input_tokens: usages.reduce((n, u) => n + u.input_tokens, 0),
+      input_tokens_details: {
+        cached_tokens: usages.reduce((n, u) => n + u.input_tokens_details.cached_tokens, 0),
+      },
+      output_tokens: usages.reduce((n, u) => n + u.output_tokens, 0),
+      output_tokens_details: {
+        reasoning_tokens: usages.reduce((n, u) => n + u.output_tokens_details.reasoning_tokens, 0),
+      },
+      total_tokens: usages.reduce((n, u) => n + u.total_tokens, 0),
+    });
     // The request's own fields are echoed, as the live door does.
     expect(out[1]?.response?.body).toMatchObject({
       instructions: 'Be brief.',

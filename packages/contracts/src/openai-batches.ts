@@ -87,11 +87,30 @@ export const BatchOutputLine = z.object({
 });
 export type BatchOutputLine = z.infer<typeof BatchOutputLine>;
 
+/**
+ * OpenAI's batch `usage`: the tokens of the batch's lines that ended with an answer, summed as they
+ * end (all zero before any has). Chat and Responses lines give input (prompt), cached, output
+ * (completion) and reasoning tokens; embeddings lines input tokens only.
+ */
+export const BatchUsage = z.object({
+  input_tokens: z.number().int().nonnegative(),
+  input_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative() }),
+  output_tokens: z.number().int().nonnegative(),
+  output_tokens_details: z.object({ reasoning_tokens: z.number().int().nonnegative() }),
+  total_tokens: z.number().int().nonnegative(),
+});
+export type BatchUsage = z.infer<typeof BatchUsage>;
+
 /** OpenAI's batch object. */
 export const BatchObject = z.object({
   id: z.string(),
   object: z.literal('batch'),
   endpoint: z.string(),
+  /**
+   * The model the batch's requests name (the first line that names one, for a batch whose lines
+   * name several): absent until the input file is validated, as OpenAI's SDKs type it (optional, not null).
+   */
+  model: z.string().optional(),
   errors: z.object({ object: z.literal('list'), data: BatchErrors }).nullable(),
   input_file_id: z.string(),
   completion_window: z.string(),
@@ -113,6 +132,7 @@ export const BatchObject = z.object({
     failed: z.number().int(),
   }),
   metadata: z.record(z.string(), z.string()).nullable(),
+  usage: BatchUsage,
 });
 export type BatchObject = z.infer<typeof BatchObject>;
 

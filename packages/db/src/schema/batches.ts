@@ -27,6 +27,20 @@ export const batches = pgTable(
     total: integer('total').notNull().default(0),
     completed: integer('completed').notNull().default(0),
     failed: integer('failed').notNull().default(0),
+    /**
+     * The model the batch's lines name (the first line that names one), recorded once validated;
+     * null before (and for job batches, which are shown as jobs).
+     */
+    model: text('model'),
+    /**
+     * Token usage of the lines that ended with an answer, summed as they are recorded (in the
+     * transaction that counts them, so a line's tokens are added once): OpenAI's batch `usage`.
+     */
+    inputTokens: bigint('input_tokens', { mode: 'number' }).notNull().default(0),
+    cachedTokens: bigint('cached_tokens', { mode: 'number' }).notNull().default(0),
+    outputTokens: bigint('output_tokens', { mode: 'number' }).notNull().default(0),
+    reasoningTokens: bigint('reasoning_tokens', { mode: 'number' }).notNull().default(0),
+    totalTokens: bigint('total_tokens', { mode: 'number' }).notNull().default(0),
     createdAt: bigint('created_at', { mode: 'number' }).notNull(),
     inProgressAt: bigint('in_progress_at', { mode: 'number' }),
     expiresAt: bigint('expires_at', { mode: 'number' }).notNull(),

@@ -57,6 +57,8 @@ export function batchView(b: BatchRow): BatchObject {
     id: b.id,
     object: 'batch',
     endpoint: b.endpoint,
+    // Known once the input file is validated: absent before, as OpenAI's SDKs type it (not null).
+    ...(b.model === null ? {} : { model: b.model }),
     errors: errors.success && errors.data.length > 0 ? { object: 'list', data: errors.data } : null,
     input_file_id: b.inputFileId,
     completion_window: b.completionWindow,
@@ -74,6 +76,15 @@ export function batchView(b: BatchRow): BatchObject {
     cancelled_at: b.cancelledAt,
     request_counts: { total: b.total, completed: b.completed, failed: b.failed },
     metadata: metadata.success ? metadata.data : null,
+    // The lines that ended with an answer so far (zeros until one has): summed by the driver as it
+    // records them, in the transaction that counts them.
+    usage: {
+      input_tokens: b.inputTokens,
+      input_tokens_details: { cached_tokens: b.cachedTokens },
+      output_tokens: b.outputTokens,
+      output_tokens_details: { reasoning_tokens: b.reasoningTokens },
+      total_tokens: b.totalTokens,
+    },
   };
 }
 

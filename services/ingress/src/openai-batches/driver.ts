@@ -25,6 +25,7 @@ import { type LineEndpoint, lineEndpoint } from './endpoints.ts';
 import { QuotaRefusal } from '../submit.ts';
 import { LineReplies } from './line-replies.ts';
 import { completedRaw, type EndedLine, endedWith, progressAfterStep, publishLines } from './progress.ts';
+import { lineTokens, sumTokens } from './usage.ts';
 import { type ValidLine, validateLines } from './validate.ts';
 
 /** BullMQ priority of batch lines: after every interactive and async job (those have none). */
@@ -489,7 +490,7 @@ export class BatchDriver {
         if (stored % 5000 < lines.length) await this.#renew(b.id);
       };
       const file = await ownedFile(this.#deps, b.accountId, b.inputFileId);
-      const { total, errors } = file
+      const { total, errors, model } = file
         ? await validateLines(fileStore(this.#deps).get(file.id), b.endpoint, emit, {
             maxLineBytes: this.#deps.config.BODY_LIMIT_BYTES,
           }).then(async (v) => {
@@ -499,6 +500,7 @@ export class BatchDriver {
             if (await ownedFile(this.#deps, b.accountId, b.inputFileId)) return v;
             return {
               total: 0,
+              model: null,
               errors: [
                 {
                   code: 'invalid_file',
@@ -511,6 +513,7 @@ export class BatchDriver {
           })
         : {
             total: 0,
+            model: null,
             errors: [
               {
                 code: 'invalid_file',
@@ -543,14 +546,15 @@ export class BatchDriver {
           .where(and(eq(batches.id, b.id), eq(batches.status, 'validating')));
         return undefined;
       }
-      // A batch cancelled while it was being validated is cancelled, not started.
+      // A batch cancelled while it was being validated is cancelled, not started. Its model (the
+      // batch object's `model`) is known from here on.
       const r = await client.query(
-        `UPDATE batches SET status = 'in_progress', in_progress_at = $2, total = $3
+        `UPDATE batches SET status = 'in_progress', in_progress_at = $2, total = $3, model = $4
          WHERE id = $1 AND status = 'validating'`,
-        [b.id, now, total],
+        [b.id, now, total, model],
       );
       await client.query(r.rowCount === 1 ? 'COMMIT' : 'ROLLBACK');
-      return r.rowCount === 1 ? { ...b, status: 'in_progress', inProgressAt: now, total } : undefined;
+      return r.rowCount === 1 ? { ...b, status: 'in_progress', inProgressAt: now, total, model } : undefined;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       throw e;
@@ -709,7 +713,10 @@ export class BatchDriver {
     return open;
   }
 
-  /** Ends lines with their results and counts them, in one transaction (only lines still open). */
+  /**
+   * Ends lines with their results and counts them, in one transaction (only lines still open): a
+   * line is counted once, and the tokens of its answer (the batch's `usage`) are added with its count.
+   */
   async #record(batchId: string, ended: Ended[]): Promise<void> {
     if (ended.length === 0) return;
     await publishLines(this.#deps, batchId, ended);
@@ -717,23 +724,32 @@ export class BatchDriver {
     try {
       await client.query('BEGIN');
       // One JSON document of the lines and their result lines, as they are (a text[] of them would
-      // be escaped character by character by the driver, and each element parsed again).
-      const r = await client.query<{ state: string }>(
+      // be escaped character by character by the driver, and each element parsed again). A completed
+      // line's answer's `usage` comes back from the lines this UPDATE ended, and only those (one
+      // streaming pass over its result line in Postgres; the answer is not parsed here).
+      const r = await client.query<{ state: string; usage: unknown }>(
         `UPDATE batch_lines l SET state = t.s, result = t.r, body = NULL
          FROM json_to_recordset($2::json) AS t(n int, s text, r json)
          WHERE l.batch_id = $1 AND l.line = t.n AND l.state IN ('submitted', 'pending')
-         RETURNING l.state`,
+         RETURNING l.state,
+           CASE WHEN t.s = 'completed' THEN json_extract_path(t.r, 'response', 'body', 'usage') END AS usage`,
         [
           batchId,
           `[${ended.map((e) => `{"n":${e.line},"s":"${e.state}","r":${e.json ?? 'null'}}`).join(',')}]`,
         ],
       );
-      const completed = r.rows.filter((x) => x.state === 'completed').length;
+      const done = r.rows.filter((x) => x.state === 'completed');
+      const completed = done.length;
       const failed = r.rows.filter((x) => x.state === 'failed').length;
+      const t = sumTokens(done.map((x) => lineTokens(x.usage)));
       if (completed + failed > 0)
         await client.query(
-          'UPDATE batches SET completed = completed + $2, failed = failed + $3 WHERE id = $1',
-          [batchId, completed, failed],
+          `UPDATE batches SET completed = completed + $2, failed = failed + $3,
+             input_tokens = input_tokens + $4, cached_tokens = cached_tokens + $5,
+             output_tokens = output_tokens + $6, reasoning_tokens = reasoning_tokens + $7,
+             total_tokens = total_tokens + $8
+           WHERE id = $1`,
+          [batchId, completed, failed, t.input, t.cached, t.output, t.reasoning, t.total],
         );
       await client.query('COMMIT');
     } catch (e) {

@@ -135,6 +135,19 @@ describe('validateLines', () => {
     expect(ok.valid).toHaveLength(3);
   });
 
+  it("gives the batch's model: the first line that names one (a string), null when none does", async () => {
+    const named = (id: string, model: unknown) =>
+      JSON.stringify({ ...JSON.parse(line(id)), body: { model, messages: [{ role: 'user', content: id }] } });
+    const noModel = JSON.stringify({ ...JSON.parse(line('n')), body: { messages: [] } });
+    expect((await run([line('a'), named('b', 'other-model')].join('\n'))).model).toBe('gpt-4o-mini');
+    expect(
+      (await run([noModel, named('x', 7), named('e', ''), named('b', 'other-model'), line('c')].join('\n')))
+        .model,
+    ).toBe('other-model');
+    expect((await run(noModel)).model).toBeNull();
+    expect((await run(named('long', 'm'.repeat(500)))).model).toBe('m'.repeat(200));
+  });
+
   it('a custom_id repeated after a line that was wrong otherwise is reported too', async () => {
     const wrong = (id: string, change: Record<string, unknown>) =>
       JSON.stringify({ ...JSON.parse(line(id)), ...change });

@@ -28,6 +28,9 @@ function wellFormed(v: unknown): v is BatchInputLine {
   );
 }
 
+/** A batch's model is kept up to this many characters (as a line's job record keeps it). */
+const MAX_MODEL = 200;
+
 /** custom_ids up to this long are kept as they are to find repeats; longer ones as a digest. */
 const SHORT_ID = 64;
 
@@ -38,13 +41,15 @@ const MAX_ERRORS = 100;
  * Validates a batch input file as OpenAI does, streamed: each line is JSON with `custom_id`, `method`
  * POST, `url` equal to the batch endpoint and an object `body`, and `custom_id`s are unique. Valid
  * lines go to `emit` (in order, in groups); a file with any error fails the batch, naming each line.
+ * `model`: the model named by the first line that names one (a non-empty string), the batch's model
+ * (null: no line does).
  */
 export async function validateLines(
   source: AsyncIterable<Buffer>,
   endpoint: string,
   emit: (lines: ValidLine[]) => Promise<void>,
   opts: { groupSize?: number; maxLineBytes?: number } = {},
-): Promise<{ total: number; errors: BatchError[] }> {
+): Promise<{ total: number; errors: BatchError[]; model: string | null }> {
   const groupSize = opts.groupSize ?? 500;
   // A line is a request: held to the endpoint's own body limit (BODY_LIMIT_BYTES), as if sent live.
   const maxLineBytes = opts.maxLineBytes ?? Number.POSITIVE_INFINITY;
@@ -58,6 +63,7 @@ export async function validateLines(
   let group: ValidLine[] = [];
   let n = 0;
   let total = 0;
+  let model: string | null = null;
   for await (const read of linesOf(source)) {
     n++;
     // A byte order mark opening the file (Notepad, PowerShell's Out-File) is not part of line 1.
@@ -167,6 +173,8 @@ export async function validateLines(
       continue;
     }
     if (errors.length > 0) continue; // the batch fails: nothing more to store
+    const named = r.data.body.model;
+    if (model === null && typeof named === 'string' && named !== '') model = named.slice(0, MAX_MODEL);
     group.push({ line: n, customId: r.data.custom_id, body });
     if (group.length >= groupSize) {
       await emit(group);
@@ -174,5 +182,5 @@ export async function validateLines(
     }
   }
   if (group.length > 0 && errors.length === 0) await emit(group);
-  return { total, errors };
+  return { total, errors, model };
 }
