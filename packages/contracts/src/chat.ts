@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { fromLegacyFunctions, legacyChoice } from './legacy-functions.ts';
 
 /**
  * The OpenAI Chat Completions request, as callers send it. Unknown fields are refused at every level
@@ -6,7 +7,8 @@ import { z } from 'zod';
  * dropped; provider-specific extras are never forwarded blindly (no `api_base`, no headers from
  * tenants). An assistant turn also takes what this gateway's own answers carry and SDKs send back
  * with it (`annotations`, `reasoning_content`, a null `audio`, a tool call's `index`, and the SDK
- * helpers' `parsed` and `parsed_arguments`), ignored.
+ * helpers' `parsed` and `parsed_arguments`), ignored. OpenAI's legacy function calling is taken and
+ * translated into tools (legacy-functions.ts).
  */
 /**
  * Anthropic's prompt-caching breakpoint, on a content part or a tool (LiteLLM's spelling of it in
@@ -91,60 +93,125 @@ export const ThinkingBlock = z.discriminatedUnion('type', [
 ]);
 export type ThinkingBlock = z.infer<typeof ThinkingBlock>;
 
+/** An earlier assistant turn as callers send it back (SDKs send their answers back with it). */
+const AssistantTurn = z.strictObject({
+  role: z.literal('assistant'),
+  content: Content.nullable().optional(),
+  // The SDKs send an answer's message back with its unset fields as null (Python's model_dump
+  // and stream helpers): null is no name, no tool calls.
+  name: z.string().nullable().optional(),
+  refusal: z.string().nullable().optional(),
+  tool_calls: z.array(SentToolCall).nullable().optional(),
+  thinking_blocks: z.array(ThinkingBlock).max(256).optional(),
+  // Carried by answers (this gateway's among them) and sent back by SDKs with the turn: ignored.
+  annotations: z.array(z.unknown()).nullable().optional(),
+  reasoning_content: z.string().nullable().optional(),
+  audio: z.null().optional(),
+  // OpenAI's legacy function call, as an answer carries it: null is none (a set one is a caller's
+  // only: `RequestMessage`).
+  function_call: z.null().optional(),
+  // What the OpenAI SDKs' helpers add to a message they built (`stream()`, `parse()`).
+  parsed: z.unknown().optional(),
+});
+
+const SystemMessage = z.strictObject({
+  role: z.literal('system'),
+  content: Content,
+  name: z.string().optional(),
+});
+const DeveloperMessage = z.strictObject({
+  role: z.literal('developer'),
+  content: Content,
+  name: z.string().optional(),
+});
+const UserMessage = z.strictObject({
+  role: z.literal('user'),
+  content: Content,
+  name: z.string().optional(),
+});
+const ToolMessage = z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() });
+
+/**
+ * A message as the gateway carries it (a job's request, what every adapter translates): the legacy
+ * function calling of a caller's request is already tool calls and tool messages here (see
+ * `RequestMessage`).
+ */
 export const ChatMessage = z.discriminatedUnion('role', [
-  z.strictObject({ role: z.literal('system'), content: Content, name: z.string().optional() }),
-  z.strictObject({ role: z.literal('developer'), content: Content, name: z.string().optional() }),
-  z.strictObject({ role: z.literal('user'), content: Content, name: z.string().optional() }),
-  z
-    .strictObject({
-      role: z.literal('assistant'),
-      content: Content.nullable().optional(),
-      // The SDKs send an answer's message back with its unset fields as null (Python's model_dump
-      // and stream helpers): null is no name, no tool calls.
-      name: z.string().nullable().optional(),
-      refusal: z.string().nullable().optional(),
-      tool_calls: z.array(SentToolCall).nullable().optional(),
-      thinking_blocks: z.array(ThinkingBlock).max(256).optional(),
-      // Carried by answers (this gateway's among them) and sent back by SDKs with the turn: ignored.
-      annotations: z.array(z.unknown()).nullable().optional(),
-      reasoning_content: z.string().nullable().optional(),
-      audio: z.null().optional(),
-      // The legacy function call, as an answer carries it: null only (one set would reach the model as
-      // an empty turn).
-      function_call: z.null({ error: 'the legacy function_call is not taken: send tool_calls' }).optional(),
-      // What the OpenAI SDKs' helpers add to a message they built (`stream()`, `parse()`).
-      parsed: z.unknown().optional(),
-    })
-    .transform(
-      ({
-        annotations: _a,
-        reasoning_content: _r,
-        audio: _au,
-        parsed: _p,
-        function_call: _f,
-        name,
-        tool_calls,
-        ...m
-      }) => ({
-        ...m,
-        ...(name == null ? {} : { name }),
-        ...(tool_calls == null ? {} : { tool_calls }),
-      }),
-    ),
-  z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() }),
+  SystemMessage,
+  DeveloperMessage,
+  UserMessage,
+  AssistantTurn.transform(
+    ({
+      annotations: _a,
+      reasoning_content: _r,
+      audio: _au,
+      parsed: _p,
+      function_call: _f,
+      name,
+      tool_calls,
+      ...m
+    }) => ({
+      ...m,
+      ...(name == null ? {} : { name }),
+      ...(tool_calls == null ? {} : { tool_calls }),
+    }),
+  ),
+  ToolMessage,
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
+
+/** OpenAI's legacy function call of an assistant turn (`function_call`, deprecated for `tool_calls`). */
+export const LegacyFunctionCall = z.strictObject({ name: z.string(), arguments: z.string() });
+export type LegacyFunctionCall = z.infer<typeof LegacyFunctionCall>;
+
+/**
+ * A message as a caller may send it: a `ChatMessage`, or OpenAI's legacy function calling (an
+ * assistant turn's `function_call`, a `role: "function"` message answering it by name), which the
+ * request's parse turns into tool calls and tool messages (legacy-functions.ts).
+ */
+export const RequestMessage = z.discriminatedUnion('role', [
+  SystemMessage,
+  DeveloperMessage,
+  UserMessage,
+  // One pass, as the carried form's (the common case is a turn without a function call).
+  AssistantTurn.extend({ function_call: LegacyFunctionCall.nullable().optional() }).transform(
+    ({
+      annotations: _a,
+      reasoning_content: _r,
+      audio: _au,
+      parsed: _p,
+      function_call,
+      name,
+      tool_calls,
+      ...m
+    }) => ({
+      ...m,
+      ...(name == null ? {} : { name }),
+      ...(tool_calls == null ? {} : { tool_calls }),
+      ...(function_call == null ? {} : { function_call }),
+    }),
+  ),
+  ToolMessage,
+  z.strictObject({
+    role: z.literal('function'),
+    name: z.string(),
+    content: z.string().nullable().optional(),
+  }),
+]);
+export type RequestMessage = z.infer<typeof RequestMessage>;
+
+/** OpenAI's pattern for a function's name (Anthropic's too); a name another provider would refuse is refused here. */
+const FunctionName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[a-zA-Z0-9_-]+$/, "must match '^[a-zA-Z0-9_-]+$' (letters, digits, '_' and '-')");
 
 export const Tool = z.strictObject({
   type: z.literal('function'),
   cache_control,
   function: z.strictObject({
-    // OpenAI's pattern (Anthropic's too); a name another provider would refuse is refused here.
-    name: z
-      .string()
-      .min(1)
-      .max(64)
-      .regex(/^[a-zA-Z0-9_-]+$/, "must match '^[a-zA-Z0-9_-]+$' (letters, digits, '_' and '-')"),
+    name: FunctionName,
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
     strict: z.boolean().nullable().optional(),
@@ -173,72 +240,129 @@ export const ResponseFormat = z.discriminatedUnion('type', [
 ]);
 export type ResponseFormat = z.infer<typeof ResponseFormat>;
 
+/** The fields of a chat request other than its model and messages (the caller's form and the carried one). */
+const requestFields = {
+  stream: z.boolean().nullable().optional(),
+  stream_options: z
+    .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .nullable()
+    .optional(),
+  max_tokens: z.number().int().positive().nullable().optional(),
+  max_completion_tokens: z.number().int().positive().nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  /** Not OpenAI's: Anthropic's and Gemini's top-k sampling (what `/v1/messages` takes as `top_k`). */
+  top_k: z.number().int().nonnegative().nullable().optional(),
+  /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
+  n: z.number().int().min(1).max(128).nullable().optional(),
+  stop: z
+    .union([z.string(), z.array(z.string()).max(4)], {
+      error: 'expected a string or an array of at most 4 strings (the most OpenAI takes)',
+    })
+    .nullable()
+    .optional(),
+  seed: z.number().int().nullable().optional(),
+  presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+  frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+  logprobs: z.boolean().nullable().optional(),
+  top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
+  logit_bias: z.record(z.string(), z.number()).nullable().optional(),
+  tools: z.array(Tool).max(128).optional(),
+  tool_choice: ToolChoice.optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  response_format: ResponseFormat.optional(),
+  reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+  /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
+  verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
+  user: z.string().max(256).optional(),
+  safety_identifier: z.string().max(256).optional(),
+  metadata: Metadata.nullable().optional(),
+  store: z.boolean().nullable().optional(),
+  service_tier: z.string().nullable().optional(),
+  /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
+  prompt_cache_key: z.string().max(1024).nullable().optional(),
+  /** How long OpenAI keeps the prompt cache: passed to OpenAI, dropped elsewhere (it changes no answer). */
+  prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
+  /**
+   * Output modalities: text is what every target answers (OpenAI's default); audio output is not
+   * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
+   */
+  modalities: z
+    .array(z.literal('text', { error: "only 'text' output is served through this gateway" }))
+    .max(4)
+    .nullable()
+    .optional(),
+};
+
+const messagesOf = <T extends z.ZodType>(message: T) =>
+  z.array(message).min(1, 'messages must contain at least one message').max(4096);
+
+// As OpenAI answers: stream_options says how to stream, and means nothing without a stream
+// (on every way in: the door, jobs, batch lines, WebSocket submits).
+const streamOptionsRule = (
+  r: { stream?: boolean | null | undefined; stream_options?: unknown },
+  ctx: z.core.$RefinementCtx,
+): void => {
+  if (r.stream_options != null && r.stream !== true)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['stream_options'],
+      message: "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      params: { verbatim: true },
+    });
+};
+
+/**
+ * A chat request as the gateway carries it (a job's `request`; what routing, admission and every
+ * adapter read): `ChatRequest`'s parse of a caller's request, read back as written. OpenAI's legacy
+ * function calling is tools here, and `legacy_functions` (set only by that parse, never taken from a
+ * caller) says the answer goes back in the legacy shape (`function_call`, see legacy-functions.ts).
+ */
+export const ChatJobRequest = z
+  .strictObject({
+    model: z.string().min(1).max(256),
+    messages: messagesOf(ChatMessage),
+    ...requestFields,
+    legacy_functions: z.literal(true).optional(),
+  })
+  .superRefine(streamOptionsRule);
+export type ChatJobRequest = z.infer<typeof ChatJobRequest>;
+
+/**
+ * The OpenAI Chat Completions request as a caller sends it, parsed into the request the gateway
+ * carries (`ChatJobRequest`). OpenAI's deprecated, still served, `functions` / `function_call` and
+ * the legacy turns of the history (an assistant's `function_call`, `role: "function"` messages)
+ * become tools, a tool choice, tool calls and tool messages (legacy-functions.ts); a request with none
+ * of them is passed on as parsed.
+ */
 export const ChatRequest = z
   .strictObject({
     model: z.string().min(1).max(256),
-    messages: z.array(ChatMessage).min(1, 'messages must contain at least one message').max(4096),
-    stream: z.boolean().nullable().optional(),
-    stream_options: z
-      .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
-      .nullable()
+    messages: messagesOf(RequestMessage),
+    ...requestFields,
+    /** Deprecated for `tools`: the functions the model may call (OpenAI's legacy function calling). */
+    functions: z
+      .array(
+        z.strictObject({
+          name: FunctionName,
+          description: z.string().optional(),
+          parameters: z.record(z.string(), z.unknown()).optional(),
+        }),
+      )
+      .min(1, 'empty array: give at least one function')
+      .max(128)
       .optional(),
-    max_tokens: z.number().int().positive().nullable().optional(),
-    max_completion_tokens: z.number().int().positive().nullable().optional(),
-    temperature: z.number().min(0).max(2).nullable().optional(),
-    top_p: z.number().min(0).max(1).nullable().optional(),
-    /** Not OpenAI's: Anthropic's and Gemini's top-k sampling (what `/v1/messages` takes as `top_k`). */
-    top_k: z.number().int().nonnegative().nullable().optional(),
-    /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
-    n: z.number().int().min(1).max(128).nullable().optional(),
-    stop: z
-      .union([z.string(), z.array(z.string()).max(4)], {
-        error: 'expected a string or an array of at most 4 strings (the most OpenAI takes)',
-      })
-      .nullable()
-      .optional(),
-    seed: z.number().int().nullable().optional(),
-    presence_penalty: z.number().min(-2).max(2).nullable().optional(),
-    frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
-    logprobs: z.boolean().nullable().optional(),
-    top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
-    logit_bias: z.record(z.string(), z.number()).nullable().optional(),
-    tools: z.array(Tool).max(128).optional(),
-    tool_choice: ToolChoice.optional(),
-    parallel_tool_calls: z.boolean().optional(),
-    response_format: ResponseFormat.optional(),
-    reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
-    /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
-    verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
-    user: z.string().max(256).optional(),
-    safety_identifier: z.string().max(256).optional(),
-    metadata: Metadata.nullable().optional(),
-    store: z.boolean().nullable().optional(),
-    service_tier: z.string().nullable().optional(),
-    /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */
-    prompt_cache_key: z.string().max(1024).nullable().optional(),
-    /** How long OpenAI keeps the prompt cache: passed to OpenAI, dropped elsewhere (it changes no answer). */
-    prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
-    /**
-     * Output modalities: text is what every target answers (OpenAI's default); audio output is not
-     * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
-     */
-    modalities: z
-      .array(z.literal('text', { error: "only 'text' output is served through this gateway" }))
-      .max(4)
-      .nullable()
-      .optional(),
+    /** Deprecated for `tool_choice`: `none`, `auto`, or `{ name }` (a function to call). */
+    function_call: z.union([z.enum(['none', 'auto']), z.strictObject({ name: z.string() })]).optional(),
   })
-  .superRefine((r, ctx) => {
-    // As OpenAI answers: stream_options says how to stream, and means nothing without a stream
-    // (on every way in: the door, jobs, batch lines, WebSocket submits).
-    if (r.stream_options != null && r.stream !== true)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['stream_options'],
-        message: "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-        params: { verbatim: true },
-      });
-  });
+  .superRefine(streamOptionsRule)
+  .transform(
+    (r, ctx): ChatJobRequest =>
+      fromLegacyFunctions(r, (path, message) => {
+        ctx.addIssue({ code: 'custom', path, message, params: { verbatim: true } });
+      }) ?? z.NEVER,
+  );
+/** The request parsed: the gateway's form of it (`ChatJobRequest`). */
 export type ChatRequest = z.infer<typeof ChatRequest>;
 
 /** Normalized token usage, the same for every provider (see providers.md §0.1). */
@@ -393,6 +517,11 @@ export const ChatCompletion = z.looseObject({
         content: z.string().nullable(),
         refusal: z.string().nullable(),
         tool_calls: z.array(ToolCall).optional(),
+        /**
+         * OpenAI's legacy function call, instead of `tool_calls`, when the request used `functions`
+         * (the answer's first tool call; the finish reason is then `function_call`).
+         */
+        function_call: z.object({ name: z.string(), arguments: z.string() }).optional(),
         annotations: z.array(z.unknown()),
         /** The model's reasoning text, when the provider returns it (DeepSeek's and vLLM's name). */
         reasoning_content: z.string().optional(),
@@ -430,6 +559,8 @@ export function toChatCompletion(
   created: number,
   c: Completion,
   costMicros: bigint,
+  /** The request used OpenAI's legacy `functions` (`legacy_functions`): each choice answers in that shape. */
+  legacyFunctions = false,
 ): ChatCompletion {
   return {
     id,
@@ -437,7 +568,9 @@ export function toChatCompletion(
     created,
     model: servedModelName(served.provider, served.model),
     provider: served.provider,
-    choices: [c, ...(c.moreChoices ?? [])].map((ch, index) => toChoice(ch, index)),
+    choices: [c, ...(c.moreChoices ?? [])].map((ch, index) =>
+      legacyFunctions ? legacyChoice(toChoice(ch, index)) : toChoice(ch, index),
+    ),
     usage: { ...toOpenAIUsage(c.usage), cost: Number(costMicros) / 1_000_000 },
     system_fingerprint: null,
     service_tier: 'default',
@@ -495,6 +628,8 @@ export const ChatCompletionChunk = z.object({
         /** Anthropic's thinking blocks so far, all of them, once the thinking is over. */
         thinking_blocks: z.array(ThinkingBlock).optional(),
         refusal: z.string().nullable().optional(),
+        /** OpenAI's legacy function call (a request with `functions`): the name first, then argument pieces. */
+        function_call: z.object({ name: z.string().optional(), arguments: z.string().optional() }).optional(),
         tool_calls: z
           .array(
             z.object({

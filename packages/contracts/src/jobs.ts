@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ChatRequest } from './chat.ts';
+import { ChatJobRequest } from './chat.ts';
 import { EmbeddingsRequest } from './embeddings.ts';
 
 /** One candidate of a route plan: which provider pool, and the model id that provider knows. */
@@ -110,7 +110,7 @@ const JobFields = z.object({
  * before embeddings existed) or an embeddings call. Everything else (routing, admission, the
  * queue, billing) is the same for both; the worker dispatches on `op` in one place (attempt.ts).
  */
-export const ChatJobData = JobFields.extend({ op: z.literal('chat').optional(), request: ChatRequest });
+export const ChatJobData = JobFields.extend({ op: z.literal('chat').optional(), request: ChatJobRequest });
 export type ChatJobData = z.infer<typeof ChatJobData>;
 export const EmbeddingsJobData = JobFields.extend({
   op: z.literal('embeddings'),

@@ -68,8 +68,9 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-export type ChatBody = Omit<ChatRequest, 'stream'> & { stream?: false | null };
-export type ChatStreamBody = Omit<ChatRequest, 'stream'> & { stream: true };
+// `legacy_functions` is the gateway's own mark on a parsed request, never sent.
+export type ChatBody = Omit<ChatRequest, 'stream' | 'legacy_functions'> & { stream?: false | null };
+export type ChatStreamBody = Omit<ChatRequest, 'stream' | 'legacy_functions'> & { stream: true };
 
 export interface SubscribeOptions {
   /** Resume after this sequence number (the last one you processed); 0 replays from the start. */

@@ -1,5 +1,5 @@
 import type { ThinkingBlock } from '@faregate/contracts/chat';
-import type { Frame } from '@faregate/contracts/frames';
+import type { Frame, ToolCallDelta } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
 import { type FrameWriter, runningCall } from './doors/shared.ts';
 
@@ -8,13 +8,15 @@ import { type FrameWriter, runningCall } from './doors/shared.ts';
  * sends them: the role first, content / tool-call pieces, a finish chunk, a `choices: []` usage
  * chunk only when `include_usage` is set (and `usage: null` on every other chunk then), `[DONE]`.
  * `model` in every chunk is the model generating the stream (`provider/model`), known from the
- * `running` status frame that precedes the first content of each attempt.
+ * `running` status frame that precedes the first content of each attempt. For a request that used
+ * OpenAI's legacy `functions` (`legacyFunctions`), the tool call streams as `delta.function_call`.
  */
 export class ChunkWriter implements FrameWriter {
   readonly #id: string;
   #model = '';
   readonly #created: number;
   readonly #includeUsage: boolean;
+  readonly #legacyFunctions: boolean;
   #started = false;
   /** Per choice (n > 1 streams interleave them): what reached the caller. */
   readonly #choices = new Map<number, Sent>();
@@ -22,10 +24,11 @@ export class ChunkWriter implements FrameWriter {
   /** The calls so far, the one the stream comes from last (for the response headers). */
   route: RouteStep[] = [];
 
-  constructor(id: string, created: number, includeUsage: boolean) {
+  constructor(id: string, created: number, includeUsage: boolean, legacyFunctions = false) {
     this.#id = id;
     this.#created = created;
     this.#includeUsage = includeUsage;
+    this.#legacyFunctions = legacyFunctions;
   }
 
   #sent(index: number) {
@@ -85,6 +88,25 @@ export class ChunkWriter implements FrameWriter {
     out.push(this.#chunk(i, { thinking_blocks: [...sent.blocks] }, null));
   }
 
+  /**
+   * Tool-call pieces as OpenAI's legacy mode streams its one call: `delta.function_call` with the
+   * name and "" arguments first, then the argument pieces. Only the first call (index 0) is the
+   * answer's (the done frame's `function_call` is the same one).
+   */
+  #functionCall(out: string[], i: number, pieces: ToolCallDelta[]): void {
+    const sent = this.#sent(i);
+    for (const p of pieces) {
+      if (p.index !== 0) continue;
+      const name = p.function?.name;
+      const args = p.function?.arguments;
+      if (name === undefined && !args) continue;
+      this.#role(out, i, false);
+      sent.tools = true;
+      if (name !== undefined) out.push(this.#chunk(i, { function_call: { name, arguments: '' } }, null));
+      if (args) out.push(this.#chunk(i, { function_call: { arguments: args } }, null));
+    }
+  }
+
   /** SSE text for one frame ('' when the frame has nothing for an OpenAI client). */
   frame(f: Frame): string {
     const out: string[] = [];
@@ -129,7 +151,8 @@ export class ChunkWriter implements FrameWriter {
         this.#role(out, i, false);
         out.push(this.#chunk(i, { refusal: f.refusal }, null, refusalLp));
       }
-      if (f.tool_calls?.length) {
+      if (f.tool_calls?.length && this.#legacyFunctions) this.#functionCall(out, i, f.tool_calls);
+      else if (f.tool_calls?.length) {
         this.#role(out, i, false);
         sent.tools = true;
         out.push(this.#chunk(i, { tool_calls: f.tool_calls }, null));
@@ -156,6 +179,11 @@ export class ChunkWriter implements FrameWriter {
           sent.blocks = [...blocks];
           this.#thinkingBlocks(out, i);
         }
+        const legacyCall = choice?.message.function_call;
+        if (!sent.tools && legacyCall)
+          this.#functionCall(out, i, [
+            { index: 0, function: { name: legacyCall.name, arguments: legacyCall.arguments } },
+          ]);
         if (!sent.tools && choice?.message.tool_calls?.length) {
           this.#role(out, i, false);
           out.push(

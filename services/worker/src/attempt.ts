@@ -510,6 +510,9 @@ async function attemptOnce(
       Math.floor(data.created / 1000),
       res.completion,
       cost,
+      // Written once in the legacy shape for a request that used `functions`: every reader of the
+      // done frame (a waiting caller's raw relay, jobs, batch lines, the SSE door's top-up) gets it.
+      data.request.legacy_functions === true,
     );
     const route: RouteStep[] = [
       ...prior.route,

@@ -28,7 +28,12 @@ const chatDoor = (body: ChatRequest): Door => ({
   answer: (result) => result,
   relaysResult: true,
   writer: (id, createdMs) =>
-    new ChunkWriter(id, Math.floor(createdMs / 1000), body.stream_options?.include_usage === true),
+    new ChunkWriter(
+      id,
+      Math.floor(createdMs / 1000),
+      body.stream_options?.include_usage === true,
+      body.legacy_functions === true,
+    ),
 });
 
 /** What a retry of a door's request is answered with: the door, and the request's streaming. */
