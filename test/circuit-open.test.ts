@@ -79,6 +79,17 @@ describe('candidates skipped on an open circuit', () => {
     expect(mixed.headers?.get('x-faregate-attempts')).toBe('openai:circuit_open,anthropic:500');
     expect(mixed.headers?.get('x-faregate-model')).toBe(`anthropic/${HAIKU}`);
 
+    // openai skipped, the fallback answering: the answer names the skip too, before the call that
+    // answered (non-streamed and streamed: the stream's headers go out before its answer is known).
+    for (const stream of [false, true]) {
+      const { response } = await client.chat.completions
+        .create({ model: 'openai/gpt-4o-mini', messages: ask(`skip then answer ${stream}`), stream })
+        .withResponse();
+      expect(response.status).toBe(200);
+      expect(response.headers.get('x-faregate-attempts')).toBe('openai:circuit_open,anthropic:ok');
+      expect(response.headers.get('x-faregate-model')).toBe(`anthropic/${HAIKU}`);
+    }
+
     stack.fake.script('anthropic', failures(40));
     await openCircuit('anthropic', () =>
       client.chat.completions

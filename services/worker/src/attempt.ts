@@ -34,6 +34,7 @@ import {
 import {
   circuitRefusal,
   decide,
+  routeWithSkips,
   isProviderFailure,
   poolPauseMs,
   toGatewayError,
@@ -382,7 +383,8 @@ async function attemptOnce(
     // first attempt cannot have spent them.
     if (input.restart || attempt > 1 || data.hop > 0) {
       prior = await priorCalls(deps, data);
-      if (prior.route.length > 0) running.route = prior.route;
+      const steps = routeWithSkips(prior.route, data.attempts);
+      if (steps.length > 0) running.route = steps;
       if (holdIsSpent(data, prior.calls)) throw holdSpent(data, prior.calls);
     }
     if (!(await deps.circuit.allow())) throw circuitRefusal(candidate.provider, deps.circuit.config.openMs);
@@ -435,10 +437,10 @@ async function attemptOnce(
       span?.setAttributes(genAi.response({ model: res.embeddings.model, inputTokens: usage.inputTokens }));
       const cost = prior.calls.reduce((sum, c) => sum + c.costMicros, callCost(at));
       const result = toEmbeddingsList(candidate, data.request, res.embeddings, usage, cost);
-      const route: RouteStep[] = [
-        ...prior.route,
-        { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' },
-      ];
+      const route = routeWithSkips(
+        [...prior.route, { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' }],
+        data.attempts,
+      );
       // `result` last, as on `done`: the ingress relays its bytes as they are (done-frame.ts).
       return await succeed([{ type: 'embeddings', route, result }], at);
     }
@@ -514,10 +516,11 @@ async function attemptOnce(
       // done frame (a waiting caller's raw relay, jobs, batch lines, the SSE door's top-up) gets it.
       data.request.legacy_functions === true,
     );
-    const route: RouteStep[] = [
-      ...prior.route,
-      { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' },
-    ];
+    // Candidates skipped on an open circuit before this one are named too, where they were in the plan.
+    const route = routeWithSkips(
+      [...prior.route, { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' }],
+      data.attempts,
+    );
     // `result` last: the ingress relays its bytes to a chat completions caller as they are (see
     // services/ingress/src/done-frame.ts).
     const done: FrameBody = { type: 'done', route, result };

@@ -97,7 +97,7 @@ export function decide(f: OutcomeFacts): Decision {
   if (hop !== undefined && fallBack && !spent) return { kind: 'fallBack', hop, attempts };
   const error =
     spent ?? (err instanceof HoldSpent ? err : attempts.length > 1 ? summarize(err, attempts) : err);
-  return { kind: 'fail', error: nameAttempts(error, withSkips(f.route ?? [], attempts)) };
+  return { kind: 'fail', error: nameAttempts(error, routeWithSkips(f.route ?? [], attempts)) };
 }
 
 /** The code a candidate skipped because its provider's circuit was open carries in the route. */
@@ -127,9 +127,10 @@ export const isCircuitRefusal = (err: GatewayError): boolean => circuitRefusals.
  * The route with a step for each candidate skipped on an open circuit, where it was in the plan:
  * the route holds the calls made, `attempts` each hop's final error in order (a hop's calls, then
  * its skip, since a skip ends the hop). A request whose every circuit was open made no call, and
- * still names each candidate (`circuit_open`), in `error.attempts` and the `x-faregate-*` headers.
+ * still names each candidate (`circuit_open`), in `error.attempts` and the `x-faregate-*` headers;
+ * one answered by a later candidate names the skipped ones before it (attempt.ts).
  */
-function withSkips(route: RouteStep[], attempts: JobData['attempts']): RouteStep[] {
+export function routeWithSkips(route: RouteStep[], attempts: JobData['attempts']): RouteStep[] {
   if (!attempts.some((a) => a.code === CIRCUIT_OPEN)) return route;
   const out: RouteStep[] = [];
   let i = 0;
