@@ -19,7 +19,6 @@ import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 import type { WorkerDeps } from './deps.ts';
-import type { RouteStep } from '@faregate/contracts/route';
 import {
   countedCall,
   describeCall,
