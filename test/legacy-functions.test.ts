@@ -205,6 +205,46 @@ describe.each([
 });
 
 describe('every way an answer leaves', () => {
+  it('a retry with the same Idempotency-Key is answered from the job in the legacy shape: while it runs, and streamed after', async () => {
+    const key = (n: string) => ({ headers: { 'Idempotency-Key': `legacy-retry-${n}-${process.pid}` } });
+    // Slow enough to be retried while it runs: the retry attaches to the running job.
+    const slow = 'Weather in Oslo? [[fake:{"tool":true,"fault":"slow_stream","chunkMs":40}]]';
+    const from = proxy.bodies.length;
+    const first = client.chat.completions
+      .create({ model: 'openai/gpt-4o-mini', messages: ask(slow), functions }, key('running'))
+      .withResponse();
+    await until(() => proxy.bodies.length > from, { what: 'the first call to reach the provider' });
+    const retry = await client.chat.completions
+      .create({ model: 'openai/gpt-4o-mini', messages: ask(slow), functions }, key('running'))
+      .withResponse();
+    const answered = await first;
+    expect(retry.response.headers.get('x-request-id')).toBe(answered.response.headers.get('x-request-id'));
+    for (const r of [answered.data, retry.data]) {
+      expect(r.choices[0]?.finish_reason).toBe('function_call');
+      expect(r.choices[0]?.message.function_call?.name).toBe('get_weather');
+    }
+    // Streamed, retried after it ended: the same legacy chunks again.
+    const streamed = async () => {
+      const stream = await client.chat.completions.create(
+        { model: 'openai/gpt-4o-mini', messages: ask(CALL), functions, stream: true },
+        key('stream'),
+      );
+      let args = '';
+      let finish: string | null | undefined;
+      for await (const chunk of stream) {
+        const c = chunk.choices[0];
+        args += c?.delta.function_call?.arguments ?? '';
+        finish = c?.finish_reason ?? finish;
+      }
+      return { args, finish };
+    };
+    const once = await streamed();
+    expect(once.finish).toBe('function_call');
+    expect(await streamed()).toEqual(once);
+    // One provider call each, for the three requests: the retries made none.
+    expect(proxy.bodies.slice(from).filter((b) => !b.path.endsWith('/models'))).toHaveLength(2);
+  });
+
   it('an async job’s result is in the legacy shape', async () => {
     const api = jobApi(stack.url);
     const r = await api.call(stack.apiKey, 'POST', '/v1/jobs', {

@@ -8,6 +8,7 @@ import {
   zeroUsage,
 } from './chat.ts';
 import { JobData } from './jobs.ts';
+import { inLegacyTerms } from './legacy-functions.ts';
 
 const weather = {
   name: 'get_weather',
@@ -277,5 +278,26 @@ describe('the answer to a legacy request', () => {
     expect(plain.choices[0]?.message.tool_calls).toHaveLength(2);
     expect(plain.choices[0]?.message).not.toHaveProperty('function_call');
     expect(plain.choices[0]?.finish_reason).toBe('tool_calls');
+  });
+});
+
+describe('a refusal of a legacy request', () => {
+  const forced = {
+    param: 'tool_choice',
+    message:
+      "'tool_choice' is not supported by llama: it cannot force a tool call (send 'auto' or 'none', or choose another model).",
+  };
+  it('names function_call, what the caller sent, where the translated request was refused for its tool_choice', () => {
+    expect(inLegacyTerms(true, forced)).toEqual({
+      param: 'function_call',
+      message:
+        "'function_call' is not supported by llama: it cannot force a function call (send 'auto' or 'none', or choose another model).",
+    });
+  });
+  it('leaves other refusals, and every refusal of a request that did not use functions, as they are', () => {
+    expect(inLegacyTerms(false, forced)).toBe(forced);
+    const seed = { param: 'seed', message: "'seed' is not supported by groq." };
+    expect(inLegacyTerms(true, seed)).toBe(seed);
+    expect(inLegacyTerms(true, undefined)).toBeUndefined();
   });
 });

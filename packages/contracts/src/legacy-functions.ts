@@ -191,3 +191,22 @@ export function legacyChoice(ch: Choice): Choice {
     finish_reason: ch.finish_reason === 'tool_calls' ? 'function_call' : ch.finish_reason,
   };
 }
+
+/**
+ * A refusal of a translated request in the terms its caller used: a request that used `functions`
+ * sent no `tool_choice`, so a refusal of the tool choice its `function_call` became names
+ * `function_call` (a host that cannot force a call refuses `function_call: {name}`).
+ */
+export function inLegacyTerms<R extends { param: string; message: string }>(
+  legacy: boolean,
+  refusal: R | undefined,
+): R | undefined {
+  if (!legacy || refusal?.param !== 'tool_choice') return refusal;
+  return {
+    ...refusal,
+    param: 'function_call',
+    message: refusal.message
+      .replaceAll("'tool_choice'", "'function_call'")
+      .replaceAll('a tool call', 'a function call'),
+  };
+}

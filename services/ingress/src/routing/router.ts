@@ -11,6 +11,7 @@ import type { ChatRequest } from '@faregate/contracts/chat';
 import { type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
 import { requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
+import { inLegacyTerms } from '@faregate/contracts/legacy-functions';
 import type { RouteCandidate } from '@faregate/contracts/jobs';
 import { maxCallCostMicros } from '@faregate/catalog/prices';
 import {
@@ -196,7 +197,7 @@ export class Router {
         (images ? visionRefusal(e) : undefined) ??
         chatRefusal(e.kind, e.provider, req) ??
         (e.catalogued ? modelRefusal(e.kind, e, req) : undefined) ??
-        unsupportedRefusal(e.unsupported, e.provider, req) ??
+        inLegacyTerms(req.legacy_functions === true, unsupportedRefusal(e.unsupported, e.provider, req)) ??
         outputRefusal(e, req) ??
         askedReasoning(e, req, door),
     );

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { ChatRequest } from '@faregate/contracts/chat';
+import { type ChatRequest, ChatJobRequest } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { type Frame, isTerminal, isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { SERVED_HEADERS, servedHeaders } from '@faregate/contracts/route';
@@ -9,7 +9,7 @@ import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { setRequestId } from '../../plugins/errors.ts';
-import { cancelJob, ChatBody, parseChatRequest, patienceHeader, submitChat } from '../../submit.ts';
+import { cancelJob, ChatBody, patienceHeader, submitChat } from '../../submit.ts';
 import { type AttachToJob, queued, recordJob } from '../../idempotency.ts';
 import { ChunkWriter } from '../../sse.ts';
 import { markFirstChunk } from '../../metrics.ts';
@@ -40,7 +40,10 @@ const chatDoor = (body: ChatRequest): Door => ({
 function doorOf(route: string, raw: unknown): { door: Door; stream: boolean } | undefined {
   switch (route) {
     case '/v1/chat/completions': {
-      const body = parseChatRequest(raw);
+      // The body as the route's schema parsed it (a preHandler runs after validation): the gateway's
+      // form of the request, whose legacy `functions` are tools already and marked `legacy_functions`,
+      // which the caller's schema would refuse.
+      const body = ChatJobRequest.parse(raw);
       return { door: chatDoor(body), stream: body.stream === true };
     }
     case '/v1/messages': {
