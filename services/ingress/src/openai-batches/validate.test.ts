@@ -146,6 +146,8 @@ describe('validateLines', () => {
     ).toBe('other-model');
     expect((await run(noModel)).model).toBeNull();
     expect((await run(named('long', 'm'.repeat(500)))).model).toBe('m'.repeat(200));
+    // Cut at a character: an emoji across the cut is left out whole.
+    expect((await run(named('emoji', `${'m'.repeat(199)}😀tail`))).model).toBe('m'.repeat(199));
   });
 
   it('a custom_id repeated after a line that was wrong otherwise is reported too', async () => {

@@ -174,7 +174,9 @@ export async function validateLines(
     }
     if (errors.length > 0) continue; // the batch fails: nothing more to store
     const named = r.data.body.model;
-    if (model === null && typeof named === 'string' && named !== '') model = named.slice(0, MAX_MODEL);
+    // Cut at a character, never inside one (a surrogate pair split would end in U+FFFD).
+    if (model === null && typeof named === 'string' && named !== '')
+      model = named.length > MAX_MODEL ? named.slice(0, MAX_MODEL).replace(/[\uD800-\uDBFF]$/, '') : named;
     group.push({ line: n, customId: r.data.custom_id, body });
     if (group.length >= groupSize) {
       await emit(group);
