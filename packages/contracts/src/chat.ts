@@ -114,6 +114,26 @@ const AssistantTurn = z.strictObject({
   parsed: z.unknown().optional(),
 });
 
+/**
+ * An assistant turn as sent back, without what answers carry and SDKs echo (ignored: annotations,
+ * reasoning_content, audio, the helpers' `parsed`) and with its null fields left out.
+ */
+function sentTurn<T extends { name?: string | null; tool_calls?: unknown[] | null }>({
+  annotations: _a,
+  reasoning_content: _r,
+  audio: _au,
+  parsed: _p,
+  name,
+  tool_calls,
+  ...m
+}: T & { annotations?: unknown; reasoning_content?: unknown; audio?: unknown; parsed?: unknown }) {
+  return {
+    ...m,
+    ...(name == null ? {} : { name }),
+    ...(tool_calls == null ? {} : { tool_calls: tool_calls as NonNullable<T['tool_calls']> }),
+  };
+}
+
 const SystemMessage = z.strictObject({
   role: z.literal('system'),
   content: Content,
@@ -140,22 +160,7 @@ export const ChatMessage = z.discriminatedUnion('role', [
   SystemMessage,
   DeveloperMessage,
   UserMessage,
-  AssistantTurn.transform(
-    ({
-      annotations: _a,
-      reasoning_content: _r,
-      audio: _au,
-      parsed: _p,
-      function_call: _f,
-      name,
-      tool_calls,
-      ...m
-    }) => ({
-      ...m,
-      ...(name == null ? {} : { name }),
-      ...(tool_calls == null ? {} : { tool_calls }),
-    }),
-  ),
+  AssistantTurn.transform(({ function_call: _f, ...turn }) => sentTurn(turn)),
   ToolMessage,
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
@@ -175,19 +180,8 @@ export const RequestMessage = z.discriminatedUnion('role', [
   UserMessage,
   // One pass, as the carried form's (the common case is a turn without a function call).
   AssistantTurn.extend({ function_call: LegacyFunctionCall.nullable().optional() }).transform(
-    ({
-      annotations: _a,
-      reasoning_content: _r,
-      audio: _au,
-      parsed: _p,
-      function_call,
-      name,
-      tool_calls,
-      ...m
-    }) => ({
-      ...m,
-      ...(name == null ? {} : { name }),
-      ...(tool_calls == null ? {} : { tool_calls }),
+    ({ function_call, ...turn }) => ({
+      ...sentTurn(turn),
       ...(function_call == null ? {} : { function_call }),
     }),
   ),
