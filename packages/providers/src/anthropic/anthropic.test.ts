@@ -154,7 +154,7 @@ describe('anthropic request translation', () => {
     ).toEqual([{ type: 'text', text: 's' }]);
   });
 
-  it('maps tool_choice and parallel_tool_calls; none drops the tools', () => {
+  it('maps tool_choice and parallel_tool_calls; none keeps the tools, as Anthropic takes them', () => {
     const tools: ChatRequest['tools'] = [{ type: 'function', function: { name: 'f' } }];
     expect(build({ tools, tool_choice: 'required' }).json.tool_choice).toEqual({ type: 'any' });
     expect(
@@ -165,7 +165,10 @@ describe('anthropic request translation', () => {
       name: 'f',
       disable_parallel_tool_use: true,
     });
-    expect(build({ tools, tool_choice: 'none' }).json.tools).toBeUndefined();
+    expect(build({ tools, tool_choice: 'none' }).json).toMatchObject({
+      tools: [{ name: 'f', input_schema: { type: 'object', properties: {} } }],
+      tool_choice: { type: 'none' },
+    });
     expect(build({ tools }).json.tools[0].input_schema).toEqual({ type: 'object', properties: {} });
   });
 

@@ -46,3 +46,31 @@ describe('anthropic request: strict tools, document titles', () => {
     ]);
   });
 });
+
+describe("anthropic request: tool_choice 'none'", () => {
+  it('sends the tools, their breakpoints and tool_choice none with a tool-use conversation', () => {
+    const body = build({
+      tools: [
+        {
+          type: 'function',
+          cache_control: { type: 'ephemeral' },
+          function: { name: 't', parameters: { type: 'object' } },
+        },
+      ],
+      tool_choice: 'none',
+      messages: [
+        { role: 'user', content: 'x' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 't', arguments: '{}' } }],
+        },
+        { role: 'tool', tool_call_id: 'toolu_1', content: 'ok' },
+      ],
+    });
+    expect(body.tools).toEqual([
+      { name: 't', input_schema: { type: 'object' }, cache_control: { type: 'ephemeral' } },
+    ]);
+    expect(body.tool_choice).toEqual({ type: 'none' });
+  });
+});

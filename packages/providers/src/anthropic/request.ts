@@ -198,7 +198,10 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
     body.max_tokens = maxTokens;
     body.thinking = { type: 'enabled', budget_tokens: budget };
   }
-  if (req.tools && req.tools.length > 0 && req.tool_choice !== 'none') {
+  // Tools go with `none` too (Anthropic takes `{type:'none'}` natively): a conversation holding
+  // tool_use / tool_result blocks without `tools` is a 400 there, and the tools' caching breakpoints
+  // would be lost.
+  if (req.tools && req.tools.length > 0) {
     // `strict: true` is Anthropic's strict tool use (the input follows the schema exactly), as OpenAI's.
     body.tools = req.tools.map((t) => ({
       name: t.function.name,

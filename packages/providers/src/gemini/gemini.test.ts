@@ -61,6 +61,10 @@ describe('gemini request translation', () => {
     expect(build({ tools, tool_choice: 'none' }).json.toolConfig).toEqual({
       functionCallingConfig: { mode: 'NONE' },
     });
+    // The tools stay declared with NONE (a conversation's earlier calls refer to them).
+    expect(build({ tools, tool_choice: 'none' }).json.tools).toEqual([
+      { functionDeclarations: [{ name: 'f' }] },
+    ]);
   });
 });
 

@@ -40,6 +40,11 @@ describe('openai-compatible quirks (ollama preset)', () => {
     expect(build(ollama, { tools, tool_choice: 'auto' }).json).toMatchObject({ tools });
     expect(build(ollama, { tools, tool_choice: 'auto' }).json.tool_choice).toBeUndefined();
     expect(build(ollama, { tools, tool_choice: 'none' }).json.tools).toBeUndefined();
+    // A host that takes tool_choice gets the tools with 'none', as OpenAI takes them.
+    expect(build(openaiAdapter, { tools, tool_choice: 'none' }).json).toMatchObject({
+      tools,
+      tool_choice: 'none',
+    });
     expect(() => build(ollama, { tools, tool_choice: 'required' })).toThrowError(
       expect.objectContaining({ code: 'invalid_request_error', param: 'tool_choice' }),
     );
