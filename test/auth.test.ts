@@ -385,9 +385,13 @@ describe('errors answered before any handler runs keep the error shape', () => {
         'x-api-key': 'a'.repeat(20_000),
       });
       expect(r.status).toBe(431);
+      const id = r.headers['request-id'];
+      expect(id).toMatch(/^req_/);
+      expect(r.headers['x-request-id']).toBe(id);
       expect(JSON.parse(r.body)).toEqual({
         type: 'error',
         error: { type: 'invalid_request_error', message: 'The request headers are too large.' },
+        request_id: id,
       });
     }
     // Not Anthropic's door: OpenAI's shape.
@@ -423,6 +427,69 @@ describe('errors answered before any handler runs keep the error shape', () => {
     const bad = await raw('POST', '/v1/messages/%ff', { 'anthropic-version': '2023-06-01' });
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body)).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+  });
+
+  it("a path meant for Anthropic's door, however spelled, or a request from Anthropic's SDK, is answered in Anthropic's shape with its id", async () => {
+    const anthropicHeaders = { 'anthropic-version': '2023-06-01', 'x-api-key': stack.apiKey };
+    for (const [method, path, headers] of [
+      ['POST', '/v1/./messages', { 'x-api-key': stack.apiKey }],
+      ['POST', '/V1/messages', { 'x-api-key': stack.apiKey }],
+      ['POST', '/v1/messages%2F', { 'x-api-key': stack.apiKey }],
+      ['POST', '/v1/messages;x', { 'x-api-key': stack.apiKey }],
+      ['POST', '/v1/../v1/messages', { 'x-api-key': stack.apiKey }],
+      ['POST', '/v1/messages/', anthropicHeaders],
+      // Anthropic's SDK calling what no route takes: its header says whose shape.
+      ['POST', '/v1/models', anthropicHeaders],
+      ['GET', `/v1/models?x=${'a'.repeat(9_000)}`, anthropicHeaders],
+    ] as const) {
+      const r = await raw(method, path, headers);
+      expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+      const id = r.headers['request-id'];
+      expect(id, `${method} ${path}`).toMatch(/^req_/);
+      const body = JSON.parse(r.body) as { type?: string; request_id?: string };
+      expect(body, `${method} ${path}`).toMatchObject({ type: 'error', request_id: id });
+    }
+    // An unsupported Content-Encoding on the door: the same.
+    const enc = await raw(
+      'POST',
+      '/v1/messages',
+      { ...anthropicHeaders, 'content-encoding': 'compress', 'content-type': 'application/json' },
+      '{}',
+    );
+    expect(enc.status).toBe(415);
+    expect(JSON.parse(enc.body)).toMatchObject({ type: 'error', request_id: enc.headers['request-id'] });
+    // OpenAI's SDK on the same unknown paths: OpenAI's shape, as before.
+    for (const path of ['/v1/nothing', '/v1/messagesx']) {
+      const r = await raw('POST', path, { authorization: `Bearer ${stack.apiKey}` });
+      expect(r.status).toBe(404);
+      expect(errorOf(r).code).toBe('not_found');
+    }
+  });
+
+  it('two Idempotency-Key headers are refused as two, not as a malformed key', async () => {
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    const answer = await new Promise<string>((resolve, reject) => {
+      const u = new URL(stack.url);
+      const c = connect(Number(u.port), u.hostname, () => {
+        c.end(
+          `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${stack.apiKey}\r\n` +
+            'Content-Type: application/json\r\nIdempotency-Key: a1\r\nIdempotency-Key: a2\r\n' +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      });
+      let got = '';
+      c.on('data', (d) => {
+        got += d.toString();
+      });
+      c.on('close', () => resolve(got));
+      c.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    const error = (
+      JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: Record<string, unknown> }
+    ).error;
+    expect(error).toMatchObject({ param: 'Idempotency-Key' });
+    expect(error.message).toMatch(/more than one Idempotency-Key header/);
   });
 
   it('400 for a path that is not valid percent-encoding', async () => {

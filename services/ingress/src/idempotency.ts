@@ -72,9 +72,16 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     const path = req.routeOptions.url ?? '';
     if (!ROUTES.has(path)) return;
     if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
+      // Node joins repeated headers with ", ": say that, not that the joined value is malformed.
+      const raw = req.raw.rawHeaders;
+      let sent = 0;
+      for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'idempotency-key') sent++;
       throw new GatewayError({
         code: 'invalid_request_error',
-        message: 'Idempotency-Key must be 1 to 255 visible ASCII characters.',
+        message:
+          sent > 1
+            ? 'The request carries more than one Idempotency-Key header: send exactly one.'
+            : 'Idempotency-Key must be 1 to 255 visible ASCII characters.',
         param: 'Idempotency-Key',
       });
     }

@@ -26,11 +26,33 @@ declare module 'fastify' {
 
 /** Whether this request is answered in Anthropic's shape (its errors, its `request-id`): the one decision. */
 export function anthropicShaped(req: FastifyRequest): boolean {
-  const shape = req.routeOptions.config?.errorShape;
-  return (
-    shape === 'anthropic' ||
-    (shape === 'anthropic-when-versioned' && req.headers['anthropic-version'] !== undefined)
-  );
+  const shape = req.routeOptions?.config?.errorShape;
+  if (shape === 'anthropic') return true;
+  const versioned = req.headers['anthropic-version'] !== undefined;
+  if (shape === 'anthropic-when-versioned') return versioned;
+  // A request no route took (or refused before routing): the door it was meant for, told by
+  // Anthropic's SDK header (its SDKs always send it, OpenAI's never) or by its URL.
+  return req.routeOptions?.url === undefined && (versioned || meantForMessages(req.url));
+}
+
+/**
+ * A URL meant for Anthropic's door however it is spelled: any case, percent-encoded, with dot
+ * segments, doubled slashes or `;` parameters (`/V1/messages`, `/v1/messages%2F`, `/v1/./messages`).
+ */
+function meantForMessages(url: string): boolean {
+  if (MESSAGES_URL.test(url)) return true;
+  let path = url.split(/[?#\s]/)[0] ?? '';
+  try {
+    path = decodeURIComponent(path);
+  } catch {
+    // Bad percent-encoding: read as written.
+  }
+  try {
+    path = new URL(path.replace(/^[/\\]+/, '/'), 'http://h').pathname;
+  } catch {
+    return false;
+  }
+  return /^\/+v1\/+messages(?:[/;]|$)/i.test(path);
 }
 
 /**
@@ -96,7 +118,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   // (past it, `clientErrorHandler` says so): no route takes such a URL.
   app.addHook('onRequest', (req, reply, done) => {
     if (req.url.length <= MAX_URL_CHARS) return done();
-    reply.code(414).send(earlyErrorBody(req.url, 414, 'The request URL is too long.'));
+    sendEarlyError(req, reply, 414, 'The request URL is too long.');
   });
   // Every answer carries an id the caller can quote, as the providers' do. A request that became a
   // job has the job's (`setRequestId`, before its answer or stream head); any other gets one here,
@@ -132,9 +154,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
           message: 'We could not parse the JSON body of your request. Send valid JSON.',
         });
       } else if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+        if (anthropic) return sendEarlyError(req, reply, fe.statusCode, fe.message);
         ge = new GatewayError({ code: 'invalid_request_error', message: fe.message });
-        if (anthropic)
-          return reply.code(fe.statusCode).send(anthropicErrorForStatus(fe.statusCode, fe.message).body);
         return reply.code(fe.statusCode).send(ge.toBody());
       } else if (isRedisFull(err)) {
         // Redis at maxmemory (noeviction) refuses every write: nothing was queued; try again soon.
@@ -199,15 +220,15 @@ export function registerErrorHandling(app: FastifyInstance): void {
       });
     return answer(err, req, reply);
   });
+  // Under Anthropic's door (`/v1/messages/…`, e.g. the SDK's message batches), or asked by
+  // Anthropic's SDK, in Anthropic's shape (`anthropicShaped`), like every other error.
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
-    const message = `Unknown request URL: ${req.method} ${path}.`;
-    // Under Anthropic's door (`/v1/messages/…`, e.g. the SDK's message batches) in Anthropic's shape.
-    if (path === '/v1/messages' || path.startsWith('/v1/messages/')) {
-      const a = anthropicError('not_found', message);
-      return reply.code(a.status).send(a.body);
-    }
-    return reply.code(404).send(errorBody('not_found', message));
+    answer(
+      new GatewayError({ code: 'not_found', message: `Unknown request URL: ${req.method} ${path}.` }),
+      req,
+      reply,
+    );
   });
 }
 
@@ -255,11 +276,22 @@ export function setRequestId(
 /** The longest request URL taken (characters of the request line's target). */
 const MAX_URL_CHARS = 8192;
 
-/** A 4xx in the shape of the door the URL is for: Anthropic's on `/v1/messages`, else OpenAI's. */
-function earlyErrorBody(url: string, status: number, message: string) {
-  return MESSAGES_URL.test(url)
-    ? anthropicErrorForStatus(status, message).body
+/**
+ * A 4xx whose status the gateway did not choose by an error code (a URL too long or malformed, an
+ * HTTP-level refusal), in the shape of the door it was meant for, with an id to quote.
+ */
+function earlyErrorBody(anthropic: boolean, status: number, message: string, requestId: string) {
+  return anthropic
+    ? { ...anthropicErrorForStatus(status, message).body, request_id: requestId }
     : errorBody('invalid_request_error', message);
+}
+
+function sendEarlyError(req: FastifyRequest, reply: FastifyReply, status: number, message: string): void {
+  const anthropic = anthropicShaped(req) || meantForMessages(req.url);
+  const known = reply.getHeader('x-request-id');
+  const id = typeof known === 'string' ? known : newId('req');
+  setRequestId(reply, id, anthropic);
+  reply.code(status).send(earlyErrorBody(anthropic, status, message, id));
 }
 
 /**
@@ -267,11 +299,9 @@ function earlyErrorBody(url: string, status: number, message: string) {
  * (`%ff`) and a path parameter past `maxParamLength`. Same shape as every other error.
  */
 export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
-  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    reply.code(414).send(earlyErrorBody(req.url, 414, 'The request URL is too long.'));
-    return;
-  }
-  reply.code(400).send(earlyErrorBody(req.url, 400, 'The request URL is malformed (bad percent-encoding).'));
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    sendEarlyError(req, reply, 414, 'The request URL is too long.');
+  else sendEarlyError(req, reply, 400, 'The request URL is malformed (bad percent-encoding).');
 }
 
 /**
@@ -304,11 +334,18 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
     status = 408;
     message = 'The request took too long to arrive.';
   }
-  const body = JSON.stringify(earlyErrorBody(typeof url === 'string' ? url : '', status, message));
+  // Anthropic's shape on its door, or when the head names Anthropic's API version (its SDKs' header).
+  const anthropic =
+    meantForMessages(typeof url === 'string' ? url : '') ||
+    (raw !== undefined && /\r\nanthropic-version:/i.test(raw.toString('latin1')));
+  const id = newId('req');
+  const body = JSON.stringify(earlyErrorBody(anthropic, status, message, id));
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-        `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+        `Content-Type: application/json; charset=utf-8\r\nx-request-id: ${id}\r\n` +
+        (anthropic ? `request-id: ${id}\r\n` : '') +
+        `Connection: close\r\n\r\n${body}`,
     );
   }
   socket.destroy();
