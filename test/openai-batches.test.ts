@@ -219,6 +219,7 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       { ...req('e', 'x'), url: '/v1/embeddings' },
       { ...req('f', 'x'), method: 'GET' },
       { ...req('g', 'x'), body: 'not an object' },
+      { ...req('h', 'x'), method: undefined },
     ]);
     const done = await ended(b.id);
     expect(done.status).toBe('failed');
@@ -232,6 +233,7 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       [5, 'invalid_url', 'url'],
       [6, 'invalid_method', 'method'],
       [7, 'invalid_request', 'body'],
+      [8, 'missing_required_parameter', 'method'],
     ]);
     expect(done.errors?.object).toBe('list');
     // Nothing ran.
@@ -239,6 +241,15 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       b.id,
     ]);
     expect(lines.rows[0].n).toBe(0);
+  });
+
+  it('a line holding a lone UTF-16 surrogate fails the batch at validation naming that line, never an internal_error', async () => {
+    // JSON.stringify writes the lone surrogate as the escape "\ud800", as the probe sent it.
+    const b = await start([req('a', 'fine'), req('b', 'a\ud800b'), req('c', 'pair \ud83d\ude00')]);
+    const done = await ended(b.id);
+    expect(done.status).toBe('failed');
+    expect(done.errors?.data?.map((e) => [e.line, e.code, e.param])).toEqual([[2, 'invalid_request', null]]);
+    expect(done.errors?.data?.[0]?.message).toContain('lone UTF-16 surrogate');
   });
 
   it('puts a line that fails at run time in the error file, and the others complete', async () => {

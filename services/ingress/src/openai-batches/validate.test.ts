@@ -109,6 +109,46 @@ describe('validateLines', () => {
     ]);
   });
 
+  it('refuses, naming the line, a lone UTF-16 surrogate (jsonb cannot store it) in a value, a key or the custom_id; a pair passes', async () => {
+    const body = (extra: string, id = 'x') =>
+      `{"custom_id":"${id}","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]${extra}}}`;
+    // A pair, escaped or as the character itself; an escaped backslash before ud800 is text.
+    const pairs = [
+      body(',"user":"\\ud83d\\ude00 😀"', 'pair'),
+      body(',"user":"a\\\\ud800b"', 'text'),
+      body(',"metadata":{"\\uD83D\\uDE00":"\\\\\\ud83d\\ude00"}', 'pair-key'),
+    ];
+    const r = await run(
+      [
+        line('ok'),
+        body(',"user":"a\\ud800b"', 'high'),
+        body(',"user":"a\\uDC00b"', 'low'),
+        body(',"metadata":{"k\\ud83d":"v"}', 'key'),
+        body('', 'id\\udbff'),
+        // A low surrogate before a high one: lone both.
+        body(',"user":"\\udc00\\ud800"', 'reversed'),
+        // An escaped backslash, then a lone surrogate.
+        body(',"user":"\\\\\\ud800"', 'after-backslash'),
+        ...pairs,
+      ].join('\n'),
+    );
+    expect(r.errors.map((e) => [e.line, e.code, e.param])).toEqual(
+      [2, 3, 4, 5, 6, 7].map((n) => [n, 'invalid_request', null]),
+    );
+    expect(r.errors[0]?.message).toBe(
+      'This line contains a lone UTF-16 surrogate (such as \\ud800 with no low surrogate after it), which cannot be stored.',
+    );
+    // The valid lines alone are stored, as they were sent.
+    const ok = await run([line('ok'), ...pairs].join('\n'));
+    expect(ok.errors).toEqual([]);
+    expect(ok.valid.map((v) => JSON.parse(v.body).user ?? JSON.parse(v.body).metadata)).toEqual([
+      undefined,
+      '😀 😀',
+      'a\\ud800b',
+      { '😀': '\\😀' },
+    ]);
+  });
+
   it('names a line that is JSON but not an object plainly', async () => {
     const r = await run(`${line('a')}\n[1,2]\n42\nnull\n"text"\n`);
     expect(r.errors.map((e) => [e.line, e.message])).toEqual(
@@ -158,18 +198,23 @@ describe('validateLines', () => {
         wrong('a', { url: '/v1/embeddings' }),
         wrong('b', { method: 'GET' }),
         wrong('c', { body: 'text' }),
+        wrong('d', { method: undefined }),
         line('a'),
         line('b'),
         line('c'),
+        line('d'),
       ].join('\n'),
     );
-    expect(r.errors.map((e) => [e.line, e.code])).toEqual([
-      [1, 'invalid_url'],
-      [2, 'invalid_method'],
-      [3, 'invalid_request'],
-      [4, 'duplicate_custom_id'],
-      [5, 'duplicate_custom_id'],
-      [6, 'duplicate_custom_id'],
+    expect(r.errors.map((e) => [e.line, e.code, e.param])).toEqual([
+      [1, 'invalid_url', 'url'],
+      [2, 'invalid_method', 'method'],
+      [3, 'invalid_request', 'body'],
+      [4, 'missing_required_parameter', 'method'],
+      [5, 'duplicate_custom_id', 'custom_id'],
+      [6, 'duplicate_custom_id', 'custom_id'],
+      [7, 'duplicate_custom_id', 'custom_id'],
+      [8, 'duplicate_custom_id', 'custom_id'],
     ]);
+    expect(r.errors[3]?.message).toBe("Missing required parameter: 'method'.");
   });
 });

@@ -7,6 +7,13 @@ import { isObject, parseJsonText } from '../request-body.ts';
 /** `\u0000` in JSON text that is an escape (not an escaped backslash followed by `u0000`). */
 const NUL_ESCAPE = /(^|[^\\])(\\\\)*\\u0000/;
 
+/**
+ * A surrogate escape in JSON.stringify's output (not an escaped backslash followed by `ud800`):
+ * JSON.stringify writes a valid pair as the character itself and escapes only a lone surrogate, so
+ * any such escape in its text is a lone one.
+ */
+const LONE_SURROGATE_ESCAPE = /(^|[^\\])(\\\\)*\\ud[89a-f]/;
+
 /** A valid line, ready to be stored: its number (1-based), custom id and request body (JSON text). */
 export interface ValidLine {
   line: number;
@@ -124,11 +131,8 @@ export async function validateLines(
       const issue = r.error.issues[0];
       const param = issue?.path.map(String).join('.') || null;
       const field = issue?.path[0];
-      const missing =
-        typeof field === 'string' &&
-        isObject(value) &&
-        !Object.hasOwn(value, field) &&
-        issue?.code === 'invalid_type';
+      // Absent, whatever the schema's issue (a missing `method` is the literal's `invalid_value`).
+      const missing = typeof field === 'string' && isObject(value) && !Object.hasOwn(value, field);
       fail(
         missing
           ? {
@@ -167,6 +171,18 @@ export async function validateLines(
       fail({
         code: 'invalid_request',
         message: 'This line contains a NUL character (\\u0000), which cannot be stored.',
+        param: null,
+        line: n,
+      });
+      continue;
+    }
+    // Nor a lone UTF-16 surrogate (JSON's `"\ud800"` with no low half after it): jsonb refuses it
+    // (22P02), and text would store U+FFFD in its place, another custom_id than the caller's.
+    if (!r.data.custom_id.isWellFormed() || (body.includes('\\ud') && LONE_SURROGATE_ESCAPE.test(body))) {
+      fail({
+        code: 'invalid_request',
+        message:
+          'This line contains a lone UTF-16 surrogate (such as \\ud800 with no low surrogate after it), which cannot be stored.',
         param: null,
         line: n,
       });
