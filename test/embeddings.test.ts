@@ -146,6 +146,8 @@ describe('POST /v1/embeddings with the official OpenAI SDK', () => {
       model: 'llama/nomic-embed-text',
       input: ['local'],
       encoding_format: 'float',
+      // Sent on, as chat's `user` is (README); Ollama ignores it.
+      user: 'u1',
     });
     // Ollama serves an untagged name as `:latest`: the answer names what served it.
     expect(res.model).toBe('llama/nomic-embed-text:latest');

@@ -175,6 +175,25 @@ describe('the upstream encoding and the answer cap, from the request', () => {
     expect(bodyOf(build('ollama', 'openai-compatible', ['a']))).toMatchObject({ encoding_format: 'float' });
   });
 
+  it("an OpenAI-compatible host is sent `user`, as chat's (Ollama ignores it); a preset whose host rejects it drops it", () => {
+    const sent = (preset: string) => {
+      const op = adapterFor('openai-compatible', preset).embeddings;
+      if (!op) throw new Error('no embeddings');
+      const config = {
+        id: 'p',
+        kind: 'openai-compatible' as const,
+        baseUrl: 'http://h/v1',
+        apiKeys: [],
+        preset,
+      };
+      return bodyOf(
+        op.buildRequest({ model: 'm', input: 'a', user: 'u1' }, { model: 'm', config, apiKey: undefined }),
+      );
+    };
+    expect(sent('ollama').user).toBe('u1');
+    expect(sent('vllm')).not.toHaveProperty('user');
+  });
+
   it('the cap grows with inputs × dimensions × bytes per value, floats about 6× base64', () => {
     const full = Array(2048).fill('x');
     const b64 = build(undefined, 'openai', full).maxResponseBytes ?? 0;
