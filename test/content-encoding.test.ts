@@ -99,6 +99,16 @@ describe('Content-Encoding on request bodies', () => {
     expect(upload.json).toMatchObject({ error: { message: expect.stringContaining('JSON bodies only') } });
   });
 
+  it('a request without a body is answered whatever its Content-Encoding header says: nothing is encoded', async () => {
+    const headers = { authorization: `Bearer ${stack.apiKey}`, 'content-encoding': 'gzip' };
+    const models = await fetch(`${stack.url}/v1/models`, { headers });
+    expect(models.status).toBe(200);
+    expect(await models.json()).toMatchObject({ object: 'list' });
+    // Not a 415: the file's own answer.
+    const gone = await fetch(`${stack.url}/v1/files/file-none`, { method: 'DELETE', headers });
+    expect(gone.status).toBe(404);
+  });
+
   it('a JSON body sent as text/plain is an unsupported Content-Type, in the door’s shape', async () => {
     const r = await post('/v1/chat/completions', JSON.stringify(chat), 'identity', 'text/plain');
     expect(r.status).toBe(400);

@@ -23,6 +23,15 @@ const DECODERS: Readonly<Record<string, () => Transform>> = {
 const clientError = (statusCode: number, message: string) =>
   Object.assign(new Error(message), { statusCode });
 
+/**
+ * Whether the request carries a body (RFC 9112 §6.3: a Transfer-Encoding, or a Content-Length above
+ * 0). One without (`GET /v1/models`, a DELETE, a bodyless cancel) has nothing encoded: its
+ * Content-Encoding header says nothing and is let be.
+ */
+const hasBody = (req: FastifyRequest) =>
+  req.headers['transfer-encoding'] !== undefined ||
+  (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+
 const isJson = (req: FastifyRequest) => /^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '');
 
 /** A decoded stream that Fastify's body reader can limit: it reports the encoded bytes it read. */
@@ -34,8 +43,7 @@ export function registerContentEncoding(app: FastifyInstance): void {
     const header = req.headers['content-encoding'];
     if (header === undefined) return done(null, payload);
     const encoding = header.trim().toLowerCase();
-    if (encoding === '' || encoding === 'identity' || req.headers['content-length'] === '0')
-      return done(null, payload);
+    if (encoding === '' || encoding === 'identity' || !hasBody(req)) return done(null, payload);
     const decoder = Object.hasOwn(DECODERS, encoding) ? DECODERS[encoding] : undefined;
     if (!decoder || !isJson(req)) {
       return done(
