@@ -517,4 +517,30 @@ describe('errors answered before any handler runs keep the error shape', () => {
     expect(r.status).toBe(414);
     expect(errorOf(r).type).toBe('invalid_request_error');
   });
+
+  it('414 for a model id over 100 characters, as for every other path parameter; ids with a slash still resolve', async () => {
+    const auth = { authorization: `Bearer ${stack.apiKey}` };
+    const long = await raw('GET', `/v1/models/${'m'.repeat(200)}`, auth);
+    expect(long.status).toBe(414);
+    expect(errorOf(long)).toMatchObject({
+      type: 'invalid_request_error',
+      message: 'The request URL is too long.',
+    });
+    expect(long.body).not.toContain('mmmm');
+    // Anthropic's SDKs (anthropic-version) get Anthropic's shape, as on the other routes.
+    const versioned = await raw('GET', `/v1/models/openai/${'m'.repeat(100)}`, {
+      ...auth,
+      'anthropic-version': '2023-06-01',
+    });
+    expect(versioned.status).toBe(414);
+    expect(JSON.parse(versioned.body)).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error' },
+    });
+    // 100 characters are a name like any other: unknown, 404.
+    expect((await raw('GET', `/v1/models/${'m'.repeat(100)}`, auth)).status).toBe(404);
+    const slashed = await raw('GET', '/v1/models/openai/gpt-4o-mini', auth);
+    expect(slashed.status).toBe(200);
+    expect(JSON.parse(slashed.body)).toMatchObject({ id: 'openai/gpt-4o-mini', object: 'model' });
+  });
 });

@@ -9,6 +9,7 @@ import { defaultAuth, defaultScope, registerAuth } from './plugins/auth.ts';
 import {
   clientErrorHandler,
   frameworkErrors,
+  MAX_PARAM_CHARS,
   registerErrorHandling,
   registerZodSchemas,
 } from './plugins/errors.ts';
@@ -54,7 +55,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     // keep OpenAI's error shape too.
     frameworkErrors,
     clientErrorHandler,
-    routerOptions: { ignoreDuplicateSlashes: true },
+    routerOptions: { ignoreDuplicateSlashes: true, maxParamLength: MAX_PARAM_CHARS },
     ...opts,
   });
   // An empty body sent as JSON is no body: OpenAI's Python SDK sends `content-type:

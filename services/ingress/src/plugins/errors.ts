@@ -299,9 +299,19 @@ function sendEarlyError(req: FastifyRequest, reply: FastifyReply, status: number
  * (`%ff`) and a path parameter past `maxParamLength`. Same shape as every other error.
  */
 export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
-  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH')
-    sendEarlyError(req, reply, 414, 'The request URL is too long.');
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') paramTooLong(req, reply);
   else sendEarlyError(req, reply, 400, 'The request URL is malformed (bad percent-encoding).');
+}
+
+/** The longest path parameter taken (the router's `maxParamLength`): a longer one is a 414. */
+export const MAX_PARAM_CHARS = 100;
+
+/**
+ * A path parameter over MAX_PARAM_CHARS: 414, as the router answers one before routing. A wildcard
+ * route (`/v1/models/*`, whose ids hold `/`) is not held to `maxParamLength`: it answers this itself.
+ */
+export function paramTooLong(req: FastifyRequest, reply: FastifyReply): void {
+  sendEarlyError(req, reply, 414, 'The request URL is too long.');
 }
 
 /**

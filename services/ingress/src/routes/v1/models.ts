@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
-import { anthropicShaped } from '../../plugins/errors.ts';
+import { MAX_PARAM_CHARS, anthropicShaped, paramTooLong } from '../../plugins/errors.ts';
 import type { ListedModel } from '../../routing/router.ts';
 import { type Listed, anthropicModel, anthropicPage } from './models-anthropic.ts';
 
@@ -104,8 +104,12 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
     if (anthropicShaped(req)) return anthropicPage(data, req.query);
     return { object: 'list', data };
   });
-  app.get<{ Params: { '*': string } }>('/v1/models/*', { config }, async (req) => {
+  app.get<{ Params: { '*': string } }>('/v1/models/*', { config }, async (req, reply) => {
     const name = req.params['*'];
+    if (name.length > MAX_PARAM_CHARS) {
+      paramTooLong(req, reply);
+      return reply;
+    }
     const shaped = (m: Listed) => (anthropicShaped(req) ? anthropicModel(m) : m);
     if (name === 'auto' && autoFor(req)) return shaped(autoView(deps.router.listing(false)));
     const listed = listing(req, true);
