@@ -84,6 +84,27 @@ describe('a 429 storm', () => {
     stack.fake.reset();
   });
 
+  it('a pool paused past the patience sends the next request on to its fallback at once, with no call to the paused provider', async () => {
+    storm('anthropic', 1, 20_000);
+    stack.fake.clearCalls();
+    // The 429 pauses the anthropic pool for 20 s; this request falls back at once.
+    const first = await client.chat.completions
+      .create({ model: 'anthropic/claude-haiku-4-5', messages: ask('pause the pool') })
+      .withResponse();
+    expect(first.data.model).toBe('openai/gpt-4o-mini');
+    stack.fake.reset();
+    stack.fake.clearCalls();
+    // The next one finds the pool paused: not waited (20 s > the 5 s patience), not called.
+    const started = Date.now();
+    const next = await client.chat.completions
+      .create({ model: 'anthropic/claude-haiku-4-5', messages: ask('the pool is paused') })
+      .withResponse();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(next.data.model).toBe('openai/gpt-4o-mini');
+    expect(calls('anthropic')).toHaveLength(0);
+    expect(next.response.headers.get('x-faregate-attempts')).toMatch(/^anthropic:\w+,openai:ok$/);
+  });
+
   it('a retry-after longer than the patience is not waited: one call, and the 429 at once', async () => {
     storm('openai', 5, 20_000);
     stack.fake.clearCalls();
@@ -106,5 +127,22 @@ describe('a 429 storm', () => {
       )
       .catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it("a pool paused past the caller's patience answers the next caller 429 within that patience, with no call", async () => {
+    // The test before left the openai pool paused for 20 s by a 429; the fake answers again.
+    stack.fake.reset();
+    stack.fake.clearCalls();
+    const started = Date.now();
+    const err = (await client.chat.completions
+      .create(
+        { model: 'openai/gpt-4o-mini', messages: ask('paused pool') },
+        { headers: { 'x-faregate-patience-ms': '1000' } },
+      )
+      .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Number(err.headers?.get('retry-after'))).toBeGreaterThanOrEqual(10);
+    expect(calls('openai')).toHaveLength(0);
   });
 });

@@ -81,7 +81,7 @@ export function decide(f: OutcomeFacts): Decision {
     {
       provider: candidate?.provider ?? 'unknown',
       model: candidate?.model ?? 'unknown',
-      code: isCircuitRefusal(err) ? CIRCUIT_OPEN : err.code,
+      code: skips.get(err) ?? err.code,
       message: err.message,
     },
   ];
@@ -102,9 +102,11 @@ export function decide(f: OutcomeFacts): Decision {
 
 /** The code a candidate skipped because its provider's circuit was open carries in the route. */
 export const CIRCUIT_OPEN = 'circuit_open';
+/** The code a candidate skipped because its pool was paused (a 429) past the request's patience carries. */
+export const POOL_PAUSED = 'paused';
 
-/** The refusals `circuitRefusal` made: told apart by identity, not by their wording. */
-const circuitRefusals = new WeakSet<GatewayError>();
+/** Refusals to call made before any call (`circuitRefusal`, `pauseRefusal`): by identity, not wording. */
+const skips = new WeakMap<GatewayError, typeof CIRCUIT_OPEN | typeof POOL_PAUSED>();
 
 /**
  * The attempt's refusal to call a provider whose circuit is open (attempt.ts): no call was made,
@@ -116,28 +118,42 @@ export function circuitRefusal(provider: string, retryAfterMs: number): GatewayE
     message: `${provider} is failing; its circuit is open`,
     retryAfterMs,
   });
-  circuitRefusals.add(err);
+  skips.set(err, CIRCUIT_OPEN);
   return err;
 }
 
-/** Whether `err` is `circuitRefusal`'s (not a provider's own `provider_unavailable`, which answered). */
-export const isCircuitRefusal = (err: GatewayError): boolean => circuitRefusals.has(err);
+/**
+ * The runner's refusal to wait for a pool whose limits (a pause learned from a 429, a spent RPM or
+ * TPM window) open again only past the request's patience or deadline: no call was made; it falls
+ * back, or the caller gets the 429 with the wait as its retry-after.
+ */
+export function pauseRefusal(provider: string, waitMs: number): GatewayError {
+  const err = new GatewayError({
+    code: 'rate_limit_exceeded',
+    message: `${provider} stayed rate limited past the request's patience`,
+    retryAfterMs: waitMs,
+  });
+  skips.set(err, POOL_PAUSED);
+  return err;
+}
+
+const isSkip = (code: string) => code === CIRCUIT_OPEN || code === POOL_PAUSED;
 
 /**
- * The route with a step for each candidate skipped on an open circuit, where it was in the plan:
+ * The route with a step for each candidate skipped without a call (its circuit open, its pool paused
+ * past the patience), where it was in the plan:
  * the route holds the calls made, `attempts` each hop's final error in order (a hop's calls, then
- * its skip, since a skip ends the hop). A request whose every circuit was open made no call, and
- * still names each candidate (`circuit_open`), in `error.attempts` and the `x-faregate-*` headers;
+ * its skip, since a skip ends the hop). A request whose every candidate was skipped made no call, and
+ * still names each candidate (`circuit_open`, `paused`), in `error.attempts` and the `x-faregate-*` headers;
  * one answered by a later candidate names the skipped ones before it (attempt.ts).
  */
 export function routeWithSkips(route: RouteStep[], attempts: JobData['attempts']): RouteStep[] {
-  if (!attempts.some((a) => a.code === CIRCUIT_OPEN)) return route;
+  if (!attempts.some((a) => isSkip(a.code))) return route;
   const out: RouteStep[] = [];
   let i = 0;
   for (const a of attempts) {
     for (let s = route[i]; s && s.provider === a.provider && s.model === a.model; s = route[++i]) out.push(s);
-    if (a.code === CIRCUIT_OPEN)
-      out.push({ provider: a.provider, model: a.model, status: null, code: CIRCUIT_OPEN });
+    if (isSkip(a.code)) out.push({ provider: a.provider, model: a.model, status: null, code: a.code });
   }
   return [...out, ...route.slice(i)];
 }

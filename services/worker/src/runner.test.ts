@@ -96,6 +96,20 @@ describe('runner', () => {
     expect(t.inputs[0]?.forcedError?.code).toBe('rate_limit_exceeded');
   });
 
+  it("a pause that outlasts an interactive request's patience is not waited: rate_limit_exceeded at once, carrying the wait", async () => {
+    const t = setup({ attempts: 3 }, { local: { ok: false, waitMs: 20_000 } });
+    await t.runner.run(lane(job({ patienceMs: 5_000 })));
+    expect(t.inputs[0]?.forcedError).toMatchObject({ code: 'rate_limit_exceeded', retryAfterMs: 20_000 });
+    // Within the patience it waits, as a request without one (an async job) waits within its deadline.
+    const within = setup({ attempts: 3 }, { local: { ok: false, waitMs: 700 } });
+    expect(await within.runner.run(lane(job({ patienceMs: 5_000 })))).toEqual({
+      status: 'wait',
+      waitMs: 700,
+    });
+    const noPatience = setup({ attempts: 3, rpm: 10 }, { shared: { ok: false, waitMs: 20_000 } });
+    expect(await noPatience.runner.run(lane(job()))).toEqual({ status: 'wait', waitMs: 20_000 });
+  });
+
   it('numbers attempts across intakes: lane attempts before the job was queued count first', async () => {
     const t = setup({ attempts: 3 });
     await t.runner.run(lane(job()));

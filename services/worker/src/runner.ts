@@ -1,10 +1,11 @@
-import { GatewayError } from '@faregate/contracts/errors';
+import type { GatewayError } from '@faregate/contracts/errors';
 import type { JobData } from '@faregate/contracts/jobs';
 import type { AttemptInput, AttemptOutcome } from './attempt.ts';
 import type { WorkerDeps } from './deps.ts';
 import type { InFlightGate } from './limits/in-flight.ts';
 import type { Admission } from './limits/limiter.ts';
 import { jobTokenEstimate } from './embeddings.ts';
+import { pauseRefusal } from './outcome.ts';
 
 /** How a job reached this process (intake/), and what that intake knows about the attempt. */
 export interface Pickup {
@@ -119,16 +120,16 @@ export class Runner {
     const admission = await this.#admit(data);
     let forcedError: GatewayError | undefined;
     if (!admission.ok) {
-      if (canWait && Date.now() + admission.waitMs < data.deadline) {
+      // Waited out only within the request's deadline and, for an interactive request, its patience:
+      // past that it falls back or gets the 429 at once, as after a provider's own 429 (outcome.ts).
+      const until = Date.now() + admission.waitMs;
+      const patient = data.patienceMs === undefined || until <= data.created + data.patienceMs;
+      if (canWait && patient && until < data.deadline) {
         metrics.rateLimitWaits.inc({ reason: 'limit' });
         p.onCalling?.();
         return { status: 'wait', waitMs: admission.waitMs };
       }
-      forcedError = new GatewayError({
-        code: 'rate_limit_exceeded',
-        message: `${this.#deps.config.WORKER_PROVIDER} stayed rate limited past the request's patience`,
-        retryAfterMs: admission.waitMs,
-      });
+      forcedError = pauseRefusal(this.#deps.config.WORKER_PROVIDER, admission.waitMs);
     }
     this.#enter(p.via, 1);
     try {
