@@ -166,6 +166,47 @@ describe('what OpenAI refuses, refused alike before queueing', () => {
   });
 });
 
+describe('logit_bias as OpenAI takes it: token ids to a bias from -100 to 100', () => {
+  it('anything else is a 400 naming the key, nothing queued; prototype-named keys too; a valid map is served', async () => {
+    stack.fake.clearCalls();
+    const post = (logit: string) =>
+      fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+        body: `{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"x"}],"logit_bias":${logit}}`,
+      });
+    const cases = [
+      ['{"constructor":2}', 'logit_bias.constructor', /token id/],
+      ['{"1":200}', 'logit_bias.1', /from -100 to 100/],
+      ['{"50256":-101}', 'logit_bias.50256', /from -100 to 100/],
+      ['{"-1":5}', 'logit_bias.-1', /token id/],
+      ['{"toString":1}', 'logit_bias.toString', /token id/],
+      ['{"7":"x"}', 'logit_bias.7', /expected number/],
+    ] as const;
+    for (const [logit, param, message] of cases) {
+      const r = await post(logit);
+      const { error } = (await r.json()) as { error: { type: string; param: string; message: string } };
+      expect([r.status, error.type, error.param], logit).toEqual([400, 'invalid_request_error', param]);
+      expect(error.message, logit).toMatch(message);
+    }
+    // The probe's body: refused whichever of its two wrongs is named.
+    const probe = await post('{"constructor":2,"1":200}');
+    expect(probe.status).toBe(400);
+    expect(((await probe.json()) as { error: { param: string } }).error.param).toMatch(/^logit_bias\./);
+    // A __proto__ key is refused by the JSON parser, before any schema.
+    const proto = await post('{"__proto__":2}');
+    expect(proto.status).toBe(400);
+    expect(((await proto.json()) as { error: { message: string } }).error.message).toMatch(/__proto__/);
+    expect(generations()).toEqual([]);
+    const ok = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('x'),
+      logit_bias: { '50256': -100, '1': 100, '2': 0.5 },
+    });
+    expect(ok.object).toBe('chat.completion');
+  });
+});
+
 describe('unknown fields inside a chat request', () => {
   const raw = (body: unknown) =>
     fetch(`${stack.url}/v1/chat/completions`, {

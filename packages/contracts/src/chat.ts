@@ -234,6 +234,19 @@ export const ResponseFormat = z.discriminatedUnion('type', [
 ]);
 export type ResponseFormat = z.infer<typeof ResponseFormat>;
 
+const BIAS = 'expected a bias from -100 to 100';
+
+/**
+ * OpenAI's `logit_bias`: token ids (decimal integer strings) mapped to a bias from -100 to 100, as its
+ * API reference gives it; any other key (`constructor` too) or value is the 400 naming it
+ * (`logit_bias.constructor`), never sent on. A `__proto__` key never gets here: the JSON parser
+ * refuses it on every way in (parseJsonText).
+ */
+const LogitBias = z.record(z.string().regex(/^\d+$/), z.number().min(-100, BIAS).max(100, BIAS), {
+  error: (iss) =>
+    iss.code === 'invalid_key' ? 'expected a token id (a decimal integer) as the key' : undefined,
+});
+
 /** The fields of a chat request other than its model and messages (the caller's form and the carried one). */
 const requestFields = {
   stream: z.boolean().nullable().optional(),
@@ -260,7 +273,7 @@ const requestFields = {
   frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
-  logit_bias: z.record(z.string(), z.number()).nullable().optional(),
+  logit_bias: LogitBias.nullable().optional(),
   tools: z.array(Tool).max(128).optional(),
   tool_choice: ToolChoice.optional(),
   parallel_tool_calls: z.boolean().optional(),

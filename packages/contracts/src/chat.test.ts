@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { ChatJobRequest, ChatRequest } from './chat.ts';
+
+const base = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] };
+
+describe('logit_bias (OpenAI: token ids, as decimal integer strings, to a bias from -100 to 100)', () => {
+  const issues = (logit_bias: unknown) =>
+    ChatRequest.safeParse({ ...base, logit_bias }).error?.issues.map((i) => [i.path.join('.'), i.message]);
+
+  it('takes token ids with a bias from -100 to 100 (or null), as OpenAI does', () => {
+    const logit_bias = { '50256': -100, '0': 100, '7': 2.5 };
+    expect(ChatRequest.parse({ ...base, logit_bias }).logit_bias).toEqual(logit_bias);
+    expect(ChatRequest.parse({ ...base, logit_bias: null }).logit_bias).toBeNull();
+    // The carried form holds it to the same rule.
+    expect(ChatJobRequest.safeParse({ ...base, logit_bias: { x: 1 } }).success).toBe(false);
+  });
+
+  it('refuses a key that is not a token id, prototype-named ones included, naming the key', () => {
+    const key = 'expected a token id (a decimal integer) as the key';
+    for (const k of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '-1', '1.5', ' 1', 'a1', ''])
+      expect(issues({ [k]: 1 }), k).toEqual([[`logit_bias.${k}`, key]]);
+  });
+
+  it('refuses a bias outside -100..100 or not a number, naming the key', () => {
+    const range = 'expected a bias from -100 to 100';
+    expect(issues({ '1': 200 })).toEqual([['logit_bias.1', range]]);
+    expect(issues({ '1': -100.5 })).toEqual([['logit_bias.1', range]]);
+    expect(issues({ '1': '5' })?.[0]?.[0]).toBe('logit_bias.1');
+    // The probe's body: both wrongs reported.
+    expect(
+      issues({ constructor: 2, '1': 200 })
+        ?.map((i) => i[0])
+        .sort(),
+    ).toEqual(['logit_bias.1', 'logit_bias.constructor']);
+    expect(issues([1, 2])?.[0]?.[0]).toBe('logit_bias');
+  });
+});
