@@ -59,6 +59,35 @@ describe('what each protocol cannot do, in one table', () => {
     expect(chatRefusal(kind, kind, chat(extra as Partial<ChatRequest>))).toBeUndefined();
   });
 
+  it('gemini takes only text in a tool result, naming the part (a function response is a JSON object)', () => {
+    const messages: ChatRequest['messages'] = [
+      { role: 'user', content: 'x' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 't1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+      },
+      {
+        role: 'tool',
+        tool_call_id: 't1',
+        content: [
+          { type: 'text', text: 'see' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+        ],
+      },
+    ];
+    expect(chatRefusal('gemini', 'gemini', chat({ messages }))).toEqual({
+      param: 'messages.2.content.1',
+      message:
+        "'messages.2.content.1' is not supported by gemini: it takes only text in a tool result (send an image or a file in a user message).",
+    });
+    expect(chatRefusal('anthropic', 'anthropic', chat({ messages }))).toBeUndefined();
+    const text = messages.map((m) =>
+      m.role === 'tool' ? { ...m, content: [{ type: 'text' as const, text: 'ok' }] } : m,
+    );
+    expect(chatRefusal('gemini', 'gemini', chat({ messages: text }))).toBeUndefined();
+  });
+
   it('an unknown or prototype-named kind has no rules (the adapters still refuse what they cannot build)', () => {
     expect(chatRefusal('__proto__', 'x', chat({ seed: 1 }))).toBeUndefined();
     expect(hasEmbeddings('__proto__')).toBe(false);

@@ -29,6 +29,8 @@ interface ChatRule {
   param: keyof ChatRequest;
   /** True when the request uses the parameter in a way this protocol cannot honour. */
   refused: (r: ChatRequest) => boolean;
+  /** Where in the parameter, when the refusal can say (`messages.3.content.1`). */
+  at?: (r: ChatRequest) => string | undefined;
   why: string;
 }
 
@@ -78,6 +80,16 @@ const emptyTurn = (m: ChatRequest['messages'][number]): boolean =>
   (typeof m.content === 'string'
     ? m.content.trim() === ''
     : Array.isArray(m.content) && m.content.every((p) => p.type === 'text' && p.text.trim() === ''));
+
+/** The first part of a tool message other than text (`messages.3.content.1`), or undefined. */
+function toolMediaAt(r: ChatRequest): string | undefined {
+  for (const [i, m] of r.messages.entries()) {
+    if (m.role !== 'tool' || typeof m.content === 'string') continue;
+    const j = m.content.findIndex((p) => p.type !== 'text' && p.type !== 'refusal');
+    if (j >= 0) return `messages.${i}.content.${j}`;
+  }
+  return undefined;
+}
 
 /** A reasoning effort that turns Anthropic's extended thinking on (`minimal` does not). */
 const thinks = (r: ChatRequest) => r.reasoning_effort != null && r.reasoning_effort !== 'minimal';
@@ -151,6 +163,13 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     NO_VERBOSITY,
     { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
     { param: 'stop', refused: (r) => stops(r) > 5, why: 'takes at most 5 stop sequences' },
+    // A function response is a JSON object (providers.md §3.2): an image or a file has no place in it.
+    {
+      param: 'messages',
+      refused: (r) => toolMediaAt(r) !== undefined,
+      at: toolMediaAt,
+      why: 'takes only text in a tool result (send an image or a file in a user message)',
+    },
     {
       param: 'user',
       refused: (r) => r.user !== undefined,
@@ -216,10 +235,8 @@ export function chatRefusal(kind: string, provider: string, req: ChatRequest): R
   const rules = Object.hasOwn(CHAT_RULES, kind) ? CHAT_RULES[kind as ProtocolKind] : [];
   for (const rule of rules) {
     if (rule.refused(req)) {
-      return {
-        param: rule.param,
-        message: `'${rule.param}' is not supported by ${provider}: it ${rule.why}.`,
-      };
+      const param = rule.at?.(req) ?? rule.param;
+      return { param, message: `'${param}' is not supported by ${provider}: it ${rule.why}.` };
     }
   }
   return undefined;
