@@ -125,7 +125,7 @@ const ToolUseBlock = z.strictObject({
 const ToolResultBlock = z.strictObject({
   type: z.literal('tool_result'),
   tool_use_id: z.string().min(1),
-  content: textOr(byType('A tool result block', [TextBlock, ImageBlock])).optional(),
+  content: textOr(byType('A tool result block', [TextBlock, ImageBlock, DocumentBlock])).optional(),
   is_error: z.boolean().optional(),
   cache_control: CacheControl,
 });

@@ -150,7 +150,14 @@ describe('Anthropic request → chat request', () => {
 
   it('maps tool_choice auto/any/none and thinking budgets', () => {
     const choice = (tool_choice: unknown) =>
-      promptOf(parse({ ...base, messages: [{ role: 'user', content: 'x' }], tool_choice })).tool_choice;
+      promptOf(
+        parse({
+          ...base,
+          tools: [{ name: 'f', input_schema: { type: 'object' } }],
+          messages: [{ role: 'user', content: 'x' }],
+          tool_choice,
+        }),
+      ).tool_choice;
     expect(choice({ type: 'auto' })).toBe('auto');
     expect(choice({ type: 'any' })).toBe('required');
     expect(choice({ type: 'none' })).toBe('none');

@@ -22,6 +22,16 @@ import type {
 import type { ErrorCode } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
+import {
+  checkBase64,
+  checkBreakpoints,
+  checkToolPairs,
+  checkTools,
+  type Placed,
+  refuse,
+  type Turn,
+  turnsOf,
+} from './messages-rules.ts';
 import { type Door, type FrameWriter, invalidParam, parseToolInput, runningCall } from './shared.ts';
 
 /**
@@ -31,9 +41,6 @@ import { type Door, type FrameWriter, invalidParam, parseToolInput, runningCall 
  */
 
 const invalid = invalidParam;
-
-/** A refusal whose message starts with the field's path, as Anthropic's do (its errors carry no param). */
-const refuse = (param: string, message: string) => invalidParam(param, `${param}: ${message}`);
 
 /** Thinking budgets map onto the pipeline's reasoning effort (the Anthropic adapter maps them back). */
 export function effortOfBudget(budget: number): 'low' | 'medium' | 'high' {
@@ -59,13 +66,9 @@ function plainPartOf(b: Exclude<AnthropicBlock, { type: 'document' }>, param: st
     case 'text':
       return { type: 'text', text: b.text };
     case 'image':
-      return {
-        type: 'image_url',
-        image_url: {
-          url:
-            b.source.type === 'base64' ? `data:${b.source.media_type};base64,${b.source.data}` : b.source.url,
-        },
-      };
+      if (b.source.type === 'url') return { type: 'image_url', image_url: { url: b.source.url } };
+      checkBase64(b.source.data, `${param}.source.data`);
+      return { type: 'image_url', image_url: { url: `data:${b.source.media_type};base64,${b.source.data}` } };
     default:
       throw invalid(param, `A '${b.type}' block is not allowed here.`);
   }
@@ -102,12 +105,13 @@ function documentParts(b: DocumentBlock, param: string): UserPart[] {
     ...(b.context != null ? [`Document context: ${b.context}`] : []),
   ];
   const parts: UserPart[] = header.length > 0 ? [{ type: 'text', text: header.join('\n') }] : [];
-  if (src.type === 'base64')
+  if (src.type === 'base64') {
+    checkBase64(src.data, `${param}.source.data`);
     parts.push({
       type: 'file',
       file: { file_data: `data:application/pdf;base64,${src.data}`, ...(title ? { filename: title } : {}) },
     });
-  else if (src.type === 'text') parts.push({ type: 'text', text: src.data });
+  } else if (src.type === 'text') parts.push({ type: 'text', text: src.data });
   else if (typeof src.content === 'string') parts.push({ type: 'text', text: src.content });
   else
     src.content.forEach((c, k) => {
@@ -134,66 +138,96 @@ function checkToolUse(b: Extract<AnthropicBlock, { type: 'tool_use' }>, param: s
     );
 }
 
-/** One Anthropic turn → chat messages (a user turn's tool results become tool messages, first). */
-function turnOf(m: AnthropicRequest['messages'][number], i: number, out: ChatMessage[]): void {
-  const param = `messages.${i}.content`;
-  if (typeof m.content === 'string') {
-    out.push({ role: m.role, content: m.content });
+/**
+ * Where the one request's content parts came from (`messages.3.content.1` → the caller's
+ * `messages.2.content.0.content.1`), so a refusal of the pipeline names the caller's path.
+ */
+export type DoorNames = Record<string, string>;
+
+/** The chat message about to be pushed: its parts' origins, recorded in `names`. */
+function placeParts(out: ChatMessage[], origins: readonly string[], names: DoorNames | undefined): void {
+  if (!names) return;
+  for (const [p, o] of origins.entries()) names[`messages.${out.length}.content.${p}`] = o;
+}
+
+/** A block as chat parts, each part's origin (the block's path) added to `origins`. */
+function partsAt(b: AnthropicBlock, path: string, origins: string[]): UserPart[] {
+  const parts = partsOf(b, path);
+  for (const _ of parts) origins.push(path);
+  return parts;
+}
+
+/** An Anthropic turn → chat messages (a user turn's tool results become tool messages, first). */
+function turnOf(t: Turn, out: ChatMessage[], names: DoorNames | undefined): void {
+  if (typeof t.content === 'string') {
+    out.push({ role: t.role, content: t.content });
     return;
   }
-  if (m.role === 'assistant') {
-    let text = '';
-    const calls: ToolCall[] = [];
-    const thinking: ThinkingBlock[] = [];
-    m.content.forEach((b, j) => {
-      if (b.type === 'text') text += b.text;
-      else if (b.type === 'tool_use') {
-        checkToolUse(b, `${param}.${j}`);
-        calls.push({
-          id: b.id,
-          type: 'function',
-          function: { name: b.name, arguments: JSON.stringify(b.input) },
-        });
-      }
-      // Earlier thinking travels in order, unchanged, for Anthropic (which needs it, signed, to go on
-      // with a tool-use turn). A thinking block without a signature is not Anthropic's (it is how
-      // this door shows another provider's reasoning) and no target can take it back: left out.
-      else if (b.type === 'thinking') {
-        if (b.signature) thinking.push({ type: 'thinking', thinking: b.thinking, signature: b.signature });
-      } else if (b.type === 'redacted_thinking') {
-        if (b.data === '') throw invalid(`${param}.${j}.data`, 'A redacted_thinking block needs its data.');
-        thinking.push({ type: 'redacted_thinking', data: b.data });
-      } else throw invalid(`${param}.${j}`, `An assistant turn cannot hold a '${b.type}' block.`);
-    });
-    out.push({
-      role: 'assistant',
-      content: text === '' && calls.length > 0 ? null : text,
-      ...(calls.length > 0 ? { tool_calls: calls } : {}),
-      ...(thinking.length > 0 ? { thinking_blocks: thinking } : {}),
-    });
+  if (t.role === 'assistant') {
+    out.push(assistantOf(t.content));
     return;
   }
   const parts: UserPart[] = [];
-  m.content.forEach((b, j) => {
-    if (b.type === 'tool_result') {
-      const c = b.content ?? '';
-      const content: string | UserPart[] =
-        typeof c === 'string' ? c : c.flatMap((p, k) => partsOf(p, `${param}.${j}.content.${k}`));
-      // The block's breakpoint rides on its last part (the Anthropic adapter lifts it back).
-      const cache = b.cache_control ?? undefined;
-      const parts =
-        cache && (typeof content === 'string' || content.length > 0)
-          ? typeof content === 'string'
-            ? [{ type: 'text' as const, text: content, cache_control: cache }]
-            : content.map((p, k) => (k === content.length - 1 ? { ...p, cache_control: cache } : p))
-          : content;
-      out.push({ role: 'tool', tool_call_id: b.tool_use_id, content: parts });
-    } else parts.push(...partsOf(b, `${param}.${j}`));
-  });
-  if (parts.length > 0) out.push({ role: 'user', content: parts });
+  const origins: string[] = [];
+  for (const { block: b, path } of t.content) {
+    if (b.type !== 'tool_result') {
+      parts.push(...partsAt(b, path, origins));
+      continue;
+    }
+    const c = b.content ?? '';
+    const within: string[] = [];
+    const content: string | UserPart[] =
+      typeof c === 'string' ? c : c.flatMap((p, k) => partsAt(p, `${path}.content.${k}`, within));
+    // The block's breakpoint rides on its last part (the Anthropic adapter lifts it back).
+    const cache = b.cache_control ?? undefined;
+    const sent =
+      cache && (typeof content === 'string' || content.length > 0)
+        ? typeof content === 'string'
+          ? [{ type: 'text' as const, text: content, cache_control: cache }]
+          : content.map((p, k) => (k === content.length - 1 ? { ...p, cache_control: cache } : p))
+        : content;
+    placeParts(out, within, names);
+    out.push({ role: 'tool', tool_call_id: b.tool_use_id, content: sent });
+  }
+  if (parts.length === 0) return;
+  placeParts(out, origins, names);
+  out.push({ role: 'user', content: parts });
 }
 
-function messagesOf(req: AnthropicCountTokensRequest): ChatMessage[] {
+/** An assistant turn's blocks → one chat assistant message (text, tool calls, earlier thinking). */
+function assistantOf(blocks: readonly Placed[]): ChatMessage {
+  let text = '';
+  const calls: ToolCall[] = [];
+  const thinking: ThinkingBlock[] = [];
+  for (const { block: b, path } of blocks) {
+    if (b.type === 'text') text += b.text;
+    else if (b.type === 'tool_use') {
+      checkToolUse(b, path);
+      calls.push({
+        id: b.id,
+        type: 'function',
+        function: { name: b.name, arguments: JSON.stringify(b.input) },
+      });
+    }
+    // Earlier thinking travels in order, unchanged, for Anthropic (which needs it, signed, to go on
+    // with a tool-use turn). A thinking block without a signature is not Anthropic's (it is how
+    // this door shows another provider's reasoning) and no target can take it back: left out.
+    else if (b.type === 'thinking') {
+      if (b.signature) thinking.push({ type: 'thinking', thinking: b.thinking, signature: b.signature });
+    } else if (b.type === 'redacted_thinking') {
+      if (b.data === '') throw invalid(`${path}.data`, 'A redacted_thinking block needs its data.');
+      thinking.push({ type: 'redacted_thinking', data: b.data });
+    } else throw invalid(path, `An assistant turn cannot hold a '${b.type}' block.`);
+  }
+  return {
+    role: 'assistant',
+    content: text === '' && calls.length > 0 ? null : text,
+    ...(calls.length > 0 ? { tool_calls: calls } : {}),
+    ...(thinking.length > 0 ? { thinking_blocks: thinking } : {}),
+  };
+}
+
+function messagesOf(req: AnthropicCountTokensRequest, names: DoorNames | undefined): ChatMessage[] {
   const out: ChatMessage[] = [];
   if (typeof req.system === 'string') {
     if (req.system !== '') out.push({ role: 'system', content: req.system });
@@ -207,7 +241,9 @@ function messagesOf(req: AnthropicCountTokensRequest): ChatMessage[] {
       })),
     });
   }
-  for (const [i, m] of req.messages.entries()) turnOf(m, i, out);
+  const turns = turnsOf(req.messages);
+  for (const t of turns) turnOf(t, out, names);
+  checkToolPairs(turns);
   if (!out.some((m) => m.role !== 'system'))
     throw invalid('messages', 'The messages have no content: every turn is empty.');
   if (out.length > 4096)
@@ -227,9 +263,14 @@ function descriptionOf(t: NonNullable<AnthropicCountTokensRequest['tools']>[numb
   return `${t.description ?? ''}${t.description ? '\n\n' : ''}Examples of valid input:\n${examples}`;
 }
 
-/** The prompt part of a request (also what count_tokens measures). */
-export function promptOf(req: AnthropicCountTokensRequest): ChatRequest {
-  const chat: ChatRequest = { model: req.model, messages: messagesOf(req) };
+/**
+ * The prompt part of a request (also what count_tokens measures). `names`, when given, gets the
+ * caller's path of each content part of the one request (see `DoorNames`).
+ */
+export function promptOf(req: AnthropicCountTokensRequest, names?: DoorNames): ChatRequest {
+  checkTools(req);
+  checkBreakpoints(req);
+  const chat: ChatRequest = { model: req.model, messages: messagesOf(req, names) };
   if (req.tools?.length) {
     chat.tools = req.tools.map((t) => {
       const description = descriptionOf(t);
@@ -263,12 +304,13 @@ export function promptOf(req: AnthropicCountTokensRequest): ChatRequest {
 
 /**
  * `POST /v1/messages` body → the internal chat request. A parameter a target cannot take (`top_k`
- * on OpenAI's protocol) is refused by the pipeline, naming it and the provider.
+ * on OpenAI's protocol) is refused by the pipeline, naming it and the provider (by the caller's
+ * names: `MESSAGES_PARAMS`, and the content paths recorded in `names`).
  */
-export function toChatRequest(req: AnthropicRequest): ChatRequest {
+export function toChatRequest(req: AnthropicRequest, names?: DoorNames): ChatRequest {
   if (req.thinking?.type === 'enabled' && req.thinking.budget_tokens >= req.max_tokens)
     throw invalid('thinking.budget_tokens', '`max_tokens` must be greater than `thinking.budget_tokens`.');
-  const chat = promptOf(req);
+  const chat = promptOf(req, names);
   chat.max_tokens = req.max_tokens;
   if (req.stream === true) chat.stream = true;
   if (req.stop_sequences?.length) chat.stop = req.stop_sequences;

@@ -4,7 +4,13 @@ import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contrac
 import type { ChatRequest } from '@faregate/contracts/chat';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
-import { MESSAGES_PARAMS, messagesDoor, promptOf, toChatRequest } from '../../doors/messages.ts';
+import {
+  type DoorNames,
+  MESSAGES_PARAMS,
+  messagesDoor,
+  promptOf,
+  toChatRequest,
+} from '../../doors/messages.ts';
 import { inDoorTerms } from '../../doors/shared.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { serveChat } from './chat.ts';
@@ -27,9 +33,11 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
     '/v1/messages',
     { schema: { body: MessagesBody }, config: { errorShape: 'anthropic' } },
     async (req, reply) => {
-      const chat = toChatRequest(req.body);
+      // The caller's names of what the pipeline may refuse: fields, and the content parts' paths.
+      const names: DoorNames = { ...MESSAGES_PARAMS };
+      const chat = toChatRequest(req.body, names);
       return serveChat(deps, req, reply, chat, messagesDoor(), thinkingParam(chat)).catch((e: unknown) => {
-        throw inDoorTerms(e, MESSAGES_PARAMS);
+        throw inDoorTerms(e, names);
       });
     },
   );
@@ -40,11 +48,16 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
     async (req) => {
       const principal = principalOf(req);
       requireScope(principal, 'chat');
-      const chat = promptOf(req.body);
-      const route = deps.router.plan(chat, { reasoning: thinkingParam(chat) });
-      // A key limited by `allowed_models` counts only for models it may call.
-      keepPermitted(deps, principal, route, chat.model);
-      return { input_tokens: route.inputTokensBound };
+      const names: DoorNames = { ...MESSAGES_PARAMS };
+      const chat = promptOf(req.body, names);
+      try {
+        const route = deps.router.plan(chat, { reasoning: thinkingParam(chat) });
+        // A key limited by `allowed_models` counts only for models it may call.
+        keepPermitted(deps, principal, route, chat.model);
+        return { input_tokens: route.inputTokensBound };
+      } catch (e) {
+        throw inDoorTerms(e, names);
+      }
     },
   );
 }
