@@ -6,7 +6,8 @@ import { type Stack, startStack } from './support/stack.ts';
 /**
  * `GET /v1/models` for Anthropic's SDK (`models.list`, `models.retrieve`), unchanged, against the real
  * services: with `anthropic-version` the answer is Anthropic's Models API shape, paged by cursor over
- * the very list OpenAI's shape gives, and its errors are Anthropic's; without it nothing changed.
+ * the list OpenAI's shape gives less its embedding models (which `/v1/messages` cannot use, and this
+ * shape cannot mark), and its errors are Anthropic's; without it nothing changed.
  */
 let stack: Stack;
 let client: Anthropic;
@@ -23,6 +24,7 @@ interface OpenAIModel {
   created: number;
   context_window: number;
   max_output_tokens: number;
+  capabilities: string[];
 }
 
 /** The list in OpenAI's shape (no `anthropic-version`), as the OpenAI SDK gets it. */
@@ -33,6 +35,10 @@ async function openaiList(key = stack.apiKey, query = ''): Promise<OpenAIModel[]
   expect(body.object).toBe('list');
   return body.data;
 }
+
+/** OpenAI's list less its embedding models: what Anthropic's shape lists. */
+const messagesList = async (key = stack.apiKey) =>
+  (await openaiList(key)).filter((m) => !m.capabilities.includes('embeddings'));
 
 /** Every model `models.list` auto-pagination yields. */
 async function collect(c: Anthropic, params: Anthropic.ModelListParams): Promise<Anthropic.ModelInfo[]> {
@@ -47,9 +53,11 @@ const get = (path: string, headers: Record<string, string> = {}) =>
   });
 
 describe('models.list', () => {
-  it("pages over exactly OpenAI's list, in order, each model in Anthropic's shape", async () => {
-    const expected = await openaiList();
+  it("pages over OpenAI's list less its embedding models, in order, each model in Anthropic's shape", async () => {
+    const expected = await messagesList();
     const ids = expected.map((m) => m.id);
+    expect((await openaiList()).map((m) => m.id)).toContain('openai/text-embedding-3-small');
+    expect(ids).not.toContain('openai/text-embedding-3-small');
     expect(ids.length).toBeGreaterThan(4);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toContain('auto');
@@ -83,7 +91,7 @@ describe('models.list', () => {
   });
 
   it('pages backward from before_id, as the SDK follows first_id', async () => {
-    const ids = (await openaiList()).map((m) => m.id);
+    const ids = (await messagesList()).map((m) => m.id);
     const last = ids.at(-1) as string;
     const back = await client.models.list({ limit: 3, before_id: last });
     expect(back.data.map((m) => m.id)).toEqual(ids.slice(-4, -1));
@@ -101,7 +109,7 @@ describe('models.list', () => {
       allowed_models: ['openai/gpt-4o-mini'],
     });
     const key = k.key as string;
-    const expected = (await openaiList(key)).map((m) => m.id);
+    const expected = (await messagesList(key)).map((m) => m.id);
     expect(expected).toContain('openai/gpt-4o-mini');
     expect(expected).not.toContain('auto');
     const limited = new Anthropic({ apiKey: key, baseURL: stack.url, maxRetries: 0 });
@@ -157,6 +165,21 @@ describe('models.retrieve', () => {
     const err = e as InstanceType<typeof Anthropic.NotFoundError>;
     expect(err.error).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
     expect(err.requestID).toMatch(/^req_/);
+  });
+
+  it('raises NotFoundError for an embedding model, which OpenAI’s shape still answers', async () => {
+    for (const id of ['openai/text-embedding-3-small', 'text-embedding-3-small']) {
+      const e = await client.models.retrieve(id).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(Anthropic.NotFoundError);
+      expect((e as InstanceType<typeof Anthropic.NotFoundError>).error).toMatchObject({
+        type: 'error',
+        error: { type: 'not_found_error' },
+      });
+    }
+    const r = await fetch(`${stack.url}/v1/models/openai/text-embedding-3-small`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
+    expect(r.status).toBe(200);
   });
 });
 

@@ -51,6 +51,32 @@ describe("models in Anthropic's shape", () => {
     expect(ids({ limit: '1000' })).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
+  it('leaves embedding models out of the list, its cursors and its retrieve (a 404)', () => {
+    const mixed = [
+      { id: 'openai/gpt-4o-mini', created: 1, ...limits, capabilities: ['tools', 'vision'] },
+      { id: 'openai/text-embedding-3-small', created: 2, ...limits, capabilities: ['embeddings'] },
+      { id: 'gemini/gemini-embedding-001', created: 3, ...limits, capabilities: ['embeddings'] },
+      { id: 'anthropic/claude-haiku-4-5', created: 4, ...limits, capabilities: ['tools'] },
+      { id: 'auto', created: 5, ...limits, capabilities: ['tools', 'vision'] },
+    ];
+    expect(anthropicPage(mixed, {}).data.map((m) => m.id)).toEqual([
+      'openai/gpt-4o-mini',
+      'anthropic/claude-haiku-4-5',
+      'auto',
+    ]);
+    expect(anthropicPage(mixed, { limit: '1', after_id: 'openai/gpt-4o-mini' })).toMatchObject({
+      first_id: 'anthropic/claude-haiku-4-5',
+      has_more: true,
+    });
+    expect(() => anthropicPage(mixed, { after_id: 'openai/text-embedding-3-small' })).toThrow(
+      expect.objectContaining({ param: 'after_id' }),
+    );
+    expect(() => anthropicModel(mixed[1] as (typeof mixed)[number])).toThrow(
+      expect.objectContaining({ code: 'model_not_found', param: 'model' }),
+    );
+    expect(anthropicModel(mixed[0] as (typeof mixed)[number]).id).toBe('openai/gpt-4o-mini');
+  });
+
   it.each([
     [{ limit: '0' }, 'limit'],
     [{ limit: '1001' }, 'limit'],

@@ -2,8 +2,9 @@ import { GatewayError } from '@faregate/contracts/errors';
 
 /**
  * `GET /v1/models` in Anthropic's Models API shape, for Anthropic's SDKs (`models.list`,
- * `models.retrieve`): the same models in the same order as OpenAI's shape, paged by cursor
- * (`limit`, `after_id`, `before_id`) as Anthropic pages them.
+ * `models.retrieve`): the models of OpenAI's shape that `/v1/messages` can use, in the same order,
+ * paged by cursor (`limit`, `after_id`, `before_id`) as Anthropic pages them. Embedding models are
+ * left out: this shape has no capabilities field to tell them apart, and the door refuses them.
  */
 
 /** What Anthropic's shape takes from a model as OpenAI's shape lists it (`created`: unix seconds). */
@@ -12,6 +13,8 @@ export interface Listed {
   created: number;
   context_window: number;
   max_output_tokens: number;
+  /** The catalog's capabilities (`embeddings` marks a model `/v1/messages` cannot use). */
+  capabilities?: readonly string[];
 }
 
 export interface AnthropicModel {
@@ -30,12 +33,22 @@ export interface AnthropicModelPage {
   last_id: string | null;
 }
 
+/** Whether Anthropic's shape has the model: what `/v1/messages` can use (no embedding model). */
+const forMessages = (m: Listed): boolean => !m.capabilities?.includes('embeddings');
+
 /**
  * One model in Anthropic's shape. The catalog names no model (it has ids, prices and limits), so
  * the display name is the id a caller uses; `created_at` is RFC 3339, as Anthropic's; the limits
- * are Anthropic's `max_input_tokens` (the context window) and `max_tokens` (the output cap).
+ * are Anthropic's `max_input_tokens` (the context window) and `max_tokens` (the output cap). An
+ * embedding model has none: a 404 (`not_found_error`), as for a model Anthropic does not list.
  */
 export function anthropicModel(m: Listed): AnthropicModel {
+  if (!forMessages(m))
+    throw new GatewayError({
+      code: 'model_not_found',
+      message: `The model '${m.id}' is an embedding model: /v1/messages cannot use it, and this list leaves it out.`,
+      param: 'model',
+    });
   return {
     type: 'model',
     id: m.id,
@@ -62,10 +75,12 @@ function one(query: Record<string, unknown>, param: string): string | undefined 
 }
 
 /**
- * A page of `listed` (in its order), as Anthropic's list answers: the `limit` models after
- * `after_id`, or right before `before_id`, or the first ones. A cursor must be an id of this list.
+ * A page of `all`'s models for `/v1/messages` (in its order), as Anthropic's list answers: the
+ * `limit` models after `after_id`, or right before `before_id`, or the first ones. A cursor must be
+ * an id of this list.
  */
-export function anthropicPage(listed: readonly Listed[], query: Record<string, unknown>): AnthropicModelPage {
+export function anthropicPage(all: readonly Listed[], query: Record<string, unknown>): AnthropicModelPage {
+  const listed = all.filter(forMessages);
   const rawLimit = one(query, 'limit');
   const afterId = one(query, 'after_id');
   const beforeId = one(query, 'before_id');
