@@ -345,6 +345,49 @@ describe('Router', () => {
     }
   });
 
+  it('a tool message that answers no call of the assistant turn right before its run is a 400 naming it, as OpenAI answers', () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const call = (id: string) => ({
+      id,
+      type: 'function' as const,
+      function: { name: 'f', arguments: '{}' },
+    });
+    const refusal = (messages: ChatRequest['messages']) => {
+      try {
+        r.plan(req('anthropic/claude-haiku-4-5', { messages }));
+      } catch (e) {
+        return e as GatewayError;
+      }
+      return undefined;
+    };
+    // No assistant turn with tool calls before it.
+    expect(
+      refusal([
+        { role: 'user', content: 'x' },
+        { role: 'tool', tool_call_id: 'c1', content: 'r' },
+      ]),
+    ).toMatchObject({ code: 'invalid_request_error', param: 'messages.1.role' });
+    // An id the turn before did not call.
+    const unknown = refusal([
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: null, tool_calls: [call('c1')] },
+      { role: 'tool', tool_call_id: 'c1', content: 'r' },
+      { role: 'tool', tool_call_id: 'c2', content: 'r' },
+    ]);
+    expect(unknown).toMatchObject({ param: 'messages.3.tool_call_id' });
+    expect(unknown?.message).toContain("'c2' not found");
+    // A result after the conversation went on: the calls it may answer are gone.
+    expect(
+      refusal([
+        { role: 'user', content: 'x' },
+        { role: 'assistant', content: null, tool_calls: [call('c1')] },
+        { role: 'tool', tool_call_id: 'c1', content: 'r' },
+        { role: 'user', content: 'y' },
+        { role: 'tool', tool_call_id: 'c1', content: 'r' },
+      ]),
+    ).toMatchObject({ param: 'messages.4.role' });
+  });
+
   it('a max_tokens above what the model writes is a 400 naming it, before any call; a fallback that cannot is left out', () => {
     const r = new Router(dir, {
       allowUnpriced: false,

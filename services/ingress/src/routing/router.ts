@@ -541,14 +541,37 @@ function notFound(name: string): GatewayError {
 
 /**
  * Every tool call of an assistant turn is answered by a tool message before the conversation goes
- * on, as OpenAI, Anthropic and Gemini all require (each refuses the request otherwise, naming it).
+ * on, and every tool message answers a call of the assistant turn right before its run of tool
+ * messages, as OpenAI, Anthropic and Gemini all require (each refuses the request otherwise,
+ * naming it; OpenAI's words).
  */
 function toolResultsCheck(req: ChatRequest): void {
   const { messages } = req;
+  // The calls the tool messages in hand may answer: the last assistant turn's, while only tool
+  // messages have followed it.
+  let calls: Set<string> | undefined;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i];
+    if (m?.role === 'tool') {
+      if (!calls)
+        throw new GatewayError({
+          code: 'invalid_request_error',
+          message:
+            "Invalid parameter: messages with role 'tool' must be a response to a preceding message with 'tool_calls'.",
+          param: `messages.${i}.role`,
+        });
+      if (!calls.has(m.tool_call_id))
+        throw new GatewayError({
+          code: 'invalid_request_error',
+          message: `Invalid parameter: 'tool_call_id' of '${m.tool_call_id.slice(0, 64)}' not found in 'tool_calls' of previous message.`,
+          param: `messages.${i}.tool_call_id`,
+        });
+      continue;
+    }
+    calls = undefined;
     if (m?.role !== 'assistant' || !m.tool_calls?.length) continue;
-    const open = new Set(m.tool_calls.map((c) => c.id));
+    calls = new Set(m.tool_calls.map((c) => c.id));
+    const open = new Set(calls);
     let j = i + 1;
     for (; j < messages.length; j++) {
       const t = messages[j];
