@@ -81,6 +81,27 @@ describe('refused before queueing: a 400 naming the parameter and the provider',
     expect(e.message).toContain(provider);
     expect(generations()).toEqual([]);
   });
+
+  it.each([
+    ['anthropic/claude-haiku-4-5', { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }],
+    ['anthropic/claude-haiku-4-5', { type: 'file', file: { file_id: 'file-abc' } }],
+    ['gemini/gemini-2.5-flash', { type: 'file', file: { file_id: 'file-abc' } }],
+  ] as const)(
+    '%s: a content part it cannot take (%j) is refused at the ingress, naming the part',
+    async (model, part) => {
+      stack.fake.clearCalls();
+      const messages = [
+        { role: 'user', content: [{ type: 'text', text: 'hi' }, part] },
+      ] as ChatCompletionMessageParam[];
+      const e = await refusal(client.chat.completions.create({ model, messages, max_tokens: 2 }));
+      expect(e.status).toBe(400);
+      expect(e.param).toBe('messages.0.content.1');
+      expect(e.message).toContain(`is not supported by ${model.split('/')[0]}`);
+      // Not queued: no provider was tried (no attempts header), and the fake got no call.
+      expect(e.headers?.get('x-faregate-attempts')).toBeNull();
+      expect(generations()).toEqual([]);
+    },
+  );
 });
 
 describe('JSON nested beyond what any request needs', () => {

@@ -88,6 +88,49 @@ describe('what each protocol cannot do, in one table', () => {
     expect(chatRefusal('gemini', 'gemini', chat({ messages: text }))).toBeUndefined();
   });
 
+  it('content parts an adapter cannot build are refused by the table, naming the part, as the adapter would refuse them', () => {
+    type Part = Exclude<ChatRequest['messages'][number]['content'], string | null | undefined>[number];
+    const user = (p: Part): Partial<ChatRequest> => ({
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, p] }],
+    });
+    const audio: Part = { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } };
+    const fileId: Part = { type: 'file', file: { file_id: 'file-abc' } };
+    const png: Part = { type: 'file', file: { file_data: 'data:image/png;base64,AAAA' } };
+    const pdf: Part = { type: 'file', file: { file_data: 'data:application/pdf;base64,AAAA' } };
+    const ftp: Part = { type: 'image_url', image_url: { url: 'ftp://x/y.png' } };
+    const web: Part = { type: 'image_url', image_url: { url: 'https://x/y.png' } };
+    expect(chatRefusal('anthropic', 'anthropic', chat(user(audio)))).toEqual({
+      param: 'messages.0.content.1',
+      message:
+        "'messages.0.content.1' is not supported by anthropic: it takes no audio input (an input_audio part).",
+    });
+    expect(chatRefusal('anthropic', 'anthropic', chat(user(fileId)))?.param).toBe('messages.0.content.1');
+    expect(chatRefusal('anthropic', 'anthropic', chat(user(png)))?.message).toMatch(/inline PDF/);
+    expect(chatRefusal('anthropic', 'anthropic', chat(user(ftp)))?.message).toMatch(/http\(s\) URL/);
+    expect(chatRefusal('gemini', 'gemini', chat(user(fileId)))).toEqual({
+      param: 'messages.0.content.1',
+      message:
+        "'messages.0.content.1' is not supported by gemini: it takes a file only inline (file_data as a base64 data: URL; a file_id is OpenAI's stored file).",
+    });
+    expect(chatRefusal('gemini', 'gemini', chat(user(ftp)))?.param).toBe('messages.0.content.1');
+    // What each adapter builds passes.
+    for (const p of [pdf, web]) expect(chatRefusal('anthropic', 'anthropic', chat(user(p)))).toBeUndefined();
+    for (const p of [audio, png, pdf, web])
+      expect(chatRefusal('gemini', 'gemini', chat(user(p)))).toBeUndefined();
+    // OpenAI's protocols take every part (their hosts answer for themselves).
+    for (const kind of ['openai', 'openai-compatible'])
+      for (const p of [audio, fileId, ftp]) expect(chatRefusal(kind, kind, chat(user(p)))).toBeUndefined();
+    // A system prompt is text only on both; the first refused part is named, in the order sent.
+    const system = chat({
+      messages: [
+        { role: 'system', content: [{ type: 'text', text: 's' }, web] },
+        { role: 'user', content: [audio] },
+      ],
+    });
+    expect(chatRefusal('anthropic', 'anthropic', system)?.param).toBe('messages.0.content.1');
+    expect(chatRefusal('gemini', 'gemini', system)?.message).toMatch(/only text in a system message/);
+  });
+
   it('an unknown or prototype-named kind has no rules (the adapters still refuse what they cannot build)', () => {
     expect(chatRefusal('__proto__', 'x', chat({ seed: 1 }))).toBeUndefined();
     expect(hasEmbeddings('__proto__')).toBe(false);

@@ -1,4 +1,9 @@
-import { type ChatRequest, requestedMaxTokens } from '@faregate/contracts/chat';
+import {
+  type ChatMessage,
+  type ChatRequest,
+  type ContentPart,
+  requestedMaxTokens,
+} from '@faregate/contracts/chat';
 import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
 
 /**
@@ -29,9 +34,18 @@ interface ChatRule {
   param: keyof ChatRequest;
   /** True when the request uses the parameter in a way this protocol cannot honour. */
   refused: (r: ChatRequest) => boolean;
-  /** Where in the parameter, when the refusal can say (`messages.3.content.1`). */
-  at?: (r: ChatRequest) => string | undefined;
   why: string;
+}
+
+/**
+ * Why a protocol cannot take one content part of a message of `role` (its adapter could not build
+ * it), or undefined: the refusal names the part (`messages.3.content.1`).
+ */
+type PartCheck = (p: ContentPart, role: ChatMessage['role']) => string | undefined;
+
+/** A rule over the content parts: the first part `check` refuses, in the order sent. */
+interface PartRule {
+  parts: PartCheck;
 }
 
 /** Answers with one choice only: `n > 1` and log probabilities have no counterpart there. */
@@ -81,12 +95,56 @@ const emptyTurn = (m: ChatRequest['messages'][number]): boolean =>
     ? m.content.trim() === ''
     : Array.isArray(m.content) && m.content.every((p) => p.type === 'text' && p.text.trim() === ''));
 
-/** The first part of a tool message other than text (`messages.3.content.1`), or undefined. */
-function toolMediaAt(r: ChatRequest): string | undefined {
+const textual = (p: ContentPart) => p.type === 'text' || p.type === 'refusal';
+
+/** A base64 `data:` URL (of `mediaType` when given), as the adapters take inline content. */
+const inline = (url: string | undefined, mediaType = '[^,;]*') =>
+  url !== undefined && new RegExp(`^data:${mediaType};base64,`).test(url);
+
+const IMAGE_BY_URL = 'takes an image by an http(s) URL or a base64 data: URL only';
+
+/**
+ * What Anthropic's adapter builds from a part: an image by URL or inline, an inline PDF as a
+ * document; no audio. A system prompt is text only.
+ */
+const anthropicPart: PartCheck = (p, role) => {
+  if (role === 'system' || role === 'developer')
+    return textual(p)
+      ? undefined
+      : `takes only text in a ${role} message (send a ${p.type} part in a user message)`;
+  if (p.type === 'input_audio') return 'takes no audio input (an input_audio part)';
+  if (p.type === 'file' && !inline(p.file.file_data, 'application/pdf'))
+    return "takes a file only as an inline PDF (file_data as a base64 data: URL of application/pdf; a file_id is OpenAI's stored file)";
+  if (p.type === 'image_url' && !/^https?:\/\//.test(p.image_url.url) && !inline(p.image_url.url))
+    return IMAGE_BY_URL;
+  return undefined;
+};
+
+/**
+ * What Gemini's adapter builds from a part: images by URL or inline, audio, inline files. A
+ * system prompt is text only, and so is a tool result: a function response is a JSON object
+ * (providers.md §3.2).
+ */
+const geminiPart: PartCheck = (p, role) => {
+  if (textual(p)) return undefined;
+  if (role === 'tool') return 'takes only text in a tool result (send an image or a file in a user message)';
+  if (role === 'system' || role === 'developer')
+    return `takes only text in a ${role} message (send a ${p.type} part in a user message)`;
+  if (p.type === 'file' && !inline(p.file.file_data))
+    return "takes a file only inline (file_data as a base64 data: URL; a file_id is OpenAI's stored file)";
+  if (p.type === 'image_url' && !/^https?:\/\//.test(p.image_url.url) && !inline(p.image_url.url))
+    return IMAGE_BY_URL;
+  return undefined;
+};
+
+/** The first part `check` refuses (`messages.3.content.1`) and why, or undefined. */
+function refusedPart(r: ChatRequest, check: PartCheck): { at: string; why: string } | undefined {
   for (const [i, m] of r.messages.entries()) {
-    if (m.role !== 'tool' || typeof m.content === 'string') continue;
-    const j = m.content.findIndex((p) => p.type !== 'text' && p.type !== 'refusal');
-    if (j >= 0) return `messages.${i}.content.${j}`;
+    if (!Array.isArray(m.content)) continue;
+    for (const [j, p] of m.content.entries()) {
+      const why = check(p, m.role);
+      if (why !== undefined) return { at: `messages.${i}.content.${j}`, why };
+    }
   }
   return undefined;
 }
@@ -96,7 +154,7 @@ const thinks = (r: ChatRequest) => r.reasoning_effort != null && r.reasoning_eff
 
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
-const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
+const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule)[]> = {
   openai: [
     NO_TOP_K,
     TOP_LOGPROBS_ALONE,
@@ -156,6 +214,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
       refused: (r) => r.messages.some(emptyTurn),
       why: 'takes no empty turn (a user or assistant message needs text other than whitespace, other parts, or tool calls)',
     },
+    { parts: anthropicPart },
   ],
   gemini: [
     // candidateCount and responseLogprobs exist, but are not translated yet (README).
@@ -163,13 +222,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly ChatRule[]> = {
     NO_VERBOSITY,
     { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
     { param: 'stop', refused: (r) => stops(r) > 5, why: 'takes at most 5 stop sequences' },
-    // A function response is a JSON object (providers.md §3.2): an image or a file has no place in it.
-    {
-      param: 'messages',
-      refused: (r) => toolMediaAt(r) !== undefined,
-      at: toolMediaAt,
-      why: 'takes only text in a tool result (send an image or a file in a user message)',
-    },
+    { parts: geminiPart },
     {
       param: 'user',
       refused: (r) => r.user !== undefined,
@@ -234,10 +287,13 @@ export function unsupportedRefusal(
 export function chatRefusal(kind: string, provider: string, req: ChatRequest): Refusal | undefined {
   const rules = Object.hasOwn(CHAT_RULES, kind) ? CHAT_RULES[kind as ProtocolKind] : [];
   for (const rule of rules) {
-    if (rule.refused(req)) {
-      const param = rule.at?.(req) ?? rule.param;
-      return { param, message: `'${param}' is not supported by ${provider}: it ${rule.why}.` };
-    }
+    const hit =
+      'parts' in rule
+        ? refusedPart(req, rule.parts)
+        : rule.refused(req)
+          ? { at: rule.param, why: rule.why }
+          : undefined;
+    if (hit) return { param: hit.at, message: `'${hit.at}' is not supported by ${provider}: it ${hit.why}.` };
   }
   return undefined;
 }

@@ -269,6 +269,50 @@ describe('Router', () => {
     );
   });
 
+  it('a content part a target cannot take is a 400 naming the part, before queueing; a fallback that cannot is left out', () => {
+    const r = new Router(dir, {
+      allowUnpriced: false,
+      fallbacks: {
+        'anthropic/claude-haiku-4-5': ['openai/gpt-4o-mini'],
+        'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'],
+      },
+    });
+    const audio = (model: string) =>
+      req(model, {
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'hi' },
+              { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } },
+            ],
+          },
+        ],
+      });
+    // gpt-4o-mini takes the audio, its Claude fallback cannot: the route is gpt-4o-mini alone.
+    expect(r.plan(audio('openai/gpt-4o-mini')).plan.map((c) => c.provider)).toEqual(['openai']);
+    // Claude asked for: a 400 naming the part, never gpt-4o-mini answering in its place.
+    expect(() => r.plan(audio('anthropic/claude-haiku-4-5'))).toThrowError(
+      expect.objectContaining({
+        code: 'invalid_request_error',
+        param: 'messages.0.content.1',
+        message: expect.stringContaining('anthropic: it takes no audio input'),
+      }),
+    );
+    const file = req('claude-haiku-4-5', {
+      messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'file-abc' } }] }],
+    });
+    expect(() => r.plan(file)).toThrowError(expect.objectContaining({ param: 'messages.0.content.0' }));
+    // An image to a model the catalog lists without vision names the image part too.
+    const image = req('llama/llama3.2', {
+      messages: [
+        { role: 'user', content: 'look' },
+        { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } }] },
+      ],
+    });
+    expect(() => r.plan(image)).toThrowError(expect.objectContaining({ param: 'messages.1.content.0' }));
+  });
+
   it('embeddings dimensions past the catalog vector size, or on a model that does not shorten, are a 400', () => {
     const r = new Router(dir, { allowUnpriced: true });
     const param = (model: string, dimensions: number) => {

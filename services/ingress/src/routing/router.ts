@@ -189,12 +189,12 @@ export class Router {
         param: 'model',
       });
     }
-    const images = requiredCapabilities(req).includes('vision');
+    const image = firstImage(req);
     entries = honouring(
       entries,
       targets,
       (e) =>
-        (images ? visionRefusal(e) : undefined) ??
+        (image ? visionRefusal(e, image) : undefined) ??
         chatRefusal(e.kind, e.provider, req) ??
         (e.catalogued ? modelRefusal(e.kind, e, req) : undefined) ??
         inLegacyTerms(req.legacy_functions === true, unsupportedRefusal(e.unsupported, e.provider, req)) ??
@@ -496,11 +496,23 @@ function outputRefusal(e: ModelEntry, req: ChatRequest): Refusal | undefined {
   };
 }
 
-/** Images to a model the catalog lists without vision: it would answer without seeing them. */
-function visionRefusal(e: ModelEntry): Refusal | undefined {
+/** Where the request's first image is (`messages.3.content.1`), or undefined. */
+function firstImage(req: ChatRequest): string | undefined {
+  for (const [i, m] of req.messages.entries()) {
+    const j = Array.isArray(m.content) ? m.content.findIndex((p) => p.type === 'image_url') : -1;
+    if (j >= 0) return `messages.${i}.content.${j}`;
+  }
+  return undefined;
+}
+
+/**
+ * Images to a model the catalog lists without vision (it would answer without seeing them),
+ * naming the first image part.
+ */
+function visionRefusal(e: ModelEntry, at: string): Refusal | undefined {
   if (!e.catalogued || e.capabilities.includes('vision')) return undefined;
   return {
-    param: 'messages',
+    param: at,
     message: `${e.provider}/${e.id} cannot see images (the catalog lists it without vision): send text only, or choose a vision model.`,
   };
 }
