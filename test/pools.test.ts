@@ -34,11 +34,35 @@ async function expectOneAnswerAfterReset(s: Stack, id: string, frames: JobFrame[
   const last = frames.at(-1)!;
   expect(last.type).toBe('done');
   expect(text).toBe(last.result?.choices[0]?.message.content);
+  await expectDeadCallBilled(s, id, { streamed: true });
+}
+
+/**
+ * The call of the attempt the kill cut short is billed (estimated: its prompt, and what it streamed),
+ * once, as attempt 1's failed event; the re-run's call as the request's final event.
+ */
+async function expectDeadCallBilled(s: Stack, id: string, o: { streamed: boolean }) {
   const rows = await until(async () => {
-    const q = await s.sql.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
-    return q.rows.length ? q.rows : undefined;
+    const q = await s.sql.query<{
+      outcome: string;
+      final: boolean;
+      attempt: number;
+      input_tokens: number;
+      output_tokens: number;
+    }>(
+      'SELECT outcome, final, attempt, input_tokens, output_tokens FROM usage_events WHERE request_id = $1 ORDER BY attempt',
+      [id],
+    );
+    return q.rows.length >= 2 && q.rows.some((r) => r.final) ? q.rows : undefined;
   });
-  expect(rows).toEqual([{ outcome: 'success', final: true }]);
+  expect(rows.map((r) => [r.attempt, r.outcome, r.final])).toEqual([
+    [1, 'failed', false],
+    [2, 'success', true],
+  ]);
+  const dead = rows[0]!;
+  expect(dead.input_tokens).toBeGreaterThan(0);
+  if (o.streamed) expect(dead.output_tokens).toBeGreaterThan(0);
+  else expect(dead.output_tokens).toBe(0);
 }
 
 const chatCalls = (s: Stack, provider: string) =>
@@ -285,7 +309,7 @@ describe('fast lane', () => {
 });
 
 describe('durability', () => {
-  it('kill -9 of a worker mid-stream: the job is re-run, the subscriber resets, one complete answer, one settlement', async () => {
+  it('kill -9 of a worker mid-stream: the job is re-run, the subscriber resets, one complete answer; the dead call and the re-run each billed once', async () => {
     const s = await startStack({
       providers: ['openai'],
       env: { WORKER_LOCK_MS: '2000', WORKER_STALLED_INTERVAL_MS: '500' },
@@ -326,7 +350,7 @@ describe('durability', () => {
     expect(chatCalls(s, 'openai')).toHaveLength(2);
   }, 90_000);
 
-  it('kill -9 of a worker mid-stream of a fast-lane run: its lease lapses, the job is re-run from BullMQ, nothing lost or billed twice', async () => {
+  it('kill -9 of a worker mid-stream of a fast-lane run: its lease lapses, the job is re-run from BullMQ, nothing lost, each call billed once', async () => {
     const s = stacks.at(-1)!;
     const redis = new Redis(s.redisUrl);
     try {
@@ -390,6 +414,38 @@ describe('durability', () => {
       redis.disconnect();
     }
     s.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+  }, 90_000);
+
+  it('kill -9 of a worker during a whole (non-streamed) answer on the lane: the re-run answers, and the dead call is billed its prompt', async () => {
+    const s = stacks.at(-1)!;
+    const redis = new Redis(s.redisUrl);
+    try {
+      await until(async () =>
+        (await redis.get(makeKeys(s.prefix).fast('openai', 'alive'))) === '1' ? true : undefined,
+      );
+      const client = clientOf(s);
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('warm up') });
+      // The provider takes its time to answer: the kill lands while the call is open.
+      s.fake.configure({ provider: 'openai', firstByteMs: 1_500, chunkMs: 0, tokens: 12 });
+      const calls = chatCalls(s, 'openai').length;
+      const worker = s.services
+        .filter((x) => x.name === 'worker:openai' && x.proc.exitCode === null && x.proc.signalCode === null)
+        .at(-1)!;
+      const answer = client.chat.completions
+        .create({ model: 'gpt-4o-mini', messages: ask('a whole answer') })
+        .withResponse();
+      await until(async () => (chatCalls(s, 'openai').length > calls ? true : undefined));
+      worker.proc.kill('SIGKILL');
+      s.fake.configure({ provider: 'openai', firstByteMs: 0 });
+      void s.start('worker:openai');
+      const { data, response } = await answer;
+      expect(data.choices[0]?.message.content).toBeTruthy();
+      expect(chatCalls(s, 'openai').length - calls).toBe(2);
+      await expectDeadCallBilled(s, response.headers.get('x-request-id')!, { streamed: false });
+    } finally {
+      redis.disconnect();
+      s.fake.configure({ provider: 'openai', firstByteMs: 0, chunkMs: 0, tokens: 12 });
+    }
   }, 90_000);
 
   it('SIGTERM drains: the in-flight job finishes and the worker exits 0', async () => {

@@ -99,6 +99,15 @@ const JobFields = z.object({
    * BullMQ attempt is a restart.
    */
   attemptBase: z.number().int().nonnegative().optional(),
+  /**
+   * The fast-lane run (`<hop>:<attempt>`) whose worker stopped renewing its lease after taking the
+   * job, i.e. after it called the provider: the BullMQ re-run bills that call (attempt.ts), which
+   * left no trace in the job's log when its answer was a whole one (no frames, no owner).
+   */
+  lostRun: z
+    .string()
+    .regex(/^\d+:\d+$/)
+    .optional(),
   /** Errors of earlier hops, so the final error can name every attempt. */
   attempts: z
     .array(z.object({ provider: z.string(), model: z.string(), code: z.string(), message: z.string() }))

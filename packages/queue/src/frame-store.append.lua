@@ -7,7 +7,10 @@
 -- ARGV[8] claim ('1' claim, 'r' record only, or ''), ARGV[9] account, ARGV[10] model, ARGV[11] created,
 -- ARGV[12] a call to count against the request's hold ('' = none; pushed with the usage event),
 -- ARGV[13] how long the hold-call list is kept (ms),
--- ARGV[14..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
+-- ARGV[14] '1': this write ends the owner's attempt (also implied by a state or a usage event),
+-- ARGV[15..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
+-- An owner's attempt that ended is recorded (`ended`): a later claim tells an attempt that died
+-- (its call unbilled) from one that ended (frame-store.claim.lua).
 -- `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
 -- `claim`: an attempt that did not claim the job before calling the provider claims it with this write;
 -- 'r' writes the job record without an owner (the ingress recording an async job with its first frame).
@@ -44,7 +47,7 @@ end
 local LIVE_MAX = 1048576
 local seq = 0
 if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
-for i = 14, #ARGV do
+for i = 15, #ARGV do
   seq = seq + 1
   local head = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ','
   local f = head .. string.sub(ARGV[i], 2)
@@ -55,8 +58,16 @@ for i = 14, #ARGV do
   if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], live) end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local ends = ARGV[1] ~= '' and (ARGV[14] == '1' or ARGV[6] ~= '')
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[2], 'state', ARGV[5])
+  if ends then
+    redis.call('HSET', KEYS[2], 'state', ARGV[5], 'ended', ARGV[1])
+  else
+    redis.call('HSET', KEYS[2], 'state', ARGV[5])
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+elseif ends then
+  redis.call('HSET', KEYS[2], 'ended', ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 if ARGV[6] ~= '' then redis.call('XADD', KEYS[4], '*', 'e', ARGV[6]) end

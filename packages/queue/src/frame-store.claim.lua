@@ -1,7 +1,8 @@
 -- Starts an attempt of a job: it becomes the owner unless the job already ended (see FrameStore.claim).
 -- KEYS[1] frames stream, KEYS[2] meta hash (one job: both tagged {<job id>}).
 -- ARGV: owner, state, ttlMs, account, model, created, contentFinal ('1': content in the log ends the job).
--- Returns { lastSeq, terminal, previous owner | false }; terminal: 0 no, 1 ended, 2 cancelled before it
+-- Returns { lastSeq, terminal, previous owner | false, the owner whose attempt ended last | false };
+-- terminal: 0 no, 1 ended, 2 cancelled before it
 -- started, 3 an earlier attempt's content is in the log of a job whose content is final (an SSE
 -- caller has it and cannot take it back): for 2 and 3 the caller owns the ending.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -33,10 +34,11 @@ if terminal == 0 and ARGV[7] == '1' and seq > 0 then
   end
 end
 local previous = redis.call('HGET', KEYS[2], 'owner')
+local ended = redis.call('HGET', KEYS[2], 'ended')
 if terminal == 0 or terminal == 3 then
   -- The job record (owner account, model, created) may not exist yet: requests answered over HTTP
   -- are recorded here rather than by the ingress, which saves the request path a write.
   redis.call('HSET', KEYS[2], 'owner', ARGV[1], 'state', ARGV[2], 'account', ARGV[4], 'model', ARGV[5], 'created', ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-return { seq, terminal, previous }
+return { seq, terminal, previous, ended }

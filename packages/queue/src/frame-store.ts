@@ -24,7 +24,7 @@ const claimScript = luaScript<{
     created: string,
     contentFinal: '1' | '',
   ];
-  result: [lastSeq: number, terminal: 0 | 1 | 2 | 3, previousOwner: string | null];
+  result: [lastSeq: number, terminal: 0 | 1 | 2 | 3, previousOwner: string | null, ended: string | null];
 }>(new URL('./frame-store.claim.lua', import.meta.url), { numberOfKeys: 2 });
 
 /**
@@ -51,6 +51,7 @@ const appendScript = luaScript<{
     created: string,
     callLine: string,
     callKeepMs: number,
+    ends: '1' | '',
     ...frames: string[],
   ];
   result: number;
@@ -78,6 +79,11 @@ export interface AppendOptions {
   claim?: ClaimRecord;
   /** Write the job record (no owner) with these frames: an async job recorded with its first frame. */
   record?: ClaimRecord;
+  /**
+   * This write ends the owner's attempt (one with a state or a usage event does anyway): a later
+   * claim then knows it did not die mid-call (`claim`'s `unended`).
+   */
+  ends?: boolean;
 }
 
 /** The job record a claim writes (requests answered over HTTP are recorded by their first attempt). */
@@ -112,6 +118,9 @@ export class FrameStore {
    * cancelled it before it started. `streamedBy`: the job's content is final (`contentFinal`) and an
    * earlier attempt, owned by this, already streamed some (a worker that died mid-stream): the
    * caller has that content, so this attempt must end the job instead of calling again.
+   * `unended`: the attempt that owned the job before this one never ended (its worker died, or
+   * stalled and is fenced now): its provider call was made and never billed (attempt.ts bills it).
+   * `previous`: the owner before this one, if any.
    */
   async claim(
     jobId: string,
@@ -119,8 +128,15 @@ export class FrameStore {
     ttlMs: number,
     record: ClaimRecord,
     contentFinal = false,
-  ): Promise<{ lastSeq: number; terminal: boolean; cancelled: boolean; streamedBy?: string }> {
-    const [lastSeq, terminal, previous] = await claimScript(
+  ): Promise<{
+    lastSeq: number;
+    terminal: boolean;
+    cancelled: boolean;
+    streamedBy?: string;
+    unended?: string;
+    previous?: string;
+  }> {
+    const [lastSeq, terminal, previous, ended] = await claimScript(
       this.redis,
       [this.keys.frames(jobId), this.keys.meta(jobId)],
       [
@@ -139,6 +155,10 @@ export class FrameStore {
       terminal: terminal === 1,
       cancelled: terminal === 2,
       ...(terminal === 3 ? { streamedBy: previous ?? '' } : {}),
+      ...(terminal === 0 && previous && previous !== ended && previous !== owner
+        ? { unended: previous }
+        : {}),
+      ...(previous ? { previous } : {}),
     };
   }
 
@@ -167,6 +187,7 @@ export class FrameStore {
         String(record?.created ?? ''),
         opts.call?.line ?? '',
         opts.call?.keepMs ?? 0,
+        opts.ends ? '1' : '',
         ...frames.map(frameBody),
       ],
     );

@@ -195,6 +195,13 @@ async function attemptOnce(
     else if (c.streamedBy !== undefined) {
       cutOffBy = c.streamedBy;
       abort.abort(cutOffError());
+    } else {
+      // An attempt before this one died mid-call (its worker was killed): the provider read its
+      // prompt and maybe answered; it is billed here, estimated, before this attempt calls again.
+      const dead =
+        c.unended ?? (c.previous === undefined && data.lostRun ? `lane:${data.lostRun}` : undefined);
+      if (dead !== undefined && !dead.endsWith(`:${data.hop}:${attempt}`))
+        await billCutOffCall(deps, data, dead, ttlMs);
     }
   }
 
@@ -607,6 +614,8 @@ async function attemptOnce(
     });
     const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>
       deps.store.append(data.id, frames, { owner, claim, ttlMs, replyTo: data.replyTo, ...opts });
+    /** The attempt owns the job: it claimed it, or (speculative) its first write did. */
+    const owns = () => !speculative || writer.writes > 0;
     return await finish(decision);
 
     async function finish(d: Decision): Promise<AttemptOutcome> {
@@ -633,13 +642,15 @@ async function attemptOnce(
           deps.metrics.requests.inc({ outcome: 'cancelled' });
           return { status: 'cancelled' };
         case 'wait':
-          if (counted) await write([], spentUsage);
+          // Every end of an attempt that owns the job is recorded (`ends`), so that the next claim
+          // does not take it for one that died mid-call (frame-store.claim.lua).
+          if (counted || owns()) await write([], { ...spentUsage, ends: true });
           return { status: 'wait', waitMs: d.waitMs };
         case 'retry': {
           const frames: FrameBody[] = data.deltas
             ? [{ type: 'status', state: 'retrying', provider: candidate?.provider, reason: err.code }]
             : [];
-          if (frames.length || counted) await write(frames, spentUsage);
+          if (frames.length || counted || owns()) await write(frames, { ...spentUsage, ends: true });
           deps.metrics.retries.inc({ code: err.code });
           return { status: 'retry', error: err };
         }
@@ -656,7 +667,7 @@ async function attemptOnce(
                 },
               ]
             : [];
-          if (frames.length || counted) await write(frames, spentUsage);
+          if (frames.length || counted || owns()) await write(frames, { ...spentUsage, ends: true });
           await queueHop(deps.queues, data, d.hop, d.attempts);
           deps.metrics.fallbacks.inc({ to: next?.provider ?? 'unknown' });
           return { status: 'fell_back', to: next?.provider ?? 'unknown' };

@@ -22,10 +22,12 @@ export function cutOffError(): GatewayError {
 }
 
 /**
- * Bills the call of the attempt that died (`owner`: `<worker>:<hop>:<attempt>`), which never wrote
- * its usage event: estimated from the prompt and the content it streamed, under that attempt's own
- * event id. Should the attempt still be alive somewhere (a stalled worker, fenced since) and report
- * its call, billing keeps whichever event came first: the call is billed once.
+ * Bills the call of the attempt that died (`owner`: `<worker>:<hop>:<attempt>`, or `lane:<hop>:<attempt>`
+ * for a fast-lane run that left no frame), which never wrote its usage event: estimated from the
+ * prompt (the call was made: the provider read it) and the content that attempt streamed (the
+ * deltas after its own `running` frame), under that attempt's own event id. Should the attempt
+ * still be alive somewhere (a stalled worker, fenced since) and report its call, billing keeps
+ * whichever event came first: the call is billed once.
  */
 export async function billCutOffCall(
   deps: WorkerDeps,
@@ -39,6 +41,7 @@ export async function billCutOffCall(
   const candidate = data.plan[hop];
   if (!Number.isInteger(hop) || !Number.isInteger(attempt) || !candidate || data.op === 'embeddings') return;
   const streamed: Streamed = { text: '', reasoning: '' };
+  let mine = false;
   for (let after = 0; ; ) {
     const page = await deps.store.read(data.id, after, 500);
     for (const raw of page) {
@@ -47,8 +50,13 @@ export async function billCutOffCall(
       const f = parseFrame(raw);
       if (!f) continue;
       after = f.seq;
-      if (f.type === 'reset') Object.assign(streamed, { text: '', reasoning: '' });
-      if (f.type !== 'delta') continue;
+      // The dead attempt's content follows its own `running` frame (written with its first token).
+      if (f.type === 'reset') mine = false;
+      if (f.type === 'status' && f.state === 'running') {
+        mine = f.attempt === attempt;
+        if (mine) Object.assign(streamed, { text: '', reasoning: '' });
+      }
+      if (f.type !== 'delta' || !mine) continue;
       streamed.text += `${f.text ?? ''}${f.refusal ?? ''}`;
       for (const c of f.tool_calls ?? [])
         streamed.text += (c.function?.name ?? '') + (c.function?.arguments ?? '');
@@ -56,7 +64,7 @@ export async function billCutOffCall(
     }
     if (page.length < 500) break;
   }
-  const { usage } = partialUsage(data.request, zeroUsage(), streamed);
+  const { usage } = partialUsage(data.request, zeroUsage(), streamed, true);
   const call = { job: data, hop, attempt, provider: candidate.provider, model: candidate.model };
   // Not final: the re-run's own final event releases the hold.
   const event = callUsageEvent(call, usage, 'failed', { final: false, estimated: true, at: Date.now() });

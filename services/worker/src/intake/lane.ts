@@ -112,7 +112,11 @@ export class LaneIntake {
       const swept = await this.#lane.sweep();
       for (const s of swept) {
         // A restart: the run (if any) is fenced by the BullMQ attempt's claim, subscribers reset.
-        await this.#queue(s.data, Math.max(1, s.data.attemptBase ?? 0));
+        // A run whose worker died had called the provider (its take goes out with the call): the
+        // re-run bills that call.
+        const base = s.data.attemptBase ?? 0;
+        const lostRun = s.kind === 'run' ? { lostRun: `${s.data.hop}:${base + 1}` } : {};
+        await this.#queue({ ...s.data, ...lostRun }, Math.max(1, base));
         await this.#lane.finish(s.id);
         // `due`: every slot was busy for the whole grace (load); the others follow a crash.
         this.#deps.metrics.fastLane.inc({ event: `queued_${s.kind}` });
