@@ -518,3 +518,53 @@ describe('refusals', () => {
     }
   });
 });
+
+describe("refusals in the Responses API's terms", () => {
+  it('a function_call with no function_call_output after it, and content parts a target cannot take, are named as input items; nothing is called', async () => {
+    stack.fake.clearCalls();
+    const refusal = (body: OpenAI.Responses.ResponseCreateParamsNonStreaming) =>
+      client.responses.create(body).then(
+        () => undefined,
+        (e: unknown) => e as InstanceType<typeof OpenAI.APIError>,
+      );
+    const unanswered = await refusal({
+      model: 'gpt-4o-mini',
+      input: [
+        { role: 'user', content: 'x' },
+        { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' },
+        { role: 'user', content: 'y' },
+      ],
+    });
+    expect(unanswered?.status).toBe(400);
+    expect(unanswered?.param).toBe('input.1');
+    expect(unanswered?.message).toContain(
+      "No tool output found for function call c1: a 'function_call' item",
+    );
+    expect(unanswered?.message).not.toContain('tool_calls');
+    const orphan = await refusal({
+      model: 'gpt-4o-mini',
+      input: [
+        { role: 'user', content: 'x' },
+        { type: 'function_call_output', call_id: 'c9', output: 'ok' },
+      ],
+    });
+    expect(orphan?.param).toBe('input.1');
+    expect(orphan?.message).toContain("'function_call_output' item with call_id 'c9'");
+    const image = await refusal({
+      model: 'anthropic/claude-haiku-4-5',
+      input: [
+        {
+          role: 'user',
+          content: [
+            { type: 'input_text', text: 'see' },
+            { type: 'input_image', image_url: 'ftp://x/y.png', detail: 'auto' },
+          ],
+        },
+      ],
+    });
+    expect(image?.status).toBe(400);
+    expect(image?.param).toBe('input.0.content.1');
+    expect(image?.message).toContain("'input.0.content.1' is not supported by anthropic");
+    expect(stack.fake.calls().filter((c) => !c.path.endsWith('/models'))).toEqual([]);
+  });
+});

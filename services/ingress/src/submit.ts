@@ -364,8 +364,8 @@ async function enqueue(
         : operation.op === 'embeddings'
           ? 'Your balance does not cover the maximum cost of this request. Add credit or send fewer or shorter inputs.'
           : maxOutputTokens === undefined
-            ? "Your balance does not cover the maximum cost of this request: without max_tokens it is the model's whole output limit. Add credit or set max_tokens."
-            : 'Your balance does not cover the maximum cost of this request. Add credit or lower max_tokens.',
+            ? "Your balance does not cover the maximum cost of this request: without 'max_tokens' it is the model's whole output limit. Add credit or set 'max_tokens'."
+            : `Your balance does not cover the maximum cost of this request. Add credit or lower '${'max_completion_tokens' in request && request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens'}'.`,
     );
   }
   const reservation = hold.value.reservation;

@@ -32,7 +32,14 @@ import {
   type Turn,
   turnsOf,
 } from './messages-rules.ts';
-import { type Door, type FrameWriter, invalidParam, parseToolInput, runningCall } from './shared.ts';
+import {
+  type Door,
+  type DoorNames,
+  type FrameWriter,
+  invalidParam,
+  parseToolInput,
+  runningCall,
+} from './shared.ts';
 
 /**
  * The Anthropic Messages door: pure translations between Anthropic's wire format and the gateway's
@@ -142,7 +149,7 @@ function checkToolUse(b: Extract<AnthropicBlock, { type: 'tool_use' }>, param: s
  * Where the one request's content parts came from (`messages.3.content.1` → the caller's
  * `messages.2.content.0.content.1`), so a refusal of the pipeline names the caller's path.
  */
-export type DoorNames = Record<string, string>;
+export type { DoorNames };
 
 /** The chat message about to be pushed: its parts' origins, recorded in `names`. */
 function placeParts(out: ChatMessage[], origins: readonly string[], names: DoorNames | undefined): void {

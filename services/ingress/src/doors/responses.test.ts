@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 import { ResponsesRequest } from '@faregate/contracts/responses';
-import { toChatRequest } from './responses.ts';
+import { GatewayError } from '@faregate/contracts/errors';
+import { RESPONSES_PARAMS, toChatRequest } from './responses.ts';
+import { type DoorNames, inDoorTerms } from './shared.ts';
 import { toResponse } from './responses-output.ts';
 import { ResponsesStreamWriter } from './responses-stream.ts';
 
@@ -296,5 +298,108 @@ describe('frames → Responses events', () => {
       message: 'boom',
       sequence_number: 0,
     });
+  });
+});
+
+describe("the pipeline's refusals in the Responses API's terms", () => {
+  /** The chat request and the names the door records for it. */
+  const named = (body: unknown) => {
+    const names: DoorNames = { ...RESPONSES_PARAMS };
+    const chat = toChatRequest(parse(body), names);
+    return { chat, names };
+  };
+  const refused = (param: string | null, message: string) =>
+    new GatewayError({ code: 'invalid_request_error', message, param });
+  const call = (call_id: string) => ({ type: 'function_call', call_id, name: 'f', arguments: '{}' });
+
+  it('an unanswered function_call is named as its input item, in the words of the Responses API', () => {
+    const { chat, names } = named({
+      model: 'm',
+      instructions: 'Be brief.',
+      input: [
+        { role: 'user', content: 'x' },
+        call('c0'),
+        call('c1'),
+        { type: 'function_call_output', call_id: 'c0', output: 'ok' },
+        { role: 'user', content: 'y' },
+      ],
+    });
+    // The router's refusal of chat's assistant turn (messages.2: after the system prompt and the user).
+    expect(chat.messages[2]).toMatchObject({ role: 'assistant', tool_calls: [{ id: 'c0' }, { id: 'c1' }] });
+    const e = inDoorTerms(
+      refused(
+        'messages.2.tool_calls',
+        "An assistant message with 'tool_calls' must be followed by tool messages …: c1",
+      ),
+      names,
+    ) as GatewayError;
+    expect(e.param).toBe('input.2');
+    expect(e.message).toBe(
+      "No tool output found for function call c1: a 'function_call' item must be followed by a 'function_call_output' item with its call_id.",
+    );
+    expect(e.message).not.toContain('tool_calls');
+  });
+
+  it('a function_call_output answering no function_call is named as its item, role or call_id alike', () => {
+    const { names } = named({
+      model: 'm',
+      input: [
+        { role: 'user', content: 'x' },
+        { type: 'function_call_output', call_id: 'c9', output: 'ok' },
+      ],
+    });
+    for (const param of ['messages.1.role', 'messages.1.tool_call_id']) {
+      const e = inDoorTerms(
+        refused(param, "messages with role 'tool' must be a response …"),
+        names,
+      ) as GatewayError;
+      expect(e.param).toBe('input.1');
+      expect(e.message).toContain("'function_call_output' item with call_id 'c9'");
+      expect(e.message).toContain("'function_call' item");
+    }
+  });
+
+  it("a content part refused by a target is named at the caller's path (input.N.content.M, input.N.output.M)", () => {
+    const image = { type: 'input_image', image_url: 'https://x/y.png' };
+    const { names } = named({
+      model: 'm',
+      instructions: 'sys',
+      input: [
+        { role: 'user', content: [{ type: 'input_text', text: 'see' }, image] },
+        call('c1'),
+        { type: 'function_call_output', call_id: 'c1', output: [{ type: 'input_text', text: 'a' }, image] },
+      ],
+    });
+    const e = inDoorTerms(
+      refused('messages.1.content.1', "'messages.1.content.1' is not supported by x: it cannot."),
+      names,
+    ) as GatewayError;
+    expect(e).toMatchObject({
+      param: 'input.0.content.1',
+      message: "'input.0.content.1' is not supported by x: it cannot.",
+    });
+    expect((inDoorTerms(refused('messages.3.content.1', ''), names) as GatewayError).param).toBe(
+      'input.2.output.1',
+    );
+  });
+
+  it("the 402's advice names max_output_tokens, not chat's max_tokens", () => {
+    const quota = new GatewayError({
+      code: 'insufficient_quota',
+      message:
+        "Your balance does not cover the maximum cost of this request: without 'max_tokens' it is the model's whole output limit. Add credit or set 'max_tokens'.",
+    });
+    const e = inDoorTerms(quota, RESPONSES_PARAMS) as GatewayError;
+    expect(e.status).toBe(402);
+    expect(e.param).toBeNull();
+    expect(e.message).toContain("set 'max_output_tokens'");
+    expect(e.message).not.toContain('max_tokens');
+    const lower = new GatewayError({
+      code: 'insufficient_quota',
+      message: "Add credit or lower 'max_completion_tokens'.",
+    });
+    expect((inDoorTerms(lower, RESPONSES_PARAMS) as GatewayError).message).toBe(
+      "Add credit or lower 'max_output_tokens'.",
+    );
   });
 });

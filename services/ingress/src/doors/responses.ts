@@ -3,7 +3,7 @@ import type { ResponsesFormat, ResponsesInputPart, ResponsesRequest } from '@far
 import { openThinking } from './reasoning.ts';
 import { LOGPROBS, toResponse } from './responses-output.ts';
 import { ResponsesStreamWriter } from './responses-stream.ts';
-import { type Door, invalidParam } from './shared.ts';
+import { type Door, type DoorNames, invalidParam } from './shared.ts';
 
 /**
  * The OpenAI Responses door: pure translations between the Responses API and the gateway's one
@@ -45,8 +45,56 @@ type AssistantMessage = Extract<ChatMessage, { role: 'assistant' }>;
 const thinkingOnly = (m: ChatMessage | undefined): m is AssistantMessage =>
   m?.role === 'assistant' && m.content == null && !m.tool_calls?.length && !!m.thinking_blocks?.length;
 
-function messagesOf(req: ResponsesRequest): ChatMessage[] {
+/** The input item a chat message came from, and the items of its tool calls (by call_id). */
+interface Origin {
+  item: number;
+  calls: Map<string, number>;
+}
+
+/**
+ * Where each chat message came from, in `names` (see `DoorNames`): its content parts
+ * (`messages.3.content.1` → `input.2.content.1`, a function output's `input.2.output.1`), and the
+ * pipeline's refusals of tool calls and results said as the Responses API says them, naming the
+ * item: a `function_call` with no `function_call_output` after it, an output answering no call.
+ */
+function nameTurns(turns: ChatMessage[], origins: Map<ChatMessage, Origin>, names: DoorNames): void {
+  for (const [n, m] of turns.entries()) {
+    const o = origins.get(m);
+    if (!o) continue;
+    const input = `input.${o.item}`;
+    if (m.role !== 'assistant' && Array.isArray(m.content))
+      for (const k of m.content.keys())
+        names[`messages.${n}.content.${k}`] = `${input}.${m.role === 'tool' ? 'output' : 'content'}.${k}`;
+    if (m.role === 'tool') {
+      const term = {
+        param: input,
+        message: `No function call found for the 'function_call_output' item with call_id '${m.tool_call_id.slice(0, 64)}': its call_id must match a 'function_call' item right before its run of outputs.`,
+      };
+      names[`messages.${n}.role`] = term;
+      names[`messages.${n}.tool_call_id`] = term;
+    }
+    if (m.role !== 'assistant' || !m.tool_calls?.length) continue;
+    const answered = new Set<string>();
+    for (let j = n + 1; turns[j]?.role === 'tool'; j++) {
+      const t = turns[j];
+      if (t?.role === 'tool') answered.add(t.tool_call_id);
+    }
+    const open = m.tool_calls.find((c) => !answered.has(c.id));
+    if (open)
+      names[`messages.${n}.tool_calls`] = {
+        param: `input.${o.calls.get(open.id) ?? o.item}`,
+        message: `No tool output found for function call ${open.id.slice(0, 64)}: a 'function_call' item must be followed by a 'function_call_output' item with its call_id.`,
+      };
+  }
+}
+
+function messagesOf(req: ResponsesRequest, names?: DoorNames): ChatMessage[] {
   const out: ChatMessage[] = [];
+  const origins = new Map<ChatMessage, Origin>();
+  const push = (m: ChatMessage, item: number) => {
+    out.push(m);
+    origins.set(m, { item, calls: new Map() });
+  };
   if (req.instructions) out.push({ role: 'system', content: req.instructions });
   if (typeof req.input === 'string') {
     out.push({ role: 'user', content: req.input });
@@ -62,15 +110,23 @@ function messagesOf(req: ResponsesRequest): ChatMessage[] {
       };
       // Calls the model made together are one assistant turn (with the text before them).
       const last = out[out.length - 1];
-      if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), call];
-      else out.push({ role: 'assistant', content: null, tool_calls: [call] });
+      if (last?.role === 'assistant') {
+        last.tool_calls = [...(last.tool_calls ?? []), call];
+        origins.get(last)?.calls.set(call.id, i);
+      } else {
+        push({ role: 'assistant', content: null, tool_calls: [call] }, i);
+        origins.get(out[out.length - 1]!)?.calls.set(call.id, i);
+      }
     } else if (item.type === 'function_call_output') {
       const o = item.output;
-      out.push({
-        role: 'tool',
-        tool_call_id: item.call_id,
-        content: typeof o === 'string' ? o : o.map((p, k) => partOf(p, `${param}.output.${k}`)),
-      });
+      push(
+        {
+          role: 'tool',
+          tool_call_id: item.call_id,
+          content: typeof o === 'string' ? o : o.map((p, k) => partOf(p, `${param}.output.${k}`)),
+        },
+        i,
+      );
     } else if (item.type === 'reasoning') {
       // The thinking behind the turn that follows (its text and calls join it). Only this
       // gateway's sealed Anthropic thinking can go back to a model; other reasoning (read-only
@@ -81,23 +137,27 @@ function messagesOf(req: ResponsesRequest): ChatMessage[] {
       if (!blocks) return;
       const last = out[out.length - 1];
       if (thinkingOnly(last)) last.thinking_blocks = [...(last.thinking_blocks ?? []), ...blocks];
-      else out.push({ role: 'assistant', content: null, thinking_blocks: blocks });
+      else push({ role: 'assistant', content: null, thinking_blocks: blocks }, i);
     } else if (item.role === 'assistant') {
       const content = typeof item.content === 'string' ? item.content : textOf(item.content);
       const last = out[out.length - 1];
       if (thinkingOnly(last)) last.content = content;
-      else out.push({ role: 'assistant', content });
+      else push({ role: 'assistant', content }, i);
     } else {
       const c = item.content;
-      out.push({
-        role: item.role,
-        content: typeof c === 'string' ? c : c.map((p, k) => partOf(p, `${param}.content.${k}`)),
-      });
+      push(
+        {
+          role: item.role,
+          content: typeof c === 'string' ? c : c.map((p, k) => partOf(p, `${param}.content.${k}`)),
+        },
+        i,
+      );
     }
   });
   // Thinking that no text or call followed is no turn of its own.
   const turns = out.filter((m) => !thinkingOnly(m));
   if (turns.length === 0) throw invalid('input', 'The input has no message.');
+  if (names) nameTurns(turns, origins, names);
   return turns;
 }
 
@@ -156,8 +216,10 @@ const STATEFUL: ReadonlyArray<readonly [string, (r: ResponsesRequest) => boolean
 /**
  * `POST /v1/responses` body → the internal chat request; stateful parameters are refused here.
  * `metadata` belongs to the response object (echoed in the answer), not to the model's request.
+ * The pipeline's refusals are said in this door's terms by `names` (`RESPONSES_PARAMS`, and where
+ * each message and part came from, recorded here).
  */
-export function toChatRequest(req: ResponsesRequest): ChatRequest {
+export function toChatRequest(req: ResponsesRequest, names?: DoorNames): ChatRequest {
   for (const [param, used, message] of STATEFUL) if (used(req)) throw invalid(param, `${param}${message}`);
   for (const [i, v] of (req.include ?? []).entries())
     if (!INCLUDES.has(v))
@@ -165,7 +227,7 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
         `include.${i}`,
         `include '${v}' is not supported by this gateway; it serves ${[...INCLUDES].map((x) => `'${x}'`).join(', ')}.`,
       );
-  const chat: ChatRequest = { model: req.model, messages: messagesOf(req) };
+  const chat: ChatRequest = { model: req.model, messages: messagesOf(req, names) };
   if (req.stream === true) chat.stream = true;
   if (req.tools?.length) {
     chat.tools = req.tools.map((t) => ({
@@ -205,6 +267,8 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
 /** The chat parameters this door fills, by the names its callers use (for the pipeline's refusals). */
 export const RESPONSES_PARAMS: Readonly<Record<string, string>> = {
   max_completion_tokens: 'max_output_tokens',
+  // The 402's advice when no output cap was sent (submit.ts).
+  max_tokens: 'max_output_tokens',
   response_format: 'text.format',
   verbosity: 'text.verbosity',
   reasoning_effort: 'reasoning.effort',

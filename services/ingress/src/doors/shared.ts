@@ -48,17 +48,39 @@ export function parseToolInput(args: string): Record<string, unknown> {
   return { _raw: args };
 }
 
+/** A pipeline refusal said again in a door's own words: the caller's path, and what its API calls it. */
+export interface DoorTerm {
+  param: string;
+  message: string;
+}
+
+/**
+ * How a door's caller names what the pipeline may refuse: a chat parameter → the caller's name
+ * (`user` → `metadata.user_id`), and where each content part or message came from
+ * (`messages.3.content.1` → `input.2.content.1`), or a whole refusal in the door's words.
+ */
+export type DoorNames = Record<string, string | DoorTerm>;
+
 /**
  * An error from the pipeline that names a chat parameter, named as the door's caller sent it
- * (`user` → `metadata.user_id`): a caller fixes the field it wrote, not ours.
+ * (`user` → `metadata.user_id`): a caller fixes the field it wrote, not ours. An error naming no
+ * parameter (the 402) has the quoted chat names in its message renamed.
  */
-export function inDoorTerms(e: unknown, names: Readonly<Record<string, string>>): unknown {
-  if (!(e instanceof GatewayError) || e.param === null || !Object.hasOwn(names, e.param)) return e;
-  const param = names[e.param] ?? e.param;
+export function inDoorTerms(e: unknown, names: Readonly<DoorNames>): unknown {
+  if (!(e instanceof GatewayError)) return e;
+  if (e.param === null) {
+    let message = e.message;
+    for (const [chat, door] of Object.entries(names))
+      if (typeof door === 'string') message = message.replaceAll(`'${chat}'`, `'${door}'`);
+    return message === e.message ? e : new GatewayError({ ...e.toJSON(), message });
+  }
+  if (!Object.hasOwn(names, e.param)) return e;
+  const term = names[e.param] ?? e.param;
+  if (typeof term !== 'string') return new GatewayError({ ...e.toJSON(), ...term });
   return new GatewayError({
     ...e.toJSON(),
-    param,
-    message: e.message.replaceAll(`'${e.param}'`, `'${param}'`),
+    param: term,
+    message: e.message.replaceAll(`'${e.param}'`, `'${term}'`),
   });
 }
 

@@ -9,7 +9,13 @@ import { fromZod } from '../plugins/errors.ts';
 import type { Principal } from '../plugins/auth.ts';
 import { EmbeddingsBody } from '../routes/v1/embeddings.ts';
 import { ResponsesBody, responsesChat } from '../routes/v1/responses.ts';
-import { parseChatRequest, type SubmitOptions, submitChat, submitEmbeddings } from '../submit.ts';
+import {
+  parseChatRequest,
+  QuotaRefusal,
+  type SubmitOptions,
+  submitChat,
+  submitEmbeddings,
+} from '../submit.ts';
 
 /**
  * What a batch line is for each endpoint a batch may target: its body validated as the live door
@@ -92,8 +98,11 @@ function parseResponses(body: unknown) {
 const responses: LineEndpoint = {
   answerNeedsBody: true,
   async submit(deps, principal, body, mode, opts) {
-    const { chat, reasoning } = responsesChat(parseResponses(body));
-    await submitChat(deps, principal, chat, mode, { ...opts, reasoning });
+    const { chat, reasoning, names } = responsesChat(parseResponses(body));
+    // Named as the line sent it; a 402 stays a QuotaRefusal (the driver waits on a held one).
+    await submitChat(deps, principal, chat, mode, { ...opts, reasoning }).catch((e: unknown) => {
+      throw e instanceof QuotaRefusal ? e : inDoorTerms(e, names);
+    });
   },
   providers: (deps, body) => {
     const { chat, reasoning } = responsesChat(parseResponses(body));

@@ -6,23 +6,29 @@ import { ResponsesRequest } from '@faregate/contracts/responses';
 import type { IngressDeps } from '../../deps.ts';
 import { requestBody } from '../../request-body.ts';
 import { RESPONSES_PARAMS, responsesDoor, toChatRequest } from '../../doors/responses.ts';
-import { inDoorTerms } from '../../doors/shared.ts';
+import { type DoorNames, inDoorTerms } from '../../doors/shared.ts';
 import { serveChat } from './chat.ts';
 
 export const ResponsesBody = requestBody(['model', 'input'], ResponsesRequest);
 
 /**
- * A Responses request as the pipeline's chat request (the live door's and a batch line's), and the
- * parameter that asks for reasoning, if any: only reasoning models serve it.
+ * A Responses request as the pipeline's chat request (the live door's and a batch line's), the
+ * parameter that asks for reasoning, if any (only reasoning models serve it), and the caller's names
+ * of what the pipeline may refuse (for `inDoorTerms`).
  */
-export function responsesChat(body: ResponsesRequest): { chat: ChatRequest; reasoning: string | undefined } {
-  const chat = toChatRequest(body);
+export function responsesChat(body: ResponsesRequest): {
+  chat: ChatRequest;
+  reasoning: string | undefined;
+  names: DoorNames;
+} {
+  const names: DoorNames = { ...RESPONSES_PARAMS };
+  const chat = toChatRequest(body, names);
   const reasoning = chat.reasoning_effort
     ? 'reasoning.effort'
     : body.reasoning?.summary != null
       ? 'reasoning.summary'
       : undefined;
-  return { chat, reasoning };
+  return { chat, reasoning, names };
 }
 
 /**
@@ -33,9 +39,9 @@ export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): 
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.post('/v1/responses', { schema: { body: ResponsesBody } }, async (req, reply) => {
     const body = req.body;
-    const { chat, reasoning } = responsesChat(body);
+    const { chat, reasoning, names } = responsesChat(body);
     return serveChat(deps, req, reply, chat, responsesDoor(body), reasoning).catch((e: unknown) => {
-      throw inDoorTerms(e, RESPONSES_PARAMS);
+      throw inDoorTerms(e, names);
     });
   });
   const stored = async () => {
