@@ -13,7 +13,12 @@ let stack: Stack;
 let client: OpenAI;
 
 beforeAll(async () => {
-  stack = await startStack({ providers: [], env: { EXPECTED_POOLS: 'openai' }, waitReady: false });
+  stack = await startStack({
+    providers: [],
+    // A pool's record (its liveness) is rewritten every second and lapses after three.
+    env: { EXPECTED_POOLS: 'openai', LIVENESS_INTERVAL_MS: '1000' },
+    waitReady: false,
+  });
   client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 }, 90_000);
 
@@ -63,6 +68,32 @@ describe('readiness', () => {
     });
     // Ready means the bootstrap key is funded: the first request is not refused for its balance.
     expect((await readyz()).body.expected).toEqual({ openai: 'live' });
+    const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask });
+    expect(r.model).toBe('openai/gpt-4o-mini');
+  });
+
+  it('a pool whose only worker is frozen (SIGSTOP) is seen lost within seconds: its requests get the 503 at once, not a wait; thawed, it is live again', async () => {
+    const worker = stack.services.find(
+      (s) => s.name === 'worker:openai' && s.proc.exitCode === null && s.proc.signalCode === null,
+    )!;
+    worker.proc.kill('SIGSTOP');
+    try {
+      await until(async () => ((await readyz()).body.expected.openai === 'lost' ? true : undefined), {
+        timeoutMs: 15_000,
+        what: 'the frozen pool seen lost',
+      });
+      const started = Date.now();
+      const e = await refusal('openai/gpt-4o-mini');
+      expect(e.status).toBe(503);
+      expect(e.headers?.get('retry-after')).toBeTruthy();
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      worker.proc.kill('SIGCONT');
+    }
+    await until(async () => ((await readyz()).body.expected.openai === 'live' ? true : undefined), {
+      timeoutMs: 15_000,
+      what: 'the thawed pool live again',
+    });
     const r = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask });
     expect(r.model).toBe('openai/gpt-4o-mini');
   });

@@ -21,6 +21,8 @@ export const WorkerConfig = z.object({
   /** STREAM_TTL_SECONDS, SYNC_TTL_SECONDS, FAST_LANE_GRACE_MS: the ingress reads the same variables. */
   ...sharedTimings,
   DISCOVERY_INTERVAL_MS: int(60_000),
+  /** How often a worker rewrites its pool's record (its liveness, which lapses after three of these). */
+  LIVENESS_INTERVAL_MS: int(5_000),
   /** Routing/limits file (see faregate.config.json); env limits below override it. */
   FAREGATE_CONFIG: z.string().optional(),
   /** Requests per window (default: per minute) across every process of the pool, per provider key. */

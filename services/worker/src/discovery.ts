@@ -57,17 +57,27 @@ export async function publishDiscovery(deps: WorkerDeps): Promise<DiscoveryRecor
     at: Date.now(),
     models,
   };
+  await publishRecord(deps, record);
+  return record;
+}
+
+/**
+ * Writes the pool's record, which is also its liveness: every worker of the pool rewrites it every
+ * `LIVENESS_INTERVAL_MS` and it lapses after three of them, so a pool whose every worker is gone or
+ * frozen (SIGSTOP, a blocked event loop) stops being routed to within seconds, and its requests
+ * fall back (or get the 503 of a pool with no live worker) instead of waiting for it.
+ */
+export async function publishRecord(deps: WorkerDeps, record: DiscoveryRecord): Promise<void> {
   // The record, then the pool in the set of pools (a reader skips a pool without a record): one
   // round trip on a single server, one command each on a Redis Cluster (different slots).
   await sendEach(deps.redis, [
     [
       'set',
-      deps.keys.models(config.id),
+      deps.keys.models(record.provider),
       JSON.stringify(record),
       'PX',
-      Math.max(3 * deps.config.DISCOVERY_INTERVAL_MS, 30_000),
+      3 * deps.config.LIVENESS_INTERVAL_MS,
     ],
-    ['sadd', deps.keys.pools, config.id],
+    ['sadd', deps.keys.pools, record.provider],
   ]);
-  return record;
 }

@@ -14,7 +14,7 @@ import { runAttempt } from './attempt.ts';
 import { CancelRegistry } from './cancel.ts';
 import type { WorkerConfig } from './config.ts';
 import type { EffectiveLimits, WorkerDeps } from './deps.ts';
-import { publishDiscovery } from './discovery.ts';
+import { publishDiscovery, publishRecord } from './discovery.ts';
 import { createQueueIntake } from './intake/bullmq.ts';
 import { LaneIntake } from './intake/lane.ts';
 import { CircuitBreaker } from './limits/circuit.ts';
@@ -180,9 +180,16 @@ export async function createWorkerService(
         'renewing in-flight leases',
       );
       await deps.cancels.listen(sub, keys);
-      const discovered = await publishDiscovery(deps);
+      let discovered = await publishDiscovery(deps);
       log.info({ models: discovered.models.length, source: discovered.source }, 'models discovered');
-      every(config.DISCOVERY_INTERVAL_MS, () => publishDiscovery(deps), 'discovery refresh');
+      every(
+        config.DISCOVERY_INTERVAL_MS,
+        async () => {
+          discovered = await publishDiscovery(deps);
+        },
+        'discovery refresh',
+      );
+      every(config.LIVENESS_INTERVAL_MS, () => publishRecord(deps, discovered), 'liveness refresh');
       // Port 0 turns the metrics server off (many workers on one host in tests and benches).
       if (config.METRICS_PORT !== 0) {
         metricsServer = await startMetricsServer({
