@@ -131,14 +131,18 @@ const openaiChatCalls = async (r: Runner) =>
 type FakeCall = { provider: string; model: string | null; path: string; status: number };
 
 /** The settled usage rows of one request, once there are any. */
-async function usageRows(r: Runner, id: string): Promise<Array<{ outcome: string; final: boolean }>> {
+/** The request's usage events in attempt order, once there are at least `n`. */
+async function usageRows(r: Runner, id: string, n = 1): Promise<Array<{ outcome: string; final: boolean }>> {
   const db = new pg.Client({ connectionString: r.databaseUrl });
   await db.connect();
   try {
     return await until(
       async () => {
-        const q = await db.query('SELECT outcome, final FROM usage_events WHERE request_id = $1', [id]);
-        return q.rows.length ? q.rows : undefined;
+        const q = await db.query(
+          'SELECT outcome, final FROM usage_events WHERE request_id = $1 ORDER BY hop, attempt',
+          [id],
+        );
+        return q.rows.length >= n ? q.rows : undefined;
       },
       { what: `usage row of ${id}` },
     );
@@ -227,7 +231,7 @@ describe('pnpm start', () => {
     expect(afterStop).not.toContain('restarting');
   }, 90_000);
 
-  it('restarts a worker killed with kill -9 mid-request: the request still gets one complete answer, billed once, and the gateway keeps serving', async () => {
+  it('restarts a worker killed with kill -9 mid-request: the request still gets one complete answer, the killed call and the re-run each billed once, and the gateway keeps serving', async () => {
     // A short lock, so the restarted worker re-runs the killed job within seconds, not 30.
     const r = await launch(['--workers', 'openai=1,anthropic=0,gemini=0,llama=0'], {
       WORKER_LOCK_MS: '2000',
@@ -256,20 +260,24 @@ describe('pnpm start', () => {
     });
     expect(r.output()).toMatch(/\[worker-openai\]\s+exited \(SIGKILL\); restarting in 250 ms \(restart 1\)/);
 
-    // The restarted worker re-runs the job: the caller gets one complete answer, settled once.
+    // The restarted worker re-runs the job: the caller gets one complete answer. Both calls are
+    // billed once: the killed one (estimated, not final), then the re-run's (final).
     const res = await inFlight;
     expect(res.status).toBe(200);
     const first = (await res.json()) as Completion;
     expect(first.choices[0]?.message.content.length).toBeGreaterThan(0);
     expect(await openaiChatCalls(r)).toHaveLength(2);
-    expect(await usageRows(r, first.id)).toEqual([{ outcome: 'success', final: true }]);
+    expect(await usageRows(r, first.id, 2)).toEqual([
+      { outcome: 'failed', final: false },
+      { outcome: 'success', final: true },
+    ]);
 
     // And it serves new requests; settled after the re-run job, so that one was not billed again.
     const next = await chat(r, 'hello again');
     expect(next.status).toBe(200);
     const second = (await next.json()) as Completion;
     expect(await usageRows(r, second.id)).toEqual([{ outcome: 'success', final: true }]);
-    expect(await usageRows(r, first.id)).toHaveLength(1);
+    expect(await usageRows(r, first.id)).toHaveLength(2);
     expect(r.proc.exitCode).toBeNull();
     expect(others.filter(alive)).toEqual(others);
     expect(alive(restarted)).toBe(true);
