@@ -14,7 +14,7 @@ const chunks = (sse: string): ChatCompletionChunk[] =>
 const deltas = (sse: string) => chunks(sse).map((c) => c.choices[0]?.delta);
 
 describe('ChunkWriter, a request that used legacy functions', () => {
-  it('streams the first tool call as delta.function_call: its name with "" arguments, then the argument pieces', () => {
+  it('streams the first tool call as delta.function_call: its name with "" arguments (with the role, in one chunk, as OpenAI), then the argument pieces', () => {
     const w = new ChunkWriter('req_1', 0, false, true);
     const first: Frame = {
       ...at,
@@ -33,8 +33,7 @@ describe('ChunkWriter, a request that used legacy functions', () => {
       tool_calls: [{ index: 0, function: { arguments: 'ty":"Oslo"}' } }],
     };
     expect([...deltas(w.frame(first)), ...deltas(w.frame(second))]).toEqual([
-      { role: 'assistant', content: null },
-      { function_call: { name: 'get_weather', arguments: '' } },
+      { role: 'assistant', content: null, function_call: { name: 'get_weather', arguments: '' } },
       { function_call: { arguments: '{"ci' } },
       { function_call: { arguments: 'ty":"Oslo"}' } },
     ]);
@@ -90,15 +89,14 @@ describe('ChunkWriter, a request that used legacy functions', () => {
     };
     const out = chunks(w.frame(done));
     expect(out.map((c) => c.choices[0]?.delta)).toEqual([
-      { role: 'assistant', content: null },
-      { function_call: { name: 'get_weather', arguments: '' } },
+      { role: 'assistant', content: null, function_call: { name: 'get_weather', arguments: '' } },
       { function_call: { arguments: '{}' } },
       {},
     ]);
     expect(out.at(-1)?.choices[0]?.finish_reason).toBe('function_call');
   });
 
-  it('without the mark, tool calls stream as tool_calls', () => {
+  it('without the mark, tool calls stream as tool_calls, the first with the role in one chunk (as OpenAI)', () => {
     const w = new ChunkWriter('req_1', 0, false);
     const f: Frame = {
       ...at,
@@ -108,6 +106,8 @@ describe('ChunkWriter, a request that used legacy functions', () => {
         { index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
       ],
     };
-    expect(deltas(w.frame(f))[1]).toEqual({ tool_calls: f.type === 'delta' ? f.tool_calls : [] });
+    expect(deltas(w.frame(f))).toEqual([
+      { role: 'assistant', content: null, tool_calls: f.type === 'delta' ? f.tool_calls : [] },
+    ]);
   });
 });

@@ -58,6 +58,18 @@ export class ChunkWriter implements FrameWriter {
     return `data: ${JSON.stringify(c)}\n\n`;
   }
 
+  /**
+   * A tool call's first delta, with the choice's role when none went out yet: OpenAI opens a tool
+   * call answer with one chunk holding both (`role`, `content: null` and the call's name).
+   */
+  #opening<T extends object>(index: number, delta: T): T | (T & { role: 'assistant'; content: null }) {
+    const sent = this.#sent(index);
+    if (sent.role) return delta;
+    sent.role = true;
+    this.#started = true;
+    return { role: 'assistant', content: null, ...delta };
+  }
+
   #role(out: string[], index: number, withContent: boolean): void {
     const sent = this.#sent(index);
     if (sent.role) return;
@@ -100,9 +112,10 @@ export class ChunkWriter implements FrameWriter {
       const name = p.function?.name;
       const args = p.function?.arguments;
       if (name === undefined && !args) continue;
-      this.#role(out, i, false);
+      if (name === undefined) this.#role(out, i, false);
       sent.tools = true;
-      if (name !== undefined) out.push(this.#chunk(i, { function_call: { name, arguments: '' } }, null));
+      if (name !== undefined)
+        out.push(this.#chunk(i, this.#opening(i, { function_call: { name, arguments: '' } }), null));
       if (args) out.push(this.#chunk(i, { function_call: { arguments: args } }, null));
     }
   }
@@ -153,9 +166,8 @@ export class ChunkWriter implements FrameWriter {
       }
       if (f.tool_calls?.length && this.#legacyFunctions) this.#functionCall(out, i, f.tool_calls);
       else if (f.tool_calls?.length) {
-        this.#role(out, i, false);
         sent.tools = true;
-        out.push(this.#chunk(i, { tool_calls: f.tool_calls }, null));
+        out.push(this.#chunk(i, this.#opening(i, { tool_calls: f.tool_calls }), null));
       }
     } else if (f.type === 'done') {
       const r = f.result;
@@ -185,11 +197,12 @@ export class ChunkWriter implements FrameWriter {
             { index: 0, function: { name: legacyCall.name, arguments: legacyCall.arguments } },
           ]);
         if (!sent.tools && choice?.message.tool_calls?.length) {
-          this.#role(out, i, false);
           out.push(
             this.#chunk(
               i,
-              { tool_calls: choice.message.tool_calls.map((t, index) => ({ index, ...t })) },
+              this.#opening(i, {
+                tool_calls: choice.message.tool_calls.map((t, index) => ({ index, ...t })),
+              }),
               null,
             ),
           );
