@@ -66,6 +66,12 @@ export interface AttemptInput {
   /** Generation may have been streamed by an earlier attempt or hop: subscribers must reset. */
   restart: boolean;
   /**
+   * The job comes back after a crash: its worker's lock (BullMQ, stalled) or its lane run's lease
+   * lapsed. An earlier attempt that never ended then died mid-call, and this attempt bills that call.
+   * (Otherwise an attempt that has not ended may still be running, fenced, and reports its own call.)
+   */
+  afterCrash?: boolean;
+  /**
    * The intake vouches that no other attempt can own the job yet (a fresh fast-lane entry, a batch
    * line's first start) and that a cancel may go unseen until its first write (a lane entry cannot
    * be cancelled; a batch's cancel lets lines in flight end): the attempt calls the provider without
@@ -198,8 +204,9 @@ async function attemptOnce(
     } else {
       // An attempt before this one died mid-call (its worker was killed): the provider read its
       // prompt and maybe answered; it is billed here, estimated, before this attempt calls again.
-      const dead =
-        c.unended ?? (c.previous === undefined && data.lostRun ? `lane:${data.lostRun}` : undefined);
+      const dead = !input.afterCrash
+        ? undefined
+        : (c.unended ?? (c.previous === undefined && data.lostRun ? `lane:${data.lostRun}` : undefined));
       if (dead !== undefined && !dead.endsWith(`:${data.hop}:${attempt}`))
         await billCutOffCall(deps, data, dead, ttlMs);
     }

@@ -139,6 +139,7 @@ export class Runner {
         canRetry: p.made + base + 1 < limits.attempts,
         canWaitOnRateLimit: canWait,
         restart: p.made > 0 || data.hop > 0 || p.stalled || base > 0,
+        afterCrash: p.stalled || data.lostRun !== undefined,
         speculative: p.speculative,
         keyIndex: admission.ok ? admission.keyIndex : 0,
         admission: admission.ok && admission.shared ? admission : undefined,
