@@ -6,6 +6,46 @@ import { Metadata } from './chat.ts';
  * stateful fields (`previous_response_id`, `store: true`, `conversation`) are accepted by the schema
  * and refused by the door with a 400 naming them. Unknown fields are refused, as OpenAI does.
  */
+/**
+ * A union of objects told apart by `type`, whose unknown type is refused by name (a plain union says
+ * only "Invalid input", at the union's path), listing the types taken; a known type's own issue (a
+ * missing field) comes at its exact path.
+ */
+function byType<const T extends readonly [z.core.$ZodTypeDiscriminable, ...z.core.$ZodTypeDiscriminable[]]>(
+  what: string,
+  options: T,
+) {
+  return z.discriminatedUnion('type', options, {
+    error: (iss) => {
+      if (iss.code !== 'invalid_union') return undefined;
+      const type = (iss.input as { type?: unknown } | undefined)?.type;
+      const taken = ((iss as { options?: unknown[] }).options ?? []).filter((t) => t != null);
+      return `${what} of type ${JSON.stringify(type) ?? 'undefined'} is not supported here; the types taken are ${taken.map((t) => `'${String(t)}'`).join(', ')}.`;
+    },
+  });
+}
+
+/**
+ * Text or an array of items. A plain union answers only "Invalid input" at its own path when an
+ * item is wrong (zod cannot tell which option was meant); here the value's own type picks the
+ * option, and the item's issue, at its exact path, is the answer. The union after the check is the
+ * type the API reference documents.
+ */
+function textOr<T extends z.ZodType>(item: T, what: string, bounds?: { min: number; max: number }) {
+  const items = bounds ? z.array(item).min(bounds.min).max(bounds.max) : z.array(item);
+  return z
+    .transform((v: unknown, ctx) => {
+      if (typeof v === 'string') return v;
+      if (!Array.isArray(v)) {
+        ctx.addIssue({ code: 'custom', message: `expected a string or an array of ${what}` });
+        return z.NEVER;
+      }
+      for (const issue of items.safeParse(v).error?.issues ?? []) ctx.addIssue(issue as never);
+      return v;
+    })
+    .pipe(z.union([z.string(), items]));
+}
+
 const InputText = z.strictObject({ type: z.literal('input_text'), text: z.string() });
 const InputImage = z.strictObject({
   type: z.literal('input_image'),
@@ -21,8 +61,25 @@ const OutputText = z.strictObject({
   /** The `openai` SDK's parse helpers add it to the output they hand back; replayed, it is read-only. */
   parsed: z.unknown().optional(),
 });
+/**
+ * A file (a PDF, say) as a data: URL in `file_data`, or a stored file's `file_id`: carried as the
+ * chat request's `file` part. `file_url` is taken to be refused by name (the chat part has no URL).
+ */
+const InputFile = z.strictObject({
+  type: z.literal('input_file'),
+  file_data: z.string().min(1).optional(),
+  file_id: z.string().min(1).optional(),
+  filename: z.string().optional(),
+  file_url: z.string().optional(),
+});
 const Refusal = z.strictObject({ type: z.literal('refusal'), refusal: z.string() });
-export const ResponsesInputPart = z.discriminatedUnion('type', [InputText, InputImage, OutputText, Refusal]);
+export const ResponsesInputPart = byType('A content part', [
+  InputText,
+  InputImage,
+  InputFile,
+  OutputText,
+  Refusal,
+]);
 export type ResponsesInputPart = z.infer<typeof ResponsesInputPart>;
 
 const itemMeta = {
@@ -33,7 +90,7 @@ const itemMeta = {
 export const ResponsesMessageItem = z.strictObject({
   type: z.literal('message').optional(),
   role: z.enum(['user', 'assistant', 'system', 'developer']),
-  content: z.union([z.string(), z.array(ResponsesInputPart)]),
+  content: textOr(ResponsesInputPart, 'content parts'),
   ...itemMeta,
 });
 export const ResponsesFunctionCallItem = z.strictObject({
@@ -48,7 +105,7 @@ export const ResponsesFunctionCallItem = z.strictObject({
 export const ResponsesFunctionCallOutputItem = z.strictObject({
   type: z.literal('function_call_output'),
   call_id: z.string().min(1),
-  output: z.union([z.string(), z.array(z.discriminatedUnion('type', [InputText, InputImage]))]),
+  output: textOr(byType('An output part', [InputText, InputImage, InputFile]), 'content parts'),
   ...itemMeta,
 });
 
@@ -68,7 +125,7 @@ export const ResponsesReasoningInputItem = z.strictObject({
   ...itemMeta,
 });
 
-export const ResponsesInputItem = z.union([
+export const ResponsesInputItem = byType('An input item', [
   ResponsesMessageItem,
   ResponsesFunctionCallItem,
   ResponsesFunctionCallOutputItem,
@@ -105,7 +162,7 @@ export type ResponsesFormat = z.infer<typeof ResponsesFormat>;
 
 export const ResponsesRequest = z.strictObject({
   model: z.string().min(1).max(256),
-  input: z.union([z.string(), z.array(ResponsesInputItem).min(1).max(4096)]),
+  input: textOr(ResponsesInputItem, 'input items', { min: 1, max: 4096 }),
   instructions: z.string().nullable().optional(),
   tools: z.array(ResponsesTool).max(128).optional(),
   tool_choice: ResponsesToolChoice.optional(),

@@ -141,6 +141,75 @@ describe('tool calls and results, paired as Anthropic pairs them', () => {
     ).toBe('messages.4.content.1');
   });
 
+  it("a tool_use id used twice, in a turn or across the conversation, is refused in Anthropic's words at the second", () => {
+    expect(
+      door({
+        ...base,
+        tools: [t],
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'assistant', content: [use('toolu_1'), use('toolu_1')] },
+          { role: 'user', content: [result('toolu_1')] },
+        ],
+      }),
+    ).toEqual({
+      param: 'messages.1.content.1',
+      message: 'messages.1.content.1: `tool_use` ids must be unique',
+    });
+    expect(
+      door(
+        called(
+          { role: 'user', content: [result('toolu_1')] },
+          { role: 'assistant', content: [{ type: 'text', text: 'again' }, use('toolu_1')] },
+          { role: 'user', content: [result('toolu_1')] },
+        ),
+      ).param,
+    ).toBe('messages.3.content.1');
+  });
+
+  it("two tool_result blocks for one tool_use are refused in Anthropic's words, naming the second", () => {
+    expect(door(called({ role: 'user', content: [result('toolu_1'), result('toolu_1', 'again')] }))).toEqual({
+      param: 'messages.2.content.1',
+      message:
+        'messages.2.content.1: each `tool_use` must have a single result. Found multiple `tool_result` blocks with id: toolu_1',
+    });
+  });
+
+  it('a final assistant turn (prefill) ending in whitespace is refused as Anthropic refuses it; inner whitespace passes', () => {
+    const refused = {
+      param: 'messages',
+      message: 'messages: final assistant content cannot end with trailing whitespace',
+    };
+    const msgs = (content: unknown) => ({
+      ...base,
+      messages: [
+        { role: 'user', content: 'x' },
+        { role: 'assistant', content },
+      ],
+    });
+    expect(door(msgs('ok  '))).toEqual(refused);
+    expect(
+      door(
+        msgs([
+          { type: 'text', text: 'a' },
+          { type: 'text', text: 'ok\n' },
+        ]),
+      ),
+    ).toEqual(refused);
+    expect(door(msgs('  ok')).chat).toBeDefined();
+    // Not the final turn: whitespace at the end of an earlier assistant turn is the model's own text.
+    expect(
+      door({
+        ...base,
+        messages: [
+          { role: 'user', content: 'x' },
+          { role: 'assistant', content: 'ok  ' },
+          { role: 'user', content: 'y' },
+        ],
+      }).chat,
+    ).toBeDefined();
+  });
+
   it("tool_choice any without tools, or a tool not in tools, is refused by Anthropic's names", () => {
     const msgs = [{ role: 'user', content: 'x' }];
     expect(door({ ...base, messages: msgs, tool_choice: { type: 'any' } })).toEqual({

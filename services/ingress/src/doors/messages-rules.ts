@@ -72,19 +72,29 @@ const unanswered = (at: number, open: Set<string>) =>
 /**
  * Anthropic's pairing of calls and results: each `tool_use` of an assistant turn is answered by a
  * `tool_result` in the next turn, and each `tool_result` answers a `tool_use` of the turn before.
- * Every target needs the pairs (OpenAI and Gemini refuse a call without its result too).
+ * Every target needs the pairs (OpenAI and Gemini refuse a call without its result too). As
+ * Anthropic, a `tool_use` id is used once in the conversation, a call has a single result (the
+ * second block is named), and a final assistant turn (the prefill) cannot end in whitespace.
  */
 export function checkToolPairs(turns: readonly Turn[]): void {
   let calls = new Set<string>();
   let callsAt = 0;
+  const used = new Set<string>();
   for (const t of turns) {
     const blocks = typeof t.content === 'string' ? [] : t.content;
     if (t.role === 'assistant') {
-      calls = new Set(blocks.flatMap(({ block: b }) => (b.type === 'tool_use' ? [b.id] : [])));
+      calls = new Set();
+      for (const { block: b, path } of blocks) {
+        if (b.type !== 'tool_use') continue;
+        if (used.has(b.id)) throw refuse(path, '`tool_use` ids must be unique');
+        used.add(b.id);
+        calls.add(b.id);
+      }
       callsAt = t.first;
       continue;
     }
     const open = new Set(calls);
+    const answered = new Set<string>();
     for (const { block: b, path } of blocks) {
       if (b.type !== 'tool_result') continue;
       if (!calls.has(b.tool_use_id))
@@ -92,6 +102,12 @@ export function checkToolPairs(turns: readonly Turn[]): void {
           path,
           `unexpected \`tool_use_id\` found in \`tool_result\` blocks: ${b.tool_use_id}. Each \`tool_result\` block must have a corresponding \`tool_use\` block in the previous message.`,
         );
+      if (answered.has(b.tool_use_id))
+        throw refuse(
+          path,
+          `each \`tool_use\` must have a single result. Found multiple \`tool_result\` blocks with id: ${b.tool_use_id}`,
+        );
+      answered.add(b.tool_use_id);
       open.delete(b.tool_use_id);
     }
     if (open.size > 0) throw unanswered(t.first, open);
@@ -99,6 +115,20 @@ export function checkToolPairs(turns: readonly Turn[]): void {
   }
   // Calls in the last turn: no result can follow (a prefill cannot end in a call).
   if (calls.size > 0) throw unanswered(callsAt, calls);
+  checkPrefill(turns.at(-1));
+}
+
+/**
+ * A final assistant turn (a prefill the model goes on from) whose text ends in whitespace: Anthropic
+ * refuses it (at `messages`), so it is refused here for every target.
+ */
+function checkPrefill(last: Turn | undefined): void {
+  if (last?.role !== 'assistant') return;
+  const c = last.content;
+  const end = typeof c === 'string' ? undefined : c.at(-1)?.block;
+  const text = typeof c === 'string' ? c : end?.type === 'text' ? end.text : '';
+  if (/\s$/.test(text))
+    throw refuse('messages', 'final assistant content cannot end with trailing whitespace');
 }
 
 /**

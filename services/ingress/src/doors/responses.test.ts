@@ -3,6 +3,7 @@ import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import type { Frame } from '@faregate/contracts/frames';
 import { ResponsesRequest } from '@faregate/contracts/responses';
 import { GatewayError } from '@faregate/contracts/errors';
+import { fromZod } from '../plugins/errors.ts';
 import { RESPONSES_PARAMS, toChatRequest } from './responses.ts';
 import { type DoorNames, inDoorTerms } from './shared.ts';
 import { toResponse } from './responses-output.ts';
@@ -154,6 +155,79 @@ describe('Responses request → chat request', () => {
     expect(
       ResponsesRequest.safeParse({ model: 'm', input: [{ type: 'item_reference', id: 'x' }] }).success,
     ).toBe(false);
+  });
+});
+
+describe('malformed or unsupported input, refused at its path', () => {
+  /** The 400 a body gets from the route's schema (its param and message), as the error handler says it. */
+  const refusal = (input: unknown) => {
+    const r = ResponsesRequest.safeParse({ model: 'gpt-4o-mini', input });
+    if (r.success) throw new Error('parsed');
+    const e = fromZod(r.error);
+    return { param: e.param, message: e.message };
+  };
+  const user = (...content: unknown[]) => [{ role: 'user', content }];
+  const text = { type: 'input_text', text: 'a' };
+
+  it('an unknown content part type is named at its path, with the types taken', () => {
+    const r = refusal(user(text, { type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }));
+    expect(r.param).toBe('input.0.content.1.type');
+    expect(r.message).toMatch(
+      /^Invalid value for 'input\.0\.content\.1\.type': A content part of type "input_audio" is not supported here; the types taken are 'input_text', 'input_image', 'input_file', 'output_text', 'refusal'\.$/,
+    );
+  });
+
+  it('a part or item missing a field names the field', () => {
+    expect(refusal(user(text, { type: 'input_text' })).param).toBe('input.0.content.1.text');
+    const r = refusal([
+      { role: 'user', content: 'x' },
+      { type: 'function_call', call_id: 'c1', name: 'f' },
+    ]);
+    expect(r.param).toBe('input.1.arguments');
+    expect(r.message).toContain('expected string, received undefined');
+    // An unknown item type, and a function output's unknown part.
+    expect(refusal([{ type: 'item_reference', id: 'x' }]).message).toContain(
+      'An input item of type "item_reference" is not supported here',
+    );
+    expect(
+      refusal([
+        { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' },
+        { type: 'function_call_output', call_id: 'c1', output: [{ type: 'zz' }] },
+      ]).param,
+    ).toBe('input.1.output.0.type');
+    expect(refusal(42).message).toBe(
+      "Invalid value for 'input': expected a string or an array of input items",
+    );
+  });
+
+  it("input_file with file_data (a data: URL) or file_id becomes the chat request's file part", () => {
+    const pdf = 'data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK';
+    const chat = toChatRequest(
+      parse({
+        model: 'gpt-4o-mini',
+        input: user(
+          text,
+          { type: 'input_file', filename: 'a.pdf', file_data: pdf },
+          { type: 'input_file', file_id: 'file_1' },
+        ),
+      }),
+    );
+    expect(chat.messages).toEqual([
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'a' },
+          { type: 'file', file: { file_data: pdf, filename: 'a.pdf' } },
+          { type: 'file', file: { file_id: 'file_1' } },
+        ],
+      },
+    ]);
+    expect(() =>
+      toChatRequest(parse({ model: 'm', input: user({ type: 'input_file', file_url: 'https://x/a.pdf' }) })),
+    ).toThrow(expect.objectContaining({ param: 'input.0.content.0.file_url' }));
+    expect(() =>
+      toChatRequest(parse({ model: 'm', input: user({ type: 'input_file', filename: 'a.pdf' }) })),
+    ).toThrow(expect.objectContaining({ param: 'input.0.content.0.file_data' }));
   });
 });
 
@@ -357,6 +431,26 @@ describe("the pipeline's refusals in the Responses API's terms", () => {
       expect(e.message).toContain("'function_call_output' item with call_id 'c9'");
       expect(e.message).toContain("'function_call' item");
     }
+  });
+
+  it('a second function_call_output for one call_id is named as its item, in its own words', () => {
+    const { names } = named({
+      model: 'm',
+      input: [
+        { role: 'user', content: 'x' },
+        call('c1'),
+        { type: 'function_call_output', call_id: 'c1', output: 'ok' },
+        { type: 'function_call_output', call_id: 'c1', output: 'again' },
+      ],
+    });
+    const e = inDoorTerms(
+      refused('messages.3.tool_call_id', "'c1' is answered twice"),
+      names,
+    ) as GatewayError;
+    expect(e.param).toBe('input.3');
+    expect(e.message).toBe(
+      "More than one 'function_call_output' item answers the call_id 'c1': a function call takes a single output.",
+    );
   });
 
   it("a content part refused by a target is named at the caller's path (input.N.content.M, input.N.output.M)", () => {

@@ -14,7 +14,7 @@ import { type Door, type DoorNames, invalidParam } from './shared.ts';
 
 const invalid = invalidParam;
 
-type Part = Extract<ContentPart, { type: 'text' | 'image_url' }>;
+type Part = Extract<ContentPart, { type: 'text' | 'image_url' | 'file' }>;
 
 function partOf(p: ResponsesInputPart, param: string): Part {
   switch (p.type) {
@@ -33,11 +33,32 @@ function partOf(p: ResponsesInputPart, param: string): Part {
         type: 'image_url',
         image_url: { url: p.image_url, ...(p.detail ? { detail: p.detail } : {}) },
       };
+    case 'input_file':
+      // The chat request's file part (a data: URL or a stored file's id), as the chat door takes it.
+      if (p.file_url != null)
+        throw invalid(
+          `${param}.file_url`,
+          'Files are taken by file_data (a data: URL) or file_id; file_url is not supported by this gateway.',
+        );
+      if (p.file_data == null && p.file_id == null)
+        throw invalid(`${param}.file_data`, 'An input_file needs file_data (a data: URL) or file_id.');
+      return {
+        type: 'file',
+        file: {
+          ...(p.file_data != null ? { file_data: p.file_data } : {}),
+          ...(p.file_id != null ? { file_id: p.file_id } : {}),
+          ...(p.filename != null ? { filename: p.filename } : {}),
+        },
+      };
   }
 }
 
 const textOf = (parts: ResponsesInputPart[]) =>
-  parts.map((p) => (p.type === 'refusal' ? p.refusal : p.type === 'input_image' ? '' : p.text)).join('');
+  parts
+    .map((p) =>
+      p.type === 'refusal' ? p.refusal : p.type === 'input_image' || p.type === 'input_file' ? '' : p.text,
+    )
+    .join('');
 
 type AssistantMessage = Extract<ChatMessage, { role: 'assistant' }>;
 
@@ -66,10 +87,19 @@ function nameTurns(turns: ChatMessage[], origins: Map<ChatMessage, Origin>, name
       for (const k of m.content.keys())
         names[`messages.${n}.content.${k}`] = `${input}.${m.role === 'tool' ? 'output' : 'content'}.${k}`;
     if (m.role === 'tool') {
-      const term = {
-        param: input,
-        message: `No function call found for the 'function_call_output' item with call_id '${m.tool_call_id.slice(0, 64)}': its call_id must match a 'function_call' item right before its run of outputs.`,
-      };
+      const prev = turns.slice(0, n).findLastIndex((t) => t.role !== 'tool');
+      const twice = turns
+        .slice(prev + 1, n)
+        .some((t) => t.role === 'tool' && t.tool_call_id === m.tool_call_id);
+      const term = twice
+        ? {
+            param: input,
+            message: `More than one 'function_call_output' item answers the call_id '${m.tool_call_id.slice(0, 64)}': a function call takes a single output.`,
+          }
+        : {
+            param: input,
+            message: `No function call found for the 'function_call_output' item with call_id '${m.tool_call_id.slice(0, 64)}': its call_id must match a 'function_call' item right before its run of outputs.`,
+          };
       names[`messages.${n}.role`] = term;
       names[`messages.${n}.tool_call_id`] = term;
     }
