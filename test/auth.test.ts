@@ -471,7 +471,7 @@ describe('errors answered before any handler runs keep the error shape', () => {
     const answer = await new Promise<string>((resolve, reject) => {
       const u = new URL(stack.url);
       const c = connect(Number(u.port), u.hostname, () => {
-        c.end(
+        c.write(
           `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${stack.apiKey}\r\n` +
             'Content-Type: application/json\r\nIdempotency-Key: a1\r\nIdempotency-Key: a2\r\n' +
             `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

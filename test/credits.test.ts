@@ -120,6 +120,15 @@ describe('credits through billing', () => {
     );
     expect(differ.status).toBe(400);
     expect(differ.body).toMatchObject({ error: { param: 'idempotency_key' } });
+    // Two Idempotency-Key headers arrive joined ("h1, h2"): refused, never taken as a key of its
+    // own that a retry with either one would not match (a second credit).
+    const joined = await post(
+      '/credits',
+      { account_id: t.account, amount_usd: '12.5' },
+      { 'idempotency-key': 'h1, h2' },
+    );
+    expect(joined.status).toBe(400);
+    expect(joined.body).toMatchObject({ error: { param: 'Idempotency-Key' } });
     // Without a key: a credit of its own each time, under a key the ingress made up and shows.
     const bare = await post('/credits', { account_id: t.account, amount_usd: '0.5' });
     expect(bare.status).toBe(201);

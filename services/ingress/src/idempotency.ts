@@ -59,6 +59,29 @@ export type AttachToJob = (
   createdMs: number,
 ) => Promise<unknown>;
 
+/**
+ * The request's `Idempotency-Key` header (undefined without one), refused unless it is one header of
+ * 1 to 255 visible ASCII characters: the one reading of it, for the doors and the admin API alike.
+ */
+export function idempotencyKeyOf(req: FastifyRequest): string | undefined {
+  const header = req.headers['idempotency-key'];
+  if (header === undefined) return undefined;
+  if (typeof header === 'string' && KEY_PATTERN.test(header)) return header;
+  // Node joins repeated headers with ", ": say that, not that the joined value is malformed (and
+  // never take the joined value as a key: a retry with either one would not match it).
+  const raw = req.raw.rawHeaders;
+  let sent = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'idempotency-key') sent++;
+  throw new GatewayError({
+    code: 'invalid_request_error',
+    message:
+      sent > 1
+        ? 'The request carries more than one Idempotency-Key header: send exactly one.'
+        : 'Idempotency-Key must be 1 to 255 visible ASCII characters.',
+    param: 'Idempotency-Key',
+  });
+}
+
 export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, attach: AttachToJob): void {
   const redis: RedisClient = deps.redis;
   const ttlMs = deps.config.IDEMPOTENCY_TTL_SECONDS * 1000;
@@ -66,25 +89,12 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
   const pendingTtlMs = deps.config.REQUEST_TIMEOUT_MS + 60_000;
 
   app.addHook('preHandler', async (req, reply) => {
-    const header = req.headers['idempotency-key'];
-    if (header === undefined || req.method !== 'POST') return;
+    if (req.headers['idempotency-key'] === undefined || req.method !== 'POST') return;
     // The route the router matched, not the raw URL: `/v1/chat/%63ompletions` is the same route.
     const path = req.routeOptions.url ?? '';
     if (!ROUTES.has(path)) return;
-    if (typeof header !== 'string' || !KEY_PATTERN.test(header)) {
-      // Node joins repeated headers with ", ": say that, not that the joined value is malformed.
-      const raw = req.raw.rawHeaders;
-      let sent = 0;
-      for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'idempotency-key') sent++;
-      throw new GatewayError({
-        code: 'invalid_request_error',
-        message:
-          sent > 1
-            ? 'The request carries more than one Idempotency-Key header: send exactly one.'
-            : 'Idempotency-Key must be 1 to 255 visible ASCII characters.',
-        param: 'Idempotency-Key',
-      });
-    }
+    const header = idempotencyKeyOf(req);
+    if (header === undefined) return;
     const principal = principalOf(req);
     // Scoped per API key: a key never replays (or learns of) what a sibling key of its tenant ran,
     // which may be a model or an answer it is not allowed.

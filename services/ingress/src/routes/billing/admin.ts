@@ -22,6 +22,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { RedisClient } from '@faregate/queue/redis';
 import { z } from 'zod';
 import { awaitCreditOutcome, queueCredit } from '../../credits.ts';
+import { idempotencyKeyOf } from '../../idempotency.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 import { money, sendError } from './reply.ts';
 
@@ -226,8 +227,7 @@ export function adminRoutes(deps: {
     });
 
     typed.post('/admin/v1/credits', { schema: { body: AddCredit } }, async (req, reply) => {
-      const header = req.headers['idempotency-key'];
-      const fromHeader = typeof header === 'string' && header ? header : undefined;
+      const fromHeader = idempotencyKeyOf(req);
       // Two different keys for one credit: which one the caller will retry with is unknowable.
       if (
         req.body.idempotency_key !== undefined &&
