@@ -58,6 +58,22 @@ const codeOf = (f: () => unknown) => {
 };
 
 describe('Router', () => {
+  it("a model whose pool has no live worker is served by its live fallbacks; without one it is the pool's 503", () => {
+    const fallbacks = { 'gemini/gemini-2.5-flash': ['gemini/gemini-2.5-pro', 'openai/gpt-4o-mini'] };
+    const r = new Router(dir, { allowUnpriced: false, expectedPools: ['gemini'], fallbacks });
+    for (const name of ['gemini/gemini-2.5-flash', 'gemini-2.5-flash'])
+      expect(
+        r.plan(req(name)).plan.map((c) => `${c.provider}/${c.model}`),
+        name,
+      ).toEqual(['openai/gpt-4o-mini']);
+    const alone = new Router(dir, { allowUnpriced: false, expectedPools: ['gemini'] });
+    expect(codeOf(() => alone.plan(req('gemini/gemini-2.5-flash')))).toBe('provider_unavailable');
+    // A pool the deployment does not run is still an unknown model.
+    expect(
+      codeOf(() => new Router(dir, { allowUnpriced: false, fallbacks }).plan(req('gemini/gemini-2.5-flash'))),
+    ).toBe('model_not_found');
+  });
+
   it('refuses a discovered model without a price, unless unpriced models are allowed', () => {
     expect(codeOf(() => new Router(dir, { allowUnpriced: false }).plan(req('openai/gpt-9-preview')))).toBe(
       'model_not_found',
@@ -420,6 +436,16 @@ describe('Router', () => {
     ]);
     expect(unknown).toMatchObject({ param: 'messages.3.tool_call_id' });
     expect(unknown?.message).toContain("'c2' not found");
+    // Two answers to one call: the second is named.
+    const twice = refusal([
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: null, tool_calls: [call('c1'), call('c2')] },
+      { role: 'tool', tool_call_id: 'c1', content: 'r' },
+      { role: 'tool', tool_call_id: 'c1', content: 'again' },
+      { role: 'tool', tool_call_id: 'c2', content: 'r' },
+    ]);
+    expect(twice).toMatchObject({ code: 'invalid_request_error', param: 'messages.3.tool_call_id' });
+    expect(twice?.message).toContain("'c1' is answered by more than one message with role 'tool'");
     // A result after the conversation went on: the calls it may answer are gone.
     expect(
       refusal([

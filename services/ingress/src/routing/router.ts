@@ -335,13 +335,26 @@ export class Router {
       const provider = name.slice(0, slash);
       const id = name.slice(slash + 1);
       const e = this.#dir.find(provider, id);
-      if (!e) throw this.#waiting([provider]) ?? notFound(name);
-      entries = [e];
+      if (e) entries = [e];
+      else {
+        const waiting = this.#waiting([provider]);
+        if (!waiting) throw notFound(name);
+        entries = this.#standIns([name, ...this.#canonical(provider, id)]);
+        if (entries.length === 0) throw waiting;
+      }
     } else {
       // A bare name: every live provider that serves it, cheapest first.
       entries = this.#dir.findAll(name).sort((a, b) => cheapness(a, prompt) - cheapness(b, prompt));
-      if (entries.length === 0)
-        throw this.#waiting(this.#absent().filter((p) => this.#dir.catalogEntry(p, name))) ?? notFound(name);
+      if (entries.length === 0) {
+        const down = this.#absent().filter((p) => this.#dir.catalogEntry(p, name));
+        const waiting = this.#waiting(down);
+        if (!waiting) throw notFound(name);
+        entries = this.#standIns([
+          name,
+          ...down.flatMap((p) => [`${p}/${name}`, ...this.#canonical(p, name)]),
+        ]);
+        if (entries.length === 0) throw waiting;
+      }
     }
     const primary = entries[0]!;
     const targets = new Set(entries);
@@ -386,6 +399,31 @@ export class Router {
     }
     this.#resolvedFallbacks.set(primary, chain);
     return chain;
+  }
+
+  /** `provider/<catalog id>` of a model name, when the catalog knows it by another name (a dated id). */
+  #canonical(provider: string, id: string): string[] {
+    const c = this.#dir.prices.canonicalId(provider, id);
+    return c && c !== id ? [`${provider}/${c}`] : [];
+  }
+
+  /**
+   * A model whose pool has no live worker (gone, or every worker frozen) is served by its routing
+   * file fallbacks that are live, in order: the first chain found under any of its `names`.
+   */
+  #standIns(names: string[]): ModelEntry[] {
+    for (const n of names) {
+      const chain = this.#fallbacks.get(n);
+      if (!chain) continue;
+      const live: ModelEntry[] = [];
+      for (const f of chain) {
+        const slash = f.indexOf('/');
+        const e = slash > 0 ? this.#dir.find(f.slice(0, slash), f.slice(slash + 1)) : undefined;
+        if (e && !live.includes(e)) live.push(e);
+      }
+      return live;
+    }
+    return [];
   }
 
   /** Pools the deployment runs (or ran) that have no live worker now. */
@@ -555,13 +593,15 @@ function notFound(name: string): GatewayError {
  * Every tool call of an assistant turn is answered by a tool message before the conversation goes
  * on, and every tool message answers a call of the assistant turn right before its run of tool
  * messages, as OpenAI, Anthropic and Gemini all require (each refuses the request otherwise,
- * naming it; OpenAI's words).
+ * naming it; OpenAI's words). A call is answered once: a second tool message for it is refused.
  */
 function toolResultsCheck(req: ChatRequest): void {
   const { messages } = req;
   // The calls the tool messages in hand may answer: the last assistant turn's, while only tool
   // messages have followed it.
   let calls: Set<string> | undefined;
+  // The calls those tool messages have answered: a second answer to one call is refused.
+  const answered = new Set<string>();
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i];
     if (m?.role === 'tool') {
@@ -578,9 +618,17 @@ function toolResultsCheck(req: ChatRequest): void {
           message: `Invalid parameter: 'tool_call_id' of '${m.tool_call_id.slice(0, 64)}' not found in 'tool_calls' of previous message.`,
           param: `messages.${i}.tool_call_id`,
         });
+      if (answered.has(m.tool_call_id))
+        throw new GatewayError({
+          code: 'invalid_request_error',
+          message: `Invalid parameter: 'tool_call_id' of '${m.tool_call_id.slice(0, 64)}' is answered by more than one message with role 'tool': each tool call takes a single response message.`,
+          param: `messages.${i}.tool_call_id`,
+        });
+      answered.add(m.tool_call_id);
       continue;
     }
     calls = undefined;
+    answered.clear();
     if (m?.role !== 'assistant' || !m.tool_calls?.length) continue;
     calls = new Set(m.tool_calls.map((c) => c.id));
     const open = new Set(calls);
