@@ -222,7 +222,7 @@ describe('logit_bias as OpenAI takes it: token ids to a bias from -100 to 100', 
     const ok = await client.chat.completions.create({
       model: 'openai/gpt-4o-mini',
       messages: ask('x'),
-      logit_bias: { '50256': -100, '1': 100, '2': 0.5 },
+      logit_bias: { '50256': -100, '1': 100, '2': 1 },
     });
     expect(ok.object).toBe('chat.completion');
   });

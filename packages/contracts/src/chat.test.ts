@@ -8,7 +8,7 @@ describe('logit_bias (OpenAI: token ids, as decimal integer strings, to a bias f
     ChatRequest.safeParse({ ...base, logit_bias }).error?.issues.map((i) => [i.path.join('.'), i.message]);
 
   it('takes token ids with a bias from -100 to 100 (or null), as OpenAI does', () => {
-    const logit_bias = { '50256': -100, '0': 100, '7': 2.5 };
+    const logit_bias = { '50256': -100, '0': 100, '7': 2 };
     expect(ChatRequest.parse({ ...base, logit_bias }).logit_bias).toEqual(logit_bias);
     expect(ChatRequest.parse({ ...base, logit_bias: null }).logit_bias).toBeNull();
     // The carried form holds it to the same rule.
@@ -16,8 +16,19 @@ describe('logit_bias (OpenAI: token ids, as decimal integer strings, to a bias f
   });
 
   it('refuses a key that is not a token id, prototype-named ones included, naming the key', () => {
-    const key = 'expected a token id (a decimal integer) as the key';
-    for (const k of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '-1', '1.5', ' 1', 'a1', ''])
+    const key = 'expected a token id (a decimal integer below 10,000,000) as the key';
+    for (const k of [
+      'constructor',
+      'toString',
+      'hasOwnProperty',
+      'valueOf',
+      '-1',
+      '1.5',
+      ' 1',
+      'a1',
+      '',
+      '99999999999999999999',
+    ])
       expect(issues({ [k]: 1 }), k).toEqual([[`logit_bias.${k}`, key]]);
   });
 
@@ -25,6 +36,8 @@ describe('logit_bias (OpenAI: token ids, as decimal integer strings, to a bias f
     const range = 'expected a bias from -100 to 100';
     expect(issues({ '1': 200 })).toEqual([['logit_bias.1', range]]);
     expect(issues({ '1': -100.5 })).toEqual([['logit_bias.1', range]]);
+    // A bias is an integer, as OpenAI's reference types it.
+    expect(issues({ '5': 1.5 })).toEqual([['logit_bias.5', range]]);
     expect(issues({ '1': '5' })?.[0]?.[0]).toBe('logit_bias.1');
     // The probe's body: both wrongs reported.
     expect(

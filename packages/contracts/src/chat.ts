@@ -242,10 +242,18 @@ const BIAS = 'expected a bias from -100 to 100';
  * (`logit_bias.constructor`), never sent on. A `__proto__` key never gets here: the JSON parser
  * refuses it on every way in (parseJsonText).
  */
-const LogitBias = z.record(z.string().regex(/^\d+$/), z.number().min(-100, BIAS).max(100, BIAS), {
-  error: (iss) =>
-    iss.code === 'invalid_key' ? 'expected a token id (a decimal integer) as the key' : undefined,
-});
+const LogitBias = z.record(
+  // No tokenizer has ten million tokens: a longer id is in no vocabulary. Biases are integers
+  // (OpenAI's API reference types them so).
+  z.string().regex(/^\d{1,7}$/),
+  z.number().int(BIAS).min(-100, BIAS).max(100, BIAS),
+  {
+    error: (iss) =>
+      iss.code === 'invalid_key'
+        ? 'expected a token id (a decimal integer below 10,000,000) as the key'
+        : undefined,
+  },
+);
 
 /** The fields of a chat request other than its model and messages (the caller's form and the carried one). */
 const requestFields = {
