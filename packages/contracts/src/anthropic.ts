@@ -160,8 +160,9 @@ export type AnthropicMessage = z.infer<typeof AnthropicMessage>;
 
 export const AnthropicTool = z.strictObject({
   type: z.literal('custom').optional(),
-  // The gateway's own bound on tool names (the chat request's), so every target accepts them.
-  name: z.string().min(1).max(64),
+  // Its pattern and the gateway's bound of 64 (the chat request's, so every target accepts it) are
+  // checked by the door (messages-rules.ts), which names the tool in Anthropic's words.
+  name: z.string().min(1),
   description: z.string().optional(),
   input_schema: z.record(z.string(), z.unknown()),
   cache_control: CacheControl,

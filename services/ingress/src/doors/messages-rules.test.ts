@@ -239,6 +239,11 @@ describe('what Anthropic refuses in tools, breakpoints and images', () => {
       message: "tools.2.name: Tool names must be unique: 't' is also tools.0.",
     });
     expect(door({ ...base, messages: msgs, tools: [t, { ...t, name: 'get_weather-2' }] }).chat).toBeDefined();
+    // Past 64 characters, the same refusal at its path (not the schema's "Too big").
+    expect(door({ ...base, messages: msgs, tools: [{ ...t, name: 'n'.repeat(65) }] })).toEqual({
+      param: 'tools.0.name',
+      message: expect.stringMatching(/^tools\.0\.name: String should match pattern/),
+    });
   });
 
   it('more than 4 cache_control breakpoints are refused, naming the fifth, as Anthropic counts them', () => {
