@@ -182,6 +182,42 @@ describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
 });
 
 describe('the rest of the Messages format', () => {
+  it("the SDK's tool runner runs its loop: the message thread it asks for is refused as Anthropic refuses one it cannot hold, and it goes on without", async () => {
+    let ran = 0;
+    const final = await client.beta.messages.toolRunner({
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 200,
+      messages: [{ role: 'user', content: 'What is the weather in Oslo? Use the tool.' }],
+      tools: [
+        {
+          ...weather,
+          run: async () => {
+            ran++;
+            return 'sunny, 21 °C';
+          },
+        },
+      ],
+    });
+    expect(ran).toBeGreaterThan(0);
+    expect(final.stop_reason).toBe('end_turn');
+    // The refusal itself, as the SDK reads it.
+    const r = await post(
+      '/v1/messages',
+      {
+        model: 'anthropic/claude-haiku-4-5',
+        max_tokens: 8,
+        messages: [{ role: 'user', content: 'hi' }],
+        thread: { type: 'create' },
+      },
+      { 'x-api-key': stack.apiKey },
+    );
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', details: { error_code: 'thread_unsupported_request' } },
+    });
+  });
+
   it('sends images (base64 and url), stop sequences, metadata and tool_choice any', async () => {
     const png =
       'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';

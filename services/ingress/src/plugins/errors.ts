@@ -24,6 +24,12 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * `error.details` of an Anthropic-shaped refusal, which Anthropic's SDKs read (`error_code`: e.g.
+ * `thread_unsupported_request`, on which the SDK's tool runner goes on without a message thread).
+ */
+export const anthropicDetails = new WeakMap<GatewayError, Record<string, unknown>>();
+
 /** Whether this request is answered in Anthropic's shape (its errors, its `request-id`): the one decision. */
 export function anthropicShaped(req: FastifyRequest): boolean {
   const shape = req.routeOptions?.config?.errorShape;
@@ -203,6 +209,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const requestId = typeof known === 'string' ? known : newId('req');
       setRequestId(reply, requestId, true);
       const a = anthropicError(ge.code, ge.message, requestId);
+      const details = anthropicDetails.get(ge);
+      if (details) Object.assign(a.body.error, { details });
       // Anthropic's own status, which Node's table lacks (its status line would read "unknown").
       if (a.status === 529) reply.raw.statusMessage = 'Overloaded';
       return reply.code(a.status).send(a.body);

@@ -1,4 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { GatewayError } from '@faregate/contracts/errors';
+import { anthropicDetails } from '../../plugins/errors.ts';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
 import type { ChatRequest } from '@faregate/contracts/chat';
@@ -19,6 +21,25 @@ import { keepPermitted } from '../../submit.ts';
 const MessagesBody = requestBody(['model', 'messages', 'max_tokens'], AnthropicRequest);
 const CountTokensBody = requestBody(['model', 'messages'], AnthropicCountTokensRequest);
 
+/**
+ * Anthropic's message threads (`thread`: the server keeps the conversation between turns) are not
+ * held here. Refused as Anthropic refuses a request it cannot thread (`error.details.error_code`
+ * `thread_unsupported_request`), on which the SDK's tool runner goes on without a thread, sending
+ * the whole conversation each turn: `@anthropic-ai/sdk`'s `toolRunner()` threads by default.
+ */
+async function refuseThread(req: FastifyRequest): Promise<void> {
+  const body = req.body as Record<string, unknown> | null | undefined;
+  if (body === null || typeof body !== 'object' || !Object.hasOwn(body, 'thread')) return;
+  const err = new GatewayError({
+    code: 'invalid_request_error',
+    message:
+      'thread: message threads are not supported by this gateway; send the whole conversation in `messages`.',
+    param: 'thread',
+  });
+  anthropicDetails.set(err, { error_code: 'thread_unsupported_request', unsupported: ['thread'] });
+  throw err;
+}
+
 /** `thinking` asks for reasoning: only reasoning models serve it (a fallback that cannot is left out). */
 const thinkingParam = (chat: ChatRequest) => (chat.reasoning_effort ? 'thinking' : undefined);
 
@@ -31,7 +52,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.post(
     '/v1/messages',
-    { schema: { body: MessagesBody }, config: { errorShape: 'anthropic' } },
+    { schema: { body: MessagesBody }, config: { errorShape: 'anthropic' }, preValidation: refuseThread },
     async (req, reply) => {
       // The caller's names of what the pipeline may refuse: fields, and the content parts' paths.
       const names: DoorNames = { ...MESSAGES_PARAMS };
