@@ -361,7 +361,7 @@ describe('frames → Anthropic events', () => {
       }),
     );
     expect(e).toBe(
-      'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error","message":"slow"}}\n\n',
+      'event: error\ndata: {"type":"error","error":{"type":"rate_limit_error","message":"slow"},"request_id":"req_3"}\n\n',
     );
   });
 });

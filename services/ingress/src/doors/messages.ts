@@ -502,8 +502,9 @@ const sse = (type: string, data: Record<string, unknown>) =>
   `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
 
 /** An in-band error after the 200 status: the SDK throws it as an APIError of that type. */
-export function anthropicErrorEvent(code: ErrorCode, message: string): string {
-  return sse('error', { error: anthropicError(code, message).body.error });
+export function anthropicErrorEvent(code: ErrorCode, message: string, requestId?: string): string {
+  const { error, request_id } = anthropicError(code, message, requestId).body;
+  return sse('error', { error, ...(request_id ? { request_id } : {}) });
 }
 
 type Open = { kind: 'text' | 'thinking' } | { kind: 'tool'; index: number };
@@ -670,13 +671,13 @@ export class AnthropicStreamWriter implements FrameWriter {
         sse('message_stop', {}),
       );
     } else if (f.type === 'error') {
-      out.push(anthropicErrorEvent(f.error.code, f.error.message));
+      out.push(anthropicErrorEvent(f.error.code, f.error.message, this.#id));
     }
     return out.join('');
   }
 
   error(code: ErrorCode, message: string): string {
-    return anthropicErrorEvent(code, message);
+    return anthropicErrorEvent(code, message, this.#id);
   }
 }
 
