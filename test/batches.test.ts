@@ -81,6 +81,31 @@ describe('job batches', () => {
     expect(status.counts).toMatchObject({ completed: 3, rejected: 1, queued: 0, running: 0 });
   });
 
+  it('a member Postgres cannot store (a lone surrogate, a NUL) is refused at its index; the others run', async () => {
+    const b = await createBatch([
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi \ud800' }] },
+      chat('fine'),
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'nul \u0000' }] },
+      // A valid pair is stored as it is.
+      chat('pair \ud83d\ude00'),
+    ]);
+    expect(b.jobs.map((j) => Boolean(j.id))).toEqual([false, true, false, true]);
+    expect(b.jobs[0]?.error).toMatchObject({
+      code: 'invalid_request_error',
+      message: expect.stringContaining('surrogate'),
+    });
+    expect(b.jobs[2]?.error).toMatchObject({
+      code: 'invalid_request_error',
+      message: expect.stringContaining('NUL'),
+    });
+    const status = await until(async () => {
+      const r = await fetch(`${stack.url}/v1/jobs/batches/${b.id}`, { headers: auth() });
+      const s = (await r.json()) as { status: string; counts: Record<string, number> };
+      return s.status === 'completed' ? s : undefined;
+    });
+    expect(status.counts).toMatchObject({ completed: 2, rejected: 2 });
+  });
+
   it('streams every member job over one subscription, and resumes each from its own cursor', async () => {
     const b = await createBatch([chat('alpha'), chat('beta'), chat('gamma')]);
     const ids = b.jobs.map((j) => j.id as string);

@@ -10,6 +10,7 @@ import { batchDriverOf } from './openai-batches/driver.ts';
 import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
 import { ownedJob, parseChatRequest } from './submit.ts';
+import { UNSTORABLE, unstorable } from './openai-batches/validate.ts';
 
 /**
  * Job batches (`POST /v1/jobs` with `{ "requests": [ … ] }`): the small, job-shaped form of the one
@@ -54,6 +55,13 @@ export async function submitBatch(
   for (const [index, body] of requests.entries()) {
     try {
       deps.router.plan(parseChatRequest(body));
+      // What Postgres cannot store refuses this member, at its index, not the whole batch.
+      const cannot = unstorable(JSON.stringify(body));
+      if (cannot)
+        throw new GatewayError({
+          code: 'invalid_request_error',
+          message: `This request ${UNSTORABLE[cannot]}`,
+        });
       const job = lineIds(id, index).job;
       valid.push({ line: index, body, job });
       entries.push({ index, id: job });

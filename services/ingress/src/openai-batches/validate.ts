@@ -14,6 +14,20 @@ const NUL_ESCAPE = /(^|[^\\])(\\\\)*\\u0000/;
  */
 const LONE_SURROGATE_ESCAPE = /(^|[^\\])(\\\\)*\\ud[89a-f]/;
 
+/** What Postgres cannot store (text or jsonb), in JSON.stringify's output: why, or undefined. */
+export function unstorable(json: string): 'nul' | 'surrogate' | undefined {
+  if (json.includes('\\u0000') && NUL_ESCAPE.test(json)) return 'nul';
+  if (json.includes('\\ud') && LONE_SURROGATE_ESCAPE.test(json)) return 'surrogate';
+  return undefined;
+}
+
+/** The refusal of a value `unstorable` names. */
+export const UNSTORABLE = {
+  nul: 'contains a NUL character (\\u0000), which cannot be stored.',
+  surrogate:
+    'contains a lone UTF-16 surrogate (such as \\ud800 with no low surrogate after it), which cannot be stored.',
+} as const;
+
 /** A valid line, ready to be stored: its number (1-based), custom id and request body (JSON text). */
 export interface ValidLine {
   line: number;
@@ -167,25 +181,15 @@ export async function validateLines(
     const body = JSON.stringify(r.data.body);
     // Postgres stores no NUL character (text or jsonb): refused here, naming the line, not an
     // INSERT failing for the whole file.
-    if (r.data.custom_id.includes('\u0000') || (body.includes('\\u0000') && NUL_ESCAPE.test(body))) {
-      fail({
-        code: 'invalid_request',
-        message: 'This line contains a NUL character (\\u0000), which cannot be stored.',
-        param: null,
-        line: n,
-      });
-      continue;
-    }
     // Nor a lone UTF-16 surrogate (JSON's `"\ud800"` with no low half after it): jsonb refuses it
     // (22P02), and text would store U+FFFD in its place, another custom_id than the caller's.
-    if (!r.data.custom_id.isWellFormed() || (body.includes('\\ud') && LONE_SURROGATE_ESCAPE.test(body))) {
-      fail({
-        code: 'invalid_request',
-        message:
-          'This line contains a lone UTF-16 surrogate (such as \\ud800 with no low surrogate after it), which cannot be stored.',
-        param: null,
-        line: n,
-      });
+    const cannot = r.data.custom_id.includes('\u0000')
+      ? 'nul'
+      : !r.data.custom_id.isWellFormed()
+        ? 'surrogate'
+        : unstorable(body);
+    if (cannot) {
+      fail({ code: 'invalid_request', message: `This line ${UNSTORABLE[cannot]}`, param: null, line: n });
       continue;
     }
     if (errors.length > 0) continue; // the batch fails: nothing more to store
