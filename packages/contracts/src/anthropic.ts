@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { byType } from './by-type.ts';
 import { CacheControl as ChatCacheControl } from './chat.ts';
 
 /**
@@ -8,24 +9,6 @@ import { CacheControl as ChatCacheControl } from './chat.ts';
  * an assistant turn, it is a hint left out.
  */
 const CacheControl = ChatCacheControl.nullable().optional();
-
-/**
- * A union of objects told apart by `type`, whose unknown type is refused by name ("Invalid input"
- * otherwise), listing the ones taken.
- */
-function byType<const T extends readonly [z.core.$ZodTypeDiscriminable, ...z.core.$ZodTypeDiscriminable[]]>(
-  what: string,
-  options: T,
-) {
-  return z.discriminatedUnion('type', options, {
-    error: (iss) => {
-      if (iss.code !== 'invalid_union') return undefined;
-      const type = (iss.input as { type?: unknown } | undefined)?.type;
-      const taken = (iss as { options?: unknown[] }).options ?? [];
-      return `${what} of type ${JSON.stringify(type)} is not supported here; the types taken are ${taken.map((t) => `'${String(t)}'`).join(', ')}.`;
-    },
-  });
-}
 
 /**
  * Text or an array of blocks. A plain union answers only "Invalid input" at the content when a block

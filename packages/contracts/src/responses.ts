@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { byType } from './by-type.ts';
 import { Metadata } from './chat.ts';
 
 /**
@@ -6,24 +7,6 @@ import { Metadata } from './chat.ts';
  * stateful fields (`previous_response_id`, `store: true`, `conversation`) are accepted by the schema
  * and refused by the door with a 400 naming them. Unknown fields are refused, as OpenAI does.
  */
-/**
- * A union of objects told apart by `type`, whose unknown type is refused by name (a plain union says
- * only "Invalid input", at the union's path), listing the types taken; a known type's own issue (a
- * missing field) comes at its exact path.
- */
-function byType<const T extends readonly [z.core.$ZodTypeDiscriminable, ...z.core.$ZodTypeDiscriminable[]]>(
-  what: string,
-  options: T,
-) {
-  return z.discriminatedUnion('type', options, {
-    error: (iss) => {
-      if (iss.code !== 'invalid_union') return undefined;
-      const type = (iss.input as { type?: unknown } | undefined)?.type;
-      const taken = ((iss as { options?: unknown[] }).options ?? []).filter((t) => t != null);
-      return `${what} of type ${JSON.stringify(type) ?? 'undefined'} is not supported here; the types taken are ${taken.map((t) => `'${String(t)}'`).join(', ')}.`;
-    },
-  });
-}
 
 /**
  * Text or an array of items. A plain union answers only "Invalid input" at its own path when an
