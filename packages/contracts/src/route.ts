@@ -13,6 +13,20 @@ export const RouteStep = z.object({
 });
 export type RouteStep = z.infer<typeof RouteStep>;
 
+/**
+ * The codes of a candidate skipped without a call, as its step in the route carries them: its
+ * provider's circuit was open; its pool was paused (a 429) past the request's patience; its pool was
+ * lost (no live worker) with the job queued for it, which went on to the next hop.
+ */
+export const ROUTE_SKIPS = {
+  CIRCUIT_OPEN: 'circuit_open',
+  POOL_PAUSED: 'paused',
+  POOL_LOST: 'pool_lost',
+} as const;
+export type RouteSkip = (typeof ROUTE_SKIPS)[keyof typeof ROUTE_SKIPS];
+const SKIP_CODES: ReadonlySet<string> = new Set(Object.values(ROUTE_SKIPS));
+export const isSkip = (code: string): code is RouteSkip => SKIP_CODES.has(code);
+
 /** The response headers that say what served an answer (every answer of the chat doors). */
 export const SERVED_HEADERS = {
   provider: 'x-faregate-provider',

@@ -2,6 +2,7 @@ import { getEach, type RedisClient } from './redis.ts';
 import { isJobEnvelope, type JobData } from '@faregate/contracts/jobs';
 import type { Keys } from './keys.ts';
 import { luaScript, REDIS_NOW_MS } from './lua.ts';
+import type { ProviderQueues } from './queues.ts';
 
 /**
  * The fast lane: hands an interactive request straight to an idle worker of its pool.
@@ -181,6 +182,25 @@ export class FastLane {
       out.push({ id, data, kind });
     }
     return out;
+  }
+
+  /**
+   * Moves what the lane could not finish (see `sweep`) onto the pool's BullMQ queue, as the same
+   * job: its attempts counted after the one the lane made, and a run whose worker stopped renewing
+   * (`run`: it had called the provider) marked `lostRun`, so the re-run bills that call. Every worker
+   * of the pool does this every few ms; an ingress does it for a pool with no live worker
+   * (lost-pools.ts). A crash between the add and `finish` is harmless: the BullMQ job id is the
+   * request's, and the entry's hand-over lease (`moving`) lets the next sweep finish it.
+   */
+  async requeueSwept(queues: Pick<ProviderQueues, 'add'>, max?: number): Promise<SweptJob[]> {
+    const swept = await this.sweep(max);
+    for (const s of swept) {
+      const base = s.data.attemptBase ?? 0;
+      const lostRun = s.kind === 'run' ? { lostRun: `${s.data.hop}:${base + 1}` } : {};
+      await queues.add({ ...s.data, ...lostRun, attemptBase: Math.max(1, base) });
+      await this.finish(s.id);
+    }
+    return swept;
   }
 
   /** Worker: the pool runs the lane (refreshed every second; lapses three seconds after the last worker stops). */

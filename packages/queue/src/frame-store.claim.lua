@@ -4,7 +4,9 @@
 -- Returns { lastSeq, terminal, previous owner | false, the owner whose attempt ended last | false };
 -- terminal: 0 no, 1 ended, 2 cancelled before it
 -- started, 3 an earlier attempt's content is in the log of a job whose content is final (an SSE
--- caller has it and cannot take it back): for 2 and 3 the caller owns the ending.
+-- caller has it and cannot take it back): for 2 and 3 the caller owns the ending; 4 the job went on
+-- to a later hop of its route (a fallback, or moved off a lost pool: `moved`) and this attempt's
+-- hop (the owner's `...:<hop>:<attempt>`) is behind it: a stale copy of the job, which must not run.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local seq = 0
 local terminal = 0
@@ -35,6 +37,13 @@ if terminal == 0 and ARGV[7] == '1' and seq > 0 then
 end
 local previous = redis.call('HGET', KEYS[2], 'owner')
 local ended = redis.call('HGET', KEYS[2], 'ended')
+if terminal == 0 then
+  local hop = tonumber(string.match(ARGV[1], ':(%d+):%d+$') or '')
+  local ahead = tonumber(redis.call('HGET', KEYS[2], 'moved') or '')
+  local owning = previous and tonumber(string.match(previous, ':(%d+):%d+$') or '')
+  if owning and (not ahead or owning > ahead) then ahead = owning end
+  if hop and ahead and ahead > hop then terminal = 4 end
+end
 if terminal == 0 or terminal == 3 then
   -- The job record (owner account, model, created) may not exist yet: requests answered over HTTP
   -- are recorded here rather than by the ingress, which saves the request path a write.

@@ -144,6 +144,33 @@ describe('FrameStore', () => {
     expect(await store.claim(id, 'w', 60_000, REC)).toMatchObject({ terminal: false, lastSeq: 1 });
   });
 
+  it('refuses a claim by a copy of the job at an earlier hop than it went on to (a fallback, or moved off a lost pool)', async () => {
+    // Moved to hop 1 before any attempt: hop 0's copy may not run, hop 1 may.
+    const moved = jobId();
+    await store.moved(moved, 1, 60_000);
+    expect(await store.claim(moved, 'w1:0:1', 60_000, REC)).toMatchObject({
+      terminal: false,
+      superseded: true,
+    });
+    const next = await store.claim(moved, 'w2:1:1', 60_000, REC);
+    expect(next.superseded).toBeUndefined();
+    expect(await redis.hget(keys.meta(moved), 'owner')).toBe('w2:1:1');
+    // The mark only rises; a retry on the same hop and a later hop still claim.
+    await store.moved(moved, 0, 60_000);
+    expect((await store.claim(moved, 'w3:1:2', 60_000, REC)).superseded).toBeUndefined();
+    expect((await store.claim(moved, 'w3:2:1', 60_000, REC)).superseded).toBeUndefined();
+    expect(await store.claim(moved, 'w1:1:1', 60_000, REC)).toMatchObject({ superseded: true });
+    expect(await redis.hget(keys.meta(moved), 'owner')).toBe('w3:2:1');
+    expect(await redis.pttl(keys.meta(moved))).toBeGreaterThan(0);
+
+    // A fallback without a mark: the owner's hop is ahead (a crashed hop 0 re-run after it queued hop 1).
+    const fell = jobId();
+    await store.claim(fell, 'w1:0:1', 60_000, REC);
+    await store.claim(fell, 'w2:1:1', 60_000, REC);
+    expect(await store.claim(fell, 'w1:0:2', 60_000, REC)).toMatchObject({ superseded: true });
+    expect(await redis.hget(keys.meta(fell), 'owner')).toBe('w2:1:1');
+  });
+
   it('records an async job with its first frame, without taking ownership', async () => {
     const id = jobId();
     await store.append(id, [{ type: 'accepted', model: 'm', created: 1 }], {

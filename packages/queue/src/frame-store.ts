@@ -24,8 +24,14 @@ const claimScript = luaScript<{
     created: string,
     contentFinal: '1' | '',
   ];
-  result: [lastSeq: number, terminal: 0 | 1 | 2 | 3, previousOwner: string | null, ended: string | null];
+  result: [lastSeq: number, terminal: 0 | 1 | 2 | 3 | 4, previousOwner: string | null, ended: string | null];
 }>(new URL('./frame-store.claim.lua', import.meta.url), { numberOfKeys: 2 });
+
+const moveScript = luaScript<{
+  keys: [meta: string];
+  args: [hop: number, ttlMs: number];
+  result: 0 | 1;
+}>(new URL('./frame-store.move.lua', import.meta.url), { numberOfKeys: 1 });
 
 /**
  * Frames, state and usage event in one script, which is what makes billing exactly-once: a crash
@@ -120,7 +126,9 @@ export class FrameStore {
    * caller has that content, so this attempt must end the job instead of calling again.
    * `unended`: the attempt that owned the job before this one never ended (its worker died, or
    * stalled and is fenced now): its provider call was made and never billed (attempt.ts bills it).
-   * `previous`: the owner before this one, if any.
+   * `previous`: the owner before this one, if any. `superseded`: the job went on to a later hop of its
+   * route than this attempt's (the hop in the owner, `<worker>:<hop>:<attempt>`): this copy of the job
+   * must not run (see `moved`).
    */
   async claim(
     jobId: string,
@@ -135,6 +143,7 @@ export class FrameStore {
     streamedBy?: string;
     unended?: string;
     previous?: string;
+    superseded?: true;
   }> {
     const [lastSeq, terminal, previous, ended] = await claimScript(
       this.redis,
@@ -153,6 +162,7 @@ export class FrameStore {
     return {
       lastSeq: Number(lastSeq),
       terminal: terminal === 1,
+      ...(terminal === 4 ? { superseded: true as const } : {}),
       cancelled: terminal === 2,
       ...(terminal === 3 ? { streamedBy: previous ?? '' } : {}),
       ...(terminal === 0 && previous && previous !== ended && previous !== owner
@@ -160,6 +170,14 @@ export class FrameStore {
         : {}),
       ...(previous ? { previous } : {}),
     };
+  }
+
+  /**
+   * Marks that the job's run went on to `hop` of its route (moved off a pool that has no live
+   * worker): a copy of the job at an earlier hop is refused at its claim (`superseded`).
+   */
+  async moved(jobId: string, hop: number, ttlMs: number): Promise<void> {
+    await moveScript(this.redis, [this.keys.meta(jobId)], [hop, ttlMs]);
   }
 
   /** Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the last seq. */

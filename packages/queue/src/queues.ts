@@ -51,6 +51,16 @@ export class ProviderQueues {
     await this.get(candidate.provider).add('chat', data, { ...providerJobOptions(data, attempts), ...opts });
   }
 
+  /**
+   * The job, handed to plan candidate `hop` on that provider's queue (a fallback). Its job id is
+   * deterministic (`<id>-h<hop>`), so a process that dies after this add and does it again adds
+   * nothing twice. The next hop counts its attempts from 1 (no `attemptBase`).
+   */
+  async addHop(data: JobData, hop: number, attempts: JobData['attempts']): Promise<void> {
+    const { attemptBase: _, ...hopData } = data;
+    await this.add({ ...hopData, hop, attempts });
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
   }

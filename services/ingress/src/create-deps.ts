@@ -7,6 +7,7 @@ import { makeKeys } from '@faregate/queue/keys';
 import { LiveHub } from '@faregate/queue/live-hub';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { DEFAULT_FAST_LANE, FastLanes } from '@faregate/queue/fast-lane';
+import { LostPools } from './routing/lost-pools.ts';
 import { createRedis } from '@faregate/queue/redis';
 import { usdToMicros } from '@faregate/catalog/money';
 import { Budget } from './budget.ts';
@@ -49,6 +50,19 @@ export async function createIngressDeps(
   directory.start(config.DIRECTORY_REFRESH_MS);
   const queues = new ProviderQueues(redis, keys);
   const fastLanes = new FastLanes(redis, keys, { ...DEFAULT_FAST_LANE, graceMs: config.FAST_LANE_GRACE_MS });
+  const metrics = createIngressMetrics();
+  const store = new FrameStore(redis, keys);
+  // Jobs queued for a pool whose every worker is gone or frozen go on to their next live hop.
+  const lostPools = new LostPools({
+    directory,
+    queues,
+    fastLanes,
+    store,
+    log,
+    ttl: config,
+    onMoved: (from, to) => metrics.lostPoolMoves.inc({ from, to }),
+  });
+  lostPools.start(config.DIRECTORY_REFRESH_MS);
   const budget = new Budget(db, {
     leaseRequests: config.BUDGET_LEASE_REQUESTS,
     leaseMaxMicros: usdToMicros(config.BUDGET_LEASE_MAX_USD),
@@ -62,7 +76,7 @@ export async function createIngressDeps(
     log,
     redis,
     keys,
-    store: new FrameStore(redis, keys),
+    store,
     hub,
     queues,
     fastLanes,
@@ -71,7 +85,7 @@ export async function createIngressDeps(
     budget,
     backlogGate: new BacklogGate(redis, keys, config.MAX_POOL_BACKLOG),
     directory,
-    metrics: createIngressMetrics(),
+    metrics,
     router: new Router(directory, {
       allowUnpriced: config.ALLOW_UNPRICED_MODELS,
       fallbacks: gateway.fallbacks,
@@ -80,6 +94,7 @@ export async function createIngressDeps(
     }),
     async close() {
       directory.stop();
+      await lostPools.stop();
       auth.close();
       fastLanes.close();
       await queues.close().catch(() => {});

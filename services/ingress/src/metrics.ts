@@ -49,6 +49,12 @@ export function createIngressMetrics() {
       help: 'Open WebSocket connections',
       registers: [registry],
     }),
+    lostPoolMoves: new Counter({
+      name: 'faregate_ingress_lost_pool_moves_total',
+      help: 'Queued jobs moved off a pool with no live worker to their next live hop, by pool left and pool reached',
+      labelNames: ['from', 'to'],
+      registers: [registry],
+    }),
     refusals: new Counter({
       name: 'faregate_ingress_refusals_total',
       help: 'Requests answered with an error, by reason (the error code) and status',

@@ -39,7 +39,6 @@ import {
   toGatewayError,
   type Decision,
 } from './outcome.ts';
-import { queueHop } from './fallback.ts';
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
 import { billCutOffCall, cutOffError } from './cut-off.ts';
 import { chargeRequestLimits } from '@faregate/queue/request-limits';
@@ -196,7 +195,7 @@ async function attemptOnce(
   let cutOffBy: string | undefined;
   if (!speculative) {
     const c = await deps.store.claim(data.id, owner, ttlMs, record, data.contentFinal === true);
-    if (c.terminal) return { status: 'already_done' };
+    if (c.terminal || c.superseded) return { status: 'already_done' };
     if (c.cancelled) abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
     else if (c.streamedBy !== undefined) {
       cutOffBy = c.streamedBy;
@@ -675,7 +674,7 @@ async function attemptOnce(
               ]
             : [];
           if (frames.length || counted || owns()) await write(frames, { ...spentUsage, ends: true });
-          await queueHop(deps.queues, data, d.hop, d.attempts);
+          await deps.queues.addHop(data, d.hop, d.attempts);
           deps.metrics.fallbacks.inc({ to: next?.provider ?? 'unknown' });
           return { status: 'fell_back', to: next?.provider ?? 'unknown' };
         }

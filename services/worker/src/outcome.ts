@@ -1,6 +1,6 @@
 import { GatewayError } from '@faregate/contracts/errors';
 import type { JobData } from '@faregate/contracts/jobs';
-import { describeStep, type RouteStep } from '@faregate/contracts/route';
+import { describeStep, isSkip, ROUTE_SKIPS, type RouteSkip, type RouteStep } from '@faregate/contracts/route';
 import { HoldSpent } from './hold-calls.ts';
 
 /**
@@ -16,7 +16,7 @@ export type Decision =
   | { kind: 'wait'; waitMs: number }
   /** Again on this provider, after the queue's backoff. */
   | { kind: 'retry' }
-  /** Hand the job to plan candidate `hop` (fallback.ts), with `attempts` naming every failure so far. */
+  /** Hand the job to plan candidate `hop` (`ProviderQueues.addHop`), with `attempts` naming every failure so far. */
   | { kind: 'fallBack'; hop: number; attempts: JobData['attempts'] }
   | { kind: 'fail'; error: GatewayError };
 
@@ -100,13 +100,10 @@ export function decide(f: OutcomeFacts): Decision {
   return { kind: 'fail', error: nameAttempts(error, routeWithSkips(f.route ?? [], attempts)) };
 }
 
-/** The code a candidate skipped because its provider's circuit was open carries in the route. */
-export const CIRCUIT_OPEN = 'circuit_open';
-/** The code a candidate skipped because its pool was paused (a 429) past the request's patience carries. */
-export const POOL_PAUSED = 'paused';
+const { CIRCUIT_OPEN, POOL_PAUSED } = ROUTE_SKIPS;
 
 /** Refusals to call made before any call (`circuitRefusal`, `pauseRefusal`): by identity, not wording. */
-const skips = new WeakMap<GatewayError, typeof CIRCUIT_OPEN | typeof POOL_PAUSED>();
+const skips = new WeakMap<GatewayError, RouteSkip>();
 
 /**
  * The attempt's refusal to call a provider whose circuit is open (attempt.ts): no call was made,
@@ -137,14 +134,12 @@ export function pauseRefusal(provider: string, waitMs: number): GatewayError {
   return err;
 }
 
-const isSkip = (code: string) => code === CIRCUIT_OPEN || code === POOL_PAUSED;
-
 /**
  * The route with a step for each candidate skipped without a call (its circuit open, its pool paused
- * past the patience), where it was in the plan:
+ * past the patience, its pool lost with the job queued for it: lost-pools.ts), where it was in the plan:
  * the route holds the calls made, `attempts` each hop's final error in order (a hop's calls, then
  * its skip, since a skip ends the hop). A request whose every candidate was skipped made no call, and
- * still names each candidate (`circuit_open`, `paused`), in `error.attempts` and the `x-faregate-*` headers;
+ * still names each candidate (`circuit_open`, `paused`, `pool_lost`), in `error.attempts` and the `x-faregate-*` headers;
  * one answered by a later candidate names the skipped ones before it (attempt.ts).
  */
 export function routeWithSkips(route: RouteStep[], attempts: JobData['attempts']): RouteStep[] {

@@ -53,6 +53,8 @@ export class ModelDirectory {
   #byProvider = new Map<string, ProviderModels>();
   /** Pools that were live at some point since this process started. */
   readonly #seen = new Set<string>();
+  /** Pools in the set of pools whose record (their liveness) lapsed: every worker gone or frozen. */
+  #lost: string[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -72,6 +74,7 @@ export class ModelDirectory {
   async refresh(): Promise<void> {
     const providers = await this.#redis.smembers(this.#keys.pools);
     if (providers.length === 0) {
+      this.#lost = [];
       this.#set([]);
       return;
     }
@@ -81,6 +84,7 @@ export class ModelDirectory {
       providers.map((p) => this.#keys.models(p)),
     );
     const entries: ModelEntry[] = [];
+    this.#lost = providers.filter((_, i) => !raws[i]);
     for (const raw of raws) {
       if (!raw) continue;
       const parsed = DiscoveryRecord.safeParse(JSON.parse(raw));
@@ -147,6 +151,14 @@ export class ModelDirectory {
   /** The pool has published its models (a worker of it is alive). */
   isLive(provider: string): boolean {
     return this.#byProvider.has(provider);
+  }
+
+  /**
+   * Pools that ran and have no live worker now (their record lapsed: gone, or frozen), as of the
+   * last refresh. Their queued jobs can go on to their routes' next hops (lost-pools.ts).
+   */
+  lostPools(): readonly string[] {
+    return this.#lost;
   }
 
   /** The pool was live at some point since this process started. */

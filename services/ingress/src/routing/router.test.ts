@@ -74,6 +74,35 @@ describe('Router', () => {
     ).toBe('model_not_found');
   });
 
+  it('a pool registered once whose record lapsed (lost) is waited for without EXPECTED_POOLS: fallbacks, else its 503, never a 404', async () => {
+    // Another prefix: this directory sees gemini in the set of pools with no record (every worker
+    // gone or frozen), and the others live.
+    const k = makeKeys(`${prefix}-lost`);
+    for (const r of [pool('openai', ['gpt-4o-mini'])]) {
+      await redis.set(k.models(r.provider), JSON.stringify(r));
+      await redis.sadd(k.pools, r.provider);
+    }
+    await redis.sadd(k.pools, 'gemini');
+    const lostDir = new ModelDirectory(redis, k);
+    await lostDir.refresh();
+    expect(lostDir.lostPools()).toEqual(['gemini']);
+    const fallbacks = { 'gemini/gemini-2.5-flash': ['openai/gpt-4o-mini'] };
+    const r = new Router(lostDir, { allowUnpriced: false, fallbacks });
+    for (const name of ['gemini/gemini-2.5-flash', 'gemini-2.5-flash'])
+      expect(
+        r.plan(req(name)).plan.map((c) => `${c.provider}/${c.model}`),
+        name,
+      ).toEqual(['openai/gpt-4o-mini']);
+    const alone = new Router(lostDir, { allowUnpriced: false });
+    for (const name of ['gemini/gemini-2.5-flash', 'gemini-2.5-flash'])
+      expect(
+        codeOf(() => alone.plan(req(name))),
+        name,
+      ).toBe('provider_unavailable');
+    // A model of a pool never registered is still unknown.
+    expect(codeOf(() => alone.plan(req('claude-haiku-4-5')))).toBe('model_not_found');
+  });
+
   it('refuses a discovered model without a price, unless unpriced models are allowed', () => {
     expect(codeOf(() => new Router(dir, { allowUnpriced: false }).plan(req('openai/gpt-9-preview')))).toBe(
       'model_not_found',

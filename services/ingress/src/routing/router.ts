@@ -426,9 +426,13 @@ export class Router {
     return [];
   }
 
-  /** Pools the deployment runs (or ran) that have no live worker now. */
+  /**
+   * Pools the deployment runs (or ran) that have no live worker now: expected (EXPECTED_POOLS), or
+   * registered once and lost since (with or without EXPECTED_POOLS; this process may have started
+   * after they were lost).
+   */
   #absent(): string[] {
-    const pools = new Set(this.#opts.expectedPools ?? []);
+    const pools = new Set([...(this.#opts.expectedPools ?? []), ...this.#dir.lostPools()]);
     for (const p of pools) if (this.#dir.isLive(p)) pools.delete(p);
     return [...pools];
   }
@@ -439,7 +443,11 @@ export class Router {
    */
   #waiting(providers: string[]): GatewayError | undefined {
     const down = providers.filter(
-      (p) => !this.#dir.isLive(p) && ((this.#opts.expectedPools ?? []).includes(p) || this.#dir.wasLive(p)),
+      (p) =>
+        !this.#dir.isLive(p) &&
+        ((this.#opts.expectedPools ?? []).includes(p) ||
+          this.#dir.wasLive(p) ||
+          this.#dir.lostPools().includes(p)),
     );
     if (down.length === 0) return undefined;
     const names = down.join(', ');

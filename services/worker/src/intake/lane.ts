@@ -109,15 +109,9 @@ export class LaneIntake {
     if (this.#sweeping) return [];
     this.#sweeping = true;
     try {
-      const swept = await this.#lane.sweep();
+      // A restart: the run (if any) is fenced by the BullMQ attempt's claim, subscribers reset.
+      const swept = await this.#lane.requeueSwept(this.#deps.queues);
       for (const s of swept) {
-        // A restart: the run (if any) is fenced by the BullMQ attempt's claim, subscribers reset.
-        // A run whose worker died had called the provider (its take goes out with the call): the
-        // re-run bills that call.
-        const base = s.data.attemptBase ?? 0;
-        const lostRun = s.kind === 'run' ? { lostRun: `${s.data.hop}:${base + 1}` } : {};
-        await this.#queue({ ...s.data, ...lostRun }, Math.max(1, base));
-        await this.#lane.finish(s.id);
         // `due`: every slot was busy for the whole grace (load); the others follow a crash.
         this.#deps.metrics.fastLane.inc({ event: `queued_${s.kind}` });
         const level = s.kind === 'due' ? 'debug' : 'warn';

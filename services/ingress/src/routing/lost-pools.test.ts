@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { JobData } from '@faregate/contracts/jobs';
+import { FastLanes } from '@faregate/queue/fast-lane';
+import { FrameStore } from '@faregate/queue/frame-store';
+import { makeKeys } from '@faregate/queue/keys';
+import { ProviderQueues } from '@faregate/queue/queues';
+import { createRedis } from '@faregate/queue/redis';
+import { testRedis, until } from '@faregate/testing/env';
+import { chatJob } from '@faregate/testing/job';
+import { LostPools } from './lost-pools.ts';
+
+const { url, prefix } = testRedis();
+const keys = makeKeys(prefix);
+let redis: Redis;
+let queues: ProviderQueues;
+let lanes: FastLanes;
+let store: FrameStore;
+let n = 0;
+
+const PLAN = [
+  { provider: 'openai', model: 'gpt-4o-mini' },
+  { provider: 'gemini', model: 'gemini-2.5-flash' },
+  { provider: 'anthropic', model: 'claude-haiku-4-5' },
+];
+const job = (over: Partial<JobData> = {}): JobData =>
+  chatJob({ id: `req_lost${prefix}${++n}`, plan: PLAN, ...over } as Parameters<typeof chatJob>[0]);
+
+const silent = { warn: () => {}, info: () => {} };
+
+beforeAll(() => {
+  redis = createRedis(url);
+  queues = new ProviderQueues(redis, keys);
+  lanes = new FastLanes(redis, keys, { graceMs: 30, leaseMs: 60_000 });
+  store = new FrameStore(redis, keys);
+});
+afterAll(async () => {
+  lanes.close();
+  await queues.close();
+  redis.disconnect();
+});
+
+function watch(live: string[], lost: string[], moves: string[] = []) {
+  return new LostPools({
+    directory: { lostPools: () => lost, isLive: (p) => live.includes(p) },
+    queues,
+    fastLanes: lanes,
+    store,
+    log: silent,
+    ttl: { STREAM_TTL_SECONDS: 600, SYNC_TTL_SECONDS: 60 },
+    onMoved: (from, to) => moves.push(`${from}>${to}`),
+  });
+}
+
+describe('LostPools', () => {
+  it("moves a lost pool's waiting, delayed and fast-lane jobs to their first live later hop, naming the skipped ones", async () => {
+    const waiting = job();
+    const delayed = job({ attempts: [{ provider: 'x', model: 'y', code: '500', message: 'earlier' }] });
+    const onLane = job();
+    await queues.add(waiting);
+    await queues.add(delayed, 10, { delay: 60_000 });
+    await lanes.lane('openai').push(onLane);
+    const moves: string[] = [];
+    // gemini (hop 1) is lost too: they go to anthropic, hop 2.
+    const w = watch(['anthropic'], ['openai', 'gemini'], moves);
+    // The lane's entry is swept once its grace (30 ms) passed, then moved on like the others.
+    await until(async () => ((await w.pass()) > 0 && moves.length === 3 ? true : undefined), {
+      what: 'the three jobs moved',
+    });
+    expect(moves).toEqual(['openai>anthropic', 'openai>anthropic', 'openai>anthropic']);
+
+    expect(await queues.get('openai').getJobCounts('wait', 'delayed', 'prioritized', 'active')).toEqual({
+      wait: 0,
+      delayed: 0,
+      prioritized: 0,
+      active: 0,
+    });
+    for (const j of [waiting, delayed, onLane]) {
+      const moved = await queues.get('anthropic').getJob(`${j.id}-h2`);
+      expect(moved?.data.hop, j.id).toBe(2);
+      expect(
+        moved?.data.attempts.map((a) => `${a.provider}:${a.code}`),
+        j.id,
+      ).toEqual([
+        ...j.attempts.map((a) => `${a.provider}:${a.code}`),
+        'openai:pool_lost',
+        'gemini:pool_lost',
+      ]);
+      expect(moved?.data.attemptBase).toBeUndefined();
+      // The copy at hop 0, should a worker of the lost pool hold it, may not run.
+      expect(
+        (await store.claim(j.id, 'w:0:1', 60_000, { account: 'a', model: 'm', created: 0 })).superseded,
+      ).toBe(true);
+    }
+    expect(await redis.llen(keys.fast('openai', 'q'))).toBe(0);
+
+    // A second pass (another ingress, or this one again) finds nothing left to move.
+    expect(await w.pass()).toBe(0);
+    await queues.get('anthropic').obliterate({ force: true });
+  });
+
+  it('leaves a job whose later hops are all lost (it runs when its pool comes back), and pools that are live', async () => {
+    const stuck = job();
+    await queues.add(stuck);
+    const alone = job({ plan: [PLAN[1]!] });
+    await queues.add(alone);
+    expect(await watch([], ['openai', 'gemini']).pass()).toBe(0);
+    expect((await queues.get('openai').getJob(stuck.id))?.data.hop).toBe(0);
+    expect((await queues.get('gemini').getJob(alone.id))?.data.hop).toBe(0);
+    // openai live again: nothing of it is touched.
+    expect(await watch(['openai', 'anthropic'], ['gemini']).pass()).toBe(0);
+    expect(await queues.get('openai').getJob(stuck.id)).toBeTruthy();
+    await queues.get('openai').obliterate({ force: true });
+    await queues.get('gemini').obliterate({ force: true });
+  });
+});

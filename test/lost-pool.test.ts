@@ -1,0 +1,121 @@
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '@faregate/testing/env';
+import { type Stack, startStack } from './support/stack.ts';
+
+/**
+ * Requests queued for a pool whose only worker froze (SIGSTOP) before anyone could tell: once the
+ * pool is seen lost, they go on to their route's next live hop (lost-pools.ts) instead of waiting
+ * for the frozen worker, and they run once: the thawed worker finds its copies gone or refused.
+ */
+
+let stack: Stack;
+let client: OpenAI;
+const ask = (content: string) => [{ role: 'user' as const, content }];
+const json = (key: string) => ({ authorization: `Bearer ${key}`, 'content-type': 'application/json' });
+
+beforeAll(async () => {
+  const configPath = join(tmpdir(), `fg-lost-pool-${process.pid}-${Date.now()}.json`);
+  writeFileSync(
+    configPath,
+    JSON.stringify({ fallbacks: { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'] } }),
+  );
+  stack = await startStack({
+    providers: ['openai', 'anthropic'],
+    // A pool's record (its liveness) is rewritten every second and lapses after three; the ingress
+    // reads the records (and moves the lost pools' jobs) every half second.
+    env: { FAREGATE_CONFIG: configPath, LIVENESS_INTERVAL_MS: '1000', DIRECTORY_REFRESH_MS: '500' },
+  });
+  client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function usageRows(id: string) {
+  const r = await stack.sql.query<{ provider: string; outcome: string }>(
+    'SELECT provider, outcome FROM usage_events WHERE request_id = $1',
+    [id],
+  );
+  return r.rows;
+}
+
+describe('a pool lost with jobs queued for it', () => {
+  it('moves its queued requests, interactive and async, to the next live hop; each runs and is billed once', async () => {
+    const worker = stack.services.find(
+      (s) => s.name === 'worker:openai' && s.proc.exitCode === null && s.proc.signalCode === null,
+    )!;
+    // Proof the pool serves first (and its lane is advertised).
+    const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
+    expect(warm.model).toBe('openai/gpt-4o-mini');
+    const openaiCalls = () =>
+      stack.fake.calls().filter((c) => c.provider === 'openai' && c.model !== null).length;
+    const before = openaiCalls();
+
+    worker.proc.kill('SIGSTOP');
+    let thawed = false;
+    try {
+      // Sent at once, while the pool still looks live: queued for openai (its lane, then its queue).
+      const interactive = client.chat.completions
+        .create({ model: 'gpt-4o-mini', messages: ask('still there?') })
+        .withResponse();
+      const submitted = await fetch(`${stack.url}/v1/jobs`, {
+        method: 'POST',
+        headers: json(stack.apiKey),
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: ask('async, please'), max_tokens: 16 }),
+      });
+      expect(submitted.status).toBe(202);
+      const { id: jobId } = (await submitted.json()) as { id: string };
+
+      const { data, response } = await interactive;
+      expect(data.model).toMatch(/^anthropic\/claude-haiku-4-5/);
+      expect(data.choices[0]?.message.content).toBeTruthy();
+      expect(response.headers.get('x-faregate-attempts')).toBe('openai:pool_lost,anthropic:ok');
+
+      const job = await until(
+        async () => {
+          const r = await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: json(stack.apiKey) });
+          const body = (await r.json()) as { status: string; result?: { model: string } };
+          return body.status === 'completed' ? body : undefined;
+        },
+        { timeoutMs: 20_000, what: 'the async job answered by the fallback' },
+      );
+      expect(job.result?.model).toMatch(/^anthropic\/claude-haiku-4-5/);
+
+      // While it is lost, its models are served by their live fallbacks, by any name.
+      for (const model of ['gpt-4o-mini', 'openai/gpt-4o-mini']) {
+        const r = await client.chat.completions.create({ model, messages: ask('lost?') });
+        expect(r.model, model).toMatch(/^anthropic\/claude-haiku-4-5/);
+      }
+
+      // Thawed, the worker finds nothing left of either job to run: no openai call, no second usage.
+      worker.proc.kill('SIGCONT');
+      thawed = true;
+      await until(
+        async () =>
+          (await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('back?') })).model ===
+          'openai/gpt-4o-mini',
+        { timeoutMs: 15_000, what: 'the thawed pool serving again' },
+      );
+      // One openai call since the freeze: the request that found the pool serving again.
+      expect(openaiCalls()).toBe(before + 1);
+      const interactiveId = response.headers.get('x-request-id')!;
+      for (const id of [interactiveId, jobId]) {
+        const rows = await until(
+          async () => {
+            const r = await usageRows(id);
+            return r.length ? r : undefined;
+          },
+          { what: `usage of ${id}` },
+        );
+        expect(rows, id).toEqual([{ provider: 'anthropic', outcome: 'success' }]);
+      }
+    } finally {
+      if (!thawed) worker.proc.kill('SIGCONT');
+    }
+  });
+});
