@@ -108,11 +108,40 @@ describe('batches across crashes', () => {
     await until(async () => (await completedOf(b.id)) >= 5, { timeoutMs: 60_000, what: 'some lines done' });
     const worker = stack.services.find((s) => s.name === 'worker:openai' && s.proc.exitCode === null);
     if (!worker) throw new Error('no worker');
+    // Killed while the provider is answering a line (a call the fake has open: no status yet).
+    await until(() => stack.fake.calls().some((c) => c.provider === 'openai' && c.model && c.status === 0), {
+      timeoutMs: 30_000,
+      intervalMs: 5,
+      what: 'a line in flight at the provider',
+    });
     worker.proc.kill('SIGKILL');
     await once(worker.proc, 'exit');
     expect(await completedOf(b.id)).toBeLessThan(LINES);
     await stack.start('worker:openai');
     await expectEveryLineOnceBilledOnce(b.id, 'w');
+    // The lines the dead worker was calling for (a line's first start calls before it claims) are
+    // re-run as attempt 2, and the call that died is billed too: a failed, non-final event of attempt
+    // 1, its prompt at least, next to the re-run's success.
+    const rows = await stack.sql.query<{
+      request_id: string;
+      attempt: number;
+      outcome: string;
+      final: boolean;
+      input_tokens: number;
+    }>(
+      `SELECT request_id, attempt, outcome, final, input_tokens FROM usage_events
+       WHERE request_id LIKE 'req_' || $1 || '%' ORDER BY request_id, attempt`,
+      [b.id.replace(/^batch_/, '')],
+    );
+    const rerun = rows.rows.filter((r) => r.outcome === 'success' && r.attempt > 1).map((r) => r.request_id);
+    expect(rerun.length).toBeGreaterThan(0);
+    for (const id of rerun) {
+      const dead = rows.rows.filter((r) => r.request_id === id && r.attempt === 1);
+      expect(dead, id).toEqual([
+        expect.objectContaining({ outcome: 'failed', final: false, input_tokens: expect.any(Number) }),
+      ]);
+      expect(dead[0]!.input_tokens, id).toBeGreaterThan(0);
+    }
   }, 150_000);
 
   it('kill -9 of the ingress driving the batch: a new ingress takes it over, every line ends once, billed once', async () => {

@@ -186,6 +186,41 @@ describe('attempt: a batch line first started from the queue', () => {
     expect(await usageOf(data.id)).toHaveLength(1);
   });
 
+  it('a line whose first start died mid-call (it leaves no owner) is billed that call by its re-run after the crash, chat and embeddings, once', async () => {
+    const chat = batchLine();
+    const embed: JobData = {
+      ...batchLine(),
+      op: 'embeddings',
+      request: { model: 'text-embedding-3-small', input: ['one two three four'] },
+      plan: [{ provider: 'openai', model: 'text-embedding-3-small' }],
+    };
+    for (const data of [chat, embed]) {
+      const deps = depsWith(async () => completion());
+      deps.embed = async () => ({
+        embeddings: { model: 'text-embedding-3-small', vectors: [[0.5]], inputTokens: 4 },
+        rateLimits: {},
+        status: 200,
+      });
+      // The first start (speculative) called and its worker was killed: nothing in the record. The
+      // re-run after the crash (BullMQ found the job stalled) is attempt 2.
+      const rerun = input(data, { attempt: 2, speculative: false, afterCrash: true });
+      expect(await runAttempt(deps, rerun)).toEqual({ status: 'completed' });
+      const events = await usageOf(data.id);
+      expect(
+        events.map((e) => [e.attempt, e.outcome, e.final]),
+        data.op ?? 'chat',
+      ).toEqual([
+        [1, 'failed', false],
+        [2, 'success', true],
+      ]);
+      expect(events[0]!.inputTokens, data.op ?? 'chat').toBeGreaterThan(0);
+      // A re-run that is not after a crash bills nothing for attempt 1 (its first start ended).
+      const later = data.op ? { ...embed, id: `${embed.id}x` } : { ...chat, id: `${chat.id}x` };
+      await runAttempt(deps, input(later, { attempt: 2, speculative: false }));
+      expect((await usageOf(later.id)).map((e) => e.attempt)).toEqual([2]);
+    }
+  });
+
   it('claims first when this process heard the line was cancelled while queued, and ends cancelled without a call', async () => {
     const data = batchLine();
     let calls = 0;

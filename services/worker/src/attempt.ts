@@ -2,7 +2,7 @@ import type { Usage } from '@faregate/contracts/chat';
 import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FrameBody } from '@faregate/contracts/frames';
-import { type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
+import { isBatchLine, type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { callUsageEvent, type JobCall, type UsageEvent } from '@faregate/contracts/usage';
 import {
   endWithError,
@@ -203,9 +203,7 @@ async function attemptOnce(
     } else {
       // An attempt before this one died mid-call (its worker was killed): the provider read its
       // prompt and maybe answered; it is billed here, estimated, before this attempt calls again.
-      const dead = !input.afterCrash
-        ? undefined
-        : (c.unended ?? (c.previous === undefined && data.lostRun ? `lane:${data.lostRun}` : undefined));
+      const dead = !input.afterCrash ? undefined : (c.unended ?? unclaimedCall(data, c.previous, attempt));
       if (dead !== undefined && !dead.endsWith(`:${data.hop}:${attempt}`))
         await billCutOffCall(deps, data, dead, ttlMs);
     }
@@ -694,6 +692,19 @@ async function attemptOnce(
     unregister();
     input.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * The call of an attempt that died without a trace in the job's record (no owner: it called before
+ * claiming, and its first write, which claims, never came): a fast-lane run whose lease lapsed
+ * (`lostRun`), or a batch line's first start (speculative, `queuedSpeculative`) whose worker died.
+ * Its owner as `billCutOffCall` reads it, or undefined.
+ */
+function unclaimedCall(data: JobData, previous: string | undefined, attempt: number): string | undefined {
+  if (previous !== undefined) return undefined;
+  if (data.lostRun) return `lane:${data.lostRun}`;
+  if (isBatchLine(data) && data.hop === 0 && attempt === 2) return 'line:0:1';
+  return undefined;
 }
 
 const isNotOwner = (e: unknown) => e instanceof Error && e.message.includes('NOTOWNER');

@@ -4,6 +4,7 @@ import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
 import { callUsageEvent } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
+import { embeddingsUsage } from './embeddings.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 
 /**
@@ -23,7 +24,7 @@ export function cutOffError(): GatewayError {
 
 /**
  * Bills the call of the attempt that died (`owner`: `<worker>:<hop>:<attempt>`, or `lane:<hop>:<attempt>`
- * for a fast-lane run that left no frame), which never wrote its usage event: estimated from the
+ * for a fast-lane run that left no frame, `line:0:1` for a batch line's first start), which never wrote its usage event: estimated from the
  * prompt (the call was made: the provider read it) and the content that attempt streamed (the
  * deltas after its own `running` frame), under that attempt's own event id. Should the attempt
  * still be alive somewhere (a stalled worker, fenced since) and report its call, billing keeps
@@ -39,11 +40,25 @@ export async function billCutOffCall(
   const hop = Number(parts.at(-2));
   const attempt = Number(parts.at(-1));
   const candidate = data.plan[hop];
-  if (!Number.isInteger(hop) || !Number.isInteger(attempt) || !candidate || data.op === 'embeddings') return;
+  if (!Number.isInteger(hop) || !Number.isInteger(attempt) || !candidate) return;
+  const call = { job: data, hop, attempt, provider: candidate.provider, model: candidate.model };
+  // An embeddings call is one whole answer: the provider read the inputs, counted as billing counts them.
+  const usage =
+    data.op === 'embeddings'
+      ? embeddingsUsage(data.request, undefined).usage
+      : partialUsage(data.request, zeroUsage(), await streamedBy(deps, data.id, attempt), true).usage;
+  // Not final: the re-run's own final event releases the hold.
+  const event = callUsageEvent(call, usage, 'failed', { final: false, estimated: true, at: Date.now() });
+  // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
+  await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+}
+
+/** The content attempt `attempt` streamed: the deltas after its own `running` frame (its first token's). */
+async function streamedBy(deps: WorkerDeps, jobId: string, attempt: number): Promise<Streamed> {
   const streamed: Streamed = { text: '', reasoning: '' };
   let mine = false;
   for (let after = 0; ; ) {
-    const page = await deps.store.read(data.id, after, 500);
+    const page = await deps.store.read(jobId, after, 500);
     for (const raw of page) {
       after++;
       // Frames come from another process: read through the schema (one that does not parse is skipped).
@@ -64,10 +79,5 @@ export async function billCutOffCall(
     }
     if (page.length < 500) break;
   }
-  const { usage } = partialUsage(data.request, zeroUsage(), streamed, true);
-  const call = { job: data, hop, attempt, provider: candidate.provider, model: candidate.model };
-  // Not final: the re-run's own final event releases the hold.
-  const event = callUsageEvent(call, usage, 'failed', { final: false, estimated: true, at: Date.now() });
-  // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
-  await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+  return streamed;
 }
