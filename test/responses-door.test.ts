@@ -568,3 +568,61 @@ describe("refusals in the Responses API's terms", () => {
     expect(stack.fake.calls().filter((c) => !c.path.endsWith('/models'))).toEqual([]);
   });
 });
+
+describe('what the openai Python SDK sends', () => {
+  it("output items as it dumps them, and null for optional fields, are taken; a tool's name outside OpenAI's rule is a 400 naming it", async () => {
+    const model = 'anthropic/claude-haiku-4-5';
+    const ask = 'What is the weather in Oslo?';
+    const first = await client.responses.create({ model, input: ask, tools: [weather] });
+    const call = first.output.find((o) => o.type === 'function_call');
+    if (call?.type !== 'function_call') throw new Error('no function call');
+    // As `item.model_dump(by_alias=True)` gives them: the SDK's unset optional fields as null.
+    const second = await client.responses.create({
+      model,
+      tools: [weather],
+      tool_choice: null,
+      text: null,
+      user: null,
+      safety_identifier: null,
+      input: [
+        { role: 'user', content: ask },
+        { ...call, async: null, caller: null, namespace: null },
+        {
+          type: 'function_call_output',
+          id: null,
+          call_id: call.call_id,
+          output: '4°C, rain',
+          status: null,
+          caller: null,
+          name: null,
+          namespace: null,
+        },
+      ],
+    } as never);
+    expect(second).toMatchObject({
+      status: 'completed',
+      tool_choice: 'auto',
+      text: { format: { type: 'text' } },
+    });
+    const answer = second.output.find((o) => o.type === 'message');
+    if (answer?.type !== 'message') throw new Error('no message');
+    // The answer sent back with its phase, as OpenAI asks, and its text's null logprobs.
+    const third = await client.responses.create({
+      model,
+      input: [
+        { role: 'user', content: ask },
+        { ...answer, phase: 'final_answer', content: answer.content.map((c) => ({ ...c, logprobs: null })) },
+        { role: 'user', content: 'Thanks.' },
+      ],
+    } as never);
+    expect(third.status).toBe('completed');
+
+    const bad = await client.responses
+      .create({ model, input: 'x', tools: [{ ...weather, name: 'bad name!' }] })
+      .catch((e: unknown) => e);
+    expect(bad).toMatchObject({ status: 400, param: 'tools.0.name' });
+    expect((bad as Error).message).toContain(
+      "Invalid value for 'tools.0.name': must match '^[a-zA-Z0-9_-]+$'",
+    );
+  });
+});

@@ -194,8 +194,13 @@ export const RequestMessage = z.discriminatedUnion('role', [
 ]);
 export type RequestMessage = z.infer<typeof RequestMessage>;
 
-/** OpenAI's pattern for a function's name (Anthropic's too); a name another provider would refuse is refused here. */
-const FunctionName = z
+/**
+ * OpenAI's rule for a function's name (Anthropic's too) and for a structured output's schema name
+ * (`json_schema.name`): a name another provider would refuse is refused here. One rule for every
+ * door that takes such a name (chat's `tools`, `functions` and `response_format`, Responses' `tools`
+ * and `text.format`).
+ */
+export const OpenAIName = z
   .string()
   .min(1)
   .max(64)
@@ -205,7 +210,7 @@ export const Tool = z.strictObject({
   type: z.literal('function'),
   cache_control,
   function: z.strictObject({
-    name: FunctionName,
+    name: OpenAIName,
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
     strict: z.boolean().nullable().optional(),
@@ -225,7 +230,7 @@ export const ResponseFormat = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('json_schema'),
     json_schema: z.strictObject({
-      name: z.string(),
+      name: OpenAIName,
       description: z.string().optional(),
       schema: z.record(z.string(), z.unknown()).optional(),
       strict: z.boolean().nullable().optional(),
@@ -359,7 +364,7 @@ export const ChatRequest = z
     functions: z
       .array(
         z.strictObject({
-          name: FunctionName,
+          name: OpenAIName,
           description: z.string().optional(),
           parameters: z.record(z.string(), z.unknown()).optional(),
         }),

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { byType } from './by-type.ts';
-import { Metadata } from './chat.ts';
+import { Metadata, OpenAIName } from './chat.ts';
 
 /**
  * OpenAI's Responses API request as callers send it to `POST /v1/responses`, the stateless part:
  * stateful fields (`previous_response_id`, `store: true`, `conversation`) are accepted by the schema
- * and refused by the door with a 400 naming them. Unknown fields are refused, as OpenAI does.
+ * and refused by the door with a 400 naming them. Unknown fields are refused, as OpenAI does; null
+ * is taken for every optional field (as OpenAI takes it: the field is absent).
  */
 
 /**
@@ -40,7 +41,8 @@ const OutputText = z.strictObject({
   type: z.literal('output_text'),
   text: z.string(),
   annotations: z.array(z.unknown()).optional(),
-  logprobs: z.array(z.unknown()).optional(),
+  /** Null in the `openai` SDK's dump of an answer that had none. */
+  logprobs: z.array(z.unknown()).nullable().optional(),
   /** The `openai` SDK's parse helpers add it to the output they hand back; replayed, it is read-only. */
   parsed: z.unknown().optional(),
 });
@@ -65,15 +67,37 @@ export const ResponsesInputPart = byType('A content part', [
 ]);
 export type ResponsesInputPart = z.infer<typeof ResponsesInputPart>;
 
+/**
+ * The fields an item has as an output item (an answer's `output`, sent back as input), each null
+ * where the `openai` SDK's dump of the item (`model_dump()`) leaves it unset. Read-only: ignored.
+ */
 const itemMeta = {
-  id: z.string().optional(),
-  status: z.enum(['in_progress', 'completed', 'incomplete']).optional(),
+  id: z.string().nullable().optional(),
+  status: z.enum(['in_progress', 'completed', 'incomplete']).nullable().optional(),
 };
+
+/**
+ * What ran a tool call (OpenAI's programmatic tool calling: `direct`, or a program item's code). This
+ * gateway runs no programs, so its calls are all the model's own: taken as OpenAI's API takes it on a
+ * replayed call or output, and ignored.
+ */
+const caller = byType('A caller', [
+  z.strictObject({ type: z.literal('direct') }),
+  z.strictObject({ type: z.literal('program'), caller_id: z.string() }),
+])
+  .nullable()
+  .optional();
 
 export const ResponsesMessageItem = z.strictObject({
   type: z.literal('message').optional(),
   role: z.enum(['user', 'assistant', 'system', 'developer']),
   content: textOr(ResponsesInputPart, 'content parts'),
+  /**
+   * OpenAI's label of an assistant message as `commentary` or the `final_answer`, which OpenAI asks
+   * callers to send back as they got it. The chat request every target is sent has no such label (and
+   * this gateway's answers none): taken, so a replayed message is not refused, and left out.
+   */
+  phase: z.enum(['commentary', 'final_answer']).nullable().optional(),
   ...itemMeta,
 });
 export const ResponsesFunctionCallItem = z.strictObject({
@@ -83,12 +107,21 @@ export const ResponsesFunctionCallItem = z.strictObject({
   arguments: z.string(),
   /** Added by the `openai` SDK's stream and parse helpers to the items they return; ignored. */
   parsed_arguments: z.unknown().optional(),
+  caller,
+  /** A namespaced tool's namespace (OpenAI's `namespace` tools, which this gateway does not offer); ignored. */
+  namespace: z.string().nullable().optional(),
+  /** Whether OpenAI ran the call asynchronously (the SDK's `async_`, dumped by its alias); ignored. */
+  async: z.boolean().nullable().optional(),
   ...itemMeta,
 });
 export const ResponsesFunctionCallOutputItem = z.strictObject({
   type: z.literal('function_call_output'),
   call_id: z.string().min(1),
   output: textOr(byType('An output part', [InputText, InputImage, InputFile]), 'content parts'),
+  caller,
+  /** The called tool's name and namespace, as OpenAI's output items carry them: the call_id says which call. */
+  name: z.string().nullable().optional(),
+  namespace: z.string().nullable().optional(),
   ...itemMeta,
 });
 
@@ -118,7 +151,7 @@ export type ResponsesInputItem = z.infer<typeof ResponsesInputItem>;
 
 export const ResponsesTool = z.strictObject({
   type: z.literal('function'),
-  name: z.string().min(1).max(64),
+  name: OpenAIName,
   description: z.string().nullable().optional(),
   parameters: z.record(z.string(), z.unknown()).nullable().optional(),
   strict: z.boolean().nullable().optional(),
@@ -135,7 +168,7 @@ export const ResponsesFormat = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('json_object') }),
   z.strictObject({
     type: z.literal('json_schema'),
-    name: z.string().min(1).max(64),
+    name: OpenAIName,
     schema: z.record(z.string(), z.unknown()),
     description: z.string().optional(),
     strict: z.boolean().nullable().optional(),
@@ -147,14 +180,15 @@ export const ResponsesRequest = z.strictObject({
   model: z.string().min(1).max(256),
   input: textOr(ResponsesInputItem, 'input items', { min: 1, max: 4096 }),
   instructions: z.string().nullable().optional(),
-  tools: z.array(ResponsesTool).max(128).optional(),
-  tool_choice: ResponsesToolChoice.optional(),
+  tools: z.array(ResponsesTool).max(128).nullable().optional(),
+  tool_choice: ResponsesToolChoice.nullable().optional(),
   parallel_tool_calls: z.boolean().nullable().optional(),
   text: z
     .strictObject({
       format: ResponsesFormat.optional(),
       verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
     })
+    .nullable()
     .optional(),
   reasoning: z
     .strictObject({
@@ -173,8 +207,8 @@ export const ResponsesRequest = z.strictObject({
   top_p: z.number().min(0).max(1).nullable().optional(),
   metadata: Metadata.nullable().optional(),
   stream: z.boolean().nullable().optional(),
-  user: z.string().max(256).optional(),
-  safety_identifier: z.string().max(256).optional(),
+  user: z.string().max(256).nullable().optional(),
+  safety_identifier: z.string().max(256).nullable().optional(),
   /** OpenAI's processing tier: passed to OpenAI; elsewhere only the default (capabilities.ts). */
   service_tier: z.enum(['auto', 'default', 'flex', 'scale', 'priority']).nullable().optional(),
   /** OpenAI's prompt-cache routing hint: passed to OpenAI, dropped elsewhere (it changes no answer). */

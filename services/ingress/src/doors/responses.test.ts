@@ -497,3 +497,72 @@ describe("the pipeline's refusals in the Responses API's terms", () => {
     );
   });
 });
+
+describe('what the openai Python SDK sends', () => {
+  it('output items as it dumps them (null for what it leaves unset, phase, caller, async) translate as the bare items do', () => {
+    const bare = [
+      { role: 'user', content: 'Weather in Paris?' },
+      { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Let me look.' }] },
+      { type: 'function_call', call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Paris"}' },
+      { type: 'function_call_output', call_id: 'call_1', output: 'Rain.' },
+    ];
+    const dumped = [
+      bare[0],
+      {
+        ...bare[1],
+        id: 'msg_1',
+        status: 'completed',
+        phase: 'final_answer',
+        content: [{ type: 'output_text', text: 'Let me look.', annotations: [], logprobs: null }],
+      },
+      { ...bare[2], id: 'fc_1', status: 'completed', async: null, caller: null, namespace: null },
+      { ...bare[3], id: null, status: null, caller: null, name: null, namespace: null },
+    ];
+    const chat = toChatRequest(parse({ model: 'm', input: dumped }));
+    expect(chat).toEqual(toChatRequest(parse({ model: 'm', input: bare })));
+    expect(chat.messages).toEqual([
+      { role: 'user', content: 'Weather in Paris?' },
+      {
+        role: 'assistant',
+        content: 'Let me look.',
+        tool_calls: [
+          {
+            id: 'call_1',
+            type: 'function',
+            function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+          },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'call_1', content: 'Rain.' },
+    ]);
+  });
+
+  it('null for optional fields (user, safety_identifier, tool_choice, text, tools) is the field absent, asked and answered', () => {
+    const nulls = { user: null, safety_identifier: null, tool_choice: null, text: null, tools: null };
+    const req = parse({ model: 'm', input: 'x', ...nulls });
+    const bare = parse({ model: 'm', input: 'x' });
+    expect(toChatRequest(req)).toEqual(toChatRequest(bare));
+    const r = toResponse(req, completion());
+    expect(r).toMatchObject({ tool_choice: 'auto', tools: [], text: { format: { type: 'text' } } });
+    expect(r).toEqual(toResponse(bare, completion()));
+  });
+
+  it("a function tool's name or a JSON schema's name outside OpenAI's rule is a 400 naming it, as the chat door's", () => {
+    const refusal = (body: object) => {
+      const r = ResponsesRequest.safeParse({ model: 'claude-haiku-4-5', input: 'x', ...body });
+      if (r.success) throw new Error('parsed');
+      const e = fromZod(r.error);
+      return { param: e.param, message: e.message };
+    };
+    const rule = "must match '^[a-zA-Z0-9_-]+$' (letters, digits, '_' and '-')";
+    expect(
+      refusal({ tools: [{ type: 'function', name: 'bad name!', parameters: { type: 'object' } }] }),
+    ).toEqual({
+      param: 'tools.0.name',
+      message: `Invalid value for 'tools.0.name': ${rule}`,
+    });
+    expect(
+      refusal({ text: { format: { type: 'json_schema', name: 'my schema', schema: { type: 'object' } } } }),
+    ).toEqual({ param: 'text.format.name', message: `Invalid value for 'text.format.name': ${rule}` });
+  });
+});

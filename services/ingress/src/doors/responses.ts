@@ -271,7 +271,7 @@ export function toChatRequest(req: ResponsesRequest, names?: DoorNames): ChatReq
     }));
   }
   const c = req.tool_choice;
-  if (c !== undefined)
+  if (c != null)
     chat.tool_choice = typeof c === 'string' ? c : { type: 'function', function: { name: c.name } };
   if (req.parallel_tool_calls != null) chat.parallel_tool_calls = req.parallel_tool_calls;
   const format = formatOf(req.text?.format);
