@@ -249,15 +249,16 @@ export function keepPermitted(
   model: string,
 ): void {
   if (!principal.allowedModels) return;
-  const { plan, targets } = deps.router.permitted(route, model, principal.allowedModels);
-  if (targets === 0) {
+  const permitted = deps.router.permitted(route, model, principal.allowedModels);
+  if (permitted.targets === 0) {
     throw new GatewayError({
       code: 'permission_denied',
       message: `This API key is not allowed to use the model \`${model}\`.`,
       param: 'model',
     });
   }
-  route.plan = plan;
+  // The route, costed for what the key may call: a fallback it may not use is not held for either.
+  Object.assign(route, permitted);
 }
 
 async function enqueue(

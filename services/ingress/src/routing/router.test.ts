@@ -103,6 +103,30 @@ describe('Router', () => {
     expect(codeOf(() => alone.plan(req('claude-haiku-4-5')))).toBe('model_not_found');
   });
 
+  it("a key's allowed models narrow the route and its cost: no hold for a fallback the key may not call", () => {
+    const fallbacks = { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5-20251001'] };
+    const r = new Router(dir, { allowUnpriced: false, fallbacks });
+    const full = r.plan(req('openai/gpt-4o-mini', { max_tokens: 10 }));
+    expect(full.plan.map((c) => c.provider)).toEqual(['openai', 'anthropic']);
+    const alone = new Router(dir, { allowUnpriced: false }).plan(
+      req('openai/gpt-4o-mini', { max_tokens: 10 }),
+    );
+    const narrowed = r.permitted(full, 'openai/gpt-4o-mini', ['openai/gpt-4o-mini']);
+    expect(narrowed.plan.map((c) => c.provider)).toEqual(['openai']);
+    expect(narrowed.targets).toBe(1);
+    // Costed as the route of the allowed model alone (Claude Haiku's worst case is dearer).
+    expect(full.callMicros).toBeGreaterThan(alone.callMicros);
+    expect(narrowed.callMicros).toBe(alone.callMicros);
+    expect(narrowed.inputTokensBound).toBe(alone.inputTokensBound);
+    // Both allowed: the whole route, its cost unchanged.
+    const both = r.permitted(full, 'openai/gpt-4o-mini', [
+      'openai/gpt-4o-mini',
+      'anthropic/claude-haiku-4-5',
+    ]);
+    expect(both.plan).toEqual(full.plan);
+    expect(both.callMicros).toBe(full.callMicros);
+  });
+
   it('refuses a discovered model without a price, unless unpriced models are allowed', () => {
     expect(codeOf(() => new Router(dir, { allowUnpriced: false }).plan(req('openai/gpt-9-preview')))).toBe(
       'model_not_found',
@@ -141,6 +165,87 @@ describe('Router', () => {
       'claude-haiku-4-5-20251001',
     );
     expect(r.plan(req('claude-3-5-haiku-20241022')).plan[0]?.model).toBe('claude-3-5-haiku-20241022');
+  });
+
+  it('answers model_not_found for names no provider defines (made-up -latest, :latest off Ollama, a Gemini version not served), as GET /v1/models/{id} does', async () => {
+    // Pools of their own: gemini serves a version (as Google lists it) and the llama pool an untagged name (vLLM).
+    const k = makeKeys(`${prefix}-names`);
+    for (const r of [
+      pool('openai', ['gpt-4o-mini', 'gpt-4o', 'o3']),
+      pool('anthropic', [
+        'claude-opus-4-5-20251101',
+        'claude-haiku-4-5-20251001',
+        'claude-3-5-haiku-20241022',
+      ]),
+      pool('gemini', ['gemini-2.5-flash', 'gemini-2.5-pro', 'gemini-2.0-flash-001']),
+      pool('llama', ['llama3.2']),
+    ]) {
+      await redis.set(k.models(r.provider), JSON.stringify(r));
+      await redis.sadd(k.pools, r.provider);
+    }
+    const namesDir = new ModelDirectory(redis, k);
+    await namesDir.refresh();
+    const r = new Router(namesDir, { allowUnpriced: false });
+    const listed = new Set(r.listing(true).map((l) => l.id));
+    for (const name of [
+      'gemini-2.5-flash-999',
+      'gemini/gemini-2.5-flash-999',
+      'gemini-2.5-flash-002',
+      'gemini-2.5-pro-001',
+      'gpt-4o-latest',
+      'gpt-4o-mini-latest',
+      'openai/o3-latest',
+      'claude-opus-4-5-latest',
+      'anthropic/claude-haiku-4-5-latest',
+      'gpt-4o-mini:latest',
+      'openai/gpt-4o-mini:latest',
+      'claude-haiku-4-5:latest',
+      'gemini/gemini-2.5-flash:latest',
+    ]) {
+      expect(
+        codeOf(() => r.plan(req(name))),
+        name,
+      ).toBe('model_not_found');
+      expect(listed.has(name) || listed.has(name.slice(name.indexOf('/') + 1)), name).toBe(false);
+    }
+    const served = (name: string) => {
+      const c = r.plan(req(name)).plan[0];
+      return `${c?.provider}/${c?.model}`;
+    };
+    // Names the providers define still answer, each with exactly its model.
+    expect(served('gemini-2.0-flash-001')).toBe('gemini/gemini-2.0-flash-001');
+    expect(served('gemini/gemini-2.0-flash')).toBe('gemini/gemini-2.0-flash-001');
+    expect(served('claude-3-5-haiku-latest')).toBe('anthropic/claude-3-5-haiku-20241022');
+    expect(served('anthropic/claude-opus-4-5')).toBe('anthropic/claude-opus-4-5-20251101');
+    expect(served('llama3.2:latest')).toBe('llama/llama3.2');
+    expect(served('llama/llama3.2')).toBe('llama/llama3.2');
+    expect(served('gemini-2.5-flash')).toBe('gemini/gemini-2.5-flash');
+    for (const name of ['gemini/gemini-2.0-flash', 'anthropic/claude-3-5-haiku-latest'])
+      expect(listed.has(name), name).toBe(true);
+  });
+
+  it("holds a Gemini 2.5 Pro request whose prompt may pass 200k tokens at Google's higher tier", async () => {
+    const k = makeKeys(`${prefix}-tiers`);
+    const r0 = pool('gemini', ['gemini-2.5-pro']);
+    await redis.set(k.models('gemini'), JSON.stringify(r0));
+    await redis.sadd(k.pools, 'gemini');
+    const tierDir = new ModelDirectory(redis, k);
+    await tierDir.refresh();
+    const r = new Router(tierDir, { allowUnpriced: false });
+    const long = r.plan(
+      req('gemini/gemini-2.5-pro', {
+        max_tokens: 1000,
+        messages: [{ role: 'user', content: 'a '.repeat(210_000).trim() }],
+      }),
+    );
+    expect(long.inputTokensBound).toBeGreaterThan(200_000);
+    // Every prompt token at $2.50/M and every output token at $15/M, rounded up.
+    const tier = (BigInt(long.inputTokensBound) * 2_500_000n + 1000n * 15_000_000n + 999_999n) / 1_000_000n;
+    expect(long.callMicros).toBe(tier);
+    const short = r.plan(req('gemini/gemini-2.5-pro', { max_tokens: 1000 }));
+    expect(short.callMicros).toBe(
+      (BigInt(short.inputTokensBound) * 1_250_000n + 1000n * 10_000_000n + 999_999n) / 1_000_000n,
+    );
   });
 
   it('prices dated snapshots through the catalog, as billing does', () => {

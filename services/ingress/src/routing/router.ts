@@ -33,6 +33,8 @@ export interface RoutePlan {
   callMicros: bigint;
   /** Upper bound of the prompt tokens on any candidate. */
   inputTokensBound: number;
+  /** Each candidate's own `callMicros` and prompt bound (parallel to `plan`), so a narrowed route is costed anew. */
+  costs: { micros: bigint; inputTokens: number }[];
   /**
    * How many of the first candidates are the model asked for (its providers, or `auto`'s choices);
    * the rest are the routing file's fallbacks.
@@ -41,6 +43,17 @@ export interface RoutePlan {
 }
 
 type Table<T> = Record<string, T> | ReadonlyMap<string, T>;
+
+/** A route's bounds from its candidates' own: the dearest call, the largest prompt. */
+function costBounds(costs: RoutePlan['costs']): Pick<RoutePlan, 'callMicros' | 'inputTokensBound'> {
+  let callMicros = 0n;
+  let inputTokensBound = 0;
+  for (const c of costs) {
+    if (c.micros > callMicros) callMicros = c.micros;
+    inputTokensBound = Math.max(inputTokensBound, c.inputTokens);
+  }
+  return { callMicros, inputTokensBound };
+}
 
 /** A model id `/v1/models` offers (see `Router.listing`). */
 export interface ListedModel {
@@ -244,20 +257,16 @@ export class Router {
     maxTokens: number | undefined,
     choices = 1,
   ): RoutePlan {
-    let callMicros = 0n;
-    let inputTokensBound = 0;
-    for (const e of entries) {
+    const costs = entries.map((e) => {
       // Every choice (`n`) may use the whole output cap: the hold covers them all.
       const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens) * choices;
-      const c = maxCostMicros(e, prompt, maxOut);
-      if (c > callMicros) callMicros = c;
-      inputTokensBound = Math.max(inputTokensBound, inputBound(prompt, target(e)));
-    }
+      return { micros: maxCostMicros(e, prompt, maxOut), inputTokens: inputBound(prompt, target(e)) };
+    });
     return {
       plan: entries.map((e) => ({ provider: e.provider, model: e.id, contextWindow: e.contextWindow })),
       entries,
-      callMicros,
-      inputTokensBound,
+      ...costBounds(costs),
+      costs,
       targets: entries.filter((e) => targets.has(e)).length,
     };
   }
@@ -269,22 +278,22 @@ export class Router {
    * on the list, allows the models it resolves to (the route's targets, `auto`'s choice included),
    * never the routing file's fallbacks, which must be allowed by a name of their own.
    */
-  permitted(
-    route: RoutePlan,
-    asked: string,
-    allowed: readonly string[],
-  ): { plan: RouteCandidate[]; targets: number } {
+  permitted(route: RoutePlan, asked: string, allowed: readonly string[]): RoutePlan {
     const named = this.#named(allowed);
     const targetsAllowed = allowed.includes(asked);
-    const plan: RouteCandidate[] = [];
-    let targets = 0;
-    for (const [i, c] of route.plan.entries()) {
-      const e = route.entries[i];
-      if (!((i < route.targets && targetsAllowed) || (e !== undefined && named.has(e)))) continue;
-      plan.push(c);
-      if (i < route.targets) targets++;
-    }
-    return { plan, targets };
+    const keep = route.plan.map(
+      (_, i) => (i < route.targets && targetsAllowed) || named.has(route.entries[i] as ModelEntry),
+    );
+    const pick = <T>(xs: T[]) => xs.filter((_, i) => keep[i]);
+    // Costed anew: the hold (and a token count) covers only the candidates the key may call.
+    const costs = pick(route.costs);
+    return {
+      plan: pick(route.plan),
+      entries: pick(route.entries),
+      ...costBounds(costs),
+      costs,
+      targets: keep.slice(0, route.targets).filter(Boolean).length,
+    };
   }
 
   /**
