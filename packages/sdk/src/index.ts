@@ -26,6 +26,7 @@ export type {
   FrameOf,
   FrameType,
   Job,
+  ChoiceOutput,
   JobResult,
   JobState,
   RequestOptions,

@@ -78,12 +78,22 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
 }
 
+/** One choice's output, assembled from its deltas (`n > 1` asks for several). */
+export interface ChoiceOutput {
+  index: number;
+  text: string;
+  reasoning: string;
+}
+
 /** A finished job's output, assembled from its frames. */
 export interface JobResult {
   id: string;
-  /** The answer text, assembled from deltas (restarted generations discarded). */
+  /** The answer text, assembled from deltas (restarted generations discarded): the first choice's. */
   text: string;
+  /** The first choice's reasoning. */
   reasoning: string;
+  /** Every choice's text and reasoning, by index (one for a request without `n`). */
+  choices: ChoiceOutput[];
   /** The final response, the same shape as a non-streaming chat completion. */
   completion: ChatCompletion;
   /** Sequence number of the terminal frame. */

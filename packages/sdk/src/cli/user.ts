@@ -113,7 +113,8 @@ async function tail(id: string | undefined, ctx: UserContext): Promise<number> {
         printed = false;
         break;
       case 'delta':
-        if (f.text) {
+        // The first choice's answer, as `done` prints (`n > 1` interleaves every choice's deltas).
+        if (f.text && !f.choice) {
           await write(f.text);
           printed = true;
         }
