@@ -205,6 +205,83 @@ describe('callProvider', () => {
     });
   });
 
+  it("a 429's message names the model, the limit and the retry, never the operator's organization or figures", async () => {
+    handler = (_req, res) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after-ms': '7000' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message:
+              'Rate limit reached for gpt-4o-mini in organization org-fake on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 7s. Visit https://platform.openai.com/account/rate-limits to learn more.',
+            type: 'requests',
+            param: null,
+            code: 'rate_limit_exceeded',
+          },
+        }),
+      );
+    };
+    const e = await rejection(call());
+    expect(e).toMatchObject({ code: 'rate_limit_exceeded', upstreamStatus: 429, retryAfterMs: 7000 });
+    expect(e.message).toBe(
+      "provider's rate limit (requests per minute) for gpt-4o-mini was reached; retry in 7s",
+    );
+  });
+
+  it('non-streaming: a 200 whose body is cut midway names HTTP 200 and the cut, not "unreachable"', async () => {
+    const whole = JSON.stringify({
+      id: 'c9',
+      model: 'gpt-4o-mini',
+      choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'Jupiter' } }],
+      usage: { prompt_tokens: 3, completion_tokens: 1 },
+    });
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(whole.slice(0, whole.length / 2), () => res.socket?.destroy());
+    };
+    const e = await rejection(call({ stream: false }));
+    expect(e).toMatchObject({ code: 'upstream_error', retryable: true, upstreamStatus: 200 });
+    expect(e.message).toMatch(/cut off/);
+    expect(e.message).not.toMatch(/unreachable/);
+  });
+
+  it('streaming: a 200 stream reset midway names HTTP 200 and the cut, not "unreachable"', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(chunk({ content: 'Jupi' }), () => res.socket?.destroy());
+    };
+    const e = await rejection(call());
+    expect(e).toMatchObject({ code: 'upstream_error', retryable: true, upstreamStatus: 200 });
+    expect(e.message).toMatch(/cut off/);
+  });
+
+  it('a 200 that cannot be read (invalid JSON, a stream ended early) names HTTP 200', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"id":"c9","choices":[');
+    };
+    expect(await rejection(call({ stream: false }))).toMatchObject({
+      code: 'upstream_error',
+      retryable: true,
+      upstreamStatus: 200,
+      message: 'provider returned invalid JSON',
+    });
+    handler = (_req, res) => sse(res, [chunk({ content: 'Jupi' })]);
+    expect(await rejection(call())).toMatchObject({
+      upstreamStatus: 200,
+      message: 'stream ended before completion',
+    });
+  });
+
+  it('an error answer whose body is cut is still classified by its status', async () => {
+    handler = (_req, res) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.write('{"error":{"message":"The server had', () => res.socket?.destroy());
+    };
+    const e = await rejection(call({ stream: false }));
+    expect(e).toMatchObject({ code: 'upstream_error', retryable: true, upstreamStatus: 500 });
+    expect(e.message).not.toMatch(/unreachable/);
+  });
+
   it('non-streaming: parses the JSON body', async () => {
     handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -3,6 +3,7 @@ import { type Embeddings, type EmbeddingsRequest, embeddingInputs } from '@fareg
 import { GatewayError, isGatewayError } from '@faregate/contracts/errors';
 import { createAssembler } from './assemble.ts';
 import { agentFor, readBounded, toHeaders } from './http.ts';
+import { answerCutOff, withAnswerStatus } from './shared/errors.ts';
 import type {
   ProviderAdapter,
   ProviderConfig,
@@ -140,6 +141,8 @@ async function exchange<T>(
   if (caller?.aborted) forward();
   else caller?.addEventListener('abort', forward, { once: true });
   const signal = total.signal;
+  // The 2xx status once the provider answered with one: a failure reading its body is its answer's.
+  let answered: number | undefined;
   try {
     const res = await agentFor(config, t.connectMs).request({
       origin: url.origin,
@@ -160,13 +163,18 @@ async function exchange<T>(
     const upstreamRequestId = headers.get('x-request-id') ?? headers.get('request-id') ?? undefined;
     const rateLimits = adapter.readRateLimits(headers);
     if (status < 200 || status >= 300) {
-      const { text } = await readBounded(res.body, ERROR_BODY_LIMIT);
+      // An error body cut short still leaves its status to classify by (never "unreachable").
+      const text = await readBounded(res.body, ERROR_BODY_LIMIT).then(
+        (r) => r.text,
+        () => '',
+      );
       throw adapter.classifyError(status, headers, text);
     }
+    answered = status;
     const base = { rateLimits, status, ...(upstreamRequestId ? { upstreamRequestId } : {}) };
     return { ...base, ...(await read(res.body, headers, started)) };
   } catch (e) {
-    throw toGatewayError(e, adapter, args.signal, total.signal);
+    throw toGatewayError(e, adapter, args.signal, total.signal, answered);
   } finally {
     clearTimeout(timer);
     caller?.removeEventListener('abort', forward);
@@ -323,16 +331,21 @@ export function eventsOf(c: Completion): StreamEvent[] {
   return out;
 }
 
+/**
+ * Any failure of a call as a GatewayError. `answered`: the 2xx status the provider answered with,
+ * when the failure came while reading that answer's body.
+ */
 function toGatewayError(
   e: unknown,
   adapter: ProviderAdapter,
   callerSignal: AbortSignal | undefined,
   totalSignal: AbortSignal,
+  answered?: number,
 ): GatewayError {
   if (callerSignal?.aborted) {
     return new GatewayError({ code: 'cancelled', message: 'request cancelled', retryable: false, cause: e });
   }
-  if (isGatewayError(e)) return e;
+  if (isGatewayError(e)) return answered === undefined ? e : withAnswerStatus(e, answered);
   if (totalSignal.aborted) {
     return new GatewayError({
       code: 'upstream_timeout',
@@ -363,9 +376,10 @@ function toGatewayError(
     });
   }
   // Transport failure (refused, reset, DNS, TLS): the adapter's status-0 policy, without the raw
-  // message (it can contain the URL, and URLs are configuration).
+  // message (it can contain the URL, and URLs are configuration). After a 2xx the provider was
+  // reached and answered: its answer was cut off, not unreachable.
   if (typeof code === 'string' && /^(UND_ERR|E[A-Z]|ERR_SSL|ERR_TLS|CERT_|UNABLE_TO)/.test(code)) {
-    return adapter.classifyError(0, new Headers(), '');
+    return answered === undefined ? adapter.classifyError(0, new Headers(), '') : answerCutOff(answered);
   }
   // Anything else is a bug (ours or an onEvent callback's): not the provider's fault, not retryable.
   return new GatewayError({

@@ -140,6 +140,15 @@ describe.each(CASES)('conformance (fake provider): $id', (c) => {
     expect(e.retryAfterMs).toBe(c.advertisesRetry ? 2000 : undefined);
   });
 
+  it("429's message: the kind of limit and the retry, never the operator's organization or figures", async () => {
+    const e = await failure(call({ fault: '429', retryAfterMs: 7000 }).p);
+    expect(e.message).not.toMatch(
+      /org-fake|organization|00000000-|Limit \d|Used \d|Requested \d|projects\//i,
+    );
+    expect(e.message).toMatch(/rate limit/);
+    if (c.advertisesRetry) expect(e.message).toMatch(/retry in 7s/);
+  });
+
   it('overloaded → overloaded, retryable; 500 → upstream_error, retryable', async () => {
     expect(await failure(call({ fault: c.overloadedFault }).p)).toMatchObject({
       code: 'overloaded',
@@ -162,6 +171,14 @@ describe.each(CASES)('conformance (fake provider): $id', (c) => {
     const e = await failure(call({ fault: 'cut_mid_stream', afterChunks: 2 }).p);
     expect(e).toMatchObject({ code: 'upstream_error', retryable: true });
   });
+
+  for (const stream of [true, false]) {
+    it(`${stream ? 'stream' : 'non-stream'}: a 200 cut midway names HTTP 200 and the cut, never "unreachable"`, async () => {
+      const e = await failure(call({ fault: 'cut_mid_stream', afterChunks: 2 }, { stream }).p);
+      expect(e).toMatchObject({ code: 'upstream_error', retryable: true, upstreamStatus: 200 });
+      expect(e.message).toMatch(/cut off/);
+    });
+  }
 
   for (const tail of ['line', 'half'] as const) {
     it(`a cut right after a burst (${tail}): every complete event counts, then the retryable error`, async () => {

@@ -23,6 +23,41 @@ function isDailyQuota(e: Json): boolean {
   return false;
 }
 
+/**
+ * The model and the kind of limit a 429's QuotaFailure names (quotaDimensions.model; quotaId
+ * `GenerateRequestsPerMinutePerProjectPerModel-FreeTier` → "requests per minute"). Nothing else of
+ * it: the metric, the project and the quota's value are the operator's.
+ */
+function quotaFacts(e: Json): { model?: string; limit?: string } {
+  for (const d of detailsOf(e)) {
+    if (!isType(d, 'google.rpc.QuotaFailure') || !Array.isArray(d.violations)) continue;
+    for (const v of d.violations) {
+      if (!isObj(v)) continue;
+      const model = isObj(v.quotaDimensions) ? str(v.quotaDimensions.model) : undefined;
+      const id = str(v.quotaId) ?? '';
+      const what = /InputTokens/i.test(id)
+        ? 'input tokens'
+        : /OutputTokens/i.test(id)
+          ? 'output tokens'
+          : /Tokens/i.test(id)
+            ? 'tokens'
+            : /Requests/i.test(id)
+              ? 'requests'
+              : undefined;
+      const per = /PerDay/i.test(id)
+        ? 'day'
+        : /PerHour/i.test(id)
+          ? 'hour'
+          : /PerMinute/i.test(id)
+            ? 'minute'
+            : undefined;
+      const limit = what && per ? `${what} per ${per}` : what;
+      return { ...(model ? { model } : {}), ...(limit ? { limit } : {}) };
+    }
+  }
+  return {};
+}
+
 function isBadKey(e: Json): boolean {
   for (const d of detailsOf(e))
     if (isType(d, 'google.rpc.ErrorInfo') && d.reason === 'API_KEY_INVALID') return true;
@@ -47,6 +82,7 @@ export function classifyGeminiErrorObject(status: number, e: Json, headers?: Hea
     contextLength: /exceeds the maximum number of tokens/i.test(message ?? ''),
     quota: status === 429 && isDailyQuota(e),
     badKey: isBadKey(e),
+    ...(status === 429 ? quotaFacts(e) : {}),
   });
 }
 

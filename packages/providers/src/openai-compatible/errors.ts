@@ -44,6 +44,8 @@ export function classifyOpenAIError(status: number, headers: HeaderReader, bodyT
       f.code === 'context_length_exceeded' ||
       ((status === 400 || status === 413) && CONTEXT.test(f.message ?? '')),
     quota: f.code === 'insufficient_quota' || f.type === 'insufficient_quota',
+    // A 429's `type` names the limit hit ("requests", "tokens"), when its text does not say more.
+    ...(status === 429 && (f.type === 'requests' || f.type === 'tokens') ? { limit: f.type } : {}),
   });
 }
 
