@@ -461,6 +461,28 @@ describe('the rest of the Messages format', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.BadRequestError);
     expect((err as Error).message).toMatch(/thinking is not supported by openai\/gpt-4o-mini/);
+    // Extended thinking cannot be forced to use a tool (Anthropic takes auto or none): refused at
+    // the ingress, naming tool_choice, before anything is queued or held.
+    for (const tool_choice of [{ type: 'any' as const }, { type: 'tool' as const, name: 'get_weather' }]) {
+      const forced = await client.messages
+        .create({
+          model: 'anthropic/claude-haiku-4-5',
+          max_tokens: 4096,
+          thinking: { type: 'enabled', budget_tokens: 2048 },
+          tools: [weather],
+          tool_choice,
+          messages: [{ role: 'user', content: 'Weather in Oslo?' }],
+        })
+        .catch((e: unknown) => e);
+      expect(forced, tool_choice.type).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((forced as InstanceType<typeof Anthropic.APIError>).error, tool_choice.type).toMatchObject({
+        type: 'error',
+        error: { type: 'invalid_request_error', message: expect.stringContaining('tool_choice') },
+      });
+      expect(
+        (forced as InstanceType<typeof Anthropic.APIError>).headers?.get('x-faregate-attempts'),
+      ).toBeFalsy();
+    }
   });
 
   it('thinking with tools, multi-turn: the thinking blocks go back to Anthropic first, signed, unchanged', async () => {

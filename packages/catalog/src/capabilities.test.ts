@@ -8,6 +8,8 @@ const chat = (extra: Partial<ChatRequest>): ChatRequest => ({
   ...extra,
 });
 
+const TOOL = { type: 'function' as const, function: { name: 'f', parameters: { type: 'object' } } };
+
 describe('what each protocol cannot do, in one table', () => {
   it.each([
     ['anthropic', { seed: 1 }, 'seed'],
@@ -35,6 +37,15 @@ describe('what each protocol cannot do, in one table', () => {
     ['anthropic', { reasoning_effort: 'high', max_tokens: 100 }, 'reasoning_effort'],
     ['anthropic', { reasoning_effort: 'low', max_completion_tokens: 1024 }, 'reasoning_effort'],
     ['anthropic', { reasoning_effort: 'medium', temperature: 0.5 }, 'temperature'],
+    // ...no forced tool use, no top_k, top_p from 0.95 only.
+    ['anthropic', { reasoning_effort: 'low', tools: [TOOL], tool_choice: 'required' }, 'tool_choice'],
+    [
+      'anthropic',
+      { reasoning_effort: 'low', tools: [TOOL], tool_choice: { type: 'function', function: { name: 'f' } } },
+      'tool_choice',
+    ],
+    ['anthropic', { reasoning_effort: 'high', top_k: 5 }, 'top_k'],
+    ['anthropic', { reasoning_effort: 'high', top_p: 0.9 }, 'top_p'],
   ] as const)('%s refuses %j naming %s and the provider', (kind, extra, param) => {
     const r = chatRefusal(kind, `my-${kind}`, chat(extra as Partial<ChatRequest>));
     expect(r?.param).toBe(param);
@@ -53,6 +64,9 @@ describe('what each protocol cannot do, in one table', () => {
     ['anthropic', { n: 1, top_k: 5 }],
     ['anthropic', { reasoning_effort: 'low', max_completion_tokens: 1025, temperature: 1 }],
     ['anthropic', { reasoning_effort: 'high' }],
+    ['anthropic', { reasoning_effort: 'high', tools: [TOOL], tool_choice: 'auto', top_p: 0.95 }],
+    ['anthropic', { reasoning_effort: 'high', tools: [TOOL], tool_choice: 'none' }],
+    ['anthropic', { tools: [TOOL], tool_choice: 'required', top_k: 5, top_p: 0.5 }],
     ['anthropic', { reasoning_effort: 'minimal', max_tokens: 10, temperature: 0.2 }],
     ['gemini', { n: 1, top_k: 40, logprobs: false }],
   ] as const)('%s accepts %j', (kind, extra) => {

@@ -180,6 +180,23 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule)[]> = {
       refused: (r) => thinks(r) && r.temperature != null && r.temperature !== 1,
       why: 'takes only temperature 1 while it reasons',
     },
+    // Anthropic's extended thinking also refuses forced tool use, top_k, and a top_p below 0.95.
+    {
+      param: 'tool_choice',
+      refused: (r) =>
+        thinks(r) && !!r.tools?.length && (r.tool_choice === 'required' || typeof r.tool_choice === 'object'),
+      why: 'cannot be made to call a tool while it reasons (tool_choice auto or none only): leave the choice to the model, or leave reasoning out',
+    },
+    {
+      param: 'top_k',
+      refused: (r) => thinks(r) && r.top_k != null,
+      why: 'takes no top_k while it reasons',
+    },
+    {
+      param: 'top_p',
+      refused: (r) => thinks(r) && r.top_p != null && r.top_p < 0.95,
+      why: 'takes a top_p between 0.95 and 1 while it reasons',
+    },
     {
       param: 'temperature',
       refused: (r) => r.temperature != null && r.temperature > 1,
