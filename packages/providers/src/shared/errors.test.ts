@@ -162,6 +162,22 @@ describe('429s are told in the gateway words', () => {
   });
 });
 
+describe("the operator's provider account out of credit is the provider's refusal, not the caller's bad request", () => {
+  it('Anthropic: a 400 saying the credit balance is too low is provider_unavailable, as a 402, without its text', () => {
+    const e = anthropic(
+      400,
+      'invalid_request_error',
+      'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.',
+    );
+    expect(e).toMatchObject({ code: 'provider_unavailable', retryable: false, upstreamStatus: 400 });
+    expect(e.message).not.toMatch(/credit|Plans/i);
+    // Any other 400 stays the caller's.
+    expect(anthropic(400, 'invalid_request_error', 'messages: at least one message is required').code).toBe(
+      'invalid_request_error',
+    );
+  });
+});
+
 describe('other provider messages: the explanation stays, the operator identifiers go', () => {
   it('Gemini project numbers, resource names, links to the project and emails are taken out', () => {
     const disabled = gemini(400, {

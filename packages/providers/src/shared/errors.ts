@@ -247,6 +247,8 @@ function rateLimitMessage(f: RateLimitFacts, quota: boolean): string {
  * The one status → code policy every adapter shares (providers.md §0.3). Adapters only extract
  * the facts (`Classified`) from their own error bodies.
  */
+const CREDIT_TOO_LOW = /credit balance is too low/i;
+
 export function classifyStatus(status: number, c: Classified): GatewayError {
   const base = { upstreamStatus: status, retryAfterMs: c.retryAfterMs };
   const msg = (fallback: string) => safeMessage(c.message, fallback);
@@ -283,7 +285,9 @@ export function classifyStatus(status: number, c: Classified): GatewayError {
       retryable: !c.quota,
     });
   }
-  if (status === 402) {
+  // Anthropic says its account is out of credit with a 400 (`invalid_request_error`, "Your credit
+  // balance is too low…"): the operator's billing, not the caller's request. A provider refusal, as 402.
+  if (status === 402 || (status === 400 && CREDIT_TOO_LOW.test(c.message ?? ''))) {
     return new GatewayError({
       ...base,
       code: 'provider_unavailable',
