@@ -73,6 +73,34 @@ describe('what each protocol cannot do, in one table', () => {
     expect(chatRefusal(kind, kind, chat(extra as Partial<ChatRequest>))).toBeUndefined();
   });
 
+  it("a tool call's arguments sent back must be a JSON object for Anthropic and Gemini (not OpenAI), named at their path", () => {
+    const turn = (args: string) =>
+      chat({
+        messages: [
+          { role: 'user', content: 'x' },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              { id: 'c0', type: 'function', function: { name: 'f', arguments: '{}' } },
+              { id: 'c1', type: 'function', function: { name: 'f', arguments: args } },
+            ],
+          },
+          { role: 'tool', tool_call_id: 'c0', content: 'r' },
+          { role: 'tool', tool_call_id: 'c1', content: 'r' },
+        ],
+      } as Partial<ChatRequest>);
+    for (const bad of ['not json', '[1]', '"s"', '3', 'null'])
+      for (const kind of ['anthropic', 'gemini'] as const)
+        expect(chatRefusal(kind, kind, turn(bad)), `${kind} ${bad}`).toMatchObject({
+          param: 'messages.1.tool_calls.1.function.arguments',
+        });
+    for (const ok of ['{"a":1}', '', '  '])
+      for (const kind of ['anthropic', 'gemini'] as const)
+        expect(chatRefusal(kind, kind, turn(ok)), `${kind} ${ok}`).toBeUndefined();
+    expect(chatRefusal('openai', 'openai', turn('not json'))).toBeUndefined();
+  });
+
   it('gemini takes only text in a tool result, naming the part (a function response is a JSON object)', () => {
     const messages: ChatRequest['messages'] = [
       { role: 'user', content: 'x' },

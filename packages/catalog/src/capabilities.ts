@@ -48,6 +48,43 @@ interface PartRule {
   parts: PartCheck;
 }
 
+/** A rule that finds what it refuses anywhere in the request, and names it (its path, and why). */
+interface FoundRule {
+  find: (r: ChatRequest) => { at: string; why: string } | undefined;
+}
+
+/**
+ * A tool call sent back in an assistant turn: Anthropic (`tool_use.input`) and Gemini
+ * (`functionCall.args`) take its arguments as an object, so they must be a JSON object (or blank, no
+ * arguments); OpenAI takes the string as it is. Refused here, at the caller's path, rather than by the
+ * adapter after the request was queued (shared/content.ts `parseArguments` is the same test).
+ */
+const ARGUMENTS_OBJECT: FoundRule = {
+  find: (r) => {
+    for (const [i, m] of r.messages.entries()) {
+      if (m.role !== 'assistant' || !m.tool_calls) continue;
+      for (const [j, c] of m.tool_calls.entries()) {
+        if (!isObjectText(c.function.arguments))
+          return {
+            at: `messages.${i}.tool_calls.${j}.function.arguments`,
+            why: "takes a tool call's arguments as a JSON object, and these are not one",
+          };
+      }
+    }
+    return undefined;
+  },
+};
+
+function isObjectText(args: string): boolean {
+  if (args.trim() === '') return true;
+  try {
+    const v: unknown = JSON.parse(args);
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}
+
 /** Answers with one choice only: `n > 1` and log probabilities have no counterpart there. */
 const ONE_CHOICE: readonly ChatRule[] = [
   {
@@ -154,7 +191,7 @@ const thinks = (r: ChatRequest) => r.reasoning_effort != null && r.reasoning_eff
 
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
-const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule)[]> = {
+const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule | FoundRule)[]> = {
   openai: [
     NO_TOP_K,
     TOP_LOGPROBS_ALONE,
@@ -166,6 +203,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule)[]> = {
   ],
   anthropic: [
     ...ONE_CHOICE,
+    ARGUMENTS_OBJECT,
     NO_VERBOSITY,
     // Extended thinking (the adapter's translation of a reasoning effort): a budget of at least 1,024
     // tokens below max_tokens, and temperature 1 only. Refused here, by the names the caller sent,
@@ -234,6 +272,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule)[]> = {
     { parts: anthropicPart },
   ],
   gemini: [
+    ARGUMENTS_OBJECT,
     // candidateCount and responseLogprobs exist, but are not translated yet (README).
     ...ONE_CHOICE,
     NO_VERBOSITY,
@@ -307,9 +346,11 @@ export function chatRefusal(kind: string, provider: string, req: ChatRequest): R
     const hit =
       'parts' in rule
         ? refusedPart(req, rule.parts)
-        : rule.refused(req)
-          ? { at: rule.param, why: rule.why }
-          : undefined;
+        : 'find' in rule
+          ? rule.find(req)
+          : rule.refused(req)
+            ? { at: rule.param, why: rule.why }
+            : undefined;
     if (hit) return { param: hit.at, message: `'${hit.at}' is not supported by ${provider}: it ${hit.why}.` };
   }
   return undefined;

@@ -123,12 +123,12 @@ export function translateMessages(messages: ChatMessage[]): { system: Block[]; t
             : { type: 'redacted_thinking', data: b.data },
         );
         if (m.content != null) blocks.push(...blocksOf(m.content, param));
-        for (const tc of m.tool_calls ?? []) {
+        for (const [j, tc] of (m.tool_calls ?? []).entries()) {
           blocks.push({
             type: 'tool_use',
             id: tc.id,
             name: tc.function.name,
-            input: parseArguments(tc.function.arguments, `messages[${i}].tool_calls`),
+            input: parseArguments(tc.function.arguments, `messages.${i}.tool_calls.${j}.function.arguments`),
           });
         }
         push('assistant', blocks);

@@ -92,12 +92,12 @@ export function translateMessages(messages: ChatMessage[]): { system: Part[]; co
         break;
       case 'assistant': {
         const parts = m.content == null ? [] : partsOf(m.content, param);
-        for (const tc of m.tool_calls ?? []) {
+        for (const [j, tc] of (m.tool_calls ?? []).entries()) {
           callNames.set(tc.id, tc.function.name);
           parts.push({
             functionCall: {
               name: tc.function.name,
-              args: parseArguments(tc.function.arguments, `messages[${i}].tool_calls`),
+              args: parseArguments(tc.function.arguments, `messages.${i}.tool_calls.${j}.function.arguments`),
             },
           });
         }

@@ -287,7 +287,7 @@ export function classifyStatus(status: number, c: Classified): GatewayError {
   }
   // Anthropic says its account is out of credit with a 400 (`invalid_request_error`, "Your credit
   // balance is too low…"): the operator's billing, not the caller's request. A provider refusal, as 402.
-  if (status === 402 || (status === 400 && CREDIT_TOO_LOW.test(c.message ?? ''))) {
+  if (status === 402 || (status === 400 && typeof c.message === 'string' && CREDIT_TOO_LOW.test(c.message))) {
     return new GatewayError({
       ...base,
       code: 'provider_unavailable',

@@ -477,6 +477,28 @@ describe("the pipeline's refusals in the Responses API's terms", () => {
     );
   });
 
+  it("a function_call's arguments a target refuses are named at the item (input.N.arguments)", () => {
+    const { names } = named({
+      model: 'm',
+      input: [
+        { role: 'user', content: 'x' },
+        call('c0'),
+        call('c1'),
+        { type: 'function_call_output', call_id: 'c0', output: 'ok' },
+        { type: 'function_call_output', call_id: 'c1', output: 'ok' },
+      ],
+    });
+    const at = 'messages.1.tool_calls.1.function.arguments';
+    const e = inDoorTerms(
+      refused(at, `'${at}' is not supported by x: it takes a JSON object.`),
+      names,
+    ) as GatewayError;
+    expect(e).toMatchObject({
+      param: 'input.2.arguments',
+      message: "'input.2.arguments' is not supported by x: it takes a JSON object.",
+    });
+  });
+
   it("the 402's advice names max_output_tokens, not chat's max_tokens", () => {
     const quota = new GatewayError({
       code: 'insufficient_quota',

@@ -76,7 +76,8 @@ interface Origin {
  * Where each chat message came from, in `names` (see `DoorNames`): its content parts
  * (`messages.3.content.1` → `input.2.content.1`, a function output's `input.2.output.1`), and the
  * pipeline's refusals of tool calls and results said as the Responses API says them, naming the
- * item: a `function_call` with no `function_call_output` after it, an output answering no call.
+ * item: a `function_call` with no `function_call_output` after it, an output answering no call, a
+ * call's `arguments` a target cannot take.
  */
 function nameTurns(turns: ChatMessage[], origins: Map<ChatMessage, Origin>, names: DoorNames): void {
   for (const [n, m] of turns.entries()) {
@@ -104,6 +105,10 @@ function nameTurns(turns: ChatMessage[], origins: Map<ChatMessage, Origin>, name
       names[`messages.${n}.tool_call_id`] = term;
     }
     if (m.role !== 'assistant' || !m.tool_calls?.length) continue;
+    // A call's arguments are its `function_call` item's.
+    for (const [j, c] of m.tool_calls.entries())
+      names[`messages.${n}.tool_calls.${j}.function.arguments`] =
+        `input.${o.calls.get(c.id) ?? o.item}.arguments`;
     const answered = new Set<string>();
     for (let j = n + 1; turns[j]?.role === 'tool'; j++) {
       const t = turns[j];
