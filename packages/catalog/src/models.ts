@@ -16,14 +16,40 @@ export type Capability = z.infer<typeof Capability>;
 /** Decimal string with up to 6 fractional digits: USD per 1M tokens. */
 const Usd = z.string().regex(/^\d+(\.\d{1,6})?$/, 'a decimal USD amount like "0.15"');
 
-export const ModelPrice = z.object({
+/** The rates of every token class (USD per 1M tokens). */
+const Rates = {
   inputPerM: Usd,
+  /** Absent = the input price. */
   cachedInputPerM: Usd.optional(),
   /** 5-minute cache writes (Anthropic's default TTL); absent = the input price. */
   cacheWritePerM: Usd.optional(),
   /** 1-hour cache writes (`cache_control.ttl: "1h"`); absent = twice the input price, Anthropic's rule. */
   cacheWrite1hPerM: Usd.optional(),
   outputPerM: Usd,
+};
+
+/**
+ * The rates of a call whose prompt (every input token, cached and cache-write ones included) is
+ * longer than `abovePromptTokens`: they apply to all of that call's tokens, output included, as
+ * Google prices Gemini 2.5 Pro past 200k prompt tokens. Missing cache rates fall back as the base
+ * ones do, to this tier's input rate.
+ */
+export const PriceTier = z.object({ abovePromptTokens: z.number().int().positive(), ...Rates });
+export type PriceTier = z.infer<typeof PriceTier>;
+
+/**
+ * A model's price: base rates, and optionally tiers by prompt size (a call is priced at the tier
+ * with the highest threshold its prompt exceeds, else at the base rates). The routing file's
+ * `prices` use this shape: an override is the whole price, so one without `tiers` is flat.
+ */
+export const ModelPrice = z.object({
+  ...Rates,
+  tiers: z
+    .array(PriceTier)
+    .refine((t) => new Set(t.map((x) => x.abovePromptTokens)).size === t.length, {
+      message: 'each tier needs its own abovePromptTokens',
+    })
+    .optional(),
 });
 export type ModelPrice = z.infer<typeof ModelPrice>;
 
@@ -106,7 +132,10 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     cachedInputPerM: '0.50',
     outputPerM: '8.00',
   }),
-  // Anthropic (cache reads 0.1×, 5-minute cache writes 1.25× input, 1-hour writes 2×)
+  // Anthropic (cache reads 0.1×, 5-minute cache writes 1.25× input, 1-hour writes 2×). Its long-context
+  // prices (prompts over 200k tokens, 2× input, 1.5× output) apply only with the 1M-context beta
+  // (`anthropic-beta: context-1m-…`, Sonnet 4 and 4.5), which the gateway does not send: these models
+  // take 200k tokens here, so no call reaches that tier and none is listed.
   m(
     'anthropic',
     'claude-sonnet-4-5',
@@ -159,7 +188,8 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     cacheWrite1hPerM: '1.60',
     outputPerM: '4.00',
   }),
-  // Google Gemini (prices for prompts ≤ 200k tokens)
+  // Google Gemini. 2.5 Pro prices prompts over 200k tokens higher, all of the call's tokens (input
+  // 2×, output 1.5×, cache reads 2×); Flash, Flash-Lite and 2.0 Flash are flat.
   m(
     'gemini',
     'gemini-2.5-flash',
@@ -175,7 +205,14 @@ export const BUILTIN_MODELS: CatalogModel[] = [
     1_048_576,
     65_536,
     [...all, 'reasoning'],
-    { inputPerM: '1.25', cachedInputPerM: '0.125', outputPerM: '10.00' },
+    {
+      inputPerM: '1.25',
+      cachedInputPerM: '0.125',
+      outputPerM: '10.00',
+      tiers: [
+        { abovePromptTokens: 200_000, inputPerM: '2.50', cachedInputPerM: '0.25', outputPerM: '15.00' },
+      ],
+    },
     ['gemini-pro'],
   ),
   m('gemini', 'gemini-2.5-flash-lite', 1_048_576, 65_536, all, {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayConfig, parseGatewayConfig, priceTable } from './gateway-config.ts';
-import { BUILTIN_MODELS } from './models.ts';
-import { maxCallCostMicros, PriceTable } from './prices.ts';
+import { BUILTIN_MODELS, type ModelPrice } from './models.ts';
+import { callCostMicros, maxCallCostMicros, PriceTable, toMicroPrice } from './prices.ts';
 
 const table = new PriceTable(BUILTIN_MODELS);
 const priceOf = (provider: string, model: string, at?: number) =>
@@ -50,7 +50,7 @@ describe('PriceTable.resolvePrice', () => {
 
   it('resolves aliases, -latest and :latest names', () => {
     expect(table.resolvePrice('anthropic', 'claude-haiku')?.model).toBe('claude-haiku-4-5');
-    expect(table.resolvePrice('anthropic', 'claude-haiku-4-5-latest')?.model).toBe('claude-haiku-4-5');
+    expect(table.resolvePrice('anthropic', 'claude-3-5-haiku-latest')?.model).toBe('claude-3-5-haiku-latest');
     // Anthropic's dated snapshot of a model the catalog lists under its `-latest` name.
     expect(table.resolvePrice('anthropic', 'claude-3-5-haiku-20241022')?.model).toBe(
       'claude-3-5-haiku-latest',
@@ -60,6 +60,71 @@ describe('PriceTable.resolvePrice', () => {
       selfHosted: true,
     });
     expect(table.resolvePrice('llama', 'llama3.1:8b')?.model).toBe('llama3.1:8b');
+  });
+
+  it('resolves only names the provider defines: no made-up -latest, :latest off Ollama, no made-up version', () => {
+    // `-latest` is a name only where the provider defines it (Anthropic's claude-3-5-haiku-latest).
+    for (const [provider, name] of [
+      ['openai', 'gpt-4o-latest'],
+      ['openai', 'gpt-4o-mini-latest'],
+      ['openai', 'o3-latest'],
+      ['anthropic', 'claude-opus-4-5-latest'],
+      ['anthropic', 'claude-haiku-4-5-latest'],
+      ['anthropic', 'claude-haiku-latest'],
+      // Ollama's tag, on providers that are not Ollama.
+      ['openai', 'gpt-4o-mini:latest'],
+      ['anthropic', 'claude-haiku-4-5:latest'],
+      ['gemini', 'gemini-2.5-flash:latest'],
+      // Gemini's `-NNN` versions are Gemini's only.
+      ['openai', 'gpt-4o-mini-001'],
+      ['anthropic', 'claude-haiku-4-5-001'],
+    ] as const) {
+      expect(table.canonicalId(provider, name), `${provider}/${name}`).toBeUndefined();
+      expect(table.resolvePrice(provider, name), `${provider}/${name}`).toBeUndefined();
+    }
+    // Ollama's pools: `name` and `name:latest` are one model.
+    expect(table.canonicalId('llama', 'llama3.2:latest')).toBe('llama3.2');
+    expect(table.canonicalId('ollama', 'llama3.2:latest')).toBeUndefined();
+    expect(
+      new PriceTable(BUILTIN_MODELS, { tagged: ['ollama'] }).canonicalId('llama', 'llama3.2:latest'),
+    ).toBe(undefined);
+  });
+
+  it('pins snapshots: a dated or Gemini -NNN name the catalog does not list answers only when served', () => {
+    // Priced as their model when a pool serves them (billing prices the served id)...
+    expect(table.canonicalId('gemini', 'gemini-2.0-flash-001')).toBe('gemini-2.0-flash');
+    expect(table.canonicalId('gemini', 'gemini-2.5-flash-999')).toBe('gemini-2.5-flash');
+    expect(table.canonicalId('anthropic', 'claude-3-5-haiku-20241022')).toBe('claude-3-5-haiku-latest');
+    // ...but such a name pins that snapshot: never answered by the undated model.
+    for (const [provider, name] of [
+      ['gemini', 'gemini-2.0-flash-001'],
+      ['gemini', 'gemini-2.5-flash-999'],
+      ['gemini', 'gemini-2.5-flash-002'],
+      ['gemini', 'gemini-flash-002'],
+      ['openai', 'gpt-4o-mini-2024-07-18'],
+      ['anthropic', 'claude-haiku-4-5-20990101'],
+      ['llama', 'llama3.2-20250101:latest'],
+    ] as const)
+      expect(table.pinsSnapshot(provider, name), `${provider}/${name}`).toBe(true);
+    // Catalog ids and aliases that merely end like a snapshot, and undated names, pin nothing.
+    for (const [provider, name] of [
+      ['gemini', 'gemini-embedding-001'],
+      ['openai', 'text-embedding-ada-002'],
+      ['gemini', 'gemini-2.5-flash'],
+      ['anthropic', 'claude-3-5-haiku-latest'],
+      ['anthropic', 'claude-haiku'],
+      ['llama', 'llama3.2:latest'],
+      ['openai', 'gpt-4o-latest'],
+    ] as const)
+      expect(table.pinsSnapshot(provider, name), `${provider}/${name}`).toBe(false);
+    // A version the catalog lists (a dated or versioned price of its own) is a name as it is.
+    const listed = priceTable(
+      GatewayConfig.parse({
+        prices: { 'gemini/gemini-2.0-flash-001': { inputPerM: '0.1', outputPerM: '0.4' } },
+      }),
+    );
+    expect(listed.pinsSnapshot('gemini', 'gemini-2.0-flash-001')).toBe(false);
+    expect(listed.canonicalId('gemini', 'gemini-2.0-flash-001')).toBe('gemini-2.0-flash-001');
   });
 
   it('prices self-hosted models at zero on purpose, and leaves unknown hosted models unpriced', () => {
@@ -189,5 +254,114 @@ describe('maxCallCostMicros', () => {
     // gpt-4o-mini: 3 × 0.15 + 1 × 0.6 = 1.05 µUSD → 2 (a hold never rounds below the cost).
     expect(maxCallCostMicros({ inputPerM: '0.15', outputPerM: '0.60' }, 3, 1)).toBe(2n);
     expect(maxCallCostMicros({ inputPerM: '0', outputPerM: '0' }, 1_000_000, 1_000_000)).toBe(0n);
+  });
+});
+
+describe('price tiers by prompt size', () => {
+  const tokens = (inputTokens: number, outputTokens: number, cachedInputTokens = 0) => ({
+    inputTokens,
+    cachedInputTokens,
+    cacheWriteTokens: 0,
+    outputTokens,
+  });
+
+  it("prices a Gemini 2.5 Pro prompt over 200k tokens at Google's higher tier, every token of the call", () => {
+    // The outside probe: 256,428 prompt tokens at $2.50/M and 1,000 output tokens at $15/M.
+    expect(table.callCostMicros('gemini', 'gemini-2.5-pro', tokens(256_428, 1_000))).toBe(641_070n + 15_000n);
+    // Cached input doubles too ($0.25/M): 156,428 × 2.50 + 100,000 × 0.25 + 1,000 × 15.
+    expect(table.callCostMicros('gemini', 'gemini-2.5-pro', tokens(256_428, 1_000, 100_000))).toBe(
+      391_070n + 25_000n + 15_000n,
+    );
+    // 200,000 tokens is not over 200k: $1.25/M and $10/M.
+    expect(table.callCostMicros('gemini', 'gemini-2.5-pro', tokens(200_000, 1_000))).toBe(250_000n + 10_000n);
+    expect(table.callCostMicros('gemini', 'gemini-2.5-pro', tokens(200_001, 0))).toBe(500_003n);
+    // Its alias and a served version are the same price; Flash is flat.
+    expect(table.callCostMicros('gemini', 'gemini-pro', tokens(256_428, 1_000))).toBe(656_070n);
+    expect(table.callCostMicros('gemini', 'gemini-2.5-flash', tokens(256_428, 1_000))).toBe(76_929n + 2_500n);
+  });
+
+  it('holds a call whose prompt bound passes the threshold at the higher tier, and a shorter one at the base', () => {
+    const pro = table.resolvePrice('gemini', 'gemini-2.5-pro')!.price;
+    expect(maxCallCostMicros(pro, 256_428, 1_000)).toBe(656_070n);
+    expect(maxCallCostMicros(pro, 200_000, 1_000)).toBe(260_000n);
+    // Tiers apply at the highest threshold passed, whatever order they are written in; a tier cheaper
+    // than the base is never what a hold reserves.
+    const odd = {
+      inputPerM: '1',
+      outputPerM: '1',
+      tiers: [
+        { abovePromptTokens: 1_000, inputPerM: '3', outputPerM: '3' },
+        { abovePromptTokens: 100, inputPerM: '0.5', outputPerM: '0.5' },
+      ],
+    };
+    expect(maxCallCostMicros(odd, 500, 0)).toBe(500n);
+    expect(maxCallCostMicros(odd, 2_000, 0)).toBe(6_000n);
+    expect(callCostMicros(tokens(500, 0), toMicroPrice(odd))).toBe(250n);
+    expect(callCostMicros(tokens(2_000, 0), toMicroPrice(odd))).toBe(6_000n);
+  });
+
+  it('takes tiers in routing-file overrides; an override without them is flat, as before', () => {
+    const t = priceTable(
+      parseGatewayConfig(
+        JSON.stringify({
+          prices: {
+            'gemini/gemini-2.5-pro': {
+              inputPerM: '1',
+              outputPerM: '8',
+              tiers: [{ abovePromptTokens: 200000, inputPerM: '2', outputPerM: '12' }],
+            },
+            'gemini/gemini-pro': { inputPerM: '1', outputPerM: '8' },
+            'openai/gpt-4o-mini': { inputPerM: '0.20', outputPerM: '0.80' },
+          },
+        }),
+        {},
+      ),
+    );
+    // The alias override came last: the whole price, flat.
+    expect(t.callCostMicros('gemini', 'gemini-2.5-pro', tokens(300_000, 1_000))).toBe(300_000n + 8_000n);
+    const tiered = priceTable(
+      GatewayConfig.parse({
+        prices: {
+          'gemini/gemini-2.5-pro': {
+            inputPerM: '1',
+            outputPerM: '8',
+            tiers: [{ abovePromptTokens: 200000, inputPerM: '2', outputPerM: '12' }],
+          },
+        },
+      }),
+    );
+    expect(tiered.callCostMicros('gemini', 'gemini-2.5-pro', tokens(300_000, 1_000))).toBe(
+      600_000n + 12_000n,
+    );
+    expect(tiered.callCostMicros('gemini', 'gemini-2.5-pro', tokens(100_000, 1_000))).toBe(100_000n + 8_000n);
+    expect(t.resolvePrice('openai', 'gpt-4o-mini')?.price).toEqual({ inputPerM: '0.20', outputPerM: '0.80' });
+    expect(() =>
+      GatewayConfig.parse({
+        prices: {
+          'gemini/gemini-2.5-pro': {
+            inputPerM: '1',
+            outputPerM: '8',
+            tiers: [
+              { abovePromptTokens: 200000, inputPerM: '2', outputPerM: '12' },
+              { abovePromptTokens: 200000, inputPerM: '3', outputPerM: '12' },
+            ],
+          },
+        },
+      }),
+    ).toThrow(/abovePromptTokens/);
+  });
+
+  it("reads a stored price (base rates only) with the tiers of the model's listed price when it is that price", () => {
+    const stored = (price: ModelPrice) =>
+      new PriceTable(BUILTIN_MODELS, {
+        history: [{ provider: 'gemini', model: 'gemini-2.5-pro', from: 0, price }],
+      });
+    // As Postgres returns numeric(20,6): the listed price, synced at start.
+    const synced = stored({ inputPerM: '1.250000', cachedInputPerM: '0.125000', outputPerM: '10.000000' });
+    expect(synced.callCostMicros('gemini', 'gemini-2.5-pro-001', tokens(256_428, 1_000))).toBe(656_070n);
+    expect(synced.microPrice('gemini', 'gemini-2.5-pro')?.tiers).toHaveLength(1);
+    // Another stored price (an older one, an override without tiers) is flat, as written.
+    const other = stored({ inputPerM: '1.000000', outputPerM: '8.000000' });
+    expect(other.callCostMicros('gemini', 'gemini-2.5-pro', tokens(256_428, 1_000))).toBe(256_428n + 8_000n);
   });
 });

@@ -1,5 +1,17 @@
+import { type CallTokens, callCostMicros, type MicroPrice, toMicroPrice, withListedTiers } from './cost.ts';
 import { BUILTIN_MODELS, type CatalogModel, type ModelPrice } from './models.ts';
-import { usdToMicros } from './money.ts';
+
+// The cost formulas, where the gateway has always imported them from (`@faregate/catalog/prices`).
+export {
+  type CallTokens,
+  callCostMicros,
+  type MicroPrice,
+  type MicroRates,
+  type MicroTier,
+  maxCallCostMicros,
+  microsToUsdNumber,
+  toMicroPrice,
+} from './cost.ts';
 
 /**
  * The one price resolution of the gateway: admission holds (ingress), the model list, and
@@ -27,20 +39,36 @@ export interface ResolvedPrice {
 /** Pools that run on the operator's own hardware: zero unless configured (`prices` in the routing file). */
 export const SELF_HOSTED_PROVIDERS: readonly string[] = ['llama'];
 
+/**
+ * Pools whose model names carry Ollama's tags, where `name` and `name:latest` are one model: the
+ * self-hosted pool (Ollama or vLLM behind the Ollama naming) and the Ollama preset. Elsewhere
+ * `:latest` is no name a provider serves (`gpt-4o-mini:latest` is OpenAI's 404).
+ */
+export const TAGGED_PROVIDERS: readonly string[] = ['llama', 'ollama'];
+
 const FREE: ModelPrice = { inputPerM: '0', outputPerM: '0' };
 /** `-20251001`, `-2024-08-06`: a provider's dated snapshot of a model. */
 const DATED = /-(\d{8}|\d{4}-\d{2}-\d{2})$/;
-/** Gemini's stable versions (`gemini-2.0-flash-001`). */
+/** Gemini's stable versions (`gemini-2.0-flash-001`): only Gemini names its snapshots so. */
 const VERSIONED = /-\d{3}$/;
+const VERSIONED_PROVIDERS = new Set(['gemini']);
+/** Ollama's default tag. */
+const TAG = /:latest$/;
 
 const keyOf = (provider: string, model: string) => `${provider}\u0000${model}`;
 /** Names whose catalog id is remembered (PriceTable.canonicalId), at most. */
 const CANONICAL_MEMO = 4_096;
 
 export interface PriceTableOptions {
-  /** Dated prices (billing: the `prices` table); for a key listed here they win over the model's own price. */
+  /**
+   * Dated prices (billing: the `prices` table); for a key listed here they win over the model's own
+   * price. A dated price without `tiers` that has the model's own base rates is that price, tiers
+   * included: the `prices` table stores base rates only.
+   */
   history?: readonly DatedPrice[];
   selfHosted?: Iterable<string>;
+  /** Providers whose names take Ollama's `:latest` tag (default TAGGED_PROVIDERS). */
+  tagged?: Iterable<string>;
 }
 
 /**
@@ -54,6 +82,7 @@ export class PriceTable {
   /** Oldest first. */
   readonly #history = new Map<string, DatedPrice[]>();
   readonly #selfHosted: Set<string>;
+  readonly #tagged: Set<string>;
 
   constructor(models: readonly CatalogModel[] = BUILTIN_MODELS, opts: PriceTableOptions = {}) {
     for (const m of models) this.#models.set(keyOf(m.provider, m.id), m);
@@ -66,17 +95,22 @@ export class PriceTable {
     for (const d of opts.history ?? []) {
       const k = keyOf(d.provider, d.model);
       const list = this.#history.get(k) ?? [];
-      list.push(d);
+      list.push({ ...d, price: withListedTiers(d.price, this.#models.get(k)?.price) });
       this.#history.set(k, list);
     }
     for (const list of this.#history.values()) list.sort((a, b) => a.from - b.from);
     this.#selfHosted = new Set(opts.selfHosted ?? SELF_HOSTED_PROVIDERS);
+    this.#tagged = new Set(opts.tagged ?? TAGGED_PROVIDERS);
   }
 
   /**
-   * The catalog id `modelId` names on `provider`: itself, or (in this order) without `:latest` /
-   * `-latest`, without a date or version suffix, the `-latest` name of an undated id, or an alias.
-   * A more specific name always wins: a dated id with its own price is not read as the undated one.
+   * The catalog id `modelId` names on `provider`, or undefined: itself (a model id, an alias, a
+   * dated price's model), else (in this order) without Ollama's `:latest` tag (tagged providers
+   * only), without a snapshot suffix (a date; on Gemini, a `-NNN` version; see `pinsSnapshot`), the
+   * `-latest` name of an undated id (Anthropic lists `claude-3-5-haiku-latest`, serves it dated),
+   * or an alias of one of those. A `-latest` suffix is never dropped: it is a name only where the
+   * catalog lists it (`gpt-4o-latest` is no model). A more specific name always wins: a dated id
+   * with its own price is not read as the undated one.
    */
   canonicalId(provider: string, modelId: string): string | undefined {
     // Every call prices its model (a few regexes and lookups): the answer is kept per name. The
@@ -97,10 +131,9 @@ export class PriceTable {
       this.#models.has(keyOf(provider, id)) || this.#history.has(keyOf(provider, id));
     const alias = (id: string) => this.#aliases.get(keyOf(provider, id));
     const candidates = [modelId];
-    // Ollama's `name:latest` and Anthropic's `name-latest` both mean the newest `name`.
-    const untagged = modelId.replace(/[:-]latest$/, '');
+    const untagged = this.#untagged(provider, modelId);
     if (untagged !== modelId) candidates.push(untagged);
-    const undated = untagged.replace(DATED, '').replace(VERSIONED, '');
+    const undated = this.#unpinned(provider, untagged);
     if (undated !== untagged) candidates.push(undated, `${undated}-latest`);
     for (const c of candidates) if (known(c)) return c;
     for (const c of candidates) {
@@ -110,10 +143,34 @@ export class PriceTable {
     return undefined;
   }
 
+  /** `name` without Ollama's `:latest` tag, on a provider whose names take it. */
+  #untagged(provider: string, name: string): string {
+    return this.#tagged.has(provider) ? name.replace(TAG, '') : name;
+  }
+
+  /** `name` without its snapshot suffix: a date (every provider), a `-NNN` version (Gemini). */
+  #unpinned(provider: string, name: string): string {
+    const undated = name.replace(DATED, '');
+    if (undated !== name) return undated;
+    return VERSIONED_PROVIDERS.has(provider) ? name.replace(VERSIONED, '') : name;
+  }
+
   /** `name` is one the catalog lists on `provider` as it is: a model id, an alias, or a dated price's model. */
   knows(provider: string, name: string): boolean {
     const k = keyOf(provider, name);
     return this.#models.has(k) || this.#aliases.has(k) || this.#history.has(k);
+  }
+
+  /**
+   * `name` pins a snapshot the catalog does not list (a date, or Gemini's `-NNN` version, on a name
+   * that is not itself a catalog id or alias): only a pool serving exactly that snapshot answers it,
+   * never the undated model (`canonicalId` still prices it, for a pool that serves it). The routing
+   * guard: `gemini-2.5-flash-999` and a retired `gpt-4o-mini-2024-07-18` are the providers' 404.
+   */
+  pinsSnapshot(provider: string, name: string): boolean {
+    if (this.knows(provider, name)) return false;
+    const untagged = this.#untagged(provider, name);
+    return !this.knows(provider, untagged) && this.#unpinned(provider, untagged) !== untagged;
   }
 
   /** Catalog data (context window, capabilities, list price) for a served or asked-for name. */
@@ -168,89 +225,4 @@ export class PriceTable {
     const p = this.microPrice(provider, modelId, at);
     return p === undefined ? undefined : callCostMicros(tokens, p);
   }
-}
-
-/** The token counts a call is priced on (a usage event's, a completion's normalized usage). */
-export interface CallTokens {
-  /** All input tokens, cached and cache-write ones included. */
-  inputTokens: number;
-  cachedInputTokens: number;
-  /** All cache-write tokens, 1-hour ones included. */
-  cacheWriteTokens: number;
-  /** Cache-write tokens written with a 1-hour TTL (subset of cacheWriteTokens; absent = none). */
-  cacheWrite1hTokens?: number;
-  /** All output tokens, reasoning included (reasoning is not charged again). */
-  outputTokens: number;
-}
-
-/**
- * Cost of one provider call in µUSD: every token class at its own price, summed exactly (in
- * µUSD × 1e-6 units) and rounded once, up: a call never costs less than its tokens do (rounded
- * half up, every call under half a µUSD, a few-token embedding say, was free, however often it
- * was made; rounding up costs a call under 1 µUSD more). `inputTokens` includes cached and
- * cache-write tokens, so only the remainder is charged at the plain input price. Reasoning tokens
- * are part of `outputTokens` and are not charged again.
- */
-export function callCostMicros(t: CallTokens, price: MicroPrice): bigint {
-  const uncached = Math.max(0, t.inputTokens - t.cachedInputTokens - t.cacheWriteTokens);
-  const write1h = Math.min(t.cacheWrite1hTokens ?? 0, t.cacheWriteTokens);
-  const scaled =
-    BigInt(uncached) * price.input +
-    BigInt(t.cachedInputTokens) * price.cachedInput +
-    BigInt(t.cacheWriteTokens - write1h) * price.cacheWrite +
-    BigInt(write1h) * price.cacheWrite1h +
-    BigInt(t.outputTokens) * price.output;
-  return (scaled + 999_999n) / 1_000_000n;
-}
-
-/** µUSD as the USD number callers see (`usage.cost`, OpenRouter's convention). */
-export const microsToUsdNumber = (micros: bigint): number => Number(micros) / 1_000_000;
-
-/**
- * µUSD per million tokens, every token class (missing cache prices fall back to the input price; a
- * missing 1-hour cache-write price to twice the input price, Anthropic's rule for such writes).
- */
-export interface MicroPrice {
-  input: bigint;
-  cachedInput: bigint;
-  cacheWrite: bigint;
-  cacheWrite1h: bigint;
-  output: bigint;
-}
-
-/** Prices are read once (config, catalog) and never changed: each is parsed once, not per request. */
-const microPrices = new WeakMap<ModelPrice, Readonly<MicroPrice>>();
-
-export function toMicroPrice(p: ModelPrice): Readonly<MicroPrice> {
-  let m = microPrices.get(p);
-  if (m) return m;
-  const input = usdToMicros(p.inputPerM);
-  m = Object.freeze({
-    input,
-    cachedInput: p.cachedInputPerM === undefined ? input : usdToMicros(p.cachedInputPerM),
-    cacheWrite: p.cacheWritePerM === undefined ? input : usdToMicros(p.cacheWritePerM),
-    cacheWrite1h: p.cacheWrite1hPerM === undefined ? 2n * input : usdToMicros(p.cacheWrite1hPerM),
-    output: usdToMicros(p.outputPerM),
-  });
-  microPrices.set(p, m);
-  return m;
-}
-
-/**
- * The most one call with at most `inputTokens` prompt tokens and `outputTokens` output tokens can
- * cost at `price` (µUSD, rounded up): every prompt token at the dearest input class (an Anthropic
- * cache write costs more than plain input, a 1-hour one more still), every output token at the
- * output price.
- */
-export function maxCallCostMicros(price: ModelPrice, inputTokens: number, outputTokens: number): bigint {
-  const p = toMicroPrice(price);
-  let input = p.input;
-  if (p.cachedInput > input) input = p.cachedInput;
-  if (p.cacheWrite > input) input = p.cacheWrite;
-  // Only a model with cache-write prices writes to a cache (Anthropic's): its 1-hour writes may
-  // cost more still. Others never report cache writes, whatever the fallback price says.
-  const writes = price.cacheWritePerM !== undefined || price.cacheWrite1hPerM !== undefined;
-  if (writes && p.cacheWrite1h > input) input = p.cacheWrite1h;
-  const scaled = BigInt(inputTokens) * input + BigInt(outputTokens) * p.output;
-  return (scaled + 999_999n) / 1_000_000n;
 }

@@ -1,3 +1,4 @@
+import type { CatalogModel } from '@faregate/catalog/models';
 import { createDb, type Db } from '@faregate/db/client';
 import { type Keys, makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
@@ -27,10 +28,15 @@ export function createLogger(level: string): Logger {
   return pino({ level, base: { service: 'billing' } });
 }
 
-/** Builds billing's connections and services from its config. Opens connections, starts nothing. */
+/**
+ * Builds billing's connections and services from its config. Opens connections, starts nothing.
+ * `models`: the deployment's catalog (the routing file's price overrides applied), which the price
+ * book reads names and price tiers from (the `prices` rows carry base rates only).
+ */
 export function createBillingDeps(
   config: BillingConfig,
   log: Logger = createLogger(config.LOG_LEVEL),
+  models?: readonly CatalogModel[],
 ): BillingDeps {
   const { db, close: closeDb } = createDb(config.DATABASE_URL, { max: 4 });
   // Commands wait through reconnects (no per-request retry limit): the consumers' own backoff
@@ -43,7 +49,7 @@ export function createBillingDeps(
     redis,
     keys: makeKeys(config.REDIS_PREFIX),
     metrics: createMetrics(),
-    book: new PriceBook(db),
+    book: new PriceBook(db, models ? { models } : {}),
     async close() {
       redis.disconnect();
       await closeDb();

@@ -6,17 +6,19 @@ import { startTracing } from '@faregate/observability/tracing';
 import { syncPrices } from '@faregate/db/prices';
 import { createBilling } from './billing.ts';
 import { loadConfig } from './config.ts';
-import { createBillingDeps } from './create-deps.ts';
+import { createBillingDeps, createLogger } from './create-deps.ts';
 
 // Composition root: the only place that reads the environment.
 const config = loadConfig(process.env);
 const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 await runMigrations(config.DATABASE_URL);
-const deps = createBillingDeps(config);
+// The built-in catalog with the routing file's price overrides: the same prices the ingress holds
+// against, synced to the `prices` table and read back by the price book with their tiers.
+const models = catalogWithOverrides(BUILTIN_MODELS, gateway);
+const deps = createBillingDeps(config, createLogger(config.LOG_LEVEL), models);
 deps.tracing = await startTracing('billing', process.env);
 const { log } = deps;
-// The built-in catalog with the routing file's price overrides: the same prices the ingress holds against.
-await syncPrices(deps.db, catalogWithOverrides(BUILTIN_MODELS, gateway), PRICES_TAKEN_AT);
+await syncPrices(deps.db, models, PRICES_TAKEN_AT);
 
 const billing = createBilling(deps);
 await billing.start();

@@ -1,4 +1,4 @@
-import { catalogWithOverrides, GatewayConfig } from '@faregate/catalog/gateway-config';
+import { catalogWithOverrides, GatewayConfig, priceTable } from '@faregate/catalog/gateway-config';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import { createDb, type Db } from '@faregate/db/client';
 import { runMigrations } from '@faregate/db/migrate';
@@ -8,6 +8,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PriceBook, type UnpricedLog } from './price-book.ts';
 import { priceEvents } from './pricing.ts';
 import { usageEvent } from './test-harness.ts';
+
+// The routing file: an override of a model the catalog lacks, and one with price tiers.
+const gateway = GatewayConfig.parse({
+  prices: {
+    'openai/gpt-9-preview': { inputPerM: '2', outputPerM: '4' },
+    'gemini/gemini-2.5-flash-lite': {
+      inputPerM: '0.10',
+      outputPerM: '0.40',
+      tiers: [{ abovePromptTokens: 200000, inputPerM: '0.20', outputPerM: '0.60' }],
+    },
+  },
+});
 
 let db: Db;
 let close: () => Promise<void>;
@@ -19,9 +31,6 @@ beforeAll(async () => {
   await runMigrations(fresh.url);
   ({ db, close } = createDb(fresh.url, { max: 2 }));
   // What the services sync at start: the catalog with the routing file's overrides.
-  const gateway = GatewayConfig.parse({
-    prices: { 'openai/gpt-9-preview': { inputPerM: '2', outputPerM: '4' } },
-  });
   await syncPrices(db, catalogWithOverrides(BUILTIN_MODELS, gateway), '2025-11-01');
 });
 afterAll(async () => {
@@ -76,6 +85,44 @@ describe('PriceBook', () => {
     const [p] = await priceEvents(book, [e]);
     // 1000 × $1/M + 100 × $5/M = 1000 + 500 µUSD.
     expect(p).toMatchObject({ costMicros: 1500n, unpriced: false });
+  });
+
+  it("settles a Gemini 2.5 Pro call past 200k prompt tokens at Google's higher tier, as the worker reported it", async () => {
+    const book = new PriceBook(db);
+    await book.load();
+    const call = (requestId: string, inputTokens: number) =>
+      usageEvent({
+        requestId,
+        ...who,
+        provider: 'gemini',
+        model: 'gemini-2.5-pro',
+        inputTokens,
+        outputTokens: 1000,
+      });
+    const [long, short] = await priceEvents(book, [call('req_long', 256_428), call('req_short', 200_000)]);
+    // The outside probe's call: 256,428 × $2.50/M + 1,000 × $15/M (it was settled at $1.25 and $10).
+    expect(long).toMatchObject({ costMicros: 641_070n + 15_000n, unpriced: false });
+    expect(short).toMatchObject({ costMicros: 250_000n + 10_000n, unpriced: false });
+    // The one cost function: what the worker reports as usage.cost is what billing settled.
+    expect(priceTable(gateway).callCostMicros('gemini', 'gemini-2.5-pro', long!.event, long!.event.at)).toBe(
+      long!.costMicros,
+    );
+  });
+
+  it("settles at the routing file's price tiers when built with the deployment's catalog (main.ts)", async () => {
+    const book = new PriceBook(db, { models: catalogWithOverrides(BUILTIN_MODELS, gateway) });
+    await book.load();
+    const [p] = await priceEvents(book, [
+      usageEvent({
+        requestId: 'req_tier_override',
+        ...who,
+        provider: 'gemini',
+        model: 'gemini-2.5-flash-lite',
+        inputTokens: 300_000,
+        outputTokens: 1000,
+      }),
+    ]);
+    expect(p).toMatchObject({ costMicros: 60_000n + 600n, unpriced: false });
   });
 
   it('reports a served call without a price loudly: an error, or a warning when unpriced models are allowed', async () => {

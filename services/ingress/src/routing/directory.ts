@@ -188,10 +188,12 @@ export class ModelDirectory {
       // Ollama: an untagged name means `:latest`.
       (id.includes(':') ? undefined : p.served.get(`${id}:latest`));
     if (direct) return direct;
-    // A dated name neither served nor listed in the catalog (a snapshot that never existed, or was
-    // retired) is not its undated model: the caller pinned that snapshot, and no other one is it.
-    // Providers answer 404 for it, and so does the gateway.
-    if (DATED.test(id.replace(/[:-]latest$/, '')) && !this.#table.knows(provider, id)) return p.named.get(id);
+    // A snapshot name (dated, Gemini's `-NNN`) neither served nor listed in the catalog (one that
+    // never existed, or was retired) is not its undated model: the caller pinned that snapshot, and
+    // no other one is it. Providers answer 404 for it, and so does the gateway. Which names resolve
+    // at all (no `-latest` the provider does not define, `:latest` only on Ollama's pools) is the
+    // catalog's to say: `PriceTable.canonicalId`.
+    if (this.#table.pinsSnapshot(provider, id)) return p.named.get(id);
     const canonical = this.#table.canonicalId(provider, id);
     return (
       (canonical === undefined ? undefined : (p.served.get(canonical) ?? p.named.get(canonical))) ??
