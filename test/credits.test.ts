@@ -166,6 +166,19 @@ describe('credits through billing', () => {
     );
     expect(fixed.status).toBe(201);
     expect(await balanceMicros(t.account)).toBe(14_000_000n);
+    // What Postgres cannot store as sent (a NUL, a lone surrogate) is refused at its field, never
+    // stored changed (a lone surrogate became U+FFFD) or failed as another field.
+    for (const [path, body, param] of [
+      ['/credits', { account_id: '\u0000', amount_usd: '1' }, 'account_id'],
+      ['/credits', { account_id: t.account, amount_usd: '1', reference: 'a\ud800b' }, 'reference'],
+      ['/accounts', { name: 'a\ud800b' }, 'name'],
+      ['/keys', { account_id: t.account, name: 'k\udc00' }, 'name'],
+    ] as const) {
+      const r = await post(path, body);
+      expect({ path, status: r.status }).toEqual({ path, status: 400 });
+      expect(r.body.error).toMatchObject({ type: 'invalid_request_error', param });
+    }
+    expect(await balanceMicros(t.account)).toBe(14_000_000n);
     await expectCleanLedger();
   });
 

@@ -36,7 +36,15 @@ const Usd = z
   .transform((s) => usdToMicros(s))
   .refine((m) => m > 0n, { message: 'must be greater than 0' });
 
-const Name = z.string().trim().min(1).max(200);
+/**
+ * Text Postgres stores as sent: no NUL (it refuses it) and no lone UTF-16 surrogate (stored as U+FFFD,
+ * so the name read back would differ from the one acknowledged).
+ */
+const Text = z.string().refine((s) => !s.includes('\0') && s.isWellFormed(), {
+  message: 'contains a NUL character or a lone UTF-16 surrogate, which cannot be stored',
+});
+
+const Name = Text.trim().min(1).max(200);
 
 /** A per-minute request or token limit (`null` removes it). */
 const PerMinute = z.number().int().positive().max(1_000_000_000).nullable().optional();
@@ -48,7 +56,7 @@ const Patience = z.number().int().min(0).max(600_000).nullable().optional();
 const CreateAccount = z.strictObject({ name: Name, ...RequestLimitFields });
 const UpdateAccount = z.strictObject(RequestLimitFields);
 const CreateKey = z.strictObject({
-  account_id: z.string().min(1),
+  account_id: Text.min(1).max(256),
   name: Name,
   // At least one: a key's empty list means every scope (keys made before scopes existed), so an
   // empty list asked for here would make a key that can do everything. Duplicates are dropped.
@@ -61,7 +69,7 @@ const CreateKey = z.strictObject({
   spend_limit_usd: Usd.refine((m) => m <= MAX_CREDIT_MICROS, { message: 'too large' })
     .nullable()
     .optional(),
-  allowed_models: z.array(z.string().trim().min(1)).min(1).nullable().optional(),
+  allowed_models: z.array(Text.trim().min(1)).min(1).nullable().optional(),
   ...RequestLimitFields,
   patience_ms: Patience,
 });
@@ -81,10 +89,10 @@ function limitColumns(b: {
 }
 const AccountParams = z.object({ id: z.string().min(1).max(256) });
 const AddCredit = z.strictObject({
-  account_id: z.string().min(1).max(256),
+  account_id: Text.min(1).max(256),
   amount_usd: Usd.refine((m) => m <= MAX_CREDIT_MICROS, { message: 'too large for one credit' }),
-  reference: z.string().max(500).optional(),
-  idempotency_key: z.string().min(1).max(200).optional(),
+  reference: Text.max(500).optional(),
+  idempotency_key: Text.min(1).max(200).optional(),
 });
 const KeyParams = z.object({ id: z.string().min(1) });
 
