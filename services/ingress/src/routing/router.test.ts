@@ -99,8 +99,18 @@ describe('Router', () => {
         codeOf(() => alone.plan(req(name))),
         name,
       ).toBe('provider_unavailable');
-    // A model of a pool never registered is still unknown.
+    // A model of a pool never registered is still unknown; so is a snapshot no one lists.
     expect(codeOf(() => alone.plan(req('claude-haiku-4-5')))).toBe('model_not_found');
+    for (const name of ['gemini/gemini-2.5-flash-999', 'gemini-2.5-flash-999']) {
+      expect(
+        codeOf(() => r.plan(req(name))),
+        name,
+      ).toBe('model_not_found');
+      expect(
+        codeOf(() => alone.plan(req(name))),
+        name,
+      ).toBe('model_not_found');
+    }
   });
 
   it("a key's allowed models narrow the route and its cost: no hold for a fallback the key may not call", () => {

@@ -346,6 +346,8 @@ export class Router {
       const e = this.#dir.find(provider, id);
       if (e) entries = [e];
       else {
+        // A snapshot no one lists (`gemini-2.5-flash-999`) is no model, lost pool or not.
+        if (this.#dir.prices.pinsSnapshot(provider, id)) throw notFound(name);
         const waiting = this.#waiting([provider]);
         if (!waiting) throw notFound(name);
         entries = this.#standIns([name, ...this.#canonical(provider, id)]);
@@ -355,7 +357,9 @@ export class Router {
       // A bare name: every live provider that serves it, cheapest first.
       entries = this.#dir.findAll(name).sort((a, b) => cheapness(a, prompt) - cheapness(b, prompt));
       if (entries.length === 0) {
-        const down = this.#absent().filter((p) => this.#dir.catalogEntry(p, name));
+        const down = this.#absent().filter(
+          (p) => this.#dir.catalogEntry(p, name) && !this.#dir.prices.pinsSnapshot(p, name),
+        );
         const waiting = this.#waiting(down);
         if (!waiting) throw notFound(name);
         entries = this.#standIns([
