@@ -35,6 +35,7 @@ import { responsesRoutes } from './routes/v1/responses.ts';
 import { modelRoutes } from './routes/v1/models.ts';
 import { streamRoutes } from './ws/stream.ts';
 import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
+import { allowedOrigins as wsAllowedOrigins, originAllowed, registerUpgradeChecks } from './ws/upgrade.ts';
 import { parseJsonText } from './request-body.ts';
 
 /** Secrets and prompts never reach the logs: only metadata is logged. */
@@ -94,6 +95,10 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   registerErrorHandling(app);
   registerZodSchemas(app);
   registerContentEncoding(app);
+  // Before auth: a request to /v1/stream that will not become a socket (no upgrade, an Origin not
+  // allowed) is refused before a single-use stream token is redeemed.
+  const allowedOrigins = wsAllowedOrigins(deps.config.WS_ALLOWED_ORIGINS);
+  registerUpgradeChecks(app, allowedOrigins);
   registerAuth(app, {
     authenticateHash: (hash) => deps.auth.authenticateHash(hash),
     redeemStreamToken: (token) => redeemStreamToken(deps, token),
@@ -101,16 +106,13 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   });
   // Before any route: the API reference is generated from the routes as they are added.
   await registerDocs(app);
-  const allowedOrigins = deps.config.WS_ALLOWED_ORIGINS.split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
   await app.register(websocket, {
     options: {
       maxPayload: deps.config.WS_MAX_MESSAGE_BYTES,
       // CORS does not protect WebSockets: check Origin against the allowlist (cross-site hijacking).
+      // The upgrade checks refuse such a request first, in OpenAI's error shape; this is the second lock.
       verifyClient: (info: { origin?: string }, cb: (ok: boolean, code?: number, msg?: string) => void) => {
-        if (allowedOrigins.length === 0 || !info.origin || allowedOrigins.includes(info.origin))
-          return cb(true);
+        if (originAllowed(allowedOrigins, info.origin)) return cb(true);
         cb(false, 403, 'Origin not allowed');
       },
     },

@@ -23,11 +23,18 @@ export const CLOSE = {
 /** Bytes queued in the socket before a client counts as too slow (it resumes from its cursor). */
 const MAX_BUFFERED = 4 * 1024 * 1024;
 const HEARTBEAT_MS = 30_000;
+/**
+ * Messages of one socket waiting for the one before to take effect. Past this the socket stops
+ * reading (TCP pushes back on the client) until half are done: a client sending faster than its
+ * ops complete is held back, not buffered without bound. Frames keep flowing meanwhile.
+ */
+const MAX_QUEUED = 64;
 
 /** `GET /v1/stream`: WebSocket protocol v1 (subscribe to jobs or batches with resume, submit, cancel, ping). */
 export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   // A browser cannot set headers on the upgrade: it may present a single-use stream token instead.
-  const opts = { websocket: true as const, config: { auth: 'key-or-stream-token' as const } };
+  // `upgrade`: anything but a WebSocket upgrade from an allowed Origin is refused before auth (upgrade.ts).
+  const opts = { websocket: true as const, config: { auth: 'key-or-stream-token' as const, upgrade: true } };
   app.get('/v1/stream', opts, (socket: WebSocket, req) => {
     let alive = true;
     const send = (s: string) => {
@@ -65,8 +72,32 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
       reply({ type: 'nack', op, ...(id ? { id } : {}), ...target, error: ge.toBody().error });
     };
 
+    // Messages take effect one after the other, in the order sent, each answered before the next
+    // starts: a subscribe then an unsubscribe sent together leave no subscription, and every reply
+    // comes in the order of its message. Followers deliver frames on their own, whatever op runs.
+    let queued = 0;
+    let paused = false;
+    let tail: Promise<void> = Promise.resolve();
+    const enqueue = (op: () => Promise<void> | void) => {
+      queued++;
+      if (queued >= MAX_QUEUED && !paused) {
+        paused = true;
+        socket.pause();
+      }
+      tail = tail
+        .then(() => (socket.readyState === socket.OPEN ? op() : undefined))
+        .catch((e: unknown) => req.log.error({ err: String(e) }, 'ws op failed'))
+        .finally(() => {
+          queued--;
+          if (paused && queued <= MAX_QUEUED / 2) {
+            paused = false;
+            socket.resume();
+          }
+        });
+    };
+
     // Handlers are attached synchronously so no message is lost while async work runs.
-    socket.on('message', async (data, isBinary) => {
+    socket.on('message', (data, isBinary) => {
       let msg: ClientOp;
       let text: string | undefined;
       let raw: unknown;
@@ -93,19 +124,23 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
         const named = (k: string) =>
           isObject(raw) && typeof raw[k] === 'string' ? (raw[k] as string) : undefined;
         const op = OPS.find((o) => o === named('op')) ?? 'unknown';
-        return nack(op, named('id'), ge);
+        const id = named('id');
+        // In its turn, as any other message's answer.
+        return enqueue(() => nack(op, id, ge));
       }
-      try {
-        await session.handle(msg);
-      } catch (e) {
-        const target =
-          'job' in msg && msg.job
-            ? { job: msg.job }
-            : 'batch' in msg && msg.batch
-              ? { batch: msg.batch }
-              : undefined;
-        nack(msg.op, msg.id, e, target);
-      }
+      enqueue(async () => {
+        try {
+          await session.handle(msg);
+        } catch (e) {
+          const target =
+            'job' in msg && msg.job
+              ? { job: msg.job }
+              : 'batch' in msg && msg.batch
+                ? { batch: msg.batch }
+                : undefined;
+          nack(msg.op, msg.id, e, target);
+        }
+      });
     });
 
     socket.on('pong', () => {
