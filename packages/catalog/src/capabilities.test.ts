@@ -1,6 +1,6 @@
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { describe, expect, it } from 'vitest';
-import { chatRefusal, embeddingsRefusal, hasEmbeddings } from './capabilities.ts';
+import { chatRefusal, embeddingsRefusal, hasEmbeddings, modelRefusal } from './capabilities.ts';
 
 const chat = (extra: Partial<ChatRequest>): ChatRequest => ({
   model: 'm',
@@ -99,6 +99,15 @@ describe('what each protocol cannot do, in one table', () => {
       for (const kind of ['anthropic', 'gemini'] as const)
         expect(chatRefusal(kind, kind, turn(ok)), `${kind} ${ok}`).toBeUndefined();
     expect(chatRefusal('openai', 'openai', turn('not json'))).toBeUndefined();
+  });
+
+  it("'minimal' reasoning goes to GPT-5 models, not to the o-series (low, medium, high)", () => {
+    const m = (id: string) => ({ provider: 'openai', id, capabilities: ['reasoning'] });
+    expect(modelRefusal('openai', m('o4-mini'), chat({ reasoning_effort: 'minimal' }))).toMatchObject({
+      param: 'reasoning_effort',
+    });
+    expect(modelRefusal('openai', m('o4-mini'), chat({ reasoning_effort: 'low' }))).toBeUndefined();
+    expect(modelRefusal('openai', m('gpt-5-mini'), chat({ reasoning_effort: 'minimal' }))).toBeUndefined();
   });
 
   it('gemini takes only text in a tool result, naming the part (a function response is a JSON object)', () => {

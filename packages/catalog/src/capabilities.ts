@@ -384,6 +384,12 @@ const O_SERIES_STOP: ChatRule = {
   refused: (r) => stops(r) > 0,
   why: 'takes no stop sequences',
 };
+/** `minimal` reasoning is GPT-5's; the o-series take low, medium and high. */
+const O_SERIES_MINIMAL: ChatRule = {
+  param: 'reasoning_effort',
+  refused: (r) => r.reasoning_effort === 'minimal',
+  why: "takes a reasoning effort of 'low', 'medium' or 'high' ('minimal' is GPT-5's)",
+};
 
 /**
  * The first chat parameter one model cannot honour beyond its protocol's (`chatRefusal`), from what
@@ -395,7 +401,9 @@ export function modelRefusal(
   req: ChatRequest,
 ): Refusal | undefined {
   if (kind !== 'openai' || !model.capabilities.includes('reasoning')) return undefined;
-  const rules = /^o\d/.test(model.id) ? [...OPENAI_REASONING, O_SERIES_STOP] : OPENAI_REASONING;
+  const rules = /^o\d/.test(model.id)
+    ? [...OPENAI_REASONING, O_SERIES_STOP, O_SERIES_MINIMAL]
+    : OPENAI_REASONING;
   for (const rule of rules) {
     if (rule.refused(req)) {
       return {
