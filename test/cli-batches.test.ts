@@ -117,6 +117,25 @@ describe('faregate batches', () => {
     expect(dl.stdout).toBe(written);
   });
 
+  it('--model changes only the model: a byte order mark is no reason to skip line 1, a number JSON cannot hold still refused', async () => {
+    stack.fake.configure({ provider: 'openai', firstByteMs: 30, chunkMs: 0, tokens: 6 });
+    const request = (i: number, extra = '') =>
+      `{"custom_id":"m-${i}","method":"POST","url":"/v1/chat/completions","body":{"model":"no-such-model"${extra},"messages":[{"role":"user","content":"bom ${i}"}]}}`;
+    // Notepad's UTF-8: a byte order mark, CRLF line ends.
+    await writeFile(join(dir, 'bom.jsonl'), `\uFEFF${request(1)}\r\n${request(2)}\r\n${request(3)}\r\n`);
+    const ok = await cli(['batches', 'create', 'bom.jsonl', '--model', 'gpt-4o-mini', '--watch']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^batch_\S+: completed, 3 completed, 0 failed of 3$/m);
+
+    // Parsed and written back, 1e400 became null: a request with no cap at all. Sent as written, the
+    // gateway refuses it, naming its line.
+    await writeFile(join(dir, 'huge.jsonl'), `${request(1)}\n${request(2, ',"max_tokens":1e400')}\n`);
+    const refused = await cli(['batches', 'create', 'huge.jsonl', '--model', 'gpt-4o-mini', '--watch']);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(/^batch_\S+: failed, /m);
+    expect(refused.stdout).toMatch(/^error: line 2: .*too large to represent/m);
+  });
+
   it('cancels a running batch; --watch then exits 1 with what finished', async () => {
     stack.fake.configure({ provider: 'openai', firstByteMs: 200, chunkMs: 0, tokens: 6 });
     const input = Array.from({ length: 40 }, (_, i) =>
@@ -141,7 +160,7 @@ describe('faregate batches', () => {
       { timeoutMs: 30_000, what: 'a line to complete' },
     );
     const cancelled = await cli(['batches', 'cancel', id]);
-    expect(cancelled.code).toBe(0);
+    expect(cancelled.code, cancelled.stderr).toBe(0);
     expect(cancelled.stdout).toMatch(new RegExp(`^${id}: (cancelling|cancelled)`));
     const w = await watching;
     expect(w.code).toBe(1);

@@ -18,6 +18,8 @@ async function apiError(p: Promise<unknown>) {
   return e as InstanceType<typeof OpenAI.APIError>;
 }
 
+import { Agent as HttpAgent, request } from 'node:http';
+import type { Socket } from 'node:net';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './support/stack.ts';
@@ -38,6 +40,29 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
   let other: OpenAI;
   let backend: Backend;
   const admin = (method: string, path: string, body?: unknown) => adminCall(stack, method, path, body);
+  /** One call through `agent` (5 s at most): its status, and the socket it went on. */
+  const call = (agent: HttpAgent, method: string, path: string, body?: string, contentType?: string) =>
+    new Promise<{ status: number | undefined; socket: Socket | null }>((resolve, reject) => {
+      const q = request(
+        `${stack.url}${path}`,
+        {
+          method,
+          agent,
+          timeout: 5_000,
+          headers: {
+            authorization: `Bearer ${stack.apiKey}`,
+            ...(contentType ? { 'content-type': contentType } : {}),
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode, socket: q.socket }));
+        },
+      );
+      q.on('timeout', () => q.destroy(new Error(`${method} ${path}: no answer in 5 s`)));
+      q.on('error', reject);
+      q.end(body);
+    });
   const storedIds = () => backend.storedIds(stack);
 
   beforeAll(async () => {
@@ -432,6 +457,126 @@ describe.each(Object.keys(backends))('files stored in %s', (backendName) => {
       expect(((await r.json()) as { error: { param: string } }).error.param).toBe(param);
     }
     expect((await client.files.list()).data.length).toBe(before);
+  });
+
+  it('refuses a malformed multipart body as a 400 naming the problem, and keeps nothing of it', async () => {
+    const rowsBefore = (await stack.sql.query('SELECT count(*)::int AS n FROM files')).rows[0].n;
+    const storedBefore = await storedIds();
+    const head = (name: string, filename?: string) =>
+      `Content-Disposition: form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}\r\n\r\n`;
+    const purpose = `--xx\r\n${head('purpose')}batch\r\n`;
+    const file = `--xx\r\n${head('file', 'a.jsonl')}${jsonl(3)}`;
+    const cases: Array<[contentType: string, body: string, message: RegExp]> = [
+      ['multipart/form-data', 'garbage', /no boundary/],
+      ['multipart/form-data; boundary=', 'garbage', /no boundary/],
+      ['multipart/form-data; boundary=""', `${purpose}${file}\r\n--xx--\r\n`, /no boundary/],
+      [`multipart/form-data; boundary=${'b'.repeat(300)}`, 'garbage', /boundary is too long/],
+      ['multipart/form-data; boundary=zz', 'garbage', /ends before its closing boundary '--zz--'/],
+      // A whole form but for its closing delimiter: cut inside the file, or after it.
+      ['multipart/form-data; boundary=xx', `${purpose}${file}`, /ends before its closing boundary '--xx--'/],
+      ['multipart/form-data; boundary=xx', `${purpose}${file}\r\n--xx\r\n`, /closing boundary '--xx--'/],
+      ['multipart/form-data; boundary=xx', `${file}\r\n--xx\r\n${head('purpose')}bat`, /closing boundary/],
+      // A part whose headers never end.
+      [
+        'multipart/form-data; boundary=xx',
+        `--xx\r\nContent-Disposition: form-data; name="purpose"`,
+        /closing/,
+      ],
+    ];
+    for (const [contentType, body, message] of cases) {
+      const r = await fetch(`${stack.url}/v1/files`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': contentType },
+        body,
+      });
+      const answer = (await r.json()) as { error: Record<string, unknown> };
+      expect({ status: r.status, contentType }).toEqual({ status: 400, contentType });
+      expect(answer).toEqual({
+        error: {
+          type: 'invalid_request_error',
+          code: 'invalid_request_error',
+          param: null,
+          message: expect.stringMatching(/^Malformed multipart\/form-data body/),
+        },
+      });
+      expect(answer.error.message, contentType).toMatch(message);
+    }
+    // What the parser refuses in a well-delimited form is a 400 too (was a 406 for the JSON field).
+    for (const [part, message] of [
+      [`--xx\r\n${head('__proto__')}x\r\n`, /'__proto__'/],
+      [
+        `--xx\r\nContent-Disposition: form-data; name="purpose"\r\nContent-Type: application/json\r\n\r\n{bad\r\n`,
+        /not valid JSON/,
+      ],
+    ] as const) {
+      const r = await fetch(`${stack.url}/v1/files`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${stack.apiKey}`,
+          'content-type': 'multipart/form-data; boundary=xx',
+        },
+        body: `${part}${file}\r\n--xx--\r\n`,
+      });
+      expect(r.status).toBe(400);
+      const answer = (await r.json()) as { error: { type: string; message: string } };
+      expect(answer.error.type).toBe('invalid_request_error');
+      expect(answer.error.message).toMatch(message);
+    }
+    // Nothing of the cut uploads is kept: no record, no bytes.
+    expect((await stack.sql.query('SELECT count(*)::int AS n FROM files')).rows[0].n).toBe(rowsBefore);
+    expect((await storedIds()).sort()).toEqual(storedBefore.sort());
+    // The same form, whole, is taken.
+    const whole = await fetch(`${stack.url}/v1/files`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${stack.apiKey}`,
+        'content-type': 'multipart/form-data; boundary=xx',
+      },
+      body: `${purpose}${file}\r\n--xx--\r\n`,
+    });
+    expect(whole.status).toBe(200);
+    const f = (await whole.json()) as { id: string; bytes: number };
+    expect(f.bytes).toBe(Buffer.byteLength(jsonl(3)));
+    await client.files.delete(f.id);
+  });
+
+  it('answers a storage failure during an upload as the server error it is (not a bad form), and reads the form on', async () => {
+    if (backendName !== 'postgres') return;
+    // The store fails (as a full disk would) on the bytes of one upload: the form itself is fine.
+    await stack.sql.query(`
+      CREATE FUNCTION fail_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$;
+      CREATE TRIGGER fail_chunk BEFORE INSERT ON file_chunks FOR EACH ROW
+        WHEN (position('STORE-FAILS' in convert_from(NEW.data, 'UTF8')) > 0) EXECUTE FUNCTION fail_chunk();`);
+    try {
+      const rowsBefore = (await stack.sql.query('SELECT count(*)::int AS n FROM files')).rows[0].n;
+      const e = await apiError(
+        client.files.create({
+          // Past a chunk (1 MiB): the store fails while the form is still arriving, which then stops.
+          file: await toFile(Buffer.from(jsonl(40, ` STORE-FAILS ${'x'.repeat(100 * 1024)}`)), 'x.jsonl'),
+          purpose: 'batch',
+        }),
+      );
+      expect(e.status).toBe(500);
+      expect(e.error).toMatchObject({ type: 'server_error' });
+      expect((await stack.sql.query('SELECT count(*)::int AS n FROM files')).rows[0].n).toBe(rowsBefore);
+
+      // The rest of the form is read on: the connection then serves the next request. Left unread, the
+      // client's next call on it (the OpenAI SDK's, kept alive) waited forever behind the body.
+      const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const form = `--xx\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--xx\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\n${jsonl(40, ` STORE-FAILS ${'x'.repeat(100 * 1024)}`)}\r\n--xx--\r\n`;
+        const failed = await call(agent, 'POST', '/v1/files', form, 'multipart/form-data; boundary=xx');
+        expect(failed.status).toBe(500);
+        const next = await call(agent, 'GET', '/v1/files');
+        expect(next.status).toBe(200);
+        expect(next.socket).toBe(failed.socket);
+      } finally {
+        agent.destroy();
+      }
+    } finally {
+      await stack.sql.query('DROP TRIGGER fail_chunk ON file_chunks; DROP FUNCTION fail_chunk();');
+    }
   });
 
   it("takes bodiless calls as OpenAI's Python SDK sends them: content-type JSON and an empty body", async () => {

@@ -3,7 +3,6 @@ import { createReadStream, createWriteStream, openAsBlob } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -113,27 +112,137 @@ async function create(path: string | undefined, ctx: UserContext): Promise<numbe
 }
 
 /**
- * Copies a batch input file setting `body.model` on every request line. A line that is not a JSON
- * request is copied as it is: the gateway's validation names it.
+ * Copies a batch input file setting `body.model` on every request line. Only the model's value is
+ * written: the rest of each line is copied byte for byte, never parsed and written back (which
+ * would turn `1e400` into `null`, round integers past 2^53 and merge repeated keys: another request
+ * than the file's), so the gateway validates each line as written, under its own line number. A
+ * line that is not a JSON request (or not UTF-8) is copied as it is: the gateway's validation names
+ * it. A byte order mark opening the file is dropped (the gateway takes one; left in, line 1 would not
+ * parse here and keep its own model).
  */
 export async function withModel(from: string, to: string, model: string): Promise<void> {
   const out = createWriteStream(to);
-  const lines = createInterface({ input: createReadStream(from), crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const line of lines) {
-    let text = line;
+  const name = JSON.stringify(model);
+  const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  let first = true;
+  for await (const raw of linesWithEnds(createReadStream(from))) {
+    let line = raw;
+    if (first && line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf) line = line.subarray(3);
+    first = false;
+    const end = line.at(-1) === 10 ? line.length - 1 : line.length;
+    let edited: string | undefined;
     try {
-      const r: unknown = JSON.parse(line);
-      if (r && typeof r === 'object' && 'body' in r && r.body && typeof r.body === 'object') {
-        (r.body as Record<string, unknown>).model = model;
-        text = JSON.stringify(r);
-      }
+      edited = withModelSet(utf8.decode(line.subarray(0, end)), name);
     } catch {
-      // not JSON: left for the gateway to refuse with its line number
+      // not UTF-8: left for the gateway to refuse
     }
-    if (!out.write(`${text}\n`)) await once(out, 'drain');
+    const chunk = edited === undefined ? line : Buffer.from(`${edited}${end < line.length ? '\n' : ''}`);
+    if (!out.write(chunk)) await once(out, 'drain');
   }
   out.end();
   await once(out, 'finish');
+}
+
+/** A file's lines as bytes, each with its `\n` (the last one may have none), streamed. */
+async function* linesWithEnds(source: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  let carry: Buffer[] = [];
+  for await (const b of source) {
+    let start = 0;
+    for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, start)) {
+      const piece = b.subarray(start, i + 1);
+      yield carry.length === 0 ? piece : Buffer.concat([...carry, piece]);
+      carry = [];
+      start = i + 1;
+    }
+    if (start < b.length) carry.push(b.subarray(start));
+  }
+  if (carry.length > 0) yield Buffer.concat(carry);
+}
+
+const isWs = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+
+function skipWs(t: string, i: number): number {
+  while (i < t.length && isWs(t.charCodeAt(i))) i++;
+  return i;
+}
+
+/** The end of the JSON string starting at `i` (its opening quote), just past its closing quote. */
+function stringEnd(t: string, i: number): number {
+  for (let j = i + 1; j < t.length; j++) {
+    const c = t.charCodeAt(j);
+    if (c === 0x5c) j++;
+    else if (c === 0x22) return j + 1;
+  }
+  return t.length;
+}
+
+/** The end of the JSON value starting at `i` (valid JSON: containers are matched by counting). */
+function valueEnd(t: string, i: number): number {
+  const c = t.charCodeAt(i);
+  if (c === 0x22) return stringEnd(t, i);
+  if (c === 0x7b || c === 0x5b) {
+    let depth = 0;
+    for (let j = i; j < t.length; j++) {
+      const d = t.charCodeAt(j);
+      if (d === 0x22) j = stringEnd(t, j) - 1;
+      else if (d === 0x7b || d === 0x5b) depth++;
+      else if (d === 0x7d || d === 0x5d) {
+        depth--;
+        if (depth === 0) return j + 1;
+      }
+    }
+    return t.length;
+  }
+  let j = i;
+  while (j < t.length && !isWs(t.charCodeAt(j)) && !',]}'.includes(t.charAt(j))) j++;
+  return j;
+}
+
+/** The members of the JSON object opening at `i`: each key (decoded) and where its value lies. */
+function membersOf(t: string, i: number): Array<{ key: string; start: number; end: number }> {
+  const members: Array<{ key: string; start: number; end: number }> = [];
+  let j = skipWs(t, i + 1);
+  while (j < t.length && t.charCodeAt(j) === 0x22) {
+    const keyEnd = stringEnd(t, j);
+    const token = t.slice(j, keyEnd);
+    const key = token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
+    const start = skipWs(t, skipWs(t, keyEnd) + 1); // past the colon
+    const end = valueEnd(t, start);
+    members.push({ key, start, end });
+    j = skipWs(t, end);
+    if (t.charCodeAt(j) === 0x2c) j = skipWs(t, j + 1);
+  }
+  return members;
+}
+
+/**
+ * `line` with `model` (JSON text) as the value of `body.model`, and nothing else changed, or
+ * undefined when the line is not a JSON object with an object `body`. Every `body` member that is an
+ * object gets it, and every `model` in one: with a key given twice, whichever the gateway takes.
+ */
+export function withModelSet(line: string, model: string): string | undefined {
+  let r: unknown;
+  try {
+    r = JSON.parse(line);
+  } catch {
+    return undefined; // not JSON: left for the gateway to refuse with its line number
+  }
+  if (!r || typeof r !== 'object' || Array.isArray(r)) return undefined;
+  const body = (r as Record<string, unknown>).body;
+  if (!Object.hasOwn(r, 'body') || !body || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  const edits: Array<{ start: number; end: number; text: string }> = [];
+  for (const m of membersOf(line, skipWs(line, 0))) {
+    if (m.key !== 'body' || line.charCodeAt(m.start) !== 0x7b) continue;
+    const models = membersOf(line, m.start).filter((x) => x.key === 'model');
+    if (models.length === 0) {
+      const empty = line.charCodeAt(skipWs(line, m.start + 1)) === 0x7d;
+      edits.push({ start: m.start + 1, end: m.start + 1, text: `"model":${model}${empty ? '' : ','}` });
+    }
+    for (const x of models) edits.push({ start: x.start, end: x.end, text: model });
+  }
+  let text = line;
+  for (const e of edits.reverse()) text = text.slice(0, e.start) + e.text + text.slice(e.end);
+  return text;
 }
 
 /** Follows the batch's progress over the WebSocket with a progress bar, then downloads its results. */

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import multipart from '@fastify/multipart';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
@@ -19,6 +19,7 @@ import {
   writeFile,
 } from '../../files/files.ts';
 import { checkedUpload, type UploadCheck } from '../../files/upload.ts';
+import { DRAIN_MS, drainBody, stillArriving } from '../../plugins/lingering-close.ts';
 
 const IdParams = z.object({ id: z.string().max(200) });
 
@@ -42,6 +43,101 @@ function multipartLimit(e: unknown): GatewayError | undefined {
       "Too many form fields: an upload has the fields 'file', 'purpose' and, optionally, 'expires_after'.",
     );
   return undefined;
+}
+
+/** Where the client's body failed to parse, if it did: the first error of the form as it was read. */
+interface ClientFault {
+  error?: unknown;
+}
+
+/**
+ * `source` (the form's parts, a file part's bytes) as it is, noting in `fault` an error it throws
+ * itself: the multipart parser's, on the client's body. An error of the consumer (the file store)
+ * does not pass through here, so it stays the server fault it is.
+ */
+async function* fromClient<T>(source: AsyncIterable<T>, fault: ClientFault): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let ended = false;
+  try {
+    for (;;) {
+      let r: IteratorResult<T>;
+      try {
+        r = await it.next();
+      } catch (e) {
+        ended = true;
+        fault.error ??= e;
+        throw e;
+      }
+      if (r.done) {
+        ended = true;
+        return;
+      }
+      yield r.value;
+    }
+  } finally {
+    // The consumer stopped early (a refused upload, a failed store): the source is told so.
+    if (!ended) await it.return?.();
+  }
+}
+
+/** The form's boundary as its Content-Type gives it (`''`: given empty), for a message. */
+function boundaryOf(contentType: string | undefined): string | undefined {
+  const m = /;\s*boundary=(?:"([^"]*)"|([^;\s]*))/i.exec(contentType ?? '');
+  const b = m?.[1] ?? m?.[2];
+  return b?.slice(0, 70);
+}
+
+/**
+ * The parser's refusal of the client's body (busboy's, @fastify/multipart's) as a 400 naming what is
+ * wrong. Undefined for what is not the body's fault: a programming or configuration error thrown by
+ * the parser (a TypeError, say) or a 5xx stays a server error.
+ */
+function malformedForm(e: unknown, contentType: string | undefined): GatewayError | undefined {
+  if (
+    !(e instanceof Error) ||
+    e instanceof TypeError ||
+    e instanceof RangeError ||
+    e instanceof ReferenceError
+  )
+    return undefined;
+  const { code, statusCode } = e as { code?: unknown; statusCode?: unknown };
+  if (typeof statusCode === 'number' && statusCode >= 500) return undefined;
+  if (code === 'FST_PROTO_VIOLATION')
+    return badUpload(
+      "Unrecognized form field: a field named after an Object.prototype property (such as '__proto__') is refused; send 'file' and 'purpose'.",
+    );
+  if (code === 'FST_INVALID_JSON_FIELD_ERROR')
+    return badUpload(
+      'A form field declared as application/json is not valid JSON: send the fields as plain text.',
+    );
+  const malformed = (why: string) => badUpload(`Malformed multipart/form-data body: ${why}`);
+  const boundary = boundaryOf(contentType);
+  const m = e.message;
+  // No boundary parameter (busboy), or an empty one: busboy takes `boundary=` and then finds no
+  // delimiter in the body.
+  if (m === 'Multipart: Boundary not found' || boundary === '')
+    return malformed(
+      "the Content-Type header names no boundary: send 'multipart/form-data; boundary=…' with the boundary the body uses.",
+    );
+  // busboy searches for "\r\n--" + boundary, and refuses a needle past 256 bytes.
+  if (/needle cannot have a length/i.test(m))
+    return malformed('the boundary is too long (RFC 2046 allows at most 70 characters).');
+  if (/unexpected end of multipart data/i.test(m) || code === 'FST_MP_PREMATURE_CLOSE')
+    return malformed(
+      `it ends before its closing boundary${boundary ? ` '--${boundary}--'` : ''} (cut short, or not delimited by the boundary its Content-Type names).`,
+    );
+  return malformed(`${m.slice(0, 200)}.`);
+}
+
+/**
+ * Before answering an upload whose form is still arriving (its store failed mid-file, say): the rest
+ * is read and discarded, bounded, so the client gets the answer and its connection serves the next
+ * request. Left unread, the connection stalled with the client still writing: the OpenAI SDK's next
+ * call on it hung. Past the bounds the connection is closed after the answer.
+ */
+async function readOn(req: FastifyRequest, reply: FastifyReply, capBytes: number): Promise<void> {
+  if (!stillArriving(req.raw)) return;
+  if (!(await drainBody(req.raw, { capBytes, timeoutMs: DRAIN_MS }))) reply.header('connection', 'close');
 }
 
 /** The upload's `expires_after` (seconds after its creation), checked as OpenAI does; undefined: none. */
@@ -88,9 +184,10 @@ const FORM_FIELDS = new Set(['purpose', 'expires_after[anchor]', 'expires_after[
 
 export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const { FILE_MAX_BYTES: maxBytes, FILE_MAX_LINES: maxLines } = deps.config;
+  // The upload's own check answers first; this cap only bounds what busboy reads for one part.
+  const partCap = maxBytes + 1024 * 1024;
   await app.register(multipart, {
-    // The upload's own check answers first; this cap only bounds what busboy reads for one part.
-    limits: { fileSize: maxBytes + 1024 * 1024, files: 1, fields: 4, fieldSize: 1024, parts: 6 },
+    limits: { fileSize: partCap, files: 1, fields: 4, fieldSize: 1024, parts: 6 },
     throwFileSizeLimit: false,
   });
   const typed = app.withTypeProvider<ZodTypeProvider>();
@@ -108,8 +205,9 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const expiry: { anchor?: string; seconds?: string } = {};
     const seen = new Set<string>();
     let formError: GatewayError | undefined;
+    const fault: ClientFault = {};
     try {
-      for await (const part of req.parts()) {
+      for await (const part of fromClient(req.parts(), fault)) {
         if (part.type === 'file') {
           if (part.fieldname !== 'file' || check) {
             part.file.resume();
@@ -119,7 +217,9 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
           check = { bytes: 0, lines: 0 };
           stored = true;
           const upload = { id, accountId: principal.accountId, purpose: 'batch', filename };
-          await writeFile(deps, upload, checkedUpload(part.file, { maxBytes, maxLines }, check));
+          // Through `fromClient`, so a body cut short is told from a store that failed.
+          const bytes = Readable.from(fromClient(part.file, fault));
+          await writeFile(deps, upload, checkedUpload(bytes, { maxBytes, maxLines }, check));
           if (part.file.truncated && !check.refused)
             check.refused = new GatewayError({
               code: 'payload_too_large',
@@ -165,7 +265,17 @@ export async function fileRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         await deleteFile(deps, id).catch((err: unknown) =>
           req.log.warn({ err, id }, 'upload cleanup failed'),
         );
-      throw multipartLimit(e) ?? e;
+      await readOn(req, reply, partCap);
+      // The client's body could not be read as a form: a 400 naming why (the limits as above),
+      // whatever the store made of the bytes that stopped coming. Anything else is the server's.
+      const client = fault.error;
+      throw (
+        multipartLimit(e) ??
+        (client === undefined
+          ? undefined
+          : (multipartLimit(client) ?? malformedForm(client, req.headers['content-type']))) ??
+        e
+      );
     }
   });
 
