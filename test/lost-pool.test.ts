@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
+import { adminCall } from './support/calls.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
 /**
@@ -91,6 +92,21 @@ describe('a pool lost with jobs queued for it', () => {
         const r = await client.chat.completions.create({ model, messages: ask('lost?') });
         expect(r.model, model).toMatch(/^anthropic\/claude-haiku-4-5/);
       }
+      // ...but never for a key limited to the lost model: its answer is the pool's 503, as a
+      // fallback it may not use never answers for it.
+      const acc = await adminCall(stack, 'POST', '/admin/v1/accounts', { name: 'mini only' });
+      await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });
+      const k = await adminCall(stack, 'POST', '/admin/v1/keys', {
+        account_id: acc.id,
+        name: 'mini',
+        allowed_models: ['openai/gpt-4o-mini'],
+      });
+      const limited = new OpenAI({ apiKey: k.key as string, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+      const refused = await limited.chat.completions
+        .create({ model: 'openai/gpt-4o-mini', messages: ask('lost?') })
+        .catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(OpenAI.APIError);
+      expect(refused).toMatchObject({ status: 503, code: 'provider_unavailable' });
 
       // Thawed, the worker finds nothing left of either job to run: no openai call, no second usage.
       worker.proc.kill('SIGCONT');

@@ -250,6 +250,9 @@ export function keepPermitted(
 ): void {
   if (!principal.allowedModels) return;
   const permitted = deps.router.permitted(route, model, principal.allowedModels);
+  // The model it may use has no live pool, and no fallback it may use stands in: that pool's 503.
+  if (permitted.targets === 0 && route.standingIn && principal.allowedModels.includes(model))
+    throw route.standingIn;
   if (permitted.targets === 0) {
     throw new GatewayError({
       code: 'permission_denied',

@@ -93,6 +93,18 @@ describe('Router', () => {
         r.plan(req(name)).plan.map((c) => `${c.provider}/${c.model}`),
         name,
       ).toEqual(['openai/gpt-4o-mini']);
+    // A key limited to the lost model may not take its stand-in (a fallback, allowed by its own name only).
+    const standing = r.plan(req('gemini/gemini-2.5-flash'));
+    expect(standing.standingIn?.code).toBe('provider_unavailable');
+    const onlyGemini = r.permitted(standing, 'gemini/gemini-2.5-flash', ['gemini/gemini-2.5-flash']);
+    expect(onlyGemini.targets).toBe(0);
+    expect(onlyGemini.plan).toEqual([]);
+    const both = r.permitted(standing, 'gemini/gemini-2.5-flash', [
+      'gemini/gemini-2.5-flash',
+      'openai/gpt-4o-mini',
+    ]);
+    expect(both.plan.map((c) => c.provider)).toEqual(['openai']);
+    expect(both.targets).toBe(1);
     const alone = new Router(lostDir, { allowUnpriced: false });
     for (const name of ['gemini/gemini-2.5-flash', 'gemini-2.5-flash'])
       expect(

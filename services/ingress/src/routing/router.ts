@@ -36,6 +36,12 @@ export interface RoutePlan {
   /** Each candidate's own `callMicros` and prompt bound (parallel to `plan`), so a narrowed route is costed anew. */
   costs: { micros: bigint; inputTokens: number }[];
   /**
+   * The model asked for has no live pool and its routing-file fallbacks stand in for it (they are
+   * the route's targets): the error to answer (the pool's 503) when none of them may be used. A key
+   * limited by `allowed_models` never takes a stand-in for the model it named.
+   */
+  standingIn?: GatewayError;
+  /**
    * How many of the first candidates are the model asked for (its providers, or `auto`'s choices);
    * the rest are the routing file's fallbacks.
    */
@@ -191,9 +197,11 @@ export class Router {
     toolChoiceCheck(req);
     toolResultsCheck(req);
     const prompt = measurePrompt(req);
-    const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () =>
-      this.#auto(req, prompt, door),
-    );
+    const {
+      entries: all,
+      targets,
+      standingIn,
+    } = this.#resolveRoute(req.model, prompt, () => this.#auto(req, prompt, door));
     let entries = all.filter((e) => !e.capabilities.includes('embeddings'));
     if (entries.length === 0) {
       throw new GatewayError({
@@ -214,7 +222,7 @@ export class Router {
         outputRefusal(e, req) ??
         askedReasoning(e, req, door),
     );
-    return this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1);
+    return { ...this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1), standingIn };
   }
 
   /**
@@ -224,7 +232,7 @@ export class Router {
    */
   planEmbeddings(req: EmbeddingsRequest): RoutePlan {
     const prompt = measureEmbeddingsInput(embeddingInputs(req));
-    const { entries: all, targets } = this.#resolveRoute(req.model, prompt, () => []);
+    const { entries: all, targets, standingIn } = this.#resolveRoute(req.model, prompt, () => []);
     const noApi = all.find((e) => !hasEmbeddings(e.kind));
     let entries = all.filter((e) => hasEmbeddings(e.kind));
     if (entries.length === 0 && noApi) {
@@ -246,7 +254,7 @@ export class Router {
         embeddingsRefusal(e.kind, e.provider, req) ??
         dimensionsRefusal(e.dimensions, `${e.provider}/${e.id}`, req),
     );
-    return this.#costed(entries, targets, prompt, 0);
+    return { ...this.#costed(entries, targets, prompt, 0), standingIn };
   }
 
   /** The most one call of the request may cost on any candidate, and its prompt-token bound. */
@@ -280,7 +288,8 @@ export class Router {
    */
   permitted(route: RoutePlan, asked: string, allowed: readonly string[]): RoutePlan {
     const named = this.#named(allowed);
-    const targetsAllowed = allowed.includes(asked);
+    // Stand-ins for a lost pool's model are fallbacks: allowed only by a name of their own.
+    const targetsAllowed = allowed.includes(asked) && !route.standingIn;
     const keep = route.plan.map(
       (_, i) => (i < route.targets && targetsAllowed) || named.has(route.entries[i] as ModelEntry),
     );
@@ -293,6 +302,7 @@ export class Router {
       ...costBounds(costs),
       costs,
       targets: keep.slice(0, route.targets).filter(Boolean).length,
+      ...(route.standingIn ? { standingIn: route.standingIn } : {}),
     };
   }
 
@@ -332,10 +342,11 @@ export class Router {
     model: string,
     prompt: PromptMeasure,
     auto: () => ModelEntry[],
-  ): { entries: ModelEntry[]; targets: ReadonlySet<ModelEntry> } {
+  ): { entries: ModelEntry[]; targets: ReadonlySet<ModelEntry>; standingIn?: GatewayError } {
     const asked = model.trim();
     const name = this.#aliases.get(asked) ?? asked;
     let entries: ModelEntry[];
+    let standingIn: GatewayError | undefined;
     if (AUTO_MODELS.has(name)) {
       entries = auto();
       if (entries.length === 0) throw notFound(name);
@@ -352,6 +363,7 @@ export class Router {
         if (!waiting) throw notFound(name);
         entries = this.#standIns([name, ...this.#canonical(provider, id)]);
         if (entries.length === 0) throw waiting;
+        standingIn = waiting;
       }
     } else {
       // A bare name: every live provider that serves it, cheapest first.
@@ -367,6 +379,7 @@ export class Router {
           ...down.flatMap((p) => [`${p}/${name}`, ...this.#canonical(p, name)]),
         ]);
         if (entries.length === 0) throw waiting;
+        standingIn = waiting;
       }
     }
     const primary = entries[0]!;
@@ -387,7 +400,7 @@ export class Router {
       }
       entries = priced;
     }
-    return { entries, targets };
+    return { entries, targets, ...(standingIn ? { standingIn } : {}) };
   }
 
   /**
