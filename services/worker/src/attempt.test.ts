@@ -108,6 +108,48 @@ describe('attempt: what a call produced is billed', () => {
     expect(await deps.store.read(data.id, 0)).toEqual([]);
   });
 
+  it("a hop's running frame names the calls before it even when reading them is slow (an SSE caller's headers are made from it)", async () => {
+    const data = job({
+      plan: [
+        { provider: 'openai', model: 'a' },
+        { provider: 'openai', model: 'm' },
+      ],
+      hop: 1,
+      attempts: [{ provider: 'openai', model: 'a', code: 'pool_lost', message: 'no live worker' }],
+    });
+    const deps = depsWith(async (args) => {
+      args.onEvent?.({ type: 'text', text: 'hi' });
+      return {
+        completion: {
+          model: 'm',
+          content: 'hi',
+          toolCalls: [],
+          finishReason: 'stop' as const,
+          usage: { ...zeroUsage(), inputTokens: 3, outputTokens: 1 },
+        },
+        rateLimits: {},
+        status: 200,
+      };
+    });
+    // The request's earlier calls take longer to read than the running frame's own wait (50 ms).
+    const slowPipeline = () => {
+      const p = redis.pipeline();
+      const exec = p.exec.bind(p);
+      p.exec = (async () => {
+        await new Promise((r) => setTimeout(r, 150));
+        return exec();
+      }) as typeof p.exec;
+      return p;
+    };
+    deps.redis = new Proxy(redis, {
+      get: (t, k) => (k === 'pipeline' ? slowPipeline : Reflect.get(t, k, t)),
+    }) as typeof redis;
+    expect(await runAttempt(deps, input(data, { speculative: false }))).toEqual({ status: 'completed' });
+    const frames = (await deps.store.read(data.id, 0)).map((raw) => JSON.parse(raw));
+    const running = frames.find((f) => f.type === 'status' && f.state === 'running');
+    expect(running?.route).toEqual([{ provider: 'openai', model: 'a', status: null, code: 'pool_lost' }]);
+  });
+
   it('a successful stream whose provider reports no usage bills the estimate, like a broken stream', async () => {
     const data = job();
     const text = 'The quick brown fox jumps over the lazy dog';

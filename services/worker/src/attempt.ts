@@ -227,11 +227,16 @@ async function attemptOnce(
     model: candidate.model,
     attempt,
   };
-  if (data.deltas && cutOffBy === undefined) {
+  /** A re-run (retry, hop, restart) reads the request's earlier calls first (`priorCalls`). */
+  const rerun = input.restart || attempt > 1 || data.hop > 0;
+  const opening = data.deltas && cutOffBy === undefined;
+  if (opening) {
     // A restart of generation is always explicit: whatever an earlier attempt streamed is void.
     if (input.restart) writer.defer({ type: 'reset', reason: 'restart', hop: data.hop, attempt });
     writer.defer(running);
-    releaseStatusIn(STATUS_WAIT_MS);
+    // A re-run's `running` frame names the calls before it (`route`: an SSE caller's headers are
+    // made from it), so its clock starts once they are read.
+    if (!rerun) releaseStatusIn(STATUS_WAIT_MS);
   }
 
   let usage: Usage = zeroUsage();
@@ -391,10 +396,11 @@ async function attemptOnce(
     if (input.forcedError) throw input.forcedError;
     // A re-run (retry, hop, restart) first checks the calls the hold covers (see hold-calls.ts); a
     // first attempt cannot have spent them.
-    if (input.restart || attempt > 1 || data.hop > 0) {
+    if (rerun) {
       prior = await priorCalls(deps, data);
       const steps = routeWithSkips(prior.route, data.attempts);
       if (steps.length > 0) running.route = steps;
+      if (opening) releaseStatusIn(STATUS_WAIT_MS);
       if (holdIsSpent(data, prior.calls)) throw holdSpent(data, prior.calls);
     }
     if (!(await deps.circuit.allow())) throw circuitRefusal(candidate.provider, deps.circuit.config.openMs);
