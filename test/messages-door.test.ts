@@ -788,11 +788,18 @@ describe("errors in Anthropic's shape", () => {
       'invalid_request_error',
       /top_k/,
     );
+    // In Anthropic's words, as its API says them.
     await expectError(
       await post('/v1/messages', { ...valid, unknown_field: 1 }, key),
       400,
       'invalid_request_error',
-      /unknown_field/,
+      /^unknown_field: Extra inputs are not permitted$/,
+    );
+    await expectError(
+      await post('/v1/messages', { ...valid, max_tokens: 1.5 }, key),
+      400,
+      'invalid_request_error',
+      /^max_tokens: /,
     );
     // Prototype-named fields are unknown fields like any other: refused, and nothing is polluted.
     for (const hostile of [
@@ -1019,7 +1026,7 @@ describe('what the SDKs send back, and the newer request fields', () => {
       /messages\.0\.content\.1\.source: A document by URL/,
     );
     expect(await refused(doc({ source: { type: 'pdf' } }))).toMatch(
-      /'messages\.0\.content\.1\.source\.type'/,
+      /messages\.0\.content\.1\.source\.type: /,
     );
     expect(await refused({ output_config: { effort: 'low' } })).toMatch(/output_config\.effort: /);
     expect(await refused({ context_management: { edits: [{ type: 'clear_tool_uses_20250919' }] } })).toMatch(
@@ -1040,7 +1047,7 @@ describe('what the SDKs send back, and the newer request fields', () => {
       /messages\.1\.content\.0\.toolset_name: /,
     );
     expect(await refused(turn({ type: 'server_tool_use', id: 's1', name: 'web_search', input: {} }))).toMatch(
-      /'messages\.1\.content\.0\.type'.*server_tool_use.{0,4} is not supported/,
+      /messages\.1\.content\.0\.type: .*server_tool_use.{0,4} is not supported/,
     );
   });
 });

@@ -67,12 +67,24 @@ function meantForMessages(url: string): boolean {
  */
 export const verbatim = { verbatim: true } as const;
 
-/** Turns a zod error into one readable 400 naming the offending parameter. */
-export function fromZod(e: ZodError, root?: string): GatewayError {
+/**
+ * Turns a zod error into one readable 400 naming the offending parameter, in OpenAI's words, or in
+ * Anthropic's (`anthropic`: `/v1/messages`, whose API says `<field>: Extra inputs are not permitted`
+ * and `<field>: <what is wrong>`).
+ */
+export function fromZod(e: ZodError, root?: string, anthropic = false): GatewayError {
   const issue = e.issues[0];
   const path = issue?.path.map(String) ?? [];
   let param = [root, ...path].filter(Boolean).join('.') || null;
   let message = issue?.message ?? 'invalid request';
+  if (anthropic) {
+    const unknown = issue?.code === 'unrecognized_keys' ? issue.keys[0] : undefined;
+    if (unknown !== undefined) param = param ? `${param}.${unknown}` : unknown;
+    const verbatimMessage = issue?.code === 'custom' && issue.params?.verbatim === true;
+    if (unknown !== undefined) message = `${param}: Extra inputs are not permitted`;
+    else if (param && !verbatimMessage) message = `${param}: ${message}`;
+    return new GatewayError({ code: 'invalid_request_error', message, param });
+  }
   if (issue?.code === 'unrecognized_keys') {
     // At the top, as OpenAI's: no param. Inside an object, the unknown key itself (`text.verbosity`).
     const keys = param ? issue.keys.map((k) => `${param}.${k}`) : issue.keys;
@@ -140,7 +152,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const anthropic = anthropicShaped(req);
     let ge: GatewayError;
     if (err instanceof GatewayError) ge = err;
-    else if (err instanceof ZodError) ge = fromZod(err);
+    else if (err instanceof ZodError) ge = fromZod(err, undefined, anthropic);
     else {
       const fe = err as FastifyError;
       if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
