@@ -57,14 +57,14 @@ interface FoundRule {
  * A tool call sent back in an assistant turn: Anthropic (`tool_use.input`) and Gemini
  * (`functionCall.args`) take its arguments as an object, so they must be a JSON object (or blank, no
  * arguments); OpenAI takes the string as it is. Refused here, at the caller's path, rather than by the
- * adapter after the request was queued (shared/content.ts `parseArguments` is the same test).
+ * adapter after the request was queued (both read them with `argumentsObject`).
  */
 const ARGUMENTS_OBJECT: FoundRule = {
   find: (r) => {
     for (const [i, m] of r.messages.entries()) {
       if (m.role !== 'assistant' || !m.tool_calls) continue;
       for (const [j, c] of m.tool_calls.entries()) {
-        if (!isObjectText(c.function.arguments))
+        if (argumentsObject(c.function.arguments) === undefined)
           return {
             at: `messages.${i}.tool_calls.${j}.function.arguments`,
             why: "takes a tool call's arguments as a JSON object, and these are not one",
@@ -75,14 +75,20 @@ const ARGUMENTS_OBJECT: FoundRule = {
   },
 };
 
-function isObjectText(args: string): boolean {
-  if (args.trim() === '') return true;
+/**
+ * A tool call's arguments (a JSON string) as the object Anthropic and Gemini take: blank is no
+ * arguments (`{}`); anything but a JSON object is undefined. The one reading of them: this table's
+ * refusal and the adapters' translation (providers' shared/content.ts) agree by construction.
+ */
+export function argumentsObject(args: string): Record<string, unknown> | undefined {
+  if (args.trim() === '') return {};
   try {
     const v: unknown = JSON.parse(args);
-    return typeof v === 'object' && v !== null && !Array.isArray(v);
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
   } catch {
-    return false;
+    // not JSON
   }
+  return undefined;
 }
 
 /** Answers with one choice only: `n > 1` and log probabilities have no counterpart there. */

@@ -1,4 +1,5 @@
 import type { ChatMessage, ContentPart } from '@faregate/contracts/chat';
+import { argumentsObject } from '@faregate/catalog/capabilities';
 import { invalidParam } from './errors.ts';
 
 type Content = Extract<ChatMessage, { role: 'user' }>['content'];
@@ -48,14 +49,9 @@ export type { ContentPart };
 
 /** Parse tool-call arguments (a JSON string) into an object, as Anthropic/Gemini want one. */
 export function parseArguments(args: string, param: string): Record<string, unknown> {
-  if (args.trim() === '') return {};
-  try {
-    const v: unknown = JSON.parse(args);
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch {
-    // fallthrough
-  }
-  throw invalidParam(param, 'tool call arguments must be a JSON object string');
+  const v = argumentsObject(args);
+  if (v === undefined) throw invalidParam(param, 'tool call arguments must be a JSON object string');
+  return v;
 }
 
 /** Stop sequences as an array. */

@@ -205,7 +205,7 @@ function membersOf(t: string, i: number): Array<{ key: string; start: number; en
   while (j < t.length && t.charCodeAt(j) === 0x22) {
     const keyEnd = stringEnd(t, j);
     const token = t.slice(j, keyEnd);
-    const key = token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
+    const key = token.includes('\\') ? String(JSON.parse(token)) : token.slice(1, -1);
     const start = skipWs(t, skipWs(t, keyEnd) + 1); // past the colon
     const end = valueEnd(t, start);
     members.push({ key, start, end });

@@ -458,9 +458,20 @@ export class Router {
    * after they were lost).
    */
   #absent(): string[] {
-    const pools = new Set([...(this.#opts.expectedPools ?? []), ...this.#dir.lostPools()]);
-    for (const p of pools) if (this.#dir.isLive(p)) pools.delete(p);
-    return [...pools];
+    return [...new Set([...(this.#opts.expectedPools ?? []), ...this.#dir.lostPools()])].filter((p) =>
+      this.#isAbsent(p),
+    );
+  }
+
+  /**
+   * A pool the deployment runs (or ran) with no live worker now. (A pool seen live once and gone
+   * since is among the lost ones: its name stays in the set of pools, its record lapsed.)
+   */
+  #isAbsent(p: string): boolean {
+    return (
+      !this.#dir.isLive(p) &&
+      ((this.#opts.expectedPools ?? []).includes(p) || this.#dir.lostPools().includes(p))
+    );
   }
 
   /**
@@ -468,13 +479,7 @@ export class Router {
    * live) but has no worker now: 503 with retry-after, naming the pool. Undefined: not a pool we wait for.
    */
   #waiting(providers: string[]): GatewayError | undefined {
-    const down = providers.filter(
-      (p) =>
-        !this.#dir.isLive(p) &&
-        ((this.#opts.expectedPools ?? []).includes(p) ||
-          this.#dir.wasLive(p) ||
-          this.#dir.lostPools().includes(p)),
-    );
+    const down = providers.filter((p) => this.#isAbsent(p));
     if (down.length === 0) return undefined;
     const names = down.join(', ');
     return new GatewayError({
