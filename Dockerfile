@@ -48,6 +48,7 @@ COPY packages/contracts/package.json packages/contracts/
 COPY packages/db/package.json packages/db/
 COPY packages/fake-provider/package.json packages/fake-provider/
 COPY packages/observability/package.json packages/observability/
+COPY packages/pool/package.json packages/pool/
 COPY packages/providers/package.json packages/providers/
 COPY packages/queue/package.json packages/queue/
 

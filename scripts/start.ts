@@ -139,6 +139,9 @@ async function run(): Promise<void> {
       PORT: String(ingressPort),
       METRICS_PORT: ingressMetricsPort,
       EXPECTED_POOLS: plan.pools.map((p) => p.id).join(','),
+      // The ingress runs the pools' interactive requests itself while it has room (local-pools.ts);
+      // the workers take what needs the queue. INGRESS_POOLS= (empty) in the environment turns it off.
+      INGRESS_POOLS: env.INGRESS_POOLS ?? plan.pools.map((p) => p.id).join(','),
     },
     phase: 1,
   });

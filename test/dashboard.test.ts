@@ -6,7 +6,7 @@ import { createMetrics as createBillingMetrics } from '../services/billing/src/m
 import { makeKeys } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import { createIngressMetrics, queueMetrics } from '../services/ingress/src/metrics.ts';
-import { createWorkerMetrics } from '../services/worker/src/metrics.ts';
+import { createWorkerMetrics } from '@faregate/pool/metrics';
 
 /**
  * The Grafana dashboard (deploy/observability) queries only metrics the services really export: a

@@ -64,6 +64,32 @@ describe('FastLane', () => {
     expect(await redis.hlen(k('data'))).toBe(0);
   });
 
+  it('an adopted job (run by the process that hands it over) is recorded as a run, never on the list; a lapsed one is swept as a run', async () => {
+    const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 60_000, leaseMs: 150 });
+    const [a, b, c] = [job(), job(), job()];
+    await lane.push(c);
+    // One script: adopts a and b, takes c (pushed), and the adoptions lead the answer.
+    expect(await lane.take([c.id], [], [a, b].map((j) => ({ id: j.id, json: JSON.stringify(j) })))).toEqual([
+      true,
+      true,
+      true,
+    ]);
+    const k = (part: string) => keys.fast(lane.provider, part);
+    expect(await redis.llen(lane.listKey)).toBe(1); // c's popped entry is the pop's business, not the take's
+    expect(await redis.zcard(k('due'))).toBe(0);
+    expect((await redis.zrange(k('run'), '0', '-1')).sort()).toEqual([a.id, b.id, c.id].sort());
+    // a ends (forgotten with the next script); b's process dies: its lease lapses and the sweep
+    // hands it over as a run that had called (the re-run bills that call).
+    await lane.take([], [a.id, c.id]);
+    const deadline = Date.now() + 5_000;
+    let swept: Awaited<ReturnType<FastLane['sweep']>> = [];
+    while (!swept.length && Date.now() < deadline) swept = await lane.sweep();
+    expect(swept).toEqual([{ id: b.id, data: b, kind: 'run' }]);
+    await lane.finish(b.id);
+    expect(await redis.hlen(k('data'))).toBe(0);
+    await redis.del(lane.listKey);
+  });
+
   it('a job no worker took within the grace is swept (and can no longer be taken); its stale entry is dropped', async () => {
     const lane = new FastLane(redis, keys, `p${++n}`, { graceMs: 50, leaseMs: 60_000 });
     const a = job();

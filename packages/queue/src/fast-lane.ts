@@ -43,7 +43,7 @@ const pushScript = luaScript<{
 }>(new URL('./fast-lane.push.lua', import.meta.url), { numberOfKeys: 3, ...timed });
 const takeScript = luaScript<{
   keys: [due: string, run: string, data: string, moving: string];
-  args: [leaseMs: number, ended: number, ...ids: string[]];
+  args: [leaseMs: number, ended: number, adopted: number, ...ids: string[]];
   result: (0 | 1)[];
 }>(new URL('./fast-lane.take.lua', import.meta.url), { numberOfKeys: 4, ...timed });
 const renewScript = luaScript<{
@@ -141,13 +141,20 @@ export class FastLane {
 
   /**
    * Worker: per id, true if the run is ours now, false if the job was swept to BullMQ first.
-   * `ended` (runs that ended, see `finish`) are forgotten in the same script, before the takes.
+   * `ended` (runs that ended, see `finish`) are forgotten in the same script, before the takes;
+   * `adopt` (jobs run without the list: an ingress hosting the pool) go straight to `run`, leased
+   * to the caller, and lead the result (always true).
    */
-  async take(ids: string[], ended: string[] = []): Promise<boolean[]> {
+  async take(
+    ids: string[],
+    ended: string[] = [],
+    adopt: Array<{ id: string; json: string }> = [],
+  ): Promise<boolean[]> {
+    const pairs = adopt.flatMap((a) => [a.id, a.json]);
     const r = await takeScript(
       this.redis,
       [this.#k.due, this.#k.run, this.#k.data, this.#k.moving],
-      [this.timing.leaseMs, ended.length, ...ended, ...ids],
+      [this.timing.leaseMs, ended.length, adopt.length, ...ended, ...pairs, ...ids],
     );
     return r.map((x) => x === 1);
   }

@@ -11,6 +11,18 @@ const optional = () =>
     .optional()
     .transform((v) => v || undefined);
 
+/** A comma-separated list of pool names ('' = none). */
+const poolList = () =>
+  z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p.length > 0),
+    );
+
 export const IngressConfig = z.object({
   PORT: z.coerce.number().int().nonnegative().default(8080),
   HOST: z.string().default('0.0.0.0'),
@@ -122,15 +134,21 @@ export const IngressConfig = z.object({
    * only once each has registered, and a request for one that has not (or has lost every worker)
    * gets 503 with `retry-after` instead of 404. Empty: no pool is waited for.
    */
-  EXPECTED_POOLS: z
-    .string()
-    .default('')
-    .transform((s) =>
-      s
-        .split(',')
-        .map((p) => p.trim())
-        .filter((p) => p.length > 0),
-    ),
+  EXPECTED_POOLS: poolList(),
+  /**
+   * Pools this process also runs interactive requests of, in process (local-pools.ts): a request
+   * the fast lane would carry to a worker is run here when a local slot is free, with the pool's
+   * limits, pauses, circuit and crash billing (its run is recorded on the lane under this process's
+   * lease; the pool's workers re-run it if this process dies). The pools' workers must run too:
+   * they take what needs the queue (retries, waits, async jobs, batches). `pnpm start` sets it to
+   * every pool it starts. Empty: none (every request goes through Redis to a worker).
+   */
+  INGRESS_POOLS: poolList(),
+  /**
+   * Requests each hosted pool runs here at once; past that they go to the pool's workers through the
+   * lane, as without INGRESS_POOLS.
+   */
+  INGRESS_POOL_SLOTS: z.coerce.number().int().positive().default(255),
   /** How often the model directory re-reads what the worker pools published. */
   DIRECTORY_REFRESH_MS: int(5000),
   /** Prometheus `/metrics` (and `/healthz`) on a port of their own, off the public one; 0: off. */

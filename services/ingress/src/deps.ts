@@ -1,3 +1,4 @@
+import type { LocalPools } from './local-pools.ts';
 import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import type { Db } from '@faregate/db/client';
@@ -26,6 +27,8 @@ export interface IngressDeps {
   queues: ProviderQueues;
   /** Pools' fast lanes: interactive requests go there when the pool's workers run it. */
   fastLanes?: FastLanes;
+  /** Pools this process runs lane requests of itself (INGRESS_POOLS; main.ts starts them). */
+  localPools?: Pick<LocalPools, 'run'>;
   db: Db;
   /** Tenant keys (cached lookups, revocation). */
   auth: Authenticator;

@@ -9,6 +9,7 @@ import { poolMetrics } from './metrics.ts';
 import { serve } from './server.ts';
 import { BatchDriver } from './openai-batches/driver.ts';
 import { FileSweeper } from './files/sweep.ts';
+import { LocalPools } from './local-pools.ts';
 
 // Composition root: the only place that reads the environment. It wires and starts; what runs once
 // before listening (migrations, prices, the bootstrap account and credit) is in bootstrap.ts.
@@ -16,6 +17,9 @@ const config = loadConfig(process.env);
 const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 const deps = await createIngressDeps(config, gateway);
 deps.tracing = await startTracing('ingress', process.env);
+// The pools this process hosts (INGRESS_POOLS): lane requests run here when a local slot is free.
+const localPools = await LocalPools.start(config, process.env, deps.log);
+deps.localPools = localPools;
 await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
 // OpenAI batches: every ingress process drives the batches it holds the lease of.
@@ -31,14 +35,24 @@ const metricsServer =
         host: config.HOST,
         healthy: () => true,
         // BullMQ's queue metrics and the backlog KEDA scales on, for every pool expected or live.
-        extra: () =>
-          poolMetrics(deps, [...new Set([...deps.config.EXPECTED_POOLS, ...deps.directory.providers])]),
+        // The pools this process hosts report their runs here (faregate_worker_*{provider}).
+        extra: async () =>
+          [
+            await poolMetrics(deps, [
+              ...new Set([...deps.config.EXPECTED_POOLS, ...deps.directory.providers]),
+            ]),
+            (await localPools?.metrics()) ?? '',
+          ]
+            .filter(Boolean)
+            .join('\n'),
       });
 await serve(app, {
   port: config.PORT,
   host: config.HOST,
   log: deps.log,
   onClose: async () => {
+    // HTTP requests were drained; a WebSocket submit still running gets a while, then its lease lapses.
+    await localPools?.stop(5_000);
     await batchDriver.stop();
     await fileSweeper.stop();
     await metricsServer?.close();

@@ -397,9 +397,12 @@ async function enqueue(
       await opts.beforeQueue(data);
       named = true;
     }
-    const lane = m.interactive ? deps.fastLanes?.available(route.plan[0]?.provider ?? '') : undefined;
-    if (lane) await lane.push(data);
-    else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});
+    const first = route.plan[0]?.provider ?? '';
+    const lane = m.interactive ? deps.fastLanes?.available(first) : undefined;
+    // A pool this process hosts runs the job here when it has a free slot (local-pools.ts).
+    if (lane) {
+      if (!(await deps.localPools?.run(first, data))) await lane.push(data);
+    } else await deps.queues.add(data, undefined, opts.priority ? { priority: opts.priority } : {});
     if (recorded && !m.recovered && ttlMs > RECORD_UNTIL_QUEUED_MS)
       await deps.redis
         .pipeline()

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { providersFromEnv } from '@faregate/providers/registry';
-import { loadConfig } from './config.ts';
+import { loadConfig } from '@faregate/pool/config';
 import { createWorkerService } from './service.ts';
 
 // Composition root: parse the environment once, build the service, start it, stop it on a signal.

@@ -1,10 +1,14 @@
 import { collectProcessMetrics } from '@faregate/observability/process-metrics';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-export function createWorkerMetrics(provider: string) {
+/**
+ * The pool's metrics. `process: false` (a pool hosted by an ingress, whose process metrics the
+ * ingress already reports) leaves out the process's own (CPU, memory, event loop).
+ */
+export function createWorkerMetrics(provider: string, opts: { process?: boolean } = {}) {
   const registry = new Registry();
   registry.setDefaultLabels({ provider });
-  collectProcessMetrics(registry);
+  if (opts.process !== false) collectProcessMetrics(registry);
   const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
   return {
     registry,

@@ -30,7 +30,7 @@ export interface EffectiveLimits {
   attempts: number;
 }
 
-/** Everything the worker needs, built once in main.ts and passed down. */
+/** Everything a pool needs, built once per process by createPoolRuntime (runtime.ts) and passed down. */
 export interface WorkerDeps {
   config: WorkerConfig;
   log: Logger;

@@ -14,7 +14,7 @@ import { type LimitSettings, PoolLimiter } from './limits/limiter.ts';
 import { createWorkerMetrics } from './metrics.ts';
 
 /**
- * Worker deps for tests, against real Redis, built the way service.ts builds them: an `openai` pool
+ * Worker deps for tests, against real Redis, built the way runtime.ts builds them: an `openai` pool
  * talking to `providerUrl` (the fake), the provider call injected, a circuit that never opens in a
  * test's few calls, a silent logger and the built-in prices.
  */

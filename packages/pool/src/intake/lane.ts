@@ -39,7 +39,7 @@ export class LaneIntake {
   readonly #deps: WorkerDeps;
   readonly #runner: Runner;
   readonly #lane: FastLane;
-  readonly #blocking: RedisClient;
+  readonly #blocking: RedisClient | undefined;
   readonly #running = new Map<string, Promise<void>>();
   readonly #timers: NodeJS.Timeout[] = [];
   #slotFreed: (() => void) | undefined;
@@ -51,7 +51,9 @@ export class LaneIntake {
   #lastPop = 0;
   /** Redis's clock minus ours (entries are stamped by Redis). */
   #offset = 0;
-  #takes: Array<{ id: string; resolve: (ok: boolean) => void; reject: (e: unknown) => void }> = [];
+  /** Takes (and adoptions: `json` set) waiting for this turn's script. */
+  #takes: Array<{ id: string; json?: string; resolve: (ok: boolean) => void; reject: (e: unknown) => void }> =
+    [];
   /** A take is waiting to go out in this turn's flush. */
   #flushing = false;
   /** Runs of the last pop whose provider request has not been written yet (their takes wait for it). */
@@ -62,7 +64,12 @@ export class LaneIntake {
   #ended: string[] = [];
   #endTimer: NodeJS.Timeout | undefined;
 
-  constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: RedisClient) {
+  /**
+   * `blocking`: the connection the intake pops the lane on. Without one the intake is *local*: it
+   * runs only what its own process hands it (`runLocal`: an ingress hosting the pool, local.ts),
+   * never pops, sweeps or advertises the lane; the pool's workers do.
+   */
+  constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: RedisClient | undefined) {
     this.#deps = deps;
     this.#runner = runner;
     this.#lane = lane;
@@ -78,22 +85,25 @@ export class LaneIntake {
     await this.#syncClock();
     const { leaseMs, graceMs } = this.#lane.timing;
     this.#every(Math.max(100, Math.floor(leaseMs / 3)), () => this.#lane.renew([...this.#running.keys()]));
+    if (!this.#blocking) return;
     this.#every(Math.max(20, Math.min(100, Math.floor(graceMs / 3))), () => this.#sweepTick());
     this.#every(1_000, () =>
       this.enabled ? this.#lane.advertise() : this.#lane.redis.del(this.#lane.aliveKey),
     );
     this.#every(30_000, () => this.#syncClock());
     if (this.enabled) await this.#lane.advertise();
-    this.#loop = this.#popLoop();
+    this.#loop = this.#popLoop(this.#blocking);
   }
 
   /** Stops taking jobs; resolves when the runs in flight ended (or `timeoutMs` passed). */
   async stop(timeoutMs: number): Promise<boolean> {
     this.#stopping = true;
     this.#slotFreed?.();
-    await this.#lane.redis.del(this.#lane.aliveKey).catch(() => {});
-    // An entry popped as the connection closes stays due: another worker's sweep queues it.
-    this.#blocking.disconnect();
+    if (this.#blocking) {
+      await this.#lane.redis.del(this.#lane.aliveKey).catch(() => {});
+      // An entry popped as the connection closes stays due: another worker's sweep queues it.
+      this.#blocking.disconnect();
+    }
     await this.#loop?.catch(() => {});
     const drained = await Promise.race([
       Promise.allSettled([...this.#running.values()]).then(() => true),
@@ -157,7 +167,7 @@ export class LaneIntake {
     this.#offset = r - (t0 + Date.now()) / 2;
   }
 
-  async #popLoop(): Promise<void> {
+  async #popLoop(blocking: RedisClient): Promise<void> {
     while (!this.#stopping) {
       const free = this.#runner.laneFree();
       if (!this.enabled || free <= 0) {
@@ -174,7 +184,7 @@ export class LaneIntake {
       let popped: string[];
       try {
         // Several at once when a burst queued up: one round trip for all the free slots.
-        popped = await this.#lane.pop(this.#blocking, Math.min(POP_BATCH, free), 1);
+        popped = await this.#lane.pop(blocking, Math.min(POP_BATCH, free), 1);
       } catch (e) {
         if (this.#stopping) break;
         this.#deps.log.warn({ err: String(e) }, 'fast lane: pop failed');
@@ -189,6 +199,55 @@ export class LaneIntake {
       this.#callsPending = 0;
       this.#flushTakes();
     }
+  }
+
+  /**
+   * Runs a job its own process hands over (a local intake: see the constructor), as a lane run
+   * that was never on the list: the job goes straight to `run` under this process's lease (one
+   * script for the turn's adoptions and the ended runs it forgets), then runs at once. Resolves
+   * false, with nothing written, when every local slot is taken or the pool does not run the lane
+   * (the caller pushes the job to the lane as usual); rejects if Redis did not record it.
+   */
+  async runLocal(data: JobData): Promise<boolean> {
+    if (!this.enabled || this.#running.size >= this.#localSlots()) return false;
+    const id = data.id;
+    // The slot is held from here: concurrent hand-overs of one turn see it taken.
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    this.#running.set(id, held);
+    let adopted: boolean;
+    try {
+      adopted = await this.#take(id, true, JSON.stringify(data));
+    } catch (e) {
+      this.#running.delete(id);
+      release();
+      throw e;
+    }
+    if (!adopted) {
+      this.#running.delete(id);
+      release();
+      return false;
+    }
+    // Nothing else can run the job before this run's lease lapses: no claim before the call.
+    const run = this.#attempt(data, {
+      speculative: true,
+      signal: new AbortController().signal,
+      taken: Promise.resolve(true),
+      calling: () => {},
+    }).finally(() => {
+      this.#running.delete(id);
+      release();
+      this.#slotFreed?.();
+    });
+    this.#running.set(id, run);
+    return true;
+  }
+
+  /** Runs a local intake may hold: the process's slots less BullMQ's one (see Runner.laneFree). */
+  #localSlots(): number {
+    return Math.max(0, this.#deps.config.WORKER_CONCURRENCY - 1);
   }
 
   /** Starts a run; resolves once its provider request was issued (or the run ended without one). */
@@ -378,9 +437,9 @@ export class LaneIntake {
    * run's provider call (not `urgent`) wait until every run of the same pop has written its call
    * (or ended), so a pop of n entries costs one take script, not n.
    */
-  #take(id: string, urgent = false): Promise<boolean> {
+  #take(id: string, urgent = false, json?: string): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.#takes.push({ id, resolve, reject });
+      this.#takes.push({ id, json, resolve, reject });
       if (urgent) this.#urgent = true;
       this.#flushTakes();
     });
@@ -396,14 +455,17 @@ export class LaneIntake {
       this.#takes = [];
       if (!batch.length) return;
       const ended = this.#takeEnded();
+      const adopt = batch.filter((t) => t.json !== undefined);
+      const take = batch.filter((t) => t.json === undefined);
       this.#lane
         .take(
-          batch.map((t) => t.id),
+          take.map((t) => t.id),
           ended,
+          adopt.map((t) => ({ id: t.id, json: t.json ?? '' })),
         )
         .then(
           (oks) => {
-            for (const [i, t] of batch.entries()) t.resolve(oks[i] === true);
+            for (const [i, t] of [...adopt, ...take].entries()) t.resolve(oks[i] === true);
           },
           (e: unknown) => {
             this.#end(ended, 1_000);
