@@ -5,7 +5,7 @@ import { defaultCircuit, loadGatewayConfig, priceTable } from '@faregate/catalog
 import { callEmbeddings, callProvider } from '@faregate/providers/call';
 import { adapterForConfig } from '@faregate/providers/registry';
 import type { ProviderConfig } from '@faregate/providers/types';
-import { FrameStore } from '@faregate/queue/frame-store';
+import { FrameStore, type LocalReply } from '@faregate/queue/frame-store';
 import { makeKeys } from '@faregate/queue/keys';
 import { ProviderQueues } from '@faregate/queue/queues';
 import type { RedisClient } from '@faregate/queue/redis';
@@ -49,7 +49,11 @@ export async function createPoolRuntime(
   log: Logger,
   env: Record<string, string | undefined>,
   redis: RedisClient,
-  opts: { hosted?: boolean } = {},
+  /**
+   * `hosted`: run by a process that is not the pool's worker (an ingress: no process metrics of its
+   * own); `localReply`: that process's reply channel, whose frames skip Redis (FrameStore).
+   */
+  opts: { hosted?: boolean; localReply?: LocalReply } = {},
 ): Promise<PoolRuntime> {
   const keys = makeKeys(config.REDIS_PREFIX);
   const metrics = createWorkerMetrics(providerConfig.id, { process: !opts.hosted });
@@ -65,7 +69,7 @@ export async function createPoolRuntime(
     log,
     redis,
     keys,
-    store: new FrameStore(redis, keys),
+    store: new FrameStore(redis, keys, opts.localReply),
     queues,
     provider: {
       config: providerConfig,

@@ -69,11 +69,13 @@ describe('FastLane', () => {
     const [a, b, c] = [job(), job(), job()];
     await lane.push(c);
     // One script: adopts a and b, takes c (pushed), and the adoptions lead the answer.
-    expect(await lane.take([c.id], [], [a, b].map((j) => ({ id: j.id, json: JSON.stringify(j) })))).toEqual([
-      true,
-      true,
-      true,
-    ]);
+    expect(
+      await lane.take(
+        [c.id],
+        [],
+        [a, b].map((j) => ({ id: j.id, json: JSON.stringify(j) })),
+      ),
+    ).toEqual([true, true, true]);
     const k = (part: string) => keys.fast(lane.provider, part);
     expect(await redis.llen(lane.listKey)).toBe(1); // c's popped entry is the pop's business, not the take's
     expect(await redis.zcard(k('due'))).toBe(0);

@@ -50,6 +50,54 @@ describe('FrameStore', () => {
     expect(frames.map((f) => seqOf(JSON.stringify(f)))).toEqual([1, 2, 3]);
   });
 
+  it('frames for its own reply channel reach it in process, exactly as published, and not through Redis', async () => {
+    const id = jobId();
+    const channel = keys.replyChannel(`local-${n}`);
+    const local: string[] = [];
+    const localStore = new FrameStore(redis, keys, { channel, deliver: (m) => local.push(m) });
+    const published: string[] = [];
+    const onReply = (ch: string, m: string) => {
+      if (ch === channel) published.push(m);
+    };
+    const viaLive: string[] = [];
+    const unlisten = await hub.listen(id, (m) => viaLive.push(m));
+    sub.on('message', onReply);
+    await sub.subscribe(channel);
+    try {
+      await localStore.claim(id, 'a', 60_000, REC);
+      await localStore.append(
+        id,
+        [
+          { type: 'delta', text: 'a' },
+          { type: 'delta', text: 'b' },
+        ],
+        {
+          owner: 'a',
+          ttlMs: 60_000,
+          replyTo: channel,
+        },
+      );
+      await localStore.append(id, [{ type: 'done', result: completion('ab') }], {
+        owner: 'a',
+        ttlMs: 60_000,
+        replyTo: channel,
+        state: 'done',
+      });
+      // Another process's channel still gets them through Redis.
+      await localStore.append(id, [], { owner: 'a', ttlMs: 60_000, replyTo: `${channel}-other` });
+      await until(() => (viaLive.length === 3 ? true : undefined));
+      // The same messages the job's live channel carries, in order.
+      expect(local).toEqual(viaLive);
+      expect(local.map(seqOf)).toEqual([1, 2, 3]);
+      expect(await store.read(id, 0)).toEqual(local);
+      expect(published).toEqual([]);
+    } finally {
+      unlisten();
+      sub.off('message', onReply);
+      await sub.unsubscribe(channel);
+    }
+  });
+
   it('fences a stale attempt once another attempt has claimed the job', async () => {
     const id = jobId();
     await store.claim(id, 'old', 60_000, REC);

@@ -110,13 +110,25 @@ function frameBody(f: FrameBody): string {
   return JSON.stringify({ type, ...rest });
 }
 
+/**
+ * The reply channel of the process a store writes from, and how frames reach its listeners there
+ * without Redis (LiveHub.deliverReply): a pool hosted by an ingress writes the frames of jobs
+ * submitted to that same ingress.
+ */
+export interface LocalReply {
+  channel: string;
+  deliver(message: string): void;
+}
+
 export class FrameStore {
   readonly redis: RedisClient;
   readonly keys: Keys;
+  readonly #localReply: LocalReply | undefined;
 
-  constructor(redis: RedisClient, keys: Keys) {
+  constructor(redis: RedisClient, keys: Keys, localReply?: LocalReply) {
     this.redis = redis;
     this.keys = keys;
+    this.#localReply = localReply;
   }
 
   /**
@@ -180,10 +192,17 @@ export class FrameStore {
     await moveScript(this.redis, [this.keys.meta(jobId)], [hop, ttlMs]);
   }
 
-  /** Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the last seq. */
+  /**
+   * Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the
+   * last seq. Frames for this process's own reply channel (`localReply`) are handed to it once
+   * written, as the script would have published them, instead of through Redis.
+   */
   async append(jobId: string, frames: FrameBody[], opts: AppendOptions): Promise<number> {
     const record = opts.claim ?? opts.record;
-    return appendScript(
+    const local =
+      opts.replyTo !== undefined && opts.replyTo === this.#localReply?.channel ? this.#localReply : undefined;
+    const bodies = frames.map(frameBody);
+    const last = await appendScript(
       this.redis,
       [
         this.keys.frames(jobId),
@@ -198,7 +217,7 @@ export class FrameStore {
         opts.ttlMs,
         opts.state ?? '',
         opts.usage === undefined ? '' : JSON.stringify(opts.usage),
-        opts.replyTo ?? '',
+        local ? '' : (opts.replyTo ?? ''),
         opts.claim ? '1' : opts.record ? 'r' : '',
         record?.account ?? '',
         record?.model ?? '',
@@ -206,9 +225,22 @@ export class FrameStore {
         opts.call?.line ?? '',
         opts.call?.keepMs ?? 0,
         opts.ends ? '1' : '',
-        ...frames.map(frameBody),
+        ...bodies,
       ],
     );
+    if (local && bodies.length > 0) {
+      // The script's message: `{"v":1,"job":<id>,"seq":<n>,` and the body after its `{`.
+      const head = `{"v":1,"job":${JSON.stringify(jobId)},"seq":`;
+      let seq = last - bodies.length;
+      // The frames are written whatever a listener does with them: its failure is not the write's.
+      for (const b of bodies) {
+        const message = `${head}${++seq},${b.slice(1)}`;
+        try {
+          local.deliver(message);
+        } catch {}
+      }
+    }
+    return last;
   }
 
   /** Frames after `afterSeq`, in order (raw JSON strings). */

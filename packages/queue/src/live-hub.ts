@@ -81,6 +81,14 @@ export class LiveHub {
   }
 
   /** Frames of a job published on this process's reply channel. Synchronous: nothing to wait for. */
+  /**
+   * Hands this process's reply listeners a frame written in this process (a pool it hosts: see
+   * FrameStore's `localReply`), as if it had come on the reply channel, which it was not published on.
+   */
+  deliverReply(message: string): void {
+    this.#replies.get(jobOf(message))?.(message);
+  }
+
   onReply(jobId: string, listener: Listener): () => void {
     this.#replies.set(jobId, listener);
     return () => {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { JobData } from '@faregate/contracts/jobs';
 import { FastLane } from '@faregate/queue/fast-lane';
+import type { LiveHub } from '@faregate/queue/live-hub';
 import { createRedis, type RedisClient } from '@faregate/queue/redis';
 import { providersFromEnv } from '@faregate/providers/registry';
 import { closeHttp } from '@faregate/providers/call';
@@ -41,6 +42,7 @@ export class LocalPools {
     config: IngressConfig,
     env: Record<string, string | undefined>,
     log: Logger,
+    hub: LiveHub,
   ): Promise<LocalPools | undefined> {
     if (config.INGRESS_POOLS.length === 0) return undefined;
     const providers = providersFromEnv(env);
@@ -60,7 +62,14 @@ export class LocalPools {
           WORKER_CONCURRENCY: String(config.INGRESS_POOL_SLOTS + 1),
         });
         const poolLog = log.child({ pool: id, hosted: true });
-        const runtime = await createPoolRuntime(poolConfig, provider, poolLog, env, redis, { hosted: true });
+        // Frames of the jobs this ingress follows reach it in process, not through Redis's pub/sub.
+        const localReply = hub.replyChannel
+          ? { channel: hub.replyChannel, deliver: (m: string) => hub.deliverReply(m) }
+          : undefined;
+        const runtime = await createPoolRuntime(poolConfig, provider, poolLog, env, redis, {
+          hosted: true,
+          localReply,
+        });
         const lane = new FastLane(redis, runtime.deps.keys, id, {
           graceMs: poolConfig.FAST_LANE_GRACE_MS,
           leaseMs: poolConfig.WORKER_LOCK_MS,

@@ -18,7 +18,7 @@ const gateway = loadGatewayConfig(config.FAREGATE_CONFIG, process.env);
 const deps = await createIngressDeps(config, gateway);
 deps.tracing = await startTracing('ingress', process.env);
 // The pools this process hosts (INGRESS_POOLS): lane requests run here when a local slot is free.
-const localPools = await LocalPools.start(config, process.env, deps.log);
+const localPools = await LocalPools.start(config, process.env, deps.log, deps.hub);
 deps.localPools = localPools;
 await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
