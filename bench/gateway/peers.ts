@@ -11,6 +11,7 @@
  * which is what its admission has to carry in production. `--max-tokens N` sends a cap instead.
  *
  *   node bench/gateway/peers.ts [--requests 1000] [--seconds 10] [--warmup 200] [--runs 3] [--max-tokens N]
+ *                               [--env K=V]…
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -33,7 +34,9 @@ const HELP = `usage: node bench/gateway/peers.ts [options]
   --seconds S    duration of each measurement at 32 connections (default 10)
   --warmup N     warm-up requests before each measurement (default 200; capped at 3 s)
   --runs N       repetitions, targets alternating within each; figures are medians (default 3)
-  --max-tokens N send max_tokens N with every request (default: none, as most SDK callers)`;
+  --max-tokens N send max_tokens N with every request (default: none, as most SDK callers)
+  --env K=V      more environment for the gateway (repeatable), e.g. --env INGRESS_POOLS= to run
+                 every request through a worker instead of the ingress hosting its pools`;
 
 const { values: argv } = parseArgs({
   options: {
@@ -42,6 +45,7 @@ const { values: argv } = parseArgs({
     warmup: { type: 'string', default: '200' },
     runs: { type: 'string', default: '3' },
     'max-tokens': { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', default: false },
   },
 });
@@ -61,6 +65,15 @@ const requests = positive('requests', argv.requests);
 const seconds = positive('seconds', argv.seconds);
 const warmup = positive('warmup', argv.warmup);
 const runs = positive('runs', argv.runs);
+const extraEnv: Record<string, string> = {};
+for (const kv of argv.env) {
+  const eq = kv.indexOf('=');
+  if (eq < 1) {
+    console.error(`--env takes KEY=VALUE, got ${JSON.stringify(kv)}\n${HELP}`);
+    process.exit(2);
+  }
+  extraEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
+}
 const maxTokens = argv['max-tokens'] === undefined ? undefined : positive('max-tokens', argv['max-tokens']);
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -292,6 +305,7 @@ try {
     // An RPM limit that never binds (the issue's setup). No max-in-flight, as in the published runs
     // (a max-in-flight pool now runs the lane too, at one more Redis round trip per lane run).
     OPENAI_RPM: '1000000',
+    ...extraEnv,
   });
 
   // 3. Portkey's gateway, as its README starts it (`npx @portkey-ai/gateway`), on a port of ours.
@@ -623,7 +637,13 @@ try {
       'before their median (so a ratio is not the ratio of the medians shown).',
   );
   console.log(
-    `Faregate = ${fgNames.join(', ')} (+ Redis, Postgres), limits on (OPENAI_RPM=1000000), default log level. ` +
+    `Faregate = ${fgNames.join(', ')} (+ Redis, Postgres), limits on (OPENAI_RPM=1000000), default log level${
+      Object.keys(extraEnv).length
+        ? `, ${Object.entries(extraEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`
+        : ''
+    }. ` +
       `\`redis\` is the whole Redis server's CPU (shared with anything else using it); \`postgres\` the backends of the stack's database.`,
   );
   console.log(`load average at the end: ${fmtLoad()}`);

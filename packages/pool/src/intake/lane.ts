@@ -204,9 +204,15 @@ export class LaneIntake {
   /**
    * Runs a job its own process hands over (a local intake: see the constructor), as a lane run
    * that was never on the list: the job goes straight to `run` under this process's lease (one
-   * script for the turn's adoptions and the ended runs it forgets), then runs at once. Resolves
-   * false, with nothing written, when every local slot is taken or the pool does not run the lane
-   * (the caller pushes the job to the lane as usual); rejects if Redis did not record it.
+   * script for the turn's adoptions and the ended runs it forgets), and runs at once. Resolves false,
+   * with nothing written, when every local slot is taken or the pool does not run the lane (the
+   * caller pushes the job to the lane as usual).
+   *
+   * The run does not wait for the adoption: its script is written to Redis's connection in this
+   * turn's microtasks, before the run can write its provider request (a later turn at the soonest),
+   * so a process that dies after the call has its run recorded, and the pool's sweep re-runs it and
+   * bills the call. Only a connection that is not ready (its commands wait in a queue) makes the
+   * hand-over wait for the adoption, and fail with it.
    */
   async runLocal(data: JobData): Promise<boolean> {
     if (!this.enabled || this.#running.size >= this.#localSlots()) return false;
@@ -217,18 +223,21 @@ export class LaneIntake {
       release = r;
     });
     this.#running.set(id, held);
-    let adopted: boolean;
-    try {
-      adopted = await this.#take(id, true, JSON.stringify(data));
-    } catch (e) {
-      this.#running.delete(id);
-      release();
-      throw e;
-    }
-    if (!adopted) {
-      this.#running.delete(id);
-      release();
-      return false;
+    const recorded = this.#take(id, true, JSON.stringify(data));
+    if (this.#lane.redis.status !== 'ready') {
+      try {
+        await recorded;
+      } catch (e) {
+        this.#running.delete(id);
+        release();
+        throw e;
+      }
+    } else {
+      // The run goes on either way: the job is this process's (no list entry, nothing to sweep but
+      // this record), which only a crash would need.
+      recorded.catch((e: unknown) =>
+        this.#deps.log.warn({ job: id, err: String(e) }, 'fast lane: a hosted run was not recorded'),
+      );
     }
     // Nothing else can run the job before this run's lease lapses: no claim before the call.
     const run = this.#attempt(data, {
