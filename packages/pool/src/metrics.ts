@@ -38,7 +38,7 @@ export function createWorkerMetrics(provider: string, opts: { process?: boolean 
     }),
     fastLane: new Counter({
       name: 'faregate_worker_fast_lane_total',
-      help: 'Fast-lane events: run (popped and run), queued_due / queued_run / queued_moving (swept to BullMQ: not taken in the grace, lease lapsed, hand-over cut short), handed_over (retry or 429 wait on BullMQ), lost (swept before the run took it)',
+      help: 'Fast-lane events: run (popped, or handed over in process by a hosting ingress, and run), queued_due / queued_run / queued_moving (swept to BullMQ: not taken in the grace, lease lapsed, hand-over cut short), handed_over (retry or 429 wait on BullMQ), lost (swept before the run took it)',
       labelNames: ['event'],
       registers: [registry],
     }),

@@ -3,7 +3,7 @@
 -- KEYS[1] due, KEYS[2] run, KEYS[3] data, KEYS[4] moving (tagged {fast-<pool>}).
 -- ARGV: leaseMs, n, m, the n ids of runs that ended (or whose jobs are on BullMQ now), m pairs
 -- (id, job JSON) to adopt, ids to take...
--- An adopted job never was on the list (an ingress hosting the pool runs it itself: local.ts): it
+-- An adopted job never was on the list (an ingress hosting the pool runs it itself: local-pools.ts): it
 -- goes straight to `run` under the caller's lease, so a caller that dies leaves it to the sweep.
 -- Returns per id to adopt 1, then per id to take 1 if this caller now runs the job, 0 if it was swept.
 local until_ = now + tonumber(ARGV[1])

@@ -195,7 +195,8 @@ export class FrameStore {
   /**
    * Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the
    * last seq. Frames for this process's own reply channel (`localReply`) are handed to it once
-   * written, as the script would have published them, instead of through Redis.
+   * written, as the script would have published them (whole even past the size the script publishes
+   * only as a notice: in process there is no subscriber buffer to overflow), instead of through Redis.
    */
   async append(jobId: string, frames: FrameBody[], opts: AppendOptions): Promise<number> {
     const record = opts.claim ?? opts.record;

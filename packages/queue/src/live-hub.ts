@@ -80,7 +80,6 @@ export class LiveHub {
     return this.#replyChannel;
   }
 
-  /** Frames of a job published on this process's reply channel. Synchronous: nothing to wait for. */
   /**
    * Hands this process's reply listeners a frame written in this process (a pool it hosts: see
    * FrameStore's `localReply`), as if it had come on the reply channel, which it was not published on.
@@ -89,6 +88,7 @@ export class LiveHub {
     this.#replies.get(jobOf(message))?.(message);
   }
 
+  /** Frames of a job published on this process's reply channel. Synchronous: nothing to wait for. */
   onReply(jobId: string, listener: Listener): () => void {
     this.#replies.set(jobId, listener);
     return () => {

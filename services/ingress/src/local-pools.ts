@@ -5,7 +5,6 @@ import { FastLane } from '@faregate/queue/fast-lane';
 import type { LiveHub } from '@faregate/queue/live-hub';
 import { createRedis, type RedisClient } from '@faregate/queue/redis';
 import { providersFromEnv } from '@faregate/providers/registry';
-import { closeHttp } from '@faregate/providers/call';
 import { loadConfig as loadPoolConfig } from '@faregate/pool/config';
 import { LaneIntake } from '@faregate/pool/intake/lane';
 import { createPoolRuntime, type PoolRuntime } from '@faregate/pool/runtime';
@@ -49,11 +48,19 @@ export class LocalPools {
     const redis = createRedis(config, { name: 'fg-ingress-pools' });
     const sub = createRedis(config, { blocking: true, subscriber: true, name: 'fg-ingress-pools-sub' });
     const pools = new LocalPools(redis, sub);
+    // Each pool listens for cancels on the one subscriber.
+    sub.setMaxListeners(0);
     try {
       for (const id of config.INGRESS_POOLS) {
         const provider = providers.find((p) => p.id === id);
-        if (!provider)
-          throw new Error(`INGRESS_POOLS names "${id}", which is not configured (no key or base URL)`);
+        if (!provider) {
+          // As its worker would, the pool refuses to run unconfigured; the ingress serves the rest.
+          log.warn(
+            { pool: id },
+            `INGRESS_POOLS names "${id}", which is not configured (no key or base URL): not hosted`,
+          );
+          continue;
+        }
         // The process's slots for the pool: a local intake runs WORKER_CONCURRENCY - 1 (lane.ts).
         const poolConfig = loadPoolConfig({
           ...env,
@@ -108,7 +115,11 @@ export class LocalPools {
     return all.length ? AggregatorRegistry.aggregate(all).metrics() : '';
   }
 
-  /** Stops taking jobs; waits up to `timeoutMs` for the runs in flight (then their leases lapse). */
+  /**
+   * Stops taking jobs; waits up to `timeoutMs` for the runs in flight. Runs still going then are
+   * left to their leases (the process is about to exit): the pool's workers re-run them and bill
+   * their calls. Provider connections are not closed here: closing waits for requests in flight.
+   */
   async stop(timeoutMs: number): Promise<void> {
     await Promise.all([...this.#pools.values()].map((p) => p.intake.stop(timeoutMs)));
     for (const p of this.#pools.values()) {
@@ -117,7 +128,6 @@ export class LocalPools {
       await p.runtime.deps.circuit.flush().catch(() => {});
       await p.runtime.deps.queues.close().catch(() => {});
     }
-    if (this.#pools.size > 0) await closeHttp().catch(() => {});
     this.#redis.disconnect();
     this.#sub.disconnect();
   }

@@ -5,6 +5,12 @@ import type { AttemptOutcome } from '../attempt.ts';
 import type { WorkerDeps } from '../deps.ts';
 import type { Runner } from '../runner.ts';
 
+/** Whether everything written to the connection has left this process (a Cluster: not known). */
+function handedToKernel(redis: RedisClient): boolean {
+  const stream = (redis as { stream?: { writableLength?: unknown } }).stream;
+  return stream?.writableLength === 0;
+}
+
 /** Most entries one pop takes. */
 const POP_BATCH = 32;
 /**
@@ -66,7 +72,7 @@ export class LaneIntake {
 
   /**
    * `blocking`: the connection the intake pops the lane on. Without one the intake is *local*: it
-   * runs only what its own process hands it (`runLocal`: an ingress hosting the pool, local.ts),
+   * runs only what its own process hands it (`runLocal`: an ingress hosting the pool, its local-pools.ts),
    * never pops, sweeps or advertises the lane; the pool's workers do.
    */
   constructor(deps: WorkerDeps, runner: Runner, lane: FastLane, blocking: RedisClient | undefined) {
@@ -208,11 +214,13 @@ export class LaneIntake {
    * with nothing written, when every local slot is taken or the pool does not run the lane (the
    * caller pushes the job to the lane as usual).
    *
-   * The run does not wait for the adoption: its script is written to Redis's connection in this
-   * turn's microtasks, before the run can write its provider request (a later turn at the soonest),
-   * so a process that dies after the call has its run recorded, and the pool's sweep re-runs it and
-   * bills the call. Only a connection that is not ready (its commands wait in a queue) makes the
-   * hand-over wait for the adoption, and fail with it.
+   * The run does not wait for the adoption's reply: its script is written to Redis's connection in
+   * this turn's microtasks, before the run can write its provider request (a later turn at the
+   * soonest), so a process that dies after the call has its run recorded, and the pool's sweep
+   * re-runs it and bills the call. Right before the call the run waits for the reply only if the
+   * script's bytes may still be in this process (the socket's buffer not yet taken by the kernel,
+   * or a Cluster); a connection that is not ready (its commands wait in a queue) makes the
+   * hand-over itself wait for the adoption, and fail with it.
    */
   async runLocal(data: JobData): Promise<boolean> {
     if (!this.enabled || this.#running.size >= this.#localSlots()) return false;
@@ -239,12 +247,21 @@ export class LaneIntake {
         this.#deps.log.warn({ job: id, err: String(e) }, 'fast lane: a hosted run was not recorded'),
       );
     }
+    let settled = false;
+    const replied = recorded.then(
+      () => {
+        settled = true;
+        return true as const;
+      },
+      () => true as const,
+    );
     // Nothing else can run the job before this run's lease lapses: no claim before the call.
     const run = this.#attempt(data, {
       speculative: true,
       signal: new AbortController().signal,
       taken: Promise.resolve(true),
       calling: () => {},
+      beforeCall: () => (settled || handedToKernel(this.#lane.redis) ? true : replied),
     }).finally(() => {
       this.#running.delete(id);
       release();
