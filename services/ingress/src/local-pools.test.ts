@@ -35,9 +35,7 @@ describe('LocalPools', () => {
       expect(pools?.providers).toEqual(['openai']);
       // A pool it does not host: the caller pushes the job to the lane as usual.
       expect(await pools?.run('nosuchpool', chatJob({ id: `req_lp${prefix}` }))).toBe(false);
-      expect(await pools?.metrics()).toMatch(
-        /^faregate_limit\{limit="attempts",provider="openai"\} \d+$/m,
-      );
+      expect(await pools?.metrics()).toMatch(/^faregate_limit\{limit="attempts",provider="openai"\} \d+$/m);
     } finally {
       await pools?.stop(1_000);
     }
