@@ -183,5 +183,12 @@ describe('an ingress hosting its pools', () => {
     await expectOneAnswerAfterReset(stack, id, frames);
     expect(chatCalls(stack, 'openai').length - before).toBe(2);
     stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+
+    // The new ingress knew its pools' lanes from its start: its very first request is hosted.
+    const [restarted] = live('ingress');
+    const first = await client.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: ask('first after the restart') })
+      .withResponse();
+    expect(await endedBy(first.response.headers.get('x-request-id')!)).toMatch(ingressOwner(restarted!));
   }, 90_000);
 });

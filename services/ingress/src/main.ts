@@ -20,6 +20,11 @@ deps.tracing = await startTracing('ingress', process.env);
 // The pools this process hosts (INGRESS_POOLS): lane requests run here when a local slot is free.
 const localPools = await LocalPools.start(config, process.env, deps.log, deps.hub);
 deps.localPools = localPools;
+// The lanes of the pools this deployment runs are looked up now, not at each pool's first request
+// (which would otherwise go through BullMQ while the lookup runs).
+for (const pool of new Set([...config.EXPECTED_POOLS, ...(localPools?.providers ?? [])]))
+  deps.fastLanes?.lane(pool);
+await deps.fastLanes?.refresh();
 await prepareIngress(deps, gateway);
 const app = await buildApp(deps);
 // OpenAI batches: every ingress process drives the batches it holds the lease of.
