@@ -198,6 +198,19 @@ describe('pnpm start', () => {
     } finally {
       await db.end();
     }
+    // The ingress hosts the pools (INGRESS_POOLS, which pnpm start sets): once it has read that the
+    // pool's workers run the fast lane, it runs the requests itself, as its /metrics counts.
+    await until(
+      async () => {
+        const again = await chat(r, 'hosted?');
+        expect(again.status).toBe(200);
+        await again.body?.cancel();
+        const port = /metrics: ingress :(\d+)/.exec(r.output())?.[1];
+        const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return /^faregate_worker_fast_lane_total\{event="run",provider="openai"\} [1-9]/m.test(metrics);
+      },
+      { what: 'a request run by the ingress' },
+    );
 
     r.proc.kill('SIGINT');
     expect(await r.exit).toBe(0);
@@ -233,7 +246,9 @@ describe('pnpm start', () => {
 
   it('restarts a worker killed with kill -9 mid-request: the request still gets one complete answer, the killed call and the re-run each billed once, and the gateway keeps serving', async () => {
     // A short lock, so the restarted worker re-runs the killed job within seconds, not 30.
+    // Every request through the worker (INGRESS_POOLS empty): by default the ingress would run it.
     const r = await launch(['--workers', 'openai=1,anthropic=0,gemini=0,llama=0'], {
+      INGRESS_POOLS: '',
       WORKER_LOCK_MS: '2000',
       WORKER_STALLED_INTERVAL_MS: '500',
     });

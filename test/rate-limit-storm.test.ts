@@ -140,6 +140,8 @@ describe('a 429 storm', () => {
         { headers: { 'x-faregate-patience-ms': '1000' } },
       )
       .catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    // What it was instead, if not a 429: the error's own words.
+    expect(`${err.status} ${err.message}`).toMatch(/^429 /);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     expect(Date.now() - started).toBeLessThan(1_000);
     expect(Number(err.headers?.get('retry-after'))).toBeGreaterThanOrEqual(10);
