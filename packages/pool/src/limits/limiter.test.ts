@@ -124,6 +124,19 @@ describe('PoolLimiter', () => {
     expect(c.admitLocal().ok).toBe(false);
   });
 
+  it('a refresh under way when the process learns a pause does not erase it from the local view', async () => {
+    const p = pool();
+    const l = new PoolLimiter(redis, keys, p, 1, { windowMs: 10_000 });
+    // The refresh reads the pause before the 429's pause is written, and its answer comes after.
+    const refreshed = l.refreshPauses();
+    const paused = l.pause(0, 20_000);
+    await Promise.all([refreshed, paused]);
+    expect(l.admitLocal().ok).toBe(false);
+    // The next refresh reads it from Redis.
+    await l.refreshPauses();
+    expect(l.admitLocal().ok).toBe(false);
+  });
+
   it('never shortens a longer pause; a paused key is skipped for one that is free', async () => {
     const p = pool();
     const l = new PoolLimiter(redis, keys, p, 2, { windowMs: 10_000 });

@@ -111,6 +111,8 @@ export class PoolLimiter {
 
   /** Per provider key: until when (epoch ms) a learned pause holds, as this process last saw it. */
   readonly #pausedUntil: number[];
+  /** When this process last paused each key itself (a refresh that began before keeps it). */
+  readonly #pausedAt: number[] = [];
   /** Per provider key: this process's lease, if any. */
   readonly #leases: (Lease | undefined)[] = [];
   /** The lease request in flight, which concurrent admissions wait for. */
@@ -301,6 +303,9 @@ export class PoolLimiter {
     );
     const now = Date.now();
     res.forEach((ttl, i) => {
+      // A pause this process set while the read was under way may be newer than what was read
+      // (its write went out after the read): it stands until the next refresh reads it back.
+      if ((this.#pausedAt[i] ?? -1) >= t) return;
       if (typeof ttl === 'number') this.#pausedUntil[i] = ttl > 0 ? now + ttl : 0;
     });
   }
@@ -309,6 +314,7 @@ export class PoolLimiter {
   async pause(keyIndex: number, ms: number): Promise<void> {
     if (ms <= 0) return;
     const i = keyIndex % this.#keyCount;
+    this.#pausedAt[i] = Date.now();
     this.#pausedUntil[i] = Math.max(this.#pausedUntil[i] ?? 0, Date.now() + Math.ceil(ms));
     // Never shorten a longer pause another process already set.
     const key = this.#pauseKey(keyIndex);
