@@ -36,7 +36,7 @@ export class LocalPools {
     this.#sub = sub;
   }
 
-  /** Builds and starts the runtimes of `config.INGRESS_POOLS` (each must be configured: key or fake). */
+  /** Builds and starts the runtimes of `config.INGRESS_POOLS` (one not configured, no key or base URL, is left out). */
   static async start(
     config: IngressConfig,
     env: Record<string, string | undefined>,
