@@ -50,6 +50,10 @@ export class LocalPools {
     const pools = new LocalPools(redis, sub);
     // Each pool listens for cancels on the one subscriber.
     sub.setMaxListeners(0);
+    // Frames of the jobs this ingress follows reach it in process, not through Redis's pub/sub.
+    const localReply = hub.replyChannel
+      ? { channel: hub.replyChannel, deliver: (m: string) => hub.deliverReply(m) }
+      : undefined;
     try {
       for (const id of config.INGRESS_POOLS) {
         const provider = providers.find((p) => p.id === id);
@@ -69,10 +73,6 @@ export class LocalPools {
           WORKER_CONCURRENCY: String(config.INGRESS_POOL_SLOTS + 1),
         });
         const poolLog = log.child({ pool: id, hosted: true });
-        // Frames of the jobs this ingress follows reach it in process, not through Redis's pub/sub.
-        const localReply = hub.replyChannel
-          ? { channel: hub.replyChannel, deliver: (m: string) => hub.deliverReply(m) }
-          : undefined;
         const runtime = await createPoolRuntime(poolConfig, provider, poolLog, env, redis, {
           hosted: true,
           localReply,
