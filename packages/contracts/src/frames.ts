@@ -67,6 +67,8 @@ export const Frame = z.discriminatedUnion('type', [
     type: z.literal('done'),
     result: ChatCompletion,
     route: z.array(RouteStep).optional(),
+    /** When the answer was complete (epoch ms): a replay of the job tells the same time. */
+    at: z.number().optional(),
   }),
   /** An embeddings job's end: `result` is the HTTP embeddings list, `route` as on `done`. */
   z.object({

@@ -539,7 +539,7 @@ async function attemptOnce(
     );
     // `result` last: the ingress relays its bytes to a chat completions caller as they are (see
     // services/ingress/src/done-frame.ts).
-    const done: FrameBody = { type: 'done', route, result };
+    const done: FrameBody = { type: 'done', route, result, at: Date.now() };
     const frames: FrameBody[] = data.deltas ? [{ type: 'usage', usage: result.usage }, done] : [done];
     return await succeed(frames, at);
   } catch (raw) {

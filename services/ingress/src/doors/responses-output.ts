@@ -171,15 +171,23 @@ function outputOf(
   return out;
 }
 
-/** The non-streamed answer of `POST /v1/responses`. `model` keeps the gateway's `provider/model`. */
-export function toResponse(req: ResponsesRequest, r: ChatCompletion): ResponsesResponse {
+/**
+ * The non-streamed answer of `POST /v1/responses`. `model` keeps the gateway's `provider/model`.
+ * `completedAtMs`: when the answer was complete (the done frame's `at`), so a replay of the job
+ * says the same; answers stored before frames carried it get the time of reading.
+ */
+export function toResponse(
+  req: ResponsesRequest,
+  r: ChatCompletion,
+  completedAtMs?: number,
+): ResponsesResponse {
   const s = statusOf(r);
   return {
     ...envelope(req, r.id, r.created, r.model),
     // `auto` resolved to the tier that served it, as OpenAI answers.
     ...(req.service_tier === 'auto' ? { service_tier: r.service_tier ?? 'default' } : {}),
     ...s,
-    completed_at: s.status === 'completed' ? Math.floor(Date.now() / 1000) : null,
+    completed_at: s.status === 'completed' ? Math.floor((completedAtMs ?? Date.now()) / 1000) : null,
     output: outputOf(
       r,
       s.status === 'incomplete' ? 'incomplete' : 'completed',

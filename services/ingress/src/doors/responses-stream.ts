@@ -329,7 +329,7 @@ export class ResponsesStreamWriter implements FrameWriter {
         if (!this.#calls.has(i)) this.#call(out, i, t.id, t.function.name, t.function.arguments);
       });
       this.#close(out);
-      const response = toResponse(this.#req, { ...r, id: this.#id, created: this.#created });
+      const response = toResponse(this.#req, { ...r, id: this.#id, created: this.#created }, f.at);
       out.push(
         this.#event(response.status === 'completed' ? 'response.completed' : 'response.incomplete', {
           response,

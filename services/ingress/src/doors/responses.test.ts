@@ -308,6 +308,17 @@ describe('frames → Responses events', () => {
       .filter(Boolean)
       .map((b) => JSON.parse(/^data: (.*)$/m.exec(b)![1]!) as { type: string; sequence_number: number });
 
+  it('completed_at is when the answer was complete (the done frame), so a replay tells the same time', () => {
+    const req = parse({ model: 'm', input: 'x' });
+    const at = 1700000123_456;
+    expect(toResponse(req, completion(), at).completed_at).toBe(1700000123);
+    const streamed = (w: ResponsesStreamWriter) =>
+      events(w.frame(f({ type: 'done', result: completion(), at })))
+        .map((e) => (e as { response?: { completed_at?: number } }).response?.completed_at)
+        .filter((x) => x != null);
+    expect(streamed(new ResponsesStreamWriter(req, 'req_1', 1700000000_000))).toEqual([1700000123]);
+  });
+
   it('emits the Responses event types in order, numbered from 0, completed with usage', () => {
     const w = new ResponsesStreamWriter(parse({ model: 'm', input: 'x' }), 'req_1', 1700000000_000);
     let out = w.frame(f({ type: 'status', state: 'running', provider: 'gemini', model: 'gemini-2.5-flash' }));

@@ -312,6 +312,6 @@ export const RESPONSES_PARAMS: Readonly<Record<string, string>> = {
 
 /** The Responses door for a request: whole answers as response objects, streams as its events. */
 export const responsesDoor = (req: ResponsesRequest): Door => ({
-  answer: (result) => toResponse(req, result),
+  answer: (result, atMs) => toResponse(req, result, atMs),
   writer: (id, createdMs) => new ResponsesStreamWriter(req, id, createdMs),
 });

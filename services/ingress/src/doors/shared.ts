@@ -25,7 +25,8 @@ export interface FrameWriter {
  * the writer turning a job's frames into its stream.
  */
 export interface Door {
-  answer(result: ChatCompletion): unknown;
+  /** `atMs`: when the answer was complete (the done frame's `at`), for doors that tell it. */
+  answer(result: ChatCompletion, atMs?: number): unknown;
   /** The answer is the chat result as it is: relayed as the worker wrote it, never parsed. */
   readonly relaysResult?: boolean;
   writer(id: string, createdMs: number): FrameWriter;

@@ -112,7 +112,7 @@ const responses: LineEndpoint = {
     const { chat, reasoning } = responsesChat(parseResponses(body));
     return hopsOf(deps.router.plan(chat, { reasoning }).plan);
   },
-  answer: (f, body) => (f?.type === 'done' ? toResponse(parseResponses(body), f.result) : undefined),
+  answer: (f, body) => (f?.type === 'done' ? toResponse(parseResponses(body), f.result, f.at) : undefined),
   refusal: (e) => inDoorTerms(e, RESPONSES_PARAMS),
 };
 

@@ -199,7 +199,7 @@ async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: Abo
     const f = readFrame(raw);
     if (f.type === 'done') {
       if (f.route) reply.headers(servedHeaders(f.route));
-      return reply.code(200).send(door.answer(f.result));
+      return reply.code(200).send(door.answer(f.result, f.at));
     }
     if (f.type === 'error') throw GatewayError.from(f.error);
   }
