@@ -1,8 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { until } from '@faregate/testing/env';
 import { adminCall } from './support/calls.ts';
 import { type Stack, startStack } from './support/stack.ts';
@@ -28,7 +30,13 @@ beforeAll(async () => {
     providers: ['openai', 'anthropic'],
     // A pool's record (its liveness) is rewritten every second and lapses after three; the ingress
     // reads the records (and moves the lost pools' jobs) every half second.
-    env: { FAREGATE_CONFIG: configPath, LIVENESS_INTERVAL_MS: '1000', DIRECTORY_REFRESH_MS: '500' },
+    // A job's lock lapses 3 s after its worker stopped renewing it.
+    env: {
+      FAREGATE_CONFIG: configPath,
+      LIVENESS_INTERVAL_MS: '1000',
+      DIRECTORY_REFRESH_MS: '500',
+      WORKER_LOCK_MS: '3000',
+    },
   });
   client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 }, 120_000);
@@ -44,6 +52,9 @@ async function usageRows(id: string) {
   );
   return r.rows;
 }
+
+const liveWorker = (name: string) =>
+  stack.services.find((s) => s.name === name && s.proc.exitCode === null && s.proc.signalCode === null)!;
 
 describe('a pool lost with jobs queued for it', () => {
   it('moves its queued requests, interactive and async, to the next live hop; each runs and is billed once', async () => {
@@ -132,6 +143,86 @@ describe('a pool lost with jobs queued for it', () => {
       }
     } finally {
       if (!thawed) worker.proc.kill('SIGCONT');
+    }
+  });
+
+  it('moves on a job its worker was running when it froze, once its lock lapsed: answered by the fallback, the frozen call billed once', async () => {
+    const worker = liveWorker('worker:openai');
+    const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
+    expect(warm.model).toBe('openai/gpt-4o-mini');
+    const openaiCalls = () =>
+      stack.fake.calls().filter((c) => c.provider === 'openai' && c.model !== null).length;
+    const before = openaiCalls();
+    // The provider answers after 4 s: the worker is mid-call when it freezes.
+    stack.fake.configure({ provider: 'openai', firstByteMs: 4_000 });
+    let thawed = false;
+    const redis = new Redis(stack.redisUrl);
+    try {
+      const submitted = await fetch(`${stack.url}/v1/jobs`, {
+        method: 'POST',
+        headers: json(stack.apiKey),
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: ask('frozen mid-call'), max_tokens: 16 }),
+      });
+      expect(submitted.status).toBe(202);
+      const { id: jobId } = (await submitted.json()) as { id: string };
+      await until(async () => (openaiCalls() === before + 1 ? true : undefined), {
+        what: 'the worker calling openai',
+      });
+      worker.proc.kill('SIGSTOP');
+
+      // No other worker of the pool is up to see the lapsed lock: the ingress moves the job on.
+      const job = await until(
+        async () => {
+          const r = await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: json(stack.apiKey) });
+          const body = (await r.json()) as { status: string; result?: { model: string } };
+          return body.status === 'completed' ? body : undefined;
+        },
+        { timeoutMs: 30_000, what: 'the job answered by the fallback' },
+      );
+      expect(job.result?.model).toMatch(/^anthropic\/claude-haiku-4-5/);
+      // The frozen call is billed (estimated) and the fallback's in full: one row each.
+      const billed = await until(
+        async () => {
+          const r = await usageRows(jobId);
+          return r.length === 2 ? r : undefined;
+        },
+        { what: 'both calls billed' },
+      );
+      expect(billed.map((r) => `${r.provider}:${r.outcome}`).sort()).toEqual([
+        'anthropic:success',
+        'openai:failed',
+      ]);
+
+      // Thawed, the worker gets its answer, finds the job gone on, and reports its call's real usage:
+      // the same call, so the ledger keeps the one row.
+      stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+      worker.proc.kill('SIGCONT');
+      thawed = true;
+      const usageKey = makeKeys(stack.prefix).usage(usagePartition(jobId));
+      await until(
+        async () => {
+          const entries = await redis.xrange(usageKey, '-', '+');
+          const mine = entries.filter(([, f]) => f.join(' ').includes(jobId));
+          return mine.length >= 3 ? true : undefined;
+        },
+        { timeoutMs: 20_000, what: "the thawed worker's usage event for its call" },
+      );
+      await until(
+        async () =>
+          (await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('back?') })).model ===
+          'openai/gpt-4o-mini',
+        { timeoutMs: 15_000, what: 'the thawed pool serving again' },
+      );
+      const after = await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: json(stack.apiKey) });
+      expect(((await after.json()) as { result?: { model: string } }).result?.model).toMatch(/^anthropic\//);
+      expect((await usageRows(jobId)).map((r) => `${r.provider}:${r.outcome}`).sort()).toEqual([
+        'anthropic:success',
+        'openai:failed',
+      ]);
+    } finally {
+      stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
+      if (!thawed) worker.proc.kill('SIGCONT');
+      redis.disconnect();
     }
   });
 });

@@ -55,6 +55,7 @@ export async function createIngressDeps(
   // Jobs queued for a pool whose every worker is gone or frozen go on to their next live hop.
   const lostPools = new LostPools({
     directory,
+    redis,
     queues,
     fastLanes,
     store,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobData } from '@faregate/contracts/jobs';
 import { FastLanes } from '@faregate/queue/fast-lane';
@@ -43,6 +44,7 @@ afterAll(async () => {
 function watch(live: string[], lost: string[], moves: string[] = []) {
   return new LostPools({
     directory: { lostPools: () => lost, isLive: (p) => live.includes(p) },
+    redis,
     queues,
     fastLanes: lanes,
     store,
@@ -112,5 +114,66 @@ describe('LostPools', () => {
     expect(await queues.get('openai').getJob(stuck.id)).toBeTruthy();
     await queues.get('openai').obliterate({ force: true });
     await queues.get('gemini').obliterate({ force: true });
+  });
+
+  it('looks past the jobs at the front that stay (no live later hop) to those behind them', async () => {
+    const q = queues.get('openai');
+    // Queued first, it is read last (a list is read from its newest job).
+    const behind = job();
+    await queues.add(behind);
+    const stuck = Array.from({ length: 450 }, () => job({ plan: [PLAN[0]!] }));
+    await q.addBulk(stuck.map((d) => ({ name: 'chat', data: d, opts: { jobId: d.id } })));
+    const moves: string[] = [];
+    expect(await watch(['gemini'], ['openai'], moves).pass()).toBe(1);
+    expect(moves).toEqual(['openai>gemini']);
+    expect(await queues.get('gemini').getJob(`${behind.id}-h1`)).toBeTruthy();
+    expect(await q.getJobCounts('wait')).toEqual({ wait: 450 });
+    await q.obliterate({ force: true });
+    await queues.get('gemini').obliterate({ force: true });
+  });
+
+  it('moves a job a worker of the lost pool was running once its lock lapsed (the worker stopped), marking the run that stopped; not while it is held', async () => {
+    const running = job();
+    await queues.add(running);
+    // A worker takes it and then stops renewing its lock (manual fetching renews nothing): a frozen worker.
+    const conn = createRedis(url, { blocking: true });
+    const worker = new Worker<JobData>(keys.queue('openai'), null, {
+      connection: conn,
+      prefix: keys.prefix,
+      lockDuration: 400,
+      autorun: false,
+    });
+    try {
+      const taken = await worker.getNextJob('frozen-token');
+      expect(taken?.id).toBe(running.id);
+      const lockKey = queues.get('openai').toKey(`${running.id}:lock`);
+      expect(await redis.exists(lockKey)).toBe(1);
+      const moves: string[] = [];
+      const w = watch(['gemini'], ['openai'], moves);
+      // Held (its lock is there): it stays with its worker.
+      expect(await w.pass()).toBe(0);
+      expect(await queues.get('openai').getJobCounts('active')).toEqual({ active: 1 });
+      await until(async () => ((await redis.exists(lockKey)) === 0 ? true : undefined), {
+        what: 'the lock to lapse',
+      });
+      expect(await w.pass()).toBe(1);
+      expect(moves).toEqual(['openai>gemini']);
+      const next = await queues.get('gemini').getJob(`${running.id}-h1`);
+      expect(next?.data.hop).toBe(1);
+      // The next hop bills the stopped run's call (hop 0, its first attempt) before calling again.
+      expect(next?.data.lostRun).toBe('0:1');
+      expect(next?.data.attempts.map((a) => `${a.provider}:${a.code}`)).toEqual(['openai:pool_lost']);
+      expect(await queues.get('openai').getJobCounts('active')).toEqual({ active: 0 });
+      // The stopped worker's copy may not run again should it wake and claim.
+      expect(
+        (await store.claim(running.id, 'w:0:2', 60_000, { account: 'a', model: 'm', created: 0 })).superseded,
+      ).toBe(true);
+      expect(await w.pass()).toBe(0);
+    } finally {
+      await worker.close(true);
+      conn.disconnect();
+      await queues.get('openai').obliterate({ force: true });
+      await queues.get('gemini').obliterate({ force: true });
+    }
   });
 });

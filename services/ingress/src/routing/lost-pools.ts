@@ -4,17 +4,25 @@ import { ROUTE_SKIPS } from '@faregate/contracts/route';
 import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { FrameStore } from '@faregate/queue/frame-store';
 import type { ProviderQueues } from '@faregate/queue/queues';
+import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import type { ModelDirectory } from './directory.ts';
 
-/** Jobs looked at per lost pool and pass (a pass every LOST_POOL_SWEEP_MS; the rest wait for the next). */
-const PASS_MAX = 200;
+/** Jobs read per page (and fast-lane entries swept per pass) of a lost pool. */
+const PAGE = 200;
+/**
+ * Jobs looked at per lost pool and pass (the rest wait for the next pass): pages are read until this
+ * many, so jobs with no live later hop at the front of a queue (they stay) do not hide those behind.
+ */
+const PASS_MAX = 5_000;
 
 /** BullMQ states of a job that no worker holds (`prioritized`: added with a priority; `delayed`: a retry's backoff). */
 const NOT_STARTED = ['wait', 'prioritized', 'delayed'] as const;
 
 export interface LostPoolDeps {
   directory: Pick<ModelDirectory, 'lostPools' | 'isLive'>;
+  /** Reads the locks of the jobs the pool's workers were running. */
+  redis: Pick<RedisClient, 'exists'>;
   queues: Pick<ProviderQueues, 'get' | 'add' | 'addHop'>;
   fastLanes?: Pick<FastLanes, 'lane'>;
   store: Pick<FrameStore, 'moved'>;
@@ -37,6 +45,12 @@ export interface LostPoolDeps {
  * 2. hands each job waiting there (not held by a worker) to its route's first later hop whose pool
  *    is live, the skipped hops named in the job's `attempts` (`pool_lost`, a skip the route shows), as a
  *    fallback would. A job with no such hop stays: it runs when its pool comes back.
+ * 3. does the same with each job a worker of the pool was running whose lock lapsed (the worker
+ *    stopped renewing it: frozen, or gone), which BullMQ's stalled check, run only by the pool's own
+ *    workers, would otherwise leave there until one of them is back. The move marks the run that
+ *    stopped (`lostRun`), so the next hop bills its call, as a re-run after a crash does; should the
+ *    frozen worker thaw and finish its call, its answer is refused (the job went on) and the call is
+ *    billed once (one usage event id per call).
  *
  * Nothing runs twice and nothing is lost, whichever ingresses do this at once and wherever they
  * stop: the hop is added first (its BullMQ id is deterministic, so a second add is nothing), then
@@ -76,23 +90,53 @@ export class LostPools {
   async #pass(): Promise<number> {
     let moved = 0;
     for (const pool of this.#deps.directory.lostPools()) {
-      const swept = await this.#deps.fastLanes?.lane(pool).requeueSwept(this.#deps.queues, PASS_MAX);
+      const swept = await this.#deps.fastLanes?.lane(pool).requeueSwept(this.#deps.queues, PAGE);
       if (swept?.length)
         this.#deps.log.warn({ pool, jobs: swept.length }, 'lost pool: fast-lane jobs moved to its queue');
-      const jobs = (await this.#deps.queues.get(pool).getJobs([...NOT_STARTED], 0, PASS_MAX - 1)) as (
-        | Job<JobData>
-        | undefined
-      )[];
-      for (const job of jobs) if (job && (await this.#moveOn(pool, job))) moved++;
+      const queue = this.#deps.queues.get(pool);
+      let seen = 0;
+      for (const state of NOT_STARTED) {
+        // A job moved on leaves the list, one that stays does not: read on after those that stayed.
+        for (let stayed = 0; seen < PASS_MAX; ) {
+          const jobs = (await queue.getJobs(state, stayed, stayed + PAGE - 1)) as (
+            | Job<JobData>
+            | undefined
+          )[];
+          for (const job of jobs) {
+            if (job && (await this.#moveOn(pool, job))) moved++;
+            else stayed++;
+          }
+          seen += jobs.length;
+          if (jobs.length < PAGE) break;
+        }
+      }
+      const running = (await queue.getJobs(['active'], 0, PAGE - 1)) as (Job<JobData> | undefined)[];
+      for (const job of running) {
+        if (!job?.id) continue;
+        // Held while its worker renews the lock; a lapsed lock is a worker that stopped.
+        if ((await this.#deps.redis.exists(queue.toKey(`${job.id}:lock`))) === 1) continue;
+        if (await this.#moveOn(pool, job, true)) {
+          moved++;
+          this.#deps.log.warn(
+            { job: job.data.id, pool },
+            'lost pool: a job its stopped worker was running moved to the next hop',
+          );
+        }
+      }
     }
     return moved;
   }
 
-  async #moveOn(pool: string, job: Job<JobData>): Promise<boolean> {
+  /** `stopped`: the job was running on a worker that stopped, not waiting. */
+  async #moveOn(pool: string, job: Job<JobData>, stopped = false): Promise<boolean> {
     const data: unknown = job.data;
     if (!isJobEnvelope(data)) return false;
     const here = data.plan[data.hop];
     if (!here || here.provider !== pool) return false;
+    // The run that stopped, as its worker numbered it (Runner.attemptOf): the next hop bills its call.
+    const lostRun = stopped
+      ? `${data.hop}:${(data.attemptBase ?? 0) + Math.max(1, job.attemptsStarted)}`
+      : undefined;
     const attempts = [...data.attempts];
     let hop = data.hop;
     for (;;) {
@@ -108,7 +152,7 @@ export class LostPools {
       hop++;
     }
     const to = data.plan[hop]!.provider;
-    await this.#deps.queues.addHop(data, hop, attempts);
+    await this.#deps.queues.addHop(lostRun ? { ...data, lostRun } : data, hop, attempts);
     await this.#deps.store.moved(data.id, hop, recordTtlSeconds(data, this.#deps.ttl) * 1000);
     // Held by a worker by now (the pool came back): its claim is refused (the job moved on).
     await job.remove().catch(() => {});
