@@ -129,4 +129,34 @@ describe('poolBacklog', () => {
       await worker.close();
     }
   });
+
+  it('leaves out the runs an ingress hosting the pool runs itself, until they end or are swept to a worker', async () => {
+    const pool = `hosted${prefix}`;
+    const lane = new FastLane(redis, keys, pool, { graceMs: 30, leaseMs: 200 });
+    const hosted = job(pool);
+    const worked = job(pool);
+    await lane.push(worked);
+    // One script: the ingress adopts its own run, a worker takes a pushed one.
+    expect(await lane.take([worked.id], [], [{ id: hosted.id, json: JSON.stringify(hosted) }])).toEqual([
+      true,
+      true,
+    ]);
+    expect(await poolBacklog(redis, keys, pool)).toMatchObject({ lane: 1, total: 1, ahead: 0 });
+    // The hosted run ends: nothing changes for the pool's workers.
+    await lane.finish(hosted.id);
+    expect(await poolBacklog(redis, keys, pool)).toMatchObject({ lane: 1, total: 1 });
+    // A hosted run whose ingress died is the workers' once swept (its lease lapsed): counted again.
+    const orphan = job(pool);
+    await lane.take([], [], [{ id: orphan.id, json: JSON.stringify(orphan) }]);
+    expect((await poolBacklog(redis, keys, pool)).lane).toBe(1);
+    const swept = await until(
+      async () => {
+        const s = await lane.sweep();
+        return s.some((x) => x.id === orphan.id) ? s : undefined;
+      },
+      { what: 'the lapsed hosted run swept' },
+    );
+    expect(swept.find((x) => x.id === orphan.id)?.kind).toBe('run');
+    expect(await redis.scard(keys.fast(pool, 'hosted'))).toBe(0);
+  });
 });

@@ -7,7 +7,8 @@ import type { Keys } from './keys.ts';
  *
  *   BullMQ: waiting + prioritized + delayed whose time has come + active
  *   fast lane: entries not taken yet (`due`, which includes those still on the list) + runs in flight
- *     (`run`) + entries a sweep is handing to BullMQ (`moving`)
+ *     (`run`) but those an ingress hosting the pool runs itself (`hosted`: no worker of the pool has
+ *     them, and more workers would not run them) + entries a sweep is handing to BullMQ (`moving`)
  *
  * Delayed jobs not due yet (a retry's backoff, a rate-limit wait) are left out: more workers would
  * not run them sooner. A job a sweep is handing over is counted twice for the instant between its
@@ -54,6 +55,7 @@ export async function poolBacklog(
       .zcard(keys.fast(pool, 'due'))
       .zcard(keys.fast(pool, 'run'))
       .zcard(keys.fast(pool, 'moving'))
+      .scard(keys.fast(pool, 'hosted'))
       .exec(),
   ]);
   const n = (r: [Error | null, unknown][] | null, i: number) => {
@@ -66,7 +68,8 @@ export async function poolBacklog(
     prioritized: n(queue, 1),
     delayedDue: n(queue, 2),
     active: n(queue, 3),
-    lane: n(lane, 0) + n(lane, 1) + n(lane, 2),
+    // A hosted run swept in the same instant may be counted out of `hosted` before `run`: never below 0.
+    lane: n(lane, 0) + Math.max(0, n(lane, 1) - n(lane, 3)) + n(lane, 2),
   };
   return {
     ...b,

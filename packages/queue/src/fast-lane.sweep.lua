@@ -1,5 +1,6 @@
 -- (After the redis-now.lua prelude: `now` is Redis's clock in ms.)
--- KEYS[1] list, KEYS[2] due, KEYS[3] run, KEYS[4] data, KEYS[5] moving (tagged {fast-<pool>}).
+-- KEYS[1] list, KEYS[2] due, KEYS[3] run, KEYS[4] data, KEYS[5] moving, KEYS[6] hosted (tagged
+-- {fast-<pool>}; a lapsed run swept leaves `hosted` too).
 -- ARGV: graceMs, moveLeaseMs, max.
 -- Drops list entries past the grace (their jobs are swept below, or were taken), and moves due
 -- jobs, lapsed runs and lapsed hand-overs to `moving` (leased to this sweeper). Returns
@@ -18,6 +19,7 @@ for _, s in ipairs(sets) do
   local ids = redis.call('ZRANGEBYSCORE', s[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
   for _, id in ipairs(ids) do
     redis.call('ZREM', s[1], id)
+    if s[2] == 'run' then redis.call('SREM', KEYS[6], id) end
     local d = redis.call('HGET', KEYS[4], id)
     if d then
       redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]), id)

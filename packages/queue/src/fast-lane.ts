@@ -42,20 +42,20 @@ const pushScript = luaScript<{
   result: number;
 }>(new URL('./fast-lane.push.lua', import.meta.url), { numberOfKeys: 3, ...timed });
 const takeScript = luaScript<{
-  keys: [due: string, run: string, data: string, moving: string];
+  keys: [due: string, run: string, data: string, moving: string, hosted: string];
   args: [leaseMs: number, ended: number, adopted: number, ...ids: string[]];
   result: (0 | 1)[];
-}>(new URL('./fast-lane.take.lua', import.meta.url), { numberOfKeys: 4, ...timed });
+}>(new URL('./fast-lane.take.lua', import.meta.url), { numberOfKeys: 5, ...timed });
 const renewScript = luaScript<{
   keys: [run: string];
   args: [leaseMs: number, ...ids: string[]];
   result: number;
 }>(new URL('./fast-lane.renew.lua', import.meta.url), { numberOfKeys: 1, ...timed });
 const sweepScript = luaScript<{
-  keys: [list: string, due: string, run: string, data: string, moving: string];
+  keys: [list: string, due: string, run: string, data: string, moving: string, hosted: string];
   args: [graceMs: number, moveLeaseMs: number, max: number];
   result: string[];
-}>(new URL('./fast-lane.sweep.lua', import.meta.url), { numberOfKeys: 5, ...timed });
+}>(new URL('./fast-lane.sweep.lua', import.meta.url), { numberOfKeys: 6, ...timed });
 
 /** A popped entry: the job and when it was pushed (Redis clock, ms). */
 export interface FastEntry {
@@ -96,7 +96,15 @@ export class FastLane {
   readonly redis: RedisClient;
   readonly provider: string;
   readonly timing: FastLaneTiming;
-  readonly #k: { list: string; due: string; run: string; data: string; moving: string; alive: string };
+  readonly #k: {
+    list: string;
+    due: string;
+    run: string;
+    data: string;
+    moving: string;
+    hosted: string;
+    alive: string;
+  };
 
   constructor(redis: RedisClient, keys: Keys, provider: string, timing: FastLaneTiming = DEFAULT_FAST_LANE) {
     this.redis = redis;
@@ -109,6 +117,7 @@ export class FastLane {
       run: k('run'),
       data: k('data'),
       moving: k('moving'),
+      hosted: k('hosted'),
       alive: k('alive'),
     };
   }
@@ -153,7 +162,7 @@ export class FastLane {
     const pairs = adopt.flatMap((a) => [a.id, a.json]);
     const r = await takeScript(
       this.redis,
-      [this.#k.due, this.#k.run, this.#k.data, this.#k.moving],
+      [this.#k.due, this.#k.run, this.#k.data, this.#k.moving, this.#k.hosted],
       [this.timing.leaseMs, ended.length, adopt.length, ...ended, ...pairs, ...ids],
     );
     return r.map((x) => x === 1);
@@ -172,7 +181,7 @@ export class FastLane {
   async sweep(max = 100, moveLeaseMs = 10_000): Promise<SweptJob[]> {
     const raw = await sweepScript(
       this.redis,
-      [this.#k.list, this.#k.due, this.#k.run, this.#k.data, this.#k.moving],
+      [this.#k.list, this.#k.due, this.#k.run, this.#k.data, this.#k.moving, this.#k.hosted],
       [this.timing.graceMs, moveLeaseMs, max],
     );
     const out: SweptJob[] = [];
