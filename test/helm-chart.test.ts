@@ -174,7 +174,11 @@ describe('helm chart deploy/helm/faregate', () => {
       '--strict',
       chart,
       '-f',
-      valuesFile({ serviceMonitor: { enabled: true }, autoscaling: { enabled: true } }),
+      valuesFile({
+        serviceMonitor: { enabled: true },
+        autoscaling: { enabled: true },
+        ingress: { hostPools: 'all' },
+      }),
     ]);
   });
 
@@ -218,6 +222,9 @@ describe('helm chart deploy/helm/faregate', () => {
     expect(container(ingress).livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
     expect(envValue(ingress, 'EXPECTED_POOLS')).toBe('openai,anthropic,gemini');
     expect(envValue(ingress, 'METRICS_PORT')).toBe('9090');
+    // Hosting is off by default: every request through a worker, no provider key in the ingress.
+    expect(envValue(ingress, 'INGRESS_POOLS')).toBe('');
+    expect(container(ingress).envFrom).toBeUndefined();
     const admin = env(ingress).find((e) => e.name === 'FAREGATE_ADMIN_TOKEN');
     expect(admin?.valueFrom?.secretKeyRef).toEqual({
       name: 'faregate-core',
@@ -390,6 +397,46 @@ describe('helm chart deploy/helm/faregate', () => {
     });
     expect(container(ingress).envFrom).toEqual([{ secretRef: { name: 'fg-s3' } }]);
     expect(await refusal({ files: { storage: 's3' } })).toContain('set files.s3.bucket');
+  });
+
+  it('hosts pools in the ingress by values: all or some, with their provider keys and nothing else of theirs', async () => {
+    const all = named(await render({ ingress: { hostPools: 'all' } }), 'Deployment', 'fg-faregate-ingress');
+    expect(envValue(all, 'INGRESS_POOLS')).toBe('openai,anthropic,gemini');
+    expect(container(all).envFrom).toEqual([{ secretRef: { name: 'faregate-provider-keys' } }]);
+
+    const objs = await render({
+      ingress: { hostPools: ['openai', 'gemini'] },
+      files: { storage: 's3', s3: { bucket: 'b', credentialsSecret: 's3-creds' } },
+      pools: [
+        { id: 'openai', secretName: 'openai-keys' },
+        { id: 'anthropic', secretName: 'anthropic-keys', env: { WORKER_RPM: '50' } },
+        { id: 'gemini' },
+      ],
+    });
+    invariants(objs);
+    const some = named(objs, 'Deployment', 'fg-faregate-ingress');
+    expect(envValue(some, 'INGRESS_POOLS')).toBe('openai,gemini');
+    // The hosted pools' Secrets (each once), not the others'; the S3 credentials as before.
+    expect(container(some).envFrom).toEqual([
+      { secretRef: { name: 's3-creds' } },
+      { secretRef: { name: 'openai-keys' } },
+      { secretRef: { name: 'faregate-provider-keys' } },
+    ]);
+    expect(env(some).some((e) => e.name === 'WORKER_RPM')).toBe(false);
+
+    expect(await refusal({ ingress: { hostPools: ['mistral'] } })).toContain(
+      'ingress.hostPools: "mistral" is not a pool (pools: openai, anthropic, gemini)',
+    );
+    // A pool's own limit would hold for its workers and not for the ingress running its requests.
+    expect(
+      await refusal({
+        ingress: { hostPools: 'all' },
+        pools: [{ id: 'openai', env: { WORKER_RPM: '500' } }],
+      }),
+    ).toContain('pool "openai" sets env of its own');
+    expect(await refusal({ ingress: { hostPools: 'openai' } })).toContain(
+      'ingress.hostPools must be "all" or a list of pool ids',
+    );
   });
 
   it('refuses a secret in values, a grace period shorter than the drain, scale to zero and a repeated pool', async () => {

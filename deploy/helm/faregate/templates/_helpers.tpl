@@ -127,3 +127,35 @@ preStop:
 {{- end -}}
 {{- join "," $ids -}}
 {{- end -}}
+{{/*
+The pools the ingress hosts (ingress.hostPools: `all` or a list of pool ids), as JSON:
+[{"id": …, "secret": …}]. Refuses an id that is not a pool, and a hosted pool with `env` of its own
+(the ingress runs every pool it hosts with the chart-wide env: a pool's own WORKER_RPM would hold
+for its workers and not for the ingress).
+*/}}
+{{- define "faregate.hostedPools" -}}
+{{- $want := .Values.ingress.hostPools | default list -}}
+{{- $all := eq (toString $want) "all" -}}
+{{- if and (not $all) (not (kindIs "slice" $want)) -}}
+{{- fail (printf "ingress.hostPools must be \"all\" or a list of pool ids, got %v" $want) -}}
+{{- end -}}
+{{- $ids := splitList "," (include "faregate.poolIds" .) -}}
+{{- if not $all -}}
+{{- range $want -}}
+{{- if not (has (toString .) $ids) -}}
+{{- fail (printf "ingress.hostPools: %q is not a pool (pools: %s)" (toString .) (join ", " $ids)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range .Values.pools -}}
+{{- if or $all (has .id $want) -}}
+{{- if .env -}}
+{{- fail (printf "ingress.hostPools: pool %q sets env of its own, which the ingress hosting it would not apply: put it in the chart-wide env (under the provider's name, e.g. OPENAI_RPM), or do not host the pool" .id) -}}
+{{- end -}}
+{{- $out = append $out (dict "id" .id "secret" (.secretName | default $.Values.secrets.providerKeys)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
