@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '@faregate/db/client';
+import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
 import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { until } from '@faregate/testing/env';
 import { adminCall } from './support/calls.ts';
@@ -194,7 +196,7 @@ describe('a pool lost with jobs queued for it', () => {
       ]);
 
       // Thawed, the worker gets its answer, finds the job gone on, and reports its call's real usage:
-      // the same call, so the ledger keeps the one row.
+      // the same call, so the ledger keeps the one row, now with the provider's count.
       stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
       worker.proc.kill('SIGCONT');
       thawed = true;
@@ -219,6 +221,24 @@ describe('a pool lost with jobs queued for it', () => {
         'anthropic:success',
         'openai:failed',
       ]);
+      // The estimate (the prompt only) is replaced by the call's own usage, answer included.
+      const frozenCall = await until(
+        async () => {
+          const r = await stack.sql.query<{ estimated: boolean; output_tokens: number }>(
+            "SELECT estimated, output_tokens FROM usage_events WHERE request_id = $1 AND provider = 'openai'",
+            [jobId],
+          );
+          return r.rows[0] && !r.rows[0].estimated ? r.rows[0] : undefined;
+        },
+        { what: "the frozen call's estimate replaced by its usage" },
+      );
+      expect(frozenCall.output_tokens).toBeGreaterThan(0);
+      const { db, close } = createDb(stack.databaseUrl, { max: 1 });
+      try {
+        expect(await checkLedgerInvariants(db)).toEqual(CLEAN_LEDGER);
+      } finally {
+        await close();
+      }
     } finally {
       stack.fake.configure({ provider: 'openai', firstByteMs: 0 });
       if (!thawed) worker.proc.kill('SIGCONT');

@@ -32,23 +32,33 @@ export async function checkLedgerInvariants(db: Db): Promise<LedgerViolations> {
         ON e.ledger_account_id = l.id
      WHERE l.balance_micros <> coalesce(e.s, 0)`);
   // Each settlement leg must equal the sum of the events that name its transaction (tenant legs
-  // negative, provider legs positive); a costed event without a transaction was never posted.
+  // negative, provider legs positive), at the cost first posted for them (an estimate a call's own
+  // usage replaced: `estimated_cost_micros`); each correction leg, the sum of the differences its
+  // events name. A costed event without a transaction was never posted.
   const misSettledEvents = await q(sql`
-    WITH ev AS (
-      SELECT transaction_id, 'tenant:' || account_id AS la, -sum(cost_micros) AS s
-        FROM usage_events WHERE cost_micros <> 0 GROUP BY 1, 2
+    WITH posted AS (
+      SELECT account_id, provider, transaction_id AS tx,
+             coalesce(estimated_cost_micros, cost_micros) AS c FROM usage_events
       UNION ALL
-      SELECT transaction_id, 'provider:' || provider, sum(cost_micros)
-        FROM usage_events WHERE cost_micros <> 0 GROUP BY 1, 2),
+      SELECT account_id, provider, correction_transaction_id,
+             cost_micros - estimated_cost_micros FROM usage_events
+       WHERE estimated_cost_micros IS NOT NULL AND cost_micros <> estimated_cost_micros),
+    ev AS (
+      SELECT tx AS transaction_id, 'tenant:' || account_id AS la, -sum(c) AS s
+        FROM posted WHERE c <> 0 GROUP BY 1, 2 HAVING sum(c) <> 0
+      UNION ALL
+      SELECT tx, 'provider:' || provider, sum(c)
+        FROM posted WHERE c <> 0 GROUP BY 1, 2 HAVING sum(c) <> 0),
     en AS (
       SELECT e.transaction_id, e.ledger_account_id AS la, sum(e.amount_micros) AS s
         FROM journal_entries e JOIN journal_transactions t ON t.id = e.transaction_id
-       WHERE t.kind = 'settlement' GROUP BY 1, 2)
+       WHERE t.kind IN ('settlement', 'correction') GROUP BY 1, 2)
     SELECT coalesce(ev.transaction_id, en.transaction_id, '(none)') || ' ' || coalesce(ev.la, en.la) AS id
       FROM ev FULL JOIN en ON ev.transaction_id = en.transaction_id AND ev.la = en.la
      WHERE ev.s IS DISTINCT FROM en.s
     UNION ALL
-    SELECT id FROM usage_events WHERE cost_micros = 0 AND transaction_id IS NOT NULL`);
+    SELECT id FROM usage_events
+     WHERE coalesce(estimated_cost_micros, cost_micros) = 0 AND transaction_id IS NOT NULL`);
   const keySpendDrift = await q(sql`
     SELECT k.id FROM api_keys k
       LEFT JOIN (SELECT key_id, sum(cost_micros) AS s FROM usage_events GROUP BY 1) u ON u.key_id = k.id

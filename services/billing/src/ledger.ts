@@ -19,8 +19,9 @@ export interface SettleResult {
 }
 
 /**
- * Settles a batch in ONE Postgres round trip (`sy_settle`, migrations 0009 and 0010), one transaction: insert
- * the events under their unique ids (a duplicate is a no-op), then — for newly inserted events only —
+ * Settles a batch in ONE Postgres round trip (`sy_settle`, migrations 0009, 0010 and 0013), one transaction: insert
+ * the events under their unique ids (a duplicate is a no-op, but for a call's own usage arriving after
+ * the estimate settled for it, which replaces the estimate through a `correction` transaction), then — for newly inserted events only —
  * one journal transaction whose entries move the events' cost from their tenants to
  * `provider:<name>` (one leg per tenant and per provider; each event names the transaction), the
  * matching balance updates, each key's settled spend, and the requests' admission holds (shrunk by
@@ -29,9 +30,13 @@ export interface SettleResult {
  * rows cost them.
  */
 export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleResult> {
-  // One row per id (the stream may carry the same event twice in one batch).
+  // One row per id (the stream may carry the same event twice in one batch): the call's own usage
+  // rather than an estimate of it, when both came.
   const byId = new Map<string, PricedEvent>();
-  for (const p of batch) if (!byId.has(p.event.id)) byId.set(p.event.id, p);
+  for (const p of batch) {
+    const had = byId.get(p.event.id);
+    if (!had || (had.event.estimated === true && p.event.estimated !== true)) byId.set(p.event.id, p);
+  }
   const events = [...byId.values()].sort((a, b) => (a.event.id < b.event.id ? -1 : 1));
   if (events.length === 0) return { inserted: [], duplicates: batch.length, transactionId: undefined };
 
@@ -41,7 +46,7 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
     `SELECT sy_settle($1, $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
        $8::int[], $9::int[], $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::bigint[],
        $16::bool[], $17::text[], $18::bool[], $19::timestamptz[], $20::text[], $21::bigint[],
-       $22::int[]) AS ids`,
+       $22::int[], $23::bool[]) AS ids`,
     [
       txId,
       col((p) => p.event.id),
@@ -65,6 +70,7 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
       col((p) => p.event.hold?.id ?? null),
       col((p) => p.event.hold?.micros ?? null),
       col((p) => p.event.cacheWrite1hTokens ?? 0),
+      col((p) => p.event.estimated === true),
     ],
   );
   const newIds = new Set(res.rows[0]?.ids ?? []);

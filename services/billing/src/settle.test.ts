@@ -191,6 +191,84 @@ describe('settlement', () => {
     await rescuer.stop();
   });
 
+  it("replaces a call's estimate with the call's own usage when that comes later, through a correction; never the other way", async () => {
+    const t = await tenant(10_000_000n);
+    const book = new PriceBook(h.db);
+    await book.load();
+    const settle = async (...events: UsageEvent[]) => settleBatch(h.db, await priceEvents(book, events));
+    const row = async (id: string) =>
+      (
+        await h.db.execute<{
+          input_tokens: number;
+          output_tokens: number;
+          cost_micros: string;
+          estimated: boolean;
+          estimated_cost_micros: string | null;
+          correction_transaction_id: string | null;
+        }>(
+          sql`SELECT input_tokens, output_tokens, cost_micros::text, estimated,
+                     estimated_cost_micros::text, correction_transaction_id
+                FROM usage_events WHERE id = ${id}`,
+        )
+      ).rows;
+    const balance = async () => (await getBalance(h.db, t.account)).balanceMicros;
+    const spent = async () =>
+      BigInt(
+        (
+          await h.db.execute<{ s: string }>(
+            sql`SELECT spent_micros::text AS s FROM api_keys WHERE id = ${t.key}`,
+          )
+        ).rows[0]!.s,
+      );
+
+    // A frozen call billed by the request's next run: its prompt, estimated, and nothing of its answer.
+    const base = { requestId: 'req_frozen', ...t, model: 'gpt-4o', outcome: 'failed' as const, final: false };
+    const estimate = usageEvent({ ...base, inputTokens: 900, outputTokens: 0, estimated: true });
+    const real = usageEvent({ ...base, inputTokens: 700, outputTokens: 400 });
+    expect(estimate.id).toBe(real.id);
+    expect((await settle(estimate)).inserted).toHaveLength(1);
+    const afterEstimate = await balance();
+    expect(afterEstimate).toBe(10_000_000n - expectedCost(estimate));
+
+    // Its worker thawed and reported the provider's count: that replaces the estimate.
+    expect((await settle(real)).inserted).toHaveLength(0);
+    const [fixed] = await row(real.id);
+    expect(fixed).toMatchObject({
+      input_tokens: 700,
+      output_tokens: 400,
+      cost_micros: String(expectedCost(real)),
+      estimated: false,
+      estimated_cost_micros: String(expectedCost(estimate)),
+    });
+    expect(fixed?.correction_transaction_id).toMatch(/-c$/);
+    expect(await balance()).toBe(10_000_000n - expectedCost(real));
+    expect(await spent()).toBe(expectedCost(real));
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+
+    // Replaced once: the same usage again, or an estimate after, is a duplicate.
+    const entries = await count('journal_entries');
+    await settle(real);
+    await settle(estimate);
+    expect(await count('journal_entries')).toBe(entries);
+    expect((await row(real.id))[0]?.cost_micros).toBe(String(expectedCost(real)));
+
+    // The call's usage first, then an estimate: the usage stands.
+    const first = usageEvent({ ...base, requestId: 'req_real_first', inputTokens: 50, outputTokens: 60 });
+    await settle(first);
+    await settle({ ...first, inputTokens: 5_000, outputTokens: 0, estimated: true });
+    expect(await row(first.id)).toMatchObject([
+      { input_tokens: 50, estimated: false, estimated_cost_micros: null },
+    ]);
+
+    // Both in one batch: the call's usage wins, with no correction.
+    const both = usageEvent({ ...base, requestId: 'req_both', inputTokens: 10, outputTokens: 20 });
+    await settle({ ...both, inputTokens: 3_000, outputTokens: 0, estimated: true }, both);
+    expect(await row(both.id)).toMatchObject([
+      { input_tokens: 10, output_tokens: 20, estimated: false, correction_transaction_id: null },
+    ]);
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+  });
+
   it('shrinks a hold by non-final costs and releases it on the final event', async () => {
     const t = await tenant(10_000_000n);
     await placeHold(h.db, {

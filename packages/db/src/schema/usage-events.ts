@@ -31,6 +31,15 @@ export const usageEvents = pgTable(
     settledAt: timestamp('settled_at', { withTimezone: true }).notNull().defaultNow(),
     /** The journal transaction that posted this event's cost (null when the cost is 0). */
     transactionId: text('transaction_id'),
+    /**
+     * The tokens are the gateway's estimate (a call that died or was cut before its usage came):
+     * the call's own usage, should it come later, replaces them (migration 0013, `sy_settle`).
+     */
+    estimated: boolean('estimated').notNull().default(false),
+    /** Replaced by the call's own usage: the cost first posted (by `transaction_id`)... */
+    estimatedCostMicros: bigint('estimated_cost_micros', { mode: 'bigint' }),
+    /** ...and the journal transaction that posted the difference (`cost_micros` − that). */
+    correctionTransactionId: text('correction_transaction_id'),
   },
   (t) => [
     index('usage_events_account_time_idx').on(t.accountId, t.occurredAt),
