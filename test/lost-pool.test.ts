@@ -55,14 +55,23 @@ async function usageRows(id: string) {
   return r.rows;
 }
 
+/** The async job once completed (by whichever hop answers it). */
+const completed = (jobId: string, timeoutMs: number) =>
+  until(
+    async () => {
+      const r = await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: json(stack.apiKey) });
+      const body = (await r.json()) as { status: string; result?: { model: string } };
+      return body.status === 'completed' ? body : undefined;
+    },
+    { timeoutMs, what: `job ${jobId} completed` },
+  );
+
 const liveWorker = (name: string) =>
   stack.services.find((s) => s.name === name && s.proc.exitCode === null && s.proc.signalCode === null)!;
 
 describe('a pool lost with jobs queued for it', () => {
   it('moves its queued requests, interactive and async, to the next live hop; each runs and is billed once', async () => {
-    const worker = stack.services.find(
-      (s) => s.name === 'worker:openai' && s.proc.exitCode === null && s.proc.signalCode === null,
-    )!;
+    const worker = liveWorker('worker:openai');
     // Proof the pool serves first (and its lane is advertised).
     const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
     expect(warm.model).toBe('openai/gpt-4o-mini');
@@ -90,14 +99,7 @@ describe('a pool lost with jobs queued for it', () => {
       expect(data.choices[0]?.message.content).toBeTruthy();
       expect(response.headers.get('x-faregate-attempts')).toBe('openai:pool_lost,anthropic:ok');
 
-      const job = await until(
-        async () => {
-          const r = await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: json(stack.apiKey) });
-          const body = (await r.json()) as { status: string; result?: { model: string } };
-          return body.status === 'completed' ? body : undefined;
-        },
-        { timeoutMs: 20_000, what: 'the async job answered by the fallback' },
-      );
+      const job = await completed(jobId, 20_000);
       expect(job.result?.model).toMatch(/^anthropic\/claude-haiku-4-5/);
 
       // While it is lost, its models are served by their live fallbacks, by any name.
@@ -173,14 +175,7 @@ describe('a pool lost with jobs queued for it', () => {
       worker.proc.kill('SIGSTOP');
 
       // No other worker of the pool is up to see the lapsed lock: the ingress moves the job on.
-      const job = await until(
-        async () => {
-          const r = await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: json(stack.apiKey) });
-          const body = (await r.json()) as { status: string; result?: { model: string } };
-          return body.status === 'completed' ? body : undefined;
-        },
-        { timeoutMs: 30_000, what: 'the job answered by the fallback' },
-      );
+      const job = await completed(jobId, 30_000);
       expect(job.result?.model).toMatch(/^anthropic\/claude-haiku-4-5/);
       // The frozen call is billed (estimated) and the fallback's in full: one row each.
       const billed = await until(
