@@ -176,4 +176,36 @@ describe('LostPools', () => {
       await queues.get('gemini').obliterate({ force: true });
     }
   });
+
+  it('moves the stopped runs behind the first page of running jobs too', async () => {
+    const q = queues.get('openai');
+    // Taken first, they are at the end of the active list, behind 220 runs that cannot move.
+    const movable = [job(), job()];
+    const stuck = Array.from({ length: 220 }, () => job({ plan: [PLAN[0]!] }));
+    for (const d of [...movable, ...stuck]) await queues.add(d);
+    const conn = createRedis(url, { blocking: true });
+    const worker = new Worker<JobData>(keys.queue('openai'), null, {
+      connection: conn,
+      prefix: keys.prefix,
+      lockDuration: 300,
+      autorun: false,
+    });
+    try {
+      for (let i = 0; i < movable.length + stuck.length; i++)
+        expect(await worker.getNextJob(`t${i}`)).toBeTruthy();
+      const last = q.toKey(`${stuck.at(-1)!.id}:lock`);
+      await until(async () => ((await redis.exists(last)) === 0 ? true : undefined), {
+        what: 'the locks to lapse',
+      });
+      const moves: string[] = [];
+      expect(await watch(['gemini'], ['openai'], moves).pass()).toBe(2);
+      for (const d of movable) expect(await queues.get('gemini').getJob(`${d.id}-h1`), d.id).toBeTruthy();
+      expect(await q.getJobCounts('active')).toEqual({ active: 220 });
+    } finally {
+      await worker.close(true);
+      conn.disconnect();
+      await q.obliterate({ force: true });
+      await queues.get('gemini').obliterate({ force: true });
+    }
+  });
 });

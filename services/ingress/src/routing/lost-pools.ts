@@ -110,18 +110,27 @@ export class LostPools {
           if (jobs.length < PAGE) break;
         }
       }
-      const running = (await queue.getJobs(['active'], 0, PAGE - 1)) as (Job<JobData> | undefined)[];
-      for (const job of running) {
-        if (!job?.id) continue;
-        // Held while its worker renews the lock; a lapsed lock is a worker that stopped.
-        if ((await this.#deps.redis.exists(queue.toKey(`${job.id}:lock`))) === 1) continue;
-        if (await this.#moveOn(pool, job, true)) {
+      // Running jobs, read the same way (a worker runs up to WORKER_CONCURRENCY of them).
+      for (let stayed = 0, seenActive = 0; seenActive < PASS_MAX; ) {
+        const running = (await queue.getJobs('active', stayed, stayed + PAGE - 1)) as (
+          | Job<JobData>
+          | undefined
+        )[];
+        for (const job of running) {
+          // Held while its worker renews the lock; a lapsed lock is a worker that stopped.
+          const held = !job?.id || (await this.#deps.redis.exists(queue.toKey(`${job.id}:lock`))) === 1;
+          if (held || !(await this.#moveOn(pool, job, true))) {
+            stayed++;
+            continue;
+          }
           moved++;
           this.#deps.log.warn(
             { job: job.data.id, pool },
             'lost pool: a job its stopped worker was running moved to the next hop',
           );
         }
+        seenActive += running.length;
+        if (running.length < PAGE) break;
       }
     }
     return moved;
