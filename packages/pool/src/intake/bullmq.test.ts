@@ -1,7 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { EventEmitter } from 'node:events';
+import type { Worker } from 'bullmq';
+import { describe, expect, it, vi } from 'vitest';
 import type { ChatJobData, JobData } from '@faregate/contracts/jobs';
 import { chatJob } from '@faregate/testing/job';
-import { queuedSpeculative } from './bullmq.ts';
+import { queuedSpeculative, reportWorkerErrors } from './bullmq.ts';
 
 const data = (over: Partial<ChatJobData> = {}) => chatJob({ id: 'req_q', retain: true, ...over });
 
@@ -21,5 +23,26 @@ describe('queue intake: which queued starts call before claiming', () => {
     const { retain: _, ...notRetained } = data();
     expect(queuedSpeculative(data({ deltas: true }), first)).toBe(false);
     expect(queuedSpeculative(notRetained as JobData, first)).toBe(false);
+  });
+});
+
+describe("a queue worker's errors", () => {
+  it('says once per job that its lock was lost, not at every renewal, and logs other errors', () => {
+    const worker = new EventEmitter();
+    const log = { warn: vi.fn(), error: vi.fn() };
+    reportWorkerErrors(worker as unknown as Pick<Worker, 'on'>, log);
+    // What BullMQ emits at each renewal while a job it lost the lock of still runs.
+    for (let renewal = 0; renewal < 3; renewal++) {
+      worker.emit('lockRenewalFailed', ['a', 'b']);
+      for (const id of ['a', 'b']) worker.emit('error', new Error(`could not renew lock for job ${id}`));
+    }
+    worker.emit('lockRenewalFailed', ['b', 'c']);
+    expect(log.warn.mock.calls.map((c) => c[0])).toEqual([
+      { jobs: 2, first: ['a', 'b'] },
+      { jobs: 1, first: ['c'] },
+    ]);
+    expect(log.error).not.toHaveBeenCalled();
+    worker.emit('error', new Error('Connection is closed.'));
+    expect(log.error).toHaveBeenCalledWith({ err: 'Connection is closed.' }, 'worker error');
   });
 });

@@ -1,5 +1,6 @@
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { RedisClient } from '@faregate/queue/redis';
+import type { Logger } from 'pino';
 import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { isTerminalRaw } from '@faregate/contracts/frames';
@@ -84,7 +85,7 @@ export function createQueueIntake(
   worker.on('failed', (job, err) => {
     if (job && job.finishedOn !== undefined) void endAbandoned(deps, job, err);
   });
-  worker.on('error', (err) => deps.log.error({ err: err.message }, 'worker error'));
+  reportWorkerErrors(worker, deps.log);
   return worker;
 }
 
@@ -140,4 +141,28 @@ async function endAbandoned(deps: WorkerDeps, job: Job<unknown>, cause: Error): 
   } catch (e) {
     deps.log.error({ job: job.id, err: String(e) }, 'could not end an abandoned job');
   }
+}
+
+/**
+ * A BullMQ worker's errors, logged. A job whose lock could not be renewed (this process was frozen
+ * or cut off from Redis past WORKER_LOCK_MS) may run elsewhere now; its attempt runs on, and its
+ * writes are refused if so. BullMQ reports that as an error per job at every renewal until the job
+ * ends (a thawed worker holding 256 jobs logged thousands a minute): said once per job here.
+ */
+export function reportWorkerErrors(worker: Pick<Worker, 'on'>, log: Pick<Logger, 'warn' | 'error'>): void {
+  const lostLocks = new Set<string>();
+  worker.on('lockRenewalFailed', (ids: string[]) => {
+    const fresh = ids.filter((id) => !lostLocks.has(id));
+    if (lostLocks.size + fresh.length > 10_000) lostLocks.clear();
+    for (const id of fresh) lostLocks.add(id);
+    if (fresh.length > 0)
+      log.warn(
+        { jobs: fresh.length, first: fresh.slice(0, 5) },
+        'lost the lock of running jobs (frozen or cut off from Redis past WORKER_LOCK_MS): they may run elsewhere',
+      );
+  });
+  worker.on('error', (err) => {
+    if (!err.message.startsWith('could not renew lock for job '))
+      log.error({ err: err.message }, 'worker error');
+  });
 }
