@@ -240,4 +240,66 @@ describe('a pool lost with jobs queued for it', () => {
       redis.disconnect();
     }
   });
+
+  it('a stream its frozen worker had begun ends cut off, blamed on that call, which alone is billed: the next hop makes no call', async () => {
+    const worker = liveWorker('worker:openai');
+    const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
+    expect(warm.model).toBe('openai/gpt-4o-mini');
+    const calls = (provider: string) =>
+      stack.fake.calls().filter((c) => c.provider === provider && c.model !== null).length;
+    const anthropicBefore = calls('anthropic');
+    stack.fake.configure({ provider: 'openai', chunkMs: 100, tokens: 200 });
+    let thawed = false;
+    try {
+      const { data: stream, response } = await client.chat.completions
+        .create({ model: 'gpt-4o-mini', messages: ask('stream, then freeze'), stream: true })
+        .withResponse();
+      const id = response.headers.get('x-request-id') ?? '';
+      let text = '';
+      let frozen = false;
+      const ended = await (async () => {
+        for await (const c of stream) {
+          text += c.choices[0]?.delta.content ?? '';
+          if (!frozen && text.split(' ').length >= 3) {
+            frozen = true;
+            worker.proc.kill('SIGSTOP');
+          }
+        }
+      })().catch((e: unknown) => e);
+      expect(frozen).toBe(true);
+      // The caller has content it cannot take back: the job ends with the cut-off, named after the
+      // call that streamed it, and the fallback is never called.
+      expect(ended).toBeInstanceOf(OpenAI.APIError);
+      expect((ended as Error).message).toMatch(/openai\/gpt-4o-mini[^;]*cut off/);
+      expect((ended as Error).message).not.toMatch(/anthropic/);
+      expect(calls('anthropic')).toBe(anthropicBefore);
+      // One row: the frozen call, estimated from what it streamed, the request's final event.
+      const rows = await until(
+        async () => {
+          const r = await stack.sql.query<{
+            provider: string;
+            final: boolean;
+            estimated: boolean;
+            out: boolean;
+          }>(
+            'SELECT provider, final, estimated, output_tokens > 0 AS out FROM usage_events WHERE request_id = $1',
+            [id],
+          );
+          return r.rows.length > 0 ? r.rows : undefined;
+        },
+        { what: 'the cut-off call billed' },
+      );
+      expect(rows).toEqual([{ provider: 'openai', final: true, estimated: true, out: true }]);
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+      if (!thawed) worker.proc.kill('SIGCONT');
+      thawed = true;
+    }
+    await until(
+      async () =>
+        (await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('back?') })).model ===
+        'openai/gpt-4o-mini',
+      { timeoutMs: 15_000, what: 'the thawed pool serving again' },
+    );
+  });
 });

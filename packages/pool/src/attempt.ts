@@ -40,7 +40,7 @@ import {
   type Decision,
 } from './outcome.ts';
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
-import { billCutOffCall, cutOffError } from './cut-off.ts';
+import { billCutOffCall, cutOffCallEvent, cutOffError, ownerCall } from './cut-off.ts';
 import { chargeRequestLimits } from '@faregate/queue/request-limits';
 
 export type AttemptOutcome =
@@ -607,8 +607,14 @@ async function attemptOnce(
       await deps.limiter.pause(input.keyIndex, pauseMs).catch(() => {});
     }
     // The call of the attempt that died is billed here (it never wrote its usage event); a Redis
-    // failure throws, and the job's next run ends it (and bills it) instead.
-    if (cutOffBy !== undefined && !lost) await billCutOffCall(deps, data, cutOffBy, ttlMs);
+    // failure throws, and the job's next run ends it (and bills it) instead. This attempt made no
+    // call: that one is the request's last, and its event the final one, written with the error
+    // that ends the job (not a 0-token event for a call never made).
+    const cutOffEvent =
+      cutOffBy !== undefined && !lost && !called
+        ? await cutOffCallEvent(deps, data, cutOffBy, true)
+        : undefined;
+    if (cutOffBy !== undefined && !lost && !cutOffEvent) await billCutOffCall(deps, data, cutOffBy, ttlMs);
     const decision = decide({
       data,
       error: err,
@@ -620,8 +626,12 @@ async function attemptOnce(
       spent,
       route,
       maxRateLimitWaits: deps.config.RATE_LIMIT_RETRIES,
+      // A cut-off answer failed at the hop that streamed it (the job may have moved on since).
+      failedHop: cutOffBy !== undefined ? ownerCall(cutOffBy)?.hop : undefined,
       now: Date.now(),
     });
+    // (A cut-off answer always fails the job; should it not, the call is billed on its own.)
+    if (cutOffEvent && decision.kind !== 'fail') await billCutOffCall(deps, data, cutOffBy ?? '', ttlMs);
     const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>
       deps.store.append(data.id, frames, { owner, claim, ttlMs, replyTo: data.replyTo, ...opts });
     /** The attempt owns the job: it claimed it, or (speculative) its first write did. */
@@ -685,7 +695,7 @@ async function attemptOnce(
         case 'fail':
           await write([{ type: 'error', status: d.error.status, error: d.error.toJSON() }], {
             state: 'failed',
-            usage: usageEvent('failed', true, eventAt),
+            usage: cutOffEvent ?? usageEvent('failed', true, eventAt),
             ...(counted ? { call: counted } : {}),
           });
           deps.metrics.requests.inc({ outcome: 'failed' });

@@ -2,7 +2,7 @@ import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
-import { callUsageEvent } from '@faregate/contracts/usage';
+import { callUsageEvent, type UsageEvent } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
 import { embeddingsUsage } from './embeddings.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
@@ -22,35 +22,51 @@ export function cutOffError(): GatewayError {
   });
 }
 
+/** The hop and attempt of an attempt's owner (`…:<hop>:<attempt>`), or undefined. */
+export function ownerCall(owner: string): { hop: number; attempt: number } | undefined {
+  const parts = owner.split(':');
+  const hop = Number(parts.at(-2));
+  const attempt = Number(parts.at(-1));
+  return Number.isInteger(hop) && Number.isInteger(attempt) ? { hop, attempt } : undefined;
+}
+
 /**
- * Bills the call of the attempt that died (`owner`: `<worker>:<hop>:<attempt>`, or `lane:<hop>:<attempt>`
- * for a fast-lane run that left no frame, `line:0:1` for a batch line's first start), which never wrote its usage event: estimated from the
- * prompt (the call was made: the provider read it) and the content that attempt streamed (the
- * deltas after its own `running` frame), under that attempt's own event id. Should the attempt
- * still be alive somewhere (a stalled worker, fenced since) and report its call, billing keeps
- * whichever event came first: the call is billed once.
+ * The usage event of the call of the attempt that died (`owner`: `<worker>:<hop>:<attempt>`, or
+ * `lane:<hop>:<attempt>` for a fast-lane run that left no frame, `line:0:1` for a batch line's first
+ * start), which never wrote one: estimated from the prompt (the call was made: the provider read it)
+ * and the content that attempt streamed (the deltas after its own `running` frame), under that
+ * attempt's own event id. Should the attempt still be alive somewhere (a stalled worker, fenced
+ * since) and report its call, its own usage replaces the estimate (billing): the call is billed once.
+ * `final`: it is the request's last event (it releases the admission hold).
  */
+export async function cutOffCallEvent(
+  deps: WorkerDeps,
+  data: JobData,
+  owner: string,
+  final: boolean,
+): Promise<UsageEvent | undefined> {
+  const dead = ownerCall(owner);
+  const candidate = dead && data.plan[dead.hop];
+  if (!dead || !candidate) return undefined;
+  const call = { job: data, ...dead, provider: candidate.provider, model: candidate.model };
+  // An embeddings call is one whole answer: the provider read the inputs, counted as billing counts them.
+  const usage =
+    data.op === 'embeddings'
+      ? embeddingsUsage(data.request, undefined).usage
+      : partialUsage(data.request, zeroUsage(), await streamedBy(deps, data.id, dead.attempt), true).usage;
+  return callUsageEvent(call, usage, 'failed', { final, estimated: true, at: Date.now() });
+}
+
+/** Bills the call of the attempt that died (see `cutOffCallEvent`); the re-run's own final event releases the hold. */
 export async function billCutOffCall(
   deps: WorkerDeps,
   data: JobData,
   owner: string,
   ttlMs: number,
 ): Promise<void> {
-  const parts = owner.split(':');
-  const hop = Number(parts.at(-2));
-  const attempt = Number(parts.at(-1));
-  const candidate = data.plan[hop];
-  if (!Number.isInteger(hop) || !Number.isInteger(attempt) || !candidate) return;
-  const call = { job: data, hop, attempt, provider: candidate.provider, model: candidate.model };
-  // An embeddings call is one whole answer: the provider read the inputs, counted as billing counts them.
-  const usage =
-    data.op === 'embeddings'
-      ? embeddingsUsage(data.request, undefined).usage
-      : partialUsage(data.request, zeroUsage(), await streamedBy(deps, data.id, attempt), true).usage;
-  // Not final: the re-run's own final event releases the hold.
-  const event = callUsageEvent(call, usage, 'failed', { final: false, estimated: true, at: Date.now() });
+  const event = await cutOffCallEvent(deps, data, owner, false);
   // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
-  await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+  if (event) await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
 }
 
 /** The content attempt `attempt` streamed: the deltas after its own `running` frame (its first token's). */

@@ -40,6 +40,11 @@ export interface OutcomeFacts {
   route?: RouteStep[];
   /** Most rate-limit waits (429, overload with retry-after) of a request with a patience. */
   maxRateLimitWaits?: number;
+  /**
+   * The hop whose call failed, when not the job's own: an answer cut off by an earlier attempt that
+   * stopped (its job then moved on to a later hop, whose attempt makes no call).
+   */
+  failedHop?: number;
   now: number;
 }
 
@@ -75,7 +80,7 @@ export function decide(f: OutcomeFacts): Decision {
     return { kind: 'wait', waitMs };
 
   const pastDeadline = f.now >= data.deadline;
-  const candidate = data.plan[data.hop];
+  const candidate = data.plan[f.failedHop ?? data.hop];
   const attempts = [
     ...data.attempts,
     {
