@@ -269,6 +269,38 @@ describe('settlement', () => {
     expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
   });
 
+  it("a final estimate of a call already settled from its own usage: the usage stands, becomes the request's final event and releases the hold", async () => {
+    const t = await tenant(10_000_000n);
+    const book = new PriceBook(h.db);
+    await book.load();
+    await placeHold(h.db, {
+      requestId: 'req_late_final',
+      accountId: t.account,
+      keyId: t.key,
+      amountMicros: 50_000n,
+      expiresAt: new Date(Date.now() + 60_000),
+    });
+    const base = { requestId: 'req_late_final', ...t, model: 'gpt-4o', outcome: 'failed' as const };
+    // The frozen call's own usage arrived first (not final: its attempt no longer owned the job)...
+    const own = usageEvent({ ...base, final: false, inputTokens: 70, outputTokens: 40 });
+    await settleBatch(h.db, await priceEvents(book, [own]));
+    expect(await getHold(h.db, 'req_late_final')).toBe(50_000n - expectedCost(own));
+    // ...then the re-run's final event for it, an estimate (a cut-off answer ends with it).
+    const entries = await count('journal_entries');
+    await settleBatch(
+      h.db,
+      await priceEvents(book, [{ ...own, final: true, inputTokens: 900, outputTokens: 5, estimated: true }]),
+    );
+    expect(await getHold(h.db, 'req_late_final')).toBeUndefined();
+    const r = await h.db.execute<{ input_tokens: number; final: boolean; estimated: boolean }>(
+      sql`SELECT input_tokens, final, estimated FROM usage_events WHERE id = ${own.id}`,
+    );
+    expect(r.rows).toEqual([{ input_tokens: 70, final: true, estimated: false }]);
+    expect(await count('journal_entries')).toBe(entries);
+    expect((await getBalance(h.db, t.account)).balanceMicros).toBe(10_000_000n - expectedCost(own));
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+  });
+
   it('shrinks a hold by non-final costs and releases it on the final event', async () => {
     const t = await tenant(10_000_000n);
     await placeHold(h.db, {
