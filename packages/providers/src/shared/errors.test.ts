@@ -60,14 +60,21 @@ describe('429s are told in the gateway words', () => {
     expect(tpm.message).toBe(
       "provider's rate limit (tokens per minute) for gpt-4o was reached; retry in 63s",
     );
-    const tooLarge = openai(429, {
-      message:
-        'Request too large for gpt-4o in organization org-AbC123xyz on tokens per min (TPM): Limit 30000, Requested 50000. The input or output tokens must be reduced in order to run successfully.',
-      type: 'tokens',
-      code: 'rate_limit_exceeded',
-    });
+    const tooLarge = openai(
+      429,
+      {
+        message:
+          'Request too large for gpt-4o in organization org-AbC123xyz on tokens per min (TPM): Limit 30000, Requested 50000. The input or output tokens must be reduced in order to run successfully.',
+        type: 'tokens',
+        code: 'rate_limit_exceeded',
+      },
+      { 'retry-after': '20' },
+    );
     expect(tooLarge.message).toMatch(/^request too large .*tokens per minute.* for gpt-4o: reduce the input/);
     expect(tooLarge.message).not.toMatch(OPERATOR);
+    // Waiting never helps it: not retried, no pause (other requests fit), no wait for the caller.
+    expect(tooLarge.retryable).toBe(false);
+    expect(tooLarge.retryAfterMs).toBeUndefined();
   });
 
   it('OpenAI: a quota 429 stays not retryable, and says nothing of the account', () => {

@@ -278,11 +278,16 @@ export function classifyStatus(status: number, c: Classified): GatewayError {
     });
   }
   if (status === 429) {
+    const f = rateLimitFacts(c);
+    // A request over the limit by itself ("Request too large … on tokens per min") fails however
+    // long it waits: not retried, no pause of the pool (the limit is not reached: other requests fit),
+    // no wait to tell the caller; another provider may take it (a fallback), as after a spent quota.
     return new GatewayError({
       ...base,
+      ...(f.tooLarge ? { retryAfterMs: undefined } : {}),
       code: 'rate_limit_exceeded',
-      message: rateLimitMessage(rateLimitFacts(c), c.quota === true),
-      retryable: !c.quota,
+      message: rateLimitMessage(f, c.quota === true),
+      retryable: !c.quota && !f.tooLarge,
     });
   }
   // Anthropic says its account is out of credit with a 400 (`invalid_request_error`, "Your credit
