@@ -384,6 +384,8 @@ describe('durability', () => {
       const { data, response } = await answer;
       expect(data.choices[0]?.message.content).toBeTruthy();
       expect(chatCalls(s, 'openai').length - calls).toBe(2);
+      // The caller is told of both calls it pays for: the one the kill cut short, then the re-run's.
+      expect(response.headers.get('x-faregate-attempts')).toBe('openai:interrupted,openai:ok');
       await expectDeadCallBilled(s, response.headers.get('x-request-id')!, { streamed: false });
     } finally {
       redis.disconnect();

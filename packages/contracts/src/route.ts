@@ -27,6 +27,12 @@ export type RouteSkip = (typeof ROUTE_SKIPS)[keyof typeof ROUTE_SKIPS];
 const SKIP_CODES: ReadonlySet<string> = new Set(Object.values(ROUTE_SKIPS));
 export const isSkip = (code: string): code is RouteSkip => SKIP_CODES.has(code);
 
+/**
+ * The code of a call cut short because the process making it stopped (killed, or frozen past its
+ * lease): the request's next run names it in the route when it bills that call.
+ */
+export const INTERRUPTED = 'interrupted';
+
 /** The response headers that say what served an answer (every answer of the chat doors). */
 export const SERVED_HEADERS = {
   provider: 'x-faregate-provider',

@@ -2,9 +2,11 @@ import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
+import { INTERRUPTED } from '@faregate/contracts/route';
 import { callUsageEvent, type UsageEvent } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
 import { embeddingsUsage } from './embeddings.ts';
+import { recordFailedStep } from './hold-calls.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 
 /**
@@ -57,7 +59,11 @@ export async function cutOffCallEvent(
   return callUsageEvent(call, usage, 'failed', { final, estimated: true, at: Date.now() });
 }
 
-/** Bills the call of the attempt that died (see `cutOffCallEvent`); the re-run's own final event releases the hold. */
+/**
+ * Bills the call of the attempt that died (see `cutOffCallEvent`); the re-run's own final event
+ * releases the hold. The call joins the request's route (`interrupted`), before the re-run's own,
+ * so that what the caller is told lists every call billed.
+ */
 export async function billCutOffCall(
   deps: WorkerDeps,
   data: JobData,
@@ -65,8 +71,12 @@ export async function billCutOffCall(
   ttlMs: number,
 ): Promise<void> {
   const event = await cutOffCallEvent(deps, data, owner, false);
+  if (!event) return;
   // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
-  if (event) await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+  await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+  const step = { provider: event.provider, model: event.model, status: null, code: INTERRUPTED };
+  // A Redis failure here leaves the route without it rather than failing the re-run.
+  await recordFailedStep(deps, data, step, ttlMs).catch(() => {});
 }
 
 /** The content attempt `attempt` streamed: the deltas after its own `running` frame (its first token's). */
