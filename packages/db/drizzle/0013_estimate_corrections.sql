@@ -36,7 +36,6 @@ DECLARE
   b_hold_micros bigint[];
   v_fix text;
   v_fixed int;
-  v_late text[];
 BEGIN
   -- Ledger accounts the batch may touch: created on first use, then locked in id order (every
   -- multi-account writer locks in this order, so writers never deadlock with each other).
@@ -114,35 +113,20 @@ BEGIN
   )
   SELECT count(*) INTO v_fixed FROM fixed;
 
-  -- A final event for a call settled already from a non-final event of it (the call's own usage came
-  -- before the request's re-run billed it as the request's last): the row becomes the request's
-  -- final one, and its hold is released below as for a new final event, at no cost (the call is
-  -- settled).
-  WITH lf AS (
-    UPDATE usage_events u SET final = true
-      FROM unnest(p_ids, p_finals) AS e(id, final)
-     WHERE u.id = e.id AND e.final AND NOT u.final AND NOT (u.id = ANY (v_new))
-    RETURNING u.id
-  )
-  SELECT coalesce(array_agg(id), '{}') INTO v_late FROM lf;
-
-  IF cardinality(v_new) = 0 AND cardinality(v_late) = 0 THEN
+  IF cardinality(v_new) = 0 THEN
     RETURN v_new;
   END IF;
 
-  -- The events inserted now (and the late finals, at no cost), with what settling needs of each
-  -- (parallel arrays again).
+  -- The events inserted now, with what settling needs of each (parallel arrays again).
   SELECT array_agg(e.account), array_agg(e.key), array_agg(e.request), array_agg(e.provider),
-         array_agg(CASE WHEN n.late THEN 0 ELSE e.cost END), array_agg(e.final),
-         array_agg(e.hold_id), array_agg(e.hold_micros),
-         count(*) FILTER (WHERE e.cost > 0 AND NOT n.late)
+         array_agg(e.cost), array_agg(e.final), array_agg(e.hold_id), array_agg(e.hold_micros),
+         count(*) FILTER (WHERE e.cost > 0)
     INTO b_accounts, b_keys, b_requests, b_providers, b_costs, b_finals, b_hold_ids, b_hold_micros,
          v_costed
     FROM unnest(p_ids, p_accounts, p_keys, p_requests, p_providers, p_costs, p_finals, p_hold_ids,
                 p_hold_micros)
       AS e(id, account, key, request, provider, cost, final, hold_id, hold_micros)
-    JOIN (SELECT i, false FROM unnest(v_new) AS i UNION ALL SELECT i, true FROM unnest(v_late) AS i)
-      AS n(id, late) ON n.id = e.id;
+    JOIN unnest(v_new) AS n(id) ON n.id = e.id;
 
   -- One journal transaction moves the new events' cost from their tenants to `provider:<name>`:
   -- one leg per ledger account (each the sum of its events' costs), the balances, each key's spend.
