@@ -450,7 +450,7 @@ describe('durability', () => {
     // The caller has the content streamed so far and cannot take it back: the re-run makes no second
     // call (whose answer nobody would get), and ends the stream with an error saying so.
     expect(ended).toBeInstanceOf(OpenAI.APIError);
-    expect((ended as Error).message).toMatch(/cut off/);
+    expect((ended as Error).message).toMatch(/The answer from openai\/gpt-4o-mini was cut off/);
     expect(chatCalls(s, 'openai').length - calls).toBe(1);
     // The call that was cut off is billed once, estimated from what it streamed, as the request's
     // final event (the re-run made no call, so it has no event of its own), which releases the hold.

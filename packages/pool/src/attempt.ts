@@ -40,7 +40,7 @@ import {
   type Decision,
 } from './outcome.ts';
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
-import { billCutOffCall, cutOffCallEvent, cutOffError, ownerCall } from './cut-off.ts';
+import { billCutOffCall, cutOffCallEvent, cutOffError, interruptedStep, ownerCall } from './cut-off.ts';
 import { chargeRequestLimits } from '@faregate/queue/request-limits';
 
 export type AttemptOutcome =
@@ -199,7 +199,8 @@ async function attemptOnce(
     if (c.cancelled) abort.abort(new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' }));
     else if (c.streamedBy !== undefined) {
       cutOffBy = c.streamedBy;
-      abort.abort(cutOffError());
+      const streamed = data.plan[ownerCall(cutOffBy)?.hop ?? -1];
+      abort.abort(cutOffError(streamed && `${streamed.provider}/${streamed.model}`));
     } else {
       // An attempt before this one died mid-call (its worker was killed): the provider read its
       // prompt and maybe answered; it is billed here, estimated, before this attempt calls again.
@@ -615,6 +616,10 @@ async function attemptOnce(
         ? await cutOffCallEvent(deps, data, cutOffBy, true)
         : undefined;
     if (cutOffBy !== undefined && !lost && !cutOffEvent) await billCutOffCall(deps, data, cutOffBy, ttlMs);
+    // ...and joins the route, so that the error names it (and the caller is told of every call billed).
+    const failedRoute = cutOffEvent
+      ? await recordFailedStep(deps, data, interruptedStep(cutOffEvent), ttlMs).catch(() => route)
+      : route;
     const decision = decide({
       data,
       error: err,
@@ -624,14 +629,15 @@ async function attemptOnce(
       wroteContent: writer.wroteContent || cutOffBy !== undefined,
       storedContent: writer.storedContent || cutOffBy !== undefined,
       spent,
-      route,
+      route: failedRoute,
       maxRateLimitWaits: deps.config.RATE_LIMIT_RETRIES,
       // A cut-off answer failed at the hop that streamed it (the job may have moved on since).
       failedHop: cutOffBy !== undefined ? ownerCall(cutOffBy)?.hop : undefined,
       now: Date.now(),
     });
     // (A cut-off answer always fails the job; should it not, the call is billed on its own.)
-    if (cutOffEvent && decision.kind !== 'fail') await billCutOffCall(deps, data, cutOffBy ?? '', ttlMs);
+    if (cutOffEvent && decision.kind !== 'fail')
+      await deps.store.append(data.id, [], { owner: '', ttlMs, usage: { ...cutOffEvent, final: false } });
     const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>
       deps.store.append(data.id, frames, { owner, claim, ttlMs, replyTo: data.replyTo, ...opts });
     /** The attempt owns the job: it claimed it, or (speculative) its first write did. */

@@ -2,7 +2,7 @@ import { zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
-import { INTERRUPTED } from '@faregate/contracts/route';
+import { INTERRUPTED, type RouteStep } from '@faregate/contracts/route';
 import { callUsageEvent, type UsageEvent } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
 import { embeddingsUsage } from './embeddings.ts';
@@ -15,13 +15,17 @@ import { partialUsage, type Streamed } from './limits/estimate.ts';
  * content and cannot take it back, so the re-run makes no call: it ends the job with this error, as
  * a provider failure after content ends it (outcome.ts).
  */
-export function cutOffError(): GatewayError {
+export function cutOffError(model?: string): GatewayError {
   return new GatewayError({
     code: 'upstream_error',
-    message:
-      'The answer was cut off: the worker streaming it stopped; the partial answer above is incomplete.',
+    message: `The answer${model ? ` from ${model}` : ''} was cut off: the process streaming it stopped; the partial answer above is incomplete.`,
     retryable: false,
   });
+}
+
+/** The route step of a call cut short when the process making it stopped (`interrupted`). */
+export function interruptedStep(e: Pick<UsageEvent, 'provider' | 'model'>): RouteStep {
+  return { provider: e.provider, model: e.model, status: null, code: INTERRUPTED };
 }
 
 /** The hop and attempt of an attempt's owner (`…:<hop>:<attempt>`), or undefined. */
@@ -74,9 +78,8 @@ export async function billCutOffCall(
   if (!event) return;
   // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
   await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
-  const step = { provider: event.provider, model: event.model, status: null, code: INTERRUPTED };
   // A Redis failure here leaves the route without it rather than failing the re-run.
-  await recordFailedStep(deps, data, step, ttlMs).catch(() => {});
+  await recordFailedStep(deps, data, interruptedStep(event), ttlMs).catch(() => {});
 }
 
 /** The content attempt `attempt` streamed: the deltas after its own `running` frame (its first token's). */

@@ -100,8 +100,14 @@ export function decide(f: OutcomeFacts): Decision {
   const spent = f.spent && (retry || fallBack) ? f.spent : undefined;
   if (retry && !spent) return { kind: 'retry' };
   if (hop !== undefined && fallBack && !spent) return { kind: 'fallBack', hop, attempts };
+  // A cut-off answer is about the call that streamed it (its error names it), not about the route.
   const error =
-    spent ?? (err instanceof HoldSpent ? err : attempts.length > 1 ? summarize(err, attempts) : err);
+    spent ??
+    (err instanceof HoldSpent || f.failedHop !== undefined
+      ? err
+      : attempts.length > 1
+        ? summarize(err, attempts)
+        : err);
   return { kind: 'fail', error: nameAttempts(error, routeWithSkips(f.route ?? [], attempts)) };
 }
 
