@@ -42,6 +42,10 @@ describe("a queue worker's errors", () => {
       { jobs: 1, first: ['c'] },
     ]);
     expect(log.error).not.toHaveBeenCalled();
+    // A thawed worker finishing a job that moved on meanwhile: a warning, not an error.
+    worker.emit('error', new Error('Missing key for job req_1. moveToFinished'));
+    expect(log.warn).toHaveBeenCalledTimes(3);
+    expect(log.error).not.toHaveBeenCalled();
     worker.emit('error', new Error('Connection is closed.'));
     expect(log.error).toHaveBeenCalledWith({ err: 'Connection is closed.' }, 'worker error');
   });

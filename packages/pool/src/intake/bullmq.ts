@@ -162,7 +162,14 @@ export function reportWorkerErrors(worker: Pick<Worker, 'on'>, log: Pick<Logger,
       );
   });
   worker.on('error', (err) => {
-    if (!err.message.startsWith('could not renew lock for job '))
-      log.error({ err: err.message }, 'worker error');
+    if (err.message.startsWith('could not renew lock for job ')) return;
+    // Finishing a job that was taken from this worker while it was stopped (moved on to another
+    // hop, or re-run elsewhere): BullMQ no longer has it as ours, and its outcome here is dropped.
+    if (/^Missing (key|lock) for job /.test(err.message))
+      log.warn(
+        { err: err.message },
+        'a job taken from this worker while it was stopped: its outcome here is dropped',
+      );
+    else log.error({ err: err.message }, 'worker error');
   });
 }
