@@ -41,8 +41,8 @@ export interface OutcomeFacts {
   /** Most rate-limit waits (429, overload with retry-after) of a request with a patience. */
   maxRateLimitWaits?: number;
   /**
-   * The hop whose call failed, when not the job's own: an answer cut off by an earlier attempt that
-   * stopped (its job then moved on to a later hop, whose attempt makes no call).
+   * The hop of the call that failed, when this attempt made none: an answer cut off by an earlier
+   * attempt that stopped (the job may have moved on to a later hop since). Its error is that call's.
    */
   failedHop?: number;
   now: number;
