@@ -158,5 +158,10 @@ describe('poolBacklog', () => {
     );
     expect(swept.find((x) => x.id === orphan.id)?.kind).toBe('run');
     expect(await redis.scard(keys.fast(pool, 'hosted'))).toBe(0);
+    // The worker's run, and the orphan the sweep is handing to BullMQ (`moving`).
+    expect((await poolBacklog(redis, keys, pool)).lane).toBe(2);
+    // A member left behind (a run swept by a worker that does not know the set) hides no worker's run.
+    await redis.sadd(keys.fast(pool, 'hosted'), 'req_gone', worked.id.replace('req_', 'req_x'));
+    expect((await poolBacklog(redis, keys, pool)).lane).toBe(2);
   });
 });

@@ -55,7 +55,9 @@ export async function poolBacklog(
       .zcard(keys.fast(pool, 'due'))
       .zcard(keys.fast(pool, 'run'))
       .zcard(keys.fast(pool, 'moving'))
-      .scard(keys.fast(pool, 'hosted'))
+      // Hosted runs still in `run` (a set member a run left some other way, e.g. swept by a worker of
+      // an older version that does not know the set, is not subtracted).
+      .call('ZINTERCARD', 2, keys.fast(pool, 'run'), keys.fast(pool, 'hosted'))
       .exec(),
   ]);
   const n = (r: [Error | null, unknown][] | null, i: number) => {
@@ -68,7 +70,6 @@ export async function poolBacklog(
     prioritized: n(queue, 1),
     delayedDue: n(queue, 2),
     active: n(queue, 3),
-    // A hosted run swept in the same instant may be counted out of `hosted` before `run`: never below 0.
     lane: n(lane, 0) + Math.max(0, n(lane, 1) - n(lane, 3)) + n(lane, 2),
   };
   return {
