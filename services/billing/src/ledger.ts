@@ -32,10 +32,21 @@ export interface SettleResult {
 export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleResult> {
   // One row per id (the stream may carry the same event twice in one batch): the call's own usage
   // rather than an estimate of it, when both came.
+  // Either may be the request's final event (a cut-off answer's estimate is): the one kept is then
+  // final too, with the final one's lease share, so the hold is released as settling both would.
   const byId = new Map<string, PricedEvent>();
   for (const p of batch) {
     const had = byId.get(p.event.id);
-    if (!had || (had.event.estimated === true && p.event.estimated !== true)) byId.set(p.event.id, p);
+    if (!had) {
+      byId.set(p.event.id, p);
+      continue;
+    }
+    const [keep, other] = had.event.estimated === true && p.event.estimated !== true ? [p, had] : [had, p];
+    const final = other.event.final && !keep.event.final;
+    byId.set(
+      p.event.id,
+      final ? { ...keep, event: { ...keep.event, final: true, hold: other.event.hold } } : keep,
+    );
   }
   const events = [...byId.values()].sort((a, b) => (a.event.id < b.event.id ? -1 : 1));
   if (events.length === 0) return { inserted: [], duplicates: batch.length, transactionId: undefined };

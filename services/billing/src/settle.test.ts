@@ -299,6 +299,35 @@ describe('settlement', () => {
     expect(await count('journal_entries')).toBe(entries);
     expect((await getBalance(h.db, t.account)).balanceMicros).toBe(10_000_000n - expectedCost(own));
     expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+
+    // Both in one batch, the final one an estimate: the usage is kept, final, and the hold released.
+    await placeHold(h.db, {
+      requestId: 'req_same_batch',
+      accountId: t.account,
+      keyId: t.key,
+      amountMicros: 50_000n,
+      expiresAt: new Date(Date.now() + 60_000),
+    });
+    const mine = usageEvent({
+      ...base,
+      requestId: 'req_same_batch',
+      final: false,
+      inputTokens: 30,
+      outputTokens: 9,
+    });
+    await settleBatch(
+      h.db,
+      await priceEvents(book, [
+        { ...mine, final: true, inputTokens: 400, outputTokens: 0, estimated: true },
+        mine,
+      ]),
+    );
+    expect(await getHold(h.db, 'req_same_batch')).toBeUndefined();
+    const same = await h.db.execute<{ input_tokens: number; final: boolean; estimated: boolean }>(
+      sql`SELECT input_tokens, final, estimated FROM usage_events WHERE id = ${mine.id}`,
+    );
+    expect(same.rows).toEqual([{ input_tokens: 30, final: true, estimated: false }]);
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
   });
 
   it('shrinks a hold by non-final costs and releases it on the final event', async () => {
