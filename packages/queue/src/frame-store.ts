@@ -244,6 +244,11 @@ export class FrameStore {
     return last;
   }
 
+  /** The attempt that owns (or last owned) the job (`<worker>:<hop>:<attempt>`), if any claimed it. */
+  async owner(jobId: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.meta(jobId), 'owner')) ?? undefined;
+  }
+
   /** Frames after `afterSeq`, in order (raw JSON strings). */
   async read(jobId: string, afterSeq: number, count = 1000): Promise<string[]> {
     const entries = await this.redis.xrange(

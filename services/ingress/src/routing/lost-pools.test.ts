@@ -134,8 +134,12 @@ describe('LostPools', () => {
 
   it('moves a job a worker of the lost pool was running once its lock lapsed (the worker stopped), marking the run that stopped; not while it is held', async () => {
     const running = job();
+    const unclaimed = job();
     await queues.add(running);
-    // A worker takes it and then stops renewing its lock (manual fetching renews nothing): a frozen worker.
+    await queues.add(unclaimed);
+    // A worker takes them and then stops renewing their locks (manual fetching renews nothing): a
+    // frozen worker. It had claimed the first (and called: a queued run claims before it calls), not
+    // the second (it stopped before its claim: no call was made).
     const conn = createRedis(url, { blocking: true });
     const worker = new Worker<JobData>(keys.queue('openai'), null, {
       connection: conn,
@@ -144,25 +148,28 @@ describe('LostPools', () => {
       autorun: false,
     });
     try {
-      const taken = await worker.getNextJob('frozen-token');
-      expect(taken?.id).toBe(running.id);
-      const lockKey = queues.get('openai').toKey(`${running.id}:lock`);
+      expect((await worker.getNextJob('frozen-1'))?.id).toBe(running.id);
+      expect((await worker.getNextJob('frozen-2'))?.id).toBe(unclaimed.id);
+      await store.claim(running.id, 'w-frozen:0:1', 60_000, { account: 'a', model: 'm', created: 0 });
+      const lockKey = queues.get('openai').toKey(`${unclaimed.id}:lock`);
       expect(await redis.exists(lockKey)).toBe(1);
       const moves: string[] = [];
       const w = watch(['gemini'], ['openai'], moves);
-      // Held (its lock is there): it stays with its worker.
+      // Held (their locks are there): they stay with their worker.
       expect(await w.pass()).toBe(0);
-      expect(await queues.get('openai').getJobCounts('active')).toEqual({ active: 1 });
+      expect(await queues.get('openai').getJobCounts('active')).toEqual({ active: 2 });
       await until(async () => ((await redis.exists(lockKey)) === 0 ? true : undefined), {
-        what: 'the lock to lapse',
+        what: 'the locks to lapse',
       });
-      expect(await w.pass()).toBe(1);
-      expect(moves).toEqual(['openai>gemini']);
+      expect(await w.pass()).toBe(2);
+      expect(moves).toEqual(['openai>gemini', 'openai>gemini']);
       const next = await queues.get('gemini').getJob(`${running.id}-h1`);
       expect(next?.data.hop).toBe(1);
-      // The next hop bills the stopped run's call (hop 0, its first attempt) before calling again.
+      // The next hop bills the stopped run's call (hop 0, its first attempt) before calling again...
       expect(next?.data.lostRun).toBe('0:1');
       expect(next?.data.attempts.map((a) => `${a.provider}:${a.code}`)).toEqual(['openai:pool_lost']);
+      // ...but not for the run that stopped before its claim: it made no call.
+      expect((await queues.get('gemini').getJob(`${unclaimed.id}-h1`))?.data.lostRun).toBeUndefined();
       expect(await queues.get('openai').getJobCounts('active')).toEqual({ active: 0 });
       // The stopped worker's copy may not run again should it wake and claim.
       expect(

@@ -4,6 +4,7 @@ import { ROUTE_SKIPS } from '@faregate/contracts/route';
 import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { FrameStore } from '@faregate/queue/frame-store';
 import type { ProviderQueues } from '@faregate/queue/queues';
+import { queuedSpeculative } from '@faregate/pool/intake/bullmq';
 import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import type { ModelDirectory } from './directory.ts';
@@ -25,7 +26,7 @@ export interface LostPoolDeps {
   redis: Pick<RedisClient, 'exists'>;
   queues: Pick<ProviderQueues, 'get' | 'add' | 'addHop'>;
   fastLanes?: Pick<FastLanes, 'lane'>;
-  store: Pick<FrameStore, 'moved'>;
+  store: Pick<FrameStore, 'moved' | 'owner'>;
   log: Pick<Logger, 'warn' | 'info'>;
   ttl: Record<'STREAM_TTL_SECONDS' | 'SYNC_TTL_SECONDS', number>;
   /** Counts the jobs moved, by the pool they left and the one they went to. */
@@ -142,10 +143,15 @@ export class LostPools {
     if (!isJobEnvelope(data)) return false;
     const here = data.plan[data.hop];
     if (!here || here.provider !== pool) return false;
-    // The run that stopped, as its worker numbered it (Runner.attemptOf): the next hop bills its call.
-    const lostRun = stopped
-      ? `${data.hop}:${(data.attemptBase ?? 0) + Math.max(1, job.attemptsStarted)}`
-      : undefined;
+    // The run that stopped, as its worker numbered it (Runner.attemptOf), if it may have called: the
+    // next hop bills that call. A queued run claims the job before it calls (only a batch line's first
+    // start calls first: queuedSpeculative), so one that stopped before claiming made no call.
+    const run = (data.attemptBase ?? 0) + Math.max(1, job.attemptsStarted);
+    const mayHaveCalled =
+      stopped &&
+      (queuedSpeculative(data, job) ||
+        (await this.#deps.store.owner(data.id))?.endsWith(`:${data.hop}:${run}`));
+    const lostRun = mayHaveCalled ? `${data.hop}:${run}` : undefined;
     const attempts = [...data.attempts];
     let hop = data.hop;
     for (;;) {
@@ -163,8 +169,15 @@ export class LostPools {
     const to = data.plan[hop]!.provider;
     await this.#deps.queues.addHop(lostRun ? { ...data, lostRun } : data, hop, attempts);
     await this.#deps.store.moved(data.id, hop, recordTtlSeconds(data, this.#deps.ttl) * 1000);
-    // Held by a worker by now (the pool came back): its claim is refused (the job moved on).
-    await job.remove().catch(() => {});
+    // Held by a worker by now (the pool came back): its claim is refused (the job moved on). Left in
+    // its list, it is not counted moved (a pass reads on past it, instead of finding it again).
+    if (
+      !(await job.remove().then(
+        () => true,
+        () => false,
+      ))
+    )
+      return false;
     this.#deps.onMoved?.(pool, to);
     this.#deps.log.info({ job: data.id, from: pool, to, hop }, 'lost pool: job moved to the next hop');
     return true;
