@@ -137,6 +137,25 @@ describe('PoolLimiter', () => {
     expect(l.admitLocal().ok).toBe(false);
   });
 
+  it('a refresh that starts while the process is still writing its pause does not erase it either', async () => {
+    const p = pool();
+    const l = new PoolLimiter(redis, keys, p, 1, { windowMs: 10_000 });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      // The pause is known locally at once; its write to Redis (a PTTL, then the SET) is under way
+      // when a refresh starts a little later and reads the key before the SET lands.
+      const paused = l.pause(0, 20_000);
+      vi.setSystemTime(Date.now() + 5);
+      const refreshed = l.refreshPauses();
+      await Promise.all([paused, refreshed]);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(l.admitLocal().ok).toBe(false);
+    await l.refreshPauses();
+    expect(l.admitLocal().ok).toBe(false);
+  });
+
   it('never shortens a longer pause; a paused key is skipped for one that is free', async () => {
     const p = pool();
     const l = new PoolLimiter(redis, keys, p, 2, { windowMs: 10_000 });

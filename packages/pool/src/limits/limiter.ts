@@ -113,6 +113,8 @@ export class PoolLimiter {
   readonly #pausedUntil: number[];
   /** When this process last paused each key itself (a refresh that began before keeps it). */
   readonly #pausedAt: number[] = [];
+  /** Pauses of each key this process is writing to Redis (a refresh cannot read them back yet). */
+  readonly #pausing: number[] = [];
   /** Per provider key: this process's lease, if any. */
   readonly #leases: (Lease | undefined)[] = [];
   /** The lease request in flight, which concurrent admissions wait for. */
@@ -303,9 +305,10 @@ export class PoolLimiter {
     );
     const now = Date.now();
     res.forEach((ttl, i) => {
-      // A pause this process set while the read was under way may be newer than what was read
-      // (its write went out after the read): it stands until the next refresh reads it back.
-      if ((this.#pausedAt[i] ?? -1) >= t) return;
+      // A pause this process set while the read was under way, or is still writing, may be newer
+      // than what was read (its write went out after the read): it stands until a refresh that
+      // starts after its write reads it back.
+      if ((this.#pausing[i] ?? 0) > 0 || (this.#pausedAt[i] ?? -1) >= t) return;
       if (typeof ttl === 'number') this.#pausedUntil[i] = ttl > 0 ? now + ttl : 0;
     });
   }
@@ -316,10 +319,16 @@ export class PoolLimiter {
     const i = keyIndex % this.#keyCount;
     this.#pausedAt[i] = Date.now();
     this.#pausedUntil[i] = Math.max(this.#pausedUntil[i] ?? 0, Date.now() + Math.ceil(ms));
-    // Never shorten a longer pause another process already set.
-    const key = this.#pauseKey(keyIndex);
-    const cur = await this.#redis.pttl(key);
-    if (cur < ms) await this.#redis.set(key, '1', 'PX', Math.ceil(ms));
+    this.#pausing[i] = (this.#pausing[i] ?? 0) + 1;
+    try {
+      // Never shorten a longer pause another process already set.
+      const key = this.#pauseKey(keyIndex);
+      const cur = await this.#redis.pttl(key);
+      if (cur < ms) await this.#redis.set(key, '1', 'PX', Math.ceil(ms));
+    } finally {
+      this.#pausing[i] = (this.#pausing[i] ?? 1) - 1;
+      this.#pausedAt[i] = Date.now();
+    }
   }
 
   /** Told every response's rate-limit headers (the pool learns its limits from them: effective.ts). */
