@@ -5,6 +5,7 @@ import type { FastLanes } from '@faregate/queue/fast-lane';
 import type { FrameStore } from '@faregate/queue/frame-store';
 import type { ProviderQueues } from '@faregate/queue/queues';
 import { queuedSpeculative } from '@faregate/pool/intake/bullmq';
+import { Runner } from '@faregate/pool/runner';
 import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import type { ModelDirectory } from './directory.ts';
@@ -146,7 +147,7 @@ export class LostPools {
     // The run that stopped, as its worker numbered it (Runner.attemptOf), if it may have called: the
     // next hop bills that call. A queued run claims the job before it calls (only a batch line's first
     // start calls first: queuedSpeculative), so one that stopped before claiming made no call.
-    const run = (data.attemptBase ?? 0) + Math.max(1, job.attemptsStarted);
+    const run = Runner.attemptOf({ data, starts: job.attemptsStarted });
     const mayHaveCalled =
       stopped &&
       (queuedSpeculative(data, job) ||
