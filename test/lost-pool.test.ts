@@ -66,17 +66,24 @@ const completed = (jobId: string, timeoutMs: number) =>
     { timeoutMs, what: `job ${jobId} completed` },
   );
 
+/** Provider calls the fake received (model listings left out). */
+const calls = (provider: string) =>
+  stack.fake.calls().filter((c) => c.provider === provider && c.model !== null).length;
+
+/** Proof the openai pool serves (and its lane is advertised) before a test freezes it. */
+async function servesOpenai() {
+  const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
+  expect(warm.model).toBe('openai/gpt-4o-mini');
+}
+
 const liveWorker = (name: string) =>
   stack.services.find((s) => s.name === name && s.proc.exitCode === null && s.proc.signalCode === null)!;
 
 describe('a pool lost with jobs queued for it', () => {
   it('moves its queued requests, interactive and async, to the next live hop; each runs and is billed once', async () => {
     const worker = liveWorker('worker:openai');
-    // Proof the pool serves first (and its lane is advertised).
-    const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
-    expect(warm.model).toBe('openai/gpt-4o-mini');
-    const openaiCalls = () =>
-      stack.fake.calls().filter((c) => c.provider === 'openai' && c.model !== null).length;
+    await servesOpenai();
+    const openaiCalls = () => calls('openai');
     const before = openaiCalls();
 
     worker.proc.kill('SIGSTOP');
@@ -152,10 +159,8 @@ describe('a pool lost with jobs queued for it', () => {
 
   it('moves on a job its worker was running when it froze, once its lock lapsed: answered by the fallback, the frozen call billed once', async () => {
     const worker = liveWorker('worker:openai');
-    const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
-    expect(warm.model).toBe('openai/gpt-4o-mini');
-    const openaiCalls = () =>
-      stack.fake.calls().filter((c) => c.provider === 'openai' && c.model !== null).length;
+    await servesOpenai();
+    const openaiCalls = () => calls('openai');
     const before = openaiCalls();
     // The provider answers after 4 s: the worker is mid-call when it freezes.
     stack.fake.configure({ provider: 'openai', firstByteMs: 4_000 });
@@ -243,10 +248,7 @@ describe('a pool lost with jobs queued for it', () => {
 
   it('a stream its frozen worker had begun ends cut off, blamed on that call, which alone is billed: the next hop makes no call', async () => {
     const worker = liveWorker('worker:openai');
-    const warm = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: ask('hi') });
-    expect(warm.model).toBe('openai/gpt-4o-mini');
-    const calls = (provider: string) =>
-      stack.fake.calls().filter((c) => c.provider === provider && c.model !== null).length;
+    await servesOpenai();
     const anthropicBefore = calls('anthropic');
     stack.fake.configure({ provider: 'openai', chunkMs: 100, tokens: 200 });
     let thawed = false;

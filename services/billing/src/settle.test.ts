@@ -44,6 +44,16 @@ async function tenant(credit: bigint) {
   return { account: id, key: k.id };
 }
 
+/** A hold of 50,000 µ$ for the request, for a minute. */
+const hold = (t: { account: string; key: string }, requestId: string) =>
+  placeHold(h.db, {
+    requestId,
+    accountId: t.account,
+    keyId: t.key,
+    amountMicros: 50_000n,
+    expiresAt: new Date(Date.now() + 60_000),
+  });
+
 async function settledAndAcked() {
   const s = await h.usageStatus();
   return s.pending === 0 && s.backlog === 0;
@@ -273,13 +283,7 @@ describe('settlement', () => {
     const t = await tenant(10_000_000n);
     const book = new PriceBook(h.db);
     await book.load();
-    await placeHold(h.db, {
-      requestId: 'req_late_final',
-      accountId: t.account,
-      keyId: t.key,
-      amountMicros: 50_000n,
-      expiresAt: new Date(Date.now() + 60_000),
-    });
+    await hold(t, 'req_late_final');
     const base = { requestId: 'req_late_final', ...t, model: 'gpt-4o', outcome: 'failed' as const };
     // The frozen call's own usage arrived first (not final: its attempt no longer owned the job)...
     const own = usageEvent({ ...base, final: false, inputTokens: 70, outputTokens: 40 });
@@ -301,13 +305,7 @@ describe('settlement', () => {
     expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
 
     // Both in one batch, the final one an estimate: the usage is kept, final, and the hold released.
-    await placeHold(h.db, {
-      requestId: 'req_same_batch',
-      accountId: t.account,
-      keyId: t.key,
-      amountMicros: 50_000n,
-      expiresAt: new Date(Date.now() + 60_000),
-    });
+    await hold(t, 'req_same_batch');
     const mine = usageEvent({
       ...base,
       requestId: 'req_same_batch',
@@ -332,13 +330,7 @@ describe('settlement', () => {
 
   it('shrinks a hold by non-final costs and releases it on the final event', async () => {
     const t = await tenant(10_000_000n);
-    await placeHold(h.db, {
-      requestId: 'req_hold',
-      accountId: t.account,
-      keyId: t.key,
-      amountMicros: 50_000n,
-      expiresAt: new Date(Date.now() + 60_000),
-    });
+    await hold(t, 'req_hold');
     const first = usageEvent({
       requestId: 'req_hold',
       ...t,
