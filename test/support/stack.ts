@@ -11,15 +11,25 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Ports handed out by this test process (never twice). */
 const handedOut = new Set<number>();
 
+/** Vitest runs test files in up to this many processes at once; each gets its own band of ports. */
+const BANDS = 4;
+const BAND_SIZE = 12_000 / BANDS;
+/** This process's band: from `VITEST_POOL_ID` (1 to maxWorkers), the slot vitest runs it in. */
+const band = (Math.max(1, Number(process.env.VITEST_POOL_ID) || 1) - 1) % BANDS;
+
 /**
- * A port for a service to listen on: random in 20,000–31,999 and free when probed (on every
- * interface: services bind either). Below the kernel's ephemeral range (32768 up) on purpose: a
- * port from there (what `listen(0)` gives) can be taken, between the probe and the service's bind,
- * as the local port of any outgoing connection on the machine, and was (EADDRINUSE in CI).
+ * A port for a service to listen on: random in this process's band of 20,000–31,999 and free when
+ * probed (on every interface: services bind either). Below the kernel's ephemeral range (32768 up)
+ * on purpose: a port from there (what `listen(0)` gives) can be taken, between the probe and the
+ * service's bind, as the local port of any outgoing connection on the machine, and was (EADDRINUSE
+ * in CI). One band per vitest worker: a port is free when probed but bound only once the service
+ * has started, seconds later, and two test processes drawing from one range handed the same port to
+ * two stacks (CI: one stack's ingress could not bind, and every request of its tests reached the
+ * other stack's ingress, which knew neither its key nor its admin token).
  */
 export async function freePort(): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const port = 20_000 + band * BAND_SIZE + Math.floor(Math.random() * BAND_SIZE);
     if (handedOut.has(port)) continue;
     const s = createServer();
     s.listen(port);
@@ -145,15 +155,23 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   };
   try {
     // The ingress migrates and bootstraps; the others start once the schema exists.
-    await start('ingress', opts.ingressEnv);
-    // It listens once it has migrated (it is ready only once the expected pools registered).
-    await until(
+    const ingress = await start('ingress', opts.ingressEnv);
+    // It listens once it has migrated (it is ready only once the expected pools registered). What
+    // answers must be this stack's ingress (it knows this stack's key), not a process of another
+    // stack that holds the port: that would pass every readiness check and fail every test with 401.
+    const listening = await until(
       async () => {
-        const r = await fetch(`${url}/healthz`).catch(() => undefined);
-        return r?.ok;
+        if (ingress.proc.exitCode !== null || ingress.proc.signalCode !== null)
+          return `the ingress exited (${ingress.proc.exitCode ?? ingress.proc.signalCode})`;
+        const r = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${apiKey}` } }).catch(
+          () => undefined,
+        );
+        if (r?.status === 401) return `${url} is another stack's ingress: it refuses this stack's key`;
+        return r?.ok && 'ok';
       },
-      { timeoutMs: 60_000, what: 'ingress /healthz' },
+      { timeoutMs: 60_000, what: 'ingress /v1/models with the stack key' },
     );
+    if (listening !== 'ok') throw new Error(listening);
     for (const p of providers) await start(`worker:${p}`);
     if (opts.billing !== false) await start('billing');
     if (opts.waitReady !== false)
