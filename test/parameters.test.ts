@@ -465,6 +465,25 @@ describe('passed through or translated', () => {
     expect(r.choices[0]?.message.content).toBeTruthy();
   });
 
+  it('null for an optional field is taken as not given, as OpenAI does, whatever the target', async () => {
+    // What clients that build requests from optional arguments send (`tool_choice=None` and the like).
+    const nulls = {
+      tools: null,
+      tool_choice: null,
+      parallel_tool_calls: null,
+      response_format: null,
+      user: null,
+      safety_identifier: null,
+      functions: null,
+      function_call: null,
+    } as unknown as Partial<OpenAI.ChatCompletionCreateParamsNonStreaming>;
+    for (const model of ['openai/gpt-4o-mini', 'anthropic/claude-haiku-4-5', 'gemini/gemini-2.5-flash']) {
+      const r = await client.chat.completions.create({ model, messages: ask('hi'), ...nulls });
+      expect(r.choices[0]?.message.content, model).toBeTruthy();
+      expect(r.choices[0]?.message.function_call, model).toBeUndefined();
+    }
+  });
+
   it("verbosity (GPT-5's; text.verbosity on the Responses door) reaches OpenAI and is refused elsewhere by the door's name", async () => {
     const chat = await client.chat.completions.create({
       model: 'openai/gpt-5-mini',

@@ -48,3 +48,34 @@ describe('logit_bias (OpenAI: token ids, as decimal integer strings, to a bias f
     expect(issues([1, 2])?.[0]?.[0]).toBe('logit_bias');
   });
 });
+
+describe('null for an optional field', () => {
+  const nulls = {
+    tools: null,
+    tool_choice: null,
+    parallel_tool_calls: null,
+    response_format: null,
+    user: null,
+    safety_identifier: null,
+  };
+
+  it('is taken as not given, on the door and in the carried form (nothing downstream sees a null)', () => {
+    for (const schema of [ChatRequest, ChatJobRequest]) {
+      const r = schema.parse({ ...base, ...nulls }) as Record<string, unknown>;
+      for (const k of Object.keys(nulls)) expect(r[k], k).toBeUndefined();
+      // JSON (a job, a provider request) carries none of them.
+      expect(Object.keys(JSON.parse(JSON.stringify(r))).sort()).toEqual(['messages', 'model']);
+    }
+    const legacy = ChatRequest.parse({ ...base, functions: null, function_call: null });
+    expect(legacy.tools).toBeUndefined();
+    expect(legacy.tool_choice).toBeUndefined();
+    expect(legacy.legacy_functions).toBeUndefined();
+  });
+
+  it('keeps a value given, and refuses a wrong one naming the field', () => {
+    const r = ChatRequest.parse({ ...base, tool_choice: 'none', user: 'u1', parallel_tool_calls: false });
+    expect([r.tool_choice, r.user, r.parallel_tool_calls]).toEqual(['none', 'u1', false]);
+    const bad = ChatRequest.safeParse({ ...base, user: 5, tools: 'x' });
+    expect(bad.error?.issues.map((i) => i.path.join('.')).sort()).toEqual(['tools', 'user']);
+  });
+});

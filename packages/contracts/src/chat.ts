@@ -260,6 +260,17 @@ const LogitBias = z.record(
   },
 );
 
+/**
+ * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
+ * from optional arguments (`tool_choice=None`, LangChain's defaults) send `null` for what they leave
+ * out. Parsed to absent, so nothing downstream sees a `null` (and no adapter sends one on).
+ */
+const absentIfNull = <T extends z.ZodType>(s: T) =>
+  s
+    .nullable()
+    .transform((v) => (v === null ? undefined : (v as Exclude<z.output<T>, null>)))
+    .optional();
+
 /** The fields of a chat request other than its model and messages (the caller's form and the carried one). */
 const requestFields = {
   stream: z.boolean().nullable().optional(),
@@ -287,15 +298,15 @@ const requestFields = {
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: z.number().int().min(0).max(20).nullable().optional(),
   logit_bias: LogitBias.nullable().optional(),
-  tools: z.array(Tool).max(128).optional(),
-  tool_choice: ToolChoice.optional(),
-  parallel_tool_calls: z.boolean().optional(),
-  response_format: ResponseFormat.optional(),
+  tools: absentIfNull(z.array(Tool).max(128)),
+  tool_choice: absentIfNull(ToolChoice),
+  parallel_tool_calls: absentIfNull(z.boolean()),
+  response_format: absentIfNull(ResponseFormat),
   reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
   /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
   verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
-  user: z.string().max(256).optional(),
-  safety_identifier: z.string().max(256).optional(),
+  user: absentIfNull(z.string().max(256)),
+  safety_identifier: absentIfNull(z.string().max(256)),
   metadata: Metadata.nullable().optional(),
   store: z.boolean().nullable().optional(),
   service_tier: z.string().nullable().optional(),
@@ -361,19 +372,20 @@ export const ChatRequest = z
     messages: messagesOf(RequestMessage),
     ...requestFields,
     /** Deprecated for `tools`: the functions the model may call (OpenAI's legacy function calling). */
-    functions: z
-      .array(
-        z.strictObject({
-          name: OpenAIName,
-          description: z.string().optional(),
-          parameters: z.record(z.string(), z.unknown()).optional(),
-        }),
-      )
-      .min(1, 'empty array: give at least one function')
-      .max(128)
-      .optional(),
+    functions: absentIfNull(
+      z
+        .array(
+          z.strictObject({
+            name: OpenAIName,
+            description: z.string().optional(),
+            parameters: z.record(z.string(), z.unknown()).optional(),
+          }),
+        )
+        .min(1, 'empty array: give at least one function')
+        .max(128),
+    ),
     /** Deprecated for `tool_choice`: `none`, `auto`, or `{ name }` (a function to call). */
-    function_call: z.union([z.enum(['none', 'auto']), z.strictObject({ name: z.string() })]).optional(),
+    function_call: absentIfNull(z.union([z.enum(['none', 'auto']), z.strictObject({ name: z.string() })])),
   })
   .superRefine(streamOptionsRule)
   .transform(

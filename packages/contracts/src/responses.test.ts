@@ -141,4 +141,12 @@ describe('null for an optional top-level field is the field absent', () => {
     for (const k of optional)
       expect([k, issues({ model: 'm', input: 'x', [k]: null })]).toEqual([k, undefined]);
   });
+
+  it("takes null inside text and reasoning too (text.format: null is OpenAI's plain text)", () => {
+    for (const [k, v] of [
+      ['text', { format: null, verbosity: null }],
+      ['reasoning', { effort: null, summary: null }],
+    ] as const)
+      expect([k, issues({ model: 'm', input: 'x', [k]: v })]).toEqual([k, undefined]);
+  });
 });

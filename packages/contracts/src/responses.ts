@@ -185,7 +185,7 @@ export const ResponsesRequest = z.strictObject({
   parallel_tool_calls: z.boolean().nullable().optional(),
   text: z
     .strictObject({
-      format: ResponsesFormat.optional(),
+      format: ResponsesFormat.nullable().optional(),
       verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
     })
     .nullable()

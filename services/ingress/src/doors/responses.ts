@@ -196,7 +196,7 @@ function messagesOf(req: ResponsesRequest, names?: DoorNames): ChatMessage[] {
   return turns;
 }
 
-function formatOf(f: ResponsesFormat | undefined): ChatRequest['response_format'] {
+function formatOf(f: ResponsesFormat | null | undefined): ChatRequest['response_format'] {
   if (!f || f.type === 'text') return undefined;
   if (f.type === 'json_object') return { type: 'json_object' };
   return {
