@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { startSpan, type Tracing } from '@faregate/observability/tracing';
 import { isTransientDbError } from './errors.ts';
 import { parseEntry } from './event.ts';
-import { type PricedEvent, settleBatch } from './ledger.ts';
+import { type PricedEvent, type SettleResult, settleBatch } from './ledger.ts';
 import type { BillingMetrics } from './metrics.ts';
 import type { PriceBook } from './price-book.ts';
 import { priceEvents } from './pricing.ts';
@@ -131,7 +131,7 @@ export class UsageConsumer {
         const started = Date.now();
         const r = await settleBatch(db, priced);
         end();
-        this.#count(r.inserted, r.duplicates);
+        this.#count(r);
         this.#trace(r.inserted, started);
         return valid.map((v) => v.entry);
       } catch (err) {
@@ -158,7 +158,7 @@ export class UsageConsumer {
           const priced: PricedEvent[] = await priceEvents(this.#d.book, [v.event]);
           const started = Date.now();
           const r = await settleBatch(this.#d.db, priced);
-          this.#count(r.inserted, r.duplicates);
+          this.#count(r);
           this.#trace(r.inserted, started);
           done.push(v.entry);
           break;
@@ -206,10 +206,16 @@ export class UsageConsumer {
     }
   }
 
-  #count(inserted: PricedEvent[], duplicates: number): void {
+  #count({ inserted, duplicates, corrections }: SettleResult): void {
     const { metrics } = this.#d;
     metrics.settled.inc({ result: 'settled' }, inserted.length);
     if (duplicates > 0) metrics.settled.inc({ result: 'duplicate' }, duplicates);
+    if (corrections.length > 0) metrics.settled.inc({ result: 'corrected' }, corrections.length);
+    for (const c of corrections) {
+      const direction = c.deltaMicros > 0n ? 'up' : 'down';
+      const amount = c.deltaMicros > 0n ? c.deltaMicros : -c.deltaMicros;
+      metrics.correctedMicros.inc({ provider: c.provider, direction }, Number(amount));
+    }
     for (const p of inserted) {
       if (p.unpriced) metrics.unpriced.inc({ provider: p.event.provider, model: p.event.model });
       if (p.costMicros > 0n) metrics.costMicros.inc({ provider: p.event.provider }, Number(p.costMicros));

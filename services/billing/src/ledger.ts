@@ -14,6 +14,11 @@ export interface SettleResult {
   inserted: PricedEvent[];
   /** Events already settled earlier: no-ops. */
   duplicates: number;
+  /**
+   * Estimates replaced now by their call's own usage at a different cost (the `correction` journal
+   * transaction): the provider, and what the cost moved by (either sign). Not counted as duplicates.
+   */
+  corrections: Array<{ provider: string; deltaMicros: bigint }>;
   /** The journal transaction posting this batch's cost (undefined when nothing cost money). */
   transactionId: string | undefined;
 }
@@ -49,7 +54,8 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
     );
   }
   const events = [...byId.values()].sort((a, b) => (a.event.id < b.event.id ? -1 : 1));
-  if (events.length === 0) return { inserted: [], duplicates: batch.length, transactionId: undefined };
+  if (events.length === 0)
+    return { inserted: [], duplicates: batch.length, corrections: [], transactionId: undefined };
 
   const txId = newId('txn');
   const col = <T>(f: (p: PricedEvent) => T) => events.map(f);
@@ -86,9 +92,21 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
   );
   const newIds = new Set(res.rows[0]?.ids ?? []);
   const inserted = events.filter((p) => newIds.has(p.event.id));
+  // Only a call's own usage not inserted now can have replaced an estimate (sy_settle posts those
+  // under `<txId>-c`): asked only then, so a batch of first deliveries costs no second round trip.
+  const corrections = events.some((p) => !newIds.has(p.event.id) && p.event.estimated !== true)
+    ? (
+        await db.$client.query<{ provider: string; delta: string }>(
+          `SELECT provider, (cost_micros - estimated_cost_micros)::text AS delta
+             FROM usage_events WHERE correction_transaction_id = $1`,
+          [`${txId}-c`],
+        )
+      ).rows.map((r) => ({ provider: r.provider, deltaMicros: BigInt(r.delta) }))
+    : [];
   return {
     inserted,
-    duplicates: batch.length - inserted.length,
+    duplicates: batch.length - inserted.length - corrections.length,
+    corrections,
     transactionId: inserted.some((p) => p.costMicros > 0n) ? txId : undefined,
   };
 }

@@ -8,6 +8,7 @@ export interface BillingMetrics {
   deadLettered: Counter;
   unpriced: Counter<'provider' | 'model'>;
   costMicros: Counter<'provider'>;
+  correctedMicros: Counter<'provider' | 'direction'>;
   batchSeconds: Histogram;
   batchErrors: Counter<'kind'>;
   pending: Gauge;
@@ -30,7 +31,7 @@ export function createMetrics(): BillingMetrics {
     registry,
     settled: new Counter({
       name: 'billing_usage_events_total',
-      help: 'Usage events processed, by result (settled = first delivery, duplicate = no-op)',
+      help: "Usage events processed, by result (settled = first delivery, duplicate = no-op, corrected = a call's own usage replacing the estimate settled for it at a different cost)",
       labelNames: ['result'],
       registers: r,
     }),
@@ -54,6 +55,12 @@ export function createMetrics(): BillingMetrics {
       name: 'billing_settled_cost_micro_usd_total',
       help: 'Settled cost in micro-USD, by provider',
       labelNames: ['provider'],
+      registers: r,
+    }),
+    correctedMicros: new Counter({
+      name: 'billing_corrected_cost_micro_usd_total',
+      help: "Cost moved by corrections (an estimate replaced by the call's own usage), in micro-USD, by provider and direction (up: the call cost more than estimated)",
+      labelNames: ['provider', 'direction'],
       registers: r,
     }),
     batchSeconds: new Histogram({

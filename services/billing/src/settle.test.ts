@@ -188,6 +188,35 @@ describe('settlement', () => {
     await again.stop();
   });
 
+  it('counts a correction as corrected, with the cost it moved, not as a duplicate', async () => {
+    const t = await tenant(10_000_000n);
+    const base = {
+      requestId: 'req_metrics',
+      ...t,
+      model: 'gpt-4o',
+      outcome: 'failed' as const,
+      final: false,
+    };
+    const estimate = usageEvent({ ...base, inputTokens: 900, outputTokens: 0, estimated: true });
+    const real = usageEvent({ ...base, inputTokens: 700, outputTokens: 400 });
+    const c = await h.consumer('metrics');
+    await h.xadd(estimate);
+    await until(async () => (await metricValue(c.metrics.settled, { result: 'settled' })) === 1, {
+      what: 'estimate settled',
+    });
+    await h.xadd(real);
+    await h.xadd(real);
+    await until(settledAndAcked, { what: 'usage settled' });
+    expect(await metricValue(c.metrics.settled, { result: 'corrected' })).toBe(1);
+    expect(await metricValue(c.metrics.settled, { result: 'duplicate' })).toBe(1);
+    const delta = expectedCost(real) - expectedCost(estimate);
+    const direction = delta > 0n ? 'up' : 'down';
+    expect(await metricValue(c.metrics.correctedMicros, { provider: 'openai', direction })).toBe(
+      Number(delta > 0n ? delta : -delta),
+    );
+    await c.stop();
+  });
+
   it("reclaims a dead consumer's pending events (XAUTOCLAIM)", async () => {
     const t = await tenant(10_000_000n);
     const events = Array.from({ length: 5 }, (_, i) => usageEvent({ requestId: `orphan${i}`, ...t }));
@@ -240,8 +269,14 @@ describe('settlement', () => {
     const afterEstimate = await balance();
     expect(afterEstimate).toBe(10_000_000n - expectedCost(estimate));
 
-    // Its worker thawed and reported the provider's count: that replaces the estimate.
-    expect((await settle(real)).inserted).toHaveLength(0);
+    // Its worker thawed and reported the provider's count: that replaces the estimate (a correction,
+    // not a duplicate, for the metrics).
+    const corrected = await settle(real);
+    expect(corrected.inserted).toHaveLength(0);
+    expect(corrected.duplicates).toBe(0);
+    expect(corrected.corrections).toEqual([
+      { provider: 'openai', deltaMicros: expectedCost(real) - expectedCost(estimate) },
+    ]);
     const [fixed] = await row(real.id);
     expect(fixed).toMatchObject({
       input_tokens: 700,
@@ -257,8 +292,8 @@ describe('settlement', () => {
 
     // Replaced once: the same usage again, or an estimate after, is a duplicate.
     const entries = await count('journal_entries');
-    await settle(real);
-    await settle(estimate);
+    expect(await settle(real)).toMatchObject({ duplicates: 1, corrections: [] });
+    expect(await settle(estimate)).toMatchObject({ duplicates: 1, corrections: [] });
     expect(await count('journal_entries')).toBe(entries);
     expect((await row(real.id))[0]?.cost_micros).toBe(String(expectedCost(real)));
 
