@@ -94,15 +94,18 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
   const inserted = events.filter((p) => newIds.has(p.event.id));
   // Only a call's own usage not inserted now can have replaced an estimate (sy_settle posts those
   // under `<txId>-c`): asked only then, so a batch of first deliveries costs no second round trip.
-  const corrections = events.some((p) => !newIds.has(p.event.id) && p.event.estimated !== true)
-    ? (
-        await db.$client.query<{ provider: string; delta: string }>(
-          `SELECT provider, (cost_micros - estimated_cost_micros)::text AS delta
-             FROM usage_events WHERE correction_transaction_id = $1`,
-          [`${txId}-c`],
-        )
-      ).rows.map((r) => ({ provider: r.provider, deltaMicros: BigInt(r.delta) }))
-    : [];
+  // Looked up by id (the primary key): the correction column has no index.
+  const maybeFixed = events.filter((p) => !newIds.has(p.event.id) && p.event.estimated !== true);
+  const corrections =
+    maybeFixed.length > 0
+      ? (
+          await db.$client.query<{ provider: string; delta: string }>(
+            `SELECT provider, (cost_micros - estimated_cost_micros)::text AS delta
+               FROM usage_events WHERE id = ANY ($1::text[]) AND correction_transaction_id = $2`,
+            [maybeFixed.map((p) => p.event.id), `${txId}-c`],
+          )
+        ).rows.map((r) => ({ provider: r.provider, deltaMicros: BigInt(r.delta) }))
+      : [];
   return {
     inserted,
     duplicates: batch.length - inserted.length - corrections.length,
