@@ -46,6 +46,13 @@ export function anthropicProtocol(): Protocol {
             'retry-after-ms': String(e.retryAfterMs),
           },
         );
+      case 'request_too_large':
+        // (Only OpenAI's fake sends it; Anthropic words an over-the-limit request as its rate limit.)
+        return out(
+          429,
+          'rate_limit_error',
+          `This request would exceed the rate limit for your organization (org-fake) of ${e.limit} input tokens per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits. Please reduce the prompt length or the maximum tokens requested, or try again later.`,
+        );
       case 'server':
         return out(500, 'api_error', 'Internal server error');
       case 'unavailable':

@@ -49,6 +49,13 @@ export function geminiProtocol(): Protocol {
         );
       case 'not_found':
         return out(404, 'NOT_FOUND', e.message);
+      case 'request_too_large':
+        // (Only OpenAI's fake sends it.)
+        return out(
+          429,
+          'RESOURCE_EXHAUSTED',
+          'You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.',
+        );
       case 'rate_limit': {
         const delay = protoDuration(e.retryAfterMs);
         return out(

@@ -110,6 +110,13 @@ export async function serveGenerate(
     }
   }
 
+  // OpenAI counts a request's prompt and its output cap (or its likely output) against the TPM: one
+  // that needs more than a whole minute's tokens is refused at once ("Request too large"), with no
+  // wait that would help. Only when the fake enforces limits (an rpm is set).
+  const requested = reply.promptTokens + (parsed.conversation.maxTokens ?? reply.completionTokens);
+  if (p.id === 'openai' && limits.requests.enforce && requested > limits.tokens.capacity)
+    return fail({ kind: 'request_too_large', limit: limits.tokens.capacity, requested, model: served });
+
   limits.tokens.take(reply.promptTokens + reply.completionTokens);
   limits.input.take(reply.promptTokens - reply.cachedTokens);
   limits.output.take(reply.completionTokens);

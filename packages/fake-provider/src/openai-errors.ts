@@ -58,6 +58,17 @@ export function openAIError(e: ErrorKind): ErrorReply {
           'retry-after': String(Math.ceil(e.retryAfterMs / 1000)),
         },
       };
+    case 'request_too_large':
+      // No retry-after: waiting does not help (the x-ratelimit-* headers still come with it).
+      return {
+        status: 429,
+        body: body(
+          `Request too large for ${e.model} in organization org-fake on tokens per min (TPM): Limit ${e.limit}, Requested ${e.requested}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+          'tokens',
+          null,
+          'rate_limit_exceeded',
+        ),
+      };
     case 'server':
       return {
         status: 500,

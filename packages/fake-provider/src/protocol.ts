@@ -11,6 +11,8 @@ export type ErrorKind =
   | { kind: 'model_not_found'; model: string }
   | { kind: 'not_found'; message: string }
   | { kind: 'rate_limit'; retryAfterMs: number; limit: number; model: string }
+  /** OpenAI: the request alone needs more tokens than the per-minute limit (a 429 no wait cures). */
+  | { kind: 'request_too_large'; limit: number; requested: number; model: string }
   | { kind: 'server' }
   | { kind: 'unavailable' }
   | { kind: 'overloaded' }
