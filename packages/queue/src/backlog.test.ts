@@ -163,5 +163,12 @@ describe('poolBacklog', () => {
     // A member left behind (a run swept by a worker that does not know the set) hides no worker's run.
     await redis.sadd(keys.fast(pool, 'hosted'), 'req_gone', worked.id.replace('req_', 'req_x'));
     expect((await poolBacklog(redis, keys, pool)).lane).toBe(2);
+    // And the next sweep prunes such members, keeping those of runs still running.
+    const running = job(pool);
+    // (Adopted under a long lease: not lapsed whatever the machine's pace.)
+    const long = new FastLane(redis, keys, pool, { graceMs: 30, leaseMs: 60_000 });
+    await long.take([], [], [{ id: running.id, json: JSON.stringify(running) }]);
+    await lane.sweep();
+    expect(await redis.smembers(keys.fast(pool, 'hosted'))).toEqual([running.id]);
   });
 });

@@ -3,8 +3,9 @@
 -- {fast-<pool>}; a lapsed run swept leaves `hosted` too).
 -- ARGV: graceMs, moveLeaseMs, max.
 -- Drops list entries past the grace (their jobs are swept below, or were taken), and moves due
--- jobs, lapsed runs and lapsed hand-overs to `moving` (leased to this sweeper). Returns
--- [id, jobJson, kind, ...] with kind 'due' | 'run' | 'moving'.
+-- jobs, lapsed runs and lapsed hand-overs to `moving` (leased to this sweeper). Also prunes `hosted`
+-- of members no longer in `run` (left by a sweeper of an older version, which did not know the set),
+-- a few random ones per sweep. Returns [id, jobJson, kind, ...] with kind 'due' | 'run' | 'moving'.
 local grace = tonumber(ARGV[1])
 for i = 1, 1000 do
   local e = redis.call('LINDEX', KEYS[1], -1)
@@ -28,5 +29,10 @@ for _, s in ipairs(sets) do
       table.insert(out, s[2])
     end
   end
+end
+-- Take and end add and remove a run in both sets in one script: a member of `hosted` that is not in
+-- `run` belongs to no run.
+for _, id in ipairs(redis.call('SRANDMEMBER', KEYS[6], 16)) do
+  if not redis.call('ZSCORE', KEYS[3], id) then redis.call('SREM', KEYS[6], id) end
 end
 return out
