@@ -11,11 +11,14 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Ports handed out by this test process (never twice). */
 const handedOut = new Set<number>();
 
-/** Vitest runs test files in up to this many processes at once; each gets its own band of ports. */
+/** At most this many vitest workers (vitest.config.ts runs 2): each gets its own band of ports. */
 const BANDS = 4;
 const BAND_SIZE = 12_000 / BANDS;
 /** This process's band: from `VITEST_POOL_ID` (1 to maxWorkers), the slot vitest runs it in. */
-const band = (Math.max(1, Number(process.env.VITEST_POOL_ID) || 1) - 1) % BANDS;
+const poolId = Math.max(1, Number(process.env.VITEST_POOL_ID) || 1);
+if (poolId > BANDS)
+  throw new Error(`test ports: ${BANDS} bands for at most ${BANDS} vitest workers, this is worker ${poolId}`);
+const band = poolId - 1;
 
 /**
  * A port for a service to listen on: random in this process's band of 20,000–31,999 and free when
@@ -42,7 +45,9 @@ export async function freePort(): Promise<number> {
     handedOut.add(port);
     return port;
   }
-  throw new Error('no free port found in 20000-31999');
+  throw new Error(
+    `no free port found in ${20_000 + band * BAND_SIZE}-${20_000 + (band + 1) * BAND_SIZE - 1}`,
+  );
 }
 
 export interface Service {

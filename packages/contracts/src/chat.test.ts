@@ -66,10 +66,14 @@ describe('null for an optional field', () => {
       // JSON (a job, a provider request) carries none of them.
       expect(Object.keys(JSON.parse(JSON.stringify(r))).sort()).toEqual(['messages', 'model']);
     }
-    const legacy = ChatRequest.parse({ ...base, functions: null, function_call: null });
+    const legacy = ChatRequest.parse({ ...base, ...nulls, functions: null, function_call: null });
     expect(legacy.tools).toBeUndefined();
     expect(legacy.tool_choice).toBeUndefined();
     expect(legacy.legacy_functions).toBeUndefined();
+    // No key is left behind: the carried form re-reads the parsed request strictly (an idempotent
+    // retry's), and knows no `functions` key.
+    expect(Object.keys(legacy).sort()).toEqual(['messages', 'model']);
+    expect(ChatJobRequest.safeParse(legacy).success).toBe(true);
   });
 
   it('keeps a value given, and refuses a wrong one naming the field', () => {

@@ -263,13 +263,25 @@ const LogitBias = z.record(
 /**
  * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
  * from optional arguments (`tool_choice=None`, LangChain's defaults) send `null` for what they leave
- * out. Parsed to absent, so nothing downstream sees a `null` (and no adapter sends one on).
+ * out. Parsed to `undefined` (zod keeps the key; `ChatRequest` drops it), so nothing downstream sees
+ * a `null` and no adapter sends one on.
  */
 const absentIfNull = <T extends z.ZodType>(s: T) =>
   s
     .nullable()
     .transform((v) => (v === null ? undefined : (v as Exclude<z.output<T>, null>)))
     .optional();
+
+/**
+ * The parsed request without the keys whose value is `undefined` (a `null` taken as not given): the
+ * carried form is re-read strictly (an idempotent retry's `doorOf`), and `functions: undefined` is a
+ * key it does not know.
+ */
+function dropUndefined<T extends object>(r: T): T {
+  for (const k of Object.keys(r))
+    if ((r as Record<string, unknown>)[k] === undefined) delete (r as Record<string, unknown>)[k];
+  return r;
+}
 
 /** The fields of a chat request other than its model and messages (the caller's form and the carried one). */
 const requestFields = {
@@ -390,7 +402,7 @@ export const ChatRequest = z
   .superRefine(streamOptionsRule)
   .transform(
     (r, ctx): ChatJobRequest =>
-      fromLegacyFunctions(r, (path, message) => {
+      fromLegacyFunctions(dropUndefined(r), (path, message) => {
         ctx.addIssue({ code: 'custom', path, message, params: { verbatim: true } });
       }) ?? z.NEVER,
   );

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { buildReply, parseDirective } from './content.ts';
+import { buildReply, countPromptTokens, parseDirective } from './content.ts';
 import { BodyError, readJson, retryCount, sendJson, untilClosed, wait } from './http.ts';
 import { modelWindow, resolveModel } from './models.ts';
 import { type ErrorKind, isErrorKind, type Protocol, type RenderCtx, type SseEvent } from './protocol.ts';
@@ -90,6 +90,12 @@ export async function serveGenerate(
   // The rate limit comes first, so a request it refuses does not use up a scripted fault.
   const waitMs = limits.requests.take(1);
   if (waitMs > 0) return fail({ kind: 'rate_limit', retryAfterMs: waitMs, limit: config.rpm, model: served });
+  // OpenAI counts a request's prompt and its output cap against the TPM: one that needs more than a
+  // whole minute's tokens is refused at once ("Request too large"), with no wait that would help.
+  // Only when the fake enforces limits (an rpm is set); before the faults, like the rate limit.
+  const requested = countPromptTokens(parsed.conversation) + (parsed.conversation.maxTokens ?? 0);
+  if (p.id === 'openai' && limits.requests.enforce && requested > limits.tokens.capacity)
+    return fail({ kind: 'request_too_large', limit: limits.tokens.capacity, requested, model: served });
 
   const fault: Fault | undefined = directive?.fault
     ? (directive as Fault)
@@ -109,13 +115,6 @@ export async function serveGenerate(
       if (prefix.ttlMs >= 3_600_000) reply.cacheWrite1hTokens = reply.cacheWriteTokens;
     }
   }
-
-  // OpenAI counts a request's prompt and its output cap (or its likely output) against the TPM: one
-  // that needs more than a whole minute's tokens is refused at once ("Request too large"), with no
-  // wait that would help. Only when the fake enforces limits (an rpm is set).
-  const requested = reply.promptTokens + (parsed.conversation.maxTokens ?? reply.completionTokens);
-  if (p.id === 'openai' && limits.requests.enforce && requested > limits.tokens.capacity)
-    return fail({ kind: 'request_too_large', limit: limits.tokens.capacity, requested, model: served });
 
   limits.tokens.take(reply.promptTokens + reply.completionTokens);
   limits.input.take(reply.promptTokens - reply.cachedTokens);

@@ -24,7 +24,8 @@ export interface SettleResult {
 }
 
 /**
- * Settles a batch in ONE Postgres round trip (`sy_settle`, migrations 0009, 0010 and 0013), one transaction: insert
+ * Settles a batch in ONE Postgres round trip (`sy_settle`, migrations 0009, 0010, 0013 and 0014; a
+ * second, read-only, only when some event was not new: which ones were corrections), one transaction: insert
  * the events under their unique ids (a duplicate is a no-op, but for a call's own usage arriving after
  * the estimate settled for it, which replaces the estimate through a `correction` transaction), then — for newly inserted events only —
  * one journal transaction whose entries move the events' cost from their tenants to
@@ -94,17 +95,22 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
   const inserted = events.filter((p) => newIds.has(p.event.id));
   // Only a call's own usage not inserted now can have replaced an estimate (sy_settle posts those
   // under `<txId>-c`): asked only then, so a batch of first deliveries costs no second round trip.
-  // Looked up by id (the primary key): the correction column has no index.
+  // Looked up by id (the primary key): the correction column has no index. The batch is settled
+  // already: a failure here costs the metrics the corrections (counted as duplicates), never a retry
+  // of the batch (which would count its settled events as duplicates too).
   const maybeFixed = events.filter((p) => !newIds.has(p.event.id) && p.event.estimated !== true);
   const corrections =
     maybeFixed.length > 0
-      ? (
-          await db.$client.query<{ provider: string; delta: string }>(
+      ? await db.$client
+          .query<{ provider: string; delta: string }>(
             `SELECT provider, (cost_micros - estimated_cost_micros)::text AS delta
                FROM usage_events WHERE id = ANY ($1::text[]) AND correction_transaction_id = $2`,
             [maybeFixed.map((p) => p.event.id), `${txId}-c`],
           )
-        ).rows.map((r) => ({ provider: r.provider, deltaMicros: BigInt(r.delta) }))
+          .then(
+            (r) => r.rows.map((row) => ({ provider: row.provider, deltaMicros: BigInt(row.delta) })),
+            () => [],
+          )
       : [];
   return {
     inserted,
