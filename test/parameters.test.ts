@@ -481,6 +481,13 @@ describe('passed through or translated', () => {
       const r = await client.chat.completions.create({ model, messages: ask('hi'), ...nulls });
       expect(r.choices[0]?.message.content, model).toBeTruthy();
       expect(r.choices[0]?.message.function_call, model).toBeUndefined();
+      // Inside a message and a tool as well (a Python SDK model dump of them).
+      const nested = await client.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: 'hi', name: null }],
+        tools: [{ type: 'function', function: { name: 'noop', description: null, parameters: null } }],
+      } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(nested.choices[0]?.finish_reason, model).toBeTruthy();
     }
   });
 

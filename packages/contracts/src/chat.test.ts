@@ -76,6 +76,39 @@ describe('null for an optional field', () => {
     expect(ChatJobRequest.safeParse(legacy).success).toBe(true);
   });
 
+  it('inside messages, parts, tools and formats too (what a Python SDK model dump sends)', () => {
+    const r = ChatRequest.parse({
+      model: 'gpt-4o-mini',
+      stream: true,
+      stream_options: { include_usage: null, include_obfuscation: null },
+      messages: [
+        { role: 'system', content: 'be brief', name: null },
+        {
+          role: 'user',
+          name: null,
+          content: [
+            { type: 'text', text: 'look' },
+            { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: null } },
+            {
+              type: 'file',
+              file: { file_data: 'data:application/pdf;base64,JVBERi0=', file_id: null, filename: null },
+            },
+          ],
+        },
+      ],
+      tools: [
+        {
+          type: 'function',
+          function: { name: 'f', description: null, parameters: null },
+        },
+      ],
+      response_format: { type: 'json_schema', json_schema: { name: 's', description: null, schema: null } },
+    });
+    // Nothing null reaches an adapter: a provider request is the JSON of the parsed request.
+    expect(JSON.stringify(r)).not.toContain('null');
+    expect(ChatJobRequest.safeParse(JSON.parse(JSON.stringify(r))).success).toBe(true);
+  });
+
   it('keeps a value given, and refuses a wrong one naming the field', () => {
     const r = ChatRequest.parse({ ...base, tool_choice: 'none', user: 'u1', parallel_tool_calls: false });
     expect([r.tool_choice, r.user, r.parallel_tool_calls]).toEqual(['none', 'u1', false]);

@@ -23,10 +23,25 @@ export const CacheControl = z.strictObject({
 export type CacheControl = z.infer<typeof CacheControl>;
 const cache_control = CacheControl.optional();
 
+/**
+ * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
+ * from optional arguments (`tool_choice=None`, LangChain's defaults) send `null` for what they leave
+ * out. Parsed to `undefined` (zod keeps the key; `ChatRequest` drops it), so nothing downstream sees
+ * a `null` and no adapter sends one on.
+ */
+const absentIfNull = <T extends z.ZodType>(s: T) =>
+  s
+    .nullable()
+    .transform((v) => (v === null ? undefined : (v as Exclude<z.output<T>, null>)))
+    .optional();
+
 const TextPart = z.strictObject({ type: z.literal('text'), text: z.string(), cache_control });
 const ImagePart = z.strictObject({
   type: z.literal('image_url'),
-  image_url: z.strictObject({ url: z.string().min(1), detail: z.enum(['auto', 'low', 'high']).optional() }),
+  image_url: z.strictObject({
+    url: z.string().min(1),
+    detail: absentIfNull(z.enum(['auto', 'low', 'high'])),
+  }),
   cache_control,
 });
 const AudioPart = z.strictObject({
@@ -36,9 +51,9 @@ const AudioPart = z.strictObject({
 const FilePart = z.strictObject({
   type: z.literal('file'),
   file: z.strictObject({
-    file_data: z.string().optional(),
-    file_id: z.string().optional(),
-    filename: z.string().optional(),
+    file_data: absentIfNull(z.string()),
+    file_id: absentIfNull(z.string()),
+    filename: absentIfNull(z.string()),
   }),
   cache_control,
 });
@@ -137,17 +152,17 @@ function sentTurn<T extends { name?: string | null; tool_calls?: unknown[] | nul
 const SystemMessage = z.strictObject({
   role: z.literal('system'),
   content: Content,
-  name: z.string().optional(),
+  name: absentIfNull(z.string()),
 });
 const DeveloperMessage = z.strictObject({
   role: z.literal('developer'),
   content: Content,
-  name: z.string().optional(),
+  name: absentIfNull(z.string()),
 });
 const UserMessage = z.strictObject({
   role: z.literal('user'),
   content: Content,
-  name: z.string().optional(),
+  name: absentIfNull(z.string()),
 });
 const ToolMessage = z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() });
 
@@ -211,8 +226,8 @@ export const Tool = z.strictObject({
   cache_control,
   function: z.strictObject({
     name: OpenAIName,
-    description: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
+    description: absentIfNull(z.string()),
+    parameters: absentIfNull(z.record(z.string(), z.unknown())),
     strict: z.boolean().nullable().optional(),
   }),
 });
@@ -231,8 +246,8 @@ export const ResponseFormat = z.discriminatedUnion('type', [
     type: z.literal('json_schema'),
     json_schema: z.strictObject({
       name: OpenAIName,
-      description: z.string().optional(),
-      schema: z.record(z.string(), z.unknown()).optional(),
+      description: absentIfNull(z.string()),
+      schema: absentIfNull(z.record(z.string(), z.unknown())),
       strict: z.boolean().nullable().optional(),
     }),
   }),
@@ -261,18 +276,6 @@ const LogitBias = z.record(
 );
 
 /**
- * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
- * from optional arguments (`tool_choice=None`, LangChain's defaults) send `null` for what they leave
- * out. Parsed to `undefined` (zod keeps the key; `ChatRequest` drops it), so nothing downstream sees
- * a `null` and no adapter sends one on.
- */
-const absentIfNull = <T extends z.ZodType>(s: T) =>
-  s
-    .nullable()
-    .transform((v) => (v === null ? undefined : (v as Exclude<z.output<T>, null>)))
-    .optional();
-
-/**
  * The parsed request without the keys whose value is `undefined` (a `null` taken as not given): the
  * carried form is re-read strictly (an idempotent retry's `doorOf`), and `functions: undefined` is a
  * key it does not know.
@@ -287,7 +290,10 @@ function dropUndefined<T extends object>(r: T): T {
 const requestFields = {
   stream: z.boolean().nullable().optional(),
   stream_options: z
-    .strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })
+    .strictObject({
+      include_usage: absentIfNull(z.boolean()),
+      include_obfuscation: absentIfNull(z.boolean()),
+    })
     .nullable()
     .optional(),
   max_tokens: z.number().int().positive().nullable().optional(),
