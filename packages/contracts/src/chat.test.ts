@@ -87,7 +87,7 @@ describe('null for an optional field', () => {
           role: 'user',
           name: null,
           content: [
-            { type: 'text', text: 'look' },
+            { type: 'text', text: 'look', cache_control: null },
             { type: 'image_url', image_url: { url: 'https://example.com/a.png', detail: null } },
             {
               type: 'file',

@@ -21,7 +21,6 @@ export const CacheControl = z.strictObject({
   ttl: z.enum(['5m', '1h']).optional(),
 });
 export type CacheControl = z.infer<typeof CacheControl>;
-const cache_control = CacheControl.optional();
 
 /**
  * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
@@ -34,6 +33,8 @@ const absentIfNull = <T extends z.ZodType>(s: T) =>
     .nullable()
     .transform((v) => (v === null ? undefined : (v as Exclude<z.output<T>, null>)))
     .optional();
+
+const cache_control = absentIfNull(CacheControl);
 
 const TextPart = z.strictObject({ type: z.literal('text'), text: z.string(), cache_control });
 const ImagePart = z.strictObject({
