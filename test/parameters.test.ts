@@ -491,6 +491,61 @@ describe('passed through or translated', () => {
     }
   });
 
+  it("every reasoning_effort OpenAI's SDK sends (none, xhigh, max too) is served, translated, or refused by the model that cannot take it", async () => {
+    const reasoned = (r: OpenAI.ChatCompletion) =>
+      ((r.choices[0]?.message as { reasoning_content?: string }).reasoning_content ?? '').length > 0;
+    for (const effort of ['none', 'xhigh', 'max'] as const) {
+      const r = await client.chat.completions.create({
+        model: 'openai/gpt-5-mini',
+        messages: ask('hi'),
+        reasoning_effort: effort,
+      });
+      expect(r.choices[0]?.message.content, effort).toBeTruthy();
+    }
+    // none on a model that does not reason: served (the field left out), as if not given.
+    const plain = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('hi'),
+      reasoning_effort: 'none',
+    });
+    expect(plain.choices[0]?.message.content).toBeTruthy();
+    // Anthropic: none is no thinking (any temperature); xhigh thinks.
+    const calm = await client.chat.completions.create({
+      model: 'anthropic/claude-haiku-4-5',
+      messages: ask('Ponder.'),
+      reasoning_effort: 'none',
+      temperature: 0.2,
+    });
+    expect(reasoned(calm)).toBe(false);
+    const deep = await client.chat.completions.create({
+      model: 'anthropic/claude-haiku-4-5',
+      messages: ask('Ponder.'),
+      reasoning_effort: 'xhigh',
+    });
+    expect(reasoned(deep)).toBe(true);
+    const gemini = await client.chat.completions.create({
+      model: 'gemini/gemini-2.5-flash',
+      messages: ask('hi'),
+      reasoning_effort: 'max',
+    });
+    expect(gemini.choices[0]?.message.content).toBeTruthy();
+    // The o-series take low, medium and high only.
+    const o = await refusal(
+      client.chat.completions.create({
+        model: 'openai/o4-mini',
+        messages: ask('hi'),
+        reasoning_effort: 'none',
+      }),
+    );
+    expect([o.status, o.param]).toEqual([400, 'reasoning_effort']);
+    const viaResponses = await client.responses.create({
+      model: 'openai/gpt-5-mini',
+      input: 'hi',
+      reasoning: { effort: 'xhigh' },
+    });
+    expect(viaResponses.status).toBe('completed');
+  });
+
   it("verbosity (GPT-5's; text.verbosity on the Responses door) reaches OpenAI and is refused elsewhere by the door's name", async () => {
     const chat = await client.chat.completions.create({
       model: 'openai/gpt-5-mini',

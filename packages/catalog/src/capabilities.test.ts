@@ -110,6 +110,40 @@ describe('what each protocol cannot do, in one table', () => {
     expect(modelRefusal('openai', m('gpt-5-mini'), chat({ reasoning_effort: 'minimal' }))).toBeUndefined();
   });
 
+  it('the o-series take low, medium and high only; later efforts (none, xhigh, max) go to the GPT-5 line', () => {
+    const m = (id: string) => ({ provider: 'openai', id, capabilities: ['reasoning'] });
+    for (const effort of ['none', 'xhigh', 'max'] as const) {
+      expect(modelRefusal('openai', m('o3'), chat({ reasoning_effort: effort })), effort).toMatchObject({
+        param: 'reasoning_effort',
+      });
+      expect(
+        modelRefusal('openai', m('gpt-5-mini'), chat({ reasoning_effort: effort })),
+        effort,
+      ).toBeUndefined();
+    }
+  });
+
+  it('at reasoning effort none a GPT-5 model takes the sampling parameters (GPT-5.1 and later do)', () => {
+    const m = { provider: 'openai', id: 'gpt-5.2', capabilities: ['reasoning'] };
+    expect(
+      modelRefusal('openai', m, chat({ reasoning_effort: 'none', temperature: 0.3, top_p: 0.5 })),
+    ).toBeUndefined();
+    expect(modelRefusal('openai', m, chat({ reasoning_effort: 'low', temperature: 0.3 }))).toMatchObject({
+      param: 'temperature',
+    });
+    expect(modelRefusal('openai', m, chat({ temperature: 0.3 }))).toMatchObject({ param: 'temperature' });
+  });
+
+  it('reasoning effort none is no extended thinking on Anthropic: no budget, any temperature', () => {
+    expect(
+      chatRefusal(
+        'anthropic',
+        'anthropic',
+        chat({ reasoning_effort: 'none', max_tokens: 10, temperature: 0.2 }),
+      ),
+    ).toBeUndefined();
+  });
+
   it('gemini takes only text in a tool result, naming the part (a function response is a JSON object)', () => {
     const messages: ChatRequest['messages'] = [
       { role: 'user', content: 'x' },

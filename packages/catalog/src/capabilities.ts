@@ -2,6 +2,7 @@ import {
   type ChatMessage,
   type ChatRequest,
   type ContentPart,
+  asksReasoning,
   requestedMaxTokens,
 } from '@faregate/contracts/chat';
 import type { EmbeddingsRequest } from '@faregate/contracts/embeddings';
@@ -192,8 +193,8 @@ function refusedPart(r: ChatRequest, check: PartCheck): { at: string; why: strin
   return undefined;
 }
 
-/** A reasoning effort that turns Anthropic's extended thinking on (`minimal` does not). */
-const thinks = (r: ChatRequest) => r.reasoning_effort != null && r.reasoning_effort !== 'minimal';
+/** A reasoning effort that turns Anthropic's extended thinking on (`none` and `minimal` do not). */
+const thinks = (r: ChatRequest) => asksReasoning(r.reasoning_effort) && r.reasoning_effort !== 'minimal';
 
 const stops = (r: ChatRequest) => (r.stop == null ? 0 : typeof r.stop === 'string' ? 1 : r.stop.length);
 
@@ -390,11 +391,11 @@ const O_SERIES_STOP: ChatRule = {
   refused: (r) => stops(r) > 0,
   why: 'takes no stop sequences',
 };
-/** `minimal` reasoning is GPT-5's; the o-series take low, medium and high. */
-const O_SERIES_MINIMAL: ChatRule = {
+/** The o-series take low, medium and high (`minimal` is GPT-5's; `none`, `xhigh`, `max` later models'). */
+const O_SERIES_EFFORTS: ChatRule = {
   param: 'reasoning_effort',
-  refused: (r) => r.reasoning_effort === 'minimal',
-  why: "takes a reasoning effort of 'low', 'medium' or 'high' ('minimal' is GPT-5's)",
+  refused: (r) => r.reasoning_effort != null && !['low', 'medium', 'high'].includes(r.reasoning_effort),
+  why: "takes a reasoning effort of 'low', 'medium' or 'high' only",
 };
 
 /**
@@ -407,9 +408,12 @@ export function modelRefusal(
   req: ChatRequest,
 ): Refusal | undefined {
   if (kind !== 'openai' || !model.capabilities.includes('reasoning')) return undefined;
+  // GPT-5.1 and later at reasoning effort `none` take the sampling parameters (OpenAI's guide).
   const rules = /^o\d/.test(model.id)
-    ? [...OPENAI_REASONING, O_SERIES_STOP, O_SERIES_MINIMAL]
-    : OPENAI_REASONING;
+    ? [...OPENAI_REASONING, O_SERIES_STOP, O_SERIES_EFFORTS]
+    : req.reasoning_effort === 'none'
+      ? []
+      : OPENAI_REASONING;
   for (const rule of rules) {
     if (rule.refused(req)) {
       return {

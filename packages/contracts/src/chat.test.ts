@@ -116,3 +116,17 @@ describe('null for an optional field', () => {
     expect(bad.error?.issues.map((i) => i.path.join('.')).sort()).toEqual(['tools', 'user']);
   });
 });
+
+describe('reasoning_effort', () => {
+  it("takes every value OpenAI's SDK sends, on the door and in the carried form", () => {
+    for (const effort of ['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max'])
+      for (const schema of [ChatRequest, ChatJobRequest])
+        expect(schema.parse({ ...base, reasoning_effort: effort }).reasoning_effort).toBe(effort);
+  });
+
+  it('refuses another value, naming the field', () => {
+    const r = ChatRequest.safeParse({ ...base, reasoning_effort: 'extreme' });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(['reasoning_effort']);
+  });
+});

@@ -28,6 +28,19 @@ export type CacheControl = z.infer<typeof CacheControl>;
  * out. Parsed to `undefined` (zod keeps the key; `ChatRequest` drops it), so nothing downstream sees
  * a `null` and no adapter sends one on.
  */
+/**
+ * OpenAI's reasoning efforts, every value its SDK sends: `none` (GPT-5.1 and later: no reasoning),
+ * `minimal` (GPT-5), `low`, `medium`, `high`, `xhigh` and `max` (the newest models). The OpenAI
+ * adapter passes the value on and the provider judges it for the model; other providers translate
+ * it (Anthropic's thinking budget, Gemini's), `none` and `minimal` to no thinking.
+ */
+export const ReasoningEffort = z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']);
+export type ReasoningEffort = z.infer<typeof ReasoningEffort>;
+
+/** An effort that asks the model to reason (`none` asks it not to; `minimal` is GPT-5's least). */
+export const asksReasoning = (effort: ReasoningEffort | null | undefined): boolean =>
+  effort != null && effort !== 'none';
+
 const absentIfNull = <T extends z.ZodType>(s: T) =>
   s
     .nullable()
@@ -321,7 +334,7 @@ const requestFields = {
   tool_choice: absentIfNull(ToolChoice),
   parallel_tool_calls: absentIfNull(z.boolean()),
   response_format: absentIfNull(ResponseFormat),
-  reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).nullable().optional(),
+  reasoning_effort: ReasoningEffort.nullable().optional(),
   /** OpenAI's GPT-5 answer length hint: passed to OpenAI, refused elsewhere (capabilities.ts). */
   verbosity: z.enum(['low', 'medium', 'high']).nullable().optional(),
   user: absentIfNull(z.string().max(256)),

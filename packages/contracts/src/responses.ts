@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { byType } from './by-type.ts';
-import { Metadata, OpenAIName } from './chat.ts';
+import { Metadata, OpenAIName, ReasoningEffort } from './chat.ts';
 
 /**
  * OpenAI's Responses API request as callers send it to `POST /v1/responses`, the stateless part:
@@ -193,7 +193,7 @@ export const ResponsesRequest = z.strictObject({
   reasoning: z
     .strictObject({
       /** `none`: no reasoning (OpenAI's newest models take it); the request goes without effort. */
-      effort: z.enum(['none', 'minimal', 'low', 'medium', 'high']).nullable().optional(),
+      effort: ReasoningEffort.nullable().optional(),
       /** The reasoning shown as a summary (`summary_text`) rather than as `reasoning_text`. */
       summary: z.enum(['auto', 'concise', 'detailed']).nullable().optional(),
     })

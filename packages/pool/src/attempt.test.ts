@@ -352,6 +352,41 @@ describe('attempt: onCalling', () => {
   });
 });
 
+describe('attempt: reasoning effort none', () => {
+  const answer = async () => ({
+    completion: {
+      model: 'm',
+      content: 'ok',
+      toolCalls: [],
+      finishReason: 'stop' as const,
+      usage: { ...zeroUsage(), inputTokens: 3, outputTokens: 1 },
+    },
+    rateLimits: {},
+    status: 200,
+  });
+
+  it.each([
+    // The catalog knows gpt-4o-mini does not reason: OpenAI would refuse the field, so it is left out.
+    ['gpt-4o-mini', undefined],
+    // A reasoning model, and one the catalog does not know, get it as sent.
+    ['gpt-5-mini', 'none'],
+    ['my-finetune', 'none'],
+  ] as const)('reaches %s as %s', async (model, sent) => {
+    const seen: unknown[] = [];
+    const deps = depsWith(async (args) => {
+      seen.push(args.request.reasoning_effort);
+      return answer();
+    });
+    const data = job({
+      request: { model, messages: [{ role: 'user', content: 'hi' }], reasoning_effort: 'none' },
+      plan: [{ provider: 'openai', model }],
+      deltas: false,
+    });
+    expect(await runAttempt(deps, input(data))).toEqual({ status: 'completed' });
+    expect(seen).toEqual([sent]);
+  });
+});
+
 describe('attempt: an embeddings job', () => {
   it('runs the embeddings call (not chat), ends in its embeddings frame after its running frame, and bills input tokens once', async () => {
     const data: JobData = {

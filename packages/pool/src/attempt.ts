@@ -1,5 +1,5 @@
-import type { Usage } from '@faregate/contracts/chat';
-import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+import type { ChatRequest, Usage } from '@faregate/contracts/chat';
+import { asksReasoning, toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FrameBody } from '@faregate/contracts/frames';
 import { isBatchLine, type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
@@ -471,7 +471,7 @@ async function attemptOnce(
           adapter: provider.adapter,
           config: provider.config,
           apiKey,
-          request: data.request,
+          request: requestFor(deps, candidate, data.request),
           model: candidate.model,
           stream: data.deltas,
           signal: abort.signal,
@@ -732,6 +732,23 @@ function unclaimedCall(data: JobData, previous: string | undefined, attempt: num
 const isNotOwner = (e: unknown) => e instanceof Error && e.message.includes('NOTOWNER');
 
 /**
+ * The request as this candidate gets it: reasoning effort `none` is left out for a model the catalog
+ * knows does not reason (OpenAI refuses `reasoning_effort` there, and not reasoning is all it does),
+ * so a fallback or `auto` to such a model serves a request that asked for no reasoning.
+ */
+function requestFor(
+  deps: WorkerDeps,
+  candidate: { provider: string; model: string },
+  request: ChatRequest,
+): ChatRequest {
+  if (request.reasoning_effort !== 'none') return request;
+  const model = deps.prices.model(candidate.provider, candidate.model);
+  if (!model || model.capabilities.includes('reasoning')) return request;
+  const { reasoning_effort: _none, ...rest } = request;
+  return rest;
+}
+
+/**
  * The call may spend tokens the caller never sees and the provider reports only at the end:
  * OpenAI's reasoning models (o-series, GPT-5) reason unseen and count it in the final usage.
  * Other protocols stream their thinking (Anthropic, self-hosted servers' reasoning_content) or
@@ -744,5 +761,5 @@ function reasonsUnseen(
 ): boolean {
   if (deps.provider.config.kind !== 'openai' || data.op === 'embeddings') return false;
   const model = deps.prices.model(candidate.provider, candidate.model);
-  return model ? model.capabilities.includes('reasoning') : data.request.reasoning_effort != null;
+  return model ? model.capabilities.includes('reasoning') : asksReasoning(data.request.reasoning_effort);
 }

@@ -195,6 +195,25 @@ describe('anthropic request translation', () => {
       expect.objectContaining({ param: 'reasoning_effort' }),
     );
   });
+
+  it("every effort OpenAI's SDK sends: none is no thinking; xhigh and max think longer, within the model's 64k output", () => {
+    for (const effort of ['none', 'minimal'] as const) {
+      const { json } = build({ reasoning_effort: effort, temperature: 0.2 });
+      expect(json.thinking, effort).toBeUndefined();
+      expect(json.temperature).toBe(0.2);
+    }
+    const xhigh = build({ reasoning_effort: 'xhigh' }).json;
+    expect(xhigh.thinking).toEqual({ type: 'enabled', budget_tokens: 32768 });
+    expect(xhigh.max_tokens).toBe(32768 + 4096);
+    const max = build({ reasoning_effort: 'max' }).json;
+    expect(max.thinking).toEqual({ type: 'enabled', budget_tokens: 57344 });
+    expect(max.max_tokens).toBe(57344 + 4096);
+    expect(max.max_tokens).toBeLessThanOrEqual(64_000);
+    // The caller's own limit bounds the budget.
+    const capped = build({ reasoning_effort: 'max', max_completion_tokens: 8000 }).json;
+    expect(capped.thinking).toEqual({ type: 'enabled', budget_tokens: 7999 });
+    expect(capped.max_tokens).toBe(8000);
+  });
 });
 
 describe('anthropic rate limits', () => {

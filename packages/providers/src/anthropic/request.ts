@@ -18,14 +18,22 @@ export const ANTHROPIC_VERSION = '2023-06-01';
  */
 export const DEFAULT_MAX_TOKENS = 4096;
 
-/** Thinking budgets for OpenAI's reasoning_effort (`minimal` = no extended thinking). */
-const THINKING_BUDGET = { low: 1024, medium: 4096, high: 16384 } as const;
+/**
+ * Thinking budgets for OpenAI's reasoning_effort (`none` and `minimal`: no extended thinking). Without
+ * a token limit from the caller, max_tokens is the budget plus DEFAULT_MAX_TOKENS for the answer,
+ * within the model's output limit (64k for Claude 4.5), which `max` nearly fills.
+ */
+const THINKING_BUDGET = { low: 1024, medium: 4096, high: 16384, xhigh: 32768, max: 57344 } as const;
+
+/** The model's output limit, as the catalog lists it (a dated id by its alias), if it knows it. */
+function maxOutputOf(model: string): number | undefined {
+  return BUILTIN_MODELS.find(
+    (m) => m.provider === 'anthropic' && (m.id === model || model.startsWith(`${m.id}-`)),
+  )?.maxOutputTokens;
+}
 
 export function defaultMaxTokens(model: string): number {
-  const known = BUILTIN_MODELS.find(
-    (m) => m.provider === 'anthropic' && (m.id === model || model.startsWith(`${m.id}-`)),
-  );
-  return Math.min(known?.maxOutputTokens ?? DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS);
+  return Math.min(maxOutputOf(model) ?? DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS);
 }
 
 type Block = Record<string, unknown>;
@@ -186,9 +194,13 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   const stop = stopList(req.stop);
   if (stop) body.stop_sequences = stop;
   const effort = req.reasoning_effort;
-  if (effort && effort !== 'minimal') {
+  if (effort && effort !== 'none' && effort !== 'minimal') {
     // OpenAI's max_completion_tokens includes reasoning; Anthropic's budget must stay below max_tokens.
-    if (requestedMaxTokens(req) === undefined) maxTokens = THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS;
+    if (requestedMaxTokens(req) === undefined)
+      maxTokens = Math.min(
+        THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS,
+        maxOutputOf(opts.model) ?? Number.POSITIVE_INFINITY,
+      );
     const budget = Math.min(THINKING_BUDGET[effort], maxTokens - 1);
     if (budget < 1024)
       throw invalidParam('reasoning_effort', 'reasoning needs max_completion_tokens above 1024 on Anthropic');

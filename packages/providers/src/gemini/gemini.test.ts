@@ -68,6 +68,23 @@ describe('gemini request translation', () => {
   });
 });
 
+describe('gemini thinking budgets from reasoning_effort', () => {
+  it.each([
+    ['none', 0],
+    ['minimal', 0],
+    ['low', 1024],
+    ['medium', 8192],
+    ['high', 24576],
+    // 2.5 Flash's largest budget: the higher efforts stay there rather than be refused.
+    ['xhigh', 24576],
+    ['max', 24576],
+  ] as const)('%s → %i', (effort, budget) => {
+    expect(build({ reasoning_effort: effort }).json.generationConfig.thinkingConfig).toEqual({
+      thinkingBudget: budget,
+    });
+  });
+});
+
 describe('gemini responses', () => {
   it('a blocked prompt (200, no candidates) is content_filter', () => {
     const r = geminiAdapter.parseResponse(JSON.parse(fixture('gemini', 'response-blocked.json')));

@@ -15,8 +15,19 @@ interface GeminiContent {
   parts: Part[];
 }
 
-/** Thinking budgets for OpenAI's reasoning_effort (`minimal` = 0: no thinking where the model allows it). */
-const THINKING_BUDGET = { minimal: 0, low: 1024, medium: 8192, high: 24576 } as const;
+/**
+ * Thinking budgets for OpenAI's reasoning_effort (`none` and `minimal` = 0: no thinking where the
+ * model allows it). 24,576 is 2.5 Flash's largest budget, so `xhigh` and `max` stay there.
+ */
+const THINKING_BUDGET = {
+  none: 0,
+  minimal: 0,
+  low: 1024,
+  medium: 8192,
+  high: 24576,
+  xhigh: 24576,
+  max: 24576,
+} as const;
 
 const AUDIO_MIME: Record<string, string> = { wav: 'audio/wav', mp3: 'audio/mp3' };
 

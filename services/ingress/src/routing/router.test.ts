@@ -369,6 +369,12 @@ describe('Router', () => {
     expect(codeOf(() => r.plan(req('openai/gpt-4o-mini', { reasoning_effort: 'low' })))).toBe(
       'invalid_request_error',
     );
+    // reasoning_effort none asks for no reasoning: every model may serve it, a named one that does not reason too.
+    const none = r.plan(req('auto', { reasoning_effort: 'none' }));
+    expect(none.entries.some((e) => !e.capabilities.includes('reasoning'))).toBe(true);
+    expect(r.plan(req('openai/gpt-4o-mini', { reasoning_effort: 'none' })).plan[0]).toMatchObject({
+      provider: 'openai',
+    });
     // top_k: Anthropic's and Gemini's, not OpenAI's protocol.
     const topK = r.plan(req('auto', { top_k: 3 } as Partial<ChatRequest>));
     expect(topK.plan.map((c) => c.provider)).toEqual(topK.plan.map(() => 'anthropic'));

@@ -9,7 +9,7 @@ import {
 } from '@faregate/catalog/capabilities';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import { type EmbeddingsRequest, embeddingInputs } from '@faregate/contracts/embeddings';
-import { requestedMaxTokens } from '@faregate/contracts/chat';
+import { asksReasoning, requestedMaxTokens } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { inLegacyTerms } from '@faregate/contracts/legacy-functions';
 import type { RouteCandidate } from '@faregate/contracts/jobs';
@@ -101,7 +101,7 @@ export function requiredCapabilities(req: ChatRequest): string[] {
   if (req.tools?.length) caps.push('tools');
   // `auto` picks a model the catalog lists as reasoning when reasoning is asked for (a self-hosted
   // one named by the caller may still take it: askedReasoning).
-  if (req.reasoning_effort != null) caps.push('reasoning');
+  if (asksReasoning(req.reasoning_effort)) caps.push('reasoning');
   if (req.response_format?.type === 'json_schema') caps.push('json_schema');
   const hasImage = req.messages.some(
     (m) => 'content' in m && Array.isArray(m.content) && m.content.some((p) => p.type === 'image_url'),
@@ -606,8 +606,9 @@ function askedReasoning(
 ): Refusal | undefined {
   if (door.reasoning) return reasoningRefusal(e, door.reasoning);
   // Chat's reasoning_effort: refused where the catalog knows the model does not reason; a model it
-  // does not know (new, or self-hosted) may.
-  if (req.reasoning_effort != null && e.catalogued && !e.selfHosted)
+  // does not know (new, or self-hosted) may. `none` asks for what such a model does anyway: the
+  // attempt leaves it out for them (attempt.ts, requestFor).
+  if (asksReasoning(req.reasoning_effort) && e.catalogued && !e.selfHosted)
     return reasoningRefusal(e, 'reasoning_effort');
   return undefined;
 }
