@@ -491,6 +491,50 @@ describe('passed through or translated', () => {
     }
   });
 
+  it('prediction (Predicted Outputs) reaches OpenAI; its accepted and rejected tokens come back, rejected ones billed as output; refused elsewhere', async () => {
+    const first = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('Edit it.'),
+    });
+    const answer = first.choices[0]?.message.content ?? '';
+    expect(answer.length).toBeGreaterThan(0);
+    stack.fake.clearCalls();
+    // The answer predicted, plus words it will not have.
+    const predicted = `${answer} zebra quokka`;
+    const r = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('Edit it.'),
+      prediction: { type: 'content', content: predicted },
+    });
+    const details = r.usage?.completion_tokens_details;
+    expect(details?.accepted_prediction_tokens).toBe(answer.split(/\s+/).filter(Boolean).length);
+    expect(details?.rejected_prediction_tokens).toBe(2);
+    // Billed as the provider counted: the rejected tokens are in completion_tokens.
+    expect(r.usage?.completion_tokens).toBe(generations()[0]?.completionTokens);
+    expect(r.usage?.completion_tokens).toBe((first.usage?.completion_tokens ?? 0) + 2);
+    // Streamed, in the usage chunk, with content parts.
+    const stream = await client.chat.completions.create({
+      model: 'openai/gpt-4o-mini',
+      messages: ask('Edit it.'),
+      prediction: { type: 'content', content: [{ type: 'text', text: predicted }] },
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) usage = chunk.usage ?? usage;
+    expect(usage?.completion_tokens_details?.rejected_prediction_tokens).toBe(2);
+    for (const model of ['anthropic/claude-haiku-4-5', 'gemini/gemini-2.5-flash']) {
+      const e = await refusal(
+        client.chat.completions.create({
+          model,
+          messages: ask('hi'),
+          prediction: { type: 'content', content: 'x' },
+        }),
+      );
+      expect([e.status, e.param], model).toEqual([400, 'prediction']);
+    }
+  });
+
   it("every reasoning_effort OpenAI's SDK sends (none, xhigh, max too) is served, translated, or refused by the model that cannot take it", async () => {
     const reasoned = (r: OpenAI.ChatCompletion) =>
       ((r.choices[0]?.message as { reasoning_content?: string } | undefined)?.reasoning_content ?? '')

@@ -132,6 +132,12 @@ const NO_VERBOSITY: ChatRule = {
   why: "has no verbosity setting (it is OpenAI's, for GPT-5 models)",
 };
 
+const NO_PREDICTION: ChatRule = {
+  param: 'prediction',
+  refused: (r) => r.prediction != null,
+  why: "has no predicted outputs (they are OpenAI's)",
+};
+
 /** A user or assistant message with nothing in it (Anthropic refuses it; it was dropped before). */
 const emptyTurn = (m: ChatRequest['messages'][number]): boolean =>
   (m.role === 'user' || (m.role === 'assistant' && !m.tool_calls?.length && !m.thinking_blocks?.length)) &&
@@ -212,6 +218,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule | FoundRule
     ...ONE_CHOICE,
     ARGUMENTS_OBJECT,
     NO_VERBOSITY,
+    NO_PREDICTION,
     // Extended thinking (the adapter's translation of a reasoning effort): a budget of at least 1,024
     // tokens below max_tokens, and temperature 1 only. Refused here, by the names the caller sent,
     // rather than by the worker after the request was queued.
@@ -283,6 +290,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule | FoundRule
     // candidateCount and responseLogprobs exist, but are not translated yet (README).
     ...ONE_CHOICE,
     NO_VERBOSITY,
+    NO_PREDICTION,
     { param: 'logit_bias', refused: (r) => has(r.logit_bias), why: 'has no logit bias' },
     { param: 'stop', refused: (r) => stops(r) > 5, why: 'takes at most 5 stop sequences' },
     { parts: geminiPart },
@@ -308,6 +316,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule | FoundRule
     // n and logprobs pass through; hosts without them refuse them (presets.ts, `unsupported`).
     NO_TOP_K,
     NO_VERBOSITY,
+    NO_PREDICTION,
     TOP_LOGPROBS_ALONE,
     { param: 'metadata', refused: (r) => has(r.metadata), why: 'has no request metadata' },
     { param: 'store', refused: (r) => r.store === true, why: 'does not store completions' },

@@ -347,6 +347,20 @@ const requestFields = {
   /** How long OpenAI keeps the prompt cache: passed to OpenAI, dropped elsewhere (it changes no answer). */
   prompt_cache_retention: z.enum(['in_memory', '24h']).nullable().optional(),
   /**
+   * OpenAI's Predicted Outputs: text the answer is expected to largely repeat (a file being edited),
+   * so the model writes faster. Passed to OpenAI, refused elsewhere (capabilities.ts). Predicted
+   * tokens the answer does not use are billed as output (`rejected_prediction_tokens`).
+   */
+  prediction: absentIfNull(
+    z.strictObject({
+      type: z.literal('content'),
+      content: z.union([
+        z.string(),
+        z.array(z.strictObject({ type: z.literal('text'), text: z.string() })).min(1),
+      ]),
+    }),
+  ),
+  /**
    * Output modalities: text is what every target answers (OpenAI's default); audio output is not
    * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
    */
@@ -443,6 +457,9 @@ export const Usage = z.object({
   outputTokens: z.number().int().nonnegative(),
   /** Reasoning / thinking tokens (subset of outputTokens). */
   reasoningTokens: z.number().int().nonnegative(),
+  /** OpenAI's Predicted Outputs: predicted tokens the answer used, and those it did not (billed as output). */
+  acceptedPredictionTokens: z.number().int().nonnegative().optional(),
+  rejectedPredictionTokens: z.number().int().nonnegative().optional(),
 });
 export type Usage = z.infer<typeof Usage>;
 
@@ -558,8 +575,8 @@ export function toOpenAIUsage(u: Usage): OpenAIUsage {
     completion_tokens_details: {
       reasoning_tokens: u.reasoningTokens,
       audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
+      accepted_prediction_tokens: u.acceptedPredictionTokens ?? 0,
+      rejected_prediction_tokens: u.rejectedPredictionTokens ?? 0,
     },
   };
 }

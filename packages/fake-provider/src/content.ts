@@ -34,6 +34,8 @@ export interface Conversation {
   json?: { schema?: unknown };
   /** false: at most one tool call per answer (OpenAI `parallel_tool_calls`, Anthropic `disable_parallel_tool_use`). */
   parallelToolCalls?: boolean;
+  /** OpenAI's Predicted Outputs: the text the answer is predicted to repeat. */
+  prediction?: string;
 }
 
 export interface ToolSpec {
@@ -76,8 +78,10 @@ export interface Reply extends ReplyChoice {
   thinkingBlocks?: ReplyThinkingBlock[];
   /** Choices 1…n-1 (`n > 1`); the reply itself is choice 0. */
   more: ReplyChoice[];
-  /** Output tokens billed: visible pieces (or argument pieces) of every choice + reasoning. */
+  /** Output tokens billed: visible pieces (or argument pieces) of every choice + reasoning + rejected prediction. */
   completionTokens: number;
+  /** Predicted Outputs: predicted words the answer has (accepted) and the others (rejected, billed as output). */
+  prediction?: { accepted: number; rejected: number };
 }
 
 /** Output tokens of one choice. */
@@ -503,6 +507,7 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
     choices = Array.from({ length: count }, (_, i) => textChoice(c, seedOf(i), wanted));
   }
   const [first, ...more] = choices as [ReplyChoice, ...ReplyChoice[]];
+  const prediction = c.prediction !== undefined ? predictionOf(c.prediction, first) : undefined;
   return {
     promptTokens,
     cachedTokens,
@@ -513,8 +518,32 @@ export function buildReply(c: Conversation, defaultTokens: number, d: Directive 
     ...(blocks ? { thinkingBlocks: blocks } : {}),
     ...first,
     more,
-    completionTokens: choices.reduce((n, ch) => n + choiceTokens(ch), 0) + reasoningTokens,
+    completionTokens:
+      choices.reduce((n, ch) => n + choiceTokens(ch), 0) + reasoningTokens + (prediction?.rejected ?? 0),
+    ...(prediction ? { prediction } : {}),
   };
+}
+
+/**
+ * Predicted Outputs, as OpenAI counts them: a predicted word (one token, like the reply's) the
+ * answer has is accepted, the others are rejected, and rejected ones are billed as output.
+ */
+function predictionOf(predicted: string, answer: ReplyChoice): { accepted: number; rejected: number } {
+  const words = predicted.split(/\s+/).filter(Boolean);
+  const left = new Map<string, number>();
+  for (const p of answer.pieces) {
+    const w = p.trim();
+    left.set(w, (left.get(w) ?? 0) + 1);
+  }
+  let accepted = 0;
+  for (const w of words) {
+    const n = left.get(w) ?? 0;
+    if (n > 0) {
+      accepted++;
+      left.set(w, n - 1);
+    }
+  }
+  return { accepted, rejected: words.length - accepted };
 }
 
 /** Text of a content value that is a string or an array of parts with `text` fields. */

@@ -207,8 +207,9 @@ async function playStream(
 ): Promise<void> {
   const events = p.stream(ctx);
   rec.status = 200;
-  // Reasoning happens before the visible reply, so it is produced (and billed) up front.
-  rec.completionTokens = ctx.reply.reasoningTokens;
+  // Reasoning happens before the visible reply, so it is produced (and billed) up front, as are
+  // the predicted tokens the answer rejects (Predicted Outputs).
+  rec.completionTokens = ctx.reply.reasoningTokens + (ctx.reply.prediction?.rejected ?? 0);
   const head = { 'content-type': p.streamContentType(ctx.parsed), 'cache-control': 'no-cache', ...headers };
   const inStream = fault && STREAM_FAULTS.has(fault.fault) ? fault : undefined;
 

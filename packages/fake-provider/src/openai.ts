@@ -205,8 +205,8 @@ function usage(c: RenderCtx) {
     completion_tokens_details: {
       reasoning_tokens: r.reasoningTokens,
       audio_tokens: 0,
-      accepted_prediction_tokens: 0,
-      rejected_prediction_tokens: 0,
+      accepted_prediction_tokens: r.prediction?.accepted ?? 0,
+      rejected_prediction_tokens: r.prediction?.rejected ?? 0,
     },
   };
 }
@@ -305,6 +305,9 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
         : undefined;
   const choice = b.tool_choice as string | { function?: { name?: string } } | undefined;
   const maxTokens = numberOr(b.max_completion_tokens) ?? numberOr(b.max_tokens);
+  // Predicted Outputs (OpenAI's, not Ollama's): the text is counted against the answer.
+  const prediction = (b as { prediction?: { type?: unknown; content?: unknown } | null }).prediction;
+  const predicted = !ollama && prediction?.type === 'content' ? textOf(prediction.content) : undefined;
   const conversation: Conversation = {
     texts,
     lastUserText,
@@ -322,6 +325,7 @@ function parseChat(raw: unknown, ollama: boolean): Parsed | ErrorKind {
     thinking: ollama && typeof b.reasoning_effort === 'string' && b.reasoning_effort !== 'none',
     ...(json ? { json } : {}),
     ...(b.parallel_tool_calls === false ? { parallelToolCalls: false } : {}),
+    ...(predicted !== undefined ? { prediction: predicted } : {}),
   };
   return {
     model: b.model,

@@ -110,6 +110,7 @@ export function buildChatBody(
       'prompt_cache_key',
       'prompt_cache_retention',
       'verbosity',
+      'prediction',
     ] as const) {
       const v = req[k];
       if (v !== undefined && v !== null) body[k] = v;

@@ -21,6 +21,13 @@ export function parseOpenAIUsage(u: Json): Usage {
     cacheWriteTokens: 0,
     outputTokens: num(u.completion_tokens),
     reasoningTokens: num(cd?.reasoning_tokens),
+    // Predicted Outputs (present only when the request predicted).
+    ...(num(cd?.accepted_prediction_tokens)
+      ? { acceptedPredictionTokens: num(cd?.accepted_prediction_tokens) }
+      : {}),
+    ...(num(cd?.rejected_prediction_tokens)
+      ? { rejectedPredictionTokens: num(cd?.rejected_prediction_tokens) }
+      : {}),
   };
 }
 
