@@ -29,11 +29,16 @@ beforeAll(async () => {
     configPath,
     JSON.stringify({
       fallbacks: { 'openai/gpt-4o-mini': ['anthropic/claude-haiku-4-5'] },
-      providers: { openai: { circuit }, anthropic: { circuit } },
+      // Gemini's opens for 3 s: its half-open probe is tested below.
+      providers: {
+        openai: { circuit },
+        anthropic: { circuit },
+        gemini: { circuit: { ...circuit, openMs: 3_000 } },
+      },
     }),
   );
   stack = await startStack({
-    providers: ['openai', 'anthropic'],
+    providers: ['openai', 'anthropic', 'gemini'],
     env: { FAREGATE_CONFIG: configPath, WORKER_ATTEMPTS: '1' },
   });
   client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
@@ -142,5 +147,36 @@ describe('candidates skipped on an open circuit', () => {
 
     // None of the refused requests reached a provider.
     expect(stack.fake.calls().filter((c) => !c.path.endsWith('/models')).length).toBe(calls);
+  }, 60_000);
+});
+
+describe('the half-open probe', () => {
+  it('answered with a 4xx (the provider is up) closes the circuit: the next request is served, not refused for openMs', async () => {
+    // Faults asked in the prompt (a scripted one would wait for the next request, whichever it is).
+    await openCircuit('gemini', () =>
+      client.chat.completions
+        .create({ model: 'gemini/gemini-2.5-flash', messages: ask('open [[fake:{"fault":"500"}]]') })
+        .catch(() => undefined),
+    );
+    // After openMs the first request through is the probe; the provider refuses it (too long a prompt).
+    await until(
+      async () => {
+        const e = (await client.chat.completions
+          .create({
+            model: 'gemini/gemini-2.5-flash',
+            messages: ask('the probe [[fake:{"fault":"context_length"}]]'),
+          })
+          .catch((err: unknown) => err)) as APIError;
+        return e.status === 400 && e.code === 'context_length_exceeded';
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: 'the probe to reach gemini' },
+    );
+    // At once: before, every request was refused (503 circuit_open) until the probe's openMs passed.
+    const r = await client.chat.completions.create({
+      model: 'gemini/gemini-2.5-flash',
+      messages: ask('after'),
+    });
+    expect(r.choices[0]?.message.content).toBeTruthy();
+    expect(await circuitOf('gemini')).toBe('closed');
   }, 60_000);
 });

@@ -392,6 +392,8 @@ async function attemptOnce(
     if (writer.error) abort.abort(writer.error);
   };
 
+  /** This call is the circuit's half-open probe: its outcome, whatever it is, decides the circuit. */
+  let probe = false;
   try {
     if (abort.signal.aborted) throw abort.signal.reason;
     if (input.forcedError) throw input.forcedError;
@@ -404,7 +406,9 @@ async function attemptOnce(
       if (opening) releaseStatusIn(STATUS_WAIT_MS);
       if (holdIsSpent(data, prior.calls)) throw holdSpent(data, prior.calls);
     }
-    if (!(await deps.circuit.allow())) throw circuitRefusal(candidate.provider, deps.circuit.config.openMs);
+    const gate = await deps.circuit.allow();
+    if (!gate) throw circuitRefusal(candidate.provider, deps.circuit.config.openMs);
+    probe = gate === 'probe';
     const provider = deps.provider;
     if (input.admission) await deps.limiter.touch(input.admission);
     // The last thing before the call: whatever came before it (admission, the circuit, the touch)
@@ -569,6 +573,11 @@ async function attemptOnce(
     chargeLimits();
     if (!lost && cutOffBy === undefined && isProviderFailure(err))
       void deps.circuit.failure().catch(() => {});
+    else if (probe) {
+      // Nor a success: the probe must not hold the circuit open for every caller (circuit.ts).
+      const answered = err.upstreamStatus !== undefined && err.upstreamStatus < 500;
+      void deps.circuit.probeEnded(answered).catch(() => {});
+    }
     // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts); it is
     // counted with its usage event. A cancelled request makes no further call: nothing to count.
     const eventAt = Date.now();

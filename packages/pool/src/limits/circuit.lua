@@ -1,5 +1,5 @@
 -- The pool circuit breaker, shared by every process (see circuit.ts). KEYS[1] the circuit hash.
--- ARGV: op, now (unused: Redis's clock is the breaker's, so a process whose wall clock jumped
+-- ARGV: op ('check', 'ok', 'fail', 'release'), now (unused: Redis's clock is the breaker's, so a process whose wall clock jumped
 -- cannot hold the circuit open for minutes), windowMs, minSamples, failureRatio, openMs, successes.
 local t = redis.call('TIME')
 local op = ARGV[1]; local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -16,6 +16,16 @@ if op == 'check' then
   -- Open and cooled down (or a probe timed out): this caller is the probe.
   redis.call('HSET', KEYS[1], 'state', 'half', 'until', now + openMs)
   return 2
+end
+if op == 'release' then
+  -- The probe ended without a verdict (cancelled, or stopped before its call): the next caller
+  -- probes at once, rather than every caller waiting out the probe's openMs.
+  if state == 'half' then
+    redis.call('HSET', KEYS[1], 'until', now)
+    return 1
+  end
+  if state == 'open' then return 1 end
+  return 0
 end
 if op == 'ok' then
   if state == 'half' then

@@ -49,4 +49,26 @@ describe('CircuitBreaker', () => {
     expect(a.state).toBe('closed');
     expect(await redis.exists(keys.circuit(p))).toBe(0);
   });
+
+  it('a probe that ends neither way does not hold the circuit for openMs: no answer lets the next call probe, a 4xx answer closes it', async () => {
+    const p = `circ${++n}`;
+    // A long openMs: nothing here waits for it.
+    const slow = { ...config, minSamples: 1, openMs: 60_000 };
+    const a = new CircuitBreaker(redis, keys, p, slow);
+    const b = new CircuitBreaker(redis, keys, p, slow);
+    await a.failure();
+    // The cool-down passed.
+    await redis.hset(keys.circuit(p), 'until', 0);
+    expect(await a.allow()).toBe('probe');
+    expect(await b.allow()).toBe(false);
+    // Cancelled, or stopped before its call: the next caller is the probe at once.
+    await a.probeEnded(false);
+    expect(await b.allow()).toBe('probe');
+    expect(await a.allow()).toBe(false);
+    // The provider answered it (a bad request, a rate limit): it is up, the circuit closes.
+    await b.probeEnded(true);
+    expect(b.state).toBe('closed');
+    expect(await redis.exists(keys.circuit(p))).toBe(0);
+    expect(await new CircuitBreaker(redis, keys, p, slow).allow()).toBe(true);
+  });
 });

@@ -13,12 +13,13 @@ import type { Keys } from '@faregate/queue/keys';
 
 // The breaker's script (circuit.lua). KEYS: the pool's circuit hash (keys.circuit).
 // op 'check' → 0 closed (go), 1 open (refuse), 2 probe (go, you are the probe);
-// op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open.
+// op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open; 'release' ends a probe
+// without a verdict (the next check probes again).
 // successes: calls that succeeded since this process last reported (counted before a failure).
 const circuitScript = luaScript<{
   keys: [state: string];
   args: [
-    op: 'check' | 'ok' | 'fail',
+    op: 'check' | 'ok' | 'fail' | 'release',
     now: number,
     windowMs: number,
     minSamples: number,
@@ -50,7 +51,7 @@ export class CircuitBreaker {
   #pending = 0;
   #flushTimer: NodeJS.Timeout | undefined;
 
-  async #run(op: 'check' | 'ok' | 'fail', successes = 0): Promise<number> {
+  async #run(op: 'check' | 'ok' | 'fail' | 'release', successes = 0): Promise<number> {
     const c = this.config;
     return circuitScript(
       this.#redis,
@@ -79,12 +80,23 @@ export class CircuitBreaker {
    * May a call go to the provider now? While closed, the shared state is re-read at most every
    * 250 ms (a circuit another process opened is seen that fast); when open, every call asks.
    */
-  async allow(): Promise<boolean> {
+  async allow(): Promise<boolean | 'probe'> {
     if (this.state === 'closed' && Date.now() - this.#closedSeenAt < 250) return true;
     const r = await this.#run('check');
     if (r === 0) this.#closedSeenAt = Date.now();
     this.state = r === 0 ? 'closed' : r === 1 ? 'open' : 'half-open';
-    return r !== 1;
+    return r === 2 ? 'probe' : r === 0;
+  }
+
+  /**
+   * The outcome of a probe (`allow()` said `'probe'`) that was neither a success nor a provider
+   * failure. The provider answered (a 4xx: a bad request, a rate limit): it is up, and the circuit
+   * closes. It did not (cancelled, or stopped before its call): the next call probes at once. Either
+   * way no caller waits out the probe's `openMs` behind a probe that ended.
+   */
+  async probeEnded(answered: boolean): Promise<void> {
+    if (answered) return this.success();
+    this.state = STATES[await this.#run('release')] ?? 'closed';
   }
 
   /**
