@@ -178,6 +178,14 @@ describe.each(MODELS)('%s behind /v1/messages', (provider, model) => {
     const billed = await settled(response.headers.get('x-request-id')!);
     expect(counted.input_tokens).toBeGreaterThanOrEqual(billed.input_tokens);
     expect(data.usage.input_tokens).toBeGreaterThan(0);
+    // The request messages.parse would send (output_config) is counted too, as Anthropic counts it.
+    const schema = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
+    const structured = await client.messages.countTokens({
+      model,
+      messages,
+      output_config: { format: { type: 'json_schema', schema } },
+    });
+    expect(structured.input_tokens).toBeGreaterThan(0);
   });
 });
 

@@ -147,7 +147,8 @@ export const AnthropicTool = z.strictObject({
   // checked by the door (messages-rules.ts), which names the tool in Anthropic's words.
   name: z.string().min(1),
   description: z.string().optional(),
-  input_schema: z.record(z.string(), z.unknown()),
+  // As Anthropic: a JSON schema of an object (`type: "object"` is required).
+  input_schema: z.looseObject({ type: z.literal('object') }),
   cache_control: CacheControl,
   // Strict tool use: the call's input follows the schema exactly (`function.strict` in the one request).
   strict: z.boolean().optional(),
@@ -164,7 +165,13 @@ export const AnthropicToolChoice = z.discriminatedUnion('type', [
 ]);
 
 export const AnthropicThinking = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('enabled'), budget_tokens: z.number().int().min(1024) }),
+  z.strictObject({
+    type: z.literal('enabled'),
+    budget_tokens: z.number().int().min(1024),
+    // How thinking shows in the answer: `summarized` (as returned) is what the door answers; the
+    // door refuses `omitted` by name.
+    display: z.enum(['summarized', 'omitted']).nullable().optional(),
+  }),
   z.strictObject({ type: z.literal('disabled') }),
 ]);
 
@@ -213,6 +220,17 @@ const promptFields = {
   tools: z.array(AnthropicTool).max(128).optional(),
   tool_choice: AnthropicToolChoice.optional(),
   thinking: AnthropicThinking.optional(),
+  // Structured output (counted by count_tokens too, as Anthropic does): the answer's text is JSON following the schema (any target that has it).
+  // `effort`: only `high`, Anthropic's default, is taken (the door says why).
+  output_config: z
+    .strictObject({
+      format: z
+        .strictObject({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) })
+        .nullable()
+        .optional(),
+      effort: z.enum(['low', 'medium', 'high', 'xhigh', 'max']).nullable().optional(),
+    })
+    .optional(),
 };
 
 export const AnthropicRequest = z.strictObject({
@@ -226,17 +244,6 @@ export const AnthropicRequest = z.strictObject({
   top_k: z.number().int().nonnegative().optional(),
   metadata: z.strictObject({ user_id: z.string().max(256).nullable().optional() }).optional(),
   service_tier: z.enum(['auto', 'standard_only']).optional(),
-  // Structured output: the answer's text is JSON following the schema (any target that has it).
-  // `effort`: only `high`, Anthropic's default, is taken (the door says why).
-  output_config: z
-    .strictObject({
-      format: z
-        .strictObject({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) })
-        .nullable()
-        .optional(),
-      effort: z.enum(['low', 'medium', 'high', 'xhigh', 'max']).nullable().optional(),
-    })
-    .optional(),
   // Anthropic's context-management beta (Claude Code sends it): taken here to be refused by name.
   context_management: z.record(z.string(), z.unknown()).nullable().optional(),
 });

@@ -401,6 +401,12 @@ export const ChatJobRequest = z
     messages: messagesOf(ChatMessage),
     ...requestFields,
     legacy_functions: z.literal(true).optional(),
+    /**
+     * Anthropic's `thinking.budget_tokens` as the Messages door was given it (set only by that door,
+     * never taken from a chat caller): Anthropic and Gemini think with this budget exactly, where a
+     * `reasoning_effort` alone gets its level's (OpenAI's reasoning models get the effort).
+     */
+    thinking_budget: z.number().int().min(1024).optional(),
   })
   .superRefine(streamOptionsRule);
 export type ChatJobRequest = z.infer<typeof ChatJobRequest>;

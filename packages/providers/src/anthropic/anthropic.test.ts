@@ -209,6 +209,19 @@ describe('anthropic request translation', () => {
     expect(max.thinking).toEqual({ type: 'enabled', budget_tokens: 57344 });
     expect(max.max_tokens).toBe(57344 + 4096);
     expect(max.max_tokens).toBeLessThanOrEqual(64_000);
+    // The Messages door's own budget goes as it was asked.
+    expect(
+      build({ reasoning_effort: 'medium', thinking_budget: 1025, max_tokens: 3000 }).json.thinking,
+    ).toEqual({
+      type: 'enabled',
+      budget_tokens: 1025,
+    });
+    expect(
+      build({ reasoning_effort: 'high', thinking_budget: 50_000, max_tokens: 64_000 }).json.thinking,
+    ).toEqual({
+      type: 'enabled',
+      budget_tokens: 50_000,
+    });
     // The caller's own limit bounds the budget.
     const capped = build({ reasoning_effort: 'max', max_completion_tokens: 8000 }).json;
     expect(capped.thinking).toEqual({ type: 'enabled', budget_tokens: 7999 });

@@ -201,7 +201,7 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
         THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS,
         maxOutputOf(opts.model) ?? Number.POSITIVE_INFINITY,
       );
-    const budget = Math.min(THINKING_BUDGET[effort], maxTokens - 1);
+    const budget = Math.min(req.thinking_budget ?? THINKING_BUDGET[effort], maxTokens - 1);
     if (budget < 1024)
       throw invalidParam('reasoning_effort', 'reasoning needs max_completion_tokens above 1024 on Anthropic');
     if (req.temperature != null && req.temperature !== 1) {

@@ -85,6 +85,15 @@ describe('gemini thinking budgets from reasoning_effort', () => {
   });
 });
 
+describe('gemini thinking budget from the Messages door', () => {
+  it("is the caller's own budget, within 2.5 Flash's largest", () => {
+    const config = (thinking_budget: number) =>
+      build({ reasoning_effort: 'medium', thinking_budget }).json.generationConfig.thinkingConfig;
+    expect(config(1025)).toEqual({ thinkingBudget: 1025 });
+    expect(config(50_000)).toEqual({ thinkingBudget: 24576 });
+  });
+});
+
 describe('gemini responses', () => {
   it('a blocked prompt (200, no candidates) is content_filter', () => {
     const r = geminiAdapter.parseResponse(JSON.parse(fixture('gemini', 'response-blocked.json')));

@@ -164,7 +164,11 @@ export function buildGeminiBody(req: ChatRequest, provider = 'gemini'): Record<s
     gc.responseMimeType = 'application/json';
     if (rf.json_schema.schema) gc.responseJsonSchema = rf.json_schema.schema;
   }
-  if (req.reasoning_effort) gc.thinkingConfig = { thinkingBudget: THINKING_BUDGET[req.reasoning_effort] };
+  if (req.reasoning_effort) {
+    // The Messages door's own budget, within 2.5 Flash's largest; else the effort's.
+    const budget = req.thinking_budget ?? THINKING_BUDGET[req.reasoning_effort];
+    gc.thinkingConfig = { thinkingBudget: Math.min(budget, THINKING_BUDGET.max) };
+  }
   if (Object.keys(gc).length > 0) body.generationConfig = gc;
   if (req.tools && req.tools.length > 0) {
     // parallel_tool_calls has no Gemini counterpart: `false` is kept by the call (call.ts keeps the

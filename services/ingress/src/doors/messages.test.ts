@@ -173,6 +173,8 @@ describe('Anthropic request → chat request', () => {
       }),
     );
     expect(t.reasoning_effort).toBe('medium');
+    // The budget itself is carried: Anthropic and Gemini think with it exactly.
+    expect(t.thinking_budget).toBe(2000);
   });
 
   it('passes top_k on (the pipeline refuses it where the target has none); refuses a thinking budget not below max_tokens', () => {
@@ -585,6 +587,37 @@ describe('what SDKs send back, and the newer request fields', () => {
     expect(refusal({ ...base, messages: [{ role: 'user', content: 5 }] })).toEqual({
       param: 'messages.0.content',
       message: "Invalid value for 'messages.0.content': expected a string or an array of content blocks",
+    });
+  });
+
+  it("takes thinking.display 'summarized' (what the door answers) and refuses 'omitted' by name", () => {
+    const thinking = (display: unknown) => ({
+      ...base,
+      max_tokens: 4000,
+      messages: [user],
+      thinking: { type: 'enabled', budget_tokens: 1024, display },
+    });
+    expect(toChatRequest(parse(thinking('summarized'))).thinking_budget).toBe(1024);
+    expect(toChatRequest(parse(thinking(null))).thinking_budget).toBe(1024);
+    expect(refusal(thinking('omitted'))).toEqual({
+      param: 'thinking.display',
+      message: expect.stringContaining("'omitted' is not supported"),
+    });
+  });
+
+  it('refuses a tool whose input_schema is not an object schema, as Anthropic does', () => {
+    const tool = (input_schema: unknown) => ({
+      ...base,
+      messages: [user],
+      tools: [{ name: 'f', input_schema }],
+    });
+    expect(refusal(tool({ properties: {} })).param).toBe('tools.0.input_schema.type');
+    expect(refusal(tool({ type: 'string' })).param).toBe('tools.0.input_schema.type');
+    expect(
+      toChatRequest(parse(tool({ type: 'object', properties: {} }))).tools?.[0]?.function.parameters,
+    ).toEqual({
+      type: 'object',
+      properties: {},
     });
   });
 

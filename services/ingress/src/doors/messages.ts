@@ -305,7 +305,20 @@ export function promptOf(req: AnthropicCountTokensRequest, names?: DoorNames): C
             : { type: 'function', function: { name: c.name } };
     if (c.type !== 'none' && c.disable_parallel_tool_use === true) chat.parallel_tool_calls = false;
   }
-  if (req.thinking?.type === 'enabled') chat.reasoning_effort = effortOfBudget(req.thinking.budget_tokens);
+  if (req.thinking?.type === 'enabled') {
+    if (req.thinking.display === 'omitted')
+      throw refuse(
+        'thinking.display',
+        "'omitted' is not supported through this gateway: the answer shows the thinking as returned ('summarized', the default).",
+      );
+    // The budget asked for goes to Anthropic and Gemini as it is (the chat request's effort, its
+    // nearest level, is for OpenAI's reasoning models).
+    chat.reasoning_effort = effortOfBudget(req.thinking.budget_tokens);
+    chat.thinking_budget = req.thinking.budget_tokens;
+  }
+  const format = req.output_config?.format;
+  if (format)
+    chat.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema } };
   return chat;
 }
 
@@ -340,9 +353,6 @@ export function toChatRequest(req: AnthropicRequest, names?: DoorNames): ChatReq
       'context_management',
       "not supported through this gateway: it is a beta of Anthropic's API that the gateway does not pass on (clear old tool results from the conversation yourself).",
     );
-  const format = req.output_config?.format;
-  if (format)
-    chat.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema } };
   return chat;
 }
 
