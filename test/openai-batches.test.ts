@@ -370,6 +370,13 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     const theirs: string[] = [];
     for await (const x of other.batches.list()) theirs.push(x.id);
     expect(theirs).toEqual([]);
+    // Another tenant's batch is no cursor either: a 404 naming `after`, the parameter it came in.
+    const cursor = await other.batches.list({ after: a.id }).then(
+      () => undefined,
+      (err: unknown) => err as InstanceType<typeof OpenAI.APIError>,
+    );
+    expect(cursor).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(cursor?.param).toBe('after');
     // Another tenant's file cannot be a batch's input either.
     const mine = await upload(jsonl([req('z', 'z')]));
     const e = await other.batches

@@ -123,6 +123,16 @@ describe('what each protocol cannot do, in one table', () => {
     }
   });
 
+  it("verbosity goes to OpenAI's reasoning models (GPT-5) and is refused on the others, as OpenAI refuses it", () => {
+    const m = (id: string, capabilities: string[]) => ({ provider: 'openai', id, capabilities });
+    expect(modelRefusal('openai', m('gpt-4o-mini', []), chat({ verbosity: 'low' }))).toMatchObject({
+      param: 'verbosity',
+    });
+    expect(
+      modelRefusal('openai', m('gpt-5-mini', ['reasoning']), chat({ verbosity: 'low' })),
+    ).toBeUndefined();
+  });
+
   it('at reasoning effort none a GPT-5 model takes the sampling parameters (GPT-5.1 and later do)', () => {
     const m = { provider: 'openai', id: 'gpt-5.2', capabilities: ['reasoning'] };
     expect(

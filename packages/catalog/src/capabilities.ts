@@ -416,7 +416,16 @@ export function modelRefusal(
   model: { provider: string; id: string; capabilities: readonly string[] },
   req: ChatRequest,
 ): Refusal | undefined {
-  if (kind !== 'openai' || !model.capabilities.includes('reasoning')) return undefined;
+  if (kind !== 'openai') return undefined;
+  if (!model.capabilities.includes('reasoning')) {
+    // GPT-5's answer length hint: OpenAI refuses it on the models before (gpt-4o, gpt-4.1).
+    if (req.verbosity != null)
+      return {
+        param: 'verbosity',
+        message: `'verbosity' is not supported by ${model.provider}/${model.id}: it is GPT-5's (reasoning models') answer length setting.`,
+      };
+    return undefined;
+  }
   // GPT-5.1 and later at reasoning effort `none` take the sampling parameters (OpenAI's guide).
   const rules = /^o\d/.test(model.id)
     ? [...OPENAI_REASONING, O_SERIES_STOP, O_SERIES_EFFORTS]

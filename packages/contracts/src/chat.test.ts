@@ -57,6 +57,8 @@ describe('null for an optional field', () => {
     response_format: null,
     user: null,
     safety_identifier: null,
+    audio: null,
+    web_search_options: null,
   };
 
   it('is taken as not given, on the door and in the carried form (nothing downstream sees a null)', () => {
@@ -114,6 +116,20 @@ describe('null for an optional field', () => {
     expect([r.tool_choice, r.user, r.parallel_tool_calls]).toEqual(['none', 'u1', false]);
     const bad = ChatRequest.safeParse({ ...base, user: 5, tools: 'x' });
     expect(bad.error?.issues.map((i) => i.path.join('.')).sort()).toEqual(['tools', 'user']);
+  });
+});
+
+describe("OpenAI's audio output and web search", () => {
+  it('are refused by name when given (null is not given)', () => {
+    for (const [k, v] of [
+      ['audio', { voice: 'alloy', format: 'mp3' }],
+      ['web_search_options', {}],
+    ] as const) {
+      const r = ChatRequest.safeParse({ ...base, [k]: v });
+      expect(r.success, k).toBe(false);
+      expect(r.error?.issues[0]?.path, k).toEqual([k]);
+      expect(r.error?.issues[0]?.message, k).toMatch(/not served through this gateway/);
+    }
   });
 });
 

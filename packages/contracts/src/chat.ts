@@ -361,6 +361,19 @@ const requestFields = {
     }),
   ),
   /**
+   * OpenAI's audio output and the search models' web search: not served through this gateway (a
+   * search is billed per call, apart from tokens). `null`, as SDK dumps send them, is not given.
+   */
+  audio: absentIfNull(
+    z.custom<never>(() => false, 'audio output is not served through this gateway (text only)'),
+  ),
+  web_search_options: absentIfNull(
+    z.custom<never>(
+      () => false,
+      'web search is not served through this gateway (its searches are billed per call, apart from tokens)',
+    ),
+  ),
+  /**
    * Output modalities: text is what every target answers (OpenAI's default); audio output is not
    * served through this gateway, so only `["text"]` is taken (and no adapter sends it on).
    */

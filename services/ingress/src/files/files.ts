@@ -87,7 +87,7 @@ export async function listFiles(
   if (q.purpose) where.push(eq(files.purpose, q.purpose));
   if (q.after) {
     const cursor = await ownedFile(deps, accountId, q.after);
-    if (!cursor) throw fileNotFound(q.after);
+    if (!cursor) throw fileNotFound(q.after, 'after');
     where.push(q.order === 'desc' ? lt(files.seq, cursor.seq) : gt(files.seq, cursor.seq));
   }
   const order = q.order === 'desc' ? desc(files.seq) : asc(files.seq);

@@ -88,8 +88,8 @@ export function batchView(b: BatchRow): BatchObject {
   };
 }
 
-export const batchNotFound = (id: string) =>
-  new GatewayError({ code: 'not_found', message: `No batch found with id '${id}'.`, param: 'id' });
+export const batchNotFound = (id: string, param = 'id') =>
+  new GatewayError({ code: 'not_found', message: `No batch found with id '${id}'.`, param });
 
 const BATCH_ID = /^batch_[A-Za-z0-9_-]{10,64}$/;
 
@@ -155,7 +155,7 @@ export async function listBatches(
   const where: SQL[] = [eq(batches.accountId, accountId), like(batches.id, 'batch\\_%')];
   if (q.after) {
     const cursor = await ownedBatch(deps, accountId, q.after);
-    if (!cursor) throw batchNotFound(q.after);
+    if (!cursor) throw batchNotFound(q.after, 'after');
     where.push(lt(batches.seq, cursor.seq));
   }
   const rows = await deps.db
