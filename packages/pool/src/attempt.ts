@@ -418,6 +418,7 @@ async function attemptOnce(
       // Another attempt owns the job (the lane's sweep queued it): no call, no frame, no usage;
       // the admission's token estimate goes back (its request slot stays counted: errs safe).
       if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
+      if (probe) void deps.circuit.probeEnded(false).catch(() => {});
       return { status: 'already_done' };
     }
     const onHeaders = (status: number, headers: HeaderReader) => {
