@@ -19,12 +19,14 @@ import { type Stack, startStack } from './support/stack.ts';
  */
 const LIMIT = 1024 * 1024;
 const CAP = DRAIN_FACTOR * LIMIT;
+const RECEIVE_MS = 8_000;
 
 let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({
     providers: ['openai', 'anthropic'],
-    ingressEnv: { BODY_LIMIT_BYTES: String(LIMIT) },
+    // A request that takes longer than this to arrive is answered 408 and closed (tested below).
+    ingressEnv: { BODY_LIMIT_BYTES: String(LIMIT), REQUEST_RECEIVE_TIMEOUT_MS: String(RECEIVE_MS) },
   });
 }, 120_000);
 afterAll(async () => {
@@ -302,6 +304,54 @@ describe('a body over BODY_LIMIT_BYTES', () => {
     },
     30_000,
   );
+});
+
+describe('a body nobody will read', () => {
+  it('after an early answer (no valid key: 401) is read only up to the cap, then the connection is cut', async () => {
+    const before = await ingressCounters();
+    const r = await exchange({
+      path: '/v1/chat/completions',
+      body: repeat(Buffer.alloc(64 * 1024, 'x'), Number.POSITIVE_INFINITY),
+      connection: 'keep-alive',
+      headers: { authorization: 'Bearer fg_wrong_000000000000', 'x-api-key': 'fg_wrong_000000000000' },
+      // Before, Node read the rest of the body itself, without end: the client gave up here.
+      maxWrite: 4 * CAP,
+    });
+    expect(r.status).toBe(401);
+    expect(r.writeError).toBeDefined();
+    expect(r.writeError).not.toMatch(/client gave up/);
+    const read = (await ingressCounters()).readBytes - before.readBytes;
+    expect(read).toBeLessThan(CAP + 4 * LIMIT);
+  }, 30_000);
+
+  it('trickled in, with a valid key, is answered 408 once REQUEST_RECEIVE_TIMEOUT_MS has passed, and closed', async () => {
+    const url = new URL(stack.url);
+    const socket: Socket = connect(Number(url.port), url.hostname);
+    await once(socket, 'connect');
+    socket.on('error', () => {});
+    const received: Buffer[] = [];
+    socket.on('data', (b: Buffer) => received.push(b));
+    const closed = once(socket, 'close');
+    const started = Date.now();
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: ${url.host}\r\nauthorization: Bearer ${stack.apiKey}\r\n` +
+        `content-type: application/json\r\ncontent-length: 100000\r\n\r\n{`,
+    );
+    // A byte every 200 ms, as a slow-body attack sends it, until the ingress closes the connection.
+    const trickle = setInterval(() => socket.writable && socket.write(' '), 200);
+    try {
+      await closed;
+    } finally {
+      clearInterval(trickle);
+    }
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(RECEIVE_MS - 500);
+    // Node checks every tenth of the timeout (app.ts): closed soon after it.
+    expect(elapsed).toBeLessThan(RECEIVE_MS + 10_000);
+    const text = Buffer.concat(received).toString('utf8');
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text).toContain('The request took too long to arrive.');
+  }, 30_000);
 });
 
 describe('drainBody', () => {

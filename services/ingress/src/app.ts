@@ -51,6 +51,16 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     loggerInstance: deps.log,
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
+    requestTimeout: deps.config.REQUEST_RECEIVE_TIMEOUT_MS,
+    // Node applies only the request timeout its server was created with (Fastify sets it after), and
+    // checks it every 30 s by default: a tenth of a shorter timeout keeps it close.
+    http: {
+      requestTimeout: deps.config.REQUEST_RECEIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(
+        30_000,
+        Math.max(250, deps.config.REQUEST_RECEIVE_TIMEOUT_MS / 10),
+      ),
+    },
     trustProxy: true,
     // Errors answered before any handler runs (bad URL encoding, an over-long id, oversized headers)
     // keep OpenAI's error shape too.

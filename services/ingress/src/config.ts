@@ -41,6 +41,12 @@ export const IngressConfig = z.object({
   BODY_LIMIT_BYTES: int(8 * 1024 * 1024),
   /** How long a request may take in total before it fails (queueing, retries, fallbacks). */
   REQUEST_TIMEOUT_MS: int(600_000),
+  /**
+   * How long a request may take to arrive, head and body (Node's own default, which Fastify turns
+   * off): a body trickled in a byte at a time cannot hold a connection for good. Raise it to take
+   * large file uploads over slow links.
+   */
+  REQUEST_RECEIVE_TIMEOUT_MS: int(300_000),
   /** STREAM_TTL_SECONDS, SYNC_TTL_SECONDS, FAST_LANE_GRACE_MS: the workers read the same variables. */
   ...sharedTimings,
   /** Stop generation (and bill what was generated) when an HTTP caller disconnects. */

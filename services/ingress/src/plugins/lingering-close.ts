@@ -51,6 +51,7 @@ export const stillArriving = (raw: IncomingMessage): boolean => !raw.complete &&
  */
 export function drainBody(raw: IncomingMessage, bounds: DrainBounds): Promise<boolean> {
   if (!stillArriving(raw)) return Promise.resolve(true);
+  draining.add(raw);
   if (Number(raw.headers['content-length']) > bounds.capBytes || raw.destroyed) return Promise.resolve(false);
   return new Promise((resolve) => {
     let discarded = 0;
@@ -75,6 +76,32 @@ export function drainBody(raw: IncomingMessage, bounds: DrainBounds): Promise<bo
     raw.once('end', onEnd);
     raw.once('close', onClose);
     raw.resume();
+  });
+}
+
+/** Requests whose unread body is being read and discarded, bounded (`drainBody`). */
+const draining = new WeakSet<IncomingMessage>();
+
+/**
+ * Before any answer sent while the request's body is still arriving (a 401 or 404 answered from the
+ * head alone, before the body was read): on a connection kept alive Node would discard the rest
+ * itself after the answer, unbounded (its parser drops a dumped body's bytes uncounted), so a client
+ * with no key could trickle a body into it for as long as it liked. Read here instead, the rest is
+ * under the same bounds as a refused body's, and past them the connection is closed. (A body that
+ * never completes before any answer is bounded by the server's request timeout.)
+ */
+export function boundUnreadBody(req: FastifyRequest, reply: FastifyReply): void {
+  const raw = req.raw;
+  if (!stillArriving(raw) || draining.has(raw)) return;
+  const limit = req.routeOptions.bodyLimit ?? req.server.initialConfig.bodyLimit ?? 1024 * 1024;
+  const bounds = { capBytes: DRAIN_FACTOR * limit, timeoutMs: DRAIN_MS };
+  if (!keepsAlive(raw) || Number(raw.headers['content-length']) > bounds.capBytes) {
+    // Nothing to read on: the connection closes once the answer is written.
+    reply.header('connection', 'close');
+    return;
+  }
+  void drainBody(raw, bounds).then((drained) => {
+    if (!drained) raw.socket?.destroy();
   });
 }
 
