@@ -169,6 +169,16 @@ describe('Router', () => {
     expect(hold).toBeLessThan(620n);
   });
 
+  it("holds a prediction's rejected tokens too (billed as output): its text's bytes at the output price", () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const plain = r.plan(req('gpt-4o-mini', { max_tokens: 1000 })).callMicros;
+    // 10,000 predicted bytes × $0.60/M = 6,000 µUSD more.
+    const predicted = r.plan(
+      req('gpt-4o-mini', { max_tokens: 1000, prediction: { type: 'content', content: 'x'.repeat(9_998) } }),
+    ).callMicros;
+    expect(predicted - plain).toBe(6_000n);
+  });
+
   it('answers model_not_found for a dated snapshot neither served nor in the catalog, never another snapshot', () => {
     const r = new Router(dir, { allowUnpriced: false });
     for (const name of [

@@ -19,6 +19,7 @@ import {
   measureEmbeddingsInput,
   measurePrompt,
   type PromptMeasure,
+  utf8Bytes,
 } from '@faregate/catalog/tokens';
 import type { ModelDirectory, ModelEntry } from './directory.ts';
 
@@ -222,7 +223,13 @@ export class Router {
         outputRefusal(e, req) ??
         askedReasoning(e, req, door),
     );
-    return { ...this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1), standingIn };
+    // Predicted tokens the answer rejects are billed as output on top of it (OpenAI's Predicted
+    // Outputs): the hold covers them too, at their text's byte length (a token bound).
+    const predicted = req.prediction ? utf8Bytes(JSON.stringify(req.prediction.content)) : 0;
+    return {
+      ...this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1, predicted),
+      standingIn,
+    };
   }
 
   /**
@@ -264,10 +271,11 @@ export class Router {
     prompt: PromptMeasure,
     maxTokens: number | undefined,
     choices = 1,
+    extraOutput = 0,
   ): RoutePlan {
     const costs = entries.map((e) => {
       // Every choice (`n`) may use the whole output cap: the hold covers them all.
-      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens) * choices;
+      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens) * choices + extraOutput;
       return { micros: maxCostMicros(e, prompt, maxOut), inputTokens: inputBound(prompt, target(e)) };
     });
     return {
