@@ -913,6 +913,17 @@ describe('what the SDKs send back, and the newer request fields', () => {
     input_examples: [{ city: 'Oslo' }],
   } as Anthropic.Tool;
 
+  it('eager_input_streaming on a tool (the AI SDK sends it on every streamed tool) is taken', async () => {
+    const stream = client.messages.stream({
+      model: 'anthropic/claude-haiku-4-5',
+      max_tokens: 64,
+      tools: [{ ...weather, eager_input_streaming: true } as Anthropic.Tool],
+      messages: [{ role: 'user', content: 'What is the weather in Oslo?' }],
+    });
+    const final = await stream.finalMessage();
+    expect(final.content.some((b) => b.type === 'tool_use')).toBe(true);
+  });
+
   it.each(MODELS)(
     '%s: a tool loop sending the answer back as the SDK dumps it goes on',
     async (_p, model) => {

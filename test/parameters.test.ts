@@ -491,6 +491,40 @@ describe('passed through or translated', () => {
     }
   });
 
+  it("a tool loop as LangChain and the AI SDK run it: the tool message's name taken, and Claude reasoning goes on without the thinking they cannot send back", async () => {
+    for (const [model, extra] of [
+      ['openai/gpt-4o-mini', {}],
+      ['gemini/gemini-2.5-flash', {}],
+      ['anthropic/claude-haiku-4-5', { reasoning_effort: 'low' }],
+    ] as const) {
+      const messages: ChatCompletionMessageParam[] = ask('Weather in Oslo? [[fake:{"tool":true}]]');
+      const first = await client.chat.completions.create({ model, messages, tools, ...extra });
+      const call = first.choices[0]?.message.tool_calls?.[0];
+      if (call?.type !== 'function') throw new Error(`${model}: no tool call`);
+      // The assistant turn as an OpenAI-format client keeps it: no thinking_blocks.
+      const { thinking_blocks: _dropped, ...assistant } = first.choices[0]?.message as unknown as Record<
+        string,
+        unknown
+      >;
+      const second = await client.chat.completions.create({
+        model,
+        tools,
+        ...extra,
+        messages: [
+          ...ask('Weather in Oslo?'),
+          assistant as unknown as ChatCompletionMessageParam,
+          {
+            role: 'tool',
+            tool_call_id: call.id,
+            content: '4°C, rain',
+            name: call.function.name,
+          } as ChatCompletionMessageParam,
+        ],
+      });
+      expect(second.choices[0]?.finish_reason, model).toBeTruthy();
+    }
+  });
+
   it('prediction (Predicted Outputs) reaches OpenAI; its accepted and rejected tokens come back, rejected ones billed as output; refused elsewhere', async () => {
     const first = await client.chat.completions.create({
       model: 'openai/gpt-4o-mini',

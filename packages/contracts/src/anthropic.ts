@@ -154,6 +154,9 @@ export const AnthropicTool = z.strictObject({
   strict: z.boolean().optional(),
   // Example inputs (the door adds them to the description: see `toolOf` in the door).
   input_examples: z.array(z.record(z.string(), z.unknown())).max(64).optional(),
+  // Fine-grained tool input streaming (the AI SDK sends it on every streamed tool): how the input
+  // arrives, not what it is. Taken and left out: the door streams a call's input as it comes.
+  eager_input_streaming: z.boolean().nullable().optional(),
 });
 
 const parallel = { disable_parallel_tool_use: z.boolean().optional() };

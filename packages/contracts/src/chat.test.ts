@@ -119,6 +119,23 @@ describe('null for an optional field', () => {
   });
 });
 
+describe('a tool message', () => {
+  it("takes the tool's name, as LangChain sends it on every tool result (null is not given)", () => {
+    const messages = (name: unknown) => [
+      { role: 'user', content: 'x' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'w', arguments: '{}' } }],
+      },
+      { role: 'tool', tool_call_id: 'c1', content: 'ok', name },
+    ];
+    expect(ChatRequest.parse({ ...base, messages: messages('w') }).messages[2]).toMatchObject({ name: 'w' });
+    const none = ChatRequest.parse({ ...base, messages: messages(null) }).messages[2];
+    expect(JSON.parse(JSON.stringify(none))).not.toHaveProperty('name');
+  });
+});
+
 describe("OpenAI's audio output and web search", () => {
   it('are refused by name when given (null is not given)', () => {
     for (const [k, v] of [

@@ -178,7 +178,16 @@ const UserMessage = z.strictObject({
   content: Content,
   name: absentIfNull(z.string()),
 });
-const ToolMessage = z.strictObject({ role: z.literal('tool'), content: Content, tool_call_id: z.string() });
+const ToolMessage = z.strictObject({
+  role: z.literal('tool'),
+  content: Content,
+  tool_call_id: z.string(),
+  /**
+   * The called tool's name: not in OpenAI's types, but its API takes it and LangChain sends it on
+   * every tool result. Passed to OpenAI-protocol hosts; the tool_call_id says which call elsewhere.
+   */
+  name: absentIfNull(z.string()),
+});
 
 /**
  * A message as the gateway carries it (a job's request, what every adapter translates): the legacy

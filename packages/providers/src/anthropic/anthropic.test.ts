@@ -66,6 +66,36 @@ describe('anthropic request translation', () => {
     });
   });
 
+  it('a chat tool loop that cannot send the thinking back goes on without thinking (Anthropic would refuse it); the first call and the Messages door think', () => {
+    const loop = (extra: Record<string, unknown> = {}): ChatRequest['messages'] => [
+      { role: 'user', content: 'Weather?' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'toolu_1', type: 'function', function: { name: 'w', arguments: '{}' } }],
+        ...extra,
+      },
+      { role: 'tool', tool_call_id: 'toolu_1', content: 'rain', name: 'w' },
+    ];
+    expect(build({ reasoning_effort: 'low', messages: loop() }).json.thinking).toBeUndefined();
+    // Sent back (this gateway's thinking_blocks): thinking stays on.
+    const signed = loop({
+      thinking_blocks: [{ type: 'thinking', thinking: 'Use the tool.', signature: 'sig==' }],
+    });
+    expect(build({ reasoning_effort: 'low', messages: signed }).json.thinking).toMatchObject({
+      type: 'enabled',
+    });
+    // The loop's first call thinks.
+    expect(build({ reasoning_effort: 'low', messages: loop().slice(0, 1) }).json.thinking).toMatchObject({
+      type: 'enabled',
+    });
+    // The Messages door's caller asked Anthropic's way: Anthropic's own answer, not a quiet change.
+    expect(
+      build({ reasoning_effort: 'low', thinking_budget: 1024, max_tokens: 4000, messages: loop() }).json
+        .thinking,
+    ).toMatchObject({ type: 'enabled', budget_tokens: 1024 });
+  });
+
   it('merges consecutive same-role turns and puts tool results first in a user turn', () => {
     const { json } = build({
       messages: [

@@ -180,6 +180,20 @@ function toolChoiceOf(req: ChatRequest): Block | undefined {
   return { type: 'tool', name: c.function.name, ...noParallel };
 }
 
+/**
+ * The conversation goes on from an assistant tool-use turn that does not start with its thinking.
+ * With thinking on, Anthropic refuses such a turn; an OpenAI-format client (most agent loops: the AI
+ * SDK's, LangChain's) has no way to send Anthropic's signed thinking back (only `thinking_blocks`,
+ * this gateway's own field). That call then goes without thinking, as Anthropic allows (LiteLLM
+ * does the same); the loop's first call, and any call after a user turn, think as asked.
+ */
+function continuesUnsignedToolUse(turns: Turn[]): boolean {
+  const last = turns.findLast((t) => t.role === 'assistant');
+  if (!last?.content.some((b) => b.type === 'tool_use')) return false;
+  const first = last.content[0]?.type;
+  return first !== 'thinking' && first !== 'redacted_thinking';
+}
+
 export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record<string, unknown> {
   // What Anthropic cannot do (capabilities.ts; the ingress refuses it before queueing too).
   const refused = chatRefusal('anthropic', opts.config.id, req);
@@ -194,7 +208,9 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   const stop = stopList(req.stop);
   if (stop) body.stop_sequences = stop;
   const effort = req.reasoning_effort;
-  if (effort && effort !== 'none' && effort !== 'minimal') {
+  // The chat door's callers cannot send Anthropic's signed thinking back (the Messages door's can).
+  const unsigned = req.thinking_budget === undefined && continuesUnsignedToolUse(turns);
+  if (effort && effort !== 'none' && effort !== 'minimal' && !unsigned) {
     // OpenAI's max_completion_tokens includes reasoning; Anthropic's budget must stay below max_tokens.
     if (requestedMaxTokens(req) === undefined)
       maxTokens = Math.min(
