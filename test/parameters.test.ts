@@ -502,10 +502,8 @@ describe('passed through or translated', () => {
       const call = first.choices[0]?.message.tool_calls?.[0];
       if (call?.type !== 'function') throw new Error(`${model}: no tool call`);
       // The assistant turn as an OpenAI-format client keeps it: no thinking_blocks.
-      const { thinking_blocks: _dropped, ...assistant } = first.choices[0]?.message as unknown as Record<
-        string,
-        unknown
-      >;
+      const answered = (first.choices[0]?.message ?? {}) as unknown as Record<string, unknown>;
+      const { thinking_blocks: _dropped, ...assistant } = answered;
       const second = await client.chat.completions.create({
         model,
         tools,
