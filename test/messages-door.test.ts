@@ -366,6 +366,32 @@ describe('the rest of the Messages format', () => {
     expect(delta.usage.output_tokens).toBeGreaterThan(0);
   });
 
+  it("message_start carries the prompt's counts when the provider told them first (Anthropic), as LangChain reads them", async () => {
+    const usageAtStart = async (model: string) => {
+      const r = await post(
+        '/v1/messages',
+        {
+          model,
+          max_tokens: 32,
+          stream: true,
+          messages: [{ role: 'user', content: 'Count my prompt, please.' }],
+        },
+        { 'x-api-key': stack.apiKey },
+      );
+      const evs = events(await r.text());
+      const start = evs[0]![1] as { message: { usage: { input_tokens: number } } };
+      const end = evs.at(-2)![1] as { usage: { input_tokens: number } };
+      return { start: start.message.usage.input_tokens, end: end.usage.input_tokens };
+    };
+    const claude = await usageAtStart('anthropic/claude-haiku-4-5');
+    expect(claude.start).toBeGreaterThan(0);
+    expect(claude.start).toBe(claude.end);
+    // Gemini counts at the end only: 0 at the start, the count in message_delta.
+    const gemini = await usageAtStart('gemini/gemini-2.5-flash');
+    expect(gemini.start).toBe(0);
+    expect(gemini.end).toBeGreaterThan(0);
+  });
+
   it('passes temperature and top_p (the SDK no longer types them)', async () => {
     const r = await post(
       '/v1/messages',

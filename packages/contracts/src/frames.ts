@@ -58,6 +58,12 @@ export const Frame = z.discriminatedUnion('type', [
     logprobs: z
       .object({ content: z.array(TokenLogprob).optional(), refusal: z.array(TokenLogprob).optional() })
       .optional(),
+    /**
+     * The prompt's counts as the provider told them before its answer (Anthropic's `message_start`),
+     * on the call's first delta frame: a stream that opens with them (the Messages door's
+     * `message_start`) says them there. The final counts come with `usage` and `done` as ever.
+     */
+    prompt: OpenAIUsage.optional(),
   }),
   z.object({ ...base, type: z.literal('reset'), reason: z.string(), hop: z.number(), attempt: z.number() }),
   z.object({ ...base, type: z.literal('usage'), usage: OpenAIUsage }),

@@ -1,5 +1,5 @@
 import type { ChatRequest, Usage } from '@faregate/contracts/chat';
-import { asksReasoning, toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+import { asksReasoning, toChatCompletion, toOpenAIUsage, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { FrameBody } from '@faregate/contracts/frames';
 import { isBatchLine, type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
@@ -387,6 +387,8 @@ async function attemptOnce(
         break;
       case 'usage':
         usage = e.usage;
+        // Told before the answer (Anthropic's message_start): the stream's opening can say it.
+        if (!firstToken && e.usage.inputTokens > 0) writer.prompt(toOpenAIUsage(e.usage));
         break;
     }
     if (writer.error) abort.abort(writer.error);

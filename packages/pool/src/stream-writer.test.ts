@@ -1,3 +1,4 @@
+import { toOpenAIUsage, zeroUsage } from '@faregate/contracts/chat';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { testRedis } from '@faregate/testing/env';
@@ -42,6 +43,21 @@ describe('StreamWriter', () => {
     expect(calls).toEqual([
       { index: 0, id: 'call_1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } },
     ]);
+  });
+
+  it("puts the prompt's counts told before the answer on the first delta only; told later, nowhere", async () => {
+    const id = `req_sw${prefix}prompt`;
+    await store.claim(id, 'o', 60_000, REC);
+    const w = new StreamWriter(store, id, 'o', 60_000);
+    const counts = (n: number) => toOpenAIUsage({ ...zeroUsage(), inputTokens: n });
+    w.prompt(counts(12));
+    w.text('a');
+    await w.flush();
+    w.prompt(counts(99));
+    w.text('b');
+    await w.flush();
+    const deltas = (await store.read(id, 0)).map((r) => JSON.parse(r)).filter((f) => f.type === 'delta');
+    expect(deltas.map((d) => d.prompt?.prompt_tokens)).toEqual([12, undefined]);
   });
 
   it('sends deferred opening frames with the first token, in one write that claims the job', async () => {

@@ -36,6 +36,10 @@ export class StreamWriter {
   #hold: boolean;
   /** A microtask that sends what is held is queued. */
   #soon = false;
+  /** The prompt's counts told before the answer, for the first delta frame (`prompt`). */
+  #prompt: DeltaBody['prompt'];
+  /** A delta frame was made: a later `prompt` is too late for the stream's start. */
+  #deltaMade = false;
   /** Text frames written by this attempt (a retry after this must send `reset`). */
   wroteContent = false;
   /** A write with content succeeded: it is in the job's log, so followers have it or will. */
@@ -126,6 +130,11 @@ export class StreamWriter {
     this.#kick();
   }
 
+  /** The prompt's counts as the provider told them before any content: they go with the first delta. */
+  prompt(usage: NonNullable<DeltaBody['prompt']>): void {
+    if (!this.#deltaMade) this.#prompt = usage;
+  }
+
   refusal(text: string, choice = 0): void {
     if (text) {
       const d = this.#delta(choice);
@@ -189,6 +198,8 @@ export class StreamWriter {
     const last = this.#queue.at(-1);
     if (last && last.type === 'delta' && (last.choice ?? 0) === choice && fits(last)) return last;
     const d: DeltaBody = choice > 0 ? { type: 'delta', choice } : { type: 'delta' };
+    if (!this.#deltaMade && this.#prompt) d.prompt = this.#prompt;
+    this.#deltaMade = true;
     this.#queue.push(d);
     return d;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AnthropicRequest } from '@faregate/contracts/anthropic';
-import { toChatCompletion, zeroUsage } from '@faregate/contracts/chat';
+import { toChatCompletion, toOpenAIUsage, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import type { Frame } from '@faregate/contracts/frames';
 import {
@@ -302,6 +302,23 @@ describe('frames → Anthropic events', () => {
   let seq = 0;
   const f = (x: Record<string, unknown>) => ({ ...job, seq: ++seq, ...x }) as Frame;
   const names = (s: string) => [...s.matchAll(/^event: (.*)$/gm)].map((m) => m[1]);
+
+  it("opens with the prompt's counts when the first delta carries them", () => {
+    const w = new AnthropicStreamWriter('req_p');
+    const prompt = toOpenAIUsage({
+      ...zeroUsage(),
+      inputTokens: 30,
+      cachedInputTokens: 10,
+      cacheWriteTokens: 5,
+    });
+    const out = w.frame(f({ type: 'delta', text: 'Hi', prompt }));
+    const start = JSON.parse(/^data: (.*)$/m.exec(out)?.[1] ?? '{}') as { message: { usage: unknown } };
+    expect(start.message.usage).toMatchObject({
+      input_tokens: 15,
+      cache_read_input_tokens: 10,
+      cache_creation_input_tokens: 5,
+    });
+  });
 
   it('streams thinking, text and a tool call as Anthropic blocks, usage at the end', () => {
     const w = new AnthropicStreamWriter('req_1');

@@ -522,9 +522,10 @@ type Open = { kind: 'text' | 'thinking' } | { kind: 'tool'; index: number };
 /**
  * A job's frames → Anthropic's event sequence: `message_start`, then per block
  * `content_block_start` / `content_block_delta` (text_delta, thinking_delta, input_json_delta) /
- * `content_block_stop`, then `message_delta` (stop reason, final usage) and `message_stop`. The
- * input token count is known at the end only: `message_start` says 0 and `message_delta` carries
- * the final counts (the SDK's stream takes them from there).
+ * `content_block_stop`, then `message_delta` (stop reason, final usage) and `message_stop`.
+ * `message_start` carries the prompt's counts when the provider told them before its answer
+ * (Anthropic: its own `message_start`'s, on the first delta frame), else 0 (OpenAI and Gemini count
+ * at the end); `message_delta` carries the final counts either way.
  */
 export class AnthropicStreamWriter implements FrameWriter {
   readonly #id: string;
@@ -545,7 +546,7 @@ export class AnthropicStreamWriter implements FrameWriter {
     return this.#started;
   }
 
-  #start(out: string[]): void {
+  #start(out: string[], prompt?: OpenAIUsage): void {
     if (this.#started) return;
     this.#started = true;
     out.push(
@@ -558,13 +559,16 @@ export class AnthropicStreamWriter implements FrameWriter {
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: {
-            input_tokens: 0,
-            output_tokens: 0,
-            cache_read_input_tokens: 0,
-            cache_creation_input_tokens: 0,
-            cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
-          },
+          // The prompt's counts when the provider told them before its answer (Anthropic does).
+          usage: prompt
+            ? anthropicUsage(prompt)
+            : {
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_input_tokens: 0,
+                cache_creation_input_tokens: 0,
+                cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+              },
         },
       }),
     );
@@ -623,6 +627,7 @@ export class AnthropicStreamWriter implements FrameWriter {
     } else if (f.type === 'delta') {
       // Only the first choice: this door has no `n`.
       if ((f.choice ?? 0) !== 0) return '';
+      if (f.prompt) this.#start(out, f.prompt);
       // Anthropic's thinking block by block, as it came (a frame holds one block's at most): a
       // redacted block whole in its start event; a thinking block's deltas, then its signature,
       // which closes it.
