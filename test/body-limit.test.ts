@@ -26,7 +26,12 @@ beforeAll(async () => {
   stack = await startStack({
     providers: ['openai', 'anthropic'],
     // A request that takes longer than this to arrive is answered 408 and closed (tested below).
-    ingressEnv: { BODY_LIMIT_BYTES: String(LIMIT), REQUEST_RECEIVE_TIMEOUT_MS: String(RECEIVE_MS) },
+    // Uploads here are below the JSON limit, so the cap of an unread body is the JSON one's.
+    ingressEnv: {
+      BODY_LIMIT_BYTES: String(LIMIT),
+      REQUEST_RECEIVE_TIMEOUT_MS: String(RECEIVE_MS),
+      FILE_MAX_BYTES: String(LIMIT),
+    },
   });
 }, 120_000);
 afterAll(async () => {

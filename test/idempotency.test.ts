@@ -219,6 +219,114 @@ describe('Idempotency-Key', () => {
     }
   });
 
+  it('a create whose answer died with its ingress: the retry answers with what it created, or, when it created nothing, runs it once it is stale', async () => {
+    const redis = createRedis(stack.redisUrl);
+    const [apiKey] = (
+      await stack.sql.query('SELECT id, account_id FROM api_keys WHERE hash = $1', [hashApiKey(stack.apiKey)])
+    ).rows;
+    const recordOf = (k: string) =>
+      makeKeys(stack.prefix).idempotency(
+        apiKey.account_id,
+        apiKey.id,
+        createHash('sha256').update(k).digest('base64url'),
+      );
+    // What a kill -9 after the create and before the answer leaves: the record pending, no answer kept.
+    const answerLost = (k: string) =>
+      redis
+        .multi()
+        .hset(recordOf(k), 'state', 'pending')
+        .hdel(recordOf(k), 'status', 'body', 'headers')
+        .exec();
+    const redisNow = async () => {
+      const [s, us] = await redis.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+    };
+    try {
+      // A job.
+      const job = body('A job whose answer was lost.');
+      const first = await post('/v1/jobs', job, 'lost-job');
+      expect(first.status).toBe(202);
+      await answerLost('lost-job');
+      const retry = await post('/v1/jobs', job, 'lost-job');
+      expect(retry.status).toBe(202);
+      expect(retry.json.id).toBe(first.json.id);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.headers.get('location')).toBe(`/v1/jobs/${first.json.id}`);
+
+      // A job batch.
+      const batch = { requests: [body('One.'), body('Two.')] };
+      const firstBatch = await post('/v1/jobs', batch, 'lost-batch');
+      expect(firstBatch.status).toBe(202);
+      await answerLost('lost-batch');
+      const retryBatch = await post('/v1/jobs', batch, 'lost-batch');
+      expect(retryBatch.status).toBe(202);
+      expect(retryBatch.json.id).toBe(firstBatch.json.id);
+      expect((retryBatch.json.jobs as { id: string }[]).map((j) => j.id)).toEqual(
+        (firstBatch.json.jobs as { id: string }[]).map((j) => j.id),
+      );
+
+      // An OpenAI batch.
+      const file = await client.files.create({
+        file: await OpenAI.toFile(
+          Buffer.from(
+            `${JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: body('Hi.') })}\n`,
+          ),
+          'in.jsonl',
+        ),
+        purpose: 'batch',
+      });
+      const create = {
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions' as const,
+        completion_window: '24h' as const,
+      };
+      const made = await client.batches.create(create, {
+        headers: { 'Idempotency-Key': 'lost-openai-batch' },
+      });
+      await answerLost('lost-openai-batch');
+      const again = await client.batches.create(create, {
+        headers: { 'Idempotency-Key': 'lost-openai-batch' },
+      });
+      expect(again.id).toBe(made.id);
+
+      // Nothing created (the ingress died in admission): 409 while it may still be running, then,
+      // once stale, the retry runs it, once.
+      const fresh = body('Created nothing.');
+      const ran = await post('/v1/jobs', fresh, 'lost-nothing');
+      await answerLost('lost-nothing');
+      await redis.hdel(recordOf('lost-nothing'), 'job', 'created');
+      const early = await post('/v1/jobs', fresh, 'lost-nothing');
+      expect(early.status).toBe(409);
+      expect(Number(early.headers.get('retry-after'))).toBeGreaterThan(1);
+      await redis.hset(recordOf('lost-nothing'), 'at', (await redisNow()) - 61_000);
+      const [taken, second] = await Promise.all([
+        post('/v1/jobs', fresh, 'lost-nothing'),
+        post('/v1/jobs', fresh, 'lost-nothing'),
+      ]);
+      // One retry takes it over; the other is told to retry (or, if later, replays it).
+      const winner = [taken, second].find((r) => r.status === 202 && r.json.id !== ran.json.id);
+      expect(winner).toBeDefined();
+      expect(
+        [taken, second].filter((r) => r.status === 202 && r.headers.get('idempotent-replayed') !== 'true'),
+      ).toHaveLength(1);
+      const replay = await post('/v1/jobs', fresh, 'lost-nothing');
+      expect(replay.status).toBe(202);
+      expect(replay.json.id).toBe(winner?.json.id);
+      for (const id of [first.json.id, ran.json.id, winner?.json.id])
+        await until(
+          async () => {
+            const r = await fetch(`${stack.url}/v1/jobs/${id}`, {
+              headers: { authorization: `Bearer ${stack.apiKey}` },
+            });
+            return ((await r.json()) as { status?: string }).status === 'completed' ? true : undefined;
+          },
+          { what: `job ${id} completed` },
+        );
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('replays a streamed answer as the same chunks, also after the caller dropped mid-stream', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 20, tokens: 12 });
     try {

@@ -5,7 +5,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { sql } from 'drizzle-orm';
 import type { IngressDeps } from './deps.ts';
-import { defaultAuth, defaultScope, registerAuth } from './plugins/auth.ts';
+import { defaultAuth, defaultScope, principalOf, registerAuth } from './plugins/auth.ts';
 import {
   clientErrorHandler,
   frameworkErrors,
@@ -26,7 +26,8 @@ import { registerConsole } from './console.ts';
 import { adminViewRoutes } from './routes/admin/views.ts';
 import { adminSessionRoutes } from './routes/admin/session.ts';
 import { attachToRunningChat, chatRoutes } from './routes/v1/chat.ts';
-import { jobRoutes } from './routes/v1/jobs.ts';
+import { jobRoutes, submittedAnswer } from './routes/v1/jobs.ts';
+import { batchView, ownedBatch as ownedOpenAIBatch } from './openai-batches/batches.ts';
 import { fileRoutes } from './routes/v1/files.ts';
 import { batchRoutes } from './routes/v1/batches.ts';
 import { embeddingsRoutes } from './routes/v1/embeddings.ts';
@@ -37,6 +38,7 @@ import { streamRoutes } from './ws/stream.ts';
 import { redeemStreamToken, streamTokenRoutes } from './ws/tokens.ts';
 import { allowedOrigins as wsAllowedOrigins, originAllowed, registerUpgradeChecks } from './ws/upgrade.ts';
 import { parseJsonText } from './request-body.ts';
+import { boundUnreadBody } from './plugins/lingering-close.ts';
 
 /** Secrets and prompts never reach the logs: only metadata is logged. */
 export const LOG_REDACT = ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie'];
@@ -52,8 +54,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     requestTimeout: deps.config.REQUEST_RECEIVE_TIMEOUT_MS,
-    // Node applies only the request timeout its server was created with (Fastify sets it after), and
-    // checks it every 30 s by default: a tenth of a shorter timeout keeps it close.
+    // Given to Node's server as it is made too (with Fastify's own setting alone, a trickled body
+    // was never timed out here), checked every tenth of it (Node's default: every 30 s).
     http: {
       requestTimeout: deps.config.REQUEST_RECEIVE_TIMEOUT_MS,
       connectionsCheckingInterval: Math.min(
@@ -103,6 +105,16 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   registerMetrics(app, deps.metrics);
   if (deps.tracing) registerTracing(app, deps.tracing);
   registerErrorHandling(app);
+  // Whatever is answered before its body arrived (an early 401, a 404), the rest is read counted
+  // and bounded: started before the answer goes out, or Node discards the rest itself, unbounded.
+  const unread = {
+    largestBodyBytes: deps.config.FILE_MAX_BYTES + 1024 * 1024,
+    timeoutMs: deps.config.REQUEST_RECEIVE_TIMEOUT_MS,
+  };
+  app.addHook('onSend', (req, reply, payload, done) => {
+    boundUnreadBody(req, reply, unread);
+    done(null, payload);
+  });
   registerZodSchemas(app);
   registerContentEncoding(app);
   // Before auth: a request to /v1/stream that will not become a socket (no upgrade, an Origin not
@@ -188,7 +200,11 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
 
   await app.register(async (v1) => {
     defaultAuth(v1, 'key');
-    registerIdempotency(v1, deps, attachToRunningChat(deps));
+    registerIdempotency(v1, deps, attachToRunningChat(deps), async (req, path, id) => {
+      if (path === '/v1/jobs') return submittedAnswer(deps, req, id);
+      const b = await ownedOpenAIBatch(deps, principalOf(req).accountId, id);
+      return b ? { status: 200, body: batchView(b) } : undefined;
+    });
     await chatRoutes(v1, deps);
     await messagesRoutes(v1, deps);
     await responsesRoutes(v1, deps);

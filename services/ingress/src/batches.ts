@@ -39,6 +39,8 @@ export async function submitBatch(
   deps: IngressDeps,
   principal: Principal,
   requests: unknown[],
+  /** Called with the batch's id before it is created (an Idempotency-Key's record names it). */
+  beforeCreate?: (made: { id: string; created: number }) => Promise<void>,
 ): Promise<{ id: string; created: number; entries: BatchEntry[] }> {
   if (requests.length === 0 || requests.length > MAX_BATCH) {
     throw new GatewayError({
@@ -73,6 +75,7 @@ export async function submitBatch(
       entries.push({ index, error: ge.toBody().error });
     }
   }
+  await beforeCreate?.({ id, created });
   const client = await deps.db.$client.connect();
   try {
     await client.query('BEGIN');

@@ -28,6 +28,32 @@ const beginScript = luaScript<{
   result: (string | null)[];
 }>(new URL('./idempotency.begin.lua', import.meta.url), { numberOfKeys: 1 });
 
+const takeoverScript = luaScript<{
+  keys: [record: string];
+  args: [at: string, staleMs: number];
+  result: number;
+}>(new URL('./idempotency.takeover.lua', import.meta.url), { numberOfKeys: 1 });
+
+/**
+ * The creates (`POST /v1/jobs`, `POST /v1/batches`): each names what it creates in the key's record
+ * before creating it (`nameCreation`), so a retry answers with it, however the first request ended
+ * (its ingress may have died before answering). One still pending this long after it began, with
+ * nothing created, belongs to a request whose ingress died before creating anything (admission
+ * takes milliseconds): a retry then takes the key over and creates it.
+ */
+const CREATES = new Set(['/v1/jobs', '/v1/batches']);
+const STALE_CREATE_MS = 60_000;
+
+/**
+ * What a create made, as its answer (`status`, `body`) when it exists: how the route answers a
+ * retry of a create whose first answer was lost.
+ */
+export type CreatedAnswer = (
+  req: FastifyRequest,
+  path: string,
+  id: string,
+) => Promise<{ status: number; body: unknown; headers?: Record<string, string> } | undefined>;
+
 declare module 'fastify' {
   interface FastifyRequest {
     idempotency?: IdempotentCall;
@@ -82,7 +108,12 @@ export function idempotencyKeyOf(req: FastifyRequest): string | undefined {
   });
 }
 
-export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, attach: AttachToJob): void {
+export function registerIdempotency(
+  app: FastifyInstance,
+  deps: IngressDeps,
+  attach: AttachToJob,
+  created: CreatedAnswer,
+): void {
   const redis: RedisClient = deps.redis;
   const ttlMs = deps.config.IDEMPOTENCY_TTL_SECONDS * 1000;
   // A request that never finishes (its ingress died) frees its key after its deadline.
@@ -107,7 +138,7 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
       req.idempotency = { key, ran: false, stored: false };
       return;
     }
-    const [state, fp, status, stored, job, created, headers] = r;
+    const [state, fp, status, stored, job, createdMs, headers, at, now] = r;
     if (fp !== fingerprint) {
       throw new GatewayError({
         code: 'idempotency_key_reused',
@@ -129,17 +160,34 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     // A door's request (chat, messages, responses, embeddings) answers from its job (waiting for
     // it if it still runs, replaying a stream's frames); a job submission still being queued asks
     // to retry shortly.
-    if (job && path !== '/v1/jobs') {
+    if (job && !CREATES.has(path)) {
       reply.header('idempotent-replayed', 'true');
-      return attach(req, reply, job, Number(created));
+      return attach(req, reply, job, Number(createdMs));
+    }
+    if (CREATES.has(path)) {
+      // What the first request created (its answer lost with its ingress): answered, and kept as
+      // the key's outcome from now on.
+      const made = job ? await created(req, path, job) : undefined;
+      if (made) {
+        req.idempotency = { key, ran: true, stored: false };
+        reply.header('idempotent-replayed', 'true');
+        if (made.headers) reply.headers(made.headers);
+        return reply.code(made.status).send(made.body);
+      }
+      // Nothing was created, long after it began: its ingress died first. Run it, once.
+      const age = Number(now) - Number(at);
+      if (at && age >= STALE_CREATE_MS && (await takeoverScript(redis, [key], [at, STALE_CREATE_MS])) === 1) {
+        req.idempotency = { key, ran: false, stored: false };
+        return;
+      }
+      if (at) {
+        const wait = Math.max(1, Math.ceil((STALE_CREATE_MS - age) / 1000));
+        reply.header('retry-after', String(job ? 1 : Math.min(wait, 60)));
+        throw inUse();
+      }
     }
     reply.header('retry-after', '1');
-    throw new GatewayError({
-      code: 'idempotency_key_in_use',
-      message: 'A request with this Idempotency-Key is still being processed. Retry shortly.',
-      param: 'Idempotency-Key',
-      retryable: true,
-    });
+    throw inUse();
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
@@ -170,6 +218,14 @@ export function registerIdempotency(app: FastifyInstance, deps: IngressDeps, att
     return payload;
   });
 }
+
+const inUse = () =>
+  new GatewayError({
+    code: 'idempotency_key_in_use',
+    message: 'A request with this Idempotency-Key is still being processed. Retry shortly.',
+    param: 'Idempotency-Key',
+    retryable: true,
+  });
 
 /** The headers a replay repeats: what served the answer (`x-faregate-*`), as JSON. */
 function keptHeaders(reply: FastifyReply): string {
@@ -214,19 +270,29 @@ export function recordJob(
   };
 }
 
+/**
+ * A create (`POST /v1/jobs`, `POST /v1/batches`) names what it is about to create in its key's
+ * record, for as long as the key lives: a retry answers with it, even one that comes after the first
+ * request's ingress died (see `CREATES`). Undefined without a key.
+ */
+export function nameCreation(
+  deps: IngressDeps,
+  req: FastifyRequest,
+): ((made: { id: string; created: number }) => Promise<void>) | undefined {
+  const call = req.idempotency;
+  if (!call) return undefined;
+  return async (made) => {
+    await deps.redis
+      .multi()
+      .hset(call.key, 'job', made.id, 'created', String(made.created))
+      .pexpire(call.key, deps.config.IDEMPOTENCY_TTL_SECONDS * 1000)
+      .exec();
+  };
+}
+
 /** The keyed request's job is queued: from now on its outcome is kept, whatever it is. */
 export function queued(req: FastifyRequest): void {
   if (req.idempotency) req.idempotency.ran = true;
-}
-
-/** `recordJob` and `queued` at once, for a job (or job batch) whose retry never waits for it. */
-export async function markRunning(
-  deps: IngressDeps,
-  req: FastifyRequest,
-  job: { id: string; created: number },
-): Promise<void> {
-  await recordJob(deps, req, false)?.(job);
-  queued(req);
 }
 
 function recordKey(deps: IngressDeps, accountId: string, apiKeyId: string, key: string): string {

@@ -239,6 +239,10 @@ describe('anthropic request translation', () => {
     expect(max.thinking).toEqual({ type: 'enabled', budget_tokens: 57344 });
     expect(max.max_tokens).toBe(57344 + 4096);
     expect(max.max_tokens).toBeLessThanOrEqual(64_000);
+    // A model the catalog does not know: within 32,000 (the least of Claude's), room left for the answer.
+    const unknown = build({ reasoning_effort: 'max' }, 'claude-opus-4-1-20250805').json;
+    expect(unknown.max_tokens).toBe(32_000);
+    expect(unknown.thinking).toEqual({ type: 'enabled', budget_tokens: 32_000 - 4096 });
     // The Messages door's own budget goes as it was asked.
     expect(
       build({ reasoning_effort: 'medium', thinking_budget: 1025, max_tokens: 3000 }).json.thinking,

@@ -25,6 +25,9 @@ export const DEFAULT_MAX_TOKENS = 4096;
  */
 const THINKING_BUDGET = { low: 1024, medium: 4096, high: 16384, xhigh: 32768, max: 57344 } as const;
 
+/** The output limit assumed of a Claude model the catalog does not know (Opus 4.1's, the least). */
+const UNKNOWN_MAX_OUTPUT = 32_000;
+
 /** The model's output limit, as the catalog lists it (a dated id by its alias), if it knows it. */
 function maxOutputOf(model: string): number | undefined {
   return BUILTIN_MODELS.find(
@@ -212,12 +215,18 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   const unsigned = req.thinking_budget === undefined && continuesUnsignedToolUse(turns);
   if (effort && effort !== 'none' && effort !== 'minimal' && !unsigned) {
     // OpenAI's max_completion_tokens includes reasoning; Anthropic's budget must stay below max_tokens.
-    if (requestedMaxTokens(req) === undefined)
+    // Without the caller's limit: the budget and room for the answer, within the model's output limit
+    // (a model the catalog does not know: 32,000, the least of Claude's thinking models').
+    const unlimited = requestedMaxTokens(req) === undefined;
+    if (unlimited)
       maxTokens = Math.min(
         THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS,
-        maxOutputOf(opts.model) ?? Number.POSITIVE_INFINITY,
+        maxOutputOf(opts.model) ?? UNKNOWN_MAX_OUTPUT,
       );
-    const budget = Math.min(req.thinking_budget ?? THINKING_BUDGET[effort], maxTokens - 1);
+    const budget = Math.min(
+      req.thinking_budget ?? THINKING_BUDGET[effort],
+      unlimited ? maxTokens - DEFAULT_MAX_TOKENS : maxTokens - 1,
+    );
     if (budget < 1024)
       throw invalidParam('reasoning_effort', 'reasoning needs max_completion_tokens above 1024 on Anthropic');
     if (req.temperature != null && req.temperature !== 1) {

@@ -85,6 +85,21 @@ describe('gemini thinking budgets from reasoning_effort', () => {
   });
 });
 
+describe("gemini thinking budgets within the model's range", () => {
+  it('2.5 Pro thinks always (128 to 32,768): none and minimal are its least, max its most', () => {
+    const pro = (reasoning_effort: ChatRequest['reasoning_effort']) =>
+      JSON.parse(
+        geminiAdapter.buildRequest(
+          { model: 'gemini-2.5-pro', messages: [{ role: 'user', content: 'hi' }], reasoning_effort },
+          { model: 'gemini-2.5-pro', stream: false, config, apiKey: 'k' },
+        ).body ?? '{}',
+      ).generationConfig.thinkingConfig;
+    expect(pro('none')).toEqual({ thinkingBudget: 128 });
+    expect(pro('minimal')).toEqual({ thinkingBudget: 128 });
+    expect(pro('max')).toEqual({ thinkingBudget: 32768 });
+  });
+});
+
 describe('gemini thinking budget from the Messages door', () => {
   it("is the caller's own budget, within 2.5 Flash's largest", () => {
     const config = (thinking_budget: number) =>

@@ -17,7 +17,7 @@ interface GeminiContent {
 
 /**
  * Thinking budgets for OpenAI's reasoning_effort (`none` and `minimal` = 0: no thinking where the
- * model allows it). 24,576 is 2.5 Flash's largest budget, so `xhigh` and `max` stay there.
+ * model allows it), within the model's range (`thinkingRange`).
  */
 const THINKING_BUDGET = {
   none: 0,
@@ -25,9 +25,17 @@ const THINKING_BUDGET = {
   low: 1024,
   medium: 8192,
   high: 24576,
-  xhigh: 24576,
-  max: 24576,
+  xhigh: 32768,
+  max: 32768,
 } as const;
+
+/**
+ * The thinking budgets a Gemini model takes: 2.5 Pro thinks always (128 to 32,768), Flash and
+ * Flash-Lite up to 24,576 and may not think at all (0).
+ */
+function thinkingRange(model: string): { min: number; max: number } {
+  return /^gemini-2\.5-pro/.test(model) ? { min: 128, max: 32768 } : { min: 0, max: 24576 };
+}
 
 const AUDIO_MIME: Record<string, string> = { wav: 'audio/wav', mp3: 'audio/mp3' };
 
@@ -140,7 +148,12 @@ function toolConfigOf(req: ChatRequest): Record<string, unknown> | undefined {
   return { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: [c.function.name] } };
 }
 
-export function buildGeminiBody(req: ChatRequest, provider = 'gemini'): Record<string, unknown> {
+export function buildGeminiBody(
+  req: ChatRequest,
+  provider = 'gemini',
+  /** The provider's model id (its thinking range). */
+  model = '',
+): Record<string, unknown> {
   // What Gemini cannot do (capabilities.ts; the ingress refuses it before queueing too).
   const refused = chatRefusal('gemini', provider, req);
   if (refused) throw invalidParam(refused.param, refused.message);
@@ -165,9 +178,10 @@ export function buildGeminiBody(req: ChatRequest, provider = 'gemini'): Record<s
     if (rf.json_schema.schema) gc.responseJsonSchema = rf.json_schema.schema;
   }
   if (req.reasoning_effort) {
-    // The Messages door's own budget, within 2.5 Flash's largest; else the effort's.
+    // The Messages door's own budget, else the effort's, within what the model takes.
+    const range = thinkingRange(model.replace(/^models\//, ''));
     const budget = req.thinking_budget ?? THINKING_BUDGET[req.reasoning_effort];
-    gc.thinkingConfig = { thinkingBudget: Math.min(budget, THINKING_BUDGET.max) };
+    gc.thinkingConfig = { thinkingBudget: Math.min(Math.max(budget, range.min), range.max) };
   }
   if (Object.keys(gc).length > 0) body.generationConfig = gc;
   if (req.tools && req.tools.length > 0) {
@@ -213,6 +227,6 @@ export function buildGeminiRequest(req: ChatRequest, opts: BuildOptions): Upstre
     method: 'POST',
     url: geminiUrl(opts.config.baseUrl, `/v1beta/models/${model}:${method}`),
     headers,
-    body: JSON.stringify(buildGeminiBody(req, opts.config.id)),
+    body: JSON.stringify(buildGeminiBody(req, opts.config.id, opts.model)),
   };
 }

@@ -112,6 +112,8 @@ export async function createBatch(
   deps: IngressDeps,
   principal: Principal,
   body: BatchCreate,
+  /** Called with the batch's id before it is created (an Idempotency-Key's record names it). */
+  beforeCreate?: (made: { id: string; created: number }) => Promise<void>,
 ): Promise<BatchRow> {
   requireScope(principal, 'chat');
   const file = await ownedFile(deps, principal.accountId, body.input_file_id);
@@ -124,10 +126,12 @@ export async function createBatch(
     });
   const created = nowS();
   const kept = keptPrincipal(principal);
+  const id = newId('batch', 12);
+  await beforeCreate?.({ id, created: created * 1000 });
   const [row] = await deps.db
     .insert(batches)
     .values({
-      id: newId('batch', 12),
+      id,
       accountId: principal.accountId,
       keyId: principal.keyId,
       principal: kept,

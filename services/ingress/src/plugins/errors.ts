@@ -8,7 +8,7 @@ import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
 import { isBadValue } from '@faregate/db/unavailable';
 import { anthropicError, anthropicErrorForStatus } from '../doors/messages.ts';
-import { boundUnreadBody, lingerOnTooLarge } from './lingering-close.ts';
+import { lingerOnTooLarge } from './lingering-close.ts';
 
 /** The `retry-after` of a 429 or 503 whose cause gave none. */
 const DEFAULT_RETRY_AFTER_MS = 1_000;
@@ -239,12 +239,6 @@ export function registerErrorHandling(app: FastifyInstance): void {
         answer(err, req, reply);
       });
     return answer(err, req, reply);
-  });
-  // Whatever is answered before its body arrived (an early 401, a 404), the rest is read bounded:
-  // started before the answer goes out, or Node discards the rest itself, unbounded.
-  app.addHook('onSend', (req, reply, payload, done) => {
-    boundUnreadBody(req, reply);
-    done(null, payload);
   });
   // Under Anthropic's door (`/v1/messages/…`, e.g. the SDK's message batches), or asked by
   // Anthropic's SDK, in Anthropic's shape (`anthropicShaped`), like every other error.

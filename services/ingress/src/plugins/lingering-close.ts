@@ -87,14 +87,26 @@ const draining = new WeakSet<IncomingMessage>();
  * head alone, before the body was read): on a connection kept alive Node would discard the rest
  * itself after the answer, unbounded (its parser drops a dumped body's bytes uncounted), so a client
  * with no key could trickle a body into it for as long as it liked. Read here instead, the rest is
- * under the same bounds as a refused body's, and past them the connection is closed. (A body that
- * never completes before any answer is bounded by the server's request timeout.)
+ * counted: past the largest body any route takes, or the request's receive timeout, the connection
+ * is closed. (A body that never completes before any answer is bounded by that timeout too.)
  */
-export function boundUnreadBody(req: FastifyRequest, reply: FastifyReply): void {
+export function boundUnreadBody(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  /**
+   * The largest body a route takes (a file upload's, past the JSON body limit), and how long the
+   * rest may take (the request's own receive timeout): a client whose upload was refused by its
+   * head (a wrong key) gets the answer, not a broken pipe that its SDK would retry.
+   */
+  opts: { largestBodyBytes: number; timeoutMs: number },
+): void {
   const raw = req.raw;
   if (!stillArriving(raw) || draining.has(raw)) return;
   const limit = req.routeOptions.bodyLimit ?? req.server.initialConfig.bodyLimit ?? 1024 * 1024;
-  const bounds = { capBytes: DRAIN_FACTOR * limit, timeoutMs: DRAIN_MS };
+  const bounds = {
+    capBytes: Math.max(DRAIN_FACTOR * limit, opts.largestBodyBytes),
+    timeoutMs: opts.timeoutMs,
+  };
   if (!keepsAlive(raw) || Number(raw.headers['content-length']) > bounds.capBytes) {
     // Nothing to read on: the connection closes once the answer is written.
     reply.header('connection', 'close');

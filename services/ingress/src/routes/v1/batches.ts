@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BatchCreate } from '@faregate/contracts/openai-batches';
 import type { IngressDeps } from '../../deps.ts';
-import { queued } from '../../idempotency.ts';
+import { nameCreation, queued } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import {
@@ -31,8 +31,9 @@ export async function batchRoutes(app: FastifyInstance, deps: IngressDeps): Prom
   const typed = app.withTypeProvider<ZodTypeProvider>();
 
   typed.post('/v1/batches', { schema: { body: CreateBody } }, async (req) => {
-    const row = await createBatch(deps, principalOf(req), req.body);
-    // With an Idempotency-Key, this answer is kept: a retried create gets this batch again.
+    // With an Idempotency-Key the batch is named first and this answer kept: a retried create gets
+    // this batch again, even when this answer was lost (idempotency.ts).
+    const row = await createBatch(deps, principalOf(req), req.body, nameCreation(deps, req));
     queued(req);
     // Validate and start it now, not at this ingress's next idle look (up to a second away).
     batchDriverOf(deps)?.kick();

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
@@ -9,10 +9,57 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { batchStatus, endedLines, notFoundBatch, ownedBatch, findJob, submitBatch } from '../../batches.ts';
 import { cancelBatch } from '../../openai-batches/batches.ts';
-import { markRunning } from '../../idempotency.ts';
+import { nameCreation, queued } from '../../idempotency.ts';
 import { cancelJob, JobsBody, submitChat } from '../../submit.ts';
 
 const IdParams = z.object({ id: z.string() });
+
+/** The 202 of a job submission (and of its retry with the same Idempotency-Key). */
+const acceptedJob = (id: string, model: string | undefined, created: number): SubmittedJob => ({
+  id,
+  object: 'job',
+  status: 'queued',
+  model: model ?? '',
+  created_at: Math.floor(created / 1000),
+  stream: { url: '/v1/stream', subscribe: { op: 'subscribe', job: id, after: 0 } },
+});
+
+const acceptedBatch = (id: string, created: number, jobs: unknown[]) => ({
+  id,
+  object: 'job.batch',
+  created_at: Math.floor(created / 1000),
+  total: jobs.length,
+  jobs,
+  stream: { url: '/v1/stream', subscribe: { op: 'subscribe', batch: id } },
+});
+
+/**
+ * A retried submission (same Idempotency-Key) whose first answer was lost: the job or job batch it
+ * created, answered as at first (a refused member of a batch is `rejected`: its error is not kept).
+ */
+export async function submittedAnswer(
+  deps: IngressDeps,
+  req: FastifyRequest,
+  id: string,
+): Promise<{ status: number; body: unknown; headers: Record<string, string> } | undefined> {
+  const principal = principalOf(req);
+  const batch = await ownedBatch(deps, principal, id);
+  if (batch) {
+    const jobs = batch.jobs.map((job, index) => (job ? { index, id: job } : { index, status: 'rejected' }));
+    return {
+      status: 202,
+      body: acceptedBatch(id, batch.created, jobs),
+      headers: { location: `/v1/jobs/batches/${id}` },
+    };
+  }
+  const meta = await findJob(deps, principal, id);
+  if (!meta || meta.created === undefined) return undefined;
+  return {
+    status: 202,
+    body: acceptedJob(id, meta.model, meta.created),
+    headers: { location: `/v1/jobs/${id}` },
+  };
+}
 
 const notFound = (id: string) =>
   new GatewayError({ code: 'not_found', message: `No job found with id '${id}'.`, param: 'id' });
@@ -46,34 +93,27 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   const typed = app.withTypeProvider<ZodTypeProvider>();
   typed.post('/v1/jobs', { config: { scope: 'chat' }, schema: { body: JobsBody } }, async (req, reply) => {
     // `{ "requests": [ … ] }` submits a batch: every request its own job, grouped under one id.
+    // With an Idempotency-Key, what is created is named first: a retry answers with it (idempotency.ts).
+    const name = nameCreation(deps, req);
     if ('batch' in req.body) {
       requireScope(principalOf(req), 'batches');
-      const b = await submitBatch(deps, principalOf(req), req.body.batch);
-      await markRunning(deps, req, { id: b.id, created: b.created });
+      const b = await submitBatch(deps, principalOf(req), req.body.batch, name);
+      queued(req);
       return reply
         .code(202)
         .header('location', `/v1/jobs/batches/${b.id}`)
-        .send({
-          id: b.id,
-          object: 'job.batch',
-          created_at: Math.floor(b.created / 1000),
-          total: b.entries.length,
-          jobs: b.entries,
-          stream: { url: '/v1/stream', subscribe: { op: 'subscribe', batch: b.id } },
-        });
+        .send(acceptedBatch(b.id, b.created, b.entries));
     }
     const body = req.body.request;
-    const data = await submitChat(deps, principalOf(req), body, 'async', { trace: req.traceparent });
-    await markRunning(deps, req, { id: data.id, created: data.created });
-    const accepted: SubmittedJob = {
-      id: data.id,
-      object: 'job',
-      status: 'queued',
-      model: body.model,
-      created_at: Math.floor(data.created / 1000),
-      stream: { url: '/v1/stream', subscribe: { op: 'subscribe', job: data.id, after: 0 } },
-    };
-    return reply.code(202).header('location', `/v1/jobs/${data.id}`).send(accepted);
+    const data = await submitChat(deps, principalOf(req), body, 'async', {
+      trace: req.traceparent,
+      ...(name ? { beforeQueue: name } : {}),
+    });
+    queued(req);
+    return reply
+      .code(202)
+      .header('location', `/v1/jobs/${data.id}`)
+      .send(acceptedJob(data.id, body.model, data.created));
   });
 
   typed.get(
