@@ -355,7 +355,9 @@ describe('thinking with tools through /v1/chat/completions', () => {
     // thinking on: that call goes on without thinking, as Anthropic allows.
     const without = await openai.chat.completions.create({ ...base, messages: turn() });
     expect(without.choices[0]?.finish_reason).toBe('stop');
-    expect((without.choices[0]?.message as { reasoning_content?: string }).reasoning_content).toBeUndefined();
+    expect(
+      (without.choices[0]?.message as { reasoning_content?: string } | undefined)?.reasoning_content,
+    ).toBeUndefined();
     // Malformed blocks are the gateway's 400, naming the field, before anything is queued.
     stack.fake.clearCalls();
     const bad = await failure(
