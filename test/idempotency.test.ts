@@ -44,6 +44,19 @@ async function post(path: string, json: unknown, key?: string) {
   return { status: res.status, headers: res.headers, json: answer };
 }
 
+/** Waits until the async job `id` completed (so later tests count only their own provider calls). */
+function jobCompleted(id: unknown): Promise<true> {
+  return until(
+    async () => {
+      const r = await fetch(`${stack.url}/v1/jobs/${id}`, {
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+      });
+      return ((await r.json()) as { status?: string }).status === 'completed' ? true : undefined;
+    },
+    { what: `job ${id} completed` },
+  );
+}
+
 async function usageCount(requestId: string): Promise<number> {
   const r = await stack.sql.query('SELECT count(*)::int AS n FROM usage_events WHERE request_id = $1', [
     requestId,
@@ -206,17 +219,7 @@ describe('Idempotency-Key', () => {
     expect(tooLong.json.error?.param).toBe('Idempotency-Key');
 
     // The two jobs ran once each; wait for them so later tests count only their own provider calls.
-    for (const id of [first.json.id, fixed.json.id]) {
-      await until(
-        async () => {
-          const r = await fetch(`${stack.url}/v1/jobs/${id}`, {
-            headers: { authorization: `Bearer ${stack.apiKey}` },
-          });
-          return ((await r.json()) as { status?: string }).status === 'completed' ? true : undefined;
-        },
-        { what: `job ${id} completed` },
-      );
-    }
+    for (const id of [first.json.id, fixed.json.id]) await jobCompleted(id);
   });
 
   it('a create whose answer died with its ingress: the retry answers with what it created, or, when it created nothing, runs it once it is stale', async () => {
@@ -312,16 +315,7 @@ describe('Idempotency-Key', () => {
       const replay = await post('/v1/jobs', fresh, 'lost-nothing');
       expect(replay.status).toBe(202);
       expect(replay.json.id).toBe(winner?.json.id);
-      for (const id of [first.json.id, ran.json.id, winner?.json.id])
-        await until(
-          async () => {
-            const r = await fetch(`${stack.url}/v1/jobs/${id}`, {
-              headers: { authorization: `Bearer ${stack.apiKey}` },
-            });
-            return ((await r.json()) as { status?: string }).status === 'completed' ? true : undefined;
-          },
-          { what: `job ${id} completed` },
-        );
+      for (const id of [first.json.id, ran.json.id, winner?.json.id]) await jobCompleted(id);
     } finally {
       redis.disconnect();
     }

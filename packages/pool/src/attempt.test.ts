@@ -62,6 +62,19 @@ const job = (over: Partial<ChatJobData> = {}): JobData =>
     ...over,
   });
 
+/** A provider call's whole answer: 3 input tokens, 1 output. */
+const completion = () => ({
+  completion: {
+    model: 'gpt-4o-mini',
+    content: 'ok',
+    toolCalls: [],
+    finishReason: 'stop' as const,
+    usage: { ...zeroUsage(), inputTokens: 3, outputTokens: 1 },
+  },
+  rateLimits: {},
+  status: 200,
+});
+
 const input = (data: JobData, over: Partial<AttemptInput> = {}): AttemptInput => ({
   data,
   attempt: 1,
@@ -202,17 +215,6 @@ describe('attempt: what a call produced is billed', () => {
 
 describe('attempt: a batch line first started from the queue', () => {
   const batchLine = () => job({ deltas: false, retain: true });
-  const completion = () => ({
-    completion: {
-      model: 'gpt-4o-mini',
-      content: 'ok',
-      toolCalls: [],
-      finishReason: 'stop' as const,
-      usage: { ...zeroUsage(), inputTokens: 3, outputTokens: 1 },
-    },
-    rateLimits: {},
-    status: 200,
-  });
 
   it('calls before any claim (no round trip in front of the call) and claims with its done frame', async () => {
     const data = batchLine();
@@ -353,18 +355,6 @@ describe('attempt: onCalling', () => {
 });
 
 describe('attempt: reasoning effort none', () => {
-  const answer = async () => ({
-    completion: {
-      model: 'm',
-      content: 'ok',
-      toolCalls: [],
-      finishReason: 'stop' as const,
-      usage: { ...zeroUsage(), inputTokens: 3, outputTokens: 1 },
-    },
-    rateLimits: {},
-    status: 200,
-  });
-
   it.each([
     // The catalog knows gpt-4o-mini does not reason: OpenAI would refuse the field, so it is left out.
     ['gpt-4o-mini', undefined],
@@ -375,7 +365,7 @@ describe('attempt: reasoning effort none', () => {
     const seen: unknown[] = [];
     const deps = depsWith(async (args) => {
       seen.push(args.request.reasoning_effort);
-      return answer();
+      return completion();
     });
     const data = job({
       request: { model, messages: [{ role: 'user', content: 'hi' }], reasoning_effort: 'none' },

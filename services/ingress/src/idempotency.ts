@@ -36,7 +36,7 @@ const takeoverScript = luaScript<{
 
 /**
  * The creates (`POST /v1/jobs`, `POST /v1/batches`): each names what it creates in the key's record
- * before creating it (`nameCreation`), so a retry answers with it, however the first request ended
+ * before creating it (`recordJob`, `create`), so a retry answers with it, however the first request ended
  * (its ingress may have died before answering). One still pending this long after it began, with
  * nothing created, belongs to a request whose ingress died before creating anything (admission
  * takes milliseconds): a retry then takes the key over and creates it.
@@ -247,46 +247,35 @@ function replayedHeaders(stored: string | null | undefined): Record<string, stri
 }
 
 /**
- * Records that the request with this key runs as `job` (a retry meanwhile waits for that job): the
- * route's `beforeQueue`, so the record names the job before any worker can start it (written after,
- * a retry arriving as the provider answered found no job and was told to retry later). The outcome
- * is kept only once the job is queued (`queued`): a job refused by the queue keeps nothing.
- * A streamed answer is replayed from the job's frames (kept as long as the key), so its record is
- * kept for the whole TTL at once: its handler may be gone (caller disconnected) when the job ends.
+ * Records that the request with this key runs as `job` (a retry meanwhile waits for it, or answers
+ * with it): the route's `beforeQueue`, so the record names the job before any worker can start it
+ * (written after, a retry arriving as the provider answered found no job and was told to retry
+ * later). The outcome is kept only once the job is queued (`queued`): a job refused by the queue
+ * keeps nothing. How long the record lives from here, by `kind`:
+ * - `answer`: as pending (a door's whole answer, kept once it is sent);
+ * - `stream`: the whole TTL at once, as the answer is replayed from the job's frames (kept as long
+ *   as the key) and its handler may be gone (caller disconnected) when the job ends;
+ * - `create` (`POST /v1/jobs`, `POST /v1/batches`, named before what they create is created): the
+ *   whole TTL, so a retry answers with it even after the first request's ingress died (`CREATES`).
+ * Undefined without a key.
  */
 export function recordJob(
   deps: IngressDeps,
   req: FastifyRequest,
-  stream: boolean,
+  kind: 'answer' | 'stream' | 'create',
 ): ((job: { id: string; created: number }) => Promise<void>) | undefined {
   const call = req.idempotency;
   if (!call) return undefined;
   return async (job) => {
     const m = deps.redis.multi().hset(call.key, 'job', job.id, 'created', String(job.created));
-    // (Not beyond the job's frames: without them a retry runs anew.)
-    const ttlS = Math.min(deps.config.IDEMPOTENCY_TTL_SECONDS, deps.config.STREAM_TTL_SECONDS);
-    if (stream) m.hset(call.key, 'state', 'stream').pexpire(call.key, ttlS * 1000);
+    // A stream's record not beyond the job's frames: without them a retry runs anew.
+    if (kind === 'stream')
+      m.hset(call.key, 'state', 'stream').pexpire(
+        call.key,
+        Math.min(deps.config.IDEMPOTENCY_TTL_SECONDS, deps.config.STREAM_TTL_SECONDS) * 1000,
+      );
+    if (kind === 'create') m.pexpire(call.key, deps.config.IDEMPOTENCY_TTL_SECONDS * 1000);
     await m.exec();
-  };
-}
-
-/**
- * A create (`POST /v1/jobs`, `POST /v1/batches`) names what it is about to create in its key's
- * record, for as long as the key lives: a retry answers with it, even one that comes after the first
- * request's ingress died (see `CREATES`). Undefined without a key.
- */
-export function nameCreation(
-  deps: IngressDeps,
-  req: FastifyRequest,
-): ((made: { id: string; created: number }) => Promise<void>) | undefined {
-  const call = req.idempotency;
-  if (!call) return undefined;
-  return async (made) => {
-    await deps.redis
-      .multi()
-      .hset(call.key, 'job', made.id, 'created', String(made.created))
-      .pexpire(call.key, deps.config.IDEMPOTENCY_TTL_SECONDS * 1000)
-      .exec();
   };
 }
 

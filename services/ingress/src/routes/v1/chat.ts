@@ -122,7 +122,7 @@ export async function serveChat(
   const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', {
     patienceMs,
     trace: req.traceparent,
-    beforeQueue: recordJob(deps, req, stream),
+    beforeQueue: recordJob(deps, req, stream ? 'stream' : 'answer'),
     reasoning,
   });
   queued(req);

@@ -30,7 +30,7 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
       const job = await submitEmbeddings(deps, principalOf(req), req.body, 'sync', {
         patienceMs,
         ...(req.traceparent ? { trace: req.traceparent } : {}),
-        beforeQueue: recordJob(deps, req, false),
+        beforeQueue: recordJob(deps, req, 'answer'),
       });
       queued(req);
       const { data, frames } = job;

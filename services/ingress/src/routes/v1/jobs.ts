@@ -9,7 +9,7 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { batchStatus, endedLines, notFoundBatch, ownedBatch, findJob, submitBatch } from '../../batches.ts';
 import { cancelBatch } from '../../openai-batches/batches.ts';
-import { nameCreation, queued } from '../../idempotency.ts';
+import { recordJob, queued } from '../../idempotency.ts';
 import { cancelJob, JobsBody, submitChat } from '../../submit.ts';
 
 const IdParams = z.object({ id: z.string() });
@@ -94,7 +94,7 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
   typed.post('/v1/jobs', { config: { scope: 'chat' }, schema: { body: JobsBody } }, async (req, reply) => {
     // `{ "requests": [ … ] }` submits a batch: every request its own job, grouped under one id.
     // With an Idempotency-Key, what is created is named first: a retry answers with it (idempotency.ts).
-    const name = nameCreation(deps, req);
+    const name = recordJob(deps, req, 'create');
     if ('batch' in req.body) {
       requireScope(principalOf(req), 'batches');
       const b = await submitBatch(deps, principalOf(req), req.body.batch, name);
