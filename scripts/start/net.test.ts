@@ -33,9 +33,16 @@ async function otherStart(from: number) {
   };
 }
 
+/**
+ * A port to start from, below the test stacks' bands (20,000 up, test/support/stack.ts) and the
+ * kernel's ephemeral range (32,768 up), where any outgoing connection's local port, or another
+ * stack's service, took the port this test expects free (CI: 40,449 for 40,448).
+ */
+const fromPort = () => 12_000 + Math.floor(Math.random() * 7_000);
+
 describe('freePort across starts on one machine', () => {
   it('a port another running start reserved is skipped, and is free again once that start is gone', async () => {
-    const from = 30_000 + Math.floor(Math.random() * 20_000);
+    const from = fromPort();
     const other = await otherStart(from);
     expect(other.port).toBe(from);
     // Nothing listens on it yet (the other start has not bound it): only the reservation keeps us off.
@@ -50,7 +57,7 @@ describe('freePort across starts on one machine', () => {
   });
 
   it('a reservation left by a start that was killed is taken over', async () => {
-    const from = 30_000 + Math.floor(Math.random() * 20_000);
+    const from = fromPort();
     const other = await otherStart(from);
     // kill -9: no exit handler runs, and the claim file stays, naming a dead process.
     other.child.kill('SIGKILL');

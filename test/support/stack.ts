@@ -35,11 +35,13 @@ export async function freePort(): Promise<number> {
     const port = 20_000 + band * BAND_SIZE + Math.floor(Math.random() * BAND_SIZE);
     if (handedOut.has(port)) continue;
     const s = createServer();
-    s.listen(port);
-    const ok = await Promise.race([
-      once(s, 'listening').then(() => true),
-      once(s, 'error').then(() => false),
-    ]);
+    // One promise for both outcomes: `once(s, 'listening')` rejects on 'error', so racing it against
+    // `once(s, 'error')` threw the EADDRINUSE of a port something else held (CI: RabbitMQ's 25672).
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once('listening', () => resolve(true));
+      s.once('error', () => resolve(false));
+      s.listen(port);
+    });
     if (ok) await new Promise<void>((r) => s.close(() => r()));
     if (!ok) continue;
     handedOut.add(port);
