@@ -6,6 +6,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
 import { adminCall } from './support/calls.ts';
+import { contentOf, jobApi } from './support/jobs.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
 /**
@@ -177,6 +178,30 @@ describe('the half-open probe', () => {
       messages: ask('after'),
     });
     expect(r.choices[0]?.message.content).toBeTruthy();
+    expect(await circuitOf('gemini')).toBe('closed');
+  }, 60_000);
+});
+
+describe('a job nobody waits on', () => {
+  it('whose only candidate is behind an open circuit waits for the probe instead of failing; an interactive request is still refused at once', async () => {
+    await openCircuit('gemini', () =>
+      client.chat.completions
+        .create({ model: 'gemini/gemini-2.5-flash', messages: ask('open [[fake:{"fault":"500"}]]') })
+        .catch(() => undefined),
+    );
+    const jobs = jobApi(stack.url);
+    const id = await jobs.submit(stack.apiKey, 'an async question', 'gemini/gemini-2.5-flash');
+    // The pool is not paused for it: a caller waiting on an answer still hears the 503 at once.
+    const refused = (await client.chat.completions
+      .create({ model: 'gemini/gemini-2.5-flash', messages: ask('interactive') })
+      .catch((e: unknown) => e)) as APIError;
+    expect(refused.status).toBe(503);
+    expect(refused.code).toBe('provider_unavailable');
+    // Before: the job failed at once with provider_unavailable. Now it runs once the circuit lets a
+    // probe through (openMs 3 s), and is answered.
+    const done = await jobs.finished(stack.apiKey, id, 30_000);
+    expect(done.status, JSON.stringify(done.error)).toBe('completed');
+    expect(contentOf(done)).toBeTruthy();
     expect(await circuitOf('gemini')).toBe('closed');
   }, 60_000);
 });

@@ -45,8 +45,11 @@ import { chargeRequestLimits } from '@faregate/queue/request-limits';
 
 export type AttemptOutcome =
   | { status: 'completed' }
-  /** The pool waits `waitMs` (429, or a limit): the job goes back to wait without using an attempt. */
-  | { status: 'wait'; waitMs: number }
+  /**
+   * The job goes back to wait `waitMs` without using an attempt; the pool waits too (429, or a
+   * limit), unless `jobOnly` (an open circuit, for a job that can wait: outcome.ts).
+   */
+  | { status: 'wait'; waitMs: number; jobOnly?: true }
   /** Again on this provider after the queue's backoff (the `retrying` frame is written). */
   | { status: 'retry'; error: GatewayError }
   | { status: 'already_done' }
@@ -683,7 +686,7 @@ async function attemptOnce(
           // Every end of an attempt that owns the job is recorded (`ends`), so that the next claim
           // does not take it for one that died mid-call (frame-store.claim.lua).
           if (counted || owns()) await write([], { ...spentUsage, ends: true });
-          return { status: 'wait', waitMs: d.waitMs };
+          return { status: 'wait', waitMs: d.waitMs, ...(d.jobOnly ? { jobOnly: true as const } : {}) };
         case 'retry': {
           const frames: FrameBody[] = data.deltas
             ? [{ type: 'status', state: 'retrying', provider: candidate?.provider, reason: err.code }]

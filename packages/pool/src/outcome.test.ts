@@ -1,7 +1,7 @@
 import { type ErrorCode, GatewayError } from '@faregate/contracts/errors';
 import { describe, expect, it } from 'vitest';
 import { HoldSpent } from './hold-calls.ts';
-import { decide, nextHop, type OutcomeFacts } from './outcome.ts';
+import { circuitRefusal, decide, nextHop, type OutcomeFacts } from './outcome.ts';
 
 const now = 1_000_000;
 const data: OutcomeFacts['data'] = {
@@ -51,6 +51,32 @@ describe('outcome.decide', () => {
       kind: 'wait',
       waitMs: 50,
     });
+  });
+
+  it('an open circuit with no candidate left: a job nobody waits on waits for it alone, within its deadline; an interactive request fails', () => {
+    const last = { ...data, hop: 2 };
+    const refused = () => circuitRefusal('gemini', 15_000);
+    expect(decide(facts({ data: last, error: refused() }))).toEqual({
+      kind: 'wait',
+      waitMs: 15_000,
+      jobOnly: true,
+    });
+    // Another candidate left: it falls back, as before.
+    expect(decide(facts({ error: refused() })).kind).toBe('fallBack');
+    // A caller waiting (a patience), no starts left, or the deadline nearer than the circuit: it fails.
+    for (const f of [
+      { data: { ...last, patienceMs: 60_000 } },
+      { data: last, canWait: false },
+      { data: { ...last, deadline: now + 10_000 } },
+    ]) {
+      const d = decide(facts({ ...f, error: refused() }));
+      expect(d.kind).toBe('fail');
+      expect(d.kind === 'fail' && d.error.code).toBe('provider_unavailable');
+    }
+    // Any other 503 of the provider is not waited for this way.
+    expect(
+      decide(facts({ data: last, error: err('provider_unavailable', { retryAfterMs: 15_000 }) })).kind,
+    ).toBe('fail');
   });
 
   it('an interactive request waits a 429 out only within its patience and at most RATE_LIMIT_RETRIES times, then falls back or fails with the 429', () => {

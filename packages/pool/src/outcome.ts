@@ -12,8 +12,11 @@ export type Decision =
   /** Another attempt owns the job (it was swept or re-run meanwhile): write nothing of the job's. */
   | { kind: 'lost' }
   | { kind: 'cancelled' }
-  /** The pool waits `waitMs`; the job goes back to wait without using an attempt. */
-  | { kind: 'wait'; waitMs: number }
+  /**
+   * The job goes back to wait `waitMs` without using an attempt: with the whole pool (a 429, a
+   * limit), or alone (`jobOnly`: its provider's circuit is open, see `decide`).
+   */
+  | { kind: 'wait'; waitMs: number; jobOnly?: true }
   /** Again on this provider, after the queue's backoff. */
   | { kind: 'retry' }
   /** Hand the job to plan candidate `hop` (`ProviderQueues.addHop`), with `attempts` naming every failure so far. */
@@ -96,6 +99,21 @@ export function decide(f: OutcomeFacts): Decision {
   const final = data.contentFinal === true && f.storedContent === true;
   const retry = err.retryable && f.canRetry && !pastDeadline && !(patient && waitMs > 0) && !final;
   const fallBack = hop !== undefined && !pastDeadline && canFallBack(err) && !final;
+  // No candidate left and this one's circuit open, for a job nobody waits on (an async job, a batch
+  // line): it waits until the circuit lets a probe through, within its deadline, as it waits out a
+  // 429, rather than failing with a provider that may be back in seconds. The pool does not pause:
+  // an interactive request still falls back or fails at once, and the next job of the pool may be
+  // the probe. An interactive request (a patience) fails, or falls back, as before.
+  const circuitWaitMs = err.retryAfterMs ?? 1_000;
+  if (
+    !fallBack &&
+    !patient &&
+    skips.get(err) === CIRCUIT_OPEN &&
+    f.canWait &&
+    !f.wroteContent &&
+    f.now + circuitWaitMs < data.deadline
+  )
+    return { kind: 'wait', waitMs: circuitWaitMs, jobOnly: true };
   // Another call would go past what the hold covers: the request fails here instead.
   const spent = f.spent && (retry || fallBack) ? f.spent : undefined;
   if (retry && !spent) return { kind: 'retry' };

@@ -1,4 +1,4 @@
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { RedisClient } from '@faregate/queue/redis';
 import type { Logger } from 'pino';
 import { zeroUsage } from '@faregate/contracts/chat';
@@ -39,7 +39,7 @@ export function createQueueIntake(
 ): Worker<unknown, AttemptOutcome> {
   const worker = new Worker<unknown, AttemptOutcome>(
     deps.keys.queue(deps.provider.config.id),
-    async (job) => {
+    async (job, token) => {
       // The envelope only, as the lane checks its entries (see isJobEnvelope): the request inside was
       // validated by the ingress that wrote it. Anything else is refused with the schema's reason.
       let data: JobData;
@@ -57,6 +57,11 @@ export function createQueueIntake(
         stalled: job.stalledCounter > 0,
         speculative: queuedSpeculative(data, job),
       });
+      if (outcome.status === 'wait' && outcome.jobOnly) {
+        // This job alone waits (its provider's circuit is open): delayed, its attempts kept.
+        await job.moveToDelayed(Date.now() + outcome.waitMs, token);
+        throw new DelayedError();
+      }
       if (outcome.status === 'wait') {
         // The whole pool waits (every process); the job goes back to wait and keeps its attempts.
         await deps.queue.rateLimit(outcome.waitMs);

@@ -404,7 +404,7 @@ export class LaneIntake {
         // The pool waits (BullMQ's pause for every process; the limiter's for the lane), the job
         // waits on the queue without using an attempt. No wait (a full max-in-flight): the job just
         // takes its turn on the queue.
-        if (outcome.waitMs > 0) await deps.queue.rateLimit(outcome.waitMs);
+        if (outcome.waitMs > 0 && !outcome.jobOnly) await deps.queue.rateLimit(outcome.waitMs);
         await this.#handOver(data, outcome.waitMs);
       } else if (outcome === undefined || outcome.status === 'retry') {
         // A retry (its `retrying` frame is written): BullMQ's backoff applies.
