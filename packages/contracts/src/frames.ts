@@ -96,6 +96,19 @@ export type FrameBody = Frame extends infer F
     : never
   : never;
 
+/**
+ * A call's `done` frame, its fields in the order readers rely on: `result` last, so an ingress relays
+ * the answer's bytes without parsing the frame (services/ingress/src/done-frame.ts). The one place
+ * that lays it out.
+ */
+export function doneBody(
+  route: RouteStep[],
+  result: FrameOf<'done'>['result'],
+  at: number,
+): Omit<FrameOf<'done'>, 'v' | 'job' | 'seq'> {
+  return { type: 'done', route, at, result };
+}
+
 export const isTerminal = (
   f: Pick<Frame, 'type'>,
 ): f is Pick<FrameOf<'done' | 'embeddings' | 'error'>, 'type'> =>

@@ -1,7 +1,7 @@
 import type { ChatRequest, Usage } from '@faregate/contracts/chat';
 import { asksReasoning, toChatCompletion, toOpenAIUsage, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
-import type { FrameBody } from '@faregate/contracts/frames';
+import { doneBody, type FrameBody } from '@faregate/contracts/frames';
 import { isBatchLine, type JobData, recordTtlSeconds } from '@faregate/contracts/jobs';
 import { callUsageEvent, type JobCall, type UsageEvent } from '@faregate/contracts/usage';
 import {
@@ -548,9 +548,8 @@ async function attemptOnce(
       [...prior.route, { provider: candidate.provider, model: candidate.model, status: 200, code: 'ok' }],
       data.attempts,
     );
-    // `result` last: the ingress relays its bytes to a chat completions caller as they are (see
-    // services/ingress/src/done-frame.ts).
-    const done: FrameBody = { type: 'done', route, result, at: Date.now() };
+    // `result` last (doneBody): the ingress relays its bytes to a chat completions caller as they are.
+    const done: FrameBody = doneBody(route, result, Date.now());
     const frames: FrameBody[] = data.deltas ? [{ type: 'usage', usage: result.usage }, done] : [done];
     return await succeed(frames, at);
   } catch (raw) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatCompletion } from '@faregate/contracts/chat';
-import { parseFrame } from '@faregate/contracts/frames';
+import { doneBody, parseFrame } from '@faregate/contracts/frames';
 import type { RouteStep } from '@faregate/contracts/route';
 import { rawDone } from './done-frame.ts';
 
@@ -56,6 +56,20 @@ describe('rawDone', () => {
     const parsed = parseFrame(raw);
     expect(parsed?.type).toBe('done');
     expect(JSON.parse(d?.result ?? '')).toEqual(parsed?.type === 'done' ? parsed.result : undefined);
+  });
+
+  it("reads the frame the worker writes (doneBody: the time it was answered before the result), and a worker's that wrote the time after it", () => {
+    // Before: a frame with `at` after the result was not relayed but parsed whole, for every answer.
+    const raw = stored(doneBody(route, result, 1_700_000_000_123));
+    expect(rawDone(raw)).toEqual({ result: JSON.stringify(result), route });
+    expect(rawDone(raw, { route: false })).toEqual({ result: JSON.stringify(result), route: undefined });
+    const older = stored({ type: 'done', route, result, at: 1_700_000_000_123 });
+    expect(rawDone(older)).toEqual({ result: JSON.stringify(result), route });
+    expect(rawDone(older, { route: false })?.result).toBe(JSON.stringify(result));
+    // Whatever else comes before the result is left to the parser.
+    expect(rawDone(stored({ type: 'done', route, at: '1', result }))).toBeUndefined();
+    expect(rawDone(stored({ type: 'done', route, other: 1, result }))).toBeUndefined();
+    expect(rawDone(stored({ type: 'done', route, result, at: 'x' }))).toBeUndefined();
   });
 
   it('takes a done frame without a route', () => {

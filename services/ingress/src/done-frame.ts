@@ -12,20 +12,23 @@ export interface RawDone {
 
 const PREFIX = '{"v":1,';
 const TYPES = { done: '"type":"done",', embeddings: '"type":"embeddings",' } as const;
-const ROUTE = '"route":';
 const RESULT = '"result":';
+/** What a worker before `doneBody` wrote after the result: the time the answer was complete. */
+const TRAILING_AT = /,"at":\d+$/;
 
 /**
  * The answer of a done frame without parsing (or re-serializing) the chat.completion: its bytes
  * are relayed to a chat completions caller as the worker wrote them (`type: 'embeddings'`: an
  * embeddings frame's list, up to 2,048 vectors, relayed likewise). The frame store writes
- * `{"v":1,"job":…,"seq":N,` + the body, and the worker's body is `{"type":"done","route":[…],"result":{…}}`
- * (JSON.stringify keeps that order), so the result is the frame's last field. Only the small route
- * is parsed (and checked: it names what served the answer in the headers). `undefined` for any
- * other layout (another frame, an older worker's order): the caller parses the frame instead.
- * With `route: false` the route is neither parsed nor returned (only the answer is wanted).
+ * `{"v":1,"job":…,"seq":N,` + the body, and the worker's body is `doneBody`'s
+ * `{"type":"done","route":[…],"at":N,"result":{…}}` (JSON.stringify keeps that order), so the
+ * result is the frame's last field. Only the small fields before it are parsed (the route is checked:
+ * it names what served the answer in the headers). A frame of a worker that wrote `at` after the
+ * result is read too. `undefined` for any other layout (another frame, another field, an older
+ * worker's order): the caller parses the frame instead.
+ * With `route: false` nothing before the result is parsed or returned (only the answer is wanted).
  * Sound for the same reason as `isTerminalRaw`: a quote inside a string value is escaped, so
- * `,"result":` occurs at the top level first (route steps have no `result`).
+ * `"result":` occurs at the top level first (route steps have no `result`).
  */
 export function rawDone(
   raw: string,
@@ -36,30 +39,33 @@ export function rawDone(
   let i = raw.indexOf(type);
   if (i < 0) return undefined;
   i += type.length;
+  const r = raw.indexOf(RESULT, i);
+  if (r < 0 || (r > i && raw.charCodeAt(r - 1) !== 44) /* , */) return undefined;
   let route: RouteStep[] | undefined;
-  if (raw.startsWith(ROUTE, i)) {
-    const end = raw.indexOf(`,${RESULT}`, i);
-    if (end < 0) return undefined;
-    // A reader that needs only the answer (a batch line) skips the route: no parse per line.
-    if (opts.route === false) return resultAt(raw, end + 1, undefined);
-    let json: unknown;
+  // A reader that needs only the answer (a batch line) skips the fields before it: no parse per line.
+  if (r > i && opts.route !== false) {
+    let head: { route?: unknown; at?: unknown; [k: string]: unknown };
     try {
-      json = JSON.parse(raw.slice(i + ROUTE.length, end));
+      head = JSON.parse(`{${raw.slice(i, r - 1)}}`) as typeof head;
     } catch {
       return undefined;
     }
-    const r = Route.safeParse(json);
-    if (!r.success) return undefined;
-    route = r.data;
-    i = end + 1;
+    for (const k of Object.keys(head)) if (k !== 'route' && k !== 'at') return undefined;
+    if (head.at !== undefined && typeof head.at !== 'number') return undefined;
+    if (head.route !== undefined) {
+      const parsed = Route.safeParse(head.route);
+      if (!parsed.success) return undefined;
+      route = parsed.data;
+    }
   }
-  return resultAt(raw, i, route);
+  return resultAt(raw, r, route);
 }
 
-/** The frame's `"result":{…}` starting at `i`, to the frame's end. */
+/** The frame's `"result":{…}` starting at `i`, to the frame's end (or to a trailing `at`). */
 function resultAt(raw: string, i: number, route: RouteStep[] | undefined): RawDone | undefined {
-  if (!raw.startsWith(RESULT, i) || raw.charCodeAt(i + RESULT.length) !== 123 /* { */) return undefined;
-  const result = raw.slice(i + RESULT.length, -1);
+  if (raw.charCodeAt(i + RESULT.length) !== 123 /* { */) return undefined;
+  let result = raw.slice(i + RESULT.length, -1);
+  if (result.charCodeAt(result.length - 1) !== 125) result = result.replace(TRAILING_AT, '');
   // The result is an object closing right before the frame does.
   if (result.charCodeAt(result.length - 1) !== 125) return undefined;
   return { result, route };
