@@ -122,6 +122,19 @@ export async function callEmbeddings(args: EmbeddingsCallArgs): Promise<Embeddin
   });
 }
 
+/** An upstream URL's origin and path, parsed once per distinct URL (a pool calls a handful). */
+const targets = new Map<string, { origin: string; path: string }>();
+function targetOf(href: string): { origin: string; path: string } {
+  let t = targets.get(href);
+  if (!t) {
+    const url = new URL(href);
+    t = { origin: url.origin, path: url.pathname + url.search };
+    if (targets.size >= 1_000) targets.clear();
+    targets.set(href, t);
+  }
+  return t;
+}
+
 /** Send `upstream`, classify a non-2xx answer, and hand a 2xx body to `read`. */
 async function exchange<T>(
   args: Pick<CallArgs, 'adapter' | 'config' | 'signal' | 'onHeaders' | 'timeouts' | 'stream'>,
@@ -130,7 +143,7 @@ async function exchange<T>(
 ): Promise<T & { rateLimits: RateLimitInfo; status: number; upstreamRequestId?: string }> {
   const { adapter, config } = args;
   const t: Timeouts = { ...DEFAULT_TIMEOUTS, ...config.timeouts, ...args.timeouts };
-  const url = new URL(upstream.url);
+  const url = targetOf(upstream.url);
   const started = performance.now();
   // One signal for undici: the total timeout's, which the caller's abort also fires (cheaper than
   // `AbortSignal.any`; `toGatewayError` tells the two apart by the caller's own signal).
@@ -146,7 +159,7 @@ async function exchange<T>(
   try {
     const res = await agentFor(config, t.connectMs).request({
       origin: url.origin,
-      path: url.pathname + url.search,
+      path: url.path,
       method: upstream.method,
       headers: upstream.headers,
       body: upstream.body,
