@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hash, randomBytes } from 'node:crypto';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from './client.ts';
 import { accounts } from './schema/accounts.ts';
@@ -16,7 +16,8 @@ export const KEY_SCOPES = ['chat', 'batches', 'files', 'usage'] as const;
 
 /** sha256 hex. Tenant keys carry ≥128 random bits, so a fast hash is enough (no bcrypt latency). */
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  // The one-shot form: no Hash object per request (it is on every request's path).
+  return hash('sha256', key, 'hex');
 }
 
 function base62(bytes: Buffer, chars: number): string {
