@@ -185,6 +185,8 @@ describe('queue dashboard', () => {
     });
     expect(wrong.status).toBe(401);
     expect(wrong.headers.get('set-cookie')).toBeNull();
+    // The page shown again after a wrong token is no more frameable than the first one.
+    expect(wrong.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
 
     const login = await fetch(`${stack.url}/admin/login`, {
       method: 'POST',
@@ -204,7 +206,7 @@ describe('queue dashboard', () => {
     // The session opens admin routes, not tenant routes.
     expect((await fetch(`${stack.url}/v1/models`, { headers: { cookie } })).status).toBe(401);
     // A forged or expired session is nobody.
-    const forged = `fg_admin=${Math.floor(Date.now() / 1000) + 3600}.${'A'.repeat(43)}`;
+    const forged = `fg_admin=${Math.floor(Date.now() / 1000) + 3600}.${'A'.repeat(16)}.${'A'.repeat(43)}`;
     expect((await fetch(`${board()}/api/queues`, { headers: { cookie: forged } })).status).toBe(401);
     // Writes with the cookie: only from the gateway's own pages (CSRF).
     const listed = await fetch(`${board()}/api/queues`, { headers: { cookie } });
@@ -223,5 +225,20 @@ describe('queue dashboard', () => {
       headers: { cookie, origin: stack.url, 'sec-fetch-site': 'same-origin' },
     });
     expect(sameOrigin.status).toBeLessThan(300);
+
+    // A logout ends the session itself, not only the browser's copy: the same cookie, sent again
+    // (captured, or from another tab), is nobody. Another session is not touched.
+    const other = await fetch(`${stack.url}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: stack.adminToken }),
+    });
+    expect(other.status).toBe(204);
+    const otherCookie = (other.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const logout = await fetch(`${stack.url}/admin/logout`, { method: 'POST', headers: { cookie } });
+    expect(logout.status).toBe(204);
+    expect(logout.headers.get('set-cookie')).toMatch(/^fg_admin=; .*Max-Age=0/);
+    expect((await fetch(`${board()}/api/queues`, { headers: { cookie } })).status).toBe(401);
+    expect((await fetch(`${board()}/api/queues`, { headers: { cookie: otherCookie } })).status).toBe(200);
   });
 });

@@ -90,6 +90,8 @@ export interface Keys {
   requestLimit(accountId: string, keyId?: string): string;
   /** A single-use stream token (by its hash): the hash of the API key it stands for. */
   streamToken(tokenHash: string): string;
+  /** An admin session ended by its logout (by its signature), until the session would have expired. */
+  adminSessionEnded(signature: string): string;
   /** An ingress process's own reply channel. */
   replyChannel(instance: string): string;
   /** The record of an `Idempotency-Key` sent with one API key of an account (by the header's hash). */
@@ -129,6 +131,7 @@ export function makeKeys(prefix = 'fg'): Keys {
     requestLimit: (accountId, keyId) =>
       keyId === undefined ? `${prefix}:{rl-${accountId}}:a` : `${prefix}:{rl-${accountId}}:k:${keyId}`,
     streamToken: (tokenHash) => `${prefix}:wstok:${tokenHash}`,
+    adminSessionEnded: (signature) => `${prefix}:admin-session-ended:${signature}`,
     replyChannel: (instance) => `${prefix}:reply:${instance}`,
     idempotency: (accountId, apiKeyId, keyHash) => `${prefix}:idem:${accountId}:${apiKeyId}:${keyHash}`,
     deadLetters: (stream) => `${stream}:dead`,

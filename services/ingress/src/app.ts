@@ -15,6 +15,7 @@ import {
 } from './plugins/errors.ts';
 import { providerAdminRoutes } from './routes/admin/providers.ts';
 import { adminRoutes } from './routes/billing/admin.ts';
+import { AdminSessions, redisEndedSessions } from './plugins/admin-session.ts';
 import { usageRoutes } from './routes/billing/usage.ts';
 import { registerIdempotency } from './idempotency.ts';
 import { registerContentEncoding } from './plugins/content-encoding.ts';
@@ -121,10 +122,15 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
   // allowed) is refused before a single-use stream token is redeemed.
   const allowedOrigins = wsAllowedOrigins(deps.config.WS_ALLOWED_ORIGINS);
   registerUpgradeChecks(app, allowedOrigins);
+  const adminToken = deps.config.FAREGATE_ADMIN_TOKEN;
+  const adminSessions = adminToken
+    ? new AdminSessions(adminToken, redisEndedSessions(deps.redis, deps.keys))
+    : undefined;
   registerAuth(app, {
     authenticateHash: (hash) => deps.auth.authenticateHash(hash),
     redeemStreamToken: (token) => redeemStreamToken(deps, token),
-    adminToken: deps.config.FAREGATE_ADMIN_TOKEN,
+    adminToken,
+    adminSessions,
   });
   // Before any route: the API reference is generated from the routes as they are added.
   await registerDocs(app);
@@ -240,7 +246,7 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     }),
   );
   await app.register(async (admin) => providerAdminRoutes(admin, deps));
-  await app.register(async (admin) => adminSessionRoutes(admin, deps.config.FAREGATE_ADMIN_TOKEN));
+  await app.register(async (admin) => adminSessionRoutes(admin, adminToken, adminSessions));
   await registerQueueBoard(app, deps);
   await app.register(async (admin) => adminViewRoutes(admin, deps));
   await registerConsole(app);

@@ -4,7 +4,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import type { Db } from '@faregate/db/client';
 import { findApiKey, hashApiKey, unusableKeyHashes, type ApiKeyRecord } from '@faregate/db/api-keys';
 import { isDbUnavailable } from '@faregate/db/unavailable';
-import { ADMIN_COOKIE, AdminSessions, cookieValue, sameOriginOrSafe } from './admin-session.ts';
+import { ADMIN_COOKIE, type AdminSessions, cookieValue, sameOriginOrSafe } from './admin-session.ts';
 import { hasLimits, type LimitState, registerLimitHeaders, type RequestLimits } from '../request-limits.ts';
 import { anthropicShaped } from './errors.ts';
 
@@ -102,6 +102,8 @@ export interface AuthOptions {
   /** Redeems a stream token to the hash of the key it was minted for, or throws `invalid_api_key`. */
   redeemStreamToken?(token: string): Promise<string>;
   adminToken: string | undefined;
+  /** The admin area's browser sessions (set when `adminToken` is). */
+  adminSessions?: AdminSessions;
 }
 
 /** Every route registered in `app` (a plugin and its children) gets `auth` unless it declares its own. */
@@ -151,7 +153,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   });
   registerLimitHeaders(app);
   const admin = opts.adminToken ? digest(opts.adminToken) : undefined;
-  const sessions = opts.adminToken ? new AdminSessions(opts.adminToken) : undefined;
+  const sessions = opts.adminSessions;
 
   app.addHook('onRequest', async (req) => {
     if (req.is404) return; // the not-found handler answers 404 and reveals nothing
@@ -171,7 +173,7 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
         // Compare digests: equal length whatever was sent, so timing reveals nothing about the token.
         if (m?.[1] && timingSafeEqual(digest(m[1].trim()), admin)) return;
         // A browser's admin session (POST /admin/login): no token in the page, no write from elsewhere.
-        if (!m && sessions?.verify(cookieValue(req.headers.cookie, ADMIN_COOKIE))) {
+        if (!m && (await sessions?.verify(cookieValue(req.headers.cookie, ADMIN_COOKIE)))) {
           if (sameOriginOrSafe(req)) return;
           throw new GatewayError({
             code: 'permission_denied',

@@ -1,9 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
-import { AdminSessions, clearedAdminCookie } from '../../plugins/admin-session.ts';
+import {
+  ADMIN_COOKIE,
+  type AdminSessions,
+  clearedAdminCookie,
+  cookieValue,
+} from '../../plugins/admin-session.ts';
 
 const LoginBody = z.object({
   token: z.string().min(1).max(4096),
@@ -29,6 +34,18 @@ ${failed ? '<p class="err" role="alert">That is not the admin token.</p>' : ''}
 <input type="hidden" name="next" value="${next}">
 <button type="submit">Sign in</button></form></body></html>`;
 
+/** The sign-in page (again, after a wrong token): never cached, never framed, no script. */
+const loginPage = (reply: FastifyReply, status: number, failed: boolean, next: string) =>
+  reply
+    .code(status)
+    .type('text/html; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .header(
+      'content-security-policy',
+      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    )
+    .send(page(failed, next));
+
 /**
  * Browser sign-in for the admin area (`/admin/queues`, the console): the admin token is posted once
  * (form or JSON) and exchanged for a session cookie; it never appears in a URL or a page.
@@ -37,9 +54,9 @@ ${failed ? '<p class="err" role="alert">That is not the admin token.</p>' : ''}
 export async function adminSessionRoutes(
   app: FastifyInstance,
   adminToken: string | undefined,
+  sessions: AdminSessions | undefined,
 ): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  const sessions = adminToken ? new AdminSessions(adminToken) : undefined;
   const expected = adminToken ? digest(adminToken) : undefined;
   const notFound = (url: string) =>
     new GatewayError({ code: 'not_found', message: `Unknown request URL: ${url}.` });
@@ -58,14 +75,7 @@ export async function adminSessionRoutes(
     { config: { auth: 'none' }, schema: { querystring: z.object({ next: z.string().max(512).optional() }) } },
     async (req, reply) => {
       if (!sessions) throw notFound('GET /admin/login');
-      return reply
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .header(
-          'content-security-policy',
-          "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        )
-        .send(page(false, safeNext(req.query.next)));
+      return loginPage(reply, 200, false, safeNext(req.query.next));
     },
   );
 
@@ -73,13 +83,7 @@ export async function adminSessionRoutes(
     if (!sessions || !expected) throw notFound('POST /admin/login');
     const form = req.headers['content-type']?.startsWith('application/x-www-form-urlencoded') === true;
     if (!timingSafeEqual(digest(req.body.token), expected)) {
-      if (form) {
-        return reply
-          .code(401)
-          .type('text/html; charset=utf-8')
-          .header('cache-control', 'no-store')
-          .send(page(true, safeNext(req.body.next)));
-      }
+      if (form) return loginPage(reply, 401, true, safeNext(req.body.next));
       throw new GatewayError({ code: 'invalid_api_key', message: 'Invalid admin token.' });
     }
     reply.header('set-cookie', sessions.cookie(req)).header('cache-control', 'no-store');
@@ -87,8 +91,10 @@ export async function adminSessionRoutes(
     return reply.code(204).send();
   });
 
-  r.post('/admin/logout', { config: { auth: 'none' } }, async (_req, reply) => {
+  r.post('/admin/logout', { config: { auth: 'none' } }, async (req, reply) => {
     if (!sessions) throw notFound('POST /admin/logout');
+    // The session ends for every process, not only in this browser: a copy of the cookie is refused too.
+    await sessions.end(cookieValue(req.headers.cookie, ADMIN_COOKIE));
     return reply.header('set-cookie', clearedAdminCookie).code(204).send();
   });
 }
