@@ -179,6 +179,20 @@ describe('credits through billing', () => {
       expect(r.body.error).toMatchObject({ type: 'invalid_request_error', param });
     }
     expect(await balanceMicros(t.account)).toBe(14_000_000n);
+    // An amount as a JSON number is taken exactly (0.25), or refused where a double cannot carry it:
+    // before, 12345678901.123456 was credited as …123455, and 100000000000.000001 as 100000000000.
+    const number = await post('/credits', { account_id: t.account, amount_usd: 0.25 });
+    expect(number.status).toBe(201);
+    expect(number.body.amount_micros).toBe('250000');
+    for (const amount_usd of [12345678901.123456, 100000000000.000001, 1e9]) {
+      const r = await post('/credits', { account_id: t.account, amount_usd });
+      expect(r.status).toBe(400);
+      expect(r.body.error).toMatchObject({ type: 'invalid_request_error', param: 'amount_usd' });
+      expect(JSON.stringify(r.body.error)).toContain('must be sent as a string');
+    }
+    const asString = await post('/credits', { account_id: t.account, amount_usd: '12345678901.123456' });
+    expect(asString.body.amount_micros).toBe('12345678901123456');
+    expect(await balanceMicros(t.account)).toBe(12_345_678_901_123_456n + 14_250_000n);
     await expectCleanLedger();
   });
 

@@ -26,9 +26,21 @@ import { idempotencyKeyOf } from '../../idempotency.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 import { money, sendError } from './reply.ts';
 
+/**
+ * A JSON number carries 6 decimals exactly only below this: past it, the double the parser made of
+ * `12345678901.123456` prints as `12345678901.123455`, and `100000000000.000001` as `100000000000`,
+ * so the amount taken would not be the amount sent.
+ */
+const EXACT_NUMBER_USD = 1e9;
+
 /** A positive USD amount as a decimal string (or number) with at most 6 fractional digits. */
 const Usd = z
-  .union([z.string(), z.number()])
+  .union([
+    z.string(),
+    z.number().refine((n) => Math.abs(n) < EXACT_NUMBER_USD, {
+      message: `an amount of ${EXACT_NUMBER_USD.toLocaleString('en-US')} USD or more must be sent as a string (a JSON number that large does not carry 6 decimals exactly)`,
+    }),
+  ])
   .transform((v) => String(v).trim())
   .refine((s) => /^\d+(\.\d{1,6})?$/.test(s), {
     message: 'a decimal USD amount like "10.00" (max 6 decimals)',
