@@ -328,6 +328,45 @@ describe('a revoked key stops working everywhere at once', () => {
     }
   });
 
+  it('on a retry waiting with the same Idempotency-Key: it hears the revocation too, not "cancelled by the caller"', async () => {
+    try {
+      stack.fake.configure({ provider: 'openai', chunkMs: 50, tokens: 400 });
+      const t = await tenant();
+      const post = () =>
+        fetch(`${stack.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${t.key}`, 'idempotency-key': 'revoke-while-waiting', ...json },
+          body: JSON.stringify({
+            model: 'openai/gpt-4o-mini',
+            messages: [{ role: 'user', content: 'a long story' }],
+            stream: true,
+          }),
+        });
+      const readUntil = async (res: Response, text: string) => {
+        const reader = res.body!.getReader();
+        const decoder = new TextDecoder();
+        let sse = '';
+        while (!sse.includes(text)) sse += decoder.decode((await reader.read()).value);
+        return { reader, sse };
+      };
+      const first = await post();
+      const firstRead = await readUntil(first, '"content"');
+      // The retry is attached to the running job once the job's content reaches it.
+      const retry = await post();
+      expect(retry.status).toBe(200);
+      const attached = await readUntil(retry, '"content"');
+      expect((await admin('POST', `/admin/v1/keys/${t.keyId}/revoke`)).status).toBe(200);
+      let sse = attached.sse;
+      for (let r = await attached.reader.read(); !r.done; r = await attached.reader.read())
+        sse += new TextDecoder().decode(r.value);
+      expect(sse).toContain('"code":"invalid_api_key"');
+      expect(sse).not.toContain('"code":"cancelled"');
+      await firstRead.reader.cancel();
+    } finally {
+      stack.fake.reset();
+    }
+  });
+
   it('in another ingress process too, through the broadcast', async () => {
     const t = await tenant();
     // A free port (the next one up may be another test file's stack).

@@ -19,6 +19,7 @@ import { responsesDoor } from '../../doors/responses.ts';
 import { AnthropicRequest } from '@faregate/contracts/anthropic';
 import { ResponsesRequest } from '@faregate/contracts/responses';
 import { waitForEmbeddings } from './embeddings.ts';
+import { REVOKED_MESSAGE, stoppedError } from './stopped.ts';
 import { rawDone } from '../../done-frame.ts';
 import { limitHeaders } from '../../request-limits.ts';
 
@@ -77,6 +78,13 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
     };
     reply.raw.on('close', onClose);
     if (reply.raw.destroyed) onClose();
+    // The key revoked while this retry waits: it stops as the first request does (401), rather than
+    // relaying the job's end that the revocation caused ("cancelled by the caller").
+    const unwatch = req.credential
+      ? deps.auth.watch(req.credential, () => {
+          if (!reply.raw.writableFinished && !done.signal.aborted) done.abort('revoked');
+        })
+      : undefined;
     try {
       setRequestId(reply, jobId);
       if (!served) return await waitForEmbeddings(reply, queue, done.signal);
@@ -88,6 +96,7 @@ export function attachToRunningChat(deps: IngressDeps): AttachToJob {
       return await waitForResult(reply, queue, done.signal, served.door);
     } finally {
       clearTimeout(timer);
+      unwatch?.();
       reply.raw.off('close', onClose);
       follow.close();
       queue.close();
@@ -166,22 +175,6 @@ export async function serveChat(
     reply.raw.off('close', onClose);
     if (done.signal.reason === 'deadline') void cancelJob(deps, data.id).catch(() => {});
   }
-}
-
-function timeoutError(): GatewayError {
-  return new GatewayError({
-    code: 'upstream_timeout',
-    message: 'The request timed out before a provider answered.',
-  });
-}
-
-const REVOKED_MESSAGE = 'The API key of this request was revoked while it ran.';
-
-/** Why the wait for a job's frames ended without its end: the deadline, or the key's revocation. */
-function stoppedError(signal: AbortSignal): GatewayError {
-  if (signal.reason === 'revoked')
-    return new GatewayError({ code: 'invalid_api_key', message: REVOKED_MESSAGE });
-  return timeoutError();
 }
 
 async function waitForResult(reply: FastifyReply, queue: FrameQueue, signal: AbortSignal, door: Door) {

@@ -6,6 +6,7 @@ import { isTerminalRaw, parseFrame } from '@faregate/contracts/frames';
 import { servedHeaders } from '@faregate/contracts/route';
 import type { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
+import { stoppedError } from './stopped.ts';
 import { rawDone } from '../../done-frame.ts';
 import { queued, recordJob } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
@@ -62,12 +63,7 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
 export async function waitForEmbeddings(reply: FastifyReply, frames: FrameQueue, signal: AbortSignal) {
   for (;;) {
     const raw = await frames.next(signal);
-    if (raw === undefined) {
-      throw new GatewayError({
-        code: 'upstream_timeout',
-        message: 'The request timed out before a provider answered.',
-      });
-    }
+    if (raw === undefined) throw stoppedError(signal);
     if (!isTerminalRaw(raw)) continue;
     // The list's bytes as the worker wrote them: 2,048 vectors of 3,072 floats are ~130 MB of
     // JSON, not parsed, checked and serialized again here.
