@@ -27,11 +27,16 @@ type Answer = Record<string, unknown> & {
   error: { code: string; param: string | null };
 };
 
-async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+async function post(
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  edit: (json: string) => string = (json) => json,
+) {
   const r = await fetch(`${stack.url}/admin/v1${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
+    body: edit(JSON.stringify(body)),
   });
   return { status: r.status, headers: r.headers, body: (await r.json()) as Answer };
 }
@@ -184,8 +189,11 @@ describe('credits through billing', () => {
     const number = await post('/credits', { account_id: t.account, amount_usd: 0.25 });
     expect(number.status).toBe(201);
     expect(number.body.amount_micros).toBe('250000');
-    for (const amount_usd of [12345678901.123456, 100000000000.000001, 1e9]) {
-      const r = await post('/credits', { account_id: t.account, amount_usd });
+    // The numbers as a client writes them (JSON text: a JS literal would lose the digits first).
+    for (const amount of ['12345678901.123456', '100000000000.000001', '1e9']) {
+      const r = await post('/credits', { account_id: t.account, amount_usd: 0 }, {}, (json) =>
+        json.replace('"amount_usd":0', `"amount_usd":${amount}`),
+      );
       expect(r.status).toBe(400);
       expect(r.body.error).toMatchObject({ type: 'invalid_request_error', param: 'amount_usd' });
       expect(JSON.stringify(r.body.error)).toContain('must be sent as a string');
