@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect as connectTcp } from 'node:net';
 import WebSocket from 'ws';
 import { jobApi } from './support/jobs.ts';
 import { isTerminal, type Message, RawWs } from './support/raw-ws.ts';
@@ -220,6 +221,65 @@ describe('upgrades refused', () => {
     expect(await connect(`${wsUrl()}?token=${token}`, { origin: ALLOWED })).toEqual({ status: 101 });
     // Used once: gone.
     expect(await connect(`${wsUrl()}?token=${token}`, { origin: ALLOWED })).toMatchObject({ status: 401 });
+  });
+});
+
+describe('a refused upgrade', () => {
+  /**
+   * A raw handshake on its own connection: the answer's status line, once the server closed the
+   * connection (or what had come when `deadlineMs` passed: the server held it open).
+   */
+  function handshake(path: string, extra: Record<string, string>, deadlineMs = 5_000) {
+    const url = new URL(stack.url);
+    return new Promise<{ status: string; closed: boolean }>((resolve, reject) => {
+      const sock = connectTcp(Number(url.port), url.hostname);
+      let text = '';
+      const timer = setTimeout(() => {
+        sock.destroy();
+        resolve({ status: text.split('\r\n')[0] ?? '', closed: false });
+      }, deadlineMs);
+      sock.on('data', (c: Buffer) => {
+        text += c.toString();
+      });
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve({ status: text.split('\r\n')[0] ?? '', closed: true });
+      });
+      sock.on('error', reject);
+      const head = {
+        Host: url.host,
+        Upgrade: 'websocket',
+        Connection: 'Upgrade',
+        'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'Sec-WebSocket-Version': '13',
+        ...extra,
+      };
+      sock.write(
+        `GET ${path} HTTP/1.1\r\n${Object.entries(head)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('')}\r\n`,
+      );
+    });
+  }
+
+  it('is answered, then its connection closed by the server, not held open for good', async () => {
+    // Before: each of these left the server's socket open (CLOSE-WAIT once the client went), a file
+    // descriptor per refusal for anyone without a key, and a drain at shutdown that never ended.
+    for (const [path, extra, status] of [
+      ['/v1/stream?token=not-a-token', { Origin: ALLOWED }, 'HTTP/1.1 401'],
+      ['/v1/stream', { Origin: ALLOWED, Authorization: 'Bearer sk-wrong' }, 'HTTP/1.1 401'],
+      [
+        '/v1/stream',
+        { Origin: 'https://evil.example', Authorization: `Bearer ${stack.apiKey}` },
+        'HTTP/1.1 403',
+      ],
+      ['/v1/stream', { Origin: ALLOWED, 'Sec-WebSocket-Version': '7' }, 'HTTP/1.1 400'],
+      ['/v1/no-such-socket', { Origin: ALLOWED, Authorization: `Bearer ${stack.apiKey}` }, 'HTTP/1.1 404'],
+    ] as const) {
+      const r = await handshake(path, extra);
+      expect({ path, ...r }).toMatchObject({ path, closed: true });
+      expect(r.status.startsWith(status), `${path}: ${r.status}`).toBe(true);
+    }
   });
 });
 

@@ -59,6 +59,16 @@ export function registerUpgradeChecks(app: FastifyInstance, origins: readonly st
       });
     }
   });
+  // An upgrade refused by any hook (these checks, auth, a 404) is answered on the raw socket, which
+  // nothing closes afterwards: @fastify/websocket destroys it only when its own onRequest hook ran
+  // (`req.ws`), and a hook that throws before it keeps it from running. The socket then stayed open
+  // for good (CLOSE-WAIT once the client left): a file descriptor per refused upgrade, for anyone
+  // without a key, and a drain at shutdown that could never end.
+  app.addHook('onResponse', (req, _reply, done) => {
+    const upgrade = (req.raw as { upgrade?: boolean }).upgrade === true;
+    if (upgrade && (req as { ws?: boolean }).ws !== true) req.raw.socket.destroy();
+    done();
+  });
 }
 
 const isKey = (k: unknown): boolean => typeof k === 'string' && /^[+/0-9A-Za-z]{22}==$/.test(k.trim());
