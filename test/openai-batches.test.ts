@@ -192,6 +192,15 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       await until(async () => (await readJobStates(redis, keys, [job]))[0] === 'queued', {
         what: 'the line recorded',
       });
+      // Its deadline leaves every call its hold covers (HOLD_CALLS, 2) a whole request timeout (600 s):
+      // before, one request timeout, so a provider that never answered used it all (504, no retry).
+      const queued = JSON.parse((await redis.hget(keys.bull('openai', job), 'data')) ?? '{}') as {
+        created?: number;
+        deadline?: number;
+      };
+      const span = (queued.deadline ?? 0) - (queued.created ?? 0);
+      expect(span).toBeGreaterThan(2 * 600_000 - 10_000);
+      expect(span).toBeLessThanOrEqual(2 * 600_000);
       // The day an async job keeps, not the 300 s (SYNC_TTL_SECONDS) of a caller waiting on the answer.
       expect(await redis.pttl(keys.meta(job))).toBeGreaterThan(3_600_000);
       expect(await redis.pttl(keys.frames(job))).toBeGreaterThan(3_600_000);
@@ -730,6 +739,40 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
       expect(modelCalls() - callsBefore).toBe((counts?.completed ?? 0) + (counts?.failed ?? 0));
       // Cancelling again changes nothing.
       expect((await client.batches.cancel(b.id)).status).toBe('cancelled');
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
+    }
+  });
+
+  it('a line whose own job is cancelled while its batch runs on ends in the error file: every line in one file, the counts adding up', async () => {
+    // Each line takes ~2 s: the cancel reaches the line before it ends.
+    stack.fake.configure({ provider: 'openai', chunkMs: 100, tokens: 20 });
+    try {
+      const b = await start([req('k0', 'first'), req('k1', 'second'), req('k2', 'third')]);
+      const job = await until(
+        async () =>
+          (
+            await stack.sql.query<{ job_id: string }>(
+              "SELECT job_id FROM batch_lines WHERE batch_id = $1 AND custom_id = 'k1' AND job_id IS NOT NULL",
+              [b.id],
+            )
+          ).rows[0]?.job_id,
+        { what: 'line k1 fed' },
+      );
+      const cancel = await fetch(`${stack.url}/v1/jobs/${job}/cancel`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+      });
+      expect(cancel.status).toBe(200);
+      const done = await ended(b.id);
+      // Before: completed with 2 of 3 counted, k1 in neither file (its call billed all the same).
+      expect(done.status).toBe('completed');
+      expect(done.request_counts).toEqual({ total: 3, completed: 2, failed: 1 });
+      expect((await linesOf(done.output_file_id)).map((l) => l.custom_id).sort()).toEqual(['k0', 'k2']);
+      const errors = await linesOf(done.error_file_id);
+      expect(errors.map((l) => l.custom_id)).toEqual(['k1']);
+      expect(errors[0]?.response?.status_code).toBe(499);
+      expect(JSON.stringify(errors[0]?.response?.body)).toContain('"code":"cancelled"');
     } finally {
       stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 8 });
     }

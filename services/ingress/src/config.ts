@@ -178,3 +178,12 @@ const Checked = IngressConfig.superRefine((c, ctx) => {
 export function loadConfig(env: Record<string, string | undefined>): IngressConfig {
   return parseEnv(Checked, env, 'ingress');
 }
+
+/**
+ * The longest a job may run: an interactive request gets REQUEST_TIMEOUT_MS; a batch line, time for
+ * every call its budget hold covers (HOLD_CALLS) to run a whole request timeout, so a call that
+ * hangs for all of one leaves room to retry or fall back (openai-batches/driver.ts). A budget lease
+ * outlives the longest job it may admit.
+ */
+export const longestJobMs = (c: Pick<IngressConfig, 'HOLD_CALLS' | 'REQUEST_TIMEOUT_MS'>): number =>
+  Math.max(1, c.HOLD_CALLS) * c.REQUEST_TIMEOUT_MS;

@@ -13,7 +13,7 @@ import { usdToMicros } from '@faregate/catalog/money';
 import { Budget } from './budget.ts';
 import { createIngressMetrics } from './metrics.ts';
 import { Authenticator } from './plugins/auth.ts';
-import type { IngressConfig } from './config.ts';
+import { type IngressConfig, longestJobMs } from './config.ts';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import { GatewayConfig, catalogWithOverrides } from '@faregate/catalog/gateway-config';
 import type { IngressDeps } from './deps.ts';
@@ -70,7 +70,7 @@ export async function createIngressDeps(
     leaseMinRequests: config.BUDGET_LEASE_MIN_REQUESTS,
     leaseTtlMs: config.BUDGET_LEASE_TTL_MS,
     idleMs: config.BUDGET_LEASE_IDLE_MS,
-    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    requestTimeoutMs: longestJobMs(config),
   });
   return {
     config,

@@ -143,6 +143,12 @@ export interface SubmitOptions {
   beforeQueue?: (data: JobData) => Promise<void>;
   /** The door's parameter that asked for reasoning (`thinking`, `reasoning.effort`): only reasoning models serve it. */
   reasoning?: string | undefined;
+  /**
+   * When the job must have ended (epoch ms); default REQUEST_TIMEOUT_MS from now. A batch line gets
+   * longer (openai-batches/driver.ts): nobody waits on it, and a call that hangs for a whole request
+   * timeout must leave it time to retry or fall back.
+   */
+  deadline?: number;
 }
 
 /**
@@ -284,7 +290,7 @@ async function enqueue(
   const holdMicros = route.callMicros * BigInt(holdCalls);
   const id = opts.id ?? newId('req');
   const now = Date.now();
-  const deadline = now + deps.config.REQUEST_TIMEOUT_MS;
+  const deadline = opts.deadline ?? now + deps.config.REQUEST_TIMEOUT_MS;
   const data: JobData = {
     ...operation,
     v: 1,

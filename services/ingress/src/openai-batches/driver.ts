@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, lt, or } from 'drizzle-orm';
+import { type IngressConfig, longestJobMs } from '../config.ts';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import { isFinalState, JOB_META_FIELDS } from '@faregate/contracts/job-control';
@@ -116,6 +117,14 @@ interface FedLine {
 }
 
 /**
+ * When a line's job must have ended: `longestJobMs` from now, within the batch's window. With the
+ * live deadline (one request timeout), a provider that accepted the call and never answered used all
+ * of it: the line failed 504 after 10 minutes, with no retry and no fallback.
+ */
+const lineDeadline = (b: Pick<BatchRow, 'expiresAt'>, config: IngressConfig): number =>
+  Math.min(b.expiresAt * 1000, Date.now() + longestJobMs(config));
+
+/**
  * A line whose job ended, from its terminal frame (raw; undefined if none was found): its output
  * line, its error-file line, or nothing (cancelled by the batch's cancel). `state` is the job's final
  * state when it was read (a frame that arrived on the reply channel has none: its frame tells).
@@ -148,12 +157,27 @@ function endedLine(
         : new GatewayError({ code: 'internal_error', message: 'The request ended without a result.' }),
     ),
   );
-  if (state === 'cancelled' || ge.code === 'cancelled')
-    // Stopped by the batch's cancel or expiry (or, before its window ended, its own job's cancel):
-    // not a failure of the request.
-    return b.status === 'cancelling' || nowS() < b.expiresAt
-      ? endedWith(row.line, 'cancelled', null)
-      : endedWith(row.line, 'expired', { id: out, custom_id: row.custom_id, response: null, error: EXPIRED });
+  if (state === 'cancelled' || ge.code === 'cancelled') {
+    // Stopped by the batch's cancel or expiry: not a failure of the request.
+    if (b.status === 'cancelling') return endedWith(row.line, 'cancelled', null);
+    if (nowS() >= b.expiresAt)
+      return endedWith(row.line, 'expired', {
+        id: out,
+        custom_id: row.custom_id,
+        response: null,
+        error: EXPIRED,
+      });
+    // Its own job's cancel (`POST /v1/jobs/{id}/cancel`) while the batch runs on. A job batch's
+    // member is a cancelled job, as any job. An OpenAI batch's line is a failed line in the error
+    // file, counted: every line of a completed batch is in one file or the other (it was left out of
+    // both, its calls still billed).
+    if (isJobBatch(b.id)) return endedWith(row.line, 'cancelled', null);
+    const cancelled =
+      ge.code === 'cancelled'
+        ? ge
+        : new GatewayError({ code: 'cancelled', message: 'cancelled by the caller' });
+    return failedLine(row.line, out, row.custom_id, row.job_id, cancelled);
+  }
   return failedLine(row.line, out, row.custom_id, row.job_id, ge);
 }
 
@@ -875,6 +899,7 @@ export class BatchDriver {
           await endpoint.submit(deps, { ...principal }, row.body, mode, {
             id: job,
             priority: BATCH_PRIORITY,
+            deadline: lineDeadline(b, this.#deps.config),
           });
           queued++;
         } catch (e) {
