@@ -386,7 +386,21 @@ describe('durability', () => {
       expect(chatCalls(s, 'openai').length - calls).toBe(2);
       // The caller is told of both calls it pays for: the one the kill cut short, then the re-run's.
       expect(response.headers.get('x-faregate-attempts')).toBe('openai:interrupted,openai:ok');
-      await expectDeadCallBilled(s, response.headers.get('x-request-id')!, { streamed: false });
+      const id = response.headers.get('x-request-id')!;
+      await expectDeadCallBilled(s, id, { streamed: false });
+      // The answer's cost is every call billed, the one cut short included: what the ledger settles.
+      // Before: the dead call's estimate was billed but left out of `usage.cost`.
+      const billed = await s.sql.query<{ micros: string }>(
+        'SELECT sum(cost_micros)::text AS micros FROM usage_events WHERE request_id = $1',
+        [id],
+      );
+      const dead = await s.sql.query<{ micros: string }>(
+        'SELECT cost_micros::text AS micros FROM usage_events WHERE request_id = $1 AND attempt = 1',
+        [id],
+      );
+      expect(BigInt(dead.rows[0]?.micros ?? '0')).toBeGreaterThan(0n);
+      const cost = (data.usage as { cost?: number } | undefined)?.cost ?? -1;
+      expect(Math.round(cost * 1e6)).toBe(Number(billed.rows[0]?.micros));
     } finally {
       redis.disconnect();
       s.fake.configure({ provider: 'openai', firstByteMs: 0, chunkMs: 0, tokens: 12 });

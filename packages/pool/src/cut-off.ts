@@ -1,4 +1,4 @@
-import { zeroUsage } from '@faregate/contracts/chat';
+import { type Usage, zeroUsage } from '@faregate/contracts/chat';
 import { GatewayError } from '@faregate/contracts/errors';
 import { parseFrame } from '@faregate/contracts/frames';
 import type { JobData } from '@faregate/contracts/jobs';
@@ -6,7 +6,7 @@ import { INTERRUPTED, type RouteStep } from '@faregate/contracts/route';
 import { callUsageEvent, type UsageEvent } from '@faregate/contracts/usage';
 import type { WorkerDeps } from './deps.ts';
 import { embeddingsUsage } from './embeddings.ts';
-import { recordFailedStep } from './hold-calls.ts';
+import { countedCall, recordFailedStep } from './hold-calls.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
 
 /**
@@ -51,6 +51,16 @@ export async function cutOffCallEvent(
   owner: string,
   final: boolean,
 ): Promise<UsageEvent | undefined> {
+  return (await cutOffCall(deps, data, owner, final))?.event;
+}
+
+/** The call of the attempt that died: its estimated usage event, and that usage. */
+async function cutOffCall(
+  deps: WorkerDeps,
+  data: JobData,
+  owner: string,
+  final: boolean,
+): Promise<{ event: UsageEvent; usage: Usage; hop: number; attempt: number } | undefined> {
   const dead = ownerCall(owner);
   const candidate = dead && data.plan[dead.hop];
   if (!dead || !candidate) return undefined;
@@ -60,7 +70,8 @@ export async function cutOffCallEvent(
     data.op === 'embeddings'
       ? embeddingsUsage(data.request, undefined).usage
       : partialUsage(data.request, zeroUsage(), await streamedBy(deps, data.id, dead.attempt), true).usage;
-  return callUsageEvent(call, usage, 'failed', { final, estimated: true, at: Date.now() });
+  const event = callUsageEvent(call, usage, 'failed', { final, estimated: true, at: Date.now() });
+  return { event, usage, ...dead };
 }
 
 /**
@@ -74,10 +85,29 @@ export async function billCutOffCall(
   owner: string,
   ttlMs: number,
 ): Promise<void> {
-  const event = await cutOffCallEvent(deps, data, owner, false);
-  if (!event) return;
+  const dead = await cutOffCall(deps, data, owner, false);
+  if (!dead) return;
+  const { event, usage } = dead;
+  // Counted against the hold with its usage event, as any call that produced tokens: the cost the
+  // re-run reports (`usage.cost`: every call billed) and the calls the hold still covers include it.
+  const counted =
+    usage.inputTokens + usage.outputTokens > 0
+      ? countedCall(
+          data,
+          {
+            description: `${event.provider}/${event.model} (hop ${dead.hop}, attempt ${dead.attempt}): ${INTERRUPTED} (the process making the call stopped)`,
+            costMicros: deps.prices.callCostMicros(event.provider, event.model, usage, event.at) ?? 0n,
+          },
+          ttlMs,
+        )
+      : undefined;
   // Unfenced: a usage event only (this attempt owns the job; the one that died does not).
-  await deps.store.append(data.id, [], { owner: '', ttlMs, usage: event });
+  await deps.store.append(data.id, [], {
+    owner: '',
+    ttlMs,
+    usage: event,
+    ...(counted ? { call: counted } : {}),
+  });
   // A Redis failure here leaves the route without it rather than failing the re-run.
   await recordFailedStep(deps, data, interruptedStep(event), ttlMs).catch(() => {});
 }
