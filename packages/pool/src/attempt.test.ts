@@ -231,9 +231,11 @@ describe('attempt: a batch line first started from the queue', () => {
   });
 
   it('a line whose first start died mid-call (it leaves no owner) is billed that call by its re-run after the crash, chat and embeddings, once', async () => {
-    const chat = batchLine();
+    // Its hold covers two calls, as the ingress's (HOLD_CALLS): the dead call now counts against it.
+    const chat: JobData = { ...batchLine(), holdCalls: 2 };
     const embed: JobData = {
       ...batchLine(),
+      holdCalls: 2,
       op: 'embeddings',
       request: { model: 'text-embedding-3-small', input: ['one two three four'] },
       plan: [{ provider: 'openai', model: 'text-embedding-3-small' }],
@@ -258,6 +260,8 @@ describe('attempt: a batch line first started from the queue', () => {
         [2, 'success', true],
       ]);
       expect(events[0]!.inputTokens, data.op ?? 'chat').toBeGreaterThan(0);
+      // Both calls count against the hold: the dead one with its estimate (before, only the re-run's).
+      expect(await redis.lrange(keys.holdCalls(data.id), 0, -1), data.op ?? 'chat').toHaveLength(2);
       // A re-run that is not after a crash bills nothing for attempt 1 (its first start ended).
       const later = data.op ? { ...embed, id: `${embed.id}x` } : { ...chat, id: `${chat.id}x` };
       await runAttempt(deps, input(later, { attempt: 2, speculative: false }));
