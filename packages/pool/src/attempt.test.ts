@@ -260,8 +260,9 @@ describe('attempt: a batch line first started from the queue', () => {
         [2, 'success', true],
       ]);
       expect(events[0]!.inputTokens, data.op ?? 'chat').toBeGreaterThan(0);
-      // Both calls count against the hold: the dead one with its estimate (before, only the re-run's).
-      expect(await redis.lrange(keys.holdCalls(data.id), 0, -1), data.op ?? 'chat').toHaveLength(2);
+      // The dead call counts against the hold, with its estimate (before, it did not: a later call
+      // could go past what the hold covers). The answer ends the request: nothing to count after it.
+      expect(await redis.lrange(keys.holdCalls(data.id), 0, -1), data.op ?? 'chat').toHaveLength(1);
       // A re-run that is not after a crash bills nothing for attempt 1 (its first start ended).
       const later = data.op ? { ...embed, id: `${embed.id}x` } : { ...chat, id: `${chat.id}x` };
       await runAttempt(deps, input(later, { attempt: 2, speculative: false }));
