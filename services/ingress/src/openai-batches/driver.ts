@@ -117,12 +117,13 @@ interface FedLine {
 }
 
 /**
- * When a line's job must have ended: `longestJobMs` from now, within the batch's window. With the
- * live deadline (one request timeout), a provider that accepted the call and never answered used all
- * of it: the line failed 504 after 10 minutes, with no retry and no fallback.
+ * When a line's job must have ended: `longestJobMs` from now. With the live deadline (one request
+ * timeout), a provider that accepted the call and never answered used all of it: the line failed 504
+ * after 10 minutes, with no retry and no fallback. Not cut at the batch's window: the window's end is
+ * the driver's to enforce (a line waiting then expires, one under way finishes), and a line whose
+ * deadline were the window would fail a 429 it could wait out as expired.
  */
-const lineDeadline = (b: Pick<BatchRow, 'expiresAt'>, config: IngressConfig): number =>
-  Math.min(b.expiresAt * 1000, Date.now() + longestJobMs(config));
+const lineDeadline = (config: IngressConfig): number => Date.now() + longestJobMs(config);
 
 /**
  * A line whose job ended, from its terminal frame (raw; undefined if none was found): its output
@@ -899,7 +900,7 @@ export class BatchDriver {
           await endpoint.submit(deps, { ...principal }, row.body, mode, {
             id: job,
             priority: BATCH_PRIORITY,
-            deadline: lineDeadline(b, this.#deps.config),
+            deadline: lineDeadline(this.#deps.config),
           });
           queued++;
         } catch (e) {
