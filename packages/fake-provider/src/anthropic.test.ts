@@ -232,6 +232,18 @@ describe('anthropic: thinking and stop sequences', () => {
       .finalMessage();
     expect(streamed.content).toEqual(m.content);
     expect(streamed.usage.output_tokens).toBe(m.usage.output_tokens);
+    // Streamed chunk by chunk, the call log counts the thinking once, as the usage does (each
+    // thinking_delta was counted again on top of the reasoning logged up front).
+    fake.configure({ provider: 'anthropic', chunkMs: 1 });
+    try {
+      const paced = await client.messages
+        .stream({ model: 'claude-haiku-4-5', max_tokens: 2048, thinking, messages })
+        .finalMessage();
+      expect(paced.usage.output_tokens).toBe(m.usage.output_tokens);
+      expect(fake.calls().at(-1)?.completionTokens).toBe(m.usage.output_tokens);
+    } finally {
+      fake.configure({ provider: 'anthropic', chunkMs: 0 });
+    }
   });
 
   it('stops before a stop sequence and names it, whole and streamed', async () => {

@@ -180,7 +180,9 @@ export function anthropicProtocol(): Protocol {
                   index,
                   delta: { type: 'thinking_delta', thinking: group.join('') },
                 },
-                group.length,
+                // Counted already: the reasoning is produced, and logged, before the stream
+                // (generate.ts). Counting each delta again logged the thinking twice.
+                0,
               ),
             );
           }

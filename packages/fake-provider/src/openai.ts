@@ -131,7 +131,8 @@ export function openAIProtocol(flavour: 'openai' | 'llama'): Protocol {
           out.push(event(c, choice({ role: 'assistant', content: '', refusal: null }, null, i)));
           if (ollama && r.thinking && i === 0) {
             for (const group of chunkPieces(r.thinking, c.config.tokensPerChunk)) {
-              out.push(event(c, choice({ reasoning: group.join('') }, null, i), group.length));
+              // Counted with the reply's reasoning before the stream (generate.ts), not again here.
+              out.push(event(c, choice({ reasoning: group.join('') }, null, i), 0));
             }
           }
           let at = 0;
