@@ -161,7 +161,12 @@ describe('an ingress hosting its pools', () => {
     ingress!.proc.kill('SIGKILL');
     ws.terminate();
     await stack.start('ingress', { METRICS_PORT: '0' });
-    await until(async () => (await fetch(`${stack.url}/healthz`).catch(() => undefined))?.ok);
+    // A process start (TypeScript loaded, migrations checked) on a loaded 2-core box can take longer
+    // than the default 10 s (CI once did).
+    await until(async () => (await fetch(`${stack.url}/healthz`).catch(() => undefined))?.ok, {
+      timeoutMs: 30_000,
+      what: 'the new ingress up',
+    });
 
     // A follower on the new ingress reads the job from its first frame to its end.
     const ws2 = new WebSocket(`${stack.url.replace('http', 'ws')}/v1/stream`, {
