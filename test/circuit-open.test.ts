@@ -65,6 +65,14 @@ async function openCircuit(provider: string, request: () => Promise<unknown>): P
   );
 }
 
+/** Opens Gemini's circuit (3 s) with faults asked in the prompt (a scripted one would wait for the next request, whichever it is). */
+const openGemini = () =>
+  openCircuit('gemini', () =>
+    client.chat.completions
+      .create({ model: 'gemini/gemini-2.5-flash', messages: ask('open [[fake:{"fault":"500"}]]') })
+      .catch(() => undefined),
+  );
+
 describe('candidates skipped on an open circuit', () => {
   it('are named with the calls made, then alone once every circuit is open, on both doors', async () => {
     stack.fake.script('openai', failures(40));
@@ -153,12 +161,7 @@ describe('candidates skipped on an open circuit', () => {
 
 describe('the half-open probe', () => {
   it('answered with a 4xx (the provider is up) closes the circuit: the next request is served, not refused for openMs', async () => {
-    // Faults asked in the prompt (a scripted one would wait for the next request, whichever it is).
-    await openCircuit('gemini', () =>
-      client.chat.completions
-        .create({ model: 'gemini/gemini-2.5-flash', messages: ask('open [[fake:{"fault":"500"}]]') })
-        .catch(() => undefined),
-    );
+    await openGemini();
     // After openMs the first request through is the probe; the provider refuses it (too long a prompt).
     await until(
       async () => {
@@ -184,11 +187,7 @@ describe('the half-open probe', () => {
 
 describe('a job nobody waits on', () => {
   it('whose only candidate is behind an open circuit waits for the probe instead of failing; an interactive request is still refused at once', async () => {
-    await openCircuit('gemini', () =>
-      client.chat.completions
-        .create({ model: 'gemini/gemini-2.5-flash', messages: ask('open [[fake:{"fault":"500"}]]') })
-        .catch(() => undefined),
-    );
+    await openGemini();
     const jobs = jobApi(stack.url);
     const id = await jobs.submit(stack.apiKey, 'an async question', 'gemini/gemini-2.5-flash');
     // The pool is not paused for it: a caller waiting on an answer still hears the 503 at once.

@@ -96,6 +96,20 @@ async function linesOf(fileId: string | null | undefined, c = client) {
     });
 }
 
+/** The job id of a batch's line (the first fed, or the one with `customId`) once it is fed. */
+function fedJob(batchId: string, customId?: string): Promise<string> {
+  return until(
+    async () =>
+      (
+        await stack.sql.query<{ job_id: string }>(
+          'SELECT job_id FROM batch_lines WHERE batch_id = $1 AND ($2::text IS NULL OR custom_id = $2) AND job_id IS NOT NULL',
+          [batchId, customId ?? null],
+        )
+      ).rows[0]?.job_id,
+    { what: `line ${customId ?? 'first'} of ${batchId} fed` },
+  );
+}
+
 /** A completed output line's answer's usage. */
 function usageOf<U>(l: BatchOutputLine): U {
   const body = l.response?.body as { usage?: U } | undefined;
@@ -177,16 +191,7 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     const keys = makeKeys(stack.prefix);
     try {
       const b = await start([req('slow', 'take your time')]);
-      const job = await until(
-        async () =>
-          (
-            await stack.sql.query<{ job_id: string }>(
-              'SELECT job_id FROM batch_lines WHERE batch_id = $1 AND job_id IS NOT NULL',
-              [b.id],
-            )
-          ).rows[0]?.job_id,
-        { what: 'the line fed' },
-      );
+      const job = await fedJob(b.id);
       // Recorded when fed. A line's first start claims with its done frame (no write before its
       // provider call), so it reads `queued` until it ends.
       await until(async () => (await readJobStates(redis, keys, [job]))[0] === 'queued', {
@@ -749,16 +754,7 @@ describe.each(Object.keys(backends))('batches (files stored in %s)', (backendNam
     stack.fake.configure({ provider: 'openai', chunkMs: 100, tokens: 20 });
     try {
       const b = await start([req('k0', 'first'), req('k1', 'second'), req('k2', 'third')]);
-      const job = await until(
-        async () =>
-          (
-            await stack.sql.query<{ job_id: string }>(
-              "SELECT job_id FROM batch_lines WHERE batch_id = $1 AND custom_id = 'k1' AND job_id IS NOT NULL",
-              [b.id],
-            )
-          ).rows[0]?.job_id,
-        { what: 'line k1 fed' },
-      );
+      const job = await fedJob(b.id, 'k1');
       const cancel = await fetch(`${stack.url}/v1/jobs/${job}/cancel`, {
         method: 'POST',
         headers: { authorization: `Bearer ${stack.apiKey}` },
