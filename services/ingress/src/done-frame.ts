@@ -1,7 +1,8 @@
 import { RouteStep } from '@faregate/contracts/route';
 import { z } from 'zod';
 
-const Route = z.array(RouteStep);
+/** What a done frame holds before its result: the route, the time it was answered; nothing else. */
+const Head = z.strictObject({ route: z.array(RouteStep).optional(), at: z.number().optional() });
 
 /** A done frame's answer as it was written: the chat.completion's JSON text, and the route. */
 export interface RawDone {
@@ -44,19 +45,15 @@ export function rawDone(
   let route: RouteStep[] | undefined;
   // A reader that needs only the answer (a batch line) skips the fields before it: no parse per line.
   if (r > i && opts.route !== false) {
-    let head: { route?: unknown; at?: unknown; [k: string]: unknown };
+    let json: unknown;
     try {
-      head = JSON.parse(`{${raw.slice(i, r - 1)}}`) as typeof head;
+      json = JSON.parse(`{${raw.slice(i, r - 1)}}`);
     } catch {
       return undefined;
     }
-    for (const k of Object.keys(head)) if (k !== 'route' && k !== 'at') return undefined;
-    if (head.at !== undefined && typeof head.at !== 'number') return undefined;
-    if (head.route !== undefined) {
-      const parsed = Route.safeParse(head.route);
-      if (!parsed.success) return undefined;
-      route = parsed.data;
-    }
+    const head = Head.safeParse(json);
+    if (!head.success) return undefined;
+    route = head.data.route;
   }
   return resultAt(raw, r, route);
 }
