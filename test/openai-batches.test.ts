@@ -99,13 +99,20 @@ async function linesOf(fileId: string | null | undefined, c = client) {
 /** The job id of a batch's line (the first fed, or the one with `customId`) once it is fed. */
 function fedJob(batchId: string, customId?: string): Promise<string> {
   return until(
-    async () =>
-      (
+    async () => {
+      const id = (
         await stack.sql.query<{ job_id: string }>(
           'SELECT job_id FROM batch_lines WHERE batch_id = $1 AND ($2::text IS NULL OR custom_id = $2) AND job_id IS NOT NULL',
           [batchId, customId ?? null],
         )
-      ).rows[0]?.job_id,
+      ).rows[0]?.job_id;
+      // The line names its job before it queues it: fed once the job is there to see.
+      if (id === undefined) return undefined;
+      const seen = await fetch(`${stack.url}/v1/jobs/${id}`, {
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+      });
+      return seen.status === 200 ? id : undefined;
+    },
     { what: `line ${customId ?? 'first'} of ${batchId} fed` },
   );
 }
