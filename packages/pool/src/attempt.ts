@@ -14,7 +14,7 @@ import {
 } from '@faregate/observability/tracing';
 import { startAndWatchSent } from '@faregate/providers/http';
 import type { HeaderReader, StreamEvent } from '@faregate/providers/types';
-import type { AppendOptions } from '@faregate/queue/frame-store';
+import { type AppendOptions, newLogCursor } from '@faregate/queue/frame-store';
 import { StreamWriter } from './stream-writer.ts';
 import type { Admission } from './limits/limiter.ts';
 import { partialUsage, type Streamed } from './limits/estimate.ts';
@@ -213,9 +213,14 @@ async function attemptOnce(
     }
   }
 
+  // A speculative attempt starts the job's log (nothing is written before a job's first attempt
+  // when an HTTP caller waits on it) and is its only writer: the caller, if waiting in this process
+  // (a pool hosted by its ingress), is handed each frame as its write leaves (LogCursor).
+  const cursor = speculative ? newLogCursor() : undefined;
   const writer = new StreamWriter(deps.store, data.id, owner, ttlMs, data.replyTo, claim, {
     // A chunk's text waits for its logprobs (the adapter emits them right after it), to one frame.
     logprobs: data.op !== 'embeddings' && data.request.logprobs === true,
+    cursor,
   });
   // The frames that open the attempt go out with its first token (one write, and the provider call
   // is not queued behind it), or shortly after the provider answered, or after STATUS_WAIT_MS.
@@ -337,6 +342,7 @@ async function attemptOnce(
       replyTo: data.replyTo,
       state: 'completed',
       usage: usageEvent('success', true, at),
+      cursor,
     });
     // Bookkeeping after the answer is on its way, not in front of it.
     void deps.circuit.success().catch(() => {});
@@ -653,7 +659,7 @@ async function attemptOnce(
     if (cutOffEvent && decision.kind !== 'fail')
       await deps.store.append(data.id, [], { owner: '', ttlMs, usage: { ...cutOffEvent, final: false } });
     const write = (frames: FrameBody[], opts: Omit<AppendOptions, 'owner' | 'ttlMs' | 'replyTo' | 'claim'>) =>
-      deps.store.append(data.id, frames, { owner, claim, ttlMs, replyTo: data.replyTo, ...opts });
+      deps.store.append(data.id, frames, { owner, claim, ttlMs, replyTo: data.replyTo, cursor, ...opts });
     /** The attempt owns the job: it claimed it, or (speculative) its first write did. */
     const owns = () => !speculative || writer.writes > 0;
     return await finish(decision);

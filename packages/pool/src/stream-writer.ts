@@ -1,7 +1,7 @@
 import type { TokenLogprob } from '@faregate/contracts/chat';
 import type { FrameBody } from '@faregate/contracts/frames';
 import type { ToolCallDelta } from '@faregate/contracts/frames';
-import type { ClaimRecord, FrameStore } from '@faregate/queue/frame-store';
+import type { ClaimRecord, FrameStore, LogCursor } from '@faregate/queue/frame-store';
 
 type DeltaBody = Extract<FrameBody, { type: 'delta' }>;
 
@@ -14,6 +14,8 @@ export interface StreamWriterOptions {
    * this on by itself at the first `logprobs` it is given.
    */
   logprobs?: boolean;
+  /** The job's log as this attempt, its only writer, knows it (FrameStore's LogCursor). */
+  cursor?: LogCursor;
 }
 
 /**
@@ -42,11 +44,15 @@ export class StreamWriter {
   #deltaMade = false;
   /** Text frames written by this attempt (a retry after this must send `reset`). */
   wroteContent = false;
-  /** A write with content succeeded: it is in the job's log, so followers have it or will. */
+  /**
+   * A write with content succeeded (it is in the job's log, so followers have it or will), or its
+   * content was handed to the caller in this process before it was (LogCursor).
+   */
   storedContent = false;
   writes = 0;
 
   readonly #claim: ClaimRecord | undefined;
+  readonly #cursor: LogCursor | undefined;
 
   /** `claim`: the attempt has not claimed the job; its first write does (see FrameStore.append). */
   constructor(
@@ -65,6 +71,7 @@ export class StreamWriter {
     this.#replyTo = replyTo;
     this.#claim = claim;
     this.#hold = opts.logprobs === true;
+    this.#cursor = opts.cursor;
   }
 
   /** Set when a write failed (e.g. NOTOWNER: another attempt took over). */
@@ -214,17 +221,20 @@ export class StreamWriter {
     const content = batch.some((f) => f.type === 'delta');
     if (content) this.wroteContent = true;
     this.writes++;
+    const handedBefore = this.#cursor?.last;
+    const written = this.#store.append(this.#jobId, batch, {
+      owner: this.#owner,
+      ttlMs: this.#ttlMs,
+      replyTo: this.#replyTo,
+      claim: this.#claim,
+      cursor: this.#cursor,
+    });
+    // Handed to the caller already (the cursor moved before the write's answer): the caller has it.
+    if (content && this.#cursor && this.#cursor.last !== handedBefore) this.storedContent = true;
     this.#inflight = this.#settle(
-      this.#store
-        .append(this.#jobId, batch, {
-          owner: this.#owner,
-          ttlMs: this.#ttlMs,
-          replyTo: this.#replyTo,
-          claim: this.#claim,
-        })
-        .then(() => {
-          if (content) this.storedContent = true;
-        }),
+      written.then(() => {
+        if (content) this.storedContent = true;
+      }),
     );
   }
 

@@ -8,7 +8,10 @@
 -- ARGV[12] a call to count against the request's hold ('' = none; pushed with the usage event),
 -- ARGV[13] how long the hold-call list is kept (ms),
 -- ARGV[14] '1': this write ends the owner's attempt (also implied by a state or a usage event),
--- ARGV[15..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
+-- ARGV[15] the seq the writer takes to be the log's last ('' = none): the writer handed these frames
+-- to its own process's caller before this write ran (FrameStore.append's `cursor`), numbered from it,
+-- so the write is refused (NOTOWNER, nothing written) unless the log ends there,
+-- ARGV[16..] frame bodies: JSON objects without v/job/seq, which this script prefixes.
 -- An owner's attempt that ended is recorded (`ended`): a later claim tells an attempt that died
 -- (its call unbilled) from one that ended (frame-store.claim.lua).
 -- `replyTo` is the channel of the ingress process waiting for this job (one subscription per process).
@@ -21,6 +24,11 @@
 -- job the process follows.
 -- Returns the last seq written, or an error 'NOTOWNER' if another attempt owns the job (or it ended).
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local seq = 0
+if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
+if ARGV[15] ~= '' and seq ~= tonumber(ARGV[15]) then
+  return redis.error_reply('NOTOWNER the job has frames this attempt did not write')
+end
 if ARGV[1] ~= '' then
   local owner = redis.call('HGET', KEYS[2], 'owner')
   if owner ~= ARGV[1] then
@@ -45,9 +53,7 @@ if ARGV[12] ~= '' then
   redis.call('PEXPIRE', KEYS[3], ARGV[13])
 end
 local LIVE_MAX = 1048576
-local seq = 0
-if #last > 0 then seq = tonumber(string.match(last[1][1], '%-(%d+)$')) end
-for i = 15, #ARGV do
+for i = 16, #ARGV do
   seq = seq + 1
   local head = '{"v":1,"job":' .. ARGV[3] .. ',"seq":' .. seq .. ','
   local f = head .. string.sub(ARGV[i], 2)

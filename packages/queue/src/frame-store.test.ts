@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { testRedis, until } from '@faregate/testing/env';
-import { FrameStore, isStoredNotice, seqOf } from './frame-store.ts';
+import { FrameStore, isStoredNotice, newLogCursor, seqOf } from './frame-store.ts';
 import { followJob } from './follow.ts';
 import { makeKeys, usagePartition } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
@@ -29,6 +29,23 @@ afterAll(() => {
   redis.disconnect();
   sub.disconnect();
 });
+
+/** A store whose own reply channel collects what it hands over in process, and a speculative attempt's write options with a fresh cursor. */
+function cursorWriter() {
+  const id = jobId();
+  const channel = keys.replyChannel(`cursor-${n}`);
+  const local: string[] = [];
+  const localStore = new FrameStore(redis, keys, { channel, deliver: (m) => local.push(m) });
+  const cursor = newLogCursor();
+  return {
+    id,
+    channel,
+    local,
+    localStore,
+    cursor,
+    opts: { owner: 'a', ttlMs: 60_000, replyTo: channel, claim: REC, cursor },
+  };
+}
 
 describe('FrameStore', () => {
   it('assigns gapless sequence numbers in Redis, whoever writes', async () => {
@@ -96,6 +113,58 @@ describe('FrameStore', () => {
       sub.off('message', onReply);
       await sub.unsubscribe(channel);
     }
+  });
+
+  it('with a cursor, hands its frames to its own channel as the write leaves, numbered as the write numbers them', async () => {
+    const { id, local, localStore, cursor, opts } = cursorWriter();
+    // The first write claims the job (a speculative attempt): its frames are the caller's before
+    // Redis has answered (append has not been awaited yet).
+    const first = localStore.append(id, [{ type: 'delta', text: 'a' }], opts);
+    expect(local.map(seqOf)).toEqual([1]);
+    expect(await first).toBe(1);
+    const done = localStore.append(
+      id,
+      [
+        { type: 'usage', usage: completion('ab').usage },
+        { type: 'done', result: completion('ab') },
+      ],
+      { ...opts, state: 'completed', usage: { id: `u-${id}` } },
+    );
+    expect(local.map(seqOf)).toEqual([1, 2, 3]);
+    expect(await done).toBe(3);
+    expect(cursor).toEqual({ last: 3, broken: false });
+    // What the caller was handed is what the log holds, byte for byte.
+    expect(await store.read(id, 0)).toEqual(local);
+  });
+
+  it('with a cursor, refuses a write unless the log ends where the cursor says, and ends the caller it handed frames to', async () => {
+    const { id, channel, local, localStore, cursor, opts } = cursorWriter();
+    // Something else wrote the job's log first (the attempt is no longer its only writer).
+    await store.append(id, [{ type: 'status', state: 'running' }], { owner: '', ttlMs: 60_000 });
+    await expect(localStore.append(id, [{ type: 'delta', text: 'a' }], opts)).rejects.toThrow(/^NOTOWNER/);
+    // Nothing of the refused write is in the log: no frame, no claim.
+    expect((await store.read(id, 0)).map((r) => JSON.parse(r).type)).toEqual(['status']);
+    expect(await redis.hget(keys.meta(id), 'owner')).toBeNull();
+    // The caller had the delta: it is ended at once, by an error right after it.
+    expect(local.map(seqOf)).toEqual([1, 2]);
+    expect(JSON.parse(local[1] ?? '')).toMatchObject({
+      type: 'error',
+      error: { code: 'upstream_error', message: expect.stringMatching(/could not be recorded/) },
+    });
+    expect(cursor.broken).toBe(true);
+    // Later writes go as without a cursor: numbered by the log, after the write, and fenced as ever.
+    await localStore.append(id, [{ type: 'delta', text: 'b' }], { ...opts, owner: '' });
+    expect(local.map(seqOf)).toEqual([1, 2, 2]);
+
+    // A terminal frame handed over and then refused: the caller has its end, nothing is added.
+    const id2 = jobId();
+    const local2: string[] = [];
+    const store2 = new FrameStore(redis, keys, { channel, deliver: (m) => local2.push(m) });
+    await store.append(id2, [{ type: 'status', state: 'running' }], { owner: '', ttlMs: 60_000 });
+    await expect(
+      store2.append(id2, [{ type: 'done', result: completion() }], { ...opts, cursor: newLogCursor() }),
+    ).rejects.toThrow(/^NOTOWNER/);
+    expect(local2.map((m) => JSON.parse(m).type)).toEqual(['done']);
   });
 
   it('fences a stale attempt once another attempt has claimed the job', async () => {

@@ -1,5 +1,6 @@
 import type { RedisClient } from './redis.ts';
-import type { FrameBody } from '@faregate/contracts/frames';
+import { type FrameBody, isTerminal } from '@faregate/contracts/frames';
+import { GatewayError } from '@faregate/contracts/errors';
 import { type Keys, usagePartition } from './keys.ts';
 import { luaScript } from './lua.ts';
 
@@ -58,10 +59,18 @@ const appendScript = luaScript<{
     callLine: string,
     callKeepMs: number,
     ends: '1' | '',
+    expectedLast: string,
     ...frames: string[],
   ];
   result: number;
 }>(new URL('./frame-store.append.lua', import.meta.url), { numberOfKeys: 4 });
+
+/** Whether everything written to the connection has left this process (a Cluster: not known). */
+export function handedToKernel(redis: RedisClient): boolean {
+  if (redis.status !== 'ready') return false;
+  const stream = (redis as { stream?: { writableLength?: unknown } }).stream;
+  return stream?.writableLength === 0;
+}
 
 export interface AppendOptions {
   /** Fencing token of the current attempt; '' to skip the check (ingress-written frames). */
@@ -90,7 +99,39 @@ export interface AppendOptions {
    * claim then knows it did not die mid-call (`claim`'s `unended`).
    */
   ends?: boolean;
+  /**
+   * The log as the attempt writing it knows it (see LogCursor): frames for this process's own
+   * reply channel are handed over as soon as their write has left for Redis.
+   */
+  cursor?: LogCursor;
 }
+
+/**
+ * A job's log as seen by the one attempt that has written all of it from its start: a pool hosted
+ * by an ingress running a request submitted to that same ingress (the log is empty when such a run
+ * starts, and its writes are fenced). Its frames reach the caller waiting in this process as soon
+ * as their write has left for Redis, numbered from `last`, rather than once Redis has answered: one
+ * Redis round trip less before the answer or a streamed chunk (Redis runs the write whatever this
+ * process does next: a crash after the hand-over is a crash after the write). The write checks the
+ * numbering (the log ends at `last`), and is refused, writing nothing, if the log does not: that
+ * attempt is no longer the job's (as NOTOWNER). Should a write fail after its frames were handed
+ * over, the caller is ended at once with an error (unless the frames ended it), so that nothing
+ * this process then writes or relays is numbered against frames the log does not have; later
+ * writes go as without a cursor (`broken`).
+ */
+export interface LogCursor {
+  last: number;
+  broken: boolean;
+}
+
+/** A fresh cursor for an attempt that starts a job's log (see LogCursor). */
+export const newLogCursor = (): LogCursor => ({ last: 0, broken: false });
+
+/** What a caller handed frames whose write then failed is told (LogCursor). */
+const UNRECORDED = new GatewayError({
+  code: 'upstream_error',
+  message: 'The answer could not be recorded, so it ends here incomplete. Retry the request.',
+});
 
 /** The job record a claim writes (requests answered over HTTP are recorded by their first attempt). */
 export interface ClaimRecord {
@@ -194,16 +235,16 @@ export class FrameStore {
 
   /**
    * Appends frames (assigning seqs), publishes them live, optionally with state and usage. Returns the
-   * last seq. Frames for this process's own reply channel (`localReply`) are handed to it once
-   * written, as the script would have published them (whole even past the size the script publishes
-   * only as a notice: in process there is no subscriber buffer to overflow), instead of through Redis.
+   * last seq. Frames for this process's own reply channel (`localReply`) are handed to it instead of
+   * through Redis (`#deliver`): once written, or, with a `cursor`, once their write has left.
    */
   async append(jobId: string, frames: FrameBody[], opts: AppendOptions): Promise<number> {
     const record = opts.claim ?? opts.record;
     const local =
       opts.replyTo !== undefined && opts.replyTo === this.#localReply?.channel ? this.#localReply : undefined;
+    const cursor = local && opts.cursor && !opts.cursor.broken ? opts.cursor : undefined;
     const bodies = frames.map(frameBody);
-    const last = await appendScript(
+    const written = appendScript(
       this.redis,
       [
         this.keys.frames(jobId),
@@ -226,22 +267,52 @@ export class FrameStore {
         opts.call?.line ?? '',
         opts.call?.keepMs ?? 0,
         opts.ends ? '1' : '',
+        cursor ? String(cursor.last) : '',
         ...bodies,
       ],
     );
-    if (local && bodies.length > 0) {
-      // The script's message: `{"v":1,"job":<id>,"seq":<n>,` and the body after its `{`.
-      const head = `{"v":1,"job":${JSON.stringify(jobId)},"seq":`;
-      let seq = last - bodies.length;
-      // The frames are written whatever a listener does with them: its failure is not the write's.
-      for (const b of bodies) {
-        const message = `${head}${++seq},${b.slice(1)}`;
-        try {
-          local.deliver(message);
-        } catch {}
+    if (local && cursor && bodies.length > 0 && handedToKernel(this.redis)) {
+      cursor.last += bodies.length;
+      // Handed over before Redis answers (LogCursor): numbered as the write numbers them.
+      this.#deliver(local, jobId, cursor.last, bodies);
+      try {
+        return await written;
+      } catch (e) {
+        cursor.broken = true;
+        if (!frames.some(isTerminal)) {
+          const end = frameBody({ type: 'error', status: UNRECORDED.status, error: UNRECORDED.toJSON() });
+          this.#deliver(local, jobId, cursor.last + 1, [end]);
+        }
+        throw e;
       }
     }
+    let last: number;
+    try {
+      last = await written;
+    } catch (e) {
+      if (cursor) cursor.broken = true;
+      throw e;
+    }
+    if (cursor) cursor.last = last;
+    if (local) this.#deliver(local, jobId, last, bodies);
     return last;
+  }
+
+  /**
+   * Hands frames to this process's own listeners (`localReply`) as the script would have published
+   * them (whole even past the size the script publishes only as a notice: in process there is no
+   * subscriber buffer to overflow), the last numbered `last`.
+   */
+  #deliver(local: LocalReply, jobId: string, last: number, bodies: string[]): void {
+    // The script's message: `{"v":1,"job":<id>,"seq":<n>,` and the body after its `{`.
+    const head = `{"v":1,"job":${JSON.stringify(jobId)},"seq":`;
+    let seq = last - bodies.length;
+    // The frames are written whatever a listener does with them: its failure is not the write's.
+    for (const b of bodies) {
+      try {
+        local.deliver(`${head}${++seq},${b.slice(1)}`);
+      } catch {}
+    }
   }
 
   /** The attempt that owns (or last owned) the job (`<worker>:<hop>:<attempt>`), if any claimed it. */

@@ -1,15 +1,10 @@
 import type { RedisClient } from '@faregate/queue/redis';
 import type { JobData } from '@faregate/contracts/jobs';
 import { FastLane, type SweptJob } from '@faregate/queue/fast-lane';
+import { handedToKernel } from '@faregate/queue/frame-store';
 import type { AttemptOutcome } from '../attempt.ts';
 import type { WorkerDeps } from '../deps.ts';
 import type { Runner } from '../runner.ts';
-
-/** Whether everything written to the connection has left this process (a Cluster: not known). */
-function handedToKernel(redis: RedisClient): boolean {
-  const stream = (redis as { stream?: { writableLength?: unknown } }).stream;
-  return stream?.writableLength === 0;
-}
 
 /** Most entries one pop takes. */
 const POP_BATCH = 32;
