@@ -130,6 +130,64 @@ describe('an ingress hosting its pools', () => {
     expect(rows.filter((r) => r.final)).toHaveLength(1);
   });
 
+  it('a stream whose chunks were handed over before their write, the write then refused, ends at once with an error, and its call is billed', async () => {
+    // The ingress hands a hosted run's chunks to its SSE caller as their write leaves for Redis; here
+    // the job is taken from the run mid-answer (as a worker would after the run's lease lapsed), so
+    // the next write is refused after its chunk was handed over.
+    stack.fake.configure({ provider: 'openai', chunkMs: 60, tokens: 60 });
+    try {
+      const [ingress] = live('ingress');
+      const res = await fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'gpt-4o-mini',
+          messages: ask('a long answer, taken over'),
+          stream: true,
+        }),
+      });
+      expect(res.status).toBe(200);
+      const id = res.headers.get('x-request-id')!;
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      while (!text.includes('"content":"')) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended before any content: ${text}`);
+        text += decoder.decode(value, { stream: true });
+      }
+      const meta = makeKeys(stack.prefix).meta(id);
+      // The run's first write claimed the job for the ingress's attempt.
+      await until(async () =>
+        ingressOwner(ingress!).test((await redis.hget(meta, 'owner')) ?? '') ? true : undefined,
+      );
+      await redis.hset(meta, 'owner', 'intruder:0:1');
+      // Read to the end: the stream ends by itself (before: a caller numbered past the log would wait
+      // for frames that never come), with the error, and no [DONE].
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      expect(text).toMatch(/"code":"upstream_error"/);
+      expect(text).toMatch(/could not be recorded/);
+      expect(text).not.toContain('[DONE]');
+      // The call stopped at the refusal and is billed what it produced, once.
+      const rows = await until(async () => {
+        const q = await stack.sql.query<{ outcome: string; output_tokens: number }>(
+          'SELECT outcome, output_tokens FROM usage_events WHERE request_id = $1',
+          [id],
+        );
+        return q.rows.length > 0 ? q.rows : undefined;
+      });
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.output_tokens).toBeGreaterThan(0);
+      expect(rows[0]!.output_tokens).toBeLessThan(60);
+    } finally {
+      stack.fake.configure({ provider: 'openai', chunkMs: 0, tokens: 12 });
+    }
+  });
+
   it('kill -9 of the ingress mid-stream: the pool sweeps the run to its workers, a new ingress resumes the stream, the dead call is billed', async () => {
     stack.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 60 });
     const [ingress] = live('ingress');
