@@ -2,7 +2,7 @@ import { toOpenAIUsage, zeroUsage } from '@faregate/contracts/chat';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { testRedis } from '@faregate/testing/env';
-import { FrameStore } from '@faregate/queue/frame-store';
+import { FrameStore, newLogCursor } from '@faregate/queue/frame-store';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
 import { StreamWriter } from './stream-writer.ts';
@@ -20,6 +20,37 @@ beforeAll(() => {
 afterAll(() => redis.disconnect());
 
 describe('StreamWriter', () => {
+  it("handing frames to a caller in process: content counts as the caller's at once; a failed hand-over, even of a status frame, ends that caller for good", async () => {
+    // Frames are handed over only once the connection is up (a write queued for it has not left).
+    await redis.ping();
+    const keys = makeKeys(prefix);
+    const channel = keys.replyChannel('sw-local');
+    const local: string[] = [];
+    const here = new FrameStore(redis, keys, { channel, deliver: (m) => local.push(m) });
+    const opened = (id: string) =>
+      new StreamWriter(here, id, 'o', 60_000, channel, REC, { cursor: newLogCursor() });
+
+    // Content handed over: the caller has it before the write's answer (a failure after it is final).
+    const id = `req_sw${prefix}handed`;
+    const w = opened(id);
+    w.text('hello');
+    expect(w.storedContent).toBe(true);
+    expect(local.map((m) => JSON.parse(m).type)).toEqual(['delta']);
+    await w.flush();
+
+    // A status frame handed over whose write is refused: the caller was ended with an error, so no
+    // other attempt may run for it (storedContent), though no content was handed.
+    const taken = `req_sw${prefix}taken`;
+    await store.append(taken, [{ type: 'status', state: 'queued' }], { owner: '', ttlMs: 60_000 });
+    const lost = opened(taken);
+    local.length = 0;
+    lost.push({ type: 'status', state: 'running' });
+    expect(lost.storedContent).toBe(false);
+    await expect(lost.flush()).rejects.toThrow(/^NOTOWNER/);
+    expect(lost.storedContent).toBe(true);
+    expect(local.map((m) => JSON.parse(m).type)).toEqual(['status', 'error']);
+  });
+
   it('sends the first delta at once and coalesces what arrives while a write is in flight', async () => {
     const id = `req_sw${prefix}1`;
     await store.claim(id, 'o', 60_000, REC);

@@ -46,7 +46,8 @@ export class StreamWriter {
   wroteContent = false;
   /**
    * A write with content succeeded (it is in the job's log, so followers have it or will), or its
-   * content was handed to the caller in this process before it was (LogCursor).
+   * content was handed to the caller in this process before it was (LogCursor); or a write handed
+   * over failed, which ends that caller: another attempt's answer would reach nobody.
    */
   storedContent = false;
   writes = 0;
@@ -230,11 +231,18 @@ export class StreamWriter {
       cursor: this.#cursor,
     });
     // Handed to the caller already (the cursor moved before the write's answer): the caller has it.
-    if (content && this.#cursor && this.#cursor.last !== handedBefore) this.storedContent = true;
+    const handed = this.#cursor !== undefined && this.#cursor.last !== handedBefore;
+    if (content && handed) this.storedContent = true;
     this.#inflight = this.#settle(
-      written.then(() => {
-        if (content) this.storedContent = true;
-      }),
+      written.then(
+        () => {
+          if (content) this.storedContent = true;
+        },
+        (e: unknown) => {
+          if (handed) this.storedContent = true;
+          throw e;
+        },
+      ),
     );
   }
 

@@ -19,11 +19,13 @@ const keys = makeKeys(prefix);
 let n = 0;
 const jobId = () => `req_test${prefix}${++n}`;
 
-beforeAll(() => {
+beforeAll(async () => {
   redis = createRedis(url);
   sub = createRedis(url, { blocking: true });
   store = new FrameStore(redis, keys);
   hub = new LiveHub(sub, keys);
+  // Connected: a store hands frames over before the write's answer only once its writes can leave.
+  await redis.ping();
 });
 afterAll(() => {
   redis.disconnect();
