@@ -3,6 +3,9 @@ import type { FrameStore } from './frame-store.ts';
 import { isStoredNotice, seqOf } from './frame-store.ts';
 import type { LiveHub } from './live-hub.ts';
 
+/** Live entries a follower keeps past a gap before it leaves the rest to the stream. */
+const MAX_EARLY = 10_000;
+
 export interface FollowHandle {
   /** Stop following (idempotent). */
   close(): void;
@@ -32,8 +35,11 @@ export interface LogFollower extends FollowHandle {
 /**
  * Delivers a log's entries after `afterSeq` exactly once and in order: subscribe first, then read
  * the stream from the cursor, then take live entries in sequence, dropping anything already
- * delivered and filling any gap from the stream. Ends after the last entry. `fresh`: the log has
- * no entries yet (nothing to read first).
+ * delivered and filling any gap from the stream. A live entry that comes early (past a gap, or
+ * while the stream is being read) is kept until its turn, not dropped for the stream to supply:
+ * the stream may not have it yet, or ever (frames handed over in process before their write, see
+ * FrameStore's LogCursor). Ends after the last entry. `fresh`: the log has no entries yet (nothing
+ * to read first).
  */
 export async function followLog(
   source: LogSource,
@@ -58,13 +64,24 @@ export async function followLog(
     unresync?.();
     resolveEnded();
   };
+  // Live entries past the cursor, by seq, until the cursor reaches them (bounded: past the bound
+  // they are left to the stream, as every entry once was).
+  const early = new Map<number, string>();
   const deliver = (raw: string) => {
     if (closed) return;
     const seq = seqOf(raw);
     if (seq <= last) return;
     last = seq;
+    early.delete(seq);
     onEntry(raw, seq);
     if (source.isLast(raw)) close();
+  };
+  // Delivers the kept entries that follow the cursor; forgets those it has passed.
+  const drain = () => {
+    if (early.size === 0) return;
+    for (let next = early.get(last + 1); next !== undefined && !closed; next = early.get(last + 1))
+      deliver(next);
+    for (const seq of early.keys()) if (seq <= last) early.delete(seq);
   };
   // Reads the stream from the cursor until nothing new; re-runs if live entries arrived meanwhile.
   const pump = async (): Promise<void> => {
@@ -80,6 +97,7 @@ export async function followLog(
           if (closed) return;
           const batch = await source.read(last);
           for (const raw of batch) deliver(raw);
+          drain();
           if (batch.length < 1000) break;
         }
       } while (dirty && !closed);
@@ -96,14 +114,20 @@ export async function followLog(
     if (closed) return false;
     const seq = seqOf(raw);
     if (seq <= last) return true;
-    if (seq === last + 1 && !running && !source.notice?.(raw)) {
+    // An entry too large to publish: only the stream has it (and everything before it, in order).
+    if (source.notice?.(raw)) {
+      catchUp();
+      return false;
+    }
+    if (seq === last + 1 && !running) {
       deliver(raw);
+      drain();
       return true;
     }
-    // A gap, the backlog still being read, or an entry too large to publish: the stream has
-    // everything, in order.
+    // A gap, or the backlog still being read: kept for its turn, the stream read meanwhile.
+    if (early.size < MAX_EARLY) early.set(seq, raw);
     catchUp();
-    return false;
+    return true;
   };
   unlisten = await source.listen((message) => {
     if (!message.includes('\n')) {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { testRedis, until } from '@faregate/testing/env';
 import { FrameStore, isStoredNotice, newLogCursor, seqOf } from './frame-store.ts';
-import { followJob } from './follow.ts';
+import { followJob, followLog } from './follow.ts';
 import { makeKeys, usagePartition } from './keys.ts';
 import { LiveHub } from './live-hub.ts';
 import { createRedis } from './redis.ts';
@@ -388,6 +388,49 @@ describe('followJob', () => {
     await until(() => got.length === 2, { what: 'gap filled' });
     await h.ended;
     expect(got).toEqual([1, 2]);
+  });
+
+  it('keeps live frames that come early (past a gap, or while the stream is read) until their turn, though the stream never has them', async () => {
+    // Frames handed over in process before their write (LogCursor) are not in the stream yet, and
+    // are never if the write is then refused: a follower that dropped them for the stream to supply
+    // waited for them to its deadline.
+    const log = [1, 2].map((seq) => JSON.stringify({ v: 1, job: 'j', seq, type: 'delta', text: 'x' }));
+    const live = (seq: number, type = 'delta') => JSON.stringify({ v: 1, job: 'j', seq, type });
+    let push!: (m: string) => void;
+    let release!: () => void;
+    let reads = 0;
+    const got: number[] = [];
+    const following = followLog(
+      {
+        read: async (after) => {
+          // The first read is held until the test has pushed frames live meanwhile.
+          if (reads++ === 0) await new Promise<void>((r) => (release = r));
+          return log.filter((raw) => seqOf(raw) > after);
+        },
+        isLast: (raw) => raw.includes('"type":"error"'),
+        listen: (cb) => {
+          push = cb;
+          return () => {};
+        },
+        onResync: () => () => {},
+      },
+      0,
+      (_raw, seq) => got.push(seq),
+    );
+    await until(() => release !== undefined, { what: 'the first read' });
+    // While the stream is read: the next frame, which the stream does not have.
+    push(live(3));
+    release();
+    const h = await following;
+    expect(got).toEqual([1, 2, 3]);
+    // Past a gap: kept, then delivered when the gap is filled live.
+    push(live(5));
+    push(`${live(6, 'error')}`);
+    await until(() => reads >= 2, { what: 'the gap read' });
+    expect(got).toEqual([1, 2, 3]);
+    push(live(4));
+    await h.ended;
+    expect(got).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
   it('publishes a frame too large for pub/sub as a notice; followers read it whole from the stream', async () => {
