@@ -4,6 +4,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { until } from '@faregate/testing/env';
+import { GatewayError } from '@faregate/contracts/errors';
+import { FrameStore } from '@faregate/queue/frame-store';
 import { makeKeys } from '@faregate/queue/keys';
 import { freePort, type Service, type Stack, startStack } from './support/stack.ts';
 import { chatCalls, expectOneAnswerAfterReset, type JobFrame } from './support/reruns.ts';
@@ -130,10 +132,13 @@ describe('an ingress hosting its pools', () => {
     expect(rows.filter((r) => r.final)).toHaveLength(1);
   });
 
-  it('a stream whose chunks were handed over before their write, the write then refused, ends at once with an error, and its call is billed', async () => {
-    // The ingress hands a hosted run's chunks to its SSE caller as their write leaves for Redis; here
-    // the job is taken from the run mid-answer (as a worker would after the run's lease lapsed), so
-    // the next write is refused after its chunk was handed over.
+  it("a stream whose run loses its job mid-answer ends once the job's new owner ends it, or at once with an error if the refused write was handed over; its call is billed once", async () => {
+    // The ingress hands a hosted run's chunks to its SSE caller as their write leaves for Redis
+    // (when the connection's buffer is empty: most writes). Here the job is taken from the run
+    // mid-answer (as a worker does after the run's lease lapsed), so the run's next write is refused.
+    // Handed over before the refusal, its chunk is not in the log: the caller is ended at once with
+    // an error (before, it waited to its deadline for frames numbered past the log). Not handed
+    // over, the caller has exactly the log, and follows the new owner's frames.
     stack.fake.configure({ provider: 'openai', chunkMs: 60, tokens: 60 });
     try {
       const [ingress] = live('ingress');
@@ -156,22 +161,19 @@ describe('an ingress hosting its pools', () => {
         if (done) throw new Error(`the stream ended before any content: ${text}`);
         text += decoder.decode(value, { stream: true });
       }
-      const meta = makeKeys(stack.prefix).meta(id);
+      const keys = makeKeys(stack.prefix);
+      const meta = keys.meta(id);
       // The run's first write claimed the job for the ingress's attempt.
       await until(async () =>
         ingressOwner(ingress!).test((await redis.hget(meta, 'owner')) ?? '') ? true : undefined,
       );
-      await redis.hset(meta, 'owner', 'intruder:0:1');
-      // Read to the end: the stream ends by itself (before: a caller numbered past the log would wait
-      // for frames that never come), with the error, and no [DONE].
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += decoder.decode(value, { stream: true });
-      }
-      expect(text).toMatch(/"code":"upstream_error"/);
-      expect(text).toMatch(/could not be recorded/);
-      expect(text).not.toContain('[DONE]');
+      // Where the job's frames go: the ingress's reply channel (the hosted run's record on the lane).
+      const job = JSON.parse((await redis.hget(keys.fast('openai', 'data'), id)) ?? '{}') as {
+        replyTo?: string;
+      };
+      expect(job.replyTo).toBeTruthy();
+      const intruder = 'intruder:0:1';
+      await redis.hset(meta, 'owner', intruder);
       // The call stopped at the refusal and is billed what it produced, once.
       const rows = await until(async () => {
         const q = await stack.sql.query<{ outcome: string; output_tokens: number }>(
@@ -180,6 +182,28 @@ describe('an ingress hosting its pools', () => {
         );
         return q.rows.length > 0 ? q.rows : undefined;
       });
+      // The new owner ends the job, as a worker's attempt would end its answer.
+      const taken = new GatewayError({ code: 'upstream_error', message: 'taken over by the test' });
+      await new FrameStore(redis, keys).append(
+        id,
+        [{ type: 'error', status: taken.status, error: taken.toJSON() }],
+        {
+          owner: intruder,
+          ttlMs: 60_000,
+          replyTo: job.replyTo,
+          ends: true,
+        },
+      );
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      // Exactly one end: the hand-over's own error, or the new owner's; never an answer's [DONE].
+      const ends = text.match(/could not be recorded|taken over by the test/g) ?? [];
+      expect(ends).toHaveLength(1);
+      expect(text.match(/"code":"upstream_error"/g)).toHaveLength(1);
+      expect(text).not.toContain('[DONE]');
       expect(rows).toHaveLength(1);
       expect(rows[0]!.output_tokens).toBeGreaterThan(0);
       expect(rows[0]!.output_tokens).toBeLessThan(60);
