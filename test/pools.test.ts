@@ -371,6 +371,8 @@ describe('durability', () => {
       // The provider takes its time to answer: the kill lands while the call is open.
       s.fake.configure({ provider: 'openai', firstByteMs: 1_500, chunkMs: 0, tokens: 12 });
       const calls = chatCalls(s, 'openai').length;
+      // Runs the lane still lists (the warm-up's, until the lane forgets it).
+      const ran = await redis.zrange(makeKeys(s.prefix).fast('openai', 'run'), '0', '-1');
       const worker = s.services
         .filter((x) => x.name === 'worker:openai' && x.proc.exitCode === null && x.proc.signalCode === null)
         .at(-1)!;
@@ -378,6 +380,13 @@ describe('durability', () => {
         .create({ model: 'gpt-4o-mini', messages: ask('a whole answer') })
         .withResponse();
       await until(async () => (chatCalls(s, 'openai').length > calls ? true : undefined));
+      // The run's take follows its provider request by microseconds (README, "Fast lane"), which a
+      // loaded box can stretch past the test's kill (CI once did): the kill lands after it, on a run
+      // the lane knows was called, while the call is still open (1.5 s to its first byte).
+      const runs = makeKeys(s.prefix).fast('openai', 'run');
+      await until(async () =>
+        (await redis.zrange(runs, '0', '-1')).some((r) => !ran.includes(r)) ? true : undefined,
+      );
       worker.proc.kill('SIGKILL');
       s.fake.configure({ provider: 'openai', firstByteMs: 0 });
       void s.start('worker:openai');
