@@ -262,6 +262,9 @@ async function job(stack: Stack, headers: Record<string, string>, body: object):
   const { id } = (await r.json()) as { id: string };
   const seqs: number[] = [];
   let ended: string | undefined;
+  // A subscription the gateway refuses says why as a client can act on it: never an internal error
+  // (a store that is down is a 503 to retry, `overloaded`).
+  let unclear: string | undefined;
   const deadline = Date.now() + 60_000;
   while (!ended && Date.now() < deadline) {
     const after = seqs.at(-1) ?? 0;
@@ -280,14 +283,27 @@ async function job(stack: Stack, headers: Record<string, string>, body: object):
         if (m.job === id && typeof m.seq === 'number') {
           seqs.push(m.seq);
           if (m.type === 'done' || m.type === 'error') done(m.type);
-        } else if (m.type === 'nack') done(undefined);
+        } else if (m.type === 'nack') {
+          const e = (m as { error?: { code?: unknown; message?: unknown } }).error;
+          if (typeof e?.message !== 'string' || e.code === 'internal_error')
+            unclear ??= `a nack: ${JSON.stringify(m).slice(0, 200)}`;
+          done(undefined);
+        }
       });
       ws.on('close', () => done(undefined));
       ws.on('error', () => done(undefined));
     });
     if (!ended) await new Promise((res) => setTimeout(res, 250));
   }
-  return { kind: 'job', model, id, status: 202, complete: ended === 'done', seqs };
+  return {
+    kind: 'job',
+    model,
+    id,
+    status: 202,
+    complete: ended === 'done',
+    seqs,
+    ...(unclear ? { unclear } : {}),
+  };
 }
 
 /** `concurrency` clients, each sending requests of random kinds until `ms` have passed. */

@@ -11,6 +11,7 @@ import type { Principal } from './plugins/auth.ts';
 import { requireScope } from './plugins/auth.ts';
 import { ownedJob, parseChatRequest } from './submit.ts';
 import { UNSTORABLE, unstorable } from './openai-batches/validate.ts';
+import { asGatewayError } from './plugins/errors.ts';
 
 /**
  * Job batches (`POST /v1/jobs` with `{ "requests": [ … ] }`): the small, job-shaped form of the one
@@ -68,10 +69,7 @@ export async function submitBatch(
       valid.push({ line: index, body, job });
       entries.push({ index, id: job });
     } catch (e) {
-      const ge =
-        e instanceof GatewayError
-          ? e
-          : new GatewayError({ code: 'internal_error', message: 'internal error' });
+      const ge = asGatewayError(e);
       entries.push({ index, error: ge.toBody().error });
     }
   }

@@ -28,6 +28,7 @@ import { LineReplies } from './line-replies.ts';
 import { completedRaw, type EndedLine, endedWith, progressAfterStep, publishLines } from './progress.ts';
 import { lineTokens, sumTokens } from './usage.ts';
 import { type ValidLine, validateLines } from './validate.ts';
+import { asGatewayError } from '../plugins/errors.ts';
 
 /** BullMQ priority of batch lines: after every interactive and async job (those have none). */
 export const BATCH_PRIORITY = 100;
@@ -99,9 +100,6 @@ const modelOf = (body: unknown): string => {
   const m = body && typeof body === 'object' ? (body as { model?: unknown }).model : undefined;
   return typeof m === 'string' ? m.slice(0, 200) : '';
 };
-
-const asGatewayError = (e: unknown): GatewayError =>
-  e instanceof GatewayError ? e : new GatewayError({ code: 'internal_error', message: 'internal error' });
 
 const EXPIRED: BatchOutputLine['error'] = {
   code: 'batch_expired',

@@ -175,34 +175,16 @@ export function registerErrorHandling(app: FastifyInstance): void {
         if (anthropic) return sendEarlyError(req, reply, fe.statusCode, fe.message);
         ge = new GatewayError({ code: 'invalid_request_error', message: fe.message });
         return reply.code(fe.statusCode).send(ge.toBody());
-      } else if (isRedisFull(err)) {
-        // Redis at maxmemory (noeviction) refuses every write: nothing was queued; try again soon.
-        ge = new GatewayError({
-          code: 'overloaded',
-          message: 'The gateway cannot take new work right now (its queue store is full). Try again shortly.',
-          retryable: true,
-          retryAfterMs: 1_000,
-        });
-      } else if (isRedisUnavailable(err)) {
-        // Redis unreachable, or a Cluster shard failing over: nothing was queued; try again shortly.
-        ge = new GatewayError({
-          code: 'overloaded',
-          message: 'The gateway cannot reach its queue store right now. Try again shortly.',
-          retryable: true,
-          retryAfterMs: 1_000,
-        });
-      } else if (isBadValue(err)) {
-        // Postgres refused a value from the request (a NUL character, say): the caller's error.
-        ge = new GatewayError({
-          code: 'invalid_request_error',
-          message: 'The request contains a value that cannot be stored (for example a NUL character).',
-        });
       } else {
-        req.log.error({ err: { message: err.message, stack: err.stack } }, 'unhandled error');
-        ge = new GatewayError({
-          code: 'internal_error',
-          message: 'The server had an error while processing your request.',
-        });
+        const known = storeError(err);
+        if (known) ge = known;
+        else {
+          req.log.error({ err: { message: err.message, stack: err.stack } }, 'unhandled error');
+          ge = new GatewayError({
+            code: 'internal_error',
+            message: 'The server had an error while processing your request.',
+          });
+        }
       }
     }
     // A 429 or 503 says when to come back (a provider's overload relayed after the job's attempts
@@ -250,6 +232,46 @@ export function registerErrorHandling(app: FastifyInstance): void {
       reply,
     );
   });
+}
+
+/**
+ * What a failure of the gateway's own stores tells the caller, in every door (HTTP, WebSocket, a
+ * batch's line): Redis full or unreachable is a 503 to retry shortly (nothing was queued), a value
+ * Postgres cannot store is the caller's; undefined for any other error.
+ */
+export function storeError(err: unknown): GatewayError | undefined {
+  if (isRedisFull(err)) {
+    // Redis at maxmemory (noeviction) refuses every write: nothing was queued; try again soon.
+    return new GatewayError({
+      code: 'overloaded',
+      message: 'The gateway cannot take new work right now (its queue store is full). Try again shortly.',
+      retryable: true,
+      retryAfterMs: 1_000,
+    });
+  }
+  if (isRedisUnavailable(err)) {
+    // Redis unreachable, or a Cluster shard failing over: nothing was queued; try again shortly.
+    return new GatewayError({
+      code: 'overloaded',
+      message: 'The gateway cannot reach its queue store right now. Try again shortly.',
+      retryable: true,
+      retryAfterMs: 1_000,
+    });
+  }
+  if (isBadValue(err)) {
+    // Postgres refused a value from the request (a NUL character, say): the caller's error.
+    return new GatewayError({
+      code: 'invalid_request_error',
+      message: 'The request contains a value that cannot be stored (for example a NUL character).',
+    });
+  }
+  return undefined;
+}
+
+/** Any error as the gateway's error (`storeError`'s, or an internal error that says nothing internal). */
+export function asGatewayError(err: unknown, internal = 'internal error'): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return storeError(err) ?? new GatewayError({ code: 'internal_error', message: internal });
 }
 
 /** Redis refused a write because it reached `maxmemory` (with `noeviction`): an OOM reply. */

@@ -7,6 +7,7 @@ import { principalOf } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
 import { isObject, parseJsonText } from '../request-body.ts';
 import { StreamSession } from './session.ts';
+import { asGatewayError } from '../plugins/errors.ts';
 
 /** The ops a client can send (a nack echoes one a message named, even when the rest was refused). */
 const OPS = ClientOp.options.map((o) => o.shape.op.value);
@@ -64,10 +65,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
       e: unknown,
       target?: { job?: string; batch?: string },
     ) => {
-      const ge =
-        e instanceof GatewayError
-          ? e
-          : new GatewayError({ code: 'internal_error', message: 'internal error' });
+      const ge = asGatewayError(e);
       if (!(e instanceof GatewayError)) req.log.error({ err: String(e) }, 'ws op failed');
       reply({ type: 'nack', op, ...(id ? { id } : {}), ...target, error: ge.toBody().error });
     };
