@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '@faregate/testing/env';
+import { RawWs } from './support/raw-ws.ts';
 import { type Stack, startStack } from './support/stack.ts';
 
 /**
@@ -61,6 +62,18 @@ describe('readiness', () => {
     }
     // A provider the deployment does not run is still unknown.
     expect((await refusal('gemini/gemini-2.5-flash')).status).toBe(404);
+    // A WebSocket submit is refused the same way, and says when to try again (no header there).
+    const ws = await RawWs.open(stack.url, stack.apiKey);
+    try {
+      ws.send({ op: 'submit', id: 's', request: { model: 'gpt-4o-mini', messages: ask } });
+      expect(await ws.next((m) => m.id === 's')).toMatchObject({
+        type: 'nack',
+        op: 'submit',
+        error: { code: 'provider_unavailable', type: 'server_error', retryable: true, retryAfterMs: 1_000 },
+      });
+    } finally {
+      await ws.close();
+    }
 
     await stack.start('worker:openai');
     await until(async () => (await readyz()).status === 200, {

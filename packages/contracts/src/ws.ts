@@ -84,7 +84,11 @@ export const ServerReply = z.discriminatedUnion('type', [
     op: Op,
     job: z.string().optional(),
     batch: z.string().optional(),
-    error: ErrorBody.shape.error,
+    /** The OpenAI error body, and whether trying again may help and after how long (as an `error` frame says). */
+    error: ErrorBody.shape.error.extend({
+      retryable: z.boolean().optional(),
+      retryAfterMs: z.number().optional(),
+    }),
   }),
   z.object({ ...tag, type: z.literal('pong') }),
   z.object({ v: z.literal(1), type: z.literal('batch_end'), batch: z.string() }),

@@ -27,7 +27,9 @@ function frames(job: string, n: number): Frame[] {
   return out;
 }
 
-async function protocolServer(opts: { reject401?: boolean } = {}) {
+async function protocolServer(opts: { reject401?: boolean; overloaded?: number } = {}) {
+  /** Subscribes still to refuse as a gateway whose queue store is down does (retryable). */
+  let overloaded = opts.overloaded ?? 0;
   const jobs = new Map<string, Frame[]>();
   const subs: Sub[] = [];
   const ops: Array<Record<string, unknown>> = [];
@@ -50,6 +52,19 @@ async function protocolServer(opts: { reject401?: boolean } = {}) {
       if (m.op === 'subscribe') {
         const job = m.job as string;
         const list = jobs.get(job);
+        if (overloaded > 0) {
+          overloaded--;
+          const error = {
+            message: 'The gateway cannot reach its queue store right now. Try again shortly.',
+            type: 'server_error',
+            param: null,
+            code: 'overloaded',
+            retryable: true,
+            retryAfterMs: 20,
+          };
+          socket.send(JSON.stringify({ v: 1, type: 'nack', op: 'subscribe', job, error }));
+          return;
+        }
         if (!list) {
           const error = {
             message: `No job found with id '${job}'.`,
@@ -93,7 +108,12 @@ afterEach(async () => {
 });
 
 async function setup(
-  opts: { reject401?: boolean; probe?: (job: string) => Promise<void>; heartbeatMs?: number } = {},
+  opts: {
+    reject401?: boolean;
+    probe?: (job: string) => Promise<void>;
+    heartbeatMs?: number;
+    overloaded?: number;
+  } = {},
 ) {
   const server = await protocolServer(opts);
   const conn = new StreamConnection({
@@ -178,6 +198,21 @@ describe('StreamConnection', () => {
     const got = await collect(conn.subscribe('j1', 0));
     expect(seqs(got)).toEqual(range(1, 10));
     expect(server.subs.map((s) => s.after)).toEqual([0, 3]);
+  });
+
+  it('subscribes again when the gateway refuses for now (retryable, its queue store down), up to the reconnect bound', async () => {
+    const { server, conn } = await setup({ overloaded: 2 });
+    server.jobs.set('j1', frames('j1', 6));
+    const got = await collect(conn.subscribe('j1', 0));
+    expect(seqs(got)).toEqual(range(1, 6));
+    expect(server.ops.filter((o) => o.op === 'subscribe')).toHaveLength(3);
+    // Refused past the bound (maxReconnects 5 in a row), the reader fails with the gateway's error.
+    const worse = await setup({ overloaded: 100 });
+    worse.server.jobs.set('j2', frames('j2', 3));
+    const err = await collect(worse.conn.subscribe('j2', 0)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FaregateError);
+    expect((err as FaregateError).code).toBe('overloaded');
+    expect(worse.server.ops.filter((o) => o.op === 'subscribe')).toHaveLength(6);
   });
 
   it('starts after the given cursor', async () => {

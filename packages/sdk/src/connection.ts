@@ -42,6 +42,8 @@ interface Channel {
   pendingAcks: number;
   /** The server is following this job for us. */
   following: boolean;
+  /** Subscribes the server refused in a row as worth retrying (its store down or full). */
+  refusals: number;
 }
 
 const OPEN = 1;
@@ -92,7 +94,7 @@ export class StreamConnection {
     );
     let ch = this.#channels.get(job);
     if (!ch || ch.kind !== kind) {
-      ch = { job, kind, subs: new Set(), pendingAcks: 0, following: false };
+      ch = { job, kind, subs: new Set(), pendingAcks: 0, following: false, refusals: 0 };
       this.#channels.set(job, ch);
     }
     ch.subs.add(sub);
@@ -207,6 +209,7 @@ export class StreamConnection {
     const ch = id === undefined ? undefined : this.#channels.get(id);
     if (reply.type === 'ack' && reply.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
+      ch.refusals = 0;
       // The bounded progress stream no longer has the events after some cursors: those readers
       // get one `batch_gap` standing for them, and go on from the oldest event kept.
       if (ch.kind === 'batch' && reply.truncated === true && reply.first_seq !== undefined) {
@@ -232,6 +235,17 @@ export class StreamConnection {
       }
     } else if (reply.type === 'nack' && reply.op === 'subscribe' && ch) {
       ch.pendingAcks = Math.max(0, ch.pendingAcks - 1);
+      // The server cannot follow the job now (its queue store down or full): subscribe again when
+      // it says, a bounded number of times in a row, as a dropped socket is reconnected.
+      if (reply.error.retryable === true && ch.refusals < this.#c.maxReconnects) {
+        ch.refusals++;
+        ch.following = false;
+        const wait = reply.error.retryAfterMs ?? backoffMs(ch.refusals - 1);
+        setTimeout(() => {
+          if (!this.#closed && this.#channels.get(ch.job) === ch) this.#resubscribe(ch);
+        }, wait);
+        return;
+      }
       const err = errorFromBody({ error: reply.error }, undefined, ch.job);
       // Final: the job is not ours / unknown, or this socket has too many subscriptions.
       this.#failChannel(ch, err);

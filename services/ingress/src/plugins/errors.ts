@@ -6,9 +6,12 @@ import { GatewayError, errorBody } from '@faregate/contracts/errors';
 import { newId } from '@faregate/contracts/ids';
 import { serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodError, type ZodType } from 'zod';
+import type { ServerReply } from '@faregate/contracts/ws';
 import { isBadValue } from '@faregate/db/unavailable';
 import { anthropicError, anthropicErrorForStatus } from '../doors/messages.ts';
 import { lingerOnTooLarge } from './lingering-close.ts';
+
+type NackError = Extract<ServerReply, { type: 'nack' }>['error'];
 
 /** The `retry-after` of a 429 or 503 whose cause gave none. */
 const DEFAULT_RETRY_AFTER_MS = 1_000;
@@ -272,6 +275,18 @@ export function storeError(err: unknown): GatewayError | undefined {
 export function asGatewayError(err: unknown, internal = 'internal error'): GatewayError {
   if (err instanceof GatewayError) return err;
   return storeError(err) ?? new GatewayError({ code: 'internal_error', message: internal });
+}
+
+/**
+ * A nack's `error`: the OpenAI error body, and whether trying again may help and after how long, as
+ * a job's `error` frame says (`retryable`, `retryAfterMs`) and an HTTP door's `retry-after` header.
+ */
+export function nackError(ge: GatewayError): NackError {
+  return {
+    ...ge.toBody().error,
+    retryable: ge.retryable,
+    ...(ge.retryAfterMs === undefined ? {} : { retryAfterMs: ge.retryAfterMs }),
+  };
 }
 
 /** Redis refused a write because it reached `maxmemory` (with `noeviction`): an OOM reply. */

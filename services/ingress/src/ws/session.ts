@@ -12,7 +12,7 @@ import { progressPosition, publishStatus } from '../openai-batches/progress.ts';
 import { type Principal, requireScope } from '../plugins/auth.ts';
 import { fromZod } from '../plugins/errors.ts';
 import { cancelJob, submitChat } from '../submit.ts';
-import { asGatewayError } from '../plugins/errors.ts';
+import { asGatewayError, nackError } from '../plugins/errors.ts';
 
 /**
  * Followers one connection may hold: each job subscription (a `submit` included), each member job a
@@ -189,7 +189,7 @@ export class StreamSession {
           // (before this returns), so the next op of the socket finds it.
           void this.#follow(id, 0).catch((e: unknown) => {
             const ge = asGatewayError(e, 'could not follow the job');
-            this.#reply({ type: 'nack', op: 'subscribe', job: id, ...tag, error: ge.toBody().error });
+            this.#reply({ type: 'nack', op: 'subscribe', job: id, ...tag, error: nackError(ge) });
           });
         } finally {
           release();

@@ -4,10 +4,9 @@ import { GatewayError } from '@faregate/contracts/errors';
 import { ClientOp, type ServerReplyBody } from '@faregate/contracts/ws';
 import type { IngressDeps } from '../deps.ts';
 import { principalOf } from '../plugins/auth.ts';
-import { fromZod } from '../plugins/errors.ts';
 import { isObject, parseJsonText } from '../request-body.ts';
 import { StreamSession } from './session.ts';
-import { asGatewayError } from '../plugins/errors.ts';
+import { asGatewayError, fromZod, nackError } from '../plugins/errors.ts';
 
 /** The ops a client can send (a nack echoes one a message named, even when the rest was refused). */
 const OPS = ClientOp.options.map((o) => o.shape.op.value);
@@ -67,7 +66,7 @@ export async function streamRoutes(app: FastifyInstance, deps: IngressDeps): Pro
     ) => {
       const ge = asGatewayError(e);
       if (!(e instanceof GatewayError)) req.log.error({ err: String(e) }, 'ws op failed');
-      reply({ type: 'nack', op, ...(id ? { id } : {}), ...target, error: ge.toBody().error });
+      reply({ type: 'nack', op, ...(id ? { id } : {}), ...target, error: nackError(ge) });
     };
 
     // Messages take effect one after the other, in the order sent, each answered before the next
