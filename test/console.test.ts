@@ -417,19 +417,61 @@ describe('the admin views the console reads', () => {
     expect(none.data).toEqual([]);
   });
 
-  it('sums spend per day and account equal to the usage events', async () => {
+  it('sums spend per day and account equal to the usage events, counting calls and requests as /v1/usage does', async () => {
+    // A request the provider refuses (400) is settled too, with no tokens: not a call, not a request
+    // served (before, the spend report counted it and the tenant's own usage did not).
+    const before = await stack.sql.query('SELECT 1 FROM usage_events');
+    stack.fake.script('openai', [{ fault: '400' }]);
+    const refused = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'refused' }] }),
+    });
+    expect(refused.status).toBe(400);
+    await until(
+      async () =>
+        ((await stack.sql.query('SELECT 1 FROM usage_events')).rowCount ?? 0) > (before.rowCount ?? 0),
+      {
+        what: 'the refused request settled',
+      },
+    );
     const r = (await (await get('/admin/v1/spend?group=account&days=1')).json()) as {
       group: string;
-      data: { day: string; group: string; label: string; cost_micros: string; requests: number }[];
+      data: {
+        day: string;
+        group: string;
+        label: string;
+        cost_micros: string;
+        calls: number;
+        requests: number;
+      }[];
     };
     expect(r.group).toBe('account');
-    const sql = await stack.sql.query<{ account_id: string; cost: string; n: string }>(
-      `SELECT account_id, sum(cost_micros)::text AS cost, count(DISTINCT request_id)::text AS n
+    const sql = await stack.sql.query<{
+      account_id: string;
+      cost: string;
+      calls: string;
+      n: string;
+      all: string;
+    }>(
+      `SELECT account_id, sum(cost_micros)::text AS cost,
+              count(*) FILTER (WHERE input_tokens + output_tokens > 0)::text AS calls,
+              count(DISTINCT request_id) FILTER (WHERE input_tokens + output_tokens > 0)::text AS n,
+              count(DISTINCT request_id)::text AS all
          FROM usage_events GROUP BY account_id`,
     );
-    expect(r.data.map((d) => [d.group, d.cost_micros, d.requests]).sort()).toEqual(
-      sql.rows.map((s) => [s.account_id, s.cost, Number(s.n)]).sort(),
+    expect(r.data.map((d) => [d.group, d.cost_micros, d.calls, d.requests]).sort()).toEqual(
+      sql.rows.map((s) => [s.account_id, s.cost, Number(s.calls), Number(s.n)]).sort(),
     );
+    const mine = r.data.find((d) => d.label === 'bootstrap');
+    const row = sql.rows.find((x) => x.account_id === mine?.group);
+    expect(Number(row?.all)).toBeGreaterThan(Number(row?.n));
+    // The tenant's own report of the same day says the same.
+    const own = (await (await get('/v1/usage?group_by=day', `Bearer ${stack.apiKey}`)).json()) as {
+      data: { day: string; calls: number; requests: number }[];
+    };
+    const today = own.data.find((d) => d.day === mine?.day);
+    expect([today?.calls, today?.requests]).toEqual([mine?.calls, mine?.requests]);
     expect(r.data[0]?.label).toBe('bootstrap');
     expect(r.data[0]?.day).toBe(new Date().toISOString().slice(0, 10));
   });

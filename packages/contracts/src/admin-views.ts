@@ -53,6 +53,9 @@ export const SpendRow = z.object({
   group: z.string(),
   /** The account's or key's name. */
   label: z.string().nullable(),
+  /** Provider calls that produced tokens (retries and fallbacks each count), as `/v1/usage` counts them. */
+  calls: z.number().int(),
+  /** Requests with at least one such call, as `/v1/usage` counts them. */
   requests: z.number().int(),
   input_tokens: z.number().int(),
   output_tokens: z.number().int(),

@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { SpendGroup } from '@faregate/contracts/admin-views';
 import type { Db } from './client.ts';
+import { countedCalls, countedRequests } from './usage.ts';
 
 export interface SpendRow {
   /** UTC date `YYYY-MM-DD`. */
@@ -9,6 +10,8 @@ export interface SpendRow {
   group: string;
   /** The account's or key's name, when grouped by account or key. */
   label: string | null;
+  /** Provider calls that produced tokens, and the requests they served (as `/v1/usage` counts them). */
+  calls: number;
   requests: number;
   inputTokens: number;
   outputTokens: number;
@@ -47,15 +50,16 @@ export async function getSpend(
     day: string;
     grp: string;
     label: string | null;
+    calls: string;
     requests: string;
     input: string;
     output: string;
     cost: string;
   }>(sql`
-    SELECT day, grp, label, requests, input, output, cost FROM (
+    SELECT day, grp, label, calls, requests, input, output, cost FROM (
       SELECT to_char(u.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, ${col} AS grp,
              min(${GROUP_LABEL[opts.group]}) AS label,
-             count(DISTINCT u.request_id)::text AS requests,
+             ${countedCalls}::text AS calls, ${countedRequests}::text AS requests,
              coalesce(sum(u.input_tokens), 0)::text AS input,
              coalesce(sum(u.output_tokens), 0)::text AS output,
              coalesce(sum(u.cost_micros), 0) AS cost_n, coalesce(sum(u.cost_micros), 0)::text AS cost
@@ -67,6 +71,7 @@ export async function getSpend(
     day: row.day,
     group: row.grp,
     label: row.label,
+    calls: Number(row.calls),
     requests: Number(row.requests),
     inputTokens: Number(row.input),
     outputTokens: Number(row.output),

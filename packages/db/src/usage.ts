@@ -46,9 +46,12 @@ type RawRow = {
 
 // A request's last event is written even when it made no call that produced tokens (a batch line
 // that expired waiting, a call refused): it releases the request's hold, it is not a call. Calls
-// and requests count what produced tokens, what the cost is the cost of.
-const aggregates = sql`count(*) FILTER (WHERE input_tokens + output_tokens > 0)::text AS calls,
-  count(DISTINCT request_id) FILTER (WHERE input_tokens + output_tokens > 0)::text AS requests,
+// and requests count what produced tokens, what the cost is the cost of: here and in the admin's
+// spend report (admin-views.ts), so the two agree.
+export const countedCalls = sql`count(*) FILTER (WHERE input_tokens + output_tokens > 0)`;
+export const countedRequests = sql`count(DISTINCT request_id) FILTER (WHERE input_tokens + output_tokens > 0)`;
+const aggregates = sql`${countedCalls}::text AS calls,
+  ${countedRequests}::text AS requests,
   coalesce(sum(input_tokens), 0)::text AS input, coalesce(sum(cached_input_tokens), 0)::text AS cached,
   coalesce(sum(cache_write_tokens), 0)::text AS cache_write,
   coalesce(sum(cache_write_1h_tokens), 0)::text AS cache_write_1h, coalesce(sum(output_tokens), 0)::text AS output,

@@ -109,6 +109,7 @@ export async function adminViewRoutes(app: FastifyInstance, deps: IngressDeps): 
           day: row.day,
           group: row.group,
           label: row.label,
+          calls: row.calls,
           requests: row.requests,
           input_tokens: row.inputTokens,
           output_tokens: row.outputTokens,
