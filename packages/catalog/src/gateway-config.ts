@@ -94,6 +94,7 @@ export function loadGatewayConfig(
  */
 export function catalogWithOverrides(models: CatalogModel[], config: GatewayConfig): CatalogModel[] {
   const out = models.map((m) => ({ ...m }));
+  const known = new PriceTable(models);
   for (const [name, price] of Object.entries(config.prices)) {
     const slash = name.indexOf('/');
     if (slash <= 0) throw new Error(`price override "${name}": use provider/model`);
@@ -102,17 +103,28 @@ export function catalogWithOverrides(models: CatalogModel[], config: GatewayConf
     const existing =
       out.find((m) => m.provider === provider && m.id === id) ??
       out.find((m) => m.provider === provider && m.aliases.includes(id));
-    if (existing) existing.price = price;
-    else
-      out.push({
-        provider,
-        id,
-        aliases: [],
-        contextWindow: 8192,
-        maxOutputTokens: 4096,
-        capabilities: ['streaming'],
-        price,
-      });
+    if (existing) {
+      existing.price = price;
+      continue;
+    }
+    // A dated snapshot of a catalog model is that model, priced on its own: its window, limits and
+    // capabilities are the model's. Any other name is known by its price alone.
+    const baseId = known.canonicalId(provider, id);
+    const base = models.find((m) => m.provider === provider && m.id === baseId);
+    out.push(
+      base
+        ? { ...base, id, aliases: [], price }
+        : {
+            provider,
+            id,
+            aliases: [],
+            contextWindow: 8192,
+            maxOutputTokens: 4096,
+            capabilities: ['streaming'],
+            price,
+            pricedOnly: true,
+          },
+    );
   }
   return out;
 }

@@ -66,6 +66,11 @@ export const CatalogModel = z.object({
   created: z.number().int().optional(),
   /** An embedding model's vector size, and whether a request's `dimensions` may shorten it. */
   dimensions: z.object({ max: z.number().int().positive(), settable: z.boolean() }).optional(),
+  /**
+   * Known by its price alone (the routing file prices a model the catalog lacks): its window, output
+   * limit and capabilities are placeholders, not the model's, and are held as unknown (directory.ts).
+   */
+  pricedOnly: z.literal(true).optional(),
 });
 export type CatalogModel = z.infer<typeof CatalogModel>;
 

@@ -39,6 +39,25 @@ export function defaultMaxTokens(model: string): number {
   return Math.min(maxOutputOf(model) ?? DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS);
 }
 
+/** Extended thinking is asked for (`none` and `minimal`: no extended thinking). */
+const thinks = (effort: ChatRequest['reasoning_effort']): effort is keyof typeof THINKING_BUDGET =>
+  effort !== undefined && effort !== null && effort !== 'none' && effort !== 'minimal';
+
+/**
+ * The `max_tokens` a request is sent to `model` with (Anthropic requires one): the caller's limit,
+ * or, without one, room for the answer (DEFAULT_MAX_TOKENS), plus the thinking budget when thinking
+ * is asked for, within the model's output limit (32,000 for a model the catalog does not know). The
+ * one place that decides it: the ingress holds a call's cost on it. `thinking` false: the request
+ * goes without extended thinking after all (see `buildAnthropicBody`).
+ */
+export function anthropicMaxTokens(req: ChatRequest, model: string, thinking = true): number {
+  const requested = requestedMaxTokens(req);
+  if (requested !== undefined) return requested;
+  const effort = req.reasoning_effort;
+  if (!thinking || !thinks(effort)) return defaultMaxTokens(model);
+  return Math.min(THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS, maxOutputOf(model) ?? UNKNOWN_MAX_OUTPUT);
+}
+
 type Block = Record<string, unknown>;
 interface Turn {
   role: 'user' | 'assistant';
@@ -202,7 +221,11 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   const refused = chatRefusal('anthropic', opts.config.id, req);
   if (refused) throw invalidParam(refused.param, refused.message);
   const { system, turns } = translateMessages(req.messages);
-  let maxTokens = requestedMaxTokens(req) ?? defaultMaxTokens(opts.model);
+  const effort = req.reasoning_effort;
+  // The chat door's callers cannot send Anthropic's signed thinking back (the Messages door's can).
+  const unsigned = req.thinking_budget === undefined && continuesUnsignedToolUse(turns);
+  const thinking = thinks(effort) && !unsigned;
+  const maxTokens = anthropicMaxTokens(req, opts.model, thinking);
   const body: Record<string, unknown> = { model: opts.model, max_tokens: maxTokens, messages: turns };
   if (system.length > 0) body.system = system;
   if (req.temperature != null) body.temperature = req.temperature;
@@ -210,19 +233,10 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
   if (req.top_k != null) body.top_k = req.top_k;
   const stop = stopList(req.stop);
   if (stop) body.stop_sequences = stop;
-  const effort = req.reasoning_effort;
-  // The chat door's callers cannot send Anthropic's signed thinking back (the Messages door's can).
-  const unsigned = req.thinking_budget === undefined && continuesUnsignedToolUse(turns);
-  if (effort && effort !== 'none' && effort !== 'minimal' && !unsigned) {
+  if (thinking && thinks(effort)) {
     // OpenAI's max_completion_tokens includes reasoning; Anthropic's budget must stay below max_tokens.
-    // Without the caller's limit: the budget and room for the answer, within the model's output limit
-    // (a model the catalog does not know: 32,000, the least of Claude's thinking models').
+    // Without the caller's limit: the budget and room for the answer (anthropicMaxTokens).
     const unlimited = requestedMaxTokens(req) === undefined;
-    if (unlimited)
-      maxTokens = Math.min(
-        THINKING_BUDGET[effort] + DEFAULT_MAX_TOKENS,
-        maxOutputOf(opts.model) ?? UNKNOWN_MAX_OUTPUT,
-      );
     const budget = Math.min(
       req.thinking_budget ?? THINKING_BUDGET[effort],
       unlimited ? maxTokens - DEFAULT_MAX_TOKENS : maxTokens - 1,
@@ -232,7 +246,6 @@ export function buildAnthropicBody(req: ChatRequest, opts: BuildOptions): Record
     if (req.temperature != null && req.temperature !== 1) {
       throw invalidParam('temperature', 'Anthropic requires temperature 1 when reasoning is enabled');
     }
-    body.max_tokens = maxTokens;
     body.thinking = { type: 'enabled', budget_tokens: budget };
   }
   // Tools go with `none` too (Anthropic takes `{type:'none'}` natively): a conversation holding

@@ -98,8 +98,9 @@ export class ModelDirectory {
           id: m.id,
           contextWindow: m.contextWindow ?? cat?.contextWindow ?? 8192,
           maxOutputTokens: m.maxOutputTokens ?? cat?.maxOutputTokens ?? 4096,
-          outputLimitKnown: (m.maxOutputTokens ?? cat?.maxOutputTokens) !== undefined,
-          catalogued: cat !== undefined,
+          // A model known by its routing-file price alone has placeholder limits and capabilities.
+          outputLimitKnown: m.maxOutputTokens !== undefined || (cat !== undefined && !cat.pricedOnly),
+          catalogued: cat !== undefined && !cat.pricedOnly,
           capabilities: cat?.capabilities ?? ['streaming'],
           price: priced?.price,
           selfHosted: priced?.selfHosted ?? false,

@@ -6,6 +6,9 @@ import type { GatewayError } from '@faregate/contracts/errors';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
 import { testRedis } from '@faregate/testing/env';
+import { BUILTIN_MODELS } from '@faregate/catalog/models';
+import { catalogWithOverrides, GatewayConfig } from '@faregate/catalog/gateway-config';
+import { PriceTable } from '@faregate/catalog/prices';
 import { ModelDirectory } from './directory.ts';
 import { Router } from './router.ts';
 
@@ -167,6 +170,48 @@ describe('Router', () => {
     const hold = r.plan(req('gpt-4o-mini', { max_tokens: 1000 })).callMicros;
     expect(hold).toBeGreaterThanOrEqual(600n);
     expect(hold).toBeLessThan(620n);
+  });
+
+  it("holds what a Claude call is sent (max_tokens: the caller's, else the answer's room and the thinking budget), not the model's whole output limit", () => {
+    const r = new Router(dir, { allowUnpriced: false });
+    const out = (extra: Partial<ChatRequest>) =>
+      r.plan(req('claude-haiku-4-5', extra)).callMicros -
+      r.plan(req('claude-haiku-4-5', { max_tokens: 1 })).callMicros;
+    // Haiku 4.5 writes $5/M: 5 µUSD a token.
+    expect(out({})).toBe(5n * (4_096n - 1n));
+    expect(out({ max_tokens: 20_000 })).toBe(5n * (20_000n - 1n));
+    expect(out({ reasoning_effort: 'high' })).toBe(5n * (16_384n + 4_096n - 1n));
+  });
+
+  it("a model known by its routing-file price alone keeps the caller's limit, images and reasoning: its placeholders are not its limits; a priced snapshot is its model", async () => {
+    const k = makeKeys(`${prefix}-priced`);
+    const record = pool('anthropic', ['claude-next-1', 'claude-haiku-4-5-20251001']);
+    await redis.set(k.models('anthropic'), JSON.stringify(record));
+    await redis.sadd(k.pools, 'anthropic');
+    const price = { inputPerM: '1.00', outputPerM: '10.00' };
+    const config = GatewayConfig.parse({
+      prices: { 'anthropic/claude-next-1': price, 'anthropic/claude-haiku-4-5-20251001': price },
+    });
+    const priced = new ModelDirectory(redis, k, new PriceTable(catalogWithOverrides(BUILTIN_MODELS, config)));
+    await priced.refresh();
+    const r = new Router(priced, { allowUnpriced: false });
+    const image = {
+      role: 'user' as const,
+      content: [{ type: 'image_url' as const, image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }],
+    };
+    for (const model of ['anthropic/claude-next-1', 'anthropic/claude-haiku-4-5-20251001']) {
+      // Before: a 400 past a 4,096 placeholder, and images and reasoning refused ('streaming' only).
+      const big = r.plan(req(model, { max_tokens: 20_000 }));
+      const one = r.plan(req(model, { max_tokens: 1 }));
+      expect(big.callMicros - one.callMicros, model).toBe(10n * (20_000n - 1n));
+      expect(r.plan(req(model, { messages: [image] })).plan[0]?.provider, model).toBe('anthropic');
+      const thinking = r.plan(req(model, { reasoning_effort: 'high' })).callMicros - one.callMicros;
+      expect(thinking, model).toBe(10n * (16_384n + 4_096n - 1n));
+    }
+    // The snapshot priced on its own is its model: its known output limit still bounds a request.
+    expect(codeOf(() => r.plan(req('anthropic/claude-haiku-4-5-20251001', { max_tokens: 70_000 })))).toBe(
+      'invalid_request_error',
+    );
   });
 
   it("holds a prediction's rejected tokens too (billed as output): its text's bytes at the output price", () => {

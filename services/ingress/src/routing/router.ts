@@ -14,6 +14,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import { inLegacyTerms } from '@faregate/contracts/legacy-functions';
 import type { RouteCandidate } from '@faregate/contracts/jobs';
 import { maxCallCostMicros } from '@faregate/catalog/prices';
+import { anthropicMaxTokens } from '@faregate/providers/anthropic/request';
 import {
   inputBound,
   measureEmbeddingsInput,
@@ -227,7 +228,7 @@ export class Router {
     // Outputs): the hold covers them too, at their text's byte length (a token bound).
     const predicted = req.prediction ? utf8Bytes(JSON.stringify(req.prediction.content)) : 0;
     return {
-      ...this.#costed(entries, targets, prompt, requestedMaxTokens(req), req.n ?? 1, predicted),
+      ...this.#costed(entries, targets, prompt, (e) => maxOutputOf(e, req), req.n ?? 1, predicted),
       standingIn,
     };
   }
@@ -261,7 +262,7 @@ export class Router {
         embeddingsRefusal(e.kind, e.provider, req) ??
         dimensionsRefusal(e.dimensions, `${e.provider}/${e.id}`, req),
     );
-    return { ...this.#costed(entries, targets, prompt, 0), standingIn };
+    return { ...this.#costed(entries, targets, prompt, () => 0), standingIn };
   }
 
   /** The most one call of the request may cost on any candidate, and its prompt-token bound. */
@@ -269,13 +270,13 @@ export class Router {
     entries: ModelEntry[],
     targets: ReadonlySet<ModelEntry>,
     prompt: PromptMeasure,
-    maxTokens: number | undefined,
+    maxOutput: (e: ModelEntry) => number,
     choices = 1,
     extraOutput = 0,
   ): RoutePlan {
     const costs = entries.map((e) => {
       // Every choice (`n`) may use the whole output cap: the hold covers them all.
-      const maxOut = Math.min(maxTokens ?? e.maxOutputTokens, e.maxOutputTokens) * choices + extraOutput;
+      const maxOut = maxOutput(e) * choices + extraOutput;
       return { micros: maxCostMicros(e, prompt, maxOut), inputTokens: inputBound(prompt, target(e)) };
     });
     return {
@@ -619,6 +620,19 @@ function askedReasoning(
   if (asksReasoning(req.reasoning_effort) && e.catalogued && !e.selfHosted)
     return reasoningRefusal(e, 'reasoning_effort');
   return undefined;
+}
+
+/**
+ * The most output tokens one answer of `req` may have on `e`, what its hold covers: what the call
+ * asks the provider for (Anthropic requires max_tokens, which its adapter decides:
+ * `anthropicMaxTokens`), else the caller's limit, else the model's. The model's output limit caps
+ * it only when known (discovered or in the catalog): a model the gateway knows nothing of is sent
+ * the caller's limit as it is, so it is held as it is (before: capped at a 4,096 guess).
+ */
+function maxOutputOf(e: ModelEntry, req: ChatRequest): number {
+  const asked = e.kind === 'anthropic' ? anthropicMaxTokens(req, e.id) : requestedMaxTokens(req);
+  const out = asked ?? e.maxOutputTokens;
+  return e.outputLimitKnown ? Math.min(out, e.maxOutputTokens) : out;
 }
 
 function reasoningRefusal(e: ModelEntry, param: string): Refusal | undefined {
