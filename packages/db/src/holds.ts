@@ -107,3 +107,12 @@ export async function sweepGivebacks(db: Db, olderThanMs = 86_400_000): Promise<
   );
   return r.rowCount ?? 0;
 }
+
+/** Tenant accounts whose balance is below zero, and by how much in all (µUSD). */
+export async function overdrawn(db: Db): Promise<{ accounts: number; micros: bigint }> {
+  const r = await db.$client.query<{ n: string; micros: string }>(
+    `SELECT count(*)::text AS n, coalesce(-sum(balance_micros), 0)::text AS micros
+       FROM ledger_accounts WHERE kind = 'tenant' AND balance_micros < 0`,
+  );
+  return { accounts: Number(r.rows[0]?.n ?? 0), micros: BigInt(r.rows[0]?.micros ?? 0) };
+}

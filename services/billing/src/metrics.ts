@@ -15,6 +15,8 @@ export interface BillingMetrics {
   backlog: Gauge;
   oldestAgeSeconds: Gauge;
   holdsExpired: Counter;
+  overdrawn: Gauge;
+  overdrawnMicros: Gauge;
   credits: Counter<'result'>;
 }
 
@@ -93,6 +95,16 @@ export function createMetrics(): BillingMetrics {
     holdsExpired: new Counter({
       name: 'billing_holds_expired_total',
       help: 'Admission holds removed after expiry (requests that never settled)',
+      registers: r,
+    }),
+    overdrawn: new Gauge({
+      name: 'billing_tenants_overdrawn',
+      help: 'Tenant accounts whose balance is below zero (settled past their holds: a provider billed more than the request allowed), as of the last hold sweep',
+      registers: r,
+    }),
+    overdrawnMicros: new Gauge({
+      name: 'billing_overdrawn_micro_usd',
+      help: 'How far below zero those balances are, summed, in micro-USD (as of the last hold sweep)',
       registers: r,
     }),
     credits: new Counter({

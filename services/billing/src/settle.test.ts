@@ -7,7 +7,10 @@ import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
 import { until } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { startHoldSweeper } from './hold-sweeper.ts';
 import { settleBatch } from './ledger.ts';
+import { createMetrics } from './metrics.ts';
 import { priceEvents } from './pricing.ts';
 import { PriceBook } from './price-book.ts';
 import { type Harness, harness, metricValue, rng, usageEvent } from './test-harness.ts';
@@ -380,6 +383,27 @@ describe('settlement', () => {
     });
     await h.xadd(usageEvent({ requestId: 'req_hold', ...t, hop: 1 }));
     await until(async () => (await getHold(h.db, 'req_hold')) === undefined, { what: 'hold released' });
+    expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    await c.stop();
+  });
+
+  it('reports tenants settled below zero (a provider billed past the hold) on the gauges an alert reads', async () => {
+    const t = await tenant(1_000n);
+    await hold(t, 'req_overdrawn');
+    // 1M output tokens of gpt-4o-mini: $0.60, far past the 1,000 µUSD balance and the hold.
+    const event = usageEvent({ requestId: 'req_overdrawn', ...t, outputTokens: 1_000_000 });
+    const c = await h.consumer('overdrawn');
+    await h.xadd(event);
+    await until(async () => (await getBalance(h.db, t.account)).balanceMicros < 0n, { what: 'settled' });
+    const metrics = createMetrics();
+    const sweeper = startHoldSweeper({ db: h.db, metrics, log: pino({ level: 'silent' }) }, 60_000);
+    await until(async () => ((await metricValue(metrics.overdrawn)) > 0 ? true : undefined), {
+      what: 'the sweep',
+    });
+    await sweeper.stop();
+    const { balanceMicros } = await getBalance(h.db, t.account);
+    expect(await metricValue(metrics.overdrawn)).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(metrics.overdrawnMicros)).toBeGreaterThanOrEqual(Number(-balanceMicros));
     expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
     await c.stop();
   });
