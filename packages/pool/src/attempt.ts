@@ -42,6 +42,7 @@ import {
 import { embeddingsUsage, toEmbeddingsList } from './embeddings.ts';
 import { billCutOffCall, cutOffCallEvent, cutOffError, interruptedStep, ownerCall } from './cut-off.ts';
 import { chargeRequestLimits } from '@faregate/queue/request-limits';
+import type { Probe } from './limits/circuit.ts';
 
 export type AttemptOutcome =
   | { status: 'completed' }
@@ -404,7 +405,7 @@ async function attemptOnce(
   };
 
   /** This call is the circuit's half-open probe: its outcome, whatever it is, decides the circuit. */
-  let probe = false;
+  let probe: Probe | undefined;
   try {
     if (abort.signal.aborted) throw abort.signal.reason;
     if (input.forcedError) throw input.forcedError;
@@ -419,7 +420,7 @@ async function attemptOnce(
     }
     const gate = await deps.circuit.allow();
     if (!gate) throw circuitRefusal(candidate.provider, deps.circuit.config.openMs);
-    probe = gate === 'probe';
+    probe = typeof gate === 'object' ? gate : undefined;
     const provider = deps.provider;
     if (input.admission) await deps.limiter.touch(input.admission);
     // The last thing before the call: whatever came before it (admission, the circuit, the touch)
@@ -429,7 +430,7 @@ async function attemptOnce(
       // Another attempt owns the job (the lane's sweep queued it): no call, no frame, no usage;
       // the admission's token estimate goes back (its request slot stays counted: errs safe).
       if (input.admission) void deps.limiter.settle(input.admission, 0).catch(() => {});
-      if (probe) void deps.circuit.probeEnded(false).catch(() => {});
+      if (probe) void deps.circuit.probeEnded(false, probe).catch(() => {});
       return { status: 'already_done' };
     }
     const onHeaders = (status: number, headers: HeaderReader) => {
@@ -587,7 +588,7 @@ async function attemptOnce(
     else if (probe) {
       // Nor a success: the probe must not hold the circuit open for every caller (circuit.ts).
       const answered = err.upstreamStatus !== undefined && err.upstreamStatus < 500;
-      void deps.circuit.probeEnded(answered).catch(() => {});
+      void deps.circuit.probeEnded(answered, probe).catch(() => {});
     }
     // A call that produced tokens uses one of the calls the hold covers (hold-calls.ts); it is
     // counted with its usage event. A cancelled request makes no further call: nothing to count.

@@ -1,6 +1,9 @@
 -- The pool circuit breaker, shared by every process (see circuit.ts). KEYS[1] the circuit hash.
 -- ARGV: op ('check', 'ok', 'fail', 'release'), now (unused: Redis's clock is the breaker's, so a process whose wall clock jumped
--- cannot hold the circuit open for minutes), windowMs, minSamples, failureRatio, openMs, successes.
+-- cannot hold the circuit open for minutes), windowMs, minSamples, failureRatio, openMs, successes,
+-- probe (for 'release': the token 'check' gave the probe).
+-- A probe's token is Redis's clock in microseconds when it became the probe (unique: scripts run one
+-- at a time), returned negated by 'check'; only the current probe's 'release' lets the next caller probe.
 local t = redis.call('TIME')
 local op = ARGV[1]; local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[3])
@@ -14,14 +17,16 @@ if op == 'check' then
   if state == 'closed' then return 0 end
   if now < untilMs then return 1 end
   -- Open and cooled down (or a probe timed out): this caller is the probe.
-  redis.call('HSET', KEYS[1], 'state', 'half', 'until', now + openMs)
-  return 2
+  local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('HSET', KEYS[1], 'state', 'half', 'until', now + openMs, 'probe', token)
+  return -token
 end
 if op == 'release' then
   -- The probe ended without a verdict (cancelled, or stopped before its call): the next caller
-  -- probes at once, rather than every caller waiting out the probe's openMs.
+  -- probes at once, rather than every caller waiting out the probe's openMs. Not a probe that
+  -- outlived openMs, whose place another probe took: that one is still running.
   if state == 'half' then
-    redis.call('HSET', KEYS[1], 'until', now)
+    if redis.call('HGET', KEYS[1], 'probe') == ARGV[8] then redis.call('HSET', KEYS[1], 'until', now) end
     return 1
   end
   if state == 'open' then return 1 end

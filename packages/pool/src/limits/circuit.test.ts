@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testRedis, until } from '@faregate/testing/env';
 import { makeKeys } from '@faregate/queue/keys';
 import { createRedis } from '@faregate/queue/redis';
-import { CircuitBreaker } from './circuit.ts';
+import { CircuitBreaker, type Probe } from './circuit.ts';
 
 const { url, prefix } = testRedis();
 const keys = makeKeys(prefix);
@@ -59,16 +59,38 @@ describe('CircuitBreaker', () => {
     await a.failure();
     // The cool-down passed.
     await redis.hset(keys.circuit(p), 'until', 0);
-    expect(await a.allow()).toBe('probe');
+    const first = await a.allow();
+    expect(first).toMatchObject({ probe: expect.any(Number) });
     expect(await b.allow()).toBe(false);
     // Cancelled, or stopped before its call: the next caller is the probe at once.
-    await a.probeEnded(false);
-    expect(await b.allow()).toBe('probe');
+    await a.probeEnded(false, first as Probe);
+    const second = await b.allow();
+    expect(second).toMatchObject({ probe: expect.any(Number) });
     expect(await a.allow()).toBe(false);
     // The provider answered it (a bad request, a rate limit): it is up, the circuit closes.
-    await b.probeEnded(true);
+    await b.probeEnded(true, second as Probe);
     expect(b.state).toBe('closed');
     expect(await redis.exists(keys.circuit(p))).toBe(0);
     expect(await new CircuitBreaker(redis, keys, p, slow).allow()).toBe(true);
+  });
+
+  it('a probe that outlived openMs, its place taken by a second, does not let a third run when it ends without a verdict', async () => {
+    const p = `circ${++n}`;
+    const slow = { ...config, minSamples: 1, openMs: 60_000 };
+    const [a, b, c] = [0, 1, 2].map(() => new CircuitBreaker(redis, keys, p, slow));
+    await a!.failure();
+    await redis.hset(keys.circuit(p), 'until', 0);
+    const first = (await a!.allow()) as Probe;
+    expect(first).toMatchObject({ probe: expect.any(Number) });
+    // The first probe ran past openMs: the next caller probes in its place.
+    await redis.hset(keys.circuit(p), 'until', 0);
+    const second = (await b!.allow()) as Probe;
+    expect(second.probe).not.toBe(first.probe);
+    // The first ends without a verdict (cancelled): the second is still running, so no third.
+    await a!.probeEnded(false, first);
+    expect(await c!.allow()).toBe(false);
+    // The second's own release lets the next caller probe.
+    await b!.probeEnded(false, second);
+    expect(await c!.allow()).toMatchObject({ probe: expect.any(Number) });
   });
 });

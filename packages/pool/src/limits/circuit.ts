@@ -12,9 +12,9 @@ import type { Keys } from '@faregate/queue/keys';
  */
 
 // The breaker's script (circuit.lua). KEYS: the pool's circuit hash (keys.circuit).
-// op 'check' → 0 closed (go), 1 open (refuse), 2 probe (go, you are the probe);
-// op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open; 'release' ends a probe
-// without a verdict (the next check probes again).
+// op 'check' → 0 closed (go), 1 open (refuse), a negative number: go, you are the probe (its
+// token, negated); op 'ok' / 'fail' → resulting state 0 closed, 1 open, 2 half-open; 'release' ends
+// the probe of a token without a verdict (the next check probes again).
 // successes: calls that succeeded since this process last reported (counted before a failure).
 const circuitScript = luaScript<{
   keys: [state: string];
@@ -26,11 +26,16 @@ const circuitScript = luaScript<{
     ratio: number,
     openMs: number,
     successes: number,
+    probe: string,
   ];
   result: number;
 }>(new URL('./circuit.lua', import.meta.url), { numberOfKeys: 1 });
 
 export type CircuitState = 'closed' | 'open' | 'half-open';
+/** A call let through as the circuit's probe (`allow()`), named by its token. */
+export interface Probe {
+  probe: number;
+}
 const SUCCESS_FLUSH_MS = 250;
 const STATES: CircuitState[] = ['closed', 'open', 'half-open'];
 
@@ -51,12 +56,12 @@ export class CircuitBreaker {
   #pending = 0;
   #flushTimer: NodeJS.Timeout | undefined;
 
-  async #run(op: 'check' | 'ok' | 'fail' | 'release', successes = 0): Promise<number> {
+  async #run(op: 'check' | 'ok' | 'fail' | 'release', successes = 0, probe = ''): Promise<number> {
     const c = this.config;
     return circuitScript(
       this.#redis,
       [this.#key],
-      [op, Date.now(), c.windowMs, c.minSamples, c.failureRatio, c.openMs, successes],
+      [op, Date.now(), c.windowMs, c.minSamples, c.failureRatio, c.openMs, successes, probe],
     );
   }
 
@@ -80,23 +85,24 @@ export class CircuitBreaker {
    * May a call go to the provider now? While closed, the shared state is re-read at most every
    * 250 ms (a circuit another process opened is seen that fast); when open, every call asks.
    */
-  async allow(): Promise<boolean | 'probe'> {
+  async allow(): Promise<boolean | Probe> {
     if (this.state === 'closed' && Date.now() - this.#closedSeenAt < 250) return true;
     const r = await this.#run('check');
     if (r === 0) this.#closedSeenAt = Date.now();
     this.state = r === 0 ? 'closed' : r === 1 ? 'open' : 'half-open';
-    return r === 2 ? 'probe' : r === 0;
+    return r < 0 ? { probe: -r } : r === 0;
   }
 
   /**
    * The outcome of a probe (`allow()` said `'probe'`) that was neither a success nor a provider
    * failure. The provider answered (a 4xx: a bad request, a rate limit): it is up, and the circuit
-   * closes. It did not (cancelled, or stopped before its call): the next call probes at once. Either
-   * way no caller waits out the probe's `openMs` behind a probe that ended.
+   * closes. It did not (cancelled, or stopped before its call): the next call probes at once, unless
+   * this probe outlived `openMs` and another is running in its place. Either way no caller waits out
+   * the probe's `openMs` behind a probe that ended.
    */
-  async probeEnded(answered: boolean): Promise<void> {
+  async probeEnded(answered: boolean, probe: Probe): Promise<void> {
     if (answered) return this.success();
-    this.state = STATES[await this.#run('release')] ?? 'closed';
+    this.state = STATES[await this.#run('release', 0, String(probe.probe))] ?? 'closed';
   }
 
   /**
