@@ -17,9 +17,10 @@ if op == 'check' then
   if state == 'closed' then return 0 end
   if now < untilMs then return 1 end
   -- Open and cooled down (or a probe timed out): this caller is the probe.
-  local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  -- Written from TIME's own digits (no number formatting in between), as JavaScript prints it.
+  local token = t[1] .. string.format('%06d', tonumber(t[2]))
   redis.call('HSET', KEYS[1], 'state', 'half', 'until', now + openMs, 'probe', token)
-  return -token
+  return -tonumber(token)
 end
 if op == 'release' then
   -- The probe ended without a verdict (cancelled, or stopped before its call): the next caller
