@@ -3,8 +3,9 @@ import type { FrameStore } from './frame-store.ts';
 import { isStoredNotice, seqOf } from './frame-store.ts';
 import type { LiveHub } from './live-hub.ts';
 
-/** Live entries a follower keeps past a gap before it leaves the rest to the stream. */
+/** Live entries a follower keeps past a gap (at most this many, and bytes) before it leaves the rest to the stream. */
 const MAX_EARLY = 10_000;
+const MAX_EARLY_BYTES = 8 * 1024 * 1024;
 
 export interface FollowHandle {
   /** Stop following (idempotent). */
@@ -60,6 +61,7 @@ export async function followLog(
   const close = () => {
     if (closed) return;
     closed = true;
+    early.clear();
     unlisten?.();
     unresync?.();
     resolveEnded();
@@ -67,12 +69,19 @@ export async function followLog(
   // Live entries past the cursor, by seq, until the cursor reaches them (bounded: past the bound
   // they are left to the stream, as every entry once was).
   const early = new Map<number, string>();
+  let earlyBytes = 0;
+  const forget = (seq: number) => {
+    const raw = early.get(seq);
+    if (raw === undefined) return;
+    early.delete(seq);
+    earlyBytes -= raw.length;
+  };
   const deliver = (raw: string) => {
     if (closed) return;
     const seq = seqOf(raw);
     if (seq <= last) return;
     last = seq;
-    early.delete(seq);
+    forget(seq);
     onEntry(raw, seq);
     if (source.isLast(raw)) close();
   };
@@ -81,7 +90,7 @@ export async function followLog(
     if (early.size === 0) return;
     for (let next = early.get(last + 1); next !== undefined && !closed; next = early.get(last + 1))
       deliver(next);
-    for (const seq of early.keys()) if (seq <= last) early.delete(seq);
+    for (const seq of early.keys()) if (seq <= last) forget(seq);
   };
   // Reads the stream from the cursor until nothing new; re-runs if live entries arrived meanwhile.
   const pump = async (): Promise<void> => {
@@ -108,6 +117,9 @@ export async function followLog(
   const catchUp = () => {
     pump().catch(() => {
       dirty = true;
+      // The stream could not be read (Redis failing): what came live in order is delivered all the
+      // same (a run's last frames, handed over in process), the rest waits for the next read.
+      drain();
     });
   };
   const onLive = (raw: string): boolean => {
@@ -125,7 +137,10 @@ export async function followLog(
       return true;
     }
     // A gap, or the backlog still being read: kept for its turn, the stream read meanwhile.
-    if (early.size < MAX_EARLY) early.set(seq, raw);
+    if (!early.has(seq) && early.size < MAX_EARLY && earlyBytes + raw.length <= MAX_EARLY_BYTES) {
+      early.set(seq, raw);
+      earlyBytes += raw.length;
+    }
     catchUp();
     return true;
   };

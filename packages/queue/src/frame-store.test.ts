@@ -433,6 +433,43 @@ describe('followJob', () => {
     expect(got).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
+  it('delivers what came live in order even when the stream read it waited on fails (Redis failing after a reconnect)', async () => {
+    const log = [1, 2].map((seq) => JSON.stringify({ v: 1, job: 'j', seq, type: 'delta', text: 'x' }));
+    let push!: (m: string) => void;
+    let resync!: () => void;
+    let fail!: () => void;
+    let reads = 0;
+    const got: number[] = [];
+    const h = await followLog(
+      {
+        read: async (after) => {
+          // The read after the reconnect fails once the test has pushed the last frame live.
+          if (reads++ === 1)
+            await new Promise<void>((_, reject) => (fail = () => reject(new Error('Connection is closed.'))));
+          return log.filter((raw) => seqOf(raw) > after);
+        },
+        isLast: (raw) => raw.includes('"type":"error"'),
+        listen: (cb) => {
+          push = cb;
+          return () => {};
+        },
+        onResync: (cb) => {
+          resync = cb;
+          return () => {};
+        },
+      },
+      0,
+      (_raw, seq) => got.push(seq),
+    );
+    expect(got).toEqual([1, 2]);
+    resync();
+    await until(() => fail !== undefined, { what: 'the read after the reconnect' });
+    push(JSON.stringify({ v: 1, job: 'j', seq: 3, type: 'error' }));
+    fail();
+    await h.ended;
+    expect(got).toEqual([1, 2, 3]);
+  });
+
   it('publishes a frame too large for pub/sub as a notice; followers read it whole from the stream', async () => {
     const id = jobId();
     await store.claim(id, 'w', 60_000, REC);

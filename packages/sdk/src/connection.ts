@@ -44,6 +44,8 @@ interface Channel {
   following: boolean;
   /** Subscribes the server refused in a row as worth retrying (its store down or full). */
   refusals: number;
+  /** The subscribe to send again after such a refusal, when one is waiting. */
+  retry?: ReturnType<typeof setTimeout> | undefined;
 }
 
 const OPEN = 1;
@@ -108,7 +110,10 @@ export class StreamConnection {
   close(): void {
     this.#closed = true;
     const err = new FaregateConnectionError('The client was closed.');
-    for (const ch of [...this.#channels.values()]) for (const s of [...ch.subs]) s.fail(err);
+    for (const ch of [...this.#channels.values()]) {
+      clearTimeout(ch.retry);
+      for (const s of [...ch.subs]) s.fail(err);
+    }
     this.#channels.clear();
     this.#drop();
   }
@@ -240,8 +245,11 @@ export class StreamConnection {
       if (reply.error.retryable === true && ch.refusals < this.#c.maxReconnects) {
         ch.refusals++;
         ch.following = false;
-        const wait = reply.error.retryAfterMs ?? backoffMs(ch.refusals - 1);
-        setTimeout(() => {
+        if (ch.retry !== undefined) return;
+        // Spread out: every client refused in one outage would otherwise come back at once.
+        const wait = (reply.error.retryAfterMs ?? backoffMs(ch.refusals - 1)) * (1 + Math.random() / 4);
+        ch.retry = setTimeout(() => {
+          ch.retry = undefined;
           if (!this.#closed && this.#channels.get(ch.job) === ch) this.#resubscribe(ch);
         }, wait);
         return;
@@ -288,6 +296,7 @@ export class StreamConnection {
     const ch = this.#channels.get(sub.job);
     if (!ch?.subs.delete(sub)) return;
     if (ch.subs.size > 0) return;
+    clearTimeout(ch.retry);
     this.#channels.delete(ch.job);
     if (ch.following && this.#isOpen()) this.#send({ op: 'unsubscribe', ...target(ch) });
     this.#maybeLinger();
@@ -346,6 +355,7 @@ export class StreamConnection {
   }
 
   #failChannel(ch: Channel, err: unknown): void {
+    clearTimeout(ch.retry);
     for (const s of [...ch.subs]) s.fail(err);
     this.#channels.delete(ch.job);
     this.#maybeLinger();

@@ -14,12 +14,17 @@ export function startHoldSweeper(deps: { db: Db; metrics: BillingMetrics; log: L
   let running: Promise<void> | undefined;
   const tick = () => {
     if (running) return;
-    running = Promise.all([expireHolds(deps.db), sweepGivebacks(deps.db), overdrawn(deps.db)])
-      .then(([n, , over]) => {
+    const swept = Promise.all([expireHolds(deps.db), sweepGivebacks(deps.db)])
+      .then(([n]) => {
         if (n > 0) {
           deps.metrics.holdsExpired.inc(n);
           deps.log.info({ count: n }, 'expired admission holds removed');
         }
+      })
+      .catch((err) => deps.log.warn({ err }, 'hold sweep failed'));
+    // Every replica reports the same figure (alert on its max, not its sum).
+    const reported = overdrawn(deps.db)
+      .then((over) => {
         deps.metrics.overdrawn.set(over.accounts);
         deps.metrics.overdrawnMicros.set(Number(over.micros));
         if (over.accounts > 0)
@@ -28,7 +33,9 @@ export function startHoldSweeper(deps: { db: Db; metrics: BillingMetrics; log: L
             'tenant balances below zero: a provider billed more than requests allowed',
           );
       })
-      .catch((err) => deps.log.warn({ err }, 'hold sweep failed'))
+      .catch((err) => deps.log.warn({ err }, 'overdrawn balances could not be read'));
+    running = Promise.all([swept, reported])
+      .then(() => {})
       .finally(() => {
         running = undefined;
       });

@@ -46,7 +46,9 @@ if op == 'ok' then
   return 0
 else
   if state == 'half' then
+    -- The probe's verdict: open again, and no token left for a stale release to match.
     redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + openMs)
+    redis.call('HDEL', KEYS[1], 'probe')
     return 1
   end
   if state == 'open' then return 1 end
