@@ -42,8 +42,9 @@ describe('faregate_pool_backlog', () => {
   });
 
   it('counts every queued, fast-lane and running request of the pool until it finished', async () => {
-    // Each call takes 1.5 s and the pool runs one at a time: 6 async jobs and 1 stream wait their turn.
-    stack.fake.configure({ provider: 'openai', firstByteMs: 1_500 });
+    // Each call takes 3 s and the pool runs one at a time: 6 async jobs and 1 stream wait their turn
+    // (3 s: the seven submitted, and the backlog read, on a loaded box, before the first ends).
+    stack.fake.configure({ provider: 'openai', firstByteMs: 3_000 });
     const jobs = jobApi(stack.url);
     const ids = await Promise.all(
       Array.from({ length: 6 }, (_, i) => jobs.submit(stack.apiKey, `backlog ${i}`)),
@@ -57,7 +58,7 @@ describe('faregate_pool_backlog', () => {
       });
       for await (const _ of s);
     })();
-    // All 7 are in it (the first finishes 1.5 s after it started, so this holds for a while).
+    // All 7 are in it (the first finishes 3 s after it started, so this holds for a while).
     const seen = await until(
       async () => {
         const b = await backlog();

@@ -446,8 +446,17 @@ describe('durability', () => {
 
   it('kill -9 of a worker mid-stream of an SSE answer: no second call, the stream ends with an error, the cut-off call billed once', async () => {
     const s = stacks.at(-1)!;
-    // The drain above stopped the pool's worker.
+    // The drain above stopped the pool's worker: the new one serves before the stream is sent (a
+    // start on a loaded box can outlast the drained worker's pool record, and the pool then reads as lost).
     await s.start('worker:openai');
+    await until(
+      async () =>
+        (await clientOf(s)
+          .chat.completions.create({ model: 'gpt-4o-mini', messages: ask('up again?') })
+          .then(() => true)
+          .catch(() => undefined)) ?? undefined,
+      { timeoutMs: 60_000, what: 'the new worker serving' },
+    );
     s.fake.configure({ provider: 'openai', chunkMs: 40, tokens: 60 });
     const calls = chatCalls(s, 'openai').length;
     const worker = s.services

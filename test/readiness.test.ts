@@ -76,7 +76,9 @@ describe('readiness', () => {
     }
 
     await stack.start('worker:openai');
+    // A process start (TypeScript loaded) on a loaded 2-core box can take longer than 10 s (CI once did).
     await until(async () => (await readyz()).status === 200, {
+      timeoutMs: 60_000,
       what: '/readyz 200 once openai registered (and the bootstrap credit applied)',
     });
     // Ready means the bootstrap key is funded: the first request is not refused for its balance.
