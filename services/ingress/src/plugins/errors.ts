@@ -243,24 +243,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
  * Postgres cannot store is the caller's; undefined for any other error.
  */
 export function storeError(err: unknown): GatewayError | undefined {
-  if (isRedisFull(err)) {
-    // Redis at maxmemory (noeviction) refuses every write: nothing was queued; try again soon.
-    return new GatewayError({
-      code: 'overloaded',
-      message: 'The gateway cannot take new work right now (its queue store is full). Try again shortly.',
-      retryable: true,
-      retryAfterMs: 1_000,
-    });
-  }
-  if (isRedisUnavailable(err)) {
-    // Redis unreachable, or a Cluster shard failing over: nothing was queued; try again shortly.
-    return new GatewayError({
-      code: 'overloaded',
-      message: 'The gateway cannot reach its queue store right now. Try again shortly.',
-      retryable: true,
-      retryAfterMs: 1_000,
-    });
-  }
+  // Redis at maxmemory (noeviction) refuses every write; unreachable, or a Cluster shard failing
+  // over, it takes none: either way nothing was queued, try again soon.
+  if (isRedisFull(err)) return storeBusy('cannot take new work right now (its queue store is full)');
+  if (isRedisUnavailable(err)) return storeBusy('cannot reach its queue store right now');
   if (isBadValue(err)) {
     // Postgres refused a value from the request (a NUL character, say): the caller's error.
     return new GatewayError({
@@ -270,6 +256,14 @@ export function storeError(err: unknown): GatewayError | undefined {
   }
   return undefined;
 }
+
+const storeBusy = (what: string) =>
+  new GatewayError({
+    code: 'overloaded',
+    message: `The gateway ${what}. Try again shortly.`,
+    retryable: true,
+    retryAfterMs: DEFAULT_RETRY_AFTER_MS,
+  });
 
 /** Any error as the gateway's error (`storeError`'s, or an internal error that says nothing internal). */
 export function asGatewayError(err: unknown, internal = 'internal error'): GatewayError {
