@@ -176,7 +176,11 @@ describe('budget leases', () => {
       ),
     );
     expect(r4.every((r) => r.ok && r.reservation.leased)).toBe(true);
-    expect((await holdRows(a2)).map((x) => x.amount)).toEqual(['1600000']);
+    const fourLeases = new Set(r4.map((r) => (r.ok && r.reservation.leased ? r.reservation.hold.id : '')));
+    expect(fourLeases.size).toBe(1);
+    // (The lease is spent: the next one may be placed ahead meanwhile.)
+    const fourRows = await holdRows(a2);
+    expect(fourRows.find((x) => fourLeases.has(x.id))?.amount).toBe('1600000');
 
     // An account that cannot cover 16 of them is admitted exactly, as far as its balance goes.
     const { accountId: a3, keyId: k3 } = await funded(1_000_000n);
@@ -293,6 +297,48 @@ describe('budget when Postgres is unreachable', () => {
     const r = await leased.admit(ask('up1'));
     expect(r.ok && r.reservation.leased).toBe(true);
     expect(await holdRows(accountId)).toEqual([{ id: expect.stringMatching(/^lease_/), amount: '64000' }]);
+  });
+
+  it('places the next lease before the current one is spent: the request that finds it spent waits for no database', async () => {
+    const { accountId, keyId } = await funded(10_000_000n);
+    const { proxy, pdb } = await proxied();
+    const b = budget({ leaseRequests: 16, dbTimeoutMs: 300 }, pdb);
+    const leaseOf = async (i: number) => {
+      const r = await b.admit({ requestId: `n${i}`, accountId, keyId, micros: 1_000n, deadline: deadline() });
+      if (!r.ok || !r.reservation.leased) throw new Error(`request ${i} not admitted from a lease`);
+      return r.reservation.hold.id;
+    };
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push(await leaseOf(i));
+    // A quarter of the lease left: nothing placed ahead yet.
+    expect(await holdRows(accountId)).toHaveLength(1);
+    ids.push(await leaseOf(12));
+    await until(async () => (await holdRows(accountId)).length === 2, { what: 'the next lease placed' });
+    // Postgres gone: the rest of the first lease, then the next one, admit in memory.
+    proxy.cut();
+    for (let i = 13; i < 24; i++) ids.push(await leaseOf(i));
+    expect(new Set(ids.slice(0, 16)).size).toBe(1);
+    expect(new Set(ids.slice(16)).size).toBe(1);
+    expect(ids[16]).not.toBe(ids[0]);
+    expect(proxy.refused).toBe(0);
+    proxy.restore();
+    // Both rows hold 16 requests' worth: the spent one was not given anything back.
+    expect((await holdRows(accountId)).map((x) => x.amount)).toEqual(['16000', '16000']);
+  });
+
+  it('a next lease the balance cannot cover leaves the current one in use, then holds exact amounts', async () => {
+    // 20 requests' worth: a lease of 16, then the next one refused, then 4 exact holds.
+    const { accountId, keyId } = await funded(20_000n);
+    const b = budget({ leaseRequests: 16 });
+    const results = [];
+    for (let i = 0; i < 22; i++)
+      results.push(
+        await b.admit({ requestId: `e${i}`, accountId, keyId, micros: 1_000n, deadline: deadline() }),
+      );
+    expect(results.slice(0, 16).every((r) => r.ok && r.reservation.leased)).toBe(true);
+    expect(results.slice(16, 20).every((r) => r.ok && !r.reservation.leased)).toBe(true);
+    expect(results.slice(20).every((r) => !r.ok && r.reason === 'insufficient_balance')).toBe(true);
+    expect((await getBalance(db, accountId)).availableMicros).toBe(0n);
   });
 
   it('answers overloaded after dbTimeoutMs when the database does not answer at all', async () => {
