@@ -84,12 +84,13 @@ interface Slot {
 /** How long requests hold exact amounts after a lease was refused, before a lease is tried again. */
 const EXACT_MS = 1_000;
 /**
- * The next lease is placed once the current one has less than this share of its size left (at least
- * the asking request's amount), or has been used for this share's complement of its lifetime: the
- * request that finds it spent then takes the next one in memory instead of waiting for Postgres.
+ * The next lease is placed once the current one has less than 1/AHEAD_SHARE of its size left (or
+ * less than the asking request's amount): the request that finds it spent then takes the next one
+ * in memory instead of waiting for Postgres. (A lease that reaches the end of its life unspent is
+ * still replaced by the request that finds it so: that happens once per lease lifetime at most, and
+ * placing its successor early would reserve two whole leases meanwhile.)
  */
 const AHEAD_SHARE = 4n;
-const AHEAD_AGE = 0.8;
 /** A hold row outlives the last request it may admit by the request timeout plus this. */
 const EXPIRY_SLACK_MS = 5 * 60_000;
 /** What a caller refused for a database outage is asked to wait before retrying. */
@@ -194,16 +195,15 @@ export class Budget {
   }
 
   /**
-   * Places the next lease in the background when `lease` is nearly spent or old, so that requests
-   * do not wait for Postgres when it runs out (at 1 connection, one request in 16 did, at 32 every
-   * request in flight). What this can keep reserved beyond the requests in flight is at most a lease
-   * and a quarter per (account, key). Nothing is placed ahead while requests hold exact amounts.
+   * Places the next lease in the background when `lease` is nearly spent, so that requests do not
+   * wait for Postgres when it runs out (at 1 connection, one request in 16 did, at 32 every request
+   * in flight). What this can keep reserved beyond the requests in flight is at most a lease and a
+   * quarter per (account, key). Nothing is placed ahead while requests hold exact amounts.
    */
   #ahead(slot: Slot, r: AdmitRequest, lease: Lease, now: number): void {
     if (slot.next || slot.acquiring || this.#closed) return;
     if (now < slot.exactUntil || now < slot.aheadAfter) return;
-    const low = lease.remaining < r.micros || lease.remaining * AHEAD_SHARE < lease.size;
-    if (!low && now - lease.createdAt < this.#opts.leaseTtlMs * AHEAD_AGE) return;
+    if (lease.remaining >= r.micros && lease.remaining * AHEAD_SHARE >= lease.size) return;
     const size = this.#leaseSize(r.micros);
     if (size <= r.micros) return;
     void this.#acquire(slot, r, size, true).then((failed) => {
