@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { byType } from './by-type.ts';
 import { CacheControl as ChatCacheControl } from './chat.ts';
+import { withRule } from './refine.ts';
 
 /**
  * Anthropic's Messages request as callers send it to `POST /v1/messages` (providers.md §2.2). Strict
@@ -214,11 +215,10 @@ function nonEmptyTurns(messages: AnthropicMessage[], ctx: z.RefinementCtx): void
 /** The fields `POST /v1/messages/count_tokens` takes (no `max_tokens`, no sampling). */
 const promptFields = {
   model: z.string().min(1).max(256),
-  messages: z
-    .array(AnthropicMessage)
-    .min(1, 'messages must contain at least one message')
-    .max(4096)
-    .superRefine(nonEmptyTurns),
+  messages: withRule(
+    z.array(AnthropicMessage).min(1, 'messages must contain at least one message').max(4096),
+    nonEmptyTurns,
+  ),
   system: textOr(TextBlock).optional(),
   tools: z.array(AnthropicTool).max(128).optional(),
   tool_choice: AnthropicToolChoice.optional(),

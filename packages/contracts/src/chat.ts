@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { fromLegacyFunctions, legacyChoice } from './legacy-functions.ts';
+import { withRule } from './refine.ts';
 
 /**
  * The OpenAI Chat Completions request, as callers send it. Unknown fields are refused at every level
@@ -417,8 +418,8 @@ const streamOptionsRule = (
  * function calling is tools here, and `legacy_functions` (set only by that parse, never taken from a
  * caller) says the answer goes back in the legacy shape (`function_call`, see legacy-functions.ts).
  */
-export const ChatJobRequest = z
-  .strictObject({
+export const ChatJobRequest = withRule(
+  z.strictObject({
     model: z.string().min(1).max(256),
     messages: messagesOf(ChatMessage),
     ...requestFields,
@@ -429,8 +430,9 @@ export const ChatJobRequest = z
      * `reasoning_effort` alone gets its level's (OpenAI's reasoning models get the effort).
      */
     thinking_budget: z.number().int().min(1024).optional(),
-  })
-  .superRefine(streamOptionsRule);
+  }),
+  streamOptionsRule,
+);
 export type ChatJobRequest = z.infer<typeof ChatJobRequest>;
 
 /**
@@ -440,8 +442,8 @@ export type ChatJobRequest = z.infer<typeof ChatJobRequest>;
  * become tools, a tool choice, tool calls and tool messages (legacy-functions.ts); a request with none
  * of them is passed on as parsed.
  */
-export const ChatRequest = z
-  .strictObject({
+export const ChatRequest = withRule(
+  z.strictObject({
     model: z.string().min(1).max(256),
     messages: messagesOf(RequestMessage),
     ...requestFields,
@@ -460,14 +462,14 @@ export const ChatRequest = z
     ),
     /** Deprecated for `tool_choice`: `none`, `auto`, or `{ name }` (a function to call). */
     function_call: absentIfNull(z.union([z.enum(['none', 'auto']), z.strictObject({ name: z.string() })])),
-  })
-  .superRefine(streamOptionsRule)
-  .transform(
-    (r, ctx): ChatJobRequest =>
-      fromLegacyFunctions(dropUndefined(r), (path, message) => {
-        ctx.addIssue({ code: 'custom', path, message, params: { verbatim: true } });
-      }) ?? z.NEVER,
-  );
+  }),
+  streamOptionsRule,
+).transform(
+  (r, ctx): ChatJobRequest =>
+    fromLegacyFunctions(dropUndefined(r), (path, message) => {
+      ctx.addIssue({ code: 'custom', path, message, params: { verbatim: true } });
+    }) ?? z.NEVER,
+);
 /** The request parsed: the gateway's form of it (`ChatJobRequest`). */
 export type ChatRequest = z.infer<typeof ChatRequest>;
 

@@ -1,3 +1,4 @@
+import { withRule } from '@faregate/contracts/refine';
 import { UsageEvent } from '@faregate/contracts/usage';
 
 const INT4_MAX = 2_147_483_647;
@@ -9,7 +10,7 @@ const safeText = (s: string) => s.length > 0 && s.length <= 256 && !s.includes('
  * timestamp, sane ids). An event failing this is malformed: acked and counted, never retried,
  * because retrying it could only block the stream.
  */
-export const SettleableEvent = UsageEvent.superRefine((e, ctx) => {
+export const SettleableEvent = withRule(UsageEvent, (e, ctx) => {
   for (const f of ['id', 'requestId', 'account', 'key', 'provider', 'model'] as const) {
     if (!safeText(e[f]))
       ctx.addIssue({ code: 'custom', path: [f], message: 'empty, too long or contains NUL' });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { envBool, envRedisClusterNodes, parseEnv } from '@faregate/contracts/env';
+import { withRule } from '@faregate/contracts/refine';
 import { sharedTimings } from '@faregate/contracts/timings';
 
 const int = (def: number) => z.coerce.number().int().positive().default(def);
@@ -164,7 +165,7 @@ export const IngressConfig = z.object({
 export type IngressConfig = z.infer<typeof IngressConfig>;
 
 /** Settings that only make sense together. */
-const Checked = IngressConfig.superRefine((c, ctx) => {
+const Checked = withRule(IngressConfig, (c, ctx) => {
   if (c.FILES_STORAGE === 's3' && !c.S3_BUCKET)
     ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'required when FILES_STORAGE=s3' });
   if (!c.AWS_ACCESS_KEY_ID !== !c.AWS_SECRET_ACCESS_KEY)

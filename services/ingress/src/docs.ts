@@ -15,7 +15,7 @@ const { version } = z
 const UNDOCUMENTED = [/^\/docs(\/|$)/, /^\/admin\/queues(\/|$)/];
 
 /**
- * A body schema that first checks the raw value (`z.unknown().superRefine(…).pipe(Request)`, so a
+ * A body schema that first checks the raw value (`withRule(z.unknown(), …).pipe(Request)`, so a
  * missing field gets OpenAI's message) documents as what it pipes into: the request's real shape.
  */
 const documentPipedBodies = createJsonSchemaTransform({

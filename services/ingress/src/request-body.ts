@@ -1,4 +1,5 @@
 import { GatewayError } from '@faregate/contracts/errors';
+import { withRule } from '@faregate/contracts/refine';
 import { z } from 'zod';
 import { verbatim } from './plugins/errors.ts';
 
@@ -10,29 +11,26 @@ export const isObject = (b: unknown): b is Record<string, unknown> =>
  * schema's own messages, as OpenAI and Anthropic do), then `schema`.
  */
 export function requestBody<T extends z.ZodType>(required: readonly string[], schema: T) {
-  return z
-    .unknown()
-    .superRefine((b, ctx) => {
-      if (!isObject(b)) {
-        ctx.addIssue({
-          code: 'custom',
-          message: 'The request body must be a JSON object.',
-          params: verbatim,
-        });
-        return;
-      }
-      for (const field of required) {
-        if (Object.hasOwn(b, field)) continue;
-        ctx.addIssue({
-          code: 'custom',
-          message: `Missing required parameter: '${field}'.`,
-          path: [field],
-          params: verbatim,
-        });
-        return;
-      }
-    })
-    .pipe(schema);
+  return withRule(z.unknown(), (b, ctx) => {
+    if (!isObject(b)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'The request body must be a JSON object.',
+        params: verbatim,
+      });
+      return;
+    }
+    for (const field of required) {
+      if (Object.hasOwn(b, field)) continue;
+      ctx.addIssue({
+        code: 'custom',
+        message: `Missing required parameter: '${field}'.`,
+        path: [field],
+        params: verbatim,
+      });
+      return;
+    }
+  }).pipe(schema);
 }
 
 /** Valid JSON refused on purpose: a key that would reach an object's prototype. */
