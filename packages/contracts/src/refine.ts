@@ -29,7 +29,8 @@ export function withRule<S extends z.ZodType>(
           ...issue,
           code: issue.code ?? 'custom',
           input: 'input' in issue ? issue.input : payload.value,
-          continue: issue.continue ?? !issue.fatal,
+          // As zod's: a fatal issue stops the checks after it, whatever `continue` says.
+          continue: issue.fatal ? false : (issue.continue ?? true),
         } as z.core.$ZodRawIssue);
       },
     };
