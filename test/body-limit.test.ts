@@ -126,7 +126,12 @@ async function exchange(opts: {
     const ok = chunked
       ? (await write(`${c.length.toString(16)}\r\n`)) && (await write(c)) && (await write('\r\n'))
       : await write(c);
-    if (!ok) break;
+    if (!ok) {
+      // Cut while the body was being written: a reset (its error) or a clean close (no error: the
+      // server's FIN, then its socket gone, can reach the client before any write fails).
+      writeError ??= 'closed by the server';
+      break;
+    }
     written += c.length;
   }
   if (chunked) await write('0\r\n\r\n');
