@@ -31,13 +31,20 @@ export function seeded(seed: number): Rng {
   return { int: (n) => Math.floor(next() * n) };
 }
 
-/** A redis-server process of the campaign's own (AOF everysec), restartable on the same port. */
+/**
+ * A redis-server process of the campaign's own, restartable on the same port: with AOF everysec
+ * (a kill -9 loses what it had not yet written), or (`snapshots`) with no AOF and a snapshot taken
+ * only by `snapshot()`, so that a kill -9 loses exactly the writes since it: a deterministic stand-in
+ * for the writes an AOF loses.
+ */
 export class OwnRedis {
   proc?: ChildProcess;
   readonly dir = mkdtempSync(join(tmpdir(), 'fg-chaos-redis-'));
   readonly port: number;
-  constructor(port: number) {
+  readonly #persistence: 'aof' | 'snapshots';
+  constructor(port: number, persistence: 'aof' | 'snapshots' = 'aof') {
     this.port = port;
+    this.#persistence = persistence;
   }
 
   get url(): string {
@@ -55,7 +62,7 @@ export class OwnRedis {
         '--save',
         '',
         '--appendonly',
-        'yes',
+        this.#persistence === 'aof' ? 'yes' : 'no',
         '--appendfsync',
         'everysec',
         '--dir',
@@ -86,7 +93,17 @@ export class OwnRedis {
     probe.disconnect();
   }
 
-  /** kill -9 and start again on the same port and directory (AOF replayed). */
+  /** Writes the data set to disk now (`SAVE`): what a restart of a `snapshots` Redis comes back with. */
+  async snapshot(): Promise<void> {
+    const c = new Redis(this.url, { maxRetriesPerRequest: 0 });
+    try {
+      await c.save();
+    } finally {
+      c.disconnect();
+    }
+  }
+
+  /** kill -9 and start again on the same port and directory (AOF replayed, or the last snapshot loaded). */
   async restart(downMs: number): Promise<void> {
     const p = this.proc;
     if (p && p.exitCode === null) {

@@ -206,8 +206,16 @@ export class UsageConsumer {
     }
   }
 
-  #count({ inserted, duplicates, corrections }: SettleResult): void {
-    const { metrics } = this.#d;
+  #count({ inserted, duplicates, corrections, reruns }: SettleResult): void {
+    const { metrics, log } = this.#d;
+    for (const r of reruns) {
+      metrics.settled.inc({ result: 'rerun' });
+      metrics.rerunMicros.inc({ provider: r.provider }, Number(r.costMicros));
+      log.warn(
+        { eventId: r.id, requestId: r.requestId, provider: r.provider, costMicros: Number(r.costMicros) },
+        'a call of a request whose final event was settled already (Redis lost the writes that ended it): recorded in rerun_calls, not charged',
+      );
+    }
     metrics.settled.inc({ result: 'settled' }, inserted.length);
     if (duplicates > 0) metrics.settled.inc({ result: 'duplicate' }, duplicates);
     if (corrections.length > 0) metrics.settled.inc({ result: 'corrected' }, corrections.length);

@@ -19,6 +19,12 @@ export interface SettleResult {
    * transaction): the provider, and what the cost moved by (either sign). Not counted as duplicates.
    */
   corrections: Array<{ provider: string; deltaMicros: bigint }>;
+  /**
+   * Final events of requests whose final event was settled already under another call's id (a run of
+   * a request that had ended, after Redis lost the writes that ended it): recorded in `rerun_calls`,
+   * charged to no one (migration 0015). Not counted as duplicates.
+   */
+  reruns: Array<{ id: string; requestId: string; provider: string; costMicros: bigint }>;
   /** The journal transaction posting this batch's cost (undefined when nothing cost money). */
   transactionId: string | undefined;
 }
@@ -56,7 +62,7 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
   }
   const events = [...byId.values()].sort((a, b) => (a.event.id < b.event.id ? -1 : 1));
   if (events.length === 0)
-    return { inserted: [], duplicates: batch.length, corrections: [], transactionId: undefined };
+    return { inserted: [], duplicates: batch.length, corrections: [], reruns: [], transactionId: undefined };
 
   const txId = newId('txn');
   const col = <T>(f: (p: PricedEvent) => T) => events.map(f);
@@ -112,10 +118,30 @@ export async function settleBatch(db: Db, batch: PricedEvent[]): Promise<SettleR
             () => [],
           )
       : [];
+  // A final event not inserted may have been recorded as a re-run call (asked only then, by the
+  // settlement's id, which names the rows it recorded).
+  const reruns = events.some((p) => p.event.final && !newIds.has(p.event.id))
+    ? await db.$client
+        .query<{ id: string; request_id: string; provider: string; cost: string }>(
+          'SELECT id, request_id, provider, cost_micros::text AS cost FROM rerun_calls WHERE batch_id = $1',
+          [txId],
+        )
+        .then(
+          (r) =>
+            r.rows.map((row) => ({
+              id: row.id,
+              requestId: row.request_id,
+              provider: row.provider,
+              costMicros: BigInt(row.cost),
+            })),
+          () => [],
+        )
+    : [];
   return {
     inserted,
-    duplicates: batch.length - inserted.length - corrections.length,
+    duplicates: batch.length - inserted.length - corrections.length - reruns.length,
     corrections,
+    reruns,
     transactionId: inserted.some((p) => p.costMicros > 0n) ? txId : undefined,
   };
 }

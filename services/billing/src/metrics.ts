@@ -9,6 +9,7 @@ export interface BillingMetrics {
   unpriced: Counter<'provider' | 'model'>;
   costMicros: Counter<'provider'>;
   correctedMicros: Counter<'provider' | 'direction'>;
+  rerunMicros: Counter<'provider'>;
   batchSeconds: Histogram;
   batchErrors: Counter<'kind'>;
   pending: Gauge;
@@ -33,7 +34,7 @@ export function createMetrics(): BillingMetrics {
     registry,
     settled: new Counter({
       name: 'billing_usage_events_total',
-      help: "Usage events processed, by result (settled = first delivery, duplicate = no-op, corrected = a call's own usage replacing the estimate settled for it at a different cost)",
+      help: "Usage events processed, by result (settled = first delivery, duplicate = no-op, corrected = a call's own usage replacing the estimate settled for it at a different cost, rerun = the final event of a request already settled: a run Redis lost the end of, recorded in rerun_calls, not charged)",
       labelNames: ['result'],
       registers: r,
     }),
@@ -63,6 +64,12 @@ export function createMetrics(): BillingMetrics {
       name: 'billing_corrected_cost_micro_usd_total',
       help: "Cost moved by corrections (an estimate replaced by the call's own usage), in micro-USD, by provider and direction (up: the call cost more than estimated)",
       labelNames: ['provider', 'direction'],
+      registers: r,
+    }),
+    rerunMicros: new Counter({
+      name: 'billing_rerun_cost_micro_usd_total',
+      help: 'Cost of calls made for requests that had ended (Redis lost the writes that ended them): paid to the provider, charged to no one (rerun_calls), in micro-USD, by provider',
+      labelNames: ['provider'],
       registers: r,
     }),
     batchSeconds: new Histogram({

@@ -408,6 +408,95 @@ describe('settlement', () => {
     await c.stop();
   });
 
+  describe('a final event of a request whose final event is settled already (a run Redis lost the end of)', () => {
+    const priced = (e: UsageEvent, costMicros = 1_000n) => ({ event: e, costMicros, unpriced: false });
+    const rows = async (table: string, requestId: string) =>
+      (
+        await h.db.execute<{ id: string; final?: boolean; cost: string }>(
+          sql.raw(
+            `SELECT id, ${table === 'usage_events' ? 'final, ' : ''}cost_micros::text AS cost FROM ${table}
+              WHERE request_id = '${requestId}' ORDER BY id`,
+          ),
+        )
+      ).rows;
+
+    it('is recorded in rerun_calls, charged to no one, and gives no lease share back twice', async () => {
+      const t = await tenant(10_000_000n);
+      await placeHold(h.db, {
+        requestId: 'lease_rerun',
+        accountId: t.account,
+        keyId: t.key,
+        amountMicros: 30_000n,
+        expiresAt: new Date(Date.now() + 60_000),
+      });
+      const hold = { id: 'lease_rerun', micros: '10000' };
+      const first = usageEvent({ requestId: 'req_rr1', ...t, attempt: 1, hold });
+      const r1 = await settleBatch(h.db, [priced(first)]);
+      expect(r1.inserted).toHaveLength(1);
+      expect(await getHold(h.db, 'lease_rerun')).toBe(20_000n);
+      const balance = (await getBalance(h.db, t.account)).balanceMicros;
+
+      // The run again (attempt 2: the queue forgot attempt 1 ended), and its redelivery.
+      const again = usageEvent({ requestId: 'req_rr1', ...t, attempt: 2, hold });
+      for (const _ of [1, 2]) {
+        const r = await settleBatch(h.db, [priced(again, 1_234n)]);
+        expect(r.inserted).toEqual([]);
+        expect(r.transactionId).toBeUndefined();
+        expect(r.reruns.length + r.duplicates).toBe(1);
+      }
+      expect(await rows('usage_events', 'req_rr1')).toEqual([{ id: first.id, final: true, cost: '1000' }]);
+      expect(await rows('rerun_calls', 'req_rr1')).toEqual([{ id: again.id, cost: '1234' }]);
+      expect((await getBalance(h.db, t.account)).balanceMicros).toBe(balance);
+      expect(await getHold(h.db, 'lease_rerun')).toBe(20_000n);
+      // Any later event of that call is a duplicate, even one that is not final.
+      const r = await settleBatch(h.db, [
+        priced({ ...again, final: false, outcome: 'failed', estimated: true }),
+      ]);
+      expect(r.inserted).toEqual([]);
+      expect((await getBalance(h.db, t.account)).balanceMicros).toBe(balance);
+      expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    });
+
+    it("two final events of a request new in one batch: the earlier call's stands", async () => {
+      const t = await tenant(10_000_000n);
+      const at = Date.now();
+      // attempt 10 ends first: ordered by when the call ended, not by the id's text.
+      const early = usageEvent({ requestId: 'req_rr2', ...t, attempt: 10, at });
+      const late = usageEvent({ requestId: 'req_rr2', ...t, attempt: 2, at: at + 5 });
+      const balance = (await getBalance(h.db, t.account)).balanceMicros;
+      const r = await settleBatch(h.db, [priced(late, 700n), priced(early, 500n)]);
+      expect(r.inserted.map((p) => p.event.id)).toEqual([early.id]);
+      expect(r.reruns.map((x) => x.id)).toEqual([late.id]);
+      expect(r.duplicates).toBe(0);
+      expect((await getBalance(h.db, t.account)).balanceMicros).toBe(balance - 500n);
+      expect(await rows('rerun_calls', 'req_rr2')).toEqual([{ id: late.id, cost: '700' }]);
+      expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    });
+
+    it("a final event for a call settled already, while another call is the request's final: not final, releases nothing", async () => {
+      const t = await tenant(10_000_000n);
+      await hold(t, 'req_rr3');
+      // The re-run's call settled first, not final; then the request's final event; then a final
+      // event for that first call (e.g. its estimate as a cut-off answer's end).
+      const call = usageEvent({ requestId: 'req_rr3', ...t, attempt: 1, final: false, outcome: 'failed' });
+      const end = usageEvent({ requestId: 'req_rr3', ...t, attempt: 2 });
+      await settleBatch(h.db, [priced(call)]);
+      await settleBatch(h.db, [priced(end)]);
+      expect(await getHold(h.db, 'req_rr3')).toBeUndefined();
+      await hold(t, 'req_rr3');
+      const r = await settleBatch(h.db, [priced({ ...call, final: true, estimated: true })]);
+      expect(r.inserted).toEqual([]);
+      expect(r.reruns).toEqual([]);
+      expect(await rows('usage_events', 'req_rr3')).toEqual([
+        { id: call.id, final: false, cost: '1000' },
+        { id: end.id, final: true, cost: '1000' },
+      ]);
+      // (The hold placed again is not one the late event may release.)
+      expect(await getHold(h.db, 'req_rr3')).toBe(50_000n);
+      expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    });
+  });
+
   it('gives a leased request its share back on its final event, and drops an emptied lease', async () => {
     const t = await tenant(10_000_000n);
     await placeHold(h.db, {

@@ -9,5 +9,6 @@ export { journalTransactions } from './journal-transactions.ts';
 export { FUNDING_LEDGER, ledgerAccounts, providerLedger, tenantLedger } from './ledger-accounts.ts';
 export { prices } from './prices.ts';
 export { usageEvents } from './usage-events.ts';
+export { rerunCalls } from './rerun-calls.ts';
 export { batches, batchLines } from './batches.ts';
 export { fileChunks, files } from './files.ts';
