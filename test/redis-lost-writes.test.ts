@@ -127,6 +127,15 @@ describe('Redis loses the writes that ended a request', () => {
     expect(reruns[0]!.outcome).toBe('success');
     expect(BigInt(reruns[0]!.cost)).toBeGreaterThan(0n);
     expect(await balance()).toBe(charged);
+    // The operator sees it in the spend report, next to what was charged.
+    const spend = (await (
+      await fetch(`${stack.url}/admin/v1/spend?group=model&days=1`, {
+        headers: { authorization: `Bearer ${stack.adminToken}` },
+      })
+    ).json()) as { data: Array<{ group: string; rerun_calls: number; rerun_cost_micros: string }> };
+    const row = spend.data.find((r) => r.group === 'openai/gpt-4o-mini');
+    expect(row?.rerun_calls).toBe(1);
+    expect(row?.rerun_cost_micros).toBe(reruns[0]!.cost);
     const { db, close } = createDb(stack.databaseUrl, { max: 1 });
     try {
       expect(await checkLedgerInvariants(db)).toEqual(CLEAN_LEDGER);

@@ -55,14 +55,26 @@ export interface Totals {
   name: string;
   requests: number;
   micros: bigint;
+  /** Calls made for requests that had ended already (Redis lost their end), charged to no one. */
+  reruns: number;
+  rerunMicros: bigint;
 }
 
 export function totalsByGroup(rows: SpendRow[]): Totals[] {
   const m = new Map<string, Totals>();
   for (const r of rows) {
-    const t = m.get(r.group) ?? { group: r.group, name: name(r), requests: 0, micros: 0n };
+    const t = m.get(r.group) ?? {
+      group: r.group,
+      name: name(r),
+      requests: 0,
+      micros: 0n,
+      reruns: 0,
+      rerunMicros: 0n,
+    };
     t.requests += r.requests;
     t.micros += BigInt(r.cost_micros);
+    t.reruns += r.rerun_calls;
+    t.rerunMicros += BigInt(r.rerun_cost_micros);
     m.set(r.group, t);
   }
   return [...m.values()].sort((a, b) => (b.micros > a.micros ? 1 : b.micros < a.micros ? -1 : 0));
@@ -173,6 +185,12 @@ export function Spend() {
             <th scope="col">{GROUPS.find((g) => g.id === group)?.label}</th>
             <th scope="col">Requests</th>
             <th scope="col">Spend</th>
+            <th
+              scope="col"
+              title="Calls made again for requests that had ended (Redis lost the writes that ended them): paid to the provider, charged to no one"
+            >
+              Re-runs, not charged
+            </th>
           </tr>
         </thead>
         <tbody>
@@ -181,11 +199,12 @@ export function Spend() {
               <th scope="row">{t.name}</th>
               <td>{t.requests}</td>
               <td data-col="cost">{usd(t.micros)}</td>
+              <td data-col="reruns">{t.reruns > 0 ? `${t.reruns} (${usd(t.rerunMicros)})` : '—'}</td>
             </tr>
           ))}
           {spend.data && totals.length === 0 && (
             <tr>
-              <td colSpan={3}>No spend in the last {days} days.</td>
+              <td colSpan={4}>No spend in the last {days} days.</td>
             </tr>
           )}
         </tbody>

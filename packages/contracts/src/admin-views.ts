@@ -61,6 +61,13 @@ export const SpendRow = z.object({
   output_tokens: z.number().int(),
   cost_usd: Usd,
   cost_micros: Micros,
+  /**
+   * Calls made for requests that had ended already (Redis lost the writes that ended them and the
+   * gateway ran them again): charged to no one, what they cost the gateway at list price.
+   */
+  rerun_calls: z.number().int(),
+  rerun_cost_usd: Usd,
+  rerun_cost_micros: Micros,
 });
 export type SpendRow = z.infer<typeof SpendRow>;
 export const SpendReport = z.object({

@@ -16,6 +16,12 @@ export interface SpendRow {
   inputTokens: number;
   outputTokens: number;
   costMicros: bigint;
+  /**
+   * Calls made for requests that had ended already (Redis lost the writes that ended them), charged
+   * to no one (`rerun_calls`): how many, and what they cost the gateway at list price.
+   */
+  rerunCalls: number;
+  rerunCostMicros: bigint;
 }
 
 const GROUP_COLUMN: Record<SpendGroup, SQL> = {
@@ -34,8 +40,9 @@ const GROUP_LABEL: Record<SpendGroup, SQL> = {
 
 /**
  * Settled spend across every tenant (the admin's view; a tenant sees only its own, `getUsage`) of the last `days` UTC days (today included), per day and per `group`, summed in
- * Postgres from usage_events (what settlement recorded, one row per provider call). Rows are ordered by
- * day, then by cost (largest first).
+ * Postgres from usage_events (what settlement recorded, one row per provider call), next to the
+ * re-run calls of the same day and group (`rerun_calls`, charged to no one). Rows are ordered by day,
+ * then by cost (largest first).
  */
 export async function getSpend(
   db: Db,
@@ -46,6 +53,7 @@ export async function getSpend(
     Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - (opts.days - 1)),
   );
   const col = GROUP_COLUMN[opts.group];
+  const day = GROUP_COLUMN.day;
   const r = await db.execute<{
     day: string;
     grp: string;
@@ -55,18 +63,31 @@ export async function getSpend(
     input: string;
     output: string;
     cost: string;
+    rerun_calls: string;
+    rerun_cost: string;
   }>(sql`
-    SELECT day, grp, label, calls, requests, input, output, cost FROM (
-      SELECT to_char(u.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, ${col} AS grp,
-             min(${GROUP_LABEL[opts.group]}) AS label,
-             ${countedCalls}::text AS calls, ${countedRequests}::text AS requests,
-             coalesce(sum(u.input_tokens), 0)::text AS input,
-             coalesce(sum(u.output_tokens), 0)::text AS output,
-             coalesce(sum(u.cost_micros), 0) AS cost_n, coalesce(sum(u.cost_micros), 0)::text AS cost
+    WITH s AS (
+      SELECT ${day} AS day, ${col} AS grp, min(${GROUP_LABEL[opts.group]}) AS label,
+             ${countedCalls} AS calls, ${countedRequests} AS requests,
+             coalesce(sum(u.input_tokens), 0) AS input, coalesce(sum(u.output_tokens), 0) AS output,
+             coalesce(sum(u.cost_micros), 0) AS cost
         FROM usage_events u
        WHERE u.occurred_at >= ${from.toISOString()}
-       GROUP BY 1, 2) s
-     ORDER BY day, cost_n DESC, grp`);
+       GROUP BY 1, 2),
+    -- The same grouping over the re-run calls (rerun_calls has the usage events' columns).
+    r AS (
+      SELECT ${day} AS day, ${col} AS grp, min(${GROUP_LABEL[opts.group]}) AS label,
+             count(*) AS calls, coalesce(sum(u.cost_micros), 0) AS cost
+        FROM rerun_calls u
+       WHERE u.occurred_at >= ${from.toISOString()}
+       GROUP BY 1, 2)
+    SELECT coalesce(s.day, r.day) AS day, coalesce(s.grp, r.grp) AS grp,
+           coalesce(s.label, r.label) AS label, coalesce(s.calls, 0)::text AS calls,
+           coalesce(s.requests, 0)::text AS requests, coalesce(s.input, 0)::text AS input,
+           coalesce(s.output, 0)::text AS output, coalesce(s.cost, 0)::text AS cost,
+           coalesce(r.calls, 0)::text AS rerun_calls, coalesce(r.cost, 0)::text AS rerun_cost
+      FROM s FULL JOIN r ON r.day = s.day AND r.grp = s.grp
+     ORDER BY 1, coalesce(s.cost, 0) DESC, 2`);
   return r.rows.map((row) => ({
     day: row.day,
     group: row.grp,
@@ -76,6 +97,8 @@ export async function getSpend(
     inputTokens: Number(row.input),
     outputTokens: Number(row.output),
     costMicros: BigInt(row.cost),
+    rerunCalls: Number(row.rerun_calls),
+    rerunCostMicros: BigInt(row.rerun_cost),
   }));
 }
 

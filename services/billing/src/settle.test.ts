@@ -2,6 +2,7 @@ import { usdToMicros } from '@faregate/catalog/money';
 import { BUILTIN_MODELS } from '@faregate/catalog/models';
 import type { UsageEvent } from '@faregate/contracts/usage';
 import { addCredit, createAccount, createApiKey, getBalance } from '@faregate/db/accounts';
+import { getSpend } from '@faregate/db/admin-views';
 import { getHold, placeHold } from '@faregate/db/holds';
 import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
 import { until } from '@faregate/testing/env';
@@ -471,6 +472,31 @@ describe('settlement', () => {
       expect((await getBalance(h.db, t.account)).balanceMicros).toBe(balance - 500n);
       expect(await rows('rerun_calls', 'req_rr2')).toEqual([{ id: late.id, cost: '700' }]);
       expect(await checkLedgerInvariants(h.db)).toEqual(CLEAN_LEDGER);
+    });
+
+    it("shows in the admin's spend report next to what was charged, also for a group only re-runs reached", async () => {
+      const t = await tenant(10_000_000n);
+      const first = usageEvent({ requestId: 'req_rr4', ...t, attempt: 1 });
+      // The re-run went on to the route's next hop, another provider's model.
+      const again = usageEvent({
+        requestId: 'req_rr4',
+        ...t,
+        hop: 1,
+        attempt: 1,
+        provider: 'anthropic',
+        model: 'claude-haiku-4-5',
+      });
+      await settleBatch(h.db, [priced(first, 900n)]);
+      await settleBatch(h.db, [priced(again, 400n)]);
+      const byKey = (await getSpend(h.db, { group: 'key', days: 1 })).filter((r) => r.group === t.key);
+      expect(byKey.map((r) => [r.calls, r.costMicros, r.rerunCalls, r.rerunCostMicros])).toEqual([
+        [1, 900n, 1, 400n],
+      ]);
+      const byModel = await getSpend(h.db, { group: 'model', days: 1 });
+      const rerunOnly = byModel.find((r) => r.group === 'anthropic/claude-haiku-4-5');
+      expect(rerunOnly?.calls).toBe(0);
+      expect(rerunOnly?.costMicros).toBe(0n);
+      expect(rerunOnly?.rerunCalls).toBeGreaterThanOrEqual(1);
     });
 
     it("a final event for a call settled already, while another call is the request's final: not final, releases nothing", async () => {

@@ -115,6 +115,9 @@ export async function adminViewRoutes(app: FastifyInstance, deps: IngressDeps): 
           output_tokens: row.outputTokens,
           cost_usd: microsToUsd(row.costMicros),
           cost_micros: row.costMicros.toString(),
+          rerun_calls: row.rerunCalls,
+          rerun_cost_usd: microsToUsd(row.rerunCostMicros),
+          rerun_cost_micros: row.rerunCostMicros.toString(),
         })),
       };
     },
