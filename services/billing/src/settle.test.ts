@@ -58,6 +58,16 @@ const hold = (t: { account: string; key: string }, requestId: string) =>
     expiresAt: new Date(Date.now() + 60_000),
   });
 
+/** A budget lease of 30,000 µ$ for a minute (a request admitted under it names it with its share). */
+const lease = (t: { account: string; key: string }, id: string) =>
+  placeHold(h.db, {
+    requestId: id,
+    accountId: t.account,
+    keyId: t.key,
+    amountMicros: 30_000n,
+    expiresAt: new Date(Date.now() + 60_000),
+  });
+
 async function settledAndAcked() {
   const s = await h.usageStatus();
   return s.pending === 0 && s.backlog === 0;
@@ -423,13 +433,7 @@ describe('settlement', () => {
 
     it('is recorded in rerun_calls, charged to no one, and gives no lease share back twice', async () => {
       const t = await tenant(10_000_000n);
-      await placeHold(h.db, {
-        requestId: 'lease_rerun',
-        accountId: t.account,
-        keyId: t.key,
-        amountMicros: 30_000n,
-        expiresAt: new Date(Date.now() + 60_000),
-      });
+      await lease(t, 'lease_rerun');
       const hold = { id: 'lease_rerun', micros: '10000' };
       const first = usageEvent({ requestId: 'req_rr1', ...t, attempt: 1, hold });
       const r1 = await settleBatch(h.db, [priced(first)]);
@@ -525,13 +529,7 @@ describe('settlement', () => {
 
   it('gives a leased request its share back on its final event, and drops an emptied lease', async () => {
     const t = await tenant(10_000_000n);
-    await placeHold(h.db, {
-      requestId: 'lease_test',
-      accountId: t.account,
-      keyId: t.key,
-      amountMicros: 30_000n,
-      expiresAt: new Date(Date.now() + 60_000),
-    });
+    await lease(t, 'lease_test');
     const hold = { id: 'lease_test', micros: '10000' };
     const c = await h.consumer('leases');
     // A failed (non-final) call of a leased request leaves the lease whole; its final event gives the share back.
