@@ -10,8 +10,8 @@
  * scavenge did not free (`includeObjectsCollectedByMinorGC: false`: promoted, or still young and
  * alive at the end; what a full GC frees later is kept in). Prints the sampled bytes of each, their
  * ratio (the share of allocation that outlives a scavenge), and the allocation sites ranked by what
- * outlived a scavenge, each with its share of every allocation: a site whose share of the survivors
- * is many times its share of allocation holds something past its request.
+ * outlived a scavenge, each with its share of every allocation (a site whose share of the survivors
+ * is many times its share of allocation holds something past its request), then by all allocation.
  */
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -93,19 +93,22 @@ async function inspector(pid: number) {
       await new Promise((r) => setTimeout(r, ms));
       const { profile } = await call<{ profile: { head: ProfileNode } }>('HeapProfiler.stopSampling');
       const sites = new Map<string, number>();
-      const walk = (n: ProfileNode) => {
-        if (n.selfSize > 0) {
-          const f = n.callFrame;
-          const file = f.url
-            .replace(/^file:\/\//, '')
-            .replace(ROOT, '')
-            .replace(/.*node_modules\/\.pnpm\//, '');
-          const site = `${f.functionName || '(anonymous)'} ${file || '(native)'}:${f.lineNumber + 1}`;
-          sites.set(site, (sites.get(site) ?? 0) + n.selfSize);
-        }
-        for (const c of n.children) walk(c);
+      const siteOf = (n: ProfileNode): string => {
+        const f = n.callFrame;
+        const file = f.url
+          .replace(/^file:\/\//, '')
+          .replace(ROOT, '')
+          .replace(/.*node_modules\/\.pnpm\//, '');
+        return `${f.functionName || '(anonymous)'} ${file || '(native)'}:${f.lineNumber + 1}`;
       };
-      walk(profile.head);
+      // A native function's allocation (a Map's delete, an array's flat) is named with its caller.
+      const walk = (n: ProfileNode, caller: string) => {
+        const own = siteOf(n);
+        const site = n.callFrame.url ? own : `${own} < ${caller}`;
+        if (n.selfSize > 0) sites.set(site, (sites.get(site) ?? 0) + n.selfSize);
+        for (const c of n.children) walk(c, n.callFrame.url ? own : caller);
+      };
+      walk(profile.head, '(root)');
       return sites;
     },
     close: () => ws.close(),
@@ -170,6 +173,13 @@ try {
     const ofKept = (100 * bytes) / keptBytes;
     const ofAll = (100 * (all.get(site) ?? 0)) / allBytes;
     console.log(`${ofKept.toFixed(1).padStart(6)} % | ${ofAll.toFixed(1).padStart(5)} %  ${site}`);
+  }
+  console.log(`\nsites by all allocation (KiB per request | share of all allocation):`);
+  for (const [site, bytes] of [...all].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+    const kib = bytes / (n1 - n0) / 1024;
+    console.log(
+      `${kib.toFixed(2).padStart(6)} | ${((100 * bytes) / allBytes).toFixed(1).padStart(5)} %  ${site}`,
+    );
   }
 } finally {
   running = false;
