@@ -24,14 +24,15 @@ afterAll(async () => {
 
 const calls = () => stack.fake.calls().filter((c) => c.model !== null).length;
 
-async function post(path: string, json: unknown, key: string) {
+async function post(path: string, json: unknown, key?: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${stack.url}${path}`, {
     method: 'POST',
     headers: {
       authorization: `Bearer ${stack.apiKey}`,
       'anthropic-version': '2023-06-01',
       'content-type': 'application/json',
-      'idempotency-key': key,
+      ...(key === undefined ? {} : { 'idempotency-key': key }),
+      ...headers,
     },
     body: JSON.stringify(json),
   });
@@ -144,5 +145,38 @@ describe('streamed door answers replay as the same events', () => {
     const again = await read();
     expect(again).toEqual(first);
     expect(calls() - before).toBe(1);
+  });
+});
+
+describe('a 429 is not kept for the key', () => {
+  it('a retry after the pause runs, instead of replaying the 429 for the key’s whole TTL', async () => {
+    const impatient = { 'x-faregate-patience-ms': '0' };
+    // A 429 with retry-after pauses the anthropic pool for a moment.
+    const pausing = await post(
+      '/v1/messages',
+      messagesBody('Busy? [[fake:{"fault":"429","retryAfterMs":1500}]]'),
+      undefined,
+      impatient,
+    );
+    expect(pausing.status).toBe(429);
+    const json = messagesBody('Name a glacier.');
+    const first = await post('/v1/messages', json, 'messages-429', impatient);
+    expect(first.status).toBe(429);
+    expect(first.json).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
+    expect(first.headers.get('retry-after')).not.toBeNull();
+    // Retried as told: once the pause is over it runs (a kept 429 would be replayed every time).
+    const again = await until(
+      async () => {
+        const r = await post('/v1/messages', json, 'messages-429', impatient);
+        expect(r.headers.get('idempotent-replayed')).toBeNull();
+        return r.status === 200 ? r : undefined;
+      },
+      { what: 'the retry answered', timeoutMs: 15_000, intervalMs: 100 },
+    );
+    expect(again.json).toMatchObject({ type: 'message', role: 'assistant' });
+    // A retry of that answer replays it.
+    const replay = await post('/v1/messages', json, 'messages-429', impatient);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.json).toEqual(again.json);
   });
 });

@@ -19,7 +19,7 @@ import { setRequestId } from './plugins/errors.ts';
  * (a caller whose connection dropped simply retries); a streamed request is replayed from its job's
  * stored frames, as the same SSE chunks. The same key with a different body is 422.
  * A request refused before it ran (invalid, unauthorized, over budget) keeps nothing, so it can be
- * retried with the same key once fixed.
+ * retried with the same key once fixed; nor does a 429, so a retry after its `retry-after` runs.
  */
 
 const beginScript = luaScript<{
@@ -194,8 +194,11 @@ export function registerIdempotency(
     const call = req.idempotency;
     if (!call || call.stored) return payload;
     call.stored = true;
-    if (!call.ran) {
-      // Refused before it ran: keep nothing, so the same key can be used once the request is fixed.
+    // Refused before it ran: keep nothing, so the same key can be used once the request is fixed.
+    // Nor a 429 (the pool paused, or the provider's limit outlasting the caller's patience): it
+    // produced nothing and is billed nothing, and kept it would answer every retry the caller makes
+    // after its `retry-after` with the same 429 for the key's whole TTL.
+    if (!call.ran || reply.statusCode === 429) {
       await redis.del(call.key);
       return payload;
     }
