@@ -81,7 +81,8 @@ export class ResponsesStreamWriter implements FrameWriter {
     );
   }
 
-  #close(out: string[]): void {
+  /** Closes the open item; `status`: the message's, as the response's (`incomplete` when cut short). */
+  #close(out: string[], status: 'completed' | 'incomplete' = 'completed'): void {
     const o = this.#open;
     if (!o) return;
     this.#open = undefined;
@@ -122,7 +123,7 @@ export class ResponsesStreamWriter implements FrameWriter {
           item: {
             id: o.id,
             type: 'message',
-            status: 'completed',
+            status,
             role: 'assistant',
             content: [outputText(o.text, o.logprobs)],
           },
@@ -328,8 +329,8 @@ export class ResponsesStreamWriter implements FrameWriter {
       (m?.tool_calls ?? []).forEach((t, i) => {
         if (!this.#calls.has(i)) this.#call(out, i, t.id, t.function.name, t.function.arguments);
       });
-      this.#close(out);
       const response = toResponse(this.#req, { ...r, id: this.#id, created: this.#created }, f.at);
+      this.#close(out, response.status === 'incomplete' ? 'incomplete' : 'completed');
       out.push(
         this.#event(response.status === 'completed' ? 'response.completed' : 'response.incomplete', {
           response,

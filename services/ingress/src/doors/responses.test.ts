@@ -367,6 +367,22 @@ describe('frames → Responses events', () => {
     expect(done.response.model).toBe('gemini/gemini-2.5-flash');
   });
 
+  it('an answer cut short: the message item is incomplete where it closes, as in the response', () => {
+    const w = new ResponsesStreamWriter(parse({ model: 'm', input: 'x' }), 'req_1', 0);
+    let out = w.frame(f({ type: 'delta', text: 'Hel' }));
+    out += w.frame(f({ type: 'done', result: completion({ finishReason: 'length' }) }));
+    const evs = events(out) as unknown as {
+      type: string;
+      item?: { status: string };
+      response?: { output: unknown[] };
+    }[];
+    const closed = evs.find((e) => e.type === 'response.output_item.done');
+    const last = evs.at(-1);
+    expect(last?.type).toBe('response.incomplete');
+    expect(closed?.item?.status).toBe('incomplete');
+    expect(last?.response?.output[0]).toMatchObject({ type: 'message', status: 'incomplete' });
+  });
+
   it('ends a failed stream with an error event the SDK raises', () => {
     const w = new ResponsesStreamWriter(parse({ model: 'm', input: 'x' }), 'req_1', 0);
     const out = w.frame(
