@@ -111,3 +111,22 @@ describe('ChunkWriter, a request that used legacy functions', () => {
     ]);
   });
 });
+
+describe('ChunkWriter, the last chunk of a choice', () => {
+  it('carries the stop sequence that ended it (`stop_reason`), as the whole answer does', () => {
+    const result = sampleCompletion();
+    const choice = result.choices[0] as (typeof result.choices)[number];
+    const done = (stop?: string): Frame => ({
+      ...at,
+      seq: 1,
+      type: 'done',
+      result: {
+        ...result,
+        choices: [{ ...choice, finish_reason: 'stop', ...(stop === undefined ? {} : { stop_reason: stop }) }],
+      },
+    });
+    const last = (f: Frame) => chunks(new ChunkWriter('req_1', 0, false).frame(f)).at(-1)?.choices[0];
+    expect(last(done('market'))).toMatchObject({ finish_reason: 'stop', stop_reason: 'market' });
+    expect(last(done())).not.toHaveProperty('stop_reason');
+  });
+});

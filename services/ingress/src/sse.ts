@@ -45,14 +45,17 @@ export class ChunkWriter implements FrameWriter {
     delta: Record<string, unknown>,
     finish: string | null,
     logprobs: unknown = null,
+    /** The stop sequence that ended the choice (its last chunk), as the whole answer's `stop_reason`. */
+    stopReason?: string,
   ): string {
+    const choice = { index, delta, logprobs, finish_reason: finish };
     const c: Record<string, unknown> = {
       id: this.#id,
       object: 'chat.completion.chunk',
       created: this.#created,
       model: this.#model,
       system_fingerprint: null,
-      choices: [{ index, delta, logprobs, finish_reason: finish }],
+      choices: [stopReason === undefined ? choice : { ...choice, stop_reason: stopReason }],
     };
     if (this.#includeUsage) c.usage = null;
     return `data: ${JSON.stringify(c)}\n\n`;
@@ -208,7 +211,7 @@ export class ChunkWriter implements FrameWriter {
           );
         }
         this.#role(out, i, true);
-        out.push(this.#chunk(i, {}, choice?.finish_reason ?? 'stop'));
+        out.push(this.#chunk(i, {}, choice?.finish_reason ?? 'stop', null, choice?.stop_reason));
       });
       if (this.#includeUsage) {
         out.push(
