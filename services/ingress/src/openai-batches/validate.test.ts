@@ -149,6 +149,16 @@ describe('validateLines', () => {
     ]);
   });
 
+  it('skips blank lines as the upload counts them: spaces, tabs and CRs only; other whitespace is not JSON', async () => {
+    const r = await run(`${line('a')}\n \t\r\n\n${line('b')}\n`);
+    expect(r.errors).toEqual([]);
+    expect(r.valid.map((v) => v.customId)).toEqual(['a', 'b']);
+    for (const odd of ['\u00a0', '\ufeff', '\f', '\v', '\u2028']) {
+      const bad = await run(`${line('a')}\n${odd}\n${line('b')}\n`);
+      expect(bad.errors).toMatchObject([{ code: 'invalid_json_line', line: 2 }]);
+    }
+  });
+
   it('names a line that is JSON but not an object plainly', async () => {
     const r = await run(`${line('a')}\n[1,2]\n42\nnull\n"text"\n`);
     expect(r.errors.map((e) => [e.line, e.message])).toEqual(

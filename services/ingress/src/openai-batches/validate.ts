@@ -58,6 +58,9 @@ const SHORT_ID = 64;
 /** Errors kept per batch (OpenAI lists a bounded number too); the count goes on. */
 const MAX_ERRORS = 100;
 
+/** A line that holds no request: spaces, tabs and a CR (of a CRLF) only. */
+const BLANK = /^[ \t\r]*$/;
+
 /**
  * Validates a batch input file as OpenAI does, streamed: each line is JSON with `custom_id`, `method`
  * POST, `url` equal to the batch endpoint and an object `body`, and `custom_id`s are unique. Valid
@@ -89,7 +92,9 @@ export async function validateLines(
     n++;
     // A byte order mark opening the file (Notepad, PowerShell's Out-File) is not part of line 1.
     const text = n === 1 && read.charCodeAt(0) === 0xfeff ? read.slice(1) : read;
-    if (text.trim() === '') continue;
+    // Blank as the upload counts lines (files/upload.ts): JSON's own whitespace, nothing else (a
+    // line of U+00A0 or a form feed is not JSON, and counted by the upload's line limit).
+    if (BLANK.test(text)) continue;
     total++;
     // A UTF-16 length a third of the limit cannot be over it in UTF-8: most lines skip the count.
     if (text.length * 3 > maxLineBytes && Buffer.byteLength(text) > maxLineBytes) {
