@@ -319,6 +319,17 @@ describe('hostile and impossible embeddings requests: a 400/404 in OpenAI shape,
     expect(stack.fake.calls().filter((c) => !/\/models$/.test(c.path))).toEqual([]);
   });
 
+  it('null is a field not given (what callers that map unset arguments to None send), as on chat', async () => {
+    const nulls = { dimensions: null, encoding_format: null, user: null };
+    const r = await post({ model: 'text-embedding-3-small', input: 'a', ...nulls });
+    expect(r.status).toBe(200);
+    // Floats (the default encoding), of the model's whole size (no dimensions).
+    expect(Array.isArray(r.json.data[0]?.embedding)).toBe(true);
+    expect(r.json.data[0]?.embedding).toHaveLength(1536);
+    // `user` null is no user: not the 400 a user is to Gemini.
+    expect((await post({ model: 'gemini/gemini-embedding-001', input: 'a', ...nulls })).status).toBe(200);
+  });
+
   it("dimensions past the model's vector size are refused before any call, naming the size", async () => {
     const r = await post({ model: 'text-embedding-3-small', input: 'a', dimensions: 1537 });
     expect(r.json.error.message).toBe(

@@ -24,12 +24,6 @@ export const CacheControl = z.strictObject({
 export type CacheControl = z.infer<typeof CacheControl>;
 
 /**
- * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
- * from optional arguments (`tool_choice=None`, LangChain's defaults) send `null` for what they leave
- * out. Parsed to `undefined` (zod keeps the key; `ChatRequest` drops it), so nothing downstream sees
- * a `null` and no adapter sends one on.
- */
-/**
  * OpenAI's reasoning efforts, every value its SDK sends: `none` (GPT-5.1 and later: no reasoning),
  * `minimal` (GPT-5), `low`, `medium`, `high`, `xhigh` and `max` (the newest models). The OpenAI
  * adapter passes the value on and the provider judges it for the model; other providers translate
@@ -42,7 +36,13 @@ export type ReasoningEffort = z.infer<typeof ReasoningEffort>;
 export const asksReasoning = (effort: ReasoningEffort | null | undefined): boolean =>
   effort != null && effort !== 'none';
 
-const absentIfNull = <T extends z.ZodType>(s: T) =>
+/**
+ * An optional field whose `null` means "not given", as OpenAI takes it: clients that build requests
+ * from optional arguments (`tool_choice=None`, LangChain's defaults) send `null` for what they leave
+ * out. Parsed to `undefined` (zod keeps the key; `ChatRequest` drops it; the embeddings request's adapters skip it), so nothing downstream sees
+ * a `null` and no adapter sends one on.
+ */
+export const absentIfNull = <T extends z.ZodType>(s: T) =>
   s
     .nullable()
     .transform((v) => (v === null ? undefined : (v as Exclude<z.output<T>, null>)))

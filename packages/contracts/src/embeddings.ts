@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { absentIfNull } from './chat.ts';
 
 /** OpenAI's cap on inputs per embeddings request (the gateway's too: a bigger list is a 400). */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -38,9 +39,10 @@ export const EmbeddingsRequest = z.strictObject({
             : 'input must be a string, a list of strings, a token array or a list of token arrays, none of them empty',
     },
   ),
-  dimensions: z.number().int().min(1).max(65_536).optional(),
-  encoding_format: z.enum(['float', 'base64']).optional(),
-  user: z.string().max(256).optional(),
+  // `null` is not given, as on chat (what callers that map unset arguments to `None` send).
+  dimensions: absentIfNull(z.number().int().min(1).max(65_536)),
+  encoding_format: absentIfNull(z.enum(['float', 'base64'])),
+  user: absentIfNull(z.string().max(256)),
 });
 export type EmbeddingsRequest = z.infer<typeof EmbeddingsRequest>;
 
