@@ -1,7 +1,9 @@
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '@faregate/db/client';
 import { CLEAN_LEDGER, checkLedgerInvariants } from '@faregate/db/invariants';
+import { makeKeys, usagePartition } from '@faregate/queue/keys';
 import { until } from '@faregate/testing/env';
 import { OwnRedis } from './chaos/harness.ts';
 import { freePort, type Stack, startStack } from './support/stack.ts';
@@ -185,4 +187,135 @@ describe('Redis loses the writes that ended a request', () => {
     expect(await rerunRows(requestId)).toHaveLength(1);
     expect(await balance()).toBe(charged);
   }, 90_000);
+});
+
+describe("Redis loses an Idempotency-Key's record", () => {
+  const keyed = (key: string, content: string) =>
+    fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { ...json(stack.apiKey), 'idempotency-key': key },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }),
+    });
+  const settledFinal = (requestId: string) =>
+    until(
+      async () => {
+        const rows = await usageRows(requestId);
+        return rows.some((r) => r.final) ? rows : undefined;
+      },
+      { what: 'the final event settled' },
+    );
+  /** Billing has read and acknowledged everything in the request's usage stream. */
+  async function billingCaughtUp(requestId: string): Promise<void> {
+    const stream = makeKeys(stack.prefix).usage(usagePartition(requestId));
+    const r = new Redis(redis.url, { lazyConnect: true });
+    await r.connect();
+    const id = (s: unknown) => String(s).split('-').map(Number) as [number, number];
+    const atOrPast = (a: unknown, b: unknown) => {
+      const [x, y] = [id(a), id(b)];
+      return x[0] > y[0] || (x[0] === y[0] && x[1] >= y[1]);
+    };
+    const field = (list: unknown[], name: string) => list[list.indexOf(name) + 1];
+    try {
+      await until(
+        async () => {
+          const info = (await r.xinfo('STREAM', stream)) as unknown[];
+          const groups = (await r.xinfo('GROUPS', stream)) as unknown[][];
+          const g = groups.find((x) => field(x, 'name') === 'billing');
+          if (!g) return undefined;
+          return Number(field(g, 'pending')) === 0 &&
+            atOrPast(field(g, 'last-delivered-id'), field(info, 'last-generated-id'))
+            ? true
+            : undefined;
+        },
+        { what: 'billing caught up with the usage stream' },
+      );
+    } finally {
+      r.disconnect();
+    }
+  }
+
+  it('the retry after the loss runs again under the same request id, and is not charged again', async () => {
+    // Before the request: the loss takes every trace of it from Redis (record, job, answer).
+    await redis.snapshot();
+    const callsBefore = chatCalls();
+    const first = await keyed('lost-key-1', 'Name a river.');
+    expect(first.status).toBe(200);
+    const requestId = first.headers.get('x-request-id') ?? '';
+    const settled = await settledFinal(requestId);
+    const charged = await balance();
+
+    await redis.restart(100);
+    // Redis no longer knows the key: the request runs again, as the same request.
+    const again = await keyed('lost-key-1', 'Name a river.');
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-request-id')).toBe(requestId);
+    expect(((await again.json()) as { id: string }).id).toBe(requestId);
+    expect(chatCalls()).toBe(callsBefore + 2);
+    await billingCaughtUp(requestId);
+    // Billed once: the first call's settlement stands, the second charges nothing.
+    expect(await usageRows(requestId)).toEqual(settled);
+    expect(await balance()).toBe(charged);
+    // From now on the key replays that answer.
+    const replay = await keyed('lost-key-1', 'Name a river.');
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.headers.get('x-request-id')).toBe(requestId);
+    expect(chatCalls()).toBe(callsBefore + 2);
+  }, 60_000);
+
+  it('after the loss the same key with another body is still a 422, and leaves the key to its body', async () => {
+    await redis.snapshot();
+    const first = await keyed('lost-key-2', 'Name a mountain.');
+    expect(first.status).toBe(200);
+    const requestId = first.headers.get('x-request-id') ?? '';
+    await settledFinal(requestId);
+    await redis.restart(100);
+    const other = await keyed('lost-key-2', 'Name a desert.');
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe('idempotency_key_reused');
+    const again = await keyed('lost-key-2', 'Name a mountain.');
+    expect(again.status).toBe(200);
+    expect(again.headers.get('x-request-id')).toBe(requestId);
+  }, 60_000);
+
+  it('a batch create: the retry answers with the batch the first create made, and makes none', async () => {
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    const line = JSON.stringify({
+      custom_id: 'a',
+      method: 'POST',
+      url: '/v1/chat/completions',
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+    });
+    form.append('file', new Blob([`${line}\n`]), 'in.jsonl');
+    const file = (await (
+      await fetch(`${stack.url}/v1/files`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${stack.apiKey}` },
+        body: form,
+      })
+    ).json()) as { id: string };
+    const create = () =>
+      fetch(`${stack.url}/v1/batches`, {
+        method: 'POST',
+        headers: { ...json(stack.apiKey), 'idempotency-key': 'lost-batch-1' },
+        body: JSON.stringify({
+          input_file_id: file.id,
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        }),
+      });
+    await redis.snapshot();
+    const first = await create();
+    expect(first.status).toBe(200);
+    const batch = (await first.json()) as { id: string };
+    await redis.restart(100);
+    const again = await create();
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { id: string }).id).toBe(batch.id);
+    const made = await stack.sql.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM batches WHERE input_file_id = $1',
+      [file.id],
+    );
+    expect(made.rows[0]?.n).toBe(1);
+  }, 60_000);
 });

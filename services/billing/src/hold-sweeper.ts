@@ -1,11 +1,12 @@
 import type { Db } from '@faregate/db/client';
 import { expireHolds, overdrawn, sweepGivebacks } from '@faregate/db/holds';
+import { expireIdempotencyKeys } from '@faregate/db/idempotency-keys';
 import type { Logger } from 'pino';
 import type { BillingMetrics } from './metrics.ts';
 
 /**
- * Periodically deletes expired admission holds (requests lost before settling) and give-back
- * records a day old (holds.ts `shrinkHold`). Expired holds already stop counting against the
+ * Periodically deletes expired admission holds (requests lost before settling), give-back
+ * records a day old (holds.ts `shrinkHold`) and expired `Idempotency-Key` ids (idempotency-keys.ts). Expired holds already stop counting against the
  * balance; the sweep keeps the tables small. Safe on every replica. It also reports the tenants
  * whose balance settlement took below zero (`billing_tenants_overdrawn`): holds keep a balance
  * from going negative unless a provider bills past a request's caps, which deserves an alert.
@@ -14,7 +15,7 @@ export function startHoldSweeper(deps: { db: Db; metrics: BillingMetrics; log: L
   let running: Promise<void> | undefined;
   const tick = () => {
     if (running) return;
-    const swept = Promise.all([expireHolds(deps.db), sweepGivebacks(deps.db)])
+    const swept = Promise.all([expireHolds(deps.db), sweepGivebacks(deps.db), expireIdempotencyKeys(deps.db)])
       .then(([n]) => {
         if (n > 0) {
           deps.metrics.holdsExpired.inc(n);

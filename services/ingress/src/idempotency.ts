@@ -3,6 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RedisClient } from '@faregate/queue/redis';
 import { z } from 'zod';
 import { GatewayError } from '@faregate/contracts/errors';
+import { newId } from '@faregate/contracts/ids';
+import { claimIdempotencyKey, releaseIdempotencyKey } from '@faregate/db/idempotency-keys';
 import { luaScript } from '@faregate/queue/lua';
 import type { IngressDeps } from './deps.ts';
 import { principalOf } from './plugins/auth.ts';
@@ -20,6 +22,12 @@ import { setRequestId } from './plugins/errors.ts';
  * stored frames, as the same SSE chunks. The same key with a different body is 422.
  * A request refused before it ran (invalid, unauthorized, over budget) keeps nothing, so it can be
  * retried with the same key once fixed; nor does a 429, so a retry after its `retry-after` runs.
+ *
+ * The record lives in Redis; which id the key's first request was given (its request id, or its
+ * batch's) is also kept in Postgres (`idempotency_keys`), where the money is. A retry that finds no
+ * record in Redis, because Redis lost its last writes, runs under that same id: billing charges a
+ * request once (its call's usage event has the first call's id, or is a `rerun_calls` row), and a
+ * batch create answers with the batch it made. The same key with another body is still a 422 then.
  */
 
 const beginScript = luaScript<{
@@ -72,6 +80,13 @@ const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 export interface IdempotentCall {
   key: string;
+  /**
+   * The id the request runs under (`req_…`, or `batch_…` for `POST /v1/batches`): the one the key's
+   * first request was given, kept in Postgres (undefined when Postgres could not be asked).
+   */
+  id?: string;
+  /** This request named `id` (so a refusal forgets it); false: an earlier request with the key did. */
+  fresh: boolean;
   /** Set once the request was queued: from then on its outcome is kept, whatever it is. */
   ran: boolean;
   stored: boolean;
@@ -135,18 +150,30 @@ export function registerIdempotency(
       .digest('base64url');
     const r = await beginScript(redis, [key], [fingerprint, pendingTtlMs]);
     if (r[0] === 'new') {
-      req.idempotency = { key, ran: false, stored: false };
+      const offered = newId(path === '/v1/batches' ? 'batch' : 'req', path === '/v1/batches' ? 12 : 16);
+      let named: Awaited<ReturnType<typeof claimIdempotencyKey>> | undefined;
+      try {
+        named = await claimIdempotencyKey(deps.db, { scope: key, fingerprint, id: offered, ttlMs });
+      } catch (err) {
+        // Redis's record still guards retries; only a loss of Redis's last writes is uncovered.
+        deps.log.warn({ err: String(err) }, 'idempotency: the key could not be kept in Postgres');
+      }
+      if (named && named.fingerprint !== fingerprint) {
+        // Redis lost the record, Postgres kept the key: its first body was another.
+        await redis.del(key);
+        throw reused();
+      }
+      req.idempotency = {
+        key,
+        ran: false,
+        stored: false,
+        fresh: named?.fresh ?? true,
+        ...(named ? { id: named.id } : {}),
+      };
       return;
     }
     const [state, fp, status, stored, job, createdMs, headers, at, now] = r;
-    if (fp !== fingerprint) {
-      throw new GatewayError({
-        code: 'idempotency_key_reused',
-        message:
-          'This Idempotency-Key was already used for a different request (another body, or another endpoint): use a new key for a new request.',
-        param: 'Idempotency-Key',
-      });
-    }
+    if (fp !== fingerprint) throw reused();
     if (state === 'done' && status && stored !== null && stored !== undefined) {
       reply.header('idempotent-replayed', 'true');
       reply.headers(replayedHeaders(headers));
@@ -169,7 +196,7 @@ export function registerIdempotency(
       // the key's outcome from now on.
       const made = job ? await created(req, path, job) : undefined;
       if (made) {
-        req.idempotency = { key, ran: true, stored: false };
+        req.idempotency = { key, ran: true, stored: false, fresh: false };
         reply.header('idempotent-replayed', 'true');
         if (made.headers) reply.headers(made.headers);
         return reply.code(made.status).send(made.body);
@@ -177,7 +204,7 @@ export function registerIdempotency(
       // Nothing was created, long after it began: its ingress died first. Run it, once.
       const age = Number(now) - Number(at);
       if (at && age >= STALE_CREATE_MS && (await takeoverScript(redis, [key], [at, STALE_CREATE_MS])) === 1) {
-        req.idempotency = { key, ran: false, stored: false };
+        req.idempotency = { key, ran: false, stored: false, fresh: false };
         return;
       }
       if (at) {
@@ -200,6 +227,7 @@ export function registerIdempotency(
     // after its `retry-after` with the same 429 for the key's whole TTL.
     if (!call.ran || reply.statusCode === 429) {
       await redis.del(call.key);
+      if (call.fresh && call.id) await releaseIdempotencyKey(deps.db, call.key, call.id);
       return payload;
     }
     const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString() : '';
@@ -221,6 +249,14 @@ export function registerIdempotency(
     return payload;
   });
 }
+
+const reused = () =>
+  new GatewayError({
+    code: 'idempotency_key_reused',
+    message:
+      'This Idempotency-Key was already used for a different request (another body, or another endpoint): use a new key for a new request.',
+    param: 'Idempotency-Key',
+  });
 
 const inUse = () =>
   new GatewayError({
@@ -280,6 +316,14 @@ export function recordJob(
     if (kind === 'create') m.pexpire(call.key, deps.config.IDEMPOTENCY_TTL_SECONDS * 1000);
     await m.exec();
   };
+}
+
+/**
+ * The id a keyed request runs under (`SubmitOptions.id`, or a batch's id): the key's first request's,
+ * kept in Postgres; undefined without a key (a fresh id, as for any request).
+ */
+export function idempotentId(req: FastifyRequest): string | undefined {
+  return req.idempotency?.id;
 }
 
 /** The keyed request's job is queued: from now on its outcome is kept, whatever it is. */

@@ -10,5 +10,6 @@ export { FUNDING_LEDGER, ledgerAccounts, providerLedger, tenantLedger } from './
 export { prices } from './prices.ts';
 export { usageEvents } from './usage-events.ts';
 export { rerunCalls } from './rerun-calls.ts';
+export { idempotencyKeys } from './idempotency-keys.ts';
 export { batches, batchLines } from './batches.ts';
 export { fileChunks, files } from './files.ts';

@@ -114,8 +114,21 @@ export async function createBatch(
   body: BatchCreate,
   /** Called with the batch's id before it is created (an Idempotency-Key's record names it). */
   beforeCreate?: (made: { id: string; created: number }) => Promise<void>,
+  /**
+   * The id an Idempotency-Key named (idempotency.ts): when a batch of this tenant has it already (the
+   * key's first create, whose record Redis lost), that batch is the answer, and nothing is created.
+   */
+  chosenId?: string,
 ): Promise<BatchRow> {
   requireScope(principal, 'chat');
+  if (chosenId) {
+    // Whatever became of its input file since.
+    const made = await ownedBatch(deps, principal.accountId, chosenId);
+    if (made) {
+      await beforeCreate?.({ id: made.id, created: made.createdAt * 1000 });
+      return made;
+    }
+  }
   const file = await ownedFile(deps, principal.accountId, body.input_file_id);
   if (!file) throw fileNotFound(body.input_file_id, 'input_file_id');
   if (file.purpose !== 'batch')
@@ -126,7 +139,7 @@ export async function createBatch(
     });
   const created = nowS();
   const kept = keptPrincipal(principal);
-  const id = newId('batch', 12);
+  const id = chosenId ?? newId('batch', 12);
   await beforeCreate?.({ id, created: created * 1000 });
   const [row] = await deps.db
     .insert(batches)

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BatchCreate } from '@faregate/contracts/openai-batches';
 import type { IngressDeps } from '../../deps.ts';
-import { recordJob, queued } from '../../idempotency.ts';
+import { idempotentId, recordJob, queued } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import {
@@ -33,7 +33,13 @@ export async function batchRoutes(app: FastifyInstance, deps: IngressDeps): Prom
   typed.post('/v1/batches', { schema: { body: CreateBody } }, async (req) => {
     // With an Idempotency-Key the batch is named first and this answer kept: a retried create gets
     // this batch again, even when this answer was lost (idempotency.ts).
-    const row = await createBatch(deps, principalOf(req), req.body, recordJob(deps, req, 'create'));
+    const row = await createBatch(
+      deps,
+      principalOf(req),
+      req.body,
+      recordJob(deps, req, 'create'),
+      idempotentId(req),
+    );
     queued(req);
     // Validate and start it now, not at this ingress's next idle look (up to a second away).
     batchDriverOf(deps)?.kick();

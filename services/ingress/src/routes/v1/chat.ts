@@ -10,7 +10,7 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { setRequestId } from '../../plugins/errors.ts';
 import { cancelJob, ChatBody, patienceHeader, submitChat } from '../../submit.ts';
-import { type AttachToJob, queued, recordJob } from '../../idempotency.ts';
+import { type AttachToJob, idempotentId, queued, recordJob } from '../../idempotency.ts';
 import { ChunkWriter } from '../../sse.ts';
 import { markFirstChunk } from '../../metrics.ts';
 import type { Door, FrameWriter } from '../../doors/shared.ts';
@@ -128,7 +128,9 @@ export async function serveChat(
 ): Promise<unknown> {
   const stream = body.stream === true;
   const patienceMs = patienceHeader(req.headers['x-faregate-patience-ms'], deps.config.REQUEST_TIMEOUT_MS);
+  const id = idempotentId(req);
   const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', {
+    ...(id ? { id } : {}),
     patienceMs,
     trace: req.traceparent,
     beforeQueue: recordJob(deps, req, stream ? 'stream' : 'answer'),

@@ -8,7 +8,7 @@ import type { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { stoppedError } from './stopped.ts';
 import { rawDone } from '../../done-frame.ts';
-import { queued, recordJob } from '../../idempotency.ts';
+import { idempotentId, queued, recordJob } from '../../idempotency.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import { cancelJob, patienceHeader, submitEmbeddings } from '../../submit.ts';
@@ -28,7 +28,9 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
         req.headers['x-faregate-patience-ms'],
         deps.config.REQUEST_TIMEOUT_MS,
       );
+      const id = idempotentId(req);
       const job = await submitEmbeddings(deps, principalOf(req), req.body, 'sync', {
+        ...(id ? { id } : {}),
         patienceMs,
         ...(req.traceparent ? { trace: req.traceparent } : {}),
         beforeQueue: recordJob(deps, req, 'answer'),

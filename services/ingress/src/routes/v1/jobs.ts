@@ -9,7 +9,7 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { batchStatus, endedLines, notFoundBatch, ownedBatch, findJob, submitBatch } from '../../batches.ts';
 import { cancelBatch } from '../../openai-batches/batches.ts';
-import { recordJob, queued } from '../../idempotency.ts';
+import { idempotentId, recordJob, queued } from '../../idempotency.ts';
 import { cancelJob, JobsBody, submitChat } from '../../submit.ts';
 
 const IdParams = z.object({ id: z.string() });
@@ -105,7 +105,9 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         .send(acceptedBatch(b.id, b.created, b.entries));
     }
     const body = req.body.request;
+    const id = idempotentId(req);
     const data = await submitChat(deps, principalOf(req), body, 'async', {
+      ...(id ? { id } : {}),
       trace: req.traceparent,
       ...(name ? { beforeQueue: name } : {}),
     });
