@@ -519,6 +519,54 @@ describe('the rest of the Messages format', () => {
     }
   });
 
+  it('a prefill (a last assistant turn) goes only to Anthropic models: another would answer anew', async () => {
+    const prefilled = (model: string) =>
+      client.messages.create({
+        model,
+        max_tokens: 16,
+        messages: [
+          { role: 'user', content: 'Give me a JSON object.' },
+          { role: 'assistant', content: '{"a":' },
+        ],
+      });
+    const ok = await prefilled('anthropic/claude-haiku-4-5');
+    expect(ok.type).toBe('message');
+    for (const model of ['openai/gpt-4o-mini', 'gemini/gemini-2.5-flash']) {
+      const err = await prefilled(model).catch((e: unknown) => e);
+      expect(err, model).toBeInstanceOf(Anthropic.BadRequestError);
+      expect((err as InstanceType<typeof Anthropic.APIError>).error, model).toMatchObject({
+        type: 'error',
+        error: { type: 'invalid_request_error', message: expect.stringMatching(/^messages\.1: .*prefill/) },
+      });
+    }
+    // Counted as it would be served: refused alike.
+    const counted = await post(
+      '/v1/messages/count_tokens',
+      {
+        model: 'openai/gpt-4o-mini',
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'Sure,' },
+        ],
+      },
+      { 'x-api-key': stack.apiKey },
+    );
+    expect(counted.status).toBe(400);
+    // The same conversation through /v1/chat/completions is OpenAI's: the model answers after it.
+    const chat = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'openai/gpt-4o-mini',
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: 'Sure,' },
+        ],
+      }),
+    });
+    expect(chat.status).toBe(200);
+  });
+
   it('thinking with tools, multi-turn: the thinking blocks go back to Anthropic first, signed, unchanged', async () => {
     const model = 'anthropic/claude-haiku-4-5';
     const thinking = { type: 'enabled' as const, budget_tokens: 1024 };

@@ -143,6 +143,8 @@ export interface SubmitOptions {
   beforeQueue?: (data: JobData) => Promise<void>;
   /** The door's parameter that asked for reasoning (`thinking`, `reasoning.effort`): only reasoning models serve it. */
   reasoning?: string | undefined;
+  /** Where the door's request has an Anthropic prefill (DoorAsks.prefill): only Anthropic models continue one. */
+  prefill?: string | undefined;
   /**
    * When the job must have ended (epoch ms); default REQUEST_TIMEOUT_MS from now. A batch line gets
    * longer (openai-batches/driver.ts): nobody waits on it, and a call that hangs for a whole request
@@ -203,7 +205,7 @@ export async function submitChat(
   // Answered as a job, never as an SSE stream.
   if (MODES[mode].accepted) request = { ...request, stream: false };
   requireScope(principal, 'chat');
-  const route = deps.router.plan(request, { reasoning: opts.reasoning });
+  const route = deps.router.plan(request, { reasoning: opts.reasoning, prefill: opts.prefill });
   // Every choice (n > 1) may use the whole output cap.
   const max = requestedMaxTokens(request);
   const maxOut = max === undefined ? undefined : max * (request.n ?? 1);

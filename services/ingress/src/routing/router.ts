@@ -24,6 +24,18 @@ import {
 } from '@faregate/catalog/tokens';
 import type { ModelDirectory, ModelEntry } from './directory.ts';
 
+/** What a door's request asks of its route beyond the chat request itself (the door's own meaning). */
+export interface DoorAsks {
+  /** The door's parameter that asked for reasoning (`thinking`, `reasoning.effort`): only reasoning models serve it. */
+  reasoning?: string | undefined;
+  /**
+   * Where an Anthropic prefill is (`messages.N`: a last assistant turn the answer goes on from, on
+   * `/v1/messages`): only Anthropic models go on from one. Another model would answer the
+   * conversation anew, and the caller would join its answer to the prefill.
+   */
+  prefill?: string | undefined;
+}
+
 export interface RoutePlan {
   plan: RouteCandidate[];
   entries: ModelEntry[];
@@ -195,7 +207,7 @@ export class Router {
    * every live provider, `auto`), less embedding models and candidates that cannot honour one of
    * its parameters (capabilities.ts); none left is a 400 naming the parameter and the provider.
    */
-  plan(req: ChatRequest, door: { reasoning?: string | undefined } = {}): RoutePlan {
+  plan(req: ChatRequest, door: DoorAsks = {}): RoutePlan {
     toolChoiceCheck(req);
     toolResultsCheck(req);
     const prompt = measurePrompt(req);
@@ -222,7 +234,8 @@ export class Router {
         (e.catalogued ? modelRefusal(e.kind, e, req) : undefined) ??
         inLegacyTerms(req.legacy_functions === true, unsupportedRefusal(e.unsupported, e.provider, req)) ??
         outputRefusal(e, req) ??
-        askedReasoning(e, req, door),
+        askedReasoning(e, req, door) ??
+        prefillRefusal(e, door),
     );
     // Predicted tokens the answer rejects are billed as output on top of it (OpenAI's Predicted
     // Outputs): the hold covers them too, at their text's byte length (a token bound).
@@ -501,11 +514,7 @@ export class Router {
   }
 
   /** Cost-based routing: the cheapest live, priced models that have what the request needs. */
-  #auto(
-    req: ChatRequest,
-    prompt: PromptMeasure,
-    door: { reasoning?: string | undefined } = {},
-  ): ModelEntry[] {
+  #auto(req: ChatRequest, prompt: PromptMeasure, door: DoorAsks = {}): ModelEntry[] {
     const caps = requiredCapabilities(req);
     const out = requestedMaxTokens(req) ?? 512;
     const fit = this.#dir.entries.filter(
@@ -518,6 +527,7 @@ export class Router {
         (!e.catalogued || modelRefusal(e.kind, e, req) === undefined) &&
         unsupportedRefusal(e.unsupported, e.provider, req) === undefined &&
         askedReasoning(e, req, door) === undefined &&
+        prefillRefusal(e, door) === undefined &&
         outputRefusal(e, req) === undefined &&
         e.contextWindow >= inputBound(prompt, target(e)) + out,
     );
@@ -608,11 +618,7 @@ function visionRefusal(e: ModelEntry, at: string): Refusal | undefined {
  * `reasoning_effort`) goes only to models the catalog lists as reasoning models. (Chat's
  * `reasoning_effort` also passes to models the catalog does not know, and to self-hosted ones.)
  */
-function askedReasoning(
-  e: ModelEntry,
-  req: ChatRequest,
-  door: { reasoning?: string | undefined },
-): Refusal | undefined {
+function askedReasoning(e: ModelEntry, req: ChatRequest, door: DoorAsks): Refusal | undefined {
   if (door.reasoning) return reasoningRefusal(e, door.reasoning);
   // Chat's reasoning_effort: refused where the catalog knows the model does not reason; a model it
   // does not know (new, or self-hosted) may. `none` asks for what such a model does anyway: the
@@ -633,6 +639,16 @@ function maxOutputOf(e: ModelEntry, req: ChatRequest): number {
   const asked = e.kind === 'anthropic' ? anthropicMaxTokens(req, e.id) : requestedMaxTokens(req);
   const out = asked ?? e.maxOutputTokens;
   return e.outputLimitKnown ? Math.min(out, e.maxOutputTokens) : out;
+}
+
+/** An Anthropic prefill (DoorAsks.prefill) to a model of another protocol, which would not go on from it. */
+function prefillRefusal(e: ModelEntry, door: DoorAsks): Refusal | undefined {
+  if (!door.prefill || e.kind === 'anthropic') return undefined;
+  return {
+    param: door.prefill,
+    // Named in the message too: only `/v1/messages` sends one, and Anthropic's errors have no param.
+    message: `${door.prefill}: ${e.provider}/${e.id} cannot go on from a prefill (a last assistant turn): only Anthropic models continue one, others answer anew. End with a user turn, or choose a Claude model.`,
+  };
 }
 
 function reasoningRefusal(e: ModelEntry, param: string): Refusal | undefined {

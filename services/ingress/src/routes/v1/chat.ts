@@ -7,6 +7,7 @@ import { SERVED_HEADERS, servedHeaders } from '@faregate/contracts/route';
 import { followJob } from '@faregate/queue/follow';
 import { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
+import type { DoorAsks } from '../../routing/router.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { setRequestId } from '../../plugins/errors.ts';
 import { cancelJob, ChatBody, patienceHeader, submitChat } from '../../submit.ts';
@@ -124,7 +125,7 @@ export async function serveChat(
   reply: FastifyReply,
   body: ChatRequest,
   door: Door,
-  reasoning?: string,
+  asks: DoorAsks = {},
 ): Promise<unknown> {
   const stream = body.stream === true;
   const patienceMs = patienceHeader(req.headers['x-faregate-patience-ms'], deps.config.REQUEST_TIMEOUT_MS);
@@ -134,7 +135,8 @@ export async function serveChat(
     patienceMs,
     trace: req.traceparent,
     beforeQueue: recordJob(deps, req, stream ? 'stream' : 'answer'),
-    reasoning,
+    reasoning: asks.reasoning,
+    prefill: asks.prefill,
   });
   queued(req);
   const { data, frames } = job;

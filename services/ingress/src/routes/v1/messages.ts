@@ -5,6 +5,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AnthropicCountTokensRequest, AnthropicRequest } from '@faregate/contracts/anthropic';
 import type { ChatRequest } from '@faregate/contracts/chat';
 import type { IngressDeps } from '../../deps.ts';
+import type { DoorAsks } from '../../routing/router.ts';
 import { requestBody } from '../../request-body.ts';
 import {
   type DoorNames,
@@ -40,8 +41,15 @@ async function refuseThread(req: FastifyRequest): Promise<void> {
   throw err;
 }
 
-/** `thinking` asks for reasoning: only reasoning models serve it (a fallback that cannot is left out). */
-const thinkingParam = (chat: ChatRequest) => (chat.reasoning_effort ? 'thinking' : undefined);
+/**
+ * What the request asks of its route (a fallback that cannot give it is left out): `thinking` asks
+ * for reasoning; a last assistant turn with content is a prefill the answer goes on from (the door
+ * leaves an empty one out), which only Anthropic models do.
+ */
+const asksOf = (body: { messages: readonly unknown[] }, chat: ChatRequest): DoorAsks => ({
+  reasoning: chat.reasoning_effort ? 'thinking' : undefined,
+  prefill: chat.messages.at(-1)?.role === 'assistant' ? `messages.${body.messages.length - 1}` : undefined,
+});
 
 /**
  * Anthropic's Messages API as a door onto the one pipeline: `POST /v1/messages` (whole or streamed)
@@ -57,7 +65,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
       // The caller's names of what the pipeline may refuse: fields, and the content parts' paths.
       const names: DoorNames = { ...MESSAGES_PARAMS };
       const chat = toChatRequest(req.body, names);
-      return serveChat(deps, req, reply, chat, messagesDoor(), thinkingParam(chat)).catch((e: unknown) => {
+      return serveChat(deps, req, reply, chat, messagesDoor(), asksOf(req.body, chat)).catch((e: unknown) => {
         throw inDoorTerms(e, names);
       });
     },
@@ -72,7 +80,7 @@ export async function messagesRoutes(app: FastifyInstance, deps: IngressDeps): P
       const names: DoorNames = { ...MESSAGES_PARAMS };
       const chat = promptOf(req.body, names);
       try {
-        const route = deps.router.plan(chat, { reasoning: thinkingParam(chat) });
+        const route = deps.router.plan(chat, asksOf(req.body, chat));
         // A key limited by `allowed_models` counts only for models it may call.
         keepPermitted(deps, principal, route, chat.model);
         return { input_tokens: route.inputTokensBound };

@@ -40,7 +40,7 @@ export async function responsesRoutes(app: FastifyInstance, deps: IngressDeps): 
   r.post('/v1/responses', { schema: { body: ResponsesBody } }, async (req, reply) => {
     const body = req.body;
     const { chat, reasoning, names } = responsesChat(body);
-    return serveChat(deps, req, reply, chat, responsesDoor(body), reasoning).catch((e: unknown) => {
+    return serveChat(deps, req, reply, chat, responsesDoor(body), { reasoning }).catch((e: unknown) => {
       throw inDoorTerms(e, names);
     });
   });
