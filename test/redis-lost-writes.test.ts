@@ -277,6 +277,40 @@ describe("Redis loses an Idempotency-Key's record", () => {
     expect(again.headers.get('x-request-id')).toBe(requestId);
   }, 60_000);
 
+  it('an async job: the retry after the loss is the same job, completed again, billed once', async () => {
+    const submit = () =>
+      fetch(`${stack.url}/v1/jobs`, {
+        method: 'POST',
+        headers: { ...json(stack.apiKey), 'idempotency-key': 'lost-job-1' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Name a lake.' }] }),
+      });
+    const completed = (id: string) =>
+      until(
+        async () => {
+          const r = await fetch(`${stack.url}/v1/jobs/${id}`, { headers: json(stack.apiKey) });
+          return r.status === 200 && ((await r.json()) as { status: string }).status === 'completed'
+            ? true
+            : undefined;
+        },
+        { what: `job ${id} completed` },
+      );
+    await redis.snapshot();
+    const first = await submit();
+    expect(first.status).toBe(202);
+    const { id } = (await first.json()) as { id: string };
+    await completed(id);
+    const settled = await settledFinal(id);
+    const charged = await balance();
+    await redis.restart(100);
+    const again = await submit();
+    expect(again.status).toBe(202);
+    expect(((await again.json()) as { id: string }).id).toBe(id);
+    await completed(id);
+    await billingCaughtUp(id);
+    expect(await usageRows(id)).toEqual(settled);
+    expect(await balance()).toBe(charged);
+  }, 60_000);
+
   it('a batch create: the retry answers with the batch the first create made, and makes none', async () => {
     const form = new FormData();
     form.append('purpose', 'batch');
