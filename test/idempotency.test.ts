@@ -315,9 +315,20 @@ describe('Idempotency-Key', () => {
       const replay = await post('/v1/jobs', fresh, 'lost-nothing');
       expect(replay.status).toBe(202);
       expect(replay.json.id).toBe(winner?.json.id);
+      // Named but never created (the ingress died between): once stale, the retry creates it under
+      // the id the first request named, the one Postgres keeps for the key.
+      const named = body('Named, never created.');
+      const namedFirst = await post('/v1/jobs', named, 'lost-named');
+      await answerLost('lost-named');
+      const never = `req_${'n'.repeat(22)}`;
+      await redis.hset(recordOf('lost-named'), 'job', never, 'at', (await redisNow()) - 61_000);
+      const takenNamed = await post('/v1/jobs', named, 'lost-named');
+      expect(takenNamed.status).toBe(202);
+      expect(takenNamed.json.id).toBe(never);
       // Everything this test made has run, so the next test counts only its own provider calls.
       const members = (firstBatch.json.jobs as { id: string }[]).map((j) => j.id);
-      for (const id of [first.json.id, ...members, ran.json.id, winner?.json.id]) await jobCompleted(id);
+      for (const id of [first.json.id, ...members, ran.json.id, winner?.json.id, namedFirst.json.id, never])
+        await jobCompleted(id);
       await until(
         async () => ((await client.batches.retrieve(made.id)).status === 'completed' ? true : undefined),
         { what: `batch ${made.id} completed` },

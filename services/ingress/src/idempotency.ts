@@ -204,7 +204,8 @@ export function registerIdempotency(
       // Nothing was created, long after it began: its ingress died first. Run it, once.
       const age = Number(now) - Number(at);
       if (at && age >= STALE_CREATE_MS && (await takeoverScript(redis, [key], [at, STALE_CREATE_MS])) === 1) {
-        req.idempotency = { key, ran: false, stored: false, fresh: false };
+        // Under the id the first request named (the one Postgres keeps for the key), if it named one.
+        req.idempotency = { key, ran: false, stored: false, fresh: false, ...(job ? { id: job } : {}) };
         return;
       }
       if (at) {
