@@ -7,6 +7,7 @@ import { newId } from '@faregate/contracts/ids';
 import { claimIdempotencyKey, releaseIdempotencyKey } from '@faregate/db/idempotency-keys';
 import { luaScript } from '@faregate/queue/lua';
 import type { IngressDeps } from './deps.ts';
+import { newBatchId } from './openai-batches/batches.ts';
 import { principalOf } from './plugins/auth.ts';
 import { setRequestId } from './plugins/errors.ts';
 
@@ -150,7 +151,7 @@ export function registerIdempotency(
       .digest('base64url');
     const r = await beginScript(redis, [key], [fingerprint, pendingTtlMs]);
     if (r[0] === 'new') {
-      const offered = newId(path === '/v1/batches' ? 'batch' : 'req', path === '/v1/batches' ? 12 : 16);
+      const offered = path === '/v1/batches' ? newBatchId() : newId('req');
       let named: Awaited<ReturnType<typeof claimIdempotencyKey>> | undefined;
       try {
         named = await claimIdempotencyKey(deps.db, { scope: key, fingerprint, id: offered, ttlMs });

@@ -133,7 +133,7 @@ export interface SubmitOptions {
    * The job id, when the caller chose it (a batch line's, derived from the batch and the line, so a
    * line submitted again after a crash is the same job); otherwise a fresh one.
    */
-  id?: string;
+  id?: string | undefined;
   /** BullMQ priority (async only): batch lines queue behind interactive and async jobs (which have none). */
   priority?: number;
   /**

@@ -107,6 +107,9 @@ export async function ownedBatch(
   return row;
 }
 
+/** A new OpenAI batch's id (`batch_…`): what an Idempotency-Key names before the create too. */
+export const newBatchId = (): string => newId('batch', 12);
+
 /** Records a batch in `validating`; a driver validates its file and runs it. */
 export async function createBatch(
   deps: IngressDeps,
@@ -139,7 +142,7 @@ export async function createBatch(
     });
   const created = nowS();
   const kept = keptPrincipal(principal);
-  const id = chosenId ?? newId('batch', 12);
+  const id = chosenId ?? newBatchId();
   await beforeCreate?.({ id, created: created * 1000 });
   const [row] = await deps.db
     .insert(batches)

@@ -129,9 +129,8 @@ export async function serveChat(
 ): Promise<unknown> {
   const stream = body.stream === true;
   const patienceMs = patienceHeader(req.headers['x-faregate-patience-ms'], deps.config.REQUEST_TIMEOUT_MS);
-  const id = idempotentId(req);
   const job = await submitChat(deps, principalOf(req), body, stream ? 'stream' : 'sync', {
-    ...(id ? { id } : {}),
+    id: idempotentId(req),
     patienceMs,
     trace: req.traceparent,
     beforeQueue: recordJob(deps, req, stream ? 'stream' : 'answer'),

@@ -28,9 +28,8 @@ export async function embeddingsRoutes(app: FastifyInstance, deps: IngressDeps):
         req.headers['x-faregate-patience-ms'],
         deps.config.REQUEST_TIMEOUT_MS,
       );
-      const id = idempotentId(req);
       const job = await submitEmbeddings(deps, principalOf(req), req.body, 'sync', {
-        ...(id ? { id } : {}),
+        id: idempotentId(req),
         patienceMs,
         ...(req.traceparent ? { trace: req.traceparent } : {}),
         beforeQueue: recordJob(deps, req, 'answer'),

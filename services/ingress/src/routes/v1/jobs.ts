@@ -105,9 +105,8 @@ export async function jobRoutes(app: FastifyInstance, deps: IngressDeps): Promis
         .send(acceptedBatch(b.id, b.created, b.entries));
     }
     const body = req.body.request;
-    const id = idempotentId(req);
     const data = await submitChat(deps, principalOf(req), body, 'async', {
-      ...(id ? { id } : {}),
+      id: idempotentId(req),
       trace: req.traceparent,
       ...(name ? { beforeQueue: name } : {}),
     });
