@@ -537,6 +537,39 @@ describe('errors answered before any handler runs keep the error shape', () => {
     expect(errorOf(r).message).toMatch(/malformed/);
   });
 
+  it("400 for an HTTP/1.1 request without a Host header, in the door's shape; HTTP/1.0 needs none", async () => {
+    const send = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const u = new URL(stack.url);
+        const c = connect(Number(u.port), u.hostname, () => c.write(head));
+        let got = '';
+        c.on('data', (d) => {
+          got += d.toString();
+        });
+        c.on('close', () => resolve(got));
+        c.on('error', reject);
+      });
+    const bodyOf = (r: string) => JSON.parse(r.slice(r.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+    const openai = await send(`GET /v1/models HTTP/1.1\r\nauthorization: Bearer ${stack.apiKey}\r\n\r\n`);
+    expect(openai).toMatch(/^HTTP\/1\.1 400 /);
+    expect(openai).toMatch(/\r\nconnection: close\r\n/i);
+    expect(bodyOf(openai)).toMatchObject({
+      error: {
+        type: 'invalid_request_error',
+        message: 'The request has no Host header, which HTTP/1.1 requires.',
+      },
+    });
+    const anthropic = await send(
+      `POST /v1/messages HTTP/1.1\r\nx-api-key: ${stack.apiKey}\r\nanthropic-version: 2023-06-01\r\ncontent-length: 0\r\n\r\n`,
+    );
+    expect(anthropic).toMatch(/^HTTP\/1\.1 400 /);
+    expect(bodyOf(anthropic)).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    // HTTP/1.0 has no Host requirement: answered as usual.
+    const old = await send(`GET /v1/models HTTP/1.0\r\nauthorization: Bearer ${stack.apiKey}\r\n\r\n`);
+    expect(old).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(bodyOf(old)).toMatchObject({ object: 'list' });
+  });
+
   it('414 for a request line past 8 KiB whose head is within the 16 KiB header limit', async () => {
     for (const n of [9_000, 15_000]) {
       const r = await raw('GET', `/v1/balance?x=${'a'.repeat(n)}`, {

@@ -59,6 +59,8 @@ export async function buildApp(deps: IngressDeps, opts: FastifyServerOptions = {
     // was never timed out here), checked every tenth of it (Node's default: every 30 s).
     http: {
       requestTimeout: deps.config.REQUEST_RECEIVE_TIMEOUT_MS,
+      // A request without Host is refused by errors.ts in OpenAI's shape, not by Node with an empty 400.
+      requireHostHeader: false,
       connectionsCheckingInterval: Math.min(
         30_000,
         Math.max(250, deps.config.REQUEST_RECEIVE_TIMEOUT_MS / 10),

@@ -137,9 +137,16 @@ export function registerZodSchemas(app: FastifyInstance): void {
 export function registerErrorHandling(app: FastifyInstance): void {
   // A URL past 8 KiB is a URL too long (414), whether or not the whole head passed Node's 16 KiB
   // (past it, `clientErrorHandler` says so): no route takes such a URL.
+  // And an HTTP/1.1 request without a Host header is a 400 (RFC 9112 §3.2), in the door's shape:
+  // Node's own check (`requireHostHeader`, off in app.ts) answers it with an empty body.
   app.addHook('onRequest', (req, reply, done) => {
-    if (req.url.length <= MAX_URL_CHARS) return done();
-    sendEarlyError(req, reply, 414, 'The request URL is too long.');
+    if (req.url.length > MAX_URL_CHARS)
+      return sendEarlyError(req, reply, 414, 'The request URL is too long.');
+    if (req.headers.host === undefined && req.raw.httpVersion === '1.1') {
+      reply.header('connection', 'close');
+      return sendEarlyError(req, reply, 400, 'The request has no Host header, which HTTP/1.1 requires.');
+    }
+    done();
   });
   // Every answer carries an id the caller can quote, as the providers' do. A request that became a
   // job has the job's (`setRequestId`, before its answer or stream head); any other gets one here,
