@@ -22,7 +22,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { RedisClient } from '@faregate/queue/redis';
 import { z } from 'zod';
 import { awaitCreditOutcome, queueCredit } from '../../credits.ts';
-import { idempotencyKeyOf } from '../../idempotency.ts';
+import { idempotencyKeyOf } from '../../idempotent-call.ts';
 import { defaultAuth } from '../../plugins/auth.ts';
 import { money, sendError } from './reply.ts';
 

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BatchCreate } from '@faregate/contracts/openai-batches';
 import type { IngressDeps } from '../../deps.ts';
-import { idempotentId, recordJob, queued } from '../../idempotency.ts';
+import { idempotentId, recordJob, queued } from '../../idempotent-call.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import {

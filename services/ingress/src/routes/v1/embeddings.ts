@@ -8,7 +8,7 @@ import type { FrameQueue } from '@faregate/queue/frame-queue';
 import type { IngressDeps } from '../../deps.ts';
 import { stoppedError } from './stopped.ts';
 import { rawDone } from '../../done-frame.ts';
-import { idempotentId, queued, recordJob } from '../../idempotency.ts';
+import { idempotentId, queued, recordJob } from '../../idempotent-call.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { requestBody } from '../../request-body.ts';
 import { cancelJob, patienceHeader, submitEmbeddings } from '../../submit.ts';

@@ -9,7 +9,7 @@ import type { IngressDeps } from '../../deps.ts';
 import { principalOf, requireScope } from '../../plugins/auth.ts';
 import { batchStatus, endedLines, notFoundBatch, ownedBatch, findJob, submitBatch } from '../../batches.ts';
 import { cancelBatch } from '../../openai-batches/batches.ts';
-import { idempotentId, recordJob, queued } from '../../idempotency.ts';
+import { idempotentId, recordJob, queued } from '../../idempotent-call.ts';
 import { cancelJob, JobsBody, submitChat } from '../../submit.ts';
 
 const IdParams = z.object({ id: z.string() });
