@@ -408,6 +408,27 @@ describe('the admin views the console reads', () => {
     expect(text).not.toContain(stack.apiKey);
     const hashes = await stack.sql.query<{ hash: string }>('SELECT hash FROM api_keys');
     for (const { hash } of hashes.rows) expect(text).not.toContain(hash);
+    // The bootstrap key is the operator's own string: an eighth of it at most is shown (it was 12
+    // characters, a short key whole), and the column holds no more.
+    const boot = all.data.find((k) => k.name === 'bootstrap');
+    const shown = Math.min(4, Math.floor(stack.apiKey.length / 8));
+    expect(boot?.prefix).toBe(`${stack.apiKey.slice(0, shown)}…`);
+    const prefixes = await stack.sql.query<{ prefix: string }>('SELECT prefix FROM api_keys');
+    for (const { prefix } of prefixes.rows) expect(prefix.length).toBeLessThanOrEqual(12);
+    // A key's model list is shown as given (null: every model).
+    expect(boot?.allowed_models).toBeNull();
+    const made = await fetch(`${stack.url}/admin/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        account_id: boot?.account_id,
+        name: 'listed-models',
+        allowed_models: ['gpt-4o-mini'],
+      }),
+    });
+    expect(made.status).toBe(201);
+    const listed = (await (await get('/admin/v1/keys')).json()) as { data: Record<string, unknown>[] };
+    expect(listed.data.find((k) => k.name === 'listed-models')?.allowed_models).toEqual(['gpt-4o-mini']);
     const one = all.data[0];
     const r = (await (await get(`/admin/v1/keys?account_id=${String(one?.account_id)}`)).json()) as {
       data: { account_id: string }[];

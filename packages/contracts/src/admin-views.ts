@@ -87,6 +87,8 @@ export const ApiKeyView = z.object({
   /** The non-secret start of the key (the key itself is shown once, at creation). */
   prefix: z.string(),
   scopes: z.array(z.string()),
+  /** The models the key may use, as given at creation (null: every model). */
+  allowed_models: z.array(z.string()).nullable(),
   revoked: z.boolean(),
   revoked_at: z.string().nullable(),
   spend_limit_usd: Usd.nullable(),

@@ -109,6 +109,7 @@ export interface ApiKeyListing {
   name: string;
   prefix: string;
   scopes: string[];
+  allowedModels: string[] | null;
   revoked: boolean;
   revokedAt: Date | null;
   spendLimitMicros: bigint | null;
@@ -132,6 +133,7 @@ export async function listApiKeys(
     name: string;
     prefix: string;
     scopes: string[];
+    allowed_models: string[] | null;
     revoked: boolean;
     revoked_at: string | null;
     spend_limit: string | null;
@@ -141,7 +143,7 @@ export async function listApiKeys(
     patience_ms: number | null;
     created_at: string;
   }>(sql`
-    SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.scopes, k.revoked,
+    SELECT k.id, k.account_id, a.name AS account_name, k.name, k.prefix, k.scopes, k.allowed_models, k.revoked,
            (extract(epoch FROM k.revoked_at) * 1000)::bigint::text AS revoked_at, k.spend_limit_micros::text AS spend_limit,
            k.spent_micros::text AS spent, k.rpm_limit, k.tpm_limit, k.patience_ms,
            (extract(epoch FROM k.created_at) * 1000)::bigint::text AS created_at
@@ -155,6 +157,7 @@ export async function listApiKeys(
     name: row.name,
     prefix: row.prefix,
     scopes: row.scopes,
+    allowedModels: row.allowed_models,
     revoked: row.revoked,
     revokedAt: row.revoked_at ? new Date(Number(row.revoked_at)) : null,
     spendLimitMicros: row.spend_limit === null ? null : BigInt(row.spend_limit),

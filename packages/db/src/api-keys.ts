@@ -52,9 +52,16 @@ export function isWellFormedApiKey(key: string): boolean {
   return checksum(body) === key.slice(-CHECKSUM_CHARS);
 }
 
-/** The non-secret prefix stored with a key and shown in listings. */
+/**
+ * The non-secret prefix stored with a key and shown in listings. A key of ours shows `fg_live_` and
+ * 4 of its 30 random characters. A key the operator chose (`FAREGATE_BOOTSTRAP_KEY`, any string of 8
+ * or more characters) has no public part: it shows an eighth of itself, at most 4 characters, then
+ * `…` (`letmein123` → `l…`), so neither the listing nor the table gives most of it away.
+ */
 export function displayPrefix(key: string): string {
-  return key.slice(0, DISPLAY_CHARS);
+  if (key.startsWith(KEY_PREFIX) && key.length === KEY_PREFIX.length + BODY_CHARS + CHECKSUM_CHARS)
+    return key.slice(0, DISPLAY_CHARS);
+  return `${key.slice(0, Math.min(4, Math.floor(key.length / 8)))}…`;
 }
 
 export interface ApiKeyRecord {

@@ -2,7 +2,7 @@ import { freshDatabase } from '@faregate/testing/env';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { addCredit, createAccount, createApiKey, ensureBootstrapAccount, getBalance } from './accounts.ts';
-import { findApiKey, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-keys.ts';
+import { displayPrefix, findApiKey, generateApiKey, hashApiKey, isWellFormedApiKey } from './api-keys.ts';
 import { createDb, type Db } from './client.ts';
 import { CLEAN_LEDGER, checkLedgerInvariants } from './invariants.ts';
 import { runMigrations } from './migrate.ts';
@@ -223,6 +223,23 @@ describe('accounts and keys', () => {
     expect(new Set(rs.map((r) => r.accountId)).size).toBe(1);
     // No money: its credit is a command billing applies (services/billing/src/credits.test.ts).
     expect((await getBalance(db, rs[0]!.accountId)).balanceMicros).toBe(0n);
+  });
+
+  it('stores and lists a key the operator chose with an eighth of it shown at most, never most of it', async () => {
+    expect(displayPrefix('letmein123')).toBe('l…');
+    expect(displayPrefix('fg-demo-key-change-me')).toBe('fg…');
+    expect(displayPrefix('x'.repeat(7))).toBe('…');
+    expect(displayPrefix(`sk-${'a'.repeat(60)}`)).toBe('sk-a…');
+    const ours = generateApiKey();
+    expect(displayPrefix(ours)).toBe(ours.slice(0, 12));
+    // A look-alike of ours (a chosen key starting `fg_live_`, not of our length) is a chosen key.
+    expect(displayPrefix('fg_live_short-one')).toBe('fg…');
+    const apiKey = `chosen-${Date.now()}`;
+    await ensureBootstrapAccount(db, { apiKey });
+    const stored = await db.execute<{ prefix: string }>(
+      sql`SELECT prefix FROM api_keys WHERE hash = ${hashApiKey(apiKey)}`,
+    );
+    expect(stored.rows[0]?.prefix).toBe(`${apiKey.slice(0, 2)}…`);
   });
 
   it('applies a top-up once per idempotency key and keeps the books balanced', async () => {

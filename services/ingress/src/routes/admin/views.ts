@@ -138,6 +138,7 @@ export async function adminViewRoutes(app: FastifyInstance, deps: IngressDeps): 
           name: k.name,
           prefix: k.prefix,
           scopes: k.scopes,
+          allowed_models: k.allowedModels,
           revoked: k.revoked,
           revoked_at: k.revokedAt?.toISOString() ?? null,
           spend_limit_usd: k.spendLimitMicros === null ? null : microsToUsd(k.spendLimitMicros),
