@@ -9,6 +9,7 @@ import {
   BatchStatus,
 } from '@faregate/contracts/openai-batches';
 import { batches } from '@faregate/db/schema/batches';
+import { requestCancel } from '@faregate/queue/job-control';
 import { z } from 'zod';
 import type { IngressDeps } from '../deps.ts';
 import { fileNotFound, ownedFile } from '../files/files.ts';
@@ -188,10 +189,30 @@ export async function listBatches(
 }
 
 /**
- * Asks the batch to stop: `cancelling` at once (the driver stops feeding it, cancels its open lines,
- * and ends it `cancelled` with what finished). A batch already cancelling or cancelled is answered as
- * it is (a retried cancel succeeds); one that has finished otherwise (`finalizing`, `completed`,
- * `failed`, `expired`) has nothing left to stop: 409, as OpenAI answers.
+ * Every line of a cancelled batch fed to a pool and not ended is refused its start: a worker that
+ * takes it from its queue later ends it without a call (the cancel channel's `unstarted`, which
+ * workers remember before they see the job), one under way goes on. Until the driver's next step
+ * acted on the cancel, queued lines went on starting as worker slots freed (a 300-line batch started
+ * ~90 calls after its cancel was answered). The driver's feed picks lines only while the batch is
+ * `in_progress`, under a lock the cancel's update waits for, so no line is fed after this read.
+ */
+async function refuseStarts(deps: IngressDeps, batchId: string): Promise<void> {
+  const fed = await deps.db.$client.query<{ job_id: string }>(
+    `SELECT job_id FROM batch_lines WHERE batch_id = $1 AND state = 'submitted' AND job_id IS NOT NULL`,
+    [batchId],
+  );
+  const ttlMs = deps.config.STREAM_TTL_SECONDS * 1000;
+  await Promise.all(
+    fed.rows.map((r) => requestCancel(deps.redis, deps.keys, r.job_id, ttlMs, { unstarted: true })),
+  );
+}
+
+/**
+ * Asks the batch to stop: `cancelling` at once, and before the answer no line fed to a pool may start
+ * any more (`refuseStarts`); lines whose provider call is under way finish. The driver then ends the
+ * lines not started, and the batch `cancelled` with what finished. A batch already cancelling or
+ * cancelled is answered as it is (a retried cancel succeeds); one that has finished otherwise
+ * (`finalizing`, `completed`, `failed`, `expired`) has nothing left to stop: 409, as OpenAI answers.
  */
 export async function cancelBatch(deps: IngressDeps, b: BatchRow): Promise<BatchRow> {
   const [row] = await deps.db
@@ -199,7 +220,10 @@ export async function cancelBatch(deps: IngressDeps, b: BatchRow): Promise<Batch
     .set({ status: 'cancelling', cancellingAt: nowS() })
     .where(and(eq(batches.id, b.id), inArray(batches.status, ['validating', 'in_progress'])))
     .returning();
-  if (row) return row;
+  if (row) {
+    await refuseStarts(deps, row.id);
+    return row;
+  }
   const [now] = await deps.db.select().from(batches).where(eq(batches.id, b.id));
   const current = now ?? b;
   if (current.status === 'cancelling' || current.status === 'cancelled') return current;

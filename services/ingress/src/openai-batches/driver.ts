@@ -818,11 +818,15 @@ export class BatchDriver {
     // needs no statistics: a new batch's first feed runs before its lines were analyzed, and
     // `line IN (…)` planned on stale statistics is a nested loop over every pending line (0.7 s
     // for 64 lines of a 25,000-line batch). `FOR UPDATE` keeps the rows as picked until updated.
+    // Only while the batch is `in_progress`, read under a share lock of its row: a cancel's update
+    // waits for a pick under way and then reads what it fed (`refuseStarts`); a pick waiting for a
+    // cancel finds it cancelling and feeds nothing.
     const pick = (after: number, n: number) =>
       this.#pool.query<{ line: number; custom_id: string; body: unknown }>(
         `UPDATE batch_lines SET state = 'submitted', job_id = $2 || line, submitted_at = $3
          WHERE ctid = ANY(ARRAY(
            SELECT ctid FROM batch_lines WHERE batch_id = $1 AND state = 'pending' AND line > $5
+             AND EXISTS (SELECT 1 FROM batches WHERE id = $1 AND status = 'in_progress' FOR SHARE)
            ORDER BY line LIMIT $4 FOR UPDATE
          ))
          RETURNING line, custom_id, body`,
