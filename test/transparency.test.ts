@@ -267,6 +267,47 @@ describe('a key limited to some models', () => {
     expect(listed).toEqual(everyone);
     expect(listed.routable).toBe(true);
     expect((await autoOf(await keyFor(['openai/gpt-4o-mini']))).status).toBe(404);
+    // Calling it follows the listing: refused (403) to a list without `auto`, even when auto would
+    // choose a model on it, on every door; a list naming either spelling may call it.
+    await adminCall(stack, 'POST', '/admin/v1/credits', { account_id: acc.id, amount_usd: '5' });
+    // The list names the very model auto chooses.
+    const chosen = await new OpenAI({
+      apiKey: stack.apiKey,
+      baseURL: `${stack.url}/v1`,
+      maxRetries: 0,
+    }).chat.completions.create({
+      model: 'auto',
+      messages: ask('hi'),
+    });
+    const mini = await keyFor([chosen.model]);
+    const doors = async (key: string, model: string) => [
+      await fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model, messages: ask('hi') }),
+      }),
+      await fetch(`${stack.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        body: JSON.stringify({ model, max_tokens: 16, messages: ask('hi') }),
+      }),
+      await fetch(`${stack.url}/v1/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model, input: 'hi' }),
+      }),
+    ];
+    for (const model of ['auto', 'faregate/auto']) {
+      const refused = await doors(mini, model);
+      expect(refused.map((r) => r.status)).toEqual([403, 403, 403]);
+      const [chat, messages] = (await Promise.all(refused.map((r) => r.json()))) as Record<string, unknown>[];
+      expect(chat).toMatchObject({ error: { code: 'permission_denied', param: 'model' } });
+      expect(messages).toMatchObject({ type: 'error', error: { type: 'permission_error' } });
+    }
+    for (const allowed of [['auto'], ['faregate/auto']]) {
+      const served = await doors(await keyFor(allowed), 'auto');
+      expect(served.map((r) => r.status)).toEqual([200, 200, 200]);
+    }
   });
 
   it('is refused a model outside its list, never answered by a fallback it may use', async () => {

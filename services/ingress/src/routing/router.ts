@@ -109,6 +109,13 @@ const toMap = <T>(t: Table<T> | undefined): ReadonlyMap<string, T> =>
 /** Models the caller may name to let the gateway choose the cheapest capable one. */
 export const AUTO_MODELS = new Set(['auto', 'faregate/auto']);
 
+/**
+ * Whether a key may name `auto`: always without `allowed_models`; with a list, only when it names
+ * `auto` (either spelling). The one rule for routing (`Router.permitted`) and the model listing.
+ */
+export const autoAllowed = (allowed: readonly string[] | null | undefined): boolean =>
+  !allowed || allowed.some((n) => AUTO_MODELS.has(n));
+
 /** Capabilities a request needs from a model. */
 export function requiredCapabilities(req: ChatRequest): string[] {
   const caps: string[] = [];
@@ -306,14 +313,18 @@ export class Router {
    * model one of those names resolves to (as a request naming it would: an alias, `provider/model`,
    * an undated or dated id, a bare name on any provider). The name the caller asked for, when it is
    * on the list, allows the models it resolves to (the route's targets, `auto`'s choice included),
-   * never the routing file's fallbacks, which must be allowed by a name of their own.
+   * never the routing file's fallbacks, which must be allowed by a name of their own. `auto` is
+   * a name like any other: a list that does not name it allows none of its choices (`autoAllowed`).
    */
   permitted(route: RoutePlan, asked: string, allowed: readonly string[]): RoutePlan {
     const named = this.#named(allowed);
     // Stand-ins for a lost pool's model are fallbacks: allowed only by a name of their own.
-    const targetsAllowed = allowed.includes(asked) && !route.standingIn;
+    const targetsAllowed =
+      (allowed.includes(asked) || (AUTO_MODELS.has(asked) && autoAllowed(allowed))) && !route.standingIn;
+    const refused = AUTO_MODELS.has(asked) && !autoAllowed(allowed);
     const keep = route.plan.map(
-      (_, i) => (i < route.targets && targetsAllowed) || named.has(route.entries[i] as ModelEntry),
+      (_, i) =>
+        !refused && ((i < route.targets && targetsAllowed) || named.has(route.entries[i] as ModelEntry)),
     );
     const pick = <T>(xs: T[]) => xs.filter((_, i) => keep[i]);
     // Costed anew: the hold (and a token count) covers only the candidates the key may call.

@@ -5,7 +5,7 @@ import { GatewayError } from '@faregate/contracts/errors';
 import type { IngressDeps } from '../../deps.ts';
 import { principalOf } from '../../plugins/auth.ts';
 import { MAX_PARAM_CHARS, anthropicShaped, paramTooLong } from '../../plugins/errors.ts';
-import type { ListedModel } from '../../routing/router.ts';
+import { autoAllowed, type ListedModel } from '../../routing/router.ts';
 import { type Listed, anthropicModel, anthropicPage } from './models-anthropic.ts';
 
 function view(l: ListedModel) {
@@ -94,7 +94,7 @@ export async function modelRoutes(app: FastifyInstance, deps: IngressDeps): Prom
     return allowed ? deps.router.visible(listed, allowed) : listed;
   };
   // A key limited by `allowed_models` may use `auto` only when its list names it.
-  const autoFor = (req: FastifyRequest) => principalOf(req).allowedModels?.includes('auto') ?? true;
+  const autoFor = (req: FastifyRequest) => autoAllowed(principalOf(req).allowedModels);
   typed.get('/v1/models', { schema: { querystring: ListQuery }, config }, async (req) => {
     const listed = listing(req, req.query.all === 'true');
     const data: Listed[] = listed.map(view);
