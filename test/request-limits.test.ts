@@ -277,6 +277,19 @@ describe('per-key request limits', () => {
       expect((r.body.error as { type: string }).type).toBe('invalid_request_error');
     }
     expect((await admin('PATCH', `/admin/v1/accounts/${acct}`, { patience_ms: 5 })).status).toBe(400);
+    // A PATCH answers with the account as stored: every limit, not only those sent.
+    const limited = await account({ rpm_limit: 7, tpm_limit: 9000 });
+    expect((await admin('PATCH', `/admin/v1/accounts/${limited}`, { rpm_limit: 8 })).body).toEqual({
+      object: 'account',
+      id: limited,
+      name: 'limited',
+      rpm_limit: 8,
+      tpm_limit: 9000,
+    });
+    expect((await admin('PATCH', `/admin/v1/accounts/${limited}`, {})).body).toMatchObject({
+      rpm_limit: 8,
+      tpm_limit: 9000,
+    });
     expect((await admin('PATCH', '/admin/v1/keys/key_nope', { rpm_limit: 5 })).status).toBe(404);
     expect((await admin('PATCH', '/admin/v1/accounts/acct_nope', { rpm_limit: 5 })).status).toBe(404);
     expect((await admin('PATCH', `/admin/v1/keys/${k.id}`, { rpm_limit: 5 }, 'not-the-token')).status).toBe(

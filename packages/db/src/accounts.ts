@@ -37,21 +37,23 @@ export async function createAccount(db: Db, opts: { name: string } & RequestLimi
 }
 
 /** Changes an account's request limits; false when no such account. */
+/** Changes an account's request limits; the account as it is now, or undefined when no such account. */
 export async function updateAccountLimits(
   db: Db,
   accountId: string,
   limits: RequestLimits,
-): Promise<boolean> {
-  if (Object.keys(limits).length === 0) {
-    const rows = await db.select({ id: accounts.id }).from(accounts).where(eq(accounts.id, accountId));
-    return rows.length > 0;
-  }
-  const rows = await db
-    .update(accounts)
-    .set(limits)
-    .where(eq(accounts.id, accountId))
-    .returning({ id: accounts.id });
-  return rows.length > 0;
+): Promise<{ id: string; name: string; rpmLimit: number | null; tpmLimit: number | null } | undefined> {
+  const cols = {
+    id: accounts.id,
+    name: accounts.name,
+    rpmLimit: accounts.rpmLimit,
+    tpmLimit: accounts.tpmLimit,
+  };
+  const rows =
+    Object.keys(limits).length === 0
+      ? await db.select(cols).from(accounts).where(eq(accounts.id, accountId))
+      : await db.update(accounts).set(limits).where(eq(accounts.id, accountId)).returning(cols);
+  return rows[0];
 }
 
 /** What an admin may change on a key after it was created. */

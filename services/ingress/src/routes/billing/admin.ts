@@ -180,9 +180,10 @@ export function adminRoutes(deps: {
       '/admin/v1/accounts/:id',
       { schema: { params: AccountParams, body: UpdateAccount } },
       async (req, reply) => {
-        const ok = await updateAccountLimits(deps.db, req.params.id, limitColumns(req.body));
-        if (!ok) return sendError(reply, 'not_found', `No account with id '${req.params.id}'.`, 'id');
-        return { object: 'account', id: req.params.id, ...req.body };
+        const a = await updateAccountLimits(deps.db, req.params.id, limitColumns(req.body));
+        if (!a) return sendError(reply, 'not_found', `No account with id '${req.params.id}'.`, 'id');
+        // The account as stored, as the key's PATCH answers: every limit, not only those sent.
+        return { object: 'account', id: a.id, name: a.name, rpm_limit: a.rpmLimit, tpm_limit: a.tpmLimit };
       },
     );
 
