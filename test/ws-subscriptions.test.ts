@@ -115,6 +115,22 @@ describe('job batch subscriptions', () => {
     await api.call(stack.apiKey, 'POST', `/v1/jobs/${m0}/cancel`);
   });
 
+  it('subscribe, unsubscribe and cancel naming neither a job nor a batch, or both, are refused alike', async () => {
+    const c = await open();
+    const ops = ['subscribe', 'unsubscribe', 'cancel'] as const;
+    for (const op of ops) c.send({ op, id: `${op}-none` });
+    for (const op of ops)
+      c.send({ op, job: 'req_0123456789abcdef', batch: 'jbat_0123456789abcdef', id: `${op}-both` });
+    for (const op of ops)
+      for (const which of ['none', 'both'])
+        expect(await c.next((m) => m.id === `${op}-${which}`), `${op} ${which}`).toMatchObject({
+          type: 'nack',
+          op,
+          error: { code: 'invalid_request_error', message: "Give either 'job' or 'batch'.", param: 'job' },
+        });
+    await c.close();
+  });
+
   it('name an unknown job batch by `batch`, as an unknown batch_', async () => {
     const c = await open();
     c.send({ op: 'subscribe', batch: 'jbat_0123456789abcdef', id: 'j' });

@@ -92,12 +92,7 @@ export class StreamSession {
       requireScope(this.#principal, 'batch' in msg && msg.batch ? 'batches' : 'chat');
     switch (msg.op) {
       case 'subscribe': {
-        if (!msg.job === !msg.batch)
-          throw new GatewayError({
-            code: 'invalid_request_error',
-            message: "Give either 'job' or 'batch'.",
-            param: 'job',
-          });
+        eitherJobOrBatch(msg);
         // Each kind of subscription has its cursor: a seq (a job, an OpenAI batch's progress), or
         // a seq per member (a job batch). Another is refused, not read as "from the start".
         const perMember = msg.batch !== undefined && !isOpenAIBatch(msg.batch);
@@ -144,6 +139,7 @@ export class StreamSession {
         return;
       }
       case 'unsubscribe': {
+        eitherJobOrBatch(msg);
         if (msg.batch && isOpenAIBatch(msg.batch)) this.#progress.get(msg.batch)?.close();
         else if (msg.batch) {
           for (const j of this.#batches.get(msg.batch) ?? []) this.#follows.get(j)?.close();
@@ -157,6 +153,7 @@ export class StreamSession {
         });
       }
       case 'cancel': {
+        eitherJobOrBatch(msg);
         if (msg.batch && isOpenAIBatch(msg.batch)) {
           const b = await ownedOpenAIBatch(this.#deps, this.#principal.accountId, msg.batch);
           if (!b) throw batchNotFound(msg.batch);
@@ -171,7 +168,7 @@ export class StreamSession {
           await cancelBatch(this.#deps, b.row);
           return this.#reply({ type: 'ack', op: 'cancel', batch: msg.batch, ...tag });
         }
-        const job = msg.job ?? '';
+        const job = msg.job as string;
         if (!(await findJob(this.#deps, this.#principal, job))) throw jobNotFound(job);
         await cancelJob(this.#deps, job);
         return this.#reply({ type: 'ack', op: 'cancel', job, ...tag });
@@ -368,4 +365,14 @@ export class StreamSession {
     this.#follows.clear();
     this.#batches.clear();
   }
+}
+
+/** An op on a job or a batch names exactly one of them (`subscribe`, `unsubscribe`, `cancel`). */
+function eitherJobOrBatch(msg: { job?: string | undefined; batch?: string | undefined }): void {
+  if (!msg.job === !msg.batch)
+    throw new GatewayError({
+      code: 'invalid_request_error',
+      message: "Give either 'job' or 'batch'.",
+      param: 'job',
+    });
 }
