@@ -212,7 +212,9 @@ export function anthropicProtocol(): Protocol {
             }),
           );
           if (index === 0) out.push(ev('ping', { type: 'ping' }));
-          for (const piece of r.tool.argPieces) {
+          // A call with no arguments streams one empty `partial_json`, as Anthropic's does: the
+          // input `{}` is only in the block's start.
+          for (const piece of r.tool.argsJson === '{}' ? [''] : r.tool.argPieces) {
             out.push(
               ev(
                 'content_block_delta',

@@ -323,6 +323,50 @@ describe('anthropic stream text fast path', () => {
   });
 });
 
+describe('anthropic streamed tool calls', () => {
+  it('a call with no arguments (an empty partial_json, or none) has {} for them, as whole; one with arguments is unchanged', () => {
+    const sse = (name: string, data: Record<string, unknown>) =>
+      `event: ${name}\ndata: ${JSON.stringify({ type: name, ...data })}\n\n`;
+    const start = (index: number, name: string) =>
+      sse('content_block_start', {
+        index,
+        content_block: { type: 'tool_use', id: `toolu_${index}`, name, input: {} },
+      });
+    const args = (index: number, partial_json: string) =>
+      sse('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json } });
+    const body = [
+      sse('message_start', {
+        message: { id: 'msg_1', model: 'claude-haiku-4-5', usage: { input_tokens: 5 } },
+      }),
+      start(0, 'now'),
+      args(0, ''),
+      sse('content_block_stop', { index: 0 }),
+      start(1, 'ping'),
+      sse('content_block_stop', { index: 1 }),
+      start(2, 'weather'),
+      args(2, '{"city":'),
+      args(2, '"Oslo"}'),
+      sse('content_block_stop', { index: 2 }),
+      sse('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 12 } }),
+      sse('message_stop', {}),
+    ].join('');
+    const p = anthropicAdapter.createStreamParser({ model: 'm' });
+    const events = [...p.push(body), ...p.finish()];
+    // What a caller joining the streamed pieces gets, per call.
+    const joined = ['', '', ''];
+    for (const e of events)
+      if (e.type === 'tool_call') joined[e.delta.index] += e.delta.function?.arguments ?? '';
+    expect(joined).toEqual(['{}', '{}', '{"city":"Oslo"}']);
+    const asm = createAssembler('m');
+    for (const e of events) asm.add(e);
+    expect(asm.completion().toolCalls.map((c) => c.function.arguments)).toEqual([
+      '{}',
+      '{}',
+      '{"city":"Oslo"}',
+    ]);
+  });
+});
+
 describe('anthropic thinking blocks (several, redacted among them)', () => {
   // As Anthropic answers with extended thinking: blocks in order, each thinking block signed
   // apart, a redacted one whole (its data opaque), before the text and tool_use blocks.

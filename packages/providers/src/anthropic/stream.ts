@@ -15,6 +15,8 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
   const counters = zeroCounters();
   /** content block index → tool call index (tool calls are numbered among tool blocks only). */
   const toolIndex = new Map<number, number>();
+  /** Tool calls whose arguments have not begun: a call with none closes as `{}` (OpenAI's). */
+  const noArgsYet = new Set<number>();
   return createSseParser(
     {
       onRawData(data, sink) {
@@ -46,8 +48,10 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
             } else if (d.type === 'input_json_delta') {
               const idx = toolIndex.get(typeof json.index === 'number' ? json.index : -1);
               const args = str(d.partial_json);
-              if (idx !== undefined && args)
+              if (idx !== undefined && args) {
+                noArgsYet.delete(idx);
                 out.push({ type: 'tool_call', delta: { index: idx, function: { arguments: args } } });
+              }
             } else if (d.type === 'thinking_delta') {
               const text = str(d.thinking);
               if (text) out.push({ type: 'reasoning', text });
@@ -63,6 +67,7 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
             if (b.type === 'tool_use') {
               const idx = toolIndex.size;
               toolIndex.set(typeof json.index === 'number' ? json.index : idx, idx);
+              noArgsYet.add(idx);
               out.push({
                 type: 'tool_call',
                 delta: {
@@ -114,8 +119,17 @@ export function createAnthropicStreamParser(opts: { model: string; maxLineBytes?
             sink.fail(classifyInBand(str(e.type), e.message));
             return;
           }
+          case 'content_block_stop': {
+            // A tool call that streamed no arguments (Anthropic sends an empty `partial_json`, or
+            // none, for a tool that takes none) has `{}` for them, as whole and as OpenAI streams it:
+            // a caller joining the pieces must not get "" to parse.
+            const idx = toolIndex.get(typeof json.index === 'number' ? json.index : -1);
+            if (idx !== undefined && noArgsYet.delete(idx))
+              out.push({ type: 'tool_call', delta: { index: idx, function: { arguments: '{}' } } });
+            return;
+          }
           default:
-            // ping, content_block_stop, and event types newer than this adapter.
+            // ping and event types newer than this adapter.
             return;
         }
       },
