@@ -297,7 +297,7 @@ describe('a key limited to some models', () => {
         body: JSON.stringify({ model, input: 'hi' }),
       }),
     ];
-    for (const model of ['auto', 'faregate/auto']) {
+    for (const model of ['auto', 'faregate/auto', ' auto ']) {
       const refused = await doors(mini, model);
       expect(refused.map((r) => r.status)).toEqual([403, 403, 403]);
       const [chat, messages] = (await Promise.all(refused.map((r) => r.json()))) as Record<string, unknown>[];

@@ -318,10 +318,13 @@ export class Router {
    */
   permitted(route: RoutePlan, asked: string, allowed: readonly string[]): RoutePlan {
     const named = this.#named(allowed);
+    // The name as routing read it (trimmed; an alias of `auto` is `auto`).
+    const name = asked.trim();
+    const auto = AUTO_MODELS.has(this.#aliases.get(name) ?? name);
     // Stand-ins for a lost pool's model are fallbacks: allowed only by a name of their own.
-    const targetsAllowed =
-      (allowed.includes(asked) || (AUTO_MODELS.has(asked) && autoAllowed(allowed))) && !route.standingIn;
-    const refused = AUTO_MODELS.has(asked) && !autoAllowed(allowed);
+    const targetsAllowed = (allowed.includes(name) || (auto && autoAllowed(allowed))) && !route.standingIn;
+    // `auto` not on the list (nor the alias that named it): none of its choices, listed or not.
+    const refused = auto && !autoAllowed(allowed) && !allowed.includes(name);
     const keep = route.plan.map(
       (_, i) =>
         !refused && ((i < route.targets && targetsAllowed) || named.has(route.entries[i] as ModelEntry)),
