@@ -8,12 +8,17 @@ import { type Stack, startStack } from './support/stack.ts';
  */
 let stack: Stack;
 const CONCURRENCY = 2;
+const LINES = 200;
 beforeAll(async () => {
   // Many lines fed and waiting in the pool's queue behind two worker slots that free every ~40 ms;
   // the driver steps the batch once a second.
   stack = await startStack({
     providers: ['openai'],
-    env: { BATCH_MAX_IN_FLIGHT: '60', BATCH_TICK_MS: '1000', WORKER_CONCURRENCY: String(CONCURRENCY) },
+    env: {
+      BATCH_MAX_IN_FLIGHT: String(LINES),
+      BATCH_TICK_MS: '1000',
+      WORKER_CONCURRENCY: String(CONCURRENCY),
+    },
   });
   stack.fake.configure({ provider: 'openai', tokens: 4, chunkMs: 10 });
 }, 90_000);
@@ -36,7 +41,7 @@ describe('a batch cancel', () => {
           method: 'POST',
           headers: headers(),
           body: JSON.stringify({
-            requests: Array.from({ length: 60 }, (_, i) => ({
+            requests: Array.from({ length: LINES }, (_, i) => ({
               model: 'gpt-4o-mini',
               messages: [{ role: 'user', content: `m${i}` }],
             })),
@@ -46,7 +51,7 @@ describe('a batch cancel', () => {
         id = ((await r.json()) as { id: string }).id;
         cancelPath = `/v1/jobs/batches/${id}/cancel`;
       } else {
-        const lines = Array.from({ length: 60 }, (_, i) =>
+        const lines = Array.from({ length: LINES }, (_, i) =>
           JSON.stringify({
             custom_id: `r${i}`,
             method: 'POST',
@@ -100,11 +105,11 @@ describe('a batch cancel', () => {
         [id],
       );
       const by = Object.fromEntries(lines.rows.map((r) => [r.state, r.n]));
-      expect(by.cancelled ?? 0).toBeGreaterThan(30);
+      expect(by.cancelled ?? 0).toBeGreaterThan(LINES / 2);
       // Every line that reached the provider ended with its answer; none was cut or lost.
       const called = chatCalls() - before;
-      expect(Object.values(by).reduce((a, n) => a + n, 0)).toBe(60);
-      expect(by.completed ?? 0).toBeLessThanOrEqual(called);
+      expect(Object.values(by).reduce((a, n) => a + n, 0)).toBe(LINES);
+      expect(by.completed ?? 0).toBe(called);
       expect(by.pending ?? 0).toBe(0);
       expect(by.submitted ?? 0).toBe(0);
     },

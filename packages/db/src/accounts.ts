@@ -36,7 +36,6 @@ export async function createAccount(db: Db, opts: { name: string } & RequestLimi
   return { id };
 }
 
-/** Changes an account's request limits; false when no such account. */
 /** Changes an account's request limits; the account as it is now, or undefined when no such account. */
 export async function updateAccountLimits(
   db: Db,

@@ -226,6 +226,8 @@ export async function cancelBatch(deps: IngressDeps, b: BatchRow): Promise<Batch
   }
   const [now] = await deps.db.select().from(batches).where(eq(batches.id, b.id));
   const current = now ?? b;
+  // A retried cancel refuses the starts again: the first may have failed after its update.
+  if (current.status === 'cancelling') await refuseStarts(deps, current.id);
   if (current.status === 'cancelling' || current.status === 'cancelled') return current;
   throw new GatewayError({
     code: 'conflict',

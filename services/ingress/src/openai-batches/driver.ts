@@ -746,6 +746,9 @@ export class BatchDriver {
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
+      // The batch's row first, then its lines, as the feed's pick takes them (the other order could
+      // deadlock with a pick of another driver stepping the batch after a lapsed lease).
+      await client.query('SELECT 1 FROM batches WHERE id = $1 FOR NO KEY UPDATE', [batchId]);
       // One JSON document of the lines and their result lines, as they are (a text[] of them would
       // be escaped character by character by the driver, and each element parsed again). A completed
       // line's answer's `usage` comes back from the lines this UPDATE ended, and only those (one
