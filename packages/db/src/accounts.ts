@@ -265,10 +265,15 @@ export async function ensureBootstrapAccount(
   return db.transaction(async (tx) => {
     await tx.execute(sql`SELECT pg_advisory_xact_lock(${lockKeyFor(`bootstrap:${hash}`)})`);
     const [existing] = await tx
-      .select({ accountId: apiKeys.accountId })
+      .select({ accountId: apiKeys.accountId, prefix: apiKeys.prefix })
       .from(apiKeys)
       .where(eq(apiKeys.hash, hash));
-    if (existing) return { created: false, accountId: existing.accountId };
+    if (existing) {
+      // A row written before `displayPrefix` showed less of a chosen key gets today's prefix.
+      const prefix = displayPrefix(opts.apiKey);
+      if (existing.prefix !== prefix) await tx.update(apiKeys).set({ prefix }).where(eq(apiKeys.hash, hash));
+      return { created: false, accountId: existing.accountId };
+    }
     const accountId = newId('acct');
     await insertAccount(tx, accountId, 'bootstrap');
     await tx.insert(apiKeys).values({

@@ -240,6 +240,15 @@ describe('accounts and keys', () => {
       sql`SELECT prefix FROM api_keys WHERE hash = ${hashApiKey(apiKey)}`,
     );
     expect(stored.rows[0]?.prefix).toBe(`${apiKey.slice(0, 2)}…`);
+    // A row from before (its first 12 characters) gets today's prefix at the next start.
+    await db.execute(
+      sql`UPDATE api_keys SET prefix = ${apiKey.slice(0, 12)} WHERE hash = ${hashApiKey(apiKey)}`,
+    );
+    expect((await ensureBootstrapAccount(db, { apiKey })).created).toBe(false);
+    const again = await db.execute<{ prefix: string }>(
+      sql`SELECT prefix FROM api_keys WHERE hash = ${hashApiKey(apiKey)}`,
+    );
+    expect(again.rows[0]?.prefix).toBe(`${apiKey.slice(0, 2)}…`);
   });
 
   it('applies a top-up once per idempotency key and keeps the books balanced', async () => {
