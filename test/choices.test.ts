@@ -303,6 +303,38 @@ describe('reasoning in whole answers', () => {
     });
     await s.finalChatCompletion();
     expect(streamed).toBe(lm.reasoning_content);
+    // Gemini returns its thoughts only when asked (includeThoughts): the gateway asks whenever it
+    // sets a thinking budget, so they come back whole and streamed; billed as reasoning either way.
+    const gemini = await openai.chat.completions.create({
+      model: 'gemini/gemini-2.5-flash',
+      messages: ask('Ponder.'),
+      reasoning_effort: 'low',
+    });
+    const gm = gemini.choices[0]?.message as unknown as { reasoning_content?: string };
+    expect(gm.reasoning_content?.length).toBeGreaterThan(0);
+    expect(gemini.usage?.completion_tokens_details?.reasoning_tokens).toBeGreaterThan(0);
+    let geminiStreamed = '';
+    const gs = openai.chat.completions.stream({
+      model: 'gemini/gemini-2.5-flash',
+      messages: ask('Ponder.'),
+      reasoning_effort: 'low',
+    });
+    gs.on('chunk', (c) => {
+      geminiStreamed +=
+        (c.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content ?? '';
+    });
+    const gFinal = await gs.finalChatCompletion();
+    expect(geminiStreamed).toBe(gm.reasoning_content);
+    expect(gFinal.choices[0]?.message.content).toBe(gemini.choices[0]?.message.content);
+    // Thinking off (`none`: no budget): no thoughts.
+    const plain = await openai.chat.completions.create({
+      model: 'gemini/gemini-2.5-flash',
+      messages: ask('Ponder.'),
+      reasoning_effort: 'none',
+    });
+    expect(
+      (plain.choices[0]?.message as unknown as { reasoning_content?: string }).reasoning_content,
+    ).toBeFalsy();
   });
 });
 

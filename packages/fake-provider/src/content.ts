@@ -25,8 +25,13 @@ export interface Conversation {
    * then system, then messages), by a key of the model and that prefix, and its tokens.
    */
   cachePrefix?: { key: string; tokens: number; ttlMs: number };
-  /** The request enabled extended thinking (Anthropic `thinking`, Ollama `reasoning_effort`). */
+  /**
+   * The request enabled extended thinking (Anthropic `thinking`, Ollama `reasoning_effort`, Gemini
+   * `thinkingConfig.thinkingBudget` above 0).
+   */
   thinking?: boolean;
+  /** Gemini: the thoughts are billed but not returned (`thinkingConfig.includeThoughts` not set). */
+  thoughtsHidden?: boolean;
   /**
    * Structured output: the answer is JSON (OpenAI `response_format`, Anthropic `output_config.format`,
    * Gemini `responseMimeType`), an instance of `schema` when one is given, else an object.

@@ -144,17 +144,32 @@ export function geminiProtocol(): Protocol {
     reportedModel: (_requested, served) => served,
     json(c) {
       const r = c.reply;
-      const parts = r.tool ? callParts(r.tool) : [{ text: r.pieces.join('') }];
+      const parts = [
+        ...thoughtParts(c, r.thinking ?? []),
+        ...(r.tool ? callParts(r.tool) : [{ text: r.pieces.join('') }]),
+      ];
       return chunk(c, parts, r.completionTokens - r.reasoningTokens, true);
     },
     stream(c) {
       const r = c.reply;
       const out: SseEvent[] = [];
+      // The thoughts first, in chunks of their own (no visible output yet).
+      const thoughts =
+        thoughtParts(c, r.thinking ?? []).length > 0
+          ? chunkPieces(r.thinking ?? [], c.config.tokensPerChunk)
+          : [];
+      thoughts.forEach((g, i) => {
+        out.push({
+          text: frame(c, chunk(c, [{ text: g.join(''), thought: true }], 0, false), i === 0),
+          tokens: g.length,
+        });
+      });
+      const first = thoughts.length === 0;
       if (r.tool) {
         // Gemini sends a function call whole, in one chunk.
         const parts = callParts(r.tool);
         out.push({
-          text: frame(c, chunk(c, parts, r.tool.argPieces.length, true), true),
+          text: frame(c, chunk(c, parts, r.tool.argPieces.length, true), first),
           tokens: r.tool.argPieces.length,
         });
       } else {
@@ -164,7 +179,7 @@ export function geminiProtocol(): Protocol {
         groups.forEach((g, i) => {
           produced += g.length;
           const json = chunk(c, [{ text: g.join('') }], produced, i === groups.length - 1);
-          out.push({ text: frame(c, json, i === 0), tokens: g.length });
+          out.push({ text: frame(c, json, first && i === 0), tokens: g.length });
         });
       }
       if (!c.parsed.sse) out.push({ text: ']', tokens: 0 });
@@ -185,6 +200,12 @@ export function geminiProtocol(): Protocol {
       c.parsed.sse ? 'event: fake_unknown_event\r\ndata: {"fake":"unknown"}\r\n\r\n' : '',
     inbandAsStatus: { kind: 'unavailable' },
   };
+}
+
+/** The answer's thoughts as Gemini returns them (`thought: true`), only when the request asked. */
+function thoughtParts(c: RenderCtx, thinking: string[]): Array<{ text: string; thought: true }> {
+  if (thinking.length === 0 || c.parsed.conversation.thoughtsHidden) return [];
+  return [{ text: thinking.join(''), thought: true }];
 }
 
 /** Gemini's `candidatesTokenCount` excludes thoughts; `totalTokenCount` includes them. */
@@ -208,6 +229,7 @@ interface GenerateBody {
   }>;
   toolConfig?: { functionCallingConfig?: { mode?: string; allowedFunctionNames?: string[] } };
   generationConfig?: {
+    thinkingConfig?: { thinkingBudget?: unknown; includeThoughts?: unknown };
     maxOutputTokens?: unknown;
     stopSequences?: unknown;
     responseMimeType?: unknown;
@@ -261,6 +283,10 @@ function parseGenerate(raw: unknown, url: URL, pathModel: string | undefined): P
   const fc = b.toolConfig?.functionCallingConfig;
   const max = b.generationConfig?.maxOutputTokens;
   const stop = b.generationConfig?.stopSequences;
+  // It thinks when given a budget; its thoughts come back only with includeThoughts (billed either way).
+  const thinkingConfig = b.generationConfig?.thinkingConfig;
+  const budget = thinkingConfig?.thinkingBudget;
+  const thinking = typeof budget === 'number' && budget > 0;
   const conversation: Conversation = {
     texts,
     lastUserText,
@@ -270,6 +296,7 @@ function parseGenerate(raw: unknown, url: URL, pathModel: string | undefined): P
     forcedTool: fc?.mode === 'ANY' ? fc.allowedFunctionNames?.[0] : undefined,
     toolChars: tools.length > 0 ? JSON.stringify(b.tools).length : 0,
     maxTokens: typeof max === 'number' ? max : undefined,
+    ...(thinking ? { thinking: true, thoughtsHidden: thinkingConfig?.includeThoughts !== true } : {}),
     // Gemini stops before a stop sequence too, and says only STOP (not which one).
     ...(Array.isArray(stop) ? { stop: stop.filter((x): x is string => typeof x === 'string') } : {}),
     // JSON mode (providers.md §3.2): an instance of the schema given, either form.

@@ -79,9 +79,10 @@ describe('gemini thinking budgets from reasoning_effort', () => {
     ['xhigh', 24576],
     ['max', 24576],
   ] as const)('%s → %i', (effort, budget) => {
-    expect(build({ reasoning_effort: effort }).json.generationConfig.thinkingConfig).toEqual({
-      thinkingBudget: budget,
-    });
+    // Its thoughts asked for whenever it thinks: Gemini returns them only then.
+    expect(build({ reasoning_effort: effort }).json.generationConfig.thinkingConfig).toEqual(
+      budget > 0 ? { thinkingBudget: budget, includeThoughts: true } : { thinkingBudget: budget },
+    );
   });
 });
 
@@ -94,9 +95,9 @@ describe("gemini thinking budgets within the model's range", () => {
           { model: 'gemini-2.5-pro', stream: false, config, apiKey: 'k' },
         ).body ?? '{}',
       ).generationConfig.thinkingConfig;
-    expect(pro('none')).toEqual({ thinkingBudget: 128 });
-    expect(pro('minimal')).toEqual({ thinkingBudget: 128 });
-    expect(pro('max')).toEqual({ thinkingBudget: 32768 });
+    expect(pro('none')).toEqual({ thinkingBudget: 128, includeThoughts: true });
+    expect(pro('minimal')).toEqual({ thinkingBudget: 128, includeThoughts: true });
+    expect(pro('max')).toEqual({ thinkingBudget: 32768, includeThoughts: true });
   });
 });
 
@@ -104,8 +105,8 @@ describe('gemini thinking budget from the Messages door', () => {
   it("is the caller's own budget, within 2.5 Flash's largest", () => {
     const config = (thinking_budget: number) =>
       build({ reasoning_effort: 'medium', thinking_budget }).json.generationConfig.thinkingConfig;
-    expect(config(1025)).toEqual({ thinkingBudget: 1025 });
-    expect(config(50_000)).toEqual({ thinkingBudget: 24576 });
+    expect(config(1025)).toEqual({ thinkingBudget: 1025, includeThoughts: true });
+    expect(config(50_000)).toEqual({ thinkingBudget: 24576, includeThoughts: true });
   });
 });
 

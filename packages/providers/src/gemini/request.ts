@@ -181,7 +181,10 @@ export function buildGeminiBody(
     // The Messages door's own budget, else the effort's, within what the model takes.
     const range = thinkingRange(model.replace(/^models\//, ''));
     const budget = req.thinking_budget ?? THINKING_BUDGET[req.reasoning_effort];
-    gc.thinkingConfig = { thinkingBudget: Math.min(Math.max(budget, range.min), range.max) };
+    const thinkingBudget = Math.min(Math.max(budget, range.min), range.max);
+    // With its thoughts: Gemini returns them (as `thought` parts, read as the answer's reasoning)
+    // only when asked, and bills them either way.
+    gc.thinkingConfig = thinkingBudget > 0 ? { thinkingBudget, includeThoughts: true } : { thinkingBudget };
   }
   if (Object.keys(gc).length > 0) body.generationConfig = gc;
   if (req.tools && req.tools.length > 0) {
