@@ -32,6 +32,7 @@ describe('what each protocol cannot do, in one table', () => {
     ['gemini', { top_logprobs: 2 }, 'top_logprobs'],
     ['openai', { top_k: 5 }, 'top_k'],
     ['openai', { top_logprobs: 2 }, 'top_logprobs'],
+    ['openai', { stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
     ['openai-compatible', { top_k: 5 }, 'top_k'],
     // Extended thinking: a budget of 1,024 under the token limit, temperature 1 only.
     ['anthropic', { reasoning_effort: 'high', max_tokens: 100 }, 'reasoning_effort'],
@@ -69,6 +70,10 @@ describe('what each protocol cannot do, in one table', () => {
     ['anthropic', { tools: [TOOL], tool_choice: 'required', top_k: 5, top_p: 0.5 }],
     ['anthropic', { reasoning_effort: 'minimal', max_tokens: 10, temperature: 0.2 }],
     ['gemini', { n: 1, top_k: 40, logprobs: false }],
+    // Gemini's 5 stop sequences; OpenAI's 4.
+    ['gemini', { stop: ['a', 'b', 'c', 'd', 'e'] }],
+    ['openai', { stop: ['a', 'b', 'c', 'd'] }],
+    ['openai-compatible', { stop: ['a', 'b', 'c', 'd', 'e'] }],
   ] as const)('%s accepts %j', (kind, extra) => {
     expect(chatRefusal(kind, kind, chat(extra as Partial<ChatRequest>))).toBeUndefined();
   });

@@ -208,6 +208,7 @@ const CHAT_RULES: Record<ProtocolKind, readonly (ChatRule | PartRule | FoundRule
   openai: [
     NO_TOP_K,
     TOP_LOGPROBS_ALONE,
+    { param: 'stop', refused: (r) => stops(r) > 4, why: 'takes at most 4 stop sequences' },
     {
       param: 'service_tier',
       refused: (r) => !defaultTier(r.service_tier),

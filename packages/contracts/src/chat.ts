@@ -328,9 +328,10 @@ const requestFields = {
   top_k: z.number().int().nonnegative().nullable().optional(),
   /** Choices to generate: passed to targets that can (capabilities.ts), refused elsewhere. */
   n: z.number().int().min(1).max(128).nullable().optional(),
+  /** Up to 5 (Gemini's most); OpenAI's 4 is its target's rule (capabilities.ts). */
   stop: z
-    .union([z.string(), z.array(z.string()).max(4)], {
-      error: 'expected a string or an array of at most 4 strings (the most OpenAI takes)',
+    .union([z.string(), z.array(z.string()).max(5)], {
+      error: 'expected a string or an array of at most 5 strings (the most any provider takes)',
     })
     .nullable()
     .optional(),
