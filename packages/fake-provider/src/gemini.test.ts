@@ -98,6 +98,60 @@ describe('gemini protocol', () => {
     expect(chunks[0]?.functionCalls?.[0]?.name).toBe('get_weather');
   });
 
+  it('thinks when given a budget, and returns its thoughts only with includeThoughts (billed either way)', async () => {
+    const ask = (includeThoughts?: boolean) => ({
+      model: 'gemini-2.5-flash',
+      contents: 'Ponder the sea',
+      config: { thinkingConfig: { thinkingBudget: 1024, ...(includeThoughts ? { includeThoughts } : {}) } },
+    });
+    const thoughtsOf = (parts: Array<{ text?: string; thought?: boolean }> | undefined) =>
+      (parts ?? [])
+        .filter((p) => p.thought)
+        .map((p) => p.text ?? '')
+        .join('');
+    const shown = await client.models.generateContent(ask(true));
+    const thoughts = thoughtsOf(shown.candidates?.[0]?.content?.parts);
+    expect(thoughts.length).toBeGreaterThan(0);
+    // The SDK's .text leaves the thoughts out.
+    expect(shown.text).not.toContain(thoughts);
+    const reasoning = shown.usageMetadata?.thoughtsTokenCount ?? 0;
+    expect(reasoning).toBeGreaterThan(0);
+    let streamed = '';
+    let text = '';
+    for await (const c of await client.models.generateContentStream(ask(true))) {
+      streamed += thoughtsOf(c.candidates?.[0]?.content?.parts);
+      text += c.text ?? '';
+    }
+    expect(streamed).toBe(thoughts);
+    expect(text).toBe(shown.text);
+    const hidden = await client.models.generateContent(ask());
+    expect(thoughtsOf(hidden.candidates?.[0]?.content?.parts)).toBe('');
+    expect(hidden.usageMetadata?.thoughtsTokenCount).toBe(reasoning);
+    expect(hidden.text).toBe(shown.text);
+  });
+
+  it('counts every parallel call of a streamed answer, as the whole answer does', async () => {
+    const tools = [
+      {
+        functionDeclarations: [
+          { name: 'f', parameters: { type: Type.OBJECT, properties: { a: { type: Type.STRING } } } },
+        ],
+      },
+    ];
+    const req = {
+      model: 'gemini-2.5-flash',
+      contents: 'two calls [[fake:{"calls":2}]]',
+      config: { tools, toolConfig: { functionCallingConfig: { mode: FunctionCallingConfigMode.ANY } } },
+    };
+    const whole = await client.models.generateContent(req);
+    expect(whole.functionCalls).toHaveLength(2);
+    let last: number | undefined;
+    for await (const c of await client.models.generateContentStream(req))
+      last = c.usageMetadata?.candidatesTokenCount;
+    expect(last).toBe(whole.usageMetadata?.candidatesTokenCount);
+    expect(fake.calls().at(-1)?.completionTokens).toBe(whole.usageMetadata?.candidatesTokenCount);
+  });
+
   it('streams a JSON array without alt=sse, and accepts ?key=', async () => {
     const body = { contents: [{ role: 'user', parts: [{ text: 'array please' }] }] };
     const res = await post('/v1beta/models/gemini-2.5-flash:streamGenerateContent?key=abc', body);

@@ -168,10 +168,9 @@ export function geminiProtocol(): Protocol {
       if (r.tool) {
         // Gemini sends a function call whole, in one chunk.
         const parts = callParts(r.tool);
-        out.push({
-          text: frame(c, chunk(c, parts, r.tool.argPieces.length, true), first),
-          tokens: r.tool.argPieces.length,
-        });
+        // Every call's arguments are output (parallel calls: `count` of them), as the JSON answer counts.
+        const produced = r.tool.argPieces.length * r.tool.count;
+        out.push({ text: frame(c, chunk(c, parts, produced, true), first), tokens: produced });
       } else {
         const groups = chunkPieces(r.pieces, c.config.tokensPerChunk);
         if (groups.length === 0) groups.push([]);
