@@ -157,6 +157,17 @@ describe('openai-compatible responses and errors', () => {
     expect(r.toolCalls[0]?.function).toEqual({ name: 'lookup', arguments: '{"q":"planets"}' });
   });
 
+  it('a 200 with no choices (empty or absent) is no answer: a retryable upstream_error, not an empty success', () => {
+    for (const body of [
+      { id: 'x', object: 'chat.completion', choices: [], usage: { prompt_tokens: 3, completion_tokens: 12 } },
+      { id: 'x' },
+    ]) {
+      expect(() => openaiAdapter.parseResponse(body)).toThrow(
+        expect.objectContaining({ code: 'upstream_error', retryable: true }),
+      );
+    }
+  });
+
   it('vLLM integer error codes, flat bodies and bare-string bodies all classify', () => {
     const h = new Headers();
     expect(adapter.classifyError(404, h, fixture('openai-compatible', 'vllm-error-404.json'))).toMatchObject({

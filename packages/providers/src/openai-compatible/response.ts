@@ -125,7 +125,8 @@ function choiceOf(choice: unknown): CompletionChoice {
 }
 
 export function parseOpenAIResponse(body: unknown, fallbackModel: string): Completion {
-  if (!isObj(body) || !Array.isArray(body.choices)) {
+  // No choices is no answer (as no `choices` at all): retried or fallen back from, never a success.
+  if (!isObj(body) || !Array.isArray(body.choices) || body.choices.length === 0) {
     throw new GatewayError({
       code: 'upstream_error',
       message: 'provider returned an unexpected body',
