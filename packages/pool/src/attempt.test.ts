@@ -185,6 +185,17 @@ describe('attempt: what a call produced is billed', () => {
     expect(event).toMatchObject({ outcome: 'success', final: true, estimated: true });
     expect(event?.inputTokens).toBeGreaterThan(0);
     expect(event?.outputTokens).toBeGreaterThanOrEqual(9);
+    // The answer (its usage chunk and done frame) carries the tokens billed, not the provider's zeros.
+    const frames = (await deps.store.read(data.id, 0)).map((raw) => JSON.parse(raw));
+    const done = frames.find((f) => f.type === 'done');
+    expect(done?.result?.usage).toMatchObject({
+      prompt_tokens: event?.inputTokens,
+      completion_tokens: event?.outputTokens,
+    });
+    expect(frames.find((f) => f.type === 'usage')?.usage).toMatchObject({
+      prompt_tokens: event?.inputTokens,
+      completion_tokens: event?.outputTokens,
+    });
   });
 
   it('an intake that no longer vouches right before the call (the lane lost its take): no call, no frame, no usage', async () => {

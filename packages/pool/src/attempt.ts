@@ -544,7 +544,9 @@ async function attemptOnce(
       data.id,
       candidate,
       Math.floor(data.created / 1000),
-      res.completion,
+      // With the usage billed: the provider's, or the estimate when it reported none (its tokens and
+      // its `cost` then agree, as in the ledger).
+      { ...res.completion, usage },
       cost,
       // Written once in the legacy shape for a request that used `functions`: every reader of the
       // done frame (a waiting caller's raw relay, jobs, batch lines, the SSE door's top-up) gets it.
