@@ -39,6 +39,26 @@ describe('providersFromEnv', () => {
     expect(configs[1]?.apiKeys).toEqual(['fake-key']);
   });
 
+  it("UPSTREAM_*_MS set every provider call's timeouts (the others keep their defaults); a bad one throws", () => {
+    const env = { OPENAI_API_KEY: 'k', FAKE_PROVIDER_URL: 'http://127.0.0.1:1', UPSTREAM_TOTAL_MS: '60000' };
+    const configs = providersFromEnv(env);
+    expect(configs.length).toBeGreaterThan(1);
+    for (const c of configs) expect(c.timeouts).toEqual({ totalMs: 60_000 });
+    expect(providersFromEnv({ OPENAI_API_KEY: 'k' })[0]?.timeouts).toBeUndefined();
+    expect(
+      providersFromEnv({
+        OPENAI_API_KEY: 'k',
+        UPSTREAM_CONNECT_MS: '1000',
+        UPSTREAM_FIRST_BYTE_MS: '2000',
+        UPSTREAM_IDLE_MS: '3000',
+      })[0]?.timeouts,
+    ).toEqual({ connectMs: 1000, firstByteMs: 2000, idleMs: 3000 });
+    for (const bad of ['0', '-5', '1.5', 'soon'])
+      expect(() => providersFromEnv({ OPENAI_API_KEY: 'k', UPSTREAM_TOTAL_MS: bad })).toThrow(
+        /UPSTREAM_TOTAL_MS/,
+      );
+  });
+
   it('adapters: by kind, and by preset for openai-compatible', () => {
     expect(adapterFor('gemini').kind).toBe('gemini');
     const [groq] = providersFromEnv({ GROQ_API_KEY: 'g' });

@@ -3,7 +3,7 @@ import { geminiAdapter } from './gemini/index.ts';
 import { openaiAdapter } from './openai/index.ts';
 import { openAICompatible } from './openai-compatible/index.ts';
 import { PRESETS, presetById } from './presets.ts';
-import type { ProviderAdapter, ProviderConfig, ProviderKind } from './types.ts';
+import type { ProviderAdapter, ProviderConfig, ProviderKind, Timeouts } from './types.ts';
 
 const genericCompatible = openAICompatible();
 /** Adapters are stateless translation objects: one per preset, built once. */
@@ -133,7 +133,34 @@ export function providersFromEnv(env: Env): ProviderConfig[] {
       ...(p.headers ? { headers: { ...p.headers } } : {}),
     });
   }
-  return out;
+  const timeouts = timeoutsFromEnv(env);
+  return timeouts ? out.map((c) => ({ ...c, timeouts })) : out;
+}
+
+/**
+ * Every provider call's timeouts, from `UPSTREAM_CONNECT_MS`, `UPSTREAM_FIRST_BYTE_MS`,
+ * `UPSTREAM_IDLE_MS` and `UPSTREAM_TOTAL_MS` (call.ts's defaults for those not set). A whole
+ * (non-streamed) answer sends its headers only once it is done, so it is bounded by the larger of
+ * first byte and total: lowering the total makes a provider that hangs on one fail (retryable, then
+ * the fallback) sooner, and cuts a call longer than that. Throws on a value that is not a positive integer.
+ */
+export function timeoutsFromEnv(env: Env): Partial<Timeouts> | undefined {
+  const names = {
+    connectMs: 'UPSTREAM_CONNECT_MS',
+    firstByteMs: 'UPSTREAM_FIRST_BYTE_MS',
+    idleMs: 'UPSTREAM_IDLE_MS',
+    totalMs: 'UPSTREAM_TOTAL_MS',
+  } as const;
+  const t: Partial<Timeouts> = {};
+  for (const [field, name] of Object.entries(names) as [keyof Timeouts, string][]) {
+    const v = val(env, name);
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new Error(`${name} must be a positive integer of ms, got ${JSON.stringify(v)}`);
+    t[field] = n;
+  }
+  return Object.keys(t).length > 0 ? t : undefined;
 }
 
 export { presetById };
