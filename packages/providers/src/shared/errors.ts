@@ -250,7 +250,8 @@ function rateLimitMessage(f: RateLimitFacts, quota: boolean): string {
 const CREDIT_TOO_LOW = /credit balance is too low/i;
 
 export function classifyStatus(status: number, c: Classified): GatewayError {
-  const base = { upstreamStatus: status, retryAfterMs: c.retryAfterMs };
+  // 0: the provider was not reached, so it gave no status (the route names the code instead).
+  const base = { upstreamStatus: status === 0 ? undefined : status, retryAfterMs: c.retryAfterMs };
   const msg = (fallback: string) => safeMessage(c.message, fallback);
   if (status === 0) {
     return new GatewayError({
