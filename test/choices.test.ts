@@ -333,7 +333,7 @@ describe('reasoning in whole answers', () => {
       reasoning_effort: 'none',
     });
     expect(
-      (plain.choices[0]?.message as unknown as { reasoning_content?: string }).reasoning_content,
+      (plain.choices[0]?.message as unknown as { reasoning_content?: string } | undefined)?.reasoning_content,
     ).toBeFalsy();
   });
 });
