@@ -545,8 +545,8 @@ async function attemptOnce(
       candidate,
       Math.floor(data.created / 1000),
       // With the usage billed: the provider's, or the estimate when it reported none (its tokens and
-      // its `cost` then agree, as in the ledger).
-      { ...res.completion, usage },
+      // its `cost` then agree, as in the ledger). A copy only then: not on every answer's path.
+      usage === res.completion.usage ? res.completion : { ...res.completion, usage },
       cost,
       // Written once in the legacy shape for a request that used `functions`: every reader of the
       // done frame (a waiting caller's raw relay, jobs, batch lines, the SSE door's top-up) gets it.
