@@ -291,18 +291,17 @@ describe('reasoning in whole answers', () => {
     const lm = llama.choices[0]?.message as unknown as { reasoning_content?: string };
     expect(lm.reasoning_content?.length).toBeGreaterThan(0);
     // Streamed: the SDK keeps the unknown delta field in the chunks.
-    let streamed = '';
-    const s = openai.chat.completions.stream({
-      model: 'llama/llama3.2',
-      messages: ask('Ponder.'),
-      reasoning_effort: 'low',
-    });
-    s.on('chunk', (c) => {
-      streamed +=
-        (c.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content ?? '';
-    });
-    await s.finalChatCompletion();
-    expect(streamed).toBe(lm.reasoning_content);
+    const streamedReasoning = async (model: string) => {
+      let reasoning = '';
+      const s = openai.chat.completions.stream({ model, messages: ask('Ponder.'), reasoning_effort: 'low' });
+      s.on('chunk', (c) => {
+        reasoning +=
+          (c.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content ?? '';
+      });
+      const final = await s.finalChatCompletion();
+      return { reasoning, final };
+    };
+    expect((await streamedReasoning('llama/llama3.2')).reasoning).toBe(lm.reasoning_content);
     // Gemini returns its thoughts only when asked (includeThoughts): the gateway asks whenever it
     // sets a thinking budget, so they come back whole and streamed; billed as reasoning either way.
     const gemini = await openai.chat.completions.create({
@@ -313,19 +312,9 @@ describe('reasoning in whole answers', () => {
     const gm = gemini.choices[0]?.message as unknown as { reasoning_content?: string };
     expect(gm.reasoning_content?.length).toBeGreaterThan(0);
     expect(gemini.usage?.completion_tokens_details?.reasoning_tokens).toBeGreaterThan(0);
-    let geminiStreamed = '';
-    const gs = openai.chat.completions.stream({
-      model: 'gemini/gemini-2.5-flash',
-      messages: ask('Ponder.'),
-      reasoning_effort: 'low',
-    });
-    gs.on('chunk', (c) => {
-      geminiStreamed +=
-        (c.choices[0]?.delta as { reasoning_content?: string } | undefined)?.reasoning_content ?? '';
-    });
-    const gFinal = await gs.finalChatCompletion();
-    expect(geminiStreamed).toBe(gm.reasoning_content);
-    expect(gFinal.choices[0]?.message.content).toBe(gemini.choices[0]?.message.content);
+    const gs = await streamedReasoning('gemini/gemini-2.5-flash');
+    expect(gs.reasoning).toBe(gm.reasoning_content);
+    expect(gs.final.choices[0]?.message.content).toBe(gemini.choices[0]?.message.content);
     // Thinking off (`none`: no budget): no thoughts.
     const plain = await openai.chat.completions.create({
       model: 'gemini/gemini-2.5-flash',
